@@ -1,0 +1,94 @@
+// Package adminapi serves Shoal's admin HTTP API: bearer-token
+// authentication on every route, one place that maps errors to HTTP
+// statuses, and the routes of the balancer and the controller.
+package adminapi
+
+import (
+	"crypto/rand"
+	"crypto/subtle"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+)
+
+// TokenFile is the name of the token file under a data directory.
+const TokenFile = "admin.token"
+
+// LoadOrCreateToken returns the admin token stored at path, creating it
+// with a fresh random value (mode 0600, written atomically) when it does
+// not exist. A token file readable by group or others is refused.
+func LoadOrCreateToken(path string) (string, error) {
+	b, err := os.ReadFile(path)
+	if err == nil {
+		fi, err := os.Stat(path)
+		if err != nil {
+			return "", fmt.Errorf("stat token: %w", err)
+		}
+		if fi.Mode().Perm()&0o077 != 0 {
+			return "", fmt.Errorf("token file %s has mode %v: it must not be readable by others (chmod 600)", path, fi.Mode().Perm())
+		}
+		tok := strings.TrimSpace(string(b))
+		if tok == "" {
+			return "", fmt.Errorf("token file %s is empty", path)
+		}
+		return tok, nil
+	}
+	if !errors.Is(err, fs.ErrNotExist) {
+		return "", fmt.Errorf("read token: %w", err)
+	}
+	raw := make([]byte, 32)
+	if _, err := rand.Read(raw); err != nil {
+		return "", fmt.Errorf("generate token: %w", err)
+	}
+	tok := hex.EncodeToString(raw)
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return "", fmt.Errorf("create token dir: %w", err)
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(path), ".token-*")
+	if err != nil {
+		return "", fmt.Errorf("write token: %w", err)
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := tmp.WriteString(tok + "\n"); err != nil {
+		tmp.Close()
+		return "", fmt.Errorf("write token: %w", err)
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return "", fmt.Errorf("write token: %w", err)
+	}
+	if err := tmp.Close(); err != nil {
+		return "", fmt.Errorf("write token: %w", err)
+	}
+	// os.CreateTemp already uses mode 0600.
+	if err := os.Rename(tmp.Name(), path); err != nil {
+		return "", fmt.Errorf("write token: %w", err)
+	}
+	if d, err := os.Open(filepath.Dir(path)); err == nil {
+		d.Sync()
+		d.Close()
+	}
+	return tok, nil
+}
+
+// RequireToken wraps h so that every request must carry
+// "Authorization: Bearer <token>"; others get 401 with a
+// WWW-Authenticate header. The comparison is constant-time. An empty token
+// rejects every request.
+func RequireToken(token string, h http.Handler) http.Handler {
+	want := []byte("Bearer " + token)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got := []byte(r.Header.Get("Authorization"))
+		if token == "" || subtle.ConstantTimeCompare(got, want) != 1 {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="shoal"`)
+			WriteError(w, ErrUnauthorized)
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
+}

@@ -1,0 +1,68 @@
+package adminapi
+
+import (
+	"encoding/json"
+	"errors"
+	"net/http"
+)
+
+// Errors that handlers return; WriteError maps them to statuses. Packages
+// whose errors need a status other than 500 wrap one of these, or are added
+// to statusOf.
+var (
+	ErrUnauthorized = errors.New("missing or wrong admin token")
+	ErrNotFound     = errors.New("not found")
+	ErrBadRequest   = errors.New("bad request")
+	ErrConflict     = errors.New("conflict")
+)
+
+// ErrorBody is the JSON body of every error response.
+type ErrorBody struct {
+	Error string `json:"error"`
+}
+
+// statusOf is the one place where an error becomes an HTTP status.
+func statusOf(err error) int {
+	switch {
+	case errors.Is(err, ErrUnauthorized):
+		return http.StatusUnauthorized
+	case errors.Is(err, ErrNotFound):
+		return http.StatusNotFound
+	case errors.Is(err, ErrBadRequest):
+		return http.StatusBadRequest
+	case errors.Is(err, ErrConflict):
+		return http.StatusConflict
+	default:
+		return http.StatusInternalServerError
+	}
+}
+
+// WriteError writes err as a JSON error body with the status statusOf
+// chooses.
+func WriteError(w http.ResponseWriter, err error) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(statusOf(err))
+	json.NewEncoder(w).Encode(ErrorBody{Error: err.Error()})
+}
+
+// WriteJSON writes v as JSON with status 200.
+func WriteJSON(w http.ResponseWriter, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	enc.Encode(v)
+}
+
+// HandlerFunc is an admin handler that returns an error instead of
+// writing one; Handle adapts it.
+type HandlerFunc func(w http.ResponseWriter, r *http.Request) error
+
+// Handle adapts f to http.Handler, writing any returned error through
+// WriteError.
+func Handle(f HandlerFunc) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if err := f(w, r); err != nil {
+			WriteError(w, err)
+		}
+	})
+}

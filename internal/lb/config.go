@@ -1,0 +1,116 @@
+// Package lb is Shoal's load balancer: listeners (TLS with SNI, HTTP/2),
+// routes by host and path prefix, the reverse proxy for HTTP/1.1, HTTP/2
+// and WebSocket, forwarded headers, request ids, retries with a budget,
+// limits and request-smuggling defences, the access log, Prometheus
+// metrics, live reconfiguration, and the admin handlers that drive pools.
+//
+// Target state, picking and stickiness belong to package pool; active
+// health probes to package health. The Balancer wires them together.
+package lb
+
+import (
+	"io"
+	"log/slog"
+	"net/netip"
+	"time"
+
+	"github.com/shoal-dev/shoal/internal/health"
+	"github.com/shoal-dev/shoal/internal/pool"
+)
+
+// Config is a complete, validated balancer configuration. It is built by
+// package config from lb.yaml, or in code by the controller. A Config is
+// treated as immutable once passed to New or Reload.
+//
+// CONTRACT FILE: package config (lb.yaml) and the controller build this
+// type; change fields only together with them.
+type Config struct {
+	Listeners []Listener
+	Routes    []Route
+	Pools     []PoolConfig
+	Limits    Limits
+	// TrustedProxies are the client addresses whose X-Forwarded-*,
+	// Forwarded and X-Real-IP headers are kept and extended. From any other
+	// client those headers are removed and set by the balancer alone.
+	TrustedProxies []netip.Prefix
+	// RetryBudget is the share (0-1) of live requests that may be retries;
+	// default 0.2. MinRetries per second are always allowed (default 3).
+	RetryBudget float64
+	MinRetries  int
+	// AccessLog receives one JSON line per request; nil disables it.
+	AccessLog io.Writer
+	// Maintenance, when set, answers every proxied request with 503, this
+	// page and Retry-After (issue: maintenance mode).
+	Maintenance *Maintenance
+	Logger      *slog.Logger
+}
+
+// Listener is one address the balancer accepts clients on.
+type Listener struct {
+	Name string
+	Addr string // "127.0.0.1:8080", ":443"
+	// TLS certificates; empty means plain HTTP. With several, the one
+	// matching the SNI name is chosen; HTTP/2 is offered through ALPN.
+	TLS []Certificate
+	// Routes restricts this listener to the named routes; empty means all.
+	Routes []string
+}
+
+// Certificate is a PEM certificate chain and key on disk.
+type Certificate struct {
+	CertFile, KeyFile string
+}
+
+// Route sends requests whose host and path match to a pool. Routes are
+// matched most specific first: exact host before wildcard before any host,
+// then longest path prefix.
+type Route struct {
+	Name string
+	// Host is an exact name ("app.example.com"), a wildcard
+	// ("*.example.com", one or more labels) or empty for any host.
+	Host string
+	// PathPrefix defaults to "/".
+	PathPrefix string
+	Pool       string
+}
+
+// PoolConfig is one pool of targets and its policies.
+type PoolConfig struct {
+	Name      string
+	Algorithm pool.Algorithm
+	Targets   []pool.TargetSpec
+	// Health enables active checks when non-nil.
+	Health       *health.Spec
+	Sticky       pool.Sticky
+	Outlier      pool.Outlier
+	SlowStart    time.Duration
+	DrainTimeout time.Duration
+	// Retries is the number of extra attempts for a retryable failure;
+	// default 2 (three tries in all). Zero after defaults means 2; use -1
+	// for none.
+	Retries int
+	// TryTimeout bounds one attempt until response headers; default 30s.
+	TryTimeout time.Duration
+	// ConnectTimeout bounds dialing a target; default 2s.
+	ConnectTimeout time.Duration
+}
+
+// Limits protect the balancer and the targets. Zero values take defaults.
+type Limits struct {
+	HeaderTimeout   time.Duration // read of request headers (slowloris); default 10s
+	ClientIdle      time.Duration // keep-alive idle, client side; default 60s
+	UpstreamIdle    time.Duration // pooled upstream connection idle; default 90s
+	MaxHeaderBytes  int           // default 64KiB; larger gets 431
+	MaxURIBytes     int           // default 8KiB; longer gets 414
+	MaxBodyBytes    int64         // 0 = unlimited; larger gets 413
+	MaxConns        int           // per listener; 0 = unlimited
+	MaxIdlePerHost  int           // pooled upstream connections per target; default 256
+	WebSocketIdle   time.Duration // 0 = no idle limit on tunnels
+	ShutdownTimeout time.Duration // graceful stop bound for Run; default 30s
+}
+
+// Maintenance is the answer the balancer gives while in maintenance mode.
+type Maintenance struct {
+	Page       string        // HTML body
+	RetryAfter time.Duration // Retry-After header, whole seconds
+}
