@@ -178,7 +178,8 @@ type TargetStatus struct {
 	Reason   string
 	Weight   int
 	InFlight int64
-	// EffectiveWeight includes slow start.
+	// EffectiveWeight is the weight picks use now, slow start included;
+	// 0 when the target is not a candidate (not healthy, or draining).
 	EffectiveWeight float64
 	EWMA            time.Duration
 	// Ejections and Requests are monotonic counters since Add (Requests
@@ -277,8 +278,9 @@ func ParseState(s string) (State, error) {
 const MaxWeight = 256
 
 // Validate reports the first problem in o that New would otherwise paper
-// over (New never fails: it disables cookie stickiness with a short secret
-// and clamps nothing silently elsewhere). Config loaders call it.
+// over: New never fails, so it falls back to the default for an invalid
+// value and disables cookie stickiness with a short secret. Config loaders
+// call Validate first.
 func (o Options) Validate() error {
 	if o.Algorithm > P2C {
 		return fmt.Errorf("invalid algorithm %d", uint8(o.Algorithm))

@@ -1,0 +1,51 @@
+package pool
+
+import (
+	"fmt"
+	"time"
+)
+
+// eject is called by End when t reaches Outlier.ConsecutiveFailures. It
+// ejects t for BaseEjection x n (n counting this ejection, capped at
+// MaxEjection) unless t is not healthy or the ejection would put more than
+// MaxEjectedPercent of the non-draining targets out at once.
+func (p *Pool) eject(t *Target) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	defer t.failures.Store(0)
+	now := p.now()
+	p.refreshLocked(now)
+	if t.state != StateHealthy || p.byAddr[t.addr] != t {
+		return
+	}
+	total, ejected := 0, 0
+	for _, x := range p.targets {
+		switch x.state {
+		case StateDraining:
+			continue
+		case StateEjected:
+			ejected++
+		}
+		total++
+	}
+	o := p.outlier
+	if (ejected+1)*100 > o.MaxEjectedPercent*total {
+		p.log.Warn("not ejecting target: too many ejected", "pool", p.name, "target", t.addr,
+			"ejected", ejected, "targets", total, "max_ejected_percent", o.MaxEjectedPercent)
+		return
+	}
+	// Forgive old ejections once the target has served well for a while.
+	if t.ejectCount > 0 && now.Sub(t.lastReturn) >= o.MaxEjection {
+		t.ejectCount = 0
+	}
+	t.ejectCount++
+	d := o.BaseEjection * time.Duration(t.ejectCount)
+	if d > o.MaxEjection || d/time.Duration(t.ejectCount) != o.BaseEjection {
+		d = o.MaxEjection
+	}
+	t.ejectedUntil = now.Add(d)
+	t.ejections.Add(1)
+	if p.transitionLocked(t, now, fmt.Sprintf("ejected after %d consecutive failures for %s", o.ConsecutiveFailures, d)) {
+		p.rebuildLocked(now)
+	}
+}
