@@ -1,0 +1,266 @@
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+
+	"github.com/shoal-dev/shoal/internal/config"
+)
+
+// runInit implements "shoal init [-force] [dir]": it looks at the app
+// folder, guesses how to build and run it, and writes a commented starter
+// shoal.yaml that the loader accepts.
+func runInit(_ context.Context, env *Env, args []string) error {
+	fset := flag.NewFlagSet("init", flag.ContinueOnError)
+	fset.SetOutput(env.Stderr)
+	force := fset.Bool("force", false, "overwrite an existing shoal.yaml")
+	fset.Usage = func() {
+		fmt.Fprintln(env.Stderr, "usage: shoal init [-force] [dir]\n\nwrites a commented starter shoal.yaml for the app in dir (default: this folder)")
+		fset.PrintDefaults()
+	}
+	if err := fset.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil
+		}
+		return &UsageError{Err: err}
+	}
+	rest := fset.Args()
+	dir := "."
+	if len(rest) > 0 {
+		dir = rest[0]
+		// Accept flags after the folder too: shoal init app -force.
+		if err := fset.Parse(rest[1:]); err != nil {
+			return &UsageError{Err: err}
+		}
+		if fset.NArg() > 0 {
+			return usagef("init takes one folder, got %q", append([]string{dir}, fset.Args()...))
+		}
+	}
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return fmt.Errorf("init: %w", err)
+	}
+	if fi, err := os.Stat(abs); err != nil || !fi.IsDir() {
+		return usagef("%s is not a folder", dir)
+	}
+	g := guessApp(abs)
+	text := g.render()
+	path := filepath.Join(abs, config.AppFileName)
+	// The file must load; a failure here is a bug in the guesser, and
+	// writing a file that shoal up then rejects would only move the error.
+	if _, err := config.Parse(path, []byte(text), abs); err != nil {
+		return fmt.Errorf("init: the generated configuration does not load (please report this): %w", err)
+	}
+	if err := writeNew(path, []byte(text), *force); err != nil {
+		return err
+	}
+	fmt.Fprintf(env.Stdout, "wrote %s\n", filepath.Join(dir, config.AppFileName))
+	fmt.Fprintf(env.Stdout, "  app:   %s (%s)\n", g.name, g.why)
+	if g.build != "" {
+		fmt.Fprintf(env.Stdout, "  build: %s\n  output: %s\n", g.build, g.output)
+	} else {
+		fmt.Fprintf(env.Stdout, "  build: none, the folder is shipped as it is\n")
+	}
+	fmt.Fprintf(env.Stdout, "  run:   %s\n", g.run)
+	if g.settings != "" {
+		fmt.Fprintf(env.Stdout, "  settings: %s (passed as METEOR_SETTINGS)\n", g.settings)
+	}
+	fmt.Fprintf(env.Stdout, "review it (every guess is commented), then run: shoal up\n")
+	return nil
+}
+
+// writeNew writes path, refusing to replace an existing file unless force.
+func writeNew(path string, data []byte, force bool) error {
+	if !force {
+		f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+		if errors.Is(err, fs.ErrExist) {
+			return usagef("%s already exists (use -force to overwrite it)", path)
+		}
+		if err != nil {
+			return fmt.Errorf("init: %w", err)
+		}
+		if _, err := f.Write(data); err != nil {
+			f.Close()
+			os.Remove(path)
+			return fmt.Errorf("init: %w", err)
+		}
+		if err := f.Close(); err != nil {
+			return fmt.Errorf("init: %w", err)
+		}
+		return nil
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(path), ".shoal.yaml.*")
+	if err != nil {
+		return fmt.Errorf("init: %w", err)
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := tmp.Write(data); err != nil {
+		tmp.Close()
+		return fmt.Errorf("init: %w", err)
+	}
+	if err := tmp.Chmod(0o644); err != nil {
+		tmp.Close()
+		return fmt.Errorf("init: %w", err)
+	}
+	if err := tmp.Close(); err != nil {
+		return fmt.Errorf("init: %w", err)
+	}
+	if err := os.Rename(tmp.Name(), path); err != nil {
+		return fmt.Errorf("init: %w", err)
+	}
+	return nil
+}
+
+// guess is what init inferred about an app folder.
+type guess struct {
+	name      string
+	kind      string // "meteor", "node", "go" or "" (unknown)
+	why       string // what was found, for the summary
+	build     string // build command, "" for none
+	output    string // build output
+	run       string
+	notes     []string // comments placed above run.command
+	settings  string   // settings file found (Meteor)
+	secrets   string   // secrets file found
+	hostEnv   []string
+	literal   map[string]string
+	sockjs    bool
+	graceNote string
+}
+
+var appNameInvalid = regexp.MustCompile(`[^a-z0-9-]+`)
+
+// appNameFor derives a valid app name from a folder name.
+func appNameFor(dir string) string {
+	n := appNameInvalid.ReplaceAllString(strings.ToLower(filepath.Base(dir)), "-")
+	n = strings.Trim(n, "-")
+	if len(n) > 63 {
+		n = strings.Trim(n[:63], "-")
+	}
+	if n == "" {
+		return "app"
+	}
+	return n
+}
+
+func exists(p string) bool {
+	_, err := os.Stat(p)
+	return err == nil
+}
+
+// guessApp inspects dir (absolute).
+func guessApp(dir string) guess {
+	g := guess{name: appNameFor(dir), literal: map[string]string{}}
+	if exists(filepath.Join(dir, "secrets.env")) {
+		g.secrets = "secrets.env"
+	}
+	switch {
+	case exists(filepath.Join(dir, ".meteor", "release")):
+		g.meteor(dir)
+	case exists(filepath.Join(dir, "package.json")):
+		g.node(dir)
+	case exists(filepath.Join(dir, "go.mod")):
+		g.kind, g.why = "go", "found go.mod"
+		g.build = "go build -o bin/" + g.name + " ."
+		g.output = "bin"
+		g.run = "./" + g.name
+	default:
+		g.why = "no Meteor, Node or Go project found"
+		g.run = "./start.sh"
+		g.notes = []string{"CHANGE ME: the command that starts your app. It must listen on $PORT."}
+	}
+	return g
+}
+
+func (g *guess) meteor(dir string) {
+	g.kind, g.why = "meteor", "found .meteor/release: a Meteor app"
+	const out = ".meteor/local/shoal-build"
+	// meteor build writes a Node bundle; its server dependencies are
+	// installed once here, at build time, not on each instance.
+	g.build = "rm -rf " + out + " && meteor npm install && meteor build " + out +
+		" --directory --server-only && cd " + out + "/bundle/programs/server && meteor npm install --omit=dev"
+	g.output = out + "/bundle"
+	g.run = "node main.js"
+	g.notes = []string{"Runs the Meteor bundle with a node that matches your Meteor release (see: meteor node --version)."}
+	g.hostEnv = []string{"MONGO_URL"}
+	g.literal["NODE_ENV"] = "production"
+	g.sockjs = true
+	g.graceNote = "Meteor servers can take tens of seconds to boot"
+	if exists(filepath.Join(dir, "settings.json")) {
+		g.settings = "settings.json"
+	}
+}
+
+func (g *guess) node(dir string) {
+	g.kind, g.why = "node", "found package.json: a Node app"
+	var pkg struct {
+		Main         string            `json:"main"`
+		Scripts      map[string]string `json:"scripts"`
+		Dependencies map[string]string `json:"dependencies"`
+	}
+	data, err := os.ReadFile(filepath.Join(dir, "package.json"))
+	if err == nil {
+		err = json.Unmarshal(data, &pkg)
+	}
+	if err != nil {
+		g.notes = append(g.notes, "package.json could not be read, so this is a guess.")
+	}
+	install := "npm install --omit=dev"
+	if exists(filepath.Join(dir, "package-lock.json")) {
+		install = "npm ci --omit=dev"
+	}
+	switch {
+	case pkg.Scripts["build"] != "":
+		g.build = strings.Replace(install, " --omit=dev", "", 1) + " && npm run build"
+		g.output = "."
+		g.notes = append(g.notes, "The build installs dev dependencies too; prune them in the build if the release gets large.")
+	case len(pkg.Dependencies) > 0:
+		g.build = install
+		g.output = "."
+	}
+	switch {
+	case pkg.Scripts["start"] != "":
+		// Run the start script's command itself rather than "npm start",
+		// so that the stop signal reaches the app and not npm.
+		g.run = pkg.Scripts["start"]
+		g.notes = append(g.notes, `From the "start" script of package.json.`)
+	case pkg.Main != "":
+		g.run = "node " + pkg.Main
+	case exists(filepath.Join(dir, "main.js")):
+		g.run = "node main.js"
+	default:
+		g.run = "node index.js"
+	}
+	g.literal["NODE_ENV"] = "production"
+	if exists(filepath.Join(dir, "settings.json")) {
+		g.settings = "settings.json"
+		g.notes = append(g.notes, "settings.json is passed as METEOR_SETTINGS.")
+	}
+}
+
+var yamlPlain = regexp.MustCompile(`^[A-Za-z0-9./_][A-Za-z0-9 ./_=+,@()&|;-]*$`)
+
+// yamlScalar writes s as a YAML scalar, quoted when it could be misread
+// (special characters, or a word YAML would read as a bool, null or number).
+func yamlScalar(s string) string {
+	switch strings.ToLower(s) {
+	case "true", "false", "yes", "no", "on", "off", "null", "~", "y", "n":
+		return strconv.Quote(s)
+	}
+	if _, err := strconv.ParseFloat(s, 64); err == nil {
+		return strconv.Quote(s)
+	}
+	if yamlPlain.MatchString(s) && !strings.HasSuffix(s, " ") {
+		return s
+	}
+	return strconv.Quote(s)
+}

@@ -1,0 +1,280 @@
+package config
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+)
+
+// AppFileName is the conventional name of an app's configuration file.
+const AppFileName = "shoal.yaml"
+
+// App is one app's configuration, shoal.yaml: how to build it, how to run
+// it, how to tell that an instance is healthy, how many instances to keep,
+// and the balancer and admin API in front of them.
+//
+// An App returned by Load or Parse is complete and valid: defaults are
+// applied, paths are absolute, and the settings and secrets files have been
+// read and checked. It is a plain value; treat it as immutable and share
+// it freely between goroutines.
+type App struct {
+	// Name of the app: 1 to 63 characters of lowercase letters, digits and
+	// dashes, starting with a letter or digit. It names the group, the
+	// releases and the instances. Required.
+	Name string `yaml:"app"`
+
+	// Build says how to turn the app folder into what instances run.
+	// Absent means the folder is shipped as it is.
+	Build *AppBuild `yaml:"build"`
+
+	// Run says how to start one instance. Required (run.command).
+	Run AppRun `yaml:"run"`
+
+	// Health is the active health check of every instance.
+	Health AppHealth `yaml:"health"`
+
+	// Group sizes the set of instances.
+	Group AppGroup `yaml:"group"`
+
+	// Balancer is the load balancer in front of the instances.
+	Balancer AppBalancer `yaml:"balancer"`
+
+	// Admin is the admin API that the shoal CLI talks to.
+	Admin AppAdmin `yaml:"admin"`
+
+	// DataDir holds Shoal's state: the store, artifacts, unpacked releases
+	// and instance logs. Relative to the folder of shoal.yaml; default
+	// ".shoal". It is never shipped inside a release.
+	DataDir string `yaml:"data_dir"`
+
+	// KeepReleases is how many releases (and their artifacts) are kept for
+	// rollback, the current one included. Default 5, at least 1.
+	KeepReleases int `yaml:"keep_releases"`
+
+	// File is the absolute path of the file the App was read from. Set by
+	// Load and Parse, never read from the file.
+	File string `yaml:"-"`
+	// Dir is the absolute app folder: the folder of File. Every relative
+	// path in the file is taken relative to it.
+	Dir string `yaml:"-"`
+
+	file       string   // the file name given to Parse, for messages
+	settings   string   // contents of run.settings, compact JSON; "" when unset
+	secrets    []EnvVar // parsed run.secrets_file, in file order
+	fromHostAt []Pos    // position of each run.env_from_host entry
+}
+
+// AppBuild says how an app is built. Building happens once per source
+// change, on the machine that runs shoal, never on each instance.
+type AppBuild struct {
+	// Command builds the app. It runs in the app folder through /bin/sh -c
+	// with shoal's own environment plus Env. Empty means nothing to build:
+	// Output is shipped as it is and must exist when the file is loaded.
+	Command string `yaml:"command"`
+
+	// Output is the directory that becomes the release artifact, relative
+	// to the app folder; default "." (the whole folder). It must exist
+	// after Command has run.
+	Output string `yaml:"output"`
+
+	// Env are extra variables for the build command only (literal values),
+	// such as CGO_ENABLED: "0".
+	Env map[string]string `yaml:"env"`
+
+	// Exclude lists paths (relative to the app folder; a directory excludes
+	// everything under it) that are left out of the artifact and of the
+	// source fingerprint that decides whether to rebuild. ".git", DataDir and
+	// run.secrets_file are always excluded.
+	Exclude []string `yaml:"exclude"`
+}
+
+// AppRun says how an instance runs.
+type AppRun struct {
+	// Command starts one instance. It runs through /bin/sh -c in the
+	// unpacked release directory (the build output). The app must listen
+	// on the port in $PORT, which Shoal chooses per instance. Required.
+	Command string `yaml:"command"`
+
+	// Env are variables with literal values. PORT, ROOT_URL and names
+	// starting with SHOAL_ are reserved; use root_url and settings instead.
+	Env map[string]string `yaml:"env"`
+
+	// EnvFromHost names variables copied from shoal's own environment each
+	// time a release is made (for example MONGO_URL). A name that is not
+	// set there is an error. Their values are treated as secrets.
+	EnvFromHost []string `yaml:"env_from_host"`
+
+	// SecretsFile is a file of KEY=VALUE lines (blank lines and lines
+	// starting with # are ignored; a value may be wrapped in single or
+	// double quotes), relative to the app folder. Its values reach the
+	// instances but are redacted from every output of Shoal, and the file
+	// is never shipped inside a release. Keep it out of version control.
+	SecretsFile string `yaml:"secrets_file"`
+
+	// Settings is a JSON file whose contents are passed to each instance
+	// as METEOR_SETTINGS (Meteor's --settings). It must be valid JSON. Its
+	// value is treated as a secret, since Meteor settings usually carry keys.
+	Settings string `yaml:"settings"`
+
+	// RootURL is passed as ROOT_URL: the public URL of the app, which
+	// Meteor uses to build absolute links. Default "http://<balancer
+	// listen address>" (with "localhost" for an unspecified host).
+	RootURL string `yaml:"root_url"`
+
+	// StopSignal asks an instance to stop after it has been drained:
+	// SIGTERM (default), SIGINT, SIGQUIT, SIGHUP, SIGUSR1 or SIGUSR2 (the
+	// SIG prefix is optional).
+	StopSignal string `yaml:"stop_signal"`
+
+	// StopTimeout is how long an instance may take to exit after
+	// StopSignal before it and its children are killed. Default 10s.
+	StopTimeout Duration `yaml:"stop_timeout"`
+}
+
+// AppHealth is the active HTTP health check of an instance. An instance
+// receives traffic only after it has passed HealthyThreshold checks in a row,
+// and leaves the pool after UnhealthyThreshold failures in a row (then it is
+// replaced).
+type AppHealth struct {
+	// Path is requested with GET on each instance; default "/".
+	Path string `yaml:"path"`
+
+	// Interval between two checks of one instance; default 2s.
+	Interval Duration `yaml:"interval"`
+
+	// Timeout of one check, at most Interval; default 1s.
+	Timeout Duration `yaml:"timeout"`
+
+	// HealthyThreshold is the number of passes in a row that put an
+	// instance in service; default 1, so a new instance serves at once.
+	HealthyThreshold int `yaml:"healthy_threshold"`
+
+	// UnhealthyThreshold is the number of failures in a row that take an
+	// instance out of service; default 3.
+	UnhealthyThreshold int `yaml:"unhealthy_threshold"`
+
+	// Grace is how long a starting instance may fail its checks before it
+	// counts as failed, for apps that boot slowly (a Meteor server can take
+	// tens of seconds). Default 60s. Zero means no grace.
+	Grace Duration `yaml:"grace"`
+
+	// Statuses are the HTTP status codes that pass, as a comma-separated
+	// list of codes and ranges: "200-399" (default), "200,204".
+	Statuses AppStatuses `yaml:"statuses"`
+}
+
+// AppGroup sizes the group of instances of the app.
+type AppGroup struct {
+	// Min is the fewest instances the group may be scaled to; default 1.
+	// Zero is allowed (an app that can be scaled to nothing).
+	Min int `yaml:"min"`
+
+	// Max is the most instances the group may be scaled to; default the
+	// larger of Min and Desired.
+	Max int `yaml:"max"`
+
+	// Desired is the number of instances to run, between Min and Max;
+	// default Min. It is the starting point: "shoal scale" changes it and
+	// the change is kept across restarts.
+	Desired int `yaml:"desired"`
+
+	// MaxReplacing bounds how many instances are launched at once to
+	// replace failed ones or during a rollout; default 2.
+	MaxReplacing int `yaml:"max_replacing"`
+}
+
+// AppBalancer is the load balancer in front of the group.
+type AppBalancer struct {
+	// Listen is the address clients connect to; default "127.0.0.1:8080".
+	// Use ":80" or "0.0.0.0:8080" to accept connections from other machines.
+	Listen string `yaml:"listen"`
+
+	// Algorithm picks an instance for each request: round_robin (default),
+	// least_requests or p2c (power of two choices weighted by latency).
+	Algorithm string `yaml:"algorithm"`
+
+	// Sticky pins a client to one instance. Absent means no stickiness.
+	Sticky *AppSticky `yaml:"sticky"`
+
+	// DrainTimeout is how long a removed instance keeps serving its
+	// requests and WebSockets in flight before they are closed; default 30s.
+	DrainTimeout Duration `yaml:"drain_timeout"`
+
+	// SlowStart ramps a new instance's share of traffic from 10% to 100%
+	// over this window, for apps that are slow until warm. Default 0 (off).
+	SlowStart Duration `yaml:"slow_start"`
+}
+
+// AppSticky configures session affinity.
+type AppSticky struct {
+	// Cookie is the name of the cookie the balancer sets to pin a client
+	// to an instance. Empty means no cookie stickiness. The cookie value is
+	// signed, so clients cannot choose an instance.
+	Cookie string `yaml:"cookie"`
+
+	// TTL is the cookie lifetime; default 0, a session cookie.
+	TTL Duration `yaml:"ttl"`
+
+	// SockJSPrefixes are path prefixes (Meteor: "/sockjs") under which
+	// requests are pinned by their SockJS session id, since SockJS sends
+	// no cookie. Works with or without Cookie.
+	SockJSPrefixes []string `yaml:"sockjs_prefixes"`
+}
+
+// AppAdmin is the admin HTTP API.
+type AppAdmin struct {
+	// Listen is the admin API address; default "127.0.0.1:9090". It
+	// listens on loopback unless you write another address here; every
+	// request needs the admin token either way.
+	Listen string `yaml:"listen"`
+}
+
+// Load reads and validates the shoal.yaml at path. A configuration error
+// is returned as Problems (every problem at once); a read error as a
+// wrapped *os.PathError.
+func Load(path string) (*App, error) {
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return nil, fmt.Errorf("load %s: %w", path, err)
+	}
+	data, err := os.ReadFile(abs)
+	if err != nil {
+		return nil, fmt.Errorf("load app config: %w", err)
+	}
+	return Parse(path, data, filepath.Dir(abs))
+}
+
+// Parse decodes and validates data, the contents of file (used in
+// messages only). Relative paths in it are taken relative to dir, which
+// should be absolute; the files it names (settings, secrets, build output)
+// are read or checked there. It returns Problems when anything is wrong.
+func Parse(file string, data []byte, dir string) (*App, error) {
+	if abs, err := filepath.Abs(dir); err == nil {
+		dir = abs
+	}
+	a := &App{}
+	d := decode(file, data, a)
+	if len(d.probs) > 0 && !d.has("app") && len(d.pos) <= 1 {
+		return nil, d.sorted() // syntax error or empty file: nothing to validate
+	}
+	a.Dir = dir
+	a.file = file
+	a.File = file
+	if !filepath.IsAbs(a.File) {
+		a.File = filepath.Join(dir, filepath.Base(file))
+	}
+	a.applyDefaults(d)
+	extra := a.validate(d)
+	if len(d.probs) > 0 || len(extra) > 0 {
+		return nil, append(d.sorted(), extra...)
+	}
+	return a, nil
+}
+
+// path resolves p, relative to the app folder.
+func (a *App) path(p string) string {
+	if p == "" || filepath.IsAbs(p) {
+		return p
+	}
+	return filepath.Join(a.Dir, p)
+}

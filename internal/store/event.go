@@ -1,0 +1,120 @@
+package store
+
+import (
+	"fmt"
+	"maps"
+	"math"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// Event is one thing that happened, with its reason: an instance changed
+// state, a release was made, the group was scaled. Fields must not hold
+// secret values.
+type Event struct {
+	// Seq numbers events 1, 2, 3 ... across all apps; set by AppendEvent.
+	Seq uint64
+	// Time is set by AppendEvent when zero.
+	Time     time.Time
+	App      string
+	Instance string
+	Release  int
+	// Kind is a short snake_case name such as "instance_started".
+	Kind   string
+	Reason string
+	Fields map[string]string
+}
+
+// AppendEvent stores e with the next sequence number (and the current time
+// when e.Time is zero) and returns it as stored. Events beyond
+// Options.MaxEvents are deleted, oldest first, in the same transaction.
+func (s *Store) AppendEvent(e Event) (Event, error) {
+	if e.Kind == "" {
+		return Event{}, fmt.Errorf("append event: %w: empty kind", ErrInvalid)
+	}
+	if e.Time.IsZero() {
+		e.Time = s.now()
+	}
+	e.Fields = maps.Clone(e.Fields)
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketEvents)
+		seq, err := b.NextSequence()
+		if err != nil {
+			return err
+		}
+		e.Seq = seq
+		v, err := encodeEvent(e)
+		if err != nil {
+			return err
+		}
+		if err := b.Put(itob(seq), v); err != nil {
+			return err
+		}
+		// Sequence numbers are contiguous and only the oldest are ever
+		// deleted, so everything at or below seq-MaxEvents goes.
+		if seq <= uint64(s.opts.MaxEvents) {
+			return nil
+		}
+		limit := seq - uint64(s.opts.MaxEvents)
+		// Collect first: deleting under a moving cursor can skip keys.
+		var old [][]byte
+		c := b.Cursor()
+		for k, _ := c.First(); k != nil && btoi(k) <= limit; k, _ = c.Next() {
+			old = append(old, append([]byte(nil), k...))
+		}
+		for _, k := range old {
+			if err := b.Delete(k); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return Event{}, fmt.Errorf("append event: %w", err)
+	}
+	return e, nil
+}
+
+// Events returns up to limit events with Seq > afterSeq, oldest first. An
+// empty app means every app; limit <= 0 means no limit.
+func (s *Store) Events(app string, afterSeq uint64, limit int) ([]Event, error) {
+	if afterSeq == math.MaxUint64 {
+		return nil, nil
+	}
+	var out []Event
+	err := s.db.View(func(tx *bolt.Tx) error {
+		c := tx.Bucket(bucketEvents).Cursor()
+		for k, v := c.Seek(itob(afterSeq + 1)); k != nil; k, v = c.Next() {
+			if limit > 0 && len(out) >= limit {
+				break
+			}
+			e, err := decodeEvent(v)
+			if err != nil {
+				return err
+			}
+			if app != "" && e.App != app {
+				continue
+			}
+			out = append(out, e)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list events: %w", err)
+	}
+	return out, nil
+}
+
+// LastEventSeq returns the sequence number of the newest event, 0 if none.
+func (s *Store) LastEventSeq() (uint64, error) {
+	var n uint64
+	err := s.db.View(func(tx *bolt.Tx) error {
+		n = tx.Bucket(bucketEvents).Sequence()
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("last event: %w", err)
+	}
+	return n, nil
+}

@@ -1,0 +1,141 @@
+package store
+
+import (
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"time"
+)
+
+// The persisted forms of schema 1. They change only with SchemaVersion;
+// the in-memory types (Group, Release, Event) may change freely.
+
+type groupRecord struct {
+	App             string    `json:"app"`
+	Release         int       `json:"release"`
+	Min             int       `json:"min"`
+	Max             int       `json:"max"`
+	Desired         int       `json:"desired"`
+	AutoscalePaused bool      `json:"autoscale_paused,omitempty"`
+	UpdatedAt       time.Time `json:"updated_at"`
+}
+
+type envRecord struct {
+	Name   string `json:"name"`
+	Value  string `json:"value"`
+	Secret bool   `json:"secret,omitempty"`
+}
+
+type releaseRecord struct {
+	Version           int         `json:"version"`
+	App               string      `json:"app"`
+	Digest            string      `json:"digest"`
+	SourceDigest      string      `json:"source_digest,omitempty"`
+	Command           string      `json:"command"`
+	Env               []envRecord `json:"env,omitempty"`
+	ConfigFingerprint string      `json:"config_fingerprint,omitempty"`
+	CreatedAt         time.Time   `json:"created_at"`
+	Status            string      `json:"status"`
+	Change            string      `json:"change,omitempty"`
+	Note              string      `json:"note,omitempty"`
+}
+
+type eventRecord struct {
+	Seq      uint64            `json:"seq"`
+	Time     time.Time         `json:"time"`
+	App      string            `json:"app,omitempty"`
+	Instance string            `json:"instance,omitempty"`
+	Release  int               `json:"release,omitempty"`
+	Kind     string            `json:"kind"`
+	Reason   string            `json:"reason,omitempty"`
+	Fields   map[string]string `json:"fields,omitempty"`
+}
+
+func itob(v uint64) []byte {
+	b := make([]byte, 8)
+	binary.BigEndian.PutUint64(b, v)
+	return b
+}
+
+func btoi(b []byte) uint64 {
+	if len(b) != 8 {
+		return 0
+	}
+	return binary.BigEndian.Uint64(b)
+}
+
+// decodeGroup decodes and checks a stored group.
+func decodeGroup(b []byte) (Group, error) {
+	var r groupRecord
+	if err := json.Unmarshal(b, &r); err != nil {
+		return Group{}, fmt.Errorf("decode group: %w", err)
+	}
+	if r.App == "" || r.Min < 0 || r.Max < r.Min || r.Desired < r.Min || r.Desired > r.Max || r.Release < 0 {
+		return Group{}, fmt.Errorf("decode group: inconsistent record (app %q, min %d, max %d, desired %d, release %d)",
+			r.App, r.Min, r.Max, r.Desired, r.Release)
+	}
+	return Group(r), nil
+}
+
+func encodeGroup(g Group) ([]byte, error) { return json.Marshal(groupRecord(g)) }
+
+// decodeRelease decodes and checks a stored release. Its errors never
+// contain env values.
+func decodeRelease(b []byte) (Release, error) {
+	var r releaseRecord
+	if err := json.Unmarshal(b, &r); err != nil {
+		return Release{}, fmt.Errorf("decode release: %w", redactJSONError(err))
+	}
+	if r.Version < 1 || r.App == "" {
+		return Release{}, fmt.Errorf("decode release: inconsistent record (app %q, version %d)", r.App, r.Version)
+	}
+	if !validStatus(r.Status) {
+		return Release{}, fmt.Errorf("decode release: unknown status %q", r.Status)
+	}
+	rel := Release{
+		Version: r.Version, App: r.App, Digest: r.Digest, SourceDigest: r.SourceDigest,
+		Command: r.Command, ConfigFingerprint: r.ConfigFingerprint, CreatedAt: r.CreatedAt,
+		Status: ReleaseStatus(r.Status), Change: r.Change, Note: r.Note,
+	}
+	for _, e := range r.Env {
+		rel.Env = append(rel.Env, EnvVar(e))
+	}
+	return rel, nil
+}
+
+func encodeRelease(rel Release) ([]byte, error) {
+	r := releaseRecord{
+		Version: rel.Version, App: rel.App, Digest: rel.Digest, SourceDigest: rel.SourceDigest,
+		Command: rel.Command, ConfigFingerprint: rel.ConfigFingerprint, CreatedAt: rel.CreatedAt,
+		Status: string(rel.Status), Change: rel.Change, Note: rel.Note,
+	}
+	for _, e := range rel.Env {
+		r.Env = append(r.Env, envRecord(e))
+	}
+	return json.Marshal(r)
+}
+
+// redactJSONError keeps the kind of a JSON error but not the text it may
+// quote from the record, which can hold secret values.
+func redactJSONError(err error) error {
+	switch e := err.(type) {
+	case *json.SyntaxError:
+		return fmt.Errorf("invalid JSON at byte %d", e.Offset)
+	case *json.UnmarshalTypeError:
+		return fmt.Errorf("wrong type for field %q at byte %d", e.Field, e.Offset)
+	}
+	return fmt.Errorf("invalid record")
+}
+
+func decodeEvent(b []byte) (Event, error) {
+	var r eventRecord
+	if err := json.Unmarshal(b, &r); err != nil {
+		return Event{}, fmt.Errorf("decode event: %w", err)
+	}
+	if r.Seq == 0 || r.Kind == "" {
+		return Event{}, fmt.Errorf("decode event: inconsistent record (seq %d, kind %q)", r.Seq, r.Kind)
+	}
+	return Event(r), nil
+}
+
+func encodeEvent(e Event) ([]byte, error) { return json.Marshal(eventRecord(e)) }
