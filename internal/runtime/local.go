@@ -1,0 +1,494 @@
+package runtime
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"maps"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"sync"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// drainTimeout bounds how long output is still read after the instance is reaped. Only a
+// process that escaped the group and holds the pipe open can make it matter.
+const drainTimeout = 5 * time.Second
+
+// Options configures a Local.
+type Options struct {
+	// DataDir holds instances/<id>/ (logs, tmp) and runtime/pids/. Required.
+	DataDir string
+	// Logger receives state changes; nil discards.
+	Logger *slog.Logger
+	// LogMaxBytes is the size at which out.log rotates. Zero means 10 MiB.
+	LogMaxBytes int64
+	// LogFiles is how many log files to keep, out.log included. Zero means 3.
+	LogFiles int
+}
+
+// Local runs instances as processes on this host. Create it with NewLocal and end it with
+// Close; all methods are safe for concurrent use.
+type Local struct {
+	dataDir  string
+	log      *slog.Logger
+	logMax   int64
+	logFiles int
+
+	spawn       chan spawnReq
+	spawnerDone chan struct{}
+	exits       *exitQueue
+
+	mu       sync.Mutex
+	insts    map[string]*instance // nil value: a Start in progress holds the id
+	closed   bool
+	starting sync.WaitGroup // Starts in progress
+	procs    sync.WaitGroup // per-instance waiter and copier goroutines
+
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// instance is one running process group.
+type instance struct {
+	spec     Spec
+	info     Info
+	cmd      *exec.Cmd
+	log      *logFile
+	out      *os.File      // read end of the output pipe
+	copyDone chan struct{} // closed when all output is in the log
+	done     chan struct{} // closed after the Exit is queued
+	killed   chan struct{} // closed when Stop escalates to SIGKILL
+
+	mu         sync.Mutex
+	stopping   bool
+	escalated  bool
+	reaped     bool // after this no signal may be sent: the pgid could be reused
+	killedOnce sync.Once
+}
+
+// NewLocal prepares the data directory and starts the runtime's goroutines. It does not
+// touch leftovers of a previous run; call CleanLeftovers for that.
+func NewLocal(opts Options) (*Local, error) {
+	if opts.DataDir == "" {
+		return nil, errors.New("new runtime: DataDir is required")
+	}
+	dir, err := filepath.Abs(opts.DataDir)
+	if err != nil {
+		return nil, fmt.Errorf("new runtime: %w", err)
+	}
+	l := &Local{
+		dataDir:     dir,
+		log:         opts.Logger,
+		logMax:      opts.LogMaxBytes,
+		logFiles:    opts.LogFiles,
+		spawn:       make(chan spawnReq),
+		spawnerDone: make(chan struct{}),
+		exits:       newExitQueue(),
+		insts:       map[string]*instance{},
+	}
+	if l.log == nil {
+		l.log = slog.New(slog.DiscardHandler)
+	}
+	if l.logMax <= 0 {
+		l.logMax = 10 << 20
+	}
+	if l.logFiles <= 0 {
+		l.logFiles = 3
+	}
+	for _, d := range []string{l.pidDir(), filepath.Join(dir, "instances")} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return nil, fmt.Errorf("new runtime: %w", err)
+		}
+	}
+	go l.spawner()
+	go l.exits.run()
+	return l, nil
+}
+
+// Exits returns the channel on which every instance's Exit is delivered, exactly once,
+// in the order the exits were observed. Reporting never blocks on the reader (exits are
+// buffered), but there is one channel: use one reader. It is closed by Close.
+func (l *Local) Exits() <-chan Exit { return l.exits.out }
+
+func (l *Local) workDir(id string) string { return filepath.Join(l.dataDir, "instances", id) }
+
+// Start starts an instance and returns once its process runs (not once it serves: health
+// is the caller's business). The port in Info was free when chosen; see freePort for the
+// race. ctx bounds only the start itself, not the instance's life.
+func (l *Local) Start(ctx context.Context, spec Spec) (Info, error) {
+	if !validID(spec.ID) {
+		return Info{}, fmt.Errorf("start instance: invalid id %q", spec.ID)
+	}
+	if spec.Command == "" {
+		return Info{}, fmt.Errorf("start instance %s: empty command", spec.ID)
+	}
+	l.mu.Lock()
+	if l.closed {
+		l.mu.Unlock()
+		return Info{}, fmt.Errorf("start instance %s: %w", spec.ID, ErrClosed)
+	}
+	if _, ok := l.insts[spec.ID]; ok {
+		l.mu.Unlock()
+		return Info{}, fmt.Errorf("start instance %s: %w", spec.ID, ErrExists)
+	}
+	l.insts[spec.ID] = nil
+	l.starting.Add(1)
+	l.mu.Unlock()
+	defer l.starting.Done()
+
+	inst, err := l.start(ctx, spec)
+	l.mu.Lock()
+	if err != nil {
+		delete(l.insts, spec.ID)
+	} else {
+		l.insts[spec.ID] = inst
+	}
+	l.mu.Unlock()
+	if err != nil {
+		return Info{}, fmt.Errorf("start instance %s: %w", spec.ID, err)
+	}
+	l.log.Info("instance started", "instance", spec.ID, "pid", inst.info.PID, "addr", inst.info.Addr)
+	return inst.info, nil
+}
+
+func (l *Local) start(ctx context.Context, spec Spec) (*instance, error) {
+	if fi, err := os.Stat(spec.Dir); err != nil || !fi.IsDir() {
+		return nil, fmt.Errorf("release dir %q is not a directory", spec.Dir)
+	}
+	work := l.workDir(spec.ID)
+	tmp := filepath.Join(work, "tmp")
+	if err := os.MkdirAll(tmp, 0o755); err != nil {
+		return nil, err
+	}
+	lf, err := openLog(instanceLogPath(work), l.logMax, l.logFiles)
+	if err != nil {
+		return nil, err
+	}
+	port, err := freePort()
+	if err != nil {
+		lf.Close()
+		return nil, fmt.Errorf("pick port: %w", err)
+	}
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		lf.Close()
+		return nil, err
+	}
+	env := make([]string, 0, len(spec.Env)+6)
+	for _, k := range []string{"PATH", "HOME"} {
+		if v, ok := os.LookupEnv(k); ok {
+			env = append(env, k+"="+v)
+		}
+	}
+	env = append(env, spec.Env...)
+	env = append(env, "PORT="+strconv.Itoa(port), "SHOAL_INSTANCE_ID="+spec.ID,
+		"SHOAL_INSTANCE_DIR="+work, "TMPDIR="+tmp)
+	cmd := &exec.Cmd{
+		Path:   "/bin/sh",
+		Args:   []string{"sh", "-c", shellCommand(spec.Command)},
+		Dir:    spec.Dir,
+		Env:    env, // exec keeps the last value of a duplicated key
+		Stdout: pw,
+		Stderr: pw,
+		SysProcAttr: &syscall.SysProcAttr{
+			Setpgid:   true,
+			Pdeathsig: syscall.SIGKILL,
+		},
+	}
+	err = l.fork(ctx, cmd)
+	pw.Close()
+	if err != nil {
+		pr.Close()
+		lf.Close()
+		return nil, err
+	}
+	pid := cmd.Process.Pid
+	st, err := readStat(pid) // a zombie is still readable: the child is not reaped yet
+	if err == nil {
+		err = l.writePidRecord(pidRecord{Version: pidRecordVersion, ID: spec.ID, PID: pid, PGID: pid, StartTicks: st.StartTime, BootID: bootID()})
+	}
+	if err != nil {
+		syscall.Kill(-pid, syscall.SIGKILL)
+		cmd.Wait()
+		pr.Close()
+		lf.Close()
+		os.Remove(l.pidPath(spec.ID))
+		return nil, fmt.Errorf("record pid: %w", err)
+	}
+	inst := &instance{
+		spec: spec,
+		info: Info{
+			ID: spec.ID, PID: pid, PGID: pid, Port: port,
+			Addr: "127.0.0.1:" + strconv.Itoa(port), Dir: spec.Dir, WorkDir: work,
+			LogPath: lf.path, Command: spec.Command, StartedAt: time.Now(),
+			Labels: maps.Clone(spec.Labels),
+		},
+		cmd: cmd, log: lf, out: pr,
+		copyDone: make(chan struct{}), done: make(chan struct{}), killed: make(chan struct{}),
+	}
+	l.procs.Add(2)
+	go l.copyOutput(inst)
+	go l.wait(inst)
+	return inst, nil
+}
+
+// copyOutput moves the process's output into its log until every writer is gone or the
+// read deadline set after reaping passes.
+func (l *Local) copyOutput(inst *instance) {
+	defer l.procs.Done()
+	defer close(inst.copyDone)
+	if _, err := io.Copy(inst.log, inst.out); err != nil && !errors.Is(err, os.ErrDeadlineExceeded) {
+		l.log.Warn("copy instance output", "instance", inst.spec.ID, "error", err)
+	}
+}
+
+// wait is the one goroutine that observes the instance's end. It waits for the direct
+// child to exit without reaping it (WNOWAIT), so the pgid cannot be reused while the group
+// is signalled; lets the rest of the group finish if a Stop is in progress (until Stop
+// escalates); SIGKILLs whatever is left of the group; reaps; drains the output; and only
+// then reports the Exit.
+func (l *Local) wait(inst *instance) {
+	defer l.procs.Done()
+	pid := inst.info.PID
+	var info unix.Siginfo
+	var werr error
+	for {
+		werr = unix.Waitid(unix.P_PID, pid, &info, unix.WEXITED|unix.WNOWAIT, nil)
+		if !errors.Is(werr, syscall.EINTR) {
+			break
+		}
+	}
+	inst.mu.Lock()
+	stopping := inst.stopping
+	inst.mu.Unlock()
+	if stopping {
+		t := time.NewTicker(20 * time.Millisecond)
+	graceful:
+		for groupAlive(pid) {
+			select {
+			case <-inst.killed:
+				break graceful
+			case <-t.C:
+			}
+		}
+		t.Stop()
+	}
+	inst.mu.Lock()
+	syscall.Kill(-pid, syscall.SIGKILL) // stragglers; the unreaped leader pins the pgid
+	inst.reaped = true
+	inst.mu.Unlock()
+	err := inst.cmd.Wait()
+	if werr == nil {
+		werr = err
+	}
+	inst.out.SetReadDeadline(time.Now().Add(drainTimeout))
+	<-inst.copyDone
+	inst.out.Close()
+	inst.log.Close()
+	os.RemoveAll(filepath.Join(inst.info.WorkDir, "tmp"))
+	if err := os.Remove(l.pidPath(inst.spec.ID)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		l.log.Warn("remove pid record", "instance", inst.spec.ID, "error", err)
+	}
+
+	inst.mu.Lock()
+	x := Exit{ID: inst.spec.ID, PID: pid, Code: -1, Stopped: inst.stopping, Killed: inst.escalated,
+		At: time.Now(), Labels: inst.info.Labels, LogTail: readLogTail(inst.log.path, 20)}
+	inst.mu.Unlock()
+	if ps := inst.cmd.ProcessState; ps != nil {
+		ws := ps.Sys().(syscall.WaitStatus)
+		if ws.Signaled() {
+			x.Signal = unix.SignalName(ws.Signal())
+		} else {
+			x.Code = ws.ExitStatus()
+		}
+	} else if werr != nil {
+		x.Err = werr.Error()
+	}
+	level := slog.LevelInfo
+	if !x.Stopped {
+		level = slog.LevelWarn
+	}
+	l.log.Log(context.Background(), level, "instance exited", "instance", x.ID, "code", x.Code,
+		"signal", x.Signal, "stopped", x.Stopped)
+
+	l.mu.Lock()
+	delete(l.insts, inst.spec.ID)
+	l.mu.Unlock()
+	l.exits.push(x)
+	close(inst.done)
+}
+
+// Stop sends the instance's StopSignal to its process group, waits for the group to exit
+// for up to StopTimeout (or until ctx ends), then SIGKILLs the group. It returns after the
+// process is reaped and its Exit (with Stopped=true) is queued. Concurrent Stops of one
+// instance are fine; the signal is sent once.
+func (l *Local) Stop(ctx context.Context, id string) error {
+	inst := l.get(id)
+	if inst == nil {
+		return fmt.Errorf("stop instance %s: %w", id, ErrNotFound)
+	}
+	inst.stop(ctx)
+	return nil
+}
+
+func (inst *instance) stop(ctx context.Context) {
+	inst.mu.Lock()
+	first := !inst.stopping
+	inst.stopping = true
+	if first && !inst.reaped {
+		syscall.Kill(-inst.info.PGID, inst.spec.stopSignal())
+	}
+	inst.mu.Unlock()
+	t := time.NewTimer(inst.spec.stopTimeout())
+	defer t.Stop()
+	select {
+	case <-inst.done:
+		return
+	case <-t.C:
+	case <-ctx.Done():
+	}
+	inst.mu.Lock()
+	if !inst.reaped {
+		inst.escalated = true
+		syscall.Kill(-inst.info.PGID, syscall.SIGKILL)
+	}
+	inst.mu.Unlock()
+	inst.killedOnce.Do(func() { close(inst.killed) })
+	<-inst.done
+}
+
+func (l *Local) get(id string) *instance {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.insts[id]
+}
+
+func (l *Local) running(id string) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	_, ok := l.insts[id]
+	return ok
+}
+
+// List returns the running instances, sorted by ID.
+func (l *Local) List() []Info {
+	l.mu.Lock()
+	out := make([]Info, 0, len(l.insts))
+	for _, inst := range l.insts {
+		if inst != nil {
+			out = append(out, inst.info)
+		}
+	}
+	l.mu.Unlock()
+	slices.SortFunc(out, func(a, b Info) int {
+		switch {
+		case a.ID < b.ID:
+			return -1
+		case a.ID > b.ID:
+			return 1
+		}
+		return 0
+	})
+	return out
+}
+
+// Get returns the Info of a running instance, or an error wrapping ErrNotFound.
+func (l *Local) Get(id string) (Info, error) {
+	inst := l.get(id)
+	if inst == nil {
+		return Info{}, fmt.Errorf("instance %s: %w", id, ErrNotFound)
+	}
+	return inst.info, nil
+}
+
+// Close stops every instance (each with its StopSignal and StopTimeout, cut short by
+// ctx), waits for all of them to be reaped and for their Exits to be received, closes the
+// Exits channel, and ends the runtime's goroutines. Exits not received by the time ctx
+// ends are dropped. Start fails after Close; Close may be called more than once.
+func (l *Local) Close(ctx context.Context) error {
+	l.closeOnce.Do(func() { l.closeErr = l.close(ctx) })
+	return l.closeErr
+}
+
+func (l *Local) close(ctx context.Context) error {
+	l.mu.Lock()
+	l.closed = true
+	l.mu.Unlock()
+	l.starting.Wait()
+	l.mu.Lock()
+	insts := slices.Collect(maps.Values(l.insts))
+	l.mu.Unlock()
+	var wg sync.WaitGroup
+	for _, inst := range insts {
+		wg.Go(func() { inst.stop(ctx) })
+	}
+	wg.Wait()
+	l.procs.Wait()
+	close(l.spawn)
+	<-l.spawnerDone
+	if n := l.exits.finish(ctx); n > 0 {
+		l.log.Warn("exits not received before close", "dropped", n)
+	}
+	return nil
+}
+
+// Stats sums CPU time and resident memory over the live processes of the instance's
+// process group, read from /proc.
+func (l *Local) Stats(id string) (Stats, error) {
+	inst := l.get(id)
+	if inst == nil {
+		return Stats{}, fmt.Errorf("stats %s: %w", id, ErrNotFound)
+	}
+	members, err := groupMembers(inst.info.PGID)
+	if err != nil {
+		return Stats{}, fmt.Errorf("stats %s: %w", id, err)
+	}
+	var s Stats
+	page := int64(os.Getpagesize())
+	for _, m := range members {
+		s.CPUSeconds += float64(m.UTime+m.STime) / userHZ
+		s.RSSBytes += m.RSSPages * page
+		s.Processes++
+	}
+	return s, nil
+}
+
+// Logs returns the path of the instance's current log file (out.log). It works for
+// exited instances too, as long as their directory exists.
+func (l *Local) Logs(id string) (string, error) {
+	if !validID(id) {
+		return "", fmt.Errorf("logs %s: %w", id, ErrNotFound)
+	}
+	p := instanceLogPath(l.workDir(id))
+	if _, err := os.Stat(p); err != nil {
+		return "", fmt.Errorf("logs %s: %w", id, ErrNotFound)
+	}
+	return p, nil
+}
+
+// Tail writes the last n lines of the instance's output to w. With follow, it then keeps
+// writing new output until the instance has exited and its output is drained (nil), or ctx
+// ends (ctx's error). Following an instance that is not running just writes the tail.
+func (l *Local) Tail(ctx context.Context, id string, n int, follow bool, w io.Writer) error {
+	p, err := l.Logs(id)
+	if err != nil {
+		return err
+	}
+	var lf *logFile
+	if inst := l.get(id); inst != nil {
+		lf = inst.log
+	}
+	if err := tail(ctx, p, l.logFiles, lf, n, follow, w); err != nil {
+		return fmt.Errorf("tail %s: %w", id, err)
+	}
+	return nil
+}
