@@ -1,0 +1,158 @@
+package dashboard
+
+import (
+	"context"
+	"errors"
+	"io"
+	"time"
+
+	"github.com/shoal-dev/shoal/internal/timeseries"
+)
+
+// Source is what the dashboard shows and the one action it takes. The
+// controller implements it through a thin adapter; package demo has a
+// simulated one for development and tests.
+//
+// Every method is called concurrently from request handlers and must be
+// safe for that. Methods should return quickly (they run every second for
+// each open page); only LogTail blocks.
+type Source interface {
+	// Groups returns every group with its instances, balancer targets and
+	// deploy progress, sorted by App.
+	Groups(ctx context.Context) ([]Group, error)
+	// Events returns at most limit events with Seq > afterSeq, oldest first.
+	// When more than limit match it returns the newest limit of them, so
+	// Events(ctx, 0, 100) is "the last 100 events".
+	Events(ctx context.Context, afterSeq uint64, limit int) ([]Event, error)
+	// Releases returns the releases of app, newest first. An unknown app
+	// returns an error wrapping ErrNotFound.
+	Releases(ctx context.Context, app string) ([]Release, error)
+	// Instance returns one instance with its events (newest last). An
+	// unknown id returns an error wrapping ErrNotFound.
+	Instance(ctx context.Context, id string) (InstanceDetail, error)
+	// LogTail writes the last lines lines of the instance's output to w,
+	// then, when follow is set, every new line as it comes until ctx ends
+	// (returning nil or ctx's error). Each line ends with '\n'. Writes to w
+	// come from one goroutine at a time. An unknown id returns an error
+	// wrapping ErrNotFound.
+	LogTail(ctx context.Context, id string, lines int, follow bool, w io.Writer) error
+	// Rollback starts a deploy of app's earlier release version and returns
+	// once it has started (progress shows in Groups). An unknown app or
+	// version returns an error wrapping ErrNotFound; a deploy already in
+	// progress, one wrapping ErrConflict.
+	Rollback(ctx context.Context, app string, version int) error
+	// Series returns the request metrics of the last hour: per group
+	// (Key{Group: app}) and per route, and the gauges
+	// timeseries.InstanceCPU(id) and timeseries.InstanceRSS(id).
+	Series() *timeseries.Store
+	// Slow returns the slowest recent requests, slowest first.
+	Slow() []timeseries.SlowRequest
+}
+
+// Errors a Source wraps so the dashboard can answer with the right status.
+var (
+	ErrNotFound = errors.New("not found")
+	ErrConflict = errors.New("conflict")
+)
+
+// Group is one app's group as the dashboard shows it.
+type Group struct {
+	App     string `json:"app"`
+	Release int    `json:"release"` // the release the group runs (target of a deploy in progress)
+	Desired int    `json:"desired"`
+	Min     int    `json:"min"`
+	Max     int    `json:"max"`
+	// Instances are sorted by ID.
+	Instances []Instance `json:"instances"`
+	// Targets are the balancer's targets of the group's pool.
+	Targets []Target `json:"targets"`
+	// Deploy is the deploy in progress or the last one; nil when the group
+	// has never been deployed.
+	Deploy *Deploy `json:"deploy,omitempty"`
+}
+
+// Instance states, as in the controller's lifecycle.
+const (
+	StatePending   = "pending"
+	StateStarting  = "starting"
+	StateInService = "in_service"
+	StateDraining  = "draining"
+	StateStopped   = "stopped"
+	StateUnhealthy = "unhealthy"
+	StateFailed    = "failed"
+)
+
+// Instance is one running copy of a release.
+type Instance struct {
+	ID      string `json:"id"`
+	Release int    `json:"release"`
+	State   string `json:"state"`  // one of the State constants
+	Health  string `json:"health"` // free text: "passing", "failing: 503 from /healthz", ...
+	Addr    string `json:"addr"`
+	Host    string `json:"host"`
+	// Uptime is the time since the instance started; zero when not started.
+	Uptime time.Duration `json:"uptime"`
+	RPS    float64       `json:"rps"`
+	CPU    float64       `json:"cpu"` // cores in use (1.0 = one core)
+	RSS    int64         `json:"rss"` // resident memory, bytes
+}
+
+// Target is one balancer target with its state ("healthy", "unhealthy",
+// "ejected", "draining") and the reason for it.
+type Target struct {
+	Addr     string `json:"addr"`
+	Instance string `json:"instance"` // instance ID, when known
+	State    string `json:"state"`
+	Reason   string `json:"reason"`
+	InFlight int    `json:"in_flight"`
+}
+
+// Deploy is a rolling deploy's progress.
+type Deploy struct {
+	Active bool `json:"active"`
+	From   int  `json:"from"`
+	To     int  `json:"to"`
+	// Done counts instances of To in service, out of Total.
+	Done  int    `json:"done"`
+	Total int    `json:"total"`
+	Phase string `json:"phase"` // "launching", "waiting for health", "draining", "done", "rolled back: ..."
+	// Rollback is set when this deploy goes back to an earlier release.
+	Rollback bool      `json:"rollback"`
+	Started  time.Time `json:"started"`
+}
+
+// Event kinds.
+const (
+	KindDeploy  = "deploy"
+	KindScale   = "scale"
+	KindReplace = "replace"
+	KindHealth  = "health"
+	KindState   = "state"
+)
+
+// Event is one thing that happened, with its reason. Seq increases by one
+// for each event.
+type Event struct {
+	Seq      uint64    `json:"seq"`
+	Time     time.Time `json:"time"`
+	App      string    `json:"app"`
+	Instance string    `json:"instance,omitempty"`
+	Kind     string    `json:"kind"` // one of the Kind constants (others are shown as they are)
+	Reason   string    `json:"reason"`
+}
+
+// Release is one immutable numbered release of an app.
+type Release struct {
+	Version   int       `json:"version"`
+	Digest    string    `json:"digest"`
+	CreatedAt time.Time `json:"created_at"`
+	Change    string    `json:"change"` // what changed: "build abc123", "env: FOO", ...
+	Status    string    `json:"status"` // "current", "deploying", "previous", "failed", ...
+}
+
+// InstanceDetail is one instance with its app and its events.
+type InstanceDetail struct {
+	Instance
+	App    string  `json:"app"`
+	Events []Event `json:"events"`
+}
