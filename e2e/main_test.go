@@ -1,0 +1,22 @@
+// Package e2e holds end-to-end tests that build the real shoal binary once
+// (testenv.BuildShoal) and run it as a process against backends on
+// 127.0.0.1: among them the balancer (lb_test.go) and stickiness with real
+// long-polling socket.io and SockJS clients (sticky_test.go, which needs
+// node and npm and skips without them).
+//
+// This file owns TestMain for the package; other test files here must not
+// define one.
+package e2e
+
+import (
+	"os"
+	"testing"
+
+	"github.com/shoal-dev/shoal/internal/testenv"
+)
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	testenv.Cleanup()
+	os.Exit(code)
+}

@@ -1,0 +1,183 @@
+package client
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+	"time"
+)
+
+// Status is the answer of GET /v1/status: the group of a `shoal up` and
+// its instances.
+type Status struct {
+	App       string `json:"app"`
+	Host      string `json:"host"`
+	Release   int    `json:"release"`
+	Digest    string `json:"digest"`
+	Min       int    `json:"min"`
+	Max       int    `json:"max"`
+	Desired   int    `json:"desired"`
+	InService int    `json:"in_service"`
+	// Backoff is set while launches are held back by a crash loop.
+	Backoff   string     `json:"backoff,omitempty"`
+	Instances []Instance `json:"instances"`
+}
+
+// Instance is one instance in Status.
+type Instance struct {
+	ID      string `json:"id"`
+	Release int    `json:"release"`
+	// State is pending, starting, in_service, unhealthy, draining,
+	// stopped or failed.
+	State  string    `json:"state"`
+	Reason string    `json:"reason"`
+	Since  time.Time `json:"since"`
+	// Healthy and Health are the last health check's verdict and detail.
+	Healthy           bool      `json:"healthy"`
+	Health            string    `json:"health"`
+	Addr              string    `json:"addr,omitempty"`
+	PID               int       `json:"pid,omitempty"`
+	Started           time.Time `json:"started,omitzero"`
+	UptimeSeconds     float64   `json:"uptime_seconds"`
+	RequestsPerSecond float64   `json:"requests_per_second"`
+	Replaces          string    `json:"replaces,omitempty"`
+}
+
+// Event is one recorded change, as GET /v1/events lists them.
+type Event struct {
+	Seq      uint64    `json:"seq"`
+	Time     time.Time `json:"time"`
+	Type     string    `json:"type"`
+	Instance string    `json:"instance,omitempty"`
+	Release  int       `json:"release,omitempty"`
+	From     string    `json:"from,omitempty"`
+	State    string    `json:"state,omitempty"`
+	Addr     string    `json:"addr,omitempty"`
+	Reason   string    `json:"reason"`
+}
+
+// Release is one release, as GET /v1/releases lists them (newest first).
+type Release struct {
+	Version   int       `json:"version"`
+	Digest    string    `json:"digest"`
+	Command   string    `json:"command"`
+	CreatedAt time.Time `json:"created_at"`
+	Status    string    `json:"status"`
+	Change    string    `json:"change,omitempty"`
+	// Env is NAME=value with secret values redacted.
+	Env     []string `json:"env,omitempty"`
+	Current bool     `json:"current"`
+}
+
+// Status returns the group and its instances.
+func (c *Client) Status(ctx context.Context) (Status, error) {
+	var st Status
+	err := c.do(ctx, http.MethodGet, "/v1/status", nil, &st)
+	return st, err
+}
+
+// Scale sets the desired instance count and returns the new status. A
+// count outside the group's min-max is a 400 *APIError.
+func (c *Client) Scale(ctx context.Context, desired int) (Status, error) {
+	var st Status
+	err := c.do(ctx, http.MethodPost, "/v1/scale", map[string]int{"desired": desired}, &st)
+	return st, err
+}
+
+// Events returns up to limit events with a sequence number above after,
+// oldest first.
+func (c *Client) Events(ctx context.Context, after uint64, limit int) ([]Event, error) {
+	var evs []Event
+	q := url.Values{"after": {strconv.FormatUint(after, 10)}, "limit": {strconv.Itoa(limit)}}
+	err := c.do(ctx, http.MethodGet, "/v1/events?"+q.Encode(), nil, &evs)
+	return evs, err
+}
+
+// FollowEvents calls fn for every event after after, oldest first, as
+// they happen, until ctx ends (returning nil), the server ends the stream,
+// or fn returns an error (returned).
+func (c *Client) FollowEvents(ctx context.Context, after uint64, fn func(Event) error) error {
+	q := url.Values{"after": {strconv.FormatUint(after, 10)}, "follow": {"true"}}
+	body, err := c.openStream(ctx, "/v1/events?"+q.Encode())
+	if err != nil {
+		return err
+	}
+	defer body.Close()
+	sc := bufio.NewScanner(body)
+	sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
+	for sc.Scan() {
+		line := bytes.TrimSpace(sc.Bytes())
+		if len(line) == 0 {
+			continue // keepalive
+		}
+		var e Event
+		if err := json.Unmarshal(line, &e); err != nil {
+			return fmt.Errorf("admin api: decode event: %w", err)
+		}
+		if err := fn(e); err != nil {
+			return err
+		}
+	}
+	if ctx.Err() != nil {
+		return nil
+	}
+	if err := sc.Err(); err != nil {
+		return fmt.Errorf("admin api: events stream: %w", err)
+	}
+	return nil
+}
+
+// Releases returns the stored releases, newest first.
+func (c *Client) Releases(ctx context.Context) ([]Release, error) {
+	var rels []Release
+	err := c.do(ctx, http.MethodGet, "/v1/releases", nil, &rels)
+	return rels, err
+}
+
+// Logs copies the last tail lines of an instance's output to w and, with
+// follow, new lines as they come until ctx ends (then it returns nil).
+func (c *Client) Logs(ctx context.Context, id string, tail int, follow bool, w io.Writer) error {
+	q := url.Values{"tail": {strconv.Itoa(tail)}}
+	if follow {
+		q.Set("follow", "true")
+	}
+	body, err := c.openStream(ctx, "/v1/instances/"+url.PathEscape(id)+"/logs?"+q.Encode())
+	if err != nil {
+		return err
+	}
+	defer body.Close()
+	_, err = io.Copy(w, body)
+	if ctx.Err() != nil {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("admin api: logs: %w", err)
+	}
+	return nil
+}
+
+// openStream sends a GET whose answer is read as it arrives; the caller
+// closes the body. A non-2xx answer is an *APIError.
+func (c *Client) openStream(ctx context.Context, path string) (io.ReadCloser, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.base+path, nil)
+	if err != nil {
+		return nil, fmt.Errorf("admin api: %w", err)
+	}
+	req.Header.Set("Authorization", "Bearer "+c.token)
+	resp, err := c.HTTP.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("admin api: %w", err)
+	}
+	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+		defer resp.Body.Close()
+		data, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+		return nil, apiError(resp.StatusCode, data)
+	}
+	return resp.Body, nil
+}

@@ -1,0 +1,228 @@
+package config
+
+import (
+	"github.com/shoal-dev/shoal/internal/lb"
+	"github.com/shoal-dev/shoal/internal/pool"
+)
+
+// This file holds the lb.yaml types as an operator writes them. Every field
+// documents its default; docs/lb-configuration.md is the same reference in
+// prose. Relative file paths (certificates, secret_file, token_file,
+// access_log) are resolved against the directory of lb.yaml.
+
+// LBFile is a loaded, validated lb.yaml: the balancer configuration and
+// the settings of the admin listener that serves it. The admin listener is
+// not part of lb.Config because the balancer does not own it: the command
+// that runs the balancer (shoal lb) serves the admin API next to it.
+type LBFile struct {
+	// Balancer is ready for lb.New or Balancer.Reload, except for the
+	// fields the caller owns: AccessLog (see AccessLog below) and Logger.
+	Balancer lb.Config
+	// Admin is where the admin API listens and where its token lives.
+	Admin AdminConfig
+	// AccessLog is where the access log goes: "" (off), "stdout", "stderr"
+	// or an absolute file path. OpenAccessLog opens it.
+	AccessLog string
+}
+
+// AdminConfig is the admin API listener of a balancer.
+type AdminConfig struct {
+	// Addr is host:port; default 127.0.0.1:9090. The API needs a bearer
+	// token on every route, but keep it on loopback unless a firewall
+	// protects it.
+	Addr string
+	// TokenFile is an absolute path; default .shoal/admin.token next to
+	// lb.yaml. It is created with a random token (mode 0600) when missing.
+	TokenFile string
+}
+
+// DefaultAdminAddr is the admin listener address when lb.yaml names none.
+const DefaultAdminAddr = "127.0.0.1:9090"
+
+// lbDoc is the top level of lb.yaml.
+type lbDoc struct {
+	// Listeners are the addresses clients connect to. At least one.
+	Listeners []listenerDoc `yaml:"listeners"`
+	// Routes map host and path prefix to a pool. At least one.
+	Routes []routeDoc `yaml:"routes"`
+	// Pools are the named sets of targets. At least one.
+	Pools []poolDoc `yaml:"pools"`
+	// Limits protect the balancer and the targets; every field has a default.
+	Limits limitsDoc `yaml:"limits"`
+	// TrustedProxies lists the CIDRs ("10.0.0.0/8") or single addresses of
+	// proxies in front of the balancer whose X-Forwarded-For, Forwarded and
+	// X-Real-IP headers are believed. Default: none; those headers are
+	// replaced for every client.
+	TrustedProxies []string `yaml:"trusted_proxies"`
+	// RetryBudget is the share (0-1) of live requests that may be retries;
+	// default 0.2.
+	RetryBudget *float64 `yaml:"retry_budget"`
+	// MinRetries per second are allowed whatever the budget; default 3.
+	MinRetries *int `yaml:"min_retries"`
+	// AccessLog is "stdout", "stderr", "off" or a file path (appended to).
+	// Default: off.
+	AccessLog string `yaml:"access_log"`
+	// Admin configures the admin API listener.
+	Admin adminDoc `yaml:"admin"`
+}
+
+type listenerDoc struct {
+	// Name identifies the listener in logs, metrics and status. Required,
+	// unique.
+	Name string `yaml:"name"`
+	// Addr is host:port to bind, such as ":80", "0.0.0.0:443" or
+	// "127.0.0.1:0" (any free port). Required.
+	Addr string `yaml:"addr"`
+	// TLS lists certificate/key pairs; empty means plain HTTP. With several,
+	// the one matching the client's SNI name is used. HTTP/2 is offered on
+	// TLS listeners.
+	TLS []certDoc `yaml:"tls"`
+	// Routes restricts the listener to these route names; default all.
+	Routes []string `yaml:"routes"`
+}
+
+type certDoc struct {
+	// Cert is a PEM certificate chain file. Required.
+	Cert string `yaml:"cert"`
+	// Key is the PEM private key file of Cert. Required.
+	Key string `yaml:"key"`
+}
+
+type routeDoc struct {
+	// Name identifies the route. Required, unique.
+	Name string `yaml:"name"`
+	// Host is an exact host name ("app.example.com"), a wildcard
+	// ("*.example.com") or empty for any host.
+	Host string `yaml:"host"`
+	// PathPrefix matches the start of the request path; default "/".
+	// The most specific route wins: exact host, then wildcard, then any
+	// host; then the longest prefix.
+	PathPrefix string `yaml:"path_prefix"`
+	// Pool is the name of the pool that serves the route. Required.
+	Pool string `yaml:"pool"`
+}
+
+type poolDoc struct {
+	// Name identifies the pool. Required, unique.
+	Name string `yaml:"name"`
+	// Algorithm is round_robin (default, weighted), least_requests or p2c
+	// (power of two choices on latency x load).
+	Algorithm pool.Algorithm `yaml:"algorithm"`
+	// Targets are the initial targets. May be empty: targets can be added
+	// through the admin API.
+	Targets []targetDoc `yaml:"targets"`
+	// HealthCheck enables active HTTP health checks when present.
+	HealthCheck *healthDoc `yaml:"health_check"`
+	// Sticky enables session affinity when present.
+	Sticky *stickyDoc `yaml:"sticky"`
+	// Outlier enables passive ejection when consecutive_failures is set.
+	Outlier outlierDoc `yaml:"outlier"`
+	// SlowStart ramps a new target from 10% to 100% of its weight over this
+	// window; default 0 (off).
+	SlowStart Duration `yaml:"slow_start"`
+	// DrainTimeout bounds the drain of a removed target; default 30s.
+	DrainTimeout Duration `yaml:"drain_timeout"`
+	// Retries is the number of extra attempts on another target for an
+	// idempotent request that failed before any response; default 2, 0
+	// disables retries.
+	Retries *int `yaml:"retries"`
+	// TryTimeout bounds one attempt until response headers; default 30s.
+	TryTimeout Duration `yaml:"try_timeout"`
+	// ConnectTimeout bounds dialing a target; default 2s.
+	ConnectTimeout Duration `yaml:"connect_timeout"`
+}
+
+type targetDoc struct {
+	// Addr is the target's host:port. Required, unique in the pool.
+	Addr string `yaml:"addr"`
+	// Weight is 1-256; default 1.
+	Weight int `yaml:"weight"`
+}
+
+type healthDoc struct {
+	// Path is the request path of the probe; default "/".
+	Path string `yaml:"path"`
+	// Host is the Host header of the probe; default the target's
+	// host:port.
+	Host string `yaml:"host"`
+	// Interval between probes of one target; default 5s.
+	Interval Duration `yaml:"interval"`
+	// Timeout of one probe; default 2s, and less than interval.
+	Timeout Duration `yaml:"timeout"`
+	// HealthyThreshold is the consecutive passes that make a target
+	// healthy; default 2.
+	HealthyThreshold *int `yaml:"healthy_threshold"`
+	// UnhealthyThreshold is the consecutive failures that make a target
+	// unhealthy; default 3.
+	UnhealthyThreshold *int `yaml:"unhealthy_threshold"`
+	// Statuses are the passing response statuses, as a comma-separated
+	// list of codes and ranges; default "200-399".
+	Statuses AppStatuses `yaml:"statuses"`
+	// Jitter spreads probes: each interval is scaled by a random factor
+	// in [1-jitter, 1+jitter]; 0-1, default 0 (none).
+	Jitter float64 `yaml:"jitter"`
+}
+
+type stickyDoc struct {
+	// Cookie is the name of the affinity cookie the balancer sets; empty
+	// means no cookie affinity.
+	Cookie string `yaml:"cookie"`
+	// TTL is the cookie lifetime; default 0, a browser-session cookie.
+	TTL Duration `yaml:"ttl"`
+	// SecretFile holds the key (at least 16 bytes) that signs cookies.
+	// Required with cookie. It is a file, not a generated value, so that
+	// pins survive a balancer restart and are shared by every balancer
+	// node behind one address: give all nodes the same file.
+	SecretFile string `yaml:"secret_file"`
+	// SockJSPrefixes are path prefixes (such as "/sockjs", Meteor's DDP)
+	// under which SockJS sessions are pinned by their session id; SockJS
+	// sends no cookie. Default none.
+	SockJSPrefixes []string `yaml:"sockjs_prefixes"`
+}
+
+type outlierDoc struct {
+	// ConsecutiveFailures ejects a target after this many connection
+	// errors or 5xx in a row; default 0 (off).
+	ConsecutiveFailures int `yaml:"consecutive_failures"`
+	// BaseEjection is the first ejection's length, growing with each
+	// ejection; default 30s.
+	BaseEjection Duration `yaml:"base_ejection"`
+	// MaxEjection caps one ejection; default 300s.
+	MaxEjection Duration `yaml:"max_ejection"`
+	// MaxEjectedPercent caps the share of targets ejected at once (1-100);
+	// default 50.
+	MaxEjectedPercent int `yaml:"max_ejected_percent"`
+}
+
+type limitsDoc struct {
+	// HeaderTimeout bounds reading request headers (slowloris); default 10s.
+	HeaderTimeout Duration `yaml:"header_timeout"`
+	// ClientIdle closes idle client keep-alive connections; default 60s.
+	ClientIdle Duration `yaml:"client_idle"`
+	// UpstreamIdle closes idle pooled upstream connections; default 90s.
+	UpstreamIdle Duration `yaml:"upstream_idle"`
+	// MaxHeaderBytes: larger request headers get 431; default 64KiB.
+	MaxHeaderBytes Size `yaml:"max_header_bytes"`
+	// MaxURIBytes: longer request URIs get 414; default 8KiB.
+	MaxURIBytes Size `yaml:"max_uri_bytes"`
+	// MaxBodyBytes: larger request bodies get 413; default 0 (unlimited).
+	MaxBodyBytes Size `yaml:"max_body_bytes"`
+	// MaxConns caps open client connections per listener; default 0
+	// (unlimited).
+	MaxConns int `yaml:"max_conns"`
+	// MaxIdlePerHost caps pooled idle connections per target; default 256.
+	MaxIdlePerHost int `yaml:"max_idle_per_host"`
+	// WebSocketIdle closes WebSocket tunnels idle this long; default 0
+	// (never).
+	WebSocketIdle Duration `yaml:"websocket_idle"`
+	// ShutdownTimeout bounds the graceful drain at exit; default 30s.
+	ShutdownTimeout Duration `yaml:"shutdown_timeout"`
+}
+
+type adminDoc struct {
+	// Addr is the admin API's host:port; default 127.0.0.1:9090.
+	Addr string `yaml:"addr"`
+	// TokenFile holds the admin bearer token; default .shoal/admin.token
+	// next to lb.yaml, created when missing.
+	TokenFile string `yaml:"token_file"`
+}

@@ -1,0 +1,329 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/shoal-dev/shoal/internal/lb"
+)
+
+// LoadLB reads and validates the lb.yaml at path. On any problem it
+// returns a nil *LBFile and a Problems error listing every problem with
+// file:line:column. Files named in lb.yaml are resolved against the
+// directory of path; the sticky secret files are read now, certificates
+// and the token file later by their users.
+func LoadLB(path string) (*LBFile, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read lb config: %w", err)
+	}
+	return ParseLB(path, data)
+}
+
+// ParseLB validates data as the lb.yaml named file (used in messages and
+// as the base for relative paths). See LoadLB.
+func ParseLB(file string, data []byte) (*LBFile, error) {
+	var doc lbDoc
+	d := decode(file, data, &doc)
+	if len(d.probs) > 0 {
+		// Structural problems make later checks misleading (a list that
+		// failed to decode looks empty): report those first and only.
+		return nil, d.sorted()
+	}
+	dir, err := filepath.Abs(filepath.Dir(file))
+	if err != nil {
+		dir = filepath.Dir(file)
+	}
+	v := lbValidator{d: d, dir: dir}
+	out := v.build(&doc)
+	if len(d.probs) > 0 {
+		return nil, d.sorted()
+	}
+	return out, nil
+}
+
+// OpenAccessLog opens f.AccessLog for appending. It returns a nil writer
+// when the access log is off. Closing the returned closer is a no-op for
+// stdout and stderr.
+func (f *LBFile) OpenAccessLog() (io.Writer, io.Closer, error) {
+	switch f.AccessLog {
+	case "":
+		return nil, io.NopCloser(nil), nil
+	case "stdout":
+		return os.Stdout, io.NopCloser(nil), nil
+	case "stderr":
+		return os.Stderr, io.NopCloser(nil), nil
+	}
+	fh, err := os.OpenFile(f.AccessLog, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o640)
+	if err != nil {
+		return nil, nil, fmt.Errorf("open access log: %w", err)
+	}
+	return fh, fh, nil
+}
+
+type lbValidator struct {
+	d   *document
+	dir string
+}
+
+func (v *lbValidator) abs(p string) string {
+	if p == "" || filepath.IsAbs(p) {
+		return p
+	}
+	return filepath.Join(v.dir, p)
+}
+
+func (v *lbValidator) build(doc *lbDoc) *LBFile {
+	d := v.d
+	out := &LBFile{}
+	cfg := &out.Balancer
+
+	if len(doc.Pools) == 0 {
+		d.errorf("pools", "at least one pool is required")
+	}
+	pools := map[string]bool{}
+	for i, p := range doc.Pools {
+		path := fmt.Sprintf("pools[%d]", i)
+		if v.name(path+".name", p.Name, "pool", pools) {
+			cfg.Pools = append(cfg.Pools, v.pool(path, p))
+		}
+	}
+
+	if len(doc.Routes) == 0 {
+		d.errorf("routes", "at least one route is required")
+	}
+	routes := map[string]bool{}
+	type hostPrefix struct{ host, prefix string }
+	matches := map[hostPrefix]string{}
+	for i, r := range doc.Routes {
+		path := fmt.Sprintf("routes[%d]", i)
+		v.name(path+".name", r.Name, "route", routes)
+		v.host(path+".host", r.Host)
+		prefix := r.PathPrefix
+		if prefix == "" {
+			prefix = "/"
+		} else if !strings.HasPrefix(prefix, "/") {
+			d.errorf(path+".path_prefix", "must start with /, got %q", prefix)
+		}
+		switch {
+		case r.Pool == "":
+			d.errorf(path+".pool", "is required")
+		case !pools[r.Pool]:
+			d.errorf(path+".pool", "unknown pool %q", r.Pool)
+		}
+		k := hostPrefix{strings.ToLower(r.Host), prefix}
+		if other, ok := matches[k]; ok {
+			d.errorf(path, "matches the same host and path prefix as route %q", other)
+		} else {
+			matches[k] = r.Name
+		}
+		cfg.Routes = append(cfg.Routes, lb.Route{Name: r.Name, Host: strings.ToLower(r.Host), PathPrefix: prefix, Pool: r.Pool})
+	}
+
+	if len(doc.Listeners) == 0 {
+		d.errorf("listeners", "at least one listener is required")
+	}
+	listeners := map[string]bool{}
+	for i, l := range doc.Listeners {
+		path := fmt.Sprintf("listeners[%d]", i)
+		v.name(path+".name", l.Name, "listener", listeners)
+		v.hostPort(path+".addr", l.Addr, true)
+		ln := lb.Listener{Name: l.Name, Addr: l.Addr, Routes: l.Routes}
+		for j, c := range l.TLS {
+			cp := fmt.Sprintf("%s.tls[%d]", path, j)
+			if c.Cert == "" {
+				d.errorf(cp+".cert", "is required")
+			}
+			if c.Key == "" {
+				d.errorf(cp+".key", "is required")
+			}
+			ln.TLS = append(ln.TLS, lb.Certificate{CertFile: v.abs(c.Cert), KeyFile: v.abs(c.Key)})
+		}
+		for j, r := range l.Routes {
+			if !routes[r] {
+				d.errorf(fmt.Sprintf("%s.routes[%d]", path, j), "unknown route %q", r)
+			}
+		}
+		cfg.Listeners = append(cfg.Listeners, ln)
+	}
+
+	cfg.Limits = v.limits(doc.Limits)
+	maxHeader, maxURI := cfg.Limits.MaxHeaderBytes, cfg.Limits.MaxURIBytes
+	if maxHeader == 0 {
+		maxHeader = lb.DefaultMaxHeaderBytes
+	}
+	if maxURI == 0 {
+		maxURI = lb.DefaultMaxURIBytes
+	}
+	if maxURI > maxHeader {
+		d.errorf("limits.max_uri_bytes", "%d is more than max_header_bytes (%d)", maxURI, maxHeader)
+	}
+	for i, s := range doc.TrustedProxies {
+		p, err := parsePrefix(s)
+		if err != nil {
+			d.errorf(fmt.Sprintf("trusted_proxies[%d]", i), "%v", err)
+			continue
+		}
+		cfg.TrustedProxies = append(cfg.TrustedProxies, p)
+	}
+	if b := doc.RetryBudget; b != nil {
+		if *b < 0 || *b > 1 {
+			d.errorf("retry_budget", "must be between 0 and 1, got %v", *b)
+		}
+		cfg.RetryBudget = *b
+	}
+	if m := doc.MinRetries; m != nil {
+		if *m < 0 {
+			d.errorf("min_retries", "must not be negative, got %d", *m)
+		}
+		cfg.MinRetries = *m
+	}
+	switch a := doc.AccessLog; a {
+	case "", "off":
+	case "stdout", "stderr":
+		out.AccessLog = a
+	default:
+		out.AccessLog = v.abs(a)
+	}
+
+	out.Admin.Addr = doc.Admin.Addr
+	if out.Admin.Addr == "" {
+		out.Admin.Addr = DefaultAdminAddr
+	} else {
+		v.hostPort("admin.addr", doc.Admin.Addr, true)
+	}
+	out.Admin.TokenFile = v.abs(doc.Admin.TokenFile)
+	if out.Admin.TokenFile == "" {
+		out.Admin.TokenFile = filepath.Join(v.dir, ".shoal", "admin.token")
+	}
+	return out
+}
+
+// name checks a required unique name and records it in seen. It reports
+// whether the name is new and valid.
+func (v *lbValidator) name(path, name, what string, seen map[string]bool) bool {
+	switch {
+	case name == "":
+		v.d.errorf(path, "a %s name is required", what)
+		return false
+	case seen[name]:
+		v.d.errorf(path, "duplicate %s name %q", what, name)
+		return false
+	case strings.ContainsAny(name, "/ \t\n"):
+		v.d.errorf(path, "%s name %q must not contain spaces or /", what, name)
+	}
+	seen[name] = true
+	return true
+}
+
+// hostPort checks a host:port; with emptyHost, ":80" is allowed.
+func (v *lbValidator) hostPort(path, addr string, emptyHost bool) bool {
+	if err := checkHostPort(addr, emptyHost); err != nil {
+		v.d.errorf(path, "%v", err)
+		return false
+	}
+	return true
+}
+
+func checkHostPort(addr string, emptyHost bool) error {
+	if addr == "" {
+		return errors.New("an address host:port is required")
+	}
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("invalid address %q: want host:port", addr)
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+		return fmt.Errorf("invalid port in %q", addr)
+	}
+	if host == "" && !emptyHost {
+		return fmt.Errorf("address %q has no host", addr)
+	}
+	if strings.ContainsAny(host, " /\t") {
+		return fmt.Errorf("invalid host in %q", addr)
+	}
+	return nil
+}
+
+func (v *lbValidator) host(path, h string) {
+	if h == "" {
+		return
+	}
+	name := strings.TrimPrefix(h, "*.")
+	if strings.Contains(name, "*") || strings.ContainsAny(name, ":/ \t") || strings.HasPrefix(name, ".") || strings.HasSuffix(name, ".") || name == "" {
+		v.d.errorf(path, "invalid host %q: want a name such as app.example.com or *.example.com", h)
+	}
+}
+
+func parsePrefix(s string) (netip.Prefix, error) {
+	if strings.Contains(s, "/") {
+		p, err := netip.ParsePrefix(s)
+		if err != nil {
+			return netip.Prefix{}, fmt.Errorf("invalid CIDR %q", s)
+		}
+		return p.Masked(), nil
+	}
+	a, err := netip.ParseAddr(s)
+	if err != nil {
+		return netip.Prefix{}, fmt.Errorf("invalid address %q: want an IP or a CIDR such as 10.0.0.0/8", s)
+	}
+	return netip.PrefixFrom(a, a.BitLen()), nil
+}
+
+// duration checks that a duration field is not negative.
+func (v *lbValidator) duration(path string, d Duration) time.Duration {
+	if d < 0 {
+		v.d.errorf(path, "must not be negative, got %v", d.D())
+		return 0
+	}
+	return d.D()
+}
+
+func (v *lbValidator) nonNegative(path string, n int) int {
+	if n < 0 {
+		v.d.errorf(path, "must not be negative, got %d", n)
+		return 0
+	}
+	return n
+}
+
+func (v *lbValidator) limits(l limitsDoc) lb.Limits {
+	return lb.Limits{
+		HeaderTimeout:   v.duration("limits.header_timeout", l.HeaderTimeout),
+		ClientIdle:      v.duration("limits.client_idle", l.ClientIdle),
+		UpstreamIdle:    v.duration("limits.upstream_idle", l.UpstreamIdle),
+		MaxHeaderBytes:  v.sizeInt("limits.max_header_bytes", l.MaxHeaderBytes),
+		MaxURIBytes:     v.sizeInt("limits.max_uri_bytes", l.MaxURIBytes),
+		MaxBodyBytes:    int64(l.MaxBodyBytes),
+		MaxConns:        v.nonNegative("limits.max_conns", l.MaxConns),
+		MaxIdlePerHost:  v.nonNegative("limits.max_idle_per_host", l.MaxIdlePerHost),
+		WebSocketIdle:   v.duration("limits.websocket_idle", l.WebSocketIdle),
+		ShutdownTimeout: v.duration("limits.shutdown_timeout", l.ShutdownTimeout),
+	}
+}
+
+func (v *lbValidator) sizeInt(path string, s Size) int {
+	if s > 1<<30 {
+		v.d.errorf(path, "must be at most 1GiB")
+		return 0
+	}
+	return int(s)
+}
+
+// validCookieName reports whether s is an RFC 6265 token.
+func validCookieName(s string) bool {
+	if s == "" {
+		return false
+	}
+	c := http.Cookie{Name: s, Value: "x"}
+	return c.Valid() == nil
+}

@@ -1,0 +1,155 @@
+package config
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"strings"
+
+	"github.com/shoal-dev/shoal/internal/health"
+	"github.com/shoal-dev/shoal/internal/lb"
+	"github.com/shoal-dev/shoal/internal/pool"
+)
+
+// minStickySecret mirrors the pool's minimum HMAC key length.
+const minStickySecret = 16
+
+func (v *lbValidator) pool(path string, p poolDoc) lb.PoolConfig {
+	d := v.d
+	pc := lb.PoolConfig{
+		Name:           p.Name,
+		Algorithm:      p.Algorithm,
+		SlowStart:      v.duration(path+".slow_start", p.SlowStart),
+		DrainTimeout:   v.duration(path+".drain_timeout", p.DrainTimeout),
+		TryTimeout:     v.duration(path+".try_timeout", p.TryTimeout),
+		ConnectTimeout: v.duration(path+".connect_timeout", p.ConnectTimeout),
+	}
+	if r := p.Retries; r != nil {
+		// In the file 0 means "no retries"; in lb.Config 0 means the
+		// default and -1 means none.
+		switch {
+		case *r < 0 || *r > 10:
+			d.errorf(path+".retries", "must be between 0 and 10, got %d", *r)
+		case *r == 0:
+			pc.Retries = -1
+		default:
+			pc.Retries = *r
+		}
+	}
+	addrs := map[string]bool{}
+	for i, t := range p.Targets {
+		tp := fmt.Sprintf("%s.targets[%d]", path, i)
+		if !v.hostPort(tp+".addr", t.Addr, false) {
+			continue
+		}
+		if addrs[t.Addr] {
+			d.errorf(tp+".addr", "duplicate target %q", t.Addr)
+			continue
+		}
+		addrs[t.Addr] = true
+		if t.Weight < 0 || t.Weight > pool.MaxWeight {
+			d.errorf(tp+".weight", "must be between 1 and %d, got %d", pool.MaxWeight, t.Weight)
+		}
+		pc.Targets = append(pc.Targets, pool.TargetSpec{Addr: t.Addr, Weight: t.Weight})
+	}
+	if h := p.HealthCheck; h != nil {
+		pc.Health = v.health(path+".health_check", h)
+	}
+	if s := p.Sticky; s != nil {
+		pc.Sticky = v.sticky(path+".sticky", s)
+	}
+	pc.Outlier = v.outlier(path+".outlier", p.Outlier)
+	return pc
+}
+
+func (v *lbValidator) sticky(path string, s *stickyDoc) pool.Sticky {
+	d := v.d
+	st := pool.Sticky{TTL: v.duration(path+".ttl", s.TTL), Cookie: s.Cookie}
+	if s.Cookie != "" && !validCookieName(s.Cookie) {
+		d.errorf(path+".cookie", "invalid cookie name %q", s.Cookie)
+	}
+	switch {
+	case s.Cookie != "" && s.SecretFile == "":
+		d.errorf(path+".secret_file", "is required with cookie: a file holding at least %d random bytes, the same on every balancer node (for example: head -c 32 /dev/urandom | base64 > sticky.key; chmod 600 sticky.key)", minStickySecret)
+	case s.SecretFile != "":
+		b, err := os.ReadFile(v.abs(s.SecretFile))
+		if err != nil {
+			d.errorf(path+".secret_file", "read sticky secret: %v", err)
+			break
+		}
+		b = bytes.TrimSpace(b)
+		if len(b) < minStickySecret {
+			d.errorf(path+".secret_file", "secret in %s is %d bytes; at least %d are required", s.SecretFile, len(b), minStickySecret)
+		}
+		st.Secret = b
+	}
+	for i, pre := range s.SockJSPrefixes {
+		if !strings.HasPrefix(pre, "/") {
+			d.errorf(fmt.Sprintf("%s.sockjs_prefixes[%d]", path, i), "must start with /, got %q", pre)
+		}
+		st.SockJSPrefixes = append(st.SockJSPrefixes, pre)
+	}
+	return st
+}
+
+func (v *lbValidator) outlier(path string, o outlierDoc) pool.Outlier {
+	out := pool.Outlier{
+		ConsecutiveFailures: v.nonNegative(path+".consecutive_failures", o.ConsecutiveFailures),
+		BaseEjection:        v.duration(path+".base_ejection", o.BaseEjection),
+		MaxEjection:         v.duration(path+".max_ejection", o.MaxEjection),
+		MaxEjectedPercent:   o.MaxEjectedPercent,
+	}
+	if o.MaxEjectedPercent < 0 || o.MaxEjectedPercent > 100 {
+		v.d.errorf(path+".max_ejected_percent", "must be between 1 and 100, got %d", o.MaxEjectedPercent)
+	}
+	if out.MaxEjection > 0 && out.BaseEjection > out.MaxEjection {
+		v.d.errorf(path+".max_ejection", "must be at least base_ejection (%v)", out.BaseEjection)
+	}
+	return out
+}
+
+func (v *lbValidator) health(path string, h *healthDoc) *health.Spec {
+	d := v.d
+	s := &health.Spec{
+		Path:     h.Path,
+		Host:     h.Host,
+		Interval: v.duration(path+".interval", h.Interval),
+		Timeout:  v.duration(path+".timeout", h.Timeout),
+		Jitter:   h.Jitter,
+	}
+	if s.Path != "" && !strings.HasPrefix(s.Path, "/") {
+		d.errorf(path+".path", "must start with /, got %q", s.Path)
+	}
+	if strings.ContainsAny(s.Host, " /\r\n\t") {
+		d.errorf(path+".host", "invalid host %q", s.Host)
+	}
+	for _, th := range []struct {
+		key string
+		val *int
+		dst *int
+	}{
+		{"healthy_threshold", h.HealthyThreshold, &s.HealthyThreshold},
+		{"unhealthy_threshold", h.UnhealthyThreshold, &s.UnhealthyThreshold},
+	} {
+		if th.val == nil {
+			continue
+		}
+		if *th.val < 1 {
+			d.errorf(path+"."+th.key, "must be at least 1, got %d", *th.val)
+		}
+		*th.dst = *th.val
+	}
+	if h.Jitter < 0 || h.Jitter > 1 {
+		d.errorf(path+".jitter", "must be between 0 and 1, got %v", h.Jitter)
+	}
+	def := s.WithDefaults()
+	if def.Timeout >= def.Interval {
+		d.errorf(path+".timeout", "must be less than interval (%v), got %v", def.Interval, def.Timeout)
+	}
+	if d.has(path + ".statuses") {
+		for _, r := range h.Statuses.Ranges() {
+			s.Statuses = append(s.Statuses, health.StatusRange{Min: r[0], Max: r[1]})
+		}
+	}
+	return s
+}

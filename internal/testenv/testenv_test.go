@@ -1,0 +1,138 @@
+package testenv
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"os/signal"
+	"regexp"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// The test binary doubles as the child process: with TESTENV_CHILD set it
+// behaves as a small program instead of running tests.
+func TestMain(m *testing.M) {
+	switch os.Getenv("TESTENV_CHILD") {
+	case "":
+		os.Exit(m.Run())
+	case "echo":
+		// Prints a line on each stream, then echoes stdin lines until EOF
+		// or SIGTERM (exit 0 after printing "bye").
+		fmt.Println("ready out")
+		fmt.Fprintln(os.Stderr, "listening addr=127.0.0.1:1234")
+		sig := make(chan os.Signal, 1)
+		signal.Notify(sig, syscall.SIGTERM)
+		lines := make(chan string)
+		go func() {
+			sc := bufio.NewScanner(os.Stdin)
+			for sc.Scan() {
+				lines <- sc.Text()
+			}
+			close(lines)
+		}()
+		for {
+			select {
+			case <-sig:
+				fmt.Println("bye")
+				os.Exit(0)
+			case l, ok := <-lines:
+				if !ok {
+					os.Exit(3)
+				}
+				fmt.Println("echo", l)
+			}
+		}
+	case "exit7":
+		fmt.Println("partial")
+		os.Exit(7)
+	}
+}
+
+func child(t *testing.T, mode string) *exec.Cmd {
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), "TESTENV_CHILD="+mode)
+	return cmd
+}
+
+func TestProcessLinesSignalAndExit(t *testing.T) {
+	ctx := Context(t, 30*time.Second)
+	cmd := child(t, "echo")
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := StartCmd(t, cmd)
+	m, err := p.WaitForLine(ctx, regexp.MustCompile(`listening addr=(\S+)`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m[1] != "127.0.0.1:1234" {
+		t.Fatalf("submatch = %q", m[1])
+	}
+	mark := p.Mark()
+	fmt.Fprintln(stdin, "hello")
+	if _, i, err := p.WaitForLineFrom(ctx, mark, regexp.MustCompile(`^echo hello$`)); err != nil || i < mark {
+		t.Fatalf("echo line: index %d, err %v", i, err)
+	}
+	if err := p.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	code, err := p.Wait(ctx)
+	if err != nil || code != 0 {
+		t.Fatalf("exit code %d, err %v", code, err)
+	}
+	if _, err := p.WaitForLine(ctx, regexp.MustCompile(`^bye$`)); err != nil {
+		t.Fatalf("final line lost: %v\n%s", err, p.Output())
+	}
+	if !p.Exited() {
+		t.Fatal("Exited() = false after Wait")
+	}
+}
+
+func TestWaitForLineFailsWhenProcessExits(t *testing.T) {
+	ctx := Context(t, 30*time.Second)
+	p := StartCmd(t, child(t, "exit7"))
+	if _, err := p.WaitForLine(ctx, regexp.MustCompile(`never printed`)); err == nil {
+		t.Fatal("WaitForLine succeeded on an exited process")
+	}
+	if code, err := p.Wait(ctx); err != nil || code != 7 {
+		t.Fatalf("exit code %d, err %v", code, err)
+	}
+}
+
+func TestCleanupKillsRunningProcess(t *testing.T) {
+	var p *Process
+	t.Run("inner", func(t *testing.T) {
+		p = StartCmd(t, child(t, "echo"))
+		if _, err := p.WaitForLine(Context(t, 30*time.Second), regexp.MustCompile(`ready`)); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if !p.Exited() {
+		t.Fatal("process still running after its test's cleanup")
+	}
+}
+
+func TestWaitForReturnsLastError(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	errLast := errors.New("still not ready")
+	err := WaitFor(ctx, func() error { return errLast })
+	if err == nil || !errors.Is(err, context.DeadlineExceeded) || !regexp.MustCompile(`still not ready`).MatchString(err.Error()) {
+		t.Fatalf("err = %v", err)
+	}
+	n := 0
+	if err := WaitFor(context.Background(), func() error {
+		if n++; n < 3 {
+			return errLast
+		}
+		return nil
+	}); err != nil || n != 3 {
+		t.Fatalf("err %v after %d calls", err, n)
+	}
+}
