@@ -99,7 +99,7 @@ type PoolConfig struct {
 type Limits struct {
 	HeaderTimeout   time.Duration // read of request headers (slowloris); default 10s
 	ClientIdle      time.Duration // keep-alive idle, client side; default 60s
-	UpstreamIdle    time.Duration // pooled upstream connection idle; default 90s
+	UpstreamIdle    time.Duration // pooled upstream connection idle; default 4s (below Node's 5s)
 	MaxHeaderBytes  int           // default 64KiB; larger gets 431
 	MaxURIBytes     int           // default 8KiB; longer gets 414
 	MaxBodyBytes    int64         // 0 = unlimited; larger gets 413

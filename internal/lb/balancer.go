@@ -1,0 +1,359 @@
+package lb
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/shoal-dev/shoal/internal/pool"
+)
+
+// Balancer is a running load balancer: listeners, routes and pools. Build
+// one with New, bind with Listen, serve with Run; Reload, AddPool,
+// RemovePool and SetMaintenance change it while it serves. All methods
+// are safe for concurrent use.
+type Balancer struct {
+	log     *slog.Logger
+	ids     *idGen
+	metrics *metrics
+	tunnels *tunnelSet
+	maint   atomic.Pointer[Maintenance]
+	tbl     atomic.Pointer[table]
+	alog    atomic.Pointer[accessLog]
+
+	// handlers counts proxy handlers running, for Run's final wait.
+	handlers sync.WaitGroup
+
+	mu        sync.Mutex // guards the fields below; held during changes
+	cfg       Config     // current, defaulted
+	pools     map[string]*poolEntry
+	listeners map[string]*listener
+	listening bool
+	running   bool
+	stopping  bool
+	bg        sync.WaitGroup // serve loops, health checkers, drains
+	bgCtx     context.Context
+	bgCancel  context.CancelFunc
+	serveErr  chan error
+}
+
+// table is the immutable snapshot the proxy reads per request.
+type table struct {
+	routers map[string]*router // by listener name
+	limits  Limits
+	trusted []netip.Prefix
+	budget  *retryBudget
+}
+
+// listener is one bound listener and its server.
+type listener struct {
+	cfg    Listener
+	tlsCfg *tls.Config // nil for plain HTTP
+	raw    net.Listener
+	ln     net.Listener // what the server accepts from
+	tlsL   *tlsListener
+	srv    *http.Server
+	served chan struct{} // closed when Serve returned; nil before serving
+}
+
+// New validates cfg (returning every problem at once), and builds the
+// pools, their health checkers and the routing table. It binds nothing and
+// starts nothing: call Listen, then Run.
+func New(cfg Config) (*Balancer, error) {
+	cfg = withDefaults(cfg)
+	if err := validate(cfg); err != nil {
+		return nil, fmt.Errorf("invalid balancer config: %w", err)
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	b := &Balancer{
+		log:       log,
+		ids:       newIDGen(),
+		tunnels:   newTunnelSet(),
+		pools:     map[string]*poolEntry{},
+		listeners: map[string]*listener{},
+		serveErr:  make(chan error, 1),
+	}
+	b.bgCtx, b.bgCancel = context.WithCancel(context.Background())
+	b.metrics = newMetrics(b)
+	for _, l := range cfg.Listeners {
+		tc, err := listenerTLS(l)
+		if err != nil {
+			return nil, fmt.Errorf("listener %s: %w", l.Name, err)
+		}
+		b.listeners[l.Name] = &listener{cfg: l, tlsCfg: tc, srv: b.newServer(l, tc, cfg.Limits)}
+	}
+	for _, pc := range cfg.Pools {
+		pe, err := b.newPoolEntry(pc, cfg.Limits)
+		if err != nil {
+			return nil, err
+		}
+		b.pools[pc.Name] = pe
+	}
+	b.cfg = cfg
+	b.maint.Store(cfg.Maintenance)
+	b.alog.Store(newAccessLog(cfg.AccessLog))
+	b.tbl.Store(b.buildTable(cfg, nil))
+	return b, nil
+}
+
+func listenerTLS(l Listener) (*tls.Config, error) {
+	if len(l.TLS) == 0 {
+		return nil, nil
+	}
+	return loadTLS(l.TLS)
+}
+
+// newServer builds the http.Server of a listener; tc is kept only to
+// mark the listener as TLS (the tlsListener terminates TLS).
+func (b *Balancer) newServer(l Listener, tc *tls.Config, lim Limits) *http.Server {
+	srv := &http.Server{
+		Handler:           &frontHandler{b: b, name: l.Name, tls: tc != nil},
+		ReadHeaderTimeout: lim.HeaderTimeout,
+		IdleTimeout:       lim.ClientIdle,
+		MaxHeaderBytes:    lim.MaxHeaderBytes,
+		ConnContext:       withConn,
+		ErrorLog:          slog.NewLogLogger(b.log.Handler(), slog.LevelDebug),
+	}
+	return srv
+}
+
+// buildTable compiles the routing table for cfg over b.pools; budget is
+// carried over from the previous table when non-nil.
+func (b *Balancer) buildTable(cfg Config, budget *retryBudget) *table {
+	if budget == nil {
+		budget = newRetryBudget(cfg.RetryBudget, cfg.MinRetries)
+	} else {
+		budget.set(cfg.RetryBudget, cfg.MinRetries)
+	}
+	t := &table{routers: map[string]*router{}, limits: cfg.Limits, trusted: cfg.TrustedProxies, budget: budget}
+	for _, l := range cfg.Listeners {
+		routes := cfg.Routes
+		if len(l.Routes) > 0 {
+			want := map[string]bool{}
+			for _, n := range l.Routes {
+				want[n] = true
+			}
+			routes = nil
+			for _, r := range cfg.Routes {
+				if want[r.Name] {
+					routes = append(routes, r)
+				}
+			}
+		}
+		t.routers[l.Name] = newRouter(routes, b.pools, b.metrics)
+	}
+	return t
+}
+
+// Listen binds every listener. Bind errors are returned at once, and the
+// listeners bound so far are closed again. Calling it twice is an error.
+func (b *Balancer) Listen() error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.listening {
+		return errors.New("balancer already listening")
+	}
+	var bound []*listener
+	for _, l := range b.listeners {
+		if err := bind(l, b.cfg.Limits); err != nil {
+			for _, o := range bound {
+				o.ln.Close()
+			}
+			return err
+		}
+		bound = append(bound, l)
+	}
+	b.listening = true
+	return nil
+}
+
+// bind opens the socket of l and its accept chain.
+func bind(l *listener, lim Limits) error {
+	raw, err := net.Listen("tcp", l.cfg.Addr)
+	if err != nil {
+		return fmt.Errorf("listener %s: %w", l.cfg.Name, err)
+	}
+	l.raw = raw
+	var ln net.Listener = raw
+	if lim.MaxConns > 0 {
+		ln = newLimitListener(ln, lim.MaxConns)
+	}
+	if l.tlsCfg != nil {
+		l.tlsL = newTLSListener(ln, l.tlsCfg, lim.HeaderTimeout)
+		l.ln = l.tlsL
+	} else {
+		l.ln = plainListener{ln}
+	}
+	return nil
+}
+
+// Addr returns the bound address of the named listener, or nil when it is
+// unknown or not bound.
+func (b *Balancer) Addr(name string) net.Addr {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	l := b.listeners[name]
+	if l == nil || l.raw == nil {
+		return nil
+	}
+	return l.raw.Addr()
+}
+
+// Pool returns the named pool, for the admin API and the controller to
+// add, drain, remove and weigh targets.
+func (b *Balancer) Pool(name string) (*pool.Pool, bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	pe := b.pools[name]
+	if pe == nil {
+		return nil, false
+	}
+	return pe.p, true
+}
+
+// SetMaintenance turns maintenance mode on (m non-nil: every proxied
+// request is answered 503 with m.Page and Retry-After) or off (nil).
+func (b *Balancer) SetMaintenance(m *Maintenance) {
+	if m != nil {
+		c := *m
+		m = &c
+	}
+	b.maint.Store(m)
+	b.mu.Lock()
+	b.cfg.Maintenance = m
+	b.mu.Unlock()
+}
+
+// Run serves every listener (binding first if Listen was not called) and
+// runs the health checkers until ctx is done. Then it shuts down
+// gracefully: listeners stop accepting, in-flight requests and WebSockets
+// get up to Limits.ShutdownTimeout to finish, remaining WebSockets are
+// closed with status 1001 and remaining requests are cut. It returns after
+// every goroutine of the balancer ended: nil after a shutdown caused by
+// ctx, or the error that stopped a listener. A Balancer runs once.
+func (b *Balancer) Run(ctx context.Context) error {
+	b.mu.Lock()
+	if b.running || b.stopping {
+		b.mu.Unlock()
+		return errors.New("balancer already ran")
+	}
+	if !b.listening {
+		b.mu.Unlock()
+		if err := b.Listen(); err != nil {
+			return err
+		}
+		b.mu.Lock()
+	}
+	b.running = true
+	for _, l := range b.listeners {
+		b.serveLocked(l)
+	}
+	for _, pe := range b.pools {
+		b.startHealthLocked(pe)
+	}
+	b.mu.Unlock()
+
+	var err error
+	select {
+	case <-ctx.Done():
+	case err = <-b.serveErr:
+	}
+	b.shutdown()
+	return err
+}
+
+// serveLocked starts the server of a bound listener.
+func (b *Balancer) serveLocked(l *listener) {
+	l.served = make(chan struct{})
+	b.bg.Add(1)
+	go func() {
+		defer b.bg.Done()
+		defer close(l.served)
+		err := l.srv.Serve(l.ln)
+		if err != nil && !errors.Is(err, http.ErrServerClosed) {
+			b.log.Error("listener stopped", "listener", l.cfg.Name, "error", err)
+			select {
+			case b.serveErr <- fmt.Errorf("listener %s: %w", l.cfg.Name, err):
+			default:
+			}
+		}
+	}()
+}
+
+// shutdown runs Run's graceful stop.
+func (b *Balancer) shutdown() {
+	b.mu.Lock()
+	b.stopping = true
+	timeout := b.cfg.Limits.ShutdownTimeout
+	var ls []*listener
+	for _, l := range b.listeners {
+		ls = append(ls, l)
+	}
+	var pes []*poolEntry
+	for _, pe := range b.pools {
+		pes = append(pes, pe)
+	}
+	b.mu.Unlock()
+	b.bgCancel() // health checkers and reload drains stop
+
+	sctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	var wg sync.WaitGroup
+	for _, l := range ls {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := l.srv.Shutdown(sctx); err != nil {
+				l.srv.Close()
+			}
+		}()
+	}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		b.tunnels.wait(sctx)
+	}()
+	wg.Wait()
+	// Past this point nothing is graceful any more.
+	b.tunnels.goAwayAll()
+	if sctx.Err() != nil {
+		// End the requests still in flight: a drain with no time left
+		// cancels every Target.Context, which the proxy watches.
+		for _, pe := range pes {
+			for _, t := range pe.p.Targets() {
+				pe.p.Drain(t.Addr(), 0)
+			}
+		}
+	}
+	for _, l := range ls {
+		l.srv.Close()
+		if l.tlsL != nil {
+			l.tlsL.Close()
+		}
+	}
+	b.handlers.Wait()
+	b.bg.Wait()
+	for _, pe := range pes {
+		pe.tr.CloseIdleConnections()
+	}
+}
+
+// durationSeconds formats d as whole seconds, at least 1, for Retry-After.
+func durationSeconds(d time.Duration) int {
+	s := int((d + time.Second - 1) / time.Second)
+	if s < 1 {
+		s = 1
+	}
+	return s
+}

@@ -1,0 +1,88 @@
+package lb
+
+import (
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+)
+
+// BenchmarkProxy measures the whole proxy path: a keep-alive client, the
+// balancer and a target answering 100 bytes, all in this process over
+// loopback. It reports the balancer's allocations together with the
+// client's and the target's, so compare runs, not absolute numbers.
+func BenchmarkProxy(b *testing.B) {
+	body := strings.Repeat("x", 100)
+	be := newBackend(b, func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, body) })
+	lb := start(b, baseConfig(be.addr))
+	tr := &http.Transport{MaxIdleConnsPerHost: 256, DisableCompression: true}
+	b.Cleanup(tr.CloseIdleConnections)
+	c := &http.Client{Transport: tr}
+	url := lb.url + "/bench"
+	b.ReportAllocs()
+	b.SetParallelism(8)
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		buf := make([]byte, 512)
+		for pb.Next() {
+			resp, err := c.Get(url)
+			if err != nil {
+				b.Error(err)
+				return
+			}
+			for {
+				if _, err := resp.Body.Read(buf); err != nil {
+					break
+				}
+			}
+			resp.Body.Close()
+			if resp.StatusCode != 200 {
+				b.Errorf("status %d", resp.StatusCode)
+				return
+			}
+		}
+	})
+}
+
+// BenchmarkDirect is the same load straight to the target, for scale.
+func BenchmarkDirect(b *testing.B) {
+	body := strings.Repeat("x", 100)
+	be := newBackend(b, func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, body) })
+	tr := &http.Transport{MaxIdleConnsPerHost: 256, DisableCompression: true}
+	b.Cleanup(tr.CloseIdleConnections)
+	c := &http.Client{Transport: tr}
+	url := be.URL + "/bench"
+	b.ReportAllocs()
+	b.SetParallelism(8)
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		buf := make([]byte, 512)
+		for pb.Next() {
+			resp, err := c.Get(url)
+			if err != nil {
+				b.Error(err)
+				return
+			}
+			for {
+				if _, err := resp.Body.Read(buf); err != nil {
+					break
+				}
+			}
+			resp.Body.Close()
+		}
+	})
+}
+
+// BenchmarkInspector measures the smuggling guard on a typical request.
+func BenchmarkInspector(b *testing.B) {
+	req := []byte("GET /api/v1/users/42?x=1 HTTP/1.1\r\nHost: app.example.com\r\nUser-Agent: Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36\r\nAccept: */*\r\nAccept-Encoding: gzip, deflate, br\r\nCookie: session=abcdef0123456789\r\n\r\n")
+	var s inspector
+	s.reset()
+	b.SetBytes(int64(len(req)))
+	b.ReportAllocs()
+	for i := 0; i < b.N; i++ {
+		if _, err := s.feed(req); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -1,0 +1,74 @@
+package lb
+
+import (
+	"context"
+	"errors"
+	"net"
+	"net/http"
+	"strconv"
+
+	"github.com/shoal-dev/shoal/internal/pool"
+)
+
+// Errors the proxy answers itself.
+var (
+	errNoRoute    = errors.New("no route matches this host and path")
+	errURITooLong = errors.New("request URI too long")
+	errMethod     = errors.New("method not supported by the balancer")
+)
+
+// clientBodyError is a failure to read the client's request body.
+type clientBodyError struct{ err error }
+
+func (e clientBodyError) Error() string { return "read request body: " + e.err.Error() }
+func (e clientBodyError) Unwrap() error { return e.err }
+
+// statusOf is the one place where a proxy error becomes an HTTP status.
+func statusOf(err error) int {
+	var (
+		mbe *http.MaxBytesError
+		se  *smuggleError
+		ne  net.Error
+	)
+	switch {
+	case errors.Is(err, errNoRoute):
+		return http.StatusNotFound
+	case errors.Is(err, errURITooLong):
+		return http.StatusRequestURITooLong
+	case errors.Is(err, errMethod):
+		return http.StatusMethodNotAllowed
+	case errors.Is(err, pool.ErrNoTarget):
+		return http.StatusServiceUnavailable
+	case errors.As(err, &mbe):
+		return http.StatusRequestEntityTooLarge
+	case errors.As(err, &se):
+		return http.StatusBadRequest
+	case errors.As(err, new(clientBodyError)):
+		return http.StatusBadRequest
+	case errors.Is(err, pool.ErrDrainDeadline):
+		return http.StatusBadGateway
+	case errors.Is(err, context.DeadlineExceeded), errors.As(err, &ne) && ne.Timeout():
+		return http.StatusGatewayTimeout
+	}
+	return http.StatusBadGateway
+}
+
+// fail answers the client with the status of err and a short body.
+func (b *Balancer) fail(w http.ResponseWriter, ex *exchange, err error) {
+	ex.err = err
+	ex.status = statusOf(err)
+	h := w.Header()
+	if ex.closeAfter || ex.status == http.StatusBadRequest || ex.status == http.StatusRequestEntityTooLarge {
+		h["Connection"] = []string{"close"}
+	}
+	msg := http.StatusText(ex.status)
+	if ex.status == http.StatusNotFound {
+		msg = errNoRoute.Error()
+	}
+	h["Content-Type"] = []string{"text/plain; charset=utf-8"}
+	h["X-Content-Type-Options"] = []string{"nosniff"}
+	h["Content-Length"] = []string{strconv.Itoa(len(msg) + 1)}
+	w.WriteHeader(ex.status)
+	n, _ := w.Write([]byte(msg + "\n"))
+	ex.bytesOut += int64(n)
+}

@@ -1,0 +1,150 @@
+package lb
+
+import (
+	"bufio"
+	"bytes"
+	"io"
+	"net/http"
+	"net/netip"
+	"strings"
+	"testing"
+)
+
+func FuzzForwarded(f *testing.F) {
+	f.Add(`for=192.0.2.43;proto=https, for="[2001:db8:cafe::17]:4711"`, "app.example.com")
+	f.Add(`for=unknown;by=_hidden`, "h")
+	f.Add(`for="\"quoted\\\\";host=x`, "weird \"host\"")
+	f.Add(`;;,`, "")
+	f.Fuzz(func(t *testing.T, header, host string) {
+		if els, err := parseForwarded(header); err == nil {
+			for _, el := range els {
+				if len(el) == 0 {
+					t.Fatalf("empty element from %q", header)
+				}
+			}
+		}
+		// What we build always parses back to what we put in.
+		for _, ip := range []netip.Addr{netip.MustParseAddr("192.0.2.1"), netip.MustParseAddr("2001:db8::1")} {
+			el := forwardedElement(ip, host, "https")
+			got, err := parseForwarded(el)
+			if err != nil || len(got) != 1 {
+				t.Fatalf("built %q does not parse: %v", el, err)
+			}
+			pairs := map[string]string{}
+			for _, p := range got[0] {
+				pairs[p.Key] = p.Value
+			}
+			wantFor := ip.String()
+			if ip.Is6() {
+				wantFor = "[" + wantFor + "]"
+			}
+			if pairs["for"] != wantFor || pairs["proto"] != "https" {
+				t.Fatalf("built %q parsed as %v", el, pairs)
+			}
+			if host != "" && !strings.ContainsFunc(host, func(r rune) bool { return r < 0x20 || r == 0x7f }) && pairs["host"] != host {
+				t.Fatalf("host %q round-tripped as %q via %q", host, pairs["host"], el)
+			}
+		}
+	})
+}
+
+func FuzzXFF(f *testing.F) {
+	f.Add("203.0.113.7, 10.0.0.1")
+	f.Add("[2001:db8::1]:443,192.0.2.1:80")
+	f.Add("unknown")
+	f.Fuzz(func(t *testing.T, v string) {
+		addrs, err := parseXFF([]string{v})
+		if err != nil {
+			return
+		}
+		// Every accepted list re-parses to the same addresses.
+		parts := make([]string, len(addrs))
+		for i, a := range addrs {
+			parts[i] = a.String()
+		}
+		again, err := parseXFF([]string{strings.Join(parts, ", ")})
+		if err != nil || len(again) != len(addrs) {
+			t.Fatalf("%q: re-parse %v %v", v, again, err)
+		}
+	})
+}
+
+// FuzzInspector: the guard's verdict does not depend on how the bytes
+// are split into reads, and whatever it lets through as complete
+// requests net/http parses as the same number of requests.
+func FuzzInspector(f *testing.F) {
+	seeds := []string{
+		"GET / HTTP/1.1\r\nHost: a\r\n\r\n",
+		"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nhelloGET /b HTTP/1.1\r\nHost: a\r\n\r\n",
+		"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n5;x=y\r\nhello\r\n0\r\nT: 1\r\n\r\n",
+		"POST / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\nx",
+		"GET / HTTP/1.1\r\nX: a\r\n b\r\n\r\n",
+		"GET / HTTP/1.1\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n\x81\x05hello",
+		"POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+	}
+	for _, s := range seeds {
+		f.Add([]byte(s), uint8(3))
+	}
+	f.Fuzz(func(t *testing.T, data []byte, split uint8) {
+		var whole inspector
+		whole.reset()
+		nWhole, errWhole := whole.feed(data)
+
+		var parts inspector
+		parts.reset()
+		step := int(split%16) + 1
+		nParts, off := 0, 0
+		var errParts error
+		for off < len(data) && errParts == nil {
+			end := min(off+step, len(data))
+			var n int
+			n, errParts = parts.feed(data[off:end])
+			nParts += n
+			off = end
+		}
+		if (errWhole == nil) != (errParts == nil) || nWhole != nParts || whole.blocks != parts.blocks {
+			t.Fatalf("split %d: whole (%d, %v, %d blocks) vs parts (%d, %v, %d blocks)", step, nWhole, errWhole, whole.blocks, nParts, errParts, parts.blocks)
+		}
+		// Complete, clean, non-upgrade streams: net/http agrees on the count.
+		if errWhole != nil || whole.passthrough || whole.st != sMsgStart {
+			return
+		}
+		br := bufio.NewReader(bytes.NewReader(data[:nWhole]))
+		var got int64
+		for {
+			req, err := http.ReadRequest(br)
+			if err != nil {
+				break
+			}
+			if _, err := io.Copy(io.Discard, req.Body); err != nil {
+				break
+			}
+			got++
+		}
+		if got > whole.blocks {
+			t.Fatalf("net/http read %d requests where the guard saw %d blocks in %q", got, whole.blocks, data)
+		}
+	})
+}
+
+// FuzzFrameTracker: frame boundaries do not depend on read splits.
+func FuzzFrameTracker(f *testing.F) {
+	f.Add([]byte("\x81\x05hello\x82\x7e\x00\x03abc\x88\x80\x01\x02\x03\x04"), uint8(1))
+	f.Add([]byte("\x82\x7f\x00\x00\x00\x00\x00\x00\x00\x02hi"), uint8(4))
+	f.Fuzz(func(t *testing.T, data []byte, split uint8) {
+		var a, b frameTracker
+		a.advance(data)
+		step := int(split%8) + 1
+		for off := 0; off < len(data); off += step {
+			b.advance(data[off:min(off+step, len(data))])
+		}
+		if a != b {
+			t.Fatalf("tracker state differs: %+v vs %+v", a, b)
+		}
+		var c frameTracker
+		k, ok := c.toBoundary(data)
+		if k > len(data) || (ok && !c.atBoundary()) {
+			t.Fatalf("toBoundary %d %v", k, ok)
+		}
+	})
+}

@@ -1,0 +1,184 @@
+package lb
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// limitListener caps the open connections of a listener. Over the limit,
+// Accept waits until a connection closes: new clients wait in the
+// kernel's listen backlog (and are refused by the kernel once that is
+// full) instead of being accepted and dropped.
+type limitListener struct {
+	net.Listener
+	sem    chan struct{}
+	closed chan struct{}
+	once   sync.Once
+}
+
+func newLimitListener(l net.Listener, n int) *limitListener {
+	return &limitListener{Listener: l, sem: make(chan struct{}, n), closed: make(chan struct{})}
+}
+
+func (l *limitListener) Accept() (net.Conn, error) {
+	select {
+	case l.sem <- struct{}{}:
+	case <-l.closed:
+		return nil, net.ErrClosed
+	}
+	c, err := l.Listener.Accept()
+	if err != nil {
+		<-l.sem
+		return nil, err
+	}
+	return &limitConn{Conn: c, release: func() { <-l.sem }}, nil
+}
+
+func (l *limitListener) Close() error {
+	l.once.Do(func() { close(l.closed) })
+	return l.Listener.Close()
+}
+
+type limitConn struct {
+	net.Conn
+	once    sync.Once
+	release func()
+}
+
+func (c *limitConn) Close() error {
+	err := c.Conn.Close()
+	c.once.Do(c.release)
+	return err
+}
+
+// plainListener wraps every accepted connection in the smuggling guard.
+type plainListener struct{ net.Listener }
+
+func (l plainListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return newGuardConn(c), nil
+}
+
+// tlsListener terminates TLS itself so that HTTP/1.1 over TLS also runs
+// through the smuggling guard: it accepts raw connections, runs each
+// handshake in its own goroutine (bounded by the header timeout), and
+// hands net/http either the *tls.Conn (ALPN "h2": net/http serves HTTP/2
+// on it) or a guardConn around it (HTTP/1.1).
+type tlsListener struct {
+	inner   net.Listener
+	cfg     atomic.Pointer[tls.Config]
+	timeout time.Duration
+	conns   chan net.Conn
+	ctx     context.Context
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup
+	errMu   sync.Mutex
+	err     error // accept error that ended the loop
+	once    sync.Once
+}
+
+func newTLSListener(inner net.Listener, cfg *tls.Config, handshakeTimeout time.Duration) *tlsListener {
+	l := &tlsListener{inner: inner, timeout: handshakeTimeout, conns: make(chan net.Conn)}
+	l.cfg.Store(cfg)
+	l.ctx, l.cancel = context.WithCancel(context.Background())
+	l.wg.Add(1)
+	go l.acceptLoop()
+	return l
+}
+
+func (l *tlsListener) acceptLoop() {
+	defer l.wg.Done()
+	for {
+		c, err := l.inner.Accept()
+		if err != nil {
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				continue
+			}
+			l.errMu.Lock()
+			l.err = err
+			l.errMu.Unlock()
+			l.cancel()
+			return
+		}
+		l.wg.Add(1)
+		go l.handshake(c)
+	}
+}
+
+func (l *tlsListener) handshake(raw net.Conn) {
+	defer l.wg.Done()
+	tc := tls.Server(raw, l.cfg.Load())
+	ctx, cancel := context.WithTimeout(l.ctx, l.timeout)
+	err := tc.HandshakeContext(ctx)
+	cancel()
+	if err != nil {
+		tc.Close()
+		return
+	}
+	var c net.Conn = tc
+	if tc.ConnectionState().NegotiatedProtocol != "h2" {
+		c = newGuardConn(tc)
+	}
+	select {
+	case l.conns <- c:
+	case <-l.ctx.Done():
+		tc.Close()
+	}
+}
+
+func (l *tlsListener) Accept() (net.Conn, error) {
+	select {
+	case c := <-l.conns:
+		return c, nil
+	case <-l.ctx.Done():
+		l.errMu.Lock()
+		defer l.errMu.Unlock()
+		if l.err != nil && !errors.Is(l.err, net.ErrClosed) {
+			return nil, l.err
+		}
+		return nil, net.ErrClosed
+	}
+}
+
+// Close stops accepting, closes connections still in their handshake and
+// waits for the listener's goroutines.
+func (l *tlsListener) Close() error {
+	var err error
+	l.once.Do(func() {
+		l.cancel()
+		err = l.inner.Close()
+		l.wg.Wait()
+	})
+	return err
+}
+
+func (l *tlsListener) Addr() net.Addr { return l.inner.Addr() }
+
+// loadTLS builds the server TLS config of a listener from its certificate
+// files. Several certificates are chosen by SNI (crypto/tls matches the
+// client's server name against each certificate's names; the first one
+// is the fallback). HTTP/2 and HTTP/1.1 are offered through ALPN.
+func loadTLS(certs []Certificate) (*tls.Config, error) {
+	cfg := &tls.Config{
+		MinVersion: tls.VersionTLS12,
+		NextProtos: []string{"h2", "http/1.1"},
+	}
+	for _, c := range certs {
+		kp, err := tls.LoadX509KeyPair(c.CertFile, c.KeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("load certificate %s: %w", c.CertFile, err)
+		}
+		cfg.Certificates = append(cfg.Certificates, kp)
+	}
+	return cfg, nil
+}

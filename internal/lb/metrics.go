@@ -1,0 +1,203 @@
+package lb
+
+import (
+	"net/http"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// metrics are the balancer's Prometheus series, in a registry it owns.
+// Hot-path series are resolved once per (route, target) and cached, so a
+// request costs a map read under a read lock, not a label hash.
+type metrics struct {
+	b        *Balancer
+	reg      *prometheus.Registry
+	requests *prometheus.CounterVec
+	duration *prometheus.HistogramVec
+	ttfb     *prometheus.HistogramVec
+	retries  *prometheus.CounterVec
+	ws       *prometheus.GaugeVec
+
+	mu     sync.Mutex
+	routes map[[2]string]*routeMetrics // by (route, pool)
+}
+
+// routeMetrics caches the series of one route.
+type routeMetrics struct {
+	route, pool string
+	dur         prometheus.Observer
+	m           *metrics
+	mu          sync.RWMutex
+	byTarget    map[string]*[6]prometheus.Counter // index: status class 0-5
+}
+
+// poolMetrics caches the series of one pool.
+type poolMetrics struct {
+	ttfb    prometheus.Observer
+	retries prometheus.Counter
+	ws      prometheus.Gauge
+}
+
+var latencyBuckets = []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30}
+
+func newMetrics(b *Balancer) *metrics {
+	m := &metrics{b: b, reg: prometheus.NewRegistry(), routes: map[[2]string]*routeMetrics{}}
+	m.requests = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "shoal_lb_requests_total",
+		Help: "Requests answered, by route, pool, target and status class (1xx-5xx; \"none\" when no status was sent).",
+	}, []string{"route", "pool", "target", "code_class"})
+	m.duration = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "shoal_lb_request_duration_seconds",
+		Help:    "Total request duration at the balancer, from headers read to the last byte (WebSockets: the tunnel's lifetime).",
+		Buckets: latencyBuckets,
+	}, []string{"route"})
+	m.ttfb = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "shoal_lb_upstream_ttfb_seconds",
+		Help:    "Time from sending a request to a target to its response headers.",
+		Buckets: latencyBuckets,
+	}, []string{"pool"})
+	m.retries = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "shoal_lb_retries_total",
+		Help: "Attempts retried on another target.",
+	}, []string{"pool"})
+	m.ws = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "shoal_lb_websockets_open",
+		Help: "Upgraded connections (WebSockets) open through the balancer.",
+	}, []string{"pool"})
+	m.reg.MustRegister(m.requests, m.duration, m.ttfb, m.retries, m.ws, poolCollector{b})
+	return m
+}
+
+func (m *metrics) forPool(name string) *poolMetrics {
+	return &poolMetrics{
+		ttfb:    m.ttfb.WithLabelValues(name),
+		retries: m.retries.WithLabelValues(name),
+		ws:      m.ws.WithLabelValues(name),
+	}
+}
+
+// dropPool deletes the per-pool series of a removed pool.
+func (m *metrics) dropPool(pe *poolEntry) {
+	n := pe.cfg.Name
+	m.ttfb.DeleteLabelValues(n)
+	m.retries.DeleteLabelValues(n)
+	m.ws.DeleteLabelValues(n)
+}
+
+// forRoute returns the cached series of a route (created on first use,
+// kept across reloads).
+func (m *metrics) forRoute(route, pool string) *routeMetrics {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	k := [2]string{route, pool}
+	rm := m.routes[k]
+	if rm == nil {
+		rm = &routeMetrics{route: route, pool: pool, m: m, dur: m.duration.WithLabelValues(route), byTarget: map[string]*[6]prometheus.Counter{}}
+		m.routes[k] = rm
+	}
+	return rm
+}
+
+var classNames = [6]string{"none", "1xx", "2xx", "3xx", "4xx", "5xx"}
+
+func (rm *routeMetrics) counter(target string, status int) prometheus.Counter {
+	class := status / 100
+	if class < 1 || class > 5 {
+		class = 0
+	}
+	rm.mu.RLock()
+	cs := rm.byTarget[target]
+	rm.mu.RUnlock()
+	if cs == nil {
+		rm.mu.Lock()
+		if cs = rm.byTarget[target]; cs == nil {
+			cs = new([6]prometheus.Counter)
+			for i := range cs {
+				cs[i] = rm.m.requests.WithLabelValues(rm.route, rm.pool, target, classNames[i])
+			}
+			rm.byTarget[target] = cs
+		}
+		rm.mu.Unlock()
+	}
+	return cs[class]
+}
+
+// observe records a finished exchange.
+func (m *metrics) observe(ex *exchange, d time.Duration) {
+	rm := m.noRoute()
+	if ex.route != nil {
+		rm = ex.route.m
+	}
+	rm.counter(ex.target, ex.status).Inc()
+	rm.dur.Observe(d.Seconds())
+}
+
+func (m *metrics) noRoute() *routeMetrics { return m.forRoute("", "") }
+
+// handler serves the registry in the Prometheus text format.
+func (m *metrics) handler() http.Handler {
+	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{})
+}
+
+// MetricsHandler serves the balancer's own Prometheus registry (not the
+// global one): request counts and latencies, retries, open WebSockets,
+// and per-pool gauges read from the pools at scrape time.
+func (b *Balancer) MetricsHandler() http.Handler { return b.metrics.handler() }
+
+// poolCollector reads pool state at scrape time.
+type poolCollector struct{ b *Balancer }
+
+var (
+	descInFlight = prometheus.NewDesc("shoal_lb_in_flight", "Requests and tunnels in flight to the pool's targets.", []string{"pool"}, nil)
+	descHealthy  = prometheus.NewDesc("shoal_lb_healthy_targets", "Targets of the pool in the healthy state.", []string{"pool"}, nil)
+	descFailOpen = prometheus.NewDesc("shoal_lb_fail_open", "1 when no target of the pool is healthy and requests go to all of them.", []string{"pool"}, nil)
+	descEjected  = prometheus.NewDesc("shoal_lb_ejections_total", "Passive ejections of a target since it was added.", []string{"pool", "target"}, nil)
+	descTargets  = prometheus.NewDesc("shoal_lb_targets", "Targets of the pool by state.", []string{"pool", "state"}, nil)
+)
+
+func (c poolCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- descInFlight
+	ch <- descHealthy
+	ch <- descFailOpen
+	ch <- descEjected
+	ch <- descTargets
+}
+
+func (c poolCollector) Collect(ch chan<- prometheus.Metric) {
+	for _, pe := range c.b.poolEntries() {
+		st := pe.p.Status()
+		var inflight int64
+		states := map[string]int{"healthy": 0, "unhealthy": 0, "ejected": 0, "draining": 0}
+		for _, t := range st.Targets {
+			inflight += t.InFlight
+			states[t.State]++
+			ch <- prometheus.MustNewConstMetric(descEjected, prometheus.CounterValue, float64(t.Ejections), st.Name, t.Addr)
+		}
+		fo := 0.0
+		if st.FailOpen {
+			fo = 1
+		}
+		ch <- prometheus.MustNewConstMetric(descInFlight, prometheus.GaugeValue, float64(inflight), st.Name)
+		ch <- prometheus.MustNewConstMetric(descHealthy, prometheus.GaugeValue, float64(st.Healthy), st.Name)
+		ch <- prometheus.MustNewConstMetric(descFailOpen, prometheus.GaugeValue, fo, st.Name)
+		for s, n := range states {
+			ch <- prometheus.MustNewConstMetric(descTargets, prometheus.GaugeValue, float64(n), st.Name, s)
+		}
+	}
+}
+
+// poolEntries returns the current pools, sorted by name.
+func (b *Balancer) poolEntries() []*poolEntry {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	out := make([]*poolEntry, 0, len(b.pools))
+	for _, pe := range b.pools {
+		out = append(out, pe)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].cfg.Name < out[j].cfg.Name })
+	return out
+}

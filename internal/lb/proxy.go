@@ -1,0 +1,455 @@
+package lb
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"net/netip"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/shoal-dev/shoal/internal/pool"
+)
+
+// frontHandler is the http.Handler of one listener.
+type frontHandler struct {
+	b    *Balancer
+	name string // listener name: selects the router
+	tls  bool
+}
+
+type connKey struct{}
+
+// withConn is http.Server.ConnContext: it makes the accepted connection
+// (a *guardConn for HTTP/1) reachable from the request.
+func withConn(ctx context.Context, c net.Conn) context.Context {
+	return context.WithValue(ctx, connKey{}, c)
+}
+
+// exchange is the state of one client request, for the proxy, the access
+// log and metrics.
+type exchange struct {
+	listener   string
+	rerouted   bool
+	start      time.Time
+	id         string
+	route      *route
+	target     string
+	status     int
+	bytesOut   int64
+	ttfb       time.Duration
+	retries    int
+	err        error
+	closeAfter bool
+	websocket  bool
+	logged     bool // finish already ran
+}
+
+var bufPool = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
+
+func (h *frontHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	b := h.b
+	b.handlers.Add(1)
+	defer b.handlers.Done()
+	ex := &exchange{start: time.Now(), listener: h.name}
+	defer b.finish(ex, r)
+
+	if g, ok := r.Context().Value(connKey{}).(*guardConn); ok {
+		g.served++
+		if n := g.tainted.Load(); n != 0 && g.served >= n {
+			// Content-Length and Transfer-Encoding together: the body was
+			// read by Transfer-Encoding alone; never reuse this connection.
+			ex.closeAfter = true
+		}
+	}
+	id := ""
+	if v := r.Header["X-Request-Id"]; len(v) == 1 && validRequestID(v[0]) {
+		id = v[0]
+	} else {
+		id = b.ids.next()
+	}
+	ex.id = id
+	idv := []string{id} // shared by the request and the response header
+	wh := w.Header()
+	wh["X-Request-Id"] = idv
+
+	tbl := b.tbl.Load()
+	lim := tbl.limits
+	_, hasUpgrade := r.Header["Upgrade"]
+	if hasUpgrade {
+		// The guard stopped inspecting this connection at the Upgrade
+		// header; unless it becomes a tunnel it must not be reused.
+		ex.closeAfter = true
+	}
+	switch {
+	case len(r.RequestURI) > lim.MaxURIBytes:
+		b.fail(w, ex, errURITooLong)
+		return
+	case r.Method == http.MethodConnect:
+		ex.closeAfter = true
+		b.fail(w, ex, errMethod)
+		return
+	}
+	if m := b.maint.Load(); m != nil {
+		ex.status = http.StatusServiceUnavailable
+		if ex.closeAfter {
+			wh["Connection"] = []string{"close"}
+		}
+		wh["Retry-After"] = []string{strconv.Itoa(durationSeconds(m.RetryAfter))}
+		wh["Content-Type"] = []string{"text/html; charset=utf-8"}
+		wh["Cache-Control"] = []string{"no-store"}
+		w.WriteHeader(ex.status)
+		n, _ := io.WriteString(w, m.Page)
+		ex.bytesOut = int64(n)
+		return
+	}
+	rt := tbl.routers[h.name].match(r.Host, r.URL.Path)
+	if rt == nil {
+		b.fail(w, ex, errNoRoute)
+		return
+	}
+	ex.route = rt
+	if lim.MaxBodyBytes > 0 {
+		if r.ContentLength > lim.MaxBodyBytes {
+			ex.closeAfter = true
+			b.fail(w, ex, &http.MaxBytesError{Limit: lim.MaxBodyBytes})
+			return
+		}
+		if r.ContentLength != 0 {
+			r.Body = http.MaxBytesReader(w, r.Body, lim.MaxBodyBytes)
+		}
+	}
+
+	upgrade := hasUpgrade && r.ProtoMajor == 1 && upgradeRequested(r.Header)
+	// Build the outgoing header in place: the request is ours.
+	hdr := r.Header
+	var upg []string
+	if upgrade {
+		upg = hdr["Upgrade"]
+	}
+	removeHopHeaders(hdr)
+	client := remoteAddr(r.RemoteAddr)
+	proto := "http"
+	if h.tls {
+		proto = "https"
+	}
+	setForwarded(hdr, client, trusted(tbl.trusted, client), r.Host, proto)
+	hdr["X-Request-Id"] = idv
+	if _, ok := hdr["User-Agent"]; !ok {
+		hdr["User-Agent"] = []string{""} // keep Go from adding its own
+	}
+	if upgrade {
+		hdr["Connection"] = []string{"Upgrade"}
+		hdr["Upgrade"] = upg
+		b.serveUpgrade(w, r, ex, tbl)
+		return
+	}
+	b.proxy(w, r, ex, tbl)
+}
+
+// upgradeRequested reports whether the request asks for a protocol
+// upgrade other than h2c (which is never forwarded: RFC 9113 removed it,
+// and a target that accepted it would speak HTTP/2 on a connection the
+// balancer parses as HTTP/1.1).
+func upgradeRequested(h http.Header) bool {
+	if !headerHasToken(h["Connection"], "upgrade") {
+		return false
+	}
+	for _, v := range h["Upgrade"] {
+		for _, p := range strings.Split(v, ",") {
+			p = strings.TrimSpace(p)
+			if p != "" && !strings.EqualFold(p, "h2c") {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func headerHasToken(vals []string, token string) bool {
+	for _, v := range vals {
+		for _, f := range strings.Split(v, ",") {
+			if strings.EqualFold(strings.TrimSpace(f), token) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func remoteAddr(s string) netip.Addr {
+	ap, err := netip.ParseAddrPort(s)
+	if err != nil {
+		return netip.IPv4Unspecified()
+	}
+	return ap.Addr().Unmap()
+}
+
+func trusted(ps []netip.Prefix, a netip.Addr) bool {
+	for _, p := range ps {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
+}
+
+// trackBody passes a client body to the transport, recording whether it
+// was touched and the client's read error, and ignoring Close, so that a
+// request whose body was never touched can be retried with the same body.
+// The transport reads it from its own goroutine, hence atomics.
+type trackBody struct {
+	rc   io.ReadCloser
+	used atomic.Bool
+	err  atomic.Pointer[error] // a read error other than io.EOF
+}
+
+func (t *trackBody) Read(p []byte) (int, error) {
+	t.used.Store(true)
+	n, err := t.rc.Read(p)
+	if err != nil && err != io.EOF {
+		t.err.CompareAndSwap(nil, &err)
+	}
+	return n, err
+}
+
+func (t *trackBody) Close() error { return nil }
+
+// clientErr returns the error reading the client's body, if any.
+func (t *trackBody) clientErr() error {
+	if t == nil {
+		return nil
+	}
+	if p := t.err.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
+// proxy forwards a plain request with retries and streams the response.
+func (b *Balancer) proxy(w http.ResponseWriter, r *http.Request, ex *exchange, tbl *table) {
+	pe := ex.route.pool
+	hasBody := r.ContentLength != 0 && r.Body != nil && r.Body != http.NoBody
+	var body *trackBody
+	if hasBody {
+		body = &trackBody{rc: r.Body}
+	}
+	tbl.budget.deposit()
+	var tried []*pool.Target
+	maxTries := 1 + pe.cfg.Retries
+	for try := 0; ; try++ {
+		choice, err := pe.p.Pick(r, tried)
+		if err != nil {
+			if nt := b.reroute(ex, r, tbl); nt != nil {
+				tbl, pe, tried = nt, ex.route.pool, nil
+				try--
+				continue
+			}
+			if ex.err == nil || try == 0 {
+				ex.err = err
+			}
+			b.fail(w, ex, ex.err)
+			return
+		}
+		t := choice.Target
+		ex.target = t.Addr()
+		resp, ttfb, cancel, err := b.roundTrip(r, pe, t, body)
+		if err != nil {
+			cancel()
+			if cerr := body.clientErr(); cerr != nil {
+				// The client's body was bad (framing, size) or cut: not
+				// the target's fault and never retried.
+				t.End(pool.Outcome{})
+				ex.closeAfter = true
+				b.fail(w, ex, clientBodyError{cerr})
+				return
+			}
+			clientGone := r.Context().Err() != nil
+			b.log.Debug("attempt failed", "request_id", ex.id, "pool", pe.cfg.Name, "target", ex.target, "try", try+1, "error", err)
+			if clientGone {
+				t.End(pool.Outcome{})
+			} else {
+				t.End(pool.Outcome{ConnErr: true})
+			}
+			ex.err = err
+			if clientGone || try+1 >= maxTries || !canRetry(err, r.Method, body) || !tbl.budget.withdraw() {
+				b.fail(w, ex, err)
+				return
+			}
+			tried = append(tried, t)
+			ex.retries++
+			pe.m.retries.Inc()
+			continue
+		}
+		ex.err = nil
+		ex.ttfb = ttfb
+		b.writeResponse(w, r, ex, resp, choice.Cookie)
+		cancel()
+		t.End(pool.Outcome{Status: resp.StatusCode, TTFB: ttfb})
+		if ex.err != nil && !errors.Is(ex.err, errClientWrite) {
+			// The response was cut mid-body; make net/http close the
+			// client connection (HTTP/1) or reset the stream (HTTP/2).
+			b.finish(ex, r)
+			ex.logged = true
+			panic(http.ErrAbortHandler)
+		}
+		return
+	}
+}
+
+// reroute handles a request that found no target because a reload
+// retired its pool between routing and picking: once per request, it
+// routes again on the current table. It returns nil when that does not
+// apply.
+func (b *Balancer) reroute(ex *exchange, r *http.Request, tbl *table) *table {
+	if ex.rerouted {
+		return nil
+	}
+	nt := b.tbl.Load()
+	if nt == tbl {
+		return nil
+	}
+	rt := nt.routers[ex.listener].match(r.Host, r.URL.Path)
+	if rt == nil {
+		return nil
+	}
+	ex.rerouted = true
+	ex.route = rt
+	return nt
+}
+
+// roundTrip makes one attempt on t. The returned cancel must be called
+// once the response body is done (or on error).
+func (b *Balancer) roundTrip(r *http.Request, pe *poolEntry, t *pool.Target, body *trackBody) (*http.Response, time.Duration, func(), error) {
+	ctx, cancel := context.WithCancelCause(r.Context())
+	// A drain deadline on the target ends this request.
+	stop := context.AfterFunc(t.Context(), func() { cancel(pool.ErrDrainDeadline) })
+	out := r.WithContext(ctx)
+	u := *r.URL
+	u.Scheme = "http"
+	u.Host = t.Addr()
+	out.URL = &u
+	out.RequestURI = ""
+	out.Close = false
+	out.Proto, out.ProtoMajor, out.ProtoMinor = "HTTP/1.1", 1, 1
+	out.TransferEncoding = nil
+	if body != nil {
+		out.Body = body
+	} else {
+		out.Body = nil
+		out.ContentLength = 0
+	}
+	t.Begin()
+	start := time.Now()
+	resp, err := pe.tr.RoundTrip(out)
+	ttfb := time.Since(start)
+	done := func() { stop(); cancel(nil) }
+	if err != nil {
+		if c := context.Cause(ctx); errors.Is(c, pool.ErrDrainDeadline) {
+			err = c
+		}
+		return nil, ttfb, done, err
+	}
+	pe.m.ttfb.Observe(ttfb.Seconds())
+	return resp, ttfb, done, nil
+}
+
+// canRetry reports whether a failed attempt may be tried again on another
+// target. A connect failure never reached the application, so any request
+// whose body is untouched may be retried. Other failures before response
+// headers (reset, timeout) are retried only for idempotent methods
+// (RFC 9110 9.2.2) without a body: bodies are not buffered for replay.
+func canRetry(err error, method string, body *trackBody) bool {
+	if errors.Is(err, pool.ErrDrainDeadline) {
+		return false
+	}
+	var de *dialError
+	if errors.As(err, &de) {
+		return body == nil || !body.used.Load()
+	}
+	if body != nil {
+		return false
+	}
+	switch method {
+	case http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodTrace, http.MethodPut, http.MethodDelete:
+		return true
+	}
+	return false
+}
+
+var errClientWrite = errors.New("client went away")
+
+// writeResponse copies resp to the client, flushing as data arrives.
+func (b *Balancer) writeResponse(w http.ResponseWriter, r *http.Request, ex *exchange, resp *http.Response, cookie *http.Cookie) {
+	defer resp.Body.Close()
+	rh := resp.Header
+	removeHopHeaders(rh)
+	wh := w.Header()
+	for k, v := range rh {
+		if k == "X-Request-Id" {
+			continue
+		}
+		wh[k] = v
+	}
+	if _, ok := wh["Content-Length"]; !ok && resp.ContentLength >= 0 && !bodyless(r.Method, resp.StatusCode) {
+		wh["Content-Length"] = []string{strconv.FormatInt(resp.ContentLength, 10)}
+	}
+	if cookie != nil {
+		if v := cookie.String(); v != "" {
+			wh["Set-Cookie"] = append(wh["Set-Cookie"][:len(wh["Set-Cookie"]):len(wh["Set-Cookie"])], v)
+		}
+	}
+	if len(resp.Trailer) > 0 {
+		keys := make([]string, 0, len(resp.Trailer))
+		for k := range resp.Trailer {
+			keys = append(keys, k)
+		}
+		wh["Trailer"] = []string{strings.Join(keys, ", ")}
+	}
+	if ex.closeAfter {
+		wh["Connection"] = []string{"close"}
+	}
+	ex.status = resp.StatusCode
+	w.WriteHeader(resp.StatusCode)
+
+	bp := bufPool.Get().(*[]byte)
+	defer bufPool.Put(bp)
+	buf := *bp
+	flusher, _ := w.(http.Flusher)
+	for {
+		n, rerr := resp.Body.Read(buf)
+		if n > 0 {
+			m, werr := w.Write(buf[:n])
+			ex.bytesOut += int64(m)
+			if werr != nil {
+				ex.err = errClientWrite
+				return
+			}
+			// Flush when the target has nothing more buffered, so that
+			// events, long polls and streams reach the client at once;
+			// a body that ended with this read is flushed on return.
+			if rerr == nil && n < len(buf) && flusher != nil {
+				flusher.Flush()
+			}
+		}
+		if rerr == io.EOF {
+			break
+		}
+		if rerr != nil {
+			ex.err = rerr
+			return
+		}
+	}
+	for k, v := range resp.Trailer {
+		wh[k] = v
+	}
+}
+
+func bodyless(method string, status int) bool {
+	return method == http.MethodHead || status == http.StatusNoContent || status == http.StatusNotModified || status < 200
+}

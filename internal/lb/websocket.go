@@ -1,0 +1,146 @@
+package lb
+
+import (
+	"bufio"
+	"context"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/shoal-dev/shoal/internal/pool"
+)
+
+// goAwayGrace is how long a tunnel being closed waits for a WebSocket
+// frame in progress to complete before the connections are cut.
+const goAwayGrace = time.Second
+
+// closeGoingAway is the WebSocket close status 1001 (RFC 6455 7.4.1).
+const closeGoingAway = 1001
+
+// serveUpgrade tunnels an Upgrade request (WebSocket, or any protocol but
+// h2c) to a target: it dials (retrying other targets on connect errors),
+// sends the request, and on 101 hijacks the client connection and copies
+// both ways until either side closes, the target's drain deadline passes,
+// or the balancer shuts down. Other answers are relayed as responses.
+// Upgrades over HTTP/2 (RFC 8441 extended CONNECT) are not supported.
+func (b *Balancer) serveUpgrade(w http.ResponseWriter, r *http.Request, ex *exchange, tbl *table) {
+	pe := ex.route.pool
+	ex.websocket = true
+	hj, ok := w.(http.Hijacker)
+	if !ok {
+		b.fail(w, ex, errMethod)
+		return
+	}
+	tbl.budget.deposit()
+	var (
+		tried  []*pool.Target
+		t      *pool.Target
+		conn   net.Conn
+		cookie *http.Cookie
+	)
+	d := net.Dialer{Timeout: pe.cfg.ConnectTimeout}
+	for try := 0; ; try++ {
+		choice, err := pe.p.Pick(r, tried)
+		if err != nil {
+			if nt := b.reroute(ex, r, tbl); nt != nil {
+				tbl, pe, tried = nt, ex.route.pool, nil
+				d.Timeout = pe.cfg.ConnectTimeout
+				try--
+				continue
+			}
+			if ex.err == nil {
+				ex.err = err
+			}
+			b.fail(w, ex, ex.err)
+			return
+		}
+		t, cookie = choice.Target, choice.Cookie
+		ex.target = t.Addr()
+		t.Begin()
+		conn, err = d.DialContext(r.Context(), "tcp", t.Addr())
+		if err == nil {
+			break
+		}
+		t.End(pool.Outcome{ConnErr: r.Context().Err() == nil})
+		ex.err = &dialError{err}
+		if try+1 > pe.cfg.Retries || r.Context().Err() != nil || !tbl.budget.withdraw() {
+			b.fail(w, ex, ex.err)
+			return
+		}
+		tried = append(tried, t)
+		ex.retries++
+		pe.m.retries.Inc()
+	}
+
+	out := r.WithContext(r.Context())
+	u := *r.URL
+	u.Scheme, u.Host = "http", t.Addr()
+	out.URL = &u
+	out.RequestURI = ""
+	out.Proto, out.ProtoMajor, out.ProtoMinor = "HTTP/1.1", 1, 1
+	out.Close = false
+	start := time.Now()
+	conn.SetDeadline(start.Add(pe.cfg.TryTimeout))
+	tbr := bufio.NewReader(conn)
+	var resp *http.Response
+	err := out.Write(conn)
+	if err == nil {
+		resp, err = http.ReadResponse(tbr, out)
+	}
+	ttfb := time.Since(start)
+	ex.ttfb = ttfb
+	if err != nil {
+		conn.Close()
+		t.End(pool.Outcome{ConnErr: true})
+		b.fail(w, ex, err)
+		return
+	}
+	conn.SetDeadline(time.Time{})
+	pe.m.ttfb.Observe(ttfb.Seconds())
+	if resp.StatusCode != http.StatusSwitchingProtocols {
+		b.writeResponse(w, r, ex, resp, cookie)
+		conn.Close()
+		t.End(pool.Outcome{Status: resp.StatusCode, TTFB: ttfb})
+		return
+	}
+
+	cconn, cbrw, err := hj.Hijack()
+	if err != nil {
+		conn.Close()
+		t.End(pool.Outcome{Status: resp.StatusCode, TTFB: ttfb})
+		ex.err = err
+		return
+	}
+	ex.status = http.StatusSwitchingProtocols
+	// Relay the 101 head. Upgrade and Connection are the point of it.
+	rh := resp.Header
+	upgrade, connection := rh["Upgrade"], rh["Connection"]
+	removeHopHeaders(rh)
+	rh["Upgrade"], rh["Connection"] = upgrade, connection
+	rh["X-Request-Id"] = []string{ex.id}
+	if cookie != nil {
+		rh["Set-Cookie"] = append(rh["Set-Cookie"], cookie.String())
+	}
+	cbrw.WriteString("HTTP/1.1 101 Switching Protocols\r\n")
+	rh.Write(cbrw)
+	cbrw.WriteString("\r\n")
+	if err := cbrw.Flush(); err != nil {
+		cconn.Close()
+		conn.Close()
+		t.End(pool.Outcome{Status: resp.StatusCode, TTFB: ttfb})
+		ex.err = err
+		return
+	}
+	ws := headerHasToken(upgrade, "websocket")
+	tun := newTunnel(cconn, cbrw.Reader, conn, tbr, ws, tbl.limits.WebSocketIdle)
+	if !b.tunnels.add(tun) {
+		tun.goAway() // the balancer is past its shutdown deadline
+	}
+	pe.m.ws.Inc()
+	stop := context.AfterFunc(t.Context(), tun.goAway)
+	tun.run()
+	stop()
+	pe.m.ws.Dec()
+	b.tunnels.remove(tun)
+	t.End(pool.Outcome{Status: resp.StatusCode, TTFB: ttfb})
+}
