@@ -1,0 +1,179 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/shoal-dev/shoal/internal/client"
+	"github.com/shoal-dev/shoal/internal/testenv"
+)
+
+// readyLine is what `shoal up` prints once the desired instances serve.
+var readyLine = regexp.MustCompile(`shoal up: app (\S+) release v(\d+) serving on (http://\S+) \(admin (http://\S+)\)`)
+
+// exampleApp copies examples/<name> into a temp dir and rewrites its
+// shoal.yaml for a test: ephemeral ports, fast health checks, the given
+// desired count and max. It skips the test when the example or its
+// runtime (node) is missing.
+func exampleApp(t *testing.T, name string, desired, max int) string {
+	t.Helper()
+	root, err := testenv.ModuleRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	src := filepath.Join(root, "examples", name)
+	if _, err := os.Stat(filepath.Join(src, "shoal.yaml")); err != nil {
+		t.Skipf("example %s not present: %v", name, err)
+	}
+	if name == "meteor-like" {
+		if _, err := exec.LookPath("node"); err != nil {
+			t.Skip("node not installed")
+		}
+	}
+	dst := t.TempDir()
+	err = filepath.WalkDir(src, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(src, p)
+		if rel == ".shoal" || strings.HasPrefix(rel, ".shoal"+string(filepath.Separator)) {
+			return filepath.SkipDir
+		}
+		target := filepath.Join(dst, rel)
+		if d.IsDir() {
+			return os.MkdirAll(target, 0o755)
+		}
+		if !d.Type().IsRegular() {
+			return nil
+		}
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		info, _ := d.Info()
+		return os.WriteFile(target, b, info.Mode().Perm())
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc map[string]any
+	b, err := os.ReadFile(filepath.Join(dst, "shoal.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := yaml.Unmarshal(b, &doc); err != nil {
+		t.Fatal(err)
+	}
+	section := func(k string) map[string]any {
+		m, _ := doc[k].(map[string]any)
+		if m == nil {
+			m = map[string]any{}
+			doc[k] = m
+		}
+		return m
+	}
+	section("balancer")["listen"] = "127.0.0.1:0"
+	section("balancer")["drain_timeout"] = "2s"
+	section("admin")["listen"] = "127.0.0.1:0"
+	h := section("health")
+	h["interval"], h["timeout"], h["unhealthy_threshold"], h["grace"] = "200ms", "200ms", 2, "20s"
+	g := section("group")
+	g["min"], g["desired"], g["max"], g["max_replacing"] = 1, desired, max, 2
+	delete(doc, "data_dir")
+	run := section("run")
+	run["stop_timeout"] = "3s"
+	if env, ok := run["env"].(map[string]any); ok && env["BOOT_DELAY_MS"] != nil {
+		env["BOOT_DELAY_MS"] = "300" // a slow boot, but not too slow for a test
+	}
+	out, err := yaml.Marshal(doc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dst, "shoal.yaml"), out, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return dst
+}
+
+// upProcess is a running `shoal up` and what its ready line said.
+type upProcess struct {
+	p        *testenv.Process
+	release  string
+	lbURL    string
+	adminURL string
+	client   *client.Client
+}
+
+// startUp runs `shoal up` in dir and waits for its ready line.
+func startUp(t *testing.T, bin, dir string) *upProcess {
+	t.Helper()
+	cmd := exec.Command(bin, "up")
+	cmd.Dir = dir
+	p := testenv.StartCmd(t, cmd)
+	ctx := testenv.Context(t, 90*time.Second)
+	m, err := p.WaitForLine(ctx, readyLine)
+	if err != nil {
+		t.Fatalf("shoal up not ready: %v\n%s", err, p.Output())
+	}
+	tok, err := os.ReadFile(filepath.Join(dir, ".shoal", "admin.token"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &upProcess{p: p, release: m[2], lbURL: m[3], adminURL: m[4],
+		client: client.New(m[4], strings.TrimSpace(string(tok)))}
+}
+
+// shoal runs a client verb in dir and returns its exit code and output.
+func runShoal(t *testing.T, bin, dir string, args ...string) (int, string) {
+	t.Helper()
+	ctx := testenv.Context(t, 30*time.Second)
+	cmd := exec.CommandContext(ctx, bin, args...)
+	cmd.Dir = dir
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		if ee, ok := err.(*exec.ExitError); ok {
+			return ee.ExitCode(), string(out)
+		}
+		t.Fatalf("shoal %v: %v", args, err)
+	}
+	return 0, string(out)
+}
+
+// waitGone waits until none of pids is alive (zombies of other parents
+// count as gone: signal 0 fails only for reaped processes, so /proc state
+// is checked too).
+func waitGone(ctx context.Context, pids []int) error {
+	return testenv.WaitFor(ctx, func() error {
+		for _, pid := range pids {
+			if alive(pid) {
+				return fmt.Errorf("pid %d still alive", pid)
+			}
+		}
+		return nil
+	})
+}
+
+func alive(pid int) bool {
+	if syscall.Kill(pid, 0) != nil {
+		return false
+	}
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return false
+	}
+	// The state follows the ")" that ends the command name.
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	return i < 0 || i+2 >= len(s) || s[i+2] != 'Z'
+}

@@ -1,0 +1,197 @@
+package adminapi
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/shoal-dev/shoal/internal/controller"
+)
+
+// ScaleRequest is the body of POST /v1/scale.
+type ScaleRequest struct {
+	Desired *int `json:"desired"`
+}
+
+// maxScaleBody bounds request bodies of the controller routes.
+const maxScaleBody = 64 << 10
+
+// ControllerRoutes registers the controller's routes on mux:
+//
+//	GET  /v1/status                          group, release, instances
+//	POST /v1/scale         {"desired": n}    set the desired count
+//	GET  /v1/events?after=SEQ&limit=N[&follow=true]
+//	                                         events after SEQ, oldest first;
+//	                                         with follow, newline-delimited
+//	                                         JSON until the client leaves
+//	GET  /v1/releases                        releases, newest first
+//	GET  /v1/instances/{id}/logs?tail=N[&follow=true]
+//	                                         plain text, secrets redacted
+//
+// Authentication is the caller's: wrap mux with RequireToken.
+func ControllerRoutes(mux *http.ServeMux, c *controller.Controller) {
+	mux.Handle("GET /v1/status", Handle(func(w http.ResponseWriter, r *http.Request) error {
+		WriteJSON(w, c.Status())
+		return nil
+	}))
+	mux.Handle("POST /v1/scale", Handle(func(w http.ResponseWriter, r *http.Request) error {
+		req, err := decodeScale(http.MaxBytesReader(w, r.Body, maxScaleBody))
+		if err != nil {
+			return err
+		}
+		if err := c.Scale(r.Context(), *req.Desired); err != nil {
+			if errors.Is(err, controller.ErrOutOfRange) {
+				return fmt.Errorf("%w: %w", ErrBadRequest, err)
+			}
+			return err
+		}
+		WriteJSON(w, c.Status())
+		return nil
+	}))
+	mux.Handle("GET /v1/events", Handle(func(w http.ResponseWriter, r *http.Request) error {
+		return serveEvents(w, r, c)
+	}))
+	mux.Handle("GET /v1/releases", Handle(func(w http.ResponseWriter, r *http.Request) error {
+		rels, err := c.Releases()
+		if err != nil {
+			return err
+		}
+		WriteJSON(w, rels)
+		return nil
+	}))
+	mux.Handle("GET /v1/instances/{id}/logs", Handle(func(w http.ResponseWriter, r *http.Request) error {
+		q := r.URL.Query()
+		tail, err := intParam(q.Get("tail"), 100)
+		if err != nil {
+			return err
+		}
+		follow := q.Get("follow") == "true"
+		return serveLogs(w, r, c, r.PathValue("id"), tail, follow)
+	}))
+}
+
+// decodeScale parses a scale request body strictly.
+func decodeScale(r io.Reader) (ScaleRequest, error) {
+	var req ScaleRequest
+	dec := json.NewDecoder(r)
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&req); err != nil {
+		return req, fmt.Errorf("%w: scale body: %v", ErrBadRequest, err)
+	}
+	if dec.More() {
+		return req, fmt.Errorf("%w: scale body: trailing data", ErrBadRequest)
+	}
+	if req.Desired == nil {
+		return req, fmt.Errorf(`%w: scale body: want {"desired": n}`, ErrBadRequest)
+	}
+	return req, nil
+}
+
+func intParam(s string, def int) (int, error) {
+	if s == "" {
+		return def, nil
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil || n < 0 {
+		return 0, fmt.Errorf("%w: %q is not a non-negative integer", ErrBadRequest, s)
+	}
+	return n, nil
+}
+
+// serveEvents answers GET /v1/events.
+func serveEvents(w http.ResponseWriter, r *http.Request, c *controller.Controller) error {
+	q := r.URL.Query()
+	after, err := intParam(q.Get("after"), 0)
+	if err != nil {
+		return err
+	}
+	limit, err := intParam(q.Get("limit"), 100)
+	if err != nil {
+		return err
+	}
+	if q.Get("follow") != "true" {
+		evs, err := c.Events(uint64(after), limit)
+		if err != nil {
+			return err
+		}
+		WriteJSON(w, evs)
+		return nil
+	}
+	// Follow: newline-delimited JSON, flushed per batch, until the client
+	// goes away or the controller stops.
+	w.Header().Set("Content-Type", "application/x-ndjson")
+	w.WriteHeader(http.StatusOK)
+	rc := http.NewResponseController(w)
+	enc := json.NewEncoder(w)
+	seq := uint64(after)
+	wake, unsubscribe := c.SubscribeEvents()
+	defer unsubscribe()
+	keepalive := time.NewTicker(15 * time.Second)
+	defer keepalive.Stop()
+	for {
+		evs, err := c.Events(seq, 500)
+		if err != nil {
+			return nil // headers are sent; end the stream
+		}
+		for _, e := range evs {
+			if enc.Encode(e) != nil {
+				return nil
+			}
+			seq = e.Seq
+		}
+		if rc.Flush() != nil {
+			return nil
+		}
+		if len(evs) == 500 {
+			continue
+		}
+		select {
+		case <-r.Context().Done():
+			return nil
+		case <-wake:
+		case <-keepalive.C:
+			// An empty line keeps proxies from closing an idle stream.
+			if _, err := io.WriteString(w, "\n"); err != nil {
+				return nil
+			}
+		}
+	}
+}
+
+// serveLogs answers GET /v1/instances/{id}/logs.
+func serveLogs(w http.ResponseWriter, r *http.Request, c *controller.Controller, id string, tail int, follow bool) error {
+	fw := &flushWriter{w: w, rc: http.NewResponseController(w)}
+	err := c.Logs(r.Context(), id, tail, follow, fw)
+	if err != nil && !fw.wrote {
+		if errors.Is(err, controller.ErrUnknownInstance) {
+			return fmt.Errorf("%w: %w", ErrNotFound, err)
+		}
+		return err
+	}
+	return nil
+}
+
+// flushWriter writes log text as it comes and flushes after each write,
+// sending the headers on the first write.
+type flushWriter struct {
+	w     http.ResponseWriter
+	rc    *http.ResponseController
+	wrote bool
+}
+
+func (f *flushWriter) Write(p []byte) (int, error) {
+	if !f.wrote {
+		f.wrote = true
+		f.w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		f.w.WriteHeader(http.StatusOK)
+	}
+	n, err := f.w.Write(p)
+	if err == nil {
+		err = f.rc.Flush()
+	}
+	return n, err
+}

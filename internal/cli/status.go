@@ -1,0 +1,142 @@
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/shoal-dev/shoal/internal/adminapi"
+	"github.com/shoal-dev/shoal/internal/client"
+	"github.com/shoal-dev/shoal/internal/config"
+)
+
+// upFlags are the flags every client verb of `shoal up` takes to find
+// the admin API.
+type upFlags struct {
+	file      *string
+	admin     *string
+	tokenFile *string
+}
+
+func addUpFlags(fs *flag.FlagSet) upFlags {
+	return upFlags{
+		file:      fs.String("c", config.AppFileName, "the app's configuration `file`, to find the admin API and its token"),
+		admin:     fs.String("admin", "", "admin API `URL` (default: from the configuration)"),
+		tokenFile: fs.String("token-file", "", "admin token `file` (default: <data_dir>/admin.token)"),
+	}
+}
+
+// client returns an admin API client. The URL is, in order: -admin, the
+// admin.url file a running `shoal up` writes into its data directory, or
+// admin.listen. The token is read from -token-file or the data directory.
+func (f upFlags) client() (*client.Client, error) {
+	url, tokenFile := *f.admin, *f.tokenFile
+	if url == "" || tokenFile == "" {
+		cfg, err := loadAppConfig(*f.file)
+		if err != nil {
+			if url == "" {
+				return nil, &UsageError{Err: fmt.Errorf("%w (or pass -admin and -token-file)", err)}
+			}
+			return nil, err
+		}
+		if tokenFile == "" {
+			tokenFile = filepath.Join(cfg.DataDir, adminapi.TokenFile)
+		}
+		if url == "" {
+			if b, err := os.ReadFile(filepath.Join(cfg.DataDir, adminURLFile)); err == nil {
+				url = strings.TrimSpace(string(b))
+			} else {
+				url = "http://" + cfg.Admin.Listen
+			}
+		}
+	}
+	tok, err := os.ReadFile(tokenFile)
+	if err != nil {
+		return nil, fmt.Errorf("read admin token (has shoal up run here?): %w", err)
+	}
+	return client.New(url, strings.TrimSpace(string(tok))), nil
+}
+
+// runStatus is `shoal status [-json]`.
+func runStatus(ctx context.Context, env *Env, args []string) error {
+	fs := flag.NewFlagSet("status", flag.ContinueOnError)
+	fs.SetOutput(env.Stderr)
+	af := addUpFlags(fs)
+	asJSON := fs.Bool("json", false, "print JSON")
+	if err := fs.Parse(args); err != nil {
+		return &UsageError{Err: err}
+	}
+	if fs.NArg() > 0 {
+		return usagef("unexpected argument %q", fs.Arg(0))
+	}
+	c, err := af.client()
+	if err != nil {
+		return err
+	}
+	st, err := c.Status(ctx)
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		return printJSON(env.Stdout, st)
+	}
+	printStatus(env.Stdout, st)
+	return nil
+}
+
+func printJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+func printStatus(w io.Writer, st client.Status) {
+	fmt.Fprintf(w, "group %s: release v%d, %d/%d in service (min %d, max %d), host %s\n",
+		st.App, st.Release, st.InService, st.Desired, st.Min, st.Max, st.Host)
+	if st.Backoff != "" {
+		fmt.Fprintf(w, "backoff: %s\n", st.Backoff)
+	}
+	if len(st.Instances) == 0 {
+		fmt.Fprintln(w, "no instances")
+		return
+	}
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "INSTANCE\tRELEASE\tSTATE\tHEALTH\tADDRESS\tUPTIME\tREQ/S\tREASON")
+	for _, in := range st.Instances {
+		addr := in.Addr
+		if addr == "" {
+			addr = "-"
+		}
+		fmt.Fprintf(tw, "%s\tv%d\t%s\t%s\t%s\t%s\t%.1f\t%s\n", in.ID, in.Release, in.State, in.Health, addr,
+			uptime(in.UptimeSeconds), in.RequestsPerSecond, in.Reason)
+	}
+	tw.Flush()
+}
+
+func uptime(sec float64) string {
+	if sec <= 0 {
+		return "-"
+	}
+	d := time.Duration(sec * float64(time.Second))
+	if d < time.Minute {
+		return d.Round(time.Second).String()
+	}
+	return d.Round(time.Minute).String()
+}
+
+// apiErr shortens admin API errors for people.
+func apiErr(err error) error {
+	var ae *client.APIError
+	if errors.As(err, &ae) {
+		return errors.New(ae.Message)
+	}
+	return err
+}

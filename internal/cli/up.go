@@ -1,0 +1,224 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/shoal-dev/shoal/internal/adminapi"
+	"github.com/shoal-dev/shoal/internal/config"
+	"github.com/shoal-dev/shoal/internal/controller"
+	"github.com/shoal-dev/shoal/internal/lb"
+	"github.com/shoal-dev/shoal/internal/pool"
+	"github.com/shoal-dev/shoal/internal/release"
+	"github.com/shoal-dev/shoal/internal/runtime"
+	"github.com/shoal-dev/shoal/internal/store"
+)
+
+// Files under the data directory that belong to `shoal up`.
+const (
+	storeFile    = "shoal.db"
+	adminURLFile = "admin.url" // the admin API's real URL while up runs
+	listenName   = "http"
+)
+
+// runUp is `shoal up [-c shoal.yaml]`.
+func runUp(ctx context.Context, env *Env, args []string) error {
+	fs := flag.NewFlagSet("up", flag.ContinueOnError)
+	fs.SetOutput(env.Stderr)
+	file := fs.String("c", config.AppFileName, "the app's configuration `file`")
+	verbose := fs.Bool("v", false, "log debug detail")
+	if err := fs.Parse(args); err != nil {
+		return &UsageError{Err: err}
+	}
+	if fs.NArg() > 0 {
+		return usagef("unexpected argument %q", fs.Arg(0))
+	}
+	cfg, err := loadAppConfig(*file)
+	if err != nil {
+		return err
+	}
+	level := slog.LevelInfo
+	if *verbose {
+		level = slog.LevelDebug
+	}
+	log := slog.New(slog.NewTextHandler(env.Stderr, &slog.HandlerOptions{Level: level}))
+	return up(ctx, env, cfg, log)
+}
+
+// loadAppConfig loads shoal.yaml; any problem with it is a usage error
+// (exit 2), reported with file:line:column.
+func loadAppConfig(path string) (*config.App, error) {
+	cfg, err := config.Load(path)
+	if err != nil {
+		var probs config.Problems
+		if errors.As(err, &probs) {
+			return nil, &UsageError{Err: fmt.Errorf("invalid configuration:\n%w", err)}
+		}
+		return nil, &UsageError{Err: err}
+	}
+	return cfg, nil
+}
+
+func up(ctx context.Context, env *Env, cfg *config.App, log *slog.Logger) error {
+	data := cfg.DataDir
+	if err := os.MkdirAll(data, 0o700); err != nil {
+		return fmt.Errorf("data dir: %w", err)
+	}
+	st, err := store.Open(filepath.Join(data, storeFile), store.Options{Logger: log})
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+
+	rt, err := runtime.NewLocal(runtime.Options{DataDir: data, Logger: log})
+	if err != nil {
+		return err
+	}
+	defer func() {
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.Run.StopTimeout.D()+10*time.Second)
+		defer cancel()
+		rt.Close(cctx)
+	}()
+	if err := rt.CleanLeftovers(ctx); err != nil {
+		return fmt.Errorf("clean leftovers of an earlier run: %w", err)
+	}
+	token, err := adminapi.LoadOrCreateToken(filepath.Join(data, adminapi.TokenFile))
+	if err != nil {
+		return err
+	}
+	arts, err := release.Open(filepath.Join(data, "artifacts"), log)
+	if err != nil {
+		return err
+	}
+
+	lbcfg, err := balancerConfig(cfg, st, log)
+	if err != nil {
+		return err
+	}
+	bal, err := lb.New(lbcfg)
+	if err != nil {
+		return &UsageError{Err: fmt.Errorf("balancer: %w", err)}
+	}
+	if err := bal.Listen(); err != nil {
+		return fmt.Errorf("balancer: %w", err)
+	}
+	p, ok := bal.Pool(cfg.Name)
+	if !ok {
+		return fmt.Errorf("balancer has no pool %q", cfg.Name)
+	}
+	adminLn, err := net.Listen("tcp", cfg.Admin.Listen)
+	if err != nil {
+		return fmt.Errorf("admin api: %w", err)
+	}
+	defer adminLn.Close()
+	adminURL := "http://" + adminLn.Addr().String()
+	lbURL := "http://" + bal.Addr(listenName).String()
+	urlFile := filepath.Join(data, adminURLFile)
+	if err := os.WriteFile(urlFile, []byte(adminURL+"\n"), 0o600); err != nil {
+		return fmt.Errorf("write admin url: %w", err)
+	}
+	defer os.Remove(urlFile)
+
+	ctl, err := controller.New(controller.Options{
+		Config: cfg, Store: st, Artifacts: arts, Pool: p, Logger: log, BuildLog: env.Stderr,
+		Host: controller.NewLocalHost(rt, arts, filepath.Join(data, "releases")),
+	})
+	if err != nil {
+		return err
+	}
+	mux := http.NewServeMux()
+	adminapi.LBRoutes(mux, bal, nil)
+	adminapi.ControllerRoutes(mux, ctl)
+	srv := &http.Server{Handler: adminapi.RequireToken(token, mux), ReadHeaderTimeout: 10 * time.Second}
+
+	// Shutdown order: the controller drains and stops the instances while
+	// the balancer and the admin API still run; then they stop.
+	runCtx, stopRun := context.WithCancel(ctx)
+	defer stopRun()
+	lbCtx, stopLB := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopLB()
+	var g errgroup.Group
+	g.Go(func() error {
+		defer stopLB()
+		return ctl.Run(runCtx)
+	})
+	g.Go(func() error {
+		err := bal.Run(lbCtx)
+		if err != nil {
+			stopRun()
+		}
+		return err
+	})
+	g.Go(func() error {
+		err := srv.Serve(adminLn)
+		if errors.Is(err, http.ErrServerClosed) {
+			return nil
+		}
+		stopRun()
+		return fmt.Errorf("admin api: %w", err)
+	})
+	g.Go(func() error {
+		<-lbCtx.Done()
+		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		if err := srv.Shutdown(sctx); err != nil {
+			srv.Close()
+		}
+		return nil
+	})
+	g.Go(func() error {
+		select {
+		case <-ctl.Ready():
+			rel := ctl.Release()
+			fmt.Fprintf(env.Stdout, "shoal up: app %s release v%d serving on %s (admin %s)\n", cfg.Name, rel.Version, lbURL, adminURL)
+		case <-lbCtx.Done():
+		}
+		return nil
+	})
+	err = g.Wait()
+	if err == nil {
+		fmt.Fprintln(env.Stdout, "shoal up: stopped")
+	}
+	return err
+}
+
+// balancerConfig builds the balancer of `shoal up`: one listener, one
+// route "/" to one pool named after the app, no static targets (the
+// controller adds instances as they come into service) and no active
+// checks of its own (the controller checks instances).
+func balancerConfig(cfg *config.App, st *store.Store, log *slog.Logger) (lb.Config, error) {
+	b := cfg.Balancer
+	alg, err := pool.ParseAlgorithm(b.Algorithm)
+	if err != nil {
+		return lb.Config{}, &UsageError{Err: err}
+	}
+	pc := lb.PoolConfig{Name: cfg.Name, Algorithm: alg, SlowStart: b.SlowStart.D(), DrainTimeout: b.DrainTimeout.D()}
+	if s := b.Sticky; s != nil {
+		pc.Sticky = pool.Sticky{Cookie: s.Cookie, TTL: s.TTL.D(), SockJSPrefixes: s.SockJSPrefixes}
+		if s.Cookie != "" {
+			// The signing key is generated once and kept, so pins survive
+			// a restart of shoal.
+			key, err := st.Key("sticky-"+cfg.Name, 32)
+			if err != nil {
+				return lb.Config{}, err
+			}
+			pc.Sticky.Secret = key
+		}
+	}
+	return lb.Config{
+		Listeners: []lb.Listener{{Name: listenName, Addr: b.Listen}},
+		Routes:    []lb.Route{{Name: cfg.Name, PathPrefix: "/", Pool: cfg.Name}},
+		Pools:     []lb.PoolConfig{pc},
+		Logger:    log.With("part", "lb"),
+	}, nil
+}

@@ -1,0 +1,343 @@
+// Package controller keeps one app's group of instances in the desired
+// state. It composes the release store (build once), a Host (runs
+// instances), the balancer's pool (routes traffic to instances in service),
+// the durable store (desired state, releases, events) and the pure
+// reconciler (what to do next).
+//
+// Concurrency: Controller's methods are safe for concurrent use. One mutex
+// guards the instance table and the desired state; no I/O happens under
+// it. Work that blocks (starting, probing, draining, stopping) runs in
+// goroutines owned by Run, which waits for all of them before it returns.
+//
+// Shutdown order when Run's context ends: stop reconciling, take every
+// instance out of the pool (drained, bounded by the drain timeout), stop
+// every instance, flush events. The caller closes the store afterwards.
+package controller
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/shoal-dev/shoal/internal/config"
+	"github.com/shoal-dev/shoal/internal/pool"
+	"github.com/shoal-dev/shoal/internal/reconcile"
+	"github.com/shoal-dev/shoal/internal/release"
+	"github.com/shoal-dev/shoal/internal/store"
+)
+
+// Errors returned by the controller; the admin API maps them to statuses.
+var (
+	ErrOutOfRange      = errors.New("desired count out of range")
+	ErrUnknownInstance = errors.New("unknown instance")
+	ErrNotRunning      = errors.New("controller is not running")
+)
+
+// Options configures a Controller.
+type Options struct {
+	// Config is the app's validated configuration. Required.
+	Config *config.App
+	// Store holds desired state, releases and events. Required. The
+	// controller never closes it.
+	Store *store.Store
+	// Artifacts builds and stores artifacts. Required.
+	Artifacts *release.Store
+	// Host runs the instances. Required.
+	Host Host
+	// Pool is the balancer pool of the app's instances. Required. The
+	// controller adds instances in service and drains and removes the
+	// others; it is the only writer of the pool's membership.
+	Pool *pool.Pool
+	// BuildLog receives the build command's output; nil discards it.
+	BuildLog io.Writer
+	// LookupEnv resolves run.env_from_host; nil means os.LookupEnv.
+	LookupEnv func(string) (string, bool)
+	// Logger receives state changes (Info) and trouble (Warn); nil
+	// discards.
+	Logger *slog.Logger
+	// Now replaces time.Now; nil means time.Now.
+	Now func() time.Time
+}
+
+// Controller runs one app's group on its hosts. Create it with New, then
+// call Run once.
+type Controller struct {
+	o      Options
+	cfg    *config.App
+	log    *slog.Logger
+	now    func() time.Time
+	env    config.Env // resolved environment of the current release
+	events *eventLog
+
+	kick    chan struct{} // wakes the reconcile loop; buffered 1
+	ready   chan struct{} // closed when desired instances first serve
+	running atomic.Bool
+
+	mu        sync.Mutex
+	group     store.Group
+	current   store.Release
+	instances map[string]*instance
+	backoff   map[int]reconcile.Backoff
+	blocked   string    // backoff message of the last decision
+	blockedAt time.Time // failure whose backoff was last reported
+	readyDone bool
+	seq       int // instance id counter
+	rates     map[string]rate
+}
+
+// New validates o and returns a Controller. It does no I/O; Run prepares
+// the release and starts instances.
+func New(o Options) (*Controller, error) {
+	switch {
+	case o.Config == nil:
+		return nil, errors.New("controller: Config is required")
+	case o.Store == nil:
+		return nil, errors.New("controller: Store is required")
+	case o.Artifacts == nil:
+		return nil, errors.New("controller: Artifacts is required")
+	case o.Host == nil:
+		return nil, errors.New("controller: Host is required")
+	case o.Pool == nil:
+		return nil, errors.New("controller: Pool is required")
+	}
+	c := &Controller{
+		o:         o,
+		cfg:       o.Config,
+		log:       o.Logger,
+		now:       o.Now,
+		kick:      make(chan struct{}, 1),
+		ready:     make(chan struct{}),
+		instances: map[string]*instance{},
+		backoff:   map[int]reconcile.Backoff{},
+		rates:     map[string]rate{},
+	}
+	if c.log == nil {
+		c.log = slog.New(slog.DiscardHandler)
+	}
+	c.log = c.log.With("app", o.Config.Name)
+	if c.now == nil {
+		c.now = time.Now
+	}
+	c.events = newEventLog(c.storeEvents, c.log, c.now)
+	return c, nil
+}
+
+// Ready is closed once the desired number of instances first serve at the
+// same time after Run started (immediately when the desired count is 0).
+func (c *Controller) Ready() <-chan struct{} { return c.ready }
+
+// Release returns the release the group runs, valid after Ready.
+func (c *Controller) Release() store.Release {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.current
+}
+
+// Run prepares the release (building it if needed), then keeps the group
+// in its desired state until ctx ends, then drains and stops every
+// instance. It returns nil after a clean shutdown, or the error that made
+// it stop. Run must be called once.
+func (c *Controller) Run(ctx context.Context) error {
+	if !c.running.CompareAndSwap(false, true) {
+		return errors.New("controller: Run called twice")
+	}
+	evDone := make(chan struct{})
+	go func() { // event writer; ends after the final flush below
+		defer close(evDone)
+		c.events.run()
+	}()
+	defer func() {
+		c.events.close()
+		<-evDone
+	}()
+	if err := c.prepare(ctx); err != nil {
+		c.events.add(Event{Type: "shoal", Reason: "cannot start: " + c.env.Redact(err.Error())})
+		return err
+	}
+
+	var workers sync.WaitGroup
+	exitsDone := make(chan struct{})
+	// The exit watcher outlives the loop: shutdown needs exits reported.
+	exitsCtx, stopExits := context.WithCancel(context.WithoutCancel(ctx))
+	go func() {
+		defer close(exitsDone)
+		c.watchExits(exitsCtx)
+	}()
+	loopCtx, stopLoop := context.WithCancel(ctx)
+	samplerDone := make(chan struct{})
+	go func() {
+		defer close(samplerDone)
+		c.sampleRates(loopCtx)
+	}()
+	c.loop(loopCtx, &workers)
+	stopLoop()
+	<-samplerDone
+
+	// Shutdown: workers end on loopCtx (probes and launches abort); then
+	// every remaining instance is drained and stopped.
+	workers.Wait()
+	c.shutdown()
+	stopExits()
+	<-exitsDone
+	return nil
+}
+
+// loop runs the reconciler on every kick and at backoff deadlines until
+// ctx ends.
+func (c *Controller) loop(ctx context.Context, workers *sync.WaitGroup) {
+	c.poke()
+	var timer *time.Timer
+	var timerC <-chan time.Time
+	for {
+		select {
+		case <-ctx.Done():
+			if timer != nil {
+				timer.Stop()
+			}
+			return
+		case <-c.kick:
+		case <-timerC:
+			timerC = nil
+		}
+		retryAt := c.reconcile(ctx, workers)
+		if timer != nil {
+			timer.Stop()
+			timerC = nil
+		}
+		if !retryAt.IsZero() {
+			timer = time.NewTimer(max(retryAt.Sub(c.now()), 0))
+			timerC = timer.C
+		}
+	}
+}
+
+// poke asks the loop to reconcile soon; it never blocks.
+func (c *Controller) poke() {
+	select {
+	case c.kick <- struct{}{}:
+	default:
+	}
+}
+
+// reconcile runs one decision and starts its actions. It returns when to
+// run again without a kick (zero: only on a kick).
+func (c *Controller) reconcile(ctx context.Context, workers *sync.WaitGroup) time.Time {
+	c.mu.Lock()
+	now := c.now()
+	obs := make([]reconcile.Instance, 0, len(c.instances))
+	for _, in := range c.instances {
+		obs = append(obs, in.observed())
+	}
+	desired := reconcile.Desired{Release: c.current.Version, Count: c.group.Desired, MaxLaunching: c.cfg.Group.MaxReplacing}
+	plan := reconcile.Decide(now, desired, obs, c.backoff[c.current.Version])
+	// One event per backoff step, not one per evaluation during it.
+	if b := c.backoff[c.current.Version]; plan.Blocked != "" && b.LastFailure != c.blockedAt {
+		c.blockedAt = b.LastFailure
+		c.events.add(Event{Type: "backoff", Release: c.current.Version, Reason: plan.Blocked})
+		c.log.Warn("crash loop backoff", "release", c.current.Version, "reason", plan.Blocked)
+	}
+	c.blocked = plan.Blocked
+	type job struct {
+		act reconcile.Action
+		in  *instance
+	}
+	var jobs []job
+	for _, a := range plan.Actions {
+		switch a.Kind {
+		case reconcile.Launch:
+			in := c.newInstanceLocked(ctx, a)
+			jobs = append(jobs, job{a, in})
+		case reconcile.Retire, reconcile.Stop:
+			in := c.instances[a.Instance]
+			if in == nil {
+				continue
+			}
+			c.setStateLocked(in, reconcile.Draining, a.Reason)
+			// Ends the monitor, or makes a launch in progress stop what
+			// it started.
+			in.cancel()
+			if a.Kind == reconcile.Retire {
+				jobs = append(jobs, job{a, in})
+			}
+		}
+	}
+	c.checkReadyLocked()
+	c.mu.Unlock()
+
+	for _, j := range jobs {
+		workers.Add(1)
+		go func() {
+			defer workers.Done()
+			switch j.act.Kind {
+			case reconcile.Launch:
+				c.launch(ctx, j.in)
+			default:
+				c.retire(j.in, j.act.Reason)
+			}
+		}()
+	}
+	return plan.RetryAt
+}
+
+// checkReadyLocked closes ready the first time the desired count serves.
+func (c *Controller) checkReadyLocked() {
+	if c.readyDone {
+		return
+	}
+	n := 0
+	for _, in := range c.instances {
+		if in.state == reconcile.InService {
+			n++
+		}
+	}
+	if n >= c.group.Desired {
+		c.readyDone = true
+		close(c.ready)
+	}
+}
+
+// Scale sets the desired instance count, which must lie within the
+// group's [min, max]. The change is stored before it takes effect, so it
+// survives a restart.
+func (c *Controller) Scale(ctx context.Context, n int) error {
+	c.mu.Lock()
+	g := c.group
+	c.mu.Unlock()
+	if n < g.Min || n > g.Max {
+		return fmt.Errorf("scale to %d: must be between %d and %d: %w", n, g.Min, g.Max, ErrOutOfRange)
+	}
+	old := g.Desired
+	g.Desired = n
+	if err := c.o.Store.PutGroup(g); err != nil {
+		return fmt.Errorf("scale: %w", err)
+	}
+	c.mu.Lock()
+	c.group.Desired = n
+	c.events.add(Event{Type: "scale", Release: c.current.Version,
+		Reason: fmt.Sprintf("desired %d -> %d (shoal scale)", old, n)})
+	c.mu.Unlock()
+	c.log.Info("scaled", "from", old, "to", n)
+	c.poke()
+	return nil
+}
+
+// Logs writes the output of instance id through its host (see Host.Logs).
+func (c *Controller) Logs(ctx context.Context, id string, tail int, follow bool, w io.Writer) error {
+	if id == "" {
+		return fmt.Errorf("logs: no instance given: %w", ErrUnknownInstance)
+	}
+	c.mu.Lock()
+	env := c.env
+	c.mu.Unlock()
+	rw := &redactWriter{w: w, env: env}
+	err := c.o.Host.Logs(ctx, id, tail, follow, rw)
+	if ferr := rw.Flush(); err == nil {
+		err = ferr
+	}
+	return err
+}

@@ -1,0 +1,131 @@
+package controller
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/shoal-dev/shoal/internal/reconcile"
+)
+
+// watchExits records every instance exit the host reports until ctx ends.
+// An exit that nobody asked for fails the instance at once: it leaves the
+// pool and the reconciler is woken, so the replacement starts without
+// waiting for a health check or a tick.
+func (c *Controller) watchExits(ctx context.Context) {
+	exits := c.o.Host.Exits()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case e, ok := <-exits:
+			if !ok {
+				return
+			}
+			c.exited(e)
+		}
+	}
+}
+
+func (c *Controller) exited(e Exit) {
+	c.mu.Lock()
+	in := c.instances[e.ID]
+	if in == nil || in.exit != nil {
+		c.mu.Unlock()
+		return
+	}
+	in.exit = &e
+	close(in.exited)
+	if in.state == reconcile.Draining {
+		// Being stopped on purpose; the stopping goroutine records the end.
+		c.mu.Unlock()
+		return
+	}
+	addr, inPool := in.addr, in.inPool
+	in.inPool = false
+	if inPool {
+		// The process is gone: the target gets no new request from now on
+		// and is deleted once its requests in flight have failed. Those
+		// fail on their own with connection errors, which the balancer
+		// retries on another instance; cutting them here (a drain with no
+		// timeout) would end them with the drain-deadline cause, which is
+		// never retried, and turn a harmless retry into a 502.
+		c.o.Pool.Remove(addr)
+	}
+	c.endLocked(in, reconcile.Failed, exitReason(e))
+	c.mu.Unlock()
+	c.poke()
+}
+
+func exitReason(e Exit) string {
+	if e.Signal != "" {
+		return "process killed by " + e.Signal
+	}
+	return fmt.Sprintf("process exited with status %d", e.Code)
+}
+
+// shutdown drains and stops every instance left after the reconcile loop
+// and its workers have ended.
+func (c *Controller) shutdown() {
+	c.mu.Lock()
+	var left []*instance
+	for _, in := range c.instances {
+		in.cancel()
+		c.setStateLocked(in, reconcile.Draining, "shoal is shutting down")
+		left = append(left, in)
+	}
+	c.mu.Unlock()
+	var wg sync.WaitGroup
+	for _, in := range left {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c.retire(in, "shoal shut down")
+		}()
+	}
+	wg.Wait()
+}
+
+// sampleRates computes each instance's requests per second from the
+// pool's request counters, once a second, until ctx ends.
+func (c *Controller) sampleRates(ctx context.Context) {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		st := c.o.Pool.Status()
+		now := c.now()
+		c.mu.Lock()
+		byAddr := map[string]*instance{}
+		for _, in := range c.instances {
+			if in.addr != "" {
+				byAddr[in.addr] = in
+			}
+		}
+		for _, ts := range st.Targets {
+			in := byAddr[ts.Addr]
+			if in == nil {
+				continue
+			}
+			r := c.rates[in.id]
+			if !r.at.IsZero() && now.After(r.at) && ts.Requests >= r.count {
+				r.perSec = float64(ts.Requests-r.count) / now.Sub(r.at).Seconds()
+			}
+			r.count, r.at = ts.Requests, now
+			c.rates[in.id] = r
+		}
+		c.mu.Unlock()
+	}
+}
+
+// rate is the last requests-per-second sample of one instance.
+type rate struct {
+	count  int64
+	at     time.Time
+	perSec float64
+}

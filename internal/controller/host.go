@@ -1,0 +1,79 @@
+package controller
+
+import (
+	"context"
+	"io"
+	"syscall"
+	"time"
+)
+
+// Host runs instances for the controller. On one machine it is the local
+// runtime (see NewLocalHost); in a fleet it will be a client of a host
+// agent. Implementations must be safe for concurrent use.
+type Host interface {
+	// Name identifies the host in status output and events ("local").
+	Name() string
+	// Start launches an instance and returns once its process runs (not
+	// once it is healthy). The host makes the artifact's tree available,
+	// chooses a free port and sets PORT. An error means nothing runs.
+	Start(ctx context.Context, spec LaunchSpec) (Running, error)
+	// Stop sends the instance its stop signal, then SIGKILL to its whole
+	// process group after its stop timeout, and returns once it has exited.
+	// Stopping an unknown or exited instance returns nil.
+	Stop(ctx context.Context, id string) error
+	// Exits delivers one Exit for every instance that ends, whether it
+	// crashed or was stopped. The channel is owned by the host and never
+	// closed while the host is open; the controller reads it until its Run
+	// ends.
+	Exits() <-chan Exit
+	// Logs writes the last tail lines of the instance's output to w (all
+	// when tail <= 0) and, with follow, keeps writing new lines until ctx
+	// ends. It returns an error wrapping ErrUnknownInstance for an unknown
+	// instance.
+	Logs(ctx context.Context, id string, tail int, follow bool, w io.Writer) error
+	// Stats returns the resource use of a running instance.
+	Stats(id string) (Stats, error)
+}
+
+// LaunchSpec says what to run for one instance.
+type LaunchSpec struct {
+	ID      string
+	App     string
+	Release int
+	// Digest is the artifact the instance runs from; the host unpacks it
+	// (or fetches and unpacks it, on a remote host).
+	Digest  string
+	Command string
+	// Env is NAME=value, secrets included; never logged. PORT is added by
+	// the host.
+	Env         []string
+	StopSignal  syscall.Signal
+	StopTimeout time.Duration
+}
+
+// Running describes a started instance.
+type Running struct {
+	// Addr is host:port where the instance serves HTTP.
+	Addr    string
+	PID     int
+	Started time.Time
+}
+
+// Exit reports the end of an instance's process.
+type Exit struct {
+	ID string
+	// Code is the exit status, or -1 when killed by a signal.
+	Code   int
+	Signal string // signal name when killed by one
+	// Stopped is true when the exit followed a Stop.
+	Stopped bool
+	At      time.Time
+}
+
+// Stats is the resource use of one instance (its whole process group).
+type Stats struct {
+	// CPUSeconds is user+system CPU time of the live processes; rates
+	// come from successive samples.
+	CPUSeconds float64
+	RSSBytes   int64
+}

@@ -1,0 +1,249 @@
+package controller
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/shoal-dev/shoal/internal/pool"
+	"github.com/shoal-dev/shoal/internal/reconcile"
+)
+
+// Probe cadence while an instance starts: the first probe goes out as soon
+// as the process runs, then the gap grows by half each time up to
+// startProbeMax (or the configured interval, if smaller). A fast app is
+// thus in service a few milliseconds after its port opens, and a slow one
+// costs a handful of refused connections per second.
+const (
+	startProbeFirst = 5 * time.Millisecond
+	startProbeMax   = 250 * time.Millisecond
+)
+
+// launch starts in on the host, waits until it is healthy, puts it in
+// the pool, then monitors its health until its context ends. It runs in a
+// goroutine owned by Run.
+func (c *Controller) launch(ctx context.Context, in *instance) {
+	c.mu.Lock()
+	ictx := in.ctx
+	spec := LaunchSpec{
+		ID:          in.id,
+		App:         c.cfg.Name,
+		Release:     in.release,
+		Digest:      in.digest,
+		Command:     c.current.Command,
+		Env:         c.env.Environ(),
+		StopSignal:  c.cfg.Run.Signal(),
+		StopTimeout: c.cfg.Run.StopTimeout.D(),
+	}
+	c.mu.Unlock()
+
+	run, err := c.o.Host.Start(ictx, spec)
+	c.mu.Lock()
+	if err != nil {
+		if ictx.Err() != nil {
+			c.endLocked(in, reconcile.Stopped, "stopped before it started")
+		} else {
+			c.endLocked(in, reconcile.Failed, "start: "+err.Error())
+		}
+		c.mu.Unlock()
+		c.poke()
+		return
+	}
+	in.addr, in.pid, in.started = run.Addr, run.PID, run.Started
+	stopping := in.state == reconcile.Draining
+	if !stopping && in.exit == nil {
+		c.setStateLocked(in, reconcile.Starting, fmt.Sprintf("process %d started, serving on %s", run.PID, run.Addr))
+	}
+	c.mu.Unlock()
+	if stopping {
+		c.stopNow(in, "stopped before it became healthy")
+		return
+	}
+
+	ok, detail := c.waitHealthy(ictx, in)
+	c.mu.Lock()
+	switch {
+	case in.exit != nil || c.instances[in.id] != in:
+		// The exit watcher has recorded the end already.
+		c.mu.Unlock()
+		return
+	case in.state == reconcile.Draining:
+		// Stopped by a scale-down while starting.
+		c.mu.Unlock()
+		c.stopNow(in, "stopped before it became healthy")
+		return
+	case ictx.Err() != nil:
+		// Shutdown: Run's shutdown stops what is left.
+		c.mu.Unlock()
+		return
+	case !ok:
+		c.setStateLocked(in, reconcile.Draining, "never became healthy: "+detail)
+		c.mu.Unlock()
+		c.stopThenEnd(in, reconcile.Failed, "never became healthy: "+detail)
+		return
+	}
+	err = c.o.Pool.Add(pool.TargetSpec{Addr: in.addr})
+	if err != nil && !errors.Is(err, pool.ErrExists) {
+		c.setStateLocked(in, reconcile.Draining, "cannot join the pool: "+err.Error())
+		c.mu.Unlock()
+		c.stopThenEnd(in, reconcile.Failed, "cannot join the pool: "+err.Error())
+		return
+	}
+	in.inPool = true
+	in.healthy, in.health = true, detail
+	c.setStateLocked(in, reconcile.InService, fmt.Sprintf("healthy after %s (%s)", c.now().Sub(in.started).Round(time.Millisecond), detail))
+	c.checkReadyLocked()
+	c.mu.Unlock()
+	c.poke()
+
+	c.monitor(ictx, in)
+}
+
+// waitHealthy probes a starting instance until it passes the healthy
+// threshold in a row (true), or its grace ends without that (false), or
+// ctx ends or the process exits (false). detail describes the last probe.
+func (c *Controller) waitHealthy(ctx context.Context, in *instance) (bool, string) {
+	h := c.cfg.Health
+	grace := h.Grace.D()
+	if grace <= 0 {
+		grace = time.Duration(max(h.UnhealthyThreshold, 1)) * h.Interval.D()
+	}
+	deadline := time.NewTimer(grace)
+	defer deadline.Stop()
+	gap := startProbeFirst
+	maxGap := min(startProbeMax, max(h.Interval.D(), startProbeFirst))
+	passes, detail := 0, "no check yet"
+	need := max(h.HealthyThreshold, 1)
+	for {
+		ok, d := c.probe(ctx, in.addr)
+		detail = d
+		if ok {
+			passes++
+			if passes >= need {
+				return true, detail
+			}
+		} else {
+			passes = 0
+		}
+		wait := time.NewTimer(gap)
+		select {
+		case <-ctx.Done():
+			wait.Stop()
+			return false, "canceled"
+		case <-in.exited:
+			wait.Stop()
+			return false, "exited"
+		case <-deadline.C:
+			wait.Stop()
+			return false, fmt.Sprintf("grace %s ended; last check: %s", grace, detail)
+		case <-wait.C:
+		}
+		gap = min(gap*3/2+time.Millisecond, maxGap)
+	}
+}
+
+// monitor checks an instance in service at the configured interval and
+// moves it between in_service and unhealthy after the thresholds. It
+// returns when ctx ends (retire, shutdown or exit).
+func (c *Controller) monitor(ctx context.Context, in *instance) {
+	h := c.cfg.Health
+	tick := time.NewTicker(h.Interval.D())
+	defer tick.Stop()
+	fails, passes := 0, 0
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-in.exited:
+			return
+		case <-tick.C:
+		}
+		ok, detail := c.probe(ctx, in.addr)
+		if ctx.Err() != nil {
+			return
+		}
+		if ok {
+			passes, fails = passes+1, 0
+		} else {
+			fails, passes = fails+1, 0
+		}
+		c.mu.Lock()
+		in.healthy, in.health = ok, detail
+		switch {
+		case in.state == reconcile.InService && fails >= max(h.UnhealthyThreshold, 1):
+			reason := fmt.Sprintf("failed %d health checks in a row: %s", fails, detail)
+			c.setStateLocked(in, reconcile.Unhealthy, reason)
+			c.o.Pool.SetHealth(in.addr, false, reason)
+			c.mu.Unlock()
+			c.poke()
+			continue
+		case in.state == reconcile.Unhealthy && passes >= max(h.HealthyThreshold, 1):
+			reason := fmt.Sprintf("passed %d health checks in a row", passes)
+			c.setStateLocked(in, reconcile.InService, reason)
+			c.o.Pool.SetHealth(in.addr, true, reason)
+			c.mu.Unlock()
+			c.poke()
+			continue
+		}
+		c.mu.Unlock()
+	}
+}
+
+// stopNow stops an instance that is not in the pool and forgets it.
+func (c *Controller) stopNow(in *instance, reason string) {
+	c.stopThenEnd(in, reconcile.Stopped, reason)
+}
+
+// stopThenEnd stops in on its host, then records its end state.
+func (c *Controller) stopThenEnd(in *instance, st reconcile.State, reason string) {
+	ctx, cancel := context.WithTimeout(context.Background(), c.cfg.Run.StopTimeout.D()+10*time.Second)
+	defer cancel()
+	if err := c.o.Host.Stop(ctx, in.id); err != nil {
+		c.log.Warn("stop instance", "instance", in.id, "error", err)
+	}
+	c.mu.Lock()
+	if c.instances[in.id] == in {
+		c.endLocked(in, st, reason)
+	}
+	c.mu.Unlock()
+	c.poke()
+}
+
+// retire takes an instance out of the pool, waits for its requests in
+// flight (bounded by the drain timeout), and stops it.
+func (c *Controller) retire(in *instance, reason string) {
+	c.mu.Lock()
+	addr, inPool := in.addr, in.inPool
+	c.mu.Unlock()
+	if inPool {
+		c.drain(addr)
+		c.mu.Lock()
+		in.inPool = false
+		c.mu.Unlock()
+	}
+	c.stopThenEnd(in, reconcile.Stopped, reason)
+}
+
+// drain takes addr out of rotation, waits until it is idle or the drain
+// timeout has passed (plus a second for streams to end), and removes it.
+func (c *Controller) drain(addr string) {
+	to := c.cfg.Balancer.DrainTimeout.D()
+	idle, err := c.o.Pool.Drain(addr, to)
+	if err != nil {
+		return // not in the pool
+	}
+	wait := time.NewTimer(to + time.Second)
+	select {
+	case <-idle:
+	case <-wait.C:
+		c.log.Warn("drain did not finish", "target", addr)
+	}
+	wait.Stop()
+	if done, err := c.o.Pool.Remove(addr); err == nil {
+		select {
+		case <-done:
+		default:
+		}
+	}
+}

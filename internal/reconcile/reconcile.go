@@ -1,0 +1,258 @@
+// Package reconcile decides, for one group, what to do to move the observed
+// instances towards the desired state: launch, replace (launch first), drain
+// and stop. It is pure: no clocks, no I/O, no goroutines. The controller
+// observes, calls Decide, carries out the actions and records them as
+// events.
+//
+// Instance lifecycle (the states the controller reports in Instance.State):
+//
+//	pending --> starting --> in_service --> draining --> stopped
+//	               |             |   ^
+//	               |  (exit or   |   | (checks pass again)
+//	               |  no health  v   |
+//	               |  in grace) unhealthy --(replacement in service)--> draining
+//	               v
+//	             failed  (exited, or never healthy: stopped at once, replaced)
+//
+// An in_service instance that exits becomes failed too: its process is gone,
+// so there is nothing to drain. Failed and unhealthy both lead to
+// replacement. An unhealthy instance keeps running (the balancer sends it no
+// new requests unless no target is healthy) until its replacement is in
+// service: launch before terminate.
+package reconcile
+
+import (
+	"fmt"
+	"slices"
+	"time"
+)
+
+// State is the lifecycle state of an instance, printed and persisted as a
+// string.
+type State uint8
+
+const (
+	Pending   State = iota // accepted, not yet started on its host
+	Starting               // process started, not yet healthy
+	InService              // healthy and in the balancer's pool
+	Unhealthy              // was in service, now fails its checks
+	Draining               // out of the pool, in-flight requests finishing
+	Stopped                // stopped on purpose
+	Failed                 // exited on its own, or never became healthy
+)
+
+var stateNames = [...]string{"pending", "starting", "in_service", "unhealthy", "draining", "stopped", "failed"}
+
+// String returns the snake_case name of s.
+func (s State) String() string {
+	if int(s) < len(stateNames) {
+		return stateNames[s]
+	}
+	return fmt.Sprintf("state(%d)", uint8(s))
+}
+
+// ParseState parses a name printed by State.String.
+func ParseState(name string) (State, error) {
+	for i, n := range stateNames {
+		if n == name {
+			return State(i), nil
+		}
+	}
+	return 0, fmt.Errorf("unknown instance state %q", name)
+}
+
+// MarshalText implements encoding.TextMarshaler.
+func (s State) MarshalText() ([]byte, error) { return []byte(s.String()), nil }
+
+// UnmarshalText implements encoding.TextUnmarshaler.
+func (s *State) UnmarshalText(b []byte) error {
+	v, err := ParseState(string(b))
+	if err != nil {
+		return err
+	}
+	*s = v
+	return nil
+}
+
+// Terminal reports whether s is an end state (stopped or failed).
+func (s State) Terminal() bool { return s == Stopped || s == Failed }
+
+// Instance is the controller's observation of one instance.
+type Instance struct {
+	ID      string
+	Release int // release version it runs
+	State   State
+	// Started is when the instance was launched; newer instances are
+	// stopped first on scale-down.
+	Started time.Time
+	// Replaces is the ID of the unhealthy instance this one was launched to
+	// replace, if any.
+	Replaces string
+}
+
+// Desired is the target state of a group.
+type Desired struct {
+	Release int // release new instances run
+	Count   int // instances in service
+	// MaxLaunching bounds the instances starting at once (pending or
+	// starting), so replacements and scale-ups are bounded. Values below 1
+	// mean 1.
+	MaxLaunching int
+}
+
+// ActionKind says what an Action does.
+type ActionKind uint8
+
+const (
+	// Launch starts a new instance of Action.Release.
+	Launch ActionKind = iota
+	// Retire takes Action.Instance out of the pool, waits for its
+	// in-flight requests (bounded by the drain timeout) and stops it.
+	Retire
+	// Stop stops Action.Instance at once; it is not in the pool.
+	Stop
+)
+
+// String returns "launch", "retire" or "stop".
+func (k ActionKind) String() string {
+	switch k {
+	case Launch:
+		return "launch"
+	case Retire:
+		return "retire"
+	case Stop:
+		return "stop"
+	}
+	return fmt.Sprintf("action(%d)", uint8(k))
+}
+
+// Action is one step the controller must carry out.
+type Action struct {
+	Kind     ActionKind
+	Release  int    // Launch: release to run
+	Replaces string // Launch: the unhealthy instance it replaces, if any
+	Instance string // Retire, Stop: the instance
+	Reason   string // for the event
+}
+
+// Plan is the result of Decide.
+type Plan struct {
+	Actions []Action
+	// Blocked is non-empty when launches are held back by crash-loop
+	// backoff; it says why and until when.
+	Blocked string
+	// RetryAt is when Decide should run again even if nothing changes
+	// (the end of a backoff); zero means only on the next change.
+	RetryAt time.Time
+}
+
+// Decide returns the actions that move obs towards d at time now. backoff
+// holds the crash-loop state of d.Release. Instances in terminal states are
+// ignored. Decide is deterministic and does not modify its arguments.
+//
+// Rules, in order:
+//  1. Live instances (pending, starting, in_service) beyond d.Count are
+//     removed: not-yet-serving ones first, then the newest in service.
+//  2. Missing live instances are launched, at most MaxLaunching starting at
+//     once, unless the release is in backoff. A launch while an unhealthy
+//     instance waits for a replacement is marked as its replacement.
+//  3. Unhealthy instances are retired once enough instances are in
+//     service to meet d.Count without them.
+func Decide(now time.Time, d Desired, obs []Instance, backoff Backoff) Plan {
+	var plan Plan
+	maxLaunching := max(d.MaxLaunching, 1)
+	count := max(d.Count, 0)
+
+	var live, unhealthy []Instance
+	inService, launching := 0, 0
+	replaced := map[string]bool{}
+	for _, in := range obs {
+		switch in.State {
+		case Pending, Starting:
+			launching++
+			live = append(live, in)
+			if in.Replaces != "" {
+				replaced[in.Replaces] = true
+			}
+		case InService:
+			inService++
+			live = append(live, in)
+		case Unhealthy:
+			unhealthy = append(unhealthy, in)
+		}
+	}
+
+	// 1. Excess.
+	if excess := len(live) - count; excess > 0 {
+		victims := slices.Clone(live)
+		slices.SortStableFunc(victims, func(a, b Instance) int {
+			// Not yet serving first, then newest first, then by ID so that
+			// the choice is deterministic.
+			as, bs := a.State == InService, b.State == InService
+			if as != bs {
+				if as {
+					return 1
+				}
+				return -1
+			}
+			if c := b.Started.Compare(a.Started); c != 0 {
+				return c
+			}
+			if a.ID > b.ID {
+				return -1
+			}
+			if a.ID < b.ID {
+				return 1
+			}
+			return 0
+		})
+		for _, v := range victims[:excess] {
+			act := Action{Kind: Stop, Instance: v.ID, Reason: fmt.Sprintf("scale down to %d", count)}
+			if v.State == InService {
+				act.Kind = Retire
+				inService--
+			} else {
+				launching--
+			}
+			plan.Actions = append(plan.Actions, act)
+		}
+	}
+
+	// 2. Missing.
+	if missing := count - len(live); missing > 0 {
+		n := min(missing, maxLaunching-launching)
+		if n > 0 {
+			if at := backoff.NextLaunch(); now.Before(at) {
+				plan.Blocked = fmt.Sprintf("release v%d crashed %d times in a row; next launch in %s",
+					d.Release, backoff.Failures, at.Sub(now).Round(time.Millisecond))
+				plan.RetryAt = at
+				n = 0
+			}
+		}
+		var waiting []string // unhealthy instances without a replacement yet
+		for _, u := range unhealthy {
+			if !replaced[u.ID] {
+				waiting = append(waiting, u.ID)
+			}
+		}
+		for i := range n {
+			act := Action{Kind: Launch, Release: d.Release}
+			if i < len(waiting) {
+				act.Replaces = waiting[i]
+				act.Reason = fmt.Sprintf("replace unhealthy instance %s", waiting[i])
+			} else {
+				act.Reason = fmt.Sprintf("%d of %d instances live", len(live)+i, count)
+			}
+			plan.Actions = append(plan.Actions, act)
+		}
+	}
+
+	// 3. Unhealthy instances whose replacements serve.
+	if inService >= count {
+		for _, u := range unhealthy {
+			plan.Actions = append(plan.Actions, Action{Kind: Retire, Instance: u.ID,
+				Reason: fmt.Sprintf("unhealthy; %d healthy instances in service", inService)})
+		}
+	}
+	return plan
+}

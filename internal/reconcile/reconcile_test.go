@@ -1,0 +1,198 @@
+package reconcile
+
+import (
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+)
+
+var t0 = time.Date(2025, 1, 1, 12, 0, 0, 0, time.UTC)
+
+func inst(id string, st State, ageSec int) Instance {
+	return Instance{ID: id, Release: 1, State: st, Started: t0.Add(-time.Duration(ageSec) * time.Second)}
+}
+
+func TestDecide(t *testing.T) {
+	tests := []struct {
+		name    string
+		desired Desired
+		obs     []Instance
+		backoff Backoff
+		want    []Action
+		blocked bool
+	}{
+		{
+			name:    "cold start launches up to the bound",
+			desired: Desired{Release: 1, Count: 3, MaxLaunching: 2},
+			want: []Action{
+				{Kind: Launch, Release: 1, Reason: "0 of 3 instances live"},
+				{Kind: Launch, Release: 1, Reason: "1 of 3 instances live"},
+			},
+		},
+		{
+			name:    "launching counts against the bound",
+			desired: Desired{Release: 1, Count: 3, MaxLaunching: 2},
+			obs:     []Instance{inst("a", Starting, 1), inst("b", InService, 5)},
+			want:    []Action{{Kind: Launch, Release: 1, Reason: "2 of 3 instances live"}},
+		},
+		{
+			name:    "steady state does nothing",
+			desired: Desired{Release: 1, Count: 2, MaxLaunching: 1},
+			obs:     []Instance{inst("a", InService, 9), inst("b", InService, 5), inst("c", Failed, 3), inst("d", Stopped, 3)},
+		},
+		{
+			name:    "failed instance is replaced",
+			desired: Desired{Release: 1, Count: 2, MaxLaunching: 1},
+			obs:     []Instance{inst("a", InService, 9), inst("b", Failed, 5)},
+			want:    []Action{{Kind: Launch, Release: 1, Reason: "1 of 2 instances live"}},
+		},
+		{
+			name:    "unhealthy instance: launch first, keep it",
+			desired: Desired{Release: 1, Count: 2, MaxLaunching: 1},
+			obs:     []Instance{inst("a", InService, 9), inst("b", Unhealthy, 5)},
+			want:    []Action{{Kind: Launch, Release: 1, Replaces: "b", Reason: "replace unhealthy instance b"}},
+		},
+		{
+			name:    "unhealthy instance waits while its replacement starts",
+			desired: Desired{Release: 1, Count: 2, MaxLaunching: 1},
+			obs: []Instance{inst("a", InService, 9), inst("b", Unhealthy, 5),
+				{ID: "c", Release: 1, State: Starting, Started: t0, Replaces: "b"}},
+		},
+		{
+			name:    "unhealthy instance retired once the replacement serves",
+			desired: Desired{Release: 1, Count: 2, MaxLaunching: 1},
+			obs: []Instance{inst("a", InService, 9), inst("b", Unhealthy, 5),
+				{ID: "c", Release: 1, State: InService, Started: t0, Replaces: "b"}},
+			want: []Action{{Kind: Retire, Instance: "b", Reason: "unhealthy; 2 healthy instances in service"}},
+		},
+		{
+			name:    "scale down stops starting before serving, newest first",
+			desired: Desired{Release: 1, Count: 1, MaxLaunching: 1},
+			obs:     []Instance{inst("a", InService, 9), inst("b", InService, 5), inst("c", Starting, 1)},
+			want: []Action{
+				{Kind: Stop, Instance: "c", Reason: "scale down to 1"},
+				{Kind: Retire, Instance: "b", Reason: "scale down to 1"},
+			},
+		},
+		{
+			name:    "scale to zero retires unhealthy too",
+			desired: Desired{Release: 1, Count: 0, MaxLaunching: 1},
+			obs:     []Instance{inst("a", InService, 9), inst("b", Unhealthy, 5)},
+			want: []Action{
+				{Kind: Retire, Instance: "a", Reason: "scale down to 0"},
+				{Kind: Retire, Instance: "b", Reason: "unhealthy; 0 healthy instances in service"},
+			},
+		},
+		{
+			name:    "draining instances do not count",
+			desired: Desired{Release: 1, Count: 1, MaxLaunching: 1},
+			obs:     []Instance{inst("a", Draining, 9)},
+			want:    []Action{{Kind: Launch, Release: 1, Reason: "0 of 1 instances live"}},
+		},
+		{
+			name:    "backoff holds launches",
+			desired: Desired{Release: 1, Count: 1, MaxLaunching: 1},
+			obs:     []Instance{inst("a", Failed, 1)},
+			backoff: Backoff{Failures: 4, LastFailure: t0.Add(-time.Second)},
+			blocked: true,
+		},
+		{
+			name:    "backoff over launches again",
+			desired: Desired{Release: 1, Count: 1, MaxLaunching: 1},
+			backoff: Backoff{Failures: 4, LastFailure: t0.Add(-9 * time.Second)},
+			want:    []Action{{Kind: Launch, Release: 1, Reason: "0 of 1 instances live"}},
+		},
+		{
+			name:    "zero bound means one",
+			desired: Desired{Release: 2, Count: 2},
+			want:    []Action{{Kind: Launch, Release: 2, Reason: "0 of 2 instances live"}},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p := Decide(t0, tt.desired, tt.obs, tt.backoff)
+			if !reflect.DeepEqual(p.Actions, tt.want) {
+				t.Errorf("actions:\n got %+v\nwant %+v", p.Actions, tt.want)
+			}
+			if (p.Blocked != "") != tt.blocked {
+				t.Errorf("blocked = %q, want blocked %v", p.Blocked, tt.blocked)
+			}
+			if tt.blocked && p.RetryAt.IsZero() {
+				t.Error("blocked plan without RetryAt")
+			}
+		})
+	}
+}
+
+func TestBlockedReason(t *testing.T) {
+	b := Backoff{Failures: 4, LastFailure: t0}
+	p := Decide(t0, Desired{Release: 3, Count: 1}, nil, b)
+	const want = "release v3 crashed 4 times in a row; next launch in 8s"
+	if p.Blocked != want {
+		t.Fatalf("Blocked = %q, want %q", p.Blocked, want)
+	}
+	if !p.RetryAt.Equal(t0.Add(8 * time.Second)) {
+		t.Fatalf("RetryAt = %v", p.RetryAt)
+	}
+}
+
+func TestBackoffDelay(t *testing.T) {
+	want := map[int]time.Duration{0: 0, 1: 0, 2: 2 * time.Second, 3: 4 * time.Second, 4: 8 * time.Second,
+		5: 16 * time.Second, 6: 32 * time.Second, 7: MaxDelay, 50: MaxDelay}
+	for n, d := range want {
+		if got := (Backoff{Failures: n}).Delay(); got != d {
+			t.Errorf("Delay(%d) = %v, want %v", n, got, d)
+		}
+	}
+}
+
+func TestBackoffEnded(t *testing.T) {
+	var b Backoff
+	b = b.Ended(t0, t0.Add(-time.Second), false)
+	b = b.Ended(t0.Add(time.Second), t0, true) // in service, but not for long
+	if b.Failures != 2 || !b.LastFailure.Equal(t0.Add(time.Second)) {
+		t.Fatalf("after two quick ends: %+v", b)
+	}
+	if got := b.NextLaunch(); !got.Equal(t0.Add(3 * time.Second)) {
+		t.Fatalf("NextLaunch = %v", got)
+	}
+	b = b.Ended(t0.Add(time.Minute), t0, true) // stable for a minute
+	if b != (Backoff{}) {
+		t.Fatalf("stable end did not reset: %+v", b)
+	}
+	if !b.NextLaunch().IsZero() {
+		t.Fatal("zero backoff has a NextLaunch")
+	}
+}
+
+func TestStateText(t *testing.T) {
+	for s := Pending; s <= Failed; s++ {
+		b, _ := s.MarshalText()
+		var got State
+		if err := got.UnmarshalText(b); err != nil || got != s {
+			t.Errorf("round trip %v: %v %v", s, got, err)
+		}
+		if strings.Contains(s.String(), "(") {
+			t.Errorf("state %d has no name", s)
+		}
+	}
+	if _, err := ParseState("bogus"); err == nil {
+		t.Error("ParseState accepted bogus")
+	}
+}
+
+// FuzzParseState checks that ParseState accepts exactly the printed names.
+func FuzzParseState(f *testing.F) {
+	for _, n := range stateNames {
+		f.Add(n)
+	}
+	f.Add("")
+	f.Add("IN_SERVICE")
+	f.Fuzz(func(t *testing.T, s string) {
+		st, err := ParseState(s)
+		if err == nil && st.String() != s {
+			t.Fatalf("ParseState(%q) = %v", s, st)
+		}
+	})
+}
