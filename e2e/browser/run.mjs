@@ -12,6 +12,8 @@
 //                           or run KILL_CMD in a shell with INSTANCE=<id>
 //   DEPLOY_URL / DEPLOY_CMD how to start a deploy: POST DEPLOY_URL?app=<app>,
 //                           or run DEPLOY_CMD in a shell with APP=<app>
+//   LOG_MIN_LINES      lines the log tail must show (default 3)
+//   SKIP_DEPLOY=1      skip the deploy and the rollback (a source without deploys)
 //   SHOAL_SCREENSHOTS=1 save screenshots to SCREENSHOT_DIR (default
 //                       docs/screenshots in this repository)
 //   CHROMIUM            browser binary (default /usr/bin/chromium)
@@ -32,6 +34,7 @@ if (!base) {
 const token = process.env.SHOAL_TOKEN || "dev";
 const timeout = parseInt(process.env.STEP_TIMEOUT_MS || "60000", 10);
 const shots = process.env.SHOAL_SCREENSHOTS === "1";
+const logMinLines = parseInt(process.env.LOG_MIN_LINES || "3", 10);
 const here = dirname(fileURLToPath(import.meta.url));
 const shotDir = process.env.SCREENSHOT_DIR || resolve(here, "../../docs/screenshots");
 
@@ -111,37 +114,42 @@ try {
   await page.waitForSelector(`[data-events] li[data-kind=replace]`);
   step("the replacement is on the events list");
 
-  // 4. A deploy, watched on the releases page.
+  // 4. A deploy, watched on the releases page (SKIP_DEPLOY=1 skips 4 and 5).
   await page.goto(base + "/ui/releases");
   await page.waitForSelector(`[id="releases-${app}"] tr[data-status=current]`);
-  const from = parseInt(await page.$eval(`[id="releases-${app}"] tr[data-status=current]`, (r) => r.dataset.version), 10);
-  await trigger("start a deploy", "DEPLOY_URL", "DEPLOY_CMD", "app", app);
-  const deploy = `[id="releases-${app}"] [data-deploy][data-active=true]`;
-  await page.waitForSelector(deploy);
-  const to = parseInt(await page.$eval(deploy, (el) => el.dataset.to), 10);
-  step(`deploy v${from} -> v${to} shown`);
-  await page.waitForFunction((sel) => {
-    const el = document.querySelector(sel);
-    return el && parseInt(el.dataset.done, 10) >= 1;
-  }, deploy);
-  const progress = await page.$eval(`${deploy} progress`, (p) => `${p.value}/${p.max}`);
-  step(`deploy progress advanced: ${progress}`);
-  await shot(page, "releases-deploying");
-  await page.waitForSelector(`[id="releases-${app}"] tr[data-version="${to}"][data-status=current]`);
-  await page.waitForSelector(`[id="releases-${app}"] [data-last-deploy="${to}"]`);
-  step(`deploy v${to} done`);
+  if (process.env.SKIP_DEPLOY === "1") {
+    step("deploy and rollback skipped (SKIP_DEPLOY=1)");
+    await shot(page, "releases");
+  } else {
+    const from = parseInt(await page.$eval(`[id="releases-${app}"] tr[data-status=current]`, (r) => r.dataset.version), 10);
+    await trigger("start a deploy", "DEPLOY_URL", "DEPLOY_CMD", "app", app);
+    const deploy = `[id="releases-${app}"] [data-deploy][data-active=true]`;
+    await page.waitForSelector(deploy);
+    const to = parseInt(await page.$eval(deploy, (el) => el.dataset.to), 10);
+    step(`deploy v${from} -> v${to} shown`);
+    await page.waitForFunction((sel) => {
+      const el = document.querySelector(sel);
+      return el && parseInt(el.dataset.done, 10) >= 1;
+    }, deploy);
+    const progress = await page.$eval(`${deploy} progress`, (p) => `${p.value}/${p.max}`);
+    step(`deploy progress advanced: ${progress}`);
+    await shot(page, "releases-deploying");
+    await page.waitForSelector(`[id="releases-${app}"] tr[data-version="${to}"][data-status=current]`);
+    await page.waitForSelector(`[id="releases-${app}"] [data-last-deploy="${to}"]`);
+    step(`deploy v${to} done`);
 
-  // 5. Roll back to the release before, confirming first.
-  await page.click(`[id="releases-${app}"] a[data-rollback="${from}"]`);
-  await page.waitForSelector("[data-confirm-rollback]");
-  step("rollback asks for confirmation");
-  await shot(page, "rollback-confirm", false);
-  await Promise.all([page.waitForNavigation(), page.click("[data-confirm-rollback]")]);
-  await page.waitForSelector(".flash");
-  await page.waitForSelector(`[id="releases-${app}"] tr[data-version="${from}"][data-status=current]`);
-  await page.waitForSelector(`[id="releases-${app}"] [data-last-deploy="${from}"]`);
-  step(`rolled back to v${from}`);
-  await shot(page, "releases");
+    // 5. Roll back to the release before, confirming first.
+    await page.click(`[id="releases-${app}"] a[data-rollback="${from}"]`);
+    await page.waitForSelector("[data-confirm-rollback]");
+    step("rollback asks for confirmation");
+    await shot(page, "rollback-confirm", false);
+    await Promise.all([page.waitForNavigation(), page.click("[data-confirm-rollback]")]);
+    await page.waitForSelector(".flash");
+    await page.waitForSelector(`[id="releases-${app}"] tr[data-version="${from}"][data-status=current]`);
+    await page.waitForSelector(`[id="releases-${app}"] [data-last-deploy="${from}"]`);
+    step(`rolled back to v${from}`);
+    await shot(page, "releases");
+  }
 
   // 6. The other views.
   await page.goto(base + "/ui/timeline?kind=deploy");
@@ -159,7 +167,8 @@ try {
   const inst = await page.$eval(row, (r) => r.dataset.instance);
   await Promise.all([page.waitForNavigation(), page.click(`${row} a`)]);
   await page.waitForSelector("pre.log");
-  await page.waitForFunction(() => (document.querySelector("pre.log")?.textContent || "").split("\n").length > 3);
+  await page.waitForFunction((n) =>
+    (document.querySelector("pre.log")?.textContent || "").split("\n").filter(Boolean).length >= n, logMinLines);
   step(`log tail of ${inst} is live`);
   await page.waitForFunction(() => [...document.querySelectorAll("img[data-chart]")].every((i) => i.complete && i.naturalWidth > 0));
   await shot(page, "instance");

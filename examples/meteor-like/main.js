@@ -145,6 +145,17 @@ const server = http.createServer((req, res) => {
     return send(res, 201, 'application/json', JSON.stringify({ id, instance }) + '\n');
   }
   if (p.startsWith('/poll/')) return handlePoll(req, res, p.slice('/poll/'.length));
+  if (p === '/api/once' && req.method === 'POST') {
+    // Records the request's unique id (body) once per request processed,
+    // in a file shared by every instance (ONCE_LOG), so a test can check
+    // that each POST was processed exactly once across a deploy.
+    return readBody(req, 4096, (body) => {
+      const id = body.toString('utf8').trim();
+      if (!/^[A-Za-z0-9_-]{1,100}$/.test(id)) return send(res, 400, 'text/plain', 'bad id\n');
+      fs.appendFileSync(process.env.ONCE_LOG || path.join(stateDir, 'once.log'), id + ' ' + instance + '\n');
+      send(res, 200, 'text/plain', instance + '\n');
+    });
+  }
   if (p === '/api/echo' && req.method === 'POST') {
     return readBody(req, 1 << 20, (body) => {
       send(res, 200, 'application/json',

@@ -89,6 +89,10 @@ func runStatus(ctx context.Context, env *Env, args []string) error {
 		return printJSON(env.Stdout, st)
 	}
 	printStatus(env.Stdout, st)
+	// Auto scaling: each policy's value against its target (autoscale.go).
+	if as, err := c.Autoscale(ctx); err == nil && as.Enabled {
+		printAutoscale(env.Stdout, as)
+	}
 	return nil
 }
 

@@ -17,11 +17,14 @@ import (
 	"github.com/shoal-dev/shoal/internal/adminapi"
 	"github.com/shoal-dev/shoal/internal/config"
 	"github.com/shoal-dev/shoal/internal/controller"
+	"github.com/shoal-dev/shoal/internal/dashboard"
 	"github.com/shoal-dev/shoal/internal/lb"
 	"github.com/shoal-dev/shoal/internal/pool"
 	"github.com/shoal-dev/shoal/internal/release"
 	"github.com/shoal-dev/shoal/internal/runtime"
 	"github.com/shoal-dev/shoal/internal/store"
+	"github.com/shoal-dev/shoal/internal/timeseries"
+	"github.com/shoal-dev/shoal/internal/uisource"
 )
 
 // Files under the data directory that belong to `shoal up`.
@@ -105,6 +108,10 @@ func up(ctx context.Context, env *Env, cfg *config.App, log *slog.Logger) error 
 	if err != nil {
 		return err
 	}
+	// The dashboard's request metrics, fed by the balancer.
+	series := timeseries.NewStore(timeseries.Options{})
+	slow := timeseries.NewSlow(timeseries.SlowOptions{})
+	lbcfg.Observer = &uisource.Observer{Series: series, Slow: slow}
 	bal, err := lb.New(lbcfg)
 	if err != nil {
 		return &UsageError{Err: fmt.Errorf("balancer: %w", err)}
@@ -129,17 +136,32 @@ func up(ctx context.Context, env *Env, cfg *config.App, log *slog.Logger) error 
 	}
 	defer os.Remove(urlFile)
 
+	host := controller.NewLocalHost(rt, arts, filepath.Join(data, "releases"))
 	ctl, err := controller.New(controller.Options{
 		Config: cfg, Store: st, Artifacts: arts, Pool: p, Logger: log, BuildLog: env.Stderr,
-		Host: controller.NewLocalHost(rt, arts, filepath.Join(data, "releases")),
+		Host: host,
+		Latency: func() ([]float64, []uint64) { return bal.LatencyHistogram(cfg.Name) },
 	})
 	if err != nil {
 		return err
 	}
+	uiSrc, err := uisource.New(uisource.Options{Controller: ctl, Host: host, Pool: p, Store: st,
+		Series: series, Slow: slow, Logger: log.With("part", "dashboard")})
+	if err != nil {
+		return err
+	}
+	ui := dashboard.New(dashboard.Options{Token: token, Source: uiSrc, Logger: log.With("part", "dashboard")})
 	mux := http.NewServeMux()
 	adminapi.LBRoutes(mux, bal, nil)
 	adminapi.ControllerRoutes(mux, ctl)
-	srv := &http.Server{Handler: adminapi.RequireToken(token, mux), ReadHeaderTimeout: 10 * time.Second}
+	adminapi.DeployRoutes(mux, ctl)
+	adminapi.AutoscaleRoutes(mux, ctl)
+	// The dashboard logs in with the token itself (session cookie, CSRF),
+	// so it sits outside the API's bearer-token check.
+	root := http.NewServeMux()
+	root.Handle("/ui/", ui)
+	root.Handle("/", adminapi.RequireToken(token, adminapi.WithMetrics(mux, ctl.Metrics())))
+	srv := &http.Server{Handler: root, ReadHeaderTimeout: 10 * time.Second}
 
 	// Shutdown order: the controller drains and stops the instances while
 	// the balancer and the admin API still run; then they stop.
@@ -167,10 +189,12 @@ func up(ctx context.Context, env *Env, cfg *config.App, log *slog.Logger) error 
 		stopRun()
 		return fmt.Errorf("admin api: %w", err)
 	})
+	g.Go(func() error { return uiSrc.Run(lbCtx) })
 	g.Go(func() error {
 		<-lbCtx.Done()
 		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()
+		ui.Close() // ends the dashboard's live streams, which Shutdown does not
 		if err := srv.Shutdown(sctx); err != nil {
 			srv.Close()
 		}
@@ -181,6 +205,7 @@ func up(ctx context.Context, env *Env, cfg *config.App, log *slog.Logger) error 
 		case <-ctl.Ready():
 			rel := ctl.Release()
 			fmt.Fprintf(env.Stdout, "shoal up: app %s release v%d serving on %s (admin %s)\n", cfg.Name, rel.Version, lbURL, adminURL)
+			fmt.Fprintf(env.Stdout, "shoal up: dashboard %s/ui/\n", adminURL)
 		case <-lbCtx.Done():
 		}
 		return nil

@@ -51,6 +51,13 @@ type App struct {
 	// rollback, the current one included. Default 5, at least 1.
 	KeepReleases int `yaml:"keep_releases"`
 
+	// Deploy is the deploy policy and hooks (see AppDeploy).
+	Deploy AppDeploy `yaml:"deploy"`
+
+	// Autoscale changes the desired count from the balancer's own metrics
+	// (see AppAutoscale). Absent means no auto scaling.
+	Autoscale *AppAutoscale `yaml:"autoscale"`
+
 	// File is the absolute path of the file the App was read from. Set by
 	// Load and Parse, never read from the file.
 	File string `yaml:"-"`
@@ -265,6 +272,8 @@ func Parse(file string, data []byte, dir string) (*App, error) {
 	}
 	a.applyDefaults(d)
 	extra := a.validate(d)
+	a.checkDeploy(d)
+	a.checkAutoscale(d)
 	if len(d.probs) > 0 || len(extra) > 0 {
 		return nil, append(d.sorted(), extra...)
 	}

@@ -62,6 +62,10 @@ type Options struct {
 	Logger *slog.Logger
 	// Now replaces time.Now; nil means time.Now.
 	Now func() time.Time
+	// Latency returns the pool's cumulative latency histogram for the
+	// autoscaler's latency policies (see autoscale.Histogram; the
+	// balancer's LatencyHistogram). Nil means no latency data.
+	Latency func() (bounds []float64, counts []uint64)
 }
 
 // Controller runs one app's group on its hosts. Create it with New, then
@@ -88,6 +92,9 @@ type Controller struct {
 	readyDone bool
 	seq       int // instance id counter
 	rates     map[string]rate
+	dep       deployState // rollouts and the deploy lock (deploy*.go)
+	grow      int         // instances of a scale-out not yet launched (autoscale.go)
+	as        autoscaler  // auto scaling (autoscale*.go); own lock
 }
 
 // New validates o and returns a Controller. It does no I/O; Run prepares
@@ -159,6 +166,9 @@ func (c *Controller) Run(ctx context.Context) error {
 		c.events.add(Event{Type: "shoal", Reason: "cannot start: " + c.env.Redact(err.Error())})
 		return err
 	}
+	if err := c.initScaling(); err != nil { // autoscale.go
+		return err
+	}
 
 	var workers sync.WaitGroup
 	exitsDone := make(chan struct{})
@@ -174,9 +184,16 @@ func (c *Controller) Run(ctx context.Context) error {
 		defer close(samplerDone)
 		c.sampleRates(loopCtx)
 	}()
+	autoscaleDone := make(chan struct{})
+	go func() {
+		defer close(autoscaleDone)
+		c.runAutoscale(loopCtx) // autoscale.go
+	}()
 	c.loop(loopCtx, &workers)
+	c.stopRollout() // deploy_step.go
 	stopLoop()
 	<-samplerDone
+	<-autoscaleDone
 
 	// Shutdown: workers end on loopCtx (probes and launches abort); then
 	// every remaining instance is drained and stopped.
@@ -227,14 +244,18 @@ func (c *Controller) poke() {
 // reconcile runs one decision and starts its actions. It returns when to
 // run again without a kick (zero: only on a kick).
 func (c *Controller) reconcile(ctx context.Context, workers *sync.WaitGroup) time.Time {
+	if retryAt, rolling := c.stepRollout(ctx, workers); rolling {
+		return retryAt // a rollout holds the group (deploy_step.go)
+	}
 	c.mu.Lock()
 	now := c.now()
 	obs := make([]reconcile.Instance, 0, len(c.instances))
 	for _, in := range c.instances {
 		obs = append(obs, in.observed())
 	}
-	desired := reconcile.Desired{Release: c.current.Version, Count: c.group.Desired, MaxLaunching: c.cfg.Group.MaxReplacing}
+	desired := reconcile.Desired{Release: c.current.Version, Count: c.group.Desired, MaxLaunching: c.cfg.Group.MaxReplacing, Grow: c.grow}
 	plan := reconcile.Decide(now, desired, obs, c.backoff[c.current.Version])
+	c.consumeGrowthLocked(plan) // autoscale.go
 	// One event per backoff step, not one per evaluation during it.
 	if b := c.backoff[c.current.Version]; plan.Blocked != "" && b.LastFailure != c.blockedAt {
 		c.blockedAt = b.LastFailure
@@ -318,6 +339,8 @@ func (c *Controller) Scale(ctx context.Context, n int) error {
 	}
 	c.mu.Lock()
 	c.group.Desired = n
+	c.noteDesiredLocked(old, n) // autoscale.go
+	c.noteManualLocked(n)
 	c.events.add(Event{Type: "scale", Release: c.current.Version,
 		Reason: fmt.Sprintf("desired %d -> %d (shoal scale)", old, n)})
 	c.mu.Unlock()

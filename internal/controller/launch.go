@@ -26,13 +26,14 @@ const (
 func (c *Controller) launch(ctx context.Context, in *instance) {
 	c.mu.Lock()
 	ictx := in.ctx
+	command, environ := c.runConfigLocked(in.release)
 	spec := LaunchSpec{
 		ID:          in.id,
 		App:         c.cfg.Name,
 		Release:     in.release,
 		Digest:      in.digest,
-		Command:     c.current.Command,
-		Env:         c.env.Environ(),
+		Command:     command,
+		Env:         environ,
 		StopSignal:  c.cfg.Run.Signal(),
 		StopTimeout: c.cfg.Run.StopTimeout.D(),
 	}

@@ -32,7 +32,7 @@ func (c *Controller) prepare(ctx context.Context) error {
 	c.env = env
 	c.mu.Unlock()
 
-	spec := release.BuildSpec{Dir: cfg.Dir, Exclude: cfg.Exclude()}
+	spec := release.BuildSpec{Dir: cfg.Dir, Exclude: buildExclude(cfg)}
 	if c.o.BuildLog != nil {
 		// The build inherits shoal's environment, which may hold secrets
 		// (run.env_from_host): its output is redacted like everything else.
@@ -102,7 +102,8 @@ func (c *Controller) prepare(ctx context.Context) error {
 		desired = group.Desired // `shoal scale` survives restarts
 	}
 	desired = min(max(desired, cfg.Group.Min), cfg.Group.Max)
-	group = store.Group{App: app, Release: oldVersion, Min: cfg.Group.Min, Max: cfg.Group.Max, Desired: desired}
+	group = store.Group{App: app, Release: oldVersion, Min: cfg.Group.Min, Max: cfg.Group.Max, Desired: desired,
+		AutoscalePaused: group.AutoscalePaused}
 	if err := c.o.Store.PutGroup(group); err != nil {
 		return err
 	}

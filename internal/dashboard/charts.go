@@ -5,6 +5,7 @@ import (
 	"math"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 
@@ -74,18 +75,26 @@ func buildChart(store *timeseries.Store, cq chartQuery, now time.Time) chart {
 	switch cq.Name {
 	case "cpu", "rss":
 		name := timeseries.InstanceCPU(cq.Instance)
-		c.Title, c.Format, c.Empty = "CPU (cores)", func(v float64) string { return fmt.Sprintf("%.2f", v) }, "No CPU samples yet"
+		c.Title, c.Empty = "CPU (cores)", "No CPU samples yet"
 		if cq.Name == "rss" {
 			name = timeseries.InstanceRSS(cq.Instance)
 			c.Title, c.Format, c.Empty = "Memory (resident)", func(v float64) string { return fmtBytes(int64(v)) }, "No memory samples yet"
 		}
 		pts := store.Gauge(name, from, end, step)
 		vals := make([]float64, len(pts))
+		top := 0.0
 		for i, p := range pts {
 			vals[i] = math.NaN()
 			if p.OK {
 				vals[i] = p.Value
+				top = max(top, p.Value)
 			}
+		}
+		if cq.Name == "cpu" {
+			// The axis has 4 intervals up to niceMax(top): print enough
+			// decimals for the smallest one, so an idle instance's
+			// 0.003 cores do not all read 0.00.
+			c.Format = coresFormat(niceMax(top) / 4)
 		}
 		c.Lines = []chartLine{{Values: vals}}
 		return c
@@ -136,4 +145,14 @@ func (h *Handler) chart(w http.ResponseWriter, r *http.Request) error {
 	c := buildChart(h.opts.Source.Series(), cq, h.opts.Now())
 	w.Header().Set("Content-Type", "image/svg+xml")
 	return c.render(w)
+}
+
+// coresFormat returns a formatter of CPU cores with two significant
+// digits of unit (at least 2 decimals, at most 4).
+func coresFormat(unit float64) func(float64) string {
+	prec := 2
+	if unit > 0 && unit < 0.1 {
+		prec = min(4, int(-math.Floor(math.Log10(unit)))+1)
+	}
+	return func(v float64) string { return strconv.FormatFloat(v, 'f', prec, 64) }
 }

@@ -89,7 +89,7 @@ func (h *Handler) funcs() template.FuncMap {
 		"bytes":    fmtBytes,
 		"pct":      fmtPct,
 		"num":      fmtNum,
-		"cores":    func(v float64) string { return fmt.Sprintf("%.2f", v) },
+		"cores":    func(v float64) string { return coresFormat(v)(v) },
 		"clock":    func(t time.Time) string { return t.Format("15:04:05") },
 		"iso":      func(t time.Time) string { return t.UTC().Format(time.RFC3339) },
 		"ago":      func(t time.Time) string { return fmtAgo(h.opts.Now().Sub(t)) },

@@ -33,7 +33,7 @@ func newAccessLog(w io.Writer) *accessLog {
 
 var lineBufs = sync.Pool{New: func() any { b := make([]byte, 0, 512); return &b }}
 
-func (l *accessLog) write(ex *exchange, r *http.Request, d time.Duration) {
+func (l *accessLog) write(ex *exchange, d time.Duration) {
 	bp := lineBufs.Get().(*[]byte)
 	b := (*bp)[:0]
 	b = append(b, `{"time":"`...)
@@ -41,13 +41,13 @@ func (l *accessLog) write(ex *exchange, r *http.Request, d time.Duration) {
 	b = append(b, `","request_id":`...)
 	b = appendJSONString(b, ex.id)
 	b = append(b, `,"client":`...)
-	b = appendJSONString(b, remoteAddr(r.RemoteAddr).String())
+	b = appendJSONString(b, remoteAddr(ex.remote).String())
 	b = append(b, `,"method":`...)
-	b = appendJSONString(b, r.Method)
+	b = appendJSONString(b, ex.method)
 	b = append(b, `,"host":`...)
-	b = appendJSONString(b, r.Host)
+	b = appendJSONString(b, ex.host)
 	b = append(b, `,"path":`...)
-	b = appendJSONString(b, r.URL.Path)
+	b = appendJSONString(b, ex.path)
 	b = append(b, `,"route":`...)
 	pool := ""
 	if ex.route != nil {
@@ -115,15 +115,60 @@ func appendJSONString(b []byte, s string) []byte {
 	return append(b, '"')
 }
 
-// finish records a finished exchange in metrics and the access log, once.
+// finish records a finished exchange of the net/http path in metrics,
+// the access log and the observer, once.
 func (b *Balancer) finish(ex *exchange, r *http.Request) {
 	if ex.logged {
 		return
 	}
+	ex.method, ex.host, ex.path, ex.remote = r.Method, r.Host, r.URL.Path, r.RemoteAddr
+	b.record(ex)
+}
+
+// wantsInfo reports whether record needs the exchange's method, host,
+// path and remote fields (the fast path fills them only then).
+func (b *Balancer) wantsInfo() bool {
+	return b.alog.Load() != nil || b.obs.Load() != nil
+}
+
+// record records a finished exchange whose request fields are filled.
+func (b *Balancer) record(ex *exchange) {
 	ex.logged = true
-	d := time.Since(ex.start)
+	end := time.Now()
+	d := end.Sub(ex.start)
 	b.metrics.observe(ex, d)
 	if l := b.alog.Load(); l != nil {
-		l.write(ex, r, d)
+		l.write(ex, d)
 	}
+	if o := b.observer(); o != nil {
+		observe(o, ex, end)
+	}
+}
+
+var recordPool = sync.Pool{New: func() any { return new(RequestRecord) }}
+
+// observe hands ex to o as a pooled RequestRecord.
+func observe(o RequestObserver, ex *exchange, end time.Time) {
+	rec := recordPool.Get().(*RequestRecord)
+	*rec = RequestRecord{
+		Start: ex.start, RequestID: ex.id, Method: ex.method, Host: ex.host, Path: ex.path,
+		Target: ex.target, Status: ex.status, BytesOut: ex.bytesOut, Retries: ex.retries,
+		Total: end.Sub(ex.start),
+	}
+	if ex.route != nil {
+		rec.Route, rec.Pool = ex.route.name, ex.route.m.pool
+	}
+	if !ex.wrote.IsZero() {
+		rec.Queue = ex.wrote.Sub(ex.start)
+		if !ex.headers.IsZero() {
+			rec.TTFB = ex.headers.Sub(ex.wrote)
+			rec.Transfer = end.Sub(ex.headers)
+		}
+	}
+	if ex.err != nil {
+		rec.Err = ex.err.Error()
+	}
+	o.ObserveRequest(rec)
+	*rec = RequestRecord{}
+	recordPool.Put(rec)
 }

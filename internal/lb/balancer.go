@@ -28,6 +28,7 @@ type Balancer struct {
 	maint   atomic.Pointer[Maintenance]
 	tbl     atomic.Pointer[table]
 	alog    atomic.Pointer[accessLog]
+	obs     atomic.Pointer[observerBox]
 
 	// handlers counts proxy handlers running, for Run's final wait.
 	handlers sync.WaitGroup
@@ -61,6 +62,7 @@ type listener struct {
 	ln     net.Listener // what the server accepts from
 	tlsL   *tlsListener
 	srv    *http.Server
+	fast   *fastServer   // plain listeners on the fast path; nil otherwise
 	served chan struct{} // closed when Serve returned; nil before serving
 }
 
@@ -103,6 +105,7 @@ func New(cfg Config) (*Balancer, error) {
 	b.cfg = cfg
 	b.maint.Store(cfg.Maintenance)
 	b.alog.Store(newAccessLog(cfg.AccessLog))
+	b.setObserver(cfg.Observer)
 	b.tbl.Store(b.buildTable(cfg, nil))
 	return b, nil
 }
@@ -166,9 +169,10 @@ func (b *Balancer) Listen() error {
 	}
 	var bound []*listener
 	for _, l := range b.listeners {
-		if err := bind(l, b.cfg.Limits); err != nil {
+		if err := b.bind(l, b.cfg.Limits); err != nil {
 			for _, o := range bound {
 				o.ln.Close()
+				o.raw.Close()
 			}
 			return err
 		}
@@ -179,7 +183,7 @@ func (b *Balancer) Listen() error {
 }
 
 // bind opens the socket of l and its accept chain.
-func bind(l *listener, lim Limits) error {
+func (b *Balancer) bind(l *listener, lim Limits) error {
 	raw, err := net.Listen("tcp", l.cfg.Addr)
 	if err != nil {
 		return fmt.Errorf("listener %s: %w", l.cfg.Name, err)
@@ -192,6 +196,9 @@ func bind(l *listener, lim Limits) error {
 	if l.tlsCfg != nil {
 		l.tlsL = newTLSListener(ln, l.tlsCfg, lim.HeaderTimeout)
 		l.ln = l.tlsL
+	} else if !lim.DisableFastPath {
+		l.fast = newFastServer(b, l.cfg.Name, lim, ln)
+		l.ln = l.fast.handoff
 	} else {
 		l.ln = plainListener{ln}
 	}
@@ -276,6 +283,19 @@ func (b *Balancer) Run(ctx context.Context) error {
 // serveLocked starts the server of a bound listener.
 func (b *Balancer) serveLocked(l *listener) {
 	l.served = make(chan struct{})
+	if l.fast != nil {
+		b.bg.Add(1)
+		go func() {
+			defer b.bg.Done()
+			if err := l.fast.serve(); err != nil {
+				b.log.Error("listener stopped", "listener", l.cfg.Name, "error", err)
+				select {
+				case b.serveErr <- fmt.Errorf("listener %s: %w", l.cfg.Name, err):
+				default:
+				}
+			}
+		}()
+	}
 	b.bg.Add(1)
 	go func() {
 		defer b.bg.Done()
@@ -314,9 +334,7 @@ func (b *Balancer) shutdown() {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if err := l.srv.Shutdown(sctx); err != nil {
-				l.srv.Close()
-			}
+			l.shutdown(sctx)
 		}()
 	}
 	wg.Add(1)
@@ -337,15 +355,41 @@ func (b *Balancer) shutdown() {
 		}
 	}
 	for _, l := range ls {
-		l.srv.Close()
-		if l.tlsL != nil {
-			l.tlsL.Close()
-		}
+		l.close()
 	}
 	b.handlers.Wait()
 	b.bg.Wait()
 	for _, pe := range pes {
 		pe.tr.CloseIdleConnections()
+		pe.up.closeIdle(true)
+	}
+}
+
+// shutdown stops l gracefully (both its fast path and its http.Server),
+// closing what remains when ctx ends first.
+func (l *listener) shutdown(ctx context.Context) {
+	var wg sync.WaitGroup
+	if l.fast != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			l.fast.shutdown(ctx)
+		}()
+	}
+	if err := l.srv.Shutdown(ctx); err != nil {
+		l.srv.Close()
+	}
+	wg.Wait()
+}
+
+// close closes l and every connection it serves.
+func (l *listener) close() {
+	if l.fast != nil {
+		l.fast.close()
+	}
+	l.srv.Close()
+	if l.tlsL != nil {
+		l.tlsL.Close()
 	}
 }
 

@@ -42,7 +42,10 @@ type Config struct {
 	// Maintenance, when set, answers every proxied request with 503, this
 	// page and Retry-After (issue: maintenance mode).
 	Maintenance *Maintenance
-	Logger      *slog.Logger
+	// Observer, when non-nil, receives one RequestRecord per finished
+	// request (see RequestObserver for its contract). Nil costs nothing.
+	Observer RequestObserver
+	Logger   *slog.Logger
 }
 
 // Listener is one address the balancer accepts clients on.
@@ -107,6 +110,10 @@ type Limits struct {
 	MaxIdlePerHost  int           // pooled upstream connections per target; default 256
 	WebSocketIdle   time.Duration // 0 = no idle limit on tunnels
 	ShutdownTimeout time.Duration // graceful stop bound for Run; default 30s
+	// DisableFastPath serves plain HTTP/1.1 listeners through net/http
+	// only. By default they use the fast path (see fastserve.go), which
+	// hands any request outside its strict subset to net/http anyway.
+	DisableFastPath bool
 }
 
 // Maintenance is the answer the balancer gives while in maintenance mode.

@@ -2,6 +2,7 @@ package lb
 
 import (
 	"crypto/tls"
+	"errors"
 	"net"
 	"sync/atomic"
 )
@@ -111,8 +112,11 @@ const (
 type inspector struct {
 	st          int
 	passthrough bool // an Upgrade or CONNECT request: stop inspecting
-	onTaint     func(n int64)
-	blocks      int64 // header blocks completed
+	// stopAtEnd makes feed stop with errMsgEnd at the end of a chunked
+	// body's trailers (the fast path follows response bodies this way).
+	stopAtEnd bool
+	onTaint   func(n int64)
+	blocks    int64 // header blocks completed
 
 	// request line
 	method   [8]byte
@@ -144,6 +148,15 @@ type inspector struct {
 func (s *inspector) reset() { s.st = sMsgStart }
 
 func violation(reason string) error { return &smuggleError{reason: reason} }
+
+// errMsgEnd is feed's signal, with stopAtEnd, that the byte at the
+// returned index ended the chunked message.
+var errMsgEnd = errors.New("end of message")
+
+// startChunked readies s to follow a chunked body up to its end.
+func (s *inspector) startChunked() {
+	*s = inspector{st: sChunkSize, stopAtEnd: true}
+}
 
 // feed inspects p and returns the number of bytes before the first
 // violation and the violation, or len(p) and nil.
@@ -443,6 +456,9 @@ func (s *inspector) endBlock() error {
 	if s.trailer {
 		s.trailer = false
 		s.st = sMsgStart
+		if s.stopAtEnd {
+			return errMsgEnd
+		}
 		return nil
 	}
 	if s.nTE > 0 && !s.http11 {

@@ -24,6 +24,7 @@ type metrics struct {
 
 	mu     sync.Mutex
 	routes map[[2]string]*routeMetrics // by (route, pool)
+	hists  map[string]*latencyHist     // by pool, kept across reloads
 }
 
 // routeMetrics caches the series of one route.
@@ -40,12 +41,13 @@ type poolMetrics struct {
 	ttfb    prometheus.Observer
 	retries prometheus.Counter
 	ws      prometheus.Gauge
+	lat     *latencyHist
 }
 
-var latencyBuckets = []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30}
+var latencyBuckets = [...]float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30}
 
 func newMetrics(b *Balancer) *metrics {
-	m := &metrics{b: b, reg: prometheus.NewRegistry(), routes: map[[2]string]*routeMetrics{}}
+	m := &metrics{b: b, reg: prometheus.NewRegistry(), routes: map[[2]string]*routeMetrics{}, hists: map[string]*latencyHist{}}
 	m.requests = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "shoal_lb_requests_total",
 		Help: "Requests answered, by route, pool, target and status class (1xx-5xx; \"none\" when no status was sent).",
@@ -53,12 +55,12 @@ func newMetrics(b *Balancer) *metrics {
 	m.duration = prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Name:    "shoal_lb_request_duration_seconds",
 		Help:    "Total request duration at the balancer, from headers read to the last byte (WebSockets: the tunnel's lifetime).",
-		Buckets: latencyBuckets,
+		Buckets: latencyBuckets[:],
 	}, []string{"route"})
 	m.ttfb = prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Name:    "shoal_lb_upstream_ttfb_seconds",
 		Help:    "Time from sending a request to a target to its response headers.",
-		Buckets: latencyBuckets,
+		Buckets: latencyBuckets[:],
 	}, []string{"pool"})
 	m.retries = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "shoal_lb_retries_total",
@@ -77,7 +79,22 @@ func (m *metrics) forPool(name string) *poolMetrics {
 		ttfb:    m.ttfb.WithLabelValues(name),
 		retries: m.retries.WithLabelValues(name),
 		ws:      m.ws.WithLabelValues(name),
+		lat:     m.hist(name),
 	}
+}
+
+// hist returns the latency histogram of a pool by name, created on first
+// use and kept for the balancer's life, so that a pool rebuilt by a
+// reload keeps counting.
+func (m *metrics) hist(pool string) *latencyHist {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	h := m.hists[pool]
+	if h == nil {
+		h = new(latencyHist)
+		m.hists[pool] = h
+	}
+	return h
 }
 
 // dropPool deletes the per-pool series of a removed pool.
@@ -134,6 +151,9 @@ func (m *metrics) observe(ex *exchange, d time.Duration) {
 	}
 	rm.counter(ex.target, ex.status).Inc()
 	rm.dur.Observe(d.Seconds())
+	if ex.route != nil && !ex.websocket {
+		ex.route.pool.m.lat.observe(d)
+	}
 }
 
 func (m *metrics) noRoute() *routeMetrics { return m.forRoute("", "") }

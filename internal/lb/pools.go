@@ -22,6 +22,11 @@ type poolEntry struct {
 	// Run. Guarded by Balancer.mu.
 	health *healthRun
 	m      *poolMetrics
+	// up pools the fast path's target connections; stickyPick is set
+	// when Pick needs the request (cookie or SockJS stickiness), which
+	// only the net/http path provides.
+	up         *upstreams
+	stickyPick bool
 }
 
 // poolOptions maps a pool config to pool.Options.
@@ -53,7 +58,8 @@ func (b *Balancer) newPoolEntry(pc PoolConfig, lim Limits) (*poolEntry, error) {
 			return nil, fmt.Errorf("pool %s: %w", pc.Name, err)
 		}
 	}
-	return &poolEntry{cfg: pc, p: p, tr: newTransport(pc, lim), m: b.metrics.forPool(pc.Name)}, nil
+	return &poolEntry{cfg: pc, p: p, tr: newTransport(pc, lim), m: b.metrics.forPool(pc.Name),
+		up: newUpstreams(pc, lim), stickyPick: pc.Sticky.Cookie != "" || len(pc.Sticky.SockJSPrefixes) > 0}, nil
 }
 
 // dialError marks an error from connecting to a target: the request never
@@ -172,5 +178,6 @@ func (b *Balancer) retireLocked(pe *poolEntry) {
 			}
 		}
 		pe.tr.CloseIdleConnections()
+		pe.up.closeIdle(true)
 	}()
 }

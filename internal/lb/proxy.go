@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptrace"
 	"net/netip"
 	"strconv"
 	"strings"
@@ -48,6 +49,12 @@ type exchange struct {
 	closeAfter bool
 	websocket  bool
 	logged     bool // finish already ran
+	// wrote is when the request (head) was written to the final target,
+	// headers when its response headers arrived; zero when not reached.
+	wrote, headers time.Time
+	// Request facts for the access log and the observer, filled by
+	// finish (net/http path) or, when wantsInfo, by the fast path.
+	method, host, path, remote string
 }
 
 var bufPool = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
@@ -245,7 +252,7 @@ func (b *Balancer) proxy(w http.ResponseWriter, r *http.Request, ex *exchange, t
 	for try := 0; ; try++ {
 		choice, err := pe.p.Pick(r, tried)
 		if err != nil {
-			if nt := b.reroute(ex, r, tbl); nt != nil {
+			if nt := b.reroute(ex, r.Host, r.URL.Path, tbl); nt != nil {
 				tbl, pe, tried = nt, ex.route.pool, nil
 				try--
 				continue
@@ -258,7 +265,7 @@ func (b *Balancer) proxy(w http.ResponseWriter, r *http.Request, ex *exchange, t
 		}
 		t := choice.Target
 		ex.target = t.Addr()
-		resp, ttfb, cancel, err := b.roundTrip(r, pe, t, body)
+		resp, ttfb, cancel, err := b.roundTrip(r, ex, pe, t, body)
 		if err != nil {
 			cancel()
 			if cerr := body.clientErr(); cerr != nil {
@@ -306,7 +313,7 @@ func (b *Balancer) proxy(w http.ResponseWriter, r *http.Request, ex *exchange, t
 // retired its pool between routing and picking: once per request, it
 // routes again on the current table. It returns nil when that does not
 // apply.
-func (b *Balancer) reroute(ex *exchange, r *http.Request, tbl *table) *table {
+func (b *Balancer) reroute(ex *exchange, host, path string, tbl *table) *table {
 	if ex.rerouted {
 		return nil
 	}
@@ -314,7 +321,7 @@ func (b *Balancer) reroute(ex *exchange, r *http.Request, tbl *table) *table {
 	if nt == tbl {
 		return nil
 	}
-	rt := nt.routers[ex.listener].match(r.Host, r.URL.Path)
+	rt := nt.routers[ex.listener].match(host, path)
 	if rt == nil {
 		return nil
 	}
@@ -325,8 +332,18 @@ func (b *Balancer) reroute(ex *exchange, r *http.Request, tbl *table) *table {
 
 // roundTrip makes one attempt on t. The returned cancel must be called
 // once the response body is done (or on error).
-func (b *Balancer) roundTrip(r *http.Request, pe *poolEntry, t *pool.Target, body *trackBody) (*http.Response, time.Duration, func(), error) {
+func (b *Balancer) roundTrip(r *http.Request, ex *exchange, pe *poolEntry, t *pool.Target, body *trackBody) (*http.Response, time.Duration, func(), error) {
 	ctx, cancel := context.WithCancelCause(r.Context())
+	ex.wrote, ex.headers = time.Time{}, time.Time{}
+	var wrote *atomic.Int64 // unix nanos; set by the transport's writer goroutine
+	if b.obs.Load() != nil {
+		// Only an observer pays for the trace that splits queueing and
+		// connecting from waiting on the target.
+		wrote = new(atomic.Int64)
+		ctx = httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{
+			WroteRequest: func(httptrace.WroteRequestInfo) { wrote.CompareAndSwap(0, time.Now().UnixNano()) },
+		})
+	}
 	// A drain deadline on the target ends this request.
 	stop := context.AfterFunc(t.Context(), func() { cancel(pool.ErrDrainDeadline) })
 	out := r.WithContext(ctx)
@@ -347,7 +364,8 @@ func (b *Balancer) roundTrip(r *http.Request, pe *poolEntry, t *pool.Target, bod
 	t.Begin()
 	start := time.Now()
 	resp, err := pe.tr.RoundTrip(out)
-	ttfb := time.Since(start)
+	now := time.Now()
+	ttfb := now.Sub(start)
 	done := func() { stop(); cancel(nil) }
 	if err != nil {
 		if c := context.Cause(ctx); errors.Is(c, pool.ErrDrainDeadline) {
@@ -356,6 +374,13 @@ func (b *Balancer) roundTrip(r *http.Request, pe *poolEntry, t *pool.Target, bod
 		return nil, ttfb, done, err
 	}
 	pe.m.ttfb.Observe(ttfb.Seconds())
+	ex.wrote = start
+	if wrote != nil {
+		if ns := wrote.Load(); ns != 0 {
+			ex.wrote = time.Unix(0, ns)
+		}
+	}
+	ex.headers = now
 	return resp, ttfb, done, nil
 }
 

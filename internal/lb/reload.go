@@ -44,6 +44,7 @@ func (b *Balancer) Reload(cfg Config) error {
 		for _, l := range added {
 			if l.ln != nil {
 				l.ln.Close()
+				l.raw.Close()
 			}
 		}
 	}
@@ -67,7 +68,7 @@ func (b *Balancer) Reload(cfg Config) error {
 		}
 		nl := &listener{cfg: lc, tlsCfg: tc, srv: b.newServer(lc, tc, cfg.Limits)}
 		if b.listening {
-			if err := bind(nl, cfg.Limits); err != nil {
+			if err := b.bind(nl, cfg.Limits); err != nil {
 				errs = append(errs, err)
 				continue
 			}
@@ -104,6 +105,7 @@ func (b *Balancer) Reload(cfg Config) error {
 	}
 	b.cfg = cfg
 	b.alog.Store(newAccessLog(cfg.AccessLog))
+	b.setObserver(cfg.Observer)
 	b.tbl.Store(b.buildTable(cfg, b.tbl.Load().budget))
 	for _, l := range added {
 		if b.running {
@@ -124,6 +126,9 @@ func (b *Balancer) closeListenerLocked(l *listener) {
 		if l.ln != nil {
 			l.ln.Close()
 		}
+		if l.raw != nil {
+			l.raw.Close()
+		}
 		return
 	}
 	timeout := b.cfg.Limits.ShutdownTimeout
@@ -132,12 +137,8 @@ func (b *Balancer) closeListenerLocked(l *listener) {
 		defer b.bg.Done()
 		ctx, cancel := context.WithTimeout(context.Background(), timeout)
 		defer cancel()
-		if err := l.srv.Shutdown(ctx); err != nil {
-			l.srv.Close()
-		}
-		if l.tlsL != nil {
-			l.tlsL.Close()
-		}
+		l.shutdown(ctx)
+		l.close()
 		<-l.served
 	}()
 }
@@ -161,11 +162,13 @@ func (b *Balancer) reconcilePoolsLocked(cfg Config) {
 			b.startHealthLocked(pe)
 			continue
 		}
-		ne := &poolEntry{cfg: pc, p: old.p, tr: old.tr, m: old.m, health: old.health}
+		ne := &poolEntry{cfg: pc, p: old.p, tr: old.tr, m: old.m, health: old.health, up: old.up, stickyPick: old.stickyPick}
 		if pc.ConnectTimeout != old.cfg.ConnectTimeout || pc.TryTimeout != old.cfg.TryTimeout ||
 			cfg.Limits.MaxIdlePerHost != b.cfg.Limits.MaxIdlePerHost || cfg.Limits.UpstreamIdle != b.cfg.Limits.UpstreamIdle {
 			ne.tr = newTransport(pc, cfg.Limits)
 			old.tr.CloseIdleConnections()
+			ne.up = newUpstreams(pc, cfg.Limits)
+			old.up.closeIdle(true)
 		}
 		b.diffTargets(old.p, pc.Targets)
 		if !reflect.DeepEqual(old.cfg.Health, pc.Health) {

@@ -42,7 +42,7 @@ func (b *Balancer) serveUpgrade(w http.ResponseWriter, r *http.Request, ex *exch
 	for try := 0; ; try++ {
 		choice, err := pe.p.Pick(r, tried)
 		if err != nil {
-			if nt := b.reroute(ex, r, tbl); nt != nil {
+			if nt := b.reroute(ex, r.Host, r.URL.Path, tbl); nt != nil {
 				tbl, pe, tried = nt, ex.route.pool, nil
 				d.Timeout = pe.cfg.ConnectTimeout
 				try--
@@ -85,6 +85,7 @@ func (b *Balancer) serveUpgrade(w http.ResponseWriter, r *http.Request, ex *exch
 	var resp *http.Response
 	err := out.Write(conn)
 	if err == nil {
+		ex.wrote = time.Now()
 		resp, err = http.ReadResponse(tbr, out)
 	}
 	ttfb := time.Since(start)
@@ -96,6 +97,7 @@ func (b *Balancer) serveUpgrade(w http.ResponseWriter, r *http.Request, ex *exch
 		return
 	}
 	conn.SetDeadline(time.Time{})
+	ex.headers = time.Now()
 	pe.m.ttfb.Observe(ttfb.Seconds())
 	if resp.StatusCode != http.StatusSwitchingProtocols {
 		b.writeResponse(w, r, ex, resp, cookie)

@@ -22,9 +22,12 @@
 package reconcile
 
 import (
+	"cmp"
 	"fmt"
 	"slices"
 	"time"
+
+	"github.com/shoal-dev/shoal/internal/autoscale"
 )
 
 // State is the lifecycle state of an instance, printed and persisted as a
@@ -88,6 +91,10 @@ type Instance struct {
 	// Replaces is the ID of the unhealthy instance this one was launched to
 	// replace, if any.
 	Replaces string
+	// Protected instances are never chosen for a scale-in (per-instance
+	// scale-in protection); they still stop when the group goes to zero
+	// or fails.
+	Protected bool
 }
 
 // Desired is the target state of a group.
@@ -95,9 +102,13 @@ type Desired struct {
 	Release int // release new instances run
 	Count   int // instances in service
 	// MaxLaunching bounds the instances starting at once (pending or
-	// starting), so replacements and scale-ups are bounded. Values below 1
-	// mean 1.
+	// starting) to replace failed or unhealthy ones. Values below 1 mean 1.
 	MaxLaunching int
+	// Grow is how many of the missing instances are new capacity (a
+	// scale-out or the first start) rather than replacements: they launch
+	// all at once, beyond MaxLaunching, so that a scale-out takes one boot
+	// time, not several. Crash-loop backoff still holds them.
+	Grow int
 }
 
 // ActionKind says what an Action does.
@@ -152,9 +163,11 @@ type Plan struct {
 //
 // Rules, in order:
 //  1. Live instances (pending, starting, in_service) beyond d.Count are
-//     removed: not-yet-serving ones first, then the newest in service.
-//  2. Missing live instances are launched, at most MaxLaunching starting at
-//     once, unless the release is in backoff. A launch while an unhealthy
+//     removed: not-yet-serving ones first (newest first), then those in
+//     service by the termination policy (autoscale.ChooseScaleIn: oldest
+//     release first, then oldest instance; never a protected one).
+//  2. Missing live instances are launched, d.Grow of them at once plus at
+//     most MaxLaunching starting at once, unless the release is in backoff. A launch while an unhealthy
 //     instance waits for a replacement is marked as its replacement.
 //  3. Unhealthy instances are retired once enough instances are in
 //     service to meet d.Count without them.
@@ -184,29 +197,7 @@ func Decide(now time.Time, d Desired, obs []Instance, backoff Backoff) Plan {
 
 	// 1. Excess.
 	if excess := len(live) - count; excess > 0 {
-		victims := slices.Clone(live)
-		slices.SortStableFunc(victims, func(a, b Instance) int {
-			// Not yet serving first, then newest first, then by ID so that
-			// the choice is deterministic.
-			as, bs := a.State == InService, b.State == InService
-			if as != bs {
-				if as {
-					return 1
-				}
-				return -1
-			}
-			if c := b.Started.Compare(a.Started); c != 0 {
-				return c
-			}
-			if a.ID > b.ID {
-				return -1
-			}
-			if a.ID < b.ID {
-				return 1
-			}
-			return 0
-		})
-		for _, v := range victims[:excess] {
+		for _, v := range scaleInVictims(live, excess, d.Release) {
 			act := Action{Kind: Stop, Instance: v.ID, Reason: fmt.Sprintf("scale down to %d", count)}
 			if v.State == InService {
 				act.Kind = Retire
@@ -220,7 +211,7 @@ func Decide(now time.Time, d Desired, obs []Instance, backoff Backoff) Plan {
 
 	// 2. Missing.
 	if missing := count - len(live); missing > 0 {
-		n := min(missing, maxLaunching-launching)
+		n := min(missing, max(maxLaunching-launching, 0)+max(d.Grow, 0))
 		if n > 0 {
 			if at := backoff.NextLaunch(); now.Before(at) {
 				plan.Blocked = fmt.Sprintf("release v%d crashed %d times in a row; next launch in %s",
@@ -255,4 +246,35 @@ func Decide(now time.Time, d Desired, obs []Instance, backoff Backoff) Plan {
 		}
 	}
 	return plan
+}
+
+// scaleInVictims returns the n live instances to remove: those not yet
+// serving first (newest first, they have taken no traffic), then those in
+// service chosen by the termination policy (autoscale.ChooseScaleIn), so
+// that a scale-in also retires leftovers of older releases first.
+func scaleInVictims(live []Instance, n int, release int) []Instance {
+	var waiting, serving []Instance
+	for _, in := range live {
+		if in.State == InService {
+			serving = append(serving, in)
+		} else {
+			waiting = append(waiting, in)
+		}
+	}
+	slices.SortStableFunc(waiting, func(a, b Instance) int {
+		return cmp.Or(b.Started.Compare(a.Started), cmp.Compare(b.ID, a.ID))
+	})
+	out := slices.Clone(waiting[:min(n, len(waiting))])
+	if rest := n - len(out); rest > 0 {
+		cands := make([]autoscale.Instance, len(serving))
+		byID := make(map[string]Instance, len(serving))
+		for i, in := range serving {
+			cands[i] = autoscale.Instance{ID: in.ID, Release: in.Release, Started: in.Started, Protected: in.Protected}
+			byID[in.ID] = in
+		}
+		for _, id := range autoscale.ChooseScaleIn(cands, rest, release) {
+			out = append(out, byID[id])
+		}
+	}
+	return out
 }

@@ -67,13 +67,52 @@ func TestDecide(t *testing.T) {
 			want: []Action{{Kind: Retire, Instance: "b", Reason: "unhealthy; 2 healthy instances in service"}},
 		},
 		{
-			name:    "scale down stops starting before serving, newest first",
+			name:    "scale down stops starting before serving, then the oldest",
 			desired: Desired{Release: 1, Count: 1, MaxLaunching: 1},
 			obs:     []Instance{inst("a", InService, 9), inst("b", InService, 5), inst("c", Starting, 1)},
 			want: []Action{
 				{Kind: Stop, Instance: "c", Reason: "scale down to 1"},
-				{Kind: Retire, Instance: "b", Reason: "scale down to 1"},
+				{Kind: Retire, Instance: "a", Reason: "scale down to 1"},
 			},
+		},
+		{
+			name:    "scale down retires an older release first, never a protected instance",
+			desired: Desired{Release: 2, Count: 2, MaxLaunching: 1},
+			obs: []Instance{
+				{ID: "old-protected", Release: 1, State: InService, Started: t0.Add(-time.Hour), Protected: true},
+				{ID: "new-oldest", Release: 2, State: InService, Started: t0.Add(-30 * time.Minute)},
+				{ID: "old", Release: 1, State: InService, Started: t0.Add(-time.Minute)},
+				{ID: "new", Release: 2, State: InService, Started: t0.Add(-time.Second)},
+			},
+			want: []Action{
+				{Kind: Retire, Instance: "old", Reason: "scale down to 2"},
+				{Kind: Retire, Instance: "new-oldest", Reason: "scale down to 2"},
+			},
+		},
+		{
+			name:    "growth launches at once beyond the bound",
+			desired: Desired{Release: 1, Count: 5, MaxLaunching: 1, Grow: 4},
+			obs:     []Instance{inst("a", InService, 9)},
+			want: []Action{
+				{Kind: Launch, Release: 1, Reason: "1 of 5 instances live"},
+				{Kind: Launch, Release: 1, Reason: "2 of 5 instances live"},
+				{Kind: Launch, Release: 1, Reason: "3 of 5 instances live"},
+				{Kind: Launch, Release: 1, Reason: "4 of 5 instances live"},
+			},
+		},
+		{
+			name:    "replacements stay bounded while growth launches",
+			desired: Desired{Release: 1, Count: 5, MaxLaunching: 1, Grow: 1},
+			obs:     []Instance{inst("a", InService, 9), inst("b", Starting, 1)},
+			want: []Action{
+				{Kind: Launch, Release: 1, Reason: "2 of 5 instances live"},
+			},
+		},
+		{
+			name:    "backoff holds growth too",
+			desired: Desired{Release: 1, Count: 3, MaxLaunching: 1, Grow: 3},
+			backoff: Backoff{Failures: 4, LastFailure: t0.Add(-time.Second)},
+			blocked: true,
 		},
 		{
 			name:    "scale to zero retires unhealthy too",

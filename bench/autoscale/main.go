@@ -1,0 +1,224 @@
+// Command autoscale measures how fast Shoal's auto scaling reacts: it runs
+// `shoal up` on an example app with a requests-per-second policy, applies
+// a step of load through the balancer, and reports from Shoal's own event
+// timestamps how long it takes from the step until the desired count rises
+// and until the new instances serve traffic (minus the app's own boot
+// time, measured next to it), then, once the load stops, until the group
+// scales in and the instance it removes has drained and stopped.
+//
+//	go build -o /tmp/shoal ./cmd/shoal
+//	go run ./bench/autoscale -shoal /tmp/shoal -app examples/meteor-like -n 5
+//
+// The example folder is copied to a temp dir; its shoal.yaml is rewritten
+// for ephemeral ports, min 1, max 4, desired 1, BOOT_DELAY_MS=0, and an
+// autoscale section: rps_per_instance target 20, the default interval
+// (1s), the window of -window (default 10s, the product default),
+// warmup 5s, cooldown_in 5s and stabilization -stab.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"regexp"
+	"strconv"
+	"time"
+
+	"github.com/shoal-dev/shoal/internal/client"
+)
+
+func main() {
+	shoal := flag.String("shoal", "shoal", "the shoal `binary`")
+	app := flag.String("app", "examples/meteor-like", "example app `folder`")
+	n := flag.Int("n", 5, "number of load steps")
+	rps := flag.Int("rps", 80, "load step, requests per second (the policy's target is 20 per instance)")
+	window := flag.Duration("window", 10*time.Second, "autoscale.window")
+	stab := flag.Duration("stab", 30*time.Second, "autoscale.stabilization")
+	flag.Parse()
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer stop()
+	cfg := benchConfig{rps: *rps, window: *window, stab: *stab}
+	if err := run(ctx, *shoal, *app, *n, cfg); err != nil {
+		fmt.Fprintln(os.Stderr, "autoscale:", err)
+		os.Exit(1)
+	}
+}
+
+type benchConfig struct {
+	rps    int
+	window time.Duration
+	stab   time.Duration
+}
+
+// cycle is what one load step measured.
+type cycle struct {
+	desired   time.Duration // step -> desired count rises
+	firstNew  time.Duration // step -> first new instance in service
+	allNew    time.Duration // step -> every new instance in service
+	boot      time.Duration // the app's own boot, measured before the step
+	inDecided time.Duration // load stop -> first scale-in decision
+	inStopped time.Duration // that decision -> its instance drained and stopped
+	to        int           // the count scaled out to
+	failed    int64
+	requests  int64
+}
+
+func run(ctx context.Context, bin, src string, n int, cfg benchConfig) error {
+	u, err := startUp(ctx, bin, src, cfg)
+	if err != nil {
+		return err
+	}
+	defer u.stop()
+	var cycles []cycle
+	for i := range n {
+		if _, err := waitCount(ctx, u.c, 1); err != nil {
+			return err
+		}
+		boots, err := appBoot(ctx, u.dir, 1)
+		if err != nil {
+			return err
+		}
+		cy, err := oneCycle(ctx, u, cfg)
+		if err != nil {
+			return fmt.Errorf("cycle %d: %w", i+1, err)
+		}
+		cy.boot = boots[0]
+		cycles = append(cycles, cy)
+		fmt.Fprintf(os.Stderr, "cycle %d: 1 -> %d, desired after %s, all new serving after %s (boot %s); scale-in decided %s after stop, drained+stopped in %s; %d/%d failed\n",
+			i+1, cy.to, cy.desired.Round(time.Millisecond), cy.allNew.Round(time.Millisecond), cy.boot.Round(time.Millisecond),
+			cy.inDecided.Round(time.Millisecond), cy.inStopped.Round(time.Millisecond), cy.failed, cy.requests)
+	}
+	col := func(f func(cycle) time.Duration) []time.Duration {
+		out := make([]time.Duration, len(cycles))
+		for i, c := range cycles {
+			out[i] = f(c)
+		}
+		return out
+	}
+	var failed, total int64
+	for _, c := range cycles {
+		failed += c.failed
+		total += c.requests
+	}
+	fmt.Printf("load steps: %d (1 -> up to 4 instances, %d req/s step, target 20 req/s per instance, window %s, stabilization %s, interval 1s, BOOT_DELAY_MS=0)\n",
+		n, cfg.rps, cfg.window, cfg.stab)
+	report("load step -> desired rises", col(func(c cycle) time.Duration { return c.desired }))
+	report("app boot alone (no shoal, 1ms polling)", col(func(c cycle) time.Duration { return c.boot }))
+	report("load step -> first new instance serving", col(func(c cycle) time.Duration { return c.firstNew }))
+	report("load step -> all new instances serving", col(func(c cycle) time.Duration { return c.allNew }))
+	report("desired rises -> all serving, minus boot", col(func(c cycle) time.Duration { return c.allNew - c.desired - c.boot }))
+	report(fmt.Sprintf("load stop -> scale-in decided (stab. %s)", cfg.stab), col(func(c cycle) time.Duration { return c.inDecided }))
+	report("  same, minus the stabilization window", col(func(c cycle) time.Duration { return c.inDecided - cfg.stab }))
+	report("scale-in decided -> drained and stopped", col(func(c cycle) time.Duration { return c.inStopped }))
+	fmt.Printf("requests during the cycles: %d, failed: %d\n", total, failed)
+	return nil
+}
+
+var desiredChange = regexp.MustCompile(`desired (\d+) -> (\d+)`)
+
+// oneCycle applies one load step, follows the events until the group has
+// scaled out and its new instances serve, stops the load and follows them
+// until the first scale-in has stopped its instance, then waits for min.
+func oneCycle(ctx context.Context, u *upProcess, cfg benchConfig) (cycle, error) {
+	var cy cycle
+	seq, err := lastSeq(ctx, u.c)
+	if err != nil {
+		return cy, err
+	}
+	stopLoad := make(chan struct{})
+	step := time.Now()
+	l := startLoad(u.lbURL+"/", cfg.rps, stopLoad)
+	loadStopped := false
+	endLoad := func() {
+		if !loadStopped {
+			loadStopped = true
+			close(stopLoad)
+			<-l.done
+		}
+	}
+	defer endLoad()
+
+	// Scale-out: the first increase, then every instance it launched in service.
+	var decided time.Time
+	newOnes := map[string]bool{}
+	served := 0
+	errDone := errors.New("done")
+	fctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	err = u.c.FollowEvents(fctx, seq, func(e client.Event) error {
+		seq = e.Seq
+		if m := desiredChange.FindStringSubmatch(e.Reason); e.Type == "autoscale" && m != nil && decided.IsZero() {
+			from, _ := strconv.Atoi(m[1])
+			to, _ := strconv.Atoi(m[2])
+			if to > from {
+				decided, cy.to = e.Time, to
+				cy.desired = e.Time.Sub(step)
+			}
+		}
+		if decided.IsZero() || e.Type != "state" {
+			return nil
+		}
+		switch e.State {
+		case "pending":
+			newOnes[e.Instance] = true
+		case "in_service":
+			if newOnes[e.Instance] {
+				served++
+				if served == 1 {
+					cy.firstNew = e.Time.Sub(step)
+				}
+				if served == cy.to-1 {
+					cy.allNew = e.Time.Sub(step)
+					return errDone
+				}
+			}
+		}
+		return nil
+	})
+	cancel()
+	if !errors.Is(err, errDone) {
+		return cy, fmt.Errorf("waiting for the scale-out: %v", err)
+	}
+
+	// Let the new capacity serve a few seconds, then stop the load.
+	select {
+	case <-ctx.Done():
+		return cy, ctx.Err()
+	case <-time.After(3 * time.Second):
+	}
+	endLoad()
+	stopped := time.Now()
+	cy.failed, cy.requests = l.failed.Load(), l.failed.Load()+l.ok.Load()
+
+	var inAt time.Time
+	victim := ""
+	fctx, cancel = context.WithTimeout(ctx, cfg.stab+2*time.Minute)
+	err = u.c.FollowEvents(fctx, seq, func(e client.Event) error {
+		if m := desiredChange.FindStringSubmatch(e.Reason); e.Type == "autoscale" && m != nil && inAt.IsZero() {
+			from, _ := strconv.Atoi(m[1])
+			to, _ := strconv.Atoi(m[2])
+			if to < from {
+				inAt = e.Time
+				cy.inDecided = e.Time.Sub(stopped)
+			}
+		}
+		if inAt.IsZero() || e.Type != "state" {
+			return nil
+		}
+		if e.State == "draining" && victim == "" {
+			victim = e.Instance
+		}
+		if e.Instance == victim && e.State == "stopped" {
+			cy.inStopped = e.Time.Sub(inAt)
+			return errDone
+		}
+		return nil
+	})
+	cancel()
+	if !errors.Is(err, errDone) {
+		return cy, fmt.Errorf("waiting for the scale-in: %v", err)
+	}
+	return cy, nil
+}

@@ -1,0 +1,71 @@
+// Command lbprof runs the balancer of package lb in process with a CPU
+// profile, for finding where a request's time goes under load (bench/lb.sh
+// measures the shoal binary; this measures the same code with pprof on).
+//
+//	go run ./bench/lbprof -addr 127.0.0.1:18090 -targets 127.0.0.1:3001,127.0.0.1:3002 -cpuprofile cpu.out -d 15s
+//
+// Drive it with wrk while it runs; it stops after -d or on SIGINT.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"log"
+	"os"
+	"os/signal"
+	"runtime/pprof"
+	"strings"
+	"time"
+
+	"github.com/shoal-dev/shoal/internal/lb"
+	"github.com/shoal-dev/shoal/internal/pool"
+)
+
+func main() {
+	addr := flag.String("addr", "127.0.0.1:18090", "listen address")
+	targets := flag.String("targets", "", "comma-separated target addresses")
+	cpu := flag.String("cpuprofile", "", "write a CPU profile here")
+	dur := flag.Duration("d", 15*time.Second, "how long to serve")
+	flag.Parse()
+	if err := run(*addr, *targets, *cpu, *dur); err != nil {
+		log.Fatal(err)
+	}
+}
+
+func run(addr, targets, cpu string, dur time.Duration) error {
+	pc := lb.PoolConfig{Name: "be", Algorithm: pool.RoundRobin}
+	for _, t := range strings.Split(targets, ",") {
+		if t != "" {
+			pc.Targets = append(pc.Targets, pool.TargetSpec{Addr: t})
+		}
+	}
+	b, err := lb.New(lb.Config{
+		Listeners: []lb.Listener{{Name: "web", Addr: addr}},
+		Routes:    []lb.Route{{Name: "all", Pool: "be"}},
+		Pools:     []lb.PoolConfig{pc},
+	})
+	if err != nil {
+		return err
+	}
+	if err := b.Listen(); err != nil {
+		return err
+	}
+	fmt.Printf("listening addr=%s\n", b.Addr("web"))
+	if cpu != "" {
+		f, err := os.Create(cpu)
+		if err != nil {
+			return fmt.Errorf("create profile: %w", err)
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return fmt.Errorf("start profile: %w", err)
+		}
+		defer pprof.StopCPUProfile()
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer stop()
+	ctx, cancel := context.WithTimeout(ctx, dur)
+	defer cancel()
+	return b.Run(ctx)
+}

@@ -1,0 +1,273 @@
+package adminapi
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/shoal-dev/shoal/internal/controller"
+	"github.com/shoal-dev/shoal/internal/rollout"
+	"github.com/shoal-dev/shoal/internal/store"
+)
+
+// DeployRequest is the body of POST /v1/deploy.
+type DeployRequest struct {
+	ConfigOnly bool   `json:"config_only,omitempty"`
+	Wait       bool   `json:"wait,omitempty"`
+	By         string `json:"by,omitempty"`
+}
+
+// RollbackRequest is the body of POST /v1/rollback; Version 0 means the
+// previous release.
+type RollbackRequest struct {
+	Version int `json:"version"`
+}
+
+// EnvRequest is the body of POST /v1/env.
+type EnvRequest struct {
+	Set   []EnvSet `json:"set,omitempty"`
+	Unset []string `json:"unset,omitempty"`
+	Wait  bool     `json:"wait,omitempty"`
+}
+
+// EnvSet is one variable to set.
+type EnvSet struct {
+	Name   string `json:"name"`
+	Value  string `json:"value"`
+	Secret bool   `json:"secret,omitempty"`
+}
+
+// DeployLine is one line of the NDJSON stream of POST /v1/deploy,
+// /v1/rollback and /v1/env: exactly one of Log, Progress and Result is
+// set. The stream ends with a Result.
+type DeployLine struct {
+	Log      string            `json:"log,omitempty"`
+	Progress *rollout.Progress `json:"progress,omitempty"`
+	Result   *DeployResult     `json:"result,omitempty"`
+}
+
+// DeployResult ends a deploy stream.
+type DeployResult struct {
+	OK      bool   `json:"ok"`
+	Version int    `json:"version,omitempty"`
+	Error   string `json:"error,omitempty"`
+	// Unchanged is true when nothing needed deploying.
+	Unchanged bool `json:"unchanged,omitempty"`
+	// Final is the rollout's end state when one ran and failed.
+	Final *rollout.Progress `json:"final,omitempty"`
+	// Logs are the failing instance's last output lines, redacted.
+	Logs []string `json:"logs,omitempty"`
+}
+
+// progressEvery is how often a deploy stream reports progress.
+const progressEvery = 250 * time.Millisecond
+
+// DeployRoutes registers the deploy routes on mux:
+//
+//	POST /v1/deploy   {"config_only","wait","by"}  NDJSON stream of DeployLine
+//	POST /v1/rollback {"version": n}               NDJSON stream of DeployLine
+//	POST /v1/deploy/abort                          turn the rollout back
+//	GET  /v1/deploy                                the rollout in progress, or null
+//	GET  /v1/env                                   env overrides, secrets redacted
+//	POST /v1/env      {"set":[...],"unset":[...]}  NDJSON stream: config-only deploy
+//
+// A second deploy while one runs answers 409 at once (before streaming)
+// unless "wait" is set; a bad shoal.yaml answers 400 with every problem.
+// Authentication is the caller's: wrap mux with RequireToken.
+func DeployRoutes(mux *http.ServeMux, c *controller.Controller) {
+	mux.Handle("POST /v1/deploy", Handle(func(w http.ResponseWriter, r *http.Request) error {
+		var req DeployRequest
+		if err := decodeStrict(w, r, &req); err != nil {
+			return err
+		}
+		return streamDeploy(w, r, func(log io.Writer) (int, error) {
+			return c.Deploy(r.Context(), controller.DeployRequest{ConfigOnly: req.ConfigOnly, Wait: req.Wait, By: req.By, Log: log})
+		}, c)
+	}))
+	mux.Handle("POST /v1/rollback", Handle(func(w http.ResponseWriter, r *http.Request) error {
+		var req RollbackRequest
+		if err := decodeStrict(w, r, &req); err != nil {
+			return err
+		}
+		if req.Version < 0 {
+			return fmt.Errorf("%w: version %d", ErrBadRequest, req.Version)
+		}
+		return streamDeploy(w, r, func(io.Writer) (int, error) {
+			return req.Version, c.Rollback(r.Context(), req.Version)
+		}, c)
+	}))
+	mux.Handle("POST /v1/deploy/abort", Handle(func(w http.ResponseWriter, r *http.Request) error {
+		if err := c.AbortDeploy(r.Context()); err != nil {
+			if errors.Is(err, controller.ErrNoRollout) {
+				return fmt.Errorf("%w: %w", ErrConflict, err)
+			}
+			return err
+		}
+		WriteJSON(w, c.Rollout())
+		return nil
+	}))
+	mux.Handle("GET /v1/deploy", Handle(func(w http.ResponseWriter, r *http.Request) error {
+		WriteJSON(w, c.Rollout())
+		return nil
+	}))
+	mux.Handle("GET /v1/env", Handle(func(w http.ResponseWriter, r *http.Request) error {
+		vs, err := c.EnvOverrides()
+		if err != nil {
+			return err
+		}
+		WriteJSON(w, vs)
+		return nil
+	}))
+	mux.Handle("POST /v1/env", Handle(func(w http.ResponseWriter, r *http.Request) error {
+		var req EnvRequest
+		if err := decodeStrict(w, r, &req); err != nil {
+			return err
+		}
+		if len(req.Set)+len(req.Unset) == 0 {
+			return fmt.Errorf("%w: nothing to set or unset", ErrBadRequest)
+		}
+		set := make([]store.EnvVar, len(req.Set))
+		for i, v := range req.Set {
+			set[i] = store.EnvVar{Name: v.Name, Value: v.Value, Secret: v.Secret}
+		}
+		return streamDeploy(w, r, func(log io.Writer) (int, error) {
+			return c.SetEnv(r.Context(), set, req.Unset, controller.DeployRequest{Wait: req.Wait, By: "shoal env", Log: log})
+		}, c)
+	}))
+}
+
+// decodeStrict decodes a small JSON body into v; an empty body leaves v zero.
+func decodeStrict(w http.ResponseWriter, r *http.Request, v any) error {
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxScaleBody))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil && !errors.Is(err, io.EOF) {
+		return fmt.Errorf("%w: body: %v", ErrBadRequest, err)
+	}
+	if dec.More() {
+		return fmt.Errorf("%w: body: trailing data", ErrBadRequest)
+	}
+	return nil
+}
+
+// deployStatus maps errors a deploy returns before anything started.
+func deployStatus(err error) error {
+	var locked *rollout.LockedError
+	switch {
+	case errors.As(err, &locked):
+		return fmt.Errorf("%w: %w", ErrConflict, err)
+	case errors.Is(err, controller.ErrInvalidConfig), errors.Is(err, controller.ErrInvalidEnv):
+		return fmt.Errorf("%w: %w", ErrBadRequest, err)
+	case errors.Is(err, controller.ErrUnknownRelease):
+		return fmt.Errorf("%w: %w", ErrNotFound, err)
+	}
+	return err
+}
+
+// streamDeploy runs fn and streams its log lines and the rollout's
+// progress as NDJSON. Errors that occur before the first line is written
+// (lock, bad config) are returned as a plain error status instead.
+func streamDeploy(w http.ResponseWriter, r *http.Request, fn func(io.Writer) (int, error), c *controller.Controller) error {
+	s := &deployStream{w: w, rc: http.NewResponseController(w), enc: json.NewEncoder(w)}
+	type outcome struct {
+		v   int
+		err error
+	}
+	done := make(chan outcome, 1)
+	go func() { // owned: the handler waits for done below
+		v, err := fn(s)
+		done <- outcome{v, err}
+	}()
+	tick := time.NewTicker(progressEvery)
+	defer tick.Stop()
+	for {
+		select {
+		case o := <-done:
+			s.flushPartial()
+			res := &DeployResult{OK: o.err == nil, Version: o.v}
+			if o.err != nil {
+				if !s.started() {
+					return deployStatus(o.err)
+				}
+				res.Error = o.err.Error()
+				var de *controller.DeployError
+				if errors.As(o.err, &de) {
+					res.Final, res.Logs = &de.Progress, de.Logs
+				}
+				if errors.Is(o.err, controller.ErrNoChange) {
+					res.OK, res.Unchanged = true, true
+				}
+			}
+			s.line(DeployLine{Result: res})
+			return nil
+		case <-tick.C:
+			if p := c.Rollout(); p != nil {
+				s.line(DeployLine{Progress: p})
+			}
+		}
+	}
+}
+
+// deployStream writes NDJSON lines; it is an io.Writer for log text,
+// turned into one Log line per text line. Safe for concurrent use.
+type deployStream struct {
+	w   http.ResponseWriter
+	rc  *http.ResponseController
+	enc *json.Encoder
+
+	mu      sync.Mutex
+	begun   bool
+	partial []byte
+}
+
+func (s *deployStream) started() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.begun
+}
+
+func (s *deployStream) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	s.partial = append(s.partial, p...)
+	var lines []string
+	for {
+		i := bytes.IndexByte(s.partial, '\n')
+		if i < 0 {
+			break
+		}
+		lines = append(lines, string(s.partial[:i]))
+		s.partial = s.partial[i+1:]
+	}
+	s.mu.Unlock()
+	for _, l := range lines {
+		s.line(DeployLine{Log: l})
+	}
+	return len(p), nil
+}
+
+func (s *deployStream) flushPartial() {
+	s.mu.Lock()
+	rest := string(s.partial)
+	s.partial = nil
+	s.mu.Unlock()
+	if rest != "" {
+		s.line(DeployLine{Log: rest})
+	}
+}
+
+func (s *deployStream) line(l DeployLine) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.begun {
+		s.begun = true
+		s.w.Header().Set("Content-Type", "application/x-ndjson")
+		s.w.WriteHeader(http.StatusOK)
+	}
+	if s.enc.Encode(l) == nil {
+		s.rc.Flush()
+	}
+}

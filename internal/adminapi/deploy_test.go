@@ -1,0 +1,83 @@
+package adminapi
+
+import (
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"github.com/shoal-dev/shoal/internal/client"
+)
+
+func TestDeployRoutesNeedToken(t *testing.T) {
+	mux := http.NewServeMux()
+	DeployRoutes(mux, newTestController(t))
+	srv := httptest.NewServer(RequireToken("right-token", mux))
+	defer srv.Close()
+	routes := []struct{ method, path, body string }{
+		{"POST", "/v1/deploy", `{}`},
+		{"POST", "/v1/deploy", `{"config_only":true}`},
+		{"POST", "/v1/deploy/abort", ""},
+		{"GET", "/v1/deploy", ""},
+		{"POST", "/v1/rollback", `{"version":1}`},
+		{"GET", "/v1/env", ""},
+		{"POST", "/v1/env", `{"set":[{"name":"A","value":"b"}]}`},
+	}
+	for _, tok := range []string{"", "wrong-token"} {
+		for _, r := range routes {
+			req, _ := http.NewRequest(r.method, srv.URL+r.path, strings.NewReader(r.body))
+			if tok != "" {
+				req.Header.Set("Authorization", "Bearer "+tok)
+			}
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusUnauthorized {
+				t.Errorf("%s %s with token %q: %d, want 401", r.method, r.path, tok, resp.StatusCode)
+			}
+		}
+	}
+}
+
+// TestDeployRoutesErrors checks the answers that come before any
+// streaming: a controller that is not running, no rollout to abort, bad
+// bodies.
+func TestDeployRoutesErrors(t *testing.T) {
+	mux := http.NewServeMux()
+	DeployRoutes(mux, newTestController(t))
+	srv := httptest.NewServer(RequireToken("tok", mux))
+	defer srv.Close()
+	c := client.New(srv.URL, "tok")
+	ctx := context.Background()
+	if p, err := c.Rollout(ctx); err != nil || p != nil {
+		t.Errorf("GET /v1/deploy with no rollout: %+v, %v", p, err)
+	}
+	if err := c.AbortDeploy(ctx); !client.IsStatus(err, http.StatusConflict) {
+		t.Errorf("abort with no rollout: %v, want 409", err)
+	}
+	if _, err := c.Deploy(ctx, client.DeployOptions{}, nil); !client.IsStatus(err, http.StatusInternalServerError) ||
+		!strings.Contains(err.Error(), "not running") {
+		t.Errorf("deploy on a stopped controller: %v, want 500 not running", err)
+	}
+	if _, err := c.SetEnv(ctx, []client.EnvVar{{Name: "PORT", Value: "1"}}, nil, nil); !client.IsStatus(err, http.StatusBadRequest) {
+		t.Errorf("env set PORT: %v, want 400", err)
+	}
+	for _, body := range []string{`{"bogus":1}`, `{"version":-1}`, `[]`} {
+		req, _ := http.NewRequest("POST", srv.URL+"/v1/rollback", strings.NewReader(body))
+		req.Header.Set("Authorization", "Bearer tok")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusBadRequest {
+			t.Errorf("rollback body %s: %d, want 400", body, resp.StatusCode)
+		}
+	}
+	if vs, err := c.Env(ctx); err != nil || len(vs) != 0 {
+		t.Errorf("env list: %v, %v", vs, err)
+	}
+}

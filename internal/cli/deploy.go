@@ -1,0 +1,165 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"strings"
+
+	"github.com/shoal-dev/shoal/internal/client"
+)
+
+// runDeploy is `shoal deploy [--config-only] [--wait] [--abort]`.
+func runDeploy(ctx context.Context, env *Env, args []string) error {
+	fs := flag.NewFlagSet("deploy", flag.ContinueOnError)
+	fs.SetOutput(env.Stderr)
+	af := addUpFlags(fs)
+	configOnly := fs.Bool("config-only", false, "make a release from the current artifact, without building")
+	wait := fs.Bool("wait", false, "wait for a deploy in progress to end instead of failing")
+	abort := fs.Bool("abort", false, "stop the deploy in progress and return to the previous release")
+	if err := fs.Parse(args); err != nil {
+		return &UsageError{Err: err}
+	}
+	if fs.NArg() > 0 {
+		return usagef("unexpected argument %q", fs.Arg(0))
+	}
+	c, err := af.client()
+	if err != nil {
+		return err
+	}
+	if *abort {
+		if err := c.AbortDeploy(ctx); err != nil {
+			return apiErr(err)
+		}
+		fmt.Fprintln(env.Stdout, "deploy aborted: returning to the previous release (see shoal status)")
+		return nil
+	}
+	by := os.Getenv("USER")
+	if h, err := os.Hostname(); err == nil && by != "" {
+		by += "@" + h
+	}
+	pr := newProgressPrinter(env.Stdout)
+	res, err := c.Deploy(ctx, client.DeployOptions{ConfigOnly: *configOnly, Wait: *wait, By: by}, pr.line)
+	return pr.finish("deploy", res, err)
+}
+
+// runRollback is `shoal rollback [vN]`.
+func runRollback(ctx context.Context, env *Env, args []string) error {
+	fs := flag.NewFlagSet("rollback", flag.ContinueOnError)
+	fs.SetOutput(env.Stderr)
+	af := addUpFlags(fs)
+	if err := fs.Parse(args); err != nil {
+		return &UsageError{Err: err}
+	}
+	if fs.NArg() > 1 {
+		return usagef("usage: shoal rollback [vN]")
+	}
+	version := 0
+	if fs.NArg() == 1 {
+		v, err := parseVersion(fs.Arg(0))
+		if err != nil {
+			return &UsageError{Err: err}
+		}
+		version = v
+	}
+	c, err := af.client()
+	if err != nil {
+		return err
+	}
+	pr := newProgressPrinter(env.Stdout)
+	res, err := c.Rollback(ctx, version, pr.line)
+	return pr.finish("rollback", res, err)
+}
+
+// parseVersion accepts "v3" or "3".
+func parseVersion(s string) (int, error) {
+	var v int
+	if _, err := fmt.Sscanf(strings.TrimPrefix(s, "v"), "%d", &v); err != nil || v <= 0 || fmt.Sprint(v) != strings.TrimPrefix(s, "v") {
+		return 0, fmt.Errorf("%q is not a release (v3 or 3)", s)
+	}
+	return v, nil
+}
+
+// progressPrinter prints a deploy stream: log lines as they come, and
+// one progress line per change of the rollout (bar, per-instance states,
+// elapsed time).
+type progressPrinter struct {
+	w    io.Writer
+	last string
+}
+
+func newProgressPrinter(w io.Writer) *progressPrinter { return &progressPrinter{w: w} }
+
+func (p *progressPrinter) line(l client.DeployLine) {
+	switch {
+	case l.Log != "":
+		fmt.Fprintln(p.w, "  "+l.Log)
+	case l.Progress != nil:
+		s := renderProgress(l.Progress)
+		if s != p.last {
+			p.last = s
+			fmt.Fprintln(p.w, s)
+		}
+	}
+}
+
+// renderProgress is one line such as
+// "[#####-----] 2/4 v5 surging 12.3s | v4 a in_service, v5 b starting".
+func renderProgress(pr *client.RolloutProgress) string {
+	const width = 20
+	filled := 0
+	if pr.Total > 0 {
+		filled = width * pr.Done / pr.Total
+	}
+	bar := strings.Repeat("#", filled) + strings.Repeat("-", width-filled)
+	var ins []string
+	for _, in := range pr.Instances {
+		ins = append(ins, fmt.Sprintf("v%d %s %s", in.Release, shortID(in.ID), in.State))
+	}
+	return fmt.Sprintf("[%s] %d/%d v%d %s %5.1fs | %s", bar, pr.Done, pr.Total, pr.Target, pr.Phase,
+		pr.Elapsed.Seconds(), strings.Join(ins, ", "))
+}
+
+// shortID drops the app and release prefix of an instance id.
+func shortID(id string) string {
+	if i := strings.LastIndexByte(id, '-'); i >= 0 {
+		return id[i+1:]
+	}
+	return id
+}
+
+// finish prints the result and returns the command's error: non-nil
+// (exit 1) when the rollout did not end on the new release.
+func (p *progressPrinter) finish(verb string, res *client.DeployResult, err error) error {
+	if err != nil {
+		if client.IsStatus(err, http.StatusBadRequest) {
+			return &UsageError{Err: apiErr(err)}
+		}
+		return apiErr(err)
+	}
+	switch {
+	case res.Unchanged:
+		fmt.Fprintf(p.w, "%s: nothing to deploy: %s\n", verb, res.Error)
+		return nil
+	case res.OK:
+		fmt.Fprintf(p.w, "%s: v%d serves\n", verb, res.Version)
+		return nil
+	}
+	if f := res.Final; f != nil {
+		fmt.Fprintln(p.w, renderProgress(f))
+		if f.Failure != nil {
+			fmt.Fprintf(p.w, "failing instance: %s (v%d)\nhealth/exit reason: %s\n", f.Failure.InstanceID, f.Failure.Release, f.Failure.Reason)
+		}
+	}
+	if len(res.Logs) > 0 {
+		fmt.Fprintln(p.w, "last log lines of the failing instance:")
+		for _, l := range res.Logs {
+			fmt.Fprintln(p.w, "  | "+l)
+		}
+	}
+	return errors.New(res.Error)
+}

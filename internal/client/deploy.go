@@ -1,0 +1,178 @@
+package client
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"time"
+)
+
+// DeployOptions are the options of Deploy.
+type DeployOptions struct {
+	// ConfigOnly reuses the current artifact without building.
+	ConfigOnly bool `json:"config_only,omitempty"`
+	// Wait waits for another deploy to end instead of failing with 409.
+	Wait bool `json:"wait,omitempty"`
+	// By names who deploys, for the lock message others see.
+	By string `json:"by,omitempty"`
+}
+
+// RolloutInstance is one instance in RolloutProgress.
+type RolloutInstance struct {
+	ID      string    `json:"id"`
+	Release int       `json:"release"`
+	State   string    `json:"state"`
+	Since   time.Time `json:"since"`
+	Reason  string    `json:"reason,omitempty"`
+}
+
+// RolloutFailure says which instance made a rollout go back, and why.
+type RolloutFailure struct {
+	InstanceID string `json:"instance_id,omitempty"`
+	Release    int    `json:"release,omitempty"`
+	Reason     string `json:"reason"`
+}
+
+// RolloutSpec is what a rollout does.
+type RolloutSpec struct {
+	Group   string `json:"group,omitempty"`
+	From    int    `json:"from"`
+	To      int    `json:"to"`
+	Desired int    `json:"desired"`
+}
+
+// RolloutProgress is a rollout in progress (GET /v1/deploy, and the
+// progress lines of a deploy stream).
+type RolloutProgress struct {
+	Spec   RolloutSpec `json:"spec"`
+	Target int         `json:"target"`
+	// Phase is surging, waiting_healthy, draining, done, failed,
+	// rolling_back, rolled_back or aborted.
+	Phase          string            `json:"phase"`
+	Done           int               `json:"done"`
+	Total          int               `json:"total"`
+	MaxSurge       int               `json:"max_surge"`
+	MaxUnavailable int               `json:"max_unavailable"`
+	Started        time.Time         `json:"started"`
+	Elapsed        time.Duration     `json:"elapsed"`
+	Instances      []RolloutInstance `json:"instances"`
+	Reason         string            `json:"reason"`
+	Failure        *RolloutFailure   `json:"failure,omitempty"`
+}
+
+// DeployLine is one line of a deploy stream: exactly one field is set.
+type DeployLine struct {
+	Log      string           `json:"log,omitempty"`
+	Progress *RolloutProgress `json:"progress,omitempty"`
+	Result   *DeployResult    `json:"result,omitempty"`
+}
+
+// DeployResult ends a deploy stream.
+type DeployResult struct {
+	OK        bool             `json:"ok"`
+	Version   int              `json:"version,omitempty"`
+	Error     string           `json:"error,omitempty"`
+	Unchanged bool             `json:"unchanged,omitempty"`
+	Final     *RolloutProgress `json:"final,omitempty"`
+	Logs      []string         `json:"logs,omitempty"`
+}
+
+// EnvVar is one variable to set with SetEnv, or one override listed by
+// Env (Value is "[redacted]" for secrets there).
+type EnvVar struct {
+	Name   string `json:"name"`
+	Value  string `json:"value"`
+	Secret bool   `json:"secret,omitempty"`
+}
+
+// Deploy asks the controller to deploy the app folder's current state
+// and calls fn (which may be nil) with every line of the stream as it
+// comes. It returns the final result; a 409 (another deploy runs) or 400
+// (bad shoal.yaml) is an *APIError before any line. A result with OK
+// false is returned with a nil error: the caller decides the exit status.
+func (c *Client) Deploy(ctx context.Context, opts DeployOptions, fn func(DeployLine)) (*DeployResult, error) {
+	return c.deployStream(ctx, "/v1/deploy", opts, fn)
+}
+
+// Rollback rolls back to version (0: the previous release), streaming
+// like Deploy.
+func (c *Client) Rollback(ctx context.Context, version int, fn func(DeployLine)) (*DeployResult, error) {
+	return c.deployStream(ctx, "/v1/rollback", map[string]int{"version": version}, fn)
+}
+
+// SetEnv sets and unsets env overrides and deploys a config-only release,
+// streaming like Deploy.
+func (c *Client) SetEnv(ctx context.Context, set []EnvVar, unset []string, fn func(DeployLine)) (*DeployResult, error) {
+	body := struct {
+		Set   []EnvVar `json:"set,omitempty"`
+		Unset []string `json:"unset,omitempty"`
+	}{set, unset}
+	return c.deployStream(ctx, "/v1/env", body, fn)
+}
+
+// Env lists the env overrides, secrets redacted.
+func (c *Client) Env(ctx context.Context) ([]EnvVar, error) {
+	var vs []EnvVar
+	err := c.do(ctx, http.MethodGet, "/v1/env", nil, &vs)
+	return vs, err
+}
+
+// AbortDeploy turns the rollout in progress back; 409 when none runs.
+func (c *Client) AbortDeploy(ctx context.Context) error {
+	return c.do(ctx, http.MethodPost, "/v1/deploy/abort", nil, nil)
+}
+
+// Rollout returns the rollout in progress, or nil.
+func (c *Client) Rollout(ctx context.Context) (*RolloutProgress, error) {
+	var p *RolloutProgress
+	err := c.do(ctx, http.MethodGet, "/v1/deploy", nil, &p)
+	return p, err
+}
+
+func (c *Client) deployStream(ctx context.Context, path string, in any, fn func(DeployLine)) (*DeployResult, error) {
+	b, err := json.Marshal(in)
+	if err != nil {
+		return nil, fmt.Errorf("encode request: %w", err)
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.base+path, bytes.NewReader(b))
+	if err != nil {
+		return nil, fmt.Errorf("admin api: %w", err)
+	}
+	req.Header.Set("Authorization", "Bearer "+c.token)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := c.HTTP.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("admin api: %w", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+		data, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+		return nil, apiError(resp.StatusCode, data)
+	}
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 0, 64<<10), 4<<20)
+	for sc.Scan() {
+		line := bytes.TrimSpace(sc.Bytes())
+		if len(line) == 0 {
+			continue
+		}
+		var l DeployLine
+		if err := json.Unmarshal(line, &l); err != nil {
+			return nil, fmt.Errorf("admin api: decode deploy line: %w", err)
+		}
+		if fn != nil {
+			fn(l)
+		}
+		if l.Result != nil {
+			return l.Result, nil
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return nil, fmt.Errorf("admin api: deploy stream: %w", err)
+	}
+	return nil, fmt.Errorf("admin api: deploy stream ended without a result (did shoal stop?)")
+}

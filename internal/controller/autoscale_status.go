@@ -1,0 +1,177 @@
+package controller
+
+import (
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/shoal-dev/shoal/internal/autoscale"
+)
+
+// AutoscaleStatus is a point-in-time view of auto scaling, safe to encode
+// as JSON: each policy's current value against its target, the state of
+// the strategy, and its last change.
+type AutoscaleStatus struct {
+	// Enabled is false when shoal.yaml has no autoscale section; the other
+	// fields are then zero.
+	Enabled bool `json:"enabled"`
+	Paused  bool `json:"paused"`
+	// State is steady, cooling_out, stabilizing, cooling_in or paused.
+	State string `json:"state,omitempty"`
+	// Min and Max are the current bounds (schedules change them).
+	Min     int `json:"min"`
+	Max     int `json:"max"`
+	Desired int `json:"desired"`
+	// Held says why the last evaluation changed nothing.
+	Held string `json:"held,omitempty"`
+	// EvaluatedAt is the time of the last evaluation; zero before the first.
+	EvaluatedAt time.Time      `json:"evaluated_at,omitzero"`
+	Policies    []PolicyStatus `json:"policies"`
+	// LastChange is the last change the autoscaler made, if any.
+	LastChange *AutoscaleChange `json:"last_change,omitempty"`
+	// Interval, Window, Stabilization and Warmup are the settings, in
+	// seconds.
+	IntervalSeconds      float64 `json:"interval_seconds"`
+	WindowSeconds        float64 `json:"window_seconds"`
+	StabilizationSeconds float64 `json:"stabilization_seconds"`
+	WarmupSeconds        float64 `json:"warmup_seconds"`
+}
+
+// PolicyStatus is one policy's reading in AutoscaleStatus.
+type PolicyStatus struct {
+	Name string `json:"name"`
+	// Kind is target_tracking or step.
+	Kind   string `json:"kind"`
+	Metric string `json:"metric"`
+	// Value and Target are in the metric's unit: requests per second or
+	// in flight per instance, seconds of latency, cores of CPU. Target is
+	// 0 for a step policy. Value is meaningful when OK.
+	Value  float64 `json:"value"`
+	Target float64 `json:"target"`
+	OK     bool    `json:"ok"`
+	// Warm is the number of warmed-up instances the value is measured on.
+	Warm int `json:"warm"`
+	// Wants is the count the policy proposes.
+	Wants int `json:"wants"`
+	// Note explains the value and proposal in words.
+	Note string `json:"note"`
+}
+
+// AutoscaleChange is one change of the desired count by the autoscaler.
+type AutoscaleChange struct {
+	Time      time.Time `json:"time"`
+	Direction string    `json:"direction"`
+	From      int       `json:"from"`
+	To        int       `json:"to"`
+	Reason    string    `json:"reason"`
+}
+
+// Autoscale returns the state of auto scaling. It never blocks on I/O.
+func (c *Controller) Autoscale() AutoscaleStatus {
+	c.mu.Lock()
+	desired := c.group.Desired
+	c.mu.Unlock()
+	c.as.mu.Lock()
+	defer c.as.mu.Unlock()
+	s := c.as.scaler
+	if s == nil {
+		return AutoscaleStatus{Policies: []PolicyStatus{}}
+	}
+	cfg := s.Config()
+	lo, hi := s.Limits()
+	st := AutoscaleStatus{
+		Enabled: true, Paused: s.Paused(), Min: lo, Max: hi, Desired: desired,
+		IntervalSeconds: cfg.Interval.Seconds(), WindowSeconds: cfg.Window.Seconds(),
+		StabilizationSeconds: cfg.Stabilization.Seconds(), WarmupSeconds: cfg.Warmup.Seconds(),
+		Policies: []PolicyStatus{},
+	}
+	d := c.as.last
+	if !d.Time.IsZero() {
+		st.State, st.Held, st.EvaluatedAt = d.State.String(), d.Held, d.Time
+	} else if s.Paused() {
+		st.State = autoscale.Paused.String()
+	}
+	for i, p := range cfg.Policies {
+		ps := PolicyStatus{Kind: p.Kind.String(), Metric: p.Metric.String(), Target: p.Target, Wants: desired, Name: p.Name}
+		if ps.Name == "" {
+			ps.Name = ps.Metric
+		}
+		if i < len(d.PerPolicy) {
+			pv := d.PerPolicy[i]
+			ps.Name, ps.Value, ps.OK, ps.Warm, ps.Wants, ps.Note = pv.Name, pv.Value, pv.OK, pv.Warm, pv.Wants, pv.Note
+		}
+		st.Policies = append(st.Policies, ps)
+	}
+	if ch := c.as.change; ch != nil {
+		st.LastChange = &AutoscaleChange{Time: ch.Time, Direction: ch.Direction.String(), From: ch.Current, To: ch.Desired, Reason: ch.Reason}
+	}
+	return st
+}
+
+// autoscaleMetrics are the autoscaler's Prometheus series.
+type autoscaleMetrics struct {
+	reg     *prometheus.Registry
+	value   *prometheus.GaugeVec
+	target  *prometheus.GaugeVec
+	desired prometheus.Gauge
+	paused  prometheus.Gauge
+}
+
+func newAutoscaleMetrics() *autoscaleMetrics {
+	m := &autoscaleMetrics{
+		reg: prometheus.NewRegistry(),
+		value: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "shoal_autoscale_policy_value",
+			Help: "Current value of each auto-scaling policy's metric over the window (seconds for latency, cores for cpu); absent without data.",
+		}, []string{"policy", "metric"}),
+		target: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "shoal_autoscale_policy_target",
+			Help: "Target of each target-tracking auto-scaling policy, in its metric's unit.",
+		}, []string{"policy", "metric"}),
+		desired: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "shoal_autoscale_desired",
+			Help: "Desired instance count after the last auto-scaling evaluation.",
+		}),
+		paused: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "shoal_autoscale_paused",
+			Help: "1 while auto scaling is paused.",
+		}),
+	}
+	m.reg.MustRegister(m.value, m.target, m.desired, m.paused)
+	return m
+}
+
+// update records decision d. A nil m does nothing.
+func (m *autoscaleMetrics) update(d autoscale.Decision) {
+	if m == nil {
+		return
+	}
+	for _, pv := range d.PerPolicy {
+		l := prometheus.Labels{"policy": pv.Name, "metric": pv.Metric.String()}
+		if pv.OK {
+			m.value.With(l).Set(pv.Value)
+		} else {
+			m.value.Delete(l)
+		}
+		if pv.Kind == autoscale.TargetTracking {
+			m.target.With(l).Set(pv.Target)
+		}
+	}
+	m.desired.Set(float64(d.Desired))
+	if d.State == autoscale.Paused {
+		m.paused.Set(1)
+	} else {
+		m.paused.Set(0)
+	}
+}
+
+// Metrics returns the controller's Prometheus series (auto scaling), for
+// the admin /metrics endpoint. It is safe to call at any time.
+func (c *Controller) Metrics() prometheus.Gatherer {
+	c.as.mu.Lock()
+	defer c.as.mu.Unlock()
+	if c.as.metrics == nil {
+		c.as.metrics = newAutoscaleMetrics()
+	}
+	return c.as.metrics.reg
+}

@@ -1,0 +1,338 @@
+package controller
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/shoal-dev/shoal/internal/config"
+	"github.com/shoal-dev/shoal/internal/rollout"
+	"github.com/shoal-dev/shoal/internal/store"
+)
+
+// Deploy errors; the admin API maps them to statuses.
+var (
+	// ErrInvalidConfig wraps the problems of a shoal.yaml that a deploy
+	// re-read and rejected; nothing changed.
+	ErrInvalidConfig = errors.New("invalid configuration")
+	// ErrNoChange means the artifact and the run configuration equal the
+	// current release's: no release was made.
+	ErrNoChange = errors.New("nothing to deploy")
+	// ErrNoRollout is returned by AbortDeploy when no rollout runs.
+	ErrNoRollout = errors.New("no rollout in progress")
+	// ErrUnknownRelease means the release to roll back to does not exist,
+	// or its artifact is gone.
+	ErrUnknownRelease = errors.New("unknown release")
+)
+
+// DeployRequest asks the controller for a new release of the app and a
+// rollout to it.
+type DeployRequest struct {
+	// ConfigOnly makes the release from the current release's artifact
+	// without building, even if the source changed. Without it the
+	// source is fingerprinted and built only if it changed, so a change of
+	// env or settings alone is detected as config-only anyway.
+	ConfigOnly bool
+	// Wait makes Deploy wait for another deploy of the group to end
+	// instead of failing at once with a *rollout.LockedError.
+	Wait bool
+	// By says who deploys ("alice@laptop"), for the lock message.
+	By string
+	// Log receives the build's and the hooks' output and one line per
+	// step of the deploy, secrets redacted; nil discards. Deploy writes to
+	// it from its own goroutine only.
+	Log io.Writer
+}
+
+// DeployError is returned by Deploy and Rollback when the rollout did
+// not end with the group serving the new release: it rolled back (the
+// previous release kept serving), was aborted, or failed while rolling
+// back (the group is left as it is).
+type DeployError struct {
+	// Version is the release the rollout moved to.
+	Version int
+	// Progress is the rollout's final state.
+	Progress rollout.Progress
+	// Logs are the last output lines of the failing instance, redacted;
+	// empty when the failure names no instance.
+	Logs []string
+}
+
+func (e *DeployError) Error() string {
+	msg := fmt.Sprintf("deploy of v%d ended %s: %s", e.Version, e.Progress.Phase, e.Progress.Reason)
+	if f := e.Progress.Failure; f != nil && !strings.Contains(msg, f.String()) {
+		msg += " (" + f.String() + ")"
+	}
+	return msg
+}
+
+// activeDeploy is the rollout in progress; guarded by Controller.mu except
+// where noted.
+type activeDeploy struct {
+	holder string
+	r      *rollout.Rollout
+	rels   map[int]store.Release // From and To, with their env
+	env    config.Env            // environment of To, for redaction
+	done   chan struct{}         // closed once finished (statuses stored)
+	// launched are the instances the rollout launched, until it has seen
+	// them end.
+	launched map[string]*instance
+	final    rollout.Progress // set before done is closed
+}
+
+// deployState is the Controller's deploy bookkeeping.
+type deployState struct {
+	lock   rollout.Lock
+	seq    int
+	active *activeDeploy
+}
+
+// Rollout returns the rollout in progress, or nil when none runs. The
+// result is a copy.
+func (c *Controller) Rollout() *rollout.Progress {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	d := c.dep.active
+	if d == nil {
+		return nil
+	}
+	p := d.r.Progress(c.now())
+	return &p
+}
+
+// Deploy re-reads shoal.yaml from the app folder, builds the artifact if
+// its source changed (see DeployRequest.ConfigOnly), runs the pre-deploy
+// hooks, makes release vN+1 and rolls the group to it under the deploy
+// policy, then runs the post-deploy hooks. It blocks until the rollout
+// ends or ctx ends (the rollout goes on without the caller). It returns
+// the new version, and:
+//   - a *rollout.LockedError when another deploy holds the group;
+//   - ErrInvalidConfig (wrapped, every problem listed) for a bad
+//     shoal.yaml, ErrNoChange when nothing changed;
+//   - a *hooks.HookError (wrapped) when a pre-deploy hook fails: no
+//     release is made;
+//   - a *DeployError when the rollout went back to the previous release.
+func (c *Controller) Deploy(ctx context.Context, req DeployRequest) (int, error) {
+	if !c.running.Load() {
+		return 0, ErrNotRunning
+	}
+	log := req.Log
+	if log == nil {
+		log = io.Discard
+	}
+	app := c.cfg.Name
+	next, err := c.o.Store.NextRelease(app)
+	if err != nil {
+		return 0, err
+	}
+	holder, err := c.lockDeploy(ctx, next, req.By, req.Wait)
+	if err != nil {
+		return 0, err
+	}
+	started := false
+	defer func() {
+		if !started {
+			c.dep.lock.Release(app, holder)
+		}
+	}()
+
+	cfg, err := config.Load(c.cfg.File)
+	if err != nil {
+		return 0, fmt.Errorf("deploy: %w: %w", ErrInvalidConfig, err)
+	}
+	if cfg.Name != app {
+		return 0, fmt.Errorf("deploy: %w: app renamed from %q to %q; a running group keeps its name", ErrInvalidConfig, app, cfg.Name)
+	}
+	env, err := c.releaseEnv(cfg)
+	if err != nil {
+		return 0, fmt.Errorf("deploy: %w: %w", ErrInvalidConfig, err)
+	}
+	cur := c.Release()
+	digest, change := cur.Digest, store.ChangeConfig
+	if req.ConfigOnly {
+		fmt.Fprintf(log, "config-only: reusing artifact %s of v%d, no build\n", short(cur.Digest), cur.Version)
+	} else {
+		fmt.Fprintln(log, "checking the app's source for changes")
+		art, built, err := c.buildArtifact(ctx, cfg, env, log)
+		if err != nil {
+			return 0, fmt.Errorf("deploy: %w", err)
+		}
+		digest = art.Digest
+		switch {
+		case built:
+			fmt.Fprintf(log, "built artifact %s\n", short(digest))
+		case digest == cur.Digest:
+			fmt.Fprintf(log, "source unchanged: reusing artifact %s, no build\n", short(digest))
+		default:
+			fmt.Fprintf(log, "reusing artifact %s built earlier from this source\n", short(digest))
+		}
+		if digest != cur.Digest {
+			change = store.ChangeCode
+		}
+	}
+	fp := cfg.Fingerprint(env)
+	if digest == cur.Digest && fp == cur.ConfigFingerprint {
+		return cur.Version, fmt.Errorf("deploy: %w: v%d already runs this artifact and run configuration", ErrNoChange, cur.Version)
+	}
+	if err := c.runHooks(ctx, "pre_deploy", cfg, env, cfg.Deploy.Hooks.PreDeploy, log); err != nil {
+		c.events.add(Event{Type: "deploy", Release: cur.Version, Reason: env.Redact("deploy stopped: " + err.Error())})
+		return 0, fmt.Errorf("deploy stopped, nothing changed: %w", err)
+	}
+	rel, err := c.o.Store.PutRelease(store.Release{App: app, Digest: digest, Command: cfg.Run.Command,
+		Env: storeEnv(env), ConfigFingerprint: fp, Change: change})
+	if err != nil {
+		return 0, fmt.Errorf("deploy: %w", err)
+	}
+	why := fmt.Sprintf("made release v%d (%s, %s change) from v%d", rel.Version, short(digest), change, cur.Version)
+	c.events.add(Event{Type: "release", Release: rel.Version, Reason: why})
+	fmt.Fprintln(log, why)
+
+	d, err := c.startRollout(holder, cur, rel, env, cfg.RolloutPolicy())
+	if err != nil {
+		return rel.Version, err
+	}
+	started = true
+	if err := c.awaitRollout(ctx, d, rel.Version); err != nil {
+		return rel.Version, err
+	}
+	if err := c.runHooks(ctx, "post_deploy", cfg, env, cfg.Deploy.Hooks.PostDeploy, log); err != nil {
+		c.events.add(Event{Type: "deploy", Release: rel.Version, Reason: env.Redact("post-deploy hook failed: " + err.Error())})
+		return rel.Version, fmt.Errorf("v%d serves, but a post-deploy hook failed: %w", rel.Version, err)
+	}
+	c.prune(app)
+	return rel.Version, nil
+}
+
+// Rollback rolls the group back to release version (0: the newest earlier
+// release that served) from its kept artifact, without a build or hooks.
+// It blocks like Deploy and returns the same errors, plus
+// ErrUnknownRelease.
+func (c *Controller) Rollback(ctx context.Context, version int) error {
+	if !c.running.Load() {
+		return ErrNotRunning
+	}
+	app := c.cfg.Name
+	cur := c.Release()
+	target, err := c.rollbackTarget(cur, version)
+	if err != nil {
+		return err
+	}
+	holder, err := c.lockDeploy(ctx, target.Version, "rollback", false)
+	if err != nil {
+		return err
+	}
+	env := envFromStore(target.Env)
+	policy := c.cfg.RolloutPolicy()
+	if cfg, err := config.Load(c.cfg.File); err == nil {
+		policy = cfg.RolloutPolicy() // the file's current policy, if it still loads
+	}
+	c.events.add(Event{Type: "release", Release: target.Version,
+		Reason: fmt.Sprintf("rollback from v%d to v%d (artifact %s, no build)", cur.Version, target.Version, short(target.Digest))})
+	d, err := c.startRollout(holder, cur, target, env, policy)
+	if err != nil {
+		c.dep.lock.Release(app, holder)
+		return err
+	}
+	return c.awaitRollout(ctx, d, target.Version)
+}
+
+// rollbackTarget finds the release to roll back to.
+func (c *Controller) rollbackTarget(cur store.Release, version int) (store.Release, error) {
+	if version == cur.Version {
+		return store.Release{}, fmt.Errorf("rollback: the group already runs v%d: %w", version, ErrNoChange)
+	}
+	rels, err := c.o.Store.Releases(c.cfg.Name) // newest first
+	if err != nil {
+		return store.Release{}, err
+	}
+	for _, r := range rels {
+		match := r.Version == version
+		if version == 0 {
+			match = r.Version < cur.Version && (r.Status == store.ReleaseSuperseded || r.Status == store.ReleaseRolledBack)
+		}
+		if !match {
+			continue
+		}
+		if !c.o.Artifacts.Has(r.Digest) {
+			return store.Release{}, fmt.Errorf("rollback to v%d: artifact %s is gone: %w", r.Version, short(r.Digest), ErrUnknownRelease)
+		}
+		return r, nil
+	}
+	if version == 0 {
+		return store.Release{}, fmt.Errorf("rollback: no earlier release has served: %w", ErrUnknownRelease)
+	}
+	return store.Release{}, fmt.Errorf("rollback to v%d: not kept (keep_releases %d): %w", version, c.cfg.KeepReleases, ErrUnknownRelease)
+}
+
+// AbortDeploy turns the rollout in progress back to the previous release
+// (launch before terminate, as a rollout). It returns at once; Deploy's
+// caller sees the rollout end as aborted. ErrNoRollout when none runs.
+func (c *Controller) AbortDeploy(ctx context.Context) error {
+	c.mu.Lock()
+	d := c.dep.active
+	var err error
+	if d == nil {
+		err = ErrNoRollout
+	} else if aerr := d.r.Abort(c.now(), "shoal deploy --abort"); aerr != nil {
+		err = fmt.Errorf("abort: %w", aerr)
+	}
+	c.mu.Unlock()
+	if err == nil {
+		c.poke()
+	}
+	return err
+}
+
+// lockDeploy takes the group's deploy lock for a deploy of version.
+func (c *Controller) lockDeploy(ctx context.Context, version int, by string, wait bool) (string, error) {
+	c.mu.Lock()
+	c.dep.seq++
+	id := fmt.Sprintf("deploy-%d-%d", c.now().UnixNano(), c.dep.seq)
+	c.mu.Unlock()
+	h := rollout.Holder{ID: id, Release: version, By: by}
+	var err error
+	if wait {
+		err = c.dep.lock.Acquire(ctx, c.cfg.Name, h)
+	} else {
+		err = c.dep.lock.TryAcquire(c.cfg.Name, h)
+	}
+	if err != nil {
+		return "", fmt.Errorf("deploy: %w", err)
+	}
+	return id, nil
+}
+
+// awaitRollout waits for d to end and turns its outcome into an error.
+func (c *Controller) awaitRollout(ctx context.Context, d *activeDeploy, version int) error {
+	select {
+	case <-d.done:
+	case <-ctx.Done():
+		return fmt.Errorf("deploy of v%d goes on without you: %w", version, context.Cause(ctx))
+	}
+	if d.final.Phase == rollout.PhaseDone {
+		return nil
+	}
+	de := &DeployError{Version: version, Progress: d.final}
+	if f := d.final.Failure; f != nil && f.InstanceID != "" {
+		de.Logs = c.tailLogs(ctx, f.InstanceID, d.env)
+	}
+	return de
+}
+
+// tailLogs returns the last lines of an instance's output, redacted.
+func (c *Controller) tailLogs(ctx context.Context, id string, env config.Env) []string {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	var b strings.Builder
+	if err := c.Logs(ctx, id, 20, false, &b); err != nil {
+		return []string{"(no logs: " + err.Error() + ")"}
+	}
+	out := strings.Split(strings.TrimRight(env.Redact(b.String()), "\n"), "\n")
+	if len(out) == 1 && out[0] == "" {
+		return nil
+	}
+	return out
+}

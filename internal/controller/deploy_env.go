@@ -1,0 +1,177 @@
+package controller
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/shoal-dev/shoal/internal/config"
+	"github.com/shoal-dev/shoal/internal/hooks"
+	"github.com/shoal-dev/shoal/internal/release"
+	"github.com/shoal-dev/shoal/internal/store"
+)
+
+// ErrInvalidEnv means an env override has a bad or reserved name.
+var ErrInvalidEnv = errors.New("invalid env variable")
+
+var envNameRe = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+
+// EnvVarInfo is one env override as the admin API shows it: the value is
+// "[redacted]" for a secret.
+type EnvVarInfo struct {
+	Name   string `json:"name"`
+	Value  string `json:"value"`
+	Secret bool   `json:"secret,omitempty"`
+}
+
+// EnvOverrides returns the overrides set with `shoal env set`, secrets
+// redacted, sorted by name.
+func (c *Controller) EnvOverrides() ([]EnvVarInfo, error) {
+	vs, err := c.o.Store.EnvOverrides(c.cfg.Name)
+	if err != nil {
+		return nil, err
+	}
+	out := []EnvVarInfo{}
+	for _, v := range vs {
+		val := v.Value
+		if v.Secret {
+			val = config.RedactedValue
+		}
+		out = append(out, EnvVarInfo{Name: v.Name, Value: val, Secret: v.Secret})
+	}
+	return out, nil
+}
+
+// SetEnv stores env overrides (set replaces variables of the same name,
+// unset removes names) and deploys a config-only release with them, as
+// Deploy with ConfigOnly does. Overrides are merged over shoal.yaml's env
+// at every release made afterwards. It returns ErrInvalidEnv for a bad
+// name, and fails at once, changing nothing, while another deploy runs.
+func (c *Controller) SetEnv(ctx context.Context, set []store.EnvVar, unset []string, req DeployRequest) (int, error) {
+	var errs []error
+	for _, v := range set {
+		errs = append(errs, checkEnvName(v.Name))
+	}
+	for _, n := range unset {
+		errs = append(errs, checkEnvName(n))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return 0, fmt.Errorf("env: %w", err)
+	}
+	if h, _, held := c.dep.lock.Holder(c.cfg.Name); held && !req.Wait {
+		return 0, fmt.Errorf("env: a deploy of v%d is in progress; nothing changed: wait for it or run shoal deploy --abort", h.Release)
+	}
+	if _, err := c.o.Store.UpdateEnvOverrides(c.cfg.Name, set, unset); err != nil {
+		return 0, fmt.Errorf("env: %w", err)
+	}
+	var names []string
+	for _, v := range set {
+		names = append(names, "set "+v.Name)
+	}
+	for _, n := range unset {
+		names = append(names, "unset "+n)
+	}
+	c.events.add(Event{Type: "env", Reason: "env overrides changed: " + strings.Join(names, ", ")})
+	req.ConfigOnly = true
+	return c.Deploy(ctx, req)
+}
+
+func checkEnvName(n string) error {
+	switch {
+	case !envNameRe.MatchString(n):
+		return fmt.Errorf("%w: %q is not a variable name (letters, digits and _, not starting with a digit)", ErrInvalidEnv, n)
+	case n == "PORT" || n == "ROOT_URL" || strings.HasPrefix(n, "SHOAL_"):
+		return fmt.Errorf("%w: %s is reserved", ErrInvalidEnv, n)
+	}
+	return nil
+}
+
+// releaseEnv is the environment of a release made from cfg now:
+// shoal.yaml's env with the stored overrides merged over it.
+func (c *Controller) releaseEnv(cfg *config.App) (config.Env, error) {
+	lookup := c.o.LookupEnv
+	if lookup == nil {
+		lookup = os.LookupEnv
+	}
+	env, err := cfg.Env(lookup)
+	if err != nil {
+		return nil, err
+	}
+	over, err := c.o.Store.EnvOverrides(cfg.Name)
+	if err != nil {
+		return nil, err
+	}
+	return mergeEnv(env, envFromStore(over)), nil
+}
+
+// buildArtifact builds cfg's artifact once (reusing it when the source is
+// unchanged), writing the build's output, redacted, to log.
+func (c *Controller) buildArtifact(ctx context.Context, cfg *config.App, env config.Env, log io.Writer) (release.Artifact, bool, error) {
+	rw := &redactWriter{w: log, env: env}
+	defer rw.Flush()
+	spec := release.BuildSpec{Dir: cfg.Dir, Exclude: buildExclude(cfg), Log: rw}
+	if cfg.Build != nil {
+		spec.Command = cfg.Build.Command
+		out, err := filepath.Rel(cfg.Dir, cfg.OutputDir())
+		if err != nil {
+			return release.Artifact{}, false, fmt.Errorf("build output: %w", err)
+		}
+		spec.Output = out
+		for k, v := range cfg.Build.Env {
+			spec.Env = append(spec.Env, k+"="+v)
+		}
+		sort.Strings(spec.Env)
+	}
+	start := c.now()
+	art, built, err := c.o.Artifacts.BuildOnce(ctx, spec)
+	if err != nil {
+		return art, false, fmt.Errorf("build: %s", env.Redact(err.Error()))
+	}
+	if built {
+		c.events.add(Event{Type: "build", Reason: fmt.Sprintf("built artifact %s in %s", short(art.Digest), c.now().Sub(start).Round(1e6))})
+	}
+	return art, built, nil
+}
+
+// runHooks runs the deploy hooks of one kind in order, in the app folder,
+// with shoal's environment plus the release's (SHOAL_APP and
+// SHOAL_HOOK added), output redacted and written to log. It stops at the
+// first failure.
+func (c *Controller) runHooks(ctx context.Context, kind string, cfg *config.App, env config.Env, cmds []string, log io.Writer) error {
+	if len(cmds) == 0 {
+		return nil
+	}
+	base := os.Environ()
+	base = append(base, env.Environ()...)
+	base = append(base, "SHOAL_APP="+cfg.Name, "SHOAL_HOOK="+kind)
+	for i, cmd := range cmds {
+		name := kind
+		if len(cmds) > 1 {
+			name += "[" + strconv.Itoa(i) + "]"
+		}
+		fmt.Fprintf(log, "running %s hook: %s\n", name, env.Redact(cmd))
+		c.events.add(Event{Type: "hook", Reason: env.Redact(fmt.Sprintf("%s hook started: %s", name, cmd))})
+		err := hooks.Run(ctx, hooks.Hook{Name: name, Command: cmd, Dir: cfg.Dir, Env: base,
+			Timeout: cfg.HookTimeout(), Redact: env.Redact}, log)
+		if err != nil {
+			return fmt.Errorf("%s hook: %w", name, err)
+		}
+		c.events.add(Event{Type: "hook", Reason: fmt.Sprintf("%s hook succeeded", name)})
+	}
+	return nil
+}
+
+// buildExclude is what the artifact leaves out: the configuration's
+// exclusions plus shoal.yaml itself, which instances never read. Leaving
+// it out is what makes an edit of run.env in shoal.yaml a config-only
+// release (same artifact) instead of a rebuild.
+func buildExclude(cfg *config.App) []string {
+	return append(cfg.Exclude(), cfg.File)
+}

@@ -1,0 +1,262 @@
+package controller
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/shoal-dev/shoal/internal/config"
+	"github.com/shoal-dev/shoal/internal/reconcile"
+	"github.com/shoal-dev/shoal/internal/rollout"
+	"github.com/shoal-dev/shoal/internal/store"
+)
+
+// rolloutTick is how often a running rollout is stepped without a change
+// of any instance, so that its batch deadlines are checked.
+const rolloutTick = 250 * time.Millisecond
+
+// startRollout makes d the active rollout from from to to and wakes the
+// loop, which steps it from then on instead of reconciling (scaling is
+// held: the rollout's desired count is fixed at its start). The deploy
+// lock identified by holder passes to the rollout; finishRollout frees it.
+func (c *Controller) startRollout(holder string, from, to store.Release, env config.Env, policy rollout.Policy) (*activeDeploy, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	r, err := rollout.New(c.now(), rollout.Spec{Group: c.cfg.Name, From: from.Version, To: to.Version,
+		Desired: c.group.Desired, Policy: policy})
+	if err != nil {
+		return nil, fmt.Errorf("deploy: %w", err)
+	}
+	d := &activeDeploy{holder: holder, r: r, env: env, done: make(chan struct{}), launched: map[string]*instance{},
+		rels: map[int]store.Release{from.Version: from, to.Version: to}}
+	c.dep.active = d
+	// Redact the new release's secrets too while both run.
+	c.env = mergeEnv(c.env, secretsOf(env))
+	c.log.Info("rollout started", "release", to.Version, "from", from.Version, "desired", c.group.Desired)
+	c.poke()
+	return d, nil
+}
+
+// runConfigLocked returns the command and environment instances of
+// release v run: the rollout's releases while one runs, else the
+// current release.
+func (c *Controller) runConfigLocked(v int) (string, []string) {
+	if d := c.dep.active; d != nil {
+		if r, ok := d.rels[v]; ok {
+			return r.Command, envFromStore(r.Env).Environ()
+		}
+	}
+	return c.current.Command, c.env.Environ()
+}
+
+// stepRollout steps the active rollout, if any, in place of the
+// reconciler, and carries out its launches and drains. ok is false when
+// no rollout is active.
+func (c *Controller) stepRollout(ctx context.Context, workers *sync.WaitGroup) (retryAt time.Time, ok bool) {
+	c.mu.Lock()
+	d := c.dep.active
+	if d == nil {
+		c.mu.Unlock()
+		return time.Time{}, false
+	}
+	now := c.now()
+	var launches, retires []*instance
+	var step rollout.Step
+	// Step again after launching, so that the rollout sees every instance
+	// it launched at least once while it lives, even one that crashes at
+	// once (it counts crashes only of instances it has seen).
+	for range 4 {
+		step = d.r.Step(now, c.observeRolloutLocked(d))
+		for _, e := range step.Events {
+			c.events.add(Event{Type: "deploy", Release: step.Release, Reason: c.env.Redact(e)})
+			c.log.Info("rollout", "release", step.Release, "reason", c.env.Redact(e))
+		}
+		digest := d.rels[step.Release].Digest
+		for range step.Launch {
+			in := c.newInstanceLocked(ctx, reconcile.Action{Kind: reconcile.Launch, Release: step.Release,
+				Reason: fmt.Sprintf("rollout to v%d", step.Release)})
+			in.digest = digest
+			d.launched[in.id] = in
+			launches = append(launches, in)
+		}
+		for _, id := range step.Drain {
+			in := c.instances[id]
+			if in == nil || in.state == reconcile.Draining {
+				continue
+			}
+			c.setStateLocked(in, reconcile.Draining, fmt.Sprintf("rollout to v%d: %s", step.Release, step.Reason))
+			in.cancel() // ends the monitor, or makes a launch stop what it started
+			if in.inPool {
+				retires = append(retires, in)
+			}
+		}
+		if step.Launch == 0 || step.Phase.Terminal() {
+			break
+		}
+	}
+	c.mu.Unlock()
+
+	for _, in := range launches {
+		workers.Add(1)
+		go func() {
+			defer workers.Done()
+			c.launch(ctx, in)
+		}()
+	}
+	for _, in := range retires {
+		workers.Add(1)
+		go func() {
+			defer workers.Done()
+			c.retire(in, fmt.Sprintf("replaced by v%d", step.Release))
+		}()
+	}
+	if step.Phase.Terminal() {
+		c.finishRollout(d, step.Phase)
+		c.poke() // the reconciler takes over
+		return time.Time{}, true
+	}
+	return now.Add(rolloutTick), true
+}
+
+// observeRolloutLocked lists the group's instances for the rollout. An
+// instance the rollout launched that has ended since the last step is
+// reported once more, in its end state and with its end reason (an exit
+// status, a failed health check), so the rollout counts it with its cause.
+func (c *Controller) observeRolloutLocked(d *activeDeploy) []rollout.Instance {
+	obs := make([]rollout.Instance, 0, len(c.instances))
+	add := func(in *instance) {
+		st, err := rollout.ParseState(in.state.String())
+		if err != nil {
+			return
+		}
+		reason := in.reason
+		if in.state == reconcile.Starting && in.health != "" {
+			reason = "last check: " + in.health
+		}
+		obs = append(obs, rollout.Instance{ID: in.id, Release: in.release, State: st, Since: in.since, Reason: reason})
+	}
+	for _, in := range c.instances {
+		add(in)
+	}
+	for id, in := range d.launched {
+		if c.instances[id] != in {
+			add(in)
+			delete(d.launched, id)
+		}
+	}
+	return obs
+}
+
+// finishRollout records the outcome of d (release statuses, the group's
+// release), hands the group back to the reconciler and frees the deploy
+// lock. It runs on the loop's goroutine.
+func (c *Controller) finishRollout(d *activeDeploy, phase rollout.Phase) {
+	app := c.cfg.Name
+	c.mu.Lock()
+	spec := d.r.Spec()
+	final := d.r.Progress(c.now())
+	c.mu.Unlock()
+	from, to := d.rels[spec.From], d.rels[spec.To]
+
+	var err error
+	switch phase {
+	case rollout.PhaseDone:
+		prev := store.ReleaseSuperseded
+		if to.Version < from.Version {
+			prev = store.ReleaseRolledBack // shoal rollback
+		}
+		err = c.o.Store.Activate(app, to.Version, prev)
+	case rollout.PhaseAborted:
+		err = c.o.Store.SetReleaseStatus(app, to.Version, store.ReleaseRolledBack)
+	default: // rolled back after a failure, or the rollback failed too
+		if to.Status != store.ReleaseSuperseded && to.Status != store.ReleaseRolledBack {
+			err = c.o.Store.SetReleaseStatus(app, to.Version, store.ReleaseFailed)
+		}
+	}
+	if err != nil {
+		c.log.Error("record rollout outcome", "release", to.Version, "error", err)
+	}
+
+	c.mu.Lock()
+	if phase == rollout.PhaseDone {
+		to.Status = store.ReleaseActive
+		c.current = to
+		c.group.Release = to.Version
+		c.env = envFromStore(to.Env)
+	} else {
+		c.env = envFromStore(from.Env)
+	}
+	c.dep.active = nil
+	d.final = final
+	c.events.add(Event{Type: "deploy", Release: to.Version, Reason: c.env.Redact(fmt.Sprintf("rollout v%d -> v%d ended %s after %s: %s",
+		from.Version, to.Version, phase, final.Elapsed.Round(time.Millisecond), final.Reason))})
+	c.mu.Unlock()
+	c.log.Info("rollout ended", "release", to.Version, "phase", phase.String(), "reason", final.Reason)
+	c.dep.lock.Release(app, d.holder)
+	close(d.done)
+}
+
+// envFromStore converts a stored environment.
+func envFromStore(vs []store.EnvVar) config.Env {
+	out := make(config.Env, len(vs))
+	for i, v := range vs {
+		out[i] = config.EnvVar{Name: v.Name, Value: v.Value, Secret: v.Secret}
+	}
+	return out
+}
+
+// secretsOf returns the secret variables of env.
+func secretsOf(env config.Env) config.Env {
+	var out config.Env
+	for _, v := range env {
+		if v.Secret {
+			out = append(out, v)
+		}
+	}
+	return out
+}
+
+// mergeEnv returns base with the variables of over set (added or
+// replaced), sorted by name.
+func mergeEnv(base, over config.Env) config.Env {
+	out := slices.Clone(base)
+	for _, v := range over {
+		i := slices.IndexFunc(out, func(e config.EnvVar) bool { return e.Name == v.Name })
+		if i >= 0 {
+			out[i] = v
+		} else {
+			out = append(out, v)
+		}
+	}
+	slices.SortFunc(out, func(a, b config.EnvVar) int {
+		switch {
+		case a.Name < b.Name:
+			return -1
+		case a.Name > b.Name:
+			return 1
+		}
+		return 0
+	})
+	return out
+}
+
+// stopRollout ends the active rollout, if any, when the controller stops:
+// its waiters learn that it did not finish and the lock is freed. The
+// instances are then drained and stopped with the rest.
+func (c *Controller) stopRollout() {
+	c.mu.Lock()
+	d := c.dep.active
+	if d == nil {
+		c.mu.Unlock()
+		return
+	}
+	c.dep.active = nil
+	d.final = d.r.Progress(c.now())
+	d.final.Reason = "shoal stopped during the rollout: " + d.final.Reason
+	c.events.add(Event{Type: "deploy", Release: d.r.Spec().To, Reason: d.final.Reason})
+	c.mu.Unlock()
+	c.dep.lock.Release(c.cfg.Name, d.holder)
+	close(d.done)
+}

@@ -1,0 +1,96 @@
+package uisource
+
+import (
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/shoal-dev/shoal/internal/lb"
+	"github.com/shoal-dev/shoal/internal/timeseries"
+)
+
+// maxRouteLen bounds the route names taken from request paths.
+const maxRouteLen = 48
+
+// Observer is the balancer's per-request hook for the dashboard: it counts
+// every finished request of a pool in Series (per group, and per route)
+// and offers it to Slow with its time split into queue, time to first
+// byte and transfer. It copies what it keeps, so the balancer may reuse
+// its record after the call. Safe for concurrent use; it never blocks on
+// I/O.
+//
+// The dashboard's "route" is the request path's first segment ("/",
+// "/api/", "/healthz"), not the balancer route: `shoal up` has a single
+// route "/", and a slow page is found by its path. The timeseries Store
+// bounds the number of route series and counts the rest under
+// timeseries.OtherRoute.
+type Observer struct {
+	Series *timeseries.Store
+	Slow   *timeseries.Slow
+}
+
+var _ lb.RequestObserver = (*Observer)(nil)
+
+// ObserveRequest implements lb.RequestObserver.
+func (o *Observer) ObserveRequest(rec *lb.RequestRecord) {
+	o.observe(&request{
+		Start: rec.Start, RequestID: rec.RequestID, Method: rec.Method, Host: rec.Host, Path: rec.Path,
+		Pool: rec.Pool, Target: rec.Target, Status: rec.Status,
+		Total: rec.Total, Queue: rec.Queue, TTFB: rec.TTFB, Transfer: rec.Transfer,
+	})
+}
+
+// request is what the Observer needs of one finished request.
+type request struct {
+	Start     time.Time
+	RequestID string
+	Method    string
+	Host      string
+	Path      string
+	Pool      string
+	Target    string
+	Status    int
+	Total     time.Duration
+	Queue     time.Duration
+	TTFB      time.Duration
+	Transfer  time.Duration
+}
+
+// observe records r. Requests that no pool served (no route, maintenance)
+// belong to no group and are not recorded; nor are WebSocket tunnels,
+// whose Total is the life of a connection, not the latency of a request.
+func (o *Observer) observe(r *request) {
+	if r.Pool == "" || r.Status == http.StatusSwitchingProtocols {
+		return
+	}
+	route := routeOf(r.Path)
+	o.Series.Record(r.Start.Add(r.Total), r.Pool, route, r.Status, r.Total)
+	o.Slow.Offer(timeseries.SlowRequest{
+		Time: r.Start, RequestID: r.RequestID, Method: r.Method, Host: r.Host, Path: r.Path,
+		Route: route, Group: r.Pool, Target: r.Target, Status: r.Status,
+		Total: r.Total, Queue: r.Queue, TTFB: r.TTFB, Transfer: r.Transfer,
+	})
+}
+
+// routeOf returns the first segment of path, with its trailing slash when
+// more follows: "/" for "/" or "", "/api/" for "/api/users/1", "/healthz"
+// for "/healthz". It returns a substring of path (no allocation).
+func routeOf(path string) string {
+	if path == "" || path[0] != '/' {
+		return "/"
+	}
+	end := len(path)
+	if i := strings.IndexByte(path[1:], '/'); i >= 0 {
+		end = i + 2
+	}
+	if i := strings.IndexAny(path[:end], "?#"); i >= 0 {
+		end = i
+	}
+	if end > maxRouteLen {
+		end = maxRouteLen
+	}
+	if end <= 1 || path[1] == '/' {
+		return "/" // "/" or an empty first segment ("//x")
+	}
+	return path[:end]
+}
