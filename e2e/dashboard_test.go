@@ -97,6 +97,38 @@ func TestDashboardInBrowser(t *testing.T) {
 		traffic.Wait()
 	}()
 
+	// The balancer's requests reach the dashboard's charts: the last
+	// minute at once, and for screenshots the last hour too (its steps
+	// are 20 s, and a chart shows finished steps only).
+	ui := loginDashboard(t, up.adminURL, strings.TrimSpace(string(token)))
+	charts := []string{"rps.svg?app=meteor-like&window=1m", "latency.svg?app=meteor-like&window=1m"}
+	if os.Getenv("SHOAL_SCREENSHOTS") == "1" {
+		charts = append(charts, "rps.svg?app=meteor-like", "latency.svg?app=meteor-like")
+	}
+	for _, c := range charts {
+		err := testenv.WaitFor(testenv.Context(t, 90*time.Second), func() error {
+			resp, err := ui.Get(up.adminURL + "/ui/chart/" + c)
+			if err != nil {
+				return err
+			}
+			defer resp.Body.Close()
+			b, err := io.ReadAll(resp.Body)
+			if err != nil {
+				return err
+			}
+			if resp.StatusCode != http.StatusOK || !strings.Contains(string(b), "<svg") {
+				return fmt.Errorf("chart %s: %s", c, resp.Status)
+			}
+			if strings.Contains(string(b), "No requests in this window") {
+				return fmt.Errorf("chart %s shows no requests", c)
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+
 	ctx := testenv.Context(t, 5*time.Minute)
 	cmd := exec.CommandContext(ctx, node, "run.mjs", up.adminURL)
 	cmd.Dir = browserDir
@@ -176,12 +208,14 @@ func shellQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''
 // while instances are killed and replaced; this traffic feeds the charts,
 // it asserts nothing. Each worker is bounded in count.
 func startTraffic(lbURL string, stop <-chan struct{}) *sync.WaitGroup {
-	// A cookie jar keeps the sticky cookie: a poll session lives in one
-	// instance's memory.
+	// Page loads come from new visitors (no cookie) and spread over the
+	// instances; a poll session lives in one instance's memory, so its
+	// client keeps the sticky cookie.
+	pages := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{Proxy: nil}}
 	jar, _ := cookiejar.New(nil)
-	hc := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{Proxy: nil}, Jar: jar}
+	polls := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{Proxy: nil}, Jar: jar}
 	var wg sync.WaitGroup
-	do := func(method, path string, body string) string {
+	do := func(hc *http.Client, method, path string, body string) string {
 		req, err := http.NewRequest(method, lbURL+path, strings.NewReader(body))
 		if err != nil {
 			return ""
@@ -206,20 +240,44 @@ func startTraffic(lbURL string, stop <-chan struct{}) *sync.WaitGroup {
 	}
 	wg.Go(func() {
 		for i := 0; i < 50000 && pace(); i++ {
-			do("GET", "/", "")
+			do(pages, "GET", "/", "")
 			if i%5 == 0 {
-				do("POST", "/api/echo", fmt.Sprintf(`{"n":%d}`, i))
+				do(pages, "POST", "/api/echo", fmt.Sprintf(`{"n":%d}`, i))
 			}
 		}
 	})
 	wg.Go(func() {
 		for i := 0; i < 5000 && pace(); i++ {
 			var sess struct{ ID string }
-			if json.Unmarshal([]byte(do("POST", "/poll/session", "")), &sess) != nil || sess.ID == "" {
+			if json.Unmarshal([]byte(do(polls, "POST", "/poll/session", "")), &sess) != nil || sess.ID == "" {
 				continue
 			}
-			do("GET", "/poll/"+url.PathEscape(sess.ID), "")
+			do(polls, "GET", "/poll/"+url.PathEscape(sess.ID), "")
 		}
 	})
 	return &wg
+}
+
+// loginDashboard logs in to the dashboard with the admin token and
+// returns a client that carries its session cookie.
+func loginDashboard(t *testing.T, adminURL, token string) *http.Client {
+	t.Helper()
+	jar, _ := cookiejar.New(nil)
+	hc := &http.Client{Jar: jar, Timeout: 10 * time.Second, Transport: &http.Transport{Proxy: nil}}
+	req, err := http.NewRequest("POST", adminURL+"/ui/login", strings.NewReader(url.Values{"token": {token}}.Encode()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("Origin", adminURL)
+	resp, err := hc.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	u, _ := url.Parse(adminURL + "/ui/")
+	if resp.StatusCode != http.StatusOK || len(jar.Cookies(u)) == 0 {
+		t.Fatalf("dashboard login: %s, cookies %v", resp.Status, jar.Cookies(u))
+	}
+	return hc
 }

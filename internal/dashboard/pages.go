@@ -300,6 +300,11 @@ func (h *Handler) slowData(window string) slowView {
 	for _, q := range reqs {
 		row := slowRow{SlowRequest: q}
 		row.Other = max(0, q.Total-q.Queue-q.TTFB-q.Transfer)
+		if row.Other*100 < q.Total {
+			// The phases are timed separately from the total: a
+			// remainder under 1% is clock granularity, not a phase.
+			row.Other = 0
+		}
 		if top > 0 {
 			f := func(d time.Duration) float64 { return 100 * float64(d) / float64(top) }
 			row.QueueW, row.TTFBW, row.TransferW, row.OthW = f(q.Queue), f(q.TTFB), f(q.Transfer), f(row.Other)
