@@ -12,8 +12,8 @@
 // The example folder is copied to a temp dir; its shoal.yaml is rewritten
 // for ephemeral ports, min 1, max 4, desired 1, BOOT_DELAY_MS=0, and an
 // autoscale section: rps_per_instance target 20, the default interval
-// (1s), the window of -window (default 10s, the product default),
-// warmup 5s, cooldown_in 5s and stabilization -stab.
+// (1s), -window and -cooldown-out (default 10s each, the product
+// defaults), warmup 5s, cooldown_in 5s and stabilization -stab.
 package main
 
 import (
@@ -37,10 +37,11 @@ func main() {
 	rps := flag.Int("rps", 80, "load step, requests per second (the policy's target is 20 per instance)")
 	window := flag.Duration("window", 10*time.Second, "autoscale.window")
 	stab := flag.Duration("stab", 30*time.Second, "autoscale.stabilization")
+	coolOut := flag.Duration("cooldown-out", 10*time.Second, "autoscale.cooldown_out")
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
-	cfg := benchConfig{rps: *rps, window: *window, stab: *stab}
+	cfg := benchConfig{rps: *rps, window: *window, stab: *stab, coolOut: *coolOut}
 	if err := run(ctx, *shoal, *app, *n, cfg); err != nil {
 		fmt.Fprintln(os.Stderr, "autoscale:", err)
 		os.Exit(1)
@@ -48,16 +49,18 @@ func main() {
 }
 
 type benchConfig struct {
-	rps    int
-	window time.Duration
-	stab   time.Duration
+	rps     int
+	window  time.Duration
+	stab    time.Duration
+	coolOut time.Duration
 }
 
 // cycle is what one load step measured.
 type cycle struct {
 	desired   time.Duration // step -> desired count rises
 	firstNew  time.Duration // step -> first new instance in service
-	allNew    time.Duration // step -> every new instance in service
+	full      time.Duration // step -> desired reaches the count the load needs
+	allNew    time.Duration // step -> that many instances in service
 	boot      time.Duration // the app's own boot, measured before the step
 	inDecided time.Duration // load stop -> first scale-in decision
 	inStopped time.Duration // that decision -> its instance drained and stopped
@@ -74,7 +77,7 @@ func run(ctx context.Context, bin, src string, n int, cfg benchConfig) error {
 	defer u.stop()
 	var cycles []cycle
 	for i := range n {
-		if _, err := waitCount(ctx, u.c, 1); err != nil {
+		if _, err := waitWarm(ctx, u.c, 5*time.Second+cfg.window+time.Second); err != nil {
 			return err
 		}
 		boots, err := appBoot(ctx, u.dir, 1)
@@ -87,8 +90,8 @@ func run(ctx context.Context, bin, src string, n int, cfg benchConfig) error {
 		}
 		cy.boot = boots[0]
 		cycles = append(cycles, cy)
-		fmt.Fprintf(os.Stderr, "cycle %d: 1 -> %d, desired after %s, all new serving after %s (boot %s); scale-in decided %s after stop, drained+stopped in %s; %d/%d failed\n",
-			i+1, cy.to, cy.desired.Round(time.Millisecond), cy.allNew.Round(time.Millisecond), cy.boot.Round(time.Millisecond),
+		fmt.Fprintf(os.Stderr, "cycle %d: 1 -> %d, desired rose after %s, full after %s, all serving after %s (boot %s); scale-in decided %s after stop, drained+stopped in %s; %d/%d failed\n",
+			i+1, cy.to, cy.desired.Round(time.Millisecond), cy.full.Round(time.Millisecond), cy.allNew.Round(time.Millisecond), cy.boot.Round(time.Millisecond),
 			cy.inDecided.Round(time.Millisecond), cy.inStopped.Round(time.Millisecond), cy.failed, cy.requests)
 	}
 	col := func(f func(cycle) time.Duration) []time.Duration {
@@ -103,13 +106,15 @@ func run(ctx context.Context, bin, src string, n int, cfg benchConfig) error {
 		failed += c.failed
 		total += c.requests
 	}
-	fmt.Printf("load steps: %d (1 -> up to 4 instances, %d req/s step, target 20 req/s per instance, window %s, stabilization %s, interval 1s, BOOT_DELAY_MS=0)\n",
-		n, cfg.rps, cfg.window, cfg.stab)
+	fmt.Printf("load steps: %d (1 -> up to 4 instances, %d req/s step, target 20 req/s per instance, window %s, cooldown_out %s, stabilization %s, interval 1s, BOOT_DELAY_MS=0)\n",
+		n, cfg.rps, cfg.window, cfg.coolOut, cfg.stab)
 	report("load step -> desired rises", col(func(c cycle) time.Duration { return c.desired }))
 	report("app boot alone (no shoal, 1ms polling)", col(func(c cycle) time.Duration { return c.boot }))
 	report("load step -> first new instance serving", col(func(c cycle) time.Duration { return c.firstNew }))
-	report("load step -> all new instances serving", col(func(c cycle) time.Duration { return c.allNew }))
-	report("desired rises -> all serving, minus boot", col(func(c cycle) time.Duration { return c.allNew - c.desired - c.boot }))
+	report("first new serving, minus boot", col(func(c cycle) time.Duration { return c.firstNew - c.boot }))
+	report("desired rises -> first new serving, minus boot", col(func(c cycle) time.Duration { return c.firstNew - c.desired - c.boot }))
+	report(fmt.Sprintf("load step -> desired = %d", wantCount(cfg.rps)), col(func(c cycle) time.Duration { return c.full }))
+	report(fmt.Sprintf("load step -> %d instances serving", wantCount(cfg.rps)), col(func(c cycle) time.Duration { return c.allNew }))
 	report(fmt.Sprintf("load stop -> scale-in decided (stab. %s)", cfg.stab), col(func(c cycle) time.Duration { return c.inDecided }))
 	report("  same, minus the stabilization window", col(func(c cycle) time.Duration { return c.inDecided - cfg.stab }))
 	report("scale-in decided -> drained and stopped", col(func(c cycle) time.Duration { return c.inStopped }))
@@ -141,39 +146,36 @@ func oneCycle(ctx context.Context, u *upProcess, cfg benchConfig) (cycle, error)
 	}
 	defer endLoad()
 
-	// Scale-out: the first increase, then every instance it launched in service.
-	var decided time.Time
-	newOnes := map[string]bool{}
-	served := 0
+	// Scale-out: the first increase, then until the count the load needs
+	// (rps / 20, at most max 4) serves.
+	want := wantCount(cfg.rps)
 	errDone := errors.New("done")
 	fctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	err = u.c.FollowEvents(fctx, seq, func(e client.Event) error {
 		seq = e.Seq
-		if m := desiredChange.FindStringSubmatch(e.Reason); e.Type == "autoscale" && m != nil && decided.IsZero() {
+		if m := desiredChange.FindStringSubmatch(e.Reason); e.Type == "autoscale" && m != nil {
 			from, _ := strconv.Atoi(m[1])
 			to, _ := strconv.Atoi(m[2])
-			if to > from {
-				decided, cy.to = e.Time, to
+			if to > from && cy.desired == 0 {
 				cy.desired = e.Time.Sub(step)
 			}
+			if to >= want && cy.full == 0 {
+				cy.full, cy.to = e.Time.Sub(step), to
+			}
 		}
-		if decided.IsZero() || e.Type != "state" {
+		if cy.desired == 0 || e.Type != "state" || e.State != "in_service" || e.From != "starting" {
 			return nil
 		}
-		switch e.State {
-		case "pending":
-			newOnes[e.Instance] = true
-		case "in_service":
-			if newOnes[e.Instance] {
-				served++
-				if served == 1 {
-					cy.firstNew = e.Time.Sub(step)
-				}
-				if served == cy.to-1 {
-					cy.allNew = e.Time.Sub(step)
-					return errDone
-				}
-			}
+		if cy.firstNew == 0 {
+			cy.firstNew = e.Time.Sub(step)
+		}
+		if cy.full == 0 {
+			return nil
+		}
+		st, err := u.c.Status(fctx)
+		if err == nil && st.InService >= want {
+			cy.allNew = e.Time.Sub(step)
+			return errDone
 		}
 		return nil
 	})
@@ -194,6 +196,7 @@ func oneCycle(ctx context.Context, u *upProcess, cfg benchConfig) (cycle, error)
 
 	var inAt time.Time
 	victim := ""
+	errDone = errors.New("done")
 	fctx, cancel = context.WithTimeout(ctx, cfg.stab+2*time.Minute)
 	err = u.c.FollowEvents(fctx, seq, func(e client.Event) error {
 		if m := desiredChange.FindStringSubmatch(e.Reason); e.Type == "autoscale" && m != nil && inAt.IsZero() {
@@ -220,5 +223,10 @@ func oneCycle(ctx context.Context, u *upProcess, cfg benchConfig) (cycle, error)
 	if !errors.Is(err, errDone) {
 		return cy, fmt.Errorf("waiting for the scale-in: %v", err)
 	}
-	return cy, nil
+	_, err = waitCount(ctx, u.c, 1)
+	return cy, err
 }
+
+// wantCount is the instance count a load of rps needs at 20 per instance,
+// within max 4.
+func wantCount(rps int) int { return min(4, (rps+19)/20) }

@@ -158,6 +158,7 @@ func prepare(src, dir string, cfg benchConfig) error {
 	sec("run")["env"] = env
 	doc["autoscale"] = map[string]any{
 		"window":        cfg.window.String(),
+		"cooldown_out":  cfg.coolOut.String(),
 		"warmup":        "5s",
 		"cooldown_in":   "5s",
 		"stabilization": cfg.stab.String(),
@@ -239,6 +240,27 @@ func waitCount(ctx context.Context, c *client.Client, n int) (client.Status, err
 		select {
 		case <-ctx.Done():
 			return st, fmt.Errorf("waiting for %d in service: %w", n, ctx.Err())
+		case <-t.C:
+		}
+	}
+}
+
+// waitWarm waits until one instance serves and has served for at least d,
+// so that its metrics fill the window.
+func waitWarm(ctx context.Context, c *client.Client, d time.Duration) (client.Status, error) {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
+	defer cancel()
+	t := time.NewTicker(100 * time.Millisecond)
+	defer t.Stop()
+	for {
+		st, err := c.Status(ctx)
+		if err == nil && st.Desired == 1 && st.InService == 1 && len(st.Instances) == 1 &&
+			time.Since(st.Instances[0].Since) >= d {
+			return st, nil
+		}
+		select {
+		case <-ctx.Done():
+			return st, fmt.Errorf("waiting for 1 warm instance: %w", ctx.Err())
 		case <-t.C:
 		}
 	}

@@ -5,6 +5,7 @@
 //	go run ./bench/lbprof -addr 127.0.0.1:18090 -targets 127.0.0.1:3001,127.0.0.1:3002 -cpuprofile cpu.out -d 15s
 //
 // Drive it with wrk while it runs; it stops after -d or on SIGINT.
+// -memprofile writes the allocation profile when it stops.
 package main
 
 import (
@@ -26,14 +27,15 @@ func main() {
 	addr := flag.String("addr", "127.0.0.1:18090", "listen address")
 	targets := flag.String("targets", "", "comma-separated target addresses")
 	cpu := flag.String("cpuprofile", "", "write a CPU profile here")
+	mem := flag.String("memprofile", "", "write an allocation profile here at the end")
 	dur := flag.Duration("d", 15*time.Second, "how long to serve")
 	flag.Parse()
-	if err := run(*addr, *targets, *cpu, *dur); err != nil {
+	if err := run(*addr, *targets, *cpu, *mem, *dur); err != nil {
 		log.Fatal(err)
 	}
 }
 
-func run(addr, targets, cpu string, dur time.Duration) error {
+func run(addr, targets, cpu, mem string, dur time.Duration) error {
 	pc := lb.PoolConfig{Name: "be", Algorithm: pool.RoundRobin}
 	for _, t := range strings.Split(targets, ",") {
 		if t != "" {
@@ -67,5 +69,20 @@ func run(addr, targets, cpu string, dur time.Duration) error {
 	defer stop()
 	ctx, cancel := context.WithTimeout(ctx, dur)
 	defer cancel()
-	return b.Run(ctx)
+	if err := b.Run(ctx); err != nil {
+		return err
+	}
+	if mem != "" {
+		f, err := os.Create(mem)
+		if err != nil {
+			return fmt.Errorf("create profile: %w", err)
+		}
+		defer f.Close()
+		// allocs: every allocation since the start, with its call stack;
+		// read it with go tool pprof -sample_index=alloc_objects -top.
+		if err := pprof.Lookup("allocs").WriteTo(f, 0); err != nil {
+			return fmt.Errorf("write profile: %w", err)
+		}
+	}
+	return nil
 }

@@ -151,7 +151,7 @@ func (c *Controller) autoscaleTick(ctx context.Context, last, now time.Time) {
 	c.as.mu.Unlock()
 
 	if d.Desired != current {
-		err := c.setDesired(ctx, current, d.Desired, func(*store.Group) {})
+		err := c.setDesired(ctx, current, d.Desired, func(*store.Group) {}, Event{Type: "autoscale", Reason: d.Reason})
 		if err != nil {
 			if !errors.Is(err, errDesiredMoved) {
 				c.log.Warn("autoscale", "error", err)
@@ -163,7 +163,6 @@ func (c *Controller) autoscaleTick(ctx context.Context, last, now time.Time) {
 		c.as.change = &dc
 		c.as.state, c.as.heldDir = d.State, ""
 		c.as.mu.Unlock()
-		c.events.add(Event{Type: "autoscale", Reason: d.Reason})
 		c.log.Info("autoscale", "from", current, "to", d.Desired, "reason", d.Reason)
 		return
 	}
@@ -214,21 +213,22 @@ func (c *Controller) runSchedules(last, now time.Time) {
 			c.log.Warn("autoscale schedule", "error", err)
 			continue
 		}
-		err = c.setDesired(context.Background(), current, n, func(g *store.Group) { g.Min, g.Max = lo, hi })
+		reason := fmt.Sprintf("schedule %q: min %d, max %d; desired %d -> %d", a.Name, lo, hi, current, n)
+		err = c.setDesired(context.Background(), current, n, func(g *store.Group) { g.Min, g.Max = lo, hi },
+			Event{Type: "autoscale", Reason: reason})
 		if err != nil {
 			c.log.Warn("autoscale schedule", "schedule", a.Name, "error", err)
 			continue
 		}
-		reason := fmt.Sprintf("schedule %q: min %d, max %d; desired %d -> %d", a.Name, lo, hi, current, n)
-		c.events.add(Event{Type: "autoscale", Reason: reason})
 		c.log.Info("autoscale schedule", "schedule", a.Name, "min", lo, "max", hi, "from", current, "to", n)
 	}
 }
 
 // setDesired stores the desired count n (and what edit changes) if the
-// desired count is still from, then applies it. It returns errDesiredMoved
-// when it changed meanwhile.
-func (c *Controller) setDesired(_ context.Context, from, n int, edit func(*store.Group)) error {
+// desired count is still from, then records ev and applies the change, so
+// that ev comes before the launches and drains it causes. It returns
+// errDesiredMoved when the count changed meanwhile.
+func (c *Controller) setDesired(_ context.Context, from, n int, edit func(*store.Group), ev Event) error {
 	g, err := c.o.Store.UpdateGroup(c.cfg.Name, func(g *store.Group) error {
 		if g.Desired != from {
 			return errDesiredMoved
@@ -247,6 +247,7 @@ func (c *Controller) setDesired(_ context.Context, from, n int, edit func(*store
 	}
 	c.group.Min, c.group.Max, c.group.Desired = g.Min, g.Max, g.Desired
 	c.noteDesiredLocked(from, n)
+	c.events.add(ev)
 	c.mu.Unlock()
 	c.poke()
 	return nil

@@ -162,7 +162,7 @@ func (c *Controller) Run(ctx context.Context) error {
 		c.events.close()
 		<-evDone
 	}()
-	if err := c.prepare(ctx); err != nil {
+	if err := c.prepareOrResume(ctx); err != nil { // deploy_persist.go
 		c.events.add(Event{Type: "shoal", Reason: "cannot start: " + c.env.Redact(err.Error())})
 		return err
 	}

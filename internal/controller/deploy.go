@@ -72,15 +72,20 @@ func (e *DeployError) Error() string {
 // activeDeploy is the rollout in progress; guarded by Controller.mu except
 // where noted.
 type activeDeploy struct {
-	holder string
-	r      *rollout.Rollout
-	rels   map[int]store.Release // From and To, with their env
-	env    config.Env            // environment of To, for redaction
-	done   chan struct{}         // closed once finished (statuses stored)
+	holder  string
+	by      string    // who deploys, for the lock after a restart
+	started time.Time // when the deploy began
+	r       *rollout.Rollout
+	rels    map[int]store.Release // From and To, with their env
+	env     config.Env            // environment of To, for redaction
+	done    chan struct{}         // closed once finished (statuses stored)
 	// launched are the instances the rollout launched, until it has seen
 	// them end.
 	launched map[string]*instance
 	final    rollout.Progress // set before done is closed
+	// saved is the snapshot last written to the store (JSON); only the
+	// loop's goroutine uses it. See deploy_persist.go.
+	saved []byte
 }
 
 // deployState is the Controller's deploy bookkeeping.
@@ -190,7 +195,7 @@ func (c *Controller) Deploy(ctx context.Context, req DeployRequest) (int, error)
 	c.events.add(Event{Type: "release", Release: rel.Version, Reason: why})
 	fmt.Fprintln(log, why)
 
-	d, err := c.startRollout(holder, cur, rel, env, cfg.RolloutPolicy())
+	d, err := c.startRollout(holder, req.By, cur, rel, env, cfg.RolloutPolicy())
 	if err != nil {
 		return rel.Version, err
 	}
@@ -231,7 +236,7 @@ func (c *Controller) Rollback(ctx context.Context, version int) error {
 	}
 	c.events.add(Event{Type: "release", Release: target.Version,
 		Reason: fmt.Sprintf("rollback from v%d to v%d (artifact %s, no build)", cur.Version, target.Version, short(target.Digest))})
-	d, err := c.startRollout(holder, cur, target, env, policy)
+	d, err := c.startRollout(holder, "rollback", cur, target, env, policy)
 	if err != nil {
 		c.dep.lock.Release(app, holder)
 		return err

@@ -21,20 +21,30 @@ const rolloutTick = 250 * time.Millisecond
 // loop, which steps it from then on instead of reconciling (scaling is
 // held: the rollout's desired count is fixed at its start). The deploy
 // lock identified by holder passes to the rollout; finishRollout frees it.
-func (c *Controller) startRollout(holder string, from, to store.Release, env config.Env, policy rollout.Policy) (*activeDeploy, error) {
+// The rollout is stored before it starts, so that a crash from then on
+// resumes it (deploy_persist.go).
+func (c *Controller) startRollout(holder, by string, from, to store.Release, env config.Env, policy rollout.Policy) (*activeDeploy, error) {
 	c.mu.Lock()
-	defer c.mu.Unlock()
-	r, err := rollout.New(c.now(), rollout.Spec{Group: c.cfg.Name, From: from.Version, To: to.Version,
-		Desired: c.group.Desired, Policy: policy})
+	now, desired := c.now(), c.group.Desired
+	c.mu.Unlock()
+	r, err := rollout.New(now, rollout.Spec{Group: c.cfg.Name, From: from.Version, To: to.Version,
+		Desired: desired, Policy: policy})
 	if err != nil {
 		return nil, fmt.Errorf("deploy: %w", err)
 	}
-	d := &activeDeploy{holder: holder, r: r, env: env, done: make(chan struct{}), launched: map[string]*instance{},
-		rels: map[int]store.Release{from.Version: from, to.Version: to}}
+	d := &activeDeploy{holder: holder, by: by, started: now, r: r, env: env, done: make(chan struct{}),
+		launched: map[string]*instance{}, rels: map[int]store.Release{from.Version: from, to.Version: to}}
+	// Only the holder of the deploy lock gets here: nothing else stores a
+	// rollout of this group meanwhile.
+	if err := c.saveRollout(d, r.Snapshot()); err != nil {
+		return nil, fmt.Errorf("deploy: %w", err)
+	}
+	c.mu.Lock()
 	c.dep.active = d
 	// Redact the new release's secrets too while both run.
 	c.env = mergeEnv(c.env, secretsOf(env))
-	c.log.Info("rollout started", "release", to.Version, "from", from.Version, "desired", c.group.Desired)
+	c.mu.Unlock()
+	c.log.Info("rollout started", "release", to.Version, "from", from.Version, "desired", desired)
 	c.poke()
 	return d, nil
 }
@@ -96,7 +106,13 @@ func (c *Controller) stepRollout(ctx context.Context, workers *sync.WaitGroup) (
 			break
 		}
 	}
+	snap := d.r.Snapshot()
 	c.mu.Unlock()
+
+	// The decisions are stored before they are carried out.
+	if err := c.saveRollout(d, snap); err != nil {
+		c.log.Error("store rollout", "release", d.r.Spec().To, "error", err)
+	}
 
 	for _, in := range launches {
 		workers.Add(1)
@@ -177,6 +193,10 @@ func (c *Controller) finishRollout(d *activeDeploy, phase rollout.Phase) {
 	}
 	if err != nil {
 		c.log.Error("record rollout outcome", "release", to.Version, "error", err)
+	} else if err := c.o.Store.DeleteRollout(app); err != nil {
+		// Harmless but noisy: the next start finds the ended rollout and
+		// records its outcome again.
+		c.log.Error("delete stored rollout", "release", to.Version, "error", err)
 	}
 
 	c.mu.Lock()
@@ -244,7 +264,9 @@ func mergeEnv(base, over config.Env) config.Env {
 
 // stopRollout ends the active rollout, if any, when the controller stops:
 // its waiters learn that it did not finish and the lock is freed. The
-// instances are then drained and stopped with the rest.
+// instances are then drained and stopped with the rest. The stored
+// rollout is kept: the next start resumes it (deploy_persist.go), as
+// after a crash.
 func (c *Controller) stopRollout() {
 	c.mu.Lock()
 	d := c.dep.active
@@ -254,7 +276,7 @@ func (c *Controller) stopRollout() {
 	}
 	c.dep.active = nil
 	d.final = d.r.Progress(c.now())
-	d.final.Reason = "shoal stopped during the rollout: " + d.final.Reason
+	d.final.Reason = "shoal stopped during the rollout; it resumes when shoal starts again: " + d.final.Reason
 	c.events.add(Event{Type: "deploy", Release: d.r.Spec().To, Reason: d.final.Reason})
 	c.mu.Unlock()
 	c.dep.lock.Release(c.cfg.Name, d.holder)

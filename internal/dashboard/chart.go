@@ -27,6 +27,10 @@ type chart struct {
 	Format func(float64) string // axis and label values
 	// Empty is printed when no line has a value.
 	Empty string
+	// ZeroIsData makes a zero a value (a gauge's sample: an idle
+	// instance uses 0 cores); otherwise zeros alone read as no data (no
+	// requests).
+	ZeroIsData bool
 }
 
 const (
@@ -73,7 +77,7 @@ func (c chart) render(w io.Writer) error {
 	hasData := false
 	for _, l := range c.Lines {
 		for _, v := range l.Values {
-			if !math.IsNaN(v) && v != 0 {
+			if !math.IsNaN(v) && (v != 0 || c.ZeroIsData) {
 				hasData = true
 			}
 		}

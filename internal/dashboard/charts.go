@@ -97,6 +97,7 @@ func buildChart(store *timeseries.Store, cq chartQuery, now time.Time) chart {
 			c.Format = coresFormat(niceMax(top) / 4)
 		}
 		c.Lines = []chartLine{{Values: vals}}
+		c.ZeroIsData = true
 		return c
 	}
 	key := timeseries.Key{Group: cq.App, Route: cq.Route}

@@ -4,6 +4,7 @@ import (
 	"io"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 	"unicode/utf8"
@@ -164,6 +165,9 @@ func observe(o RequestObserver, ex *exchange, end time.Time) {
 			rec.TTFB = ex.headers.Sub(ex.wrote)
 			rec.Transfer = end.Sub(ex.headers)
 		}
+	}
+	if ex.idBorrowed {
+		rec.RequestID = strings.Clone(ex.id)
 	}
 	if ex.err != nil {
 		rec.Err = ex.err.Error()

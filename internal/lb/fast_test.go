@@ -79,3 +79,27 @@ func TestFastPathDisabled(t *testing.T) {
 		t.Fatal("fast path on although disabled")
 	}
 }
+
+// TestFastPathBigResponseHead: a response head larger than the upstream
+// read buffer (16 KiB) is relayed whole, like on the net/http path, and
+// the connection is reused afterwards.
+func TestFastPathBigResponseHead(t *testing.T) {
+	big := strings.Repeat("b", 40<<10)
+	be := newBackend(t, func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/big" {
+			w.Header().Set("X-Big", big)
+		}
+		io.WriteString(w, "ok")
+	})
+	lb := start(t, baseConfig(be.addr))
+	c := client(t)
+	for _, p := range []string{"/big", "/small", "/big"} {
+		resp, body := get(t, c, lb.url+p)
+		if resp.StatusCode != 200 || body != "ok" || (p == "/big") != (resp.Header.Get("X-Big") == big) {
+			t.Fatalf("%s: %d %q, X-Big of %d bytes", p, resp.StatusCode, body, len(resp.Header.Get("X-Big")))
+		}
+	}
+	if n := lb.listeners["web"].fast.requests.Load(); n != 3 {
+		t.Errorf("fast path served %d requests, want 3", n)
+	}
+}

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/netip"
 	"strconv"
+	"sync/atomic"
 	"time"
 	"unsafe"
 
@@ -18,6 +19,8 @@ import (
 type fastConn struct {
 	s      *fastServer
 	c      net.Conn
+	raw    net.Conn    // c as accepted; the server closes it on shutdown
+	idle   atomic.Bool // waiting for a request (see fastServer.setIdle)
 	client netip.Addr
 	buf    []byte // client bytes; unread are buf[r:w]
 	r, w   int
@@ -26,6 +29,14 @@ type fastConn struct {
 	rh     respHead
 	ex     exchange
 	isHead bool // the current request is HEAD (set before its buffer is consumed)
+
+	// Per-connection caches, so a request allocates nothing: the client
+	// address as text, the Forwarded element for the last Host seen, and
+	// the generated request id.
+	ip      string
+	fwdHost []byte
+	fwd     string
+	idBuf   [idLen]byte
 }
 
 func (fc *fastConn) serve() {
@@ -37,6 +48,7 @@ func (fc *fastConn) serve() {
 		}
 	}()
 	fc.client = clientAddr(fc.c)
+	fc.ip = fc.client.String()
 	fc.buf = make([]byte, 16<<10)
 	fc.out = make([]byte, 0, 4<<10)
 	lim := fc.s.lim
@@ -154,8 +166,13 @@ func (b *Balancer) fastRequest(fc *fastConn) bool {
 	*ex = exchange{start: time.Now(), listener: fc.s.name, route: rt, closeAfter: h.close}
 	if h.nReqID == 1 && validRequestID(bstr(head, h.reqID)) {
 		ex.id = string(head[h.reqID.s:h.reqID.e])
-	} else {
+	} else if b.wantsInfo() {
 		ex.id = b.ids.next()
+	} else {
+		// Nothing keeps ex.id beyond this request without an access log
+		// or an observer: view the connection's buffer.
+		n := b.ids.appendNext(fc.idBuf[:0])
+		ex.id, ex.idBorrowed = unsafe.String(&fc.idBuf[0], len(n)), true
 	}
 	if b.wantsInfo() {
 		ex.method, ex.host, ex.path = string(head[h.method.s:h.method.e]), string(head[h.host.s:h.host.e]), string(head[h.path.s:h.path.e])
@@ -191,8 +208,12 @@ func (fc *fastConn) writeOutHead(ex *exchange) {
 	for _, f := range h.fields[:h.nfields] {
 		o = append(o, head[f.s:f.e]...)
 	}
-	ip := fc.client.String()
+	ip := fc.ip
 	host := head[h.host.s:h.host.e]
+	if fc.fwd == "" || string(host) != string(fc.fwdHost) {
+		fc.fwdHost = append(fc.fwdHost[:0], host...)
+		fc.fwd = forwardedElement(fc.client, string(host), "http")
+	}
 	o = append(o, "X-Forwarded-For: "...)
 	o = append(o, ip...)
 	o = append(o, "\r\nX-Real-Ip: "...)
@@ -200,7 +221,7 @@ func (fc *fastConn) writeOutHead(ex *exchange) {
 	o = append(o, "\r\nX-Forwarded-Proto: http\r\nX-Forwarded-Host: "...)
 	o = append(o, host...)
 	o = append(o, "\r\nForwarded: "...)
-	o = append(o, forwardedElement(fc.client, bstr(head, h.host), "http")...)
+	o = append(o, fc.fwd...)
 	o = append(o, "\r\nX-Request-Id: "...)
 	o = append(o, ex.id...)
 	o = append(o, "\r\n\r\n"...)
@@ -328,15 +349,19 @@ func (fc *fastConn) consumeBody() bool {
 	return true
 }
 
+// maxResponseHead is the largest response head relayed, as on the
+// net/http path (Transport.MaxResponseHeaderBytes).
+const maxResponseHead = 1 << 20
+
 // fastAttempt sends the request to t over uc and relays the response.
 func (b *Balancer) fastAttempt(fc *fastConn, ex *exchange, pe *poolEntry, t *pool.Target, uc *upConn, bodyInBuf int64, bodyUsed *bool) error {
 	h := &fc.h
 	// A drain deadline on the target ends this attempt: the deadline in
 	// the past fails the connection's pending and future I/O.
-	stop := context.AfterFunc(t.Context(), func() { uc.c.SetDeadline(time.Unix(1, 0)) })
-	defer stop()
+	tctx := t.Context()
+	uc.watch(tctx)
 	cut := func(err error) error {
-		if !stop() && t.Context().Err() != nil {
+		if tctx.Err() != nil {
 			return pool.ErrDrainDeadline
 		}
 		return err
@@ -349,21 +374,26 @@ func (b *Balancer) fastAttempt(fc *fastConn, ex *exchange, pe *poolEntry, t *poo
 		o = append(o, fc.buf[bodyStart:bodyStart+int(bodyInBuf)]...)
 	}
 	uc.c.SetDeadline(time.Now().Add(pe.cfg.TryTimeout))
+	if tctx.Err() != nil {
+		// The drain deadline passed before the deadline above was set.
+		uc.close()
+		return pool.ErrDrainDeadline
+	}
 	if _, err := uc.c.Write(o); err != nil {
-		uc.c.Close()
+		uc.close()
 		return cut(err)
 	}
 	if h.clen > 0 {
 		*bodyUsed = true
 		if !small && bodyInBuf > 0 {
 			if _, err := uc.c.Write(fc.buf[bodyStart : bodyStart+int(bodyInBuf)]); err != nil {
-				uc.c.Close()
+				uc.close()
 				return cut(err)
 			}
 		}
 		if rest := h.clen - bodyInBuf; rest > 0 {
 			if err := fc.copyBody(uc, rest); err != nil {
-				uc.c.Close()
+				uc.close()
 				return cut(err)
 			}
 		}
@@ -379,13 +409,17 @@ func (b *Balancer) fastAttempt(fc *fastConn, ex *exchange, pe *poolEntry, t *poo
 				break
 			}
 			if uc.w == len(uc.buf) {
-				uc.c.Close()
-				return errBadResponse
+				if len(uc.buf) >= maxResponseHead {
+					uc.close()
+					return errBadResponse
+				}
+				// A big head: grow, up to the net/http path's limit.
+				uc.buf = append(uc.buf, make([]byte, len(uc.buf))...)[:2*len(uc.buf)]
 			}
 			k, err := uc.c.Read(uc.buf[uc.w:])
 			uc.w += k
 			if err != nil && k == 0 {
-				uc.c.Close()
+				uc.close()
 				if err == io.EOF {
 					err = io.ErrUnexpectedEOF
 				}
@@ -393,14 +427,14 @@ func (b *Balancer) fastAttempt(fc *fastConn, ex *exchange, pe *poolEntry, t *poo
 			}
 		}
 		if err := parseResponse(uc.buf[uc.r:uc.r+hn], &fc.rh); err != nil {
-			uc.c.Close()
+			uc.close()
 			return err
 		}
 		if fc.rh.status >= 200 {
 			break
 		}
 		if fc.rh.status == http.StatusSwitchingProtocols {
-			uc.c.Close()
+			uc.close()
 			return errBadResponse
 		}
 		uc.r += hn // 1xx: skipped, like the net/http path
@@ -410,6 +444,9 @@ func (b *Balancer) fastAttempt(fc *fastConn, ex *exchange, pe *poolEntry, t *poo
 	ex.ttfb = ttfb
 	pe.m.ttfb.Observe(ttfb.Seconds())
 	uc.c.SetDeadline(time.Time{})
+	if tctx.Err() != nil {
+		uc.c.SetDeadline(time.Unix(1, 0)) // the drain hook ran before the line above
+	}
 	fc.isHead = bstr(fc.buf[fc.r:], h.method) == http.MethodHead
 	if !fc.consumeBody() {
 		// The request body was streamed from the connection: the buffer

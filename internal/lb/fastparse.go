@@ -314,6 +314,12 @@ func parseResponse(p []byte, h *respHead) error {
 	if i <= 0 || p[i-2] != '\r' {
 		return errBadResponse
 	}
+	for _, c := range p[12 : i-2] {
+		// The reason phrase is relayed as it is: no control bytes.
+		if c < 0x20 && c != '\t' || c == 0x7f {
+			return errBadResponse
+		}
+	}
 	nCL := 0
 	var lname [20]byte
 	for {

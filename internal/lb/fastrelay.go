@@ -22,7 +22,7 @@ func (b *Balancer) relay(fc *fastConn, ex *exchange, pe *poolEntry, uc *upConn, 
 		if err == nil && reuse {
 			pe.up.put(ex.target, uc)
 		} else {
-			uc.c.Close()
+			uc.close()
 		}
 	}()
 	o := fc.out[:0]

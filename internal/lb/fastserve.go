@@ -31,14 +31,18 @@ type fastServer struct {
 	// requests counts requests served on the fast path (for tests).
 	requests atomic.Int64
 
+	// stopping is set once shutdown or close begins; connections read it
+	// (and publish their idle state in fastConn.idle) without the lock.
+	stopping atomic.Bool
+
 	mu      sync.Mutex
-	conns   map[*fastConn]bool // value: idle (waiting for a request)
+	conns   map[*fastConn]struct{}
 	closing bool
 	wg      sync.WaitGroup
 }
 
 func newFastServer(b *Balancer, name string, lim Limits, ln net.Listener) *fastServer {
-	return &fastServer{b: b, name: name, lim: lim, ln: ln, handoff: newChanListener(ln.Addr()), conns: map[*fastConn]bool{}}
+	return &fastServer{b: b, name: name, lim: lim, ln: ln, handoff: newChanListener(ln.Addr()), conns: map[*fastConn]struct{}{}}
 }
 
 // serve accepts until the listener closes; it returns nil after Shutdown
@@ -63,14 +67,14 @@ func (s *fastServer) serve() error {
 			return err
 		}
 		delay = 0
-		fc := &fastConn{s: s, c: c}
+		fc := &fastConn{s: s, c: c, raw: c}
 		s.mu.Lock()
 		if s.closing {
 			s.mu.Unlock()
 			c.Close()
 			continue
 		}
-		s.conns[fc] = true
+		s.conns[fc] = struct{}{}
 		s.wg.Add(1)
 		s.mu.Unlock()
 		go fc.serve()
@@ -78,15 +82,13 @@ func (s *fastServer) serve() error {
 }
 
 // setIdle records whether fc waits for a request; it returns false when
-// the server is closing and fc must end instead.
+// the server is closing and fc must end instead. Lock-free: fc stores its
+// state before it loads stopping, and shutdown stores stopping before it
+// loads the states, so an idle connection is either seen idle (and
+// closed) or sees stopping itself.
 func (s *fastServer) setIdle(fc *fastConn, idle bool) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.closing {
-		return false
-	}
-	s.conns[fc] = idle
-	return true
+	fc.idle.Store(idle)
+	return !s.stopping.Load()
 }
 
 func (s *fastServer) done(fc *fastConn) {
@@ -101,6 +103,7 @@ func (s *fastServer) done(fc *fastConn) {
 func (s *fastServer) shutdown(ctx context.Context) error {
 	s.mu.Lock()
 	s.closing = true
+	s.stopping.Store(true)
 	s.mu.Unlock()
 	s.ln.Close()
 	tick := time.NewTicker(10 * time.Millisecond)
@@ -108,9 +111,9 @@ func (s *fastServer) shutdown(ctx context.Context) error {
 	for {
 		s.mu.Lock()
 		n := len(s.conns)
-		for fc, idle := range s.conns {
-			if idle {
-				fc.c.Close()
+		for fc := range s.conns {
+			if fc.idle.Load() {
+				fc.raw.Close()
 			}
 		}
 		s.mu.Unlock()
@@ -130,8 +133,9 @@ func (s *fastServer) shutdown(ctx context.Context) error {
 func (s *fastServer) close() {
 	s.mu.Lock()
 	s.closing = true
+	s.stopping.Store(true)
 	for fc := range s.conns {
-		fc.c.Close()
+		fc.raw.Close()
 	}
 	s.mu.Unlock()
 	s.ln.Close()

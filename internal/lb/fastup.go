@@ -17,6 +17,35 @@ type upConn struct {
 	r, w   int       // unread bytes are buf[r:w]
 	idle   time.Time // when it was put back
 	reused bool
+
+	// drainCtx is the target context whose drain deadline ends this
+	// connection's I/O (by a deadline in the past); stopDrain undoes that.
+	// Registered once per connection and target, not per request.
+	drainCtx  context.Context
+	stopDrain func() bool
+}
+
+// watch makes the drain deadline of ctx (a target's context) fail the
+// connection's pending and future I/O.
+func (uc *upConn) watch(ctx context.Context) {
+	if uc.drainCtx == ctx {
+		return
+	}
+	if uc.stopDrain != nil {
+		uc.stopDrain()
+	}
+	c := uc.c
+	uc.drainCtx = ctx
+	uc.stopDrain = context.AfterFunc(ctx, func() { c.SetDeadline(time.Unix(1, 0)) })
+}
+
+// close closes the connection and drops its drain hook.
+func (uc *upConn) close() {
+	if uc.stopDrain != nil {
+		uc.stopDrain()
+		uc.stopDrain = nil
+	}
+	uc.c.Close()
 }
 
 const peekAfter = 200 * time.Millisecond
@@ -59,7 +88,7 @@ func (u *upstreams) get(ctx context.Context, addr string) (*upConn, error) {
 		// Peek only at connections idle long enough for a target to have
 		// closed them; a busy pool skips the extra system call.
 		if idle := now.Sub(uc.idle); idle > u.idleFor || idle > peekAfter && !uc.alive() {
-			uc.c.Close()
+			uc.close()
 			continue
 		}
 		uc.reused = true
@@ -103,7 +132,7 @@ func (u *upstreams) put(addr string, uc *upConn) {
 	u.mu.Lock()
 	if u.closed || len(u.idle[addr]) >= u.maxIdle {
 		u.mu.Unlock()
-		uc.c.Close()
+		uc.close()
 		return
 	}
 	u.idle[addr] = append(u.idle[addr], uc)
@@ -122,7 +151,7 @@ func (u *upstreams) closeIdle(final bool) {
 	u.mu.Unlock()
 	for _, l := range all {
 		for _, uc := range l {
-			uc.c.Close()
+			uc.close()
 		}
 	}
 }

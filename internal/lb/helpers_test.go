@@ -55,14 +55,31 @@ type running struct {
 }
 
 // start builds, binds and runs a balancer; cleanup stops it and waits.
+//
+// Under TestNetHTTPPath (paths_test.go) the fast path is switched off, so
+// the same test checks the net/http path; otherwise plain listeners must
+// have it on.
 func start(t testing.TB, cfg Config) *running {
 	t.Helper()
+	onNetHTTP := strings.HasPrefix(t.Name(), netHTTPPathTest+"/")
+	if onNetHTTP {
+		cfg.Limits.DisableFastPath = true
+	}
 	b, err := New(cfg)
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
 	if err := b.Listen(); err != nil {
 		t.Fatalf("Listen: %v", err)
+	}
+	for _, lc := range cfg.Listeners {
+		l := b.listeners[lc.Name]
+		if onNetHTTP && l.fast != nil {
+			t.Fatalf("listener %s: fast path on under %s", lc.Name, t.Name())
+		}
+		if !onNetHTTP && !cfg.Limits.DisableFastPath && len(lc.TLS) == 0 && l.fast == nil {
+			t.Fatalf("listener %s: plain listener without the fast path", lc.Name)
+		}
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	r := &running{Balancer: b, cancel: cancel, done: make(chan error, 1)}

@@ -49,6 +49,9 @@ type exchange struct {
 	closeAfter bool
 	websocket  bool
 	logged     bool // finish already ran
+	// idBorrowed: id views a connection's buffer (fast path) and must be
+	// copied before anything keeps it.
+	idBorrowed bool
 	// wrote is when the request (head) was written to the final target,
 	// headers when its response headers arrived; zero when not reached.
 	wrote, headers time.Time

@@ -23,12 +23,19 @@ func newIDGen() *idGen {
 	return g
 }
 
+// idLen is the longest id next makes.
+const idLen = 16 + 1 + 16
+
 func (g *idGen) next() string {
-	var buf [16 + 1 + 16]byte
-	copy(buf[:], g.prefix[:])
-	buf[16] = '-'
-	b := strconv.AppendUint(buf[:17], g.n.Add(1), 16)
-	return string(b)
+	var buf [idLen]byte
+	return string(g.appendNext(buf[:0]))
+}
+
+// appendNext appends a new id to b (at most idLen bytes).
+func (g *idGen) appendNext(b []byte) []byte {
+	b = append(b, g.prefix[:]...)
+	b = append(b, '-')
+	return strconv.AppendUint(b, g.n.Add(1), 16)
 }
 
 // validRequestID reports whether a client-sent X-Request-Id is kept: 1-128

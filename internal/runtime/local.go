@@ -33,6 +33,11 @@ type Options struct {
 	LogMaxBytes int64
 	// LogFiles is how many log files to keep, out.log included. Zero means 3.
 	LogFiles int
+	// KeepStopped is how many folders of ended instances (their logs) to
+	// keep under instances/, newest first; older ones are removed after
+	// each exit and by CleanLeftovers. Zero means DefaultKeepStopped; a
+	// negative value keeps every folder.
+	KeepStopped int
 }
 
 // Local runs instances as processes on this host. Create it with NewLocal and end it with
@@ -42,6 +47,9 @@ type Local struct {
 	log      *slog.Logger
 	logMax   int64
 	logFiles int
+	keep     int // see Options.KeepStopped
+
+	pruneMu sync.Mutex // one pruning of instances/ at a time (prune.go)
 
 	spawn       chan spawnReq
 	spawnerDone chan struct{}
@@ -49,6 +57,7 @@ type Local struct {
 
 	mu       sync.Mutex
 	insts    map[string]*instance // nil value: a Start in progress holds the id
+	removing map[string]bool      // ended instances whose folder is being removed
 	closed   bool
 	starting sync.WaitGroup // Starts in progress
 	procs    sync.WaitGroup // per-instance waiter and copier goroutines
@@ -94,6 +103,11 @@ func NewLocal(opts Options) (*Local, error) {
 		spawnerDone: make(chan struct{}),
 		exits:       newExitQueue(),
 		insts:       map[string]*instance{},
+		removing:    map[string]bool{},
+		keep:        opts.KeepStopped,
+	}
+	if l.keep == 0 {
+		l.keep = DefaultKeepStopped
 	}
 	if l.log == nil {
 		l.log = slog.New(slog.DiscardHandler)
@@ -136,7 +150,7 @@ func (l *Local) Start(ctx context.Context, spec Spec) (Info, error) {
 		l.mu.Unlock()
 		return Info{}, fmt.Errorf("start instance %s: %w", spec.ID, ErrClosed)
 	}
-	if _, ok := l.insts[spec.ID]; ok {
+	if _, ok := l.insts[spec.ID]; ok || l.removing[spec.ID] {
 		l.mu.Unlock()
 		return Info{}, fmt.Errorf("start instance %s: %w", spec.ID, ErrExists)
 	}
@@ -325,6 +339,7 @@ func (l *Local) wait(inst *instance) {
 	l.mu.Unlock()
 	l.exits.push(x)
 	close(inst.done)
+	l.pruneStopped()
 }
 
 // Stop sends the instance's StopSignal to its process group, waits for the group to exit

@@ -87,7 +87,8 @@ func syncDir(dir string) error {
 // provably ours: same boot, and either its leader is gone (a pid that is still the id of a
 // live group cannot be reused, so the members are the ones our leader started) or the
 // leader's start time matches the record. Call it once after NewLocal, before Start.
-// It returns after the groups are gone or ctx ends; errors are joined.
+// It returns after the groups are gone or ctx ends; errors are joined. It also removes
+// the folders of ended instances beyond Options.KeepStopped.
 func (l *Local) CleanLeftovers(ctx context.Context) error {
 	ents, err := os.ReadDir(l.pidDir())
 	if err != nil {
@@ -120,6 +121,7 @@ func (l *Local) CleanLeftovers(ctx context.Context) error {
 			errs = append(errs, err)
 		}
 	}
+	l.pruneStopped()
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("clean leftovers: %w", err)
 	}

@@ -8,7 +8,9 @@
 // treated as read-only: that is a contract, not enforced. Each instance also gets a private
 // directory <data>/instances/<id>/ holding its logs (out.log, out.log.1, ...) and a tmp/
 // folder; the process sees them as SHOAL_INSTANCE_DIR and TMPDIR. Anything an app writes
-// per instance belongs there.
+// per instance belongs there. The folder outlives the instance so that its logs can be
+// read after it ended; the newest Options.KeepStopped folders of ended instances are kept
+// (DefaultKeepStopped, 20) and older ones removed after each exit and at CleanLeftovers.
 //
 // Orphans. Each instance is started with Setpgid (its own process group, so Stop reaches
 // the whole tree) and Pdeathsig=SIGKILL (the kernel kills the direct child when Shoal

@@ -180,11 +180,14 @@ func TestObserverWithBalancer(t *testing.T) {
 		resp.Body.Close()
 	}
 	// The record is made after the response is complete, which the client
-	// may see first: wait for the fourth.
+	// may see first: wait for the fourth, in both.
 	now := func() time.Time { return time.Now().Add(time.Second) }
 	err = testenv.WaitFor(testenv.Context(t, 10*time.Second), func() error {
 		if s := series.Summarize(timeseries.Key{Group: "app"}, now(), time.Minute); s.Requests != 4 {
 			return fmt.Errorf("%d requests recorded", s.Requests)
+		}
+		if n := len(slow.Top(now(), 0)); n != 4 {
+			return fmt.Errorf("%d slow requests kept", n) // offered after Record
 		}
 		return nil
 	})
