@@ -151,6 +151,12 @@ func (c *Controller) Deploy(ctx context.Context, req DeployRequest) (int, error)
 	if cfg.Name != app {
 		return 0, fmt.Errorf("deploy: %w: app renamed from %q to %q; a running group keeps its name", ErrInvalidConfig, app, cfg.Name)
 	}
+	if err := checkReloadable(c.cfg, cfg); err != nil { // deploy_reload.go
+		return 0, fmt.Errorf("deploy: %w: %w", ErrInvalidConfig, err)
+	}
+	if note := desiredNote(c.cfg, cfg); note != "" {
+		fmt.Fprintln(log, note)
+	}
 	env, err := c.releaseEnv(cfg)
 	if err != nil {
 		return 0, fmt.Errorf("deploy: %w: %w", ErrInvalidConfig, err)

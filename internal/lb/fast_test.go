@@ -1,6 +1,7 @@
 package lb
 
 import (
+	"fmt"
 	"io"
 	"net/http"
 	"strings"
@@ -81,13 +82,16 @@ func TestFastPathDisabled(t *testing.T) {
 }
 
 // TestFastPathBigResponseHead: a response head larger than the upstream
-// read buffer (16 KiB) is relayed whole, like on the net/http path, and
+// read buffer (16 KiB) and with hundreds of fields is relayed whole, like on the net/http path, and
 // the connection is reused afterwards.
 func TestFastPathBigResponseHead(t *testing.T) {
 	big := strings.Repeat("b", 40<<10)
 	be := newBackend(t, func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/big" {
 			w.Header().Set("X-Big", big)
+			for i := range 300 {
+				w.Header().Set(fmt.Sprintf("X-F%d", i), "v")
+			}
 		}
 		io.WriteString(w, "ok")
 	})
@@ -97,6 +101,9 @@ func TestFastPathBigResponseHead(t *testing.T) {
 		resp, body := get(t, c, lb.url+p)
 		if resp.StatusCode != 200 || body != "ok" || (p == "/big") != (resp.Header.Get("X-Big") == big) {
 			t.Fatalf("%s: %d %q, X-Big of %d bytes", p, resp.StatusCode, body, len(resp.Header.Get("X-Big")))
+		}
+		if p == "/big" && resp.Header.Get("X-F299") != "v" {
+			t.Fatalf("%s: %d fields relayed", p, len(resp.Header))
 		}
 	}
 	if n := lb.listeners["web"].fast.requests.Load(); n != 3 {

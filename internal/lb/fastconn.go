@@ -102,10 +102,6 @@ func (fc *fastConn) readHead(lim Limits) (int, bool) {
 		}
 		k, err := fc.c.Read(fc.buf[fc.w:])
 		if k > 0 {
-			if fc.w == 0 && deadline != lim.HeaderTimeout {
-				deadline = lim.HeaderTimeout
-				fc.c.SetReadDeadline(time.Now().Add(deadline))
-			}
 			from := fc.w
 			fc.w += k
 			if n := headEnd(fc.buf[:fc.w], from); n > 0 {
@@ -113,6 +109,13 @@ func (fc *fastConn) readHead(lim Limits) (int, bool) {
 			}
 			if fc.buf[0] == '\r' || fc.buf[0] == '\n' || fc.w > lim.MaxHeaderBytes {
 				return -1, true
+			}
+			if deadline != lim.HeaderTimeout {
+				// A head began but is not complete: the rest must come
+				// within the header timeout. (A head read whole, the usual
+				// case, costs no second deadline.)
+				deadline = lim.HeaderTimeout
+				fc.c.SetReadDeadline(time.Now().Add(deadline))
 			}
 			continue
 		}

@@ -14,7 +14,13 @@ import "bytes"
 // span is a byte range [s, e) of a head buffer.
 type span struct{ s, e int32 }
 
-const maxFastFields = 64
+// maxFastFields bounds the fields of a request on the fast path (more are
+// handed over); maxRespFields those of a relayed response (more get 502:
+// a response cannot be handed over).
+const (
+	maxFastFields = 64
+	maxRespFields = 512
+)
 
 // reqHead is a parsed request head; spans index the connection's buffer.
 type reqHead struct {
@@ -280,7 +286,7 @@ type respHead struct {
 	chunked bool
 	close   bool // the target will close: do not reuse the connection
 	nfields int
-	fields  [maxFastFields]span // kept field lines, CRLF included
+	fields  [maxRespFields]span // kept field lines, CRLF included
 	drop    [4]span             // extra field names listed in Connection
 	ndrop   int
 }
@@ -416,7 +422,7 @@ func parseResponse(p []byte, h *respHead) error {
 		if !keep {
 			continue
 		}
-		if h.nfields == maxFastFields {
+		if h.nfields == maxRespFields {
 			return errBadResponse
 		}
 		h.fields[h.nfields] = span{int32(ls), int32(i)}

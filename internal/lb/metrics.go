@@ -4,6 +4,7 @@ import (
 	"net/http"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -32,8 +33,10 @@ type routeMetrics struct {
 	route, pool string
 	dur         prometheus.Observer
 	m           *metrics
-	mu          sync.RWMutex
-	byTarget    map[string]*[6]prometheus.Counter // index: status class 0-5
+	mu          sync.Mutex // serialises additions to byTarget
+	// byTarget maps a target to its counters (index: status class 0-5).
+	// Copied on write, so a request reads it without a lock.
+	byTarget atomic.Pointer[map[string]*[6]prometheus.Counter]
 }
 
 // poolMetrics caches the series of one pool.
@@ -113,7 +116,8 @@ func (m *metrics) forRoute(route, pool string) *routeMetrics {
 	k := [2]string{route, pool}
 	rm := m.routes[k]
 	if rm == nil {
-		rm = &routeMetrics{route: route, pool: pool, m: m, dur: m.duration.WithLabelValues(route), byTarget: map[string]*[6]prometheus.Counter{}}
+		rm = &routeMetrics{route: route, pool: pool, m: m, dur: m.duration.WithLabelValues(route)}
+		rm.byTarget.Store(&map[string]*[6]prometheus.Counter{})
 		m.routes[k] = rm
 	}
 	return rm
@@ -126,17 +130,21 @@ func (rm *routeMetrics) counter(target string, status int) prometheus.Counter {
 	if class < 1 || class > 5 {
 		class = 0
 	}
-	rm.mu.RLock()
-	cs := rm.byTarget[target]
-	rm.mu.RUnlock()
+	cs := (*rm.byTarget.Load())[target]
 	if cs == nil {
 		rm.mu.Lock()
-		if cs = rm.byTarget[target]; cs == nil {
+		old := *rm.byTarget.Load()
+		if cs = old[target]; cs == nil {
 			cs = new([6]prometheus.Counter)
 			for i := range cs {
 				cs[i] = rm.m.requests.WithLabelValues(rm.route, rm.pool, target, classNames[i])
 			}
-			rm.byTarget[target] = cs
+			next := make(map[string]*[6]prometheus.Counter, len(old)+1)
+			for k, v := range old {
+				next[k] = v
+			}
+			next[target] = cs
+			rm.byTarget.Store(&next)
 		}
 		rm.mu.Unlock()
 	}

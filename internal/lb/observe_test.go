@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 )
 
 // syncBuffer is a goroutine-safe bytes.Buffer.
@@ -44,9 +45,20 @@ func TestMetricsAndAccessLog(t *testing.T) {
 	get(t, c, lb.url+"/ok?q=1", "X-Request-Id", "req-1")
 	get(t, c, lb.url+"/fail")
 
-	rec := httptest.NewRecorder()
-	lb.MetricsHandler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
-	text := rec.Body.String()
+	// The fast path records an exchange (metrics, access log, the
+	// target's in-flight count) just after the response's last byte is
+	// written, so the client can be a moment ahead: wait for the second.
+	scrape := func() string {
+		rec := httptest.NewRecorder()
+		lb.MetricsHandler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+		return rec.Body.String()
+	}
+	waitFor(t, 5*time.Second, "both requests recorded", func() bool {
+		return strings.Count(logBuf.String(), "\n") == 2 &&
+			strings.Contains(scrape(), `shoal_lb_request_duration_seconds_count{route="all"} 2`) &&
+			strings.Contains(scrape(), `shoal_lb_in_flight{pool="app"} 0`)
+	})
+	text := scrape()
 	for _, want := range []string{
 		`shoal_lb_requests_total{code_class="2xx",pool="app",route="all",target="` + be.addr + `"} 1`,
 		`shoal_lb_requests_total{code_class="5xx",pool="app",route="all",target="` + be.addr + `"} 1`,
