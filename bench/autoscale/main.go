@@ -112,7 +112,7 @@ func run(ctx context.Context, bin, src string, n int, cfg benchConfig) error {
 	report("app boot alone (no shoal, 1ms polling)", col(func(c cycle) time.Duration { return c.boot }))
 	report("load step -> first new instance serving", col(func(c cycle) time.Duration { return c.firstNew }))
 	report("first new serving, minus boot", col(func(c cycle) time.Duration { return c.firstNew - c.boot }))
-	report("desired rises -> first new serving, minus boot", col(func(c cycle) time.Duration { return c.firstNew - c.desired - c.boot }))
+	report("desired rises -> first new serving", col(func(c cycle) time.Duration { return c.firstNew - c.desired }))
 	report(fmt.Sprintf("load step -> desired = %d", wantCount(cfg.rps)), col(func(c cycle) time.Duration { return c.full }))
 	report(fmt.Sprintf("load step -> %d instances serving", wantCount(cfg.rps)), col(func(c cycle) time.Duration { return c.allNew }))
 	report(fmt.Sprintf("load stop -> scale-in decided (stab. %s)", cfg.stab), col(func(c cycle) time.Duration { return c.inDecided }))

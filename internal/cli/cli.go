@@ -43,20 +43,20 @@ type command struct {
 // commands is the table of subcommands. Each lives in its own file.
 func commands() map[string]command {
 	return map[string]command{
-		"lb":       {"run a load balancer from a static file (lb.yaml); 'shoal lb status' shows it", runLB},
-		"up":       {"build and run the app of ./shoal.yaml on this machine behind the balancer", runUp},
-		"init":     {"write a commented starter shoal.yaml for the app in this folder", runInit},
-		"status":   {"show the group, its release and its instances", runStatus},
-		"scale":    {"set the desired instance count: shoal scale N", runScale},
-		"autoscale": {"show auto scaling, or pause or resume it: shoal autoscale [status|pause|resume]", runAutoscale},
-		"events":   {"show recent events with their reasons", runEvents},
-		"releases": {"list releases", runReleases},
+		"lb":          {"run a load balancer from a static file (lb.yaml); 'shoal lb status' shows it", runLB},
+		"up":          {"build and run the app of ./shoal.yaml on this machine behind the balancer", runUp},
+		"init":        {"write a commented starter shoal.yaml for the app in this folder", runInit},
+		"status":      {"show the group, its release and its instances", runStatus},
+		"scale":       {"set the desired instance count: shoal scale N", runScale},
+		"autoscale":   {"show auto scaling, or pause or resume it: shoal autoscale [status|pause|resume]", runAutoscale},
+		"events":      {"show recent events with their reasons", runEvents},
+		"releases":    {"list releases", runReleases},
 		"deploy":      {"roll the group to a new release of ./shoal.yaml's app: shoal deploy [--config-only] [--wait] [--abort]", runDeploy},
 		"rollback":    {"roll the group back to an earlier release, without a build: shoal rollback [vN]", runRollback},
 		"env":         {"env overrides, each change a config-only release: shoal env list | set [--secret] K=V | unset K", runEnv},
 		"maintenance": {"make the balancer answer 503 with Retry-After: shoal maintenance on|off", runMaintenance},
-		"logs":     {"show an instance's log: shoal logs [-f] [instance]", runLogs},
-		"version":  {"print the version", runVersion},
+		"logs":        {"show an instance's log: shoal logs [-f] [instance]", runLogs},
+		"version":     {"print the version", runVersion},
 	}
 }
 

@@ -15,6 +15,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/shoal-dev/shoal/internal/adminapi"
+	"github.com/shoal-dev/shoal/internal/atomicfile"
 	"github.com/shoal-dev/shoal/internal/config"
 	"github.com/shoal-dev/shoal/internal/controller"
 	"github.com/shoal-dev/shoal/internal/dashboard"
@@ -131,7 +132,7 @@ func up(ctx context.Context, env *Env, cfg *config.App, log *slog.Logger) error 
 	adminURL := "http://" + adminLn.Addr().String()
 	lbURL := "http://" + bal.Addr(listenName).String()
 	urlFile := filepath.Join(data, adminURLFile)
-	if err := os.WriteFile(urlFile, []byte(adminURL+"\n"), 0o600); err != nil {
+	if err := atomicfile.Write(urlFile, []byte(adminURL+"\n"), 0o600); err != nil {
 		return fmt.Errorf("write admin url: %w", err)
 	}
 	defer os.Remove(urlFile)

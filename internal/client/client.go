@@ -49,6 +49,7 @@ type APIError struct {
 	Message string
 }
 
+// Error reports the status and the server's message.
 func (e *APIError) Error() string {
 	return fmt.Sprintf("admin api: %d %s: %s", e.Status, http.StatusText(e.Status), e.Message)
 }

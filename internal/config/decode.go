@@ -31,6 +31,7 @@ type Problem struct {
 	Msg  string
 }
 
+// String formats the problem as "file:line:col: path: message", omitting unknown parts.
 func (p Problem) String() string {
 	var b strings.Builder
 	b.WriteString(p.File)
@@ -50,6 +51,7 @@ func (p Problem) String() string {
 // error type returned by the loaders.
 type Problems []Problem
 
+// Error lists every problem, one a line.
 func (ps Problems) Error() string {
 	lines := make([]string, len(ps))
 	for i, p := range ps {

@@ -61,6 +61,7 @@ type DeployError struct {
 	Logs []string
 }
 
+// Error says which release the deploy was for, how it ended and why.
 func (e *DeployError) Error() string {
 	msg := fmt.Sprintf("deploy of v%d ended %s: %s", e.Version, e.Progress.Phase, e.Progress.Reason)
 	if f := e.Progress.Failure; f != nil && !strings.Contains(msg, f.String()) {

@@ -264,7 +264,11 @@ func (b *Balancer) fastProxy(fc *fastConn, ex *exchange, tbl *table) bool {
 		}
 		t := choice.Target
 		ex.target = t.Addr()
-		uc, err := pe.up.get(context.Background(), ex.target)
+		now := ex.start
+		if try > 0 {
+			now = time.Now() // the earlier attempts took time
+		}
+		uc, err := pe.up.get(context.Background(), ex.target, now)
 		t.Begin()
 		if err == nil {
 			err = b.fastAttempt(fc, ex, pe, t, uc, bodyInBuf, &bodyUsed)
@@ -376,7 +380,8 @@ func (b *Balancer) fastAttempt(fc *fastConn, ex *exchange, pe *poolEntry, t *poo
 	if small {
 		o = append(o, fc.buf[bodyStart:bodyStart+int(bodyInBuf)]...)
 	}
-	uc.c.SetDeadline(time.Now().Add(pe.cfg.TryTimeout))
+	now := time.Now()
+	uc.c.SetDeadline(now.Add(pe.cfg.TryTimeout))
 	if tctx.Err() != nil {
 		// The drain deadline passed before the deadline above was set.
 		uc.close()
@@ -401,7 +406,10 @@ func (b *Balancer) fastAttempt(fc *fastConn, ex *exchange, pe *poolEntry, t *poo
 			}
 		}
 	}
-	ex.wrote = time.Now()
+	ex.wrote = now
+	if h.clen > bodyInBuf {
+		ex.wrote = time.Now() // after the streamed body
+	}
 	// Response head.
 	var hn int
 	for {
@@ -446,10 +454,8 @@ func (b *Balancer) fastAttempt(fc *fastConn, ex *exchange, pe *poolEntry, t *poo
 	ttfb := ex.headers.Sub(ex.wrote)
 	ex.ttfb = ttfb
 	pe.m.ttfb.Observe(ttfb.Seconds())
-	uc.c.SetDeadline(time.Time{})
-	if tctx.Err() != nil {
-		uc.c.SetDeadline(time.Unix(1, 0)) // the drain hook ran before the line above
-	}
+	// The try timeout's deadline stays on uc until relay needs another
+	// read (most responses arrive with their head), saving a timer update.
 	fc.isHead = bstr(fc.buf[fc.r:], h.method) == http.MethodHead
 	if !fc.consumeBody() {
 		// The request body was streamed from the connection: the buffer

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"strconv"
+	"time"
 )
 
 // relay writes the response head parsed in fc.rh (hn bytes at uc.buf[uc.r:])
@@ -69,7 +70,7 @@ func (b *Balancer) relay(fc *fastConn, ex *exchange, pe *poolEntry, uc *upConn, 
 	if mode == chunked {
 		ins.startChunked()
 	}
-	first := true
+	first, cleared := true, false
 	for {
 		// Take what the framing allows from avail.
 		var body []byte
@@ -138,6 +139,14 @@ func (b *Balancer) relay(fc *fastConn, ex *exchange, pe *poolEntry, uc *upConn, 
 		}
 		if done {
 			return nil
+		}
+		if !cleared {
+			// The body streams on past the try timeout.
+			cleared = true
+			uc.c.SetDeadline(time.Time{})
+			if uc.drainCtx != nil && uc.drainCtx.Err() != nil {
+				uc.c.SetDeadline(time.Unix(1, 0)) // the drain hook ran before the line above
+			}
 		}
 		k, rerr := uc.c.Read(uc.buf)
 		avail = uc.buf[:k]

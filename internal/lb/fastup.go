@@ -71,9 +71,9 @@ func newUpstreams(pc PoolConfig, lim Limits) *upstreams {
 }
 
 // get returns a pooled connection to addr that is still open, or dials.
-// A dial failure is a *dialError.
-func (u *upstreams) get(ctx context.Context, addr string) (*upConn, error) {
-	now := time.Now()
+// now is the current time (the caller has it). A dial failure is a
+// *dialError.
+func (u *upstreams) get(ctx context.Context, addr string, now time.Time) (*upConn, error) {
 	for {
 		u.mu.Lock()
 		l := u.idle[addr]

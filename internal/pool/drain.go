@@ -78,7 +78,7 @@ func (p *Pool) drainLocked(t *Target, timeout time.Duration, reason string) chan
 
 // deadline cancels t's context because its drain deadline passed.
 func (p *Pool) deadline(t *Target) {
-	p.log.Warn("drain deadline reached, closing streams", "pool", p.name, "target", t.addr, "in_flight", t.inflight.Load())
+	p.log.Warn("drain deadline reached, closing streams", "target", t.addr, "in_flight", t.inflight.Load())
 	t.cancel(ErrDrainDeadline)
 }
 

@@ -30,7 +30,7 @@ func (p *Pool) eject(t *Target) {
 	}
 	o := p.outlier
 	if (ejected+1)*100 > o.MaxEjectedPercent*total {
-		p.log.Warn("not ejecting target: too many ejected", "pool", p.name, "target", t.addr,
+		p.log.Warn("not ejecting target: too many ejected", "target", t.addr,
 			"ejected", ejected, "targets", total, "max_ejected_percent", o.MaxEjectedPercent)
 		return
 	}

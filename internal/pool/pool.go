@@ -136,7 +136,9 @@ type Options struct {
 	// It must be safe for concurrent use.
 	Rand func(n int) int
 	// Logger receives state transitions (Info) and refused ejections
-	// (Warn); nil discards.
+	// (Warn); nil discards. Its lines carry the target, not the pool's
+	// name: the owner adds that once (the balancer passes a logger
+	// With("pool", name)), so a line never holds the key twice.
 	Logger *slog.Logger
 }
 

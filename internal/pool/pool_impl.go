@@ -95,7 +95,7 @@ func New(o Options) *Pool {
 	}
 	if c := o.Sticky.Cookie; c != "" {
 		if len(o.Sticky.Secret) < minSecret {
-			p.log.Error("sticky cookie disabled: secret shorter than 16 bytes", "pool", p.name, "cookie", c)
+			p.log.Error("sticky cookie disabled: secret shorter than 16 bytes", "cookie", c)
 		} else {
 			p.cookie = c
 			p.secret = append([]byte(nil), o.Sticky.Secret...)
@@ -272,7 +272,7 @@ func (p *Pool) transitionLocked(t *Target, now time.Time, reason string) bool {
 }
 
 func (p *Pool) logState(t *Target) {
-	p.log.Info("target state", "pool", p.name, "target", t.addr, "state", t.state.String(), "reason", t.reason)
+	p.log.Info("target state", "target", t.addr, "state", t.state.String(), "reason", t.reason)
 }
 
 // refreshLocked applies due time-driven changes and rebuilds the snapshot
@@ -313,6 +313,6 @@ func (p *Pool) deleteLocked(t *Target) {
 			break
 		}
 	}
-	p.log.Info("target removed", "pool", p.name, "target", t.addr)
+	p.log.Info("target removed", "target", t.addr)
 	p.rebuildLocked(p.now())
 }

@@ -83,9 +83,9 @@ func (p *Pool) rebuildLocked(now time.Time) {
 	}
 	if old := p.snap.Load(); old != nil && old.failOpen != s.failOpen {
 		if s.failOpen {
-			p.log.Warn("pool failing open: no healthy target, using all", "pool", p.name, "targets", len(s.cands))
+			p.log.Warn("pool failing open: no healthy target, using all", "targets", len(s.cands))
 		} else {
-			p.log.Info("pool no longer failing open", "pool", p.name, "healthy", s.healthy)
+			p.log.Info("pool no longer failing open", "healthy", s.healthy)
 		}
 	}
 	p.snap.Store(s)

@@ -62,10 +62,12 @@ type BuildError struct {
 	Err      error
 }
 
+// Error names the command and its exit status.
 func (e *BuildError) Error() string {
 	return fmt.Sprintf("build command %q failed (exit %d): %v", e.Command, e.ExitCode, e.Err)
 }
 
+// Unwrap returns the underlying error, such as an *exec.ExitError.
 func (e *BuildError) Unwrap() error { return e.Err }
 
 // Build runs the build command, then packs the output folder into an artifact and stores

@@ -7,6 +7,8 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/shoal-dev/shoal/internal/atomicfile"
 )
 
 // indexVersion is the schema version of index.json.
@@ -68,7 +70,7 @@ func (s *Store) writeIndex(f indexFile) error {
 	if err != nil {
 		return err
 	}
-	return writeFileAtomic(s.indexPath(), s.tmpDir(), b)
+	return atomicfile.Write(s.indexPath(), b, 0o644)
 }
 
 func (s *Store) lookupBuild(key string) (string, bool) {
@@ -111,32 +113,4 @@ func (s *Store) forgetBuilds(drop func(digest string) bool) error {
 		return fmt.Errorf("update build index: %w", err)
 	}
 	return nil
-}
-
-// writeFileAtomic replaces path with b durably: temp file in tmpDir (same file system),
-// fsync, rename, fsync of path's directory.
-func writeFileAtomic(path, tmpDir string, b []byte) error {
-	tmp, err := os.CreateTemp(tmpDir, filepath.Base(path)+".*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(b); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	if err := os.Chmod(tmp.Name(), 0o644); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		return err
-	}
-	return syncDir(filepath.Dir(path))
 }

@@ -14,6 +14,8 @@ import (
 	"sync"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/shoal-dev/shoal/internal/atomicfile"
 )
 
 // Store keeps artifacts under one root directory (see the package doc for the layout).
@@ -151,7 +153,7 @@ func (s *Store) commit(tmp *os.File, d string) (Artifact, error) {
 	if err := os.Rename(tmp.Name(), s.Path(d)); err != nil {
 		return Artifact{}, fmt.Errorf("store %s: %w", d, err)
 	}
-	if err := syncDir(s.artifactDir()); err != nil {
+	if err := atomicfile.SyncDir(s.artifactDir()); err != nil {
 		return Artifact{}, fmt.Errorf("store %s: %w", d, err)
 	}
 	s.logger.Info("artifact stored", "release", d)
@@ -201,7 +203,7 @@ func (s *Store) Unpack(ctx context.Context, d, dest string) error {
 		}
 		return fmt.Errorf("unpack %s: %w", d, err)
 	}
-	if err := syncDir(parent); err != nil {
+	if err := atomicfile.SyncDir(parent); err != nil {
 		return fmt.Errorf("unpack %s: %w", d, err)
 	}
 	return nil
@@ -244,7 +246,7 @@ func (s *Store) Delete(d string) error {
 	if err := os.Remove(s.Path(d)); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("delete %s: %w", d, err)
 	}
-	if err := syncDir(s.artifactDir()); err != nil {
+	if err := atomicfile.SyncDir(s.artifactDir()); err != nil {
 		return fmt.Errorf("delete %s: %w", d, err)
 	}
 	return s.forgetBuilds(func(digest string) bool { return digest == d })
@@ -297,13 +299,4 @@ func (s *Store) Prune(keep []string) ([]string, error) {
 		removed = append(removed, a.Digest)
 	}
 	return removed, nil
-}
-
-func syncDir(dir string) error {
-	f, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	return f.Sync()
 }

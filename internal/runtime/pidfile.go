@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"syscall"
 	"time"
+
+	"github.com/shoal-dev/shoal/internal/atomicfile"
 )
 
 // pidRecordVersion is the schema version of <data>/runtime/pids/<id>.
@@ -50,35 +52,7 @@ func (l *Local) writePidRecord(r pidRecord) error {
 	if err != nil {
 		return err
 	}
-	tmp, err := os.CreateTemp(l.pidDir(), "."+r.ID+".*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(b); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp.Name(), l.pidPath(r.ID)); err != nil {
-		return err
-	}
-	return syncDir(l.pidDir())
-}
-
-func syncDir(dir string) error {
-	f, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	return f.Sync()
+	return atomicfile.Write(l.pidPath(r.ID), b, 0o600)
 }
 
 // CleanLeftovers kills, with SIGKILL, the process groups recorded by a previous run of

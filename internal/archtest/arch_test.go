@@ -1,0 +1,207 @@
+package archtest
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os/exec"
+	"slices"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+)
+
+const module = "github.com/shoal-dev/shoal"
+
+// pkg is the part of `go list -json` output the rules need.
+type pkg struct {
+	ImportPath   string
+	Imports      []string
+	TestImports  []string
+	XTestImports []string
+}
+
+// ours lists every package of the module with its imports of other packages of the
+// module, paths shortened to "internal/lb" and so on. It runs the go command, which
+// reads import clauses only: nothing is compiled.
+func ours(t *testing.T) map[string]pkg {
+	t.Helper()
+	gobin, err := exec.LookPath("go")
+	if err != nil {
+		t.Skipf("go command not found: %v", err)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+	defer cancel()
+	// -e: a package that does not compile still lists its imports.
+	cmd := exec.CommandContext(ctx, gobin, "list", "-e", "-json=ImportPath,Imports,TestImports,XTestImports", module+"/...")
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("go list: %v\n%s", err, stderr.String())
+	}
+	pkgs := make(map[string]pkg)
+	dec := json.NewDecoder(bytes.NewReader(out))
+	for {
+		var p pkg
+		if err := dec.Decode(&p); errors.Is(err, io.EOF) {
+			break
+		} else if err != nil {
+			t.Fatalf("decode go list output: %v", err)
+		}
+		p.ImportPath = short(p.ImportPath)
+		p.Imports = onlyOurs(p.Imports)
+		p.TestImports = onlyOurs(p.TestImports)
+		p.XTestImports = onlyOurs(p.XTestImports)
+		pkgs[p.ImportPath] = p
+	}
+	if len(pkgs) < 10 {
+		t.Fatalf("go list found %d packages of %s; expected the whole module", len(pkgs), module)
+	}
+	return pkgs
+}
+
+func short(path string) string {
+	return strings.TrimPrefix(strings.TrimPrefix(path, module), "/")
+}
+
+func onlyOurs(imports []string) []string {
+	var out []string
+	for _, imp := range imports {
+		if imp == module || strings.HasPrefix(imp, module+"/") {
+			out = append(out, short(imp))
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// allowed bounds the non-test imports (of ours) of each package named here: the
+// "imports (ours)" column of the package table in docs/ARCHITECTURE.md. An empty set
+// is a leaf. internal/atomicfile, itself a leaf, may be imported by anyone.
+var allowed = map[string][]string{
+	"internal/pool":       {},
+	"internal/health":     {},
+	"internal/runtime":    {},
+	"internal/release":    {},
+	"internal/store":      {},
+	"internal/autoscale":  {},
+	"internal/rollout":    {},
+	"internal/hooks":      {},
+	"internal/timeseries": {},
+	"internal/atomicfile": {},
+	"internal/testenv":    {},
+	"internal/archtest":   {},
+	// The client speaks the wire format with its own types: it must not pull a daemon
+	// into the CLI's or a test's view of the API.
+	"internal/client":    {},
+	"internal/reconcile": {"internal/autoscale"},
+	"internal/lb":        {"internal/pool", "internal/health"},
+	"internal/dashboard": {"internal/timeseries"},
+	"internal/config": {"internal/lb", "internal/pool", "internal/health",
+		"internal/autoscale", "internal/rollout"},
+	"internal/controller": {"internal/config", "internal/release", "internal/runtime",
+		"internal/store", "internal/reconcile", "internal/autoscale", "internal/rollout",
+		"internal/hooks", "internal/pool"},
+	"internal/adminapi": {"internal/lb", "internal/controller", "internal/pool",
+		"internal/store", "internal/rollout"},
+	"internal/uisource": {"internal/controller", "internal/lb", "internal/pool",
+		"internal/store", "internal/dashboard", "internal/timeseries", "internal/rollout"},
+}
+
+// importers bounds who may import a package outside tests: the daemons are composed in
+// one place, the CLI.
+var importers = map[string][]string{
+	"internal/cli":        {"cmd/shoal"},
+	"internal/adminapi":   {"internal/cli"},
+	"internal/uisource":   {"internal/cli"},
+	"internal/controller": {"internal/cli", "internal/adminapi", "internal/uisource"},
+	// Test-only helpers never reach the binary.
+	"internal/testenv":  {},
+	"internal/archtest": {},
+}
+
+// layerViolations reports every import outside the allowed set of its package.
+func layerViolations(pkgs map[string]pkg) []string {
+	var bad []string
+	for name, ok := range allowed {
+		p, found := pkgs[name]
+		if !found {
+			bad = append(bad, name+": named in the rules but not in the module; update the rules and docs/ARCHITECTURE.md")
+			continue
+		}
+		for _, imp := range p.Imports {
+			if imp == "internal/atomicfile" && name != imp {
+				continue
+			}
+			if !slices.Contains(ok, imp) {
+				bad = append(bad, fmt.Sprintf("%s imports %s; allowed: %v (docs/ARCHITECTURE.md, package table)", name, imp, ok))
+			}
+		}
+	}
+	sort.Strings(bad)
+	return bad
+}
+
+// importerViolations reports every import of a bounded package by one not allowed to.
+func importerViolations(pkgs map[string]pkg) []string {
+	var bad []string
+	for _, p := range pkgs {
+		for _, imp := range p.Imports {
+			ok, bounded := importers[imp]
+			if bounded && !slices.Contains(ok, p.ImportPath) {
+				bad = append(bad, fmt.Sprintf("%s imports %s; only %v may (docs/ARCHITECTURE.md, dependency direction)", p.ImportPath, imp, ok))
+			}
+		}
+	}
+	sort.Strings(bad)
+	return bad
+}
+
+func TestImportsStayWithinTheirLayer(t *testing.T) {
+	for _, v := range layerViolations(ours(t)) {
+		t.Error(v)
+	}
+}
+
+func TestDaemonsAreComposedOnlyByTheCLI(t *testing.T) {
+	for _, v := range importerViolations(ours(t)) {
+		t.Error(v)
+	}
+}
+
+func TestEveryInternalPackageHasARule(t *testing.T) {
+	for name := range ours(t) {
+		if !strings.HasPrefix(name, "internal/") || strings.Count(name, "/") > 1 {
+			continue // sub-packages (dashboard/demo) belong to their parent
+		}
+		if _, ok := allowed[name]; !ok && name != "internal/cli" {
+			t.Errorf("%s has no import rule; add it here and a row to the package table in docs/ARCHITECTURE.md", name)
+		}
+	}
+}
+
+// TestRulesCatchViolations keeps the checks honest on a made-up module in which the
+// balancer imports the store and the dashboard imports the controller.
+func TestRulesCatchViolations(t *testing.T) {
+	pkgs := make(map[string]pkg)
+	for name := range allowed {
+		pkgs[name] = pkg{ImportPath: name, Imports: []string{"internal/atomicfile"}}
+	}
+	pkgs["internal/atomicfile"] = pkg{ImportPath: "internal/atomicfile"}
+	pkgs["internal/lb"] = pkg{ImportPath: "internal/lb", Imports: []string{"internal/pool", "internal/store"}}
+	pkgs["internal/dashboard"] = pkg{ImportPath: "internal/dashboard", Imports: []string{"internal/controller", "internal/timeseries"}}
+	layer := layerViolations(pkgs)
+	if len(layer) != 2 || !strings.HasPrefix(layer[0], "internal/dashboard imports internal/controller") ||
+		!strings.HasPrefix(layer[1], "internal/lb imports internal/store") {
+		t.Errorf("layer violations = %q; want the dashboard's controller and the balancer's store", layer)
+	}
+	imp := importerViolations(pkgs)
+	if len(imp) != 1 || !strings.HasPrefix(imp[0], "internal/dashboard imports internal/controller") {
+		t.Errorf("importer violations = %q; want the dashboard's controller", imp)
+	}
+}
