@@ -30,7 +30,7 @@ type Config struct {
 	// that Window spans several evaluations.
 	Interval time.Duration
 
-	// Window is how far back metrics are aggregated (default 10s): short
+	// Window is how far back metrics are aggregated (default 5s): short
 	// enough to react in seconds, long enough that one slow request or an
 	// idle second does not move the group.
 	Window time.Duration
@@ -83,7 +83,7 @@ func DefaultConfig() Config {
 		Min:           1,
 		Max:           1,
 		Interval:      time.Second,
-		Window:        10 * time.Second,
+		Window:        5 * time.Second,
 		Tolerance:     0.1,
 		MaxStepUp:     4,
 		MaxFactorUp:   2,
