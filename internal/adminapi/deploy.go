@@ -98,7 +98,12 @@ func DeployRoutes(mux *http.ServeMux, c *controller.Controller) {
 			return fmt.Errorf("%w: version %d", ErrBadRequest, req.Version)
 		}
 		return streamDeploy(w, r, func(io.Writer) (int, error) {
-			return req.Version, c.Rollback(r.Context(), req.Version)
+			if err := c.Rollback(r.Context(), req.Version); err != nil {
+				return req.Version, err
+			}
+			// Version 0 asked for "the previous release": report the one
+			// that now serves.
+			return c.Release().Version, nil
 		}, c)
 	}))
 	mux.Handle("POST /v1/deploy/abort", Handle(func(w http.ResponseWriter, r *http.Request) error {

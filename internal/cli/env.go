@@ -22,21 +22,22 @@ func runEnv(ctx context.Context, env *Env, args []string) error {
 	fs.SetOutput(env.Stderr)
 	af := addUpFlags(fs)
 	secret := fs.Bool("secret", false, "set: the values are secrets, redacted in every output")
-	if err := fs.Parse(args[1:]); err != nil {
+	rest, err := parseInterleaved(fs, args[1:])
+	if err != nil {
 		return &UsageError{Err: err}
 	}
 	var set []client.EnvVar
 	var unset []string
 	switch verb {
 	case "list":
-		if fs.NArg() > 0 {
+		if len(rest) > 0 {
 			return usagef(usage)
 		}
 	case "set":
-		if fs.NArg() == 0 {
+		if len(rest) == 0 {
 			return usagef(usage)
 		}
-		for _, a := range fs.Args() {
+		for _, a := range rest {
 			k, v, ok := strings.Cut(a, "=")
 			if !ok || k == "" {
 				return usagef("env set: %q is not KEY=VALUE", a)
@@ -44,10 +45,10 @@ func runEnv(ctx context.Context, env *Env, args []string) error {
 			set = append(set, client.EnvVar{Name: k, Value: v, Secret: *secret})
 		}
 	case "unset":
-		if fs.NArg() == 0 {
+		if len(rest) == 0 {
 			return usagef(usage)
 		}
-		unset = fs.Args()
+		unset = rest
 	default:
 		return usagef(usage)
 	}
