@@ -68,6 +68,11 @@ func TestStoppedInstanceFoldersArePruned(t *testing.T) {
 		t.Fatal(err)
 	}
 	nextExit(t, l)
+	// Close waits for l's exit goroutines (which prune and touch the
+	// folders) so that they do not race with l2 on the same data dir.
+	if err := l.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
 	l2 := newLocal(t, Options{DataDir: data, KeepStopped: 1})
 	if err := l2.CleanLeftovers(context.Background()); err != nil {
 		t.Fatal(err)
