@@ -199,7 +199,8 @@ type limitsDoc struct {
 	HeaderTimeout Duration `yaml:"header_timeout"`
 	// ClientIdle closes idle client keep-alive connections; default 60s.
 	ClientIdle Duration `yaml:"client_idle"`
-	// UpstreamIdle closes idle pooled upstream connections; default 90s.
+	// UpstreamIdle closes idle pooled upstream connections; default 4s,
+	// below Node.js's 5s keep-alive timeout.
 	UpstreamIdle Duration `yaml:"upstream_idle"`
 	// MaxHeaderBytes: larger request headers get 431; default 64KiB.
 	MaxHeaderBytes Size `yaml:"max_header_bytes"`
@@ -217,6 +218,11 @@ type limitsDoc struct {
 	WebSocketIdle Duration `yaml:"websocket_idle"`
 	// ShutdownTimeout bounds the graceful drain at exit; default 30s.
 	ShutdownTimeout Duration `yaml:"shutdown_timeout"`
+	// FastPath serves plain HTTP/1.1 listeners with the balancer's own
+	// HTTP/1.1 code for the common strict subset of requests, handing the
+	// rest to net/http behind the smuggling guard; default true. Set false
+	// to serve everything through net/http.
+	FastPath *bool `yaml:"fast_path"`
 }
 
 type adminDoc struct {

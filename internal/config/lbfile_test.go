@@ -370,3 +370,26 @@ func TestOpenAccessLogAppendsToFile(t *testing.T) {
 		}
 	}
 }
+
+func TestLoadLBFastPathSwitch(t *testing.T) {
+	base := "listeners: [{name: web, addr: ':80'}]\nroutes: [{name: r, pool: p}]\npools: [{name: p}]\n"
+	for _, c := range []struct {
+		extra   string
+		disable bool
+	}{
+		{"", false},
+		{"limits: {fast_path: true}\n", false},
+		{"limits: {fast_path: false}\n", true},
+	} {
+		f, err := ParseLB("lb.yaml", []byte(base+c.extra))
+		if err != nil {
+			t.Fatalf("%q: %v", c.extra, err)
+		}
+		if got := f.Balancer.Limits.DisableFastPath; got != c.disable {
+			t.Errorf("%q: DisableFastPath = %v, want %v", c.extra, got, c.disable)
+		}
+	}
+	if _, err := ParseLB("lb.yaml", []byte(base+"limits: {fast_path: maybe}\n")); err == nil || !strings.Contains(err.Error(), "lb.yaml:4:") {
+		t.Errorf("fast_path: maybe: want a positioned error, got %v", err)
+	}
+}

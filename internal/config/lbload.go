@@ -308,6 +308,7 @@ func (v *lbValidator) limits(l limitsDoc) lb.Limits {
 		MaxIdlePerHost:  v.nonNegative("limits.max_idle_per_host", l.MaxIdlePerHost),
 		WebSocketIdle:   v.duration("limits.websocket_idle", l.WebSocketIdle),
 		ShutdownTimeout: v.duration("limits.shutdown_timeout", l.ShutdownTimeout),
+		DisableFastPath: l.FastPath != nil && !*l.FastPath,
 	}
 }
 
