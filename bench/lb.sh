@@ -3,6 +3,8 @@
 #
 #   bench/lb.sh                 # 3 interleaved rounds of 10s per proxy
 #   ROUNDS=5 DURATION=20s bench/lb.sh
+#   KINDS=ws ROUNDS=1 DURATION=5s bench/lb.sh   # WebSocket part only
+#   SHOAL_BASE=/tmp/shoal-old bench/lb.sh       # also an older shoal binary (A/B)
 #
 # Two backends (bench/backend: ~100-byte answers, WebSocket echo on /ws)
 # run behind each proxy, all on 127.0.0.1. Each proxy gets comparable
@@ -21,6 +23,8 @@ DURATION=${DURATION:-10s}
 CONNS=${CONNS:-64}
 THREADS=${THREADS:-2}
 WS_CONNS=${WS_CONNS:-64}
+KINDS=${KINDS:-http ws} # which parts to run: http, ws or both
+SHOAL_BASE=${SHOAL_BASE:-} # an older shoal binary to interleave as "base"
 BASE_PORT=${BASE_PORT:-18080}
 cd "$(dirname "$0")/.."
 
@@ -43,7 +47,8 @@ trap cleanup EXIT INT TERM
 
 port_free() { ! ss -ltnH "sport = :$1" | grep -q .; }
 SHOAL_PORT=$BASE_PORT HAPROXY_PORT=$((BASE_PORT + 1)) NGINX_PORT=$((BASE_PORT + 2)) ADMIN_PORT=$((BASE_PORT + 9))
-for p in $SHOAL_PORT $HAPROXY_PORT $NGINX_PORT $ADMIN_PORT; do
+BASE_SHOAL_PORT=$((BASE_PORT + 3)) BASE_ADMIN_PORT=$((BASE_PORT + 8))
+for p in $SHOAL_PORT $HAPROXY_PORT $NGINX_PORT $ADMIN_PORT $BASE_SHOAL_PORT $BASE_ADMIN_PORT; do
 	port_free "$p" || { echo "bench/lb.sh: port $p is in use (set BASE_PORT)" >&2; exit 2; }
 done
 
@@ -94,6 +99,11 @@ admin:
 EOF
 "$TMP/shoal" lb -c "$TMP/lb.yaml" -log-level warn >"$TMP/shoal.log" 2>&1 &
 PIDS+=($!)
+if [ -n "$SHOAL_BASE" ]; then
+	sed -e "s/:$SHOAL_PORT\$/:$BASE_SHOAL_PORT/" -e "s/:$ADMIN_PORT\$/:$BASE_ADMIN_PORT/" "$TMP/lb.yaml" >"$TMP/lb-base.yaml"
+	"$SHOAL_BASE" lb -c "$TMP/lb-base.yaml" -log-level warn >"$TMP/shoal-base.log" 2>&1 &
+	PIDS+=($!)
+fi
 
 # --- haproxy ---
 cat >"$TMP/haproxy.cfg" <<EOF
@@ -154,7 +164,7 @@ nginx -p "$TMP/nginx" -c "$TMP/nginx/nginx.conf" >"$TMP/nginx.log" 2>&1 &
 PIDS+=($!)
 
 # Wait until every proxy answers.
-for port in $SHOAL_PORT $HAPROXY_PORT $NGINX_PORT; do
+for port in $SHOAL_PORT $HAPROXY_PORT $NGINX_PORT ${SHOAL_BASE:+$BASE_SHOAL_PORT}; do
 	ok=
 	for _ in $(seq 200); do
 		if curl -fs -o /dev/null "http://127.0.0.1:$port/"; then ok=1; break; fi
@@ -168,7 +178,8 @@ for port in $SHOAL_PORT $HAPROXY_PORT $NGINX_PORT; do
 done
 
 NAMES=(shoal haproxy nginx)
-declare -A PORT=([shoal]=$SHOAL_PORT [haproxy]=$HAPROXY_PORT [nginx]=$NGINX_PORT)
+declare -A PORT=([shoal]=$SHOAL_PORT [haproxy]=$HAPROXY_PORT [nginx]=$NGINX_PORT [base]=$BASE_SHOAL_PORT)
+[ -n "$SHOAL_BASE" ] && NAMES+=(base)
 
 # to_ms VALUE: wrk prints 812.00us, 1.23ms or 1.02s.
 to_ms() {
@@ -182,6 +193,7 @@ to_ms() {
 RESULTS="$TMP/results"
 : >"$RESULTS"
 for r in $(seq "$ROUNDS"); do
+	[[ " $KINDS " == *" http "* ]] || break
 	for n in "${NAMES[@]}"; do
 		out=$(wrk -t"$THREADS" -c"$CONNS" -d"$DURATION" --latency "http://127.0.0.1:${PORT[$n]}/")
 		rps=$(echo "$out" | awk '/^Requests\/sec:/ {print $2}')
@@ -193,6 +205,7 @@ for r in $(seq "$ROUNDS"); do
 	done
 done
 for r in $(seq "$ROUNDS"); do
+	[[ " $KINDS " == *" ws "* ]] || break
 	for n in "${NAMES[@]}"; do
 		out=$("$TMP/wsload" -url "ws://127.0.0.1:${PORT[$n]}/ws" -c "$WS_CONNS" -d "$DURATION")
 		mps=$(echo "$out" | sed -E 's/.*msgs_per_sec=([0-9.]+).*/\1/')
@@ -216,7 +229,7 @@ echo "shoal lb vs HAProxy $(haproxy -v | awk 'NR==1 {print $3}') vs nginx $(ngin
 echo
 echo "| test | proxy | rate/s | p50 ms | p99 ms | rate vs HAProxy | p99 vs HAProxy |"
 echo "| --- | --- | ---: | ---: | ---: | ---: | ---: |"
-for kind in http ws; do
+for kind in $KINDS; do
 	hr=$(median "$kind" haproxy 3) h99=$(median "$kind" haproxy 5)
 	for n in "${NAMES[@]}"; do
 		rate=$(median "$kind" "$n" 3) p50=$(median "$kind" "$n" 4) p99=$(median "$kind" "$n" 5)

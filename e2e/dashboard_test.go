@@ -64,6 +64,11 @@ func TestDashboardInBrowser(t *testing.T) {
 		// Chromium shares the machine: 200 ms health timeouts flap.
 		h := doc["health"].(map[string]any)
 		h["interval"], h["timeout"] = "500ms", "500ms"
+		// Auto scaling shown on the overview; a target this test's
+		// traffic never reaches and a long stabilization keep it from
+		// changing the count the test sets.
+		doc["autoscale"] = map[string]any{"interval": "1s", "window": "5s", "warmup": "1s", "stabilization": "30m",
+			"policies": []any{map[string]any{"name": "rps", "metric": "rps_per_instance", "target": 50}}}
 	})
 	up := startUp(t, bin, dir)
 	m, err := up.p.WaitForLine(testenv.Context(t, 10*time.Second), dashboardLine)

@@ -12,8 +12,9 @@
 // The example folder is copied to a temp dir; its shoal.yaml is rewritten
 // for ephemeral ports, min 1, max 4, desired 1, BOOT_DELAY_MS=0, and an
 // autoscale section: rps_per_instance target 20, the default interval
-// (1s), -window and -cooldown-out (default 10s each, the product
-// defaults), warmup 5s, cooldown_in 5s and stabilization -stab.
+// (1s), -window (default 5s) and -cooldown-out (default 10s), the product
+// defaults, out_window left to its default (2s), warmup 5s, cooldown_in 5s
+// and stabilization -stab.
 package main
 
 import (
@@ -35,7 +36,7 @@ func main() {
 	app := flag.String("app", "examples/meteor-like", "example app `folder`")
 	n := flag.Int("n", 5, "number of load steps")
 	rps := flag.Int("rps", 80, "load step, requests per second (the policy's target is 20 per instance)")
-	window := flag.Duration("window", 10*time.Second, "autoscale.window")
+	window := flag.Duration("window", 5*time.Second, "autoscale.window")
 	stab := flag.Duration("stab", 30*time.Second, "autoscale.stabilization")
 	coolOut := flag.Duration("cooldown-out", 10*time.Second, "autoscale.cooldown_out")
 	flag.Parse()
@@ -106,7 +107,7 @@ func run(ctx context.Context, bin, src string, n int, cfg benchConfig) error {
 		failed += c.failed
 		total += c.requests
 	}
-	fmt.Printf("load steps: %d (1 -> up to 4 instances, %d req/s step, target 20 req/s per instance, window %s, cooldown_out %s, stabilization %s, interval 1s, BOOT_DELAY_MS=0)\n",
+	fmt.Printf("load steps: %d (1 -> up to 4 instances, %d req/s step, target 20 req/s per instance, window %s, out_window default, cooldown_out %s, stabilization %s, interval 1s, BOOT_DELAY_MS=0)\n",
 		n, cfg.rps, cfg.window, cfg.coolOut, cfg.stab)
 	report("load step -> desired rises", col(func(c cycle) time.Duration { return c.desired }))
 	report("app boot alone (no shoal, 1ms polling)", col(func(c cycle) time.Duration { return c.boot }))

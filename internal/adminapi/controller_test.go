@@ -20,7 +20,7 @@ import (
 
 // newTestController returns a controller wired to real parts that is not
 // running: enough to exercise the routes' plumbing and error mapping.
-func newTestController(t *testing.T) *controller.Controller {
+func newTestController(t testing.TB) *controller.Controller {
 	t.Helper()
 	dir := t.TempDir()
 	yml := "app: web\nrun:\n  command: sleep 100\n"

@@ -35,6 +35,21 @@ type Config struct {
 	// idle second does not move the group.
 	Window time.Duration
 
+	// OutWindow is the short, recent span a scale-out also looks at
+	// (default 2s, two intervals): a policy proposes the larger of its
+	// proposal over Window and its proposal over OutWindow, where the
+	// OutWindow value is the lowest per-interval value of that span (see
+	// Window.Recent). A step of load is thus answered with the count it
+	// needs as soon as it has lasted OutWindow, instead of once it has
+	// filled a fraction of Window; one busy second is not enough. For
+	// rps_per_instance and inflight_per_instance the OutWindow proposal is
+	// the group's total over every instance in service divided by the
+	// target, which does not change while new instances warm up and take
+	// their share, so it never counts the same load twice. Scale-in uses
+	// Window and Stabilization only. Zero turns the recent look off; else
+	// it must be within [Interval, Window].
+	OutWindow time.Duration
+
 	// Tolerance is the band around a target within which a policy
 	// proposes no change: |value/target - 1| <= Tolerance (default 0.1,
 	// as the Kubernetes HPA). Must be in [0, 1).
@@ -58,11 +73,22 @@ type Config struct {
 	// agree.
 	Stabilization time.Duration
 
-	// CooldownOut is the least time between two scale-outs (default 10s).
-	// The scale-out rule already ignores capacity that is still launching
-	// or warming up, so this only paces the bounded steps: 1 -> 5 -> 10
-	// -> 20 takes 20s, in line with the HPA's 15s scale-up period, and a
-	// launch is under way before the next step is decided.
+	// CooldownOut is the longest time between two scale-outs (default
+	// 10s): the next step waits until every instance of the group's
+	// desired count is in service, or until CooldownOut has passed,
+	// whichever is first (a launch that fails does not block growth for
+	// longer). The target-tracking rules already ignore capacity that is
+	// launching or warming up (or measure the total demand, see
+	// OutWindow), so the cooldown only paces the bounded steps: each one
+	// is decided on the metrics of a group that has the previous one in
+	// service. 1 -> 5 -> 10 -> 20 then takes three boot times rather
+	// than 20s. When a step policy wants the scale-out, the full
+	// CooldownOut applies: a step policy adds its adjustment to whatever
+	// is there, and its value lags while the new instances warm up.
+	// (AWS Application Auto Scaling's target tracking likewise lets a
+	// larger scale-out through during its scale-out cooldown, counting the
+	// capacity already added; Shoal bounds each step and waits for it to
+	// serve instead.)
 	CooldownOut time.Duration
 
 	// CooldownIn is the least time between two scale-ins (default 30s,
@@ -84,6 +110,7 @@ func DefaultConfig() Config {
 		Max:           1,
 		Interval:      time.Second,
 		Window:        5 * time.Second,
+		OutWindow:     2 * time.Second,
 		Tolerance:     0.1,
 		MaxStepUp:     4,
 		MaxFactorUp:   2,
@@ -141,6 +168,10 @@ func (c Config) Validate() error {
 		ps.add("window", "window must be > 0, got %s", c.Window)
 	} else if c.Interval > 0 && c.Window < 2*c.Interval {
 		ps.add("window", "window %s must span at least two intervals (%s)", c.Window, 2*c.Interval)
+	}
+	windowOK := c.Interval > 0 && c.Window >= 2*c.Interval
+	if c.OutWindow < 0 || (c.OutWindow > 0 && windowOK && (c.OutWindow < c.Interval || c.OutWindow > c.Window)) {
+		ps.add("out_window", "out_window must be 0 or within interval %s and window %s, got %s", c.Interval, c.Window, c.OutWindow)
 	}
 	if math.IsNaN(c.Tolerance) || c.Tolerance < 0 || c.Tolerance >= 1 {
 		ps.add("tolerance", "tolerance must be within 0 and 1 (exclusive), got %g", c.Tolerance)

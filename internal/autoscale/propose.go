@@ -28,11 +28,68 @@ type PolicyValue struct {
 	// Note explains the proposal: "p95 412ms > target 300ms",
 	// "within tolerance", "no data: no warmed-up instance".
 	Note string
+	// Recent is true when the proposal is a scale-out seen over the
+	// recent Config.OutWindow, larger than the one over Window; Value,
+	// Wants and Note are then those of that look (for an additive metric,
+	// Value is per instance in service, warmed up or not).
+	Recent bool
 }
 
 // evaluate returns p's reading and proposal at now for a group of current
-// desired instances.
+// desired instances: the proposal over Window, or the scale-out seen over
+// OutWindow when that one wants more (see Config.OutWindow).
 func (c *Config) evaluate(p Policy, w *Window, now time.Time, current int) PolicyValue {
+	pv := c.evaluateWindow(p, w, now, current)
+	if c.OutWindow <= 0 {
+		return pv
+	}
+	if out, ok := c.evaluateRecent(p, w, now, current); ok && out.Wants > max(pv.Wants, current) {
+		return out
+	}
+	return pv
+}
+
+// evaluateRecent returns p's scale-out proposal over the recent
+// OutWindow, and false when that look proposes no scale-out.
+func (c *Config) evaluateRecent(p Policy, w *Window, now time.Time, current int) (PolicyValue, bool) {
+	r := w.Recent(p.Metric, now, c.OutWindow, c.Warmup)
+	pv := PolicyValue{
+		Name: p.label(), Kind: p.Kind, Metric: p.Metric, Target: p.Target,
+		Value: r.Value, OK: r.OK, Warm: r.Warm, Wants: current, Recent: true,
+	}
+	n := float64(r.Warm) // warmed-up instances the value is per
+	if p.Metric.additive() {
+		n = float64(r.InService)
+	}
+	if !r.OK || n == 0 {
+		return pv, false
+	}
+	span := fmt.Sprintf("in each of the last %s", c.OutWindow)
+	if p.Kind == StepScaling {
+		pv.Target = 0
+		s, ok := p.stepFor(r.Value)
+		if !ok || s.change(current) <= 0 {
+			return pv, false
+		}
+		pv.Wants = current + s.change(current)
+		pv.Note = fmt.Sprintf("%s %s in step %s %s", p.Metric.short(), formatValue(p.Metric, r.Value), s.describe(p.Metric), span)
+		return pv, true
+	}
+	ratio := r.Value / p.Target
+	if ratio-1 <= c.Tolerance {
+		return pv, false
+	}
+	pv.Wants = ceilCount(n * ratio)
+	pv.Note = fmt.Sprintf("%s %s > target %s %s", p.Metric.short(), formatValue(p.Metric, r.Value), formatValue(p.Metric, p.Target), span)
+	if p.Metric.additive() {
+		pv.Wants = ceilCount(r.Total / p.Target)
+		pv.Note += fmt.Sprintf(" (%s in total on %d in service)", formatValue(p.Metric, r.Total), r.InService)
+	}
+	return pv, pv.Wants > current
+}
+
+// evaluateWindow returns p's reading and proposal over Window.
+func (c *Config) evaluateWindow(p Policy, w *Window, now time.Time, current int) PolicyValue {
 	r := w.Value(p.Metric, now, c.Warmup)
 	pv := PolicyValue{
 		Name: p.label(), Kind: p.Kind, Metric: p.Metric, Target: p.Target,

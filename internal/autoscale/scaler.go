@@ -240,9 +240,14 @@ func (s *Scaler) Decide(now time.Time, current int, w *Window) Decision {
 	for i, p := range s.cfg.Policies {
 		d.PerPolicy[i] = s.cfg.evaluate(p, w, now, current)
 	}
-	want, dir, why := combine(d.PerPolicy, current)
+	want, dir, why := combine(d.PerPolicy, current, w.Size())
 	s.remember(now, min(max(want, 0), maxCount))
 	over := fmt.Sprintf(" over %s", w.Size())
+	for _, pv := range d.PerPolicy {
+		if pv.Recent {
+			over = "" // the notes say their spans
+		}
+	}
 
 	switch {
 	case current < s.min || current > s.max:
@@ -258,7 +263,7 @@ func (s *Scaler) Decide(now time.Time, current int, w *Window) Decision {
 			d.Held = fmt.Sprintf("paused (would scale %s: %s)", dir, why)
 		}
 	case dir == Out:
-		d.Desired, d.Reason, d.Held = s.scaleOut(now, current, want, why+over)
+		d.Desired, d.Reason, d.Held = s.scaleOut(now, current, want, why+over, s.paced(d.PerPolicy, w, now, current))
 	case dir == In:
 		d.Desired, d.Reason, d.Held = s.scaleIn(now, current, why+over)
 	default:
@@ -275,14 +280,44 @@ func (s *Scaler) Decide(now time.Time, current int, w *Window) Decision {
 	return d
 }
 
-// scaleOut returns the bounded scale-out from current toward want.
-func (s *Scaler) scaleOut(now time.Time, current, want int, why string) (desired int, reason, held string) {
+// paced returns "" when a scale-out from current may skip the rest of
+// CooldownOut, else why not: every policy that wants more is target
+// tracking, and every one of the current desired instances is in service
+// in the latest sample. (A step policy adds its adjustment to whatever is
+// there, on a value that lags the new capacity, so it waits the whole
+// cooldown; see Config.CooldownOut.)
+func (s *Scaler) paced(pvs []PolicyValue, w *Window, now time.Time, current int) string {
+	for _, pv := range pvs {
+		if pv.Wants > current && pv.Kind != TargetTracking {
+			return "step policy"
+		}
+	}
+	_, last := w.span(now, w.size)
+	if last < 0 {
+		return "no sample"
+	}
+	up := 0
+	for _, in := range w.samples[last].Instances {
+		if !in.InService.IsZero() {
+			up++
+		}
+	}
+	if up < current {
+		return fmt.Sprintf("%d of %d in service", up, current)
+	}
+	return ""
+}
+
+// scaleOut returns the bounded scale-out from current toward want; wait
+// is why the cooldown after the previous scale-out still applies, or ""
+// when that scale-out is in service (see paced).
+func (s *Scaler) scaleOut(now time.Time, current, want int, why, wait string) (desired int, reason, held string) {
 	if current >= s.max {
 		return current, "", fmt.Sprintf("at max %d (%s wants %d)", s.max, why, want)
 	}
-	if !s.lastOut.IsZero() {
+	if !s.lastOut.IsZero() && wait != "" {
 		if left := s.lastOut.Add(s.cfg.CooldownOut).Sub(now); left > 0 {
-			return current, "", fmt.Sprintf("cooldown after scale-out: %s left (%s wants %d)", round(left), why, want)
+			return current, "", fmt.Sprintf("cooldown after scale-out: %s left (%s wants %d; %s)", round(left), why, want, wait)
 		}
 	}
 	limit := max(current+s.cfg.MaxStepUp, ceilCount(float64(current)*s.cfg.MaxFactorUp))
@@ -341,8 +376,10 @@ func (s *Scaler) state(now time.Time, dir Direction, held string) State {
 
 // combine merges the policies' proposals: out to the largest if any wants
 // more; in to the largest if all have data and want fewer; else hold. It
-// returns the recommendation, the direction and the explanation.
-func combine(pvs []PolicyValue, current int) (int, Direction, string) {
+// returns the recommendation, the direction and the explanation; when
+// some notes come from the recent OutWindow look (which say their span),
+// the others get " over <window>" (see spanNotes).
+func combine(pvs []PolicyValue, current int, window time.Duration) (int, Direction, string) {
 	if len(pvs) == 0 {
 		return current, Hold, "no policies"
 	}
@@ -352,18 +389,16 @@ func combine(pvs []PolicyValue, current int) (int, Direction, string) {
 	}
 	var notes []string
 	if best > current {
+		var out []PolicyValue
 		for _, pv := range pvs {
 			if pv.Wants > current {
-				notes = append(notes, pv.Note)
+				out = append(out, pv)
 			}
 		}
-		return best, Out, strings.Join(notes, ", ")
+		return best, Out, spanNotes(out, window)
 	}
 	if best < current {
-		for _, pv := range pvs {
-			notes = append(notes, pv.Note)
-		}
-		return best, In, strings.Join(notes, ", ")
+		return best, In, spanNotes(pvs, window)
 	}
 	// Hold: say what holds, leaving out policies that would allow a
 	// scale-in when others do not.
@@ -373,6 +408,24 @@ func combine(pvs []PolicyValue, current int) (int, Direction, string) {
 		}
 	}
 	return current, Hold, strings.Join(notes, ", ")
+}
+
+// spanNotes joins the notes of pvs. When some are from the recent look
+// (whose notes say "in each of the last 2s"), each other note gets
+// " over <window>"; else the caller adds one at the end.
+func spanNotes(pvs []PolicyValue, window time.Duration) string {
+	anyRecent := false
+	for _, pv := range pvs {
+		anyRecent = anyRecent || pv.Recent
+	}
+	notes := make([]string, len(pvs))
+	for i, pv := range pvs {
+		notes[i] = pv.Note
+		if anyRecent && !pv.Recent {
+			notes[i] += fmt.Sprintf(" over %s", window)
+		}
+	}
+	return strings.Join(notes, ", ")
 }
 
 // qualify prefixes a holding policy's note with its name when the note

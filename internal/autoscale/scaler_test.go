@@ -215,17 +215,52 @@ func TestDecideSeveralPolicies(t *testing.T) {
 func TestDecideWarmingInstances(t *testing.T) {
 	cfg := rpsConfig(1, 20)
 	cfg.Stabilization = 0
-	// Two warm instances at twice the target, two launched for them still
-	// warming: no further scale-out (no overshoot).
+	// Two warm instances at twice the target, two launched for them just
+	// in service, warming, and not yet given a share of the load: no
+	// further scale-out (no overshoot).
+	//
+	// This case used to give the warming instances 300 rps each and
+	// expect a hold, because only warmed-up instances counted. Since the
+	// recent look (Config.OutWindow) measures rps as the group's total at
+	// the balancer, 2*100 + 2*300 = 800 rps is demand for 16 instances and
+	// does scale out (see "busy warming instances" below); what must not
+	// scale out is the load of two instances counted again when it moves
+	// to the new ones, which is the next case.
 	g := warmGroup(2, 100)
 	g.insts = append(g.insts,
-		&fake{id: "n1", inService: t0.Add(5 * time.Second), rps: 300},
-		&fake{id: "n2", inService: t0.Add(5 * time.Second), rps: 300})
+		&fake{id: "n1", inService: t0.Add(5 * time.Second)},
+		&fake{id: "n2", inService: t0.Add(5 * time.Second)})
 	w, now := windowOf(t, g)
 	d := mustScaler(t, cfg).Decide(now, 4, w)
-	if d.Desired != 4 || d.PerPolicy[0].Warm != 2 || d.PerPolicy[0].Value != 100 {
+	if d.Desired != 4 || d.PerPolicy[0].Warm != 2 || d.PerPolicy[0].Value != 100 || d.PerPolicy[0].Recent {
 		t.Fatalf("warming: %d %q %+v", d.Desired, d.Reason, d.PerPolicy[0])
 	}
+	// The balancer has spread the same 200 rps over all four: still 4.
+	g.each(func(f *fake) { f.rps = 50 })
+	w, now = windowOf(t, g)
+	if d := mustScaler(t, cfg).Decide(now, 4, w); d.Desired != 4 {
+		t.Fatalf("spread: %d %q %q", d.Desired, d.Reason, d.Held)
+	}
+	// Busy warming instances: rps is demand wherever it is served.
+	g.insts[2].rps, g.insts[3].rps = 300, 300
+	g.insts[0].rps, g.insts[1].rps = 100, 100
+	w, now = windowOf(t, g)
+	want := "rps/instance 200 > target 50 in each of the last 2s (800 in total on 4 in service); desired 4 -> 8 (wants 16, step limit max(+4, x2))"
+	if d := mustScaler(t, cfg).Decide(now, 4, w); d.Desired != 8 || d.Reason != want {
+		t.Fatalf("busy warming: %d %q %q", d.Desired, d.Reason, d.Held)
+	}
+	// CPU is not additive (a cold start burns CPU): busy warming
+	// instances do not count, and the warm ones at twice the target are
+	// covered by the two warming.
+	cpuCfg := cfg
+	cpuCfg.Policies = []Policy{{Metric: CPU, Target: 0.5}}
+	g.insts[0].cpu, g.insts[1].cpu = 1, 1
+	g.insts[2].cpu, g.insts[3].cpu = 4, 4
+	w, now = windowOf(t, g)
+	if d := mustScaler(t, cpuCfg).Decide(now, 4, w); d.Desired != 4 {
+		t.Fatalf("cpu with busy warming: %d %q %q", d.Desired, d.Reason, d.Held)
+	}
+	g.each(func(f *fake) { f.rps, f.cpu = 100, 0 })
 	// Low load on the warm ones: warming instances count as at target, so
 	// only one goes (ceil(2 * 0.2 + 2) = 3).
 	g.each(func(f *fake) { f.rps = 10 })

@@ -75,6 +75,10 @@ type Reading struct {
 	// Requests is the number of requests the value is based on (for
 	// latency percentiles).
 	Requests uint64
+	// Total is the group's total of an additive metric (requests per
+	// second, requests in flight) over every instance in service; set by
+	// Window.Recent only.
+	Total float64
 }
 
 // Value aggregates metric m over the samples of (now-Size, now], counting
@@ -97,11 +101,18 @@ type Reading struct {
 //
 // With no sample in the window or no warmed-up instance, OK is false.
 func (w *Window) Value(m Metric, now time.Time, warmup time.Duration) Reading {
-	warm := func(in InstanceSample, t time.Time) bool {
-		return !in.InService.IsZero() && t.Sub(in.InService) >= warmup
+	first, last := w.span(now, w.size)
+	if last < 0 {
+		return Reading{Why: fmt.Sprintf("no samples in the last %s", w.size)}
 	}
-	from := now.Add(-w.size)
-	first, last := -1, -1 // samples in (from, now]
+	return w.aggregate(m, first, last, warmup)
+}
+
+// span returns the indexes of the first and last samples in (now-d, now],
+// or -1, -1 when there is none.
+func (w *Window) span(now time.Time, d time.Duration) (first, last int) {
+	from := now.Add(-d)
+	first, last = -1, -1
 	for i, s := range w.samples {
 		if s.Time.After(now) {
 			break
@@ -113,8 +124,14 @@ func (w *Window) Value(m Metric, now time.Time, warmup time.Duration) Reading {
 			last = i
 		}
 	}
-	if last < 0 {
-		return Reading{Why: fmt.Sprintf("no samples in the last %s", w.size)}
+	return first, last
+}
+
+// aggregate is Value over the samples first..last (and the baseline
+// before first, when there is one), counting warmed-up instances only.
+func (w *Window) aggregate(m Metric, first, last int, warmup time.Duration) Reading {
+	warm := func(in InstanceSample, t time.Time) bool {
+		return !in.InService.IsZero() && t.Sub(in.InService) >= warmup
 	}
 	var r Reading
 	for _, in := range w.samples[last].Instances {

@@ -27,7 +27,9 @@ type RolloutInstance struct {
 	Release int       `json:"release"`
 	State   string    `json:"state"`
 	Since   time.Time `json:"since"`
-	Reason  string    `json:"reason,omitempty"`
+	// Restarts counts in-place restarts of the instance's process.
+	Restarts int    `json:"restarts,omitempty"`
+	Reason   string `json:"reason,omitempty"`
 }
 
 // RolloutFailure says which instance made a rollout go back, and why.
@@ -39,10 +41,23 @@ type RolloutFailure struct {
 
 // RolloutSpec is what a rollout does.
 type RolloutSpec struct {
-	Group   string `json:"group,omitempty"`
-	From    int    `json:"from"`
-	To      int    `json:"to"`
-	Desired int    `json:"desired"`
+	Group   string        `json:"group,omitempty"`
+	From    int           `json:"from"`
+	To      int           `json:"to"`
+	Desired int           `json:"desired"`
+	Policy  RolloutPolicy `json:"policy"`
+}
+
+// RolloutPolicy is the deploy policy a rollout runs with. Zero fields are
+// the defaults; MaxSurge and MaxUnavailable are a count ("1") or a
+// percentage ("25%").
+type RolloutPolicy struct {
+	MaxSurge       string        `json:"max_surge,omitempty"`
+	MaxUnavailable string        `json:"max_unavailable,omitempty"`
+	BatchTimeout   time.Duration `json:"batch_timeout,omitzero"`
+	HealthGrace    time.Duration `json:"health_grace,omitzero"`
+	DrainTimeout   time.Duration `json:"drain_timeout,omitzero"`
+	MaxFailures    int           `json:"max_failures,omitzero"`
 }
 
 // RolloutProgress is a rollout in progress (GET /v1/deploy, and the
@@ -52,16 +67,18 @@ type RolloutProgress struct {
 	Target int         `json:"target"`
 	// Phase is surging, waiting_healthy, draining, done, failed,
 	// rolling_back, rolled_back or aborted.
-	Phase          string            `json:"phase"`
-	Done           int               `json:"done"`
-	Total          int               `json:"total"`
-	MaxSurge       int               `json:"max_surge"`
-	MaxUnavailable int               `json:"max_unavailable"`
-	Started        time.Time         `json:"started"`
-	Elapsed        time.Duration     `json:"elapsed"`
-	Instances      []RolloutInstance `json:"instances"`
-	Reason         string            `json:"reason"`
-	Failure        *RolloutFailure   `json:"failure,omitempty"`
+	Phase          string    `json:"phase"`
+	Done           int       `json:"done"`
+	Total          int       `json:"total"`
+	MaxSurge       int       `json:"max_surge"`
+	MaxUnavailable int       `json:"max_unavailable"`
+	Started        time.Time `json:"started"`
+	// Ended is when the rollout reached a terminal phase; zero until then.
+	Ended     time.Time         `json:"ended,omitzero"`
+	Elapsed   time.Duration     `json:"elapsed"`
+	Instances []RolloutInstance `json:"instances"`
+	Reason    string            `json:"reason"`
+	Failure   *RolloutFailure   `json:"failure,omitempty"`
 }
 
 // DeployLine is one line of a deploy stream: exactly one field is set.

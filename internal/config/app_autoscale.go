@@ -18,9 +18,14 @@ type AppAutoscale struct {
 	// Interval is how often the policies are evaluated; default 1s.
 	Interval Duration `yaml:"interval"`
 
-	// Window is how far back the metrics are aggregated; default 10s. It
+	// Window is how far back the metrics are aggregated; default 5s. It
 	// must span at least two intervals.
 	Window Duration `yaml:"window"`
+
+	// OutWindow is the recent span a scale-out also looks at: the load
+	// must be above target in each interval of it; default two intervals
+	// (within window). 0 turns it off. See autoscale.Config.OutWindow.
+	OutWindow Duration `yaml:"out_window"`
 
 	// Tolerance is the band around a target within which nothing changes,
 	// as a fraction (0.1 = 10%, the default) or a percentage ("10%").
@@ -157,6 +162,7 @@ func (a *App) autoscaleDefaults(d *document) {
 	}
 	set("interval", func() { s.Interval = Duration(def.Interval) })
 	set("window", func() { s.Window = Duration(def.Window) })
+	set("out_window", func() { s.OutWindow = min(2*s.Interval, s.Window) })
 	set("tolerance", func() { s.Tolerance = strconv.FormatFloat(def.Tolerance, 'g', -1, 64) })
 	set("max_step_up", func() { s.MaxStepUp = def.MaxStepUp })
 	set("max_factor_up", func() { s.MaxFactorUp = def.MaxFactorUp })
@@ -183,7 +189,7 @@ func (a *App) autoscaleConfig(d *document) (cfg autoscale.Config, ok bool) {
 			(&appChecker{a: a, d: d}).check(true, path, format, args...)
 		}
 	}
-	cfg.Interval, cfg.Window = s.Interval.D(), s.Window.D()
+	cfg.Interval, cfg.Window, cfg.OutWindow = s.Interval.D(), s.Window.D(), s.OutWindow.D()
 	if s.Tolerance != "" {
 		v, err := parseFraction(s.Tolerance)
 		if err != nil {

@@ -69,6 +69,8 @@ type Group struct {
 	// Deploy is the deploy in progress or the last one; nil when the group
 	// has never been deployed.
 	Deploy *Deploy `json:"deploy,omitempty"`
+	// Autoscale is the group's auto scaling; nil when it has none.
+	Autoscale *Autoscale `json:"autoscale,omitempty"`
 }
 
 // Instance states, as in the controller's lifecycle.

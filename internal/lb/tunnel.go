@@ -67,7 +67,9 @@ func (t *tunnel) copy(dst net.Conn, src io.Reader, srcConn net.Conn, f *frameTra
 		}
 		n, err := src.Read(buf)
 		if n > 0 {
-			t.last.Store(time.Now().UnixNano())
+			if t.idle > 0 {
+				t.last.Store(time.Now().UnixNano()) // read only for the idle limit
+			}
 			if !t.forward(dst, buf[:n], f, toClient) {
 				return
 			}
@@ -255,11 +257,57 @@ func (f *frameTracker) payloadLen() uint64 {
 	}
 }
 
-// advance consumes all of p.
+// advance consumes all of p. Frame headers that lie whole in p are
+// parsed in place; only a header split across reads goes through hdr.
 func (f *frameTracker) advance(p []byte) {
 	for len(p) > 0 {
+		if f.hn == 0 {
+			if uint64(len(p)) <= f.remain {
+				f.remain -= uint64(len(p))
+				return
+			}
+			p = p[f.remain:]
+			f.remain = 0
+			if n, plen, ok := frameHeader(p); ok {
+				p = p[n:]
+				f.remain = plen
+				continue
+			}
+		}
 		p = p[f.step(p):]
 	}
+}
+
+// frameHeader parses the frame header at the start of p when p holds all
+// of it: its length, the payload length and true; else false.
+func frameHeader(p []byte) (int, uint64, bool) {
+	if len(p) < 2 {
+		return 0, 0, false
+	}
+	n := 2
+	l := uint64(p[1] & 0x7f)
+	switch l {
+	case 126:
+		n += 2
+	case 127:
+		n += 8
+	}
+	if p[1]&0x80 != 0 {
+		n += 4
+	}
+	if len(p) < n {
+		return 0, 0, false
+	}
+	switch l {
+	case 126:
+		l = uint64(p[2])<<8 | uint64(p[3])
+	case 127:
+		l = 0
+		for _, c := range p[2:10] {
+			l = l<<8 | uint64(c)
+		}
+	}
+	return n, l, true
 }
 
 // toBoundary consumes p up to the first frame boundary and returns the

@@ -3,6 +3,7 @@ package lb
 import (
 	"bufio"
 	"context"
+	"io"
 	"net"
 	"net/http"
 	"time"
@@ -134,7 +135,7 @@ func (b *Balancer) serveUpgrade(w http.ResponseWriter, r *http.Request, ex *exch
 		return
 	}
 	ws := headerHasToken(upgrade, "websocket")
-	tun := newTunnel(cconn, cbrw.Reader, conn, tbr, ws, tbl.limits.WebSocketIdle)
+	tun := newTunnel(cconn, tunnelReader(cbrw.Reader, cconn), conn, tunnelReader(tbr, conn), ws, tbl.limits.WebSocketIdle)
 	if !b.tunnels.add(tun) {
 		tun.goAway() // the balancer is past its shutdown deadline
 	}
@@ -145,4 +146,26 @@ func (b *Balancer) serveUpgrade(w http.ResponseWriter, r *http.Request, ex *exch
 	pe.m.ws.Dec()
 	b.tunnels.remove(tun)
 	t.End(pool.Outcome{Status: resp.StatusCode, TTFB: ttfb})
+}
+
+// tunnelReader returns the reader a tunnel copies from: the bytes br
+// buffered, then c itself. A client connection handed over by the fast
+// path is unwrapped where its layers have nothing left to do (the guard
+// stops inspecting at an Upgrade request, the replayed prefix is
+// consumed), so each read is one call to the socket rather than a chain
+// through bufio, net/http's connReader, the guard and the prefix. Call it
+// only once br and c are no longer read by anything else (after Hijack).
+func tunnelReader(br *bufio.Reader, c net.Conn) io.Reader {
+	if g, ok := c.(*guardConn); ok && g.ins.passthrough && g.err == nil {
+		c = g.Conn
+		if p, ok := c.(*prefixConn); ok && len(p.pre) == 0 {
+			c = p.Conn
+		}
+	}
+	n := br.Buffered()
+	if n == 0 {
+		return c
+	}
+	pre, _ := br.Peek(n)
+	return &prefixConn{Conn: c, pre: append([]byte(nil), pre...)}
 }

@@ -13,7 +13,7 @@ import (
 
 // wsEcho is a WebSocket echo target; opened receives a value per
 // accepted socket, closed when the handler ends.
-func wsEcho(t *testing.T, opened chan<- struct{}, ended chan<- error) *backend {
+func wsEcho(t testing.TB, opened chan<- struct{}, ended chan<- error) *backend {
 	return newBackend(t, func(w http.ResponseWriter, r *http.Request) {
 		c, err := websocket.Accept(w, r, nil)
 		if err != nil {

@@ -117,6 +117,7 @@ func (s *Source) Groups(ctx context.Context) ([]dashboard.Group, error) {
 		g.Targets = append(g.Targets, dashboard.Target{Addr: t.Addr, Instance: byAddr[t.Addr], State: t.State,
 			Reason: t.Reason, InFlight: int(t.InFlight)})
 	}
+	g.Autoscale = autoscaleView(s.o.Controller.Autoscale())
 	if d := s.deploy(st); d != nil {
 		g.Deploy = d
 		if d.Active {

@@ -1,0 +1,231 @@
+package adminapi
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"reflect"
+	"slices"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/shoal-dev/shoal/internal/client"
+	"github.com/shoal-dev/shoal/internal/controller"
+	"github.com/shoal-dev/shoal/internal/lb"
+	"github.com/shoal-dev/shoal/internal/rollout"
+)
+
+// TestWireTypesAgree checks, for every route the CLI uses, that the
+// client's copy of a wire type has exactly the JSON fields of the server's
+// type: a server value with every field set decodes into the client type
+// with DisallowUnknownFields, and both encode to the same set of keys. A
+// field added on one side only fails here.
+func TestWireTypesAgree(t *testing.T) {
+	answers := []struct {
+		route          string
+		server, client any
+	}{
+		{"GET /v1/status, POST /v1/scale", controller.Status{}, client.Status{}},
+		{"GET /v1/events", controller.Event{}, client.Event{}},
+		{"GET /v1/releases", controller.ReleaseInfo{}, client.Release{}},
+		{"GET /v1/env", controller.EnvVarInfo{}, client.EnvVar{}},
+		{"GET /v1/deploy", rollout.Progress{}, client.RolloutProgress{}},
+		{"POST /v1/deploy stream", DeployLine{}, client.DeployLine{}},
+		{"GET /v1/autoscale", controller.AutoscaleStatus{}, client.Autoscale{}},
+		{"GET /v1/lb/status", lb.Status{}, client.LBStatus{}},
+		{"GET /v1/lb/pools", struct {
+			Pools []lb.PoolStatus `json:"pools"`
+		}{}, struct {
+			Pools []client.Pool `json:"pools"`
+		}{}},
+		{"DELETE .../targets/{addr}, POST .../drain", drainResult{}, client.DrainResult{}},
+	}
+	for _, a := range answers {
+		sv := fill(t, reflect.TypeOf(a.server))
+		data, err := json.Marshal(sv)
+		if err != nil {
+			t.Fatalf("%s: marshal server value: %v", a.route, err)
+		}
+		dec := json.NewDecoder(bytes.NewReader(data))
+		dec.DisallowUnknownFields()
+		cv := reflect.New(reflect.TypeOf(a.client))
+		if err := dec.Decode(cv.Interface()); err != nil {
+			t.Errorf("%s: the client cannot decode the server's answer: %v\n%s", a.route, err, data)
+			continue
+		}
+		sk := keys(t, data)
+		cdata, err := json.Marshal(fill(t, reflect.TypeOf(a.client)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ck := keys(t, cdata)
+		if missing := minus(ck, sk); len(missing) > 0 {
+			t.Errorf("%s: the client expects fields the server never sends: %v", a.route, missing)
+		}
+		if extra := minus(sk, ck); len(extra) > 0 {
+			t.Errorf("%s: the server sends fields the client lacks: %v", a.route, extra)
+		}
+	}
+
+	// Requests: every field the client sends must be one the route's
+	// strict decoder accepts.
+	requests := []struct {
+		route          string
+		client, server any
+	}{
+		{"POST /v1/deploy", client.DeployOptions{}, DeployRequest{}},
+		{"POST /v1/rollback", map[string]int{"version": 1}, RollbackRequest{}},
+		{"POST /v1/env", struct {
+			Set   []client.EnvVar `json:"set,omitempty"`
+			Unset []string        `json:"unset,omitempty"`
+		}{}, EnvRequest{}},
+		{"POST /v1/scale", map[string]int{"desired": 1}, ScaleRequest{}},
+		{"POST /v1/autoscale", map[string]bool{"paused": true}, AutoscaleRequest{}},
+		{"POST /v1/lb/pools/{pool}/targets", client.TargetRequest{}, targetBody{}},
+		{"PUT .../weight", client.WeightRequest{}, weightBody{}},
+		{"POST .../drain", client.DrainRequest{}, drainBody{}},
+		{"POST /v1/lb/maintenance", client.MaintenanceRequest{}, maintenanceBody{}},
+	}
+	for _, r := range requests {
+		v := r.client
+		if reflect.TypeOf(v).Kind() != reflect.Map {
+			v = fill(t, reflect.TypeOf(v))
+		}
+		data, err := json.Marshal(v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Values the lb bodies validate later need not be valid here;
+		// only the field names and JSON types are checked.
+		data = bytes.ReplaceAll(data, []byte(`"x"`), []byte(`"1s"`))
+		dec := json.NewDecoder(bytes.NewReader(data))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(reflect.New(reflect.TypeOf(r.server)).Interface()); err != nil {
+			t.Errorf("%s: the server refuses the client's body %s: %v", r.route, data, err)
+		}
+	}
+
+	// Error bodies: the client reports the server's message.
+	srv := httptest.NewServer(Handle(func(http.ResponseWriter, *http.Request) error {
+		return fmt.Errorf("%w: boom", ErrConflict)
+	}))
+	defer srv.Close()
+	_, err := client.New(srv.URL, "tok").Status(context.Background())
+	var ae *client.APIError
+	if !errors.As(err, &ae) || ae.Status != http.StatusConflict || ae.Message != "conflict: boom" {
+		t.Errorf("error answer read as %#v", err)
+	}
+}
+
+// fill returns a value of type typ with every exported field set to
+// something that is not its zero value, so that omitempty and omitzero
+// fields appear in its encoding.
+func fill(t *testing.T, typ reflect.Type) any {
+	t.Helper()
+	v := reflect.New(typ).Elem()
+	fillValue(t, v, 0)
+	return v.Interface()
+}
+
+var (
+	timeType     = reflect.TypeOf(time.Time{})
+	quantityType = reflect.TypeOf(rollout.Quantity{})
+)
+
+func fillValue(t *testing.T, v reflect.Value, depth int) {
+	if depth > 8 {
+		t.Fatalf("type %s nests too deep", v.Type())
+	}
+	switch v.Type() {
+	case timeType:
+		v.Set(reflect.ValueOf(time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC)))
+		return
+	case quantityType:
+		v.Set(reflect.ValueOf(rollout.Percent(25)))
+		return
+	}
+	switch v.Kind() {
+	case reflect.String:
+		v.SetString("x")
+	case reflect.Bool:
+		v.SetBool(true)
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
+		v.SetInt(1)
+	case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		v.SetUint(1)
+	case reflect.Float32, reflect.Float64:
+		v.SetFloat(1.5)
+	case reflect.Pointer:
+		p := reflect.New(v.Type().Elem())
+		fillValue(t, p.Elem(), depth+1)
+		v.Set(p)
+	case reflect.Slice:
+		s := reflect.MakeSlice(v.Type(), 1, 1)
+		fillValue(t, s.Index(0), depth+1)
+		v.Set(s)
+	case reflect.Map:
+		m := reflect.MakeMap(v.Type())
+		k := reflect.New(v.Type().Key()).Elem()
+		e := reflect.New(v.Type().Elem()).Elem()
+		fillValue(t, k, depth+1)
+		fillValue(t, e, depth+1)
+		m.SetMapIndex(k, e)
+		v.Set(m)
+	case reflect.Struct:
+		for i := range v.NumField() {
+			if v.Type().Field(i).IsExported() {
+				fillValue(t, v.Field(i), depth+1)
+			}
+		}
+	case reflect.Interface:
+		v.Set(reflect.ValueOf("x"))
+	default:
+		t.Fatalf("cannot fill a %s", v.Type())
+	}
+}
+
+// keys returns the dotted paths of every object key in a JSON document
+// ("spec.policy.max_surge"; array elements add no segment).
+func keys(t *testing.T, data []byte) []string {
+	t.Helper()
+	var doc any
+	if err := json.Unmarshal(data, &doc); err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	var walk func(prefix string, v any)
+	walk = func(prefix string, v any) {
+		switch v := v.(type) {
+		case map[string]any:
+			for k, e := range v {
+				p := strings.TrimPrefix(prefix+"."+k, ".")
+				out = append(out, p)
+				walk(p, e)
+			}
+		case []any:
+			for _, e := range v {
+				walk(prefix, e)
+			}
+		}
+	}
+	walk("", doc)
+	sort.Strings(out)
+	return slices.Compact(out)
+}
+
+// minus returns the elements of a not in b.
+func minus(a, b []string) []string {
+	var out []string
+	for _, s := range a {
+		if !slices.Contains(b, s) {
+			out = append(out, s)
+		}
+	}
+	return out
+}
