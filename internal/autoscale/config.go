@@ -25,7 +25,7 @@ type Config struct {
 	// Schedules set Min, Max or desired at cron times; see Timetable.
 	Schedules []Schedule
 
-	// Interval is how often the controller calls Decide (default 1s). The
+	// Interval is how often the controller calls Decide (default 500ms). The
 	// strategy does not tick by itself; it uses Interval only to check
 	// that Window spans several evaluations.
 	Interval time.Duration
@@ -36,7 +36,7 @@ type Config struct {
 	Window time.Duration
 
 	// OutWindow is the short, recent span a scale-out also looks at
-	// (default 2s, two intervals): a policy proposes the larger of its
+	// (default 1s, two intervals): a policy proposes the larger of its
 	// proposal over Window and its proposal over OutWindow, where the
 	// OutWindow value is the lowest per-interval value of that span (see
 	// Window.Recent). A step of load is thus answered with the count it
@@ -108,9 +108,9 @@ func DefaultConfig() Config {
 	return Config{
 		Min:           1,
 		Max:           1,
-		Interval:      time.Second,
+		Interval:      500 * time.Millisecond,
 		Window:        5 * time.Second,
-		OutWindow:     2 * time.Second,
+		OutWindow:     time.Second,
 		Tolerance:     0.1,
 		MaxStepUp:     4,
 		MaxFactorUp:   2,

@@ -17,7 +17,7 @@ func TestDefaultConfigValid(t *testing.T) {
 }
 
 func TestValidateReportsEveryProblem(t *testing.T) {
-	c := DefaultConfig()
+	c := oneSecondConfig()
 	c.Min, c.Max = 5, 3
 	c.Window, c.Tolerance, c.MaxFactorUp, c.CooldownIn = 1500e6, 1, 0.5, -1
 	c.Policies = []Policy{

@@ -97,7 +97,7 @@ func (g *group) each(f func(*fake)) {
 // rpsConfig is a default Config with one rps policy at target 50 and the
 // given bounds.
 func rpsConfig(lo, hi int) Config {
-	c := DefaultConfig()
+	c := oneSecondConfig()
 	c.Min, c.Max = lo, hi
 	c.Policies = []Policy{{Metric: RPSPerInstance, Target: 50}}
 	return c
@@ -113,3 +113,14 @@ func mustScaler(t *testing.T, c Config) *Scaler {
 }
 
 func ptr(n int) *int { return &n }
+
+// oneSecondConfig is DefaultConfig evaluated once a second with a 2s recent
+// look: the tests feed one sample per second of fake time, so they pin the
+// cadence their expectations were written for rather than follow the
+// default (500ms with a 1s recent look, which keeps "the lowest of two
+// samples" the same).
+func oneSecondConfig() Config {
+	c := DefaultConfig()
+	c.Interval, c.OutWindow = time.Second, 2*time.Second
+	return c
+}

@@ -104,7 +104,7 @@ func TestDecideCooldownEndsInService(t *testing.T) {
 // nothing.
 func TestLoadStepOneDecision(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		cfg := DefaultConfig()
+		cfg := oneSecondConfig()
 		cfg.Min, cfg.Max = 1, 4
 		cfg.Warmup, cfg.CooldownIn, cfg.Stabilization = 5*time.Second, 5*time.Second, 30*time.Second
 		cfg.Policies = []Policy{{Metric: RPSPerInstance, Target: 20}}

@@ -53,7 +53,7 @@ func TestDecideTargetTracking(t *testing.T) {
 }
 
 func TestDecideIssueExample(t *testing.T) {
-	cfg := DefaultConfig()
+	cfg := oneSecondConfig()
 	cfg.Min, cfg.Max = 1, 10
 	cfg.Policies = []Policy{{Metric: LatencyP95, Target: 0.3}}
 	s := mustScaler(t, cfg)
@@ -276,7 +276,7 @@ func TestDecideWarmingInstances(t *testing.T) {
 }
 
 func TestDecideStepScaling(t *testing.T) {
-	cfg := DefaultConfig()
+	cfg := oneSecondConfig()
 	cfg.Min, cfg.Max, cfg.Stabilization = 1, 20, 0
 	cfg.Policies = []Policy{{Name: "cpu steps", Kind: StepScaling, Metric: CPU, Steps: []Step{
 		{Lower: math.Inf(-1), Upper: 0.2, Adjust: -1},

@@ -129,7 +129,7 @@ run:
   command: ./web
 group: {min: 1, max: 4}
 autoscale:
-  window: 1s
+  window: 500ms
   tolerance: lots
   stabilization: -1s
   policies:
@@ -153,7 +153,7 @@ autoscale:
 		t.Fatalf("err = %v, want Problems", err)
 	}
 	want := []string{
-		"shoal.yaml:6:11: autoscale.window: window 1s must span at least two intervals",
+		"shoal.yaml:6:11: autoscale.window: window 500ms must span at least two intervals",
 		"shoal.yaml:7:14: autoscale.tolerance: expected a number or a percentage",
 		"shoal.yaml:8:18: autoscale.stabilization: stabilization must not be negative",
 		"shoal.yaml:10:37: autoscale.policies[0].target: a latency is a duration such as 300ms",
