@@ -218,27 +218,35 @@ func TestAutoscaleStepLoad(t *testing.T) {
 		t.Error("no request succeeded")
 	}
 
-	evs, err := c.Events(testenv.Context(t, 10*time.Second), 0, 1000)
+	// Events are stored asynchronously: wait for both directions.
+	evCtx := testenv.Context(t, 30*time.Second)
+	err = testenv.WaitFor(evCtx, func() error {
+		evs, err := c.Events(evCtx, 0, 1000)
+		if err != nil {
+			return err
+		}
+		var outs, ins int
+		for _, e := range evs {
+			m := desiredChange.FindStringSubmatch(e.Reason)
+			if e.Type != "autoscale" || m == nil {
+				continue
+			}
+			from, _ := strconv.Atoi(m[1])
+			to, _ := strconv.Atoi(m[2])
+			switch {
+			case to > from:
+				outs++
+			case to < from:
+				ins++
+			}
+		}
+		if outs == 0 || ins == 0 {
+			return fmt.Errorf("autoscale events: %d out, %d in; want both\n%+v", outs, ins, evs)
+		}
+		return nil
+	})
 	if err != nil {
-		t.Fatal(err)
-	}
-	var outs, ins int
-	for _, e := range evs {
-		m := desiredChange.FindStringSubmatch(e.Reason)
-		if e.Type != "autoscale" || m == nil {
-			continue
-		}
-		from, _ := strconv.Atoi(m[1])
-		to, _ := strconv.Atoi(m[2])
-		switch {
-		case to > from:
-			outs++
-		case to < from:
-			ins++
-		}
-	}
-	if outs == 0 || ins == 0 {
-		t.Errorf("autoscale events: %d out, %d in; want both\n%+v", outs, ins, evs)
+		t.Error(err)
 	}
 
 	// Metrics, pause and resume.

@@ -12,8 +12,8 @@
 // The example folder is copied to a temp dir; its shoal.yaml is rewritten
 // for ephemeral ports, min 1, max 4, desired 1, BOOT_DELAY_MS=0, and an
 // autoscale section: rps_per_instance target 20, the default interval
-// (1s), -window (default 5s) and -cooldown-out (default 10s), the product
-// defaults, out_window left to its default (2s), warmup 5s, cooldown_in 5s
+// (500ms), -window (default 5s) and -cooldown-out (default 10s), the product
+// defaults, out_window left to its default (1s), warmup 5s, cooldown_in 5s
 // and stabilization -stab.
 package main
 
@@ -28,6 +28,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/shoal-dev/shoal/bench/internal/benchkit"
 	"github.com/shoal-dev/shoal/internal/client"
 )
 
@@ -75,13 +76,13 @@ func run(ctx context.Context, bin, src string, n int, cfg benchConfig) error {
 	if err != nil {
 		return err
 	}
-	defer u.stop()
+	defer stopUp(u)
 	var cycles []cycle
 	for i := range n {
-		if _, err := waitWarm(ctx, u.c, 5*time.Second+cfg.window+time.Second); err != nil {
+		if _, err := waitWarm(ctx, u.Client, 5*time.Second+cfg.window+time.Second); err != nil {
 			return err
 		}
-		boots, err := appBoot(ctx, u.dir, 1)
+		boots, err := benchkit.AppBoot(ctx, u.Dir, 1)
 		if err != nil {
 			return err
 		}
@@ -107,7 +108,7 @@ func run(ctx context.Context, bin, src string, n int, cfg benchConfig) error {
 		failed += c.failed
 		total += c.requests
 	}
-	fmt.Printf("load steps: %d (1 -> up to 4 instances, %d req/s step, target 20 req/s per instance, window %s, out_window default, cooldown_out %s, stabilization %s, interval 1s, BOOT_DELAY_MS=0)\n",
+	fmt.Printf("load steps: %d (1 -> up to 4 instances, %d req/s step, target 20 req/s per instance, window %s, out_window default, cooldown_out %s, stabilization %s, interval default (500ms), BOOT_DELAY_MS=0)\n",
 		n, cfg.rps, cfg.window, cfg.coolOut, cfg.stab)
 	report("load step -> desired rises", col(func(c cycle) time.Duration { return c.desired }))
 	report("app boot alone (no shoal, 1ms polling)", col(func(c cycle) time.Duration { return c.boot }))
@@ -128,15 +129,18 @@ var desiredChange = regexp.MustCompile(`desired (\d+) -> (\d+)`)
 // oneCycle applies one load step, follows the events until the group has
 // scaled out and its new instances serve, stops the load and follows them
 // until the first scale-in has stopped its instance, then waits for min.
-func oneCycle(ctx context.Context, u *upProcess, cfg benchConfig) (cycle, error) {
+func oneCycle(ctx context.Context, u *benchkit.Up, cfg benchConfig) (cycle, error) {
 	var cy cycle
-	seq, err := lastSeq(ctx, u.c)
+	seq, err := benchkit.LastSeq(ctx, u.Client)
 	if err != nil {
 		return cy, err
 	}
 	stopLoad := make(chan struct{})
 	step := time.Now()
-	l := startLoad(u.lbURL+"/", cfg.rps, stopLoad)
+	l, err := startLoad(u.LBURL+"/", cfg.rps, stopLoad)
+	if err != nil {
+		return cy, err
+	}
 	loadStopped := false
 	endLoad := func() {
 		if !loadStopped {
@@ -152,7 +156,7 @@ func oneCycle(ctx context.Context, u *upProcess, cfg benchConfig) (cycle, error)
 	want := wantCount(cfg.rps)
 	errDone := errors.New("done")
 	fctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
-	err = u.c.FollowEvents(fctx, seq, func(e client.Event) error {
+	err = u.Client.FollowEvents(fctx, seq, func(e client.Event) error {
 		seq = e.Seq
 		if m := desiredChange.FindStringSubmatch(e.Reason); e.Type == "autoscale" && m != nil {
 			from, _ := strconv.Atoi(m[1])
@@ -173,7 +177,7 @@ func oneCycle(ctx context.Context, u *upProcess, cfg benchConfig) (cycle, error)
 		if cy.full == 0 {
 			return nil
 		}
-		st, err := u.c.Status(fctx)
+		st, err := u.Client.Status(fctx)
 		if err == nil && st.InService >= want {
 			cy.allNew = e.Time.Sub(step)
 			return errDone
@@ -193,13 +197,13 @@ func oneCycle(ctx context.Context, u *upProcess, cfg benchConfig) (cycle, error)
 	}
 	endLoad()
 	stopped := time.Now()
-	cy.failed, cy.requests = l.failed.Load(), l.failed.Load()+l.ok.Load()
+	cy.failed, cy.requests = l.Failed(), l.Failed()+l.OK()
 
 	var inAt time.Time
 	victim := ""
 	errDone = errors.New("done")
 	fctx, cancel = context.WithTimeout(ctx, cfg.stab+2*time.Minute)
-	err = u.c.FollowEvents(fctx, seq, func(e client.Event) error {
+	err = u.Client.FollowEvents(fctx, seq, func(e client.Event) error {
 		if m := desiredChange.FindStringSubmatch(e.Reason); e.Type == "autoscale" && m != nil && inAt.IsZero() {
 			from, _ := strconv.Atoi(m[1])
 			to, _ := strconv.Atoi(m[2])
@@ -224,7 +228,7 @@ func oneCycle(ctx context.Context, u *upProcess, cfg benchConfig) (cycle, error)
 	if !errors.Is(err, errDone) {
 		return cy, fmt.Errorf("waiting for the scale-in: %v", err)
 	}
-	_, err = waitCount(ctx, u.c, 1)
+	_, err = waitCount(ctx, u.Client, 1)
 	return cy, err
 }
 

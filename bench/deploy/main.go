@@ -14,27 +14,20 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"flag"
 	"fmt"
-	"io"
-	"io/fs"
 	"net/http"
 	"os"
 	"os/exec"
 	"os/signal"
 	"path/filepath"
-	"regexp"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
-	"syscall"
 	"time"
 
-	"go.yaml.in/yaml/v3"
+	"github.com/shoal-dev/shoal/bench/internal/benchkit"
 )
 
 func main() {
@@ -60,51 +53,30 @@ func main() {
 	}
 }
 
-var ready = regexp.MustCompile(`serving on (http://\S+) \(admin (http://\S+)\)`)
-
 func run(ctx context.Context, bin, src string, delays []int, n int) error {
-	dir, err := os.MkdirTemp("", "shoal-bench-deploy-")
+	dir, err := benchkit.PrepareApp(src, "shoal-bench-deploy-", func(c benchkit.AppConfig) {
+		c.Section("balancer")["drain_timeout"] = "2s"
+		g := c.Section("group")
+		g["min"], g["desired"], g["max"] = 1, 4, 8
+		h := c.Section("health")
+		h["interval"], h["timeout"] = "500ms", "400ms"
+		c.SetEnv("BOOT_DELAY_MS", strconv.Itoa(delays[0]))
+	})
 	if err != nil {
 		return err
 	}
 	defer os.RemoveAll(dir)
-	if err := copyDir(src, dir); err != nil {
-		return err
-	}
-	if err := setBoot(dir, delays[0], true); err != nil {
-		return err
-	}
-	cmd := exec.CommandContext(ctx, bin, "up")
-	cmd.Dir = dir
-	out, err := cmd.StdoutPipe()
+	u, err := benchkit.StartUp(ctx, bin, dir)
 	if err != nil {
 		return err
 	}
-	if err := cmd.Start(); err != nil {
-		return err
-	}
-	defer func() {
-		cmd.Process.Signal(syscall.SIGINT)
-		cmd.Wait()
-	}()
-	lb := ""
-	sc := bufio.NewScanner(out)
-	for sc.Scan() {
-		if m := ready.FindStringSubmatch(sc.Text()); m != nil {
-			lb = m[1]
-			break
-		}
-	}
-	if lb == "" {
-		return fmt.Errorf("shoal up did not become ready")
-	}
-	go io.Copy(io.Discard, out)
+	defer u.Stop()
 
 	fmt.Printf("| app boot | deploys | deploy time median | min | max | requests during deploys | failed |\n| --- | --- | --- | --- | --- | --- | --- |\n")
 	version := 0
 	for _, boot := range delays {
 		// Warm-up deploy to the boot delay (a config-only release), not measured.
-		if err := setBoot(dir, boot, false); err != nil {
+		if err := benchkit.EditConfig(dir, func(c benchkit.AppConfig) { c.SetEnv("BOOT_DELAY_MS", strconv.Itoa(boot)) }); err != nil {
 			return err
 		}
 		if _, _, err := deploy(ctx, bin, dir); err != nil {
@@ -118,7 +90,7 @@ func run(ctx context.Context, bin, src string, delays []int, n int) error {
 				return err
 			}
 			lctx, stopLoad := context.WithCancel(ctx)
-			l := startLoad(lctx, lb)
+			l := startLoad(lctx, u.LBURL)
 			d, msg, err := deploy(ctx, bin, dir)
 			stopLoad()
 			l.wg.Wait()
@@ -126,12 +98,12 @@ func run(ctx context.Context, bin, src string, delays []int, n int) error {
 				return fmt.Errorf("deploy: %w\n%s", err, msg)
 			}
 			times = append(times, d)
-			total += l.ok.Load() + l.failed.Load()
-			failed += l.failed.Load()
+			total += l.OK() + l.Failed()
+			failed += l.Failed()
 		}
-		slices.Sort(times)
-		fmt.Printf("| %d ms | %d | %s | %s | %s | %d | %d |\n", boot, n, times[len(times)/2].Round(time.Millisecond),
-			times[0].Round(time.Millisecond), times[len(times)-1].Round(time.Millisecond), total, failed)
+		s := benchkit.Sorted(times)
+		fmt.Printf("| %d ms | %d | %s | %s | %s | %d | %d |\n", boot, n, benchkit.Quantile(s, 0.5).Round(time.Millisecond),
+			s[0].Round(time.Millisecond), s[len(s)-1].Round(time.Millisecond), total, failed)
 	}
 	return nil
 }
@@ -144,12 +116,14 @@ func deploy(ctx context.Context, bin, dir string) (time.Duration, string, error)
 	return time.Since(start), string(b), err
 }
 
+// load is a closed-loop load: its workers send one request after another.
 type load struct {
-	ok, failed atomic.Int64
-	wg         sync.WaitGroup
+	benchkit.Tally
+	wg sync.WaitGroup
 }
 
-// startLoad sends GETs and POSTs (2 workers each) until ctx ends.
+// startLoad sends GETs and POSTs (2 workers each) until ctx ends; wait
+// for l.wg after that.
 func startLoad(ctx context.Context, base string) *load {
 	l := &load{}
 	hc := &http.Client{Timeout: 15 * time.Second, Transport: &http.Transport{Proxy: nil}}
@@ -160,88 +134,9 @@ func startLoad(ctx context.Context, base string) *load {
 				if i%2 == 1 {
 					req, _ = http.NewRequestWithContext(ctx, http.MethodPost, base+"/api/echo", strings.NewReader("x"))
 				}
-				resp, err := hc.Do(req)
-				if ctx.Err() != nil {
-					return
-				}
-				if err != nil {
-					l.failed.Add(1)
-					continue
-				}
-				io.Copy(io.Discard, resp.Body)
-				resp.Body.Close()
-				if resp.StatusCode != http.StatusOK {
-					l.failed.Add(1)
-					continue
-				}
-				l.ok.Add(1)
+				l.Send(hc, req)
 			}
 		})
 	}
 	return l
-}
-
-func setBoot(dir string, boot int, first bool) error {
-	path := filepath.Join(dir, "shoal.yaml")
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return err
-	}
-	var doc map[string]any
-	if err := yaml.Unmarshal(b, &doc); err != nil {
-		return fmt.Errorf("%s: %w", path, err)
-	}
-	sec := func(k string) map[string]any {
-		m, _ := doc[k].(map[string]any)
-		if m == nil {
-			m = map[string]any{}
-			doc[k] = m
-		}
-		return m
-	}
-	if first {
-		sec("balancer")["listen"] = "127.0.0.1:0"
-		sec("balancer")["drain_timeout"] = "2s"
-		sec("admin")["listen"] = "127.0.0.1:0"
-		g := sec("group")
-		g["min"], g["desired"], g["max"] = 1, 4, 8
-		h := sec("health")
-		h["interval"], h["timeout"] = "500ms", "400ms"
-		delete(doc, "data_dir")
-	}
-	env, _ := sec("run")["env"].(map[string]any)
-	if env == nil {
-		env = map[string]any{}
-		sec("run")["env"] = env
-	}
-	env["BOOT_DELAY_MS"] = strconv.Itoa(boot)
-	out, err := yaml.Marshal(doc)
-	if err != nil {
-		return err
-	}
-	return os.WriteFile(path, out, 0o644)
-}
-
-func copyDir(src, dir string) error {
-	return filepath.WalkDir(src, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		rel, _ := filepath.Rel(src, p)
-		if rel == ".shoal" {
-			return filepath.SkipDir
-		}
-		target := filepath.Join(dir, rel)
-		if d.IsDir() {
-			return os.MkdirAll(target, 0o755)
-		}
-		if !d.Type().IsRegular() {
-			return nil
-		}
-		b, err := os.ReadFile(p)
-		if err != nil {
-			return err
-		}
-		return os.WriteFile(target, b, 0o644)
-	})
 }

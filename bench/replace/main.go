@@ -15,27 +15,20 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"flag"
 	"fmt"
-	"io/fs"
-	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"os/signal"
-	"path/filepath"
 	"regexp"
-	"slices"
 	"strconv"
 	"strings"
 	"syscall"
 	"time"
 
-	"go.yaml.in/yaml/v3"
-
+	"github.com/shoal-dev/shoal/bench/internal/benchkit"
 	"github.com/shoal-dev/shoal/internal/client"
 )
 
@@ -53,69 +46,28 @@ func main() {
 	}
 }
 
-var ready = regexp.MustCompile(`serving on (http://\S+) \(admin (http://\S+)\)`)
-
 func run(ctx context.Context, bin, src string, kills int, loadFor time.Duration) error {
-	dir, err := os.MkdirTemp("", "shoal-bench-")
+	dir, err := benchkit.PrepareApp(src, "shoal-bench-", func(c benchkit.AppConfig) {
+		g := c.Section("group")
+		g["min"], g["desired"], g["max"] = 1, 2, 4
+		c.SetEnv("BOOT_DELAY_MS", "0")
+	})
 	if err != nil {
 		return err
 	}
 	defer os.RemoveAll(dir)
-	if err := prepare(src, dir); err != nil {
-		return err
-	}
-	cmd := exec.CommandContext(ctx, bin, "up")
-	cmd.Dir = dir
-	cmd.Stderr = nil
-	out, err := cmd.StdoutPipe()
+	u, err := benchkit.StartUp(ctx, bin, dir)
 	if err != nil {
 		return err
 	}
-	if err := cmd.Start(); err != nil {
-		return err
-	}
-	defer func() {
-		cmd.Process.Signal(syscall.SIGINT)
-		cmd.Wait()
-	}()
-	lines := make(chan string, 16)
-	go func() {
-		sc := bufio.NewScanner(out)
-		for sc.Scan() {
-			lines <- sc.Text()
-		}
-		close(lines)
-	}()
-	var lbURL, adminURL string
-	deadline := time.After(2 * time.Minute)
-	for lbURL == "" {
-		select {
-		case l, ok := <-lines:
-			if !ok {
-				return errors.New("shoal up exited before it was ready")
-			}
-			if m := ready.FindStringSubmatch(l); m != nil {
-				lbURL, adminURL = m[1], m[2]
-			}
-		case <-deadline:
-			return errors.New("shoal up not ready within 2 minutes")
-		}
-	}
-	go func() {
-		for range lines { // keep the pipe drained
-		}
-	}()
-	tok, err := os.ReadFile(filepath.Join(dir, ".shoal", "admin.token"))
-	if err != nil {
-		return err
-	}
-	c := client.New(adminURL, strings.TrimSpace(string(tok)))
+	defer u.Stop()
+	c := u.Client
 
 	var total, detect, launch, boot, boots []time.Duration
 	for range kills {
 		// The app's own boot, measured next to each kill so that both see
 		// the same machine load.
-		b, err := appBoot(ctx, dir, 1)
+		b, err := benchkit.AppBoot(ctx, dir, 1)
 		if err != nil {
 			return err
 		}
@@ -124,7 +76,7 @@ func run(ctx context.Context, bin, src string, kills int, loadFor time.Duration)
 		if err != nil {
 			return err
 		}
-		seq, err := lastSeq(ctx, c)
+		seq, err := benchkit.LastSeq(ctx, c)
 		if err != nil {
 			return err
 		}
@@ -169,14 +121,14 @@ func run(ctx context.Context, bin, src string, kills int, loadFor time.Duration)
 	report("  exit -> replacement process running", launch)
 	report("  process running -> healthy, in pool", boot)
 
-	pid := cmd.Process.Pid
+	pid := u.Cmd.Process.Pid
 	idle, err := sample(ctx, pid, 10*time.Second)
 	if err != nil {
 		return err
 	}
 	fmt.Printf("shoal idle (10s): cpu %.2f%% of one core, rss %.1f MiB\n", idle.cpu, idle.rssMiB)
 	if loadFor > 0 {
-		wrk := exec.CommandContext(ctx, "wrk", "-t2", "-c32", "-d"+loadFor.String(), lbURL+"/")
+		wrk := exec.CommandContext(ctx, "wrk", "-t2", "-c32", "-d"+loadFor.String(), u.LBURL+"/")
 		wout := new(strings.Builder)
 		wrk.Stdout = wout
 		if err := wrk.Start(); err != nil {
@@ -231,112 +183,17 @@ func phases(ctx context.Context, c *client.Client, seq uint64, victim string) (p
 	return ph, fmt.Errorf("follow events: %w", err)
 }
 
-func lastSeq(ctx context.Context, c *client.Client) (uint64, error) {
-	var after uint64
-	for range 10000 {
-		evs, err := c.Events(ctx, after, 500)
-		if err != nil {
-			return 0, err
-		}
-		if len(evs) == 0 {
-			return after, nil
-		}
-		after = evs[len(evs)-1].Seq
-	}
-	return after, nil
-}
-
+// waitInService waits (at most a minute) until exactly n instances exist,
+// all in service.
 func waitInService(ctx context.Context, c *client.Client, n int) (client.Status, error) {
-	ctx, cancel := context.WithTimeout(ctx, time.Minute)
-	defer cancel()
-	t := time.NewTicker(20 * time.Millisecond)
-	defer t.Stop()
-	for {
-		st, err := c.Status(ctx)
-		if err == nil && st.InService == n && len(st.Instances) == n {
-			return st, nil
-		}
-		select {
-		case <-ctx.Done():
-			return st, fmt.Errorf("waiting for %d in service: %w", n, ctx.Err())
-		case <-t.C:
-		}
-	}
+	return benchkit.WaitStatus(ctx, c, time.Minute, 20*time.Millisecond, fmt.Sprintf("%d in service", n),
+		func(st client.Status) bool { return st.InService == n && len(st.Instances) == n })
 }
 
+// report prints one row of the kill table.
 func report(name string, ds []time.Duration) {
-	s := slices.Clone(ds)
-	slices.Sort(s)
-	q := func(p float64) time.Duration { return s[min(len(s)-1, int(p*float64(len(s))))] }
-	fmt.Printf("%-40s median %7.1fms  p90 %7.1fms  max %7.1fms\n", name,
-		ms(q(0.5)), ms(q(0.9)), ms(s[len(s)-1]))
+	benchkit.Table{NameWidth: 40, NumWidth: 7}.Row(name, ds)
 }
-
-// appBoot starts the app's run.command directly (no shoal) n times and
-// measures from exec until its health path answers 200, polling every
-// millisecond: the app's own boot time, which no controller can beat.
-func appBoot(ctx context.Context, dir string, n int) ([]time.Duration, error) {
-	b, err := os.ReadFile(filepath.Join(dir, "shoal.yaml"))
-	if err != nil {
-		return nil, err
-	}
-	var doc struct {
-		Run struct {
-			Command string            `yaml:"command"`
-			Env     map[string]string `yaml:"env"`
-		} `yaml:"run"`
-		Health struct {
-			Path string `yaml:"path"`
-		} `yaml:"health"`
-	}
-	if err := yaml.Unmarshal(b, &doc); err != nil {
-		return nil, err
-	}
-	if doc.Health.Path == "" {
-		doc.Health.Path = "/"
-	}
-	hc := &http.Client{Timeout: time.Second, Transport: &http.Transport{Proxy: nil, DisableKeepAlives: true}}
-	var out []time.Duration
-	for range n {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, err
-		}
-		port := ln.Addr().(*net.TCPAddr).Port
-		ln.Close()
-		cmd := exec.CommandContext(ctx, "/bin/sh", "-c", "exec "+doc.Run.Command)
-		cmd.Dir = dir
-		cmd.Env = append(os.Environ(), fmt.Sprintf("PORT=%d", port))
-		for k, v := range doc.Run.Env {
-			cmd.Env = append(cmd.Env, k+"="+v)
-		}
-		start := time.Now()
-		if err := cmd.Start(); err != nil {
-			return nil, err
-		}
-		url := fmt.Sprintf("http://127.0.0.1:%d%s", port, doc.Health.Path)
-		var up time.Duration
-		for deadline := start.Add(30 * time.Second); time.Now().Before(deadline); {
-			if resp, err := hc.Get(url); err == nil {
-				resp.Body.Close()
-				if resp.StatusCode == http.StatusOK {
-					up = time.Since(start)
-					break
-				}
-			}
-			time.Sleep(time.Millisecond)
-		}
-		cmd.Process.Kill()
-		cmd.Wait()
-		if up == 0 {
-			return nil, fmt.Errorf("app did not boot within 30s")
-		}
-		out = append(out, up)
-	}
-	return out, nil
-}
-
-func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
 
 type usage struct{ cpu, rssMiB float64 }
 
@@ -383,69 +240,4 @@ func cpuTicks(pid int) (int64, error) {
 	u, _ := strconv.ParseInt(f[11], 10, 64)
 	st, _ := strconv.ParseInt(f[12], 10, 64)
 	return u + st, nil
-}
-
-// prepare copies the example app into dir and rewrites its shoal.yaml.
-func prepare(src, dir string) error {
-	err := filepath.WalkDir(src, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		rel, _ := filepath.Rel(src, p)
-		if rel == ".shoal" {
-			return filepath.SkipDir
-		}
-		target := filepath.Join(dir, rel)
-		if d.IsDir() {
-			return os.MkdirAll(target, 0o755)
-		}
-		if !d.Type().IsRegular() {
-			return nil
-		}
-		b, err := os.ReadFile(p)
-		if err != nil {
-			return err
-		}
-		info, err := d.Info()
-		if err != nil {
-			return err
-		}
-		return os.WriteFile(target, b, info.Mode().Perm())
-	})
-	if err != nil {
-		return fmt.Errorf("copy %s: %w", src, err)
-	}
-	path := filepath.Join(dir, "shoal.yaml")
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return err
-	}
-	var doc map[string]any
-	if err := yaml.Unmarshal(b, &doc); err != nil {
-		return fmt.Errorf("%s: %w", path, err)
-	}
-	sec := func(k string) map[string]any {
-		m, _ := doc[k].(map[string]any)
-		if m == nil {
-			m = map[string]any{}
-			doc[k] = m
-		}
-		return m
-	}
-	sec("balancer")["listen"] = "127.0.0.1:0"
-	sec("admin")["listen"] = "127.0.0.1:0"
-	g := sec("group")
-	g["min"], g["desired"], g["max"] = 1, 2, 4
-	env, _ := sec("run")["env"].(map[string]any)
-	if env == nil {
-		env = map[string]any{}
-	}
-	env["BOOT_DELAY_MS"] = "0"
-	sec("run")["env"] = env
-	delete(doc, "data_dir")
-	out, err := yaml.Marshal(doc)
-	if err != nil {
-		return err
-	}
-	return os.WriteFile(path, out, 0o644)
 }

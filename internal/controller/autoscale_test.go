@@ -97,19 +97,26 @@ func TestAutoscaleOutAndIn(t *testing.T) {
 	if st := h.c.Status(); st.Instances[0].Addr == targets[0].Addr() {
 		t.Errorf("scale-in kept the oldest instance %s", st.Instances[0].ID)
 	}
-	evs, err := h.c.Events(0, 1000)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var out, in bool
-	for _, e := range evs {
-		if e.Type == "autoscale" {
-			out = out || strings.Contains(e.Reason, "desired 1 -> ")
-			in = in || strings.Contains(e.Reason, "-> 1")
+	// Events are stored asynchronously: wait for both changes.
+	err := testenv.WaitFor(testenv.Context(t, 30*time.Second), func() error {
+		evs, err := h.c.Events(0, 1000)
+		if err != nil {
+			return err
 		}
-	}
-	if !out || !in {
-		t.Errorf("autoscale events lack the changes (out %v, in %v): %+v", out, in, evs)
+		var out, in bool
+		for _, e := range evs {
+			if e.Type == "autoscale" {
+				out = out || strings.Contains(e.Reason, "desired 1 -> ")
+				in = in || strings.Contains(e.Reason, "-> 1")
+			}
+		}
+		if !out || !in {
+			return fmt.Errorf("autoscale events lack the changes (out %v, in %v): %+v", out, in, evs)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Error(err)
 	}
 }
 

@@ -266,20 +266,12 @@ func TestUpKillReplaceScaleRestart(t *testing.T) {
 	}
 	st = h.waitFor("1 in service", inService(1))
 
-	// Events tell the story, with reasons and without the secret.
-	evs, err := h.c.Events(0, 1000)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var text strings.Builder
-	for _, e := range evs {
-		fmt.Fprintf(&text, "%s %s %s %s\n", e.Type, e.Instance, e.State, e.Reason)
-	}
-	for _, want := range []string{"made release v1", "process killed by SIGKILL", "failed 2 health checks in a row",
-		"replace unhealthy instance " + sick.ID, "desired 3 -> 1", "scale down to 1"} {
-		if !strings.Contains(text.String(), want) {
-			t.Errorf("events lack %q:\n%s", want, text.String())
-		}
+	// Events tell the story, with reasons and without the secret. They
+	// are stored asynchronously: wait for them.
+	waitEvents(t, h.c, "made release v1", "process killed by SIGKILL", "failed 2 health checks in a row",
+		"replace unhealthy instance "+sick.ID, "desired 3 -> 1", "scale down to 1")
+	if ev := eventsText(t, h.c); strings.Contains(ev, "sekrit") {
+		t.Errorf("secret in events:\n%s", ev)
 	}
 	// Logs are redacted.
 	var logs strings.Builder
@@ -332,17 +324,20 @@ func TestCrashLoopBacksOff(t *testing.T) {
 	if !strings.Contains(st.Backoff, "release v1 crashed") || !strings.Contains(st.Backoff, "next launch in") {
 		t.Fatalf("backoff = %q", st.Backoff)
 	}
-	evs, err := h.c.Events(0, 1000)
+	// Events are stored asynchronously: wait for the backoff's.
+	err := testenv.WaitFor(testenv.Context(t, 30*time.Second), func() error {
+		evs, err := h.c.Events(0, 1000)
+		if err != nil {
+			return err
+		}
+		for _, e := range evs {
+			if e.Type == "backoff" {
+				return nil
+			}
+		}
+		return fmt.Errorf("no backoff event in %+v", evs)
+	})
 	if err != nil {
 		t.Fatal(err)
-	}
-	found := false
-	for _, e := range evs {
-		if e.Type == "backoff" {
-			found = true
-		}
-	}
-	if !found {
-		t.Fatalf("no backoff event in %+v", evs)
 	}
 }

@@ -50,6 +50,28 @@ func eventsText(t *testing.T, c *Controller) string {
 	return b.String()
 }
 
+// waitEvents waits until the controller's stored events hold every one of
+// wants. Events are stored in the order they happen, after the change
+// they describe, so an event that is stored proves that everything it
+// follows (store writes, earlier events) has happened.
+func waitEvents(t *testing.T, c *Controller, wants ...string) {
+	t.Helper()
+	ctx := testenv.Context(t, 30*time.Second)
+	var ev string
+	err := testenv.WaitFor(ctx, func() error {
+		ev = eventsText(t, c)
+		for _, w := range wants {
+			if !strings.Contains(ev, w) {
+				return fmt.Errorf("no event %q yet", w)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("waiting for events: %v\nevents:\n%s", err, ev)
+	}
+}
+
 // storedRollout opens the store of cfg (closed by the caller's harness
 // beforehand) and returns its rollout record.
 func storedRollout(t *testing.T, cfg *config.App) (store.Rollout, bool) {
@@ -134,6 +156,18 @@ func TestDeployResumesAfterRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	h2.waitFor("v2 serving after the restart", onRelease(2, 2))
+	// The group's release switches before the lock is freed and the end
+	// event is stored.
+	waitEvents(t, h2.c, "resuming deploy of v2 interrupted by a restart", "-> v2 ended done")
+	err = testenv.WaitFor(ctx, func() error {
+		if _, _, held := h2.c.dep.lock.Holder("web"); held {
+			return errors.New("deploy lock still held after the resumed rollout ended")
+		}
+		return nil
+	})
+	if err != nil {
+		t.Error(err)
+	}
 	for _, in := range h2.c.Status().Instances {
 		if v1pids[in.PID] {
 			t.Errorf("instance %s runs with the pid %d of a v1 instance of the first run", in.ID, in.PID)
@@ -146,12 +180,6 @@ func TestDeployResumesAfterRestart(t *testing.T) {
 	}
 	if _, found, err := h2.st.GetRollout("web"); found || err != nil {
 		t.Errorf("rollout still stored after it ended (%v)", err)
-	}
-	if _, _, held := h2.c.dep.lock.Holder("web"); held {
-		t.Error("deploy lock still held after the resumed rollout ended")
-	}
-	if ev := eventsText(t, h2.c); !strings.Contains(ev, "resuming deploy of v2 interrupted by a restart") {
-		t.Errorf("no resume event:\n%s", ev)
 	}
 	// No new release was made from the source at the restart.
 	if rels, _ := h2.st.Releases("web"); len(rels) != 2 {
@@ -201,16 +229,15 @@ func TestRollbackFinishesAfterRestart(t *testing.T) {
 
 	h2 := start(t, dir, cfg)
 	h2.waitFor("back on v1", onRelease(1, 2))
+	// The group ran v1 all along: its state shows no end of the rollout,
+	// the event does, and it is recorded after the outcome.
+	waitEvents(t, h2.c, "finishing the rollback to v1 of the deploy of v2 interrupted by a restart", "ended aborted")
 	r2, _ := h2.st.GetRelease("web", 2)
 	if r2.Status != store.ReleaseRolledBack {
 		t.Errorf("v2 status %s, want rolled_back", r2.Status)
 	}
 	if _, found, _ := h2.st.GetRollout("web"); found {
 		t.Error("rollout still stored after the rollback ended")
-	}
-	if ev := eventsText(t, h2.c); !strings.Contains(ev, "finishing the rollback to v1 of the deploy of v2 interrupted by a restart") ||
-		!strings.Contains(ev, "ended aborted") {
-		t.Errorf("events lack the resumed rollback:\n%s", ev)
 	}
 }
 
@@ -240,14 +267,12 @@ func TestUnusableStoredRolloutIsDropped(t *testing.T) {
 
 	h2 := start(t, dir, cfg)
 	h2.waitFor("v1 serving", onRelease(1, 1))
+	waitEvents(t, h2.c, "dropped the deploy of v2 interrupted by a restart")
 	r2, _ := h2.st.GetRelease("web", 2)
 	if r2.Status != store.ReleaseFailed {
 		t.Errorf("v2 status %s, want failed", r2.Status)
 	}
 	if _, found, _ := h2.st.GetRollout("web"); found {
 		t.Error("damaged rollout still stored")
-	}
-	if ev := eventsText(t, h2.c); !strings.Contains(ev, "dropped the deploy of v2 interrupted by a restart") {
-		t.Errorf("no drop event:\n%s", ev)
 	}
 }

@@ -3,6 +3,7 @@ package controller
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -101,6 +102,7 @@ func TestDeployRollbackEnv(t *testing.T) {
 		t.Fatalf("rollback v1: %v", err)
 	}
 	h.waitFor("v1 serving again", onRelease(1, 2))
+	waitEvents(t, h.c, "v2 -> v1 ended done")
 	r2, _ := h.st.GetRelease("web", 2)
 	if r2.Status != store.ReleaseRolledBack {
 		t.Errorf("v2 status %s after rollback, want rolled_back", r2.Status)
@@ -114,6 +116,9 @@ func TestDeployRollbackEnv(t *testing.T) {
 		t.Fatalf("env set: %d, %v", v, err)
 	}
 	h.waitFor("env release serving", onRelease(v, 2))
+	// Events are stored in order: once the rollout's end is stored, any
+	// build event of this deploy is too.
+	waitEvents(t, h.c, fmt.Sprintf("-> v%d ended done", v))
 	r, _ := h.st.GetRelease("web", v)
 	if r.Change != store.ChangeConfig || r.Digest != r1.Digest {
 		t.Errorf("env release: change %s digest %s, want config on the v1 artifact %s", r.Change, r.Digest, r1.Digest)
@@ -129,25 +134,19 @@ func TestDeployRollbackEnv(t *testing.T) {
 	}
 }
 
-// countBuilds counts the build events recorded so far.
+// countBuilds counts the build events stored so far. Events are stored
+// asynchronously, in order: wait for a later event before counting.
 func countBuilds(t *testing.T, c *Controller) int {
 	t.Helper()
-	var n int
-	ctx := testenv.Context(t, 10*time.Second)
-	// Events are written asynchronously; wait until the log is quiet.
-	testenv.WaitFor(ctx, func() error {
-		evs, err := c.Events(0, 10000)
-		if err != nil {
-			return err
+	evs, err := c.Events(0, 10000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, e := range evs {
+		if e.Type == "build" {
+			n++
 		}
-		m := 0
-		for _, e := range evs {
-			if e.Type == "build" {
-				m++
-			}
-		}
-		n = m
-		return nil
-	})
+	}
 	return n
 }

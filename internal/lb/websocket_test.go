@@ -1,9 +1,11 @@
 package lb
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"io"
+	"net"
 	"net/http"
 	"testing"
 	"time"
@@ -216,4 +218,52 @@ func TestWebSocketIdleTimeout(t *testing.T) {
 	if err == nil || errors.Is(err, context.DeadlineExceeded) || ctx.Err() != nil {
 		t.Fatalf("idle tunnel not closed: %v", err)
 	}
+}
+
+// TestTunnelBufferedBytes: bytes that arrive together with the Upgrade
+// request (a frame right behind the head) and with the 101 (a frame
+// right behind it) reach the other side before the sockets' own bytes.
+func TestTunnelBufferedBytes(t *testing.T) {
+	hello := "\x82\x02hi" // the target's first frame, sent with its 101
+	be := newBackend(t, func(w http.ResponseWriter, r *http.Request) {
+		c, rw, err := w.(http.Hijacker).Hijack()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		io.WriteString(c, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n"+hello)
+		io.Copy(c, rw.Reader) // echo every byte until the tunnel closes
+	})
+	lb := start(t, baseConfig(be.addr))
+	c, err := net.Dial("tcp", lb.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	frame := func(p string) string { // masked with a zero key
+		return string([]byte{0x82, 0x80 | byte(len(p)), 0, 0, 0, 0}) + p
+	}
+	early := frame("abc")
+	head := "GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
+		"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+	if _, err := io.WriteString(c, head+early); err != nil { // one write
+		t.Fatal(err)
+	}
+	br := bufio.NewReader(c)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil || resp.StatusCode != http.StatusSwitchingProtocols {
+		t.Fatalf("upgrade: %v %v", resp, err)
+	}
+	expect := func(want string) {
+		t.Helper()
+		got := make([]byte, len(want))
+		if _, err := io.ReadFull(br, got); err != nil || string(got) != want {
+			t.Fatalf("got %q, %v; want %q", got, err, want)
+		}
+	}
+	expect(hello + early)
+	later := frame("later")
+	io.WriteString(c, later)
+	expect(later)
 }

@@ -101,8 +101,9 @@ func (s *Source) Rollback(ctx context.Context, app string, version int) error {
 		case <-tick.C:
 		}
 		if s.started(version) {
-			s.deploy(s.o.Controller.Status()) // remember it, however short
-			cancel()                          // stop waiting; the rollout goes on
+			p := s.progress()
+			s.deploy(p, s.o.Controller.Status()) // remember it, however short
+			cancel()                             // stop waiting; the rollout goes on
 			<-errc
 			return nil
 		}
@@ -132,11 +133,19 @@ func classify(err error) error {
 func (s *Source) progress() *rollout.Progress { return s.o.Controller.Rollout() }
 
 // deploy returns the rollout in flight, or the last one seen (inactive),
-// or nil when none was seen since the Source started.
-func (s *Source) deploy(st controller.Status) *dashboard.Deploy {
-	p := s.progress()
+// or nil when none was seen since the Source started. p is the
+// controller's rollout and st its status, read in that order: the
+// controller records a rollout's outcome (release statuses, the group's
+// release) before Rollout turns nil, so a status read after a nil p
+// holds the outcome. A terminal p means the outcome is still being
+// recorded: the rollout is shown as last seen until p turns nil.
+func (s *Source) deploy(p *rollout.Progress, st controller.Status) *dashboard.Deploy {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if p != nil && p.Phase.Terminal() && s.last != nil {
+		d := *s.last
+		return &d
+	}
 	if p == nil {
 		if s.last != nil && s.last.Active {
 			// The rollout ended between two looks: say where it ended.

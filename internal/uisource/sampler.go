@@ -41,8 +41,9 @@ func (s *Source) Run(ctx context.Context) error {
 // sample takes one reading of every running instance; prev holds each
 // instance's last CPU readings, oldest first, and is updated.
 func (s *Source) sample(prev map[string][]cpuSample) {
+	p := s.progress() // before the status: see deploy
 	st := s.o.Controller.Status()
-	s.deploy(st)
+	s.deploy(p, st)
 	seen := make(map[string]bool, len(st.Instances))
 	for _, is := range st.Instances {
 		if is.PID == 0 {

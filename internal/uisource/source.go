@@ -102,6 +102,7 @@ var _ dashboard.Source = (*Source)(nil)
 
 // Groups implements dashboard.Source: the one group of the controller.
 func (s *Source) Groups(ctx context.Context) ([]dashboard.Group, error) {
+	p := s.progress() // before the status: see deploy
 	st := s.o.Controller.Status()
 	g := dashboard.Group{App: st.App, Release: st.Release, Desired: st.Desired, Min: st.Min, Max: st.Max,
 		Instances: []dashboard.Instance{}, Targets: []dashboard.Target{}}
@@ -118,7 +119,7 @@ func (s *Source) Groups(ctx context.Context) ([]dashboard.Group, error) {
 			Reason: t.Reason, InFlight: int(t.InFlight)})
 	}
 	g.Autoscale = autoscaleView(s.o.Controller.Autoscale())
-	if d := s.deploy(st); d != nil {
+	if d := s.deploy(p, st); d != nil {
 		g.Deploy = d
 		if d.Active {
 			g.Release = d.To

@@ -248,28 +248,38 @@ func TestSourceShowsTheGroupAndItsReplacements(t *testing.T) {
 		}
 		return nil
 	})
-	evs, err := r.src.Events(ctx, 0, 500)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var replaced bool
-	for _, e := range evs {
-		if e.Kind == dashboard.KindReplace && e.Instance == ids[0] && strings.Contains(e.Reason, "failed: process killed") {
-			replaced = true
+	// The controller stores events asynchronously: wait for the kill's.
+	var evs []dashboard.Event
+	var d dashboard.InstanceDetail
+	err = testenv.WaitFor(ctx, func() error {
+		var err error
+		if evs, err = r.src.Events(ctx, 0, 500); err != nil {
+			return err
 		}
+		var replaced bool
+		for _, e := range evs {
+			if e.Kind == dashboard.KindReplace && e.Instance == ids[0] && strings.Contains(e.Reason, "failed: process killed") {
+				replaced = true
+			}
+		}
+		if !replaced {
+			return fmt.Errorf("no replace event for %s in %+v", ids[0], evs)
+		}
+		if d, err = r.src.Instance(ctx, ids[0]); err != nil {
+			return err
+		}
+		if d.State != dashboard.StateFailed || d.App != "web" || len(d.Events) < 3 || d.Addr == "" {
+			return fmt.Errorf("killed instance = %+v", d)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Error(err)
+	}
+	for _, e := range evs {
 		if e.App != "web" {
 			t.Errorf("event of app %q", e.App)
 		}
-	}
-	if !replaced {
-		t.Errorf("no replace event for %s in %+v", ids[0], evs)
-	}
-	d, err := r.src.Instance(ctx, ids[0])
-	if err != nil {
-		t.Fatal(err)
-	}
-	if d.State != dashboard.StateFailed || d.App != "web" || len(d.Events) < 3 || d.Addr == "" {
-		t.Errorf("killed instance = %+v", d)
 	}
 	if _, err := r.src.Instance(ctx, "web-nope"); !errors.Is(err, dashboard.ErrNotFound) {
 		t.Errorf("Instance of an unknown id: %v", err)
@@ -293,11 +303,25 @@ func TestSourceShowsTheGroupAndItsReplacements(t *testing.T) {
 	if len(evs) < 4 {
 		t.Fatalf("only %d events", len(evs))
 	}
-	last3, err := r.src.Events(ctx, 0, 3)
-	if err != nil {
-		t.Fatal(err)
-	}
-	all, err := r.src.Events(ctx, 0, 500)
+	// The group may still record events (a health check turning a new
+	// instance in service): compare reads that no new event came between.
+	var last3, all []dashboard.Event
+	err = testenv.WaitFor(ctx, func() error {
+		before, err := r.src.Events(ctx, 0, 500)
+		if err != nil {
+			return err
+		}
+		if last3, err = r.src.Events(ctx, 0, 3); err != nil {
+			return err
+		}
+		if all, err = r.src.Events(ctx, 0, 500); err != nil {
+			return err
+		}
+		if len(before) != len(all) || before[len(before)-1].Seq != all[len(all)-1].Seq {
+			return errors.New("new events between the reads")
+		}
+		return nil
+	})
 	if err != nil {
 		t.Fatal(err)
 	}
