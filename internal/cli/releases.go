@@ -2,24 +2,13 @@ package cli
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"text/tabwriter"
 )
 
 // runReleases is `shoal releases [-json]`.
 func runReleases(ctx context.Context, env *Env, args []string) error {
-	fs := flag.NewFlagSet("releases", flag.ContinueOnError)
-	fs.SetOutput(env.Stderr)
-	af := addUpFlags(fs)
-	asJSON := fs.Bool("json", false, "print JSON")
-	if err := fs.Parse(args); err != nil {
-		return &UsageError{Err: err}
-	}
-	if fs.NArg() > 0 {
-		return usagef("unexpected argument %q", fs.Arg(0))
-	}
-	c, err := af.client()
+	c, asJSON, err := readCommand(env, "releases", args)
 	if err != nil {
 		return err
 	}
@@ -27,7 +16,7 @@ func runReleases(ctx context.Context, env *Env, args []string) error {
 	if err != nil {
 		return err
 	}
-	if *asJSON {
+	if asJSON {
 		return printJSON(env.Stdout, rels)
 	}
 	tw := tabwriter.NewWriter(env.Stdout, 0, 4, 2, ' ', 0)

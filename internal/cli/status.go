@@ -65,19 +65,27 @@ func (f upFlags) client() (*client.Client, error) {
 	return client.New(url, strings.TrimSpace(string(tok))), nil
 }
 
-// runStatus is `shoal status [-json]`.
-func runStatus(ctx context.Context, env *Env, args []string) error {
-	fs := flag.NewFlagSet("status", flag.ContinueOnError)
+// readCommand parses the flags of a command that takes no argument and
+// only reads from the admin API (the admin flags and -json), and returns
+// its client and whether -json was given.
+func readCommand(env *Env, name string, args []string) (*client.Client, bool, error) {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(env.Stderr)
 	af := addUpFlags(fs)
 	asJSON := fs.Bool("json", false, "print JSON")
 	if err := fs.Parse(args); err != nil {
-		return &UsageError{Err: err}
+		return nil, false, &UsageError{Err: err}
 	}
 	if fs.NArg() > 0 {
-		return usagef("unexpected argument %q", fs.Arg(0))
+		return nil, false, usagef("unexpected argument %q", fs.Arg(0))
 	}
 	c, err := af.client()
+	return c, *asJSON, err
+}
+
+// runStatus is `shoal status [-json]`.
+func runStatus(ctx context.Context, env *Env, args []string) error {
+	c, asJSON, err := readCommand(env, "status", args)
 	if err != nil {
 		return err
 	}
@@ -85,7 +93,7 @@ func runStatus(ctx context.Context, env *Env, args []string) error {
 	if err != nil {
 		return err
 	}
-	if *asJSON {
+	if asJSON {
 		return printJSON(env.Stdout, st)
 	}
 	printStatus(env.Stdout, st)
