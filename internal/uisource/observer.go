@@ -3,7 +3,6 @@ package uisource
 import (
 	"net/http"
 	"strings"
-	"time"
 
 	"github.com/shoal-dev/shoal/internal/lb"
 	"github.com/shoal-dev/shoal/internal/timeseries"
@@ -32,34 +31,12 @@ type Observer struct {
 var _ lb.RequestObserver = (*Observer)(nil)
 
 // ObserveRequest implements lb.RequestObserver.
-func (o *Observer) ObserveRequest(rec *lb.RequestRecord) {
-	o.observe(&request{
-		Start: rec.Start, RequestID: rec.RequestID, Method: rec.Method, Host: rec.Host, Path: rec.Path,
-		Pool: rec.Pool, Target: rec.Target, Status: rec.Status,
-		Total: rec.Total, Queue: rec.Queue, TTFB: rec.TTFB, Transfer: rec.Transfer,
-	})
-}
-
-// request is what the Observer needs of one finished request.
-type request struct {
-	Start     time.Time
-	RequestID string
-	Method    string
-	Host      string
-	Path      string
-	Pool      string
-	Target    string
-	Status    int
-	Total     time.Duration
-	Queue     time.Duration
-	TTFB      time.Duration
-	Transfer  time.Duration
-}
+func (o *Observer) ObserveRequest(rec *lb.RequestRecord) { o.observe(rec) }
 
 // observe records r. Requests that no pool served (no route, maintenance)
 // belong to no group and are not recorded; nor are WebSocket tunnels,
 // whose Total is the life of a connection, not the latency of a request.
-func (o *Observer) observe(r *request) {
+func (o *Observer) observe(r *lb.RequestRecord) {
 	if r.Pool == "" || r.Status == http.StatusSwitchingProtocols {
 		return
 	}

@@ -62,7 +62,7 @@ func TestObserverRecordsAndKeepsTheSlowest(t *testing.T) {
 	o := &Observer{Series: series, Slow: slow}
 	start := time.Unix(1_700_000_000, 0)
 	for i := range 10 {
-		r := &request{Start: start.Add(time.Duration(i) * time.Second), RequestID: "r" + string(rune('0'+i)), Method: "GET",
+		r := &lb.RequestRecord{Start: start.Add(time.Duration(i) * time.Second), RequestID: "r" + string(rune('0'+i)), Method: "GET",
 			Host: "example.test", Path: "/api/items/" + string(rune('0'+i)), Pool: "web", Target: "127.0.0.1:1",
 			Status: 200, Queue: time.Millisecond, TTFB: time.Duration(i+1) * 100 * time.Millisecond, Transfer: 5 * time.Millisecond}
 		if i == 9 {
@@ -72,7 +72,7 @@ func TestObserverRecordsAndKeepsTheSlowest(t *testing.T) {
 		o.observe(r)
 		r.Path, r.RequestID = "/overwritten", "x" // the balancer reuses its record
 	}
-	o.observe(&request{Start: start, Path: "/", Status: 404, Total: time.Second}) // no pool: not recorded
+	o.observe(&lb.RequestRecord{Start: start, Path: "/", Status: 404, Total: time.Second}) // no pool: not recorded
 
 	now := start.Add(20 * time.Second)
 	sum := series.Summarize(timeseries.Key{Group: "web"}, now, time.Minute)
