@@ -106,7 +106,7 @@ var allowed = map[string][]string{
 		"internal/autoscale", "internal/rollout"},
 	"internal/controller": {"internal/config", "internal/release", "internal/runtime",
 		"internal/store", "internal/reconcile", "internal/autoscale", "internal/rollout",
-		"internal/hooks", "internal/pool"},
+		"internal/hooks", "internal/pool", "internal/health"},
 	"internal/adminapi": {"internal/lb", "internal/controller", "internal/pool",
 		"internal/store", "internal/rollout"},
 	"internal/uisource": {"internal/controller", "internal/lb", "internal/pool",

@@ -25,6 +25,7 @@ import (
 	"time"
 
 	"github.com/shoal-dev/shoal/internal/config"
+	"github.com/shoal-dev/shoal/internal/health"
 	"github.com/shoal-dev/shoal/internal/pool"
 	"github.com/shoal-dev/shoal/internal/reconcile"
 	"github.com/shoal-dev/shoal/internal/release"
@@ -77,6 +78,7 @@ type Controller struct {
 	now    func() time.Time
 	env    config.Env // resolved environment of the current release
 	events *eventLog
+	prober *health.Prober // one check of cfg.Health; the launch and watch loops schedule them
 
 	kick    chan struct{} // wakes the reconcile loop; buffered 1
 	ready   chan struct{} // closed when desired instances first serve
@@ -122,6 +124,7 @@ func New(o Options) (*Controller, error) {
 		instances: map[string]*instance{},
 		backoff:   map[int]reconcile.Backoff{},
 		rates:     map[string]rate{},
+		prober:    health.NewProber(o.Config.Health.Spec(), nil),
 	}
 	if c.log == nil {
 		c.log = slog.New(slog.DiscardHandler)

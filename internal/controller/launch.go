@@ -117,7 +117,7 @@ func (c *Controller) waitHealthy(ctx context.Context, in *instance) (bool, strin
 	passes, detail := 0, "no check yet"
 	need := max(h.HealthyThreshold, 1)
 	for {
-		ok, d := c.probe(ctx, in.addr)
+		ok, d := c.prober.Probe(ctx, in.addr)
 		detail = d
 		if ok {
 			passes++
@@ -160,7 +160,7 @@ func (c *Controller) monitor(ctx context.Context, in *instance) {
 			return
 		case <-tick.C:
 		}
-		ok, detail := c.probe(ctx, in.addr)
+		ok, detail := c.prober.Probe(ctx, in.addr)
 		if ctx.Err() != nil {
 			return
 		}

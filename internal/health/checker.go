@@ -106,6 +106,7 @@ type Checker struct {
 	report func(Result)
 	log    *slog.Logger
 	client *http.Client
+	prober *Prober
 
 	mu      sync.Mutex
 	targets map[string]*target
@@ -154,6 +155,7 @@ func New(spec Spec, report func(Result), opts ...Option) *Checker {
 	if c.client == nil {
 		c.client = newClient(c.spec.Timeout)
 	}
+	c.prober = NewProber(c.spec, c.client)
 	return c
 }
 
@@ -275,7 +277,7 @@ func (c *Checker) loop(ctx context.Context, t *target) {
 		case <-timer.C:
 		}
 		start := time.Now()
-		ok, reason := c.probe(ctx, t.addr)
+		ok, reason := c.prober.Probe(ctx, t.addr)
 		if ctx.Err() != nil {
 			return // removed or stopping: the probe proves nothing
 		}

@@ -29,36 +29,58 @@ func newClient(timeout time.Duration) *http.Client {
 	}
 }
 
-// probe sends one check to addr and returns whether it passed and why.
-func (c *Checker) probe(ctx context.Context, addr string) (bool, string) {
-	ctx, cancel := context.WithTimeout(ctx, c.spec.Timeout)
+// Prober sends single checks of one Spec: a GET of Spec.Path bounded by
+// Spec.Timeout that passes on a status in Spec.Statuses. Checker uses it
+// for every probe; callers that schedule probes themselves (the
+// controller ramps its probes of a booting instance) use it directly. A
+// Prober is safe for concurrent use.
+type Prober struct {
+	spec   Spec
+	client *http.Client
+}
+
+// NewProber returns a Prober for spec (defaults applied). A nil client
+// means the default one: keep-alives off, so every probe opens a new
+// connection as a real client would, no proxy, no redirects followed.
+func NewProber(spec Spec, client *http.Client) *Prober {
+	spec = spec.WithDefaults()
+	if client == nil {
+		client = newClient(spec.Timeout)
+	}
+	return &Prober{spec: spec, client: client}
+}
+
+// Probe sends one check to addr (host:port) and returns whether it passed
+// and why ("status 200", "timeout after 1s", "connection refused" ...).
+func (p *Prober) Probe(ctx context.Context, addr string) (bool, string) {
+	ctx, cancel := context.WithTimeout(ctx, p.spec.Timeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+c.spec.Path, nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+p.spec.Path, nil)
 	if err != nil {
 		return false, fmt.Sprintf("bad request: %v", err)
 	}
-	if c.spec.Host != "" {
-		req.Host = c.spec.Host
+	if p.spec.Host != "" {
+		req.Host = p.spec.Host
 	}
 	req.Header.Set("User-Agent", "shoal-health/1")
-	resp, err := c.client.Do(req)
+	resp, err := p.client.Do(req)
 	if err != nil {
-		return false, c.describe(ctx, err)
+		return false, p.describe(ctx, err)
 	}
 	// Read what the target sent (bounded) so it sees a complete exchange,
 	// then close; keep-alives are off, so nothing is reused.
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, maxDrain))
 	resp.Body.Close()
 	reason := fmt.Sprintf("status %d", resp.StatusCode)
-	return c.spec.passes(resp.StatusCode), reason
+	return p.spec.passes(resp.StatusCode), reason
 }
 
 // describe turns a probe error into a short reason.
-func (c *Checker) describe(ctx context.Context, err error) string {
+func (p *Prober) describe(ctx context.Context, err error) string {
 	var ne net.Error
 	switch {
 	case errors.Is(ctx.Err(), context.DeadlineExceeded), errors.As(err, &ne) && ne.Timeout():
-		return fmt.Sprintf("timeout after %s", c.spec.Timeout)
+		return fmt.Sprintf("timeout after %s", p.spec.Timeout)
 	case errors.Is(err, syscall.ECONNREFUSED):
 		return "connection refused"
 	case errors.Is(err, syscall.ECONNRESET):
