@@ -99,10 +99,12 @@ admin:
 EOF
 "$TMP/shoal" lb -c "$TMP/lb.yaml" -log-level warn >"$TMP/shoal.log" 2>&1 &
 PIDS+=($!)
+SHOAL_PID=$!
 if [ -n "$SHOAL_BASE" ]; then
 	sed -e "s/:$SHOAL_PORT\$/:$BASE_SHOAL_PORT/" -e "s/:$ADMIN_PORT\$/:$BASE_ADMIN_PORT/" "$TMP/lb.yaml" >"$TMP/lb-base.yaml"
 	"$SHOAL_BASE" lb -c "$TMP/lb-base.yaml" -log-level warn >"$TMP/shoal-base.log" 2>&1 &
 	PIDS+=($!)
+	BASE_PID=$!
 fi
 
 # --- haproxy ---
@@ -128,6 +130,7 @@ backend be
 EOF
 haproxy -f "$TMP/haproxy.cfg" -db >"$TMP/haproxy.log" 2>&1 &
 PIDS+=($!)
+HAPROXY_PID=$!
 
 # --- nginx ---
 mkdir -p "$TMP/nginx/logs"
@@ -162,6 +165,7 @@ http {
 EOF
 nginx -p "$TMP/nginx" -c "$TMP/nginx/nginx.conf" >"$TMP/nginx.log" 2>&1 &
 PIDS+=($!)
+NGINX_PID=$!
 
 # Wait until every proxy answers.
 for port in $SHOAL_PORT $HAPROXY_PORT $NGINX_PORT ${SHOAL_BASE:+$BASE_SHOAL_PORT}; do
@@ -179,6 +183,19 @@ done
 
 NAMES=(shoal haproxy nginx)
 declare -A PORT=([shoal]=$SHOAL_PORT [haproxy]=$HAPROXY_PORT [nginx]=$NGINX_PORT [base]=$BASE_SHOAL_PORT)
+declare -A PID=([shoal]=$SHOAL_PID [haproxy]=$HAPROXY_PID [nginx]=$NGINX_PID [base]=${BASE_PID:-})
+
+# cpu_ticks NAME: CPU time (user + system, in clock ticks) used so far by
+# the proxy's process and its children (nginx's workers).
+cpu_ticks() {
+	local p=${PID[$1]} total=0 t
+	for q in $p $(pgrep -P "$p" || true); do
+		t=$(awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "/proc/$q/stat" 2>/dev/null || echo 0)
+		total=$((total + t))
+	done
+	echo "$total"
+}
+HZ=$(getconf CLK_TCK)
 [ -n "$SHOAL_BASE" ] && NAMES+=(base)
 
 # to_ms VALUE: wrk prints 812.00us, 1.23ms or 1.02s.
@@ -195,23 +212,33 @@ RESULTS="$TMP/results"
 for r in $(seq "$ROUNDS"); do
 	[[ " $KINDS " == *" http "* ]] || break
 	for n in "${NAMES[@]}"; do
+		c0=$(cpu_ticks "$n")
 		out=$(wrk -t"$THREADS" -c"$CONNS" -d"$DURATION" --latency "http://127.0.0.1:${PORT[$n]}/")
+		c1=$(cpu_ticks "$n")
 		rps=$(echo "$out" | awk '/^Requests\/sec:/ {print $2}')
+		reqs=$(echo "$out" | awk '/requests in/ {print $1}')
+		# Requests per second of the proxy's own CPU time: its efficiency,
+		# much steadier than the rate when other work shares the cores.
+		rpc=$(awk -v r="$reqs" -v t=$((c1 - c0)) -v hz="$HZ" 'BEGIN { if (t > 0) printf "%.0f", r / (t / hz); else print 0 }')
 		p50=$(to_ms "$(echo "$out" | awk '$1 == "50%" {print $2}')")
 		p99=$(to_ms "$(echo "$out" | awk '$1 == "99%" {print $2}')")
 		errs=$(echo "$out" | awk '/Non-2xx|Socket errors/ {print}' | tr '\n' ' ')
-		echo "http $n $rps $p50 $p99" >>"$RESULTS"
-		echo "round $r http $n: $rps req/s p50 ${p50}ms p99 ${p99}ms $errs" >&2
+		echo "http $n $rps $p50 $p99 $rpc" >>"$RESULTS"
+		echo "round $r http $n: $rps req/s p50 ${p50}ms p99 ${p99}ms, $rpc req per proxy CPU-second $errs" >&2
 	done
 done
 for r in $(seq "$ROUNDS"); do
 	[[ " $KINDS " == *" ws "* ]] || break
 	for n in "${NAMES[@]}"; do
+		c0=$(cpu_ticks "$n")
 		out=$("$TMP/wsload" -url "ws://127.0.0.1:${PORT[$n]}/ws" -c "$WS_CONNS" -d "$DURATION")
+		c1=$(cpu_ticks "$n")
 		mps=$(echo "$out" | sed -E 's/.*msgs_per_sec=([0-9.]+).*/\1/')
 		p50=$(echo "$out" | sed -E 's/.*p50_ms=([0-9.]+).*/\1/')
 		p99=$(echo "$out" | sed -E 's/.*p99_ms=([0-9.]+).*/\1/')
-		echo "ws $n $mps $p50 $p99" >>"$RESULTS"
+		msgs=$(echo "$out" | sed -E 's/.*msgs=([0-9]+).*/\1/')
+		rpc=$(awk -v r="$msgs" -v t=$((c1 - c0)) -v hz="$HZ" 'BEGIN { if (t > 0) printf "%.0f", r / (t / hz); else print 0 }')
+		echo "ws $n $mps $p50 $p99 $rpc" >>"$RESULTS"
 		echo "round $r ws $n: $out" >&2
 	done
 done
@@ -227,14 +254,14 @@ echo
 echo "shoal lb vs HAProxy $(haproxy -v | awk 'NR==1 {print $3}') vs nginx $(nginx -v 2>&1 | sed 's/.*nginx\///')," \
 	"median of $ROUNDS rounds of $DURATION; $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | sed 's/.*: //')"
 echo
-echo "| test | proxy | rate/s | p50 ms | p99 ms | rate vs HAProxy | p99 vs HAProxy |"
-echo "| --- | --- | ---: | ---: | ---: | ---: | ---: |"
+echo "| test | proxy | rate/s | p50 ms | p99 ms | per proxy CPU-s | rate vs HAProxy | p99 vs HAProxy | per CPU-s vs HAProxy |"
+echo "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
 for kind in $KINDS; do
-	hr=$(median "$kind" haproxy 3) h99=$(median "$kind" haproxy 5)
+	hr=$(median "$kind" haproxy 3) h99=$(median "$kind" haproxy 5) hc=$(median "$kind" haproxy 6)
 	for n in "${NAMES[@]}"; do
-		rate=$(median "$kind" "$n" 3) p50=$(median "$kind" "$n" 4) p99=$(median "$kind" "$n" 5)
+		rate=$(median "$kind" "$n" 3) p50=$(median "$kind" "$n" 4) p99=$(median "$kind" "$n" 5) cpu=$(median "$kind" "$n" 6)
 		label="HTTP wrk -t$THREADS -c$CONNS"
 		[ "$kind" = ws ] && label="WebSocket echo, $WS_CONNS conns"
-		printf "| %s | %s | %.0f | %.3f | %.3f | %s | %s |\n" "$label" "$n" "$rate" "$p50" "$p99" "$(ratio "$rate" "$hr")" "$(ratio "$p99" "$h99")"
+		printf "| %s | %s | %.0f | %.3f | %.3f | %.0f | %s | %s | %s |\n" "$label" "$n" "$rate" "$p50" "$p99" "$cpu" "$(ratio "$rate" "$hr")" "$(ratio "$p99" "$h99")" "$(ratio "$cpu" "$hc")"
 	done
 done

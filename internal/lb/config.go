@@ -111,7 +111,7 @@ type Limits struct {
 	WebSocketIdle   time.Duration // 0 = no idle limit on tunnels
 	ShutdownTimeout time.Duration // graceful stop bound for Run; default 30s
 	// DisableFastPath serves plain HTTP/1.1 listeners through net/http
-	// only. By default they use the fast path (see fastserve.go), which
+	// only. By default they use the fast path (see evserve.go), which
 	// hands any request outside its strict subset to net/http anyway.
 	DisableFastPath bool
 }

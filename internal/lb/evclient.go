@@ -1,0 +1,627 @@
+package lb
+
+import (
+	"bytes"
+	"errors"
+	"net/http"
+	"net/netip"
+	"strconv"
+	"time"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/shoal-dev/shoal/internal/pool"
+)
+
+// Client connection states.
+const (
+	csIdle = iota // waiting for (the rest of) a request
+	csBusy        // a request is being proxied or its answer written
+	csDone        // closed or handed over
+)
+
+// Response relay modes: how the target frames the body.
+const (
+	rmNone    = iota // no body (HEAD, 204, 304)
+	rmFixed          // Content-Length
+	rmChunked        // chunked, passed through as it is
+	rmClose          // until the target closes; re-framed as chunked
+)
+
+// errClientGone is a client that closed its connection before its
+// answer was complete.
+var errClientGone = errors.New("client closed the connection")
+
+// statusClientGone is recorded for a request whose client left (the
+// status nginx logs for it).
+const statusClientGone = 499
+
+// evClient is one client connection on a loop. All its fields belong to
+// the loop's goroutine.
+type evClient struct {
+	l       *evLoop
+	fd      int
+	gen     uint32
+	events  uint32
+	release func() // gives the listener's connection slot back
+	client  netip.Addr
+	ip      string
+	remote  string
+
+	// Per-connection caches, so a request allocates nothing: the
+	// Forwarded element for the last Host seen and the generated id.
+	fwdHost []byte
+	fwd     string
+	idBuf   [idLen]byte
+
+	buf  []byte // client bytes; unread are buf[r:w]
+	r, w int
+	out  []byte // the request for the target: head, then body
+	wb   []byte // bytes for the client; wb[wo:] are not written yet
+	wo   int
+	h    reqHead
+	rh   respHead
+	ex   exchange
+
+	state   uint8
+	partial bool          // a head began: the header timeout runs
+	dl      time.Duration // loop-time deadline; 0 = none
+
+	// The request in flight.
+	tbl      *table
+	pe       *poolEntry
+	up       *evUp
+	target   *pool.Target
+	triedArr [4]*pool.Target
+	tried    []*pool.Target
+	maxTries int
+	try      int
+	isHead   bool
+	started  bool // answer bytes are queued: no retry, no error page
+	respDone bool // the answer is complete in wb
+	mode     uint8
+	remain   int64
+	reuse    bool
+	ins      inspector
+}
+
+// adoptClient registers an accepted connection with l.
+func (l *evLoop) adoptClient(fd int, client netip.Addr, remote string, release func()) {
+	c := &evClient{l: l, fd: fd, release: release, client: client, ip: client.String(), remote: remote, events: unix.EPOLLIN}
+	if l.draining || l.quit {
+		c.state = csIdle
+		c.finalClose()
+		return
+	}
+	gen, err := l.add(fd, c.events, c)
+	if err != nil {
+		c.finalClose()
+		return
+	}
+	c.gen = gen
+	c.buf = make([]byte, 16<<10)
+	c.out = make([]byte, 0, 4<<10)
+	c.wb = make([]byte, 0, 4<<10)
+	l.clients[c] = struct{}{}
+	c.dl = l.now + l.s.lim.ClientIdle
+}
+
+func (c *evClient) setEvents(ev uint32) {
+	if ev != c.events {
+		c.events = ev
+		c.l.mod(c.fd, c.gen, ev)
+	}
+}
+
+func (c *evClient) event(ev uint32) {
+	if ev&unix.EPOLLOUT != 0 && c.wo < len(c.wb) {
+		c.flush()
+	}
+	if c.state != csDone && ev&(unix.EPOLLIN|unix.EPOLLHUP|unix.EPOLLERR) != 0 {
+		c.readable()
+	}
+}
+
+// readable reads what the client sent. Waiting for a request, it serves
+// it once whole; with a request in flight it keeps what comes (a
+// pipelined request) while there is room, and notices a hang-up.
+func (c *evClient) readable() {
+	if c.w == len(c.buf) {
+		if c.state == csIdle {
+			c.serveNext() // hands a head that fills the buffer over
+		} else {
+			c.setEvents(c.events &^ unix.EPOLLIN) // read again after this answer
+		}
+		return
+	}
+	n, err := unix.Read(c.fd, c.buf[c.w:])
+	if n > 0 {
+		c.w += n
+		if c.state == csIdle {
+			c.serveNext()
+		}
+		return
+	}
+	if err == unix.EAGAIN || err == unix.EINTR {
+		return
+	}
+	if c.state == csBusy {
+		c.abort(errClientGone)
+		return
+	}
+	c.close()
+}
+
+// serveNext starts the request at buf[r:] when it is whole, hands the
+// connection over when it is outside the fast subset, or waits for more.
+func (c *evClient) serveNext() {
+	lim := c.l.s.lim
+	if c.r == c.w {
+		c.r, c.w, c.partial = 0, 0, false
+		c.dl = c.l.now + lim.ClientIdle
+		return
+	}
+	p := c.buf[c.r:c.w]
+	n := headEnd(p, 0)
+	if n < 0 {
+		if p[0] == '\r' || p[0] == '\n' || len(p) > lim.MaxHeaderBytes || len(p) == len(c.buf) {
+			c.handoff()
+			return
+		}
+		c.compact()
+		c.waitMore(lim)
+		return
+	}
+	if !parseRequest(p[:n], &c.h) || !c.eligible(n) {
+		c.handoff()
+		return
+	}
+	if c.h.clen > 0 && int64(len(p)) < int64(n)+c.h.clen {
+		// The body is still coming: wait for all of it when it fits the
+		// buffer, else let net/http stream it.
+		if int64(n)+c.h.clen > int64(len(c.buf)) {
+			c.handoff()
+			return
+		}
+		c.compact()
+		c.waitMore(lim)
+		return
+	}
+	c.partial = false
+	c.dispatch()
+}
+
+// waitMore waits for the rest of a request that began, within the
+// header timeout counted from its first bytes.
+func (c *evClient) waitMore(lim Limits) {
+	if !c.partial {
+		c.partial = true
+		c.dl = c.l.now + lim.HeaderTimeout
+	}
+}
+
+// compact moves the unread bytes to the start of the buffer (only
+// between requests: spans index the request at buf[r:]).
+func (c *evClient) compact() {
+	if c.r > 0 {
+		c.w = copy(c.buf, c.buf[c.r:c.w])
+		c.r = 0
+	}
+}
+
+// eligible applies the limits and routing checks that keep a parsed
+// request on the fast path.
+func (c *evClient) eligible(n int) bool {
+	h := &c.h
+	b := c.l.s.b
+	tbl := b.tbl.Load()
+	lim := tbl.limits
+	if n > lim.MaxHeaderBytes || int(h.target.e-h.target.s) > lim.MaxURIBytes ||
+		lim.MaxBodyBytes > 0 && h.clen > lim.MaxBodyBytes || b.maint.Load() != nil || trusted(tbl.trusted, c.client) {
+		return false
+	}
+	return h.nReqID <= 1
+}
+
+// bstr views buf[sp] as a string without copying; only for lookups that
+// keep nothing.
+func bstr(buf []byte, sp span) string {
+	if sp.e <= sp.s {
+		return ""
+	}
+	return unsafe.String(&buf[sp.s], int(sp.e-sp.s))
+}
+
+// dispatch routes the parsed request at buf[r:] and starts its first
+// attempt.
+func (c *evClient) dispatch() {
+	head := c.buf[c.r:]
+	h := &c.h
+	b := c.l.s.b
+	tbl := b.tbl.Load()
+	rt := tbl.routers[c.l.s.name].match(bstr(head, h.host), bstr(head, h.path))
+	if rt == nil || rt.pool.stickyPick {
+		c.handoff()
+		return
+	}
+	c.l.s.requests.Add(1)
+	c.state, c.dl = csBusy, 0
+	ex := &c.ex
+	*ex = exchange{start: time.Now(), listener: c.l.s.name, route: rt, closeAfter: h.close}
+	if h.nReqID == 1 && validRequestID(bstr(head, h.reqID)) {
+		ex.id = string(head[h.reqID.s:h.reqID.e])
+	} else if b.wantsInfo() {
+		ex.id = b.ids.next()
+	} else {
+		// Nothing keeps ex.id beyond this request without an access log
+		// or an observer: view the connection's buffer.
+		n := b.ids.appendNext(c.idBuf[:0])
+		ex.id, ex.idBorrowed = unsafe.String(&c.idBuf[0], len(n)), true
+	}
+	if b.wantsInfo() {
+		ex.method, ex.host, ex.path = string(head[h.method.s:h.method.e]), string(head[h.host.s:h.host.e]), string(head[h.path.s:h.path.e])
+		ex.remote = c.remote
+	}
+	c.tbl, c.pe = tbl, rt.pool
+	c.tried, c.try, c.maxTries = c.triedArr[:0], 0, 1+rt.pool.cfg.Retries
+	c.isHead = bstr(head, h.method) == http.MethodHead
+	c.started, c.respDone = false, false
+	c.writeOutHead(ex)
+	if h.clen > 0 {
+		c.out = append(c.out, head[h.size:h.size+int(h.clen)]...)
+	}
+	tbl.budget.deposit()
+	c.attempt()
+}
+
+// writeOutHead builds the request head for the target in c.out.
+func (c *evClient) writeOutHead(ex *exchange) {
+	head := c.buf[c.r:]
+	h := &c.h
+	o := c.out[:0]
+	o = append(o, head[h.method.s:h.target.e]...)
+	o = append(o, " HTTP/1.1\r\n"...)
+	for _, f := range h.fields[:h.nfields] {
+		o = append(o, head[f.s:f.e]...)
+	}
+	host := head[h.host.s:h.host.e]
+	if c.fwd == "" || string(host) != string(c.fwdHost) {
+		c.fwdHost = append(c.fwdHost[:0], host...)
+		c.fwd = forwardedElement(c.client, string(host), "http")
+	}
+	o = append(o, "X-Forwarded-For: "...)
+	o = append(o, c.ip...)
+	o = append(o, "\r\nX-Real-Ip: "...)
+	o = append(o, c.ip...)
+	o = append(o, "\r\nX-Forwarded-Proto: http\r\nX-Forwarded-Host: "...)
+	o = append(o, host...)
+	o = append(o, "\r\nForwarded: "...)
+	o = append(o, c.fwd...)
+	o = append(o, "\r\nX-Request-Id: "...)
+	o = append(o, ex.id...)
+	o = append(o, "\r\n\r\n"...)
+	c.out = o
+}
+
+// attempt picks a target and starts a try on a pooled or new connection
+// to it; the connection reports back through tryFailed or the relay.
+func (c *evClient) attempt() {
+	ex := &c.ex
+	h := &c.h
+	b := c.l.s.b
+	for {
+		choice, err := c.pe.p.Pick(nil, c.tried)
+		if err != nil {
+			head := c.buf[c.r:]
+			if nt := b.reroute(ex, bstr(head, h.host), bstr(head, h.path), c.tbl); nt != nil && !ex.route.pool.stickyPick {
+				// A reload retired the pool after routing: once, route
+				// again on the current table, like the net/http path.
+				c.tbl, c.pe = nt, ex.route.pool
+				c.tried, c.maxTries = c.triedArr[:0], 1+c.pe.cfg.Retries
+				continue
+			}
+			if ex.err == nil || c.try == 0 {
+				ex.err = err
+			}
+			c.fail(ex.err)
+			return
+		}
+		t := choice.Target
+		ex.target = t.Addr()
+		u, err := c.l.upstream(c.pe, ex.target)
+		t.Begin()
+		c.target = t
+		if err != nil {
+			c.tryFailed(err)
+			return
+		}
+		c.up = u
+		u.start(c, t, c.pe.cfg)
+		return
+	}
+}
+
+// tryFailed ends the current try with err (its connection is closed):
+// another target gets the request when that is safe, else the client
+// gets an error, or its connection is cut when the answer began.
+func (c *evClient) tryFailed(err error) {
+	t := c.target
+	c.up = nil
+	ex := &c.ex
+	if c.started {
+		t.End(pool.Outcome{Status: c.rh.status, TTFB: ex.ttfb})
+		c.abort(err)
+		return
+	}
+	t.End(pool.Outcome{ConnErr: true})
+	ex.err = err
+	var de *dialError
+	retry := errors.As(err, &de) || c.h.clen == 0 && idempotent(bstr(c.buf[c.r:], c.h.method))
+	if errors.Is(err, pool.ErrDrainDeadline) || !retry || c.try+1 >= c.maxTries || !c.tbl.budget.withdraw() {
+		c.fail(err)
+		return
+	}
+	c.tried = append(c.tried, t)
+	c.try++
+	ex.retries++
+	c.pe.m.retries.Inc()
+	c.attempt()
+}
+
+func idempotent(m string) bool {
+	switch m {
+	case http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodTrace, http.MethodPut, http.MethodDelete:
+		return true
+	}
+	return false
+}
+
+// fail answers the client with the status of err.
+func (c *evClient) fail(err error) {
+	ex := &c.ex
+	ex.err = err
+	ex.status = statusOf(err)
+	msg := http.StatusText(ex.status)
+	o := c.wb[:0]
+	o = append(o, "HTTP/1.1 "...)
+	o = strconv.AppendInt(o, int64(ex.status), 10)
+	o = append(o, ' ')
+	o = append(o, msg...)
+	o = append(o, "\r\nContent-Type: text/plain; charset=utf-8\r\nX-Content-Type-Options: nosniff\r\nX-Request-Id: "...)
+	o = append(o, ex.id...)
+	o = append(o, "\r\nContent-Length: "...)
+	o = strconv.AppendInt(o, int64(len(msg)+1), 10)
+	if ex.closeAfter || ex.status == http.StatusBadRequest {
+		ex.closeAfter = true
+		o = append(o, "\r\nConnection: close"...)
+	}
+	o = append(o, "\r\n\r\n"...)
+	if !c.isHead {
+		o = append(o, msg...)
+		o = append(o, '\n')
+	}
+	c.wb, c.wo = o, 0
+	ex.bytesOut = int64(len(msg) + 1)
+	c.started, c.respDone = true, true
+	c.flush()
+}
+
+// respHead queues the client's response head for the target's head p,
+// parsed in c.rh, and sets up the body relay.
+func (c *evClient) respHead(p []byte) {
+	rh := &c.rh
+	ex := &c.ex
+	o := c.wb[:0]
+	o = append(o, "HTTP/1.1 "...)
+	o = append(o, p[9:bytes.IndexByte(p, '\n')+1]...)
+	for _, f := range rh.fields[:rh.nfields] {
+		o = append(o, p[f.s:f.e]...)
+	}
+	o = append(o, "X-Request-Id: "...)
+	o = append(o, ex.id...)
+	o = append(o, "\r\n"...)
+	c.mode = rmClose
+	switch {
+	case c.isHead || rh.status == 204 || rh.status == 304 || rh.status < 200:
+		c.mode = rmNone
+	case rh.chunked:
+		c.mode = rmChunked
+		c.ins.startChunked()
+	case rh.clen >= 0:
+		c.mode = rmFixed
+		c.remain = rh.clen
+	}
+	if c.mode == rmChunked || c.mode == rmClose {
+		o = append(o, "Transfer-Encoding: chunked\r\n"...)
+	}
+	c.reuse = !rh.close && c.mode != rmClose
+	if ex.closeAfter {
+		o = append(o, "Connection: close\r\n"...)
+	}
+	o = append(o, "\r\n"...)
+	c.wb, c.wo = o, 0
+	c.started = true
+	ex.status = rh.status
+	ex.headers = time.Now()
+	ex.ttfb = ex.headers.Sub(ex.wrote)
+	c.pe.m.ttfb.Observe(ex.ttfb.Seconds())
+}
+
+// relay queues the body bytes in avail, as far as the target's framing
+// goes; it reports whether the body is complete.
+func (c *evClient) relay(avail []byte) (bool, error) {
+	var body []byte
+	done := false
+	switch c.mode {
+	case rmNone:
+		done = true
+		if len(avail) > 0 {
+			c.reuse = false
+		}
+	case rmFixed:
+		n := min(int64(len(avail)), c.remain)
+		body, c.remain = avail[:n], c.remain-n
+		if int64(len(avail)) > n {
+			c.reuse = false
+		}
+		done = c.remain == 0
+	case rmChunked:
+		k, err := c.ins.feed(avail)
+		switch {
+		case errors.Is(err, errMsgEnd):
+			k++
+			done = true
+			if k < len(avail) {
+				c.reuse = false
+			}
+		case err != nil:
+			return false, errBadResponse
+		}
+		body = avail[:k]
+	case rmClose:
+		if len(avail) > 0 {
+			c.wb = strconv.AppendInt(c.wb, int64(len(avail)), 16)
+			c.wb = append(c.wb, "\r\n"...)
+			c.wb = append(c.wb, avail...)
+			c.wb = append(c.wb, "\r\n"...)
+			c.ex.bytesOut += int64(len(avail))
+		}
+		return false, nil
+	}
+	c.ex.bytesOut += int64(len(body))
+	c.wb = append(c.wb, body...)
+	return done, nil
+}
+
+// flush writes the queued bytes. When the client cannot take more, the
+// target's reads pause until it can; when everything is written and the
+// answer is complete, the exchange ends.
+func (c *evClient) flush() {
+	for c.wo < len(c.wb) {
+		n, err := unix.Write(c.fd, c.wb[c.wo:])
+		if n > 0 {
+			c.wo += n
+			continue
+		}
+		if err == unix.EINTR {
+			continue
+		}
+		if err == unix.EAGAIN {
+			c.setEvents(c.events | unix.EPOLLOUT)
+			if c.up != nil {
+				c.up.pause()
+			}
+			c.dl = c.l.now + c.l.s.lim.ClientIdle // a client that stops reading
+			return
+		}
+		c.abort(errClientWrite)
+		return
+	}
+	c.wb, c.wo, c.dl = c.wb[:0], 0, 0
+	if c.events&unix.EPOLLOUT != 0 {
+		c.setEvents(c.events &^ unix.EPOLLOUT)
+	}
+	if c.respDone {
+		c.complete()
+		return
+	}
+	if c.up != nil {
+		c.up.resume()
+	}
+}
+
+// complete ends the exchange whose answer was written, and serves the
+// next request on the connection.
+func (c *evClient) complete() {
+	ex := &c.ex
+	c.l.s.b.record(ex)
+	c.r += c.h.size + int(c.h.clen)
+	c.state, c.respDone, c.started = csIdle, false, false
+	if ex.closeAfter || c.l.draining {
+		c.close()
+		return
+	}
+	if c.events&unix.EPOLLIN == 0 {
+		c.setEvents(c.events | unix.EPOLLIN)
+	}
+	c.serveNext()
+}
+
+// abort ends the connection with a request in flight: its try (if any)
+// is cut and the exchange recorded with err.
+func (c *evClient) abort(err error) {
+	if c.state == csDone {
+		return
+	}
+	if u := c.up; u != nil {
+		c.up = nil
+		u.c = nil
+		u.close()
+		if c.started {
+			c.target.End(pool.Outcome{Status: c.rh.status, TTFB: c.ex.ttfb})
+		} else {
+			c.target.End(pool.Outcome{})
+		}
+	}
+	if c.state == csBusy {
+		ex := &c.ex
+		if ex.err == nil || errors.Is(err, errClientGone) {
+			ex.err = err
+		}
+		if !c.started {
+			ex.status = statusClientGone
+		}
+		c.l.s.b.record(ex)
+	}
+	c.close()
+}
+
+// expire acts on a passed deadline: an idle or slow client is closed, one
+// that stopped reading its answer is cut.
+func (c *evClient) expire(now time.Duration) {
+	if c.dl == 0 || now < c.dl {
+		return
+	}
+	if c.state == csBusy {
+		c.abort(errClientWrite)
+		return
+	}
+	c.close()
+}
+
+// close closes the connection (no request in flight).
+func (c *evClient) close() {
+	if c.state == csDone {
+		return
+	}
+	c.state = csDone
+	c.l.del(c.fd)
+	delete(c.l.clients, c)
+	c.finalClose()
+}
+
+func (c *evClient) finalClose() {
+	c.state = csDone
+	unix.Close(c.fd)
+	c.l.s.conns.Add(-1)
+	if c.release != nil {
+		c.release()
+	}
+}
+
+// handoff gives the connection, from the request at buf[r:] on, to the
+// listener's http.Server behind the smuggling guard.
+func (c *evClient) handoff() {
+	pre := append([]byte(nil), c.buf[c.r:c.w]...)
+	c.state = csDone
+	c.l.del(c.fd)
+	delete(c.l.clients, c)
+	c.l.s.conns.Add(-1)
+	nc, err := fdConn(c.fd, c.release)
+	if err != nil {
+		c.l.logger().Warn("fast path hand-over failed", "error", err)
+		return
+	}
+	c.l.s.give(newGuardConn(&prefixConn{Conn: nc, pre: pre}))
+}

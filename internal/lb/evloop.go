@@ -1,0 +1,235 @@
+package lb
+
+import (
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// The fast path runs on event loops: a few goroutines (one per core),
+// each owning an epoll instance and every client and target connection
+// registered with it. A request is a chain of non-blocking reads and
+// writes driven by readiness, with no goroutine, channel or timer per
+// connection or request; the kernel's level-triggered readiness means a
+// read that returned data is never followed by one that only learns the
+// socket is empty. Everything a loop owns is touched only by its own
+// goroutine; other goroutines reach it through post.
+
+// sweepEvery bounds how late a deadline (header, idle, try, connect) is
+// noticed.
+const sweepEvery = 20 * time.Millisecond
+
+// evHandler is a connection registered with a loop.
+type evHandler interface {
+	// event handles the readiness bits ev (EPOLLIN, EPOLLOUT, EPOLLERR,
+	// EPOLLHUP) on the loop's goroutine.
+	event(ev uint32)
+	// expire is called by the loop's sweep with the current loop time; the
+	// handler acts on its passed deadline, if any.
+	expire(now time.Duration)
+}
+
+type evSlot struct {
+	h   evHandler
+	gen uint32
+}
+
+// evLoop is one event loop.
+type evLoop struct {
+	s    *fastServer
+	ep   int
+	wake int // eventfd: post wakes the loop with it
+	base time.Time
+
+	mu      sync.Mutex
+	tasks   []func()
+	woken   atomic.Bool
+	spare   []func()
+	stopped bool
+
+	slots   []evSlot
+	gen     uint32
+	clients map[*evClient]struct{}
+	ups     map[*evUp]struct{}
+	idle    map[upKey][]*evUp
+	now     time.Duration // loop time of the current iteration
+	wall    time.Time     // wall time of the current iteration
+	quit    bool          // close: end once every connection is gone
+	// draining: connections close after their current response.
+	draining bool
+	done     chan struct{}
+}
+
+func newEvLoop(s *fastServer) (*evLoop, error) {
+	ep, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+	if err != nil {
+		return nil, err
+	}
+	wake, err := unix.Eventfd(0, unix.EFD_NONBLOCK|unix.EFD_CLOEXEC)
+	if err != nil {
+		unix.Close(ep)
+		return nil, err
+	}
+	l := &evLoop{
+		s: s, ep: ep, wake: wake, base: time.Now(),
+		clients: map[*evClient]struct{}{}, ups: map[*evUp]struct{}{}, idle: map[upKey][]*evUp{},
+		done: make(chan struct{}),
+	}
+	ev := unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(wake)}
+	if err := unix.EpollCtl(ep, unix.EPOLL_CTL_ADD, wake, &ev); err != nil {
+		unix.Close(ep)
+		unix.Close(wake)
+		return nil, err
+	}
+	return l, nil
+}
+
+// post runs f on the loop's goroutine; it reports false (and f does not
+// run) when the loop has ended.
+func (l *evLoop) post(f func()) bool {
+	l.mu.Lock()
+	if l.stopped {
+		l.mu.Unlock()
+		return false
+	}
+	l.tasks = append(l.tasks, f)
+	l.mu.Unlock()
+	if !l.woken.Swap(true) {
+		var one = [8]byte{1}
+		unix.Write(l.wake, one[:])
+	}
+	return true
+}
+
+// add registers h for fd with the readiness bits in events.
+func (l *evLoop) add(fd int, events uint32, h evHandler) (uint32, error) {
+	for fd >= len(l.slots) {
+		l.slots = append(l.slots, make([]evSlot, len(l.slots)+64)...)
+	}
+	l.gen++
+	if l.gen == 0 {
+		l.gen = 1
+	}
+	l.slots[fd] = evSlot{h: h, gen: l.gen}
+	ev := unix.EpollEvent{Events: events, Fd: int32(fd), Pad: int32(l.gen)}
+	if err := unix.EpollCtl(l.ep, unix.EPOLL_CTL_ADD, fd, &ev); err != nil {
+		l.slots[fd] = evSlot{}
+		return 0, err
+	}
+	return l.gen, nil
+}
+
+// mod changes the readiness bits watched for fd.
+func (l *evLoop) mod(fd int, gen, events uint32) {
+	ev := unix.EpollEvent{Events: events, Fd: int32(fd), Pad: int32(gen)}
+	unix.EpollCtl(l.ep, unix.EPOLL_CTL_MOD, fd, &ev)
+}
+
+// del unregisters fd (before it is closed or handed over).
+func (l *evLoop) del(fd int) {
+	unix.EpollCtl(l.ep, unix.EPOLL_CTL_DEL, fd, nil)
+	if fd < len(l.slots) {
+		l.slots[fd] = evSlot{}
+	}
+}
+
+// run is the loop's goroutine: it ends after close was posted and every
+// connection is gone.
+func (l *evLoop) run() {
+	defer close(l.done)
+	defer func() {
+		l.mu.Lock()
+		l.stopped = true
+		l.mu.Unlock()
+		unix.Close(l.ep)
+		unix.Close(l.wake)
+	}()
+	events := make([]unix.EpollEvent, 256)
+	var nextSweep time.Duration
+	for {
+		timeout := -1
+		if len(l.clients) > 0 || len(l.ups) > 0 {
+			timeout = int(sweepEvery / time.Millisecond)
+		}
+		n, err := unix.EpollWait(l.ep, events, timeout)
+		if err != nil && err != unix.EINTR {
+			l.logger().Error("event loop wait failed", "error", err)
+			n = 0
+		}
+		l.wall = time.Now()
+		l.now = l.wall.Sub(l.base)
+		for i := 0; i < n; i++ {
+			ev := &events[i]
+			fd := int(ev.Fd)
+			if fd == l.wake {
+				var b [8]byte
+				unix.Read(l.wake, b[:])
+				l.woken.Store(false)
+				continue
+			}
+			if fd < len(l.slots) {
+				if s := l.slots[fd]; s.h != nil && s.gen == uint32(ev.Pad) {
+					s.h.event(ev.Events)
+				}
+			}
+		}
+		l.runTasks()
+		if l.now >= nextSweep {
+			nextSweep = l.now + sweepEvery
+			l.sweep()
+		}
+		if l.quit && len(l.clients) == 0 && len(l.ups) == 0 {
+			return
+		}
+	}
+}
+
+func (l *evLoop) runTasks() {
+	l.mu.Lock()
+	tasks := l.tasks
+	l.tasks = l.spare[:0]
+	l.mu.Unlock()
+	for i, f := range tasks {
+		f()
+		tasks[i] = nil
+	}
+	l.spare = tasks
+}
+
+// sweep hands the current time to every connection so that each acts on
+// its passed deadline.
+func (l *evLoop) sweep() {
+	for c := range l.clients {
+		c.expire(l.now)
+	}
+	for u := range l.ups {
+		u.expire(l.now)
+	}
+}
+
+func (l *evLoop) logger() *slog.Logger { return l.s.b.log }
+
+// closeAll closes every connection of the loop at once (Balancer close).
+func (l *evLoop) closeAll() {
+	l.quit = true
+	for c := range l.clients {
+		c.abort(errClientWrite)
+	}
+	for u := range l.ups {
+		u.close()
+	}
+}
+
+// stopping begins a graceful shutdown: clients waiting for a request
+// close now, the others after their current response.
+func (l *evLoop) stopping() {
+	l.draining = true
+	for c := range l.clients {
+		if c.state == csIdle && c.r == c.w {
+			c.close()
+		}
+	}
+}

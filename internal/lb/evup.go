@@ -1,0 +1,511 @@
+package lb
+
+import (
+	"context"
+	"io"
+	"net"
+	"net/http"
+	"net/netip"
+	"os"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/shoal-dev/shoal/internal/pool"
+)
+
+// maxResponseHead is the largest response head relayed, as on the
+// net/http path (Transport.MaxResponseHeaderBytes).
+const maxResponseHead = 1 << 20
+
+// upstreams holds the fast path's settings for the target connections of
+// one pool; the connections themselves belong to the loops, each of which
+// keeps its own idle ones per (upstreams, address).
+type upstreams struct {
+	maxIdle     int
+	idleFor     time.Duration
+	connectFor  time.Duration
+	closed      atomic.Bool
+	generation  atomic.Uint64 // bumped by closeIdle: older idle connections close
+	resolveHost func(ctx context.Context, host string) ([]netip.Addr, error)
+}
+
+func newUpstreams(pc PoolConfig, lim Limits) *upstreams {
+	return &upstreams{
+		maxIdle: lim.MaxIdlePerHost, idleFor: lim.UpstreamIdle, connectFor: pc.ConnectTimeout,
+		resolveHost: func(ctx context.Context, host string) ([]netip.Addr, error) {
+			return net.DefaultResolver.LookupNetIP(ctx, "ip", host)
+		},
+	}
+}
+
+// closeIdle retires every idle connection (each loop closes its own when
+// it meets them); with final, connections are no longer pooled at all.
+func (u *upstreams) closeIdle(final bool) {
+	if final {
+		u.closed.Store(true)
+	}
+	u.generation.Add(1)
+}
+
+type upKey struct {
+	u    *upstreams
+	addr string
+}
+
+// Target connection states.
+const (
+	usFree      = iota // connected, not in use and not pooled (just taken)
+	usResolving        // waiting for a host name's address
+	usDialing          // connect in progress
+	usSending          // writing the request
+	usWaiting          // reading the response head
+	usBody             // relaying the response body
+	usIdle             // pooled
+	usClosed
+)
+
+// evUp is a connection to a target, owned by one loop.
+type evUp struct {
+	l      *evLoop
+	fd     int
+	gen    uint32
+	events uint32
+	key    upKey
+	state  uint8
+	c      *evClient // the client whose request it carries
+	t      *pool.Target
+	buf    []byte // response bytes; unread are buf[r:w]
+	r, w   int
+	wo     int // bytes of c.out written
+	dl     time.Duration
+	tryFor time.Duration
+	idleAt time.Duration
+	pgen   uint64
+	paused bool // reads wait for the client to take what was read
+	// detached: the socket failed while paused and left epoll; resume
+	// reads what is left directly.
+	detached bool
+	noReuse  bool
+
+	drainCtx  context.Context
+	stopDrain func() bool
+}
+
+// upstream returns an idle connection to addr for pe, or a new one being
+// dialled. A dial that fails at once is a *dialError.
+func (l *evLoop) upstream(pe *poolEntry, addr string) (*evUp, error) {
+	key := upKey{pe.up, addr}
+	list := l.idle[key]
+	for len(list) > 0 {
+		u := list[len(list)-1]
+		list[len(list)-1] = nil
+		list = list[:len(list)-1]
+		u.state = usFree
+		if l.now-u.idleAt > key.u.idleFor || u.pgen != key.u.generation.Load() {
+			u.close()
+			continue
+		}
+		l.idle[key] = list
+		return u, nil
+	}
+	l.idle[key] = list
+	u := &evUp{l: l, fd: -1, key: key, buf: make([]byte, 16<<10)}
+	l.ups[u] = struct{}{}
+	u.dl = l.now + key.u.connectFor
+	if ap, err := netip.ParseAddrPort(addr); err == nil {
+		if err := u.connect(ap); err != nil {
+			u.close()
+			return nil, &dialError{err}
+		}
+		return u, nil
+	}
+	host, port, err := net.SplitHostPort(addr)
+	pn, perr := netip.ParseAddrPort("0.0.0.0:" + port)
+	if err != nil || perr != nil {
+		u.close()
+		if err == nil {
+			err = perr
+		}
+		return nil, &dialError{err}
+	}
+	u.state = usResolving
+	ctx, cancel := context.WithTimeout(context.Background(), key.u.connectFor)
+	go func() {
+		defer cancel()
+		ips, err := key.u.resolveHost(ctx, host)
+		l.post(func() {
+			if u.state != usResolving {
+				return
+			}
+			if err == nil && len(ips) == 0 {
+				err = &net.DNSError{Err: "no addresses", Name: host, IsNotFound: true}
+			}
+			if err == nil {
+				err = u.connect(netip.AddrPortFrom(ips[0].Unmap(), pn.Port()))
+			}
+			if err != nil {
+				u.fail(&dialError{err})
+			} else if u.state == usFree && u.c != nil {
+				u.state = usSending
+				u.send()
+			}
+		})
+	}()
+	return u, nil
+}
+
+// connect opens a non-blocking socket to ap.
+func (u *evUp) connect(ap netip.AddrPort) error {
+	var sa unix.Sockaddr
+	domain := unix.AF_INET
+	if ap.Addr().Is4() {
+		sa = &unix.SockaddrInet4{Port: int(ap.Port()), Addr: ap.Addr().As4()}
+	} else {
+		domain = unix.AF_INET6
+		sa = &unix.SockaddrInet6{Port: int(ap.Port()), Addr: ap.Addr().As16()}
+	}
+	fd, err := unix.Socket(domain, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return os.NewSyscallError("socket", err)
+	}
+	u.fd = fd
+	unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
+	unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_KEEPALIVE, 1)
+	unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_KEEPIDLE, 30)
+	err = unix.Connect(fd, sa)
+	u.state = usFree
+	events := uint32(unix.EPOLLIN)
+	if err == unix.EINPROGRESS {
+		u.state = usDialing
+		events |= unix.EPOLLOUT
+	} else if err != nil {
+		return &net.OpError{Op: "dial", Net: "tcp", Addr: net.TCPAddrFromAddrPort(ap), Err: os.NewSyscallError("connect", err)}
+	}
+	gen, err := u.l.add(fd, events, u)
+	if err != nil {
+		return os.NewSyscallError("epoll_ctl", err)
+	}
+	u.gen, u.events = gen, events
+	return nil
+}
+
+func (u *evUp) setEvents(ev uint32) {
+	if ev != u.events && !u.detached {
+		u.events = ev
+		u.l.mod(u.fd, u.gen, ev)
+	}
+}
+
+// start carries c's request to t on u (sent now, or once connected).
+func (u *evUp) start(c *evClient, t *pool.Target, pc PoolConfig) {
+	u.c, u.t, u.wo, u.r, u.w, u.noReuse = c, t, 0, 0, 0, false
+	u.tryFor = pc.TryTimeout
+	tctx := t.Context()
+	u.watch(tctx)
+	if tctx.Err() != nil {
+		u.fail(pool.ErrDrainDeadline)
+		return
+	}
+	if u.state == usFree {
+		u.state = usSending
+		u.dl = u.l.now + u.tryFor
+		u.send()
+	}
+}
+
+// watch makes the drain deadline of ctx (a target's context) end the
+// connection's try, or the connection when idle.
+func (u *evUp) watch(ctx context.Context) {
+	if u.drainCtx == ctx {
+		return
+	}
+	if u.stopDrain != nil {
+		u.stopDrain()
+	}
+	l := u.l
+	u.drainCtx = ctx
+	u.stopDrain = context.AfterFunc(ctx, func() {
+		l.post(func() {
+			switch {
+			case u.state == usClosed || u.drainCtx != ctx:
+			case u.c != nil:
+				u.fail(pool.ErrDrainDeadline)
+			default:
+				u.close()
+			}
+		})
+	})
+}
+
+func (u *evUp) event(ev uint32) {
+	switch u.state {
+	case usDialing:
+		soerr, err := unix.GetsockoptInt(u.fd, unix.SOL_SOCKET, unix.SO_ERROR)
+		if err == nil && soerr != 0 {
+			err = syscall.Errno(soerr)
+		}
+		if err != nil {
+			u.fail(&dialError{&net.OpError{Op: "dial", Net: "tcp", Err: os.NewSyscallError("connect", err)}})
+			return
+		}
+		if ev&(unix.EPOLLOUT|unix.EPOLLERR|unix.EPOLLHUP) == 0 {
+			return
+		}
+		u.state = usFree
+		if u.c == nil {
+			return
+		}
+		u.state = usSending
+		u.dl = u.l.now + u.tryFor
+		u.send()
+	case usSending:
+		if ev&(unix.EPOLLOUT|unix.EPOLLERR|unix.EPOLLHUP) != 0 {
+			u.send()
+		}
+		if u.state == usSending && ev&unix.EPOLLIN != 0 {
+			// The target answers before taking the whole request.
+			u.noReuse = true
+			u.state = usWaiting
+			u.setEvents(unix.EPOLLIN)
+			u.readable()
+		}
+	case usWaiting, usBody:
+		if u.paused {
+			// Only an error or hang-up is reported while paused: leave
+			// epoll (it would report it again and again) and read what is
+			// left once the client caught up.
+			u.l.del(u.fd)
+			u.detached = true
+			return
+		}
+		u.readable()
+	case usIdle, usFree:
+		u.close() // the target closed it, or sent bytes nobody asked for
+	}
+}
+
+// send writes the request.
+func (u *evUp) send() {
+	c := u.c
+	out := c.out
+	if c.ex.wrote.IsZero() || u.wo == 0 {
+		c.ex.wrote = time.Now()
+	}
+	for u.wo < len(out) {
+		n, err := unix.Write(u.fd, out[u.wo:])
+		if n > 0 {
+			u.wo += n
+			continue
+		}
+		if err == unix.EINTR {
+			continue
+		}
+		if err == unix.EAGAIN {
+			u.setEvents(unix.EPOLLIN | unix.EPOLLOUT)
+			return
+		}
+		u.fail(os.NewSyscallError("write", err))
+		return
+	}
+	u.state = usWaiting
+	u.setEvents(unix.EPOLLIN)
+}
+
+// readable reads response bytes and moves them on to the client.
+func (u *evUp) readable() {
+	if u.w == len(u.buf) {
+		// Only a head that is not complete yet fills the buffer.
+		if len(u.buf) >= maxResponseHead {
+			u.fail(errBadResponse)
+			return
+		}
+		u.buf = append(u.buf, make([]byte, len(u.buf))...)[:2*len(u.buf)]
+	}
+	n, err := unix.Read(u.fd, u.buf[u.w:])
+	if n > 0 {
+		u.w += n
+		if u.state == usWaiting {
+			u.head()
+		} else {
+			u.body()
+		}
+		return
+	}
+	if err == unix.EAGAIN || err == unix.EINTR {
+		return
+	}
+	if err == nil && u.state == usBody && u.c.mode == rmClose {
+		// The end of a body delimited by the target closing.
+		c := u.c
+		c.wb = append(c.wb, "0\r\n\r\n"...)
+		u.finish(false)
+		c.flush()
+		return
+	}
+	if err == nil {
+		err = io.ErrUnexpectedEOF
+	} else {
+		err = os.NewSyscallError("read", err)
+	}
+	u.fail(err)
+}
+
+// head parses the response head once whole, skipping 1xx heads.
+func (u *evUp) head() {
+	c := u.c
+	for {
+		hn := headEnd(u.buf[u.r:u.w], 0)
+		if hn < 0 {
+			if u.r > 0 {
+				u.w = copy(u.buf, u.buf[u.r:u.w])
+				u.r = 0
+			}
+			return
+		}
+		if err := parseResponse(u.buf[u.r:u.r+hn], &c.rh); err != nil {
+			u.fail(err)
+			return
+		}
+		if c.rh.status >= 200 {
+			c.respHead(u.buf[u.r : u.r+hn])
+			u.r += hn
+			break
+		}
+		if c.rh.status == http.StatusSwitchingProtocols {
+			u.fail(errBadResponse)
+			return
+		}
+		u.r += hn // 1xx: skipped, like the net/http path
+	}
+	u.state = usBody
+	u.dl = 0 // the body streams on past the try timeout
+	u.body()
+}
+
+// body relays buf[r:w] and, when the body is complete, ends the try.
+func (u *evUp) body() {
+	c := u.c
+	avail := u.buf[u.r:u.w]
+	u.r, u.w = 0, 0
+	done, err := c.relay(avail)
+	if err != nil {
+		u.fail(err)
+		return
+	}
+	if done {
+		u.finish(c.reuse)
+	}
+	c.flush()
+}
+
+// finish ends the try after a complete answer: the connection goes back
+// to the pool when reuse allows, the target learns the outcome.
+func (u *evUp) finish(reuse bool) {
+	c := u.c
+	c.up = nil
+	c.respDone = true
+	u.c = nil
+	u.t.End(pool.Outcome{Status: c.rh.status, TTFB: c.ex.ttfb})
+	if !reuse || u.noReuse || u.detached || u.key.u.closed.Load() || len(u.l.idle[u.key]) >= u.key.u.maxIdle {
+		u.close()
+		return
+	}
+	u.state, u.idleAt, u.dl, u.paused = usIdle, u.l.now, 0, false
+	u.pgen = u.key.u.generation.Load()
+	u.setEvents(unix.EPOLLIN)
+	u.l.idle[u.key] = append(u.l.idle[u.key], u)
+}
+
+// pause stops reading until the client took what was read.
+func (u *evUp) pause() {
+	if !u.paused && (u.state == usBody || u.state == usWaiting) {
+		u.paused = true
+		u.setEvents(0)
+	}
+}
+
+// resume reads again after a pause.
+func (u *evUp) resume() {
+	if !u.paused {
+		return
+	}
+	u.paused = false
+	if !u.detached {
+		u.setEvents(unix.EPOLLIN)
+		return
+	}
+	// Bounded: each read either moves bytes on, pauses again or ends.
+	for u.c != nil && !u.paused && u.state == usBody {
+		u.readable()
+	}
+}
+
+// fail ends the try with err: the connection closes and the client
+// decides what happens next.
+func (u *evUp) fail(err error) {
+	c := u.c
+	if u.drainCtx != nil && u.drainCtx.Err() != nil {
+		err = pool.ErrDrainDeadline
+	}
+	u.c = nil
+	u.close()
+	if c != nil {
+		c.tryFailed(err)
+	}
+}
+
+// expire acts on a passed connect or try deadline, and closes idle
+// connections past their time or retired.
+func (u *evUp) expire(now time.Duration) {
+	switch u.state {
+	case usIdle:
+		if now-u.idleAt > u.key.u.idleFor || u.pgen != u.key.u.generation.Load() {
+			u.close()
+		}
+	case usResolving, usDialing:
+		if u.dl != 0 && now >= u.dl {
+			u.fail(&dialError{&net.OpError{Op: "dial", Net: "tcp", Err: os.ErrDeadlineExceeded}})
+		}
+	case usSending, usWaiting:
+		if u.dl != 0 && now >= u.dl {
+			u.fail(os.ErrDeadlineExceeded)
+		}
+	}
+}
+
+// close closes the connection and forgets it.
+func (u *evUp) close() {
+	if u.state == usClosed {
+		return
+	}
+	if u.state == usIdle {
+		list := u.l.idle[u.key]
+		for i, o := range list {
+			if o == u {
+				list = append(list[:i], list[i+1:]...)
+				break
+			}
+		}
+		if len(list) == 0 {
+			delete(u.l.idle, u.key)
+		} else {
+			u.l.idle[u.key] = list
+		}
+	}
+	u.state = usClosed
+	if u.stopDrain != nil {
+		u.stopDrain()
+		u.stopDrain = nil
+	}
+	if u.fd >= 0 {
+		if !u.detached {
+			u.l.del(u.fd)
+		}
+		unix.Close(u.fd)
+		u.fd = -1
+	}
+	delete(u.l.ups, u)
+}
