@@ -61,7 +61,6 @@ type evClient struct {
 	wb   []byte // bytes for the client; wb[wo:] are not written yet
 	wo   int
 	h    reqHead
-	rh   respHead
 	ex   exchange
 
 	state   uint8
@@ -79,6 +78,7 @@ type evClient struct {
 	try      int
 	isHead   bool
 	started  bool // answer bytes are queued: no retry, no error page
+	status   int  // the target's status, once started
 	respDone bool // the answer is complete in wb
 	mode     uint8
 	remain   int64
@@ -100,9 +100,6 @@ func (l *evLoop) adoptClient(fd int, client netip.Addr, remote string, release f
 		return
 	}
 	c.gen = gen
-	c.buf = make([]byte, 16<<10)
-	c.out = make([]byte, 0, 4<<10)
-	c.wb = make([]byte, 0, 4<<10)
 	l.clients[c] = struct{}{}
 	c.dl = l.now + l.s.lim.ClientIdle
 }
@@ -127,6 +124,9 @@ func (c *evClient) event(ev uint32) {
 // it once whole; with a request in flight it keeps what comes (a
 // pipelined request) while there is room, and notices a hang-up.
 func (c *evClient) readable() {
+	if c.buf == nil {
+		c.buf = c.l.getBuf()
+	}
 	if c.w == len(c.buf) {
 		if c.state == csIdle {
 			c.serveNext() // hands a head that fills the buffer over
@@ -158,8 +158,11 @@ func (c *evClient) readable() {
 func (c *evClient) serveNext() {
 	lim := c.l.s.lim
 	if c.r == c.w {
+		// Nothing buffered: an idle connection keeps no buffer.
 		c.r, c.w, c.partial = 0, 0, false
 		c.dl = c.l.now + lim.ClientIdle
+		c.l.putBuf(c.buf)
+		c.buf = nil
 		return
 	}
 	p := c.buf[c.r:c.w]
@@ -267,6 +270,9 @@ func (c *evClient) dispatch() {
 	c.tried, c.try, c.maxTries = c.triedArr[:0], 0, 1+rt.pool.cfg.Retries
 	c.isHead = bstr(head, h.method) == http.MethodHead
 	c.started, c.respDone = false, false
+	if c.out == nil {
+		c.out, c.wb = c.l.getSmall(), c.l.getSmall()
+	}
 	c.writeOutHead(ex)
 	if h.clen > 0 {
 		c.out = append(c.out, head[h.size:h.size+int(h.clen)]...)
@@ -350,7 +356,7 @@ func (c *evClient) tryFailed(err error) {
 	c.up = nil
 	ex := &c.ex
 	if c.started {
-		t.End(pool.Outcome{Status: c.rh.status, TTFB: ex.ttfb})
+		t.End(pool.Outcome{Status: c.status, TTFB: ex.ttfb})
 		c.abort(err)
 		return
 	}
@@ -408,9 +414,8 @@ func (c *evClient) fail(err error) {
 }
 
 // respHead queues the client's response head for the target's head p,
-// parsed in c.rh, and sets up the body relay.
-func (c *evClient) respHead(p []byte) {
-	rh := &c.rh
+// parsed in rh, and sets up the body relay.
+func (c *evClient) respHead(p []byte, rh *respHead) {
 	ex := &c.ex
 	o := c.wb[:0]
 	o = append(o, "HTTP/1.1 "...)
@@ -441,7 +446,7 @@ func (c *evClient) respHead(p []byte) {
 	}
 	o = append(o, "\r\n"...)
 	c.wb, c.wo = o, 0
-	c.started = true
+	c.started, c.status = true, rh.status
 	ex.status = rh.status
 	ex.headers = time.Now()
 	ex.ttfb = ex.headers.Sub(ex.wrote)
@@ -538,6 +543,9 @@ func (c *evClient) complete() {
 	c.l.s.b.record(ex)
 	c.r += c.h.size + int(c.h.clen)
 	c.state, c.respDone, c.started = csIdle, false, false
+	c.l.putSmall(c.out)
+	c.l.putSmall(c.wb)
+	c.out, c.wb = nil, nil
 	if ex.closeAfter || c.l.draining {
 		c.close()
 		return
@@ -559,7 +567,7 @@ func (c *evClient) abort(err error) {
 		u.c = nil
 		u.close()
 		if c.started {
-			c.target.End(pool.Outcome{Status: c.rh.status, TTFB: c.ex.ttfb})
+			c.target.End(pool.Outcome{Status: c.status, TTFB: c.ex.ttfb})
 		} else {
 			c.target.End(pool.Outcome{})
 		}
@@ -603,6 +611,7 @@ func (c *evClient) close() {
 
 func (c *evClient) finalClose() {
 	c.state = csDone
+	c.freeBufs()
 	unix.Close(c.fd)
 	c.l.s.conns.Add(-1)
 	if c.release != nil {
@@ -614,6 +623,7 @@ func (c *evClient) finalClose() {
 // listener's http.Server behind the smuggling guard.
 func (c *evClient) handoff() {
 	pre := append([]byte(nil), c.buf[c.r:c.w]...)
+	c.freeBufs()
 	c.state = csDone
 	c.l.del(c.fd)
 	delete(c.l.clients, c)
@@ -624,4 +634,12 @@ func (c *evClient) handoff() {
 		return
 	}
 	c.l.s.give(newGuardConn(&prefixConn{Conn: nc, pre: pre}))
+}
+
+// freeBufs gives the connection's buffers back to the loop.
+func (c *evClient) freeBufs() {
+	c.l.putBuf(c.buf)
+	c.l.putSmall(c.out)
+	c.l.putSmall(c.wb)
+	c.buf, c.out, c.wb = nil, nil, nil
 }

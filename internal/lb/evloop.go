@@ -55,6 +55,9 @@ type evLoop struct {
 	clients map[*evClient]struct{}
 	ups     map[*evUp]struct{}
 	idle    map[upKey][]*evUp
+	rh      respHead      // the response head being parsed (one at a time)
+	bufs    [][]byte      // free read buffers (bufSize)
+	smalls  [][]byte      // free write buffers
 	now     time.Duration // loop time of the current iteration
 	wall    time.Time     // wall time of the current iteration
 	quit    bool          // close: end once every connection is gone
@@ -231,5 +234,50 @@ func (l *evLoop) stopping() {
 		if c.state == csIdle && c.r == c.w {
 			c.close()
 		}
+	}
+}
+
+// bufSize is the read buffer of a busy connection; an idle one has none.
+const bufSize = 16 << 10
+
+// Free-list bounds: what a burst leaves behind beyond these goes to the
+// garbage collector.
+const (
+	maxFreeBufs   = 256
+	maxFreeSmalls = 512
+	maxSmallCap   = 64 << 10
+)
+
+func (l *evLoop) getBuf() []byte {
+	if n := len(l.bufs); n > 0 {
+		b := l.bufs[n-1]
+		l.bufs[n-1] = nil
+		l.bufs = l.bufs[:n-1]
+		return b
+	}
+	return make([]byte, bufSize)
+}
+
+// putBuf keeps b for reuse when it is a whole read buffer (nil and grown
+// buffers are dropped).
+func (l *evLoop) putBuf(b []byte) {
+	if cap(b) == bufSize && len(l.bufs) < maxFreeBufs {
+		l.bufs = append(l.bufs, b[:bufSize])
+	}
+}
+
+func (l *evLoop) getSmall() []byte {
+	if n := len(l.smalls); n > 0 {
+		b := l.smalls[n-1]
+		l.smalls[n-1] = nil
+		l.smalls = l.smalls[:n-1]
+		return b
+	}
+	return make([]byte, 0, 4<<10)
+}
+
+func (l *evLoop) putSmall(b []byte) {
+	if b != nil && cap(b) <= maxSmallCap && len(l.smalls) < maxFreeSmalls {
+		l.smalls = append(l.smalls, b[:0])
 	}
 }

@@ -112,7 +112,7 @@ func (l *evLoop) upstream(pe *poolEntry, addr string) (*evUp, error) {
 		return u, nil
 	}
 	l.idle[key] = list
-	u := &evUp{l: l, fd: -1, key: key, buf: make([]byte, 16<<10)}
+	u := &evUp{l: l, fd: -1, key: key}
 	l.ups[u] = struct{}{}
 	u.dl = l.now + key.u.connectFor
 	if ap, err := netip.ParseAddrPort(addr); err == nil {
@@ -202,6 +202,9 @@ func (u *evUp) setEvents(ev uint32) {
 // start carries c's request to t on u (sent now, or once connected).
 func (u *evUp) start(c *evClient, t *pool.Target, pc PoolConfig) {
 	u.c, u.t, u.wo, u.r, u.w, u.noReuse = c, t, 0, 0, 0, false
+	if u.buf == nil {
+		u.buf = u.l.getBuf()
+	}
 	u.tryFor = pc.TryTimeout
 	tctx := t.Context()
 	u.watch(tctx)
@@ -365,16 +368,17 @@ func (u *evUp) head() {
 			}
 			return
 		}
-		if err := parseResponse(u.buf[u.r:u.r+hn], &c.rh); err != nil {
+		rh := &u.l.rh
+		if err := parseResponse(u.buf[u.r:u.r+hn], rh); err != nil {
 			u.fail(err)
 			return
 		}
-		if c.rh.status >= 200 {
-			c.respHead(u.buf[u.r : u.r+hn])
+		if rh.status >= 200 {
+			c.respHead(u.buf[u.r:u.r+hn], rh)
 			u.r += hn
 			break
 		}
-		if c.rh.status == http.StatusSwitchingProtocols {
+		if rh.status == http.StatusSwitchingProtocols {
 			u.fail(errBadResponse)
 			return
 		}
@@ -408,12 +412,14 @@ func (u *evUp) finish(reuse bool) {
 	c.up = nil
 	c.respDone = true
 	u.c = nil
-	u.t.End(pool.Outcome{Status: c.rh.status, TTFB: c.ex.ttfb})
+	u.t.End(pool.Outcome{Status: c.status, TTFB: c.ex.ttfb})
 	if !reuse || u.noReuse || u.detached || u.key.u.closed.Load() || len(u.l.idle[u.key]) >= u.key.u.maxIdle {
 		u.close()
 		return
 	}
 	u.state, u.idleAt, u.dl, u.paused = usIdle, u.l.now, 0, false
+	u.l.putBuf(u.buf) // idle connections keep no buffer
+	u.buf = nil
 	u.pgen = u.key.u.generation.Load()
 	u.setEvents(unix.EPOLLIN)
 	u.l.idle[u.key] = append(u.l.idle[u.key], u)
@@ -508,4 +514,6 @@ func (u *evUp) close() {
 		u.fd = -1
 	}
 	delete(u.l.ups, u)
+	u.l.putBuf(u.buf)
+	u.buf = nil
 }
