@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/http"
 	"net/netip"
+	"net/url"
 	"strconv"
 	"time"
 	"unsafe"
@@ -70,6 +71,8 @@ type evClient struct {
 	// The request in flight.
 	tbl      *table
 	pe       *poolEntry
+	pickReq  *http.Request // what a sticky pool picks by; nil for others
+	cookie   *http.Cookie  // Set-Cookie of the last pick, if any
 	up       *evUp
 	target   *pool.Target
 	triedArr [4]*pool.Target
@@ -244,7 +247,7 @@ func (c *evClient) dispatch() {
 	b := c.l.s.b
 	tbl := b.tbl.Load()
 	rt := tbl.routers[c.l.s.name].match(bstr(head, h.host), bstr(head, h.path))
-	if rt == nil || rt.pool.stickyPick {
+	if rt == nil {
 		c.handoff()
 		return
 	}
@@ -266,7 +269,10 @@ func (c *evClient) dispatch() {
 		ex.method, ex.host, ex.path = string(head[h.method.s:h.method.e]), string(head[h.host.s:h.host.e]), string(head[h.path.s:h.path.e])
 		ex.remote = c.remote
 	}
-	c.tbl, c.pe = tbl, rt.pool
+	c.tbl, c.pe, c.pickReq = tbl, rt.pool, nil
+	if rt.pool.stickyPick {
+		c.pickReq = c.stickyRequest()
+	}
 	c.tried, c.try, c.maxTries = c.triedArr[:0], 0, 1+rt.pool.cfg.Retries
 	c.isHead = bstr(head, h.method) == http.MethodHead
 	c.started, c.respDone = false, false
@@ -279,6 +285,27 @@ func (c *evClient) dispatch() {
 	}
 	tbl.budget.deposit()
 	c.attempt()
+}
+
+// stickyRequest is the request a sticky pool picks by: its path (SockJS
+// sessions), its cookies (the pin) and its host. Only sticky pools pay
+// for building it.
+func (c *evClient) stickyRequest() *http.Request {
+	head := c.buf[c.r:]
+	h := &c.h
+	hdr := make(http.Header, 1)
+	if h.nCookie > 0 {
+		vals := make([]string, h.nCookie)
+		for i, sp := range h.cookies[:h.nCookie] {
+			vals[i] = string(head[sp.s:sp.e])
+		}
+		hdr["Cookie"] = vals
+	}
+	return &http.Request{
+		Method: string(head[h.method.s:h.method.e]), URL: &url.URL{Path: string(head[h.path.s:h.path.e])},
+		Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
+		Header: hdr, Host: string(head[h.host.s:h.host.e]), RemoteAddr: c.remote,
+	}
 }
 
 // writeOutHead builds the request head for the target in c.out.
@@ -317,14 +344,17 @@ func (c *evClient) attempt() {
 	h := &c.h
 	b := c.l.s.b
 	for {
-		choice, err := c.pe.p.Pick(nil, c.tried)
+		choice, err := c.pe.p.Pick(c.pickReq, c.tried)
 		if err != nil {
 			head := c.buf[c.r:]
-			if nt := b.reroute(ex, bstr(head, h.host), bstr(head, h.path), c.tbl); nt != nil && !ex.route.pool.stickyPick {
+			if nt := b.reroute(ex, bstr(head, h.host), bstr(head, h.path), c.tbl); nt != nil {
 				// A reload retired the pool after routing: once, route
 				// again on the current table, like the net/http path.
 				c.tbl, c.pe = nt, ex.route.pool
 				c.tried, c.maxTries = c.triedArr[:0], 1+c.pe.cfg.Retries
+				if c.pe.stickyPick && c.pickReq == nil {
+					c.pickReq = c.stickyRequest()
+				}
 				continue
 			}
 			if ex.err == nil || c.try == 0 {
@@ -334,6 +364,7 @@ func (c *evClient) attempt() {
 			return
 		}
 		t := choice.Target
+		c.cookie = choice.Cookie
 		ex.target = t.Addr()
 		u, err := c.l.upstream(c.pe, ex.target)
 		t.Begin()
@@ -426,6 +457,13 @@ func (c *evClient) respHead(p []byte, rh *respHead) {
 	o = append(o, "X-Request-Id: "...)
 	o = append(o, ex.id...)
 	o = append(o, "\r\n"...)
+	if c.cookie != nil {
+		if v := c.cookie.String(); v != "" {
+			o = append(o, "Set-Cookie: "...)
+			o = append(o, v...)
+			o = append(o, "\r\n"...)
+		}
+	}
 	c.mode = rmClose
 	switch {
 	case c.isHead || rh.status == 204 || rh.status == 304 || rh.status < 200:

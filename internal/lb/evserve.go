@@ -20,7 +20,7 @@ import (
 // directly, without net/http's per-request goroutines, channels and
 // header maps. The first request outside the subset (TLS is never on
 // this path; Upgrade, Expect, Transfer-Encoding, odd framing, bodies
-// larger than a buffer, sticky pools, trusted proxies, maintenance, no
+// larger than a buffer, trusted proxies, maintenance, no
 // route ...) hands the connection, with the bytes read so far, to the
 // listener's http.Server behind the smuggling guard, which serves it from
 // then on.

@@ -19,7 +19,10 @@ type span struct{ s, e int32 }
 // a response cannot be handed over).
 const (
 	maxFastFields = 64
-	maxRespFields = 512
+	// maxFastCookies bounds the Cookie fields of a request on the fast
+	// path (more are handed over).
+	maxFastCookies = 4
+	maxRespFields  = 512
 )
 
 // reqHead is a parsed request head; spans index the connection's buffer.
@@ -30,6 +33,8 @@ type reqHead struct {
 	close                      bool // Connection: close
 	reqID                      span // a single X-Request-Id; zero when none or several
 	nReqID                     int
+	cookies                    [maxFastCookies]span // Cookie field values
+	nCookie                    int
 	nfields                    int
 	fields                     [maxFastFields]span // kept field lines, CRLF included
 }
@@ -59,6 +64,7 @@ const (
 	fContentLength
 	fConnection
 	fRequestID
+	fCookie
 	fFallback // only the net/http path handles these
 )
 
@@ -73,6 +79,8 @@ func requestFieldKind(name []byte) fieldKind {
 		return fConnection
 	case "x-request-id":
 		return fRequestID
+	case "cookie":
+		return fCookie
 	case "keep-alive", "proxy-connection", "proxy-authenticate", "proxy-authorization", "te", "trailer",
 		"x-forwarded-for", "x-forwarded-proto", "x-forwarded-host", "forwarded", "x-real-ip":
 		return fDrop
@@ -212,6 +220,12 @@ func parseRequest(p []byte, h *reqHead) bool {
 			h.nReqID++
 			h.reqID = span{int32(vs), int32(ve)}
 			continue
+		case fCookie:
+			if h.nCookie == maxFastCookies {
+				return false
+			}
+			h.cookies[h.nCookie] = span{int32(vs), int32(ve)}
+			h.nCookie++
 		}
 		if h.nfields == maxFastFields {
 			return false

@@ -39,6 +39,7 @@ func TestNetHTTPPath(t *testing.T) {
 		{"ReloadKeepsTargetState", TestReloadKeepsTargetState},
 		{"DrainDeadlineCutsRequest", TestDrainDeadlineCutsRequest},
 		{"ShutdownLetsInFlightFinish", TestShutdownLetsInFlightFinish},
+		{"StickyCookie", TestStickyCookie},
 		{"InFlightCompletesDuringDrain", TestInFlightCompletesDuringDrain},
 	} {
 		t.Run(tc.name, tc.test)

@@ -42,4 +42,7 @@ func TestStickyCookie(t *testing.T) {
 	if len(seen) != 2 {
 		t.Fatalf("unpinned clients all went to %v", seen)
 	}
+	if f := lb.listeners["web"].fast; f != nil && f.requests.Load() != 21 {
+		t.Errorf("fast path served %d of 21 requests to a sticky pool", f.requests.Load())
+	}
 }
