@@ -17,9 +17,10 @@ import (
 
 // Client connection states.
 const (
-	csIdle = iota // waiting for (the rest of) a request
-	csBusy        // a request is being proxied or its answer written
-	csDone        // closed or handed over
+	csIdle   = iota // waiting for (the rest of) a request
+	csBusy          // a request is being proxied or its answer written
+	csTunnel        // a WebSocket tunnel (evtunnel.go)
+	csDone          // closed or handed over
 )
 
 // Response relay modes: how the target frames the body.
@@ -74,6 +75,7 @@ type evClient struct {
 	pickReq  *http.Request // what a sticky pool picks by; nil for others
 	cookie   *http.Cookie  // Set-Cookie of the last pick, if any
 	up       *evUp
+	tun      *evTunnel
 	target   *pool.Target
 	triedArr [4]*pool.Target
 	tried    []*pool.Target
@@ -115,6 +117,10 @@ func (c *evClient) setEvents(ev uint32) {
 }
 
 func (c *evClient) event(ev uint32) {
+	if c.state == csTunnel {
+		c.tun.clientEvent(ev)
+		return
+	}
 	if ev&unix.EPOLLOUT != 0 && c.wo < len(c.wb) {
 		c.flush()
 	}
@@ -254,7 +260,7 @@ func (c *evClient) dispatch() {
 	c.l.s.requests.Add(1)
 	c.state, c.dl = csBusy, 0
 	ex := &c.ex
-	*ex = exchange{start: time.Now(), listener: c.l.s.name, route: rt, closeAfter: h.close}
+	*ex = exchange{start: time.Now(), listener: c.l.s.name, route: rt, closeAfter: h.close, websocket: h.upgrade}
 	if h.nReqID == 1 && validRequestID(bstr(head, h.reqID)) {
 		ex.id = string(head[h.reqID.s:h.reqID.e])
 	} else if b.wantsInfo() {
@@ -315,6 +321,9 @@ func (c *evClient) writeOutHead(ex *exchange) {
 	o := c.out[:0]
 	o = append(o, head[h.method.s:h.target.e]...)
 	o = append(o, " HTTP/1.1\r\n"...)
+	if h.upgrade {
+		o = append(o, "Connection: Upgrade\r\nUpgrade: websocket\r\n"...)
+	}
 	for _, f := range h.fields[:h.nfields] {
 		o = append(o, head[f.s:f.e]...)
 	}
@@ -478,7 +487,8 @@ func (c *evClient) respHead(p []byte, rh *respHead) {
 	if c.mode == rmChunked || c.mode == rmClose {
 		o = append(o, "Transfer-Encoding: chunked\r\n"...)
 	}
-	c.reuse = !rh.close && c.mode != rmClose
+	// A refused upgrade's connection is not reused, as on the net/http path.
+	c.reuse = !rh.close && c.mode != rmClose && !c.h.upgrade
 	if ex.closeAfter {
 		o = append(o, "Connection: close\r\n"...)
 	}
@@ -600,6 +610,10 @@ func (c *evClient) abort(err error) {
 	if c.state == csDone {
 		return
 	}
+	if c.tun != nil {
+		c.tun.close()
+		return
+	}
 	if u := c.up; u != nil {
 		c.up = nil
 		u.c = nil
@@ -626,6 +640,10 @@ func (c *evClient) abort(err error) {
 // expire acts on a passed deadline: an idle or slow client is closed, one
 // that stopped reading its answer is cut.
 func (c *evClient) expire(now time.Duration) {
+	if c.state == csTunnel {
+		c.tun.expire(now)
+		return
+	}
 	if c.dl == 0 || now < c.dl {
 		return
 	}

@@ -219,10 +219,15 @@ func (l *evLoop) logger() *slog.Logger { return l.s.b.log }
 func (l *evLoop) closeAll() {
 	l.quit = true
 	for c := range l.clients {
+		if c.tun != nil && c.tun.going {
+			continue // its close frames get their grace
+		}
 		c.abort(errClientWrite)
 	}
 	for u := range l.ups {
-		u.close()
+		if u.tun == nil {
+			u.close()
+		}
 	}
 }
 

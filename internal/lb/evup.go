@@ -64,6 +64,7 @@ const (
 	usWaiting          // reading the response head
 	usBody             // relaying the response body
 	usIdle             // pooled
+	usTunnel           // one side of a WebSocket tunnel
 	usClosed
 )
 
@@ -76,6 +77,7 @@ type evUp struct {
 	key    upKey
 	state  uint8
 	c      *evClient // the client whose request it carries
+	tun    *evTunnel
 	t      *pool.Target
 	buf    []byte // response bytes; unread are buf[r:w]
 	r, w   int
@@ -234,6 +236,8 @@ func (u *evUp) watch(ctx context.Context) {
 		l.post(func() {
 			switch {
 			case u.state == usClosed || u.drainCtx != ctx:
+			case u.tun != nil:
+				u.tun.goAwayNow()
 			case u.c != nil:
 				u.fail(pool.ErrDrainDeadline)
 			default:
@@ -285,6 +289,8 @@ func (u *evUp) event(ev uint32) {
 			return
 		}
 		u.readable()
+	case usTunnel:
+		u.tun.targetEvent(ev)
 	case usIdle, usFree:
 		u.close() // the target closed it, or sent bytes nobody asked for
 	}
@@ -379,7 +385,11 @@ func (u *evUp) head() {
 			break
 		}
 		if rh.status == http.StatusSwitchingProtocols {
-			u.fail(errBadResponse)
+			if !c.h.upgrade || !rh.upWS {
+				u.fail(errBadResponse)
+				return
+			}
+			c.startTunnel(u, u.buf[u.r:u.r+hn], rh)
 			return
 		}
 		u.r += hn // 1xx: skipped, like the net/http path

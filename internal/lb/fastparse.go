@@ -31,6 +31,8 @@ type reqHead struct {
 	size                       int // bytes of the head, final CRLF included
 	clen                       int64
 	close                      bool // Connection: close
+	upgrade                    bool // a WebSocket handshake (Upgrade: websocket, Connection: upgrade)
+	connUpgrade                bool // Connection names upgrade
 	reqID                      span // a single X-Request-Id; zero when none or several
 	nReqID                     int
 	cookies                    [maxFastCookies]span // Cookie field values
@@ -65,6 +67,7 @@ const (
 	fConnection
 	fRequestID
 	fCookie
+	fUpgrade
 	fFallback // only the net/http path handles these
 )
 
@@ -81,10 +84,12 @@ func requestFieldKind(name []byte) fieldKind {
 		return fRequestID
 	case "cookie":
 		return fCookie
+	case "upgrade":
+		return fUpgrade
 	case "keep-alive", "proxy-connection", "proxy-authenticate", "proxy-authorization", "te", "trailer",
 		"x-forwarded-for", "x-forwarded-proto", "x-forwarded-host", "forwarded", "x-real-ip":
 		return fDrop
-	case "transfer-encoding", "upgrade", "expect", "http2-settings":
+	case "transfer-encoding", "expect", "http2-settings":
 		return fFallback
 	}
 	return fOther
@@ -212,9 +217,17 @@ func parseRequest(p []byte, h *reqHead) bool {
 			}
 			h.clen = n
 		case fConnection:
-			if !connectionTokens(val, &h.close) {
+			if !connectionTokens(val, &h.close, &h.connUpgrade) {
 				return false
 			}
+			continue
+		case fUpgrade:
+			// Only a WebSocket handshake; h2c and the rest go to net/http
+			// (which never forwards h2c).
+			if h.upgrade || !asciiEqualFold(val, "websocket") {
+				return false
+			}
+			h.upgrade = true
 			continue
 		case fRequestID:
 			h.nReqID++
@@ -232,6 +245,9 @@ func parseRequest(p []byte, h *reqHead) bool {
 		}
 		h.fields[h.nfields] = span{int32(ls), int32(i)}
 		h.nfields++
+	}
+	if h.upgrade != h.connUpgrade || h.upgrade && (h.clen != 0 || string(p[:h.method.e]) != "GET") {
+		return false
 	}
 	return nHost == 1
 }
@@ -268,10 +284,10 @@ func validHostBytes(v []byte) bool {
 	return true
 }
 
-// connectionTokens accepts a Connection value of "close" and
-// "keep-alive" tokens only (anything else names headers to strip, which
+// connectionTokens accepts a Connection value of "close", "keep-alive"
+// and "upgrade" tokens only (anything else names headers to strip, which
 // the net/http path does).
-func connectionTokens(v []byte, close *bool) bool {
+func connectionTokens(v []byte, close, upgrade *bool) bool {
 	for len(v) > 0 {
 		var f []byte
 		if i := bytes.IndexByte(v, ','); i >= 0 {
@@ -285,6 +301,8 @@ func connectionTokens(v []byte, close *bool) bool {
 		case asciiEqualFold(f, "close"):
 			*close = true
 		case asciiEqualFold(f, "keep-alive"):
+		case asciiEqualFold(f, "upgrade"):
+			*upgrade = true
 		default:
 			return false
 		}
@@ -299,6 +317,7 @@ type respHead struct {
 	clen    int64 // -1 when absent
 	chunked bool
 	close   bool // the target will close: do not reuse the connection
+	upWS    bool // Upgrade: websocket (for a 101)
 	nfields int
 	fields  [maxRespFields]span // kept field lines, CRLF included
 	drop    [4]span             // extra field names listed in Connection
@@ -314,7 +333,7 @@ func (e *protocolError) Error() string { return e.msg }
 
 // parseResponse parses the response head p (through CRLFCRLF).
 func parseResponse(p []byte, h *respHead) error {
-	h.status, h.size, h.clen, h.chunked, h.close, h.nfields, h.ndrop = 0, len(p), -1, false, false, 0, 0
+	h.status, h.size, h.clen, h.chunked, h.close, h.upWS, h.nfields, h.ndrop = 0, len(p), -1, false, false, false, 0, 0
 	if len(p) < 14 || string(p[:7]) != "HTTP/1." || (p[7] != '1' && p[7] != '0') || p[8] != ' ' {
 		return errBadResponse
 	}
@@ -429,7 +448,10 @@ func parseResponse(p []byte, h *respHead) error {
 					}
 				}
 				keep = false
-			case "keep-alive", "proxy-connection", "proxy-authenticate", "proxy-authorization", "te", "upgrade", "x-request-id":
+			case "upgrade":
+				h.upWS = asciiEqualFold(val, "websocket")
+				keep = false
+			case "keep-alive", "proxy-connection", "proxy-authenticate", "proxy-authorization", "te", "x-request-id":
 				keep = false
 			}
 		}

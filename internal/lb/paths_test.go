@@ -40,6 +40,11 @@ func TestNetHTTPPath(t *testing.T) {
 		{"DrainDeadlineCutsRequest", TestDrainDeadlineCutsRequest},
 		{"ShutdownLetsInFlightFinish", TestShutdownLetsInFlightFinish},
 		{"StickyCookie", TestStickyCookie},
+		{"WebSocketEcho", TestWebSocketEcho},
+		{"DrainClosesWebSocket", TestDrainClosesWebSocket},
+		{"ShutdownClosesWebSocket", TestShutdownClosesWebSocket},
+		{"WebSocketIdleTimeout", TestWebSocketIdleTimeout},
+		{"TunnelBufferedBytes", TestTunnelBufferedBytes},
 		{"InFlightCompletesDuringDrain", TestInFlightCompletesDuringDrain},
 	} {
 		t.Run(tc.name, tc.test)

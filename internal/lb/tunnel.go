@@ -326,29 +326,33 @@ func (f *frameTracker) toBoundary(p []byte) (int, bool) {
 	return k, false
 }
 
+// goAwayer is an open tunnel: the net/http path's (*tunnel) or an event
+// loop's (*evTunnel). goAway may be called from any goroutine.
+type goAwayer interface{ goAway() }
+
 // tunnelSet tracks open tunnels, because http.Server.Shutdown does not
-// see hijacked connections.
+// see hijacked connections and the fast path's loops do not report them.
 type tunnelSet struct {
 	mu      sync.Mutex
-	set     map[*tunnel]struct{}
+	set     map[goAwayer]struct{}
 	empty   chan struct{} // closed and replaced when the set becomes empty
 	closing bool          // goAwayAll ran
 }
 
 func newTunnelSet() *tunnelSet {
-	return &tunnelSet{set: map[*tunnel]struct{}{}, empty: make(chan struct{})}
+	return &tunnelSet{set: map[goAwayer]struct{}{}, empty: make(chan struct{})}
 }
 
 // add tracks t; it returns false once goAwayAll ran (t is tracked all
 // the same and must be removed).
-func (s *tunnelSet) add(t *tunnel) bool {
+func (s *tunnelSet) add(t goAwayer) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.set[t] = struct{}{}
 	return !s.closing
 }
 
-func (s *tunnelSet) remove(t *tunnel) {
+func (s *tunnelSet) remove(t goAwayer) {
 	s.mu.Lock()
 	delete(s.set, t)
 	if len(s.set) == 0 {
@@ -385,7 +389,7 @@ func (s *tunnelSet) wait(ctx context.Context) {
 func (s *tunnelSet) goAwayAll() {
 	s.mu.Lock()
 	s.closing = true
-	ts := make([]*tunnel, 0, len(s.set))
+	ts := make([]goAwayer, 0, len(s.set))
 	for t := range s.set {
 		ts = append(ts, t)
 	}

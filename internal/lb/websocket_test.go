@@ -81,6 +81,9 @@ func TestWebSocketEcho(t *testing.T) {
 	}
 	c.Close(websocket.StatusNormalClosure, "")
 	waitFor(t, 5*time.Second, "tunnel closed", func() bool { return lb.Status().WebSockets == 0 })
+	if f := lb.listeners["web"].fast; f != nil && f.requests.Load() != 1 {
+		t.Errorf("fast path served %d handshakes, want 1", f.requests.Load())
+	}
 }
 
 // TestDrainClosesWebSocket: draining the target with a short timeout
@@ -266,4 +269,7 @@ func TestTunnelBufferedBytes(t *testing.T) {
 	later := frame("later")
 	io.WriteString(c, later)
 	expect(later)
+	if f := lb.listeners["web"].fast; f != nil && f.requests.Load() != 1 {
+		t.Errorf("fast path served %d handshakes, want 1", f.requests.Load())
+	}
 }
