@@ -82,7 +82,8 @@ type evClient struct {
 	maxTries int
 	try      int
 	isHead   bool
-	started  bool // answer bytes are queued: no retry, no error page
+	started  bool // answer bytes are queued: no retry
+	wrote    bool // answer bytes reached the client: no error page either
 	status   int  // the target's status, once started
 	respDone bool // the answer is complete in wb
 	mode     uint8
@@ -144,7 +145,7 @@ func (c *evClient) readable() {
 		}
 		return
 	}
-	n, err := unix.Read(c.fd, c.buf[c.w:])
+	n, err := sysRead(c.fd, c.buf[c.w:])
 	if n > 0 {
 		c.w += n
 		if c.state == csIdle {
@@ -281,7 +282,7 @@ func (c *evClient) dispatch() {
 	}
 	c.tried, c.try, c.maxTries = c.triedArr[:0], 0, 1+rt.pool.cfg.Retries
 	c.isHead = bstr(head, h.method) == http.MethodHead
-	c.started, c.respDone = false, false
+	c.started, c.respDone, c.wrote = false, false, false
 	if c.out == nil {
 		c.out, c.wb = c.l.getSmall(), c.l.getSmall()
 	}
@@ -397,6 +398,15 @@ func (c *evClient) tryFailed(err error) {
 	ex := &c.ex
 	if c.started {
 		t.End(pool.Outcome{Status: c.status, TTFB: ex.ttfb})
+		if !c.wrote {
+			// The answer broke before any of it reached the client (a
+			// bad body in the same read as its head): a 502 is still
+			// possible, as on the net/http path.
+			c.wb, c.wo, c.started = c.wb[:0], 0, false
+			ex.bytesOut = 0
+			c.fail(err)
+			return
+		}
 		c.abort(err)
 		return
 	}
@@ -552,9 +562,10 @@ func (c *evClient) relay(avail []byte) (bool, error) {
 // answer is complete, the exchange ends.
 func (c *evClient) flush() {
 	for c.wo < len(c.wb) {
-		n, err := unix.Write(c.fd, c.wb[c.wo:])
+		n, err := sysWrite(c.fd, c.wb[c.wo:])
 		if n > 0 {
 			c.wo += n
+			c.wrote = true
 			continue
 		}
 		if err == unix.EINTR {

@@ -138,7 +138,7 @@ func (t *evTunnel) side(ev uint32, in *tunDir, fd int, out *tunDir, dst int, buf
 		t.close()
 		return
 	}
-	n, err := unix.Read(fd, buf)
+	n, err := sysRead(fd, buf)
 	switch {
 	case n > 0:
 		t.last = t.c.l.now
@@ -178,7 +178,7 @@ func (t *evTunnel) write(d *tunDir, dst int, p []byte) {
 		return
 	}
 	for len(p) > 0 {
-		n, err := unix.Write(dst, p)
+		n, err := sysWrite(dst, p)
 		if n > 0 {
 			p = p[n:]
 			continue
@@ -201,7 +201,7 @@ func (t *evTunnel) write(d *tunDir, dst int, p []byte) {
 // flush writes what is pending on d.
 func (t *evTunnel) flush(d *tunDir, dst int) {
 	for d.pending() {
-		n, err := unix.Write(dst, d.pend[d.po:])
+		n, err := sysWrite(dst, d.pend[d.po:])
 		if n > 0 {
 			d.po += n
 			continue

@@ -304,7 +304,7 @@ func (u *evUp) send() {
 		c.ex.wrote = time.Now()
 	}
 	for u.wo < len(out) {
-		n, err := unix.Write(u.fd, out[u.wo:])
+		n, err := sysWrite(u.fd, out[u.wo:])
 		if n > 0 {
 			u.wo += n
 			continue
@@ -333,7 +333,7 @@ func (u *evUp) readable() {
 		}
 		u.buf = append(u.buf, make([]byte, len(u.buf))...)[:2*len(u.buf)]
 	}
-	n, err := unix.Read(u.fd, u.buf[u.w:])
+	n, err := sysRead(u.fd, u.buf[u.w:])
 	if n > 0 {
 		u.w += n
 		if u.state == usWaiting {

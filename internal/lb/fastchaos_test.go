@@ -122,6 +122,8 @@ func checkFDs(t testing.TB, base int) {
 	}
 	if n > base+slack {
 		t.Errorf("%d descriptors open after the run, %d before (slack %d): %s", n, base, slack, fdList())
+	} else {
+		t.Logf("descriptors: %d before, %d after", base, n)
 	}
 }
 
@@ -136,13 +138,12 @@ type chaosTargets struct {
 
 	mu    sync.Mutex
 	seen  map[int]int
-	done  map[int]bool // ids a target finished answering
 	conns map[net.Conn]struct{}
 }
 
 func newChaosTargets(t testing.TB, n int, seed uint64) *chaosTargets {
 	t.Helper()
-	ts := &chaosTargets{seed: seed, quit: make(chan struct{}), seen: map[int]int{}, done: map[int]bool{}, conns: map[net.Conn]struct{}{}}
+	ts := &chaosTargets{seed: seed, quit: make(chan struct{}), seen: map[int]int{}, conns: map[net.Conn]struct{}{}}
 	for range n {
 		l, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
@@ -206,13 +207,6 @@ func (ts *chaosTargets) arrivals(id int) int {
 	return ts.seen[id]
 }
 
-// answered reports whether a target finished answering id.
-func (ts *chaosTargets) answered(id int) bool {
-	ts.mu.Lock()
-	defer ts.mu.Unlock()
-	return ts.done[id]
-}
-
 func (ts *chaosTargets) serve(c net.Conn) {
 	defer ts.wg.Done()
 	defer func() {
@@ -236,11 +230,7 @@ func (ts *chaosTargets) serve(c net.Conn) {
 		ts.seen[id]++
 		arrival := ts.seen[id]
 		ts.mu.Unlock()
-		ok := ts.answer(c, req, body, id, arrival)
-		ts.mu.Lock()
-		ts.done[id] = true
-		ts.mu.Unlock()
-		if !ok {
+		if !ts.answer(c, req, body, id, arrival) {
 			return
 		}
 	}
@@ -458,9 +448,9 @@ func connGone(err error) bool {
 }
 
 // read reads r's answer from br and checks it. An answer the target cut
-// (only when r.mayCut) ends the connection, before the answer began or
-// after its head and part of its body, and nothing follows: read then
-// reports cut.
+// (only when r.mayCut) is a 502 when nothing of it had reached the client
+// yet, or ends the connection, before the answer began or after its head
+// and part of its body, and nothing follows: read then reports cut.
 func (r chaosReq) read(br *bufio.Reader) (rid string, cut bool, err error) {
 	resp, err := http.ReadResponse(br, &http.Request{Method: r.method})
 	if err != nil {
@@ -471,6 +461,15 @@ func (r chaosReq) read(br *bufio.Reader) (rid string, cut bool, err error) {
 	}
 	body, err := io.ReadAll(resp.Body)
 	resp.Body.Close()
+	if r.mayCut() && resp.StatusCode == http.StatusBadGateway && err == nil {
+		// The target broke its answer before any of it reached the
+		// client (the bad body came in the same read as the head): the
+		// balancer can still answer 502, and the connection goes on.
+		if string(body) != "Bad Gateway\n" || resp.Header.Get("X-Request-Id") == "" {
+			return "", false, fmt.Errorf("502 for a cut answer: %v %q", resp.Header, body)
+		}
+		return resp.Header.Get("X-Request-Id"), false, nil
+	}
 	if herr := r.checkHead(resp); herr != nil {
 		return "", false, fmt.Errorf("%w (body %.80q)", herr, body)
 	}
@@ -505,16 +504,33 @@ func (r chaosReq) read(br *bufio.Reader) (rid string, cut bool, err error) {
 
 func (r chaosReq) String() string { return fmt.Sprintf("%s id %d b=%s n=%d", r.method, r.id, r.b, r.n) }
 
-// chaosTally is what the clients saw, merged at the end.
-type chaosTally struct {
-	mu        sync.Mutex
-	rids      map[string]int
+// chaosCounts is what clients saw.
+type chaosCounts struct {
+	rids      []string // X-Request-Id of every answer
 	answered  int
 	posts     []int // POSTs answered whole
 	allPosts  []int
 	truncated []int // requests cut before their end: no target may see them
 	hangups   int
 	cuts      int // answers the target cut
+	pauses    int // stalled sessions seen paused
+}
+
+func (a *chaosCounts) add(b *chaosCounts) {
+	a.rids = append(a.rids, b.rids...)
+	a.answered += b.answered
+	a.posts = append(a.posts, b.posts...)
+	a.allPosts = append(a.allPosts, b.allPosts...)
+	a.truncated = append(a.truncated, b.truncated...)
+	a.hangups += b.hangups
+	a.cuts += b.cuts
+	a.pauses += b.pauses
+}
+
+// chaosTally merges the clients' counts.
+type chaosTally struct {
+	mu sync.Mutex
+	chaosCounts
 }
 
 // chaosClient runs connections with random request sequences until it
@@ -526,16 +542,9 @@ type chaosClient struct {
 	rng   *rand.Rand
 	stop  time.Time
 	tally *chaosTally
-	ts    *chaosTargets
+	lb    *running
 	next  int
-
-	rids      []string
-	answered  int
-	posts     []int
-	allPosts  []int
-	truncated []int
-	hangups   int
-	cuts      int // answers the target cut
+	chaosCounts
 }
 
 func (cc *chaosClient) newReq(big bool) chaosReq {
@@ -577,15 +586,7 @@ func (cc *chaosClient) run(max int) {
 	tl := cc.tally
 	tl.mu.Lock()
 	defer tl.mu.Unlock()
-	for _, rid := range cc.rids {
-		tl.rids[rid]++
-	}
-	tl.answered += cc.answered
-	tl.posts = append(tl.posts, cc.posts...)
-	tl.allPosts = append(tl.allPosts, cc.allPosts...)
-	tl.truncated = append(tl.truncated, cc.truncated...)
-	tl.hangups += cc.hangups
-	tl.cuts += cc.cuts
+	tl.add(&cc.chaosCounts)
 }
 
 // session runs one connection: batches of one or more pipelined requests,
@@ -601,7 +602,10 @@ func (cc *chaosClient) session(max int) error {
 		d.Control = func(_, _ string, rc syscall.RawConn) error {
 			var serr error
 			if err := rc.Control(func(fd uintptr) {
-				serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096)
+				// A small MSS keeps the balancer's send buffer, which
+				// Linux sizes from it, small too.
+				serr = errors.Join(syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096),
+					syscall.SetsockoptInt(int(fd), syscall.IPPROTO_TCP, syscall.TCP_MAXSEG, 1024))
 			}); err != nil {
 				return err
 			}
@@ -643,6 +647,9 @@ func (cc *chaosClient) session(max int) error {
 			if err != nil {
 				return fmt.Errorf("%v: read answer: %w", r, err)
 			}
+			if r.mayCut() && resp.StatusCode == http.StatusBadGateway {
+				return nil // broken before any of it reached the client (see read)
+			}
 			if err := r.checkHead(resp); err != nil {
 				return fmt.Errorf("%v: %w", r, err)
 			}
@@ -660,10 +667,9 @@ func (cc *chaosClient) session(max int) error {
 		for range k {
 			r := cc.newReq(stall)
 			if stall {
-				// Answers that keep the connection, read only once the
-				// targets saw the second request: the first fills the
-				// socket buffers, and the balancer's relay of the next
-				// ones has to wait for the client.
+				// Big answers that keep the connection (or are cut by a
+				// reset): more than the client's window and the
+				// balancer's send buffer hold.
 				r.method, r.b = http.MethodGet, stallBehaviours[cc.rng.IntN(len(stallBehaviours))]
 			}
 			reqs = append(reqs, r)
@@ -677,15 +683,13 @@ func (cc *chaosClient) session(max int) error {
 			return fmt.Errorf("write %d requests: %w", k, err)
 		}
 		if stall {
-			// The first answer was written whole by its target (into the
-			// kernel buffers on the target side) while the client reads
-			// nothing: then open the window and read.
-			deadline := time.Now().Add(5 * time.Second)
-			for !cc.ts.answered(reqs[0].id) {
-				if time.Now().After(deadline) {
-					return fmt.Errorf("%v: never answered by a target", reqs[0])
+			// Wait (bounded) for the balancer to pause the target side of
+			// this connection, then open the window and read.
+			for deadline := time.Now().Add(2 * time.Second); time.Now().Before(deadline); time.Sleep(2 * time.Millisecond) {
+				if upstreamPaused(cc.lb, c.LocalAddr().String()) {
+					cc.pauses++
+					break
 				}
-				time.Sleep(2 * time.Millisecond)
 			}
 			stall = false
 			if err := c.(*net.TCPConn).SetReadBuffer(1 << 20); err != nil {
@@ -717,6 +721,35 @@ func (cc *chaosClient) session(max int) error {
 	return nil
 }
 
+// upstreamPaused reports whether the loops hold the request of the
+// client connection from address client with its target side paused (the
+// client does not take the answer as fast as it comes).
+func upstreamPaused(lb *running, client string) bool {
+	fs := lb.listeners["web"].fast
+	fs.mu.Lock()
+	loops := fs.loops
+	fs.mu.Unlock()
+	found := make(chan bool, len(loops))
+	for _, l := range loops {
+		if !l.post(func() {
+			for u := range l.ups {
+				if u.paused && u.c != nil && u.c.remote == client {
+					found <- true
+					return
+				}
+			}
+			found <- false
+		}) {
+			found <- false
+		}
+	}
+	paused := false
+	for range loops {
+		paused = <-found || paused
+	}
+	return paused
+}
+
 // chaosConfig routes everything to the targets, retrying as often as a
 // request allows (the retry budget is not what is under test).
 func chaosConfig(addrs []string) Config {
@@ -743,11 +776,11 @@ func TestFastChaos(t *testing.T) {
 	lb := start(t, chaosConfig(ts.addrs))
 
 	const clients, maxReqs = 40, 60
-	tally := &chaosTally{rids: map[string]int{}}
+	tally := &chaosTally{}
 	stop := time.Now().Add(3 * time.Second)
 	var wg sync.WaitGroup
 	for ci := range clients {
-		cc := &chaosClient{t: t, ci: ci + 1, addr: lb.addr, rng: rand.New(rand.NewPCG(seed, uint64(ci))), stop: stop, tally: tally, ts: ts}
+		cc := &chaosClient{t: t, ci: ci + 1, addr: lb.addr, rng: rand.New(rand.NewPCG(seed, uint64(ci))), stop: stop, tally: tally, lb: lb}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -759,10 +792,12 @@ func TestFastChaos(t *testing.T) {
 	lb.stop(t)
 	ts.close()
 
-	for rid, n := range tally.rids {
-		if n > 1 {
-			t.Errorf("X-Request-Id %q on %d answers", rid, n)
+	rids := map[string]bool{}
+	for _, rid := range tally.rids {
+		if rids[rid] {
+			t.Errorf("X-Request-Id %q on several answers", rid)
 		}
+		rids[rid] = true
 	}
 	for _, id := range tally.posts {
 		if n := ts.arrivals(id); n != 1 {
@@ -786,8 +821,8 @@ func TestFastChaos(t *testing.T) {
 		t.Errorf("only %d requests answered", tally.answered)
 	}
 	checkFDs(t, base)
-	t.Logf("%d answered, %d hang-ups, %d cut requests, %d POSTs; fast path %d; %v",
-		tally.answered, tally.hangups, len(tally.truncated), len(tally.allPosts), fast, time.Since(began).Round(time.Millisecond))
+	t.Logf("%d answered, %d hang-ups, %d cut requests, %d cut answers, %d POSTs, %d stalled sessions seen paused; fast path %d; %v",
+		tally.answered, tally.hangups, len(tally.truncated), tally.cuts, len(tally.allPosts), tally.pauses, fast, time.Since(began).Round(time.Millisecond))
 }
 
 // TestFastChaosChurn: 200 connections, 8 at a time, each connect, send
