@@ -5,6 +5,7 @@
 #   ROUNDS=5 DURATION=20s bench/lb.sh
 #   KINDS=ws ROUNDS=1 DURATION=5s bench/lb.sh   # WebSocket part only
 #   SHOAL_BASE=/tmp/shoal-old bench/lb.sh       # also an older shoal binary (A/B)
+#   SHOAL_BASE=$PWD/bin/shoal BASE_YAML='limits: {loops: 1}' bench/lb.sh  # A/B a setting
 #
 # Two backends (bench/backend: ~100-byte answers, WebSocket echo on /ws)
 # run behind each proxy, all on 127.0.0.1. Each proxy gets comparable
@@ -25,6 +26,7 @@ THREADS=${THREADS:-2}
 WS_CONNS=${WS_CONNS:-64}
 KINDS=${KINDS:-http ws} # which parts to run: http, ws or both
 SHOAL_BASE=${SHOAL_BASE:-} # an older shoal binary to interleave as "base"
+BASE_YAML=${BASE_YAML:-}   # extra lb.yaml lines for "base", e.g. 'limits: {loops: 1}'
 BASE_PORT=${BASE_PORT:-18080}
 cd "$(dirname "$0")/.."
 
@@ -102,6 +104,7 @@ PIDS+=($!)
 SHOAL_PID=$!
 if [ -n "$SHOAL_BASE" ]; then
 	sed -e "s/:$SHOAL_PORT\$/:$BASE_SHOAL_PORT/" -e "s/:$ADMIN_PORT\$/:$BASE_ADMIN_PORT/" "$TMP/lb.yaml" >"$TMP/lb-base.yaml"
+	[ -n "$BASE_YAML" ] && printf '%s\n' "$BASE_YAML" >>"$TMP/lb-base.yaml"
 	"$SHOAL_BASE" lb -c "$TMP/lb-base.yaml" -log-level warn >"$TMP/shoal-base.log" 2>&1 &
 	PIDS+=($!)
 	BASE_PID=$!

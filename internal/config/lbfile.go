@@ -223,6 +223,9 @@ type limitsDoc struct {
 	// rest to net/http behind the smuggling guard; default true. Set false
 	// to serve everything through net/http.
 	FastPath *bool `yaml:"fast_path"`
+	// Loops is the number of event loops (threads) serving each plain
+	// listener's fast path; default 0: one per CPU the process may use.
+	Loops int `yaml:"loops"`
 }
 
 type adminDoc struct {

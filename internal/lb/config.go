@@ -114,6 +114,9 @@ type Limits struct {
 	// only. By default they use the fast path (see evserve.go), which
 	// hands any request outside its strict subset to net/http anyway.
 	DisableFastPath bool
+	// Loops is the number of event loops serving each plain listener's
+	// fast path; 0 means runtime.GOMAXPROCS (at most 64).
+	Loops int
 }
 
 // Maintenance is the answer the balancer gives while in maintenance mode.

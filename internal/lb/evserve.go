@@ -57,7 +57,11 @@ func (s *fastServer) serve() error {
 		s.mu.Unlock()
 		return nil
 	}
-	n := min(runtime.GOMAXPROCS(0), 8)
+	n := s.lim.Loops
+	if n <= 0 {
+		n = runtime.GOMAXPROCS(0)
+	}
+	n = min(n, 64)
 	for range n {
 		l, err := newEvLoop(s)
 		if err != nil {
