@@ -197,7 +197,8 @@ func (b *Balancer) bind(l *listener, lim Limits) error {
 		l.tlsL = newTLSListener(ln, l.tlsCfg, lim.HeaderTimeout)
 		l.ln = l.tlsL
 	} else if !lim.DisableFastPath {
-		l.fast = newFastServer(b, l.cfg.Name, lim, ln)
+		// The loops accept themselves and keep MaxConns on their own.
+		l.fast = newFastServer(b, l.cfg.Name, lim, raw.(*net.TCPListener))
 		l.ln = l.fast.handoff
 	} else {
 		l.ln = plainListener{ln}

@@ -671,7 +671,7 @@ func (c *evClient) close() {
 		return
 	}
 	c.state = csDone
-	c.l.del(c.fd)
+	c.l.forget(c.fd)
 	delete(c.l.clients, c)
 	c.finalClose()
 }
@@ -684,6 +684,7 @@ func (c *evClient) finalClose() {
 	if c.release != nil {
 		c.release()
 	}
+	c.l.maybeResumeAccept()
 }
 
 // handoff gives the connection, from the request at buf[r:] on, to the

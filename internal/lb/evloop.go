@@ -65,7 +65,12 @@ type evLoop struct {
 	quit    bool          // close: end once every connection is gone
 	// draining: connections close after their current response.
 	draining bool
-	done     chan struct{}
+
+	// The loop's own descriptor of the listening socket (evaccept.go).
+	lnfd         int
+	acceptPaused bool
+	acceptResume time.Duration
+	done         chan struct{}
 }
 
 func newEvLoop(s *fastServer) (*evLoop, error) {
@@ -79,7 +84,7 @@ func newEvLoop(s *fastServer) (*evLoop, error) {
 		return nil, err
 	}
 	l := &evLoop{
-		s: s, ep: ep, wake: wake, base: time.Now(),
+		s: s, ep: ep, wake: wake, base: time.Now(), lnfd: -1,
 		clients: map[*evClient]struct{}{}, ups: map[*evUp]struct{}{}, idle: map[upKey][]*evUp{},
 		done: make(chan struct{}),
 	}
@@ -133,7 +138,17 @@ func (l *evLoop) mod(fd int, gen, events uint32) {
 	unix.EpollCtl(l.ep, unix.EPOLL_CTL_MOD, fd, &ev)
 }
 
-// del unregisters fd (before it is closed or handed over).
+// forget drops fd's handler before the loop closes fd, the only
+// descriptor of its socket: closing it removes it from epoll, so no
+// epoll_ctl is spent on that.
+func (l *evLoop) forget(fd int) {
+	if fd < len(l.slots) {
+		l.slots[fd] = evSlot{}
+	}
+}
+
+// del unregisters fd while its socket stays open (handed over, or a
+// descriptor that is not the only one of its socket).
 func (l *evLoop) del(fd int) {
 	unix.EpollCtl(l.ep, unix.EPOLL_CTL_DEL, fd, nil)
 	if fd < len(l.slots) {
@@ -156,7 +171,7 @@ func (l *evLoop) run() {
 	var nextSweep time.Duration
 	for {
 		timeout := -1
-		if len(l.clients) > 0 || len(l.ups) > 0 {
+		if len(l.clients) > 0 || len(l.ups) > 0 || l.acceptPaused {
 			timeout = int(sweepEvery / time.Millisecond)
 		}
 		n, err := unix.EpollWait(l.ep, events, timeout)
@@ -207,6 +222,7 @@ func (l *evLoop) runTasks() {
 // sweep hands the current time to every connection so that each acts on
 // its passed deadline.
 func (l *evLoop) sweep() {
+	l.maybeResumeAccept()
 	for c := range l.clients {
 		c.expire(l.now)
 	}
@@ -220,6 +236,7 @@ func (l *evLoop) logger() *slog.Logger { return l.s.b.log }
 // closeAll closes every connection of the loop at once (Balancer close).
 func (l *evLoop) closeAll() {
 	l.quit = true
+	l.unlisten()
 	for c := range l.clients {
 		if c.tun != nil && c.tun.going {
 			continue // its close frames get their grace

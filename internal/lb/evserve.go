@@ -2,7 +2,7 @@ package lb
 
 import (
 	"context"
-	"errors"
+	"fmt"
 	"net"
 	"net/netip"
 	"os"
@@ -30,27 +30,32 @@ type fastServer struct {
 	b       *Balancer
 	name    string
 	lim     Limits
-	ln      net.Listener
+	ln      *net.TCPListener
 	handoff *chanListener
 
 	// requests counts requests served on the fast path (for tests).
 	requests atomic.Int64
-	// conns counts the client connections the loops hold.
+	// conns counts the client connections the loops hold; open also
+	// counts those handed to net/http, against Limits.MaxConns.
 	conns atomic.Int64
+	open  atomic.Int64
 
-	mu      sync.Mutex
-	loops   []*evLoop
-	next    atomic.Uint32
-	closing bool
-	wg      sync.WaitGroup // hand-over goroutines
+	mu       sync.Mutex
+	loops    []*evLoop
+	closing  bool
+	accepts  bool          // the loops accept (serve ran, stopAccepting not yet)
+	stopped  chan struct{} // closed when serve must return
+	stopOnce sync.Once
+	wg       sync.WaitGroup // hand-over goroutines
 }
 
-func newFastServer(b *Balancer, name string, lim Limits, ln net.Listener) *fastServer {
-	return &fastServer{b: b, name: name, lim: lim, ln: ln, handoff: newChanListener(ln.Addr())}
+func newFastServer(b *Balancer, name string, lim Limits, ln *net.TCPListener) *fastServer {
+	return &fastServer{b: b, name: name, lim: lim, ln: ln, handoff: newChanListener(ln.Addr()), stopped: make(chan struct{})}
 }
 
-// serve starts the loops and accepts until the listener closes; it
-// returns nil after shutdown or close, else the accept error.
+// serve starts the loops, each accepting on its own descriptor of the
+// listening socket, and returns once shutdown or close began (nil) or
+// when the loops cannot start.
 func (s *fastServer) serve() error {
 	s.mu.Lock()
 	if s.closing {
@@ -62,85 +67,73 @@ func (s *fastServer) serve() error {
 		n = runtime.GOMAXPROCS(0)
 	}
 	n = min(n, 64)
+	rc, err := s.ln.SyscallConn()
+	if err != nil {
+		s.mu.Unlock()
+		return fmt.Errorf("listener %s: %w", s.name, err)
+	}
 	for range n {
 		l, err := newEvLoop(s)
+		if err == nil {
+			cerr := rc.Control(func(fd uintptr) { l.lnfd, err = unix.FcntlInt(fd, unix.F_DUPFD_CLOEXEC, 0) })
+			if err == nil {
+				err = cerr
+			}
+			if err == nil {
+				err = l.listen()
+			}
+			if err != nil {
+				l.release()
+			}
+		}
 		if err != nil {
 			s.mu.Unlock()
-			return err
+			s.close()
+			return fmt.Errorf("listener %s: start event loop: %w", s.name, err)
 		}
 		s.loops = append(s.loops, l)
 		go l.run()
 	}
+	s.accepts = true
 	s.mu.Unlock()
-	var delay time.Duration
-	for {
-		c, err := s.ln.Accept()
-		if err != nil {
-			s.mu.Lock()
-			closing := s.closing
-			s.mu.Unlock()
-			if closing {
-				return nil
-			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				delay = min(max(2*delay, 5*time.Millisecond), time.Second)
-				time.Sleep(delay)
-				continue
-			}
-			return err
-		}
-		delay = 0
-		s.adopt(c)
-	}
+	<-s.stopped
+	return nil
 }
 
-// adopt moves an accepted connection onto a loop: the loop gets its own
-// descriptor of the socket, and Go's poller lets go of it.
-func (s *fastServer) adopt(c net.Conn) {
-	var release func()
-	inner := c
-	if lc, ok := c.(*limitConn); ok {
-		inner, release = lc.Conn, lc.releaseOnce
-	}
-	tc, ok := inner.(*net.TCPConn)
-	if !ok {
-		s.handoff.give(newGuardConn(c))
-		return
-	}
-	client := clientAddr(c)
-	remote := c.RemoteAddr().String()
-	rc, err := tc.SyscallConn()
-	fd := -1
-	if err == nil {
-		rc.Control(func(f uintptr) { fd, err = unix.FcntlInt(f, unix.F_DUPFD_CLOEXEC, 0) })
-	}
-	tc.Close()
-	if err != nil || fd < 0 {
-		if release != nil {
-			release()
+// releaseSlot gives back a connection's place under Limits.MaxConns.
+func (s *fastServer) releaseSlot() { s.open.Add(-1) }
+
+// stopAccepting makes every loop close its listening descriptor, then
+// closes the listener itself: the socket stops listening once all are
+// closed. Each loop closes its own descriptor, so none is ever used after
+// a close (when its number could belong to another socket).
+func (s *fastServer) stopAccepting() {
+	s.mu.Lock()
+	s.closing = true
+	loops, accepts := s.loops, s.accepts
+	s.accepts = false
+	s.mu.Unlock()
+	if accepts {
+		var wg sync.WaitGroup
+		for _, l := range loops {
+			wg.Add(1)
+			if !l.post(func() { l.unlisten(); wg.Done() }) {
+				wg.Done()
+			}
 		}
-		return
+		wg.Wait()
 	}
-	s.conns.Add(1)
-	l := s.loops[int(s.next.Add(1))%len(s.loops)]
-	if !l.post(func() { l.adoptClient(fd, client, remote, release) }) {
-		unix.Close(fd)
-		s.conns.Add(-1)
-		if release != nil {
-			release()
-		}
-	}
+	s.ln.Close()
+	s.stopOnce.Do(func() { close(s.stopped) })
 }
 
 // shutdown stops accepting, closes idle connections and waits for the
 // others to finish their request, or for ctx.
 func (s *fastServer) shutdown(ctx context.Context) error {
+	s.stopAccepting()
 	s.mu.Lock()
-	s.closing = true
 	loops := s.loops
 	s.mu.Unlock()
-	s.ln.Close()
 	for _, l := range loops {
 		l.post(func() {
 			l.stopping()
@@ -161,11 +154,10 @@ func (s *fastServer) shutdown(ctx context.Context) error {
 // close closes the listener and every connection and waits for the loops
 // to end.
 func (s *fastServer) close() {
+	s.stopAccepting()
 	s.mu.Lock()
-	s.closing = true
 	loops := s.loops
 	s.mu.Unlock()
-	s.ln.Close()
 	for _, l := range loops {
 		if l.post(func() { l.closeAll() }) {
 			<-l.done

@@ -517,9 +517,7 @@ func (u *evUp) close() {
 		u.stopDrain = nil
 	}
 	if u.fd >= 0 {
-		if !u.detached {
-			u.l.del(u.fd)
-		}
+		u.l.forget(u.fd)
 		unix.Close(u.fd)
 		u.fd = -1
 	}

@@ -1,0 +1,146 @@
+package lb
+
+import (
+	"net/netip"
+	"syscall"
+	"time"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// Accepting: every loop watches its own descriptor of the listening
+// socket (EPOLLEXCLUSIVE: the kernel wakes one loop per new connection,
+// not all) and accepts one connection per readiness report (level
+// triggered: more waiting means another report), so a new connection
+// costs an accept4, one setsockopt and one epoll_ctl, with no hand-off
+// between threads and no accept4 that only learns the backlog is empty. Limits.MaxConns is kept by reserving a slot before accepting:
+// over the limit a loop stops watching the socket and new clients wait in
+// the kernel's backlog until a slot frees (checked at each close and
+// sweep).
+
+// acceptBackoff pauses accepting after an error such as EMFILE, which
+// would otherwise wake the loop again at once.
+const acceptBackoff = 100 * time.Millisecond
+
+// evAcceptor is the listening descriptor's handler.
+type evAcceptor struct{ l *evLoop }
+
+func (a evAcceptor) event(uint32)         { a.l.accept() }
+func (a evAcceptor) expire(time.Duration) {}
+
+// listen registers the loop's listening descriptor (l.lnfd).
+func (l *evLoop) listen() error {
+	_, err := l.add(l.lnfd, unix.EPOLLIN|unix.EPOLLEXCLUSIVE, evAcceptor{l})
+	return err
+}
+
+// unlisten closes the loop's listening descriptor.
+func (l *evLoop) unlisten() {
+	if l.lnfd < 0 {
+		return
+	}
+	if !l.acceptPaused {
+		l.del(l.lnfd)
+	}
+	unix.Close(l.lnfd)
+	l.lnfd, l.acceptPaused = -1, false
+}
+
+// release frees a loop that never ran.
+func (l *evLoop) release() {
+	if l.lnfd >= 0 {
+		unix.Close(l.lnfd)
+		l.lnfd = -1
+	}
+	unix.Close(l.ep)
+	unix.Close(l.wake)
+}
+
+// accept takes the connections waiting on the listening socket.
+func (l *evLoop) accept() {
+	s := l.s
+	max := int64(s.lim.MaxConns)
+	if l.lnfd < 0 || l.draining || l.quit {
+		return
+	}
+	for max > 0 {
+		cur := s.open.Load()
+		if cur >= max {
+			l.pauseAccept(0)
+			return
+		}
+		if s.open.CompareAndSwap(cur, cur+1) {
+			break
+		}
+	}
+	if max <= 0 {
+		s.open.Add(1)
+	}
+	var rsa unix.RawSockaddrAny
+	alen := uint32(unix.SizeofSockaddrAny)
+	r, _, e := syscall.RawSyscall6(syscall.SYS_ACCEPT4, uintptr(l.lnfd), uintptr(unsafe.Pointer(&rsa)), uintptr(unsafe.Pointer(&alen)),
+		unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0, 0)
+	if e != 0 {
+		s.open.Add(-1)
+		switch e {
+		case unix.EAGAIN, unix.EINTR, unix.ECONNABORTED:
+			return // another loop took it, or the client left
+		}
+		l.logger().Warn("accept failed; pausing", "listener", s.name, "error", e)
+		l.pauseAccept(l.now + acceptBackoff)
+		return
+	}
+	fd := int(r)
+	unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
+	client, remote := peer(&rsa)
+	s.conns.Add(1)
+	l.adoptClient(fd, client, remote, s.releaseSlot)
+}
+
+// peer returns the client's address (unmapped) and host:port from what
+// accept4 filled in (parsed here: unix.Accept4 spends a getsockopt on
+// each connection to tell IP sockets from L2TP ones).
+func peer(rsa *unix.RawSockaddrAny) (netip.Addr, string) {
+	var ap netip.AddrPort
+	switch rsa.Addr.Family {
+	case unix.AF_INET:
+		a := (*unix.RawSockaddrInet4)(unsafe.Pointer(rsa))
+		p := (*[2]byte)(unsafe.Pointer(&a.Port))
+		ap = netip.AddrPortFrom(netip.AddrFrom4(a.Addr), uint16(p[0])<<8|uint16(p[1]))
+	case unix.AF_INET6:
+		a := (*unix.RawSockaddrInet6)(unsafe.Pointer(rsa))
+		p := (*[2]byte)(unsafe.Pointer(&a.Port))
+		ap = netip.AddrPortFrom(netip.AddrFrom16(a.Addr).Unmap(), uint16(p[0])<<8|uint16(p[1]))
+	default:
+		return netip.IPv4Unspecified(), "0.0.0.0:0"
+	}
+	return ap.Addr(), ap.String()
+}
+
+// pauseAccept stops watching the listening socket until loop time until
+// (0: until a connection slot frees).
+func (l *evLoop) pauseAccept(until time.Duration) {
+	if !l.acceptPaused {
+		l.del(l.lnfd) // EPOLLEXCLUSIVE registrations cannot be modified
+		l.acceptPaused = true
+	}
+	l.acceptResume = until
+}
+
+// maybeResumeAccept watches the listening socket again once the pause is
+// over and a slot is free.
+func (l *evLoop) maybeResumeAccept() {
+	if !l.acceptPaused || l.lnfd < 0 || l.now < l.acceptResume {
+		return
+	}
+	if max := int64(l.s.lim.MaxConns); max > 0 && l.s.open.Load() >= max {
+		return
+	}
+	if err := l.listen(); err != nil {
+		l.logger().Warn("resume accepting failed", "listener", l.s.name, "error", err)
+		l.acceptResume = l.now + acceptBackoff
+		return
+	}
+	l.acceptPaused = false
+}
