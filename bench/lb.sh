@@ -24,7 +24,8 @@ DURATION=${DURATION:-10s}
 CONNS=${CONNS:-64}
 THREADS=${THREADS:-2}
 WS_CONNS=${WS_CONNS:-64}
-KINDS=${KINDS:-http ws} # which parts to run: http, ws or both
+KINDS=${KINDS:-idle http close ws} # parts: idle (memory of idle connections), http (keep-alive), close (a new connection per request), ws
+IDLE_CONNS=${IDLE_CONNS:-3000}
 SHOAL_BASE=${SHOAL_BASE:-} # an older shoal binary to interleave as "base"
 BASE_YAML=${BASE_YAML:-}   # extra lb.yaml lines for "base", e.g. 'limits: {loops: 1}'
 BASE_PORT=${BASE_PORT:-18080}
@@ -58,6 +59,7 @@ echo "building shoal, backend, wsload ..." >&2
 go build -o "$TMP/shoal" ./cmd/shoal
 go build -o "$TMP/backend" ./bench/backend
 go build -o "$TMP/wsload" ./bench/wsload
+go build -o "$TMP/idleconns" ./bench/idleconns
 
 # wait_line FILE REGEX: wait up to 10s for a line, print its first group.
 wait_line() {
@@ -212,11 +214,25 @@ to_ms() {
 
 RESULTS="$TMP/results"
 : >"$RESULTS"
+IDLE_OUT="$TMP/idle"
+: >"$IDLE_OUT"
+# Memory of idle keep-alive connections, first, while every proxy is fresh.
+if [[ " $KINDS " == *" idle "* ]]; then
+	for n in "${NAMES[@]}"; do
+		p=${PID[$n]}
+		out=$("$TMP/idleconns" -addr "127.0.0.1:${PORT[$n]}" -n "$IDLE_CONNS" -pids "$(echo $p $(pgrep -P "$p" || true) | tr ' ' ',')")
+		echo "idle $n: $out" >&2
+		echo "$n $(echo "$out" | sed -E 's/.*per_conn_bytes=([0-9-]+).*/\1/')" >>"$IDLE_OUT"
+	done
+fi
 for r in $(seq "$ROUNDS"); do
-	[[ " $KINDS " == *" http "* ]] || break
+	for kind in http close; do
+	[[ " $KINDS " == *" $kind "* ]] || continue
+	hdr=()
+	[ "$kind" = close ] && hdr=(-H "Connection: close")
 	for n in "${NAMES[@]}"; do
 		c0=$(cpu_ticks "$n")
-		out=$(wrk -t"$THREADS" -c"$CONNS" -d"$DURATION" --latency "http://127.0.0.1:${PORT[$n]}/")
+		out=$(wrk -t"$THREADS" -c"$CONNS" -d"$DURATION" --latency "${hdr[@]}" "http://127.0.0.1:${PORT[$n]}/")
 		c1=$(cpu_ticks "$n")
 		rps=$(echo "$out" | awk '/^Requests\/sec:/ {print $2}')
 		reqs=$(echo "$out" | awk '/requests in/ {print $1}')
@@ -226,8 +242,9 @@ for r in $(seq "$ROUNDS"); do
 		p50=$(to_ms "$(echo "$out" | awk '$1 == "50%" {print $2}')")
 		p99=$(to_ms "$(echo "$out" | awk '$1 == "99%" {print $2}')")
 		errs=$(echo "$out" | awk '/Non-2xx|Socket errors/ {print}' | tr '\n' ' ')
-		echo "http $n $rps $p50 $p99 $rpc" >>"$RESULTS"
-		echo "round $r http $n: $rps req/s p50 ${p50}ms p99 ${p99}ms, $rpc req per proxy CPU-second $errs" >&2
+		echo "$kind $n $rps $p50 $p99 $rpc" >>"$RESULTS"
+		echo "round $r $kind $n: $rps req/s p50 ${p50}ms p99 ${p99}ms, $rpc req per proxy CPU-second $errs" >&2
+	done
 	done
 done
 for r in $(seq "$ROUNDS"); do
@@ -260,11 +277,21 @@ echo
 echo "| test | proxy | rate/s | p50 ms | p99 ms | per proxy CPU-s | rate vs HAProxy | p99 vs HAProxy | per CPU-s vs HAProxy |"
 echo "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
 for kind in $KINDS; do
+	[ "$kind" = idle ] && continue
 	hr=$(median "$kind" haproxy 3) h99=$(median "$kind" haproxy 5) hc=$(median "$kind" haproxy 6)
 	for n in "${NAMES[@]}"; do
 		rate=$(median "$kind" "$n" 3) p50=$(median "$kind" "$n" 4) p99=$(median "$kind" "$n" 5) cpu=$(median "$kind" "$n" 6)
 		label="HTTP wrk -t$THREADS -c$CONNS"
+		[ "$kind" = close ] && label="HTTP, new connection per request"
 		[ "$kind" = ws ] && label="WebSocket echo, $WS_CONNS conns"
 		printf "| %s | %s | %.0f | %.3f | %.3f | %.0f | %s | %s | %s |\n" "$label" "$n" "$rate" "$p50" "$p99" "$cpu" "$(ratio "$rate" "$hr")" "$(ratio "$p99" "$h99")" "$(ratio "$cpu" "$hc")"
 	done
 done
+if [ -s "$IDLE_OUT" ]; then
+	echo
+	echo "Memory per idle keep-alive client connection ($IDLE_CONNS connections, one request each, resident memory before and after):"
+	echo
+	echo "| proxy | bytes per connection |"
+	echo "| --- | ---: |"
+	while read -r n b; do printf "| %s | %s |\n" "$n" "$b"; done <"$IDLE_OUT"
+fi
