@@ -115,7 +115,8 @@ type Limits struct {
 	// hands any request outside its strict subset to net/http anyway.
 	DisableFastPath bool
 	// Loops is the number of event loops serving each plain listener's
-	// fast path; 0 means runtime.GOMAXPROCS (at most 64).
+	// fast path; 0 means one per CPU (runtime.NumCPU, at most GOMAXPROCS;
+	// at most 64).
 	Loops int
 }
 

@@ -58,6 +58,7 @@ type evLoop struct {
 	ups     map[*evUp]struct{}
 	idle    map[upKey][]*evUp
 	rh      respHead      // the response head being parsed (one at a time)
+	scratch []byte        // tunnels read into it and write on at once
 	bufs    [][]byte      // free read buffers (bufSize)
 	smalls  [][]byte      // free write buffers
 	now     time.Duration // loop time of the current iteration
@@ -84,7 +85,7 @@ func newEvLoop(s *fastServer) (*evLoop, error) {
 		return nil, err
 	}
 	l := &evLoop{
-		s: s, ep: ep, wake: wake, base: time.Now(), lnfd: -1,
+		s: s, ep: ep, wake: wake, base: time.Now(), lnfd: -1, scratch: make([]byte, bufSize),
 		clients: map[*evClient]struct{}{}, ups: map[*evUp]struct{}{}, idle: map[upKey][]*evUp{},
 		done: make(chan struct{}),
 	}

@@ -64,7 +64,7 @@ func (s *fastServer) serve() error {
 	}
 	n := s.lim.Loops
 	if n <= 0 {
-		n = runtime.GOMAXPROCS(0)
+		n = min(runtime.NumCPU(), runtime.GOMAXPROCS(0))
 	}
 	n = min(n, 64)
 	rc, err := s.ln.SyscallConn()

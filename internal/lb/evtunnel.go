@@ -77,6 +77,16 @@ func (c *evClient) startTunnel(u *evUp, p []byte, rh *respHead) {
 	fromClient := c.buf[c.r+c.h.size : c.w]
 	c.r, c.w = 0, 0
 	u.r, u.w = 0, 0
+	// Both buffers go back to the loop once their bytes went on (write
+	// copies what a socket does not take): a tunnel reads into the loop's
+	// scratch buffer, so an open WebSocket holds no buffer while quiet.
+	defer func() {
+		c.l.putBuf(c.buf)
+		c.l.putBuf(u.buf)
+		c.buf, u.buf = nil, nil
+		c.l.putSmall(c.out)
+		c.out = nil
+	}()
 	t.pe.m.ws.Inc()
 	ok := b.tunnels.add(t)
 	t.flush(&t.toClient, c.fd)
@@ -116,11 +126,11 @@ func (t *evTunnel) update() {
 }
 
 func (t *evTunnel) clientEvent(ev uint32) {
-	t.side(ev, &t.toClient, t.c.fd, &t.toTarget, t.u.fd, t.c.buf, false)
+	t.side(ev, &t.toClient, t.c.fd, &t.toTarget, t.u.fd, t.c.l.scratch, false)
 }
 
 func (t *evTunnel) targetEvent(ev uint32) {
-	t.side(ev, &t.toTarget, t.u.fd, &t.toClient, t.c.fd, t.u.buf, true)
+	t.side(ev, &t.toTarget, t.u.fd, &t.toClient, t.c.fd, t.c.l.scratch, true)
 }
 
 // side handles readiness on fd: in is the direction that writes to fd,
@@ -187,10 +197,7 @@ func (t *evTunnel) write(d *tunDir, dst int, p []byte) {
 			continue
 		}
 		if err == unix.EAGAIN {
-			if d.pend == nil {
-				d.pend = t.c.l.getSmall()
-			}
-			d.pend, d.po = append(d.pend[:0], p...), 0
+			d.pend, d.po = append(t.c.l.getSmall(), p...), 0
 			return
 		}
 		t.close()
@@ -214,7 +221,8 @@ func (t *evTunnel) flush(d *tunDir, dst int) {
 		}
 		return
 	}
-	d.pend, d.po = d.pend[:0], 0
+	t.c.l.putSmall(d.pend)
+	d.pend, d.po = nil, 0
 	t.maybeDone()
 }
 

@@ -204,9 +204,6 @@ func (u *evUp) setEvents(ev uint32) {
 // start carries c's request to t on u (sent now, or once connected).
 func (u *evUp) start(c *evClient, t *pool.Target, pc PoolConfig) {
 	u.c, u.t, u.wo, u.r, u.w, u.noReuse = c, t, 0, 0, 0, false
-	if u.buf == nil {
-		u.buf = u.l.getBuf()
-	}
 	u.tryFor = pc.TryTimeout
 	tctx := t.Context()
 	u.watch(tctx)
@@ -325,6 +322,11 @@ func (u *evUp) send() {
 
 // readable reads response bytes and moves them on to the client.
 func (u *evUp) readable() {
+	if u.buf == nil {
+		// Taken only when bytes arrive: a request waiting for its answer
+		// (a long poll) holds no read buffer.
+		u.buf = u.l.getBuf()
+	}
 	if u.w == len(u.buf) {
 		// Only a head that is not complete yet fills the buffer.
 		if len(u.buf) >= maxResponseHead {
@@ -405,6 +407,10 @@ func (u *evUp) body() {
 	avail := u.buf[u.r:u.w]
 	u.r, u.w = 0, 0
 	done, err := c.relay(avail)
+	// relay copied what it took: the buffer goes back until more comes
+	// (a stream between events holds none).
+	u.l.putBuf(u.buf)
+	u.buf = nil
 	if err != nil {
 		u.fail(err)
 		return
