@@ -95,7 +95,33 @@ func (l *evLoop) accept() {
 	unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
 	client, remote := peer(&rsa)
 	s.conns.Add(1)
-	l.adoptClient(fd, client, remote, s.releaseSlot)
+	// The kernel wakes the same loop for most new connections; keep the
+	// loops within one connection of each other (a connection moves at
+	// most once, here, before it has sent anything we read).
+	to := l.lightest()
+	to.nClients.Add(1)
+	if to == l || !to.post(func() { to.adoptClient(fd, client, remote, s.releaseSlot) }) {
+		if to != l {
+			to.nClients.Add(-1)
+			l.nClients.Add(1)
+		}
+		l.adoptClient(fd, client, remote, s.releaseSlot)
+	}
+}
+
+// lightest returns l, or the loop holding the fewest client connections
+// when l holds more than one above it.
+func (l *evLoop) lightest() *evLoop {
+	best, bn := l, l.nClients.Load()
+	for _, o := range l.s.loops {
+		if n := o.nClients.Load(); n < bn {
+			best, bn = o, n
+		}
+	}
+	if best != l && l.nClients.Load() <= bn+1 {
+		return l
+	}
+	return best
 }
 
 // peer returns the client's address (unmapped) and host:port from what

@@ -678,6 +678,7 @@ func (c *evClient) close() {
 
 func (c *evClient) finalClose() {
 	c.state = csDone
+	c.l.nClients.Add(-1)
 	c.freeBufs()
 	unix.Close(c.fd)
 	c.l.s.conns.Add(-1)
@@ -695,6 +696,7 @@ func (c *evClient) handoff() {
 	c.state = csDone
 	c.l.del(c.fd)
 	delete(c.l.clients, c)
+	c.l.nClients.Add(-1)
 	c.l.s.conns.Add(-1)
 	nc, err := fdConn(c.fd, c.release)
 	if err != nil {

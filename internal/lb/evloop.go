@@ -52,6 +52,10 @@ type evLoop struct {
 	spare   []func()
 	stopped bool
 
+	// nClients counts the client connections this loop holds or is about
+	// to adopt; other loops read it to balance new connections.
+	nClients atomic.Int64
+
 	slots   []evSlot
 	gen     uint32
 	clients map[*evClient]struct{}

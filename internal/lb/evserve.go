@@ -92,6 +92,9 @@ func (s *fastServer) serve() error {
 			return fmt.Errorf("listener %s: start event loop: %w", s.name, err)
 		}
 		s.loops = append(s.loops, l)
+	}
+	// Started only once the set is complete: accepting loops read it.
+	for _, l := range s.loops {
 		go l.run()
 	}
 	s.accepts = true
