@@ -170,3 +170,6 @@ func (l *evLoop) maybeResumeAccept() {
 	}
 	l.acceptPaused = false
 }
+
+// salvage after a panic while accepting: keep listening.
+func (a evAcceptor) salvage() {}

@@ -1,7 +1,9 @@
 package lb
 
 import (
+	"errors"
 	"log/slog"
+	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -197,7 +199,7 @@ func (l *evLoop) run() {
 			}
 			if fd < len(l.slots) {
 				if s := l.slots[fd]; s.h != nil && s.gen == uint32(ev.Pad) {
-					s.h.event(ev.Events)
+					l.dispatch(fd, s.h, ev.Events)
 				}
 			}
 		}
@@ -218,7 +220,7 @@ func (l *evLoop) runTasks() {
 	l.tasks = l.spare[:0]
 	l.mu.Unlock()
 	for i, f := range tasks {
-		f()
+		l.runTask(f)
 		tasks[i] = nil
 	}
 	l.spare = tasks
@@ -229,10 +231,10 @@ func (l *evLoop) runTasks() {
 func (l *evLoop) sweep() {
 	l.maybeResumeAccept()
 	for c := range l.clients {
-		c.expire(l.now)
+		l.expire(c.fd, c)
 	}
 	for u := range l.ups {
-		u.expire(l.now)
+		l.expire(u.fd, u)
 	}
 }
 
@@ -336,4 +338,74 @@ func sysWrite(fd int, p []byte) (int, error) {
 		return -1, e
 	}
 	return int(n), nil
+}
+
+// A panic while handling one connection must not take the balancer, and
+// every other connection, down with it: the loop logs it, ends that
+// connection (salvage) and goes on, as net/http does for a handler.
+
+// salvager is a handler that can end its connection after a panic.
+type salvager interface{ salvage() }
+
+// errPanic ends a connection whose handling panicked.
+var errPanic = errors.New("internal error while handling the connection")
+
+func (l *evLoop) dispatch(fd int, h evHandler, ev uint32) {
+	defer l.recoverConn(fd, h)
+	h.event(ev)
+}
+
+func (l *evLoop) expire(fd int, h evHandler) {
+	defer l.recoverConn(fd, h)
+	h.expire(l.now)
+}
+
+func (l *evLoop) runTask(f func()) {
+	defer func() {
+		if r := recover(); r != nil {
+			l.logger().Error("event loop: panic in a posted task", "listener", l.s.name, "panic", r, "stack", string(debug.Stack()))
+		}
+	}()
+	f()
+}
+
+// recoverConn, deferred, turns a panic into the end of h's connection.
+func (l *evLoop) recoverConn(fd int, h evHandler) {
+	r := recover()
+	if r == nil {
+		return
+	}
+	l.logger().Error("event loop: panic while handling a connection; closing it", "listener", l.s.name, "panic", r, "stack", string(debug.Stack()))
+	defer func() {
+		if r := recover(); r != nil {
+			// Ending it cleanly failed too: at least stop hearing about it.
+			l.logger().Error("event loop: panic while closing a connection after a panic", "panic", r)
+			if fd >= 0 {
+				l.del(fd)
+			}
+		}
+	}()
+	if s, ok := h.(salvager); ok {
+		s.salvage()
+	} else if fd >= 0 {
+		l.del(fd)
+	}
+}
+
+// salvage ends the client connection (and its try or tunnel).
+func (c *evClient) salvage() { c.abort(errPanic) }
+
+// salvage ends the target connection and the client's try with it.
+func (u *evUp) salvage() {
+	switch {
+	case u.tun != nil:
+		u.tun.close()
+	case u.c != nil:
+		c := u.c
+		u.c = nil
+		u.close()
+		c.abort(errPanic)
+	default:
+		u.close()
+	}
 }
