@@ -189,6 +189,12 @@ func (b *Balancer) bind(l *listener, lim Limits) error {
 		return fmt.Errorf("listener %s: %w", l.cfg.Name, err)
 	}
 	l.raw = raw
+	if l.tlsCfg == nil && !lim.DisableFastPath {
+		// The loops accept themselves and keep MaxConns on their own.
+		l.fast = newFastServer(b, l.cfg.Name, lim, raw.(*net.TCPListener))
+		l.ln = l.fast.handoff
+		return nil
+	}
 	var ln net.Listener = raw
 	if lim.MaxConns > 0 {
 		ln = newLimitListener(ln, lim.MaxConns)
@@ -196,10 +202,6 @@ func (b *Balancer) bind(l *listener, lim Limits) error {
 	if l.tlsCfg != nil {
 		l.tlsL = newTLSListener(ln, l.tlsCfg, lim.HeaderTimeout)
 		l.ln = l.tlsL
-	} else if !lim.DisableFastPath {
-		// The loops accept themselves and keep MaxConns on their own.
-		l.fast = newFastServer(b, l.cfg.Name, lim, raw.(*net.TCPListener))
-		l.ln = l.fast.handoff
 	} else {
 		l.ln = plainListener{ln}
 	}

@@ -96,7 +96,6 @@ type evClient struct {
 func (l *evLoop) adoptClient(fd int, client netip.Addr, remote string, release func()) {
 	c := &evClient{l: l, fd: fd, release: release, client: client, ip: client.String(), remote: remote, events: unix.EPOLLIN}
 	if l.draining || l.quit {
-		c.state = csIdle
 		c.finalClose()
 		return
 	}
@@ -186,7 +185,8 @@ func (c *evClient) serveNext() {
 		c.waitMore(lim)
 		return
 	}
-	if !parseRequest(p[:n], &c.h) || !c.eligible(n) {
+	tbl := c.l.s.b.tbl.Load()
+	if !parseRequest(p[:n], &c.h) || !c.eligible(tbl, n) {
 		c.handoff()
 		return
 	}
@@ -202,7 +202,7 @@ func (c *evClient) serveNext() {
 		return
 	}
 	c.partial = false
-	c.dispatch()
+	c.dispatch(tbl)
 }
 
 // waitMore waits for the rest of a request that began, within the
@@ -225,10 +225,9 @@ func (c *evClient) compact() {
 
 // eligible applies the limits and routing checks that keep a parsed
 // request on the fast path.
-func (c *evClient) eligible(n int) bool {
+func (c *evClient) eligible(tbl *table, n int) bool {
 	h := &c.h
 	b := c.l.s.b
-	tbl := b.tbl.Load()
 	lim := tbl.limits
 	if n > lim.MaxHeaderBytes || int(h.target.e-h.target.s) > lim.MaxURIBytes ||
 		lim.MaxBodyBytes > 0 && h.clen > lim.MaxBodyBytes || b.maint.Load() != nil || trusted(tbl.trusted, c.client) {
@@ -246,13 +245,12 @@ func bstr(buf []byte, sp span) string {
 	return unsafe.String(&buf[sp.s], int(sp.e-sp.s))
 }
 
-// dispatch routes the parsed request at buf[r:] and starts its first
-// attempt.
-func (c *evClient) dispatch() {
+// dispatch routes the parsed request at buf[r:] on tbl and starts its
+// first attempt.
+func (c *evClient) dispatch(tbl *table) {
 	head := c.buf[c.r:]
 	h := &c.h
 	b := c.l.s.b
-	tbl := b.tbl.Load()
 	rt := tbl.routers[c.l.s.name].match(bstr(head, h.host), bstr(head, h.path))
 	if rt == nil {
 		c.handoff()
@@ -262,9 +260,10 @@ func (c *evClient) dispatch() {
 	c.state, c.dl = csBusy, 0
 	ex := &c.ex
 	*ex = exchange{start: time.Now(), listener: c.l.s.name, route: rt, closeAfter: h.close, websocket: h.upgrade}
+	info := b.wantsInfo()
 	if h.nReqID == 1 && validRequestID(bstr(head, h.reqID)) {
 		ex.id = string(head[h.reqID.s:h.reqID.e])
-	} else if b.wantsInfo() {
+	} else if info {
 		ex.id = b.ids.next()
 	} else {
 		// Nothing keeps ex.id beyond this request without an access log
@@ -272,7 +271,7 @@ func (c *evClient) dispatch() {
 		n := b.ids.appendNext(c.idBuf[:0])
 		ex.id, ex.idBorrowed = unsafe.String(&c.idBuf[0], len(n)), true
 	}
-	if b.wantsInfo() {
+	if info {
 		ex.method, ex.host, ex.path = string(head[h.method.s:h.method.e]), string(head[h.host.s:h.host.e]), string(head[h.path.s:h.path.e])
 		ex.remote = c.remote
 	}
@@ -467,22 +466,7 @@ func (c *evClient) fail(err error) {
 // parsed in rh, and sets up the body relay.
 func (c *evClient) respHead(p []byte, rh *respHead) {
 	ex := &c.ex
-	o := c.wb[:0]
-	o = append(o, "HTTP/1.1 "...)
-	o = append(o, p[9:bytes.IndexByte(p, '\n')+1]...)
-	for _, f := range rh.fields[:rh.nfields] {
-		o = append(o, p[f.s:f.e]...)
-	}
-	o = append(o, "X-Request-Id: "...)
-	o = append(o, ex.id...)
-	o = append(o, "\r\n"...)
-	if c.cookie != nil {
-		if v := c.cookie.String(); v != "" {
-			o = append(o, "Set-Cookie: "...)
-			o = append(o, v...)
-			o = append(o, "\r\n"...)
-		}
-	}
+	o := c.headStart(p, rh)
 	c.mode = rmClose
 	switch {
 	case c.isHead || rh.status == 204 || rh.status == 304 || rh.status < 200:
@@ -504,11 +488,37 @@ func (c *evClient) respHead(p []byte, rh *respHead) {
 	}
 	o = append(o, "\r\n"...)
 	c.wb, c.wo = o, 0
+}
+
+// headStart begins the client's copy of the target's head p (parsed in
+// rh) in c.wb: status line, kept fields, X-Request-Id and the sticky
+// pin's Set-Cookie; the caller adds its framing fields and the final
+// CRLF. The answer counts as started from here, with its status and time
+// to first byte recorded.
+func (c *evClient) headStart(p []byte, rh *respHead) []byte {
+	ex := &c.ex
+	o := c.wb[:0]
+	o = append(o, "HTTP/1.1 "...)
+	o = append(o, p[9:bytes.IndexByte(p, '\n')+1]...)
+	for _, f := range rh.fields[:rh.nfields] {
+		o = append(o, p[f.s:f.e]...)
+	}
+	o = append(o, "X-Request-Id: "...)
+	o = append(o, ex.id...)
+	o = append(o, "\r\n"...)
+	if c.cookie != nil {
+		if v := c.cookie.String(); v != "" {
+			o = append(o, "Set-Cookie: "...)
+			o = append(o, v...)
+			o = append(o, "\r\n"...)
+		}
+	}
 	c.started, c.status = true, rh.status
 	ex.status = rh.status
 	ex.headers = time.Now()
 	ex.ttfb = ex.headers.Sub(ex.wrote)
 	c.pe.m.ttfb.Observe(ex.ttfb.Seconds())
+	return o
 }
 
 // relay queues the body bytes in avail, as far as the target's framing

@@ -68,7 +68,6 @@ type evLoop struct {
 	bufs    [][]byte      // free read buffers (bufSize)
 	smalls  [][]byte      // free write buffers
 	now     time.Duration // loop time of the current iteration
-	wall    time.Time     // wall time of the current iteration
 	quit    bool          // close: end once every connection is gone
 	// draining: connections close after their current response.
 	draining bool
@@ -186,8 +185,7 @@ func (l *evLoop) run() {
 			l.logger().Error("event loop wait failed", "error", err)
 			n = 0
 		}
-		l.wall = time.Now()
-		l.now = l.wall.Sub(l.base)
+		l.now = time.Since(l.base)
 		for i := 0; i < n; i++ {
 			ev := &events[i]
 			fd := int(ev.Fd)

@@ -1,7 +1,6 @@
 package lb
 
 import (
-	"bytes"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -42,31 +41,9 @@ func (d *tunDir) pending() bool { return d.po < len(d.pend) }
 // startTunnel switches c and u to a tunnel after the target's 101 head p
 // (parsed in rh), relaying the head and any bytes already read past it.
 func (c *evClient) startTunnel(u *evUp, p []byte, rh *respHead) {
-	ex := &c.ex
 	b := c.l.s.b
-	o := c.wb[:0]
-	o = append(o, "HTTP/1.1 "...)
-	o = append(o, p[9:bytes.IndexByte(p, '\n')+1]...)
-	for _, f := range rh.fields[:rh.nfields] {
-		o = append(o, p[f.s:f.e]...)
-	}
-	o = append(o, "Upgrade: websocket\r\nConnection: Upgrade\r\nX-Request-Id: "...)
-	o = append(o, ex.id...)
-	o = append(o, "\r\n"...)
-	if c.cookie != nil {
-		if v := c.cookie.String(); v != "" {
-			o = append(o, "Set-Cookie: "...)
-			o = append(o, v...)
-			o = append(o, "\r\n"...)
-		}
-	}
-	o = append(o, "\r\n"...)
-	c.wb = o
-	c.started, c.status = true, rh.status
-	ex.status = rh.status
-	ex.headers = time.Now()
-	ex.ttfb = ex.headers.Sub(ex.wrote)
-	c.pe.m.ttfb.Observe(ex.ttfb.Seconds())
+	o := c.headStart(p, rh)
+	o = append(o, "Upgrade: websocket\r\nConnection: Upgrade\r\n\r\n"...)
 
 	t := &evTunnel{c: c, u: u, target: c.target, pe: c.pe, idle: c.tbl.limits.WebSocketIdle, last: c.l.now}
 	c.state, c.up, c.dl, c.tun = csTunnel, nil, 0, t

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/netip"
 	"os"
+	"strconv"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -125,12 +126,12 @@ func (l *evLoop) upstream(pe *poolEntry, addr string) (*evUp, error) {
 		return u, nil
 	}
 	host, port, err := net.SplitHostPort(addr)
-	pn, perr := netip.ParseAddrPort("0.0.0.0:" + port)
-	if err != nil || perr != nil {
+	var pn uint64
+	if err == nil {
+		pn, err = strconv.ParseUint(port, 10, 16)
+	}
+	if err != nil {
 		u.close()
-		if err == nil {
-			err = perr
-		}
 		return nil, &dialError{err}
 	}
 	u.state = usResolving
@@ -146,7 +147,7 @@ func (l *evLoop) upstream(pe *poolEntry, addr string) (*evUp, error) {
 				err = &net.DNSError{Err: "no addresses", Name: host, IsNotFound: true}
 			}
 			if err == nil {
-				err = u.connect(netip.AddrPortFrom(ips[0].Unmap(), pn.Port()))
+				err = u.connect(netip.AddrPortFrom(ips[0].Unmap(), uint16(pn)))
 			}
 			if err != nil {
 				u.fail(&dialError{err})

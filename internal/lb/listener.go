@@ -51,10 +51,6 @@ type limitConn struct {
 	release func()
 }
 
-// releaseOnce gives the connection's slot back (once) without closing
-// it, for a connection that lives on under another owner.
-func (c *limitConn) releaseOnce() { c.once.Do(c.release) }
-
 func (c *limitConn) Close() error {
 	err := c.Conn.Close()
 	c.once.Do(c.release)
