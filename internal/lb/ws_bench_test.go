@@ -15,6 +15,20 @@ import (
 func BenchmarkWebSocketEcho(b *testing.B) {
 	be := wsEcho(b, nil, nil)
 	lb := start(b, baseConfig(be.addr))
+	benchEcho(b, "ws://"+lb.addr+"/ws")
+}
+
+// BenchmarkWebSocketDirect is the same load straight to the echo target,
+// for scale: the difference to BenchmarkWebSocketEcho is the tunnel's
+// cost (two more socket reads and writes per message, plus scheduling).
+func BenchmarkWebSocketDirect(b *testing.B) {
+	be := wsEcho(b, nil, nil)
+	benchEcho(b, "ws://"+be.addr+"/ws")
+}
+
+// benchEcho runs parallel WebSocket clients of url, each sending a
+// 64-byte message and reading its echo, for b.N messages.
+func benchEcho(b *testing.B, url string) {
 	msg := make([]byte, 64)
 	for i := range msg {
 		msg[i] = 'a' + byte(i%26)
@@ -25,38 +39,7 @@ func BenchmarkWebSocketEcho(b *testing.B) {
 	b.SetParallelism(8)
 	b.ResetTimer()
 	b.RunParallel(func(pb *testing.PB) {
-		c, _, err := websocket.Dial(ctx, "ws://"+lb.addr+"/ws", nil)
-		if err != nil {
-			b.Error(err)
-			return
-		}
-		defer c.CloseNow()
-		for pb.Next() {
-			if err := c.Write(ctx, websocket.MessageBinary, msg); err != nil {
-				b.Error(err)
-				return
-			}
-			if _, got, err := c.Read(ctx); err != nil || len(got) != len(msg) {
-				b.Errorf("read: %d bytes, %v", len(got), err)
-				return
-			}
-		}
-	})
-}
-
-// BenchmarkWebSocketDirect is the same load straight to the echo target,
-// for scale: the difference to BenchmarkWebSocketEcho is the tunnel's
-// cost (two more socket reads and writes per message, plus scheduling).
-func BenchmarkWebSocketDirect(b *testing.B) {
-	be := wsEcho(b, nil, nil)
-	msg := make([]byte, 64)
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	b.ReportAllocs()
-	b.SetParallelism(8)
-	b.ResetTimer()
-	b.RunParallel(func(pb *testing.PB) {
-		c, _, err := websocket.Dial(ctx, "ws://"+be.addr+"/ws", nil)
+		c, _, err := websocket.Dial(ctx, url, nil)
 		if err != nil {
 			b.Error(err)
 			return
