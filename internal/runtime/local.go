@@ -309,6 +309,7 @@ func (l *Local) wait(inst *instance) {
 	inst.out.Close()
 	inst.log.Close()
 	os.RemoveAll(filepath.Join(inst.info.WorkDir, "tmp"))
+	markEnded(inst.info.WorkDir, time.Now())
 	if err := os.Remove(l.pidPath(inst.spec.ID)); err != nil && !errors.Is(err, os.ErrNotExist) {
 		l.log.Warn("remove pid record", "instance", inst.spec.ID, "error", err)
 	}

@@ -14,9 +14,20 @@ import (
 // that a long-running host does not fill its disk with old logs.
 const DefaultKeepStopped = 20
 
+// markEnded sets the modification time of an ended instance's folder to
+// at, the time it ended, which is what pruneStopped orders folders by.
+// The time the kernel records on its own when tmp/ is removed comes from
+// a coarse clock (one tick, often 4 ms): instances that end within one
+// tick, such as a crash followed at once by a Stop, get the same time and
+// their order is lost. Go's clock has nanoseconds. A failure only makes
+// the order less exact, so it is ignored.
+func markEnded(workDir string, at time.Time) {
+	_ = os.Chtimes(workDir, at, at)
+}
+
 // pruneStopped removes the folders of ended instances under instances/,
-// keeping the newest l.keep by modification time (a folder is modified
-// last when its instance ends: its tmp/ is removed then). Folders of
+// keeping the newest l.keep by modification time (the time the instance
+// ended: see markEnded). Folders of
 // instances that run or are starting are never touched, nor anything
 // whose name is not an instance id. Failures are logged; pruning is
 // retried after the next exit.
