@@ -119,7 +119,7 @@ func NewLocal(opts Options) (*Local, error) {
 		l.logFiles = 3
 	}
 	for _, d := range []string{l.pidDir(), filepath.Join(dir, "instances")} {
-		if err := os.MkdirAll(d, 0o755); err != nil {
+		if err := os.MkdirAll(d, 0o700); err != nil {
 			return nil, fmt.Errorf("new runtime: %w", err)
 		}
 	}
@@ -165,22 +165,35 @@ func (l *Local) Start(ctx context.Context, spec Spec) (Info, error) {
 		delete(l.insts, spec.ID)
 	} else {
 		l.insts[spec.ID] = inst
+		l.procs.Add(2)
 	}
 	l.mu.Unlock()
 	if err != nil {
 		return Info{}, fmt.Errorf("start instance %s: %w", spec.ID, err)
 	}
+	// Only now that the instance is recorded: wait removes it when it
+	// ends, which can be at once, and a removal that came first would be
+	// undone here, leaving an ended instance listed for ever.
+	go l.copyOutput(inst)
+	go l.wait(inst)
 	l.log.Info("instance started", "instance", spec.ID, "pid", inst.info.PID, "addr", inst.info.Addr)
 	return inst.info, nil
 }
 
+// start prepares the folder and log, forks the process and records its
+// pid. The caller records the instance and then starts its copyOutput and
+// wait goroutines.
 func (l *Local) start(ctx context.Context, spec Spec) (*instance, error) {
 	if fi, err := os.Stat(spec.Dir); err != nil || !fi.IsDir() {
 		return nil, fmt.Errorf("release dir %q is not a directory", spec.Dir)
 	}
 	work := l.workDir(spec.ID)
 	tmp := filepath.Join(work, "tmp")
-	if err := os.MkdirAll(tmp, 0o755); err != nil {
+	// The folder holds the app's logs: only Shoal's user may read it.
+	if err := os.MkdirAll(tmp, 0o700); err != nil {
+		return nil, err
+	}
+	if err := os.Chmod(work, 0o700); err != nil {
 		return nil, err
 	}
 	lf, err := openLog(instanceLogPath(work), l.logMax, l.logFiles)
@@ -249,9 +262,6 @@ func (l *Local) start(ctx context.Context, spec Spec) (*instance, error) {
 		cmd: cmd, log: lf, out: pr,
 		copyDone: make(chan struct{}), done: make(chan struct{}), killed: make(chan struct{}),
 	}
-	l.procs.Add(2)
-	go l.copyOutput(inst)
-	go l.wait(inst)
 	return inst, nil
 }
 
@@ -260,7 +270,20 @@ func (l *Local) start(ctx context.Context, spec Spec) (*instance, error) {
 func (l *Local) copyOutput(inst *instance) {
 	defer l.procs.Done()
 	defer close(inst.copyDone)
-	if _, err := io.Copy(inst.log, inst.out); err != nil && !errors.Is(err, os.ErrDeadlineExceeded) {
+	var w io.Writer = inst.log
+	rw := newRedactWriter(inst.log, inst.spec.Secrets)
+	if rw != nil {
+		w = rw
+	}
+	_, err := io.Copy(w, inst.out)
+	if rw != nil {
+		// Whatever ended the copy, the held partial line is the app's
+		// last output: write it, redacted.
+		if ferr := rw.Flush(); err == nil || errors.Is(err, os.ErrDeadlineExceeded) {
+			err = ferr
+		}
+	}
+	if err != nil && !errors.Is(err, os.ErrDeadlineExceeded) {
 		l.log.Warn("copy instance output", "instance", inst.spec.ID, "error", err)
 	}
 }

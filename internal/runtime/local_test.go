@@ -442,3 +442,24 @@ func TestCleanLeftoversSparesReusedPid(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestQuickExitLeavesNoInstance starts instances that exit at once: the
+// exit may be observed before Start has recorded the instance, and a
+// recorded instance must not outlive its Exit (it would then be listed,
+// block its id and keep its folder from pruning forever).
+func TestQuickExitLeavesNoInstance(t *testing.T) {
+	l := newLocal(t, Options{KeepStopped: -1})
+	dir := t.TempDir()
+	for i := range 200 {
+		id := fmt.Sprintf("quick-%d", i)
+		if _, err := l.Start(context.Background(), Spec{ID: id, Dir: dir, Command: "exit 0"}); err != nil {
+			t.Fatal(err)
+		}
+		if x := nextExit(t, l); x.ID != id {
+			t.Fatalf("exit of %s, want %s", x.ID, id)
+		}
+		if got := l.List(); len(got) != 0 {
+			t.Fatalf("start %d: %s still listed after its exit", i, got[0].ID)
+		}
+	}
+}

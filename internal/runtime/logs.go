@@ -37,15 +37,31 @@ type follower struct {
 	dropped int64
 }
 
+// logMode is the mode of every log file: an app's output may hold
+// secrets that were not known to Shoal, so only Shoal's user reads it.
+const logMode = 0o600
+
+// openLog opens (creating it) the log at path for appending. Log files
+// left with a looser mode by an earlier version, path.1... included, are
+// set to logMode.
 func openLog(path string, max int64, files int) (*logFile, error) {
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_APPEND, logMode)
 	if err != nil {
 		return nil, err
 	}
 	fi, err := f.Stat()
+	if err == nil && fi.Mode().Perm() != logMode {
+		err = f.Chmod(logMode)
+	}
+	for i := 1; err == nil && i < files; i++ {
+		err = os.Chmod(path+"."+strconv.Itoa(i), logMode)
+		if errors.Is(err, os.ErrNotExist) {
+			err = nil
+		}
+	}
 	if err != nil {
 		f.Close()
-		return nil, err
+		return nil, fmt.Errorf("open log: %w", err)
 	}
 	return &logFile{path: path, max: max, files: files, f: f, size: fi.Size(),
 		changed: make(chan struct{}), subs: map[*follower]struct{}{}}, nil
@@ -120,7 +136,7 @@ func (l *logFile) rotate() error {
 			return err
 		}
 	}
-	f, err := os.OpenFile(l.path, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
+	f, err := os.OpenFile(l.path, os.O_WRONLY|os.O_CREATE|os.O_APPEND, logMode)
 	if err != nil {
 		return err
 	}

@@ -56,6 +56,15 @@ type Spec struct {
 	// from the host, then Env, then sets PORT, SHOAL_INSTANCE_ID, SHOAL_INSTANCE_DIR and
 	// TMPDIR (those four cannot be overridden).
 	Env []string `json:"env,omitempty"`
+	// Secrets are values that must never reach the disk: every occurrence
+	// in the instance's output is replaced by RedactedMark before it is
+	// written to the log, also when the app writes a value in pieces (each
+	// line of a multi-line value is hidden on its own). Values shorter than
+	// four bytes are left alone, since scrubbing them would garble any
+	// text. A partial last line is held back (up to 64 KiB) until its
+	// newline or the instance's end. Nil means the output is written as
+	// it comes.
+	Secrets []string `json:"secrets,omitempty"`
 	// StopSignal is sent to the process group by Stop. Zero means SIGTERM.
 	StopSignal syscall.Signal `json:"stop_signal,omitempty"`
 	// StopTimeout is how long Stop waits after StopSignal before SIGKILL. Zero means 10s.
