@@ -119,17 +119,25 @@ func (e Env) Redacted() []string {
 // Longer values are replaced first, so a secret containing another is
 // hidden whole.
 func (e Env) Redact(s string) string {
+	for _, v := range e.SecretValues() {
+		s = strings.ReplaceAll(s, v, RedactedValue)
+	}
+	return s
+}
+
+// SecretValues returns the secret values that Redact scrubs (those of at
+// least four characters), longest first, each once: what a writer that
+// redacts by itself, such as an instance's log, must hide. The result
+// holds secrets: never print it.
+func (e Env) SecretValues() []string {
 	var secrets []string
 	for _, v := range e {
-		if v.Secret && len(v.Value) >= minRedactLen {
+		if v.Secret && len(v.Value) >= minRedactLen && !slices.Contains(secrets, v.Value) {
 			secrets = append(secrets, v.Value)
 		}
 	}
 	slices.SortFunc(secrets, func(a, b string) int { return len(b) - len(a) })
-	for _, v := range secrets {
-		s = strings.ReplaceAll(s, v, RedactedValue)
-	}
-	return s
+	return secrets
 }
 
 // Fingerprint is a stable digest ("sha256:<hex>") of what an instance runs
@@ -152,8 +160,10 @@ func (a *App) Fingerprint(env Env) string {
 }
 
 // Exclude returns the absolute paths left out of the artifact and of the
-// source fingerprint: build.exclude, data_dir and run.secrets_file (".git"
-// is excluded by the packer itself).
+// source fingerprint: build.exclude, data_dir, run.secrets_file and
+// run.settings (".git" is excluded by the packer itself). The secrets file
+// and the settings reach instances only through their environment, never
+// as files inside a release.
 func (a *App) Exclude() []string {
 	var out []string
 	if a.Build != nil {
@@ -162,8 +172,10 @@ func (a *App) Exclude() []string {
 		}
 	}
 	out = append(out, a.DataDir)
-	if a.Run.SecretsFile != "" {
-		out = append(out, a.Run.SecretsFile)
+	for _, p := range []string{a.Run.SecretsFile, a.Run.Settings} {
+		if p != "" {
+			out = append(out, p)
+		}
 	}
 	return out
 }

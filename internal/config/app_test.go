@@ -108,7 +108,7 @@ func TestParseFullConfig(t *testing.T) {
 	if a.Admin.Listen != "127.0.0.1:9191" || a.DataDir != filepath.Join(dir, "state") || a.KeepReleases != 3 {
 		t.Errorf("admin/data_dir/keep = %q %q %d", a.Admin.Listen, a.DataDir, a.KeepReleases)
 	}
-	wantExclude := []string{filepath.Join(dir, "tmp"), filepath.Join(dir, "state"), filepath.Join(dir, "secrets.env")}
+	wantExclude := []string{filepath.Join(dir, "tmp"), filepath.Join(dir, "state"), filepath.Join(dir, "secrets.env"), filepath.Join(dir, "settings.json")}
 	if strings.Join(a.Exclude(), "|") != strings.Join(wantExclude, "|") {
 		t.Errorf("Exclude = %v", a.Exclude())
 	}

@@ -169,9 +169,28 @@ func (c *Controller) runHooks(ctx context.Context, kind string, cfg *config.App,
 }
 
 // buildExclude is what the artifact leaves out: the configuration's
-// exclusions plus shoal.yaml itself, which instances never read. Leaving
-// it out is what makes an edit of run.env in shoal.yaml a config-only
-// release (same artifact) instead of a rebuild.
+// exclusions (the secrets file and the settings among them: they reach
+// instances only as environment) plus shoal.yaml itself, which instances
+// never read. Leaving it out is what makes an edit of run.env in
+// shoal.yaml a config-only release (same artifact) instead of a rebuild.
+// A build whose output is a folder of its own may copy the app folder, or
+// part of it, into that output: shoal.yaml, the secrets file and the
+// settings are left out at the same relative place under the output too.
 func buildExclude(cfg *config.App) []string {
-	return append(cfg.Exclude(), cfg.File)
+	ex := append(cfg.Exclude(), cfg.File)
+	out := cfg.OutputDir()
+	if out == cfg.Dir {
+		return ex
+	}
+	for _, p := range []string{cfg.File, cfg.Run.SecretsFile, cfg.Run.Settings} {
+		if p == "" {
+			continue
+		}
+		rel, err := filepath.Rel(cfg.Dir, p)
+		if err != nil || rel == ".." || strings.HasPrefix(rel, ".."+string(filepath.Separator)) {
+			continue // outside the app folder: a build does not copy it by copying the folder
+		}
+		ex = append(ex, filepath.Join(out, rel))
+	}
+	return ex
 }

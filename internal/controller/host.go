@@ -46,7 +46,11 @@ type LaunchSpec struct {
 	Command string
 	// Env is NAME=value, secrets included; never logged. PORT is added by
 	// the host.
-	Env         []string
+	Env []string
+	// Secrets are the secret values of Env and of any other release
+	// running meanwhile (config.Env.SecretValues): the host replaces them
+	// in the instance's output before it stores it (runtime.Spec.Secrets).
+	Secrets     []string
 	StopSignal  syscall.Signal
 	StopTimeout time.Duration
 }

@@ -60,7 +60,7 @@ func (h *LocalHost) Start(ctx context.Context, spec LaunchSpec) (Running, error)
 		return Running{}, fmt.Errorf("start %s: %w", spec.ID, err)
 	}
 	info, err := h.rt.Start(ctx, runtime.Spec{
-		ID: spec.ID, Dir: dir, Command: spec.Command, Env: spec.Env,
+		ID: spec.ID, Dir: dir, Command: spec.Command, Env: spec.Env, Secrets: spec.Secrets,
 		StopSignal: spec.StopSignal, StopTimeout: spec.StopTimeout,
 		Labels: map[string]string{"app": spec.App, "release": fmt.Sprint(spec.Release)},
 	})

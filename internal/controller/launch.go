@@ -34,6 +34,7 @@ func (c *Controller) launch(ctx context.Context, in *instance) {
 		Digest:      in.digest,
 		Command:     command,
 		Env:         environ,
+		Secrets:     c.launchSecretsLocked(in.release),
 		StopSignal:  c.cfg.Run.Signal(),
 		StopTimeout: c.cfg.Run.StopTimeout.D(),
 	}

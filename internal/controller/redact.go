@@ -8,6 +8,21 @@ import (
 	"github.com/shoal-dev/shoal/internal/config"
 )
 
+// launchSecretsLocked returns the secret values an instance of release v
+// must keep out of its log: those of v's environment and those of c.env
+// (the current release's, with the other release's merged in while a
+// rollout runs), which is what every other output of the controller
+// redacts. c.mu is held.
+func (c *Controller) launchSecretsLocked(v int) []string {
+	env := secretsOf(c.env)
+	if d := c.dep.active; d != nil {
+		if r, ok := d.rels[v]; ok {
+			env = append(env, secretsOf(envFromStore(r.Env))...)
+		}
+	}
+	return env.SecretValues()
+}
+
 // redactWriter passes whole lines to w with secret values of env
 // replaced, so a secret an app prints never leaves Shoal. A partial last
 // line is held until its newline or Flush. It is safe for concurrent use
