@@ -75,8 +75,8 @@ func loadAppConfig(path string) (*config.App, error) {
 
 func up(ctx context.Context, env *Env, cfg *config.App, log *slog.Logger) error {
 	data := cfg.DataDir
-	if err := os.MkdirAll(data, 0o700); err != nil {
-		return fmt.Errorf("data dir: %w", err)
+	if err := prepareDataDir(data, log); err != nil {
+		return err
 	}
 	st, err := store.Open(filepath.Join(data, storeFile), store.Options{Logger: log})
 	if err != nil {
