@@ -202,9 +202,15 @@ type limitsDoc struct {
 	// UpstreamIdle closes idle pooled upstream connections; default 4s,
 	// below Node.js's 5s keep-alive timeout.
 	UpstreamIdle Duration `yaml:"upstream_idle"`
-	// MaxHeaderBytes: larger request headers get 431; default 64KiB.
+	// MaxHeaderBytes: a larger request head (request line, fields and
+	// the final empty line; HTTP/2: the header list size) gets 431;
+	// default 64KiB, at least 1KiB.
 	MaxHeaderBytes Size `yaml:"max_header_bytes"`
-	// MaxURIBytes: longer request URIs get 414; default 8KiB.
+	// MaxRequestLine: a longer request line (method, target and
+	// version) gets 414; default 16KiB, like AWS ALB.
+	MaxRequestLine Size `yaml:"max_request_line"`
+	// MaxURIBytes: longer request URIs get 414; default 16KiB (so
+	// max_request_line decides).
 	MaxURIBytes Size `yaml:"max_uri_bytes"`
 	// MaxBodyBytes: larger request bodies get 413; default 0 (unlimited).
 	MaxBodyBytes Size `yaml:"max_body_bytes"`

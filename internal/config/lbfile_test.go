@@ -295,7 +295,9 @@ func TestLoadLBStructuralProblems(t *testing.T) {
 		"bare number": "pools: [{name: p, drain_timeout: 30}]\n",
 		"nothing":     "admin: {addr: '127.0.0.1:9'}\n",
 		"dup route":   "listeners: [{name: l, addr: ':1'}]\nroutes: [{name: a, pool: p}, {name: b, pool: p, path_prefix: /}]\npools: [{name: p}]\n",
-		"uri>header":  "listeners: [{name: l, addr: ':1'}]\nroutes: [{name: a, pool: p}]\npools: [{name: p}]\nlimits: {max_header_bytes: 1KiB}\n",
+		"uri>header":  "listeners: [{name: l, addr: ':1'}]\nroutes: [{name: a, pool: p}]\npools: [{name: p}]\nlimits: {max_header_bytes: 1KiB, max_uri_bytes: 2KiB}\n",
+		"line>header": "listeners: [{name: l, addr: ':1'}]\nroutes: [{name: a, pool: p}]\npools: [{name: p}]\nlimits: {max_header_bytes: 1KiB, max_request_line: 2KiB}\n",
+		"tiny header": "listeners: [{name: l, addr: ':1'}]\nroutes: [{name: a, pool: p}]\npools: [{name: p}]\nlimits: {max_header_bytes: 512}\n",
 	} {
 		if _, err := ParseLB("lb.yaml", []byte(src)); err == nil {
 			t.Errorf("%s: no error", name)

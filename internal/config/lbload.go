@@ -157,15 +157,20 @@ func (v *lbValidator) build(doc *lbDoc) *LBFile {
 	}
 
 	cfg.Limits = v.limits(doc.Limits)
+	// Unset, max_uri_bytes and max_request_line default to at most
+	// max_header_bytes; set, they must fit in it.
 	maxHeader, maxURI := cfg.Limits.MaxHeaderBytes, cfg.Limits.MaxURIBytes
 	if maxHeader == 0 {
 		maxHeader = lb.DefaultMaxHeaderBytes
 	}
-	if maxURI == 0 {
-		maxURI = lb.DefaultMaxURIBytes
-	}
 	if maxURI > maxHeader {
 		d.errorf("limits.max_uri_bytes", "%d is more than max_header_bytes (%d)", maxURI, maxHeader)
+	}
+	if maxHeader < lb.MinMaxHeaderBytes {
+		d.errorf("limits.max_header_bytes", "%d is less than the minimum %d (1KiB)", maxHeader, lb.MinMaxHeaderBytes)
+	}
+	if line := cfg.Limits.MaxRequestLine; line > maxHeader {
+		d.errorf("limits.max_request_line", "%d is more than max_header_bytes (%d)", line, maxHeader)
 	}
 	for i, s := range doc.TrustedProxies {
 		p, err := parsePrefix(s)
@@ -303,6 +308,7 @@ func (v *lbValidator) limits(l limitsDoc) lb.Limits {
 		UpstreamIdle:    v.duration("limits.upstream_idle", l.UpstreamIdle),
 		MaxHeaderBytes:  v.sizeInt("limits.max_header_bytes", l.MaxHeaderBytes),
 		MaxURIBytes:     v.sizeInt("limits.max_uri_bytes", l.MaxURIBytes),
+		MaxRequestLine:  v.sizeInt("limits.max_request_line", l.MaxRequestLine),
 		MaxBodyBytes:    int64(l.MaxBodyBytes),
 		MaxConns:        v.nonNegative("limits.max_conns", l.MaxConns),
 		MaxIdlePerHost:  v.nonNegative("limits.max_idle_per_host", l.MaxIdlePerHost),

@@ -124,7 +124,7 @@ func (b *Balancer) newServer(l Listener, tc *tls.Config, lim Limits) *http.Serve
 		Handler:           &frontHandler{b: b, name: l.Name, tls: tc != nil},
 		ReadHeaderTimeout: lim.HeaderTimeout,
 		IdleTimeout:       lim.ClientIdle,
-		MaxHeaderBytes:    lim.MaxHeaderBytes,
+		MaxHeaderBytes:    serverMaxHeaderBytes(lim.MaxHeaderBytes),
 		ConnContext:       withConn,
 		ErrorLog:          slog.NewLogLogger(b.log.Handler(), slog.LevelDebug),
 	}
@@ -200,10 +200,10 @@ func (b *Balancer) bind(l *listener, lim Limits) error {
 		ln = newLimitListener(ln, lim.MaxConns)
 	}
 	if l.tlsCfg != nil {
-		l.tlsL = newTLSListener(ln, l.tlsCfg, lim.HeaderTimeout)
+		l.tlsL = newTLSListener(ln, l.tlsCfg, lim.HeaderTimeout, lim.MaxHeaderBytes)
 		l.ln = l.tlsL
 	} else {
-		l.ln = plainListener{ln}
+		l.ln = plainListener{Listener: ln, maxHead: lim.MaxHeaderBytes}
 	}
 	return nil
 }
