@@ -38,7 +38,7 @@ func runLB(ctx context.Context, env *Env, args []string) error {
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn or error")
 	fs.Usage = func() {
 		fmt.Fprintln(env.Stderr, "usage: shoal lb [-c lb.yaml] [-log-format text|json] [-log-level info]")
-		fmt.Fprintln(env.Stderr, "       shoal lb <status|add|remove|drain|weight|reload|maintenance> ... (shoal lb <cmd> -h)")
+		fmt.Fprintln(env.Stderr, "       shoal lb <status|add|remove|drain|undrain|weight|reload|maintenance> ... (shoal lb <cmd> -h)")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {

@@ -127,7 +127,9 @@ type poolDoc struct {
 	// disables retries.
 	Retries *int `yaml:"retries"`
 	// TryTimeout bounds one attempt until response headers; default 30s.
-	TryTimeout Duration `yaml:"try_timeout"`
+	// "off" (or 0) turns it off, for long-polling routes whose answers
+	// come when there is news.
+	TryTimeout TimeoutOrOff `yaml:"try_timeout"`
 	// ConnectTimeout bounds dialing a target; default 2s.
 	ConnectTimeout Duration `yaml:"connect_timeout"`
 }
@@ -147,7 +149,7 @@ type healthDoc struct {
 	Host string `yaml:"host"`
 	// Interval between probes of one target; default 5s.
 	Interval Duration `yaml:"interval"`
-	// Timeout of one probe; default 2s, and less than interval.
+	// Timeout of one probe; default 2s, at most interval.
 	Timeout Duration `yaml:"timeout"`
 	// HealthyThreshold is the consecutive passes that make a target
 	// healthy; default 2.

@@ -2,6 +2,7 @@ package config
 
 import (
 	"errors"
+	"fmt"
 	"io"
 	"net/netip"
 	"os"
@@ -248,7 +249,7 @@ retry_budget: 2
 		`lb.yaml:22:17: pools[2].targets[1].weight: must be between 1 and 256`,
 		`lb.yaml:23:15: pools[2].targets[2].addr: duplicate target "127.0.0.1:1"`,
 		`lb.yaml:25:26: pools[2].health_check.healthy_threshold: must be at least 1`,
-		`lb.yaml:27:16: pools[2].health_check.timeout: must be less than interval`,
+		`lb.yaml:27:16: pools[2].health_check.timeout: must be at most interval`,
 		`lb.yaml:30:7: pools[2].sticky.secret_file: is required with cookie`,
 		`lb.yaml:32:22: pools[2].outlier.base_ejection: must not be negative`,
 		`lb.yaml:33:28: pools[2].outlier.max_ejected_percent: must be between 1 and 100`,
@@ -393,5 +394,40 @@ func TestLoadLBFastPathSwitch(t *testing.T) {
 	}
 	if _, err := ParseLB("lb.yaml", []byte(base+"limits: {fast_path: maybe}\n")); err == nil || !strings.Contains(err.Error(), "lb.yaml:4:") {
 		t.Errorf("fast_path: maybe: want a positioned error, got %v", err)
+	}
+}
+
+// TestLoadLBHealthTimeoutEqualsInterval: a probe timeout equal to the
+// interval is accepted (it used to be rejected); a longer one is not.
+func TestLoadLBHealthTimeoutEqualsInterval(t *testing.T) {
+	const src = "listeners: [{name: l, addr: ':1'}]\nroutes: [{name: a, pool: p}]\npools: [{name: p, health_check: {interval: 2s, timeout: %s}}]\n"
+	f, err := ParseLB("lb.yaml", []byte(fmt.Sprintf(src, "2s")))
+	if err != nil {
+		t.Fatalf("timeout = interval: %v", err)
+	}
+	if h := f.Balancer.Pools[0].Health; h.Timeout != 2*time.Second || h.Interval != 2*time.Second {
+		t.Fatalf("health spec %+v", h)
+	}
+	if _, err := ParseLB("lb.yaml", []byte(fmt.Sprintf(src, "3s"))); err == nil || !strings.Contains(err.Error(), "health_check.timeout: must be at most interval") {
+		t.Fatalf("timeout > interval: %v", err)
+	}
+}
+
+// TestLoadLBTryTimeoutOff: try_timeout takes off (or 0) for no timeout.
+func TestLoadLBTryTimeoutOff(t *testing.T) {
+	const src = "listeners: [{name: l, addr: ':1'}]\nroutes: [{name: a, pool: p}]\npools: [{name: p, try_timeout: %s}]\n"
+	for in, want := range map[string]time.Duration{"off": -1, "0": -1, "5s": 5 * time.Second} {
+		f, err := ParseLB("lb.yaml", []byte(fmt.Sprintf(src, in)))
+		if err != nil {
+			t.Fatalf("try_timeout %s: %v", in, err)
+		}
+		if got := f.Balancer.Pools[0].TryTimeout; got != want {
+			t.Errorf("try_timeout %s: %v, want %v", in, got, want)
+		}
+	}
+	for in, want := range map[string]string{"-1s": "lb.yaml:3:32: pools[0].try_timeout: must not be negative", "5": "pools[0].try_timeout", "never": "pools[0].try_timeout"} {
+		if _, err := ParseLB("lb.yaml", []byte(fmt.Sprintf(src, in))); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("try_timeout %s: %v, want %q", in, err, want)
+		}
 	}
 }

@@ -92,7 +92,10 @@ type PoolConfig struct {
 	// default 2 (three tries in all). Zero after defaults means 2; use -1
 	// for none.
 	Retries int
-	// TryTimeout bounds one attempt until response headers; default 30s.
+	// TryTimeout bounds one attempt until response headers; default 30s
+	// (zero). Negative turns it off, for pools that serve long polls
+	// (the request then waits for the target as long as the target takes;
+	// a client that hangs up still ends it).
 	TryTimeout time.Duration
 	// ConnectTimeout bounds dialing a target; default 2s.
 	ConnectTimeout time.Duration

@@ -214,7 +214,7 @@ func validatePool(pc PoolConfig) []error {
 			errs = append(errs, fmt.Errorf(".targets[%d].weight: %d not in 0-%d", j, t.Weight, pool.MaxWeight))
 		}
 	}
-	if pc.TryTimeout < 0 || pc.ConnectTimeout < 0 || pc.DrainTimeout < 0 || pc.SlowStart < 0 {
+	if pc.ConnectTimeout < 0 || pc.DrainTimeout < 0 || pc.SlowStart < 0 { // TryTimeout < 0 is off
 		errs = append(errs, fmt.Errorf(": durations must not be negative"))
 	}
 	if pc.Health != nil {

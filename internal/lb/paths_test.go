@@ -25,6 +25,7 @@ func TestNetHTTPPath(t *testing.T) {
 		{"GetResetIsRetried", TestGetResetIsRetried},
 		{"RefusedPostIsRetried", TestRefusedPostIsRetried},
 		{"TryTimeout504", TestTryTimeout504},
+		{"TryTimeoutOff", TestTryTimeoutOff},
 		{"RetryBudget", TestRetryBudget},
 		{"ForwardedHeadersUntrusted", TestForwardedHeadersUntrusted},
 		{"RequestIDGeneratedUnique", TestRequestIDGeneratedUnique},
