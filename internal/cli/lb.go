@@ -223,6 +223,13 @@ func (d *lbDaemon) prepare(file *config.LBFile) (lb.Config, error) {
 		// under the previous configuration may still log to it.
 		d.logs = append(d.logs, c)
 		d.accessW, d.accessPath, d.accessSet = w, file.AccessLog, true
+	} else if lf, ok := d.accessW.(*lb.LogFile); ok {
+		// Same file: open it again at its path, so that a reload after
+		// logrotate (create mode) moved it writes to a new file there.
+		if err := lf.Reopen(); err != nil {
+			return lb.Config{}, err
+		}
+		d.log.Info("access log reopened", "file", lf.Path())
 	}
 	cfg.AccessLog = d.accessW
 	return cfg, nil

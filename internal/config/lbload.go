@@ -53,7 +53,8 @@ func ParseLB(file string, data []byte) (*LBFile, error) {
 
 // OpenAccessLog opens f.AccessLog for appending. It returns a nil writer
 // when the access log is off. Closing the returned closer is a no-op for
-// stdout and stderr.
+// stdout and stderr. A file is an *lb.LogFile, which the caller reopens on
+// reload (log rotation).
 func (f *LBFile) OpenAccessLog() (io.Writer, io.Closer, error) {
 	switch f.AccessLog {
 	case "":
@@ -63,11 +64,11 @@ func (f *LBFile) OpenAccessLog() (io.Writer, io.Closer, error) {
 	case "stderr":
 		return os.Stderr, io.NopCloser(nil), nil
 	}
-	fh, err := os.OpenFile(f.AccessLog, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o640)
+	lf, err := lb.OpenLogFile(f.AccessLog)
 	if err != nil {
-		return nil, nil, fmt.Errorf("open access log: %w", err)
+		return nil, nil, err
 	}
-	return fh, fh, nil
+	return lf, lf, nil
 }
 
 type lbValidator struct {
