@@ -39,7 +39,7 @@ type adminFlags struct {
 
 func (a *adminFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&a.cfg, "c", "", "read the admin address and token file from this lb.yaml (default ./lb.yaml if present)")
-	fs.StringVar(&a.url, "admin", "", "admin API `URL` (default from lb.yaml, else http://127.0.0.1:9090)")
+	fs.StringVar(&a.url, "admin", "", "admin API `URL`: http://host:port or unix:/path/admin.sock (default from lb.yaml, else http://127.0.0.1:9090)")
 	fs.StringVar(&a.tokenFile, "token-file", "", "admin token `file` (default from lb.yaml, else .shoal/admin.token)")
 }
 
@@ -58,8 +58,10 @@ func (a *adminFlags) client() (*client.Client, error) {
 		if err != nil {
 			return nil, &UsageError{Err: err}
 		}
-		if url == "" {
+		if url == "" && f.Admin.Addr != "" {
 			url = adminURL(f.Admin.Addr)
+		} else if url == "" {
+			url = "unix:" + f.Admin.Socket
 		}
 		if tokenFile == "" {
 			tokenFile = f.Admin.TokenFile

@@ -165,7 +165,9 @@ func TestLoadLBMinimalDefaults(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if f.Admin.Addr != DefaultAdminAddr || f.Admin.TokenFile != filepath.Join(filepath.Dir(path), ".shoal", "admin.token") {
+	// No admin section: no TCP listener, a Unix socket in the data directory.
+	if f.Admin.Addr != "" || f.Admin.Socket != filepath.Join(filepath.Dir(path), ".shoal", "admin.sock") ||
+		f.Admin.TokenFile != filepath.Join(filepath.Dir(path), ".shoal", "admin.token") {
 		t.Errorf("admin defaults: %+v", f.Admin)
 	}
 	p := f.Balancer.Pools[0]
@@ -338,7 +340,7 @@ func FuzzLoadLB(f *testing.F) {
 		if len(lf.Balancer.Listeners) == 0 || len(lf.Balancer.Routes) == 0 || len(lf.Balancer.Pools) == 0 {
 			t.Fatalf("accepted config without listeners, routes or pools: %+v", lf.Balancer)
 		}
-		if lf.Admin.Addr == "" || lf.Admin.TokenFile == "" {
+		if (lf.Admin.Addr == "") == (lf.Admin.Socket == "") || lf.Admin.TokenFile == "" {
 			t.Fatalf("admin defaults missing: %+v", lf.Admin)
 		}
 	})
@@ -429,5 +431,27 @@ func TestLoadLBTryTimeoutOff(t *testing.T) {
 		if _, err := ParseLB("lb.yaml", []byte(fmt.Sprintf(src, in))); err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("try_timeout %s: %v, want %q", in, err, want)
 		}
+	}
+}
+
+// TestLoadLBAdminSocket: admin.socket sets the socket's path; it cannot
+// go with admin.addr, and a path too long for a Unix socket is refused.
+func TestLoadLBAdminSocket(t *testing.T) {
+	const base = "listeners: [{name: l, addr: ':1'}]\nroutes: [{name: a, pool: p}]\npools: [{name: p}]\n"
+	f, err := ParseLB("/srv/lb/lb.yaml", []byte(base+"admin: {socket: run/admin.sock}\n"))
+	if err != nil || f.Admin.Socket != "/srv/lb/run/admin.sock" || f.Admin.Addr != "" {
+		t.Fatalf("admin.socket: %+v %v", f, err)
+	}
+	f, err = ParseLB("/srv/lb/lb.yaml", []byte(base+"admin: {addr: '127.0.0.1:9090'}\n"))
+	if err != nil || f.Admin.Socket != "" || f.Admin.Addr != "127.0.0.1:9090" {
+		t.Fatalf("admin.addr: %+v %v", f, err)
+	}
+	_, err = ParseLB("lb.yaml", []byte(base+"admin: {addr: '127.0.0.1:9090', socket: a.sock}\n"))
+	if err == nil || !strings.Contains(err.Error(), "lb.yaml:4:41: admin.socket: set either admin.addr") {
+		t.Fatalf("both: %v", err)
+	}
+	long := "/" + strings.Repeat("d", 120) + "/lb.yaml"
+	if _, err = ParseLB(long, []byte(base)); err == nil || !strings.Contains(err.Error(), "more than the 107 a Unix socket allows") {
+		t.Fatalf("long default path: %v", err)
 	}
 }

@@ -201,11 +201,27 @@ func (v *lbValidator) build(doc *lbDoc) *LBFile {
 		out.AccessLog = v.abs(a)
 	}
 
+	// No admin address: no TCP listener, the API is on a Unix socket in
+	// the data directory (a second balancer, or anything on 9090, cannot
+	// make this one fail to start).
 	out.Admin.Addr = doc.Admin.Addr
-	if out.Admin.Addr == "" {
-		out.Admin.Addr = DefaultAdminAddr
-	} else {
+	switch {
+	case out.Admin.Addr != "" && doc.Admin.Socket != "":
+		d.errorf("admin.socket", "set either admin.addr (TCP) or admin.socket (Unix socket), not both")
+	case out.Admin.Addr != "":
 		v.hostPort("admin.addr", doc.Admin.Addr, true)
+	default:
+		out.Admin.Socket = v.abs(doc.Admin.Socket)
+		if out.Admin.Socket == "" {
+			out.Admin.Socket = filepath.Join(v.dir, ".shoal", "admin.sock")
+		}
+		if n := len(out.Admin.Socket); n > MaxSocketPath {
+			path := "admin.socket"
+			if doc.Admin.Socket == "" {
+				path = "admin"
+			}
+			d.errorf(path, "the admin socket path %s is %d bytes, more than the %d a Unix socket allows: set admin.socket to a shorter path, or admin.addr", out.Admin.Socket, n, MaxSocketPath)
+		}
 	}
 	out.Admin.TokenFile = v.abs(doc.Admin.TokenFile)
 	if out.Admin.TokenFile == "" {
