@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
-	"fmt"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -167,22 +166,3 @@ func (l *tlsListener) Close() error {
 }
 
 func (l *tlsListener) Addr() net.Addr { return l.inner.Addr() }
-
-// loadTLS builds the server TLS config of a listener from its certificate
-// files. Several certificates are chosen by SNI (crypto/tls matches the
-// client's server name against each certificate's names; the first one
-// is the fallback). HTTP/2 and HTTP/1.1 are offered through ALPN.
-func loadTLS(certs []Certificate) (*tls.Config, error) {
-	cfg := &tls.Config{
-		MinVersion: tls.VersionTLS12,
-		NextProtos: []string{"h2", "http/1.1"},
-	}
-	for _, c := range certs {
-		kp, err := tls.LoadX509KeyPair(c.CertFile, c.KeyFile)
-		if err != nil {
-			return nil, fmt.Errorf("load certificate %s: %w", c.CertFile, err)
-		}
-		cfg.Certificates = append(cfg.Certificates, kp)
-	}
-	return cfg, nil
-}

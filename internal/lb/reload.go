@@ -49,7 +49,7 @@ func (b *Balancer) Reload(cfg Config) error {
 		}
 	}
 	for _, lc := range cfg.Listeners {
-		tc, err := listenerTLS(lc)
+		tc, cw, err := b.listenerTLS(lc)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("listener %s: %w", lc.Name, err))
 			continue
@@ -61,12 +61,12 @@ func (b *Balancer) Reload(cfg Config) error {
 				continue
 			}
 			nl := *old
-			nl.cfg, nl.tlsCfg = lc, tc
+			nl.cfg, nl.tlsCfg, nl.certs = lc, tc, cw
 			newLs[lc.Name] = old
 			kept = append(kept, &nl)
 			continue
 		}
-		nl := &listener{cfg: lc, tlsCfg: tc, srv: b.newServer(lc, tc, cfg.Limits)}
+		nl := &listener{cfg: lc, tlsCfg: tc, certs: cw, srv: b.newServer(lc, tc, cfg.Limits)}
 		if b.listening {
 			if err := b.bind(nl, cfg.Limits); err != nil {
 				errs = append(errs, err)
@@ -91,10 +91,11 @@ func (b *Balancer) Reload(cfg Config) error {
 	for _, nl := range kept {
 		old := b.listeners[nl.cfg.Name]
 		old.cfg = nl.cfg
-		if nl.tlsCfg != nil && old.tlsL != nil {
-			old.tlsL.cfg.Store(nl.tlsCfg)
+		if nl.certs != nil && old.certs != nil {
+			// The listener's TLS config serves old.certs: give it the
+			// newly loaded pairs.
+			old.certs.replace(nl.certs)
 		}
-		old.tlsCfg = nl.tlsCfg
 	}
 	b.reconcilePoolsLocked(cfg)
 	b.listeners = newLs
