@@ -60,7 +60,7 @@ type listener struct {
 	tlsCfg *tls.Config // nil for plain HTTP
 	// certs serves tlsCfg's certificates and picks up files replaced on
 	// disk; a reload replaces its pairs. nil for plain HTTP.
-	certs *certWatcher
+	certs  *certWatcher
 	raw    net.Listener
 	ln     net.Listener // what the server accepts from
 	tlsL   *tlsListener
