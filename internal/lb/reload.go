@@ -189,8 +189,8 @@ func (b *Balancer) reconcilePoolsLocked(cfg Config) {
 }
 
 // readdsRemoved reports whether targets lists a target that p is still
-// draining for removal. The pool cannot take it back (there is no
-// undrain), so the caller rebuilds the pool instead, which keeps every
+// draining for removal. The pool cannot take it back (Undrain refuses a
+// target being removed), so the caller rebuilds the pool instead, which keeps every
 // listed target in service without a gap at the cost of their passive
 // state (EWMA, ejections).
 func readdsRemoved(p *pool.Pool, targets []pool.TargetSpec) bool {
@@ -207,8 +207,8 @@ func readdsRemoved(p *pool.Pool, targets []pool.TargetSpec) bool {
 }
 
 // diffTargets applies a target list to a kept pool.
-// A target that is draining and still listed stays draining (there is
-// no undrain); reload again once it is gone to add it back.
+// A target that is draining and still listed stays draining: a drain
+// is the operator's, and only Undrain (shoal lb undrain) ends it.
 func (b *Balancer) diffTargets(p *pool.Pool, after []pool.TargetSpec) {
 	want := map[string]pool.TargetSpec{}
 	for _, t := range after {
