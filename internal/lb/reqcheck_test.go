@@ -72,7 +72,7 @@ func TestRequestLineLimit(t *testing.T) {
 	line := func(n int) string { // "GET /ppp HTTP/1.1" of n bytes
 		return "GET /" + strings.Repeat("p", n-len("GET / HTTP/1.1")) + " HTTP/1.1"
 	}
-	for _, tc := range []struct{ n, want int }{{8 << 10, 200}, {DefaultMaxRequestLine, 200}, {DefaultMaxRequestLine + 1, 414}} {
+	for _, tc := range []struct{ n, want int }{{8 << 10, 200}, {8<<10 + 100, 200}, {DefaultMaxRequestLine, 200}, {DefaultMaxRequestLine + 1, 414}} {
 		resps := readResponses(t, raw(t, lb.addr, line(tc.n)+"\r\nHost: a\r\nConnection: close\r\n\r\n"))
 		if len(resps) != 1 || resps[0].StatusCode != tc.want {
 			t.Errorf("request line of %d bytes: got %v, want one %d", tc.n, statuses(resps), tc.want)
