@@ -17,6 +17,7 @@ import (
 //	POST   /v1/lb/pools/{pool}/targets                    {"addr":"host:port","weight":n}
 //	DELETE /v1/lb/pools/{pool}/targets/{addr}[?wait=true] drain, then remove
 //	POST   /v1/lb/pools/{pool}/targets/{addr}/drain[?wait=true]  {"timeout":"10s"}
+//	POST   /v1/lb/pools/{pool}/targets/{addr}/undrain     put a drained target back
 //	PUT    /v1/lb/pools/{pool}/targets/{addr}/weight      {"weight":n}
 //	POST   /v1/lb/reload                                  re-read the configuration
 //	POST   /v1/lb/maintenance                             {"on":true,"retry_after":"30s"}
@@ -39,6 +40,7 @@ func LBRoutes(mux *http.ServeMux, b *lb.Balancer, reload func(ctx context.Contex
 	mux.Handle("POST /v1/lb/pools/{pool}/targets", Handle(h.addTarget))
 	mux.Handle("DELETE /v1/lb/pools/{pool}/targets/{addr}", Handle(h.removeTarget))
 	mux.Handle("POST /v1/lb/pools/{pool}/targets/{addr}/drain", Handle(h.drainTarget))
+	mux.Handle("POST /v1/lb/pools/{pool}/targets/{addr}/undrain", Handle(h.undrainTarget))
 	mux.Handle("PUT /v1/lb/pools/{pool}/targets/{addr}/weight", Handle(h.setWeight))
 	mux.Handle("POST /v1/lb/reload", Handle(h.reloadConfig))
 	mux.Handle("POST /v1/lb/maintenance", Handle(h.maintenance))
@@ -66,7 +68,7 @@ func poolError(err error) error {
 	switch {
 	case errors.Is(err, pool.ErrNotFound):
 		return as(ErrNotFound, err)
-	case errors.Is(err, pool.ErrExists):
+	case errors.Is(err, pool.ErrExists), errors.Is(err, pool.ErrRemoving):
 		return as(ErrConflict, err)
 	default:
 		// Validation errors of Add and SetWeight (address, weight range).
@@ -133,6 +135,20 @@ func (h *lbHandlers) drainTarget(w http.ResponseWriter, r *http.Request) error {
 		return poolError(err)
 	}
 	return h.answerDrain(w, r, name, addr, idle)
+}
+
+// undrainTarget puts a drained target back in rotation and answers its
+// view; 409 when the target is being removed.
+func (h *lbHandlers) undrainTarget(w http.ResponseWriter, r *http.Request) error {
+	name, addr := r.PathValue("pool"), r.PathValue("addr")
+	if _, err := h.pool(r); err != nil {
+		return err
+	}
+	if err := h.b.UndrainTarget(name, addr); err != nil {
+		return poolError(err)
+	}
+	WriteJSON(w, h.targetView(name, addr))
+	return nil
 }
 
 // answerDrain writes the drain result, first waiting for idle when the

@@ -95,6 +95,7 @@ func TestEveryLBRouteNeedsTheToken(t *testing.T) {
 		{"POST", "/v1/lb/pools/app/targets", `{"addr":"127.0.0.1:1"}`},
 		{"DELETE", "/v1/lb/pools/app/targets/" + f.addr(0), ""},
 		{"POST", "/v1/lb/pools/app/targets/" + f.addr(0) + "/drain", `{}`},
+		{"POST", "/v1/lb/pools/app/targets/" + f.addr(0) + "/undrain", ""},
 		{"PUT", "/v1/lb/pools/app/targets/" + f.addr(0) + "/weight", `{"weight":2}`},
 		{"POST", "/v1/lb/reload", ""},
 		{"POST", "/v1/lb/maintenance", `{"on":true}`},
@@ -180,6 +181,26 @@ func TestLBTargetLifecycleThroughClient(t *testing.T) {
 		}
 	}
 
+	// Undrain: the drained target is back in rotation.
+	if err := f.c.UndrainTarget(ctx, "app", f.addr(0)); err != nil {
+		t.Fatalf("undrain: %v", err)
+	}
+	pools, _ = f.c.Pools(ctx)
+	if s := pools[0].Targets[0]; s.State != "healthy" || s.Reason != "undrained" {
+		t.Fatalf("undrained target: %+v", s)
+	}
+	back := false
+	for i := 0; i < 20 && !back; i++ { // weights 1, 1 and 7: one pick in 9
+		_, _, body := get(t, f.web+"/")
+		back = body == "target 0"
+	}
+	if !back {
+		t.Fatal("undrained target got no request")
+	}
+	if err := f.c.UndrainTarget(ctx, "app", "127.0.0.1:9"); !client.IsStatus(err, http.StatusNotFound) {
+		t.Fatalf("undrain of unknown target: %v, want 404", err)
+	}
+
 	res, err = f.c.RemoveTarget(ctx, "app", f.addr(1), true)
 	if err != nil || !res.Idle {
 		t.Fatalf("remove: %+v %v", res, err)
@@ -192,6 +213,16 @@ func TestLBTargetLifecycleThroughClient(t *testing.T) {
 	}
 	if _, err := f.c.RemoveTarget(ctx, "app", f.addr(1), false); !client.IsStatus(err, http.StatusNotFound) {
 		t.Fatalf("remove twice: %v, want 404", err)
+	}
+	// A target being removed cannot be put back.
+	if err := f.c.AddTarget(ctx, "app", f.addr(1), 1); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.b.RemoveTarget("app", f.addr(1)); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.c.UndrainTarget(ctx, "app", f.addr(1)); err != nil && !client.IsStatus(err, http.StatusConflict) && !client.IsStatus(err, http.StatusNotFound) {
+		t.Fatalf("undrain of a removed target: %v, want 409 (or 404 once gone)", err)
 	}
 }
 

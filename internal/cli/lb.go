@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strings"
 	"sync"
 	"syscall"
@@ -38,7 +39,7 @@ func runLB(ctx context.Context, env *Env, args []string) error {
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn or error")
 	fs.Usage = func() {
 		fmt.Fprintln(env.Stderr, "usage: shoal lb [-c lb.yaml] [-log-format text|json] [-log-level info]")
-		fmt.Fprintln(env.Stderr, "       shoal lb <status|add|remove|drain|weight|reload|maintenance> ... (shoal lb <cmd> -h)")
+		fmt.Fprintln(env.Stderr, "       shoal lb <status|add|remove|drain|undrain|weight|reload|maintenance> ... (shoal lb <cmd> -h)")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -110,7 +111,7 @@ func (d *lbDaemon) run(ctx context.Context) error {
 	d.b = b
 	// Bind the admin listener first: a failure then leaves nothing of the
 	// balancer's to release.
-	adminLn, err := net.Listen("tcp", file.Admin.Addr)
+	adminLn, err := listenAdmin(file.Admin)
 	if err != nil {
 		return fmt.Errorf("admin listen: %w", err)
 	}
@@ -126,7 +127,11 @@ func (d *lbDaemon) run(ctx context.Context) error {
 	for _, l := range cfg.Listeners {
 		d.log.Info("listening", "name", l.Name, "addr", b.Addr(l.Name).String(), "tls", len(l.TLS) > 0)
 	}
-	d.log.Info("listening", "name", "admin", "addr", adminLn.Addr().String(), "token_file", file.Admin.TokenFile)
+	if file.Admin.Addr != "" {
+		d.log.Info("listening", "name", "admin", "addr", adminLn.Addr().String(), "token_file", file.Admin.TokenFile)
+	} else {
+		d.log.Info("listening", "name", "admin", "socket", file.Admin.Socket, "token_file", file.Admin.TokenFile)
+	}
 
 	mux := http.NewServeMux()
 	adminapi.LBRoutes(mux, b, d.reload)
@@ -223,6 +228,13 @@ func (d *lbDaemon) prepare(file *config.LBFile) (lb.Config, error) {
 		// under the previous configuration may still log to it.
 		d.logs = append(d.logs, c)
 		d.accessW, d.accessPath, d.accessSet = w, file.AccessLog, true
+	} else if lf, ok := d.accessW.(*lb.LogFile); ok {
+		// Same file: open it again at its path, so that a reload after
+		// logrotate (create mode) moved it writes to a new file there.
+		if err := lf.Reopen(); err != nil {
+			return lb.Config{}, err
+		}
+		d.log.Info("access log reopened", "file", lf.Path())
 	}
 	cfg.AccessLog = d.accessW
 	return cfg, nil
@@ -236,9 +248,49 @@ func (d *lbDaemon) closeLogs() {
 	}
 }
 
-// adminURL turns an admin listen address into a base URL.
+// listenAdmin binds the admin API: TCP at a.Addr when set, else the
+// Unix socket at a.Socket, created with mode 0600 in a directory created
+// with mode 0700 (like HAProxy's stats socket). A socket file left by a
+// balancer that did not exit cleanly is replaced; one that answers belongs
+// to a running balancer and is an error.
+func listenAdmin(a config.AdminConfig) (net.Listener, error) {
+	if a.Addr != "" {
+		return net.Listen("tcp", a.Addr)
+	}
+	if err := os.MkdirAll(filepath.Dir(a.Socket), 0o700); err != nil {
+		return nil, fmt.Errorf("admin socket directory: %w", err)
+	}
+	if fi, err := os.Lstat(a.Socket); err == nil {
+		if fi.Mode()&os.ModeSocket == 0 {
+			return nil, fmt.Errorf("admin socket %s: the file exists and is not a socket", a.Socket)
+		}
+		if c, err := net.DialTimeout("unix", a.Socket, time.Second); err == nil {
+			c.Close()
+			return nil, fmt.Errorf("admin socket %s is in use: another balancer runs from this directory", a.Socket)
+		}
+		if err := os.Remove(a.Socket); err != nil {
+			return nil, fmt.Errorf("remove stale admin socket: %w", err)
+		}
+	}
+	// The umask makes the socket 0600 from its creation; nothing else
+	// creates files while the daemon starts.
+	old := syscall.Umask(0o177)
+	ln, err := net.Listen("unix", a.Socket)
+	syscall.Umask(old)
+	if err != nil {
+		return nil, err
+	}
+	if err := os.Chmod(a.Socket, 0o600); err != nil {
+		ln.Close()
+		return nil, fmt.Errorf("admin socket mode: %w", err)
+	}
+	return ln, nil
+}
+
+// adminURL turns an admin listen address into a base URL. A Unix socket
+// ("unix:/path") is kept as is: package client dials it.
 func adminURL(addr string) string {
-	if strings.HasPrefix(addr, "http://") || strings.HasPrefix(addr, "https://") {
+	if strings.HasPrefix(addr, "http://") || strings.HasPrefix(addr, "https://") || strings.HasPrefix(addr, "unix:") {
 		return addr
 	}
 	host, port, err := net.SplitHostPort(addr)

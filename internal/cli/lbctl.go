@@ -25,6 +25,7 @@ func lbSubcommands() map[string]command {
 		"add":         {"add a target: shoal lb add [-weight N] POOL HOST:PORT", lbAdd},
 		"remove":      {"drain then remove a target: shoal lb remove [-wait] POOL HOST:PORT", lbRemove},
 		"drain":       {"drain a target: shoal lb drain [-timeout 30s] [-wait] POOL HOST:PORT", lbDrain},
+		"undrain":     {"put a drained target back: shoal lb undrain POOL HOST:PORT", lbUndrain},
 		"weight":      {"set a target's weight: shoal lb weight POOL HOST:PORT N", lbWeight},
 		"reload":      {"re-read the balancer's configuration file", lbReload},
 		"maintenance": {"shoal lb maintenance on|off [-retry-after 30s]", lbMaintenance},
@@ -38,7 +39,7 @@ type adminFlags struct {
 
 func (a *adminFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&a.cfg, "c", "", "read the admin address and token file from this lb.yaml (default ./lb.yaml if present)")
-	fs.StringVar(&a.url, "admin", "", "admin API `URL` (default from lb.yaml, else http://127.0.0.1:9090)")
+	fs.StringVar(&a.url, "admin", "", "admin API `URL`: http://host:port or unix:/path/admin.sock (default from lb.yaml, else http://127.0.0.1:9090)")
 	fs.StringVar(&a.tokenFile, "token-file", "", "admin token `file` (default from lb.yaml, else .shoal/admin.token)")
 }
 
@@ -57,8 +58,10 @@ func (a *adminFlags) client() (*client.Client, error) {
 		if err != nil {
 			return nil, &UsageError{Err: err}
 		}
-		if url == "" {
+		if url == "" && f.Admin.Addr != "" {
 			url = adminURL(f.Admin.Addr)
+		} else if url == "" {
+			url = "unix:" + f.Admin.Socket
 		}
 		if tokenFile == "" {
 			tokenFile = f.Admin.TokenFile
@@ -239,6 +242,18 @@ func lbDrain(ctx context.Context, env *Env, args []string) error {
 		return err
 	}
 	printDrain(env, "draining", res)
+	return nil
+}
+
+func lbUndrain(ctx context.Context, env *Env, args []string) error {
+	c, pos, err := lbVerb(env, "undrain", "POOL HOST:PORT", 2, args, nil)
+	if err != nil {
+		return helpOK(err)
+	}
+	if err := c.UndrainTarget(ctx, pos[0], pos[1]); err != nil {
+		return err
+	}
+	fmt.Fprintf(env.Stdout, "%s is back in pool %s\n", pos[1], pos[0])
 	return nil
 }
 

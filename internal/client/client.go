@@ -15,6 +15,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"strings"
 	"time"
@@ -31,13 +32,26 @@ type Client struct {
 	HTTP *http.Client
 }
 
-// New returns a client for the admin API at baseURL (such as
-// "http://127.0.0.1:9090") that authenticates with token.
+// New returns a client for the admin API at baseURL that authenticates
+// with token. baseURL is "http://host:port" (such as
+// "http://127.0.0.1:9090"), or "unix:" and the path of a Unix socket
+// (such as "unix:/srv/lb/.shoal/admin.sock", the balancer's default when
+// lb.yaml sets no admin address), which is dialed for every request.
 func New(baseURL, token string) *Client {
+	tr := &http.Transport{Proxy: nil, IdleConnTimeout: 30 * time.Second}
+	if sock, ok := strings.CutPrefix(baseURL, "unix:"); ok {
+		sock = strings.TrimPrefix(sock, "//") // unix:///path as well
+		var d net.Dialer
+		tr.DialContext = func(ctx context.Context, _, _ string) (net.Conn, error) {
+			return d.DialContext(ctx, "unix", sock)
+		}
+		// The host is only a name for the socket in URLs and messages.
+		baseURL = "http://unix-socket"
+	}
 	return &Client{
 		base:  strings.TrimRight(baseURL, "/"),
 		token: token,
-		HTTP:  &http.Client{Transport: &http.Transport{Proxy: nil, IdleConnTimeout: 30 * time.Second}},
+		HTTP:  &http.Client{Transport: tr},
 	}
 }
 

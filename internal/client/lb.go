@@ -171,6 +171,12 @@ func (c *Client) DrainTarget(ctx context.Context, pool, addr string, timeout tim
 	return &out, nil
 }
 
+// UndrainTarget puts a drained target of pool back in rotation. A target
+// being removed cannot be put back: that is an *APIError with status 409.
+func (c *Client) UndrainTarget(ctx context.Context, pool, addr string) error {
+	return c.do(ctx, http.MethodPost, targetPath(pool, addr)+"/undrain", nil, nil)
+}
+
 // SetWeight changes the weight (1-256) of addr in pool.
 func (c *Client) SetWeight(ctx context.Context, pool, addr string, weight int) error {
 	return c.do(ctx, http.MethodPut, targetPath(pool, addr)+"/weight", WeightRequest{Weight: weight}, nil)

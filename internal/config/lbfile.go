@@ -25,19 +25,30 @@ type LBFile struct {
 	AccessLog string
 }
 
-// AdminConfig is the admin API listener of a balancer.
+// AdminConfig is the admin API listener of a balancer: a TCP address
+// when Addr is set, else a Unix socket at Socket.
 type AdminConfig struct {
-	// Addr is host:port; default 127.0.0.1:9090. The API needs a bearer
-	// token on every route, but keep it on loopback unless a firewall
-	// protects it.
+	// Addr is host:port, or "" (the default) for no TCP listener. The API
+	// needs a bearer token on every route, but keep it on loopback unless
+	// a firewall protects it.
 	Addr string
+	// Socket is the absolute path of the Unix socket (mode 0600) the
+	// admin API is served on when Addr is "": admin.socket, default
+	// .shoal/admin.sock next to lb.yaml (like HAProxy's stats socket).
+	// "" when Addr is set.
+	Socket string
 	// TokenFile is an absolute path; default .shoal/admin.token next to
 	// lb.yaml. It is created with a random token (mode 0600) when missing.
 	TokenFile string
 }
 
-// DefaultAdminAddr is the admin listener address when lb.yaml names none.
+// DefaultAdminAddr is the admin address the lb client verbs try when
+// they have neither -admin nor an lb.yaml to read it from.
 const DefaultAdminAddr = "127.0.0.1:9090"
+
+// MaxSocketPath is the longest Unix socket path Linux accepts (sun_path
+// is 108 bytes, NUL included).
+const MaxSocketPath = 107
 
 // lbDoc is the top level of lb.yaml.
 type lbDoc struct {
@@ -127,7 +138,9 @@ type poolDoc struct {
 	// disables retries.
 	Retries *int `yaml:"retries"`
 	// TryTimeout bounds one attempt until response headers; default 30s.
-	TryTimeout Duration `yaml:"try_timeout"`
+	// "off" (or 0) turns it off, for long-polling routes whose answers
+	// come when there is news.
+	TryTimeout TimeoutOrOff `yaml:"try_timeout"`
 	// ConnectTimeout bounds dialing a target; default 2s.
 	ConnectTimeout Duration `yaml:"connect_timeout"`
 }
@@ -147,7 +160,7 @@ type healthDoc struct {
 	Host string `yaml:"host"`
 	// Interval between probes of one target; default 5s.
 	Interval Duration `yaml:"interval"`
-	// Timeout of one probe; default 2s, and less than interval.
+	// Timeout of one probe; default 2s, at most interval.
 	Timeout Duration `yaml:"timeout"`
 	// HealthyThreshold is the consecutive passes that make a target
 	// healthy; default 2.
@@ -202,9 +215,15 @@ type limitsDoc struct {
 	// UpstreamIdle closes idle pooled upstream connections; default 4s,
 	// below Node.js's 5s keep-alive timeout.
 	UpstreamIdle Duration `yaml:"upstream_idle"`
-	// MaxHeaderBytes: larger request headers get 431; default 64KiB.
+	// MaxHeaderBytes: a larger request head (request line, fields and
+	// the final empty line; HTTP/2: the header list size) gets 431;
+	// default 64KiB, at least 1KiB.
 	MaxHeaderBytes Size `yaml:"max_header_bytes"`
-	// MaxURIBytes: longer request URIs get 414; default 8KiB.
+	// MaxRequestLine: a longer request line (method, target and
+	// version) gets 414; default 16KiB, like AWS ALB.
+	MaxRequestLine Size `yaml:"max_request_line"`
+	// MaxURIBytes: longer request URIs get 414; default 16KiB (so
+	// max_request_line decides).
 	MaxURIBytes Size `yaml:"max_uri_bytes"`
 	// MaxBodyBytes: larger request bodies get 413; default 0 (unlimited).
 	MaxBodyBytes Size `yaml:"max_body_bytes"`
@@ -229,8 +248,13 @@ type limitsDoc struct {
 }
 
 type adminDoc struct {
-	// Addr is the admin API's host:port; default 127.0.0.1:9090.
+	// Addr is the admin API's host:port. Default: none, the admin API is
+	// served on a Unix socket only (see socket).
 	Addr string `yaml:"addr"`
+	// Socket is the path of the admin API's Unix socket when addr is not
+	// set; default .shoal/admin.sock next to lb.yaml. Created with mode
+	// 0600; at most 107 bytes long.
+	Socket string `yaml:"socket"`
 	// TokenFile holds the admin bearer token; default .shoal/admin.token
 	// next to lb.yaml, created when missing.
 	TokenFile string `yaml:"token_file"`

@@ -2,6 +2,7 @@ package config
 
 import (
 	"errors"
+	"fmt"
 	"io"
 	"net/netip"
 	"os"
@@ -164,7 +165,9 @@ func TestLoadLBMinimalDefaults(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if f.Admin.Addr != DefaultAdminAddr || f.Admin.TokenFile != filepath.Join(filepath.Dir(path), ".shoal", "admin.token") {
+	// No admin section: no TCP listener, a Unix socket in the data directory.
+	if f.Admin.Addr != "" || f.Admin.Socket != filepath.Join(filepath.Dir(path), ".shoal", "admin.sock") ||
+		f.Admin.TokenFile != filepath.Join(filepath.Dir(path), ".shoal", "admin.token") {
 		t.Errorf("admin defaults: %+v", f.Admin)
 	}
 	p := f.Balancer.Pools[0]
@@ -248,7 +251,7 @@ retry_budget: 2
 		`lb.yaml:22:17: pools[2].targets[1].weight: must be between 1 and 256`,
 		`lb.yaml:23:15: pools[2].targets[2].addr: duplicate target "127.0.0.1:1"`,
 		`lb.yaml:25:26: pools[2].health_check.healthy_threshold: must be at least 1`,
-		`lb.yaml:27:16: pools[2].health_check.timeout: must be less than interval`,
+		`lb.yaml:27:16: pools[2].health_check.timeout: must be at most interval`,
 		`lb.yaml:30:7: pools[2].sticky.secret_file: is required with cookie`,
 		`lb.yaml:32:22: pools[2].outlier.base_ejection: must not be negative`,
 		`lb.yaml:33:28: pools[2].outlier.max_ejected_percent: must be between 1 and 100`,
@@ -295,7 +298,9 @@ func TestLoadLBStructuralProblems(t *testing.T) {
 		"bare number": "pools: [{name: p, drain_timeout: 30}]\n",
 		"nothing":     "admin: {addr: '127.0.0.1:9'}\n",
 		"dup route":   "listeners: [{name: l, addr: ':1'}]\nroutes: [{name: a, pool: p}, {name: b, pool: p, path_prefix: /}]\npools: [{name: p}]\n",
-		"uri>header":  "listeners: [{name: l, addr: ':1'}]\nroutes: [{name: a, pool: p}]\npools: [{name: p}]\nlimits: {max_header_bytes: 1KiB}\n",
+		"uri>header":  "listeners: [{name: l, addr: ':1'}]\nroutes: [{name: a, pool: p}]\npools: [{name: p}]\nlimits: {max_header_bytes: 1KiB, max_uri_bytes: 2KiB}\n",
+		"line>header": "listeners: [{name: l, addr: ':1'}]\nroutes: [{name: a, pool: p}]\npools: [{name: p}]\nlimits: {max_header_bytes: 1KiB, max_request_line: 2KiB}\n",
+		"tiny header": "listeners: [{name: l, addr: ':1'}]\nroutes: [{name: a, pool: p}]\npools: [{name: p}]\nlimits: {max_header_bytes: 512}\n",
 	} {
 		if _, err := ParseLB("lb.yaml", []byte(src)); err == nil {
 			t.Errorf("%s: no error", name)
@@ -335,7 +340,7 @@ func FuzzLoadLB(f *testing.F) {
 		if len(lf.Balancer.Listeners) == 0 || len(lf.Balancer.Routes) == 0 || len(lf.Balancer.Pools) == 0 {
 			t.Fatalf("accepted config without listeners, routes or pools: %+v", lf.Balancer)
 		}
-		if lf.Admin.Addr == "" || lf.Admin.TokenFile == "" {
+		if (lf.Admin.Addr == "") == (lf.Admin.Socket == "") || lf.Admin.TokenFile == "" {
 			t.Fatalf("admin defaults missing: %+v", lf.Admin)
 		}
 	})
@@ -391,5 +396,62 @@ func TestLoadLBFastPathSwitch(t *testing.T) {
 	}
 	if _, err := ParseLB("lb.yaml", []byte(base+"limits: {fast_path: maybe}\n")); err == nil || !strings.Contains(err.Error(), "lb.yaml:4:") {
 		t.Errorf("fast_path: maybe: want a positioned error, got %v", err)
+	}
+}
+
+// TestLoadLBHealthTimeoutEqualsInterval: a probe timeout equal to the
+// interval is accepted (it used to be rejected); a longer one is not.
+func TestLoadLBHealthTimeoutEqualsInterval(t *testing.T) {
+	const src = "listeners: [{name: l, addr: ':1'}]\nroutes: [{name: a, pool: p}]\npools: [{name: p, health_check: {interval: 2s, timeout: %s}}]\n"
+	f, err := ParseLB("lb.yaml", []byte(fmt.Sprintf(src, "2s")))
+	if err != nil {
+		t.Fatalf("timeout = interval: %v", err)
+	}
+	if h := f.Balancer.Pools[0].Health; h.Timeout != 2*time.Second || h.Interval != 2*time.Second {
+		t.Fatalf("health spec %+v", h)
+	}
+	if _, err := ParseLB("lb.yaml", []byte(fmt.Sprintf(src, "3s"))); err == nil || !strings.Contains(err.Error(), "health_check.timeout: must be at most interval") {
+		t.Fatalf("timeout > interval: %v", err)
+	}
+}
+
+// TestLoadLBTryTimeoutOff: try_timeout takes off (or 0) for no timeout.
+func TestLoadLBTryTimeoutOff(t *testing.T) {
+	const src = "listeners: [{name: l, addr: ':1'}]\nroutes: [{name: a, pool: p}]\npools: [{name: p, try_timeout: %s}]\n"
+	for in, want := range map[string]time.Duration{"off": -1, "0": -1, "5s": 5 * time.Second} {
+		f, err := ParseLB("lb.yaml", []byte(fmt.Sprintf(src, in)))
+		if err != nil {
+			t.Fatalf("try_timeout %s: %v", in, err)
+		}
+		if got := f.Balancer.Pools[0].TryTimeout; got != want {
+			t.Errorf("try_timeout %s: %v, want %v", in, got, want)
+		}
+	}
+	for in, want := range map[string]string{"-1s": "lb.yaml:3:32: pools[0].try_timeout: must not be negative", "5": "pools[0].try_timeout", "never": "pools[0].try_timeout"} {
+		if _, err := ParseLB("lb.yaml", []byte(fmt.Sprintf(src, in))); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("try_timeout %s: %v, want %q", in, err, want)
+		}
+	}
+}
+
+// TestLoadLBAdminSocket: admin.socket sets the socket's path; it cannot
+// go with admin.addr, and a path too long for a Unix socket is refused.
+func TestLoadLBAdminSocket(t *testing.T) {
+	const base = "listeners: [{name: l, addr: ':1'}]\nroutes: [{name: a, pool: p}]\npools: [{name: p}]\n"
+	f, err := ParseLB("/srv/lb/lb.yaml", []byte(base+"admin: {socket: run/admin.sock}\n"))
+	if err != nil || f.Admin.Socket != "/srv/lb/run/admin.sock" || f.Admin.Addr != "" {
+		t.Fatalf("admin.socket: %+v %v", f, err)
+	}
+	f, err = ParseLB("/srv/lb/lb.yaml", []byte(base+"admin: {addr: '127.0.0.1:9090'}\n"))
+	if err != nil || f.Admin.Socket != "" || f.Admin.Addr != "127.0.0.1:9090" {
+		t.Fatalf("admin.addr: %+v %v", f, err)
+	}
+	_, err = ParseLB("lb.yaml", []byte(base+"admin: {addr: '127.0.0.1:9090', socket: a.sock}\n"))
+	if err == nil || !strings.Contains(err.Error(), "lb.yaml:4:41: admin.socket: set either admin.addr") {
+		t.Fatalf("both: %v", err)
+	}
+	long := "/" + strings.Repeat("d", 120) + "/lb.yaml"
+	if _, err = ParseLB(long, []byte(base)); err == nil || !strings.Contains(err.Error(), "more than the 107 a Unix socket allows") {
+		t.Fatalf("long default path: %v", err)
 	}
 }

@@ -53,7 +53,8 @@ func ParseLB(file string, data []byte) (*LBFile, error) {
 
 // OpenAccessLog opens f.AccessLog for appending. It returns a nil writer
 // when the access log is off. Closing the returned closer is a no-op for
-// stdout and stderr.
+// stdout and stderr. A file is an *lb.LogFile, which the caller reopens on
+// reload (log rotation).
 func (f *LBFile) OpenAccessLog() (io.Writer, io.Closer, error) {
 	switch f.AccessLog {
 	case "":
@@ -63,11 +64,11 @@ func (f *LBFile) OpenAccessLog() (io.Writer, io.Closer, error) {
 	case "stderr":
 		return os.Stderr, io.NopCloser(nil), nil
 	}
-	fh, err := os.OpenFile(f.AccessLog, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o640)
+	lf, err := lb.OpenLogFile(f.AccessLog)
 	if err != nil {
-		return nil, nil, fmt.Errorf("open access log: %w", err)
+		return nil, nil, err
 	}
-	return fh, fh, nil
+	return lf, lf, nil
 }
 
 type lbValidator struct {
@@ -157,15 +158,20 @@ func (v *lbValidator) build(doc *lbDoc) *LBFile {
 	}
 
 	cfg.Limits = v.limits(doc.Limits)
+	// Unset, max_uri_bytes and max_request_line default to at most
+	// max_header_bytes; set, they must fit in it.
 	maxHeader, maxURI := cfg.Limits.MaxHeaderBytes, cfg.Limits.MaxURIBytes
 	if maxHeader == 0 {
 		maxHeader = lb.DefaultMaxHeaderBytes
 	}
-	if maxURI == 0 {
-		maxURI = lb.DefaultMaxURIBytes
-	}
 	if maxURI > maxHeader {
 		d.errorf("limits.max_uri_bytes", "%d is more than max_header_bytes (%d)", maxURI, maxHeader)
+	}
+	if maxHeader < lb.MinMaxHeaderBytes {
+		d.errorf("limits.max_header_bytes", "%d is less than the minimum %d (1KiB)", maxHeader, lb.MinMaxHeaderBytes)
+	}
+	if line := cfg.Limits.MaxRequestLine; line > maxHeader {
+		d.errorf("limits.max_request_line", "%d is more than max_header_bytes (%d)", line, maxHeader)
 	}
 	for i, s := range doc.TrustedProxies {
 		p, err := parsePrefix(s)
@@ -195,11 +201,27 @@ func (v *lbValidator) build(doc *lbDoc) *LBFile {
 		out.AccessLog = v.abs(a)
 	}
 
+	// No admin address: no TCP listener, the API is on a Unix socket in
+	// the data directory (a second balancer, or anything on 9090, cannot
+	// make this one fail to start).
 	out.Admin.Addr = doc.Admin.Addr
-	if out.Admin.Addr == "" {
-		out.Admin.Addr = DefaultAdminAddr
-	} else {
+	switch {
+	case out.Admin.Addr != "" && doc.Admin.Socket != "":
+		d.errorf("admin.socket", "set either admin.addr (TCP) or admin.socket (Unix socket), not both")
+	case out.Admin.Addr != "":
 		v.hostPort("admin.addr", doc.Admin.Addr, true)
+	default:
+		out.Admin.Socket = v.abs(doc.Admin.Socket)
+		if out.Admin.Socket == "" {
+			out.Admin.Socket = filepath.Join(v.dir, ".shoal", "admin.sock")
+		}
+		if n := len(out.Admin.Socket); n > MaxSocketPath {
+			path := "admin.socket"
+			if doc.Admin.Socket == "" {
+				path = "admin"
+			}
+			d.errorf(path, "the admin socket path %s is %d bytes, more than the %d a Unix socket allows: set admin.socket to a shorter path, or admin.addr", out.Admin.Socket, n, MaxSocketPath)
+		}
 	}
 	out.Admin.TokenFile = v.abs(doc.Admin.TokenFile)
 	if out.Admin.TokenFile == "" {
@@ -303,6 +325,7 @@ func (v *lbValidator) limits(l limitsDoc) lb.Limits {
 		UpstreamIdle:    v.duration("limits.upstream_idle", l.UpstreamIdle),
 		MaxHeaderBytes:  v.sizeInt("limits.max_header_bytes", l.MaxHeaderBytes),
 		MaxURIBytes:     v.sizeInt("limits.max_uri_bytes", l.MaxURIBytes),
+		MaxRequestLine:  v.sizeInt("limits.max_request_line", l.MaxRequestLine),
 		MaxBodyBytes:    int64(l.MaxBodyBytes),
 		MaxConns:        v.nonNegative("limits.max_conns", l.MaxConns),
 		MaxIdlePerHost:  v.nonNegative("limits.max_idle_per_host", l.MaxIdlePerHost),

@@ -3,8 +3,10 @@ package config
 import (
 	"bytes"
 	"fmt"
+	"math"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/shoal-dev/shoal/internal/health"
 	"github.com/shoal-dev/shoal/internal/lb"
@@ -21,7 +23,7 @@ func (v *lbValidator) pool(path string, p poolDoc) lb.PoolConfig {
 		Algorithm:      p.Algorithm,
 		SlowStart:      v.duration(path+".slow_start", p.SlowStart),
 		DrainTimeout:   v.duration(path+".drain_timeout", p.DrainTimeout),
-		TryTimeout:     v.duration(path+".try_timeout", p.TryTimeout),
+		TryTimeout:     v.timeoutOrOff(path+".try_timeout", p.TryTimeout),
 		ConnectTimeout: v.duration(path+".connect_timeout", p.ConnectTimeout),
 	}
 	if r := p.Retries; r != nil {
@@ -143,8 +145,11 @@ func (v *lbValidator) health(path string, h *healthDoc) *health.Spec {
 		d.errorf(path+".jitter", "must be between 0 and 1, got %v", h.Jitter)
 	}
 	def := s.WithDefaults()
-	if def.Timeout >= def.Interval {
-		d.errorf(path+".timeout", "must be less than interval (%v), got %v", def.Interval, def.Timeout)
+	// A probe never overlaps the next one (the next starts an interval
+	// after this one started), so a timeout equal to the interval is
+	// fine, as in HAProxy (timeout check = inter).
+	if def.Timeout > def.Interval {
+		d.errorf(path+".timeout", "must be at most interval (%v), got %v", def.Interval, def.Timeout)
 	}
 	if d.has(path + ".statuses") {
 		for _, r := range h.Statuses.Ranges() {
@@ -152,4 +157,38 @@ func (v *lbValidator) health(path string, h *healthDoc) *health.Spec {
 		}
 	}
 	return s
+}
+
+// TimeoutOrOff is a timeout written with a unit ("30s"), or "off" (also
+// 0) for none. Unset, the default applies.
+type TimeoutOrOff time.Duration
+
+// timeoutOff is the value of "off".
+const timeoutOff = TimeoutOrOff(math.MinInt64)
+
+// UnmarshalText implements encoding.TextUnmarshaler.
+func (t *TimeoutOrOff) UnmarshalText(b []byte) error {
+	if s := strings.TrimSpace(string(b)); s == "off" || s == "0" {
+		*t = timeoutOff
+		return nil
+	}
+	var d Duration
+	if err := d.UnmarshalText(b); err != nil {
+		return fmt.Errorf("%w, or off", err)
+	}
+	*t = TimeoutOrOff(d)
+	return nil
+}
+
+// timeoutOrOff turns t into lb's convention: 0 for the default, -1 for
+// off.
+func (v *lbValidator) timeoutOrOff(path string, t TimeoutOrOff) time.Duration {
+	switch {
+	case t == timeoutOff:
+		return -1
+	case t < 0:
+		v.d.errorf(path, "must not be negative, got %v (use off for no timeout)", time.Duration(t))
+		return 0
+	}
+	return time.Duration(t)
 }

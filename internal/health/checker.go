@@ -98,12 +98,22 @@ func WithClient(hc *http.Client) Option {
 	}
 }
 
+// WithOnPass sets fn to be called after every passing probe of a target,
+// with the time the probe started, whatever the target's state (report
+// is called only on transitions). The balancer uses it to end a passive
+// ejection of a target that passes its checks again. fn is called like
+// report: from the target's probe goroutine, with no lock held.
+func WithOnPass(fn func(addr string, started time.Time)) Option {
+	return func(c *Checker) { c.onPass = fn }
+}
+
 // Checker probes a set of targets with one Spec. Add and Remove may be
 // called before and during Run and are safe for concurrent use; probing
 // happens only while Run runs.
 type Checker struct {
 	spec   Spec
 	report func(Result)
+	onPass func(addr string, started time.Time) // nil: none
 	log    *slog.Logger
 	client *http.Client
 	prober *Prober
@@ -283,6 +293,9 @@ func (c *Checker) loop(ctx context.Context, t *target) {
 		}
 		if res, changed := c.record(t, ok, reason, time.Now()); changed {
 			c.report(res)
+		}
+		if ok && c.onPass != nil {
+			c.onPass(t.addr, start)
 		}
 		timer.Reset(time.Until(start.Add(c.interval())))
 	}

@@ -58,6 +58,9 @@ type table struct {
 type listener struct {
 	cfg    Listener
 	tlsCfg *tls.Config // nil for plain HTTP
+	// certs serves tlsCfg's certificates and picks up files replaced on
+	// disk; a reload replaces its pairs. nil for plain HTTP.
+	certs  *certWatcher
 	raw    net.Listener
 	ln     net.Listener // what the server accepts from
 	tlsL   *tlsListener
@@ -89,11 +92,11 @@ func New(cfg Config) (*Balancer, error) {
 	b.bgCtx, b.bgCancel = context.WithCancel(context.Background())
 	b.metrics = newMetrics(b)
 	for _, l := range cfg.Listeners {
-		tc, err := listenerTLS(l)
+		tc, cw, err := b.listenerTLS(l)
 		if err != nil {
 			return nil, fmt.Errorf("listener %s: %w", l.Name, err)
 		}
-		b.listeners[l.Name] = &listener{cfg: l, tlsCfg: tc, srv: b.newServer(l, tc, cfg.Limits)}
+		b.listeners[l.Name] = &listener{cfg: l, tlsCfg: tc, certs: cw, srv: b.newServer(l, tc, cfg.Limits)}
 	}
 	for _, pc := range cfg.Pools {
 		pe, err := b.newPoolEntry(pc, cfg.Limits)
@@ -110,11 +113,17 @@ func New(cfg Config) (*Balancer, error) {
 	return b, nil
 }
 
-func listenerTLS(l Listener) (*tls.Config, error) {
+// listenerTLS loads the certificates of a TLS listener and returns its
+// TLS config, which serves them through the watcher; nils for plain HTTP.
+func (b *Balancer) listenerTLS(l Listener) (*tls.Config, *certWatcher, error) {
 	if len(l.TLS) == 0 {
-		return nil, nil
+		return nil, nil, nil
 	}
-	return loadTLS(l.TLS)
+	w, err := newCertWatcher(l.Name, l.TLS, b.log)
+	if err != nil {
+		return nil, nil, err
+	}
+	return w.tlsConfig(), w, nil
 }
 
 // newServer builds the http.Server of a listener; tc is kept only to
@@ -124,7 +133,7 @@ func (b *Balancer) newServer(l Listener, tc *tls.Config, lim Limits) *http.Serve
 		Handler:           &frontHandler{b: b, name: l.Name, tls: tc != nil},
 		ReadHeaderTimeout: lim.HeaderTimeout,
 		IdleTimeout:       lim.ClientIdle,
-		MaxHeaderBytes:    lim.MaxHeaderBytes,
+		MaxHeaderBytes:    serverMaxHeaderBytes(lim.MaxHeaderBytes),
 		ConnContext:       withConn,
 		ErrorLog:          slog.NewLogLogger(b.log.Handler(), slog.LevelDebug),
 	}
@@ -200,10 +209,10 @@ func (b *Balancer) bind(l *listener, lim Limits) error {
 		ln = newLimitListener(ln, lim.MaxConns)
 	}
 	if l.tlsCfg != nil {
-		l.tlsL = newTLSListener(ln, l.tlsCfg, lim.HeaderTimeout)
+		l.tlsL = newTLSListener(ln, l.tlsCfg, lim.HeaderTimeout, lim.MaxHeaderBytes)
 		l.ln = l.tlsL
 	} else {
-		l.ln = plainListener{ln}
+		l.ln = plainListener{Listener: ln, maxHead: lim.MaxHeaderBytes}
 	}
 	return nil
 }
@@ -272,6 +281,11 @@ func (b *Balancer) Run(ctx context.Context) error {
 	for _, pe := range b.pools {
 		b.startHealthLocked(pe)
 	}
+	b.bg.Add(1)
+	go func() {
+		defer b.bg.Done()
+		b.watchCerts(b.bgCtx)
+	}()
 	b.mu.Unlock()
 
 	var err error

@@ -92,7 +92,10 @@ type PoolConfig struct {
 	// default 2 (three tries in all). Zero after defaults means 2; use -1
 	// for none.
 	Retries int
-	// TryTimeout bounds one attempt until response headers; default 30s.
+	// TryTimeout bounds one attempt until response headers; default 30s
+	// (zero). Negative turns it off, for pools that serve long polls
+	// (the request then waits for the target as long as the target takes;
+	// a client that hangs up still ends it).
 	TryTimeout time.Duration
 	// ConnectTimeout bounds dialing a target; default 2s.
 	ConnectTimeout time.Duration
@@ -100,11 +103,22 @@ type PoolConfig struct {
 
 // Limits protect the balancer and the targets. Zero values take defaults.
 type Limits struct {
-	HeaderTimeout   time.Duration // read of request headers (slowloris); default 10s
-	ClientIdle      time.Duration // keep-alive idle, client side; default 60s
-	UpstreamIdle    time.Duration // pooled upstream connection idle; default 4s (below Node's 5s)
-	MaxHeaderBytes  int           // default 64KiB; larger gets 431
-	MaxURIBytes     int           // default 8KiB; longer gets 414
+	HeaderTimeout time.Duration // read of request headers (slowloris); default 10s
+	ClientIdle    time.Duration // keep-alive idle, client side; default 60s
+	UpstreamIdle  time.Duration // pooled upstream connection idle; default 4s (below Node's 5s)
+	// MaxHeaderBytes bounds a request head, default 64KiB, at least
+	// MinMaxHeaderBytes: on HTTP/1.1 the request line, the field lines and
+	// the empty line that ends them, CRLFs included; on HTTP/2 the header
+	// list size of RFC 9113 (names + values + 32 per field, pseudo-fields
+	// included). A larger head gets 431.
+	MaxHeaderBytes int
+	// MaxRequestLine bounds the request line (method SP target SP
+	// version, without CRLF; HTTP/2: the same built from :method and
+	// :path); default 16KiB, like AWS ALB. Longer gets 414.
+	MaxRequestLine int
+	// MaxURIBytes bounds the request target alone; default 16KiB (so
+	// MaxRequestLine decides). Longer gets 414.
+	MaxURIBytes     int
 	MaxBodyBytes    int64         // 0 = unlimited; larger gets 413
 	MaxConns        int           // per listener; 0 = unlimited
 	MaxIdlePerHost  int           // pooled upstream connections per target; default 256

@@ -21,7 +21,8 @@ const (
 	// would turn a non-idempotent request into a 502.
 	DefaultUpstreamIdle    = 4 * time.Second
 	DefaultMaxHeaderBytes  = 64 << 10
-	DefaultMaxURIBytes     = 8 << 10
+	DefaultMaxRequestLine  = 16 << 10
+	DefaultMaxURIBytes     = 16 << 10
 	DefaultMaxIdlePerHost  = 256
 	DefaultShutdownTimeout = 30 * time.Second
 	DefaultRetries         = 2
@@ -50,8 +51,12 @@ func withDefaults(c Config) Config {
 	if l.MaxHeaderBytes == 0 {
 		l.MaxHeaderBytes = DefaultMaxHeaderBytes
 	}
+	// Unset, the request line and URI limits are at most the head's.
 	if l.MaxURIBytes == 0 {
-		l.MaxURIBytes = DefaultMaxURIBytes
+		l.MaxURIBytes = min(DefaultMaxURIBytes, l.MaxHeaderBytes)
+	}
+	if l.MaxRequestLine == 0 {
+		l.MaxRequestLine = min(DefaultMaxRequestLine, l.MaxHeaderBytes)
 	}
 	if l.MaxIdlePerHost == 0 {
 		l.MaxIdlePerHost = DefaultMaxIdlePerHost
@@ -170,6 +175,12 @@ func validate(c Config) error {
 	if lim.MaxURIBytes > lim.MaxHeaderBytes {
 		bad("limits.max_uri_bytes: %d exceeds max_header_bytes %d", lim.MaxURIBytes, lim.MaxHeaderBytes)
 	}
+	if lim.MaxRequestLine < 0 || lim.MaxRequestLine > lim.MaxHeaderBytes {
+		bad("limits.max_request_line: %d not in 0-max_header_bytes (%d)", lim.MaxRequestLine, lim.MaxHeaderBytes)
+	}
+	if lim.MaxHeaderBytes < MinMaxHeaderBytes {
+		bad("limits.max_header_bytes: %d is less than the minimum %d", lim.MaxHeaderBytes, MinMaxHeaderBytes)
+	}
 	if c.RetryBudget < 0 || c.RetryBudget > 1 {
 		bad("retry_budget: %v not in 0-1", c.RetryBudget)
 	}
@@ -203,7 +214,7 @@ func validatePool(pc PoolConfig) []error {
 			errs = append(errs, fmt.Errorf(".targets[%d].weight: %d not in 0-%d", j, t.Weight, pool.MaxWeight))
 		}
 	}
-	if pc.TryTimeout < 0 || pc.ConnectTimeout < 0 || pc.DrainTimeout < 0 || pc.SlowStart < 0 {
+	if pc.ConnectTimeout < 0 || pc.DrainTimeout < 0 || pc.SlowStart < 0 { // TryTimeout < 0 is off
 		errs = append(errs, fmt.Errorf(": durations must not be negative"))
 	}
 	if pc.Health != nil {

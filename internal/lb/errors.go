@@ -15,6 +15,12 @@ var (
 	errNoRoute    = errors.New("no route matches this host and path")
 	errURITooLong = errors.New("request URI too long")
 	errMethod     = errors.New("method not supported by the balancer")
+	// errBadMethod is a method that is not an RFC 9110 token.
+	errBadMethod = errors.New("malformed request method")
+	// errRequestLineTooLong is a request line over Limits.MaxRequestLine.
+	errRequestLineTooLong = errors.New("request line too long")
+	// errHeadTooLarge is a request head over Limits.MaxHeaderBytes.
+	errHeadTooLarge = errors.New("request header fields too large")
 )
 
 // clientBodyError is a failure to read the client's request body.
@@ -33,8 +39,12 @@ func statusOf(err error) int {
 	switch {
 	case errors.Is(err, errNoRoute):
 		return http.StatusNotFound
-	case errors.Is(err, errURITooLong):
+	case errors.Is(err, errURITooLong), errors.Is(err, errRequestLineTooLong):
 		return http.StatusRequestURITooLong
+	case errors.Is(err, errBadMethod):
+		return http.StatusBadRequest
+	case errors.Is(err, errHeadTooLarge):
+		return http.StatusRequestHeaderFieldsTooLarge
 	case errors.Is(err, errMethod):
 		return http.StatusMethodNotAllowed
 	case errors.Is(err, pool.ErrNoTarget):
@@ -58,7 +68,8 @@ func (b *Balancer) fail(w http.ResponseWriter, ex *exchange, err error) {
 	ex.err = err
 	ex.status = statusOf(err)
 	h := w.Header()
-	if ex.closeAfter || ex.status == http.StatusBadRequest || ex.status == http.StatusRequestEntityTooLarge {
+	if ex.closeAfter || ex.status == http.StatusBadRequest || ex.status == http.StatusRequestEntityTooLarge ||
+		ex.status == http.StatusRequestHeaderFieldsTooLarge {
 		h["Connection"] = []string{"close"}
 	}
 	msg := http.StatusText(ex.status)

@@ -230,6 +230,7 @@ func (c *evClient) eligible(tbl *table, n int) bool {
 	b := c.l.s.b
 	lim := tbl.limits
 	if n > lim.MaxHeaderBytes || int(h.target.e-h.target.s) > lim.MaxURIBytes ||
+		int(h.target.e)+len(" HTTP/1.1") > lim.MaxRequestLine ||
 		lim.MaxBodyBytes > 0 && h.clen > lim.MaxBodyBytes || b.maint.Load() != nil || trusted(tbl.trusted, c.client) {
 		return false
 	}
@@ -713,7 +714,7 @@ func (c *evClient) handoff() {
 		c.l.logger().Warn("fast path hand-over failed", "error", err)
 		return
 	}
-	c.l.s.give(newGuardConn(&prefixConn{Conn: nc, pre: pre}))
+	c.l.s.give(newGuardConn(&prefixConn{Conn: nc, pre: pre}, c.l.s.lim.MaxHeaderBytes))
 }
 
 // freeBufs gives the connection's buffers back to the loop.

@@ -214,9 +214,18 @@ func (u *evUp) start(c *evClient, t *pool.Target, pc PoolConfig) {
 	}
 	if u.state == usFree {
 		u.state = usSending
-		u.dl = u.l.now + u.tryFor
+		u.dl = u.tryDeadline()
 		u.send()
 	}
+}
+
+// tryDeadline is the loop time at which the try ends; 0 (none) when the
+// pool's try timeout is off.
+func (u *evUp) tryDeadline() time.Duration {
+	if u.tryFor < 0 {
+		return 0
+	}
+	return u.l.now + u.tryFor
 }
 
 // watch makes the drain deadline of ctx (a target's context) end the
@@ -264,7 +273,7 @@ func (u *evUp) event(ev uint32) {
 			return
 		}
 		u.state = usSending
-		u.dl = u.l.now + u.tryFor
+		u.dl = u.tryDeadline()
 		u.send()
 	case usSending:
 		if ev&(unix.EPOLLOUT|unix.EPOLLERR|unix.EPOLLHUP) != 0 {

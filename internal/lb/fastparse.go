@@ -100,11 +100,8 @@ func requestFieldKind(name []byte) fieldKind {
 func parseRequest(p []byte, h *reqHead) bool {
 	*h = reqHead{size: len(p), clen: 0}
 	// Request line: method SP origin-form SP HTTP/1.1 CRLF.
-	i := 0
-	for i < len(p) && isTokenByte(p[i]) {
-		i++
-	}
-	if i == 0 || i > 16 || i >= len(p) || p[i] != ' ' {
+	i := bytes.IndexByte(p[:min(len(p), 17)], ' ')
+	if i <= 0 || !validMethod(p[:i]) {
 		return false
 	}
 	h.method = span{0, int32(i)}

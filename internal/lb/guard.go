@@ -43,6 +43,10 @@ type guardConn struct {
 	// Content-Length and Transfer-Encoding; 0 when none did. Read by the
 	// handler while the background read may run, hence atomic.
 	tainted atomic.Int64
+	// oversize is the 1-based number of the first request whose head was
+	// larger than the listener's MaxHeaderBytes; 0 when none was. Atomic
+	// like tainted.
+	oversize atomic.Int64
 	// served counts requests handed to the handler; only the connection's
 	// serving goroutine touches it.
 	served int64
@@ -51,10 +55,14 @@ type guardConn struct {
 	tlsConn *tls.Conn
 }
 
-func newGuardConn(c net.Conn) *guardConn {
+// newGuardConn guards c; maxHead is Limits.MaxHeaderBytes (heads larger
+// than it are marked in oversize for the handler to answer 431).
+func newGuardConn(c net.Conn, maxHead int) *guardConn {
 	g := &guardConn{Conn: c}
 	g.ins.reset()
+	g.ins.maxHead = maxHead
 	g.ins.onTaint = func(n int64) { g.tainted.CompareAndSwap(0, n) }
+	g.ins.onOversize = func(n int64) { g.oversize.CompareAndSwap(0, n) }
 	if tc, ok := c.(*tls.Conn); ok {
 		g.tlsConn = tc
 	}
@@ -117,6 +125,12 @@ type inspector struct {
 	stopAtEnd bool
 	onTaint   func(n int64)
 	blocks    int64 // header blocks completed
+	// maxHead, when > 0, is the largest head (request line through the
+	// empty line, CRLFs included) that is not reported to onOversize
+	// with the head's 1-based block number.
+	maxHead    int
+	head       int // bytes of the current head so far
+	onOversize func(n int64)
 
 	// request line
 	method   [8]byte
@@ -166,6 +180,9 @@ func (s *inspector) feed(p []byte) (int, error) {
 			return len(p), nil
 		}
 		c := p[i]
+		if s.st >= sReqLine && s.st <= sValueCR && !s.trailer {
+			s.head++
+		}
 		switch s.st {
 		case sMsgStart:
 			switch c {
@@ -333,6 +350,7 @@ func (s *inspector) skip(p []byte) int {
 
 func (s *inspector) startRequest() {
 	s.st = sReqLine
+	s.head = 1 // the byte that started it
 	s.mlen, s.inMethod, s.llen = 0, true, 0
 	s.nCL, s.nTE, s.upgrade, s.http11, s.clen, s.trailer = 0, 0, false, false, 0, false
 }
@@ -465,6 +483,9 @@ func (s *inspector) endBlock() error {
 		return violation("Transfer-Encoding in a request that is not HTTP/1.1")
 	}
 	s.blocks++
+	if s.maxHead > 0 && s.head > s.maxHead && s.onOversize != nil {
+		s.onOversize(s.blocks)
+	}
 	if s.nTE > 0 && s.nCL > 0 && s.onTaint != nil {
 		s.onTaint(s.blocks)
 	}

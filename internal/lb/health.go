@@ -27,7 +27,11 @@ func (b *Balancer) startHealthLocked(pe *poolEntry) {
 	p := pe.p
 	c := health.New(*pe.cfg.Health, func(r health.Result) {
 		p.SetHealth(r.Addr, r.Healthy, r.Reason)
-	}, health.WithLogger(b.log.With("pool", pe.cfg.Name)))
+	}, health.WithLogger(b.log.With("pool", pe.cfg.Name)), health.WithOnPass(func(addr string, started time.Time) {
+		// A target that passes its check again is back from a passive
+		// ejection (the ejection ends; HAProxy's checks do the same).
+		p.ProbePassed(addr, started)
+	}))
 	syncHealth(c, p)
 	ctx, cancel := context.WithCancel(b.bgCtx)
 	pe.health = &healthRun{c: c, cancel: cancel}

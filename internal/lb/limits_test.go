@@ -25,7 +25,7 @@ func TestHeaderTooLarge431(t *testing.T) {
 func TestURITooLong414(t *testing.T) {
 	be := newBackend(t, func(w http.ResponseWriter, r *http.Request) { t.Error("target reached") })
 	lb := start(t, baseConfig(be.addr))
-	resps := readResponses(t, raw(t, lb.addr, "GET /"+strings.Repeat("a", 9000)+" HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n"))
+	resps := readResponses(t, raw(t, lb.addr, "GET /"+strings.Repeat("a", DefaultMaxURIBytes)+" HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n"))
 	if len(resps) != 1 || resps[0].StatusCode != 414 {
 		t.Fatalf("want one 414, got %v", resps)
 	}

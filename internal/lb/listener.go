@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
-	"fmt"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -58,14 +57,17 @@ func (c *limitConn) Close() error {
 }
 
 // plainListener wraps every accepted connection in the smuggling guard.
-type plainListener struct{ net.Listener }
+type plainListener struct {
+	net.Listener
+	maxHead int // Limits.MaxHeaderBytes, for the guard
+}
 
 func (l plainListener) Accept() (net.Conn, error) {
 	c, err := l.Listener.Accept()
 	if err != nil {
 		return nil, err
 	}
-	return newGuardConn(c), nil
+	return newGuardConn(c, l.maxHead), nil
 }
 
 // tlsListener terminates TLS itself so that HTTP/1.1 over TLS also runs
@@ -77,6 +79,7 @@ type tlsListener struct {
 	inner   net.Listener
 	cfg     atomic.Pointer[tls.Config]
 	timeout time.Duration
+	maxHead int // Limits.MaxHeaderBytes, for the guard
 	conns   chan net.Conn
 	ctx     context.Context
 	cancel  context.CancelFunc
@@ -86,8 +89,8 @@ type tlsListener struct {
 	once    sync.Once
 }
 
-func newTLSListener(inner net.Listener, cfg *tls.Config, handshakeTimeout time.Duration) *tlsListener {
-	l := &tlsListener{inner: inner, timeout: handshakeTimeout, conns: make(chan net.Conn)}
+func newTLSListener(inner net.Listener, cfg *tls.Config, handshakeTimeout time.Duration, maxHead int) *tlsListener {
+	l := &tlsListener{inner: inner, timeout: handshakeTimeout, maxHead: maxHead, conns: make(chan net.Conn)}
 	l.cfg.Store(cfg)
 	l.ctx, l.cancel = context.WithCancel(context.Background())
 	l.wg.Add(1)
@@ -127,7 +130,7 @@ func (l *tlsListener) handshake(raw net.Conn) {
 	}
 	var c net.Conn = tc
 	if tc.ConnectionState().NegotiatedProtocol != "h2" {
-		c = newGuardConn(tc)
+		c = newGuardConn(tc, l.maxHead)
 	}
 	select {
 	case l.conns <- c:
@@ -163,22 +166,3 @@ func (l *tlsListener) Close() error {
 }
 
 func (l *tlsListener) Addr() net.Addr { return l.inner.Addr() }
-
-// loadTLS builds the server TLS config of a listener from its certificate
-// files. Several certificates are chosen by SNI (crypto/tls matches the
-// client's server name against each certificate's names; the first one
-// is the fallback). HTTP/2 and HTTP/1.1 are offered through ALPN.
-func loadTLS(certs []Certificate) (*tls.Config, error) {
-	cfg := &tls.Config{
-		MinVersion: tls.VersionTLS12,
-		NextProtos: []string{"h2", "http/1.1"},
-	}
-	for _, c := range certs {
-		kp, err := tls.LoadX509KeyPair(c.CertFile, c.KeyFile)
-		if err != nil {
-			return nil, fmt.Errorf("load certificate %s: %w", c.CertFile, err)
-		}
-		cfg.Certificates = append(cfg.Certificates, kp)
-	}
-	return cfg, nil
-}

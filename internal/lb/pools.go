@@ -86,7 +86,7 @@ func newTransport(pc PoolConfig, lim Limits) *http.Transport {
 		MaxIdleConns:           0,
 		MaxIdleConnsPerHost:    lim.MaxIdlePerHost,
 		IdleConnTimeout:        lim.UpstreamIdle,
-		ResponseHeaderTimeout:  pc.TryTimeout,
+		ResponseHeaderTimeout:  max(pc.TryTimeout, 0), // negative: off
 		DisableCompression:     true,
 		ForceAttemptHTTP2:      false,
 		TLSNextProto:           map[string]func(string, *tls.Conn) http.RoundTripper{},

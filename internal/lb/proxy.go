@@ -69,12 +69,18 @@ func (h *frontHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	ex := &exchange{start: time.Now(), listener: h.name}
 	defer b.finish(ex, r)
 
+	headTooLarge := false
 	if g, ok := r.Context().Value(connKey{}).(*guardConn); ok {
 		g.served++
 		if n := g.tainted.Load(); n != 0 && g.served >= n {
 			// Content-Length and Transfer-Encoding together: the body was
 			// read by Transfer-Encoding alone; never reuse this connection.
 			ex.closeAfter = true
+		}
+		// net/http reads up to 4 KiB past its limit; the guard counted
+		// the head's bytes exactly.
+		if n := g.oversize.Load(); n != 0 && g.served >= n {
+			headTooLarge = true
 		}
 	}
 	id := ""
@@ -97,6 +103,17 @@ func (h *frontHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		ex.closeAfter = true
 	}
 	switch {
+	case !validMethod(r.Method):
+		ex.closeAfter = true
+		b.fail(w, ex, errBadMethod)
+		return
+	case headTooLarge:
+		ex.closeAfter = true
+		b.fail(w, ex, errHeadTooLarge)
+		return
+	case requestLineLen(r) > lim.MaxRequestLine:
+		b.fail(w, ex, errRequestLineTooLong)
+		return
 	case len(r.RequestURI) > lim.MaxURIBytes:
 		b.fail(w, ex, errURITooLong)
 		return

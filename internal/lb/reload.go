@@ -49,7 +49,7 @@ func (b *Balancer) Reload(cfg Config) error {
 		}
 	}
 	for _, lc := range cfg.Listeners {
-		tc, err := listenerTLS(lc)
+		tc, cw, err := b.listenerTLS(lc)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("listener %s: %w", lc.Name, err))
 			continue
@@ -61,12 +61,12 @@ func (b *Balancer) Reload(cfg Config) error {
 				continue
 			}
 			nl := *old
-			nl.cfg, nl.tlsCfg = lc, tc
+			nl.cfg, nl.tlsCfg, nl.certs = lc, tc, cw
 			newLs[lc.Name] = old
 			kept = append(kept, &nl)
 			continue
 		}
-		nl := &listener{cfg: lc, tlsCfg: tc, srv: b.newServer(lc, tc, cfg.Limits)}
+		nl := &listener{cfg: lc, tlsCfg: tc, certs: cw, srv: b.newServer(lc, tc, cfg.Limits)}
 		if b.listening {
 			if err := b.bind(nl, cfg.Limits); err != nil {
 				errs = append(errs, err)
@@ -91,10 +91,11 @@ func (b *Balancer) Reload(cfg Config) error {
 	for _, nl := range kept {
 		old := b.listeners[nl.cfg.Name]
 		old.cfg = nl.cfg
-		if nl.tlsCfg != nil && old.tlsL != nil {
-			old.tlsL.cfg.Store(nl.tlsCfg)
+		if nl.certs != nil && old.certs != nil {
+			// The listener's TLS config serves old.certs: give it the
+			// newly loaded pairs.
+			old.certs.replace(nl.certs)
 		}
-		old.tlsCfg = nl.tlsCfg
 	}
 	b.reconcilePoolsLocked(cfg)
 	b.listeners = newLs
@@ -188,8 +189,8 @@ func (b *Balancer) reconcilePoolsLocked(cfg Config) {
 }
 
 // readdsRemoved reports whether targets lists a target that p is still
-// draining for removal. The pool cannot take it back (there is no
-// undrain), so the caller rebuilds the pool instead, which keeps every
+// draining for removal. The pool cannot take it back (Undrain refuses a
+// target being removed), so the caller rebuilds the pool instead, which keeps every
 // listed target in service without a gap at the cost of their passive
 // state (EWMA, ejections).
 func readdsRemoved(p *pool.Pool, targets []pool.TargetSpec) bool {
@@ -206,8 +207,8 @@ func readdsRemoved(p *pool.Pool, targets []pool.TargetSpec) bool {
 }
 
 // diffTargets applies a target list to a kept pool.
-// A target that is draining and still listed stays draining (there is
-// no undrain); reload again once it is gone to add it back.
+// A target that is draining and still listed stays draining: a drain
+// is the operator's, and only Undrain (shoal lb undrain) ends it.
 func (b *Balancer) diffTargets(p *pool.Pool, after []pool.TargetSpec) {
 	want := map[string]pool.TargetSpec{}
 	for _, t := range after {

@@ -170,3 +170,19 @@ func (b *Balancer) DrainTarget(poolName, addr string, timeout time.Duration) (<-
 	b.syncHealthOf(poolName)
 	return ch, nil
 }
+
+// UndrainTarget puts a drained target back in rotation (see
+// pool.Pool.Undrain) and under the pool's active health checks again.
+func (b *Balancer) UndrainTarget(poolName, addr string) error {
+	b.mu.Lock()
+	pe := b.pools[poolName]
+	b.mu.Unlock()
+	if pe == nil {
+		return fmt.Errorf("pool %s: %w", poolName, pool.ErrNotFound)
+	}
+	if err := pe.p.Undrain(addr); err != nil {
+		return err
+	}
+	b.syncHealthOf(poolName)
+	return nil
+}

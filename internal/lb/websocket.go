@@ -81,7 +81,9 @@ func (b *Balancer) serveUpgrade(w http.ResponseWriter, r *http.Request, ex *exch
 	out.Proto, out.ProtoMajor, out.ProtoMinor = "HTTP/1.1", 1, 1
 	out.Close = false
 	start := time.Now()
-	conn.SetDeadline(start.Add(pe.cfg.TryTimeout))
+	if pe.cfg.TryTimeout > 0 {
+		conn.SetDeadline(start.Add(pe.cfg.TryTimeout))
+	}
 	tbr := bufio.NewReader(conn)
 	var resp *http.Response
 	err := out.Write(conn)

@@ -79,7 +79,7 @@ func (p *Pool) drainLocked(t *Target, timeout time.Duration, reason string) chan
 // deadline cancels t's context because its drain deadline passed.
 func (p *Pool) deadline(t *Target) {
 	p.log.Warn("drain deadline reached, closing streams", "target", t.addr, "in_flight", t.inflight.Load())
-	t.cancel(ErrDrainDeadline)
+	t.life.Load().cancel(ErrDrainDeadline)
 }
 
 // finishDrainLocked closes t's idle channel once, stopping the deadline
@@ -97,4 +97,47 @@ func (p *Pool) finishDrainLocked(t *Target) {
 		p.deleteLocked(t)
 	}
 	close(d.idle)
+}
+
+// Undrain puts a drained target back in rotation: the drain ends (a
+// deadline not yet reached is disarmed, and the drain's channel is closed
+// so that callers waiting on it return), a target whose Context was
+// canceled by the drain deadline gets a new one, and the state is derived
+// again from the health verdict and any passive ejection (a healthy target
+// ramps up again under slow start). A target that is not draining is left
+// as it is. A target being removed (Remove, or a reload that dropped it)
+// cannot be put back: Undrain returns ErrRemoving, and the target must be
+// added again once it is gone. It returns ErrNotFound for an unknown
+// address.
+func (p *Pool) Undrain(addr string) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	t := p.byAddr[addr]
+	if t == nil {
+		return fmt.Errorf("undrain %s: %w", addr, ErrNotFound)
+	}
+	d := t.drain
+	if d == nil {
+		return nil
+	}
+	if d.removing {
+		return fmt.Errorf("undrain %s: %w", addr, ErrRemoving)
+	}
+	if d.timer != nil {
+		d.timer.Stop()
+	}
+	if !d.closed {
+		d.closed = true
+		close(d.idle)
+	}
+	t.drain = nil
+	t.draining.Store(false)
+	if t.life.Load().ctx.Err() != nil {
+		t.life.Store(newTargetLife())
+	}
+	now := p.now()
+	if p.transitionLocked(t, now, "undrained") {
+		p.rebuildLocked(now)
+	}
+	return nil
 }

@@ -43,9 +43,34 @@ func (p *Pool) eject(t *Target) {
 	if d > o.MaxEjection || d/time.Duration(t.ejectCount) != o.BaseEjection {
 		d = o.MaxEjection
 	}
-	t.ejectedUntil = now.Add(d)
+	t.ejectedUntil, t.ejectedAt = now.Add(d), now
 	t.ejections.Add(1)
 	if p.transitionLocked(t, now, fmt.Sprintf("ejected after %d consecutive failures for %s", o.ConsecutiveFailures, d)) {
 		p.rebuildLocked(now)
 	}
+}
+
+// ProbePassed records an active health probe of addr that started at
+// started and passed. A passive ejection that began before the probe
+// started ends at once (reason "ejection ended: health check passed"):
+// the target answers its health check again, so it does not sit out the
+// rest of its ejection; its backoff multiplier is kept. A probe that
+// started before the ejection proves nothing about it. It returns
+// ErrNotFound for an unknown address.
+func (p *Pool) ProbePassed(addr string, started time.Time) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	t := p.byAddr[addr]
+	if t == nil {
+		return fmt.Errorf("probe of %s: %w", addr, ErrNotFound)
+	}
+	now := p.now()
+	if !now.Before(t.ejectedUntil) || started.Before(t.ejectedAt) {
+		return nil
+	}
+	t.ejectedUntil = now
+	if p.transitionLocked(t, now, "ejection ended: health check passed") {
+		p.rebuildLocked(now)
+	}
+	return nil
 }

@@ -14,11 +14,13 @@
 //	           SetHealth(false)                 ConsecutiveFailures
 //	healthy  ------------------>  unhealthy     healthy ----------> ejected
 //	   ^  |  <------------------                   ^                  |
-//	   |  |      SetHealth(true)                   +---- time ---------+
+//	   |  |      SetHealth(true)                   +-- time, or a ----+
+//	   |  |                                        ProbePassed after the ejection
 //	   |  | Drain / Remove (from any state)
 //	   |  v
 //	 draining --(in-flight reaches 0, or the deadline cancels Target.Context)--> idle
-//	                                                       (Remove: deleted)
+//	   |                                                   (Remove: deleted)
+//	   +--Undrain (not after Remove)--> healthy, unhealthy or ejected, as derived
 //
 // Picking is lock-free: membership and state changes rebuild an immutable
 // snapshot of the eligible targets that Pick loads with one atomic read.
@@ -49,6 +51,8 @@ var (
 	// ErrDrainDeadline is the cancel cause of Target.Context when the drain
 	// deadline passes while streams are still open.
 	ErrDrainDeadline = errors.New("target drain deadline reached")
+	// ErrRemoving is Undrain's answer for a target that is being removed.
+	ErrRemoving = errors.New("target is being removed")
 )
 
 // Algorithm chooses among the eligible targets of a pool.

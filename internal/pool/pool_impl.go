@@ -184,8 +184,9 @@ func (p *Pool) SetWeight(addr string, weight int) error {
 
 // SetHealth records the active health verdict for a target; reason (such as
 // "status 500") explains it and defaults to "health check passed" or
-// "health check failed". A healthy verdict does not end a passive ejection
-// or a drain. It returns ErrNotFound for an unknown address.
+// "health check failed". A healthy verdict does not end a drain, nor by
+// itself a passive ejection (ProbePassed does, for every passing probe).
+// It returns ErrNotFound for an unknown address.
 func (p *Pool) SetHealth(addr string, healthy bool, reason string) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()

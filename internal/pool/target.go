@@ -16,8 +16,9 @@ type Target struct {
 	addr    string
 	hrwSeed uint64 // rendezvous-hash seed, from addr: stable across nodes
 
-	ctx    context.Context
-	cancel context.CancelCauseFunc
+	// life is the target's context and its cancel; replaced (under p.mu)
+	// when an undrained target's old context had been canceled.
+	life atomic.Pointer[targetLife]
 
 	// Hot-path counters, updated without the pool lock.
 	inflight  atomic.Int64
@@ -32,6 +33,7 @@ type Target struct {
 	id           TargetID // sticky cookie id; zero without cookie stickiness
 	healthy      bool     // last active health verdict
 	ejectedUntil time.Time
+	ejectedAt    time.Time // start of the current or last ejection
 	ejectCount   int       // ejection multiplier
 	lastReturn   time.Time // end of the last ejection
 	drain        *drainState
@@ -51,7 +53,7 @@ type drainState struct {
 
 func newTarget(p *Pool, addr string, weight int) *Target {
 	t := &Target{p: p, addr: addr, weight: weight}
-	t.ctx, t.cancel = context.WithCancelCause(context.Background())
+	t.life.Store(newTargetLife())
 	h := fnv.New64a()
 	h.Write([]byte(addr))
 	t.hrwSeed = h.Sum64()
@@ -139,4 +141,19 @@ func (t *Target) End(o Outcome) {
 // passes while requests are still in flight; the proxy watches it (for
 // example with context.AfterFunc) and ends the target's requests and
 // tunnels. It is never canceled otherwise.
-func (t *Target) Context() context.Context { return t.ctx }
+//
+// A target put back with Pool.Undrain after its context was canceled gets
+// a new one: requests that start after Undrain see it.
+func (t *Target) Context() context.Context { return t.life.Load().ctx }
+
+// targetLife is a context of a target and its cancel function.
+type targetLife struct {
+	ctx    context.Context
+	cancel context.CancelCauseFunc
+}
+
+func newTargetLife() *targetLife {
+	l := &targetLife{}
+	l.ctx, l.cancel = context.WithCancelCause(context.Background())
+	return l
+}
