@@ -154,7 +154,7 @@ func up(ctx context.Context, env *Env, cfg *config.App, log *slog.Logger) error 
 	ui := dashboard.New(dashboard.Options{Token: token, Source: uiSrc, Logger: log.With("part", "dashboard")})
 	mux := http.NewServeMux()
 	adminapi.LBRoutes(mux, bal, nil)
-	adminapi.ControllerRoutes(mux, ctl)
+	adminapi.ControllerRoutes(mux, ctl, adminapi.WithBalancer(bal))
 	adminapi.DeployRoutes(mux, ctl)
 	adminapi.AutoscaleRoutes(mux, ctl)
 	// The dashboard logs in with the token itself (session cookie, CSRF),

@@ -25,8 +25,11 @@ type Status struct {
 	Desired   int    `json:"desired"`
 	InService int    `json:"in_service"`
 	// Backoff is set while launches are held back by a crash loop.
-	Backoff   string     `json:"backoff,omitempty"`
-	Instances []Instance `json:"instances"`
+	Backoff string `json:"backoff,omitempty"`
+	// Maintenance is true while the balancer answers every request with
+	// 503 (shoal maintenance on).
+	Maintenance bool       `json:"maintenance"`
+	Instances   []Instance `json:"instances"`
 }
 
 // Instance is one instance in Status.
