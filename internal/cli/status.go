@@ -37,8 +37,11 @@ func addUpFlags(fs *flag.FlagSet) upFlags {
 // client returns an admin API client. The URL is, in order: -admin, the
 // admin.url file a running `shoal up` writes into its data directory, or
 // admin.listen. The token is read from -token-file or the data directory.
+// When the configuration is read, the client refuses an admin API of
+// another app, and says where to run `shoal up` when nothing answers.
 func (f upFlags) client() (*client.Client, error) {
 	url, tokenFile := *f.admin, *f.tokenFile
+	var app, hint string
 	if url == "" || tokenFile == "" {
 		cfg, err := loadAppConfig(*f.file)
 		if err != nil {
@@ -46,6 +49,10 @@ func (f upFlags) client() (*client.Client, error) {
 				return nil, &UsageError{Err: fmt.Errorf("%w (or pass -admin and -token-file)", err)}
 			}
 			return nil, err
+		}
+		app = cfg.Name
+		if abs, err := filepath.Abs(*f.file); err == nil {
+			hint = fmt.Sprintf("is `shoal up` running in %s?", filepath.Dir(abs))
 		}
 		if tokenFile == "" {
 			tokenFile = filepath.Join(cfg.DataDir, adminapi.TokenFile)
@@ -62,7 +69,9 @@ func (f upFlags) client() (*client.Client, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read admin token (has shoal up run here?): %w", err)
 	}
-	return client.New(url, strings.TrimSpace(string(tok))), nil
+	c := client.New(url, strings.TrimSpace(string(tok)))
+	c.App, c.Hint = app, hint
+	return c, nil
 }
 
 // readCommand parses the flags of a command that takes no argument and

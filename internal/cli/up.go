@@ -162,7 +162,7 @@ func up(ctx context.Context, env *Env, cfg *config.App, log *slog.Logger) error 
 	root := http.NewServeMux()
 	root.Handle("/ui/", ui)
 	root.Handle("/", adminapi.RequireToken(token, adminapi.WithMetrics(mux, ctl.Metrics())))
-	srv := &http.Server{Handler: root, ReadHeaderTimeout: 10 * time.Second}
+	srv := &http.Server{Handler: adminapi.WithApp(cfg.Name, root), ReadHeaderTimeout: 10 * time.Second}
 
 	// Shutdown order: the controller drains and stops the instances while
 	// the balancer and the admin API still run; then they stop.

@@ -172,10 +172,9 @@ func (c *Client) openStream(ctx context.Context, path string) (io.ReadCloser, er
 	if err != nil {
 		return nil, fmt.Errorf("admin api: %w", err)
 	}
-	req.Header.Set("Authorization", "Bearer "+c.token)
-	resp, err := c.HTTP.Do(req)
+	resp, err := c.send(req)
 	if err != nil {
-		return nil, fmt.Errorf("admin api: %w", err)
+		return nil, err
 	}
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
 		defer resp.Body.Close()
