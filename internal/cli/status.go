@@ -125,8 +125,34 @@ func printStatus(w io.Writer, st client.Status) {
 	if st.Maintenance {
 		fmt.Fprintln(w, "maintenance: on, the balancer answers every request with 503 (shoal maintenance off ends it)")
 	}
+	if cr := st.Crash; cr != nil {
+		what := "crashed"
+		if cr.InARow > 1 {
+			what = fmt.Sprintf("crash loop (%d in a row)", cr.InARow)
+		}
+		fmt.Fprintf(w, "%s: %s after %s", what, cr.Exit, crashUptime(cr.UptimeSeconds))
+		if cr.Message != "" {
+			fmt.Fprintf(w, ": %s", cr.Message)
+		}
+		fmt.Fprintf(w, " (instance %s)\n", cr.Instance)
+	}
 	if st.Backoff != "" {
 		fmt.Fprintf(w, "backoff: %s\n", st.Backoff)
+	}
+	if cr := st.Crash; cr != nil && len(cr.Logs) > 0 {
+		// A few lines from the one that says why (a stack trace or a
+		// runtime's banner may follow it), else the last few.
+		const show = 5
+		from := max(len(cr.Logs)-show, 0)
+		for i, l := range cr.Logs {
+			if l == cr.Message {
+				from = i
+			}
+		}
+		fmt.Fprintf(w, "log of %s (shoal logs %s shows it all):\n", cr.Instance, cr.Instance)
+		for _, l := range cr.Logs[from:min(from+show, len(cr.Logs))] {
+			fmt.Fprintf(w, "  | %s\n", l)
+		}
 	}
 	if len(st.Instances) == 0 {
 		fmt.Fprintln(w, "no instances")
@@ -154,6 +180,19 @@ func uptime(sec float64) string {
 		return d.Round(time.Second).String()
 	}
 	return d.Round(time.Minute).String()
+}
+
+// crashUptime is a crashed process's lifetime: milliseconds or tenths of
+// a second for a crash on boot.
+func crashUptime(sec float64) string {
+	d := time.Duration(sec * float64(time.Second))
+	if d < time.Second {
+		return d.Round(time.Millisecond).String()
+	}
+	if d < 10*time.Second {
+		return d.Round(100 * time.Millisecond).String()
+	}
+	return uptime(sec)
 }
 
 // apiErr shortens admin API errors for people.

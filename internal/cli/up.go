@@ -139,7 +139,7 @@ func up(ctx context.Context, env *Env, cfg *config.App, log *slog.Logger) error 
 
 	host := controller.NewLocalHost(rt, arts, filepath.Join(data, "releases"))
 	ctl, err := controller.New(controller.Options{
-		Config: cfg, Store: st, Artifacts: arts, Pool: p, Logger: log, BuildLog: env.Stderr,
+		Config: cfg, Store: st, Artifacts: arts, Pool: p, Logger: log, BuildLog: env.Stderr, Console: env.Stderr,
 		Host:    host,
 		Latency: func() ([]float64, []uint64) { return bal.LatencyHistogram(cfg.Name) },
 	})

@@ -56,6 +56,11 @@ type Options struct {
 	Pool *pool.Pool
 	// BuildLog receives the build command's output; nil discards it.
 	BuildLog io.Writer
+	// Console receives, for people, a short report of a crash whose
+	// reason is new for its release: the exit and the last lines of the
+	// instance's output, secrets redacted (shoal up: its stderr). A crash
+	// loop writes it once, not once per crash. Nil discards.
+	Console io.Writer
 	// LookupEnv resolves run.env_from_host; nil means os.LookupEnv.
 	LookupEnv func(string) (string, bool)
 	// Logger receives state changes (Info) and trouble (Warn); nil
@@ -91,6 +96,11 @@ type Controller struct {
 	backoff   map[int]reconcile.Backoff
 	blocked   string    // backoff message of the last decision
 	blockedAt time.Time // failure whose backoff was last reported
+	// crashes is the last crash of each release, crashShown the reason
+	// last written to Options.Console for it (crash.go); nil until the
+	// first crash.
+	crashes    map[int]Crash
+	crashShown map[int]string
 	readyDone bool
 	seq       int // instance id counter
 	rates     map[string]rate
@@ -262,8 +272,9 @@ func (c *Controller) reconcile(ctx context.Context, workers *sync.WaitGroup) tim
 	// One event per backoff step, not one per evaluation during it.
 	if b := c.backoff[c.current.Version]; plan.Blocked != "" && b.LastFailure != c.blockedAt {
 		c.blockedAt = b.LastFailure
-		c.events.add(Event{Type: "backoff", Release: c.current.Version, Reason: plan.Blocked})
-		c.log.Warn("crash loop backoff", "release", c.current.Version, "reason", plan.Blocked)
+		reason := plan.Blocked + c.crashNoteLocked(c.current.Version) // crash.go
+		c.events.add(Event{Type: "backoff", Release: c.current.Version, Reason: reason})
+		c.log.Warn("crash loop backoff", "release", c.current.Version, "reason", reason)
 	}
 	c.blocked = plan.Blocked
 	type job struct {
