@@ -1,6 +1,13 @@
 package controller
 
-import "testing"
+import (
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/shoal-dev/shoal/internal/testenv"
+)
 
 func TestCrashMessagePicksTheLineThatSaysWhy(t *testing.T) {
 	for _, tc := range []struct {
@@ -20,5 +27,40 @@ func TestCrashMessagePicksTheLineThatSaysWhy(t *testing.T) {
 		if got := crashMessage(tc.lines); got != tc.want {
 			t.Errorf("%s: %q, want %q", tc.name, got, tc.want)
 		}
+	}
+}
+
+// TestCrashInStatusAndEvents: a release that exits at once shows its last
+// crash in Status and the reason in its failed and backoff events.
+func TestCrashInStatusAndEvents(t *testing.T) {
+	dir := t.TempDir()
+	cfg := writeApp(t, dir, "crash", 1, 1)
+	h := start(t, dir, cfg)
+	st := h.waitFor("crash in status", func(st Status) error {
+		if st.Crash == nil || st.Crash.InARow < 2 {
+			return fmt.Errorf("crash = %+v", st.Crash)
+		}
+		return nil
+	})
+	if cr := st.Crash; cr.Exit != "exit 3" || cr.Release != 1 || cr.Instance == "" || cr.At.IsZero() {
+		t.Errorf("crash = %+v", cr)
+	}
+	err := testenv.WaitFor(testenv.Context(t, 30*time.Second), func() error {
+		evs, err := h.c.Events(0, 1000)
+		if err != nil {
+			return err
+		}
+		var failed, backoff bool
+		for _, e := range evs {
+			failed = failed || (e.State == "failed" && strings.HasPrefix(e.Reason, "process exited with status 3 after "))
+			backoff = backoff || (e.Type == "backoff" && strings.Contains(e.Reason, "; last: exit 3 after "))
+		}
+		if !failed || !backoff {
+			return fmt.Errorf("failed %v, backoff %v in %+v", failed, backoff, evs)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
 }
