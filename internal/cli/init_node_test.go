@@ -40,8 +40,8 @@ func TestInitNodeEntry(t *testing.T) {
 			wantRun: "node node_modules/@acme/server/dist/cli.js",
 		},
 		{
-			name:  "own entry file wins over a dependency's bin",
-			files: map[string]string{"package.json": pkg(`"node-red":"4"`), "server.js": "", "node_modules/node-red/package.json": `{"bin":"red.js"}`, "node_modules/node-red/red.js": ""},
+			name:    "own entry file wins over a dependency's bin",
+			files:   map[string]string{"package.json": pkg(`"node-red":"4"`), "server.js": "", "node_modules/node-red/package.json": `{"bin":"red.js"}`, "node_modules/node-red/red.js": ""},
 			wantRun: "node server.js",
 		},
 		{

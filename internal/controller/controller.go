@@ -96,17 +96,18 @@ type Controller struct {
 	backoff   map[int]reconcile.Backoff
 	blocked   string    // backoff message of the last decision
 	blockedAt time.Time // failure whose backoff was last reported
-	// crashes is the last crash of each release, crashShown the reason
-	// last written to Options.Console for it (crash.go); nil until the
-	// first crash.
-	crashes    map[int]Crash
-	crashShown map[int]string
 	readyDone bool
 	seq       int // instance id counter
 	rates     map[string]rate
 	dep       deployState // rollouts and the deploy lock (deploy*.go)
 	grow      int         // instances of a scale-out not yet launched (autoscale.go)
 	as        autoscaler  // auto scaling (autoscale*.go); own lock
+
+	// crashes is the last crash of each release, crashShown the reason
+	// last written to Options.Console for it (crash.go); nil until the
+	// first crash.
+	crashes    map[int]Crash
+	crashShown map[int]string
 }
 
 // New validates o and returns a Controller. It does no I/O; Run prepares
