@@ -2,11 +2,14 @@ package cli
 
 import (
 	"bytes"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/shoal-dev/shoal/internal/client"
 )
@@ -68,5 +71,47 @@ func TestIsTerminalFalseForFilesAndPipes(t *testing.T) {
 		if isTerminal(out) {
 			t.Errorf("%s is taken for a terminal", name)
 		}
+	}
+}
+
+func TestIsTerminalTrueForAPseudoTerminal(t *testing.T) {
+	ptmx, err := os.OpenFile("/dev/ptmx", os.O_RDWR|unix.O_NOCTTY, 0)
+	if err != nil {
+		t.Skipf("no pseudo-terminals here: %v", err)
+	}
+	defer ptmx.Close()
+	if err := unix.IoctlSetPointerInt(int(ptmx.Fd()), unix.TIOCSPTLCK, 0); err != nil {
+		t.Fatal(err)
+	}
+	n, err := unix.IoctlGetInt(int(ptmx.Fd()), unix.TIOCGPTN)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pts, err := os.OpenFile(fmt.Sprintf("/dev/pts/%d", n), os.O_RDWR|unix.O_NOCTTY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pts.Close()
+	if !isTerminal(pts) {
+		t.Fatal("a pseudo-terminal is not taken for a terminal")
+	}
+}
+
+// On a terminal the progress line is redrawn in place; a log line or the
+// result starts on a line of its own.
+func TestProgressRedrawnOnATerminal(t *testing.T) {
+	var out bytes.Buffer
+	p := &progressPrinter{w: &out, tty: true}
+	for i := range 5 {
+		p.line(client.DeployLine{Progress: &client.RolloutProgress{Target: 2, Phase: "surging", Total: 1,
+			Elapsed: time.Duration(i) * 250 * time.Millisecond}})
+	}
+	p.line(client.DeployLine{Log: "built"})
+	if err := p.finish("deploy", &client.DeployResult{OK: true, Version: 2}, nil); err != nil {
+		t.Fatal(err)
+	}
+	s := out.String()
+	if strings.Count(s, "\r\033[K[") != 5 || strings.Count(s, "\n") != 3 || !strings.HasSuffix(s, "1.0s | \n  built\ndeploy: v2 serves\n") {
+		t.Fatalf("output %q", s)
 	}
 }
