@@ -94,6 +94,9 @@ func parseVersion(s string) (int, error) {
 type progressPrinter struct {
 	w   io.Writer
 	tty bool
+	// cols is the terminal's width; a redrawn line is cut to fit, since
+	// a wrapped one cannot be redrawn in place. 0: unknown.
+	cols int
 	// last is the last progress printed, without its elapsed time.
 	last string
 	// open is true on a terminal while the cursor ends a redrawn progress
@@ -102,7 +105,13 @@ type progressPrinter struct {
 }
 
 func newProgressPrinter(w io.Writer) *progressPrinter {
-	return &progressPrinter{w: w, tty: isTerminal(w)}
+	p := &progressPrinter{w: w, tty: isTerminal(w)}
+	if f, ok := w.(*os.File); ok && p.tty {
+		if ws, err := unix.IoctlGetWinsize(int(f.Fd()), unix.TIOCGWINSZ); err == nil {
+			p.cols = int(ws.Col)
+		}
+	}
+	return p
 }
 
 // isTerminal reports whether w is a terminal (a TCGETS ioctl works on it);
@@ -124,6 +133,9 @@ func (p *progressPrinter) line(l client.DeployLine) {
 	case l.Progress != nil:
 		s := renderProgress(l.Progress)
 		if p.tty {
+			if r := []rune(s); p.cols > 1 && len(r) >= p.cols {
+				s = string(r[:p.cols-1])
+			}
 			fmt.Fprint(p.w, "\r\033[K"+s)
 			p.open = true
 			return

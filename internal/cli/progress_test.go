@@ -110,7 +110,14 @@ func TestProgressRedrawnOnATerminal(t *testing.T) {
 	if err := p.finish("deploy", &client.DeployResult{OK: true, Version: 2}, nil); err != nil {
 		t.Fatal(err)
 	}
+	p = &progressPrinter{w: &out, tty: true, cols: 20}
+	p.line(client.DeployLine{Progress: &client.RolloutProgress{Target: 2, Phase: "surging", Total: 1}})
+	p.endLine()
+	if got := out.String(); !strings.HasSuffix(got, "\n\r\033[K[------------------\n") {
+		t.Fatalf("a line wider than the terminal is not cut to fit: %q", got)
+	}
 	s := out.String()
+	s = s[:strings.LastIndex(s, "\r")]
 	if strings.Count(s, "\r\033[K[") != 5 || strings.Count(s, "\n") != 3 || !strings.HasSuffix(s, "1.0s | \n  built\ndeploy: v2 serves\n") {
 		t.Fatalf("output %q", s)
 	}
