@@ -18,7 +18,8 @@ type Crash struct {
 	Release  int    `json:"release"`
 	// Exit is "exit 1" or "killed by SIGSEGV".
 	Exit string `json:"exit"`
-	// UptimeSeconds is the time from the process's start to its exit.
+	// UptimeSeconds is the time from the process's start (or from its
+	// launch, when the exit was reported first) to its exit.
 	UptimeSeconds float64 `json:"uptime_seconds"`
 	// Message is the line of its output that most likely says why (the
 	// last one that reads like an error, else the last one); empty when

@@ -75,13 +75,16 @@ func (c *Controller) exited(ctx context.Context, e Exit) {
 		logs = nil // tailLogs' note, not the app's output
 	}
 	cr.Logs, cr.Message = logs, crashMessage(logs)
-	if !in.started.IsZero() && e.At.After(in.started) {
-		cr.UptimeSeconds = e.At.Sub(in.started).Seconds()
+	// A process that fails at once can be reported before its launch
+	// has recorded the start: its life is then counted from the launch.
+	started := in.started
+	if started.IsZero() {
+		started = in.launched
 	}
-	reason := fmt.Sprintf("%s after %s", exitReason(e), roundUptime(e.At.Sub(in.started)))
-	if in.started.IsZero() {
-		reason = exitReason(e)
+	if e.At.After(started) {
+		cr.UptimeSeconds = e.At.Sub(started).Seconds()
 	}
+	reason := fmt.Sprintf("%s after %s", exitReason(e), roundUptime(time.Duration(cr.UptimeSeconds*float64(time.Second))))
 	if cr.Message != "" {
 		reason += ": " + cr.Message
 	}
