@@ -73,3 +73,18 @@ func RequireToken(token string, h http.Handler) http.Handler {
 		h.ServeHTTP(w, r)
 	})
 }
+
+// AppHeader is the header in which WithApp names the app on every answer.
+// It matches client.AppHeader (this package does not import the client).
+const AppHeader = "Shoal-App"
+
+// WithApp wraps h so that every answer, a 401 of RequireToken included,
+// names the app in AppHeader. The name is no secret; it lets a client that
+// reached the admin port of another app's shoal say so instead of
+// reporting a wrong token.
+func WithApp(app string, h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set(AppHeader, app)
+		h.ServeHTTP(w, r)
+	})
+}

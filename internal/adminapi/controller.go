@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/shoal-dev/shoal/internal/controller"
+	"github.com/shoal-dev/shoal/internal/lb"
 )
 
 // ScaleRequest is the body of POST /v1/scale.
@@ -32,10 +33,16 @@ const maxScaleBody = 64 << 10
 //	GET  /v1/instances/{id}/logs?tail=N[&follow=true]
 //	                                         plain text, secrets redacted
 //
-// Authentication is the caller's: wrap mux with RequireToken.
-func ControllerRoutes(mux *http.ServeMux, c *controller.Controller) {
+// Authentication is the caller's: wrap mux with RequireToken. With
+// WithBalancer, the status also says whether the balancer is in
+// maintenance mode.
+func ControllerRoutes(mux *http.ServeMux, c *controller.Controller, opts ...ControllerOption) {
+	var o controllerOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
 	mux.Handle("GET /v1/status", Handle(func(w http.ResponseWriter, r *http.Request) error {
-		WriteJSON(w, c.Status())
+		WriteJSON(w, o.status(c))
 		return nil
 	}))
 	mux.Handle("POST /v1/scale", Handle(func(w http.ResponseWriter, r *http.Request) error {
@@ -49,7 +56,7 @@ func ControllerRoutes(mux *http.ServeMux, c *controller.Controller) {
 			}
 			return err
 		}
-		WriteJSON(w, c.Status())
+		WriteJSON(w, o.status(c))
 		return nil
 	}))
 	mux.Handle("GET /v1/events", Handle(func(w http.ResponseWriter, r *http.Request) error {
@@ -72,6 +79,36 @@ func ControllerRoutes(mux *http.ServeMux, c *controller.Controller) {
 		follow := q.Get("follow") == "true"
 		return serveLogs(w, r, c, r.PathValue("id"), tail, follow)
 	}))
+}
+
+// ControllerOption adds to what ControllerRoutes serves.
+type ControllerOption func(*controllerOptions)
+
+type controllerOptions struct {
+	balancer *lb.Balancer
+}
+
+// WithBalancer makes GET /v1/status (and the answer of POST /v1/scale)
+// carry "maintenance": whether b answers every request with 503.
+func WithBalancer(b *lb.Balancer) ControllerOption {
+	return func(o *controllerOptions) { o.balancer = b }
+}
+
+// statusBody is the answer of GET /v1/status: the controller's status
+// and what the balancer in front of the group adds to it.
+type statusBody struct {
+	controller.Status
+	// Maintenance is true while the balancer answers every request with
+	// 503 (shoal maintenance on).
+	Maintenance bool `json:"maintenance"`
+}
+
+func (o controllerOptions) status(c *controller.Controller) statusBody {
+	st := statusBody{Status: c.Status()}
+	if o.balancer != nil {
+		st.Maintenance = o.balancer.Status().Maintenance
+	}
+	return st
 }
 
 // decodeScale parses a scale request body strictly.

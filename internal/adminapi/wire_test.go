@@ -31,7 +31,7 @@ func TestWireTypesAgree(t *testing.T) {
 		route          string
 		server, client any
 	}{
-		{"GET /v1/status, POST /v1/scale", controller.Status{}, client.Status{}},
+		{"GET /v1/status, POST /v1/scale", statusBody{}, client.Status{}},
 		{"GET /v1/events", controller.Event{}, client.Event{}},
 		{"GET /v1/releases", controller.ReleaseInfo{}, client.Release{}},
 		{"GET /v1/env", controller.EnvVarInfo{}, client.EnvVar{}},

@@ -10,6 +10,8 @@ import (
 	"os"
 	"strings"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/shoal-dev/shoal/internal/client"
 )
 
@@ -85,26 +87,80 @@ func parseVersion(s string) (int, error) {
 }
 
 // progressPrinter prints a deploy stream: log lines as they come, and
-// one progress line per change of the rollout (bar, per-instance states,
-// elapsed time).
+// the rollout's progress (bar, per-instance states, elapsed time). On a
+// terminal the progress line is redrawn in place as the clock runs; on
+// anything else (a CI log, a pipe, a file) one line is printed per change
+// of the rollout, never one per update of its elapsed time.
 type progressPrinter struct {
-	w    io.Writer
+	w   io.Writer
+	tty bool
+	// cols is the terminal's width; a redrawn line is cut to fit, since
+	// a wrapped one cannot be redrawn in place. 0: unknown.
+	cols int
+	// last is the last progress printed, without its elapsed time.
 	last string
+	// open is true on a terminal while the cursor ends a redrawn progress
+	// line, which the next log line or the result must end first.
+	open bool
 }
 
-func newProgressPrinter(w io.Writer) *progressPrinter { return &progressPrinter{w: w} }
+func newProgressPrinter(w io.Writer) *progressPrinter {
+	p := &progressPrinter{w: w, tty: isTerminal(w)}
+	if f, ok := w.(*os.File); ok && p.tty {
+		if ws, err := unix.IoctlGetWinsize(int(f.Fd()), unix.TIOCGWINSZ); err == nil {
+			p.cols = int(ws.Col)
+		}
+	}
+	return p
+}
+
+// isTerminal reports whether w is a terminal (a TCGETS ioctl works on it);
+// a character device such as /dev/null is not.
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
+	return err == nil
+}
 
 func (p *progressPrinter) line(l client.DeployLine) {
 	switch {
 	case l.Log != "":
+		p.endLine()
 		fmt.Fprintln(p.w, "  "+l.Log)
 	case l.Progress != nil:
 		s := renderProgress(l.Progress)
-		if s != p.last {
-			p.last = s
+		if p.tty {
+			if r := []rune(s); p.cols > 1 && len(r) >= p.cols {
+				s = string(r[:p.cols-1])
+			}
+			fmt.Fprint(p.w, "\r\033[K"+s)
+			p.open = true
+			return
+		}
+		if key := progressKey(l.Progress); key != p.last {
+			p.last = key
 			fmt.Fprintln(p.w, s)
 		}
 	}
+}
+
+// endLine ends a progress line being redrawn on a terminal.
+func (p *progressPrinter) endLine() {
+	if p.open {
+		fmt.Fprintln(p.w)
+		p.open = false
+	}
+}
+
+// progressKey is the progress without its elapsed time: what must change
+// for a new line to be printed when the output is not a terminal.
+func progressKey(pr *client.RolloutProgress) string {
+	c := *pr
+	c.Elapsed = 0
+	return renderProgress(&c)
 }
 
 // renderProgress is one line such as
@@ -135,6 +191,7 @@ func shortID(id string) string {
 // finish prints the result and returns the command's error: non-nil
 // (exit 1) when the rollout did not end on the new release.
 func (p *progressPrinter) finish(verb string, res *client.DeployResult, err error) error {
+	p.endLine()
 	if err != nil {
 		if client.IsStatus(err, http.StatusBadRequest) {
 			return &UsageError{Err: apiErr(err)}

@@ -75,6 +75,9 @@ func runInit(_ context.Context, env *Env, args []string) error {
 	if g.settings != "" {
 		fmt.Fprintf(env.Stdout, "  settings: %s (passed as METEOR_SETTINGS)\n", g.settings)
 	}
+	for _, w := range g.warnings {
+		fmt.Fprintf(env.Stderr, "shoal init: warning: %s\n", w)
+	}
 	fmt.Fprintf(env.Stdout, "review it (every guess is commented), then run: shoal up\n")
 	return nil
 }
@@ -114,6 +117,7 @@ type guess struct {
 	output    string // build output
 	run       string
 	notes     []string // comments placed above run.command
+	warnings  []string // printed on stderr: what the user must check
 	settings  string   // settings file found (Meteor)
 	secrets   string   // secrets file found
 	hostEnv   []string
@@ -162,6 +166,7 @@ func guessApp(dir string) guess {
 		g.why = "no Meteor, Node or Go project found"
 		g.run = "./start.sh"
 		g.notes = []string{"CHANGE ME: the command that starts your app. It must listen on $PORT."}
+		g.checkRunFiles(dir)
 	}
 	return g
 }
@@ -216,15 +221,12 @@ func (g *guess) node(dir string) {
 	case pkg.Scripts["start"] != "":
 		// Run the start script's command itself rather than "npm start",
 		// so that the stop signal reaches the app and not npm.
-		g.run = pkg.Scripts["start"]
+		g.run = startScript(dir, pkg.Scripts["start"])
 		g.notes = append(g.notes, `From the "start" script of package.json.`)
-	case pkg.Main != "":
-		g.run = "node " + pkg.Main
-	case exists(filepath.Join(dir, "main.js")):
-		g.run = "node main.js"
 	default:
-		g.run = "node index.js"
+		g.nodeEntry(dir, pkg.Main, pkg.Dependencies) // init_node.go
 	}
+	g.checkRunFiles(dir) // init_node.go
 	g.literal["NODE_ENV"] = "production"
 	if exists(filepath.Join(dir, "settings.json")) {
 		g.settings = "settings.json"

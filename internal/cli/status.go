@@ -37,8 +37,11 @@ func addUpFlags(fs *flag.FlagSet) upFlags {
 // client returns an admin API client. The URL is, in order: -admin, the
 // admin.url file a running `shoal up` writes into its data directory, or
 // admin.listen. The token is read from -token-file or the data directory.
+// When the configuration is read, the client refuses an admin API of
+// another app, and says where to run `shoal up` when nothing answers.
 func (f upFlags) client() (*client.Client, error) {
 	url, tokenFile := *f.admin, *f.tokenFile
+	var app, hint string
 	if url == "" || tokenFile == "" {
 		cfg, err := loadAppConfig(*f.file)
 		if err != nil {
@@ -46,6 +49,10 @@ func (f upFlags) client() (*client.Client, error) {
 				return nil, &UsageError{Err: fmt.Errorf("%w (or pass -admin and -token-file)", err)}
 			}
 			return nil, err
+		}
+		app = cfg.Name
+		if abs, err := filepath.Abs(*f.file); err == nil {
+			hint = fmt.Sprintf("is `shoal up` running in %s?", filepath.Dir(abs))
 		}
 		if tokenFile == "" {
 			tokenFile = filepath.Join(cfg.DataDir, adminapi.TokenFile)
@@ -62,7 +69,9 @@ func (f upFlags) client() (*client.Client, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read admin token (has shoal up run here?): %w", err)
 	}
-	return client.New(url, strings.TrimSpace(string(tok))), nil
+	c := client.New(url, strings.TrimSpace(string(tok)))
+	c.App, c.Hint = app, hint
+	return c, nil
 }
 
 // readCommand parses the flags of a command that takes no argument and
@@ -113,8 +122,37 @@ func printJSON(w io.Writer, v any) error {
 func printStatus(w io.Writer, st client.Status) {
 	fmt.Fprintf(w, "group %s: release v%d, %d/%d in service (min %d, max %d), host %s\n",
 		st.App, st.Release, st.InService, st.Desired, st.Min, st.Max, st.Host)
+	if st.Maintenance {
+		fmt.Fprintln(w, "maintenance: on, the balancer answers every request with 503 (shoal maintenance off ends it)")
+	}
+	if cr := st.Crash; cr != nil {
+		what := "crashed"
+		if cr.InARow > 1 {
+			what = fmt.Sprintf("crash loop (%d in a row)", cr.InARow)
+		}
+		fmt.Fprintf(w, "%s: %s after %s", what, cr.Exit, crashUptime(cr.UptimeSeconds))
+		if cr.Message != "" {
+			fmt.Fprintf(w, ": %s", cr.Message)
+		}
+		fmt.Fprintf(w, " (instance %s)\n", cr.Instance)
+	}
 	if st.Backoff != "" {
 		fmt.Fprintf(w, "backoff: %s\n", st.Backoff)
+	}
+	if cr := st.Crash; cr != nil && len(cr.Logs) > 0 {
+		// A few lines from the one that says why (a stack trace or a
+		// runtime's banner may follow it), else the last few.
+		const show = 5
+		from := max(len(cr.Logs)-show, 0)
+		for i, l := range cr.Logs {
+			if l == cr.Message {
+				from = i
+			}
+		}
+		fmt.Fprintf(w, "log of %s (shoal logs %s shows it all):\n", cr.Instance, cr.Instance)
+		for _, l := range cr.Logs[from:min(from+show, len(cr.Logs))] {
+			fmt.Fprintf(w, "  | %s\n", l)
+		}
 	}
 	if len(st.Instances) == 0 {
 		fmt.Fprintln(w, "no instances")
@@ -142,6 +180,19 @@ func uptime(sec float64) string {
 		return d.Round(time.Second).String()
 	}
 	return d.Round(time.Minute).String()
+}
+
+// crashUptime is a crashed process's lifetime: milliseconds or tenths of
+// a second for a crash on boot.
+func crashUptime(sec float64) string {
+	d := time.Duration(sec * float64(time.Second))
+	if d < time.Second {
+		return d.Round(time.Millisecond).String()
+	}
+	if d < 10*time.Second {
+		return d.Round(100 * time.Millisecond).String()
+	}
+	return uptime(sec)
 }
 
 // apiErr shortens admin API errors for people.

@@ -139,7 +139,7 @@ func up(ctx context.Context, env *Env, cfg *config.App, log *slog.Logger) error 
 
 	host := controller.NewLocalHost(rt, arts, filepath.Join(data, "releases"))
 	ctl, err := controller.New(controller.Options{
-		Config: cfg, Store: st, Artifacts: arts, Pool: p, Logger: log, BuildLog: env.Stderr,
+		Config: cfg, Store: st, Artifacts: arts, Pool: p, Logger: log, BuildLog: env.Stderr, Console: env.Stderr,
 		Host:    host,
 		Latency: func() ([]float64, []uint64) { return bal.LatencyHistogram(cfg.Name) },
 	})
@@ -154,7 +154,7 @@ func up(ctx context.Context, env *Env, cfg *config.App, log *slog.Logger) error 
 	ui := dashboard.New(dashboard.Options{Token: token, Source: uiSrc, Logger: log.With("part", "dashboard")})
 	mux := http.NewServeMux()
 	adminapi.LBRoutes(mux, bal, nil)
-	adminapi.ControllerRoutes(mux, ctl)
+	adminapi.ControllerRoutes(mux, ctl, adminapi.WithBalancer(bal))
 	adminapi.DeployRoutes(mux, ctl)
 	adminapi.AutoscaleRoutes(mux, ctl)
 	// The dashboard logs in with the token itself (session cookie, CSRF),
@@ -162,7 +162,7 @@ func up(ctx context.Context, env *Env, cfg *config.App, log *slog.Logger) error 
 	root := http.NewServeMux()
 	root.Handle("/ui/", ui)
 	root.Handle("/", adminapi.RequireToken(token, adminapi.WithMetrics(mux, ctl.Metrics())))
-	srv := &http.Server{Handler: root, ReadHeaderTimeout: 10 * time.Second}
+	srv := &http.Server{Handler: adminapi.WithApp(cfg.Name, root), ReadHeaderTimeout: 10 * time.Second}
 
 	// Shutdown order: the controller drains and stops the instances while
 	// the balancer and the admin API still run; then they stop.

@@ -1,6 +1,8 @@
 // Package client is the Go client of Shoal's admin API, used by the CLI
 // and the tests. It speaks JSON over HTTP with the bearer token, and turns
-// every non-2xx answer into an *APIError carrying the server's message.
+// every non-2xx answer into an *APIError carrying the server's message,
+// an address where nothing answers into an *UnreachableError, and an
+// answer from another app's admin API into a *WrongAppError.
 //
 // The wire types are defined here, not imported from the server packages,
 // so that the CLI does not link the daemons' internals to talk to them;
@@ -18,6 +20,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -30,7 +33,57 @@ type Client struct {
 	// overall timeout: callers bound calls with their ctx (a drain with
 	// wait=true can legitimately take the drain timeout).
 	HTTP *http.Client
+	// App, when set, is the app this client means to talk to. An answer
+	// from the admin API of another app (its AppHeader names another) is
+	// a *WrongAppError, whatever its status: a 401 from another app's
+	// shoal is not a wrong token. Empty accepts any app.
+	App string
+	// Hint, when set, ends the message of an *UnreachableError: how to
+	// start what should answer ("is `shoal up` running in /srv/app?").
+	Hint string
 }
+
+// AppHeader is the response header in which the admin API of `shoal up`
+// names its app, on every answer including 401s; it holds no secret.
+const AppHeader = "Shoal-App"
+
+// WrongAppError is the answer of an admin API that belongs to another app
+// than Client.App.
+type WrongAppError struct {
+	Addr string // host:port of the admin API
+	Got  string // the app that answered
+	Want string // Client.App
+}
+
+// Error names both apps and the likely cause.
+func (e *WrongAppError) Error() string {
+	return fmt.Sprintf("the admin API at %s belongs to app %s, not %s (is another shoal up running there?)", e.Addr, e.Got, e.Want)
+}
+
+// UnreachableError is a request that found nothing answering at the
+// admin API's address (connection refused, no route, dial timeout).
+type UnreachableError struct {
+	URL  string // the admin API's base URL
+	Hint string // Client.Hint
+	Err  error  // the dial error
+}
+
+// Error says that nothing answers, why, and the hint.
+func (e *UnreachableError) Error() string {
+	msg := "nothing answers at " + e.URL
+	var se syscall.Errno
+	if errors.As(e.Err, &se) {
+		msg += " (" + se.Error() + ")"
+	} else {
+		msg += " (" + e.Err.Error() + ")"
+	}
+	if e.Hint != "" {
+		msg += ": " + e.Hint
+	}
+	return msg
+}
+
+func (e *UnreachableError) Unwrap() error { return e.Err }
 
 // New returns a client for the admin API at baseURL that authenticates
 // with token. baseURL is "http://host:port" (such as
@@ -97,10 +150,9 @@ func (c *Client) do(ctx context.Context, method, path string, in, out any) error
 		req.Header.Set("Content-Type", "application/json")
 	}
 	req.Header.Set("Accept", "application/json")
-	req.Header.Set("Authorization", "Bearer "+c.token)
-	resp, err := c.HTTP.Do(req)
+	resp, err := c.send(req)
 	if err != nil {
-		return fmt.Errorf("admin api: %w", err)
+		return err
 	}
 	defer resp.Body.Close()
 	data, err := io.ReadAll(io.LimitReader(resp.Body, maxResponse))
@@ -117,6 +169,26 @@ func (c *Client) do(ctx context.Context, method, path string, in, out any) error
 		return fmt.Errorf("admin api: decode %s %s: %w", method, path, err)
 	}
 	return nil
+}
+
+// send adds the token to req and sends it. A dial failure is an
+// *UnreachableError, an answer of another app's admin API a
+// *WrongAppError (its body closed); other failures are wrapped.
+func (c *Client) send(req *http.Request) (*http.Response, error) {
+	req.Header.Set("Authorization", "Bearer "+c.token)
+	resp, err := c.HTTP.Do(req)
+	if err != nil {
+		var op *net.OpError
+		if errors.As(err, &op) && op.Op == "dial" {
+			return nil, &UnreachableError{URL: c.base, Hint: c.Hint, Err: err}
+		}
+		return nil, fmt.Errorf("admin api: %w", err)
+	}
+	if got := resp.Header.Get(AppHeader); c.App != "" && got != "" && got != c.App {
+		resp.Body.Close()
+		return nil, &WrongAppError{Addr: req.URL.Host, Got: got, Want: c.App}
+	}
+	return resp, nil
 }
 
 func apiError(status int, data []byte) *APIError {

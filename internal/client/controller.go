@@ -25,8 +25,29 @@ type Status struct {
 	Desired   int    `json:"desired"`
 	InService int    `json:"in_service"`
 	// Backoff is set while launches are held back by a crash loop.
-	Backoff   string     `json:"backoff,omitempty"`
-	Instances []Instance `json:"instances"`
+	Backoff string `json:"backoff,omitempty"`
+	// Crash is the last crash of the current release while it crashes
+	// in a row; nil otherwise.
+	Crash *Crash `json:"crash,omitempty"`
+	// Maintenance is true while the balancer answers every request with
+	// 503 (shoal maintenance on).
+	Maintenance bool       `json:"maintenance"`
+	Instances   []Instance `json:"instances"`
+}
+
+// Crash is an instance's exit that nobody asked for, in Status.
+type Crash struct {
+	Instance string `json:"instance"`
+	Release  int    `json:"release"`
+	// Exit is "exit 1" or "killed by SIGSEGV".
+	Exit          string  `json:"exit"`
+	UptimeSeconds float64 `json:"uptime_seconds"`
+	// Message is the output line that most likely says why.
+	Message string `json:"message,omitempty"`
+	// Logs are the last lines of its output, secrets redacted.
+	Logs   []string  `json:"logs,omitempty"`
+	InARow int       `json:"in_a_row"`
+	At     time.Time `json:"at"`
 }
 
 // Instance is one instance in Status.
@@ -169,10 +190,9 @@ func (c *Client) openStream(ctx context.Context, path string) (io.ReadCloser, er
 	if err != nil {
 		return nil, fmt.Errorf("admin api: %w", err)
 	}
-	req.Header.Set("Authorization", "Bearer "+c.token)
-	resp, err := c.HTTP.Do(req)
+	resp, err := c.send(req)
 	if err != nil {
-		return nil, fmt.Errorf("admin api: %w", err)
+		return nil, err
 	}
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
 		defer resp.Body.Close()

@@ -159,11 +159,10 @@ func (c *Client) deployStream(ctx context.Context, path string, in any, fn func(
 	if err != nil {
 		return nil, fmt.Errorf("admin api: %w", err)
 	}
-	req.Header.Set("Authorization", "Bearer "+c.token)
 	req.Header.Set("Content-Type", "application/json")
-	resp, err := c.HTTP.Do(req)
+	resp, err := c.send(req)
 	if err != nil {
-		return nil, fmt.Errorf("admin api: %w", err)
+		return nil, err
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {

@@ -67,6 +67,7 @@ func TestDecodeSyntaxErrorHasLine(t *testing.T) {
 
 func FuzzDecode(f *testing.F) {
 	f.Add("name: web\ncount: 3\n")
+	f.Add("wait: 1 s\n")
 	f.Add("items: [{addr: a}, {addr: b}]\nenv: {A: 1}\n")
 	f.Add("a: &x {min: 1}\ninner: *x\n")
 	f.Add("wait: 5s\nmax: 10KB\n")
@@ -79,4 +80,18 @@ func FuzzDecode(f *testing.F) {
 			}
 		}
 	})
+}
+
+func TestDurationWithSpaceSaysRemoveIt(t *testing.T) {
+	for _, tc := range []struct{ in, want string }{
+		{"wait: 1 s\n", `t.yaml:1:7: wait: invalid duration "1 s": remove the space: 1s`},
+		{"wait: 1m 30s\n", `t.yaml:1:7: wait: invalid duration "1m 30s": remove the space: 1m30s`},
+		{"wait: 1 sec\n", `t.yaml:1:7: wait: invalid duration "1 sec" (use a unit, such as 500ms, 5s or 2m)`},
+	} {
+		var v testDoc
+		probs := decode("t.yaml", []byte(tc.in), &v).sorted()
+		if len(probs) != 1 || probs[0].String() != tc.want {
+			t.Errorf("%q: problems = %v, want %q", tc.in, probs, tc.want)
+		}
+	}
 }

@@ -8,7 +8,9 @@ import (
 )
 
 // Duration is a time.Duration written with a unit in the file ("500ms",
-// "5s", "2m"). A bare number is rejected so that "30" is never read as 30ns.
+// "5s", "2m"). A bare number is rejected so that "30" is never read as 30ns,
+// and a space inside ("1 s") is rejected with a message that says to
+// remove it.
 type Duration time.Duration
 
 // UnmarshalText implements encoding.TextUnmarshaler.
@@ -23,6 +25,13 @@ func (d *Duration) UnmarshalText(b []byte) error {
 	}
 	v, err := time.ParseDuration(s)
 	if err != nil {
+		// "1 s" or "1 m 30 s": Go's durations take no spaces; say so
+		// rather than asking for a unit that is there.
+		if joined := strings.Join(strings.Fields(s), ""); joined != s {
+			if _, jerr := time.ParseDuration(joined); jerr == nil {
+				return fmt.Errorf("invalid duration %q: remove the space: %s", s, joined)
+			}
+		}
 		return fmt.Errorf("invalid duration %q (use a unit, such as 500ms, 5s or 2m)", s)
 	}
 	*d = Duration(v)

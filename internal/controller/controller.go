@@ -56,6 +56,11 @@ type Options struct {
 	Pool *pool.Pool
 	// BuildLog receives the build command's output; nil discards it.
 	BuildLog io.Writer
+	// Console receives, for people, a short report of a crash whose
+	// reason is new for its release: the exit and the last lines of the
+	// instance's output, secrets redacted (shoal up: its stderr). A crash
+	// loop writes it once, not once per crash. Nil discards.
+	Console io.Writer
 	// LookupEnv resolves run.env_from_host; nil means os.LookupEnv.
 	LookupEnv func(string) (string, bool)
 	// Logger receives state changes (Info) and trouble (Warn); nil
@@ -97,6 +102,12 @@ type Controller struct {
 	dep       deployState // rollouts and the deploy lock (deploy*.go)
 	grow      int         // instances of a scale-out not yet launched (autoscale.go)
 	as        autoscaler  // auto scaling (autoscale*.go); own lock
+
+	// crashes is the last crash of each release, crashShown the reason
+	// last written to Options.Console for it (crash.go); nil until the
+	// first crash.
+	crashes    map[int]Crash
+	crashShown map[int]string
 }
 
 // New validates o and returns a Controller. It does no I/O; Run prepares
@@ -262,8 +273,9 @@ func (c *Controller) reconcile(ctx context.Context, workers *sync.WaitGroup) tim
 	// One event per backoff step, not one per evaluation during it.
 	if b := c.backoff[c.current.Version]; plan.Blocked != "" && b.LastFailure != c.blockedAt {
 		c.blockedAt = b.LastFailure
-		c.events.add(Event{Type: "backoff", Release: c.current.Version, Reason: plan.Blocked})
-		c.log.Warn("crash loop backoff", "release", c.current.Version, "reason", plan.Blocked)
+		reason := plan.Blocked + c.crashNoteLocked(c.current.Version) // crash.go
+		c.events.add(Event{Type: "backoff", Release: c.current.Version, Reason: reason})
+		c.log.Warn("crash loop backoff", "release", c.current.Version, "reason", reason)
 	}
 	c.blocked = plan.Blocked
 	type job struct {

@@ -3,6 +3,7 @@ package controller
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -23,15 +24,31 @@ func (c *Controller) watchExits(ctx context.Context) {
 			if !ok {
 				return
 			}
-			c.exited(e)
+			c.exited(ctx, e)
 		}
 	}
 }
 
-func (c *Controller) exited(e Exit) {
+func (c *Controller) exited(ctx context.Context, e Exit) {
 	c.mu.Lock()
 	in := c.instances[e.ID]
 	if in == nil || in.exit != nil {
+		c.mu.Unlock()
+		return
+	}
+	crashed := in.state != reconcile.Draining && !e.Stopped
+	env := c.env
+	c.mu.Unlock()
+	// A crash says why: the last lines of its output, read the way a
+	// failed deploy reads them, without the lock (the host reports an exit
+	// once the output is in the log).
+	var logs []string
+	if crashed {
+		logs = c.tailLogs(ctx, e.ID, env)
+	}
+
+	c.mu.Lock()
+	if c.instances[e.ID] != in || in.exit != nil {
 		c.mu.Unlock()
 		return
 	}
@@ -53,9 +70,41 @@ func (c *Controller) exited(e Exit) {
 		// never retried, and turn a harmless retry into a 502.
 		c.o.Pool.Remove(addr)
 	}
-	c.endLocked(in, reconcile.Failed, exitReason(e))
+	cr := Crash{Instance: in.id, Release: in.release, Exit: exitWords(e), At: e.At}
+	if len(logs) == 1 && strings.HasPrefix(logs[0], "(no logs") {
+		logs = nil // tailLogs' note, not the app's output
+	}
+	cr.Logs, cr.Message = logs, crashMessage(logs)
+	// A process that fails at once can be reported before its launch
+	// has recorded the start: its life is then counted from the launch.
+	started := in.started
+	if started.IsZero() {
+		started = in.launched
+	}
+	if e.At.After(started) {
+		cr.UptimeSeconds = e.At.Sub(started).Seconds()
+	}
+	reason := fmt.Sprintf("%s after %s", exitReason(e), roundUptime(time.Duration(cr.UptimeSeconds*float64(time.Second))))
+	if cr.Message != "" {
+		reason += ": " + cr.Message
+	}
+	c.endLocked(in, reconcile.Failed, reason)
+	cr.InARow = c.backoff[in.release].Failures
+	cr.Message, cr.Logs = c.env.Redact(cr.Message), redactLines(c.env, cr.Logs)
+	if c.crashes == nil {
+		c.crashes, c.crashShown = map[int]Crash{}, map[int]string{}
+	}
+	c.crashes[in.release] = cr
+	// The console gets the log lines once per new reason, not per crash
+	// of a loop; each crash is still one log line with its reason.
+	sig := cr.Exit + "\x00" + cr.Message
+	show := c.crashShown[in.release] != sig
+	c.crashShown[in.release] = sig
 	c.mu.Unlock()
 	c.poke()
+	if show {
+		c.console(cr)
+	}
 }
 
 func exitReason(e Exit) string {

@@ -17,7 +17,10 @@ type Status struct {
 	// InService counts instances in service.
 	InService int `json:"in_service"`
 	// Backoff is the current crash-loop message, if launches are held.
-	Backoff   string           `json:"backoff,omitempty"`
+	Backoff string `json:"backoff,omitempty"`
+	// Crash is the last crash of an instance of the current release while
+	// that release is crashing in a row (until one instance is stable).
+	Crash     *Crash           `json:"crash,omitempty"`
 	Instances []InstanceStatus `json:"instances"`
 }
 
@@ -51,6 +54,12 @@ func (c *Controller) Status() Status {
 		App: c.cfg.Name, Host: c.o.Host.Name(), Release: c.current.Version, Digest: c.current.Digest,
 		Min: c.group.Min, Max: c.group.Max, Desired: c.group.Desired, Backoff: c.blocked,
 		Instances: []InstanceStatus{},
+	}
+	if cr, ok := c.crashes[c.current.Version]; ok {
+		if n := c.backoff[c.current.Version].Failures; n > 0 {
+			cr.InARow = n
+			st.Crash = &cr
+		}
 	}
 	for _, in := range c.instances {
 		is := InstanceStatus{
