@@ -243,7 +243,7 @@ func balancerConfig(cfg *config.App, st *store.Store, log *slog.Logger) (lb.Conf
 	}
 	return lb.Config{
 		Listeners: []lb.Listener{{Name: listenName, Addr: b.Listen}},
-		Routes:    []lb.Route{{Name: cfg.Name, PathPrefix: "/", Pool: cfg.Name}},
+		Routes:    []lb.Route{{Name: cfg.Name, PathPrefix: "/", Pool: cfg.Name, LongLivedPaths: b.LongLivedPaths}},
 		Pools:     []lb.PoolConfig{pc},
 		Logger:    log.With("part", "lb"),
 	}, nil

@@ -43,6 +43,11 @@ type RequestRecord struct {
 	Transfer time.Duration
 	// Err is the failure that ended or marred the request; "" on success.
 	Err string
+	// Held is set when the server held the exchange open on purpose (a
+	// long poll, a stream, server-sent events, a route marked long-lived):
+	// Total is then how long it stayed open, not a latency, and it is left
+	// out of LatencyHistogram. WebSocket tunnels are not marked Held.
+	Held bool
 }
 
 // observerBox lets a nil interface be stored atomically.
@@ -86,7 +91,11 @@ func (h *latencyHist) observe(d time.Duration) {
 // the number of requests in that bucket alone (not cumulative), the last
 // one those above the largest bound. Requests answered without a target
 // (503 when none is available) count too: they are latency the pool's
-// clients saw. WebSocket tunnels are not counted. Both slices are fresh
+// clients saw. WebSocket tunnels and held-open exchanges (long polls,
+// streams, server-sent events, long-lived routes: see RequestRecord.Held)
+// are not counted: their duration is chosen by the server, not a
+// latency, and would drive latency autoscaling policies to the pool's
+// maximum. Both slices are fresh
 // copies; an unknown pool gives nil, nil. Safe for concurrent use.
 //
 // Per-target request counts and in-flight requests are in Pool(name).Status().
