@@ -3,7 +3,9 @@
 // Both echo every message back with the backend's name, so the client can
 // tell that one session stayed on one backend. It prints
 // "listening name=NAME addr=127.0.0.1:PORT" once bound and exits on
-// SIGTERM or when stdin closes (so it never outlives the Go test).
+// SIGTERM or when stdin closes (so it never outlives the Go test). Run as
+// an instance of `shoal up` it listens on $PORT and leaves stdin alone
+// (shoal stops it with a signal).
 'use strict';
 
 const http = require('http');
@@ -33,7 +35,7 @@ sjs.on('connection', (conn) => {
 });
 sjs.installHandlers(server, { prefix: '/sockjs' });
 
-server.listen(0, '127.0.0.1', () => {
+server.listen(Number(process.env.PORT || 0), '127.0.0.1', () => {
   const { address, port } = server.address();
   console.log(`listening name=${name} addr=${address}:${port}`);
 });
@@ -44,5 +46,7 @@ function stop() {
   process.exit(0);
 }
 process.on('SIGTERM', stop);
-process.stdin.on('end', stop);
-process.stdin.resume();
+if (!process.env.PORT) {
+  process.stdin.on('end', stop);
+  process.stdin.resume();
+}
