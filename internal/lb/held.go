@@ -107,6 +107,7 @@ func (ex *exchange) hold() {
 	ex.held = true
 	ex.heldPool = ex.route.pool.m
 	ex.heldPool.held.Inc()
+	ex.heldPool.lat.held.Add(1)
 }
 
 // query is the span of the request target's query, without the '?';

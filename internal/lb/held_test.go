@@ -200,6 +200,9 @@ func TestHeldExchangesLeaveLatency(t *testing.T) {
 	waitFor(t, 5*time.Second, "six open held exchanges", func() bool {
 		return metricValue(t, lb.Balancer, `shoal_lb_held_open{pool="app"}`) == fmt.Sprint(len(held))
 	})
+	if n := lb.HeldOpen("app"); n != len(held) {
+		t.Errorf("HeldOpen = %d, want %d", n, len(held))
+	}
 	free()
 	for range len(held) + len(plain) {
 		if err := <-errs; err != nil {
@@ -209,6 +212,9 @@ func TestHeldExchangesLeaveLatency(t *testing.T) {
 	waitFor(t, 5*time.Second, "all records", func() bool { return len(obs.all()) == len(held)+len(plain) })
 	if v := metricValue(t, lb.Balancer, `shoal_lb_held_open{pool="app"}`); v != "0" {
 		t.Errorf("open held exchanges after they ended: %q, want 0", v)
+	}
+	if n := lb.HeldOpen("app"); n != 0 {
+		t.Errorf("HeldOpen after they ended = %d, want 0", n)
 	}
 	nHeld := 0
 	for _, r := range obs.all() {

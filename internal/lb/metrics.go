@@ -181,6 +181,7 @@ func (m *metrics) observe(ex *exchange, d time.Duration) {
 	rm.counter(ex.target, ex.status).Inc()
 	if ex.held {
 		ex.heldPool.held.Dec()
+		ex.heldPool.lat.held.Add(-1)
 		rm.heldDur.Observe(d.Seconds())
 		return
 	}

@@ -73,6 +73,8 @@ func (b *Balancer) observer() RequestObserver {
 // atomic counters: recording is two atomic adds, no lock.
 type latencyHist struct {
 	counts [len(latencyBuckets) + 1]atomic.Uint64 // last: above the largest bound
+	// held counts the pool's held-open exchanges now open (HeldOpen).
+	held atomic.Int64
 }
 
 func (h *latencyHist) observe(d time.Duration) {
@@ -113,4 +115,19 @@ func (b *Balancer) LatencyHistogram(pool string) (bounds []float64, counts []uin
 		counts[i] = h.counts[i].Load()
 	}
 	return bounds, counts
+}
+
+// HeldOpen returns how many held-open exchanges (long polls, streams,
+// server-sent events, requests of long-lived routes; see
+// RequestRecord.Held) of the named pool are open now; 0 for an unknown
+// pool. Like LatencyHistogram it follows the pool by name across reloads.
+// Safe for concurrent use.
+func (b *Balancer) HeldOpen(pool string) int {
+	b.mu.Lock()
+	pe := b.pools[pool]
+	b.mu.Unlock()
+	if pe == nil {
+		return 0
+	}
+	return int(pe.m.lat.held.Load())
 }
