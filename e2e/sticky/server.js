@@ -21,8 +21,9 @@ const server = http.createServer((req, res) => {
 
 const io = new Server(server, {
   transports: ['polling'],
-  // Long polls end quickly so a session exercises many requests.
-  pingInterval: 2000,
+  // Long polls end quickly so a session exercises many requests (the
+  // latency test holds them longer: PING_INTERVAL_MS).
+  pingInterval: Number(process.env.PING_INTERVAL_MS || 2000),
   pingTimeout: 5000,
 });
 io.on('connection', (socket) => {

@@ -268,6 +268,9 @@ func TestObserverKeepsHeldApart(t *testing.T) {
 		if s := series.Summarize(timeseries.Key{Group: "app"}, now(), time.Minute); s.Requests != 1 {
 			return fmt.Errorf("%d requests in the latency series, want the 1 plain one", s.Requests)
 		}
+		if n := len(slow.Top(now(), 0)); n != 1 {
+			return fmt.Errorf("%d slow requests kept", n) // offered after Record
+		}
 		return nil
 	})
 	if err != nil {
