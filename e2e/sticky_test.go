@@ -88,19 +88,38 @@ type clientResult struct {
 	OK       bool     `json:"ok"`
 	Error    string   `json:"error"`
 	Backends []string `json:"backends"`
+	// printedNothing: the client printed no result (Error says why).
+	printedNothing bool
 }
 
 // pollingClient runs client.js of the given kind against base.
 func pollingClient(t *testing.T, ctx context.Context, dir, kind, base string, messages int) clientResult {
 	t.Helper()
-	cmd := exec.CommandContext(ctx, "node", "client.js", kind, base, fmt.Sprint(messages))
+	r := runPollingCmd(newPollingCmd(ctx, dir, kind, base, messages, 0), kind)
+	if r.printedNothing {
+		t.Fatal(r.Error)
+	}
+	return r
+}
+
+// newPollingCmd is client.js of the given kind against base; holdMs keeps
+// the session open that long after the messages.
+func newPollingCmd(ctx context.Context, dir, kind, base string, messages, holdMs int) *exec.Cmd {
+	cmd := exec.CommandContext(ctx, "node", "client.js", kind, base, fmt.Sprint(messages), fmt.Sprint(holdMs))
 	cmd.Dir = dir
+	return cmd
+}
+
+// runPollingCmd runs a client.js command and reads its result; a client
+// that printed none gives a failed result with printedNothing set. Safe
+// on any goroutine.
+func runPollingCmd(cmd *exec.Cmd, kind string) clientResult {
 	var stderr strings.Builder
 	cmd.Stderr = &stderr
 	out, _ := cmd.Output() // exit 1 is a result, read from stdout
 	var r clientResult
 	if err := json.Unmarshal(out, &r); err != nil {
-		t.Fatalf("%s client printed no result: %v\nstdout: %s\nstderr: %s", kind, err, out, stderr.String())
+		return clientResult{Error: fmt.Sprintf("%s client printed no result: %v\nstdout: %s\nstderr: %s", kind, err, out, stderr.String()), printedNothing: true}
 	}
 	return r
 }

@@ -1,24 +1,27 @@
 // A long-polling client of the stickiness test. Usage:
 //
-//   node client.js socketio|sockjs BASE_URL MESSAGES
+//   node client.js socketio|sockjs BASE_URL MESSAGES [HOLD_MS]
 //
 // It connects through the balancer at BASE_URL with a polling transport
 // only (socket.io: polling; SockJS: xhr-polling), sends MESSAGES messages
 // one after the other and waits for each echo. It prints one JSON line,
 // {"ok":true,"backends":[...]} or {"ok":false,"error":"..."}, and exits
 // 0 or 1. A session that loses its backend fails: socket.io answers
-// "Session ID unknown" (400), SockJS closes the session.
+// "Session ID unknown" (400), SockJS closes the session. With HOLD_MS the
+// client then stays connected, long-polling, that many milliseconds more
+// before it closes (a session that ends meanwhile fails).
 'use strict';
 
 const [kind, base, countArg] = process.argv.slice(2);
 const count = Number(countArg || 10);
+const holdMs = Number(process.argv[5] || 0);
 const backends = new Set();
 
 function done(ok, error) {
   console.log(JSON.stringify(ok ? { ok, kind, messages: count, backends: [...backends] } : { ok, kind, error: String(error) }));
   process.exit(ok ? 0 : 1);
 }
-setTimeout(() => done(false, 'timed out after 20s'), 20000).unref();
+setTimeout(() => done(false, `timed out after ${20000 + holdMs}ms`), 20000 + holdMs).unref();
 
 function socketio() {
   const { io } = require('socket.io-client');
@@ -43,9 +46,11 @@ function socketio() {
     } catch (err) {
       done(false, err.message);
     }
-    socket.off('disconnect');
-    socket.close();
-    done(true);
+    setTimeout(() => {
+      socket.off('disconnect');
+      socket.close();
+      done(true);
+    }, holdMs);
   });
 }
 
@@ -59,9 +64,12 @@ function sockjsClient() {
     if (reply.msg !== `m${i}`) return done(false, `bad echo ${e.data}`);
     backends.add(reply.backend);
     if (++i === count) {
-      sock.onclose = null;
-      sock.close();
-      return done(true);
+      setTimeout(() => {
+        sock.onclose = null;
+        sock.close();
+        done(true);
+      }, holdMs);
+      return;
     }
     sock.send(`m${i}`);
   };

@@ -3,7 +3,9 @@
 // Both echo every message back with the backend's name, so the client can
 // tell that one session stayed on one backend. It prints
 // "listening name=NAME addr=127.0.0.1:PORT" once bound and exits on
-// SIGTERM or when stdin closes (so it never outlives the Go test).
+// SIGTERM or when stdin closes (so it never outlives the Go test). Run as
+// an instance of `shoal up` it listens on $PORT and leaves stdin alone
+// (shoal stops it with a signal).
 'use strict';
 
 const http = require('http');
@@ -19,8 +21,9 @@ const server = http.createServer((req, res) => {
 
 const io = new Server(server, {
   transports: ['polling'],
-  // Long polls end quickly so a session exercises many requests.
-  pingInterval: 2000,
+  // Long polls end quickly so a session exercises many requests (the
+  // latency test holds them longer: PING_INTERVAL_MS).
+  pingInterval: Number(process.env.PING_INTERVAL_MS || 2000),
   pingTimeout: 5000,
 });
 io.on('connection', (socket) => {
@@ -33,7 +36,7 @@ sjs.on('connection', (conn) => {
 });
 sjs.installHandlers(server, { prefix: '/sockjs' });
 
-server.listen(0, '127.0.0.1', () => {
+server.listen(Number(process.env.PORT || 0), '127.0.0.1', () => {
   const { address, port } = server.address();
   console.log(`listening name=${name} addr=${address}:${port}`);
 });
@@ -44,5 +47,7 @@ function stop() {
   process.exit(0);
 }
 process.on('SIGTERM', stop);
-process.stdin.on('end', stop);
-process.stdin.resume();
+if (!process.env.PORT) {
+  process.stdin.on('end', stop);
+  process.stdin.resume();
+}

@@ -112,7 +112,8 @@ func up(ctx context.Context, env *Env, cfg *config.App, log *slog.Logger) error 
 	// The dashboard's request metrics, fed by the balancer.
 	series := timeseries.NewStore(timeseries.Options{})
 	slow := timeseries.NewSlow(timeseries.SlowOptions{})
-	lbcfg.Observer = &uisource.Observer{Series: series, Slow: slow}
+	held := timeseries.NewStore(timeseries.Options{MaxRoutes: 1})
+	lbcfg.Observer = &uisource.Observer{Series: series, Slow: slow, Held: held}
 	bal, err := lb.New(lbcfg)
 	if err != nil {
 		return &UsageError{Err: fmt.Errorf("balancer: %w", err)}
@@ -147,7 +148,8 @@ func up(ctx context.Context, env *Env, cfg *config.App, log *slog.Logger) error 
 		return err
 	}
 	uiSrc, err := uisource.New(uisource.Options{Controller: ctl, Host: host, Pool: p, Store: st,
-		Series: series, Slow: slow, Logger: log.With("part", "dashboard")})
+		Series: series, Slow: slow, Held: held, HeldOpen: func() int { return bal.HeldOpen(cfg.Name) },
+		Logger: log.With("part", "dashboard")})
 	if err != nil {
 		return err
 	}
@@ -243,7 +245,7 @@ func balancerConfig(cfg *config.App, st *store.Store, log *slog.Logger) (lb.Conf
 	}
 	return lb.Config{
 		Listeners: []lb.Listener{{Name: listenName, Addr: b.Listen}},
-		Routes:    []lb.Route{{Name: cfg.Name, PathPrefix: "/", Pool: cfg.Name}},
+		Routes:    []lb.Route{{Name: cfg.Name, PathPrefix: "/", Pool: cfg.Name, LongLivedPaths: b.LongLivedPaths}},
 		Pools:     []lb.PoolConfig{pc},
 		Logger:    log.With("part", "lb"),
 	}, nil

@@ -210,6 +210,17 @@ type AppBalancer struct {
 	// SlowStart ramps a new instance's share of traffic from 10% to 100%
 	// over this window, for apps that are slow until warm. Default 0 (off).
 	SlowStart Duration `yaml:"slow_start"`
+
+	// LongLivedPaths are path prefixes, each starting with "/", whose
+	// requests the app holds open on purpose (long polls, streams). They
+	// are kept out of the latency percentiles that latency autoscaling
+	// policies and the dashboard read, and counted as held streams
+	// instead. "/poll" matches "/poll" and "/poll/x", not "/polls"; a
+	// prefix ending in "/" matches anything below it. Server-sent events
+	// (text/event-stream), SockJS streaming and polling under
+	// sticky.sockjs_prefixes, and socket.io polling are recognised
+	// without being listed. Default none.
+	LongLivedPaths []string `yaml:"long_lived_paths"`
 }
 
 // AppSticky configures session affinity.

@@ -287,6 +287,9 @@ func (c *appChecker) balancer() {
 	}
 	c.check(b.DrainTimeout <= 0, "balancer.drain_timeout", "must be more than 0, got %s", b.DrainTimeout.D())
 	c.check(b.SlowStart < 0, "balancer.slow_start", "must not be negative, got %s", b.SlowStart.D())
+	for i, p := range b.LongLivedPaths {
+		c.check(!strings.HasPrefix(p, "/"), fmt.Sprintf("balancer.long_lived_paths[%d]", i), "must start with /, got %q", p)
+	}
 	c.listen("admin.listen", c.a.Admin.Listen)
 	if !c.failed("admin.listen") && !c.failed("balancer.listen") && b.Listen == c.a.Admin.Listen && !strings.HasSuffix(b.Listen, ":0") {
 		c.d.errorf("admin.listen", "the admin API and the balancer both listen on %s", b.Listen)

@@ -111,6 +111,19 @@ type routeDoc struct {
 	PathPrefix string `yaml:"path_prefix"`
 	// Pool is the name of the pool that serves the route. Required.
 	Pool string `yaml:"pool"`
+	// LongLived marks every request of the route as held open on purpose
+	// by the app (long polls, streams): such requests are kept out of the
+	// latency percentiles (autoscaling, dashboard, the request-duration
+	// metric) and counted as held streams instead. Default false.
+	// Server-sent events (text/event-stream), SockJS streaming and
+	// polling under the pool's sticky.sockjs_prefixes and socket.io
+	// polling are recognised without it.
+	LongLived bool `yaml:"long_lived"`
+	// LongLivedPaths are path prefixes under the route, each starting
+	// with "/", whose requests are held open on purpose, as long_lived is
+	// for the whole route. "/poll" matches "/poll" and "/poll/x", not
+	// "/polls"; a prefix ending in "/" matches anything below it.
+	LongLivedPaths []string `yaml:"long_lived_paths"`
 }
 
 type poolDoc struct {

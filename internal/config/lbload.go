@@ -127,7 +127,13 @@ func (v *lbValidator) build(doc *lbDoc) *LBFile {
 		} else {
 			matches[k] = r.Name
 		}
-		cfg.Routes = append(cfg.Routes, lb.Route{Name: r.Name, Host: strings.ToLower(r.Host), PathPrefix: prefix, Pool: r.Pool})
+		for j, lp := range r.LongLivedPaths {
+			if !strings.HasPrefix(lp, "/") {
+				d.errorf(fmt.Sprintf("%s.long_lived_paths[%d]", path, j), "must start with /, got %q", lp)
+			}
+		}
+		cfg.Routes = append(cfg.Routes, lb.Route{Name: r.Name, Host: strings.ToLower(r.Host), PathPrefix: prefix, Pool: r.Pool,
+			LongLived: r.LongLived, LongLivedPaths: append([]string(nil), r.LongLivedPaths...)})
 	}
 
 	if len(doc.Listeners) == 0 {

@@ -14,6 +14,11 @@ import (
 // each instance's processes from its host (/proc on a LocalHost), and the
 // pool's latency histogram.
 //
+// The histogram leaves out WebSocket tunnels and held-open exchanges (long
+// polls, streams, server-sent events: lb.RequestRecord.Held), whose
+// durations the app chooses; with them, long-polling clients alone would
+// drive a latency policy to group.max.
+//
 // The balancer measures latency per pool, not per target, so the pool's
 // histogram rides on one instance of the sample, the one longest in
 // service: the window then counts every request of the pool once, those

@@ -306,7 +306,7 @@ func TestPagesRender(t *testing.T) {
 	c, _ := e.login()
 	e.src.Step()
 	cases := map[string][]string{
-		"/ui/":                 {`data-instance="web-3"`, `data-state="in_service"`, "Balancer targets", `/ui/chart/latency.svg?app=web`},
+		"/ui/":                 {`data-instance="web-3"`, `data-state="in_service"`, "Balancer targets", `/ui/chart/latency.svg?app=web`, "p99 latency <small>last 10 s</small>", "Held streams", `data-held-open="`, "20 s steps"},
 		"/ui/timeline":         {"<select", `value="deploy"`},
 		"/ui/releases":         {"v3", `data-rollback="2"`, "running v3"},
 		"/ui/instances/web-3":  {"Instance web-3", `data-log-src="/ui/instances/web-3/logs?lines=200"`, "/ui/chart/cpu.svg?instance=web-3"},

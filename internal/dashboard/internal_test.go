@@ -6,6 +6,7 @@ import (
 	"io"
 	"math"
 	"net/url"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -167,3 +168,73 @@ func TestLimiter(t *testing.T) {
 		t.Fatal("no token after the interval")
 	}
 }
+
+// TestChartTextFitsInside: the end labels of a latency chart ("p95 4.86
+// ms") stay inside the chart's width, and a legend that would run into a
+// long title moves to a row of its own (it spilled out of its card).
+func TestChartTextFitsInside(t *testing.T) {
+	dur := func(v float64) string { return fmtDur(time.Duration(v * float64(time.Second))) }
+	for _, title := range []string{"Latency — api", "Latency — a-rather-long-application-name"} {
+		c := chart{Title: title, Step: 20 * time.Second, Format: dur, Lines: []chartLine{
+			{Label: "p50", Values: []float64{0.002, 0.00243}},
+			{Label: "p95", Values: []float64{0.004, 0.00486}},
+			{Label: "p99", Values: []float64{1.2, 1.51}},
+		}}
+		var b strings.Builder
+		if err := c.render(&b); err != nil {
+			t.Fatal(err)
+		}
+		type text struct {
+			X, Y  float64
+			Class string
+			Body  string
+		}
+		var texts []text
+		d := xml.NewDecoder(strings.NewReader(b.String()))
+		for {
+			tok, err := d.Token()
+			if err != nil {
+				break
+			}
+			se, ok := tok.(xml.StartElement)
+			if !ok || se.Name.Local != "text" {
+				continue
+			}
+			var tx text
+			for _, a := range se.Attr {
+				switch a.Name.Local {
+				case "x":
+					tx.X, _ = strconv.ParseFloat(a.Value, 64)
+				case "y":
+					tx.Y, _ = strconv.ParseFloat(a.Value, 64)
+				case "class":
+					tx.Class = a.Value
+				}
+			}
+			if cd, ok := must(d.Token()).(xml.CharData); ok {
+				tx.Body = string(cd)
+			}
+			texts = append(texts, tx)
+		}
+		var titleEnd float64
+		for _, tx := range texts {
+			if tx.Class == "h" {
+				titleEnd = tx.X + textWidth(tx.Body, titleCharW)
+			}
+		}
+		for _, tx := range texts {
+			cw := labelCharW
+			if tx.Class == "lab" {
+				cw = boldCharW
+			}
+			if tx.Class == "lab" && tx.X+textWidth(tx.Body, cw) > chartW {
+				t.Errorf("%s: end label %q at x=%.0f runs past the chart's width %d", title, tx.Body, tx.X, chartW)
+			}
+			if tx.Class == "" && tx.Y == 16 && tx.X < titleEnd {
+				t.Errorf("%s: legend %q at x=%.0f overlaps the title (ends at %.0f)", title, tx.Body, tx.X, titleEnd)
+			}
+		}
+	}
+}
+
+func must(tok xml.Token, _ error) xml.Token { return tok }

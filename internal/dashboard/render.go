@@ -85,6 +85,7 @@ func (h *Handler) funcs() template.FuncMap {
 		"icon":     icon,
 		"stateTag": stateTag,
 		"dur":      fmtDur,
+		"span":     fmtSpan,
 		"ms":       fmtMS,
 		"bytes":    fmtBytes,
 		"pct":      fmtPct,

@@ -71,6 +71,22 @@ type Group struct {
 	Deploy *Deploy `json:"deploy,omitempty"`
 	// Autoscale is the group's auto scaling; nil when it has none.
 	Autoscale *Autoscale `json:"autoscale,omitempty"`
+	// Held is the group's held-open exchanges (long polls, streams,
+	// server-sent events), which the latency figures leave out; nil when
+	// the source does not know them.
+	Held *HeldStreams `json:"held,omitempty"`
+}
+
+// HeldStreams are a group's held-open exchanges: requests the app keeps
+// open on purpose, whose duration is not a latency.
+type HeldStreams struct {
+	// Open is how many are open now.
+	Open int `json:"open"`
+	// Ended is how many ended within Window, and Median their median
+	// duration (zero when none ended).
+	Ended  int           `json:"ended"`
+	Median time.Duration `json:"median"`
+	Window time.Duration `json:"window"`
 }
 
 // Instance states, as in the controller's lifecycle.

@@ -75,6 +75,16 @@ type Route struct {
 	// PathPrefix defaults to "/".
 	PathPrefix string
 	Pool       string
+	// LongLived marks every request of the route as held open on purpose
+	// by the server (long polls, streams): it is kept out of the latency
+	// histograms that autoscaling and the dashboard read and counted as a
+	// held exchange instead (see Balancer.LatencyHistogram).
+	LongLived bool
+	// LongLivedPaths are path prefixes, each starting with "/", whose
+	// requests are held open on purpose, as LongLived is for the whole
+	// route. A prefix matches whole segments unless it ends in "/", as
+	// PathPrefix does.
+	LongLivedPaths []string
 }
 
 // PoolConfig is one pool of targets and its policies.

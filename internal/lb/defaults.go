@@ -152,6 +152,11 @@ func validate(c Config) error {
 		if !pnames[r.Pool] {
 			bad("%s.pool: unknown pool %q", p, r.Pool)
 		}
+		for j, lp := range r.LongLivedPaths {
+			if !strings.HasPrefix(lp, "/") {
+				bad("%s.long_lived_paths[%d]: %q must start with /", p, j, lp)
+			}
+		}
 		k := key{strings.ToLower(r.Host), r.PathPrefix}
 		if other, ok := seen[k]; ok {
 			bad("%s: same host and path prefix as route %q", p, other)

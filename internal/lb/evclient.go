@@ -286,6 +286,9 @@ func (c *evClient) dispatch(tbl *table) {
 	if c.out == nil {
 		c.out, c.wb = c.l.getSmall(), c.l.getSmall()
 	}
+	if !h.upgrade && heldOpen(rt, bstr(head, h.method), bstr(head, h.path), bstr(head, h.query()), "") {
+		ex.hold()
+	}
 	c.writeOutHead(ex)
 	if h.clen > 0 {
 		c.out = append(c.out, head[h.size:h.size+int(h.clen)]...)
@@ -516,6 +519,12 @@ func (c *evClient) headStart(p []byte, rh *respHead) []byte {
 	}
 	c.started, c.status = true, rh.status
 	ex.status = rh.status
+	if !ex.held && rh.ctype.e > rh.ctype.s {
+		head := c.buf[c.r:]
+		if heldOpen(ex.route, bstr(head, c.h.method), bstr(head, c.h.path), bstr(head, c.h.query()), bstr(p, rh.ctype)) {
+			ex.hold()
+		}
+	}
 	ex.headers = time.Now()
 	ex.ttfb = ex.headers.Sub(ex.wrote)
 	c.pe.m.ttfb.Observe(ex.ttfb.Seconds())

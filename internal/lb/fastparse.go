@@ -315,6 +315,7 @@ type respHead struct {
 	chunked bool
 	close   bool // the target will close: do not reuse the connection
 	upWS    bool // Upgrade: websocket (for a 101)
+	ctype   span // the first Content-Type value; zero when none
 	nfields int
 	fields  [maxRespFields]span // kept field lines, CRLF included
 	drop    [4]span             // extra field names listed in Connection
@@ -331,6 +332,7 @@ func (e *protocolError) Error() string { return e.msg }
 // parseResponse parses the response head p (through CRLFCRLF).
 func parseResponse(p []byte, h *respHead) error {
 	h.status, h.size, h.clen, h.chunked, h.close, h.upWS, h.nfields, h.ndrop = 0, len(p), -1, false, false, false, 0, 0
+	h.ctype = span{}
 	if len(p) < 14 || string(p[:7]) != "HTTP/1." || (p[7] != '1' && p[7] != '0') || p[8] != ' ' {
 		return errBadResponse
 	}
@@ -448,6 +450,10 @@ func parseResponse(p []byte, h *respHead) error {
 			case "upgrade":
 				h.upWS = asciiEqualFold(val, "websocket")
 				keep = false
+			case "content-type":
+				if h.ctype.e == 0 {
+					h.ctype = span{int32(vs), int32(ve)}
+				}
 			case "keep-alive", "proxy-connection", "proxy-authenticate", "proxy-authorization", "te", "x-request-id":
 				keep = false
 			}

@@ -22,6 +22,8 @@ type metrics struct {
 	ttfb     *prometheus.HistogramVec
 	retries  *prometheus.CounterVec
 	ws       *prometheus.GaugeVec
+	held     *prometheus.GaugeVec
+	heldDur  *prometheus.HistogramVec
 
 	mu     sync.Mutex
 	routes map[[2]string]*routeMetrics // by (route, pool)
@@ -32,6 +34,7 @@ type metrics struct {
 type routeMetrics struct {
 	route, pool string
 	dur         prometheus.Observer
+	heldDur     prometheus.Observer
 	m           *metrics
 	mu          sync.Mutex // serialises additions to byTarget
 	// byTarget maps a target to its counters (index: status class 0-5).
@@ -44,10 +47,15 @@ type poolMetrics struct {
 	ttfb    prometheus.Observer
 	retries prometheus.Counter
 	ws      prometheus.Gauge
+	held    prometheus.Gauge
 	lat     *latencyHist
 }
 
 var latencyBuckets = [...]float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30}
+
+// heldBuckets bound the durations of held-open exchanges: a poll answered
+// at once up to a stream that lasts an hour.
+var heldBuckets = [...]float64{.1, 1, 5, 10, 25, 30, 60, 120, 300, 600, 1800, 3600}
 
 func newMetrics(b *Balancer) *metrics {
 	m := &metrics{b: b, reg: prometheus.NewRegistry(), routes: map[[2]string]*routeMetrics{}, hists: map[string]*latencyHist{}}
@@ -57,7 +65,7 @@ func newMetrics(b *Balancer) *metrics {
 	}, []string{"route", "pool", "target", "code_class"})
 	m.duration = prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Name:    "shoal_lb_request_duration_seconds",
-		Help:    "Total request duration at the balancer, from headers read to the last byte (WebSockets: the tunnel's lifetime).",
+		Help:    "Total request duration at the balancer, from headers read to the last byte (WebSockets: the tunnel's lifetime). Held-open exchanges (long polls, streams, server-sent events) are in shoal_lb_held_duration_seconds instead.",
 		Buckets: latencyBuckets[:],
 	}, []string{"route"})
 	m.ttfb = prometheus.NewHistogramVec(prometheus.HistogramOpts{
@@ -73,7 +81,16 @@ func newMetrics(b *Balancer) *metrics {
 		Name: "shoal_lb_websockets_open",
 		Help: "Upgraded connections (WebSockets) open through the balancer.",
 	}, []string{"pool"})
-	m.reg.MustRegister(m.requests, m.duration, m.ttfb, m.retries, m.ws, poolCollector{b})
+	m.held = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "shoal_lb_held_open",
+		Help: "Held-open exchanges (long polls, streams, server-sent events; not WebSockets) open through the balancer.",
+	}, []string{"pool"})
+	m.heldDur = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "shoal_lb_held_duration_seconds",
+		Help:    "Duration of held-open exchanges (long polls, streams, server-sent events), from headers read to the last byte; they are not in shoal_lb_request_duration_seconds.",
+		Buckets: heldBuckets[:],
+	}, []string{"route"})
+	m.reg.MustRegister(m.requests, m.duration, m.ttfb, m.retries, m.ws, m.held, m.heldDur, poolCollector{b})
 	return m
 }
 
@@ -82,6 +99,7 @@ func (m *metrics) forPool(name string) *poolMetrics {
 		ttfb:    m.ttfb.WithLabelValues(name),
 		retries: m.retries.WithLabelValues(name),
 		ws:      m.ws.WithLabelValues(name),
+		held:    m.held.WithLabelValues(name),
 		lat:     m.hist(name),
 	}
 }
@@ -106,6 +124,7 @@ func (m *metrics) dropPool(pe *poolEntry) {
 	m.ttfb.DeleteLabelValues(n)
 	m.retries.DeleteLabelValues(n)
 	m.ws.DeleteLabelValues(n)
+	m.held.DeleteLabelValues(n)
 }
 
 // forRoute returns the cached series of a route (created on first use,
@@ -116,7 +135,7 @@ func (m *metrics) forRoute(route, pool string) *routeMetrics {
 	k := [2]string{route, pool}
 	rm := m.routes[k]
 	if rm == nil {
-		rm = &routeMetrics{route: route, pool: pool, m: m, dur: m.duration.WithLabelValues(route)}
+		rm = &routeMetrics{route: route, pool: pool, m: m, dur: m.duration.WithLabelValues(route), heldDur: m.heldDur.WithLabelValues(route)}
 		rm.byTarget.Store(&map[string]*[6]prometheus.Counter{})
 		m.routes[k] = rm
 	}
@@ -151,13 +170,21 @@ func (rm *routeMetrics) counter(target string, status int) prometheus.Counter {
 	return cs[class]
 }
 
-// observe records a finished exchange.
+// observe records a finished exchange. A held-open one leaves the open
+// gauge and goes to the held-duration histogram, never to the latency
+// ones.
 func (m *metrics) observe(ex *exchange, d time.Duration) {
 	rm := m.noRoute()
 	if ex.route != nil {
 		rm = ex.route.m
 	}
 	rm.counter(ex.target, ex.status).Inc()
+	if ex.held {
+		ex.heldPool.held.Dec()
+		ex.heldPool.lat.held.Add(-1)
+		rm.heldDur.Observe(d.Seconds())
+		return
+	}
 	rm.dur.Observe(d.Seconds())
 	if ex.route != nil && !ex.websocket {
 		ex.route.pool.m.lat.observe(d)
@@ -173,7 +200,8 @@ func (m *metrics) handler() http.Handler {
 
 // MetricsHandler serves the balancer's own Prometheus registry (not the
 // global one): request counts and latencies, retries, open WebSockets,
-// and per-pool gauges read from the pools at scrape time.
+// open held-open exchanges and their durations, and per-pool gauges read
+// from the pools at scrape time.
 func (b *Balancer) MetricsHandler() http.Handler { return b.metrics.handler() }
 
 // poolCollector reads pool state at scrape time.

@@ -43,6 +43,11 @@ type RequestRecord struct {
 	Transfer time.Duration
 	// Err is the failure that ended or marred the request; "" on success.
 	Err string
+	// Held is set when the server held the exchange open on purpose (a
+	// long poll, a stream, server-sent events, a route marked long-lived):
+	// Total is then how long it stayed open, not a latency, and it is left
+	// out of LatencyHistogram. WebSocket tunnels are not marked Held.
+	Held bool
 }
 
 // observerBox lets a nil interface be stored atomically.
@@ -68,6 +73,8 @@ func (b *Balancer) observer() RequestObserver {
 // atomic counters: recording is two atomic adds, no lock.
 type latencyHist struct {
 	counts [len(latencyBuckets) + 1]atomic.Uint64 // last: above the largest bound
+	// held counts the pool's held-open exchanges now open (HeldOpen).
+	held atomic.Int64
 }
 
 func (h *latencyHist) observe(d time.Duration) {
@@ -86,7 +93,11 @@ func (h *latencyHist) observe(d time.Duration) {
 // the number of requests in that bucket alone (not cumulative), the last
 // one those above the largest bound. Requests answered without a target
 // (503 when none is available) count too: they are latency the pool's
-// clients saw. WebSocket tunnels are not counted. Both slices are fresh
+// clients saw. WebSocket tunnels and held-open exchanges (long polls,
+// streams, server-sent events, long-lived routes: see RequestRecord.Held)
+// are not counted: their duration is chosen by the server, not a
+// latency, and would drive latency autoscaling policies to the pool's
+// maximum. Both slices are fresh
 // copies; an unknown pool gives nil, nil. Safe for concurrent use.
 //
 // Per-target request counts and in-flight requests are in Pool(name).Status().
@@ -104,4 +115,19 @@ func (b *Balancer) LatencyHistogram(pool string) (bounds []float64, counts []uin
 		counts[i] = h.counts[i].Load()
 	}
 	return bounds, counts
+}
+
+// HeldOpen returns how many held-open exchanges (long polls, streams,
+// server-sent events, requests of long-lived routes; see
+// RequestRecord.Held) of the named pool are open now; 0 for an unknown
+// pool. Like LatencyHistogram it follows the pool by name across reloads.
+// Safe for concurrent use.
+func (b *Balancer) HeldOpen(pool string) int {
+	b.mu.Lock()
+	pe := b.pools[pool]
+	b.mu.Unlock()
+	if pe == nil {
+		return 0
+	}
+	return int(pe.m.lat.held.Load())
 }

@@ -50,6 +50,7 @@ func TestNetHTTPPath(t *testing.T) {
 		{"WebSocketIdleTimeout", TestWebSocketIdleTimeout},
 		{"TunnelBufferedBytes", TestTunnelBufferedBytes},
 		{"InFlightCompletesDuringDrain", TestInFlightCompletesDuringDrain},
+		{"HeldExchangesLeaveLatency", TestHeldExchangesLeaveLatency},
 	} {
 		t.Run(tc.name, tc.test)
 	}

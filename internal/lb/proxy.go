@@ -48,7 +48,11 @@ type exchange struct {
 	err        error
 	closeAfter bool
 	websocket  bool
-	logged     bool // finish already ran
+	// held: the server holds the exchange open on purpose (heldOpen);
+	// heldPool is the pool whose open-held gauge counts it.
+	held     bool
+	heldPool *poolMetrics
+	logged   bool // finish already ran
 	// idBorrowed: id views a connection's buffer (fast path) and must be
 	// copied before anything keeps it.
 	idBorrowed bool
@@ -261,6 +265,9 @@ func (t *trackBody) clientErr() error {
 // proxy forwards a plain request with retries and streams the response.
 func (b *Balancer) proxy(w http.ResponseWriter, r *http.Request, ex *exchange, tbl *table) {
 	pe := ex.route.pool
+	if heldOpen(ex.route, r.Method, r.URL.Path, r.URL.RawQuery, "") {
+		ex.hold()
+	}
 	hasBody := r.ContentLength != 0 && r.Body != nil && r.Body != http.NoBody
 	var body *trackBody
 	if hasBody {
@@ -460,6 +467,9 @@ func (b *Balancer) writeResponse(w http.ResponseWriter, r *http.Request, ex *exc
 		wh["Connection"] = []string{"close"}
 	}
 	ex.status = resp.StatusCode
+	if ct := rh["Content-Type"]; !ex.held && len(ct) > 0 && heldOpen(ex.route, r.Method, r.URL.Path, r.URL.RawQuery, ct[0]) {
+		ex.hold()
+	}
 	w.WriteHeader(resp.StatusCode)
 
 	bp := bufPool.Get().(*[]byte)

@@ -11,6 +11,9 @@ type route struct {
 	prefix string
 	pool   *poolEntry
 	m      *routeMetrics
+	// longLived and longPaths mark held-open requests (see heldOpen).
+	longLived bool
+	longPaths []string
 }
 
 // hostRoutes are the routes of one host pattern, longest prefix first.
@@ -51,7 +54,8 @@ type router struct {
 func newRouter(routes []Route, pools map[string]*poolEntry, m *metrics) *router {
 	rt := &router{exact: map[string]hostRoutes{}, wild: map[string]hostRoutes{}}
 	for _, r := range routes {
-		cr := &route{name: r.Name, prefix: r.PathPrefix, pool: pools[r.Pool]}
+		cr := &route{name: r.Name, prefix: r.PathPrefix, pool: pools[r.Pool],
+			longLived: r.LongLived, longPaths: append([]string(nil), r.LongLivedPaths...)}
 		if m != nil {
 			cr.m = m.forRoute(r.Name, r.Pool)
 		}

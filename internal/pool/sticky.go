@@ -107,6 +107,14 @@ var sockJSTransports = [...]string{
 // requires; transport must be a known SockJS transport. Other paths, such
 // as <prefix>/info, report false.
 func SockJSSession(path string, prefixes []string) (string, bool) {
+	session, _, ok := SockJSURL(path, prefixes)
+	return session, ok
+}
+
+// SockJSURL splits a SockJS session URL path as SockJSSession does and
+// also returns its transport ("xhr", "xhr_streaming", "websocket" ...).
+// It allocates nothing.
+func SockJSURL(path string, prefixes []string) (session, transport string, ok bool) {
 	for _, pre := range prefixes {
 		if len(path) <= len(pre) || !strings.HasPrefix(path, pre) || path[len(pre)] != '/' {
 			continue
@@ -122,11 +130,11 @@ func SockJSSession(path string, prefixes []string) (string, bool) {
 		}
 		for _, tr := range sockJSTransports {
 			if transport == tr {
-				return session, true
+				return session, tr, true
 			}
 		}
 	}
-	return "", false
+	return "", "", false
 }
 
 func sockJSToken(s string) bool {

@@ -23,9 +23,17 @@ const maxRouteLen = 48
 // route "/", and a slow page is found by its path. The timeseries Store
 // bounds the number of route series and counts the rest under
 // timeseries.OtherRoute.
+//
+// A held-open exchange (lb.RequestRecord.Held: a long poll, a stream,
+// server-sent events) stays out of Series and Slow, whose latencies and
+// slowest pages it would distort; it is counted per group in Held, when
+// set, with its open duration.
 type Observer struct {
 	Series *timeseries.Store
 	Slow   *timeseries.Slow
+	// Held receives the held-open exchanges per group (Key{Group: pool}),
+	// with how long each stayed open. Nil drops them.
+	Held *timeseries.Store
 }
 
 var _ lb.RequestObserver = (*Observer)(nil)
@@ -36,8 +44,15 @@ func (o *Observer) ObserveRequest(rec *lb.RequestRecord) { o.observe(rec) }
 // observe records r. Requests that no pool served (no route, maintenance)
 // belong to no group and are not recorded; nor are WebSocket tunnels,
 // whose Total is the life of a connection, not the latency of a request.
+// Held-open exchanges go to Held alone.
 func (o *Observer) observe(r *lb.RequestRecord) {
 	if r.Pool == "" || r.Status == http.StatusSwitchingProtocols {
+		return
+	}
+	if r.Held {
+		if o.Held != nil {
+			o.Held.Record(r.Start.Add(r.Total), r.Pool, "", r.Status, r.Total)
+		}
 		return
 	}
 	route := routeOf(r.Path)

@@ -211,3 +211,72 @@ func TestObserverWithBalancer(t *testing.T) {
 		}
 	}
 }
+
+// TestObserverKeepsHeldApart: a held-open exchange (a long poll, a stream,
+// server-sent events) served through a real balancer goes to the Held
+// store only: it is neither in the group's latency series nor among the
+// slowest requests, while a plain request beside it is.
+func TestObserverKeepsHeldApart(t *testing.T) {
+	be := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/events" {
+			w.Header().Set("Content-Type", "text/event-stream")
+		}
+		io.WriteString(w, "data: x\n\n")
+	}))
+	defer be.Close()
+	series := timeseries.NewStore(timeseries.Options{})
+	held := timeseries.NewStore(timeseries.Options{})
+	slow := timeseries.NewSlow(timeseries.SlowOptions{})
+	b, err := lb.New(lb.Config{
+		Listeners: []lb.Listener{{Name: "web", Addr: "127.0.0.1:0"}},
+		Routes:    []lb.Route{{Name: "all", Pool: "app", LongLivedPaths: []string{"/poll"}}},
+		Pools:     []lb.PoolConfig{{Name: "app", Targets: []pool.TargetSpec{{Addr: strings.TrimPrefix(be.URL, "http://")}}}},
+		Limits:    lb.Limits{ShutdownTimeout: 5 * time.Second},
+		Observer:  &Observer{Series: series, Slow: slow, Held: held},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Listen(); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- b.Run(ctx) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("balancer: %v", err)
+		}
+	}()
+	url := "http://" + b.Addr("web").String()
+	hc := &http.Client{Transport: &http.Transport{Proxy: nil}}
+	defer hc.CloseIdleConnections()
+	for _, path := range []string{"/events", "/poll/1", "/page"} {
+		resp, err := hc.Get(url + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+	}
+	now := func() time.Time { return time.Now().Add(time.Second) }
+	err = testenv.WaitFor(testenv.Context(t, 10*time.Second), func() error {
+		if s := held.Summarize(timeseries.Key{Group: "app"}, now(), time.Minute); s.Requests != 2 {
+			return fmt.Errorf("%d held exchanges recorded, want 2", s.Requests)
+		}
+		if s := series.Summarize(timeseries.Key{Group: "app"}, now(), time.Minute); s.Requests != 1 {
+			return fmt.Errorf("%d requests in the latency series, want the 1 plain one", s.Requests)
+		}
+		if n := len(slow.Top(now(), 0)); n != 1 {
+			return fmt.Errorf("%d slow requests kept", n) // offered after Record
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if top := slow.Top(now(), 0); len(top) != 1 || top[0].Path != "/page" {
+		t.Errorf("slowest requests = %+v, want only /page", top)
+	}
+}

@@ -47,6 +47,12 @@ type Options struct {
 	Series *timeseries.Store
 	// Slow keeps the slowest recent requests (from the Observer). Required.
 	Slow *timeseries.Slow
+	// Held is the Observer's store of held-open exchanges (long polls,
+	// streams, server-sent events) and HeldOpen counts those open now (in
+	// `shoal up`: lb.Balancer.HeldOpen of the group's pool). Both optional:
+	// without them the overview shows no held streams.
+	Held     *timeseries.Store
+	HeldOpen func() int
 	// Logger receives sampling trouble (Debug). Nil discards.
 	Logger *slog.Logger
 	// Now is the clock; nil means time.Now.
@@ -119,6 +125,7 @@ func (s *Source) Groups(ctx context.Context) ([]dashboard.Group, error) {
 			Reason: t.Reason, InFlight: int(t.InFlight)})
 	}
 	g.Autoscale = autoscaleView(s.o.Controller.Autoscale())
+	g.Held = s.held(st.App)
 	if d := s.deploy(p, st); d != nil {
 		g.Deploy = d
 		if d.Active {
@@ -228,3 +235,23 @@ func (s *Source) Series() *timeseries.Store { return s.o.Series }
 
 // Slow implements dashboard.Source.
 func (s *Source) Slow() []timeseries.SlowRequest { return s.o.Slow.Top(s.o.Now(), 0) }
+
+// heldWindow is how far back the overview's median held duration looks.
+const heldWindow = 10 * time.Minute
+
+// held returns the group's held-open exchanges for the overview, or nil
+// when the Source was given neither Held nor HeldOpen.
+func (s *Source) held(app string) *dashboard.HeldStreams {
+	if s.o.Held == nil && s.o.HeldOpen == nil {
+		return nil
+	}
+	h := &dashboard.HeldStreams{Window: heldWindow}
+	if s.o.HeldOpen != nil {
+		h.Open = s.o.HeldOpen()
+	}
+	if s.o.Held != nil {
+		sum := s.o.Held.Summarize(timeseries.Key{Group: app}, s.o.Now(), heldWindow)
+		h.Ended, h.Median = sum.Requests, sum.P50
+	}
+	return h
+}

@@ -109,8 +109,12 @@ admin:
 	if err != nil {
 		t.Fatal(err)
 	}
+	// One long poll of 25 s ended just now, and three are open.
+	held := timeseries.NewStore(timeseries.Options{})
+	held.Record(time.Now(), "web", "", 200, 25*time.Second)
 	r.src, err = New(Options{Controller: r.ctl, Host: r.host, Pool: r.pool, Store: r.st,
 		Series: timeseries.NewStore(timeseries.Options{}), Slow: timeseries.NewSlow(timeseries.SlowOptions{}),
+		Held: held, HeldOpen: func() int { return 3 },
 		SampleInterval: 50 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
@@ -194,6 +198,9 @@ func TestSourceShowsTheGroupAndItsReplacements(t *testing.T) {
 	})
 	if g.App != "web" || g.Desired != 2 || g.Max != 4 || g.Release != 1 {
 		t.Errorf("group = %+v", g)
+	}
+	if h := g.Held; h == nil || h.Open != 3 || h.Ended != 1 || h.Median < 20*time.Second || h.Median > 30*time.Second || h.Window != heldWindow {
+		t.Errorf("held streams = %+v, want 3 open and one of about 25s ended", h)
 	}
 	for _, in := range g.Instances {
 		if !strings.HasPrefix(in.Health, "passing: status 200") || in.Addr == "" || in.Host != "local" || in.Release != 1 {

@@ -288,6 +288,15 @@ func (s *Source) Groups(ctx context.Context) ([]dashboard.Group, error) {
 			d := *g.deploy
 			dg.Deploy = &d
 		}
+		// Simulated long-polling clients: a few per serving instance,
+		// polls answered every 25 s (SockJS's default).
+		serving := 0
+		for _, in := range g.insts {
+			if in.State == dashboard.StateInService {
+				serving++
+			}
+		}
+		dg.Held = &dashboard.HeldStreams{Open: 6 * serving, Ended: 14 * serving * 10, Median: 25 * time.Second, Window: 10 * time.Minute}
 		out = append(out, dg)
 	}
 	return out, nil
