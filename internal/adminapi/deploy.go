@@ -195,7 +195,9 @@ func streamDeploy(w http.ResponseWriter, r *http.Request, fn func(io.Writer) (in
 			s.flushPartial()
 			res := &DeployResult{OK: o.err == nil, Version: o.v}
 			if o.err != nil {
-				if !s.started() {
+				// Nothing to do is an answer, not a failure: a rollback to
+				// the current release says so in the result as a deploy does.
+				if !s.started() && !errors.Is(o.err, controller.ErrNoChange) {
 					return deployStatus(o.err)
 				}
 				res.Error = o.err.Error()
