@@ -136,19 +136,14 @@ func (c *Controller) markServed(v int) {
 
 // cannotStart handles a launch of in that the host could not start (the
 // artifact cannot be unpacked, the process cannot be spawned). Such a
-// release does not get better by retrying, so, once per release and run:
-// an event gives the reason; a rollout launching it turns back (or, going
-// back already, fails) at once instead of after its crash limit; and the
+// release does not get better by retrying: a rollout launching it turns
+// back (or, going back already, fails) at once instead of after its crash
+// limit; and, once per release and run, an event gives the reason and the
 // release is marked failed, unless it is the group's current release and
 // has served, which keeps its status (the reconciler backs off).
 func (c *Controller) cannotStart(in *instance, err error) {
 	v := in.release
 	c.mu.Lock()
-	if c.noStart[v] {
-		c.mu.Unlock()
-		return
-	}
-	c.noStart[v] = true
 	reason := c.env.Redact(fmt.Sprintf("release v%d cannot start: %v", v, err))
 	if d := c.dep.active; d != nil {
 		if spec := d.r.Spec(); v == spec.To || v == spec.From {
@@ -156,6 +151,11 @@ func (c *Controller) cannotStart(in *instance, err error) {
 			_ = d.r.Fail(c.now(), rollout.Failure{InstanceID: in.id, Release: v, Reason: reason})
 		}
 	}
+	if c.noStart[v] {
+		c.mu.Unlock()
+		return
+	}
+	c.noStart[v] = true
 	keep := c.current.Version == v && (c.served[v] || c.current.HasServed())
 	c.events.add(Event{Type: "release", Release: v, Instance: in.id, Reason: reason})
 	c.mu.Unlock()
