@@ -63,7 +63,9 @@ type DeployError struct {
 
 // Error says which release the deploy was for, how it ended and why.
 func (e *DeployError) Error() string {
-	msg := fmt.Sprintf("deploy of v%d ended %s: %s", e.Version, e.Progress.Phase, e.Progress.Reason)
+	// "rollout", not "deploy": the CLI prints it after "shoal deploy:" or
+	// "shoal rollback:".
+	msg := fmt.Sprintf("rollout to v%d ended %s: %s", e.Version, e.Progress.Phase, e.Progress.Reason)
 	if f := e.Progress.Failure; f != nil && !strings.Contains(msg, f.String()) {
 		msg += " (" + f.String() + ")"
 	}
