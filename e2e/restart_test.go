@@ -193,6 +193,10 @@ func TestNeverServedIsNoRollbackTarget(t *testing.T) {
 	mustShoal(t, bin, dir, "rollback: v1 serves", "rollback")
 	waitStatus(t, up.client, "v1 serving", onReleaseOnly(1, 1))
 
+	code, out = runShoal(t, bin, dir, "rollback", "v1")
+	if want := "rollback: nothing to deploy: the group already runs v1"; code != 0 || lastLine(out) != want {
+		t.Errorf("rollback to the current release: exit %d, last line %q; want 0 and %q\n%s", code, lastLine(out), want, out)
+	}
 	code, out = runShoal(t, bin, dir, "rollback", "v9")
 	want := "shoal rollback: unknown release v9: it does not exist (the newest release is v3); releases that can be rolled back to: v3, v2 (never served)"
 	if code != 1 || lastLine(out) != want {

@@ -190,6 +190,34 @@ func TestRestartWithoutArtifactFails(t *testing.T) {
 	}
 }
 
+// TestAbandonedPendingReleaseFails checks that a release left pending by
+// a deploy that ended without a rollout record is marked failed at the
+// next start.
+func TestAbandonedPendingReleaseFails(t *testing.T) {
+	dir := t.TempDir()
+	cfg := writeApp(t, dir, "serve", 1, 1)
+	h := start(t, dir, cfg)
+	h.waitFor("v1 serving", onRelease(1, 1))
+	v1 := h.c.Release()
+	h.stop()
+	st, err := store.Open(filepath.Join(cfg.DataDir, "shoal.db"), store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.PutRelease(store.Release{App: "web", Digest: v1.Digest, Command: v1.Command, Env: v1.Env,
+		ConfigFingerprint: "other", Change: store.ChangeConfig}); err != nil {
+		t.Fatal(err)
+	}
+	st.Close()
+
+	h2 := start(t, dir, reload(t, cfg))
+	h2.waitFor("v1 serving", onRelease(1, 1))
+	waitEvents(t, h2.c, "v2 never served: its deploy was abandoned")
+	if r2, _ := h2.st.GetRelease("web", 2); r2.Status != store.ReleaseFailed {
+		t.Errorf("abandoned v2: %s, want failed", r2.Status)
+	}
+}
+
 // TestNeverServedIsNoRollbackTarget checks that an aborted release that
 // never served is recorded failed, that a rollback without a version goes
 // to the last release that served, and the messages for releases that do
