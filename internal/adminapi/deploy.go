@@ -159,19 +159,31 @@ func decodeStrict(w http.ResponseWriter, r *http.Request, v any) error {
 	return nil
 }
 
-// deployStatus maps errors a deploy returns before anything started.
+// deployStatus maps errors a deploy returns before anything started. The
+// message stays the controller's: the status is the only thing added, so
+// that the CLI does not print "not found: unknown release ...".
 func deployStatus(err error) error {
 	var locked *rollout.LockedError
 	switch {
 	case errors.As(err, &locked):
-		return fmt.Errorf("%w: %w", ErrConflict, err)
+		return &statusError{status: ErrConflict, err: err}
 	case errors.Is(err, controller.ErrInvalidConfig), errors.Is(err, controller.ErrInvalidEnv):
-		return fmt.Errorf("%w: %w", ErrBadRequest, err)
+		return &statusError{status: ErrBadRequest, err: err}
 	case errors.Is(err, controller.ErrUnknownRelease):
-		return fmt.Errorf("%w: %w", ErrNotFound, err)
+		return &statusError{status: ErrNotFound, err: err}
 	}
 	return err
 }
+
+// statusError gives err the status of one of this package's sentinels
+// (statusOf) without adding the sentinel's text to err's message.
+type statusError struct {
+	status error // ErrConflict, ErrBadRequest, ErrNotFound
+	err    error
+}
+
+func (e *statusError) Error() string   { return e.err.Error() }
+func (e *statusError) Unwrap() []error { return []error{e.status, e.err} }
 
 // streamDeploy runs fn and streams its log lines and the rollout's
 // progress as NDJSON. Errors that occur before the first line is written
@@ -195,7 +207,9 @@ func streamDeploy(w http.ResponseWriter, r *http.Request, fn func(io.Writer) (in
 			s.flushPartial()
 			res := &DeployResult{OK: o.err == nil, Version: o.v}
 			if o.err != nil {
-				if !s.started() {
+				// Nothing to do is an answer, not a failure: a rollback to
+				// the current release says so in the result as a deploy does.
+				if !s.started() && !errors.Is(o.err, controller.ErrNoChange) {
 					return deployStatus(o.err)
 				}
 				res.Error = o.err.Error()

@@ -200,7 +200,7 @@ func (p *progressPrinter) finish(verb string, res *client.DeployResult, err erro
 	}
 	switch {
 	case res.Unchanged:
-		fmt.Fprintf(p.w, "%s: nothing to deploy: %s\n", verb, res.Error)
+		fmt.Fprintf(p.w, "%s: %s\n", verb, res.Error) // "nothing to deploy: v3 already runs ..."
 		return nil
 	case res.OK:
 		fmt.Fprintf(p.w, "%s: v%d serves\n", verb, res.Version)

@@ -209,6 +209,9 @@ func up(ctx context.Context, env *Env, cfg *config.App, log *slog.Logger) error 
 			rel := ctl.Release()
 			fmt.Fprintf(env.Stdout, "shoal up: app %s release v%d serving on %s (admin %s)\n", cfg.Name, rel.Version, lbURL, adminURL)
 			fmt.Fprintf(env.Stdout, "shoal up: dashboard %s/ui/\n", adminURL)
+			for _, note := range ctl.StartNotes() { // the app folder differs from the resumed release
+				fmt.Fprintf(env.Stdout, "shoal up: %s\n", note)
+			}
 		case <-lbCtx.Done():
 		}
 		return nil

@@ -94,6 +94,11 @@ type Release struct {
 	// Env is NAME=value with secret values redacted.
 	Env     []string `json:"env,omitempty"`
 	Current bool     `json:"current"`
+	// Served is when an instance of the release was first in service;
+	// zero if never (or not recorded, for old releases).
+	Served time.Time `json:"served,omitzero"`
+	// Previous marks the release `shoal rollback` without a version goes to.
+	Previous bool `json:"previous,omitempty"`
 }
 
 // Status returns the group and its instances.

@@ -108,6 +108,10 @@ type Controller struct {
 	// first crash.
 	crashes    map[int]Crash
 	crashShown map[int]string
+
+	notes   []string     // how the app folder differs from the resumed release (release.go)
+	served  map[int]bool // releases recorded as served by this run (launch.go)
+	noStart map[int]bool // releases that could not start in this run (launch.go)
 }
 
 // New validates o and returns a Controller. It does no I/O; Run prepares
@@ -135,6 +139,8 @@ func New(o Options) (*Controller, error) {
 		instances: map[string]*instance{},
 		backoff:   map[int]reconcile.Backoff{},
 		rates:     map[string]rate{},
+		served:    map[int]bool{},
+		noStart:   map[int]bool{},
 		prober:    health.NewProber(o.Config.Health.Spec(), nil),
 	}
 	if c.log == nil {
@@ -159,9 +165,9 @@ func (c *Controller) Release() store.Release {
 	return c.current
 }
 
-// Run prepares the release (building it if needed), then keeps the group
-// in its desired state until ctx ends, then drains and stops every
-// instance. It returns nil after a clean shutdown, or the error that made
+// Run prepares the release (it resumes the stored active one; only a
+// first start builds and makes one), then keeps the group in its desired
+// state until ctx ends, then drains and stops every instance. It returns nil after a clean shutdown, or the error that made
 // it stop. Run must be called once.
 func (c *Controller) Run(ctx context.Context) error {
 	if !c.running.CompareAndSwap(false, true) {

@@ -63,7 +63,9 @@ type DeployError struct {
 
 // Error says which release the deploy was for, how it ended and why.
 func (e *DeployError) Error() string {
-	msg := fmt.Sprintf("deploy of v%d ended %s: %s", e.Version, e.Progress.Phase, e.Progress.Reason)
+	// "rollout", not "deploy": the CLI prints it after "shoal deploy:" or
+	// "shoal rollback:".
+	msg := fmt.Sprintf("rollout to v%d ended %s: %s", e.Version, e.Progress.Phase, e.Progress.Reason)
 	if f := e.Progress.Failure; f != nil && !strings.Contains(msg, f.String()) {
 		msg += " (" + f.String() + ")"
 	}
@@ -147,20 +149,20 @@ func (c *Controller) Deploy(ctx context.Context, req DeployRequest) (int, error)
 
 	cfg, err := config.Load(c.cfg.File)
 	if err != nil {
-		return 0, fmt.Errorf("deploy: %w: %w", ErrInvalidConfig, err)
+		return 0, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
 	}
 	if cfg.Name != app {
-		return 0, fmt.Errorf("deploy: %w: app renamed from %q to %q; a running group keeps its name", ErrInvalidConfig, app, cfg.Name)
+		return 0, fmt.Errorf("%w: app renamed from %q to %q; a running group keeps its name", ErrInvalidConfig, app, cfg.Name)
 	}
 	if err := checkReloadable(c.cfg, cfg); err != nil { // deploy_reload.go
-		return 0, fmt.Errorf("deploy: %w: %w", ErrInvalidConfig, err)
+		return 0, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
 	}
 	if note := desiredNote(c.cfg, cfg); note != "" {
 		fmt.Fprintln(log, note)
 	}
 	env, err := c.releaseEnv(cfg)
 	if err != nil {
-		return 0, fmt.Errorf("deploy: %w: %w", ErrInvalidConfig, err)
+		return 0, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
 	}
 	cur := c.Release()
 	digest, change := cur.Digest, store.ChangeConfig
@@ -170,7 +172,7 @@ func (c *Controller) Deploy(ctx context.Context, req DeployRequest) (int, error)
 		fmt.Fprintln(log, "checking the app's source for changes")
 		art, built, err := c.buildArtifact(ctx, cfg, env, log)
 		if err != nil {
-			return 0, fmt.Errorf("deploy: %w", err)
+			return 0, err // says "build command ..." (deploy_env.go)
 		}
 		digest = art.Digest
 		switch {
@@ -187,7 +189,7 @@ func (c *Controller) Deploy(ctx context.Context, req DeployRequest) (int, error)
 	}
 	fp := cfg.Fingerprint(env)
 	if digest == cur.Digest && fp == cur.ConfigFingerprint {
-		return cur.Version, fmt.Errorf("deploy: %w: v%d already runs this artifact and run configuration", ErrNoChange, cur.Version)
+		return cur.Version, fmt.Errorf("%w: v%d already runs this artifact and run configuration", ErrNoChange, cur.Version)
 	}
 	if err := c.runHooks(ctx, "pre_deploy", cfg, env, cfg.Deploy.Hooks.PreDeploy, log); err != nil {
 		c.events.add(Event{Type: "deploy", Release: cur.Version, Reason: env.Redact("deploy stopped: " + err.Error())})
@@ -196,7 +198,7 @@ func (c *Controller) Deploy(ctx context.Context, req DeployRequest) (int, error)
 	rel, err := c.o.Store.PutRelease(store.Release{App: app, Digest: digest, Command: cfg.Run.Command,
 		Env: storeEnv(env), ConfigFingerprint: fp, Change: change})
 	if err != nil {
-		return 0, fmt.Errorf("deploy: %w", err)
+		return 0, fmt.Errorf("make release: %w", err)
 	}
 	why := fmt.Sprintf("made release v%d (%s, %s change) from v%d", rel.Version, short(digest), change, cur.Version)
 	c.events.add(Event{Type: "release", Release: rel.Version, Reason: why})
@@ -218,10 +220,14 @@ func (c *Controller) Deploy(ctx context.Context, req DeployRequest) (int, error)
 	return rel.Version, nil
 }
 
-// Rollback rolls the group back to release version (0: the newest earlier
-// release that served) from its kept artifact, without a build or hooks.
-// It blocks like Deploy and returns the same errors, plus
-// ErrUnknownRelease.
+// Rollback rolls the group back to release version from its kept
+// artifact, without a build or hooks; version 0 means the newest release
+// older than the current one that served (Release.HasServed) and whose
+// artifact is kept: a release that never served is not a default target,
+// though it can be named. It blocks like Deploy and returns the same
+// errors, plus ErrUnknownRelease (the release never existed, was pruned,
+// or its artifact is gone; the message lists the possible targets) and
+// ErrNoChange when the group already runs version.
 func (c *Controller) Rollback(ctx context.Context, version int) error {
 	if !c.running.Load() {
 		return ErrNotRunning
@@ -251,32 +257,70 @@ func (c *Controller) Rollback(ctx context.Context, version int) error {
 	return c.awaitRollout(ctx, d, target.Version)
 }
 
-// rollbackTarget finds the release to roll back to.
+// rollbackTarget finds the release to roll back to (see Rollback).
 func (c *Controller) rollbackTarget(cur store.Release, version int) (store.Release, error) {
 	if version == cur.Version {
-		return store.Release{}, fmt.Errorf("rollback: the group already runs v%d: %w", version, ErrNoChange)
+		return store.Release{}, fmt.Errorf("%w: the group already runs v%d", ErrNoChange, version)
 	}
 	rels, err := c.o.Store.Releases(c.cfg.Name) // newest first
 	if err != nil {
-		return store.Release{}, err
+		return store.Release{}, fmt.Errorf("list releases: %w", err)
+	}
+	if version == 0 {
+		if r, ok := c.previousRelease(rels, cur.Version); ok {
+			return r, nil
+		}
+		return store.Release{}, fmt.Errorf("%w: no release before v%d that served is kept; %s", ErrUnknownRelease, cur.Version, c.rollbackChoices(rels, cur))
 	}
 	for _, r := range rels {
-		match := r.Version == version
-		if version == 0 {
-			match = r.Version < cur.Version && (r.Status == store.ReleaseSuperseded || r.Status == store.ReleaseRolledBack)
-		}
-		if !match {
+		if r.Version != version {
 			continue
 		}
 		if !c.o.Artifacts.Has(r.Digest) {
-			return store.Release{}, fmt.Errorf("rollback to v%d: artifact %s is gone: %w", r.Version, short(r.Digest), ErrUnknownRelease)
+			return store.Release{}, fmt.Errorf("%w v%d: its artifact %s is gone; %s", ErrUnknownRelease, version, short(r.Digest), c.rollbackChoices(rels, cur))
 		}
 		return r, nil
 	}
-	if version == 0 {
-		return store.Release{}, fmt.Errorf("rollback: no earlier release has served: %w", ErrUnknownRelease)
+	next, err := c.o.Store.NextRelease(c.cfg.Name)
+	if err != nil {
+		return store.Release{}, fmt.Errorf("list releases: %w", err)
 	}
-	return store.Release{}, fmt.Errorf("rollback to v%d: not kept (keep_releases %d): %w", version, c.cfg.KeepReleases, ErrUnknownRelease)
+	if version >= next {
+		return store.Release{}, fmt.Errorf("%w v%d: it does not exist (the newest release is v%d); %s", ErrUnknownRelease, version, next-1, c.rollbackChoices(rels, cur))
+	}
+	return store.Release{}, fmt.Errorf("%w v%d: it was pruned (keep_releases %d); %s", ErrUnknownRelease, version, c.cfg.KeepReleases, c.rollbackChoices(rels, cur))
+}
+
+// previousRelease returns the release of rels (newest first) that a
+// rollback without a version goes to: the newest one older than current
+// that served and whose artifact is kept.
+func (c *Controller) previousRelease(rels []store.Release, current int) (store.Release, bool) {
+	for _, r := range rels {
+		if r.Version < current && r.HasServed() && c.o.Artifacts.Has(r.Digest) {
+			return r, true
+		}
+	}
+	return store.Release{}, false
+}
+
+// rollbackChoices lists the releases of rels that Rollback can go to
+// (kept, with their artifact, not cur), for an error message.
+func (c *Controller) rollbackChoices(rels []store.Release, cur store.Release) string {
+	var vs []string
+	for _, r := range rels {
+		if r.Version == cur.Version || !c.o.Artifacts.Has(r.Digest) {
+			continue
+		}
+		v := fmt.Sprintf("v%d", r.Version)
+		if !r.HasServed() {
+			v += " (never served)"
+		}
+		vs = append(vs, v)
+	}
+	if len(vs) == 0 {
+		return "no kept release can be rolled back to"
+	}
+	return "releases that can be rolled back to: " + strings.Join(vs, ", ")
 }
 
 // AbortDeploy turns the rollout in progress back to the previous release
@@ -311,10 +355,11 @@ func (c *Controller) lockDeploy(ctx context.Context, version int, by string, wai
 	} else {
 		err = c.dep.lock.TryAcquire(c.cfg.Name, h)
 	}
-	if err != nil {
-		return "", fmt.Errorf("deploy: %w", err)
+	var locked *rollout.LockedError
+	if err != nil && !errors.As(err, &locked) {
+		return "", fmt.Errorf("wait for the deploy lock: %w", err)
 	}
-	return id, nil
+	return id, err // a *rollout.LockedError says what holds the lock
 }
 
 // awaitRollout waits for d to end and turns its outcome into an error.

@@ -112,16 +112,38 @@ func (c *Controller) releaseEnv(cfg *config.App) (config.Env, error) {
 }
 
 // buildArtifact builds cfg's artifact once (reusing it when the source is
-// unchanged), writing the build's output, redacted, to log.
+// unchanged), writing the build's output, redacted, to log. A failed
+// build is a "build" event; its error names the failure once, without
+// the layers of context it passed through.
 func (c *Controller) buildArtifact(ctx context.Context, cfg *config.App, env config.Env, log io.Writer) (release.Artifact, bool, error) {
 	rw := &redactWriter{w: log, env: env}
 	defer rw.Flush()
-	spec := release.BuildSpec{Dir: cfg.Dir, Exclude: buildExclude(cfg), Log: rw}
+	spec, err := buildSpec(cfg, rw)
+	if err != nil {
+		return release.Artifact{}, false, err
+	}
+	start := c.now()
+	art, built, err := c.o.Artifacts.BuildOnce(ctx, spec)
+	if err != nil {
+		reason := env.Redact(buildFailure(err))
+		c.events.add(Event{Type: "build", Reason: "build failed: " + reason})
+		return art, false, errors.New(reason)
+	}
+	if built {
+		c.events.add(Event{Type: "build", Reason: fmt.Sprintf("built artifact %s in %s", short(art.Digest), c.now().Sub(start).Round(1e6))})
+	}
+	return art, built, nil
+}
+
+// buildSpec is how cfg's app is built and packed; log receives the build
+// command's output (nil discards it).
+func buildSpec(cfg *config.App, log io.Writer) (release.BuildSpec, error) {
+	spec := release.BuildSpec{Dir: cfg.Dir, Exclude: buildExclude(cfg), Log: log}
 	if cfg.Build != nil {
 		spec.Command = cfg.Build.Command
 		out, err := filepath.Rel(cfg.Dir, cfg.OutputDir())
 		if err != nil {
-			return release.Artifact{}, false, fmt.Errorf("build output: %w", err)
+			return release.BuildSpec{}, fmt.Errorf("build output: %w", err)
 		}
 		spec.Output = out
 		for k, v := range cfg.Build.Env {
@@ -129,15 +151,21 @@ func (c *Controller) buildArtifact(ctx context.Context, cfg *config.App, env con
 		}
 		sort.Strings(spec.Env)
 	}
-	start := c.now()
-	art, built, err := c.o.Artifacts.BuildOnce(ctx, spec)
-	if err != nil {
-		return art, false, fmt.Errorf("build: %s", env.Redact(err.Error()))
+	return spec, nil
+}
+
+// buildFailure says why a build failed in one phrase: the command and its
+// exit status for a failed build command, else the release package's
+// error (which says build, pack or fingerprint itself).
+func buildFailure(err error) string {
+	var be *release.BuildError
+	if !errors.As(err, &be) {
+		return err.Error()
 	}
-	if built {
-		c.events.add(Event{Type: "build", Reason: fmt.Sprintf("built artifact %s in %s", short(art.Digest), c.now().Sub(start).Round(1e6))})
+	if be.ExitCode >= 0 {
+		return fmt.Sprintf("build command %q exited with status %d", be.Command, be.ExitCode)
 	}
-	return art, built, nil
+	return fmt.Sprintf("build command %q failed: %v", be.Command, be.Err)
 }
 
 // runHooks runs the deploy hooks of one kind in order, in the app folder,
@@ -160,6 +188,10 @@ func (c *Controller) runHooks(ctx context.Context, kind string, cfg *config.App,
 		c.events.add(Event{Type: "hook", Reason: env.Redact(fmt.Sprintf("%s hook started: %s", name, cmd))})
 		err := hooks.Run(ctx, hooks.Hook{Name: name, Command: cmd, Dir: cfg.Dir, Env: base,
 			Timeout: cfg.HookTimeout(), Redact: env.Redact}, log)
+		var he *hooks.HookError
+		if errors.As(err, &he) {
+			return err // it names the hook
+		}
 		if err != nil {
 			return fmt.Errorf("%s hook: %w", name, err)
 		}

@@ -69,21 +69,30 @@ func (c *Controller) saveRollout(d *activeDeploy, s rollout.Snapshot) error {
 
 // prepareOrResume prepares the group as prepare does, or, when a rollout
 // was interrupted by a stop or a crash, restores it as the active rollout
-// (see the policy above). It runs once, in Run, before the loop starts.
+// (see the policy above). Any other release still pending then belongs to
+// a deploy that was abandoned: it is marked failed. It runs once, in Run,
+// before the loop starts.
 func (c *Controller) prepareOrResume(ctx context.Context) error {
-	app := c.cfg.Name
-	rec, found, err := c.o.Store.GetRollout(app)
+	rec, found, err := c.o.Store.GetRollout(c.cfg.Name)
+	keep := 0
+	switch {
+	case err != nil:
+		c.dropRollout(rec, err)
+		err = c.prepare(ctx)
+	case !found:
+		err = c.prepare(ctx)
+	default:
+		if rerr := c.resumeRollout(rec); rerr != nil {
+			c.dropRollout(rec, rerr)
+			err = c.prepare(ctx)
+		} else {
+			keep = rec.To
+		}
+	}
 	if err != nil {
-		c.dropRollout(rec, err)
-		return c.prepare(ctx)
+		return err
 	}
-	if !found {
-		return c.prepare(ctx)
-	}
-	if err := c.resumeRollout(rec); err != nil {
-		c.dropRollout(rec, err)
-		return c.prepare(ctx)
-	}
+	c.abandonPending(keep)
 	return nil
 }
 

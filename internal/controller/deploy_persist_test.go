@@ -232,9 +232,11 @@ func TestRollbackFinishesAfterRestart(t *testing.T) {
 	// The group ran v1 all along: its state shows no end of the rollout,
 	// the event does, and it is recorded after the outcome.
 	waitEvents(t, h2.c, "finishing the rollback to v1 of the deploy of v2 interrupted by a restart", "ended aborted")
+	// v2 never served (its one instance was starting): failed, so that
+	// it is no rollback target.
 	r2, _ := h2.st.GetRelease("web", 2)
-	if r2.Status != store.ReleaseRolledBack {
-		t.Errorf("v2 status %s, want rolled_back", r2.Status)
+	if r2.Status != store.ReleaseFailed {
+		t.Errorf("v2 status %s, want failed (it never served)", r2.Status)
 	}
 	if _, found, _ := h2.st.GetRollout("web"); found {
 		t.Error("rollout still stored after the rollback ended")

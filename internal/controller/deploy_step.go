@@ -30,14 +30,14 @@ func (c *Controller) startRollout(holder, by string, from, to store.Release, env
 	r, err := rollout.New(now, rollout.Spec{Group: c.cfg.Name, From: from.Version, To: to.Version,
 		Desired: desired, Policy: policy})
 	if err != nil {
-		return nil, fmt.Errorf("deploy: %w", err)
+		return nil, fmt.Errorf("start rollout: %w", err)
 	}
 	d := &activeDeploy{holder: holder, by: by, started: now, r: r, env: env, done: make(chan struct{}),
 		launched: map[string]*instance{}, rels: map[int]store.Release{from.Version: from, to.Version: to}}
 	// Only the holder of the deploy lock gets here: nothing else stores a
 	// rollout of this group meanwhile.
 	if err := c.saveRollout(d, r.Snapshot()); err != nil {
-		return nil, fmt.Errorf("deploy: %w", err)
+		return nil, fmt.Errorf("start rollout: %w", err)
 	}
 	c.mu.Lock()
 	c.dep.active = d
@@ -184,12 +184,8 @@ func (c *Controller) finishRollout(d *activeDeploy, phase rollout.Phase) {
 			prev = store.ReleaseRolledBack // shoal rollback
 		}
 		err = c.o.Store.Activate(app, to.Version, prev)
-	case rollout.PhaseAborted:
-		err = c.o.Store.SetReleaseStatus(app, to.Version, store.ReleaseRolledBack)
-	default: // rolled back after a failure, or the rollback failed too
-		if to.Status != store.ReleaseSuperseded && to.Status != store.ReleaseRolledBack {
-			err = c.o.Store.SetReleaseStatus(app, to.Version, store.ReleaseFailed)
-		}
+	default: // aborted, rolled back after a failure, or the rollback failed too
+		err = c.recordTurnedBack(to.Version)
 	}
 	if err != nil {
 		c.log.Error("record rollout outcome", "release", to.Version, "error", err)
@@ -216,6 +212,26 @@ func (c *Controller) finishRollout(d *activeDeploy, phase rollout.Phase) {
 	c.log.Info("rollout ended", "release", to.Version, "phase", phase.String(), "reason", final.Reason)
 	c.dep.lock.Release(app, d.holder)
 	close(d.done)
+}
+
+// recordTurnedBack records the status of release v after a rollout to it
+// went back: failed if no instance of it ever served (it is then never a
+// default rollback target), rolled_back if it served in part during this
+// rollout; a release that had served before (the target of a rollback)
+// keeps its status. The stored record is read, not the rollout's copy:
+// Served may have been set during the rollout (markServed).
+func (c *Controller) recordTurnedBack(v int) error {
+	r, err := c.o.Store.GetRelease(c.cfg.Name, v)
+	if err != nil {
+		return err
+	}
+	switch {
+	case !r.HasServed():
+		return c.o.Store.SetReleaseStatus(c.cfg.Name, v, store.ReleaseFailed)
+	case r.Status == store.ReleasePending:
+		return c.o.Store.SetReleaseStatus(c.cfg.Name, v, store.ReleaseRolledBack)
+	}
+	return nil
 }
 
 // envFromStore converts a stored environment.

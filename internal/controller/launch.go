@@ -8,6 +8,8 @@ import (
 
 	"github.com/shoal-dev/shoal/internal/pool"
 	"github.com/shoal-dev/shoal/internal/reconcile"
+	"github.com/shoal-dev/shoal/internal/rollout"
+	"github.com/shoal-dev/shoal/internal/store"
 )
 
 // Probe cadence while an instance starts: the first probe goes out as soon
@@ -43,12 +45,16 @@ func (c *Controller) launch(ctx context.Context, in *instance) {
 	run, err := c.o.Host.Start(ictx, spec)
 	c.mu.Lock()
 	if err != nil {
-		if ictx.Err() != nil {
+		canceled := ictx.Err() != nil
+		if canceled {
 			c.endLocked(in, reconcile.Stopped, "stopped before it started")
 		} else {
 			c.endLocked(in, reconcile.Failed, "start: "+err.Error())
 		}
 		c.mu.Unlock()
+		if !canceled {
+			c.cannotStart(in, err)
+		}
 		c.poke()
 		return
 	}
@@ -64,6 +70,11 @@ func (c *Controller) launch(ctx context.Context, in *instance) {
 	}
 
 	ok, detail := c.waitHealthy(ictx, in)
+	if ok {
+		// Stored before the instance is seen in service, so that whatever
+		// follows from that (a rollout's end) finds the release served.
+		c.markServed(in.release)
+	}
 	c.mu.Lock()
 	switch {
 	case in.exit != nil || c.instances[in.id] != in:
@@ -100,6 +111,62 @@ func (c *Controller) launch(ctx context.Context, in *instance) {
 	c.poke()
 
 	c.monitor(ictx, in)
+}
+
+// markServed records, once per release and run, that an instance of
+// release v is healthy and joins the pool (store.Release.Served).
+func (c *Controller) markServed(v int) {
+	c.mu.Lock()
+	done := c.served[v]
+	c.mu.Unlock()
+	if done {
+		return
+	}
+	now := c.now()
+	if err := c.o.Store.MarkServed(c.cfg.Name, v, now); err != nil {
+		c.log.Warn("record release served", "release", v, "error", err)
+		return
+	}
+	c.mu.Lock()
+	c.served[v] = true
+	if c.current.Version == v && c.current.Served.IsZero() {
+		c.current.Served = now
+	}
+	c.mu.Unlock()
+}
+
+// cannotStart handles a launch of in that the host could not start (the
+// artifact cannot be unpacked, the process cannot be spawned). Such a
+// release does not get better by retrying: a rollout launching it turns
+// back (or, going back already, fails) at once instead of after its crash
+// limit; and, once per release and run, an event gives the reason and the
+// release is marked failed, unless it is the group's current release and
+// has served, which keeps its status (the reconciler backs off).
+func (c *Controller) cannotStart(in *instance, err error) {
+	v := in.release
+	c.mu.Lock()
+	reason := c.env.Redact(fmt.Sprintf("release v%d cannot start: %v", v, err))
+	if d := c.dep.active; d != nil {
+		if spec := d.r.Spec(); v == spec.To || v == spec.From {
+			// ErrFinished (already ended) needs nothing more.
+			_ = d.r.Fail(c.now(), rollout.Failure{InstanceID: in.id, Release: v, Reason: reason})
+		}
+	}
+	if c.noStart[v] {
+		c.mu.Unlock()
+		return
+	}
+	c.noStart[v] = true
+	keep := c.current.Version == v && (c.served[v] || c.current.HasServed())
+	c.events.add(Event{Type: "release", Release: v, Instance: in.id, Reason: reason})
+	c.mu.Unlock()
+	c.log.Error("release cannot start", "release", v, "instance", in.id, "error", reason)
+	if keep {
+		return
+	}
+	if err := c.o.Store.SetReleaseStatus(c.cfg.Name, v, store.ReleaseFailed); err != nil {
+		c.log.Error("mark release failed", "release", v, "error", err)
+	}
 }
 
 // waitHealthy probes a starting instance until it passes the healthy

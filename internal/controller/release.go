@@ -4,97 +4,39 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
-	"sort"
+	"io"
+	"slices"
 	"time"
 
 	"github.com/shoal-dev/shoal/internal/config"
-	"github.com/shoal-dev/shoal/internal/release"
 	"github.com/shoal-dev/shoal/internal/store"
 )
 
-// prepare builds the artifact if its source changed, chooses the release
-// to run (the stored current one when neither artifact nor run
-// configuration changed, else a new one), restores the desired count, and
-// prunes old releases.
+// prepare chooses the release the group runs from this start, restores
+// the desired count, and prunes old releases.
+//
+// A restart resumes the stored active release as it was made: its
+// artifact, command and environment (shoal.yaml's env of that time with
+// the `shoal env` overrides and secrets merged in). It builds nothing and
+// makes no release. Source or run configuration in the app folder that
+// differs from it is reported (an event, a warning, StartNotes), never
+// deployed by itself: only Deploy, SetEnv and Rollback make releases and
+// roll them out, with their hooks and health gate. Only the very first
+// start, when no release is stored yet, builds and makes one (v1).
 func (c *Controller) prepare(ctx context.Context) error {
 	cfg := c.cfg
-	lookup := c.o.LookupEnv
-	if lookup == nil {
-		lookup = os.LookupEnv
-	}
-	env, err := cfg.Env(lookup)
-	if err != nil {
-		return fmt.Errorf("resolve env: %w", err)
-	}
-	c.mu.Lock()
-	c.env = env
-	c.mu.Unlock()
-
-	spec := release.BuildSpec{Dir: cfg.Dir, Exclude: buildExclude(cfg)}
-	if c.o.BuildLog != nil {
-		// The build inherits shoal's environment, which may hold secrets
-		// (run.env_from_host): its output is redacted like everything else.
-		rw := &redactWriter{w: c.o.BuildLog, env: env}
-		defer rw.Flush()
-		spec.Log = rw
-	}
-	if cfg.Build != nil {
-		spec.Command = cfg.Build.Command
-		out, err := filepath.Rel(cfg.Dir, cfg.OutputDir())
-		if err != nil {
-			return fmt.Errorf("build output: %w", err)
-		}
-		spec.Output = out
-		for k, v := range cfg.Build.Env {
-			spec.Env = append(spec.Env, k+"="+v)
-		}
-		sort.Strings(spec.Env)
-	}
-	start := c.now()
-	art, built, err := c.o.Artifacts.BuildOnce(ctx, spec)
-	if err != nil {
-		return fmt.Errorf("build: %s", env.Redact(err.Error()))
-	}
-	if built {
-		c.events.add(Event{Type: "build", Reason: fmt.Sprintf("built artifact %s in %s", short(art.Digest), c.now().Sub(start).Round(time.Millisecond))})
-	}
-	c.log.Info("artifact ready", "digest", art.Digest, "built", built)
-
-	fp := cfg.Fingerprint(env)
 	app := cfg.Name
 	group, found, err := c.o.Store.GetGroup(app)
 	if err != nil {
-		return err
+		return fmt.Errorf("read group: %w", err)
 	}
 	var cur store.Release
 	if found && group.Release != 0 {
-		cur, err = c.o.Store.GetRelease(app, group.Release)
-		if err != nil && !errors.Is(err, store.ErrNotFound) {
+		if cur, err = c.resumeActive(ctx, group.Release); err != nil {
 			return err
 		}
-	}
-	oldVersion := cur.Version // 0: no usable stored release
-	switch {
-	case cur.Version != 0 && cur.Digest == art.Digest && cur.ConfigFingerprint == fp:
-		c.events.add(Event{Type: "release", Release: cur.Version,
-			Reason: fmt.Sprintf("running stored release v%d: artifact and run configuration unchanged", cur.Version)})
-	default:
-		change, why := store.ChangeInitial, "first release"
-		if cur.Version != 0 {
-			change, why = store.ChangeConfig, fmt.Sprintf("run configuration changed since v%d", cur.Version)
-			if cur.Digest != art.Digest {
-				change, why = store.ChangeCode, fmt.Sprintf("artifact changed since v%d", cur.Version)
-			}
-		}
-		rel := store.Release{App: app, Digest: art.Digest, Command: cfg.Run.Command, Env: storeEnv(env),
-			ConfigFingerprint: fp, Change: change}
-		if cur, err = c.o.Store.PutRelease(rel); err != nil {
-			return err
-		}
-		c.events.add(Event{Type: "release", Release: cur.Version,
-			Reason: fmt.Sprintf("made release v%d (%s): %s", cur.Version, short(art.Digest), why)})
+	} else if cur, err = c.firstRelease(ctx); err != nil {
+		return err
 	}
 
 	desired := cfg.Group.Desired
@@ -102,10 +44,10 @@ func (c *Controller) prepare(ctx context.Context) error {
 		desired = group.Desired // `shoal scale` survives restarts
 	}
 	desired = min(max(desired, cfg.Group.Min), cfg.Group.Max)
-	group = store.Group{App: app, Release: oldVersion, Min: cfg.Group.Min, Max: cfg.Group.Max, Desired: desired,
+	group = store.Group{App: app, Release: group.Release, Min: cfg.Group.Min, Max: cfg.Group.Max, Desired: desired,
 		AutoscalePaused: group.AutoscalePaused}
 	if err := c.o.Store.PutGroup(group); err != nil {
-		return err
+		return fmt.Errorf("store group: %w", err)
 	}
 	if group.Release != cur.Version {
 		if err := c.o.Store.Activate(app, cur.Version, store.ReleaseSuperseded); err != nil {
@@ -120,6 +62,131 @@ func (c *Controller) prepare(ctx context.Context) error {
 
 	c.prune(app)
 	return nil
+}
+
+// firstRelease builds the app folder and makes the app's first release,
+// for a start that finds no active release stored.
+func (c *Controller) firstRelease(ctx context.Context) (store.Release, error) {
+	cfg := c.cfg
+	env, err := c.releaseEnv(cfg)
+	if err != nil {
+		return store.Release{}, fmt.Errorf("resolve env: %w", err)
+	}
+	c.mu.Lock()
+	c.env = env
+	c.mu.Unlock()
+	log := c.o.BuildLog
+	if log == nil {
+		log = io.Discard
+	}
+	art, built, err := c.buildArtifact(ctx, cfg, env, log)
+	if err != nil {
+		return store.Release{}, err
+	}
+	c.log.Info("artifact ready", "digest", art.Digest, "built", built)
+	rel, err := c.o.Store.PutRelease(store.Release{App: cfg.Name, Digest: art.Digest, Command: cfg.Run.Command,
+		Env: storeEnv(env), ConfigFingerprint: cfg.Fingerprint(env), Change: store.ChangeInitial})
+	if err != nil {
+		return store.Release{}, fmt.Errorf("make release: %w", err)
+	}
+	c.events.add(Event{Type: "release", Release: rel.Version,
+		Reason: fmt.Sprintf("made release v%d (%s): first release", rel.Version, short(art.Digest))})
+	return rel, nil
+}
+
+// resumeActive returns the stored active release v, ready to run as it
+// is, and reports how the app folder differs from it. It fails when the
+// release or its artifact is gone: rebuilding from the folder could run
+// code that nobody deployed.
+func (c *Controller) resumeActive(ctx context.Context, v int) (store.Release, error) {
+	cur, err := c.o.Store.GetRelease(c.cfg.Name, v)
+	if err != nil {
+		return store.Release{}, fmt.Errorf("the group's active release v%d cannot be read: %w", v, err)
+	}
+	if !c.o.Artifacts.Has(cur.Digest) {
+		return store.Release{}, fmt.Errorf("the active release v%d cannot run: its artifact %s is missing (%s); "+
+			"shoal does not rebuild it from the app folder, whose source may have changed since", v, cur.Digest, c.o.Artifacts.Path(cur.Digest))
+	}
+	env := envFromStore(cur.Env)
+	c.mu.Lock()
+	c.env = env
+	c.mu.Unlock()
+	c.events.add(Event{Type: "release", Release: v,
+		Reason: fmt.Sprintf("resuming the active release v%d (%s) as stored: no build, no new release", v, short(cur.Digest))})
+	c.log.Info("resuming the active release", "release", v, "digest", cur.Digest)
+	for _, note := range c.driftNotes(ctx, cur) {
+		note = env.Redact(note)
+		c.events.add(Event{Type: "release", Release: v, Reason: note})
+		c.log.Warn(note, "release", v)
+		c.mu.Lock()
+		c.notes = append(c.notes, note)
+		c.mu.Unlock()
+	}
+	return cur, nil
+}
+
+// driftNotes compares the app folder with release cur: its source, via the
+// build index (what BuildOnce would return, without building), and
+// shoal.yaml's run configuration with the env overrides merged, via its
+// fingerprint. It returns what differs, in words for the operator.
+func (c *Controller) driftNotes(ctx context.Context, cur store.Release) []string {
+	var notes []string
+	source := false
+	if spec, err := buildSpec(c.cfg, nil); err != nil {
+		notes = append(notes, fmt.Sprintf("cannot compare the source with the active release v%d: %v", cur.Version, err))
+	} else if digest, found, err := c.o.Artifacts.Lookup(ctx, spec); err != nil {
+		notes = append(notes, fmt.Sprintf("cannot compare the source with the active release v%d: %v", cur.Version, err))
+	} else {
+		source = !found || digest != cur.Digest
+	}
+	runConfig := false
+	if env, err := c.releaseEnv(c.cfg); err != nil {
+		notes = append(notes, fmt.Sprintf("cannot compare shoal.yaml's run configuration with the active release v%d: %v", cur.Version, err))
+	} else {
+		runConfig = c.cfg.Fingerprint(env) != cur.ConfigFingerprint
+	}
+	switch {
+	case source && runConfig:
+		notes = append(notes, fmt.Sprintf(`the source and shoal.yaml's run configuration differ from the active release v%d; run "shoal deploy" to release them`, cur.Version))
+	case source:
+		notes = append(notes, fmt.Sprintf(`the source differs from the active release v%d; run "shoal deploy" to release it`, cur.Version))
+	case runConfig:
+		notes = append(notes, fmt.Sprintf(`shoal.yaml's run configuration (command or env) differs from the active release v%d; "shoal deploy" makes a config-only release of it`, cur.Version))
+	}
+	return notes
+}
+
+// StartNotes returns what the last start found different between the app
+// folder and the active release it resumed (see prepare), one sentence
+// each; none when they agree or on a first start. Valid once Run has
+// prepared the release (after Ready).
+func (c *Controller) StartNotes() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return slices.Clone(c.notes)
+}
+
+// abandonPending marks failed every pending release but keep: a release
+// found pending at a start belongs to a deploy that ended without
+// recording its outcome (shoal stopped between making the release and
+// storing its rollout), so it never served and never will.
+func (c *Controller) abandonPending(keep int) {
+	rels, err := c.o.Store.Releases(c.cfg.Name)
+	if err != nil {
+		c.log.Warn("list releases", "error", err)
+		return
+	}
+	for _, r := range rels {
+		if r.Status != store.ReleasePending || r.Version == keep {
+			continue
+		}
+		if err := c.o.Store.SetReleaseStatus(c.cfg.Name, r.Version, store.ReleaseFailed); err != nil {
+			c.log.Error("mark abandoned release failed", "release", r.Version, "error", err)
+			continue
+		}
+		c.events.add(Event{Type: "release", Release: r.Version,
+			Reason: fmt.Sprintf("v%d never served: its deploy was abandoned before it was rolled out; marked failed", r.Version)})
+	}
 }
 
 // prune keeps the last keep_releases releases and their artifacts.
@@ -175,6 +242,14 @@ type ReleaseInfo struct {
 	Change    string    `json:"change,omitempty"`
 	Env       []string  `json:"env,omitempty"`
 	Current   bool      `json:"current"`
+	// Served is when an instance of the release was first in service;
+	// zero if none ever was, or not recorded (releases stored before
+	// Shoal recorded it).
+	Served time.Time `json:"served,omitzero"`
+	// Previous marks the release `shoal rollback` without a version goes
+	// to: the newest one older than the current that served and whose
+	// artifact is kept. At most one release has it.
+	Previous bool `json:"previous,omitempty"`
 }
 
 // Releases returns the stored releases of the app, newest first, with
@@ -188,10 +263,12 @@ func (c *Controller) Releases() ([]ReleaseInfo, error) {
 	curV := c.current.Version
 	c.mu.Unlock()
 	out := make([]ReleaseInfo, 0, len(rels))
+	prev, _ := c.previousRelease(rels, curV)
 	for _, r := range rels {
 		r = r.Redacted()
 		ri := ReleaseInfo{Version: r.Version, Digest: r.Digest, Command: r.Command, CreatedAt: r.CreatedAt,
-			Status: string(r.Status), Change: r.Change, Current: r.Version == curV}
+			Status: string(r.Status), Change: r.Change, Current: r.Version == curV, Served: r.Served,
+			Previous: r.Version == prev.Version}
 		for _, v := range r.Env {
 			ri.Env = append(ri.Env, v.Name+"="+v.Value)
 		}

@@ -7,8 +7,11 @@ import (
 	"time"
 )
 
-// The persisted forms of schema 1. They change only with SchemaVersion;
-// the in-memory types (Group, Release, Event) may change freely.
+// The persisted forms of schema 1. They change only with SchemaVersion,
+// except for optional fields added so that records without them still
+// decode and an older Shoal, which ignores unknown JSON fields, still
+// reads the new ones (releaseRecord.ServedAt); the in-memory types
+// (Group, Release, Event) may change freely.
 
 type groupRecord struct {
 	App             string    `json:"app"`
@@ -38,6 +41,9 @@ type releaseRecord struct {
 	Status            string      `json:"status"`
 	Change            string      `json:"change,omitempty"`
 	Note              string      `json:"note,omitempty"`
+	// ServedAt is absent in records written before it existed; they
+	// still decode (see Release.HasServed).
+	ServedAt time.Time `json:"served_at,omitzero"`
 }
 
 type eventRecord struct {
@@ -95,7 +101,7 @@ func decodeRelease(b []byte) (Release, error) {
 	rel := Release{
 		Version: r.Version, App: r.App, Digest: r.Digest, SourceDigest: r.SourceDigest,
 		Command: r.Command, ConfigFingerprint: r.ConfigFingerprint, CreatedAt: r.CreatedAt,
-		Status: ReleaseStatus(r.Status), Change: r.Change, Note: r.Note,
+		Status: ReleaseStatus(r.Status), Change: r.Change, Note: r.Note, Served: r.ServedAt,
 	}
 	for _, e := range r.Env {
 		rel.Env = append(rel.Env, EnvVar(e))
@@ -107,7 +113,7 @@ func encodeRelease(rel Release) ([]byte, error) {
 	r := releaseRecord{
 		Version: rel.Version, App: rel.App, Digest: rel.Digest, SourceDigest: rel.SourceDigest,
 		Command: rel.Command, ConfigFingerprint: rel.ConfigFingerprint, CreatedAt: rel.CreatedAt,
-		Status: string(rel.Status), Change: rel.Change, Note: rel.Note,
+		Status: string(rel.Status), Change: rel.Change, Note: rel.Note, ServedAt: rel.Served,
 	}
 	for _, e := range rel.Env {
 		r.Env = append(r.Env, envRecord(e))

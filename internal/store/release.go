@@ -17,11 +17,15 @@ const (
 	ReleasePending ReleaseStatus = "pending"
 	// ReleaseActive: the group's current release.
 	ReleaseActive ReleaseStatus = "active"
-	// ReleaseSuperseded: was active, replaced by a later deploy.
+	// ReleaseSuperseded: served, then was replaced by a later deploy.
 	ReleaseSuperseded ReleaseStatus = "superseded"
-	// ReleaseFailed: its rollout failed (instances never became healthy).
+	// ReleaseFailed: it never served and never will: its rollout failed
+	// or was turned back before any instance of it was in service, it
+	// could not start, or its deploy was abandoned (a pending release
+	// found at a start), or it was replaced before it served.
 	ReleaseFailed ReleaseStatus = "failed"
-	// ReleaseRolledBack: was active, replaced by a rollback to an earlier one.
+	// ReleaseRolledBack: served (in part, or fully as the active release),
+	// then the group went back to an earlier one.
 	ReleaseRolledBack ReleaseStatus = "rolled_back"
 )
 
@@ -74,6 +78,17 @@ type Release struct {
 	Change string
 	// Note is free text for people, such as "rollback of 4".
 	Note string
+	// Served is when an instance of the release was first in service;
+	// zero if none ever was (or, for a release stored before this field
+	// existed, unknown: see HasServed). Set once, by MarkServed.
+	Served time.Time
+}
+
+// HasServed reports whether an instance of r was ever in service: Served
+// is set, or r was stored before Served existed with a status that only a
+// release that had been active could get (superseded, rolled_back).
+func (r Release) HasServed() bool {
+	return !r.Served.IsZero() || r.Status == ReleaseSuperseded || r.Status == ReleaseRolledBack
 }
 
 // Redacted returns r with every secret value replaced by "[redacted]",
@@ -190,7 +205,8 @@ func (s *Store) SetReleaseStatus(app string, version int, status ReleaseStatus) 
 // Activate makes version the current release of app in one transaction:
 // it becomes ReleaseActive, the previously active release becomes
 // previous (ReleaseSuperseded after a deploy, ReleaseRolledBack after a
-// rollback), and the group's Release points at it. The group must exist.
+// rollback) if it ever served (Release.HasServed), else ReleaseFailed,
+// and the group's Release points at it. The group must exist.
 func (s *Store) Activate(app string, version int, previous ReleaseStatus) error {
 	if previous != ReleaseSuperseded && previous != ReleaseRolledBack && previous != ReleaseFailed {
 		return fmt.Errorf("activate: %w: previous status %q", ErrInvalid, previous)
@@ -220,8 +236,16 @@ func (s *Store) Activate(app string, version int, previous ReleaseStatus) error 
 			}
 			return b.Put(itob(uint64(v)), enc)
 		}
-		if g.Release != 0 && g.Release != version && b.Get(itob(uint64(g.Release))) != nil {
-			if err := set(g.Release, previous); err != nil {
+		if raw := b.Get(itob(uint64(g.Release))); g.Release != 0 && g.Release != version && raw != nil {
+			prev, err := decodeRelease(raw)
+			if err != nil {
+				return err
+			}
+			st := previous
+			if !prev.HasServed() {
+				st = ReleaseFailed
+			}
+			if err := set(g.Release, st); err != nil {
 				return err
 			}
 		}
@@ -233,6 +257,36 @@ func (s *Store) Activate(app string, version int, previous ReleaseStatus) error 
 	})
 	if err != nil {
 		return fmt.Errorf("activate release %d of %s: %w", version, app, err)
+	}
+	return nil
+}
+
+// MarkServed records at as the time release version of app was first in
+// service. It does nothing when Served is set already, so that the first
+// time stays; ErrNotFound when the release does not exist (pruned).
+func (s *Store) MarkServed(app string, version int, at time.Time) error {
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		b := releaseBucket(tx, app)
+		if b == nil || version < 1 {
+			return ErrNotFound
+		}
+		raw := b.Get(itob(uint64(version)))
+		if raw == nil {
+			return ErrNotFound
+		}
+		r, err := decodeRelease(raw)
+		if err != nil || !r.Served.IsZero() {
+			return err
+		}
+		r.Served = at.UTC()
+		enc, err := encodeRelease(r)
+		if err != nil {
+			return err
+		}
+		return b.Put(itob(uint64(version)), enc)
+	})
+	if err != nil {
+		return fmt.Errorf("mark release %d of %s served: %w", version, app, err)
 	}
 	return nil
 }

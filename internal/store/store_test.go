@@ -252,6 +252,11 @@ func TestActivateAndGroupRules(t *testing.T) {
 	}
 	r1, _ := s.PutRelease(Release{App: "web"})
 	r2, _ := s.PutRelease(Release{App: "web"})
+	for _, r := range []Release{r1, r2} { // only a release that served is superseded or rolled back
+		if err := s.MarkServed("web", r.Version, time.Now()); err != nil {
+			t.Fatal(err)
+		}
+	}
 	if err := s.Activate("web", r1.Version, ReleaseSuperseded); err != nil {
 		t.Fatal(err)
 	}

@@ -40,7 +40,7 @@ func (s *Source) Releases(ctx context.Context, app string) ([]dashboard.Release,
 			dr.Status = "deploying"
 		case r.Current:
 			dr.Status = "current"
-		case r.Status == string(store.ReleaseSuperseded):
+		case r.Previous: // the release `shoal rollback` goes to: the last earlier one that served
 			dr.Status = "previous"
 		default:
 			dr.Status = strings.ReplaceAll(r.Status, "_", " ")

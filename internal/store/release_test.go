@@ -1,0 +1,122 @@
+package store
+
+import (
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// TestServedDecidesSupersededOrFailed checks that only a release that
+// served becomes superseded or rolled_back when replaced; one that never
+// served becomes failed. MarkServed keeps the first time.
+func TestServedDecidesSupersededOrFailed(t *testing.T) {
+	s := open(t, filepath.Join(t.TempDir(), "shoal.db"), Options{})
+	if err := s.PutGroup(Group{App: "web", Min: 1, Max: 3, Desired: 1}); err != nil {
+		t.Fatal(err)
+	}
+	var rels []Release
+	for range 3 {
+		r, err := s.PutRelease(Release{App: "web", Digest: "sha256:x"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		rels = append(rels, r)
+	}
+	first := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	if err := s.MarkServed("web", 1, first); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.MarkServed("web", 1, first.Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.MarkServed("web", 9, first); err == nil {
+		t.Error("MarkServed of a missing release: no error")
+	}
+	// v1 served and is replaced by v2: superseded. v2 never served and
+	// is replaced by v3: failed, although the caller said superseded.
+	for _, v := range []int{1, 2, 3} {
+		if err := s.Activate("web", v, ReleaseSuperseded); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r1, _ := s.GetRelease("web", 1)
+	r2, _ := s.GetRelease("web", 2)
+	if r1.Status != ReleaseSuperseded || !r1.Served.Equal(first) || !r1.HasServed() {
+		t.Errorf("v1: %s served %v, want superseded, first served %v", r1.Status, r1.Served, first)
+	}
+	if r2.Status != ReleaseFailed || r2.HasServed() {
+		t.Errorf("v2: %s served %v, want failed (never served)", r2.Status, r2.Served)
+	}
+	// A rollback away from a v3 that never served: failed, not rolled_back.
+	if err := s.Activate("web", 1, ReleaseRolledBack); err != nil {
+		t.Fatal(err)
+	}
+	if r3, _ := s.GetRelease("web", 3); r3.Status != ReleaseFailed {
+		t.Errorf("v3: %s, want failed", r3.Status)
+	}
+	// A status change keeps Served.
+	if err := s.SetReleaseStatus("web", 1, ReleaseRolledBack); err != nil {
+		t.Fatal(err)
+	}
+	if r1, _ := s.GetRelease("web", 1); !r1.Served.Equal(first) {
+		t.Errorf("v1 served %v after a status change, want %v", r1.Served, first)
+	}
+}
+
+// TestReleaseRecordWithoutServedLoads checks that a release record
+// written before served_at existed still loads, and that its status says
+// whether it served.
+func TestReleaseRecordWithoutServedLoads(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "shoal.db")
+	s := open(t, path, Options{})
+	if err := s.PutGroup(Group{App: "web", Min: 1, Max: 3, Desired: 1}); err != nil {
+		t.Fatal(err)
+	}
+	old := map[int]string{
+		1: `{"version":1,"app":"web","digest":"sha256:a","command":"./web","created_at":"2025-01-01T00:00:00Z","status":"superseded"}`,
+		2: `{"version":2,"app":"web","digest":"sha256:b","command":"./web","created_at":"2025-01-01T00:00:00Z","status":"failed"}`,
+		3: `{"version":3,"app":"web","digest":"sha256:c","command":"./web","created_at":"2025-01-01T00:00:00Z","status":"rolled_back"}`,
+	}
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		b, err := tx.Bucket(bucketReleases).CreateBucketIfNotExists([]byte("web"))
+		if err != nil {
+			return err
+		}
+		for v, rec := range old {
+			if err := b.Put(itob(uint64(v)), []byte(rec)); err != nil {
+				return err
+			}
+		}
+		return b.SetSequence(3)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rels, err := s.Releases("web")
+	if err != nil || len(rels) != 3 {
+		t.Fatalf("Releases = %+v, %v", rels, err)
+	}
+	for _, r := range rels {
+		want := r.Version != 2
+		if r.HasServed() != want || !r.Served.IsZero() {
+			t.Errorf("old v%d (%s): HasServed %v, Served %v; want %v and zero", r.Version, r.Status, r.HasServed(), r.Served, want)
+		}
+	}
+	// Written again, the record gains served_at only once it served.
+	if err := s.MarkServed("web", 2, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	err = s.db.View(func(tx *bolt.Tx) error {
+		raw := string(releaseBucket(tx, "web").Get(itob(2)))
+		if !strings.Contains(raw, `"served_at"`) {
+			t.Errorf("record after MarkServed: %s", raw)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
