@@ -92,9 +92,9 @@ func TestUnpackLimits(t *testing.T) {
 		raw []byte
 		lim Limits
 	}{
-		"bytes":            {craftTar(t, []tarEnt{{name: "a", body: strings.Repeat("a", 600)}, {name: "b", body: strings.Repeat("b", 600)}}), Limits{MaxBytes: 1000}},
-		"entries":          {craftTar(t, []tarEnt{{name: "a"}, {name: "b"}, {name: "c"}, {name: "d/", typ: tar.TypeDir}}), Limits{MaxEntries: 3}},
-		"default, 5 GiB":   {hugeHeader(t, 5<<30), Limits{}},
+		"bytes":          {craftTar(t, []tarEnt{{name: "a", body: strings.Repeat("a", 600)}, {name: "b", body: strings.Repeat("b", 600)}}), Limits{MaxBytes: 1000}},
+		"entries":        {craftTar(t, []tarEnt{{name: "a"}, {name: "b"}, {name: "c"}, {name: "d/", typ: tar.TypeDir}}), Limits{MaxEntries: 3}},
+		"default, 5 GiB": {hugeHeader(t, 5<<30), Limits{}},
 	}
 	for name, c := range cases {
 		t.Run(name, func(t *testing.T) {
