@@ -95,3 +95,43 @@ func TestUpRefusesDamagedStoreAndRestores(t *testing.T) {
 		t.Fatalf("restore from the manual backup: exit %d\n%s", code, out)
 	}
 }
+
+// TestUpStopsOnCorruptArtifact: a corrupted artifact stops shoal up with an
+// error naming the release, the digest and the file (no crash loop); the
+// next shoal up rebuilds the unchanged source to the same digest and runs.
+func TestUpStopsOnCorruptArtifact(t *testing.T) {
+	bin := testenv.BuildShoal(t)
+	dir := exampleApp(t, "meteor-like", 1, 2)
+	stopUp(t, startUp(t, bin, dir))
+
+	arts, err := filepath.Glob(filepath.Join(dir, ".shoal", "artifacts", "artifacts", "sha256-*.tar.gz"))
+	if err != nil || len(arts) != 1 {
+		t.Fatalf("artifacts %v %v", arts, err)
+	}
+	b, err := os.ReadFile(arts[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := len(b) / 3; i < len(b)/3+32; i++ {
+		b[i] ^= 0x5a
+	}
+	if err := os.WriteFile(arts[0], b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// The unpacked tree of the first run would be reused as it is.
+	if err := os.RemoveAll(filepath.Join(dir, ".shoal", "releases")); err != nil {
+		t.Fatal(err)
+	}
+	digest := "sha256:" + strings.TrimSuffix(strings.TrimPrefix(filepath.Base(arts[0]), "sha256-"), ".tar.gz")
+	code, out := runShoal(t, bin, dir, "up")
+	for _, want := range []string{"release v1", digest, arts[0], "corrupt"} {
+		if code != 1 || !strings.Contains(out, want) || strings.Contains(out, "panic") {
+			t.Fatalf("shoal up with a corrupt artifact: exit %d, want 1 and an error naming %q:\n%s", code, want, out)
+		}
+	}
+	u := startUp(t, bin, dir)
+	if u.release != "1" {
+		t.Errorf("after the rebuild shoal up runs v%s, want v1", u.release)
+	}
+	stopUp(t, u)
+}

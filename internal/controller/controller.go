@@ -83,6 +83,7 @@ type Controller struct {
 	kick    chan struct{} // wakes the reconcile loop; buffered 1
 	ready   chan struct{} // closed when desired instances first serve
 	running atomic.Bool
+	stopRun context.CancelCauseFunc // ends Run's loop with a *fatalError (fatal.go)
 
 	mu        sync.Mutex
 	group     store.Group
@@ -181,7 +182,8 @@ func (c *Controller) Run(ctx context.Context) error {
 		defer close(exitsDone)
 		c.watchExits(exitsCtx)
 	}()
-	loopCtx, stopLoop := context.WithCancel(ctx)
+	loopCtx, stopLoop := context.WithCancelCause(ctx)
+	c.stopRun = stopLoop
 	samplerDone := make(chan struct{})
 	go func() {
 		defer close(samplerDone)
@@ -194,7 +196,7 @@ func (c *Controller) Run(ctx context.Context) error {
 	}()
 	c.loop(loopCtx, &workers)
 	c.stopRollout() // deploy_step.go
-	stopLoop()
+	stopLoop(nil)
 	<-samplerDone
 	<-autoscaleDone
 
@@ -204,7 +206,7 @@ func (c *Controller) Run(ctx context.Context) error {
 	c.shutdown()
 	stopExits()
 	<-exitsDone
-	return nil
+	return fatalCause(loopCtx)
 }
 
 // loop runs the reconciler on every kick and at backoff deadlines until

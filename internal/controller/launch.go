@@ -48,6 +48,7 @@ func (c *Controller) launch(ctx context.Context, in *instance) {
 			c.endLocked(in, reconcile.Failed, "start: "+err.Error())
 		}
 		c.mu.Unlock()
+		c.failOn(err, spec.Release) // fatal.go
 		c.poke()
 		return
 	}

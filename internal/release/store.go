@@ -243,8 +243,9 @@ func (e *CorruptError) Error() string {
 	if e.MovedTo != "" {
 		where = "it was moved to " + e.MovedTo
 	}
-	return fmt.Sprintf("artifact %s (%s) is corrupt: %v; %s. Nothing with another digest is ever run for it: "+
-		"a deploy of an unchanged source rebuilds it, or roll back to another release", e.Digest, e.Path, e.Err, where)
+	return fmt.Sprintf("artifact %s (%s) is corrupt: %v; %s. Only these exact bytes can run this release: "+
+		"the next build of an unchanged source (shoal up, shoal deploy) stores it again, or roll back to another release",
+		e.Digest, e.Path, e.Err, where)
 }
 
 // Unwrap returns ErrCorrupt and the problem found.
