@@ -339,15 +339,23 @@ func (c *Controller) Scale(ctx context.Context, n int) error {
 	}
 	old := g.Desired
 	g.Desired = n
+	// An operator's action is recorded before it is made, and refused when
+	// its record cannot be written (events.go).
+	c.mu.Lock()
+	rel := c.current.Version
+	c.mu.Unlock()
+	if err := c.events.record(Event{Type: "scale", Release: rel,
+		Reason: fmt.Sprintf("desired %d -> %d (shoal scale)", old, n)}); err != nil {
+		return fmt.Errorf("scale: nothing changed: %w", err)
+	}
 	if err := c.o.Store.PutGroup(g); err != nil {
+		c.events.add(Event{Type: "scale", Release: rel, Reason: fmt.Sprintf("scale to %d failed: %v", n, err)})
 		return fmt.Errorf("scale: %w", err)
 	}
 	c.mu.Lock()
 	c.group.Desired = n
 	c.noteDesiredLocked(old, n) // autoscale.go
 	c.noteManualLocked(n)
-	c.events.add(Event{Type: "scale", Release: c.current.Version,
-		Reason: fmt.Sprintf("desired %d -> %d (shoal scale)", old, n)})
 	c.mu.Unlock()
 	c.log.Info("scaled", "from", old, "to", n)
 	c.poke()
