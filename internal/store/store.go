@@ -10,6 +10,14 @@
 // Open refuses a file written by a newer Shoal. Values are JSON records
 // whose types (record*.go) are separate from the in-memory types.
 //
+// Damage (damage.go). Open refuses an empty, truncated, corrupted or
+// foreign file with a *DamagedError naming the file and the way back; it
+// reads every page and record first. bbolt panics on some damaged pages:
+// those panics, at open and in every transaction, come back as errors.
+// Every committed change of desired state rewrites a consistent backup
+// beside the file (backup.go: BackupPath); Verify, Backup and Restore serve
+// `shoal backup` and `shoal restore`.
+//
 // Secrets. Releases hold the complete instance environment, secret values
 // included, because the controller needs them to start instances after a
 // restart. The file is created with mode 0600 inside the data directory;
