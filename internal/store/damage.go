@@ -24,7 +24,8 @@ var ErrDamaged = errors.New("store damaged")
 type DamagedError struct {
 	// Path is the store file.
 	Path string
-	// Backup is the automatic backup kept beside it (Path + ".bak").
+	// Backup is the automatic backup kept beside it (Path + ".bak"); empty
+	// when the file was checked as a backup itself (Verify).
 	Backup string
 	// Err says what is wrong.
 	Err error
@@ -32,6 +33,9 @@ type DamagedError struct {
 
 // Error names the file, the problem and the commands that recover.
 func (e *DamagedError) Error() string {
+	if e.Backup == "" { // a file checked as a backup: no way back to offer
+		return fmt.Sprintf("%s is damaged or not a Shoal store: %v", e.Path, e.Err)
+	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "store %s is damaged or not a Shoal store: %v; nothing was changed. To recover, stop shoal up and ", e.Path, e.Err)
 	if fi, err := os.Stat(e.Backup); err == nil && fi.Mode().IsRegular() {
@@ -125,14 +129,19 @@ func (db *boltDB) guard(fn func() error) (err error) {
 // panic could not be recovered, so it runs only after the walk touched every
 // reachable page without trouble and the pages it touches besides (both meta
 // pages, the freelist) were found sound by metaPagesSound; a torn meta page
-// (bbolt falls back on the other one) only skips that check.
+// (bbolt falls back on the other one) only skips that check, a freelist page
+// that is not one is damage.
 func checkAll(db *boltDB) func(tx *bolt.Tx) error {
 	return func(tx *bolt.Tx) error {
 		if err := walkRecords(tx); err != nil {
 			return fmt.Errorf("%w: %w", errCorrupt, err)
 		}
-		if err := metaPagesSound(db.path, db.Info().PageSize); err != nil {
-			db.skippedCheck = err
+		skip, err := metaPagesSound(db.path, db.Info().PageSize)
+		if err != nil {
+			return fmt.Errorf("%w: %w", errCorrupt, err)
+		}
+		if skip != nil {
+			db.skippedCheck = skip
 			return nil
 		}
 		var errs []error
@@ -163,10 +172,13 @@ const (
 // metaPagesSound reads the file's two meta pages and the freelist page of
 // the newest valid meta from disk, and checks the page ids and types that
 // bbolt's Tx.Check asserts (with a panic) before it looks at anything else.
-func metaPagesSound(path string, pageSize int) error {
+// A torn meta page (bbolt falls back on the other) gives skip: Check cannot
+// run, but nothing is wrong with the data. A freelist page that is not one
+// is damage: bbolt would hand out pages that hold live data.
+func metaPagesSound(path string, pageSize int) (skip, err error) {
 	f, err := os.Open(path)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer f.Close()
 	page := make([]byte, 16+64)
@@ -183,33 +195,39 @@ func metaPagesSound(path string, pageSize int) error {
 	found := false
 	for id := uint64(0); id < 2; id++ {
 		p, err := read(id)
+		if err == nil {
+			if flags := binary.LittleEndian.Uint16(p[8:]); flags != boltMetaFlag {
+				err = fmt.Errorf("page %d is not a meta page (flags %#x)", id, flags)
+			}
+		}
+		if err == nil {
+			m := p[16:]
+			h := fnv.New64a()
+			h.Write(m[:56])
+			if binary.LittleEndian.Uint32(m) != boltMagic || binary.LittleEndian.Uint64(m[56:]) != h.Sum64() {
+				err = fmt.Errorf("meta page %d is invalid", id)
+			} else if t := binary.LittleEndian.Uint64(m[48:]); !found || t > txid {
+				found, txid, freelist = true, t, binary.LittleEndian.Uint64(m[32:])
+			}
+		}
 		if err != nil {
-			return err
-		}
-		if flags := binary.LittleEndian.Uint16(p[8:]); flags != boltMetaFlag {
-			return fmt.Errorf("page %d is not a meta page (flags %#x)", id, flags)
-		}
-		m := p[16:]
-		h := fnv.New64a()
-		h.Write(m[:56])
-		if binary.LittleEndian.Uint32(m) != boltMagic || binary.LittleEndian.Uint64(m[56:]) != h.Sum64() {
-			return fmt.Errorf("meta page %d is invalid", id)
-		}
-		if t := binary.LittleEndian.Uint64(m[48:]); !found || t > txid {
-			found, txid, freelist = true, t, binary.LittleEndian.Uint64(m[32:])
+			skip = err
 		}
 	}
+	if !found {
+		return nil, errors.New("no valid meta page")
+	}
 	if freelist == boltNoFreelist {
-		return nil
+		return skip, nil
 	}
 	p, err := read(freelist)
 	if err != nil {
-		return err
+		return nil, fmt.Errorf("freelist: %w", err)
 	}
 	if flags := binary.LittleEndian.Uint16(p[8:]); flags != boltFreelistFlag {
-		return fmt.Errorf("page %d is not a freelist page (flags %#x)", freelist, flags)
+		return nil, fmt.Errorf("page %d is not a freelist page (flags %#x)", freelist, flags)
 	}
-	return nil
+	return skip, nil
 }
 
 // walkRecords decodes every record of the buckets of this schema.
