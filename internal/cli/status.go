@@ -113,6 +113,9 @@ func printJSON(w io.Writer, v any) error {
 func printStatus(w io.Writer, st client.Status) {
 	fmt.Fprintf(w, "group %s: release v%d, %d/%d in service (min %d, max %d), host %s\n",
 		st.App, st.Release, st.InService, st.Desired, st.Min, st.Max, st.Host)
+	if st.Events != "" {
+		fmt.Fprintf(w, "events: %s\n", st.Events)
+	}
 	if st.Backoff != "" {
 		fmt.Fprintf(w, "backoff: %s\n", st.Backoff)
 	}

@@ -27,6 +27,9 @@ type Status struct {
 	// Backoff is set while launches are held back by a crash loop.
 	Backoff   string     `json:"backoff,omitempty"`
 	Instances []Instance `json:"instances"`
+	// Events is set while events cannot be written to the store (a full
+	// disk): how many wait, and the last error.
+	Events string `json:"events_problem,omitempty"`
 }
 
 // Instance is one instance in Status.

@@ -112,6 +112,20 @@ func (l *eventLog) health() EventLogHealth {
 	return h
 }
 
+// problem describes, for Status, events that wait after a failed write;
+// "" when every event is stored.
+func (l *eventLog) problem() string {
+	h := l.health()
+	if h.LastError == "" && h.Dropped == 0 {
+		return ""
+	}
+	msg := fmt.Sprintf("%d events not yet stored (retrying): %s", h.Pending, h.LastError)
+	if h.Dropped > 0 {
+		msg += fmt.Sprintf("; %d dropped", h.Dropped)
+	}
+	return msg
+}
+
 // EventLogHealth reports whether the controller's events reach the store:
 // events waiting after failed writes, failures and drops since start.
 func (c *Controller) EventLogHealth() EventLogHealth { return c.events.health() }
@@ -156,6 +170,7 @@ func (l *eventLog) record(e Event) error {
 		l.failed(err)
 		return fmt.Errorf("record event: %w", err)
 	}
+	l.lastErr.Store(nil)
 	l.notify()
 	return nil
 }

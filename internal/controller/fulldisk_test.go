@@ -110,6 +110,9 @@ func TestFullDiskNothingDropped(t *testing.T) {
 		if hl := h.c.EventLogHealth(); hl.Pending == 0 || hl.WriteErrors == 0 || hl.LastError == "" {
 			return fmt.Errorf("event log %+v, want events pending after failed writes", hl)
 		}
+		if p := h.c.Status().Events; !strings.Contains(p, "no space left on device") {
+			return fmt.Errorf("status says %q about events, want the disk error", p)
+		}
 		return nil
 	}); err != nil {
 		t.Fatal(err)
@@ -119,7 +122,7 @@ func TestFullDiskNothingDropped(t *testing.T) {
 		t.Fatal(err)
 	}
 	if err := testenv.WaitFor(ctx, func() error {
-		if hl := h.c.EventLogHealth(); hl.Pending != 0 || hl.LastError != "" || hl.Dropped != 0 {
+		if hl := h.c.EventLogHealth(); hl.Pending != 0 || hl.LastError != "" || hl.Dropped != 0 || h.c.Status().Events != "" {
 			return fmt.Errorf("event log %+v, want everything written", hl)
 		}
 		return nil

@@ -19,6 +19,9 @@ type Status struct {
 	// Backoff is the current crash-loop message, if launches are held.
 	Backoff   string           `json:"backoff,omitempty"`
 	Instances []InstanceStatus `json:"instances"`
+	// Events is set while events cannot be written to the store (a full
+	// disk): how many wait, and the last error (events.go).
+	Events string `json:"events_problem,omitempty"`
 }
 
 // InstanceStatus is one instance in Status.
@@ -51,6 +54,7 @@ func (c *Controller) Status() Status {
 		App: c.cfg.Name, Host: c.o.Host.Name(), Release: c.current.Version, Digest: c.current.Digest,
 		Min: c.group.Min, Max: c.group.Max, Desired: c.group.Desired, Backoff: c.blocked,
 		Instances: []InstanceStatus{},
+		Events:    c.events.problem(),
 	}
 	for _, in := range c.instances {
 		is := InstanceStatus{
