@@ -221,6 +221,9 @@ func Restore(path, from string, now time.Time) (aside string, err error) {
 	if _, err := Verify(from); err != nil {
 		return "", fmt.Errorf("restore: %w", err)
 	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return "", fmt.Errorf("restore: %w", err)
+	}
 	unlock, err := lockFile(path)
 	if err != nil {
 		return "", fmt.Errorf("restore: %w", err)

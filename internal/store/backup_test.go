@@ -127,3 +127,20 @@ func TestMissingStoreKeepsOldBackup(t *testing.T) {
 		t.Fatalf("old backup not kept: %+v %v", sum, err)
 	}
 }
+
+// TestRestoreIntoNewDataDir: a backup restores where no store (nor data
+// directory) exists yet, as on a new server.
+func TestRestoreIntoNewDataDir(t *testing.T) {
+	dir := t.TempDir()
+	src := filepath.Join(dir, "old", "shoal.db")
+	fill(t, src)
+	path := filepath.Join(dir, "new", "data", "shoal.db")
+	aside, err := Restore(path, BackupPath(src), time.Now())
+	if err != nil || aside != "" {
+		t.Fatalf("Restore = %q, %v", aside, err)
+	}
+	s := open(t, path, Options{})
+	if rels, err := s.Releases("web"); err != nil || len(rels) != 30 {
+		t.Fatalf("%d releases, %v", len(rels), err)
+	}
+}
