@@ -139,8 +139,7 @@ func (l *eventLog) add(e Event) {
 	l.queue = append(l.queue, e)
 	if over := len(l.queue) - maxPendingEvents; over > 0 {
 		l.queue = append(l.queue[:0:0], l.queue[over:]...)
-		l.dropped.Add(uint64(over))
-		l.log.Error("events dropped: the store has not been writable for too long", "dropped", over)
+		l.drop(over)
 	}
 	l.pending.Store(int64(len(l.queue)))
 	l.mu.Unlock()
@@ -200,7 +199,7 @@ func (l *eventLog) flushLocked() error {
 	l.queue = append(batch[n:len(batch):len(batch)], l.queue...)
 	if over := len(l.queue) - maxPendingEvents; over > 0 {
 		l.queue = append(l.queue[:0:0], l.queue[over:]...)
-		l.dropped.Add(uint64(over))
+		l.drop(over)
 	}
 	l.pending.Store(int64(len(l.queue)))
 	l.mu.Unlock()
@@ -219,6 +218,14 @@ func (l *eventLog) writePrefix(batch []Event) (int, error) {
 	return len(batch), nil
 }
 
+// drop counts n events dropped, oldest first; the first drop is logged
+// (the count stays in Health, Status and the metrics).
+func (l *eventLog) drop(n int) {
+	if l.dropped.Add(uint64(n)) == uint64(n) {
+		l.log.Error("events dropped: the store has not been writable for too long; counting further drops", "dropped", n, "kept", maxPendingEvents)
+	}
+}
+
 func (l *eventLog) failed(err error) {
 	l.failures.Add(1)
 	msg := err.Error()
@@ -233,15 +240,20 @@ func (l *eventLog) run() {
 	retry := time.NewTimer(time.Hour)
 	retry.Stop()
 	defer retry.Stop()
-	delay := time.Duration(0)
+	var delay time.Duration // the last retry delay; 0 after a success
+	waiting := false        // a retry is scheduled: new events wait for it
 	for {
 		select {
 		case <-l.wake:
 		case <-retry.C:
+			waiting = false
 		}
 		l.mu.Lock()
 		closed := l.closed
 		l.mu.Unlock()
+		if waiting && !closed {
+			continue
+		}
 		l.wmu.Lock()
 		err := l.flushLocked()
 		l.wmu.Unlock()
@@ -257,6 +269,7 @@ func (l *eventLog) run() {
 		}
 		delay = min(max(2*delay, eventRetryMin), eventRetryMax)
 		retry.Reset(delay)
+		waiting = true
 	}
 }
 
