@@ -135,3 +135,23 @@ func TestUpStopsOnCorruptArtifact(t *testing.T) {
 	}
 	stopUp(t, u)
 }
+
+// TestUpRefusesOversizedRelease: build.max_unpacked_size reaches the
+// artifact store: a release over it is refused, naming the limit.
+func TestUpRefusesOversizedRelease(t *testing.T) {
+	bin := testenv.BuildShoal(t)
+	dir := exampleApp(t, "meteor-like", 1, 2)
+	f, err := os.OpenFile(filepath.Join(dir, "shoal.yaml"), os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = f.WriteString("build:\n  max_unpacked_size: 1KiB\n")
+	f.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	code, out := runShoal(t, bin, dir, "up")
+	if code != 1 || !strings.Contains(out, "artifact too large") || !strings.Contains(out, "more than 1024 bytes") {
+		t.Fatalf("shoal up over the size limit: exit %d, want 1 naming the limit:\n%s", code, out)
+	}
+}
