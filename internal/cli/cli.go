@@ -57,6 +57,8 @@ func commands() map[string]command {
 		"maintenance": {"make the balancer answer 503 with Retry-After: shoal maintenance on|off", runMaintenance},
 		"logs":        {"show an instance's log: shoal logs [-f] [instance]", runLogs},
 		"version":     {"print the version", runVersion},
+		"backup":      {"write a verified copy of the store: shoal backup [-o FILE]", runBackup},
+		"restore":     {"replace the store with a backup, while shoal up is stopped: shoal restore FILE", runRestore},
 	}
 }
 

@@ -136,6 +136,9 @@ func printStatus(w io.Writer, st client.Status) {
 		}
 		fmt.Fprintf(w, " (instance %s)\n", cr.Instance)
 	}
+	if st.Events != "" {
+		fmt.Fprintf(w, "events: %s\n", st.Events)
+	}
 	if st.Backoff != "" {
 		fmt.Fprintf(w, "backoff: %s\n", st.Backoff)
 	}

@@ -104,6 +104,9 @@ func up(ctx context.Context, env *Env, cfg *config.App, log *slog.Logger) error 
 	if err != nil {
 		return err
 	}
+	if b := cfg.Build; b != nil {
+		arts.SetLimits(release.Limits{MaxBytes: int64(b.MaxUnpackedSize), MaxEntries: b.MaxUnpackedFiles})
+	}
 
 	lbcfg, err := balancerConfig(cfg, st, log)
 	if err != nil {

@@ -33,6 +33,9 @@ type Status struct {
 	// 503 (shoal maintenance on).
 	Maintenance bool       `json:"maintenance"`
 	Instances   []Instance `json:"instances"`
+	// Events is set while events cannot be written to the store (a full
+	// disk): how many wait, and the last error.
+	Events string `json:"events_problem,omitempty"`
 }
 
 // Crash is an instance's exit that nobody asked for, in Status.

@@ -93,6 +93,15 @@ type AppBuild struct {
 	// source fingerprint that decides whether to rebuild. ".git", DataDir and
 	// run.secrets_file are always excluded.
 	Exclude []string `yaml:"exclude"`
+
+	// MaxUnpackedSize bounds the total size of the files of one release
+	// once unpacked, checked when it is built and when it is unpacked (an
+	// artifact of a few MB can hold GBs of zeros); 0 means 4GiB.
+	MaxUnpackedSize Size `yaml:"max_unpacked_size"`
+
+	// MaxUnpackedFiles bounds the entries (files, directories, links) of
+	// one release; 0 means 1048576.
+	MaxUnpackedFiles int `yaml:"max_unpacked_files"`
 }
 
 // AppRun says how an instance runs.

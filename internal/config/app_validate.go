@@ -145,6 +145,7 @@ func (c *appChecker) build() {
 	for i, p := range b.Exclude {
 		c.check(strings.TrimSpace(p) == "", fmt.Sprintf("build.exclude[%d]", i), "must not be empty")
 	}
+	c.check(b.MaxUnpackedFiles < 0, "build.max_unpacked_files", "must not be negative (0 means 1048576), got %d", b.MaxUnpackedFiles)
 }
 
 func (c *appChecker) run() {

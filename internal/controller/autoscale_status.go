@@ -165,7 +165,8 @@ func (m *autoscaleMetrics) update(d autoscale.Decision) {
 	}
 }
 
-// Metrics returns the controller's Prometheus series (auto scaling), for
+// Metrics returns the controller's Prometheus series (auto scaling, and the
+// event log's write errors, pending and dropped events), for
 // the admin /metrics endpoint. It is safe to call at any time.
 func (c *Controller) Metrics() prometheus.Gatherer {
 	c.as.mu.Lock()
@@ -173,5 +174,5 @@ func (c *Controller) Metrics() prometheus.Gatherer {
 	if c.as.metrics == nil {
 		c.as.metrics = newAutoscaleMetrics()
 	}
-	return c.as.metrics.reg
+	return prometheus.Gatherers{c.as.metrics.reg, c.events.reg}
 }

@@ -88,6 +88,7 @@ type Controller struct {
 	kick    chan struct{} // wakes the reconcile loop; buffered 1
 	ready   chan struct{} // closed when desired instances first serve
 	running atomic.Bool
+	stopRun context.CancelCauseFunc // ends Run's loop with a *fatalError (fatal.go)
 
 	mu        sync.Mutex
 	group     store.Group
@@ -198,7 +199,8 @@ func (c *Controller) Run(ctx context.Context) error {
 		defer close(exitsDone)
 		c.watchExits(exitsCtx)
 	}()
-	loopCtx, stopLoop := context.WithCancel(ctx)
+	loopCtx, stopLoop := context.WithCancelCause(ctx)
+	c.stopRun = stopLoop
 	samplerDone := make(chan struct{})
 	go func() {
 		defer close(samplerDone)
@@ -211,7 +213,7 @@ func (c *Controller) Run(ctx context.Context) error {
 	}()
 	c.loop(loopCtx, &workers)
 	c.stopRollout() // deploy_step.go
-	stopLoop()
+	stopLoop(nil)
 	<-samplerDone
 	<-autoscaleDone
 
@@ -221,7 +223,7 @@ func (c *Controller) Run(ctx context.Context) error {
 	c.shutdown()
 	stopExits()
 	<-exitsDone
-	return nil
+	return fatalCause(loopCtx)
 }
 
 // loop runs the reconciler on every kick and at backoff deadlines until
@@ -355,15 +357,23 @@ func (c *Controller) Scale(ctx context.Context, n int) error {
 	}
 	old := g.Desired
 	g.Desired = n
+	// An operator's action is recorded before it is made, and refused when
+	// its record cannot be written (events.go).
+	c.mu.Lock()
+	rel := c.current.Version
+	c.mu.Unlock()
+	if err := c.events.record(Event{Type: "scale", Release: rel,
+		Reason: fmt.Sprintf("desired %d -> %d (shoal scale)", old, n)}); err != nil {
+		return fmt.Errorf("scale: nothing changed: %w", err)
+	}
 	if err := c.o.Store.PutGroup(g); err != nil {
+		c.events.add(Event{Type: "scale", Release: rel, Reason: fmt.Sprintf("scale to %d failed: %v", n, err)})
 		return fmt.Errorf("scale: %w", err)
 	}
 	c.mu.Lock()
 	c.group.Desired = n
 	c.noteDesiredLocked(old, n) // autoscale.go
 	c.noteManualLocked(n)
-	c.events.add(Event{Type: "scale", Release: c.current.Version,
-		Reason: fmt.Sprintf("desired %d -> %d (shoal scale)", old, n)})
 	c.mu.Unlock()
 	c.log.Info("scaled", "from", old, "to", n)
 	c.poke()

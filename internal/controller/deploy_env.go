@@ -68,9 +68,6 @@ func (c *Controller) SetEnv(ctx context.Context, set []store.EnvVar, unset []str
 	if h, _, held := c.dep.lock.Holder(c.cfg.Name); held && !req.Wait {
 		return 0, fmt.Errorf("env: a deploy of v%d is in progress; nothing changed: wait for it or run shoal deploy --abort", h.Release)
 	}
-	if _, err := c.o.Store.UpdateEnvOverrides(c.cfg.Name, set, unset); err != nil {
-		return 0, fmt.Errorf("env: %w", err)
-	}
 	var names []string
 	for _, v := range set {
 		names = append(names, "set "+v.Name)
@@ -78,7 +75,14 @@ func (c *Controller) SetEnv(ctx context.Context, set []store.EnvVar, unset []str
 	for _, n := range unset {
 		names = append(names, "unset "+n)
 	}
-	c.events.add(Event{Type: "env", Reason: "env overrides changed: " + strings.Join(names, ", ")})
+	// Recorded before it is made, refused when it cannot be (events.go).
+	if err := c.events.record(Event{Type: "env", Reason: "env overrides changed: " + strings.Join(names, ", ")}); err != nil {
+		return 0, fmt.Errorf("env: nothing changed: %w", err)
+	}
+	if _, err := c.o.Store.UpdateEnvOverrides(c.cfg.Name, set, unset); err != nil {
+		c.events.add(Event{Type: "env", Reason: "env overrides not changed: " + err.Error()})
+		return 0, fmt.Errorf("env: %w", err)
+	}
 	req.ConfigOnly = true
 	return c.Deploy(ctx, req)
 }

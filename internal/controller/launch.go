@@ -55,6 +55,7 @@ func (c *Controller) launch(ctx context.Context, in *instance) {
 		if !canceled {
 			c.cannotStart(in, err)
 		}
+		c.failOn(err, spec.Release) // fatal.go
 		c.poke()
 		return
 	}

@@ -22,6 +22,9 @@ type Status struct {
 	// that release is crashing in a row (until one instance is stable).
 	Crash     *Crash           `json:"crash,omitempty"`
 	Instances []InstanceStatus `json:"instances"`
+	// Events is set while events cannot be written to the store (a full
+	// disk): how many wait, and the last error (events.go).
+	Events string `json:"events_problem,omitempty"`
 }
 
 // InstanceStatus is one instance in Status.
@@ -54,6 +57,7 @@ func (c *Controller) Status() Status {
 		App: c.cfg.Name, Host: c.o.Host.Name(), Release: c.current.Version, Digest: c.current.Digest,
 		Min: c.group.Min, Max: c.group.Max, Desired: c.group.Desired, Backoff: c.blocked,
 		Instances: []InstanceStatus{},
+		Events:    c.events.problem(),
 	}
 	if cr, ok := c.crashes[c.current.Version]; ok {
 		if n := c.backoff[c.current.Version].Failures; n > 0 {

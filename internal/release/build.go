@@ -128,7 +128,7 @@ func (s *Store) pack(ctx context.Context, root string, exclude []string) (Artifa
 	h := sha256.New()
 	bw := bufio.NewWriterSize(tmp, 256<<10)
 	gz := gzip.NewWriter(bw)
-	err = writeTar(ctx, io.MultiWriter(h, gz), root, exclude)
+	err = writeTar(ctx, io.MultiWriter(h, gz), root, exclude, s.limits)
 	if err == nil {
 		err = gz.Close()
 	}

@@ -72,6 +72,7 @@ func (ex excluder) match(rel string) bool {
 func walk(ctx context.Context, root string, exclude []string) ([]entry, error) {
 	ex := newExcluder(root, exclude)
 	var out []entry
+	links := map[string]string{}
 	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
@@ -111,12 +112,16 @@ func walk(ctx context.Context, root string, exclude []string) ([]entry, error) {
 				return fmt.Errorf("%w: symlink %s -> %s leaves the tree", ErrUnsafeEntry, rel, target)
 			}
 			e.link = target
+			links[rel] = target
 		default:
 			return nil
 		}
 		out = append(out, e)
 		return nil
 	})
+	if err == nil {
+		err = checkLinks(links)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("walk %s: %w", root, err)
 	}
@@ -133,11 +138,18 @@ func linkInside(name, target string) bool {
 	return r != ".." && !strings.HasPrefix(r, "../") && !path.IsAbs(r)
 }
 
-// writeTar writes the deterministic tar of root to w.
-func writeTar(ctx context.Context, w io.Writer, root string, exclude []string) error {
+// writeTar writes the deterministic tar of root to w; a tree over lim (as Unpack would
+// count it) is an error.
+func writeTar(ctx context.Context, w io.Writer, root string, exclude []string, lim Limits) error {
 	entries, err := walk(ctx, root, exclude)
 	if err != nil {
 		return err
+	}
+	count := tally{lim: lim.withDefaults()}
+	for _, e := range entries {
+		if err := count.add(e.rel, e.size); err != nil {
+			return err
+		}
 	}
 	tw := tar.NewWriter(w)
 	for _, e := range entries {

@@ -16,8 +16,10 @@
 //	<root>/index.json                      build key -> artifact digest (see [Store.BuildOnce])
 //
 // Unpacking rejects absolute names, ".." components, links that would leave the
-// destination, hard links, device files and duplicate entries, and verifies the digest of
-// the bytes it read before the unpacked tree becomes visible.
+// destination (each link resolved through the others: links.go), hard links, device files,
+// duplicate entries and trees over the Limits, and verifies the digest of the bytes it read
+// before the unpacked tree becomes visible; a stored file that is not its artifact is a
+// *CorruptError and is moved aside. Packing applies the same link and size checks.
 package release
 
 import (

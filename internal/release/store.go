@@ -1,6 +1,8 @@
 package release
 
 import (
+	"archive/tar"
+	"compress/flate"
 	"compress/gzip"
 	"context"
 	"crypto/sha256"
@@ -24,6 +26,7 @@ import (
 type Store struct {
 	root   string
 	logger *slog.Logger
+	limits Limits
 
 	indexMu sync.Mutex // guards index.json read-modify-write
 	buildMu sync.Mutex // serialises BuildOnce, so one key is never built twice at once
@@ -50,6 +53,10 @@ func Open(dir string, logger *slog.Logger) (*Store, error) {
 	}
 	return s, nil
 }
+
+// SetLimits sets what one artifact may unpack to (and a build may pack); zero fields
+// keep the defaults. Call it before any other method.
+func (s *Store) SetLimits(l Limits) { s.limits = l.withDefaults() }
 
 // Root returns the store's root directory.
 func (s *Store) Root() string { return s.root }
@@ -119,7 +126,7 @@ func (s *Store) Put(ctx context.Context, r io.Reader) (Artifact, error) {
 			return err
 		}
 		tee := io.TeeReader(gz, h)
-		if err := scanTar(ctx, tee); err != nil {
+		if err := scanTar(ctx, tee, s.limits); err != nil {
 			return err
 		}
 		if _, err := io.Copy(io.Discard, tee); err != nil {
@@ -167,6 +174,12 @@ func (s *Store) commit(tmp *os.File, d string) (Artifact, error) {
 // system is synced, and the directory is renamed to dest. On any error nothing appears at
 // dest. Concurrent Unpacks of the same d and dest are safe; one of them wins the rename.
 //
+// A stored file that is not the artifact d (corrupt gzip or tar, or another digest) gives
+// a *CorruptError naming the digest and the file, which is moved aside (suffix ".damaged")
+// so that it is never read again and a rebuild of an unchanged source can store d anew;
+// what is stored under d is only ever bytes whose digest is d. An artifact over the
+// limits (see SetLimits) gives ErrTooLarge.
+//
 // The unpacked tree is shared by every instance of a release and must be treated as
 // read-only by them; nothing here enforces that.
 func (s *Store) Unpack(ctx context.Context, d, dest string) error {
@@ -194,7 +207,10 @@ func (s *Store) Unpack(ctx context.Context, d, dest string) error {
 	}
 	if err := s.unpackTo(ctx, f, d, tmp); err != nil {
 		os.RemoveAll(tmp)
-		return fmt.Errorf("unpack %s: %w", d, err)
+		if ctx.Err() == nil && corrupt(err) {
+			return s.quarantine(d, err)
+		}
+		return fmt.Errorf("unpack %s (%s): %w", d, s.Path(d), err)
 	}
 	if err := os.Rename(tmp, dest); err != nil {
 		os.RemoveAll(tmp)
@@ -209,6 +225,56 @@ func (s *Store) Unpack(ctx context.Context, d, dest string) error {
 	return nil
 }
 
+// ErrCorrupt is returned (wrapped in a *CorruptError) when a stored artifact file is
+// not the artifact its name says: corrupt gzip or tar data, or another digest.
+var ErrCorrupt = errors.New("artifact file is corrupt")
+
+// CorruptError names a stored artifact found corrupt and where the file was moved.
+type CorruptError struct {
+	Digest string
+	// Path is where the file was stored; MovedTo where it is now ("" if the move failed).
+	Path, MovedTo string
+	Err           error
+}
+
+// Error names the artifact, its file, the problem and what to do.
+func (e *CorruptError) Error() string {
+	where := "it could not be moved aside"
+	if e.MovedTo != "" {
+		where = "it was moved to " + e.MovedTo
+	}
+	return fmt.Sprintf("artifact %s (%s) is corrupt: %v; %s. Only these exact bytes can run this release: "+
+		"the next build of an unchanged source (shoal up, shoal deploy) stores it again, or roll back to another release",
+		e.Digest, e.Path, e.Err, where)
+}
+
+// Unwrap returns ErrCorrupt and the problem found.
+func (e *CorruptError) Unwrap() []error { return []error{ErrCorrupt, e.Err} }
+
+// corrupt reports whether err from unpackTo means the file is not a valid artifact, as
+// opposed to a problem of this host (disk full, permissions) or an unsafe or oversized
+// but genuine artifact.
+func corrupt(err error) bool {
+	var ce *CorruptError
+	return errors.Is(err, ErrDigestMismatch) || errors.Is(err, gzip.ErrHeader) || errors.Is(err, gzip.ErrChecksum) ||
+		errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, tar.ErrHeader) || errors.As(err, new(flate.CorruptInputError)) ||
+		errors.As(err, &ce)
+}
+
+// quarantine moves the corrupt file of d aside and returns the *CorruptError.
+func (s *Store) quarantine(d string, cause error) error {
+	ce := &CorruptError{Digest: d, Path: s.Path(d), Err: cause}
+	moved := s.Path(d) + ".damaged"
+	if err := os.Rename(ce.Path, moved); err != nil {
+		s.logger.Error("cannot move a corrupt artifact aside", "release", d, "path", ce.Path, "error", err)
+	} else {
+		ce.MovedTo = moved
+		atomicfile.SyncDir(s.artifactDir())
+	}
+	s.logger.Error("corrupt artifact", "release", d, "path", ce.Path, "error", cause)
+	return ce
+}
+
 func (s *Store) unpackTo(ctx context.Context, r io.Reader, d, dir string) error {
 	gz, err := gzip.NewReader(r)
 	if err != nil {
@@ -216,7 +282,7 @@ func (s *Store) unpackTo(ctx context.Context, r io.Reader, d, dir string) error 
 	}
 	h := sha256.New()
 	tee := io.TeeReader(gz, h)
-	if err := extractTar(ctx, tee, dir); err != nil {
+	if err := extractTar(ctx, tee, dir, s.limits); err != nil {
 		return err
 	}
 	if _, err := io.Copy(io.Discard, tee); err != nil {

@@ -20,16 +20,21 @@ import (
 // holes would let a small archive write unbounded data).
 type entryChecker struct {
 	seen  map[string]bool
-	links map[string]bool
+	links map[string]string // name -> target, for checkLinks at the end
+	tally tally
 }
 
 // maxNameLen is PATH_MAX on Linux: a longer name cannot be created anyway, and a PAX name
 // of a megabyte with many components would make directory creation quadratic.
 const maxNameLen = 4096
 
-func newEntryChecker() *entryChecker {
-	return &entryChecker{seen: map[string]bool{}, links: map[string]bool{}}
+func newEntryChecker(lim Limits) *entryChecker {
+	return &entryChecker{seen: map[string]bool{}, links: map[string]string{}, tally: tally{lim: lim.withDefaults()}}
 }
+
+// finish checks what needs the whole stream: that no chain of the links
+// seen leads out of the tree (see checkLinks).
+func (c *entryChecker) finish() error { return checkLinks(c.links) }
 
 // check validates h and returns its cleaned, slash-separated relative name.
 func (c *entryChecker) check(h *tar.Header) (string, error) {
@@ -49,7 +54,7 @@ func (c *entryChecker) check(h *tar.Header) (string, error) {
 		return "", fmt.Errorf("%w: name %q leaves the destination", ErrUnsafeEntry, h.Name)
 	}
 	for p := path.Dir(name); p != "."; p = path.Dir(p) {
-		if c.links[p] {
+		if _, ok := c.links[p]; ok {
 			return "", fmt.Errorf("%w: %q is below symlink %q", ErrUnsafeEntry, name, p)
 		}
 	}
@@ -62,7 +67,7 @@ func (c *entryChecker) check(h *tar.Header) (string, error) {
 		if !linkInside(name, h.Linkname) {
 			return "", fmt.Errorf("%w: symlink %q -> %q leaves the destination", ErrUnsafeEntry, name, h.Linkname)
 		}
-		c.links[name] = true
+		c.links[name] = h.Linkname
 	default:
 		return "", fmt.Errorf("%w: %q has unsupported type %q", ErrUnsafeEntry, name, h.Typeflag)
 	}
@@ -74,6 +79,13 @@ func (c *entryChecker) check(h *tar.Header) (string, error) {
 	}
 	if h.Size < 0 {
 		return "", fmt.Errorf("%w: %q has negative size", ErrUnsafeEntry, name)
+	}
+	size := int64(0)
+	if h.Typeflag == tar.TypeReg {
+		size = h.Size
+	}
+	if err := c.tally.add(name, size); err != nil {
+		return "", err
 	}
 	c.seen[name] = true
 	return name, nil
@@ -88,17 +100,18 @@ func hasDotDot(p string) bool {
 	return false
 }
 
-// scanTar reads a whole tar stream, validating every entry without writing anything.
-func scanTar(ctx context.Context, r io.Reader) error {
+// scanTar reads a whole tar stream, validating every entry (and the limits) without
+// writing anything.
+func scanTar(ctx context.Context, r io.Reader, lim Limits) error {
 	tr := tar.NewReader(r)
-	c := newEntryChecker()
+	c := newEntryChecker(lim)
 	for {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
 		h, err := tr.Next()
 		if err == io.EOF {
-			return nil
+			return c.finish()
 		}
 		if err != nil {
 			return fmt.Errorf("read tar: %w", err)
@@ -112,15 +125,16 @@ func scanTar(ctx context.Context, r io.Reader) error {
 // extractTar writes the tar stream r into dest, an existing empty directory. All writes go
 // through an os.Root, which also refuses to follow links out of dest, as a second line of
 // defence behind entryChecker. Permission bits are applied at the end, so a read-only
-// directory in the archive does not prevent writing its contents.
-func extractTar(ctx context.Context, r io.Reader, dest string) error {
+// directory in the archive does not prevent writing its contents. The caller must not
+// use dest after an error: links are checked as a whole only at the end.
+func extractTar(ctx context.Context, r io.Reader, dest string, lim Limits) error {
 	root, err := os.OpenRoot(dest)
 	if err != nil {
 		return fmt.Errorf("open destination: %w", err)
 	}
 	defer root.Close()
 	tr := tar.NewReader(r)
-	c := newEntryChecker()
+	c := newEntryChecker(lim)
 	modes := map[string]fs.FileMode{}
 	for {
 		if err := ctx.Err(); err != nil {
@@ -153,14 +167,21 @@ func extractTar(ctx context.Context, r io.Reader, dest string) error {
 			}
 			modes[name] = mode
 		case tar.TypeSymlink:
-			if err := root.Symlink(h.Linkname, name); err != nil {
-				return fmt.Errorf("symlink %s: %w", name, err)
-			}
+			// Created at the end, once the chains of all links are checked, so a
+			// link leading out never exists, not even in the temp directory.
 		case tar.TypeReg:
 			if err := writeEntry(root, name, tr); err != nil {
 				return err
 			}
 			modes[name] = mode
+		}
+	}
+	if err := c.finish(); err != nil {
+		return err
+	}
+	for name, target := range c.links {
+		if err := root.Symlink(target, name); err != nil {
+			return fmt.Errorf("symlink %s: %w", name, err)
 		}
 	}
 	// Deepest first, so a directory loses its write bit only after its children are done.

@@ -29,6 +29,24 @@ var maliciousTars = map[string][]tarEnt{
 		{name: "deep/x", typ: tar.TypeSymlink, link: ".."},
 		{name: "deep/x/y/l", typ: tar.TypeSymlink, link: "../../.."},
 	},
+	"links through links": chainEscape(),
+	"link loop":           {{name: "a", typ: tar.TypeSymlink, link: "b/x"}, {name: "b", typ: tar.TypeSymlink, link: "a/y"}},
+}
+
+// fuzzLimits are small, so the fuzzer reaches them.
+var fuzzLimits = Limits{MaxBytes: 1 << 20, MaxEntries: 1000}
+
+// chainEscape is the reported attack: d1/.../d10/b points back at the root, which
+// looks inside; passwd goes through b and then up eleven times, which a lexical check
+// sees as "etc/passwd" inside the tree, and which resolves to /etc/passwd from any
+// directory up to eleven levels deep.
+func chainEscape() []tarEnt {
+	deep := "d1/d2/d3/d4/d5/d6/d7/d8/d9/d10"
+	return []tarEnt{
+		{name: deep + "/", typ: tar.TypeDir},
+		{name: deep + "/b", typ: tar.TypeSymlink, link: strings.Repeat("../", 9) + ".."},
+		{name: "passwd", typ: tar.TypeSymlink, link: deep + "/b/" + strings.Repeat("../", 11) + "etc/passwd"},
+	}
 }
 
 // sparseBomb is a PAX GNU sparse 0.1 file of one data byte that declares 1 TiB.
@@ -71,7 +89,7 @@ func TestExtractRejectsMaliciousTars(t *testing.T) {
 			if err := os.Mkdir(dest, 0o755); err != nil {
 				t.Fatal(err)
 			}
-			err := extractTar(context.Background(), bytes.NewReader(raw), dest)
+			err := extractTar(context.Background(), bytes.NewReader(raw), dest, Limits{})
 			if !errors.Is(err, ErrUnsafeEntry) {
 				t.Fatalf("err = %v, want ErrUnsafeEntry", err)
 			}
@@ -103,6 +121,9 @@ func FuzzExtract(f *testing.F) {
 	}
 	f.Add([]byte("garbage"))
 	f.Add(sparseBomb(f))
+	f.Add(hugeHeader(f, 5<<30))
+	f.Add(craftTar(f, []tarEnt{{name: "big", body: strings.Repeat("z", 2<<20)}}))
+	f.Add(craftTar(f, []tarEnt{{name: "fifo", typ: tar.TypeFifo}, {name: "blk", typ: tar.TypeBlock}}))
 	base := f.TempDir()
 	f.Fuzz(func(t *testing.T, data []byte) {
 		sandbox, err := os.MkdirTemp(base, "")
@@ -114,10 +135,21 @@ func FuzzExtract(f *testing.F) {
 		if err := os.Mkdir(dest, 0o755); err != nil {
 			t.Fatal(err)
 		}
-		errExtract := extractTar(context.Background(), bytes.NewReader(data), dest)
-		errScan := scanTar(context.Background(), bytes.NewReader(data))
+		errExtract := extractTar(context.Background(), bytes.NewReader(data), dest, fuzzLimits)
+		errScan := scanTar(context.Background(), bytes.NewReader(data), fuzzLimits)
 		if errors.Is(errScan, ErrUnsafeEntry) && errExtract == nil {
 			t.Fatalf("scan rejects (%v) but extract accepts", errScan)
+		}
+		var total int64
+		filepath.WalkDir(dest, func(p string, d fs.DirEntry, err error) error {
+			if err == nil && d.Type().IsRegular() {
+				fi, _ := d.Info()
+				total += fi.Size()
+			}
+			return nil
+		})
+		if total > fuzzLimits.MaxBytes {
+			t.Fatalf("unpacked %d bytes, over the limit of %d", total, fuzzLimits.MaxBytes)
 		}
 		// Nothing outside dest, and every link inside dest stays inside.
 		ents, err := os.ReadDir(sandbox)

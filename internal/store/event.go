@@ -37,7 +37,7 @@ func (s *Store) AppendEvent(e Event) (Event, error) {
 		e.Time = s.now()
 	}
 	e.Fields = maps.Clone(e.Fields)
-	err := s.db.Update(func(tx *bolt.Tx) error {
+	err := s.db.updateNoBackup(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketEvents)
 		seq, err := b.NextSequence()
 		if err != nil {

@@ -16,7 +16,7 @@ func (s *Store) Key(name string, size int) ([]byte, error) {
 		return nil, fmt.Errorf("key: %w: name %q, size %d", ErrInvalid, name, size)
 	}
 	var out []byte
-	err := s.db.Update(func(tx *bolt.Tx) error {
+	err := s.db.updateNoBackup(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketKeys)
 		if v := b.Get([]byte(name)); v != nil {
 			out = append([]byte(nil), v...)

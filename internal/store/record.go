@@ -74,11 +74,11 @@ func btoi(b []byte) uint64 {
 func decodeGroup(b []byte) (Group, error) {
 	var r groupRecord
 	if err := json.Unmarshal(b, &r); err != nil {
-		return Group{}, fmt.Errorf("decode group: %w", err)
+		return Group{}, fmt.Errorf("decode group: %w: %w", errCorrupt, redactJSONError(err))
 	}
 	if r.App == "" || r.Min < 0 || r.Max < r.Min || r.Desired < r.Min || r.Desired > r.Max || r.Release < 0 {
-		return Group{}, fmt.Errorf("decode group: inconsistent record (app %q, min %d, max %d, desired %d, release %d)",
-			r.App, r.Min, r.Max, r.Desired, r.Release)
+		return Group{}, fmt.Errorf("decode group: %w: inconsistent record (app %q, min %d, max %d, desired %d, release %d)",
+			errCorrupt, r.App, r.Min, r.Max, r.Desired, r.Release)
 	}
 	return Group(r), nil
 }
@@ -90,13 +90,13 @@ func encodeGroup(g Group) ([]byte, error) { return json.Marshal(groupRecord(g)) 
 func decodeRelease(b []byte) (Release, error) {
 	var r releaseRecord
 	if err := json.Unmarshal(b, &r); err != nil {
-		return Release{}, fmt.Errorf("decode release: %w", redactJSONError(err))
+		return Release{}, fmt.Errorf("decode release: %w: %w", errCorrupt, redactJSONError(err))
 	}
 	if r.Version < 1 || r.App == "" {
-		return Release{}, fmt.Errorf("decode release: inconsistent record (app %q, version %d)", r.App, r.Version)
+		return Release{}, fmt.Errorf("decode release: %w: inconsistent record (app %q, version %d)", errCorrupt, r.App, r.Version)
 	}
 	if !validStatus(r.Status) {
-		return Release{}, fmt.Errorf("decode release: unknown status %q", r.Status)
+		return Release{}, fmt.Errorf("decode release: %w: unknown status %q", errCorrupt, r.Status)
 	}
 	rel := Release{
 		Version: r.Version, App: r.App, Digest: r.Digest, SourceDigest: r.SourceDigest,
@@ -136,10 +136,10 @@ func redactJSONError(err error) error {
 func decodeEvent(b []byte) (Event, error) {
 	var r eventRecord
 	if err := json.Unmarshal(b, &r); err != nil {
-		return Event{}, fmt.Errorf("decode event: %w", err)
+		return Event{}, fmt.Errorf("decode event: %w: %w", errCorrupt, redactJSONError(err))
 	}
 	if r.Seq == 0 || r.Kind == "" {
-		return Event{}, fmt.Errorf("decode event: inconsistent record (seq %d, kind %q)", r.Seq, r.Kind)
+		return Event{}, fmt.Errorf("decode event: %w: inconsistent record (seq %d, kind %q)", errCorrupt, r.Seq, r.Kind)
 	}
 	return Event(r), nil
 }

@@ -79,7 +79,7 @@ func (s *Store) PutRollout(r Rollout) error {
 	if err != nil {
 		return fmt.Errorf("put rollout of %s: %w", r.App, err)
 	}
-	err = s.db.Update(func(tx *bolt.Tx) error {
+	err = s.db.updateNoBackup(func(tx *bolt.Tx) error {
 		b, err := tx.CreateBucketIfNotExists(bucketRollouts)
 		if err != nil {
 			return err

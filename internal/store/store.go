@@ -10,6 +10,14 @@
 // Open refuses a file written by a newer Shoal. Values are JSON records
 // whose types (record*.go) are separate from the in-memory types.
 //
+// Damage (damage.go). Open refuses an empty, truncated, corrupted or
+// foreign file with a *DamagedError naming the file and the way back; it
+// reads every page and record first. bbolt panics on some damaged pages:
+// those panics, at open and in every transaction, come back as errors.
+// Every committed change of desired state rewrites a consistent backup
+// beside the file (backup.go: BackupPath); Verify, Backup and Restore serve
+// `shoal backup` and `shoal restore`.
+//
 // Secrets. Releases hold the complete instance environment, secret values
 // included, because the controller needs them to start instances after a
 // restart. The file is created with mode 0600 inside the data directory;
@@ -24,11 +32,14 @@ package store
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -94,16 +105,23 @@ type Options struct {
 
 // Store is an open store. See the package documentation for its guarantees.
 type Store struct {
-	db      *bolt.DB
-	path    string
-	opts    Options
-	log     *slog.Logger
-	pidFile string
+	db         *boltDB
+	path       string
+	backupPath string
+	opts       Options
+	log        *slog.Logger
+	pidFile    string
+
+	backupMu sync.Mutex // serialises writes of the automatic backup
 }
 
 // Open opens the store file at path, creating it (and its directory, mode
-// 0700) if needed, with mode 0600. It checks the schema version and
-// refuses a newer one with ErrSchema. If another process has the file open,
+// 0700) if needed, with mode 0600. A file that does not exist is a first
+// start. A file that exists but cannot be trusted (empty, truncated,
+// corrupted: every page is read and every record decoded; or not a Shoal
+// store) is refused with a *DamagedError (errors.Is ErrDamaged) naming the
+// file and how to recover; nothing is written to it. A store of a newer
+// schema is refused with ErrSchema. If another process has the file open,
 // Open waits up to Options.Timeout and then fails with ErrInUse, naming the
 // other process's pid when known.
 func Open(path string, opts Options) (*Store, error) {
@@ -123,8 +141,30 @@ func Open(path string, opts Options) (*Store, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return nil, fmt.Errorf("open store: %w", err)
 	}
+	fresh := false
+	switch fi, err := os.Stat(path); {
+	case errors.Is(err, fs.ErrNotExist):
+		fresh = true
+		// The first change of the new store would overwrite the backup
+		// of the old one: keep that aside.
+		if _, err := os.Stat(path + backupSuffix); err == nil {
+			kept := path + backupSuffix + "-before-" + opts.Now().UTC().Format("20060102T150405Z")
+			if err := os.Rename(path+backupSuffix, kept); err != nil {
+				return nil, fmt.Errorf("open store: keep the old backup: %w", err)
+			}
+			log.Warn("store file missing: starting a new store; the backup of the old one is kept", "path", path, "backup", kept)
+		}
+	case err != nil:
+		return nil, fmt.Errorf("open store: %w", err)
+	case !fi.Mode().IsRegular():
+		return nil, damaged(path, errors.New("not a regular file"))
+	case fi.Size() == 0:
+		// bbolt would quietly make an empty file a new store: everything
+		// the file held (releases, overrides, secrets) would be gone.
+		return nil, damaged(path, errors.New("the file is empty (0 bytes)"))
+	}
 	pidFile := path + ".pid"
-	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: opts.Timeout})
+	db, err := openBolt(path, &bolt.Options{Timeout: opts.Timeout})
 	if errors.Is(err, bolterrors.ErrTimeout) {
 		if pid := readPid(pidFile); pid > 0 {
 			return nil, fmt.Errorf("open store %s: %w (pid %d)", path, ErrInUse, pid)
@@ -132,9 +172,13 @@ func Open(path string, opts Options) (*Store, error) {
 		return nil, fmt.Errorf("open store %s: %w", path, ErrInUse)
 	}
 	if err != nil {
+		if !fresh && !errors.Is(err, fs.ErrPermission) {
+			return nil, damaged(path, err)
+		}
 		return nil, fmt.Errorf("open store %s: %w", path, err)
 	}
-	s := &Store{db: db, path: path, opts: opts, log: log, pidFile: pidFile}
+	s := &Store{db: &boltDB{DB: db, path: path}, path: path, backupPath: path + backupSuffix, opts: opts, log: log, pidFile: pidFile}
+	s.db.onCommit = s.autoBackup
 	if fi, err := os.Stat(path); err == nil && fi.Mode().Perm() != 0o600 {
 		if err := os.Chmod(path, 0o600); err != nil {
 			db.Close()
@@ -142,8 +186,18 @@ func Open(path string, opts Options) (*Store, error) {
 		}
 		log.Warn("store file mode tightened to 0600", "path", path, "was", fi.Mode().Perm().String())
 	}
-	if err := db.Update(initSchema); err != nil {
+	if err := s.db.View(checkAll(s.db)); err != nil {
 		db.Close()
+		return nil, damaged(path, err)
+	}
+	if s.db.skippedCheck != nil {
+		log.Warn("store consistency check skipped: a meta page is torn (bbolt uses the other one); every record was read", "path", path, "error", s.db.skippedCheck)
+	}
+	if err := s.db.updateNoBackup(initSchema); err != nil {
+		db.Close()
+		if errors.Is(err, ErrSchema) && !errors.Is(err, errNewer) {
+			return nil, damaged(path, err)
+		}
 		return nil, fmt.Errorf("open store %s: %w", path, err)
 	}
 	// Best effort: only used to name the holder in another process's error.
@@ -151,13 +205,37 @@ func Open(path string, opts Options) (*Store, error) {
 	return s, nil
 }
 
+// openBolt is bolt.Open with its panics (bbolt panics on some damaged meta
+// and freelist pages) and memory faults returned as errors. After a panic
+// the file descriptor bbolt opened cannot be closed; the caller is about to
+// report the file damaged.
+func openBolt(path string, o *bolt.Options) (db *bolt.DB, err error) {
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
+	defer func() {
+		if p := recover(); p != nil {
+			db, err = nil, fmt.Errorf("%w: opening the file failed (%v)", errCorrupt, p)
+		}
+	}()
+	return bolt.Open(path, 0o600, o)
+}
+
+// errNewer marks a schema newer than this Shoal's: not damage.
+var errNewer = errors.New("newer schema")
+
 // initSchema creates the buckets of a new store, or checks an existing
-// store's schema version.
+// store's schema version. A file with no bucket at all is new (bbolt made
+// it, or a first start stopped before its first commit); a file with
+// buckets but no schema version is not a Shoal store.
 func initSchema(tx *bolt.Tx) error {
 	meta := tx.Bucket(bucketMeta)
 	if meta == nil {
-		if tx.Bucket(bucketGroups) != nil || tx.Bucket(bucketReleases) != nil {
-			return fmt.Errorf("%w: the file has data but no schema version", ErrSchema)
+		var names []string
+		_ = tx.ForEach(func(name []byte, _ *bolt.Bucket) error {
+			names = append(names, string(name))
+			return nil
+		})
+		if len(names) > 0 {
+			return fmt.Errorf("%w: the file has data (buckets %s) but no schema version", ErrSchema, strings.Join(names, ", "))
 		}
 		var err error
 		if meta, err = tx.CreateBucket(bucketMeta); err != nil {
@@ -167,14 +245,12 @@ func initSchema(tx *bolt.Tx) error {
 			return err
 		}
 	}
-	v, err := strconv.Atoi(string(meta.Get(keySchema)))
-	switch {
-	case err != nil:
-		return fmt.Errorf("%w: unreadable schema version %q", ErrSchema, meta.Get(keySchema))
-	case v > SchemaVersion:
-		return fmt.Errorf("%w: the store has schema %d, written by a newer Shoal; this Shoal reads schema %d (upgrade Shoal, or use another data_dir)", ErrSchema, v, SchemaVersion)
-	case v < 1:
-		return fmt.Errorf("%w: invalid schema version %d", ErrSchema, v)
+	v, err := parseSchema(meta.Get(keySchema))
+	if err != nil {
+		return err
+	}
+	if v > SchemaVersion {
+		return fmt.Errorf("%w: %w: the store has schema %d, written by a newer Shoal; this Shoal reads schema %d (upgrade Shoal, or use another data_dir)", ErrSchema, errNewer, v, SchemaVersion)
 	}
 	for _, b := range [][]byte{bucketGroups, bucketReleases, bucketEvents, bucketKeys} {
 		if _, err := tx.CreateBucketIfNotExists(b); err != nil {
