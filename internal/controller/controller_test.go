@@ -120,6 +120,12 @@ keep_releases: 2
 
 func start(t *testing.T, dir string, cfg *config.App) *harness {
 	t.Helper()
+	return startWithPool(t, dir, cfg, pool.Options{Name: "web", DrainTimeout: time.Second})
+}
+
+// startWithPool is start with the balancer pool made from popts.
+func startWithPool(t *testing.T, dir string, cfg *config.App, popts pool.Options) *harness {
+	t.Helper()
 	h := &harness{t: t, dir: dir, cfg: cfg, done: make(chan error, 1)}
 	var err error
 	h.st, err = store.Open(filepath.Join(cfg.DataDir, "shoal.db"), store.Options{})
@@ -137,7 +143,7 @@ func start(t *testing.T, dir string, cfg *config.App) *harness {
 	h.rt.CleanLeftovers(context.Background())
 	host := NewLocalHost(h.rt, arts, filepath.Join(cfg.DataDir, "releases"))
 	h.host = host
-	h.pool = pool.New(pool.Options{Name: "web", DrainTimeout: time.Second})
+	h.pool = pool.New(popts)
 	h.c, err = New(Options{Config: cfg, Store: h.st, Artifacts: arts, Host: host, Pool: h.pool})
 	if err != nil {
 		t.Fatal(err)

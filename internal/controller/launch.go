@@ -229,6 +229,7 @@ func (c *Controller) monitor(ctx context.Context, in *instance) {
 			return
 		case <-tick.C:
 		}
+		started := c.now()
 		ok, detail := c.prober.Probe(ctx, in.addr)
 		if ctx.Err() != nil {
 			return
@@ -256,7 +257,16 @@ func (c *Controller) monitor(ctx context.Context, in *instance) {
 			c.poke()
 			continue
 		}
+		serving := ok && in.state == reconcile.InService && in.inPool
 		c.mu.Unlock()
+		if serving {
+			// A passing check ends a passive ejection that began before it
+			// started, as in `shoal lb`: the instance answers again, so it
+			// does not sit out the rest of its ejection.
+			if err := c.o.Pool.ProbePassed(in.addr, started); err != nil && !errors.Is(err, pool.ErrNotFound) {
+				c.log.Warn("end ejection", "instance", in.id, "error", err)
+			}
+		}
 	}
 }
 
