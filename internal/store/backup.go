@@ -27,8 +27,7 @@ func BackupPath(path string) string { return path + backupSuffix }
 // autoBackup refreshes the automatic backup after a committed change of
 // desired state (releases, the group, env overrides). Events, rollout
 // snapshots and generated keys do not trigger it (a new key is in the next
-// backup): they change often, or at every first start, when an old backup
-// must not be replaced by a nearly empty store. The store has already committed the
+// backup): they change often, or, for keys, are fetched at every start. The store has already committed the
 // change, so a failed backup does not undo it; the failure is logged as an
 // error (an operator must act: the disk is likely full) and the previous
 // backup stays as it was.
