@@ -4,7 +4,9 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"maps"
 	"path/filepath"
+	"slices"
 	"time"
 
 	"github.com/shoal-dev/shoal/internal/config"
@@ -88,8 +90,8 @@ func runRestore(_ context.Context, env *Env, args []string) error {
 
 func describe(s store.Summary) string {
 	d := fmt.Sprintf("schema %d, %d releases", s.Schema, s.Releases)
-	for app, v := range s.Apps {
-		d += fmt.Sprintf(", %s at v%d", app, v)
+	for _, app := range slices.Sorted(maps.Keys(s.Apps)) {
+		d += fmt.Sprintf(", %s at v%d", app, s.Apps[app])
 	}
 	return d
 }

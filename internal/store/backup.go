@@ -25,8 +25,9 @@ const backupSuffix = ".bak"
 func BackupPath(path string) string { return path + backupSuffix }
 
 // autoBackup refreshes the automatic backup after a committed change of
-// desired state (releases, the group, env overrides, keys). Events and
-// rollout snapshots do not trigger it. The store has already committed the
+// desired state (releases, the group, env overrides). Events, rollout
+// snapshots and generated keys do not trigger it (a new key is in the next
+// backup): they change often, or, for keys, are fetched at every start. The store has already committed the
 // change, so a failed backup does not undo it; the failure is logged as an
 // error (an operator must act: the disk is likely full) and the previous
 // backup stays as it was.
