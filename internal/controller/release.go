@@ -103,11 +103,12 @@ func (c *Controller) resumeActive(ctx context.Context, v int) (store.Release, er
 	if err != nil {
 		return store.Release{}, fmt.Errorf("the group's active release v%d cannot be read: %w", v, err)
 	}
-	if !c.o.Artifacts.Has(cur.Digest) {
-		return store.Release{}, fmt.Errorf("the active release v%d cannot run: its artifact %s is missing (%s); "+
-			"shoal does not rebuild it from the app folder, whose source may have changed since", v, cur.Digest, c.o.Artifacts.Path(cur.Digest))
-	}
 	env := envFromStore(cur.Env)
+	if !c.o.Artifacts.Has(cur.Digest) {
+		if err := c.rebuildActive(ctx, cur, env); err != nil {
+			return store.Release{}, err
+		}
+	}
 	c.mu.Lock()
 	c.env = env
 	c.mu.Unlock()
@@ -123,6 +124,45 @@ func (c *Controller) resumeActive(ctx context.Context, v int) (store.Release, er
 		c.mu.Unlock()
 	}
 	return cur, nil
+}
+
+// rebuildActive stores again the missing artifact of the active release
+// cur (deleted, or moved aside as corrupt), only when the app folder's
+// source is the one it was built from: the build index says this source
+// packs to cur's digest, and the rebuild must produce exactly that digest
+// (a content-addressed artifact, so the same bytes). Otherwise it fails
+// naming the artifact: rebuilding a changed folder would run code that
+// nobody deployed.
+func (c *Controller) rebuildActive(ctx context.Context, cur store.Release, env config.Env) error {
+	v, path := cur.Version, c.o.Artifacts.Path(cur.Digest)
+	missing := fmt.Sprintf("the active release v%d cannot run: its artifact %s is missing (%s)", v, cur.Digest, path)
+	way := `run "shoal rollback" to a kept release, or "shoal deploy" to release the folder as it is`
+	spec, err := buildSpec(c.cfg, nil)
+	if err != nil {
+		return fmt.Errorf("%s and the source cannot be compared with it: %v; %s", missing, err, way)
+	}
+	digest, found, err := c.o.Artifacts.Lookup(ctx, spec)
+	switch {
+	case err != nil:
+		return fmt.Errorf("%s and the source cannot be compared with it: %v; %s", missing, err, way)
+	case !found || digest != cur.Digest:
+		return fmt.Errorf("%s, and the app folder's source differs from the one it was built from, so shoal does not rebuild it; %s", missing, way)
+	}
+	log := c.o.BuildLog
+	if log == nil {
+		log = io.Discard
+	}
+	art, _, err := c.buildArtifact(ctx, c.cfg, env, log)
+	if err != nil {
+		return fmt.Errorf("%s; rebuilding it from the unchanged source failed: %w", missing, err)
+	}
+	if art.Digest != cur.Digest {
+		return fmt.Errorf("%s; the unchanged source rebuilt to %s, not to the release's digest (is the build reproducible?); %s", missing, art.Digest, way)
+	}
+	c.events.add(Event{Type: "build", Release: v,
+		Reason: fmt.Sprintf("rebuilt the missing artifact %s of v%d from the unchanged source", short(cur.Digest), v)})
+	c.log.Warn("rebuilt the missing artifact of the active release", "release", v, "digest", cur.Digest)
+	return nil
 }
 
 // driftNotes compares the app folder with release cur: its source, via the
