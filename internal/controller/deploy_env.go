@@ -63,10 +63,10 @@ func (c *Controller) SetEnv(ctx context.Context, set []store.EnvVar, unset []str
 		errs = append(errs, checkEnvName(n))
 	}
 	if err := errors.Join(errs...); err != nil {
-		return 0, fmt.Errorf("env: %w", err)
+		return 0, err
 	}
 	if h, _, held := c.dep.lock.Holder(c.cfg.Name); held && !req.Wait {
-		return 0, fmt.Errorf("env: a deploy of v%d is in progress; nothing changed: wait for it or run shoal deploy --abort", h.Release)
+		return 0, fmt.Errorf("a deploy of v%d is in progress; nothing changed: wait for it or run shoal deploy --abort", h.Release)
 	}
 	var names []string
 	for _, v := range set {
@@ -77,14 +77,60 @@ func (c *Controller) SetEnv(ctx context.Context, set []store.EnvVar, unset []str
 	}
 	// Recorded before it is made, refused when it cannot be (events.go).
 	if err := c.events.record(Event{Type: "env", Reason: "env overrides changed: " + strings.Join(names, ", ")}); err != nil {
-		return 0, fmt.Errorf("env: nothing changed: %w", err)
+		return 0, fmt.Errorf("nothing changed: %w", err)
+	}
+	prev, err := c.o.Store.EnvOverrides(c.cfg.Name)
+	if err != nil {
+		c.events.add(Event{Type: "env", Reason: "env overrides not changed: " + err.Error()})
+		return 0, fmt.Errorf("nothing changed: %w", err)
 	}
 	if _, err := c.o.Store.UpdateEnvOverrides(c.cfg.Name, set, unset); err != nil {
 		c.events.add(Event{Type: "env", Reason: "env overrides not changed: " + err.Error()})
-		return 0, fmt.Errorf("env: %w", err)
+		return 0, fmt.Errorf("nothing changed: %w", err)
 	}
 	req.ConfigOnly = true
-	return c.Deploy(ctx, req)
+	v, err := c.Deploy(ctx, req)
+	if err != nil && (v == 0 || c.Release().Version != v) {
+		// No release was made (a full disk, a bad shoal.yaml, a refused
+		// pre-deploy hook), or its rollout went back: put the overrides
+		// back, so that what `shoal env list` shows is what runs.
+		if uerr := c.undoEnvOverrides(prev, set, unset); uerr != nil {
+			return v, fmt.Errorf("%w; the overrides stay stored but do not run: %w", err, uerr)
+		}
+		if v == 0 {
+			return 0, fmt.Errorf("nothing changed: %w", err)
+		}
+		return v, fmt.Errorf("%w; the overrides were put back", err)
+	}
+	return v, err
+}
+
+// undoEnvOverrides restores the overrides of the names that SetEnv set or
+// unset to what prev held, and records that it did.
+func (c *Controller) undoEnvOverrides(prev, set []store.EnvVar, unset []string) error {
+	old := map[string]store.EnvVar{}
+	for _, v := range prev {
+		old[v.Name] = v
+	}
+	var reset []store.EnvVar
+	var drop []string
+	names := make([]string, 0, len(set)+len(unset))
+	for _, v := range set {
+		names = append(names, v.Name)
+	}
+	names = append(names, unset...)
+	for _, n := range names {
+		if v, ok := old[n]; ok {
+			reset = append(reset, v)
+		} else {
+			drop = append(drop, n)
+		}
+	}
+	if _, err := c.o.Store.UpdateEnvOverrides(c.cfg.Name, reset, drop); err != nil {
+		return fmt.Errorf("undo the overrides: %w", err)
+	}
+	c.events.add(Event{Type: "env", Reason: "env overrides changed back: their release does not run"})
+	return nil
 }
 
 func checkEnvName(n string) error {
