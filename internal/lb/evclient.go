@@ -336,15 +336,16 @@ func (c *evClient) writeOutHead(ex *exchange) {
 		c.fwdHost = append(c.fwdHost[:0], host...)
 		c.fwd = forwardedElement(c.client, string(host), "http")
 	}
-	o = append(o, "X-Forwarded-For: "...)
-	o = append(o, c.ip...)
-	o = append(o, "\r\nX-Real-Ip: "...)
-	o = append(o, c.ip...)
-	o = append(o, "\r\nX-Forwarded-Proto: http\r\nX-Forwarded-Host: "...)
-	o = append(o, host...)
-	o = append(o, "\r\nForwarded: "...)
-	o = append(o, c.fwd...)
-	o = append(o, "\r\nX-Request-Id: "...)
+	// The fast path serves untrusted clients on plain listeners only
+	// (eligible), so this is setForwarded's untrusted case.
+	fv := untrustedForwarded(c.ip, "http", bstr(head, h.host), c.fwd)
+	for i, k := range clientHeaders {
+		o = append(o, k...)
+		o = append(o, ": "...)
+		o = append(o, fv[i]...)
+		o = append(o, "\r\n"...)
+	}
+	o = append(o, "X-Request-Id: "...)
 	o = append(o, ex.id...)
 	o = append(o, "\r\n\r\n"...)
 	c.out = o
@@ -415,9 +416,9 @@ func (c *evClient) tryFailed(err error) {
 	}
 	t.End(pool.Outcome{ConnErr: true})
 	ex.err = err
-	var de *dialError
-	retry := errors.As(err, &de) || c.h.clen == 0 && idempotent(bstr(c.buf[c.r:], c.h.method))
-	if errors.Is(err, pool.ErrDrainDeadline) || !retry || c.try+1 >= c.maxTries || !c.tbl.budget.withdraw() {
+	// The body is buffered whole in c.out: a try that never reached the
+	// target can send it again.
+	if !mayRetry(err, bstr(c.buf[c.r:], c.h.method), c.h.clen > 0, true, c.try, c.maxTries, c.tbl.budget) {
 		c.fail(err)
 		return
 	}
@@ -428,40 +429,31 @@ func (c *evClient) tryFailed(err error) {
 	c.attempt()
 }
 
-func idempotent(m string) bool {
-	switch m {
-	case http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodTrace, http.MethodPut, http.MethodDelete:
-		return true
-	}
-	return false
-}
-
 // fail answers the client with the status of err.
 func (c *evClient) fail(err error) {
 	ex := &c.ex
 	ex.err = err
-	ex.status = statusOf(err)
-	msg := http.StatusText(ex.status)
+	a := answerFor(err, ex.closeAfter)
+	ex.status, ex.closeAfter = a.status, a.close
 	o := c.wb[:0]
 	o = append(o, "HTTP/1.1 "...)
-	o = strconv.AppendInt(o, int64(ex.status), 10)
+	o = strconv.AppendInt(o, int64(a.status), 10)
 	o = append(o, ' ')
-	o = append(o, msg...)
-	o = append(o, "\r\nContent-Type: text/plain; charset=utf-8\r\nX-Content-Type-Options: nosniff\r\nX-Request-Id: "...)
+	o = append(o, http.StatusText(a.status)...)
+	o = append(o, "\r\nContent-Type: "+errorContentType+"\r\nX-Content-Type-Options: "+errorNoSniff+"\r\nX-Request-Id: "...)
 	o = append(o, ex.id...)
 	o = append(o, "\r\nContent-Length: "...)
-	o = strconv.AppendInt(o, int64(len(msg)+1), 10)
-	if ex.closeAfter || ex.status == http.StatusBadRequest {
-		ex.closeAfter = true
+	o = strconv.AppendInt(o, int64(len(a.msg)+1), 10)
+	if a.close {
 		o = append(o, "\r\nConnection: close"...)
 	}
 	o = append(o, "\r\n\r\n"...)
 	if !c.isHead {
-		o = append(o, msg...)
+		o = append(o, a.msg...)
 		o = append(o, '\n')
 	}
 	c.wb, c.wo = o, 0
-	ex.bytesOut = int64(len(msg) + 1)
+	ex.bytesOut = int64(len(a.msg) + 1)
 	c.started, c.respDone = true, true
 	c.flush()
 }

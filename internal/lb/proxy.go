@@ -311,7 +311,10 @@ func (b *Balancer) proxy(w http.ResponseWriter, r *http.Request, ex *exchange, t
 				t.End(pool.Outcome{ConnErr: true})
 			}
 			ex.err = err
-			if clientGone || try+1 >= maxTries || !canRetry(err, r.Method, body) || !tbl.budget.withdraw() {
+			// A body streams from the client: it can be sent again only
+			// while untouched.
+			replayable := body == nil || !body.used.Load()
+			if clientGone || !mayRetry(err, r.Method, body != nil, replayable, try, maxTries, tbl.budget) {
 				b.fail(w, ex, err)
 				return
 			}
@@ -409,29 +412,6 @@ func (b *Balancer) roundTrip(r *http.Request, ex *exchange, pe *poolEntry, t *po
 	}
 	ex.headers = now
 	return resp, ttfb, done, nil
-}
-
-// canRetry reports whether a failed attempt may be tried again on another
-// target. A connect failure never reached the application, so any request
-// whose body is untouched may be retried. Other failures before response
-// headers (reset, timeout) are retried only for idempotent methods
-// (RFC 9110 9.2.2) without a body: bodies are not buffered for replay.
-func canRetry(err error, method string, body *trackBody) bool {
-	if errors.Is(err, pool.ErrDrainDeadline) {
-		return false
-	}
-	var de *dialError
-	if errors.As(err, &de) {
-		return body == nil || !body.used.Load()
-	}
-	if body != nil {
-		return false
-	}
-	switch method {
-	case http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodTrace, http.MethodPut, http.MethodDelete:
-		return true
-	}
-	return false
 }
 
 var errClientWrite = errors.New("client went away")

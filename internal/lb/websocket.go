@@ -64,7 +64,7 @@ func (b *Balancer) serveUpgrade(w http.ResponseWriter, r *http.Request, ex *exch
 		}
 		t.End(pool.Outcome{ConnErr: r.Context().Err() == nil})
 		ex.err = &dialError{err}
-		if try+1 > pe.cfg.Retries || r.Context().Err() != nil || !tbl.budget.withdraw() {
+		if r.Context().Err() != nil || !mayRetry(ex.err, r.Method, false, true, try, 1+pe.cfg.Retries, tbl.budget) {
 			b.fail(w, ex, ex.err)
 			return
 		}
