@@ -5,7 +5,6 @@ import (
 	"errors"
 	"net/http"
 	"net/netip"
-	"net/url"
 	"strconv"
 	"time"
 	"unsafe"
@@ -72,7 +71,8 @@ type evClient struct {
 	// The request in flight.
 	tbl      *table
 	pe       *poolEntry
-	pickReq  *http.Request // what a sticky pool picks by; nil for others
+	pick     *pool.Key // what a sticky pool picks by (&key); nil for others
+	key      pool.Key  // views buf: valid while the request is
 	cookie   *http.Cookie  // Set-Cookie of the last pick, if any
 	up       *evUp
 	tun      *evTunnel
@@ -276,9 +276,9 @@ func (c *evClient) dispatch(tbl *table) {
 		ex.method, ex.host, ex.path = string(head[h.method.s:h.method.e]), string(head[h.host.s:h.host.e]), string(head[h.path.s:h.path.e])
 		ex.remote = c.remote
 	}
-	c.tbl, c.pe, c.pickReq = tbl, rt.pool, nil
+	c.tbl, c.pe, c.pick = tbl, rt.pool, nil
 	if rt.pool.stickyPick {
-		c.pickReq = c.stickyRequest()
+		c.pick = c.stickyKey(rt.pool)
 	}
 	c.tried, c.try, c.maxTries = c.triedArr[:0], 0, 1+rt.pool.cfg.Retries
 	c.isHead = bstr(head, h.method) == http.MethodHead
@@ -297,25 +297,24 @@ func (c *evClient) dispatch(tbl *table) {
 	c.attempt()
 }
 
-// stickyRequest is the request a sticky pool picks by: its path (SockJS
-// sessions), its cookies (the pin) and its host. Only sticky pools pay
-// for building it.
-func (c *evClient) stickyRequest() *http.Request {
+// stickyKey returns the key a sticky pool picks by: the request's path
+// (SockJS sessions), the value of the pool's cookie (the pin), and no TLS
+// (the fast path serves plain listeners only). Its strings view the
+// connection's buffer, which stays put while the request is in flight;
+// nothing is allocated.
+func (c *evClient) stickyKey(pe *poolEntry) *pool.Key {
 	head := c.buf[c.r:]
 	h := &c.h
-	hdr := make(http.Header, 1)
-	if h.nCookie > 0 {
-		vals := make([]string, h.nCookie)
-		for i, sp := range h.cookies[:h.nCookie] {
-			vals[i] = string(head[sp.s:sp.e])
+	c.key = pool.Key{Path: bstr(head, h.path)}
+	if name := pe.p.CookieName(); name != "" {
+		for _, sp := range h.cookies[:h.nCookie] {
+			if v, ok := pool.CookieValue(bstr(head, sp), name); ok {
+				c.key.Cookie = v
+				break
+			}
 		}
-		hdr["Cookie"] = vals
 	}
-	return &http.Request{
-		Method: string(head[h.method.s:h.method.e]), URL: &url.URL{Path: string(head[h.path.s:h.path.e])},
-		Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
-		Header: hdr, Host: string(head[h.host.s:h.host.e]), RemoteAddr: c.remote,
-	}
+	return &c.key
 }
 
 // writeOutHead builds the request head for the target in c.out.
@@ -358,7 +357,7 @@ func (c *evClient) attempt() {
 	h := &c.h
 	b := c.l.s.b
 	for {
-		choice, err := c.pe.p.Pick(c.pickReq, c.tried)
+		choice, err := c.pe.p.Pick(c.pick, c.tried)
 		if err != nil {
 			head := c.buf[c.r:]
 			if nt := b.reroute(ex, bstr(head, h.host), bstr(head, h.path), c.tbl); nt != nil {
@@ -366,8 +365,9 @@ func (c *evClient) attempt() {
 				// again on the current table, like the net/http path.
 				c.tbl, c.pe = nt, ex.route.pool
 				c.tried, c.maxTries = c.triedArr[:0], 1+c.pe.cfg.Retries
-				if c.pe.stickyPick && c.pickReq == nil {
-					c.pickReq = c.stickyRequest()
+				c.pick = nil
+				if c.pe.stickyPick {
+					c.pick = c.stickyKey(c.pe) // the new pool's cookie may differ
 				}
 				continue
 			}

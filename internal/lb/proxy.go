@@ -277,7 +277,8 @@ func (b *Balancer) proxy(w http.ResponseWriter, r *http.Request, ex *exchange, t
 	var tried []*pool.Target
 	maxTries := 1 + pe.cfg.Retries
 	for try := 0; ; try++ {
-		choice, err := pe.p.Pick(r, tried)
+		k := pe.p.RequestKey(r)
+		choice, err := pe.p.Pick(&k, tried)
 		if err != nil {
 			if nt := b.reroute(ex, r.Host, r.URL.Path, tbl); nt != nil {
 				tbl, pe, tried = nt, ex.route.pool, nil

@@ -41,7 +41,8 @@ func (b *Balancer) serveUpgrade(w http.ResponseWriter, r *http.Request, ex *exch
 	)
 	d := net.Dialer{Timeout: pe.cfg.ConnectTimeout}
 	for try := 0; ; try++ {
-		choice, err := pe.p.Pick(r, tried)
+		k := pe.p.RequestKey(r)
+		choice, err := pe.p.Pick(&k, tried)
 		if err != nil {
 			if nt := b.reroute(ex, r.Host, r.URL.Path, tbl); nt != nil {
 				tbl, pe, tried = nt, ex.route.pool, nil
