@@ -456,7 +456,7 @@ func (b *Balancer) writeResponse(w http.ResponseWriter, r *http.Request, ex *exc
 	bp := bufPool.Get().(*[]byte)
 	defer bufPool.Put(bp)
 	buf := *bp
-	flusher, _ := w.(http.Flusher)
+	rc := http.NewResponseController(w)
 	for {
 		n, rerr := resp.Body.Read(buf)
 		if n > 0 {
@@ -469,8 +469,9 @@ func (b *Balancer) writeResponse(w http.ResponseWriter, r *http.Request, ex *exc
 			// Flush when the target has nothing more buffered, so that
 			// events, long polls and streams reach the client at once;
 			// a body that ended with this read is flushed on return.
-			if rerr == nil && n < len(buf) && flusher != nil {
-				flusher.Flush()
+			// A flush error is the client's: the next Write reports it.
+			if rerr == nil && n < len(buf) {
+				rc.Flush()
 			}
 		}
 		if rerr == io.EOF {

@@ -27,11 +27,13 @@ const closeGoingAway = 1001
 func (b *Balancer) serveUpgrade(w http.ResponseWriter, r *http.Request, ex *exchange, tbl *table) {
 	pe := ex.route.pool
 	ex.websocket = true
-	hj, ok := w.(http.Hijacker)
-	if !ok {
+	if r.ProtoMajor != 1 {
+		// Only an HTTP/1 connection can be taken over (ServeHTTP sends
+		// no other here).
 		b.fail(w, ex, errMethod)
 		return
 	}
+	rc := http.NewResponseController(w)
 	tbl.budget.deposit()
 	var (
 		tried  []*pool.Target
@@ -110,7 +112,7 @@ func (b *Balancer) serveUpgrade(w http.ResponseWriter, r *http.Request, ex *exch
 		return
 	}
 
-	cconn, cbrw, err := hj.Hijack()
+	cconn, cbrw, err := rc.Hijack()
 	if err != nil {
 		conn.Close()
 		t.End(pool.Outcome{Status: resp.StatusCode, TTFB: ttfb})
