@@ -71,9 +71,9 @@ type evClient struct {
 	// The request in flight.
 	tbl      *table
 	pe       *poolEntry
-	pick     *pool.Key // what a sticky pool picks by (&key); nil for others
-	key      pool.Key  // views buf: valid while the request is
-	cookie   *http.Cookie  // Set-Cookie of the last pick, if any
+	pick     *pool.Key    // what a sticky pool picks by (&key); nil for others
+	key      pool.Key     // views buf; valid while the request is in flight
+	cookie   *http.Cookie // Set-Cookie of the last pick, if any
 	up       *evUp
 	tun      *evTunnel
 	target   *pool.Target

@@ -140,10 +140,10 @@ var fieldKinds = func() map[string]fieldKind {
 		"http2-settings": fFallback,
 	}
 	for _, k := range clientHeaders {
-		m[lower(k)] = fClient
+		m[asciiLower(k)] = fClient
 	}
 	for _, k := range hopHeaders {
-		m[lower(k)] = fHop
+		m[asciiLower(k)] = fHop
 	}
 	m["connection"] = fConnection
 	m["upgrade"] = fUpgrade
@@ -151,7 +151,7 @@ var fieldKinds = func() map[string]fieldKind {
 	return m
 }()
 
-func lower(s string) string {
+func asciiLower(s string) string {
 	b := []byte(s)
 	for i, c := range b {
 		if 'A' <= c && c <= 'Z' {

@@ -101,7 +101,7 @@ func TestAnswerFor(t *testing.T) {
 // path.
 func TestFieldKindsFollowTheLists(t *testing.T) {
 	for _, k := range hopHeaders {
-		switch got := requestFieldKind([]byte(lower(k))); {
+		switch got := requestFieldKind([]byte(asciiLower(k))); {
 		case k == "Connection" && got == fConnection, k == "Upgrade" && got == fUpgrade,
 			k == "Transfer-Encoding" && got == fFallback, got == fHop:
 		default:
@@ -109,7 +109,7 @@ func TestFieldKindsFollowTheLists(t *testing.T) {
 		}
 	}
 	for _, k := range clientHeaders {
-		if got := requestFieldKind([]byte(lower(k))); got != fClient {
+		if got := requestFieldKind([]byte(asciiLower(k))); got != fClient {
 			t.Errorf("%s: kind %d, want fClient", k, got)
 		}
 	}

@@ -20,8 +20,8 @@ type lockProbe struct {
 }
 
 func (h *lockProbe) Enabled(context.Context, slog.Level) bool { return true }
-func (h *lockProbe) WithAttrs([]slog.Attr) slog.Handler        { return h }
-func (h *lockProbe) WithGroup(string) slog.Handler             { return h }
+func (h *lockProbe) WithAttrs([]slog.Attr) slog.Handler       { return h }
+func (h *lockProbe) WithGroup(string) slog.Handler            { return h }
 func (h *lockProbe) Handle(_ context.Context, r slog.Record) error {
 	h.mu.Lock()
 	defer h.mu.Unlock()
