@@ -63,23 +63,20 @@ func statusOf(err error) int {
 	return http.StatusBadGateway
 }
 
-// fail answers the client with the status of err and a short body.
+// fail answers the client with the status of err and a short body
+// (answerFor).
 func (b *Balancer) fail(w http.ResponseWriter, ex *exchange, err error) {
 	ex.err = err
-	ex.status = statusOf(err)
+	a := answerFor(err, ex.closeAfter)
+	ex.status = a.status
 	h := w.Header()
-	if ex.closeAfter || ex.status == http.StatusBadRequest || ex.status == http.StatusRequestEntityTooLarge ||
-		ex.status == http.StatusRequestHeaderFieldsTooLarge {
+	if a.close {
 		h["Connection"] = []string{"close"}
 	}
-	msg := http.StatusText(ex.status)
-	if ex.status == http.StatusNotFound {
-		msg = errNoRoute.Error()
-	}
-	h["Content-Type"] = []string{"text/plain; charset=utf-8"}
-	h["X-Content-Type-Options"] = []string{"nosniff"}
-	h["Content-Length"] = []string{strconv.Itoa(len(msg) + 1)}
-	w.WriteHeader(ex.status)
-	n, _ := w.Write([]byte(msg + "\n"))
+	h["Content-Type"] = []string{errorContentType}
+	h["X-Content-Type-Options"] = []string{errorNoSniff}
+	h["Content-Length"] = []string{strconv.Itoa(len(a.msg) + 1)}
+	w.WriteHeader(a.status)
+	n, _ := w.Write([]byte(a.msg + "\n"))
 	ex.bytesOut += int64(n)
 }

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"net/http"
 	"net/netip"
-	"net/url"
 	"strconv"
 	"time"
 	"unsafe"
@@ -72,8 +71,9 @@ type evClient struct {
 	// The request in flight.
 	tbl      *table
 	pe       *poolEntry
-	pickReq  *http.Request // what a sticky pool picks by; nil for others
-	cookie   *http.Cookie  // Set-Cookie of the last pick, if any
+	pick     *pool.Key    // what a sticky pool picks by (&key); nil for others
+	key      pool.Key     // views buf; valid while the request is in flight
+	cookie   *http.Cookie // Set-Cookie of the last pick, if any
 	up       *evUp
 	tun      *evTunnel
 	target   *pool.Target
@@ -276,9 +276,9 @@ func (c *evClient) dispatch(tbl *table) {
 		ex.method, ex.host, ex.path = string(head[h.method.s:h.method.e]), string(head[h.host.s:h.host.e]), string(head[h.path.s:h.path.e])
 		ex.remote = c.remote
 	}
-	c.tbl, c.pe, c.pickReq = tbl, rt.pool, nil
+	c.tbl, c.pe, c.pick = tbl, rt.pool, nil
 	if rt.pool.stickyPick {
-		c.pickReq = c.stickyRequest()
+		c.pick = c.stickyKey(rt.pool)
 	}
 	c.tried, c.try, c.maxTries = c.triedArr[:0], 0, 1+rt.pool.cfg.Retries
 	c.isHead = bstr(head, h.method) == http.MethodHead
@@ -297,25 +297,24 @@ func (c *evClient) dispatch(tbl *table) {
 	c.attempt()
 }
 
-// stickyRequest is the request a sticky pool picks by: its path (SockJS
-// sessions), its cookies (the pin) and its host. Only sticky pools pay
-// for building it.
-func (c *evClient) stickyRequest() *http.Request {
+// stickyKey returns the key a sticky pool picks by: the request's path
+// (SockJS sessions), the value of the pool's cookie (the pin), and no TLS
+// (the fast path serves plain listeners only). Its strings view the
+// connection's buffer, which stays put while the request is in flight;
+// nothing is allocated.
+func (c *evClient) stickyKey(pe *poolEntry) *pool.Key {
 	head := c.buf[c.r:]
 	h := &c.h
-	hdr := make(http.Header, 1)
-	if h.nCookie > 0 {
-		vals := make([]string, h.nCookie)
-		for i, sp := range h.cookies[:h.nCookie] {
-			vals[i] = string(head[sp.s:sp.e])
+	c.key = pool.Key{Path: bstr(head, h.path)}
+	if name := pe.p.CookieName(); name != "" {
+		for _, sp := range h.cookies[:h.nCookie] {
+			if v, ok := pool.CookieValue(bstr(head, sp), name); ok {
+				c.key.Cookie = v
+				break
+			}
 		}
-		hdr["Cookie"] = vals
 	}
-	return &http.Request{
-		Method: string(head[h.method.s:h.method.e]), URL: &url.URL{Path: string(head[h.path.s:h.path.e])},
-		Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
-		Header: hdr, Host: string(head[h.host.s:h.host.e]), RemoteAddr: c.remote,
-	}
+	return &c.key
 }
 
 // writeOutHead builds the request head for the target in c.out.
@@ -336,15 +335,16 @@ func (c *evClient) writeOutHead(ex *exchange) {
 		c.fwdHost = append(c.fwdHost[:0], host...)
 		c.fwd = forwardedElement(c.client, string(host), "http")
 	}
-	o = append(o, "X-Forwarded-For: "...)
-	o = append(o, c.ip...)
-	o = append(o, "\r\nX-Real-Ip: "...)
-	o = append(o, c.ip...)
-	o = append(o, "\r\nX-Forwarded-Proto: http\r\nX-Forwarded-Host: "...)
-	o = append(o, host...)
-	o = append(o, "\r\nForwarded: "...)
-	o = append(o, c.fwd...)
-	o = append(o, "\r\nX-Request-Id: "...)
+	// The fast path serves untrusted clients on plain listeners only
+	// (eligible), so this is setForwarded's untrusted case.
+	fv := untrustedForwarded(c.ip, "http", bstr(head, h.host), c.fwd)
+	for i, k := range clientHeaders {
+		o = append(o, k...)
+		o = append(o, ": "...)
+		o = append(o, fv[i]...)
+		o = append(o, "\r\n"...)
+	}
+	o = append(o, "X-Request-Id: "...)
 	o = append(o, ex.id...)
 	o = append(o, "\r\n\r\n"...)
 	c.out = o
@@ -357,7 +357,7 @@ func (c *evClient) attempt() {
 	h := &c.h
 	b := c.l.s.b
 	for {
-		choice, err := c.pe.p.Pick(c.pickReq, c.tried)
+		choice, err := c.pe.p.Pick(c.pick, c.tried)
 		if err != nil {
 			head := c.buf[c.r:]
 			if nt := b.reroute(ex, bstr(head, h.host), bstr(head, h.path), c.tbl); nt != nil {
@@ -365,8 +365,9 @@ func (c *evClient) attempt() {
 				// again on the current table, like the net/http path.
 				c.tbl, c.pe = nt, ex.route.pool
 				c.tried, c.maxTries = c.triedArr[:0], 1+c.pe.cfg.Retries
-				if c.pe.stickyPick && c.pickReq == nil {
-					c.pickReq = c.stickyRequest()
+				c.pick = nil
+				if c.pe.stickyPick {
+					c.pick = c.stickyKey(c.pe) // the new pool's cookie may differ
 				}
 				continue
 			}
@@ -415,9 +416,9 @@ func (c *evClient) tryFailed(err error) {
 	}
 	t.End(pool.Outcome{ConnErr: true})
 	ex.err = err
-	var de *dialError
-	retry := errors.As(err, &de) || c.h.clen == 0 && idempotent(bstr(c.buf[c.r:], c.h.method))
-	if errors.Is(err, pool.ErrDrainDeadline) || !retry || c.try+1 >= c.maxTries || !c.tbl.budget.withdraw() {
+	// The body is buffered whole in c.out: a try that never reached the
+	// target can send it again.
+	if !mayRetry(err, bstr(c.buf[c.r:], c.h.method), c.h.clen > 0, true, c.try, c.maxTries, c.tbl.budget) {
 		c.fail(err)
 		return
 	}
@@ -428,40 +429,31 @@ func (c *evClient) tryFailed(err error) {
 	c.attempt()
 }
 
-func idempotent(m string) bool {
-	switch m {
-	case http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodTrace, http.MethodPut, http.MethodDelete:
-		return true
-	}
-	return false
-}
-
 // fail answers the client with the status of err.
 func (c *evClient) fail(err error) {
 	ex := &c.ex
 	ex.err = err
-	ex.status = statusOf(err)
-	msg := http.StatusText(ex.status)
+	a := answerFor(err, ex.closeAfter)
+	ex.status, ex.closeAfter = a.status, a.close
 	o := c.wb[:0]
 	o = append(o, "HTTP/1.1 "...)
-	o = strconv.AppendInt(o, int64(ex.status), 10)
+	o = strconv.AppendInt(o, int64(a.status), 10)
 	o = append(o, ' ')
-	o = append(o, msg...)
-	o = append(o, "\r\nContent-Type: text/plain; charset=utf-8\r\nX-Content-Type-Options: nosniff\r\nX-Request-Id: "...)
+	o = append(o, http.StatusText(a.status)...)
+	o = append(o, "\r\nContent-Type: "+errorContentType+"\r\nX-Content-Type-Options: "+errorNoSniff+"\r\nX-Request-Id: "...)
 	o = append(o, ex.id...)
 	o = append(o, "\r\nContent-Length: "...)
-	o = strconv.AppendInt(o, int64(len(msg)+1), 10)
-	if ex.closeAfter || ex.status == http.StatusBadRequest {
-		ex.closeAfter = true
+	o = strconv.AppendInt(o, int64(len(a.msg)+1), 10)
+	if a.close {
 		o = append(o, "\r\nConnection: close"...)
 	}
 	o = append(o, "\r\n\r\n"...)
 	if !c.isHead {
-		o = append(o, msg...)
+		o = append(o, a.msg...)
 		o = append(o, '\n')
 	}
 	c.wb, c.wo = o, 0
-	ex.bytesOut = int64(len(msg) + 1)
+	ex.bytesOut = int64(len(a.msg) + 1)
 	c.started, c.respDone = true, true
 	c.flush()
 }

@@ -60,8 +60,9 @@ var crlfcrlf = []byte("\r\n\r\n")
 type fieldKind uint8
 
 const (
-	fOther fieldKind = iota
-	fDrop            // hop-by-hop or client facts the balancer sets itself
+	fOther  fieldKind = iota
+	fHop              // hop-by-hop (hopHeaders): dropped
+	fClient           // client facts the balancer sets itself (clientHeaders): dropped
 	fHost
 	fContentLength
 	fConnection
@@ -73,26 +74,7 @@ const (
 
 // requestFieldKind classifies a lower-cased request field name.
 func requestFieldKind(name []byte) fieldKind {
-	switch string(name) {
-	case "host":
-		return fHost
-	case "content-length":
-		return fContentLength
-	case "connection":
-		return fConnection
-	case "x-request-id":
-		return fRequestID
-	case "cookie":
-		return fCookie
-	case "upgrade":
-		return fUpgrade
-	case "keep-alive", "proxy-connection", "proxy-authenticate", "proxy-authorization", "te", "trailer",
-		"x-forwarded-for", "x-forwarded-proto", "x-forwarded-host", "forwarded", "x-real-ip":
-		return fDrop
-	case "transfer-encoding", "expect", "http2-settings":
-		return fFallback
-	}
-	return fOther
+	return fieldKinds[string(name)] // no allocation: a map index by a []byte conversion
 }
 
 // parseRequest parses the request head p[:n] (n from headEnd). It returns
@@ -192,7 +174,7 @@ func parseRequest(p []byte, h *reqHead) bool {
 		switch kind {
 		case fFallback:
 			return false
-		case fDrop:
+		case fHop, fClient:
 			continue
 		case fHost:
 			nHost++
@@ -454,8 +436,14 @@ func parseResponse(p []byte, h *respHead) error {
 				if h.ctype.e == 0 {
 					h.ctype = span{int32(vs), int32(ve)}
 				}
-			case "keep-alive", "proxy-connection", "proxy-authenticate", "proxy-authorization", "te", "x-request-id":
-				keep = false
+			case "x-request-id":
+				keep = false // the balancer sets its own
+			case "trailer":
+				// Kept: the chunked body is relayed as it is, trailers
+				// included, so their announcement goes with it (the
+				// net/http path rebuilds it from the trailers it relays).
+			default:
+				keep = fieldKinds[string(lname[:len(name)])] != fHop
 			}
 		}
 		if !keep {

@@ -7,24 +7,6 @@ import (
 	"strings"
 )
 
-// hopHeaders are removed from requests and responses in both directions
-// (RFC 9110 7.6.1), together with every header named in Connection.
-// Proxy-Authorization and Proxy-Authenticate are removed too: Shoal does
-// not authenticate proxies, and credentials meant for a proxy must not
-// reach an application (Go's httputil.ReverseProxy does the same; HAProxy
-// passes them).
-var hopHeaders = []string{
-	"Connection",
-	"Proxy-Connection",
-	"Keep-Alive",
-	"Proxy-Authenticate",
-	"Proxy-Authorization",
-	"Te",
-	"Trailer",
-	"Transfer-Encoding",
-	"Upgrade",
-}
-
 // removeHopHeaders deletes hop-by-hop headers and those listed in
 // Connection from h, in place.
 func removeHopHeaders(h http.Header) {
@@ -42,10 +24,6 @@ func removeHopHeaders(h http.Header) {
 	}
 }
 
-// clientHeaders are the headers that claim facts about the client. From an
-// untrusted client they are dropped and set by the balancer alone.
-var clientHeaders = []string{"X-Forwarded-For", "X-Forwarded-Proto", "X-Forwarded-Host", "Forwarded", "X-Real-Ip"}
-
 // setForwarded rewrites the client headers of an outgoing request. client
 // is the direct peer, trusted reports that it is a trusted proxy (its
 // headers are kept and extended), host is the request's Host and proto
@@ -58,13 +36,11 @@ func setForwarded(h http.Header, client netip.Addr, trusted bool, host, proto st
 		}
 		// One backing array for the five values; each slice is capped so
 		// an append elsewhere copies instead of overwriting a neighbour.
-		v := [...]string{ip, proto, host, forwardedElement(client, host, proto)}
+		v := untrustedForwarded(ip, proto, host, forwardedElement(client, host, proto))
 		vals := v[:]
-		h["X-Forwarded-For"] = vals[0:1:1]
-		h["X-Real-Ip"] = vals[0:1:1]
-		h["X-Forwarded-Proto"] = vals[1:2:2]
-		h["X-Forwarded-Host"] = vals[2:3:3]
-		h["Forwarded"] = vals[3:4:4]
+		for i, k := range clientHeaders {
+			h[k] = vals[i : i+1 : i+1]
+		}
 		return
 	}
 	// A trusted proxy's chain is extended. Values that do not parse are

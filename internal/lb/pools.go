@@ -23,8 +23,7 @@ type poolEntry struct {
 	health *healthRun
 	m      *poolMetrics
 	// up pools the fast path's target connections; stickyPick is set
-	// when Pick needs the request (cookie or SockJS stickiness), which
-	// only the net/http path provides.
+	// when Pick needs a pool.Key (cookie or SockJS stickiness).
 	up         *upstreams
 	stickyPick bool
 }

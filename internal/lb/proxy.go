@@ -277,7 +277,8 @@ func (b *Balancer) proxy(w http.ResponseWriter, r *http.Request, ex *exchange, t
 	var tried []*pool.Target
 	maxTries := 1 + pe.cfg.Retries
 	for try := 0; ; try++ {
-		choice, err := pe.p.Pick(r, tried)
+		k := pe.p.RequestKey(r)
+		choice, err := pe.p.Pick(&k, tried)
 		if err != nil {
 			if nt := b.reroute(ex, r.Host, r.URL.Path, tbl); nt != nil {
 				tbl, pe, tried = nt, ex.route.pool, nil
@@ -311,7 +312,10 @@ func (b *Balancer) proxy(w http.ResponseWriter, r *http.Request, ex *exchange, t
 				t.End(pool.Outcome{ConnErr: true})
 			}
 			ex.err = err
-			if clientGone || try+1 >= maxTries || !canRetry(err, r.Method, body) || !tbl.budget.withdraw() {
+			// A body streams from the client: it can be sent again only
+			// while untouched.
+			replayable := body == nil || !body.used.Load()
+			if clientGone || !mayRetry(err, r.Method, body != nil, replayable, try, maxTries, tbl.budget) {
 				b.fail(w, ex, err)
 				return
 			}
@@ -411,29 +415,6 @@ func (b *Balancer) roundTrip(r *http.Request, ex *exchange, pe *poolEntry, t *po
 	return resp, ttfb, done, nil
 }
 
-// canRetry reports whether a failed attempt may be tried again on another
-// target. A connect failure never reached the application, so any request
-// whose body is untouched may be retried. Other failures before response
-// headers (reset, timeout) are retried only for idempotent methods
-// (RFC 9110 9.2.2) without a body: bodies are not buffered for replay.
-func canRetry(err error, method string, body *trackBody) bool {
-	if errors.Is(err, pool.ErrDrainDeadline) {
-		return false
-	}
-	var de *dialError
-	if errors.As(err, &de) {
-		return body == nil || !body.used.Load()
-	}
-	if body != nil {
-		return false
-	}
-	switch method {
-	case http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodTrace, http.MethodPut, http.MethodDelete:
-		return true
-	}
-	return false
-}
-
 var errClientWrite = errors.New("client went away")
 
 // writeResponse copies resp to the client, flushing as data arrives.
@@ -475,7 +456,7 @@ func (b *Balancer) writeResponse(w http.ResponseWriter, r *http.Request, ex *exc
 	bp := bufPool.Get().(*[]byte)
 	defer bufPool.Put(bp)
 	buf := *bp
-	flusher, _ := w.(http.Flusher)
+	rc := http.NewResponseController(w)
 	for {
 		n, rerr := resp.Body.Read(buf)
 		if n > 0 {
@@ -488,8 +469,9 @@ func (b *Balancer) writeResponse(w http.ResponseWriter, r *http.Request, ex *exc
 			// Flush when the target has nothing more buffered, so that
 			// events, long polls and streams reach the client at once;
 			// a body that ended with this read is flushed on return.
-			if rerr == nil && n < len(buf) && flusher != nil {
-				flusher.Flush()
+			// A flush error is the client's: the next Write reports it.
+			if rerr == nil && n < len(buf) {
+				rc.Flush()
 			}
 		}
 		if rerr == io.EOF {

@@ -71,6 +71,12 @@ func TestForwardedHeadersUntrusted(t *testing.T) {
 	if resp.Header.Get("X-Secret") != "" || resp.Header.Get("Keep-Alive") != "" {
 		t.Errorf("response hop-by-hop headers reached the client: %v", resp.Header)
 	}
+	// The custom Connection token hands this request to net/http even
+	// with the fast path on: the fast path's own hop-by-hop handling is
+	// covered by TestHopHeadersDroppedOnBothPaths.
+	if f := lb.listeners["web"].fast; f != nil && f.requests.Load() != 0 {
+		t.Errorf("fast path served %d requests, want 0 (handed over)", f.requests.Load())
+	}
 }
 
 func TestForwardedHeadersTrusted(t *testing.T) {

@@ -27,11 +27,13 @@ const closeGoingAway = 1001
 func (b *Balancer) serveUpgrade(w http.ResponseWriter, r *http.Request, ex *exchange, tbl *table) {
 	pe := ex.route.pool
 	ex.websocket = true
-	hj, ok := w.(http.Hijacker)
-	if !ok {
+	if r.ProtoMajor != 1 {
+		// Only an HTTP/1 connection can be taken over (ServeHTTP sends
+		// no other here).
 		b.fail(w, ex, errMethod)
 		return
 	}
+	rc := http.NewResponseController(w)
 	tbl.budget.deposit()
 	var (
 		tried  []*pool.Target
@@ -41,7 +43,8 @@ func (b *Balancer) serveUpgrade(w http.ResponseWriter, r *http.Request, ex *exch
 	)
 	d := net.Dialer{Timeout: pe.cfg.ConnectTimeout}
 	for try := 0; ; try++ {
-		choice, err := pe.p.Pick(r, tried)
+		k := pe.p.RequestKey(r)
+		choice, err := pe.p.Pick(&k, tried)
 		if err != nil {
 			if nt := b.reroute(ex, r.Host, r.URL.Path, tbl); nt != nil {
 				tbl, pe, tried = nt, ex.route.pool, nil
@@ -64,7 +67,7 @@ func (b *Balancer) serveUpgrade(w http.ResponseWriter, r *http.Request, ex *exch
 		}
 		t.End(pool.Outcome{ConnErr: r.Context().Err() == nil})
 		ex.err = &dialError{err}
-		if try+1 > pe.cfg.Retries || r.Context().Err() != nil || !tbl.budget.withdraw() {
+		if r.Context().Err() != nil || !mayRetry(ex.err, r.Method, false, true, try, 1+pe.cfg.Retries, tbl.budget) {
 			b.fail(w, ex, ex.err)
 			return
 		}
@@ -109,7 +112,7 @@ func (b *Balancer) serveUpgrade(w http.ResponseWriter, r *http.Request, ex *exch
 		return
 	}
 
-	cconn, cbrw, err := hj.Hijack()
+	cconn, cbrw, err := rc.Hijack()
 	if err != nil {
 		conn.Close()
 		t.End(pool.Outcome{Status: resp.StatusCode, TTFB: ttfb})

@@ -22,7 +22,8 @@ func benchPick(b *testing.B, o Options, r *http.Request) {
 	b.ReportAllocs()
 	b.ResetTimer()
 	for b.Loop() {
-		ch, err := p.Pick(r, nil)
+		// The key is derived per request, as the balancer does.
+		ch, err := p.Pick(keyOf(p, r), nil)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -49,7 +50,7 @@ func BenchmarkPickSockJS(b *testing.B) {
 func BenchmarkPickStickyCookie(b *testing.B) {
 	o := Options{Sticky: Sticky{Cookie: "s", Secret: testSecret, TTL: time.Hour}}
 	p := benchPool(b, o, 10)
-	ch, _ := p.Pick(httptest.NewRequest("GET", "/", nil), nil)
+	ch, _ := p.Pick(keyOf(p, httptest.NewRequest("GET", "/", nil)), nil)
 	r := httptest.NewRequest("GET", "/", nil)
 	r.AddCookie(ch.Cookie)
 	benchPick(b, o, r)

@@ -2,6 +2,7 @@ package pool
 
 import (
 	"fmt"
+	"log/slog"
 	"time"
 )
 
@@ -18,7 +19,7 @@ import (
 // closed; idle means the count was zero at some moment after Drain began.
 func (p *Pool) Drain(addr string, timeout time.Duration) (<-chan struct{}, error) {
 	p.mu.Lock()
-	defer p.mu.Unlock()
+	defer p.unlock()
 	t := p.byAddr[addr]
 	if t == nil {
 		return nil, fmt.Errorf("drain %s: %w", addr, ErrNotFound)
@@ -32,7 +33,7 @@ func (p *Pool) Drain(addr string, timeout time.Duration) (<-chan struct{}, error
 // ErrNotFound for an unknown address.
 func (p *Pool) Remove(addr string) (<-chan struct{}, error) {
 	p.mu.Lock()
-	defer p.mu.Unlock()
+	defer p.unlock()
 	t := p.byAddr[addr]
 	if t == nil {
 		return nil, fmt.Errorf("remove %s: %w", addr, ErrNotFound)
@@ -69,17 +70,25 @@ func (p *Pool) drainLocked(t *Target, timeout time.Duration, reason string) chan
 		return d.idle
 	}
 	if timeout <= 0 {
-		p.deadline(t)
+		p.logLocked(slog.LevelWarn, deadlineMsg, p.deadlineArgs(t)...)
+		t.life.Load().cancel(ErrDrainDeadline)
 	} else {
 		d.timer = time.AfterFunc(timeout, func() { p.deadline(t) })
 	}
 	return d.idle
 }
 
-// deadline cancels t's context because its drain deadline passed.
+// deadline cancels t's context because its drain deadline passed (from
+// the drain's timer, without the lock).
 func (p *Pool) deadline(t *Target) {
-	p.log.Warn("drain deadline reached, closing streams", "target", t.addr, "in_flight", t.inflight.Load())
+	p.log.Warn(deadlineMsg, p.deadlineArgs(t)...)
 	t.life.Load().cancel(ErrDrainDeadline)
+}
+
+const deadlineMsg = "drain deadline reached, closing streams"
+
+func (p *Pool) deadlineArgs(t *Target) []any {
+	return []any{"target", t.addr, "in_flight", t.inflight.Load()}
 }
 
 // finishDrainLocked closes t's idle channel once, stopping the deadline
@@ -111,7 +120,7 @@ func (p *Pool) finishDrainLocked(t *Target) {
 // address.
 func (p *Pool) Undrain(addr string) error {
 	p.mu.Lock()
-	defer p.mu.Unlock()
+	defer p.unlock()
 	t := p.byAddr[addr]
 	if t == nil {
 		return fmt.Errorf("undrain %s: %w", addr, ErrNotFound)

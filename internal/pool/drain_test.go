@@ -179,7 +179,7 @@ func TestConcurrent(t *testing.T) {
 						case 2:
 							r = sockReq(fmt.Sprintf("s%d", i%17))
 						}
-						ch, err := p.Pick(r, nil)
+						ch, err := p.Pick(keyOf(p, r), nil)
 						if err != nil {
 							continue // everything may be draining for a moment
 						}

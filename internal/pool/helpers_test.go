@@ -3,6 +3,7 @@ package pool
 import (
 	"fmt"
 	"math/rand/v2"
+	"net/http"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -107,3 +108,12 @@ func counts(t testing.TB, p *Pool, n int) map[string]int {
 }
 
 func addr(i int) string { return fmt.Sprintf("10.0.0.%d:80", i) }
+
+// keyOf is the pick key of r for p; nil (no stickiness) for a nil r.
+func keyOf(p *Pool, r *http.Request) *Key {
+	if r == nil {
+		return nil
+	}
+	k := p.RequestKey(r)
+	return &k
+}

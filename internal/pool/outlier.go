@@ -2,6 +2,7 @@ package pool
 
 import (
 	"fmt"
+	"log/slog"
 	"time"
 )
 
@@ -11,7 +12,7 @@ import (
 // MaxEjectedPercent of the non-draining targets out at once.
 func (p *Pool) eject(t *Target) {
 	p.mu.Lock()
-	defer p.mu.Unlock()
+	defer p.unlock()
 	defer t.failures.Store(0)
 	now := p.now()
 	p.refreshLocked(now)
@@ -30,7 +31,7 @@ func (p *Pool) eject(t *Target) {
 	}
 	o := p.outlier
 	if (ejected+1)*100 > o.MaxEjectedPercent*total {
-		p.log.Warn("not ejecting target: too many ejected", "target", t.addr,
+		p.logLocked(slog.LevelWarn, "not ejecting target: too many ejected", "target", t.addr,
 			"ejected", ejected, "targets", total, "max_ejected_percent", o.MaxEjectedPercent)
 		return
 	}
@@ -59,7 +60,7 @@ func (p *Pool) eject(t *Target) {
 // ErrNotFound for an unknown address.
 func (p *Pool) ProbePassed(addr string, started time.Time) error {
 	p.mu.Lock()
-	defer p.mu.Unlock()
+	defer p.unlock()
 	t := p.byAddr[addr]
 	if t == nil {
 		return fmt.Errorf("probe of %s: %w", addr, ErrNotFound)

@@ -2,12 +2,81 @@ package pool
 
 import (
 	"net/http"
+	"strings"
 	"time"
 )
 
-// Pick chooses a target for request r, skipping the targets in tried (the
-// ones already attempted for this request, for retries). It does not call
-// Begin. r may be nil, which disables stickiness for this pick.
+// Key is what a pick depends on besides the pool's state: the sticky
+// inputs of one request. The pool keeps none of its strings past Pick, so
+// they may view a buffer the caller reuses afterwards.
+type Key struct {
+	// Path is the request's URL path (for SockJS session URLs).
+	Path string
+	// Cookie is the value of the pool's sticky cookie (CookieName) in the
+	// request, "" when it has none.
+	Cookie string
+	// TLS reports a TLS client connection: a new pin cookie is Secure.
+	TLS bool
+}
+
+// RequestKey returns the Key of r for p. It does not allocate.
+func (p *Pool) RequestKey(r *http.Request) Key {
+	k := Key{TLS: r.TLS != nil}
+	if r.URL != nil {
+		k.Path = r.URL.Path
+	}
+	if p.cookie != "" {
+		for _, line := range r.Header["Cookie"] {
+			if v, ok := CookieValue(line, p.cookie); ok {
+				k.Cookie = v
+				break
+			}
+		}
+	}
+	return k
+}
+
+// CookieName returns the name of the pool's sticky cookie, "" when cookie
+// stickiness is off.
+func (p *Pool) CookieName() string { return p.cookie }
+
+// CookieValue returns the value of the first cookie named name in one
+// Cookie header line ("a=1; b=2"), as net/http's Request.Cookie reads it:
+// surrounding double quotes are removed, and a value with a byte a cookie
+// value may not hold is skipped. It does not allocate; the value is a
+// substring of line.
+func CookieValue(line, name string) (string, bool) {
+	for len(line) > 0 {
+		var part string
+		part, line, _ = strings.Cut(line, ";")
+		part = strings.Trim(part, " \t\r\n")
+		n, v, _ := strings.Cut(part, "=")
+		if strings.Trim(n, " \t\r\n") != name {
+			continue
+		}
+		if len(v) > 1 && v[0] == '"' && v[len(v)-1] == '"' {
+			v = v[1 : len(v)-1]
+		}
+		if validCookieValue(v) {
+			return v, true
+		}
+	}
+	return "", false
+}
+
+func validCookieValue(v string) bool {
+	for i := 0; i < len(v); i++ {
+		if b := v[i]; b < 0x20 || b >= 0x7f || b == '"' || b == ';' || b == '\\' {
+			return false
+		}
+	}
+	return true
+}
+
+// Pick chooses a target for the request whose sticky inputs are k,
+// skipping the targets in tried (the ones already attempted for this
+// request, for retries). It does not call Begin. k may be nil, which
+// disables stickiness for this pick.
 //
 // The candidates are the healthy targets; when none is healthy the pool
 // fails open to all non-draining targets and Choice.FailOpen is set.
@@ -23,7 +92,7 @@ import (
 //
 // It returns ErrNoTarget when no candidate remains. Pick takes no lock in
 // the common case and does not allocate without cookie stickiness.
-func (p *Pool) Pick(r *http.Request, tried []*Target) (Choice, error) {
+func (p *Pool) Pick(k *Key, tried []*Target) (Choice, error) {
 	s := p.snap.Load()
 	var now time.Time
 	if s.wakeAt != 0 {
@@ -45,9 +114,9 @@ func (p *Pool) Pick(r *http.Request, tried []*Target) (Choice, error) {
 	if avail == 0 {
 		return Choice{}, ErrNoTarget
 	}
-	if r != nil && p.anyPick {
-		if len(p.sockjs) > 0 && r.URL != nil {
-			if sess, ok := SockJSSession(r.URL.Path, p.sockjs); ok {
+	if k != nil && p.anyPick {
+		if len(p.sockjs) > 0 {
+			if sess, ok := SockJSSession(k.Path, p.sockjs); ok {
 				return Choice{Target: p.pickHRW(c, tried, sess), FailOpen: s.failOpen}, nil
 			}
 		}
@@ -55,16 +124,16 @@ func (p *Pool) Pick(r *http.Request, tried []*Target) (Choice, error) {
 			if now.IsZero() {
 				now = p.now()
 			}
-			return p.pickSticky(r, s, tried, avail, now), nil
+			return p.pickSticky(k, s, tried, avail, now), nil
 		}
 	}
 	return Choice{Target: p.pickAlgo(s, tried, avail), FailOpen: s.failOpen}, nil
 }
 
 // pickSticky honours a valid cookie or picks and re-pins.
-func (p *Pool) pickSticky(r *http.Request, s *snapshot, tried []*Target, avail int, now time.Time) Choice {
-	if ck, err := r.Cookie(p.cookie); err == nil {
-		if id, exp, err := ParseCookie(p.secret, ck.Value, now); err == nil {
+func (p *Pool) pickSticky(k *Key, s *snapshot, tried []*Target, avail int, now time.Time) Choice {
+	if k.Cookie != "" {
+		if id, exp, err := ParseCookie(p.secret, k.Cookie, now); err == nil {
 			for i := range s.cands {
 				t := s.cands[i].t
 				if t.id != id || contains(tried, t) {
@@ -72,18 +141,18 @@ func (p *Pool) pickSticky(r *http.Request, s *snapshot, tried []*Target, avail i
 				}
 				ch := Choice{Target: t, FailOpen: s.failOpen}
 				if p.ttl > 0 && (exp.IsZero() || exp.Sub(now) < p.ttl/2) {
-					ch.Cookie = p.newCookie(r, t, now)
+					ch.Cookie = p.newCookie(k.TLS, t, now)
 				}
 				return ch
 			}
 		}
 	}
 	t := p.pickAlgo(s, tried, avail)
-	return Choice{Target: t, Cookie: p.newCookie(r, t, now), FailOpen: s.failOpen}
+	return Choice{Target: t, Cookie: p.newCookie(k.TLS, t, now), FailOpen: s.failOpen}
 }
 
 // newCookie returns the Set-Cookie that pins the client to t.
-func (p *Pool) newCookie(r *http.Request, t *Target, now time.Time) *http.Cookie {
+func (p *Pool) newCookie(secure bool, t *Target, now time.Time) *http.Cookie {
 	var exp time.Time
 	if p.ttl > 0 {
 		exp = now.Add(p.ttl)
@@ -93,7 +162,7 @@ func (p *Pool) newCookie(r *http.Request, t *Target, now time.Time) *http.Cookie
 		Value:    SignCookie(p.secret, t.id, exp),
 		Path:     "/",
 		HttpOnly: true,
-		Secure:   r.TLS != nil,
+		Secure:   secure,
 		SameSite: http.SameSiteLaxMode,
 	}
 	if p.ttl > 0 {

@@ -1,6 +1,7 @@
 package pool
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
 	mrand "math/rand/v2"
@@ -42,6 +43,31 @@ type Pool struct {
 	mu      sync.Mutex
 	targets []*Target // in Add order; guarded by mu
 	byAddr  map[string]*Target
+	// logs are the lines queued under mu (state changes), written by
+	// unlock once mu is released: no I/O under the lock.
+	logs []logLine
+}
+
+// logLine is a log record queued under the pool's lock.
+type logLine struct {
+	level slog.Level
+	msg   string
+	args  []any
+}
+
+// logLocked queues a log line; unlock writes it.
+func (p *Pool) logLocked(level slog.Level, msg string, args ...any) {
+	p.logs = append(p.logs, logLine{level, msg, args})
+}
+
+// unlock releases mu, then writes the lines queued under it, in order.
+func (p *Pool) unlock() {
+	logs := p.logs
+	p.logs = nil
+	p.mu.Unlock()
+	for _, l := range logs {
+		p.log.Log(context.Background(), l.level, l.msg, l.args...)
+	}
 }
 
 // New returns an empty pool configured by o, with defaults applied. It
@@ -130,7 +156,7 @@ func (p *Pool) Add(s TargetSpec) error {
 	}
 	t := newTarget(p, s.Addr, w)
 	p.mu.Lock()
-	defer p.mu.Unlock()
+	defer p.unlock()
 	if _, ok := p.byAddr[s.Addr]; ok {
 		return fmt.Errorf("add target %s: %w", s.Addr, ErrExists)
 	}
@@ -147,7 +173,7 @@ func (p *Pool) Add(s TargetSpec) error {
 	}
 	p.targets = append(p.targets, t)
 	p.byAddr[s.Addr] = t
-	p.logState(t)
+	p.logStateLocked(t)
 	p.rebuildLocked(now)
 	return nil
 }
@@ -170,7 +196,7 @@ func (p *Pool) SetWeight(addr string, weight int) error {
 		return fmt.Errorf("set weight of %s: %w", addr, err)
 	}
 	p.mu.Lock()
-	defer p.mu.Unlock()
+	defer p.unlock()
 	t := p.byAddr[addr]
 	if t == nil {
 		return fmt.Errorf("set weight of %s: %w", addr, ErrNotFound)
@@ -189,7 +215,7 @@ func (p *Pool) SetWeight(addr string, weight int) error {
 // It returns ErrNotFound for an unknown address.
 func (p *Pool) SetHealth(addr string, healthy bool, reason string) error {
 	p.mu.Lock()
-	defer p.mu.Unlock()
+	defer p.unlock()
 	t := p.byAddr[addr]
 	if t == nil {
 		return fmt.Errorf("set health of %s: %w", addr, ErrNotFound)
@@ -219,7 +245,7 @@ func (p *Pool) SetHealth(addr string, healthy bool, reason string) error {
 // order they were added. The slice is the caller's.
 func (p *Pool) Targets() []*Target {
 	p.mu.Lock()
-	defer p.mu.Unlock()
+	defer p.unlock()
 	return append([]*Target(nil), p.targets...)
 }
 
@@ -228,7 +254,7 @@ func (p *Pool) Targets() []*Target {
 func (p *Pool) Status() Status {
 	now := p.now()
 	p.mu.Lock()
-	defer p.mu.Unlock()
+	defer p.unlock()
 	p.refreshLocked(now)
 	s := p.snap.Load()
 	st := Status{Name: p.name, Healthy: s.healthy, FailOpen: s.failOpen}
@@ -268,12 +294,12 @@ func (p *Pool) transitionLocked(t *Target, now time.Time, reason string) bool {
 		t.lastReturn = now
 	}
 	t.state, t.reason, t.since = st, reason, now
-	p.logState(t)
+	p.logStateLocked(t)
 	return true
 }
 
-func (p *Pool) logState(t *Target) {
-	p.log.Info("target state", "target", t.addr, "state", t.state.String(), "reason", t.reason)
+func (p *Pool) logStateLocked(t *Target) {
+	p.logLocked(slog.LevelInfo, "target state", "target", t.addr, "state", t.state.String(), "reason", t.reason)
 }
 
 // refreshLocked applies due time-driven changes and rebuilds the snapshot
@@ -298,7 +324,7 @@ func (p *Pool) refresh(now time.Time) *snapshot {
 	p.mu.Lock()
 	p.refreshLocked(now)
 	s := p.snap.Load()
-	p.mu.Unlock()
+	p.unlock()
 	return s
 }
 
@@ -314,6 +340,6 @@ func (p *Pool) deleteLocked(t *Target) {
 			break
 		}
 	}
-	p.log.Info("target removed", "target", t.addr)
+	p.logLocked(slog.LevelInfo, "target removed", "target", t.addr)
 	p.rebuildLocked(p.now())
 }

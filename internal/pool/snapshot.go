@@ -1,6 +1,9 @@
 package pool
 
-import "time"
+import (
+	"log/slog"
+	"time"
+)
 
 const (
 	// unitsPerWeight scales weights to integers fine enough for slow start.
@@ -83,9 +86,9 @@ func (p *Pool) rebuildLocked(now time.Time) {
 	}
 	if old := p.snap.Load(); old != nil && old.failOpen != s.failOpen {
 		if s.failOpen {
-			p.log.Warn("pool failing open: no healthy target, using all", "targets", len(s.cands))
+			p.logLocked(slog.LevelWarn, "pool failing open: no healthy target, using all", "targets", len(s.cands))
 		} else {
-			p.log.Info("pool no longer failing open", "healthy", s.healthy)
+			p.logLocked(slog.LevelInfo, "pool no longer failing open", "healthy", s.healthy)
 		}
 	}
 	p.snap.Store(s)

@@ -27,7 +27,7 @@ func reqWith(c *http.Cookie) *http.Request {
 
 func pickReq(t *testing.T, p *Pool, r *http.Request) Choice {
 	t.Helper()
-	ch, err := p.Pick(r, nil)
+	ch, err := p.Pick(keyOf(p, r), nil)
 	if err != nil {
 		t.Fatalf("Pick: %v", err)
 	}
@@ -101,7 +101,7 @@ func TestStickyRemovedTarget(t *testing.T) {
 func TestStickyRetrySkipsPinned(t *testing.T) {
 	p, _ := stickyPool(t, "a", "b")
 	ch := pickReq(t, p, reqWith(nil))
-	retry, err := p.Pick(reqWith(ch.Cookie), []*Target{ch.Target})
+	retry, err := p.Pick(keyOf(p, reqWith(ch.Cookie)), []*Target{ch.Target})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -307,6 +307,49 @@ func FuzzSockJSSession(f *testing.F) {
 		}
 		if sess == "" || strings.ContainsAny(sess, "/.") || !strings.Contains(path, "/"+sess+"/") {
 			t.Fatalf("session %q from %q", sess, path)
+		}
+	})
+}
+
+func TestCookieValue(t *testing.T) {
+	for _, tc := range []struct {
+		line, want string
+		ok         bool
+	}{
+		{"s=abc", "abc", true},
+		{"a=1; s=abc; b=2", "abc", true},
+		{"  s = abc", " abc", true}, // the name is trimmed, the value is not (as net/http)
+		{`s="abc"`, "abc", true},
+		{`s="a"b"; s=ok`, "ok", true}, // an invalid value is skipped
+		{"S=abc", "", false},
+		{"ss=abc;s=", "", true},
+		{"x=1", "", false},
+		{"", "", false},
+	} {
+		got, ok := CookieValue(tc.line, "s")
+		if got != tc.want || ok != tc.ok {
+			t.Errorf("CookieValue(%q) = %q, %v; want %q, %v", tc.line, got, ok, tc.want, tc.ok)
+		}
+	}
+}
+
+// FuzzCookieValue holds CookieValue to net/http's Request.Cookie.
+func FuzzCookieValue(f *testing.F) {
+	for _, s := range []string{"s=abc", "a=1; s=abc", `s="q"`, `s="a"b"; s=ok`, "s=", " s=1 ;s=2", "s=\x00; s=x", "s=a b", "s=a,b"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, line string) {
+		got, ok := CookieValue(line, "s")
+		r := &http.Request{Header: http.Header{"Cookie": {line}}}
+		c, err := r.Cookie("s")
+		if err != nil {
+			if ok {
+				t.Fatalf("CookieValue(%q) = %q; net/http finds none", line, got)
+			}
+			return
+		}
+		if !ok || got != c.Value {
+			t.Fatalf("CookieValue(%q) = %q, %v; net/http %q", line, got, ok, c.Value)
 		}
 	})
 }

@@ -133,7 +133,7 @@ func (t *Target) End(o Outcome) {
 	if n <= 0 && t.draining.Load() {
 		p.mu.Lock()
 		p.finishDrainLocked(t)
-		p.mu.Unlock()
+		p.unlock()
 	}
 }
 
