@@ -112,12 +112,12 @@ func OpenLB(opts LBOptions) (_ *LB, err error) {
 // the real ports of ":0" listeners from these lines.
 func (d *LB) logListening(cfg lb.Config, a config.AdminConfig) {
 	for _, l := range cfg.Listeners {
-		d.log.Info("listening", "name", l.Name, "addr", d.b.Addr(l.Name).String(), "tls", len(l.TLS) > 0)
+		d.log.Info("listening", "listener", l.Name, "addr", d.b.Addr(l.Name).String(), "tls", len(l.TLS) > 0)
 	}
 	if a.Addr != "" {
-		d.log.Info("listening", "name", "admin", "addr", d.adminLn.Addr().String(), "token_file", a.TokenFile)
+		d.log.Info("listening", "listener", "admin", "addr", d.adminLn.Addr().String(), "token_file", a.TokenFile)
 	} else {
-		d.log.Info("listening", "name", "admin", "socket", a.Socket, "token_file", a.TokenFile)
+		d.log.Info("listening", "listener", "admin", "socket", a.Socket, "token_file", a.TokenFile)
 	}
 }
 

@@ -86,7 +86,7 @@ func TestLBServesReloadsAndStops(t *testing.T) {
 		t.Fatal(err)
 	}
 	web := d.Addr("web").String()
-	if !strings.Contains(logs.String(), "msg=listening name=web addr="+web) {
+	if !strings.Contains(logs.String(), "msg=listening listener=web addr="+web) {
 		t.Errorf("no listening line for %s:\n%s", web, logs.String())
 	}
 	runCtx, stop := context.WithCancel(ctx)
