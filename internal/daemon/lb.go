@@ -62,6 +62,9 @@ type LB struct {
 // everything opened so far is released. A configuration that lb.New
 // rejects is a *ConfigError.
 func OpenLB(opts LBOptions) (_ *LB, err error) {
+	if opts.File == nil || opts.Path == "" {
+		return nil, errors.New("daemon: OpenLB needs LBOptions.Path and File")
+	}
 	d := &LB{path: opts.Path, log: opts.Logger}
 	if d.log == nil {
 		d.log = slog.New(slog.DiscardHandler)

@@ -96,6 +96,9 @@ type Up struct {
 // writes AdminURLFile. On error everything opened so far is released. A
 // balancer configuration that lb.New rejects is a *ConfigError.
 func OpenUp(ctx context.Context, opts UpOptions) (_ *Up, err error) {
+	if opts.Config == nil {
+		return nil, errors.New("daemon: OpenUp needs UpOptions.Config")
+	}
 	u := &Up{opts: opts, cfg: opts.Config, log: opts.Logger}
 	if u.log == nil {
 		u.log = slog.New(slog.DiscardHandler)
