@@ -70,11 +70,11 @@ func TestLBAdminUnixSocket(t *testing.T) {
 	}
 	bin := testenv.BuildShoal(t)
 	p := testenv.Start(t, bin, "lb", "-c", cfg)
-	web, err := p.WaitForLine(ctx, regexp.MustCompile(`msg=listening name=web addr=(\S+)`))
+	web, err := p.WaitForLine(ctx, regexp.MustCompile(`msg=listening listener=web addr=(\S+)`))
 	if err != nil {
 		t.Fatalf("shoal lb did not start: %v", err)
 	}
-	m, err := p.WaitForLine(ctx, regexp.MustCompile(`msg=listening name=admin (\S+)=(\S+)`))
+	m, err := p.WaitForLine(ctx, regexp.MustCompile(`msg=listening listener=admin (\S+)=(\S+)`))
 	if err != nil {
 		t.Fatal(err)
 	}

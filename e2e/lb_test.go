@@ -66,7 +66,7 @@ func startLB(t *testing.T, ctx context.Context, dir, src string) *lbProc {
 		name string
 		dst  *string
 	}{{"web", &p.web}, {"admin", &p.admin}} {
-		m, err := p.WaitForLine(ctx, regexp.MustCompile(`msg=listening name=`+l.name+` addr=(\S+)`))
+		m, err := p.WaitForLine(ctx, regexp.MustCompile(`msg=listening listener=`+l.name+` addr=(\S+)`))
 		if err != nil {
 			t.Fatalf("shoal lb did not start: %v", err)
 		}

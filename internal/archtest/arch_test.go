@@ -111,18 +111,41 @@ var allowed = map[string][]string{
 		"internal/store", "internal/rollout"},
 	"internal/uisource": {"internal/controller", "internal/lb", "internal/pool",
 		"internal/store", "internal/dashboard", "internal/timeseries", "internal/rollout"},
+	"internal/daemon": {"internal/config", "internal/controller", "internal/adminapi",
+		"internal/uisource", "internal/dashboard", "internal/lb", "internal/pool",
+		"internal/release", "internal/runtime", "internal/store", "internal/timeseries"},
 }
 
 // importers bounds who may import a package outside tests: the daemons are composed in
-// one place, the CLI.
+// one place, package daemon, which only the CLI calls. The CLI imports adminapi only for
+// the name of the token file.
 var importers = map[string][]string{
 	"internal/cli":        {"cmd/shoal"},
-	"internal/adminapi":   {"internal/cli"},
-	"internal/uisource":   {"internal/cli"},
-	"internal/controller": {"internal/cli", "internal/adminapi", "internal/uisource"},
+	"internal/daemon":     {"internal/cli"},
+	"internal/adminapi":   {"internal/daemon", "internal/cli"},
+	"internal/uisource":   {"internal/daemon"},
+	"internal/controller": {"internal/daemon", "internal/adminapi", "internal/uisource"},
 	// Test-only helpers never reach the binary.
 	"internal/testenv":  {},
 	"internal/archtest": {},
+}
+
+// cliNever lists the parts of the daemons that the CLI must not import: it parses,
+// calls package daemon or the admin API client, and prints.
+var cliNever = []string{"internal/controller", "internal/uisource", "internal/lb",
+	"internal/pool", "internal/health", "internal/runtime", "internal/release",
+	"internal/dashboard", "internal/timeseries", "internal/reconcile", "internal/rollout",
+	"internal/autoscale", "internal/hooks"}
+
+// cliViolations reports every import of cliNever by the CLI.
+func cliViolations(pkgs map[string]pkg) []string {
+	var bad []string
+	for _, imp := range pkgs["internal/cli"].Imports {
+		if slices.Contains(cliNever, imp) {
+			bad = append(bad, fmt.Sprintf("internal/cli imports %s; the CLI reaches the daemons through internal/daemon (docs/ARCHITECTURE.md, dependency direction)", imp))
+		}
+	}
+	return bad
 }
 
 // layerViolations reports every import outside the allowed set of its package.
@@ -174,6 +197,12 @@ func TestDaemonsAreComposedOnlyByTheCLI(t *testing.T) {
 	}
 }
 
+func TestCLIComposesNoDaemon(t *testing.T) {
+	for _, v := range cliViolations(ours(t)) {
+		t.Error(v)
+	}
+}
+
 func TestEveryInternalPackageHasARule(t *testing.T) {
 	for name := range ours(t) {
 		if !strings.HasPrefix(name, "internal/") || strings.Count(name, "/") > 1 {
@@ -203,5 +232,9 @@ func TestRulesCatchViolations(t *testing.T) {
 	imp := importerViolations(pkgs)
 	if len(imp) != 1 || !strings.HasPrefix(imp[0], "internal/dashboard imports internal/controller") {
 		t.Errorf("importer violations = %q; want the dashboard's controller", imp)
+	}
+	pkgs["internal/cli"] = pkg{ImportPath: "internal/cli", Imports: []string{"internal/config", "internal/daemon", "internal/lb"}}
+	if cli := cliViolations(pkgs); len(cli) != 1 || !strings.HasPrefix(cli[0], "internal/cli imports internal/lb") {
+		t.Errorf("cli violations = %q; want the CLI's balancer", cli)
 	}
 }

@@ -5,58 +5,102 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"log/slog"
-	"net"
-	"net/http"
-	"os"
-	"path/filepath"
-	"time"
 
-	"golang.org/x/sync/errgroup"
-
-	"github.com/shoal-dev/shoal/internal/adminapi"
-	"github.com/shoal-dev/shoal/internal/atomicfile"
 	"github.com/shoal-dev/shoal/internal/config"
-	"github.com/shoal-dev/shoal/internal/controller"
-	"github.com/shoal-dev/shoal/internal/dashboard"
-	"github.com/shoal-dev/shoal/internal/lb"
-	"github.com/shoal-dev/shoal/internal/pool"
-	"github.com/shoal-dev/shoal/internal/release"
-	"github.com/shoal-dev/shoal/internal/runtime"
-	"github.com/shoal-dev/shoal/internal/store"
-	"github.com/shoal-dev/shoal/internal/timeseries"
-	"github.com/shoal-dev/shoal/internal/uisource"
+	"github.com/shoal-dev/shoal/internal/daemon"
 )
 
-// Files under the data directory that belong to `shoal up`.
+// Files under the data directory that belong to `shoal up` (package
+// daemon owns them; the client verbs read them).
 const (
-	storeFile    = "shoal.db"
-	adminURLFile = "admin.url" // the admin API's real URL while up runs
-	listenName   = "http"
+	storeFile    = daemon.StoreFile
+	adminURLFile = daemon.AdminURLFile
 )
 
-// runUp is `shoal up [-c shoal.yaml]`.
+// runUp is `shoal up [-c shoal.yaml]`: it loads shoal.yaml, runs
+// daemon.Up until ctx ends and prints where the app serves.
 func runUp(ctx context.Context, env *Env, args []string) error {
 	fs := flag.NewFlagSet("up", flag.ContinueOnError)
 	fs.SetOutput(env.Stderr)
 	file := fs.String("c", config.AppFileName, "the app's configuration `file`")
-	verbose := fs.Bool("v", false, "log debug detail")
-	if err := fs.Parse(args); err != nil {
-		return &UsageError{Err: err}
+	logs := logFlags(fs)
+	verbose := fs.Bool("v", false, "log debug detail (the same as -log-level debug)")
+	fs.Usage = func() {
+		fmt.Fprintln(env.Stderr, "usage: shoal up [-c shoal.yaml] [-log-format text|json] [-log-level info] [-v]")
+		fs.PrintDefaults()
+	}
+	if help, err := parseFlags(fs, args); help || err != nil {
+		return err
 	}
 	if fs.NArg() > 0 {
 		return usagef("unexpected argument %q", fs.Arg(0))
+	}
+	if *verbose {
+		logs.level = "debug"
+	}
+	log, err := logs.logger(env.Stderr)
+	if err != nil {
+		return err
 	}
 	cfg, err := loadAppConfig(*file)
 	if err != nil {
 		return err
 	}
-	level := slog.LevelInfo
-	if *verbose {
-		level = slog.LevelDebug
+	u, err := daemon.OpenUp(ctx, daemon.UpOptions{Config: cfg, Logger: log, Console: env.Stderr,
+		OnReady: func(r daemon.Ready) { printReady(env.Stdout, r) }})
+	if err != nil {
+		return daemonError(err)
 	}
-	log := slog.New(slog.NewTextHandler(env.Stderr, &slog.HandlerOptions{Level: level}))
-	return up(ctx, env, cfg, log)
+	if err := u.Run(ctx); err != nil {
+		return daemonError(err)
+	}
+	fmt.Fprintln(env.Stdout, "shoal up: stopped")
+	return nil
+}
+
+// printReady prints where a started `shoal up` serves.
+func printReady(w io.Writer, r daemon.Ready) {
+	fmt.Fprintf(w, "shoal up: app %s release v%d serving on %s (admin %s)\n", r.App, r.Release, r.BalancerURL, r.AdminURL)
+	fmt.Fprintf(w, "shoal up: dashboard %s/ui/\n", r.AdminURL)
+	for _, note := range r.Notes { // the app folder differs from the resumed release
+		fmt.Fprintf(w, "shoal up: %s\n", note)
+	}
+}
+
+// logOptions are the logging flags `shoal up` and `shoal lb` share.
+type logOptions struct{ format, level string }
+
+// logFlags defines -log-format and -log-level on fs.
+func logFlags(fs *flag.FlagSet) *logOptions {
+	o := &logOptions{}
+	fs.StringVar(&o.format, "log-format", daemon.LogFormatText, "log format on stderr: text or json")
+	fs.StringVar(&o.level, "log-level", "info", "log level: debug, info, warn or error")
+	return o
+}
+
+// logger builds the daemon's logger; a bad flag value is a usage error.
+func (o *logOptions) logger(w io.Writer) (*slog.Logger, error) {
+	log, err := daemon.NewLogger(w, o.format, o.level)
+	if err != nil {
+		return nil, &UsageError{Err: err}
+	}
+	return log, nil
+}
+
+// parseFlags parses args. After -h or --help, which print the usage, it
+// reports help: the command then ends with success (exit 0). Other
+// problems are usage errors.
+func parseFlags(fs *flag.FlagSet, args []string) (help bool, err error) {
+	err = fs.Parse(args)
+	if errors.Is(err, flag.ErrHelp) {
+		return true, nil
+	}
+	if err != nil {
+		return false, &UsageError{Err: err}
+	}
+	return false, nil
 }
 
 // loadAppConfig loads shoal.yaml; any problem with it is a usage error
@@ -73,186 +117,12 @@ func loadAppConfig(path string) (*config.App, error) {
 	return cfg, nil
 }
 
-func up(ctx context.Context, env *Env, cfg *config.App, log *slog.Logger) error {
-	data := cfg.DataDir
-	if err := prepareDataDir(data, log); err != nil {
-		return err
-	}
-	st, err := store.Open(filepath.Join(data, storeFile), store.Options{Logger: log})
-	if err != nil {
-		return err
-	}
-	defer st.Close()
-
-	rt, err := runtime.NewLocal(runtime.Options{DataDir: data, Logger: log})
-	if err != nil {
-		return err
-	}
-	defer func() {
-		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.Run.StopTimeout.D()+10*time.Second)
-		defer cancel()
-		rt.Close(cctx)
-	}()
-	if err := rt.CleanLeftovers(ctx); err != nil {
-		return fmt.Errorf("clean leftovers of an earlier run: %w", err)
-	}
-	token, err := adminapi.LoadOrCreateToken(filepath.Join(data, adminapi.TokenFile))
-	if err != nil {
-		return err
-	}
-	arts, err := release.Open(filepath.Join(data, "artifacts"), log)
-	if err != nil {
-		return err
-	}
-	if b := cfg.Build; b != nil {
-		arts.SetLimits(release.Limits{MaxBytes: int64(b.MaxUnpackedSize), MaxEntries: b.MaxUnpackedFiles})
-	}
-
-	lbcfg, err := balancerConfig(cfg, st, log)
-	if err != nil {
-		return err
-	}
-	// The dashboard's request metrics, fed by the balancer.
-	series := timeseries.NewStore(timeseries.Options{})
-	slow := timeseries.NewSlow(timeseries.SlowOptions{})
-	held := timeseries.NewStore(timeseries.Options{MaxRoutes: 1})
-	lbcfg.Observer = &uisource.Observer{Series: series, Slow: slow, Held: held}
-	bal, err := lb.New(lbcfg)
-	if err != nil {
-		return &UsageError{Err: fmt.Errorf("balancer: %w", err)}
-	}
-	if err := bal.Listen(); err != nil {
-		return fmt.Errorf("balancer: %w", err)
-	}
-	p, ok := bal.Pool(cfg.Name)
-	if !ok {
-		return fmt.Errorf("balancer has no pool %q", cfg.Name)
-	}
-	adminLn, err := net.Listen("tcp", cfg.Admin.Listen)
-	if err != nil {
-		return fmt.Errorf("admin api: %w", err)
-	}
-	defer adminLn.Close()
-	adminURL := "http://" + adminLn.Addr().String()
-	lbURL := "http://" + bal.Addr(listenName).String()
-	urlFile := filepath.Join(data, adminURLFile)
-	if err := atomicfile.Write(urlFile, []byte(adminURL+"\n"), 0o600); err != nil {
-		return fmt.Errorf("write admin url: %w", err)
-	}
-	defer os.Remove(urlFile)
-
-	host := controller.NewLocalHost(rt, arts, filepath.Join(data, "releases"))
-	ctl, err := controller.New(controller.Options{
-		Config: cfg, Store: st, Artifacts: arts, Pool: p, Logger: log, BuildLog: env.Stderr, Console: env.Stderr,
-		Host:    host,
-		Latency: func() ([]float64, []uint64) { return bal.LatencyHistogram(cfg.Name) },
-	})
-	if err != nil {
-		return err
-	}
-	uiSrc, err := uisource.New(uisource.Options{Controller: ctl, Host: host, Pool: p, Store: st,
-		Series: series, Slow: slow, Held: held, HeldOpen: func() int { return bal.HeldOpen(cfg.Name) },
-		Logger: log.With("part", "dashboard")})
-	if err != nil {
-		return err
-	}
-	ui := dashboard.New(dashboard.Options{Token: token, Source: uiSrc, Logger: log.With("part", "dashboard")})
-	mux := http.NewServeMux()
-	adminapi.LBRoutes(mux, bal, nil)
-	adminapi.ControllerRoutes(mux, ctl, adminapi.WithBalancer(bal))
-	adminapi.DeployRoutes(mux, ctl)
-	adminapi.AutoscaleRoutes(mux, ctl)
-	// The dashboard logs in with the token itself (session cookie, CSRF),
-	// so it sits outside the API's bearer-token check.
-	root := http.NewServeMux()
-	root.Handle("/ui/", ui)
-	root.Handle("/", adminapi.RequireToken(token, adminapi.WithMetrics(mux, ctl.Metrics())))
-	srv := &http.Server{Handler: adminapi.WithApp(cfg.Name, root), ReadHeaderTimeout: 10 * time.Second}
-
-	// Shutdown order: the controller drains and stops the instances while
-	// the balancer and the admin API still run; then they stop.
-	runCtx, stopRun := context.WithCancel(ctx)
-	defer stopRun()
-	lbCtx, stopLB := context.WithCancel(context.WithoutCancel(ctx))
-	defer stopLB()
-	var g errgroup.Group
-	g.Go(func() error {
-		defer stopLB()
-		return ctl.Run(runCtx)
-	})
-	g.Go(func() error {
-		err := bal.Run(lbCtx)
-		if err != nil {
-			stopRun()
-		}
-		return err
-	})
-	g.Go(func() error {
-		err := srv.Serve(adminLn)
-		if errors.Is(err, http.ErrServerClosed) {
-			return nil
-		}
-		stopRun()
-		return fmt.Errorf("admin api: %w", err)
-	})
-	g.Go(func() error { return uiSrc.Run(lbCtx) })
-	g.Go(func() error {
-		<-lbCtx.Done()
-		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		defer cancel()
-		ui.Close() // ends the dashboard's live streams, which Shutdown does not
-		if err := srv.Shutdown(sctx); err != nil {
-			srv.Close()
-		}
-		return nil
-	})
-	g.Go(func() error {
-		select {
-		case <-ctl.Ready():
-			rel := ctl.Release()
-			fmt.Fprintf(env.Stdout, "shoal up: app %s release v%d serving on %s (admin %s)\n", cfg.Name, rel.Version, lbURL, adminURL)
-			fmt.Fprintf(env.Stdout, "shoal up: dashboard %s/ui/\n", adminURL)
-			for _, note := range ctl.StartNotes() { // the app folder differs from the resumed release
-				fmt.Fprintf(env.Stdout, "shoal up: %s\n", note)
-			}
-		case <-lbCtx.Done():
-		}
-		return nil
-	})
-	err = g.Wait()
-	if err == nil {
-		fmt.Fprintln(env.Stdout, "shoal up: stopped")
+// daemonError turns a configuration the daemon rejects into a usage error
+// (exit 2); other errors are failures (exit 1).
+func daemonError(err error) error {
+	var ce *daemon.ConfigError
+	if errors.As(err, &ce) {
+		return &UsageError{Err: err}
 	}
 	return err
-}
-
-// balancerConfig builds the balancer of `shoal up`: one listener, one
-// route "/" to one pool named after the app, no static targets (the
-// controller adds instances as they come into service) and no active
-// checks of its own (the controller checks instances).
-func balancerConfig(cfg *config.App, st *store.Store, log *slog.Logger) (lb.Config, error) {
-	b := cfg.Balancer
-	alg, err := pool.ParseAlgorithm(b.Algorithm)
-	if err != nil {
-		return lb.Config{}, &UsageError{Err: err}
-	}
-	pc := lb.PoolConfig{Name: cfg.Name, Algorithm: alg, SlowStart: b.SlowStart.D(), DrainTimeout: b.DrainTimeout.D()}
-	if s := b.Sticky; s != nil {
-		pc.Sticky = pool.Sticky{Cookie: s.Cookie, TTL: s.TTL.D(), SockJSPrefixes: s.SockJSPrefixes}
-		if s.Cookie != "" {
-			// The signing key is generated once and kept, so pins survive
-			// a restart of shoal.
-			key, err := st.Key("sticky-"+cfg.Name, 32)
-			if err != nil {
-				return lb.Config{}, err
-			}
-			pc.Sticky.Secret = key
-		}
-	}
-	return lb.Config{
-		Listeners: []lb.Listener{{Name: listenName, Addr: b.Listen}},
-		Routes:    []lb.Route{{Name: cfg.Name, PathPrefix: "/", Pool: cfg.Name, LongLivedPaths: b.LongLivedPaths}},
-		Pools:     []lb.PoolConfig{pc},
-		Logger:    log.With("part", "lb"),
-	}, nil
 }

@@ -168,7 +168,7 @@ func (s *Store) BuildOnce(ctx context.Context, spec BuildSpec) (a Artifact, buil
 	if d, ok := s.lookupBuild(before); ok && s.Has(d) {
 		a, err := s.Stat(d)
 		if err == nil {
-			s.logger.Debug("build skipped, source unchanged", "release", d)
+			s.logger.Debug("build skipped, source unchanged", "digest", d)
 		}
 		return a, false, err
 	}

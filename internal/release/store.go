@@ -163,7 +163,7 @@ func (s *Store) commit(tmp *os.File, d string) (Artifact, error) {
 	if err := atomicfile.SyncDir(s.artifactDir()); err != nil {
 		return Artifact{}, fmt.Errorf("store %s: %w", d, err)
 	}
-	s.logger.Info("artifact stored", "release", d)
+	s.logger.Info("artifact stored", "digest", d)
 	return s.Stat(d)
 }
 
@@ -266,12 +266,12 @@ func (s *Store) quarantine(d string, cause error) error {
 	ce := &CorruptError{Digest: d, Path: s.Path(d), Err: cause}
 	moved := s.Path(d) + ".damaged"
 	if err := os.Rename(ce.Path, moved); err != nil {
-		s.logger.Error("cannot move a corrupt artifact aside", "release", d, "path", ce.Path, "error", err)
+		s.logger.Error("cannot move a corrupt artifact aside", "digest", d, "file", ce.Path, "error", err)
 	} else {
 		ce.MovedTo = moved
 		atomicfile.SyncDir(s.artifactDir())
 	}
-	s.logger.Error("corrupt artifact", "release", d, "path", ce.Path, "error", cause)
+	s.logger.Error("corrupt artifact", "digest", d, "file", ce.Path, "error", cause)
 	return ce
 }
 

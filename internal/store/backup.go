@@ -33,7 +33,7 @@ func BackupPath(path string) string { return path + backupSuffix }
 // backup stays as it was.
 func (s *Store) autoBackup() {
 	if err := s.WriteBackup(s.backupPath); err != nil {
-		s.log.Error("automatic store backup failed; the previous backup is kept", "path", s.backupPath, "error", err)
+		s.log.Error("automatic store backup failed; the previous backup is kept", "file", s.backupPath, "error", err)
 	}
 }
 

@@ -152,7 +152,7 @@ func Open(path string, opts Options) (*Store, error) {
 			if err := os.Rename(path+backupSuffix, kept); err != nil {
 				return nil, fmt.Errorf("open store: keep the old backup: %w", err)
 			}
-			log.Warn("store file missing: starting a new store; the backup of the old one is kept", "path", path, "backup", kept)
+			log.Warn("store file missing: starting a new store; the backup of the old one is kept", "file", path, "backup", kept)
 		}
 	case err != nil:
 		return nil, fmt.Errorf("open store: %w", err)
@@ -184,14 +184,14 @@ func Open(path string, opts Options) (*Store, error) {
 			db.Close()
 			return nil, fmt.Errorf("open store: %w", err)
 		}
-		log.Warn("store file mode tightened to 0600", "path", path, "was", fi.Mode().Perm().String())
+		log.Warn("store file mode tightened to 0600", "file", path, "was", fi.Mode().Perm().String())
 	}
 	if err := s.db.View(checkAll(s.db)); err != nil {
 		db.Close()
 		return nil, damaged(path, err)
 	}
 	if s.db.skippedCheck != nil {
-		log.Warn("store consistency check skipped: a meta page is torn (bbolt uses the other one); every record was read", "path", path, "error", s.db.skippedCheck)
+		log.Warn("store consistency check skipped: a meta page is torn (bbolt uses the other one); every record was read", "file", path, "error", s.db.skippedCheck)
 	}
 	if err := s.db.updateNoBackup(initSchema); err != nil {
 		db.Close()

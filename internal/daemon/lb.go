@@ -1,0 +1,228 @@
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/shoal-dev/shoal/internal/adminapi"
+	"github.com/shoal-dev/shoal/internal/config"
+	"github.com/shoal-dev/shoal/internal/lb"
+)
+
+// LBOptions configures OpenLB.
+type LBOptions struct {
+	// Path is the lb.yaml the balancer runs from, read again on every
+	// reload (SIGHUP or the admin API). Required.
+	Path string
+	// File is Path as loaded and validated by config.LoadLB. Required.
+	File *config.LBFile
+	// Logger receives the balancer's and the daemon's logs; nil discards
+	// them.
+	Logger *slog.Logger
+}
+
+// LB is a running `shoal lb`: one balancer and its admin API (on TCP or a
+// Unix socket) from lb.yaml, reloaded on SIGHUP. Open it with OpenLB, then
+// call Run once (or Close).
+type LB struct {
+	path    string
+	log     *slog.Logger
+	b       *lb.Balancer
+	adminLn net.Listener
+	admin   *http.Server
+	hup     chan os.Signal
+	started atomic.Bool // set by the first of Run and Close
+
+	// mu serialises reloads (SIGHUP and the admin API) and guards the
+	// access log writers.
+	mu         sync.Mutex
+	accessPath string
+	accessW    io.Writer   // nil when off
+	accessSet  bool        // accessW and accessPath are set
+	logs       []io.Closer // every access log opened; closed at exit
+}
+
+// OpenLB builds the balancer of opts.File, loads (or creates) the admin
+// token, opens the access log and binds the admin API's and the
+// balancer's listeners, so that a port in use is an error here; then it
+// catches SIGHUP and logs each listener's address ("listening"). On error
+// everything opened so far is released. A configuration that lb.New
+// rejects is a *ConfigError.
+func OpenLB(opts LBOptions) (_ *LB, err error) {
+	if opts.File == nil || opts.Path == "" {
+		return nil, errors.New("daemon: OpenLB needs LBOptions.Path and File")
+	}
+	d := &LB{path: opts.Path, log: opts.Logger}
+	if d.log == nil {
+		d.log = slog.New(slog.DiscardHandler)
+	}
+	file := opts.File
+	token, err := adminapi.LoadOrCreateToken(file.Admin.TokenFile)
+	if err != nil {
+		return nil, fmt.Errorf("admin token: %w", err)
+	}
+	defer func() {
+		if err != nil {
+			d.closeLogs()
+		}
+	}()
+	cfg, err := d.prepare(file)
+	if err != nil {
+		return nil, err
+	}
+	if d.b, err = lb.New(cfg); err != nil {
+		return nil, &ConfigError{Err: fmt.Errorf("%s: %w", d.path, err)}
+	}
+	// Bind the admin listener first: a failure then leaves nothing of the
+	// balancer's to release.
+	if d.adminLn, err = listenAdmin(file.Admin); err != nil {
+		return nil, fmt.Errorf("admin listen: %w", err)
+	}
+	if err := d.b.Listen(); err != nil {
+		d.adminLn.Close()
+		return nil, fmt.Errorf("listen: %w", err)
+	}
+	// Catch SIGHUP before announcing the listeners: whoever reads those
+	// lines may send one at once, and its default action is to exit.
+	d.hup = make(chan os.Signal, 1)
+	signal.Notify(d.hup, syscall.SIGHUP)
+	d.logListening(cfg, file.Admin)
+
+	mux := http.NewServeMux()
+	adminapi.LBRoutes(mux, d.b, d.Reload)
+	d.admin = &http.Server{
+		Handler:           adminapi.RequireToken(token, mux),
+		ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog:          slog.NewLogLogger(d.log.Handler(), slog.LevelWarn),
+	}
+	return d, nil
+}
+
+// logListening logs the address of every listener; tests and scripts read
+// the real ports of ":0" listeners from these lines.
+func (d *LB) logListening(cfg lb.Config, a config.AdminConfig) {
+	for _, l := range cfg.Listeners {
+		d.log.Info("listening", "listener", l.Name, "addr", d.b.Addr(l.Name).String(), "tls", len(l.TLS) > 0)
+	}
+	if a.Addr != "" {
+		d.log.Info("listening", "listener", "admin", "addr", d.adminLn.Addr().String(), "token_file", a.TokenFile)
+	} else {
+		d.log.Info("listening", "listener", "admin", "socket", a.Socket, "token_file", a.TokenFile)
+	}
+}
+
+// Addr returns the address of the balancer's listener name; nil for an
+// unknown name.
+func (d *LB) Addr(name string) net.Addr { return d.b.Addr(name) }
+
+// AdminAddr returns the address of the admin API (a Unix socket's path
+// when admin.addr is not set).
+func (d *LB) AdminAddr() net.Addr { return d.adminLn.Addr() }
+
+// Run serves until ctx ends or the balancer or the admin server fails,
+// reloading on SIGHUP; then the balancer drains and the admin server shuts
+// down (5 s of grace for waiting drains, then closed). It returns after
+// every goroutine has ended and the access logs are closed; nil after a
+// stop through ctx.
+func (d *LB) Run(ctx context.Context) error {
+	if !d.started.CompareAndSwap(false, true) {
+		return errors.New("shoal lb already ran or was closed")
+	}
+	defer d.closeLogs()
+	defer signal.Stop(d.hup)
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error {
+		if err := d.b.Run(gctx); err != nil && !errors.Is(err, context.Canceled) {
+			return fmt.Errorf("balancer: %w", err)
+		}
+		return nil
+	})
+	g.Go(func() error {
+		if err := d.admin.Serve(d.adminLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			return fmt.Errorf("admin server: %w", err)
+		}
+		return nil
+	})
+	g.Go(func() error {
+		<-gctx.Done()
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(gctx), 5*time.Second)
+		defer cancel()
+		// Waits on wait=true drains end with their clients' contexts;
+		// Close stops those that outlive the grace period.
+		if err := d.admin.Shutdown(sctx); err != nil {
+			d.admin.Close()
+		}
+		return nil
+	})
+	g.Go(func() error {
+		d.watchHangup(gctx)
+		return nil
+	})
+	err := g.Wait()
+	if err == nil {
+		d.log.Info("stopped")
+	}
+	return err
+}
+
+// Close releases an LB that was opened and is not run: its sockets, the
+// SIGHUP handler and the access logs. Close after Run does nothing.
+func (d *LB) Close() {
+	if !d.started.CompareAndSwap(false, true) {
+		return
+	}
+	signal.Stop(d.hup)
+	d.adminLn.Close()
+	// lb.Balancer has no Close: a Run with an ended context starts and at
+	// once stops it, closing its sockets.
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	d.b.Run(ctx)
+	d.closeLogs()
+}
+
+// watchHangup reloads the configuration on every SIGHUP until ctx ends.
+func (d *LB) watchHangup(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-d.hup:
+			if err := d.Reload(ctx); err != nil {
+				d.log.Error("reload rejected; the running configuration is kept", "file", d.path, "error", err)
+			}
+		}
+	}
+}
+
+// Reload re-reads the configuration file and swaps it in. On any error
+// the running configuration stays. Safe for concurrent use (the admin API
+// and SIGHUP call it).
+func (d *LB) Reload(ctx context.Context) error {
+	file, err := config.LoadLB(d.path)
+	if err != nil {
+		return err
+	}
+	cfg, err := d.prepare(file)
+	if err != nil {
+		return err
+	}
+	if err := d.b.Reload(cfg); err != nil {
+		return err
+	}
+	d.log.Info("reloaded", "file", d.path, "listeners", len(cfg.Listeners), "routes", len(cfg.Routes), "pools", len(cfg.Pools))
+	return nil
+}
