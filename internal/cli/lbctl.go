@@ -128,7 +128,7 @@ func (a *adminFlags) client() (*client.Client, error) {
 // lbVerb is a "shoal lb" client verb taking n positional arguments (use
 // names them): run gets the admin API client and the arguments. extra
 // adds the verb's own flags.
-func lbVerb(env *Env, use, short string, n int, extra func(*pflag.FlagSet), run func(ctx context.Context, c *client.Client, args []string) error) *cobra.Command {
+func lbVerb(use, short string, n int, extra func(*pflag.FlagSet), run func(ctx context.Context, c *client.Client, args []string) error) *cobra.Command {
 	cmd := &cobra.Command{Use: use, Short: short, Args: exactArgs(n)}
 	a := addAdminFlags(cmd.Flags())
 	if extra != nil {
@@ -146,7 +146,7 @@ func lbVerb(env *Env, use, short string, n int, extra func(*pflag.FlagSet), run 
 
 func newLBStatusCmd(env *Env) *cobra.Command {
 	var out *outputFlag
-	return lbVerb(env, "status", "show pools and targets with their state and reason", 0,
+	return lbVerb("status", "show pools and targets with their state and reason", 0,
 		func(fs *pflag.FlagSet) { out = addOutputFlag(fs) },
 		func(ctx context.Context, c *client.Client, _ []string) error {
 			asJSON, err := out.asJSON()
@@ -214,7 +214,7 @@ func ago(now, t time.Time) string {
 
 func newLBAddCmd(env *Env) *cobra.Command {
 	var weight int
-	return lbVerb(env, "add [--weight N] POOL HOST:PORT", "add a target to a pool", 2,
+	return lbVerb("add [--weight N] POOL HOST:PORT", "add a target to a pool", 2,
 		func(fs *pflag.FlagSet) { fs.IntVar(&weight, "weight", 1, "relative weight, 1-256") },
 		func(ctx context.Context, c *client.Client, pos []string) error {
 			if err := c.AddTarget(ctx, pos[0], pos[1], weight); err != nil {
@@ -227,7 +227,7 @@ func newLBAddCmd(env *Env) *cobra.Command {
 
 func newLBRemoveCmd(env *Env) *cobra.Command {
 	var wait bool
-	return lbVerb(env, "remove [--wait] POOL HOST:PORT", "drain then remove a target", 2,
+	return lbVerb("remove [--wait] POOL HOST:PORT", "drain then remove a target", 2,
 		func(fs *pflag.FlagSet) {
 			fs.BoolVar(&wait, "wait", false, "return when the target has no request in flight")
 		},
@@ -244,7 +244,7 @@ func newLBRemoveCmd(env *Env) *cobra.Command {
 func newLBDrainCmd(env *Env) *cobra.Command {
 	var wait bool
 	var timeout time.Duration
-	return lbVerb(env, "drain [--timeout 30s] [--wait] POOL HOST:PORT", "drain a target: no new requests", 2,
+	return lbVerb("drain [--timeout 30s] [--wait] POOL HOST:PORT", "drain a target: no new requests", 2,
 		func(fs *pflag.FlagSet) {
 			fs.BoolVar(&wait, "wait", false, "return when the target has no request in flight")
 			fs.DurationVar(&timeout, "timeout", 0, "close what is still in flight after this long (default: the pool's drain_timeout)")
@@ -260,7 +260,7 @@ func newLBDrainCmd(env *Env) *cobra.Command {
 }
 
 func newLBUndrainCmd(env *Env) *cobra.Command {
-	return lbVerb(env, "undrain POOL HOST:PORT", "put a drained target back", 2, nil,
+	return lbVerb("undrain POOL HOST:PORT", "put a drained target back", 2, nil,
 		func(ctx context.Context, c *client.Client, pos []string) error {
 			if err := c.UndrainTarget(ctx, pos[0], pos[1]); err != nil {
 				return err
@@ -279,7 +279,7 @@ func printDrain(env *Env, verb string, res *client.DrainResult) {
 }
 
 func newLBWeightCmd(env *Env) *cobra.Command {
-	return lbVerb(env, "weight POOL HOST:PORT WEIGHT", "set a target's weight", 3, nil,
+	return lbVerb("weight POOL HOST:PORT WEIGHT", "set a target's weight", 3, nil,
 		func(ctx context.Context, c *client.Client, pos []string) error {
 			w, err := strconv.Atoi(pos[2])
 			if err != nil {
@@ -294,7 +294,7 @@ func newLBWeightCmd(env *Env) *cobra.Command {
 }
 
 func newLBReloadCmd(env *Env) *cobra.Command {
-	return lbVerb(env, "reload", "re-read the balancer's configuration file", 0, nil,
+	return lbVerb("reload", "re-read the balancer's configuration file", 0, nil,
 		func(ctx context.Context, c *client.Client, _ []string) error {
 			if err := c.Reload(ctx); err != nil {
 				return err
@@ -306,7 +306,7 @@ func newLBReloadCmd(env *Env) *cobra.Command {
 
 func newLBMaintenanceCmd(env *Env) *cobra.Command {
 	var retry time.Duration
-	cmd := lbVerb(env, "maintenance [--retry-after 30s] on|off", "answer every proxied request with 503, or serve again", 1,
+	cmd := lbVerb("maintenance [--retry-after 30s] on|off", "answer every proxied request with 503, or serve again", 1,
 		func(fs *pflag.FlagSet) {
 			fs.DurationVar(&retry, "retry-after", 0, "Retry-After sent with the 503 answers")
 		},

@@ -12,7 +12,7 @@ import (
 
 // newReleasesCmd is `shoal releases [-o json]`.
 func newReleasesCmd(env *Env) *cobra.Command {
-	return readCmd(env, "releases", "list releases", func(ctx context.Context, c *client.Client, asJSON bool) error {
+	return readCmd("releases", "list releases", func(ctx context.Context, c *client.Client, asJSON bool) error {
 		return runReleases(ctx, env, c, asJSON)
 	})
 }

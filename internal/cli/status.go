@@ -123,7 +123,7 @@ func (o *outputFlag) asJSON() (bool, error) {
 
 // readCmd is a verb that takes no argument and only reads from the admin
 // API: run gets its client and whether JSON was asked for.
-func readCmd(env *Env, use, short string, run func(ctx context.Context, c *client.Client, asJSON bool) error) *cobra.Command {
+func readCmd(use, short string, run func(ctx context.Context, c *client.Client, asJSON bool) error) *cobra.Command {
 	cmd := &cobra.Command{Use: use, Short: short, Args: noArgs}
 	af := addUpFlags(cmd.Flags())
 	out := addOutputFlag(cmd.Flags())
@@ -142,7 +142,7 @@ func readCmd(env *Env, use, short string, run func(ctx context.Context, c *clien
 }
 
 func newStatusCmd(env *Env) *cobra.Command {
-	return readCmd(env, "status", "show the group, its release and its instances", func(ctx context.Context, c *client.Client, asJSON bool) error {
+	return readCmd("status", "show the group, its release and its instances", func(ctx context.Context, c *client.Client, asJSON bool) error {
 		st, err := c.Status(ctx)
 		if err != nil {
 			return err
