@@ -99,6 +99,7 @@ func newRoot(env *Env) *cobra.Command {
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
 		return &UsageError{Err: fmt.Errorf("%w (see %s --help)", err, c.CommandPath())}
 	})
+	root.SetHelpCommand(newHelpCmd())
 	root.AddCommand(
 		newUpCmd(env),
 		newLBCmd(env),
@@ -118,6 +119,35 @@ func newRoot(env *Env) *cobra.Command {
 		newRestoreCmd(env),
 	)
 	return root
+}
+
+// newHelpCmd is `shoal help [VERB...]`: cobra's, except that a topic that
+// names no command is a usage error (exit 2), not the root's help.
+func newHelpCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "help [command]",
+		Short: "help about any command",
+		ValidArgsFunction: func(c *cobra.Command, args []string, _ string) ([]cobra.Completion, cobra.ShellCompDirective) {
+			cmd, _, err := c.Root().Find(args)
+			if err != nil {
+				return nil, cobra.ShellCompDirectiveNoFileComp
+			}
+			var names []cobra.Completion
+			for _, sub := range cmd.Commands() {
+				if sub.IsAvailableCommand() {
+					names = append(names, cobra.CompletionWithDesc(sub.Name(), sub.Short))
+				}
+			}
+			return names, cobra.ShellCompDirectiveNoFileComp
+		},
+		RunE: func(c *cobra.Command, args []string) error {
+			cmd, rest, err := c.Root().Find(args)
+			if err != nil || len(rest) > 0 {
+				return usagef("unknown help topic %q (shoal --help lists the commands)", strings.Join(args, " "))
+			}
+			return cmd.Help()
+		},
+	}
 }
 
 // errUsageShown is returned after the usage was printed: Run then only

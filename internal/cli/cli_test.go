@@ -121,6 +121,8 @@ func TestUsageErrorsExit2(t *testing.T) {
 		{[]string{"restore"}, "restore needs one backup file"},
 		{[]string{"init", "a", "b"}, "init takes one folder"},
 		{[]string{"version", "x"}, `unexpected argument "x"`},
+		{[]string{"help", "bogus"}, `unknown help topic "bogus"`},
+		{[]string{"help", "lb", "bogus"}, `unknown help topic "lb bogus"`},
 	} {
 		code, out, errs := runCLI(t, tt.args...)
 		if code != ExitUsage || !strings.Contains(errs, tt.want) {
@@ -313,6 +315,21 @@ func TestCompletionScripts(t *testing.T) {
 	code, out, _ = runCLI(t, "__complete", "maintenance", "")
 	if code != ExitOK || !strings.Contains(out, "on") || !strings.Contains(out, "off") {
 		t.Errorf("__complete maintenance: exit %d\n%s", code, out)
+	}
+	code, out, _ = runCLI(t, "__complete", "help", "lb", "")
+	if code != ExitOK || !strings.Contains(out, "drain") {
+		t.Errorf("__complete help lb: exit %d\n%s", code, out)
+	}
+	// Instances and releases come from the admin API.
+	f := newFakeAdmin(t, "tok-3")
+	tf := tokenFile(t, "tok-3")
+	code, out, _ = runCLI(t, "__complete", "logs", "--admin", f.URL, "--token-file", tf, "")
+	if code != ExitOK || !strings.Contains(out, "web-2-a\tv2 in_service") {
+		t.Errorf("__complete logs: exit %d\n%s", code, out)
+	}
+	code, out, _ = runCLI(t, "__complete", "rollback", "--admin", f.URL, "--token-file", tf, "")
+	if code != ExitOK || !strings.Contains(out, "v1") || strings.Contains(out, "v2") {
+		t.Errorf("__complete rollback: exit %d, want v1 and not the current v2\n%s", code, out)
 	}
 }
 

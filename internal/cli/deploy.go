@@ -57,6 +57,7 @@ func newRollbackCmd(env *Env) *cobra.Command {
 		Args:  maxArgs(1),
 	}
 	af := addUpFlags(cmd.Flags())
+	cmd.ValidArgsFunction = completeFirstArg(af, releaseNames)
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
 		version := 0
 		if len(args) == 1 {

@@ -20,6 +20,7 @@ func newLogsCmd(env *Env) *cobra.Command {
 	af := addUpFlags(cmd.Flags())
 	follow := cmd.Flags().BoolP("follow", "f", false, "keep printing new output")
 	n := cmd.Flags().IntP("tail", "n", 100, "show the last `N` lines (0: all)")
+	cmd.ValidArgsFunction = completeFirstArg(af, instanceNames)
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
 		if *n < 0 {
 			return usagef("-n %d: want 0 (all) or more", *n)
