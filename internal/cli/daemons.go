@@ -9,8 +9,9 @@ import (
 
 // The daemon verbs parse their own flags (runUp, runLB, with the flag
 // package: one dash or two): their cobra commands hand over the raw
-// arguments, and answer -h, -help and --help with the command's help
-// followed by the daemon's own flag list, exiting 0.
+// arguments, and answer -h, -help and --help with the command's help on
+// stdout followed by the daemon's own usage, which its flag set writes to
+// stderr; the exit is 0. `shoal help up` prints both to stdout.
 
 func newUpCmd(env *Env) *cobra.Command {
 	c := &cobra.Command{
@@ -21,7 +22,8 @@ func newUpCmd(env *Env) *cobra.Command {
 		DisableFlagParsing: true,
 		RunE: func(c *cobra.Command, args []string) error {
 			if wantsHelp(args) {
-				return c.Help()
+				c.Root().HelpFunc()(c, args) // cobra's part only
+				return runUp(c.Context(), env, []string{"-h"})
 			}
 			return runUp(c.Context(), env, args)
 		},
@@ -42,7 +44,8 @@ func newLBCmd(env *Env) *cobra.Command {
 		Args: cobra.ArbitraryArgs,
 		RunE: func(c *cobra.Command, args []string) error {
 			if wantsHelp(args) {
-				return c.Help()
+				c.Root().HelpFunc()(c, args) // cobra's part only
+				return runLB(c.Context(), env, []string{"-h"})
 			}
 			return runLB(c.Context(), env, args)
 		},
