@@ -360,3 +360,18 @@ func TestHelpDocumentsExitCodesAndEnvironment(t *testing.T) {
 		}
 	}
 }
+
+// runLB hands a client verb given first to the command tree.
+func TestRunLBDispatchesClientVerbs(t *testing.T) {
+	f := newFakeAdmin(t, "tok-4")
+	tf := tokenFile(t, "tok-4")
+	var out strings.Builder
+	err := runLB(t.Context(), &Env{Stdout: &out, Stderr: io.Discard}, []string{"status", "-o", "json", "--admin", f.URL, "--token-file", tf})
+	var st map[string]any
+	if err != nil || json.Unmarshal([]byte(out.String()), &st) != nil || st["pools"] == nil {
+		t.Fatalf("runLB status: %v\n%s", err, out.String())
+	}
+	if got := f.requests(); len(got) != 1 || got[0] != "GET /v1/lb/status" {
+		t.Errorf("requests %q", got)
+	}
+}
