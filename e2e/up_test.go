@@ -2,11 +2,13 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -207,6 +209,19 @@ func TestUpSelfHealing(t *testing.T) {
 	}
 	if code, out := runShoal(t, bin, dir, "releases"); code != 0 || !regexp.MustCompile(`v1 \*\s+active`).MatchString(out) {
 		t.Errorf("shoal releases: %d\n%s", code, out)
+	}
+	// CI: the admin API from the environment, JSON out, in a folder
+	// without shoal.yaml.
+	tok, err := os.ReadFile(filepath.Join(dir, ".shoal", "admin.token"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ci := exec.CommandContext(testenv.Context(t, 30*time.Second), bin, "status", "-o", "json")
+	ci.Dir = t.TempDir()
+	ci.Env = append(os.Environ(), "SHOAL_ADMIN_URL="+up.adminURL, "SHOAL_TOKEN="+strings.TrimSpace(string(tok)))
+	var ciStatus client.Status
+	if out, err := ci.Output(); err != nil || json.Unmarshal(out, &ciStatus) != nil || ciStatus.InService != 3 {
+		t.Errorf("SHOAL_ADMIN_URL=... shoal status -o json: %v, %+v\n%s", err, ciStatus, out)
 	}
 	if code, out := runShoal(t, bin, dir, "logs", st.Instances[0].ID); code != 0 {
 		t.Errorf("shoal logs: %d\n%s", code, out)

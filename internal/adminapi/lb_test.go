@@ -1,6 +1,7 @@
 package adminapi_test
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	"github.com/shoal-dev/shoal/internal/adminapi"
+	"github.com/shoal-dev/shoal/internal/buildinfo"
 	"github.com/shoal-dev/shoal/internal/client"
 	"github.com/shoal-dev/shoal/internal/lb"
 	"github.com/shoal-dev/shoal/internal/pool"
@@ -301,5 +303,24 @@ func TestLBBodiesAreStrict(t *testing.T) {
 		if resp.StatusCode != http.StatusBadRequest || !strings.Contains(string(b), `"error"`) {
 			t.Errorf("%s %s %.60s: %d %s, want 400 with an error body", c.method, c.path, c.body, resp.StatusCode, b)
 		}
+	}
+}
+
+// The admin /metrics of both daemons (LBRoutes serves it for shoal lb and
+// shoal up) names the build that runs.
+func TestLBMetricsNameTheBuild(t *testing.T) {
+	f := newFixture(t)
+	req, _ := http.NewRequest("GET", f.admin.URL+"/metrics", nil)
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	in := buildinfo.Read()
+	want := fmt.Sprintf("shoal_build_info{commit=%q,go_version=%q,version=%q} 1\n", cmp.Or(in.Commit, "unknown"), in.GoVersion, in.Version)
+	if resp.StatusCode != 200 || !strings.Contains(string(b), want) || !strings.Contains(string(b), "shoal_lb_") {
+		t.Fatalf("metrics: %d, want %q and the balancer's series in:\n%.2000s", resp.StatusCode, want, b)
 	}
 }

@@ -94,6 +94,7 @@ var allowed = map[string][]string{
 	"internal/hooks":      {},
 	"internal/timeseries": {},
 	"internal/atomicfile": {},
+	"internal/buildinfo":  {},
 	"internal/testenv":    {},
 	"internal/archtest":   {},
 	// The client speaks the wire format with its own types: it must not pull a daemon
@@ -108,7 +109,7 @@ var allowed = map[string][]string{
 		"internal/store", "internal/reconcile", "internal/autoscale", "internal/rollout",
 		"internal/hooks", "internal/pool", "internal/health"},
 	"internal/adminapi": {"internal/lb", "internal/controller", "internal/pool",
-		"internal/store", "internal/rollout"},
+		"internal/store", "internal/rollout", "internal/buildinfo"},
 	"internal/uisource": {"internal/controller", "internal/lb", "internal/pool",
 		"internal/store", "internal/dashboard", "internal/timeseries", "internal/rollout"},
 	"internal/daemon": {"internal/config", "internal/controller", "internal/adminapi",

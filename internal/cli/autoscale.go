@@ -2,7 +2,6 @@ package cli
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"io"
 	"net/http"
@@ -10,29 +9,44 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/spf13/cobra"
+
 	"github.com/shoal-dev/shoal/internal/client"
 )
 
-// runAutoscale is `shoal autoscale [status|pause|resume] [-json]`.
-func runAutoscale(ctx context.Context, env *Env, args []string) error {
-	fs := flag.NewFlagSet("autoscale", flag.ContinueOnError)
-	fs.SetOutput(env.Stderr)
-	af := addUpFlags(fs)
-	asJSON := fs.Bool("json", false, "print JSON")
-	verb := "status"
-	if len(args) > 0 && (args[0] == "status" || args[0] == "pause" || args[0] == "resume") {
-		verb, args = args[0], args[1:]
+// newAutoscaleCmd is `shoal autoscale [status|pause|resume] [-o json]`.
+func newAutoscaleCmd(env *Env) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:       "autoscale [status|pause|resume]",
+		Short:     "show auto scaling, or pause or resume it",
+		Args:      maxArgs(1),
+		ValidArgs: []string{"status", "pause", "resume"},
 	}
-	if err := fs.Parse(args); err != nil {
-		return &UsageError{Err: err}
+	af := addUpFlags(cmd.Flags())
+	out := addOutputFlag(cmd.Flags())
+	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		verb := "status"
+		if len(args) == 1 {
+			verb = args[0]
+		}
+		if verb != "status" && verb != "pause" && verb != "resume" {
+			return usagef("usage: shoal autoscale [status|pause|resume]; unexpected %q", verb)
+		}
+		asJSON, err := out.asJSON()
+		if err != nil {
+			return err
+		}
+		c, err := af.client()
+		if err != nil {
+			return err
+		}
+		return runAutoscale(cmd.Context(), env, c, verb, asJSON)
 	}
-	if fs.NArg() > 0 {
-		return usagef("usage: shoal autoscale [status|pause|resume]; unexpected %q", fs.Arg(0))
-	}
-	c, err := af.client()
-	if err != nil {
-		return err
-	}
+	return cmd
+}
+
+func runAutoscale(ctx context.Context, env *Env, c *client.Client, verb string, asJSON bool) error {
+	var err error
 	var a client.Autoscale
 	switch verb {
 	case "status":
@@ -46,7 +60,7 @@ func runAutoscale(ctx context.Context, env *Env, args []string) error {
 	if err != nil {
 		return err
 	}
-	if *asJSON {
+	if asJSON {
 		return printJSON(env.Stdout, a)
 	}
 	if verb != "status" {

@@ -1,13 +1,13 @@
 package cli
 
 import (
-	"context"
-	"flag"
 	"fmt"
 	"maps"
 	"path/filepath"
 	"slices"
 	"time"
+
+	"github.com/spf13/cobra"
 
 	"github.com/shoal-dev/shoal/internal/config"
 	"github.com/shoal-dev/shoal/internal/store"
@@ -22,23 +22,26 @@ func dataStore(file string) (string, error) {
 	return filepath.Join(cfg.DataDir, storeFile), nil
 }
 
-// runBackup is `shoal backup [-c shoal.yaml] [-o FILE]`.
-func runBackup(_ context.Context, env *Env, args []string) error {
-	fs := flag.NewFlagSet("backup", flag.ContinueOnError)
-	fs.SetOutput(env.Stderr)
-	file := fs.String("c", config.AppFileName, "the app's configuration `file`, to find its data directory")
-	out := fs.String("o", "", "the backup `file` to write (default: shoal-backup-<UTC time>.db in this folder); must not exist")
-	if err := fs.Parse(args); err != nil {
-		return &UsageError{Err: err}
+// newBackupCmd is `shoal backup [-c shoal.yaml] [-o FILE]`.
+func newBackupCmd(env *Env) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "backup [-o FILE]",
+		Short: "write a verified copy of the store",
+		Args:  noArgs,
 	}
-	if fs.NArg() > 0 {
-		return usagef("unexpected argument %q", fs.Arg(0))
+	file := cmd.Flags().StringP("config", "c", config.AppFileName, "the app's configuration `file`, to find its data directory")
+	out := cmd.Flags().StringP("output", "o", "", "the backup `file` to write (default: shoal-backup-<UTC time>.db in this folder); must not exist")
+	cmd.RunE = func(*cobra.Command, []string) error {
+		return runBackup(env, *file, *out)
 	}
-	path, err := dataStore(*file)
+	return cmd
+}
+
+func runBackup(env *Env, file, dst string) error {
+	path, err := dataStore(file)
 	if err != nil {
 		return err
 	}
-	dst := *out
 	if dst == "" {
 		dst = "shoal-backup-" + time.Now().UTC().Format("20060102T150405Z") + ".db"
 	}
@@ -57,19 +60,25 @@ func runBackup(_ context.Context, env *Env, args []string) error {
 	return nil
 }
 
-// runRestore is `shoal restore [-c shoal.yaml] FILE`.
-func runRestore(_ context.Context, env *Env, args []string) error {
-	fs := flag.NewFlagSet("restore", flag.ContinueOnError)
-	fs.SetOutput(env.Stderr)
-	file := fs.String("c", config.AppFileName, "the app's configuration `file`, to find its data directory")
-	if err := fs.Parse(args); err != nil {
-		return &UsageError{Err: err}
+// newRestoreCmd is `shoal restore [-c shoal.yaml] FILE`.
+func newRestoreCmd(env *Env) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "restore FILE",
+		Short: "replace the store with a backup, while shoal up is stopped",
+		Args:  func(*cobra.Command, []string) error { return nil }, // checked below, with an example
 	}
-	if fs.NArg() != 1 {
-		return usagef("restore needs one backup file: shoal restore FILE (for example %s)", store.BackupPath(filepath.Join("<data_dir>", storeFile)))
+	file := cmd.Flags().StringP("config", "c", config.AppFileName, "the app's configuration `file`, to find its data directory")
+	cmd.RunE = func(_ *cobra.Command, args []string) error {
+		if len(args) != 1 {
+			return usagef("restore needs one backup file: shoal restore FILE (for example %s)", store.BackupPath(filepath.Join("<data_dir>", storeFile)))
+		}
+		return runRestore(env, *file, args[0])
 	}
-	from := fs.Arg(0)
-	path, err := dataStore(*file)
+	return cmd
+}
+
+func runRestore(env *Env, file, from string) error {
+	path, err := dataStore(file)
 	if err != nil {
 		return err
 	}

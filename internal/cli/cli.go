@@ -1,14 +1,20 @@
-// Package cli implements the shoal subcommands: it parses arguments, calls
-// the daemons or the admin API client, and prints. It holds no business
-// logic.
+// Package cli implements the shoal subcommands on spf13/cobra: it parses
+// arguments, calls the daemons or the admin API client, and prints. It
+// holds no business logic.
 package cli
 
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
-	"sort"
+	"slices"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/shoal-dev/shoal/internal/buildinfo"
 )
 
 // Exit statuses. Only main calls os.Exit.
@@ -35,63 +41,150 @@ type Env struct {
 	Stdout, Stderr io.Writer
 }
 
+// command is a subcommand run from its raw arguments: the table of the
+// "shoal lb" client verbs that runLB dispatches to (lbctl.go).
 type command struct {
 	summary string
 	run     func(ctx context.Context, env *Env, args []string) error
 }
 
-// commands is the table of subcommands. Each lives in its own file.
-func commands() map[string]command {
-	return map[string]command{
-		"lb":          {"run a load balancer from a static file (lb.yaml); 'shoal lb status' shows it", runLB},
-		"up":          {"build and run the app of ./shoal.yaml on this machine behind the balancer", runUp},
-		"init":        {"write a commented starter shoal.yaml for the app in this folder", runInit},
-		"status":      {"show the group, its release and its instances", runStatus},
-		"scale":       {"set the desired instance count: shoal scale N", runScale},
-		"autoscale":   {"show auto scaling, or pause or resume it: shoal autoscale [status|pause|resume]", runAutoscale},
-		"events":      {"show recent events with their reasons", runEvents},
-		"releases":    {"list releases", runReleases},
-		"deploy":      {"roll the group to a new release of ./shoal.yaml's app: shoal deploy [--config-only] [--wait] [--abort]", runDeploy},
-		"rollback":    {"roll the group back to an earlier release, without a build: shoal rollback [vN]", runRollback},
-		"env":         {"env overrides, each change a config-only release: shoal env list | set [--secret] K=V | unset K", runEnv},
-		"maintenance": {"make the balancer answer 503 with Retry-After: shoal maintenance on|off", runMaintenance},
-		"logs":        {"show an instance's log: shoal logs [-f] [instance]", runLogs},
-		"version":     {"print the version", runVersion},
-		"backup":      {"write a verified copy of the store: shoal backup [-o FILE]", runBackup},
-		"restore":     {"replace the store with a backup, while shoal up is stopped: shoal restore FILE", runRestore},
+// Version, when set at build time with -ldflags "-X ...cli.Version=...",
+// overrides the module version that `shoal version` and the
+// shoal_build_info metric report (buildinfo.Version does the same).
+var Version string
+
+// exitCodes is the part of `shoal --help` that documents the exit status.
+const exitCodes = `Exit status: 0 success, 1 failure (the command ran and did not succeed),
+2 usage or configuration error (unknown verb or flag, bad argument, invalid shoal.yaml or lb.yaml).
+
+Environment: SHOAL_ADMIN_URL and SHOAL_TOKEN (the admin token itself) point the
+client verbs at an admin API without a shoal.yaml or token file, for CI;
+--admin and --token-file win over them.
+`
+
+// newRoot builds the command tree. Each verb lives in its own file.
+func newRoot(env *Env) *cobra.Command {
+	root := &cobra.Command{
+		Use:   "shoal",
+		Short: "run a web app on plain Linux servers, behind its own load balancer",
+		Long: "Shoal builds an app, runs its instances on this machine behind a load balancer\n" +
+			"(shoal up), rolls out releases (shoal deploy), and runs a standalone balancer (shoal lb).\n\n" +
+			exitCodes,
+		Version:       buildInfo().String(),
+		SilenceErrors: true,
+		SilenceUsage:  true,
+		// Suggest verbs within two edits of a mistyped one.
+		SuggestionsMinimumDistance: 2,
+		// An argument that names no verb is a usage error (exit 2);
+		// without any, the usage goes to stderr and the exit is 2 too.
+		Args: func(c *cobra.Command, args []string) error {
+			if len(args) == 0 {
+				return nil
+			}
+			msg := fmt.Sprintf("unknown command %q", args[0])
+			if s := c.SuggestionsFor(args[0]); len(s) > 0 {
+				msg += fmt.Sprintf(" (did you mean %s?)", strings.Join(s, " or "))
+			}
+			return &UsageError{Err: errors.New(msg)}
+		},
+		RunE: func(c *cobra.Command, _ []string) error {
+			c.SetOut(env.Stderr)
+			c.Usage()
+			return &UsageError{Err: errUsageShown}
+		},
+	}
+	root.SetOut(env.Stdout)
+	root.SetErr(env.Stderr)
+	root.SetVersionTemplate("shoal {{.Version}}\n")
+	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
+		return &UsageError{Err: fmt.Errorf("%w (see %s --help)", err, c.CommandPath())}
+	})
+	root.SetHelpCommand(newHelpCmd())
+	root.AddCommand(
+		newUpCmd(env),
+		newLBCmd(env),
+		newInitCmd(env),
+		newStatusCmd(env),
+		newScaleCmd(env),
+		newAutoscaleCmd(env),
+		newEventsCmd(env),
+		newReleasesCmd(env),
+		newDeployCmd(env),
+		newRollbackCmd(env),
+		newEnvCmd(env),
+		newMaintenanceCmd(env),
+		newLogsCmd(env),
+		newVersionCmd(env),
+		newBackupCmd(env),
+		newRestoreCmd(env),
+	)
+	return root
+}
+
+// newHelpCmd is `shoal help [VERB...]`: cobra's, except that a topic that
+// names no command is a usage error (exit 2), not the root's help.
+func newHelpCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "help [command]",
+		Short: "help about any command",
+		ValidArgsFunction: func(c *cobra.Command, args []string, _ string) ([]cobra.Completion, cobra.ShellCompDirective) {
+			cmd, _, err := c.Root().Find(args)
+			if err != nil {
+				return nil, cobra.ShellCompDirectiveNoFileComp
+			}
+			var names []cobra.Completion
+			for _, sub := range cmd.Commands() {
+				if sub.IsAvailableCommand() {
+					names = append(names, cobra.CompletionWithDesc(sub.Name(), sub.Short))
+				}
+			}
+			return names, cobra.ShellCompDirectiveNoFileComp
+		},
+		RunE: func(c *cobra.Command, args []string) error {
+			cmd, rest, err := c.Root().Find(args)
+			if err != nil || len(rest) > 0 {
+				return usagef("unknown help topic %q (shoal --help lists the commands)", strings.Join(args, " "))
+			}
+			return cmd.Help()
+		},
 	}
 }
 
-// Version is set at build time with -ldflags "-X ...cli.Version=...".
-var Version = "dev"
+// errUsageShown is returned after the usage was printed: Run then only
+// sets the exit status.
+var errUsageShown = errors.New("usage shown")
 
-func runVersion(_ context.Context, env *Env, _ []string) error {
-	fmt.Fprintln(env.Stdout, "shoal", Version)
-	return nil
+// buildInfo is buildinfo.Read with cli.Version as an override.
+func buildInfo() buildinfo.Info {
+	in := buildinfo.Read()
+	if Version != "" {
+		in.Version = Version
+	}
+	return in
+}
+
+func newVersionCmd(env *Env) *cobra.Command {
+	return &cobra.Command{
+		Use:   "version",
+		Short: "print the version, VCS commit and Go version of this binary",
+		Args:  noArgs,
+		RunE: func(*cobra.Command, []string) error {
+			fmt.Fprintln(env.Stdout, "shoal", buildInfo())
+			return nil
+		},
+	}
 }
 
 // Run executes one shoal command line and returns the process exit status.
 func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	env := &Env{Stdout: stdout, Stderr: stderr}
-	cmds := commands()
-	if len(args) == 0 || args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
-		usage(stderr, cmds)
-		if len(args) == 0 {
-			return ExitUsage
-		}
+	path, err := execute(ctx, env, args)
+	switch {
+	case err == nil, errors.Is(err, flag.ErrHelp): // a daemon's flag set printed its help
 		return ExitOK
+	case !errors.Is(err, errUsageShown):
+		fmt.Fprintf(stderr, "%s: %v\n", path, err)
 	}
-	c, ok := cmds[args[0]]
-	if !ok {
-		fmt.Fprintf(stderr, "shoal: unknown command %q\n", args[0])
-		usage(stderr, cmds)
-		return ExitUsage
-	}
-	err := c.run(ctx, env, args[1:])
-	if err == nil {
-		return ExitOK
-	}
-	fmt.Fprintf(stderr, "shoal %s: %v\n", args[0], err)
 	var ue *UsageError
 	if errors.As(err, &ue) {
 		return ExitUsage
@@ -99,14 +192,95 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	return ExitFailure
 }
 
-func usage(w io.Writer, cmds map[string]command) {
-	fmt.Fprintln(w, "usage: shoal <command> [flags]\n\ncommands:")
-	names := make([]string, 0, len(cmds))
-	for n := range cmds {
-		names = append(names, n)
+// execute runs args through the command tree and returns the path of the
+// command that ran ("shoal lb add") with its error.
+func execute(ctx context.Context, env *Env, args []string) (string, error) {
+	root := newRoot(env)
+	if c, _, err := root.Find(args); err == nil {
+		args = oneDashLongFlags(c, args)
 	}
-	sort.Strings(names)
-	for _, n := range names {
-		fmt.Fprintf(w, "  %-9s %s\n", n, cmds[n].summary)
+	root.SetArgs(args)
+	c, err := root.ExecuteContextC(ctx)
+	if c == nil {
+		c = root
+	}
+	return c.CommandPath(), err
+}
+
+// oneDashLongFlags rewrites "-name" and "-name=value" to "--name..." when
+// name is a long flag of c: before cobra, shoal parsed its flags with the
+// flag package, which takes one dash or two, and the scripts written then
+// (shoal releases -json, shoal lb drain -wait ...) keep working. Shorthands
+// (-c, -n 5, -f) and everything after "--" are left alone.
+func oneDashLongFlags(c *cobra.Command, args []string) []string {
+	if c.DisableFlagParsing {
+		return args
+	}
+	out := slices.Clone(args)
+	for i, a := range out {
+		if a == "--" {
+			break
+		}
+		if len(a) < 3 || a[0] != '-' || a[1] == '-' {
+			continue
+		}
+		name, _, _ := strings.Cut(a[1:], "=")
+		if len(name) < 2 {
+			continue
+		}
+		if name == "help" || c.Flags().Lookup(name) != nil || c.InheritedFlags().Lookup(name) != nil {
+			out[i] = "-" + a
+		}
+	}
+	return out
+}
+
+// wantsHelp reports whether raw arguments (of a verb that parses its own
+// flags) ask for help.
+func wantsHelp(args []string) bool {
+	for _, a := range args {
+		switch a {
+		case "--":
+			return false
+		case "-h", "-help", "--help":
+			return true
+		}
+	}
+	return false
+}
+
+// Argument checks that return usage errors (exit 2).
+
+func noArgs(c *cobra.Command, args []string) error {
+	if len(args) > 0 {
+		return usagef("unexpected argument %q (usage: %s)", args[0], c.UseLine())
+	}
+	return nil
+}
+
+func maxArgs(n int) cobra.PositionalArgs {
+	return func(c *cobra.Command, args []string) error {
+		if len(args) > n {
+			return usagef("unexpected argument %q (usage: %s)", args[n], c.UseLine())
+		}
+		return nil
+	}
+}
+
+func exactArgs(n int) cobra.PositionalArgs {
+	return func(c *cobra.Command, args []string) error {
+		if len(args) != n {
+			return usagef("want %d argument(s), got %d (usage: %s)", n, len(args), c.UseLine())
+		}
+		return nil
+	}
+}
+
+func minArgs(n int) cobra.PositionalArgs {
+	return func(c *cobra.Command, args []string) error {
+		if len(args) < n {
+			return usagef("want at least %d argument(s) (usage: %s)", n, c.UseLine())
+		}
+		return nil
 	}
 }

@@ -1,80 +1,81 @@
 package cli
 
 import (
-	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"net/http"
 	"os"
 	"strings"
 
+	"github.com/spf13/cobra"
 	"golang.org/x/sys/unix"
 
 	"github.com/shoal-dev/shoal/internal/client"
 )
 
-// runDeploy is `shoal deploy [--config-only] [--wait] [--abort]`.
-func runDeploy(ctx context.Context, env *Env, args []string) error {
-	fs := flag.NewFlagSet("deploy", flag.ContinueOnError)
-	fs.SetOutput(env.Stderr)
-	af := addUpFlags(fs)
-	configOnly := fs.Bool("config-only", false, "make a release from the current artifact, without building")
-	wait := fs.Bool("wait", false, "wait for a deploy in progress to end instead of failing")
-	abort := fs.Bool("abort", false, "stop the deploy in progress and return to the previous release")
-	if err := fs.Parse(args); err != nil {
-		return &UsageError{Err: err}
+// newDeployCmd is `shoal deploy [--config-only] [--wait] [--abort]`.
+func newDeployCmd(env *Env) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "deploy [--config-only] [--wait] [--abort]",
+		Short: "roll the group to a new release of ./shoal.yaml's app",
+		Args:  noArgs,
 	}
-	if fs.NArg() > 0 {
-		return usagef("unexpected argument %q", fs.Arg(0))
-	}
-	c, err := af.client()
-	if err != nil {
-		return err
-	}
-	if *abort {
-		if err := c.AbortDeploy(ctx); err != nil {
-			return apiErr(err)
+	af := addUpFlags(cmd.Flags())
+	configOnly := cmd.Flags().Bool("config-only", false, "make a release from the current artifact, without building")
+	wait := cmd.Flags().Bool("wait", false, "wait for a deploy in progress to end instead of failing")
+	abort := cmd.Flags().Bool("abort", false, "stop the deploy in progress and return to the previous release")
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+		ctx := cmd.Context()
+		c, err := af.client()
+		if err != nil {
+			return err
 		}
-		fmt.Fprintln(env.Stdout, "deploy aborted: returning to the previous release (see shoal status)")
-		return nil
+		if *abort {
+			if err := c.AbortDeploy(ctx); err != nil {
+				return apiErr(err)
+			}
+			fmt.Fprintln(env.Stdout, "deploy aborted: returning to the previous release (see shoal status)")
+			return nil
+		}
+		by := os.Getenv("USER")
+		if h, err := os.Hostname(); err == nil && by != "" {
+			by += "@" + h
+		}
+		pr := newProgressPrinter(env.Stdout)
+		res, err := c.Deploy(ctx, client.DeployOptions{ConfigOnly: *configOnly, Wait: *wait, By: by}, pr.line)
+		return pr.finish("deploy", res, err)
 	}
-	by := os.Getenv("USER")
-	if h, err := os.Hostname(); err == nil && by != "" {
-		by += "@" + h
-	}
-	pr := newProgressPrinter(env.Stdout)
-	res, err := c.Deploy(ctx, client.DeployOptions{ConfigOnly: *configOnly, Wait: *wait, By: by}, pr.line)
-	return pr.finish("deploy", res, err)
+	return cmd
 }
 
-// runRollback is `shoal rollback [vN]`.
-func runRollback(ctx context.Context, env *Env, args []string) error {
-	fs := flag.NewFlagSet("rollback", flag.ContinueOnError)
-	fs.SetOutput(env.Stderr)
-	af := addUpFlags(fs)
-	if err := fs.Parse(args); err != nil {
-		return &UsageError{Err: err}
+// newRollbackCmd is `shoal rollback [vN]`.
+func newRollbackCmd(env *Env) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "rollback [vN]",
+		Short: "roll the group back to an earlier release (default: the previous), without a build",
+		Args:  maxArgs(1),
 	}
-	if fs.NArg() > 1 {
-		return usagef("usage: shoal rollback [vN]")
-	}
-	version := 0
-	if fs.NArg() == 1 {
-		v, err := parseVersion(fs.Arg(0))
-		if err != nil {
-			return &UsageError{Err: err}
+	af := addUpFlags(cmd.Flags())
+	cmd.ValidArgsFunction = completeFirstArg(af, releaseNames)
+	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		version := 0
+		if len(args) == 1 {
+			v, err := parseVersion(args[0])
+			if err != nil {
+				return &UsageError{Err: err}
+			}
+			version = v
 		}
-		version = v
+		c, err := af.client()
+		if err != nil {
+			return err
+		}
+		pr := newProgressPrinter(env.Stdout)
+		res, err := c.Rollback(cmd.Context(), version, pr.line)
+		return pr.finish("rollback", res, err)
 	}
-	c, err := af.client()
-	if err != nil {
-		return err
-	}
-	pr := newProgressPrinter(env.Stdout)
-	res, err := c.Rollback(ctx, version, pr.line)
-	return pr.finish("rollback", res, err)
+	return cmd
 }
 
 // parseVersion accepts "v3" or "3".

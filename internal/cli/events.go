@@ -2,31 +2,45 @@ package cli
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"io"
+
+	"github.com/spf13/cobra"
 
 	"github.com/shoal-dev/shoal/internal/client"
 )
 
-// runEvents is `shoal events [-n N] [-f] [-json]`.
-func runEvents(ctx context.Context, env *Env, args []string) error {
-	fs := flag.NewFlagSet("events", flag.ContinueOnError)
-	fs.SetOutput(env.Stderr)
-	af := addUpFlags(fs)
-	n := fs.Int("n", 50, "show the last `N` events")
-	follow := fs.Bool("f", false, "keep printing new events")
-	asJSON := fs.Bool("json", false, "print one JSON object per line")
-	if err := fs.Parse(args); err != nil {
-		return &UsageError{Err: err}
+// newEventsCmd is `shoal events [-n N] [-f] [-o json]`.
+func newEventsCmd(env *Env) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "events [-n N] [-f]",
+		Short: "show recent events with their reasons",
+		Args:  noArgs,
 	}
-	if fs.NArg() > 0 || *n < 1 {
-		return usagef("usage: shoal events [-n N] [-f] [-json]")
+	af := addUpFlags(cmd.Flags())
+	out := addOutputFlag(cmd.Flags())
+	n := cmd.Flags().IntP("tail", "n", 50, "show the last `N` events")
+	follow := cmd.Flags().BoolP("follow", "f", false, "keep printing new events")
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+		asJSON, err := out.asJSON()
+		if err != nil {
+			return err
+		}
+		if *n < 1 {
+			return usagef("-n %d: want 1 or more", *n)
+		}
+		c, err := af.client()
+		if err != nil {
+			return err
+		}
+		return runEvents(cmd.Context(), env, c, *n, *follow, asJSON)
 	}
-	c, err := af.client()
-	if err != nil {
-		return err
-	}
+	return cmd
+}
+
+// runEvents prints the last n events (with asJSON, one JSON object each,
+// the admin API's form), then with follow the new ones as they come.
+func runEvents(ctx context.Context, env *Env, c *client.Client, n int, follow, asJSON bool) error {
 	// Page through everything and keep the last n: the API lists oldest
 	// first from a sequence number.
 	var last []client.Event
@@ -37,8 +51,8 @@ func runEvents(ctx context.Context, env *Env, args []string) error {
 			return err
 		}
 		last = append(last, evs...)
-		if len(last) > *n {
-			last = last[len(last)-*n:]
+		if len(last) > n {
+			last = last[len(last)-n:]
 		}
 		if len(evs) < 500 {
 			break
@@ -46,14 +60,14 @@ func runEvents(ctx context.Context, env *Env, args []string) error {
 		after = evs[len(evs)-1].Seq
 	}
 	for _, e := range last {
-		printEvent(env.Stdout, e, *asJSON)
+		printEvent(env.Stdout, e, asJSON)
 		after = e.Seq
 	}
-	if !*follow {
+	if !follow {
 		return nil
 	}
 	return c.FollowEvents(ctx, after, func(e client.Event) error {
-		printEvent(env.Stdout, e, *asJSON)
+		printEvent(env.Stdout, e, asJSON)
 		return nil
 	})
 }

@@ -1,10 +1,8 @@
 package cli
 
 import (
-	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io/fs"
 	"os"
@@ -13,39 +11,39 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/spf13/cobra"
+
 	"github.com/shoal-dev/shoal/internal/atomicfile"
 	"github.com/shoal-dev/shoal/internal/config"
 )
 
-// runInit implements "shoal init [-force] [dir]": it looks at the app
-// folder, guesses how to build and run it, and writes a commented starter
+// newInitCmd is "shoal init [--force] [dir]": it looks at the app folder,
+// guesses how to build and run it, and writes a commented starter
 // shoal.yaml that the loader accepts.
-func runInit(_ context.Context, env *Env, args []string) error {
-	fset := flag.NewFlagSet("init", flag.ContinueOnError)
-	fset.SetOutput(env.Stderr)
-	force := fset.Bool("force", false, "overwrite an existing shoal.yaml")
-	fset.Usage = func() {
-		fmt.Fprintln(env.Stderr, "usage: shoal init [-force] [dir]\n\nwrites a commented starter shoal.yaml for the app in dir (default: this folder)")
-		fset.PrintDefaults()
-	}
-	if err := fset.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
+func newInitCmd(env *Env) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "init [--force] [dir]",
+		Short: "write a commented starter shoal.yaml for the app in this folder",
+		Long:  "Write a commented starter shoal.yaml for the app in dir (default: this folder).",
+		Args: func(_ *cobra.Command, args []string) error {
+			if len(args) > 1 {
+				return usagef("init takes one folder, got %q", args)
+			}
 			return nil
-		}
-		return &UsageError{Err: err}
+		},
 	}
-	rest := fset.Args()
-	dir := "."
-	if len(rest) > 0 {
-		dir = rest[0]
-		// Accept flags after the folder too: shoal init app -force.
-		if err := fset.Parse(rest[1:]); err != nil {
-			return &UsageError{Err: err}
+	force := cmd.Flags().Bool("force", false, "overwrite an existing shoal.yaml")
+	cmd.RunE = func(_ *cobra.Command, args []string) error {
+		dir := "."
+		if len(args) == 1 {
+			dir = args[0]
 		}
-		if fset.NArg() > 0 {
-			return usagef("init takes one folder, got %q", append([]string{dir}, fset.Args()...))
-		}
+		return runInit(env, dir, *force)
 	}
+	return cmd
+}
+
+func runInit(env *Env, dir string, force bool) error {
 	abs, err := filepath.Abs(dir)
 	if err != nil {
 		return fmt.Errorf("init: %w", err)
@@ -61,7 +59,7 @@ func runInit(_ context.Context, env *Env, args []string) error {
 	if _, err := config.Parse(path, []byte(text), abs); err != nil {
 		return fmt.Errorf("init: the generated configuration does not load (please report this): %w", err)
 	}
-	if err := writeNew(path, []byte(text), *force); err != nil {
+	if err := writeNew(path, []byte(text), force); err != nil {
 		return err
 	}
 	fmt.Fprintf(env.Stdout, "wrote %s\n", filepath.Join(dir, config.AppFileName))

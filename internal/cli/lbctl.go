@@ -3,7 +3,6 @@ package cli
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io/fs"
 	"os"
@@ -13,23 +12,53 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+
 	"github.com/shoal-dev/shoal/internal/client"
 	"github.com/shoal-dev/shoal/internal/config"
 )
 
-// lbSubcommands are the "shoal lb <cmd>" verbs that talk to a running
+// lbClientVerbs are the "shoal lb <cmd>" verbs that talk to a running
 // balancer through its admin API.
-func lbSubcommands() map[string]command {
-	return map[string]command{
-		"status":      {"show pools and targets with their state and reason", lbStatus},
-		"add":         {"add a target: shoal lb add [-weight N] POOL HOST:PORT", lbAdd},
-		"remove":      {"drain then remove a target: shoal lb remove [-wait] POOL HOST:PORT", lbRemove},
-		"drain":       {"drain a target: shoal lb drain [-timeout 30s] [-wait] POOL HOST:PORT", lbDrain},
-		"undrain":     {"put a drained target back: shoal lb undrain POOL HOST:PORT", lbUndrain},
-		"weight":      {"set a target's weight: shoal lb weight POOL HOST:PORT N", lbWeight},
-		"reload":      {"re-read the balancer's configuration file", lbReload},
-		"maintenance": {"shoal lb maintenance on|off [-retry-after 30s]", lbMaintenance},
+var lbClientVerbs = []struct {
+	name string
+	new  func(env *Env) *cobra.Command
+}{
+	{"status", newLBStatusCmd},
+	{"add", newLBAddCmd},
+	{"remove", newLBRemoveCmd},
+	{"drain", newLBDrainCmd},
+	{"undrain", newLBUndrainCmd},
+	{"weight", newLBWeightCmd},
+	{"reload", newLBReloadCmd},
+	{"maintenance", newLBMaintenanceCmd},
+}
+
+// lbClientCmds returns the commands of lbClientVerbs.
+func lbClientCmds(env *Env) []*cobra.Command {
+	var cmds []*cobra.Command
+	for _, v := range lbClientVerbs {
+		cmds = append(cmds, v.new(env))
 	}
+	return cmds
+}
+
+// lbSubcommands maps each lb client verb to a run function that goes
+// through the command tree, for a caller that holds raw arguments
+// (runLB).
+func lbSubcommands() map[string]command {
+	m := make(map[string]command, len(lbClientVerbs))
+	for _, v := range lbClientVerbs {
+		m[v.name] = command{
+			summary: v.new(nil).Short,
+			run: func(ctx context.Context, env *Env, args []string) error {
+				_, err := execute(ctx, env, append([]string{"lb", v.name}, args...))
+				return err
+			},
+		}
+	}
+	return m
 }
 
 // adminFlags are the flags every lb client verb takes.
@@ -37,23 +66,33 @@ type adminFlags struct {
 	cfg, url, tokenFile string
 }
 
-func (a *adminFlags) register(fs *flag.FlagSet) {
-	fs.StringVar(&a.cfg, "c", "", "read the admin address and token file from this lb.yaml (default ./lb.yaml if present)")
-	fs.StringVar(&a.url, "admin", "", "admin API `URL`: http://host:port or unix:/path/admin.sock (default from lb.yaml, else http://127.0.0.1:9090)")
-	fs.StringVar(&a.tokenFile, "token-file", "", "admin token `file` (default from lb.yaml, else .shoal/admin.token)")
+func addAdminFlags(fs *pflag.FlagSet) *adminFlags {
+	a := &adminFlags{}
+	fs.StringVarP(&a.cfg, "config", "c", "", "read the admin address and token file from this lb.yaml (default ./lb.yaml if present)")
+	fs.StringVar(&a.url, "admin", "", "admin API `URL`: http://host:port or unix:/path/admin.sock (default: $"+envAdminURL+", else from lb.yaml, else http://127.0.0.1:9090)")
+	fs.StringVar(&a.tokenFile, "token-file", "", "admin token `file` (default: $"+envToken+" holds the token, else from lb.yaml, else .shoal/admin.token)")
+	return a
 }
 
 // client resolves the flags into an admin API client: explicit flags win,
-// then the lb.yaml, then the defaults.
+// then $SHOAL_ADMIN_URL and $SHOAL_TOKEN, then the lb.yaml, then the
+// defaults.
 func (a *adminFlags) client() (*client.Client, error) {
 	url, tokenFile := a.url, a.tokenFile
+	if url == "" {
+		url = os.Getenv(envAdminURL)
+	}
+	tok := ""
+	if tokenFile == "" {
+		tok = strings.TrimSpace(os.Getenv(envToken))
+	}
 	path := a.cfg
 	if path == "" {
 		if _, err := os.Stat("lb.yaml"); err == nil {
 			path = "lb.yaml"
 		}
 	}
-	if path != "" && (url == "" || tokenFile == "") {
+	if path != "" && (url == "" || (tokenFile == "" && tok == "")) {
 		f, err := config.LoadLB(path)
 		if err != nil {
 			return nil, &UsageError{Err: err}
@@ -70,12 +109,15 @@ func (a *adminFlags) client() (*client.Client, error) {
 	if url == "" {
 		url = adminURL(config.DefaultAdminAddr)
 	}
+	if tok != "" {
+		return client.New(adminURL(url), tok), nil
+	}
 	if tokenFile == "" {
 		tokenFile = filepath.Join(".shoal", "admin.token")
 	}
 	b, err := os.ReadFile(tokenFile)
 	if errors.Is(err, fs.ErrNotExist) {
-		return nil, usagef("no admin token at %s (use -token-file, or -c with the balancer's lb.yaml)", tokenFile)
+		return nil, usagef("no admin token at %s (use --token-file, -c with the balancer's lb.yaml, or set %s)", tokenFile, envToken)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("read admin token: %w", err)
@@ -83,71 +125,45 @@ func (a *adminFlags) client() (*client.Client, error) {
 	return client.New(adminURL(url), strings.TrimSpace(string(b))), nil
 }
 
-// parseInterleaved parses flags that may come before or after positional
-// arguments, and returns the positional ones.
-func parseInterleaved(fs *flag.FlagSet, args []string) ([]string, error) {
-	var pos []string
-	for range len(args) + 1 {
-		if err := fs.Parse(args); err != nil {
-			return nil, err
-		}
-		args = fs.Args()
-		if len(args) == 0 {
-			return pos, nil
-		}
-		pos = append(pos, args[0])
-		args = args[1:]
-	}
-	return pos, nil
-}
-
-// lbVerb parses the common and verb flags and wants exactly n positional
-// arguments described by usage.
-func lbVerb(env *Env, name, usage string, n int, args []string, extra func(*flag.FlagSet)) (*client.Client, []string, error) {
-	fs := flag.NewFlagSet("lb "+name, flag.ContinueOnError)
-	fs.SetOutput(env.Stderr)
-	var a adminFlags
-	a.register(fs)
+// lbVerb is a "shoal lb" client verb taking n positional arguments (use
+// names them): run gets the admin API client and the arguments. extra
+// adds the verb's own flags.
+func lbVerb(use, short string, n int, extra func(*pflag.FlagSet), run func(ctx context.Context, c *client.Client, args []string) error) *cobra.Command {
+	cmd := &cobra.Command{Use: use, Short: short, Args: exactArgs(n)}
+	a := addAdminFlags(cmd.Flags())
 	if extra != nil {
-		extra(fs)
+		extra(cmd.Flags())
 	}
-	fs.Usage = func() {
-		fmt.Fprintf(env.Stderr, "usage: shoal lb %s %s\n", name, usage)
-		fs.PrintDefaults()
-	}
-	pos, err := parseInterleaved(fs, args)
-	if err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return nil, nil, err
+	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		c, err := a.client()
+		if err != nil {
+			return err
 		}
-		return nil, nil, &UsageError{Err: err}
+		return run(cmd.Context(), c, args)
 	}
-	if len(pos) != n {
-		return nil, nil, usagef("usage: shoal lb %s %s", name, usage)
-	}
-	c, err := a.client()
-	if err != nil {
-		return nil, nil, err
-	}
-	return c, pos, nil
+	return cmd
 }
 
-// helpOK turns -h into success.
-func helpOK(err error) error {
-	if errors.Is(err, flag.ErrHelp) {
-		return nil
-	}
-	return err
+func newLBStatusCmd(env *Env) *cobra.Command {
+	var out *outputFlag
+	return lbVerb("status", "show pools and targets with their state and reason", 0,
+		func(fs *pflag.FlagSet) { out = addOutputFlag(fs) },
+		func(ctx context.Context, c *client.Client, _ []string) error {
+			asJSON, err := out.asJSON()
+			if err != nil {
+				return err
+			}
+			return lbStatus(ctx, env, c, asJSON)
+		})
 }
 
-func lbStatus(ctx context.Context, env *Env, args []string) error {
-	c, _, err := lbVerb(env, "status", "[-admin URL] [-token-file F]", 0, args, nil)
-	if err != nil {
-		return helpOK(err)
-	}
+func lbStatus(ctx context.Context, env *Env, c *client.Client, asJSON bool) error {
 	st, err := c.LBStatus(ctx)
 	if err != nil {
 		return err
+	}
+	if asJSON {
+		return printJSON(env.Stdout, st)
 	}
 	if st.Maintenance {
 		fmt.Fprint(env.Stdout, "MAINTENANCE MODE: every proxied request gets 503 (shoal lb maintenance off)\n\n")
@@ -196,65 +212,62 @@ func ago(now, t time.Time) string {
 	return now.Sub(t).Round(time.Second).String() + " ago"
 }
 
-func lbAdd(ctx context.Context, env *Env, args []string) error {
+func newLBAddCmd(env *Env) *cobra.Command {
 	var weight int
-	c, pos, err := lbVerb(env, "add", "[-weight N] POOL HOST:PORT", 2, args, func(fs *flag.FlagSet) {
-		fs.IntVar(&weight, "weight", 1, "relative weight, 1-256")
-	})
-	if err != nil {
-		return helpOK(err)
-	}
-	if err := c.AddTarget(ctx, pos[0], pos[1], weight); err != nil {
-		return err
-	}
-	fmt.Fprintf(env.Stdout, "added %s to pool %s\n", pos[1], pos[0])
-	return nil
+	return lbVerb("add [--weight N] POOL HOST:PORT", "add a target to a pool", 2,
+		func(fs *pflag.FlagSet) { fs.IntVar(&weight, "weight", 1, "relative weight, 1-256") },
+		func(ctx context.Context, c *client.Client, pos []string) error {
+			if err := c.AddTarget(ctx, pos[0], pos[1], weight); err != nil {
+				return err
+			}
+			fmt.Fprintf(env.Stdout, "added %s to pool %s\n", pos[1], pos[0])
+			return nil
+		})
 }
 
-func lbRemove(ctx context.Context, env *Env, args []string) error {
+func newLBRemoveCmd(env *Env) *cobra.Command {
 	var wait bool
-	c, pos, err := lbVerb(env, "remove", "[-wait] POOL HOST:PORT", 2, args, func(fs *flag.FlagSet) {
-		fs.BoolVar(&wait, "wait", false, "return when the target has no request in flight")
-	})
-	if err != nil {
-		return helpOK(err)
-	}
-	res, err := c.RemoveTarget(ctx, pos[0], pos[1], wait)
-	if err != nil {
-		return err
-	}
-	printDrain(env, "removing", res)
-	return nil
+	return lbVerb("remove [--wait] POOL HOST:PORT", "drain then remove a target", 2,
+		func(fs *pflag.FlagSet) {
+			fs.BoolVar(&wait, "wait", false, "return when the target has no request in flight")
+		},
+		func(ctx context.Context, c *client.Client, pos []string) error {
+			res, err := c.RemoveTarget(ctx, pos[0], pos[1], wait)
+			if err != nil {
+				return err
+			}
+			printDrain(env, "removing", res)
+			return nil
+		})
 }
 
-func lbDrain(ctx context.Context, env *Env, args []string) error {
+func newLBDrainCmd(env *Env) *cobra.Command {
 	var wait bool
 	var timeout time.Duration
-	c, pos, err := lbVerb(env, "drain", "[-timeout 30s] [-wait] POOL HOST:PORT", 2, args, func(fs *flag.FlagSet) {
-		fs.BoolVar(&wait, "wait", false, "return when the target has no request in flight")
-		fs.DurationVar(&timeout, "timeout", 0, "close what is still in flight after this long (default: the pool's drain_timeout)")
-	})
-	if err != nil {
-		return helpOK(err)
-	}
-	res, err := c.DrainTarget(ctx, pos[0], pos[1], timeout, wait)
-	if err != nil {
-		return err
-	}
-	printDrain(env, "draining", res)
-	return nil
+	return lbVerb("drain [--timeout 30s] [--wait] POOL HOST:PORT", "drain a target: no new requests", 2,
+		func(fs *pflag.FlagSet) {
+			fs.BoolVar(&wait, "wait", false, "return when the target has no request in flight")
+			fs.DurationVar(&timeout, "timeout", 0, "close what is still in flight after this long (default: the pool's drain_timeout)")
+		},
+		func(ctx context.Context, c *client.Client, pos []string) error {
+			res, err := c.DrainTarget(ctx, pos[0], pos[1], timeout, wait)
+			if err != nil {
+				return err
+			}
+			printDrain(env, "draining", res)
+			return nil
+		})
 }
 
-func lbUndrain(ctx context.Context, env *Env, args []string) error {
-	c, pos, err := lbVerb(env, "undrain", "POOL HOST:PORT", 2, args, nil)
-	if err != nil {
-		return helpOK(err)
-	}
-	if err := c.UndrainTarget(ctx, pos[0], pos[1]); err != nil {
-		return err
-	}
-	fmt.Fprintf(env.Stdout, "%s is back in pool %s\n", pos[1], pos[0])
-	return nil
+func newLBUndrainCmd(env *Env) *cobra.Command {
+	return lbVerb("undrain POOL HOST:PORT", "put a drained target back", 2, nil,
+		func(ctx context.Context, c *client.Client, pos []string) error {
+			if err := c.UndrainTarget(ctx, pos[0], pos[1]); err != nil {
+				return err
+			}
+			fmt.Fprintf(env.Stdout, "%s is back in pool %s\n", pos[1], pos[0])
+			return nil
+		})
 }
 
 func printDrain(env *Env, verb string, res *client.DrainResult) {
@@ -265,53 +278,53 @@ func printDrain(env *Env, verb string, res *client.DrainResult) {
 	fmt.Fprintf(env.Stdout, "%s %s from pool %s: requests still in flight\n", verb, res.Addr, res.Pool)
 }
 
-func lbWeight(ctx context.Context, env *Env, args []string) error {
-	c, pos, err := lbVerb(env, "weight", "POOL HOST:PORT WEIGHT", 3, args, nil)
-	if err != nil {
-		return helpOK(err)
-	}
-	w, err := strconv.Atoi(pos[2])
-	if err != nil {
-		return usagef("weight %q: want a whole number 1-256", pos[2])
-	}
-	if err := c.SetWeight(ctx, pos[0], pos[1], w); err != nil {
-		return err
-	}
-	fmt.Fprintf(env.Stdout, "weight of %s in pool %s is %d\n", pos[1], pos[0], w)
-	return nil
+func newLBWeightCmd(env *Env) *cobra.Command {
+	return lbVerb("weight POOL HOST:PORT WEIGHT", "set a target's weight", 3, nil,
+		func(ctx context.Context, c *client.Client, pos []string) error {
+			w, err := strconv.Atoi(pos[2])
+			if err != nil {
+				return usagef("weight %q: want a whole number 1-256", pos[2])
+			}
+			if err := c.SetWeight(ctx, pos[0], pos[1], w); err != nil {
+				return err
+			}
+			fmt.Fprintf(env.Stdout, "weight of %s in pool %s is %d\n", pos[1], pos[0], w)
+			return nil
+		})
 }
 
-func lbReload(ctx context.Context, env *Env, args []string) error {
-	c, _, err := lbVerb(env, "reload", "", 0, args, nil)
-	if err != nil {
-		return helpOK(err)
-	}
-	if err := c.Reload(ctx); err != nil {
-		return err
-	}
-	fmt.Fprintln(env.Stdout, "reloaded")
-	return nil
+func newLBReloadCmd(env *Env) *cobra.Command {
+	return lbVerb("reload", "re-read the balancer's configuration file", 0, nil,
+		func(ctx context.Context, c *client.Client, _ []string) error {
+			if err := c.Reload(ctx); err != nil {
+				return err
+			}
+			fmt.Fprintln(env.Stdout, "reloaded")
+			return nil
+		})
 }
 
-func lbMaintenance(ctx context.Context, env *Env, args []string) error {
+func newLBMaintenanceCmd(env *Env) *cobra.Command {
 	var retry time.Duration
-	c, pos, err := lbVerb(env, "maintenance", "[-retry-after 30s] on|off", 1, args, func(fs *flag.FlagSet) {
-		fs.DurationVar(&retry, "retry-after", 0, "Retry-After sent with the 503 answers")
-	})
-	if err != nil {
-		return helpOK(err)
-	}
-	var on bool
-	switch pos[0] {
-	case "on":
-		on = true
-	case "off":
-	default:
-		return usagef("usage: shoal lb maintenance [-retry-after 30s] on|off")
-	}
-	if err := c.Maintenance(ctx, on, retry); err != nil {
-		return err
-	}
-	fmt.Fprintf(env.Stdout, "maintenance %s\n", pos[0])
-	return nil
+	cmd := lbVerb("maintenance [--retry-after 30s] on|off", "answer every proxied request with 503, or serve again", 1,
+		func(fs *pflag.FlagSet) {
+			fs.DurationVar(&retry, "retry-after", 0, "Retry-After sent with the 503 answers")
+		},
+		func(ctx context.Context, c *client.Client, pos []string) error {
+			var on bool
+			switch pos[0] {
+			case "on":
+				on = true
+			case "off":
+			default:
+				return usagef("usage: shoal lb maintenance [--retry-after 30s] on|off")
+			}
+			if err := c.Maintenance(ctx, on, retry); err != nil {
+				return err
+			}
+			fmt.Fprintf(env.Stdout, "maintenance %s\n", pos[0])
+			return nil
+		})
+	cmd.ValidArgs = []string{"on", "off"}
+	return cmd
 }

@@ -2,29 +2,43 @@ package cli
 
 import (
 	"context"
-	"flag"
 	"fmt"
+
+	"github.com/spf13/cobra"
+
+	"github.com/shoal-dev/shoal/internal/client"
 )
 
-// runLogs is `shoal logs [-f] [-n N] [instance]`. Without an instance it
-// shows the oldest instance in service (or the first listed).
-func runLogs(ctx context.Context, env *Env, args []string) error {
-	fs := flag.NewFlagSet("logs", flag.ContinueOnError)
-	fs.SetOutput(env.Stderr)
-	af := addUpFlags(fs)
-	follow := fs.Bool("f", false, "keep printing new output")
-	n := fs.Int("n", 100, "show the last `N` lines (0: all)")
-	if err := fs.Parse(args); err != nil {
-		return &UsageError{Err: err}
+// newLogsCmd is `shoal logs [-f] [-n N] [instance]`. Without an instance
+// it shows the oldest instance in service (or the first listed).
+func newLogsCmd(env *Env) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "logs [-f] [-n N] [instance]",
+		Short: "show an instance's log",
+		Args:  maxArgs(1),
 	}
-	if fs.NArg() > 1 || *n < 0 {
-		return usagef("usage: shoal logs [-f] [-n N] [instance]")
+	af := addUpFlags(cmd.Flags())
+	follow := cmd.Flags().BoolP("follow", "f", false, "keep printing new output")
+	n := cmd.Flags().IntP("tail", "n", 100, "show the last `N` lines (0: all)")
+	cmd.ValidArgsFunction = completeFirstArg(af, instanceNames)
+	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		if *n < 0 {
+			return usagef("-n %d: want 0 (all) or more", *n)
+		}
+		c, err := af.client()
+		if err != nil {
+			return err
+		}
+		id := ""
+		if len(args) == 1 {
+			id = args[0]
+		}
+		return runLogs(cmd.Context(), env, c, id, *n, *follow)
 	}
-	c, err := af.client()
-	if err != nil {
-		return err
-	}
-	id := fs.Arg(0)
+	return cmd
+}
+
+func runLogs(ctx context.Context, env *Env, c *client.Client, id string, n int, follow bool) error {
 	if id == "" {
 		st, err := c.Status(ctx)
 		if err != nil {
@@ -44,5 +58,5 @@ func runLogs(ctx context.Context, env *Env, args []string) error {
 		}
 		fmt.Fprintf(env.Stderr, "==> %s <==\n", id)
 	}
-	return c.Logs(ctx, id, *n, *follow, env.Stdout)
+	return c.Logs(ctx, id, n, follow, env.Stdout)
 }

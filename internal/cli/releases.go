@@ -4,14 +4,20 @@ import (
 	"context"
 	"fmt"
 	"text/tabwriter"
+
+	"github.com/spf13/cobra"
+
+	"github.com/shoal-dev/shoal/internal/client"
 )
 
-// runReleases is `shoal releases [-json]`.
-func runReleases(ctx context.Context, env *Env, args []string) error {
-	c, asJSON, err := readCommand(env, "releases", args)
-	if err != nil {
-		return err
-	}
+// newReleasesCmd is `shoal releases [-o json]`.
+func newReleasesCmd(env *Env) *cobra.Command {
+	return readCmd("releases", "list releases", func(ctx context.Context, c *client.Client, asJSON bool) error {
+		return runReleases(ctx, env, c, asJSON)
+	})
+}
+
+func runReleases(ctx context.Context, env *Env, c *client.Client, asJSON bool) error {
 	rels, err := c.Releases(ctx)
 	if err != nil {
 		return err

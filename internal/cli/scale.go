@@ -2,33 +2,38 @@ package cli
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"net/http"
 	"strconv"
 
+	"github.com/spf13/cobra"
+
 	"github.com/shoal-dev/shoal/internal/client"
 )
 
-// runScale is `shoal scale N`.
-func runScale(ctx context.Context, env *Env, args []string) error {
-	fs := flag.NewFlagSet("scale", flag.ContinueOnError)
-	fs.SetOutput(env.Stderr)
-	af := addUpFlags(fs)
-	if err := fs.Parse(args); err != nil {
-		return &UsageError{Err: err}
+// newScaleCmd is `shoal scale N`.
+func newScaleCmd(env *Env) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "scale N",
+		Short: "set the desired instance count",
+		Args:  exactArgs(1),
 	}
-	if fs.NArg() != 1 {
-		return usagef("usage: shoal scale N")
+	af := addUpFlags(cmd.Flags())
+	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		n, err := strconv.Atoi(args[0])
+		if err != nil || n < 0 {
+			return usagef("scale: %q is not a count", args[0])
+		}
+		c, err := af.client()
+		if err != nil {
+			return err
+		}
+		return runScale(cmd.Context(), env, c, n)
 	}
-	n, err := strconv.Atoi(fs.Arg(0))
-	if err != nil || n < 0 {
-		return usagef("scale: %q is not a count", fs.Arg(0))
-	}
-	c, err := af.client()
-	if err != nil {
-		return err
-	}
+	return cmd
+}
+
+func runScale(ctx context.Context, env *Env, c *client.Client, n int) error {
 	st, err := c.Scale(ctx, n)
 	if client.IsStatus(err, http.StatusBadRequest) {
 		return &UsageError{Err: apiErr(err)}

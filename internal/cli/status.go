@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -12,6 +11,9 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/shoal-dev/shoal/internal/adminapi"
 	"github.com/shoal-dev/shoal/internal/client"
@@ -21,40 +23,55 @@ import (
 // upFlags are the flags every client verb of `shoal up` takes to find
 // the admin API.
 type upFlags struct {
-	file      *string
-	admin     *string
-	tokenFile *string
+	file      string
+	admin     string
+	tokenFile string
 }
 
-func addUpFlags(fs *flag.FlagSet) upFlags {
-	return upFlags{
-		file:      fs.String("c", config.AppFileName, "the app's configuration `file`, to find the admin API and its token"),
-		admin:     fs.String("admin", "", "admin API `URL` (default: from the configuration)"),
-		tokenFile: fs.String("token-file", "", "admin token `file` (default: <data_dir>/admin.token)"),
+func addUpFlags(fs *pflag.FlagSet) *upFlags {
+	f := &upFlags{}
+	fs.StringVarP(&f.file, "config", "c", config.AppFileName, "the app's configuration `file`, to find the admin API and its token")
+	fs.StringVar(&f.admin, "admin", "", "admin API `URL` (default: $"+envAdminURL+", else from the configuration)")
+	fs.StringVar(&f.tokenFile, "token-file", "", "admin token `file` (default: $"+envToken+" holds the token, else <data_dir>/admin.token)")
+	return f
+}
+
+// The environment variables that point the client verbs at an admin API
+// without a configuration file or token file: for CI.
+const (
+	envAdminURL = "SHOAL_ADMIN_URL" // the admin API's URL
+	envToken    = "SHOAL_TOKEN"     // the admin token itself
+)
+
+// client returns an admin API client. The URL is, in order: --admin,
+// $SHOAL_ADMIN_URL, the admin.url file a running `shoal up` writes into
+// its data directory, or admin.listen. The token is, in order: the file of
+// --token-file, $SHOAL_TOKEN, or the file in the data directory. When the
+// configuration is read, the client refuses an admin API of another app,
+// and says where to run `shoal up` when nothing answers.
+func (f *upFlags) client() (*client.Client, error) {
+	url, tokenFile := f.admin, f.tokenFile
+	if url == "" {
+		url = os.Getenv(envAdminURL)
 	}
-}
-
-// client returns an admin API client. The URL is, in order: -admin, the
-// admin.url file a running `shoal up` writes into its data directory, or
-// admin.listen. The token is read from -token-file or the data directory.
-// When the configuration is read, the client refuses an admin API of
-// another app, and says where to run `shoal up` when nothing answers.
-func (f upFlags) client() (*client.Client, error) {
-	url, tokenFile := *f.admin, *f.tokenFile
+	envTok := ""
+	if tokenFile == "" {
+		envTok = strings.TrimSpace(os.Getenv(envToken))
+	}
 	var app, hint string
-	if url == "" || tokenFile == "" {
-		cfg, err := loadAppConfig(*f.file)
+	if url == "" || (tokenFile == "" && envTok == "") {
+		cfg, err := loadAppConfig(f.file)
 		if err != nil {
 			if url == "" {
-				return nil, &UsageError{Err: fmt.Errorf("%w (or pass -admin and -token-file)", err)}
+				return nil, &UsageError{Err: fmt.Errorf("%w (or pass --admin and --token-file, or set %s and %s)", err, envAdminURL, envToken)}
 			}
 			return nil, err
 		}
 		app = cfg.Name
-		if abs, err := filepath.Abs(*f.file); err == nil {
+		if abs, err := filepath.Abs(f.file); err == nil {
 			hint = fmt.Sprintf("is `shoal up` running in %s?", filepath.Dir(abs))
 		}
-		if tokenFile == "" {
+		if tokenFile == "" && envTok == "" {
 			tokenFile = filepath.Join(cfg.DataDir, adminapi.TokenFile)
 		}
 		if url == "" {
@@ -65,52 +82,81 @@ func (f upFlags) client() (*client.Client, error) {
 			}
 		}
 	}
-	tok, err := os.ReadFile(tokenFile)
-	if err != nil {
-		return nil, fmt.Errorf("read admin token (has shoal up run here?): %w", err)
+	tok := envTok
+	if tok == "" {
+		b, err := os.ReadFile(tokenFile)
+		if err != nil {
+			return nil, fmt.Errorf("read admin token (has shoal up run here?): %w", err)
+		}
+		tok = strings.TrimSpace(string(b))
 	}
-	c := client.New(url, strings.TrimSpace(string(tok)))
+	c := client.New(url, tok)
 	c.App, c.Hint = app, hint
 	return c, nil
 }
 
-// readCommand parses the flags of a command that takes no argument and
-// only reads from the admin API (the admin flags and -json), and returns
-// its client and whether -json was given.
-func readCommand(env *Env, name string, args []string) (*client.Client, bool, error) {
-	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	fs.SetOutput(env.Stderr)
-	af := addUpFlags(fs)
-	asJSON := fs.Bool("json", false, "print JSON")
-	if err := fs.Parse(args); err != nil {
-		return nil, false, &UsageError{Err: err}
-	}
-	if fs.NArg() > 0 {
-		return nil, false, usagef("unexpected argument %q", fs.Arg(0))
-	}
-	c, err := af.client()
-	return c, *asJSON, err
+// outputFlag is -o/--output of the read verbs: "text" for people, "json"
+// for scripts (the admin API's JSON, the stable form).
+type outputFlag struct {
+	format string
+	json   bool // --json, the flag before -o json
 }
 
-// runStatus is `shoal status [-json]`.
-func runStatus(ctx context.Context, env *Env, args []string) error {
-	c, asJSON, err := readCommand(env, "status", args)
-	if err != nil {
-		return err
+func addOutputFlag(fs *pflag.FlagSet) *outputFlag {
+	o := &outputFlag{}
+	fs.StringVarP(&o.format, "output", "o", "text", "output `format`: text or json")
+	fs.BoolVar(&o.json, "json", false, "print JSON (same as -o json)")
+	return o
+}
+
+// asJSON reports whether JSON was asked for; another format is a usage
+// error.
+func (o *outputFlag) asJSON() (bool, error) {
+	switch o.format {
+	case "text":
+		return o.json, nil
+	case "json":
+		return true, nil
 	}
-	st, err := c.Status(ctx)
-	if err != nil {
-		return err
+	return false, usagef("-o %q: want text or json", o.format)
+}
+
+// readCmd is a verb that takes no argument and only reads from the admin
+// API: run gets its client and whether JSON was asked for.
+func readCmd(use, short string, run func(ctx context.Context, c *client.Client, asJSON bool) error) *cobra.Command {
+	cmd := &cobra.Command{Use: use, Short: short, Args: noArgs}
+	af := addUpFlags(cmd.Flags())
+	out := addOutputFlag(cmd.Flags())
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+		asJSON, err := out.asJSON()
+		if err != nil {
+			return err
+		}
+		c, err := af.client()
+		if err != nil {
+			return err
+		}
+		return run(cmd.Context(), c, asJSON)
 	}
-	if asJSON {
-		return printJSON(env.Stdout, st)
-	}
-	printStatus(env.Stdout, st)
-	// Auto scaling: each policy's value against its target (autoscale.go).
-	if as, err := c.Autoscale(ctx); err == nil && as.Enabled {
-		printAutoscale(env.Stdout, as)
-	}
-	return nil
+	return cmd
+}
+
+func newStatusCmd(env *Env) *cobra.Command {
+	return readCmd("status", "show the group, its release and its instances", func(ctx context.Context, c *client.Client, asJSON bool) error {
+		st, err := c.Status(ctx)
+		if err != nil {
+			return err
+		}
+		if asJSON {
+			return printJSON(env.Stdout, st)
+		}
+		printStatus(env.Stdout, st)
+		// Auto scaling: each policy's value against its target (autoscale.go).
+		if as, err := c.Autoscale(ctx); err == nil && as.Enabled {
+			printAutoscale(env.Stdout, as)
+		}
+		return nil
+	})
 }
 
 func printJSON(w io.Writer, v any) error {
