@@ -95,6 +95,7 @@ func (d *lbDaemon) run(ctx context.Context) error {
 	if err != nil {
 		return &UsageError{Err: err}
 	}
+	d.warn(file)
 	token, err := adminapi.LoadOrCreateToken(file.Admin.TokenFile)
 	if err != nil {
 		return fmt.Errorf("admin token: %w", err)
@@ -198,6 +199,7 @@ func (d *lbDaemon) reload(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	d.warn(file)
 	cfg, err := d.prepare(file)
 	if err != nil {
 		return err
@@ -207,6 +209,14 @@ func (d *lbDaemon) reload(ctx context.Context) error {
 	}
 	d.log.Info("reloaded", "file", d.path, "listeners", len(cfg.Listeners), "routes", len(cfg.Routes), "pools", len(cfg.Pools))
 	return nil
+}
+
+// warn logs each deprecated key of the file, with its file:line:col and
+// the key to write instead.
+func (d *lbDaemon) warn(file *config.LBFile) {
+	for _, w := range file.Warnings {
+		d.log.Warn("deprecated configuration key", "warning", w.String())
+	}
 }
 
 // prepare fills the caller-owned fields of the file's balancer config:

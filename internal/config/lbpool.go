@@ -55,7 +55,7 @@ func (v *lbValidator) pool(path string, p poolDoc) lb.PoolConfig {
 		pc.Targets = append(pc.Targets, pool.TargetSpec{Addr: t.Addr, Weight: t.Weight})
 	}
 	if h := p.HealthCheck; h != nil {
-		pc.Health = v.health(path+".health_check", h)
+		pc.Health = v.health(path+".health", h)
 	}
 	if s := p.Sticky; s != nil {
 		pc.Sticky = v.sticky(path+".sticky", s)
