@@ -240,11 +240,13 @@ func balancerConfig(cfg *config.App, st *store.Store, log *slog.Logger) (lb.Conf
 	if s := b.Sticky; s != nil {
 		pc.Sticky = pool.Sticky{Cookie: s.Cookie, TTL: s.TTL.D(), SockJSPrefixes: s.SockJSPrefixes}
 		if s.Cookie != "" {
-			// The signing key is generated once and kept, so pins survive
-			// a restart of shoal.
-			key, err := st.Key("sticky-"+cfg.Name, 32)
-			if err != nil {
-				return lb.Config{}, err
+			// The signing key is balancer.sticky.secret_file's, or else
+			// generated once and kept, so pins survive a restart of shoal.
+			key := s.Secret()
+			if key == nil {
+				if key, err = st.Key("sticky-"+cfg.Name, 32); err != nil {
+					return lb.Config{}, err
+				}
 			}
 			pc.Sticky.Secret = key
 		}

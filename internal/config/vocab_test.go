@@ -2,7 +2,9 @@ package config
 
 import (
 	"errors"
+	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -90,6 +92,58 @@ func TestLBRenamedKeyKeepsValidation(t *testing.T) {
 	} {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("missing %q in:\n%v", want, err)
+		}
+	}
+}
+
+// TestAppStickySecretFile: balancer.sticky.secret_file in shoal.yaml is
+// lb.yaml's sticky.secret_file: the key is read (trimmed) at load, signs
+// the pool's cookies instead of the caller's key, and is never shipped.
+func TestAppStickySecretFile(t *testing.T) {
+	const key = "0123456789abcdef0123456789abcdef"
+	src := "app: web\nrun: {command: ./web}\nbalancer:\n  sticky:\n    cookie: sid\n    secret_file: keys/sticky.key\n"
+	dir := writeFiles(t, map[string]string{"shoal.yaml": src, "keys/sticky.key": "  " + key + "\n"})
+	a, err := Load(filepath.Join(dir, "shoal.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := string(a.Balancer.Sticky.Secret()); got != key {
+		t.Errorf("Secret() = %q, want %q", got, key)
+	}
+	if want := filepath.Join(dir, "keys", "sticky.key"); a.Balancer.Sticky.SecretFile != want {
+		t.Errorf("SecretFile = %q, want %q", a.Balancer.Sticky.SecretFile, want)
+	}
+	if st := a.Balancer.PoolSticky([]byte("the store's own key, unused")); string(st.Secret) != key || st.Cookie != "sid" {
+		t.Errorf("PoolSticky = %+v, want the file's key", st)
+	}
+	if !slices.Contains(a.Exclude(), filepath.Join(dir, "keys", "sticky.key")) {
+		t.Errorf("Exclude() = %v lacks the sticky key", a.Exclude())
+	}
+
+	// Without secret_file the caller's key signs, and there is no file
+	// to leave out.
+	dir = writeFiles(t, map[string]string{"shoal.yaml": "app: web\nrun: {command: ./web}\nbalancer: {sticky: {cookie: sid}}\n"})
+	a, err = Load(filepath.Join(dir, "shoal.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a.Balancer.Sticky.Secret() != nil || string(a.Balancer.PoolSticky([]byte(key)).Secret) != key {
+		t.Errorf("no secret_file: Secret() %q, PoolSticky %+v", a.Balancer.Sticky.Secret(), a.Balancer.PoolSticky([]byte(key)))
+	}
+
+	// A missing or short key is an error at the key, as in lb.yaml.
+	for name, files := range map[string]map[string]string{
+		"missing": {"shoal.yaml": src},
+		"short":   {"shoal.yaml": src, "keys/sticky.key": "tooshort\n"},
+	} {
+		dir := writeFiles(t, files)
+		_, err := Load(filepath.Join(dir, "shoal.yaml"))
+		want := map[string]string{
+			"missing": "shoal.yaml:6:18: balancer.sticky.secret_file: read sticky secret: open " + filepath.Join(dir, "keys", "sticky.key") + ": no such file or directory",
+			"short":   "shoal.yaml:6:18: balancer.sticky.secret_file: secret in keys/sticky.key is 8 bytes; at least 16 are required",
+		}[name]
+		if err == nil || !strings.HasSuffix(err.Error(), want) {
+			t.Errorf("%s: %v, want %q", name, err, want)
 		}
 	}
 }
