@@ -155,6 +155,11 @@ type AppHealth struct {
 	// Path is requested with GET on each instance; default "/".
 	Path string `yaml:"path"`
 
+	// Host is the Host header of each check, for an app that answers by
+	// virtual host; default the instance's host:port. As health.host in
+	// lb.yaml.
+	Host string `yaml:"host"`
+
 	// Interval between two checks of one instance; default 2s.
 	Interval Duration `yaml:"interval"`
 

@@ -14,6 +14,7 @@ func (h AppHealth) Spec() health.Spec {
 	}
 	return health.Spec{
 		Path:               h.Path,
+		Host:               h.Host,
 		Interval:           h.Interval.D(),
 		Timeout:            h.Timeout.D(),
 		HealthyThreshold:   h.HealthyThreshold,

@@ -394,7 +394,8 @@ func FuzzParse(f *testing.F) {
 	f.Add("app: w\nrun: {command: x}\ngroup: {min: 2, max: 1, desired: 9}\nhealth: {statuses: '200,300-'}\n")
 	f.Add("app: &a w\nrun: {command: *a}\nbalancer: {listen: '[::1]:0', sticky: {cookie: c}}\n")
 	f.Add("app: w\nrun: {command: x}\nbalancer: {sticky: {cookie: c, secret_file: sticky.key}}\n")
-	f.Add("app: w\nrun: {command: x}\nbalancer: {sticky: {secret_file: secrets.env}}\n")
+	f.Add("app: w\nrun: {command: x}\nbalancer: {sticky: {secret_file: secrets.env}}\nhealth: {host: 'a b'}\n")
+	f.Add("app: w\nrun: {command: x}\nhealth: {host: app.example.com, path: /h}\n")
 	f.Fuzz(func(t *testing.T, src string) {
 		a, err := Parse("f.yaml", []byte(src), dir)
 		if (a == nil) == (err == nil) {

@@ -250,6 +250,7 @@ func appFileErr(name string, err error) string {
 func (c *appChecker) health() {
 	h := &c.a.Health
 	c.check(!strings.HasPrefix(h.Path, "/"), "health.path", "must start with /, got %q", h.Path)
+	c.check(strings.ContainsAny(h.Host, " /\r\n\t"), "health.host", "invalid host %q", h.Host)
 	c.check(h.Interval <= 0, "health.interval", "must be more than 0, got %s", h.Interval.D())
 	c.check(h.Timeout <= 0, "health.timeout", "must be more than 0, got %s", h.Timeout.D())
 	c.check(h.Timeout > 0 && h.Interval > 0 && h.Timeout > h.Interval, "health.timeout",

@@ -1,12 +1,18 @@
 package config
 
 import (
+	"context"
 	"errors"
+	"net/http"
+	"net/http/httptest"
 	"path/filepath"
 	"reflect"
 	"slices"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/shoal-dev/shoal/internal/health"
 )
 
 // lbRenames are the lb.yaml keys renamed so that lb.yaml and shoal.yaml
@@ -145,5 +151,40 @@ func TestAppStickySecretFile(t *testing.T) {
 		if err == nil || !strings.HasSuffix(err.Error(), want) {
 			t.Errorf("%s: %v, want %q", name, err, want)
 		}
+	}
+}
+
+// TestAppHealthHost: health.host in shoal.yaml is lb.yaml's health.host:
+// the checks of shoal up's instances send it as their Host header.
+func TestAppHealthHost(t *testing.T) {
+	dir := writeFiles(t, nil)
+	a, err := Parse("shoal.yaml", []byte("app: web\nrun: {command: ./web}\nhealth: {path: /healthz, host: app.example.com}\n"), dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	spec := a.Health.Spec()
+	if err := spec.Validate(); err != nil || spec.Host != "app.example.com" {
+		t.Fatalf("spec %+v, %v", spec, err)
+	}
+	hosts := make(chan string, 1)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case hosts <- r.Host + " " + r.URL.Path:
+		default:
+		}
+	}))
+	defer srv.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if ok, detail := health.NewProber(spec, nil).Probe(ctx, strings.TrimPrefix(srv.URL, "http://")); !ok {
+		t.Fatalf("probe failed: %s", detail)
+	}
+	if got := <-hosts; got != "app.example.com /healthz" {
+		t.Errorf("the check sent %q, want Host app.example.com on /healthz", got)
+	}
+
+	_, err = Parse("shoal.yaml", []byte("app: web\nrun: {command: ./web}\nhealth:\n  host: a b\n"), dir)
+	if err == nil || !strings.Contains(err.Error(), `shoal.yaml:4:9: health.host: invalid host "a b"`) {
+		t.Errorf("invalid host: %v", err)
 	}
 }
