@@ -88,7 +88,7 @@ echo "backends: $B1 $B2" >&2
 cat >"$TMP/lb.yaml" <<EOF
 listeners:
   - name: web
-    addr: 127.0.0.1:$SHOAL_PORT
+    listen: 127.0.0.1:$SHOAL_PORT
 routes:
   - name: all
     pool: be
@@ -99,13 +99,16 @@ pools:
       - addr: $B1
       - addr: $B2
 admin:
-  addr: 127.0.0.1:$ADMIN_PORT
+  listen: 127.0.0.1:$ADMIN_PORT
 EOF
 "$TMP/shoal" lb -c "$TMP/lb.yaml" -log-level warn >"$TMP/shoal.log" 2>&1 &
 PIDS+=($!)
 SHOAL_PID=$!
 if [ -n "$SHOAL_BASE" ]; then
-	sed -e "s/:$SHOAL_PORT\$/:$BASE_SHOAL_PORT/" -e "s/:$ADMIN_PORT\$/:$BASE_ADMIN_PORT/" "$TMP/lb.yaml" >"$TMP/lb-base.yaml"
+	# The base binary may predate the "listen" key (it read "addr", which
+	# newer binaries still accept, with a warning): write the old name.
+	sed -e "s/:$SHOAL_PORT\$/:$BASE_SHOAL_PORT/" -e "s/:$ADMIN_PORT\$/:$BASE_ADMIN_PORT/" \
+		-e 's/^\( *\)listen: /\1addr: /' "$TMP/lb.yaml" >"$TMP/lb-base.yaml"
 	[ -n "$BASE_YAML" ] && printf '%s\n' "$BASE_YAML" >>"$TMP/lb-base.yaml"
 	"$SHOAL_BASE" lb -c "$TMP/lb-base.yaml" -log-level warn >"$TMP/shoal-base.log" 2>&1 &
 	PIDS+=($!)

@@ -62,7 +62,7 @@ func TestLBAdminUnixSocket(t *testing.T) {
 	}
 	t.Cleanup(func() { os.RemoveAll(dir) })
 	a, b := httpBackend(t, "a"), httpBackend(t, "b")
-	src := "listeners:\n  - name: web\n    addr: 127.0.0.1:0\nroutes:\n  - name: all\n    pool: app\npools:\n  - name: app\n    targets:\n" +
+	src := "listeners:\n  - name: web\n    listen: 127.0.0.1:0\nroutes:\n  - name: all\n    pool: app\npools:\n  - name: app\n    targets:\n" +
 		"      - addr: " + serverAddr(a) + "\n      - addr: " + serverAddr(b) + "\n"
 	cfg := filepath.Join(dir, "lb.yaml")
 	if err := os.WriteFile(cfg, []byte(src), 0o600); err != nil {

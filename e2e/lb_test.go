@@ -34,12 +34,12 @@ func serverAddr(s *httptest.Server) string { return strings.TrimPrefix(s.URL, "h
 // and one pool of the given targets; extra is appended to the pool.
 func lbConfig(dir string, targets []string, poolExtra string) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "listeners:\n  - name: web\n    addr: 127.0.0.1:0\nroutes:\n  - name: all\n    pool: app\npools:\n  - name: app\n    targets:\n")
+	fmt.Fprintf(&b, "listeners:\n  - name: web\n    listen: 127.0.0.1:0\nroutes:\n  - name: all\n    pool: app\npools:\n  - name: app\n    targets:\n")
 	for _, t := range targets {
 		fmt.Fprintf(&b, "      - addr: %s\n", t)
 	}
 	b.WriteString(poolExtra)
-	fmt.Fprintf(&b, "admin:\n  addr: 127.0.0.1:0\n  token_file: %s\n", filepath.Join(dir, "admin.token"))
+	fmt.Fprintf(&b, "admin:\n  listen: 127.0.0.1:0\n  token_file: %s\n", filepath.Join(dir, "admin.token"))
 	return b.String()
 }
 
@@ -268,7 +268,7 @@ func TestLBBadConfigExits2WithEveryProblem(t *testing.T) {
 	bin := testenv.BuildShoal(t)
 	dir := t.TempDir()
 	cfg := filepath.Join(dir, "lb.yaml")
-	src := "listeners:\n  - name: web\n    addr: nowhere\nroutes:\n  - name: r\n    pool: missing\npools:\n  - name: p\n    targets: [{addr: '127.0.0.1:1', weight: 999}]\n"
+	src := "listeners:\n  - name: web\n    listen: nowhere\nroutes:\n  - name: r\n    pool: missing\npools:\n  - name: p\n    targets: [{addr: '127.0.0.1:1', weight: 999}]\n"
 	if err := os.WriteFile(cfg, []byte(src), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -276,9 +276,59 @@ func TestLBBadConfigExits2WithEveryProblem(t *testing.T) {
 	if code != 2 {
 		t.Fatalf("exit %d, want 2; stderr:\n%s", code, errOut)
 	}
-	for _, want := range []string{cfg + ":3:11: listeners[0].addr", cfg + ":6:11: routes[0].pool: unknown pool", cfg + ":9:"} {
+	for _, want := range []string{cfg + ":3:13: listeners[0].listen", cfg + ":6:11: routes[0].pool: unknown pool", cfg + ":9:"} {
 		if !strings.Contains(errOut, want) {
 			t.Errorf("stderr lacks %q:\n%s", want, errOut)
 		}
+	}
+}
+
+// TestLBDeprecatedKeysWarnAndWork: an lb.yaml written with the keys'
+// old names (listeners[].addr, admin.addr, pools[].health_check) still
+// runs, and shoal lb logs one warning per old key, at start and at each
+// reload, naming file:line:col and the new key.
+func TestLBDeprecatedKeysWarnAndWork(t *testing.T) {
+	ctx := testenv.Context(t, 2*time.Minute)
+	dir := t.TempDir()
+	a := httpBackend(t, "a")
+	src := lbConfig(dir, []string{serverAddr(a)}, "    health_check:\n      path: /\n      interval: 1s\n      timeout: 1s\n")
+	src = strings.ReplaceAll(src, "listen: ", "addr: ")
+	p := startLB(t, ctx, dir, src)
+	warnings := []*regexp.Regexp{
+		regexp.MustCompile(`level=WARN msg="deprecated configuration key" warning=".*lb\.yaml:3:5: listeners\[0\]\.addr: \\"addr\\" is a deprecated name: rename it to \\"listen\\"`),
+		regexp.MustCompile(`level=WARN msg="deprecated configuration key" warning=".*lb\.yaml:11:5: pools\[0\]\.health_check: \\"health_check\\" is a deprecated name: rename it to \\"health\\"`),
+		regexp.MustCompile(`level=WARN msg="deprecated configuration key" warning=".*lb\.yaml:16:3: admin\.addr: \\"addr\\" is a deprecated name: rename it to \\"listen\\"`),
+	}
+	for _, re := range warnings {
+		if _, err := p.WaitForLine(ctx, re); err != nil {
+			t.Fatalf("no warning matching %s: %v\n%s", re, err, p.Output())
+		}
+	}
+	if err := testenv.WaitFor(ctx, func() error {
+		if code, body, err := httpGet(ctx, p.web+"/"); err != nil || code != http.StatusOK || body != "backend a\n" {
+			return fmt.Errorf("GET through the balancer: %d %q %v", code, body, err)
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+
+	mark := p.Mark()
+	if err := p.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := p.WaitForLineFrom(ctx, mark, regexp.MustCompile(`msg=reloaded`)); err != nil {
+		t.Fatal(err)
+	}
+	for _, re := range warnings {
+		if _, _, err := p.WaitForLineFrom(ctx, mark, re); err != nil {
+			t.Fatalf("reload: no warning matching %s: %v", re, err)
+		}
+	}
+	if err := p.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if code, err := p.Wait(ctx); err != nil || code != 0 {
+		t.Fatalf("exit after SIGTERM: %d %v", code, err)
 	}
 }

@@ -94,6 +94,7 @@ func (g *guess) render() string {
 		line("  sticky:")
 		line("    sockjs_prefixes: [/sockjs]")
 		line("    # cookie: shoal_sticky")
+		line("    # secret_file: sticky.key   # the cookie's key, to share with other balancers; default: kept in the store")
 	} else {
 		line("  # sticky: {cookie: shoal_sticky}")
 	}

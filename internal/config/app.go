@@ -90,8 +90,8 @@ type AppBuild struct {
 
 	// Exclude lists paths (relative to the app folder; a directory excludes
 	// everything under it) that are left out of the artifact and of the
-	// source fingerprint that decides whether to rebuild. ".git", DataDir and
-	// run.secrets_file are always excluded.
+	// source fingerprint that decides whether to rebuild. ".git", DataDir,
+	// run.secrets_file and balancer.sticky.secret_file are always excluded.
 	Exclude []string `yaml:"exclude"`
 
 	// MaxUnpackedSize bounds the total size of the files of one release
@@ -154,6 +154,11 @@ type AppRun struct {
 type AppHealth struct {
 	// Path is requested with GET on each instance; default "/".
 	Path string `yaml:"path"`
+
+	// Host is the Host header of each check, for an app that answers by
+	// virtual host; default the instance's host:port. As health.host in
+	// lb.yaml.
+	Host string `yaml:"host"`
 
 	// Interval between two checks of one instance; default 2s.
 	Interval Duration `yaml:"interval"`
@@ -246,6 +251,26 @@ type AppSticky struct {
 	// requests are pinned by their SockJS session id, since SockJS sends
 	// no cookie. Works with or without Cookie.
 	SockJSPrefixes []string `yaml:"sockjs_prefixes"`
+
+	// SecretFile holds the key that signs the cookie: at least 16 bytes
+	// (surrounding whitespace is trimmed), relative to the app folder; as
+	// sticky.secret_file in lb.yaml. Empty (the default) means a key that
+	// shoal generates once and keeps in its store. A file is what lets
+	// several balancers share the key, so that a pin holds whichever one
+	// a client reaches. It is read when the file is loaded and never
+	// shipped inside a release; keep it out of version control.
+	SecretFile string `yaml:"secret_file"`
+
+	secret []byte // the key read from SecretFile; nil when unset
+}
+
+// Secret returns the key read from secret_file, or nil when the file
+// names none (the caller then uses a key of its own).
+func (s *AppSticky) Secret() []byte {
+	if s == nil || s.secret == nil {
+		return nil
+	}
+	return append([]byte(nil), s.secret...)
 }
 
 // AppAdmin is the admin HTTP API.

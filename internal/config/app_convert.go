@@ -14,6 +14,7 @@ func (h AppHealth) Spec() health.Spec {
 	}
 	return health.Spec{
 		Path:               h.Path,
+		Host:               h.Host,
 		Interval:           h.Interval.D(),
 		Timeout:            h.Timeout.D(),
 		HealthyThreshold:   h.HealthyThreshold,
@@ -33,12 +34,16 @@ func (b AppBalancer) PoolAlgorithm() pool.Algorithm {
 	return a
 }
 
-// PoolSticky returns balancer.sticky as a pool.Sticky signed with secret
-// (at least 16 bytes; the controller keeps one in the store so cookies
-// survive restarts). No sticky section gives the zero value (off).
+// PoolSticky returns balancer.sticky as a pool.Sticky signed with the key
+// of sticky.secret_file when it names one, else with secret (at least 16
+// bytes; shoal up keeps one in the store so cookies survive restarts). No
+// sticky section gives the zero value (off).
 func (b AppBalancer) PoolSticky(secret []byte) pool.Sticky {
 	if b.Sticky == nil {
 		return pool.Sticky{}
+	}
+	if key := b.Sticky.Secret(); key != nil {
+		secret = key
 	}
 	return pool.Sticky{
 		Cookie:         b.Sticky.Cookie,

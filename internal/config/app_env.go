@@ -160,10 +160,11 @@ func (a *App) Fingerprint(env Env) string {
 }
 
 // Exclude returns the absolute paths left out of the artifact and of the
-// source fingerprint: build.exclude, data_dir, run.secrets_file and
-// run.settings (".git" is excluded by the packer itself). The secrets file
-// and the settings reach instances only through their environment, never
-// as files inside a release.
+// source fingerprint: build.exclude, data_dir, run.secrets_file,
+// run.settings and balancer.sticky.secret_file (".git" is excluded by the
+// packer itself). The secrets file and the settings reach instances only
+// through their environment, never as files inside a release; the sticky
+// key is the balancer's, never the app's.
 func (a *App) Exclude() []string {
 	var out []string
 	if a.Build != nil {
@@ -176,6 +177,9 @@ func (a *App) Exclude() []string {
 		if p != "" {
 			out = append(out, p)
 		}
+	}
+	if s := a.Balancer.Sticky; s != nil && s.SecretFile != "" {
+		out = append(out, s.SecretFile)
 	}
 	return out
 }

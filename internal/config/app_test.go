@@ -387,11 +387,15 @@ func FuzzParse(f *testing.F) {
 	os.WriteFile(filepath.Join(dir, "secrets.env"), []byte("A=1\nB='two'\n"), 0o600)
 	os.WriteFile(filepath.Join(dir, "settings.json"), []byte(`{"public":{}}`), 0o600)
 	os.Mkdir(filepath.Join(dir, "bin"), 0o755)
+	os.WriteFile(filepath.Join(dir, "sticky.key"), []byte("0123456789abcdef\n"), 0o600)
 	f.Add(fullApp)
 	f.Add("app: w\nrun: {command: x}\n")
 	f.Add("app: w\nrun: {command: x, secrets_file: secrets.env, settings: settings.json}\nbuild: {output: bin}\n")
 	f.Add("app: w\nrun: {command: x}\ngroup: {min: 2, max: 1, desired: 9}\nhealth: {statuses: '200,300-'}\n")
 	f.Add("app: &a w\nrun: {command: *a}\nbalancer: {listen: '[::1]:0', sticky: {cookie: c}}\n")
+	f.Add("app: w\nrun: {command: x}\nbalancer: {sticky: {cookie: c, secret_file: sticky.key}}\n")
+	f.Add("app: w\nrun: {command: x}\nbalancer: {sticky: {secret_file: secrets.env}}\nhealth: {host: 'a b'}\n")
+	f.Add("app: w\nrun: {command: x}\nhealth: {host: app.example.com, path: /h}\n")
 	f.Fuzz(func(t *testing.T, src string) {
 		a, err := Parse("f.yaml", []byte(src), dir)
 		if (a == nil) == (err == nil) {
@@ -430,6 +434,9 @@ func FuzzParse(f *testing.F) {
 		}
 		if a.Fingerprint(env) != a.Fingerprint(env) {
 			t.Fatal("fingerprint not stable")
+		}
+		if s := a.Balancer.Sticky; s != nil && s.SecretFile != "" && len(s.Secret()) < minStickySecret {
+			t.Fatalf("sticky secret_file accepted with a %d-byte key", len(s.Secret()))
 		}
 	})
 }

@@ -122,6 +122,9 @@ func (a *App) resolvePaths() {
 	}
 	a.Run.SecretsFile = a.path(a.Run.SecretsFile)
 	a.Run.Settings = a.path(a.Run.Settings)
+	if s := a.Balancer.Sticky; s != nil {
+		s.SecretFile = a.path(s.SecretFile)
+	}
 }
 
 func (c *appChecker) build() {
@@ -247,6 +250,7 @@ func appFileErr(name string, err error) string {
 func (c *appChecker) health() {
 	h := &c.a.Health
 	c.check(!strings.HasPrefix(h.Path, "/"), "health.path", "must start with /, got %q", h.Path)
+	c.check(strings.ContainsAny(h.Host, " /\r\n\t"), "health.host", "invalid host %q", h.Host)
 	c.check(h.Interval <= 0, "health.interval", "must be more than 0, got %s", h.Interval.D())
 	c.check(h.Timeout <= 0, "health.timeout", "must be more than 0, got %s", h.Timeout.D())
 	c.check(h.Timeout > 0 && h.Interval > 0 && h.Timeout > h.Interval, "health.timeout",
@@ -284,6 +288,13 @@ func (c *appChecker) balancer() {
 		c.check(s.TTL < 0, "balancer.sticky.ttl", "must not be negative, got %s", s.TTL.D())
 		for i, p := range s.SockJSPrefixes {
 			c.check(!strings.HasPrefix(p, "/"), fmt.Sprintf("balancer.sticky.sockjs_prefixes[%d]", i), "must start with /, got %q", p)
+		}
+		if s.SecretFile != "" && !c.failed("balancer.sticky.secret_file") {
+			key, err := readStickySecret(c.a.path(s.SecretFile), s.SecretFile)
+			if err != nil {
+				c.d.errorf("balancer.sticky.secret_file", "%v", err)
+			}
+			s.secret = key
 		}
 	}
 	c.check(b.DrainTimeout <= 0, "balancer.drain_timeout", "must be more than 0, got %s", b.DrainTimeout.D())

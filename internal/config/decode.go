@@ -5,6 +5,12 @@
 // Decoding is strict: unknown keys, duplicate keys, wrong types and
 // impossible values are all reported at once, each with file:line:column,
 // and a file with any problem yields no configuration.
+//
+// Both files name the same things the same way (listen, health, sticky
+// secret_file). A key that was renamed keeps working under its old name,
+// declared on the struct field with a deprecated:"old_name" tag: it loads
+// the same value and adds a warning (a Problem that does not fail the
+// load) naming the new key; writing both names is an error.
 package config
 
 import (
@@ -66,6 +72,7 @@ type document struct {
 	file  string
 	pos   map[string]Pos // field path -> position of its value (or key)
 	probs Problems
+	warns Problems // deprecated keys, in file order; they do not fail the load
 }
 
 func (d *document) errorf(path string, format string, a ...any) {
@@ -282,37 +289,89 @@ func fieldName(f reflect.StructField) string {
 	return name
 }
 
+// structField is a struct field as the file names it.
+type structField struct {
+	idx  int
+	name string // the key
+}
+
+// structFields returns the keys of struct type t, in field order, and its
+// deprecated keys (from a deprecated:"old_name" tag) with the field each
+// one stands for.
+func structFields(t reflect.Type) (keys []structField, old map[string]structField) {
+	for i := 0; i < t.NumField(); i++ {
+		f := t.Field(i)
+		name := fieldName(f)
+		if name == "" {
+			continue
+		}
+		keys = append(keys, structField{i, name})
+		if o := f.Tag.Get("deprecated"); o != "" {
+			if old == nil {
+				old = map[string]structField{}
+			}
+			old[o] = structField{i, name}
+		}
+	}
+	return keys, old
+}
+
 func (d *document) structure(n *yaml.Node, v reflect.Value, path string) {
 	if n.Kind != yaml.MappingNode {
 		d.errorf(path, "expected a mapping, got %s", kindName(n))
 		return
 	}
-	t := v.Type()
-	fields := map[string]int{}
-	var known []string
-	for i := 0; i < t.NumField(); i++ {
-		if name := fieldName(t.Field(i)); name != "" {
-			fields[name] = i
-			known = append(known, name)
-		}
+	keys, old := structFields(v.Type())
+	fields := map[string]structField{}
+	known := make([]string, 0, len(keys))
+	for _, f := range keys {
+		fields[f.name] = f
+		known = append(known, f.name)
 	}
-	seen := map[string]bool{}
+	type written struct {
+		key string // as written: the key or its deprecated name
+		at  Pos
+	}
+	seen := map[string]written{} // key -> where it was first written
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		k, val := n.Content[i], n.Content[i+1]
-		p := pathJoin(path, k.Value)
-		idx, ok := fields[k.Value]
+		at := Pos{k.Line, k.Column}
+		f, ok := fields[k.Value]
+		deprecated := false
 		if !ok {
-			d.pos[p] = Pos{k.Line, k.Column}
+			f, deprecated = old[k.Value]
+			ok = deprecated
+		}
+		if !ok {
+			p := pathJoin(path, k.Value)
+			d.pos[p] = at
 			d.errorf(p, "unknown key %q (known keys: %s)", k.Value, strings.Join(known, ", "))
 			continue
 		}
-		if seen[k.Value] {
-			d.pos[p] = Pos{k.Line, k.Column}
-			d.errorf(p, "duplicate key %q", k.Value)
+		// A deprecated key is decoded under its new path, so that
+		// defaults, validation and messages see one name.
+		p := pathJoin(path, f.name)
+		if first, dup := seen[f.name]; dup {
+			if first.key == k.Value {
+				d.pos[p] = at
+				d.errorf(p, "duplicate key %q", k.Value)
+				continue
+			}
+			oldKey, oldAt, newAt := first.key, first.at, at
+			if deprecated {
+				oldKey, oldAt, newAt = k.Value, at, first.at
+			}
+			d.probs = append(d.probs, Problem{File: d.file, Pos: at, Path: p,
+				Msg: fmt.Sprintf("set twice: as %q at %d:%d and under its old name %q at %d:%d; keep %q only",
+					f.name, newAt.Line, newAt.Col, oldKey, oldAt.Line, oldAt.Col, f.name)})
 			continue
 		}
-		seen[k.Value] = true
-		d.value(val, v.Field(idx), p)
+		seen[f.name] = written{k.Value, at}
+		if deprecated {
+			d.warns = append(d.warns, Problem{File: d.file, Pos: at, Path: pathJoin(path, k.Value),
+				Msg: fmt.Sprintf("%q is a deprecated name: rename it to %q (it means the same)", k.Value, f.name)})
+		}
+		d.value(val, v.Field(f.idx), p)
 	}
 }
 

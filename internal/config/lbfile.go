@@ -23,12 +23,18 @@ type LBFile struct {
 	// AccessLog is where the access log goes: "" (off), "stdout", "stderr"
 	// or an absolute file path. OpenAccessLog opens it.
 	AccessLog string
+	// Warnings are the file's deprecated keys (such as listeners[].addr,
+	// now listen), each with file:line:column and the key to use instead,
+	// in file order. They do not stop the file from loading; the command
+	// that loads it shows them to the operator.
+	Warnings Problems
 }
 
 // AdminConfig is the admin API listener of a balancer: a TCP address
-// when Addr is set, else a Unix socket at Socket.
+// when Addr (admin.listen) is set, else a Unix socket at Socket.
 type AdminConfig struct {
-	// Addr is host:port, or "" (the default) for no TCP listener. The API
+	// Addr is host:port (admin.listen), or "" (the default) for no TCP
+	// listener. The API
 	// needs a bearer token on every route, but keep it on loopback unless
 	// a firewall protects it.
 	Addr string
@@ -82,8 +88,9 @@ type listenerDoc struct {
 	// unique.
 	Name string `yaml:"name"`
 	// Addr is host:port to bind, such as ":80", "0.0.0.0:443" or
-	// "127.0.0.1:0" (any free port). Required.
-	Addr string `yaml:"addr"`
+	// "127.0.0.1:0" (any free port). Required. Written listen, as
+	// balancer.listen in shoal.yaml; addr is its deprecated name.
+	Addr string `yaml:"listen" deprecated:"addr"`
 	// TLS lists certificate/key pairs; empty means plain HTTP. With several,
 	// the one matching the client's SNI name is used. HTTP/2 is offered on
 	// TLS listeners.
@@ -136,7 +143,9 @@ type poolDoc struct {
 	// through the admin API.
 	Targets []targetDoc `yaml:"targets"`
 	// HealthCheck enables active HTTP health checks when present.
-	HealthCheck *healthDoc `yaml:"health_check"`
+	// Written health, as in shoal.yaml; health_check is its deprecated
+	// name.
+	HealthCheck *healthDoc `yaml:"health" deprecated:"health_check"`
 	// Sticky enables session affinity when present.
 	Sticky *stickyDoc `yaml:"sticky"`
 	// Outlier enables passive ejection when consecutive_failures is set.
@@ -261,10 +270,11 @@ type limitsDoc struct {
 }
 
 type adminDoc struct {
-	// Addr is the admin API's host:port. Default: none, the admin API is
-	// served on a Unix socket only (see socket).
-	Addr string `yaml:"addr"`
-	// Socket is the path of the admin API's Unix socket when addr is not
+	// Addr is the admin API's host:port, written listen as admin.listen
+	// in shoal.yaml (addr is its deprecated name). Default: none, the
+	// admin API is served on a Unix socket only (see socket).
+	Addr string `yaml:"listen" deprecated:"addr"`
+	// Socket is the path of the admin API's Unix socket when listen is not
 	// set; default .shoal/admin.sock next to lb.yaml. Created with mode
 	// 0600; at most 107 bytes long.
 	Socket string `yaml:"socket"`

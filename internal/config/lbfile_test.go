@@ -18,10 +18,10 @@ import (
 const fullLB = `# every field
 listeners:
   - name: web
-    addr: 127.0.0.1:8080
+    listen: 127.0.0.1:8080
     routes: [app]
   - name: tls
-    addr: ":8443"
+    listen: ":8443"
     tls:
       - cert: certs/a.pem
         key: certs/a.key
@@ -40,7 +40,7 @@ pools:
       - addr: 127.0.0.1:3001
       - addr: 127.0.0.1:3002
         weight: 3
-    health_check:
+    health:
       path: /healthz
       interval: 2s
       timeout: 500ms
@@ -75,7 +75,7 @@ trusted_proxies: [10.0.0.0/8, 192.168.1.7, "::1"]
 retry_budget: 0.1
 access_log: logs/access.log
 admin:
-  addr: 127.0.0.1:0
+  listen: 127.0.0.1:0
   token_file: /etc/shoal/token
 `
 
@@ -160,7 +160,7 @@ func TestLoadLBFull(t *testing.T) {
 }
 
 func TestLoadLBMinimalDefaults(t *testing.T) {
-	path := writeLB(t, "listeners: [{name: web, addr: ':80'}]\nroutes: [{name: r, pool: p}]\npools: [{name: p}]\n")
+	path := writeLB(t, "listeners: [{name: web, listen: ':80'}]\nroutes: [{name: r, pool: p}]\npools: [{name: p}]\n")
 	f, err := LoadLB(path)
 	if err != nil {
 		t.Fatal(err)
@@ -187,10 +187,10 @@ func TestLoadLBMinimalDefaults(t *testing.T) {
 func TestLoadLBReportsEveryProblem(t *testing.T) {
 	src := `listeners:
   - name: web
-    addr: nonsense
+    listen: nonsense
     routes: [nope]
   - name: web
-    addr: 127.0.0.1:99999
+    listen: 127.0.0.1:99999
 routes:
   - name: r
     path_prefix: api
@@ -208,7 +208,7 @@ pools:
       - addr: 127.0.0.1:1
         weight: 300
       - addr: 127.0.0.1:1
-    health_check:
+    health:
       healthy_threshold: 0
       interval: 1s
       timeout: 2s
@@ -228,7 +228,7 @@ retry_budget: 2
 	}
 	if strings.Contains(err.Error(), "algorithm") {
 		// A decode problem (unknown algorithm) is reported alone first.
-		for _, want := range []string{`lb.yaml:16:16: pools[0].algorithm: unknown balancing algorithm "random"`, `lb.yaml:28:17: pools[2].health_check.statuses: invalid status "99"`} {
+		for _, want := range []string{`lb.yaml:16:16: pools[0].algorithm: unknown balancing algorithm "random"`, `lb.yaml:28:17: pools[2].health.statuses: invalid status "99"`} {
 			if !strings.Contains(err.Error(), want) {
 				t.Errorf("missing %q in:\n%v", want, err)
 			}
@@ -239,10 +239,10 @@ retry_budget: 2
 	src = strings.Replace(src, `statuses: "99"`, `statuses: "200"`, 1)
 	_, err = ParseLB("lb.yaml", []byte(src))
 	wants := []string{
-		`lb.yaml:3:11: listeners[0].addr: invalid address "nonsense"`,
+		`lb.yaml:3:13: listeners[0].listen: invalid address "nonsense"`,
 		`lb.yaml:4:14: listeners[0].routes[0]: unknown route "nope"`,
 		`lb.yaml:5:11: listeners[1].name: duplicate listener name "web"`,
-		`lb.yaml:6:11: listeners[1].addr: invalid port`,
+		`lb.yaml:6:13: listeners[1].listen: invalid port`,
 		`lb.yaml:9:18: routes[0].path_prefix: must start with /`,
 		`lb.yaml:10:11: routes[0].pool: unknown pool "missing"`,
 		`lb.yaml:12:11: routes[1].host: invalid host "bad host"`,
@@ -250,8 +250,8 @@ retry_budget: 2
 		`lb.yaml:20:15: pools[2].targets[0].addr: invalid address "127.0.0.1"`,
 		`lb.yaml:22:17: pools[2].targets[1].weight: must be between 1 and 256`,
 		`lb.yaml:23:15: pools[2].targets[2].addr: duplicate target "127.0.0.1:1"`,
-		`lb.yaml:25:26: pools[2].health_check.healthy_threshold: must be at least 1`,
-		`lb.yaml:27:16: pools[2].health_check.timeout: must be at most interval`,
+		`lb.yaml:25:26: pools[2].health.healthy_threshold: must be at least 1`,
+		`lb.yaml:27:16: pools[2].health.timeout: must be at most interval`,
 		`lb.yaml:30:7: pools[2].sticky.secret_file: is required with cookie`,
 		`lb.yaml:32:22: pools[2].outlier.base_ejection: must not be negative`,
 		`lb.yaml:33:28: pools[2].outlier.max_ejected_percent: must be between 1 and 100`,
@@ -273,7 +273,7 @@ retry_budget: 2
 }
 
 func TestLoadLBStickySecretProblems(t *testing.T) {
-	base := "listeners: [{name: web, addr: ':80'}]\nroutes: [{name: r, pool: p}]\npools:\n  - name: p\n    sticky:\n      cookie: sid\n      secret_file: %s\n"
+	base := "listeners: [{name: web, listen: ':80'}]\nroutes: [{name: r, pool: p}]\npools:\n  - name: p\n    sticky:\n      cookie: sid\n      secret_file: %s\n"
 	path := writeLB(t, strings.Replace(base, "%s", "missing.key", 1))
 	if _, err := LoadLB(path); err == nil || !strings.Contains(err.Error(), "read sticky secret") {
 		t.Errorf("missing secret file: %v", err)
@@ -296,11 +296,11 @@ func TestLoadLBStructuralProblems(t *testing.T) {
 		"empty":       "",
 		"unknown key": "listeners: []\nbogus: 1\n",
 		"bare number": "pools: [{name: p, drain_timeout: 30}]\n",
-		"nothing":     "admin: {addr: '127.0.0.1:9'}\n",
-		"dup route":   "listeners: [{name: l, addr: ':1'}]\nroutes: [{name: a, pool: p}, {name: b, pool: p, path_prefix: /}]\npools: [{name: p}]\n",
-		"uri>header":  "listeners: [{name: l, addr: ':1'}]\nroutes: [{name: a, pool: p}]\npools: [{name: p}]\nlimits: {max_header_bytes: 1KiB, max_uri_bytes: 2KiB}\n",
-		"line>header": "listeners: [{name: l, addr: ':1'}]\nroutes: [{name: a, pool: p}]\npools: [{name: p}]\nlimits: {max_header_bytes: 1KiB, max_request_line: 2KiB}\n",
-		"tiny header": "listeners: [{name: l, addr: ':1'}]\nroutes: [{name: a, pool: p}]\npools: [{name: p}]\nlimits: {max_header_bytes: 512}\n",
+		"nothing":     "admin: {listen: '127.0.0.1:9'}\n",
+		"dup route":   "listeners: [{name: l, listen: ':1'}]\nroutes: [{name: a, pool: p}, {name: b, pool: p, path_prefix: /}]\npools: [{name: p}]\n",
+		"uri>header":  "listeners: [{name: l, listen: ':1'}]\nroutes: [{name: a, pool: p}]\npools: [{name: p}]\nlimits: {max_header_bytes: 1KiB, max_uri_bytes: 2KiB}\n",
+		"line>header": "listeners: [{name: l, listen: ':1'}]\nroutes: [{name: a, pool: p}]\npools: [{name: p}]\nlimits: {max_header_bytes: 1KiB, max_request_line: 2KiB}\n",
+		"tiny header": "listeners: [{name: l, listen: ':1'}]\nroutes: [{name: a, pool: p}]\npools: [{name: p}]\nlimits: {max_header_bytes: 512}\n",
 	} {
 		if _, err := ParseLB("lb.yaml", []byte(src)); err == nil {
 			t.Errorf("%s: no error", name)
@@ -323,10 +323,14 @@ func TestExampleLBFileLoads(t *testing.T) {
 
 func FuzzLoadLB(f *testing.F) {
 	f.Add(fullLB)
-	f.Add("listeners: [{name: web, addr: ':80'}]\nroutes: [{name: r, pool: p}]\npools: [{name: p, targets: [{addr: 'a:1'}]}]\n")
-	f.Add("pools: [{name: p, health_check: {statuses: '200-', interval: 1s}}]\n")
+	f.Add("listeners: [{name: web, listen: ':80'}]\nroutes: [{name: r, pool: p}]\npools: [{name: p, targets: [{addr: 'a:1'}]}]\n")
+	f.Add("pools: [{name: p, health: {statuses: '200-', interval: 1s}}]\n")
 	f.Add("trusted_proxies: ['::/0', 1.2.3.4]\nretry_budget: .5\n")
 	f.Add("listeners: &a [{name: x}]\nroutes: *a\n")
+	for _, r := range lbRenames {
+		f.Add(r.old)
+		f.Add(r.both)
+	}
 	f.Fuzz(func(t *testing.T, src string) {
 		lf, err := ParseLB("f.yaml", []byte(src))
 		if err != nil {
@@ -343,11 +347,16 @@ func FuzzLoadLB(f *testing.F) {
 		if (lf.Admin.Addr == "") == (lf.Admin.Socket == "") || lf.Admin.TokenFile == "" {
 			t.Fatalf("admin defaults missing: %+v", lf.Admin)
 		}
+		for _, w := range lf.Warnings {
+			if w.File != "f.yaml" || w.Pos.Line < 1 || !strings.Contains(w.Msg, "deprecated") {
+				t.Fatalf("malformed warning %+v", w)
+			}
+		}
 	})
 }
 
 func TestOpenAccessLogAppendsToFile(t *testing.T) {
-	path := writeLB(t, "listeners: [{name: web, addr: ':80'}]\nroutes: [{name: r, pool: p}]\npools: [{name: p}]\naccess_log: access.log\n")
+	path := writeLB(t, "listeners: [{name: web, listen: ':80'}]\nroutes: [{name: r, pool: p}]\npools: [{name: p}]\naccess_log: access.log\n")
 	f, err := LoadLB(path)
 	if err != nil {
 		t.Fatal(err)
@@ -365,7 +374,7 @@ func TestOpenAccessLogAppendsToFile(t *testing.T) {
 		t.Fatalf("access log = %q, %v", b, err)
 	}
 	for _, s := range []string{"stdout", "stderr", "off"} {
-		f, err := ParseLB("lb.yaml", []byte("listeners: [{name: web, addr: ':80'}]\nroutes: [{name: r, pool: p}]\npools: [{name: p}]\naccess_log: "+s+"\n"))
+		f, err := ParseLB("lb.yaml", []byte("listeners: [{name: web, listen: ':80'}]\nroutes: [{name: r, pool: p}]\npools: [{name: p}]\naccess_log: "+s+"\n"))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -377,7 +386,7 @@ func TestOpenAccessLogAppendsToFile(t *testing.T) {
 }
 
 func TestLoadLBFastPathSwitch(t *testing.T) {
-	base := "listeners: [{name: web, addr: ':80'}]\nroutes: [{name: r, pool: p}]\npools: [{name: p}]\n"
+	base := "listeners: [{name: web, listen: ':80'}]\nroutes: [{name: r, pool: p}]\npools: [{name: p}]\n"
 	for _, c := range []struct {
 		extra   string
 		disable bool
@@ -402,7 +411,7 @@ func TestLoadLBFastPathSwitch(t *testing.T) {
 // TestLoadLBHealthTimeoutEqualsInterval: a probe timeout equal to the
 // interval is accepted (it used to be rejected); a longer one is not.
 func TestLoadLBHealthTimeoutEqualsInterval(t *testing.T) {
-	const src = "listeners: [{name: l, addr: ':1'}]\nroutes: [{name: a, pool: p}]\npools: [{name: p, health_check: {interval: 2s, timeout: %s}}]\n"
+	const src = "listeners: [{name: l, listen: ':1'}]\nroutes: [{name: a, pool: p}]\npools: [{name: p, health: {interval: 2s, timeout: %s}}]\n"
 	f, err := ParseLB("lb.yaml", []byte(fmt.Sprintf(src, "2s")))
 	if err != nil {
 		t.Fatalf("timeout = interval: %v", err)
@@ -410,14 +419,14 @@ func TestLoadLBHealthTimeoutEqualsInterval(t *testing.T) {
 	if h := f.Balancer.Pools[0].Health; h.Timeout != 2*time.Second || h.Interval != 2*time.Second {
 		t.Fatalf("health spec %+v", h)
 	}
-	if _, err := ParseLB("lb.yaml", []byte(fmt.Sprintf(src, "3s"))); err == nil || !strings.Contains(err.Error(), "health_check.timeout: must be at most interval") {
+	if _, err := ParseLB("lb.yaml", []byte(fmt.Sprintf(src, "3s"))); err == nil || !strings.Contains(err.Error(), "health.timeout: must be at most interval") {
 		t.Fatalf("timeout > interval: %v", err)
 	}
 }
 
 // TestLoadLBTryTimeoutOff: try_timeout takes off (or 0) for no timeout.
 func TestLoadLBTryTimeoutOff(t *testing.T) {
-	const src = "listeners: [{name: l, addr: ':1'}]\nroutes: [{name: a, pool: p}]\npools: [{name: p, try_timeout: %s}]\n"
+	const src = "listeners: [{name: l, listen: ':1'}]\nroutes: [{name: a, pool: p}]\npools: [{name: p, try_timeout: %s}]\n"
 	for in, want := range map[string]time.Duration{"off": -1, "0": -1, "5s": 5 * time.Second} {
 		f, err := ParseLB("lb.yaml", []byte(fmt.Sprintf(src, in)))
 		if err != nil {
@@ -435,19 +444,19 @@ func TestLoadLBTryTimeoutOff(t *testing.T) {
 }
 
 // TestLoadLBAdminSocket: admin.socket sets the socket's path; it cannot
-// go with admin.addr, and a path too long for a Unix socket is refused.
+// go with admin.listen, and a path too long for a Unix socket is refused.
 func TestLoadLBAdminSocket(t *testing.T) {
-	const base = "listeners: [{name: l, addr: ':1'}]\nroutes: [{name: a, pool: p}]\npools: [{name: p}]\n"
+	const base = "listeners: [{name: l, listen: ':1'}]\nroutes: [{name: a, pool: p}]\npools: [{name: p}]\n"
 	f, err := ParseLB("/srv/lb/lb.yaml", []byte(base+"admin: {socket: run/admin.sock}\n"))
 	if err != nil || f.Admin.Socket != "/srv/lb/run/admin.sock" || f.Admin.Addr != "" {
 		t.Fatalf("admin.socket: %+v %v", f, err)
 	}
-	f, err = ParseLB("/srv/lb/lb.yaml", []byte(base+"admin: {addr: '127.0.0.1:9090'}\n"))
+	f, err = ParseLB("/srv/lb/lb.yaml", []byte(base+"admin: {listen: '127.0.0.1:9090'}\n"))
 	if err != nil || f.Admin.Socket != "" || f.Admin.Addr != "127.0.0.1:9090" {
-		t.Fatalf("admin.addr: %+v %v", f, err)
+		t.Fatalf("admin.listen: %+v %v", f, err)
 	}
-	_, err = ParseLB("lb.yaml", []byte(base+"admin: {addr: '127.0.0.1:9090', socket: a.sock}\n"))
-	if err == nil || !strings.Contains(err.Error(), "lb.yaml:4:41: admin.socket: set either admin.addr") {
+	_, err = ParseLB("lb.yaml", []byte(base+"admin: {listen: '127.0.0.1:9090', socket: a.sock}\n"))
+	if err == nil || !strings.Contains(err.Error(), "lb.yaml:4:43: admin.socket: set either admin.listen") {
 		t.Fatalf("both: %v", err)
 	}
 	long := "/" + strings.Repeat("d", 120) + "/lb.yaml"

@@ -48,6 +48,7 @@ func ParseLB(file string, data []byte) (*LBFile, error) {
 	if len(d.probs) > 0 {
 		return nil, d.sorted()
 	}
+	out.Warnings = d.warns
 	return out, nil
 }
 
@@ -143,7 +144,7 @@ func (v *lbValidator) build(doc *lbDoc) *LBFile {
 	for i, l := range doc.Listeners {
 		path := fmt.Sprintf("listeners[%d]", i)
 		v.name(path+".name", l.Name, "listener", listeners)
-		v.hostPort(path+".addr", l.Addr, true)
+		v.hostPort(path+".listen", l.Addr, true)
 		ln := lb.Listener{Name: l.Name, Addr: l.Addr, Routes: l.Routes}
 		for j, c := range l.TLS {
 			cp := fmt.Sprintf("%s.tls[%d]", path, j)
@@ -213,9 +214,9 @@ func (v *lbValidator) build(doc *lbDoc) *LBFile {
 	out.Admin.Addr = doc.Admin.Addr
 	switch {
 	case out.Admin.Addr != "" && doc.Admin.Socket != "":
-		d.errorf("admin.socket", "set either admin.addr (TCP) or admin.socket (Unix socket), not both")
+		d.errorf("admin.socket", "set either admin.listen (TCP) or admin.socket (Unix socket), not both")
 	case out.Admin.Addr != "":
-		v.hostPort("admin.addr", doc.Admin.Addr, true)
+		v.hostPort("admin.listen", doc.Admin.Addr, true)
 	default:
 		out.Admin.Socket = v.abs(doc.Admin.Socket)
 		if out.Admin.Socket == "" {
@@ -226,7 +227,7 @@ func (v *lbValidator) build(doc *lbDoc) *LBFile {
 			if doc.Admin.Socket == "" {
 				path = "admin"
 			}
-			d.errorf(path, "the admin socket path %s is %d bytes, more than the %d a Unix socket allows: set admin.socket to a shorter path, or admin.addr", out.Admin.Socket, n, MaxSocketPath)
+			d.errorf(path, "the admin socket path %s is %d bytes, more than the %d a Unix socket allows: set admin.socket to a shorter path, or admin.listen", out.Admin.Socket, n, MaxSocketPath)
 		}
 	}
 	out.Admin.TokenFile = v.abs(doc.Admin.TokenFile)

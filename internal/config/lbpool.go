@@ -55,7 +55,7 @@ func (v *lbValidator) pool(path string, p poolDoc) lb.PoolConfig {
 		pc.Targets = append(pc.Targets, pool.TargetSpec{Addr: t.Addr, Weight: t.Weight})
 	}
 	if h := p.HealthCheck; h != nil {
-		pc.Health = v.health(path+".health_check", h)
+		pc.Health = v.health(path+".health", h)
 	}
 	if s := p.Sticky; s != nil {
 		pc.Sticky = v.sticky(path+".sticky", s)
@@ -74,14 +74,9 @@ func (v *lbValidator) sticky(path string, s *stickyDoc) pool.Sticky {
 	case s.Cookie != "" && s.SecretFile == "":
 		d.errorf(path+".secret_file", "is required with cookie: a file holding at least %d random bytes, the same on every balancer node (for example: head -c 32 /dev/urandom | base64 > sticky.key; chmod 600 sticky.key)", minStickySecret)
 	case s.SecretFile != "":
-		b, err := os.ReadFile(v.abs(s.SecretFile))
+		b, err := readStickySecret(v.abs(s.SecretFile), s.SecretFile)
 		if err != nil {
-			d.errorf(path+".secret_file", "read sticky secret: %v", err)
-			break
-		}
-		b = bytes.TrimSpace(b)
-		if len(b) < minStickySecret {
-			d.errorf(path+".secret_file", "secret in %s is %d bytes; at least %d are required", s.SecretFile, len(b), minStickySecret)
+			d.errorf(path+".secret_file", "%v", err)
 		}
 		st.Secret = b
 	}
@@ -92,6 +87,22 @@ func (v *lbValidator) sticky(path string, s *stickyDoc) pool.Sticky {
 		st.SockJSPrefixes = append(st.SockJSPrefixes, pre)
 	}
 	return st
+}
+
+// readStickySecret reads the cookie signing key of a sticky secret_file
+// (lb.yaml and shoal.yaml alike) at path, named name in messages: the
+// file's contents without surrounding whitespace, at least
+// minStickySecret bytes. A short key is returned with its error.
+func readStickySecret(path, name string) ([]byte, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read sticky secret: %w", err)
+	}
+	b = bytes.TrimSpace(b)
+	if len(b) < minStickySecret {
+		return b, fmt.Errorf("secret in %s is %d bytes; at least %d are required", name, len(b), minStickySecret)
+	}
+	return b, nil
 }
 
 func (v *lbValidator) outlier(path string, o outlierDoc) pool.Outlier {

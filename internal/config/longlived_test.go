@@ -22,7 +22,7 @@ func TestLongLivedOptions(t *testing.T) {
 		t.Errorf("shoal.yaml bad path: %v", err)
 	}
 
-	src := "listeners: [{name: web, addr: ':80'}]\nroutes:\n  - {name: r, pool: p, long_lived_paths: [/poll]}\n  - {name: s, path_prefix: /stream, pool: p, long_lived: true}\npools: [{name: p}]\n"
+	src := "listeners: [{name: web, listen: ':80'}]\nroutes:\n  - {name: r, pool: p, long_lived_paths: [/poll]}\n  - {name: s, path_prefix: /stream, pool: p, long_lived: true}\npools: [{name: p}]\n"
 	f, err := LoadLB(writeLB(t, src))
 	if err != nil {
 		t.Fatal(err)

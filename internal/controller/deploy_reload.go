@@ -27,6 +27,7 @@ func restartOnlyChanges(cur, next *config.App) []string {
 	}
 	h, nh := cur.Health, next.Health
 	diff("health.path", h.Path, nh.Path)
+	diff("health.host", h.Host, nh.Host)
 	diff("health.interval", h.Interval.D(), nh.Interval.D())
 	diff("health.timeout", h.Timeout.D(), nh.Timeout.D())
 	diff("health.healthy_threshold", h.HealthyThreshold, nh.HealthyThreshold)

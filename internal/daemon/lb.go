@@ -70,6 +70,7 @@ func OpenLB(opts LBOptions) (_ *LB, err error) {
 		d.log = slog.New(slog.DiscardHandler)
 	}
 	file := opts.File
+	d.warn(file)
 	token, err := adminapi.LoadOrCreateToken(file.Admin.TokenFile)
 	if err != nil {
 		return nil, fmt.Errorf("admin token: %w", err)
@@ -216,6 +217,7 @@ func (d *LB) Reload(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	d.warn(file)
 	cfg, err := d.prepare(file)
 	if err != nil {
 		return err
@@ -225,4 +227,12 @@ func (d *LB) Reload(ctx context.Context) error {
 	}
 	d.log.Info("reloaded", "file", d.path, "listeners", len(cfg.Listeners), "routes", len(cfg.Routes), "pools", len(cfg.Pools))
 	return nil
+}
+
+// warn logs each deprecated key of the file, with its file:line:col and
+// the key to write instead.
+func (d *LB) warn(file *config.LBFile) {
+	for _, w := range file.Warnings {
+		d.log.Warn("deprecated configuration key", "warning", w.String())
+	}
 }

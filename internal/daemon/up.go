@@ -181,14 +181,19 @@ func (u *Up) openState(ctx context.Context) (token string, arts *release.Store, 
 }
 
 // buildBalancer builds the balancer from shoal.yaml
-// (config.App.BalancerConfig), with the sticky cookie's key kept in the
-// store so that pins survive a restart of shoal.
+// (config.App.BalancerConfig), with the sticky cookie's key from
+// balancer.sticky.secret_file, or else kept in the store so that pins
+// survive a restart of shoal.
 func (u *Up) buildBalancer(obs lb.RequestObserver) error {
 	var key []byte
 	if u.cfg.Balancer.NeedsStickyKey() {
-		var err error
-		if key, err = u.st.Key(config.StickyKeyName(u.cfg.Name), 32); err != nil {
-			return err
+		// balancer.sticky.secret_file's key when set (shared by every
+		// balancer of a fleet), else one generated once and kept.
+		if key = u.cfg.Balancer.Sticky.Secret(); key == nil {
+			var err error
+			if key, err = u.st.Key(config.StickyKeyName(u.cfg.Name), 32); err != nil {
+				return err
+			}
 		}
 	}
 	lbcfg := u.cfg.BalancerConfig(key, u.log.With("part", "lb"))
