@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"reflect"
 	"slices"
 	"sort"
@@ -15,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/shoal-dev/shoal/internal/api"
 	"github.com/shoal-dev/shoal/internal/client"
 	"github.com/shoal-dev/shoal/internal/controller"
 	"github.com/shoal-dev/shoal/internal/lb"
@@ -31,8 +34,8 @@ func TestWireTypesAgree(t *testing.T) {
 		route          string
 		server, client any
 	}{
-		{"GET /v1/status, POST /v1/scale", statusBody{}, client.Status{}},
-		{"GET /v1/events", controller.Event{}, client.Event{}},
+		{"GET /v1/status, POST /v1/scale", api.Status{}, client.Status{}},
+		{"GET /v1/events", api.Event{}, client.Event{}},
 		{"GET /v1/releases", controller.ReleaseInfo{}, client.Release{}},
 		{"GET /v1/env", controller.EnvVarInfo{}, client.EnvVar{}},
 		{"GET /v1/deploy", rollout.Progress{}, client.RolloutProgress{}},
@@ -228,4 +231,34 @@ func minus(a, b []string) []string {
 		}
 	}
 	return out
+}
+
+// TestWireJSONUnchanged holds the answers of the routes the CLI reads to the
+// bytes they had before their types moved to package api: a value with every
+// field set (fill) encodes exactly as the file in testdata/wire, which was
+// written by the types as they were. A renamed, reordered, added or dropped
+// field, or a changed encoding (an enum sent as a number), fails here.
+func TestWireJSONUnchanged(t *testing.T) {
+	for _, c := range []struct {
+		file  string
+		value any
+	}{
+		{"status.json", api.Status{}},
+		{"event.json", api.Event{}},
+		{"release.json", controller.ReleaseInfo{}},
+		{"progress.json", rollout.Progress{}},
+		{"deploy_line.json", DeployLine{}},
+	} {
+		want, err := os.ReadFile(filepath.Join("testdata", "wire", c.file))
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := json.MarshalIndent(fill(t, reflect.TypeOf(c.value)), "", "  ")
+		if err != nil {
+			t.Fatalf("%s: %v", c.file, err)
+		}
+		if got = append(got, '\n'); !bytes.Equal(got, want) {
+			t.Errorf("%T encodes differently from testdata/wire/%s:\n%s", c.value, c.file, got)
+		}
+	}
 }

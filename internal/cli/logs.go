@@ -4,6 +4,8 @@ import (
 	"context"
 	"flag"
 	"fmt"
+
+	"github.com/shoal-dev/shoal/internal/api"
 )
 
 // runLogs is `shoal logs [-f] [-n N] [instance]`. Without an instance it
@@ -31,7 +33,7 @@ func runLogs(ctx context.Context, env *Env, args []string) error {
 			return err
 		}
 		for _, in := range st.Instances {
-			if in.State == "in_service" {
+			if in.State == api.InService {
 				id = in.ID
 				break
 			}

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/shoal-dev/shoal/internal/api"
 	"github.com/shoal-dev/shoal/internal/config"
 	"github.com/shoal-dev/shoal/internal/rollout"
 	"github.com/shoal-dev/shoal/internal/store"
@@ -192,7 +193,7 @@ func (c *Controller) Deploy(ctx context.Context, req DeployRequest) (int, error)
 		return cur.Version, fmt.Errorf("%w: v%d already runs this artifact and run configuration", ErrNoChange, cur.Version)
 	}
 	if err := c.runHooks(ctx, "pre_deploy", cfg, env, cfg.Deploy.Hooks.PreDeploy, log); err != nil {
-		c.events.add(Event{Type: "deploy", Release: cur.Version, Reason: env.Redact("deploy stopped: " + err.Error())})
+		c.events.add(api.Event{Type: "deploy", Release: cur.Version, Reason: env.Redact("deploy stopped: " + err.Error())})
 		return 0, fmt.Errorf("deploy stopped, nothing changed: %w", err)
 	}
 	rel, err := c.o.Store.PutRelease(store.Release{App: app, Digest: digest, Command: cfg.Run.Command,
@@ -201,7 +202,7 @@ func (c *Controller) Deploy(ctx context.Context, req DeployRequest) (int, error)
 		return 0, fmt.Errorf("make release: %w", err)
 	}
 	why := fmt.Sprintf("made release v%d (%s, %s change) from v%d", rel.Version, short(digest), change, cur.Version)
-	c.events.add(Event{Type: "release", Release: rel.Version, Reason: why})
+	c.events.add(api.Event{Type: "release", Release: rel.Version, Reason: why})
 	fmt.Fprintln(log, why)
 
 	d, err := c.startRollout(holder, req.By, cur, rel, env, cfg.RolloutPolicy())
@@ -213,7 +214,7 @@ func (c *Controller) Deploy(ctx context.Context, req DeployRequest) (int, error)
 		return rel.Version, err
 	}
 	if err := c.runHooks(ctx, "post_deploy", cfg, env, cfg.Deploy.Hooks.PostDeploy, log); err != nil {
-		c.events.add(Event{Type: "deploy", Release: rel.Version, Reason: env.Redact("post-deploy hook failed: " + err.Error())})
+		c.events.add(api.Event{Type: "deploy", Release: rel.Version, Reason: env.Redact("post-deploy hook failed: " + err.Error())})
 		return rel.Version, fmt.Errorf("v%d serves, but a post-deploy hook failed: %w", rel.Version, err)
 	}
 	c.prune(app)
@@ -247,7 +248,7 @@ func (c *Controller) Rollback(ctx context.Context, version int) error {
 	if cfg, err := config.Load(c.cfg.File); err == nil {
 		policy = cfg.RolloutPolicy() // the file's current policy, if it still loads
 	}
-	c.events.add(Event{Type: "release", Release: target.Version,
+	c.events.add(api.Event{Type: "release", Release: target.Version,
 		Reason: fmt.Sprintf("rollback from v%d to v%d (artifact %s, no build)", cur.Version, target.Version, short(target.Digest))})
 	d, err := c.startRollout(holder, "rollback", cur, target, env, policy)
 	if err != nil {

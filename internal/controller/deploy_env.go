@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/shoal-dev/shoal/internal/api"
 	"github.com/shoal-dev/shoal/internal/config"
 	"github.com/shoal-dev/shoal/internal/hooks"
 	"github.com/shoal-dev/shoal/internal/release"
@@ -76,11 +77,11 @@ func (c *Controller) SetEnv(ctx context.Context, set []store.EnvVar, unset []str
 		names = append(names, "unset "+n)
 	}
 	// Recorded before it is made, refused when it cannot be (events.go).
-	if err := c.events.record(Event{Type: "env", Reason: "env overrides changed: " + strings.Join(names, ", ")}); err != nil {
+	if err := c.events.record(api.Event{Type: "env", Reason: "env overrides changed: " + strings.Join(names, ", ")}); err != nil {
 		return 0, fmt.Errorf("env: nothing changed: %w", err)
 	}
 	if _, err := c.o.Store.UpdateEnvOverrides(c.cfg.Name, set, unset); err != nil {
-		c.events.add(Event{Type: "env", Reason: "env overrides not changed: " + err.Error()})
+		c.events.add(api.Event{Type: "env", Reason: "env overrides not changed: " + err.Error()})
 		return 0, fmt.Errorf("env: %w", err)
 	}
 	req.ConfigOnly = true
@@ -130,11 +131,11 @@ func (c *Controller) buildArtifact(ctx context.Context, cfg *config.App, env con
 	art, built, err := c.o.Artifacts.BuildOnce(ctx, spec)
 	if err != nil {
 		reason := env.Redact(buildFailure(err))
-		c.events.add(Event{Type: "build", Reason: "build failed: " + reason})
+		c.events.add(api.Event{Type: "build", Reason: "build failed: " + reason})
 		return art, false, errors.New(reason)
 	}
 	if built {
-		c.events.add(Event{Type: "build", Reason: fmt.Sprintf("built artifact %s in %s", short(art.Digest), c.now().Sub(start).Round(1e6))})
+		c.events.add(api.Event{Type: "build", Reason: fmt.Sprintf("built artifact %s in %s", short(art.Digest), c.now().Sub(start).Round(1e6))})
 	}
 	return art, built, nil
 }
@@ -189,7 +190,7 @@ func (c *Controller) runHooks(ctx context.Context, kind string, cfg *config.App,
 			name += "[" + strconv.Itoa(i) + "]"
 		}
 		fmt.Fprintf(log, "running %s hook: %s\n", name, env.Redact(cmd))
-		c.events.add(Event{Type: "hook", Reason: env.Redact(fmt.Sprintf("%s hook started: %s", name, cmd))})
+		c.events.add(api.Event{Type: "hook", Reason: env.Redact(fmt.Sprintf("%s hook started: %s", name, cmd))})
 		err := hooks.Run(ctx, hooks.Hook{Name: name, Command: cmd, Dir: cfg.Dir, Env: base,
 			Timeout: cfg.HookTimeout(), Redact: env.Redact}, log)
 		var he *hooks.HookError
@@ -199,7 +200,7 @@ func (c *Controller) runHooks(ctx context.Context, kind string, cfg *config.App,
 		if err != nil {
 			return fmt.Errorf("%s hook: %w", name, err)
 		}
-		c.events.add(Event{Type: "hook", Reason: fmt.Sprintf("%s hook succeeded", name)})
+		c.events.add(api.Event{Type: "hook", Reason: fmt.Sprintf("%s hook succeeded", name)})
 	}
 	return nil
 }

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/shoal-dev/shoal/internal/api"
 	"github.com/shoal-dev/shoal/internal/rollout"
 	"github.com/shoal-dev/shoal/internal/store"
 )
@@ -108,7 +109,7 @@ func (c *Controller) dropRollout(rec store.Rollout, why error) {
 			}
 		}
 	}
-	c.events.add(Event{Type: "deploy", Release: rec.To, Reason: reason})
+	c.events.add(api.Event{Type: "deploy", Release: rec.To, Reason: reason})
 	c.log.Warn("stored rollout dropped", "release", rec.To, "error", why)
 	if err := c.o.Store.DeleteRollout(app); err != nil {
 		c.log.Error("delete stored rollout", "error", err)
@@ -178,7 +179,7 @@ func (c *Controller) resumeRollout(rec store.Rollout) error {
 	c.group, c.current = group, from
 	c.env = mergeEnv(envFromStore(from.Env), secretsOf(toEnv))
 	c.dep.active = d
-	c.events.add(Event{Type: "deploy", Release: spec.To, Reason: c.env.Redact(what)})
+	c.events.add(api.Event{Type: "deploy", Release: spec.To, Reason: c.env.Redact(what)})
 	c.mu.Unlock()
 	c.log.Info("rollout resumed", "release", spec.To, "from", spec.From, "phase", snap.Phase.String(), "by", rec.By)
 	return nil

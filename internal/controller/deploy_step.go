@@ -7,6 +7,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/shoal-dev/shoal/internal/api"
 	"github.com/shoal-dev/shoal/internal/config"
 	"github.com/shoal-dev/shoal/internal/reconcile"
 	"github.com/shoal-dev/shoal/internal/rollout"
@@ -80,7 +81,7 @@ func (c *Controller) stepRollout(ctx context.Context, workers *sync.WaitGroup) (
 	for range 4 {
 		step = d.r.Step(now, c.observeRolloutLocked(d))
 		for _, e := range step.Events {
-			c.events.add(Event{Type: "deploy", Release: step.Release, Reason: c.env.Redact(e)})
+			c.events.add(api.Event{Type: "deploy", Release: step.Release, Reason: c.env.Redact(e)})
 			c.log.Info("rollout", "release", step.Release, "reason", c.env.Redact(e))
 		}
 		digest := d.rels[step.Release].Digest
@@ -93,10 +94,10 @@ func (c *Controller) stepRollout(ctx context.Context, workers *sync.WaitGroup) (
 		}
 		for _, id := range step.Drain {
 			in := c.instances[id]
-			if in == nil || in.state == reconcile.Draining {
+			if in == nil || in.state == api.Draining {
 				continue
 			}
-			c.setStateLocked(in, reconcile.Draining, fmt.Sprintf("rollout to v%d: %s", step.Release, step.Reason))
+			c.setStateLocked(in, api.Draining, fmt.Sprintf("rollout to v%d: %s", step.Release, step.Reason))
 			in.cancel() // ends the monitor, or makes a launch stop what it started
 			if in.inPool {
 				retires = append(retires, in)
@@ -143,15 +144,11 @@ func (c *Controller) stepRollout(ctx context.Context, workers *sync.WaitGroup) (
 func (c *Controller) observeRolloutLocked(d *activeDeploy) []rollout.Instance {
 	obs := make([]rollout.Instance, 0, len(c.instances))
 	add := func(in *instance) {
-		st, err := rollout.ParseState(in.state.String())
-		if err != nil {
-			return
-		}
 		reason := in.reason
-		if in.state == reconcile.Starting && in.health != "" {
+		if in.state == api.Starting && in.health != "" {
 			reason = "last check: " + in.health
 		}
-		obs = append(obs, rollout.Instance{ID: in.id, Release: in.release, State: st, Since: in.since, Reason: reason})
+		obs = append(obs, rollout.Instance{ID: in.id, Release: in.release, State: in.state, Since: in.since, Reason: reason})
 	}
 	for _, in := range c.instances {
 		add(in)
@@ -206,7 +203,7 @@ func (c *Controller) finishRollout(d *activeDeploy, phase rollout.Phase) {
 	}
 	c.dep.active = nil
 	d.final = final
-	c.events.add(Event{Type: "deploy", Release: to.Version, Reason: c.env.Redact(fmt.Sprintf("rollout v%d -> v%d ended %s after %s: %s",
+	c.events.add(api.Event{Type: "deploy", Release: to.Version, Reason: c.env.Redact(fmt.Sprintf("rollout v%d -> v%d ended %s after %s: %s",
 		from.Version, to.Version, phase, final.Elapsed.Round(time.Millisecond), final.Reason))})
 	c.mu.Unlock()
 	c.log.Info("rollout ended", "release", to.Version, "phase", phase.String(), "reason", final.Reason)
@@ -293,7 +290,7 @@ func (c *Controller) stopRollout() {
 	c.dep.active = nil
 	d.final = d.r.Progress(c.now())
 	d.final.Reason = "shoal stopped during the rollout; it resumes when shoal starts again: " + d.final.Reason
-	c.events.add(Event{Type: "deploy", Release: d.r.Spec().To, Reason: d.final.Reason})
+	c.events.add(api.Event{Type: "deploy", Release: d.r.Spec().To, Reason: d.final.Reason})
 	c.mu.Unlock()
 	c.dep.lock.Release(c.cfg.Name, d.holder)
 	close(d.done)

@@ -10,14 +10,15 @@ import (
 	"testing"
 	"time"
 
+	"github.com/shoal-dev/shoal/internal/api"
 	"github.com/shoal-dev/shoal/internal/rollout"
 	"github.com/shoal-dev/shoal/internal/store"
 	"github.com/shoal-dev/shoal/internal/testenv"
 )
 
 // onRelease waits until n instances of release v serve and nothing else runs.
-func onRelease(v, n int) func(Status) error {
-	return func(st Status) error {
+func onRelease(v, n int) func(api.Status) error {
+	return func(st api.Status) error {
 		if err := inService(n)(st); err != nil {
 			return err
 		}

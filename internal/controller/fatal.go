@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/shoal-dev/shoal/internal/api"
 	"github.com/shoal-dev/shoal/internal/release"
 )
 
@@ -24,7 +25,7 @@ func (c *Controller) failOn(err error, rel int) {
 	if !errors.Is(err, release.ErrCorrupt) || c.stopRun == nil {
 		return
 	}
-	c.events.add(Event{Type: "shoal", Release: rel, Reason: "stopping: " + err.Error()})
+	c.events.add(api.Event{Type: "shoal", Release: rel, Reason: "stopping: " + err.Error()})
 	c.log.Error("stopping: an artifact is corrupt", "error", err)
 	c.stopRun(&fatalError{fmt.Errorf("cannot start instances of release v%d: %w", rel, err)})
 }

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/shoal-dev/shoal/internal/api"
 	"github.com/shoal-dev/shoal/internal/config"
 	"github.com/shoal-dev/shoal/internal/store"
 )
@@ -89,7 +90,7 @@ func (c *Controller) firstRelease(ctx context.Context) (store.Release, error) {
 	if err != nil {
 		return store.Release{}, fmt.Errorf("make release: %w", err)
 	}
-	c.events.add(Event{Type: "release", Release: rel.Version,
+	c.events.add(api.Event{Type: "release", Release: rel.Version,
 		Reason: fmt.Sprintf("made release v%d (%s): first release", rel.Version, short(art.Digest))})
 	return rel, nil
 }
@@ -111,12 +112,12 @@ func (c *Controller) resumeActive(ctx context.Context, v int) (store.Release, er
 	c.mu.Lock()
 	c.env = env
 	c.mu.Unlock()
-	c.events.add(Event{Type: "release", Release: v,
+	c.events.add(api.Event{Type: "release", Release: v,
 		Reason: fmt.Sprintf("resuming the active release v%d (%s) as stored: no build, no new release", v, short(cur.Digest))})
 	c.log.Info("resuming the active release", "release", v, "digest", cur.Digest)
 	for _, note := range c.driftNotes(ctx, cur) {
 		note = env.Redact(note)
-		c.events.add(Event{Type: "release", Release: v, Reason: note})
+		c.events.add(api.Event{Type: "release", Release: v, Reason: note})
 		c.log.Warn(note, "release", v)
 		c.mu.Lock()
 		c.notes = append(c.notes, note)
@@ -184,7 +185,7 @@ func (c *Controller) abandonPending(keep int) {
 			c.log.Error("mark abandoned release failed", "release", r.Version, "error", err)
 			continue
 		}
-		c.events.add(Event{Type: "release", Release: r.Version,
+		c.events.add(api.Event{Type: "release", Release: r.Version,
 			Reason: fmt.Sprintf("v%d never served: its deploy was abandoned before it was rolled out; marked failed", r.Version)})
 	}
 }
@@ -212,7 +213,7 @@ func (c *Controller) prune(app string) {
 	if err != nil {
 		c.log.Warn("prune artifacts", "error", err)
 	}
-	c.events.add(Event{Type: "release", Reason: fmt.Sprintf("pruned %d old releases and %d artifacts (keep_releases %d)",
+	c.events.add(api.Event{Type: "release", Reason: fmt.Sprintf("pruned %d old releases and %d artifacts (keep_releases %d)",
 		len(dropped), len(gone), c.cfg.KeepReleases)})
 }
 
@@ -279,11 +280,11 @@ func (c *Controller) Releases() ([]ReleaseInfo, error) {
 
 // Events returns up to limit events of the app with a sequence number
 // above after, oldest first (limit <= 0: 100).
-func (c *Controller) Events(after uint64, limit int) ([]Event, error) {
+func (c *Controller) Events(after uint64, limit int) ([]api.Event, error) {
 	if limit <= 0 {
 		limit = 100
 	}
-	out := []Event{}
+	out := []api.Event{}
 	// Events of other apps share the sequence; page until limit is met.
 	for range 100 {
 		evs, err := c.o.Store.Events(c.cfg.Name, after, limit-len(out))
@@ -307,7 +308,7 @@ func (c *Controller) Events(after uint64, limit int) ([]Event, error) {
 func (c *Controller) SubscribeEvents() (<-chan struct{}, func()) { return c.events.subscribe() }
 
 // storeEvents writes a batch to the store, in order.
-func (c *Controller) storeEvents(evs []Event) error {
+func (c *Controller) storeEvents(evs []api.Event) error {
 	var errs []error
 	for _, e := range evs {
 		se := store.Event{Time: e.Time, App: c.cfg.Name, Instance: e.Instance, Release: e.Release, Kind: e.Type, Reason: e.Reason}
@@ -326,7 +327,7 @@ func (c *Controller) storeEvents(evs []Event) error {
 	return errors.Join(errs...)
 }
 
-func fromStoreEvent(e store.Event) Event {
-	return Event{Seq: e.Seq, Time: e.Time, Type: e.Kind, Instance: e.Instance, Release: e.Release,
+func fromStoreEvent(e store.Event) api.Event {
+	return api.Event{Seq: e.Seq, Time: e.Time, Type: e.Kind, Instance: e.Instance, Release: e.Release,
 		From: e.Fields["from"], State: e.Fields["state"], Addr: e.Fields["addr"], Reason: e.Reason}
 }

@@ -57,7 +57,7 @@ func (r *Rollout) Progress(now time.Time) Progress {
 	}
 	p.Elapsed = max(end.Sub(r.started), 0)
 	for _, in := range r.last {
-		if in.State.live() {
+		if in.State.Live() {
 			if _, drained := r.drains[in.ID]; drained && in.State != Draining {
 				in.State = Draining
 			}

@@ -3,66 +3,26 @@ package rollout
 import (
 	"fmt"
 	"time"
+
+	"github.com/shoal-dev/shoal/internal/api"
 )
 
 // State is the lifecycle state of one instance as the controller observes
-// it. The names match the controller's instance lifecycle; the package
-// keeps its own type so that it imports nothing of Shoal's. It is printed
-// and persisted as its snake_case name.
-type State uint8
+// it: the instance state of the one vocabulary ([api.State]), which the
+// names below repeat so that this package's code reads as before.
+type State = api.State
 
-// Instance states. Pending and Starting both mean "launched, not yet in
-// service"; the rollout treats them alike.
+// Instance states ([api.State]). Pending and Starting both mean "launched,
+// not yet in service"; the rollout treats them alike.
 const (
-	Pending   State = iota // accepted, not yet started on its host
-	Starting               // running, not yet passing its health checks
-	InService              // healthy and in the balancer's pool
-	Unhealthy              // was in service, now fails its checks
-	Draining               // out of the pool, finishing in-flight requests
-	Stopped                // stopped on purpose
-	Failed                 // exited on its own, or never became healthy
+	Pending   = api.Pending
+	Starting  = api.Starting
+	InService = api.InService
+	Unhealthy = api.Unhealthy
+	Draining  = api.Draining
+	Stopped   = api.Stopped
+	Failed    = api.Failed
 )
-
-var stateNames = [...]string{"pending", "starting", "in_service", "unhealthy", "draining", "stopped", "failed"}
-
-// String returns the snake_case name of s.
-func (s State) String() string {
-	if int(s) < len(stateNames) {
-		return stateNames[s]
-	}
-	return fmt.Sprintf("state(%d)", uint8(s))
-}
-
-// ParseState parses a name printed by [State.String].
-func ParseState(name string) (State, error) {
-	for i, n := range stateNames {
-		if n == name {
-			return State(i), nil
-		}
-	}
-	return 0, fmt.Errorf("unknown instance state %q", name)
-}
-
-// MarshalText encodes s as its name.
-func (s State) MarshalText() ([]byte, error) {
-	if int(s) >= len(stateNames) {
-		return nil, fmt.Errorf("invalid instance state %d", uint8(s))
-	}
-	return []byte(s.String()), nil
-}
-
-// UnmarshalText decodes a name printed by [State.String].
-func (s *State) UnmarshalText(b []byte) error {
-	v, err := ParseState(string(b))
-	if err != nil {
-		return err
-	}
-	*s = v
-	return nil
-}
-
-// live reports whether an instance in state s still runs a process.
-func (s State) live() bool { return s <= Draining }
 
 // Instance is one observed instance of the group, of any release. The
 // controller builds the slice it passes to [Rollout.Step] from what its

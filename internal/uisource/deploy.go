@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/shoal-dev/shoal/internal/api"
 	"github.com/shoal-dev/shoal/internal/controller"
 	"github.com/shoal-dev/shoal/internal/dashboard"
 	"github.com/shoal-dev/shoal/internal/rollout"
@@ -139,7 +140,7 @@ func (s *Source) progress() *rollout.Progress { return s.o.Controller.Rollout() 
 // release) before Rollout turns nil, so a status read after a nil p
 // holds the outcome. A terminal p means the outcome is still being
 // recorded: the rollout is shown as last seen until p turns nil.
-func (s *Source) deploy(p *rollout.Progress, st controller.Status) *dashboard.Deploy {
+func (s *Source) deploy(p *rollout.Progress, st api.Status) *dashboard.Deploy {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if p != nil && p.Phase.Terminal() && s.last != nil {
