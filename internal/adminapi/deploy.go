@@ -10,9 +10,9 @@ import (
 	"sync"
 	"time"
 
+	"github.com/shoal-dev/shoal/internal/api"
 	"github.com/shoal-dev/shoal/internal/controller"
 	"github.com/shoal-dev/shoal/internal/rollout"
-	"github.com/shoal-dev/shoal/internal/store"
 )
 
 // DeployRequest is the body of POST /v1/deploy.
@@ -30,16 +30,9 @@ type RollbackRequest struct {
 
 // EnvRequest is the body of POST /v1/env.
 type EnvRequest struct {
-	Set   []EnvSet `json:"set,omitempty"`
-	Unset []string `json:"unset,omitempty"`
-	Wait  bool     `json:"wait,omitempty"`
-}
-
-// EnvSet is one variable to set.
-type EnvSet struct {
-	Name   string `json:"name"`
-	Value  string `json:"value"`
-	Secret bool   `json:"secret,omitempty"`
+	Set   []api.EnvVar `json:"set,omitempty"`
+	Unset []string     `json:"unset,omitempty"`
+	Wait  bool         `json:"wait,omitempty"`
 }
 
 // DeployLine is one line of the NDJSON stream of POST /v1/deploy,
@@ -136,12 +129,8 @@ func DeployRoutes(mux *http.ServeMux, c *controller.Controller) {
 		if len(req.Set)+len(req.Unset) == 0 {
 			return fmt.Errorf("%w: nothing to set or unset", ErrBadRequest)
 		}
-		set := make([]store.EnvVar, len(req.Set))
-		for i, v := range req.Set {
-			set[i] = store.EnvVar{Name: v.Name, Value: v.Value, Secret: v.Secret}
-		}
 		return streamDeploy(w, r, func(log io.Writer) (int, error) {
-			return c.SetEnv(r.Context(), set, req.Unset, controller.DeployRequest{Wait: req.Wait, By: "shoal env", Log: log})
+			return c.SetEnv(r.Context(), req.Set, req.Unset, controller.DeployRequest{Wait: req.Wait, By: "shoal env", Log: log})
 		}, c)
 	}))
 }

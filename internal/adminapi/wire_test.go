@@ -36,8 +36,8 @@ func TestWireTypesAgree(t *testing.T) {
 	}{
 		{"GET /v1/status, POST /v1/scale", api.Status{}, client.Status{}},
 		{"GET /v1/events", api.Event{}, client.Event{}},
-		{"GET /v1/releases", controller.ReleaseInfo{}, client.Release{}},
-		{"GET /v1/env", controller.EnvVarInfo{}, client.EnvVar{}},
+		{"GET /v1/releases", api.ReleaseInfo{}, client.Release{}},
+		{"GET /v1/env", api.EnvVar{}, client.EnvVar{}},
 		{"GET /v1/deploy", rollout.Progress{}, client.RolloutProgress{}},
 		{"POST /v1/deploy stream", DeployLine{}, client.DeployLine{}},
 		{"GET /v1/autoscale", controller.AutoscaleStatus{}, client.Autoscale{}},
@@ -245,7 +245,8 @@ func TestWireJSONUnchanged(t *testing.T) {
 	}{
 		{"status.json", api.Status{}},
 		{"event.json", api.Event{}},
-		{"release.json", controller.ReleaseInfo{}},
+		{"release.json", api.ReleaseInfo{}},
+		{"env.json", api.EnvVar{}},
 		{"progress.json", rollout.Progress{}},
 		{"deploy_line.json", DeployLine{}},
 	} {

@@ -98,8 +98,8 @@ var allowed = map[string][]string{
 	"internal/atomicfile": {},
 	"internal/testenv":    {},
 	"internal/archtest":   {},
-	// The client speaks the wire format with its own types: it must not pull a daemon
-	// into the CLI's or a test's view of the API.
+	// The client speaks the wire format with the types of internal/api (a leaf): it
+	// must not pull a daemon into the CLI's or a test's view of the API.
 	"internal/client":    {},
 	"internal/reconcile": {"internal/autoscale"},
 	"internal/lb":        {"internal/pool", "internal/health"},

@@ -10,7 +10,6 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
-	"time"
 
 	"github.com/shoal-dev/shoal/internal/api"
 )
@@ -28,25 +27,10 @@ type (
 	Crash = api.Crash
 	// Event is one recorded change, as GET /v1/events lists them.
 	Event = api.Event
+	// Release is one release, as GET /v1/releases lists them (newest
+	// first), secrets redacted.
+	Release = api.ReleaseInfo
 )
-
-// Release is one release, as GET /v1/releases lists them (newest first).
-type Release struct {
-	Version   int       `json:"version"`
-	Digest    string    `json:"digest"`
-	Command   string    `json:"command"`
-	CreatedAt time.Time `json:"created_at"`
-	Status    string    `json:"status"`
-	Change    string    `json:"change,omitempty"`
-	// Env is NAME=value with secret values redacted.
-	Env     []string `json:"env,omitempty"`
-	Current bool     `json:"current"`
-	// Served is when an instance of the release was first in service;
-	// zero if never (or not recorded, for old releases).
-	Served time.Time `json:"served,omitzero"`
-	// Previous marks the release `shoal rollback` without a version goes to.
-	Previous bool `json:"previous,omitempty"`
-}
 
 // Status returns the group and its instances.
 func (c *Client) Status(ctx context.Context) (Status, error) {

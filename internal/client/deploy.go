@@ -9,6 +9,8 @@ import (
 	"io"
 	"net/http"
 	"time"
+
+	"github.com/shoal-dev/shoal/internal/api"
 )
 
 // DeployOptions are the options of Deploy.
@@ -100,11 +102,7 @@ type DeployResult struct {
 
 // EnvVar is one variable to set with SetEnv, or one override listed by
 // Env (Value is "[redacted]" for secrets there).
-type EnvVar struct {
-	Name   string `json:"name"`
-	Value  string `json:"value"`
-	Secret bool   `json:"secret,omitempty"`
-}
+type EnvVar = api.EnvVar
 
 // Deploy asks the controller to deploy the app folder's current state
 // and calls fn (which may be nil) with every line of the stream as it

@@ -92,8 +92,8 @@ type Controller struct {
 	stopRun context.CancelCauseFunc // ends Run's loop with a *fatalError (fatal.go)
 
 	mu        sync.Mutex
-	group     store.Group
-	current   store.Release
+	group     api.Group
+	current   api.Release
 	instances map[string]*instance
 	backoff   map[int]reconcile.Backoff
 	blocked   string    // backoff message of the last decision
@@ -161,7 +161,7 @@ func New(o Options) (*Controller, error) {
 func (c *Controller) Ready() <-chan struct{} { return c.ready }
 
 // Release returns the release the group runs, valid after Ready.
-func (c *Controller) Release() store.Release {
+func (c *Controller) Release() api.Release {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.current

@@ -16,7 +16,6 @@ import (
 	"github.com/shoal-dev/shoal/internal/config"
 	"github.com/shoal-dev/shoal/internal/hooks"
 	"github.com/shoal-dev/shoal/internal/release"
-	"github.com/shoal-dev/shoal/internal/store"
 )
 
 // ErrInvalidEnv means an env override has a bad or reserved name.
@@ -24,28 +23,20 @@ var ErrInvalidEnv = errors.New("invalid env variable")
 
 var envNameRe = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 
-// EnvVarInfo is one env override as the admin API shows it: the value is
-// "[redacted]" for a secret.
-type EnvVarInfo struct {
-	Name   string `json:"name"`
-	Value  string `json:"value"`
-	Secret bool   `json:"secret,omitempty"`
-}
-
 // EnvOverrides returns the overrides set with `shoal env set`, secrets
 // redacted, sorted by name.
-func (c *Controller) EnvOverrides() ([]EnvVarInfo, error) {
+func (c *Controller) EnvOverrides() ([]api.EnvVar, error) {
 	vs, err := c.o.Store.EnvOverrides(c.cfg.Name)
 	if err != nil {
 		return nil, err
 	}
-	out := []EnvVarInfo{}
+	out := []api.EnvVar{}
 	for _, v := range vs {
 		val := v.Value
 		if v.Secret {
 			val = config.RedactedValue
 		}
-		out = append(out, EnvVarInfo{Name: v.Name, Value: val, Secret: v.Secret})
+		out = append(out, api.EnvVar{Name: v.Name, Value: val, Secret: v.Secret})
 	}
 	return out, nil
 }
@@ -55,7 +46,7 @@ func (c *Controller) EnvOverrides() ([]EnvVarInfo, error) {
 // Deploy with ConfigOnly does. Overrides are merged over shoal.yaml's env
 // at every release made afterwards. It returns ErrInvalidEnv for a bad
 // name, and fails at once, changing nothing, while another deploy runs.
-func (c *Controller) SetEnv(ctx context.Context, set []store.EnvVar, unset []string, req DeployRequest) (int, error) {
+func (c *Controller) SetEnv(ctx context.Context, set []api.EnvVar, unset []string, req DeployRequest) (int, error) {
 	var errs []error
 	for _, v := range set {
 		errs = append(errs, checkEnvName(v.Name))

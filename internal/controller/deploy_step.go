@@ -11,7 +11,6 @@ import (
 	"github.com/shoal-dev/shoal/internal/config"
 	"github.com/shoal-dev/shoal/internal/reconcile"
 	"github.com/shoal-dev/shoal/internal/rollout"
-	"github.com/shoal-dev/shoal/internal/store"
 )
 
 // rolloutTick is how often a running rollout is stepped without a change
@@ -24,7 +23,7 @@ const rolloutTick = 250 * time.Millisecond
 // lock identified by holder passes to the rollout; finishRollout frees it.
 // The rollout is stored before it starts, so that a crash from then on
 // resumes it (deploy_persist.go).
-func (c *Controller) startRollout(holder, by string, from, to store.Release, env config.Env, policy rollout.Policy) (*activeDeploy, error) {
+func (c *Controller) startRollout(holder, by string, from, to api.Release, env config.Env, policy rollout.Policy) (*activeDeploy, error) {
 	c.mu.Lock()
 	now, desired := c.now(), c.group.Desired
 	c.mu.Unlock()
@@ -34,7 +33,7 @@ func (c *Controller) startRollout(holder, by string, from, to store.Release, env
 		return nil, fmt.Errorf("start rollout: %w", err)
 	}
 	d := &activeDeploy{holder: holder, by: by, started: now, r: r, env: env, done: make(chan struct{}),
-		launched: map[string]*instance{}, rels: map[int]store.Release{from.Version: from, to.Version: to}}
+		launched: map[string]*instance{}, rels: map[int]api.Release{from.Version: from, to.Version: to}}
 	// Only the holder of the deploy lock gets here: nothing else stores a
 	// rollout of this group meanwhile.
 	if err := c.saveRollout(d, r.Snapshot()); err != nil {
@@ -176,9 +175,9 @@ func (c *Controller) finishRollout(d *activeDeploy, phase rollout.Phase) {
 	var err error
 	switch phase {
 	case rollout.PhaseDone:
-		prev := store.ReleaseSuperseded
+		prev := api.ReleaseSuperseded
 		if to.Version < from.Version {
-			prev = store.ReleaseRolledBack // shoal rollback
+			prev = api.ReleaseRolledBack // shoal rollback
 		}
 		err = c.o.Store.Activate(app, to.Version, prev)
 	default: // aborted, rolled back after a failure, or the rollback failed too
@@ -194,7 +193,7 @@ func (c *Controller) finishRollout(d *activeDeploy, phase rollout.Phase) {
 
 	c.mu.Lock()
 	if phase == rollout.PhaseDone {
-		to.Status = store.ReleaseActive
+		to.Status = api.ReleaseActive
 		c.current = to
 		c.group.Release = to.Version
 		c.env = envFromStore(to.Env)
@@ -224,15 +223,15 @@ func (c *Controller) recordTurnedBack(v int) error {
 	}
 	switch {
 	case !r.HasServed():
-		return c.o.Store.SetReleaseStatus(c.cfg.Name, v, store.ReleaseFailed)
-	case r.Status == store.ReleasePending:
-		return c.o.Store.SetReleaseStatus(c.cfg.Name, v, store.ReleaseRolledBack)
+		return c.o.Store.SetReleaseStatus(c.cfg.Name, v, api.ReleaseFailed)
+	case r.Status == api.ReleasePending:
+		return c.o.Store.SetReleaseStatus(c.cfg.Name, v, api.ReleaseRolledBack)
 	}
 	return nil
 }
 
 // envFromStore converts a stored environment.
-func envFromStore(vs []store.EnvVar) config.Env {
+func envFromStore(vs []api.EnvVar) config.Env {
 	out := make(config.Env, len(vs))
 	for i, v := range vs {
 		out[i] = config.EnvVar{Name: v.Name, Value: v.Value, Secret: v.Secret}

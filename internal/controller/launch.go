@@ -9,7 +9,6 @@ import (
 	"github.com/shoal-dev/shoal/internal/api"
 	"github.com/shoal-dev/shoal/internal/pool"
 	"github.com/shoal-dev/shoal/internal/rollout"
-	"github.com/shoal-dev/shoal/internal/store"
 )
 
 // Probe cadence while an instance starts: the first probe goes out as soon
@@ -115,7 +114,7 @@ func (c *Controller) launch(ctx context.Context, in *instance) {
 }
 
 // markServed records, once per release and run, that an instance of
-// release v is healthy and joins the pool (store.Release.Served).
+// release v is healthy and joins the pool (api.Release.Served).
 func (c *Controller) markServed(v int) {
 	c.mu.Lock()
 	done := c.served[v]
@@ -165,7 +164,7 @@ func (c *Controller) cannotStart(in *instance, err error) {
 	if keep {
 		return
 	}
-	if err := c.o.Store.SetReleaseStatus(c.cfg.Name, v, store.ReleaseFailed); err != nil {
+	if err := c.o.Store.SetReleaseStatus(c.cfg.Name, v, api.ReleaseFailed); err != nil {
 		c.log.Error("mark release failed", "release", v, "error", err)
 	}
 }

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"slices"
-	"time"
 
 	"github.com/shoal-dev/shoal/internal/api"
 	"github.com/shoal-dev/shoal/internal/config"
@@ -31,7 +30,7 @@ func (c *Controller) prepare(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("read group: %w", err)
 	}
-	var cur store.Release
+	var cur api.Release
 	if found && group.Release != 0 {
 		if cur, err = c.resumeActive(ctx, group.Release); err != nil {
 			return err
@@ -45,17 +44,17 @@ func (c *Controller) prepare(ctx context.Context) error {
 		desired = group.Desired // `shoal scale` survives restarts
 	}
 	desired = min(max(desired, cfg.Group.Min), cfg.Group.Max)
-	group = store.Group{App: app, Release: group.Release, Min: cfg.Group.Min, Max: cfg.Group.Max, Desired: desired,
+	group = api.Group{App: app, Release: group.Release, Min: cfg.Group.Min, Max: cfg.Group.Max, Desired: desired,
 		AutoscalePaused: group.AutoscalePaused}
 	if err := c.o.Store.PutGroup(group); err != nil {
 		return fmt.Errorf("store group: %w", err)
 	}
 	if group.Release != cur.Version {
-		if err := c.o.Store.Activate(app, cur.Version, store.ReleaseSuperseded); err != nil {
+		if err := c.o.Store.Activate(app, cur.Version, api.ReleaseSuperseded); err != nil {
 			return err
 		}
 		group.Release = cur.Version
-		cur.Status = store.ReleaseActive
+		cur.Status = api.ReleaseActive
 	}
 	c.mu.Lock()
 	c.group, c.current = group, cur
@@ -67,11 +66,11 @@ func (c *Controller) prepare(ctx context.Context) error {
 
 // firstRelease builds the app folder and makes the app's first release,
 // for a start that finds no active release stored.
-func (c *Controller) firstRelease(ctx context.Context) (store.Release, error) {
+func (c *Controller) firstRelease(ctx context.Context) (api.Release, error) {
 	cfg := c.cfg
 	env, err := c.releaseEnv(cfg)
 	if err != nil {
-		return store.Release{}, fmt.Errorf("resolve env: %w", err)
+		return api.Release{}, fmt.Errorf("resolve env: %w", err)
 	}
 	c.mu.Lock()
 	c.env = env
@@ -82,13 +81,13 @@ func (c *Controller) firstRelease(ctx context.Context) (store.Release, error) {
 	}
 	art, built, err := c.buildArtifact(ctx, cfg, env, log)
 	if err != nil {
-		return store.Release{}, err
+		return api.Release{}, err
 	}
 	c.log.Info("artifact ready", "digest", art.Digest, "built", built)
-	rel, err := c.o.Store.PutRelease(store.Release{App: cfg.Name, Digest: art.Digest, Command: cfg.Run.Command,
-		Env: storeEnv(env), ConfigFingerprint: cfg.Fingerprint(env), Change: store.ChangeInitial})
+	rel, err := c.o.Store.PutRelease(api.Release{App: cfg.Name, Digest: art.Digest, Command: cfg.Run.Command,
+		Env: storeEnv(env), ConfigFingerprint: cfg.Fingerprint(env), Change: api.ChangeInitial})
 	if err != nil {
-		return store.Release{}, fmt.Errorf("make release: %w", err)
+		return api.Release{}, fmt.Errorf("make release: %w", err)
 	}
 	c.events.add(api.Event{Type: "release", Release: rel.Version,
 		Reason: fmt.Sprintf("made release v%d (%s): first release", rel.Version, short(art.Digest))})
@@ -99,13 +98,13 @@ func (c *Controller) firstRelease(ctx context.Context) (store.Release, error) {
 // is, and reports how the app folder differs from it. It fails when the
 // release or its artifact is gone: rebuilding from the folder could run
 // code that nobody deployed.
-func (c *Controller) resumeActive(ctx context.Context, v int) (store.Release, error) {
+func (c *Controller) resumeActive(ctx context.Context, v int) (api.Release, error) {
 	cur, err := c.o.Store.GetRelease(c.cfg.Name, v)
 	if err != nil {
-		return store.Release{}, fmt.Errorf("the group's active release v%d cannot be read: %w", v, err)
+		return api.Release{}, fmt.Errorf("the group's active release v%d cannot be read: %w", v, err)
 	}
 	if !c.o.Artifacts.Has(cur.Digest) {
-		return store.Release{}, fmt.Errorf("the active release v%d cannot run: its artifact %s is missing (%s); "+
+		return api.Release{}, fmt.Errorf("the active release v%d cannot run: its artifact %s is missing (%s); "+
 			"shoal does not rebuild it from the app folder, whose source may have changed since", v, cur.Digest, c.o.Artifacts.Path(cur.Digest))
 	}
 	env := envFromStore(cur.Env)
@@ -130,7 +129,7 @@ func (c *Controller) resumeActive(ctx context.Context, v int) (store.Release, er
 // build index (what BuildOnce would return, without building), and
 // shoal.yaml's run configuration with the env overrides merged, via its
 // fingerprint. It returns what differs, in words for the operator.
-func (c *Controller) driftNotes(ctx context.Context, cur store.Release) []string {
+func (c *Controller) driftNotes(ctx context.Context, cur api.Release) []string {
 	var notes []string
 	source := false
 	if spec, err := buildSpec(c.cfg, nil); err != nil {
@@ -178,10 +177,10 @@ func (c *Controller) abandonPending(keep int) {
 		return
 	}
 	for _, r := range rels {
-		if r.Status != store.ReleasePending || r.Version == keep {
+		if r.Status != api.ReleasePending || r.Version == keep {
 			continue
 		}
-		if err := c.o.Store.SetReleaseStatus(c.cfg.Name, r.Version, store.ReleaseFailed); err != nil {
+		if err := c.o.Store.SetReleaseStatus(c.cfg.Name, r.Version, api.ReleaseFailed); err != nil {
 			c.log.Error("mark abandoned release failed", "release", r.Version, "error", err)
 			continue
 		}
@@ -217,10 +216,10 @@ func (c *Controller) prune(app string) {
 		len(dropped), len(gone), c.cfg.KeepReleases)})
 }
 
-func storeEnv(env config.Env) []store.EnvVar {
-	out := make([]store.EnvVar, len(env))
+func storeEnv(env config.Env) []api.EnvVar {
+	out := make([]api.EnvVar, len(env))
 	for i, v := range env {
-		out[i] = store.EnvVar{Name: v.Name, Value: v.Value, Secret: v.Secret}
+		out[i] = api.EnvVar{Name: v.Name, Value: v.Value, Secret: v.Secret}
 	}
 	return out
 }
@@ -233,29 +232,9 @@ func short(d string) string {
 	return d
 }
 
-// ReleaseInfo is one release as the admin API shows it: secrets redacted.
-type ReleaseInfo struct {
-	Version   int       `json:"version"`
-	Digest    string    `json:"digest"`
-	Command   string    `json:"command"`
-	CreatedAt time.Time `json:"created_at"`
-	Status    string    `json:"status"`
-	Change    string    `json:"change,omitempty"`
-	Env       []string  `json:"env,omitempty"`
-	Current   bool      `json:"current"`
-	// Served is when an instance of the release was first in service;
-	// zero if none ever was, or not recorded (releases stored before
-	// Shoal recorded it).
-	Served time.Time `json:"served,omitzero"`
-	// Previous marks the release `shoal rollback` without a version goes
-	// to: the newest one older than the current that served and whose
-	// artifact is kept. At most one release has it.
-	Previous bool `json:"previous,omitempty"`
-}
-
 // Releases returns the stored releases of the app, newest first, with
 // secret values redacted.
-func (c *Controller) Releases() ([]ReleaseInfo, error) {
+func (c *Controller) Releases() ([]api.ReleaseInfo, error) {
 	rels, err := c.o.Store.Releases(c.cfg.Name)
 	if err != nil {
 		return nil, err
@@ -263,17 +242,10 @@ func (c *Controller) Releases() ([]ReleaseInfo, error) {
 	c.mu.Lock()
 	curV := c.current.Version
 	c.mu.Unlock()
-	out := make([]ReleaseInfo, 0, len(rels))
+	out := make([]api.ReleaseInfo, 0, len(rels))
 	prev, _ := c.previousRelease(rels, curV)
 	for _, r := range rels {
-		r = r.Redacted()
-		ri := ReleaseInfo{Version: r.Version, Digest: r.Digest, Command: r.Command, CreatedAt: r.CreatedAt,
-			Status: string(r.Status), Change: r.Change, Current: r.Version == curV, Served: r.Served,
-			Previous: r.Version == prev.Version}
-		for _, v := range r.Env {
-			ri.Env = append(ri.Env, v.Name+"="+v.Value)
-		}
-		out = append(out, ri)
+		out = append(out, r.Info(r.Version == curV, r.Version == prev.Version))
 	}
 	return out, nil
 }

@@ -44,7 +44,7 @@ func (s *Source) Releases(ctx context.Context, app string) ([]dashboard.Release,
 		case r.Previous: // the release `shoal rollback` goes to: the last earlier one that served
 			dr.Status = "previous"
 		default:
-			dr.Status = strings.ReplaceAll(r.Status, "_", " ")
+			dr.Status = strings.ReplaceAll(string(r.Status), "_", " ")
 		}
 		out = append(out, dr)
 	}
@@ -52,15 +52,15 @@ func (s *Source) Releases(ctx context.Context, app string) ([]dashboard.Release,
 }
 
 // change says what a release changed, in a few words.
-func change(r controller.ReleaseInfo) string {
+func change(r api.ReleaseInfo) string {
 	switch r.Change {
-	case store.ChangeInitial:
+	case api.ChangeInitial:
 		return "first release"
-	case store.ChangeCode:
+	case api.ChangeCode:
 		return "new build " + shortDigest(r.Digest)
-	case store.ChangeConfig:
+	case api.ChangeConfig:
 		return "run configuration"
-	case store.ChangeRollback:
+	case api.ChangeRollback:
 		return "rollback"
 	}
 	return r.Change
