@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/shoal-dev/shoal/internal/api"
 	"github.com/shoal-dev/shoal/internal/client"
 	"github.com/shoal-dev/shoal/internal/testenv"
 )
@@ -51,7 +52,7 @@ func releaseStatuses(t *testing.T, c *client.Client) map[int]string {
 	}
 	out := map[int]string{}
 	for _, r := range rels {
-		out[r.Version] = r.Status
+		out[r.Version] = string(r.Status)
 	}
 	return out
 }
@@ -169,7 +170,7 @@ func TestNeverServedIsNoRollbackTarget(t *testing.T) {
 			return err
 		}
 		for _, in := range st.Instances {
-			if in.Release == 2 && in.State == "starting" {
+			if in.Release == 2 && in.State == api.Starting {
 				return nil
 			}
 		}
