@@ -9,7 +9,6 @@ import (
 
 	"github.com/shoal-dev/shoal/internal/api"
 	"github.com/shoal-dev/shoal/internal/config"
-	"github.com/shoal-dev/shoal/internal/store"
 )
 
 // prepare chooses the release the group runs from this start, restores
@@ -263,9 +262,7 @@ func (c *Controller) Events(after uint64, limit int) ([]api.Event, error) {
 		if err != nil {
 			return nil, err
 		}
-		for _, e := range evs {
-			out = append(out, fromStoreEvent(e))
-		}
+		out = append(out, evs...)
 		if len(evs) == 0 || len(out) >= limit {
 			break
 		}
@@ -283,23 +280,9 @@ func (c *Controller) SubscribeEvents() (<-chan struct{}, func()) { return c.even
 func (c *Controller) storeEvents(evs []api.Event) error {
 	var errs []error
 	for _, e := range evs {
-		se := store.Event{Time: e.Time, App: c.cfg.Name, Instance: e.Instance, Release: e.Release, Kind: e.Type, Reason: e.Reason}
-		if e.From != "" || e.State != "" || e.Addr != "" {
-			se.Fields = map[string]string{}
-			for k, v := range map[string]string{"from": e.From, "state": e.State, "addr": e.Addr} {
-				if v != "" {
-					se.Fields[k] = v
-				}
-			}
-		}
-		if _, err := c.o.Store.AppendEvent(se); err != nil {
+		if _, err := c.o.Store.AppendEvent(c.cfg.Name, e); err != nil {
 			errs = append(errs, err)
 		}
 	}
 	return errors.Join(errs...)
-}
-
-func fromStoreEvent(e store.Event) api.Event {
-	return api.Event{Seq: e.Seq, Time: e.Time, Type: e.Kind, Instance: e.Instance, Release: e.Release,
-		From: e.Fields["from"], State: e.Fields["state"], Addr: e.Fields["addr"], Reason: e.Reason}
 }

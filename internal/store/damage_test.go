@@ -46,7 +46,7 @@ func fill(t *testing.T, path string) {
 		t.Fatal(err)
 	}
 	for i := range 300 {
-		if _, err := s.AppendEvent(Event{App: "web", Kind: "state", Reason: fmt.Sprintf("instance %d in service", i)}); err != nil {
+		if _, err := s.AppendEvent("web", api.Event{Type: "state", Reason: fmt.Sprintf("instance %d in service", i)}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -77,7 +77,7 @@ func dump(s *Store) (string, error) {
 		return "", err
 	}
 	for _, e := range evs {
-		fmt.Fprintf(&b, "event %d %s %s\n", e.Seq, e.Kind, e.Reason)
+		fmt.Fprintf(&b, "event %d %s %s\n", e.Seq, e.Type, e.Reason)
 	}
 	return b.String(), nil
 }
@@ -236,7 +236,7 @@ func openAndDump(path string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	if _, err := s.AppendEvent(Event{App: "web", Kind: "probe"}); err != nil {
+	if _, err := s.AppendEvent("web", api.Event{Type: "probe"}); err != nil {
 		return "", err
 	}
 	return d, nil

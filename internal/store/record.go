@@ -13,7 +13,7 @@ import (
 // except for optional fields added so that records without them still
 // decode and an older Shoal, which ignores unknown JSON fields, still
 // reads the new ones (releaseRecord.ServedAt); the in-memory types
-// (api.Group, api.Release, Event) may change freely; each converts to
+// (api.Group, api.Release, api.Event) may change freely; each converts to
 // and from its record in one function here (decodeX, encodeX).
 
 type groupRecord struct {
@@ -136,15 +136,31 @@ func redactJSONError(err error) error {
 	return fmt.Errorf("invalid record")
 }
 
-func decodeEvent(b []byte) (Event, error) {
+// decodeEvent decodes and checks a stored event: its app and the event.
+// The record's kind is the event's Type, its fields "from", "state" and
+// "addr" the event's fields of those names.
+func decodeEvent(b []byte) (string, api.Event, error) {
 	var r eventRecord
 	if err := json.Unmarshal(b, &r); err != nil {
-		return Event{}, fmt.Errorf("decode event: %w: %w", errCorrupt, redactJSONError(err))
+		return "", api.Event{}, fmt.Errorf("decode event: %w: %w", errCorrupt, redactJSONError(err))
 	}
 	if r.Seq == 0 || r.Kind == "" {
-		return Event{}, fmt.Errorf("decode event: %w: inconsistent record (seq %d, kind %q)", errCorrupt, r.Seq, r.Kind)
+		return "", api.Event{}, fmt.Errorf("decode event: %w: inconsistent record (seq %d, kind %q)", errCorrupt, r.Seq, r.Kind)
 	}
-	return Event(r), nil
+	return r.App, api.Event{Seq: r.Seq, Time: r.Time, Type: r.Kind, Instance: r.Instance, Release: r.Release,
+		From: r.Fields["from"], State: r.Fields["state"], Addr: r.Fields["addr"], Reason: r.Reason}, nil
 }
 
-func encodeEvent(e Event) ([]byte, error) { return json.Marshal(eventRecord(e)) }
+// encodeEvent encodes e, an event of app, as decodeEvent reads it.
+func encodeEvent(app string, e api.Event) ([]byte, error) {
+	r := eventRecord{Seq: e.Seq, Time: e.Time, App: app, Instance: e.Instance, Release: e.Release, Kind: e.Type, Reason: e.Reason}
+	for k, v := range map[string]string{"from": e.From, "state": e.State, "addr": e.Addr} {
+		if v != "" {
+			if r.Fields == nil {
+				r.Fields = map[string]string{}
+			}
+			r.Fields[k] = v
+		}
+	}
+	return json.Marshal(r)
+}

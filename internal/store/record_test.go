@@ -35,11 +35,14 @@ func TestRecordsRoundTripUnchanged(t *testing.T) {
 
 	event := `{"seq":7,"time":"2025-01-02T03:04:05Z","app":"web","instance":"web-1","release":3,"kind":"state",` +
 		`"reason":"r","fields":{"from":"starting","state":"in_service"}}`
-	e, err := decodeEvent([]byte(event))
+	app, e, err := decodeEvent([]byte(event))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if b, _ := encodeEvent(e); string(b) != event {
+	if app != "web" || e.Type != "state" || e.From != "starting" || e.State != "in_service" {
+		t.Errorf("event decoded as %q %+v", app, e)
+	}
+	if b, _ := encodeEvent(app, e); string(b) != event {
 		t.Errorf("event record changed:\n got %s\nwant %s", b, event)
 	}
 }

@@ -46,7 +46,7 @@ func runCrashChild(path string) {
 			fmt.Fprintln(os.Stderr, err)
 			os.Exit(3)
 		}
-		if _, err := s.AppendEvent(Event{App: "web", Kind: "release_made", Release: r.Version}); err != nil {
+		if _, err := s.AppendEvent("web", api.Event{Type: "release_made", Release: r.Version}); err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			os.Exit(3)
 		}
@@ -88,7 +88,7 @@ func TestReopenKeepsData(t *testing.T) {
 	if err := s.SetDesired("web", 3); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.AppendEvent(Event{App: "web", Kind: "scaled", Reason: "operator", Fields: map[string]string{"from": "2"}}); err != nil {
+	if _, err := s.AppendEvent("web", api.Event{Type: "scaled", Reason: "operator", From: "2"}); err != nil {
 		t.Fatal(err)
 	}
 	key, err := s.Key("sticky", 32)
@@ -120,7 +120,7 @@ func TestReopenKeepsData(t *testing.T) {
 		t.Fatalf("Redacted = %+v (original %+v)", red.Env, got.Env)
 	}
 	evs, err := s.Events("web", 0, 0)
-	if err != nil || len(evs) != 1 || evs[0].Seq != 1 || evs[0].Fields["from"] != "2" || evs[0].Reason != "operator" {
+	if err != nil || len(evs) != 1 || evs[0].Seq != 1 || evs[0].From != "2" || evs[0].Reason != "operator" {
 		t.Fatalf("events = %+v, %v", evs, err)
 	}
 	key2, err := s.Key("sticky", 32)
@@ -291,7 +291,7 @@ func TestEventsTrimAndPage(t *testing.T) {
 		if i%2 == 0 {
 			app = "api"
 		}
-		e, err := s.AppendEvent(Event{App: app, Kind: "k", Reason: strconv.Itoa(i)})
+		e, err := s.AppendEvent(app, api.Event{Type: "k", Reason: strconv.Itoa(i)})
 		if err != nil || e.Seq != uint64(i) || e.Time.IsZero() {
 			t.Fatalf("append %d: %+v, %v", i, e, err)
 		}
@@ -318,7 +318,7 @@ func TestEventsTrimAndPage(t *testing.T) {
 	if last, _ := s.LastEventSeq(); last != 12 {
 		t.Fatalf("LastEventSeq = %d", last)
 	}
-	if _, err := s.AppendEvent(Event{App: "web"}); !errors.Is(err, ErrInvalid) {
+	if _, err := s.AppendEvent("web", api.Event{}); !errors.Is(err, ErrInvalid) {
 		t.Fatalf("event without kind: %v", err)
 	}
 }
@@ -333,7 +333,7 @@ func TestConcurrentAppendEvent(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			for i := 0; i < each; i++ {
-				if _, err := s.AppendEvent(Event{App: "web", Kind: "k", Instance: strconv.Itoa(w)}); err != nil {
+				if _, err := s.AppendEvent("web", api.Event{Type: "k", Instance: strconv.Itoa(w)}); err != nil {
 					errs <- err
 				}
 			}
@@ -462,12 +462,13 @@ func FuzzDecodeRecords(f *testing.F) {
 				t.Fatalf("release round trip: %+v vs %+v, %v", r, r2, err)
 			}
 		}
-		if e, err := decodeEvent(b); err == nil {
-			enc, err := encodeEvent(e)
+		if app, e, err := decodeEvent(b); err == nil {
+			enc, err := encodeEvent(app, e)
 			if err != nil {
 				t.Fatal(err)
 			}
-			if e2, err := decodeEvent(enc); err != nil || e2.Seq != e.Seq || e2.Kind != e.Kind {
+			if app2, e2, err := decodeEvent(enc); err != nil || app2 != app || e2.Seq != e.Seq || e2.Type != e.Type ||
+				e2.From != e.From || e2.State != e.State || e2.Addr != e.Addr || !e2.Time.Equal(e.Time) {
 				t.Fatalf("event round trip: %+v vs %+v, %v", e, e2, err)
 			}
 		}
