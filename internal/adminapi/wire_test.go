@@ -39,7 +39,7 @@ func TestWireTypesAgree(t *testing.T) {
 		{"GET /v1/releases", api.ReleaseInfo{}, client.Release{}},
 		{"GET /v1/env", api.EnvVar{}, client.EnvVar{}},
 		{"GET /v1/deploy", rollout.Progress{}, client.RolloutProgress{}},
-		{"POST /v1/deploy stream", DeployLine{}, client.DeployLine{}},
+		{"POST /v1/deploy stream", api.DeployLine{}, client.DeployLine{}},
 		{"GET /v1/autoscale", controller.AutoscaleStatus{}, client.Autoscale{}},
 		{"GET /v1/lb/status", lb.Status{}, client.LBStatus{}},
 		{"GET /v1/lb/pools", struct {
@@ -248,7 +248,7 @@ func TestWireJSONUnchanged(t *testing.T) {
 		{"release.json", api.ReleaseInfo{}},
 		{"env.json", api.EnvVar{}},
 		{"progress.json", api.RolloutProgress{}},
-		{"deploy_line.json", DeployLine{}},
+		{"deploy_line.json", api.DeployLine{}},
 	} {
 		v := fill(t, reflect.TypeOf(c.value))
 		// A rollout's spec is sent as its wire form, which
@@ -261,7 +261,7 @@ func TestWireJSONUnchanged(t *testing.T) {
 			got, err := json.MarshalIndent(v, "", "  ")
 			check(t, c.file, got, err)
 			continue
-		case DeployLine:
+		case api.DeployLine:
 			v.Progress.Spec, v.Result.Final.Spec = spec, spec
 			got, err := json.MarshalIndent(v, "", "  ")
 			check(t, c.file, got, err)

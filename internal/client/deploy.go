@@ -37,22 +37,13 @@ type (
 	RolloutPolicy = api.RolloutPolicy
 )
 
-// DeployLine is one line of a deploy stream: exactly one field is set.
-type DeployLine struct {
-	Log      string           `json:"log,omitempty"`
-	Progress *RolloutProgress `json:"progress,omitempty"`
-	Result   *DeployResult    `json:"result,omitempty"`
-}
-
-// DeployResult ends a deploy stream.
-type DeployResult struct {
-	OK        bool             `json:"ok"`
-	Version   int              `json:"version,omitempty"`
-	Error     string           `json:"error,omitempty"`
-	Unchanged bool             `json:"unchanged,omitempty"`
-	Final     *RolloutProgress `json:"final,omitempty"`
-	Logs      []string         `json:"logs,omitempty"`
-}
+// The deploy stream's lines are those of the one vocabulary.
+type (
+	// DeployLine is one line of a deploy stream: exactly one field is set.
+	DeployLine = api.DeployLine
+	// DeployResult ends a deploy stream.
+	DeployResult = api.DeployResult
+)
 
 // EnvVar is one variable to set with SetEnv, or one override listed by
 // Env (Value is "[redacted]" for secrets there).
