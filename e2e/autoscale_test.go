@@ -17,6 +17,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/shoal-dev/shoal/internal/api"
 	"github.com/shoal-dev/shoal/internal/client"
 	"github.com/shoal-dev/shoal/internal/testenv"
 )
@@ -172,7 +173,7 @@ func TestAutoscaleStepLoad(t *testing.T) {
 		}
 		busy := 0
 		for _, in := range st.Instances {
-			if in.State == "in_service" && in.RequestsPerSecond > 0 {
+			if in.State == api.InService && in.RequestsPerSecond > 0 {
 				busy++
 			}
 		}

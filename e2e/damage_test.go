@@ -11,7 +11,6 @@ import (
 	"github.com/shoal-dev/shoal/internal/testenv"
 )
 
-
 // TestUpRefusesDamagedStoreAndRestores: an emptied or corrupted shoal.db
 // stops shoal up with an error that names the file and the restore command
 // (never a panic, never a fresh store); shoal restore brings back the last

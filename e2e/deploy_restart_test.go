@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/shoal-dev/shoal/internal/api"
 	"github.com/shoal-dev/shoal/internal/client"
 	"github.com/shoal-dev/shoal/internal/testenv"
 )
@@ -67,7 +68,7 @@ func TestDeployResumesAfterKill(t *testing.T) {
 			if in.PID > 0 {
 				pids = append(pids, in.PID)
 			}
-			booting = booting || (in.Release == 2 && in.State == "starting" && in.PID > 0)
+			booting = booting || (in.Release == 2 && in.State == api.Starting && in.PID > 0)
 		}
 		if !booting {
 			return errors.New("no v2 instance booting yet")
@@ -108,7 +109,7 @@ func TestDeployResumesAfterKill(t *testing.T) {
 	}
 	statuses := map[int]string{}
 	for _, r := range rels {
-		statuses[r.Version] = r.Status
+		statuses[r.Version] = string(r.Status)
 	}
 	if len(rels) != 2 || statuses[2] != "active" || statuses[1] != "superseded" {
 		t.Errorf("releases after the resumed deploy: %v, want v2 active and v1 superseded, nothing else", statuses)

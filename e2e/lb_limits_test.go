@@ -69,4 +69,3 @@ func rawStatus(t *testing.T, addr, req string) int {
 	resp.Body.Close()
 	return resp.StatusCode
 }
-

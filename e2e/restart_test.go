@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/shoal-dev/shoal/internal/api"
 	"github.com/shoal-dev/shoal/internal/client"
 	"github.com/shoal-dev/shoal/internal/testenv"
 )
@@ -30,7 +31,6 @@ func mustShoal(t *testing.T, bin, dir, want string, args ...string) {
 	}
 }
 
-
 // releaseStatuses maps each stored release to its status.
 func releaseStatuses(t *testing.T, c *client.Client) map[int]string {
 	t.Helper()
@@ -40,7 +40,7 @@ func releaseStatuses(t *testing.T, c *client.Client) map[int]string {
 	}
 	out := map[int]string{}
 	for _, r := range rels {
-		out[r.Version] = r.Status
+		out[r.Version] = string(r.Status)
 	}
 	return out
 }
@@ -158,7 +158,7 @@ func TestNeverServedIsNoRollbackTarget(t *testing.T) {
 			return err
 		}
 		for _, in := range st.Instances {
-			if in.Release == 2 && in.State == "starting" {
+			if in.Release == 2 && in.State == api.Starting {
 				return nil
 			}
 		}

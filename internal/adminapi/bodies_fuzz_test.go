@@ -9,6 +9,8 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+
+	"github.com/shoal-dev/shoal/internal/api"
 )
 
 // The fuzz targets below drive the real handlers, on a real controller
@@ -99,7 +101,7 @@ func FuzzEnvBody(f *testing.F) {
 		}
 		// Every secret override is listed redacted, whichever request
 		// stored it.
-		var vs []EnvSet
+		var vs []api.EnvVar
 		if err := json.Unmarshal(listed.Body.Bytes(), &vs); err != nil {
 			t.Fatalf("GET /v1/env: %v", err)
 		}

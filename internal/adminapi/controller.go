@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/shoal-dev/shoal/internal/api"
 	"github.com/shoal-dev/shoal/internal/controller"
 	"github.com/shoal-dev/shoal/internal/lb"
 )
@@ -94,17 +95,10 @@ func WithBalancer(b *lb.Balancer) ControllerOption {
 	return func(o *controllerOptions) { o.balancer = b }
 }
 
-// statusBody is the answer of GET /v1/status: the controller's status
-// and what the balancer in front of the group adds to it.
-type statusBody struct {
-	controller.Status
-	// Maintenance is true while the balancer answers every request with
-	// 503 (shoal maintenance on).
-	Maintenance bool `json:"maintenance"`
-}
-
-func (o controllerOptions) status(c *controller.Controller) statusBody {
-	st := statusBody{Status: c.Status()}
+// status is the answer of GET /v1/status: the controller's status with
+// what the balancer in front of the group adds to it (Maintenance).
+func (o controllerOptions) status(c *controller.Controller) api.Status {
+	st := c.Status()
 	if o.balancer != nil {
 		st.Maintenance = o.balancer.Status().Maintenance
 	}

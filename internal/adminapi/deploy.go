@@ -10,9 +10,9 @@ import (
 	"sync"
 	"time"
 
+	"github.com/shoal-dev/shoal/internal/api"
 	"github.com/shoal-dev/shoal/internal/controller"
 	"github.com/shoal-dev/shoal/internal/rollout"
-	"github.com/shoal-dev/shoal/internal/store"
 )
 
 // DeployRequest is the body of POST /v1/deploy.
@@ -30,38 +30,9 @@ type RollbackRequest struct {
 
 // EnvRequest is the body of POST /v1/env.
 type EnvRequest struct {
-	Set   []EnvSet `json:"set,omitempty"`
-	Unset []string `json:"unset,omitempty"`
-	Wait  bool     `json:"wait,omitempty"`
-}
-
-// EnvSet is one variable to set.
-type EnvSet struct {
-	Name   string `json:"name"`
-	Value  string `json:"value"`
-	Secret bool   `json:"secret,omitempty"`
-}
-
-// DeployLine is one line of the NDJSON stream of POST /v1/deploy,
-// /v1/rollback and /v1/env: exactly one of Log, Progress and Result is
-// set. The stream ends with a Result.
-type DeployLine struct {
-	Log      string            `json:"log,omitempty"`
-	Progress *rollout.Progress `json:"progress,omitempty"`
-	Result   *DeployResult     `json:"result,omitempty"`
-}
-
-// DeployResult ends a deploy stream.
-type DeployResult struct {
-	OK      bool   `json:"ok"`
-	Version int    `json:"version,omitempty"`
-	Error   string `json:"error,omitempty"`
-	// Unchanged is true when nothing needed deploying.
-	Unchanged bool `json:"unchanged,omitempty"`
-	// Final is the rollout's end state when one ran and failed.
-	Final *rollout.Progress `json:"final,omitempty"`
-	// Logs are the failing instance's last output lines, redacted.
-	Logs []string `json:"logs,omitempty"`
+	Set   []api.EnvVar `json:"set,omitempty"`
+	Unset []string     `json:"unset,omitempty"`
+	Wait  bool         `json:"wait,omitempty"`
 }
 
 // progressEvery is how often a deploy stream reports progress.
@@ -136,12 +107,8 @@ func DeployRoutes(mux *http.ServeMux, c *controller.Controller) {
 		if len(req.Set)+len(req.Unset) == 0 {
 			return fmt.Errorf("%w: nothing to set or unset", ErrBadRequest)
 		}
-		set := make([]store.EnvVar, len(req.Set))
-		for i, v := range req.Set {
-			set[i] = store.EnvVar{Name: v.Name, Value: v.Value, Secret: v.Secret}
-		}
 		return streamDeploy(w, r, func(log io.Writer) (int, error) {
-			return c.SetEnv(r.Context(), set, req.Unset, controller.DeployRequest{Wait: req.Wait, By: "shoal env", Log: log})
+			return c.SetEnv(r.Context(), req.Set, req.Unset, controller.DeployRequest{Wait: req.Wait, By: "shoal env", Log: log})
 		}, c)
 	}))
 }
@@ -205,7 +172,7 @@ func streamDeploy(w http.ResponseWriter, r *http.Request, fn func(io.Writer) (in
 		select {
 		case o := <-done:
 			s.flushPartial()
-			res := &DeployResult{OK: o.err == nil, Version: o.v}
+			res := &api.DeployResult{OK: o.err == nil, Version: o.v}
 			if o.err != nil {
 				// Nothing to do is an answer, not a failure: a rollback to
 				// the current release says so in the result as a deploy does.
@@ -221,11 +188,11 @@ func streamDeploy(w http.ResponseWriter, r *http.Request, fn func(io.Writer) (in
 					res.OK, res.Unchanged = true, true
 				}
 			}
-			s.line(DeployLine{Result: res})
+			s.line(api.DeployLine{Result: res})
 			return nil
 		case <-tick.C:
 			if p := c.Rollout(); p != nil {
-				s.line(DeployLine{Progress: p})
+				s.line(api.DeployLine{Progress: p})
 			}
 		}
 	}
@@ -263,7 +230,7 @@ func (s *deployStream) Write(p []byte) (int, error) {
 	}
 	s.mu.Unlock()
 	for _, l := range lines {
-		s.line(DeployLine{Log: l})
+		s.line(api.DeployLine{Log: l})
 	}
 	return len(p), nil
 }
@@ -274,11 +241,11 @@ func (s *deployStream) flushPartial() {
 	s.partial = nil
 	s.mu.Unlock()
 	if rest != "" {
-		s.line(DeployLine{Log: rest})
+		s.line(api.DeployLine{Log: rest})
 	}
 }
 
-func (s *deployStream) line(l DeployLine) {
+func (s *deployStream) line(l api.DeployLine) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if !s.begun {

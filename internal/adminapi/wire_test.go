@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"reflect"
 	"slices"
 	"sort"
@@ -15,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/shoal-dev/shoal/internal/api"
 	"github.com/shoal-dev/shoal/internal/client"
 	"github.com/shoal-dev/shoal/internal/controller"
 	"github.com/shoal-dev/shoal/internal/lb"
@@ -31,12 +34,12 @@ func TestWireTypesAgree(t *testing.T) {
 		route          string
 		server, client any
 	}{
-		{"GET /v1/status, POST /v1/scale", statusBody{}, client.Status{}},
-		{"GET /v1/events", controller.Event{}, client.Event{}},
-		{"GET /v1/releases", controller.ReleaseInfo{}, client.Release{}},
-		{"GET /v1/env", controller.EnvVarInfo{}, client.EnvVar{}},
+		{"GET /v1/status, POST /v1/scale", api.Status{}, client.Status{}},
+		{"GET /v1/events", api.Event{}, client.Event{}},
+		{"GET /v1/releases", api.ReleaseInfo{}, client.Release{}},
+		{"GET /v1/env", api.EnvVar{}, client.EnvVar{}},
 		{"GET /v1/deploy", rollout.Progress{}, client.RolloutProgress{}},
-		{"POST /v1/deploy stream", DeployLine{}, client.DeployLine{}},
+		{"POST /v1/deploy stream", api.DeployLine{}, client.DeployLine{}},
 		{"GET /v1/autoscale", controller.AutoscaleStatus{}, client.Autoscale{}},
 		{"GET /v1/lb/status", lb.Status{}, client.LBStatus{}},
 		{"GET /v1/lb/pools", struct {
@@ -228,4 +231,58 @@ func minus(a, b []string) []string {
 		}
 	}
 	return out
+}
+
+// TestWireJSONUnchanged holds the answers of the routes the CLI reads to the
+// bytes they had before their types moved to package api: a value with every
+// field set (fill) encodes exactly as the file in testdata/wire, which was
+// written by the types as they were. A renamed, reordered, added or dropped
+// field, or a changed encoding (an enum sent as a number), fails here.
+func TestWireJSONUnchanged(t *testing.T) {
+	for _, c := range []struct {
+		file  string
+		value any
+	}{
+		{"status.json", api.Status{}},
+		{"event.json", api.Event{}},
+		{"release.json", api.ReleaseInfo{}},
+		{"env.json", api.EnvVar{}},
+		{"progress.json", api.RolloutProgress{}},
+		{"deploy_line.json", api.DeployLine{}},
+	} {
+		v := fill(t, reflect.TypeOf(c.value))
+		// A rollout's spec is sent as its wire form, which
+		// rollout.Spec.Progress derives: fill the rollout's own spec (its
+		// quantities are "25%") and derive it, as the server does.
+		spec := fill(t, reflect.TypeOf(rollout.Spec{})).(rollout.Spec).Progress()
+		switch v := v.(type) {
+		case api.RolloutProgress:
+			v.Spec = spec
+			got, err := json.MarshalIndent(v, "", "  ")
+			check(t, c.file, got, err)
+			continue
+		case api.DeployLine:
+			v.Progress.Spec, v.Result.Final.Spec = spec, spec
+			got, err := json.MarshalIndent(v, "", "  ")
+			check(t, c.file, got, err)
+			continue
+		}
+		got, err := json.MarshalIndent(v, "", "  ")
+		check(t, c.file, got, err)
+	}
+}
+
+// check compares got with testdata/wire/file.
+func check(t *testing.T, file string, got []byte, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatalf("%s: %v", file, err)
+	}
+	want, err := os.ReadFile(filepath.Join("testdata", "wire", file))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got = append(got, '\n'); !bytes.Equal(got, want) {
+		t.Errorf("the answer encodes differently from testdata/wire/%s:\n%s", file, got)
+	}
 }

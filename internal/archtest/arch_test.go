@@ -82,8 +82,10 @@ func onlyOurs(imports []string) []string {
 
 // allowed bounds the non-test imports (of ours) of each package named here: the
 // "imports (ours)" column of the package table in docs/ARCHITECTURE.md. An empty set
-// is a leaf. internal/atomicfile, itself a leaf, may be imported by anyone.
+// is a leaf. internal/atomicfile and internal/api (the one vocabulary of domain and
+// wire types), themselves leaves, may be imported by anyone.
 var allowed = map[string][]string{
+	"internal/api":        {},
 	"internal/pool":       {},
 	"internal/health":     {},
 	"internal/runtime":    {},
@@ -97,8 +99,8 @@ var allowed = map[string][]string{
 	"internal/buildinfo":  {},
 	"internal/testenv":    {},
 	"internal/archtest":   {},
-	// The client speaks the wire format with its own types: it must not pull a daemon
-	// into the CLI's or a test's view of the API.
+	// The client speaks the wire format with the types of internal/api (a leaf): it
+	// must not pull a daemon into the CLI's or a test's view of the API.
 	"internal/client":    {},
 	"internal/reconcile": {"internal/autoscale"},
 	"internal/lb":        {"internal/pool", "internal/health"},
@@ -159,7 +161,7 @@ func layerViolations(pkgs map[string]pkg) []string {
 			continue
 		}
 		for _, imp := range p.Imports {
-			if imp == "internal/atomicfile" && name != imp {
+			if anyoneMayImport(imp) && name != imp {
 				continue
 			}
 			if !slices.Contains(ok, imp) {
@@ -169,6 +171,12 @@ func layerViolations(pkgs map[string]pkg) []string {
 	}
 	sort.Strings(bad)
 	return bad
+}
+
+// anyoneMayImport reports whether every package may import imp: the leaves that
+// hold no behaviour of a part, only files written atomically and the vocabulary.
+func anyoneMayImport(imp string) bool {
+	return imp == "internal/atomicfile" || imp == "internal/api"
 }
 
 // importerViolations reports every import of a bounded package by one not allowed to.
@@ -216,19 +224,22 @@ func TestEveryInternalPackageHasARule(t *testing.T) {
 }
 
 // TestRulesCatchViolations keeps the checks honest on a made-up module in which the
-// balancer imports the store and the dashboard imports the controller.
+// balancer imports the store, the dashboard imports the controller and the
+// vocabulary (a leaf that everyone imports) imports the store.
 func TestRulesCatchViolations(t *testing.T) {
 	pkgs := make(map[string]pkg)
 	for name := range allowed {
-		pkgs[name] = pkg{ImportPath: name, Imports: []string{"internal/atomicfile"}}
+		pkgs[name] = pkg{ImportPath: name, Imports: []string{"internal/api", "internal/atomicfile"}}
 	}
 	pkgs["internal/atomicfile"] = pkg{ImportPath: "internal/atomicfile"}
+	pkgs["internal/api"] = pkg{ImportPath: "internal/api", Imports: []string{"internal/store"}}
 	pkgs["internal/lb"] = pkg{ImportPath: "internal/lb", Imports: []string{"internal/pool", "internal/store"}}
 	pkgs["internal/dashboard"] = pkg{ImportPath: "internal/dashboard", Imports: []string{"internal/controller", "internal/timeseries"}}
 	layer := layerViolations(pkgs)
-	if len(layer) != 2 || !strings.HasPrefix(layer[0], "internal/dashboard imports internal/controller") ||
-		!strings.HasPrefix(layer[1], "internal/lb imports internal/store") {
-		t.Errorf("layer violations = %q; want the dashboard's controller and the balancer's store", layer)
+	if len(layer) != 3 || !strings.HasPrefix(layer[0], "internal/api imports internal/store") ||
+		!strings.HasPrefix(layer[1], "internal/dashboard imports internal/controller") ||
+		!strings.HasPrefix(layer[2], "internal/lb imports internal/store") {
+		t.Errorf("layer violations = %q; want the vocabulary's store, the dashboard's controller and the balancer's store", layer)
 	}
 	imp := importerViolations(pkgs)
 	if len(imp) != 1 || !strings.HasPrefix(imp[0], "internal/dashboard imports internal/controller") {

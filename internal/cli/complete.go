@@ -60,7 +60,7 @@ func releaseNames(ctx context.Context, c *client.Client) ([]cobra.Completion, er
 	var out []cobra.Completion
 	for i := len(rels) - 1; i >= 0; i-- {
 		if r := rels[i]; !r.Current {
-			out = append(out, cobra.CompletionWithDesc(fmt.Sprintf("v%d", r.Version), r.Status))
+			out = append(out, cobra.CompletionWithDesc(fmt.Sprintf("v%d", r.Version), string(r.Status)))
 		}
 	}
 	return out, nil

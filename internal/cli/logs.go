@@ -6,6 +6,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/shoal-dev/shoal/internal/api"
 	"github.com/shoal-dev/shoal/internal/client"
 )
 
@@ -45,7 +46,7 @@ func runLogs(ctx context.Context, env *Env, c *client.Client, id string, n int, 
 			return err
 		}
 		for _, in := range st.Instances {
-			if in.State == "in_service" {
+			if in.State == api.InService {
 				id = in.ID
 				break
 			}

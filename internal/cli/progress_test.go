@@ -11,6 +11,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/shoal-dev/shoal/internal/api"
 	"github.com/shoal-dev/shoal/internal/client"
 )
 
@@ -20,8 +21,16 @@ func TestProgressOneLinePerChangeWhenNotATerminal(t *testing.T) {
 	var out bytes.Buffer
 	p := newProgressPrinter(&out)
 	pr := func(phase string, done int, elapsed time.Duration, state string) client.DeployLine {
-		return client.DeployLine{Progress: &client.RolloutProgress{Target: 2, Phase: phase, Done: done, Total: 2,
-			Elapsed: elapsed, Instances: []client.RolloutInstance{{ID: "app-v2-abc1", Release: 2, State: state}}}}
+		ph, err := api.ParseRolloutPhase(phase)
+		if err != nil {
+			t.Fatal(err)
+		}
+		st, err := api.ParseState(state)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return client.DeployLine{Progress: &client.RolloutProgress{Target: 2, Phase: ph, Done: done, Total: 2,
+			Elapsed: elapsed, Instances: []client.RolloutInstance{{ID: "app-v2-abc1", Release: 2, State: st}}}}
 	}
 	var elapsed time.Duration
 	tick := func(phase string, done int, state string, n int) {
@@ -103,7 +112,7 @@ func TestProgressRedrawnOnATerminal(t *testing.T) {
 	var out bytes.Buffer
 	p := &progressPrinter{w: &out, tty: true}
 	for i := range 5 {
-		p.line(client.DeployLine{Progress: &client.RolloutProgress{Target: 2, Phase: "surging", Total: 1,
+		p.line(client.DeployLine{Progress: &client.RolloutProgress{Target: 2, Phase: api.PhaseSurging, Total: 1,
 			Elapsed: time.Duration(i) * 250 * time.Millisecond}})
 	}
 	p.line(client.DeployLine{Log: "built"})
@@ -111,7 +120,7 @@ func TestProgressRedrawnOnATerminal(t *testing.T) {
 		t.Fatal(err)
 	}
 	p = &progressPrinter{w: &out, tty: true, cols: 20}
-	p.line(client.DeployLine{Progress: &client.RolloutProgress{Target: 2, Phase: "surging", Total: 1}})
+	p.line(client.DeployLine{Progress: &client.RolloutProgress{Target: 2, Phase: api.PhaseSurging, Total: 1}})
 	p.endLine()
 	if got := out.String(); !strings.HasSuffix(got, "\n\r\033[K[------------------\n") {
 		t.Fatalf("a line wider than the terminal is not cut to fit: %q", got)

@@ -4,10 +4,12 @@
 // an address where nothing answers into an *UnreachableError, and an
 // answer from another app's admin API into a *WrongAppError.
 //
-// The wire types are defined here, not imported from the server packages,
-// so that the CLI does not link the daemons' internals to talk to them;
-// package adminapi's tests decode its answers with this client to keep the
-// two in agreement.
+// The controller's wire types are those of package api, the one vocabulary
+// (a leaf), named here by aliases; the balancer's and auto scaling's are
+// still defined here. Nothing is imported from the server packages, so the
+// CLI does not link the daemons' internals to talk to them; package
+// adminapi's tests decode its answers with this client and hold them to
+// their bytes to keep the two in agreement.
 package client
 
 import (

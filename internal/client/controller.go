@@ -10,99 +10,27 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
-	"time"
+
+	"github.com/shoal-dev/shoal/internal/api"
 )
 
-// Status is the answer of GET /v1/status: the group of a `shoal up` and
-// its instances.
-type Status struct {
-	App       string `json:"app"`
-	Host      string `json:"host"`
-	Release   int    `json:"release"`
-	Digest    string `json:"digest"`
-	Min       int    `json:"min"`
-	Max       int    `json:"max"`
-	Desired   int    `json:"desired"`
-	InService int    `json:"in_service"`
-	// Backoff is set while launches are held back by a crash loop.
-	Backoff string `json:"backoff,omitempty"`
-	// Crash is the last crash of the current release while it crashes
-	// in a row; nil otherwise.
-	Crash *Crash `json:"crash,omitempty"`
-	// Maintenance is true while the balancer answers every request with
-	// 503 (shoal maintenance on).
-	Maintenance bool       `json:"maintenance"`
-	Instances   []Instance `json:"instances"`
-	// Events is set while events cannot be written to the store (a full
-	// disk): how many wait, and the last error.
-	Events string `json:"events_problem,omitempty"`
-}
-
-// Crash is an instance's exit that nobody asked for, in Status.
-type Crash struct {
-	Instance string `json:"instance"`
-	Release  int    `json:"release"`
-	// Exit is "exit 1" or "killed by SIGSEGV".
-	Exit          string  `json:"exit"`
-	UptimeSeconds float64 `json:"uptime_seconds"`
-	// Message is the output line that most likely says why.
-	Message string `json:"message,omitempty"`
-	// Logs are the last lines of its output, secrets redacted.
-	Logs   []string  `json:"logs,omitempty"`
-	InARow int       `json:"in_a_row"`
-	At     time.Time `json:"at"`
-}
-
-// Instance is one instance in Status.
-type Instance struct {
-	ID      string `json:"id"`
-	Release int    `json:"release"`
-	// State is pending, starting, in_service, unhealthy, draining,
-	// stopped or failed.
-	State  string    `json:"state"`
-	Reason string    `json:"reason"`
-	Since  time.Time `json:"since"`
-	// Healthy and Health are the last health check's verdict and detail.
-	Healthy           bool      `json:"healthy"`
-	Health            string    `json:"health"`
-	Addr              string    `json:"addr,omitempty"`
-	PID               int       `json:"pid,omitempty"`
-	Started           time.Time `json:"started,omitzero"`
-	UptimeSeconds     float64   `json:"uptime_seconds"`
-	RequestsPerSecond float64   `json:"requests_per_second"`
-	Replaces          string    `json:"replaces,omitempty"`
-}
-
-// Event is one recorded change, as GET /v1/events lists them.
-type Event struct {
-	Seq      uint64    `json:"seq"`
-	Time     time.Time `json:"time"`
-	Type     string    `json:"type"`
-	Instance string    `json:"instance,omitempty"`
-	Release  int       `json:"release,omitempty"`
-	From     string    `json:"from,omitempty"`
-	State    string    `json:"state,omitempty"`
-	Addr     string    `json:"addr,omitempty"`
-	Reason   string    `json:"reason"`
-}
-
-// Release is one release, as GET /v1/releases lists them (newest first).
-type Release struct {
-	Version   int       `json:"version"`
-	Digest    string    `json:"digest"`
-	Command   string    `json:"command"`
-	CreatedAt time.Time `json:"created_at"`
-	Status    string    `json:"status"`
-	Change    string    `json:"change,omitempty"`
-	// Env is NAME=value with secret values redacted.
-	Env     []string `json:"env,omitempty"`
-	Current bool     `json:"current"`
-	// Served is when an instance of the release was first in service;
-	// zero if never (or not recorded, for old releases).
-	Served time.Time `json:"served,omitzero"`
-	// Previous marks the release `shoal rollback` without a version goes to.
-	Previous bool `json:"previous,omitempty"`
-}
+// The answers of the controller's routes are the types of the one
+// vocabulary (package api, a leaf: the client still links no daemon); the
+// names here keep the client's callers reading as before.
+type (
+	// Status is the answer of GET /v1/status and POST /v1/scale: the group
+	// of a `shoal up` and its instances.
+	Status = api.Status
+	// Instance is one instance in Status.
+	Instance = api.InstanceStatus
+	// Crash is an instance's exit that nobody asked for, in Status.
+	Crash = api.Crash
+	// Event is one recorded change, as GET /v1/events lists them.
+	Event = api.Event
+	// Release is one release, as GET /v1/releases lists them (newest
+	// first), secrets redacted.
+	Release = api.ReleaseInfo
+)
 
 // Status returns the group and its instances.
 func (c *Client) Status(ctx context.Context) (Status, error) {

@@ -8,7 +8,8 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"time"
+
+	"github.com/shoal-dev/shoal/internal/api"
 )
 
 // DeployOptions are the options of Deploy.
@@ -21,90 +22,32 @@ type DeployOptions struct {
 	By string `json:"by,omitempty"`
 }
 
-// RolloutInstance is one instance in RolloutProgress.
-type RolloutInstance struct {
-	ID      string    `json:"id"`
-	Release int       `json:"release"`
-	State   string    `json:"state"`
-	Since   time.Time `json:"since"`
-	// Restarts counts in-place restarts of the instance's process.
-	Restarts int    `json:"restarts,omitempty"`
-	Reason   string `json:"reason,omitempty"`
-}
+// The rollout's wire types are those of the one vocabulary (package api).
+type (
+	// RolloutProgress is a rollout in progress (GET /v1/deploy, and the
+	// progress lines of a deploy stream).
+	RolloutProgress = api.RolloutProgress
+	// RolloutInstance is one instance in RolloutProgress.
+	RolloutInstance = api.RolloutInstance
+	// RolloutFailure says which instance made a rollout go back, and why.
+	RolloutFailure = api.RolloutFailure
+	// RolloutSpec is what a rollout does.
+	RolloutSpec = api.RolloutSpec
+	// RolloutPolicy is the deploy policy a rollout runs with.
+	RolloutPolicy = api.RolloutPolicy
+)
 
-// RolloutFailure says which instance made a rollout go back, and why.
-type RolloutFailure struct {
-	InstanceID string `json:"instance_id,omitempty"`
-	Release    int    `json:"release,omitempty"`
-	Reason     string `json:"reason"`
-}
-
-// RolloutSpec is what a rollout does.
-type RolloutSpec struct {
-	Group   string        `json:"group,omitempty"`
-	From    int           `json:"from"`
-	To      int           `json:"to"`
-	Desired int           `json:"desired"`
-	Policy  RolloutPolicy `json:"policy"`
-}
-
-// RolloutPolicy is the deploy policy a rollout runs with. Zero fields are
-// the defaults; MaxSurge and MaxUnavailable are a count ("1") or a
-// percentage ("25%").
-type RolloutPolicy struct {
-	MaxSurge       string        `json:"max_surge,omitempty"`
-	MaxUnavailable string        `json:"max_unavailable,omitempty"`
-	BatchTimeout   time.Duration `json:"batch_timeout,omitzero"`
-	HealthGrace    time.Duration `json:"health_grace,omitzero"`
-	DrainTimeout   time.Duration `json:"drain_timeout,omitzero"`
-	MaxFailures    int           `json:"max_failures,omitzero"`
-}
-
-// RolloutProgress is a rollout in progress (GET /v1/deploy, and the
-// progress lines of a deploy stream).
-type RolloutProgress struct {
-	Spec   RolloutSpec `json:"spec"`
-	Target int         `json:"target"`
-	// Phase is surging, waiting_healthy, draining, done, failed,
-	// rolling_back, rolled_back or aborted.
-	Phase          string    `json:"phase"`
-	Done           int       `json:"done"`
-	Total          int       `json:"total"`
-	MaxSurge       int       `json:"max_surge"`
-	MaxUnavailable int       `json:"max_unavailable"`
-	Started        time.Time `json:"started"`
-	// Ended is when the rollout reached a terminal phase; zero until then.
-	Ended     time.Time         `json:"ended,omitzero"`
-	Elapsed   time.Duration     `json:"elapsed"`
-	Instances []RolloutInstance `json:"instances"`
-	Reason    string            `json:"reason"`
-	Failure   *RolloutFailure   `json:"failure,omitempty"`
-}
-
-// DeployLine is one line of a deploy stream: exactly one field is set.
-type DeployLine struct {
-	Log      string           `json:"log,omitempty"`
-	Progress *RolloutProgress `json:"progress,omitempty"`
-	Result   *DeployResult    `json:"result,omitempty"`
-}
-
-// DeployResult ends a deploy stream.
-type DeployResult struct {
-	OK        bool             `json:"ok"`
-	Version   int              `json:"version,omitempty"`
-	Error     string           `json:"error,omitempty"`
-	Unchanged bool             `json:"unchanged,omitempty"`
-	Final     *RolloutProgress `json:"final,omitempty"`
-	Logs      []string         `json:"logs,omitempty"`
-}
+// The deploy stream's lines are those of the one vocabulary.
+type (
+	// DeployLine is one line of a deploy stream: exactly one field is set.
+	DeployLine = api.DeployLine
+	// DeployResult ends a deploy stream.
+	DeployResult = api.DeployResult
+)
 
 // EnvVar is one variable to set with SetEnv, or one override listed by
 // Env (Value is "[redacted]" for secrets there).
-type EnvVar struct {
-	Name   string `json:"name"`
-	Value  string `json:"value"`
-	Secret bool   `json:"secret,omitempty"`
-}
+type EnvVar = api.EnvVar
 
 // Deploy asks the controller to deploy the app folder's current state
 // and calls fn (which may be nil) with every line of the stream as it

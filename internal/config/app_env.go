@@ -8,10 +8,12 @@ import (
 	"slices"
 	"sort"
 	"strings"
+
+	"github.com/shoal-dev/shoal/internal/api"
 )
 
 // RedactedValue replaces a secret value in every output.
-const RedactedValue = "[redacted]"
+const RedactedValue = api.RedactedValue
 
 // minRedactLen is the shortest secret value that Env.Redact scrubs from
 // free text. Shorter values would turn ordinary text into noise ("1" or

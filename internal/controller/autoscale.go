@@ -7,9 +7,9 @@ import (
 	"sync"
 	"time"
 
+	"github.com/shoal-dev/shoal/internal/api"
 	"github.com/shoal-dev/shoal/internal/autoscale"
 	"github.com/shoal-dev/shoal/internal/reconcile"
-	"github.com/shoal-dev/shoal/internal/store"
 )
 
 // ErrAutoscaleDisabled is returned by PauseAutoscale when shoal.yaml has no
@@ -151,7 +151,7 @@ func (c *Controller) autoscaleTick(ctx context.Context, last, now time.Time) {
 	c.as.mu.Unlock()
 
 	if d.Desired != current {
-		err := c.setDesired(ctx, current, d.Desired, func(*store.Group) {}, Event{Type: "autoscale", Reason: d.Reason})
+		err := c.setDesired(ctx, current, d.Desired, func(*api.Group) {}, api.Event{Type: "autoscale", Reason: d.Reason})
 		if err != nil {
 			if !errors.Is(err, errDesiredMoved) {
 				c.log.Warn("autoscale", "error", err)
@@ -167,7 +167,7 @@ func (c *Controller) autoscaleTick(ctx context.Context, last, now time.Time) {
 		return
 	}
 	if event != "" {
-		c.events.add(Event{Type: "autoscale", Reason: event})
+		c.events.add(api.Event{Type: "autoscale", Reason: event})
 	}
 }
 
@@ -209,13 +209,13 @@ func (c *Controller) runSchedules(last, now time.Time) {
 		lo, hi := c.as.scaler.Limits()
 		c.as.mu.Unlock()
 		if err != nil {
-			c.events.add(Event{Type: "autoscale", Reason: err.Error()})
+			c.events.add(api.Event{Type: "autoscale", Reason: err.Error()})
 			c.log.Warn("autoscale schedule", "error", err)
 			continue
 		}
 		reason := fmt.Sprintf("schedule %q: min %d, max %d; desired %d -> %d", a.Name, lo, hi, current, n)
-		err = c.setDesired(context.Background(), current, n, func(g *store.Group) { g.Min, g.Max = lo, hi },
-			Event{Type: "autoscale", Reason: reason})
+		err = c.setDesired(context.Background(), current, n, func(g *api.Group) { g.Min, g.Max = lo, hi },
+			api.Event{Type: "autoscale", Reason: reason})
 		if err != nil {
 			c.log.Warn("autoscale schedule", "schedule", a.Name, "error", err)
 			continue
@@ -228,8 +228,8 @@ func (c *Controller) runSchedules(last, now time.Time) {
 // desired count is still from, then records ev and applies the change, so
 // that ev comes before the launches and drains it causes. It returns
 // errDesiredMoved when the count changed meanwhile.
-func (c *Controller) setDesired(_ context.Context, from, n int, edit func(*store.Group), ev Event) error {
-	g, err := c.o.Store.UpdateGroup(c.cfg.Name, func(g *store.Group) error {
+func (c *Controller) setDesired(_ context.Context, from, n int, edit func(*api.Group), ev api.Event) error {
+	g, err := c.o.Store.UpdateGroup(c.cfg.Name, func(g *api.Group) error {
 		if g.Desired != from {
 			return errDesiredMoved
 		}
@@ -264,7 +264,7 @@ func (c *Controller) PauseAutoscale(paused bool) error {
 	if s == nil {
 		return ErrAutoscaleDisabled
 	}
-	g, err := c.o.Store.UpdateGroup(c.cfg.Name, func(g *store.Group) error {
+	g, err := c.o.Store.UpdateGroup(c.cfg.Name, func(g *api.Group) error {
 		g.AutoscalePaused = paused
 		return nil
 	})
@@ -287,7 +287,7 @@ func (c *Controller) PauseAutoscale(paused bool) error {
 		if paused {
 			what = "paused"
 		}
-		c.events.add(Event{Type: "autoscale", Reason: "auto scaling " + what + " (shoal autoscale)"})
+		c.events.add(api.Event{Type: "autoscale", Reason: "auto scaling " + what + " (shoal autoscale)"})
 		c.log.Info("autoscale " + what)
 	}
 	return nil

@@ -5,8 +5,8 @@ import (
 	"slices"
 	"time"
 
+	"github.com/shoal-dev/shoal/internal/api"
 	"github.com/shoal-dev/shoal/internal/autoscale"
-	"github.com/shoal-dev/shoal/internal/reconcile"
 )
 
 // autoscaleSample observes the group's in-service instances at now: the
@@ -42,7 +42,7 @@ func (c *Controller) autoscaleSample(now time.Time) autoscale.Sample {
 	var members []member
 	c.mu.Lock()
 	for _, in := range c.instances {
-		if in.state == reconcile.InService && in.inPool && !in.serving.IsZero() {
+		if in.state == api.InService && in.inPool && !in.serving.IsZero() {
 			members = append(members, member{in.id, in.addr, in.serving})
 		}
 	}

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/shoal-dev/shoal/internal/api"
 	"github.com/shoal-dev/shoal/internal/config"
 	"github.com/shoal-dev/shoal/internal/pool"
 	"github.com/shoal-dev/shoal/internal/testenv"
@@ -41,11 +42,11 @@ func writeAutoscaleApp(t *testing.T, dir string) *config.App {
 	return cfg
 }
 
-func (h *harness) waitAutoscale(what string, fn func(AutoscaleStatus, Status) error) {
+func (h *harness) waitAutoscale(what string, fn func(AutoscaleStatus, api.Status) error) {
 	h.t.Helper()
 	ctx := testenv.Context(h.t, 30*time.Second)
 	var a AutoscaleStatus
-	var st Status
+	var st api.Status
 	err := testenv.WaitFor(ctx, func() error {
 		a, st = h.c.Autoscale(), h.c.Status()
 		return fn(a, st)
@@ -71,7 +72,7 @@ func TestAutoscaleOutAndIn(t *testing.T) {
 	for range 3 {
 		targets[0].Begin()
 	}
-	h.waitAutoscale("scale-out", func(a AutoscaleStatus, st Status) error {
+	h.waitAutoscale("scale-out", func(a AutoscaleStatus, st api.Status) error {
 		if st.Desired < 3 || st.InService < 3 {
 			return fmt.Errorf("desired %d, %d in service; want at least 3", st.Desired, st.InService)
 		}
@@ -87,7 +88,7 @@ func TestAutoscaleOutAndIn(t *testing.T) {
 	for range 3 {
 		targets[0].End(pool.Outcome{Status: 200})
 	}
-	h.waitAutoscale("scale-in to 1", func(a AutoscaleStatus, st Status) error {
+	h.waitAutoscale("scale-in to 1", func(a AutoscaleStatus, st api.Status) error {
 		if st.Desired != 1 || len(st.Instances) != 1 {
 			return fmt.Errorf("desired %d, %d instances", st.Desired, len(st.Instances))
 		}
@@ -135,7 +136,7 @@ func TestAutoscalePauseSurvivesRestart(t *testing.T) {
 	for range 3 {
 		targets[0].Begin()
 	}
-	h.waitAutoscale("a paused evaluation that would scale out", func(a AutoscaleStatus, st Status) error {
+	h.waitAutoscale("a paused evaluation that would scale out", func(a AutoscaleStatus, st api.Status) error {
 		if a.State != "paused" || !strings.Contains(a.Held, "would scale out") {
 			return fmt.Errorf("state %s, held %q", a.State, a.Held)
 		}

@@ -24,6 +24,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/shoal-dev/shoal/internal/api"
 	"github.com/shoal-dev/shoal/internal/config"
 	"github.com/shoal-dev/shoal/internal/health"
 	"github.com/shoal-dev/shoal/internal/pool"
@@ -91,8 +92,8 @@ type Controller struct {
 	stopRun context.CancelCauseFunc // ends Run's loop with a *fatalError (fatal.go)
 
 	mu        sync.Mutex
-	group     store.Group
-	current   store.Release
+	group     api.Group
+	current   api.Release
 	instances map[string]*instance
 	backoff   map[int]reconcile.Backoff
 	blocked   string    // backoff message of the last decision
@@ -107,7 +108,7 @@ type Controller struct {
 	// crashes is the last crash of each release, crashShown the reason
 	// last written to Options.Console for it (crash.go); nil until the
 	// first crash.
-	crashes    map[int]Crash
+	crashes    map[int]api.Crash
 	crashShown map[int]string
 
 	notes   []string     // how the app folder differs from the resumed release (release.go)
@@ -160,7 +161,7 @@ func New(o Options) (*Controller, error) {
 func (c *Controller) Ready() <-chan struct{} { return c.ready }
 
 // Release returns the release the group runs, valid after Ready.
-func (c *Controller) Release() store.Release {
+func (c *Controller) Release() api.Release {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.current
@@ -184,7 +185,7 @@ func (c *Controller) Run(ctx context.Context) error {
 		<-evDone
 	}()
 	if err := c.prepareOrResume(ctx); err != nil { // deploy_persist.go
-		c.events.add(Event{Type: "shoal", Reason: "cannot start: " + c.env.Redact(err.Error())})
+		c.events.add(api.Event{Type: "shoal", Reason: "cannot start: " + c.env.Redact(err.Error())})
 		return err
 	}
 	if err := c.initScaling(); err != nil { // autoscale.go
@@ -282,7 +283,7 @@ func (c *Controller) reconcile(ctx context.Context, workers *sync.WaitGroup) tim
 	if b := c.backoff[c.current.Version]; plan.Blocked != "" && b.LastFailure != c.blockedAt {
 		c.blockedAt = b.LastFailure
 		reason := plan.Blocked + c.crashNoteLocked(c.current.Version) // crash.go
-		c.events.add(Event{Type: "backoff", Release: c.current.Version, Reason: reason})
+		c.events.add(api.Event{Type: "backoff", Release: c.current.Version, Reason: reason})
 		c.log.Warn("crash loop backoff", "release", c.current.Version, "reason", reason)
 	}
 	c.blocked = plan.Blocked
@@ -301,7 +302,7 @@ func (c *Controller) reconcile(ctx context.Context, workers *sync.WaitGroup) tim
 			if in == nil {
 				continue
 			}
-			c.setStateLocked(in, reconcile.Draining, a.Reason)
+			c.setStateLocked(in, api.Draining, a.Reason)
 			// Ends the monitor, or makes a launch in progress stop what
 			// it started.
 			in.cancel()
@@ -335,7 +336,7 @@ func (c *Controller) checkReadyLocked() {
 	}
 	n := 0
 	for _, in := range c.instances {
-		if in.state == reconcile.InService {
+		if in.state == api.InService {
 			n++
 		}
 	}
@@ -362,12 +363,12 @@ func (c *Controller) Scale(ctx context.Context, n int) error {
 	c.mu.Lock()
 	rel := c.current.Version
 	c.mu.Unlock()
-	if err := c.events.record(Event{Type: "scale", Release: rel,
+	if err := c.events.record(api.Event{Type: "scale", Release: rel,
 		Reason: fmt.Sprintf("desired %d -> %d (shoal scale)", old, n)}); err != nil {
 		return fmt.Errorf("scale: nothing changed: %w", err)
 	}
 	if err := c.o.Store.PutGroup(g); err != nil {
-		c.events.add(Event{Type: "scale", Release: rel, Reason: fmt.Sprintf("scale to %d failed: %v", n, err)})
+		c.events.add(api.Event{Type: "scale", Release: rel, Reason: fmt.Sprintf("scale to %d failed: %v", n, err)})
 		return fmt.Errorf("scale: %w", err)
 	}
 	c.mu.Lock()

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/shoal-dev/shoal/internal/api"
 	"github.com/shoal-dev/shoal/internal/config"
 	"github.com/shoal-dev/shoal/internal/pool"
 	"github.com/shoal-dev/shoal/internal/release"
@@ -170,10 +171,10 @@ func (h *harness) stop() {
 	h.st.Close()
 }
 
-func (h *harness) waitFor(what string, fn func(Status) error) Status {
+func (h *harness) waitFor(what string, fn func(api.Status) error) api.Status {
 	h.t.Helper()
 	ctx := testenv.Context(h.t, 30*time.Second)
-	var st Status
+	var st api.Status
 	err := testenv.WaitFor(ctx, func() error {
 		st = h.c.Status()
 		return fn(st)
@@ -184,8 +185,8 @@ func (h *harness) waitFor(what string, fn func(Status) error) Status {
 	return st
 }
 
-func inService(n int) func(Status) error {
-	return func(st Status) error {
+func inService(n int) func(api.Status) error {
+	return func(st api.Status) error {
 		if st.InService != n || len(st.Instances) != n {
 			return fmt.Errorf("%d in service of %d instances, want %d", st.InService, len(st.Instances), n)
 		}
@@ -225,7 +226,7 @@ func TestUpKillReplaceScaleRestart(t *testing.T) {
 	if err := syscall.Kill(victim.PID, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
-	st = h.waitFor("replacement", func(st Status) error {
+	st = h.waitFor("replacement", func(st api.Status) error {
 		if err := inService(2)(st); err != nil {
 			return err
 		}
@@ -247,7 +248,7 @@ func TestUpKillReplaceScaleRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	resp.Body.Close()
-	h.waitFor("unhealthy replaced", func(st Status) error {
+	h.waitFor("unhealthy replaced", func(st api.Status) error {
 		if err := inService(2)(st); err != nil {
 			return err
 		}
@@ -321,7 +322,7 @@ func TestCrashLoopBacksOff(t *testing.T) {
 	dir := t.TempDir()
 	cfg := writeApp(t, dir, "crash", 1, 1)
 	h := start(t, dir, cfg)
-	st := h.waitFor("backoff", func(st Status) error {
+	st := h.waitFor("backoff", func(st api.Status) error {
 		if !strings.Contains(st.Backoff, "crashed") {
 			return fmt.Errorf("backoff = %q", st.Backoff)
 		}

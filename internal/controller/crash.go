@@ -4,58 +4,12 @@ import (
 	"fmt"
 	"regexp"
 	"strings"
-	"time"
 
+	"github.com/shoal-dev/shoal/internal/api"
 	"github.com/shoal-dev/shoal/internal/config"
 )
 
-// Crash is the last exit that nobody asked for of an instance of one
-// release: why it ended and what it printed last, so that an app that
-// fails on boot says why on the console, in `shoal status` and in its
-// events, not only in a log file.
-type Crash struct {
-	Instance string `json:"instance"`
-	Release  int    `json:"release"`
-	// Exit is "exit 1" or "killed by SIGSEGV".
-	Exit string `json:"exit"`
-	// UptimeSeconds is the time from the process's start (or from its
-	// launch, when the exit was reported first) to its exit.
-	UptimeSeconds float64 `json:"uptime_seconds"`
-	// Message is the line of its output that most likely says why (the
-	// last one that reads like an error, else the last one); empty when
-	// it printed nothing.
-	Message string `json:"message,omitempty"`
-	// Logs are the last lines of its output, secrets redacted.
-	Logs []string `json:"logs,omitempty"`
-	// InARow counts the crashes of the release in a row (the crash-loop
-	// count); 0 once an instance of it has been stable.
-	InARow int       `json:"in_a_row"`
-	At     time.Time `json:"at"`
-}
-
-// Summary is one line: "exit 1 after 0.2s: Error: Cannot find module ...".
-func (cr Crash) Summary() string {
-	s := fmt.Sprintf("%s after %s", cr.Exit, roundUptime(time.Duration(cr.UptimeSeconds*float64(time.Second))))
-	if cr.Message != "" {
-		s += ": " + cr.Message
-	}
-	return s
-}
-
-func roundUptime(d time.Duration) time.Duration {
-	switch {
-	case d < time.Second:
-		return d.Round(time.Millisecond)
-	case d < 10*time.Second:
-		return d.Round(100 * time.Millisecond)
-	case d < time.Hour:
-		return d.Round(time.Second)
-	default:
-		return d.Round(time.Minute)
-	}
-}
-
-// maxCrashMessage bounds Crash.Message (a minified stack can be one line).
+// maxCrashMessage bounds api.Crash.Message (a minified stack can be one line).
 const maxCrashMessage = 300
 
 // errorLine matches an output line that reads like the reason of a crash:
@@ -111,7 +65,7 @@ func exitWords(e Exit) string {
 // console writes a crash report for people to Options.Console: the
 // instance, the exit, and the last lines of its output. It is called
 // without c.mu, once per new crash reason of a release.
-func (c *Controller) console(cr Crash) {
+func (c *Controller) console(cr api.Crash) {
 	if c.o.Console == nil {
 		return
 	}

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/shoal-dev/shoal/internal/api"
 	"github.com/shoal-dev/shoal/internal/testenv"
 )
 
@@ -36,7 +37,7 @@ func TestCrashInStatusAndEvents(t *testing.T) {
 	dir := t.TempDir()
 	cfg := writeApp(t, dir, "crash", 1, 1)
 	h := start(t, dir, cfg)
-	st := h.waitFor("crash in status", func(st Status) error {
+	st := h.waitFor("crash in status", func(st api.Status) error {
 		if st.Crash == nil || st.Crash.InARow < 2 {
 			return fmt.Errorf("crash = %+v", st.Crash)
 		}

@@ -8,9 +8,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/shoal-dev/shoal/internal/api"
 	"github.com/shoal-dev/shoal/internal/config"
 	"github.com/shoal-dev/shoal/internal/rollout"
-	"github.com/shoal-dev/shoal/internal/store"
 )
 
 // Deploy errors; the admin API maps them to statuses.
@@ -79,9 +79,9 @@ type activeDeploy struct {
 	by      string    // who deploys, for the lock after a restart
 	started time.Time // when the deploy began
 	r       *rollout.Rollout
-	rels    map[int]store.Release // From and To, with their env
-	env     config.Env            // environment of To, for redaction
-	done    chan struct{}         // closed once finished (statuses stored)
+	rels    map[int]api.Release // From and To, with their env
+	env     config.Env          // environment of To, for redaction
+	done    chan struct{}       // closed once finished (statuses stored)
 	// launched are the instances the rollout launched, until it has seen
 	// them end.
 	launched map[string]*instance
@@ -165,7 +165,7 @@ func (c *Controller) Deploy(ctx context.Context, req DeployRequest) (int, error)
 		return 0, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
 	}
 	cur := c.Release()
-	digest, change := cur.Digest, store.ChangeConfig
+	digest, change := cur.Digest, api.ChangeConfig
 	if req.ConfigOnly {
 		fmt.Fprintf(log, "config-only: reusing artifact %s of v%d, no build\n", short(cur.Digest), cur.Version)
 	} else {
@@ -184,7 +184,7 @@ func (c *Controller) Deploy(ctx context.Context, req DeployRequest) (int, error)
 			fmt.Fprintf(log, "reusing artifact %s built earlier from this source\n", short(digest))
 		}
 		if digest != cur.Digest {
-			change = store.ChangeCode
+			change = api.ChangeCode
 		}
 	}
 	fp := cfg.Fingerprint(env)
@@ -192,16 +192,16 @@ func (c *Controller) Deploy(ctx context.Context, req DeployRequest) (int, error)
 		return cur.Version, fmt.Errorf("%w: v%d already runs this artifact and run configuration", ErrNoChange, cur.Version)
 	}
 	if err := c.runHooks(ctx, "pre_deploy", cfg, env, cfg.Deploy.Hooks.PreDeploy, log); err != nil {
-		c.events.add(Event{Type: "deploy", Release: cur.Version, Reason: env.Redact("deploy stopped: " + err.Error())})
+		c.events.add(api.Event{Type: "deploy", Release: cur.Version, Reason: env.Redact("deploy stopped: " + err.Error())})
 		return 0, fmt.Errorf("deploy stopped, nothing changed: %w", err)
 	}
-	rel, err := c.o.Store.PutRelease(store.Release{App: app, Digest: digest, Command: cfg.Run.Command,
+	rel, err := c.o.Store.PutRelease(api.Release{App: app, Digest: digest, Command: cfg.Run.Command,
 		Env: storeEnv(env), ConfigFingerprint: fp, Change: change})
 	if err != nil {
 		return 0, fmt.Errorf("make release: %w", err)
 	}
 	why := fmt.Sprintf("made release v%d (%s, %s change) from v%d", rel.Version, short(digest), change, cur.Version)
-	c.events.add(Event{Type: "release", Release: rel.Version, Reason: why})
+	c.events.add(api.Event{Type: "release", Release: rel.Version, Reason: why})
 	fmt.Fprintln(log, why)
 
 	d, err := c.startRollout(holder, req.By, cur, rel, env, cfg.RolloutPolicy())
@@ -213,7 +213,7 @@ func (c *Controller) Deploy(ctx context.Context, req DeployRequest) (int, error)
 		return rel.Version, err
 	}
 	if err := c.runHooks(ctx, "post_deploy", cfg, env, cfg.Deploy.Hooks.PostDeploy, log); err != nil {
-		c.events.add(Event{Type: "deploy", Release: rel.Version, Reason: env.Redact("post-deploy hook failed: " + err.Error())})
+		c.events.add(api.Event{Type: "deploy", Release: rel.Version, Reason: env.Redact("post-deploy hook failed: " + err.Error())})
 		return rel.Version, fmt.Errorf("v%d serves, but a post-deploy hook failed: %w", rel.Version, err)
 	}
 	c.prune(app)
@@ -247,7 +247,7 @@ func (c *Controller) Rollback(ctx context.Context, version int) error {
 	if cfg, err := config.Load(c.cfg.File); err == nil {
 		policy = cfg.RolloutPolicy() // the file's current policy, if it still loads
 	}
-	c.events.add(Event{Type: "release", Release: target.Version,
+	c.events.add(api.Event{Type: "release", Release: target.Version,
 		Reason: fmt.Sprintf("rollback from v%d to v%d (artifact %s, no build)", cur.Version, target.Version, short(target.Digest))})
 	d, err := c.startRollout(holder, "rollback", cur, target, env, policy)
 	if err != nil {
@@ -258,54 +258,54 @@ func (c *Controller) Rollback(ctx context.Context, version int) error {
 }
 
 // rollbackTarget finds the release to roll back to (see Rollback).
-func (c *Controller) rollbackTarget(cur store.Release, version int) (store.Release, error) {
+func (c *Controller) rollbackTarget(cur api.Release, version int) (api.Release, error) {
 	if version == cur.Version {
-		return store.Release{}, fmt.Errorf("%w: the group already runs v%d", ErrNoChange, version)
+		return api.Release{}, fmt.Errorf("%w: the group already runs v%d", ErrNoChange, version)
 	}
 	rels, err := c.o.Store.Releases(c.cfg.Name) // newest first
 	if err != nil {
-		return store.Release{}, fmt.Errorf("list releases: %w", err)
+		return api.Release{}, fmt.Errorf("list releases: %w", err)
 	}
 	if version == 0 {
 		if r, ok := c.previousRelease(rels, cur.Version); ok {
 			return r, nil
 		}
-		return store.Release{}, fmt.Errorf("%w: no release before v%d that served is kept; %s", ErrUnknownRelease, cur.Version, c.rollbackChoices(rels, cur))
+		return api.Release{}, fmt.Errorf("%w: no release before v%d that served is kept; %s", ErrUnknownRelease, cur.Version, c.rollbackChoices(rels, cur))
 	}
 	for _, r := range rels {
 		if r.Version != version {
 			continue
 		}
 		if !c.o.Artifacts.Has(r.Digest) {
-			return store.Release{}, fmt.Errorf("%w v%d: its artifact %s is gone; %s", ErrUnknownRelease, version, short(r.Digest), c.rollbackChoices(rels, cur))
+			return api.Release{}, fmt.Errorf("%w v%d: its artifact %s is gone; %s", ErrUnknownRelease, version, short(r.Digest), c.rollbackChoices(rels, cur))
 		}
 		return r, nil
 	}
 	next, err := c.o.Store.NextRelease(c.cfg.Name)
 	if err != nil {
-		return store.Release{}, fmt.Errorf("list releases: %w", err)
+		return api.Release{}, fmt.Errorf("list releases: %w", err)
 	}
 	if version >= next {
-		return store.Release{}, fmt.Errorf("%w v%d: it does not exist (the newest release is v%d); %s", ErrUnknownRelease, version, next-1, c.rollbackChoices(rels, cur))
+		return api.Release{}, fmt.Errorf("%w v%d: it does not exist (the newest release is v%d); %s", ErrUnknownRelease, version, next-1, c.rollbackChoices(rels, cur))
 	}
-	return store.Release{}, fmt.Errorf("%w v%d: it was pruned (keep_releases %d); %s", ErrUnknownRelease, version, c.cfg.KeepReleases, c.rollbackChoices(rels, cur))
+	return api.Release{}, fmt.Errorf("%w v%d: it was pruned (keep_releases %d); %s", ErrUnknownRelease, version, c.cfg.KeepReleases, c.rollbackChoices(rels, cur))
 }
 
 // previousRelease returns the release of rels (newest first) that a
 // rollback without a version goes to: the newest one older than current
 // that served and whose artifact is kept.
-func (c *Controller) previousRelease(rels []store.Release, current int) (store.Release, bool) {
+func (c *Controller) previousRelease(rels []api.Release, current int) (api.Release, bool) {
 	for _, r := range rels {
 		if r.Version < current && r.HasServed() && c.o.Artifacts.Has(r.Digest) {
 			return r, true
 		}
 	}
-	return store.Release{}, false
+	return api.Release{}, false
 }
 
 // rollbackChoices lists the releases of rels that Rollback can go to
 // (kept, with their artifact, not cur), for an error message.
-func (c *Controller) rollbackChoices(rels []store.Release, cur store.Release) string {
+func (c *Controller) rollbackChoices(rels []api.Release, cur api.Release) string {
 	var vs []string
 	for _, r := range rels {
 		if r.Version == cur.Version || !c.o.Artifacts.Has(r.Digest) {

@@ -12,10 +12,10 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/shoal-dev/shoal/internal/api"
 	"github.com/shoal-dev/shoal/internal/config"
 	"github.com/shoal-dev/shoal/internal/hooks"
 	"github.com/shoal-dev/shoal/internal/release"
-	"github.com/shoal-dev/shoal/internal/store"
 )
 
 // ErrInvalidEnv means an env override has a bad or reserved name.
@@ -23,28 +23,20 @@ var ErrInvalidEnv = errors.New("invalid env variable")
 
 var envNameRe = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 
-// EnvVarInfo is one env override as the admin API shows it: the value is
-// "[redacted]" for a secret.
-type EnvVarInfo struct {
-	Name   string `json:"name"`
-	Value  string `json:"value"`
-	Secret bool   `json:"secret,omitempty"`
-}
-
 // EnvOverrides returns the overrides set with `shoal env set`, secrets
 // redacted, sorted by name.
-func (c *Controller) EnvOverrides() ([]EnvVarInfo, error) {
+func (c *Controller) EnvOverrides() ([]api.EnvVar, error) {
 	vs, err := c.o.Store.EnvOverrides(c.cfg.Name)
 	if err != nil {
 		return nil, err
 	}
-	out := []EnvVarInfo{}
+	out := []api.EnvVar{}
 	for _, v := range vs {
 		val := v.Value
 		if v.Secret {
 			val = config.RedactedValue
 		}
-		out = append(out, EnvVarInfo{Name: v.Name, Value: val, Secret: v.Secret})
+		out = append(out, api.EnvVar{Name: v.Name, Value: val, Secret: v.Secret})
 	}
 	return out, nil
 }
@@ -54,7 +46,7 @@ func (c *Controller) EnvOverrides() ([]EnvVarInfo, error) {
 // Deploy with ConfigOnly does. Overrides are merged over shoal.yaml's env
 // at every release made afterwards. It returns ErrInvalidEnv for a bad
 // name, and fails at once, changing nothing, while another deploy runs.
-func (c *Controller) SetEnv(ctx context.Context, set []store.EnvVar, unset []string, req DeployRequest) (int, error) {
+func (c *Controller) SetEnv(ctx context.Context, set []api.EnvVar, unset []string, req DeployRequest) (int, error) {
 	var errs []error
 	for _, v := range set {
 		errs = append(errs, checkEnvName(v.Name))
@@ -76,16 +68,16 @@ func (c *Controller) SetEnv(ctx context.Context, set []store.EnvVar, unset []str
 		names = append(names, "unset "+n)
 	}
 	// Recorded before it is made, refused when it cannot be (events.go).
-	if err := c.events.record(Event{Type: "env", Reason: "env overrides changed: " + strings.Join(names, ", ")}); err != nil {
+	if err := c.events.record(api.Event{Type: "env", Reason: "env overrides changed: " + strings.Join(names, ", ")}); err != nil {
 		return 0, fmt.Errorf("nothing changed: %w", err)
 	}
 	prev, err := c.o.Store.EnvOverrides(c.cfg.Name)
 	if err != nil {
-		c.events.add(Event{Type: "env", Reason: "env overrides not changed: " + err.Error()})
+		c.events.add(api.Event{Type: "env", Reason: "env overrides not changed: " + err.Error()})
 		return 0, fmt.Errorf("nothing changed: %w", err)
 	}
 	if _, err := c.o.Store.UpdateEnvOverrides(c.cfg.Name, set, unset); err != nil {
-		c.events.add(Event{Type: "env", Reason: "env overrides not changed: " + err.Error()})
+		c.events.add(api.Event{Type: "env", Reason: "env overrides not changed: " + err.Error()})
 		return 0, fmt.Errorf("nothing changed: %w", err)
 	}
 	req.ConfigOnly = true
@@ -107,12 +99,12 @@ func (c *Controller) SetEnv(ctx context.Context, set []store.EnvVar, unset []str
 
 // undoEnvOverrides restores the overrides of the names that SetEnv set or
 // unset to what prev held, and records that it did.
-func (c *Controller) undoEnvOverrides(prev, set []store.EnvVar, unset []string) error {
-	old := map[string]store.EnvVar{}
+func (c *Controller) undoEnvOverrides(prev, set []api.EnvVar, unset []string) error {
+	old := map[string]api.EnvVar{}
 	for _, v := range prev {
 		old[v.Name] = v
 	}
-	var reset []store.EnvVar
+	var reset []api.EnvVar
 	var drop []string
 	names := make([]string, 0, len(set)+len(unset))
 	for _, v := range set {
@@ -129,7 +121,7 @@ func (c *Controller) undoEnvOverrides(prev, set []store.EnvVar, unset []string) 
 	if _, err := c.o.Store.UpdateEnvOverrides(c.cfg.Name, reset, drop); err != nil {
 		return fmt.Errorf("undo the overrides: %w", err)
 	}
-	c.events.add(Event{Type: "env", Reason: "env overrides changed back: their release does not run"})
+	c.events.add(api.Event{Type: "env", Reason: "env overrides changed back: their release does not run"})
 	return nil
 }
 
@@ -176,11 +168,11 @@ func (c *Controller) buildArtifact(ctx context.Context, cfg *config.App, env con
 	art, built, err := c.o.Artifacts.BuildOnce(ctx, spec)
 	if err != nil {
 		reason := env.Redact(buildFailure(err))
-		c.events.add(Event{Type: "build", Reason: "build failed: " + reason})
+		c.events.add(api.Event{Type: "build", Reason: "build failed: " + reason})
 		return art, false, errors.New(reason)
 	}
 	if built {
-		c.events.add(Event{Type: "build", Reason: fmt.Sprintf("built artifact %s in %s", short(art.Digest), c.now().Sub(start).Round(1e6))})
+		c.events.add(api.Event{Type: "build", Reason: fmt.Sprintf("built artifact %s in %s", short(art.Digest), c.now().Sub(start).Round(1e6))})
 	}
 	return art, built, nil
 }
@@ -235,7 +227,7 @@ func (c *Controller) runHooks(ctx context.Context, kind string, cfg *config.App,
 			name += "[" + strconv.Itoa(i) + "]"
 		}
 		fmt.Fprintf(log, "running %s hook: %s\n", name, env.Redact(cmd))
-		c.events.add(Event{Type: "hook", Reason: env.Redact(fmt.Sprintf("%s hook started: %s", name, cmd))})
+		c.events.add(api.Event{Type: "hook", Reason: env.Redact(fmt.Sprintf("%s hook started: %s", name, cmd))})
 		err := hooks.Run(ctx, hooks.Hook{Name: name, Command: cmd, Dir: cfg.Dir, Env: base,
 			Timeout: cfg.HookTimeout(), Redact: env.Redact}, log)
 		var he *hooks.HookError
@@ -245,7 +237,7 @@ func (c *Controller) runHooks(ctx context.Context, kind string, cfg *config.App,
 		if err != nil {
 			return fmt.Errorf("%s hook: %w", name, err)
 		}
-		c.events.add(Event{Type: "hook", Reason: fmt.Sprintf("%s hook succeeded", name)})
+		c.events.add(api.Event{Type: "hook", Reason: fmt.Sprintf("%s hook succeeded", name)})
 	}
 	return nil
 }

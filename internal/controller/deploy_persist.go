@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/shoal-dev/shoal/internal/api"
 	"github.com/shoal-dev/shoal/internal/rollout"
 	"github.com/shoal-dev/shoal/internal/store"
 )
@@ -102,13 +103,13 @@ func (c *Controller) dropRollout(rec store.Rollout, why error) {
 	reason := fmt.Sprintf("dropped the deploy interrupted by a restart: %v", why)
 	if rec.To > 0 {
 		reason = fmt.Sprintf("dropped the deploy of v%d interrupted by a restart: %v", rec.To, why)
-		if r, err := c.o.Store.GetRelease(app, rec.To); err == nil && r.Status == store.ReleasePending {
-			if err := c.o.Store.SetReleaseStatus(app, rec.To, store.ReleaseFailed); err != nil {
+		if r, err := c.o.Store.GetRelease(app, rec.To); err == nil && r.Status == api.ReleasePending {
+			if err := c.o.Store.SetReleaseStatus(app, rec.To, api.ReleaseFailed); err != nil {
 				c.log.Error("mark dropped release failed", "release", rec.To, "error", err)
 			}
 		}
 	}
-	c.events.add(Event{Type: "deploy", Release: rec.To, Reason: reason})
+	c.events.add(api.Event{Type: "deploy", Release: rec.To, Reason: reason})
 	c.log.Warn("stored rollout dropped", "release", rec.To, "error", why)
 	if err := c.o.Store.DeleteRollout(app); err != nil {
 		c.log.Error("delete stored rollout", "error", err)
@@ -156,11 +157,11 @@ func (c *Controller) resumeRollout(rec store.Rollout) error {
 		c.dep.lock.Release(app, rec.Holder)
 		return err
 	}
-	from.Status = store.ReleaseActive
+	from.Status = api.ReleaseActive
 	toEnv := envFromStore(to.Env)
 	d := &activeDeploy{holder: rec.Holder, by: rec.By, started: rec.Started, r: r, env: toEnv,
 		done: make(chan struct{}), launched: map[string]*instance{},
-		rels: map[int]store.Release{from.Version: from, to.Version: to}, saved: compactJSON(rec.State)}
+		rels: map[int]api.Release{from.Version: from, to.Version: to}, saved: compactJSON(rec.State)}
 
 	what := fmt.Sprintf("resuming deploy of v%d interrupted by a restart (%s)", spec.To, snap.Phase)
 	switch {
@@ -178,20 +179,20 @@ func (c *Controller) resumeRollout(rec store.Rollout) error {
 	c.group, c.current = group, from
 	c.env = mergeEnv(envFromStore(from.Env), secretsOf(toEnv))
 	c.dep.active = d
-	c.events.add(Event{Type: "deploy", Release: spec.To, Reason: c.env.Redact(what)})
+	c.events.add(api.Event{Type: "deploy", Release: spec.To, Reason: c.env.Redact(what)})
 	c.mu.Unlock()
 	c.log.Info("rollout resumed", "release", spec.To, "from", spec.From, "phase", snap.Phase.String(), "by", rec.By)
 	return nil
 }
 
 // resumableRelease returns release v if it and its artifact are kept.
-func (c *Controller) resumableRelease(v int) (store.Release, error) {
+func (c *Controller) resumableRelease(v int) (api.Release, error) {
 	r, err := c.o.Store.GetRelease(c.cfg.Name, v)
 	if err != nil {
-		return store.Release{}, fmt.Errorf("release v%d: %w", v, err)
+		return api.Release{}, fmt.Errorf("release v%d: %w", v, err)
 	}
 	if !c.o.Artifacts.Has(r.Digest) {
-		return store.Release{}, fmt.Errorf("release v%d: artifact %s is gone", v, short(r.Digest))
+		return api.Release{}, fmt.Errorf("release v%d: artifact %s is gone", v, short(r.Digest))
 	}
 	return r, nil
 }

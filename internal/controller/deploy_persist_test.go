@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/shoal-dev/shoal/internal/api"
 	"github.com/shoal-dev/shoal/internal/config"
 	"github.com/shoal-dev/shoal/internal/rollout"
 	"github.com/shoal-dev/shoal/internal/store"
@@ -175,7 +176,7 @@ func TestDeployResumesAfterRestart(t *testing.T) {
 	}
 	r1, _ := h2.st.GetRelease("web", 1)
 	r2, _ := h2.st.GetRelease("web", 2)
-	if r1.Status != store.ReleaseSuperseded || r2.Status != store.ReleaseActive {
+	if r1.Status != api.ReleaseSuperseded || r2.Status != api.ReleaseActive {
 		t.Errorf("statuses v1 %s v2 %s, want superseded and active", r1.Status, r2.Status)
 	}
 	if _, found, err := h2.st.GetRollout("web"); found || err != nil {
@@ -204,8 +205,8 @@ func TestRollbackFinishesAfterRestart(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	v2 := store.Release{App: "web", Digest: v1.Digest, Command: v1.Command, ConfigFingerprint: "test",
-		Env: append(v1.Env, store.EnvVar{Name: "BROKEN", Value: "1"}), Change: store.ChangeConfig}
+	v2 := api.Release{App: "web", Digest: v1.Digest, Command: v1.Command, ConfigFingerprint: "test",
+		Env: append(v1.Env, api.EnvVar{Name: "BROKEN", Value: "1"}), Change: api.ChangeConfig}
 	if v2, err = st.PutRelease(v2); err != nil || v2.Version != 2 {
 		t.Fatalf("put v2: %+v, %v", v2, err)
 	}
@@ -235,7 +236,7 @@ func TestRollbackFinishesAfterRestart(t *testing.T) {
 	// v2 never served (its one instance was starting): failed, so that
 	// it is no rollback target.
 	r2, _ := h2.st.GetRelease("web", 2)
-	if r2.Status != store.ReleaseFailed {
+	if r2.Status != api.ReleaseFailed {
 		t.Errorf("v2 status %s, want failed (it never served)", r2.Status)
 	}
 	if _, found, _ := h2.st.GetRollout("web"); found {
@@ -258,7 +259,7 @@ func TestUnusableStoredRolloutIsDropped(t *testing.T) {
 		t.Fatal(err)
 	}
 	v1, _ := st.GetRelease("web", 1)
-	if _, err := st.PutRelease(store.Release{App: "web", Digest: v1.Digest, Command: v1.Command, Change: store.ChangeConfig}); err != nil {
+	if _, err := st.PutRelease(api.Release{App: "web", Digest: v1.Digest, Command: v1.Command, Change: api.ChangeConfig}); err != nil {
 		t.Fatal(err)
 	}
 	err = st.PutRollout(store.Rollout{App: "web", Holder: "h", From: 1, To: 2, State: json.RawMessage(`{"version":99}`)})
@@ -271,7 +272,7 @@ func TestUnusableStoredRolloutIsDropped(t *testing.T) {
 	h2.waitFor("v1 serving", onRelease(1, 1))
 	waitEvents(t, h2.c, "dropped the deploy of v2 interrupted by a restart")
 	r2, _ := h2.st.GetRelease("web", 2)
-	if r2.Status != store.ReleaseFailed {
+	if r2.Status != api.ReleaseFailed {
 		t.Errorf("v2 status %s, want failed", r2.Status)
 	}
 	if _, found, _ := h2.st.GetRollout("web"); found {

@@ -7,10 +7,10 @@ import (
 	"sync"
 	"time"
 
+	"github.com/shoal-dev/shoal/internal/api"
 	"github.com/shoal-dev/shoal/internal/config"
 	"github.com/shoal-dev/shoal/internal/reconcile"
 	"github.com/shoal-dev/shoal/internal/rollout"
-	"github.com/shoal-dev/shoal/internal/store"
 )
 
 // rolloutTick is how often a running rollout is stepped without a change
@@ -23,7 +23,7 @@ const rolloutTick = 250 * time.Millisecond
 // lock identified by holder passes to the rollout; finishRollout frees it.
 // The rollout is stored before it starts, so that a crash from then on
 // resumes it (deploy_persist.go).
-func (c *Controller) startRollout(holder, by string, from, to store.Release, env config.Env, policy rollout.Policy) (*activeDeploy, error) {
+func (c *Controller) startRollout(holder, by string, from, to api.Release, env config.Env, policy rollout.Policy) (*activeDeploy, error) {
 	c.mu.Lock()
 	now, desired := c.now(), c.group.Desired
 	c.mu.Unlock()
@@ -33,7 +33,7 @@ func (c *Controller) startRollout(holder, by string, from, to store.Release, env
 		return nil, fmt.Errorf("start rollout: %w", err)
 	}
 	d := &activeDeploy{holder: holder, by: by, started: now, r: r, env: env, done: make(chan struct{}),
-		launched: map[string]*instance{}, rels: map[int]store.Release{from.Version: from, to.Version: to}}
+		launched: map[string]*instance{}, rels: map[int]api.Release{from.Version: from, to.Version: to}}
 	// Only the holder of the deploy lock gets here: nothing else stores a
 	// rollout of this group meanwhile.
 	if err := c.saveRollout(d, r.Snapshot()); err != nil {
@@ -80,7 +80,7 @@ func (c *Controller) stepRollout(ctx context.Context, workers *sync.WaitGroup) (
 	for range 4 {
 		step = d.r.Step(now, c.observeRolloutLocked(d))
 		for _, e := range step.Events {
-			c.events.add(Event{Type: "deploy", Release: step.Release, Reason: c.env.Redact(e)})
+			c.events.add(api.Event{Type: "deploy", Release: step.Release, Reason: c.env.Redact(e)})
 			c.log.Info("rollout", "release", step.Release, "reason", c.env.Redact(e))
 		}
 		digest := d.rels[step.Release].Digest
@@ -93,10 +93,10 @@ func (c *Controller) stepRollout(ctx context.Context, workers *sync.WaitGroup) (
 		}
 		for _, id := range step.Drain {
 			in := c.instances[id]
-			if in == nil || in.state == reconcile.Draining {
+			if in == nil || in.state == api.Draining {
 				continue
 			}
-			c.setStateLocked(in, reconcile.Draining, fmt.Sprintf("rollout to v%d: %s", step.Release, step.Reason))
+			c.setStateLocked(in, api.Draining, fmt.Sprintf("rollout to v%d: %s", step.Release, step.Reason))
 			in.cancel() // ends the monitor, or makes a launch stop what it started
 			if in.inPool {
 				retires = append(retires, in)
@@ -143,15 +143,11 @@ func (c *Controller) stepRollout(ctx context.Context, workers *sync.WaitGroup) (
 func (c *Controller) observeRolloutLocked(d *activeDeploy) []rollout.Instance {
 	obs := make([]rollout.Instance, 0, len(c.instances))
 	add := func(in *instance) {
-		st, err := rollout.ParseState(in.state.String())
-		if err != nil {
-			return
-		}
 		reason := in.reason
-		if in.state == reconcile.Starting && in.health != "" {
+		if in.state == api.Starting && in.health != "" {
 			reason = "last check: " + in.health
 		}
-		obs = append(obs, rollout.Instance{ID: in.id, Release: in.release, State: st, Since: in.since, Reason: reason})
+		obs = append(obs, rollout.Instance{ID: in.id, Release: in.release, State: in.state, Since: in.since, Reason: reason})
 	}
 	for _, in := range c.instances {
 		add(in)
@@ -179,9 +175,9 @@ func (c *Controller) finishRollout(d *activeDeploy, phase rollout.Phase) {
 	var err error
 	switch phase {
 	case rollout.PhaseDone:
-		prev := store.ReleaseSuperseded
+		prev := api.ReleaseSuperseded
 		if to.Version < from.Version {
-			prev = store.ReleaseRolledBack // shoal rollback
+			prev = api.ReleaseRolledBack // shoal rollback
 		}
 		err = c.o.Store.Activate(app, to.Version, prev)
 	default: // aborted, rolled back after a failure, or the rollback failed too
@@ -197,7 +193,7 @@ func (c *Controller) finishRollout(d *activeDeploy, phase rollout.Phase) {
 
 	c.mu.Lock()
 	if phase == rollout.PhaseDone {
-		to.Status = store.ReleaseActive
+		to.Status = api.ReleaseActive
 		c.current = to
 		c.group.Release = to.Version
 		c.env = envFromStore(to.Env)
@@ -206,7 +202,7 @@ func (c *Controller) finishRollout(d *activeDeploy, phase rollout.Phase) {
 	}
 	c.dep.active = nil
 	d.final = final
-	c.events.add(Event{Type: "deploy", Release: to.Version, Reason: c.env.Redact(fmt.Sprintf("rollout v%d -> v%d ended %s after %s: %s",
+	c.events.add(api.Event{Type: "deploy", Release: to.Version, Reason: c.env.Redact(fmt.Sprintf("rollout v%d -> v%d ended %s after %s: %s",
 		from.Version, to.Version, phase, final.Elapsed.Round(time.Millisecond), final.Reason))})
 	c.mu.Unlock()
 	c.log.Info("rollout ended", "release", to.Version, "phase", phase.String(), "reason", final.Reason)
@@ -227,15 +223,15 @@ func (c *Controller) recordTurnedBack(v int) error {
 	}
 	switch {
 	case !r.HasServed():
-		return c.o.Store.SetReleaseStatus(c.cfg.Name, v, store.ReleaseFailed)
-	case r.Status == store.ReleasePending:
-		return c.o.Store.SetReleaseStatus(c.cfg.Name, v, store.ReleaseRolledBack)
+		return c.o.Store.SetReleaseStatus(c.cfg.Name, v, api.ReleaseFailed)
+	case r.Status == api.ReleasePending:
+		return c.o.Store.SetReleaseStatus(c.cfg.Name, v, api.ReleaseRolledBack)
 	}
 	return nil
 }
 
 // envFromStore converts a stored environment.
-func envFromStore(vs []store.EnvVar) config.Env {
+func envFromStore(vs []api.EnvVar) config.Env {
 	out := make(config.Env, len(vs))
 	for i, v := range vs {
 		out[i] = config.EnvVar{Name: v.Name, Value: v.Value, Secret: v.Secret}
@@ -293,7 +289,7 @@ func (c *Controller) stopRollout() {
 	c.dep.active = nil
 	d.final = d.r.Progress(c.now())
 	d.final.Reason = "shoal stopped during the rollout; it resumes when shoal starts again: " + d.final.Reason
-	c.events.add(Event{Type: "deploy", Release: d.r.Spec().To, Reason: d.final.Reason})
+	c.events.add(api.Event{Type: "deploy", Release: d.r.Spec().To, Reason: d.final.Reason})
 	c.mu.Unlock()
 	c.dep.lock.Release(c.cfg.Name, d.holder)
 	close(d.done)

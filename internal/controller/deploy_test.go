@@ -10,14 +10,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/shoal-dev/shoal/internal/api"
 	"github.com/shoal-dev/shoal/internal/rollout"
-	"github.com/shoal-dev/shoal/internal/store"
 	"github.com/shoal-dev/shoal/internal/testenv"
 )
 
 // onRelease waits until n instances of release v serve and nothing else runs.
-func onRelease(v, n int) func(Status) error {
-	return func(st Status) error {
+func onRelease(v, n int) func(api.Status) error {
+	return func(st api.Status) error {
 		if err := inService(n)(st); err != nil {
 			return err
 		}
@@ -92,7 +92,7 @@ func TestDeployRollbackEnv(t *testing.T) {
 	}
 	h.waitFor("back on v2", onRelease(2, 2))
 	r3, _ := h.st.GetRelease("web", 3)
-	if r3.Status != store.ReleaseFailed || r3.Change != store.ChangeConfig {
+	if r3.Status != api.ReleaseFailed || r3.Change != api.ChangeConfig {
 		t.Errorf("v3: status %s change %s, want failed config", r3.Status, r3.Change)
 	}
 
@@ -104,14 +104,14 @@ func TestDeployRollbackEnv(t *testing.T) {
 	h.waitFor("v1 serving again", onRelease(1, 2))
 	waitEvents(t, h.c, "v2 -> v1 ended done")
 	r2, _ := h.st.GetRelease("web", 2)
-	if r2.Status != store.ReleaseRolledBack {
+	if r2.Status != api.ReleaseRolledBack {
 		t.Errorf("v2 status %s after rollback, want rolled_back", r2.Status)
 	}
 
 	// Env override: a config-only release, no build.
 	r1, _ := h.st.GetRelease("web", 1)
 	builds := countBuilds(t, h.c)
-	v, err = h.c.SetEnv(ctx, []store.EnvVar{{Name: "FEATURE", Value: "on"}}, nil, DeployRequest{})
+	v, err = h.c.SetEnv(ctx, []api.EnvVar{{Name: "FEATURE", Value: "on"}}, nil, DeployRequest{})
 	if err != nil {
 		t.Fatalf("env set: %d, %v", v, err)
 	}
@@ -120,13 +120,13 @@ func TestDeployRollbackEnv(t *testing.T) {
 	// build event of this deploy is too.
 	waitEvents(t, h.c, fmt.Sprintf("-> v%d ended done", v))
 	r, _ := h.st.GetRelease("web", v)
-	if r.Change != store.ChangeConfig || r.Digest != r1.Digest {
+	if r.Change != api.ChangeConfig || r.Digest != r1.Digest {
 		t.Errorf("env release: change %s digest %s, want config on the v1 artifact %s", r.Change, r.Digest, r1.Digest)
 	}
 	if n := countBuilds(t, h.c); n != builds {
 		t.Errorf("build events %d -> %d: env set built something", builds, n)
 	}
-	if _, err := h.c.SetEnv(ctx, []store.EnvVar{{Name: "PORT", Value: "1"}}, nil, DeployRequest{}); !errors.Is(err, ErrInvalidEnv) {
+	if _, err := h.c.SetEnv(ctx, []api.EnvVar{{Name: "PORT", Value: "1"}}, nil, DeployRequest{}); !errors.Is(err, ErrInvalidEnv) {
 		t.Errorf("env set PORT: %v, want ErrInvalidEnv", err)
 	}
 	if err := h.c.AbortDeploy(context.Background()); !errors.Is(err, ErrNoRollout) {

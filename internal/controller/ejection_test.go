@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/shoal-dev/shoal/internal/api"
 	"github.com/shoal-dev/shoal/internal/pool"
 )
 
@@ -30,7 +31,7 @@ func TestPassingCheckEndsEjection(t *testing.T) {
 	}
 	// The health interval is 100ms; the hour-long ejection must end at the
 	// next passing check.
-	h.waitFor("the ejection ended by a health check", func(Status) error {
+	h.waitFor("the ejection ended by a health check", func(api.Status) error {
 		if st := tg.State(); st != pool.StateHealthy {
 			return fmt.Errorf("target %s, want healthy", st)
 		}

@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/shoal-dev/shoal/internal/store"
+	"github.com/shoal-dev/shoal/internal/api"
 	"github.com/shoal-dev/shoal/internal/testenv"
 )
 
@@ -23,7 +23,7 @@ func TestSetEnvPutBackWhenItsReleaseDoesNotRun(t *testing.T) {
 	h.waitFor("v1 serving", onRelease(1, 1))
 	ctx := testenv.Context(t, 90*time.Second)
 
-	if v, err := h.c.SetEnv(ctx, []store.EnvVar{{Name: "FEATURE", Value: "old"}}, nil, DeployRequest{}); err != nil || v != 2 {
+	if v, err := h.c.SetEnv(ctx, []api.EnvVar{{Name: "FEATURE", Value: "old"}}, nil, DeployRequest{}); err != nil || v != 2 {
 		t.Fatalf("env set FEATURE=old: v%d, %v", v, err)
 	}
 	h.waitFor("v2 serving", onRelease(2, 1))
@@ -49,7 +49,7 @@ func TestSetEnvPutBackWhenItsReleaseDoesNotRun(t *testing.T) {
 	if err := os.WriteFile(p, append(good, "no_such_key: 1\n"...), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	v, err := h.c.SetEnv(ctx, []store.EnvVar{{Name: "FEATURE", Value: "new"}, {Name: "EXTRA", Value: "x"}}, nil, DeployRequest{})
+	v, err := h.c.SetEnv(ctx, []api.EnvVar{{Name: "FEATURE", Value: "new"}, {Name: "EXTRA", Value: "x"}}, nil, DeployRequest{})
 	if !errors.Is(err, ErrInvalidConfig) || v != 0 {
 		t.Fatalf("env set with a broken shoal.yaml: v%d, %v; want ErrInvalidConfig and no release", v, err)
 	}
@@ -62,7 +62,7 @@ func TestSetEnvPutBackWhenItsReleaseDoesNotRun(t *testing.T) {
 		t.Fatal(err)
 	}
 	setMode(t, dir, "serve", "crash", "")
-	v, err = h.c.SetEnv(ctx, []store.EnvVar{{Name: "FEATURE", Value: "new"}}, []string{"NOT_SET"}, DeployRequest{})
+	v, err = h.c.SetEnv(ctx, []api.EnvVar{{Name: "FEATURE", Value: "new"}}, []string{"NOT_SET"}, DeployRequest{})
 	if err == nil || v != 3 {
 		t.Fatalf("env set with crashing instances: v%d, %v; want v3 and an error", v, err)
 	}

@@ -8,22 +8,9 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-)
 
-// Event is one recorded change of the group: an instance changing state,
-// a scale, a new release, a crash-loop backoff. Reasons never hold secret
-// values.
-type Event struct {
-	Seq      uint64    `json:"seq"`
-	Time     time.Time `json:"time"`
-	Type     string    `json:"type"` // state, scale, release, backoff, shoal
-	Instance string    `json:"instance,omitempty"`
-	Release  int       `json:"release,omitempty"`
-	From     string    `json:"from,omitempty"`
-	State    string    `json:"state,omitempty"`
-	Addr     string    `json:"addr,omitempty"`
-	Reason   string    `json:"reason"`
-}
+	"github.com/shoal-dev/shoal/internal/api"
+)
 
 // Bounds of the event log's retry of failed writes.
 const (
@@ -53,14 +40,14 @@ const (
 // (it guards nothing else); mu guards the queue and is never held during
 // I/O.
 type eventLog struct {
-	write func([]Event) error // stores events, in order
+	write func([]api.Event) error // stores events, in order
 	log   *slog.Logger
 	now   func() time.Time
 
 	wmu sync.Mutex // serialises store writes, so events are stored in order
 
 	mu     sync.Mutex
-	queue  []Event
+	queue  []api.Event
 	closed bool
 	wake   chan struct{}
 	subs   map[chan struct{}]struct{}
@@ -72,7 +59,7 @@ type eventLog struct {
 	reg      *prometheus.Registry
 }
 
-func newEventLog(write func([]Event) error, log *slog.Logger, now func() time.Time) *eventLog {
+func newEventLog(write func([]api.Event) error, log *slog.Logger, now func() time.Time) *eventLog {
 	l := &eventLog{write: write, log: log, now: now, wake: make(chan struct{}, 1), subs: map[chan struct{}]struct{}{},
 		reg: prometheus.NewRegistry()}
 	l.reg.MustRegister(
@@ -131,7 +118,7 @@ func (l *eventLog) problem() string {
 func (c *Controller) EventLogHealth() EventLogHealth { return c.events.health() }
 
 // add queues e, stamping its time. It never blocks.
-func (l *eventLog) add(e Event) {
+func (l *eventLog) add(e api.Event) {
 	if e.Time.IsZero() {
 		e.Time = l.now()
 	}
@@ -156,7 +143,7 @@ func (l *eventLog) kick() {
 // record writes e (after anything queued) and returns the store's error:
 // for events that record an operator's action, which must fail when its
 // record cannot be written. On error e is not stored and not queued.
-func (l *eventLog) record(e Event) error {
+func (l *eventLog) record(e api.Event) error {
 	if e.Time.IsZero() {
 		e.Time = l.now()
 	}
@@ -165,7 +152,7 @@ func (l *eventLog) record(e Event) error {
 	if err := l.flushLocked(); err != nil {
 		return fmt.Errorf("record event: earlier events cannot be stored: %w", err)
 	}
-	if err := l.write([]Event{e}); err != nil {
+	if err := l.write([]api.Event{e}); err != nil {
 		l.failed(err)
 		return fmt.Errorf("record event: %w", err)
 	}
@@ -209,9 +196,9 @@ func (l *eventLog) flushLocked() error {
 
 // writePrefix stores batch one event at a time, stopping at the first
 // failure, and returns how many were stored.
-func (l *eventLog) writePrefix(batch []Event) (int, error) {
+func (l *eventLog) writePrefix(batch []api.Event) (int, error) {
 	for i, e := range batch {
-		if err := l.write([]Event{e}); err != nil {
+		if err := l.write([]api.Event{e}); err != nil {
 			return i, err
 		}
 	}

@@ -2,6 +2,7 @@ package controller
 
 import (
 	"fmt"
+	"github.com/shoal-dev/shoal/internal/api"
 	"log/slog"
 	"path/filepath"
 	"strings"
@@ -26,12 +27,12 @@ func TestEventLogBoundsAndCountsWhatItCannotStore(t *testing.T) {
 	st.Close()
 	l := newEventLog(c.storeEvents, slog.New(slog.DiscardHandler), time.Now)
 	for i := range maxPendingEvents + 5 {
-		l.add(Event{Type: "state", Reason: fmt.Sprint(i)})
+		l.add(api.Event{Type: "state", Reason: fmt.Sprint(i)})
 	}
 	if h := l.health(); h.Pending != maxPendingEvents || h.Dropped != 5 {
 		t.Fatalf("health %+v, want %d pending and 5 dropped", h, maxPendingEvents)
 	}
-	if err := l.record(Event{Type: "scale", Reason: "desired 1 -> 2"}); err == nil || !strings.Contains(err.Error(), "database not open") {
+	if err := l.record(api.Event{Type: "scale", Reason: "desired 1 -> 2"}); err == nil || !strings.Contains(err.Error(), "database not open") {
 		t.Fatalf("record on a store that cannot be written = %v", err)
 	}
 	if h := l.health(); h.WriteErrors == 0 || h.Pending != maxPendingEvents || !strings.Contains(l.problem(), "5 dropped") {

@@ -7,7 +7,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/shoal-dev/shoal/internal/reconcile"
+	"github.com/shoal-dev/shoal/internal/api"
 )
 
 // watchExits records every instance exit the host reports until ctx ends.
@@ -36,7 +36,7 @@ func (c *Controller) exited(ctx context.Context, e Exit) {
 		c.mu.Unlock()
 		return
 	}
-	crashed := in.state != reconcile.Draining && !e.Stopped
+	crashed := in.state != api.Draining && !e.Stopped
 	env := c.env
 	c.mu.Unlock()
 	// A crash says why: the last lines of its output, read the way a
@@ -54,7 +54,7 @@ func (c *Controller) exited(ctx context.Context, e Exit) {
 	}
 	in.exit = &e
 	close(in.exited)
-	if in.state == reconcile.Draining {
+	if in.state == api.Draining {
 		// Being stopped on purpose; the stopping goroutine records the end.
 		c.mu.Unlock()
 		return
@@ -70,7 +70,7 @@ func (c *Controller) exited(ctx context.Context, e Exit) {
 		// never retried, and turn a harmless retry into a 502.
 		c.o.Pool.Remove(addr)
 	}
-	cr := Crash{Instance: in.id, Release: in.release, Exit: exitWords(e), At: e.At}
+	cr := api.Crash{Instance: in.id, Release: in.release, Exit: exitWords(e), At: e.At}
 	if len(logs) == 1 && strings.HasPrefix(logs[0], "(no logs") {
 		logs = nil // tailLogs' note, not the app's output
 	}
@@ -84,15 +84,15 @@ func (c *Controller) exited(ctx context.Context, e Exit) {
 	if e.At.After(started) {
 		cr.UptimeSeconds = e.At.Sub(started).Seconds()
 	}
-	reason := fmt.Sprintf("%s after %s", exitReason(e), roundUptime(time.Duration(cr.UptimeSeconds*float64(time.Second))))
+	reason := fmt.Sprintf("%s after %s", exitReason(e), api.RoundUptime(time.Duration(cr.UptimeSeconds*float64(time.Second))))
 	if cr.Message != "" {
 		reason += ": " + cr.Message
 	}
-	c.endLocked(in, reconcile.Failed, reason)
+	c.endLocked(in, api.Failed, reason)
 	cr.InARow = c.backoff[in.release].Failures
 	cr.Message, cr.Logs = c.env.Redact(cr.Message), redactLines(c.env, cr.Logs)
 	if c.crashes == nil {
-		c.crashes, c.crashShown = map[int]Crash{}, map[int]string{}
+		c.crashes, c.crashShown = map[int]api.Crash{}, map[int]string{}
 	}
 	c.crashes[in.release] = cr
 	// The console gets the log lines once per new reason, not per crash
@@ -121,7 +121,7 @@ func (c *Controller) shutdown() {
 	var left []*instance
 	for _, in := range c.instances {
 		in.cancel()
-		c.setStateLocked(in, reconcile.Draining, "shoal is shutting down")
+		c.setStateLocked(in, api.Draining, "shoal is shutting down")
 		left = append(left, in)
 	}
 	c.mu.Unlock()

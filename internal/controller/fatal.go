@@ -5,7 +5,7 @@ import (
 	"errors"
 	"fmt"
 
-	"github.com/shoal-dev/shoal/internal/reconcile"
+	"github.com/shoal-dev/shoal/internal/api"
 	"github.com/shoal-dev/shoal/internal/release"
 )
 
@@ -32,14 +32,14 @@ func (c *Controller) failOn(err error, rel int) {
 	c.mu.Lock()
 	serving := false
 	for _, in := range c.instances {
-		serving = serving || in.state == reconcile.InService
+		serving = serving || in.state == api.InService
 	}
 	keep := serving || c.dep.active != nil || c.current.Version != rel
 	c.mu.Unlock()
 	if keep {
 		return
 	}
-	c.events.add(Event{Type: "shoal", Release: rel, Reason: "stopping: " + err.Error()})
+	c.events.add(api.Event{Type: "shoal", Release: rel, Reason: "stopping: " + err.Error()})
 	c.log.Error("stopping: an artifact is corrupt", "error", err)
 	c.stopRun(&fatalError{fmt.Errorf("cannot start instances of release v%d: %w", rel, err)})
 }

@@ -13,7 +13,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/shoal-dev/shoal/internal/store"
+	"github.com/shoal-dev/shoal/internal/api"
 	"github.com/shoal-dev/shoal/internal/testenv"
 )
 
@@ -79,7 +79,7 @@ func TestFullDiskNothingDropped(t *testing.T) {
 	desired, changes := 1, 0
 	for try := 0; try < 50 && refused == nil; try++ {
 		for i := 0; i < 100000; i++ {
-			if _, err := h.st.AppendEvent(store.Event{App: "filler", Kind: "filler", Reason: "f"}); err != nil {
+			if _, err := h.st.AppendEvent("filler", api.Event{Type: "filler", Reason: "f"}); err != nil {
 				if !strings.Contains(err.Error(), "no space left on device") {
 					t.Fatalf("store write on a full disk: %v", err)
 				}
@@ -139,10 +139,10 @@ func TestFullDiskNothingDropped(t *testing.T) {
 		if i > 0 && e.Seq <= stored[i-1].Seq {
 			t.Errorf("event %d has seq %d after %d", i, e.Seq, stored[i-1].Seq)
 		}
-		if e.Kind == "scale" {
+		if e.Type == "scale" {
 			scales = append(scales, e.Reason)
 		}
-		sawKill = sawKill || (e.Kind == "state" && e.Fields["state"] == "failed")
+		sawKill = sawKill || (e.Type == "state" && e.State == "failed")
 	}
 	// Every scale that happened is recorded, the refused one is not.
 	if !sawKill || len(scales) != changes {

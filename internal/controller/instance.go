@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/shoal-dev/shoal/internal/api"
 	"github.com/shoal-dev/shoal/internal/reconcile"
 )
 
@@ -14,7 +15,7 @@ type instance struct {
 	id       string
 	release  int
 	digest   string
-	state    reconcile.State
+	state    api.State
 	reason   string
 	since    time.Time // entered state
 	launched time.Time // Launch decided
@@ -53,12 +54,12 @@ func (c *Controller) newInstanceLocked(ctx context.Context, a reconcile.Action) 
 		launched: now,
 		replaces: a.Replaces,
 		exited:   make(chan struct{}),
-		state:    reconcile.Pending,
+		state:    api.Pending,
 		since:    now,
 		reason:   a.Reason,
 	}
 	c.instances[in.id] = in
-	c.events.add(Event{Type: "state", Instance: in.id, Release: in.release, State: in.state.String(), Reason: a.Reason})
+	c.events.add(api.Event{Type: "state", Instance: in.id, Release: in.release, State: in.state.String(), Reason: a.Reason})
 	c.log.Info("instance pending", "instance", in.id, "release", in.release, "reason", a.Reason)
 	return in
 }
@@ -78,7 +79,7 @@ func instanceSuffix(now time.Time, seq int) string {
 
 // setStateLocked moves in to st with a reason, records an event and logs
 // the change once. Moving to the state it is already in is a no-op.
-func (c *Controller) setStateLocked(in *instance, st reconcile.State, reason string) {
+func (c *Controller) setStateLocked(in *instance, st api.State, reason string) {
 	if in.state == st {
 		return
 	}
@@ -87,13 +88,13 @@ func (c *Controller) setStateLocked(in *instance, st reconcile.State, reason str
 	in.state = st
 	in.reason = reason
 	in.since = c.now()
-	if st == reconcile.InService && in.serving.IsZero() {
+	if st == api.InService && in.serving.IsZero() {
 		in.serving = in.since
 	}
-	c.events.add(Event{Type: "state", Instance: in.id, Release: in.release, From: from.String(),
+	c.events.add(api.Event{Type: "state", Instance: in.id, Release: in.release, From: from.String(),
 		State: st.String(), Reason: reason, Addr: in.addr})
 	lvl := "info"
-	if st == reconcile.Failed || st == reconcile.Unhealthy {
+	if st == api.Failed || st == api.Unhealthy {
 		lvl = "warn"
 	}
 	args := []any{"instance", in.id, "release", in.release, "from", from.String(), "to", st.String(), "reason", reason}
@@ -106,14 +107,14 @@ func (c *Controller) setStateLocked(in *instance, st reconcile.State, reason str
 
 // endLocked records that in's process is gone, forgets it, and updates the
 // release's crash-loop state. failed says whether it ended on its own.
-func (c *Controller) endLocked(in *instance, st reconcile.State, reason string) {
+func (c *Controller) endLocked(in *instance, st api.State, reason string) {
 	c.setStateLocked(in, st, reason)
 	if in.cancel != nil {
 		in.cancel()
 	}
 	delete(c.instances, in.id)
 	delete(c.rates, in.id)
-	if st == reconcile.Failed {
+	if st == api.Failed {
 		c.backoff[in.release] = c.backoff[in.release].Ended(c.now(), in.launched, !in.serving.IsZero())
 	}
 }

@@ -6,10 +6,9 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/shoal-dev/shoal/internal/api"
 	"github.com/shoal-dev/shoal/internal/pool"
-	"github.com/shoal-dev/shoal/internal/reconcile"
 	"github.com/shoal-dev/shoal/internal/rollout"
-	"github.com/shoal-dev/shoal/internal/store"
 )
 
 // Probe cadence while an instance starts: the first probe goes out as soon
@@ -47,9 +46,9 @@ func (c *Controller) launch(ctx context.Context, in *instance) {
 	if err != nil {
 		canceled := ictx.Err() != nil
 		if canceled {
-			c.endLocked(in, reconcile.Stopped, "stopped before it started")
+			c.endLocked(in, api.Stopped, "stopped before it started")
 		} else {
-			c.endLocked(in, reconcile.Failed, "start: "+err.Error())
+			c.endLocked(in, api.Failed, "start: "+err.Error())
 		}
 		c.mu.Unlock()
 		if !canceled {
@@ -60,9 +59,9 @@ func (c *Controller) launch(ctx context.Context, in *instance) {
 		return
 	}
 	in.addr, in.pid, in.started = run.Addr, run.PID, run.Started
-	stopping := in.state == reconcile.Draining
+	stopping := in.state == api.Draining
 	if !stopping && in.exit == nil {
-		c.setStateLocked(in, reconcile.Starting, fmt.Sprintf("process %d started, serving on %s", run.PID, run.Addr))
+		c.setStateLocked(in, api.Starting, fmt.Sprintf("process %d started, serving on %s", run.PID, run.Addr))
 	}
 	c.mu.Unlock()
 	if stopping {
@@ -82,7 +81,7 @@ func (c *Controller) launch(ctx context.Context, in *instance) {
 		// The exit watcher has recorded the end already.
 		c.mu.Unlock()
 		return
-	case in.state == reconcile.Draining:
+	case in.state == api.Draining:
 		// Stopped by a scale-down while starting.
 		c.mu.Unlock()
 		c.stopNow(in, "stopped before it became healthy")
@@ -92,21 +91,21 @@ func (c *Controller) launch(ctx context.Context, in *instance) {
 		c.mu.Unlock()
 		return
 	case !ok:
-		c.setStateLocked(in, reconcile.Draining, "never became healthy: "+detail)
+		c.setStateLocked(in, api.Draining, "never became healthy: "+detail)
 		c.mu.Unlock()
-		c.stopThenEnd(in, reconcile.Failed, "never became healthy: "+detail)
+		c.stopThenEnd(in, api.Failed, "never became healthy: "+detail)
 		return
 	}
 	err = c.o.Pool.Add(pool.TargetSpec{Addr: in.addr})
 	if err != nil && !errors.Is(err, pool.ErrExists) {
-		c.setStateLocked(in, reconcile.Draining, "cannot join the pool: "+err.Error())
+		c.setStateLocked(in, api.Draining, "cannot join the pool: "+err.Error())
 		c.mu.Unlock()
-		c.stopThenEnd(in, reconcile.Failed, "cannot join the pool: "+err.Error())
+		c.stopThenEnd(in, api.Failed, "cannot join the pool: "+err.Error())
 		return
 	}
 	in.inPool = true
 	in.healthy, in.health = true, detail
-	c.setStateLocked(in, reconcile.InService, fmt.Sprintf("healthy after %s (%s)", c.now().Sub(in.started).Round(time.Millisecond), detail))
+	c.setStateLocked(in, api.InService, fmt.Sprintf("healthy after %s (%s)", c.now().Sub(in.started).Round(time.Millisecond), detail))
 	c.checkReadyLocked()
 	c.mu.Unlock()
 	c.poke()
@@ -115,7 +114,7 @@ func (c *Controller) launch(ctx context.Context, in *instance) {
 }
 
 // markServed records, once per release and run, that an instance of
-// release v is healthy and joins the pool (store.Release.Served).
+// release v is healthy and joins the pool (api.Release.Served).
 func (c *Controller) markServed(v int) {
 	c.mu.Lock()
 	done := c.served[v]
@@ -159,13 +158,13 @@ func (c *Controller) cannotStart(in *instance, err error) {
 	}
 	c.noStart[v] = true
 	keep := c.current.Version == v && (c.served[v] || c.current.HasServed())
-	c.events.add(Event{Type: "release", Release: v, Instance: in.id, Reason: reason})
+	c.events.add(api.Event{Type: "release", Release: v, Instance: in.id, Reason: reason})
 	c.mu.Unlock()
 	c.log.Error("release cannot start", "release", v, "instance", in.id, "error", reason)
 	if keep {
 		return
 	}
-	if err := c.o.Store.SetReleaseStatus(c.cfg.Name, v, store.ReleaseFailed); err != nil {
+	if err := c.o.Store.SetReleaseStatus(c.cfg.Name, v, api.ReleaseFailed); err != nil {
 		c.log.Error("mark release failed", "release", v, "error", err)
 	}
 }
@@ -242,22 +241,22 @@ func (c *Controller) monitor(ctx context.Context, in *instance) {
 		c.mu.Lock()
 		in.healthy, in.health = ok, detail
 		switch {
-		case in.state == reconcile.InService && fails >= max(h.UnhealthyThreshold, 1):
+		case in.state == api.InService && fails >= max(h.UnhealthyThreshold, 1):
 			reason := fmt.Sprintf("failed %d health checks in a row: %s", fails, detail)
-			c.setStateLocked(in, reconcile.Unhealthy, reason)
+			c.setStateLocked(in, api.Unhealthy, reason)
 			c.o.Pool.SetHealth(in.addr, false, reason)
 			c.mu.Unlock()
 			c.poke()
 			continue
-		case in.state == reconcile.Unhealthy && passes >= max(h.HealthyThreshold, 1):
+		case in.state == api.Unhealthy && passes >= max(h.HealthyThreshold, 1):
 			reason := fmt.Sprintf("passed %d health checks in a row", passes)
-			c.setStateLocked(in, reconcile.InService, reason)
+			c.setStateLocked(in, api.InService, reason)
 			c.o.Pool.SetHealth(in.addr, true, reason)
 			c.mu.Unlock()
 			c.poke()
 			continue
 		}
-		serving := ok && in.state == reconcile.InService && in.inPool
+		serving := ok && in.state == api.InService && in.inPool
 		c.mu.Unlock()
 		if serving {
 			// A passing check ends a passive ejection that began before it
@@ -272,11 +271,11 @@ func (c *Controller) monitor(ctx context.Context, in *instance) {
 
 // stopNow stops an instance that is not in the pool and forgets it.
 func (c *Controller) stopNow(in *instance, reason string) {
-	c.stopThenEnd(in, reconcile.Stopped, reason)
+	c.stopThenEnd(in, api.Stopped, reason)
 }
 
 // stopThenEnd stops in on its host, then records its end state.
-func (c *Controller) stopThenEnd(in *instance, st reconcile.State, reason string) {
+func (c *Controller) stopThenEnd(in *instance, st api.State, reason string) {
 	ctx, cancel := context.WithTimeout(context.Background(), c.cfg.Run.StopTimeout.D()+10*time.Second)
 	defer cancel()
 	if err := c.o.Host.Stop(ctx, in.id); err != nil {
@@ -302,7 +301,7 @@ func (c *Controller) retire(in *instance, reason string) {
 		in.inPool = false
 		c.mu.Unlock()
 	}
-	c.stopThenEnd(in, reconcile.Stopped, reason)
+	c.stopThenEnd(in, api.Stopped, reason)
 }
 
 // drain takes addr out of rotation, waits until it is idle or the drain

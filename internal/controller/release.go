@@ -6,10 +6,9 @@ import (
 	"fmt"
 	"io"
 	"slices"
-	"time"
 
+	"github.com/shoal-dev/shoal/internal/api"
 	"github.com/shoal-dev/shoal/internal/config"
-	"github.com/shoal-dev/shoal/internal/store"
 )
 
 // prepare chooses the release the group runs from this start, restores
@@ -30,7 +29,7 @@ func (c *Controller) prepare(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("read group: %w", err)
 	}
-	var cur store.Release
+	var cur api.Release
 	if found && group.Release != 0 {
 		if cur, err = c.resumeActive(ctx, group.Release); err != nil {
 			return err
@@ -44,17 +43,17 @@ func (c *Controller) prepare(ctx context.Context) error {
 		desired = group.Desired // `shoal scale` survives restarts
 	}
 	desired = min(max(desired, cfg.Group.Min), cfg.Group.Max)
-	group = store.Group{App: app, Release: group.Release, Min: cfg.Group.Min, Max: cfg.Group.Max, Desired: desired,
+	group = api.Group{App: app, Release: group.Release, Min: cfg.Group.Min, Max: cfg.Group.Max, Desired: desired,
 		AutoscalePaused: group.AutoscalePaused}
 	if err := c.o.Store.PutGroup(group); err != nil {
 		return fmt.Errorf("store group: %w", err)
 	}
 	if group.Release != cur.Version {
-		if err := c.o.Store.Activate(app, cur.Version, store.ReleaseSuperseded); err != nil {
+		if err := c.o.Store.Activate(app, cur.Version, api.ReleaseSuperseded); err != nil {
 			return err
 		}
 		group.Release = cur.Version
-		cur.Status = store.ReleaseActive
+		cur.Status = api.ReleaseActive
 	}
 	c.mu.Lock()
 	c.group, c.current = group, cur
@@ -66,11 +65,11 @@ func (c *Controller) prepare(ctx context.Context) error {
 
 // firstRelease builds the app folder and makes the app's first release,
 // for a start that finds no active release stored.
-func (c *Controller) firstRelease(ctx context.Context) (store.Release, error) {
+func (c *Controller) firstRelease(ctx context.Context) (api.Release, error) {
 	cfg := c.cfg
 	env, err := c.releaseEnv(cfg)
 	if err != nil {
-		return store.Release{}, fmt.Errorf("resolve env: %w", err)
+		return api.Release{}, fmt.Errorf("resolve env: %w", err)
 	}
 	c.mu.Lock()
 	c.env = env
@@ -81,15 +80,15 @@ func (c *Controller) firstRelease(ctx context.Context) (store.Release, error) {
 	}
 	art, built, err := c.buildArtifact(ctx, cfg, env, log)
 	if err != nil {
-		return store.Release{}, err
+		return api.Release{}, err
 	}
 	c.log.Info("artifact ready", "digest", art.Digest, "built", built)
-	rel, err := c.o.Store.PutRelease(store.Release{App: cfg.Name, Digest: art.Digest, Command: cfg.Run.Command,
-		Env: storeEnv(env), ConfigFingerprint: cfg.Fingerprint(env), Change: store.ChangeInitial})
+	rel, err := c.o.Store.PutRelease(api.Release{App: cfg.Name, Digest: art.Digest, Command: cfg.Run.Command,
+		Env: storeEnv(env), ConfigFingerprint: cfg.Fingerprint(env), Change: api.ChangeInitial})
 	if err != nil {
-		return store.Release{}, fmt.Errorf("make release: %w", err)
+		return api.Release{}, fmt.Errorf("make release: %w", err)
 	}
-	c.events.add(Event{Type: "release", Release: rel.Version,
+	c.events.add(api.Event{Type: "release", Release: rel.Version,
 		Reason: fmt.Sprintf("made release v%d (%s): first release", rel.Version, short(art.Digest))})
 	return rel, nil
 }
@@ -98,26 +97,26 @@ func (c *Controller) firstRelease(ctx context.Context) (store.Release, error) {
 // is, and reports how the app folder differs from it. It fails when the
 // release or its artifact is gone: rebuilding from the folder could run
 // code that nobody deployed.
-func (c *Controller) resumeActive(ctx context.Context, v int) (store.Release, error) {
+func (c *Controller) resumeActive(ctx context.Context, v int) (api.Release, error) {
 	cur, err := c.o.Store.GetRelease(c.cfg.Name, v)
 	if err != nil {
-		return store.Release{}, fmt.Errorf("the group's active release v%d cannot be read: %w", v, err)
+		return api.Release{}, fmt.Errorf("the group's active release v%d cannot be read: %w", v, err)
 	}
 	env := envFromStore(cur.Env)
 	if !c.o.Artifacts.Has(cur.Digest) {
 		if err := c.rebuildActive(ctx, cur, env); err != nil {
-			return store.Release{}, err
+			return api.Release{}, err
 		}
 	}
 	c.mu.Lock()
 	c.env = env
 	c.mu.Unlock()
-	c.events.add(Event{Type: "release", Release: v,
+	c.events.add(api.Event{Type: "release", Release: v,
 		Reason: fmt.Sprintf("resuming the active release v%d (%s) as stored: no build, no new release", v, short(cur.Digest))})
 	c.log.Info("resuming the active release", "release", v, "digest", cur.Digest)
 	for _, note := range c.driftNotes(ctx, cur) {
 		note = env.Redact(note)
-		c.events.add(Event{Type: "release", Release: v, Reason: note})
+		c.events.add(api.Event{Type: "release", Release: v, Reason: note})
 		c.log.Warn(note, "release", v)
 		c.mu.Lock()
 		c.notes = append(c.notes, note)
@@ -133,7 +132,7 @@ func (c *Controller) resumeActive(ctx context.Context, v int) (store.Release, er
 // (a content-addressed artifact, so the same bytes). Otherwise it fails
 // naming the artifact: rebuilding a changed folder would run code that
 // nobody deployed.
-func (c *Controller) rebuildActive(ctx context.Context, cur store.Release, env config.Env) error {
+func (c *Controller) rebuildActive(ctx context.Context, cur api.Release, env config.Env) error {
 	v, path := cur.Version, c.o.Artifacts.Path(cur.Digest)
 	missing := fmt.Sprintf("the active release v%d cannot run: its artifact %s is missing (%s)", v, cur.Digest, path)
 	way := `run "shoal rollback" to a kept release, or "shoal deploy" to release the folder as it is`
@@ -159,7 +158,7 @@ func (c *Controller) rebuildActive(ctx context.Context, cur store.Release, env c
 	if art.Digest != cur.Digest {
 		return fmt.Errorf("%s; the unchanged source rebuilt to %s, not to the release's digest (is the build reproducible?); %s", missing, art.Digest, way)
 	}
-	c.events.add(Event{Type: "build", Release: v,
+	c.events.add(api.Event{Type: "build", Release: v,
 		Reason: fmt.Sprintf("rebuilt the missing artifact %s of v%d from the unchanged source", short(cur.Digest), v)})
 	c.log.Warn("rebuilt the missing artifact of the active release", "release", v, "digest", cur.Digest)
 	return nil
@@ -169,7 +168,7 @@ func (c *Controller) rebuildActive(ctx context.Context, cur store.Release, env c
 // build index (what BuildOnce would return, without building), and
 // shoal.yaml's run configuration with the env overrides merged, via its
 // fingerprint. It returns what differs, in words for the operator.
-func (c *Controller) driftNotes(ctx context.Context, cur store.Release) []string {
+func (c *Controller) driftNotes(ctx context.Context, cur api.Release) []string {
 	var notes []string
 	source := false
 	if spec, err := buildSpec(c.cfg, nil); err != nil {
@@ -217,14 +216,14 @@ func (c *Controller) abandonPending(keep int) {
 		return
 	}
 	for _, r := range rels {
-		if r.Status != store.ReleasePending || r.Version == keep {
+		if r.Status != api.ReleasePending || r.Version == keep {
 			continue
 		}
-		if err := c.o.Store.SetReleaseStatus(c.cfg.Name, r.Version, store.ReleaseFailed); err != nil {
+		if err := c.o.Store.SetReleaseStatus(c.cfg.Name, r.Version, api.ReleaseFailed); err != nil {
 			c.log.Error("mark abandoned release failed", "release", r.Version, "error", err)
 			continue
 		}
-		c.events.add(Event{Type: "release", Release: r.Version,
+		c.events.add(api.Event{Type: "release", Release: r.Version,
 			Reason: fmt.Sprintf("v%d never served: its deploy was abandoned before it was rolled out; marked failed", r.Version)})
 	}
 }
@@ -252,14 +251,14 @@ func (c *Controller) prune(app string) {
 	if err != nil {
 		c.log.Warn("prune artifacts", "error", err)
 	}
-	c.events.add(Event{Type: "release", Reason: fmt.Sprintf("pruned %d old releases and %d artifacts (keep_releases %d)",
+	c.events.add(api.Event{Type: "release", Reason: fmt.Sprintf("pruned %d old releases and %d artifacts (keep_releases %d)",
 		len(dropped), len(gone), c.cfg.KeepReleases)})
 }
 
-func storeEnv(env config.Env) []store.EnvVar {
-	out := make([]store.EnvVar, len(env))
+func storeEnv(env config.Env) []api.EnvVar {
+	out := make([]api.EnvVar, len(env))
 	for i, v := range env {
-		out[i] = store.EnvVar{Name: v.Name, Value: v.Value, Secret: v.Secret}
+		out[i] = api.EnvVar{Name: v.Name, Value: v.Value, Secret: v.Secret}
 	}
 	return out
 }
@@ -272,29 +271,9 @@ func short(d string) string {
 	return d
 }
 
-// ReleaseInfo is one release as the admin API shows it: secrets redacted.
-type ReleaseInfo struct {
-	Version   int       `json:"version"`
-	Digest    string    `json:"digest"`
-	Command   string    `json:"command"`
-	CreatedAt time.Time `json:"created_at"`
-	Status    string    `json:"status"`
-	Change    string    `json:"change,omitempty"`
-	Env       []string  `json:"env,omitempty"`
-	Current   bool      `json:"current"`
-	// Served is when an instance of the release was first in service;
-	// zero if none ever was, or not recorded (releases stored before
-	// Shoal recorded it).
-	Served time.Time `json:"served,omitzero"`
-	// Previous marks the release `shoal rollback` without a version goes
-	// to: the newest one older than the current that served and whose
-	// artifact is kept. At most one release has it.
-	Previous bool `json:"previous,omitempty"`
-}
-
 // Releases returns the stored releases of the app, newest first, with
 // secret values redacted.
-func (c *Controller) Releases() ([]ReleaseInfo, error) {
+func (c *Controller) Releases() ([]api.ReleaseInfo, error) {
 	rels, err := c.o.Store.Releases(c.cfg.Name)
 	if err != nil {
 		return nil, err
@@ -302,37 +281,28 @@ func (c *Controller) Releases() ([]ReleaseInfo, error) {
 	c.mu.Lock()
 	curV := c.current.Version
 	c.mu.Unlock()
-	out := make([]ReleaseInfo, 0, len(rels))
+	out := make([]api.ReleaseInfo, 0, len(rels))
 	prev, _ := c.previousRelease(rels, curV)
 	for _, r := range rels {
-		r = r.Redacted()
-		ri := ReleaseInfo{Version: r.Version, Digest: r.Digest, Command: r.Command, CreatedAt: r.CreatedAt,
-			Status: string(r.Status), Change: r.Change, Current: r.Version == curV, Served: r.Served,
-			Previous: r.Version == prev.Version}
-		for _, v := range r.Env {
-			ri.Env = append(ri.Env, v.Name+"="+v.Value)
-		}
-		out = append(out, ri)
+		out = append(out, r.Info(r.Version == curV, r.Version == prev.Version))
 	}
 	return out, nil
 }
 
 // Events returns up to limit events of the app with a sequence number
 // above after, oldest first (limit <= 0: 100).
-func (c *Controller) Events(after uint64, limit int) ([]Event, error) {
+func (c *Controller) Events(after uint64, limit int) ([]api.Event, error) {
 	if limit <= 0 {
 		limit = 100
 	}
-	out := []Event{}
+	out := []api.Event{}
 	// Events of other apps share the sequence; page until limit is met.
 	for range 100 {
 		evs, err := c.o.Store.Events(c.cfg.Name, after, limit-len(out))
 		if err != nil {
 			return nil, err
 		}
-		for _, e := range evs {
-			out = append(out, fromStoreEvent(e))
-		}
+		out = append(out, evs...)
 		if len(evs) == 0 || len(out) >= limit {
 			break
 		}
@@ -347,26 +317,12 @@ func (c *Controller) Events(after uint64, limit int) ([]Event, error) {
 func (c *Controller) SubscribeEvents() (<-chan struct{}, func()) { return c.events.subscribe() }
 
 // storeEvents writes a batch to the store, in order.
-func (c *Controller) storeEvents(evs []Event) error {
+func (c *Controller) storeEvents(evs []api.Event) error {
 	var errs []error
 	for _, e := range evs {
-		se := store.Event{Time: e.Time, App: c.cfg.Name, Instance: e.Instance, Release: e.Release, Kind: e.Type, Reason: e.Reason}
-		if e.From != "" || e.State != "" || e.Addr != "" {
-			se.Fields = map[string]string{}
-			for k, v := range map[string]string{"from": e.From, "state": e.State, "addr": e.Addr} {
-				if v != "" {
-					se.Fields[k] = v
-				}
-			}
-		}
-		if _, err := c.o.Store.AppendEvent(se); err != nil {
+		if _, err := c.o.Store.AppendEvent(c.cfg.Name, e); err != nil {
 			errs = append(errs, err)
 		}
 	}
 	return errors.Join(errs...)
-}
-
-func fromStoreEvent(e store.Event) Event {
-	return Event{Seq: e.Seq, Time: e.Time, Type: e.Kind, Instance: e.Instance, Release: e.Release,
-		From: e.Fields["from"], State: e.Fields["state"], Addr: e.Fields["addr"], Reason: e.Reason}
 }

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/shoal-dev/shoal/internal/api"
 	"github.com/shoal-dev/shoal/internal/config"
 	"github.com/shoal-dev/shoal/internal/release"
 	"github.com/shoal-dev/shoal/internal/rollout"
@@ -79,10 +80,10 @@ func TestRestartResumesStoredRelease(t *testing.T) {
 	}
 
 	// Env overrides, a secret and a plain one: v2 and v3.
-	if v, err := h.c.SetEnv(ctx, []store.EnvVar{{Name: "OVERRIDE_SECRET", Value: "hush-42", Secret: true}}, nil, DeployRequest{}); err != nil || v != 2 {
+	if v, err := h.c.SetEnv(ctx, []api.EnvVar{{Name: "OVERRIDE_SECRET", Value: "hush-42", Secret: true}}, nil, DeployRequest{}); err != nil || v != 2 {
 		t.Fatalf("env set secret: v%d, %v", v, err)
 	}
-	if v, err := h.c.SetEnv(ctx, []store.EnvVar{{Name: "OVERRIDE_PLAIN", Value: "on"}}, nil, DeployRequest{}); err != nil || v != 3 {
+	if v, err := h.c.SetEnv(ctx, []api.EnvVar{{Name: "OVERRIDE_PLAIN", Value: "on"}}, nil, DeployRequest{}); err != nil || v != 3 {
 		t.Fatalf("env set plain: v%d, %v", v, err)
 	}
 	// A code deploy (v4), rolled back to v3.
@@ -118,7 +119,7 @@ func TestRestartResumesStoredRelease(t *testing.T) {
 	if err != nil || len(rels) != 4 {
 		t.Fatalf("releases after the restart: %d, %v; want the 4 made before", len(rels), err)
 	}
-	if rels[0].Status != store.ReleaseRolledBack || rels[1].Status != store.ReleaseActive || rels[1].Served.IsZero() {
+	if rels[0].Status != api.ReleaseRolledBack || rels[1].Status != api.ReleaseActive || rels[1].Served.IsZero() {
 		t.Errorf("v4 %s, v3 %s (served %v): want rolled_back and active", rels[0].Status, rels[1].Status, rels[1].Served)
 	}
 	env := environOf(t, st.Instances[0].PID)
@@ -204,8 +205,8 @@ func TestAbandonedPendingReleaseFails(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := st.PutRelease(store.Release{App: "web", Digest: v1.Digest, Command: v1.Command, Env: v1.Env,
-		ConfigFingerprint: "other", Change: store.ChangeConfig}); err != nil {
+	if _, err := st.PutRelease(api.Release{App: "web", Digest: v1.Digest, Command: v1.Command, Env: v1.Env,
+		ConfigFingerprint: "other", Change: api.ChangeConfig}); err != nil {
 		t.Fatal(err)
 	}
 	st.Close()
@@ -213,7 +214,7 @@ func TestAbandonedPendingReleaseFails(t *testing.T) {
 	h2 := start(t, dir, reload(t, cfg))
 	h2.waitFor("v1 serving", onRelease(1, 1))
 	waitEvents(t, h2.c, "v2 never served: its deploy was abandoned")
-	if r2, _ := h2.st.GetRelease("web", 2); r2.Status != store.ReleaseFailed {
+	if r2, _ := h2.st.GetRelease("web", 2); r2.Status != api.ReleaseFailed {
 		t.Errorf("abandoned v2: %s, want failed", r2.Status)
 	}
 }
@@ -264,7 +265,7 @@ func TestNeverServedIsNoRollbackTarget(t *testing.T) {
 	if err := <-res; !errors.As(err, &de) || de.Progress.Phase != rollout.PhaseAborted {
 		t.Fatalf("aborted deploy: %v", err)
 	}
-	if r2, _ := h.st.GetRelease("web", 2); r2.Status != store.ReleaseFailed || r2.HasServed() {
+	if r2, _ := h.st.GetRelease("web", 2); r2.Status != api.ReleaseFailed || r2.HasServed() {
 		t.Errorf("aborted v2 that never served: %s (served %v), want failed", r2.Status, r2.Served)
 	}
 
@@ -272,7 +273,7 @@ func TestNeverServedIsNoRollbackTarget(t *testing.T) {
 	if err := os.WriteFile(cfg.File, orig, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if v, err := h.c.SetEnv(ctx, []store.EnvVar{{Name: "FEATURE", Value: "on"}}, nil, DeployRequest{}); err != nil || v != 3 {
+	if v, err := h.c.SetEnv(ctx, []api.EnvVar{{Name: "FEATURE", Value: "on"}}, nil, DeployRequest{}); err != nil || v != 3 {
 		t.Fatalf("env set: v%d, %v", v, err)
 	}
 	infos, err := h.c.Releases()
@@ -295,7 +296,7 @@ func TestNeverServedIsNoRollbackTarget(t *testing.T) {
 		t.Errorf("rollback v9: %v\nwant %s", err, want)
 	}
 	// v4 on v1; v1 is then pruned (keep_releases 3).
-	if v, err := h.c.SetEnv(ctx, []store.EnvVar{{Name: "FEATURE", Value: "off"}}, nil, DeployRequest{}); err != nil || v != 4 {
+	if v, err := h.c.SetEnv(ctx, []api.EnvVar{{Name: "FEATURE", Value: "off"}}, nil, DeployRequest{}); err != nil || v != 4 {
 		t.Fatalf("env set: v%d, %v", v, err)
 	}
 	err = h.c.Rollback(ctx, 1)
@@ -329,8 +330,8 @@ func TestReleaseThatCannotStartFailsAtOnce(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := st.PutRelease(store.Release{App: "web", Digest: bad, Command: v1.Command, Env: v1.Env,
-		ConfigFingerprint: v1.ConfigFingerprint, Change: store.ChangeCode}); err != nil {
+	if _, err := st.PutRelease(api.Release{App: "web", Digest: bad, Command: v1.Command, Env: v1.Env,
+		ConfigFingerprint: v1.ConfigFingerprint, Change: api.ChangeCode}); err != nil {
 		t.Fatal(err)
 	}
 	st.Close()
@@ -342,7 +343,7 @@ func TestReleaseThatCannotStartFailsAtOnce(t *testing.T) {
 	if !errors.As(err, &de) || de.Progress.Phase != rollout.PhaseRolledBack || !strings.Contains(err.Error(), "release v2 cannot start: ") {
 		t.Fatalf("rollout to v2: %v; want rolled back because v2 cannot start", err)
 	}
-	if r2, _ := h2.st.GetRelease("web", 2); r2.Status != store.ReleaseFailed {
+	if r2, _ := h2.st.GetRelease("web", 2); r2.Status != api.ReleaseFailed {
 		t.Errorf("v2 status %s, want failed", r2.Status)
 	}
 	waitEvents(t, h2.c, "release v2 cannot start: start web-v2-", "-> v2 ended rolled_back")

@@ -89,7 +89,9 @@ type HeldStreams struct {
 	Window time.Duration `json:"window"`
 }
 
-// Instance states, as in the controller's lifecycle.
+// Instance states: the names of the states of the one vocabulary
+// (api.State.String), which Instance.State holds as display strings;
+// TestStateNamesAreTheInstanceStates holds the two together.
 const (
 	StatePending   = "pending"
 	StateStarting  = "starting"
@@ -104,7 +106,7 @@ const (
 type Instance struct {
 	ID      string `json:"id"`
 	Release int    `json:"release"`
-	State   string `json:"state"`  // one of the State constants
+	State   string `json:"state"`  // one of the State constants: the name of an api.State
 	Health  string `json:"health"` // free text: "passing", "failing: 503 from /healthz", ...
 	Addr    string `json:"addr"`
 	Host    string `json:"host"`

@@ -27,58 +27,24 @@ import (
 	"slices"
 	"time"
 
+	"github.com/shoal-dev/shoal/internal/api"
 	"github.com/shoal-dev/shoal/internal/autoscale"
 )
 
-// State is the lifecycle state of an instance, printed and persisted as a
-// string.
-type State uint8
+// State is the instance state of the one vocabulary ([api.State]); the
+// names below are its states, so that this package's code reads as before.
+type State = api.State
 
+// Instance states ([api.State]).
 const (
-	Pending   State = iota // accepted, not yet started on its host
-	Starting               // process started, not yet healthy
-	InService              // healthy and in the balancer's pool
-	Unhealthy              // was in service, now fails its checks
-	Draining               // out of the pool, in-flight requests finishing
-	Stopped                // stopped on purpose
-	Failed                 // exited on its own, or never became healthy
+	Pending   = api.Pending
+	Starting  = api.Starting
+	InService = api.InService
+	Unhealthy = api.Unhealthy
+	Draining  = api.Draining
+	Stopped   = api.Stopped
+	Failed    = api.Failed
 )
-
-var stateNames = [...]string{"pending", "starting", "in_service", "unhealthy", "draining", "stopped", "failed"}
-
-// String returns the snake_case name of s.
-func (s State) String() string {
-	if int(s) < len(stateNames) {
-		return stateNames[s]
-	}
-	return fmt.Sprintf("state(%d)", uint8(s))
-}
-
-// ParseState parses a name printed by State.String.
-func ParseState(name string) (State, error) {
-	for i, n := range stateNames {
-		if n == name {
-			return State(i), nil
-		}
-	}
-	return 0, fmt.Errorf("unknown instance state %q", name)
-}
-
-// MarshalText implements encoding.TextMarshaler.
-func (s State) MarshalText() ([]byte, error) { return []byte(s.String()), nil }
-
-// UnmarshalText implements encoding.TextUnmarshaler.
-func (s *State) UnmarshalText(b []byte) error {
-	v, err := ParseState(string(b))
-	if err != nil {
-		return err
-	}
-	*s = v
-	return nil
-}
-
-// Terminal reports whether s is an end state (stopped or failed).
-func (s State) Terminal() bool { return s == Stopped || s == Failed }
 
 // Instance is the controller's observation of one instance.
 type Instance struct {

@@ -2,7 +2,6 @@ package reconcile
 
 import (
 	"reflect"
-	"strings"
 	"testing"
 	"time"
 )
@@ -203,35 +202,4 @@ func TestBackoffEnded(t *testing.T) {
 	if !b.NextLaunch().IsZero() {
 		t.Fatal("zero backoff has a NextLaunch")
 	}
-}
-
-func TestStateText(t *testing.T) {
-	for s := Pending; s <= Failed; s++ {
-		b, _ := s.MarshalText()
-		var got State
-		if err := got.UnmarshalText(b); err != nil || got != s {
-			t.Errorf("round trip %v: %v %v", s, got, err)
-		}
-		if strings.Contains(s.String(), "(") {
-			t.Errorf("state %d has no name", s)
-		}
-	}
-	if _, err := ParseState("bogus"); err == nil {
-		t.Error("ParseState accepted bogus")
-	}
-}
-
-// FuzzParseState checks that ParseState accepts exactly the printed names.
-func FuzzParseState(f *testing.F) {
-	for _, n := range stateNames {
-		f.Add(n)
-	}
-	f.Add("")
-	f.Add("IN_SERVICE")
-	f.Fuzz(func(t *testing.T, s string) {
-		st, err := ParseState(s)
-		if err == nil && st.String() != s {
-			t.Fatalf("ParseState(%q) = %v", s, st)
-		}
-	})
 }

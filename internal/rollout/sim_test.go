@@ -113,7 +113,7 @@ func (s *sim) apply(st Step) {
 	}
 	for _, id := range st.Drain {
 		in := s.inst[id]
-		if in == nil || !in.State.live() || in.State == Draining || s.drained[id] {
+		if in == nil || !in.State.Live() || in.State == Draining || s.drained[id] {
 			s.t.Errorf("step drains %s, which is not a live undrained instance (%v)", id, in)
 			continue
 		}
@@ -129,7 +129,7 @@ func (s *sim) counts() (live int, ready map[int]int) {
 	defer s.mu.Unlock()
 	ready = map[int]int{}
 	for _, in := range s.inst {
-		if in.State.live() {
+		if in.State.Live() {
 			live++
 		}
 		if in.State == InService {
@@ -196,7 +196,7 @@ func drive(t *testing.T, s *sim, r *Rollout, onStep func(Step)) Step {
 func wantOnly(t *testing.T, s *sim, release, n int) {
 	t.Helper()
 	for _, in := range s.observe() {
-		if in.State.live() && (in.Release != release || in.State != InService) {
+		if in.State.Live() && (in.Release != release || in.State != InService) {
 			t.Errorf("instance %s of v%d left %s; want only v%d in service", in.ID, in.Release, in.State, release)
 		}
 	}

@@ -96,7 +96,7 @@ func Restore(s Snapshot) (*Rollout, error) {
 	if err := s.Spec.validate(); err != nil {
 		errs = append(errs, err)
 	}
-	if int(s.Phase) >= len(phaseNames) {
+	if !s.Phase.Valid() {
 		errs = append(errs, fmt.Errorf("invalid phase %d", s.Phase))
 	}
 	switch s.Phase {

@@ -89,7 +89,7 @@ func (r *Rollout) Step(now time.Time, obs []Instance) Step {
 		}
 	}
 	for id := range r.drains {
-		if !slices.ContainsFunc(obs, func(in Instance) bool { return in.ID == id && in.State.live() }) {
+		if !slices.ContainsFunc(obs, func(in Instance) bool { return in.ID == id && in.State.Live() }) {
 			delete(r.drains, id)
 		}
 	}
@@ -108,7 +108,7 @@ func (r *Rollout) observe(now time.Time, obs []Instance) *Failure {
 		}
 		t := r.tracked[in.ID]
 		if t == nil {
-			if !in.State.live() || in.State == Draining {
+			if !in.State.Live() || in.State == Draining {
 				continue // ended before this rollout saw it serve or start
 			}
 			t = &tracked{firstSeen: now, restarts: in.Restarts}
@@ -131,7 +131,7 @@ func (r *Rollout) observe(now time.Time, obs []Instance) *Failure {
 		case in.State == Failed && !drained:
 			t.ended = true
 			r.crash(in.ID, "failed", t.reason)
-		case !in.State.live():
+		case !in.State.Live():
 			t.ended = true // stopped on purpose, or failed while draining
 		}
 	}
@@ -202,7 +202,7 @@ func (r *Rollout) classify(obs []Instance) group {
 	var g group
 	target := r.Target()
 	for _, in := range obs {
-		if !in.State.live() {
+		if !in.State.Live() {
 			continue
 		}
 		g.total++

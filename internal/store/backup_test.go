@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/shoal-dev/shoal/internal/api"
 )
 
 // TestAutoBackupAndRestore: every change of desired state leaves a
@@ -119,7 +121,7 @@ func TestMissingStoreKeepsOldBackup(t *testing.T) {
 	}
 	now := time.Date(2026, 12, 2, 6, 0, 0, 0, time.UTC)
 	s := open(t, path, Options{Now: func() time.Time { return now }})
-	if err := s.PutGroup(Group{App: "web", Min: 0, Max: 1, Desired: 0}); err != nil {
+	if err := s.PutGroup(api.Group{App: "web", Min: 0, Max: 1, Desired: 0}); err != nil {
 		t.Fatal(err)
 	}
 	sum, err := Verify(BackupPath(path) + "-before-20261202T060000Z")

@@ -253,7 +253,7 @@ func walkRecords(tx *bolt.Tx) error {
 	if err := check(bucketGroups, func(_, v []byte) error { _, err := decodeGroup(v); return err }); err != nil {
 		return err
 	}
-	if err := check(bucketEvents, func(_, v []byte) error { _, err := decodeEvent(v); return err }); err != nil {
+	if err := check(bucketEvents, func(_, v []byte) error { _, _, err := decodeEvent(v); return err }); err != nil {
 		return err
 	}
 	if err := check(bucketEnv, decodeJSON); err != nil {

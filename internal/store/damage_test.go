@@ -13,6 +13,8 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+
+	"github.com/shoal-dev/shoal/internal/api"
 )
 
 // fill writes a store with every kind of record, big enough to span many
@@ -24,27 +26,27 @@ func fill(t *testing.T, path string) {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	if err := s.PutGroup(Group{App: "web", Min: 1, Max: 9, Desired: 3}); err != nil {
+	if err := s.PutGroup(api.Group{App: "web", Min: 1, Max: 9, Desired: 3}); err != nil {
 		t.Fatal(err)
 	}
 	for i := range 30 {
-		r, err := s.PutRelease(Release{App: "web", Digest: "sha256:" + strings.Repeat(strconv.Itoa(i%10), 64), Command: "node main.js",
-			Env: []EnvVar{{Name: "N", Value: strconv.Itoa(i)}, {Name: "PAD", Value: strings.Repeat("x", 300)}, {Name: "TOKEN", Value: "s3cret", Secret: true}}})
+		r, err := s.PutRelease(api.Release{App: "web", Digest: "sha256:" + strings.Repeat(strconv.Itoa(i%10), 64), Command: "node main.js",
+			Env: []api.EnvVar{{Name: "N", Value: strconv.Itoa(i)}, {Name: "PAD", Value: strings.Repeat("x", 300)}, {Name: "TOKEN", Value: "s3cret", Secret: true}}})
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := s.Activate("web", r.Version, ReleaseSuperseded); err != nil {
+		if err := s.Activate("web", r.Version, api.ReleaseSuperseded); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if _, err := s.UpdateEnvOverrides("web", []EnvVar{{Name: "MONGO_URL", Value: "mongodb://u:p@db/app", Secret: true}}, nil); err != nil {
+	if _, err := s.UpdateEnvOverrides("web", []api.EnvVar{{Name: "MONGO_URL", Value: "mongodb://u:p@db/app", Secret: true}}, nil); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := s.Key("sticky", 32); err != nil {
 		t.Fatal(err)
 	}
 	for i := range 300 {
-		if _, err := s.AppendEvent(Event{App: "web", Kind: "state", Reason: fmt.Sprintf("instance %d in service", i)}); err != nil {
+		if _, err := s.AppendEvent("web", api.Event{Type: "state", Reason: fmt.Sprintf("instance %d in service", i)}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -75,7 +77,7 @@ func dump(s *Store) (string, error) {
 		return "", err
 	}
 	for _, e := range evs {
-		fmt.Fprintf(&b, "event %d %s %s\n", e.Seq, e.Kind, e.Reason)
+		fmt.Fprintf(&b, "event %d %s %s\n", e.Seq, e.Type, e.Reason)
 	}
 	return b.String(), nil
 }
@@ -234,7 +236,7 @@ func openAndDump(path string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	if _, err := s.AppendEvent(Event{App: "web", Kind: "probe"}); err != nil {
+	if _, err := s.AppendEvent("web", api.Event{Type: "probe"}); err != nil {
 		return "", err
 	}
 	return d, nil

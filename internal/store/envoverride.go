@@ -7,6 +7,8 @@ import (
 	"strings"
 
 	bolt "go.etcd.io/bbolt"
+
+	"github.com/shoal-dev/shoal/internal/api"
 )
 
 // bucketEnv holds, per app (key: app name), the env overrides set with
@@ -27,8 +29,8 @@ type envVarRecord struct {
 
 // EnvOverrides returns the env overrides of app, sorted by name (none:
 // an empty slice). Values are secret when marked so; callers redact them.
-func (s *Store) EnvOverrides(app string) ([]EnvVar, error) {
-	var out []EnvVar
+func (s *Store) EnvOverrides(app string) ([]api.EnvVar, error) {
+	var out []api.EnvVar
 	err := s.db.View(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketEnv)
 		if b == nil {
@@ -43,7 +45,7 @@ func (s *Store) EnvOverrides(app string) ([]EnvVar, error) {
 			return redactJSONError(err)
 		}
 		for _, v := range r.Vars {
-			out = append(out, EnvVar{Name: v.Name, Value: v.Value, Secret: v.Secret})
+			out = append(out, api.EnvVar{Name: v.Name, Value: v.Value, Secret: v.Secret})
 		}
 		return nil
 	})
@@ -56,11 +58,11 @@ func (s *Store) EnvOverrides(app string) ([]EnvVar, error) {
 // UpdateEnvOverrides sets the variables of set (replacing those of the
 // same name) and removes the names in unset, in one transaction. It
 // returns the overrides as they are afterwards.
-func (s *Store) UpdateEnvOverrides(app string, set []EnvVar, unset []string) ([]EnvVar, error) {
+func (s *Store) UpdateEnvOverrides(app string, set []api.EnvVar, unset []string) ([]api.EnvVar, error) {
 	if err := checkApp(app); err != nil {
 		return nil, fmt.Errorf("update env overrides: %w", err)
 	}
-	var out []EnvVar
+	var out []api.EnvVar
 	err := s.db.Update(func(tx *bolt.Tx) error {
 		b, err := tx.CreateBucketIfNotExists(bucketEnv)
 		if err != nil {
@@ -92,7 +94,7 @@ func (s *Store) UpdateEnvOverrides(app string, set []EnvVar, unset []string) ([]
 			return err
 		}
 		for _, v := range r.Vars {
-			out = append(out, EnvVar{Name: v.Name, Value: v.Value, Secret: v.Secret})
+			out = append(out, api.EnvVar{Name: v.Name, Value: v.Value, Secret: v.Secret})
 		}
 		return b.Put([]byte(app), enc)
 	})

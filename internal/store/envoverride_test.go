@@ -3,6 +3,8 @@ package store
 import (
 	"path/filepath"
 	"testing"
+
+	"github.com/shoal-dev/shoal/internal/api"
 )
 
 func TestEnvOverrides(t *testing.T) {
@@ -14,11 +16,11 @@ func TestEnvOverrides(t *testing.T) {
 	if vs, err := s.EnvOverrides("web"); err != nil || len(vs) != 0 {
 		t.Fatalf("empty store: %v, %v", vs, err)
 	}
-	if _, err := s.UpdateEnvOverrides("web", []EnvVar{{Name: "B", Value: "2"}, {Name: "A", Value: "s3cret", Secret: true}}, nil); err != nil {
+	if _, err := s.UpdateEnvOverrides("web", []api.EnvVar{{Name: "B", Value: "2"}, {Name: "A", Value: "s3cret", Secret: true}}, nil); err != nil {
 		t.Fatal(err)
 	}
-	vs, err := s.UpdateEnvOverrides("web", []EnvVar{{Name: "B", Value: "3"}}, []string{"A", "MISSING"})
-	if err != nil || len(vs) != 1 || vs[0] != (EnvVar{Name: "B", Value: "3"}) {
+	vs, err := s.UpdateEnvOverrides("web", []api.EnvVar{{Name: "B", Value: "3"}}, []string{"A", "MISSING"})
+	if err != nil || len(vs) != 1 || vs[0] != (api.EnvVar{Name: "B", Value: "3"}) {
 		t.Fatalf("after update: %v, %v", vs, err)
 	}
 	if _, err := s.UpdateEnvOverrides("", nil, nil); err == nil {

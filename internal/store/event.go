@@ -2,41 +2,25 @@ package store
 
 import (
 	"fmt"
-	"maps"
 	"math"
-	"time"
 
 	bolt "go.etcd.io/bbolt"
+
+	"github.com/shoal-dev/shoal/internal/api"
 )
 
-// Event is one thing that happened, with its reason: an instance changed
-// state, a release was made, the group was scaled. Fields must not hold
-// secret values.
-type Event struct {
-	// Seq numbers events 1, 2, 3 ... across all apps; set by AppendEvent.
-	Seq uint64
-	// Time is set by AppendEvent when zero.
-	Time     time.Time
-	App      string
-	Instance string
-	Release  int
-	// Kind is a short snake_case name such as "instance_started".
-	Kind   string
-	Reason string
-	Fields map[string]string
-}
-
-// AppendEvent stores e with the next sequence number (and the current time
-// when e.Time is zero) and returns it as stored. Events beyond
-// Options.MaxEvents are deleted, oldest first, in the same transaction.
-func (s *Store) AppendEvent(e Event) (Event, error) {
-	if e.Kind == "" {
-		return Event{}, fmt.Errorf("append event: %w: empty kind", ErrInvalid)
+// AppendEvent stores e as an event of app with the next sequence number
+// (numbering events 1, 2, 3 ... across all apps) and the current time when
+// e.Time is zero, and returns it as stored. An empty e.Type is ErrInvalid.
+// Events beyond Options.MaxEvents are deleted, oldest first, in the same
+// transaction. Events must not hold secret values.
+func (s *Store) AppendEvent(app string, e api.Event) (api.Event, error) {
+	if e.Type == "" {
+		return api.Event{}, fmt.Errorf("append event: %w: empty kind", ErrInvalid)
 	}
 	if e.Time.IsZero() {
 		e.Time = s.now()
 	}
-	e.Fields = maps.Clone(e.Fields)
 	err := s.db.updateNoBackup(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketEvents)
 		seq, err := b.NextSequence()
@@ -44,7 +28,7 @@ func (s *Store) AppendEvent(e Event) (Event, error) {
 			return err
 		}
 		e.Seq = seq
-		v, err := encodeEvent(e)
+		v, err := encodeEvent(app, e)
 		if err != nil {
 			return err
 		}
@@ -71,29 +55,29 @@ func (s *Store) AppendEvent(e Event) (Event, error) {
 		return nil
 	})
 	if err != nil {
-		return Event{}, fmt.Errorf("append event: %w", err)
+		return api.Event{}, fmt.Errorf("append event: %w", err)
 	}
 	return e, nil
 }
 
-// Events returns up to limit events with Seq > afterSeq, oldest first. An
-// empty app means every app; limit <= 0 means no limit.
-func (s *Store) Events(app string, afterSeq uint64, limit int) ([]Event, error) {
+// Events returns up to limit events of app with Seq > afterSeq, oldest
+// first. An empty app means every app; limit <= 0 means no limit.
+func (s *Store) Events(app string, afterSeq uint64, limit int) ([]api.Event, error) {
 	if afterSeq == math.MaxUint64 {
 		return nil, nil
 	}
-	var out []Event
+	var out []api.Event
 	err := s.db.View(func(tx *bolt.Tx) error {
 		c := tx.Bucket(bucketEvents).Cursor()
 		for k, v := c.Seek(itob(afterSeq + 1)); k != nil; k, v = c.Next() {
 			if limit > 0 && len(out) >= limit {
 				break
 			}
-			e, err := decodeEvent(v)
+			evApp, e, err := decodeEvent(v)
 			if err != nil {
 				return err
 			}
-			if app != "" && e.App != app {
+			if app != "" && evApp != app {
 				continue
 			}
 			out = append(out, e)

@@ -2,27 +2,13 @@ package store
 
 import (
 	"fmt"
-	"time"
 
 	bolt "go.etcd.io/bbolt"
+
+	"github.com/shoal-dev/shoal/internal/api"
 )
 
-// Group is the desired state of one app's instances.
-type Group struct {
-	App string
-	// Release is the version of the release instances should run; 0 means
-	// none yet.
-	Release int
-	// Min, Max and Desired bound and set the instance count:
-	// 0 <= Min <= Desired <= Max.
-	Min, Max, Desired int
-	// AutoscalePaused stops the autoscaler from changing Desired.
-	AutoscalePaused bool
-	// UpdatedAt is set by the store on every write.
-	UpdatedAt time.Time
-}
-
-func checkGroup(g Group) error {
+func checkGroup(g api.Group) error {
 	if err := checkApp(g.App); err != nil {
 		return err
 	}
@@ -34,8 +20,8 @@ func checkGroup(g Group) error {
 }
 
 // GetGroup returns the group of app and whether it exists.
-func (s *Store) GetGroup(app string) (Group, bool, error) {
-	var g Group
+func (s *Store) GetGroup(app string) (api.Group, bool, error) {
+	var g api.Group
 	var found bool
 	err := s.db.View(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketGroups).Get([]byte(app))
@@ -48,14 +34,14 @@ func (s *Store) GetGroup(app string) (Group, bool, error) {
 		return err
 	})
 	if err != nil {
-		return Group{}, false, fmt.Errorf("get group %s: %w", app, err)
+		return api.Group{}, false, fmt.Errorf("get group %s: %w", app, err)
 	}
 	return g, found, nil
 }
 
 // Groups returns every group, ordered by app name.
-func (s *Store) Groups() ([]Group, error) {
-	var out []Group
+func (s *Store) Groups() ([]api.Group, error) {
+	var out []api.Group
 	err := s.db.View(func(tx *bolt.Tx) error {
 		return tx.Bucket(bucketGroups).ForEach(func(_, v []byte) error {
 			g, err := decodeGroup(v)
@@ -74,7 +60,7 @@ func (s *Store) Groups() ([]Group, error) {
 
 // PutGroup creates or replaces the group of g.App. It sets g.UpdatedAt. If
 // g.Release is not 0, that release must exist.
-func (s *Store) PutGroup(g Group) error {
+func (s *Store) PutGroup(g api.Group) error {
 	if err := checkGroup(g); err != nil {
 		return fmt.Errorf("put group: %w", err)
 	}
@@ -90,7 +76,7 @@ func (s *Store) PutGroup(g Group) error {
 	return nil
 }
 
-func (s *Store) putGroup(tx *bolt.Tx, g *Group) error {
+func (s *Store) putGroup(tx *bolt.Tx, g *api.Group) error {
 	g.UpdatedAt = s.now()
 	b, err := encodeGroup(*g)
 	if err != nil {
@@ -102,8 +88,8 @@ func (s *Store) putGroup(tx *bolt.Tx, g *Group) error {
 // UpdateGroup applies fn to the stored group of app in one transaction and
 // stores the result, so read-modify-write sequences do not race. fn must
 // not keep the pointer. The group must exist (ErrNotFound).
-func (s *Store) UpdateGroup(app string, fn func(*Group) error) (Group, error) {
-	var g Group
+func (s *Store) UpdateGroup(app string, fn func(*api.Group) error) (api.Group, error) {
+	var g api.Group
 	err := s.db.Update(func(tx *bolt.Tx) error {
 		raw := tx.Bucket(bucketGroups).Get([]byte(app))
 		if raw == nil {
@@ -126,7 +112,7 @@ func (s *Store) UpdateGroup(app string, fn func(*Group) error) (Group, error) {
 		return s.putGroup(tx, &g)
 	})
 	if err != nil {
-		return Group{}, fmt.Errorf("update group %s: %w", app, err)
+		return api.Group{}, fmt.Errorf("update group %s: %w", app, err)
 	}
 	return g, nil
 }
@@ -134,7 +120,7 @@ func (s *Store) UpdateGroup(app string, fn func(*Group) error) (Group, error) {
 // SetDesired sets the desired count of app's group, which must exist
 // (ErrNotFound); n outside [Min, Max] is ErrInvalid.
 func (s *Store) SetDesired(app string, n int) error {
-	_, err := s.UpdateGroup(app, func(g *Group) error {
+	_, err := s.UpdateGroup(app, func(g *api.Group) error {
 		if n < g.Min || n > g.Max {
 			return fmt.Errorf("%w: desired %d is outside min-max %d-%d", ErrInvalid, n, g.Min, g.Max)
 		}

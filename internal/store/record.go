@@ -5,13 +5,16 @@ import (
 	"encoding/json"
 	"fmt"
 	"time"
+
+	"github.com/shoal-dev/shoal/internal/api"
 )
 
 // The persisted forms of schema 1. They change only with SchemaVersion,
 // except for optional fields added so that records without them still
 // decode and an older Shoal, which ignores unknown JSON fields, still
 // reads the new ones (releaseRecord.ServedAt); the in-memory types
-// (Group, Release, Event) may change freely.
+// (api.Group, api.Release, api.Event) may change freely; each converts to
+// and from its record in one function here (decodeX, encodeX).
 
 type groupRecord struct {
 	App             string    `json:"app"`
@@ -71,45 +74,45 @@ func btoi(b []byte) uint64 {
 }
 
 // decodeGroup decodes and checks a stored group.
-func decodeGroup(b []byte) (Group, error) {
+func decodeGroup(b []byte) (api.Group, error) {
 	var r groupRecord
 	if err := json.Unmarshal(b, &r); err != nil {
-		return Group{}, fmt.Errorf("decode group: %w: %w", errCorrupt, redactJSONError(err))
+		return api.Group{}, fmt.Errorf("decode group: %w: %w", errCorrupt, redactJSONError(err))
 	}
 	if r.App == "" || r.Min < 0 || r.Max < r.Min || r.Desired < r.Min || r.Desired > r.Max || r.Release < 0 {
-		return Group{}, fmt.Errorf("decode group: %w: inconsistent record (app %q, min %d, max %d, desired %d, release %d)",
+		return api.Group{}, fmt.Errorf("decode group: %w: inconsistent record (app %q, min %d, max %d, desired %d, release %d)",
 			errCorrupt, r.App, r.Min, r.Max, r.Desired, r.Release)
 	}
-	return Group(r), nil
+	return api.Group(r), nil
 }
 
-func encodeGroup(g Group) ([]byte, error) { return json.Marshal(groupRecord(g)) }
+func encodeGroup(g api.Group) ([]byte, error) { return json.Marshal(groupRecord(g)) }
 
 // decodeRelease decodes and checks a stored release. Its errors never
 // contain env values.
-func decodeRelease(b []byte) (Release, error) {
+func decodeRelease(b []byte) (api.Release, error) {
 	var r releaseRecord
 	if err := json.Unmarshal(b, &r); err != nil {
-		return Release{}, fmt.Errorf("decode release: %w: %w", errCorrupt, redactJSONError(err))
+		return api.Release{}, fmt.Errorf("decode release: %w: %w", errCorrupt, redactJSONError(err))
 	}
 	if r.Version < 1 || r.App == "" {
-		return Release{}, fmt.Errorf("decode release: %w: inconsistent record (app %q, version %d)", errCorrupt, r.App, r.Version)
+		return api.Release{}, fmt.Errorf("decode release: %w: inconsistent record (app %q, version %d)", errCorrupt, r.App, r.Version)
 	}
-	if !validStatus(r.Status) {
-		return Release{}, fmt.Errorf("decode release: %w: unknown status %q", errCorrupt, r.Status)
+	if !api.ReleaseStatus(r.Status).Valid() {
+		return api.Release{}, fmt.Errorf("decode release: %w: unknown status %q", errCorrupt, r.Status)
 	}
-	rel := Release{
+	rel := api.Release{
 		Version: r.Version, App: r.App, Digest: r.Digest, SourceDigest: r.SourceDigest,
 		Command: r.Command, ConfigFingerprint: r.ConfigFingerprint, CreatedAt: r.CreatedAt,
-		Status: ReleaseStatus(r.Status), Change: r.Change, Note: r.Note, Served: r.ServedAt,
+		Status: api.ReleaseStatus(r.Status), Change: r.Change, Note: r.Note, Served: r.ServedAt,
 	}
 	for _, e := range r.Env {
-		rel.Env = append(rel.Env, EnvVar(e))
+		rel.Env = append(rel.Env, api.EnvVar(e))
 	}
 	return rel, nil
 }
 
-func encodeRelease(rel Release) ([]byte, error) {
+func encodeRelease(rel api.Release) ([]byte, error) {
 	r := releaseRecord{
 		Version: rel.Version, App: rel.App, Digest: rel.Digest, SourceDigest: rel.SourceDigest,
 		Command: rel.Command, ConfigFingerprint: rel.ConfigFingerprint, CreatedAt: rel.CreatedAt,
@@ -133,15 +136,31 @@ func redactJSONError(err error) error {
 	return fmt.Errorf("invalid record")
 }
 
-func decodeEvent(b []byte) (Event, error) {
+// decodeEvent decodes and checks a stored event: its app and the event.
+// The record's kind is the event's Type, its fields "from", "state" and
+// "addr" the event's fields of those names.
+func decodeEvent(b []byte) (string, api.Event, error) {
 	var r eventRecord
 	if err := json.Unmarshal(b, &r); err != nil {
-		return Event{}, fmt.Errorf("decode event: %w: %w", errCorrupt, redactJSONError(err))
+		return "", api.Event{}, fmt.Errorf("decode event: %w: %w", errCorrupt, redactJSONError(err))
 	}
 	if r.Seq == 0 || r.Kind == "" {
-		return Event{}, fmt.Errorf("decode event: %w: inconsistent record (seq %d, kind %q)", errCorrupt, r.Seq, r.Kind)
+		return "", api.Event{}, fmt.Errorf("decode event: %w: inconsistent record (seq %d, kind %q)", errCorrupt, r.Seq, r.Kind)
 	}
-	return Event(r), nil
+	return r.App, api.Event{Seq: r.Seq, Time: r.Time, Type: r.Kind, Instance: r.Instance, Release: r.Release,
+		From: r.Fields["from"], State: r.Fields["state"], Addr: r.Fields["addr"], Reason: r.Reason}, nil
 }
 
-func encodeEvent(e Event) ([]byte, error) { return json.Marshal(eventRecord(e)) }
+// encodeEvent encodes e, an event of app, as decodeEvent reads it.
+func encodeEvent(app string, e api.Event) ([]byte, error) {
+	r := eventRecord{Seq: e.Seq, Time: e.Time, App: app, Instance: e.Instance, Release: e.Release, Kind: e.Type, Reason: e.Reason}
+	for k, v := range map[string]string{"from": e.From, "state": e.State, "addr": e.Addr} {
+		if v != "" {
+			if r.Fields == nil {
+				r.Fields = map[string]string{}
+			}
+			r.Fields[k] = v
+		}
+	}
+	return json.Marshal(r)
+}

@@ -7,6 +7,8 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+
+	"github.com/shoal-dev/shoal/internal/api"
 )
 
 // TestServedDecidesSupersededOrFailed checks that only a release that
@@ -14,12 +16,12 @@ import (
 // served becomes failed. MarkServed keeps the first time.
 func TestServedDecidesSupersededOrFailed(t *testing.T) {
 	s := open(t, filepath.Join(t.TempDir(), "shoal.db"), Options{})
-	if err := s.PutGroup(Group{App: "web", Min: 1, Max: 3, Desired: 1}); err != nil {
+	if err := s.PutGroup(api.Group{App: "web", Min: 1, Max: 3, Desired: 1}); err != nil {
 		t.Fatal(err)
 	}
-	var rels []Release
+	var rels []api.Release
 	for range 3 {
-		r, err := s.PutRelease(Release{App: "web", Digest: "sha256:x"})
+		r, err := s.PutRelease(api.Release{App: "web", Digest: "sha256:x"})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -38,27 +40,27 @@ func TestServedDecidesSupersededOrFailed(t *testing.T) {
 	// v1 served and is replaced by v2: superseded. v2 never served and
 	// is replaced by v3: failed, although the caller said superseded.
 	for _, v := range []int{1, 2, 3} {
-		if err := s.Activate("web", v, ReleaseSuperseded); err != nil {
+		if err := s.Activate("web", v, api.ReleaseSuperseded); err != nil {
 			t.Fatal(err)
 		}
 	}
 	r1, _ := s.GetRelease("web", 1)
 	r2, _ := s.GetRelease("web", 2)
-	if r1.Status != ReleaseSuperseded || !r1.Served.Equal(first) || !r1.HasServed() {
+	if r1.Status != api.ReleaseSuperseded || !r1.Served.Equal(first) || !r1.HasServed() {
 		t.Errorf("v1: %s served %v, want superseded, first served %v", r1.Status, r1.Served, first)
 	}
-	if r2.Status != ReleaseFailed || r2.HasServed() {
+	if r2.Status != api.ReleaseFailed || r2.HasServed() {
 		t.Errorf("v2: %s served %v, want failed (never served)", r2.Status, r2.Served)
 	}
 	// A rollback away from a v3 that never served: failed, not rolled_back.
-	if err := s.Activate("web", 1, ReleaseRolledBack); err != nil {
+	if err := s.Activate("web", 1, api.ReleaseRolledBack); err != nil {
 		t.Fatal(err)
 	}
-	if r3, _ := s.GetRelease("web", 3); r3.Status != ReleaseFailed {
+	if r3, _ := s.GetRelease("web", 3); r3.Status != api.ReleaseFailed {
 		t.Errorf("v3: %s, want failed", r3.Status)
 	}
 	// A status change keeps Served.
-	if err := s.SetReleaseStatus("web", 1, ReleaseRolledBack); err != nil {
+	if err := s.SetReleaseStatus("web", 1, api.ReleaseRolledBack); err != nil {
 		t.Fatal(err)
 	}
 	if r1, _ := s.GetRelease("web", 1); !r1.Served.Equal(first) {
@@ -72,7 +74,7 @@ func TestServedDecidesSupersededOrFailed(t *testing.T) {
 func TestReleaseRecordWithoutServedLoads(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "shoal.db")
 	s := open(t, path, Options{})
-	if err := s.PutGroup(Group{App: "web", Min: 1, Max: 3, Desired: 1}); err != nil {
+	if err := s.PutGroup(api.Group{App: "web", Min: 1, Max: 3, Desired: 1}); err != nil {
 		t.Fatal(err)
 	}
 	old := map[int]string{

@@ -14,6 +14,8 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+
+	"github.com/shoal-dev/shoal/internal/api"
 )
 
 // crashChildEnv makes the test binary act as the writer that the crash
@@ -38,13 +40,13 @@ func runCrashChild(path string) {
 		os.Exit(3)
 	}
 	for i := 0; i < 100000; i++ {
-		r, err := s.PutRelease(Release{App: "web", Digest: "sha256:" + strings.Repeat("a", 64), Command: "./web",
-			Env: []EnvVar{{Name: "N", Value: strconv.Itoa(i)}}})
+		r, err := s.PutRelease(api.Release{App: "web", Digest: "sha256:" + strings.Repeat("a", 64), Command: "./web",
+			Env: []api.EnvVar{{Name: "N", Value: strconv.Itoa(i)}}})
 		if err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			os.Exit(3)
 		}
-		if _, err := s.AppendEvent(Event{App: "web", Kind: "release_made", Release: r.Version}); err != nil {
+		if _, err := s.AppendEvent("web", api.Event{Type: "release_made", Release: r.Version}); err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			os.Exit(3)
 		}
@@ -69,24 +71,24 @@ func TestReopenKeepsData(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r, err := s.PutRelease(Release{App: "web", Digest: "sha256:x", Command: "./web",
-		Env: []EnvVar{{Name: "A", Value: "1"}, {Name: "KEY", Value: "s3cret", Secret: true}}, ConfigFingerprint: "fp", Change: ChangeInitial})
+	r, err := s.PutRelease(api.Release{App: "web", Digest: "sha256:x", Command: "./web",
+		Env: []api.EnvVar{{Name: "A", Value: "1"}, {Name: "KEY", Value: "s3cret", Secret: true}}, ConfigFingerprint: "fp", Change: api.ChangeInitial})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if r.Version != 1 || r.Status != ReleasePending || r.CreatedAt.IsZero() {
+	if r.Version != 1 || r.Status != api.ReleasePending || r.CreatedAt.IsZero() {
 		t.Fatalf("new release = %+v", r)
 	}
-	if err := s.PutGroup(Group{App: "web", Min: 1, Max: 4, Desired: 2}); err != nil {
+	if err := s.PutGroup(api.Group{App: "web", Min: 1, Max: 4, Desired: 2}); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Activate("web", 1, ReleaseSuperseded); err != nil {
+	if err := s.Activate("web", 1, api.ReleaseSuperseded); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.SetDesired("web", 3); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.AppendEvent(Event{App: "web", Kind: "scaled", Reason: "operator", Fields: map[string]string{"from": "2"}}); err != nil {
+	if _, err := s.AppendEvent("web", api.Event{Type: "scaled", Reason: "operator", From: "2"}); err != nil {
 		t.Fatal(err)
 	}
 	key, err := s.Key("sticky", 32)
@@ -110,15 +112,15 @@ func TestReopenKeepsData(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got.Status != ReleaseActive || got.Digest != "sha256:x" || len(got.Env) != 2 || got.Env[1].Value != "s3cret" || !got.Env[1].Secret ||
-		got.ConfigFingerprint != "fp" || got.Change != ChangeInitial || !got.CreatedAt.Equal(r.CreatedAt) {
+	if got.Status != api.ReleaseActive || got.Digest != "sha256:x" || len(got.Env) != 2 || got.Env[1].Value != "s3cret" || !got.Env[1].Secret ||
+		got.ConfigFingerprint != "fp" || got.Change != api.ChangeInitial || !got.CreatedAt.Equal(r.CreatedAt) {
 		t.Fatalf("release after reopen = %+v", got)
 	}
 	if red := got.Redacted(); red.Env[1].Value != "[redacted]" || red.Env[0].Value != "1" || got.Env[1].Value != "s3cret" {
 		t.Fatalf("Redacted = %+v (original %+v)", red.Env, got.Env)
 	}
 	evs, err := s.Events("web", 0, 0)
-	if err != nil || len(evs) != 1 || evs[0].Seq != 1 || evs[0].Fields["from"] != "2" || evs[0].Reason != "operator" {
+	if err != nil || len(evs) != 1 || evs[0].Seq != 1 || evs[0].From != "2" || evs[0].Reason != "operator" {
 		t.Fatalf("events = %+v, %v", evs, err)
 	}
 	key2, err := s.Key("sticky", 32)
@@ -175,31 +177,31 @@ func TestReleaseNumberingAndPrune(t *testing.T) {
 		t.Fatalf("NextRelease = %d", n)
 	}
 	for i := 1; i <= 7; i++ {
-		r, err := s.PutRelease(Release{App: "web", Digest: fmt.Sprintf("d%d", i)})
+		r, err := s.PutRelease(api.Release{App: "web", Digest: fmt.Sprintf("d%d", i)})
 		if err != nil || r.Version != i {
 			t.Fatalf("release %d got version %d, %v", i, r.Version, err)
 		}
 	}
-	if r, err := s.PutRelease(Release{App: "api"}); err != nil || r.Version != 1 {
+	if r, err := s.PutRelease(api.Release{App: "api"}); err != nil || r.Version != 1 {
 		t.Fatalf("other app numbering: %d, %v", r.Version, err)
 	}
 	if n, _ := s.NextRelease("web"); n != 8 {
 		t.Fatalf("NextRelease = %d", n)
 	}
 	// Updating keeps everything but status and note.
-	if _, err := s.PutRelease(Release{App: "web", Version: 2, Digest: "changed", Status: ReleaseFailed, Note: "boot loop"}); err != nil {
+	if _, err := s.PutRelease(api.Release{App: "web", Version: 2, Digest: "changed", Status: api.ReleaseFailed, Note: "boot loop"}); err != nil {
 		t.Fatal(err)
 	}
-	if r, _ := s.GetRelease("web", 2); r.Digest != "d2" || r.Status != ReleaseFailed || r.Note != "boot loop" {
+	if r, _ := s.GetRelease("web", 2); r.Digest != "d2" || r.Status != api.ReleaseFailed || r.Note != "boot loop" {
 		t.Fatalf("updated release = %+v", r)
 	}
-	if _, err := s.PutRelease(Release{App: "web", Version: 99}); !errors.Is(err, ErrNotFound) {
+	if _, err := s.PutRelease(api.Release{App: "web", Version: 99}); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("update of a missing release = %v", err)
 	}
-	if _, err := s.PutRelease(Release{App: "web", Status: "weird"}); !errors.Is(err, ErrInvalid) {
+	if _, err := s.PutRelease(api.Release{App: "web", Status: "weird"}); !errors.Is(err, ErrInvalid) {
 		t.Fatalf("bad status = %v", err)
 	}
-	if err := s.PutGroup(Group{App: "web", Min: 1, Max: 3, Desired: 1, Release: 3}); err != nil {
+	if err := s.PutGroup(api.Group{App: "web", Min: 1, Max: 3, Desired: 1, Release: 3}); err != nil {
 		t.Fatal(err)
 	}
 	deleted, err := s.PruneReleases("web", 3, 1)
@@ -225,7 +227,7 @@ func TestReleaseNumberingAndPrune(t *testing.T) {
 	if fmt.Sprint(kv) != "[7 3 1]" {
 		t.Fatalf("kept %v", kv)
 	}
-	if r, _ := s.PutRelease(Release{App: "web"}); r.Version != 8 {
+	if r, _ := s.PutRelease(api.Release{App: "web"}); r.Version != 8 {
 		t.Fatalf("version after prune = %d, want 8 (never reused)", r.Version)
 	}
 	if _, err := s.GetRelease("web", 2); !errors.Is(err, ErrNotFound) {
@@ -235,44 +237,44 @@ func TestReleaseNumberingAndPrune(t *testing.T) {
 
 func TestActivateAndGroupRules(t *testing.T) {
 	s := open(t, filepath.Join(t.TempDir(), "shoal.db"), Options{})
-	if err := s.PutGroup(Group{App: "web", Min: 2, Max: 1, Desired: 1}); !errors.Is(err, ErrInvalid) {
+	if err := s.PutGroup(api.Group{App: "web", Min: 2, Max: 1, Desired: 1}); !errors.Is(err, ErrInvalid) {
 		t.Fatalf("min > max accepted: %v", err)
 	}
-	if err := s.PutGroup(Group{App: "web", Min: 1, Max: 3, Desired: 2, Release: 5}); !errors.Is(err, ErrNotFound) {
+	if err := s.PutGroup(api.Group{App: "web", Min: 1, Max: 3, Desired: 2, Release: 5}); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("missing release accepted: %v", err)
 	}
 	if err := s.SetDesired("web", 1); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("SetDesired without group: %v", err)
 	}
-	if err := s.PutGroup(Group{App: "web", Min: 1, Max: 3, Desired: 2}); err != nil {
+	if err := s.PutGroup(api.Group{App: "web", Min: 1, Max: 3, Desired: 2}); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.SetDesired("web", 4); !errors.Is(err, ErrInvalid) {
 		t.Fatalf("desired above max: %v", err)
 	}
-	r1, _ := s.PutRelease(Release{App: "web"})
-	r2, _ := s.PutRelease(Release{App: "web"})
-	for _, r := range []Release{r1, r2} { // only a release that served is superseded or rolled back
+	r1, _ := s.PutRelease(api.Release{App: "web"})
+	r2, _ := s.PutRelease(api.Release{App: "web"})
+	for _, r := range []api.Release{r1, r2} { // only a release that served is superseded or rolled back
 		if err := s.MarkServed("web", r.Version, time.Now()); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if err := s.Activate("web", r1.Version, ReleaseSuperseded); err != nil {
+	if err := s.Activate("web", r1.Version, api.ReleaseSuperseded); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Activate("web", r2.Version, ReleaseSuperseded); err != nil {
+	if err := s.Activate("web", r2.Version, api.ReleaseSuperseded); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Activate("web", r1.Version, ReleaseRolledBack); err != nil {
+	if err := s.Activate("web", r1.Version, api.ReleaseRolledBack); err != nil {
 		t.Fatal(err)
 	}
 	a, _ := s.GetRelease("web", 1)
 	b, _ := s.GetRelease("web", 2)
 	g, _, _ := s.GetGroup("web")
-	if a.Status != ReleaseActive || b.Status != ReleaseRolledBack || g.Release != 1 {
+	if a.Status != api.ReleaseActive || b.Status != api.ReleaseRolledBack || g.Release != 1 {
 		t.Fatalf("statuses %s %s, group release %d", a.Status, b.Status, g.Release)
 	}
-	g, err := s.UpdateGroup("web", func(g *Group) error { g.AutoscalePaused = true; g.Max = 5; return nil })
+	g, err := s.UpdateGroup("web", func(g *api.Group) error { g.AutoscalePaused = true; g.Max = 5; return nil })
 	if err != nil || !g.AutoscalePaused || g.Max != 5 || g.Release != 1 {
 		t.Fatalf("UpdateGroup = %+v, %v", g, err)
 	}
@@ -289,7 +291,7 @@ func TestEventsTrimAndPage(t *testing.T) {
 		if i%2 == 0 {
 			app = "api"
 		}
-		e, err := s.AppendEvent(Event{App: app, Kind: "k", Reason: strconv.Itoa(i)})
+		e, err := s.AppendEvent(app, api.Event{Type: "k", Reason: strconv.Itoa(i)})
 		if err != nil || e.Seq != uint64(i) || e.Time.IsZero() {
 			t.Fatalf("append %d: %+v, %v", i, e, err)
 		}
@@ -316,7 +318,7 @@ func TestEventsTrimAndPage(t *testing.T) {
 	if last, _ := s.LastEventSeq(); last != 12 {
 		t.Fatalf("LastEventSeq = %d", last)
 	}
-	if _, err := s.AppendEvent(Event{App: "web"}); !errors.Is(err, ErrInvalid) {
+	if _, err := s.AppendEvent("web", api.Event{}); !errors.Is(err, ErrInvalid) {
 		t.Fatalf("event without kind: %v", err)
 	}
 }
@@ -331,7 +333,7 @@ func TestConcurrentAppendEvent(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			for i := 0; i < each; i++ {
-				if _, err := s.AppendEvent(Event{App: "web", Kind: "k", Instance: strconv.Itoa(w)}); err != nil {
+				if _, err := s.AppendEvent("web", api.Event{Type: "k", Instance: strconv.Itoa(w)}); err != nil {
 					errs <- err
 				}
 			}
@@ -418,7 +420,7 @@ func TestCrashKeepsCommittedState(t *testing.T) {
 			t.Fatalf("event gap %d -> %d", evs[i-1].Seq, evs[i].Seq)
 		}
 	}
-	if _, err := s.PutRelease(Release{App: "web"}); err != nil {
+	if _, err := s.PutRelease(api.Release{App: "web"}); err != nil {
 		t.Fatalf("write after crash: %v", err)
 	}
 }
@@ -449,7 +451,7 @@ func FuzzDecodeRecords(f *testing.F) {
 				t.Fatalf("error leaks a value: %v", err)
 			}
 		} else {
-			if r.Version < 1 || !validStatus(string(r.Status)) {
+			if r.Version < 1 || !r.Status.Valid() {
 				t.Fatalf("inconsistent release accepted: %+v", r)
 			}
 			enc, err := encodeRelease(r)
@@ -460,12 +462,13 @@ func FuzzDecodeRecords(f *testing.F) {
 				t.Fatalf("release round trip: %+v vs %+v, %v", r, r2, err)
 			}
 		}
-		if e, err := decodeEvent(b); err == nil {
-			enc, err := encodeEvent(e)
+		if app, e, err := decodeEvent(b); err == nil {
+			enc, err := encodeEvent(app, e)
 			if err != nil {
 				t.Fatal(err)
 			}
-			if e2, err := decodeEvent(enc); err != nil || e2.Seq != e.Seq || e2.Kind != e.Kind {
+			if app2, e2, err := decodeEvent(enc); err != nil || app2 != app || e2.Seq != e.Seq || e2.Type != e.Type ||
+				e2.From != e.From || e2.State != e.State || e2.Addr != e.Addr || !e2.Time.Equal(e.Time) {
 				t.Fatalf("event round trip: %+v vs %+v, %v", e, e2, err)
 			}
 		}

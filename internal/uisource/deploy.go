@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/shoal-dev/shoal/internal/api"
 	"github.com/shoal-dev/shoal/internal/controller"
 	"github.com/shoal-dev/shoal/internal/dashboard"
 	"github.com/shoal-dev/shoal/internal/rollout"
@@ -43,7 +44,7 @@ func (s *Source) Releases(ctx context.Context, app string) ([]dashboard.Release,
 		case r.Previous: // the release `shoal rollback` goes to: the last earlier one that served
 			dr.Status = "previous"
 		default:
-			dr.Status = strings.ReplaceAll(r.Status, "_", " ")
+			dr.Status = strings.ReplaceAll(string(r.Status), "_", " ")
 		}
 		out = append(out, dr)
 	}
@@ -51,15 +52,15 @@ func (s *Source) Releases(ctx context.Context, app string) ([]dashboard.Release,
 }
 
 // change says what a release changed, in a few words.
-func change(r controller.ReleaseInfo) string {
+func change(r api.ReleaseInfo) string {
 	switch r.Change {
-	case store.ChangeInitial:
+	case api.ChangeInitial:
 		return "first release"
-	case store.ChangeCode:
+	case api.ChangeCode:
 		return "new build " + shortDigest(r.Digest)
-	case store.ChangeConfig:
+	case api.ChangeConfig:
 		return "run configuration"
-	case store.ChangeRollback:
+	case api.ChangeRollback:
 		return "rollback"
 	}
 	return r.Change
@@ -139,7 +140,7 @@ func (s *Source) progress() *rollout.Progress { return s.o.Controller.Rollout() 
 // release) before Rollout turns nil, so a status read after a nil p
 // holds the outcome. A terminal p means the outcome is still being
 // recorded: the rollout is shown as last seen until p turns nil.
-func (s *Source) deploy(p *rollout.Progress, st controller.Status) *dashboard.Deploy {
+func (s *Source) deploy(p *rollout.Progress, st api.Status) *dashboard.Deploy {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if p != nil && p.Phase.Terminal() && s.last != nil {

@@ -5,7 +5,7 @@ import (
 	"fmt"
 	"strings"
 
-	"github.com/shoal-dev/shoal/internal/controller"
+	"github.com/shoal-dev/shoal/internal/api"
 	"github.com/shoal-dev/shoal/internal/dashboard"
 )
 
@@ -33,7 +33,7 @@ func (s *Source) Events(ctx context.Context, afterSeq uint64, limit int) ([]dash
 
 // newest returns at most limit controller events after afterSeq, the
 // newest of them, oldest first.
-func (s *Source) newest(afterSeq uint64, limit int) ([]controller.Event, error) {
+func (s *Source) newest(afterSeq uint64, limit int) ([]api.Event, error) {
 	last, err := s.o.Store.LastEventSeq()
 	if err != nil {
 		return nil, fmt.Errorf("events: %w", err)
@@ -78,7 +78,7 @@ func (s *Source) instanceEvents(id string) ([]mapped, error) {
 // what the dashboard's timeline filters on (deploys, scaling decisions,
 // replacements, health changes, other state changes), its reason keeps
 // the controller's words.
-func (s *Source) event(e controller.Event) mapped {
+func (s *Source) event(e api.Event) mapped {
 	m := mapped{Event: dashboard.Event{Seq: e.Seq, Time: e.Time, App: s.app, Instance: e.Instance,
 		Kind: kind(e), Reason: e.Reason}, state: e.State, release: e.Release, addr: e.Addr}
 	if e.Type == "state" && e.State != "" {
@@ -93,7 +93,7 @@ func (s *Source) event(e controller.Event) mapped {
 }
 
 // kind classifies a controller event for the timeline.
-func kind(e controller.Event) string {
+func kind(e api.Event) string {
 	t := e.Type
 	switch {
 	case t == "state":

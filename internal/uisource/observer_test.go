@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/shoal-dev/shoal/internal/controller"
+	"github.com/shoal-dev/shoal/internal/api"
 	"github.com/shoal-dev/shoal/internal/dashboard"
 	"github.com/shoal-dev/shoal/internal/lb"
 	"github.com/shoal-dev/shoal/internal/pool"
@@ -98,29 +98,29 @@ func TestObserverRecordsAndKeepsTheSlowest(t *testing.T) {
 
 func TestEventKinds(t *testing.T) {
 	for _, c := range []struct {
-		e    controller.Event
+		e    api.Event
 		want string
 	}{
-		{controller.Event{Type: "state", From: "in_service", State: "failed", Reason: "process killed by killed"}, dashboard.KindReplace},
-		{controller.Event{Type: "state", State: "pending", Reason: "replace unhealthy instance web-1"}, dashboard.KindReplace},
-		{controller.Event{Type: "state", State: "pending", Reason: "1 of 2 instances live"}, dashboard.KindState},
-		{controller.Event{Type: "state", From: "in_service", State: "unhealthy", Reason: "failed 2 health checks"}, dashboard.KindHealth},
-		{controller.Event{Type: "state", From: "unhealthy", State: "in_service", Reason: "passed 2 health checks"}, dashboard.KindHealth},
-		{controller.Event{Type: "state", From: "unhealthy", State: "draining", Reason: "unhealthy; 2 healthy instances in service"}, dashboard.KindReplace},
-		{controller.Event{Type: "state", From: "starting", State: "in_service", Reason: "healthy after 1s"}, dashboard.KindState},
-		{controller.Event{Type: "scale", Reason: "desired 2 -> 3 (shoal scale)"}, dashboard.KindScale},
-		{controller.Event{Type: "autoscale", Reason: "p95 412ms > 300ms"}, dashboard.KindScale},
-		{controller.Event{Type: "release", Reason: "made release v2"}, dashboard.KindDeploy},
-		{controller.Event{Type: "rollout", Reason: "v1 -> v2 done"}, dashboard.KindDeploy},
-		{controller.Event{Type: "backoff", Reason: "release v1 crashed 3 times"}, dashboard.KindReplace},
-		{controller.Event{Type: "shoal", Reason: "cannot start"}, "shoal"},
+		{api.Event{Type: "state", From: "in_service", State: "failed", Reason: "process killed by killed"}, dashboard.KindReplace},
+		{api.Event{Type: "state", State: "pending", Reason: "replace unhealthy instance web-1"}, dashboard.KindReplace},
+		{api.Event{Type: "state", State: "pending", Reason: "1 of 2 instances live"}, dashboard.KindState},
+		{api.Event{Type: "state", From: "in_service", State: "unhealthy", Reason: "failed 2 health checks"}, dashboard.KindHealth},
+		{api.Event{Type: "state", From: "unhealthy", State: "in_service", Reason: "passed 2 health checks"}, dashboard.KindHealth},
+		{api.Event{Type: "state", From: "unhealthy", State: "draining", Reason: "unhealthy; 2 healthy instances in service"}, dashboard.KindReplace},
+		{api.Event{Type: "state", From: "starting", State: "in_service", Reason: "healthy after 1s"}, dashboard.KindState},
+		{api.Event{Type: "scale", Reason: "desired 2 -> 3 (shoal scale)"}, dashboard.KindScale},
+		{api.Event{Type: "autoscale", Reason: "p95 412ms > 300ms"}, dashboard.KindScale},
+		{api.Event{Type: "release", Reason: "made release v2"}, dashboard.KindDeploy},
+		{api.Event{Type: "rollout", Reason: "v1 -> v2 done"}, dashboard.KindDeploy},
+		{api.Event{Type: "backoff", Reason: "release v1 crashed 3 times"}, dashboard.KindReplace},
+		{api.Event{Type: "shoal", Reason: "cannot start"}, "shoal"},
 	} {
 		if got := kind(c.e); got != c.want {
 			t.Errorf("kind(%+v) = %q, want %q", c.e, got, c.want)
 		}
 	}
 	s := &Source{app: "web"}
-	m := s.event(controller.Event{Seq: 7, Type: "state", Instance: "web-1", From: "in_service", State: "failed", Reason: "process killed by killed", Release: 2, Addr: "127.0.0.1:9"})
+	m := s.event(api.Event{Seq: 7, Type: "state", Instance: "web-1", From: "in_service", State: "failed", Reason: "process killed by killed", Release: 2, Addr: "127.0.0.1:9"})
 	if m.Reason != "in_service → failed: process killed by killed" || m.App != "web" || m.Seq != 7 || m.state != "failed" || m.release != 2 || m.addr != "127.0.0.1:9" {
 		t.Errorf("event = %+v", m)
 	}

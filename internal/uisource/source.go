@@ -22,6 +22,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/shoal-dev/shoal/internal/api"
 	"github.com/shoal-dev/shoal/internal/controller"
 	"github.com/shoal-dev/shoal/internal/dashboard"
 	"github.com/shoal-dev/shoal/internal/pool"
@@ -136,8 +137,8 @@ func (s *Source) Groups(ctx context.Context) ([]dashboard.Group, error) {
 }
 
 // instance converts one controller instance, with its latest gauges.
-func (s *Source) instance(host string, is controller.InstanceStatus) dashboard.Instance {
-	in := dashboard.Instance{ID: is.ID, Release: is.Release, State: is.State, Health: health(is), Addr: is.Addr,
+func (s *Source) instance(host string, is api.InstanceStatus) dashboard.Instance {
+	in := dashboard.Instance{ID: is.ID, Release: is.Release, State: is.State.String(), Health: health(is), Addr: is.Addr,
 		Host: host, RPS: is.RequestsPerSecond}
 	if is.UptimeSeconds > 0 {
 		in.Uptime = (time.Duration(is.UptimeSeconds * float64(time.Second))).Truncate(time.Second)
@@ -161,13 +162,13 @@ func (s *Source) latest(name string) (float64, bool) {
 }
 
 // health describes the last health verdict in words.
-func health(is controller.InstanceStatus) string {
+func health(is api.InstanceStatus) string {
 	switch {
-	case is.State == dashboard.StatePending:
+	case is.State == api.Pending:
 		return "not checked yet"
 	case is.Health == "unknown" || is.Health == "":
 		return "not checked yet"
-	case is.State == dashboard.StateStarting && !is.Healthy:
+	case is.State == api.Starting && !is.Healthy:
 		return "starting: " + is.Health
 	case is.Healthy:
 		return "passing: " + is.Health
