@@ -6,23 +6,11 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
-	"time"
 
 	"github.com/shoal-dev/shoal/internal/testenv"
 )
 
-// stopUp stops a shoal up with SIGTERM and checks it exits 0.
-func stopUp(t *testing.T, u *upProcess) {
-	t.Helper()
-	if err := u.p.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
-	if code, err := u.p.Wait(testenv.Context(t, 60*time.Second)); err != nil || code != 0 {
-		t.Fatalf("shoal up exit %d, %v\n%s", code, err, u.p.Output())
-	}
-}
 
 // TestUpRefusesDamagedStoreAndRestores: an emptied or corrupted shoal.db
 // stops shoal up with an error that names the file and the restore command

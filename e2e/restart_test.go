@@ -9,7 +9,6 @@ import (
 	"regexp"
 	"slices"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -31,16 +30,6 @@ func mustShoal(t *testing.T, bin, dir, want string, args ...string) {
 	}
 }
 
-// stopUp ends a `shoal up` with SIGTERM and checks it exits 0.
-func stopUp(t *testing.T, up *upProcess) {
-	t.Helper()
-	if err := up.p.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
-	if code, err := up.p.Wait(testenv.Context(t, 60*time.Second)); err != nil || code != 0 {
-		t.Fatalf("shoal up after SIGTERM: exit %d, %v\n%s", code, err, up.p.Output())
-	}
-}
 
 // releaseStatuses maps each stored release to its status.
 func releaseStatuses(t *testing.T, c *client.Client) map[int]string {

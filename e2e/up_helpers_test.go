@@ -177,3 +177,14 @@ func alive(pid int) bool {
 	i := strings.LastIndexByte(s, ')')
 	return i < 0 || i+2 >= len(s) || s[i+2] != 'Z'
 }
+
+// stopUp ends a `shoal up` with SIGTERM and checks it exits 0.
+func stopUp(t *testing.T, u *upProcess) {
+	t.Helper()
+	if err := u.p.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if code, err := u.p.Wait(testenv.Context(t, 60*time.Second)); err != nil || code != 0 {
+		t.Fatalf("shoal up after SIGTERM: exit %d, %v\n%s", code, err, u.p.Output())
+	}
+}
