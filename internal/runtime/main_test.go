@@ -77,22 +77,6 @@ func helperHost() int {
 	select {} // until SIGKILL
 }
 
-// waitFor polls cond until it returns nil or d passes, then fails with cond's last error.
-func waitFor(t *testing.T, d time.Duration, cond func() error) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for {
-		err := cond()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("not within %v: %v", d, err)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
 // processGone reports whether pid no longer runs (absent, or a zombie nobody reaped).
 func processGone(pid int) error {
 	st, err := readStat(pid)

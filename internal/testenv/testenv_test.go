@@ -136,3 +136,30 @@ func TestWaitForReturnsLastError(t *testing.T) {
 		t.Fatalf("err %v after %d calls", err, n)
 	}
 }
+
+// fatalRecorder is a testing.TB whose Fatalf records instead of ending
+// the test, so Eventually's failure can be checked.
+type fatalRecorder struct {
+	testing.TB
+	msg string
+}
+
+func (r *fatalRecorder) Fatalf(format string, args ...any) { r.msg = fmt.Sprintf(format, args...) }
+
+func TestEventually(t *testing.T) {
+	n := 0
+	Eventually(t, 10*time.Second, func() error {
+		if n++; n < 3 {
+			return errors.New("not yet")
+		}
+		return nil
+	})
+	if n != 3 {
+		t.Fatalf("fn called %d times, want 3", n)
+	}
+	r := &fatalRecorder{TB: t}
+	Eventually(r, 30*time.Millisecond, func() error { return errors.New("still not ready") })
+	if !regexp.MustCompile(`^not within 30ms: .*still not ready`).MatchString(r.msg) {
+		t.Fatalf("failure message %q", r.msg)
+	}
+}
