@@ -14,6 +14,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"go.uber.org/goleak"
 )
 
 // The test binary doubles as the programs the tests run, chosen by RUNTIME_TEST_HELPER:
@@ -28,7 +30,7 @@ func TestMain(m *testing.M) {
 	case "host":
 		os.Exit(helperHost())
 	}
-	os.Exit(m.Run())
+	goleak.VerifyTestMain(m)
 }
 
 func helperServe() int {

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+	"go.uber.org/goleak"
 )
 
 // crashChildEnv makes the test binary act as the writer that the crash
@@ -25,7 +26,7 @@ func TestMain(m *testing.M) {
 		runCrashChild(path)
 		return
 	}
-	os.Exit(m.Run())
+	goleak.VerifyTestMain(m)
 }
 
 // runCrashChild writes releases and events in a loop, printing each

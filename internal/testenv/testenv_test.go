@@ -12,6 +12,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"go.uber.org/goleak"
 )
 
 // The test binary doubles as the child process: with TESTENV_CHILD set it
@@ -19,7 +21,7 @@ import (
 func TestMain(m *testing.M) {
 	switch os.Getenv("TESTENV_CHILD") {
 	case "":
-		os.Exit(m.Run())
+		goleak.VerifyTestMain(m)
 	case "echo":
 		// Prints a line on each stream, then echoes stdin lines until EOF
 		// or SIGTERM (exit 0 after printing "bye").
