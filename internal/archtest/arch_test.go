@@ -120,8 +120,9 @@ var importers = map[string][]string{
 	"internal/adminapi":   {"internal/cli"},
 	"internal/uisource":   {"internal/cli"},
 	"internal/controller": {"internal/cli", "internal/adminapi", "internal/uisource"},
-	// Test-only helpers never reach the binary.
-	"internal/testenv":  {},
+	// Test-only helpers never reach the binary; the whole-system benchmarks start
+	// `shoal up` with the same helper as the end-to-end tests.
+	"internal/testenv":  {"bench/internal/benchkit"},
 	"internal/archtest": {},
 }
 

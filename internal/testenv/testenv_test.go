@@ -52,6 +52,18 @@ func TestMain(m *testing.M) {
 	case "exit7":
 		fmt.Println("partial")
 		os.Exit(7)
+	case "up":
+		// Stands in for `shoal up`: a log line, the ready line, then exit
+		// 0 on SIGINT.
+		sig := make(chan os.Signal, 1)
+		signal.Notify(sig, syscall.SIGINT)
+		fmt.Fprintln(os.Stderr, "level=INFO msg=starting")
+		fmt.Println("shoal up: app demo release v3 serving on http://127.0.0.1:1111 (admin http://127.0.0.1:2222)")
+		<-sig
+		os.Exit(0)
+	case "upfail":
+		fmt.Fprintln(os.Stderr, "shoal.yaml:3:1: unknown field")
+		os.Exit(2)
 	}
 }
 
@@ -163,5 +175,34 @@ func TestEventually(t *testing.T) {
 	Eventually(r, 30*time.Millisecond, func() error { return errors.New("still not ready") })
 	if !regexp.MustCompile(`^not within 30ms: .*still not ready`).MatchString(r.msg) {
 		t.Fatalf("failure message %q", r.msg)
+	}
+}
+
+func TestStartUp(t *testing.T) {
+	ctx := Context(t, 30*time.Second)
+	dir := t.TempDir()
+	if err := os.MkdirAll(dir+"/.shoal", 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(dir+"/.shoal/admin.token", []byte("tok\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("TESTENV_CHILD", "up")
+	u, err := StartUp(ctx, os.Args[0], dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(u.Close)
+	if u.App != "demo" || u.Release != "3" || u.LBURL != "http://127.0.0.1:1111" || u.AdminURL != "http://127.0.0.1:2222" || u.Token != "tok" || u.Dir != dir {
+		t.Fatalf("up = %+v", u)
+	}
+	if code, err := u.Stop(ctx, syscall.SIGINT); err != nil || code != 0 {
+		t.Fatalf("stop: exit %d, %v", code, err)
+	}
+
+	t.Setenv("TESTENV_CHILD", "upfail")
+	_, err = StartUp(ctx, os.Args[0], dir)
+	if err == nil || !regexp.MustCompile(`(?s)not ready: process exited.*shoal.yaml:3:1: unknown field`).MatchString(err.Error()) {
+		t.Fatalf("StartUp of a failing shoal up: %v", err)
 	}
 }
