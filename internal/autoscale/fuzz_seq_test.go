@@ -42,7 +42,7 @@ func FuzzDecideSequence(f *testing.F) {
 		current := max(lo, 1)
 		resize := func(n int) {
 			for len(g.insts) < n {
-				g.insts = append(g.insts, &fake{id: string(rune('a' + len(g.insts)%26)) + string(rune('0'+len(g.insts)/26%10)), inService: now})
+				g.insts = append(g.insts, &fake{id: string(rune('a'+len(g.insts)%26)) + string(rune('0'+len(g.insts)/26%10)), inService: now})
 			}
 			g.insts = g.insts[:min(n, len(g.insts))]
 		}

@@ -42,8 +42,8 @@ func TestAutoscaleMetricsOneUnitPerName(t *testing.T) {
 		"shoal_autoscale_policy_value_requests metric=inflight_per_instance policy=busy":       4,
 		"shoal_autoscale_policy_target_requests metric=inflight_per_instance policy=busy":      8,
 		"shoal_autoscale_policy_value_cores metric=cpu policy=cpu":                             0.5,
-		"shoal_autoscale_desired":                                                              3,
-		"shoal_autoscale_paused":                                                               0,
+		"shoal_autoscale_desired": 3,
+		"shoal_autoscale_paused":  0,
 	}
 	for k, v := range want {
 		if g, ok := got[k]; !ok || g != v {

@@ -25,9 +25,9 @@ type Process struct {
 
 	outR, errR *os.File      // read ends of the output pipes
 	done       chan struct{} // closed when the process has been reaped
-	readers sync.WaitGroup
-	state   *os.ProcessState
-	waitErr error
+	readers    sync.WaitGroup
+	state      *os.ProcessState
+	waitErr    error
 
 	mu      sync.Mutex
 	lines   []Line
