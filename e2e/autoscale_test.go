@@ -260,7 +260,7 @@ func TestAutoscaleStepLoad(t *testing.T) {
 	}
 	body, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	for _, want := range []string{"shoal_autoscale_desired 1", `shoal_autoscale_policy_target{metric="rps_per_instance",policy="rps"} 20`} {
+	for _, want := range []string{"shoal_autoscale_desired 1", `shoal_autoscale_policy_target_requests_per_second{metric="rps_per_instance",policy="rps"} 20`} {
 		if !strings.Contains(string(body), want) {
 			t.Errorf("/metrics lacks %q", want)
 		}

@@ -13,10 +13,14 @@ import (
 	"testing"
 
 	"github.com/shoal-dev/shoal/internal/testenv"
+	"go.uber.org/goleak"
 )
 
+// TestMain removes the binary built by testenv.BuildShoal after the
+// tests, and fails the run when a goroutine outlives them.
 func TestMain(m *testing.M) {
-	code := m.Run()
-	testenv.Cleanup()
-	os.Exit(code)
+	goleak.VerifyTestMain(m, goleak.Cleanup(func(code int) {
+		testenv.Cleanup()
+		os.Exit(code)
+	}))
 }

@@ -7,7 +7,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"syscall"
 	"testing"
@@ -18,9 +17,6 @@ import (
 	"github.com/shoal-dev/shoal/internal/client"
 	"github.com/shoal-dev/shoal/internal/testenv"
 )
-
-// readyLine is what `shoal up` prints once the desired instances serve.
-var readyLine = regexp.MustCompile(`shoal up: app (\S+) release v(\d+) serving on (http://\S+) \(admin (http://\S+)\)`)
 
 // exampleApp copies examples/<name> into a temp dir and rewrites its
 // shoal.yaml for a test: ephemeral ports, fast health checks, the given
@@ -115,23 +111,23 @@ type upProcess struct {
 	client   *client.Client
 }
 
-// startUp runs `shoal up` in dir and waits for its ready line.
+// startUp runs `shoal up` in dir (testenv.StartUp) and waits for its
+// ready line; the process is closed when the test ends, and its output
+// logged if the test failed.
 func startUp(t *testing.T, bin, dir string) *upProcess {
 	t.Helper()
-	cmd := exec.Command(bin, "up")
-	cmd.Dir = dir
-	p := testenv.StartCmd(t, cmd)
-	ctx := testenv.Context(t, 90*time.Second)
-	m, err := p.WaitForLine(ctx, readyLine)
-	if err != nil {
-		t.Fatalf("shoal up not ready: %v\n%s", err, p.Output())
-	}
-	tok, err := os.ReadFile(filepath.Join(dir, ".shoal", "admin.token"))
+	u, err := testenv.StartUp(testenv.Context(t, 90*time.Second), bin, dir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &upProcess{p: p, release: m[2], lbURL: m[3], adminURL: m[4],
-		client: client.New(m[4], strings.TrimSpace(string(tok)))}
+	t.Cleanup(func() {
+		u.Close()
+		if t.Failed() {
+			t.Logf("output of shoal up:\n%s", u.Output())
+		}
+	})
+	return &upProcess{p: u.Process, release: u.Release, lbURL: u.LBURL, adminURL: u.AdminURL,
+		client: client.New(u.AdminURL, u.Token)}
 }
 
 // shoal runs a client verb in dir and returns its exit code and output.

@@ -18,23 +18,8 @@ import (
 	"github.com/coder/websocket"
 	"github.com/shoal-dev/shoal/internal/release"
 	"github.com/shoal-dev/shoal/internal/runtime"
+	"github.com/shoal-dev/shoal/internal/testenv"
 )
-
-// waitFor polls cond until it returns nil or d passes, then fails with its last error.
-func waitFor(t *testing.T, d time.Duration, cond func() error) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for {
-		err := cond()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("not within %v: %v", d, err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
 
 func newLocal(t *testing.T) *runtime.Local {
 	t.Helper()
@@ -130,7 +115,7 @@ func TestMeteorLike(t *testing.T) {
 		t.Fatal(err)
 	}
 	base := "http://" + info.Addr
-	waitFor(t, 30*time.Second, func() error { return healthy(base) })
+	testenv.Eventually(t, 30*time.Second, func() error { return healthy(base) })
 
 	page := do(t, "GET", base+"/", "")
 	for _, want := range []string{"meteor-1", fmt.Sprint(info.PID), "meteor-like demo"} {
@@ -279,7 +264,7 @@ func TestGoAppBuildOnceAndRun(t *testing.T) {
 		t.Fatal(err)
 	}
 	base := "http://" + info.Addr
-	waitFor(t, 30*time.Second, func() error { return healthy(base) })
+	testenv.Eventually(t, 30*time.Second, func() error { return healthy(base) })
 	if r := do(t, "GET", base+"/", ""); r.status != 200 || !strings.Contains(r.body, "hello from goapp-1") {
 		t.Fatalf("GET / = %+v", r)
 	}

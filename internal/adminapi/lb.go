@@ -22,7 +22,7 @@ import (
 //	PUT    /v1/lb/pools/{pool}/targets/{addr}/weight      {"weight":n}
 //	POST   /v1/lb/reload                                  re-read the configuration
 //	POST   /v1/lb/maintenance                             {"on":true,"retry_after":"30s"}
-//	GET    /metrics                                       Prometheus metrics, with shoal_build_info
+//	GET    /metrics                                       Prometheus metrics: the balancer's, Go's and the process's, and shoal_build_info
 //
 // Authentication is not done here: serve mux through RequireToken.
 // reload is called by POST /v1/lb/reload; it must re-read and validate
@@ -45,7 +45,7 @@ func LBRoutes(mux *http.ServeMux, b *lb.Balancer, reload func(ctx context.Contex
 	mux.Handle("PUT /v1/lb/pools/{pool}/targets/{addr}/weight", Handle(h.setWeight))
 	mux.Handle("POST /v1/lb/reload", Handle(h.reloadConfig))
 	mux.Handle("POST /v1/lb/maintenance", Handle(h.maintenance))
-	mux.Handle("GET /metrics", WithMetrics(b.MetricsHandler(), buildinfo.Gatherer()))
+	mux.Handle("GET /metrics", metricsHandler(b.Metrics(), buildinfo.Gatherer()))
 }
 
 type lbHandlers struct {

@@ -128,8 +128,9 @@ var importers = map[string][]string{
 	"internal/adminapi":   {"internal/daemon", "internal/cli"},
 	"internal/uisource":   {"internal/daemon"},
 	"internal/controller": {"internal/daemon", "internal/adminapi", "internal/uisource"},
-	// Test-only helpers never reach the binary.
-	"internal/testenv":  {},
+	// Test-only helpers never reach the binary; the whole-system benchmarks start
+	// `shoal up` with the same helper as the end-to-end tests.
+	"internal/testenv":  {"bench/internal/benchkit"},
 	"internal/archtest": {},
 }
 

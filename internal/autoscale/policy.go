@@ -90,6 +90,23 @@ func (m Metric) short() string {
 	return m.String()
 }
 
+// Unit names the unit of m's values in Prometheus' style, for metric
+// names: "requests_per_second" (rps_per_instance), "seconds" (latency),
+// "requests" (requests in flight) or "cores" (cpu); "" for an unknown m.
+func (m Metric) Unit() string {
+	switch m {
+	case RPSPerInstance:
+		return "requests_per_second"
+	case LatencyP95, LatencyP99:
+		return "seconds"
+	case InFlightPerInstance:
+		return "requests"
+	case CPU:
+		return "cores"
+	}
+	return ""
+}
+
 // isLatency reports whether values of m are seconds.
 func (m Metric) isLatency() bool { return m == LatencyP95 || m == LatencyP99 }
 

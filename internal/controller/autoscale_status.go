@@ -108,26 +108,32 @@ func (c *Controller) Autoscale() AutoscaleStatus {
 	return st
 }
 
-// autoscaleMetrics are the autoscaler's Prometheus series.
+// autoscaleMetrics are the autoscaler's Prometheus series. A policy's
+// value and target are in a family per unit (one unit per metric name):
+// shoal_autoscale_policy_value_<unit> and shoal_autoscale_policy_target_<unit>,
+// with the units of autoscale.Metric.Unit.
 type autoscaleMetrics struct {
 	reg     *prometheus.Registry
-	value   *prometheus.GaugeVec
-	target  *prometheus.GaugeVec
+	value   map[string]*prometheus.GaugeVec // by unit
+	target  map[string]*prometheus.GaugeVec // by unit
 	desired prometheus.Gauge
 	paused  prometheus.Gauge
 }
 
+// autoscaleUnits are the units of the autoscale metrics, with the phrase
+// that says what is measured in it.
+var autoscaleUnits = []struct{ unit, what string }{
+	{"requests_per_second", "requests completed per second per instance (rps_per_instance)"},
+	{"seconds", "request latency (latency_p95, latency_p99)"},
+	{"requests", "requests in flight per instance (inflight_per_instance)"},
+	{"cores", "CPU cores busy per instance (cpu)"},
+}
+
 func newAutoscaleMetrics() *autoscaleMetrics {
 	m := &autoscaleMetrics{
-		reg: prometheus.NewRegistry(),
-		value: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "shoal_autoscale_policy_value",
-			Help: "Current value of each auto-scaling policy's metric over the window (seconds for latency, cores for cpu); absent without data.",
-		}, []string{"policy", "metric"}),
-		target: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "shoal_autoscale_policy_target",
-			Help: "Target of each target-tracking auto-scaling policy, in its metric's unit.",
-		}, []string{"policy", "metric"}),
+		reg:    prometheus.NewRegistry(),
+		value:  map[string]*prometheus.GaugeVec{},
+		target: map[string]*prometheus.GaugeVec{},
 		desired: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "shoal_autoscale_desired",
 			Help: "Desired instance count after the last auto-scaling evaluation.",
@@ -137,7 +143,18 @@ func newAutoscaleMetrics() *autoscaleMetrics {
 			Help: "1 while auto scaling is paused.",
 		}),
 	}
-	m.reg.MustRegister(m.value, m.target, m.desired, m.paused)
+	for _, u := range autoscaleUnits {
+		m.value[u.unit] = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "shoal_autoscale_policy_value_" + u.unit,
+			Help: "Current value over the window of each auto-scaling policy on " + u.what + "; absent without data.",
+		}, []string{"policy", "metric"})
+		m.target[u.unit] = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "shoal_autoscale_policy_target_" + u.unit,
+			Help: "Target of each target-tracking auto-scaling policy on " + u.what + ".",
+		}, []string{"policy", "metric"})
+		m.reg.MustRegister(m.value[u.unit], m.target[u.unit])
+	}
+	m.reg.MustRegister(m.desired, m.paused)
 	return m
 }
 
@@ -147,14 +164,18 @@ func (m *autoscaleMetrics) update(d autoscale.Decision) {
 		return
 	}
 	for _, pv := range d.PerPolicy {
+		value, target := m.value[pv.Metric.Unit()], m.target[pv.Metric.Unit()]
+		if value == nil {
+			continue // a metric without a unit here: a new autoscale.Metric needs a row in autoscaleUnits
+		}
 		l := prometheus.Labels{"policy": pv.Name, "metric": pv.Metric.String()}
 		if pv.OK {
-			m.value.With(l).Set(pv.Value)
+			value.With(l).Set(pv.Value)
 		} else {
-			m.value.Delete(l)
+			value.Delete(l)
 		}
 		if pv.Kind == autoscale.TargetTracking {
-			m.target.With(l).Set(pv.Target)
+			target.With(l).Set(pv.Target)
 		}
 	}
 	m.desired.Set(float64(d.Desired))

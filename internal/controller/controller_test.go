@@ -21,6 +21,7 @@ import (
 	"github.com/shoal-dev/shoal/internal/runtime"
 	"github.com/shoal-dev/shoal/internal/store"
 	"github.com/shoal-dev/shoal/internal/testenv"
+	"go.uber.org/goleak"
 )
 
 // TestMain doubles as the app under test: with CONTROLLER_TEST_APP set, the
@@ -33,7 +34,7 @@ func TestMain(m *testing.M) {
 	case "crash":
 		os.Exit(3)
 	}
-	os.Exit(m.Run())
+	goleak.VerifyTestMain(m)
 }
 
 // serveTestApp answers / and /healthz; POST /unhealthy makes /healthz

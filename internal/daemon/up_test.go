@@ -12,19 +12,22 @@ import (
 	"testing"
 	"time"
 
+	"go.uber.org/goleak"
+
 	"github.com/shoal-dev/shoal/internal/config"
 	"github.com/shoal-dev/shoal/internal/store"
 	"github.com/shoal-dev/shoal/internal/testenv"
 )
 
 // TestMain doubles as the app under test: with DAEMON_TEST_APP set, the
-// test binary serves HTTP on $PORT instead of running tests.
+// test binary serves HTTP on $PORT instead of running tests. Otherwise it
+// runs the tests and fails the run if goroutines outlive them.
 func TestMain(m *testing.M) {
 	if os.Getenv("DAEMON_TEST_APP") == "serve" {
 		serveTestApp()
 		return
 	}
-	os.Exit(m.Run())
+	goleak.VerifyTestMain(m)
 }
 
 func serveTestApp() {

@@ -3,6 +3,7 @@ package health
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -10,6 +11,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/shoal-dev/shoal/internal/testenv"
 )
 
 const wait = 5 * time.Second // upper bound for anything to happen
@@ -86,14 +89,12 @@ func waitChecks(t *testing.T, c *Checker, addr string, n int64) TargetStatus {
 	t.Helper()
 	st, _ := c.Status(addr)
 	want := st.Checks + n
-	deadline := time.Now().Add(wait)
-	for time.Now().Before(deadline) {
-		if st, _ = c.Status(addr); st.Checks >= want {
-			return st
+	testenv.Eventually(t, wait, func() error {
+		if st, _ = c.Status(addr); st.Checks < want {
+			return fmt.Errorf("%s: %d checks, want %d", addr, st.Checks, want)
 		}
-		time.Sleep(time.Millisecond) // polling interval of a bounded wait, not a synchronisation
-	}
-	t.Fatalf("%s: %d checks, want %d", addr, st.Checks, want)
+		return nil
+	})
 	return st
 }
 

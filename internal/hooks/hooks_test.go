@@ -13,6 +13,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/shoal-dev/shoal/internal/testenv"
 )
 
 // lineSink is an io.Writer that hands every write to the test as it
@@ -112,21 +114,20 @@ func readPid(t *testing.T, path string) int {
 // failing the test after 10s.
 func waitGone(t *testing.T, pid int) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	err := testenv.WaitFor(testenv.Context(t, 10*time.Second), func() error {
 		stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 		if err != nil || syscall.Kill(pid, 0) != nil {
-			return
+			return nil
 		}
 		// The state follows the parenthesised command name.
 		if i := bytes.LastIndexByte(stat, ')'); i > 0 && len(stat) > i+2 && stat[i+2] == 'Z' {
-			return
+			return nil
 		}
-		if time.Now().After(deadline) {
-			_ = syscall.Kill(pid, syscall.SIGKILL)
-			t.Fatalf("process %d still runs: %s", pid, stat)
-		}
-		time.Sleep(10 * time.Millisecond) // polling a process we cannot wait on
+		return fmt.Errorf("process %d still runs: %s", pid, stat)
+	})
+	if err != nil {
+		_ = syscall.Kill(pid, syscall.SIGKILL)
+		t.Fatal(err)
 	}
 }
 

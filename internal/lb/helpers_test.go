@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/shoal-dev/shoal/internal/pool"
+	"github.com/shoal-dev/shoal/internal/testenv"
 )
 
 // backend is an httptest server with its host:port.
@@ -174,14 +175,14 @@ func readResponses(t testing.TB, s string) []*http.Response {
 	}
 }
 
-// waitFor polls cond until it holds or d passes.
+// waitFor is testenv.Eventually for a condition that reports no error of
+// its own: the failure names what was awaited.
 func waitFor(t testing.TB, d time.Duration, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
+	testenv.Eventually(t, d, func() error {
+		if !cond() {
+			return errors.New("waiting for " + what)
 		}
-		time.Sleep(5 * time.Millisecond)
-	}
+		return nil
+	})
 }

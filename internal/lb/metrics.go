@@ -3,17 +3,25 @@ package lb
 import (
 	"net/http"
 	"sort"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/shoal-dev/shoal/internal/pool"
 )
 
 // metrics are the balancer's Prometheus series, in a registry it owns.
-// Hot-path series are resolved once per (route, target) and cached, so a
-// request costs a map read under a read lock, not a label hash.
+// Hot-path series are resolved once per (route, status code) and cached,
+// so a request costs an atomic load, not a label hash.
+//
+// No label takes a value per target: a target is an instance's address,
+// a new one with every deploy, so such series would grow without bound
+// (Envoy's cluster stats are per cluster for the same reason). Per-target
+// state is in the pool's status (admin API) and the access log.
 type metrics struct {
 	b        *Balancer
 	reg      *prometheus.Registry
@@ -28,6 +36,8 @@ type metrics struct {
 	mu     sync.Mutex
 	routes map[[2]string]*routeMetrics // by (route, pool)
 	hists  map[string]*latencyHist     // by pool, kept across reloads
+
+	ejections ejectionTally
 }
 
 // routeMetrics caches the series of one route.
@@ -36,11 +46,13 @@ type routeMetrics struct {
 	dur         prometheus.Observer
 	heldDur     prometheus.Observer
 	m           *metrics
-	mu          sync.Mutex // serialises additions to byTarget
-	// byTarget maps a target to its counters (index: status class 0-5).
-	// Copied on write, so a request reads it without a lock.
-	byTarget atomic.Pointer[map[string]*[6]prometheus.Counter]
+	// byCode holds the request counter of each status code (index: the
+	// code, 0 when none was sent), created on first use.
+	byCode [600]atomic.Pointer[codeCounter]
 }
+
+// codeCounter boxes a counter for an atomic.Pointer.
+type codeCounter struct{ c prometheus.Counter }
 
 // poolMetrics caches the series of one pool.
 type poolMetrics struct {
@@ -61,8 +73,8 @@ func newMetrics(b *Balancer) *metrics {
 	m := &metrics{b: b, reg: prometheus.NewRegistry(), routes: map[[2]string]*routeMetrics{}, hists: map[string]*latencyHist{}}
 	m.requests = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "shoal_lb_requests_total",
-		Help: "Requests answered, by route, pool, target and status class (1xx-5xx; \"none\" when no status was sent).",
-	}, []string{"route", "pool", "target", "code_class"})
+		Help: "Requests answered, by route, pool and status code (\"none\" when no status was sent).",
+	}, []string{"route", "pool", "code"})
 	m.duration = prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Name:    "shoal_lb_request_duration_seconds",
 		Help:    "Total request duration at the balancer, from headers read to the last byte (WebSockets: the tunnel's lifetime). Held-open exchanges (long polls, streams, server-sent events) are in shoal_lb_held_duration_seconds instead.",
@@ -136,38 +148,30 @@ func (m *metrics) forRoute(route, pool string) *routeMetrics {
 	rm := m.routes[k]
 	if rm == nil {
 		rm = &routeMetrics{route: route, pool: pool, m: m, dur: m.duration.WithLabelValues(route), heldDur: m.heldDur.WithLabelValues(route)}
-		rm.byTarget.Store(&map[string]*[6]prometheus.Counter{})
 		m.routes[k] = rm
 	}
 	return rm
 }
 
-var classNames = [6]string{"none", "1xx", "2xx", "3xx", "4xx", "5xx"}
-
-func (rm *routeMetrics) counter(target string, status int) prometheus.Counter {
-	class := status / 100
-	if class < 1 || class > 5 {
-		class = 0
+// counter returns the request counter of status, created on first use.
+// Two first uses at once get the same series (WithLabelValues returns the
+// existing child).
+func (rm *routeMetrics) counter(status int) prometheus.Counter {
+	if status < 100 || status >= len(rm.byCode) {
+		status = 0
 	}
-	cs := (*rm.byTarget.Load())[target]
-	if cs == nil {
-		rm.mu.Lock()
-		old := *rm.byTarget.Load()
-		if cs = old[target]; cs == nil {
-			cs = new([6]prometheus.Counter)
-			for i := range cs {
-				cs[i] = rm.m.requests.WithLabelValues(rm.route, rm.pool, target, classNames[i])
-			}
-			next := make(map[string]*[6]prometheus.Counter, len(old)+1)
-			for k, v := range old {
-				next[k] = v
-			}
-			next[target] = cs
-			rm.byTarget.Store(&next)
-		}
-		rm.mu.Unlock()
+	if cc := rm.byCode[status].Load(); cc != nil {
+		return cc.c
 	}
-	return cs[class]
+	code := "none"
+	if status != 0 {
+		code = strconv.Itoa(status)
+	}
+	cc := &codeCounter{rm.m.requests.WithLabelValues(rm.route, rm.pool, code)}
+	if !rm.byCode[status].CompareAndSwap(nil, cc) {
+		cc = rm.byCode[status].Load()
+	}
+	return cc.c
 }
 
 // observe records a finished exchange. A held-open one leaves the open
@@ -178,7 +182,7 @@ func (m *metrics) observe(ex *exchange, d time.Duration) {
 	if ex.route != nil {
 		rm = ex.route.m
 	}
-	rm.counter(ex.target, ex.status).Inc()
+	rm.counter(ex.status).Inc()
 	if ex.held {
 		ex.heldPool.held.Dec()
 		ex.heldPool.lat.held.Add(-1)
@@ -204,14 +208,64 @@ func (m *metrics) handler() http.Handler {
 // from the pools at scrape time.
 func (b *Balancer) MetricsHandler() http.Handler { return b.metrics.handler() }
 
+// Metrics returns the balancer's own Prometheus registry (the series
+// MetricsHandler serves), for a handler that serves them with others.
+func (b *Balancer) Metrics() prometheus.Gatherer { return b.metrics.reg }
+
 // poolCollector reads pool state at scrape time.
 type poolCollector struct{ b *Balancer }
+
+// ejectionTally turns the pools' per-target ejection counts (each since
+// its target was added) into one monotonic count per pool: the counts of
+// targets seen at an earlier scrape and gone since are kept in gone. An
+// ejection of a target after the last scrape that saw it is not counted.
+type ejectionTally struct {
+	mu    sync.Mutex
+	pools map[string]*poolEjections
+}
+
+type poolEjections struct {
+	gone int64
+	seen map[string]int64 // by target address: its count at the last scrape
+}
+
+// total records the current per-target counts of the pool named name and returns its
+// count of ejections since the balancer started.
+func (et *ejectionTally) total(name string, targets []pool.TargetStatus) int64 {
+	et.mu.Lock()
+	defer et.mu.Unlock()
+	if et.pools == nil {
+		et.pools = map[string]*poolEjections{}
+	}
+	pe := et.pools[name]
+	if pe == nil {
+		pe = &poolEjections{seen: map[string]int64{}}
+		et.pools[name] = pe
+	}
+	now := make(map[string]int64, len(targets))
+	var sum int64
+	for _, t := range targets {
+		n := t.Ejections
+		if prev, ok := pe.seen[t.Addr]; ok && n < prev {
+			pe.gone += prev // removed and added again since the last scrape
+		}
+		now[t.Addr] = n
+		sum += n
+	}
+	for addr, n := range pe.seen {
+		if _, ok := now[addr]; !ok {
+			pe.gone += n
+		}
+	}
+	pe.seen = now
+	return pe.gone + sum
+}
 
 var (
 	descInFlight = prometheus.NewDesc("shoal_lb_in_flight", "Requests and tunnels in flight to the pool's targets.", []string{"pool"}, nil)
 	descHealthy  = prometheus.NewDesc("shoal_lb_healthy_targets", "Targets of the pool in the healthy state.", []string{"pool"}, nil)
 	descFailOpen = prometheus.NewDesc("shoal_lb_fail_open", "1 when no target of the pool is healthy and requests go to all of them.", []string{"pool"}, nil)
-	descEjected  = prometheus.NewDesc("shoal_lb_ejections_total", "Passive ejections of a target since it was added.", []string{"pool", "target"}, nil)
+	descEjected  = prometheus.NewDesc("shoal_lb_ejections_total", "Passive ejections of the pool's targets since the balancer started.", []string{"pool"}, nil)
 	descTargets  = prometheus.NewDesc("shoal_lb_targets", "Targets of the pool by state.", []string{"pool", "state"}, nil)
 )
 
@@ -231,8 +285,8 @@ func (c poolCollector) Collect(ch chan<- prometheus.Metric) {
 		for _, t := range st.Targets {
 			inflight += t.InFlight
 			states[t.State]++
-			ch <- prometheus.MustNewConstMetric(descEjected, prometheus.CounterValue, float64(t.Ejections), st.Name, t.Addr)
 		}
+		ch <- prometheus.MustNewConstMetric(descEjected, prometheus.CounterValue, float64(c.b.metrics.ejections.total(st.Name, st.Targets)), st.Name)
 		fo := 0.0
 		if st.FailOpen {
 			fo = 1

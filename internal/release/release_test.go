@@ -12,6 +12,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/shoal-dev/shoal/internal/testenv"
 )
 
 // writeTree creates files under dir: keys ending in "/" are directories, values starting
@@ -243,9 +245,9 @@ func TestBuildCancelKillsCommand(t *testing.T) {
 		_, err := s.Build(ctx, BuildSpec{Dir: dir, Command: "touch started; sleep 300 & wait"})
 		done <- err
 	}()
-	waitFor(t, 10*time.Second, func() bool {
+	testenv.Eventually(t, 10*time.Second, func() error {
 		_, err := os.Stat(filepath.Join(dir, "started"))
-		return err == nil
+		return err
 	})
 	cancel()
 	select {
@@ -255,17 +257,6 @@ func TestBuildCancelKillsCommand(t *testing.T) {
 		}
 	case <-time.After(20 * time.Second):
 		t.Fatal("build did not stop after cancel")
-	}
-}
-
-func waitFor(t *testing.T, d time.Duration, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("condition not met within %v", d)
-		}
-		time.Sleep(10 * time.Millisecond)
 	}
 }
 

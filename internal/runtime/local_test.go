@@ -17,6 +17,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/shoal-dev/shoal/internal/testenv"
 )
 
 func selfCommand(t *testing.T) string {
@@ -40,7 +42,7 @@ func TestStartServeStop(t *testing.T) {
 		t.Fatal(err)
 	}
 	var got map[string]string
-	waitFor(t, 20*time.Second, func() error {
+	testenv.Eventually(t, 20*time.Second, func() error {
 		resp, err := http.Get("http://" + info.Addr + "/")
 		if err != nil {
 			return err
@@ -118,7 +120,7 @@ func TestStopEscalatesToSIGKILL(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 10*time.Second, func() error { return fileContains(info.LogPath, "ready") })
+	testenv.Eventually(t, 10*time.Second, func() error { return fileContains(info.LogPath, "ready") })
 	if err := l.Stop(context.Background(), "stubborn"); err != nil {
 		t.Fatal(err)
 	}
@@ -142,7 +144,7 @@ func TestStopKillsWholeGroup(t *testing.T) {
 		t.Fatal(err)
 	}
 	var child int
-	waitFor(t, 10*time.Second, func() (err error) {
+	testenv.Eventually(t, 10*time.Second, func() (err error) {
 		child, err = readPidFile(filepath.Join(info.WorkDir, "child.pid"))
 		return err
 	})
@@ -176,7 +178,7 @@ func TestNaturalExitKillsStragglers(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 10*time.Second, func() error { return processGone(child) })
+	testenv.Eventually(t, 10*time.Second, func() error { return processGone(child) })
 }
 
 func TestLogRotationKeepsEveryLine(t *testing.T) {
@@ -246,7 +248,7 @@ func TestTailFollowsUntilExit(t *testing.T) {
 	var out lockedBuffer
 	done := make(chan error, 1)
 	go func() { done <- l.Tail(context.Background(), "f", 10, true, &out) }()
-	waitFor(t, 10*time.Second, func() error {
+	testenv.Eventually(t, 10*time.Second, func() error {
 		if !strings.Contains(out.String(), "first") {
 			return errors.New("no first line yet")
 		}
@@ -372,7 +374,7 @@ func TestNoInstanceOutlivesKilledHost(t *testing.T) {
 		t.Fatalf("host said %q: %v", line, err)
 	}
 	var child int
-	waitFor(t, 10*time.Second, func() (err error) {
+	testenv.Eventually(t, 10*time.Second, func() (err error) {
 		child, err = readPidFile(filepath.Join(data, "instances", "tree", "child.pid"))
 		return err
 	})
@@ -382,8 +384,8 @@ func TestNoInstanceOutlivesKilledHost(t *testing.T) {
 		t.Fatal(err)
 	}
 	host.Wait()
-	waitFor(t, 10*time.Second, func() error { return processGone(simple) })
-	waitFor(t, 10*time.Second, func() error { return processGone(tree) })
+	testenv.Eventually(t, 10*time.Second, func() error { return processGone(simple) })
+	testenv.Eventually(t, 10*time.Second, func() error { return processGone(tree) })
 	if err := processGone(child); err == nil {
 		t.Fatal("grandchild died without CleanLeftovers; the test no longer tests it")
 	}

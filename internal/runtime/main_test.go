@@ -14,6 +14,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"go.uber.org/goleak"
 )
 
 // The test binary doubles as the programs the tests run, chosen by RUNTIME_TEST_HELPER:
@@ -28,7 +30,7 @@ func TestMain(m *testing.M) {
 	case "host":
 		os.Exit(helperHost())
 	}
-	os.Exit(m.Run())
+	goleak.VerifyTestMain(m)
 }
 
 func helperServe() int {
@@ -75,22 +77,6 @@ func helperHost() int {
 	}
 	fmt.Println("ready", simple.PID, tree.PID)
 	select {} // until SIGKILL
-}
-
-// waitFor polls cond until it returns nil or d passes, then fails with cond's last error.
-func waitFor(t *testing.T, d time.Duration, cond func() error) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for {
-		err := cond()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("not within %v: %v", d, err)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
 }
 
 // processGone reports whether pid no longer runs (absent, or a zombie nobody reaped).

@@ -9,6 +9,8 @@ import (
 	"slices"
 	"testing"
 	"time"
+
+	"github.com/shoal-dev/shoal/internal/testenv"
 )
 
 // instanceDirs lists the folders under <data>/instances.
@@ -48,7 +50,7 @@ func TestStoppedInstanceFoldersArePruned(t *testing.T) {
 		}
 	}
 	want := []string{"a-running", "job-3", "job-4", "job-5", "not an id"}
-	waitFor(t, 10*time.Second, func() error {
+	testenv.Eventually(t, 10*time.Second, func() error {
 		if got := instanceDirs(t, data); !slices.Equal(got, want) {
 			return fmt.Errorf("instance folders %v, want %v", got, want)
 		}

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/shoal-dev/shoal/internal/testenv"
 	"golang.org/x/sys/unix"
 )
 
@@ -182,7 +183,7 @@ func TestInstanceLogRedactsSecretAcrossWrites(t *testing.T) {
 	// The child opened the FIFO for reading, so its first write is done;
 	// wait until the runtime has read it from the pipe.
 	var w *os.File
-	waitFor(t, 10*time.Second, func() error {
+	testenv.Eventually(t, 10*time.Second, func() error {
 		f, err := os.OpenFile(fifo, os.O_WRONLY|unix.O_NONBLOCK, 0)
 		if err != nil {
 			return fmt.Errorf("child not at the FIFO yet: %w", err)
@@ -190,7 +191,7 @@ func TestInstanceLogRedactsSecretAcrossWrites(t *testing.T) {
 		w = f
 		return nil
 	})
-	waitFor(t, 10*time.Second, func() error {
+	testenv.Eventually(t, 10*time.Second, func() error {
 		n, err := pipeUnread(inst)
 		if err == nil && n > 0 {
 			err = fmt.Errorf("%d bytes not yet read", n)

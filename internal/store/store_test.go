@@ -14,6 +14,7 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+	"go.uber.org/goleak"
 
 	"github.com/shoal-dev/shoal/internal/api"
 )
@@ -27,7 +28,7 @@ func TestMain(m *testing.M) {
 		runCrashChild(path)
 		return
 	}
-	os.Exit(m.Run())
+	goleak.VerifyTestMain(m)
 }
 
 // runCrashChild writes releases and events in a loop, printing each

@@ -18,16 +18,16 @@ import (
 
 // Process is a started child process whose stdout and stderr are captured
 // line by line. It is safe for concurrent use. The process runs in its own
-// process group; when the test ends, Cleanup kills the whole group with
-// SIGKILL if it is still running, reaps it, and logs its output if the
-// test failed.
+// process group; Close (which a test's Cleanup calls, see StartCmd) kills
+// the whole group with SIGKILL if it is still running and reaps it.
 type Process struct {
 	Cmd *exec.Cmd
 
-	done    chan struct{} // closed when the process has been reaped
-	readers sync.WaitGroup
-	state   *os.ProcessState
-	waitErr error
+	outR, errR *os.File      // read ends of the output pipes
+	done       chan struct{} // closed when the process has been reaped
+	readers    sync.WaitGroup
+	state      *os.ProcessState
+	waitErr    error
 
 	mu      sync.Mutex
 	lines   []Line
@@ -49,9 +49,26 @@ func Start(t testing.TB, bin string, args ...string) *Process {
 
 // StartCmd starts cmd, which must not have Stdout, Stderr or
 // SysProcAttr.Setpgid set by the caller (they are set here). It fails
-// the test if the process cannot start.
+// the test if the process cannot start. When the test ends, its Cleanup
+// calls Close and logs the process's output if the test failed.
 func StartCmd(t testing.TB, cmd *exec.Cmd) *Process {
 	t.Helper()
+	p, err := StartProcess(cmd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		p.Close()
+		if t.Failed() {
+			t.Logf("output of %s:\n%s", strings.Join(p.Cmd.Args, " "), p.Output())
+		}
+	})
+	return p
+}
+
+// StartProcess is StartCmd outside a test (a benchmark program): the
+// caller must call Close once it is done with the process.
+func StartProcess(cmd *exec.Cmd) (*Process, error) {
 	p := &Process{Cmd: cmd, done: make(chan struct{}), changed: make(chan struct{})}
 	if cmd.SysProcAttr == nil {
 		cmd.SysProcAttr = &syscall.SysProcAttr{}
@@ -59,21 +76,24 @@ func StartCmd(t testing.TB, cmd *exec.Cmd) *Process {
 	cmd.SysProcAttr.Setpgid = true
 	outR, outW, err := os.Pipe()
 	if err != nil {
-		t.Fatalf("pipe: %v", err)
+		return nil, fmt.Errorf("pipe: %w", err)
 	}
 	errR, errW, err := os.Pipe()
 	if err != nil {
-		t.Fatalf("pipe: %v", err)
+		outR.Close()
+		outW.Close()
+		return nil, fmt.Errorf("pipe: %w", err)
 	}
 	cmd.Stdout, cmd.Stderr = outW, errW
 	if err := cmd.Start(); err != nil {
 		for _, f := range []*os.File{outR, outW, errR, errW} {
 			f.Close()
 		}
-		t.Fatalf("start %s: %v", cmd.Path, err)
+		return nil, fmt.Errorf("start %s: %w", cmd.Path, err)
 	}
 	outW.Close()
 	errW.Close()
+	p.outR, p.errR = outR, errR
 	p.readers.Add(2)
 	go p.read(outR, false)
 	go p.read(errR, true)
@@ -82,8 +102,7 @@ func StartCmd(t testing.TB, cmd *exec.Cmd) *Process {
 		p.state, p.waitErr = cmd.ProcessState, err
 		close(p.done)
 	}()
-	t.Cleanup(func() { p.cleanup(t, outR, errR) })
-	return p
+	return p, nil
 }
 
 func (p *Process) read(r io.ReadCloser, stderr bool) {
@@ -100,7 +119,11 @@ func (p *Process) read(r io.ReadCloser, stderr bool) {
 	}
 }
 
-func (p *Process) cleanup(t testing.TB, files ...*os.File) {
+// Close kills the process's group with SIGKILL if the process still
+// runs, reaps it, and waits for its output to be read (at most 10 seconds
+// after the kill: a child that inherited the pipes and escaped the group
+// could hold them open). Calling it again does nothing more.
+func (p *Process) Close() {
 	select {
 	case <-p.done:
 	default:
@@ -117,13 +140,9 @@ func (p *Process) cleanup(t testing.TB, files ...*os.File) {
 	select {
 	case <-readersDone:
 	case <-time.After(10 * time.Second):
-		for _, f := range files {
-			f.Close()
-		}
+		p.outR.Close()
+		p.errR.Close()
 		<-readersDone
-	}
-	if t.Failed() {
-		t.Logf("output of %s:\n%s", strings.Join(p.Cmd.Args, " "), p.Output())
 	}
 }
 

@@ -125,6 +125,19 @@ func WaitFor(ctx context.Context, fn func() error) error {
 	}
 }
 
+// Eventually is WaitFor for a test: it calls fn until it returns nil, for
+// at most d (and never past the test's deadline, see Context), and fails
+// the test with fn's last error if it never does. Call it only from the
+// test's own goroutine (it calls t.Fatalf).
+func Eventually(t testing.TB, d time.Duration, fn func() error) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(Context(t, d))
+	defer cancel()
+	if err := WaitFor(ctx, fn); err != nil {
+		t.Fatalf("not within %v: %v", d, err)
+	}
+}
+
 // Context returns a context for one test step that ends at the test's
 // deadline minus a margin (so failures are reported, not killed by the
 // test binary's timeout) or after max, whichever is first.

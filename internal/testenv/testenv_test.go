@@ -12,6 +12,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"go.uber.org/goleak"
 )
 
 // The test binary doubles as the child process: with TESTENV_CHILD set it
@@ -19,7 +21,7 @@ import (
 func TestMain(m *testing.M) {
 	switch os.Getenv("TESTENV_CHILD") {
 	case "":
-		os.Exit(m.Run())
+		goleak.VerifyTestMain(m)
 	case "echo":
 		// Prints a line on each stream, then echoes stdin lines until EOF
 		// or SIGTERM (exit 0 after printing "bye").
@@ -50,6 +52,18 @@ func TestMain(m *testing.M) {
 	case "exit7":
 		fmt.Println("partial")
 		os.Exit(7)
+	case "up":
+		// Stands in for `shoal up`: a log line, the ready line, then exit
+		// 0 on SIGINT.
+		sig := make(chan os.Signal, 1)
+		signal.Notify(sig, syscall.SIGINT)
+		fmt.Fprintln(os.Stderr, "level=INFO msg=starting")
+		fmt.Println("shoal up: app demo release v3 serving on http://127.0.0.1:1111 (admin http://127.0.0.1:2222)")
+		<-sig
+		os.Exit(0)
+	case "upfail":
+		fmt.Fprintln(os.Stderr, "shoal.yaml:3:1: unknown field")
+		os.Exit(2)
 	}
 }
 
@@ -134,5 +148,61 @@ func TestWaitForReturnsLastError(t *testing.T) {
 		return nil
 	}); err != nil || n != 3 {
 		t.Fatalf("err %v after %d calls", err, n)
+	}
+}
+
+// fatalRecorder is a testing.TB whose Fatalf records instead of ending
+// the test, so Eventually's failure can be checked.
+type fatalRecorder struct {
+	testing.TB
+	msg string
+}
+
+func (r *fatalRecorder) Fatalf(format string, args ...any) { r.msg = fmt.Sprintf(format, args...) }
+
+func TestEventually(t *testing.T) {
+	n := 0
+	Eventually(t, 10*time.Second, func() error {
+		if n++; n < 3 {
+			return errors.New("not yet")
+		}
+		return nil
+	})
+	if n != 3 {
+		t.Fatalf("fn called %d times, want 3", n)
+	}
+	r := &fatalRecorder{TB: t}
+	Eventually(r, 30*time.Millisecond, func() error { return errors.New("still not ready") })
+	if !regexp.MustCompile(`^not within 30ms: .*still not ready`).MatchString(r.msg) {
+		t.Fatalf("failure message %q", r.msg)
+	}
+}
+
+func TestStartUp(t *testing.T) {
+	ctx := Context(t, 30*time.Second)
+	dir := t.TempDir()
+	if err := os.MkdirAll(dir+"/.shoal", 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(dir+"/.shoal/admin.token", []byte("tok\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("TESTENV_CHILD", "up")
+	u, err := StartUp(ctx, os.Args[0], dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(u.Close)
+	if u.App != "demo" || u.Release != "3" || u.LBURL != "http://127.0.0.1:1111" || u.AdminURL != "http://127.0.0.1:2222" || u.Token != "tok" || u.Dir != dir {
+		t.Fatalf("up = %+v", u)
+	}
+	if code, err := u.Stop(ctx, syscall.SIGINT); err != nil || code != 0 {
+		t.Fatalf("stop: exit %d, %v", code, err)
+	}
+
+	t.Setenv("TESTENV_CHILD", "upfail")
+	_, err = StartUp(ctx, os.Args[0], dir)
+	if err == nil || !regexp.MustCompile(`(?s)not ready: process exited.*shoal.yaml:3:1: unknown field`).MatchString(err.Error()) {
+		t.Fatalf("StartUp of a failing shoal up: %v", err)
 	}
 }

@@ -23,6 +23,7 @@ import (
 	"github.com/shoal-dev/shoal/internal/store"
 	"github.com/shoal-dev/shoal/internal/testenv"
 	"github.com/shoal-dev/shoal/internal/timeseries"
+	"go.uber.org/goleak"
 )
 
 // TestMain doubles as the app the controller runs: with UISOURCE_TEST_APP
@@ -40,7 +41,7 @@ func TestMain(m *testing.M) {
 		http.Serve(ln, mux)
 		return
 	}
-	os.Exit(m.Run())
+	goleak.VerifyTestMain(m)
 }
 
 // rig is a real controller on a temp data dir, with a Source over it.

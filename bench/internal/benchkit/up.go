@@ -1,27 +1,21 @@
 package benchkit
 
 import (
-	"bufio"
 	"context"
-	"errors"
-	"fmt"
-	"io"
-	"os"
 	"os/exec"
-	"path/filepath"
-	"regexp"
-	"strings"
 	"syscall"
 	"time"
 
 	"github.com/shoal-dev/shoal/internal/client"
+	"github.com/shoal-dev/shoal/internal/testenv"
 )
-
-// readyLine is the line `shoal up` prints once its instances serve.
-var readyLine = regexp.MustCompile(`serving on (http://\S+) \(admin (http://\S+)\)`)
 
 // readyTimeout bounds how long StartUp waits for the ready line.
 const readyTimeout = 2 * time.Minute
+
+// stopTimeout bounds how long Stop waits for shoal up to drain and exit
+// before it kills it.
+const stopTimeout = 2 * time.Minute
 
 // Up is a running `shoal up`. Its fields are set by StartUp and read-only
 // afterwards; Stop must be called once.
@@ -32,71 +26,30 @@ type Up struct {
 	AdminURL string         // the admin API
 	Client   *client.Client // admin API client with the folder's token
 
-	drained chan struct{} // closed when stdout has been read to the end
+	up *testenv.Up
 }
 
-// StartUp runs `bin up` in dir and blocks until its ready line (at most
-// 2 minutes, or until ctx ends), then reads the admin token from
-// dir/.shoal/admin.token. Its stdout is read and discarded for as long
-// as it runs; stderr is left unread (discarded by exec).
+// StartUp runs `bin up` in dir with testenv.StartUp, the helper the
+// end-to-end tests use, and blocks until its ready line (at most 2
+// minutes, or until ctx ends). Its output is captured in memory for as
+// long as it runs.
 func StartUp(ctx context.Context, bin, dir string) (*Up, error) {
-	cmd := exec.CommandContext(ctx, bin, "up")
-	cmd.Dir = dir
-	out, err := cmd.StdoutPipe()
+	ctx, cancel := context.WithTimeout(ctx, readyTimeout)
+	defer cancel()
+	u, err := testenv.StartUp(ctx, bin, dir)
 	if err != nil {
-		return nil, fmt.Errorf("shoal up: %w", err)
-	}
-	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("shoal up: %w", err)
-	}
-	u := &Up{Dir: dir, Cmd: cmd, drained: make(chan struct{})}
-	ready := make(chan []string, 1)
-	go func() {
-		defer close(u.drained)
-		sc := bufio.NewScanner(out)
-		sc.Buffer(make([]byte, 64*1024), 1<<20)
-		sent := false // only the first ready line counts
-		for sc.Scan() {
-			if m := readyLine.FindStringSubmatch(sc.Text()); m != nil && !sent {
-				ready <- m
-				sent = true
-			}
-		}
-		io.Copy(io.Discard, out) // after an over-long line: keep the pipe drained
-	}()
-	timer := time.NewTimer(readyTimeout)
-	defer timer.Stop()
-	var m []string
-	select {
-	case m = <-ready:
-	case <-u.drained:
-		select {
-		case m = <-ready:
-		default:
-			u.Stop()
-			return nil, errors.New("shoal up exited before it was ready")
-		}
-	case <-timer.C:
-		u.Stop()
-		return nil, fmt.Errorf("shoal up not ready within %s", readyTimeout)
-	case <-ctx.Done():
-		u.Stop()
-		return nil, ctx.Err()
-	}
-	u.LBURL, u.AdminURL = m[1], m[2]
-	tok, err := os.ReadFile(filepath.Join(dir, ".shoal", "admin.token"))
-	if err != nil {
-		u.Stop()
 		return nil, err
 	}
-	u.Client = client.New(u.AdminURL, strings.TrimSpace(string(tok)))
-	return u, nil
+	return &Up{Dir: dir, Cmd: u.Cmd, LBURL: u.LBURL, AdminURL: u.AdminURL,
+		Client: client.New(u.AdminURL, u.Token), up: u}, nil
 }
 
 // Stop sends SIGINT (drain and stop) to shoal up and blocks until it has
-// exited and its output reader has ended. It does not remove Dir.
+// exited and its output is read; after 2 minutes it kills its process
+// group. It does not remove Dir.
 func (u *Up) Stop() {
-	u.Cmd.Process.Signal(syscall.SIGINT)
-	u.Cmd.Wait() // closes the stdout pipe, which ends the reader
-	<-u.drained
+	ctx, cancel := context.WithTimeout(context.Background(), stopTimeout)
+	defer cancel()
+	u.up.Stop(ctx, syscall.SIGINT)
+	u.up.Close()
 }
