@@ -49,6 +49,10 @@ func FuzzDecide(f *testing.F) {
 	f.Add(1, 10, 0.1, 50.0, 0.7, 0.9, 2, false, 120.0, 0.95, 3, 3)
 	f.Add(0, 1, 0.0, 1e-9, math.Inf(-1), 0.2, -50, true, 0.0, 0.0, 0, 0)
 	f.Add(2, 100000, 0.99, 1e300, -1.0, 1e308, 1000, true, 1e308, 1e308, 100000, 50)
+	// Found by the fuzzer (issue 11): a step policy that wants far more
+	// than max, one step short of it (60 -> the step bound 120 > max 109).
+	// A scale-out that is not capped at max fails here without fuzzing.
+	f.Add(0, 109, 0.0, 53.00000000099999, math.Inf(-1), 0.0008333333333333333, 123, false, 0.0, 0.0, 60, 157)
 	f.Fuzz(func(t *testing.T, lo, hi int, tol, target, lower, upper float64, adjust int, percent bool, rps, cpu float64, current, warm int) {
 		c := DefaultConfig()
 		c.Min, c.Max, c.Tolerance, c.Stabilization = lo, hi, tol, 0
