@@ -23,9 +23,9 @@
 # than untraced and events batch more per epoll_wait: compare binaries in
 # one run, do not read the epoll_wait figure as the untraced one.
 #
-# Needs wrk and strace (Debian: apt-get install -y wrk strace) and a kernel
-# that lets this user ptrace its own children's siblings (ptrace_scope 0),
-# or root.
+# Needs wrk and strace (Debian: apt-get install -y wrk strace), and the
+# right to trace a process that is not strace's child: root, or Yama's
+# kernel.yama.ptrace_scope at 0.
 set -euo pipefail
 
 REQUESTS=${REQUESTS:-40000}
