@@ -19,7 +19,6 @@ import (
 
 	"github.com/shoal-dev/shoal/internal/api"
 	"github.com/shoal-dev/shoal/internal/client"
-	"github.com/shoal-dev/shoal/internal/controller"
 	"github.com/shoal-dev/shoal/internal/lb"
 	"github.com/shoal-dev/shoal/internal/rollout"
 )
@@ -40,7 +39,7 @@ func TestWireTypesAgree(t *testing.T) {
 		{"GET /v1/env", api.EnvVar{}, client.EnvVar{}},
 		{"GET /v1/deploy", rollout.Progress{}, client.RolloutProgress{}},
 		{"POST /v1/deploy stream", api.DeployLine{}, client.DeployLine{}},
-		{"GET /v1/autoscale", controller.AutoscaleStatus{}, client.Autoscale{}},
+		{"GET /v1/autoscale", api.AutoscaleStatus{}, client.Autoscale{}},
 		{"GET /v1/lb/status", lb.Status{}, client.LBStatus{}},
 		{"GET /v1/lb/pools", struct {
 			Pools []lb.PoolStatus `json:"pools"`
@@ -249,7 +248,7 @@ func TestWireJSONUnchanged(t *testing.T) {
 		{"env.json", api.EnvVar{}},
 		{"progress.json", api.RolloutProgress{}},
 		{"deploy_line.json", api.DeployLine{}},
-		{"autoscale.json", controller.AutoscaleStatus{}},
+		{"autoscale.json", api.AutoscaleStatus{}},
 		{"lb_status.json", lb.Status{}},
 		{"drain.json", drainResult{}},
 		{"error.json", ErrorBody{}},
