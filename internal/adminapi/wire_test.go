@@ -19,7 +19,6 @@ import (
 
 	"github.com/shoal-dev/shoal/internal/api"
 	"github.com/shoal-dev/shoal/internal/client"
-	"github.com/shoal-dev/shoal/internal/lb"
 	"github.com/shoal-dev/shoal/internal/rollout"
 )
 
@@ -40,13 +39,9 @@ func TestWireTypesAgree(t *testing.T) {
 		{"GET /v1/deploy", rollout.Progress{}, client.RolloutProgress{}},
 		{"POST /v1/deploy stream", api.DeployLine{}, client.DeployLine{}},
 		{"GET /v1/autoscale", api.AutoscaleStatus{}, client.Autoscale{}},
-		{"GET /v1/lb/status", lb.Status{}, client.LBStatus{}},
-		{"GET /v1/lb/pools", struct {
-			Pools []lb.PoolStatus `json:"pools"`
-		}{}, struct {
-			Pools []client.Pool `json:"pools"`
-		}{}},
-		{"DELETE .../targets/{addr}, POST .../drain", drainResult{}, client.DrainResult{}},
+		{"GET /v1/lb/status", api.LBStatus{}, client.LBStatus{}},
+		{"GET /v1/lb/pools", api.PoolList{}, api.PoolList{}},
+		{"DELETE .../targets/{addr}, POST .../drain", api.DrainResult{}, client.DrainResult{}},
 	}
 	for _, a := range answers {
 		sv := fill(t, reflect.TypeOf(a.server))
@@ -249,8 +244,8 @@ func TestWireJSONUnchanged(t *testing.T) {
 		{"progress.json", api.RolloutProgress{}},
 		{"deploy_line.json", api.DeployLine{}},
 		{"autoscale.json", api.AutoscaleStatus{}},
-		{"lb_status.json", lb.Status{}},
-		{"drain.json", drainResult{}},
+		{"lb_status.json", api.LBStatus{}},
+		{"drain.json", api.DrainResult{}},
 		{"error.json", ErrorBody{}},
 	} {
 		v := fill(t, reflect.TypeOf(c.value))
@@ -274,8 +269,8 @@ func TestWireJSONUnchanged(t *testing.T) {
 		check(t, c.file, got, err)
 	}
 	// GET /v1/lb/pools answers the pools of the status under "pools".
-	pools := fill(t, reflect.TypeOf(lb.Status{})).(lb.Status).Pools
-	got, err := json.MarshalIndent(map[string]any{"pools": pools}, "", "  ")
+	pools := fill(t, reflect.TypeOf(api.LBStatus{})).(api.LBStatus).Pools
+	got, err := json.MarshalIndent(api.PoolList{Pools: pools}, "", "  ")
 	check(t, "lb_pools.json", got, err)
 }
 
