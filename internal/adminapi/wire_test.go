@@ -77,13 +77,10 @@ func TestWireTypesAgree(t *testing.T) {
 		client, server any
 	}{
 		{"POST /v1/deploy", client.DeployOptions{}, DeployRequest{}},
-		{"POST /v1/rollback", map[string]int{"version": 1}, RollbackRequest{}},
-		{"POST /v1/env", struct {
-			Set   []client.EnvVar `json:"set,omitempty"`
-			Unset []string        `json:"unset,omitempty"`
-		}{}, EnvRequest{}},
-		{"POST /v1/scale", map[string]int{"desired": 1}, ScaleRequest{}},
-		{"POST /v1/autoscale", map[string]bool{"paused": true}, AutoscaleRequest{}},
+		{"POST /v1/rollback", api.RollbackRequest{}, RollbackRequest{}},
+		{"POST /v1/env", api.EnvRequest{}, EnvRequest{}},
+		{"POST /v1/scale", api.ScaleRequest{}, ScaleRequest{}},
+		{"POST /v1/autoscale", api.AutoscaleRequest{}, AutoscaleRequest{}},
 		{"POST /v1/lb/pools/{pool}/targets", client.TargetRequest{}, targetBody{}},
 		{"PUT .../weight", client.WeightRequest{}, weightBody{}},
 		{"POST .../drain", client.DrainRequest{}, drainBody{}},
