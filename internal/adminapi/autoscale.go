@@ -11,13 +11,12 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/common/expfmt"
 
+	"github.com/shoal-dev/shoal/internal/api"
 	"github.com/shoal-dev/shoal/internal/controller"
 )
 
-// AutoscaleRequest is the body of POST /v1/autoscale.
-type AutoscaleRequest struct {
-	Paused *bool `json:"paused"`
-}
+// AutoscaleRequest is the body of POST /v1/autoscale (package api's).
+type AutoscaleRequest = api.AutoscaleRequest
 
 // AutoscaleRoutes registers the auto-scaling routes on mux:
 //

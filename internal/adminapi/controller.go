@@ -14,10 +14,8 @@ import (
 	"github.com/shoal-dev/shoal/internal/lb"
 )
 
-// ScaleRequest is the body of POST /v1/scale.
-type ScaleRequest struct {
-	Desired *int `json:"desired"`
-}
+// ScaleRequest is the body of POST /v1/scale (package api's).
+type ScaleRequest = api.ScaleRequest
 
 // maxScaleBody bounds request bodies of the controller routes.
 const maxScaleBody = 64 << 10

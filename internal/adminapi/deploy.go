@@ -15,25 +15,16 @@ import (
 	"github.com/shoal-dev/shoal/internal/rollout"
 )
 
-// DeployRequest is the body of POST /v1/deploy.
-type DeployRequest struct {
-	ConfigOnly bool   `json:"config_only,omitempty"`
-	Wait       bool   `json:"wait,omitempty"`
-	By         string `json:"by,omitempty"`
-}
-
-// RollbackRequest is the body of POST /v1/rollback; Version 0 means the
-// previous release.
-type RollbackRequest struct {
-	Version int `json:"version"`
-}
-
-// EnvRequest is the body of POST /v1/env.
-type EnvRequest struct {
-	Set   []api.EnvVar `json:"set,omitempty"`
-	Unset []string     `json:"unset,omitempty"`
-	Wait  bool         `json:"wait,omitempty"`
-}
+// The bodies of the deploy routes are package api's.
+type (
+	// DeployRequest is the body of POST /v1/deploy.
+	DeployRequest = api.DeployRequest
+	// RollbackRequest is the body of POST /v1/rollback; Version 0 means
+	// the previous release.
+	RollbackRequest = api.RollbackRequest
+	// EnvRequest is the body of POST /v1/env.
+	EnvRequest = api.EnvRequest
+)
 
 // progressEvery is how often a deploy stream reports progress.
 const progressEvery = 250 * time.Millisecond

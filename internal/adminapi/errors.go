@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+
+	"github.com/shoal-dev/shoal/internal/api"
 )
 
 // Errors that handlers return; WriteError maps them to statuses. Packages
@@ -16,10 +18,8 @@ var (
 	ErrConflict     = errors.New("conflict")
 )
 
-// ErrorBody is the JSON body of every error response.
-type ErrorBody struct {
-	Error string `json:"error"`
-}
+// ErrorBody is the JSON body of every error response (package api's).
+type ErrorBody = api.ErrorBody
 
 // statusOf is the one place where an error becomes an HTTP status.
 func statusOf(err error) int {

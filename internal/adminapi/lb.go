@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 
+	"github.com/shoal-dev/shoal/internal/api"
 	"github.com/shoal-dev/shoal/internal/buildinfo"
 	"github.com/shoal-dev/shoal/internal/lb"
 	"github.com/shoal-dev/shoal/internal/pool"
@@ -159,7 +160,7 @@ func (h *lbHandlers) answerDrain(w http.ResponseWriter, r *http.Request, poolNam
 	if err != nil {
 		return err
 	}
-	res := drainResult{Pool: poolName, Addr: addr}
+	res := api.DrainResult{Pool: poolName, Addr: addr}
 	if wait {
 		select {
 		case <-idle:
@@ -241,11 +242,4 @@ func (h *lbHandlers) maintenance(w http.ResponseWriter, r *http.Request) error {
 	}
 	WriteJSON(w, map[string]bool{"maintenance": *body.On})
 	return nil
-}
-
-// drainResult mirrors client.DrainResult.
-type drainResult struct {
-	Pool string `json:"pool"`
-	Addr string `json:"addr"`
-	Idle bool   `json:"idle"`
 }

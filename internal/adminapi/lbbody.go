@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/shoal-dev/shoal/internal/api"
 	"github.com/shoal-dev/shoal/internal/pool"
 )
 
@@ -46,11 +47,9 @@ func badRequest(format string, a ...any) error {
 	return as(ErrBadRequest, fmt.Errorf(format, a...))
 }
 
-// targetBody is the body of POST /v1/lb/pools/{pool}/targets.
-type targetBody struct {
-	Addr   string `json:"addr"`
-	Weight int    `json:"weight"`
-}
+// targetBody is the body of POST /v1/lb/pools/{pool}/targets, package
+// api's type with its checks.
+type targetBody api.TargetRequest
 
 func (b targetBody) check() error {
 	host, port, err := net.SplitHostPort(b.Addr)
@@ -66,10 +65,9 @@ func (b targetBody) check() error {
 	return nil
 }
 
-// weightBody is the body of PUT .../targets/{addr}/weight.
-type weightBody struct {
-	Weight *int `json:"weight"`
-}
+// weightBody is the body of PUT .../targets/{addr}/weight, package api's
+// type with its check.
+type weightBody api.WeightRequest
 
 func (b weightBody) check() error {
 	if b.Weight == nil {
@@ -81,10 +79,9 @@ func (b weightBody) check() error {
 	return nil
 }
 
-// drainBody is the body of POST .../targets/{addr}/drain.
-type drainBody struct {
-	Timeout string `json:"timeout"`
-}
+// drainBody is the body of POST .../targets/{addr}/drain, package api's
+// type with its check.
+type drainBody api.DrainRequest
 
 // maxDrain bounds a drain timeout given through the API.
 const maxDrain = 24 * time.Hour
@@ -100,11 +97,9 @@ func (b drainBody) timeout() (time.Duration, error) {
 	return d, nil
 }
 
-// maintenanceBody is the body of POST /v1/lb/maintenance.
-type maintenanceBody struct {
-	On         *bool  `json:"on"`
-	RetryAfter string `json:"retry_after"`
-}
+// maintenanceBody is the body of POST /v1/lb/maintenance, package api's
+// type with its check.
+type maintenanceBody api.MaintenanceRequest
 
 func (b maintenanceBody) check() (time.Duration, error) {
 	if b.On == nil {

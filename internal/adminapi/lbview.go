@@ -2,6 +2,8 @@ package adminapi
 
 import (
 	"net/http"
+
+	"github.com/shoal-dev/shoal/internal/api"
 )
 
 // status answers GET /v1/lb/status with the balancer's lb.Status.
@@ -12,7 +14,7 @@ func (h *lbHandlers) status(w http.ResponseWriter, r *http.Request) error {
 
 // pools answers GET /v1/lb/pools with the pools part of lb.Status.
 func (h *lbHandlers) pools(w http.ResponseWriter, r *http.Request) error {
-	WriteJSON(w, map[string]any{"pools": h.b.Status().Pools})
+	WriteJSON(w, api.PoolList{Pools: h.b.Status().Pools})
 	return nil
 }
 

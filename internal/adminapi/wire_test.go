@@ -19,8 +19,6 @@ import (
 
 	"github.com/shoal-dev/shoal/internal/api"
 	"github.com/shoal-dev/shoal/internal/client"
-	"github.com/shoal-dev/shoal/internal/controller"
-	"github.com/shoal-dev/shoal/internal/lb"
 	"github.com/shoal-dev/shoal/internal/rollout"
 )
 
@@ -40,14 +38,10 @@ func TestWireTypesAgree(t *testing.T) {
 		{"GET /v1/env", api.EnvVar{}, client.EnvVar{}},
 		{"GET /v1/deploy", rollout.Progress{}, client.RolloutProgress{}},
 		{"POST /v1/deploy stream", api.DeployLine{}, client.DeployLine{}},
-		{"GET /v1/autoscale", controller.AutoscaleStatus{}, client.Autoscale{}},
-		{"GET /v1/lb/status", lb.Status{}, client.LBStatus{}},
-		{"GET /v1/lb/pools", struct {
-			Pools []lb.PoolStatus `json:"pools"`
-		}{}, struct {
-			Pools []client.Pool `json:"pools"`
-		}{}},
-		{"DELETE .../targets/{addr}, POST .../drain", drainResult{}, client.DrainResult{}},
+		{"GET /v1/autoscale", api.AutoscaleStatus{}, client.Autoscale{}},
+		{"GET /v1/lb/status", api.LBStatus{}, client.LBStatus{}},
+		{"GET /v1/lb/pools", api.PoolList{}, api.PoolList{}},
+		{"DELETE .../targets/{addr}, POST .../drain", api.DrainResult{}, client.DrainResult{}},
 	}
 	for _, a := range answers {
 		sv := fill(t, reflect.TypeOf(a.server))
@@ -83,13 +77,10 @@ func TestWireTypesAgree(t *testing.T) {
 		client, server any
 	}{
 		{"POST /v1/deploy", client.DeployOptions{}, DeployRequest{}},
-		{"POST /v1/rollback", map[string]int{"version": 1}, RollbackRequest{}},
-		{"POST /v1/env", struct {
-			Set   []client.EnvVar `json:"set,omitempty"`
-			Unset []string        `json:"unset,omitempty"`
-		}{}, EnvRequest{}},
-		{"POST /v1/scale", map[string]int{"desired": 1}, ScaleRequest{}},
-		{"POST /v1/autoscale", map[string]bool{"paused": true}, AutoscaleRequest{}},
+		{"POST /v1/rollback", api.RollbackRequest{}, RollbackRequest{}},
+		{"POST /v1/env", api.EnvRequest{}, EnvRequest{}},
+		{"POST /v1/scale", api.ScaleRequest{}, ScaleRequest{}},
+		{"POST /v1/autoscale", api.AutoscaleRequest{}, AutoscaleRequest{}},
 		{"POST /v1/lb/pools/{pool}/targets", client.TargetRequest{}, targetBody{}},
 		{"PUT .../weight", client.WeightRequest{}, weightBody{}},
 		{"POST .../drain", client.DrainRequest{}, drainBody{}},
@@ -249,6 +240,10 @@ func TestWireJSONUnchanged(t *testing.T) {
 		{"env.json", api.EnvVar{}},
 		{"progress.json", api.RolloutProgress{}},
 		{"deploy_line.json", api.DeployLine{}},
+		{"autoscale.json", api.AutoscaleStatus{}},
+		{"lb_status.json", api.LBStatus{}},
+		{"drain.json", api.DrainResult{}},
+		{"error.json", ErrorBody{}},
 	} {
 		v := fill(t, reflect.TypeOf(c.value))
 		// A rollout's spec is sent as its wire form, which
@@ -270,6 +265,65 @@ func TestWireJSONUnchanged(t *testing.T) {
 		got, err := json.MarshalIndent(v, "", "  ")
 		check(t, c.file, got, err)
 	}
+	// GET /v1/lb/pools answers the pools of the status under "pools".
+	pools := fill(t, reflect.TypeOf(api.LBStatus{})).(api.LBStatus).Pools
+	got, err := json.MarshalIndent(api.PoolList{Pools: pools}, "", "  ")
+	check(t, "lb_pools.json", got, err)
+}
+
+// TestWireRequestsUnchanged holds the bodies the client sends to the bytes
+// they had before their types moved to package api: every call of the client
+// that sends a body goes to a server that records it, and the record matches
+// testdata/wire/requests.txt line for line.
+func TestWireRequestsUnchanged(t *testing.T) {
+	var got bytes.Buffer
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var body bytes.Buffer
+		body.ReadFrom(r.Body)
+		fmt.Fprintf(&got, "%s %s %s\n", r.Method, r.URL.RequestURI(), bytes.TrimSpace(body.Bytes()))
+		w.Header().Set("Content-Type", "application/json")
+		if strings.HasPrefix(r.URL.Path, "/v1/deploy") || r.URL.Path == "/v1/rollback" || r.URL.Path == "/v1/env" {
+			fmt.Fprintln(w, `{"result":{"ok":true}}`)
+			return
+		}
+		fmt.Fprintln(w, `{}`)
+	}))
+	defer srv.Close()
+	c := client.New(srv.URL, "tok")
+	ctx := context.Background()
+	calls := []struct {
+		name string
+		call func() error
+	}{
+		{"deploy", func() error {
+			_, err := c.Deploy(ctx, client.DeployOptions{ConfigOnly: true, Wait: true, By: "ann"}, nil)
+			return err
+		}},
+		{"deploy, no options", func() error { _, err := c.Deploy(ctx, client.DeployOptions{}, nil); return err }},
+		{"rollback", func() error { _, err := c.Rollback(ctx, 3, nil); return err }},
+		{"rollback to the previous", func() error { _, err := c.Rollback(ctx, 0, nil); return err }},
+		{"env", func() error {
+			_, err := c.SetEnv(ctx, []client.EnvVar{{Name: "A", Value: "1"}, {Name: "K", Value: "s", Secret: true}}, []string{"B"}, nil)
+			return err
+		}},
+		{"env, unset only", func() error { _, err := c.SetEnv(ctx, nil, []string{"B"}, nil); return err }},
+		{"scale", func() error { _, err := c.Scale(ctx, 2); return err }},
+		{"pause", func() error { _, err := c.PauseAutoscale(ctx, true); return err }},
+		{"resume", func() error { _, err := c.PauseAutoscale(ctx, false); return err }},
+		{"add target", func() error { return c.AddTarget(ctx, "web", "127.0.0.1:9001", 5) }},
+		{"add target, default weight", func() error { return c.AddTarget(ctx, "web", "127.0.0.1:9001", 0) }},
+		{"set weight", func() error { return c.SetWeight(ctx, "web", "127.0.0.1:9001", 7) }},
+		{"drain", func() error { _, err := c.DrainTarget(ctx, "web", "127.0.0.1:9001", 10*time.Second, true); return err }},
+		{"drain, pool timeout", func() error { _, err := c.DrainTarget(ctx, "web", "127.0.0.1:9001", 0, false); return err }},
+		{"maintenance on", func() error { return c.Maintenance(ctx, true, 30*time.Second) }},
+		{"maintenance off", func() error { return c.Maintenance(ctx, false, 0) }},
+	}
+	for _, call := range calls {
+		if err := call.call(); err != nil {
+			t.Fatalf("%s: %v", call.name, err)
+		}
+	}
+	check(t, "requests.txt", bytes.TrimSuffix(got.Bytes(), []byte("\n")), nil)
 }
 
 // check compares got with testdata/wire/file.

@@ -21,3 +21,33 @@ type DeployResult struct {
 	// Logs are the failing instance's last output lines, redacted.
 	Logs []string `json:"logs,omitempty"`
 }
+
+// DeployRequest is the body of POST /v1/deploy.
+type DeployRequest struct {
+	// ConfigOnly reuses the current artifact without building.
+	ConfigOnly bool `json:"config_only,omitempty"`
+	// Wait waits for another deploy to end instead of failing with 409.
+	Wait bool `json:"wait,omitempty"`
+	// By names who deploys, for the lock message others see.
+	By string `json:"by,omitempty"`
+}
+
+// RollbackRequest is the body of POST /v1/rollback; Version 0 means the
+// previous release.
+type RollbackRequest struct {
+	Version int `json:"version"`
+}
+
+// EnvRequest is the body of POST /v1/env: overrides to set and names to
+// unset, deployed as a config-only release.
+type EnvRequest struct {
+	Set   []EnvVar `json:"set,omitempty"`
+	Unset []string `json:"unset,omitempty"`
+	// Wait waits for another deploy to end instead of failing with 409.
+	Wait bool `json:"wait,omitempty"`
+}
+
+// ErrorBody is the JSON body of every error answer of the admin API.
+type ErrorBody struct {
+	Error string `json:"error"`
+}

@@ -106,3 +106,9 @@ func RoundUptime(d time.Duration) time.Duration {
 		return d.Round(time.Minute)
 	}
 }
+
+// ScaleRequest is the body of POST /v1/scale. Desired is required (nil is
+// a bad request) and must lie within the group's min-max.
+type ScaleRequest struct {
+	Desired *int `json:"desired"`
+}

@@ -4,9 +4,10 @@
 // an address where nothing answers into an *UnreachableError, and an
 // answer from another app's admin API into a *WrongAppError.
 //
-// The controller's wire types are those of package api, the one vocabulary
-// (a leaf), named here by aliases; the balancer's and auto scaling's are
-// still defined here. Nothing is imported from the server packages, so the
+// Its wire types, the controller's, the balancer's and auto scaling's,
+// answers and request bodies alike, are those of package api, the one
+// vocabulary (a leaf), named here by aliases where the client's callers
+// use them. Nothing is imported from the server packages, so the
 // CLI does not link the daemons' internals to talk to them; package
 // adminapi's tests decode its answers with this client and hold them to
 // their bytes to keep the two in agreement.
@@ -24,6 +25,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/shoal-dev/shoal/internal/api"
 )
 
 // Client calls one admin API. It is safe for concurrent use; the zero
@@ -194,9 +197,7 @@ func (c *Client) send(req *http.Request) (*http.Response, error) {
 }
 
 func apiError(status int, data []byte) *APIError {
-	var eb struct {
-		Error string `json:"error"`
-	}
+	var eb api.ErrorBody
 	msg := strings.TrimSpace(string(data))
 	if json.Unmarshal(data, &eb) == nil && eb.Error != "" {
 		msg = eb.Error

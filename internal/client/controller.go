@@ -43,7 +43,7 @@ func (c *Client) Status(ctx context.Context) (Status, error) {
 // count outside the group's min-max is a 400 *APIError.
 func (c *Client) Scale(ctx context.Context, desired int) (Status, error) {
 	var st Status
-	err := c.do(ctx, http.MethodPost, "/v1/scale", map[string]int{"desired": desired}, &st)
+	err := c.do(ctx, http.MethodPost, "/v1/scale", api.ScaleRequest{Desired: &desired}, &st)
 	return st, err
 }
 

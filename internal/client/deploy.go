@@ -12,15 +12,8 @@ import (
 	"github.com/shoal-dev/shoal/internal/api"
 )
 
-// DeployOptions are the options of Deploy.
-type DeployOptions struct {
-	// ConfigOnly reuses the current artifact without building.
-	ConfigOnly bool `json:"config_only,omitempty"`
-	// Wait waits for another deploy to end instead of failing with 409.
-	Wait bool `json:"wait,omitempty"`
-	// By names who deploys, for the lock message others see.
-	By string `json:"by,omitempty"`
-}
+// DeployOptions are the options of Deploy: the body of POST /v1/deploy.
+type DeployOptions = api.DeployRequest
 
 // The rollout's wire types are those of the one vocabulary (package api).
 type (
@@ -61,17 +54,13 @@ func (c *Client) Deploy(ctx context.Context, opts DeployOptions, fn func(DeployL
 // Rollback rolls back to version (0: the previous release), streaming
 // like Deploy.
 func (c *Client) Rollback(ctx context.Context, version int, fn func(DeployLine)) (*DeployResult, error) {
-	return c.deployStream(ctx, "/v1/rollback", map[string]int{"version": version}, fn)
+	return c.deployStream(ctx, "/v1/rollback", api.RollbackRequest{Version: version}, fn)
 }
 
 // SetEnv sets and unsets env overrides and deploys a config-only release,
 // streaming like Deploy.
 func (c *Client) SetEnv(ctx context.Context, set []EnvVar, unset []string, fn func(DeployLine)) (*DeployResult, error) {
-	body := struct {
-		Set   []EnvVar `json:"set,omitempty"`
-		Unset []string `json:"unset,omitempty"`
-	}{set, unset}
-	return c.deployStream(ctx, "/v1/env", body, fn)
+	return c.deployStream(ctx, "/v1/env", api.EnvRequest{Set: set, Unset: unset}, fn)
 }
 
 // Env lists the env overrides, secrets redacted.

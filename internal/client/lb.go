@@ -5,107 +5,33 @@ import (
 	"net/http"
 	"net/url"
 	"time"
+
+	"github.com/shoal-dev/shoal/internal/api"
 )
 
-// LBStatus is the answer of GET /v1/lb/status (the balancer's lb.Status).
-type LBStatus struct {
-	Listeners []Listener `json:"listeners"`
-	Routes    []Route    `json:"routes"`
-	// Pools are sorted by name.
-	Pools []Pool `json:"pools"`
-	// Maintenance is true while every proxied request gets 503.
-	Maintenance bool `json:"maintenance"`
-	// WebSockets counts open upgraded connections.
-	WebSockets int `json:"websockets"`
-}
-
-// Listener is one listener of the balancer.
-type Listener struct {
-	Name string `json:"name"`
-	// Addr is the bound address.
-	Addr   string   `json:"addr"`
-	TLS    bool     `json:"tls"`
-	Routes []string `json:"routes,omitempty"`
-}
-
-// Route is one route of the balancer.
-type Route struct {
-	Name       string `json:"name"`
-	Host       string `json:"host,omitempty"`
-	PathPrefix string `json:"path_prefix"`
-	Pool       string `json:"pool"`
-}
-
-// Pool is one pool of targets.
-type Pool struct {
-	Name      string `json:"name"`
-	Algorithm string `json:"algorithm"`
-	// Healthy counts targets in state "healthy".
-	Healthy int `json:"healthy"`
-	// FailOpen is true when no target is healthy and requests are spread
-	// over all non-draining targets.
-	FailOpen bool `json:"fail_open"`
-	// Targets are in the order they were added.
-	Targets []Target `json:"targets"`
-}
-
-// Target is one target of a pool.
-type Target struct {
-	Addr string `json:"addr"`
-	// State is healthy, unhealthy, ejected or draining.
-	State string `json:"state"`
-	// Reason is why the target entered State.
-	Reason string `json:"reason"`
-	// Since is when the target entered State.
-	Since  time.Time `json:"since"`
-	Weight int       `json:"weight"`
-	// EffectiveWeight includes slow start.
-	EffectiveWeight float64 `json:"effective_weight"`
-	InFlight        int64   `json:"in_flight"`
-	Requests        int64   `json:"requests"`
-	Ejections       int64   `json:"ejections"`
-	// LatencyMS is the moving average of time to first byte, in
-	// milliseconds; 0 before the first response.
-	LatencyMS float64 `json:"ewma_ms"`
-	// Check is the active health verdict (healthy, unhealthy, unknown);
-	// empty when the pool has no active checks.
-	Check       string `json:"check,omitempty"`
-	CheckReason string `json:"check_reason,omitempty"`
-}
-
-// TargetRequest is the body of POST /v1/lb/pools/{pool}/targets.
-type TargetRequest struct {
-	Addr   string `json:"addr"`
-	Weight int    `json:"weight,omitempty"`
-}
-
-// WeightRequest is the body of PUT .../targets/{addr}/weight.
-type WeightRequest struct {
-	Weight int `json:"weight"`
-}
-
-// DrainRequest is the body of POST .../targets/{addr}/drain. Timeout is a
-// Go duration ("10s"); empty means the pool's drain timeout.
-type DrainRequest struct {
-	Timeout string `json:"timeout,omitempty"`
-}
-
-// MaintenanceRequest is the body of POST /v1/lb/maintenance. RetryAfter is
-// a Go duration; empty means no Retry-After header.
-type MaintenanceRequest struct {
-	On         bool   `json:"on"`
-	RetryAfter string `json:"retry_after,omitempty"`
-}
-
-// DrainResult is the answer of a drain or a removal.
-type DrainResult struct {
-	Pool string `json:"pool"`
-	Addr string `json:"addr"`
-	// Idle is true when the target had no request in flight when the
-	// answer was written (always checked with wait=true; false without
-	// wait unless it was already idle).
-	Idle bool `json:"idle"`
-}
+// The balancer's wire types are those of the one vocabulary (package api).
+type (
+	// LBStatus is the answer of GET /v1/lb/status.
+	LBStatus = api.LBStatus
+	// Listener is one listener of the balancer.
+	Listener = api.ListenerStatus
+	// Route is one route of the balancer.
+	Route = api.RouteStatus
+	// Pool is one pool of targets.
+	Pool = api.PoolStatus
+	// Target is one target of a pool.
+	Target = api.TargetStatus
+	// TargetRequest is the body of POST /v1/lb/pools/{pool}/targets.
+	TargetRequest = api.TargetRequest
+	// WeightRequest is the body of PUT .../targets/{addr}/weight.
+	WeightRequest = api.WeightRequest
+	// DrainRequest is the body of POST .../targets/{addr}/drain.
+	DrainRequest = api.DrainRequest
+	// MaintenanceRequest is the body of POST /v1/lb/maintenance.
+	MaintenanceRequest = api.MaintenanceRequest
+	// DrainResult is the answer of a drain or a removal.
+	DrainResult = api.DrainResult
+)
 
 // LBStatus returns the listeners, routes, pools and targets of the
 // balancer.
@@ -119,9 +45,7 @@ func (c *Client) LBStatus(ctx context.Context) (*LBStatus, error) {
 
 // Pools returns the pools and their targets.
 func (c *Client) Pools(ctx context.Context) ([]Pool, error) {
-	var out struct {
-		Pools []Pool `json:"pools"`
-	}
+	var out api.PoolList
 	if err := c.do(ctx, http.MethodGet, "/v1/lb/pools", nil, &out); err != nil {
 		return nil, err
 	}
@@ -179,7 +103,7 @@ func (c *Client) UndrainTarget(ctx context.Context, pool, addr string) error {
 
 // SetWeight changes the weight (1-256) of addr in pool.
 func (c *Client) SetWeight(ctx context.Context, pool, addr string, weight int) error {
-	return c.do(ctx, http.MethodPut, targetPath(pool, addr)+"/weight", WeightRequest{Weight: weight}, nil)
+	return c.do(ctx, http.MethodPut, targetPath(pool, addr)+"/weight", WeightRequest{Weight: &weight}, nil)
 }
 
 // Reload makes the balancer re-read its configuration file. An invalid
@@ -192,7 +116,7 @@ func (c *Client) Reload(ctx context.Context) error {
 // Maintenance turns maintenance mode on (every proxied request gets 503
 // with Retry-After) or off.
 func (c *Client) Maintenance(ctx context.Context, on bool, retryAfter time.Duration) error {
-	req := MaintenanceRequest{On: on}
+	req := MaintenanceRequest{On: &on}
 	if retryAfter > 0 {
 		req.RetryAfter = retryAfter.String()
 	}

@@ -5,65 +5,25 @@ import (
 	"sort"
 	"time"
 
+	"github.com/shoal-dev/shoal/internal/api"
 	"github.com/shoal-dev/shoal/internal/health"
 	"github.com/shoal-dev/shoal/internal/pool"
 )
 
-// Status is a point-in-time view of the balancer, shaped for JSON.
-type Status struct {
-	Listeners   []ListenerStatus `json:"listeners"`
-	Routes      []RouteStatus    `json:"routes"`
-	Pools       []PoolStatus     `json:"pools"`
-	Maintenance bool             `json:"maintenance"`
-	// WebSockets counts open upgraded connections.
-	WebSockets int `json:"websockets"`
-}
-
-// ListenerStatus describes one listener.
-type ListenerStatus struct {
-	Name string `json:"name"`
-	// Addr is the bound address, or the configured one before Listen.
-	Addr   string   `json:"addr"`
-	TLS    bool     `json:"tls"`
-	Routes []string `json:"routes,omitempty"`
-}
-
-// RouteStatus describes one route.
-type RouteStatus struct {
-	Name       string `json:"name"`
-	Host       string `json:"host,omitempty"`
-	PathPrefix string `json:"path_prefix"`
-	Pool       string `json:"pool"`
-}
-
-// PoolStatus is pool.Status with JSON names and the active health view.
-type PoolStatus struct {
-	Name      string `json:"name"`
-	Algorithm string `json:"algorithm"`
-	Healthy   int    `json:"healthy"`
-	// FailOpen reports that no target is healthy and requests go to all
-	// non-draining targets.
-	FailOpen bool           `json:"fail_open"`
-	Targets  []TargetStatus `json:"targets"`
-}
-
-// TargetStatus is one target's state and the reason for it.
-type TargetStatus struct {
-	Addr            string    `json:"addr"`
-	State           string    `json:"state"`
-	Reason          string    `json:"reason"`
-	Since           time.Time `json:"since"`
-	Weight          int       `json:"weight"`
-	EffectiveWeight float64   `json:"effective_weight"`
-	InFlight        int64     `json:"in_flight"`
-	EWMAMillis      float64   `json:"ewma_ms"`
-	Ejections       int64     `json:"ejections"`
-	Requests        int64     `json:"requests"`
-	// Check is the active health verdict ("healthy", "unhealthy",
-	// "unknown"); empty without active checks.
-	Check       string `json:"check,omitempty"`
-	CheckReason string `json:"check_reason,omitempty"`
-}
+// The balancer's status is the one vocabulary's wire type (package api);
+// these names keep the balancer's callers reading as before.
+type (
+	// Status is a point-in-time view of the balancer, shaped for JSON.
+	Status = api.LBStatus
+	// ListenerStatus describes one listener.
+	ListenerStatus = api.ListenerStatus
+	// RouteStatus describes one route.
+	RouteStatus = api.RouteStatus
+	// PoolStatus is pool.Status with JSON names and the active health view.
+	PoolStatus = api.PoolStatus
+	// TargetStatus is one target's state and the reason for it.
+	TargetStatus = api.TargetStatus
+)
 
 // Status returns the current listeners, routes, pools with their targets,
 // and whether maintenance mode is on.
@@ -106,7 +66,7 @@ func (b *Balancer) Status() Status {
 			ts := TargetStatus{
 				Addr: t.Addr, State: t.State, Reason: t.Reason, Since: t.Since,
 				Weight: t.Weight, EffectiveWeight: t.EffectiveWeight, InFlight: t.InFlight,
-				EWMAMillis: float64(t.EWMA.Microseconds()) / 1000, Ejections: t.Ejections, Requests: t.Requests,
+				LatencyMS: float64(t.EWMA.Microseconds()) / 1000, Ejections: t.Ejections, Requests: t.Requests,
 			}
 			if e.c != nil {
 				if hs, ok := e.c.Status(t.Addr); ok {
