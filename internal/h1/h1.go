@@ -117,3 +117,112 @@ func Lower(s string) string {
 	}
 	return string(b)
 }
+
+// ctlByte reports whether c is a control byte that a field value, a
+// reason phrase or a chunk extension must not hold (CTL, RFC 5234; HTAB
+// is allowed, RFC 9110 5.5). A bare CR or LF in a value is how a field
+// is smuggled into another line, and NUL is read differently by
+// different servers.
+func ctlByte(c byte) bool { return c < 0x20 && c != '\t' || c == 0x7f }
+
+// parseLength parses a Content-Length value: 1 to 18 decimal digits, so
+// the result fits an int64. A sign, whitespace inside or a list ("5, 5",
+// which RFC 9110 8.6 lets a recipient merge) is refused: two parsers
+// must never read two lengths from one head.
+func parseLength(v []byte) (int64, bool) {
+	if len(v) == 0 || len(v) > 18 {
+		return 0, false
+	}
+	var n int64
+	for _, c := range v {
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		n = n*10 + int64(c-'0')
+	}
+	return n, true
+}
+
+// maxNameLen is the longest field name the parsers look up by name; every
+// name they read is shorter, and longer ones are other fields.
+const maxNameLen = 20
+
+// lowerName writes name in lower case to buf and returns that view of
+// buf, or nil when name is longer than buf.
+func lowerName(buf *[maxNameLen]byte, name []byte) []byte {
+	if len(name) > len(buf) {
+		return nil
+	}
+	for j, c := range name {
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		buf[j] = c
+	}
+	return buf[:len(name)]
+}
+
+// fieldLine is a field line of a head: p[start:end] is the whole line,
+// CRLF included, p[start:nameEnd] the name and p[valStart:valEnd] the
+// value without the whitespace around it.
+type fieldLine struct{ start, nameEnd, valStart, valEnd, end int }
+
+// nextField scans the field line at p[i:] of a head p that ends with its
+// CRLFCRLF (both parsers' field syntax, written once). done is true at
+// the empty line that ends p. ok is false for anything but a token name,
+// a colon, a value without control bytes and a CRLF: so no whitespace
+// before the colon, no obs-fold (a line starting with whitespace), no
+// bare CR or LF, and no bytes after the empty line.
+func nextField(p []byte, i int) (f fieldLine, done, ok bool) {
+	if i+2 > len(p) {
+		return f, false, false
+	}
+	if p[i] == '\r' {
+		return f, true, p[i+1] == '\n' && i+2 == len(p)
+	}
+	f.start = i
+	for i < len(p) && IsTokenByte(p[i]) {
+		i++
+	}
+	if i == f.start || i >= len(p) || p[i] != ':' {
+		return f, false, false
+	}
+	f.nameEnd = i
+	i++
+	for i < len(p) && (p[i] == ' ' || p[i] == '\t') {
+		i++
+	}
+	f.valStart = i
+	for i < len(p) && p[i] != '\r' {
+		if ctlByte(p[i]) {
+			return f, false, false
+		}
+		i++
+	}
+	if i+1 >= len(p) || p[i+1] != '\n' {
+		return f, false, false
+	}
+	ve := i
+	for ve > f.valStart && (p[ve-1] == ' ' || p[ve-1] == '\t') {
+		ve--
+	}
+	f.valEnd, f.end = ve, i+2
+	return f, false, true
+}
+
+// listElement returns the element of the comma-separated list v that
+// starts at v[j:], as v[s:e] without the whitespace around it, and the
+// index after its comma (len(v) after the last element).
+func listElement(v []byte, j int) (s, e, next int) {
+	e, next = len(v), len(v)
+	if k := bytes.IndexByte(v[j:], ','); k >= 0 {
+		e, next = j+k, j+k+1
+	}
+	el := v[j:e]
+	t := bytes.TrimSpace(el)
+	if len(t) == 0 {
+		return j, j, next
+	}
+	s = j + cap(el) - cap(t) // t is a subslice of el: its offset in el
+	return s, s + len(t), next
+}

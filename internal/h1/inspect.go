@@ -203,7 +203,7 @@ func (s *Inspector) Feed(p []byte) (int, error) {
 				if err := s.endField(); err != nil {
 					return i, err
 				}
-			case c < 0x20 && c != '\t' || c == 0x7f:
+			case ctlByte(c):
 				return i, violation("control byte in header value")
 			default:
 				s.valByte(c)
@@ -244,7 +244,7 @@ func (s *Inspector) Feed(p []byte) (int, error) {
 			switch {
 			case c == '\r':
 				s.st = sChunkSizeCR
-			case c < 0x20 && c != '\t' || c == 0x7f:
+			case ctlByte(c):
 				return i, violation("control byte in chunk extension")
 			}
 		case sChunkSizeCR:
@@ -376,17 +376,11 @@ func (s *Inspector) endField() error {
 		if s.nCL > 1 {
 			return violation("duplicate Content-Length")
 		}
-		if s.valLong || len(val) == 0 || len(val) > 18 {
+		n, ok := parseLength(val)
+		if s.valLong || !ok {
 			return violation("bad Content-Length")
 		}
-		var n uint64
-		for _, c := range val {
-			if c < '0' || c > '9' {
-				return violation("bad Content-Length")
-			}
-			n = n*10 + uint64(c-'0')
-		}
-		s.clen = n
+		s.clen = uint64(n)
 	case "transfer-encoding":
 		if s.trailer {
 			return violation("Transfer-Encoding in trailer")

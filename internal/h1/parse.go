@@ -117,55 +117,21 @@ func ParseRequest(p []byte, h *Request, kinds Kinds) bool {
 	}
 	i += len(" HTTP/1.1\r\n")
 	nHost, nCL := 0, 0
-	var lname [20]byte
+	var lname [maxNameLen]byte
 	for {
-		if i+2 > len(p) {
+		f, done, ok := nextField(p, i)
+		if !ok {
 			return false
 		}
-		if p[i] == '\r' {
-			if p[i+1] != '\n' || i+2 != len(p) {
-				return false
-			}
+		if done {
 			break
 		}
-		ls := i
-		for i < len(p) && IsTokenByte(p[i]) {
-			i++
-		}
-		if i == ls || i >= len(p) || p[i] != ':' {
-			return false
-		}
-		name := p[ls:i]
+		ls, vs, ve := f.start, f.valStart, f.valEnd
+		i = f.end
 		kind := FieldOther
-		if len(name) <= len(lname) {
-			for j, c := range name {
-				if 'A' <= c && c <= 'Z' {
-					c += 'a' - 'A'
-				}
-				lname[j] = c
-			}
-			kind = kinds[string(lname[:len(name)])] // no allocation: a map index by a []byte conversion
+		if name := lowerName(&lname, p[ls:f.nameEnd]); name != nil {
+			kind = kinds[string(name)] // no allocation: a map index by a []byte conversion
 		}
-		i++
-		for i < len(p) && (p[i] == ' ' || p[i] == '\t') {
-			i++
-		}
-		vs := i
-		for i < len(p) && p[i] != '\r' {
-			c := p[i]
-			if c < 0x20 && c != '\t' || c == 0x7f {
-				return false
-			}
-			i++
-		}
-		if i+1 >= len(p) || p[i+1] != '\n' {
-			return false
-		}
-		ve := i
-		for ve > vs && (p[ve-1] == ' ' || p[ve-1] == '\t') {
-			ve--
-		}
-		i += 2
 		val := p[vs:ve]
 		switch kind {
 		case FieldRefuse:
@@ -180,15 +146,9 @@ func ParseRequest(p []byte, h *Request, kinds Kinds) bool {
 			h.Host = Span{int32(vs), int32(ve)}
 		case FieldContentLength:
 			nCL++
-			if nCL > 1 || len(val) == 0 || len(val) > 18 {
+			n, ok := parseLength(val)
+			if nCL > 1 || !ok {
 				return false
-			}
-			var n int64
-			for _, c := range val {
-				if c < '0' || c > '9' {
-					return false
-				}
-				n = n*10 + int64(c-'0')
 			}
 			h.ContentLength = n
 		case FieldConnection:
@@ -263,14 +223,10 @@ func validHostBytes(v []byte) bool {
 // and "upgrade" tokens only (anything else names headers to strip, which
 // the net/http path does).
 func connectionTokens(v []byte, close, upgrade *bool) bool {
-	for len(v) > 0 {
-		var f []byte
-		if i := bytes.IndexByte(v, ','); i >= 0 {
-			f, v = v[:i], v[i+1:]
-		} else {
-			f, v = v, nil
-		}
-		f = bytes.TrimSpace(f)
+	for j := 0; j < len(v); {
+		s, e, next := listElement(v, j)
+		f := v[s:e]
+		j = next
 		switch {
 		case len(f) == 0:
 		case EqualFold(f, "close"):
@@ -337,71 +293,29 @@ func ParseResponse(p []byte, h *Response, kinds Kinds) error {
 	}
 	for _, c := range p[12 : i-2] {
 		// The reason phrase is relayed as it is: no control bytes.
-		if c < 0x20 && c != '\t' || c == 0x7f {
+		if ctlByte(c) {
 			return ErrBadResponse
 		}
 	}
 	nCL := 0
-	var lname [20]byte
+	var lname [maxNameLen]byte
 	for {
-		if i+2 > len(p) {
+		f, done, ok := nextField(p, i)
+		if !ok {
 			return ErrBadResponse
 		}
-		if p[i] == '\r' {
-			if p[i+1] != '\n' || i+2 != len(p) {
-				return ErrBadResponse
-			}
+		if done {
 			break
 		}
-		ls := i
-		for i < len(p) && IsTokenByte(p[i]) {
-			i++
-		}
-		if i == ls || i >= len(p) || p[i] != ':' {
-			return ErrBadResponse
-		}
-		name := p[ls:i]
-		i++
-		for i < len(p) && (p[i] == ' ' || p[i] == '\t') {
-			i++
-		}
-		vs := i
-		for i < len(p) && p[i] != '\r' {
-			if c := p[i]; c < 0x20 && c != '\t' || c == 0x7f {
-				return ErrBadResponse
-			}
-			i++
-		}
-		if i+1 >= len(p) || p[i+1] != '\n' {
-			return ErrBadResponse
-		}
-		ve := i
-		for ve > vs && (p[ve-1] == ' ' || p[ve-1] == '\t') {
-			ve--
-		}
-		i += 2
+		ls, vs, ve := f.start, f.valStart, f.valEnd
+		i = f.end
 		val := p[vs:ve]
 		keep := true
-		if len(name) <= len(lname) {
-			for j, c := range name {
-				if 'A' <= c && c <= 'Z' {
-					c += 'a' - 'A'
-				}
-				lname[j] = c
-			}
-			switch string(lname[:len(name)]) {
+		if name := lowerName(&lname, p[ls:f.nameEnd]); name != nil {
+			switch string(name) {
 			case "content-length":
-				var n int64
-				if len(val) == 0 || len(val) > 18 {
-					return ErrBadResponse
-				}
-				for _, c := range val {
-					if c < '0' || c > '9' {
-						return ErrBadResponse
-					}
-					n = n*10 + int64(c-'0')
-				}
-				if nCL > 0 && n != h.ContentLength {
+				n, ok := parseLength(val)
+				if !ok || nCL > 0 && n != h.ContentLength {
 					return ErrBadResponse
 				}
 				nCL++
@@ -414,18 +328,19 @@ func ParseResponse(p []byte, h *Response, kinds Kinds) error {
 				h.Chunked = true
 				keep = false
 			case "connection":
-				for _, f := range bytes.Split(val, []byte(",")) {
-					f = bytes.TrimSpace(f)
+				for j := 0; j < len(val); {
+					ts, te, next := listElement(val, j)
+					tok := val[ts:te]
+					j = next
 					switch {
-					case len(f) == 0, EqualFold(f, "keep-alive"):
-					case EqualFold(f, "close"):
+					case len(tok) == 0, EqualFold(tok, "keep-alive"):
+					case EqualFold(tok, "close"):
 						h.Close = true
 					default:
 						if h.ndrop == len(h.drop) {
 							return ErrBadResponse
 						}
-						h.drop[h.ndrop] = Span{int32(vs + bytes.Index(val, f)), 0}
-						h.drop[h.ndrop].End = h.drop[h.ndrop].Start + int32(len(f))
+						h.drop[h.ndrop] = Span{int32(vs + ts), int32(vs + te)}
 						h.ndrop++
 					}
 				}
@@ -444,7 +359,7 @@ func ParseResponse(p []byte, h *Response, kinds Kinds) error {
 				// included, so their announcement goes with it (the
 				// net/http path rebuilds it from the trailers it relays).
 			default:
-				keep = kinds[string(lname[:len(name)])] != FieldHop
+				keep = kinds[string(name)] != FieldHop
 			}
 		}
 		if !keep {
