@@ -143,6 +143,13 @@ func parseLength(v []byte) (int64, bool) {
 	return n, true
 }
 
+// chunkedOnly reports whether a Transfer-Encoding value is "chunked"
+// alone. Any other coding, or a list ("gzip, chunked"), is refused rather
+// than decoded: net/http answers unknown codings with 501, and a proxy
+// and its target reading different codings disagree on where a body
+// ends (RFC 9112 6.1).
+func chunkedOnly(v []byte) bool { return EqualFold(v, "chunked") }
+
 // maxNameLen is the longest field name the parsers look up by name; every
 // name they read is shorter, and longer ones are other fields.
 const maxNameLen = 20

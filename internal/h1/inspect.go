@@ -389,7 +389,7 @@ func (s *Inspector) endField() error {
 		if s.nTE > 1 {
 			return violation("repeated Transfer-Encoding")
 		}
-		if s.valLong || !EqualFold(val, "chunked") {
+		if s.valLong || !chunkedOnly(val) {
 			return violation("unsupported transfer coding")
 		}
 	case "upgrade":

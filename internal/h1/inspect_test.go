@@ -85,3 +85,58 @@ func TestValidMethod(t *testing.T) {
 		}
 	}
 }
+
+// TestParsersAllocateNothing holds the package to its contract: parsing a
+// request head, a response head and inspecting a request allocates
+// nothing (the fast path serves a request with no allocation).
+func TestParsersAllocateNothing(t *testing.T) {
+	req := []byte("POST /api/v1/users/42?x=1 HTTP/1.1\r\nHost: app.example.com\r\nUser-Agent: t\r\nConnection: keep-alive, close\r\nCookie: s=1\r\nX-Request-Id: abc\r\nContent-Length: 5\r\n\r\n")
+	resp := []byte("HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 2\r\nConnection: keep-alive, X-Hop\r\nX-Hop: 1\r\nKeep-Alive: timeout=5\r\n\r\n")
+	var (
+		h   Request
+		rh  Response
+		ins Inspector
+	)
+	for _, tc := range []struct {
+		name string
+		run  func() bool
+	}{
+		{"ParseRequest", func() bool { return ParseRequest(req, &h, testKinds) }},
+		{"ParseResponse", func() bool { return ParseResponse(resp, &rh, testKinds) == nil }},
+		{"Inspector.Feed", func() bool { n, err := ins.Feed(req); return n == len(req) && err == nil }},
+	} {
+		if !tc.run() {
+			t.Fatalf("%s rejects its input", tc.name)
+		}
+		if n := testing.AllocsPerRun(100, func() { tc.run() }); n != 0 {
+			t.Errorf("%s: %.1f allocations, want 0", tc.name, n)
+		}
+	}
+}
+
+// BenchmarkParseRequest measures the fast path's request parser on a
+// typical browser request.
+func BenchmarkParseRequest(b *testing.B) {
+	req := []byte("GET /api/v1/users/42?x=1 HTTP/1.1\r\nHost: app.example.com\r\nUser-Agent: Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36\r\nAccept: */*\r\nAccept-Encoding: gzip, deflate, br\r\nCookie: session=abcdef0123456789\r\n\r\n")
+	var h Request
+	b.SetBytes(int64(len(req)))
+	b.ReportAllocs()
+	for i := 0; i < b.N; i++ {
+		if !ParseRequest(req, &h, testKinds) {
+			b.Fatal("rejected")
+		}
+	}
+}
+
+// BenchmarkParseResponse measures the fast path's response parser.
+func BenchmarkParseResponse(b *testing.B) {
+	resp := []byte("HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 100\r\nDate: Wed, 02 Dec 2026 07:00:00 GMT\r\nCache-Control: no-store\r\n\r\n")
+	var h Response
+	b.SetBytes(int64(len(resp)))
+	b.ReportAllocs()
+	for i := 0; i < b.N; i++ {
+		if ParseResponse(resp, &h, testKinds) != nil {
+			b.Fatal("rejected")
+		}
+	}
+}

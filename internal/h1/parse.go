@@ -322,7 +322,7 @@ func ParseResponse(p []byte, h *Response, kinds Kinds) error {
 				h.ContentLength = n
 				keep = nCL == 1
 			case "transfer-encoding":
-				if h.Chunked || !EqualFold(val, "chunked") {
+				if h.Chunked || !chunkedOnly(val) {
 					return ErrBadResponse
 				}
 				h.Chunked = true
