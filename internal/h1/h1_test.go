@@ -62,7 +62,8 @@ func TestNextField(t *testing.T) {
 		{"A: b", "", "", false, false},             // truncated
 	} {
 		p := []byte(tc.head)
-		f, done, ok := nextField(p, 0)
+		var f fieldLine
+		done, ok := nextField(p, 0, &f)
 		if done != tc.done || ok != tc.ok {
 			t.Errorf("%q: done %v ok %v, want %v %v", tc.head, done, ok, tc.done, tc.ok)
 			continue

@@ -118,8 +118,9 @@ func ParseRequest(p []byte, h *Request, kinds Kinds) bool {
 	i += len(" HTTP/1.1\r\n")
 	nHost, nCL := 0, 0
 	var lname [maxNameLen]byte
+	var f fieldLine
 	for {
-		f, done, ok := nextField(p, i)
+		done, ok := nextField(p, i, &f)
 		if !ok {
 			return false
 		}
@@ -299,8 +300,9 @@ func ParseResponse(p []byte, h *Response, kinds Kinds) error {
 	}
 	nCL := 0
 	var lname [maxNameLen]byte
+	var f fieldLine
 	for {
-		f, done, ok := nextField(p, i)
+		done, ok := nextField(p, i, &f)
 		if !ok {
 			return ErrBadResponse
 		}
