@@ -9,8 +9,9 @@ import (
 )
 
 // The rules both request paths apply, each written once: the event-loop
-// path (evclient.go, with the parsers of internal/h1) and the net/http path (proxy.go,
-// websocket.go) call these functions, so the two cannot drift apart.
+// path (evclient.go, on the parsers of internal/h1) and the net/http path
+// (proxy.go, websocket.go) call these functions, so the two cannot drift
+// apart.
 // Each has a table test in policy_test.go; the behaviour each rule
 // produces end to end is checked on both paths by paths_table_test.go.
 
