@@ -2,10 +2,10 @@ package h1
 
 import "bytes"
 
-// The event-loop fast path's HTTP/1.1 head parsers. They accept a strict subset of
-// what the net/http path accepts: a request head outside that subset is
-// not an error but a reason to hand the connection to the net/http path
-// (with the smuggling guard), which then answers it exactly as before.
+// The head parsers of the balancer's event-loop fast path. They accept a
+// strict subset of what the net/http path accepts: a request head outside
+// that subset is not an error but a reason to hand the connection to the
+// net/http path (with the smuggling guard), which then answers it.
 // So every framing decision the fast path makes is on a head that is
 // unambiguous by construction: one Content-Length at most, no
 // Transfer-Encoding, CRLF line ends, token field names, no obs-fold and
