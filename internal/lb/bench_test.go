@@ -57,17 +57,3 @@ func benchGets(b *testing.B, url string) {
 		}
 	})
 }
-
-// BenchmarkInspector measures the smuggling guard on a typical request.
-func BenchmarkInspector(b *testing.B) {
-	req := []byte("GET /api/v1/users/42?x=1 HTTP/1.1\r\nHost: app.example.com\r\nUser-Agent: Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36\r\nAccept: */*\r\nAccept-Encoding: gzip, deflate, br\r\nCookie: session=abcdef0123456789\r\n\r\n")
-	var s inspector
-	s.reset()
-	b.SetBytes(int64(len(req)))
-	b.ReportAllocs()
-	for i := 0; i < b.N; i++ {
-		if _, err := s.feed(req); err != nil {
-			b.Fatal(err)
-		}
-	}
-}

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"strconv"
 
+	"github.com/shoal-dev/shoal/internal/h1"
 	"github.com/shoal-dev/shoal/internal/pool"
 )
 
@@ -33,7 +34,7 @@ func (e clientBodyError) Unwrap() error { return e.err }
 func statusOf(err error) int {
 	var (
 		mbe *http.MaxBytesError
-		se  *smuggleError
+		se  *h1.FramingError
 		ne  net.Error
 	)
 	switch {

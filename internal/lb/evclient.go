@@ -11,6 +11,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/shoal-dev/shoal/internal/h1"
 	"github.com/shoal-dev/shoal/internal/pool"
 )
 
@@ -61,7 +62,7 @@ type evClient struct {
 	out  []byte // the request for the target: head, then body
 	wb   []byte // bytes for the client; wb[wo:] are not written yet
 	wo   int
-	h    reqHead
+	h    h1.Request
 	ex   exchange
 
 	state   uint8
@@ -89,7 +90,7 @@ type evClient struct {
 	mode     uint8
 	remain   int64
 	reuse    bool
-	ins      inspector
+	ins      h1.Inspector
 }
 
 // adoptClient registers an accepted connection with l.
@@ -175,7 +176,7 @@ func (c *evClient) serveNext() {
 		return
 	}
 	p := c.buf[c.r:c.w]
-	n := headEnd(p, 0)
+	n := h1.HeadEnd(p, 0)
 	if n < 0 {
 		if p[0] == '\r' || p[0] == '\n' || len(p) > lim.MaxHeaderBytes || len(p) == len(c.buf) {
 			c.handoff()
@@ -186,14 +187,14 @@ func (c *evClient) serveNext() {
 		return
 	}
 	tbl := c.l.s.b.tbl.Load()
-	if !parseRequest(p[:n], &c.h) || !c.eligible(tbl, n) {
+	if !h1.ParseRequest(p[:n], &c.h, fieldKinds) || !c.eligible(tbl, n) {
 		c.handoff()
 		return
 	}
-	if c.h.clen > 0 && int64(len(p)) < int64(n)+c.h.clen {
+	if c.h.ContentLength > 0 && int64(len(p)) < int64(n)+c.h.ContentLength {
 		// The body is still coming: wait for all of it when it fits the
 		// buffer, else let net/http stream it.
-		if int64(n)+c.h.clen > int64(len(c.buf)) {
+		if int64(n)+c.h.ContentLength > int64(len(c.buf)) {
 			c.handoff()
 			return
 		}
@@ -229,21 +230,21 @@ func (c *evClient) eligible(tbl *table, n int) bool {
 	h := &c.h
 	b := c.l.s.b
 	lim := tbl.limits
-	if n > lim.MaxHeaderBytes || int(h.target.e-h.target.s) > lim.MaxURIBytes ||
-		int(h.target.e)+len(" HTTP/1.1") > lim.MaxRequestLine ||
-		lim.MaxBodyBytes > 0 && h.clen > lim.MaxBodyBytes || b.maint.Load() != nil || trusted(tbl.trusted, c.client) {
+	if n > lim.MaxHeaderBytes || int(h.Target.End-h.Target.Start) > lim.MaxURIBytes ||
+		int(h.Target.End)+len(" HTTP/1.1") > lim.MaxRequestLine ||
+		lim.MaxBodyBytes > 0 && h.ContentLength > lim.MaxBodyBytes || b.maint.Load() != nil || trusted(tbl.trusted, c.client) {
 		return false
 	}
-	return h.nReqID <= 1
+	return h.NRequestID <= 1
 }
 
 // bstr views buf[sp] as a string without copying; only for lookups that
 // keep nothing.
-func bstr(buf []byte, sp span) string {
-	if sp.e <= sp.s {
+func bstr(buf []byte, sp h1.Span) string {
+	if sp.End <= sp.Start {
 		return ""
 	}
-	return unsafe.String(&buf[sp.s], int(sp.e-sp.s))
+	return unsafe.String(&buf[sp.Start], int(sp.End-sp.Start))
 }
 
 // dispatch routes the parsed request at buf[r:] on tbl and starts its
@@ -252,7 +253,7 @@ func (c *evClient) dispatch(tbl *table) {
 	head := c.buf[c.r:]
 	h := &c.h
 	b := c.l.s.b
-	rt := tbl.routers[c.l.s.name].match(bstr(head, h.host), bstr(head, h.path))
+	rt := tbl.routers[c.l.s.name].match(bstr(head, h.Host), bstr(head, h.Path))
 	if rt == nil {
 		c.handoff()
 		return
@@ -260,10 +261,10 @@ func (c *evClient) dispatch(tbl *table) {
 	c.l.s.requests.Add(1)
 	c.state, c.dl = csBusy, 0
 	ex := &c.ex
-	*ex = exchange{start: time.Now(), listener: c.l.s.name, route: rt, closeAfter: h.close, websocket: h.upgrade}
+	*ex = exchange{start: time.Now(), listener: c.l.s.name, route: rt, closeAfter: h.Close, websocket: h.Upgrade}
 	info := b.wantsInfo()
-	if h.nReqID == 1 && validRequestID(bstr(head, h.reqID)) {
-		ex.id = string(head[h.reqID.s:h.reqID.e])
+	if h.NRequestID == 1 && validRequestID(bstr(head, h.RequestID)) {
+		ex.id = string(head[h.RequestID.Start:h.RequestID.End])
 	} else if info {
 		ex.id = b.ids.next()
 	} else {
@@ -273,7 +274,7 @@ func (c *evClient) dispatch(tbl *table) {
 		ex.id, ex.idBorrowed = unsafe.String(&c.idBuf[0], len(n)), true
 	}
 	if info {
-		ex.method, ex.host, ex.path = string(head[h.method.s:h.method.e]), string(head[h.host.s:h.host.e]), string(head[h.path.s:h.path.e])
+		ex.method, ex.host, ex.path = string(head[h.Method.Start:h.Method.End]), string(head[h.Host.Start:h.Host.End]), string(head[h.Path.Start:h.Path.End])
 		ex.remote = c.remote
 	}
 	c.tbl, c.pe, c.pick = tbl, rt.pool, nil
@@ -281,17 +282,17 @@ func (c *evClient) dispatch(tbl *table) {
 		c.pick = c.stickyKey(rt.pool)
 	}
 	c.tried, c.try, c.maxTries = c.triedArr[:0], 0, 1+rt.pool.cfg.Retries
-	c.isHead = bstr(head, h.method) == http.MethodHead
+	c.isHead = bstr(head, h.Method) == http.MethodHead
 	c.started, c.respDone, c.wrote = false, false, false
 	if c.out == nil {
 		c.out, c.wb = c.l.getSmall(), c.l.getSmall()
 	}
-	if !h.upgrade && heldOpen(rt, bstr(head, h.method), bstr(head, h.path), bstr(head, h.query()), "") {
+	if !h.Upgrade && heldOpen(rt, bstr(head, h.Method), bstr(head, h.Path), bstr(head, h.Query()), "") {
 		ex.hold()
 	}
 	c.writeOutHead(ex)
-	if h.clen > 0 {
-		c.out = append(c.out, head[h.size:h.size+int(h.clen)]...)
+	if h.ContentLength > 0 {
+		c.out = append(c.out, head[h.Size:h.Size+int(h.ContentLength)]...)
 	}
 	tbl.budget.deposit()
 	c.attempt()
@@ -305,9 +306,9 @@ func (c *evClient) dispatch(tbl *table) {
 func (c *evClient) stickyKey(pe *poolEntry) *pool.Key {
 	head := c.buf[c.r:]
 	h := &c.h
-	c.key = pool.Key{Path: bstr(head, h.path)}
+	c.key = pool.Key{Path: bstr(head, h.Path)}
 	if name := pe.p.CookieName(); name != "" {
-		for _, sp := range h.cookies[:h.nCookie] {
+		for _, sp := range h.Cookies[:h.NCookies] {
 			if v, ok := pool.CookieValue(bstr(head, sp), name); ok {
 				c.key.Cookie = v
 				break
@@ -322,22 +323,22 @@ func (c *evClient) writeOutHead(ex *exchange) {
 	head := c.buf[c.r:]
 	h := &c.h
 	o := c.out[:0]
-	o = append(o, head[h.method.s:h.target.e]...)
+	o = append(o, head[h.Method.Start:h.Target.End]...)
 	o = append(o, " HTTP/1.1\r\n"...)
-	if h.upgrade {
+	if h.Upgrade {
 		o = append(o, "Connection: Upgrade\r\nUpgrade: websocket\r\n"...)
 	}
-	for _, f := range h.fields[:h.nfields] {
-		o = append(o, head[f.s:f.e]...)
+	for _, f := range h.Fields[:h.NFields] {
+		o = append(o, head[f.Start:f.End]...)
 	}
-	host := head[h.host.s:h.host.e]
+	host := head[h.Host.Start:h.Host.End]
 	if c.fwd == "" || string(host) != string(c.fwdHost) {
 		c.fwdHost = append(c.fwdHost[:0], host...)
 		c.fwd = forwardedElement(c.client, string(host), "http")
 	}
 	// The fast path serves untrusted clients on plain listeners only
 	// (eligible), so this is setForwarded's untrusted case.
-	fv := untrustedForwarded(c.ip, "http", bstr(head, h.host), c.fwd)
+	fv := untrustedForwarded(c.ip, "http", bstr(head, h.Host), c.fwd)
 	for i, k := range clientHeaders {
 		o = append(o, k...)
 		o = append(o, ": "...)
@@ -360,7 +361,7 @@ func (c *evClient) attempt() {
 		choice, err := c.pe.p.Pick(c.pick, c.tried)
 		if err != nil {
 			head := c.buf[c.r:]
-			if nt := b.reroute(ex, bstr(head, h.host), bstr(head, h.path), c.tbl); nt != nil {
+			if nt := b.reroute(ex, bstr(head, h.Host), bstr(head, h.Path), c.tbl); nt != nil {
 				// A reload retired the pool after routing: once, route
 				// again on the current table, like the net/http path.
 				c.tbl, c.pe = nt, ex.route.pool
@@ -418,7 +419,7 @@ func (c *evClient) tryFailed(err error) {
 	ex.err = err
 	// The body is buffered whole in c.out: a try that never reached the
 	// target can send it again.
-	if !mayRetry(err, bstr(c.buf[c.r:], c.h.method), c.h.clen > 0, true, c.try, c.maxTries, c.tbl.budget) {
+	if !mayRetry(err, bstr(c.buf[c.r:], c.h.Method), c.h.ContentLength > 0, true, c.try, c.maxTries, c.tbl.budget) {
 		c.fail(err)
 		return
 	}
@@ -460,25 +461,25 @@ func (c *evClient) fail(err error) {
 
 // respHead queues the client's response head for the target's head p,
 // parsed in rh, and sets up the body relay.
-func (c *evClient) respHead(p []byte, rh *respHead) {
+func (c *evClient) respHead(p []byte, rh *h1.Response) {
 	ex := &c.ex
 	o := c.headStart(p, rh)
 	c.mode = rmClose
 	switch {
-	case c.isHead || rh.status == 204 || rh.status == 304 || rh.status < 200:
+	case c.isHead || rh.Status == 204 || rh.Status == 304 || rh.Status < 200:
 		c.mode = rmNone
-	case rh.chunked:
+	case rh.Chunked:
 		c.mode = rmChunked
-		c.ins.startChunked()
-	case rh.clen >= 0:
+		c.ins.StartChunked()
+	case rh.ContentLength >= 0:
 		c.mode = rmFixed
-		c.remain = rh.clen
+		c.remain = rh.ContentLength
 	}
 	if c.mode == rmChunked || c.mode == rmClose {
 		o = append(o, "Transfer-Encoding: chunked\r\n"...)
 	}
 	// A refused upgrade's connection is not reused, as on the net/http path.
-	c.reuse = !rh.close && c.mode != rmClose && !c.h.upgrade
+	c.reuse = !rh.Close && c.mode != rmClose && !c.h.Upgrade
 	if ex.closeAfter {
 		o = append(o, "Connection: close\r\n"...)
 	}
@@ -491,13 +492,13 @@ func (c *evClient) respHead(p []byte, rh *respHead) {
 // pin's Set-Cookie; the caller adds its framing fields and the final
 // CRLF. The answer counts as started from here, with its status and time
 // to first byte recorded.
-func (c *evClient) headStart(p []byte, rh *respHead) []byte {
+func (c *evClient) headStart(p []byte, rh *h1.Response) []byte {
 	ex := &c.ex
 	o := c.wb[:0]
 	o = append(o, "HTTP/1.1 "...)
 	o = append(o, p[9:bytes.IndexByte(p, '\n')+1]...)
-	for _, f := range rh.fields[:rh.nfields] {
-		o = append(o, p[f.s:f.e]...)
+	for _, f := range rh.Fields[:rh.NFields] {
+		o = append(o, p[f.Start:f.End]...)
 	}
 	o = append(o, "X-Request-Id: "...)
 	o = append(o, ex.id...)
@@ -509,11 +510,11 @@ func (c *evClient) headStart(p []byte, rh *respHead) []byte {
 			o = append(o, "\r\n"...)
 		}
 	}
-	c.started, c.status = true, rh.status
-	ex.status = rh.status
-	if !ex.held && rh.ctype.e > rh.ctype.s {
+	c.started, c.status = true, rh.Status
+	ex.status = rh.Status
+	if !ex.held && rh.ContentType.End > rh.ContentType.Start {
 		head := c.buf[c.r:]
-		if heldOpen(ex.route, bstr(head, c.h.method), bstr(head, c.h.path), bstr(head, c.h.query()), bstr(p, rh.ctype)) {
+		if heldOpen(ex.route, bstr(head, c.h.Method), bstr(head, c.h.Path), bstr(head, c.h.Query()), bstr(p, rh.ContentType)) {
 			ex.hold()
 		}
 	}
@@ -542,16 +543,16 @@ func (c *evClient) relay(avail []byte) (bool, error) {
 		}
 		done = c.remain == 0
 	case rmChunked:
-		k, err := c.ins.feed(avail)
+		k, err := c.ins.Feed(avail)
 		switch {
-		case errors.Is(err, errMsgEnd):
+		case errors.Is(err, h1.ErrMsgEnd):
 			k++
 			done = true
 			if k < len(avail) {
 				c.reuse = false
 			}
 		case err != nil:
-			return false, errBadResponse
+			return false, h1.ErrBadResponse
 		}
 		body = avail[:k]
 	case rmClose:
@@ -612,7 +613,7 @@ func (c *evClient) flush() {
 func (c *evClient) complete() {
 	ex := &c.ex
 	c.l.s.b.record(ex)
-	c.r += c.h.size + int(c.h.clen)
+	c.r += c.h.Size + int(c.h.ContentLength)
 	c.state, c.respDone, c.started = csIdle, false, false
 	c.l.putSmall(c.out)
 	c.l.putSmall(c.wb)

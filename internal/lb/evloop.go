@@ -11,6 +11,8 @@ import (
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/shoal-dev/shoal/internal/h1"
 )
 
 // The fast path runs on event loops: a few goroutines (one per core),
@@ -63,7 +65,7 @@ type evLoop struct {
 	clients map[*evClient]struct{}
 	ups     map[*evUp]struct{}
 	idle    map[upKey][]*evUp
-	rh      respHead      // the response head being parsed (one at a time)
+	rh      h1.Response   // the response head being parsed (one at a time)
 	scratch []byte        // tunnels read into it and write on at once
 	bufs    [][]byte      // free read buffers (bufSize)
 	smalls  [][]byte      // free write buffers

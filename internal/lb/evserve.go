@@ -14,7 +14,7 @@ import (
 )
 
 // The fast path: plain HTTP/1.1 listeners accept connections themselves
-// and serve requests in the fast subset (see fastparse.go) on event loops
+// and serve requests in the fast subset (see internal/h1, ParseRequest) on event loops
 // (evloop.go), writing to and reading from pooled target connections
 // directly, without net/http's per-request goroutines, channels and
 // header maps. The first request outside the subset (TLS is never on

@@ -5,6 +5,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/shoal-dev/shoal/internal/h1"
 	"github.com/shoal-dev/shoal/internal/pool"
 )
 
@@ -40,7 +41,7 @@ func (d *tunDir) pending() bool { return d.po < len(d.pend) }
 
 // startTunnel switches c and u to a tunnel after the target's 101 head p
 // (parsed in rh), relaying the head and any bytes already read past it.
-func (c *evClient) startTunnel(u *evUp, p []byte, rh *respHead) {
+func (c *evClient) startTunnel(u *evUp, p []byte, rh *h1.Response) {
 	b := c.l.s.b
 	o := c.headStart(p, rh)
 	o = append(o, "Upgrade: websocket\r\nConnection: Upgrade\r\n\r\n"...)
@@ -51,7 +52,7 @@ func (c *evClient) startTunnel(u *evUp, p []byte, rh *respHead) {
 	// The head goes first; the bytes after it in either buffer follow.
 	t.toClient.pend, c.wb, c.wo = o, nil, 0
 	fromTarget := u.buf[u.r+len(p) : u.w]
-	fromClient := c.buf[c.r+c.h.size : c.w]
+	fromClient := c.buf[c.r+c.h.Size : c.w]
 	c.r, c.w = 0, 0
 	u.r, u.w = 0, 0
 	// Both buffers go back to the loop once their bytes went on (write

@@ -14,6 +14,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/shoal-dev/shoal/internal/h1"
 	"github.com/shoal-dev/shoal/internal/pool"
 )
 
@@ -340,7 +341,7 @@ func (u *evUp) readable() {
 	if u.w == len(u.buf) {
 		// Only a head that is not complete yet fills the buffer.
 		if len(u.buf) >= maxResponseHead {
-			u.fail(errBadResponse)
+			u.fail(h1.ErrBadResponse)
 			return
 		}
 		u.buf = append(u.buf, make([]byte, len(u.buf))...)[:2*len(u.buf)]
@@ -378,7 +379,7 @@ func (u *evUp) readable() {
 func (u *evUp) head() {
 	c := u.c
 	for {
-		hn := headEnd(u.buf[u.r:u.w], 0)
+		hn := h1.HeadEnd(u.buf[u.r:u.w], 0)
 		if hn < 0 {
 			if u.r > 0 {
 				u.w = copy(u.buf, u.buf[u.r:u.w])
@@ -387,18 +388,18 @@ func (u *evUp) head() {
 			return
 		}
 		rh := &u.l.rh
-		if err := parseResponse(u.buf[u.r:u.r+hn], rh); err != nil {
+		if err := h1.ParseResponse(u.buf[u.r:u.r+hn], rh, fieldKinds); err != nil {
 			u.fail(err)
 			return
 		}
-		if rh.status >= 200 {
+		if rh.Status >= 200 {
 			c.respHead(u.buf[u.r:u.r+hn], rh)
 			u.r += hn
 			break
 		}
-		if rh.status == http.StatusSwitchingProtocols {
-			if !c.h.upgrade || !rh.upWS {
-				u.fail(errBadResponse)
+		if rh.Status == http.StatusSwitchingProtocols {
+			if !c.h.Upgrade || !rh.UpgradeWS {
+				u.fail(h1.ErrBadResponse)
 				return
 			}
 			c.startTunnel(u, u.buf[u.r:u.r+hn], rh)

@@ -5,6 +5,8 @@ import (
 	"net/http"
 	"net/netip"
 	"strings"
+
+	"github.com/shoal-dev/shoal/internal/h1"
 )
 
 // removeHopHeaders deletes hop-by-hop headers and those listed in
@@ -101,7 +103,7 @@ func forwardedElement(client netip.Addr, host, proto string) string {
 func writeForwardedValue(b *strings.Builder, v string) {
 	tok := v != ""
 	for i := 0; i < len(v); i++ {
-		if !isTokenByte(v[i]) {
+		if !h1.IsTokenByte(v[i]) {
 			tok = false
 			break
 		}
@@ -145,7 +147,7 @@ func parseForwarded(v string) ([][]forwardedPair, error) {
 	for {
 		skipOWS()
 		start := i
-		for i < len(v) && isTokenByte(v[i]) {
+		for i < len(v) && h1.IsTokenByte(v[i]) {
 			i++
 		}
 		if i == start || i >= len(v) || v[i] != '=' {
@@ -183,7 +185,7 @@ func parseForwarded(v string) ([][]forwardedPair, error) {
 			val = b.String()
 		} else {
 			start = i
-			for i < len(v) && isTokenByte(v[i]) {
+			for i < len(v) && h1.IsTokenByte(v[i]) {
 				i++
 			}
 			if i == start {
@@ -240,22 +242,3 @@ func parseNodeAddr(s string) (netip.Addr, error) {
 	}
 	return netip.Addr{}, errXFF
 }
-
-// isTokenByte reports whether c may appear in an RFC 9110 token.
-func isTokenByte(c byte) bool {
-	return c < 0x80 && tokenTable[c]
-}
-
-var tokenTable = func() (t [128]bool) {
-	for c := '0'; c <= '9'; c++ {
-		t[c] = true
-	}
-	for c := 'a'; c <= 'z'; c++ {
-		t[c] = true
-		t[c-'a'+'A'] = true
-	}
-	for _, c := range "!#$%&'*+-.^_`|~" {
-		t[c] = true
-	}
-	return t
-}()

@@ -1,10 +1,6 @@
 package lb
 
 import (
-	"bufio"
-	"bytes"
-	"io"
-	"net/http"
 	"net/netip"
 	"strings"
 	"testing"
@@ -65,64 +61,6 @@ func FuzzXFF(f *testing.F) {
 		again, err := parseXFF([]string{strings.Join(parts, ", ")})
 		if err != nil || len(again) != len(addrs) {
 			t.Fatalf("%q: re-parse %v %v", v, again, err)
-		}
-	})
-}
-
-// FuzzInspector: the guard's verdict does not depend on how the bytes
-// are split into reads, and whatever it lets through as complete
-// requests net/http parses as the same number of requests.
-func FuzzInspector(f *testing.F) {
-	seeds := []string{
-		"GET / HTTP/1.1\r\nHost: a\r\n\r\n",
-		"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nhelloGET /b HTTP/1.1\r\nHost: a\r\n\r\n",
-		"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n5;x=y\r\nhello\r\n0\r\nT: 1\r\n\r\n",
-		"POST / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\nx",
-		"GET / HTTP/1.1\r\nX: a\r\n b\r\n\r\n",
-		"GET / HTTP/1.1\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n\x81\x05hello",
-		"POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
-	}
-	for _, s := range seeds {
-		f.Add([]byte(s), uint8(3))
-	}
-	f.Fuzz(func(t *testing.T, data []byte, split uint8) {
-		var whole inspector
-		whole.reset()
-		nWhole, errWhole := whole.feed(data)
-
-		var parts inspector
-		parts.reset()
-		step := int(split%16) + 1
-		nParts, off := 0, 0
-		var errParts error
-		for off < len(data) && errParts == nil {
-			end := min(off+step, len(data))
-			var n int
-			n, errParts = parts.feed(data[off:end])
-			nParts += n
-			off = end
-		}
-		if (errWhole == nil) != (errParts == nil) || nWhole != nParts || whole.blocks != parts.blocks {
-			t.Fatalf("split %d: whole (%d, %v, %d blocks) vs parts (%d, %v, %d blocks)", step, nWhole, errWhole, whole.blocks, nParts, errParts, parts.blocks)
-		}
-		// Complete, clean, non-upgrade streams: net/http agrees on the count.
-		if errWhole != nil || whole.passthrough || whole.st != sMsgStart {
-			return
-		}
-		br := bufio.NewReader(bytes.NewReader(data[:nWhole]))
-		var got int64
-		for {
-			req, err := http.ReadRequest(br)
-			if err != nil {
-				break
-			}
-			if _, err := io.Copy(io.Discard, req.Body); err != nil {
-				break
-			}
-			got++
-		}
-		if got > whole.blocks {
-			t.Fatalf("net/http read %d requests where the guard saw %d blocks in %q", got, whole.blocks, data)
 		}
 	})
 }

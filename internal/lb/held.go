@@ -109,12 +109,3 @@ func (ex *exchange) hold() {
 	ex.heldPool.held.Inc()
 	ex.heldPool.lat.held.Add(1)
 }
-
-// query is the span of the request target's query, without the '?';
-// zero when there is none.
-func (h *reqHead) query() span {
-	if h.target.e > h.path.e {
-		return span{h.path.e + 1, h.target.e}
-	}
-	return span{}
-}

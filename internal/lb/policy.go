@@ -4,12 +4,14 @@ import (
 	"errors"
 	"net/http"
 
+	"github.com/shoal-dev/shoal/internal/h1"
 	"github.com/shoal-dev/shoal/internal/pool"
 )
 
 // The rules both request paths apply, each written once: the event-loop
-// path (evclient.go, fastparse.go) and the net/http path (proxy.go,
-// websocket.go) call these functions, so the two cannot drift apart.
+// path (evclient.go, on the parsers of internal/h1) and the net/http path
+// (proxy.go, websocket.go) call these functions, so the two cannot drift
+// apart.
 // Each has a table test in policy_test.go; the behaviour each rule
 // produces end to end is checked on both paths by paths_table_test.go.
 
@@ -126,37 +128,28 @@ func untrustedForwarded(ip, proto, host, fwd string) [len(clientHeaders)]string 
 }
 
 // fieldKinds classifies the lower-cased request field names the fast path
-// treats specially (every other name is fOther). The hop-by-hop and
-// client-fact names come from hopHeaders and clientHeaders; of the
-// hop-by-hop ones, Connection and Upgrade are read before being dropped
-// and Transfer-Encoding hands the request to the net/http path.
-var fieldKinds = func() map[string]fieldKind {
-	m := map[string]fieldKind{
-		"host":           fHost,
-		"content-length": fContentLength,
-		"x-request-id":   fRequestID,
-		"cookie":         fCookie,
-		"expect":         fFallback,
-		"http2-settings": fFallback,
+// treats specially (every other name is h1.FieldOther); h1.ParseRequest
+// and h1.ParseResponse read it. The hop-by-hop and client-fact names come
+// from hopHeaders and clientHeaders; of the hop-by-hop ones, Connection
+// and Upgrade are read before being dropped and Transfer-Encoding hands
+// the request to the net/http path.
+var fieldKinds = func() h1.Kinds {
+	m := h1.Kinds{
+		"host":           h1.FieldHost,
+		"content-length": h1.FieldContentLength,
+		"x-request-id":   h1.FieldRequestID,
+		"cookie":         h1.FieldCookie,
+		"expect":         h1.FieldRefuse,
+		"http2-settings": h1.FieldRefuse,
 	}
 	for _, k := range clientHeaders {
-		m[asciiLower(k)] = fClient
+		m[h1.Lower(k)] = h1.FieldClient
 	}
 	for _, k := range hopHeaders {
-		m[asciiLower(k)] = fHop
+		m[h1.Lower(k)] = h1.FieldHop
 	}
-	m["connection"] = fConnection
-	m["upgrade"] = fUpgrade
-	m["transfer-encoding"] = fFallback
+	m["connection"] = h1.FieldConnection
+	m["upgrade"] = h1.FieldUpgrade
+	m["transfer-encoding"] = h1.FieldRefuse
 	return m
 }()
-
-func asciiLower(s string) string {
-	b := []byte(s)
-	for i, c := range b {
-		if 'A' <= c && c <= 'Z' {
-			b[i] = c + 'a' - 'A'
-		}
-	}
-	return string(b)
-}

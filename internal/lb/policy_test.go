@@ -9,6 +9,7 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/shoal-dev/shoal/internal/h1"
 	"github.com/shoal-dev/shoal/internal/pool"
 )
 
@@ -34,8 +35,8 @@ func TestRetryable(t *testing.T) {
 		{"reset POST without body", reset, "POST", false, true, false},
 		{"reset POST with body", reset, "POST", true, true, false},
 		{"reset PATCH without body", reset, "PATCH", false, true, false},
-		{"bad response GET", errBadResponse, "GET", false, true, true},
-		{"bad response POST", errBadResponse, "POST", false, true, false},
+		{"bad response GET", h1.ErrBadResponse, "GET", false, true, true},
+		{"bad response POST", h1.ErrBadResponse, "POST", false, true, false},
 		{"timeout POST", os.ErrDeadlineExceeded, "POST", false, true, false},
 		{"drain deadline GET", pool.ErrDrainDeadline, "GET", false, true, false},
 		{"drain deadline wrapped in a dial error", &dialError{pool.ErrDrainDeadline}, "GET", false, true, false},
@@ -80,7 +81,7 @@ func TestAnswerFor(t *testing.T) {
 		{errMethod, false, 405, "Method Not Allowed", false},
 		{pool.ErrNoTarget, false, 503, "Service Unavailable", false},
 		{&http.MaxBytesError{Limit: 1}, false, 413, "Request Entity Too Large", true},
-		{&smuggleError{"x"}, false, 400, "Bad Request", true},
+		{&h1.FramingError{Reason: "x"}, false, 400, "Bad Request", true},
 		{clientBodyError{errors.New("cut")}, false, 400, "Bad Request", true},
 		{pool.ErrDrainDeadline, false, 502, "Bad Gateway", false},
 		{context.DeadlineExceeded, false, 504, "Gateway Timeout", false},
@@ -101,21 +102,21 @@ func TestAnswerFor(t *testing.T) {
 // path.
 func TestFieldKindsFollowTheLists(t *testing.T) {
 	for _, k := range hopHeaders {
-		switch got := requestFieldKind([]byte(asciiLower(k))); {
-		case k == "Connection" && got == fConnection, k == "Upgrade" && got == fUpgrade,
-			k == "Transfer-Encoding" && got == fFallback, got == fHop:
+		switch got := fieldKinds[h1.Lower(k)]; {
+		case k == "Connection" && got == h1.FieldConnection, k == "Upgrade" && got == h1.FieldUpgrade,
+			k == "Transfer-Encoding" && got == h1.FieldRefuse, got == h1.FieldHop:
 		default:
 			t.Errorf("%s: kind %d", k, got)
 		}
 	}
 	for _, k := range clientHeaders {
-		if got := requestFieldKind([]byte(asciiLower(k))); got != fClient {
-			t.Errorf("%s: kind %d, want fClient", k, got)
+		if got := fieldKinds[h1.Lower(k)]; got != h1.FieldClient {
+			t.Errorf("%s: kind %d, want FieldClient", k, got)
 		}
 	}
 	for _, k := range []string{"accept", "x-custom", "authorization", "cookie2"} {
-		if got := requestFieldKind([]byte(k)); got != fOther {
-			t.Errorf("%s: kind %d, want fOther", k, got)
+		if got := fieldKinds[k]; got != h1.FieldOther {
+			t.Errorf("%s: kind %d, want FieldOther", k, got)
 		}
 	}
 	h := http.Header{"Connection": {"X-A, x-b"}, "X-A": {"1"}, "X-B": {"2"}, "X-C": {"3"}}

@@ -14,6 +14,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/shoal-dev/shoal/internal/h1"
 	"github.com/shoal-dev/shoal/internal/pool"
 )
 
@@ -107,7 +108,9 @@ func (h *frontHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		ex.closeAfter = true
 	}
 	switch {
-	case !validMethod(r.Method):
+	case !h1.ValidMethod(r.Method):
+		// net/http refuses other methods on HTTP/1.1, but its HTTP/2
+		// server passes any :method on, so the proxy checks it itself.
 		ex.closeAfter = true
 		b.fail(w, ex, errBadMethod)
 		return

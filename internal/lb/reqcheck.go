@@ -7,22 +7,9 @@ import (
 // The request checks both HTTP/1.1 paths and HTTP/2 share: the fast path
 // calls them on the bytes it parsed, the net/http path (HTTP/1.1 behind
 // the guard, and HTTP/2) on the *http.Request, so that a request is
-// refused the same way whichever path carries it.
-
-// validMethod reports whether m is an RFC 9110 method: a token, one or
-// more tchar. net/http refuses other methods on HTTP/1.1, but its HTTP/2
-// server passes any :method on, so the proxy checks it itself.
-func validMethod[T string | []byte](m T) bool {
-	if len(m) == 0 {
-		return false
-	}
-	for i := 0; i < len(m); i++ {
-		if !isTokenByte(m[i]) {
-			return false
-		}
-	}
-	return true
-}
+// refused the same way whichever path carries it. The method check is
+// h1.ValidMethod (the fast path's parser calls it, proxy.go for the
+// net/http path).
 
 // requestLineLen is the length of the request line of r, without its
 // CRLF: method SP request-target SP version. For HTTP/1.1 that is exactly

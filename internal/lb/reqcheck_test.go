@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/shoal-dev/shoal/internal/h1"
 )
 
 // headOfSize is a GET head of exactly size bytes (request line, fields,
@@ -86,15 +88,6 @@ func statuses(resps []*http.Response) []int {
 		out = append(out, r.StatusCode)
 	}
 	return out
-}
-
-func TestValidMethod(t *testing.T) {
-	for m, want := range map[string]bool{"GET": true, "M-SEARCH": true, "X!#$%&'*+.^_`|~": true,
-		"": false, "GE T": false, "GET\t": false, "G\x00T": false, "GÉT": false, "(GET)": false} {
-		if validMethod(m) != want || validMethod([]byte(m)) != want {
-			t.Errorf("validMethod(%q) = %v, want %v", m, !want, want)
-		}
-	}
 }
 
 // h2Conn is a raw HTTP/2 client connection: the test writes the exact
@@ -249,7 +242,7 @@ func tlsLB(t *testing.T, cfg Config) (*running, *x509.CertPool) {
 // malformed (it used to reach the proxy step and get 502).
 func TestHTTP2MalformedMethod(t *testing.T) {
 	be := newBackend(t, func(w http.ResponseWriter, r *http.Request) {
-		if !validMethod(r.Method) {
+		if !h1.ValidMethod(r.Method) {
 			t.Errorf("target reached with method %q", r.Method)
 		}
 	})

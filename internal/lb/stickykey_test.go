@@ -3,6 +3,7 @@ package lb
 import (
 	"testing"
 
+	"github.com/shoal-dev/shoal/internal/h1"
 	"github.com/shoal-dev/shoal/internal/pool"
 )
 
@@ -19,7 +20,7 @@ func TestFastStickyPickAllocatesNothing(t *testing.T) {
 	}
 	pe := &poolEntry{p: p, stickyPick: true}
 	c := &evClient{buf: []byte("POST /sockjs/1/sess/xhr_streaming HTTP/1.1\r\nHost: a\r\nCookie: x=1; y=2\r\n\r\n")}
-	if !parseRequest(c.buf, &c.h) {
+	if !h1.ParseRequest(c.buf, &c.h, fieldKinds) {
 		t.Fatal("request outside the fast subset")
 	}
 	first, err := p.Pick(c.stickyKey(pe), nil)

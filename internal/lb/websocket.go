@@ -161,7 +161,7 @@ func (b *Balancer) serveUpgrade(w http.ResponseWriter, r *http.Request, ex *exch
 // through bufio, net/http's connReader, the guard and the prefix. Call it
 // only once br and c are no longer read by anything else (after Hijack).
 func tunnelReader(br *bufio.Reader, c net.Conn) io.Reader {
-	if g, ok := c.(*guardConn); ok && g.ins.passthrough && g.err == nil {
+	if g, ok := c.(*guardConn); ok && g.ins.Passthrough() && g.err == nil {
 		c = g.Conn
 		if p, ok := c.(*prefixConn); ok && len(p.pre) == 0 {
 			c = p.Conn

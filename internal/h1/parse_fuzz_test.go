@@ -1,4 +1,4 @@
-package lb
+package h1
 
 import (
 	"bufio"
@@ -8,7 +8,7 @@ import (
 	"testing"
 )
 
-// Fuzz targets for the fast path's head parsers (fastparse.go). The fast
+// Fuzz targets for the fast path's head parsers (parse.go). The fast
 // path must only accept heads that are unambiguous: every framing decision
 // it takes must agree with the smuggling guard's inspector and with
 // net/http, and anything shaped like a smuggling attempt must be rejected
@@ -89,53 +89,52 @@ func FuzzFastParseRequest(f *testing.F) {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
-		n := headEnd(data, 0)
-		var h reqHead
+		n := HeadEnd(data, 0)
+		var h Request
 		if n < 0 {
 			// Truncated heads are never parsed; the parser must still
 			// survive them.
-			parseRequest(data, &h)
+			ParseRequest(data, &h, testKinds)
 			return
 		}
 		head := data[:n]
-		if !parseRequest(head, &h) {
+		if !ParseRequest(head, &h, testKinds) {
 			return
 		}
 		if r := lineRisks(head); len(r) > 0 {
 			t.Fatalf("fast path accepted a head with %v: %q", r, head)
 		}
-		if h.size != n || h.clen < 0 {
-			t.Fatalf("size %d clen %d for %d-byte head", h.size, h.clen, n)
+		if h.Size != n || h.ContentLength < 0 {
+			t.Fatalf("size %d clen %d for %d-byte head", h.Size, h.ContentLength, n)
 		}
-		for _, sp := range []span{h.method, h.target, h.path, h.host} {
-			if sp.s < 0 || sp.e < sp.s || int(sp.e) > n {
+		for _, sp := range []Span{h.Method, h.Target, h.Path, h.Host} {
+			if sp.Start < 0 || sp.End < sp.Start || int(sp.End) > n {
 				t.Fatalf("span %v out of head of %d bytes", sp, n)
 			}
 		}
-		for _, f := range h.fields[:h.nfields] {
-			if !bytes.HasSuffix(head[f.s:f.e], []byte("\r\n")) {
-				t.Fatalf("kept field %q lacks CRLF", head[f.s:f.e])
+		for _, f := range h.Fields[:h.NFields] {
+			if !bytes.HasSuffix(head[f.Start:f.End], []byte("\r\n")) {
+				t.Fatalf("kept field %q lacks CRLF", head[f.Start:f.End])
 			}
 		}
 
 		// The guard's inspector sees one clean header block with the same
 		// framing, and stops inspecting exactly for a WebSocket handshake
 		// (the bytes after it are the tunnel's).
-		var ins inspector
-		ins.reset()
-		k, err := ins.feed(head)
+		var ins Inspector
+		k, err := ins.Feed(head)
 		if err != nil || k != n {
 			t.Fatalf("guard rejects a head the fast path accepts (%d/%d, %v): %q", k, n, err, head)
 		}
-		if ins.blocks != 1 || ins.passthrough != h.upgrade || ins.nTE != 0 || ins.nCL > 1 || int64(ins.clen) != h.clen {
+		if ins.blocks != 1 || ins.passthrough != h.Upgrade || ins.nTE != 0 || ins.nCL > 1 || int64(ins.clen) != h.ContentLength {
 			t.Fatalf("guard framing differs: blocks %d passthrough %v TE %d CL %d/%d vs fast %d: %q",
-				ins.blocks, ins.passthrough, ins.nTE, ins.nCL, ins.clen, h.clen, head)
+				ins.blocks, ins.passthrough, ins.nTE, ins.nCL, ins.clen, h.ContentLength, head)
 		}
 		wantState := sMsgStart
-		if h.clen > 0 {
+		if h.ContentLength > 0 {
 			wantState = sBody
 		}
-		if ins.st != wantState && !h.upgrade {
+		if ins.st != wantState && !h.Upgrade {
 			t.Fatalf("guard state %d after head, want %d: %q", ins.st, wantState, head)
 		}
 
@@ -144,20 +143,20 @@ func FuzzFastParseRequest(f *testing.F) {
 		if err != nil {
 			t.Fatalf("net/http rejects a head the fast path accepts (%v): %q", err, head)
 		}
-		if req.Method != string(head[h.method.s:h.method.e]) || req.RequestURI != string(head[h.target.s:h.target.e]) ||
-			req.URL.Path != string(head[h.path.s:h.path.e]) || req.Host != string(head[h.host.s:h.host.e]) {
+		if req.Method != string(head[h.Method.Start:h.Method.End]) || req.RequestURI != string(head[h.Target.Start:h.Target.End]) ||
+			req.URL.Path != string(head[h.Path.Start:h.Path.End]) || req.Host != string(head[h.Host.Start:h.Host.End]) {
 			t.Fatalf("net/http reads %s %q path %q host %q; fast path %q %q %q %q",
 				req.Method, req.RequestURI, req.URL.Path, req.Host,
-				head[h.method.s:h.method.e], head[h.target.s:h.target.e], head[h.path.s:h.path.e], head[h.host.s:h.host.e])
+				head[h.Method.Start:h.Method.End], head[h.Target.Start:h.Target.End], head[h.Path.Start:h.Path.End], head[h.Host.Start:h.Host.End])
 		}
-		if req.ContentLength != h.clen {
-			t.Fatalf("net/http length %d, fast path %d: %q", req.ContentLength, h.clen, head)
+		if req.ContentLength != h.ContentLength {
+			t.Fatalf("net/http length %d, fast path %d: %q", req.ContentLength, h.ContentLength, head)
 		}
-		if req.Close != h.close {
-			t.Fatalf("net/http close %v, fast path %v: %q", req.Close, h.close, head)
+		if req.Close != h.Close {
+			t.Fatalf("net/http close %v, fast path %v: %q", req.Close, h.Close, head)
 		}
-		for _, f := range h.fields[:h.nfields] {
-			name, val, _ := strings.Cut(strings.TrimSuffix(string(head[f.s:f.e]), "\r\n"), ":")
+		for _, f := range h.Fields[:h.NFields] {
+			name, val, _ := strings.Cut(strings.TrimSuffix(string(head[f.Start:f.End]), "\r\n"), ":")
 			val = strings.Trim(val, " \t")
 			found := false
 			for _, v := range req.Header.Values(name) {
@@ -198,14 +197,14 @@ func FuzzFastParseResponse(f *testing.F) {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
-		n := headEnd(data, 0)
-		var h respHead
+		n := HeadEnd(data, 0)
+		var h Response
 		if n < 0 {
-			parseResponse(data, &h)
+			ParseResponse(data, &h, testKinds)
 			return
 		}
 		head := data[:n]
-		if parseResponse(head, &h) != nil {
+		if ParseResponse(head, &h, testKinds) != nil {
 			return
 		}
 		for _, r := range lineRisks(head) {
@@ -213,32 +212,32 @@ func FuzzFastParseResponse(f *testing.F) {
 				t.Fatalf("fast path accepted a response head with %s: %q", r, head)
 			}
 		}
-		if h.status < 100 || h.status > 999 || h.size != n {
-			t.Fatalf("status %d size %d: %q", h.status, h.size, head)
+		if h.Status < 100 || h.Status > 999 || h.Size != n {
+			t.Fatalf("status %d size %d: %q", h.Status, h.Size, head)
 		}
 		// The head the fast path relays (as relay builds it, minus the
 		// request id) is read by net/http with the same framing.
 		eol := bytes.IndexByte(head, '\n') + 1
 		out := append([]byte("HTTP/1.1 "), head[9:eol]...)
-		for _, f := range h.fields[:h.nfields] {
-			line := head[f.s:f.e]
+		for _, f := range h.Fields[:h.NFields] {
+			line := head[f.Start:f.End]
 			name, _, _ := bytes.Cut(line, []byte(":"))
 			switch strings.ToLower(string(name)) {
 			case "connection", "transfer-encoding", "keep-alive", "te", "upgrade", "proxy-connection":
 				t.Fatalf("hop-by-hop field %q kept: %q", line, head)
 			case "content-length":
-				if h.chunked {
+				if h.Chunked {
 					t.Fatalf("Content-Length kept with chunked: %q", head)
 				}
 			}
 			for k := 0; k < h.ndrop; k++ {
-				if asciiEqualFoldBytes(name, string(head[h.drop[k].s:h.drop[k].e])) {
+				if equalFoldBoth(name, string(head[h.drop[k].Start:h.drop[k].End])) {
 					t.Fatalf("field %q listed in Connection kept: %q", name, head)
 				}
 			}
 			out = append(out, line...)
 		}
-		if h.chunked {
+		if h.Chunked {
 			out = append(out, "Transfer-Encoding: chunked\r\n"...)
 		}
 		out = append(out, "\r\n"...)
@@ -246,24 +245,24 @@ func FuzzFastParseResponse(f *testing.F) {
 		if err != nil {
 			t.Fatalf("net/http rejects the relayed head (%v): %q from %q", err, out, head)
 		}
-		if resp.StatusCode != h.status {
-			t.Fatalf("net/http status %d, fast path %d: %q", resp.StatusCode, h.status, head)
+		if resp.StatusCode != h.Status {
+			t.Fatalf("net/http status %d, fast path %d: %q", resp.StatusCode, h.Status, head)
 		}
-		bodyAllowed := h.status >= 200 && h.status != 204 && h.status != 304
+		bodyAllowed := h.Status >= 200 && h.Status != 204 && h.Status != 304
 		switch {
 		case !bodyAllowed:
-		case h.chunked:
+		case h.Chunked:
 			if len(resp.TransferEncoding) != 1 || resp.TransferEncoding[0] != "chunked" {
 				t.Fatalf("net/http coding %q, fast path chunked: %q", resp.TransferEncoding, out)
 			}
-		case h.clen >= 0:
-			if resp.ContentLength != h.clen {
-				t.Fatalf("net/http length %d, fast path %d: %q", resp.ContentLength, h.clen, out)
+		case h.ContentLength >= 0:
+			if resp.ContentLength != h.ContentLength {
+				t.Fatalf("net/http length %d, fast path %d: %q", resp.ContentLength, h.ContentLength, out)
 			}
 		}
 		// A chunked response with a Content-Length from the target is not
 		// trusted for reuse.
-		if h.chunked && bytes.Contains(bytes.ToLower(head), []byte("\ncontent-length:")) && !h.close {
+		if h.Chunked && bytes.Contains(bytes.ToLower(head), []byte("\ncontent-length:")) && !h.Close {
 			t.Fatalf("TE+CL response keeps the target connection: %q", head)
 		}
 	})
