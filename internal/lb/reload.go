@@ -97,7 +97,7 @@ func (b *Balancer) Reload(cfg Config) error {
 			old.certs.replace(nl.certs)
 		}
 	}
-	b.reconcilePoolsLocked(cfg)
+	retired := b.reconcilePoolsLocked(cfg)
 	b.listeners = newLs
 	if cfg.Maintenance != nil {
 		b.maint.Store(cfg.Maintenance)
@@ -108,6 +108,12 @@ func (b *Balancer) Reload(cfg Config) error {
 	b.alog.Store(newAccessLog(cfg.AccessLog))
 	b.setObserver(cfg.Observer)
 	b.tbl.Store(b.buildTable(cfg, b.tbl.Load().budget))
+	// Pools are retired only once the new table is in place: a request
+	// that loaded the old table in between would find the old pool's
+	// targets removed and get a 503.
+	for _, pe := range retired {
+		b.retireLocked(pe)
+	}
 	for _, l := range added {
 		if b.running {
 			b.serveLocked(l)
@@ -144,8 +150,10 @@ func (b *Balancer) closeListenerLocked(l *listener) {
 	}()
 }
 
-// reconcilePoolsLocked moves b.pools to cfg.Pools.
-func (b *Balancer) reconcilePoolsLocked(cfg Config) {
+// reconcilePoolsLocked moves b.pools to cfg.Pools and returns the pool
+// entries that are no longer used, for the caller to retire once the
+// routing table that names them is replaced.
+func (b *Balancer) reconcilePoolsLocked(cfg Config) []*poolEntry {
 	next := map[string]*poolEntry{}
 	for _, pc := range cfg.Pools {
 		old := b.pools[pc.Name]
@@ -180,12 +188,14 @@ func (b *Balancer) reconcilePoolsLocked(cfg Config) {
 		}
 		next[pc.Name] = ne
 	}
+	var retired []*poolEntry
 	for name, old := range b.pools {
 		if n := next[name]; n == nil || n.p != old.p {
-			b.retireLocked(old)
+			retired = append(retired, old)
 		}
 	}
 	b.pools = next
+	return retired
 }
 
 // readdsRemoved reports whether targets lists a target that p is still
