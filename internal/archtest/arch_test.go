@@ -26,9 +26,28 @@ type pkg struct {
 }
 
 // ours lists every package of the module with its imports of other packages of the
-// module, paths shortened to "internal/lb" and so on. It runs the go command, which
-// reads import clauses only: nothing is compiled.
+// module, paths shortened to "internal/lb" and so on.
 func ours(t *testing.T) map[string]pkg {
+	t.Helper()
+	pkgs := make(map[string]pkg)
+	goList(t, "ImportPath,Imports,TestImports,XTestImports", func(p pkg) {
+		p.ImportPath = short(p.ImportPath)
+		p.Imports = onlyOurs(p.Imports)
+		p.TestImports = onlyOurs(p.TestImports)
+		p.XTestImports = onlyOurs(p.XTestImports)
+		pkgs[p.ImportPath] = p
+	})
+	if len(pkgs) < 10 {
+		t.Fatalf("go list found %d packages of %s; expected the whole module", len(pkgs), module)
+	}
+	return pkgs
+}
+
+// goList runs `go list -e -json=fields` over the whole module and calls each
+// with every package, decoded into a T. The go command reads import clauses
+// and file lists only: nothing is compiled. -e: a package that does not
+// compile is still listed.
+func goList[T any](t *testing.T, fields string, each func(T)) {
 	t.Helper()
 	gobin, err := exec.LookPath("go")
 	if err != nil {
@@ -36,33 +55,23 @@ func ours(t *testing.T) map[string]pkg {
 	}
 	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
 	defer cancel()
-	// -e: a package that does not compile still lists its imports.
-	cmd := exec.CommandContext(ctx, gobin, "list", "-e", "-json=ImportPath,Imports,TestImports,XTestImports", module+"/...")
+	cmd := exec.CommandContext(ctx, gobin, "list", "-e", "-json="+fields, module+"/...")
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
 	if err != nil {
 		t.Fatalf("go list: %v\n%s", err, stderr.String())
 	}
-	pkgs := make(map[string]pkg)
 	dec := json.NewDecoder(bytes.NewReader(out))
 	for {
-		var p pkg
+		var p T
 		if err := dec.Decode(&p); errors.Is(err, io.EOF) {
-			break
+			return
 		} else if err != nil {
 			t.Fatalf("decode go list output: %v", err)
 		}
-		p.ImportPath = short(p.ImportPath)
-		p.Imports = onlyOurs(p.Imports)
-		p.TestImports = onlyOurs(p.TestImports)
-		p.XTestImports = onlyOurs(p.XTestImports)
-		pkgs[p.ImportPath] = p
+		each(p)
 	}
-	if len(pkgs) < 10 {
-		t.Fatalf("go list found %d packages of %s; expected the whole module", len(pkgs), module)
-	}
-	return pkgs
 }
 
 func short(path string) string {

@@ -2,18 +2,12 @@ package archtest
 
 import (
 	"bytes"
-	"context"
-	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"sort"
 	"strings"
 	"testing"
-	"time"
 )
 
 // leakCheck is the call that each package with tests makes from its TestMain, so that a
@@ -31,32 +25,12 @@ type testPkg struct {
 // withTests lists the packages of the module that have test files.
 func withTests(t *testing.T) []testPkg {
 	t.Helper()
-	gobin, err := exec.LookPath("go")
-	if err != nil {
-		t.Skipf("go command not found: %v", err)
-	}
-	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, gobin, "list", "-e", "-json=ImportPath,Dir,TestGoFiles,XTestGoFiles", module+"/...")
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
-	if err != nil {
-		t.Fatalf("go list: %v\n%s", err, stderr.String())
-	}
 	var pkgs []testPkg
-	dec := json.NewDecoder(bytes.NewReader(out))
-	for {
-		var p testPkg
-		if err := dec.Decode(&p); errors.Is(err, io.EOF) {
-			break
-		} else if err != nil {
-			t.Fatalf("decode go list output: %v", err)
-		}
+	goList(t, "ImportPath,Dir,TestGoFiles,XTestGoFiles", func(p testPkg) {
 		if len(p.TestGoFiles)+len(p.XTestGoFiles) > 0 {
 			pkgs = append(pkgs, p)
 		}
-	}
+	})
 	if len(pkgs) < 10 {
 		t.Fatalf("go list found %d packages with tests; expected the whole module", len(pkgs))
 	}
