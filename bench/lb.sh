@@ -61,26 +61,8 @@ go build -o "$TMP/backend" ./bench/backend
 go build -o "$TMP/wsload" ./bench/wsload
 go build -o "$TMP/idleconns" ./bench/idleconns
 
-# wait_line FILE REGEX: wait up to 10s for a line, print its first group.
-wait_line() {
-	for _ in $(seq 200); do
-		if m=$(grep -oE "$2" "$1" 2>/dev/null | head -1) && [ -n "$m" ]; then
-			echo "$m" | sed -E "s/$2/\1/"
-			return 0
-		fi
-		sleep 0.05
-	done
-	echo "bench/lb.sh: timed out waiting for '$2' in $1:" >&2
-	cat "$1" >&2
-	exit 1
-}
-
-BACKENDS=()
-for i in 1 2; do
-	"$TMP/backend" -name "b$i" >"$TMP/backend$i.log" 2>&1 &
-	PIDS+=($!)
-	BACKENDS+=("$(wait_line "$TMP/backend$i.log" 'listening addr=([0-9.:]+)')")
-done
+. bench/lib.sh # from the repository root (the cd above)
+start_backends
 B1=${BACKENDS[0]} B2=${BACKENDS[1]}
 echo "backends: $B1 $B2" >&2
 
