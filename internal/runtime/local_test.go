@@ -138,7 +138,9 @@ func TestStopKillsWholeGroup(t *testing.T) {
 	// The grandchild ignores SIGTERM; the shell dies at once. Stop must wait for the
 	// group, then SIGKILL the grandchild.
 	info, err := l.Start(context.Background(), Spec{ID: "tree", Dir: t.TempDir(),
-		Command:     `(trap '' TERM; exec sleep 1000) & echo $! > "$SHOAL_INSTANCE_DIR/child.pid"; wait`,
+		// The child writes its own pid only after its trap is set, so a SIGTERM that
+		// comes first cannot find it still killable by TERM.
+		Command:     `sh -c 'trap "" TERM; echo $$ > "$SHOAL_INSTANCE_DIR/child.pid"; exec sleep 1000' & wait`,
 		StopTimeout: 300 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
