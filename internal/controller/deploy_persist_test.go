@@ -119,7 +119,7 @@ func TestDeployResumesAfterRestart(t *testing.T) {
 			return errors.New("no rollout yet")
 		}
 		for _, in := range p.Instances {
-			if in.Release == 2 && (in.State == rollout.Pending || in.State == rollout.Starting) {
+			if in.Release == 2 && (in.State == api.Pending || in.State == api.Starting) {
 				return nil
 			}
 		}
@@ -215,10 +215,10 @@ func TestRollbackFinishesAfterRestart(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r.Step(now, []rollout.Instance{{ID: "a", Release: 1, State: rollout.InService, Since: now},
-		{ID: "b", Release: 1, State: rollout.InService, Since: now}})
-	r.Step(now, []rollout.Instance{{ID: "a", Release: 1, State: rollout.InService, Since: now},
-		{ID: "b", Release: 1, State: rollout.InService, Since: now}, {ID: "c", Release: 2, State: rollout.Starting, Since: now}})
+	r.Step(now, []rollout.Instance{{ID: "a", Release: 1, State: api.InService, Since: now},
+		{ID: "b", Release: 1, State: api.InService, Since: now}})
+	r.Step(now, []rollout.Instance{{ID: "a", Release: 1, State: api.InService, Since: now},
+		{ID: "b", Release: 1, State: api.InService, Since: now}, {ID: "c", Release: 2, State: api.Starting, Since: now}})
 	if err := r.Abort(now, "test"); err != nil {
 		t.Fatal(err)
 	}

@@ -249,7 +249,7 @@ func TestNeverServedIsNoRollbackTarget(t *testing.T) {
 			return errors.New("no rollout yet")
 		}
 		for _, in := range p.Instances {
-			if in.Release == 2 && in.State == rollout.Starting {
+			if in.Release == 2 && in.State == api.Starting {
 				return nil
 			}
 		}

@@ -31,26 +31,11 @@ import (
 	"github.com/shoal-dev/shoal/internal/autoscale"
 )
 
-// State is the instance state of the one vocabulary ([api.State]); the
-// names below are its states, so that this package's code reads as before.
-type State = api.State
-
-// Instance states ([api.State]).
-const (
-	Pending   = api.Pending
-	Starting  = api.Starting
-	InService = api.InService
-	Unhealthy = api.Unhealthy
-	Draining  = api.Draining
-	Stopped   = api.Stopped
-	Failed    = api.Failed
-)
-
 // Instance is the controller's observation of one instance.
 type Instance struct {
 	ID      string
 	Release int // release version it runs
-	State   State
+	State   api.State
 	// Started is when the instance was launched; newer instances are
 	// stopped first on scale-down.
 	Started time.Time
@@ -147,16 +132,16 @@ func Decide(now time.Time, d Desired, obs []Instance, backoff Backoff) Plan {
 	replaced := map[string]bool{}
 	for _, in := range obs {
 		switch in.State {
-		case Pending, Starting:
+		case api.Pending, api.Starting:
 			launching++
 			live = append(live, in)
 			if in.Replaces != "" {
 				replaced[in.Replaces] = true
 			}
-		case InService:
+		case api.InService:
 			inService++
 			live = append(live, in)
-		case Unhealthy:
+		case api.Unhealthy:
 			unhealthy = append(unhealthy, in)
 		}
 	}
@@ -165,7 +150,7 @@ func Decide(now time.Time, d Desired, obs []Instance, backoff Backoff) Plan {
 	if excess := len(live) - count; excess > 0 {
 		for _, v := range scaleInVictims(live, excess, d.Release) {
 			act := Action{Kind: Stop, Instance: v.ID, Reason: fmt.Sprintf("scale down to %d", count)}
-			if v.State == InService {
+			if v.State == api.InService {
 				act.Kind = Retire
 				inService--
 			} else {
@@ -221,7 +206,7 @@ func Decide(now time.Time, d Desired, obs []Instance, backoff Backoff) Plan {
 func scaleInVictims(live []Instance, n int, release int) []Instance {
 	var waiting, serving []Instance
 	for _, in := range live {
-		if in.State == InService {
+		if in.State == api.InService {
 			serving = append(serving, in)
 		} else {
 			waiting = append(waiting, in)

@@ -4,11 +4,13 @@ import (
 	"reflect"
 	"testing"
 	"time"
+
+	"github.com/shoal-dev/shoal/internal/api"
 )
 
 var t0 = time.Date(2025, 1, 1, 12, 0, 0, 0, time.UTC)
 
-func inst(id string, st State, ageSec int) Instance {
+func inst(id string, st api.State, ageSec int) Instance {
 	return Instance{ID: id, Release: 1, State: st, Started: t0.Add(-time.Duration(ageSec) * time.Second)}
 }
 
@@ -32,43 +34,43 @@ func TestDecide(t *testing.T) {
 		{
 			name:    "launching counts against the bound",
 			desired: Desired{Release: 1, Count: 3, MaxLaunching: 2},
-			obs:     []Instance{inst("a", Starting, 1), inst("b", InService, 5)},
+			obs:     []Instance{inst("a", api.Starting, 1), inst("b", api.InService, 5)},
 			want:    []Action{{Kind: Launch, Release: 1, Reason: "2 of 3 instances live"}},
 		},
 		{
 			name:    "steady state does nothing",
 			desired: Desired{Release: 1, Count: 2, MaxLaunching: 1},
-			obs:     []Instance{inst("a", InService, 9), inst("b", InService, 5), inst("c", Failed, 3), inst("d", Stopped, 3)},
+			obs:     []Instance{inst("a", api.InService, 9), inst("b", api.InService, 5), inst("c", api.Failed, 3), inst("d", api.Stopped, 3)},
 		},
 		{
 			name:    "failed instance is replaced",
 			desired: Desired{Release: 1, Count: 2, MaxLaunching: 1},
-			obs:     []Instance{inst("a", InService, 9), inst("b", Failed, 5)},
+			obs:     []Instance{inst("a", api.InService, 9), inst("b", api.Failed, 5)},
 			want:    []Action{{Kind: Launch, Release: 1, Reason: "1 of 2 instances live"}},
 		},
 		{
 			name:    "unhealthy instance: launch first, keep it",
 			desired: Desired{Release: 1, Count: 2, MaxLaunching: 1},
-			obs:     []Instance{inst("a", InService, 9), inst("b", Unhealthy, 5)},
+			obs:     []Instance{inst("a", api.InService, 9), inst("b", api.Unhealthy, 5)},
 			want:    []Action{{Kind: Launch, Release: 1, Replaces: "b", Reason: "replace unhealthy instance b"}},
 		},
 		{
 			name:    "unhealthy instance waits while its replacement starts",
 			desired: Desired{Release: 1, Count: 2, MaxLaunching: 1},
-			obs: []Instance{inst("a", InService, 9), inst("b", Unhealthy, 5),
-				{ID: "c", Release: 1, State: Starting, Started: t0, Replaces: "b"}},
+			obs: []Instance{inst("a", api.InService, 9), inst("b", api.Unhealthy, 5),
+				{ID: "c", Release: 1, State: api.Starting, Started: t0, Replaces: "b"}},
 		},
 		{
 			name:    "unhealthy instance retired once the replacement serves",
 			desired: Desired{Release: 1, Count: 2, MaxLaunching: 1},
-			obs: []Instance{inst("a", InService, 9), inst("b", Unhealthy, 5),
-				{ID: "c", Release: 1, State: InService, Started: t0, Replaces: "b"}},
+			obs: []Instance{inst("a", api.InService, 9), inst("b", api.Unhealthy, 5),
+				{ID: "c", Release: 1, State: api.InService, Started: t0, Replaces: "b"}},
 			want: []Action{{Kind: Retire, Instance: "b", Reason: "unhealthy; 2 healthy instances in service"}},
 		},
 		{
 			name:    "scale down stops starting before serving, then the oldest",
 			desired: Desired{Release: 1, Count: 1, MaxLaunching: 1},
-			obs:     []Instance{inst("a", InService, 9), inst("b", InService, 5), inst("c", Starting, 1)},
+			obs:     []Instance{inst("a", api.InService, 9), inst("b", api.InService, 5), inst("c", api.Starting, 1)},
 			want: []Action{
 				{Kind: Stop, Instance: "c", Reason: "scale down to 1"},
 				{Kind: Retire, Instance: "a", Reason: "scale down to 1"},
@@ -78,10 +80,10 @@ func TestDecide(t *testing.T) {
 			name:    "scale down retires an older release first, never a protected instance",
 			desired: Desired{Release: 2, Count: 2, MaxLaunching: 1},
 			obs: []Instance{
-				{ID: "old-protected", Release: 1, State: InService, Started: t0.Add(-time.Hour), Protected: true},
-				{ID: "new-oldest", Release: 2, State: InService, Started: t0.Add(-30 * time.Minute)},
-				{ID: "old", Release: 1, State: InService, Started: t0.Add(-time.Minute)},
-				{ID: "new", Release: 2, State: InService, Started: t0.Add(-time.Second)},
+				{ID: "old-protected", Release: 1, State: api.InService, Started: t0.Add(-time.Hour), Protected: true},
+				{ID: "new-oldest", Release: 2, State: api.InService, Started: t0.Add(-30 * time.Minute)},
+				{ID: "old", Release: 1, State: api.InService, Started: t0.Add(-time.Minute)},
+				{ID: "new", Release: 2, State: api.InService, Started: t0.Add(-time.Second)},
 			},
 			want: []Action{
 				{Kind: Retire, Instance: "old", Reason: "scale down to 2"},
@@ -91,7 +93,7 @@ func TestDecide(t *testing.T) {
 		{
 			name:    "growth launches at once beyond the bound",
 			desired: Desired{Release: 1, Count: 5, MaxLaunching: 1, Grow: 4},
-			obs:     []Instance{inst("a", InService, 9)},
+			obs:     []Instance{inst("a", api.InService, 9)},
 			want: []Action{
 				{Kind: Launch, Release: 1, Reason: "1 of 5 instances live"},
 				{Kind: Launch, Release: 1, Reason: "2 of 5 instances live"},
@@ -102,7 +104,7 @@ func TestDecide(t *testing.T) {
 		{
 			name:    "replacements stay bounded while growth launches",
 			desired: Desired{Release: 1, Count: 5, MaxLaunching: 1, Grow: 1},
-			obs:     []Instance{inst("a", InService, 9), inst("b", Starting, 1)},
+			obs:     []Instance{inst("a", api.InService, 9), inst("b", api.Starting, 1)},
 			want: []Action{
 				{Kind: Launch, Release: 1, Reason: "2 of 5 instances live"},
 			},
@@ -116,7 +118,7 @@ func TestDecide(t *testing.T) {
 		{
 			name:    "scale to zero retires unhealthy too",
 			desired: Desired{Release: 1, Count: 0, MaxLaunching: 1},
-			obs:     []Instance{inst("a", InService, 9), inst("b", Unhealthy, 5)},
+			obs:     []Instance{inst("a", api.InService, 9), inst("b", api.Unhealthy, 5)},
 			want: []Action{
 				{Kind: Retire, Instance: "a", Reason: "scale down to 0"},
 				{Kind: Retire, Instance: "b", Reason: "unhealthy; 0 healthy instances in service"},
@@ -125,13 +127,13 @@ func TestDecide(t *testing.T) {
 		{
 			name:    "draining instances do not count",
 			desired: Desired{Release: 1, Count: 1, MaxLaunching: 1},
-			obs:     []Instance{inst("a", Draining, 9)},
+			obs:     []Instance{inst("a", api.Draining, 9)},
 			want:    []Action{{Kind: Launch, Release: 1, Reason: "0 of 1 instances live"}},
 		},
 		{
 			name:    "backoff holds launches",
 			desired: Desired{Release: 1, Count: 1, MaxLaunching: 1},
-			obs:     []Instance{inst("a", Failed, 1)},
+			obs:     []Instance{inst("a", api.Failed, 1)},
 			backoff: Backoff{Failures: 4, LastFailure: t0.Add(-time.Second)},
 			blocked: true,
 		},

@@ -35,8 +35,8 @@ func (r *Rollout) Progress(now time.Time) Progress {
 	p.Elapsed = max(end.Sub(r.started), 0)
 	for _, in := range r.last {
 		if in.State.Live() {
-			if _, drained := r.drains[in.ID]; drained && in.State != Draining {
-				in.State = Draining
+			if _, drained := r.drains[in.ID]; drained && in.State != api.Draining {
+				in.State = api.Draining
 			}
 			p.Instances = append(p.Instances, in)
 		}

@@ -8,6 +8,8 @@ import (
 	"testing"
 	"testing/synctest"
 	"time"
+
+	"github.com/shoal-dev/shoal/internal/api"
 )
 
 // behaviour is how the instances of one release behave in the simulation.
@@ -45,7 +47,7 @@ func newSim(t *testing.T, release, n int) *sim {
 		inst: map[string]*Instance{}, drained: map[string]bool{}, changed: make(chan struct{}, 1)}
 	for range n {
 		id := s.add(release)
-		s.inst[id].State = InService
+		s.inst[id].State = api.InService
 	}
 	return s
 }
@@ -53,7 +55,7 @@ func newSim(t *testing.T, release, n int) *sim {
 func (s *sim) add(release int) string {
 	s.seq++
 	id := fmt.Sprintf("v%d-%02d", release, s.seq)
-	s.inst[id] = &Instance{ID: id, Release: release, State: Starting, Since: time.Now()}
+	s.inst[id] = &Instance{ID: id, Release: release, State: api.Starting, Since: time.Now()}
 	return id
 }
 
@@ -75,13 +77,13 @@ func (s *sim) after(d time.Duration, f func()) {
 
 // set moves instance id from state from to state to; it does nothing if id
 // is gone or has left from meanwhile (a drained starting instance).
-func (s *sim) set(id string, from, to State, reason string) {
+func (s *sim) set(id string, from, to api.State, reason string) {
 	in := s.inst[id]
 	if in == nil || in.State != from {
 		return
 	}
 	in.State, in.Since, in.Reason = to, time.Now(), reason
-	if to == Failed && !s.keepFailed || to == Stopped {
+	if to == api.Failed && !s.keepFailed || to == api.Stopped {
 		delete(s.inst, id)
 	}
 }
@@ -104,22 +106,22 @@ func (s *sim) apply(st Step) {
 		id := s.add(st.Release)
 		switch s.behave[st.Release] {
 		case healthy:
-			s.after(s.boot, func() { s.set(id, Starting, InService, "ok") })
+			s.after(s.boot, func() { s.set(id, api.Starting, api.InService, "ok") })
 		case neverHealthy:
 			s.inst[id].Reason = "status 500 from /health"
 		case crashes:
-			s.after(s.boot, func() { s.set(id, Starting, Failed, "exited with code 1") })
+			s.after(s.boot, func() { s.set(id, api.Starting, api.Failed, "exited with code 1") })
 		}
 	}
 	for _, id := range st.Drain {
 		in := s.inst[id]
-		if in == nil || !in.State.Live() || in.State == Draining || s.drained[id] {
+		if in == nil || !in.State.Live() || in.State == api.Draining || s.drained[id] {
 			s.t.Errorf("step drains %s, which is not a live undrained instance (%v)", id, in)
 			continue
 		}
 		s.drained[id] = true
-		in.State, in.Since = Draining, time.Now()
-		s.after(s.drainDelay, func() { s.set(id, Draining, Stopped, "drained") })
+		in.State, in.Since = api.Draining, time.Now()
+		s.after(s.drainDelay, func() { s.set(id, api.Draining, api.Stopped, "drained") })
 	}
 }
 
@@ -132,7 +134,7 @@ func (s *sim) counts() (live int, ready map[int]int) {
 		if in.State.Live() {
 			live++
 		}
-		if in.State == InService {
+		if in.State == api.InService {
 			ready[in.Release]++
 		}
 	}
@@ -196,7 +198,7 @@ func drive(t *testing.T, s *sim, r *Rollout, onStep func(Step)) Step {
 func wantOnly(t *testing.T, s *sim, release, n int) {
 	t.Helper()
 	for _, in := range s.observe() {
-		if in.State.Live() && (in.Release != release || in.State != InService) {
+		if in.State.Live() && (in.Release != release || in.State != api.InService) {
 			t.Errorf("instance %s of v%d left %s; want only v%d in service", in.ID, in.Release, in.State, release)
 		}
 	}

@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/shoal-dev/shoal/internal/api"
 )
 
 // roundTrip stores r as the controller would and restores it.
@@ -29,11 +31,11 @@ func roundTrip(t *testing.T, r *Rollout) *Rollout {
 func TestSnapshotResumes(t *testing.T) {
 	spec := Spec{Group: "web", From: 1, To: 2, Desired: 2, Policy: Policy{MaxSurge: Percent(50), BatchTimeout: time.Minute}}
 	a := mustNew(t, spec)
-	a.Step(t0, []Instance{in("a", 1, InService), in("b", 1, InService)})
-	obs := []Instance{in("a", 1, InService), in("b", 1, InService), in("n1", 2, InService)}
+	a.Step(t0, []Instance{in("a", 1, api.InService), in("b", 1, api.InService)})
+	obs := []Instance{in("a", 1, api.InService), in("b", 1, api.InService), in("n1", 2, api.InService)}
 	a.Step(at(time.Second), obs)
-	n2 := in("n2", 2, Starting)
-	obs = []Instance{in("a", 1, Draining), in("b", 1, InService), in("n1", 2, InService), n2}
+	n2 := in("n2", 2, api.Starting)
+	obs = []Instance{in("a", 1, api.Draining), in("b", 1, api.InService), in("n1", 2, api.InService), n2}
 	a.Step(at(2*time.Second), obs)
 
 	b := roundTrip(t, a)
@@ -46,8 +48,8 @@ func TestSnapshotResumes(t *testing.T) {
 		at  time.Duration
 		obs []Instance
 	}{
-		{3 * time.Second, []Instance{in("b", 1, InService), in("n1", 2, InService), n2}},
-		{62 * time.Second, []Instance{in("b", 1, InService), in("n1", 2, InService), n2}},
+		{3 * time.Second, []Instance{in("b", 1, api.InService), in("n1", 2, api.InService), n2}},
+		{62 * time.Second, []Instance{in("b", 1, api.InService), in("n1", 2, api.InService), n2}},
 	} {
 		sa, sb := a.Step(at(step.at), step.obs), b.Step(at(step.at), step.obs)
 		sa.Events, sb.Events = nil, nil
@@ -62,15 +64,15 @@ func TestSnapshotResumes(t *testing.T) {
 
 func TestRestoreForgivesInstancesLostInARestart(t *testing.T) {
 	a := mustNew(t, Spec{From: 1, To: 2, Desired: 1, Policy: Policy{MaxFailures: 1}})
-	a.Step(t0, []Instance{in("a", 1, InService)})
-	a.Step(at(time.Second), []Instance{in("a", 1, InService), in("n", 2, Starting)})
+	a.Step(t0, []Instance{in("a", 1, api.InService)})
+	a.Step(at(time.Second), []Instance{in("a", 1, api.InService), in("n", 2, api.Starting)})
 	b := roundTrip(t, a)
 	// The controller restarted and n is gone with it: not a crash of v2.
-	st := b.Step(at(5*time.Second), []Instance{in("a", 1, InService)})
+	st := b.Step(at(5*time.Second), []Instance{in("a", 1, api.InService)})
 	want(t, st, 1, nil, PhaseSurging)
 	// From now on a vanished instance counts again.
-	b.Step(at(6*time.Second), []Instance{in("a", 1, InService), in("n2", 2, Starting)})
-	st = b.Step(at(7*time.Second), []Instance{in("a", 1, InService)})
+	b.Step(at(6*time.Second), []Instance{in("a", 1, api.InService), in("n2", 2, api.Starting)})
+	st = b.Step(at(7*time.Second), []Instance{in("a", 1, api.InService)})
 	want(t, st, 0, nil, PhaseRolledBack)
 }
 
@@ -104,8 +106,8 @@ func TestRestoreRejects(t *testing.T) {
 
 func FuzzRestore(f *testing.F) {
 	r, _ := New(t0, Spec{Group: "web", From: 1, To: 2, Desired: 3, Policy: Policy{MaxSurge: Percent(50)}})
-	r.Step(t0, []Instance{in("a", 1, InService), in("b", 1, Unhealthy), in("c", 1, InService)})
-	r.Step(at(time.Second), []Instance{in("a", 1, InService), in("c", 1, InService), in("n", 2, Starting)})
+	r.Step(t0, []Instance{in("a", 1, api.InService), in("b", 1, api.Unhealthy), in("c", 1, api.InService)})
+	r.Step(at(time.Second), []Instance{in("a", 1, api.InService), in("c", 1, api.InService), in("n", 2, api.Starting)})
 	seed, _ := json.Marshal(r.Snapshot())
 	f.Add(seed)
 	r.Abort(at(2*time.Second), "test")
@@ -131,7 +133,7 @@ func FuzzRestore(f *testing.F) {
 			t.Fatalf("snapshot changed on round trip")
 		}
 		// A restored rollout steps without panicking and within its limits.
-		obs := []Instance{in("x", s.Spec.From, InService), in("y", s.Spec.To, Starting)}
+		obs := []Instance{in("x", s.Spec.From, api.InService), in("y", s.Spec.To, api.Starting)}
 		for i := range 3 {
 			st := r.Step(s.Started.Add(time.Duration(i)*time.Hour), obs)
 			surge, _ := r.Limits()

@@ -7,6 +7,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/shoal-dev/shoal/internal/api"
 )
 
 // Step is what the controller must do now, and where the rollout stands.
@@ -108,7 +110,7 @@ func (r *Rollout) observe(now time.Time, obs []Instance) *Failure {
 		}
 		t := r.tracked[in.ID]
 		if t == nil {
-			if !in.State.Live() || in.State == Draining {
+			if !in.State.Live() || in.State == api.Draining {
 				continue // ended before this rollout saw it serve or start
 			}
 			t = &tracked{firstSeen: now, restarts: in.Restarts}
@@ -118,7 +120,7 @@ func (r *Rollout) observe(now time.Time, obs []Instance) *Failure {
 		if in.Reason != "" {
 			t.reason = in.Reason
 		}
-		if in.State == InService {
+		if in.State == api.InService {
 			t.served = true
 		}
 		_, drained := r.drains[in.ID]
@@ -128,7 +130,7 @@ func (r *Rollout) observe(now time.Time, obs []Instance) *Failure {
 		}
 		switch {
 		case t.ended:
-		case in.State == Failed && !drained:
+		case in.State == api.Failed && !drained:
 			t.ended = true
 			r.crash(in.ID, "failed", t.reason)
 		case !in.State.Live():
@@ -178,14 +180,14 @@ func (r *Rollout) overdue(now time.Time, obs []Instance) *Failure {
 			continue
 		}
 		start := t.firstSeen
-		if in.State == Unhealthy && in.Since.After(start) {
+		if in.State == api.Unhealthy && in.Since.After(start) {
 			start = in.Since
 		}
-		if (in.State != Pending && in.State != Starting && in.State != Unhealthy) || now.Sub(start) < limit {
+		if (in.State != api.Pending && in.State != api.Starting && in.State != api.Unhealthy) || now.Sub(start) < limit {
 			continue
 		}
 		what := fmt.Sprintf("not in service %s after launch (%s", limit, in.State)
-		if in.State == Unhealthy {
+		if in.State == api.Unhealthy {
 			what = fmt.Sprintf("unhealthy for %s (", limit)
 		}
 		if t.reason != "" {
@@ -206,18 +208,18 @@ func (r *Rollout) classify(obs []Instance) group {
 			continue
 		}
 		g.total++
-		if _, drained := r.drains[in.ID]; drained || in.State == Draining {
+		if _, drained := r.drains[in.ID]; drained || in.State == api.Draining {
 			g.draining++
 			continue
 		}
 		switch {
-		case in.Release == target && in.State == InService:
+		case in.Release == target && in.State == api.InService:
 			g.newReady = append(g.newReady, in)
-		case in.Release == target && in.State == Unhealthy:
+		case in.Release == target && in.State == api.Unhealthy:
 			g.newUnhealthy = append(g.newUnhealthy, in)
 		case in.Release == target:
 			g.newWaiting = append(g.newWaiting, in)
-		case in.State == InService:
+		case in.State == api.InService:
 			g.oldReady = append(g.oldReady, in)
 		default:
 			g.oldOther = append(g.oldOther, in)
