@@ -108,6 +108,8 @@ var allowed = map[string][]string{
 	// HTTP/1.1 head parsing from bytes: pure, imported by the balancer.
 	"internal/h1":        {},
 	"internal/buildinfo": {},
+	// Where a fleet's next instance runs: pure, imported by the coming scheduler.
+	"internal/placement": {},
 	"internal/testenv":   {},
 	"internal/archtest":  {},
 	// The client speaks the wire format with the types of internal/api (a leaf): it

@@ -1,0 +1,208 @@
+// Package placement chooses the host of a new instance in a fleet: it spreads
+// the instances of a group over zones first, then over the hosts of a zone,
+// and never places an instance where its declared CPU and memory do not fit
+// the host's free capacity. It is pure: the caller passes what it knows of
+// the hosts and of the instances placed so far, and gets a host name or the
+// reason no host can take the instance.
+//
+// The rule, in order (the first difference decides):
+//  1. only hosts that are ready (joined, reachable, not draining) and where
+//     the request fits the capacity left;
+//  2. the zone with the fewest instances of the group (counting every zone
+//     that has a ready host, so an empty zone is filled first);
+//  3. within it, the host with the fewest instances of the group;
+//  4. then the host with the most free memory, then the most free CPU;
+//  5. then the host name, so that the choice is deterministic.
+//
+// This is AWS Auto Scaling's balance across Availability Zones and the
+// Kubernetes scheduler's topology spread with a resource fit, reduced to what
+// a small fleet needs.
+package placement
+
+import (
+	"cmp"
+	"fmt"
+	"slices"
+	"strings"
+)
+
+// Host is what placement needs to know of one host.
+type Host struct {
+	Name string
+	// Zone is the host's zone label; hosts without one share the zone "".
+	Zone string
+	// CPU is the host's capacity in cores, Memory in bytes. Zero means
+	// unknown and unbounded: any request fits.
+	CPU    float64
+	Memory int64
+	// Unready says why the host takes no new instance ("unreachable",
+	// "draining", "joining"); empty when it is ready.
+	Unready string
+}
+
+// Instance is one instance already placed (running or being started),
+// with the resources it declared.
+type Instance struct {
+	Group  string
+	Host   string
+	CPU    float64
+	Memory int64
+}
+
+// Request is the instance to place: its group and declared resources. Zero
+// CPU or Memory declares nothing of that resource.
+type Request struct {
+	Group  string
+	CPU    float64
+	Memory int64
+}
+
+// NoCapacityError says that no host can take the instance, and why each
+// host cannot, in host name order.
+type NoCapacityError struct {
+	Request Request
+	// Hosts maps each host to the reason it was not chosen.
+	Hosts map[string]string
+}
+
+// Error reads like "no host can take an instance of web (0.5 CPU, 256 MiB):
+// a: 0.2 CPU free; b: draining". With no host at all, it says so.
+func (e *NoCapacityError) Error() string {
+	want := e.Request.Group
+	if d := describe(e.Request.CPU, e.Request.Memory); d != "" {
+		want += " (" + d + ")"
+	}
+	if len(e.Hosts) == 0 {
+		return "no host can take an instance of " + want + ": no host has joined"
+	}
+	names := make([]string, 0, len(e.Hosts))
+	for n := range e.Hosts {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	parts := make([]string, len(names))
+	for i, n := range names {
+		parts[i] = n + ": " + e.Hosts[n]
+	}
+	return "no host can take an instance of " + want + ": " + strings.Join(parts, "; ")
+}
+
+// Choose returns the name of the host the instance req should run on,
+// given every host and every instance already placed (of any group). It
+// returns a *NoCapacityError when no host is ready or has room.
+func Choose(hosts []Host, placed []Instance, req Request) (string, error) {
+	type use struct {
+		cpu   float64
+		mem   int64
+		ofReq int // instances of req.Group
+	}
+	used := make(map[string]*use, len(hosts))
+	for _, h := range hosts {
+		used[h.Name] = &use{}
+	}
+	for _, in := range placed {
+		u := used[in.Host]
+		if u == nil {
+			continue // on a host that left: it uses none of these hosts
+		}
+		u.cpu += in.CPU
+		u.mem += in.Memory
+		if in.Group == req.Group {
+			u.ofReq++
+		}
+	}
+
+	// Instances of the group per zone, over the zones with a ready host.
+	zoneCount := map[string]int{}
+	for _, h := range hosts {
+		if h.Unready == "" {
+			zoneCount[h.Zone] += used[h.Name].ofReq
+		}
+	}
+
+	why := map[string]string{}
+	var best *Host
+	var bestFree [2]float64
+	for i := range hosts {
+		h := &hosts[i]
+		u := used[h.Name]
+		if h.Unready != "" {
+			why[h.Name] = h.Unready
+			continue
+		}
+		freeCPU, freeMem := h.CPU-u.cpu, float64(h.Memory-u.mem)
+		if reason := fits(h, freeCPU, h.Memory-u.mem, req); reason != "" {
+			why[h.Name] = reason
+			continue
+		}
+		if h.CPU == 0 {
+			freeCPU = 0
+		}
+		if h.Memory == 0 {
+			freeMem = 0
+		}
+		if best == nil || better(h, best, zoneCount, used[h.Name].ofReq, used[best.Name].ofReq,
+			[2]float64{freeMem, freeCPU}, bestFree) {
+			best, bestFree = h, [2]float64{freeMem, freeCPU}
+		}
+	}
+	if best == nil {
+		return "", &NoCapacityError{Request: req, Hosts: why}
+	}
+	return best.Name, nil
+}
+
+// fits says why req does not fit on h with the capacity left, or "".
+func fits(h *Host, freeCPU float64, freeMem int64, req Request) string {
+	var short []string
+	if h.CPU > 0 && req.CPU > 0 && req.CPU > freeCPU+1e-9 {
+		short = append(short, fmt.Sprintf("%s CPU free", formatCPU(max(freeCPU, 0))))
+	}
+	if h.Memory > 0 && req.Memory > 0 && req.Memory > freeMem {
+		short = append(short, formatMem(max(freeMem, 0))+" free")
+	}
+	return strings.Join(short, ", ")
+}
+
+// better reports whether host a is a better choice than host b by the
+// package's rule (steps 2 to 5); na and nb are their instances of the
+// group, fa and fb their free memory and CPU.
+func better(a, b *Host, zoneCount map[string]int, na, nb int, fa, fb [2]float64) bool {
+	if c := cmp.Compare(zoneCount[a.Zone], zoneCount[b.Zone]); c != 0 {
+		return c < 0
+	}
+	if c := cmp.Compare(na, nb); c != 0 {
+		return c < 0
+	}
+	if c := cmp.Compare(fa[0], fb[0]); c != 0 {
+		return c > 0
+	}
+	if c := cmp.Compare(fa[1], fb[1]); c != 0 {
+		return c > 0
+	}
+	return a.Name < b.Name
+}
+
+// describe reads like "0.5 CPU, 256 MiB"; it leaves out what is zero.
+func describe(cpu float64, mem int64) string {
+	var parts []string
+	if cpu > 0 {
+		parts = append(parts, formatCPU(cpu)+" CPU")
+	}
+	if mem > 0 {
+		parts = append(parts, formatMem(mem))
+	}
+	return strings.Join(parts, ", ")
+}
+
+func formatCPU(c float64) string {
+	return strings.TrimSuffix(strings.TrimRight(fmt.Sprintf("%.3f", c), "0"), ".")
+}
+
+func formatMem(b int64) string {
+	const mib = 1 << 20
+	if b >= 1<<30 && b%(1<<30) == 0 {
+		return fmt.Sprintf("%d GiB", b>>30)
+	}
+	return fmt.Sprintf("%d MiB", (b+mib-1)/mib)
+}
