@@ -112,7 +112,13 @@ var allowed = map[string][]string{
 	"internal/archtest":  {},
 	// The client speaks the wire format with the types of internal/api (a leaf): it
 	// must not pull a daemon into the CLI's or a test's view of the API.
-	"internal/client":    {},
+	"internal/client": {},
+	// The agent's client, like the admin API's: the wire types of internal/api
+	// only, so the server that drives agents links no agent.
+	"internal/agentclient": {},
+	// The host agent's API: instances through the runtime, artifacts through
+	// the release store.
+	"internal/agent":     {"internal/runtime", "internal/release"},
 	"internal/reconcile": {"internal/autoscale"},
 	"internal/lb":        {"internal/pool", "internal/health", "internal/h1"},
 	"internal/dashboard": {"internal/timeseries"},
@@ -139,6 +145,8 @@ var importers = map[string][]string{
 	"internal/adminapi":   {"internal/daemon", "internal/cli"},
 	"internal/uisource":   {"internal/daemon"},
 	"internal/controller": {"internal/daemon", "internal/adminapi", "internal/uisource"},
+	// `shoal agent` is composed in package daemon, like the other processes.
+	"internal/agent": {"internal/daemon"},
 	// Test-only helpers never reach the binary; the whole-system benchmarks start
 	// `shoal up` with the same helper as the end-to-end tests.
 	"internal/testenv":  {"bench/internal/benchkit"},
@@ -150,7 +158,7 @@ var importers = map[string][]string{
 var cliNever = []string{"internal/controller", "internal/uisource", "internal/lb",
 	"internal/pool", "internal/health", "internal/runtime", "internal/release",
 	"internal/dashboard", "internal/timeseries", "internal/reconcile", "internal/rollout",
-	"internal/autoscale", "internal/hooks"}
+	"internal/autoscale", "internal/hooks", "internal/agent"}
 
 // cliViolations reports every import of cliNever by the CLI.
 func cliViolations(pkgs map[string]pkg) []string {
