@@ -118,10 +118,12 @@ var allowed = map[string][]string{
 	"internal/agentclient": {},
 	// The host agent's API: instances through the runtime, artifacts through
 	// the release store.
-	"internal/agent":     {"internal/runtime", "internal/release"},
-	"internal/reconcile": {"internal/autoscale"},
-	"internal/lb":        {"internal/pool", "internal/health", "internal/h1"},
-	"internal/dashboard": {"internal/timeseries"},
+	"internal/agent": {"internal/runtime", "internal/release"},
+	// Test support of the agent and its client (a real agent over HTTPS).
+	"internal/agent/agenttest": {"internal/agent", "internal/agentclient", "internal/runtime", "internal/release"},
+	"internal/reconcile":       {"internal/autoscale"},
+	"internal/lb":              {"internal/pool", "internal/health", "internal/h1"},
+	"internal/dashboard":       {"internal/timeseries"},
 	"internal/config": {"internal/lb", "internal/pool", "internal/health",
 		"internal/autoscale", "internal/rollout"},
 	"internal/controller": {"internal/config", "internal/release", "internal/runtime",
@@ -146,7 +148,9 @@ var importers = map[string][]string{
 	"internal/uisource":   {"internal/daemon"},
 	"internal/controller": {"internal/daemon", "internal/adminapi", "internal/uisource"},
 	// `shoal agent` is composed in package daemon, like the other processes.
-	"internal/agent": {"internal/daemon"},
+	"internal/agent": {"internal/daemon", "internal/agent/agenttest"},
+	// Only tests use the agent's test support.
+	"internal/agent/agenttest": {},
 	// Test-only helpers never reach the binary; the whole-system benchmarks start
 	// `shoal up` with the same helper as the end-to-end tests.
 	"internal/testenv":  {"bench/internal/benchkit"},
