@@ -101,7 +101,11 @@ func (l *lockedBuffer) String() string {
 func TestStartListLogsStatsStop(t *testing.T) {
 	f := newFixture(t, agenttest.Options{})
 	ctx := testenv.Context(t, time.Minute)
-	info, err := f.c.Start(ctx, 1, launch(t, "web-1", f.digest))
+	spec := launch(t, "web-1", f.digest)
+	const secret = "hunter2-hunter2"
+	spec.Env = append(spec.Env, "SECRET="+secret)
+	spec.Secrets = []string{secret}
+	info, err := f.c.Start(ctx, 1, spec)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -120,7 +124,7 @@ func TestStartListLogsStatsStop(t *testing.T) {
 		t.Errorf("instance reports %v", report)
 	}
 
-	again, err := f.c.Start(ctx, 1, launch(t, "web-1", f.digest))
+	again, err := f.c.Start(ctx, 1, spec)
 	if err != nil || again.PID != info.PID || again.Addr != info.Addr {
 		t.Fatalf("retried start = %+v, %v; want the running instance %+v", again, err, info)
 	}
@@ -164,6 +168,9 @@ func TestStartListLogsStatsStop(t *testing.T) {
 		}
 		return nil
 	})
+	if !strings.Contains(tail.String(), "secret ") || strings.Contains(tail.String(), secret) {
+		t.Errorf("tail %q; want the secret line with its value hidden", tail.String())
+	}
 	var follow lockedBuffer
 	followed := make(chan error, 1)
 	go func() { followed <- f.c.Logs(ctx, "web-1", 1, true, &follow) }()

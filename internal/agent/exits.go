@@ -16,6 +16,13 @@ import (
 // that gets ErrExitsGone and lists the instances instead.
 const DefaultExitRing = 1024
 
+// maxPage bounds the exits of one answer; a reader behind by more asks again.
+const maxPage = 256
+
+// maxLogTail bounds the log tail kept with an exit (its end is kept), so that
+// a page stays small whatever the app wrote.
+const maxLogTail = 4 << 10
+
 // ErrExitsGone is returned (wrapped) when the exits after a sequence number
 // are no longer all held: some were dropped from the ring, or the sequence
 // belongs to another epoch (an earlier run of the agent). The reader lists
@@ -44,6 +51,9 @@ func (r *exitRing) push(x api.InstanceExit) {
 	defer r.mu.Unlock()
 	r.last++
 	x.Seq = r.last
+	if n := len(x.LogTail); n > maxLogTail {
+		x.LogTail = "..." + x.LogTail[n-maxLogTail:]
+	}
 	if len(r.buf) == r.cap {
 		copy(r.buf, r.buf[1:])
 		r.buf = r.buf[:len(r.buf)-1]
@@ -60,7 +70,8 @@ func (r *exitRing) lastSeq() uint64 {
 	return r.last
 }
 
-// after returns the exits of epoch numbered above seq, waiting until there is
+// after returns the exits of epoch numbered above seq (at most maxPage of
+// them, oldest first), waiting until there is
 // one, wait has passed (an empty page) or ctx ends (ctx's error). It returns
 // an error wrapping ErrExitsGone when epoch is not the ring's, or when exits
 // after seq were dropped; one wrapping ErrBadRequest for a seq beyond the
@@ -103,7 +114,7 @@ func (r *exitRing) read(seq uint64) (api.ExitsPage, <-chan struct{}, error) {
 			ErrExitsGone, seq+1, r.buf[0].Seq-1, r.cap)
 	}
 	for _, x := range r.buf {
-		if x.Seq > seq {
+		if x.Seq > seq && len(page.Exits) < maxPage {
 			page.Exits = append(page.Exits, x)
 		}
 	}

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -92,6 +93,19 @@ func TestExitRing(t *testing.T) {
 	if p := <-got; len(p.Exits) != 1 || p.Exits[0].ID != "e" || p.Exits[0].Seq != 5 {
 		t.Errorf("woken with %+v; want e as 5", p)
 	}
+	// Pages are bounded, and so is what an exit carries.
+	big := newExitRing("e2", 2*maxPage)
+	for range maxPage + 10 {
+		big.push(api.InstanceExit{ID: "x", LogTail: strings.Repeat("y", 2*maxLogTail)})
+	}
+	page, err = big.after(ctx, "e2", 0, time.Millisecond)
+	if err != nil || len(page.Exits) != maxPage || len(page.Exits[0].LogTail) > maxLogTail+3 || page.Last != maxPage+10 {
+		t.Errorf("a long backlog gives %d exits (last %d, tail %d bytes), %v; want %d", len(page.Exits), page.Last, len(page.Exits[0].LogTail), err, maxPage)
+	}
+	page, err = big.after(ctx, "e2", maxPage, time.Millisecond)
+	if err != nil || len(page.Exits) != 10 || page.Exits[0].Seq != maxPage+1 {
+		t.Errorf("the rest of the backlog: %d exits, %v", len(page.Exits), err)
+	}
 	cctx, cancel := context.WithCancel(ctx)
 	cancel()
 	if _, err := r.after(cctx, "e1", 5, time.Minute); !errors.Is(err, context.Canceled) {
@@ -132,4 +146,26 @@ func TestCheckSpecReportsEveryProblem(t *testing.T) {
 	if err != nil || sig.String() != "interrupt" {
 		t.Errorf("valid spec: %v, %v", sig, err)
 	}
+}
+
+// FuzzTermFile: whatever the term file holds, opening it does not panic, and
+// a file it accepts holds exactly the term it reads.
+func FuzzTermFile(f *testing.F) {
+	for _, s := range []string{"0\n", "7\n", "", "7", "x\n", "18446744073709551615\n", "18446744073709551616\n", "07\n", "+7\n"} {
+		f.Add([]byte(s))
+	}
+	dir := f.TempDir()
+	f.Fuzz(func(t *testing.T, b []byte) {
+		path := filepath.Join(dir, "term")
+		if err := os.WriteFile(path, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		fe, err := openFence(path)
+		if err != nil {
+			return
+		}
+		if got := strconv.FormatUint(fe.current(), 10) + "\n"; got != string(b) && strings.TrimLeft(string(b), "0") != strings.TrimLeft(got, "0") {
+			t.Errorf("accepted %q as term %d", b, fe.current())
+		}
+	})
 }

@@ -43,7 +43,8 @@ const ServeEnv = "AGENTTEST_SERVE"
 // it first in TestMain. The program serves GET / with a JSON object of its
 // HOST, PORT, SHOAL_INSTANCE_ID and the content of version.txt in its
 // working directory (the unpacked artifact), prints "serving <version>" once
-// it listens and "request <path>" for each request, and exits 0 on SIGTERM
+// it listens (after "secret $SECRET" when SECRET is set) and "request
+// <path>" for each request, and exits 0 on SIGTERM
 // after printing "bye".
 func MaybeServe() {
 	if os.Getenv(ServeEnv) == "" {
@@ -69,6 +70,9 @@ func serve() int {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
 	defer stop()
 	go srv.Serve(ln)
+	if s := os.Getenv("SECRET"); s != "" {
+		fmt.Println("secret", s)
+	}
 	fmt.Println("serving", strings.TrimSpace(string(version)))
 	<-ctx.Done()
 	srv.Shutdown(context.Background())
