@@ -260,6 +260,7 @@ func TestMismatchedArtifactRefused(t *testing.T) {
 		!strings.Contains(err.Error(), evil) {
 		t.Fatalf("start with mismatched bytes: %v; want 502 naming the digest sent", err)
 	}
+	t.Logf("mismatch: %v", err)
 	list, err := f.c.List(ctx)
 	if err != nil || len(list.Instances) != 0 {
 		t.Errorf("list = %+v, %v; want nothing running", list, err)
@@ -283,10 +284,11 @@ func TestMismatchedArtifactRefused(t *testing.T) {
 	}
 	// A digest the server does not have.
 	missing, _ := agenttest.Artifact(t, map[string]string{"x": "y"})
-	if _, err := f.c.Start(ctx, 1, launch(t, "web-1", missing)); !errors.As(err, &se) || se.Status != http.StatusBadGateway ||
-		!strings.Contains(err.Error(), "404") {
+	_, err = f.c.Start(ctx, 1, launch(t, "web-1", missing))
+	if !errors.As(err, &se) || se.Status != http.StatusBadGateway || !strings.Contains(err.Error(), "404") {
 		t.Errorf("start of an artifact the server lacks: %v; want 502 with the server's 404", err)
 	}
+	t.Logf("missing: %v", err)
 }
 
 // TestConcurrentStartsFetchOnce: starts of one digest fetch it once; starts
@@ -349,6 +351,7 @@ func TestTermFence(t *testing.T) {
 		!strings.Contains(err.Error(), "term 4") || !strings.Contains(err.Error(), "term 5") {
 		t.Fatalf("stop with an older term: %v; want a 409 naming terms 4 and 5", err)
 	}
+	t.Logf("stale: %v", err)
 	if _, err := f.c.Start(ctx, 3, launch(t, "web-2", f.digest)); !errors.Is(err, agentclient.ErrStaleTerm) {
 		t.Errorf("start with an older term: %v; want ErrStaleTerm", err)
 	}

@@ -37,12 +37,12 @@ type HTTPSource struct {
 }
 
 // Fetch implements ArtifactSource. A non-200 answer is an error naming the
-// URL, its status and the start of its body.
+// URL, its status and the start of its body; the agent adds the digest.
 func (s *HTTPSource) Fetch(ctx context.Context, digest string) (io.ReadCloser, error) {
 	u := strings.TrimRight(s.Base, "/") + "/v1/artifacts/" + url.PathEscape(digest)
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
-		return nil, fmt.Errorf("fetch artifact: %w", err)
+		return nil, err
 	}
 	c := s.Client
 	if c == nil {
@@ -50,12 +50,12 @@ func (s *HTTPSource) Fetch(ctx context.Context, digest string) (io.ReadCloser, e
 	}
 	resp, err := c.Do(req)
 	if err != nil {
-		return nil, fmt.Errorf("fetch artifact %s: %w", digest, err)
+		return nil, err // names the method and URL
 	}
 	if resp.StatusCode != http.StatusOK {
 		defer resp.Body.Close()
 		b, _ := io.ReadAll(io.LimitReader(resp.Body, 200))
-		return nil, fmt.Errorf("fetch artifact: GET %s: %s: %s", u, resp.Status, strings.TrimSpace(string(b)))
+		return nil, fmt.Errorf("GET %s: %s: %s", u, resp.Status, strings.TrimSpace(string(b)))
 	}
 	return resp.Body, nil
 }

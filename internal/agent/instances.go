@@ -76,12 +76,19 @@ func (a *Agent) handleStart(w http.ResponseWriter, r *http.Request) error {
 	}
 	var info api.InstanceInfo
 	var started bool
-	err = a.starts.do(r.Context(), spec.ID, func() error {
-		var err error
-		info, err = a.start(r.Context(), spec, sig)
-		started = err == nil
-		return err
-	})
+	// A start that waited for another of the same id, which ended because
+	// its own caller went away, tries again itself (at most twice).
+	for attempt := 0; ; attempt++ {
+		err = a.starts.do(r.Context(), spec.ID, func() error {
+			var err error
+			info, err = a.start(r.Context(), spec, sig)
+			started = err == nil
+			return err
+		})
+		if err == nil || r.Context().Err() != nil || attempt == 2 || !errors.Is(err, context.Canceled) {
+			break
+		}
+	}
 	if err != nil {
 		return fmt.Errorf("start %s: %w", spec.ID, err)
 	}
