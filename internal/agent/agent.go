@@ -212,10 +212,10 @@ func (a *Agent) routes() *http.ServeMux {
 	m := http.NewServeMux()
 	m.Handle("POST /v1/instances", a.mutating(a.handleStart))
 	m.Handle("DELETE /v1/instances/{id}", a.mutating(a.handleStop))
-	m.Handle("GET /v1/instances", handler(a.handleList))
-	m.Handle("GET /v1/exits", handler(a.handleExits))
-	m.Handle("GET /v1/instances/{id}/logs", handler(a.handleLogs))
-	m.Handle("GET /v1/instances/{id}/stats", handler(a.handleStats))
-	m.Handle("GET /v1/host", handler(a.handleHost))
+	m.Handle("GET /v1/instances", a.serve(a.handleList))
+	m.Handle("GET /v1/exits", a.serve(a.handleExits))
+	m.Handle("GET /v1/instances/{id}/logs", a.serve(a.handleLogs))
+	m.Handle("GET /v1/instances/{id}/stats", a.serve(a.handleStats))
+	m.Handle("GET /v1/host", a.serve(a.handleHost))
 	return m
 }

@@ -20,19 +20,29 @@ var ErrConflict = errors.New("conflict")
 // maxBody bounds a request body (a launch spec with its environment).
 const maxBody = 1 << 20
 
-// handler is an endpoint that returns its error for writeError to map.
+// handler is an endpoint that returns its error for answer to map.
 type handler func(w http.ResponseWriter, r *http.Request) error
 
-func (h handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if err := h(w, r); err != nil {
-		answerError(w, r, err)
-	}
+// serve turns h into an http.Handler whose errors are answered through
+// statusOf; a server error is logged too.
+func (a *Agent) serve(h handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		err := h(w, r)
+		if err == nil || r.Context().Err() != nil {
+			return // done, or nobody is listening
+		}
+		status := statusOf(err)
+		if status >= http.StatusInternalServerError {
+			a.log.Warn("request failed", "method", r.Method, "path", r.URL.Path, "status", status, "error", err)
+		}
+		writeError(w, status, err.Error())
+	})
 }
 
 // mutating admits the request's term (api.TermHeader) through the fence
 // before h acts.
 func (a *Agent) mutating(h handler) http.Handler {
-	return handler(func(w http.ResponseWriter, r *http.Request) error {
+	return a.serve(func(w http.ResponseWriter, r *http.Request) error {
 		v := r.Header.Get(api.TermHeader)
 		if v == "" {
 			return fmt.Errorf("%w: %s %s needs the leader's term in the %s header", ErrBadRequest, r.Method, r.URL.Path, api.TermHeader)
@@ -73,13 +83,6 @@ func statusOf(err error) int {
 		return http.StatusServiceUnavailable
 	}
 	return http.StatusInternalServerError
-}
-
-func answerError(w http.ResponseWriter, r *http.Request, err error) {
-	if r.Context().Err() != nil {
-		return // nobody is listening
-	}
-	writeError(w, statusOf(err), err.Error())
 }
 
 func writeError(w http.ResponseWriter, status int, msg string) {
