@@ -114,10 +114,18 @@ var allowed = map[string][]string{
 	"internal/archtest":  {},
 	// The client speaks the wire format with the types of internal/api (a leaf): it
 	// must not pull a daemon into the CLI's or a test's view of the API.
-	"internal/client":    {},
-	"internal/reconcile": {"internal/autoscale"},
-	"internal/lb":        {"internal/pool", "internal/health", "internal/h1"},
-	"internal/dashboard": {"internal/timeseries"},
+	"internal/client": {},
+	// The agent's client, like the admin API's: the wire types of internal/api
+	// only, so the server that drives agents links no agent.
+	"internal/agentclient": {},
+	// The host agent's API: instances through the runtime, artifacts through
+	// the release store.
+	"internal/agent": {"internal/runtime", "internal/release"},
+	// Test support of the agent and its client (a real agent over HTTPS).
+	"internal/agent/agenttest": {"internal/agent", "internal/agentclient", "internal/runtime", "internal/release"},
+	"internal/reconcile":       {"internal/autoscale"},
+	"internal/lb":              {"internal/pool", "internal/health", "internal/h1"},
+	"internal/dashboard":       {"internal/timeseries"},
 	"internal/config": {"internal/lb", "internal/pool", "internal/health",
 		"internal/autoscale", "internal/rollout"},
 	"internal/controller": {"internal/config", "internal/release", "internal/runtime",
@@ -141,6 +149,10 @@ var importers = map[string][]string{
 	"internal/adminapi":   {"internal/daemon", "internal/cli"},
 	"internal/uisource":   {"internal/daemon"},
 	"internal/controller": {"internal/daemon", "internal/adminapi", "internal/uisource"},
+	// `shoal agent` is composed in package daemon, like the other processes.
+	"internal/agent": {"internal/daemon", "internal/agent/agenttest"},
+	// Only tests use the agent's test support.
+	"internal/agent/agenttest": {},
 	// Test-only helpers never reach the binary; the whole-system benchmarks start
 	// `shoal up` with the same helper as the end-to-end tests.
 	"internal/testenv":  {"bench/internal/benchkit"},
@@ -152,7 +164,7 @@ var importers = map[string][]string{
 var cliNever = []string{"internal/controller", "internal/uisource", "internal/lb",
 	"internal/pool", "internal/health", "internal/runtime", "internal/release",
 	"internal/dashboard", "internal/timeseries", "internal/reconcile", "internal/rollout",
-	"internal/autoscale", "internal/hooks"}
+	"internal/autoscale", "internal/hooks", "internal/agent"}
 
 // cliViolations reports every import of cliNever by the CLI.
 func cliViolations(pkgs map[string]pkg) []string {

@@ -1,0 +1,140 @@
+package api
+
+import "time"
+
+// The host agent's API (`shoal agent`, package agent; its client is package
+// agentclient). The server drives a remote host with these bodies over
+// mutual TLS:
+//
+//	POST   /v1/instances                 LaunchSpec -> InstanceInfo   (mutating)
+//	DELETE /v1/instances/{id}            204                          (mutating)
+//	GET    /v1/instances                 InstanceList
+//	GET    /v1/exits?epoch=E&after=N     ExitsPage (long poll)
+//	GET    /v1/instances/{id}/logs       text/plain stream (?tail=N&follow=1)
+//	GET    /v1/instances/{id}/stats      InstanceStats
+//	GET    /v1/host                      HostInfo
+//
+// Errors are ErrorBody with a status: 400 bad input, 404 unknown instance,
+// 409 a stale term (or an id running another artifact), 410 exits no longer
+// held (list instead), 502 an artifact that could not be fetched or did not
+// match its digest.
+
+// TermHeader carries the leader's term, a positive decimal integer, on every
+// mutating request to an agent (issue 14: agents refuse actions from an older
+// term). The agent also sets it on a 409 answer to a stale term, to the term it
+// holds.
+const TermHeader = "Shoal-Term"
+
+// LaunchSpec asks an agent to run one instance: the body of POST /v1/instances.
+// Starting is idempotent by ID: a retried start of an instance that runs
+// answers its InstanceInfo and starts nothing.
+type LaunchSpec struct {
+	// ID names the instance; letters, digits, '.', '_' and '-' only.
+	ID      string `json:"id"`
+	App     string `json:"app"`
+	Release int    `json:"release"`
+	// Digest is the artifact the instance runs from ("sha256:<hex>"); the
+	// agent fetches it from the server when it does not hold it.
+	Digest string `json:"digest"`
+	// Command is run by /bin/sh -c in the unpacked artifact.
+	Command string `json:"command"`
+	// Env is NAME=value, secrets included. The agent adds PORT and the
+	// address to bind (HOST, BIND_IP), which Env cannot override.
+	Env []string `json:"env,omitempty"`
+	// Secrets are values the agent replaces in the instance's output
+	// before it writes its log.
+	Secrets []string `json:"secrets,omitempty"`
+	// StopSignal is the signal's name ("SIGTERM", "SIGINT"); empty means
+	// SIGTERM.
+	StopSignal string `json:"stop_signal,omitempty"`
+	// StopTimeoutMS is how long a stop waits after StopSignal before
+	// SIGKILL, in milliseconds; zero means 10 s.
+	StopTimeoutMS int64 `json:"stop_timeout_ms,omitempty"`
+	// Labels are kept with the instance and reported back in InstanceInfo;
+	// the agent sets "app", "release" and "digest" itself.
+	Labels map[string]string `json:"labels,omitempty"`
+}
+
+// StopTimeout returns StopTimeoutMS as a duration.
+func (s LaunchSpec) StopTimeout() time.Duration {
+	return time.Duration(s.StopTimeoutMS) * time.Millisecond
+}
+
+// InstanceInfo describes an instance running on an agent.
+type InstanceInfo struct {
+	ID  string `json:"id"`
+	PID int    `json:"pid"`
+	// Addr is advertise-address:port, where the balancer reaches the
+	// instance from other hosts.
+	Addr    string            `json:"addr"`
+	Started time.Time         `json:"started"`
+	App     string            `json:"app"`
+	Release int               `json:"release"`
+	Digest  string            `json:"digest"`
+	Labels  map[string]string `json:"labels,omitempty"`
+}
+
+// InstanceList is the answer of GET /v1/instances: what runs on the agent,
+// sorted by ID. Every instance that ends after the list was taken has an exit
+// with a sequence number greater than ExitSeq in the exits of Epoch, so a
+// server that adopts the list and then follows the exits from (Epoch,
+// ExitSeq) misses no end.
+type InstanceList struct {
+	Epoch     string         `json:"epoch"`
+	ExitSeq   uint64         `json:"exit_seq"`
+	Instances []InstanceInfo `json:"instances"`
+}
+
+// InstanceExit reports the end of an instance on an agent.
+type InstanceExit struct {
+	// Seq numbers the exits of one epoch of the agent from 1, without gaps.
+	Seq uint64 `json:"seq"`
+	ID  string `json:"id"`
+	// Code is the exit status, or -1 when a signal killed the process.
+	Code int `json:"code"`
+	// Signal names the signal that killed it ("SIGKILL"), or is empty.
+	Signal string `json:"signal,omitempty"`
+	// Stopped is true when the exit followed a stop.
+	Stopped bool      `json:"stopped"`
+	At      time.Time `json:"at"`
+	// LogTail holds the last lines of the instance's output.
+	LogTail string `json:"log_tail,omitempty"`
+}
+
+// ExitsPage is the answer of GET /v1/exits: the exits of Epoch with a
+// sequence number greater than the one asked for, oldest first (none when
+// the long poll's wait ended without one). Last is the highest sequence
+// number of the epoch so far.
+type ExitsPage struct {
+	Epoch string         `json:"epoch"`
+	Last  uint64         `json:"last"`
+	Exits []InstanceExit `json:"exits"`
+}
+
+// InstanceStats is the resource use of one instance's live processes.
+type InstanceStats struct {
+	// CPUSeconds is user+system CPU time of the live processes; rates
+	// come from successive samples.
+	CPUSeconds float64 `json:"cpu_seconds"`
+	RSSBytes   int64   `json:"rss_bytes"`
+	Processes  int     `json:"processes"`
+}
+
+// HostInfo describes the agent's host: the answer of GET /v1/host.
+type HostInfo struct {
+	Name string `json:"name"`
+	// Addr is the advertise address, the IP that instances bind and the
+	// balancer dials.
+	Addr        string `json:"addr"`
+	CPUs        int    `json:"cpus"`
+	MemoryBytes int64  `json:"memory_bytes"`
+	// Load1, Load5 and Load15 are the load averages of /proc/loadavg.
+	Load1  float64 `json:"load1"`
+	Load5  float64 `json:"load5"`
+	Load15 float64 `json:"load15"`
+	// Term is the highest leader term the agent has seen.
+	Term uint64 `json:"term"`
+	// Epoch names this run of the agent (its exits' sequence).
+	Epoch     string `json:"epoch"`
+	Instances int    `json:"instances"`
+}
