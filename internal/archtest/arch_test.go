@@ -108,6 +108,7 @@ var allowed = map[string][]string{
 	// HTTP/1.1 head parsing from bytes: pure, imported by the balancer.
 	"internal/h1":        {},
 	"internal/buildinfo": {},
+	"internal/pki":       {},
 	"internal/testenv":   {},
 	"internal/archtest":  {},
 	// The client speaks the wire format with the types of internal/api (a leaf): it

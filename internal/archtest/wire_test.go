@@ -12,11 +12,12 @@ import (
 	"testing"
 )
 
-// wireEnds are the packages on either end of the admin API: the server's parts that
-// fill and encode its answers and decode its requests, and the client. Their wire
-// types live in internal/api, the one vocabulary (docs/ARCHITECTURE.md, `api` row), so
-// that the two ends cannot drift apart; none of them declares a struct with JSON tags.
-var wireEnds = []string{"internal/client", "internal/adminapi", "internal/controller", "internal/lb"}
+// wireEnds are the packages on either end of the admin API (the server's parts that
+// fill and encode its answers and decode its requests, and the client) and pki, both
+// ends of the fleet's join protocol. Their wire types live in internal/api, the one
+// vocabulary (docs/ARCHITECTURE.md, `api` row), so that the two ends cannot drift
+// apart; none of them declares a struct with JSON tags.
+var wireEnds = []string{"internal/client", "internal/adminapi", "internal/controller", "internal/lb", "internal/pki"}
 
 // wireCopies reports every struct type (named or not) with a `json:` field tag in the
 // non-test Go files of the packages pkgs, under the module root root.
