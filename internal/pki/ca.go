@@ -254,9 +254,9 @@ func (ca *CA) SignCSR(csrPEM []byte, id Identity, ttl time.Duration) ([]byte, er
 
 // parseCSR decodes and checks a PEM signing request.
 func parseCSR(csrPEM []byte) (*x509.CertificateRequest, error) {
-	der, err := onePEM("certificate request", csrPEM, "CERTIFICATE REQUEST")
+	der, err := onePEM(csrPEM, "CERTIFICATE REQUEST")
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("certificate request: %w", err)
 	}
 	csr, err := x509.ParseCertificateRequest(der)
 	if err != nil {

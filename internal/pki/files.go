@@ -65,7 +65,16 @@ func prepareDir(dir string) error {
 	if err := os.MkdirAll(dir, dirMode); err != nil {
 		return fmt.Errorf("create %s: %w", dir, err)
 	}
+	return checkDir(dir)
+}
+
+// checkDir refuses a dir that is missing, not a directory, or open to
+// others.
+func checkDir(dir string) error {
 	fi, err := os.Stat(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return fileErr(dir, "missing")
+	}
 	if err != nil {
 		return err
 	}
@@ -93,19 +102,19 @@ func exists(path string) (bool, error) {
 
 // onePEM decodes the single PEM block of type typ that data must hold,
 // with nothing but white space around it.
-func onePEM(path string, data []byte, typ string) ([]byte, error) {
+func onePEM(data []byte, typ string) ([]byte, error) {
 	if len(bytes.TrimSpace(data)) == 0 {
-		return nil, fileErr(path, "the file is empty")
+		return nil, errors.New("empty")
 	}
 	block, rest := pem.Decode(data)
 	if block == nil {
-		return nil, fileErr(path, "no PEM block (damaged or truncated)")
+		return nil, errors.New("no PEM block (damaged or truncated)")
 	}
 	if block.Type != typ {
-		return nil, fileErr(path, "PEM block %q, want %q", block.Type, typ)
+		return nil, fmt.Errorf("PEM block %q, want %q", block.Type, typ)
 	}
 	if len(bytes.TrimSpace(rest)) != 0 {
-		return nil, fileErr(path, "data after the %s block (damaged, or more than one block)", typ)
+		return nil, fmt.Errorf("data after the %s block (damaged, or more than one block)", typ)
 	}
 	return block.Bytes, nil
 }
@@ -130,9 +139,9 @@ func readKeyFile(path string) (*ecdsa.PrivateKey, error) {
 	if err != nil {
 		return nil, err
 	}
-	der, err := onePEM(path, data, "PRIVATE KEY")
+	der, err := onePEM(data, "PRIVATE KEY")
 	if err != nil {
-		return nil, err
+		return nil, &FileError{Path: path, Err: err}
 	}
 	k, err := x509.ParsePKCS8PrivateKey(der)
 	if err != nil {
@@ -154,9 +163,9 @@ func readCertFile(path string) (*x509.Certificate, error) {
 	if err != nil {
 		return nil, err
 	}
-	der, err := onePEM(path, data, "CERTIFICATE")
+	der, err := onePEM(data, "CERTIFICATE")
 	if err != nil {
-		return nil, err
+		return nil, &FileError{Path: path, Err: err}
 	}
 	cert, err := x509.ParseCertificate(der)
 	if err != nil {

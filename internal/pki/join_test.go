@@ -322,6 +322,14 @@ func TestDamagedNodeFilesRefusedByName(t *testing.T) {
 			write(t, filepath.Join(dir, "ca.crt"), newFleet(t).ca.CertificatePEM(), 0o644)
 		}, "not signed by the CA"},
 	}
+	missing := filepath.Join(t.TempDir(), "none")
+	var fe *FileError
+	if _, err := LoadNode(missing); !errors.As(err, &fe) || fe.Path != missing {
+		t.Fatalf("LoadNode of a missing directory: %v", err)
+	}
+	if _, err := os.Stat(missing); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatal("LoadNode created the directory it was asked to load")
+	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			d := filepath.Join(t.TempDir(), "node")
@@ -350,4 +358,3 @@ func copyDir(t *testing.T, from, to string) {
 		write(t, filepath.Join(to, name), b, mode(t, filepath.Join(from, name)))
 	}
 }
-

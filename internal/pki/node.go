@@ -132,7 +132,7 @@ func Join(ctx context.Context, serverURL, token, name, dir string, opts ...Optio
 // join can replace it.
 func LoadNode(dir string, opts ...Option) (*Node, error) {
 	o := buildOptions(opts)
-	if err := prepareDir(dir); err != nil {
+	if err := checkDir(dir); err != nil {
 		return nil, fmt.Errorf("load node: %w", err)
 	}
 	n := &Node{dir: dir, now: o.now}
@@ -279,9 +279,9 @@ func (n *Node) Renew(ctx context.Context, serverURL string) error {
 // the node's CA, for its key, named want.Name, with want.Role (any node
 // role when empty), valid now.
 func (n *Node) checkIssued(certPEMData []byte, want Identity) (*tls.Certificate, error) {
-	der, err := onePEM("issued certificate", certPEMData, "CERTIFICATE")
+	der, err := onePEM(certPEMData, "CERTIFICATE")
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("issued certificate: %w", err)
 	}
 	leaf, err := x509.ParseCertificate(der)
 	if err != nil {
@@ -333,9 +333,9 @@ func verifyPinned(cs tls.ConnectionState, pin string, now time.Time) error {
 // parseCAAnswer parses the CA certificate a join answer holds and checks
 // it against the token's pin.
 func parseCAAnswer(caPEM, pin string) (*x509.Certificate, error) {
-	der, err := onePEM("CA certificate", []byte(caPEM), "CERTIFICATE")
+	der, err := onePEM([]byte(caPEM), "CERTIFICATE")
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("CA certificate: %w", err)
 	}
 	ca, err := x509.ParseCertificate(der)
 	if err != nil {
