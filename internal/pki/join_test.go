@@ -5,12 +5,14 @@ import (
 	"crypto/tls"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io/fs"
 	"net/http"
 	"net/http/httptrace"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -78,6 +80,41 @@ func TestTokenWorksOnce(t *testing.T) {
 	}
 	if f.nodes.State("lb-2") != NodeUnknown {
 		t.Fatal("a refused join admitted its node")
+	}
+}
+
+// TestConcurrentJoinsWithOneToken: of joins racing with one token, one
+// gets in.
+func TestConcurrentJoinsWithOneToken(t *testing.T) {
+	f := newFleet(t)
+	ctx := testenv.Context(t, time.Minute)
+	tok := f.token(t, api.RoleAgent)
+	const joins = 6
+	errs := make(chan error, joins)
+	var wg sync.WaitGroup
+	for i := range joins {
+		wg.Go(func() {
+			name := fmt.Sprintf("web-%d", i)
+			_, err := Join(ctx, f.url, tok, name, filepath.Join(t.TempDir(), name), WithClock(f.clock.Now))
+			errs <- err
+		})
+	}
+	wg.Wait()
+	close(errs)
+	ok, refused := 0, 0
+	for err := range errs {
+		var re *RefusedError
+		switch {
+		case err == nil:
+			ok++
+		case errors.As(err, &re) && re.Status == http.StatusUnauthorized:
+			refused++
+		default:
+			t.Errorf("join: %v", err)
+		}
+	}
+	if ok != 1 || refused != joins-1 {
+		t.Fatalf("%d joins succeeded and %d were refused; want 1 and %d", ok, refused, joins-1)
 	}
 }
 
@@ -356,5 +393,43 @@ func copyDir(t *testing.T, from, to string) {
 			t.Fatal(err)
 		}
 		write(t, filepath.Join(to, name), b, mode(t, filepath.Join(from, name)))
+	}
+}
+
+// TestServerCertificateReissued: the fleet listener's certificate is
+// issued again at two thirds of its lifetime, and nodes accept the new one.
+func TestServerCertificateReissued(t *testing.T) {
+	f := newFleet(t)
+	ctx := testenv.Context(t, time.Minute)
+	serverSerial := func(c *http.Client, want int) string {
+		t.Helper()
+		defer c.CloseIdleConnections()
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, f.url+"/v1/whoami", nil)
+		resp, err := c.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != want {
+			t.Fatalf("whoami: %d, want %d", resp.StatusCode, want)
+		}
+		return resp.TLS.PeerCertificates[0].SerialNumber.String()
+	}
+	anon := func() *http.Client {
+		return &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: f.ca.pool, Time: f.clock.Now}}}
+	}
+	first := serverSerial(anon(), http.StatusUnauthorized)
+	f.clock.Add(DefaultServerTTL/2 - time.Hour)
+	if again := serverSerial(anon(), http.StatusUnauthorized); again != first {
+		t.Fatal("the server's certificate changed before two thirds of its lifetime")
+	}
+	f.clock.Add(DefaultServerTTL/6 + 2*time.Hour)
+	later := serverSerial(anon(), http.StatusUnauthorized)
+	if later == first {
+		t.Fatal("the server's certificate was not re-issued after two thirds of its lifetime")
+	}
+	n, _ := f.join(t, "web-1", api.RoleAgent)
+	if got := serverSerial(&http.Client{Transport: &http.Transport{TLSClientConfig: n.ClientTLSConfig()}}, http.StatusOK); got != later {
+		t.Fatalf("a node saw server certificate %s, want %s", got, later)
 	}
 }

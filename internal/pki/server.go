@@ -131,7 +131,12 @@ func (sc *serverCert) get(*tls.ClientHelloInfo) (*tls.Certificate, error) {
 	}
 	c, err := sc.ca.IssueServer(sc.names, 0)
 	if err != nil {
-		return sc.cert, nil // the old one serves until it expires; IssueServer fails only if the CA did
+		// IssueServer fails only when the CA has expired (or the system's
+		// randomness failed): the old certificate serves while it is valid.
+		if sc.ca.now().Before(sc.cert.Leaf.NotAfter) {
+			return sc.cert, nil
+		}
+		return nil, fmt.Errorf("fleet listener certificate expired and cannot be re-issued: %w", err)
 	}
 	sc.cert = &c
 	return sc.cert, nil
