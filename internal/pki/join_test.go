@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"net/http"
 	"net/http/httptrace"
@@ -431,5 +432,64 @@ func TestServerCertificateReissued(t *testing.T) {
 	n, _ := f.join(t, "web-1", api.RoleAgent)
 	if got := serverSerial(&http.Client{Transport: &http.Transport{TLSClientConfig: n.ClientTLSConfig()}}, http.StatusOK); got != later {
 		t.Fatalf("a node saw server certificate %s, want %s", got, later)
+	}
+}
+
+// TestNodeServesOverMutualTLS: a node's own API takes the server's
+// certificate as a client, refuses a caller without one, presents the
+// renewed certificate after a renewal, and a node cannot pose as the
+// server to another node.
+func TestNodeServesOverMutualTLS(t *testing.T) {
+	f := newFleet(t)
+	ctx := testenv.Context(t, time.Minute)
+	n, _ := f.join(t, "web-1", api.RoleAgent)
+	peer := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		id, err := IdentityOf(r.TLS.VerifiedChains[0][0])
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusForbidden)
+			return
+		}
+		fmt.Fprintf(w, "%s %s", id.Name, id.Role)
+	})
+	nodeURL := serve(t, peer, n.ServerTLSConfig())
+	serverCert, err := f.ca.IssueServer([]string{"fleet.test"}, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	call := func(cfg *tls.Config) (string, string, error) {
+		c := &http.Client{Transport: &http.Transport{TLSClientConfig: cfg}}
+		defer c.CloseIdleConnections()
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, nodeURL+"/", nil)
+		resp, err := c.Do(req)
+		if err != nil {
+			return "", "", err
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return string(b), resp.TLS.PeerCertificates[0].SerialNumber.String(), nil
+	}
+	asServer := func() *tls.Config {
+		return &tls.Config{RootCAs: f.ca.pool, Time: f.clock.Now, ServerName: "web-1", Certificates: []tls.Certificate{serverCert}}
+	}
+	body, serial, err := call(asServer())
+	if err != nil || body != "fleet.test server" || serial != n.Certificate().SerialNumber.String() {
+		t.Fatalf("the server calling the node: %q, node serial %s, %v", body, serial, err)
+	}
+	if _, _, err := call(&tls.Config{RootCAs: f.ca.pool, Time: f.clock.Now, ServerName: "web-1"}); err == nil {
+		t.Fatal("the node answered a caller without a certificate")
+	}
+	other, _ := f.join(t, "web-2", api.RoleAgent)
+	cfg := other.ClientTLSConfig()
+	cfg.ServerName = "web-1"
+	if _, _, err := call(cfg); err == nil || !strings.Contains(err.Error(), "not the fleet server's") {
+		t.Fatalf("a node's client config accepted another node as the server: %v", err)
+	}
+
+	f.clock.Add(17 * time.Hour)
+	if err := n.Renew(ctx, f.url); err != nil {
+		t.Fatal(err)
+	}
+	if _, serial, err := call(asServer()); err != nil || serial != n.Certificate().SerialNumber.String() {
+		t.Fatalf("after renewal the node presents %s (%v), want %s", serial, err, n.Certificate().SerialNumber)
 	}
 }
