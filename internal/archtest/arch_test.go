@@ -110,6 +110,7 @@ var allowed = map[string][]string{
 	"internal/buildinfo": {},
 	// Where a fleet's next instance runs: pure, imported by the coming scheduler.
 	"internal/placement": {},
+	"internal/pki":       {},
 	"internal/testenv":   {},
 	"internal/archtest":  {},
 	// The client speaks the wire format with the types of internal/api (a leaf): it

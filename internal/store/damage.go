@@ -262,6 +262,9 @@ func walkRecords(tx *bolt.Tx) error {
 	if err := check(bucketRollouts, decodeJSON); err != nil {
 		return err
 	}
+	if err := check(bucketTokens, func(k, v []byte) error { _, err := decodeToken(k, v); return err }); err != nil {
+		return err
+	}
 	if err := check(bucketKeys, func(_, _ []byte) error { return nil }); err != nil {
 		return err
 	}
