@@ -106,7 +106,10 @@ var allowed = map[string][]string{
 	"internal/timeseries": {},
 	"internal/atomicfile": {},
 	// HTTP/1.1 head parsing from bytes: pure, imported by the balancer.
-	"internal/h1":        {},
+	"internal/h1": {},
+	// The event loops' system calls (epoll, eventfd, non-blocking sockets):
+	// the balancer's alone, below it.
+	"internal/netpoll":   {},
 	"internal/buildinfo": {},
 	"internal/testenv":   {},
 	"internal/archtest":  {},
@@ -114,7 +117,7 @@ var allowed = map[string][]string{
 	// must not pull a daemon into the CLI's or a test's view of the API.
 	"internal/client":    {},
 	"internal/reconcile": {"internal/autoscale"},
-	"internal/lb":        {"internal/pool", "internal/health", "internal/h1"},
+	"internal/lb":        {"internal/pool", "internal/health", "internal/h1", "internal/netpoll"},
 	"internal/dashboard": {"internal/timeseries"},
 	"internal/config": {"internal/lb", "internal/pool", "internal/health",
 		"internal/autoscale", "internal/rollout"},
@@ -143,6 +146,8 @@ var importers = map[string][]string{
 	// `shoal up` with the same helper as the end-to-end tests.
 	"internal/testenv":  {"bench/internal/benchkit"},
 	"internal/archtest": {},
+	// The OS plumbing of the fast path serves the balancer's event loops only.
+	"internal/netpoll": {"internal/lb"},
 }
 
 // cliNever lists the parts of the daemons that the CLI must not import: it parses,
