@@ -32,11 +32,7 @@ const (
 	sMsgStartCR         // CR seen before a request line
 	sReqLine            // in the request line
 	sReqLineCR          // CR seen in the request line
-	sLineStart          // at the start of a header (or trailer) line
-	sLineStartCR        // CR at the start of a line: end of block
-	sName               // in a field name
-	sValue              // in a field value
-	sValueCR            // CR seen in a field value
+	sField              // in a header (or trailer) block: line.go's scanner, at s.line
 	sBody               // skipping a Content-Length body
 	sChunkSize          // in a chunk-size
 	sChunkExt           // in a chunk extension
@@ -51,7 +47,8 @@ const (
 // Inspector is owned by one goroutine.
 type Inspector struct {
 	st          int
-	passthrough bool // an Upgrade or CONNECT request: stop inspecting
+	line        lineState // in sField
+	passthrough bool      // an Upgrade or CONNECT request: stop inspecting
 	// stopAtEnd makes feed stop with ErrMsgEnd at the end of a chunked
 	// body's trailers (the fast path follows response bodies this way).
 	stopAtEnd bool
@@ -121,7 +118,7 @@ func (s *Inspector) Feed(p []byte) (int, error) {
 			return len(p), nil
 		}
 		c := p[i]
-		if s.st >= sReqLine && s.st <= sValueCR && !s.trailer {
+		if s.st >= sReqLine && s.st <= sField && !s.trailer {
 			s.head++
 		}
 		switch s.st {
@@ -162,58 +159,32 @@ func (s *Inspector) Feed(p []byte) (int, error) {
 			if err := s.endReqLine(); err != nil {
 				return i, err
 			}
-		case sLineStart:
-			switch {
-			case c == '\r':
-				s.st = sLineStartCR
-			case c == '\n':
-				if err := s.endBlock(); err != nil {
-					return i, err
+		case sField:
+			prev := s.line
+			s.line = lineStep(prev, c)
+			switch s.line {
+			case lineStartCR, lineValueCR:
+			case lineName:
+				if prev == lineStart {
+					s.nlen, s.nameLong, s.vlen, s.valLong, s.valOWS = 0, false, 0, false, 0
 				}
-			case c == ' ' || c == '\t':
-				return i, violation("obs-fold or leading whitespace in header line")
-			case IsTokenByte(c):
-				s.nlen, s.nameLong, s.vlen, s.valLong, s.valOWS = 0, false, 0, false, 0
 				s.nameByte(c)
-				s.st = sName
-			default:
-				return i, violation("invalid byte in header name")
-			}
-		case sLineStartCR:
-			if c != '\n' {
-				return i, violation("bare CR")
-			}
-			if err := s.endBlock(); err != nil {
-				return i, err
-			}
-		case sName:
-			switch {
-			case c == ':':
-				s.st = sValue
-			case IsTokenByte(c):
-				s.nameByte(c)
-			default:
-				return i, violation("invalid byte in header name")
-			}
-		case sValue:
-			switch {
-			case c == '\r':
-				s.st = sValueCR
-			case c == '\n':
+			case lineValue:
+				if prev == lineValue {
+					s.valByte(c)
+				}
+			case lineEnd, lineEndLF:
+				s.line = lineStart
 				if err := s.endField(); err != nil {
 					return i, err
 				}
-			case ctlByte(c):
-				return i, violation("control byte in header value")
+			case headEnd, headEndLF:
+				s.line = lineStart
+				if err := s.endBlock(); err != nil {
+					return i, err
+				}
 			default:
-				s.valByte(c)
-			}
-		case sValueCR:
-			if c != '\n' {
-				return i, violation("bare CR in header value")
-			}
-			if err := s.endField(); err != nil {
-				return i, err
+				return i, violation(lineViolation[s.line])
 			}
 		case sBody:
 			i += s.skip(p[i:]) - 1
@@ -253,7 +224,7 @@ func (s *Inspector) Feed(p []byte) (int, error) {
 			}
 			if s.chunkSize == 0 {
 				s.trailer = true
-				s.st = sLineStart
+				s.st, s.line = sField, lineStart
 			} else {
 				s.remain = s.chunkSize
 				s.st = sChunkData
@@ -325,7 +296,7 @@ func (s *Inspector) endReqLine() error {
 			}
 		}
 	}
-	s.st = sLineStart
+	s.st, s.line = sField, lineStart
 	return nil
 }
 
@@ -361,7 +332,6 @@ func (s *Inspector) valByte(c byte) {
 
 // endField checks a completed field line.
 func (s *Inspector) endField() error {
-	s.st = sLineStart
 	if s.nameLong {
 		return nil
 	}
