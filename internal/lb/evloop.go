@@ -98,7 +98,13 @@ func (l *evLoop) post(f func()) bool {
 	}
 	l.tasks = append(l.tasks, f)
 	l.mu.Unlock()
-	l.poll.Wake() // fails only once the loop ended, as f was queued
+	// Wake fails only when the loop closed its poller between the check
+	// above and here: the loop is ending and f, queued after its last
+	// round, does not run. A loop ends only after close, once every loop
+	// stopped accepting and its own connections are gone, so what is still
+	// posted then concerns a closed connection (a drain deadline) and may
+	// be dropped.
+	l.poll.Wake()
 	return true
 }
 
