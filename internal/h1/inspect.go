@@ -160,31 +160,10 @@ func (s *Inspector) Feed(p []byte) (int, error) {
 				return i, err
 			}
 		case sField:
-			prev := s.line
-			s.line = lineStep(prev, c)
-			switch s.line {
-			case lineStartCR, lineValueCR:
-			case lineName:
-				if prev == lineStart {
-					s.nlen, s.nameLong, s.vlen, s.valLong, s.valOWS = 0, false, 0, false, 0
-				}
-				s.nameByte(c)
-			case lineValue:
-				if prev == lineValue {
-					s.valByte(c)
-				}
-			case lineEnd, lineEndLF:
-				s.line = lineStart
-				if err := s.endField(); err != nil {
-					return i, err
-				}
-			case headEnd, headEndLF:
-				s.line = lineStart
-				if err := s.endBlock(); err != nil {
-					return i, err
-				}
-			default:
-				return i, violation(lineViolation[s.line])
+			k, err := s.fields(p[i:])
+			i += k
+			if err != nil {
+				return i, err
 			}
 		case sBody:
 			i += s.skip(p[i:]) - 1
@@ -248,6 +227,57 @@ func (s *Inspector) Feed(p []byte) (int, error) {
 		}
 	}
 	return len(p), nil
+}
+
+// fields runs the field-line scanner of line.go over q, a header or
+// trailer block's bytes from q[0] on, until the block ends or q does. It
+// returns the index in q of the last byte it took (the block's final LF,
+// a violation, or len(q)-1) and the violation or endBlock's verdict. The
+// caller counted q[0] into s.head; fields counts the rest it takes.
+func (s *Inspector) fields(q []byte) (int, error) {
+	line := s.line
+	for k, c := range q {
+		prev := line
+		line = lineStep(prev, c)
+		switch line {
+		case lineValue:
+			if prev == lineValue {
+				s.valByte(c)
+			}
+		case lineName:
+			if prev == lineStart {
+				s.nlen, s.nameLong, s.vlen, s.valLong, s.valOWS = 0, false, 0, false, 0
+			}
+			s.nameByte(c)
+		case lineStartCR, lineValueCR:
+		case lineEnd, lineEndLF:
+			line = lineStart
+			if err := s.endField(); err != nil {
+				s.line = line
+				s.taken(k)
+				return k, err
+			}
+		case headEnd, headEndLF:
+			s.line = lineStart
+			s.taken(k)
+			return k, s.endBlock()
+		default:
+			s.line = lineStart
+			s.taken(k)
+			return k, violation(lineViolation[line])
+		}
+	}
+	s.line = line
+	s.taken(len(q) - 1)
+	return len(q) - 1, nil
+}
+
+// taken counts n more bytes of a header block into s.head (trailers are
+// not part of a head).
+func (s *Inspector) taken(n int) {
+	if !s.trailer {
+		s.head += n
+	}
 }
 
 // skip consumes up to s.remain bytes of p and returns how many (>= 1).
