@@ -14,12 +14,13 @@ import (
 
 // The fast path runs on event loops: a few goroutines (one per core),
 // each owning a poller (an epoll instance, internal/netpoll) and every
-// client and target connection registered with it. A request is a chain of non-blocking reads and
-// writes driven by readiness, with no goroutine, channel or timer per
-// connection or request; the kernel's level-triggered readiness means a
-// read that returned data is never followed by one that only learns the
-// socket is empty. Everything a loop owns is touched only by its own
-// goroutine; other goroutines reach it through post.
+// client and target connection registered with it. A request is a chain
+// of non-blocking reads and writes driven by readiness, with no
+// goroutine, channel or timer per connection or request; the kernel's
+// level-triggered readiness means a read that returned data is never
+// followed by one that only learns the socket is empty. Everything a
+// loop owns is touched only by its own goroutine; other goroutines reach
+// it through post.
 
 // sweepEvery bounds how late a deadline (header, idle, try, connect) is
 // noticed.
