@@ -106,7 +106,10 @@ var allowed = map[string][]string{
 	"internal/timeseries": {},
 	"internal/atomicfile": {},
 	// HTTP/1.1 head parsing from bytes: pure, imported by the balancer.
-	"internal/h1":        {},
+	"internal/h1": {},
+	// The event loops' system calls (epoll, eventfd, non-blocking sockets):
+	// the balancer's alone, below it.
+	"internal/netpoll":   {},
 	"internal/buildinfo": {},
 	// Where a fleet's next instance runs: pure, imported by the coming scheduler.
 	"internal/placement": {},
@@ -125,7 +128,7 @@ var allowed = map[string][]string{
 	// Test support of the agent and its client (a real agent over HTTPS).
 	"internal/agent/agenttest": {"internal/agent", "internal/agentclient", "internal/runtime", "internal/release"},
 	"internal/reconcile":       {"internal/autoscale"},
-	"internal/lb":              {"internal/pool", "internal/health", "internal/h1"},
+	"internal/lb":              {"internal/pool", "internal/health", "internal/h1", "internal/netpoll"},
 	"internal/dashboard":       {"internal/timeseries"},
 	"internal/config": {"internal/lb", "internal/pool", "internal/health",
 		"internal/autoscale", "internal/rollout"},
@@ -158,6 +161,8 @@ var importers = map[string][]string{
 	// `shoal up` with the same helper as the end-to-end tests.
 	"internal/testenv":  {"bench/internal/benchkit"},
 	"internal/archtest": {},
+	// The OS plumbing of the fast path serves the balancer's event loops only.
+	"internal/netpoll": {"internal/lb"},
 }
 
 // cliNever lists the parts of the daemons that the CLI must not import: it parses,

@@ -174,49 +174,6 @@ func lowerName(buf *[maxNameLen]byte, name []byte) []byte {
 // value without the whitespace around it.
 type fieldLine struct{ start, nameEnd, valStart, valEnd, end int }
 
-// nextField scans into f the field line at p[i:] of a head p that ends with its
-// CRLFCRLF (both parsers' field syntax, written once). done is true at
-// the empty line that ends p. ok is false for anything but a token name,
-// a colon, a value without control bytes and a CRLF: so no whitespace
-// before the colon, no obs-fold (a line starting with whitespace), no
-// bare CR or LF, and no bytes after the empty line.
-func nextField(p []byte, i int, f *fieldLine) (done, ok bool) {
-	if i+2 > len(p) {
-		return false, false
-	}
-	if p[i] == '\r' {
-		return true, p[i+1] == '\n' && i+2 == len(p)
-	}
-	f.start = i
-	for i < len(p) && IsTokenByte(p[i]) {
-		i++
-	}
-	if i == f.start || i >= len(p) || p[i] != ':' {
-		return false, false
-	}
-	f.nameEnd = i
-	i++
-	for i < len(p) && (p[i] == ' ' || p[i] == '\t') {
-		i++
-	}
-	f.valStart = i
-	for i < len(p) && p[i] != '\r' {
-		if ctlByte(p[i]) {
-			return false, false
-		}
-		i++
-	}
-	if i+1 >= len(p) || p[i+1] != '\n' {
-		return false, false
-	}
-	ve := i
-	for ve > f.valStart && (p[ve-1] == ' ' || p[ve-1] == '\t') {
-		ve--
-	}
-	f.valEnd, f.end = ve, i+2
-	return false, true
-}
-
 // listElement returns the element of the comma-separated list v that
 // starts at v[j:], as v[s:e] without the whitespace around it, and the
 // index after its comma (len(v) after the last element).

@@ -1,6 +1,9 @@
 package h1
 
-import "testing"
+import (
+	"errors"
+	"testing"
+)
 
 // TestListElement: the elements of a Connection-style list come back
 // trimmed, at their own offsets, with empty elements empty.
@@ -85,6 +88,54 @@ func TestParseLength(t *testing.T) {
 		n, ok := parseLength([]byte(in))
 		if ok != (want >= 0) || ok && n != want {
 			t.Errorf("parseLength(%q) = %d, %v; want %d", in, n, ok, want)
+		}
+	}
+}
+
+// TestFieldLineOneGrammar: the Inspector and nextField read a field line
+// by the one table of line.go: a line the parsers accept passes the
+// guard, and a line they refuse for obs-fold, a bare CR, a control byte
+// or a bad name fails the guard with that reason. A bare LF is the one
+// difference: net/http accepts it, so the guard does, the parsers not.
+func TestFieldLineOneGrammar(t *testing.T) {
+	for _, tc := range []struct {
+		line   string
+		reason string // the guard's; "" when it passes
+		parse  bool   // nextField accepts it
+	}{
+		{"A: b\r\n", "", true},
+		{"A:\t b \t\r\n", "", true},
+		{"A:\r\n", "", true},
+		{"X-Y: \x80\xff(\"q\")\r\n", "", true},
+		{"A: b\n", "", false},
+		{" A: b\r\n", "obs-fold or leading whitespace in header line", false},
+		{"\tA: b\r\n", "obs-fold or leading whitespace in header line", false},
+		{"A : b\r\n", "invalid byte in header name", false},
+		{"A(: b\r\n", "invalid byte in header name", false},
+		{": b\r\n", "invalid byte in header name", false},
+		{"A\r\n", "invalid byte in header name", false},
+		{"A: b\rc\r\n", "bare CR in header value", false},
+		{"A: b\x00\r\n", "control byte in header value", false},
+		{"A: b\x7f\r\n", "control byte in header value", false},
+		{"\rX: b\r\n", "bare CR", false},
+	} {
+		head := []byte(tc.line + "\r\n")
+		var f fieldLine
+		_, ok := nextField(head, 0, &f)
+		if ok != tc.parse {
+			t.Errorf("%q: nextField ok %v, want %v", tc.line, ok, tc.parse)
+		}
+		var ins Inspector
+		req := append([]byte("GET / HTTP/1.1\r\n"), head...)
+		_, err := ins.Feed(req)
+		var fe *FramingError
+		switch {
+		case tc.reason == "" && err != nil:
+			t.Errorf("%q: guard: %v, want it to pass", tc.line, err)
+		case tc.reason == "" && ins.blocks != 1:
+			t.Errorf("%q: guard saw %d header blocks, want 1", tc.line, ins.blocks)
+		case tc.reason != "" && (!errors.As(err, &fe) || fe.Reason != tc.reason):
+			t.Errorf("%q: guard: %v, want %q", tc.line, err, tc.reason)
 		}
 	}
 }

@@ -32,11 +32,7 @@ const (
 	sMsgStartCR         // CR seen before a request line
 	sReqLine            // in the request line
 	sReqLineCR          // CR seen in the request line
-	sLineStart          // at the start of a header (or trailer) line
-	sLineStartCR        // CR at the start of a line: end of block
-	sName               // in a field name
-	sValue              // in a field value
-	sValueCR            // CR seen in a field value
+	sField              // in a header (or trailer) block: line.go's scanner, at s.line
 	sBody               // skipping a Content-Length body
 	sChunkSize          // in a chunk-size
 	sChunkExt           // in a chunk extension
@@ -51,7 +47,8 @@ const (
 // Inspector is owned by one goroutine.
 type Inspector struct {
 	st          int
-	passthrough bool // an Upgrade or CONNECT request: stop inspecting
+	line        lineState // in sField
+	passthrough bool      // an Upgrade or CONNECT request: stop inspecting
 	// stopAtEnd makes feed stop with ErrMsgEnd at the end of a chunked
 	// body's trailers (the fast path follows response bodies this way).
 	stopAtEnd bool
@@ -121,7 +118,7 @@ func (s *Inspector) Feed(p []byte) (int, error) {
 			return len(p), nil
 		}
 		c := p[i]
-		if s.st >= sReqLine && s.st <= sValueCR && !s.trailer {
+		if s.st >= sReqLine && s.st <= sField && !s.trailer {
 			s.head++
 		}
 		switch s.st {
@@ -162,57 +159,10 @@ func (s *Inspector) Feed(p []byte) (int, error) {
 			if err := s.endReqLine(); err != nil {
 				return i, err
 			}
-		case sLineStart:
-			switch {
-			case c == '\r':
-				s.st = sLineStartCR
-			case c == '\n':
-				if err := s.endBlock(); err != nil {
-					return i, err
-				}
-			case c == ' ' || c == '\t':
-				return i, violation("obs-fold or leading whitespace in header line")
-			case IsTokenByte(c):
-				s.nlen, s.nameLong, s.vlen, s.valLong, s.valOWS = 0, false, 0, false, 0
-				s.nameByte(c)
-				s.st = sName
-			default:
-				return i, violation("invalid byte in header name")
-			}
-		case sLineStartCR:
-			if c != '\n' {
-				return i, violation("bare CR")
-			}
-			if err := s.endBlock(); err != nil {
-				return i, err
-			}
-		case sName:
-			switch {
-			case c == ':':
-				s.st = sValue
-			case IsTokenByte(c):
-				s.nameByte(c)
-			default:
-				return i, violation("invalid byte in header name")
-			}
-		case sValue:
-			switch {
-			case c == '\r':
-				s.st = sValueCR
-			case c == '\n':
-				if err := s.endField(); err != nil {
-					return i, err
-				}
-			case ctlByte(c):
-				return i, violation("control byte in header value")
-			default:
-				s.valByte(c)
-			}
-		case sValueCR:
-			if c != '\n' {
-				return i, violation("bare CR in header value")
-			}
-			if err := s.endField(); err != nil {
+		case sField:
+			k, err := s.fields(p[i:])
+			i += k
+			if err != nil {
 				return i, err
 			}
 		case sBody:
@@ -253,7 +203,7 @@ func (s *Inspector) Feed(p []byte) (int, error) {
 			}
 			if s.chunkSize == 0 {
 				s.trailer = true
-				s.st = sLineStart
+				s.st, s.line = sField, lineStart
 			} else {
 				s.remain = s.chunkSize
 				s.st = sChunkData
@@ -277,6 +227,57 @@ func (s *Inspector) Feed(p []byte) (int, error) {
 		}
 	}
 	return len(p), nil
+}
+
+// fields runs the field-line scanner of line.go over q, a header or
+// trailer block's bytes from q[0] on, until the block ends or q does. It
+// returns the index in q of the last byte it took (the block's final LF,
+// a violation, or len(q)-1) and the violation or endBlock's verdict. The
+// caller counted q[0] into s.head; fields counts the rest it takes.
+func (s *Inspector) fields(q []byte) (int, error) {
+	line := s.line
+	for k, c := range q {
+		prev := line
+		line = lineStep(prev, c)
+		switch line {
+		case lineValue:
+			if prev == lineValue {
+				s.valByte(c)
+			}
+		case lineName:
+			if prev == lineStart {
+				s.nlen, s.nameLong, s.vlen, s.valLong, s.valOWS = 0, false, 0, false, 0
+			}
+			s.nameByte(c)
+		case lineStartCR, lineValueCR:
+		case lineEnd, lineEndLF:
+			line = lineStart
+			if err := s.endField(); err != nil {
+				s.line = line
+				s.taken(k)
+				return k, err
+			}
+		case headEnd, headEndLF:
+			s.line = lineStart
+			s.taken(k)
+			return k, s.endBlock()
+		default:
+			s.line = lineStart
+			s.taken(k)
+			return k, violation(lineViolation[line])
+		}
+	}
+	s.line = line
+	s.taken(len(q) - 1)
+	return len(q) - 1, nil
+}
+
+// taken counts n more bytes of a header block into s.head (trailers are
+// not part of a head).
+func (s *Inspector) taken(n int) {
+	if !s.trailer {
+		s.head += n
+	}
 }
 
 // skip consumes up to s.remain bytes of p and returns how many (>= 1).
@@ -325,7 +326,7 @@ func (s *Inspector) endReqLine() error {
 			}
 		}
 	}
-	s.st = sLineStart
+	s.st, s.line = sField, lineStart
 	return nil
 }
 
@@ -361,7 +362,6 @@ func (s *Inspector) valByte(c byte) {
 
 // endField checks a completed field line.
 func (s *Inspector) endField() error {
-	s.st = sLineStart
 	if s.nameLong {
 		return nil
 	}

@@ -1,12 +1,9 @@
 package lb
 
 import (
-	"net/netip"
-	"syscall"
 	"time"
-	"unsafe"
 
-	"golang.org/x/sys/unix"
+	"github.com/shoal-dev/shoal/internal/netpoll"
 )
 
 // Accepting: every loop watches its own descriptor of the listening
@@ -14,7 +11,8 @@ import (
 // not all) and accepts one connection per readiness report (level
 // triggered: more waiting means another report), so a new connection
 // costs an accept4, one setsockopt and one epoll_ctl, with no hand-off
-// between threads and no accept4 that only learns the backlog is empty. Limits.MaxConns is kept by reserving a slot before accepting:
+// between threads and no accept4 that only learns the backlog is empty.
+// Limits.MaxConns is kept by reserving a slot before accepting:
 // over the limit a loop stops watching the socket and new clients wait in
 // the kernel's backlog until a slot frees (checked at each close and
 // sweep).
@@ -26,12 +24,12 @@ const acceptBackoff = 100 * time.Millisecond
 // evAcceptor is the listening descriptor's handler.
 type evAcceptor struct{ l *evLoop }
 
-func (a evAcceptor) event(uint32)         { a.l.accept() }
+func (a evAcceptor) event(netpoll.Events) { a.l.accept() }
 func (a evAcceptor) expire(time.Duration) {}
 
 // listen registers the loop's listening descriptor (l.lnfd).
 func (l *evLoop) listen() error {
-	_, err := l.add(l.lnfd, unix.EPOLLIN|unix.EPOLLEXCLUSIVE, evAcceptor{l})
+	_, err := l.add(l.lnfd, netpoll.In|netpoll.Exclusive, evAcceptor{l})
 	return err
 }
 
@@ -43,18 +41,17 @@ func (l *evLoop) unlisten() {
 	if !l.acceptPaused {
 		l.del(l.lnfd)
 	}
-	unix.Close(l.lnfd)
+	netpoll.Close(l.lnfd)
 	l.lnfd, l.acceptPaused = -1, false
 }
 
 // release frees a loop that never ran.
 func (l *evLoop) release() {
 	if l.lnfd >= 0 {
-		unix.Close(l.lnfd)
+		netpoll.Close(l.lnfd)
 		l.lnfd = -1
 	}
-	unix.Close(l.ep)
-	unix.Close(l.wake)
+	l.poll.Close()
 }
 
 // accept takes the connections waiting on the listening socket.
@@ -77,23 +74,17 @@ func (l *evLoop) accept() {
 	if max <= 0 {
 		s.open.Add(1)
 	}
-	var rsa unix.RawSockaddrAny
-	alen := uint32(unix.SizeofSockaddrAny)
-	r, _, e := syscall.RawSyscall6(syscall.SYS_ACCEPT4, uintptr(l.lnfd), uintptr(unsafe.Pointer(&rsa)), uintptr(unsafe.Pointer(&alen)),
-		unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0, 0)
-	if e != 0 {
+	fd, peer, err := netpoll.Accept(l.lnfd)
+	if err != nil {
 		s.open.Add(-1)
-		switch e {
-		case unix.EAGAIN, unix.EINTR, unix.ECONNABORTED:
+		if err == netpoll.ErrAgain {
 			return // another loop took it, or the client left
 		}
-		l.logger().Warn("accept failed; pausing", "listener", s.name, "error", e)
+		l.logger().Warn("accept failed; pausing", "listener", s.name, "error", err)
 		l.pauseAccept(l.now + acceptBackoff)
 		return
 	}
-	fd := int(r)
-	unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
-	client, remote := peer(&rsa)
+	client, remote := peer.Addr(), peer.String()
 	s.conns.Add(1)
 	// The kernel wakes the same loop for most new connections; keep the
 	// loops within one connection of each other (a connection moves at
@@ -122,26 +113,6 @@ func (l *evLoop) lightest() *evLoop {
 		return l
 	}
 	return best
-}
-
-// peer returns the client's address (unmapped) and host:port from what
-// accept4 filled in (parsed here: unix.Accept4 spends a getsockopt on
-// each connection to tell IP sockets from L2TP ones).
-func peer(rsa *unix.RawSockaddrAny) (netip.Addr, string) {
-	var ap netip.AddrPort
-	switch rsa.Addr.Family {
-	case unix.AF_INET:
-		a := (*unix.RawSockaddrInet4)(unsafe.Pointer(rsa))
-		p := (*[2]byte)(unsafe.Pointer(&a.Port))
-		ap = netip.AddrPortFrom(netip.AddrFrom4(a.Addr), uint16(p[0])<<8|uint16(p[1]))
-	case unix.AF_INET6:
-		a := (*unix.RawSockaddrInet6)(unsafe.Pointer(rsa))
-		p := (*[2]byte)(unsafe.Pointer(&a.Port))
-		ap = netip.AddrPortFrom(netip.AddrFrom16(a.Addr).Unmap(), uint16(p[0])<<8|uint16(p[1]))
-	default:
-		return netip.IPv4Unspecified(), "0.0.0.0:0"
-	}
-	return ap.Addr(), ap.String()
 }
 
 // pauseAccept stops watching the listening socket until loop time until

@@ -9,9 +9,8 @@ import (
 	"time"
 	"unsafe"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/shoal-dev/shoal/internal/h1"
+	"github.com/shoal-dev/shoal/internal/netpoll"
 	"github.com/shoal-dev/shoal/internal/pool"
 )
 
@@ -45,7 +44,7 @@ type evClient struct {
 	l       *evLoop
 	fd      int
 	gen     uint32
-	events  uint32
+	events  netpoll.Events
 	release func() // gives the listener's connection slot back
 	client  netip.Addr
 	ip      string
@@ -95,7 +94,7 @@ type evClient struct {
 
 // adoptClient registers an accepted connection with l.
 func (l *evLoop) adoptClient(fd int, client netip.Addr, remote string, release func()) {
-	c := &evClient{l: l, fd: fd, release: release, client: client, ip: client.String(), remote: remote, events: unix.EPOLLIN}
+	c := &evClient{l: l, fd: fd, release: release, client: client, ip: client.String(), remote: remote, events: netpoll.In}
 	if l.draining || l.quit {
 		c.finalClose()
 		return
@@ -110,22 +109,22 @@ func (l *evLoop) adoptClient(fd int, client netip.Addr, remote string, release f
 	c.dl = l.now + l.s.lim.ClientIdle
 }
 
-func (c *evClient) setEvents(ev uint32) {
+func (c *evClient) setEvents(ev netpoll.Events) {
 	if ev != c.events {
 		c.events = ev
 		c.l.mod(c.fd, c.gen, ev)
 	}
 }
 
-func (c *evClient) event(ev uint32) {
+func (c *evClient) event(ev netpoll.Events) {
 	if c.state == csTunnel {
 		c.tun.clientEvent(ev)
 		return
 	}
-	if ev&unix.EPOLLOUT != 0 && c.wo < len(c.wb) {
+	if ev&netpoll.Out != 0 && c.wo < len(c.wb) {
 		c.flush()
 	}
-	if c.state != csDone && ev&(unix.EPOLLIN|unix.EPOLLHUP|unix.EPOLLERR) != 0 {
+	if c.state != csDone && ev&(netpoll.In|netpoll.Hup|netpoll.Err) != 0 {
 		c.readable()
 	}
 }
@@ -141,11 +140,11 @@ func (c *evClient) readable() {
 		if c.state == csIdle {
 			c.serveNext() // hands a head that fills the buffer over
 		} else {
-			c.setEvents(c.events &^ unix.EPOLLIN) // read again after this answer
+			c.setEvents(c.events &^ netpoll.In) // read again after this answer
 		}
 		return
 	}
-	n, err := sysRead(c.fd, c.buf[c.w:])
+	n, err := netpoll.Read(c.fd, c.buf[c.w:])
 	if n > 0 {
 		c.w += n
 		if c.state == csIdle {
@@ -153,7 +152,7 @@ func (c *evClient) readable() {
 		}
 		return
 	}
-	if err == unix.EAGAIN || err == unix.EINTR {
+	if err == netpoll.ErrAgain {
 		return
 	}
 	if c.state == csBusy {
@@ -575,17 +574,14 @@ func (c *evClient) relay(avail []byte) (bool, error) {
 // answer is complete, the exchange ends.
 func (c *evClient) flush() {
 	for c.wo < len(c.wb) {
-		n, err := sysWrite(c.fd, c.wb[c.wo:])
+		n, err := netpoll.Write(c.fd, c.wb[c.wo:])
 		if n > 0 {
 			c.wo += n
 			c.wrote = true
 			continue
 		}
-		if err == unix.EINTR {
-			continue
-		}
-		if err == unix.EAGAIN {
-			c.setEvents(c.events | unix.EPOLLOUT)
+		if err == netpoll.ErrAgain {
+			c.setEvents(c.events | netpoll.Out)
 			if c.up != nil {
 				c.up.pause()
 			}
@@ -596,8 +592,8 @@ func (c *evClient) flush() {
 		return
 	}
 	c.wb, c.wo, c.dl = c.wb[:0], 0, 0
-	if c.events&unix.EPOLLOUT != 0 {
-		c.setEvents(c.events &^ unix.EPOLLOUT)
+	if c.events&netpoll.Out != 0 {
+		c.setEvents(c.events &^ netpoll.Out)
 	}
 	if c.respDone {
 		c.complete()
@@ -622,8 +618,8 @@ func (c *evClient) complete() {
 		c.close()
 		return
 	}
-	if c.events&unix.EPOLLIN == 0 {
-		c.setEvents(c.events | unix.EPOLLIN)
+	if c.events&netpoll.In == 0 {
+		c.setEvents(c.events | netpoll.In)
 	}
 	c.serveNext()
 }
@@ -693,7 +689,7 @@ func (c *evClient) finalClose() {
 	c.state = csDone
 	c.l.nClients.Add(-1)
 	c.freeBufs()
-	unix.Close(c.fd)
+	netpoll.Close(c.fd)
 	c.l.s.conns.Add(-1)
 	if c.release != nil {
 		c.release()

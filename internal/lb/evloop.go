@@ -6,23 +6,21 @@ import (
 	"runtime/debug"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
-	"unsafe"
-
-	"golang.org/x/sys/unix"
 
 	"github.com/shoal-dev/shoal/internal/h1"
+	"github.com/shoal-dev/shoal/internal/netpoll"
 )
 
 // The fast path runs on event loops: a few goroutines (one per core),
-// each owning an epoll instance and every client and target connection
-// registered with it. A request is a chain of non-blocking reads and
-// writes driven by readiness, with no goroutine, channel or timer per
-// connection or request; the kernel's level-triggered readiness means a
-// read that returned data is never followed by one that only learns the
-// socket is empty. Everything a loop owns is touched only by its own
-// goroutine; other goroutines reach it through post.
+// each owning a poller (an epoll instance, internal/netpoll) and every
+// client and target connection registered with it. A request is a chain
+// of non-blocking reads and writes driven by readiness, with no
+// goroutine, channel or timer per connection or request; the kernel's
+// level-triggered readiness means a read that returned data is never
+// followed by one that only learns the socket is empty. Everything a
+// loop owns is touched only by its own goroutine; other goroutines reach
+// it through post.
 
 // sweepEvery bounds how late a deadline (header, idle, try, connect) is
 // noticed.
@@ -30,9 +28,9 @@ const sweepEvery = 20 * time.Millisecond
 
 // evHandler is a connection registered with a loop.
 type evHandler interface {
-	// event handles the readiness bits ev (EPOLLIN, EPOLLOUT, EPOLLERR,
-	// EPOLLHUP) on the loop's goroutine.
-	event(ev uint32)
+	// event handles the readiness bits ev (netpoll.In, Out, Err, Hup) on
+	// the loop's goroutine.
+	event(ev netpoll.Events)
 	// expire is called by the loop's sweep with the current loop time; the
 	// handler acts on its passed deadline, if any.
 	expire(now time.Duration)
@@ -46,13 +44,11 @@ type evSlot struct {
 // evLoop is one event loop.
 type evLoop struct {
 	s    *fastServer
-	ep   int
-	wake int // eventfd: post wakes the loop with it
+	poll *netpoll.Poller
 	base time.Time
 
 	mu      sync.Mutex
 	tasks   []func()
-	woken   atomic.Bool
 	spare   []func()
 	stopped bool
 
@@ -82,27 +78,15 @@ type evLoop struct {
 }
 
 func newEvLoop(s *fastServer) (*evLoop, error) {
-	ep, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+	p, err := netpoll.Open()
 	if err != nil {
 		return nil, err
 	}
-	wake, err := unix.Eventfd(0, unix.EFD_NONBLOCK|unix.EFD_CLOEXEC)
-	if err != nil {
-		unix.Close(ep)
-		return nil, err
-	}
-	l := &evLoop{
-		s: s, ep: ep, wake: wake, base: time.Now(), lnfd: -1, scratch: make([]byte, bufSize),
+	return &evLoop{
+		s: s, poll: p, base: time.Now(), lnfd: -1, scratch: make([]byte, bufSize),
 		clients: map[*evClient]struct{}{}, ups: map[*evUp]struct{}{}, idle: map[upKey][]*evUp{},
 		done: make(chan struct{}),
-	}
-	ev := unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(wake)}
-	if err := unix.EpollCtl(ep, unix.EPOLL_CTL_ADD, wake, &ev); err != nil {
-		unix.Close(ep)
-		unix.Close(wake)
-		return nil, err
-	}
-	return l, nil
+	}, nil
 }
 
 // post runs f on the loop's goroutine; it reports false (and f does not
@@ -115,15 +99,24 @@ func (l *evLoop) post(f func()) bool {
 	}
 	l.tasks = append(l.tasks, f)
 	l.mu.Unlock()
-	if !l.woken.Swap(true) {
-		var one = [8]byte{1}
-		unix.Write(l.wake, one[:])
-	}
+	// Wake fails only when the loop closed its poller between the check
+	// above and here: the loop is ending and f, queued after its last
+	// round, does not run. A loop ends only after close, once every loop
+	// stopped accepting and its own connections are gone, so what is still
+	// posted then concerns a closed connection (a drain deadline) and may
+	// be dropped.
+	l.poll.Wake()
 	return true
 }
 
+// A connection's token is its descriptor and the generation of its
+// registration: a report that was queued for a descriptor before it was
+// closed and its number reused finds another generation in the slot, and
+// is dropped.
+func evToken(fd int, gen uint32) uint64 { return uint64(uint32(fd)) | uint64(gen)<<32 }
+
 // add registers h for fd with the readiness bits in events.
-func (l *evLoop) add(fd int, events uint32, h evHandler) (uint32, error) {
+func (l *evLoop) add(fd int, events netpoll.Events, h evHandler) (uint32, error) {
 	for fd >= len(l.slots) {
 		l.slots = append(l.slots, make([]evSlot, len(l.slots)+64)...)
 	}
@@ -132,8 +125,7 @@ func (l *evLoop) add(fd int, events uint32, h evHandler) (uint32, error) {
 		l.gen = 1
 	}
 	l.slots[fd] = evSlot{h: h, gen: l.gen}
-	ev := unix.EpollEvent{Events: events, Fd: int32(fd), Pad: int32(l.gen)}
-	if err := unix.EpollCtl(l.ep, unix.EPOLL_CTL_ADD, fd, &ev); err != nil {
+	if err := l.poll.Add(fd, events, evToken(fd, l.gen)); err != nil {
 		l.slots[fd] = evSlot{}
 		return 0, err
 	}
@@ -141,13 +133,12 @@ func (l *evLoop) add(fd int, events uint32, h evHandler) (uint32, error) {
 }
 
 // mod changes the readiness bits watched for fd.
-func (l *evLoop) mod(fd int, gen, events uint32) {
-	ev := unix.EpollEvent{Events: events, Fd: int32(fd), Pad: int32(gen)}
-	unix.EpollCtl(l.ep, unix.EPOLL_CTL_MOD, fd, &ev)
+func (l *evLoop) mod(fd int, gen uint32, events netpoll.Events) {
+	l.poll.Modify(fd, events, evToken(fd, gen))
 }
 
 // forget drops fd's handler before the loop closes fd, the only
-// descriptor of its socket: closing it removes it from epoll, so no
+// descriptor of its socket: closing it removes it from the poller, so no
 // epoll_ctl is spent on that.
 func (l *evLoop) forget(fd int) {
 	if fd < len(l.slots) {
@@ -158,7 +149,7 @@ func (l *evLoop) forget(fd int) {
 // del unregisters fd while its socket stays open (handed over, or a
 // descriptor that is not the only one of its socket).
 func (l *evLoop) del(fd int) {
-	unix.EpollCtl(l.ep, unix.EPOLL_CTL_DEL, fd, nil)
+	l.poll.Delete(fd)
 	if fd < len(l.slots) {
 		l.slots[fd] = evSlot{}
 	}
@@ -172,34 +163,27 @@ func (l *evLoop) run() {
 		l.mu.Lock()
 		l.stopped = true
 		l.mu.Unlock()
-		unix.Close(l.ep)
-		unix.Close(l.wake)
+		l.poll.Close()
 	}()
-	events := make([]unix.EpollEvent, 256)
+	events := make([]netpoll.Event, 256)
 	var nextSweep time.Duration
 	for {
-		timeout := -1
+		timeout := time.Duration(-1)
 		if len(l.clients) > 0 || len(l.ups) > 0 || l.acceptPaused {
-			timeout = int(sweepEvery / time.Millisecond)
+			timeout = sweepEvery
 		}
-		n, err := unix.EpollWait(l.ep, events, timeout)
-		if err != nil && err != unix.EINTR {
+		n, err := l.poll.Wait(events, timeout)
+		if err != nil {
 			l.logger().Error("event loop wait failed", "error", err)
-			n = 0
 		}
 		l.now = time.Since(l.base)
-		for i := 0; i < n; i++ {
+		for i := range n {
 			ev := &events[i]
-			fd := int(ev.Fd)
-			if fd == l.wake {
-				var b [8]byte
-				unix.Read(l.wake, b[:])
-				l.woken.Store(false)
-				continue
-			}
+			tok := ev.Token()
+			fd, gen := int(uint32(tok)), uint32(tok>>32)
 			if fd < len(l.slots) {
-				if s := l.slots[fd]; s.h != nil && s.gen == uint32(ev.Pad) {
-					l.dispatch(fd, s.h, ev.Events)
+				if s := l.slots[fd]; s.h != nil && s.gen == gen {
+					l.dispatch(fd, s.h, ev.Events())
 				}
 			}
 		}
@@ -313,33 +297,6 @@ func (l *evLoop) putSmall(b []byte) {
 	}
 }
 
-// sysRead and sysWrite are read(2) and write(2) on the loops' sockets,
-// which are all non-blocking: a call never waits, so it need not tell the
-// scheduler it may (the entersyscall/exitsyscall pair of unix.Read costs
-// a few percent of a request). They return -1 and the errno on failure,
-// 0 and nil at end of file.
-func sysRead(fd int, p []byte) (int, error) {
-	if len(p) == 0 {
-		return 0, nil
-	}
-	n, _, e := syscall.RawSyscall(syscall.SYS_READ, uintptr(fd), uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)))
-	if e != 0 {
-		return -1, e
-	}
-	return int(n), nil
-}
-
-func sysWrite(fd int, p []byte) (int, error) {
-	if len(p) == 0 {
-		return 0, nil
-	}
-	n, _, e := syscall.RawSyscall(syscall.SYS_WRITE, uintptr(fd), uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)))
-	if e != 0 {
-		return -1, e
-	}
-	return int(n), nil
-}
-
 // A panic while handling one connection must not take the balancer, and
 // every other connection, down with it: the loop logs it, ends that
 // connection (salvage) and goes on, as net/http does for a handler.
@@ -350,7 +307,7 @@ type salvager interface{ salvage() }
 // errPanic ends a connection whose handling panicked.
 var errPanic = errors.New("internal error while handling the connection")
 
-func (l *evLoop) dispatch(fd int, h evHandler, ev uint32) {
+func (l *evLoop) dispatch(fd int, h evHandler, ev netpoll.Events) {
 	defer l.recoverConn(fd, h)
 	h.event(ev)
 }

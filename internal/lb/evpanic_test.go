@@ -8,12 +8,14 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/shoal-dev/shoal/internal/netpoll"
 )
 
 // panicker is a loop handler whose every event panics.
 type panicker struct{ n atomic.Int32 }
 
-func (p *panicker) event(uint32) {
+func (p *panicker) event(netpoll.Events) {
 	p.n.Add(1)
 	panic("test: handler bug")
 }
@@ -43,7 +45,7 @@ func TestLoopSurvivesHandlerPanic(t *testing.T) {
 	p := &panicker{}
 	added := make(chan error, 1)
 	l.post(func() {
-		_, err := l.add(fds[0], unix.EPOLLIN, p)
+		_, err := l.add(fds[0], netpoll.In, p)
 		added <- err
 	})
 	if err := <-added; err != nil {

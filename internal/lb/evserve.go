@@ -10,7 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"golang.org/x/sys/unix"
+	"github.com/shoal-dev/shoal/internal/netpoll"
 )
 
 // The fast path: plain HTTP/1.1 listeners accept connections themselves
@@ -74,7 +74,7 @@ func (s *fastServer) serve() error {
 	for range n {
 		l, err := newEvLoop(s)
 		if err == nil {
-			cerr := rc.Control(func(fd uintptr) { l.lnfd, err = unix.FcntlInt(fd, unix.F_DUPFD_CLOEXEC, 0) })
+			cerr := rc.Control(func(fd uintptr) { l.lnfd, err = netpoll.Dup(int(fd)) })
 			if err == nil {
 				err = cerr
 			}

@@ -3,9 +3,8 @@ package lb
 import (
 	"time"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/shoal-dev/shoal/internal/h1"
+	"github.com/shoal-dev/shoal/internal/netpoll"
 	"github.com/shoal-dev/shoal/internal/pool"
 )
 
@@ -86,38 +85,38 @@ func (t *evTunnel) update() {
 	if t.closed {
 		return
 	}
-	var ce, ue uint32
+	var ce, ue netpoll.Events
 	if !t.toTarget.pending() {
-		ce |= unix.EPOLLIN
+		ce |= netpoll.In
 	}
 	if t.toClient.pending() {
-		ce |= unix.EPOLLOUT
+		ce |= netpoll.Out
 	}
 	if !t.toClient.pending() {
-		ue |= unix.EPOLLIN
+		ue |= netpoll.In
 	}
 	if t.toTarget.pending() {
-		ue |= unix.EPOLLOUT
+		ue |= netpoll.Out
 	}
 	t.c.setEvents(ce)
 	t.u.setEvents(ue)
 }
 
-func (t *evTunnel) clientEvent(ev uint32) {
+func (t *evTunnel) clientEvent(ev netpoll.Events) {
 	t.side(ev, &t.toClient, t.c.fd, &t.toTarget, t.u.fd, t.c.l.scratch, false)
 }
 
-func (t *evTunnel) targetEvent(ev uint32) {
+func (t *evTunnel) targetEvent(ev netpoll.Events) {
 	t.side(ev, &t.toTarget, t.u.fd, &t.toClient, t.c.fd, t.c.l.scratch, true)
 }
 
 // side handles readiness on fd: in is the direction that writes to fd,
 // out the one that reads from it into buf and writes to dst.
-func (t *evTunnel) side(ev uint32, in *tunDir, fd int, out *tunDir, dst int, buf []byte, toClient bool) {
-	if ev&unix.EPOLLOUT != 0 && in.pending() {
+func (t *evTunnel) side(ev netpoll.Events, in *tunDir, fd int, out *tunDir, dst int, buf []byte, toClient bool) {
+	if ev&netpoll.Out != 0 && in.pending() {
 		t.flush(in, fd)
 	}
-	if t.closed || ev&(unix.EPOLLIN|unix.EPOLLHUP|unix.EPOLLERR) == 0 {
+	if t.closed || ev&(netpoll.In|netpoll.Hup|netpoll.Err) == 0 {
 		t.update()
 		return
 	}
@@ -126,12 +125,12 @@ func (t *evTunnel) side(ev uint32, in *tunDir, fd int, out *tunDir, dst int, buf
 		t.close()
 		return
 	}
-	n, err := sysRead(fd, buf)
+	n, err := netpoll.Read(fd, buf)
 	switch {
 	case n > 0:
 		t.last = t.c.l.now
 		t.forward(out, dst, buf[:n], toClient)
-	case err == unix.EAGAIN || err == unix.EINTR:
+	case err == netpoll.ErrAgain:
 	default:
 		t.close() // either side closing ends both, as on the net/http path
 		return
@@ -166,15 +165,12 @@ func (t *evTunnel) write(d *tunDir, dst int, p []byte) {
 		return
 	}
 	for len(p) > 0 {
-		n, err := sysWrite(dst, p)
+		n, err := netpoll.Write(dst, p)
 		if n > 0 {
 			p = p[n:]
 			continue
 		}
-		if err == unix.EINTR {
-			continue
-		}
-		if err == unix.EAGAIN {
+		if err == netpoll.ErrAgain {
 			d.pend, d.po = append(t.c.l.getSmall(), p...), 0
 			return
 		}
@@ -186,15 +182,12 @@ func (t *evTunnel) write(d *tunDir, dst int, p []byte) {
 // flush writes what is pending on d.
 func (t *evTunnel) flush(d *tunDir, dst int) {
 	for d.pending() {
-		n, err := sysWrite(dst, d.pend[d.po:])
+		n, err := netpoll.Write(dst, d.pend[d.po:])
 		if n > 0 {
 			d.po += n
 			continue
 		}
-		if err == unix.EINTR {
-			continue
-		}
-		if err != unix.EAGAIN {
+		if err != netpoll.ErrAgain {
 			t.close()
 		}
 		return

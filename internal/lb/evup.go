@@ -9,12 +9,10 @@ import (
 	"os"
 	"strconv"
 	"sync/atomic"
-	"syscall"
 	"time"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/shoal-dev/shoal/internal/h1"
+	"github.com/shoal-dev/shoal/internal/netpoll"
 	"github.com/shoal-dev/shoal/internal/pool"
 )
 
@@ -75,7 +73,7 @@ type evUp struct {
 	l      *evLoop
 	fd     int
 	gen    uint32
-	events uint32
+	events netpoll.Events
 	key    upKey
 	state  uint8
 	c      *evClient // the client whose request it carries
@@ -161,32 +159,22 @@ func (l *evLoop) upstream(pe *poolEntry, addr string) (*evUp, error) {
 	return u, nil
 }
 
-// connect opens a non-blocking socket to ap.
+// upKeepAlive is the silence after which the kernel probes an idle
+// target connection.
+const upKeepAlive = 30 * time.Second
+
+// connect opens a non-blocking socket to ap and registers it.
 func (u *evUp) connect(ap netip.AddrPort) error {
-	var sa unix.Sockaddr
-	domain := unix.AF_INET
-	if ap.Addr().Is4() {
-		sa = &unix.SockaddrInet4{Port: int(ap.Port()), Addr: ap.Addr().As4()}
-	} else {
-		domain = unix.AF_INET6
-		sa = &unix.SockaddrInet6{Port: int(ap.Port()), Addr: ap.Addr().As16()}
-	}
-	fd, err := unix.Socket(domain, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
+	fd, pending, err := netpoll.Dial(ap, upKeepAlive)
 	if err != nil {
-		return os.NewSyscallError("socket", err)
+		return err
 	}
 	u.fd = fd
-	unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
-	unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_KEEPALIVE, 1)
-	unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_KEEPIDLE, 30)
-	err = unix.Connect(fd, sa)
 	u.state = usFree
-	events := uint32(unix.EPOLLIN)
-	if err == unix.EINPROGRESS {
+	events := netpoll.In
+	if pending {
 		u.state = usDialing
-		events |= unix.EPOLLOUT
-	} else if err != nil {
-		return &net.OpError{Op: "dial", Net: "tcp", Addr: net.TCPAddrFromAddrPort(ap), Err: os.NewSyscallError("connect", err)}
+		events |= netpoll.Out
 	}
 	gen, err := u.l.add(fd, events, u)
 	if err != nil {
@@ -196,7 +184,7 @@ func (u *evUp) connect(ap netip.AddrPort) error {
 	return nil
 }
 
-func (u *evUp) setEvents(ev uint32) {
+func (u *evUp) setEvents(ev netpoll.Events) {
 	if ev != u.events && !u.detached {
 		u.events = ev
 		u.l.mod(u.fd, u.gen, ev)
@@ -255,18 +243,14 @@ func (u *evUp) watch(ctx context.Context) {
 	})
 }
 
-func (u *evUp) event(ev uint32) {
+func (u *evUp) event(ev netpoll.Events) {
 	switch u.state {
 	case usDialing:
-		soerr, err := unix.GetsockoptInt(u.fd, unix.SOL_SOCKET, unix.SO_ERROR)
-		if err == nil && soerr != 0 {
-			err = syscall.Errno(soerr)
-		}
-		if err != nil {
-			u.fail(&dialError{&net.OpError{Op: "dial", Net: "tcp", Err: os.NewSyscallError("connect", err)}})
+		if err := netpoll.ConnectError(u.fd); err != nil {
+			u.fail(&dialError{&net.OpError{Op: "dial", Net: "tcp", Err: err}})
 			return
 		}
-		if ev&(unix.EPOLLOUT|unix.EPOLLERR|unix.EPOLLHUP) == 0 {
+		if ev&(netpoll.Out|netpoll.Err|netpoll.Hup) == 0 {
 			return
 		}
 		u.state = usFree
@@ -277,20 +261,20 @@ func (u *evUp) event(ev uint32) {
 		u.dl = u.tryDeadline()
 		u.send()
 	case usSending:
-		if ev&(unix.EPOLLOUT|unix.EPOLLERR|unix.EPOLLHUP) != 0 {
+		if ev&(netpoll.Out|netpoll.Err|netpoll.Hup) != 0 {
 			u.send()
 		}
-		if u.state == usSending && ev&unix.EPOLLIN != 0 {
+		if u.state == usSending && ev&netpoll.In != 0 {
 			// The target answers before taking the whole request.
 			u.noReuse = true
 			u.state = usWaiting
-			u.setEvents(unix.EPOLLIN)
+			u.setEvents(netpoll.In)
 			u.readable()
 		}
 	case usWaiting, usBody:
 		if u.paused {
 			// Only an error or hang-up is reported while paused: leave
-			// epoll (it would report it again and again) and read what is
+			// the poller (it would report it again and again) and read what is
 			// left once the client caught up.
 			u.l.del(u.fd)
 			u.detached = true
@@ -312,23 +296,20 @@ func (u *evUp) send() {
 		c.ex.wrote = time.Now()
 	}
 	for u.wo < len(out) {
-		n, err := sysWrite(u.fd, out[u.wo:])
+		n, err := netpoll.Write(u.fd, out[u.wo:])
 		if n > 0 {
 			u.wo += n
 			continue
 		}
-		if err == unix.EINTR {
-			continue
-		}
-		if err == unix.EAGAIN {
-			u.setEvents(unix.EPOLLIN | unix.EPOLLOUT)
+		if err == netpoll.ErrAgain {
+			u.setEvents(netpoll.In | netpoll.Out)
 			return
 		}
 		u.fail(os.NewSyscallError("write", err))
 		return
 	}
 	u.state = usWaiting
-	u.setEvents(unix.EPOLLIN)
+	u.setEvents(netpoll.In)
 }
 
 // readable reads response bytes and moves them on to the client.
@@ -346,7 +327,7 @@ func (u *evUp) readable() {
 		}
 		u.buf = append(u.buf, make([]byte, len(u.buf))...)[:2*len(u.buf)]
 	}
-	n, err := sysRead(u.fd, u.buf[u.w:])
+	n, err := netpoll.Read(u.fd, u.buf[u.w:])
 	if n > 0 {
 		u.w += n
 		if u.state == usWaiting {
@@ -356,7 +337,7 @@ func (u *evUp) readable() {
 		}
 		return
 	}
-	if err == unix.EAGAIN || err == unix.EINTR {
+	if err == netpoll.ErrAgain {
 		return
 	}
 	if err == nil && u.state == usBody && u.c.mode == rmClose {
@@ -448,7 +429,7 @@ func (u *evUp) finish(reuse bool) {
 	u.l.putBuf(u.buf) // idle connections keep no buffer
 	u.buf = nil
 	u.pgen = u.key.u.generation.Load()
-	u.setEvents(unix.EPOLLIN)
+	u.setEvents(netpoll.In)
 	u.l.idle[u.key] = append(u.l.idle[u.key], u)
 }
 
@@ -467,7 +448,7 @@ func (u *evUp) resume() {
 	}
 	u.paused = false
 	if !u.detached {
-		u.setEvents(unix.EPOLLIN)
+		u.setEvents(netpoll.In)
 		return
 	}
 	// Bounded: each read either moves bytes on, pauses again or ends.
@@ -535,7 +516,7 @@ func (u *evUp) close() {
 	}
 	if u.fd >= 0 {
 		u.l.forget(u.fd)
-		unix.Close(u.fd)
+		netpoll.Close(u.fd)
 		u.fd = -1
 	}
 	delete(u.l.ups, u)
