@@ -24,6 +24,9 @@ import (
 //	host   a Shoal stand-in: starts instances with a Local, prints their pids, blocks
 //	       until it is killed
 func TestMain(m *testing.M) {
+	if code, ok := ShimMain(); ok {
+		os.Exit(code)
+	}
 	switch os.Getenv("RUNTIME_TEST_HELPER") {
 	case "serve":
 		os.Exit(helperServe())

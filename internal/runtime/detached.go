@@ -1,0 +1,471 @@
+package runtime
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"maps"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// The Local's side of detached mode (the shim's is shim.go): it starts shims, watches
+// each with a pidfd, talks to it over its control socket, reads the end it records, and
+// finds the shims of a previous run again (Adopt).
+
+// shimStartTimeout bounds a shim's start when Start's ctx has no earlier deadline.
+const shimStartTimeout = 30 * time.Second
+
+// shimGrace is how long after the stop timeout a Local waits for a shim that should
+// have escalated on its own before it escalates itself.
+const shimGrace = 5 * time.Second
+
+// errShimGone is returned (wrapped) when a shim's control socket does not answer.
+var errShimGone = errors.New("shim does not answer")
+
+// shimHandle is a Local's hold on the shim of one detached instance.
+type shimHandle struct {
+	cmd   *exec.Cmd // the shim, when this Local started it (its parent must reap it); nil once adopted
+	watch *pidWatch
+	rec   pidRecord // the instance's pid record, Shim set
+}
+
+// startDetached starts a shim for spec and returns once the shim has started the app
+// and written its pid record.
+func (l *Local) startDetached(ctx context.Context, spec Spec) (*instance, error) {
+	if fi, err := os.Stat(spec.Dir); err != nil || !fi.IsDir() {
+		return nil, fmt.Errorf("release dir %q is not a directory", spec.Dir)
+	}
+	// A record left by a previous run that nobody adopted or cleaned names a shim that
+	// may still run this id, in this folder.
+	if _, err := os.Lstat(l.pidPath(spec.ID)); !errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("a previous run left a pid record for this id (Adopt first): %w", ErrExists)
+	}
+	work, err := l.prepareWork(spec.ID)
+	if err != nil {
+		return nil, err
+	}
+	if err := os.Remove(filepath.Join(work, exitFileName)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return nil, err
+	}
+	port, err := freePort()
+	if err != nil {
+		return nil, fmt.Errorf("pick port: %w", err)
+	}
+	rec := pidRecord{Version: pidRecordVersion, ID: spec.ID, BootID: bootID(), Shim: &shimRecord{
+		Port: port, Dir: spec.Dir, Command: spec.Command, StartedAt: time.Now(),
+		Labels: maps.Clone(spec.Labels), StopTimeout: spec.stopTimeout(),
+	}}
+	cfg := shimConfig{Spec: spec, Env: instanceEnv(spec, port, work), WorkDir: work,
+		LogMax: l.logMax, LogFiles: l.logFiles, Record: rec, RecordPath: l.pidPath(spec.ID)}
+	ctx, cancel := context.WithTimeout(ctx, shimStartTimeout)
+	defer cancel()
+	sh, err := l.spawnShim(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	return &instance{info: sh.rec.info(work), shim: sh, done: make(chan struct{})}, nil
+}
+
+// spawnShim starts the shim, hands it cfg and waits for its status. On failure nothing
+// it started is left running and no record is left.
+func (l *Local) spawnShim(ctx context.Context, cfg shimConfig) (*shimHandle, error) {
+	cfgR, cfgW, err := os.Pipe()
+	if err != nil {
+		return nil, err
+	}
+	defer cfgW.Close()
+	stR, stW, err := os.Pipe()
+	if err != nil {
+		cfgR.Close()
+		return nil, err
+	}
+	defer stR.Close()
+	shimLog, err := os.OpenFile(filepath.Join(cfg.WorkDir, shimLogName), os.O_WRONLY|os.O_CREATE|os.O_APPEND, logMode)
+	if err != nil {
+		cfgR.Close()
+		stW.Close()
+		return nil, err
+	}
+	cmd := &exec.Cmd{
+		Path: l.exe, Args: []string{l.exe}, Env: []string{shimEnv + "=1"}, Dir: "/",
+		Stderr: shimLog, ExtraFiles: []*os.File{cfgR, stW},
+		SysProcAttr: &syscall.SysProcAttr{Setsid: true},
+	}
+	err = cmd.Start()
+	cfgR.Close()
+	stW.Close()
+	shimLog.Close()
+	if err != nil {
+		return nil, fmt.Errorf("start shim: %w", err)
+	}
+	fail := func(err error) (*shimHandle, error) {
+		cmd.Process.Kill()
+		cmd.Wait()
+		// The shim may have started the app and written the record before it died.
+		if b, rerr := os.ReadFile(cfg.RecordPath); rerr == nil {
+			if rec, perr := parsePidRecord(b); perr == nil {
+				cctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+				l.killLeftover(cctx, rec, bootID())
+				cancel()
+			}
+			os.Remove(cfg.RecordPath)
+		}
+		if tail := readLogTail(filepath.Join(cfg.WorkDir, shimLogName), 5); tail != "" {
+			err = fmt.Errorf("%w (shim.log: %s)", err, tail)
+		}
+		return nil, fmt.Errorf("start shim: %w", err)
+	}
+	stopDeadline := context.AfterFunc(ctx, func() {
+		cfgW.SetWriteDeadline(time.Unix(1, 0))
+		stR.SetReadDeadline(time.Unix(1, 0))
+	})
+	defer stopDeadline()
+	if err := json.NewEncoder(cfgW).Encode(cfg); err != nil {
+		return fail(fmt.Errorf("send config: %w", err))
+	}
+	cfgW.Close()
+	var st shimStatus
+	if err := json.NewDecoder(io.LimitReader(stR, 64<<10)).Decode(&st); err != nil {
+		return fail(fmt.Errorf("read status: %w", err))
+	}
+	if st.Error != "" {
+		return fail(errors.New(st.Error))
+	}
+	self, err := readStat(cmd.Process.Pid) // our unreaped child: it cannot be reused
+	if err != nil {
+		return fail(err)
+	}
+	watch, err := watchPid(cmd.Process.Pid, self.StartTime)
+	if err != nil {
+		return fail(err)
+	}
+	rec := cfg.Record
+	rec.PID, rec.PGID, rec.StartTicks = st.PID, st.PID, st.StartTicks
+	rec.Shim.PID, rec.Shim.StartTicks = cmd.Process.Pid, self.StartTime
+	return &shimHandle{cmd: cmd, watch: watch, rec: rec}, nil
+}
+
+// watchShim waits for the end of an instance's shim and reports the instance's Exit,
+// or, when Close cancels the watch, lets go of the instance, which keeps running.
+func (l *Local) watchShim(inst *instance) {
+	defer l.procs.Done()
+	sh := inst.shim
+	err := sh.watch.wait()
+	sh.watch.close()
+	if err != nil {
+		if sh.cmd != nil {
+			sh.cmd.Process.Release()
+		}
+		select {
+		case <-l.closing:
+		default:
+			l.log.Error("lost the watch of an instance's shim; the instance runs unwatched until a restart adopts it",
+				"instance", inst.info.ID, "error", err)
+		}
+		l.mu.Lock()
+		delete(l.insts, inst.info.ID)
+		l.mu.Unlock()
+		return
+	}
+	if sh.cmd != nil {
+		sh.cmd.Wait() // it has exited: this reaps it
+	}
+	x := l.shimExit(sh.rec)
+	os.Remove(filepath.Join(inst.info.WorkDir, ctlSockName))
+	if err := os.Remove(l.pidPath(inst.info.ID)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		l.log.Warn("remove pid record", "instance", inst.info.ID, "error", err)
+	}
+	l.report(inst, x)
+}
+
+// shimExit returns the end that the shim of rec recorded. A shim that ended without
+// recording one was killed: its app's leader died with it (Pdeathsig), and the rest of
+// the group is killed here.
+func (l *Local) shimExit(rec pidRecord) Exit {
+	work := l.workDir(rec.ID)
+	x, err := readExitRecord(work, rec)
+	if err == nil {
+		return x
+	}
+	l.log.Warn("an instance's shim ended without recording the instance's end", "instance", rec.ID, "error", err)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if kerr := l.killLeftover(ctx, rec, bootID()); kerr != nil {
+		l.log.Warn("kill the rest of the instance's group", "instance", rec.ID, "error", kerr)
+	}
+	os.RemoveAll(filepath.Join(work, "tmp"))
+	markEnded(work, time.Now())
+	return Exit{ID: rec.ID, PID: rec.PID, Code: -1, At: time.Now(),
+		Err: fmt.Sprintf("shim ended without recording the instance's end: %v", err)}
+}
+
+// stopDetached asks the shim to stop the instance, escalates when ctx ends (or when the
+// shim fails to end in time), and returns once the Exit is queued.
+func (l *Local) stopDetached(ctx context.Context, inst *instance) error {
+	sh := inst.shim
+	if err := shimCall(ctx, inst.info.WorkDir, "stop"); err != nil {
+		l.log.Warn("ask the shim to stop the instance", "instance", inst.info.ID, "error", err)
+	}
+	t := time.NewTimer(sh.rec.Shim.StopTimeout + shimGrace)
+	defer t.Stop()
+	select {
+	case <-inst.done:
+		return nil
+	case <-l.closing:
+		return ErrClosed
+	case <-ctx.Done():
+	case <-t.C:
+	}
+	kctx, cancel := context.WithTimeout(context.Background(), shimGrace)
+	defer cancel()
+	if err := shimCall(kctx, inst.info.WorkDir, "kill"); err != nil {
+		// The shim does not answer: end it. Its app's leader dies with it (Pdeathsig)
+		// and watchShim kills the rest of the group.
+		l.log.Warn("killing an instance's shim that does not answer", "instance", inst.info.ID, "error", err)
+		if err := sh.watch.signal(syscall.SIGKILL); err != nil && !errors.Is(err, syscall.ESRCH) && !errors.Is(err, os.ErrClosed) {
+			l.log.Warn("kill shim", "instance", inst.info.ID, "error", err)
+		}
+	}
+	select {
+	case <-inst.done:
+		return nil
+	case <-l.closing:
+		return ErrClosed
+	}
+}
+
+// followDetached streams the instance's output through its shim; errShimGone when the
+// shim does not serve it (it ended meanwhile: the caller then reads the files).
+func (l *Local) followDetached(ctx context.Context, inst *instance, n int, w io.Writer) error {
+	c, err := dialCtl(ctx, inst.info.WorkDir)
+	if err != nil {
+		return fmt.Errorf("%w: %v", errShimGone, err)
+	}
+	defer c.Close()
+	stop := context.AfterFunc(ctx, func() { c.Close() })
+	defer stop()
+	br := bufio.NewReader(c)
+	if _, err := fmt.Fprintf(c, "follow %d\n", n); err != nil {
+		return fmt.Errorf("%w: %v", errShimGone, err)
+	}
+	if line, err := br.ReadString('\n'); err != nil || line != "ok\n" {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		return fmt.Errorf("%w: answer %q, %v", errShimGone, line, err)
+	}
+	_, err = io.Copy(w, br)
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	if err != nil {
+		return fmt.Errorf("tail %s: %w", inst.info.ID, err)
+	}
+	return nil
+}
+
+// shimCall sends one command on the shim's control socket and waits for its "ok".
+func shimCall(ctx context.Context, workDir, cmd string) error {
+	c, err := dialCtl(ctx, workDir)
+	if err != nil {
+		return fmt.Errorf("%w: %v", errShimGone, err)
+	}
+	defer c.Close()
+	dl := time.Now().Add(shimGrace)
+	if d, ok := ctx.Deadline(); ok && d.Before(dl) {
+		dl = d
+	}
+	c.SetDeadline(dl)
+	if _, err := io.WriteString(c, cmd+"\n"); err != nil {
+		return fmt.Errorf("%w: %v", errShimGone, err)
+	}
+	line, err := bufio.NewReader(io.LimitReader(c, 256)).ReadString('\n')
+	if err != nil {
+		return fmt.Errorf("%w: %v", errShimGone, err)
+	}
+	if line != "ok\n" {
+		return fmt.Errorf("shim answered %s to %s", strings.TrimSpace(line), cmd)
+	}
+	return nil
+}
+
+// Adopt finds the instances that the shims of a previous detached run on this data
+// directory still run, watches them as if this Local had started them, and returns
+// their Infos, sorted by ID. A record is adopted only if its shim runs with the pid and
+// start time recorded (a pid reused by another process is never adopted). An instance
+// that ended while no Local watched it is reported once on Exits, with the status its
+// shim recorded. What cannot be adopted (a record without a live shim or recorded end, a
+// damaged record, a record of the default mode) is cleaned as CleanLeftovers does, with
+// a log line naming it. Folders of ended instances beyond Options.KeepStopped are
+// removed. Call it once after NewLocal, before Start; it fails unless
+// Options.Detached is set. Errors are joined; the instances adopted are returned too.
+func (l *Local) Adopt(ctx context.Context) ([]Info, error) {
+	if !l.detached {
+		return nil, errors.New("adopt: the runtime is not in detached mode (Options.Detached)")
+	}
+	l.mu.Lock()
+	if l.closed {
+		l.mu.Unlock()
+		return nil, fmt.Errorf("adopt: %w", ErrClosed)
+	}
+	l.starting.Add(1)
+	l.mu.Unlock()
+	defer l.starting.Done()
+
+	ents, err := os.ReadDir(l.pidDir())
+	if err != nil {
+		return nil, fmt.Errorf("adopt: %w", err)
+	}
+	boot := bootID()
+	var infos []Info
+	var errs []error
+	for _, e := range ents {
+		name := e.Name()
+		if !validID(name) || l.running(name) {
+			continue
+		}
+		path := l.pidPath(name)
+		b, err := os.ReadFile(path)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		rec, err := parsePidRecord(b)
+		if err != nil {
+			l.log.Warn("removing damaged pid record", "instance", name, "error", err)
+			os.Remove(path)
+			continue
+		}
+		info, err := l.adopt(ctx, rec, boot)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("instance %s: %w", rec.ID, err))
+			continue
+		}
+		if info != nil {
+			infos = append(infos, *info)
+		}
+	}
+	l.pruneStopped()
+	slices.SortFunc(infos, func(a, b Info) int { return strings.Compare(a.ID, b.ID) })
+	if err := errors.Join(errs...); err != nil {
+		return infos, fmt.Errorf("adopt: %w", err)
+	}
+	return infos, nil
+}
+
+// adopt handles one record of a previous run: it watches a live shim (returning the
+// instance's Info), reports an end the shim recorded, or cleans what is left.
+func (l *Local) adopt(ctx context.Context, rec pidRecord, boot string) (*Info, error) {
+	work := l.workDir(rec.ID)
+	reason := "recorded by a Local in the default mode"
+	if sh := rec.Shim; sh != nil {
+		reason = "its shim no longer runs and recorded no end"
+		if rec.BootID == boot {
+			if st, err := readStat(sh.PID); err == nil && st.alive() && st.StartTime == sh.StartTicks {
+				if watch, err := watchPid(sh.PID, sh.StartTicks); err == nil {
+					return l.watchAdopted(rec, watch), nil
+				}
+				// It ended meanwhile: its recorded end is read below.
+			}
+		}
+		if x, err := readExitRecord(work, rec); err == nil {
+			if err := os.Remove(l.pidPath(rec.ID)); err != nil {
+				return nil, err
+			}
+			x.Labels = maps.Clone(sh.Labels)
+			x.LogTail = readLogTail(instanceLogPath(work), 20)
+			l.log.Info("instance ended while no runtime watched it", "instance", x.ID, "code", x.Code,
+				"signal", x.Signal, "stopped", x.Stopped)
+			l.exits.push(x)
+			return nil, nil
+		} else if !errors.Is(err, os.ErrNotExist) {
+			reason = err.Error()
+		}
+	}
+	l.log.Warn("cleaning a leftover instance that cannot be adopted", "instance", rec.ID, "reason", reason)
+	l.killShim(rec, boot)
+	if err := l.killLeftover(ctx, rec, boot); err != nil {
+		return nil, err
+	}
+	if err := os.Remove(l.pidPath(rec.ID)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return nil, err
+	}
+	return nil, nil
+}
+
+// watchAdopted lists the instance of a live shim and starts watching it.
+func (l *Local) watchAdopted(rec pidRecord, watch *pidWatch) *Info {
+	inst := &instance{info: rec.info(l.workDir(rec.ID)), shim: &shimHandle{watch: watch, rec: rec},
+		done: make(chan struct{})}
+	l.mu.Lock()
+	l.insts[rec.ID] = inst
+	l.procs.Add(1)
+	l.mu.Unlock()
+	go l.watchShim(inst)
+	l.log.Info("instance adopted", "instance", rec.ID, "pid", rec.PID, "shim_pid", rec.Shim.PID, "addr", inst.info.Addr)
+	return &inst.info
+}
+
+// pidWatch tells when one process ends, through a pidfd on Go's poller (no thread is
+// held while it waits), so a pid reused after the end can never be mistaken for it.
+type pidWatch struct {
+	f *os.File
+}
+
+// watchPid opens a pidfd for pid, checking that the process is the one that started at
+// startTicks (field 22 of /proc/<pid>/stat).
+func watchPid(pid int, startTicks uint64) (*pidWatch, error) {
+	fd, err := unix.PidfdOpen(pid, unix.PIDFD_NONBLOCK)
+	if err != nil {
+		return nil, fmt.Errorf("pidfd_open %d: %w", pid, err)
+	}
+	// Checked after the open: if the start time still matches, the pidfd is that process's.
+	if st, err := readStat(pid); err != nil || st.StartTime != startTicks {
+		unix.Close(fd)
+		return nil, fmt.Errorf("pid %d: not the process recorded (gone or reused)", pid)
+	}
+	return &pidWatch{f: os.NewFile(uintptr(fd), "pidfd "+strconv.Itoa(pid))}, nil
+}
+
+// wait returns nil once the process has exited, or an error if cancel was called.
+func (w *pidWatch) wait() error {
+	rc, err := w.f.SyscallConn()
+	if err != nil {
+		return err
+	}
+	return rc.Read(func(fd uintptr) bool {
+		fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+		n, err := unix.Poll(fds, 0)
+		return err == nil && n > 0 // else wait for the poller to see the pidfd readable
+	})
+}
+
+// cancel makes wait return an error.
+func (w *pidWatch) cancel() { w.f.SetReadDeadline(time.Unix(1, 0)) }
+
+// signal sends sig to the process unless it has been reaped.
+func (w *pidWatch) signal(sig syscall.Signal) error {
+	rc, err := w.f.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var serr error
+	if err := rc.Control(func(fd uintptr) { serr = unix.PidfdSendSignal(int(fd), sig, nil, 0) }); err != nil {
+		return err
+	}
+	return serr
+}
+
+func (w *pidWatch) close() { w.f.Close() }
