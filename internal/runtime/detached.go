@@ -181,6 +181,10 @@ func (l *Local) watchShim(inst *instance) {
 	}
 	if sh.cmd != nil {
 		sh.cmd.Wait() // it has exited: this reaps it
+	} else {
+		// An adopted shim is normally init's child; if this process started it under
+		// an earlier Local, it is ours and would stay a zombie.
+		unix.Wait4(sh.rec.Shim.PID, nil, unix.WNOHANG, nil)
 	}
 	x := l.shimExit(sh.rec)
 	os.Remove(filepath.Join(inst.info.WorkDir, ctlSockName))
