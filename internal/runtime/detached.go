@@ -98,8 +98,16 @@ func (l *Local) spawnShim(ctx context.Context, cfg shimConfig) (*shimHandle, err
 		stW.Close()
 		return nil, err
 	}
+	// The shim gets no environment of this process but the Go runtime's own
+	// settings (a race-enabled test binary as shim honours GORACE).
+	env := []string{shimEnv + "=1"}
+	for _, k := range []string{"GORACE", "GOTRACEBACK"} {
+		if v, ok := os.LookupEnv(k); ok {
+			env = append(env, k+"="+v)
+		}
+	}
 	cmd := &exec.Cmd{
-		Path: l.exe, Args: []string{l.exe}, Env: []string{shimEnv + "=1"}, Dir: "/",
+		Path: l.exe, Args: []string{l.exe}, Env: env, Dir: "/",
 		Stderr: shimLog, ExtraFiles: []*os.File{cfgR, stW},
 		SysProcAttr: &syscall.SysProcAttr{Setsid: true},
 	}

@@ -432,3 +432,28 @@ func TestAdoptCleansWhatItCannotAdopt(t *testing.T) {
 		t.Fatalf("exits %+v for instances that were cleaned", xs)
 	}
 }
+
+// TestCleanLeftoversEndsShims: a default-mode Local's CleanLeftovers ends the shims of a
+// detached run and their instances.
+func TestCleanLeftoversEndsShims(t *testing.T) {
+	data := detachedData(t)
+	a := newDetached(t, data)
+	info, err := a.Start(context.Background(), Spec{ID: "left", Dir: t.TempDir(), Command: "sleep 1000"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	shimPid := readRecord(t, a, "left").Shim.PID
+	closeDetached(t, a)
+	l := newLocal(t, Options{DataDir: data})
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := l.CleanLeftovers(ctx); err != nil {
+		t.Fatal(err)
+	}
+	testenv.Eventually(t, 10*time.Second, func() error { return processGone(shimPid) })
+	syscall.Wait4(shimPid, nil, 0, nil) // this process started it: reap it
+	testenv.Eventually(t, 10*time.Second, func() error { return processGone(info.PID) })
+	if ents, err := os.ReadDir(l.pidDir()); err != nil || len(ents) != 0 {
+		t.Fatalf("pid records left: %v %v", ents, err)
+	}
+}

@@ -30,6 +30,11 @@ func TestMain(m *testing.M) {
 	if code, ok := ShimMain(); ok {
 		os.Exit(code)
 	}
+	if os.Getenv("GORACE") == "" {
+		// The race runtime sleeps 1 s before exit by default; shims and the
+		// helper supervisor inherit this and end at once.
+		os.Setenv("GORACE", "atexit_sleep_ms=0")
+	}
 	switch os.Getenv("RUNTIME_TEST_HELPER") {
 	case "serve":
 		os.Exit(helperServe())
