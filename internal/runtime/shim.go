@@ -90,11 +90,13 @@ func runShim() int {
 	// stays locked to its thread and returns only when the shim exits.
 	goruntime.LockOSThread()
 	logger := slog.New(slog.NewTextHandler(os.Stderr, nil)).With("instance_shim", os.Getpid())
-	cfgFile, status := os.NewFile(3, "shim-config"), os.NewFile(4, "shim-status")
-	if cfgFile == nil || status == nil {
-		logger.Error("shim started without its config and status pipes (fd 3 and 4)")
-		return 2
+	for _, fd := range []int{3, 4} {
+		if _, err := unix.FcntlInt(uintptr(fd), unix.F_GETFD, 0); err != nil {
+			logger.Error("shim started without its config and status pipes (fd 3 and 4); only a detached runtime starts shims")
+			return 2
+		}
 	}
+	cfgFile, status := os.NewFile(3, "shim-config"), os.NewFile(4, "shim-status")
 	report := func(st shimStatus) {
 		if err := json.NewEncoder(status).Encode(st); err != nil {
 			// The Local is gone; the pid record (if written) lets Adopt find us.
