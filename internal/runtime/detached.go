@@ -171,6 +171,11 @@ func (l *Local) watchShim(inst *instance) {
 	defer l.procs.Done()
 	sh := inst.shim
 	err := sh.watch.wait()
+	if err == nil && sh.cmd == nil {
+		// An adopted shim is normally init's child; if this process started it under
+		// an earlier Local, it is ours and would stay a zombie.
+		sh.watch.reap()
+	}
 	sh.watch.close()
 	if err != nil {
 		if sh.cmd != nil {
@@ -189,10 +194,6 @@ func (l *Local) watchShim(inst *instance) {
 	}
 	if sh.cmd != nil {
 		sh.cmd.Wait() // it has exited: this reaps it
-	} else {
-		// An adopted shim is normally init's child; if this process started it under
-		// an earlier Local, it is ours and would stay a zombie.
-		unix.Wait4(sh.rec.Shim.PID, nil, unix.WNOHANG, nil)
 	}
 	x := l.shimExit(sh.rec)
 	os.Remove(filepath.Join(inst.info.WorkDir, ctlSockName))
@@ -478,6 +479,19 @@ func (w *pidWatch) signal(sig syscall.Signal) error {
 		return err
 	}
 	return serr
+}
+
+// reap reaps the exited process if it is a child of this process (through the pidfd,
+// so no other child can be reaped instead); otherwise it does nothing.
+func (w *pidWatch) reap() {
+	rc, err := w.f.SyscallConn()
+	if err != nil {
+		return
+	}
+	rc.Control(func(fd uintptr) {
+		var info unix.Siginfo
+		unix.Waitid(unix.P_PIDFD, int(fd), &info, unix.WEXITED|unix.WNOHANG, nil)
+	})
 }
 
 func (w *pidWatch) close() { w.f.Close() }

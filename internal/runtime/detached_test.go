@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -135,6 +136,7 @@ func TestDetachedOutlivesClose(t *testing.T) {
 	if _, err := a.Start(context.Background(), Spec{ID: "web-1", Dir: rel, Command: "true"}); !errors.Is(err, ErrExists) {
 		t.Fatalf("duplicate start: %v", err)
 	}
+	shimPid := readRecord(t, a, "web-1").Shim.PID
 	if xs := closeDetached(t, a); len(xs) != 0 {
 		t.Fatalf("Close reported exits %+v", xs)
 	}
@@ -173,6 +175,13 @@ func TestDetachedOutlivesClose(t *testing.T) {
 	if _, err := os.Stat(b.pidPath("web-1")); !errors.Is(err, os.ErrNotExist) {
 		t.Fatalf("pid record left: %v", err)
 	}
+	// This process started the shim; the Local that adopted it reaped it.
+	testenv.Eventually(t, 10*time.Second, func() error {
+		if _, err := readStat(shimPid); err == nil {
+			return fmt.Errorf("shim %d not reaped", shimPid)
+		}
+		return nil
+	})
 	log, err := os.ReadFile(info.LogPath)
 	if err != nil || strings.Contains(string(log), "swordfish-42") {
 		t.Fatalf("log holds the secret (%v): %q", err, log)
@@ -456,4 +465,52 @@ func TestCleanLeftoversEndsShims(t *testing.T) {
 	if ents, err := os.ReadDir(l.pidDir()); err != nil || len(ents) != 0 {
 		t.Fatalf("pid records left: %v %v", ents, err)
 	}
+}
+
+// TestDetachedPruneSparesUnadopted: pruning after exits removes old folders of ended
+// instances but never the folder of an instance whose shim still runs unadopted.
+func TestDetachedPruneSparesUnadopted(t *testing.T) {
+	data := detachedData(t)
+	a := newDetached(t, data)
+	long, err := a.Start(context.Background(), Spec{ID: "a-long", Dir: t.TempDir(), Command: "sleep 1000"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	closeDetached(t, a)
+	b, err := NewLocal(Options{DataDir: data, Detached: true, KeepStopped: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { closeDetached(t, b) })
+	for i := range 3 {
+		id := fmt.Sprintf("job-%d", i)
+		if _, err := b.Start(context.Background(), Spec{ID: id, Dir: t.TempDir(), Command: "echo " + id}); err != nil {
+			t.Fatal(err)
+		}
+		if x := nextExit(t, b); x.ID != id || x.Code != 0 {
+			t.Fatalf("exit = %+v", x)
+		}
+	}
+	testenv.Eventually(t, 10*time.Second, func() error {
+		if got, want := instanceDirs(t, data), []string{"a-long", "job-2"}; !slices.Equal(got, want) {
+			return fmt.Errorf("instance folders %v, want %v", got, want)
+		}
+		return nil
+	})
+	infos, err := b.Adopt(context.Background())
+	if err != nil || len(infos) != 1 || infos[0].PID != long.PID {
+		t.Fatalf("Adopt = %+v, %v", infos, err)
+	}
+	if err := b.Stop(context.Background(), "a-long"); err != nil {
+		t.Fatal(err)
+	}
+	if x := nextExit(t, b); x.ID != "a-long" || !x.Stopped {
+		t.Fatalf("exit = %+v", x)
+	}
+	testenv.Eventually(t, 10*time.Second, func() error {
+		if got, want := instanceDirs(t, data), []string{"a-long"}; !slices.Equal(got, want) {
+			return fmt.Errorf("instance folders %v, want %v", got, want)
+		}
+		return nil
+	})
 }
