@@ -118,7 +118,8 @@ type Info struct {
 }
 
 // Exit reports the end of one instance. Exactly one Exit is delivered per started
-// instance, after its output has been fully written to its log.
+// instance, after its output has been fully written to its log. In detached mode that is
+// by the Local that watches the instance when it ends, or else by the next Adopt.
 type Exit struct {
 	ID  string `json:"id"`
 	PID int    `json:"pid"`
