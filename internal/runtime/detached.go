@@ -27,6 +27,11 @@ const shimStartTimeout = 30 * time.Second
 // have escalated on its own before it escalates itself.
 const shimGrace = 5 * time.Second
 
+// selfExe names the running executable: the shim is this very binary even when an
+// upgrade has replaced the file on disk (os.Executable would then name a deleted file
+// or the new binary).
+const selfExe = "/proc/self/exe"
+
 // errShimGone is returned (wrapped) when a shim's control socket does not answer.
 var errShimGone = errors.New("shim does not answer")
 
@@ -103,7 +108,7 @@ func (l *Local) spawnShim(ctx context.Context, cfg shimConfig) (*shimHandle, err
 		}
 	}
 	cmd := &exec.Cmd{
-		Path: l.exe, Args: []string{l.exe}, Env: env, Dir: "/",
+		Path: selfExe, Args: []string{os.Args[0]}, Env: env, Dir: "/",
 		Stderr: shimLog, ExtraFiles: []*os.File{cfgR, stW},
 		SysProcAttr: &syscall.SysProcAttr{Setsid: true},
 	}

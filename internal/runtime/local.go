@@ -49,7 +49,6 @@ type Local struct {
 	logFiles int
 	keep     int // see Options.KeepStopped
 	detached bool
-	exe      string        // the shim's executable (detached mode)
 	closing  chan struct{} // closed when Close begins
 
 	pruneMu sync.Mutex // one pruning of instances/ at a time (prune.go)
@@ -102,13 +101,6 @@ func NewLocal(opts Options) (*Local, error) {
 		keep:        opts.KeepStopped,
 		detached:    opts.Detached,
 		closing:     make(chan struct{}),
-	}
-	if l.detached {
-		exe, err := os.Executable()
-		if err != nil {
-			return nil, fmt.Errorf("new runtime: find the shim's executable: %w", err)
-		}
-		l.exe = exe
 	}
 	if l.keep == 0 {
 		l.keep = DefaultKeepStopped
