@@ -133,7 +133,9 @@ func (l *Local) workDir(id string) string { return filepath.Join(l.dataDir, "ins
 
 // Start starts an instance and returns once its process runs (not once it serves: health
 // is the caller's business). The port in Info was free when chosen; see freePort for the
-// race. ctx bounds only the start itself, not the instance's life.
+// race. ctx bounds only the start itself, not the instance's life. In detached mode it
+// returns once the shim runs the process and has recorded it; an id that still has a
+// pid record of a previous run (not yet adopted or cleaned) is refused with ErrExists.
 func (l *Local) Start(ctx context.Context, spec Spec) (Info, error) {
 	if !validID(spec.ID) {
 		return Info{}, fmt.Errorf("start instance: invalid id %q", spec.ID)
