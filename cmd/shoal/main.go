@@ -10,9 +10,14 @@ import (
 	"syscall"
 
 	"github.com/shoal-dev/shoal/internal/cli"
+	shoalruntime "github.com/shoal-dev/shoal/internal/runtime"
 )
 
 func main() {
+	// A detached runtime re-executes this binary as each instance's shim.
+	if code, ok := shoalruntime.ShimMain(); ok {
+		os.Exit(code)
+	}
 	// One scheduler slot (P) more than Go's default, unless the user set
 	// GOMAXPROCS: the balancer's event loops (one per CPU) spend their
 	// idle moments blocked in epoll_wait, and with no idle P Go's sysmon

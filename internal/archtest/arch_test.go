@@ -139,6 +139,8 @@ var allowed = map[string][]string{
 		"internal/store", "internal/rollout", "internal/buildinfo"},
 	"internal/uisource": {"internal/controller", "internal/lb", "internal/pool",
 		"internal/store", "internal/dashboard", "internal/timeseries", "internal/rollout"},
+	// main dispatches the detached runtime's shim before the CLI (runtime.ShimMain).
+	"cmd/shoal": {"internal/cli", "internal/runtime"},
 	"internal/daemon": {"internal/config", "internal/controller", "internal/adminapi",
 		"internal/uisource", "internal/dashboard", "internal/lb", "internal/pool",
 		"internal/release", "internal/runtime", "internal/store", "internal/timeseries"},

@@ -8,20 +8,12 @@ import (
 	"log/slog"
 	"maps"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"sync"
-	"syscall"
 	"time"
-
-	"golang.org/x/sys/unix"
 )
-
-// drainTimeout bounds how long output is still read after the instance is reaped. Only a
-// process that escaped the group and holds the pipe open can make it matter.
-const drainTimeout = 5 * time.Second
 
 // Options configures a Local.
 type Options struct {
@@ -38,6 +30,14 @@ type Options struct {
 	// each exit and by CleanLeftovers. Zero means DefaultKeepStopped; a
 	// negative value keeps every folder.
 	KeepStopped int
+	// Detached runs every instance under a shim of its own: this executable started
+	// again, in a session of its own, which forks the app, holds its output, redacts
+	// and rotates its log, stops it when asked and records its end (shim.go). The
+	// instances then outlive this Local: Close leaves them running, and a later Local
+	// on the same DataDir finds them again with Adopt. The executable's main must call
+	// ShimMain first. False (the default) ties every instance to this process: it dies
+	// with it, and Close stops it.
+	Detached bool
 }
 
 // Local runs instances as processes on this host. Create it with NewLocal and end it with
@@ -48,6 +48,8 @@ type Local struct {
 	logMax   int64
 	logFiles int
 	keep     int // see Options.KeepStopped
+	detached bool
+	closing  chan struct{} // closed when Close begins
 
 	pruneMu sync.Mutex // one pruning of instances/ at a time (prune.go)
 
@@ -66,26 +68,18 @@ type Local struct {
 	closeErr  error
 }
 
-// instance is one running process group.
+// instance is one running instance: a process group of this process (default mode) or
+// one watched through its shim (detached mode).
 type instance struct {
-	spec     Spec
-	info     Info
-	cmd      *exec.Cmd
-	log      *logFile
-	out      *os.File      // read end of the output pipe
-	copyDone chan struct{} // closed when all output is in the log
-	done     chan struct{} // closed after the Exit is queued
-	killed   chan struct{} // closed when Stop escalates to SIGKILL
-
-	mu         sync.Mutex
-	stopping   bool
-	escalated  bool
-	reaped     bool // after this no signal may be sent: the pgid could be reused
-	killedOnce sync.Once
+	info Info
+	g    *group        // default mode
+	shim *shimHandle   // detached mode
+	done chan struct{} // closed after the Exit is queued
 }
 
 // NewLocal prepares the data directory and starts the runtime's goroutines. It does not
-// touch leftovers of a previous run; call CleanLeftovers for that.
+// touch leftovers of a previous run; call CleanLeftovers for that (Adopt in detached
+// mode).
 func NewLocal(opts Options) (*Local, error) {
 	if opts.DataDir == "" {
 		return nil, errors.New("new runtime: DataDir is required")
@@ -105,6 +99,8 @@ func NewLocal(opts Options) (*Local, error) {
 		insts:       map[string]*instance{},
 		removing:    map[string]bool{},
 		keep:        opts.KeepStopped,
+		detached:    opts.Detached,
+		closing:     make(chan struct{}),
 	}
 	if l.keep == 0 {
 		l.keep = DefaultKeepStopped
@@ -137,7 +133,9 @@ func (l *Local) workDir(id string) string { return filepath.Join(l.dataDir, "ins
 
 // Start starts an instance and returns once its process runs (not once it serves: health
 // is the caller's business). The port in Info was free when chosen; see freePort for the
-// race. ctx bounds only the start itself, not the instance's life.
+// race. ctx bounds only the start itself, not the instance's life. In detached mode it
+// returns once the shim runs the process and has recorded it; an id that still has a
+// pid record of a previous run (not yet adopted or cleaned) is refused with ErrExists.
 func (l *Local) Start(ctx context.Context, spec Spec) (Info, error) {
 	if !validID(spec.ID) {
 		return Info{}, fmt.Errorf("start instance: invalid id %q", spec.ID)
@@ -159,13 +157,21 @@ func (l *Local) Start(ctx context.Context, spec Spec) (Info, error) {
 	l.mu.Unlock()
 	defer l.starting.Done()
 
-	inst, err := l.start(ctx, spec)
+	start := l.start
+	if l.detached {
+		start = l.startDetached
+	}
+	inst, err := start(ctx, spec)
 	l.mu.Lock()
 	if err != nil {
 		delete(l.insts, spec.ID)
 	} else {
 		l.insts[spec.ID] = inst
-		l.procs.Add(2)
+		if inst.g != nil {
+			l.procs.Add(2)
+		} else {
+			l.procs.Add(1)
+		}
 	}
 	l.mu.Unlock()
 	if err != nil {
@@ -174,10 +180,45 @@ func (l *Local) Start(ctx context.Context, spec Spec) (Info, error) {
 	// Only now that the instance is recorded: wait removes it when it
 	// ends, which can be at once, and a removal that came first would be
 	// undone here, leaving an ended instance listed for ever.
-	go l.copyOutput(inst)
-	go l.wait(inst)
-	l.log.Info("instance started", "instance", spec.ID, "pid", inst.info.PID, "addr", inst.info.Addr)
+	if inst.g != nil {
+		go func() {
+			defer l.procs.Done()
+			inst.g.copyOutput()
+		}()
+		go l.wait(inst)
+	} else {
+		go l.watchShim(inst)
+	}
+	l.log.Info("instance started", "instance", spec.ID, "pid", inst.info.PID, "addr", inst.info.Addr,
+		"detached", l.detached)
 	return inst.info, nil
+}
+
+// prepareWork creates the instance's folder and tmp/ at 0700 and returns the folder.
+func (l *Local) prepareWork(id string) (string, error) {
+	work := l.workDir(id)
+	// The folder holds the app's logs: only Shoal's user may read it.
+	if err := os.MkdirAll(filepath.Join(work, "tmp"), 0o700); err != nil {
+		return "", err
+	}
+	if err := os.Chmod(work, 0o700); err != nil {
+		return "", err
+	}
+	return work, nil
+}
+
+// instanceEnv is the environment of an instance: PATH and HOME from this process, then
+// spec.Env, then the four variables the runtime sets.
+func instanceEnv(spec Spec, port int, work string) []string {
+	env := make([]string, 0, len(spec.Env)+6)
+	for _, k := range []string{"PATH", "HOME"} {
+		if v, ok := os.LookupEnv(k); ok {
+			env = append(env, k+"="+v)
+		}
+	}
+	env = append(env, spec.Env...)
+	return append(env, "PORT="+strconv.Itoa(port), "SHOAL_INSTANCE_ID="+spec.ID,
+		"SHOAL_INSTANCE_DIR="+work, "TMPDIR="+filepath.Join(work, "tmp"))
 }
 
 // start prepares the folder and log, forks the process and records its
@@ -187,170 +228,56 @@ func (l *Local) start(ctx context.Context, spec Spec) (*instance, error) {
 	if fi, err := os.Stat(spec.Dir); err != nil || !fi.IsDir() {
 		return nil, fmt.Errorf("release dir %q is not a directory", spec.Dir)
 	}
-	work := l.workDir(spec.ID)
-	tmp := filepath.Join(work, "tmp")
-	// The folder holds the app's logs: only Shoal's user may read it.
-	if err := os.MkdirAll(tmp, 0o700); err != nil {
-		return nil, err
-	}
-	if err := os.Chmod(work, 0o700); err != nil {
-		return nil, err
-	}
-	lf, err := openLog(instanceLogPath(work), l.logMax, l.logFiles)
+	work, err := l.prepareWork(spec.ID)
 	if err != nil {
 		return nil, err
 	}
 	port, err := freePort()
 	if err != nil {
-		lf.Close()
 		return nil, fmt.Errorf("pick port: %w", err)
 	}
-	pr, pw, err := os.Pipe()
+	g, err := startGroup(ctx, l.fork, spec, instanceEnv(spec, port, work), work, l.logMax, l.logFiles, l.log)
 	if err != nil {
-		lf.Close()
 		return nil, err
 	}
-	env := make([]string, 0, len(spec.Env)+6)
-	for _, k := range []string{"PATH", "HOME"} {
-		if v, ok := os.LookupEnv(k); ok {
-			env = append(env, k+"="+v)
-		}
-	}
-	env = append(env, spec.Env...)
-	env = append(env, "PORT="+strconv.Itoa(port), "SHOAL_INSTANCE_ID="+spec.ID,
-		"SHOAL_INSTANCE_DIR="+work, "TMPDIR="+tmp)
-	cmd := &exec.Cmd{
-		Path:   "/bin/sh",
-		Args:   []string{"sh", "-c", shellCommand(spec.Command)},
-		Dir:    spec.Dir,
-		Env:    env, // exec keeps the last value of a duplicated key
-		Stdout: pw,
-		Stderr: pw,
-		SysProcAttr: &syscall.SysProcAttr{
-			Setpgid:   true,
-			Pdeathsig: syscall.SIGKILL,
-		},
-	}
-	err = l.fork(ctx, cmd)
-	pw.Close()
-	if err != nil {
-		pr.Close()
-		lf.Close()
-		return nil, err
-	}
-	pid := cmd.Process.Pid
+	pid := g.pid
 	st, err := readStat(pid) // a zombie is still readable: the child is not reaped yet
 	if err == nil {
 		err = l.writePidRecord(pidRecord{Version: pidRecordVersion, ID: spec.ID, PID: pid, PGID: pid, StartTicks: st.StartTime, BootID: bootID()})
 	}
 	if err != nil {
-		syscall.Kill(-pid, syscall.SIGKILL)
-		cmd.Wait()
-		pr.Close()
-		lf.Close()
+		g.abort()
 		os.Remove(l.pidPath(spec.ID))
 		return nil, fmt.Errorf("record pid: %w", err)
 	}
 	inst := &instance{
-		spec: spec,
 		info: Info{
 			ID: spec.ID, PID: pid, PGID: pid, Port: port,
 			Addr: "127.0.0.1:" + strconv.Itoa(port), Dir: spec.Dir, WorkDir: work,
-			LogPath: lf.path, Command: spec.Command, StartedAt: time.Now(),
+			LogPath: g.log.path, Command: spec.Command, StartedAt: time.Now(),
 			Labels: maps.Clone(spec.Labels),
 		},
-		cmd: cmd, log: lf, out: pr,
-		copyDone: make(chan struct{}), done: make(chan struct{}), killed: make(chan struct{}),
+		g: g, done: make(chan struct{}),
 	}
 	return inst, nil
 }
 
-// copyOutput moves the process's output into its log until every writer is gone or the
-// read deadline set after reaping passes.
-func (l *Local) copyOutput(inst *instance) {
-	defer l.procs.Done()
-	defer close(inst.copyDone)
-	var w io.Writer = inst.log
-	rw := newRedactWriter(inst.log, inst.spec.Secrets)
-	if rw != nil {
-		w = rw
-	}
-	_, err := io.Copy(w, inst.out)
-	if rw != nil {
-		// Whatever ended the copy, the held partial line is the app's
-		// last output: write it, redacted.
-		if ferr := rw.Flush(); err == nil || errors.Is(err, os.ErrDeadlineExceeded) {
-			err = ferr
-		}
-	}
-	if err != nil && !errors.Is(err, os.ErrDeadlineExceeded) {
-		l.log.Warn("copy instance output", "instance", inst.spec.ID, "error", err)
-	}
-}
-
-// wait is the one goroutine that observes the instance's end. It waits for the direct
-// child to exit without reaping it (WNOWAIT), so the pgid cannot be reused while the group
-// is signalled; lets the rest of the group finish if a Stop is in progress (until Stop
-// escalates); SIGKILLs whatever is left of the group; reaps; drains the output; and only
-// then reports the Exit.
+// wait reports the end of an instance of this process (default mode), once its group
+// has ended and its output is in the log.
 func (l *Local) wait(inst *instance) {
 	defer l.procs.Done()
-	pid := inst.info.PID
-	var info unix.Siginfo
-	var werr error
-	for {
-		werr = unix.Waitid(unix.P_PID, pid, &info, unix.WEXITED|unix.WNOWAIT, nil)
-		if !errors.Is(werr, syscall.EINTR) {
-			break
-		}
+	x := inst.g.wait()
+	if err := os.Remove(l.pidPath(inst.info.ID)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		l.log.Warn("remove pid record", "instance", inst.info.ID, "error", err)
 	}
-	inst.mu.Lock()
-	stopping := inst.stopping
-	inst.mu.Unlock()
-	if stopping {
-		t := time.NewTicker(20 * time.Millisecond)
-	graceful:
-		for groupAlive(pid) {
-			select {
-			case <-inst.killed:
-				break graceful
-			case <-t.C:
-			}
-		}
-		t.Stop()
-	}
-	inst.mu.Lock()
-	syscall.Kill(-pid, syscall.SIGKILL) // stragglers; the unreaped leader pins the pgid
-	inst.reaped = true
-	inst.mu.Unlock()
-	err := inst.cmd.Wait()
-	if werr == nil {
-		werr = err
-	}
-	inst.out.SetReadDeadline(time.Now().Add(drainTimeout))
-	<-inst.copyDone
-	inst.out.Close()
-	inst.log.Close()
-	os.RemoveAll(filepath.Join(inst.info.WorkDir, "tmp"))
-	markEnded(inst.info.WorkDir, time.Now())
-	if err := os.Remove(l.pidPath(inst.spec.ID)); err != nil && !errors.Is(err, os.ErrNotExist) {
-		l.log.Warn("remove pid record", "instance", inst.spec.ID, "error", err)
-	}
+	l.report(inst, x)
+}
 
-	inst.mu.Lock()
-	x := Exit{ID: inst.spec.ID, PID: pid, Code: -1, Stopped: inst.stopping, Killed: inst.escalated,
-		At: time.Now(), Labels: inst.info.Labels, LogTail: readLogTail(inst.log.path, 20)}
-	inst.mu.Unlock()
-	if ps := inst.cmd.ProcessState; ps != nil {
-		ws := ps.Sys().(syscall.WaitStatus)
-		if ws.Signaled() {
-			x.Signal = unix.SignalName(ws.Signal())
-		} else {
-			x.Code = ws.ExitStatus()
-		}
-	} else if werr != nil {
-		x.Err = werr.Error()
-	}
+// report queues the Exit of an instance of this Local, which it no longer lists, and
+// prunes old folders.
+func (l *Local) report(inst *instance, x Exit) {
+	x.Labels = inst.info.Labels
+	x.LogTail = readLogTail(inst.info.LogPath, 20)
 	level := slog.LevelInfo
 	if !x.Stopped {
 		level = slog.LevelWarn
@@ -359,7 +286,7 @@ func (l *Local) wait(inst *instance) {
 		"signal", x.Signal, "stopped", x.Stopped)
 
 	l.mu.Lock()
-	delete(l.insts, inst.spec.ID)
+	delete(l.insts, inst.info.ID)
 	l.mu.Unlock()
 	l.exits.push(x)
 	close(inst.done)
@@ -369,40 +296,23 @@ func (l *Local) wait(inst *instance) {
 // Stop sends the instance's StopSignal to its process group, waits for the group to exit
 // for up to StopTimeout (or until ctx ends), then SIGKILLs the group. It returns after the
 // process is reaped and its Exit (with Stopped=true) is queued. Concurrent Stops of one
-// instance are fine; the signal is sent once.
+// instance are fine; the signal is sent once. In detached mode the shim signals, waits
+// and escalates (so a stop completes even if this Local goes away meanwhile); a Stop
+// still waiting when Close begins returns an error wrapping ErrClosed.
 func (l *Local) Stop(ctx context.Context, id string) error {
 	inst := l.get(id)
 	if inst == nil {
 		return fmt.Errorf("stop instance %s: %w", id, ErrNotFound)
 	}
-	inst.stop(ctx)
-	return nil
-}
-
-func (inst *instance) stop(ctx context.Context) {
-	inst.mu.Lock()
-	first := !inst.stopping
-	inst.stopping = true
-	if first && !inst.reaped {
-		syscall.Kill(-inst.info.PGID, inst.spec.stopSignal())
+	if inst.shim != nil {
+		if err := l.stopDetached(ctx, inst); err != nil {
+			return fmt.Errorf("stop instance %s: %w", id, err)
+		}
+		return nil
 	}
-	inst.mu.Unlock()
-	t := time.NewTimer(inst.spec.stopTimeout())
-	defer t.Stop()
-	select {
-	case <-inst.done:
-		return
-	case <-t.C:
-	case <-ctx.Done():
-	}
-	inst.mu.Lock()
-	if !inst.reaped {
-		inst.escalated = true
-		syscall.Kill(-inst.info.PGID, syscall.SIGKILL)
-	}
-	inst.mu.Unlock()
-	inst.killedOnce.Do(func() { close(inst.killed) })
+	inst.g.stop(ctx)
 	<-inst.done
+	return nil
 }
 
 func (l *Local) get(id string) *instance {
@@ -453,6 +363,10 @@ func (l *Local) Get(id string) (Info, error) {
 // ctx), waits for all of them to be reaped and for their Exits to be received, closes the
 // Exits channel, and ends the runtime's goroutines. Exits not received by the time ctx
 // ends are dropped. Start fails after Close; Close may be called more than once.
+//
+// In detached mode Close does not stop the instances: it stops watching them, lists
+// none, and leaves them running under their shims, with their records, for a later
+// Local's Adopt. An instance that ends after Close is reported by that Adopt.
 func (l *Local) Close(ctx context.Context) error {
 	l.closeOnce.Do(func() { l.closeErr = l.close(ctx) })
 	return l.closeErr
@@ -463,12 +377,20 @@ func (l *Local) close(ctx context.Context) error {
 	l.closed = true
 	l.mu.Unlock()
 	l.starting.Wait()
+	close(l.closing)
 	l.mu.Lock()
 	insts := slices.Collect(maps.Values(l.insts))
 	l.mu.Unlock()
 	var wg sync.WaitGroup
 	for _, inst := range insts {
-		wg.Go(func() { inst.stop(ctx) })
+		if inst.shim != nil {
+			inst.shim.watch.cancel()
+			continue
+		}
+		wg.Go(func() {
+			inst.g.stop(ctx)
+			<-inst.done
+		})
 	}
 	wg.Wait()
 	l.procs.Wait()
@@ -523,8 +445,14 @@ func (l *Local) Tail(ctx context.Context, id string, n int, follow bool, w io.Wr
 		return err
 	}
 	var lf *logFile
-	if inst := l.get(id); inst != nil {
-		lf = inst.log
+	if inst := l.get(id); inst != nil && follow {
+		if inst.shim != nil {
+			if err := l.followDetached(ctx, inst, n, w); !errors.Is(err, errShimGone) {
+				return err
+			}
+		} else {
+			lf = inst.g.log
+		}
 	}
 	if err := tail(ctx, p, l.logFiles, lf, n, follow, w); err != nil {
 		return fmt.Errorf("tail %s: %w", id, err)

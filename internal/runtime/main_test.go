@@ -20,15 +20,28 @@ import (
 
 // The test binary doubles as the programs the tests run, chosen by RUNTIME_TEST_HELPER:
 //
-//	serve  an HTTP server on 127.0.0.1:$PORT that reports its environment and exits 0 on SIGTERM
+//	serve  an HTTP server on 127.0.0.1:$PORT that reports its environment, prints $ECHO,
+//	       and exits 0 on SIGTERM
 //	host   a Shoal stand-in: starts instances with a Local, prints their pids, blocks
 //	       until it is killed
+//	dhost  the same with a detached Local: starts one "serve" instance, prints
+//	       "ready <pid> <addr>", blocks until it is killed
 func TestMain(m *testing.M) {
+	if code, ok := ShimMain(); ok {
+		os.Exit(code)
+	}
+	if os.Getenv("GORACE") == "" {
+		// The race runtime sleeps 1 s before exit by default; shims and the
+		// helper supervisor inherit this and end at once.
+		os.Setenv("GORACE", "atexit_sleep_ms=0")
+	}
 	switch os.Getenv("RUNTIME_TEST_HELPER") {
 	case "serve":
 		os.Exit(helperServe())
 	case "host":
 		os.Exit(helperHost())
+	case "dhost":
+		os.Exit(helperDetachedHost())
 	}
 	goleak.VerifyTestMain(m)
 }
@@ -50,6 +63,9 @@ func helperServe() int {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
 	defer stop()
 	go srv.Serve(ln)
+	if v := os.Getenv("ECHO"); v != "" {
+		fmt.Println("echo", v)
+	}
 	fmt.Println("serving")
 	<-ctx.Done()
 	srv.Shutdown(context.Background())
@@ -76,6 +92,28 @@ func helperHost() int {
 		return 1
 	}
 	fmt.Println("ready", simple.PID, tree.PID)
+	select {} // until SIGKILL
+}
+
+func helperDetachedHost() int {
+	dir := os.Getenv("RUNTIME_TEST_DATA")
+	l, err := NewLocal(Options{DataDir: dir, Detached: true})
+	if err != nil {
+		fmt.Println("error", err)
+		return 1
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		fmt.Println("error", err)
+		return 1
+	}
+	info, err := l.Start(context.Background(), Spec{ID: "web", Dir: dir, Command: exe,
+		Env: []string{"RUNTIME_TEST_HELPER=serve", "ECHO=hunter2-secret"}, Secrets: []string{"hunter2-secret"}})
+	if err != nil {
+		fmt.Println("error", err)
+		return 1
+	}
+	fmt.Println("ready", info.PID, info.Addr)
 	select {} // until SIGKILL
 }
 

@@ -5,8 +5,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
+	"strconv"
 	"syscall"
 	"time"
 
@@ -27,6 +29,33 @@ type pidRecord struct {
 	// the leader apart from an unrelated process that reuses its pid.
 	StartTicks uint64 `json:"start_ticks"`
 	BootID     string `json:"boot_id"`
+	// Shim is set for an instance run in detached mode. A record without it is the
+	// default mode's: its group died with the Local that wrote it, or must.
+	Shim *shimRecord `json:"shim,omitempty"`
+}
+
+// shimRecord is what a pid record of detached mode adds: the shim, told apart from an
+// unrelated process that reuses its pid as the leader is, and what Adopt needs to list
+// the instance again. No secret is in it.
+type shimRecord struct {
+	PID        int               `json:"pid"`
+	StartTicks uint64            `json:"start_ticks"`
+	Port       int               `json:"port"`
+	Dir        string            `json:"dir"`
+	Command    string            `json:"command"`
+	StartedAt  time.Time         `json:"started_at"`
+	Labels     map[string]string `json:"labels,omitempty"`
+	// StopTimeout is the instance's Spec.StopTimeout, resolved (never zero).
+	StopTimeout time.Duration `json:"stop_timeout"`
+}
+
+// info is the Info of the instance a detached record describes.
+func (r pidRecord) info(workDir string) Info {
+	return Info{
+		ID: r.ID, PID: r.PID, PGID: r.PGID, Port: r.Shim.Port, Addr: "127.0.0.1:" + strconv.Itoa(r.Shim.Port),
+		Dir: r.Shim.Dir, WorkDir: workDir, LogPath: instanceLogPath(workDir), Command: r.Shim.Command,
+		StartedAt: r.Shim.StartedAt, Labels: maps.Clone(r.Shim.Labels),
+	}
 }
 
 func parsePidRecord(b []byte) (pidRecord, error) {
@@ -39,6 +68,9 @@ func parsePidRecord(b []byte) (pidRecord, error) {
 	}
 	if r.PID <= 1 || r.PGID <= 1 || !validID(r.ID) {
 		return pidRecord{}, fmt.Errorf("parse pid record: invalid id %q, pid %d or pgid %d", r.ID, r.PID, r.PGID)
+	}
+	if sh := r.Shim; sh != nil && (sh.PID <= 1 || sh.Port <= 0 || sh.Port > 65535 || sh.StopTimeout <= 0) {
+		return pidRecord{}, fmt.Errorf("parse pid record: invalid shim pid %d, port %d or stop timeout %s", sh.PID, sh.Port, sh.StopTimeout)
 	}
 	return r, nil
 }
@@ -56,7 +88,9 @@ func (l *Local) writePidRecord(r pidRecord) error {
 }
 
 // CleanLeftovers kills, with SIGKILL, the process groups recorded by a previous run of
-// Shoal on this data directory that are still alive, and removes their records. Records
+// Shoal on this data directory that are still alive, and the shims of a detached run
+// (so a Local that does not adopt ends them), and removes their records. In detached
+// mode call Adopt instead, which cleans only what it cannot adopt. Records
 // of instances this Local is running are left alone. A group is killed only if it is
 // provably ours: same boot, and either its leader is gone (a pid that is still the id of a
 // live group cannot be reused, so the members are the ones our leader started) or the
@@ -87,6 +121,7 @@ func (l *Local) CleanLeftovers(ctx context.Context) error {
 			os.Remove(path)
 			continue
 		}
+		l.killShim(rec, boot)
 		if err := l.killLeftover(ctx, rec, boot); err != nil {
 			errs = append(errs, fmt.Errorf("instance %s: %w", rec.ID, err))
 			continue
@@ -121,6 +156,72 @@ func (l *Local) killLeftover(ctx context.Context, rec pidRecord, boot string) er
 		return fmt.Errorf("kill group %d: %w", rec.PGID, err)
 	}
 	return pollUntil(ctx, 20*time.Millisecond, func() bool { return !groupAlive(rec.PGID) })
+}
+
+// killShim SIGKILLs the shim of a detached record if it still runs (same boot, same
+// start time). Its app's leader dies with it (Pdeathsig); the rest of the group is
+// killLeftover's.
+func (l *Local) killShim(rec pidRecord, boot string) {
+	if rec.Shim == nil || rec.BootID != boot {
+		return
+	}
+	if st, err := readStat(rec.Shim.PID); err == nil && st.alive() && st.StartTime == rec.Shim.StartTicks {
+		l.log.Warn("killing leftover shim from a previous run", "instance", rec.ID, "shim_pid", rec.Shim.PID)
+		syscall.Kill(rec.Shim.PID, syscall.SIGKILL)
+	}
+}
+
+// exitRecordVersion is the schema version of <data>/instances/<id>/exit.json.
+const exitRecordVersion = 1
+
+// exitFileName is the file in which a shim records its instance's end.
+const exitFileName = "exit.json"
+
+// exitRecord is the persisted form of an instance's end, written by its shim (detached
+// mode) once the group is reaped and the output is in the log, and read by the Local
+// that watches the shim or, if none did, by the next Adopt.
+type exitRecord struct {
+	Version int    `json:"version"`
+	ID      string `json:"id"`
+	PID     int    `json:"pid"`
+	// StartTicks is the leader's, as in its pid record: with PID it ties the record
+	// to that one run of the id.
+	StartTicks uint64    `json:"start_ticks"`
+	Code       int       `json:"code"`
+	Signal     string    `json:"signal,omitempty"`
+	Stopped    bool      `json:"stopped"`
+	Killed     bool      `json:"killed"`
+	Err        string    `json:"error,omitempty"`
+	At         time.Time `json:"at"`
+}
+
+func writeExitRecord(workDir string, x Exit, startTicks uint64) error {
+	b, err := json.Marshal(exitRecord{Version: exitRecordVersion, ID: x.ID, PID: x.PID, StartTicks: startTicks,
+		Code: x.Code, Signal: x.Signal, Stopped: x.Stopped, Killed: x.Killed, Err: x.Err, At: x.At})
+	if err != nil {
+		return err
+	}
+	return atomicfile.Write(filepath.Join(workDir, exitFileName), b, 0o600)
+}
+
+// readExitRecord reads the end recorded in workDir for the run that rec describes; a
+// record of another run of the id, or a damaged one, is an error.
+func readExitRecord(workDir string, rec pidRecord) (Exit, error) {
+	path := filepath.Join(workDir, exitFileName)
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return Exit{}, err
+	}
+	var r exitRecord
+	if err := json.Unmarshal(b, &r); err != nil {
+		return Exit{}, fmt.Errorf("parse %s: %w", path, err)
+	}
+	if r.Version != exitRecordVersion || r.ID != rec.ID || r.PID != rec.PID || r.StartTicks != rec.StartTicks {
+		return Exit{}, fmt.Errorf("%s: version %d, instance %s, pid %d: not the end of instance %s, pid %d",
+			path, r.Version, r.ID, r.PID, rec.ID, rec.PID)
+	}
+	return Exit{ID: r.ID, PID: r.PID, Code: r.Code, Signal: r.Signal, Stopped: r.Stopped, Killed: r.Killed,
+		Err: r.Err, At: r.At}, nil
 }
 
 // pollUntil calls cond every interval until it is true (nil) or ctx ends (ctx's error).

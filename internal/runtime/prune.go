@@ -27,9 +27,9 @@ func markEnded(workDir string, at time.Time) {
 
 // pruneStopped removes the folders of ended instances under instances/,
 // keeping the newest l.keep by modification time (the time the instance
-// ended: see markEnded). Folders of
-// instances that run or are starting are never touched, nor anything
-// whose name is not an instance id. Failures are logged; pruning is
+// ended: see markEnded). Folders of instances that run, are starting or
+// still have a pid record are never touched, nor anything whose name is
+// not an instance id. Failures are logged; pruning is
 // retried after the next exit.
 func (l *Local) pruneStopped() {
 	if l.keep < 0 {
@@ -50,6 +50,11 @@ func (l *Local) pruneStopped() {
 	var ended []dir
 	for _, e := range ents {
 		if !e.IsDir() || !validID(e.Name()) || l.running(e.Name()) {
+			continue
+		}
+		// A pid record names an instance that runs or whose end is not yet
+		// reported: a detached one not adopted (yet), or a leftover.
+		if _, err := os.Lstat(l.pidPath(e.Name())); err == nil {
 			continue
 		}
 		fi, err := e.Info()

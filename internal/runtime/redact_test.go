@@ -134,7 +134,7 @@ func FuzzRedactWriter(f *testing.F) {
 // pipeUnread returns (TIOCINQ, which is FIONREAD on Linux) how many bytes of an instance's output wait in its
 // pipe, not yet read by the copier.
 func pipeUnread(inst *instance) (int, error) {
-	raw, err := inst.out.SyscallConn()
+	raw, err := inst.g.out.SyscallConn()
 	if err != nil {
 		return 0, err
 	}

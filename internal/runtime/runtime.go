@@ -26,6 +26,21 @@
 // per-instance Wait.
 //
 // Processes that leave their group (setsid, double fork into a new group) are not tracked.
+//
+// Detached mode (Options.Detached). All of the above ties instances to this process,
+// which is right for `shoal up`; an agent must instead restart (upgrade, crash) without
+// touching its instances. In detached mode each instance runs under a shim of its own
+// (shim.go): this executable started again, in its own session, whose main calls
+// ShimMain. The shim is the app's parent (Setpgid and Pdeathsig as above, so the app dies
+// if its shim is killed), holds its output pipe, redacts and rotates the log with the
+// same code (group.go), carries out stops and their escalation, and records the end in
+// <data>/instances/<id>/exit.json before it exits. Spec, environment and secrets reach it
+// on a pipe, never on disk or in argv. The Local watches each shim through a pidfd and
+// talks to it over a 0600 Unix socket in the instance folder (ctl.sock: stop, kill,
+// follow); the pid record also names the shim, with its start time. Close leaves
+// detached instances running; a later Local's Adopt finds them again (a reused pid is
+// never adopted), reports once the ends it missed, and cleans what cannot be adopted.
+// Every other method keeps its contract. One Local per data directory at a time.
 package runtime
 
 import (
@@ -103,7 +118,8 @@ type Info struct {
 }
 
 // Exit reports the end of one instance. Exactly one Exit is delivered per started
-// instance, after its output has been fully written to its log.
+// instance, after its output has been fully written to its log. In detached mode that is
+// by the Local that watches the instance when it ends, or else by the next Adopt.
 type Exit struct {
 	ID  string `json:"id"`
 	PID int    `json:"pid"`
