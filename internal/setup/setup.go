@@ -295,7 +295,9 @@ func becomeRoot(ctx context.Context, r *remote, user string) error {
 	if err != nil {
 		return err
 	}
-	if strings.TrimSpace(string(uid)) == "0" {
+	// The last line: a login shell's startup files may print before it.
+	lines := strings.Split(strings.TrimSpace(string(uid)), "\n")
+	if strings.TrimSpace(lines[len(lines)-1]) == "0" {
 		return nil
 	}
 	_, err = r.run(ctx, "sudo -n true", "sudo -n true", nil)
@@ -325,7 +327,7 @@ echo token=$(sum ` + quote(TokenPath) + `)
 echo unit=$(sum ` + quote(UnitPath) + `)
 echo joined=$(find ` + quote(data) + ` -maxdepth 2 -name node.crt -type f 2>/dev/null | head -n 1)
 echo hostname=$(uname -n)
-if command -v systemctl >/dev/null 2>&1; then
+if [ -d /run/systemd/system ] && command -v systemctl >/dev/null 2>&1; then
 	systemctl is-enabled --quiet ` + Service + ` 2>/dev/null && echo enabled=yes
 	systemctl is-active --quiet ` + Service + ` 2>/dev/null && echo active=yes
 fi
