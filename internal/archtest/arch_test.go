@@ -112,6 +112,8 @@ var allowed = map[string][]string{
 	"internal/placement": {},
 	"internal/testenv":   {},
 	"internal/archtest":  {},
+	// Installs the agent over SSH; agent.yaml's schema is config's.
+	"internal/setup": {"internal/config"},
 	// The client speaks the wire format with the types of internal/api (a leaf): it
 	// must not pull a daemon into the CLI's or a test's view of the API.
 	"internal/client":    {},
@@ -145,6 +147,7 @@ var importers = map[string][]string{
 	// `shoal up` with the same helper as the end-to-end tests.
 	"internal/testenv":  {"bench/internal/benchkit"},
 	"internal/archtest": {},
+	"internal/setup":    {"internal/cli"},
 }
 
 // cliNever lists the parts of the daemons that the CLI must not import: it parses,

@@ -5,6 +5,7 @@ import (
 	"crypto/rsa"
 	"errors"
 	"net"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -145,5 +146,19 @@ func TestAgentYAMLIsTheAgentsSchema(t *testing.T) {
 	}
 	if err := ValidateAgent(config.AgentFile{Server: "https://10.0.0.1:7440", Advertise: "10.0.0.7"}); err != nil {
 		t.Errorf("ValidateAgent without a name: %v", err)
+	}
+}
+
+// TestUnitIsDocumented keeps the unit in docs/configuration.md the one
+// setup writes.
+func TestUnitIsDocumented(t *testing.T) {
+	doc, err := os.ReadFile(filepath.Join("..", "..", "docs", "configuration.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, rest, ok := strings.Cut(string(doc), "```ini\n")
+	block, _, ok2 := strings.Cut(rest, "```")
+	if !ok || !ok2 || block != Unit {
+		t.Errorf("docs/configuration.md's ini block:\n%s\nwant the unit setup writes:\n%s", block, Unit)
 	}
 }
