@@ -43,7 +43,7 @@ agent.yaml is rewritten from the flags on every run: give the same flags each ti
 	f := cmd.Flags()
 	server := f.String("server", "", "`URL` of the server's agent listener, https://host:port (required)")
 	advertise := f.String("advertise", "", "the host's `IP` address that the server and the balancer reach it at (required)")
-	token := f.String("token", "", "one-time join `token` (shoal join-token prints one); needed until the agent has joined")
+	token := f.String("token", "", "one-time join `token` (shoal join-token prints one); needed until the agent has joined; others on this machine see it in ps, so prefer --token-file")
 	tokenFile := f.String("token-file", "", "`file` holding the join token, instead of --token")
 	name := f.String("name", "", "the host's `name` in the fleet (default: its host name, lowercased)")
 	zone := f.String("zone", "", "the host's `zone`; the server spreads instances over zones")
@@ -51,6 +51,7 @@ agent.yaml is rewritten from the flags on every run: give the same flags each ti
 	dataDir := f.String("data-dir", "", "the agent's data `dir` (default "+config.DefaultAgentDataDir+")")
 	cpu := f.Float64("cpu", 0, "`cores` the server may place on the host (default: all it has)")
 	memory := f.String("memory", "", "`bytes` the server may place on the host, such as 4GiB (default: all it has)")
+	binary := f.String("binary", "", "the shoal `file` to install, a Linux build for the host's CPU (default: this shoal)")
 	key := f.StringP("identity", "i", "", "private key `file` to log in with (default: the SSH agent's keys)")
 	knownHosts := f.String("known-hosts", "", "known_hosts `file` that must hold the host's key (default ~/.ssh/known_hosts)")
 
@@ -75,6 +76,7 @@ agent.yaml is rewritten from the flags on every run: give the same flags each ti
 			Token:      *token,
 			KeyFile:    *key,
 			KnownHosts: *knownHosts,
+			Binary:     *binary,
 		}
 		if *memory != "" {
 			if err := o.Agent.Memory.UnmarshalText([]byte(*memory)); err != nil {

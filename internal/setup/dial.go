@@ -35,7 +35,13 @@ type HostKeyError struct {
 
 func (e *HostKeyError) Error() string {
 	host, port, _ := net.SplitHostPort(e.Addr)
-	scan := "ssh-keyscan -t " + strings.TrimPrefix(e.Type, "ssh-") + " "
+	scan := "ssh-keyscan "
+	switch {
+	case e.Type == ssh.KeyAlgoED25519, e.Type == ssh.KeyAlgoRSA:
+		scan += "-t " + strings.TrimPrefix(e.Type, "ssh-") + " "
+	case strings.HasPrefix(e.Type, "ecdsa-"):
+		scan += "-t ecdsa "
+	}
 	entry := host
 	if port != "22" {
 		scan += "-p " + port + " "

@@ -12,6 +12,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"go.yaml.in/yaml/v3"
@@ -39,7 +40,8 @@ type Options struct {
 	// key; "" means ~/.ssh/known_hosts.
 	KnownHosts string
 	// Binary is the shoal binary to install; "" means the running one
-	// (os.Executable). It must be built for the host's OS and CPU.
+	// (os.Executable). It must be a Linux (ELF) executable for the host's
+	// CPU, which Run checks against uname -m before changing anything.
 	Binary string
 	// Dial opens the TCP connection to the host (a proxy, a jump host, a
 	// network namespace); nil means a net.Dialer.
@@ -106,7 +108,7 @@ type facts struct {
 	unit                  string
 	joined                string // the node certificate found, "" when none
 	enabled, active       bool
-	hostname              string
+	hostname, machine     string
 	missingTools          []string
 }
 
@@ -114,8 +116,8 @@ type facts struct {
 // one line per item to out as it goes (out may be nil), and returns the
 // report, partial on error. It changes nothing before it has learned what
 // the host holds and checked that it can do all of it: a host without
-// systemd, a missing tool, or a token needed and not given are refused
-// with nothing changed.
+// systemd, a missing tool, a binary for another CPU, or a token needed and
+// not given are refused with nothing changed.
 func Run(ctx context.Context, t Target, o Options, out io.Writer) (Report, error) {
 	rep := Report{Target: t}
 	if out == nil {
@@ -150,6 +152,10 @@ func Run(ctx context.Context, t Target, o Options, out io.Writer) (Report, error
 		return rep, fmt.Errorf("binary to install: %w", err)
 	}
 	defer bin.Close()
+	cpus, err := binaryMachines(o.Binary, bin)
+	if err != nil {
+		return rep, err
+	}
 	h := sha256.New()
 	binSize, err := io.Copy(h, bin)
 	if err != nil {
@@ -181,6 +187,9 @@ func Run(ctx context.Context, t Target, o Options, out io.Writer) (Report, error
 		return rep, fmt.Errorf("%s runs systemd but has no systemctl on root's PATH; nothing was changed", r.addr)
 	case len(f.missingTools) > 0:
 		return rep, fmt.Errorf("%s lacks %s, which setup uses to write files safely; nothing was changed", r.addr, strings.Join(f.missingTools, ", "))
+	case cpus != nil && !slices.Contains(cpus, f.machine):
+		return rep, fmt.Errorf("%s runs on %s (uname -m), but %s is built for %s; give a shoal built for the host (--binary); nothing was changed",
+			r.addr, f.machine, o.Binary, cpus[0])
 	case f.joined == "" && token == "":
 		return rep, fmt.Errorf("the agent on %s has not joined (no node certificate in %s): give a join token (--token or --token-file; shoal join-token prints one); nothing was changed", r.addr, dataDir(o.Agent))
 	}
@@ -327,6 +336,7 @@ echo token=$(sum ` + quote(TokenPath) + `)
 echo unit=$(sum ` + quote(UnitPath) + `)
 echo joined=$(find ` + quote(data) + ` -maxdepth 2 -name node.crt -type f 2>/dev/null | head -n 1)
 echo hostname=$(uname -n)
+echo machine=$(uname -m)
 if [ -d /run/systemd/system ] && command -v systemctl >/dev/null 2>&1; then
 	systemctl is-enabled --quiet ` + Service + ` 2>/dev/null && echo enabled=yes
 	systemctl is-active --quiet ` + Service + ` 2>/dev/null && echo active=yes
@@ -360,6 +370,8 @@ exit 0
 			f.joined = v
 		case "hostname":
 			f.hostname = v
+		case "machine":
+			f.machine = v
 		case "enabled":
 			f.enabled = true
 		case "active":

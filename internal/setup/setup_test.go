@@ -2,6 +2,7 @@ package setup
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"os"
 	"path/filepath"
@@ -115,8 +116,9 @@ func TestSetupUpgradesBinary(t *testing.T) {
 	ctx := testenv.Context(t, 2*time.Minute)
 	bins := t.TempDir()
 	v1, v2 := filepath.Join(bins, "shoal-v1"), filepath.Join(bins, "shoal-v2")
-	write(t, v1, 0o755, "#!/bin/sh\necho v1\n")
-	write(t, v2, 0o755, "#!/bin/sh\necho v2\n")
+	// Two small Linux executables of this machine stand for two builds.
+	copyFile(t, "/bin/true", v1)
+	copyFile(t, "/bin/false", v2)
 	data := t.TempDir() // the agent's data dir: the lab sees the test's /tmp
 
 	o := l.options()
@@ -128,7 +130,7 @@ func TestSetupUpgradesBinary(t *testing.T) {
 	if _, err := Run(ctx, l.target("root"), o, nil); err != nil {
 		t.Fatalf("setup v1: %v", err)
 	}
-	checkFile(t, l.path(BinaryPath), 0o755, "#!/bin/sh\necho v1\n")
+	checkFile(t, l.path(BinaryPath), 0o755, readFile(t, v1))
 
 	// The agent joins (pki keeps node.crt in its data dir), and v2 comes.
 	if err := os.Mkdir(filepath.Join(data, "pki"), 0o700); err != nil {
@@ -141,7 +143,7 @@ func TestSetupUpgradesBinary(t *testing.T) {
 	if err != nil {
 		t.Fatalf("setup v2: %v\n%s", err, out.String())
 	}
-	checkFile(t, l.path(BinaryPath), 0o755, "#!/bin/sh\necho v2\n")
+	checkFile(t, l.path(BinaryPath), 0o755, readFile(t, v2))
 	checkFile(t, l.path(TokenPath), 0o600, labToken) // left as it was
 	s1, s2 := fileSum(t, v1), fileSum(t, v2)
 	wantLines := []string{
@@ -209,6 +211,24 @@ func TestSetupRefuses(t *testing.T) {
 		_, err := Run(ctx, l.target("labuser"), base, nil)
 		if err == nil || !strings.Contains(err.Error(), "labuser is not root and sudo is not installed") {
 			t.Fatalf("err = %v; want not root and no sudo", err)
+		}
+		checkNothingWritten(t, l)
+	})
+	t.Run("binary for another CPU", func(t *testing.T) {
+		o := base
+		o.Binary = filepath.Join(t.TempDir(), "shoal")
+		elf := []byte(readFile(t, "/bin/true"))
+		machine, other := binary.LittleEndian.Uint16(elf[18:]), "aarch64"
+		if machine == 183 { // EM_AARCH64: this machine's; claim x86-64
+			other = "x86_64"
+			binary.LittleEndian.PutUint16(elf[18:], 62)
+		} else {
+			binary.LittleEndian.PutUint16(elf[18:], 183)
+		}
+		write(t, o.Binary, 0o755, string(elf))
+		_, err := Run(ctx, l.target("root"), o, nil)
+		if err == nil || !strings.Contains(err.Error(), "is built for "+other) || !strings.Contains(err.Error(), "nothing was changed") {
+			t.Fatalf("err = %v; want a binary for %s refused", err, other)
 		}
 		checkNothingWritten(t, l)
 	})
@@ -307,3 +327,14 @@ func fileSum(t *testing.T, file string) string {
 }
 
 func lines(s string) []string { return strings.Split(strings.TrimRight(s, "\n"), "\n") }
+
+func readFile(t *testing.T, file string) string {
+	t.Helper()
+	data, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(data)
+}
+
+func copyFile(t *testing.T, from, to string) { t.Helper(); write(t, to, 0o755, readFile(t, from)) }

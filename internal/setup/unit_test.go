@@ -162,3 +162,13 @@ func TestUnitIsDocumented(t *testing.T) {
 		t.Errorf("docs/configuration.md's ini block:\n%s\nwant the unit setup writes:\n%s", block, Unit)
 	}
 }
+
+func TestBinaryMustBeALinuxExecutable(t *testing.T) {
+	script := filepath.Join(t.TempDir(), "shoal")
+	write(t, script, 0o755, "#!/bin/sh\n")
+	o := Options{Binary: script, KnownHosts: "/nonexistent", Agent: config.AgentFile{Server: "https://10.0.0.1:7440", Advertise: "10.0.0.7"}}
+	_, err := Run(t.Context(), Target{User: "root", Host: "127.0.0.1", Port: 1}, o, nil)
+	if err == nil || !strings.Contains(err.Error(), script+" is not a Linux executable (ELF)") {
+		t.Errorf("a script as the binary: %v", err)
+	}
+}
