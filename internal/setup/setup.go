@@ -100,12 +100,11 @@ func agentYAML(a config.AgentFile) ([]byte, error) {
 	return data, nil
 }
 
-// facts is what the probe learned about the host; each file's sha256 is
-// "" when the file is missing.
+// facts is what the probe learned about the host.
 type facts struct {
 	systemd, systemctl    bool
-	binary, config, token string
-	unit                  string
+	binary, config, token file
+	unit                  file
 	joined                string // the node certificate found, "" when none
 	enabled, active       bool
 	hostname, machine     string
@@ -213,7 +212,7 @@ func Run(ctx context.Context, t Target, o Options, out io.Writer) (Report, error
 	var restartFor []string
 
 	// The binary.
-	if f.binary == binSum {
+	if f.binary.is(binSum, "0755") {
 		report(Item{Name: "binary", Did: "unchanged (" + short(binSum) + ")"})
 	} else {
 		if _, err := bin.Seek(0, io.SeekStart); err != nil {
@@ -223,8 +222,8 @@ func Run(ctx context.Context, t Target, o Options, out io.Writer) (Report, error
 			return rep, err
 		}
 		did := "installed " + short(binSum) + " (new)"
-		if f.binary != "" {
-			did = "installed " + short(binSum) + " (was " + short(f.binary) + ")"
+		if f.binary.sum != "" {
+			did = "installed " + short(binSum) + " (was " + short(f.binary.sum) + f.binary.drift("0755") + ")"
 		}
 		report(Item{Name: "binary", Changed: true, Did: did})
 		restartFor = append(restartFor, "binary")
@@ -265,36 +264,65 @@ func Run(ctx context.Context, t Target, o Options, out io.Writer) (Report, error
 		report(Item{Name: "unit", Did: "unchanged"})
 	}
 
-	// The service.
-	var verb, did string
+	// The service. A service enabled and started by hand is left as it
+	// is, unless what it runs changed.
+	var verbs []string
+	var did string
 	switch {
+	case !f.enabled && !f.active:
+		verbs, did = []string{"enable --now"}, "enabled and started"
+	case !f.enabled && len(restartFor) > 0:
+		verbs, did = []string{"enable", "restart"}, "enabled and restarted ("+strings.Join(restartFor, ", ")+" changed; instances keep running)"
 	case !f.enabled:
-		verb, did = "enable --now", "enabled and started"
+		verbs, did = []string{"enable"}, "enabled (was running)"
 	case len(restartFor) > 0:
-		verb, did = "restart", "restarted ("+strings.Join(restartFor, ", ")+" changed; instances keep running)"
+		verbs, did = []string{"restart"}, "restarted ("+strings.Join(restartFor, ", ")+" changed; instances keep running)"
 	case !f.active:
-		verb, did = "start", "started (was not running)"
-	}
-	if verb == "" {
+		verbs, did = []string{"start"}, "started (was not running)"
+	default:
 		report(Item{Name: "service", Did: "unchanged (running)"})
 		return rep, nil
 	}
-	cmd := "systemctl " + verb + " " + Service
-	if _, err := r.run(ctx, cmd, cmd, nil); err != nil {
-		return rep, fmt.Errorf("%w (see journalctl -u %s on the host)", err, Service)
+	for _, verb := range verbs {
+		cmd := "systemctl " + verb + " " + Service
+		if _, err := r.run(ctx, cmd, cmd, nil); err != nil {
+			return rep, fmt.Errorf("%w (see journalctl -u %s on the host)", err, Service)
+		}
 	}
 	report(Item{Name: "service", Changed: true, Did: did})
 	return rep, nil
 }
 
-// put writes data to file unless the host's copy has sum was already,
-// and reports whether it wrote.
-func (r *remote) put(ctx context.Context, file, mode string, data []byte, was string) (bool, error) {
+// put writes data to path unless the host's copy, was, holds it already
+// with this mode and root's ownership, and reports whether it wrote.
+func (r *remote) put(ctx context.Context, path, mode string, data []byte, was file) (bool, error) {
 	sum := sha256Hex(data)
-	if sum == was {
+	if was.is(sum, mode) {
 		return false, nil
 	}
-	return true, r.writeFile(ctx, file, mode, int64(len(data)), sum, bytes.NewReader(data))
+	return true, r.writeFile(ctx, path, mode, int64(len(data)), sum, bytes.NewReader(data))
+}
+
+// file is a file on the host as the probe saw it; zero when missing.
+type file struct {
+	sum   string // sha256, hex
+	attrs string // "<octal mode> <uid> <gid>", as stat -c '%a %u %g' prints them
+}
+
+// is reports whether the file holds content with sha256 sum, has mode
+// (octal, "0644") and belongs to root. A file that drifted from its mode
+// or owner (a token made readable by all) is written again.
+func (f file) is(sum, mode string) bool {
+	return f.sum == sum && f.attrs == strings.TrimLeft(mode, "0")+" 0 0"
+}
+
+// drift describes how the file's mode or owner differ from mode and root,
+// or "" when they do not.
+func (f file) drift(mode string) string {
+	if f.attrs == strings.TrimLeft(mode, "0")+" 0 0" {
+		return ""
+	}
+	return ", mode and owner " + f.attrs
 }
 
 // becomeRoot makes r run as root: directly when user is root, else
@@ -326,10 +354,10 @@ func becomeRoot(ctx context.Context, r *remote, user string) error {
 // probe asks the host, as root, for everything Run decides on. It changes
 // nothing.
 func probe(ctx context.Context, r *remote, data string) (facts, error) {
-	script := `sum() { if [ -f "$1" ]; then sha256sum < "$1" | cut -d' ' -f1; fi; }
+	script := `sum() { if [ -f "$1" ]; then echo $(sha256sum < "$1" | cut -d' ' -f1) $(stat -c '%a %u %g' "$1"); fi; }
 [ -d /run/systemd/system ] && echo systemd=yes
 command -v systemctl >/dev/null 2>&1 && echo systemctl=yes
-for t in sha256sum mktemp sync; do command -v $t >/dev/null 2>&1 || echo missing=$t; done
+for t in sha256sum mktemp sync stat; do command -v $t >/dev/null 2>&1 || echo missing=$t; done
 echo binary=$(sum ` + quote(BinaryPath) + `)
 echo config=$(sum ` + quote(ConfigPath) + `)
 echo token=$(sum ` + quote(TokenPath) + `)
@@ -359,13 +387,13 @@ exit 0
 		case "missing":
 			f.missingTools = append(f.missingTools, v)
 		case "binary":
-			f.binary = v
+			f.binary = parseFile(v)
 		case "config":
-			f.config = v
+			f.config = parseFile(v)
 		case "token":
-			f.token = v
+			f.token = parseFile(v)
 		case "unit":
-			f.unit = v
+			f.unit = parseFile(v)
 		case "joined":
 			f.joined = v
 		case "hostname":
@@ -379,6 +407,13 @@ exit 0
 		}
 	}
 	return f, nil
+}
+
+// parseFile reads the probe's "<sha256> <mode> <uid> <gid>"; "" is a
+// missing file.
+func parseFile(v string) file {
+	sum, attrs, _ := strings.Cut(v, " ")
+	return file{sum: sum, attrs: attrs}
 }
 
 // dataDir is a's data directory, as the agent will resolve it: relative

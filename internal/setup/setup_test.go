@@ -107,6 +107,20 @@ func TestSetupInstallsThenChangesNothing(t *testing.T) {
 	if got := l.calls(t); len(got) != 2 {
 		t.Errorf("systemctl calls after the second run = %q; want no new ones", got)
 	}
+
+	// A token made readable by all is written again, 0600.
+	if err := os.Chmod(l.path(TokenPath), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out.Reset()
+	if _, err = Run(ctx, l.target("root"), o, &out); err != nil {
+		t.Fatalf("third setup: %v\n%s", err, out.String())
+	}
+	checkFile(t, l.path(TokenPath), 0o600, labToken)
+	if got := lines(out.String()); len(got) != 5 || got[2] != "join token: written "+TokenPath ||
+		got[4] != "service: restarted (join token changed; instances keep running)" {
+		t.Errorf("third output:\n%s", out.String())
+	}
 }
 
 // TestSetupUpgradesBinary replaces a changed binary atomically and restarts
