@@ -31,10 +31,12 @@ import (
 // its own (mount, network, PID, UTS) so that nothing setup writes reaches
 // the real machine:
 //
-//   - /etc is an overlay whose upper layer is in the lab's directory
-//     (so /etc/shoal and /etc/systemd/system can be written, a lab user
-//     added and root given an empty home, whose shell startup files do not
-//     slow each session, with the real /etc untouched);
+//   - /etc is an overlay whose upper layer is in the lab's directory, so
+//     that /etc/shoal and /etc/systemd/system can be written with the real
+//     /etc untouched; there the lab gives root an empty home (the real
+//     one's shell startup files would slow each session) and adds two
+//     users: labuser, who may not use sudo, and deployer, who may without
+//     a password (sudo's PATH starting with the recording systemctl);
 //   - /usr/local/bin and /run are empty tmpfs mounts; /run/sshd is made,
 //     and /run/systemd/system when the lab has systemd;
 //   - the network namespace has only its loopback, where sshd listens on
@@ -70,9 +72,9 @@ func newLab(t *testing.T, systemd bool) *lab {
 	if os.Geteuid() != 0 {
 		skip("the lab needs root: mount, network and PID namespaces")
 	}
-	for _, tool := range []string{"/usr/sbin/sshd", "unshare", "ip", "nsenter", "systemd-analyze"} {
+	for _, tool := range []string{"/usr/sbin/sshd", "unshare", "ip", "nsenter", "systemd-analyze", "sudo"} {
 		if _, err := exec.LookPath(tool); err != nil {
-			skip("the lab needs %s (apt-get install openssh-server iproute2 util-linux systemd): %v", tool, err)
+			skip("the lab needs %s (apt-get install openssh-server iproute2 util-linux systemd sudo): %v", tool, err)
 		}
 	}
 	l := &lab{dir: t.TempDir()}
@@ -141,6 +143,13 @@ mkdir -p /run/sshd
 awk -F: -v OFS=: '$1 == "root" { $6 = "` + l.dir + `/root" } { print }' /etc/passwd > ` + l.dir + `/passwd
 cat ` + l.dir + `/passwd > /etc/passwd
 echo 'labuser:x:4242:4242:lab:/:/bin/sh' >> /etc/passwd
+echo 'deployer:x:4243:4243:lab:/:/bin/sh' >> /etc/passwd
+echo 'labuser:*:20000:0:99999:7:::' >> /etc/shadow
+echo 'deployer:*:20000:0:99999:7:::' >> /etc/shadow
+mkdir -p /etc/sudoers.d
+printf '%s\n' 'Defaults:deployer secure_path="` + l.dir + `/bin:/usr/sbin:/usr/bin:/sbin:/bin"' 'deployer ALL=(root) NOPASSWD: ALL' > /etc/sudoers.d/lab
+chmod 0440 /etc/sudoers.d/lab
+echo '127.0.1.1 ` + labHostname + `' >> /etc/hosts
 echo ` + labHostname + ` > /proc/sys/kernel/hostname
 ip link set lo up
 exec /usr/sbin/sshd -D -e -f ` + l.dir + `/sshd_config
