@@ -116,6 +116,8 @@ var allowed = map[string][]string{
 	"internal/pki":       {},
 	"internal/testenv":   {},
 	"internal/archtest":  {},
+	// Installs the agent over SSH; agent.yaml's schema is config's.
+	"internal/setup": {"internal/config"},
 	// The client speaks the wire format with the types of internal/api (a leaf): it
 	// must not pull a daemon into the CLI's or a test's view of the API.
 	"internal/client": {},
@@ -165,6 +167,7 @@ var importers = map[string][]string{
 	"internal/archtest": {},
 	// The OS plumbing of the fast path serves the balancer's event loops only.
 	"internal/netpoll": {"internal/lb"},
+	"internal/setup":   {"internal/cli"},
 }
 
 // cliNever lists the parts of the daemons that the CLI must not import: it parses,

@@ -117,6 +117,7 @@ func newRoot(env *Env) *cobra.Command {
 		newVersionCmd(env),
 		newBackupCmd(env),
 		newRestoreCmd(env),
+		newSetupCmd(env),
 	)
 	return root
 }

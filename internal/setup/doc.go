@@ -1,0 +1,23 @@
+// Package setup installs the shoal agent on a Linux host over SSH, the work
+// of `shoal setup ssh://user@host`. It owns the agent's installed layout:
+//
+//	/usr/local/bin/shoal                      the binary (0755)
+//	/etc/shoal/agent.yaml                     the agent's configuration (0644), a config.AgentFile
+//	/etc/shoal/join-token                     the one-time join token (0600), until the agent has joined
+//	/etc/systemd/system/shoal-agent.service   the systemd unit (0644, Unit)
+//
+// Run is idempotent: it first asks the host what it holds (sha256 of each
+// file, whether systemd runs, whether the agent has joined, whether the
+// service is enabled and active), changes only what differs, and reports
+// one line per item. Every file is written to a temporary file in its own
+// directory, checked against its sha256, then renamed over the old one, so
+// a cut connection leaves the old file or the new one, never half of one.
+//
+// The service restarts only when something it runs on changed. The unit
+// uses KillMode=process: the agent's instances run under per-instance shims
+// in the agent's cgroup, and a restart must stop the agent alone, not them.
+//
+// The host's key is checked against a known_hosts file before anything is
+// sent; an unknown or changed key is refused (KeyError). Commands run as
+// root, or through `sudo -n` when the user is not root.
+package setup

@@ -1,0 +1,13 @@
+package setup
+
+import (
+	"testing"
+
+	"go.uber.org/goleak"
+)
+
+// TestMain fails the run when a goroutine outlives the tests
+// (internal/archtest checks that every package with tests has this).
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}
