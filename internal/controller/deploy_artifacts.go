@@ -66,6 +66,9 @@ func (c *Controller) PutArtifact(ctx context.Context, want string, r io.Reader) 
 	start := c.now()
 	art, err := c.o.Artifacts.Put(ctx, r)
 	if err != nil {
+		// An event, like a failed build: the deployer sees the error, the
+		// operator of this host the event (a full disk, say).
+		c.events.add(api.Event{Type: "artifact", Reason: fmt.Sprintf("upload of artifact %s failed: %v", short(want), err)})
 		if badArtifact(err) {
 			return release.Artifact{}, fmt.Errorf("%w: upload %s: %w", ErrBadArtifact, want, err)
 		}
@@ -78,8 +81,10 @@ func (c *Controller) PutArtifact(ctx context.Context, want string, r io.Reader) 
 				kept = "and it could not be removed: " + err.Error()
 			}
 		}
-		return release.Artifact{}, fmt.Errorf("%w: the uploaded bytes are artifact %s, not %s as the request says; %s",
+		err := fmt.Errorf("%w: the uploaded bytes are artifact %s, not %s as the request says; %s",
 			ErrDigestMismatch, art.Digest, want, kept)
+		c.events.add(api.Event{Type: "artifact", Reason: "upload refused: " + err.Error()})
+		return release.Artifact{}, err
 	}
 	c.uploaded(want)
 	c.events.add(api.Event{Type: "artifact", Reason: fmt.Sprintf("received artifact %s (%d bytes in %s)",
