@@ -117,8 +117,9 @@ type AppRun struct {
 	// starting with SHOAL_ are reserved; use root_url and settings instead.
 	Env map[string]string `yaml:"env"`
 
-	// EnvFromHost names variables copied from shoal's own environment each
-	// time a release is made (for example MONGO_URL). A name that is not
+	// EnvFromHost names variables copied from the deployer's environment
+	// each time a release is made (for example MONGO_URL): that of `shoal
+	// deploy`, or of `shoal up` for the first release. A name that is not
 	// set there is an error. Their values are treated as secrets.
 	EnvFromHost []string `yaml:"env_from_host"`
 
