@@ -17,7 +17,8 @@ import (
 
 // TestUpOnFullDisk runs `shoal up` with its data directory on a small
 // tmpfs that the test fills: a scale, an env change and a deploy are
-// refused with the disk's error and change nothing (the old release keeps
+// refused with the disk's error (a deploy's build on the same disk, or its
+// upload from another folder) and change nothing (the old release keeps
 // serving, the desired count stays); once space is freed, the events that
 // could not be written while it was full appear in `shoal events`, none
 // dropped. Needs root to mount the tmpfs; skipped otherwise.
@@ -67,8 +68,21 @@ func TestUpOnFullDisk(t *testing.T) {
 		// The app folder is not on the tmpfs.
 		t.Fatal(err)
 	}
-	if code, out := runShoal(t, bin, dir, "deploy"); code == 0 {
-		t.Errorf("shoal deploy on a full disk: exit 0, want a failure:\n%s", out)
+	// `shoal deploy` builds where it runs: here, into the same full data
+	// directory; from another folder, it builds there and the upload
+	// fails on the daemon's full disk.
+	if code, out := runShoal(t, bin, dir, "deploy"); code == 0 || !strings.Contains(out, "no space left on device") {
+		t.Errorf("shoal deploy on a full disk: exit %d, want a failure naming the disk:\n%s", code, out)
+	}
+	elsewhere := t.TempDir()
+	copyApp(t, dir, elsewhere)
+	tok, err := os.ReadFile(filepath.Join(data, "admin.token"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	remote := append(os.Environ(), "SHOAL_ADMIN_URL="+up.adminURL, "SHOAL_TOKEN="+strings.TrimSpace(string(tok)))
+	if code, out := runShoalEnv(t, bin, elsewhere, remote, "deploy"); code == 0 || !strings.Contains(out, "no space left on device") {
+		t.Errorf("shoal deploy from another folder to a full disk: exit %d, want a failure naming the disk:\n%s", code, out)
 	}
 	want := 1
 	if scaled {
@@ -92,21 +106,21 @@ func TestUpOnFullDisk(t *testing.T) {
 	if err := os.Remove(fill); err != nil {
 		t.Fatal(err)
 	}
-	// The build's failure was recorded while the disk was full: it waited
+	// The upload's failure was recorded while the disk was full: it waited
 	// in the event log and is written now.
 	ctx := testenv.Context(t, 30*time.Second)
 	var events []client.Event
-	err := testenv.WaitFor(ctx, func() error {
+	err = testenv.WaitFor(ctx, func() error {
 		var err error
 		if events, err = up.client.Events(ctx, 0, 1000); err != nil {
 			return err
 		}
 		for _, e := range events {
-			if e.Type == "build" && strings.Contains(e.Reason, "no space left on device") {
+			if e.Type == "artifact" && strings.Contains(e.Reason, "no space left on device") {
 				return nil
 			}
 		}
-		return errors.New("no build event naming the full disk")
+		return errors.New("no artifact event naming the full disk")
 	})
 	if err != nil {
 		t.Errorf("after space was freed: %v\nevents: %+v", err, events)

@@ -31,7 +31,7 @@ const progressEvery = 250 * time.Millisecond
 
 // DeployRoutes registers the deploy routes on mux:
 //
-//	POST /v1/deploy   {"config_only","wait","by"}  NDJSON stream of DeployLine
+//	POST /v1/deploy   api.DeployRequest            NDJSON stream of DeployLine
 //	POST /v1/rollback {"version": n}               NDJSON stream of DeployLine
 //	POST /v1/deploy/abort                          turn the rollout back
 //	GET  /v1/deploy                                the rollout in progress, or null
@@ -39,21 +39,31 @@ const progressEvery = 250 * time.Millisecond
 //	POST /v1/env      {"set":[...],"unset":[...]}  NDJSON stream: config-only deploy
 //
 // A second deploy while one runs answers 409 at once (before streaming)
-// unless "wait" is set; a bad shoal.yaml answers 400 with every problem.
-// Authentication is the caller's: wrap mux with RequireToken.
+// unless "wait" is set; a deploy without shoal.yaml's text, with a bad one
+// (every problem listed), a bad environment or an artifact this shoal does
+// not hold ("upload it first") answers 400.
+// The artifact routes that a deploy uploads through come with them
+// (ArtifactRoutes). Authentication is the caller's: wrap mux with
+// RequireToken.
 func DeployRoutes(mux *http.ServeMux, c *controller.Controller) {
+	ArtifactRoutes(mux, c)
 	mux.Handle("POST /v1/deploy", Handle(func(w http.ResponseWriter, r *http.Request) error {
 		var req DeployRequest
-		if err := decodeStrict(w, r, &req); err != nil {
+		if err := decodeStrict(w, r, &req, maxDeployBody); err != nil {
 			return err
 		}
+		creq, err := deployRequest(req)
+		if err != nil {
+			return deployStatus(err)
+		}
 		return streamDeploy(w, r, func(log io.Writer) (int, error) {
-			return c.Deploy(r.Context(), controller.DeployRequest{ConfigOnly: req.ConfigOnly, Wait: req.Wait, By: req.By, Log: log})
+			creq.Log = log
+			return c.Deploy(r.Context(), creq)
 		}, c)
 	}))
 	mux.Handle("POST /v1/rollback", Handle(func(w http.ResponseWriter, r *http.Request) error {
 		var req RollbackRequest
-		if err := decodeStrict(w, r, &req); err != nil {
+		if err := decodeStrict(w, r, &req, maxScaleBody); err != nil {
 			return err
 		}
 		if req.Version < 0 {
@@ -92,7 +102,7 @@ func DeployRoutes(mux *http.ServeMux, c *controller.Controller) {
 	}))
 	mux.Handle("POST /v1/env", Handle(func(w http.ResponseWriter, r *http.Request) error {
 		var req EnvRequest
-		if err := decodeStrict(w, r, &req); err != nil {
+		if err := decodeStrict(w, r, &req, maxScaleBody); err != nil {
 			return err
 		}
 		if len(req.Set)+len(req.Unset) == 0 {
@@ -104,9 +114,34 @@ func DeployRoutes(mux *http.ServeMux, c *controller.Controller) {
 	}))
 }
 
-// decodeStrict decodes a small JSON body into v; an empty body leaves v zero.
-func decodeStrict(w http.ResponseWriter, r *http.Request, v any) error {
-	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxScaleBody))
+// maxDeployBody bounds the body of POST /v1/deploy: shoal.yaml's text and
+// the resolved environment, settings JSON included.
+const maxDeployBody = 8 << 20
+
+// deployRequest checks a deploy body and turns it into the controller's
+// request: the configuration parsed as sent (it names files of the
+// deployer's machine, never read here), the artifact named unless
+// ConfigOnly.
+func deployRequest(req DeployRequest) (controller.DeployRequest, error) {
+	switch {
+	case req.Config == "":
+		return controller.DeployRequest{}, fmt.Errorf("%w: the deploy sends no configuration: shoal deploy must send shoal.yaml's text (config), its environment and its artifact's digest (an older shoal CLI? use one of the daemon's version)", ErrBadRequest)
+	case req.ConfigOnly && req.Digest != "":
+		return controller.DeployRequest{}, fmt.Errorf("%w: config_only reuses the current artifact: send no digest with it", ErrBadRequest)
+	case !req.ConfigOnly && req.Digest == "":
+		return controller.DeployRequest{}, fmt.Errorf("%w: the deploy names no artifact: send its digest (after PUT /v1/artifacts/{digest}), or config_only", ErrBadRequest)
+	}
+	cfg, err := controller.ParseConfig(req.ConfigFile, []byte(req.Config))
+	if err != nil {
+		return controller.DeployRequest{}, err
+	}
+	return controller.DeployRequest{Config: cfg, Env: req.Env, Digest: req.Digest, Wait: req.Wait, By: req.By}, nil
+}
+
+// decodeStrict decodes a JSON body of at most limit bytes into v; an
+// empty body leaves v zero.
+func decodeStrict(w http.ResponseWriter, r *http.Request, v any, limit int64) error {
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, limit))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil && !errors.Is(err, io.EOF) {
 		return fmt.Errorf("%w: body: %v", ErrBadRequest, err)
@@ -125,7 +160,8 @@ func deployStatus(err error) error {
 	switch {
 	case errors.As(err, &locked):
 		return &statusError{status: ErrConflict, err: err}
-	case errors.Is(err, controller.ErrInvalidConfig), errors.Is(err, controller.ErrInvalidEnv):
+	case errors.Is(err, controller.ErrInvalidConfig), errors.Is(err, controller.ErrInvalidEnv),
+		errors.Is(err, controller.ErrUnknownArtifact):
 		return &statusError{status: ErrBadRequest, err: err}
 	case errors.Is(err, controller.ErrUnknownRelease):
 		return &statusError{status: ErrNotFound, err: err}

@@ -58,9 +58,29 @@ func TestDeployRoutesErrors(t *testing.T) {
 	if err := c.AbortDeploy(ctx); !client.IsStatus(err, http.StatusConflict) {
 		t.Errorf("abort with no rollout: %v, want 409", err)
 	}
-	if _, err := c.Deploy(ctx, client.DeployOptions{}, nil); !client.IsStatus(err, http.StatusInternalServerError) ||
+	sent := client.DeployOptions{ConfigOnly: true, Config: "app: web\nrun:\n  command: sleep 100\n", ConfigFile: "/elsewhere/shoal.yaml"}
+	if _, err := c.Deploy(ctx, sent, nil); !client.IsStatus(err, http.StatusInternalServerError) ||
 		!strings.Contains(err.Error(), "not running") {
 		t.Errorf("deploy on a stopped controller: %v, want 500 not running", err)
+	}
+	if _, err := c.Deploy(ctx, client.DeployOptions{}, nil); !client.IsStatus(err, http.StatusBadRequest) ||
+		!strings.Contains(err.Error(), "shoal deploy must send shoal.yaml's text") {
+		t.Errorf("deploy without a configuration: %v, want 400 saying the CLI must send it", err)
+	}
+	bad := []struct {
+		name string
+		opts client.DeployOptions
+		want string
+	}{
+		{"no digest", client.DeployOptions{Config: sent.Config}, "names no artifact"},
+		{"config only with a digest", client.DeployOptions{ConfigOnly: true, Config: sent.Config, Digest: "sha256:" + strings.Repeat("0", 64)}, "send no digest"},
+		{"bad config", client.DeployOptions{ConfigOnly: true, Config: "app: web\nrun:\n  command: x\nbogus: 1\n", ConfigFile: "/elsewhere/shoal.yaml"},
+			"/elsewhere/shoal.yaml:4:1"},
+	}
+	for _, b := range bad {
+		if _, err := c.Deploy(ctx, b.opts, nil); !client.IsStatus(err, http.StatusBadRequest) || !strings.Contains(err.Error(), b.want) {
+			t.Errorf("deploy, %s: %v, want 400 saying %q", b.name, err, b.want)
+		}
 	}
 	if _, err := c.SetEnv(ctx, []client.EnvVar{{Name: "PORT", Value: "1"}}, nil, nil); !client.IsStatus(err, http.StatusBadRequest) {
 		t.Errorf("env set PORT: %v, want 400", err)

@@ -16,6 +16,7 @@ var (
 	ErrNotFound     = errors.New("not found")
 	ErrBadRequest   = errors.New("bad request")
 	ErrConflict     = errors.New("conflict")
+	ErrTooLarge     = errors.New("request body too large")
 )
 
 // ErrorBody is the JSON body of every error response (package api's).
@@ -32,6 +33,8 @@ func statusOf(err error) int {
 		return http.StatusBadRequest
 	case errors.Is(err, ErrConflict):
 		return http.StatusConflict
+	case errors.Is(err, ErrTooLarge):
+		return http.StatusRequestEntityTooLarge
 	default:
 		return http.StatusInternalServerError
 	}

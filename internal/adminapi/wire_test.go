@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -295,11 +296,24 @@ func TestWireRequestsUnchanged(t *testing.T) {
 		name string
 		call func() error
 	}{
-		{"deploy", func() error {
-			_, err := c.Deploy(ctx, client.DeployOptions{ConfigOnly: true, Wait: true, By: "ann"}, nil)
+		{"deploy, config only", func() error {
+			_, err := c.Deploy(ctx, client.DeployOptions{ConfigOnly: true, Wait: true, By: "ann", Config: "app: web\n",
+				ConfigFile: "/home/ann/web/shoal.yaml", Env: []client.EnvVar{{Name: "A", Value: "1"}, {Name: "K", Value: "s", Secret: true}}}, nil)
 			return err
 		}},
-		{"deploy, no options", func() error { _, err := c.Deploy(ctx, client.DeployOptions{}, nil); return err }},
+		{"deploy of an artifact", func() error {
+			_, err := c.Deploy(ctx, client.DeployOptions{Config: "app: web\n", Digest: "sha256:" + strings.Repeat("ab", 32)}, nil)
+			return err
+		}},
+		{"deploy, nothing sent", func() error { _, err := c.Deploy(ctx, client.DeployOptions{}, nil); return err }},
+		{"has artifact", func() error { _, err := c.HasArtifact(ctx, "sha256:"+strings.Repeat("ab", 32)); return err }},
+		{"upload artifact", func() error {
+			return c.UploadArtifact(ctx, "sha256:"+strings.Repeat("ab", 32), strings.NewReader("gzip bytes"), 10)
+		}},
+		{"fetch artifact", func() error {
+			_, err := c.FetchArtifact(ctx, "sha256:"+strings.Repeat("ab", 32), io.Discard)
+			return err
+		}},
 		{"rollback", func() error { _, err := c.Rollback(ctx, 3, nil); return err }},
 		{"rollback to the previous", func() error { _, err := c.Rollback(ctx, 0, nil); return err }},
 		{"env", func() error {

@@ -22,14 +22,31 @@ type DeployResult struct {
 	Logs []string `json:"logs,omitempty"`
 }
 
-// DeployRequest is the body of POST /v1/deploy.
+// DeployRequest is the body of POST /v1/deploy: everything the deploy
+// needs, so that the daemon reads nothing from the deployer's folder. It
+// carries secrets (Env) and travels only over the authenticated admin API.
 type DeployRequest struct {
-	// ConfigOnly reuses the current artifact without building.
+	// ConfigOnly reuses the current release's artifact; Digest is then
+	// empty.
 	ConfigOnly bool `json:"config_only,omitempty"`
 	// Wait waits for another deploy to end instead of failing with 409.
 	Wait bool `json:"wait,omitempty"`
 	// By names who deploys, for the lock message others see.
 	By string `json:"by,omitempty"`
+	// Config is the text of shoal.yaml. Required.
+	Config string `json:"config"`
+	// ConfigFile is shoal.yaml's path on the deployer's machine, for
+	// messages only.
+	ConfigFile string `json:"config_file,omitempty"`
+	// Env is the release's environment as resolved on the deployer's
+	// machine (run.env, env_from_host, the secrets file, the settings,
+	// ROOT_URL), secrets marked; the daemon merges the `shoal env`
+	// overrides over it.
+	Env []EnvVar `json:"env,omitempty"`
+	// Digest is the artifact to deploy ("sha256:<hex>"), uploaded before
+	// (PUT /v1/artifacts/{digest}) unless the daemon holds it already.
+	// Empty with ConfigOnly.
+	Digest string `json:"digest,omitempty"`
 }
 
 // RollbackRequest is the body of POST /v1/rollback; Version 0 means the

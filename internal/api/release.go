@@ -87,6 +87,16 @@ type Release struct {
 	// zero if none ever was (or, for a release stored before this field
 	// existed, unknown: see HasServed). Set once, by the store's MarkServed.
 	Served time.Time
+	// Config is the text of the shoal.yaml the release was made from, as
+	// deployed (sent by `shoal deploy`, or read by `shoal up` for a first
+	// release); empty for a release made before releases kept it.
+	// ConfigFile is where that file was on the machine it came from, for
+	// messages only.
+	Config, ConfigFile string
+	// DeployedEnv is the environment as deployed, before the `shoal env`
+	// overrides were merged over it (Env is the result); secrets marked.
+	// Nil for a release made before releases kept it.
+	DeployedEnv []EnvVar
 }
 
 // HasServed reports whether an instance of r was ever in service: Served
@@ -97,15 +107,21 @@ func (r Release) HasServed() bool {
 }
 
 // Redacted returns r with every secret value replaced by RedactedValue,
-// safe to print or send. r's Env is not modified.
+// safe to print or send. r's Env and DeployedEnv are not modified.
 func (r Release) Redacted() Release {
-	r.Env = slices.Clone(r.Env)
-	for i := range r.Env {
-		if r.Env[i].Secret {
-			r.Env[i].Value = RedactedValue
+	r.Env = redactEnv(r.Env)
+	r.DeployedEnv = redactEnv(r.DeployedEnv)
+	return r
+}
+
+func redactEnv(env []EnvVar) []EnvVar {
+	env = slices.Clone(env)
+	for i := range env {
+		if env[i].Secret {
+			env[i].Value = RedactedValue
 		}
 	}
-	return r
+	return env
 }
 
 // ReleaseInfo is one release as GET /v1/releases sends it (newest first):

@@ -132,8 +132,10 @@ var allowed = map[string][]string{
 	"internal/reconcile":       {"internal/autoscale"},
 	"internal/lb":              {"internal/pool", "internal/health", "internal/h1", "internal/netpoll"},
 	"internal/dashboard":       {"internal/timeseries"},
+	// config builds the configs of the parts, and the build spec of an app
+	// (release.BuildSpec) that `shoal up` and `shoal deploy` share.
 	"internal/config": {"internal/lb", "internal/pool", "internal/health",
-		"internal/autoscale", "internal/rollout"},
+		"internal/autoscale", "internal/rollout", "internal/release"},
 	"internal/controller": {"internal/config", "internal/release", "internal/runtime",
 		"internal/store", "internal/reconcile", "internal/autoscale", "internal/rollout",
 		"internal/hooks", "internal/pool", "internal/health"},
@@ -171,9 +173,10 @@ var importers = map[string][]string{
 }
 
 // cliNever lists the parts of the daemons that the CLI must not import: it parses,
-// calls package daemon or the admin API client, and prints.
+// calls package daemon or the admin API client, and prints. internal/release (a leaf)
+// is not among them: `shoal deploy` builds the artifact where it runs and uploads it.
 var cliNever = []string{"internal/controller", "internal/uisource", "internal/lb",
-	"internal/pool", "internal/health", "internal/runtime", "internal/release",
+	"internal/pool", "internal/health", "internal/runtime",
 	"internal/dashboard", "internal/timeseries", "internal/reconcile", "internal/rollout",
 	"internal/autoscale", "internal/hooks", "internal/agent"}
 

@@ -18,8 +18,14 @@ import (
 func newDeployCmd(env *Env) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "deploy [--config-only] [--wait] [--abort]",
-		Short: "roll the group to a new release of ./shoal.yaml's app",
-		Args:  noArgs,
+		Short: "build ./shoal.yaml's app here, upload it and roll the group to it",
+		Long: `Loads ./shoal.yaml (or -c), resolves its environment here (run.env_from_host
+from this shell's environment, the secrets file, the settings), builds the
+artifact here unless its source is unchanged, uploads it unless the daemon
+holds it already, and sends the rest; the daemon rolls the group to the new
+release. The daemon never reads this folder. --config-only sends no artifact:
+the release reuses the current one's.`,
+		Args: noArgs,
 	}
 	af := addUpFlags(cmd.Flags())
 	configOnly := cmd.Flags().Bool("config-only", false, "make a release from the current artifact, without building")
@@ -42,8 +48,16 @@ func newDeployCmd(env *Env) *cobra.Command {
 		if h, err := os.Hostname(); err == nil && by != "" {
 			by += "@" + h
 		}
+		// What the release is made from is read here, never by the
+		// daemon (deploy_build.go): shoal.yaml, the environment, the
+		// artifact.
+		opts, err := prepareDeploy(ctx, c, af.file, *configOnly, env.Stdout)
+		if err != nil {
+			return err
+		}
+		opts.Wait, opts.By = *wait, by
 		pr := newProgressPrinter(env.Stdout)
-		res, err := c.Deploy(ctx, client.DeployOptions{ConfigOnly: *configOnly, Wait: *wait, By: by}, pr.line)
+		res, err := c.Deploy(ctx, opts, pr.line)
 		return pr.finish("deploy", res, err)
 	}
 	return cmd

@@ -42,11 +42,13 @@ type (
 // Env (Value is "[redacted]" for secrets there).
 type EnvVar = api.EnvVar
 
-// Deploy asks the controller to deploy the app folder's current state
-// and calls fn (which may be nil) with every line of the stream as it
-// comes. It returns the final result; a 409 (another deploy runs) or 400
-// (bad shoal.yaml) is an *APIError before any line. A result with OK
-// false is returned with a nil error: the caller decides the exit status.
+// Deploy sends what a release is made from (opts: shoal.yaml's text, the
+// resolved environment, the artifact's digest, which must be uploaded
+// first: HasArtifact, UploadArtifact) and calls fn (which may be nil)
+// with every line of the stream as it comes. It returns the final result;
+// a 409 (another deploy runs) or 400 (bad shoal.yaml or env, artifact not
+// held) is an *APIError before any line. A result with OK false is
+// returned with a nil error: the caller decides the exit status.
 func (c *Client) Deploy(ctx context.Context, opts DeployOptions, fn func(DeployLine)) (*DeployResult, error) {
 	return c.deployStream(ctx, "/v1/deploy", opts, fn)
 }

@@ -66,6 +66,8 @@ type App struct {
 	Dir string `yaml:"-"`
 
 	file       string   // the file name given to Parse, for messages
+	text       string   // the text the App was parsed from (Text)
+	sent       bool     // parsed by ParseSent: no file of the app folder read
 	settings   string   // contents of run.settings, compact JSON; "" when unset
 	secrets    []EnvVar // parsed run.secrets_file, in file order
 	fromHostAt []Pos    // position of each run.env_from_host entry
@@ -115,8 +117,9 @@ type AppRun struct {
 	// starting with SHOAL_ are reserved; use root_url and settings instead.
 	Env map[string]string `yaml:"env"`
 
-	// EnvFromHost names variables copied from shoal's own environment each
-	// time a release is made (for example MONGO_URL). A name that is not
+	// EnvFromHost names variables copied from the deployer's environment
+	// each time a release is made (for example MONGO_URL): that of `shoal
+	// deploy`, or of `shoal up` for the first release. A name that is not
 	// set there is an error. Their values are treated as secrets.
 	EnvFromHost []string `yaml:"env_from_host"`
 
@@ -312,9 +315,43 @@ func Parse(file string, data []byte, dir string) (*App, error) {
 	a.Dir = dir
 	a.file = file
 	a.File = file
+	a.text = string(data)
 	if !filepath.IsAbs(a.File) {
 		a.File = filepath.Join(dir, filepath.Base(file))
 	}
+	return a.finish(d)
+}
+
+// ParseSent decodes and validates text, a shoal.yaml sent by `shoal deploy`
+// from another machine, where it was the file named file (an absolute path
+// there, used in messages only). It checks everything Parse checks except
+// what needs the deployer's folder: it reads no file on this host, so
+// build.output is not checked for existence, and run.secrets_file,
+// run.settings and balancer.sticky.secret_file are kept as given (relative
+// ones taken relative to file's folder, as names only) and never read.
+// Their contents reach the daemon already resolved in the environment the
+// CLI sends (see App.Env on the deployer's side). Dir is file's folder as
+// the deployer saw it; nothing on this host is read from it. The App's Env
+// method refuses to resolve such a configuration; Settings is "" and the
+// sticky key nil. Problems lists every problem at once.
+func ParseSent(file string, text []byte) (*App, error) {
+	if file == "" {
+		file = AppFileName
+	}
+	a := &App{}
+	d := decode(file, text, a)
+	if len(d.probs) > 0 && !d.has("app") && len(d.pos) <= 1 {
+		return nil, d.sorted()
+	}
+	a.file, a.File, a.text, a.sent = file, file, string(text), true
+	if filepath.IsAbs(file) {
+		a.Dir = filepath.Dir(file)
+	}
+	return a.finish(d)
+}
+
+// finish applies the defaults and validates a decoded App.
+func (a *App) finish(d *document) (*App, error) {
 	a.applyDefaults(d)
 	extra := a.validate(d)
 	a.checkDeploy(d)
@@ -324,6 +361,16 @@ func Parse(file string, data []byte, dir string) (*App, error) {
 	}
 	return a, nil
 }
+
+// Text returns the text the App was parsed from: shoal.yaml as it was read
+// (Load, Parse) or sent (ParseSent). Releases keep it, so that a later
+// config-only release or rollback is made from what was deployed rather
+// than from the file as it is now.
+func (a *App) Text() string { return a.text }
+
+// Sent reports whether a was parsed by ParseSent: its file references
+// name files on the deployer's machine, never read here.
+func (a *App) Sent() bool { return a.sent }
 
 // path resolves p, relative to the app folder.
 func (a *App) path(p string) string {

@@ -37,9 +37,12 @@ type AppDeploy struct {
 	Hooks AppDeployHooks `yaml:"hooks"`
 }
 
-// AppDeployHooks are commands run by the controller around each deploy,
-// in the app folder, through /bin/sh -c, with the release's environment
-// (secrets included; their values are redacted from the output shown).
+// AppDeployHooks are commands run by the daemon around each deploy, where
+// the release runs rather than in the folder `shoal deploy` ran in: in a
+// fresh unpack of the release's artifact under data_dir (removed
+// afterwards), through /bin/sh -c, with the daemon's environment plus the
+// release's (secrets included; their values are redacted from the output
+// shown) and SHOAL_APP, SHOAL_HOOK.
 type AppDeployHooks struct {
 	// PreDeploy run in order before the rollout starts (after the build);
 	// the first that fails stops the deploy and nothing changes. Use them

@@ -41,7 +41,13 @@ type Env []EnvVar
 // shoal's own environment otherwise. A variable of env_from_host that
 // lookup does not find is an error (Problems pointing at the entry); the
 // error never contains a value.
+//
+// A configuration parsed by ParseSent has no secrets or settings read on
+// this host; Env refuses it, since its environment arrives resolved.
 func (a *App) Env(lookup func(string) (string, bool)) (Env, error) {
+	if a.sent {
+		return nil, fmt.Errorf("%s: the environment of a sent configuration arrives resolved; it is not resolved again on this host", a.file)
+	}
 	var env Env
 	for k, v := range a.Run.Env {
 		env = append(env, EnvVar{Name: k, Value: v})

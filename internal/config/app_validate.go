@@ -133,7 +133,7 @@ func (c *appChecker) build() {
 		return
 	}
 	c.check(b.Output == "", "build.output", "must not be empty (use \".\" for the app folder)")
-	if b.Command == "" && b.Output != "" && !c.failed("build.output") {
+	if b.Command == "" && b.Output != "" && !c.failed("build.output") && !c.a.sent {
 		fi, err := os.Stat(c.a.path(b.Output))
 		switch {
 		case err != nil:
@@ -178,13 +178,15 @@ func (c *appChecker) run() {
 		}
 		names[k] = "run.env_from_host"
 	}
-	if r.SecretsFile != "" && !c.failed("run.secrets_file") {
+	if r.SecretsFile != "" && !c.failed("run.secrets_file") && !c.a.sent {
 		c.secrets(names)
 	}
 	if r.Settings != "" && !c.failed("run.settings") {
 		if where, dup := names["METEOR_SETTINGS"]; dup {
 			c.d.errorf("run.settings", "METEOR_SETTINGS is also set in %s; keep one", where)
 		}
+	}
+	if r.Settings != "" && !c.failed("run.settings") && !c.a.sent {
 		data, err := os.ReadFile(c.a.path(r.Settings))
 		if err != nil {
 			c.d.errorf("run.settings", "cannot read the settings file: %s", appFileErr(c.display(r.Settings), err))
@@ -289,7 +291,7 @@ func (c *appChecker) balancer() {
 		for i, p := range s.SockJSPrefixes {
 			c.check(!strings.HasPrefix(p, "/"), fmt.Sprintf("balancer.sticky.sockjs_prefixes[%d]", i), "must start with /, got %q", p)
 		}
-		if s.SecretFile != "" && !c.failed("balancer.sticky.secret_file") {
+		if s.SecretFile != "" && !c.failed("balancer.sticky.secret_file") && !c.a.sent {
 			key, err := readStickySecret(c.a.path(s.SecretFile), s.SecretFile)
 			if err != nil {
 				c.d.errorf("balancer.sticky.secret_file", "%v", err)

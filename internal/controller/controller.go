@@ -111,6 +111,9 @@ type Controller struct {
 	crashes    map[int]api.Crash
 	crashShown map[int]string
 
+	uploads map[string]time.Time // artifacts uploaded recently, kept from pruning (deploy_artifacts.go)
+	upMu    sync.Mutex           // serialises uploads (deploy_artifacts.go)
+
 	notes   []string     // how the app folder differs from the resumed release (release.go)
 	served  map[int]bool // releases recorded as served by this run (launch.go)
 	noStart map[int]bool // releases that could not start in this run (launch.go)
@@ -184,6 +187,7 @@ func (c *Controller) Run(ctx context.Context) error {
 		c.events.close()
 		<-evDone
 	}()
+	c.removeHookLeftovers()                        // deploy_hooks.go
 	if err := c.prepareOrResume(ctx); err != nil { // deploy_persist.go
 		c.events.add(api.Event{Type: "shoal", Reason: "cannot start: " + c.env.Redact(err.Error())})
 		return err

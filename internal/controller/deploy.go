@@ -16,7 +16,8 @@ import (
 // Deploy errors; the admin API maps them to statuses.
 var (
 	// ErrInvalidConfig wraps the problems of a shoal.yaml that a deploy
-	// re-read and rejected; nothing changed.
+	// was sent (or a release stored) and that it rejected; nothing
+	// changed.
 	ErrInvalidConfig = errors.New("invalid configuration")
 	// ErrNoChange means the artifact and the run configuration equal the
 	// current release's: no release was made.
@@ -26,25 +27,43 @@ var (
 	// ErrUnknownRelease means the release to roll back to does not exist,
 	// or its artifact is gone.
 	ErrUnknownRelease = errors.New("unknown release")
+	// ErrUnknownArtifact means a deploy names an artifact this shoal does
+	// not hold: it must be uploaded first (PutArtifact).
+	ErrUnknownArtifact = errors.New("unknown artifact")
 )
 
 // DeployRequest asks the controller for a new release of the app and a
-// rollout to it.
+// rollout to it. It carries everything the release is made from, so the
+// controller reads nothing from the deployer's folder: `shoal deploy`
+// loads shoal.yaml, resolves the environment and builds the artifact where
+// it runs, uploads the artifact (PutArtifact) and sends the rest.
 type DeployRequest struct {
-	// ConfigOnly makes the release from the current release's artifact
-	// without building, even if the source changed. Without it the
-	// source is fingerprinted and built only if it changed, so a change of
-	// env or settings alone is detected as config-only anyway.
-	ConfigOnly bool
+	// Config is the configuration to deploy, as sent (ParseConfig, or
+	// config.Load for a test or an embedder). Required. The release keeps
+	// its text (config.App.Text) and file name.
+	Config *config.App
+	// Env is the release's environment as resolved where Config was
+	// loaded (config.App.Env there), secrets marked; the `shoal env`
+	// overrides are merged over it. The release keeps it as deployed.
+	Env []api.EnvVar
+	// Digest is the artifact to run, which the controller must hold
+	// already (ErrUnknownArtifact otherwise). Empty makes a config-only
+	// release on the current release's artifact.
+	Digest string
 	// Wait makes Deploy wait for another deploy of the group to end
 	// instead of failing at once with a *rollout.LockedError.
 	Wait bool
 	// By says who deploys ("alice@laptop"), for the lock message.
 	By string
-	// Log receives the build's and the hooks' output and one line per
-	// step of the deploy, secrets redacted; nil discards. Deploy writes to
-	// it from its own goroutine only.
+	// Log receives the hooks' output and one line per step of the
+	// deploy, secrets redacted; nil discards. Deploy writes to it from its
+	// own goroutine only.
 	Log io.Writer
+
+	// fromCurrent makes the release from the current release's stored
+	// configuration and deployed environment, read once the deploy lock
+	// is held (SetEnv); Config, Env and Digest are then ignored.
+	fromCurrent bool
 }
 
 // DeployError is returned by Deploy and Rollback when the rollout did
@@ -111,21 +130,28 @@ func (c *Controller) Rollout() *rollout.Progress {
 	return &p
 }
 
-// Deploy re-reads shoal.yaml from the app folder, builds the artifact if
-// its source changed (see DeployRequest.ConfigOnly), runs the pre-deploy
-// hooks, makes release vN+1 and rolls the group to it under the deploy
-// policy, then runs the post-deploy hooks. It blocks until the rollout
-// ends or ctx ends (the rollout goes on without the caller). It returns
-// the new version, and:
+// Deploy makes release vN+1 from req (its configuration, environment
+// with the stored `shoal env` overrides merged over it, and artifact),
+// runs the pre-deploy hooks, rolls the group to the release under the
+// deploy policy, then runs the post-deploy hooks. Hooks run here, in a
+// fresh unpack of the release's artifact (hooks.go). It blocks until the
+// rollout ends or ctx ends (the rollout goes on without the caller). It
+// returns the new version, and:
 //   - a *rollout.LockedError when another deploy holds the group;
-//   - ErrInvalidConfig (wrapped, every problem listed) for a bad
-//     shoal.yaml, ErrNoChange when nothing changed;
+//   - ErrInvalidConfig (wrapped, every problem listed) for a missing or
+//     bad configuration, a renamed app or a change that needs a restart;
+//     ErrInvalidEnv (wrapped) for a bad sent environment;
+//     ErrUnknownArtifact when Digest is not held; ErrNoChange when
+//     nothing changed;
 //   - a *hooks.HookError (wrapped) when a pre-deploy hook fails: no
 //     release is made;
 //   - a *DeployError when the rollout went back to the previous release.
 func (c *Controller) Deploy(ctx context.Context, req DeployRequest) (int, error) {
 	if !c.running.Load() {
 		return 0, ErrNotRunning
+	}
+	if req.Config == nil && !req.fromCurrent {
+		return 0, fmt.Errorf("%w: no configuration was sent with the deploy", ErrInvalidConfig)
 	}
 	log := req.Log
 	if log == nil {
@@ -147,9 +173,15 @@ func (c *Controller) Deploy(ctx context.Context, req DeployRequest) (int, error)
 		}
 	}()
 
-	cfg, err := config.Load(c.cfg.File)
-	if err != nil {
-		return 0, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
+	cur := c.Release()
+	cfg, sent, digest := req.Config, config.Env(nil), req.Digest
+	if req.fromCurrent {
+		if cfg, sent, err = c.releaseSource(cur); err != nil {
+			return 0, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
+		}
+		digest = ""
+	} else if sent, err = checkSentEnv(req.Env); err != nil {
+		return 0, err
 	}
 	if cfg.Name != app {
 		return 0, fmt.Errorf("%w: app renamed from %q to %q; a running group keeps its name", ErrInvalidConfig, app, cfg.Name)
@@ -160,43 +192,31 @@ func (c *Controller) Deploy(ctx context.Context, req DeployRequest) (int, error)
 	if note := desiredNote(c.cfg, cfg); note != "" {
 		fmt.Fprintln(log, note)
 	}
-	env, err := c.releaseEnv(cfg)
+	env, err := c.withOverrides(sent)
 	if err != nil {
-		return 0, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
+		return 0, err
 	}
-	cur := c.Release()
-	digest, change := cur.Digest, api.ChangeConfig
-	if req.ConfigOnly {
+	change := api.ChangeConfig
+	switch {
+	case digest == "":
+		digest = cur.Digest
 		fmt.Fprintf(log, "config-only: reusing artifact %s of v%d, no build\n", short(cur.Digest), cur.Version)
-	} else {
-		fmt.Fprintln(log, "checking the app's source for changes")
-		art, built, err := c.buildArtifact(ctx, cfg, env, log)
-		if err != nil {
-			return 0, err // says "build command ..." (deploy_env.go)
-		}
-		digest = art.Digest
-		switch {
-		case built:
-			fmt.Fprintf(log, "built artifact %s\n", short(digest))
-		case digest == cur.Digest:
-			fmt.Fprintf(log, "source unchanged: reusing artifact %s, no build\n", short(digest))
-		default:
-			fmt.Fprintf(log, "reusing artifact %s built earlier from this source\n", short(digest))
-		}
-		if digest != cur.Digest {
-			change = api.ChangeCode
-		}
+	case !c.o.Artifacts.Has(digest):
+		return 0, fmt.Errorf("%w: %s is not held by this shoal; upload it first (PUT /v1/artifacts/%s)", ErrUnknownArtifact, digest, digest)
+	case digest != cur.Digest:
+		change = api.ChangeCode
 	}
 	fp := cfg.Fingerprint(env)
 	if digest == cur.Digest && fp == cur.ConfigFingerprint {
 		return cur.Version, fmt.Errorf("%w: v%d already runs this artifact and run configuration", ErrNoChange, cur.Version)
 	}
-	if err := c.runHooks(ctx, "pre_deploy", cfg, env, cfg.Deploy.Hooks.PreDeploy, log); err != nil {
+	if err := c.runHooks(ctx, "pre_deploy", digest, cfg, env, cfg.Deploy.Hooks.PreDeploy, log); err != nil { // hooks.go
 		c.events.add(api.Event{Type: "deploy", Release: cur.Version, Reason: env.Redact("deploy stopped: " + err.Error())})
 		return 0, fmt.Errorf("deploy stopped, nothing changed: %w", err)
 	}
 	rel, err := c.o.Store.PutRelease(api.Release{App: app, Digest: digest, Command: cfg.Run.Command,
-		Env: storeEnv(env), ConfigFingerprint: fp, Change: change})
+		Env: storeEnv(env), ConfigFingerprint: fp, Change: change,
+		Config: cfg.Text(), ConfigFile: cfg.File, DeployedEnv: storeEnv(sent)})
 	if err != nil {
 		return 0, fmt.Errorf("make release: %w", err)
 	}
@@ -212,12 +232,40 @@ func (c *Controller) Deploy(ctx context.Context, req DeployRequest) (int, error)
 	if err := c.awaitRollout(ctx, d, rel.Version); err != nil {
 		return rel.Version, err
 	}
-	if err := c.runHooks(ctx, "post_deploy", cfg, env, cfg.Deploy.Hooks.PostDeploy, log); err != nil {
+	if err := c.runHooks(ctx, "post_deploy", digest, cfg, env, cfg.Deploy.Hooks.PostDeploy, log); err != nil {
 		c.events.add(api.Event{Type: "deploy", Release: rel.Version, Reason: env.Redact("post-deploy hook failed: " + err.Error())})
 		return rel.Version, fmt.Errorf("v%d serves, but a post-deploy hook failed: %w", rel.Version, err)
 	}
 	c.prune(app)
 	return rel.Version, nil
+}
+
+// ParseConfig parses text, a shoal.yaml sent from the machine where it was
+// the file named file (config.ParseSent: no file of this host is read),
+// for a DeployRequest. Its error wraps ErrInvalidConfig and lists every
+// problem with file:line:col.
+func ParseConfig(file string, text []byte) (*config.App, error) {
+	cfg, err := config.ParseSent(file, text)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
+	}
+	return cfg, nil
+}
+
+// releaseSource returns what release r was made from: its stored
+// configuration and environment as deployed (before the overrides). A
+// release made before releases kept them falls back to the configuration
+// shoal up started with, its environment resolved as at a first start.
+func (c *Controller) releaseSource(r api.Release) (*config.App, config.Env, error) {
+	if r.Config == "" {
+		env, err := c.cfg.Env(c.lookupEnv())
+		return c.cfg, env, err
+	}
+	cfg, err := config.ParseSent(r.ConfigFile, []byte(r.Config))
+	if err != nil {
+		return nil, nil, fmt.Errorf("the configuration stored with v%d: %w", r.Version, err)
+	}
+	return cfg, envFromStore(r.DeployedEnv), nil
 }
 
 // Rollback rolls the group back to release version from its kept
@@ -244,8 +292,8 @@ func (c *Controller) Rollback(ctx context.Context, version int) error {
 	}
 	env := envFromStore(target.Env)
 	policy := c.cfg.RolloutPolicy()
-	if cfg, err := config.Load(c.cfg.File); err == nil {
-		policy = cfg.RolloutPolicy() // the file's current policy, if it still loads
+	if cfg, _, err := c.releaseSource(cur); err == nil {
+		policy = cfg.RolloutPolicy() // the policy the current release was deployed with
 	}
 	c.events.add(api.Event{Type: "release", Release: target.Version,
 		Reason: fmt.Sprintf("rollback from v%d to v%d (artifact %s, no build)", cur.Version, target.Version, short(target.Digest))})

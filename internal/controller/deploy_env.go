@@ -6,15 +6,11 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"regexp"
-	"sort"
-	"strconv"
 	"strings"
 
 	"github.com/shoal-dev/shoal/internal/api"
 	"github.com/shoal-dev/shoal/internal/config"
-	"github.com/shoal-dev/shoal/internal/hooks"
 	"github.com/shoal-dev/shoal/internal/release"
 )
 
@@ -42,10 +38,13 @@ func (c *Controller) EnvOverrides() ([]api.EnvVar, error) {
 }
 
 // SetEnv stores env overrides (set replaces variables of the same name,
-// unset removes names) and deploys a config-only release with them, as
-// Deploy with ConfigOnly does. Overrides are merged over shoal.yaml's env
-// at every release made afterwards. It returns ErrInvalidEnv for a bad
-// name, and fails at once, changing nothing, while another deploy runs.
+// unset removes names) and deploys a config-only release with them: the
+// current release's artifact, its stored configuration and its environment
+// as deployed, with the overrides merged over it; shoal.yaml is not read.
+// Overrides are merged over the deployed env of every release made
+// afterwards. req's Config, Env and Digest are ignored. It returns
+// ErrInvalidEnv for a bad name, and fails at once, changing nothing,
+// while another deploy runs.
 func (c *Controller) SetEnv(ctx context.Context, set []api.EnvVar, unset []string, req DeployRequest) (int, error) {
 	var errs []error
 	for _, v := range set {
@@ -80,10 +79,10 @@ func (c *Controller) SetEnv(ctx context.Context, set []api.EnvVar, unset []strin
 		c.events.add(api.Event{Type: "env", Reason: "env overrides not changed: " + err.Error()})
 		return 0, fmt.Errorf("nothing changed: %w", err)
 	}
-	req.ConfigOnly = true
+	req.fromCurrent = true
 	v, err := c.Deploy(ctx, req)
 	if err != nil && (v == 0 || c.Release().Version != v) {
-		// No release was made (a full disk, a bad shoal.yaml, a refused
+		// No release was made (a full disk, a bad stored config, a refused
 		// pre-deploy hook), or its rollout went back: put the overrides
 		// back, so that what `shoal env list` shows is what runs.
 		if uerr := c.undoEnvOverrides(prev, set, unset); uerr != nil {
@@ -135,22 +134,61 @@ func checkEnvName(n string) error {
 	return nil
 }
 
-// releaseEnv is the environment of a release made from cfg now:
-// shoal.yaml's env with the stored overrides merged over it.
+// releaseEnv is the environment of a release made from cfg, a
+// configuration loaded on this host (shoal up's first release): its env
+// resolved here with the stored overrides merged over it.
 func (c *Controller) releaseEnv(cfg *config.App) (config.Env, error) {
-	lookup := c.o.LookupEnv
-	if lookup == nil {
-		lookup = os.LookupEnv
-	}
-	env, err := cfg.Env(lookup)
+	env, err := cfg.Env(c.lookupEnv())
 	if err != nil {
 		return nil, err
 	}
-	over, err := c.o.Store.EnvOverrides(cfg.Name)
+	return c.withOverrides(env)
+}
+
+// lookupEnv resolves run.env_from_host for a configuration loaded here.
+func (c *Controller) lookupEnv() func(string) (string, bool) {
+	if c.o.LookupEnv != nil {
+		return c.o.LookupEnv
+	}
+	return os.LookupEnv
+}
+
+// withOverrides returns env with the stored `shoal env` overrides merged
+// over it.
+func (c *Controller) withOverrides(env config.Env) (config.Env, error) {
+	over, err := c.o.Store.EnvOverrides(c.cfg.Name)
 	if err != nil {
 		return nil, err
 	}
 	return mergeEnv(env, envFromStore(over)), nil
+}
+
+// checkSentEnv checks an environment sent with a deploy and returns it
+// sorted: names as checkEnvName wants them (ROOT_URL, which shoal.yaml
+// sets, allowed), each once, values without NUL bytes. Its error wraps
+// ErrInvalidEnv, lists every problem and never contains a value.
+func checkSentEnv(vs []api.EnvVar) (config.Env, error) {
+	var errs []error
+	seen := map[string]bool{}
+	for _, v := range vs {
+		switch {
+		case v.Name == "ROOT_URL":
+		case checkEnvName(v.Name) != nil:
+			errs = append(errs, fmt.Errorf("sent env: %w", checkEnvName(v.Name)))
+			continue
+		}
+		if seen[v.Name] {
+			errs = append(errs, fmt.Errorf("%w: sent env: %s is set twice", ErrInvalidEnv, v.Name))
+		}
+		seen[v.Name] = true
+		if strings.ContainsRune(v.Value, 0) {
+			errs = append(errs, fmt.Errorf("%w: sent env: the value of %s contains a NUL byte", ErrInvalidEnv, v.Name))
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	return mergeEnv(nil, envFromStore(vs)), nil
 }
 
 // buildArtifact builds cfg's artifact once (reusing it when the source is
@@ -177,23 +215,11 @@ func (c *Controller) buildArtifact(ctx context.Context, cfg *config.App, env con
 	return art, built, nil
 }
 
-// buildSpec is how cfg's app is built and packed; log receives the build
-// command's output (nil discards it).
+// buildSpec is how cfg's app is built and packed (config.App.BuildSpec,
+// which `shoal deploy` uses too); log receives the build command's output
+// (nil discards it).
 func buildSpec(cfg *config.App, log io.Writer) (release.BuildSpec, error) {
-	spec := release.BuildSpec{Dir: cfg.Dir, Exclude: buildExclude(cfg), Log: log}
-	if cfg.Build != nil {
-		spec.Command = cfg.Build.Command
-		out, err := filepath.Rel(cfg.Dir, cfg.OutputDir())
-		if err != nil {
-			return release.BuildSpec{}, fmt.Errorf("build output: %w", err)
-		}
-		spec.Output = out
-		for k, v := range cfg.Build.Env {
-			spec.Env = append(spec.Env, k+"="+v)
-		}
-		sort.Strings(spec.Env)
-	}
-	return spec, nil
+	return cfg.BuildSpec(log)
 }
 
 // buildFailure says why a build failed in one phrase: the command and its
@@ -208,63 +234,4 @@ func buildFailure(err error) string {
 		return fmt.Sprintf("build command %q exited with status %d", be.Command, be.ExitCode)
 	}
 	return fmt.Sprintf("build command %q failed: %v", be.Command, be.Err)
-}
-
-// runHooks runs the deploy hooks of one kind in order, in the app folder,
-// with shoal's environment plus the release's (SHOAL_APP and
-// SHOAL_HOOK added), output redacted and written to log. It stops at the
-// first failure.
-func (c *Controller) runHooks(ctx context.Context, kind string, cfg *config.App, env config.Env, cmds []string, log io.Writer) error {
-	if len(cmds) == 0 {
-		return nil
-	}
-	base := os.Environ()
-	base = append(base, env.Environ()...)
-	base = append(base, "SHOAL_APP="+cfg.Name, "SHOAL_HOOK="+kind)
-	for i, cmd := range cmds {
-		name := kind
-		if len(cmds) > 1 {
-			name += "[" + strconv.Itoa(i) + "]"
-		}
-		fmt.Fprintf(log, "running %s hook: %s\n", name, env.Redact(cmd))
-		c.events.add(api.Event{Type: "hook", Reason: env.Redact(fmt.Sprintf("%s hook started: %s", name, cmd))})
-		err := hooks.Run(ctx, hooks.Hook{Name: name, Command: cmd, Dir: cfg.Dir, Env: base,
-			Timeout: cfg.HookTimeout(), Redact: env.Redact}, log)
-		var he *hooks.HookError
-		if errors.As(err, &he) {
-			return err // it names the hook
-		}
-		if err != nil {
-			return fmt.Errorf("%s hook: %w", name, err)
-		}
-		c.events.add(api.Event{Type: "hook", Reason: fmt.Sprintf("%s hook succeeded", name)})
-	}
-	return nil
-}
-
-// buildExclude is what the artifact leaves out: the configuration's
-// exclusions (the secrets file and the settings among them: they reach
-// instances only as environment) plus shoal.yaml itself, which instances
-// never read. Leaving it out is what makes an edit of run.env in
-// shoal.yaml a config-only release (same artifact) instead of a rebuild.
-// A build whose output is a folder of its own may copy the app folder, or
-// part of it, into that output: shoal.yaml, the secrets file and the
-// settings are left out at the same relative place under the output too.
-func buildExclude(cfg *config.App) []string {
-	ex := append(cfg.Exclude(), cfg.File)
-	out := cfg.OutputDir()
-	if out == cfg.Dir {
-		return ex
-	}
-	for _, p := range []string{cfg.File, cfg.Run.SecretsFile, cfg.Run.Settings} {
-		if p == "" {
-			continue
-		}
-		rel, err := filepath.Rel(cfg.Dir, p)
-		if err != nil || rel == ".." || strings.HasPrefix(rel, ".."+string(filepath.Separator)) {
-			continue // outside the app folder: a build does not copy it by copying the folder
-		}
-		ex = append(ex, filepath.Join(out, rel))
-	}
-	return ex
 }

@@ -109,7 +109,7 @@ func TestDeployResumesAfterRestart(t *testing.T) {
 	}
 	res := make(chan result, 1)
 	go func() {
-		v, err := h.c.Deploy(testenv.Context(t, 60*time.Second), DeployRequest{By: "alice@laptop"})
+		v, err := h.deploy(testenv.Context(t, 60*time.Second), DeployRequest{By: "alice@laptop"})
 		res <- result{v, err}
 	}()
 	ctx := testenv.Context(t, 30*time.Second)

@@ -13,7 +13,7 @@ import (
 var ErrRestartRequired = errors.New("restart shoal up to apply")
 
 // restartOnlyChanges returns, one per setting, the changes from cur (the
-// configuration shoal up runs with) to next (the file a deploy re-read)
+// configuration shoal up runs with) to next (the configuration a deploy sent)
 // that a deploy cannot apply: the health check and the group's bounds
 // are read once when shoal up starts. A deploy applies run and deploy;
 // group.desired is reported separately (desiredNote) because it never

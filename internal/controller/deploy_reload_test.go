@@ -39,7 +39,7 @@ func TestDeployRejectsRestartOnlyChanges(t *testing.T) {
 
 	// health and group bounds: rejected, every change listed, no release.
 	edit("interval: 100ms", "interval: 200ms", "max: 3", "max: 4", "CONTROLLER_TEST_APP: serve", "CONTROLLER_TEST_APP: serve\n    NEW: x")
-	_, err = h.c.Deploy(ctx, DeployRequest{})
+	_, err = h.deploy(ctx, DeployRequest{})
 	if !errors.Is(err, ErrRestartRequired) || !errors.Is(err, ErrInvalidConfig) {
 		t.Fatalf("deploy with a new health interval: %v, want ErrRestartRequired", err)
 	}
@@ -58,7 +58,7 @@ func TestDeployRejectsRestartOnlyChanges(t *testing.T) {
 	// group.desired: deployed, with a note that it changes nothing.
 	edit("desired: 1", "desired: 2", "CONTROLLER_TEST_APP: serve", "CONTROLLER_TEST_APP: serve\n    NEW: x")
 	var log strings.Builder
-	v, err := h.c.Deploy(ctx, DeployRequest{Log: &log})
+	v, err := h.deploy(ctx, DeployRequest{Log: &log})
 	if err != nil || v != 2 {
 		t.Fatalf("deploy with a new desired count: %d, %v", v, err)
 	}

@@ -57,7 +57,7 @@ func TestDeployRollbackEnv(t *testing.T) {
 	ctx := testenv.Context(t, 60*time.Second)
 
 	// Nothing changed: no release.
-	if _, err := h.c.Deploy(ctx, DeployRequest{}); !errors.Is(err, ErrNoChange) {
+	if _, err := h.deploy(ctx, DeployRequest{}); !errors.Is(err, ErrNoChange) {
 		t.Fatalf("deploy without change: %v, want ErrNoChange", err)
 	}
 
@@ -65,7 +65,7 @@ func TestDeployRollbackEnv(t *testing.T) {
 	os.WriteFile(filepath.Join(dir, "index.txt"), []byte("artifact v2\n"), 0o644)
 	setMode(t, dir, "serve", "serve", "deploy:\n  max_surge: 1\n  batch_timeout: 6s\n  hooks:\n    pre_deploy: [\"echo migrating $API_KEY\"]\n    post_deploy: [\"echo done\"]\n")
 	var log strings.Builder
-	v, err := h.c.Deploy(ctx, DeployRequest{Log: &log})
+	v, err := h.deploy(ctx, DeployRequest{Log: &log})
 	if err != nil || v != 2 {
 		t.Fatalf("deploy v2: %d, %v\n%s", v, err, log.String())
 	}
@@ -82,7 +82,7 @@ func TestDeployRollbackEnv(t *testing.T) {
 
 	// Broken v3: every instance crashes; the group goes back to v2.
 	setMode(t, dir, "serve", "crash", "")
-	v, err = h.c.Deploy(ctx, DeployRequest{})
+	v, err = h.deploy(ctx, DeployRequest{})
 	var de *DeployError
 	if !errors.As(err, &de) || v != 3 {
 		t.Fatalf("deploy of a crashing v3: %d, %v; want a *DeployError", v, err)

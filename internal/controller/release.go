@@ -67,7 +67,11 @@ func (c *Controller) prepare(ctx context.Context) error {
 // for a start that finds no active release stored.
 func (c *Controller) firstRelease(ctx context.Context) (api.Release, error) {
 	cfg := c.cfg
-	env, err := c.releaseEnv(cfg)
+	deployed, err := cfg.Env(c.lookupEnv())
+	if err != nil {
+		return api.Release{}, fmt.Errorf("resolve env: %w", err)
+	}
+	env, err := c.withOverrides(deployed)
 	if err != nil {
 		return api.Release{}, fmt.Errorf("resolve env: %w", err)
 	}
@@ -84,7 +88,8 @@ func (c *Controller) firstRelease(ctx context.Context) (api.Release, error) {
 	}
 	c.log.Info("artifact ready", "digest", art.Digest, "built", built)
 	rel, err := c.o.Store.PutRelease(api.Release{App: cfg.Name, Digest: art.Digest, Command: cfg.Run.Command,
-		Env: storeEnv(env), ConfigFingerprint: cfg.Fingerprint(env), Change: api.ChangeInitial})
+		Env: storeEnv(env), ConfigFingerprint: cfg.Fingerprint(env), Change: api.ChangeInitial,
+		Config: cfg.Text(), ConfigFile: cfg.File, DeployedEnv: storeEnv(deployed)})
 	if err != nil {
 		return api.Release{}, fmt.Errorf("make release: %w", err)
 	}
@@ -243,7 +248,7 @@ func (c *Controller) prune(app string) {
 		c.log.Warn("prune releases", "error", err)
 		return
 	}
-	var keep []string
+	keep := c.recentUploads() // deploy_artifacts.go: their deploys may follow
 	for _, r := range kept {
 		keep = append(keep, r.Digest)
 	}

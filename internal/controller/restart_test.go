@@ -88,7 +88,7 @@ func TestRestartResumesStoredRelease(t *testing.T) {
 	}
 	// A code deploy (v4), rolled back to v3.
 	os.WriteFile(filepath.Join(dir, "index.txt"), []byte("artifact v4\n"), 0o644)
-	if v, err := h.c.Deploy(ctx, DeployRequest{}); err != nil || v != 4 {
+	if v, err := h.deploy(ctx, DeployRequest{}); err != nil || v != 4 {
 		t.Fatalf("deploy v4: v%d, %v", v, err)
 	}
 	if err := h.c.Rollback(ctx, 0); err != nil {
@@ -98,7 +98,7 @@ func TestRestartResumesStoredRelease(t *testing.T) {
 	// A deploy refused by its pre-deploy hook leaves its source behind.
 	os.WriteFile(filepath.Join(dir, "index.txt"), []byte("artifact refused\n"), 0o644)
 	setMode(t, dir, "serve", "serve", "deploy:\n  hooks:\n    pre_deploy: [\"exit 7\"]\n")
-	if _, err := h.c.Deploy(ctx, DeployRequest{}); err == nil || !strings.Contains(err.Error(), "nothing changed") {
+	if _, err := h.deploy(ctx, DeployRequest{}); err == nil || !strings.Contains(err.Error(), "nothing changed") {
 		t.Fatalf("deploy with a failing pre-deploy hook: %v", err)
 	}
 	waitEvents(t, h.c, "deploy stopped")
@@ -240,7 +240,7 @@ func TestNeverServedIsNoRollbackTarget(t *testing.T) {
 	slowBoot(t, dir, cfg, "60")
 	res := make(chan error, 1)
 	go func() {
-		_, err := h.c.Deploy(ctx, DeployRequest{})
+		_, err := h.deploy(ctx, DeployRequest{})
 		res <- err
 	}()
 	err = testenv.WaitFor(ctx, func() error {
@@ -371,13 +371,13 @@ func TestDeployErrorsSayItOnce(t *testing.T) {
 	h.waitFor("v1 serving", onRelease(1, 1))
 	ctx := testenv.Context(t, 60*time.Second)
 
-	_, err := h.c.Deploy(ctx, DeployRequest{})
+	_, err := h.deploy(ctx, DeployRequest{})
 	if want := "nothing to deploy: v1 already runs this artifact and run configuration"; err == nil || err.Error() != want {
 		t.Errorf("deploy without change: %v\nwant %s", err, want)
 	}
 	setMode(t, dir, "serve", "serve", "build:\n  command: echo compiling sekrit-value-123; exit 3\n")
 	var log strings.Builder
-	_, err = h.c.Deploy(ctx, DeployRequest{Log: &log})
+	_, err = h.deploy(ctx, DeployRequest{Log: &log})
 	if want := `build command "echo compiling [redacted]; exit 3" exited with status 3`; err == nil || err.Error() != want {
 		t.Errorf("deploy with a failing build: %v\nwant %s", err, want)
 	}

@@ -129,7 +129,7 @@ run:
 		t.Fatal(err)
 	}
 	ctx := testenv.Context(t, 30*time.Second)
-	art, err := arts.Build(ctx, release.BuildSpec{Dir: dir, Command: cfg.Build.Command, Output: "out", Exclude: buildExclude(cfg)})
+	art, err := arts.Build(ctx, release.BuildSpec{Dir: dir, Command: cfg.Build.Command, Output: "out", Exclude: cfg.BuildExclude()})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -12,7 +12,7 @@ import (
 // The persisted forms of schema 1. They change only with SchemaVersion,
 // except for optional fields added so that records without them still
 // decode and an older Shoal, which ignores unknown JSON fields, still
-// reads the new ones (releaseRecord.ServedAt); the in-memory types
+// reads the new ones (releaseRecord.ServedAt, Config, DeployedEnv); the in-memory types
 // (api.Group, api.Release, api.Event) may change freely; each converts to
 // and from its record in one function here (decodeX, encodeX).
 
@@ -47,6 +47,12 @@ type releaseRecord struct {
 	// ServedAt is absent in records written before it existed; they
 	// still decode (see Release.HasServed).
 	ServedAt time.Time `json:"served_at,omitzero"`
+	// Config, ConfigFile and DeployedEnv are what the release was made
+	// from (api.Release); absent in records written before they existed,
+	// which still decode.
+	Config      string      `json:"config,omitempty"`
+	ConfigFile  string      `json:"config_file,omitempty"`
+	DeployedEnv []envRecord `json:"deployed_env,omitempty"`
 }
 
 type eventRecord struct {
@@ -105,9 +111,13 @@ func decodeRelease(b []byte) (api.Release, error) {
 		Version: r.Version, App: r.App, Digest: r.Digest, SourceDigest: r.SourceDigest,
 		Command: r.Command, ConfigFingerprint: r.ConfigFingerprint, CreatedAt: r.CreatedAt,
 		Status: api.ReleaseStatus(r.Status), Change: r.Change, Note: r.Note, Served: r.ServedAt,
+		Config: r.Config, ConfigFile: r.ConfigFile,
 	}
 	for _, e := range r.Env {
 		rel.Env = append(rel.Env, api.EnvVar(e))
+	}
+	for _, e := range r.DeployedEnv {
+		rel.DeployedEnv = append(rel.DeployedEnv, api.EnvVar(e))
 	}
 	return rel, nil
 }
@@ -117,9 +127,13 @@ func encodeRelease(rel api.Release) ([]byte, error) {
 		Version: rel.Version, App: rel.App, Digest: rel.Digest, SourceDigest: rel.SourceDigest,
 		Command: rel.Command, ConfigFingerprint: rel.ConfigFingerprint, CreatedAt: rel.CreatedAt,
 		Status: string(rel.Status), Change: rel.Change, Note: rel.Note, ServedAt: rel.Served,
+		Config: rel.Config, ConfigFile: rel.ConfigFile,
 	}
 	for _, e := range rel.Env {
 		r.Env = append(r.Env, envRecord(e))
+	}
+	for _, e := range rel.DeployedEnv {
+		r.DeployedEnv = append(r.DeployedEnv, envRecord(e))
 	}
 	return json.Marshal(r)
 }

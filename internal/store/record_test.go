@@ -21,12 +21,14 @@ func TestRecordsRoundTripUnchanged(t *testing.T) {
 	release := `{"version":3,"app":"web","digest":"sha256:a","source_digest":"sha256:s","command":"./web",` +
 		`"env":[{"name":"A","value":"1"},{"name":"TOKEN","value":"hunter22","secret":true}],` +
 		`"config_fingerprint":"f","created_at":"2025-01-02T03:04:05Z","status":"rolled_back","change":"config",` +
-		`"note":"n","served_at":"2025-01-02T03:05:05Z"}`
+		`"note":"n","served_at":"2025-01-02T03:05:05Z","config":"app: web\n","config_file":"/home/ann/web/shoal.yaml",` +
+		`"deployed_env":[{"name":"A","value":"0"},{"name":"TOKEN","value":"hunter22","secret":true}]}`
 	r, err := decodeRelease([]byte(release))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !r.Env[1].Secret || r.Env[1].Value != "hunter22" || !r.HasServed() {
+	if !r.Env[1].Secret || r.Env[1].Value != "hunter22" || !r.HasServed() || r.Config != "app: web\n" ||
+		r.ConfigFile != "/home/ann/web/shoal.yaml" || len(r.DeployedEnv) != 2 || !r.DeployedEnv[1].Secret {
 		t.Errorf("release decoded as %+v", r)
 	}
 	if b, _ := encodeRelease(r); string(b) != release {

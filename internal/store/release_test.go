@@ -103,6 +103,9 @@ func TestReleaseRecordWithoutServedLoads(t *testing.T) {
 	}
 	for _, r := range rels {
 		want := r.Version != 2
+		if r.Config != "" || r.DeployedEnv != nil {
+			t.Errorf("old v%d: Config %q, DeployedEnv %v; want none (made before releases kept them)", r.Version, r.Config, r.DeployedEnv)
+		}
 		if r.HasServed() != want || !r.Served.IsZero() {
 			t.Errorf("old v%d (%s): HasServed %v, Served %v; want %v and zero", r.Version, r.Status, r.HasServed(), r.Served, want)
 		}

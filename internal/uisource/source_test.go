@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/shoal-dev/shoal/internal/api"
 	"github.com/shoal-dev/shoal/internal/config"
 	"github.com/shoal-dev/shoal/internal/controller"
 	"github.com/shoal-dev/shoal/internal/dashboard"
@@ -363,7 +364,33 @@ func TestSourceDeployAndRollback(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(r.dir, "changed.txt"), []byte("v2\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	v, err := r.ctl.Deploy(ctx, controller.DeployRequest{})
+	// What `shoal deploy` does before it calls the admin API: load, resolve
+	// the env, build into the artifact store the controller uses.
+	cfg, err := config.Load(filepath.Join(r.dir, "shoal.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	env, err := cfg.Env(os.LookupEnv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	arts, err := release.Open(filepath.Join(cfg.DataDir, "artifacts"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	spec, err := cfg.BuildSpec(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	art, _, err := arts.BuildOnce(ctx, spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sent []api.EnvVar
+	for _, e := range env {
+		sent = append(sent, api.EnvVar{Name: e.Name, Value: e.Value, Secret: e.Secret})
+	}
+	v, err := r.ctl.Deploy(ctx, controller.DeployRequest{Config: cfg, Env: sent, Digest: art.Digest})
 	if err != nil || v != 2 {
 		t.Fatalf("Deploy = %d, %v", v, err)
 	}
