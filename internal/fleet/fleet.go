@@ -230,7 +230,8 @@ func (f *Fleet) clientFor(rec api.Host) *agentclient.Client {
 }
 
 // Run checks the hosts and follows their exits until ctx ends, then
-// returns nil once every goroutine it started has ended. Hosts that join
+// returns nil once every goroutine it started has ended (and the idle
+// connections to the agents are closed). Hosts that join
 // while it runs are followed too. It may run again after it returned.
 func (f *Fleet) Run(ctx context.Context) error {
 	f.mu.Lock()
@@ -251,6 +252,11 @@ func (f *Fleet) Run(ctx context.Context) error {
 	f.runCtx = nil
 	f.mu.Unlock()
 	f.wg.Wait()
+	f.mu.Lock()
+	for _, h := range f.hosts {
+		h.client.HTTP.CloseIdleConnections()
+	}
+	f.mu.Unlock()
 	return nil
 }
 
