@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"io"
 	"log"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -64,6 +63,8 @@ type server struct {
 
 	mu     sync.Mutex
 	events []api.Event
+	// artifacts, when set, serves the artifacts a controller built.
+	artifacts *release.Store
 }
 
 func newServer(t *testing.T) *server {
@@ -88,11 +89,25 @@ func newServer(t *testing.T) *server {
 	mux.Handle("POST /v1/renew", s.pki)
 	mux.Handle("POST /v1/hello", s.fleet.Handler())
 	mux.Handle("GET /v1/artifacts/{digest}", s.pki.RequireNode(api.RoleAgent)(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.PathValue("digest") != s.digest {
+		d := r.PathValue("digest")
+		if d == s.digest {
+			w.Write(s.tgz)
+			return
+		}
+		s.mu.Lock()
+		arts := s.artifacts
+		s.mu.Unlock()
+		if arts == nil || !arts.Has(d) {
 			http.Error(w, "no such artifact", http.StatusNotFound)
 			return
 		}
-		w.Write(s.tgz)
+		rc, err := arts.Reader(d)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		defer rc.Close()
+		io.Copy(w, rc)
 	})))
 	cfg, err := pki.ServerTLSConfig(s.ca, []string{"127.0.0.1"})
 	if err != nil {
@@ -390,5 +405,3 @@ func get(ctx context.Context, c *http.Client, url string) (string, error) {
 	b, err := io.ReadAll(resp.Body)
 	return string(b), err
 }
-
-var _ = net.JoinHostPort
