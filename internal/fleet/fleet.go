@@ -157,10 +157,10 @@ type Fleet struct {
 
 	evMu sync.Mutex // orders OnEvent calls
 
-	mu     sync.Mutex
-	hosts  map[string]*host
-	views  map[string]*view
-	ended  endedRing
+	mu    sync.Mutex
+	hosts map[string]*host
+	views map[string]*view
+	ended endedRing
 	// changed is closed and replaced at every change of a host's state
 	// (Settle waits on it).
 	changed chan struct{}
