@@ -128,7 +128,8 @@ type Options struct {
 	// an agent whose certificate does not name that host as an agent.
 	TLS *tls.Config
 	// Term returns the leader's term sent with every mutating call to an
-	// agent; nil means a constant 1 (one server, no election yet).
+	// agent; nil means a constant 1 (one server, no election yet). It is
+	// called with the registry locked: it must not call the Fleet.
 	Term func() uint64
 	// HeartbeatEvery is the period of GET /v1/host; zero means
 	// DefaultHeartbeatEvery.
@@ -155,7 +156,8 @@ type Fleet struct {
 	log  *slog.Logger
 	term func() uint64
 
-	evMu sync.Mutex // orders OnEvent calls
+	evMu    sync.Mutex // orders OnEvent calls
+	storeMu sync.Mutex // orders writes of host records (persist)
 
 	mu    sync.Mutex
 	hosts map[string]*host
@@ -288,10 +290,17 @@ func (f *Fleet) event(ev api.Event, level slog.Level) {
 	f.o.OnEvent(ev)
 }
 
-// put stores rec; a failure is logged (the registry keeps going with what
-// it has in memory; the fence's generation is then lost on a restart).
-func (f *Fleet) put(rec api.Host) {
+// persist stores h's record as it is in memory now. Writes are serialised
+// and each writes the latest record, so the store never keeps an older
+// generation or drain than the registry had when the last write began.
+func (f *Fleet) persist(h *host) error {
+	f.storeMu.Lock()
+	defer f.storeMu.Unlock()
+	f.mu.Lock()
+	rec := h.rec
+	f.mu.Unlock()
 	if err := f.o.Store.Put(rec); err != nil {
-		f.log.Error("store host record", "host", rec.Name, "generation", rec.Generation, "error", err)
+		return fmt.Errorf("store host %s: %w", rec.Name, err)
 	}
+	return nil
 }

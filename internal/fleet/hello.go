@@ -57,39 +57,31 @@ func (f *Fleet) hello(w http.ResponseWriter, r *http.Request) {
 	now := f.o.Now()
 	f.mu.Lock()
 	h := f.hosts[id.Name]
-	rec := api.Host{Name: id.Name, Joined: now}
-	if h != nil {
-		rec = h.rec
+	var prev api.Host
+	if h == nil {
+		h = f.newHost(api.Host{Name: id.Name, Joined: now})
+		f.hosts[id.Name] = h
+		f.startHostLocked(h)
+		f.notifyLocked()
 	}
-	prev := rec
-	rec.URL, rec.Zone, rec.CPU, rec.MemoryBytes, rec.Epoch, rec.Version, rec.LastHello =
+	prev = h.rec
+	// Generation and drain are the server's: kept.
+	h.rec.URL, h.rec.Zone, h.rec.CPU, h.rec.MemoryBytes, h.rec.Epoch, h.rec.Version, h.rec.LastHello =
 		hi.URL, hi.Zone, hi.CPU, hi.MemoryBytes, hi.Epoch, hi.Version, now
+	rec := h.rec
+	if rec.URL != prev.URL {
+		h.client.HTTP.CloseIdleConnections()
+		h.client = f.clientFor(rec)
+	}
+	if (rec.URL != prev.URL || rec.Epoch != prev.Epoch) && h.followCancel != nil {
+		h.followCancel() // list again, at the new address or run
+	}
 	f.mu.Unlock()
-	if err := f.o.Store.Put(rec); err != nil {
+	if err := f.persist(h); err != nil {
 		f.log.Error("store host record", "host", id.Name, "error", err)
 		writeError(w, http.StatusInternalServerError, "hello: the server could not record the host; see its log")
 		return
 	}
-	f.mu.Lock()
-	if cur := f.hosts[id.Name]; cur == nil {
-		h = f.newHost(rec)
-		f.hosts[id.Name] = h
-		f.startHostLocked(h)
-		f.notifyLocked()
-	} else {
-		h = cur
-		// A drain or a loss meanwhile is kept.
-		rec.Generation, rec.Draining = h.rec.Generation, h.rec.Draining
-		h.rec = rec
-		if rec.URL != prev.URL {
-			h.client.HTTP.CloseIdleConnections()
-			h.client = f.clientFor(rec)
-		}
-		if (rec.URL != prev.URL || rec.Epoch != prev.Epoch) && h.followCancel != nil {
-			h.followCancel()
-		}
-	}
-	f.mu.Unlock()
 	switch {
 	case prev.URL == "":
 		f.event(api.Event{Reason: fmt.Sprintf("host %s joined at %s (zone %q, %s)", id.Name, rec.URL, rec.Zone, capacity(rec))}, slog.LevelInfo)

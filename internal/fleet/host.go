@@ -164,7 +164,10 @@ func (f *Fleet) beat(ctx context.Context, h *host) {
 	rec, out := f.loseLocked(h, now.Sub(last))
 	reason := h.lostReason
 	f.mu.Unlock()
-	f.put(rec)
+	if err := f.persist(h); err != nil {
+		// The fence holds in this run; a restart would forget it.
+		f.log.Error("record a lost host's generation", "host", rec.Name, "generation", rec.Generation, "error", err)
+	}
 	f.event(api.Event{Reason: fmt.Sprintf("%s (%v); %d instances reported ended, generation now %d", reason, err, len(out), rec.Generation)}, slog.LevelWarn)
 	f.deliver(out)
 }

@@ -57,6 +57,7 @@ type server struct {
 	nodes  *pki.MemNodes
 	store  *store.Store
 	fleet  *fleet.Fleet
+	stop   func() // ends fleet's Run
 	url    string
 	digest string
 	tgz    []byte
@@ -114,7 +115,7 @@ func newServer(t *testing.T) *server {
 		t.Fatal(err)
 	}
 	s.url = serveTLS(t, mux, cfg)
-	s.run(t, s.fleet)
+	s.stop = s.run(t, s.fleet)
 	return s
 }
 
@@ -143,17 +144,22 @@ func (s *server) newFleet(t *testing.T) *fleet.Fleet {
 	return f
 }
 
-// run runs f until the test ends.
-func (s *server) run(t *testing.T, f *fleet.Fleet) {
+// run runs f until the test ends or stop is called.
+func (s *server) run(t *testing.T, f *fleet.Fleet) (stop func()) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- f.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("fleet run: %v", err)
-		}
-	})
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			cancel()
+			if err := <-done; err != nil {
+				t.Errorf("fleet run: %v", err)
+			}
+		})
+	}
+	t.Cleanup(stop)
+	return stop
 }
 
 // eventWith returns an error unless an event's reason contains every part.

@@ -96,17 +96,17 @@ func (f *Fleet) setDraining(name string, on bool) error {
 		f.mu.Unlock()
 		return nil
 	}
-	rec := h.rec
-	rec.Draining = on
-	f.mu.Unlock()
-	// Stored first: a drain that is not recorded is not done.
-	if err := f.o.Store.Put(rec); err != nil {
-		return fmt.Errorf("drain host %s: %w", name, err)
-	}
-	f.mu.Lock()
 	h.rec.Draining = on
 	f.notifyLocked()
 	f.mu.Unlock()
+	if err := f.persist(h); err != nil {
+		// A drain that is not recorded is not done.
+		f.mu.Lock()
+		h.rec.Draining = !on
+		f.notifyLocked()
+		f.mu.Unlock()
+		return fmt.Errorf("drain host %s: %w", name, err)
+	}
 	if on {
 		f.event(api.Event{Reason: fmt.Sprintf("host %s draining: no new instance is placed on it", name)}, slog.LevelInfo)
 	} else {
