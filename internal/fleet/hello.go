@@ -98,7 +98,7 @@ func checkHello(hi api.AgentHello) error {
 	switch {
 	case err != nil:
 		probs = append(probs, fmt.Errorf("url %q: %v", hi.URL, err))
-	case u.Scheme != "https" || u.Host == "" || u.Port() == "" || u.User != nil || (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "":
+	case u.Scheme != "https" || u.Hostname() == "" || u.Port() == "" || u.User != nil || (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "":
 		probs = append(probs, fmt.Errorf("url %q: want https://host:port", hi.URL))
 	}
 	if len(hi.Zone) > 63 || strings.IndexFunc(hi.Zone, func(r rune) bool { return !unicode.IsPrint(r) || unicode.IsSpace(r) }) >= 0 {
