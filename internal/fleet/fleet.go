@@ -233,7 +233,8 @@ func (f *Fleet) clientFor(rec api.Host) *agentclient.Client {
 
 // Run checks the hosts and follows their exits until ctx ends, then
 // returns nil once every goroutine it started has ended (and the idle
-// connections to the agents are closed). Hosts that join
+// connections to the agents are closed). Exits are delivered to the apps'
+// Hosts only while it runs: end the controllers first. Hosts that join
 // while it runs are followed too. It may run again after it returned.
 func (f *Fleet) Run(ctx context.Context) error {
 	f.mu.Lock()
