@@ -145,6 +145,10 @@ var allowed = map[string][]string{
 		"internal/store", "internal/dashboard", "internal/timeseries", "internal/rollout"},
 	// main dispatches the detached runtime's shim before the CLI (runtime.ShimMain).
 	"cmd/shoal": {"internal/cli", "internal/runtime"},
+	// The fleet's registry of hosts and the scheduler behind controller.Host:
+	// agents through their client, placement for the choice, pki for the
+	// guard and the agents' identities.
+	"internal/fleet": {"internal/controller", "internal/agentclient", "internal/placement", "internal/pki"},
 	"internal/daemon": {"internal/config", "internal/controller", "internal/adminapi",
 		"internal/uisource", "internal/dashboard", "internal/lb", "internal/pool",
 		"internal/release", "internal/runtime", "internal/store", "internal/timeseries"},
@@ -158,7 +162,9 @@ var importers = map[string][]string{
 	"internal/daemon":     {"internal/cli"},
 	"internal/adminapi":   {"internal/daemon", "internal/cli"},
 	"internal/uisource":   {"internal/daemon"},
-	"internal/controller": {"internal/daemon", "internal/adminapi", "internal/uisource"},
+	"internal/controller": {"internal/daemon", "internal/adminapi", "internal/uisource", "internal/fleet"},
+	// The server is composed in package daemon, like the other processes.
+	"internal/fleet": {"internal/daemon"},
 	// `shoal agent` is composed in package daemon, like the other processes.
 	"internal/agent": {"internal/daemon", "internal/agent/agenttest"},
 	// Only tests use the agent's test support.
@@ -178,7 +184,7 @@ var importers = map[string][]string{
 var cliNever = []string{"internal/controller", "internal/uisource", "internal/lb",
 	"internal/pool", "internal/health", "internal/runtime",
 	"internal/dashboard", "internal/timeseries", "internal/reconcile", "internal/rollout",
-	"internal/autoscale", "internal/hooks", "internal/agent"}
+	"internal/autoscale", "internal/hooks", "internal/agent", "internal/fleet"}
 
 // cliViolations reports every import of cliNever by the CLI.
 func cliViolations(pkgs map[string]pkg) []string {

@@ -12,13 +12,13 @@ import (
 	"testing"
 )
 
-// wireEnds are the packages on either end of the admin API, of the agent's API and of the
-// fleet's join protocol (pki): the server's parts that fill and encode the answers and
+// wireEnds are the packages on either end of the admin API, of the agent's API, of the
+// fleet's join protocol (pki) and of its hello (fleet): the server's parts that fill and encode the answers and
 // decode the requests, and the clients. Their wire types live in internal/api, the one
 // vocabulary (docs/ARCHITECTURE.md, `api` row), so that the two ends cannot drift apart;
 // none of them declares a struct with JSON tags.
 var wireEnds = []string{"internal/client", "internal/adminapi", "internal/controller", "internal/lb",
-	"internal/agent", "internal/agentclient", "internal/pki"}
+	"internal/agent", "internal/agentclient", "internal/pki", "internal/fleet"}
 
 // wireCopies reports every struct type (named or not) with a `json:` field tag in the
 // non-test Go files of the packages pkgs, under the module root root.

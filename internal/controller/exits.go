@@ -36,7 +36,9 @@ func (c *Controller) exited(ctx context.Context, e Exit) {
 		c.mu.Unlock()
 		return
 	}
-	crashed := in.state != api.Draining && !e.Stopped
+	// An exit with a reason is the host's report that it lost the
+	// instance, not the end of its process: there are no logs to read.
+	crashed := in.state != api.Draining && !e.Stopped && e.Reason == ""
 	env := c.env
 	c.mu.Unlock()
 	// A crash says why: the last lines of its output, read the way a
@@ -69,6 +71,12 @@ func (c *Controller) exited(ctx context.Context, e Exit) {
 		// timeout) would end them with the drain-deadline cause, which is
 		// never retried, and turn a harmless retry into a 502.
 		c.o.Pool.Remove(addr)
+	}
+	if e.Reason != "" {
+		c.lostLocked(in, e.Reason)
+		c.mu.Unlock()
+		c.poke()
+		return
 	}
 	cr := api.Crash{Instance: in.id, Release: in.release, Exit: exitWords(e), At: e.At}
 	if len(logs) == 1 && strings.HasPrefix(logs[0], "(no logs") {
@@ -105,6 +113,19 @@ func (c *Controller) exited(ctx context.Context, e Exit) {
 	if show {
 		c.console(cr)
 	}
+}
+
+// lostLocked records that the host lost in (Exit.Reason): it failed, with
+// the host's reason, and is replaced at once. It is no crash of its
+// release: the release's crash-loop backoff and crash report are left
+// alone.
+func (c *Controller) lostLocked(in *instance, reason string) {
+	c.setStateLocked(in, api.Failed, reason)
+	if in.cancel != nil {
+		in.cancel()
+	}
+	delete(c.instances, in.id)
+	delete(c.rates, in.id)
 }
 
 func exitReason(e Exit) string {

@@ -2,6 +2,7 @@ package controller
 
 import (
 	"context"
+	"errors"
 	"io"
 	"syscall"
 	"time"
@@ -15,7 +16,9 @@ type Host interface {
 	Name() string
 	// Start launches an instance and returns once its process runs (not
 	// once it is healthy). The host makes the artifact's tree available,
-	// chooses a free port and sets PORT. An error means nothing runs.
+	// chooses a free port and sets PORT. An error means nothing runs; an
+	// error wrapping ErrNoCapacity means no host can take the instance
+	// now (the controller keeps it pending with the reason and retries).
 	Start(ctx context.Context, spec LaunchSpec) (Running, error)
 	// Stop sends the instance its stop signal, then SIGKILL to its whole
 	// process group after its stop timeout, and returns once it has exited.
@@ -35,6 +38,11 @@ type Host interface {
 	Stats(id string) (Stats, error)
 }
 
+// ErrNoCapacity is wrapped by a Host's Start error when no host can take
+// the instance now (none ready, or its declared CPU or memory fits none):
+// the condition passes when hosts join, come back or free capacity.
+var ErrNoCapacity = errors.New("no capacity")
+
 // LaunchSpec says what to run for one instance.
 type LaunchSpec struct {
 	ID      string
@@ -53,6 +61,11 @@ type LaunchSpec struct {
 	Secrets     []string
 	StopSignal  syscall.Signal
 	StopTimeout time.Duration
+	// CPU (cores) and Memory (bytes) are what the instance declares it
+	// needs; a fleet places it only where they fit the host's capacity
+	// left. Zero declares nothing; a LocalHost ignores both.
+	CPU    float64
+	Memory int64
 }
 
 // Running describes a started instance.
@@ -72,6 +85,12 @@ type Exit struct {
 	// Stopped is true when the exit followed a Stop.
 	Stopped bool
 	At      time.Time
+	// Reason, when set, says that the host reports the instance ended
+	// without seeing its process end ("host h2 unreachable for 5s"): the
+	// process may still run out of reach, and the host stops it when it
+	// can. The controller shows the reason instead of an exit status and
+	// does not count it as a crash of the release.
+	Reason string
 }
 
 // Stats is the resource use of one instance (its whole process group).

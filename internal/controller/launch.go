@@ -41,7 +41,7 @@ func (c *Controller) launch(ctx context.Context, in *instance) {
 	}
 	c.mu.Unlock()
 
-	run, err := c.o.Host.Start(ictx, spec)
+	run, err := c.startPlaced(ictx, in, spec)
 	c.mu.Lock()
 	if err != nil {
 		canceled := ictx.Err() != nil
@@ -111,6 +111,46 @@ func (c *Controller) launch(ctx context.Context, in *instance) {
 	c.poke()
 
 	c.monitor(ictx, in)
+}
+
+// Waits between starts of an instance that no host could take: the
+// fleet's hosts may join, come back or free capacity at any time.
+const (
+	noCapacityFirst = 250 * time.Millisecond
+	noCapacityMax   = 5 * time.Second
+)
+
+// startPlaced starts in on the host. While the host has no capacity for it
+// (ErrNoCapacity) the instance stays pending with the host's reason ("no
+// capacity: ..."), recorded as an event each time it changes, and the
+// start is tried again after a wait that doubles up to noCapacityMax,
+// until ctx ends (the instance is stopped or Run ends); the last error is
+// then returned.
+func (c *Controller) startPlaced(ctx context.Context, in *instance, spec LaunchSpec) (Running, error) {
+	wait := noCapacityFirst
+	for {
+		run, err := c.o.Host.Start(ctx, spec)
+		if !errors.Is(err, ErrNoCapacity) || ctx.Err() != nil {
+			return run, err
+		}
+		c.mu.Lock()
+		reason := c.env.Redact(err.Error())
+		if in.state == api.Pending && in.reason != reason {
+			in.reason = reason
+			c.events.add(api.Event{Type: "state", Instance: in.id, Release: in.release, From: api.Pending.String(),
+				State: api.Pending.String(), Reason: reason})
+			c.log.Warn("instance pending", "instance", in.id, "release", in.release, "reason", reason)
+		}
+		c.mu.Unlock()
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return Running{}, err
+		case <-t.C:
+		}
+		wait = min(2*wait, noCapacityMax)
+	}
 }
 
 // markServed records, once per release and run, that an instance of

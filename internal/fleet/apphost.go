@@ -1,0 +1,333 @@
+package fleet
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/shoal-dev/shoal/internal/agentclient"
+	"github.com/shoal-dev/shoal/internal/api"
+	"github.com/shoal-dev/shoal/internal/controller"
+	"github.com/shoal-dev/shoal/internal/placement"
+)
+
+// Host returns the fleet as the controller of app sees it: a
+// controller.Host that places the app's instances on the fleet's ready
+// hosts and delivers the app's exits only. Every call with the same app
+// returns a Host over the same exits channel; one controller per app reads
+// it.
+func (f *Fleet) Host(app string) controller.Host {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	v := f.views[app]
+	if v == nil {
+		v = &view{app: app, ch: make(chan controller.Exit, 64), signal: make(chan struct{}, 1)}
+		f.views[app] = v
+		f.goLocked(v.forward)
+	}
+	return &appHost{f: f, v: v}
+}
+
+// appHost implements controller.Host for one app.
+type appHost struct {
+	f *Fleet
+	v *view
+}
+
+// errHostLost is the cause of a call to an agent cancelled because its
+// host was declared lost.
+var errHostLost = errors.New("host declared lost")
+
+// Name implements controller.Host.
+func (a *appHost) Name() string { return "fleet" }
+
+// Exits implements controller.Host: the ends of the app's instances, each
+// once, in the order the fleet learnt them. The channel is never closed.
+func (a *appHost) Exits() <-chan controller.Exit { return a.v.ch }
+
+// NoCapacityError is Start's error when no host can take the instance: it
+// wraps controller.ErrNoCapacity and the placement's reasons, and reads
+// "no capacity: no host can take an instance of web (...): a: draining; ...".
+type NoCapacityError struct {
+	Err *placement.NoCapacityError
+}
+
+func (e *NoCapacityError) Error() string {
+	return "no capacity: " + strings.TrimPrefix(e.Err.Error(), "no host can take ")
+}
+
+// Unwrap returns controller.ErrNoCapacity and the placement's error.
+func (e *NoCapacityError) Unwrap() []error { return []error{controller.ErrNoCapacity, e.Err} }
+
+// Start implements controller.Host: it chooses a host with placement.Choose
+// among the ready ones, counting every app's instances and their declared
+// CPU and memory, and asks its agent to run the instance under the current
+// term. A host that does not answer, or is declared lost during the call,
+// is left out and another chosen; when none is left the error is a
+// *NoCapacityError. An answer of the agent's refusing the start is
+// returned as it is.
+func (a *appHost) Start(ctx context.Context, spec controller.LaunchSpec) (controller.Running, error) {
+	f := a.f
+	tried := map[string]string{}
+	for {
+		f.mu.Lock()
+		name, err := placement.Choose(f.placementHostsLocked(tried), f.placedLocked(),
+			placement.Request{Group: a.v.app, CPU: spec.CPU, Memory: spec.Memory})
+		if err != nil {
+			f.mu.Unlock()
+			var nc *placement.NoCapacityError
+			if errors.As(err, &nc) {
+				return controller.Running{}, &NoCapacityError{Err: nc}
+			}
+			return controller.Running{}, fmt.Errorf("place %s: %w", spec.ID, err)
+		}
+		h := f.hosts[name]
+		if h.instances[spec.ID] != nil {
+			f.mu.Unlock()
+			return controller.Running{}, fmt.Errorf("start %s: already placed on host %s", spec.ID, name)
+		}
+		p := &placed{app: a.v.app, release: spec.Release, gen: h.rec.Generation, cpu: spec.CPU, mem: spec.Memory, starting: true}
+		h.instances[spec.ID] = p
+		c, genCtx, term := h.client, h.genCtx, f.term()
+		f.mu.Unlock()
+
+		cctx, stop := callCtx(ctx, genCtx)
+		info, err := c.Start(cctx, term, wireSpec(spec, p.gen))
+		stop()
+		f.mu.Lock()
+		ours := h.instances[spec.ID] == p
+		if err == nil && ours {
+			p.starting, p.addr, p.seen = false, info.Addr, h.listSeq
+			if p.ended {
+				delete(h.instances, spec.ID)
+			}
+			f.mu.Unlock()
+			return controller.Running{Addr: info.Addr, PID: info.PID, Started: info.Started}, nil
+		}
+		if ours {
+			delete(h.instances, spec.ID)
+		}
+		var se *agentclient.StatusError
+		answered := err != nil && errors.As(err, &se)
+		if !answered {
+			// The agent may run it without our knowing: stop it when seen.
+			h.stale[spec.ID] = a.v.app
+		}
+		f.mu.Unlock()
+		switch {
+		case ctx.Err() != nil:
+			f.stopQuietly(c, term, spec.ID)
+			return controller.Running{}, fmt.Errorf("start %s on host %s: %w", spec.ID, name, ctx.Err())
+		case !ours || genCtx.Err() != nil:
+			tried[name] = "lost while starting " + spec.ID
+		case answered:
+			return controller.Running{}, fmt.Errorf("start %s on host %s: %w", spec.ID, name, err)
+		default:
+			f.stopQuietly(c, term, spec.ID)
+			tried[name] = "did not answer: " + err.Error()
+		}
+		f.log.Warn("start failed; placing again", "instance", spec.ID, "host", name, "reason", tried[name])
+	}
+}
+
+// stopQuietly stops an instance whose start went unanswered, in case it
+// runs; failing that, it stays stale and is stopped when the host is next
+// listed.
+func (f *Fleet) stopQuietly(c *agentclient.Client, term uint64, id string) {
+	ctx, cancel := context.WithTimeout(context.Background(), f.o.LostAfter)
+	defer cancel()
+	if err := c.Stop(ctx, term, id); err != nil && !errors.Is(err, agentclient.ErrNotFound) {
+		f.log.Warn("stop an instance whose start failed", "instance", id, "error", err)
+	}
+}
+
+// callCtx is ctx, also cancelled when genCtx (the host's generation) ends.
+func callCtx(ctx, genCtx context.Context) (context.Context, func()) {
+	cctx, cancel := context.WithCancelCause(ctx)
+	stop := context.AfterFunc(genCtx, func() { cancel(errHostLost) })
+	return cctx, func() {
+		stop()
+		cancel(nil)
+	}
+}
+
+// wireSpec is spec as the agent takes it, labelled with the host's
+// generation and the declared resources.
+func wireSpec(spec controller.LaunchSpec, gen uint64) api.LaunchSpec {
+	labels := map[string]string{LabelGeneration: strconv.FormatUint(gen, 10)}
+	if spec.CPU > 0 {
+		labels[LabelCPU] = strconv.FormatFloat(spec.CPU, 'g', -1, 64)
+	}
+	if spec.Memory > 0 {
+		labels[LabelMemory] = strconv.FormatInt(spec.Memory, 10)
+	}
+	w := api.LaunchSpec{ID: spec.ID, App: spec.App, Release: spec.Release, Digest: spec.Digest, Command: spec.Command,
+		Env: spec.Env, Secrets: spec.Secrets, StopTimeoutMS: spec.StopTimeout.Milliseconds(), Labels: labels}
+	if spec.StopSignal != 0 {
+		w.StopSignal = unix.SignalName(spec.StopSignal)
+	}
+	return w
+}
+
+// findLocked returns the host an instance is placed on.
+func (f *Fleet) findLocked(id string) (*host, *placed) {
+	for _, h := range f.hosts {
+		if p := h.instances[id]; p != nil {
+			return h, p
+		}
+	}
+	return nil, nil
+}
+
+// Stop implements controller.Host: the instance's agent stops it. An
+// instance the fleet does not know, or whose host was declared lost (it
+// was reported ended; the host stops it when it answers again), needs
+// nothing.
+func (a *appHost) Stop(ctx context.Context, id string) error {
+	f := a.f
+	f.mu.Lock()
+	h, p := f.findLocked(id)
+	if h == nil || p.app != a.v.app {
+		f.mu.Unlock()
+		return nil
+	}
+	c, genCtx, term := h.client, h.genCtx, f.term()
+	f.mu.Unlock()
+	cctx, stop := callCtx(ctx, genCtx)
+	err := c.Stop(cctx, term, id)
+	stop()
+	switch {
+	case err == nil, errors.Is(err, agentclient.ErrNotFound):
+		return nil
+	case genCtx.Err() != nil && ctx.Err() == nil:
+		return nil
+	}
+	return err
+}
+
+// Logs implements controller.Host. The output of an instance that has
+// ended is the last lines its agent reported with its exit.
+func (a *appHost) Logs(ctx context.Context, id string, tail int, follow bool, w io.Writer) error {
+	f := a.f
+	f.mu.Lock()
+	h, p := f.findLocked(id)
+	ended, wasEnded := f.ended.get(id)
+	var c *agentclient.Client
+	if h != nil && p.app == a.v.app {
+		c = h.client
+	}
+	f.mu.Unlock()
+	if c == nil {
+		if wasEnded {
+			_, err := io.WriteString(w, lastLines(ended.logTail, tail))
+			return err
+		}
+		return fmt.Errorf("logs %s: %w", id, controller.ErrUnknownInstance)
+	}
+	err := c.Logs(ctx, id, tail, follow, w)
+	if errors.Is(err, agentclient.ErrNotFound) {
+		return fmt.Errorf("logs %s: %w", id, controller.ErrUnknownInstance)
+	}
+	return err
+}
+
+// lastLines returns the last n lines of s (all when n <= 0).
+func lastLines(s string, n int) string {
+	if n <= 0 || s == "" {
+		return s
+	}
+	lines := strings.SplitAfter(strings.TrimSuffix(s, "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	out := strings.Join(lines, "")
+	if !strings.HasSuffix(out, "\n") {
+		out += "\n"
+	}
+	return out
+}
+
+// statsTimeout bounds a Stats call, which takes no ctx.
+const statsTimeout = 5 * time.Second
+
+// Stats implements controller.Host.
+func (a *appHost) Stats(id string) (controller.Stats, error) {
+	f := a.f
+	f.mu.Lock()
+	h, p := f.findLocked(id)
+	if h == nil || p.app != a.v.app || p.starting {
+		f.mu.Unlock()
+		return controller.Stats{}, fmt.Errorf("stats %s: %w", id, controller.ErrUnknownInstance)
+	}
+	c, genCtx := h.client, h.genCtx
+	f.mu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), statsTimeout)
+	defer cancel()
+	cctx, stop := callCtx(ctx, genCtx)
+	defer stop()
+	s, err := c.Stats(cctx, id)
+	if err != nil {
+		return controller.Stats{}, err
+	}
+	return controller.Stats{CPUSeconds: s.CPUSeconds, RSSBytes: s.RSSBytes}, nil
+}
+
+// view holds one app's exits until its controller reads them: an unbounded
+// queue (a burst of a lost host's instances never blocks the fleet) in
+// front of the channel Exits returns.
+type view struct {
+	app    string
+	ch     chan controller.Exit
+	signal chan struct{}
+
+	mu    sync.Mutex
+	queue []controller.Exit
+}
+
+func (v *view) push(e controller.Exit) {
+	v.mu.Lock()
+	v.queue = append(v.queue, e)
+	v.mu.Unlock()
+	select {
+	case v.signal <- struct{}{}:
+	default:
+	}
+}
+
+// forward moves the queue into the channel until ctx ends; exits left in
+// the queue are delivered by the next Run.
+func (v *view) forward(ctx context.Context) {
+	for {
+		v.mu.Lock()
+		var e controller.Exit
+		ok := len(v.queue) > 0
+		if ok {
+			e = v.queue[0]
+		}
+		v.mu.Unlock()
+		if !ok {
+			select {
+			case <-v.signal:
+				continue
+			case <-ctx.Done():
+				return
+			}
+		}
+		select {
+		case v.ch <- e:
+			v.mu.Lock()
+			v.queue[0] = controller.Exit{}
+			v.queue = v.queue[1:]
+			v.mu.Unlock()
+		case <-ctx.Done():
+			return
+		}
+	}
+}
