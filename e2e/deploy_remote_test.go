@@ -3,7 +3,6 @@ package e2e
 import (
 	"context"
 	"io"
-	"io/fs"
 	"net/http"
 	"os"
 	"os/exec"
@@ -101,32 +100,7 @@ func TestDeployFromAnotherFolder(t *testing.T) {
 // copyApp copies the app folder src to dst, without its data directory.
 func copyApp(t *testing.T, src, dst string) {
 	t.Helper()
-	err := filepath.WalkDir(src, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		rel, _ := filepath.Rel(src, p)
-		if d.IsDir() && rel == ".shoal" {
-			return filepath.SkipDir
-		}
-		target := filepath.Join(dst, rel)
-		if d.IsDir() {
-			return os.MkdirAll(target, 0o755)
-		}
-		if !d.Type().IsRegular() {
-			return nil
-		}
-		data, err := os.ReadFile(p)
-		if err != nil {
-			return err
-		}
-		info, err := d.Info()
-		if err != nil {
-			return err
-		}
-		return os.WriteFile(target, data, info.Mode().Perm())
-	})
-	if err != nil {
+	if err := testenv.CopyApp(src, dst); err != nil {
 		t.Fatal(err)
 	}
 }

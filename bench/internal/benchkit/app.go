@@ -10,11 +10,12 @@ package benchkit
 
 import (
 	"fmt"
-	"io/fs"
 	"os"
 	"path/filepath"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/shoal-dev/shoal/internal/testenv"
 )
 
 // AppConfig is an app's shoal.yaml decoded as generic YAML so that a
@@ -76,44 +77,6 @@ func EditConfig(dir string, edit func(AppConfig)) error {
 	return os.WriteFile(path, out, 0o644)
 }
 
-// CopyApp copies the regular files and folders of the app folder src into
-// dst (which may exist), keeping file permissions and skipping src/.shoal
-// (a previous run's state).
-func CopyApp(src, dst string) error {
-	err := filepath.WalkDir(src, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		rel, err := filepath.Rel(src, p)
-		if err != nil {
-			return err
-		}
-		if rel == ".shoal" {
-			return filepath.SkipDir
-		}
-		target := filepath.Join(dst, rel)
-		if d.IsDir() {
-			return os.MkdirAll(target, 0o755)
-		}
-		if !d.Type().IsRegular() {
-			return nil
-		}
-		b, err := os.ReadFile(p)
-		if err != nil {
-			return err
-		}
-		info, err := d.Info()
-		if err != nil {
-			return err
-		}
-		return os.WriteFile(target, b, info.Mode().Perm())
-	})
-	if err != nil {
-		return fmt.Errorf("copy %s: %w", src, err)
-	}
-	return nil
-}
-
 // PrepareApp copies the app folder src into a new temp folder named after
 // pattern (as os.MkdirTemp), applies edit to its shoal.yaml after Local,
 // and returns the folder; the caller removes it. On error nothing is left
@@ -123,7 +86,7 @@ func PrepareApp(src, pattern string, edit func(AppConfig)) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	err = CopyApp(src, dir)
+	err = testenv.CopyApp(src, dir)
 	if err == nil {
 		err = EditConfig(dir, func(c AppConfig) {
 			c.Local()
