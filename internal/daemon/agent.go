@@ -48,9 +48,9 @@ const (
 //
 // Under <data_dir> (0700):
 //
-//	pki/        the node's key and certificates (package pki)
-//	runtime/    instances' folders and records (package runtime, detached)
-//	artifacts/  fetched artifacts (package release)
+//	pki/                    the node's key and certificates (package pki)
+//	instances/, runtime/    instances' folders and records (package runtime, detached)
+//	release/                fetched artifacts (package release)
 //	term, releases/, tmp/   the agent API's own (package agent)
 type Agent struct {
 	cfg     *config.AgentFile
@@ -99,12 +99,12 @@ func OpenAgent(ctx context.Context, cfg *config.AgentFile, logger *slog.Logger) 
 	}
 	d.client = &http.Client{Transport: &http.Transport{TLSClientConfig: d.node.ClientTLSConfig()}}
 
-	store, err := release.Open(filepath.Join(cfg.DataDir, "artifacts"), d.log)
+	store, err := release.Open(filepath.Join(cfg.DataDir, "release"), d.log)
 	if err != nil {
 		return nil, fmt.Errorf("artifact store: %w", err)
 	}
 	d.rt, err = runtime.NewLocal(runtime.Options{
-		DataDir: filepath.Join(cfg.DataDir, "runtime"), Logger: d.log, Detached: true,
+		DataDir: cfg.DataDir, Logger: d.log, Detached: true,
 	})
 	if err != nil {
 		return nil, err
