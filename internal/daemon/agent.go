@@ -109,10 +109,8 @@ func OpenAgent(ctx context.Context, cfg *config.AgentFile, logger *slog.Logger) 
 	if err != nil {
 		return nil, err
 	}
+	// The runtime logs each instance it adopts ("instance adopted").
 	adopted, err := d.rt.Adopt(ctx)
-	for _, in := range adopted {
-		d.log.Info("instance adopted", "instance", in.ID, "pid", in.PID, "addr", in.Addr)
-	}
 	if err != nil {
 		// What could not be adopted was cleaned and named; the rest runs.
 		d.log.Warn("some instances of the previous run could not be adopted", "error", err)
