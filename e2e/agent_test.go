@@ -268,7 +268,6 @@ func (h *agentHost) start(t *testing.T, bin string) *testenv.Process {
 	return testenv.Start(t, bin, "agent", "-c", h.cfg)
 }
 
-
 var adoptedRe = regexp.MustCompile(`instance adopted.*instance=(\S+)`)
 
 // TestAgentJoinsRunsAndAdopts runs `shoal agent` against the in-test

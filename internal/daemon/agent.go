@@ -330,6 +330,9 @@ func (d *Agent) postHello(ctx context.Context, h api.AgentHello) error {
 // for any other role, so an agent or a balancer node of the fleet cannot
 // drive this host.
 func requireServer(log *slog.Logger, next http.Handler) http.Handler {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.TLS == nil || len(r.TLS.VerifiedChains) == 0 || len(r.TLS.VerifiedChains[0]) == 0 {
 			writeErrorBody(w, http.StatusUnauthorized, "the agent API needs the fleet server's client certificate")
