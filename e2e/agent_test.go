@@ -46,6 +46,10 @@ type fleetServer struct {
 
 	mu     sync.Mutex
 	hellos []helloSeen
+	// refuse is how many hellos to answer 503 before taking one.
+	refuse int
+	// refused counts the hellos answered 503.
+	refused int
 }
 
 // helloSeen is one hello: the node its certificate names, and the body.
@@ -87,6 +91,12 @@ func startFleetServer(t *testing.T) *fleetServer {
 		}
 		id, _ := pki.NodeFrom(r.Context())
 		f.mu.Lock()
+		if f.refused < f.refuse {
+			f.refused++
+			f.mu.Unlock()
+			http.Error(w, "not ready", http.StatusServiceUnavailable)
+			return
+		}
 		f.hellos = append(f.hellos, helloSeen{Node: id.Name, Hello: h})
 		f.mu.Unlock()
 		w.WriteHeader(http.StatusNoContent)
@@ -407,5 +417,46 @@ func TestAgentJoinRefused(t *testing.T) {
 				t.Fatalf("node.crt after a refused join: %v", err)
 			}
 		})
+	}
+}
+
+var agentListenRe = regexp.MustCompile(`msg=listening listener=agent addr=(\S+)`)
+
+// TestAgentServesWhileHelloFails: the server refuses the first hello; the
+// agent serves its API meanwhile and says hello again until it is taken.
+func TestAgentServesWhileHelloFails(t *testing.T) {
+	bin := testenv.BuildShoal(t)
+	f := startFleetServer(t)
+	f.mu.Lock()
+	f.refuse = 1
+	f.mu.Unlock()
+	h := newAgentHost(t, f, "host-a", f.token(t))
+	ctx := testenv.Context(t, time.Minute)
+
+	p := h.start(t, bin)
+	if _, err := p.WaitForLine(ctx, regexp.MustCompile(`hello failed`)); err != nil {
+		t.Fatal(err)
+	}
+	m, err := p.WaitForLine(ctx, agentListenRe)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := f.serverClient(t, "host-a", "https://"+m[1])
+	host, err := c.Host(ctx)
+	if err != nil {
+		t.Fatalf("the agent does not serve while its hello fails: %v", err)
+	}
+	if host.Name != "host-a" {
+		t.Fatalf("host = %+v", host)
+	}
+	hello := f.waitHello(t, 1)
+	if hello.Hello.URL != "https://"+m[1] || hello.Hello.Epoch != host.Epoch {
+		t.Fatalf("hello %+v, want url https://%s and epoch %s", hello.Hello, m[1], host.Epoch)
+	}
+	if err := p.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if code, err := p.Wait(ctx); err != nil || code != 0 {
+		t.Fatalf("after SIGTERM: exit %d, %v; want 0", code, err)
 	}
 }
