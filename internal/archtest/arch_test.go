@@ -151,7 +151,10 @@ var allowed = map[string][]string{
 	"internal/fleet": {"internal/controller", "internal/agentclient", "internal/placement", "internal/pki"},
 	"internal/daemon": {"internal/config", "internal/controller", "internal/adminapi",
 		"internal/uisource", "internal/dashboard", "internal/lb", "internal/pool",
-		"internal/release", "internal/runtime", "internal/store", "internal/timeseries"},
+		"internal/release", "internal/runtime", "internal/store", "internal/timeseries",
+		// `shoal agent`: the agent API over a detached runtime, with the node's
+		// identity (join, renewal, mutual TLS).
+		"internal/agent", "internal/pki", "internal/buildinfo"},
 }
 
 // importers bounds who may import a package outside tests: the daemons are composed in

@@ -103,6 +103,7 @@ func newRoot(env *Env) *cobra.Command {
 	root.AddCommand(
 		newUpCmd(env),
 		newLBCmd(env),
+		newAgentCmd(env),
 		newInitCmd(env),
 		newStatusCmd(env),
 		newScaleCmd(env),

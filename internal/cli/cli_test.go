@@ -60,7 +60,7 @@ func TestEveryVerbHelpExitsZero(t *testing.T) {
 	})
 	// The 11 verbs that exited 2 on --help, and the others.
 	for _, v := range []string{"up", "deploy", "rollback", "status", "scale", "events", "releases", "logs", "env",
-		"maintenance", "autoscale", "lb", "init", "version", "backup", "restore", "completion"} {
+		"maintenance", "autoscale", "lb", "agent", "init", "version", "backup", "restore", "completion"} {
 		if c, _, err := tree(t).Find([]string{v}); err != nil || c.Name() != v {
 			t.Errorf("no verb %s in the tree", v)
 		}
@@ -81,6 +81,8 @@ func TestDaemonHelpListsTheirFlags(t *testing.T) {
 		{[]string{"up", "-c", "x.yaml", "-h"}, []string{"Usage:", "-c file"}},
 		{[]string{"lb", "--help"}, []string{"Available Commands", "drain", "-log-format"}},
 		{[]string{"help", "lb"}, []string{"Flags of shoal lb", "-log-level"}},
+		{[]string{"agent", "--help"}, []string{"Usage:", "-c file", "-log-format"}},
+		{[]string{"help", "agent"}, []string{"Flags of shoal agent", "/etc/shoal/agent.yaml"}},
 	} {
 		code, out, errs := runCLI(t, tt.args...)
 		for _, w := range tt.want {

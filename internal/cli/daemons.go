@@ -7,7 +7,7 @@ import (
 	"github.com/spf13/cobra"
 )
 
-// The daemon verbs parse their own flags (runUp, runLB, with the flag
+// The daemon verbs parse their own flags (runUp, runLB, runAgent, with the flag
 // package: one dash or two): their cobra commands hand over the raw
 // arguments, and answer -h, -help and --help with the command's help on
 // stdout followed by the daemon's own usage, which its flag set writes to
@@ -52,6 +52,26 @@ func newLBCmd(env *Env) *cobra.Command {
 	}
 	c.AddCommand(lbClientCmds(env)...)
 	c.SetHelpFunc(daemonHelp(c, runLB))
+	return c
+}
+
+func newAgentCmd(env *Env) *cobra.Command {
+	c := &cobra.Command{
+		Use:   "agent [-c /etc/shoal/agent.yaml] [flags]",
+		Short: "run the host agent of a fleet: joins the server, then runs the instances it places here",
+		Long: "Run the host agent from agent.yaml: join the fleet with the token of join_token_file at the\n" +
+			"first start, adopt the instances of the previous run, serve the server over mutual TLS.\n" +
+			"Ctrl-C or SIGTERM stops the agent and leaves its instances running.",
+		DisableFlagParsing: true,
+		RunE: func(c *cobra.Command, args []string) error {
+			if wantsHelp(args) {
+				c.Root().HelpFunc()(c, args) // cobra's part only
+				return runAgent(c.Context(), env, []string{"-h"})
+			}
+			return runAgent(c.Context(), env, args)
+		},
+	}
+	c.SetHelpFunc(daemonHelp(c, runAgent))
 	return c
 }
 

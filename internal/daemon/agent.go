@@ -1,0 +1,381 @@
+package daemon
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	goruntime "runtime"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/shoal-dev/shoal/internal/agent"
+	"github.com/shoal-dev/shoal/internal/api"
+	"github.com/shoal-dev/shoal/internal/buildinfo"
+	"github.com/shoal-dev/shoal/internal/config"
+	"github.com/shoal-dev/shoal/internal/pki"
+	"github.com/shoal-dev/shoal/internal/release"
+	"github.com/shoal-dev/shoal/internal/runtime"
+)
+
+// joinTimeout bounds the join at the agent's first start.
+const joinTimeout = time.Minute
+
+// Hello backoff: the first retry after helloMinBackoff, doubling to
+// helloMaxBackoff while the server cannot be reached or refuses.
+const (
+	helloMinBackoff = time.Second
+	helloMaxBackoff = time.Minute
+)
+
+// Agent is a running `shoal agent`: the host agent's API (package agent)
+// over a detached runtime, served to the fleet server over mutual TLS with
+// the node certificate this host got when it joined. Open it with
+// OpenAgent, then call Run once (or Close).
+//
+// Under <data_dir> (0700):
+//
+//	pki/                    the node's key and certificates (package pki)
+//	instances/, runtime/    instances' folders and records (package runtime, detached)
+//	release/                fetched artifacts (package release)
+//	term, releases/, tmp/   the agent API's own (package agent)
+type Agent struct {
+	cfg     *config.AgentFile
+	log     *slog.Logger
+	node    *pki.Node
+	rt      *runtime.Local
+	api     *agent.Agent
+	ln      net.Listener
+	srv     *http.Server
+	client  *http.Client // to the server: hello and artifacts
+	started atomic.Bool  // set by the first of Run and Close
+}
+
+// OpenAgent prepares the data directory, binds the agent's listener (a port
+// in use is an error here, before any token is spent), then loads the
+// node's identity from <data_dir>/pki, or joins the fleet with the token
+// in cfg.JoinTokenFile when no certificate is there (a refused join is a
+// *pki.RefusedError and writes no certificate). It then starts the
+// detached runtime and adopts the instances a previous run left, with one
+// log line per adopted instance. ctx bounds the join and the adoption
+// only. On error everything opened so far is released.
+func OpenAgent(ctx context.Context, cfg *config.AgentFile, logger *slog.Logger) (_ *Agent, err error) {
+	if cfg == nil {
+		return nil, errors.New("daemon: OpenAgent needs the agent.yaml")
+	}
+	d := &Agent{cfg: cfg, log: logger}
+	if d.log == nil {
+		d.log = slog.New(slog.DiscardHandler)
+	}
+	if err := prepareDataDir(cfg.DataDir, d.log); err != nil {
+		return nil, err
+	}
+	if d.ln, err = net.Listen("tcp", cfg.Listen); err != nil {
+		return nil, fmt.Errorf("agent listen: %w", err)
+	}
+	defer func() {
+		if err != nil {
+			d.ln.Close()
+			if d.rt != nil {
+				d.rt.Close(context.WithoutCancel(ctx))
+			}
+		}
+	}()
+	if d.node, err = d.identity(ctx); err != nil {
+		return nil, err
+	}
+	d.client = &http.Client{Transport: &http.Transport{TLSClientConfig: d.node.ClientTLSConfig()}}
+
+	store, err := release.Open(filepath.Join(cfg.DataDir, "release"), d.log)
+	if err != nil {
+		return nil, fmt.Errorf("artifact store: %w", err)
+	}
+	d.rt, err = runtime.NewLocal(runtime.Options{
+		DataDir: cfg.DataDir, Logger: d.log, Detached: true,
+	})
+	if err != nil {
+		return nil, err
+	}
+	// The runtime logs each instance it adopts ("instance adopted").
+	adopted, err := d.rt.Adopt(ctx)
+	if err != nil {
+		// What could not be adopted was cleaned and named; the rest runs.
+		d.log.Warn("some instances of the previous run could not be adopted", "error", err)
+	}
+	d.api, err = agent.New(agent.Config{
+		Runtime:   d.rt,
+		Artifacts: store,
+		Source:    &agent.HTTPSource{Base: cfg.Server, Client: d.client},
+		DataDir:   cfg.DataDir,
+		Name:      cfg.Name,
+		Advertise: cfg.Advertise,
+		Logger:    d.log,
+	})
+	if err != nil {
+		return nil, err
+	}
+	d.srv = &http.Server{
+		Handler:           requireServer(d.log, d.api),
+		TLSConfig:         d.node.ServerTLSConfig(),
+		ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog:          slog.NewLogLogger(d.log.Handler(), slog.LevelDebug),
+	}
+	d.log.Info("listening", "listener", "agent", "addr", d.ln.Addr().String(), "node", d.node.Identity().Name,
+		"server", cfg.Server, "instances", len(adopted))
+	return d, nil
+}
+
+// identity loads the node kept in <data_dir>/pki, or joins the fleet when
+// that directory holds no certificate yet.
+func (d *Agent) identity(ctx context.Context) (*pki.Node, error) {
+	dir := filepath.Join(d.cfg.DataDir, "pki")
+	if _, err := os.Stat(filepath.Join(dir, "node.crt")); err == nil {
+		n, err := pki.LoadNode(dir)
+		if err != nil {
+			return nil, fmt.Errorf("node identity: %w", err)
+		}
+		return n, nil
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("node identity: %w", err)
+	}
+	token, err := d.readToken()
+	if err != nil {
+		return nil, err
+	}
+	jctx, cancel := context.WithTimeout(ctx, joinTimeout)
+	defer cancel()
+	n, err := pki.Join(jctx, d.cfg.Server, token, d.cfg.Name, dir)
+	if err != nil {
+		return nil, err
+	}
+	d.log.Info("joined the fleet", "node", d.cfg.Name, "server", d.cfg.Server, "dir", dir)
+	return n, nil
+}
+
+// readToken reads the join token from join_token_file.
+func (d *Agent) readToken() (string, error) {
+	const how = "run `shoal setup`, or write a token from `shoal join-token` on the server into it"
+	f := d.cfg.JoinTokenFile
+	if f == "" {
+		return "", fmt.Errorf("%s: this host has not joined the fleet and join_token_file is not set: set it and %s", d.cfg.File, how)
+	}
+	b, err := os.ReadFile(f)
+	if err != nil {
+		return "", fmt.Errorf("join token (join_token_file of %s): %w: %s", d.cfg.File, err, how)
+	}
+	tok := strings.TrimSpace(string(b))
+	if tok == "" {
+		return "", fmt.Errorf("join token file %s (join_token_file of %s) is empty: %s", f, d.cfg.File, how)
+	}
+	return tok, nil
+}
+
+// Addr returns the address the agent API listens on.
+func (d *Agent) Addr() net.Addr { return d.ln.Addr() }
+
+// Node returns the node's identity.
+func (d *Agent) Node() *pki.Node { return d.node }
+
+// Run serves the agent API until ctx ends or a part fails: the API over
+// mutual TLS, the certificate Renewer (an expired certificate ends Run
+// with an error wrapping pki.ErrCertificateExpired), the exit recorder,
+// and the hello to the server, retried with backoff until the server
+// takes it (the API serves meanwhile). Then it stops serving (5 s of grace
+// for calls in flight) and closes the runtime, which leaves every instance
+// running under its shim for the next run to adopt. It returns after every
+// goroutine has ended; nil after a stop through ctx.
+func (d *Agent) Run(ctx context.Context) error {
+	if !d.started.CompareAndSwap(false, true) {
+		return errors.New("shoal agent already ran or was closed")
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error {
+		err := d.srv.Serve(tls.NewListener(d.ln, d.srv.TLSConfig))
+		if err != nil && !errors.Is(err, http.ErrServerClosed) {
+			return fmt.Errorf("agent server: %w", err)
+		}
+		return nil
+	})
+	g.Go(func() error {
+		<-gctx.Done()
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(gctx), 5*time.Second)
+		defer cancel()
+		if err := d.srv.Shutdown(sctx); err != nil {
+			d.srv.Close()
+		}
+		return nil
+	})
+	g.Go(func() error {
+		r := &pki.Renewer{Node: d.node, ServerURL: d.cfg.Server, Logger: d.log}
+		return r.Run(gctx)
+	})
+	g.Go(func() error { return d.api.Run(gctx) })
+	g.Go(func() error {
+		d.hello(gctx)
+		return nil
+	})
+	err := g.Wait()
+	d.client.CloseIdleConnections()
+	n := len(d.rt.List())
+	if cerr := d.rt.Close(context.WithoutCancel(ctx)); cerr != nil {
+		err = errors.Join(err, fmt.Errorf("close runtime: %w", cerr))
+	}
+	d.log.Info("stopped; instances keep running under their shims for the next start to adopt", "instances", n)
+	return err
+}
+
+// Close releases an Agent that was opened and is not run: its listener and
+// its runtime (instances keep running). Close after Run does nothing.
+func (d *Agent) Close() {
+	if !d.started.CompareAndSwap(false, true) {
+		return
+	}
+	d.ln.Close()
+	d.client.CloseIdleConnections()
+	d.rt.Close(context.Background())
+}
+
+// hello announces the agent to the server (POST /v1/hello) until the
+// server takes it or ctx ends, retrying with a doubling backoff.
+func (d *Agent) hello(ctx context.Context) {
+	_, port, _ := net.SplitHostPort(d.ln.Addr().String())
+	h := api.AgentHello{
+		URL:     "https://" + net.JoinHostPort(d.cfg.Advertise, port),
+		Zone:    d.cfg.Zone,
+		CPU:     d.cfg.CPU,
+		Epoch:   d.api.Epoch(),
+		Version: buildinfo.Read().Version,
+	}
+	if h.CPU == 0 {
+		h.CPU = float64(goruntime.NumCPU())
+	}
+	h.MemoryBytes = int64(d.cfg.Memory)
+	if h.MemoryBytes == 0 {
+		m, err := memTotal("/proc/meminfo")
+		if err != nil {
+			d.log.Warn("host memory unknown; announced as 0", "error", err)
+		}
+		h.MemoryBytes = m
+	}
+	wait := helloMinBackoff
+	for attempt := 1; ; attempt++ {
+		err := d.postHello(ctx, h)
+		if err == nil {
+			d.log.Info("hello accepted", "server", d.cfg.Server, "url", h.URL, "epoch", h.Epoch)
+			return
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		d.log.Warn("hello failed; the agent serves meanwhile and tries again", "server", d.cfg.Server,
+			"attempt", attempt, "retry_in", wait.String(), "error", err)
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		}
+		wait = min(2*wait, helloMaxBackoff)
+	}
+}
+
+func (d *Agent) postHello(ctx context.Context, h api.AgentHello) error {
+	body, err := json.Marshal(h)
+	if err != nil {
+		return err
+	}
+	rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	u := d.cfg.Server + "/v1/hello"
+	req, err := http.NewRequestWithContext(rctx, http.MethodPost, u, bytes.NewReader(body))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := d.client.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode/100 == 2 {
+		io.Copy(io.Discard, io.LimitReader(resp.Body, 4096))
+		return nil
+	}
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+	var eb api.ErrorBody
+	msg := strings.TrimSpace(string(b))
+	if json.Unmarshal(b, &eb) == nil && eb.Error != "" {
+		msg = eb.Error
+	}
+	return fmt.Errorf("POST %s: %s: %s", u, resp.Status, msg)
+}
+
+// requireServer lets a request through to next only when its verified
+// client certificate (the TLS configuration requires and verifies one
+// from the fleet CA) names a node of role server: 401 without one, 403
+// for any other role, so an agent or a balancer node of the fleet cannot
+// drive this host.
+func requireServer(log *slog.Logger, next http.Handler) http.Handler {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.TLS == nil || len(r.TLS.VerifiedChains) == 0 || len(r.TLS.VerifiedChains[0]) == 0 {
+			writeErrorBody(w, http.StatusUnauthorized, "the agent API needs the fleet server's client certificate")
+			return
+		}
+		id, err := pki.IdentityOf(r.TLS.VerifiedChains[0][0])
+		if err == nil && id.Role != api.RoleServer {
+			err = fmt.Errorf("role %s may not call the agent API, only %s", id.Role, api.RoleServer)
+		}
+		if err != nil {
+			log.Warn("caller refused", "peer", r.RemoteAddr, "path", r.URL.Path, "error", err)
+			writeErrorBody(w, http.StatusForbidden, "forbidden: "+err.Error())
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+func writeErrorBody(w http.ResponseWriter, status int, msg string) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(api.ErrorBody{Error: msg})
+}
+
+// memTotal reads MemTotal (kB) from a meminfo file, in bytes.
+func memTotal(path string) (int64, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return 0, fmt.Errorf("host memory: %w", err)
+	}
+	sc := bufio.NewScanner(bytes.NewReader(b))
+	for sc.Scan() {
+		rest, ok := strings.CutPrefix(sc.Text(), "MemTotal:")
+		if !ok {
+			continue
+		}
+		f := strings.Fields(rest)
+		if len(f) == 2 && f[1] == "kB" {
+			if kb, err := strconv.ParseInt(f[0], 10, 64); err == nil && kb >= 0 {
+				return kb * 1024, nil
+			}
+		}
+		break
+	}
+	return 0, fmt.Errorf("host memory: no MemTotal line in kB in %s", path)
+}
