@@ -202,22 +202,7 @@ func (d *Agent) Run(ctx context.Context) error {
 		return errors.New("shoal agent already ran or was closed")
 	}
 	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error {
-		err := d.srv.Serve(tls.NewListener(d.ln, d.srv.TLSConfig))
-		if err != nil && !errors.Is(err, http.ErrServerClosed) {
-			return fmt.Errorf("agent server: %w", err)
-		}
-		return nil
-	})
-	g.Go(func() error {
-		<-gctx.Done()
-		sctx, cancel := context.WithTimeout(context.WithoutCancel(gctx), 5*time.Second)
-		defer cancel()
-		if err := d.srv.Shutdown(sctx); err != nil {
-			d.srv.Close()
-		}
-		return nil
-	})
+	serveUntilDone(gctx, g, d.srv, tls.NewListener(d.ln, d.srv.TLSConfig), "agent server", 5*time.Second)
 	g.Go(func() error {
 		r := &pki.Renewer{Node: d.node, ServerURL: d.cfg.Server, Logger: d.log}
 		return r.Run(gctx)

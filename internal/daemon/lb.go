@@ -151,23 +151,9 @@ func (d *LB) Run(ctx context.Context) error {
 		}
 		return nil
 	})
-	g.Go(func() error {
-		if err := d.admin.Serve(d.adminLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			return fmt.Errorf("admin server: %w", err)
-		}
-		return nil
-	})
-	g.Go(func() error {
-		<-gctx.Done()
-		sctx, cancel := context.WithTimeout(context.WithoutCancel(gctx), 5*time.Second)
-		defer cancel()
-		// Waits on wait=true drains end with their clients' contexts;
-		// Close stops those that outlive the grace period.
-		if err := d.admin.Shutdown(sctx); err != nil {
-			d.admin.Close()
-		}
-		return nil
-	})
+	// Waits on wait=true drains end with their clients' contexts; Close
+	// stops those that outlive the grace period.
+	serveUntilDone(gctx, g, d.admin, d.adminLn, "admin server", 5*time.Second)
 	g.Go(func() error {
 		d.watchHangup(gctx)
 		return nil
