@@ -343,28 +343,9 @@ func TestDetachedTailFollows(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var out lockedBuffer
-	done := make(chan error, 1)
-	go func() { done <- l.Tail(context.Background(), "f", 10, true, &out) }()
-	testenv.Eventually(t, 10*time.Second, func() error {
-		if !strings.Contains(out.String(), "first") {
-			return errors.New("no first line yet")
-		}
-		return nil
-	})
-	if err := os.WriteFile(gate, nil, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatal(err)
-		}
-	case <-time.After(30 * time.Second):
-		t.Fatal("follow did not end with the instance")
-	}
-	if want := "first\nkey=" + RedactedMark + "!\nlast\n"; out.String() != want {
-		t.Fatalf("followed %q, want %q", out.String(), want)
+	out := followPastGate(t, l, "f", gate)
+	if want := "first\nkey=" + RedactedMark + "!\nlast\n"; out != want {
+		t.Fatalf("followed %q, want %q", out, want)
 	}
 	if x := nextExit(t, l); x.ID != "f" || x.Code != 0 {
 		t.Fatalf("exit = %+v", x)

@@ -239,17 +239,14 @@ func (b *lockedBuffer) String() string {
 	return b.b.String()
 }
 
-func TestTailFollowsUntilExit(t *testing.T) {
-	l := newLocal(t, Options{LogMaxBytes: 64, LogFiles: 2})
-	gate := filepath.Join(t.TempDir(), "gate")
-	_, err := l.Start(context.Background(), Spec{ID: "f", Dir: t.TempDir(),
-		Command: `echo first; while [ ! -e ` + gate + ` ]; do sleep 0.01; done; i=0; while [ $i -lt 20 ]; do echo "after $i"; i=$((i+1)); done`})
-	if err != nil {
-		t.Fatal(err)
-	}
+// followPastGate follows instance id's output (last 10 lines, then new ones) until its
+// first line "first" is seen, makes the file gate, which the instance waits for, and
+// returns everything followed once the instance has ended and the follow with it.
+func followPastGate(t *testing.T, l *Local, id, gate string) string {
+	t.Helper()
 	var out lockedBuffer
 	done := make(chan error, 1)
-	go func() { done <- l.Tail(context.Background(), "f", 10, true, &out) }()
+	go func() { done <- l.Tail(context.Background(), id, 10, true, &out) }()
 	testenv.Eventually(t, 10*time.Second, func() error {
 		if !strings.Contains(out.String(), "first") {
 			return errors.New("no first line yet")
@@ -267,8 +264,20 @@ func TestTailFollowsUntilExit(t *testing.T) {
 	case <-time.After(30 * time.Second):
 		t.Fatal("follow did not end with the instance")
 	}
+	return out.String()
+}
+
+func TestTailFollowsUntilExit(t *testing.T) {
+	l := newLocal(t, Options{LogMaxBytes: 64, LogFiles: 2})
+	gate := filepath.Join(t.TempDir(), "gate")
+	_, err := l.Start(context.Background(), Spec{ID: "f", Dir: t.TempDir(),
+		Command: `echo first; while [ ! -e ` + gate + ` ]; do sleep 0.01; done; i=0; while [ $i -lt 20 ]; do echo "after $i"; i=$((i+1)); done`})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := followPastGate(t, l, "f", gate)
 	// Small files rotate often; following must still see every line in order.
-	sc := bufio.NewScanner(strings.NewReader(out.String()))
+	sc := bufio.NewScanner(strings.NewReader(out))
 	var lines []string
 	for sc.Scan() {
 		lines = append(lines, sc.Text())
