@@ -25,34 +25,14 @@ func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m)
 }
 
-type fixture struct {
-	ca     *agenttest.CA
-	src    *agenttest.Artifacts
-	ag     *agenttest.Agent
-	c      *agentclient.Client
-	digest string
-}
-
-func newFixture(t *testing.T, opts agenttest.Options) *fixture {
-	t.Helper()
-	f := &fixture{ca: agenttest.NewCA(t)}
-	f.src = agenttest.NewArtifacts(t, f.ca)
-	var tgz []byte
-	f.digest, tgz = agenttest.Artifact(t, map[string]string{"version.txt": "v1\n"})
-	f.src.Set(f.digest, tgz)
-	f.ag = agenttest.Start(t, f.ca, f.src, opts)
-	f.c = f.ag.Client()
-	return f
-}
-
-// run starts an instance and returns its pid.
-func (f *fixture) run(t *testing.T, ctx context.Context, id string) int {
+// run starts an instance on f's agent and returns its pid.
+func run(t *testing.T, ctx context.Context, f *agenttest.Fixture, id string) int {
 	t.Helper()
 	exe, err := os.Executable()
 	if err != nil {
 		t.Fatal(err)
 	}
-	info, err := f.c.Start(ctx, 1, api.LaunchSpec{ID: id, App: "web", Release: 1, Digest: f.digest, Command: exe,
+	info, err := f.Client.Start(ctx, 1, api.LaunchSpec{ID: id, App: "web", Release: 1, Digest: f.Digest, Command: exe,
 		Env: []string{agenttest.ServeEnv + "=1"}, StopTimeoutMS: 5000})
 	if err != nil {
 		t.Fatal(err)
@@ -83,25 +63,25 @@ func nextIDs(t *testing.T, ctx context.Context, fl *agentclient.Follower, n int)
 // the agent's server goes away, and exits that happen while nothing
 // listens, are delivered once each, in order, when the server is back.
 func TestFollowerResumesAfterRestart(t *testing.T) {
-	f := newFixture(t, agenttest.Options{PollWait: 2 * time.Second})
+	f := agenttest.NewFixture(t, agenttest.Options{PollWait: 2 * time.Second})
 	ctx := testenv.Context(t, time.Minute)
 	for _, id := range []string{"a", "b", "c", "d"} {
-		f.run(t, ctx, id)
+		run(t, ctx, f, id)
 	}
-	list, err := f.c.List(ctx)
+	list, err := f.Client.List(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	fl := f.c.FollowExits(list.Epoch, list.ExitSeq)
+	fl := f.Client.FollowExits(list.Epoch, list.ExitSeq)
 	fl.MaxBackoff = 200 * time.Millisecond
 	var retries atomic.Int32
 	fl.OnRetry = func(err error) {
-		if !strings.Contains(err.Error(), f.c.Addr()) {
+		if !strings.Contains(err.Error(), f.Client.Addr()) {
 			t.Errorf("retried after %v, which does not name the agent", err)
 		}
 		retries.Add(1)
 	}
-	if err := f.c.Stop(ctx, 1, "a"); err != nil {
+	if err := f.Client.Stop(ctx, 1, "a"); err != nil {
 		t.Fatal(err)
 	}
 	if got := nextIDs(t, ctx, fl, 1); got[0] != "a" {
@@ -122,10 +102,10 @@ func TestFollowerResumesAfterRestart(t *testing.T) {
 		}
 		polled <- result{ids, err}
 	}()
-	f.ag.Restart(func() {
+	f.Agent.Restart(func() {
 		// Exits recorded while nothing listens.
 		for _, id := range []string{"b", "c"} {
-			if err := f.ag.Runtime.Stop(ctx, id); err != nil {
+			if err := f.Agent.Runtime.Stop(ctx, id); err != nil {
 				t.Error(err)
 			}
 		}
@@ -147,7 +127,7 @@ func TestFollowerResumesAfterRestart(t *testing.T) {
 	if len(ids) != 2 || ids[0] != "b" || ids[1] != "c" {
 		t.Fatalf("exits across the restart %v; want [b c]", ids)
 	}
-	if err := f.c.Stop(ctx, 1, "d"); err != nil {
+	if err := f.Client.Stop(ctx, 1, "d"); err != nil {
 		t.Fatal(err)
 	}
 	if got := nextIDs(t, ctx, fl, 1); got[0] != "d" {
@@ -161,29 +141,29 @@ func TestFollowerResumesAfterRestart(t *testing.T) {
 // TestFollowerReportsGone: exits dropped from the ring, and exits of an
 // earlier run of the agent, are ErrExitsGone (410): the caller lists again.
 func TestFollowerReportsGone(t *testing.T) {
-	f := newFixture(t, agenttest.Options{ExitRing: 2})
+	f := agenttest.NewFixture(t, agenttest.Options{ExitRing: 2})
 	ctx := testenv.Context(t, time.Minute)
-	fl := f.c.FollowExits("", 0)
+	fl := f.Client.FollowExits("", 0)
 	for _, id := range []string{"a", "b", "c"} {
-		f.run(t, ctx, id)
-		if err := f.c.Stop(ctx, 1, id); err != nil {
+		run(t, ctx, f, id)
+		if err := f.Client.Stop(ctx, 1, id); err != nil {
 			t.Fatal(err)
 		}
 	}
 	_, err := fl.Next(ctx)
 	var se *agentclient.StatusError
 	if !errors.Is(err, agentclient.ErrExitsGone) || !errors.As(err, &se) || se.Status != http.StatusGone ||
-		!strings.Contains(err.Error(), f.c.Addr()) {
+		!strings.Contains(err.Error(), f.Client.Addr()) {
 		t.Fatalf("next after the ring dropped exit 1: %v; want a 410 naming the agent", err)
 	}
 	// Listing gives the cursor to follow from.
-	list, err := f.c.List(ctx)
+	list, err := f.Client.List(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	fl = f.c.FollowExits(list.Epoch, list.ExitSeq)
-	f.run(t, ctx, "d")
-	if err := f.c.Stop(ctx, 1, "d"); err != nil {
+	fl = f.Client.FollowExits(list.Epoch, list.ExitSeq)
+	run(t, ctx, f, "d")
+	if err := f.Client.Stop(ctx, 1, "d"); err != nil {
 		t.Fatal(err)
 	}
 	if got := nextIDs(t, ctx, fl, 1); got[0] != "d" {
@@ -191,8 +171,8 @@ func TestFollowerReportsGone(t *testing.T) {
 	}
 
 	// A new run of the agent numbers its exits anew: the old cursor is gone.
-	f.ag.Close()
-	ag := agenttest.Start(t, f.ca, f.src, agenttest.Options{Dir: f.ag.Dir})
+	f.Agent.Close()
+	ag := agenttest.Start(t, f.CA, f.Artifacts, agenttest.Options{Dir: f.Agent.Dir})
 	c := ag.Client()
 	if _, err := c.FollowExits(list.Epoch, list.ExitSeq+1).Next(ctx); !errors.Is(err, agentclient.ErrExitsGone) {
 		t.Errorf("next with the previous run's cursor: %v; want ErrExitsGone", err)
@@ -205,10 +185,10 @@ func TestFollowerReportsGone(t *testing.T) {
 // TestErrorsNameTheAgent: an address where nothing answers is named, and
 // the follower gives up at its ctx.
 func TestErrorsNameTheAgent(t *testing.T) {
-	f := newFixture(t, agenttest.Options{})
-	url := f.ag.URL
-	f.ag.Close()
-	c := agentclient.New(url, f.ca.ClientTLS(t))
+	f := agenttest.NewFixture(t, agenttest.Options{})
+	url := f.Agent.URL
+	f.Agent.Close()
+	c := agentclient.New(url, f.CA.ClientTLS(t))
 	defer c.HTTP.CloseIdleConnections()
 	ctx := testenv.Context(t, 30*time.Second)
 	if _, err := c.List(ctx); err == nil || !strings.Contains(err.Error(), c.Addr()) || !strings.Contains(err.Error(), "list instances") {

@@ -33,6 +33,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/shoal-dev/shoal/internal/agentclient"
 )
 
 // ServeEnv is the variable that makes the test binary the instance program:
@@ -281,4 +283,28 @@ func (a *Artifacts) Fetches(digest string) int {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	return a.fetches[digest]
+}
+
+// Fixture is one agent over HTTPS with an artifact holding version.txt "v1"
+// served to it, for the tests of the agent and of its client.
+type Fixture struct {
+	CA        *CA
+	Artifacts *Artifacts
+	Agent     *Agent
+	Client    *agentclient.Client
+	// Digest is the served artifact's.
+	Digest string
+}
+
+// NewFixture starts a Fixture's agent with opts; t's cleanup ends it.
+func NewFixture(t *testing.T, opts Options) *Fixture {
+	t.Helper()
+	f := &Fixture{CA: NewCA(t)}
+	f.Artifacts = NewArtifacts(t, f.CA)
+	var tgz []byte
+	f.Digest, tgz = Artifact(t, map[string]string{"version.txt": "v1\n"})
+	f.Artifacts.Set(f.Digest, tgz)
+	f.Agent = Start(t, f.CA, f.Artifacts, opts)
+	f.Client = f.Agent.Client()
+	return f
 }
