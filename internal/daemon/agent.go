@@ -319,11 +319,11 @@ func requireServer(log *slog.Logger, next http.Handler) http.Handler {
 		log = slog.New(slog.DiscardHandler)
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.TLS == nil || len(r.TLS.VerifiedChains) == 0 || len(r.TLS.VerifiedChains[0]) == 0 {
+		id, err := pki.PeerIdentity(r)
+		if errors.Is(err, pki.ErrNoClientCertificate) {
 			writeErrorBody(w, http.StatusUnauthorized, "the agent API needs the fleet server's client certificate")
 			return
 		}
-		id, err := pki.IdentityOf(r.TLS.VerifiedChains[0][0])
 		if err == nil && id.Role != api.RoleServer {
 			err = fmt.Errorf("role %s may not call the agent API, only %s", id.Role, api.RoleServer)
 		}

@@ -308,6 +308,21 @@ func NodeFrom(ctx context.Context) (Identity, bool) {
 	return id, ok
 }
 
+// ErrNoClientCertificate is PeerIdentity's error for a request that came
+// without a client certificate verified against the fleet's CA.
+var ErrNoClientCertificate = errors.New("no verified client certificate")
+
+// PeerIdentity returns the identity in the verified client certificate of
+// r: ErrNoClientCertificate when there is none (answer 401), another error
+// when the certificate names no valid identity (answer 403). It checks
+// neither the role nor whether the node was removed; RequireNode does.
+func PeerIdentity(r *http.Request) (Identity, error) {
+	if r.TLS == nil || len(r.TLS.VerifiedChains) == 0 || len(r.TLS.VerifiedChains[0]) == 0 {
+		return Identity{}, ErrNoClientCertificate
+	}
+	return IdentityOf(r.TLS.VerifiedChains[0][0])
+}
+
 // RequireNode returns a middleware that lets a request through only from a
 // node: a client certificate verified at the handshake (else 401), of an
 // active node (else 403: removed or unknown) whose role is one of roles
@@ -317,11 +332,11 @@ func NodeFrom(ctx context.Context) (Identity, bool) {
 func (s *Server) RequireNode(roles ...api.NodeRole) func(http.Handler) http.Handler {
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			if r.TLS == nil || len(r.TLS.VerifiedChains) == 0 || len(r.TLS.VerifiedChains[0]) == 0 {
+			id, err := PeerIdentity(r)
+			if errors.Is(err, ErrNoClientCertificate) {
 				writeError(w, http.StatusUnauthorized, "a client certificate of the fleet is required")
 				return
 			}
-			id, err := IdentityOf(r.TLS.VerifiedChains[0][0])
 			if err == nil && !id.Role.Valid() {
 				err = fmt.Errorf("role %s is not a node's", id.Role)
 			}
