@@ -213,6 +213,11 @@ func (c *Controller) Run(ctx context.Context) error {
 	}
 
 	var workers sync.WaitGroup
+	loopCtx, stopLoop := context.WithCancelCause(ctx)
+	c.stopRun = stopLoop
+	// Before the exit watcher starts, so that an adopted instance is in
+	// the table when its exit is read (adopt.go).
+	keep, drop := c.adopt(loopCtx)
 	exitsDone := make(chan struct{})
 	// The exit watcher outlives the loop: shutdown needs exits reported.
 	exitsCtx, stopExits := context.WithCancel(context.WithoutCancel(ctx))
@@ -220,8 +225,7 @@ func (c *Controller) Run(ctx context.Context) error {
 		defer close(exitsDone)
 		c.watchExits(exitsCtx)
 	}()
-	loopCtx, stopLoop := context.WithCancelCause(ctx)
-	c.stopRun = stopLoop
+	c.startAdopted(&workers, keep, drop)
 	samplerDone := make(chan struct{})
 	go func() {
 		defer close(samplerDone)
@@ -291,6 +295,12 @@ func (c *Controller) poke() {
 // reconcile runs one decision and starts its actions. It returns when to
 // run again without a kick (zero: only on a kick).
 func (c *Controller) reconcile(ctx context.Context, workers *sync.WaitGroup) time.Time {
+	c.mu.Lock()
+	hold := c.dep.active != nil && c.adoptingLocked()
+	c.mu.Unlock()
+	if hold {
+		return time.Time{} // the adopted instance's verdict wakes the loop (adopt.go)
+	}
 	if retryAt, rolling := c.stepRollout(ctx, workers); rolling {
 		return retryAt // a rollout holds the group (deploy_step.go)
 	}
