@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -150,7 +151,7 @@ func newStatusCmd(env *Env) *cobra.Command {
 		if asJSON {
 			return printJSON(env.Stdout, st)
 		}
-		printStatus(env.Stdout, st)
+		printStatus(env.Stdout, st, time.Now())
 		// Auto scaling: each policy's value against its target (autoscale.go).
 		if as, err := c.Autoscale(ctx); err == nil && as.Enabled {
 			printAutoscale(env.Stdout, as)
@@ -165,7 +166,11 @@ func printJSON(w io.Writer, v any) error {
 	return enc.Encode(v)
 }
 
-func printStatus(w io.Writer, st client.Status) {
+// printStatus writes st for people: the group, its crash and backoff,
+// the instances (with a host column when any runs on a host other than
+// shoal up's "local"), and the fleet's hosts when st carries them, their
+// heartbeats aged at now.
+func printStatus(w io.Writer, st client.Status, now time.Time) {
 	fmt.Fprintf(w, "group %s: release v%d, %d/%d in service (min %d, max %d), host %s\n",
 		st.App, st.Release, st.InService, st.Desired, st.Min, st.Max, st.Host)
 	if st.Maintenance {
@@ -203,19 +208,37 @@ func printStatus(w io.Writer, st client.Status) {
 			fmt.Fprintf(w, "  | %s\n", l)
 		}
 	}
-	if len(st.Instances) == 0 {
+	printInstances(w, st.Instances)
+	if st.Hosts != nil {
+		fmt.Fprintln(w)
+		printHosts(w, st.Hosts, now)
+	}
+}
+
+// printInstances writes the instances table; the HOST column (host and
+// zone) appears when any instance runs on a host other than "local".
+func printInstances(w io.Writer, ins []client.Instance) {
+	if len(ins) == 0 {
 		fmt.Fprintln(w, "no instances")
 		return
 	}
+	hosts := slices.ContainsFunc(ins, func(in client.Instance) bool { return in.Host != "" && in.Host != "local" })
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "INSTANCE\tRELEASE\tSTATE\tHEALTH\tADDRESS\tUPTIME\tREQ/S\tREASON")
-	for _, in := range st.Instances {
-		addr := in.Addr
-		if addr == "" {
-			addr = "-"
+	head := "INSTANCE\tRELEASE\tSTATE\tHEALTH\tADDRESS\t"
+	if hosts {
+		head += "HOST\t"
+	}
+	fmt.Fprintln(tw, head+"UPTIME\tREQ/S\tREASON")
+	for _, in := range ins {
+		fmt.Fprintf(tw, "%s\tv%d\t%s\t%s\t%s\t", in.ID, in.Release, in.State, in.Health, orDash(in.Addr))
+		if hosts {
+			host := orDash(in.Host)
+			if in.Zone != "" {
+				host += " (" + in.Zone + ")"
+			}
+			fmt.Fprintf(tw, "%s\t", host)
 		}
-		fmt.Fprintf(tw, "%s\tv%d\t%s\t%s\t%s\t%s\t%.1f\t%s\n", in.ID, in.Release, in.State, in.Health, addr,
-			uptime(in.UptimeSeconds), in.RequestsPerSecond, in.Reason)
+		fmt.Fprintf(tw, "%s\t%.1f\t%s\n", uptime(in.UptimeSeconds), in.RequestsPerSecond, in.Reason)
 	}
 	tw.Flush()
 }

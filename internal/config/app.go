@@ -148,6 +148,15 @@ type AppRun struct {
 	// StopTimeout is how long an instance may take to exit after
 	// StopSignal before it and its children are killed. Default 10s.
 	StopTimeout Duration `yaml:"stop_timeout"`
+
+	// CPU (cores, such as 0.5) and Memory (bytes: "256MiB", "1GiB") are
+	// what one instance declares it needs. A fleet (`shoal server`) places
+	// an instance only on a host whose capacity left fits both; `shoal
+	// up`'s one machine ignores them. Zero (the default) declares nothing.
+	// A change of either is a change of the run configuration: a
+	// config-only release.
+	CPU    float64 `yaml:"cpu"`
+	Memory Size    `yaml:"memory"`
 }
 
 // AppHealth is the active HTTP health check of an instance. An instance

@@ -207,6 +207,9 @@ func (c *appChecker) run() {
 		r.StopSignal = s
 	}
 	c.check(r.StopTimeout <= 0, "run.stop_timeout", "must be more than 0, got %s", r.StopTimeout.D())
+	// The decoder refuses .nan and .inf already.
+	c.check(r.CPU < 0, "run.cpu",
+		"must be a number of cores such as 0.5 (0 declares nothing), got %v", r.CPU)
 }
 
 // secrets reads and checks run.secrets_file; names holds the variables set

@@ -24,6 +24,8 @@ type instance struct {
 	replaces string
 	addr     string
 	pid      int
+	host     string // Running.Host and Zone: where it runs
+	zone     string
 	healthy  bool   // last health verdict
 	health   string // last health detail ("ok", "status 500", ...)
 	inPool   bool

@@ -28,6 +28,7 @@ func (c *Controller) launch(ctx context.Context, in *instance) {
 	c.mu.Lock()
 	ictx := in.ctx
 	command, environ := c.runConfigLocked(in.release)
+	cpu, memory := c.declaredLocked(in.release)
 	spec := LaunchSpec{
 		ID:          in.id,
 		App:         c.cfg.Name,
@@ -38,6 +39,8 @@ func (c *Controller) launch(ctx context.Context, in *instance) {
 		Secrets:     c.launchSecretsLocked(in.release),
 		StopSignal:  c.cfg.Run.Signal(),
 		StopTimeout: c.cfg.Run.StopTimeout.D(),
+		CPU:         cpu,
+		Memory:      memory,
 	}
 	c.mu.Unlock()
 
@@ -58,7 +61,7 @@ func (c *Controller) launch(ctx context.Context, in *instance) {
 		c.poke()
 		return
 	}
-	in.addr, in.pid, in.started = run.Addr, run.PID, run.Started
+	in.addr, in.pid, in.started, in.host, in.zone = run.Addr, run.PID, run.Started, run.Host, run.Zone
 	stopping := in.state == api.Draining
 	if !stopping && in.exit == nil {
 		c.setStateLocked(in, api.Starting, fmt.Sprintf("process %d started, serving on %s", run.PID, run.Addr))

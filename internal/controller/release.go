@@ -88,6 +88,7 @@ func (c *Controller) firstRelease(ctx context.Context) (api.Release, error) {
 	}
 	c.log.Info("artifact ready", "digest", art.Digest, "built", built)
 	rel, err := c.o.Store.PutRelease(api.Release{App: cfg.Name, Digest: art.Digest, Command: cfg.Run.Command,
+		CPU: cfg.Run.CPU, Memory: int64(cfg.Run.Memory),
 		Env: storeEnv(env), ConfigFingerprint: cfg.Fingerprint(env), Change: api.ChangeInitial,
 		Config: cfg.Text(), ConfigFile: cfg.File, DeployedEnv: storeEnv(deployed)})
 	if err != nil {
@@ -195,7 +196,7 @@ func (c *Controller) driftNotes(ctx context.Context, cur api.Release) []string {
 	case source:
 		notes = append(notes, fmt.Sprintf(`the source differs from the active release v%d; run "shoal deploy" to release it`, cur.Version))
 	case runConfig:
-		notes = append(notes, fmt.Sprintf(`shoal.yaml's run configuration (command or env) differs from the active release v%d; "shoal deploy" makes a config-only release of it`, cur.Version))
+		notes = append(notes, fmt.Sprintf(`shoal.yaml's run configuration (command, env, cpu or memory) differs from the active release v%d; "shoal deploy" makes a config-only release of it`, cur.Version))
 	}
 	return notes
 }

@@ -108,8 +108,9 @@ func (a *appHost) Start(ctx context.Context, spec controller.LaunchSpec) (contro
 			if p.ended {
 				delete(h.instances, spec.ID)
 			}
+			zone := h.rec.Zone
 			f.mu.Unlock()
-			return controller.Running{Addr: info.Addr, PID: info.PID, Started: info.Started}, nil
+			return controller.Running{Addr: info.Addr, PID: info.PID, Started: info.Started, Host: name, Zone: zone}, nil
 		}
 		if ours {
 			delete(h.instances, spec.ID)

@@ -46,6 +46,20 @@ func TestControllerOverTheFleet(t *testing.T) {
 		t.Fatalf("h1 runs %d instances and h2 %d, want one in each zone", a, b)
 	}
 	onH2 := h2.running()[0]
+	// Each instance's host and zone are the fleet host's that runs it,
+	// and each host counts the instance's declared run.cpu and run.memory.
+	zones := map[string]string{"h1": "a", "h2": "b"}
+	ran := map[string]string{h1.running()[0]: "h1", onH2: "h2"}
+	for _, is := range c.Status().Instances {
+		if is.Host != ran[is.ID] || is.Zone != zones[is.Host] {
+			t.Errorf("instance %s: host %q zone %q, want %q in zone %q", is.ID, is.Host, is.Zone, ran[is.ID], zones[ran[is.ID]])
+		}
+	}
+	for _, hs := range s.fleet.Status() {
+		if hs.UsedCPU != 0.5 || hs.UsedMemoryBytes != 64<<20 {
+			t.Errorf("host %s: used cpu %v memory %d, want the instance's 0.5 and 64MiB", hs.Name, hs.UsedCPU, hs.UsedMemoryBytes)
+		}
+	}
 
 	// h2 is lost: its instance fails with the host's reason and is
 	// replaced on h1.
@@ -99,7 +113,7 @@ func TestControllerOverTheFleet(t *testing.T) {
 	waitStatus("a pending instance for lack of capacity", func(st api.Status) error {
 		for _, in := range st.Instances {
 			if in.State == api.Pending {
-				if !strings.HasPrefix(in.Reason, "no capacity: an instance of web: h1: draining; h2: draining") {
+				if !strings.HasPrefix(in.Reason, "no capacity: an instance of web (0.5 CPU, 64 MiB): h1: draining; h2: draining") {
 					return fmt.Errorf("pending with reason %q", in.Reason)
 				}
 				return nil

@@ -449,6 +449,8 @@ run:
   env:
     %s: "1"
   stop_timeout: 2s
+  cpu: 0.5
+  memory: 64MiB
 health:
   path: /
   interval: 200ms
