@@ -29,9 +29,7 @@ type Adopter interface {
 
 // Adopted is one running instance an Adopter hands to the controller.
 type Adopted struct {
-	ID string
-	// Host names the machine that runs it, for events and logs.
-	Host    string
+	ID      string
 	Release int
 	// Digest is the artifact it runs from.
 	Digest  string
@@ -135,9 +133,9 @@ func (c *Controller) adoptedLocked(ctx context.Context, a Adopted) *instance {
 		ctx: ictx, cancel: cancel, exited: make(chan struct{}),
 		id: a.ID, release: a.Release, digest: a.Digest, adopted: true,
 		launched: a.Running.Started, started: a.Running.Started,
-		addr: a.Running.Addr, pid: a.Running.PID,
+		addr: a.Running.Addr, pid: a.Running.PID, host: a.Running.Host, zone: a.Running.Zone,
 		state: api.Starting, since: now,
-		reason: fmt.Sprintf("adopted instance %s (v%d) on host %s, pid %d, serving on %s", a.ID, a.Release, a.Host, a.Running.PID, a.Running.Addr),
+		reason: fmt.Sprintf("adopted instance %s (v%d) on host %s, pid %d, serving on %s", a.ID, a.Release, a.Running.Host, a.Running.PID, a.Running.Addr),
 	}
 	if in.launched.IsZero() {
 		in.launched = now
@@ -145,7 +143,7 @@ func (c *Controller) adoptedLocked(ctx context.Context, a Adopted) *instance {
 	c.instances[in.id] = in
 	c.events.add(api.Event{Type: "state", Instance: in.id, Release: in.release, State: in.state.String(),
 		Reason: in.reason, Addr: in.addr})
-	c.log.Info("instance adopted", "instance", in.id, "release", in.release, "host", a.Host, "pid", a.Running.PID, "addr", a.Running.Addr)
+	c.log.Info("instance adopted", "instance", in.id, "release", in.release, "host", a.Running.Host, "pid", a.Running.PID, "addr", a.Running.Addr)
 	return in
 }
 

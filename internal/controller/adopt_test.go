@@ -65,8 +65,8 @@ func (a adoptingHost) Adopt(ctx context.Context, app string) ([]Adopted, error) 
 		if err != nil {
 			return nil, err
 		}
-		out = append(out, Adopted{ID: in.ID, Host: "local", Release: v, Digest: r.Digest,
-			Running: Running{Addr: in.Addr, PID: in.PID, Started: in.StartedAt}})
+		out = append(out, Adopted{ID: in.ID, Release: v, Digest: r.Digest,
+			Running: Running{Addr: in.Addr, PID: in.PID, Started: in.StartedAt, Host: "local"}})
 	}
 	return out, nil
 }

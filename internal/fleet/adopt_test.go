@@ -103,6 +103,9 @@ func TestRestartedServerAdoptsRunningInstances(t *testing.T) {
 		if got.PID != in.PID || got.Addr != in.Addr {
 			t.Errorf("instance %s adopted as pid %d at %s, was pid %d at %s", in.ID, got.PID, got.Addr, in.PID, in.Addr)
 		}
+		if got.Host != in.Host || got.Zone != in.Zone || got.Host == "" {
+			t.Errorf("instance %s adopted on host %q zone %q, was on %q zone %q", in.ID, got.Host, got.Zone, in.Host, in.Zone)
+		}
 		body, err := get(ctx, http.DefaultClient, "http://"+in.Addr+"/")
 		if err != nil || !strings.Contains(body, `"id":"`+in.ID+`"`) {
 			t.Errorf("instance %s at %s answers %q, %v", in.ID, in.Addr, body, err)

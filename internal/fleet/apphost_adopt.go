@@ -28,8 +28,8 @@ func (a *appHost) Adopt(ctx context.Context, app string) ([]controller.Adopted, 
 
 // controllerView is the instance as the controller takes it over.
 func (in AdoptedInstance) controllerView() controller.Adopted {
-	return controller.Adopted{ID: in.ID, Host: in.Host, Release: in.Release, Digest: in.Digest,
-		Running: controller.Running{Addr: in.Addr, PID: in.PID, Started: in.Started},
+	return controller.Adopted{ID: in.ID, Release: in.Release, Digest: in.Digest,
+		Running: controller.Running{Addr: in.Addr, PID: in.PID, Started: in.Started, Host: in.Host, Zone: in.Zone},
 		CPU:     in.CPU, Memory: in.Memory}
 }
 

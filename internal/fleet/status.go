@@ -169,6 +169,7 @@ func (f *Fleet) Settle(ctx context.Context) error {
 type AdoptedInstance struct {
 	ID      string
 	Host    string
+	Zone    string
 	App     string
 	Release int
 	Digest  string
@@ -245,7 +246,7 @@ func (f *Fleet) Adopt(ctx context.Context, app string) ([]AdoptedInstance, error
 			if p.starting || p.ended {
 				continue
 			}
-			out = append(out, AdoptedInstance{ID: in.ID, Host: name, App: in.App, Release: in.Release, Digest: in.Digest,
+			out = append(out, AdoptedInstance{ID: in.ID, Host: name, Zone: t.h.rec.Zone, App: in.App, Release: in.Release, Digest: in.Digest,
 				Addr: in.Addr, PID: in.PID, Started: in.Started, CPU: p.cpu, Memory: p.mem})
 		}
 		f.mu.Unlock()
