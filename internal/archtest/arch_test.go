@@ -161,10 +161,10 @@ var allowed = map[string][]string{
 // one place, package daemon, which only the CLI calls. The CLI imports adminapi only for
 // the name of the token file.
 var importers = map[string][]string{
-	"internal/cli":        {"cmd/shoal"},
-	"internal/daemon":     {"internal/cli"},
-	"internal/adminapi":   {"internal/daemon", "internal/cli"},
-	"internal/uisource":   {"internal/daemon"},
+	"internal/cli":      {"cmd/shoal"},
+	"internal/daemon":   {"internal/cli"},
+	"internal/adminapi": {"internal/daemon", "internal/cli"},
+	"internal/uisource": {"internal/daemon"},
 	// bench/scale composes the server side (fleet and controllers) and
 	// simulated agents in process to measure them at 1,000 hosts.
 	"internal/controller": {"internal/daemon", "internal/adminapi", "internal/uisource", "internal/fleet", "bench/scale"},
