@@ -2,8 +2,6 @@ package main
 
 import (
 	"context"
-	"log/slog"
-	"os"
 	"path/filepath"
 	"testing"
 	"time"
@@ -26,7 +24,7 @@ func TestSmallFleet(t *testing.T) {
 	dir := t.TempDir()
 	sc := scenario{Hosts: 50, Zones: 5, Apps: 5, PerApp: 100, MaxReplacing: 25,
 		HealthInterval: time.Second, HeartbeatEvery: time.Second, LostAfter: 5 * time.Second,
-		HostCPU: 8, HostMemory: 16 << 30, Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))}
+		HostCPU: 8, HostMemory: 16 << 30}
 	s, err := newServerSide(dir, sc)
 	if err != nil {
 		t.Fatal(err)
