@@ -161,15 +161,17 @@ var allowed = map[string][]string{
 // one place, package daemon, which only the CLI calls. The CLI imports adminapi only for
 // the name of the token file.
 var importers = map[string][]string{
-	"internal/cli":        {"cmd/shoal"},
-	"internal/daemon":     {"internal/cli"},
-	"internal/adminapi":   {"internal/daemon", "internal/cli"},
-	"internal/uisource":   {"internal/daemon"},
-	"internal/controller": {"internal/daemon", "internal/adminapi", "internal/uisource", "internal/fleet"},
+	"internal/cli":      {"cmd/shoal"},
+	"internal/daemon":   {"internal/cli"},
+	"internal/adminapi": {"internal/daemon", "internal/cli"},
+	"internal/uisource": {"internal/daemon"},
+	// bench/scale composes the server side (fleet and controllers) and
+	// simulated agents in process to measure them at 1,000 hosts.
+	"internal/controller": {"internal/daemon", "internal/adminapi", "internal/uisource", "internal/fleet", "bench/scale"},
 	// The server is composed in package daemon, like the other processes.
-	"internal/fleet": {"internal/daemon"},
+	"internal/fleet": {"internal/daemon", "bench/scale"},
 	// `shoal agent` is composed in package daemon, like the other processes.
-	"internal/agent": {"internal/daemon", "internal/agent/agenttest"},
+	"internal/agent": {"internal/daemon", "internal/agent/agenttest", "bench/scale"},
 	// Only tests use the agent's test support.
 	"internal/agent/agenttest": {},
 	// Test-only helpers never reach the binary; the whole-system benchmarks start

@@ -100,6 +100,7 @@ type Controller struct {
 	env    config.Env // resolved environment of the current release
 	events *eventLog
 	prober *health.Prober // one check of cfg.Health; the launch and watch loops schedule them
+	passes *passMetrics   // reconcile pass durations (passes.go)
 
 	kick    chan struct{} // wakes the reconcile loop; buffered 1
 	ready   chan struct{} // closed when desired instances first serve
@@ -162,6 +163,7 @@ func New(o Options) (*Controller, error) {
 		served:    map[int]bool{},
 		noStart:   map[int]bool{},
 		prober:    health.NewProber(o.Config.Health.Spec(), nil),
+		passes:    newPassMetrics(),
 	}
 	if c.log == nil {
 		c.log = slog.New(slog.DiscardHandler)
@@ -272,7 +274,9 @@ func (c *Controller) loop(ctx context.Context, workers *sync.WaitGroup) {
 		case <-timerC:
 			timerC = nil
 		}
+		start := time.Now()
 		retryAt := c.reconcile(ctx, workers)
+		c.passes.observe(start)
 		if timer != nil {
 			timer.Stop()
 			timerC = nil
