@@ -128,6 +128,13 @@ func start(t *testing.T, dir string, cfg *config.App) *harness {
 // startWithPool is start with the balancer pool made from popts.
 func startWithPool(t *testing.T, dir string, cfg *config.App, popts pool.Options) *harness {
 	t.Helper()
+	return startWithHost(t, dir, cfg, popts, nil)
+}
+
+// startWithHost is startWithPool with the controller's Host made by wrap
+// from the harness's LocalHost (nil: the LocalHost itself).
+func startWithHost(t *testing.T, dir string, cfg *config.App, popts pool.Options, wrap func(*LocalHost) Host) *harness {
+	t.Helper()
 	h := &harness{t: t, dir: dir, cfg: cfg, done: make(chan error, 1)}
 	var err error
 	h.st, err = store.Open(filepath.Join(cfg.DataDir, "shoal.db"), store.Options{})
@@ -146,7 +153,11 @@ func startWithPool(t *testing.T, dir string, cfg *config.App, popts pool.Options
 	host := NewLocalHost(h.rt, arts, filepath.Join(cfg.DataDir, "releases"))
 	h.host = host
 	h.pool = pool.New(popts)
-	h.c, err = New(Options{Config: cfg, Store: h.st, Artifacts: arts, Host: host, Pool: h.pool})
+	var ch Host = host
+	if wrap != nil {
+		ch = wrap(host)
+	}
+	h.c, err = New(Options{Config: cfg, Store: h.st, Artifacts: arts, Host: ch, Pool: h.pool})
 	if err != nil {
 		t.Fatal(err)
 	}
