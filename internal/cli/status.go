@@ -214,8 +214,12 @@ func printStatus(w io.Writer, st client.Status) {
 		if addr == "" {
 			addr = "-"
 		}
+		reason := in.Reason
+		if in.Moving != "" {
+			reason = "moving " + in.Moving // its replacement's line says how that goes
+		}
 		fmt.Fprintf(tw, "%s\tv%d\t%s\t%s\t%s\t%s\t%.1f\t%s\n", in.ID, in.Release, in.State, in.Health, addr,
-			uptime(in.UptimeSeconds), in.RequestsPerSecond, in.Reason)
+			uptime(in.UptimeSeconds), in.RequestsPerSecond, reason)
 	}
 	tw.Flush()
 }
