@@ -256,7 +256,9 @@ func TestDrainMovesInstancesLaunchFirst(t *testing.T) {
 // TestDrainWithoutCapacityKeepsServing drains both hosts: nothing can
 // place a replacement, so the four instances keep serving and the
 // replacement waits as pending with the reason; once one host is
-// undrained, the other's instances move there.
+// undrained, the other's instances move there. A move that began on h2
+// between the two drains (an instance of h1 replaced there) is one of
+// those, still launch first.
 func TestDrainWithoutCapacityKeepsServing(t *testing.T) {
 	s := newServer(t)
 	h1 := s.join(t, "h1", "a", 0, 0)
@@ -289,8 +291,9 @@ func TestDrainWithoutCapacityKeepsServing(t *testing.T) {
 		}
 		return nil
 	})
-	if a, b := len(h1.running()), len(h2.running()); a != 2 || b != 2 {
-		t.Fatalf("h1 runs %d and h2 %d while nothing can move", a, b)
+	// (Between the two drains an instance of h1 may have moved to h2.)
+	if a, b := len(h1.running()), len(h2.running()); a+b != 4 {
+		t.Fatalf("h1 runs %d and h2 %d while nothing can move, want 4 in all", a, b)
 	}
 
 	if err := s.fleet.Undrain("h2"); err != nil {
