@@ -62,8 +62,13 @@ type InstanceStatus struct {
 	UptimeSeconds float64 `json:"uptime_seconds"`
 	// RequestsPerSecond is measured at the balancer over the last second.
 	RequestsPerSecond float64 `json:"requests_per_second"`
-	// Replaces is the ID of the unhealthy instance this one replaces.
+	// Replaces is the ID of the unhealthy instance this one replaces, or
+	// of the instance it moves off a draining host.
 	Replaces string `json:"replaces,omitempty"`
+	// Moving, when set, says that the instance is being moved off its
+	// host and why ("off host h1 (draining)"): a replacement is launched
+	// first, and the instance stops once the replacement serves.
+	Moving string `json:"moving,omitempty"`
 }
 
 // Crash is the last exit that nobody asked for of an instance of one

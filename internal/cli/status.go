@@ -238,7 +238,11 @@ func printInstances(w io.Writer, ins []client.Instance) {
 			}
 			fmt.Fprintf(tw, "%s\t", host)
 		}
-		fmt.Fprintf(tw, "%s\t%.1f\t%s\n", uptime(in.UptimeSeconds), in.RequestsPerSecond, in.Reason)
+		reason := in.Reason
+		if in.Moving != "" {
+			reason = "moving " + in.Moving // its replacement's line says how that goes
+		}
+		fmt.Fprintf(tw, "%s\t%.1f\t%s\n", uptime(in.UptimeSeconds), in.RequestsPerSecond, reason)
 	}
 	tw.Flush()
 }

@@ -79,3 +79,19 @@ func TestPrintStatusHostsAndInstanceHosts(t *testing.T) {
 		})
 	}
 }
+
+// TestPrintStatusShowsMoves: an instance being moved off a draining host
+// says so in its reason column.
+func TestPrintStatusShowsMoves(t *testing.T) {
+	st := client.Status{App: "web", Release: 1, Desired: 1, InService: 1, Instances: []client.Instance{
+		{ID: "web-1", Release: 1, State: api.InService, Reason: "healthy after 5ms", Moving: "off host h1 (draining)"},
+		{ID: "web-2", Release: 1, State: api.Pending, Reason: "no capacity: an instance of web: h1: draining", Replaces: "web-1"},
+	}}
+	var b bytes.Buffer
+	printStatus(&b, st, time.Now())
+	for _, want := range []string{"moving off host h1 (draining)", "no capacity: an instance of web: h1: draining"} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("status lacks %q:\n%s", want, b.String())
+		}
+	}
+}

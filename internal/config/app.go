@@ -212,7 +212,8 @@ type AppGroup struct {
 	Desired int `yaml:"desired"`
 
 	// MaxReplacing bounds how many instances are launched at once to
-	// replace failed ones or during a rollout; default 2.
+	// replace failed ones, to move instances off a drained host (shoal
+	// hosts drain), or during a rollout; default 2.
 	MaxReplacing int `yaml:"max_replacing"`
 }
 

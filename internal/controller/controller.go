@@ -133,6 +133,8 @@ type Controller struct {
 	notes   []string     // how the app folder differs from the resumed release (release.go)
 	served  map[int]bool // releases recorded as served by this run (launch.go)
 	noStart map[int]bool // releases that could not start in this run (launch.go)
+
+	moves map[string]*move // instances to move off their machine, by id (evacuate.go)
 }
 
 // New validates o and returns a Controller. It does no I/O; Run prepares
@@ -238,11 +240,19 @@ func (c *Controller) Run(ctx context.Context) error {
 		defer close(autoscaleDone)
 		c.runAutoscale(loopCtx) // autoscale.go
 	}()
+	evacuationsDone := make(chan struct{})
+	go func() {
+		defer close(evacuationsDone)
+		if ev, ok := c.o.Host.(Evacuator); ok {
+			c.watchEvacuations(loopCtx, ev) // evacuate.go
+		}
+	}()
 	c.loop(loopCtx, &workers)
 	c.stopRollout() // deploy_step.go
 	stopLoop(nil)
 	<-samplerDone
 	<-autoscaleDone
+	<-evacuationsDone
 
 	// Shutdown: workers end on loopCtx (probes and launches abort); then
 	// every remaining instance is drained and stopped.
@@ -311,8 +321,9 @@ func (c *Controller) reconcile(ctx context.Context, workers *sync.WaitGroup) tim
 	c.mu.Lock()
 	now := c.now()
 	obs := make([]reconcile.Instance, 0, len(c.instances))
+	c.pruneMovesLocked(now) // evacuate.go
 	for _, in := range c.instances {
-		obs = append(obs, in.observed())
+		obs = append(obs, c.observedLocked(in))
 	}
 	desired := reconcile.Desired{Release: c.current.Version, Count: c.group.Desired, MaxLaunching: c.cfg.Group.MaxReplacing, Grow: c.grow}
 	plan := reconcile.Decide(now, desired, obs, c.backoff[c.current.Version])
@@ -326,15 +337,17 @@ func (c *Controller) reconcile(ctx context.Context, workers *sync.WaitGroup) tim
 	}
 	c.blocked = plan.Blocked
 	type job struct {
-		act reconcile.Action
-		in  *instance
+		act   reconcile.Action
+		in    *instance
+		moved bool // a retire that ends a move (evacuate.go)
 	}
 	var jobs []job
 	for _, a := range plan.Actions {
 		switch a.Kind {
 		case reconcile.Launch:
 			in := c.newInstanceLocked(ctx, a)
-			jobs = append(jobs, job{a, in})
+			c.launchedLocked(a, in)
+			jobs = append(jobs, job{act: a, in: in})
 		case reconcile.Retire, reconcile.Stop:
 			in := c.instances[a.Instance]
 			if in == nil {
@@ -345,7 +358,7 @@ func (c *Controller) reconcile(ctx context.Context, workers *sync.WaitGroup) tim
 			// it started.
 			in.cancel()
 			if a.Kind == reconcile.Retire {
-				jobs = append(jobs, job{a, in})
+				jobs = append(jobs, job{act: a, in: in, moved: c.movedLocked(in.id)})
 			}
 		}
 	}
@@ -356,9 +369,11 @@ func (c *Controller) reconcile(ctx context.Context, workers *sync.WaitGroup) tim
 		workers.Add(1)
 		go func() {
 			defer workers.Done()
-			switch j.act.Kind {
-			case reconcile.Launch:
+			switch {
+			case j.act.Kind == reconcile.Launch:
 				c.launch(ctx, j.in)
+			case j.moved:
+				c.retireMoved(j.in, j.act.Reason)
 			default:
 				c.retire(j.in, j.act.Reason)
 			}

@@ -60,7 +60,7 @@ func TestRestartedServerAdoptsRunningInstances(t *testing.T) {
 	h1 := s.join(t, "h1", "a", 0, 0)
 	h2 := s.join(t, "h2", "b", 0, 0)
 	waitState(t, s.fleet, api.HostReady, "h1", "h2")
-	a := s.newApp(t, 3, "10s")
+	a := s.newApp(t, 3, "10s", 2)
 
 	c1, stop1 := s.runController(t, a, s.fleet, true)
 	before := waitInService(t, c1, 3)
@@ -131,7 +131,7 @@ func TestRestartedServerStopsSurplusAndOtherReleases(t *testing.T) {
 	h1 := s.join(t, "h1", "a", 0, 0)
 	h2 := s.join(t, "h2", "b", 0, 0)
 	waitState(t, s.fleet, api.HostReady, "h1", "h2")
-	a := s.newApp(t, 3, "10s")
+	a := s.newApp(t, 3, "10s", 2)
 
 	c1, stop1 := s.runController(t, a, s.fleet, true)
 	before := waitInService(t, c1, 3)
@@ -195,7 +195,7 @@ func TestRestartedServerReplacesMissingAndUnhealthy(t *testing.T) {
 	h1 := s.join(t, "h1", "a", 0, 0)
 	h2 := s.join(t, "h2", "b", 0, 0)
 	waitState(t, s.fleet, api.HostReady, "h1", "h2")
-	a := s.newApp(t, 3, "2s")
+	a := s.newApp(t, 3, "2s", 2)
 
 	c1, stop1 := s.runController(t, a, s.fleet, true)
 	before := waitInService(t, c1, 3)

@@ -431,9 +431,10 @@ type app struct {
 	arts *release.Store
 }
 
-// newApp writes the app "web" (the test program, desired instances, the
-// health check's grace) and opens its artifact store.
-func (s *server) newApp(t *testing.T, desired int, grace string) *app {
+// newApp writes the app "web" (the test program declaring 0.5 CPU and 64
+// MiB, desired instances, the health check's grace, group.max_replacing;
+// group.max 6) and opens its artifact store.
+func (s *server) newApp(t *testing.T, desired int, grace string, maxReplacing int) *app {
 	t.Helper()
 	dir := t.TempDir()
 	exe, err := os.Executable()
@@ -459,15 +460,15 @@ health:
   grace: %s
 group:
   min: 0
-  max: 4
+  max: 6
   desired: %d
-  max_replacing: 2
+  max_replacing: %d
 balancer:
   listen: 127.0.0.1:0
   drain_timeout: 1s
 admin:
   listen: 127.0.0.1:0
-`, exe, agenttest.ServeEnv, grace, desired)
+`, exe, agenttest.ServeEnv, grace, desired, maxReplacing)
 	if err := os.WriteFile(filepath.Join(dir, "shoal.yaml"), []byte(yml), 0o644); err != nil {
 		t.Fatal(err)
 	}
