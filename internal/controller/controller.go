@@ -160,7 +160,8 @@ func New(o Options) (*Controller, error) {
 }
 
 // Ready is closed once the desired number of instances first serve at the
-// same time after Run started (immediately when the desired count is 0).
+// same time after Run started (immediately when the desired count is 0, or
+// when there is no release yet: see prepare).
 func (c *Controller) Ready() <-chan struct{} { return c.ready }
 
 // Release returns the release the group runs, valid after Ready.
@@ -280,7 +281,7 @@ func (c *Controller) reconcile(ctx context.Context, workers *sync.WaitGroup) tim
 	for _, in := range c.instances {
 		obs = append(obs, in.observed())
 	}
-	desired := reconcile.Desired{Release: c.current.Version, Count: c.group.Desired, MaxLaunching: c.cfg.Group.MaxReplacing, Grow: c.grow}
+	desired := reconcile.Desired{Release: c.current.Version, Count: c.desiredLocked(), MaxLaunching: c.cfg.Group.MaxReplacing, Grow: c.grow}
 	plan := reconcile.Decide(now, desired, obs, c.backoff[c.current.Version])
 	c.consumeGrowthLocked(plan) // autoscale.go
 	// One event per backoff step, not one per evaluation during it.
@@ -344,10 +345,20 @@ func (c *Controller) checkReadyLocked() {
 			n++
 		}
 	}
-	if n >= c.group.Desired {
+	if n >= c.desiredLocked() {
 		c.readyDone = true
 		close(c.ready)
 	}
+}
+
+// desiredLocked is the count of instances to run: the group's desired
+// count, or 0 while there is no release (an app of `shoal server` before
+// its first deploy, or whose first rollout went back).
+func (c *Controller) desiredLocked() int {
+	if c.current.Version == 0 {
+		return 0
+	}
+	return c.group.Desired
 }
 
 // Scale sets the desired instance count, which must lie within the
