@@ -69,6 +69,16 @@ type Options struct {
 	Logger *slog.Logger
 	// Now replaces time.Now; nil means time.Now.
 	Now func() time.Time
+	// Uploads, when set, is the upload side of Artifacts shared with
+	// other apps (`shoal server` keeps one artifact store for every app);
+	// it must be NewUploads of Artifacts. Nil: the controller makes its
+	// own, whose events go to the app's log.
+	Uploads *Uploads
+	// KeepArtifacts, when set, names artifacts that pruning must keep
+	// besides this app's kept releases and the recent uploads: when apps
+	// share one artifact store, every other app's releases. It is called
+	// without the controller's lock.
+	KeepArtifacts func() []string
 	// Latency returns the pool's cumulative latency histogram for the
 	// autoscaler's latency policies (see autoscale.Histogram; the
 	// balancer's LatencyHistogram). Nil means no latency data.
@@ -111,8 +121,7 @@ type Controller struct {
 	crashes    map[int]api.Crash
 	crashShown map[int]string
 
-	uploads map[string]time.Time // artifacts uploaded recently, kept from pruning (deploy_artifacts.go)
-	upMu    sync.Mutex           // serialises uploads (deploy_artifacts.go)
+	up *Uploads // the artifacts' upload side (deploy_artifacts.go)
 
 	notes   []string     // how the app folder differs from the resumed release (release.go)
 	served  map[int]bool // releases recorded as served by this run (launch.go)
@@ -156,6 +165,10 @@ func New(o Options) (*Controller, error) {
 		c.now = time.Now
 	}
 	c.events = newEventLog(c.storeEvents, c.log, c.now)
+	c.up = o.Uploads
+	if c.up == nil {
+		c.up = NewUploads(o.Artifacts, c.now, c.events.add)
+	}
 	return c, nil
 }
 

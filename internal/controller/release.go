@@ -268,7 +268,10 @@ func (c *Controller) prune(app string) {
 		c.log.Warn("prune releases", "error", err)
 		return
 	}
-	keep := c.recentUploads() // deploy_artifacts.go: their deploys may follow
+	keep := c.up.Recent() // deploy_artifacts.go: their deploys may follow
+	if c.o.KeepArtifacts != nil {
+		keep = append(keep, c.o.KeepArtifacts()...) // other apps' (shoal server)
+	}
 	for _, r := range kept {
 		keep = append(keep, r.Digest)
 	}
