@@ -12,6 +12,13 @@
 // Shutdown order when Run's context ends: stop reconciling, take every
 // instance out of the pool (drained, bounded by the drain timeout), stop
 // every instance, flush events. The caller closes the store afterwards.
+//
+// With Options.LeaveRunning (shoal server: static stability) Run instead
+// stops reconciling and returns with every instance still running and
+// still in the pool: only instances already being stopped (a scale-in or
+// a replacement under way) finish stopping, and a launch not yet running
+// is abandoned. A controller started later on the same store adopts the
+// instances through a Host that is an Adopter (adopt.go).
 package controller
 
 import (
@@ -83,6 +90,14 @@ type Options struct {
 	// autoscaler's latency policies (see autoscale.Histogram; the
 	// balancer's LatencyHistogram). Nil means no latency data.
 	Latency func() (bounds []float64, counts []uint64)
+	// LeaveRunning, when true, makes Run return at the end of its context
+	// without draining or stopping the instances: they keep running on
+	// their hosts and stay in the pool, which is then the caller's to drop
+	// or keep. Instances already being stopped finish stopping; a launch
+	// whose process was not yet running is abandoned (the host stops it).
+	// A stored rollout stays stored and resumes at the next start. False
+	// (shoal up) drains and stops every instance.
+	LeaveRunning bool
 }
 
 // Controller runs one app's group on its hosts. Create it with New, then
@@ -186,8 +201,9 @@ func (c *Controller) Release() api.Release {
 
 // Run prepares the release (it resumes the stored active one; only a
 // first start builds and makes one), then keeps the group in its desired
-// state until ctx ends, then drains and stops every instance. It returns nil after a clean shutdown, or the error that made
-// it stop. Run must be called once.
+// state until ctx ends, then drains and stops every instance (unless
+// Options.LeaveRunning). It returns nil after a clean shutdown, or the
+// error that made it stop. Run must be called once.
 func (c *Controller) Run(ctx context.Context) error {
 	if !c.running.CompareAndSwap(false, true) {
 		return errors.New("controller: Run called twice")
@@ -211,6 +227,11 @@ func (c *Controller) Run(ctx context.Context) error {
 	}
 
 	var workers sync.WaitGroup
+	loopCtx, stopLoop := context.WithCancelCause(ctx)
+	c.stopRun = stopLoop
+	// Before the exit watcher starts, so that an adopted instance is in
+	// the table when its exit is read (adopt.go).
+	keep, drop := c.adopt(loopCtx)
 	exitsDone := make(chan struct{})
 	// The exit watcher outlives the loop: shutdown needs exits reported.
 	exitsCtx, stopExits := context.WithCancel(context.WithoutCancel(ctx))
@@ -218,8 +239,7 @@ func (c *Controller) Run(ctx context.Context) error {
 		defer close(exitsDone)
 		c.watchExits(exitsCtx)
 	}()
-	loopCtx, stopLoop := context.WithCancelCause(ctx)
-	c.stopRun = stopLoop
+	c.startAdopted(&workers, keep, drop)
 	samplerDone := make(chan struct{})
 	go func() {
 		defer close(samplerDone)
@@ -239,7 +259,11 @@ func (c *Controller) Run(ctx context.Context) error {
 	// Shutdown: workers end on loopCtx (probes and launches abort); then
 	// every remaining instance is drained and stopped.
 	workers.Wait()
-	c.shutdown()
+	if c.o.LeaveRunning {
+		c.leaveRunning() // adopt.go
+	} else {
+		c.shutdown()
+	}
 	stopExits()
 	<-exitsDone
 	return fatalCause(loopCtx)
@@ -285,6 +309,12 @@ func (c *Controller) poke() {
 // reconcile runs one decision and starts its actions. It returns when to
 // run again without a kick (zero: only on a kick).
 func (c *Controller) reconcile(ctx context.Context, workers *sync.WaitGroup) time.Time {
+	c.mu.Lock()
+	hold := c.dep.active != nil && c.adoptingLocked()
+	c.mu.Unlock()
+	if hold {
+		return time.Time{} // the adopted instance's verdict wakes the loop (adopt.go)
+	}
 	if retryAt, rolling := c.stepRollout(ctx, workers); rolling {
 		return retryAt // a rollout holds the group (deploy_step.go)
 	}

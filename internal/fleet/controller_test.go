@@ -1,20 +1,12 @@
 package fleet_test
 
 import (
-	"context"
 	"fmt"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/shoal-dev/shoal/internal/agent/agenttest"
 	"github.com/shoal-dev/shoal/internal/api"
-	"github.com/shoal-dev/shoal/internal/config"
-	"github.com/shoal-dev/shoal/internal/controller"
-	"github.com/shoal-dev/shoal/internal/pool"
-	"github.com/shoal-dev/shoal/internal/release"
 	"github.com/shoal-dev/shoal/internal/testenv"
 )
 
@@ -30,63 +22,8 @@ func TestControllerOverTheFleet(t *testing.T) {
 	h2 := s.join(t, "h2", "b", 0, 0)
 	waitState(t, s.fleet, api.HostReady, "h1", "h2")
 
-	dir := t.TempDir()
-	exe, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
-	os.WriteFile(filepath.Join(dir, "version.txt"), []byte("v1\n"), 0o644)
-	yml := fmt.Sprintf(`app: web
-run:
-  command: %s
-  env:
-    %s: "1"
-  stop_timeout: 2s
-health:
-  path: /
-  interval: 200ms
-  timeout: 200ms
-  unhealthy_threshold: 3
-  grace: 10s
-group:
-  min: 0
-  max: 4
-  desired: 2
-  max_replacing: 2
-balancer:
-  listen: 127.0.0.1:0
-  drain_timeout: 1s
-admin:
-  listen: 127.0.0.1:0
-`, exe, agenttest.ServeEnv)
-	if err := os.WriteFile(filepath.Join(dir, "shoal.yaml"), []byte(yml), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	cfg, err := config.Load(filepath.Join(dir, "shoal.yaml"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	arts, err := release.Open(filepath.Join(cfg.DataDir, "artifacts"), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s.mu.Lock()
-	s.artifacts = arts
-	s.mu.Unlock()
-	c, err := controller.New(controller.Options{Config: cfg, Store: s.store, Artifacts: arts,
-		Host: s.fleet.Host("web"), Pool: pool.New(pool.Options{Name: "web", DrainTimeout: time.Second})})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- c.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("controller run: %v", err)
-		}
-	})
+	c, _ := s.runController(t, s.newApp(t, 2, "10s"), s.fleet, false)
+	ctx := testenv.Context(t, 2*time.Minute)
 	waitStatus := func(what string, fn func(api.Status) error) {
 		t.Helper()
 		testenv.Eventually(t, 60*time.Second, func() error {
