@@ -98,6 +98,9 @@ func (s *Server) openAppLocked(cfg *config.App) (*serverApp, error) {
 		Config: cfg, Store: s.st, Artifacts: s.arts, Uploads: s.uploads,
 		KeepArtifacts: func() []string { return s.keptArtifacts(name) },
 		Host:          s.fleet.Host(name), Pool: p, Logger: s.log,
+		// Static stability: stopping the server leaves every instance
+		// running on its agent; the next start adopts them.
+		LeaveRunning: true,
 		Latency: func() ([]float64, []uint64) { return s.bal.LatencyHistogram(name) },
 	})
 	if err != nil {

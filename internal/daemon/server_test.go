@@ -241,8 +241,8 @@ func getVersion(ctx context.Context, addr, host string) (string, error) {
 // client (artifact upload, then deploy, which creates each app) are
 // served by host name, a second catch-all is refused naming the first,
 // requests without an app are refused naming the apps, and a restart of
-// the server on the same data directory reopens both apps from the store
-// and serves them again.
+// the server on the same data directory reopens both apps from the store,
+// adopts their running instances (none restarted) and serves them again.
 func TestServerTwoAppsOnTwoAgents(t *testing.T) {
 	dir := t.TempDir()
 	agents := &agentSet{}
@@ -324,7 +324,17 @@ func TestServerTwoAppsOnTwoAgents(t *testing.T) {
 		t.Fatalf("host events = %+v, %v", evs, err)
 	}
 
-	// Restart on the same data directory and fleet port (the agents' URL).
+	before := map[string]string{}
+	for _, app := range []string{"web", "api"} {
+		st, err := ts.client(t, app).Status(ctx)
+		if err != nil || len(st.Instances) != 1 {
+			t.Fatalf("%s before the restart: %+v, %v", app, st, err)
+		}
+		before[app] = st.Instances[0].ID
+	}
+
+	// Restart on the same data directory and fleet port (the agents'
+	// URL): the instances keep running and are adopted, none started.
 	fleetAddr := ts.s.FleetAddr().String()
 	ts.stop()
 	ts = startServer(t, serverConfig(t, dir, fleetAddr))
@@ -340,9 +350,11 @@ func TestServerTwoAppsOnTwoAgents(t *testing.T) {
 		}
 		return nil
 	})
-	st, err := ts.client(t, "web").Status(ctx)
-	if err != nil || st.App != "web" || st.Release != 1 {
-		t.Fatalf("web after the restart: %+v, %v", st, err)
+	for _, app := range []string{"web", "api"} {
+		st, err := ts.client(t, app).Status(ctx)
+		if err != nil || st.App != app || st.Release != 1 || len(st.Instances) != 1 || st.Instances[0].ID != before[app] {
+			t.Fatalf("%s after the restart: %+v, %v; want its instance %s adopted", app, st, err, before[app])
+		}
 	}
 }
 
