@@ -22,10 +22,18 @@ import (
 func TestAppCreatedByItsFirstDeploy(t *testing.T) {
 	dir := t.TempDir()
 	writeApp(t, dir, "serve", 2, 3)
-	marker := filepath.Join(t.TempDir(), "hook-ran")
-	setMode(t, dir, "serve", "serve", "deploy:\n  hooks:\n    pre_deploy: ['echo \"$SHOAL_HOOK\" > "+marker+"']\n")
+	// group.min 1: before the first release the group still runs nothing.
 	path := filepath.Join(dir, "shoal.yaml")
 	text, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, []byte(strings.Replace(string(text), "  min: 0\n", "  min: 1\n", 1)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	marker := filepath.Join(t.TempDir(), "hook-ran")
+	setMode(t, dir, "serve", "serve", "deploy:\n  hooks:\n    pre_deploy: ['echo \"$SHOAL_HOOK\" > "+marker+"']\n")
+	text, err = os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -79,8 +87,8 @@ func TestAppCreatedByItsFirstDeploy(t *testing.T) {
 	if err != nil || rel.Change != api.ChangeInitial || rel.Status != api.ReleaseActive || rel.Config != string(text) {
 		t.Fatalf("v1 = %+v, %v", rel, err)
 	}
-	if g, _, _ := h.st.GetGroup("web"); g.Desired != 2 || g.Release != 1 {
-		t.Fatalf("group = %+v, want desired 2 on v1", g)
+	if g, _, _ := h.st.GetGroup("web"); g.Desired != 2 || g.Min != 1 || g.Release != 1 {
+		t.Fatalf("group = %+v, want min 1, desired 2 on v1", g)
 	}
 
 	h.stop()

@@ -52,10 +52,13 @@ func (c *Controller) prepare(ctx context.Context) error {
 		desired = group.Desired // `shoal scale` survives restarts
 	}
 	desired = min(max(desired, cfg.Group.Min), cfg.Group.Max)
+	minimum := cfg.Group.Min
 	if cur.Version == 0 {
-		desired = 0 // nothing to run until Deploy makes v1 (deploy.go)
+		// Nothing to run until Deploy makes v1 (deploy.go), which sets
+		// group.min and the desired count.
+		desired, minimum = 0, 0
 	}
-	group = api.Group{App: app, Release: group.Release, Min: cfg.Group.Min, Max: cfg.Group.Max, Desired: desired,
+	group = api.Group{App: app, Release: group.Release, Min: minimum, Max: cfg.Group.Max, Desired: desired,
 		AutoscalePaused: group.AutoscalePaused}
 	if err := c.o.Store.PutGroup(group); err != nil {
 		return fmt.Errorf("store group: %w", err)
