@@ -27,6 +27,8 @@ type upFlags struct {
 	file      string
 	admin     string
 	tokenFile string
+	app       string
+	caPin     string
 }
 
 func addUpFlags(fs *pflag.FlagSet) *upFlags {
@@ -34,6 +36,8 @@ func addUpFlags(fs *pflag.FlagSet) *upFlags {
 	fs.StringVarP(&f.file, "config", "c", config.AppFileName, "the app's configuration `file`, to find the admin API and its token")
 	fs.StringVar(&f.admin, "admin", "", "admin API `URL` (default: $"+envAdminURL+", else from the configuration)")
 	fs.StringVar(&f.tokenFile, "token-file", "", "admin token `file` (default: $"+envToken+" holds the token, else <data_dir>/admin.token)")
+	fs.StringVar(&f.app, "app", "", "the `app` of a shoal server (default: the app of the configuration, when there is one)")
+	fs.StringVar(&f.caPin, "ca-pin", "", "the fleet CA's `pin` an https admin URL must present (default: $"+envCAPin+"; shoal server prints it)")
 	return f
 }
 
@@ -42,6 +46,7 @@ func addUpFlags(fs *pflag.FlagSet) *upFlags {
 const (
 	envAdminURL = "SHOAL_ADMIN_URL" // the admin API's URL
 	envToken    = "SHOAL_TOKEN"     // the admin token itself
+	envCAPin    = "SHOAL_CA_PIN"    // the fleet CA's pin, for an https admin URL
 )
 
 // client returns an admin API client. The URL is, in order: --admin,
@@ -49,7 +54,10 @@ const (
 // its data directory, or admin.listen. The token is, in order: the file of
 // --token-file, $SHOAL_TOKEN, or the file in the data directory. When the
 // configuration is read, the client refuses an admin API of another app,
-// and says where to run `shoal up` when nothing answers.
+// and says where to run `shoal up` when nothing answers. The app (sent
+// with every request, for `shoal server`) is --app, else the
+// configuration's when the file is there. An https URL is checked against
+// --ca-pin or $SHOAL_CA_PIN when set.
 func (f *upFlags) client() (*client.Client, error) {
 	url, tokenFile := f.admin, f.tokenFile
 	if url == "" {
@@ -83,6 +91,20 @@ func (f *upFlags) client() (*client.Client, error) {
 			}
 		}
 	}
+	if app == "" && f.app == "" {
+		// The URL and token came from flags or the environment: the
+		// folder's shoal.yaml, when there is one, still names the app.
+		if _, err := os.Stat(f.file); err == nil {
+			cfg, err := loadAppConfig(f.file)
+			if err != nil {
+				return nil, err
+			}
+			app = cfg.Name
+		}
+	}
+	if f.app != "" {
+		app = f.app
+	}
 	tok := envTok
 	if tok == "" {
 		b, err := os.ReadFile(tokenFile)
@@ -91,7 +113,14 @@ func (f *upFlags) client() (*client.Client, error) {
 		}
 		tok = strings.TrimSpace(string(b))
 	}
-	c := client.New(url, tok)
+	pin := f.caPin
+	if pin == "" {
+		pin = strings.TrimSpace(os.Getenv(envCAPin))
+	}
+	c, err := client.NewWithOptions(url, tok, client.Options{CAPin: pin})
+	if err != nil {
+		return nil, &UsageError{Err: err}
+	}
 	c.App, c.Hint = app, hint
 	return c, nil
 }

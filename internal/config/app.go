@@ -248,6 +248,20 @@ type AppBalancer struct {
 	// sticky.sockjs_prefixes, and socket.io polling are recognised
 	// without being listed. Default none.
 	LongLivedPaths []string `yaml:"long_lived_paths"`
+
+	// Hosts are the host names whose requests `shoal server`'s balancer
+	// sends to this app: exact names ("web.example.com") or wildcards of
+	// one or more labels ("*.web.example.com"), matched without case and
+	// without the port. Empty (the default) makes the app the server's
+	// catch-all, which takes every host no other app names; a server
+	// has at most one. `shoal up` serves every host whatever is set.
+	Hosts []string `yaml:"hosts"`
+
+	// Path is the path prefix, starting with "/", under which `shoal
+	// server`'s balancer sends this app's hosts to it; "/api" matches
+	// "/api" and "/api/x", not "/apis". Default "/". `shoal up` serves
+	// every path.
+	Path string `yaml:"path"`
 }
 
 // AppSticky configures session affinity.

@@ -76,6 +76,16 @@ type Options struct {
 	Logger *slog.Logger
 	// Now replaces time.Now; nil means time.Now.
 	Now func() time.Time
+	// Uploads, when set, is the upload side of Artifacts shared with
+	// other apps (`shoal server` keeps one artifact store for every app);
+	// it must be NewUploads of Artifacts. Nil: the controller makes its
+	// own, whose events go to the app's log.
+	Uploads *Uploads
+	// KeepArtifacts, when set, names artifacts that pruning must keep
+	// besides this app's kept releases and the recent uploads: when apps
+	// share one artifact store, every other app's releases. It is called
+	// without the controller's lock.
+	KeepArtifacts func() []string
 	// Latency returns the pool's cumulative latency histogram for the
 	// autoscaler's latency policies (see autoscale.Histogram; the
 	// balancer's LatencyHistogram). Nil means no latency data.
@@ -127,8 +137,7 @@ type Controller struct {
 	crashes    map[int]api.Crash
 	crashShown map[int]string
 
-	uploads map[string]time.Time // artifacts uploaded recently, kept from pruning (deploy_artifacts.go)
-	upMu    sync.Mutex           // serialises uploads (deploy_artifacts.go)
+	up *Uploads // the artifacts' upload side (deploy_artifacts.go)
 
 	notes   []string     // how the app folder differs from the resumed release (release.go)
 	served  map[int]bool // releases recorded as served by this run (launch.go)
@@ -175,11 +184,16 @@ func New(o Options) (*Controller, error) {
 		c.now = time.Now
 	}
 	c.events = newEventLog(c.storeEvents, c.log, c.now)
+	c.up = o.Uploads
+	if c.up == nil {
+		c.up = NewUploads(o.Artifacts, c.now, c.events.add)
+	}
 	return c, nil
 }
 
 // Ready is closed once the desired number of instances first serve at the
-// same time after Run started (immediately when the desired count is 0).
+// same time after Run started (immediately when the desired count is 0, or
+// when there is no release yet: see prepare).
 func (c *Controller) Ready() <-chan struct{} { return c.ready }
 
 // Release returns the release the group runs, valid after Ready.
@@ -325,7 +339,7 @@ func (c *Controller) reconcile(ctx context.Context, workers *sync.WaitGroup) tim
 	for _, in := range c.instances {
 		obs = append(obs, c.observedLocked(in))
 	}
-	desired := reconcile.Desired{Release: c.current.Version, Count: c.group.Desired, MaxLaunching: c.cfg.Group.MaxReplacing, Grow: c.grow}
+	desired := reconcile.Desired{Release: c.current.Version, Count: c.desiredLocked(), MaxLaunching: c.cfg.Group.MaxReplacing, Grow: c.grow}
 	plan := reconcile.Decide(now, desired, obs, c.backoff[c.current.Version])
 	c.consumeGrowthLocked(plan) // autoscale.go
 	// One event per backoff step, not one per evaluation during it.
@@ -393,10 +407,20 @@ func (c *Controller) checkReadyLocked() {
 			n++
 		}
 	}
-	if n >= c.group.Desired {
+	if n >= c.desiredLocked() {
 		c.readyDone = true
 		close(c.ready)
 	}
+}
+
+// desiredLocked is the count of instances to run: the group's desired
+// count, or 0 while there is no release (an app of `shoal server` before
+// its first deploy, or whose first rollout went back).
+func (c *Controller) desiredLocked() int {
+	if c.current.Version == 0 {
+		return 0
+	}
+	return c.group.Desired
 }
 
 // Scale sets the desired instance count, which must lie within the
