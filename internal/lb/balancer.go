@@ -29,6 +29,7 @@ type Balancer struct {
 	tbl     atomic.Pointer[table]
 	alog    atomic.Pointer[accessLog]
 	obs     atomic.Pointer[observerBox]
+	changes changes
 
 	// handlers counts proxy handlers running, for Run's final wait.
 	handlers sync.WaitGroup

@@ -40,6 +40,7 @@ func poolOptions(pc PoolConfig, b *Balancer) pool.Options {
 	}
 	if b != nil {
 		o.Logger = b.log.With("pool", pc.Name)
+		o.OnChange = b.changes.notify
 	}
 	return o
 }
@@ -123,6 +124,7 @@ func (b *Balancer) AddPool(pc PoolConfig) error {
 	if b.running && !b.stopping {
 		b.startHealthLocked(pe)
 	}
+	b.changes.notify()
 	return nil
 }
 
@@ -149,6 +151,7 @@ func (b *Balancer) RemovePool(name string) error {
 	}
 	b.cfg.Pools = kept
 	b.retireLocked(pe)
+	b.changes.notify()
 	return nil
 }
 

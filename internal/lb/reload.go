@@ -123,6 +123,7 @@ func (b *Balancer) Reload(cfg Config) error {
 	for _, l := range removed {
 		b.closeListenerLocked(l)
 	}
+	b.changes.notify()
 	b.log.Info("configuration reloaded", "listeners", len(cfg.Listeners), "routes", len(cfg.Routes), "pools", len(cfg.Pools))
 	return nil
 }
@@ -268,6 +269,7 @@ func (b *Balancer) SetRoutes(routes []Route) error {
 	}
 	b.cfg.Routes = cfg.Routes
 	b.tbl.Store(b.buildTable(b.cfg, b.tbl.Load().budget))
+	b.changes.notify()
 	b.log.Info("routes set", "routes", len(cfg.Routes))
 	return nil
 }

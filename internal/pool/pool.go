@@ -139,6 +139,15 @@ type Options struct {
 	// Rand returns a uniform int in [0,n); nil means math/rand/v2.IntN.
 	// It must be safe for concurrent use.
 	Rand func(n int) int
+	// OnChange, when set, is called after every change of the pool's
+	// membership, a target's weight or a target's state (Add, the end of a
+	// Remove, Drain, Undrain, SetWeight, health verdicts, ejections and
+	// their ends): not for load, latency or slow-start steps. It is called
+	// without the pool's lock held, possibly from several goroutines at
+	// once and from the proxy's hot path, so it must return at once (a
+	// non-blocking signal). It says that something changed, not what: the
+	// receiver reads Status. Nil costs nothing.
+	OnChange func()
 	// Logger receives state transitions (Info) and refused ejections
 	// (Warn); nil discards. Its lines carry the target, not the pool's
 	// name: the owner adds that once (the balancer passes a logger

@@ -22,14 +22,15 @@ const (
 // Pool is the set of targets of one balancer pool. The zero value is not
 // usable; call New. All methods are safe for concurrent use.
 type Pool struct {
-	name    string
-	algo    Algorithm
-	slow    time.Duration
-	drainTO time.Duration
-	outlier Outlier
-	now     func() time.Time
-	rand    func(int) int
-	log     *slog.Logger
+	name     string
+	algo     Algorithm
+	slow     time.Duration
+	drainTO  time.Duration
+	outlier  Outlier
+	now      func() time.Time
+	rand     func(int) int
+	log      *slog.Logger
+	onChange func()
 
 	cookie  string // empty: no cookie stickiness
 	ttl     time.Duration
@@ -46,6 +47,9 @@ type Pool struct {
 	// logs are the lines queued under mu (state changes), written by
 	// unlock once mu is released: no I/O under the lock.
 	logs []logLine
+	// changed is set under mu by a change that Options.OnChange reports;
+	// unlock clears it and calls OnChange.
+	changed bool
 }
 
 // logLine is a log record queued under the pool's lock.
@@ -60,13 +64,19 @@ func (p *Pool) logLocked(level slog.Level, msg string, args ...any) {
 	p.logs = append(p.logs, logLine{level, msg, args})
 }
 
-// unlock releases mu, then writes the lines queued under it, in order.
+// unlock releases mu, then writes the lines queued under it, in order,
+// and reports a change marked under it to Options.OnChange.
 func (p *Pool) unlock() {
 	logs := p.logs
 	p.logs = nil
+	changed := p.changed
+	p.changed = false
 	p.mu.Unlock()
 	for _, l := range logs {
 		p.log.Log(context.Background(), l.level, l.msg, l.args...)
+	}
+	if changed && p.onChange != nil {
+		p.onChange()
 	}
 }
 
@@ -75,16 +85,17 @@ func (p *Pool) unlock() {
 // cookie stickiness (logged at Error) rather than weakening it.
 func New(o Options) *Pool {
 	p := &Pool{
-		name:    o.Name,
-		algo:    o.Algorithm,
-		slow:    o.SlowStart,
-		drainTO: o.DrainTimeout,
-		outlier: o.Outlier,
-		now:     o.Now,
-		rand:    o.Rand,
-		log:     o.Logger,
-		ttl:     o.Sticky.TTL,
-		byAddr:  make(map[string]*Target),
+		name:     o.Name,
+		algo:     o.Algorithm,
+		slow:     o.SlowStart,
+		drainTO:  o.DrainTimeout,
+		outlier:  o.Outlier,
+		now:      o.Now,
+		rand:     o.Rand,
+		log:      o.Logger,
+		onChange: o.OnChange,
+		ttl:      o.Sticky.TTL,
+		byAddr:   make(map[string]*Target),
 	}
 	if p.now == nil {
 		p.now = time.Now
@@ -173,6 +184,7 @@ func (p *Pool) Add(s TargetSpec) error {
 	}
 	p.targets = append(p.targets, t)
 	p.byAddr[s.Addr] = t
+	p.changed = true
 	p.logStateLocked(t)
 	p.rebuildLocked(now)
 	return nil
@@ -203,6 +215,7 @@ func (p *Pool) SetWeight(addr string, weight int) error {
 	}
 	if t.weight != w {
 		t.weight = w
+		p.changed = true
 		p.rebuildLocked(p.now())
 	}
 	return nil
@@ -294,6 +307,7 @@ func (p *Pool) transitionLocked(t *Target, now time.Time, reason string) bool {
 		t.lastReturn = now
 	}
 	t.state, t.reason, t.since = st, reason, now
+	p.changed = true
 	p.logStateLocked(t)
 	return true
 }
@@ -340,6 +354,7 @@ func (p *Pool) deleteLocked(t *Target) {
 			break
 		}
 	}
+	p.changed = true
 	p.logLocked(slog.LevelInfo, "target removed", "target", t.addr)
 	p.rebuildLocked(p.now())
 }
