@@ -43,7 +43,7 @@ func runLB(ctx context.Context, env *Env, args []string) error {
 	if err != nil {
 		return &UsageError{Err: err}
 	}
-	d, err := daemon.OpenLB(daemon.LBOptions{Path: *cfgPath, File: file, Logger: log})
+	d, err := daemon.OpenLB(daemon.LBOptions{Path: *cfgPath, File: file, Logger: log, Context: ctx})
 	if err != nil {
 		return daemonError(err)
 	}

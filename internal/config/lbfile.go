@@ -23,11 +23,29 @@ type LBFile struct {
 	// AccessLog is where the access log goes: "" (off), "stdout", "stderr"
 	// or an absolute file path. OpenAccessLog opens it.
 	AccessLog string
+	// Server, when set, makes this balancer a node that follows a
+	// `shoal server`: its routes, pools and targets come from the server,
+	// and the file has none. Nil for a balancer of static routes and pools.
+	Server *LBServer
 	// Warnings are the file's deprecated keys (such as listeners[].addr,
 	// now listen), each with file:line:column and the key to use instead,
 	// in file order. They do not stop the file from loading; the command
 	// that loads it shows them to the operator.
 	Warnings Problems
+}
+
+// LBServer is lb.yaml's server section: the `shoal server` a balancer
+// node follows, and the node's identity in the fleet.
+type LBServer struct {
+	// URL is the server's fleet URL (https://host:port, its fleet.url).
+	URL string
+	// JoinTokenFile is an absolute path, or "" once the node has joined.
+	JoinTokenFile string
+	// Name is the node's name in the fleet.
+	Name string
+	// DataDir is an absolute path: the node's key and certificates
+	// (pki/) and the last configuration it applied (lb-config.json).
+	DataDir string
 }
 
 // AdminConfig is the admin API listener of a balancer: a TCP address
@@ -81,6 +99,29 @@ type lbDoc struct {
 	AccessLog string `yaml:"access_log"`
 	// Admin configures the admin API listener.
 	Admin adminDoc `yaml:"admin"`
+	// Server makes this balancer a node that follows a `shoal server`:
+	// routes, pools (with their sticky keys and health checks) and
+	// targets come from the server, so routes and pools must not be set.
+	// Listeners, limits, trusted proxies, the access log and the admin
+	// API stay this file's. Default: none (a static balancer).
+	Server *serverDoc `yaml:"server"`
+}
+
+type serverDoc struct {
+	// URL is the server's fleet URL, its server.yaml fleet.url, such as
+	// https://10.0.0.1:7443. Required.
+	URL string `yaml:"url"`
+	// JoinTokenFile holds a one-time join token of role lb (`shoal
+	// join-token --role lb` on the server). Read only while the node has
+	// no certificate; required until then.
+	JoinTokenFile string `yaml:"join_token_file"`
+	// Name is the node's name in the fleet: lowercase letters, digits,
+	// '.' and '-', up to 63. Default: the machine's host name.
+	Name string `yaml:"name"`
+	// DataDir holds the node's key and certificates and the last
+	// configuration it applied, which it serves at its next start while
+	// the server cannot be reached. Default: .shoal next to lb.yaml.
+	DataDir string `yaml:"data_dir"`
 }
 
 type listenerDoc struct {

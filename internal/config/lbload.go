@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -88,8 +89,12 @@ func (v *lbValidator) build(doc *lbDoc) *LBFile {
 	d := v.d
 	out := &LBFile{}
 	cfg := &out.Balancer
+	follows := doc.Server != nil
+	if follows {
+		out.Server = v.server(doc)
+	}
 
-	if len(doc.Pools) == 0 {
+	if len(doc.Pools) == 0 && !follows {
 		d.errorf("pools", "at least one pool is required")
 	}
 	pools := map[string]bool{}
@@ -100,7 +105,7 @@ func (v *lbValidator) build(doc *lbDoc) *LBFile {
 		}
 	}
 
-	if len(doc.Routes) == 0 {
+	if len(doc.Routes) == 0 && !follows {
 		d.errorf("routes", "at least one route is required")
 	}
 	routes := map[string]bool{}
@@ -157,6 +162,10 @@ func (v *lbValidator) build(doc *lbDoc) *LBFile {
 			ln.TLS = append(ln.TLS, lb.Certificate{CertFile: v.abs(c.Cert), KeyFile: v.abs(c.Key)})
 		}
 		for j, r := range l.Routes {
+			if follows {
+				d.errorf(fmt.Sprintf("%s.routes[%d]", path, j), "a node that follows a server (server.url) serves the server's routes on every listener")
+				continue
+			}
 			if !routes[r] {
 				d.errorf(fmt.Sprintf("%s.routes[%d]", path, j), "unknown route %q", r)
 			}
@@ -233,6 +242,42 @@ func (v *lbValidator) build(doc *lbDoc) *LBFile {
 	out.Admin.TokenFile = v.abs(doc.Admin.TokenFile)
 	if out.Admin.TokenFile == "" {
 		out.Admin.TokenFile = filepath.Join(v.dir, ".shoal", "admin.token")
+	}
+	return out
+}
+
+// server checks the server section of a node that follows a server: no
+// routes or pools of its own, the fleet URL, the name and the data dir.
+func (v *lbValidator) server(doc *lbDoc) *LBServer {
+	d, sd := v.d, doc.Server
+	if len(doc.Routes) > 0 {
+		d.errorf("routes", "must not be set with server: a node that follows a server gets its routes from it")
+	}
+	if len(doc.Pools) > 0 {
+		d.errorf("pools", "must not be set with server: a node that follows a server gets its pools and targets from it")
+	}
+	out := &LBServer{URL: strings.TrimSuffix(sd.URL, "/"), JoinTokenFile: v.abs(sd.JoinTokenFile), Name: sd.Name, DataDir: v.abs(sd.DataDir)}
+	u, err := url.Parse(sd.URL)
+	switch {
+	case sd.URL == "":
+		d.errorf("server.url", "is required: the server's fleet URL (its fleet.url), such as https://10.0.0.1:7443")
+	case err != nil || u.Scheme != "https" || u.Host == "" || (u.Path != "" && u.Path != "/"):
+		d.errorf("server.url", "must be an https URL with a host and no path, such as https://10.0.0.1:7443; got %q", sd.URL)
+	}
+	if out.Name == "" {
+		h, err := os.Hostname()
+		if err != nil {
+			d.errorf("server.name", "is not set and the host name is unknown: %v", err)
+		}
+		out.Name = strings.ToLower(h)
+		if !ValidNodeName(out.Name) {
+			d.errorf("server.name", "is not set and the host name %q is not a valid name (lowercase letters, digits, '.' and '-'; up to 63); set it", h)
+		}
+	} else if !ValidNodeName(out.Name) {
+		d.errorf("server.name", "%q is not a valid name: lowercase letters, digits, '.' and '-', 1 to 63, starting and ending with a letter or digit", out.Name)
+	}
+	if out.DataDir == "" {
+		out.DataDir = filepath.Join(v.dir, ".shoal")
 	}
 	return out
 }

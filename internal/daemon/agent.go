@@ -31,9 +31,6 @@ import (
 	"github.com/shoal-dev/shoal/internal/runtime"
 )
 
-// joinTimeout bounds the join at the agent's first start.
-const joinTimeout = time.Minute
-
 // Hello backoff: the first retry after helloMinBackoff, doubling to
 // helloMaxBackoff while the server cannot be reached or refuses.
 const (
@@ -141,46 +138,11 @@ func OpenAgent(ctx context.Context, cfg *config.AgentFile, logger *slog.Logger) 
 // identity loads the node kept in <data_dir>/pki, or joins the fleet when
 // that directory holds no certificate yet.
 func (d *Agent) identity(ctx context.Context) (*pki.Node, error) {
-	dir := filepath.Join(d.cfg.DataDir, "pki")
-	if _, err := os.Stat(filepath.Join(dir, "node.crt")); err == nil {
-		n, err := pki.LoadNode(dir)
-		if err != nil {
-			return nil, fmt.Errorf("node identity: %w", err)
-		}
-		return n, nil
-	} else if !errors.Is(err, os.ErrNotExist) {
-		return nil, fmt.Errorf("node identity: %w", err)
-	}
-	token, err := d.readToken()
-	if err != nil {
-		return nil, err
-	}
-	jctx, cancel := context.WithTimeout(ctx, joinTimeout)
-	defer cancel()
-	n, err := pki.Join(jctx, d.cfg.Server, token, d.cfg.Name, dir)
-	if err != nil {
-		return nil, err
-	}
-	d.log.Info("joined the fleet", "node", d.cfg.Name, "server", d.cfg.Server, "dir", dir)
-	return n, nil
-}
-
-// readToken reads the join token from join_token_file.
-func (d *Agent) readToken() (string, error) {
-	const how = "run `shoal setup`, or write a token from `shoal join-token` on the server into it"
-	f := d.cfg.JoinTokenFile
-	if f == "" {
-		return "", fmt.Errorf("%s: this host has not joined the fleet and join_token_file is not set: set it and %s", d.cfg.File, how)
-	}
-	b, err := os.ReadFile(f)
-	if err != nil {
-		return "", fmt.Errorf("join token (join_token_file of %s): %w: %s", d.cfg.File, err, how)
-	}
-	tok := strings.TrimSpace(string(b))
-	if tok == "" {
-		return "", fmt.Errorf("join token file %s (join_token_file of %s) is empty: %s", f, d.cfg.File, how)
-	}
-	return tok, nil
+	return nodeIdentity(ctx, nodeJoin{
+		Dir: filepath.Join(d.cfg.DataDir, "pki"), Server: d.cfg.Server, Name: d.cfg.Name,
+		TokenFile: d.cfg.JoinTokenFile, TokenKey: "join_token_file of " + d.cfg.File,
+		How: "run `shoal setup`, or write a token from `shoal join-token` on the server into it",
+	}, d.log)
 }
 
 // Addr returns the address the agent API listens on.

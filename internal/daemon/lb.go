@@ -32,13 +32,20 @@ type LBOptions struct {
 	// Logger receives the balancer's and the daemon's logs; nil discards
 	// them.
 	Logger *slog.Logger
+	// Context bounds the join of a balancer node (File.Server) at its
+	// first start; nil means context.Background (the join's own bound,
+	// a minute, still applies).
+	Context context.Context
 }
 
 // LB is a running `shoal lb`: one balancer and its admin API (on TCP or a
-// Unix socket) from lb.yaml, reloaded on SIGHUP. Open it with OpenLB, then
-// call Run once (or Close).
+// Unix socket) from lb.yaml, reloaded on SIGHUP. With lb.yaml's server
+// section it is a balancer node that follows a `shoal server`
+// (lbfollow.go): its routes, pools and targets are the server's. Open it
+// with OpenLB, then call Run once (or Close).
 type LB struct {
 	path    string
+	follow  *lbFollower // nil for a static balancer
 	log     *slog.Logger
 	b       *lb.Balancer
 	adminLn net.Listener
@@ -87,6 +94,25 @@ func OpenLB(opts LBOptions) (_ *LB, err error) {
 	if d.b, err = lb.New(cfg); err != nil {
 		return nil, &ConfigError{Err: fmt.Errorf("%s: %w", d.path, err)}
 	}
+	if file.Server != nil {
+		ctx := opts.Context
+		if ctx == nil {
+			ctx = context.Background()
+		}
+		if d.follow, err = openFollower(ctx, file.Server, d.path, d.log); err != nil {
+			return nil, err
+		}
+		// lb.yaml's part is valid (above); what the state file adds is
+		// the state file's.
+		full, err := d.follow.initialConfig(cfg)
+		if err == nil {
+			d.b, err = lb.New(full)
+		}
+		if err != nil {
+			return nil, &DamagedStateError{Path: d.follow.state, Err: err}
+		}
+		d.follow.b = d.b
+	}
 	// Bind the admin listener first: a failure then leaves nothing of the
 	// balancer's to release.
 	if d.adminLn, err = listenAdmin(file.Admin); err != nil {
@@ -117,6 +143,9 @@ func OpenLB(opts LBOptions) (_ *LB, err error) {
 func (d *LB) logListening(cfg lb.Config, a config.AdminConfig) {
 	for _, l := range cfg.Listeners {
 		d.log.Info("listening", "listener", l.Name, "addr", d.b.Addr(l.Name).String(), "tls", len(l.TLS) > 0)
+	}
+	if d.follow != nil {
+		d.log.Info("following", "server", d.follow.srv.URL, "node", d.follow.node.Identity().Name, "dir", d.follow.srv.DataDir)
 	}
 	if a.Addr != "" {
 		d.log.Info("listening", "listener", "admin", "addr", d.adminLn.Addr().String(), "token_file", a.TokenFile)
@@ -158,6 +187,9 @@ func (d *LB) Run(ctx context.Context) error {
 		d.watchHangup(gctx)
 		return nil
 	})
+	if d.follow != nil {
+		g.Go(func() error { return d.follow.run(gctx) })
+	}
 	err := g.Wait()
 	if err == nil {
 		d.log.Info("stopped")
@@ -204,11 +236,19 @@ func (d *LB) Reload(ctx context.Context) error {
 		return err
 	}
 	d.warn(file)
+	if (file.Server == nil) != (d.follow == nil) || (file.Server != nil && *file.Server != *d.follow.srv) {
+		return fmt.Errorf("reload rejected: %s: a change of the server section (following a server or not, its url, name or data dir) needs a restart", d.path)
+	}
 	cfg, err := d.prepare(file)
 	if err != nil {
 		return err
 	}
-	if err := d.b.Reload(cfg); err != nil {
+	if d.follow != nil {
+		err = d.follow.reload(cfg)
+	} else {
+		err = d.b.Reload(cfg)
+	}
+	if err != nil {
 		return err
 	}
 	d.log.Info("reloaded", "file", d.path, "listeners", len(cfg.Listeners), "routes", len(cfg.Routes), "pools", len(cfg.Pools))

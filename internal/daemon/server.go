@@ -80,6 +80,7 @@ type Server struct {
 	arts     *release.Store
 	uploads  *controller.Uploads
 	bal      *lb.Balancer
+	lbs      *lbStream // the configuration balancer nodes follow (server_lbstream.go)
 	token    string
 	fleetURL string
 
@@ -134,6 +135,7 @@ func OpenServer(ctx context.Context, opts ServerOptions) (_ *Server, err error) 
 		return nil, &ConfigError{Err: fmt.Errorf("balancer: %w", err)}
 	}
 	s.bal = bal
+	s.lbs = newLBStream(bal, (&lbChecks{s: s}).check, s.log.With("part", "lbstream"))
 	if err := s.openAdmin(); err != nil {
 		return nil, err
 	}
@@ -184,7 +186,7 @@ func (s *Server) openState() error {
 func (s *Server) openFleet() error {
 	var err error
 	s.pki, err = pki.NewServer(pki.ServerConfig{CA: s.ca, Tokens: s.st.Tokens(),
-		Nodes: &storedNodes{hosts: s.st.Hosts()}, Logger: s.log.With("part", "pki")})
+		Nodes: &storedNodes{hosts: s.st.Hosts(), tokens: s.st.Tokens()}, Logger: s.log.With("part", "pki")})
 	if err != nil {
 		return err
 	}
@@ -221,6 +223,10 @@ func (s *Server) openFleet() error {
 	mux.Handle("POST /v1/join", s.pki)
 	mux.Handle("POST /v1/renew", s.pki)
 	mux.Handle("POST /v1/hello", s.fleet.Handler())
+	// Balancer nodes follow the balancer's configuration (server_lbstream.go).
+	mux.Handle("GET /v1/lb/config", s.pki.RequireNode(api.RoleLB)(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s.lbs.serveHTTP(w, r)
+	})))
 	mux.Handle("GET /v1/artifacts/{digest}", agentOnly(adminapi.Handle(func(w http.ResponseWriter, r *http.Request) error {
 		return adminapi.ServeArtifact(w, r, s.uploads)
 	})))
@@ -338,6 +344,7 @@ func (s *Server) Run(ctx context.Context) error {
 
 	var g errgroup.Group
 	g.Go(func() error { return s.fleet.Run(partsCtx) })
+	g.Go(func() error { return s.lbs.run(partsCtx) })
 	g.Go(func() error {
 		err := s.bal.Run(partsCtx)
 		if err != nil {
@@ -398,12 +405,14 @@ func (s *Server) fleetEvent(ev api.Event) {
 }
 
 // storedNodes is the join server's allow-list (pki.Nodes) over the
-// fleet's stored hosts: a name is taken once a node joined with it in
-// this run or a host of that name said hello (and was stored), so the
-// agents of a restarted server are let in again.
+// fleet's stored hosts and join tokens: a name is taken once a node joined
+// with it in this run, a host of that name said hello (and was stored), or
+// a stored token was used by a join of that name (a balancer node says no
+// hello), so the nodes of a restarted server are let in again.
 type storedNodes struct {
-	hosts fleet.HostStore
-	mem   pki.MemNodes
+	hosts  fleet.HostStore
+	tokens *store.Tokens
+	mem    pki.MemNodes
 }
 
 // State implements pki.Nodes.
@@ -418,6 +427,15 @@ func (n *storedNodes) State(name string) pki.NodeState {
 	for _, h := range hosts {
 		if h.Name == name {
 			return pki.NodeActive
+		}
+	}
+	if n.tokens != nil {
+		if toks, err := n.tokens.List(); err == nil {
+			for _, t := range toks {
+				if t.Used && t.UsedBy == name {
+					return pki.NodeActive
+				}
+			}
 		}
 	}
 	return pki.NodeUnknown

@@ -1,0 +1,400 @@
+package daemon
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"path/filepath"
+	"reflect"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/shoal-dev/shoal/internal/api"
+	"github.com/shoal-dev/shoal/internal/config"
+	"github.com/shoal-dev/shoal/internal/lb"
+	"github.com/shoal-dev/shoal/internal/pki"
+	"github.com/shoal-dev/shoal/internal/pool"
+)
+
+// A balancer node (`shoal lb` with lb.yaml's server section, issue 13)
+// follows the configuration of a `shoal server` (server_lbstream.go): it
+// joins the fleet like an agent (role lb), keeps its identity under its
+// data directory and renews it, long-polls GET /v1/lb/config, applies
+// each answer to its own balancer whole (routes and pool settings by one
+// Reload, then the targets, added before any is removed) and writes what
+// it applied to LBStateFile before it asks again. Its listeners, limits,
+// access log and admin API are lb.yaml's. It checks the targets itself
+// with each app's health check; the sticky keys are the server's, so a
+// client pinned through one balancer stays pinned through another.
+//
+//	start: LBStateFile (if any) --serve at once--> poll --page--> apply --> save --> poll ...
+//	                                                 | server unreachable or refusing
+//	                                                 v
+//	                        keep serving the last configuration; retry after 250 ms, doubling to 5 s
+
+// Follow backoff while the server cannot be reached or refuses.
+const (
+	followMinBackoff = 250 * time.Millisecond
+	followMaxBackoff = 5 * time.Second
+)
+
+// lbFollower is the following side of a balancer node.
+type lbFollower struct {
+	srv    *config.LBServer
+	log    *slog.Logger
+	node   *pki.Node
+	client *http.Client
+	state  string // LBStateFile's path
+	b      *lb.Balancer
+
+	// mu serialises applying a page and reloading lb.yaml; it guards
+	// the fields below.
+	mu      sync.Mutex
+	epoch   string
+	version uint64
+	cfg     api.LBConfig // applied to b
+}
+
+// openFollower loads (or joins for) the node's identity and reads the
+// last applied configuration, which the caller builds its balancer from
+// (initialConfig).
+func openFollower(ctx context.Context, srv *config.LBServer, file string, log *slog.Logger) (*lbFollower, error) {
+	if err := prepareDataDir(srv.DataDir, log); err != nil {
+		return nil, err
+	}
+	f := &lbFollower{srv: srv, log: log, state: filepath.Join(srv.DataDir, LBStateFile), cfg: normalLBConfig(api.LBConfig{})}
+	st, cfg, found, err := loadLBState(f.state)
+	if err != nil {
+		return nil, err
+	}
+	if found {
+		f.epoch, f.version, f.cfg = st.Epoch, st.Version, cfg
+		log.Info("serving the last configuration applied until the server answers", "file", f.state,
+			"version", st.Version, "saved", st.Saved, "routes", len(cfg.Routes), "pools", len(cfg.Pools))
+	}
+	f.node, err = nodeIdentity(ctx, nodeJoin{
+		Dir: filepath.Join(srv.DataDir, "pki"), Server: srv.URL, Name: srv.Name, TokenFile: srv.JoinTokenFile,
+		TokenKey: "server.join_token_file of " + file,
+		How:      "write a token from `shoal join-token --role lb` on the server into it",
+	}, log)
+	if err != nil {
+		return nil, err
+	}
+	f.client = &http.Client{Transport: &http.Transport{TLSClientConfig: f.node.ClientTLSConfig()}}
+	return f, nil
+}
+
+// initialConfig fills base (lb.yaml's listeners and limits) with the
+// routes and pools of the last applied configuration. Draining targets
+// are left out: the server was taking them away.
+func (f *lbFollower) initialConfig(base lb.Config) (lb.Config, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.withConfig(base, nil)
+}
+
+// withConfig is base with f.cfg's routes and pools, each pool with its
+// in-service targets, and the draining ones that b still has (nil b: none)
+// so that a Reload does not remove them before they are drained.
+func (f *lbFollower) withConfig(base lb.Config, b *lb.Balancer) (lb.Config, error) {
+	base.Routes = lbRoutesOf(f.cfg)
+	base.Pools = nil
+	for _, p := range f.cfg.Pools {
+		pc, err := lbPoolConfigOf(p)
+		if err != nil {
+			return lb.Config{}, err
+		}
+		var have map[string]bool
+		if b != nil {
+			have = map[string]bool{}
+			if bp, ok := b.Pool(p.Name); ok {
+				for _, t := range bp.Targets() {
+					have[t.Addr()] = true
+				}
+			}
+		}
+		for _, t := range p.Targets {
+			if t.State == api.LBInService || have[t.Addr] {
+				pc.Targets = append(pc.Targets, pool.TargetSpec{Addr: t.Addr, Weight: t.Weight, Unhealthy: !t.Healthy})
+			}
+		}
+		base.Pools = append(base.Pools, pc)
+	}
+	return base, nil
+}
+
+// Following reports where the node stands in the server's numbering.
+func (f *lbFollower) Following() (epoch string, version uint64) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.epoch, f.version
+}
+
+// run follows the server until ctx ends, renewing the node's certificate
+// meanwhile. Nothing it meets ends it: while the server cannot be reached
+// or refuses, the balancer serves the last configuration and the node
+// tries again.
+func (f *lbFollower) run(ctx context.Context) error {
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		r := &pki.Renewer{Node: f.node, ServerURL: f.srv.URL, Logger: f.log}
+		if err := r.Run(ctx); err != nil {
+			// Static stability: an expired certificate stops the
+			// following, not the serving.
+			f.log.Error("node certificate not renewed: the balancer serves its last configuration; join again (remove the pki directory, set server.join_token_file)",
+				"dir", filepath.Join(f.srv.DataDir, "pki"), "error", err)
+		}
+	}()
+	defer wg.Wait()
+	defer f.client.CloseIdleConnections()
+	wait, failing := followMinBackoff, false
+	for ctx.Err() == nil {
+		err := f.follow(ctx)
+		if ctx.Err() != nil {
+			return nil
+		}
+		if err != nil {
+			if !failing {
+				f.log.Warn("cannot follow the server: serving the last configuration, trying again", "server", f.srv.URL, "error", err)
+			} else {
+				f.log.Debug("cannot follow the server", "server", f.srv.URL, "retry_in", wait.String(), "error", err)
+			}
+			failing = true
+			t := time.NewTimer(wait)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return nil
+			case <-t.C:
+			}
+			wait = min(2*wait, followMaxBackoff)
+			continue
+		}
+		if failing {
+			f.log.Info("following the server again", "server", f.srv.URL)
+		}
+		wait, failing = followMinBackoff, false
+	}
+	return nil
+}
+
+// follow asks the server once and applies its answer.
+func (f *lbFollower) follow(ctx context.Context) error {
+	epoch, after := f.Following()
+	page, err := f.poll(ctx, epoch, after)
+	if err != nil {
+		return err
+	}
+	return f.applyPage(page)
+}
+
+// poll is one GET /v1/lb/config.
+func (f *lbFollower) poll(ctx context.Context, epoch string, after uint64) (api.LBConfigPage, error) {
+	rctx, cancel := context.WithTimeout(ctx, lbPollWait+15*time.Second)
+	defer cancel()
+	q := url.Values{"epoch": {epoch}, "after": {strconv.FormatUint(after, 10)}}
+	u := f.srv.URL + "/v1/lb/config?" + q.Encode()
+	req, err := http.NewRequestWithContext(rctx, http.MethodGet, u, nil)
+	if err != nil {
+		return api.LBConfigPage{}, err
+	}
+	resp, err := f.client.Do(req)
+	if err != nil {
+		return api.LBConfigPage{}, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+		msg := strings.TrimSpace(string(b))
+		var eb api.ErrorBody
+		if json.Unmarshal(b, &eb) == nil && eb.Error != "" {
+			msg = eb.Error
+		}
+		return api.LBConfigPage{}, fmt.Errorf("GET %s/v1/lb/config: %s: %s", f.srv.URL, resp.Status, msg)
+	}
+	var p api.LBConfigPage
+	if err := json.NewDecoder(io.LimitReader(resp.Body, 64<<20)).Decode(&p); err != nil {
+		return api.LBConfigPage{}, fmt.Errorf("GET %s/v1/lb/config: %w", f.srv.URL, err)
+	}
+	return p, nil
+}
+
+// applyPage applies a page whole: the configuration it leads to is built
+// first, from the snapshot or from the current one and every change; a
+// page that cannot be applied changes nothing, and the next call asks for
+// a snapshot.
+func (f *lbFollower) applyPage(p api.LBConfigPage) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var next api.LBConfig
+	if p.Snapshot != nil {
+		next = normalLBConfig(*p.Snapshot)
+	} else {
+		if p.Epoch != f.epoch {
+			was := f.epoch
+			f.epoch = ""
+			return fmt.Errorf("changes of server run %s while following run %s: asking for a snapshot", p.Epoch, was)
+		}
+		if len(p.Changes) == 0 && p.Version == f.version {
+			return nil // no change: the wait ended
+		}
+		next = f.cfg
+		v := f.version
+		for _, ch := range p.Changes {
+			if ch.Version != v+1 {
+				f.epoch = ""
+				return fmt.Errorf("change %d after version %d: asking for a snapshot", ch.Version, v)
+			}
+			if err := applyLBChange(&next, ch); err != nil {
+				f.epoch = ""
+				return fmt.Errorf("%w: asking for a snapshot", err)
+			}
+			v = ch.Version
+		}
+		if v != p.Version {
+			f.epoch = ""
+			return fmt.Errorf("changes end at %d, the page says %d: asking for a snapshot", v, p.Version)
+		}
+		next = normalLBConfig(next)
+	}
+	if err := f.applyLocked(next); err != nil {
+		f.epoch = ""
+		return err
+	}
+	f.epoch, f.version = p.Epoch, p.Version
+	if err := saveLBState(f.state, f.srv.URL, f.epoch, f.version, f.cfg); err != nil {
+		// The balancer serves it; the next start would serve an older one.
+		f.log.Error("balancer configuration applied but not saved", "file", f.state, "version", f.version, "error", err)
+		return err
+	}
+	level := slog.LevelDebug
+	if p.Snapshot != nil {
+		level = slog.LevelInfo
+	}
+	f.log.Log(context.Background(), level, "balancer configuration applied", "server", f.srv.URL, "epoch", f.epoch,
+		"version", f.version, "changes", len(p.Changes), "snapshot", p.Snapshot != nil, "routes", len(next.Routes), "pools", len(next.Pools))
+	return nil
+}
+
+// applyLocked makes the balancer serve next: routes and pool settings
+// swap in one Reload when they changed (pools whose settings stay keep
+// their targets and connections), then each pool's targets follow with
+// pool operations, new ones added before gone ones are removed.
+func (f *lbFollower) applyLocked(next api.LBConfig) error {
+	prev := f.cfg
+	if structuralChange(prev, next) {
+		f.cfg = next
+		cfg, err := f.withConfig(f.b.Config(), f.b)
+		if err == nil {
+			err = f.b.Reload(cfg)
+		}
+		if err != nil {
+			f.cfg = prev
+			return fmt.Errorf("apply the server's configuration: %w", err)
+		}
+	}
+	f.cfg = next
+	f.syncTargetsLocked(prev)
+	return nil
+}
+
+// reload swaps in base (lb.yaml as reloaded: listeners, limits, access
+// log) with the followed routes and pools.
+func (f *lbFollower) reload(base lb.Config) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	cfg, err := f.withConfig(base, f.b)
+	if err != nil {
+		return err
+	}
+	if err := f.b.Reload(cfg); err != nil {
+		return err
+	}
+	f.syncTargetsLocked(f.cfg)
+	return nil
+}
+
+// structuralChange reports whether the routes or a pool's settings (or
+// the set of pools) differ.
+func structuralChange(a, b api.LBConfig) bool {
+	if !reflect.DeepEqual(a.Routes, b.Routes) || len(a.Pools) != len(b.Pools) {
+		return true
+	}
+	for i := range a.Pools {
+		if !reflect.DeepEqual(settings(a.Pools[i]), settings(b.Pools[i])) {
+			return true
+		}
+	}
+	return false
+}
+
+// syncTargetsLocked brings each pool's members to f.cfg: in-service
+// targets added (healthy when the server's verdict was, else awaiting
+// this node's check; a pool without a check follows the server's
+// verdicts) and reweighed, server-drained ones drained, a target the
+// server undrained (draining in prev) undrained, and the targets the
+// server no longer has removed (drained, then deleted), in that order.
+func (f *lbFollower) syncTargetsLocked(prev api.LBConfig) {
+	was := map[string]api.LBTargetState{}
+	for _, p := range prev.Pools {
+		for _, t := range p.Targets {
+			was[p.Name+" "+t.Addr] = t.State
+		}
+	}
+	for _, p := range f.cfg.Pools {
+		bp, ok := f.b.Pool(p.Name)
+		if !ok {
+			continue
+		}
+		have := map[string]pool.TargetStatus{}
+		for _, ts := range bp.Status().Targets {
+			have[ts.Addr] = ts
+		}
+		warn := func(what, addr string, err error) {
+			if err != nil && !errors.Is(err, pool.ErrNotFound) {
+				f.log.Warn("follow the server: "+what, "pool", p.Name, "target", addr, "error", err)
+			}
+		}
+		for _, t := range p.Targets {
+			cur, ok := have[t.Addr]
+			switch {
+			case t.State == api.LBDraining:
+				if ok && cur.State != pool.StateDraining.String() {
+					_, err := f.b.DrainTarget(p.Name, t.Addr, 0)
+					warn("drain target", t.Addr, err)
+				}
+				continue
+			case !ok:
+				warn("add target", t.Addr, f.b.AddTarget(p.Name, pool.TargetSpec{Addr: t.Addr, Weight: t.Weight, Unhealthy: !t.Healthy}))
+				continue
+			case cur.State == pool.StateDraining.String() && was[p.Name+" "+t.Addr] == api.LBDraining:
+				warn("undrain target", t.Addr, f.b.UndrainTarget(p.Name, t.Addr))
+			}
+			if cur.Weight != max(t.Weight, 1) {
+				warn("set weight", t.Addr, bp.SetWeight(t.Addr, t.Weight))
+			}
+			if p.Health == nil {
+				warn("set health", t.Addr, bp.SetHealth(t.Addr, t.Healthy, "the server's verdict"))
+			}
+		}
+		want := map[string]bool{}
+		for _, t := range p.Targets {
+			want[t.Addr] = true
+		}
+		for addr := range have {
+			if !want[addr] {
+				_, err := f.b.RemoveTarget(p.Name, addr)
+				warn("remove target", addr, err)
+			}
+		}
+	}
+}

@@ -1,0 +1,224 @@
+package daemon
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/shoal-dev/shoal/internal/api"
+	"github.com/shoal-dev/shoal/internal/config"
+	"github.com/shoal-dev/shoal/internal/health"
+	"github.com/shoal-dev/shoal/internal/lb"
+	"github.com/shoal-dev/shoal/internal/pool"
+)
+
+// The balancer configuration that balancer nodes follow (issue 13): GET
+// /v1/lb/config on the fleet port, for nodes of role lb. The server's own
+// balancer is the source of truth: its routes (set per app), its pools
+// (one per app, with the app's settings and sticky key) and their members
+// (which the controllers add, drain and remove). lbStream watches it
+// through lb.Balancer.Changed, the one change notification (every pool
+// reports its changes to it), derives the whole configuration again
+// (lbConfigOf), and numbers the differences from the previous one
+// (diffLBConfig) as changes, keeping the last lbStreamKeep of them.
+//
+// Long poll, not a streaming answer: each answer is one whole JSON
+// document that the node applies at once or not at all, the resume point
+// is in every request (epoch and version), so a reconnect is the ordinary
+// next call and a proxy or a lost connection can never leave half a
+// change applied; a change reaches a waiting node one round trip after it
+// happened (the agents' exits follow the same pattern). A node that is
+// behind by more than the kept changes, or that last saw another run of
+// the server (a different epoch), gets a snapshot.
+
+const (
+	// lbStreamKeep is how many changes the server keeps for nodes that
+	// come back; one further behind gets a snapshot.
+	lbStreamKeep = 1024
+	// lbPollWait is how long a call waits for a change before it answers
+	// with none; below the node's own request timeout.
+	lbPollWait = 25 * time.Second
+)
+
+// lbStream is the server's side of the followed configuration.
+type lbStream struct {
+	bal   *lb.Balancer
+	check func(pool string) *health.Spec
+	log   *slog.Logger
+	epoch string
+
+	mu      sync.Mutex
+	cur     api.LBConfig
+	version uint64
+	log0    []api.LBChange // the last changes, oldest first, at most lbStreamKeep
+	wake    chan struct{}  // closed and replaced at each new version
+	done    chan struct{}  // closed when run ends: waiting calls answer
+}
+
+// newLBStream returns the stream of bal's configuration, with check
+// giving each pool's active health check for the nodes.
+func newLBStream(bal *lb.Balancer, check func(pool string) *health.Spec, log *slog.Logger) *lbStream {
+	var b [8]byte
+	rand.Read(b[:])
+	s := &lbStream{bal: bal, check: check, log: log, epoch: hex.EncodeToString(b[:]),
+		wake: make(chan struct{}), done: make(chan struct{})}
+	s.cur = s.derive()
+	return s
+}
+
+// derive reads the balancer's configuration now.
+func (s *lbStream) derive() api.LBConfig {
+	return lbConfigOf(s.bal.Config(), func(name string) []pool.TargetStatus {
+		p, ok := s.bal.Pool(name)
+		if !ok {
+			return nil
+		}
+		return p.Status().Targets
+	}, s.check)
+}
+
+// run follows the balancer's changes until ctx ends; then every waiting
+// call answers.
+func (s *lbStream) run(ctx context.Context) error {
+	defer close(s.done)
+	for {
+		// Ask for the next notification before reading, so that a change
+		// made while reading wakes the next round.
+		ch := s.bal.Changed()
+		s.update(s.derive())
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-ch:
+		}
+	}
+}
+
+// update records the changes from the current configuration to next.
+func (s *lbStream) update(next api.LBConfig) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	changes := diffLBConfig(s.cur, next)
+	if len(changes) == 0 {
+		return
+	}
+	for i := range changes {
+		s.version++
+		changes[i].Version = s.version
+	}
+	s.log0 = append(s.log0, changes...)
+	if n := len(s.log0) - lbStreamKeep; n > 0 {
+		s.log0 = append([]api.LBChange(nil), s.log0[n:]...)
+	}
+	s.cur = next
+	close(s.wake)
+	s.wake = make(chan struct{})
+	s.log.Debug("balancer configuration changed", "version", s.version, "changes", len(changes))
+}
+
+// page answers a node at (epoch, after): the changes after it, or a
+// snapshot, or (ok false) nothing yet, with the channel closed at the next
+// version.
+func (s *lbStream) page(epoch string, after uint64) (api.LBConfigPage, <-chan struct{}, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	p := api.LBConfigPage{Epoch: s.epoch, Version: s.version}
+	switch {
+	case epoch != s.epoch || after > s.version || (len(s.log0) > 0 && after+1 < s.log0[0].Version) ||
+		(len(s.log0) == 0 && after != s.version):
+		snap := s.cur
+		p.Snapshot = &snap
+		return p, nil, true
+	case after == s.version:
+		return p, s.wake, false
+	}
+	first := len(s.log0) - int(s.version-after)
+	p.Changes = append([]api.LBChange(nil), s.log0[first:]...)
+	return p, nil, true
+}
+
+// serveHTTP is GET /v1/lb/config?epoch=E&after=V (pki.RequireNode lets
+// only nodes of role lb in). Without epoch, or with another, the answer is
+// a snapshot; with the latest version it waits up to lbPollWait for a
+// change (or the server's stop) and then answers with none.
+func (s *lbStream) serveHTTP(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	var after uint64
+	if v := q.Get("after"); v != "" {
+		n, err := strconv.ParseUint(v, 10, 64)
+		if err != nil {
+			writeErrorBody(w, http.StatusBadRequest, fmt.Sprintf("after=%q: want a version number", v))
+			return
+		}
+		after = n
+	}
+	epoch := q.Get("epoch")
+	p, wait, ok := s.page(epoch, after)
+	if !ok {
+		t := time.NewTimer(lbPollWait)
+		defer t.Stop()
+		select {
+		case <-wait:
+			p, _, _ = s.page(epoch, after)
+		case <-t.C:
+		case <-s.done:
+		case <-r.Context().Done():
+			return
+		}
+	}
+	w.Header().Set("Content-Type", "application/json")
+	if err := json.NewEncoder(w).Encode(p); err != nil {
+		s.log.Debug("write balancer configuration", "error", err)
+	}
+}
+
+// lbChecks gives each app's pool the active health check of the app's
+// serving release, for the balancer nodes, which check the instances
+// themselves (the server's own pools have none: the controllers check
+// their instances). It parses a release's configuration once.
+type lbChecks struct {
+	s  *Server
+	mu sync.Mutex
+	by map[string]lbCheck
+}
+
+type lbCheck struct {
+	release int
+	spec    *health.Spec
+}
+
+// check returns the health check of app's serving release; nil for no app
+// or no release yet (the node then trusts the server's verdicts).
+func (c *lbChecks) check(app string) *health.Spec {
+	a, ok := c.s.app(app)
+	if !ok {
+		return nil
+	}
+	rel := a.ctl.Release()
+	if rel.Version == 0 || rel.Config == "" {
+		return nil
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if k, ok := c.by[app]; ok && k.release == rel.Version {
+		return k.spec
+	}
+	cfg, err := config.ParseSent(rel.ConfigFile, []byte(rel.Config))
+	if err != nil {
+		c.s.log.Warn("balancer nodes get no health check: the release's configuration is invalid", "app", app, "release", rel.Version, "error", err)
+		return nil
+	}
+	spec := cfg.Health.Spec().WithDefaults()
+	if c.by == nil {
+		c.by = map[string]lbCheck{}
+	}
+	c.by[app] = lbCheck{release: rel.Version, spec: &spec}
+	return &spec
+}
