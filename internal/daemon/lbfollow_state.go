@@ -90,7 +90,12 @@ func loadLBState(path string) (st lbState, cfg api.LBConfig, found bool, err err
 	if st.Schema != lbStateSchema {
 		return lbState{}, api.LBConfig{}, false, damaged("schema %d, want %d", st.Schema, lbStateSchema)
 	}
-	sum := sha256.Sum256(st.Config)
+	// The file is indented; the sum is of the compact JSON written.
+	var compact bytes.Buffer
+	if err := json.Compact(&compact, st.Config); err != nil {
+		return lbState{}, api.LBConfig{}, false, damaged("configuration: %v", err)
+	}
+	sum := sha256.Sum256(compact.Bytes())
 	if hex.EncodeToString(sum[:]) != st.SHA256 {
 		return lbState{}, api.LBConfig{}, false, damaged("checksum mismatch: the configuration is not what was written")
 	}

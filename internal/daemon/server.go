@@ -184,9 +184,12 @@ func (s *Server) openState() error {
 // fleet's registry and the handler agents reach: join and renew (pki),
 // hello (fleet) and the artifacts, the last two for agents only.
 func (s *Server) openFleet() error {
-	var err error
+	nodes, err := newStoredNodes(s.st.Hosts(), s.st.Tokens())
+	if err != nil {
+		return err
+	}
 	s.pki, err = pki.NewServer(pki.ServerConfig{CA: s.ca, Tokens: s.st.Tokens(),
-		Nodes: &storedNodes{hosts: s.st.Hosts(), tokens: s.st.Tokens()}, Logger: s.log.With("part", "pki")})
+		Nodes: nodes, Logger: s.log.With("part", "pki")})
 	if err != nil {
 		return err
 	}
@@ -407,18 +410,39 @@ func (s *Server) fleetEvent(ev api.Event) {
 // storedNodes is the join server's allow-list (pki.Nodes) over the
 // fleet's stored hosts and join tokens: a name is taken once a node joined
 // with it in this run, a host of that name said hello (and was stored), or
-// a stored token was used by a join of that name (a balancer node says no
-// hello), so the nodes of a restarted server are let in again.
+// a token stored at the server's start was used by a join of that name (a
+// balancer node says no hello), so the nodes of a restarted server are let
+// in again. The tokens are read once, at open: State runs inside the
+// token store's write transaction (pki.TokenStore.Take's check), where it
+// must not read them.
 type storedNodes struct {
 	hosts  fleet.HostStore
-	tokens *store.Tokens
+	joined map[string]bool // names of the joins of tokens stored at open
 	mem    pki.MemNodes
+}
+
+// newStoredNodes reads the used tokens of tokens.
+func newStoredNodes(hosts fleet.HostStore, tokens *store.Tokens) (*storedNodes, error) {
+	toks, err := tokens.List()
+	if err != nil {
+		return nil, err
+	}
+	n := &storedNodes{hosts: hosts, joined: map[string]bool{}}
+	for _, t := range toks {
+		if t.Used && t.UsedBy != "" {
+			n.joined[t.UsedBy] = true
+		}
+	}
+	return n, nil
 }
 
 // State implements pki.Nodes.
 func (n *storedNodes) State(name string) pki.NodeState {
 	if st := n.mem.State(name); st != pki.NodeUnknown {
 		return st
+	}
+	if n.joined[name] {
+		return pki.NodeActive
 	}
 	hosts, err := n.hosts.List()
 	if err != nil {
@@ -427,15 +451,6 @@ func (n *storedNodes) State(name string) pki.NodeState {
 	for _, h := range hosts {
 		if h.Name == name {
 			return pki.NodeActive
-		}
-	}
-	if n.tokens != nil {
-		if toks, err := n.tokens.List(); err == nil {
-			for _, t := range toks {
-				if t.Used && t.UsedBy == name {
-					return pki.NodeActive
-				}
-			}
 		}
 	}
 	return pki.NodeUnknown

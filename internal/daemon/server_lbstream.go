@@ -45,6 +45,11 @@ const (
 	// lbPollWait is how long a call waits for a change before it answers
 	// with none; below the node's own request timeout.
 	lbPollWait = 25 * time.Second
+	// lbStreamResync is how often the stream derives the configuration
+	// without a notification: the balancer notifies its own changes, but
+	// an app's health check comes from the release it serves, which
+	// changes without one (a deploy that changes only the check).
+	lbStreamResync = 2 * time.Second
 )
 
 // lbStream is the server's side of the followed configuration.
@@ -88,6 +93,8 @@ func (s *lbStream) derive() api.LBConfig {
 // call answers.
 func (s *lbStream) run(ctx context.Context) error {
 	defer close(s.done)
+	tick := time.NewTicker(lbStreamResync)
+	defer tick.Stop()
 	for {
 		// Ask for the next notification before reading, so that a change
 		// made while reading wakes the next round.
@@ -97,6 +104,7 @@ func (s *lbStream) run(ctx context.Context) error {
 		case <-ctx.Done():
 			return nil
 		case <-ch:
+		case <-tick.C:
 		}
 	}
 }
