@@ -160,7 +160,10 @@ var allowed = map[string][]string{
 		"internal/agent", "internal/pki", "internal/buildinfo",
 		// `shoal server`: the fleet's registry and scheduler under each app's
 		// controller.
-		"internal/fleet"},
+		"internal/fleet",
+		// `shoal lb` following a server: each app's health check, sent to
+		// the balancer nodes and run by them (lbconfig.go).
+		"internal/health"},
 }
 
 // importers bounds who may import a package outside tests: the daemons are composed in
