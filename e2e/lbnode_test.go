@@ -1,0 +1,123 @@
+package e2e
+
+import (
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/shoal-dev/shoal/internal/testenv"
+)
+
+var lbHTTPRe = regexp.MustCompile(`msg=listening listener=http addr=(\S+)`)
+
+// TestLBNodeFollowsServer runs the real binary: `shoal server`, one
+// agent, `shoal deploy`, then `shoal lb` with a server section and a
+// token from `shoal join-token --role lb`: the app serves through the
+// node; with the server stopped (SIGTERM) the node keeps serving, and a
+// node restarted then serves its saved configuration at once.
+func TestLBNodeFollowsServer(t *testing.T) {
+	bin := testenv.BuildShoal(t)
+	app := exampleApp(t, "goapp", 1, 2)
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "server.yaml")
+	yaml := `data_dir: data
+admin: {listen: "127.0.0.1:0"}
+fleet: {listen: "127.0.0.1:0", heartbeat: 200ms, lost_after: 3s}
+balancer: {listen: "127.0.0.1:0", drain_timeout: 2s}
+`
+	if err := os.WriteFile(cfg, []byte(yaml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ctx := testenv.Context(t, 4*time.Minute)
+	srv := testenv.Start(t, bin, "server", "-c", cfg)
+	m, err := srv.WaitForLine(ctx, serverReadyRe)
+	if err != nil {
+		t.Fatal(err)
+	}
+	adminURL, fleetURL := m[1], m[2]
+	tok, err := os.ReadFile(filepath.Join(dir, "data", "admin.token"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := append(os.Environ(), "SHOAL_ADMIN_URL="+adminURL, "SHOAL_TOKEN="+strings.TrimSpace(string(tok)))
+	joinToken := func(role string) string {
+		code, out := runShoalEnv(t, bin, dir, env, "join-token", "--ttl", "10m", "--role", role)
+		if code != 0 || !strings.HasPrefix(out, "shoal-join-v1.") {
+			t.Fatalf("shoal join-token --role %s: exit %d\n%s", role, code, out)
+		}
+		return strings.TrimSpace(out)
+	}
+	newServerAgent(t, fleetURL, "host-a", joinToken("agent")).start(t, bin)
+	code, out := runShoalEnv(t, bin, app, env, "deploy")
+	if code != 0 || !strings.Contains(out, "deploy: v1 serves") {
+		t.Fatalf("shoal deploy to the server: exit %d\n%s", code, out)
+	}
+
+	node := t.TempDir()
+	lbCfg := filepath.Join(node, "lb.yaml")
+	lbYAML := fmt.Sprintf(`listeners: [{name: http, listen: "127.0.0.1:0"}]
+server: {url: %q, join_token_file: token, name: lb-1, data_dir: data}
+`, fleetURL)
+	if err := os.WriteFile(lbCfg, []byte(lbYAML), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(node, "token"), []byte(joinToken("lb")+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	startNode := func() (*testenv.Process, string) {
+		p := testenv.Start(t, bin, "lb", "-c", lbCfg)
+		m, err := p.WaitForLine(ctx, lbHTTPRe)
+		if err != nil {
+			t.Fatalf("shoal lb: %v\n%s", err, p.Output())
+		}
+		return p, "http://" + m[1] + "/"
+	}
+	lb, lbURL := startNode()
+	testenv.Eventually(t, 30*time.Second, func() error {
+		resp, err := http.Get(lbURL)
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		page, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode != http.StatusOK || !strings.Contains(string(page), "goapp") {
+			return fmt.Errorf("the node's answer: %d %q", resp.StatusCode, page)
+		}
+		return nil
+	})
+
+	// The server stops: the node keeps serving.
+	if err := srv.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if code, err := srv.Wait(ctx); err != nil || code != 0 {
+		t.Fatalf("shoal server after SIGTERM: exit %d, %v", code, err)
+	}
+	if page := get(t, lbURL); !strings.Contains(page, "goapp") {
+		t.Fatalf("the node with the server down: %q", page)
+	}
+	// The node restarts while the server is down: it serves at once.
+	if err := lb.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if code, err := lb.Wait(ctx); err != nil || code != 0 {
+		t.Fatalf("shoal lb after SIGTERM: exit %d, %v\n%s", code, err, lb.Output())
+	}
+	lb, lbURL = startNode()
+	if page := get(t, lbURL); !strings.Contains(page, "goapp") {
+		t.Fatalf("the restarted node with the server down: %q\n%s", page, lb.Output())
+	}
+	if err := lb.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if code, err := lb.Wait(ctx); err != nil || code != 0 {
+		t.Fatalf("shoal lb after SIGTERM: exit %d, %v\n%s", code, err, lb.Output())
+	}
+}
