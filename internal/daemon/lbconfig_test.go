@@ -149,15 +149,15 @@ func TestLBStreamPages(t *testing.T) {
 	for _, c := range cs[1:4] {
 		s.update(c)
 	}
-	if s.version == 0 || s.log0[0].Version != 1 || s.log0[len(s.log0)-1].Version != s.version {
-		t.Fatalf("versions: %d, log %+v", s.version, s.log0)
+	if s.version == 0 || s.kept[0].Version != 1 || s.kept[len(s.kept)-1].Version != s.version {
+		t.Fatalf("versions: %d, log %+v", s.version, s.kept)
 	}
 	p, _, ok := s.page("e1", 1)
 	if !ok || p.Snapshot != nil || len(p.Changes) != int(s.version-1) || p.Changes[0].Version != 2 || p.Version != s.version {
 		t.Fatalf("changes after 1: %+v", p)
 	}
 	got := cs[0]
-	for _, ch := range s.log0 {
+	for _, ch := range s.kept {
 		if err := applyLBChange(&got, ch); err != nil {
 			t.Fatal(err)
 		}
@@ -187,7 +187,7 @@ func TestLBStreamPages(t *testing.T) {
 	for i := 0; s.version < lbStreamKeep+20; i++ {
 		s.update(cs[i%len(cs)])
 	}
-	oldest := s.log0[0].Version
+	oldest := s.kept[0].Version
 	if p, _, _ := s.page("e1", oldest-2); p.Snapshot == nil {
 		t.Fatalf("a node behind the kept changes got %d changes, want a snapshot", len(p.Changes))
 	}

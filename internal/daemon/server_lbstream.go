@@ -62,7 +62,7 @@ type lbStream struct {
 	mu      sync.Mutex
 	cur     api.LBConfig
 	version uint64
-	log0    []api.LBChange // the last changes, oldest first, at most lbStreamKeep
+	kept    []api.LBChange // the last changes, oldest first, at most lbStreamKeep
 	wake    chan struct{}  // closed and replaced at each new version
 	done    chan struct{}  // closed when run ends: waiting calls answer
 }
@@ -121,9 +121,9 @@ func (s *lbStream) update(next api.LBConfig) {
 		s.version++
 		changes[i].Version = s.version
 	}
-	s.log0 = append(s.log0, changes...)
-	if n := len(s.log0) - lbStreamKeep; n > 0 {
-		s.log0 = append([]api.LBChange(nil), s.log0[n:]...)
+	s.kept = append(s.kept, changes...)
+	if n := len(s.kept) - lbStreamKeep; n > 0 {
+		s.kept = append([]api.LBChange(nil), s.kept[n:]...)
 	}
 	s.cur = next
 	close(s.wake)
@@ -139,16 +139,16 @@ func (s *lbStream) page(epoch string, after uint64) (api.LBConfigPage, <-chan st
 	defer s.mu.Unlock()
 	p := api.LBConfigPage{Epoch: s.epoch, Version: s.version}
 	switch {
-	case epoch != s.epoch || after > s.version || (len(s.log0) > 0 && after+1 < s.log0[0].Version) ||
-		(len(s.log0) == 0 && after != s.version):
+	case epoch != s.epoch || after > s.version || (len(s.kept) > 0 && after+1 < s.kept[0].Version) ||
+		(len(s.kept) == 0 && after != s.version):
 		snap := s.cur
 		p.Snapshot = &snap
 		return p, nil, true
 	case after == s.version:
 		return p, s.wake, false
 	}
-	first := len(s.log0) - int(s.version-after)
-	p.Changes = append([]api.LBChange(nil), s.log0[first:]...)
+	first := len(s.kept) - int(s.version-after)
+	p.Changes = append([]api.LBChange(nil), s.kept[first:]...)
 	return p, nil, true
 }
 
