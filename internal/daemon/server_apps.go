@@ -42,10 +42,18 @@ type serverApp struct {
 	done    chan struct{}      // closed when its controller's Run returned
 }
 
-// openStoredApps opens every app stored with an active release, from that
-// release's configuration text (config.ParseSent: no file of this host is
-// read). An app that cannot be opened is logged and left out, so that one
-// damaged record does not keep the others from serving.
+// openStoredApps opens every app stored with a release, from the
+// configuration text of its active release (config.ParseSent: no file of
+// this host is read). An app whose first deploy was cut by a stop or a
+// crash of the server has releases but no active one: it is opened from
+// its newest release's configuration and starts with no release; its
+// controller marks that release failed (its rollout cannot be resumed:
+// there is nothing to go back to) and stops any instance of it the
+// agents still run, and its next deploy makes the next version. An app
+// with no release at all was never deployed (its first deploy was
+// refused or cut before it made v1) and is not opened: its next deploy
+// creates it. An app that cannot be opened is logged and left out, so
+// that one damaged record does not keep the others from serving.
 func (s *Server) openStoredApps() error {
 	groups, err := s.st.Groups()
 	if err != nil {
@@ -54,17 +62,13 @@ func (s *Server) openStoredApps() error {
 	s.appsMu.Lock()
 	defer s.appsMu.Unlock()
 	for _, g := range groups {
-		if g.Release == 0 {
-			continue // never served: its next deploy creates it again
-		}
-		rel, err := s.st.GetRelease(g.App, g.Release)
-		if err != nil {
-			s.log.Error("app not opened: its active release cannot be read", "app", g.App, "release", g.Release, "error", err)
+		rel, ok := s.storedRelease(g)
+		if !ok {
 			continue
 		}
 		cfg, err := config.ParseSent(rel.ConfigFile, []byte(rel.Config))
 		if err != nil {
-			s.log.Error("app not opened: the configuration of its active release is invalid", "app", g.App, "release", g.Release, "error", err)
+			s.log.Error("app not opened: the configuration of its release is invalid", "app", g.App, "release", rel.Version, "error", err)
 			continue
 		}
 		if _, err := s.openAppLocked(cfg); err != nil {
@@ -72,6 +76,31 @@ func (s *Server) openStoredApps() error {
 		}
 	}
 	return nil
+}
+
+// storedRelease returns the release app g is opened from: its active
+// one, or else its newest (a first deploy cut by a restart); false when
+// there is none or it cannot be read (logged).
+func (s *Server) storedRelease(g api.Group) (api.Release, bool) {
+	if g.Release != 0 {
+		rel, err := s.st.GetRelease(g.App, g.Release)
+		if err != nil {
+			s.log.Error("app not opened: its active release cannot be read", "app", g.App, "release", g.Release, "error", err)
+			return api.Release{}, false
+		}
+		return rel, true
+	}
+	rels, err := s.st.Releases(g.App)
+	if err != nil {
+		s.log.Error("app not opened: its releases cannot be read", "app", g.App, "error", err)
+		return api.Release{}, false
+	}
+	if len(rels) == 0 {
+		return api.Release{}, false // never deployed: its next deploy creates it
+	}
+	newest := slices.MaxFunc(rels, func(a, b api.Release) int { return a.Version - b.Version })
+	s.log.Warn("app reopened without a release: its first deploy did not finish", "app", g.App, "release", newest.Version, "status", string(newest.Status))
+	return newest, true
 }
 
 // openAppLocked adds the app of cfg: its pool on the balancer, its routes
