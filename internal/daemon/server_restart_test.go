@@ -101,3 +101,70 @@ func TestServerReopensAnAppWhoseFirstDeployWasCut(t *testing.T) {
 		t.Fatalf("after the next deploy: %q, %v", v, err)
 	}
 }
+
+// poolAlgorithm is the algorithm the balancer's pool of app runs with.
+func poolAlgorithm(t *testing.T, ts *testServer, app string) string {
+	t.Helper()
+	for _, p := range ts.s.bal.Status().Pools {
+		if p.Name == app {
+			return p.Algorithm
+		}
+	}
+	t.Fatalf("no pool %s", app)
+	return ""
+}
+
+// TestServerBalancerSettingsApplyAtRestart: a deploy that changes the
+// app's balancer algorithm goes live and says, in an event of the app,
+// that the running pool keeps its settings until the server restarts;
+// the restart builds the pool with the new algorithm.
+func TestServerBalancerSettingsApplyAtRestart(t *testing.T) {
+	dir := t.TempDir()
+	agents := &agentSet{}
+	t.Cleanup(agents.stop)
+	ts := startServer(t, serverConfig(t, dir, "127.0.0.1:0"))
+	agents.startAgent(t, ts, "host-a")
+	ctx := testenv.Context(t, 2*time.Minute)
+	waitHostsReady(t, ctx, ts, "host-a")
+	c := ts.client(t, "web")
+	v1 := appYAML(t, "web")
+	if res, err := deployApp(t, ctx, c, v1, "web-1"); err != nil || !res.OK {
+		t.Fatalf("deploy v1: %+v, %v", res, err)
+	}
+	v2 := strings.Replace(v1, "balancer:\n", "balancer:\n  algorithm: least_requests\n", 1)
+	if res, err := deployApp(t, ctx, c, v2, "web-2"); err != nil || !res.OK || res.Version != 2 {
+		t.Fatalf("deploy v2: %+v, %v", res, err)
+	}
+	testenv.Eventually(t, 10*time.Second, func() error {
+		evs, err := c.Events(ctx, 0, 1000)
+		if err != nil {
+			return err
+		}
+		for _, e := range evs {
+			if e.Type == "balancer" && e.Release == 2 && strings.Contains(e.Reason, "v2 changes balancer algorithm") &&
+				strings.Contains(e.Reason, "until shoal server restarts") {
+				return nil
+			}
+		}
+		return fmt.Errorf("no event says v2's algorithm waits for a restart: %+v", evs)
+	})
+	if got := poolAlgorithm(t, ts, "web"); got != "round_robin" {
+		t.Fatalf("the running pool's algorithm: %s, want round_robin kept", got)
+	}
+	if v, err := getVersion(ctx, ts.s.Addr().String(), "any.test"); err != nil || v != "web-2" {
+		t.Fatalf("v2 not served: %q, %v", v, err)
+	}
+
+	fleetAddr := ts.s.FleetAddr().String()
+	ts.stop()
+	ts = startServer(t, serverConfig(t, dir, fleetAddr))
+	if got := poolAlgorithm(t, ts, "web"); got != "least_requests" {
+		t.Fatalf("after the restart the pool's algorithm is %s, want least_requests", got)
+	}
+	testenv.Eventually(t, 30*time.Second, func() error {
+		if v, err := getVersion(ctx, ts.s.Addr().String(), "any.test"); err != nil || v != "web-2" {
+			return fmt.Errorf("after the restart: %q, %v", v, err)
+		}
+		return nil
+	})
+}
