@@ -34,7 +34,7 @@ type AppsOptions struct {
 // Apps implements dashboard.Source over the Sources of several apps, as
 // `shoal server` runs them: one dashboard shows every app's group, its
 // releases and events, behind one login, with the fleet's hosts card.
-// Apps come and go with Add and Remove. Safe for concurrent use.
+// Apps are added with Add. Safe for concurrent use.
 type Apps struct {
 	o     AppsOptions
 	fleet Source // a Source with only Hosts and HostEvents: its Fleet
@@ -59,13 +59,6 @@ func NewApps(o AppsOptions) (*Apps, error) {
 func (a *Apps) Add(s *Source) {
 	a.mu.Lock()
 	a.apps[s.app] = s
-	a.mu.Unlock()
-}
-
-// Remove stops showing app.
-func (a *Apps) Remove(app string) {
-	a.mu.Lock()
-	delete(a.apps, app)
 	a.mu.Unlock()
 }
 
