@@ -3,6 +3,8 @@ package e2e
 import (
 	"encoding/json"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -90,6 +92,19 @@ balancer: {listen: "127.0.0.1:0", drain_timeout: 2s}
 	}
 	if page := get(t, lbURL+"/"); !strings.Contains(page, "goapp") {
 		t.Fatalf("the balancer's answer: %q", page)
+	}
+	// The dashboard of the server: goapp's page, its instances on the
+	// agents, the hosts card.
+	ui := loginDashboard(t, adminURL, strings.TrimSpace(string(tok)))
+	resp, err := ui.Get(adminURL + "/ui/?app=goapp")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || !strings.Contains(string(b), `id="group-goapp"`) || !strings.Contains(string(b), `data-host="host-`) ||
+		!strings.Contains(string(b), `id="fleet"`) {
+		t.Fatalf("the server's dashboard, goapp's page: %s\n%s", resp.Status, b)
 	}
 
 	// The instances, from the agents' pid records.

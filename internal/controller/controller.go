@@ -112,10 +112,15 @@ type Controller struct {
 	prober *health.Prober // one check of cfg.Health; the launch and watch loops schedule them
 	passes *passMetrics   // reconcile pass durations (passes.go)
 
-	kick    chan struct{} // wakes the reconcile loop; buffered 1
-	ready   chan struct{} // closed when desired instances first serve
-	running atomic.Bool
-	stopRun context.CancelCauseFunc // ends Run's loop with a *fatalError (fatal.go)
+	kick  chan struct{} // wakes the reconcile loop; buffered 1
+	ready chan struct{} // closed when desired instances first serve
+	// started is closed once Run has prepared the release and adopted
+	// what runs (or has failed to): Deploy and Rollback wait for it, so
+	// that none starts from the release and group of before the start.
+	started   chan struct{}
+	startOnce sync.Once
+	running   atomic.Bool
+	stopRun   context.CancelCauseFunc // ends Run's loop with a *fatalError (fatal.go)
 
 	mu        sync.Mutex
 	group     api.Group
@@ -168,6 +173,7 @@ func New(o Options) (*Controller, error) {
 		now:       o.Now,
 		kick:      make(chan struct{}, 1),
 		ready:     make(chan struct{}),
+		started:   make(chan struct{}),
 		instances: map[string]*instance{},
 		backoff:   map[int]reconcile.Backoff{},
 		rates:     map[string]rate{},
@@ -196,6 +202,19 @@ func New(o Options) (*Controller, error) {
 // when there is no release yet: see prepare).
 func (c *Controller) Ready() <-chan struct{} { return c.ready }
 
+// markStarted closes started, once.
+func (c *Controller) markStarted() { c.startOnce.Do(func() { close(c.started) }) }
+
+// awaitStarted waits until Run has started (see started) or ctx ends.
+func (c *Controller) awaitStarted(ctx context.Context) error {
+	select {
+	case <-c.started:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("wait for the controller to start: %w", context.Cause(ctx))
+	}
+}
+
 // Release returns the release the group runs, valid after Ready.
 func (c *Controller) Release() api.Release {
 	c.mu.Lock()
@@ -212,6 +231,7 @@ func (c *Controller) Run(ctx context.Context) error {
 	if !c.running.CompareAndSwap(false, true) {
 		return errors.New("controller: Run called twice")
 	}
+	defer c.markStarted() // also when the start fails
 	evDone := make(chan struct{})
 	go func() { // event writer; ends after the final flush below
 		defer close(evDone)
@@ -261,6 +281,7 @@ func (c *Controller) Run(ctx context.Context) error {
 			c.watchEvacuations(loopCtx, ev) // evacuate.go
 		}
 	}()
+	c.markStarted()
 	c.loop(loopCtx, &workers)
 	c.stopRollout() // deploy_step.go
 	stopLoop(nil)

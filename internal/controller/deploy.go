@@ -133,7 +133,9 @@ func (c *Controller) Rollout() *rollout.Progress {
 // Deploy makes release vN+1 from req (its configuration, environment
 // with the stored `shoal env` overrides merged over it, and artifact),
 // runs the pre-deploy hooks, rolls the group to the release under the
-// deploy policy, then runs the post-deploy hooks. The first deploy of an
+// deploy policy, then runs the post-deploy hooks. A Deploy called while
+// Run is still starting (preparing the release, adopting instances)
+// waits for that, so it starts from the stored release and group. The first deploy of an
 // app that has no release (config.App.Sent, see prepare) makes v1 and
 // rolls the group out from zero instances to its desired count; it needs
 // an artifact. Hooks run here, in a
@@ -152,6 +154,9 @@ func (c *Controller) Rollout() *rollout.Progress {
 func (c *Controller) Deploy(ctx context.Context, req DeployRequest) (int, error) {
 	if !c.running.Load() {
 		return 0, ErrNotRunning
+	}
+	if err := c.awaitStarted(ctx); err != nil {
+		return 0, err
 	}
 	if req.Config == nil && !req.fromCurrent {
 		return 0, fmt.Errorf("%w: no configuration was sent with the deploy", ErrInvalidConfig)
@@ -313,6 +318,9 @@ func (c *Controller) releaseSource(r api.Release) (*config.App, config.Env, erro
 func (c *Controller) Rollback(ctx context.Context, version int) error {
 	if !c.running.Load() {
 		return ErrNotRunning
+	}
+	if err := c.awaitStarted(ctx); err != nil {
+		return err
 	}
 	app := c.cfg.Name
 	cur := c.Release()

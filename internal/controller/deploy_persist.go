@@ -48,7 +48,9 @@ import (
 //
 // A stored rollout that cannot be resumed (unreadable, a release or its
 // artifact gone) is dropped with an event, its target release is marked
-// failed, and shoal starts as without it.
+// failed, and shoal starts as without it. So is a first deploy (from no
+// release: `shoal server` creates an app by it): the app starts with no
+// release, v1 failed, and its next deploy starts over.
 
 // saveRollout stores d's snapshot s if it differs from the one stored
 // last. It runs on the loop's goroutine, or in startRollout before the
@@ -131,7 +133,12 @@ func (c *Controller) resumeRollout(rec store.Rollout) error {
 		return err
 	}
 	spec := r.Spec()
-	if spec.From != rec.From || spec.To != rec.To || spec.From < 1 {
+	if spec.From < 1 {
+		// A first deploy: no release served before it, so there is no
+		// group to resume and nothing to roll back to.
+		return fmt.Errorf("the first deploy (v%d) is not resumed", spec.To)
+	}
+	if spec.From != rec.From || spec.To != rec.To {
 		return fmt.Errorf("rollout v%d -> v%d recorded as v%d -> v%d", spec.From, spec.To, rec.From, rec.To)
 	}
 	from, err := c.resumableRelease(spec.From)

@@ -301,7 +301,12 @@ func (c *Controller) stopRollout() {
 	}
 	c.dep.active = nil
 	d.final = d.r.Progress(c.now())
-	d.final.Reason = "shoal stopped during the rollout; it resumes when shoal starts again: " + d.final.Reason
+	if d.r.Spec().From < 1 {
+		// A first deploy has nothing to go back to: see resumeRollout.
+		d.final.Reason = fmt.Sprintf("shoal stopped during the first deploy; at its next start v%d is marked failed and the next deploy starts over: %s", d.r.Spec().To, d.final.Reason)
+	} else {
+		d.final.Reason = "shoal stopped during the rollout; it resumes when shoal starts again: " + d.final.Reason
+	}
 	c.events.add(api.Event{Type: "deploy", Release: d.r.Spec().To, Reason: d.final.Reason})
 	c.mu.Unlock()
 	c.dep.lock.Release(c.cfg.Name, d.holder)

@@ -292,3 +292,44 @@ func (l *eventLog) notify() {
 		}
 	}
 }
+
+// EventWriter is the controller's event log for writers of events that
+// belong to no controller (`shoal server`'s fleet events): Add queues an
+// event without blocking, Run's goroutine writes the queue in order, and
+// a write the store refuses keeps the events queued and retried with
+// backoff, counted in the same metrics as a controller's (bounded at
+// 10000 waiting; drops beyond it counted and logged, never silent).
+type EventWriter struct{ l *eventLog }
+
+// NewEventWriter returns an EventWriter that stores each event with
+// write, in order. log receives the store's failures (nil discards).
+func NewEventWriter(write func(api.Event) error, log *slog.Logger) *EventWriter {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &EventWriter{l: newEventLog(func(evs []api.Event) error {
+		for _, e := range evs {
+			if err := write(e); err != nil {
+				return err
+			}
+		}
+		return nil
+	}, log, time.Now)}
+}
+
+// Add queues e, stamping its time. It never blocks.
+func (w *EventWriter) Add(e api.Event) { w.l.add(e) }
+
+// Run writes queued events until Close, then makes one last attempt and
+// returns. Call it once.
+func (w *EventWriter) Run() { w.l.run() }
+
+// Close makes Run write what is queued and return.
+func (w *EventWriter) Close() { w.l.close() }
+
+// Health reports whether the events reach the store.
+func (w *EventWriter) Health() EventLogHealth { return w.l.health() }
+
+// Metrics are shoal_event_write_errors_total, shoal_events_pending and
+// shoal_events_dropped_total of this writer.
+func (w *EventWriter) Metrics() prometheus.Gatherer { return w.l.reg }

@@ -23,11 +23,13 @@ import (
 	"github.com/shoal-dev/shoal/internal/atomicfile"
 	"github.com/shoal-dev/shoal/internal/config"
 	"github.com/shoal-dev/shoal/internal/controller"
+	"github.com/shoal-dev/shoal/internal/dashboard"
 	"github.com/shoal-dev/shoal/internal/fleet"
 	"github.com/shoal-dev/shoal/internal/lb"
 	"github.com/shoal-dev/shoal/internal/pki"
 	"github.com/shoal-dev/shoal/internal/release"
 	"github.com/shoal-dev/shoal/internal/store"
+	"github.com/shoal-dev/shoal/internal/uisource"
 )
 
 // ServerListener is the name of the one balancer listener of `shoal
@@ -73,20 +75,29 @@ type Server struct {
 	cfg  *config.ServerFile
 	log  *slog.Logger
 
-	st       *store.Store
-	ca       *pki.CA
-	pki      *pki.Server
-	fleet    *fleet.Fleet
-	arts     *release.Store
-	uploads  *controller.Uploads
-	bal      *lb.Balancer
-	lbs      *lbStream // the configuration balancer nodes follow (server_lbstream.go)
-	token    string
-	fleetURL string
+	st      *store.Store
+	ca      *pki.CA
+	pki     *pki.Server
+	fleet   *fleet.Fleet
+	arts    *release.Store
+	uploads *controller.Uploads
+	// fleetEvents stores the fleet's events from a goroutine of Run, so
+	// that fleet.Options.OnEvent returns at once.
+	fleetEvents *controller.EventWriter
+	bal         *lb.Balancer
+	lbs         *lbStream // the configuration balancer nodes follow (server_lbstream.go)
+	token       string
+	fleetURL    string
 
 	adminLn, fleetLn net.Listener
 	adminTLS         bool
 	admin, fleetSrv  *http.Server
+
+	// The dashboard (server_ui.go): every app's Source in uiApps, the
+	// request series the balancer's observer feeds in dash.
+	dash   *dashboardMetrics
+	uiApps *uisource.Apps
+	ui     *dashboard.Handler
 
 	// apps is the app registry (apps.go); appsMu also serialises the
 	// creation of apps and the changes of the balancer's routes.
@@ -127,15 +138,20 @@ func OpenServer(ctx context.Context, opts ServerOptions) (_ *Server, err error) 
 	if err := s.openFleet(); err != nil {
 		return nil, err
 	}
+	s.dash = newDashboardMetrics()
 	bal, err := lb.New(lb.Config{
 		Listeners: []lb.Listener{{Name: ServerListener, Addr: s.cfg.Balancer.Listen}},
 		Logger:    s.log.With("part", "lb"),
+		Observer:  s.dash.observer(),
 	})
 	if err != nil {
 		return nil, &ConfigError{Err: fmt.Errorf("balancer: %w", err)}
 	}
 	s.bal = bal
 	s.lbs = newLBStream(bal, (&lbChecks{s: s}).check, s.log.With("part", "lbstream"))
+	if err := s.openUI(); err != nil { // server_ui.go
+		return nil, err
+	}
 	if err := s.openAdmin(); err != nil {
 		return nil, err
 	}
@@ -174,6 +190,10 @@ func (s *Server) openState() error {
 	if s.arts, err = release.Open(filepath.Join(data, "artifacts"), s.log); err != nil {
 		return err
 	}
+	s.fleetEvents = controller.NewEventWriter(func(ev api.Event) error {
+		_, err := s.st.AppendEvent(api.FleetEventsApp, ev)
+		return err
+	}, s.log.With("part", "fleet"))
 	s.uploads = controller.NewUploads(s.arts, nil, func(ev api.Event) {
 		s.log.Info("artifact", "reason", ev.Reason)
 	})
@@ -249,6 +269,8 @@ func (s *Server) openAdmin() error {
 	s.onRelease(func(context.Context) { s.adminLn.Close() })
 	s.admin = &http.Server{Handler: s.adminHandler(), ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelDebug)}
+	// Shutdown does not end the dashboard's live streams: Close does.
+	s.admin.RegisterOnShutdown(func() { s.ui.Close() })
 	if _, loopback := config.LoopbackPort(addr); loopback {
 		return nil
 	}
@@ -346,7 +368,14 @@ func (s *Server) Run(ctx context.Context) error {
 	defer stopParts()
 
 	var g errgroup.Group
-	g.Go(func() error { return s.fleet.Run(partsCtx) })
+	g.Go(func() error {
+		s.fleetEvents.Run()
+		return nil
+	})
+	g.Go(func() error {
+		defer s.fleetEvents.Close() // after the fleet's last event
+		return s.fleet.Run(partsCtx)
+	})
 	g.Go(func() error { return s.lbs.run(partsCtx) })
 	g.Go(func() error {
 		err := s.bal.Run(partsCtx)
@@ -399,13 +428,11 @@ func (s *Server) release(ctx context.Context) {
 	})
 }
 
-// fleetEvent stores an event of the fleet in the event log under
-// api.FleetEventsApp (GET /v1/hosts/events).
-func (s *Server) fleetEvent(ev api.Event) {
-	if _, err := s.st.AppendEvent(api.FleetEventsApp, ev); err != nil {
-		s.log.Warn("store fleet event", "reason", ev.Reason, "error", err)
-	}
-}
+// fleetEvent queues an event of the fleet for the event log, under
+// api.FleetEventsApp (GET /v1/hosts/events). It never blocks: the writer
+// stores it from Run's goroutine, keeps and retries what the store
+// refuses, and counts what it must drop (/metrics, app="@fleet").
+func (s *Server) fleetEvent(ev api.Event) { s.fleetEvents.Add(ev) }
 
 // storedNodes is the join server's allow-list (pki.Nodes) over the
 // fleet's stored hosts and join tokens: a name is taken once a node joined

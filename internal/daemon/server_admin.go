@@ -18,8 +18,8 @@ import (
 	"github.com/shoal-dev/shoal/internal/fleet"
 )
 
-// adminHandler routes the server's admin API, every path behind the
-// bearer token. Server-wide routes:
+// adminHandler routes the server's admin API, every path but the
+// dashboard's behind the bearer token. Server-wide routes:
 //
 //	GET  /v1/apps                      []api.AppSummary
 //	GET  /v1/hosts                     []api.HostStatus (fleet.Status)
@@ -28,7 +28,9 @@ import (
 //	POST /v1/hosts/{name}/undrain      place instances on it again
 //	POST /v1/join-tokens               api.JoinTokenRequest -> api.JoinTokenAnswer
 //	HEAD|PUT|GET /v1/artifacts/{digest}  one artifact store for every app
-//	/v1/lb/..., GET /metrics           the balancer's (adminapi.LBRoutes)
+//	/v1/lb/...                         the balancer's (adminapi.LBRoutes)
+//	GET  /metrics                      the balancer's, every app's (label app) and the fleet's (server_metrics.go)
+//	/ui/                               the dashboard of every app (server_ui.go), its own login
 //
 // Every other /v1/ path is an app's (adminapi's controller, deploy and
 // autoscale routes), chosen by the Shoal-App request header: without it
@@ -69,7 +71,12 @@ func (s *Server) adminHandler() http.Handler {
 		}
 		return nil
 	}))
-	return adminapi.RequireToken(s.token, mux)
+	// The dashboard logs in with the token itself (session cookie,
+	// CSRF), so it sits outside the API's bearer-token check.
+	root := http.NewServeMux()
+	root.Handle("/ui/", s.ui)
+	root.Handle("/", adminapi.RequireToken(s.token, adminapi.WithMetrics(mux, s.metrics())))
+	return root
 }
 
 // appFor returns the app a request names in its Shoal-App header (name),
@@ -219,18 +226,9 @@ func (s *Server) hostEvents(w http.ResponseWriter, r *http.Request) error {
 			return fmt.Errorf("%w: limit=%q: want 1 to 1000", adminapi.ErrBadRequest, v)
 		}
 	}
-	out := []api.Event{}
-	// Other apps' events share the sequence: page until limit is met.
-	for range 100 {
-		evs, err := s.st.Events(api.FleetEventsApp, after, limit-len(out))
-		if err != nil {
-			return err
-		}
-		out = append(out, evs...)
-		if len(evs) == 0 || len(out) >= limit {
-			break
-		}
-		after = evs[len(evs)-1].Seq
+	out, err := s.hostEventsAfter(after, limit)
+	if err != nil {
+		return err
 	}
 	adminapi.WriteJSON(w, out)
 	return nil

@@ -4,14 +4,18 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"reflect"
 	"slices"
 	"strings"
+	"sync"
+	"time"
 
 	"github.com/shoal-dev/shoal/internal/adminapi"
 	"github.com/shoal-dev/shoal/internal/api"
 	"github.com/shoal-dev/shoal/internal/config"
 	"github.com/shoal-dev/shoal/internal/controller"
 	"github.com/shoal-dev/shoal/internal/lb"
+	"github.com/shoal-dev/shoal/internal/uisource"
 )
 
 // The app registry of `shoal server`. An app is created by its first
@@ -29,17 +33,27 @@ import (
 type serverApp struct {
 	name    string
 	ctl     *controller.Controller
-	handler http.Handler // its admin API, answers naming it (adminapi.WithApp)
-	hosts   []string     // lowercased balancer.hosts of the routes set; none: catch-all
+	ui      *uisource.Source // its part of the dashboard (server_ui.go)
+	handler http.Handler     // its admin API, answers naming it (adminapi.WithApp)
+	hosts   []string         // lowercased balancer.hosts of the routes set; none: catch-all
 	path    string
+	pool    lb.PoolConfig      // the settings its pool was built with
 	stop    context.CancelFunc // ends its controller's Run; nil before it runs
 	done    chan struct{}      // closed when its controller's Run returned
 }
 
-// openStoredApps opens every app stored with an active release, from that
-// release's configuration text (config.ParseSent: no file of this host is
-// read). An app that cannot be opened is logged and left out, so that one
-// damaged record does not keep the others from serving.
+// openStoredApps opens every app stored with a release, from the
+// configuration text of its active release (config.ParseSent: no file of
+// this host is read). An app whose first deploy was cut by a stop or a
+// crash of the server has releases but no active one: it is opened from
+// its newest release's configuration and starts with no release; its
+// controller marks that release failed (its rollout cannot be resumed:
+// there is nothing to go back to) and stops any instance of it the
+// agents still run, and its next deploy makes the next version. An app
+// with no release at all was never deployed (its first deploy was
+// refused or cut before it made v1) and is not opened: its next deploy
+// creates it. An app that cannot be opened is logged and left out, so
+// that one damaged record does not keep the others from serving.
 func (s *Server) openStoredApps() error {
 	groups, err := s.st.Groups()
 	if err != nil {
@@ -48,17 +62,13 @@ func (s *Server) openStoredApps() error {
 	s.appsMu.Lock()
 	defer s.appsMu.Unlock()
 	for _, g := range groups {
-		if g.Release == 0 {
-			continue // never served: its next deploy creates it again
-		}
-		rel, err := s.st.GetRelease(g.App, g.Release)
-		if err != nil {
-			s.log.Error("app not opened: its active release cannot be read", "app", g.App, "release", g.Release, "error", err)
+		rel, ok := s.storedRelease(g)
+		if !ok {
 			continue
 		}
 		cfg, err := config.ParseSent(rel.ConfigFile, []byte(rel.Config))
 		if err != nil {
-			s.log.Error("app not opened: the configuration of its active release is invalid", "app", g.App, "release", g.Release, "error", err)
+			s.log.Error("app not opened: the configuration of its release is invalid", "app", g.App, "release", rel.Version, "error", err)
 			continue
 		}
 		if _, err := s.openAppLocked(cfg); err != nil {
@@ -66,6 +76,31 @@ func (s *Server) openStoredApps() error {
 		}
 	}
 	return nil
+}
+
+// storedRelease returns the release app g is opened from: its active
+// one, or else its newest (a first deploy cut by a restart); false when
+// there is none or it cannot be read (logged).
+func (s *Server) storedRelease(g api.Group) (api.Release, bool) {
+	if g.Release != 0 {
+		rel, err := s.st.GetRelease(g.App, g.Release)
+		if err != nil {
+			s.log.Error("app not opened: its active release cannot be read", "app", g.App, "release", g.Release, "error", err)
+			return api.Release{}, false
+		}
+		return rel, true
+	}
+	rels, err := s.st.Releases(g.App)
+	if err != nil {
+		s.log.Error("app not opened: its releases cannot be read", "app", g.App, "error", err)
+		return api.Release{}, false
+	}
+	if len(rels) == 0 {
+		return api.Release{}, false // never deployed: its next deploy creates it
+	}
+	newest := slices.MaxFunc(rels, func(a, b api.Release) int { return a.Version - b.Version })
+	s.log.Warn("app reopened without a release: its first deploy did not finish", "app", g.App, "release", newest.Version, "status", string(newest.Status))
+	return newest, true
 }
 
 // openAppLocked adds the app of cfg: its pool on the balancer, its routes
@@ -77,27 +112,19 @@ func (s *Server) openAppLocked(cfg *config.App) (*serverApp, error) {
 	if err := s.routeConflictLocked(name, cfg); err != nil {
 		return nil, err
 	}
-	var key []byte
-	if cfg.Balancer.NeedsStickyKey() {
-		// server.yaml's key when set (shared by every balancer), else one
-		// per app, generated once and kept in the store.
-		if key = s.cfg.Balancer.Sticky.Secret(); key == nil {
-			var err error
-			if key, err = s.st.Key(config.StickyKeyName(name), 32); err != nil {
-				return nil, err
-			}
-		}
+	pc, err := s.poolConfig(cfg)
+	if err != nil {
+		return nil, err
 	}
-	pc := cfg.PoolConfig(key)
-	pc.DrainTimeout = min(pc.DrainTimeout, s.cfg.Balancer.DrainTimeout.D())
 	if err := s.bal.AddPool(pc); err != nil {
 		return nil, fmt.Errorf("app %s: %w", name, err)
 	}
 	p, _ := s.bal.Pool(name)
+	host := s.fleet.Host(name)
 	ctl, err := controller.New(controller.Options{
 		Config: cfg, Store: s.st, Artifacts: s.arts, Uploads: s.uploads,
 		KeepArtifacts: func() []string { return s.keptArtifacts(name) },
-		Host:          s.fleet.Host(name), Pool: p, Logger: s.log,
+		Host:          host, Pool: p, Logger: s.log,
 		// Static stability: stopping the server leaves every instance
 		// running on its agent; the next start adopts them.
 		LeaveRunning: true,
@@ -107,11 +134,16 @@ func (s *Server) openAppLocked(cfg *config.App) (*serverApp, error) {
 		s.bal.RemovePool(name)
 		return nil, err
 	}
+	src, err := s.appSource(name, ctl, host, p)
+	if err != nil {
+		s.bal.RemovePool(name)
+		return nil, err
+	}
 	mux := http.NewServeMux()
 	adminapi.ControllerRoutes(mux, ctl, adminapi.WithBalancer(s.bal), adminapi.WithHosts(s.fleet.Status))
 	adminapi.DeployRoutes(mux, ctl)
 	adminapi.AutoscaleRoutes(mux, ctl)
-	a := &serverApp{name: name, ctl: ctl, handler: adminapi.WithApp(name, mux), done: make(chan struct{})}
+	a := &serverApp{name: name, ctl: ctl, ui: src, pool: pc, handler: adminapi.WithApp(name, mux), done: make(chan struct{})}
 	a.hosts, a.path = routeKey(cfg)
 	s.apps[name] = a
 	if err := s.setRoutesLocked(); err != nil {
@@ -119,11 +151,31 @@ func (s *Server) openAppLocked(cfg *config.App) (*serverApp, error) {
 		s.bal.RemovePool(name)
 		return nil, err
 	}
+	s.uiApps.Add(src)
 	if s.running != nil {
 		s.startAppLocked(a)
 	}
 	s.log.Info("app opened", "app", name, "hosts", strings.Join(a.hosts, ","), "path", a.path)
 	return a, nil
+}
+
+// poolConfig is the balancer pool of cfg's app: its settings from
+// shoal.yaml, the sticky key from server.yaml (shared by every balancer)
+// or else one per app, generated once and kept in the store, and a drain
+// timeout of at most balancer.drain_timeout.
+func (s *Server) poolConfig(cfg *config.App) (lb.PoolConfig, error) {
+	var key []byte
+	if cfg.Balancer.NeedsStickyKey() {
+		if key = s.cfg.Balancer.Sticky.Secret(); key == nil {
+			var err error
+			if key, err = s.st.Key(config.StickyKeyName(cfg.Name), 32); err != nil {
+				return lb.PoolConfig{}, err
+			}
+		}
+	}
+	pc := cfg.PoolConfig(key)
+	pc.DrainTimeout = min(pc.DrainTimeout, s.cfg.Balancer.DrainTimeout.D())
+	return pc, nil
 }
 
 // routeKey returns the lowercased hosts and the path of cfg's routes.
@@ -206,6 +258,81 @@ func (s *Server) refreshRoutes(a *serverApp) {
 	s.log.Info("routes changed", "app", a.name, "release", rel.Version, "hosts", strings.Join(hosts, ","), "path", path)
 }
 
+// releaseCheck is how often watchRelease looks at the release without
+// being woken by an event.
+const releaseCheck = 2 * time.Second
+
+// watchRelease follows a's controller until ctx ends: whenever the
+// release it serves changes (a deploy or rollback through the API or the
+// dashboard, a deploy resumed after a restart), it sets a's routes from
+// that release (refreshRoutes) and says when the release's balancer
+// settings differ from those of the app's pool (poolSettingsChanged).
+func (s *Server) watchRelease(ctx context.Context, a *serverApp) {
+	evs, unsubscribe := a.ctl.SubscribeEvents()
+	defer unsubscribe()
+	tick := time.NewTicker(releaseCheck)
+	defer tick.Stop()
+	seen := 0
+	for {
+		if v := a.ctl.Release().Version; v != seen {
+			seen = v
+			s.refreshRoutes(a)
+			s.poolSettingsChanged(a)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-evs:
+		case <-tick.C:
+		}
+	}
+}
+
+// poolSettingsChanged records, as an event of the app and a warning, that
+// the release a serves has balancer settings (algorithm, stickiness, slow
+// start, drain timeout) other than those its pool was built with. They
+// apply at the next start of the server, which builds the pool from the
+// active release. The running pool is not rebuilt: the controller holds
+// it and its targets' health and drain states, and a rebuilt pool starts
+// empty (lb's Reload rebuilds a pool whose settings changed).
+func (s *Server) poolSettingsChanged(a *serverApp) {
+	rel := a.ctl.Release()
+	if rel.Version == 0 || rel.Config == "" {
+		return
+	}
+	cfg, err := config.ParseSent(rel.ConfigFile, []byte(rel.Config))
+	if err != nil {
+		return
+	}
+	pc, err := s.poolConfig(cfg)
+	if err != nil {
+		s.log.Warn("balancer settings of the new release not compared", "app", a.name, "release", rel.Version, "error", err)
+		return
+	}
+	var changed []string
+	if pc.Algorithm != a.pool.Algorithm {
+		changed = append(changed, "algorithm")
+	}
+	if !reflect.DeepEqual(pc.Sticky, a.pool.Sticky) {
+		changed = append(changed, "sticky")
+	}
+	if pc.SlowStart != a.pool.SlowStart {
+		changed = append(changed, "slow_start")
+	}
+	if pc.DrainTimeout != a.pool.DrainTimeout {
+		changed = append(changed, "drain_timeout")
+	}
+	if len(changed) == 0 {
+		return
+	}
+	reason := fmt.Sprintf("v%d changes balancer %s; the running pool keeps its settings until shoal server restarts, which applies them",
+		rel.Version, strings.Join(changed, ", "))
+	s.log.Warn("balancer settings apply at the next restart", "app", a.name, "release", rel.Version, "changed", strings.Join(changed, ","))
+	if _, err := s.st.AppendEvent(a.name, api.Event{Type: "balancer", Release: rel.Version, Reason: reason}); err != nil {
+		s.log.Warn("store event", "app", a.name, "error", err)
+	}
+}
+
 // sortedAppsLocked returns the apps sorted by name.
 func (s *Server) sortedAppsLocked() []*serverApp {
 	out := make([]*serverApp, 0, len(s.apps))
@@ -266,7 +393,9 @@ func (s *Server) startApps(ctx context.Context) int {
 }
 
 // startAppLocked runs a's controller in a goroutine that stopApps waits
-// for. A controller that fails is logged; the other apps go on.
+// for, and while it runs its dashboard sampler (uisource.Source.Run) and
+// its release watcher (watchRelease). A controller that fails is logged;
+// the other apps go on.
 func (s *Server) startAppLocked(a *serverApp) {
 	ctx, cancel := context.WithCancel(s.running)
 	a.stop = cancel
@@ -274,6 +403,12 @@ func (s *Server) startAppLocked(a *serverApp) {
 	go func() {
 		defer s.appsWG.Done()
 		defer close(a.done)
+		sideCtx, stopSide := context.WithCancel(ctx)
+		var side sync.WaitGroup
+		side.Go(func() { a.ui.Run(sideCtx) })
+		side.Go(func() { s.watchRelease(sideCtx, a) })
+		defer side.Wait()
+		defer stopSide()
 		if err := a.ctl.Run(ctx); err != nil {
 			s.log.Error("app stopped", "app", a.name, "error", err)
 		}

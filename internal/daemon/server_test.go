@@ -110,7 +110,8 @@ func (as *agentSet) stop() {
 	}
 }
 
-// startAgent joins an in-process `shoal agent` called name to the server
+// startAgent joins an in-process `shoal agent` called name (in zone
+// zone-<name>) to the server
 // with a token from its admin API and runs it until as stops; the
 // instances it leaves running are killed then.
 func (as *agentSet) startAgent(t *testing.T, ts *testServer, name string) {
@@ -124,7 +125,7 @@ func (as *agentSet) startAgent(t *testing.T, ts *testServer, name string) {
 	if err := os.WriteFile(filepath.Join(dir, "token"), []byte(tok.Token+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	yaml := fmt.Sprintf("server: %s\njoin_token_file: token\nname: %s\nlisten: 127.0.0.1:0\nadvertise: 127.0.0.1\ndata_dir: data\n", ts.ready.FleetURL, name)
+	yaml := fmt.Sprintf("server: %s\njoin_token_file: token\nname: %s\nzone: zone-%s\nlisten: 127.0.0.1:0\nadvertise: 127.0.0.1\ndata_dir: data\n", ts.ready.FleetURL, name, name)
 	cfg, err := config.ParseAgent(filepath.Join(dir, "agent.yaml"), []byte(yaml))
 	if err != nil {
 		t.Fatal(err)

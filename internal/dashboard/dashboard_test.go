@@ -530,3 +530,27 @@ func TestCloseEndsStreams(t *testing.T) {
 }
 
 func itoa(n uint64) string { return strconv.FormatUint(n, 10) }
+
+// TestAppPageShowsOneGroup: the overview shows every group, each titled
+// with a link to its app's page; /ui/?app=NAME shows that group alone and
+// its live stream asks for that app only; an unknown app is 404.
+func TestAppPageShowsOneGroup(t *testing.T) {
+	e := newEnv(t, false)
+	c, _ := e.login()
+	_, all := e.get(c, "/ui/")
+	for _, app := range []string{"api", "web"} {
+		if !strings.Contains(all, `id="group-`+app+`"`) || !strings.Contains(all, `<a href="/ui/?app=`+app+`">`+app+`</a>`) {
+			t.Errorf("overview lacks %s's group with a link to its page", app)
+		}
+	}
+	resp, body := e.get(c, "/ui/?app=web")
+	if resp.StatusCode != http.StatusOK || !strings.Contains(body, `id="group-web"`) || strings.Contains(body, `id="group-api"`) {
+		t.Errorf("web's page: %d, want web's group alone:\n%s", resp.StatusCode, body)
+	}
+	if !regexp.MustCompile(`data-live="after=\d+&amp;app=web&amp;view=overview"`).MatchString(body) {
+		t.Errorf("web's page does not stream web's updates alone:\n%s", body)
+	}
+	if resp, _ := e.get(c, "/ui/?app=nope"); resp.StatusCode != http.StatusNotFound {
+		t.Errorf("an unknown app's page: %d, want 404", resp.StatusCode)
+	}
+}

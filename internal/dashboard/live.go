@@ -216,7 +216,7 @@ func (h *Handler) liveFragments(ctx context.Context, view string, query map[stri
 	}
 	switch view {
 	case "overview":
-		groups, err := h.groupViews(r)
+		groups, err := h.groupViews(r, get("app"))
 		if err != nil {
 			return nil, err
 		}

@@ -26,10 +26,15 @@ type groupView struct {
 	Chart template.URL
 }
 
-func (h *Handler) groupViews(r *http.Request) ([]groupView, error) {
+// groupViews returns the views of every group, or only app's when app is
+// set.
+func (h *Handler) groupViews(r *http.Request, app string) ([]groupView, error) {
 	groups, err := h.opts.Source.Groups(r.Context())
 	if err != nil {
 		return nil, fmt.Errorf("list groups: %w", err)
+	}
+	if app != "" {
+		groups = slices.DeleteFunc(groups, func(g Group) bool { return g.App != app })
 	}
 	now := h.opts.Now()
 	store := h.opts.Source.Series()
@@ -83,12 +88,18 @@ func liveQuery(kv ...string) string {
 	return v.Encode()
 }
 
+// overview shows every group, or with ?app= one app's page: its group,
+// its events and the hosts card.
 func (h *Handler) overview(w http.ResponseWriter, r *http.Request) error {
-	groups, err := h.groupViews(r)
+	app := r.URL.Query().Get("app")
+	groups, err := h.groupViews(r, app)
 	if err != nil {
 		return err
 	}
-	events, last, err := h.recentEvents(r, 12, func(Event) bool { return true })
+	if app != "" && len(groups) == 0 {
+		return fmt.Errorf("there is no app %s: %w", app, ErrNotFound)
+	}
+	events, last, err := h.recentEvents(r, 12, eventFilter("", app, ""))
 	if err != nil {
 		return err
 	}
@@ -97,7 +108,7 @@ func (h *Handler) overview(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	h.renderLive(w, r, http.StatusOK, "overview", "Overview",
-		liveQuery("view", "overview", "after", strconv.FormatUint(last, 10)),
+		liveQuery("view", "overview", "app", app, "after", strconv.FormatUint(last, 10)),
 		struct {
 			Groups []groupView
 			Events []Event
