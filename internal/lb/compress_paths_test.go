@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -409,3 +410,81 @@ func TestCompressionCloseDelimited(t *testing.T) {
 		assertServedBy(t, lb, path, 1)
 	})
 }
+
+// TestCompressionClientHangsUp: a client that hangs up in the middle of a
+// compressed body ends the exchange on both paths: the target's request
+// is canceled, the exchange recorded, no descriptor or goroutine left
+// (goleak in TestMain), and the next compressed answer is whole.
+func TestCompressionClientHangsUp(t *testing.T) {
+	for _, coding := range []string{"gzip", "br", "zstd"} {
+		t.Run(coding, func(t *testing.T) {
+			onBothPaths(t, func(t *testing.T, path servingPath, cfg func(Config) Config) {
+				base := fdBaseline(t)
+				canceled := make(chan struct{}, 1)
+				be := newBackend(t, func(w http.ResponseWriter, r *http.Request) {
+					w.Header().Set("Content-Type", "application/json")
+					if r.URL.Path == "/whole" {
+						w.Write(textBody(40<<10, 2))
+						return
+					}
+					for i := 0; ; i++ {
+						if _, err := w.Write(textBody(8<<10, i)); err != nil {
+							break
+						}
+						w.(http.Flusher).Flush()
+						select {
+						case <-r.Context().Done():
+						case <-time.After(time.Millisecond):
+							if i < 10000 {
+								continue
+							}
+						}
+						break
+					}
+					<-r.Context().Done()
+					canceled <- struct{}{}
+				})
+				var records countObserver
+				c := cfg(baseConfig(be.addr))
+				c.Observer = &records
+				lb := start(t, c)
+				conn, err := net.Dial("tcp", lb.addr)
+				if err != nil {
+					t.Fatal(err)
+				}
+				io.WriteString(conn, "GET /stream HTTP/1.1\r\nHost: a\r\nAccept-Encoding: "+coding+"\r\n\r\n")
+				br := bufio.NewReader(conn)
+				resp, err := http.ReadResponse(br, nil)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if ce := resp.Header.Get("Content-Encoding"); ce != coding {
+					t.Fatalf("Content-Encoding %q", ce)
+				}
+				if _, err := io.ReadFull(resp.Body, make([]byte, 2000)); err != nil {
+					t.Fatalf("first compressed bytes: %v", err)
+				}
+				conn.Close()
+				select {
+				case <-canceled:
+				case <-time.After(10 * time.Second):
+					t.Fatal("the target's request was not canceled after the client hung up")
+				}
+				waitFor(t, 5*time.Second, "the exchange recorded", func() bool { return records.n.Load() == 1 })
+				r2, body := get(t, client(t), lb.url+"/whole", "Accept-Encoding", coding)
+				if dec := decode(t, r2.Header.Get("Content-Encoding"), []byte(body)); r2.StatusCode != 200 || !bytes.Equal(dec, textBody(40<<10, 2)) {
+					t.Errorf("next answer: %d, %d bytes", r2.StatusCode, len(dec))
+				}
+				assertServedBy(t, lb, path, 2)
+				lb.stop(t)
+				be.Close()
+				checkFDs(t, base)
+			})
+		})
+	}
+}
+
+// countObserver counts finished exchanges.
+type countObserver struct{ n atomic.Int64 }
+
+func (o *countObserver) ObserveRequest(*RequestRecord) { o.n.Add(1) }
