@@ -497,7 +497,7 @@ func (c *evClient) respHead(p []byte, rh *h1.Response) {
 		o = append(o, enc.String()...)
 		o = append(o, "\r\n"...)
 		if prefix, keep := weakETag(bstrOf(etag)); keep {
-			o = append(o, "Etag: "...)
+			o = append(o, "ETag: "...)
 			o = append(o, prefix...)
 			o = append(o, etag...)
 			o = append(o, "\r\n"...)
