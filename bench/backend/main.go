@@ -1,6 +1,7 @@
 // Command backend is the target server of the benchmarks in bench/: it
 // answers every HTTP request with a fixed body of about 100 bytes and
-// echoes WebSocket messages on /ws. It prints "listening addr=HOST:PORT"
+// echoes WebSocket messages on /ws; /compress/ serves compressible
+// bodies of realistic ratios for bench/compress.sh (assets.go). It prints "listening addr=HOST:PORT"
 // once bound, so scripts can use port 0.
 package main
 
@@ -35,6 +36,7 @@ func main() {
 		w.Write(body)
 	})
 	mux.HandleFunc("/ws", echo)
+	serveAssets(mux)
 
 	ln, err := net.Listen("tcp", *addr)
 	if err != nil {

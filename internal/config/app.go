@@ -249,6 +249,13 @@ type AppBalancer struct {
 	// without being listed. Default none.
 	LongLivedPaths []string `yaml:"long_lived_paths"`
 
+	// Compression compresses the app's answers at the balancer: brotli,
+	// zstd or gzip as the client accepts. Absent, text types (HTML, CSS,
+	// JavaScript, JSON, SVG, ...) from 1KiB on are compressed at level 1;
+	// enabled: false turns it off. The same keys as routes[].compression
+	// in lb.yaml.
+	Compression *Compression `yaml:"compression"`
+
 	// Hosts are the host names whose requests `shoal server`'s balancer
 	// sends to this app: exact names ("web.example.com") or wildcards of
 	// one or more labels ("*.web.example.com"), matched without case and

@@ -310,6 +310,7 @@ func (c *appChecker) balancer() {
 	for i, p := range b.LongLivedPaths {
 		c.check(!strings.HasPrefix(p, "/"), fmt.Sprintf("balancer.long_lived_paths[%d]", i), "must start with /, got %q", p)
 	}
+	b.Compression.check("balancer.compression", c.d.errorf)
 	seen := map[string]int{}
 	for i, h := range b.Hosts {
 		path := fmt.Sprintf("balancer.hosts[%d]", i)

@@ -172,6 +172,10 @@ type routeDoc struct {
 	// for the whole route. "/poll" matches "/poll" and "/poll/x", not
 	// "/polls"; a prefix ending in "/" matches anything below it.
 	LongLivedPaths []string `yaml:"long_lived_paths"`
+	// Compression compresses the route's answers; absent, text types are
+	// compressed for clients that accept it. Written as balancer.compression
+	// in shoal.yaml (see Compression).
+	Compression *Compression `yaml:"compression"`
 }
 
 type poolDoc struct {

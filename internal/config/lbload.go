@@ -138,8 +138,9 @@ func (v *lbValidator) build(doc *lbDoc) *LBFile {
 				d.errorf(fmt.Sprintf("%s.long_lived_paths[%d]", path, j), "must start with /, got %q", lp)
 			}
 		}
+		r.Compression.check(path+".compression", d.errorf)
 		cfg.Routes = append(cfg.Routes, lb.Route{Name: r.Name, Host: strings.ToLower(r.Host), PathPrefix: prefix, Pool: r.Pool,
-			LongLived: r.LongLived, LongLivedPaths: append([]string(nil), r.LongLivedPaths...)})
+			LongLived: r.LongLived, LongLivedPaths: append([]string(nil), r.LongLivedPaths...), Compression: r.Compression.LB()})
 	}
 
 	if len(doc.Listeners) == 0 {

@@ -139,3 +139,29 @@ func TestFieldLineOneGrammar(t *testing.T) {
 		}
 	}
 }
+
+// TestDechunker: the data of chunked bodies split at every byte comes out
+// whole, extensions and trailers skipped.
+func TestDechunker(t *testing.T) {
+	for _, tc := range []struct{ body, want string }{
+		{"5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n", "hello world"},
+		{"5;ext=1\r\nhello\r\nA\r\n0123456789\r\n0\r\nX-Sum: 15\r\n\r\n", "hello0123456789"},
+		{"000005\r\nhello\r\n0\r\n\r\n", "hello"},
+		{"0\r\n\r\n", ""},
+	} {
+		for split := 0; split <= len(tc.body); split++ {
+			var d Dechunker
+			var got []byte
+			for _, p := range [][]byte{[]byte(tc.body[:split]), []byte(tc.body[split:])} {
+				for len(p) > 0 {
+					data, n := d.Next(p)
+					got = append(got, data...)
+					p = p[n:]
+				}
+			}
+			if string(got) != tc.want {
+				t.Errorf("%q split at %d: %q, want %q", tc.body, split, got, tc.want)
+			}
+		}
+	}
+}

@@ -35,6 +35,7 @@ type Request struct {
 	ConnUpgrade                bool             // Connection names upgrade
 	RequestID                  Span             // the last X-Request-Id value
 	NRequestID                 int              // how many X-Request-Id fields the head has
+	AcceptEncoding             Span             // the Accept-Encoding value (kept in Fields too); zero when none
 	Cookies                    [MaxCookies]Span // Cookie field values
 	NCookies                   int
 	NFields                    int
@@ -64,7 +65,8 @@ const (
 	FieldRequestID
 	FieldCookie
 	FieldUpgrade
-	FieldRefuse // outside the subset: ParseRequest returns false
+	FieldRefuse         // outside the subset: ParseRequest returns false
+	FieldAcceptEncoding // kept, and its value noted (AcceptEncoding); a second one is outside the subset
 )
 
 // Kinds maps lower-cased field names to their kind; a name that is not
@@ -169,6 +171,11 @@ func ParseRequest(p []byte, h *Request, kinds Kinds) bool {
 			h.NRequestID++
 			h.RequestID = Span{int32(vs), int32(ve)}
 			continue
+		case FieldAcceptEncoding:
+			if h.AcceptEncoding.End != 0 {
+				return false // the net/http path joins the values
+			}
+			h.AcceptEncoding = Span{int32(vs), int32(ve)} // End > 0 even when empty: a field precedes it
 		case FieldCookie:
 			if h.NCookies == MaxCookies {
 				return false

@@ -85,6 +85,9 @@ type Route struct {
 	// route. A prefix matches whole segments unless it ends in "/", as
 	// PathPrefix does.
 	LongLivedPaths []string
+	// Compression is how the route compresses answers; the zero value
+	// compresses text types for clients that accept it (see Compression).
+	Compression Compression
 }
 
 // PoolConfig is one pool of targets and its policies.

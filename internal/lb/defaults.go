@@ -157,6 +157,9 @@ func validate(c Config) error {
 				bad("%s.long_lived_paths[%d]: %q must start with /", p, j, lp)
 			}
 		}
+		for _, err := range checkCompression(r.Compression) {
+			bad("%s.compression.%v", p, err)
+		}
 		k := key{strings.ToLower(r.Host), r.PathPrefix}
 		if other, ok := seen[k]; ok {
 			bad("%s: same host and path prefix as route %q", p, other)

@@ -90,6 +90,16 @@ type evClient struct {
 	remain   int64
 	reuse    bool
 	ins      h1.Inspector
+
+	// Compression of the answer in flight (evcompress.go): z is its
+	// encoder, nil when the body passes as the target sent it; zs is
+	// where z writes, dc follows a chunked target body's framing.
+	z      encoder
+	zEnc   Encoding
+	zLevel int
+	zs     appendSink
+	dc     h1.Dechunker
+	skip   fieldSet
 }
 
 // adoptClient registers an accepted connection with l.
@@ -435,6 +445,7 @@ func (c *evClient) fail(err error) {
 	ex.err = err
 	a := answerFor(err, ex.closeAfter)
 	ex.status, ex.closeAfter = a.status, a.close
+	c.dropEncoder()
 	o := c.wb[:0]
 	o = append(o, "HTTP/1.1 "...)
 	o = strconv.AppendInt(o, int64(a.status), 10)
@@ -462,7 +473,11 @@ func (c *evClient) fail(err error) {
 // parsed in rh, and sets up the body relay.
 func (c *evClient) respHead(p []byte, rh *h1.Response) {
 	ex := &c.ex
-	o := c.headStart(p, rh)
+	// The answer filter: the one place where the fast path changes an
+	// answer's head and body (compression; compress.go).
+	c.skip.clear()
+	enc, vary, etag := c.compressHead(p, rh, &c.skip)
+	o := c.headStart(p, rh, &c.skip)
 	c.mode = rmClose
 	switch {
 	case c.isHead || rh.Status == 204 || rh.Status == 304 || rh.Status < 200:
@@ -474,7 +489,22 @@ func (c *evClient) respHead(p []byte, rh *h1.Response) {
 		c.mode = rmFixed
 		c.remain = rh.ContentLength
 	}
-	if c.mode == rmChunked || c.mode == rmClose {
+	if vary {
+		o = append(o, "Vary: Accept-Encoding\r\n"...)
+	}
+	if enc != EncIdentity && c.mode != rmNone {
+		o = append(o, "Content-Encoding: "...)
+		o = append(o, enc.String()...)
+		o = append(o, "\r\n"...)
+		if prefix, keep := weakETag(bstrOf(etag)); keep {
+			o = append(o, "ETag: "...)
+			o = append(o, prefix...)
+			o = append(o, etag...)
+			o = append(o, "\r\n"...)
+		}
+		c.startCompress(enc)
+	}
+	if c.mode == rmChunked || c.mode == rmClose || c.z != nil {
 		o = append(o, "Transfer-Encoding: chunked\r\n"...)
 	}
 	// A refused upgrade's connection is not reused, as on the net/http path.
@@ -490,14 +520,16 @@ func (c *evClient) respHead(p []byte, rh *h1.Response) {
 // rh) in c.wb: status line, kept fields, X-Request-Id and the sticky
 // pin's Set-Cookie; the caller adds its framing fields and the final
 // CRLF. The answer counts as started from here, with its status and time
-// to first byte recorded.
-func (c *evClient) headStart(p []byte, rh *h1.Response) []byte {
+// to first byte recorded. The fields in skip (nil: none) are left out.
+func (c *evClient) headStart(p []byte, rh *h1.Response, skip *fieldSet) []byte {
 	ex := &c.ex
 	o := c.wb[:0]
 	o = append(o, "HTTP/1.1 "...)
 	o = append(o, p[9:bytes.IndexByte(p, '\n')+1]...)
-	for _, f := range rh.Fields[:rh.NFields] {
-		o = append(o, p[f.Start:f.End]...)
+	for i, f := range rh.Fields[:rh.NFields] {
+		if !skip.has(i) {
+			o = append(o, p[f.Start:f.End]...)
+		}
 	}
 	o = append(o, "X-Request-Id: "...)
 	o = append(o, ex.id...)
@@ -524,8 +556,9 @@ func (c *evClient) headStart(p []byte, rh *h1.Response) []byte {
 }
 
 // relay queues the body bytes in avail, as far as the target's framing
-// goes; it reports whether the body is complete.
-func (c *evClient) relay(avail []byte) (bool, error) {
+// goes; it reports whether the body is complete. paused says the target
+// had sent no more than avail for now: a compressed body is flushed.
+func (c *evClient) relay(avail []byte, paused bool) (bool, error) {
 	var body []byte
 	done := false
 	switch c.mode {
@@ -555,6 +588,10 @@ func (c *evClient) relay(avail []byte) (bool, error) {
 		}
 		body = avail[:k]
 	case rmClose:
+		if c.z != nil {
+			c.compressBody(avail, paused, false)
+			return false, nil
+		}
 		if len(avail) > 0 {
 			c.wb = strconv.AppendInt(c.wb, int64(len(avail)), 16)
 			c.wb = append(c.wb, "\r\n"...)
@@ -564,9 +601,24 @@ func (c *evClient) relay(avail []byte) (bool, error) {
 		}
 		return false, nil
 	}
+	if c.z != nil {
+		c.compressBody(body, paused, done)
+		return done, nil
+	}
 	c.ex.bytesOut += int64(len(body))
 	c.wb = append(c.wb, body...)
 	return done, nil
+}
+
+// endClosedBody ends a body that the target delimited by closing its
+// connection (rmClose): the last chunk, after the encoder's end when
+// compressing.
+func (c *evClient) endClosedBody() {
+	if c.z != nil {
+		c.compressBody(nil, true, true)
+		return
+	}
+	c.wb = append(c.wb, "0\r\n\r\n"...)
 }
 
 // flush writes the queued bytes. When the client cannot take more, the
@@ -611,6 +663,7 @@ func (c *evClient) complete() {
 	c.l.s.b.record(ex)
 	c.r += c.h.Size + int(c.h.ContentLength)
 	c.state, c.respDone, c.started = csIdle, false, false
+	c.dropEncoder()
 	c.l.putSmall(c.out)
 	c.l.putSmall(c.wb)
 	c.out, c.wb = nil, nil
@@ -717,6 +770,7 @@ func (c *evClient) handoff() {
 
 // freeBufs gives the connection's buffers back to the loop.
 func (c *evClient) freeBufs() {
+	c.dropEncoder()
 	c.l.putBuf(c.buf)
 	c.l.putSmall(c.out)
 	c.l.putSmall(c.wb)

@@ -42,7 +42,7 @@ func (d *tunDir) pending() bool { return d.po < len(d.pend) }
 // (parsed in rh), relaying the head and any bytes already read past it.
 func (c *evClient) startTunnel(u *evUp, p []byte, rh *h1.Response) {
 	b := c.l.s.b
-	o := c.headStart(p, rh)
+	o := c.headStart(p, rh, nil)
 	o = append(o, "Upgrade: websocket\r\nConnection: Upgrade\r\n\r\n"...)
 
 	t := &evTunnel{c: c, u: u, target: c.target, pe: c.pe, idle: c.tbl.limits.WebSocketIdle, last: c.l.now}

@@ -87,6 +87,9 @@ type evUp struct {
 	idleAt time.Duration
 	pgen   uint64
 	paused bool // reads wait for the client to take what was read
+	// short: the last read did not fill the buffer, so the target sent
+	// nothing more for now (a compressed body is flushed then).
+	short bool
 	// detached: the socket failed while paused and left epoll; resume
 	// reads what is left directly.
 	detached bool
@@ -330,6 +333,7 @@ func (u *evUp) readable() {
 	n, err := netpoll.Read(u.fd, u.buf[u.w:])
 	if n > 0 {
 		u.w += n
+		u.short = u.w < len(u.buf)
 		if u.state == usWaiting {
 			u.head()
 		} else {
@@ -343,7 +347,7 @@ func (u *evUp) readable() {
 	if err == nil && u.state == usBody && u.c.mode == rmClose {
 		// The end of a body delimited by the target closing.
 		c := u.c
-		c.wb = append(c.wb, "0\r\n\r\n"...)
+		c.endClosedBody()
 		u.finish(false)
 		c.flush()
 		return
@@ -398,7 +402,7 @@ func (u *evUp) body() {
 	c := u.c
 	avail := u.buf[u.r:u.w]
 	u.r, u.w = 0, 0
-	done, err := c.relay(avail)
+	done, err := c.relay(avail, u.short)
 	// relay copied what it took: the buffer goes back until more comes
 	// (a stream between events holds none).
 	u.l.putBuf(u.buf)

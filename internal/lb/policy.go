@@ -139,8 +139,10 @@ var fieldKinds = func() h1.Kinds {
 		"content-length": h1.FieldContentLength,
 		"x-request-id":   h1.FieldRequestID,
 		"cookie":         h1.FieldCookie,
-		"expect":         h1.FieldRefuse,
-		"http2-settings": h1.FieldRefuse,
+		// Read for compression (compressFor) and forwarded as it is.
+		"accept-encoding": h1.FieldAcceptEncoding,
+		"expect":          h1.FieldRefuse,
+		"http2-settings":  h1.FieldRefuse,
 	}
 	for _, k := range clientHeaders {
 		m[h1.Lower(k)] = h1.FieldClient

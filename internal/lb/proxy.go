@@ -440,6 +440,9 @@ func (b *Balancer) writeResponse(w http.ResponseWriter, r *http.Request, ex *exc
 			wh["Set-Cookie"] = append(wh["Set-Cookie"][:len(wh["Set-Cookie"]):len(wh["Set-Cookie"])], v)
 		}
 	}
+	// The answer filter: the one place where the net/http path changes
+	// an answer's head and body (compression; compress.go).
+	enc := b.compressHeader(r, ex, resp, wh)
 	if len(resp.Trailer) > 0 {
 		keys := make([]string, 0, len(resp.Trailer))
 		for k := range resp.Trailer {
@@ -460,20 +463,39 @@ func (b *Balancer) writeResponse(w http.ResponseWriter, r *http.Request, ex *exc
 	defer bufPool.Put(bp)
 	buf := *bp
 	rc := http.NewResponseController(w)
+	var out io.Writer = w
+	var z encoder
+	if enc != EncIdentity {
+		cw := &countWriter{w: w}
+		level := ex.route.compress.level
+		z = getEncoder(enc, level, cw)
+		defer func() {
+			putEncoder(enc, level, z)
+			ex.bytesOut = cw.n
+		}()
+		out = z
+	}
 	for {
 		n, rerr := resp.Body.Read(buf)
 		if n > 0 {
-			m, werr := w.Write(buf[:n])
-			ex.bytesOut += int64(m)
+			m, werr := out.Write(buf[:n])
+			if z == nil {
+				ex.bytesOut += int64(m)
+			}
 			if werr != nil {
 				ex.err = errClientWrite
 				return
 			}
 			// Flush when the target has nothing more buffered, so that
-			// events, long polls and streams reach the client at once;
-			// a body that ended with this read is flushed on return.
-			// A flush error is the client's: the next Write reports it.
+			// events, long polls and streams reach the client at once
+			// (through the compressor too); a body that ended with this
+			// read is flushed on return. A flush error is the client's:
+			// the next Write reports it.
 			if rerr == nil && n < len(buf) {
+				if z != nil && z.Flush() != nil {
+					ex.err = errClientWrite
+					return
+				}
 				rc.Flush()
 			}
 		}
@@ -485,9 +507,76 @@ func (b *Balancer) writeResponse(w http.ResponseWriter, r *http.Request, ex *exc
 			return
 		}
 	}
+	if z != nil {
+		// The compressed body ends here (it announced no trailers).
+		if z.Close() != nil {
+			ex.err = errClientWrite
+		}
+		return
+	}
 	for k, v := range resp.Trailer {
 		wh[k] = v
 	}
+}
+
+// countWriter counts the bytes written through it (a compressed body's).
+type countWriter struct {
+	w io.Writer
+	n int64
+}
+
+func (c *countWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n += int64(n)
+	return n, err
+}
+
+// compressHeader applies the route's compression rule (compressFor) to
+// the answer whose header is being built in wh from resp, and returns the
+// coding its body is compressed with (EncIdentity for none).
+func (b *Balancer) compressHeader(r *http.Request, ex *exchange, resp *http.Response, wh http.Header) Encoding {
+	rule := ex.route.compress
+	if rule.off {
+		return EncIdentity
+	}
+	ct := wh["Content-Type"]
+	if len(ct) == 0 || !rule.compressible(ct[0]) {
+		return EncIdentity
+	}
+	var accept acceptEncoding
+	for _, v := range r.Header["Accept-Encoding"] {
+		accept.add(v)
+	}
+	_, upgrade := r.Header["Upgrade"]
+	f := answerFacts{
+		head: r.Method == http.MethodHead, upgrade: upgrade, status: resp.StatusCode, contentType: ct[0],
+		encoded: len(wh["Content-Encoding"]) > 0, ranged: len(wh["Content-Range"]) > 0, length: resp.ContentLength,
+		trailers: len(resp.Trailer) > 0,
+	}
+	for _, v := range wh["Cache-Control"] {
+		f.noTransform = f.noTransform || hasToken(v, "no-transform")
+	}
+	for _, v := range wh["Vary"] {
+		f.varies = f.varies || varyCovers(v)
+	}
+	enc, vary := rule.compressFor(accept.choose(), &f)
+	if vary {
+		v := wh["Vary"]
+		wh["Vary"] = append(v[:len(v):len(v)], "Accept-Encoding")
+	}
+	if enc == EncIdentity {
+		return enc
+	}
+	delete(wh, "Content-Length")
+	wh["Content-Encoding"] = []string{enc.String()}
+	if et := wh["Etag"]; len(et) > 0 {
+		if prefix, keep := weakETag(et[0]); keep {
+			wh["Etag"] = []string{prefix + et[0]}
+		} else {
+			delete(wh, "Etag")
+		}
+	}
+	return enc
 }
 
 func bodyless(method string, status int) bool {

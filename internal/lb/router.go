@@ -14,6 +14,8 @@ type route struct {
 	// longLived and longPaths mark held-open requests (see heldOpen).
 	longLived bool
 	longPaths []string
+	// compress is the route's compression rule (compress.go); never nil.
+	compress *compressRule
 }
 
 // hostRoutes are the routes of one host pattern, longest prefix first.
@@ -55,7 +57,8 @@ func newRouter(routes []Route, pools map[string]*poolEntry, m *metrics) *router 
 	rt := &router{exact: map[string]hostRoutes{}, wild: map[string]hostRoutes{}}
 	for _, r := range routes {
 		cr := &route{name: r.Name, prefix: r.PathPrefix, pool: pools[r.Pool],
-			longLived: r.LongLived, longPaths: append([]string(nil), r.LongLivedPaths...)}
+			longLived: r.LongLived, longPaths: append([]string(nil), r.LongLivedPaths...),
+			compress: newCompressRule(r.Compression)}
 		if m != nil {
 			cr.m = m.forRoute(r.Name, r.Pool)
 		}
