@@ -96,6 +96,16 @@ func TestUpOnFullDisk(t *testing.T) {
 		}
 		return nil
 	})
+	// A release made on the full disk (when the store still had a free
+	// page for it) whose instance cannot start is failed at once, never
+	// left pending for the next restart.
+	rels := releaseStatuses(t, up.client)
+	for v, s := range rels {
+		if s == "pending" {
+			t.Errorf("release v%d is pending on a full disk (releases %v)", v, rels)
+		}
+	}
+	t.Logf("on the full disk: scale exited ok=%v, env set ok=%v; releases %v", scaled, envSet, rels)
 	if st.Desired != want {
 		t.Errorf("desired %d after shoal scale 2 exited %v, want %d", st.Desired, scaled, want)
 	}
