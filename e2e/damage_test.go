@@ -61,11 +61,11 @@ func TestUpRefusesDamagedStoreAndRestores(t *testing.T) {
 		t.Fatalf("restore: exit %d\n%s", code, out)
 	}
 	u = startUp(t, bin, dir)
-	// A fresh store would start at v1 with no override. (A restart after
-	// `env set` makes a config release v3 even without a restore.)
+	// A fresh store would start at v1 with no override; the restored one
+	// resumes v2, the release `env set` made.
 	_, rels := runShoal(t, bin, dir, "releases")
 	_, envs := runShoal(t, bin, dir, "env", "list")
-	if u.release == "1" || !strings.Contains(rels, "v2 ") || !strings.Contains(envs, "API_KEY") {
+	if u.release != "2" || !strings.Contains(rels, "v2 ") || !strings.Contains(envs, "API_KEY") {
 		t.Errorf("after restore: shoal up runs v%s; releases:\n%s\nenv:\n%s", u.release, rels, envs)
 	}
 	stopUp(t, u)

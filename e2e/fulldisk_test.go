@@ -96,6 +96,12 @@ func TestUpOnFullDisk(t *testing.T) {
 		}
 		return nil
 	})
+	// Not checked: a release made on the full disk (when the store still
+	// had a free page for it) whose instances cannot start stays pending
+	// in the store, since marking it failed is a write the full disk
+	// refuses too, and nothing retries it before the next start (which
+	// fails abandoned pending releases). Seen once in 20 runs; logged.
+	t.Logf("on the full disk: scale exited ok=%v, env set ok=%v; releases %v", scaled, envSet, releaseStatuses(t, up.client))
 	if st.Desired != want {
 		t.Errorf("desired %d after shoal scale 2 exited %v, want %d", st.Desired, scaled, want)
 	}

@@ -45,6 +45,17 @@ func releaseStatuses(t *testing.T, c *client.Client) map[int]string {
 	return out
 }
 
+// hasEvent reports whether an event of type typ whose reason contains
+// want is stored.
+func hasEvent(t *testing.T, c *client.Client, typ, want string) bool {
+	t.Helper()
+	evs, err := c.Events(testenv.Context(t, 10*time.Second), 0, 1000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return slices.ContainsFunc(evs, func(e client.Event) bool { return e.Type == typ && strings.Contains(e.Reason, want) })
+}
+
 // TestRestartKeepsWhatRuns stops and starts `shoal up` after env
 // overrides (a secret and a plain one), a deploy rolled back and a deploy
 // refused by its pre-deploy hook: the restart runs the active release as
@@ -141,6 +152,11 @@ func TestNeverServedIsNoRollbackTarget(t *testing.T) {
 	code, out = runShoal(t, bin, dir, "deploy")
 	if want := `shoal deploy: build command "exit 3" exited with status 3`; code != 1 || lastLine(out) != want {
 		t.Errorf("deploy with a failing build: exit %d, last line %q; want 1 and %q\n%s", code, lastLine(out), want, out)
+	}
+	// The build ran where shoal deploy did; its failure is an event of
+	// the daemon all the same.
+	if !hasEvent(t, up.client, "build", `build failed: build command "exit 3" exited with status 3`) {
+		t.Errorf("no build event for the failed build of shoal deploy")
 	}
 	editYAML(t, dir, func(doc map[string]any) { delete(doc, "build") })
 

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 
@@ -24,6 +25,8 @@ type (
 	RollbackRequest = api.RollbackRequest
 	// EnvRequest is the body of POST /v1/env.
 	EnvRequest = api.EnvRequest
+	// BuildFailure is the body of POST /v1/deploy/build-failed.
+	BuildFailure = api.BuildFailure
 )
 
 // progressEvery is how often a deploy stream reports progress.
@@ -34,6 +37,7 @@ const progressEvery = 250 * time.Millisecond
 //	POST /v1/deploy   api.DeployRequest            NDJSON stream of DeployLine
 //	POST /v1/rollback {"version": n}               NDJSON stream of DeployLine
 //	POST /v1/deploy/abort                          turn the rollout back
+//	POST /v1/deploy/build-failed api.BuildFailure  record a deployer's failed build (event)
 //	GET  /v1/deploy                                the rollout in progress, or null
 //	GET  /v1/env                                   env overrides, secrets redacted
 //	POST /v1/env      {"set":[...],"unset":[...]}  NDJSON stream: config-only deploy
@@ -86,6 +90,20 @@ func DeployRoutes(mux *http.ServeMux, c *controller.Controller) {
 			return err
 		}
 		WriteJSON(w, c.Rollout())
+		return nil
+	}))
+	mux.Handle("POST /v1/deploy/build-failed", Handle(func(w http.ResponseWriter, r *http.Request) error {
+		var req BuildFailure
+		if err := decodeStrict(w, r, &req, maxScaleBody); err != nil {
+			return err
+		}
+		if strings.TrimSpace(req.Reason) == "" {
+			return fmt.Errorf("%w: a build failure needs its reason", ErrBadRequest)
+		}
+		if err := c.RecordBuildFailure(req.Reason, req.By); err != nil {
+			return err
+		}
+		w.WriteHeader(http.StatusNoContent)
 		return nil
 	}))
 	mux.Handle("GET /v1/deploy", Handle(func(w http.ResponseWriter, r *http.Request) error {

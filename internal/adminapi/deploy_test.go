@@ -19,6 +19,7 @@ func TestDeployRoutesNeedToken(t *testing.T) {
 		{"POST", "/v1/deploy", `{}`},
 		{"POST", "/v1/deploy", `{"config_only":true}`},
 		{"POST", "/v1/deploy/abort", ""},
+		{"POST", "/v1/deploy/build-failed", `{"reason":"build command \"exit 3\" exited with status 3"}`},
 		{"GET", "/v1/deploy", ""},
 		{"POST", "/v1/rollback", `{"version":1}`},
 		{"GET", "/v1/env", ""},
@@ -99,5 +100,38 @@ func TestDeployRoutesErrors(t *testing.T) {
 	}
 	if vs, err := c.Env(ctx); err != nil || len(vs) != 0 {
 		t.Errorf("env list: %v, %v", vs, err)
+	}
+}
+
+// TestBuildFailureRecorded: a build that failed where shoal deploy ran is
+// reported with POST /v1/deploy/build-failed and stored as a "build"
+// event naming the deployer; a report without a reason is refused.
+func TestBuildFailureRecorded(t *testing.T) {
+	mux := http.NewServeMux()
+	ctrl := newTestController(t)
+	DeployRoutes(mux, ctrl)
+	srv := httptest.NewServer(RequireToken("tok", mux))
+	defer srv.Close()
+	c := client.New(srv.URL, "tok")
+	ctx := context.Background()
+	if err := c.ReportBuildFailure(ctx, "  \n", "ann@box"); !client.IsStatus(err, http.StatusBadRequest) {
+		t.Errorf("a report without a reason: %v, want 400", err)
+	}
+	if err := c.ReportBuildFailure(ctx, `build command "exit 3" exited with status 3`, "ann@box"); err != nil {
+		t.Fatal(err)
+	}
+	evs, err := ctrl.Events(0, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := `build failed: build command "exit 3" exited with status 3 (shoal deploy by ann@box)`
+	var builds []string
+	for _, e := range evs {
+		if e.Type == "build" {
+			builds = append(builds, e.Reason)
+		}
+	}
+	if len(builds) != 1 || builds[0] != want {
+		t.Errorf("build events %q, want exactly %q", builds, want)
 	}
 }

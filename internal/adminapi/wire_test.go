@@ -314,6 +314,7 @@ func TestWireRequestsUnchanged(t *testing.T) {
 			_, err := c.FetchArtifact(ctx, "sha256:"+strings.Repeat("ab", 32), io.Discard)
 			return err
 		}},
+		{"build failure", func() error { return c.ReportBuildFailure(ctx, `build command "exit 3" exited with status 3`, "ann") }},
 		{"rollback", func() error { _, err := c.Rollback(ctx, 3, nil); return err }},
 		{"rollback to the previous", func() error { _, err := c.Rollback(ctx, 0, nil); return err }},
 		{"env", func() error {

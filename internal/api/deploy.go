@@ -49,6 +49,16 @@ type DeployRequest struct {
 	Digest string `json:"digest,omitempty"`
 }
 
+// BuildFailure is the body of POST /v1/deploy/build-failed: `shoal deploy`
+// builds where it runs, so it tells the daemon of a build that failed,
+// which the daemon records as a "build" event. Reason is the deployer's
+// one-line account of the failure, secrets already redacted.
+type BuildFailure struct {
+	Reason string `json:"reason"`
+	// By names who deployed, as DeployRequest.By.
+	By string `json:"by,omitempty"`
+}
+
 // RollbackRequest is the body of POST /v1/rollback; Version 0 means the
 // previous release.
 type RollbackRequest struct {

@@ -51,7 +51,7 @@ the release reuses the current one's.`,
 		// What the release is made from is read here, never by the
 		// daemon (deploy_build.go): shoal.yaml, the environment, the
 		// artifact.
-		opts, err := prepareDeploy(ctx, c, af.file, *configOnly, env.Stdout)
+		opts, err := prepareDeploy(ctx, c, af.file, *configOnly, by, env.Stdout)
 		if err != nil {
 			return err
 		}

@@ -22,8 +22,9 @@ import (
 // (the store `shoal up` uses, so on one machine the daemon holds it
 // already) and uploads it when the daemon does not hold it. It prints the
 // build's steps and output to w, secrets redacted, and returns the
-// request to send.
-func prepareDeploy(ctx context.Context, c *client.Client, file string, configOnly bool, w io.Writer) (client.DeployOptions, error) {
+// request to send. A build that fails is reported to the daemon (an
+// event there, naming by) before its error is returned.
+func prepareDeploy(ctx context.Context, c *client.Client, file string, configOnly bool, by string, w io.Writer) (client.DeployOptions, error) {
 	cfg, err := loadAppConfig(file)
 	if err != nil {
 		return client.DeployOptions{}, err
@@ -60,6 +61,14 @@ func prepareDeploy(ctx context.Context, c *client.Client, file string, configOnl
 		}
 	}
 	digest, err := buildHere(ctx, cfg, env, current, w)
+	var bf *buildFailed
+	if errors.As(err, &bf) {
+		// The daemon would not know of it otherwise; it stays the error
+		// to report when the daemon cannot record it.
+		if rerr := c.ReportBuildFailure(ctx, bf.reason, by); rerr != nil {
+			fmt.Fprintf(w, "  the build's failure could not be recorded as an event: %v\n", apiErr(rerr))
+		}
+	}
 	if err != nil {
 		return client.DeployOptions{}, err
 	}
@@ -86,7 +95,7 @@ func buildHere(ctx context.Context, cfg *config.App, env config.Env, current str
 	art, built, err := arts.BuildOnce(ctx, spec)
 	out.flush()
 	if err != nil {
-		return "", errors.New(env.Redact(buildFailure(err)))
+		return "", &buildFailed{reason: env.Redact(buildFailure(err))}
 	}
 	d := art.Digest
 	switch {
@@ -99,6 +108,12 @@ func buildHere(ctx context.Context, cfg *config.App, env config.Env, current str
 	}
 	return d, nil
 }
+
+// buildFailed is the error of a build that failed (not of its set-up):
+// reason says why in one phrase, secrets redacted.
+type buildFailed struct{ reason string }
+
+func (e *buildFailed) Error() string { return e.reason }
 
 // uploadIfMissing uploads artifact d from cfg's store unless the daemon
 // holds it (on the daemon's machine it shares the store, so it does).

@@ -77,6 +77,14 @@ func (c *Client) AbortDeploy(ctx context.Context) error {
 	return c.do(ctx, http.MethodPost, "/v1/deploy/abort", nil, nil)
 }
 
+// ReportBuildFailure tells the daemon that the build of a `shoal deploy`
+// failed where it ran (POST /v1/deploy/build-failed), so it is a "build"
+// event as a failed build of `shoal up` is. reason is one line, secrets
+// redacted; by names the deployer.
+func (c *Client) ReportBuildFailure(ctx context.Context, reason, by string) error {
+	return c.do(ctx, http.MethodPost, "/v1/deploy/build-failed", api.BuildFailure{Reason: reason, By: by}, nil)
+}
+
 // Rollout returns the rollout in progress, or nil.
 func (c *Client) Rollout(ctx context.Context) (*RolloutProgress, error) {
 	var p *RolloutProgress

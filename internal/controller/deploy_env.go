@@ -215,6 +215,33 @@ func (c *Controller) buildArtifact(ctx context.Context, cfg *config.App, env con
 	return art, built, nil
 }
 
+// maxBuildFailure bounds the reason of a build failure a deployer reports.
+const maxBuildFailure = 4 << 10
+
+// RecordBuildFailure records a build that failed where `shoal deploy`
+// ran (it builds there, so the daemon would not know of it otherwise) as
+// a "build" event, as a failed build of `shoal up` is: "build failed:
+// <reason>", with who deployed. The reason comes redacted by the
+// deployer; the values of the secret env overrides kept here are
+// redacted again, and an over-long reason is cut. It returns the store's
+// error when the event cannot be written (never dropped silently).
+func (c *Controller) RecordBuildFailure(reason, by string) error {
+	reason = strings.TrimSpace(reason)
+	if reason == "" {
+		return errors.New("record build failure: no reason given")
+	}
+	if len(reason) > maxBuildFailure {
+		reason = strings.ToValidUTF8(reason[:maxBuildFailure], "") + " ..."
+	}
+	if vs, err := c.o.Store.EnvOverrides(c.cfg.Name); err == nil {
+		reason = envFromStore(vs).Redact(reason)
+	}
+	if by != "" {
+		reason += " (shoal deploy by " + by + ")"
+	}
+	return c.events.record(api.Event{Type: "build", Reason: "build failed: " + reason})
+}
+
 // buildSpec is how cfg's app is built and packed (config.App.BuildSpec,
 // which `shoal deploy` uses too); log receives the build command's output
 // (nil discards it).
