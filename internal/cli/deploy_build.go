@@ -47,8 +47,9 @@ func prepareDeploy(ctx context.Context, c *client.Client, file string, configOnl
 	// that runs; asking first also finds an unreachable daemon before a
 	// long build.
 	rels, err := c.Releases(ctx)
+	newApp := client.IsStatus(err, http.StatusNotFound)
 	switch {
-	case client.IsStatus(err, http.StatusNotFound):
+	case newApp:
 		// A shoal server without the app yet: this deploy creates it.
 		rels = nil
 	case err != nil:
@@ -62,9 +63,10 @@ func prepareDeploy(ctx context.Context, c *client.Client, file string, configOnl
 	}
 	digest, err := buildHere(ctx, cfg, env, current, w)
 	var bf *buildFailed
-	if errors.As(err, &bf) {
+	if errors.As(err, &bf) && !newApp {
 		// The daemon would not know of it otherwise; it stays the error
-		// to report when the daemon cannot record it.
+		// to report when the daemon cannot record it. A server without the
+		// app has no event log for it yet.
 		if rerr := c.ReportBuildFailure(ctx, bf.reason, by); rerr != nil {
 			fmt.Fprintf(w, "  the build's failure could not be recorded as an event: %v\n", apiErr(rerr))
 		}
