@@ -14,7 +14,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"sort"
 	"strings"
 	"sync"
@@ -30,28 +29,18 @@ import (
 	"github.com/shoal-dev/shoal/internal/testenv"
 )
 
-// serverReady matches the line `shoal server` prints once it serves; the
-// submatches are the admin URL, the fleet URL, the balancer's URL and the
-// CA pin.
-var serverReady = regexp.MustCompile(`shoal server ready: admin (\S+) fleet (\S+) balancer (http://\S+) ca-pin (\S+)`)
-
 // fleetLab is a fleet in a lab (testenv.Lab): `shoal server` in the lab's
-// own namespace (on the bridge's address), and `shoal agent` on hosts,
-// each a network namespace with an address of its own. The CLI runs in
-// the lab with SHOAL_ADMIN_URL and SHOAL_TOKEN set, as an operator's
-// shell would.
+// own namespace (on the bridge's address, testenv.LabServerConfig), and
+// `shoal agent` on hosts, each a network namespace with an address of its
+// own. The CLI runs in the lab with SHOAL_ADMIN_URL and SHOAL_TOKEN set,
+// as an operator's shell would.
 type fleetLab struct {
 	t   *testing.T
 	bin string
 	lab *testenv.Lab
 
 	serverDir string // server.yaml and data/
-	server    *testenv.Process
-	adminURL  string
-	fleetURL  string
-	lbURL     string
-	caPin     string
-	token     string // the admin token
+	server    *testenv.Server
 
 	agents map[string]*labAgent
 }
@@ -68,17 +57,7 @@ func newFleetLab(t *testing.T, hosts ...string) *fleetLab {
 	t.Helper()
 	bin := testenv.BuildShoal(t)
 	f := &fleetLab{t: t, bin: bin, lab: testenv.NewLab(t, hosts...), serverDir: t.TempDir(), agents: map[string]*labAgent{}}
-	yaml := fmt.Sprintf(`data_dir: data
-admin:
-  listen: 127.0.0.1:7440
-fleet:
-  listen: %[1]s:7443
-  url: https://%[1]s:7443
-balancer:
-  listen: %[1]s:80
-  drain_timeout: 2s
-`, testenv.LabIP)
-	if err := os.WriteFile(filepath.Join(f.serverDir, "server.yaml"), []byte(yaml), 0o600); err != nil {
+	if err := os.WriteFile(filepath.Join(f.serverDir, "server.yaml"), []byte(testenv.LabServerConfig()), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	f.startServer()
@@ -90,17 +69,17 @@ func (f *fleetLab) startServer() {
 	f.t.Helper()
 	cmd := f.lab.Command("", f.bin, "server", "-c", filepath.Join(f.serverDir, "server.yaml"))
 	cmd.Dir = f.serverDir
-	f.server = testenv.StartCmd(f.t, cmd)
-	m, err := f.server.WaitForLine(testenv.Context(f.t, time.Minute), serverReady)
-	if err != nil {
-		f.t.Fatalf("shoal server: %v", err)
-	}
-	f.adminURL, f.fleetURL, f.lbURL, f.caPin = m[1], m[2], m[3], m[4]
-	tok, err := os.ReadFile(filepath.Join(f.serverDir, "data", "admin.token"))
+	s, err := testenv.StartServer(testenv.Context(f.t, time.Minute), cmd, filepath.Join(f.serverDir, "data"))
 	if err != nil {
 		f.t.Fatal(err)
 	}
-	f.token = strings.TrimSpace(string(tok))
+	f.t.Cleanup(func() {
+		s.Close()
+		if f.t.Failed() {
+			f.t.Logf("output of shoal server:\n%s", s.Output())
+		}
+	})
+	f.server = s
 }
 
 // shoal runs a client verb in the lab from dir ("" for the server's
@@ -112,7 +91,7 @@ func (f *fleetLab) shoal(dir string, args ...string) (int, string, string) {
 	}
 	cmd := f.lab.CommandContext(testenv.Context(f.t, 3*time.Minute), "", f.bin, args...)
 	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), "SHOAL_ADMIN_URL="+f.adminURL, "SHOAL_TOKEN="+f.token)
+	cmd.Env = append(os.Environ(), "SHOAL_ADMIN_URL="+f.server.AdminURL, "SHOAL_TOKEN="+f.server.Token)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	err := cmd.Run()
@@ -140,10 +119,8 @@ func (f *fleetLab) joinToken() string {
 // address) and its token file into a new folder.
 func (f *fleetLab) writeAgent(host, zone, token string) *labAgent {
 	f.t.Helper()
-	ip := f.lab.Host(host).IP
 	a := &labAgent{host: host, zone: zone, dir: f.t.TempDir()}
-	cfg := fmt.Sprintf("server: %s\njoin_token_file: token\nname: %s\nzone: %s\nlisten: %s:7441\nadvertise: %s\ndata_dir: data\n",
-		f.fleetURL, host, zone, ip, ip)
+	cfg := testenv.LabAgentConfig(f.server.FleetURL, f.lab.Host(host), zone)
 	if err := os.WriteFile(filepath.Join(a.dir, "agent.yaml"), []byte(cfg), 0o600); err != nil {
 		f.t.Fatal(err)
 	}

@@ -89,7 +89,7 @@ func TestFleet(t *testing.T) {
 
 	// 2. Cut h1 under load: nothing fails, capacity comes back elsewhere.
 	ctx := testenv.Context(t, 5*time.Minute)
-	load := startLabLoad(ctx, f.lab, f.lbURL+"/", 4)
+	load := startLabLoad(ctx, f.lab, f.server.LBURL+"/", 4)
 	load.waitOK(t, 200, 30*time.Second)
 	if err := f.lab.Cut(ctx, "h1"); err != nil {
 		load.stop()
@@ -189,7 +189,7 @@ func TestFleet(t *testing.T) {
 	}
 
 	// 5. kill -9 h2's agent under load and start it again: same pids.
-	load = startLabLoad(ctx, f.lab, f.lbURL+"/", 4)
+	load = startLabLoad(ctx, f.lab, f.server.LBURL+"/", 4)
 	load.waitOK(t, 200, 30*time.Second)
 	a2 := f.agents["h2"]
 	if err := a2.p.Signal(syscall.SIGKILL); err != nil {
@@ -323,7 +323,7 @@ func checkFleetPort(t *testing.T, f *fleetLab, digest string) {
 		tr.TLSClientConfig = cfg
 		defer tr.CloseIdleConnections()
 		ctx := testenv.Context(t, 20*time.Second)
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, f.fleetURL+"/v1/artifacts/"+digest, nil)
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, f.server.FleetURL+"/v1/artifacts/"+digest, nil)
 		if err != nil {
 			return 0, err
 		}
