@@ -348,15 +348,30 @@ func (l *Lab) Cut(ctx context.Context, host string) error {
 	return l.link(ctx, host, "down")
 }
 
-// Restore brings host's link up again after Cut.
+// Restore brings host's link up again after Cut, and forgets the
+// neighbour (ARP) entries that the cut left unresolved on both sides: the
+// lab's and the other hosts' entries for the host, and all of the host's.
+// Without that, a connection tried during the cut leaves an entry that
+// answers "no route to host" for a while after the link is back, which
+// a real network shows too but which would only add noise to a test.
 func (l *Lab) Restore(ctx context.Context, host string) error {
 	return l.link(ctx, host, "up")
 }
 
 func (l *Lab) link(ctx context.Context, host, state string) error {
 	h := l.Host(host)
-	out, err := l.CommandContext(ctx, "", "ip", "link", "set", h.link, state).CombinedOutput()
-	if err != nil {
+	script := "set -e\nip link set " + h.link + " " + state + "\n"
+	if state == "up" {
+		script += "ip neigh flush to " + h.IP + "\nip -n " + h.Name + " neigh flush all\n"
+		for _, o := range l.hosts {
+			if o != h {
+				script += "ip -n " + o.Name + " neigh flush to " + h.IP + "\n"
+			}
+		}
+	}
+	// The lab's mount namespace too: `ip -n` finds the hosts in its /run.
+	cmd := exec.CommandContext(ctx, "nsenter", "-t", strconv.Itoa(l.pid), "--net", "--mount", "--", "sh", "-c", script)
+	if out, err := cmd.CombinedOutput(); err != nil {
 		return fmt.Errorf("lab: link of %s %s: %v: %s", host, state, err, out)
 	}
 	return nil
