@@ -219,6 +219,33 @@ func (f *fleetLab) serving(dir string, want int) ([]placed, error) {
 	return out, nil
 }
 
+// servingAvoiding returns the app's instances in service, sorted by id,
+// once want are in service on hosts other than avoid and none on avoid;
+// instances of avoid in other states (draining, unhealthy) are not
+// counted, nor are starting ones elsewhere.
+func (f *fleetLab) servingAvoiding(dir string, want int, avoid string) ([]placed, error) {
+	st, err := f.status(dir)
+	if err != nil {
+		return nil, err
+	}
+	var out []placed
+	for _, in := range st.Instances {
+		if in.State != api.InService {
+			continue
+		}
+		p := placed{ID: in.ID, PID: in.PID, Host: f.hostOf(in)}
+		if p.Host == avoid {
+			return nil, fmt.Errorf("%s still serves from %s", in.ID, avoid)
+		}
+		out = append(out, p)
+	}
+	if len(out) != want {
+		return nil, fmt.Errorf("%d in service on other hosts than %s, want %d", len(out), avoid, want)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out, nil
+}
+
 // agentClient calls host's agent as the server does: a certificate of
 // role server from the fleet's CA, dialed from inside the lab.
 func (f *fleetLab) agentClient(host string) *agentclient.Client {
@@ -251,7 +278,12 @@ func (f *fleetLab) agentClient(host string) *agentclient.Client {
 //     a lost host are replaced in one step;
 //   - run: 0.25 CPU and 64MiB declared per instance, so placement
 //     counts them against each host's capacity; stop_timeout 3s;
-//   - balancer: drain_timeout 2s (goapp's requests are short).
+//   - balancer: drain_timeout 35s, longer than the balancer's try timeout
+//     (30s): a GET in flight to a host that vanished gets no answer; it
+//     is retried on another instance when its try times out, whereas a
+//     shorter drain would cut it at the drain deadline with a 502. The
+//     drain of a healthy instance ends as soon as its requests are done,
+//     so deploys do not wait for it.
 //
 // admin.listen and balancer.listen are left out: the server has one admin
 // API and one balancer for every app.
@@ -279,7 +311,7 @@ func goApp(t *testing.T, desired int) string {
 	doc["group"] = map[string]any{"min": 1, "desired": desired, "max": desired + 2, "max_replacing": 3}
 	run := doc["run"].(map[string]any)
 	run["cpu"], run["memory"], run["stop_timeout"] = 0.25, "64MiB", "3s"
-	doc["balancer"] = map[string]any{"algorithm": "p2c", "drain_timeout": "2s"}
+	doc["balancer"] = map[string]any{"algorithm": "p2c", "drain_timeout": "35s"}
 	out, err := yaml.Marshal(doc)
 	if err != nil {
 		t.Fatal(err)
@@ -291,14 +323,15 @@ func goApp(t *testing.T, desired int) string {
 }
 
 // labLoad is constant GET load on a URL from inside a lab: workers
-// loops, each one request at a time, until stop (or its context ends).
+// loops, each one request at a time, until stop, which lets the requests
+// in flight finish and counts them (the context only bounds the whole).
 // Each request may take up to 45 seconds: longer than the balancer's
 // try timeout (30s) and its retry on another instance, so a request
 // that the balancer saves counts as saved, however slow.
 type labLoad struct {
-	cancel context.CancelFunc
-	wg     sync.WaitGroup
-	tr     *http.Transport
+	quit chan struct{}
+	wg   sync.WaitGroup
+	tr   *http.Transport
 
 	ok, failed atomic.Int64
 	mu         sync.Mutex
@@ -308,14 +341,18 @@ type labLoad struct {
 }
 
 func startLabLoad(ctx context.Context, l *testenv.Lab, url string, workers int) *labLoad {
-	ctx, cancel := context.WithCancel(ctx)
-	ld := &labLoad{cancel: cancel, tr: l.Transport(""), served: map[string]int64{}}
+	ld := &labLoad{quit: make(chan struct{}), tr: l.Transport(""), served: map[string]int64{}}
 	client := &http.Client{Transport: ld.tr, Timeout: 45 * time.Second}
 	for range workers {
 		ld.wg.Add(1)
 		go func() {
 			defer ld.wg.Done()
 			for ctx.Err() == nil {
+				select {
+				case <-ld.quit:
+					return
+				default:
+				}
 				ld.one(ctx, client, url)
 			}
 		}()
@@ -332,7 +369,7 @@ func (ld *labLoad) one(ctx context.Context, client *http.Client, url string) {
 	start := time.Now()
 	resp, err := client.Do(req)
 	if ctx.Err() != nil {
-		return // stopped: the request was cut short by us
+		return // the test's deadline cut it short: check reports the deadline
 	}
 	if err != nil {
 		ld.fail(err.Error())
@@ -373,9 +410,10 @@ func (ld *labLoad) waitOK(t *testing.T, n int64, within time.Duration) {
 	})
 }
 
-// stop ends the load and waits for its workers.
+// stop ends the load: no new request, and those in flight finish (each
+// within its 45 s) and are counted.
 func (ld *labLoad) stop() {
-	ld.cancel()
+	close(ld.quit)
 	ld.wg.Wait()
 	ld.tr.CloseIdleConnections()
 }
