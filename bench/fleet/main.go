@@ -2,24 +2,26 @@
 // (testenv.Lab, so it needs root): `shoal server` on the lab's bridge and
 // three agents, h1 and h2 in zone a and h3 in zone b, running
 // examples/goapp with 6 instances. Under a constant GET load through the
-// server's balancer (from inside the lab) it measures:
+// server's balancer (from inside the lab) it measures deploys (the wall
+// time of `shoal deploy`, the CLI's, for an env change that replaces all
+// 6 instances on the 3 hosts, and the requests that failed meanwhile) and
+// host losses: the link of the host with the most instances is cut
+// (testenv.Lab.Cut: packets dropped, processes untouched), and it reports
+// the time from the cut until none of the host's instances is in service,
+// until 6 serve again on the other hosts, and the requests that failed;
+// then the link is restored and it reports the time until the host's
+// stale instances are stopped and it is ready again.
 //
-//   - deploys: the wall time of `shoal deploy` (the CLI's) for a change
-//     that replaces all 6 instances on the 3 hosts, and the requests that
-//     failed meanwhile;
-//   - host losses: the link of the host with the most instances is cut
-//     (testenv.Lab.Cut: packets dropped, processes untouched); from the
-//     cut until none of its instances is in service, until 6 serve again
-//     on the other hosts, and the requests that failed; then the link is
-//     restored and the time until its stale instances are stopped and it
-//     is ready again.
+// Run it as root:
 //
 //	go build -o /tmp/shoal ./cmd/shoal
 //	go run ./bench/fleet -shoal /tmp/shoal -n 10 -deploys 5
 //
 // The app folder is copied to a temp dir and its shoal.yaml tuned as the
 // fleet test does (e2e/fleet_helpers_test.go, goApp): health every 500ms,
-// 2 failures to leave, max_replacing 3, 0.25 CPU and 64MiB per instance.
+// 2 failures to leave, max_replacing 3, 0.25 CPU and 64MiB per instance,
+// drain_timeout 35s (longer than the balancer's 30s try timeout, so GETs
+// stuck on a lost host are retried rather than cut at the drain deadline).
 // The server keeps its defaults (heartbeat 1s, lost after 5s).
 package main
 
@@ -124,7 +126,7 @@ func run(ctx context.Context, bin, src string, losses, deploys, workers int) (er
 		c["group"] = map[string]any{"min": 1, "desired": 6, "max": 8, "max_replacing": 3}
 		run := c.Section("run")
 		run["cpu"], run["memory"], run["stop_timeout"] = 0.25, "64MiB", "3s"
-		c["balancer"] = map[string]any{"algorithm": "p2c", "drain_timeout": "2s"}
+		c["balancer"] = map[string]any{"algorithm": "p2c", "drain_timeout": "35s"}
 	})
 	if err != nil {
 		return err
@@ -135,7 +137,7 @@ func run(ctx context.Context, bin, src string, losses, deploys, workers int) (er
 		return fmt.Errorf("first deploy: %w\n%s", err, out)
 	}
 	first := time.Since(start)
-	if _, err := b.waitServing(ctx, ""); err != nil {
+	if _, err := b.waitServing(ctx); err != nil {
 		return err
 	}
 	fmt.Printf("first deploy (build, upload, 6 instances from zero on 3 hosts): %.2fs\n", first.Seconds())
@@ -154,7 +156,7 @@ func run(ctx context.Context, bin, src string, losses, deploys, workers int) (er
 			return fmt.Errorf("deploy %d: %w\n%s", i+1, err, out)
 		}
 		took = append(took, time.Since(start))
-		if _, err := b.waitServing(ctx, ""); err != nil {
+		if _, err := b.waitServing(ctx); err != nil {
 			ld.stop()
 			return err
 		}
@@ -169,7 +171,7 @@ func run(ctx context.Context, bin, src string, losses, deploys, workers int) (er
 	var failed, total int64
 	slowest := time.Duration(0)
 	for r := range losses {
-		st, err := b.waitServing(ctx, "")
+		st, err := b.waitServing(ctx)
 		if err != nil {
 			return err
 		}
@@ -181,10 +183,17 @@ func run(ctx context.Context, bin, src string, losses, deploys, workers int) (er
 			return err
 		}
 		var tOut time.Time
-		_, err = b.waitServing(ctx, victim, func(st api.Status) {
-			if tOut.IsZero() && count(st, victim) == 0 {
+		err = b.waitStatus(ctx, func(st api.Status) error {
+			if count(st, victim) > 0 {
+				return fmt.Errorf("%d in service on %s", count(st, victim), victim)
+			}
+			if tOut.IsZero() {
 				tOut = time.Now()
 			}
+			if n := count(st, ""); n != 6 {
+				return fmt.Errorf("%d in service", n)
+			}
+			return nil
 		})
 		tBack := time.Now()
 		if err == nil {
@@ -285,45 +294,43 @@ func (b *bench) waitHosts(ctx context.Context, ok func(map[string]api.HostStatus
 	})
 }
 
-// waitServing polls `shoal status -o json` (as fast as it answers, at
-// most 2 minutes) until 6 instances are in service, none live in another
-// state and none on host avoid (""; none). each sees every status read.
-func (b *bench) waitServing(ctx context.Context, avoid string, each ...func(api.Status)) (api.Status, error) {
+// waitStatus polls `shoal status -o json` (as fast as it answers, at
+// most 2 minutes) until ok accepts it.
+func (b *bench) waitStatus(ctx context.Context, ok func(api.Status) error) error {
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
-	var st api.Status
-	err := poll(ctx, func() error {
+	return poll(ctx, func() error {
 		out, err := b.shoal(ctx, b.app, "status", "-o", "json")
 		if err != nil {
 			return fmt.Errorf("shoal status: %w: %s", err, out)
 		}
-		st = api.Status{}
+		var st api.Status
 		if err := json.Unmarshal(out, &st); err != nil {
 			return err
 		}
-		for _, f := range each {
-			f(st)
-		}
-		live := 0
+		return ok(st)
+	})
+}
+
+// waitServing waits until 6 instances are in service and no other is
+// live (pending, starting, unhealthy, draining), and returns that status.
+func (b *bench) waitServing(ctx context.Context) (api.Status, error) {
+	var last api.Status
+	err := b.waitStatus(ctx, func(st api.Status) error {
+		last = st
 		for _, in := range st.Instances {
 			switch in.State {
-			case api.InService:
-				if avoid != "" && hostOf(in) == avoid {
-					return fmt.Errorf("%s still serves on %s", in.ID, avoid)
-				}
-			case api.Stopped, api.Failed:
-				continue
+			case api.InService, api.Stopped, api.Failed:
 			default:
 				return fmt.Errorf("%s is %s", in.ID, in.State)
 			}
-			live++
 		}
-		if live != 6 {
-			return fmt.Errorf("%d in service", live)
+		if n := count(st, ""); n != 6 {
+			return fmt.Errorf("%d in service", n)
 		}
 		return nil
 	})
-	return st, err
+	return last, err
 }
 
 // hostOf is the lab host (h1...) an instance listens on.
@@ -340,11 +347,11 @@ func hostOf(in api.InstanceStatus) string {
 	return ""
 }
 
-// count is the number of instances in service on host.
+// count is the number of instances in service on host ("": anywhere).
 func count(st api.Status, host string) int {
 	n := 0
 	for _, in := range st.Instances {
-		if in.State == api.InService && hostOf(in) == host {
+		if in.State == api.InService && (host == "" || hostOf(in) == host) {
 			n++
 		}
 	}
@@ -394,25 +401,30 @@ func row(name string, ds []time.Duration) {
 
 // load is GET loops through the balancer from inside the lab; a request
 // may take 45 s (longer than the balancer's try timeout and its retry).
+// stop lets the requests in flight finish, so each is counted.
 type load struct {
-	cancel context.CancelFunc
-	wg     sync.WaitGroup
-	tr     *http.Transport
-	tally  benchkit.Tally
+	quit  chan struct{}
+	wg    sync.WaitGroup
+	tr    *http.Transport
+	tally benchkit.Tally
 
 	mu    sync.Mutex
 	times []time.Duration
 }
 
 func startLoad(ctx context.Context, lab *testenv.Lab, url string, workers int) *load {
-	ctx, cancel := context.WithCancel(ctx)
-	ld := &load{cancel: cancel, tr: lab.Transport("")}
+	ld := &load{quit: make(chan struct{}), tr: lab.Transport("")}
 	hc := &http.Client{Transport: ld.tr, Timeout: 45 * time.Second}
 	for range workers {
 		ld.wg.Add(1)
 		go func() {
 			defer ld.wg.Done()
 			for ctx.Err() == nil {
+				select {
+				case <-ld.quit:
+					return
+				default:
+				}
 				req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 				if err != nil {
 					return
@@ -429,7 +441,7 @@ func startLoad(ctx context.Context, lab *testenv.Lab, url string, workers int) *
 }
 
 func (ld *load) stop() {
-	ld.cancel()
+	close(ld.quit)
 	ld.wg.Wait()
 	ld.tr.CloseIdleConnections()
 }
