@@ -1,6 +1,7 @@
 package adminapi
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -8,6 +9,7 @@ import (
 	"strconv"
 
 	"github.com/shoal-dev/shoal/internal/controller"
+	"github.com/shoal-dev/shoal/internal/release"
 )
 
 // MaxArtifactUpload bounds the body of PUT /v1/artifacts/{digest}: the
@@ -27,7 +29,7 @@ const MaxArtifactUpload = 2 << 30
 // the URL names is 400 naming both digests, and nothing is kept; bytes
 // that are no artifact are 400; a body over MaxArtifactUpload is 413.
 // Authentication is the caller's: wrap mux with RequireToken.
-func ArtifactRoutes(mux *http.ServeMux, c *controller.Controller) {
+func ArtifactRoutes(mux *http.ServeMux, c Artifacts) {
 	mux.Handle("HEAD /v1/artifacts/{digest}", Handle(func(w http.ResponseWriter, r *http.Request) error {
 		held, err := c.HasArtifact(r.PathValue("digest"))
 		if err != nil {
@@ -41,16 +43,7 @@ func ArtifactRoutes(mux *http.ServeMux, c *controller.Controller) {
 		return nil
 	}))
 	mux.Handle("GET /v1/artifacts/{digest}", Handle(func(w http.ResponseWriter, r *http.Request) error {
-		rc, size, err := c.OpenArtifact(r.PathValue("digest"))
-		if err != nil {
-			return artifactStatus(err)
-		}
-		defer rc.Close()
-		w.Header().Set("Content-Type", "application/gzip")
-		w.Header().Set("Content-Length", strconv.FormatInt(size, 10))
-		w.WriteHeader(http.StatusOK)
-		io.Copy(w, rc) // a client that goes away ends it; the status is sent
-		return nil
+		return ServeArtifact(w, r, c)
 	}))
 	mux.Handle("PUT /v1/artifacts/{digest}", Handle(func(w http.ResponseWriter, r *http.Request) error {
 		d := r.PathValue("digest")
@@ -73,6 +66,31 @@ func ArtifactRoutes(mux *http.ServeMux, c *controller.Controller) {
 		fmt.Fprintf(w, "{\"digest\":%q,\"size\":%d}\n", art.Digest, art.Size)
 		return nil
 	}))
+}
+
+// ServeArtifact answers GET /v1/artifacts/{digest} from c: the .tar.gz
+// with Content-Length, 404 when it is not held, 400 for a malformed
+// digest. `shoal server` serves it to agents on its fleet listener too.
+func ServeArtifact(w http.ResponseWriter, r *http.Request, c Artifacts) error {
+	rc, size, err := c.OpenArtifact(r.PathValue("digest"))
+	if err != nil {
+		return artifactStatus(err)
+	}
+	defer rc.Close()
+	w.Header().Set("Content-Type", "application/gzip")
+	w.Header().Set("Content-Length", strconv.FormatInt(size, 10))
+	w.WriteHeader(http.StatusOK)
+	io.Copy(w, rc) // a client that goes away ends it; the status is sent
+	return nil
+}
+
+// Artifacts is what ArtifactRoutes serves: a *controller.Controller
+// (`shoal up`, its own store) or a *controller.Uploads (`shoal server`, one
+// store for every app).
+type Artifacts interface {
+	HasArtifact(d string) (bool, error)
+	PutArtifact(ctx context.Context, want string, r io.Reader) (release.Artifact, error)
+	OpenArtifact(d string) (io.ReadCloser, int64, error)
 }
 
 // artifactStatus gives the controller's artifact errors their status

@@ -34,7 +34,7 @@ const maxScaleBody = 64 << 10
 //
 // Authentication is the caller's: wrap mux with RequireToken. With
 // WithBalancer, the status also says whether the balancer is in
-// maintenance mode.
+// maintenance mode; with WithHosts, it lists the fleet's hosts.
 func ControllerRoutes(mux *http.ServeMux, c *controller.Controller, opts ...ControllerOption) {
 	var o controllerOptions
 	for _, opt := range opts {
@@ -85,6 +85,7 @@ type ControllerOption func(*controllerOptions)
 
 type controllerOptions struct {
 	balancer *lb.Balancer
+	hosts    func() []api.HostStatus
 }
 
 // WithBalancer makes GET /v1/status (and the answer of POST /v1/scale)
@@ -93,12 +94,24 @@ func WithBalancer(b *lb.Balancer) ControllerOption {
 	return func(o *controllerOptions) { o.balancer = b }
 }
 
+// WithHosts makes GET /v1/status (and the answer of POST /v1/scale)
+// carry "hosts": the fleet's hosts as hosts returns them (shoal server
+// passes fleet.Status). hosts is called once per answer, concurrently
+// from request handlers; it must not block on I/O.
+func WithHosts(hosts func() []api.HostStatus) ControllerOption {
+	return func(o *controllerOptions) { o.hosts = hosts }
+}
+
 // status is the answer of GET /v1/status: the controller's status with
-// what the balancer in front of the group adds to it (Maintenance).
+// what the balancer in front of the group adds to it (Maintenance) and the
+// fleet's hosts (Hosts).
 func (o controllerOptions) status(c *controller.Controller) api.Status {
 	st := c.Status()
 	if o.balancer != nil {
 		st.Maintenance = o.balancer.Status().Maintenance
+	}
+	if o.hosts != nil {
+		st.Hosts = o.hosts()
 	}
 	return st
 }

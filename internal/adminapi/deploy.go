@@ -49,7 +49,7 @@ func DeployRoutes(mux *http.ServeMux, c *controller.Controller) {
 	ArtifactRoutes(mux, c)
 	mux.Handle("POST /v1/deploy", Handle(func(w http.ResponseWriter, r *http.Request) error {
 		var req DeployRequest
-		if err := decodeStrict(w, r, &req, maxDeployBody); err != nil {
+		if err := decodeStrict(w, r, &req, MaxDeployBody); err != nil {
 			return err
 		}
 		creq, err := deployRequest(req)
@@ -114,9 +114,9 @@ func DeployRoutes(mux *http.ServeMux, c *controller.Controller) {
 	}))
 }
 
-// maxDeployBody bounds the body of POST /v1/deploy: shoal.yaml's text and
+// MaxDeployBody bounds the body of POST /v1/deploy: shoal.yaml's text and
 // the resolved environment, settings JSON included.
-const maxDeployBody = 8 << 20
+const MaxDeployBody = 8 << 20
 
 // deployRequest checks a deploy body and turns it into the controller's
 // request: the configuration parsed as sent (it names files of the

@@ -38,6 +38,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -59,9 +60,10 @@ const DefaultFetchTimeout = 10 * time.Minute
 
 // Config configures an Agent.
 type Config struct {
-	// Runtime runs the instances. Required. The Agent reads its Exits
-	// channel in Run: nothing else may.
-	Runtime *runtime.Local
+	// Runtime runs the instances (a detached *runtime.Local in `shoal
+	// agent`). Required. The Agent reads its Exits channel in Run: nothing
+	// else may.
+	Runtime Runtime
 	// Artifacts stores the fetched artifacts. Required.
 	Artifacts *release.Store
 	// Source fetches artifacts the store does not hold. Required.
@@ -85,6 +87,37 @@ type Config struct {
 	FetchTimeout time.Duration
 }
 
+// Runtime is what the agent needs of the runtime that runs its instances:
+// the methods of *runtime.Local it calls, with their contracts (package
+// runtime). `shoal agent` gives it a detached runtime.Local; the scale
+// benchmark (bench/scale) a simulated one whose instances are in-process
+// HTTP listeners, so that the real agent API, the fleet and the
+// controllers drive a thousand hosts on one machine. Implementations are
+// safe for concurrent use.
+type Runtime interface {
+	// Start runs spec and returns once it runs; its Port is where it
+	// listens (on the agent's advertise address).
+	Start(ctx context.Context, spec runtime.Spec) (runtime.Info, error)
+	// Stop stops instance id and returns once it has exited; an unknown
+	// id is an error wrapping runtime.ErrNotFound.
+	Stop(ctx context.Context, id string) error
+	// Get returns the running instance id, or an error wrapping
+	// runtime.ErrNotFound.
+	Get(id string) (runtime.Info, error)
+	// List returns the running instances.
+	List() []runtime.Info
+	// Exits delivers one Exit per started instance that ended; it is
+	// closed when the runtime is closed.
+	Exits() <-chan runtime.Exit
+	// Tail writes the last n lines of id's output to w and, with follow,
+	// new lines until ctx ends.
+	Tail(ctx context.Context, id string, n int, follow bool, w io.Writer) error
+	// Stats returns the resource use of the running instance id.
+	Stats(id string) (runtime.Stats, error)
+}
+
+var _ Runtime = (*runtime.Local)(nil)
+
 // ErrBadRequest is returned (wrapped) for a request the agent cannot act on
 // as sent.
 var ErrBadRequest = errors.New("bad request")
@@ -92,7 +125,7 @@ var ErrBadRequest = errors.New("bad request")
 // Agent serves the agent API over one runtime. It is an http.Handler, safe
 // for concurrent use; Run must be running for exits to be reported.
 type Agent struct {
-	rt           *runtime.Local
+	rt           Runtime
 	artifacts    *release.Store
 	source       ArtifactSource
 	dataDir      string

@@ -14,8 +14,8 @@ type Event struct {
 	// Time is when it happened; set when the event is recorded, if zero.
 	Time time.Time `json:"time"`
 	// Type is one of "state", "scale", "release", "deploy", "backoff",
-	// "autoscale", "env", "shoal", and "host" for the fleet's hosts
-	// (package fleet).
+	// "autoscale", "env", "shoal", "move" (instances moved off a
+	// draining host), and "host" for the fleet's hosts (package fleet).
 	Type     string `json:"type"`
 	Instance string `json:"instance,omitempty"`
 	Release  int    `json:"release,omitempty"`

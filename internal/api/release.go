@@ -73,7 +73,12 @@ type Release struct {
 	Command string
 	// Env is the complete instance environment except PORT, sorted by name.
 	Env []EnvVar
-	// ConfigFingerprint digests Command and Env (config.App.Fingerprint).
+	// CPU (cores) and Memory (bytes) are run.cpu and run.memory, what
+	// each instance declares it needs; zero declares nothing.
+	CPU    float64
+	Memory int64
+	// ConfigFingerprint digests Command, CPU, Memory and Env
+	// (config.App.Fingerprint).
 	ConfigFingerprint string
 	// CreatedAt is set by the store when the release is made.
 	CreatedAt time.Time

@@ -8,7 +8,7 @@ import (
 // Status is a point-in-time view of one group and its instances: the answer
 // of GET /v1/status and POST /v1/scale. The controller fills every field but
 // Maintenance, which the admin API adds from the balancer in front of the
-// group.
+// group, and Hosts, which it adds from the fleet.
 type Status struct {
 	App     string `json:"app"`
 	Host    string `json:"host"`
@@ -33,6 +33,9 @@ type Status struct {
 	// Maintenance is true while the balancer answers every request with
 	// 503 (shoal maintenance on).
 	Maintenance bool `json:"maintenance"`
+	// Hosts are the fleet's hosts, sorted by name, when the admin API
+	// serves a fleet (adminapi.WithHosts); nil for shoal up.
+	Hosts []HostStatus `json:"hosts,omitempty"`
 }
 
 // InstanceStatus is one instance in Status.
@@ -49,14 +52,23 @@ type InstanceStatus struct {
 	Health  string `json:"health"`
 	Addr    string `json:"addr,omitempty"`
 	PID     int    `json:"pid,omitempty"`
+	// Host is the name of the machine the instance runs on ("local" for
+	// shoal up's), and Zone its zone label; empty until it has started.
+	Host string `json:"host,omitempty"`
+	Zone string `json:"zone,omitempty"`
 	// Started is when the process started; zero while pending.
 	Started time.Time `json:"started,omitzero"`
 	// UptimeSeconds is the time since Started.
 	UptimeSeconds float64 `json:"uptime_seconds"`
 	// RequestsPerSecond is measured at the balancer over the last second.
 	RequestsPerSecond float64 `json:"requests_per_second"`
-	// Replaces is the ID of the unhealthy instance this one replaces.
+	// Replaces is the ID of the unhealthy instance this one replaces, or
+	// of the instance it moves off a draining host.
 	Replaces string `json:"replaces,omitempty"`
+	// Moving, when set, says that the instance is being moved off its
+	// host and why ("off host h1 (draining)"): a replacement is launched
+	// first, and the instance stops once the replacement serves.
+	Moving string `json:"moving,omitempty"`
 }
 
 // Crash is the last exit that nobody asked for of an instance of one

@@ -120,7 +120,9 @@ var allowed = map[string][]string{
 	"internal/setup": {"internal/config"},
 	// The client speaks the wire format with the types of internal/api (a leaf): it
 	// must not pull a daemon into the CLI's or a test's view of the API.
-	"internal/client": {},
+	// pki (a leaf of standard-library crypto) checks an https admin API
+	// against the fleet CA's pin, with the join's own check.
+	"internal/client": {"internal/pki"},
 	// The agent's client, like the admin API's: the wire types of internal/api
 	// only, so the server that drives agents links no agent.
 	"internal/agentclient": {},
@@ -139,8 +141,9 @@ var allowed = map[string][]string{
 	"internal/controller": {"internal/config", "internal/release", "internal/runtime",
 		"internal/store", "internal/reconcile", "internal/autoscale", "internal/rollout",
 		"internal/hooks", "internal/pool", "internal/health"},
+	// release (a leaf): the artifact routes' interface names release.Artifact.
 	"internal/adminapi": {"internal/lb", "internal/controller", "internal/pool",
-		"internal/store", "internal/rollout", "internal/buildinfo"},
+		"internal/store", "internal/rollout", "internal/buildinfo", "internal/release"},
 	"internal/uisource": {"internal/controller", "internal/lb", "internal/pool",
 		"internal/store", "internal/dashboard", "internal/timeseries", "internal/rollout"},
 	// main dispatches the detached runtime's shim before the CLI (runtime.ShimMain).
@@ -154,22 +157,27 @@ var allowed = map[string][]string{
 		"internal/release", "internal/runtime", "internal/store", "internal/timeseries",
 		// `shoal agent`: the agent API over a detached runtime, with the node's
 		// identity (join, renewal, mutual TLS).
-		"internal/agent", "internal/pki", "internal/buildinfo"},
+		"internal/agent", "internal/pki", "internal/buildinfo",
+		// `shoal server`: the fleet's registry and scheduler under each app's
+		// controller.
+		"internal/fleet"},
 }
 
 // importers bounds who may import a package outside tests: the daemons are composed in
 // one place, package daemon, which only the CLI calls. The CLI imports adminapi only for
 // the name of the token file.
 var importers = map[string][]string{
-	"internal/cli":        {"cmd/shoal"},
-	"internal/daemon":     {"internal/cli"},
-	"internal/adminapi":   {"internal/daemon", "internal/cli"},
-	"internal/uisource":   {"internal/daemon"},
-	"internal/controller": {"internal/daemon", "internal/adminapi", "internal/uisource", "internal/fleet"},
+	"internal/cli":      {"cmd/shoal"},
+	"internal/daemon":   {"internal/cli"},
+	"internal/adminapi": {"internal/daemon", "internal/cli"},
+	"internal/uisource": {"internal/daemon"},
+	// bench/scale composes the server side (fleet and controllers) and
+	// simulated agents in process to measure them at 1,000 hosts.
+	"internal/controller": {"internal/daemon", "internal/adminapi", "internal/uisource", "internal/fleet", "bench/scale"},
 	// The server is composed in package daemon, like the other processes.
-	"internal/fleet": {"internal/daemon"},
+	"internal/fleet": {"internal/daemon", "bench/scale"},
 	// `shoal agent` is composed in package daemon, like the other processes.
-	"internal/agent": {"internal/daemon", "internal/agent/agenttest"},
+	"internal/agent": {"internal/daemon", "internal/agent/agenttest", "bench/scale"},
 	// Only tests use the agent's test support.
 	"internal/agent/agenttest": {},
 	// Test-only helpers never reach the binary; the whole-system benchmarks start

@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	"flag"
+
 	"github.com/shoal-dev/shoal/internal/config"
 	"github.com/shoal-dev/shoal/internal/daemon"
 )

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 
@@ -27,6 +28,9 @@ func prepareDeploy(ctx context.Context, c *client.Client, file string, configOnl
 	if err != nil {
 		return client.DeployOptions{}, err
 	}
+	if c.App == "" {
+		c.App = cfg.Name // a shoal server chooses (or creates) the app by it
+	}
 	env, err := cfg.Env(os.LookupEnv) // env_from_host: the deployer's environment, as Kamal's secrets
 	if err != nil {
 		return client.DeployOptions{}, &UsageError{Err: fmt.Errorf("invalid configuration:\n%w", err)}
@@ -42,7 +46,11 @@ func prepareDeploy(ctx context.Context, c *client.Client, file string, configOnl
 	// that runs; asking first also finds an unreachable daemon before a
 	// long build.
 	rels, err := c.Releases(ctx)
-	if err != nil {
+	switch {
+	case client.IsStatus(err, http.StatusNotFound):
+		// A shoal server without the app yet: this deploy creates it.
+		rels = nil
+	case err != nil:
 		return client.DeployOptions{}, apiErr(err)
 	}
 	current := ""

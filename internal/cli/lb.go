@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"flag"
+
 	"github.com/shoal-dev/shoal/internal/config"
 	"github.com/shoal-dev/shoal/internal/daemon"
 )

@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -26,6 +27,8 @@ type upFlags struct {
 	file      string
 	admin     string
 	tokenFile string
+	app       string
+	caPin     string
 }
 
 func addUpFlags(fs *pflag.FlagSet) *upFlags {
@@ -33,6 +36,8 @@ func addUpFlags(fs *pflag.FlagSet) *upFlags {
 	fs.StringVarP(&f.file, "config", "c", config.AppFileName, "the app's configuration `file`, to find the admin API and its token")
 	fs.StringVar(&f.admin, "admin", "", "admin API `URL` (default: $"+envAdminURL+", else from the configuration)")
 	fs.StringVar(&f.tokenFile, "token-file", "", "admin token `file` (default: $"+envToken+" holds the token, else <data_dir>/admin.token)")
+	fs.StringVar(&f.app, "app", "", "the `app` of a shoal server (default: the app of the configuration, when there is one)")
+	fs.StringVar(&f.caPin, "ca-pin", "", "the fleet CA's `pin` an https admin URL must present (default: $"+envCAPin+"; shoal server prints it)")
 	return f
 }
 
@@ -41,6 +46,7 @@ func addUpFlags(fs *pflag.FlagSet) *upFlags {
 const (
 	envAdminURL = "SHOAL_ADMIN_URL" // the admin API's URL
 	envToken    = "SHOAL_TOKEN"     // the admin token itself
+	envCAPin    = "SHOAL_CA_PIN"    // the fleet CA's pin, for an https admin URL
 )
 
 // client returns an admin API client. The URL is, in order: --admin,
@@ -48,7 +54,10 @@ const (
 // its data directory, or admin.listen. The token is, in order: the file of
 // --token-file, $SHOAL_TOKEN, or the file in the data directory. When the
 // configuration is read, the client refuses an admin API of another app,
-// and says where to run `shoal up` when nothing answers.
+// and says where to run `shoal up` when nothing answers. The app (sent
+// with every request, for `shoal server`) is --app, else the
+// configuration's when the file is there. An https URL is checked against
+// --ca-pin or $SHOAL_CA_PIN when set.
 func (f *upFlags) client() (*client.Client, error) {
 	url, tokenFile := f.admin, f.tokenFile
 	if url == "" {
@@ -82,6 +91,20 @@ func (f *upFlags) client() (*client.Client, error) {
 			}
 		}
 	}
+	if app == "" && f.app == "" {
+		// The URL and token came from flags or the environment: the
+		// folder's shoal.yaml, when there is one, still names the app.
+		if _, err := os.Stat(f.file); err == nil {
+			cfg, err := loadAppConfig(f.file)
+			if err != nil {
+				return nil, err
+			}
+			app = cfg.Name
+		}
+	}
+	if f.app != "" {
+		app = f.app
+	}
 	tok := envTok
 	if tok == "" {
 		b, err := os.ReadFile(tokenFile)
@@ -90,7 +113,14 @@ func (f *upFlags) client() (*client.Client, error) {
 		}
 		tok = strings.TrimSpace(string(b))
 	}
-	c := client.New(url, tok)
+	pin := f.caPin
+	if pin == "" {
+		pin = strings.TrimSpace(os.Getenv(envCAPin))
+	}
+	c, err := client.NewWithOptions(url, tok, client.Options{CAPin: pin})
+	if err != nil {
+		return nil, &UsageError{Err: err}
+	}
 	c.App, c.Hint = app, hint
 	return c, nil
 }
@@ -150,7 +180,7 @@ func newStatusCmd(env *Env) *cobra.Command {
 		if asJSON {
 			return printJSON(env.Stdout, st)
 		}
-		printStatus(env.Stdout, st)
+		printStatus(env.Stdout, st, time.Now())
 		// Auto scaling: each policy's value against its target (autoscale.go).
 		if as, err := c.Autoscale(ctx); err == nil && as.Enabled {
 			printAutoscale(env.Stdout, as)
@@ -165,7 +195,11 @@ func printJSON(w io.Writer, v any) error {
 	return enc.Encode(v)
 }
 
-func printStatus(w io.Writer, st client.Status) {
+// printStatus writes st for people: the group, its crash and backoff,
+// the instances (with a host column when any runs on a host other than
+// shoal up's "local"), and the fleet's hosts when st carries them, their
+// heartbeats aged at now.
+func printStatus(w io.Writer, st client.Status, now time.Time) {
 	fmt.Fprintf(w, "group %s: release v%d, %d/%d in service (min %d, max %d), host %s\n",
 		st.App, st.Release, st.InService, st.Desired, st.Min, st.Max, st.Host)
 	if st.Maintenance {
@@ -203,19 +237,41 @@ func printStatus(w io.Writer, st client.Status) {
 			fmt.Fprintf(w, "  | %s\n", l)
 		}
 	}
-	if len(st.Instances) == 0 {
+	printInstances(w, st.Instances)
+	if st.Hosts != nil {
+		fmt.Fprintln(w)
+		printHosts(w, st.Hosts, now)
+	}
+}
+
+// printInstances writes the instances table; the HOST column (host and
+// zone) appears when any instance runs on a host other than "local".
+func printInstances(w io.Writer, ins []client.Instance) {
+	if len(ins) == 0 {
 		fmt.Fprintln(w, "no instances")
 		return
 	}
+	hosts := slices.ContainsFunc(ins, func(in client.Instance) bool { return in.Host != "" && in.Host != "local" })
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "INSTANCE\tRELEASE\tSTATE\tHEALTH\tADDRESS\tUPTIME\tREQ/S\tREASON")
-	for _, in := range st.Instances {
-		addr := in.Addr
-		if addr == "" {
-			addr = "-"
+	head := "INSTANCE\tRELEASE\tSTATE\tHEALTH\tADDRESS\t"
+	if hosts {
+		head += "HOST\t"
+	}
+	fmt.Fprintln(tw, head+"UPTIME\tREQ/S\tREASON")
+	for _, in := range ins {
+		fmt.Fprintf(tw, "%s\tv%d\t%s\t%s\t%s\t", in.ID, in.Release, in.State, in.Health, orDash(in.Addr))
+		if hosts {
+			host := orDash(in.Host)
+			if in.Zone != "" {
+				host += " (" + in.Zone + ")"
+			}
+			fmt.Fprintf(tw, "%s\t", host)
 		}
-		fmt.Fprintf(tw, "%s\tv%d\t%s\t%s\t%s\t%s\t%.1f\t%s\n", in.ID, in.Release, in.State, in.Health, addr,
-			uptime(in.UptimeSeconds), in.RequestsPerSecond, in.Reason)
+		reason := in.Reason
+		if in.Moving != "" {
+			reason = "moving " + in.Moving // its replacement's line says how that goes
+		}
+		fmt.Fprintf(tw, "%s\t%.1f\t%s\n", uptime(in.UptimeSeconds), in.RequestsPerSecond, reason)
 	}
 	tw.Flush()
 }

@@ -27,6 +27,7 @@ import (
 	"time"
 
 	"github.com/shoal-dev/shoal/internal/api"
+	"github.com/shoal-dev/shoal/internal/pki"
 )
 
 // Client calls one admin API. It is safe for concurrent use; the zero
@@ -42,6 +43,9 @@ type Client struct {
 	// from the admin API of another app (its AppHeader names another) is
 	// a *WrongAppError, whatever its status: a 401 from another app's
 	// shoal is not a wrong token. Empty accepts any app.
+	//
+	// It is also sent, in AppHeader, with every request: `shoal server`
+	// serves many apps and chooses the app's controller by it.
 	App string
 	// Hint, when set, ends the message of an *UnreachableError: how to
 	// start what should answer ("is `shoal up` running in /srv/app?").
@@ -50,6 +54,7 @@ type Client struct {
 
 // AppHeader is the response header in which the admin API of `shoal up`
 // names its app, on every answer including 401s; it holds no secret.
+// Requests carry it too (Client.App), for `shoal server`.
 const AppHeader = "Shoal-App"
 
 // WrongAppError is the answer of an admin API that belongs to another app
@@ -111,6 +116,30 @@ func New(baseURL, token string) *Client {
 		token: token,
 		HTTP:  &http.Client{Transport: tr},
 	}
+}
+
+// Options are a client's settings beyond the URL and the token.
+type Options struct {
+	// CAPin is the pin of the fleet CA of `shoal server` ("sha256:<64
+	// hex>", which it prints when it starts and join tokens carry): an
+	// https admin URL must then present a server certificate from that CA
+	// (the check a joining agent makes, pki.PinnedTLSConfig). Empty: an
+	// https URL is checked against the system's roots. It does not apply
+	// to http and unix: URLs.
+	CAPin string
+}
+
+// NewWithOptions is New with o; a malformed CAPin is an error.
+func NewWithOptions(baseURL, token string, o Options) (*Client, error) {
+	c := New(baseURL, token)
+	if o.CAPin != "" {
+		cfg, err := pki.PinnedTLSConfig(o.CAPin)
+		if err != nil {
+			return nil, err
+		}
+		c.HTTP.Transport.(*http.Transport).TLSClientConfig = cfg
+	}
+	return c, nil
 }
 
 // APIError is an answer with a non-2xx status. Message is the server's
@@ -176,11 +205,15 @@ func (c *Client) do(ctx context.Context, method, path string, in, out any) error
 	return nil
 }
 
-// send adds the token to req and sends it. A dial failure is an
+// send adds the token (and Client.App's name in AppHeader, with which
+// `shoal server` chooses the app) to req and sends it. A dial failure is an
 // *UnreachableError, an answer of another app's admin API a
 // *WrongAppError (its body closed); other failures are wrapped.
 func (c *Client) send(req *http.Request) (*http.Response, error) {
 	req.Header.Set("Authorization", "Bearer "+c.token)
+	if c.App != "" {
+		req.Header.Set(AppHeader, c.App)
+	}
 	resp, err := c.HTTP.Do(req)
 	if err != nil {
 		var op *net.OpError

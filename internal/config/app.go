@@ -148,6 +148,15 @@ type AppRun struct {
 	// StopTimeout is how long an instance may take to exit after
 	// StopSignal before it and its children are killed. Default 10s.
 	StopTimeout Duration `yaml:"stop_timeout"`
+
+	// CPU (cores, such as 0.5) and Memory (bytes: "256MiB", "1GiB") are
+	// what one instance declares it needs. A fleet (`shoal server`) places
+	// an instance only on a host whose capacity left fits both; `shoal
+	// up`'s one machine ignores them. Zero (the default) declares nothing.
+	// A change of either is a change of the run configuration: a
+	// config-only release.
+	CPU    float64 `yaml:"cpu"`
+	Memory Size    `yaml:"memory"`
 }
 
 // AppHealth is the active HTTP health check of an instance. An instance
@@ -203,7 +212,8 @@ type AppGroup struct {
 	Desired int `yaml:"desired"`
 
 	// MaxReplacing bounds how many instances are launched at once to
-	// replace failed ones or during a rollout; default 2.
+	// replace failed ones, to move instances off a drained host (shoal
+	// hosts drain), or during a rollout; default 2.
 	MaxReplacing int `yaml:"max_replacing"`
 }
 
@@ -238,6 +248,20 @@ type AppBalancer struct {
 	// sticky.sockjs_prefixes, and socket.io polling are recognised
 	// without being listed. Default none.
 	LongLivedPaths []string `yaml:"long_lived_paths"`
+
+	// Hosts are the host names whose requests `shoal server`'s balancer
+	// sends to this app: exact names ("web.example.com") or wildcards of
+	// one or more labels ("*.web.example.com"), matched without case and
+	// without the port. Empty (the default) makes the app the server's
+	// catch-all, which takes every host no other app names; a server
+	// has at most one. `shoal up` serves every host whatever is set.
+	Hosts []string `yaml:"hosts"`
+
+	// Path is the path prefix, starting with "/", under which `shoal
+	// server`'s balancer sends this app's hosts to it; "/api" matches
+	// "/api" and "/api/x", not "/apis". Default "/". `shoal up` serves
+	// every path.
+	Path string `yaml:"path"`
 }
 
 // AppSticky configures session affinity.

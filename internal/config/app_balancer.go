@@ -2,6 +2,7 @@ package config
 
 import (
 	"log/slog"
+	"strings"
 
 	"github.com/shoal-dev/shoal/internal/lb"
 )
@@ -32,6 +33,20 @@ func (b AppBalancer) NeedsStickyKey() bool { return b.Sticky != nil && b.Sticky.
 // file:line:column), as LoadLB validates lb.yaml before building its
 // lb.Config; lb.New checks the result again.
 func (a *App) BalancerConfig(stickyKey []byte, log *slog.Logger) lb.Config {
+	return lb.Config{
+		Listeners: []lb.Listener{{Name: UpListener, Addr: a.Balancer.Listen}},
+		Routes:    []lb.Route{{Name: a.Name, PathPrefix: "/", Pool: a.Name, LongLivedPaths: a.Balancer.LongLivedPaths}},
+		Pools:     []lb.PoolConfig{a.PoolConfig(stickyKey)},
+		Logger:    log,
+	}
+}
+
+// PoolConfig is the balancer pool of the app's instances, named after the
+// app: algorithm, slow start, drain timeout and stickiness (signed with
+// stickyKey when NeedsStickyKey; ignored otherwise), no static targets (the
+// controller adds instances as they come into service) and no active
+// checks (the controller checks the instances).
+func (a *App) PoolConfig(stickyKey []byte) lb.PoolConfig {
 	b := a.Balancer
 	pc := lb.PoolConfig{
 		Name:         a.Name,
@@ -43,10 +58,27 @@ func (a *App) BalancerConfig(stickyKey []byte, log *slog.Logger) lb.Config {
 		stickyKey = nil
 	}
 	pc.Sticky = b.PoolSticky(stickyKey)
-	return lb.Config{
-		Listeners: []lb.Listener{{Name: UpListener, Addr: b.Listen}},
-		Routes:    []lb.Route{{Name: a.Name, PathPrefix: "/", Pool: a.Name, LongLivedPaths: b.LongLivedPaths}},
-		Pools:     []lb.PoolConfig{pc},
-		Logger:    log,
+	return pc
+}
+
+// Routes are the app's routes on `shoal server`'s shared balancer, to the
+// pool named after the app: one per balancer.hosts entry (lowercased),
+// each under balancer.path, or, without hosts, one catch-all route for
+// any host. Route names are the app's name, and "app host" when the app
+// has hosts, so they are unique across apps.
+func (a *App) Routes() []lb.Route {
+	b := a.Balancer
+	path := b.Path
+	if path == "" {
+		path = "/"
 	}
+	if len(b.Hosts) == 0 {
+		return []lb.Route{{Name: a.Name, PathPrefix: path, Pool: a.Name, LongLivedPaths: b.LongLivedPaths}}
+	}
+	out := make([]lb.Route, 0, len(b.Hosts))
+	for _, h := range b.Hosts {
+		h = strings.ToLower(h)
+		out = append(out, lb.Route{Name: a.Name + " " + h, Host: h, PathPrefix: path, Pool: a.Name, LongLivedPaths: b.LongLivedPaths})
+	}
+	return out
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"log/slog"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/shoal-dev/shoal/internal/pool"
@@ -64,5 +65,51 @@ func TestAppBalancerConfig(t *testing.T) {
 	}
 	if c := a.BalancerConfig(nil, log); c.Listeners[0].Addr != DefaultBalancerListen || c.Pools[0].Algorithm != pool.RoundRobin {
 		t.Errorf("defaults: listener %q algorithm %v", c.Listeners[0].Addr, c.Pools[0].Algorithm)
+	}
+}
+
+// TestAppRoutes: balancer.hosts and balancer.path become one route per
+// host (lowercased) for `shoal server`; without hosts the app is the
+// catch-all; BalancerConfig (shoal up) ignores both and serves every host.
+func TestAppRoutes(t *testing.T) {
+	dir := t.TempDir()
+	a, err := Parse("shoal.yaml", []byte("app: web\nrun: {command: x}\nbalancer:\n  hosts: [Web.Example.com, '*.web.example.com']\n  path: /api\n"), dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := a.Routes()
+	if len(got) != 2 || got[0].Host != "web.example.com" || got[1].Host != "*.web.example.com" ||
+		got[0].PathPrefix != "/api" || got[0].Pool != "web" || got[0].Name == got[1].Name {
+		t.Fatalf("Routes = %+v", got)
+	}
+	if c := a.BalancerConfig(nil, nil); len(c.Routes) != 1 || c.Routes[0].Host != "" || c.Routes[0].PathPrefix != "/" {
+		t.Fatalf("shoal up's routes = %+v, want every host and path", c.Routes)
+	}
+	b, err := Parse("shoal.yaml", []byte("app: api\nrun: {command: x}\n"), dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := b.Routes(); len(got) != 1 || got[0].Host != "" || got[0].PathPrefix != "/" || got[0].Name != "api" {
+		t.Fatalf("catch-all Routes = %+v", got)
+	}
+}
+
+// TestAppRoutesProblems: every bad host and path is reported with its
+// place in the file.
+func TestAppRoutesProblems(t *testing.T) {
+	_, err := Parse("shoal.yaml", []byte("app: web\nrun: {command: x}\nbalancer:\n  hosts: [ok.example.com, 'bad host', '*.', OK.example.com, '']\n  path: api\n"), t.TempDir())
+	if err == nil {
+		t.Fatal("no error")
+	}
+	for _, want := range []string{
+		`shoal.yaml:4:27: balancer.hosts[1]: "bad host" is not a host name`,
+		`shoal.yaml:4:39: balancer.hosts[2]: "*." is not a host name`,
+		`shoal.yaml:4:45: balancer.hosts[3]: "OK.example.com" is listed already as balancer.hosts[0]`,
+		`shoal.yaml:4:61: balancer.hosts[4]: "" is not a host name`,
+		`shoal.yaml:5:9: balancer.path: must start with /, got "api"`,
+	} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error lacks %q:\n%v", want, err)
+		}
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"net"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 
 	"github.com/shoal-dev/shoal/internal/api"
@@ -149,15 +150,28 @@ func (e Env) SecretValues() []string {
 }
 
 // Fingerprint is a stable digest ("sha256:<hex>") of what an instance runs
-// with besides its artifact: run.command and the complete environment env
-// (as returned by App.Env, settings included). Two releases with the same
-// artifact and different fingerprints differ only in configuration, which
-// needs a restart but no rebuild. It is one-way; it reveals no value.
+// with besides its artifact: run.command, run.cpu and run.memory, and the
+// complete environment env (as returned by App.Env, settings included).
+// Two releases with the same artifact and different fingerprints differ
+// only in configuration, which needs a restart but no rebuild. It is
+// one-way; it reveals no value. The CPU and memory enter only when
+// declared, so the fingerprint of a configuration without them is the one
+// releases made before they existed recorded.
 func (a *App) Fingerprint(env Env) string {
 	h := sha256.New()
 	field := func(s string) { fmt.Fprintf(h, "%d:%s\n", len(s), s) }
 	field("shoal-run-v1")
 	field(a.Run.Command)
+	// "run.cpu" cannot be a variable name, so these fields cannot be
+	// mistaken for an env pair.
+	if a.Run.CPU != 0 {
+		field("run.cpu")
+		field(strconv.FormatFloat(a.Run.CPU, 'g', -1, 64))
+	}
+	if a.Run.Memory != 0 {
+		field("run.memory")
+		field(strconv.FormatInt(int64(a.Run.Memory), 10))
+	}
 	sorted := slices.Clone(env)
 	sort.Slice(sorted, func(i, j int) bool { return sorted[i].Name < sorted[j].Name })
 	for _, v := range sorted {

@@ -12,6 +12,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/shoal-dev/shoal/internal/lb"
 )
 
 // Defaults of shoal.yaml, documented in docs/configuration.md.
@@ -55,6 +57,7 @@ func (a *App) applyDefaults(d *document) {
 	set("balancer.listen", func() { b.Listen = DefaultBalancerListen })
 	set("balancer.algorithm", func() { b.Algorithm = AlgorithmRoundRobin })
 	set("balancer.drain_timeout", func() { b.DrainTimeout = Duration(30 * time.Second) })
+	set("balancer.path", func() { b.Path = "/" })
 	set("admin.listen", func() { a.Admin.Listen = DefaultAdminListen })
 	set("data_dir", func() { a.DataDir = DefaultDataDir })
 	set("keep_releases", func() { a.KeepReleases = DefaultKeepReleases })
@@ -207,6 +210,9 @@ func (c *appChecker) run() {
 		r.StopSignal = s
 	}
 	c.check(r.StopTimeout <= 0, "run.stop_timeout", "must be more than 0, got %s", r.StopTimeout.D())
+	// The decoder refuses .nan and .inf already.
+	c.check(r.CPU < 0, "run.cpu",
+		"must be a number of cores such as 0.5 (0 declares nothing), got %v", r.CPU)
 }
 
 // secrets reads and checks run.secrets_file; names holds the variables set
@@ -304,6 +310,19 @@ func (c *appChecker) balancer() {
 	for i, p := range b.LongLivedPaths {
 		c.check(!strings.HasPrefix(p, "/"), fmt.Sprintf("balancer.long_lived_paths[%d]", i), "must start with /, got %q", p)
 	}
+	seen := map[string]int{}
+	for i, h := range b.Hosts {
+		path := fmt.Sprintf("balancer.hosts[%d]", i)
+		if err := lb.CheckHostPattern(h); err != nil || h == "" {
+			c.d.errorf(path, "%q is not a host name or *.domain wildcard (such as web.example.com or *.web.example.com)", h)
+			continue
+		}
+		if j, dup := seen[strings.ToLower(h)]; dup {
+			c.d.errorf(path, "%q is listed already as balancer.hosts[%d]", h, j)
+		}
+		seen[strings.ToLower(h)] = i
+	}
+	c.check(!strings.HasPrefix(b.Path, "/"), "balancer.path", "must start with /, got %q", b.Path)
 	c.listen("admin.listen", c.a.Admin.Listen)
 	if !c.failed("admin.listen") && !c.failed("balancer.listen") && b.Listen == c.a.Admin.Listen && !strings.HasSuffix(b.Listen, ":0") {
 		c.d.errorf("admin.listen", "the admin API and the balancer both listen on %s", b.Listen)

@@ -119,6 +119,12 @@ func (c *Controller) runAutoscale(ctx context.Context) {
 
 // autoscaleTick is one evaluation at now; last is the previous one's time.
 func (c *Controller) autoscaleTick(ctx context.Context, last, now time.Time) {
+	c.mu.Lock()
+	none := c.current.Version == 0
+	c.mu.Unlock()
+	if none {
+		return // no release to scale before the first deploy
+	}
 	c.runSchedules(last, now)
 	sample := c.autoscaleSample(now)
 

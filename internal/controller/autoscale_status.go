@@ -138,8 +138,9 @@ func (m *autoscaleMetrics) update(d autoscale.Decision) {
 	}
 }
 
-// Metrics returns the controller's Prometheus series (auto scaling, and the
-// event log's write errors, pending and dropped events), for
+// Metrics returns the controller's Prometheus series (auto scaling, the
+// event log's write errors, pending and dropped events, and the reconcile
+// loop's pass durations, shoal_reconcile_pass_seconds), for
 // the admin /metrics endpoint. It is safe to call at any time.
 func (c *Controller) Metrics() prometheus.Gatherer {
 	c.as.mu.Lock()
@@ -147,5 +148,5 @@ func (c *Controller) Metrics() prometheus.Gatherer {
 	if c.as.metrics == nil {
 		c.as.metrics = newAutoscaleMetrics()
 	}
-	return prometheus.Gatherers{c.as.metrics.reg, c.events.reg}
+	return prometheus.Gatherers{c.as.metrics.reg, c.events.reg, c.passes.reg}
 }

@@ -12,6 +12,13 @@
 // Shutdown order when Run's context ends: stop reconciling, take every
 // instance out of the pool (drained, bounded by the drain timeout), stop
 // every instance, flush events. The caller closes the store afterwards.
+//
+// With Options.LeaveRunning (shoal server: static stability) Run instead
+// stops reconciling and returns with every instance still running and
+// still in the pool: only instances already being stopped (a scale-in or
+// a replacement under way) finish stopping, and a launch not yet running
+// is abandoned. A controller started later on the same store adopts the
+// instances through a Host that is an Adopter (adopt.go).
 package controller
 
 import (
@@ -69,10 +76,28 @@ type Options struct {
 	Logger *slog.Logger
 	// Now replaces time.Now; nil means time.Now.
 	Now func() time.Time
+	// Uploads, when set, is the upload side of Artifacts shared with
+	// other apps (`shoal server` keeps one artifact store for every app);
+	// it must be NewUploads of Artifacts. Nil: the controller makes its
+	// own, whose events go to the app's log.
+	Uploads *Uploads
+	// KeepArtifacts, when set, names artifacts that pruning must keep
+	// besides this app's kept releases and the recent uploads: when apps
+	// share one artifact store, every other app's releases. It is called
+	// without the controller's lock.
+	KeepArtifacts func() []string
 	// Latency returns the pool's cumulative latency histogram for the
 	// autoscaler's latency policies (see autoscale.Histogram; the
 	// balancer's LatencyHistogram). Nil means no latency data.
 	Latency func() (bounds []float64, counts []uint64)
+	// LeaveRunning, when true, makes Run return at the end of its context
+	// without draining or stopping the instances: they keep running on
+	// their hosts and stay in the pool, which is then the caller's to drop
+	// or keep. Instances already being stopped finish stopping; a launch
+	// whose process was not yet running is abandoned (the host stops it).
+	// A stored rollout stays stored and resumes at the next start. False
+	// (shoal up) drains and stops every instance.
+	LeaveRunning bool
 }
 
 // Controller runs one app's group on its hosts. Create it with New, then
@@ -85,6 +110,7 @@ type Controller struct {
 	env    config.Env // resolved environment of the current release
 	events *eventLog
 	prober *health.Prober // one check of cfg.Health; the launch and watch loops schedule them
+	passes *passMetrics   // reconcile pass durations (passes.go)
 
 	kick    chan struct{} // wakes the reconcile loop; buffered 1
 	ready   chan struct{} // closed when desired instances first serve
@@ -111,12 +137,13 @@ type Controller struct {
 	crashes    map[int]api.Crash
 	crashShown map[int]string
 
-	uploads map[string]time.Time // artifacts uploaded recently, kept from pruning (deploy_artifacts.go)
-	upMu    sync.Mutex           // serialises uploads (deploy_artifacts.go)
+	up *Uploads // the artifacts' upload side (deploy_artifacts.go)
 
 	notes   []string     // how the app folder differs from the resumed release (release.go)
 	served  map[int]bool // releases recorded as served by this run (launch.go)
 	noStart map[int]bool // releases that could not start in this run (launch.go)
+
+	moves map[string]*move // instances to move off their machine, by id (evacuate.go)
 }
 
 // New validates o and returns a Controller. It does no I/O; Run prepares
@@ -147,6 +174,7 @@ func New(o Options) (*Controller, error) {
 		served:    map[int]bool{},
 		noStart:   map[int]bool{},
 		prober:    health.NewProber(o.Config.Health.Spec(), nil),
+		passes:    newPassMetrics(),
 	}
 	if c.log == nil {
 		c.log = slog.New(slog.DiscardHandler)
@@ -156,11 +184,16 @@ func New(o Options) (*Controller, error) {
 		c.now = time.Now
 	}
 	c.events = newEventLog(c.storeEvents, c.log, c.now)
+	c.up = o.Uploads
+	if c.up == nil {
+		c.up = NewUploads(o.Artifacts, c.now, c.events.add)
+	}
 	return c, nil
 }
 
 // Ready is closed once the desired number of instances first serve at the
-// same time after Run started (immediately when the desired count is 0).
+// same time after Run started (immediately when the desired count is 0, or
+// when there is no release yet: see prepare).
 func (c *Controller) Ready() <-chan struct{} { return c.ready }
 
 // Release returns the release the group runs, valid after Ready.
@@ -172,8 +205,9 @@ func (c *Controller) Release() api.Release {
 
 // Run prepares the release (it resumes the stored active one; only a
 // first start builds and makes one), then keeps the group in its desired
-// state until ctx ends, then drains and stops every instance. It returns nil after a clean shutdown, or the error that made
-// it stop. Run must be called once.
+// state until ctx ends, then drains and stops every instance (unless
+// Options.LeaveRunning). It returns nil after a clean shutdown, or the
+// error that made it stop. Run must be called once.
 func (c *Controller) Run(ctx context.Context) error {
 	if !c.running.CompareAndSwap(false, true) {
 		return errors.New("controller: Run called twice")
@@ -197,6 +231,11 @@ func (c *Controller) Run(ctx context.Context) error {
 	}
 
 	var workers sync.WaitGroup
+	loopCtx, stopLoop := context.WithCancelCause(ctx)
+	c.stopRun = stopLoop
+	// Before the exit watcher starts, so that an adopted instance is in
+	// the table when its exit is read (adopt.go).
+	keep, drop := c.adopt(loopCtx)
 	exitsDone := make(chan struct{})
 	// The exit watcher outlives the loop: shutdown needs exits reported.
 	exitsCtx, stopExits := context.WithCancel(context.WithoutCancel(ctx))
@@ -204,8 +243,7 @@ func (c *Controller) Run(ctx context.Context) error {
 		defer close(exitsDone)
 		c.watchExits(exitsCtx)
 	}()
-	loopCtx, stopLoop := context.WithCancelCause(ctx)
-	c.stopRun = stopLoop
+	c.startAdopted(&workers, keep, drop)
 	samplerDone := make(chan struct{})
 	go func() {
 		defer close(samplerDone)
@@ -216,16 +254,28 @@ func (c *Controller) Run(ctx context.Context) error {
 		defer close(autoscaleDone)
 		c.runAutoscale(loopCtx) // autoscale.go
 	}()
+	evacuationsDone := make(chan struct{})
+	go func() {
+		defer close(evacuationsDone)
+		if ev, ok := c.o.Host.(Evacuator); ok {
+			c.watchEvacuations(loopCtx, ev) // evacuate.go
+		}
+	}()
 	c.loop(loopCtx, &workers)
 	c.stopRollout() // deploy_step.go
 	stopLoop(nil)
 	<-samplerDone
 	<-autoscaleDone
+	<-evacuationsDone
 
 	// Shutdown: workers end on loopCtx (probes and launches abort); then
 	// every remaining instance is drained and stopped.
 	workers.Wait()
-	c.shutdown()
+	if c.o.LeaveRunning {
+		c.leaveRunning() // adopt.go
+	} else {
+		c.shutdown()
+	}
 	stopExits()
 	<-exitsDone
 	return fatalCause(loopCtx)
@@ -248,7 +298,9 @@ func (c *Controller) loop(ctx context.Context, workers *sync.WaitGroup) {
 		case <-timerC:
 			timerC = nil
 		}
+		start := time.Now()
 		retryAt := c.reconcile(ctx, workers)
+		c.passes.observe(start)
 		if timer != nil {
 			timer.Stop()
 			timerC = nil
@@ -271,16 +323,23 @@ func (c *Controller) poke() {
 // reconcile runs one decision and starts its actions. It returns when to
 // run again without a kick (zero: only on a kick).
 func (c *Controller) reconcile(ctx context.Context, workers *sync.WaitGroup) time.Time {
+	c.mu.Lock()
+	hold := c.dep.active != nil && c.adoptingLocked()
+	c.mu.Unlock()
+	if hold {
+		return time.Time{} // the adopted instance's verdict wakes the loop (adopt.go)
+	}
 	if retryAt, rolling := c.stepRollout(ctx, workers); rolling {
 		return retryAt // a rollout holds the group (deploy_step.go)
 	}
 	c.mu.Lock()
 	now := c.now()
 	obs := make([]reconcile.Instance, 0, len(c.instances))
+	c.pruneMovesLocked(now) // evacuate.go
 	for _, in := range c.instances {
-		obs = append(obs, in.observed())
+		obs = append(obs, c.observedLocked(in))
 	}
-	desired := reconcile.Desired{Release: c.current.Version, Count: c.group.Desired, MaxLaunching: c.cfg.Group.MaxReplacing, Grow: c.grow}
+	desired := reconcile.Desired{Release: c.current.Version, Count: c.desiredLocked(), MaxLaunching: c.cfg.Group.MaxReplacing, Grow: c.grow}
 	plan := reconcile.Decide(now, desired, obs, c.backoff[c.current.Version])
 	c.consumeGrowthLocked(plan) // autoscale.go
 	// One event per backoff step, not one per evaluation during it.
@@ -292,15 +351,17 @@ func (c *Controller) reconcile(ctx context.Context, workers *sync.WaitGroup) tim
 	}
 	c.blocked = plan.Blocked
 	type job struct {
-		act reconcile.Action
-		in  *instance
+		act   reconcile.Action
+		in    *instance
+		moved bool // a retire that ends a move (evacuate.go)
 	}
 	var jobs []job
 	for _, a := range plan.Actions {
 		switch a.Kind {
 		case reconcile.Launch:
 			in := c.newInstanceLocked(ctx, a)
-			jobs = append(jobs, job{a, in})
+			c.launchedLocked(a, in)
+			jobs = append(jobs, job{act: a, in: in})
 		case reconcile.Retire, reconcile.Stop:
 			in := c.instances[a.Instance]
 			if in == nil {
@@ -311,7 +372,7 @@ func (c *Controller) reconcile(ctx context.Context, workers *sync.WaitGroup) tim
 			// it started.
 			in.cancel()
 			if a.Kind == reconcile.Retire {
-				jobs = append(jobs, job{a, in})
+				jobs = append(jobs, job{act: a, in: in, moved: c.movedLocked(in.id)})
 			}
 		}
 	}
@@ -322,9 +383,11 @@ func (c *Controller) reconcile(ctx context.Context, workers *sync.WaitGroup) tim
 		workers.Add(1)
 		go func() {
 			defer workers.Done()
-			switch j.act.Kind {
-			case reconcile.Launch:
+			switch {
+			case j.act.Kind == reconcile.Launch:
 				c.launch(ctx, j.in)
+			case j.moved:
+				c.retireMoved(j.in, j.act.Reason)
 			default:
 				c.retire(j.in, j.act.Reason)
 			}
@@ -344,10 +407,20 @@ func (c *Controller) checkReadyLocked() {
 			n++
 		}
 	}
-	if n >= c.group.Desired {
+	if n >= c.desiredLocked() {
 		c.readyDone = true
 		close(c.ready)
 	}
+}
+
+// desiredLocked is the count of instances to run: the group's desired
+// count, or 0 while there is no release (an app of `shoal server` before
+// its first deploy, or whose first rollout went back).
+func (c *Controller) desiredLocked() int {
+	if c.current.Version == 0 {
+		return 0
+	}
+	return c.group.Desired
 }
 
 // Scale sets the desired instance count, which must lie within the

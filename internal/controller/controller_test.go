@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"go.uber.org/goleak"
+
 	"github.com/shoal-dev/shoal/internal/api"
 	"github.com/shoal-dev/shoal/internal/config"
 	"github.com/shoal-dev/shoal/internal/pool"
@@ -21,7 +23,6 @@ import (
 	"github.com/shoal-dev/shoal/internal/runtime"
 	"github.com/shoal-dev/shoal/internal/store"
 	"github.com/shoal-dev/shoal/internal/testenv"
-	"go.uber.org/goleak"
 )
 
 // TestMain doubles as the app under test: with CONTROLLER_TEST_APP set, the
@@ -128,6 +129,13 @@ func start(t *testing.T, dir string, cfg *config.App) *harness {
 // startWithPool is start with the balancer pool made from popts.
 func startWithPool(t *testing.T, dir string, cfg *config.App, popts pool.Options) *harness {
 	t.Helper()
+	return startOn(t, dir, cfg, popts, nil)
+}
+
+// startOn is startWithPool with the controller's Host wrapped by wrap
+// (nil: the LocalHost itself), for a test that watches the calls.
+func startOn(t *testing.T, dir string, cfg *config.App, popts pool.Options, wrap func(*LocalHost) Host) *harness {
+	t.Helper()
 	h := &harness{t: t, dir: dir, cfg: cfg, done: make(chan error, 1)}
 	var err error
 	h.st, err = store.Open(filepath.Join(cfg.DataDir, "shoal.db"), store.Options{})
@@ -146,7 +154,11 @@ func startWithPool(t *testing.T, dir string, cfg *config.App, popts pool.Options
 	host := NewLocalHost(h.rt, arts, filepath.Join(cfg.DataDir, "releases"))
 	h.host = host
 	h.pool = pool.New(popts)
-	h.c, err = New(Options{Config: cfg, Store: h.st, Artifacts: arts, Host: host, Pool: h.pool})
+	var onHost Host = host
+	if wrap != nil {
+		onHost = wrap(host)
+	}
+	h.c, err = New(Options{Config: cfg, Store: h.st, Artifacts: arts, Host: onHost, Pool: h.pool})
 	if err != nil {
 		t.Fatal(err)
 	}

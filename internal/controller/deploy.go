@@ -133,7 +133,10 @@ func (c *Controller) Rollout() *rollout.Progress {
 // Deploy makes release vN+1 from req (its configuration, environment
 // with the stored `shoal env` overrides merged over it, and artifact),
 // runs the pre-deploy hooks, rolls the group to the release under the
-// deploy policy, then runs the post-deploy hooks. Hooks run here, in a
+// deploy policy, then runs the post-deploy hooks. The first deploy of an
+// app that has no release (config.App.Sent, see prepare) makes v1 and
+// rolls the group out from zero instances to its desired count; it needs
+// an artifact. Hooks run here, in a
 // fresh unpack of the release's artifact (hooks.go). It blocks until the
 // rollout ends or ctx ends (the rollout goes on without the caller). It
 // returns the new version, and:
@@ -198,6 +201,12 @@ func (c *Controller) Deploy(ctx context.Context, req DeployRequest) (int, error)
 	}
 	change := api.ChangeConfig
 	switch {
+	case cur.Version == 0 && digest == "":
+		return 0, fmt.Errorf("%w: the app has no release yet; its first deploy needs an artifact (not --config-only)", ErrUnknownArtifact)
+	case cur.Version == 0 && !c.o.Artifacts.Has(digest):
+		return 0, fmt.Errorf("%w: %s is not held by this shoal; upload it first (PUT /v1/artifacts/%s)", ErrUnknownArtifact, digest, digest)
+	case cur.Version == 0:
+		change = api.ChangeInitial
 	case digest == "":
 		digest = cur.Digest
 		fmt.Fprintf(log, "config-only: reusing artifact %s of v%d, no build\n", short(cur.Digest), cur.Version)
@@ -215,6 +224,7 @@ func (c *Controller) Deploy(ctx context.Context, req DeployRequest) (int, error)
 		return 0, fmt.Errorf("deploy stopped, nothing changed: %w", err)
 	}
 	rel, err := c.o.Store.PutRelease(api.Release{App: app, Digest: digest, Command: cfg.Run.Command,
+		CPU: cfg.Run.CPU, Memory: int64(cfg.Run.Memory),
 		Env: storeEnv(env), ConfigFingerprint: fp, Change: change,
 		Config: cfg.Text(), ConfigFile: cfg.File, DeployedEnv: storeEnv(sent)})
 	if err != nil {
@@ -224,6 +234,13 @@ func (c *Controller) Deploy(ctx context.Context, req DeployRequest) (int, error)
 	c.events.add(api.Event{Type: "release", Release: rel.Version, Reason: why})
 	fmt.Fprintln(log, why)
 
+	if cur.Version == 0 {
+		// The first release: the group grows from zero to the configured
+		// count (group.desired within min and max) as the rollout launches.
+		if err := c.setFirstDesired(cfg); err != nil {
+			return rel.Version, err
+		}
+	}
 	d, err := c.startRollout(holder, req.By, cur, rel, env, cfg.RolloutPolicy())
 	if err != nil {
 		return rel.Version, err
@@ -238,6 +255,23 @@ func (c *Controller) Deploy(ctx context.Context, req DeployRequest) (int, error)
 	}
 	c.prune(app)
 	return rel.Version, nil
+}
+
+// setFirstDesired stores cfg's desired count (within group.min and
+// group.max) as the group's, for the rollout of an app's first release.
+func (c *Controller) setFirstDesired(cfg *config.App) error {
+	n := min(max(cfg.Group.Desired, cfg.Group.Min), cfg.Group.Max)
+	g, err := c.o.Store.UpdateGroup(c.cfg.Name, func(g *api.Group) error {
+		g.Min, g.Max, g.Desired = cfg.Group.Min, cfg.Group.Max, n
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("store the first release's desired count: %w", err)
+	}
+	c.mu.Lock()
+	c.group.Min, c.group.Max, c.group.Desired = g.Min, g.Max, g.Desired
+	c.mu.Unlock()
+	return nil
 }
 
 // ParseConfig parses text, a shoal.yaml sent from the machine where it was

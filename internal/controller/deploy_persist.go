@@ -21,10 +21,12 @@ import (
 // record is deleted once the outcome (release statuses, the group's
 // release) is stored. A graceful stop (ctrl-C) keeps it, like a crash.
 //
-// Policy on the next start, when a stored rollout is found: the instances
-// of the previous run are gone (the runtime kills leftovers; observed
-// state is never read back from disk), so nothing serves yet whatever the
-// rollout had reached. The group goes where the interrupted rollout was
+// Policy on the next start, when a stored rollout is found: with a local
+// host the instances of the previous run are gone (the runtime kills
+// leftovers; observed state is never read back from disk), so nothing
+// serves yet whatever the rollout had reached; with an Adopter host
+// (shoal server) the instances of both releases that still run are
+// adopted and observed afresh (adopt.go). The group goes where the interrupted rollout was
 // going, as a Kubernetes Deployment keeps its target through a restart
 // of its controller:
 //

@@ -61,6 +61,19 @@ func (c *Controller) runConfigLocked(v int) (string, []string) {
 	return c.current.Command, c.env.Environ()
 }
 
+// declaredLocked returns the CPU (cores) and memory (bytes) each instance
+// of release v declares (run.cpu, run.memory), from the same release as
+// runConfigLocked.
+func (c *Controller) declaredLocked(v int) (float64, int64) {
+	r := c.current
+	if d := c.dep.active; d != nil {
+		if dr, ok := d.rels[v]; ok {
+			r = dr
+		}
+	}
+	return r.CPU, r.Memory
+}
+
 // stepRollout steps the active rollout, if any, in place of the
 // reconciler, and carries out its launches and drains. ok is false when
 // no rollout is active.

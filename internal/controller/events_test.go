@@ -2,12 +2,13 @@ package controller
 
 import (
 	"fmt"
-	"github.com/shoal-dev/shoal/internal/api"
 	"log/slog"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/shoal-dev/shoal/internal/api"
 
 	"github.com/shoal-dev/shoal/internal/config"
 	"github.com/shoal-dev/shoal/internal/store"

@@ -74,6 +74,11 @@ type Running struct {
 	Addr    string
 	PID     int
 	Started time.Time
+	// Host names the machine the instance runs on: "local" on a
+	// LocalHost, the fleet host's name in a fleet. Zone is that host's
+	// zone label ("" when it has none).
+	Host string
+	Zone string
 }
 
 // Exit reports the end of an instance's process.

@@ -67,7 +67,7 @@ func (h *LocalHost) Start(ctx context.Context, spec LaunchSpec) (Running, error)
 	if err != nil {
 		return Running{}, err
 	}
-	return Running{Addr: info.Addr, PID: info.PID, Started: info.StartedAt}, nil
+	return Running{Addr: info.Addr, PID: info.PID, Started: info.StartedAt, Host: h.Name()}, nil
 }
 
 // Stop implements Host.

@@ -24,9 +24,14 @@ type instance struct {
 	replaces string
 	addr     string
 	pid      int
+	host     string // Running.Host and Zone: where it runs
+	zone     string
 	healthy  bool   // last health verdict
 	health   string // last health detail ("ok", "status 500", ...)
 	inPool   bool
+	// adopted is set for an instance taken over at start from a host
+	// that kept it running (adopt.go), not launched by this run.
+	adopted bool
 	// ctx ends when the instance is to stop: its launch and monitor
 	// goroutine watches it. cancel ends it.
 	ctx    context.Context
@@ -114,7 +119,9 @@ func (c *Controller) endLocked(in *instance, st api.State, reason string) {
 	}
 	delete(c.instances, in.id)
 	delete(c.rates, in.id)
-	if st == api.Failed {
+	// An adopted instance counts for its release's crash loop only once
+	// it has served in this run: adoption is no start (adopt.go).
+	if st == api.Failed && (!in.adopted || !in.serving.IsZero()) {
 		c.backoff[in.release] = c.backoff[in.release].Ended(c.now(), in.launched, !in.serving.IsZero())
 	}
 }

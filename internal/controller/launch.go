@@ -28,6 +28,7 @@ func (c *Controller) launch(ctx context.Context, in *instance) {
 	c.mu.Lock()
 	ictx := in.ctx
 	command, environ := c.runConfigLocked(in.release)
+	cpu, memory := c.declaredLocked(in.release)
 	spec := LaunchSpec{
 		ID:          in.id,
 		App:         c.cfg.Name,
@@ -38,6 +39,8 @@ func (c *Controller) launch(ctx context.Context, in *instance) {
 		Secrets:     c.launchSecretsLocked(in.release),
 		StopSignal:  c.cfg.Run.Signal(),
 		StopTimeout: c.cfg.Run.StopTimeout.D(),
+		CPU:         cpu,
+		Memory:      memory,
 	}
 	c.mu.Unlock()
 
@@ -58,7 +61,7 @@ func (c *Controller) launch(ctx context.Context, in *instance) {
 		c.poke()
 		return
 	}
-	in.addr, in.pid, in.started = run.Addr, run.PID, run.Started
+	in.addr, in.pid, in.started, in.host, in.zone = run.Addr, run.PID, run.Started, run.Host, run.Zone
 	stopping := in.state == api.Draining
 	if !stopping && in.exit == nil {
 		c.setStateLocked(in, api.Starting, fmt.Sprintf("process %d started, serving on %s", run.PID, run.Addr))
@@ -68,11 +71,22 @@ func (c *Controller) launch(ctx context.Context, in *instance) {
 		c.stopNow(in, "stopped before it became healthy")
 		return
 	}
+	c.admit(in)
+}
 
+// admit waits until in, whose process runs, is healthy, puts it in the
+// pool, then monitors its health until its context ends; one that never
+// becomes healthy is stopped and fails. It runs in a goroutine owned by
+// Run, for a launched instance and for an adopted one (adopt.go).
+func (c *Controller) admit(in *instance) {
+	c.mu.Lock()
+	ictx, adopted := in.ctx, in.adopted
+	c.mu.Unlock()
 	ok, detail := c.waitHealthy(ictx, in)
-	if ok {
+	if ok && !adopted {
 		// Stored before the instance is seen in service, so that whatever
 		// follows from that (a rollout's end) finds the release served.
+		// An adopted instance is no start: its release served before.
 		c.markServed(in.release)
 	}
 	c.mu.Lock()
@@ -96,7 +110,7 @@ func (c *Controller) launch(ctx context.Context, in *instance) {
 		c.stopThenEnd(in, api.Failed, "never became healthy: "+detail)
 		return
 	}
-	err = c.o.Pool.Add(pool.TargetSpec{Addr: in.addr})
+	err := c.o.Pool.Add(pool.TargetSpec{Addr: in.addr})
 	if err != nil && !errors.Is(err, pool.ErrExists) {
 		c.setStateLocked(in, api.Draining, "cannot join the pool: "+err.Error())
 		c.mu.Unlock()
@@ -105,7 +119,11 @@ func (c *Controller) launch(ctx context.Context, in *instance) {
 	}
 	in.inPool = true
 	in.healthy, in.health = true, detail
-	c.setStateLocked(in, api.InService, fmt.Sprintf("healthy after %s (%s)", c.now().Sub(in.started).Round(time.Millisecond), detail))
+	reason := fmt.Sprintf("healthy after %s (%s)", c.now().Sub(in.started).Round(time.Millisecond), detail)
+	if adopted {
+		reason = fmt.Sprintf("adopted and healthy after %s of checks (%s)", c.now().Sub(in.since).Round(time.Millisecond), detail)
+	}
+	c.setStateLocked(in, api.InService, reason)
 	c.checkReadyLocked()
 	c.mu.Unlock()
 	c.poke()

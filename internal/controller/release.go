@@ -21,7 +21,10 @@ import (
 // differs from it is reported (an event, a warning, StartNotes), never
 // deployed by itself: only Deploy, SetEnv and Rollback make releases and
 // roll them out, with their hooks and health gate. Only the very first
-// start, when no release is stored yet, builds and makes one (v1).
+// start, when no release is stored yet, builds and makes one (v1); an app
+// whose configuration was sent (config.App.Sent: `shoal server`, no app
+// folder on this host) builds nothing and starts with no release and
+// desired 0 until its first Deploy makes v1.
 func (c *Controller) prepare(ctx context.Context) error {
 	cfg := c.cfg
 	app := cfg.Name
@@ -30,12 +33,18 @@ func (c *Controller) prepare(ctx context.Context) error {
 		return fmt.Errorf("read group: %w", err)
 	}
 	var cur api.Release
-	if found && group.Release != 0 {
+	switch {
+	case found && group.Release != 0:
 		if cur, err = c.resumeActive(ctx, group.Release); err != nil {
 			return err
 		}
-	} else if cur, err = c.firstRelease(ctx); err != nil {
-		return err
+	case cfg.Sent():
+		// No folder to build: the app waits for its first Deploy.
+		c.events.add(api.Event{Type: "release", Reason: "no release yet: the first shoal deploy makes v1"})
+	default:
+		if cur, err = c.firstRelease(ctx); err != nil {
+			return err
+		}
 	}
 
 	desired := cfg.Group.Desired
@@ -43,12 +52,18 @@ func (c *Controller) prepare(ctx context.Context) error {
 		desired = group.Desired // `shoal scale` survives restarts
 	}
 	desired = min(max(desired, cfg.Group.Min), cfg.Group.Max)
-	group = api.Group{App: app, Release: group.Release, Min: cfg.Group.Min, Max: cfg.Group.Max, Desired: desired,
+	minimum := cfg.Group.Min
+	if cur.Version == 0 {
+		// Nothing to run until Deploy makes v1 (deploy.go), which sets
+		// group.min and the desired count.
+		desired, minimum = 0, 0
+	}
+	group = api.Group{App: app, Release: group.Release, Min: minimum, Max: cfg.Group.Max, Desired: desired,
 		AutoscalePaused: group.AutoscalePaused}
 	if err := c.o.Store.PutGroup(group); err != nil {
 		return fmt.Errorf("store group: %w", err)
 	}
-	if group.Release != cur.Version {
+	if group.Release != cur.Version && cur.Version != 0 {
 		if err := c.o.Store.Activate(app, cur.Version, api.ReleaseSuperseded); err != nil {
 			return err
 		}
@@ -88,6 +103,7 @@ func (c *Controller) firstRelease(ctx context.Context) (api.Release, error) {
 	}
 	c.log.Info("artifact ready", "digest", art.Digest, "built", built)
 	rel, err := c.o.Store.PutRelease(api.Release{App: cfg.Name, Digest: art.Digest, Command: cfg.Run.Command,
+		CPU: cfg.Run.CPU, Memory: int64(cfg.Run.Memory),
 		Env: storeEnv(env), ConfigFingerprint: cfg.Fingerprint(env), Change: api.ChangeInitial,
 		Config: cfg.Text(), ConfigFile: cfg.File, DeployedEnv: storeEnv(deployed)})
 	if err != nil {
@@ -119,6 +135,9 @@ func (c *Controller) resumeActive(ctx context.Context, v int) (api.Release, erro
 	c.events.add(api.Event{Type: "release", Release: v,
 		Reason: fmt.Sprintf("resuming the active release v%d (%s) as stored: no build, no new release", v, short(cur.Digest))})
 	c.log.Info("resuming the active release", "release", v, "digest", cur.Digest)
+	if c.cfg.Sent() {
+		return cur, nil // no app folder here to compare with
+	}
 	for _, note := range c.driftNotes(ctx, cur) {
 		note = env.Redact(note)
 		c.events.add(api.Event{Type: "release", Release: v, Reason: note})
@@ -141,6 +160,11 @@ func (c *Controller) rebuildActive(ctx context.Context, cur api.Release, env con
 	v, path := cur.Version, c.o.Artifacts.Path(cur.Digest)
 	missing := fmt.Sprintf("the active release v%d cannot run: its artifact %s is missing (%s)", v, cur.Digest, path)
 	way := `run "shoal rollback" to a kept release, or "shoal deploy" to release the folder as it is`
+	if c.cfg.Sent() {
+		// The configuration was sent by shoal deploy: the source is on the
+		// deployer's machine, not here.
+		return fmt.Errorf("%s; run \"shoal deploy\" from the app's folder to upload it again, or \"shoal rollback\" to a kept release", missing)
+	}
 	spec, err := buildSpec(c.cfg, nil)
 	if err != nil {
 		return fmt.Errorf("%s and the source cannot be compared with it: %v; %s", missing, err, way)
@@ -195,7 +219,7 @@ func (c *Controller) driftNotes(ctx context.Context, cur api.Release) []string {
 	case source:
 		notes = append(notes, fmt.Sprintf(`the source differs from the active release v%d; run "shoal deploy" to release it`, cur.Version))
 	case runConfig:
-		notes = append(notes, fmt.Sprintf(`shoal.yaml's run configuration (command or env) differs from the active release v%d; "shoal deploy" makes a config-only release of it`, cur.Version))
+		notes = append(notes, fmt.Sprintf(`shoal.yaml's run configuration (command, env, cpu or memory) differs from the active release v%d; "shoal deploy" makes a config-only release of it`, cur.Version))
 	}
 	return notes
 }
@@ -248,7 +272,10 @@ func (c *Controller) prune(app string) {
 		c.log.Warn("prune releases", "error", err)
 		return
 	}
-	keep := c.recentUploads() // deploy_artifacts.go: their deploys may follow
+	keep := c.up.Recent() // deploy_artifacts.go: their deploys may follow
+	if c.o.KeepArtifacts != nil {
+		keep = append(keep, c.o.KeepArtifacts()...) // other apps' (shoal server)
+	}
 	for _, r := range kept {
 		keep = append(keep, r.Digest)
 	}

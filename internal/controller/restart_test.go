@@ -142,7 +142,7 @@ func TestRestartReportsRunConfigChange(t *testing.T) {
 
 	h2 := start(t, dir, reload(t, cfg))
 	st := h2.waitFor("v1 serving after the restart", onRelease(1, 1))
-	want := `shoal.yaml's run configuration (command or env) differs from the active release v1; "shoal deploy" makes a config-only release of it`
+	want := `shoal.yaml's run configuration (command, env, cpu or memory) differs from the active release v1; "shoal deploy" makes a config-only release of it`
 	if notes := h2.c.StartNotes(); len(notes) != 1 || notes[0] != want {
 		t.Errorf("start notes %q, want [%q]", notes, want)
 	}

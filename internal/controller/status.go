@@ -28,7 +28,8 @@ func (c *Controller) Status() api.Status {
 		is := api.InstanceStatus{
 			ID: in.id, Release: in.release, State: in.state, Reason: in.reason, Since: in.since,
 			Healthy: in.healthy, Health: in.health, Addr: in.addr, PID: in.pid, Started: in.started,
-			RequestsPerSecond: c.rates[in.id].perSec, Replaces: in.replaces,
+			Host: in.host, Zone: in.zone,
+			RequestsPerSecond: c.rates[in.id].perSec, Replaces: in.replaces, Moving: c.movingLocked(in.id),
 		}
 		if !in.started.IsZero() {
 			is.UptimeSeconds = now.Sub(in.started).Seconds()

@@ -14,7 +14,9 @@ import (
 
 	"go.uber.org/goleak"
 
+	"github.com/shoal-dev/shoal/internal/agent/agenttest"
 	"github.com/shoal-dev/shoal/internal/config"
+	"github.com/shoal-dev/shoal/internal/runtime"
 	"github.com/shoal-dev/shoal/internal/store"
 	"github.com/shoal-dev/shoal/internal/testenv"
 )
@@ -23,6 +25,14 @@ import (
 // test binary serves HTTP on $PORT instead of running tests. Otherwise it
 // runs the tests and fails the run if goroutines outlive them.
 func TestMain(m *testing.M) {
+	// The agent's detached runtime runs each instance under a shim, this
+	// binary started again.
+	if code, ok := runtime.ShimMain(); ok {
+		os.Exit(code)
+	}
+	// The fleet's instances (server_test.go): an HTTP server on
+	// $HOST:$PORT answering with the artifact's version.txt.
+	agenttest.MaybeServe()
 	if os.Getenv("DAEMON_TEST_APP") == "serve" {
 		serveTestApp()
 		return

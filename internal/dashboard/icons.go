@@ -29,6 +29,7 @@ var icons = map[string]string{
 	"health":   `<path d="M1 8.5h3.2l1.6-4 2.6 8 2-5.5 1.1 1.5H15" fill="none" stroke="currentColor" stroke-width="1.7" stroke-linecap="round" stroke-linejoin="round"/>`,
 	"live":     `<circle cx="8" cy="8" r="4"/><circle cx="8" cy="8" r="6.8" fill="none" stroke="currentColor" stroke-width="1.2"/>`,
 	"rollback": `<path d="M6 2.5 1.8 6.5 6 10.5V8h3.5a2.8 2.8 0 0 1 0 5.6H7v1.9h2.5a4.7 4.7 0 0 0 0-9.4H6z"/>`,
+	"host":     `<rect x="1.5" y="2" width="13" height="5" rx="1.2"/><rect x="1.5" y="9" width="13" height="5" rx="1.2"/><circle cx="4.4" cy="4.5" r=".9" fill="#fff"/><circle cx="4.4" cy="11.5" r=".9" fill="#fff"/>`,
 }
 
 // icon returns the named icon as inline SVG, hidden from screen readers
@@ -41,8 +42,8 @@ func icon(name string) template.HTML {
 	return template.HTML(`<svg class="icon" viewBox="0 0 16 16" width="16" height="16" fill="currentColor" aria-hidden="true" focusable="false">` + body + `</svg>`)
 }
 
-// stateLook maps a state (instance, target, release or deploy) to its icon
-// and its tone class.
+// stateLook maps a state (instance, target, release, deploy or host) to
+// its icon and its tone class.
 var stateLook = map[string][2]string{
 	StateInService: {"ok", "good"},
 	"healthy":      {"ok", "good"},
@@ -59,6 +60,10 @@ var stateLook = map[string][2]string{
 	"ejected":      {"eject", "warn"},
 	StateFailed:    {"fail", "bad"},
 	"rolled_back":  {"rollback", "warn"},
+	// A fleet's hosts (api.HostState); draining is the instances' look.
+	"ready":       {"ok", "good"},
+	"joining":     {"pending", "busy"},
+	"unreachable": {"fail", "bad"},
 }
 
 // stateTag renders a state as icon + words in a tag; the data-state

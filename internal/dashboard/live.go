@@ -225,6 +225,15 @@ func (h *Handler) liveFragments(ctx context.Context, view string, query map[stri
 				return nil, err
 			}
 		}
+		f, err := h.fleetView(ctx)
+		if err != nil {
+			return nil, err
+		}
+		if f != nil {
+			if err := add("fleet", "fleet", f); err != nil {
+				return nil, err
+			}
+		}
 	case "releases":
 		views, err := h.releaseViews(r)
 		if err != nil {

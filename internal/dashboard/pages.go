@@ -2,6 +2,7 @@ package dashboard
 
 import (
 	"cmp"
+	"context"
 	"errors"
 	"fmt"
 	"html/template"
@@ -91,13 +92,36 @@ func (h *Handler) overview(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	fleet, err := h.fleetView(r.Context())
+	if err != nil {
+		return err
+	}
 	h.renderLive(w, r, http.StatusOK, "overview", "Overview",
 		liveQuery("view", "overview", "after", strconv.FormatUint(last, 10)),
 		struct {
 			Groups []groupView
 			Events []Event
-		}{groups, events})
+			Fleet  *Fleet
+		}{groups, events, fleet})
 	return nil
+}
+
+// fleetEvents is how many host events the hosts card shows.
+const fleetEvents = 10
+
+// fleetView returns the source's fleet for the hosts card (nil: no card),
+// its events cut to the newest fleetEvents.
+func (h *Handler) fleetView(ctx context.Context) (*Fleet, error) {
+	f, err := h.opts.Source.Fleet(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("list hosts: %w", err)
+	}
+	if f != nil && len(f.Events) > fleetEvents {
+		cut := *f
+		cut.Events = f.Events[:fleetEvents]
+		f = &cut
+	}
+	return f, nil
 }
 
 // eventKinds are the kinds the timeline filter offers.

@@ -47,6 +47,11 @@ type Source interface {
 	Series() *timeseries.Store
 	// Slow returns the slowest recent requests, slowest first.
 	Slow() []timeseries.SlowRequest
+	// Fleet returns the hosts that run the groups' instances and their
+	// latest events, for the overview's hosts card; nil (and no error)
+	// when the source runs no fleet, as on one machine: the card is then
+	// absent.
+	Fleet(ctx context.Context) (*Fleet, error)
 }
 
 // Errors a Source wraps so the dashboard can answer with the right status.
@@ -109,12 +114,43 @@ type Instance struct {
 	State   string `json:"state"`  // one of the State constants: the name of an api.State
 	Health  string `json:"health"` // free text: "passing", "failing: 503 from /healthz", ...
 	Addr    string `json:"addr"`
-	Host    string `json:"host"`
+	// Host is the machine the instance runs on ("local" on one machine)
+	// and Zone its zone label; both empty before it is placed.
+	Host string `json:"host"`
+	Zone string `json:"zone,omitempty"`
 	// Uptime is the time since the instance started; zero when not started.
 	Uptime time.Duration `json:"uptime"`
 	RPS    float64       `json:"rps"`
 	CPU    float64       `json:"cpu"` // cores in use (1.0 = one core)
 	RSS    int64         `json:"rss"` // resident memory, bytes
+}
+
+// Fleet is the hosts of a fleet as the overview's hosts card shows them.
+type Fleet struct {
+	// Hosts are sorted by name.
+	Hosts []Host `json:"hosts"`
+	// Events are the latest host events (joined, lost, back, draining),
+	// newest first, at most ten, each of KindHost.
+	Events []Event `json:"events"`
+}
+
+// Host is one host of a fleet.
+type Host struct {
+	Name string `json:"name"`
+	Zone string `json:"zone,omitempty"`
+	// State is "joining", "ready", "draining" or "unreachable" (the
+	// names of api.HostState), and Reason why when it is not ready.
+	State  string `json:"state"`
+	Reason string `json:"reason,omitempty"`
+	// CPU (cores) and Memory (bytes) are the host's capacity, zero when
+	// unbounded; UsedCPU and UsedMemory what its instances declared.
+	CPU        float64 `json:"cpu"`
+	UsedCPU    float64 `json:"used_cpu"`
+	Memory     int64   `json:"memory"`
+	UsedMemory int64   `json:"used_memory"`
+	Instances  int     `json:"instances"`
+	// LastHeartbeat is when the host last answered; zero if never.
+	LastHeartbeat time.Time `json:"last_heartbeat"`
 }
 
 // Target is one balancer target with its state ("healthy", "unhealthy",
@@ -148,6 +184,8 @@ const (
 	KindReplace = "replace"
 	KindHealth  = "health"
 	KindState   = "state"
+	// KindHost is an event of a fleet's host (Fleet.Events).
+	KindHost = "host"
 )
 
 // Event is one thing that happened, with its reason. Seq increases by one

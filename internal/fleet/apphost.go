@@ -20,17 +20,19 @@ import (
 
 // Host returns the fleet as the controller of app sees it: a
 // controller.Host that places the app's instances on the fleet's ready
-// hosts and delivers the app's exits only. Every call with the same app
-// returns a Host over the same exits channel; one controller per app reads
-// it.
+// hosts and delivers the app's exits only. It is also a
+// controller.Evacuator: the instances of the app on a draining host are
+// asked to move (drain.go). Every call with the same app returns a Host
+// over the same channels; one controller per app reads them.
 func (f *Fleet) Host(app string) controller.Host {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	v := f.views[app]
 	if v == nil {
-		v = &view{app: app, ch: make(chan controller.Exit, 64), signal: make(chan struct{}, 1)}
+		v = &view{app: app, exits: newOutbox[controller.Exit](64), evacuations: newOutbox[controller.Evacuation](8)}
 		f.views[app] = v
 		f.goLocked(v.forward)
+		f.appEvacuationsLocked(v) // drain.go
 	}
 	return &appHost{f: f, v: v}
 }
@@ -50,7 +52,13 @@ func (a *appHost) Name() string { return "fleet" }
 
 // Exits implements controller.Host: the ends of the app's instances, each
 // once, in the order the fleet learnt them. The channel is never closed.
-func (a *appHost) Exits() <-chan controller.Exit { return a.v.ch }
+func (a *appHost) Exits() <-chan controller.Exit { return a.v.exits.ch }
+
+// Evacuations implements controller.Evacuator: for each draining host, the
+// app's instances there, when it starts draining and whenever the fleet
+// learns them anew (a restart of the server); an empty one when the host
+// is undrained. The channel is never closed.
+func (a *appHost) Evacuations() <-chan controller.Evacuation { return a.v.evacuations.ch }
 
 // NoCapacityError is Start's error when no host can take the instance: it
 // wraps controller.ErrNoCapacity and the placement's reasons, and reads
@@ -108,8 +116,9 @@ func (a *appHost) Start(ctx context.Context, spec controller.LaunchSpec) (contro
 			if p.ended {
 				delete(h.instances, spec.ID)
 			}
+			zone := h.rec.Zone
 			f.mu.Unlock()
-			return controller.Running{Addr: info.Addr, PID: info.PID, Started: info.Started}, nil
+			return controller.Running{Addr: info.Addr, PID: info.PID, Started: info.Started, Host: name, Zone: zone}, nil
 		}
 		if ours {
 			delete(h.instances, spec.ID)
@@ -279,53 +288,75 @@ func (a *appHost) Stats(id string) (controller.Stats, error) {
 	return controller.Stats{CPUSeconds: s.CPUSeconds, RSSBytes: s.RSSBytes}, nil
 }
 
-// view holds one app's exits until its controller reads them: an unbounded
-// queue (a burst of a lost host's instances never blocks the fleet) in
-// front of the channel Exits returns.
+// view holds what the fleet tells one app's controller: its exits and its
+// evacuations, each through an outbox.
 type view struct {
-	app    string
-	ch     chan controller.Exit
+	app         string
+	exits       *outbox[controller.Exit]
+	evacuations *outbox[controller.Evacuation]
+}
+
+func (v *view) push(e controller.Exit) { v.exits.push(e) }
+
+// forward runs both outboxes until ctx ends.
+func (v *view) forward(ctx context.Context) {
+	var wg sync.WaitGroup
+	wg.Go(func() { v.evacuations.forward(ctx) })
+	v.exits.forward(ctx)
+	wg.Wait()
+}
+
+// outbox holds messages for a controller until it reads them: an unbounded
+// queue (a burst of a lost host's exits never blocks the fleet) in front
+// of the channel it reads.
+type outbox[T any] struct {
+	ch     chan T
 	signal chan struct{}
 
 	mu    sync.Mutex
-	queue []controller.Exit
+	queue []T
 }
 
-func (v *view) push(e controller.Exit) {
-	v.mu.Lock()
-	v.queue = append(v.queue, e)
-	v.mu.Unlock()
+func newOutbox[T any](buffer int) *outbox[T] {
+	return &outbox[T]{ch: make(chan T, buffer), signal: make(chan struct{}, 1)}
+}
+
+func (o *outbox[T]) push(m T) {
+	o.mu.Lock()
+	o.queue = append(o.queue, m)
+	o.mu.Unlock()
 	select {
-	case v.signal <- struct{}{}:
+	case o.signal <- struct{}{}:
 	default:
 	}
 }
 
-// forward moves the queue into the channel until ctx ends; exits left in
-// the queue are delivered by the next Run.
-func (v *view) forward(ctx context.Context) {
+// forward moves the queue into the channel until ctx ends; messages left
+// in the queue are delivered by the next Run.
+func (o *outbox[T]) forward(ctx context.Context) {
 	for {
-		v.mu.Lock()
-		var e controller.Exit
-		ok := len(v.queue) > 0
+		o.mu.Lock()
+		var m T
+		ok := len(o.queue) > 0
 		if ok {
-			e = v.queue[0]
+			m = o.queue[0]
 		}
-		v.mu.Unlock()
+		o.mu.Unlock()
 		if !ok {
 			select {
-			case <-v.signal:
+			case <-o.signal:
 				continue
 			case <-ctx.Done():
 				return
 			}
 		}
 		select {
-		case v.ch <- e:
-			v.mu.Lock()
-			v.queue[0] = controller.Exit{}
-			v.queue = v.queue[1:]
-			v.mu.Unlock()
+		case o.ch <- m:
+			var zero T
+			o.mu.Lock()
+			o.queue[0] = zero
+			o.queue = o.queue[1:]
+			o.mu.Unlock()
 		case <-ctx.Done():
 			return
 		}

@@ -1,20 +1,12 @@
 package fleet_test
 
 import (
-	"context"
 	"fmt"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/shoal-dev/shoal/internal/agent/agenttest"
 	"github.com/shoal-dev/shoal/internal/api"
-	"github.com/shoal-dev/shoal/internal/config"
-	"github.com/shoal-dev/shoal/internal/controller"
-	"github.com/shoal-dev/shoal/internal/pool"
-	"github.com/shoal-dev/shoal/internal/release"
 	"github.com/shoal-dev/shoal/internal/testenv"
 )
 
@@ -23,97 +15,40 @@ import (
 // with the host's reason and is replaced on the other host; the host's
 // stale instance is stopped when it comes back; and with every host
 // draining a new instance waits as pending for lack of capacity, with the
-// reason, until a host takes it.
+// reason, until a host takes it (and the instances of the host still
+// draining move there too).
 func TestControllerOverTheFleet(t *testing.T) {
 	s := newServer(t)
 	h1 := s.join(t, "h1", "a", 0, 0)
 	h2 := s.join(t, "h2", "b", 0, 0)
 	waitState(t, s.fleet, api.HostReady, "h1", "h2")
 
-	dir := t.TempDir()
-	exe, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
-	os.WriteFile(filepath.Join(dir, "version.txt"), []byte("v1\n"), 0o644)
-	yml := fmt.Sprintf(`app: web
-run:
-  command: %s
-  env:
-    %s: "1"
-  stop_timeout: 2s
-health:
-  path: /
-  interval: 200ms
-  timeout: 200ms
-  unhealthy_threshold: 3
-  grace: 10s
-group:
-  min: 0
-  max: 4
-  desired: 2
-  max_replacing: 2
-balancer:
-  listen: 127.0.0.1:0
-  drain_timeout: 1s
-admin:
-  listen: 127.0.0.1:0
-`, exe, agenttest.ServeEnv)
-	if err := os.WriteFile(filepath.Join(dir, "shoal.yaml"), []byte(yml), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	cfg, err := config.Load(filepath.Join(dir, "shoal.yaml"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	arts, err := release.Open(filepath.Join(cfg.DataDir, "artifacts"), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s.mu.Lock()
-	s.artifacts = arts
-	s.mu.Unlock()
-	c, err := controller.New(controller.Options{Config: cfg, Store: s.store, Artifacts: arts,
-		Host: s.fleet.Host("web"), Pool: pool.New(pool.Options{Name: "web", DrainTimeout: time.Second})})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- c.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("controller run: %v", err)
-		}
-	})
-	waitStatus := func(what string, fn func(api.Status) error) {
-		t.Helper()
-		testenv.Eventually(t, 60*time.Second, func() error {
-			if err := fn(c.Status()); err != nil {
-				return fmt.Errorf("%s: %w", what, err)
-			}
-			return nil
-		})
-	}
-	inService := func(n int) func(api.Status) error {
-		return func(st api.Status) error {
-			if st.InService != n || len(st.Instances) != n {
-				return fmt.Errorf("%d in service of %d instances, want %d", st.InService, len(st.Instances), n)
-			}
-			return nil
-		}
-	}
-	waitStatus("two in service", inService(2))
+	c := s.startApp(t, 2, 2)
+	ctx := testenv.Context(t, 2*time.Minute)
+	waitStatus(t, c, "two in service", inService(2))
 	if a, b := len(h1.running()), len(h2.running()); a != 1 || b != 1 {
 		t.Fatalf("h1 runs %d instances and h2 %d, want one in each zone", a, b)
 	}
 	onH2 := h2.running()[0]
+	// Each instance's host and zone are the fleet host's that runs it,
+	// and each host counts the instance's declared run.cpu and run.memory.
+	zones := map[string]string{"h1": "a", "h2": "b"}
+	ran := map[string]string{h1.running()[0]: "h1", onH2: "h2"}
+	for _, is := range c.Status().Instances {
+		if is.Host != ran[is.ID] || is.Zone != zones[is.Host] {
+			t.Errorf("instance %s: host %q zone %q, want %q in zone %q", is.ID, is.Host, is.Zone, ran[is.ID], zones[ran[is.ID]])
+		}
+	}
+	for _, hs := range s.fleet.Status() {
+		if hs.UsedCPU != 0.5 || hs.UsedMemoryBytes != 64<<20 {
+			t.Errorf("host %s: used cpu %v memory %d, want the instance's 0.5 and 64MiB", hs.Name, hs.UsedCPU, hs.UsedMemoryBytes)
+		}
+	}
 
 	// h2 is lost: its instance fails with the host's reason and is
 	// replaced on h1.
 	h2.unplug()
-	waitStatus("the lost instance replaced on h1", func(st api.Status) error {
+	waitStatus(t, c, "the lost instance replaced on h1", func(st api.Status) error {
 		if err := inService(2)(st); err != nil {
 			return err
 		}
@@ -159,10 +94,10 @@ admin:
 	if err := c.Scale(ctx, 3); err != nil {
 		t.Fatal(err)
 	}
-	waitStatus("a pending instance for lack of capacity", func(st api.Status) error {
+	waitStatus(t, c, "a pending instance for lack of capacity", func(st api.Status) error {
 		for _, in := range st.Instances {
 			if in.State == api.Pending {
-				if !strings.HasPrefix(in.Reason, "no capacity: an instance of web: h1: draining; h2: draining") {
+				if !strings.HasPrefix(in.Reason, "no capacity: an instance of web (0.5 CPU, 64 MiB): h1: draining; h2: draining") {
 					return fmt.Errorf("pending with reason %q", in.Reason)
 				}
 				return nil
@@ -173,8 +108,14 @@ admin:
 	if err := s.fleet.Undrain("h2"); err != nil {
 		t.Fatal(err)
 	}
-	waitStatus("three in service", inService(3))
-	if n := len(h2.running()); n != 1 {
-		t.Fatalf("h2 runs %d instances after the undrain, want 1", n)
-	}
+	// h1 still drains: its two instances move to h2 too.
+	waitStatus(t, c, "three in service on h2", func(st api.Status) error {
+		if err := inService(3)(st); err != nil {
+			return err
+		}
+		if a, b := len(h1.running()), len(h2.running()); a != 0 || b != 3 {
+			return fmt.Errorf("h1 runs %d instances and h2 %d", a, b)
+		}
+		return nil
+	})
 }

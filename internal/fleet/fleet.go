@@ -29,8 +29,13 @@
 //
 // Concurrency. A Fleet is safe for concurrent use. One lock guards the
 // registry; no I/O runs under it. Run owns every goroutine: two per host
-// (heartbeat; list, sweep and exits follower) and one per app view
-// (delivery of its exits), and returns after they end.
+// (heartbeat; list, sweep and exits follower) and two per app view
+// (delivery of its exits and of its evacuations), and returns after they
+// end.
+//
+// Draining. A draining host takes no new instance, and each app's
+// controller is told which of its instances run there
+// (controller.Evacuation, drain.go) and moves them, launch first.
 package fleet
 
 import (

@@ -334,6 +334,9 @@ func (f *Fleet) sweep(ctx context.Context, h *host, c *agentclient.Client, list 
 	h.synced = true
 	back := h.wasLost
 	h.wasLost = false
+	if h.rec.Draining {
+		f.hostEvacuationsLocked(h) // drain.go: what is left there moves on
+	}
 	f.notifyLocked()
 	f.mu.Unlock()
 	if back {

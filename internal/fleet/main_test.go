@@ -16,6 +16,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -24,9 +25,11 @@ import (
 	"github.com/shoal-dev/shoal/internal/agent"
 	"github.com/shoal-dev/shoal/internal/agent/agenttest"
 	"github.com/shoal-dev/shoal/internal/api"
+	"github.com/shoal-dev/shoal/internal/config"
 	"github.com/shoal-dev/shoal/internal/controller"
 	"github.com/shoal-dev/shoal/internal/fleet"
 	"github.com/shoal-dev/shoal/internal/pki"
+	"github.com/shoal-dev/shoal/internal/pool"
 	"github.com/shoal-dev/shoal/internal/release"
 	"github.com/shoal-dev/shoal/internal/runtime"
 	"github.com/shoal-dev/shoal/internal/store"
@@ -213,16 +216,19 @@ func serveTLS(t *testing.T, h http.Handler, cfg *tls.Config) string {
 // host is a real agent joined to the server's fleet: a runtime, an
 // artifact store, the agent's handler on its own mutual-TLS listener.
 type host struct {
-	t        *testing.T
-	name     string
-	zone     string
-	node     *pki.Node
-	rt       *runtime.Local
-	ag       *agent.Agent
-	client   *http.Client // the node's, toward the server
-	addr     string
-	srv      *http.Server
-	served   chan struct{}
+	t      *testing.T
+	name   string
+	zone   string
+	node   *pki.Node
+	rt     *runtime.Local
+	ag     *agent.Agent
+	client *http.Client // the node's, toward the server
+	addr   string
+	srv    *http.Server
+	served chan struct{}
+	// starts counts the start calls (POST /v1/instances) that reached
+	// the agent.
+	starts   atomic.Int64
 	cancel   context.CancelFunc
 	runDone  chan struct{}
 	closeRun sync.Once
@@ -307,7 +313,13 @@ func (h *host) listen(addr string) {
 		h.t.Fatalf("listen %s: %v", addr, err)
 	}
 	h.addr = ln.Addr().String()
-	h.srv = &http.Server{Handler: h.ag, ErrorLog: log.New(io.Discard, "", 0)}
+	handler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodPost && r.URL.Path == "/v1/instances" {
+			h.starts.Add(1)
+		}
+		h.ag.ServeHTTP(w, r)
+	})
+	h.srv = &http.Server{Handler: handler, ErrorLog: log.New(io.Discard, "", 0)}
 	h.served = make(chan struct{})
 	srv, served := h.srv, h.served
 	go func() {
@@ -410,4 +422,111 @@ func get(ctx context.Context, c *http.Client, url string) (string, error) {
 	defer resp.Body.Close()
 	b, err := io.ReadAll(resp.Body)
 	return string(b), err
+}
+
+// app is one app of a test fleet: its shoal.yaml in a temp folder and its
+// artifact store, which the server serves to the agents.
+type app struct {
+	cfg  *config.App
+	arts *release.Store
+}
+
+// newApp writes the app "web" (the test program declaring 0.5 CPU and 64
+// MiB, desired instances, the health check's grace, group.max_replacing;
+// group.max 6) and opens its artifact store.
+func (s *server) newApp(t *testing.T, desired int, grace string, maxReplacing int) *app {
+	t.Helper()
+	dir := t.TempDir()
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "version.txt"), []byte("v1\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	yml := fmt.Sprintf(`app: web
+run:
+  command: %s
+  env:
+    %s: "1"
+  stop_timeout: 2s
+  cpu: 0.5
+  memory: 64MiB
+health:
+  path: /
+  interval: 200ms
+  timeout: 200ms
+  unhealthy_threshold: 3
+  grace: %s
+group:
+  min: 0
+  max: 6
+  desired: %d
+  max_replacing: %d
+balancer:
+  listen: 127.0.0.1:0
+  drain_timeout: 1s
+admin:
+  listen: 127.0.0.1:0
+`, exe, agenttest.ServeEnv, grace, desired, maxReplacing)
+	if err := os.WriteFile(filepath.Join(dir, "shoal.yaml"), []byte(yml), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := config.Load(filepath.Join(dir, "shoal.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	arts, err := release.Open(filepath.Join(cfg.DataDir, "artifacts"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.mu.Lock()
+	s.artifacts = arts
+	s.mu.Unlock()
+	return &app{cfg: cfg, arts: arts}
+}
+
+// runController runs a's controller over f's Host with a fresh pool, as a
+// server does at its start, until stop (or the test's end); stop returns
+// Run's error.
+func (s *server) runController(t *testing.T, a *app, f *fleet.Fleet, leaveRunning bool) (c *controller.Controller, stop func() error) {
+	t.Helper()
+	c, err := controller.New(controller.Options{Config: a.cfg, Store: s.store, Artifacts: a.arts,
+		Host: f.Host("web"), Pool: pool.New(pool.Options{Name: "web", DrainTimeout: time.Second}),
+		LeaveRunning: leaveRunning})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- c.Run(ctx) }()
+	var once sync.Once
+	var runErr error
+	stop = func() error {
+		once.Do(func() {
+			cancel()
+			runErr = <-done
+		})
+		return runErr
+	}
+	t.Cleanup(func() {
+		if err := stop(); err != nil {
+			t.Errorf("controller run: %v", err)
+		}
+	})
+	return c, stop
+}
+
+// waitInService waits until c has exactly n instances, all in service.
+func waitInService(t *testing.T, c *controller.Controller, n int) api.Status {
+	t.Helper()
+	var st api.Status
+	testenv.Eventually(t, 60*time.Second, func() error {
+		st = c.Status()
+		if st.InService != n || len(st.Instances) != n {
+			return fmt.Errorf("%d in service of %d instances, want %d", st.InService, len(st.Instances), n)
+		}
+		return nil
+	})
+	return st
 }

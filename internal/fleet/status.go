@@ -77,12 +77,14 @@ var ErrUnknownHost = errors.New("unknown host")
 
 // Drain keeps new instances off the host name (placement skips it) and
 // records it, so that it stays draining across restarts of the server,
-// until Undrain. Its instances keep running: moving them away is the
-// controllers' replacement, launch first, which the server asks for
-// (InstancesOn tells which instances run there).
+// until Undrain. It asks each app's controller to move its instances
+// there away (controller.Evacuation through the app's Host; drain.go),
+// which the controllers do launch first; it returns once the drain is
+// recorded, not once the host is empty (Status counts its instances).
 func (f *Fleet) Drain(name string) error { return f.setDraining(name, true) }
 
-// Undrain lets placement choose the host name again.
+// Undrain lets placement choose the host name again. Instances moved away
+// stay where they went; moves not yet done are withdrawn.
 func (f *Fleet) Undrain(name string) error { return f.setDraining(name, false) }
 
 func (f *Fleet) setDraining(name string, on bool) error {
@@ -107,6 +109,11 @@ func (f *Fleet) setDraining(name string, on bool) error {
 		f.mu.Unlock()
 		return fmt.Errorf("drain host %s: %w", name, err)
 	}
+	f.mu.Lock()
+	if h.rec.Draining == on { // else a later call changed it, and tells
+		f.hostEvacuationsLocked(h) // drain.go
+	}
+	f.mu.Unlock()
 	if on {
 		f.event(api.Event{Reason: fmt.Sprintf("host %s draining: no new instance is placed on it", name)}, slog.LevelInfo)
 	} else {
@@ -169,6 +176,7 @@ func (f *Fleet) Settle(ctx context.Context) error {
 type AdoptedInstance struct {
 	ID      string
 	Host    string
+	Zone    string
 	App     string
 	Release int
 	Digest  string
@@ -245,7 +253,7 @@ func (f *Fleet) Adopt(ctx context.Context, app string) ([]AdoptedInstance, error
 			if p.starting || p.ended {
 				continue
 			}
-			out = append(out, AdoptedInstance{ID: in.ID, Host: name, App: in.App, Release: in.Release, Digest: in.Digest,
+			out = append(out, AdoptedInstance{ID: in.ID, Host: name, Zone: t.h.rec.Zone, App: in.App, Release: in.Release, Digest: in.Digest,
 				Addr: in.Addr, PID: in.PID, Started: in.Started, CPU: p.cpu, Memory: p.mem})
 		}
 		f.mu.Unlock()

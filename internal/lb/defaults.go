@@ -143,7 +143,7 @@ func validate(c Config) error {
 			bad("%s.name: duplicate route %q", p, r.Name)
 		}
 		rnames[r.Name] = true
-		if err := checkHostPattern(r.Host); err != nil {
+		if err := CheckHostPattern(r.Host); err != nil {
 			bad("%s.host: %v", p, err)
 		}
 		if !strings.HasPrefix(r.PathPrefix, "/") {
@@ -230,8 +230,9 @@ func validatePool(pc PoolConfig) []error {
 	return errs
 }
 
-// checkHostPattern accepts "", an exact host name or "*.suffix".
-func checkHostPattern(h string) error {
+// CheckHostPattern accepts what Route.Host takes: "", an exact host name
+// or "*.suffix".
+func CheckHostPattern(h string) error {
 	if h == "" {
 		return nil
 	}

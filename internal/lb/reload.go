@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"slices"
 
 	"github.com/shoal-dev/shoal/internal/pool"
 )
@@ -246,4 +247,27 @@ func (b *Balancer) diffTargets(p *pool.Pool, after []pool.TargetSpec) {
 			p.Remove(t.Addr())
 		}
 	}
+}
+
+// SetRoutes replaces the route table and nothing else: listeners, pools
+// and their targets stay as they are. It is for a balancer whose pools'
+// targets are managed at run time (AddPool, then a controller adds and
+// removes the targets), which a Reload would reset to the configuration's
+// static targets: `shoal server` sets the routes of every app after each
+// app's change. routes must name pools the balancer has (AddPool); an
+// invalid table is rejected with every reason and the old one keeps
+// serving. Requests in flight finish on the table they started with.
+func (b *Balancer) SetRoutes(routes []Route) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	cfg := b.cfg
+	cfg.Routes = slices.Clone(routes)
+	cfg = withDefaults(cfg)
+	if err := validate(cfg); err != nil {
+		return fmt.Errorf("set routes: %w", err)
+	}
+	b.cfg.Routes = cfg.Routes
+	b.tbl.Store(b.buildTable(b.cfg, b.tbl.Load().budget))
+	b.log.Info("routes set", "routes", len(cfg.Routes))
+	return nil
 }

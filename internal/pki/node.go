@@ -6,9 +6,11 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/hex"
 	"encoding/json"
 	"encoding/pem"
 	"errors"
@@ -89,13 +91,7 @@ func Join(ctx context.Context, serverURL, token, name, dir string, opts ...Optio
 	if err != nil {
 		return nil, fmt.Errorf("join: %w", err)
 	}
-	client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{
-		MinVersion: tls.VersionTLS13,
-		// The chain is checked against the pinned CA in VerifyConnection:
-		// before the join there is no CA to hand to RootCAs.
-		InsecureSkipVerify: true,
-		VerifyConnection:   func(cs tls.ConnectionState) error { return verifyPinned(cs, tok.Pin, o.now()) },
-	}}}
+	client := &http.Client{Transport: &http.Transport{TLSClientConfig: pinnedTLS(tok.Pin, o.now)}}
 	defer client.CloseIdleConnections()
 	var nc api.NodeCertificate
 	if err := post(ctx, client, serverURL, "/v1/join", api.JoinRequest{Token: token, Name: name, CSR: string(csr)}, &nc); err != nil {
@@ -299,6 +295,29 @@ func (n *Node) checkIssued(certPEMData []byte, want Identity) (*tls.Certificate,
 		return nil, fmt.Errorf("issued certificate: names %q role %q, want %q", leaf.Subject.CommonName, id.Role, want.Name)
 	}
 	return &tls.Certificate{Certificate: [][]byte{leaf.Raw}, PrivateKey: n.key, Leaf: leaf}, nil
+}
+
+// PinnedTLSConfig returns a client TLS configuration that accepts only a
+// fleet server's certificate from the CA whose pin is pin ("sha256:<64
+// lower-case hex>", as CA.Pin prints it and join tokens carry it), for the
+// host dialled: what a join checks, and what the admin client checks of
+// an https admin API (--ca-pin). A malformed pin is an error.
+func PinnedTLSConfig(pin string) (*tls.Config, error) {
+	hexPin, ok := strings.CutPrefix(pin, "sha256:")
+	if raw, err := hex.DecodeString(hexPin); !ok || err != nil || len(raw) != sha256.Size || strings.ToLower(hexPin) != hexPin {
+		return nil, fmt.Errorf("CA pin %q: want sha256: and 64 lower-case hex characters (shoal server prints it)", pin)
+	}
+	return pinnedTLS(pin, time.Now), nil
+}
+
+func pinnedTLS(pin string, now func() time.Time) *tls.Config {
+	return &tls.Config{
+		MinVersion: tls.VersionTLS13,
+		// The chain is checked against the pinned CA in VerifyConnection:
+		// the client has no CA to hand to RootCAs, only its pin.
+		InsecureSkipVerify: true,
+		VerifyConnection:   func(cs tls.ConnectionState) error { return verifyPinned(cs, pin, now()) },
+	}
 }
 
 // verifyPinned checks, for a join, that the server's chain holds a CA

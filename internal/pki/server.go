@@ -115,6 +115,28 @@ func ServerTLSConfig(ca *CA, names []string) (*tls.Config, error) {
 	}, nil
 }
 
+// ServerClientTLSConfig returns the TLS configuration with which the
+// server calls its nodes (the agents' APIs): TLS 1.3, the CA as the only
+// root, and a client certificate of role server from ca, issued now and
+// issued again at two thirds of its DefaultServerTTL lifetime as
+// handshakes come, so a long-running server never presents an expired
+// one. Callers set ServerName (a clone per node).
+func ServerClientTLSConfig(ca *CA) (*tls.Config, error) {
+	first, err := ca.IssueServer([]string{"shoal-server"}, 0)
+	if err != nil {
+		return nil, err
+	}
+	sc := &serverCert{ca: ca, names: []string{"shoal-server"}, cert: &first}
+	return &tls.Config{
+		MinVersion: tls.VersionTLS13,
+		RootCAs:    ca.pool,
+		Time:       ca.now,
+		GetClientCertificate: func(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
+			return sc.get(nil)
+		},
+	}, nil
+}
+
 // serverCert holds the server listener's certificate and re-issues it.
 type serverCert struct {
 	ca    *CA

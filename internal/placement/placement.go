@@ -12,7 +12,11 @@
 //     that has a ready host, so an empty zone is filled first);
 //  3. within it, the host with the fewest instances of the group;
 //  4. then the host with the most free memory, then the most free CPU;
-//  5. then the host name, so that the choice is deterministic.
+//  5. then the host with the fewest instances of every group, so that
+//     groups that declare no resources do not all pile onto the hosts
+//     that sort first (found at 1,000 hosts: with 20 such groups, the
+//     first hosts of each zone ran three times the average);
+//  6. then the host name, so that the choice is deterministic.
 //
 // This is AWS Auto Scaling's balance across Availability Zones and the
 // Kubernetes scheduler's topology spread with a resource fit, reduced to what
@@ -95,6 +99,7 @@ func Choose(hosts []Host, placed []Instance, req Request) (string, error) {
 		cpu   float64
 		mem   int64
 		ofReq int // instances of req.Group
+		all   int // instances of every group
 	}
 	used := make(map[string]*use, len(hosts))
 	for _, h := range hosts {
@@ -107,6 +112,7 @@ func Choose(hosts []Host, placed []Instance, req Request) (string, error) {
 		}
 		u.cpu += in.CPU
 		u.mem += in.Memory
+		u.all++
 		if in.Group == req.Group {
 			u.ofReq++
 		}
@@ -141,7 +147,7 @@ func Choose(hosts []Host, placed []Instance, req Request) (string, error) {
 		if h.Memory == 0 {
 			freeMem = 0
 		}
-		if best == nil || better(h, best, zoneCount, used[h.Name].ofReq, used[best.Name].ofReq,
+		if best == nil || better(h, best, zoneCount, [2]int{u.ofReq, u.all}, [2]int{used[best.Name].ofReq, used[best.Name].all},
 			[2]float64{freeMem, freeCPU}, bestFree) {
 			best, bestFree = h, [2]float64{freeMem, freeCPU}
 		}
@@ -165,13 +171,13 @@ func fits(h *Host, freeCPU float64, freeMem int64, req Request) string {
 }
 
 // better reports whether host a is a better choice than host b by the
-// package's rule (steps 2 to 5); na and nb are their instances of the
-// group, fa and fb their free memory and CPU.
-func better(a, b *Host, zoneCount map[string]int, na, nb int, fa, fb [2]float64) bool {
+// package's rule (steps 2 to 6); na and nb are their instances of the
+// group and of every group, fa and fb their free memory and CPU.
+func better(a, b *Host, zoneCount map[string]int, na, nb [2]int, fa, fb [2]float64) bool {
 	if c := cmp.Compare(zoneCount[a.Zone], zoneCount[b.Zone]); c != 0 {
 		return c < 0
 	}
-	if c := cmp.Compare(na, nb); c != 0 {
+	if c := cmp.Compare(na[0], nb[0]); c != 0 {
 		return c < 0
 	}
 	if c := cmp.Compare(fa[0], fb[0]); c != 0 {
@@ -179,6 +185,9 @@ func better(a, b *Host, zoneCount map[string]int, na, nb int, fa, fb [2]float64)
 	}
 	if c := cmp.Compare(fa[1], fb[1]); c != 0 {
 		return c > 0
+	}
+	if c := cmp.Compare(na[1], nb[1]); c != 0 {
+		return c < 0
 	}
 	return a.Name < b.Name
 }

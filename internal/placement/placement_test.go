@@ -189,3 +189,22 @@ func FuzzChoose(f *testing.F) {
 		}
 	})
 }
+
+// TestFewestInstancesBreakTies: groups that declare no resources spread
+// over the hosts together, instead of each filling the hosts that sort
+// first (with 5 groups of 2 per host on 50 hosts, the first hosts ran 15
+// and the last 5).
+func TestFewestInstancesBreakTies(t *testing.T) {
+	hosts := []Host{{Name: "a", Zone: "z"}, {Name: "b", Zone: "z"}, {Name: "c", Zone: "z"}}
+	var placed []Instance
+	for _, g := range []string{"g1", "g2", "g3"} {
+		_, placed = place(t, hosts, placed, Request{Group: g}, 2)
+	}
+	count := map[string]int{}
+	for _, in := range placed {
+		count[in.Host]++
+	}
+	if count["a"] != 2 || count["b"] != 2 || count["c"] != 2 {
+		t.Fatalf("six instances of three groups landed %v; want 2 on each host", count)
+	}
+}

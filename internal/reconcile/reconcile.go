@@ -19,6 +19,11 @@
 // replacement. An unhealthy instance keeps running (the balancer sends it no
 // new requests unless no target is healthy) until its replacement is in
 // service: launch before terminate.
+//
+// An instance that must leave where it runs (Instance.Move: its host
+// drains) is moved the same way while it serves: a replacement is launched
+// first, and the instance is retired once that replacement is in service,
+// so the group never has fewer instances in service during the move.
 package reconcile
 
 import (
@@ -46,6 +51,13 @@ type Instance struct {
 	// scale-in protection); they still stop when the group goes to zero
 	// or fails.
 	Protected bool
+	// Move, when set, says why the instance must leave where it runs
+	// ("off host h1 (draining)"). An instance in service with a Move is
+	// replaced launch first: a replacement (Replaces = its ID) is launched
+	// within MaxLaunching, and the instance is retired once that
+	// replacement is in service. Until then it keeps serving, but counts
+	// as missing, like an unhealthy one. Move is ignored in other states.
+	Move string
 }
 
 // Desired is the target state of a group.
@@ -122,14 +134,20 @@ type Plan struct {
 //     instance waits for a replacement is marked as its replacement.
 //  3. Unhealthy instances are retired once enough instances are in
 //     service to meet d.Count without them.
+//
+// An instance in service with a Move is, for these rules, like an
+// unhealthy one (it is not live, it waits for a replacement after the
+// unhealthy ones), except that it is also retired as soon as its own
+// replacement is in service.
 func Decide(now time.Time, d Desired, obs []Instance, backoff Backoff) Plan {
 	var plan Plan
 	maxLaunching := max(d.MaxLaunching, 1)
 	count := max(d.Count, 0)
 
-	var live, unhealthy []Instance
+	var live, unhealthy, moving []Instance
 	inService, launching := 0, 0
-	replaced := map[string]bool{}
+	replaced := map[string]bool{}     // id -> a replacement starts
+	replacedBy := map[string]string{} // id -> its replacement in service
 	for _, in := range obs {
 		switch in.State {
 		case api.Pending, api.Starting:
@@ -139,6 +157,13 @@ func Decide(now time.Time, d Desired, obs []Instance, backoff Backoff) Plan {
 				replaced[in.Replaces] = true
 			}
 		case api.InService:
+			if in.Replaces != "" {
+				replacedBy[in.Replaces] = in.ID
+			}
+			if in.Move != "" {
+				moving = append(moving, in)
+				continue
+			}
 			inService++
 			live = append(live, in)
 		case api.Unhealthy:
@@ -171,17 +196,22 @@ func Decide(now time.Time, d Desired, obs []Instance, backoff Backoff) Plan {
 				n = 0
 			}
 		}
-		var waiting []string // unhealthy instances without a replacement yet
+		// Unhealthy, then moving, instances without a replacement yet.
+		var waiting []Action
 		for _, u := range unhealthy {
 			if !replaced[u.ID] {
-				waiting = append(waiting, u.ID)
+				waiting = append(waiting, Action{Replaces: u.ID, Reason: fmt.Sprintf("replace unhealthy instance %s", u.ID)})
+			}
+		}
+		for _, m := range moving {
+			if !replaced[m.ID] && replacedBy[m.ID] == "" {
+				waiting = append(waiting, Action{Replaces: m.ID, Reason: fmt.Sprintf("move %s %s", m.ID, m.Move)})
 			}
 		}
 		for i := range n {
 			act := Action{Kind: Launch, Release: d.Release}
 			if i < len(waiting) {
-				act.Replaces = waiting[i]
-				act.Reason = fmt.Sprintf("replace unhealthy instance %s", waiting[i])
+				act.Replaces, act.Reason = waiting[i].Replaces, waiting[i].Reason
 			} else {
 				act.Reason = fmt.Sprintf("%d of %d instances live", len(live)+i, count)
 			}
@@ -189,11 +219,21 @@ func Decide(now time.Time, d Desired, obs []Instance, backoff Backoff) Plan {
 		}
 	}
 
-	// 3. Unhealthy instances whose replacements serve.
+	// 3. Unhealthy and moving instances whose replacements serve.
 	if inService >= count {
 		for _, u := range unhealthy {
 			plan.Actions = append(plan.Actions, Action{Kind: Retire, Instance: u.ID,
 				Reason: fmt.Sprintf("unhealthy; %d healthy instances in service", inService)})
+		}
+	}
+	for _, m := range moving {
+		switch r := replacedBy[m.ID]; {
+		case r != "":
+			plan.Actions = append(plan.Actions, Action{Kind: Retire, Instance: m.ID,
+				Reason: fmt.Sprintf("moved %s: replacement %s in service", m.Move, r)})
+		case inService >= count:
+			plan.Actions = append(plan.Actions, Action{Kind: Retire, Instance: m.ID,
+				Reason: fmt.Sprintf("moved %s: %d other instances in service", m.Move, inService)})
 		}
 	}
 	return plan

@@ -40,10 +40,14 @@ type releaseRecord struct {
 	Command           string      `json:"command"`
 	Env               []envRecord `json:"env,omitempty"`
 	ConfigFingerprint string      `json:"config_fingerprint,omitempty"`
-	CreatedAt         time.Time   `json:"created_at"`
-	Status            string      `json:"status"`
-	Change            string      `json:"change,omitempty"`
-	Note              string      `json:"note,omitempty"`
+	// CPU and Memory are absent in records written before they existed
+	// (and when nothing is declared).
+	CPU       float64   `json:"cpu,omitempty"`
+	Memory    int64     `json:"memory,omitempty"`
+	CreatedAt time.Time `json:"created_at"`
+	Status    string    `json:"status"`
+	Change    string    `json:"change,omitempty"`
+	Note      string    `json:"note,omitempty"`
 	// ServedAt is absent in records written before it existed; they
 	// still decode (see Release.HasServed).
 	ServedAt time.Time `json:"served_at,omitzero"`
@@ -107,9 +111,12 @@ func decodeRelease(b []byte) (api.Release, error) {
 	if !api.ReleaseStatus(r.Status).Valid() {
 		return api.Release{}, fmt.Errorf("decode release: %w: unknown status %q", errCorrupt, r.Status)
 	}
+	if r.CPU < 0 || r.Memory < 0 {
+		return api.Release{}, fmt.Errorf("decode release: %w: negative cpu (%v) or memory (%d)", errCorrupt, r.CPU, r.Memory)
+	}
 	rel := api.Release{
 		Version: r.Version, App: r.App, Digest: r.Digest, SourceDigest: r.SourceDigest,
-		Command: r.Command, ConfigFingerprint: r.ConfigFingerprint, CreatedAt: r.CreatedAt,
+		Command: r.Command, CPU: r.CPU, Memory: r.Memory, ConfigFingerprint: r.ConfigFingerprint, CreatedAt: r.CreatedAt,
 		Status: api.ReleaseStatus(r.Status), Change: r.Change, Note: r.Note, Served: r.ServedAt,
 		Config: r.Config, ConfigFile: r.ConfigFile,
 	}
@@ -125,7 +132,7 @@ func decodeRelease(b []byte) (api.Release, error) {
 func encodeRelease(rel api.Release) ([]byte, error) {
 	r := releaseRecord{
 		Version: rel.Version, App: rel.App, Digest: rel.Digest, SourceDigest: rel.SourceDigest,
-		Command: rel.Command, ConfigFingerprint: rel.ConfigFingerprint, CreatedAt: rel.CreatedAt,
+		Command: rel.Command, CPU: rel.CPU, Memory: rel.Memory, ConfigFingerprint: rel.ConfigFingerprint, CreatedAt: rel.CreatedAt,
 		Status: string(rel.Status), Change: rel.Change, Note: rel.Note, ServedAt: rel.Served,
 		Config: rel.Config, ConfigFile: rel.ConfigFile,
 	}

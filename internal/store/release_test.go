@@ -103,6 +103,9 @@ func TestReleaseRecordWithoutServedLoads(t *testing.T) {
 	}
 	for _, r := range rels {
 		want := r.Version != 2
+		if r.CPU != 0 || r.Memory != 0 {
+			t.Errorf("old v%d: cpu %v, memory %d; want none declared", r.Version, r.CPU, r.Memory)
+		}
 		if r.Config != "" || r.DeployedEnv != nil {
 			t.Errorf("old v%d: Config %q, DeployedEnv %v; want none (made before releases kept them)", r.Version, r.Config, r.DeployedEnv)
 		}
@@ -123,5 +126,29 @@ func TestReleaseRecordWithoutServedLoads(t *testing.T) {
 	})
 	if err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestReleaseKeepsCPUAndMemory: a release's declared CPU and memory
+// (run.cpu, run.memory) are stored with it and survive a reopen.
+func TestReleaseKeepsCPUAndMemory(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "shoal.db")
+	s := open(t, path, Options{})
+	if err := s.PutGroup(api.Group{App: "web", Min: 1, Max: 3, Desired: 1}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.PutRelease(api.Release{App: "web", Digest: "sha256:a", Command: "./web", CPU: 0.25, Memory: 256 << 20}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s = open(t, path, Options{})
+	r, err := s.GetRelease("web", 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.CPU != 0.25 || r.Memory != 256<<20 {
+		t.Errorf("reopened v1: cpu %v, memory %d; want 0.25 and %d", r.CPU, r.Memory, 256<<20)
 	}
 }

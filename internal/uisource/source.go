@@ -54,6 +54,14 @@ type Options struct {
 	// without them the overview shows no held streams.
 	Held     *timeseries.Store
 	HeldOpen func() int
+	// Hosts returns the fleet's hosts, sorted by name (`shoal server`:
+	// fleet.Status), and HostEvents at most limit host events with Seq >
+	// after, oldest first, the newest of them when more match (as
+	// Controller.Events). Both optional, called from request handlers and
+	// must not block on I/O: without Hosts the overview shows no hosts
+	// card (`shoal up`), without HostEvents the card lists no events.
+	Hosts      func() []api.HostStatus
+	HostEvents func(after uint64, limit int) ([]api.Event, error)
 	// Logger receives sampling trouble (Debug). Nil discards.
 	Logger *slog.Logger
 	// Now is the clock; nil means time.Now.
@@ -115,7 +123,7 @@ func (s *Source) Groups(ctx context.Context) ([]dashboard.Group, error) {
 		Instances: []dashboard.Instance{}, Targets: []dashboard.Target{}}
 	byAddr := map[string]string{}
 	for _, is := range st.Instances {
-		g.Instances = append(g.Instances, s.instance(st.Host, is))
+		g.Instances = append(g.Instances, s.instance(is))
 		if is.Addr != "" {
 			byAddr[is.Addr] = is.ID
 		}
@@ -137,9 +145,9 @@ func (s *Source) Groups(ctx context.Context) ([]dashboard.Group, error) {
 }
 
 // instance converts one controller instance, with its latest gauges.
-func (s *Source) instance(host string, is api.InstanceStatus) dashboard.Instance {
+func (s *Source) instance(is api.InstanceStatus) dashboard.Instance {
 	in := dashboard.Instance{ID: is.ID, Release: is.Release, State: is.State.String(), Health: health(is), Addr: is.Addr,
-		Host: host, RPS: is.RequestsPerSecond}
+		Host: is.Host, Zone: is.Zone, RPS: is.RequestsPerSecond}
 	if is.UptimeSeconds > 0 {
 		in.Uptime = (time.Duration(is.UptimeSeconds * float64(time.Second))).Truncate(time.Second)
 	}
@@ -189,7 +197,7 @@ func (s *Source) Instance(ctx context.Context, id string) (dashboard.InstanceDet
 	found := false
 	for _, is := range st.Instances {
 		if is.ID == id {
-			d.Instance, found = s.instance(st.Host, is), true
+			d.Instance, found = s.instance(is), true
 		}
 	}
 	evs, err := s.instanceEvents(id)
@@ -200,7 +208,7 @@ func (s *Source) Instance(ctx context.Context, id string) (dashboard.InstanceDet
 		if len(evs) == 0 {
 			return d, fmt.Errorf("instance %s: %w", id, dashboard.ErrNotFound)
 		}
-		d.Instance = dashboard.Instance{ID: id, Host: st.Host, Health: "not running"}
+		d.Instance = dashboard.Instance{ID: id, Health: "not running"}
 		for _, e := range evs {
 			if e.state != "" {
 				d.State = e.state

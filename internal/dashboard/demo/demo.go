@@ -408,3 +408,7 @@ func (s *Source) LogTail(ctx context.Context, id string, lines int, follow bool,
 		s.mu.Unlock()
 	}
 }
+
+// Fleet implements dashboard.Source: the demo simulates one machine, so
+// it has no fleet and the overview shows no hosts card.
+func (s *Source) Fleet(context.Context) (*dashboard.Fleet, error) { return nil, nil }

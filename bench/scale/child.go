@@ -1,0 +1,43 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"strings"
+)
+
+// runAgents is the agents' process: it starts every host of the manifest
+// at path, prints "agents ready N", then obeys its stdin line by line
+// ("lose NAME": take that host off the network, answered "lost NAME")
+// until it ends, and closes every host.
+func runAgents(path string) error {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	var m manifest
+	if err := json.Unmarshal(b, &m); err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	hosts, err := startHosts(context.Background(), &m, 32)
+	if err != nil {
+		return err
+	}
+	defer closeHosts(hosts)
+	fmt.Printf("agents ready %d\n", len(hosts))
+	in := bufio.NewScanner(os.Stdin)
+	for in.Scan() {
+		name, ok := strings.CutPrefix(in.Text(), "lose ")
+		h := hosts[name]
+		if !ok || h == nil {
+			return fmt.Errorf("unknown command %q", in.Text())
+		}
+		h.close()
+		delete(hosts, name)
+		fmt.Printf("lost %s\n", name)
+	}
+	return in.Err()
+}

@@ -1,0 +1,320 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	goruntime "runtime"
+	"runtime/pprof"
+	"strings"
+	"time"
+
+	"github.com/shoal-dev/shoal/internal/api"
+)
+
+// options are the command line's.
+type options struct {
+	sc         scenario
+	procs      int // agents' processes
+	steady     time.Duration
+	dir        string
+	keep       bool
+	cpuProfile string
+	memProfile string
+}
+
+func parseFlags(args []string) (options, error) {
+	var o options
+	fs := flag.NewFlagSet("scale", flag.ContinueOnError)
+	fs.IntVar(&o.sc.Hosts, "hosts", 1000, "simulated `hosts`")
+	fs.IntVar(&o.sc.Zones, "zones", 4, "`zones` the hosts are spread over")
+	fs.IntVar(&o.sc.Apps, "apps", 20, "`apps`, one controller each")
+	fs.IntVar(&o.sc.PerApp, "per", 500, "desired `instances` per app")
+	fs.IntVar(&o.sc.MaxReplacing, "max-replacing", 100, "group.max_replacing of each app (launches at once)")
+	fs.DurationVar(&o.sc.HealthInterval, "health", 2*time.Second, "health.interval of each app (the default)")
+	fs.DurationVar(&o.sc.HeartbeatEvery, "heartbeat", time.Second, "the fleet's heartbeat period (the default)")
+	fs.DurationVar(&o.sc.LostAfter, "lost-after", 5*time.Second, "the fleet's lost_after (the default)")
+	fs.IntVar(&o.procs, "agent-procs", 4, "`processes` the simulated hosts are spread over (each holds a listener per instance: 10,000 need more descriptors than one process may open here)")
+	fs.DurationVar(&o.steady, "steady", 60*time.Second, "how long steady state is measured")
+	fs.StringVar(&o.dir, "dir", "", "working `folder` (default: a new temp folder, removed at the end)")
+	fs.BoolVar(&o.keep, "keep", false, "keep the working folder")
+	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write the server side's CPU profile of the steady state to `file`")
+	fs.StringVar(&o.memProfile, "memprofile", "", "write the server side's heap profile at steady state to `file`")
+	if err := fs.Parse(args); err != nil {
+		return o, err
+	}
+	if o.sc.Hosts < 1 || o.sc.Hosts > 40000 || o.sc.Zones < 1 || o.sc.Apps < 1 || o.sc.PerApp < 1 || o.sc.MaxReplacing < 1 || o.procs < 1 {
+		return o, errors.New("-hosts (1-40000), -zones, -apps, -per, -max-replacing and -agent-procs must be positive")
+	}
+	o.sc.HostCPU, o.sc.HostMemory = 8, 16<<30
+	o.sc.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
+	return o, nil
+}
+
+// agents is the child process that runs the simulated hosts.
+type agents struct {
+	cmd   *exec.Cmd
+	stdin io.WriteCloser
+	lines chan string
+}
+
+func startAgents(ctx context.Context, manifestPath string) (*agents, error) {
+	exe, err := os.Executable()
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(exe)
+	cmd.Env = append(os.Environ(), agentsEnv+"="+manifestPath)
+	cmd.Stderr = os.Stderr
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		return nil, err
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	a := &agents{cmd: cmd, stdin: stdin, lines: make(chan string, 16)}
+	go func() {
+		defer close(a.lines)
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			a.lines <- sc.Text()
+		}
+	}()
+	return a, nil
+}
+
+// expect waits for a line with prefix from the agents.
+func (a *agents) expect(ctx context.Context, prefix string) (string, error) {
+	select {
+	case l, ok := <-a.lines:
+		if !ok {
+			return "", fmt.Errorf("the agents' process ended (waiting for %q)", prefix)
+		}
+		if !strings.HasPrefix(l, prefix) {
+			return "", fmt.Errorf("the agents' process said %q, want %q", l, prefix)
+		}
+		return l, nil
+	case <-ctx.Done():
+		return "", fmt.Errorf("waiting for %q from the agents: %w", prefix, ctx.Err())
+	}
+}
+
+// stop closes the agents' stdin (they close every host and exit) and
+// waits for the process.
+func (a *agents) stop() error {
+	a.stdin.Close()
+	for range a.lines {
+	}
+	return a.cmd.Wait()
+}
+
+// sample is the server side's counters at one moment.
+type sample struct {
+	at       time.Time
+	cpu      time.Duration // this process
+	agentCPU time.Duration // the agents' process
+	passes   hist
+	events   uint64 // the store's last event number: state changes and other events
+}
+
+func (s *serverSide) sample(procs []*agents) sample {
+	sm := sample{at: time.Now(), cpu: cpuSelf()}
+	for _, a := range procs {
+		c, _ := cpuOf(a.cmd.Process.Pid)
+		sm.agentCPU += c
+	}
+	sm.events, _ = s.store.LastEventSeq()
+	for _, a := range s.appList() {
+		mfs, err := a.ctl.Metrics().Gather()
+		if err == nil {
+			sm.passes.addFamily(mfs, "shoal_reconcile_pass_seconds")
+		}
+	}
+	return sm
+}
+
+func run(ctx context.Context, o options) (err error) {
+	sc := o.sc
+	dir := o.dir
+	if dir == "" {
+		if dir, err = os.MkdirTemp("", "shoal-scale-"); err != nil {
+			return err
+		}
+	}
+	if !o.keep {
+		defer os.RemoveAll(dir)
+	}
+	fmt.Printf("scale: %d hosts in %d zones, %d apps x %d instances = %d; health every %s, heartbeat %s, lost after %s; %d CPUs, load %s\n",
+		sc.Hosts, sc.Zones, sc.Apps, sc.PerApp, sc.Apps*sc.PerApp, sc.HealthInterval, sc.HeartbeatEvery, sc.LostAfter,
+		goruntime.NumCPU(), loadavg())
+	s, err := newServerSide(dir, sc)
+	if err != nil {
+		return err
+	}
+	var procs []*agents
+	owner := map[string]*agents{} // host name -> its process
+	defer func() {
+		t := time.Now()
+		if cerr := s.close(); cerr != nil {
+			err = errors.Join(err, fmt.Errorf("server side: %w", cerr))
+		}
+		for _, a := range procs {
+			if werr := a.stop(); werr != nil {
+				err = errors.Join(err, fmt.Errorf("agents: %w", werr))
+			}
+		}
+		fmt.Printf("shutdown (every instance stopped, then the agents): %s\n", round(time.Since(t)))
+	}()
+
+	t := time.Now()
+	specs, err := s.prepareHosts(filepath.Join(dir, "hosts"))
+	if err != nil {
+		return err
+	}
+	for i := range min(o.procs, len(specs)) {
+		m := manifest{Server: s.url, CPU: sc.HostCPU, Memory: sc.HostMemory}
+		for j := i; j < len(specs); j += o.procs {
+			m.Hosts = append(m.Hosts, specs[j])
+		}
+		mpath := filepath.Join(dir, fmt.Sprintf("manifest-%d.json", i))
+		b, _ := json.Marshal(m)
+		if err := os.WriteFile(mpath, b, 0o600); err != nil {
+			return err
+		}
+		a, err := startAgents(ctx, mpath)
+		if err != nil {
+			return err
+		}
+		procs = append(procs, a)
+		for _, hs := range m.Hosts {
+			owner[hs.Name] = a
+		}
+	}
+	wait, cancel := context.WithTimeout(ctx, 5*time.Minute)
+	defer cancel()
+	for _, a := range procs {
+		if _, err := a.expect(wait, "agents ready"); err != nil {
+			return err
+		}
+	}
+	if err := s.waitHostsReady(wait); err != nil {
+		return err
+	}
+	fmt.Printf("hosts: %d certificates issued, agents started, hello'd and listed in %s\n", sc.Hosts, round(time.Since(t)))
+
+	before := s.sample(procs)
+	t = time.Now()
+	if err := s.startApps(); err != nil {
+		return err
+	}
+	if err := s.waitAppsReady(wait); err != nil {
+		return err
+	}
+	if err := poll(wait, 50*time.Millisecond, func() error { return s.serving(nil) }); err != nil {
+		return err
+	}
+	up := time.Since(t)
+	afterUp := s.sample(procs)
+	lo, hi := s.spread()
+	fmt.Printf("bring-up: %d instances placed, started and in service in %s (%.0f/s); %d to %d instances per host\n",
+		sc.Apps*sc.PerApp, round(up), float64(sc.Apps*sc.PerApp)/up.Seconds(), lo, hi)
+	report("bring-up", before, afterUp)
+
+	// Steady state: nothing changes; the server side heartbeats, follows
+	// exits, probes every instance and reconciles.
+	if o.cpuProfile != "" {
+		f, err := os.Create(o.cpuProfile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+	}
+	start := s.sample(procs)
+	select {
+	case <-time.After(o.steady):
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	end := s.sample(procs)
+	if o.cpuProfile != "" {
+		pprof.StopCPUProfile()
+	}
+	rss, hwm := statusKB(0, "VmRSS"), statusKB(0, "VmHWM")
+	h := heapNow()
+	if o.memProfile != "" {
+		f, err := os.Create(o.memProfile)
+		if err != nil {
+			return err
+		}
+		pprof.WriteHeapProfile(f)
+		f.Close()
+	}
+	report("steady", start, end)
+	var agentRSS int64
+	for _, a := range procs {
+		agentRSS += statusKB(a.cmd.Process.Pid, "VmRSS")
+	}
+	fmt.Printf("server side memory: heap in use %s (after GC), Go sys %s, RSS %s (peak %s), %d goroutines; agents' processes' RSS %s\n",
+		mib(int64(h.inuse)), mib(int64(h.sys)), mib(rss), mib(hwm), goruntime.NumGoroutine(), mib(agentRSS))
+	if err := s.serving(nil); err != nil {
+		return fmt.Errorf("after steady state: %w", err)
+	}
+
+	// A host lost at that scale.
+	lost, ids := s.busiestHost()
+	t = time.Now()
+	if _, err := fmt.Fprintf(owner[lost].stdin, "lose %s\n", lost); err != nil {
+		return err
+	}
+	if _, err := owner[lost].expect(wait, "lost "+lost); err != nil {
+		return err
+	}
+	if err := s.waitHostState(wait, lost, api.HostUnreachable); err != nil {
+		return err
+	}
+	detect := time.Since(t)
+	if err := poll(wait, 20*time.Millisecond, func() error { return s.serving(ids) }); err != nil {
+		return err
+	}
+	fmt.Printf("host lost: %s with %d instances; declared unreachable after %s; all replaced and in service elsewhere after %s\n",
+		lost, len(ids), round(detect), round(time.Since(t)))
+	fmt.Printf("load average at the end: %s\n", loadavg())
+	return nil
+}
+
+// report prints the server side's CPU and the reconcile passes between a
+// and b.
+func report(what string, a, b sample) {
+	wall := b.at.Sub(a.at).Seconds()
+	p := b.passes.minus(a.passes)
+	fmt.Printf("%s (%s): server side CPU %.2f s/s, agents' processes %.2f s/s; reconcile passes %d (%.1f/s), mean %s, p50 %s, p99 %s\n",
+		what, round(b.at.Sub(a.at)), (b.cpu-a.cpu).Seconds()/wall, (b.agentCPU-a.agentCPU).Seconds()/wall,
+		p.count, float64(p.count)/wall, dur(p.mean()), dur(p.quantile(0.5)), dur(p.quantile(0.99)))
+}
+
+func dur(d time.Duration) string {
+	if d < 0 {
+		return "> 1s"
+	}
+	return d.Round(time.Microsecond).String()
+}
+
+func round(d time.Duration) time.Duration { return d.Round(time.Millisecond) }
+
+func mib(b int64) string { return fmt.Sprintf("%.0f MiB", float64(b)/(1<<20)) }

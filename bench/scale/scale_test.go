@@ -1,0 +1,96 @@
+package main
+
+import (
+	"context"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/shoal-dev/shoal/internal/api"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// TestSmallFleet runs the benchmark's scenario at a size the suite can
+// afford (50 hosts in 5 zones, 5 apps of 100 instances) and checks that it
+// is correct, never how fast: every instance comes into service through
+// the real fleet, agents and controllers; the instances spread evenly
+// over the hosts; a lost host's instances are replaced elsewhere and the
+// apps return to their desired count; everything shuts down without a
+// leaked goroutine (TestMain).
+func TestSmallFleet(t *testing.T) {
+	dir := t.TempDir()
+	sc := scenario{Hosts: 50, Zones: 5, Apps: 5, PerApp: 100, MaxReplacing: 25,
+		HealthInterval: time.Second, HeartbeatEvery: time.Second, LostAfter: 5 * time.Second,
+		HostCPU: 8, HostMemory: 16 << 30}
+	s, err := newServerSide(dir, sc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed := false
+	t.Cleanup(func() {
+		if !closed {
+			s.close()
+		}
+	})
+	specs, err := s.prepareHosts(filepath.Join(dir, "hosts"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	hosts, err := startHosts(ctx, &manifest{Server: s.url, CPU: sc.HostCPU, Memory: sc.HostMemory, Hosts: specs}, 8)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { closeHosts(hosts) })
+	if err := s.waitHostsReady(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.startApps(); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.waitAppsReady(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := poll(ctx, 50*time.Millisecond, func() error { return s.serving(nil) }); err != nil {
+		t.Fatal(err)
+	}
+	// 500 instances over 50 hosts: placement spreads each app, so every
+	// host runs 10 (each app's 100 over 50 hosts is 2 per host).
+	if lo, hi := s.spread(); lo != 10 || hi != 10 {
+		t.Fatalf("instances per host range from %d to %d, want 10 on each", lo, hi)
+	}
+	running := 0
+	for _, h := range hosts {
+		running += len(h.rt.List())
+	}
+	if running != sc.Apps*sc.PerApp {
+		t.Fatalf("the agents run %d instances, want %d", running, sc.Apps*sc.PerApp)
+	}
+
+	lost, ids := s.busiestHost()
+	hosts[lost].close()
+	if err := s.waitHostState(ctx, lost, api.HostUnreachable); err != nil {
+		t.Fatal(err)
+	}
+	if err := poll(ctx, 50*time.Millisecond, func() error { return s.serving(ids) }); err != nil {
+		t.Fatal(err)
+	}
+	if on := s.fleet.InstancesOn(lost); len(on) != 0 {
+		t.Fatalf("the lost host %s still has instances placed: %v", lost, on)
+	}
+
+	closed = true
+	if err := s.close(); err != nil {
+		t.Fatal(err)
+	}
+	// The controllers stopped every instance on the hosts left.
+	for name, h := range hosts {
+		if n := len(h.rt.List()); n != 0 && name != lost {
+			t.Errorf("host %s still runs %d instances after the server's shutdown", name, n)
+		}
+	}
+}

@@ -1,0 +1,143 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/shoal-dev/shoal/internal/api"
+)
+
+// waitHostsReady waits until every host of the fleet is ready.
+func (s *serverSide) waitHostsReady(ctx context.Context) error {
+	return poll(ctx, 100*time.Millisecond, func() error {
+		st := s.fleet.Status()
+		ready := 0
+		for _, h := range st {
+			if h.State == api.HostReady {
+				ready++
+			}
+		}
+		if ready != s.sc.Hosts {
+			return fmt.Errorf("%d of %d hosts ready", ready, s.sc.Hosts)
+		}
+		return nil
+	})
+}
+
+// waitAppsReady waits until every app's controller has had its desired
+// count in service (Controller.Ready).
+func (s *serverSide) waitAppsReady(ctx context.Context) error {
+	s.mu.Lock()
+	apps := s.apps
+	s.mu.Unlock()
+	for _, a := range apps {
+		select {
+		case <-a.ctl.Ready():
+		case err := <-a.done:
+			a.done <- err
+			return fmt.Errorf("%s ended before its instances served: %v", a.name, err)
+		case <-ctx.Done():
+			return fmt.Errorf("%s: %w (%s)", a.name, ctx.Err(), s.inService())
+		}
+	}
+	return nil
+}
+
+// inService sums the instances in service over the apps, for errors.
+func (s *serverSide) inService() string {
+	n, all := 0, 0
+	for _, a := range s.appList() {
+		st := a.ctl.Status()
+		n += st.InService
+		all += len(st.Instances)
+	}
+	return fmt.Sprintf("%d of %d instances in service", n, all)
+}
+
+func (s *serverSide) appList() []*appRun {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.apps)
+}
+
+// serving checks that every app has exactly its desired count of
+// instances, all in service, and that none of them is in gone.
+func (s *serverSide) serving(gone map[string]bool) error {
+	for _, a := range s.appList() {
+		st := a.ctl.Status()
+		if st.InService != s.sc.PerApp || len(st.Instances) != s.sc.PerApp {
+			return fmt.Errorf("%s: %d in service of %d instances, want %d", a.name, st.InService, len(st.Instances), s.sc.PerApp)
+		}
+		for _, in := range st.Instances {
+			if gone[in.ID] {
+				return fmt.Errorf("%s: %s of a lost host is still listed (%s)", a.name, in.ID, in.State)
+			}
+		}
+	}
+	return nil
+}
+
+// spread returns the fewest and the most instances on one host.
+func (s *serverSide) spread() (lo, hi int) {
+	lo = -1
+	for _, h := range s.fleet.Status() {
+		if lo < 0 || h.Instances < lo {
+			lo = h.Instances
+		}
+		hi = max(hi, h.Instances)
+	}
+	return lo, hi
+}
+
+// busiestHost returns the host with the most instances and their ids.
+func (s *serverSide) busiestHost() (string, map[string]bool) {
+	var name string
+	most := -1
+	for _, h := range s.fleet.Status() {
+		if h.Instances > most {
+			name, most = h.Name, h.Instances
+		}
+	}
+	ids := map[string]bool{}
+	for _, list := range s.fleet.InstancesOn(name) {
+		for _, id := range list {
+			ids[id] = true
+		}
+	}
+	return name, ids
+}
+
+// waitHostState waits until host name is in state st.
+func (s *serverSide) waitHostState(ctx context.Context, name string, st api.HostState) error {
+	return poll(ctx, 20*time.Millisecond, func() error {
+		for _, h := range s.fleet.Status() {
+			if h.Name == name {
+				if h.State != st {
+					return fmt.Errorf("host %s is %s, want %s", name, h.State, st)
+				}
+				return nil
+			}
+		}
+		return fmt.Errorf("no host %s", name)
+	})
+}
+
+// poll calls fn every period until it returns nil, and returns its last
+// error, with ctx's, when ctx ends first.
+func poll(ctx context.Context, period time.Duration, fn func() error) error {
+	t := time.NewTicker(period)
+	defer t.Stop()
+	for {
+		err := fn()
+		if err == nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%w: %w", ctx.Err(), err)
+		case <-t.C:
+		}
+	}
+}

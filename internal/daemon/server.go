@@ -1,0 +1,432 @@
+package daemon
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/shoal-dev/shoal/internal/adminapi"
+	"github.com/shoal-dev/shoal/internal/api"
+	"github.com/shoal-dev/shoal/internal/atomicfile"
+	"github.com/shoal-dev/shoal/internal/config"
+	"github.com/shoal-dev/shoal/internal/controller"
+	"github.com/shoal-dev/shoal/internal/fleet"
+	"github.com/shoal-dev/shoal/internal/lb"
+	"github.com/shoal-dev/shoal/internal/pki"
+	"github.com/shoal-dev/shoal/internal/release"
+	"github.com/shoal-dev/shoal/internal/store"
+)
+
+// ServerListener is the name of the one balancer listener of `shoal
+// server`, as lb.Balancer.Addr and the balancer's status name it.
+const ServerListener = "http"
+
+// ServerOptions configures OpenServer.
+type ServerOptions struct {
+	// Config is the loaded, validated server.yaml. Required.
+	Config *config.ServerFile
+	// Logger receives the logs of every part; nil discards them.
+	Logger *slog.Logger
+	// OnReady, when set, is called once from a goroutine of Run when the
+	// server serves: every listener bound, the fleet followed and every
+	// stored app's controller started. It is not called when Run ends
+	// before that.
+	OnReady func(ServerReady)
+}
+
+// ServerReady says where a started `shoal server` serves.
+type ServerReady struct {
+	AdminURL    string // http://host:port on loopback, else https://
+	FleetURL    string // https://host:port agents join and talk to
+	BalancerURL string // http://host:port of the balancer
+	CAPin       string // the fleet CA's pin (pki.CA.Pin), for --ca-pin and join tokens
+	Apps        int    // apps reopened from the store
+}
+
+// Server is a running `shoal server`: the store, the fleet CA and its
+// join protocol, the fleet's registry and scheduler (fleet.Fleet), one
+// balancer in front of every app, one controller per app on the fleet's
+// hosts, and the admin API. Open it with OpenServer, then call Run once
+// (or Close).
+//
+// What owns what: the Server owns the listeners, the store (and in it
+// every app's desired state, the hosts, the join tokens and the events),
+// the CA, the artifact store (one for every app, with one Uploads) and
+// the app registry (apps.go); each app's controller owns its group and
+// its pool's membership; the fleet owns the hosts and the placement of
+// instances on them.
+type Server struct {
+	opts ServerOptions
+	cfg  *config.ServerFile
+	log  *slog.Logger
+
+	st       *store.Store
+	ca       *pki.CA
+	pki      *pki.Server
+	fleet    *fleet.Fleet
+	arts     *release.Store
+	uploads  *controller.Uploads
+	bal      *lb.Balancer
+	token    string
+	fleetURL string
+
+	adminLn, fleetLn net.Listener
+	adminTLS         bool
+	admin, fleetSrv  *http.Server
+
+	// apps is the app registry (apps.go); appsMu also serialises the
+	// creation of apps and the changes of the balancer's routes.
+	appsMu  sync.Mutex
+	apps    map[string]*serverApp
+	running context.Context // the controllers' context while Run runs; nil otherwise
+	appsWG  sync.WaitGroup  // the controllers' Run goroutines
+
+	started atomic.Bool
+	undo    []func(ctx context.Context)
+	done    sync.Once
+}
+
+// OpenServer builds every part of `shoal server` from opts.Config and
+// binds the admin, fleet and balancer listeners, so that a port in use is
+// an error here naming it. It prepares the data directory (mode 0700),
+// opens the store (holding its lock), loads or creates the fleet CA
+// (<data_dir>/ca), writes the admin token (adminapi.TokenFile) and
+// AdminURLFile, and opens every app stored with an active release from
+// that release's configuration (nothing runs before Run). On error
+// everything opened so far is released.
+func OpenServer(ctx context.Context, opts ServerOptions) (_ *Server, err error) {
+	if opts.Config == nil {
+		return nil, errors.New("daemon: OpenServer needs ServerOptions.Config")
+	}
+	s := &Server{opts: opts, cfg: opts.Config, log: opts.Logger, apps: map[string]*serverApp{}}
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
+	defer func() {
+		if err != nil {
+			s.release(ctx)
+		}
+	}()
+	if err := s.openState(); err != nil {
+		return nil, err
+	}
+	if err := s.openFleet(); err != nil {
+		return nil, err
+	}
+	bal, err := lb.New(lb.Config{
+		Listeners: []lb.Listener{{Name: ServerListener, Addr: s.cfg.Balancer.Listen}},
+		Logger:    s.log.With("part", "lb"),
+	})
+	if err != nil {
+		return nil, &ConfigError{Err: fmt.Errorf("balancer: %w", err)}
+	}
+	s.bal = bal
+	if err := s.openAdmin(); err != nil {
+		return nil, err
+	}
+	if err := s.openStoredApps(); err != nil { // apps.go
+		return nil, err
+	}
+	if err := s.writeAdminURL(); err != nil {
+		return nil, err
+	}
+	// Last: lb.Balancer releases bound sockets only by running (see
+	// Close), so nothing may fail after this.
+	if err := s.bal.Listen(); err != nil {
+		return nil, fmt.Errorf("balancer (balancer.listen %s): %w", s.cfg.Balancer.Listen, err)
+	}
+	return s, nil
+}
+
+// openState prepares the data directory and opens the durable parts: the
+// store, the CA, the admin token and the artifact store.
+func (s *Server) openState() error {
+	data := s.cfg.DataDir
+	if err := prepareDataDir(data, s.log); err != nil {
+		return err
+	}
+	var err error
+	if s.st, err = store.Open(filepath.Join(data, StoreFile), store.Options{Logger: s.log}); err != nil {
+		return err
+	}
+	s.onRelease(func(context.Context) { s.st.Close() })
+	if s.ca, err = pki.LoadOrCreateCA(filepath.Join(data, "ca")); err != nil {
+		return fmt.Errorf("fleet CA: %w", err)
+	}
+	if s.token, err = adminapi.LoadOrCreateToken(filepath.Join(data, adminapi.TokenFile)); err != nil {
+		return err
+	}
+	if s.arts, err = release.Open(filepath.Join(data, "artifacts"), s.log); err != nil {
+		return err
+	}
+	s.uploads = controller.NewUploads(s.arts, nil, func(ev api.Event) {
+		s.log.Info("artifact", "reason", ev.Reason)
+	})
+	return nil
+}
+
+// openFleet binds the fleet listener and builds the join server, the
+// fleet's registry and the handler agents reach: join and renew (pki),
+// hello (fleet) and the artifacts, the last two for agents only.
+func (s *Server) openFleet() error {
+	var err error
+	s.pki, err = pki.NewServer(pki.ServerConfig{CA: s.ca, Tokens: s.st.Tokens(),
+		Nodes: &storedNodes{hosts: s.st.Hosts()}, Logger: s.log.With("part", "pki")})
+	if err != nil {
+		return err
+	}
+	clientTLS, err := pki.ServerClientTLSConfig(s.ca)
+	if err != nil {
+		return fmt.Errorf("fleet client certificate: %w", err)
+	}
+	s.fleet, err = fleet.New(fleet.Options{
+		Store: s.st.Hosts(), PKI: s.pki, TLS: clientTLS,
+		HeartbeatEvery: s.cfg.Fleet.Heartbeat.D(), LostAfter: s.cfg.Fleet.LostAfter.D(),
+		Logger: s.log.With("part", "fleet"), OnEvent: s.fleetEvent,
+	})
+	if err != nil {
+		return &ConfigError{Err: err}
+	}
+	if s.fleetLn, err = net.Listen("tcp", s.cfg.Fleet.Listen); err != nil {
+		return fmt.Errorf("fleet listener (fleet.listen %s): %w", s.cfg.Fleet.Listen, err)
+	}
+	s.onRelease(func(context.Context) { s.fleetLn.Close() })
+	s.fleetURL = s.cfg.Fleet.URL
+	if s.fleetURL == "" { // a loopback listener: its real address
+		s.fleetURL = "https://" + s.fleetLn.Addr().String()
+	}
+	u, err := url.Parse(s.fleetURL)
+	if err != nil {
+		return &ConfigError{Err: fmt.Errorf("fleet.url %q: %w", s.fleetURL, err)}
+	}
+	tlsCfg, err := pki.ServerTLSConfig(s.ca, []string{u.Hostname()})
+	if err != nil {
+		return fmt.Errorf("fleet listener certificate: %w", err)
+	}
+	agentOnly := s.pki.RequireNode(api.RoleAgent)
+	mux := http.NewServeMux()
+	mux.Handle("POST /v1/join", s.pki)
+	mux.Handle("POST /v1/renew", s.pki)
+	mux.Handle("POST /v1/hello", s.fleet.Handler())
+	mux.Handle("GET /v1/artifacts/{digest}", agentOnly(adminapi.Handle(func(w http.ResponseWriter, r *http.Request) error {
+		return adminapi.ServeArtifact(w, r, s.uploads)
+	})))
+	s.fleetSrv = &http.Server{Handler: mux, TLSConfig: tlsCfg, ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelDebug)}
+	return nil
+}
+
+// openAdmin binds the admin listener, over TLS with a certificate from
+// the fleet CA unless it listens on loopback only.
+func (s *Server) openAdmin() error {
+	addr := s.cfg.Admin.Listen
+	var err error
+	if s.adminLn, err = net.Listen("tcp", addr); err != nil {
+		return fmt.Errorf("admin api (admin.listen %s): %w", addr, err)
+	}
+	s.onRelease(func(context.Context) { s.adminLn.Close() })
+	s.admin = &http.Server{Handler: s.adminHandler(), ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelDebug)}
+	if _, loopback := config.LoopbackPort(addr); loopback {
+		return nil
+	}
+	tlsCfg, err := pki.ServerTLSConfig(s.ca, s.adminNames())
+	if err != nil {
+		return fmt.Errorf("admin api certificate: %w", err)
+	}
+	s.adminTLS = true
+	s.adminLn = tls.NewListener(s.adminLn, tlsCfg)
+	return nil
+}
+
+// adminNames are the names the admin API's certificate holds: whatever a
+// client may dial it by (the listen address, the fleet URL's host, this
+// machine's name and addresses, localhost).
+func (s *Server) adminNames() []string {
+	names := []string{"localhost", "127.0.0.1", "::1"}
+	if host, _, err := net.SplitHostPort(s.cfg.Admin.Listen); err == nil && host != "" {
+		names = append(names, host)
+	}
+	if u, err := url.Parse(s.fleetURL); err == nil && u.Hostname() != "" {
+		names = append(names, u.Hostname())
+	}
+	if h, err := os.Hostname(); err == nil && h != "" {
+		names = append(names, h)
+	}
+	if addrs, err := net.InterfaceAddrs(); err == nil {
+		for _, a := range addrs {
+			if ipn, ok := a.(*net.IPNet); ok {
+				names = append(names, ipn.IP.String())
+			}
+		}
+	}
+	slices.Sort(names)
+	return slices.Compact(names)
+}
+
+// AdminURL is the admin API's URL: http on loopback, else https, with the
+// fleet URL's host when the listener takes every address.
+func (s *Server) AdminURL() string {
+	addr := s.adminLn.Addr().(*net.TCPAddr)
+	if !s.adminTLS {
+		return "http://" + addr.String()
+	}
+	host := addr.IP.String()
+	if addr.IP.IsUnspecified() {
+		if u, err := url.Parse(s.fleetURL); err == nil {
+			host = u.Hostname()
+		}
+	}
+	return "https://" + net.JoinHostPort(host, fmt.Sprint(addr.Port))
+}
+
+// FleetURL is the URL agents reach the fleet listener at.
+func (s *Server) FleetURL() string { return s.fleetURL }
+
+// Addr returns the address the balancer listens on.
+func (s *Server) Addr() net.Addr { return s.bal.Addr(ServerListener) }
+
+// AdminAddr returns the address the admin API listens on.
+func (s *Server) AdminAddr() net.Addr { return s.adminLn.Addr() }
+
+// FleetAddr returns the address the fleet listener listens on.
+func (s *Server) FleetAddr() net.Addr { return s.fleetLn.Addr() }
+
+// CAPin is the fleet CA's pin.
+func (s *Server) CAPin() string { return s.ca.Pin() }
+
+// writeAdminURL writes AdminURLFile, removed again when the Server is
+// released.
+func (s *Server) writeAdminURL() error {
+	urlFile := filepath.Join(s.cfg.DataDir, AdminURLFile)
+	if err := atomicfile.Write(urlFile, []byte(s.AdminURL()+"\n"), 0o600); err != nil {
+		return fmt.Errorf("write admin url: %w", err)
+	}
+	s.onRelease(func(context.Context) { os.Remove(urlFile) })
+	return nil
+}
+
+// Run serves until ctx ends or a listener fails, then stops in order: the
+// apps' controllers first (while the fleet still delivers their
+// instances' exits and the balancer still serves), then the fleet, the
+// balancer, the admin API and the fleet listener. It returns after every
+// goroutine has ended and every part OpenServer acquired is released; nil
+// after a stop through ctx.
+func (s *Server) Run(ctx context.Context) error {
+	if !s.started.CompareAndSwap(false, true) {
+		return errors.New("shoal server already ran or was closed")
+	}
+	defer s.release(ctx)
+	appsCtx, stopApps := context.WithCancel(ctx)
+	defer stopApps()
+	// The parts the controllers stop through outlive them.
+	partsCtx, stopParts := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopParts()
+
+	var g errgroup.Group
+	g.Go(func() error { return s.fleet.Run(partsCtx) })
+	g.Go(func() error {
+		err := s.bal.Run(partsCtx)
+		if err != nil {
+			stopApps()
+		}
+		return err
+	})
+	serveUntilDone(partsCtx, &g, s.admin, s.adminLn, "admin api", 2*time.Second)
+	serveUntilDone(partsCtx, &g, s.fleetSrv, tls.NewListener(s.fleetLn, s.fleetSrv.TLSConfig), "fleet listener", 2*time.Second)
+	n := s.startApps(appsCtx) // apps.go
+	g.Go(func() error {
+		<-appsCtx.Done()
+		s.stopApps() // apps.go: waits for every controller
+		stopParts()
+		return nil
+	})
+	if s.opts.OnReady != nil {
+		s.opts.OnReady(ServerReady{AdminURL: s.AdminURL(), FleetURL: s.fleetURL,
+			BalancerURL: "http://" + s.Addr().String(), CAPin: s.ca.Pin(), Apps: n})
+	}
+	err := g.Wait()
+	if errors.Is(err, http.ErrServerClosed) {
+		err = nil
+	}
+	return err
+}
+
+// Close releases a Server that was opened and is not run: its sockets, the
+// admin URL file and the store. Run releases them itself; Close after Run
+// does nothing.
+func (s *Server) Close() {
+	if s.started.CompareAndSwap(false, true) {
+		// lb.Balancer has no Close: a Run with an ended context starts
+		// and at once stops it, closing its sockets.
+		ctx, cancel := context.WithCancel(context.Background())
+		cancel()
+		s.bal.Run(ctx)
+	}
+	s.release(context.Background())
+}
+
+func (s *Server) onRelease(f func(ctx context.Context)) { s.undo = append(s.undo, f) }
+
+func (s *Server) release(ctx context.Context) {
+	s.done.Do(func() {
+		for i := len(s.undo) - 1; i >= 0; i-- {
+			s.undo[i](ctx)
+		}
+	})
+}
+
+// fleetEvent stores an event of the fleet in the event log under
+// api.FleetEventsApp (GET /v1/hosts/events).
+func (s *Server) fleetEvent(ev api.Event) {
+	if _, err := s.st.AppendEvent(api.FleetEventsApp, ev); err != nil {
+		s.log.Warn("store fleet event", "reason", ev.Reason, "error", err)
+	}
+}
+
+// storedNodes is the join server's allow-list (pki.Nodes) over the
+// fleet's stored hosts: a name is taken once a node joined with it in
+// this run or a host of that name said hello (and was stored), so the
+// agents of a restarted server are let in again.
+type storedNodes struct {
+	hosts fleet.HostStore
+	mem   pki.MemNodes
+}
+
+// State implements pki.Nodes.
+func (n *storedNodes) State(name string) pki.NodeState {
+	if st := n.mem.State(name); st != pki.NodeUnknown {
+		return st
+	}
+	hosts, err := n.hosts.List()
+	if err != nil {
+		return pki.NodeUnknown
+	}
+	for _, h := range hosts {
+		if h.Name == name {
+			return pki.NodeActive
+		}
+	}
+	return pki.NodeUnknown
+}
+
+// Admit implements pki.Nodes.
+func (n *storedNodes) Admit(id pki.Identity) error {
+	if st := n.State(id.Name); st != pki.NodeUnknown {
+		return fmt.Errorf("%w: %s is %s", pki.ErrNameTaken, id.Name, st)
+	}
+	return n.mem.Admit(id)
+}
