@@ -12,10 +12,8 @@ import (
 	"math/big"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"reflect"
-	"regexp"
 	"strings"
 	"syscall"
 	"testing"
@@ -49,7 +47,6 @@ import (
 //     certificate of the fleet's CA, while an agent's certificate is let
 //     in.
 func TestFleet(t *testing.T) {
-	skipWithoutServer(t)
 	f := newFleetLab(t, "h1", "h2", "h3", "h4")
 	zones := map[string]string{"h1": "a", "h2": "a", "h3": "b"}
 	tokens := map[string]string{}
@@ -373,18 +370,4 @@ func selfSigned(t *testing.T, name string) tls.Certificate {
 		t.Fatal(err)
 	}
 	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
-}
-
-// skipWithoutServer skips the test while the binary has no `shoal server`
-// (issue 12's server, branch g/server, not merged yet).
-func skipWithoutServer(t *testing.T) {
-	t.Helper()
-	bin := testenv.BuildShoal(t)
-	out, err := exec.CommandContext(testenv.Context(t, 30*time.Second), bin, "--help").CombinedOutput()
-	if err != nil {
-		t.Fatalf("shoal --help: %v\n%s", err, out)
-	}
-	if !regexp.MustCompile(`(?m)^  server\s`).Match(out) {
-		t.Skip("waits for `shoal server` (issue 12's server, branch g/server): this binary has no server command")
-	}
 }
