@@ -184,8 +184,9 @@ var importers = map[string][]string{
 	// Only tests use the agent's test support.
 	"internal/agent/agenttest": {},
 	// Test-only helpers never reach the binary; the whole-system benchmarks start
-	// `shoal up` with the same helper as the end-to-end tests.
-	"internal/testenv":  {"bench/internal/benchkit"},
+	// `shoal up` with the same helper as the end-to-end tests, and the fleet
+	// benchmark runs its fleet in the same lab (testenv.Lab) as the fleet test.
+	"internal/testenv":  {"bench/internal/benchkit", "bench/fleet"},
 	"internal/archtest": {},
 	// The OS plumbing of the fast path serves the balancer's event loops only.
 	"internal/netpoll": {"internal/lb"},

@@ -64,6 +64,8 @@ func TestMain(m *testing.M) {
 	case "upfail":
 		fmt.Fprintln(os.Stderr, "shoal.yaml:3:1: unknown field")
 		os.Exit(2)
+	default:
+		labChild(os.Getenv("TESTENV_CHILD"))
 	}
 }
 
