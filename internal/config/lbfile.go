@@ -1,6 +1,9 @@
 package config
 
 import (
+	"net/netip"
+	"time"
+
 	"github.com/shoal-dev/shoal/internal/lb"
 	"github.com/shoal-dev/shoal/internal/pool"
 )
@@ -27,6 +30,10 @@ type LBFile struct {
 	// `shoal server`: its routes, pools and targets come from the server,
 	// and the file has none. Nil for a balancer of static routes and pools.
 	Server *LBServer
+	// VIP, when set, makes this balancer one of the nodes that share a
+	// floating address through keepalived (VRRP). Nil: no floating
+	// address.
+	VIP *LBVIP
 	// Warnings are the file's deprecated keys (such as listeners[].addr,
 	// now listen), each with file:line:column and the key to use instead,
 	// in file order. They do not stop the file from loading; the command
@@ -46,6 +53,40 @@ type LBServer struct {
 	// DataDir is an absolute path: the node's key and certificates
 	// (pki/) and the last configuration it applied (lb-config.json).
 	DataDir string
+}
+
+// LBVIP is lb.yaml's vip section: a virtual IP address that keepalived
+// (VRRP version 3, unicast) moves between the balancer nodes, held by the
+// node whose balancer is healthy (daemon's vipKeeper runs keepalived).
+type LBVIP struct {
+	// Address is the floating address with its prefix length, such as
+	// 10.0.0.100/24 (an address without a length is /32 or /128).
+	Address netip.Prefix
+	// Interface is the network interface the address is added to.
+	Interface string
+	// Peers are the other nodes' addresses (unicast VRRP), at least one.
+	Peers []netip.Addr
+	// Source is the address this node sends its adverts from; invalid
+	// (the zero Addr) for the interface's primary address.
+	Source netip.Addr
+	// Priority is 1-254; the node with the highest takes the address
+	// first (ties: the highest source address). Once held, the address
+	// stays where it is (nopreempt) until its holder fails.
+	Priority int
+	// RouterID is the VRRP virtual router id, 1-255, the same on every
+	// node that shares this address and unique on the network segment.
+	RouterID int
+	// AdvertInterval is the VRRP advertisement interval, a multiple of
+	// 10ms from 10ms to 40.95s. A backup takes the address after about
+	// three intervals without an advert.
+	AdvertInterval time.Duration
+	// Keepalived is the keepalived executable: an absolute path, or a
+	// name looked up in PATH when the balancer starts.
+	Keepalived string
+	// Dir is an absolute path: the directory of keepalived's
+	// configuration, pid files and notify FIFO (keepalived/ in the data
+	// directory: server.data_dir, or .shoal next to lb.yaml).
+	Dir string
 }
 
 // AdminConfig is the admin API listener of a balancer: a TCP address
@@ -105,6 +146,37 @@ type lbDoc struct {
 	// Listeners, limits, trusted proxies, the access log and the admin
 	// API stay this file's. Default: none (a static balancer).
 	Server *serverDoc `yaml:"server"`
+	// VIP shares a floating address between balancer nodes with
+	// keepalived (VRRP). Default: none.
+	VIP *vipDoc `yaml:"vip"`
+}
+
+type vipDoc struct {
+	// Address is the floating address with its prefix length, such as
+	// 10.0.0.100/24; the same on every node. Required.
+	Address string `yaml:"address"`
+	// Interface is the network interface that carries the address, such
+	// as eth0. Required.
+	Interface string `yaml:"interface"`
+	// Peers are the addresses of the other balancer nodes that share the
+	// address; VRRP adverts are sent to them (unicast). At least one.
+	Peers []string `yaml:"peers"`
+	// Source is this node's own address that adverts are sent from;
+	// default the interface's primary address.
+	Source string `yaml:"source"`
+	// Priority (1-254) decides which node takes the address first;
+	// default 100. Once held, the address does not move back.
+	Priority *int `yaml:"priority"`
+	// RouterID is the VRRP virtual router id, 1-255, the same on every
+	// node of this address and unique on the network; default 51.
+	RouterID *int `yaml:"router_id"`
+	// AdvertInterval is the VRRP advertisement interval, a multiple of
+	// 10ms from 10ms to 40.95s; default 250ms. A host's loss is noticed
+	// after about three intervals.
+	AdvertInterval Duration `yaml:"advert_interval"`
+	// Keepalived is the keepalived executable; default "keepalived" in
+	// PATH (Debian: apt-get install keepalived).
+	Keepalived string `yaml:"keepalived"`
 }
 
 type serverDoc struct {

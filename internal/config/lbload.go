@@ -93,6 +93,13 @@ func (v *lbValidator) build(doc *lbDoc) *LBFile {
 	if follows {
 		out.Server = v.server(doc)
 	}
+	if doc.VIP != nil {
+		data := filepath.Join(v.dir, ".shoal")
+		if out.Server != nil {
+			data = out.Server.DataDir
+		}
+		out.VIP = v.vip(doc.VIP, filepath.Join(data, "keepalived"))
+	}
 
 	if len(doc.Pools) == 0 && !follows {
 		d.errorf("pools", "at least one pool is required")
@@ -279,6 +286,98 @@ func (v *lbValidator) server(doc *lbDoc) *LBServer {
 	}
 	if out.DataDir == "" {
 		out.DataDir = filepath.Join(v.dir, ".shoal")
+	}
+	return out
+}
+
+// vipBadChars are the characters refused in an interface name and in
+// the keepalived path: they are written into keepalived.conf unquoted or
+// in double quotes, so no space, quote, brace or '#'.
+const vipBadChars = " \t\n\"'{}#\\"
+
+// vip checks the vip section; dir is where keepalived's files go.
+func (v *lbValidator) vip(vd *vipDoc, dir string) *LBVIP {
+	d := v.d
+	out := &LBVIP{Interface: vd.Interface, Priority: 100, RouterID: 51, AdvertInterval: 250 * time.Millisecond,
+		Keepalived: vd.Keepalived, Dir: dir}
+	if out.Keepalived == "" {
+		out.Keepalived = "keepalived"
+	}
+	if strings.ContainsAny(out.Keepalived, vipBadChars) {
+		d.errorf("vip.keepalived", "%q: a path without spaces, quotes, braces or '#'", vd.Keepalived)
+	}
+	switch {
+	case vd.Address == "":
+		d.errorf("vip.address", "is required: the floating address with its prefix length, such as 10.0.0.100/24")
+	default:
+		// Not parsePrefix: that masks the host part away.
+		p, err := netip.ParsePrefix(vd.Address)
+		if a, aerr := netip.ParseAddr(vd.Address); aerr == nil {
+			p, err = netip.PrefixFrom(a, a.BitLen()), nil
+		}
+		if err != nil {
+			d.errorf("vip.address", "%q is not an address with a prefix length, such as 10.0.0.100/24", vd.Address)
+		} else if !p.Addr().IsGlobalUnicast() && !p.Addr().IsPrivate() {
+			d.errorf("vip.address", "%s is not a unicast address a client can reach", p.Addr())
+		} else {
+			out.Address = p
+		}
+	}
+	switch {
+	case vd.Interface == "":
+		d.errorf("vip.interface", "is required: the network interface that carries the address, such as eth0")
+	case len(vd.Interface) > 15 || strings.ContainsAny(vd.Interface, vipBadChars+"/:"):
+		d.errorf("vip.interface", "%q is not an interface name (at most 15 characters, no spaces, '/' or ':')", vd.Interface)
+	}
+	if len(vd.Peers) == 0 {
+		d.errorf("vip.peers", "at least one peer is required: the addresses of the other balancer nodes that share the address")
+	}
+	seen := map[netip.Addr]bool{}
+	for i, s := range vd.Peers {
+		path := fmt.Sprintf("vip.peers[%d]", i)
+		a, err := netip.ParseAddr(s)
+		switch {
+		case err != nil:
+			d.errorf(path, "%q is not an IP address", s)
+		case seen[a]:
+			d.errorf(path, "%s is listed twice", a)
+		case out.Address.IsValid() && a == out.Address.Addr():
+			d.errorf(path, "%s is the floating address itself; list the other nodes' own addresses", a)
+		case out.Address.IsValid() && a.Is4() != out.Address.Addr().Is4():
+			d.errorf(path, "%s is not of the floating address's family", a)
+		default:
+			seen[a] = true
+			out.Peers = append(out.Peers, a)
+		}
+	}
+	if vd.Source != "" {
+		a, err := netip.ParseAddr(vd.Source)
+		switch {
+		case err != nil:
+			d.errorf("vip.source", "%q is not an IP address", vd.Source)
+		case seen[a] || (out.Address.IsValid() && a == out.Address.Addr()):
+			d.errorf("vip.source", "%s is a peer's or the floating address; it must be this node's own address", a)
+		default:
+			out.Source = a
+		}
+	}
+	if p := vd.Priority; p != nil {
+		if *p < 1 || *p > 254 {
+			d.errorf("vip.priority", "must be 1 to 254, got %d", *p)
+		}
+		out.Priority = *p
+	}
+	if r := vd.RouterID; r != nil {
+		if *r < 1 || *r > 255 {
+			d.errorf("vip.router_id", "must be 1 to 255, got %d", *r)
+		}
+		out.RouterID = *r
+	}
+	if a := time.Duration(vd.AdvertInterval); a != 0 {
+		if a < 10*time.Millisecond || a > 4095*10*time.Millisecond || a%(10*time.Millisecond) != 0 {
+			d.errorf("vip.advert_interval", "must be a multiple of 10ms from 10ms to 40.95s (VRRP version 3 counts centiseconds), got %s", a)
+		}
+		out.AdvertInterval = a
 	}
 	return out
 }
