@@ -18,7 +18,13 @@ import (
 
 // TestMain removes the binary built by testenv.BuildShoal after the
 // tests, and fails the run when a goroutine outlives them.
+// With E2E_CHILD set, the test binary is a program a test started (see
+// e2eChild) rather than the tests.
 func TestMain(m *testing.M) {
+	if mode := os.Getenv("E2E_CHILD"); mode != "" {
+		e2eChild(mode)
+		return
+	}
 	goleak.VerifyTestMain(m, goleak.Cleanup(func(code int) {
 		testenv.Cleanup()
 		os.Exit(code)

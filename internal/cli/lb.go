@@ -26,7 +26,7 @@ func runLB(ctx context.Context, env *Env, args []string) error {
 	logs := logFlags(fs)
 	fs.Usage = func() {
 		fmt.Fprintln(env.Stderr, "usage: shoal lb [-c lb.yaml] [-log-format text|json] [-log-level info]")
-		fmt.Fprintln(env.Stderr, "       shoal lb <status|add|remove|drain|undrain|weight|reload|maintenance> ... (shoal lb <cmd> -h)")
+		fmt.Fprintln(env.Stderr, "       shoal lb <status|add|remove|drain|undrain|weight|reload|maintenance|check> ... (shoal lb <cmd> -h)")
 		fs.PrintDefaults()
 	}
 	if help, err := parseFlags(fs, args); help || err != nil {

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"reflect"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -46,6 +47,7 @@ type LBOptions struct {
 type LB struct {
 	path    string
 	follow  *lbFollower // nil for a static balancer
+	vip     *vipKeeper  // nil without lb.yaml's vip section
 	log     *slog.Logger
 	b       *lb.Balancer
 	adminLn net.Listener
@@ -112,6 +114,12 @@ func OpenLB(opts LBOptions) (_ *LB, err error) {
 			return nil, &DamagedStateError{Path: d.follow.state, Err: err}
 		}
 		d.follow.b = d.b
+	}
+	if file.VIP != nil {
+		// Before keepalived can run: a stale address is cleared here.
+		if d.vip, err = openVIP(*file.VIP, d.path, d.log); err != nil {
+			return nil, err
+		}
 	}
 	// Bind the admin listener first: a failure then leaves nothing of the
 	// balancer's to release.
@@ -190,6 +198,11 @@ func (d *LB) Run(ctx context.Context) error {
 	if d.follow != nil {
 		g.Go(func() error { return d.follow.run(gctx) })
 	}
+	if d.vip != nil {
+		// keepalived starts once the balancer serves: its check asks the
+		// admin API, which answers from here on.
+		g.Go(func() error { return d.vip.run(gctx) })
+	}
 	err := g.Wait()
 	if err == nil {
 		d.log.Info("stopped")
@@ -239,6 +252,9 @@ func (d *LB) Reload(ctx context.Context) error {
 	if (file.Server == nil) != (d.follow == nil) || (file.Server != nil && *file.Server != *d.follow.srv) {
 		return fmt.Errorf("reload rejected: %s: a change of the server section (following a server or not, its url, name or data dir) needs a restart", d.path)
 	}
+	if !reflect.DeepEqual(file.VIP, d.vipConfig()) {
+		return fmt.Errorf("reload rejected: %s: a change of the vip section needs a restart (keepalived is started with it)", d.path)
+	}
 	cfg, err := d.prepare(file)
 	if err != nil {
 		return err
@@ -253,6 +269,15 @@ func (d *LB) Reload(ctx context.Context) error {
 	}
 	d.log.Info("reloaded", "file", d.path, "listeners", len(cfg.Listeners), "routes", len(cfg.Routes), "pools", len(cfg.Pools))
 	return nil
+}
+
+// vipConfig is the vip section the balancer runs with; nil without one.
+func (d *LB) vipConfig() *config.LBVIP {
+	if d.vip == nil {
+		return nil
+	}
+	c := d.vip.cfg
+	return &c
 }
 
 // warn logs each deprecated key of the file, with its file:line:col and
