@@ -12,8 +12,9 @@ import (
 	"os"
 	"testing"
 
-	"github.com/shoal-dev/shoal/internal/testenv"
 	"go.uber.org/goleak"
+
+	"github.com/shoal-dev/shoal/internal/testenv"
 )
 
 // TestMain removes the binary built by testenv.BuildShoal after the

@@ -431,3 +431,121 @@ func pidIn(t *testing.T, path string) int {
 	}
 	return pid
 }
+
+// other is the node that is not n.
+func other(n string) string {
+	if n == "lb1" {
+		return "lb2"
+	}
+	return "lb1"
+}
+
+// killKeepalived kills node n's keepalived (its parent and VRRP
+// processes, by their pid files) with SIGKILL, as an OOM killer or a
+// `systemctl kill -s KILL` would: the address stays on the interface.
+func (v *vipLab) killKeepalived(n *vipNode) {
+	v.t.Helper()
+	dir := filepath.Join(n.dir, ".shoal", "keepalived")
+	for _, f := range []string{"keepalived.pid", "vrrp.pid"} {
+		if err := syscall.Kill(pidIn(v.t, filepath.Join(dir, f)), syscall.SIGKILL); err != nil {
+			v.t.Fatalf("kill keepalived (%s) on %s: %v", f, n.host, err)
+		}
+	}
+}
+
+// moveTo waits until exactly want holds the address.
+func (v *vipLab) moveTo(want string, d time.Duration) {
+	v.t.Helper()
+	testenv.Eventually(v.t, d, func() error {
+		hs, err := v.holders(context.Background())
+		if err != nil {
+			return err
+		}
+		if len(hs) != 1 || hs[0] != want {
+			return fmt.Errorf("holders %v, want only %s", hs, want)
+		}
+		return nil
+	})
+}
+
+// stays checks for d that exactly holder holds the address.
+func (v *vipLab) stays(holder string, d time.Duration) {
+	v.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	samples := v.watchHolders(ctx)
+	<-ctx.Done()
+	cancel()
+	for _, s := range samples() {
+		if len(s.holders) != 1 || s.holders[0] != holder {
+			v.t.Errorf("holders %v, want only %s", s.holders, holder)
+			return
+		}
+	}
+}
+
+// TestVIPStaleAddress reproduces keepalived's known failure (killed with
+// SIGKILL, it leaves the address on the interface, and two nodes answer
+// for it) and checks Shoal's answers: the address is cleared at the next
+// start of shoal lb; a keepalived killed alone under a running shoal lb
+// is fenced (address removed) and started again; and a balancer that
+// stops answering (SIGSTOP) loses the address through keepalived's check.
+func TestVIPStaleAddress(t *testing.T) {
+	v := newVIPLab(t)
+	active := v.single(20 * time.Second)
+	n := v.nodes[active]
+
+	// shoal lb stopped first, so that neither it nor Pdeathsig reacts;
+	// then keepalived and shoal lb killed.
+	if err := n.p.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	v.killKeepalived(n)
+	if err := n.p.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := n.p.Wait(testenv.Context(t, 10*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	testenv.Eventually(t, 10*time.Second, func() error {
+		hs, err := v.holders(context.Background())
+		if err != nil || len(hs) != 2 {
+			return fmt.Errorf("holders %v (%v), want both: the killed node's stale address and its peer's", hs, err)
+		}
+		return nil
+	})
+	t0 := time.Now()
+	v.start(n)
+	if !strings.Contains(n.p.Output(), "removed a stale floating address") {
+		t.Errorf("shoal lb on %s did not report the stale address it removed:\n%s", active, n.p.Output())
+	}
+	v.moveTo(other(active), 5*time.Second)
+	t.Logf("stale address on %s cleared %v after shoal lb started again", active, time.Since(t0).Round(time.Millisecond))
+	v.stays(other(active), 2*time.Second)
+
+	// keepalived alone killed under a running shoal lb: shoal lb removes
+	// the address at once and starts keepalived again.
+	active = other(active)
+	n = v.nodes[active]
+	mark := n.p.Mark()
+	v.killKeepalived(n)
+	if _, _, err := n.p.WaitForLineFrom(testenv.Context(t, 20*time.Second), mark, regexp.MustCompile(`keepalived started`)); err != nil {
+		t.Fatalf("keepalived not started again on %s: %v", active, err)
+	}
+	v.moveTo(other(active), 10*time.Second)
+	v.stays(other(active), 2*time.Second)
+
+	// A balancer that stops answering: keepalived's check (shoal lb
+	// check) fails, the node goes to FAULT and the address moves.
+	active = other(active)
+	n = v.nodes[active]
+	t0 = time.Now()
+	if err := n.p.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	v.moveTo(other(active), 15*time.Second)
+	t.Logf("balancer on %s stopped (SIGSTOP): the address moved after %v", active, time.Since(t0).Round(time.Millisecond))
+	if err := n.p.Signal(syscall.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
+	v.stays(other(active), 3*time.Second)
+}

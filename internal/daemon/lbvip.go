@@ -1,8 +1,8 @@
 package daemon
 
 import (
-	"cmp"
 	"bufio"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -176,8 +176,15 @@ vrrp_instance %s {
 
 // endLeftover kills a keepalived still running from an earlier run of
 // this balancer (its pid files), which would otherwise hold or take the
-// address beside the one run starts.
+// address beside the one run starts, and removes the pid files: a pid
+// file naming a process that is gone but not yet reaped (a zombie, which
+// still counts as alive) makes keepalived refuse to start ("daemon is
+// already running").
 func (k *vipKeeper) endLeftover() {
+	defer func() {
+		os.Remove(k.pidFile)
+		os.Remove(k.vrrpPid)
+	}()
 	for _, f := range []string{k.pidFile, k.vrrpPid} {
 		b, err := os.ReadFile(f)
 		if err != nil {
@@ -311,6 +318,7 @@ func (k *vipKeeper) run(ctx context.Context) error {
 // thread until keepalived has exited: Pdeathsig is tied to the thread
 // that forked the child, and a thread Go retired would kill it.
 func (k *vipKeeper) runOnce(ctx context.Context) error {
+	k.endLeftover()
 	type result struct{ err error }
 	done := make(chan result, 1)
 	started := make(chan *os.Process, 1)
