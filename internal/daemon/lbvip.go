@@ -131,7 +131,10 @@ func openVIP(cfg config.LBVIP, lbPath string, log *slog.Logger) (*vipKeeper, err
 
 // keepalivedConf is the keepalived.conf of cfg: the notify FIFO, and a
 // check that runs `self lb check -c lbPath` every second (two failures
-// put the node in FAULT, two passes take it out).
+// put the node in FAULT, two passes take it out), as root: keepalived's
+// enable_script_security is off, since it refuses a program under any
+// directory a non-root user may write (such as /tmp, where tests build
+// shoal); install shoal where only root writes.
 func keepalivedConf(cfg config.LBVIP, fifo, self, lbPath string) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, `# Written by shoal lb at every start; edits are lost. See lb.yaml's vip section.
