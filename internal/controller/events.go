@@ -96,15 +96,21 @@ func newEventLog(write func([]api.Event) error, log *slog.Logger, now func() tim
 			Name: "shoal_events_pending",
 			Help: "Events waiting to be written to the store; above 0 for long means the store cannot be written.",
 		}, func() float64 { return float64(l.pending.Load()) }),
-		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-			Name: "shoal_state_writes_pending",
-			Help: "Changes of stored state (a release's status, a rollout's outcome) that the store refused, waiting in order with the events to be retried.",
-		}, func() float64 { return float64(l.pendingW.Load()) }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{
 			Name: "shoal_events_dropped_total",
 			Help: "Events dropped because more than 10000 waited for a store that could not be written.",
 		}, func() float64 { return float64(l.dropped.Load()) }),
 	)
+	return l
+}
+
+// withStateWrites exports shoal_state_writes_pending, for the log of a
+// controller (the one that calls apply), and returns l.
+func (l *eventLog) withStateWrites() *eventLog {
+	l.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "shoal_state_writes_pending",
+		Help: "Changes of stored state (a release's status, a rollout's outcome) that the store refused, waiting in order with the events to be retried.",
+	}, func() float64 { return float64(l.pendingW.Load()) }))
 	return l
 }
 
@@ -158,7 +164,7 @@ func (l *eventLog) problem() string {
 		msg += ": " + h.LastError
 	}
 	if h.Dropped > 0 {
-		msg += fmt.Sprintf("; %d events dropped", h.Dropped)
+		msg += fmt.Sprintf("; %d dropped", h.Dropped)
 	}
 	return msg
 }
