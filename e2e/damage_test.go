@@ -78,8 +78,9 @@ func TestUpRefusesDamagedStoreAndRestores(t *testing.T) {
 	if code, out := runShoal(t, bin, dir, "restore", junk); code != 1 || !strings.Contains(out, junk) {
 		t.Errorf("restore from junk: exit %d\n%s", code, out)
 	}
-	if code, out := runShoal(t, bin, dir, "restore", manual); code != 0 {
-		t.Fatalf("restore from the manual backup: exit %d\n%s", code, out)
+	// Over the sound store restored above: kept as replaced, not damaged.
+	if code, out := runShoal(t, bin, dir, "restore", manual); code != 0 || !strings.Contains(out, "kept as "+db+".replaced-") {
+		t.Fatalf("restore from the manual backup over a sound store: exit %d, want the old file kept as %s.replaced-<time>\n%s", code, db, out)
 	}
 }
 

@@ -18,7 +18,8 @@ import (
 )
 
 // exampleApp copies examples/<name> into a temp dir and rewrites its
-// shoal.yaml for a test: ephemeral ports, fast health checks, the given
+// shoal.yaml for a test: ephemeral ports, health checks of 1s (3 failures
+// in a row make an instance unhealthy), the given
 // desired count and max. It skips the test when the example or its
 // runtime (node) is missing.
 func exampleApp(t *testing.T, name string, desired, max int) string {
@@ -60,8 +61,12 @@ func exampleApp(t *testing.T, name string, desired, max int) string {
 	section("balancer")["listen"] = "127.0.0.1:0"
 	section("balancer")["drain_timeout"] = "2s"
 	section("admin")["listen"] = "127.0.0.1:0"
+	// Bounds a loaded 2-core CI machine meets (race-built shoal, other
+	// tests beside it): 200ms/200ms/2 marked serving instances unhealthy
+	// under load (TestDeployUnderLoad drained both old instances mid
+	// rollout). An unhealthy instance is still found in about 3-6 s.
 	h := section("health")
-	h["interval"], h["timeout"], h["unhealthy_threshold"], h["grace"] = "200ms", "200ms", 2, "20s"
+	h["interval"], h["timeout"], h["unhealthy_threshold"], h["grace"] = "1s", "1s", 3, "20s"
 	g := section("group")
 	g["min"], g["desired"], g["max"], g["max_replacing"] = 1, desired, max, 2
 	delete(doc, "data_dir")

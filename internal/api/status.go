@@ -27,8 +27,10 @@ type Status struct {
 	Crash *Crash `json:"crash,omitempty"`
 	// Instances are oldest first (by start, then ID); never nil.
 	Instances []InstanceStatus `json:"instances"`
-	// Events is set while events cannot be written to the store (a full
-	// disk): how many wait, and the last error.
+	// Events is set while events, or changes of stored state that record
+	// an outcome (a release failed, a rollout's end), cannot be written to
+	// the store (a full disk): the changes and how many events wait to be
+	// retried, and the last error.
 	Events string `json:"events_problem,omitempty"`
 	// Maintenance is true while the balancer answers every request with
 	// 503 (shoal maintenance on).

@@ -217,7 +217,7 @@ func printStatus(w io.Writer, st client.Status, now time.Time) {
 		fmt.Fprintf(w, " (instance %s)\n", cr.Instance)
 	}
 	if st.Events != "" {
-		fmt.Fprintf(w, "events: %s\n", st.Events)
+		fmt.Fprintf(w, "store: %s\n", st.Events)
 	}
 	if st.Backoff != "" {
 		fmt.Fprintf(w, "backoff: %s\n", st.Backoff)

@@ -189,7 +189,7 @@ func New(o Options) (*Controller, error) {
 	if c.now == nil {
 		c.now = time.Now
 	}
-	c.events = newEventLog(c.storeEvents, c.log, c.now)
+	c.events = newEventLog(c.storeEvents, c.log, c.now).withStateWrites()
 	c.up = o.Uploads
 	if c.up == nil {
 		c.up = NewUploads(o.Artifacts, c.now, c.events.add)

@@ -228,6 +228,11 @@ func (c *Controller) Deploy(ctx context.Context, req DeployRequest) (int, error)
 		c.events.add(api.Event{Type: "deploy", Release: cur.Version, Reason: env.Redact("deploy stopped: " + err.Error())})
 		return 0, fmt.Errorf("deploy stopped, nothing changed: %w", err)
 	}
+	// A release made while the records of earlier ones wait (a full
+	// disk; events.go: apply) could not be rolled out: refuse it now.
+	if err := c.events.sync(); err != nil {
+		return 0, fmt.Errorf("make release: the outcome of earlier changes cannot be stored yet: %w", err)
+	}
 	rel, err := c.o.Store.PutRelease(api.Release{App: app, Digest: digest, Command: cfg.Run.Command,
 		CPU: cfg.Run.CPU, Memory: int64(cfg.Run.Memory),
 		Env: storeEnv(env), ConfigFingerprint: fp, Change: change,
@@ -248,6 +253,13 @@ func (c *Controller) Deploy(ctx context.Context, req DeployRequest) (int, error)
 	}
 	d, err := c.startRollout(holder, req.By, cur, rel, env, cfg.RolloutPolicy())
 	if err != nil {
+		// It never rolls out: failed, not left pending for the next start.
+		if ferr := c.events.apply(fmt.Sprintf("release v%d failed", rel.Version), func() error {
+			return c.o.Store.SetReleaseStatus(app, rel.Version, api.ReleaseFailed)
+		}); ferr != nil {
+			c.log.Error("mark release failed", "release", rel.Version, "error", ferr)
+		}
+		c.events.add(api.Event{Type: "release", Release: rel.Version, Reason: fmt.Sprintf("v%d failed: its rollout could not start: %v", rel.Version, err)})
 		return rel.Version, err
 	}
 	started = true

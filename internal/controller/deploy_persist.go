@@ -108,7 +108,9 @@ func (c *Controller) dropRollout(rec store.Rollout, why error) {
 	if rec.To > 0 {
 		reason = fmt.Sprintf("dropped the deploy of v%d interrupted by a restart: %v", rec.To, why)
 		if r, err := c.o.Store.GetRelease(app, rec.To); err == nil && r.Status == api.ReleasePending {
-			if err := c.o.Store.SetReleaseStatus(app, rec.To, api.ReleaseFailed); err != nil {
+			if err := c.events.apply(fmt.Sprintf("release v%d failed", rec.To), func() error {
+				return c.o.Store.SetReleaseStatus(app, rec.To, api.ReleaseFailed)
+			}); err != nil {
 				c.log.Error("mark dropped release failed", "release", rec.To, "error", err)
 			}
 		}

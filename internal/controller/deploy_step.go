@@ -35,7 +35,12 @@ func (c *Controller) startRollout(holder, by string, from, to api.Release, env c
 	d := &activeDeploy{holder: holder, by: by, started: now, r: r, env: env, done: make(chan struct{}),
 		launched: map[string]*instance{}, rels: map[int]api.Release{from.Version: from, to.Version: to}}
 	// Only the holder of the deploy lock gets here: nothing else stores a
-	// rollout of this group meanwhile.
+	// rollout of this group meanwhile. The records of the rollouts before
+	// it must be stored first (events.go: apply), or a late one would
+	// overwrite what this one records.
+	if err := c.events.sync(); err != nil {
+		return nil, fmt.Errorf("start rollout: the outcome of earlier changes cannot be stored yet: %w", err)
+	}
 	if err := c.saveRollout(d, r.Snapshot()); err != nil {
 		return nil, fmt.Errorf("start rollout: %w", err)
 	}
@@ -185,22 +190,25 @@ func (c *Controller) finishRollout(d *activeDeploy, phase rollout.Phase) {
 	c.mu.Unlock()
 	from, to := d.rels[spec.From], d.rels[spec.To]
 
-	var err error
-	switch phase {
-	case rollout.PhaseDone:
+	// Both writes go through the event log (events.go: apply): one the
+	// store refuses (a full disk) is kept, named in Status, and retried in
+	// order until it is stored; meanwhile the group runs as decided here.
+	outcome := func() error { return c.recordTurnedBack(to.Version) } // aborted, rolled back, or the rollback failed too
+	if phase == rollout.PhaseDone {
 		prev := api.ReleaseSuperseded
 		if to.Version < from.Version {
 			prev = api.ReleaseRolledBack // shoal rollback
 		}
-		err = c.o.Store.Activate(app, to.Version, prev)
-	default: // aborted, rolled back after a failure, or the rollback failed too
-		err = c.recordTurnedBack(to.Version)
+		outcome = func() error { return c.o.Store.Activate(app, to.Version, prev) }
 	}
-	if err != nil {
+	if err := c.events.apply(fmt.Sprintf("the outcome of the rollout to v%d (%s)", to.Version, phase), outcome); err != nil {
 		c.log.Error("record rollout outcome", "release", to.Version, "error", err)
-	} else if err := c.o.Store.DeleteRollout(app); err != nil {
-		// Harmless but noisy: the next start finds the ended rollout and
-		// records its outcome again.
+	}
+	if err := c.events.apply(fmt.Sprintf("the end of the rollout to v%d", to.Version), func() error {
+		return c.deleteRollout(d.holder)
+	}); err != nil {
+		// Harmless meanwhile: a start before it is stored finds the ended
+		// rollout and records its outcome again.
 		c.log.Error("delete stored rollout", "release", to.Version, "error", err)
 	}
 
@@ -221,6 +229,16 @@ func (c *Controller) finishRollout(d *activeDeploy, phase rollout.Phase) {
 	c.log.Info("rollout ended", "release", to.Version, "phase", phase.String(), "reason", final.Reason)
 	c.dep.lock.Release(app, d.holder)
 	close(d.done)
+}
+
+// deleteRollout deletes the stored rollout if holder's deploy stored it:
+// a later rollout's record is left alone.
+func (c *Controller) deleteRollout(holder string) error {
+	rec, found, err := c.o.Store.GetRollout(c.cfg.Name)
+	if err != nil || !found || rec.Holder != holder {
+		return err
+	}
+	return c.o.Store.DeleteRollout(c.cfg.Name)
 }
 
 // recordTurnedBack records the status of release v after a rollout to it

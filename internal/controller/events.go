@@ -3,6 +3,7 @@ package controller
 import (
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -21,7 +22,9 @@ const (
 	eventRetryMax    = 5 * time.Second
 )
 
-// eventLog writes events to the store, in order, in one of two ways:
+// eventLog writes events to the store, in order, and with them the
+// controller's records of outcomes (a release's status, a rollout's end),
+// in one of three ways:
 //
 //   - add queues an event without blocking (callers may hold
 //     Controller.mu) for the log's goroutine (run). These are the
@@ -33,8 +36,15 @@ const (
 //   - record writes an event synchronously and returns the store's error.
 //     It is for events that record an operator's action (scale, env): the
 //     action is refused when its record cannot be written, so nothing an
-//     operator does goes unrecorded. Queued events are written first, so
+//     operator does goes unrecorded. Queued entries are written first, so
 //     sequence numbers keep the order of the calls.
+//   - apply makes a change of stored state that records what happened
+//     (release v2 failed, the outcome of a rollout) synchronously, after
+//     the queued entries. When the store refuses it, it is not lost: it
+//     joins the queue, in order with the events, and is retried with them
+//     until the store takes it; meanwhile it is named in Status's problem
+//     line and counted in shoal_state_writes_pending. Such writes are
+//     never dropped (there are a few per rollout, not thousands).
 //
 // Writers are serialised by wmu, which is held only around store writes
 // (it guards nothing else); mu guards the queue and is never held during
@@ -44,10 +54,11 @@ type eventLog struct {
 	log   *slog.Logger
 	now   func() time.Time
 
-	wmu sync.Mutex // serialises store writes, so events are stored in order
+	wmu sync.Mutex // serialises store writes, so entries are stored in order
 
 	mu     sync.Mutex
-	queue  []api.Event
+	queue  []entry
+	writes int // entries of queue that are state writes
 	closed bool
 	wake   chan struct{}
 	subs   map[chan struct{}]struct{}
@@ -55,8 +66,22 @@ type eventLog struct {
 	failures atomic.Uint64 // failed store writes
 	dropped  atomic.Uint64 // events dropped beyond maxPendingEvents
 	pending  atomic.Int64  // events queued, not yet stored
+	pendingW atomic.Int64  // state writes queued, not yet stored
 	lastErr  atomic.Pointer[string]
 	reg      *prometheus.Registry
+}
+
+// entry is one queued write: an event, or a state write when set is
+// non-nil.
+type entry struct {
+	ev  api.Event
+	set *stateWrite
+}
+
+// stateWrite is a change of stored state made through eventLog.apply.
+type stateWrite struct {
+	what string       // what it records, for logs and Status: "release v2 failed"
+	do   func() error // idempotent: run again after an error
 }
 
 func newEventLog(write func([]api.Event) error, log *slog.Logger, now func() time.Time) *eventLog {
@@ -65,7 +90,7 @@ func newEventLog(write func([]api.Event) error, log *slog.Logger, now func() tim
 	l.reg.MustRegister(
 		prometheus.NewCounterFunc(prometheus.CounterOpts{
 			Name: "shoal_event_write_errors_total",
-			Help: "Failed writes of events to the store (a full or failing disk); the events are kept and retried.",
+			Help: "Failed writes of events and state changes to the store (a full or failing disk); they are kept and retried.",
 		}, func() float64 { return float64(l.failures.Load()) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "shoal_events_pending",
@@ -79,10 +104,25 @@ func newEventLog(write func([]api.Event) error, log *slog.Logger, now func() tim
 	return l
 }
 
-// EventLogHealth says whether events reach the store.
+// withStateWrites exports shoal_state_writes_pending, for the log of a
+// controller (the one that calls apply), and returns l.
+func (l *eventLog) withStateWrites() *eventLog {
+	l.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "shoal_state_writes_pending",
+		Help: "Changes of stored state (a release's status, a rollout's outcome) that the store refused, waiting in order with the events to be retried.",
+	}, func() float64 { return float64(l.pendingW.Load()) }))
+	return l
+}
+
+// EventLogHealth says whether events and the controller's records of
+// outcomes reach the store.
 type EventLogHealth struct {
 	// Pending events wait for a store write that failed; they are retried.
 	Pending int
+	// PendingWrites name the changes of stored state (a release's status,
+	// a rollout's outcome) that wait, in order, to be retried; the store
+	// still holds the state from before them.
+	PendingWrites []string
 	// WriteErrors counts failed writes since start; Dropped counts events
 	// lost because too many waited.
 	WriteErrors, Dropped uint64
@@ -96,25 +136,42 @@ func (l *eventLog) health() EventLogHealth {
 	if p := l.lastErr.Load(); p != nil {
 		h.LastError = *p
 	}
+	l.mu.Lock()
+	if l.writes > 0 {
+		for _, e := range l.queue {
+			if e.set != nil {
+				h.PendingWrites = append(h.PendingWrites, e.set.what)
+			}
+		}
+	}
+	l.mu.Unlock()
 	return h
 }
 
-// problem describes, for Status, events that wait after a failed write;
-// "" when every event is stored.
+// problem describes, for Status, events and state changes that wait after
+// a failed write; "" when everything is stored.
 func (l *eventLog) problem() string {
 	h := l.health()
-	if h.LastError == "" && h.Dropped == 0 {
+	if h.LastError == "" && h.Dropped == 0 && len(h.PendingWrites) == 0 {
 		return ""
 	}
-	msg := fmt.Sprintf("%d events not yet stored (retrying): %s", h.Pending, h.LastError)
+	what := fmt.Sprintf("%d events", h.Pending)
+	if len(h.PendingWrites) > 0 {
+		what = strings.Join(h.PendingWrites, ", ") + " and " + what
+	}
+	msg := what + " not yet stored (retrying)"
+	if h.LastError != "" {
+		msg += ": " + h.LastError
+	}
 	if h.Dropped > 0 {
 		msg += fmt.Sprintf("; %d dropped", h.Dropped)
 	}
 	return msg
 }
 
-// EventLogHealth reports whether the controller's events reach the store:
-// events waiting after failed writes, failures and drops since start.
+// EventLogHealth reports whether the controller's events and records of
+// outcomes reach the store: what waits after failed writes, failures and
+// drops since start.
 func (c *Controller) EventLogHealth() EventLogHealth { return c.events.health() }
 
 // add queues e, stamping its time. It never blocks.
@@ -123,14 +180,30 @@ func (l *eventLog) add(e api.Event) {
 		e.Time = l.now()
 	}
 	l.mu.Lock()
-	l.queue = append(l.queue, e)
-	if over := len(l.queue) - maxPendingEvents; over > 0 {
-		l.queue = append(l.queue[:0:0], l.queue[over:]...)
-		l.drop(over)
-	}
-	l.pending.Store(int64(len(l.queue)))
+	l.queue = append(l.queue, entry{ev: e})
+	l.trimLocked()
 	l.mu.Unlock()
 	l.kick()
+}
+
+// trimLocked drops the oldest queued events beyond maxPendingEvents
+// (state writes are kept) and updates the gauges; mu is held.
+func (l *eventLog) trimLocked() {
+	if over := len(l.queue) - l.writes - maxPendingEvents; over > 0 {
+		kept := make([]entry, 0, len(l.queue)-over)
+		n := 0
+		for _, e := range l.queue {
+			if e.set == nil && n < over {
+				n++
+				continue
+			}
+			kept = append(kept, e)
+		}
+		l.queue = kept
+		l.drop(over)
+	}
+	l.pending.Store(int64(len(l.queue) - l.writes))
+	l.pendingW.Store(int64(l.writes))
 }
 
 func (l *eventLog) kick() {
@@ -161,48 +234,101 @@ func (l *eventLog) record(e api.Event) error {
 	return nil
 }
 
-// flushLocked writes the queue; wmu is held. Events that could not be
+// apply runs do, a change of stored state that records an outcome (what
+// names it: "release v2 failed"), after the queued entries, and returns
+// nil once the store took it. When the store refuses it, or an entry
+// queued before it, do is queued in its place and retried with the events
+// until it succeeds, and the error is returned for the caller to log; the
+// caller goes on as if it were stored. do must be idempotent and read what
+// it needs from the store when it runs: it may run again, and later.
+func (l *eventLog) apply(what string, do func() error) error {
+	w := &stateWrite{what: what, do: do}
+	l.wmu.Lock()
+	defer l.wmu.Unlock()
+	if err := l.flushLocked(); err != nil {
+		l.mu.Lock()
+		l.queue = append(l.queue, entry{set: w})
+		l.writes++
+		l.trimLocked()
+		l.mu.Unlock()
+		l.kick()
+		return fmt.Errorf("%s: kept and retried: %w", what, err)
+	}
+	if err := do(); err != nil {
+		// Entries queued meanwhile came after this call: it goes first.
+		l.mu.Lock()
+		l.queue = append([]entry{{set: w}}, l.queue...)
+		l.writes++
+		l.trimLocked()
+		l.mu.Unlock()
+		l.failed(err)
+		l.kick()
+		return fmt.Errorf("%s: kept and retried: %w", what, err)
+	}
+	return nil
+}
+
+// sync writes what is queued and returns the store's error if anything
+// is still waiting; for a change that must not overtake the records
+// before it (a new release while the outcome of the last rollout waits).
+func (l *eventLog) sync() error {
+	l.wmu.Lock()
+	defer l.wmu.Unlock()
+	return l.flushLocked()
+}
+
+// flushLocked writes the queue; wmu is held. Entries that could not be
 // written go back to the front of the queue, in order.
 func (l *eventLog) flushLocked() error {
 	l.mu.Lock()
 	batch := l.queue
 	l.queue = nil
+	writes := l.writes
+	l.writes = 0
 	l.mu.Unlock()
 	if len(batch) == 0 {
 		return nil
 	}
-	n, err := l.writePrefix(batch)
-	if n > 0 {
+	n, events, err := l.writePrefix(batch)
+	if events > 0 {
 		l.notify()
 	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
 	if err == nil {
 		l.lastErr.Store(nil)
-		l.mu.Lock()
-		l.pending.Store(int64(len(l.queue)))
-		l.mu.Unlock()
+		l.trimLocked()
 		return nil
 	}
-	l.mu.Lock()
-	l.queue = append(batch[n:len(batch):len(batch)], l.queue...)
-	if over := len(l.queue) - maxPendingEvents; over > 0 {
-		l.queue = append(l.queue[:0:0], l.queue[over:]...)
-		l.drop(over)
+	for _, e := range batch[:n] {
+		if e.set != nil {
+			writes--
+		}
 	}
-	l.pending.Store(int64(len(l.queue)))
-	l.mu.Unlock()
-	l.failed(err)
+	l.queue = append(batch[n:len(batch):len(batch)], l.queue...)
+	l.writes += writes
+	l.trimLocked()
+	l.failedLocked(err)
 	return err
 }
 
-// writePrefix stores batch one event at a time, stopping at the first
-// failure, and returns how many were stored.
-func (l *eventLog) writePrefix(batch []api.Event) (int, error) {
+// writePrefix stores batch one entry at a time, stopping at the first
+// failure, and returns how many entries, and of them events, were stored.
+func (l *eventLog) writePrefix(batch []entry) (n, events int, err error) {
 	for i, e := range batch {
-		if err := l.write([]api.Event{e}); err != nil {
-			return i, err
+		if e.set != nil {
+			err = e.set.do()
+		} else {
+			err = l.write([]api.Event{e.ev})
+		}
+		if err != nil {
+			return i, events, err
+		}
+		if e.set == nil {
+			events++
 		}
 	}
-	return len(batch), nil
+	return len(batch), events, nil
 }
 
 // drop counts n events dropped, oldest first; the first drop is logged
@@ -214,13 +340,28 @@ func (l *eventLog) drop(n int) {
 }
 
 func (l *eventLog) failed(err error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.failedLocked(err)
+}
+
+// failedLocked counts and logs a failed write; mu is held (for the
+// names of the state writes that wait).
+func (l *eventLog) failedLocked(err error) {
 	l.failures.Add(1)
 	msg := err.Error()
 	l.lastErr.Store(&msg)
-	l.log.Error("events cannot be written to the store; kept and retried", "error", err, "pending", l.pending.Load())
+	var waiting []string
+	for _, e := range l.queue {
+		if e.set != nil {
+			waiting = append(waiting, e.set.what)
+		}
+	}
+	l.log.Error("events cannot be written to the store; kept and retried", "error", err,
+		"pending", l.pending.Load(), "waiting", strings.Join(waiting, ", "))
 }
 
-// run writes queued events until close, retrying failed writes with
+// run writes queued entries until close, retrying failed writes with
 // backoff (eventRetryMin doubling to eventRetryMax); after close it makes
 // one last attempt and returns, logging what could not be stored.
 func (l *eventLog) run() {
@@ -228,7 +369,7 @@ func (l *eventLog) run() {
 	retry.Stop()
 	defer retry.Stop()
 	var delay time.Duration // the last retry delay; 0 after a success
-	waiting := false        // a retry is scheduled: new events wait for it
+	waiting := false        // a retry is scheduled: new entries wait for it
 	for {
 		select {
 		case <-l.wake:
@@ -246,7 +387,9 @@ func (l *eventLog) run() {
 		l.wmu.Unlock()
 		if closed {
 			if err != nil {
-				l.log.Error("events not stored at shutdown", "error", err, "events", l.pending.Load())
+				h := l.health()
+				l.log.Error("events and state changes not stored at shutdown", "error", err, "events", h.Pending,
+					"waiting", strings.Join(h.PendingWrites, ", "))
 			}
 			return
 		}

@@ -9,6 +9,7 @@ import (
 	"github.com/shoal-dev/shoal/internal/api"
 	"github.com/shoal-dev/shoal/internal/pool"
 	"github.com/shoal-dev/shoal/internal/rollout"
+	"github.com/shoal-dev/shoal/internal/store"
 )
 
 // Probe cadence while an instance starts: the first probe goes out as soon
@@ -181,9 +182,16 @@ func (c *Controller) markServed(v int) {
 		return
 	}
 	now := c.now()
-	if err := c.o.Store.MarkServed(c.cfg.Name, v, now); err != nil {
+	// Through the event log (events.go: apply): the outcome of a rollout
+	// reads it, and is stored after it.
+	if err := c.events.apply(fmt.Sprintf("release v%d served", v), func() error {
+		err := c.o.Store.MarkServed(c.cfg.Name, v, now)
+		if errors.Is(err, store.ErrNotFound) {
+			return nil // pruned
+		}
+		return err
+	}); err != nil {
 		c.log.Warn("record release served", "release", v, "error", err)
-		return
 	}
 	c.mu.Lock()
 	c.served[v] = true
@@ -222,7 +230,9 @@ func (c *Controller) cannotStart(in *instance, err error) {
 	if keep {
 		return
 	}
-	if err := c.o.Store.SetReleaseStatus(c.cfg.Name, v, api.ReleaseFailed); err != nil {
+	if err := c.events.apply(fmt.Sprintf("release v%d failed", v), func() error {
+		return c.o.Store.SetReleaseStatus(c.cfg.Name, v, api.ReleaseFailed)
+	}); err != nil {
 		c.log.Error("mark release failed", "release", v, "error", err)
 	}
 }

@@ -248,9 +248,10 @@ func (c *Controller) abandonPending(keep int) {
 		if r.Status != api.ReleasePending || r.Version == keep {
 			continue
 		}
-		if err := c.o.Store.SetReleaseStatus(c.cfg.Name, r.Version, api.ReleaseFailed); err != nil {
+		if err := c.events.apply(fmt.Sprintf("release v%d failed", r.Version), func() error {
+			return c.o.Store.SetReleaseStatus(c.cfg.Name, r.Version, api.ReleaseFailed)
+		}); err != nil {
 			c.log.Error("mark abandoned release failed", "release", r.Version, "error", err)
-			continue
 		}
 		c.events.add(api.Event{Type: "release", Release: r.Version,
 			Reason: fmt.Sprintf("v%d never served: its deploy was abandoned before it was rolled out; marked failed", r.Version)})

@@ -215,8 +215,9 @@ func Backup(path, dst string) (fromKept bool, err error) {
 // Restore replaces the store file at path with a copy of the backup from,
 // after checking that no process has the store open (ErrInUse) and that
 // from is a complete Shoal store (Verify). The file it replaces is kept
-// beside it as path + ".damaged-<UTC time>" and its name returned (empty
-// when there was none). The swap is two renames in the store's directory,
+// beside it and its name returned (empty when there was none): as path +
+// ".replaced-<UTC time>" when it is a sound store itself (Verify), as
+// path + ".damaged-<UTC time>" when it is not. The swap is two renames in the store's directory,
 // each made durable, and happens while this process holds the store's lock.
 func Restore(path, from string, now time.Time) (aside string, err error) {
 	if _, err := Verify(from); err != nil {
@@ -224,6 +225,18 @@ func Restore(path, from string, now time.Time) (aside string, err error) {
 	}
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return "", fmt.Errorf("restore: %w", err)
+	}
+	kind := "damaged"
+	if _, err := os.Lstat(path); err == nil {
+		// Checked before the lock is taken (Verify takes a shared one); a
+		// process that opens the store in between makes lockFile fail.
+		_, verr := Verify(path)
+		if errors.Is(verr, ErrInUse) {
+			return "", fmt.Errorf("restore: %w", verr)
+		}
+		if verr == nil {
+			kind = "replaced"
+		}
 	}
 	unlock, err := lockFile(path)
 	if err != nil {
@@ -236,7 +249,7 @@ func Restore(path, from string, now time.Time) (aside string, err error) {
 	}
 	defer os.Remove(tmp) // no-op after the rename
 	if _, err := os.Lstat(path); err == nil {
-		aside = path + ".damaged-" + now.UTC().Format("20060102T150405Z")
+		aside = path + "." + kind + "-" + now.UTC().Format("20060102T150405Z")
 		if err := os.Rename(path, aside); err != nil {
 			return "", fmt.Errorf("restore: keep the current file aside: %w", err)
 		}

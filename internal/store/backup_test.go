@@ -145,4 +145,18 @@ func TestRestoreIntoNewDataDir(t *testing.T) {
 	if rels, err := s.Releases("web"); err != nil || len(rels) != 30 {
 		t.Fatalf("%d releases, %v", len(rels), err)
 	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	// Restored again over that sound store: it is kept as replaced, not
+	// as damaged.
+	now := time.Date(2026, 12, 2, 7, 0, 0, 0, time.UTC)
+	aside, err = Restore(path, BackupPath(src), now)
+	if err != nil || aside != path+".replaced-20261202T070000Z" {
+		t.Fatalf("Restore over a sound store = %q, %v; want it kept as %s.replaced-20261202T070000Z", aside, err, path)
+	}
+	if _, err := Verify(aside); err != nil {
+		t.Errorf("the replaced store kept aside: %v", err)
+	}
 }
