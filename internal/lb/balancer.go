@@ -45,6 +45,7 @@ type Balancer struct {
 	bgCtx     context.Context
 	bgCancel  context.CancelFunc
 	serveErr  chan error
+	serving   chan struct{} // closed once Run serves every listener
 }
 
 // table is the immutable snapshot the proxy reads per request.
@@ -89,6 +90,7 @@ func New(cfg Config) (*Balancer, error) {
 		pools:     map[string]*poolEntry{},
 		listeners: map[string]*listener{},
 		serveErr:  make(chan error, 1),
+		serving:   make(chan struct{}),
 	}
 	b.bgCtx, b.bgCancel = context.WithCancel(context.Background())
 	b.metrics = newMetrics(b)
@@ -171,19 +173,44 @@ func (b *Balancer) buildTable(cfg Config, budget *retryBudget) *table {
 
 // Listen binds every listener. Bind errors are returned at once, and the
 // listeners bound so far are closed again. Calling it twice is an error.
-func (b *Balancer) Listen() error {
+func (b *Balancer) Listen() error { return b.ListenOn(nil) }
+
+// ListenOn is Listen with listening sockets that are already open, such
+// as those another process handed over (a listener upgrade): the listener
+// named by a key of socks accepts on that socket instead of binding its
+// address; every other listener binds as Listen does. The Balancer owns
+// every socket of socks from the call on: on error they are all closed
+// with the ones it bound itself.
+func (b *Balancer) ListenOn(socks map[string]*net.TCPListener) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	closeAll := func() {
+		for _, s := range socks {
+			s.Close()
+		}
+	}
 	if b.listening {
+		closeAll()
 		return errors.New("balancer already listening")
+	}
+	for name := range socks {
+		if b.listeners[name] == nil {
+			closeAll()
+			return fmt.Errorf("listen: no listener %q for the socket handed over", name)
+		}
 	}
 	var bound []*listener
 	for _, l := range b.listeners {
-		if err := b.bind(l, b.cfg.Limits); err != nil {
+		var sock net.Listener
+		if s := socks[l.cfg.Name]; s != nil {
+			sock = s
+		}
+		if err := b.bind(l, b.cfg.Limits, sock); err != nil {
 			for _, o := range bound {
 				o.ln.Close()
 				o.raw.Close()
 			}
+			closeAll()
 			return err
 		}
 		bound = append(bound, l)
@@ -192,11 +219,15 @@ func (b *Balancer) Listen() error {
 	return nil
 }
 
-// bind opens the socket of l and its accept chain.
-func (b *Balancer) bind(l *listener, lim Limits) error {
-	raw, err := net.Listen("tcp", l.cfg.Addr)
-	if err != nil {
-		return fmt.Errorf("listener %s: %w", l.cfg.Name, err)
+// bind sets up the accept chain of l on sock, or on a new socket bound to
+// l's address when sock is nil.
+func (b *Balancer) bind(l *listener, lim Limits, sock net.Listener) error {
+	raw := sock
+	if raw == nil {
+		var err error
+		if raw, err = net.Listen("tcp", l.cfg.Addr); err != nil {
+			return fmt.Errorf("listener %s: %w", l.cfg.Name, err)
+		}
 	}
 	l.raw = raw
 	if l.tlsCfg == nil && !lim.DisableFastPath {
@@ -276,9 +307,25 @@ func (b *Balancer) Run(ctx context.Context) error {
 		b.mu.Lock()
 	}
 	b.running = true
+	var fast []*fastServer
 	for _, l := range b.listeners {
 		b.serveLocked(l)
+		if l.fast != nil {
+			fast = append(fast, l.fast)
+		}
 	}
+	b.bg.Add(1)
+	go func() {
+		defer b.bg.Done()
+		for _, s := range fast {
+			select {
+			case <-s.ready:
+			case <-s.stopped:
+				return
+			}
+		}
+		close(b.serving)
+	}()
 	for _, pe := range b.pools {
 		b.startHealthLocked(pe)
 	}
@@ -297,6 +344,10 @@ func (b *Balancer) Run(ctx context.Context) error {
 	b.shutdown()
 	return err
 }
+
+// Serving is closed once Run accepts on every listener it started with
+// (the fast path's event loops included); never when one fails to start.
+func (b *Balancer) Serving() <-chan struct{} { return b.serving }
 
 // serveLocked starts the server of a bound listener.
 func (b *Balancer) serveLocked(l *listener) {

@@ -69,7 +69,7 @@ func (b *Balancer) Reload(cfg Config) error {
 		}
 		nl := &listener{cfg: lc, tlsCfg: tc, certs: cw, srv: b.newServer(lc, tc, cfg.Limits)}
 		if b.listening {
-			if err := b.bind(nl, cfg.Limits); err != nil {
+			if err := b.bind(nl, cfg.Limits, nil); err != nil {
 				errs = append(errs, err)
 				continue
 			}
