@@ -63,10 +63,11 @@ type getLoad struct {
 	errs       []string
 	wg         sync.WaitGroup
 	stop       chan struct{}
+	start      time.Time
 }
 
 func startGetLoad(ctx context.Context, url string) *getLoad {
-	l := &getLoad{stop: make(chan struct{})}
+	l := &getLoad{stop: make(chan struct{}), start: time.Now()}
 	for i := range 4 {
 		tr := &http.Transport{DisableKeepAlives: i%2 == 1, MaxIdleConnsPerHost: 4}
 		c := &http.Client{Transport: tr, Timeout: 10 * time.Second}
@@ -91,7 +92,7 @@ func startGetLoad(ctx context.Context, url string) *getLoad {
 				l.failed.Add(1)
 				l.mu.Lock()
 				if len(l.errs) < 10 {
-					l.errs = append(l.errs, fmt.Sprintf("status %d, error %v", code, err))
+					l.errs = append(l.errs, fmt.Sprintf("at %s: status %d, error %v", time.Now().Format("15:04:05.000"), code, err))
 				}
 				l.mu.Unlock()
 			}
