@@ -2,14 +2,17 @@ package e2e
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -372,5 +375,99 @@ func takeOfferAndDie(t *testing.T, ctx context.Context, sock, web string) {
 	}
 	if !found || !strings.Contains(string(buf[:n]), `"name":"web"`) {
 		t.Fatalf("offer %s carries no socket of %s", buf[:n], web)
+	}
+}
+
+// TestLBUpgradeOnSIGUSR2: SIGUSR2 makes shoal lb start its binary again,
+// which takes over under load with no failed request and tells systemd
+// (NOTIFY_SOCKET) that it is the main process; the old one exits 0.
+func TestLBUpgradeOnSIGUSR2(t *testing.T) {
+	ctx := testenv.Context(t, 2*time.Minute)
+	dir := t.TempDir()
+	notifyPath := filepath.Join(dir, "notify.sock")
+	notify, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: notifyPath, Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer notify.Close()
+	readNotify := func() string {
+		notify.SetReadDeadline(time.Now().Add(30 * time.Second))
+		buf := make([]byte, 4096)
+		n, err := notify.Read(buf)
+		if err != nil {
+			t.Fatalf("no notification: %v", err)
+		}
+		return string(buf[:n])
+	}
+
+	be := wsBackend(t, "a")
+	cfg := filepath.Join(dir, "lb.yaml")
+	if err := os.WriteFile(cfg, []byte(handoffConfig(dir, serverAddr(be), "")), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(testenv.BuildShoal(t), "lb", "-c", cfg)
+	cmd.Env = append(os.Environ(), "NOTIFY_SOCKET="+notifyPath)
+	p1 := testenv.StartCmd(t, cmd)
+	m, err := p1.WaitForLine(ctx, regexp.MustCompile(`msg=listening listener=web addr=(\S+)`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	web := "http://" + m[1]
+	if got := readNotify(); got != "READY=1" {
+		t.Fatalf("first notification %q, want READY=1", got)
+	}
+
+	load := startGetLoad(ctx, web+"/")
+	defer func() {
+		select {
+		case <-load.stop:
+		default:
+			close(load.stop)
+			load.wg.Wait()
+		}
+	}()
+	if err := load.waitFor(ctx, 300); err != nil {
+		t.Fatal(err)
+	}
+	if err := p1.Signal(syscall.SIGUSR2); err != nil {
+		t.Fatal(err)
+	}
+	// The new process writes to the old one's output.
+	m, err = p1.WaitForLine(ctx, regexp.MustCompile(fmt.Sprintf(`msg="took over" old_pid=%d pid=(\d+)`, p1.Cmd.Process.Pid)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	newPID, _ := strconv.Atoi(m[1])
+	if got, want := readNotify(), fmt.Sprintf("MAINPID=%d\nREADY=1", newPID); got != want {
+		t.Fatalf("notification %q, want %q", got, want)
+	}
+	// p1.Wait would also wait for its output, which the new process
+	// still writes to.
+	if err := testenv.WaitFor(ctx, func() error {
+		if !p1.Exited() {
+			return errors.New("the old process runs")
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if code := p1.Cmd.ProcessState.ExitCode(); code != 0 {
+		t.Fatalf("old process exit: %d", code)
+	}
+	if err := load.waitFor(ctx, 300); err != nil {
+		t.Fatal(err)
+	}
+	load.finish(t)
+
+	mark := p1.Mark()
+	if err := syscall.Kill(newPID, syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := p1.WaitForLineFrom(ctx, mark, regexp.MustCompile(`msg=stopped`)); err != nil {
+		t.Fatal(err)
+	}
+	// The output ends once the new process exited.
+	if _, err := p1.Wait(ctx); err != nil {
+		t.Fatal(err)
 	}
 }

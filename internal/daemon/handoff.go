@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"syscall"
@@ -388,21 +389,64 @@ func (d *LB) offer() (handoffOffer, []*os.File, error) {
 	return offer, files, nil
 }
 
-// finishTakeover stops the old process once this one accepts on every
-// listener; if Run ends first, the old process serves on.
-func (d *LB) finishTakeover(ctx context.Context) {
+// ready waits until the balancer accepts on every listener, then stops
+// the old process of a takeover and tells systemd (Type=notify) that this
+// process is ready and, after a takeover, the unit's main process. If Run
+// ends first, an old process serves on.
+func (d *LB) ready(ctx context.Context) {
 	select {
 	case <-d.b.Serving():
 	case <-ctx.Done():
 		d.inh.close()
 		return
 	}
-	pid, err := d.inh.finish()
-	if err != nil {
-		// The old process stops on its own once it saw the stop, or
-		// serves on beside this one: both accept on the same sockets.
-		d.log.Warn("handoff: no answer from the old process", "old_pid", d.inh.offer.PID, "error", err)
-		return
+	state := "READY=1"
+	if d.inh != nil {
+		pid, err := d.inh.finish()
+		if err != nil {
+			// The old process stops on its own once it saw the stop, or
+			// serves on beside this one: both accept on the same sockets.
+			d.log.Warn("handoff: no answer from the old process", "old_pid", d.inh.offer.PID, "error", err)
+		} else {
+			d.log.Info("took over", "old_pid", pid, "pid", os.Getpid(), "sockets", len(d.inh.kept))
+		}
+		state = fmt.Sprintf("MAINPID=%d\nREADY=1", os.Getpid())
 	}
-	d.log.Info("took over", "old_pid", pid, "sockets", len(d.inh.kept))
+	if err := sdNotify(state); err != nil {
+		d.log.Warn("notify systemd", "error", err)
+	}
+}
+
+// watchUpgrade starts this binary again on SIGUSR2 (nginx's binary
+// upgrade signal), with this process's arguments and environment: the new
+// process takes over from this one (the executable's file as it is now,
+// so a binary replaced on disk is the one that runs). A new process that
+// exits before its takeover is logged; this one serves on.
+func (d *LB) watchUpgrade(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-d.usr2:
+		}
+		exe, err := os.Executable()
+		if err != nil {
+			d.log.Error("upgrade: find the executable", "error", err)
+			continue
+		}
+		cmd := exec.Command(exe, os.Args[1:]...)
+		cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
+		if err := cmd.Start(); err != nil {
+			d.log.Error("upgrade: start the new process", "exe", exe, "error", err)
+			continue
+		}
+		d.log.Info("upgrade: new process started", "exe", exe, "new_pid", cmd.Process.Pid)
+		// Reaps the child should it end while this process runs; not
+		// waited for by Run (the new process outlives this one).
+		go func() {
+			if err := cmd.Wait(); err != nil {
+				d.log.Error("upgrade: the new process exited", "new_pid", cmd.Process.Pid, "error", err)
+			}
+		}()
+	}
 }

@@ -51,7 +51,8 @@ type LB struct {
 	adminLn net.Listener
 	admin   *http.Server
 	hup     chan os.Signal
-	started atomic.Bool // set by the first of Run and Close
+	usr2    chan os.Signal // upgrade: start the binary again (handoff.go)
+	started atomic.Bool    // set by the first of Run and Close
 
 	// Listener handoff (handoff.go).
 	adminAddr   string // the admin API's configured address, "unix:" + path for a socket
@@ -127,6 +128,8 @@ func OpenLB(opts LBOptions) (_ *LB, err error) {
 	// lines may send one at once, and its default action is to exit.
 	d.hup = make(chan os.Signal, 1)
 	signal.Notify(d.hup, syscall.SIGHUP)
+	d.usr2 = make(chan os.Signal, 1)
+	signal.Notify(d.usr2, syscall.SIGUSR2)
 	d.logListening(cfg, file.Admin)
 
 	mux := http.NewServeMux()
@@ -246,6 +249,7 @@ func (d *LB) Run(ctx context.Context) error {
 	}
 	defer d.closeLogs()
 	defer signal.Stop(d.hup)
+	defer signal.Stop(d.usr2)
 	ctx, d.cancel = context.WithCancel(ctx)
 	defer d.cancel()
 	g, gctx := errgroup.WithContext(ctx)
@@ -258,12 +262,14 @@ func (d *LB) Run(ctx context.Context) error {
 		d.handoffLn.Close()
 		return nil
 	})
-	if d.inh != nil {
-		g.Go(func() error {
-			d.finishTakeover(gctx)
-			return nil
-		})
-	}
+	g.Go(func() error {
+		d.watchUpgrade(gctx)
+		return nil
+	})
+	g.Go(func() error {
+		d.ready(gctx)
+		return nil
+	})
 	g.Go(func() error {
 		if err := d.b.Run(gctx); err != nil && !errors.Is(err, context.Canceled) {
 			return fmt.Errorf("balancer: %w", err)
@@ -294,6 +300,7 @@ func (d *LB) Close() {
 		return
 	}
 	signal.Stop(d.hup)
+	signal.Stop(d.usr2)
 	d.adminLn.Close()
 	d.handoffLn.Close()
 	d.inh.close()
