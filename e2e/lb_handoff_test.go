@@ -471,3 +471,32 @@ func TestLBUpgradeOnSIGUSR2(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestLBSystemdUnitVerifies: the example unit of shoal lb passes
+// systemd-analyze verify with nothing on stderr (the binary's path is
+// the only change: /usr/local/bin/shoal does not exist here).
+func TestLBSystemdUnitVerifies(t *testing.T) {
+	analyze, err := exec.LookPath("systemd-analyze")
+	if err != nil {
+		t.Skip("systemd-analyze not installed")
+	}
+	src, err := os.ReadFile(filepath.Join("..", "examples", "lb", "shoal-lb.service"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	unit := strings.ReplaceAll(string(src), "/usr/local/bin/shoal", testenv.BuildShoal(t))
+	if strings.Count(string(src), "/usr/local/bin/shoal") < 2 {
+		t.Fatalf("the unit does not start /usr/local/bin/shoal:\n%s", src)
+	}
+	path := filepath.Join(t.TempDir(), "shoal-lb.service")
+	if err := os.WriteFile(path, []byte(unit), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ctx := testenv.Context(t, time.Minute)
+	cmd := exec.CommandContext(ctx, analyze, "verify", path)
+	var stderr strings.Builder
+	cmd.Stdout, cmd.Stderr = &stderr, &stderr
+	if err := cmd.Run(); err != nil || stderr.Len() > 0 {
+		t.Fatalf("systemd-analyze verify: %v\n%s", err, stderr.String())
+	}
+}
