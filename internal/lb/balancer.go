@@ -69,6 +69,9 @@ type listener struct {
 	srv    *http.Server
 	fast   *fastServer   // plain listeners on the fast path; nil otherwise
 	served chan struct{} // closed when Serve returned; nil before serving
+	// fresh holds srv's connections with no request read yet, which
+	// shutdown lets send it (see freshConns).
+	fresh *freshConns
 }
 
 // New validates cfg (returning every problem at once), and builds the
@@ -99,7 +102,7 @@ func New(cfg Config) (*Balancer, error) {
 		if err != nil {
 			return nil, fmt.Errorf("listener %s: %w", l.Name, err)
 		}
-		b.listeners[l.Name] = &listener{cfg: l, tlsCfg: tc, certs: cw, srv: b.newServer(l, tc, cfg.Limits)}
+		b.listeners[l.Name] = b.newListener(l, tc, cw, cfg.Limits)
 	}
 	for _, pc := range cfg.Pools {
 		pe, err := b.newPoolEntry(pc, cfg.Limits)
@@ -131,16 +134,19 @@ func (b *Balancer) listenerTLS(l Listener) (*tls.Config, *certWatcher, error) {
 
 // newServer builds the http.Server of a listener; tc is kept only to
 // mark the listener as TLS (the tlsListener terminates TLS).
-func (b *Balancer) newServer(l Listener, tc *tls.Config, lim Limits) *http.Server {
+// newListener builds the (unbound) listener of l and its http.Server.
+func (b *Balancer) newListener(l Listener, tc *tls.Config, cw *certWatcher, lim Limits) *listener {
+	fresh := newFreshConns()
 	srv := &http.Server{
 		Handler:           &frontHandler{b: b, name: l.Name, tls: tc != nil},
 		ReadHeaderTimeout: lim.HeaderTimeout,
 		IdleTimeout:       lim.ClientIdle,
 		MaxHeaderBytes:    serverMaxHeaderBytes(lim.MaxHeaderBytes),
 		ConnContext:       withConn,
+		ConnState:         fresh.track,
 		ErrorLog:          slog.NewLogLogger(b.log.Handler(), slog.LevelDebug),
 	}
-	return srv
+	return &listener{cfg: l, tlsCfg: tc, certs: cw, srv: srv, fresh: fresh}
 }
 
 // buildTable compiles the routing table for cfg over b.pools; budget is
@@ -241,7 +247,7 @@ func (b *Balancer) bind(l *listener, lim Limits, sock net.Listener) error {
 		ln = newLimitListener(ln, lim.MaxConns)
 	}
 	if l.tlsCfg != nil {
-		l.tlsL = newTLSListener(ln, l.tlsCfg, lim.HeaderTimeout, lim.MaxHeaderBytes)
+		l.tlsL = newTLSListener(ln, l.tlsCfg, lim.HeaderTimeout, lim.MaxHeaderBytes, l.fresh)
 		l.ln = l.tlsL
 	} else {
 		l.ln = plainListener{Listener: ln, maxHead: lim.MaxHeaderBytes}
@@ -385,6 +391,7 @@ func (b *Balancer) shutdown() {
 	b.mu.Lock()
 	b.stopping = true
 	timeout := b.cfg.Limits.ShutdownTimeout
+	hdrTimeout := b.cfg.Limits.HeaderTimeout
 	var ls []*listener
 	for _, l := range b.listeners {
 		ls = append(ls, l)
@@ -403,7 +410,7 @@ func (b *Balancer) shutdown() {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			l.shutdown(sctx)
+			l.shutdown(sctx, hdrTimeout)
 		}()
 	}
 	wg.Add(1)
@@ -436,7 +443,15 @@ func (b *Balancer) shutdown() {
 
 // shutdown stops l gracefully (both its fast path and its http.Server),
 // closing what remains when ctx ends first.
-func (l *listener) shutdown(ctx context.Context) {
+func (l *listener) shutdown(ctx context.Context, headerTimeout time.Duration) {
+	if l.tlsL != nil {
+		// Stop accepting, finish the handshakes running, then let their
+		// connections send a first request: net/http's Shutdown drops a
+		// request it reads once it began (freshConns). The fast path
+		// keeps the same rule itself (evLoop.stopping).
+		l.tlsL.drain(ctx)
+		l.fresh.wait(ctx, headerTimeout)
+	}
 	var wg sync.WaitGroup
 	if l.fast != nil {
 		wg.Add(1)

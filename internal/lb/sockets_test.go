@@ -3,6 +3,8 @@ package lb
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"io"
 	"net"
 	"net/http"
@@ -132,6 +134,53 @@ func TestDrainServesFreshConnection(t *testing.T) {
 	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
 	if err != nil {
 		t.Fatalf("fresh connection during the drain: %v", err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || string(body) != "ok" {
+		t.Fatalf("answer: %d %q", resp.StatusCode, body)
+	}
+}
+
+// TestDrainFinishesTLSHandshake: a TLS connection accepted before a
+// shutdown whose handshake is still running when it begins completes its
+// handshake and gets its answer, not a reset.
+func TestDrainFinishesTLSHandshake(t *testing.T) {
+	be := newBackend(t, func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") })
+	dir := t.TempDir()
+	crt, cert := writeCert(t, dir, "a.test")
+	cfg := baseConfig(be.addr)
+	cfg.Listeners[0].TLS = []Certificate{crt}
+	r := start(t, cfg)
+	raw, err := net.Dial("tcp", r.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer raw.Close()
+	tlsL := r.listeners["web"].tlsL
+	waitFor(t, 10*time.Second, "the handshake started", func() bool { return tlsL.handshaking.Load() == 1 })
+	go r.stop(t)
+	waitFor(t, 10*time.Second, "accepting stopped", func() bool {
+		select {
+		case <-tlsL.acceptDone:
+			return true
+		default:
+			return false
+		}
+	})
+	roots := x509.NewCertPool()
+	roots.AddCert(cert)
+	tc := tls.Client(raw, &tls.Config{RootCAs: roots, ServerName: "a.test", NextProtos: []string{"http/1.1"}})
+	tc.SetDeadline(time.Now().Add(10 * time.Second))
+	if err := tc.Handshake(); err != nil {
+		t.Fatalf("handshake during the drain: %v", err)
+	}
+	if _, err := io.WriteString(tc, "GET / HTTP/1.1\r\nHost: a.test\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(tc), nil)
+	if err != nil {
+		t.Fatalf("answer during the drain: %v", err)
 	}
 	body, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
