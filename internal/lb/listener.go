@@ -94,9 +94,9 @@ type tlsListener struct {
 	// fresh is the server's (listener.fresh): a connection is in it from
 	// before it is handed to Accept, so drain's wait cannot miss it.
 	fresh *freshConns
-	errMu       sync.Mutex
-	err         error // accept error that ended the loop
-	once        sync.Once
+	errMu sync.Mutex
+	err   error // accept error that ended the loop
+	once  sync.Once
 }
 
 func newTLSListener(inner net.Listener, cfg *tls.Config, handshakeTimeout time.Duration, maxHead int, fresh *freshConns) *tlsListener {
