@@ -2,9 +2,17 @@ package e2e
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
+	"math/big"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -70,9 +78,18 @@ type getLoad struct {
 }
 
 func startGetLoad(ctx context.Context, url string) *getLoad {
+	return startGetLoadTLS(ctx, url, nil)
+}
+
+// startGetLoadTLS is startGetLoad over TLS with tc (nil: plain HTTP);
+// the third client speaks HTTP/2.
+func startGetLoadTLS(ctx context.Context, url string, tc *tls.Config) *getLoad {
 	l := &getLoad{stop: make(chan struct{}), start: time.Now()}
 	for i := range 4 {
-		tr := &http.Transport{DisableKeepAlives: i%2 == 1, MaxIdleConnsPerHost: 4}
+		tr := &http.Transport{DisableKeepAlives: i%2 == 1, MaxIdleConnsPerHost: 4, ForceAttemptHTTP2: tc != nil && i == 2}
+		if tc != nil {
+			tr.TLSClientConfig = tc.Clone() // the transport sets its NextProtos
+		}
 		c := &http.Client{Transport: tr, Timeout: 10 * time.Second}
 		l.wg.Go(func() {
 			defer tr.CloseIdleConnections()
@@ -499,4 +516,90 @@ func TestLBSystemdUnitVerifies(t *testing.T) {
 	if err := cmd.Run(); err != nil || stderr.Len() > 0 {
 		t.Fatalf("systemd-analyze verify: %v\n%s", err, stderr.String())
 	}
+}
+
+// TestLBHandoffUnderLoadTLS: the takeover of a TLS listener under load
+// from new connections (a handshake each), keep-alive HTTP/1.1 and
+// HTTP/2 clients fails no request.
+func TestLBHandoffUnderLoadTLS(t *testing.T) {
+	ctx := testenv.Context(t, 2*time.Minute)
+	dir := t.TempDir()
+	be := wsBackend(t, "a")
+	certFile, keyFile, roots := writeTestCert(t, dir, "lb.test")
+	src := strings.Replace(handoffConfig(dir, serverAddr(be), ""), "    listen: 127.0.0.1:0\n",
+		fmt.Sprintf("    listen: 127.0.0.1:0\n    tls:\n      - cert: %s\n        key: %s\n", certFile, keyFile), 1)
+	p1 := startLB(t, ctx, dir, src)
+	url := strings.Replace(p1.web, "http://", "https://", 1) + "/"
+	load := startGetLoadTLS(ctx, url, &tls.Config{RootCAs: roots, ServerName: "lb.test"})
+	defer func() {
+		select {
+		case <-load.stop:
+		default:
+			close(load.stop)
+			load.wg.Wait()
+		}
+	}()
+	if err := load.waitFor(ctx, 300); err != nil {
+		t.Fatal(err)
+	}
+	p2 := testenv.Start(t, p1.bin, "lb", "-c", p1.cfg)
+	if _, err := p2.WaitForLine(ctx, regexp.MustCompile(`msg="took over"`)); err != nil {
+		t.Fatal(err)
+	}
+	if code, err := p1.Wait(ctx); err != nil || code != 0 {
+		t.Fatalf("old process exit: %d %v", code, err)
+	}
+	if err := load.waitFor(ctx, 300); err != nil {
+		t.Fatal(err)
+	}
+	load.finish(t)
+	if err := p2.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if code, err := p2.Wait(ctx); err != nil || code != 0 {
+		t.Fatalf("new process exit: %d %v", code, err)
+	}
+}
+
+// writeTestCert writes a self-signed certificate for name and its key
+// in dir; it returns their paths and a pool that trusts it.
+func writeTestCert(t *testing.T, dir, name string) (string, string, *x509.CertPool) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber:          big.NewInt(1),
+		Subject:               pkix.Name{CommonName: name},
+		DNSNames:              []string{name},
+		NotBefore:             time.Now().Add(-time.Hour),
+		NotAfter:              time.Now().Add(time.Hour),
+		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
+		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		BasicConstraintsValid: true,
+		IsCA:                  true,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kb, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cf, kf := filepath.Join(dir, name+".crt"), filepath.Join(dir, name+".key")
+	if err := os.WriteFile(cf, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(kf, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kb}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	roots := x509.NewCertPool()
+	roots.AddCert(cert)
+	return cf, kf, roots
 }
