@@ -37,7 +37,10 @@ func newLBCmd(env *Env) *cobra.Command {
 		Use:   "lb [-c lb.yaml] [flags] | lb COMMAND",
 		Short: "run a load balancer from a static file (lb.yaml); 'shoal lb status' shows it",
 		Long: "Without a command, run a load balancer and its admin API from lb.yaml (ctrl-C or SIGTERM\n" +
-			"drains then exits 0, SIGHUP reloads). With a command, talk to a running one.",
+			"drains then exits 0, SIGHUP reloads). With a command, talk to a running one.\n\n" +
+			"Started while a balancer runs from the same lb.yaml, it takes over that one's listening\n" +
+			"sockets and the old one drains and exits: an upgrade with no gap. SIGUSR2 makes a running\n" +
+			"balancer start its binary (the file now on disk) again to the same end.",
 		DisableFlagParsing: true,
 		// Any word that is not one of the commands below is the daemon's
 		// (its flags' values); runLB rejects what it does not know.

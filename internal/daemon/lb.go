@@ -53,7 +53,15 @@ type LB struct {
 	adminLn net.Listener
 	admin   *http.Server
 	hup     chan os.Signal
-	started atomic.Bool // set by the first of Run and Close
+	usr2    chan os.Signal // upgrade: start the binary again (handoff.go)
+	started atomic.Bool    // set by the first of Run and Close
+
+	// Listener handoff (handoff.go).
+	adminAddr   string // the admin API's configured address, "unix:" + path for a socket
+	handoffPath string
+	handoffLn   *net.UnixListener
+	inh         *inherited // what was taken over from an old process; nil if none
+	cancel      context.CancelFunc
 
 	// mu serialises reloads (SIGHUP and the admin API) and guards the
 	// access log writers.
@@ -116,24 +124,26 @@ func OpenLB(opts LBOptions) (_ *LB, err error) {
 		d.follow.b = d.b
 	}
 	if file.VIP != nil {
+		// A takeover would leave two keepalived supervisors for one
+		// address (the old process restarts its own): refused until the
+		// handoff carries the floating address too.
+		if err := refuseTakeoverWithVIP(HandoffSocketPath(d.path)); err != nil {
+			return nil, err
+		}
 		// Before keepalived can run: a stale address is cleared here.
 		if d.vip, err = openVIP(*file.VIP, d.path, d.log); err != nil {
 			return nil, err
 		}
 	}
-	// Bind the admin listener first: a failure then leaves nothing of the
-	// balancer's to release.
-	if d.adminLn, err = listenAdmin(file.Admin); err != nil {
-		return nil, fmt.Errorf("admin listen: %w", err)
-	}
-	if err := d.b.Listen(); err != nil {
-		d.adminLn.Close()
-		return nil, fmt.Errorf("listen: %w", err)
+	if err := d.bindAll(cfg, file.Admin); err != nil {
+		return nil, err
 	}
 	// Catch SIGHUP before announcing the listeners: whoever reads those
 	// lines may send one at once, and its default action is to exit.
 	d.hup = make(chan os.Signal, 1)
 	signal.Notify(d.hup, syscall.SIGHUP)
+	d.usr2 = make(chan os.Signal, 1)
+	signal.Notify(d.usr2, syscall.SIGUSR2)
 	d.logListening(cfg, file.Admin)
 
 	mux := http.NewServeMux()
@@ -144,6 +154,78 @@ func OpenLB(opts LBOptions) (_ *LB, err error) {
 		ErrorLog:          slog.NewLogLogger(d.log.Handler(), slog.LevelWarn),
 	}
 	return d, nil
+}
+
+// bindAll opens every socket of the daemon: those an old process on the
+// handoff socket hands over when one runs (handoff.go), the others bound
+// anew. On error nothing stays open and the old process serves on.
+func (d *LB) bindAll(cfg lb.Config, a config.AdminConfig) (err error) {
+	d.handoffPath = HandoffSocketPath(d.path)
+	if d.inh, err = takeover(d.handoffPath); err != nil {
+		return fmt.Errorf("take over from the running balancer: %w", err)
+	}
+	var closers []func() error
+	defer func() {
+		if err != nil {
+			for _, c := range closers {
+				c()
+			}
+			d.inh.close()
+			d.inh = nil
+		}
+	}()
+	d.adminAddr = a.Addr
+	if a.Addr == "" {
+		d.adminAddr = "unix:" + a.Socket
+	}
+	if d.adminLn = d.inh.claim(handoffAdmin, "", d.adminAddr); d.adminLn == nil {
+		// Bound first: a failure then leaves nothing of the balancer's to
+		// release.
+		if d.adminLn, err = listenAdmin(a); err != nil {
+			return fmt.Errorf("admin listen: %w", err)
+		}
+	}
+	closers = append(closers, d.adminLn.Close)
+	if ln := d.inh.claim(handoffSelf, "", d.handoffPath); ln != nil {
+		ul, ok := ln.(*net.UnixListener)
+		if !ok {
+			ln.Close()
+			return fmt.Errorf("handoff socket %s handed over is not a Unix socket", d.handoffPath)
+		}
+		d.handoffLn = ul
+	} else if d.handoffLn, err = listenHandoff(d.handoffPath); err != nil {
+		return err
+	}
+	closers = append(closers, d.handoffLn.Close)
+	socks := map[string]*net.TCPListener{}
+	for _, l := range cfg.Listeners {
+		ln := d.inh.claim(handoffListener, l.Name, l.Addr)
+		if ln == nil {
+			continue
+		}
+		tl, ok := ln.(*net.TCPListener)
+		if !ok {
+			ln.Close()
+			for _, s := range socks {
+				s.Close()
+			}
+			return fmt.Errorf("listener %s: the socket handed over is not a TCP socket", l.Name)
+		}
+		socks[l.Name] = tl
+	}
+	// Sockets of listeners removed or moved stay the old process's.
+	d.inh.closeUnclaimed()
+	if err := d.b.ListenOn(socks); err != nil {
+		return fmt.Errorf("listen: %w", err)
+	}
+	return nil
+}
+
+// stop ends Run as a handed-over process: no more takeovers here, then
+// the balancer's drain.
+func (d *LB) stop() {
+	d.handoffLn.Close()
+	d.cancel()
 }
 
 // logListening logs the address of every listener; tests and scripts read
@@ -181,7 +263,27 @@ func (d *LB) Run(ctx context.Context) error {
 	}
 	defer d.closeLogs()
 	defer signal.Stop(d.hup)
+	defer signal.Stop(d.usr2)
+	ctx, d.cancel = context.WithCancel(ctx)
+	defer d.cancel()
 	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error {
+		d.serveHandoff(gctx)
+		return nil
+	})
+	g.Go(func() error {
+		<-gctx.Done()
+		d.handoffLn.Close()
+		return nil
+	})
+	g.Go(func() error {
+		d.watchUpgrade(gctx)
+		return nil
+	})
+	g.Go(func() error {
+		d.ready(gctx)
+		return nil
+	})
 	g.Go(func() error {
 		if err := d.b.Run(gctx); err != nil && !errors.Is(err, context.Canceled) {
 			return fmt.Errorf("balancer: %w", err)
@@ -217,7 +319,10 @@ func (d *LB) Close() {
 		return
 	}
 	signal.Stop(d.hup)
+	signal.Stop(d.usr2)
 	d.adminLn.Close()
+	d.handoffLn.Close()
+	d.inh.close()
 	// lb.Balancer has no Close: a Run with an ended context starts and at
 	// once stops it, closing its sockets.
 	ctx, cancel := context.WithCancel(context.Background())

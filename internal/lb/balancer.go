@@ -45,6 +45,7 @@ type Balancer struct {
 	bgCtx     context.Context
 	bgCancel  context.CancelFunc
 	serveErr  chan error
+	serving   chan struct{} // closed once Run serves every listener
 }
 
 // table is the immutable snapshot the proxy reads per request.
@@ -68,6 +69,9 @@ type listener struct {
 	srv    *http.Server
 	fast   *fastServer   // plain listeners on the fast path; nil otherwise
 	served chan struct{} // closed when Serve returned; nil before serving
+	// fresh holds srv's connections with no request read yet, which
+	// shutdown lets send it (see freshConns).
+	fresh *freshConns
 }
 
 // New validates cfg (returning every problem at once), and builds the
@@ -89,6 +93,7 @@ func New(cfg Config) (*Balancer, error) {
 		pools:     map[string]*poolEntry{},
 		listeners: map[string]*listener{},
 		serveErr:  make(chan error, 1),
+		serving:   make(chan struct{}),
 	}
 	b.bgCtx, b.bgCancel = context.WithCancel(context.Background())
 	b.metrics = newMetrics(b)
@@ -97,7 +102,7 @@ func New(cfg Config) (*Balancer, error) {
 		if err != nil {
 			return nil, fmt.Errorf("listener %s: %w", l.Name, err)
 		}
-		b.listeners[l.Name] = &listener{cfg: l, tlsCfg: tc, certs: cw, srv: b.newServer(l, tc, cfg.Limits)}
+		b.listeners[l.Name] = b.newListener(l, tc, cw, cfg.Limits)
 	}
 	for _, pc := range cfg.Pools {
 		pe, err := b.newPoolEntry(pc, cfg.Limits)
@@ -129,16 +134,19 @@ func (b *Balancer) listenerTLS(l Listener) (*tls.Config, *certWatcher, error) {
 
 // newServer builds the http.Server of a listener; tc is kept only to
 // mark the listener as TLS (the tlsListener terminates TLS).
-func (b *Balancer) newServer(l Listener, tc *tls.Config, lim Limits) *http.Server {
+// newListener builds the (unbound) listener of l and its http.Server.
+func (b *Balancer) newListener(l Listener, tc *tls.Config, cw *certWatcher, lim Limits) *listener {
+	fresh := newFreshConns()
 	srv := &http.Server{
 		Handler:           &frontHandler{b: b, name: l.Name, tls: tc != nil},
 		ReadHeaderTimeout: lim.HeaderTimeout,
 		IdleTimeout:       lim.ClientIdle,
 		MaxHeaderBytes:    serverMaxHeaderBytes(lim.MaxHeaderBytes),
 		ConnContext:       withConn,
+		ConnState:         fresh.track,
 		ErrorLog:          slog.NewLogLogger(b.log.Handler(), slog.LevelDebug),
 	}
-	return srv
+	return &listener{cfg: l, tlsCfg: tc, certs: cw, srv: srv, fresh: fresh}
 }
 
 // buildTable compiles the routing table for cfg over b.pools; budget is
@@ -171,19 +179,44 @@ func (b *Balancer) buildTable(cfg Config, budget *retryBudget) *table {
 
 // Listen binds every listener. Bind errors are returned at once, and the
 // listeners bound so far are closed again. Calling it twice is an error.
-func (b *Balancer) Listen() error {
+func (b *Balancer) Listen() error { return b.ListenOn(nil) }
+
+// ListenOn is Listen with listening sockets that are already open, such
+// as those another process handed over (a listener upgrade): the listener
+// named by a key of socks accepts on that socket instead of binding its
+// address; every other listener binds as Listen does. The Balancer owns
+// every socket of socks from the call on: on error they are all closed
+// with the ones it bound itself.
+func (b *Balancer) ListenOn(socks map[string]*net.TCPListener) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	closeAll := func() {
+		for _, s := range socks {
+			s.Close()
+		}
+	}
 	if b.listening {
+		closeAll()
 		return errors.New("balancer already listening")
+	}
+	for name := range socks {
+		if b.listeners[name] == nil {
+			closeAll()
+			return fmt.Errorf("listen: no listener %q for the socket handed over", name)
+		}
 	}
 	var bound []*listener
 	for _, l := range b.listeners {
-		if err := b.bind(l, b.cfg.Limits); err != nil {
+		var sock net.Listener
+		if s := socks[l.cfg.Name]; s != nil {
+			sock = s
+		}
+		if err := b.bind(l, b.cfg.Limits, sock); err != nil {
 			for _, o := range bound {
 				o.ln.Close()
 				o.raw.Close()
 			}
+			closeAll()
 			return err
 		}
 		bound = append(bound, l)
@@ -192,11 +225,15 @@ func (b *Balancer) Listen() error {
 	return nil
 }
 
-// bind opens the socket of l and its accept chain.
-func (b *Balancer) bind(l *listener, lim Limits) error {
-	raw, err := net.Listen("tcp", l.cfg.Addr)
-	if err != nil {
-		return fmt.Errorf("listener %s: %w", l.cfg.Name, err)
+// bind sets up the accept chain of l on sock, or on a new socket bound to
+// l's address when sock is nil.
+func (b *Balancer) bind(l *listener, lim Limits, sock net.Listener) error {
+	raw := sock
+	if raw == nil {
+		var err error
+		if raw, err = net.Listen("tcp", l.cfg.Addr); err != nil {
+			return fmt.Errorf("listener %s: %w", l.cfg.Name, err)
+		}
 	}
 	l.raw = raw
 	if l.tlsCfg == nil && !lim.DisableFastPath {
@@ -210,7 +247,7 @@ func (b *Balancer) bind(l *listener, lim Limits) error {
 		ln = newLimitListener(ln, lim.MaxConns)
 	}
 	if l.tlsCfg != nil {
-		l.tlsL = newTLSListener(ln, l.tlsCfg, lim.HeaderTimeout, lim.MaxHeaderBytes)
+		l.tlsL = newTLSListener(ln, l.tlsCfg, lim.HeaderTimeout, lim.MaxHeaderBytes, l.fresh)
 		l.ln = l.tlsL
 	} else {
 		l.ln = plainListener{Listener: ln, maxHead: lim.MaxHeaderBytes}
@@ -276,9 +313,25 @@ func (b *Balancer) Run(ctx context.Context) error {
 		b.mu.Lock()
 	}
 	b.running = true
+	var fast []*fastServer
 	for _, l := range b.listeners {
 		b.serveLocked(l)
+		if l.fast != nil {
+			fast = append(fast, l.fast)
+		}
 	}
+	b.bg.Add(1)
+	go func() {
+		defer b.bg.Done()
+		for _, s := range fast {
+			select {
+			case <-s.ready:
+			case <-s.stopped:
+				return
+			}
+		}
+		close(b.serving)
+	}()
 	for _, pe := range b.pools {
 		b.startHealthLocked(pe)
 	}
@@ -297,6 +350,10 @@ func (b *Balancer) Run(ctx context.Context) error {
 	b.shutdown()
 	return err
 }
+
+// Serving is closed once Run accepts on every listener it started with
+// (the fast path's event loops included); never when one fails to start.
+func (b *Balancer) Serving() <-chan struct{} { return b.serving }
 
 // serveLocked starts the server of a bound listener.
 func (b *Balancer) serveLocked(l *listener) {
@@ -334,6 +391,7 @@ func (b *Balancer) shutdown() {
 	b.mu.Lock()
 	b.stopping = true
 	timeout := b.cfg.Limits.ShutdownTimeout
+	hdrTimeout := b.cfg.Limits.HeaderTimeout
 	var ls []*listener
 	for _, l := range b.listeners {
 		ls = append(ls, l)
@@ -352,7 +410,7 @@ func (b *Balancer) shutdown() {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			l.shutdown(sctx)
+			l.shutdown(sctx, hdrTimeout)
 		}()
 	}
 	wg.Add(1)
@@ -385,7 +443,15 @@ func (b *Balancer) shutdown() {
 
 // shutdown stops l gracefully (both its fast path and its http.Server),
 // closing what remains when ctx ends first.
-func (l *listener) shutdown(ctx context.Context) {
+func (l *listener) shutdown(ctx context.Context, headerTimeout time.Duration) {
+	if l.tlsL != nil {
+		// Stop accepting, finish the handshakes running, then let their
+		// connections send a first request: net/http's Shutdown drops a
+		// request it reads once it began (freshConns). The fast path
+		// keeps the same rule itself (evLoop.stopping).
+		l.tlsL.drain(ctx)
+		l.fresh.wait(ctx, headerTimeout)
+	}
 	var wg sync.WaitGroup
 	if l.fast != nil {
 		wg.Add(1)

@@ -65,6 +65,7 @@ type evClient struct {
 	ex   exchange
 
 	state   uint8
+	served  bool          // a request was answered on the connection
 	partial bool          // a head began: the header timeout runs
 	dl      time.Duration // loop-time deadline; 0 = none
 
@@ -662,7 +663,7 @@ func (c *evClient) complete() {
 	ex := &c.ex
 	c.l.s.b.record(ex)
 	c.r += c.h.Size + int(c.h.ContentLength)
-	c.state, c.respDone, c.started = csIdle, false, false
+	c.state, c.respDone, c.started, c.served = csIdle, false, false, true
 	c.dropEncoder()
 	c.l.putSmall(c.out)
 	c.l.putSmall(c.wb)

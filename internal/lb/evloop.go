@@ -241,13 +241,27 @@ func (l *evLoop) closeAll() {
 	}
 }
 
-// stopping begins a graceful shutdown: clients waiting for a request
-// close now, the others after their current response.
+// stopping begins a graceful shutdown: keep-alive clients waiting for
+// their next request close now, the others after their current response
+// (a new connection after its first).
 func (l *evLoop) stopping() {
 	l.draining = true
 	for c := range l.clients {
-		if c.state == csIdle && c.r == c.w {
+		if c.state != csIdle || c.r != c.w {
+			continue
+		}
+		if c.served {
 			c.close()
+			continue
+		}
+		// A connection accepted just before the listener stopped has its
+		// first request on the way (a new process took over the socket,
+		// or a shutdown began): closing it would fail that request, as a
+		// keep-alive client retries but a new connection's does not. It
+		// gets the header timeout to send it, then closes after the
+		// answer.
+		if d := l.now + l.s.lim.HeaderTimeout; c.dl == 0 || c.dl > d {
+			c.dl = d
 		}
 	}
 }

@@ -44,12 +44,13 @@ type fastServer struct {
 	closing  bool
 	accepts  bool          // the loops accept (serve ran, stopAccepting not yet)
 	stopped  chan struct{} // closed when serve must return
+	ready    chan struct{} // closed once every loop accepts
 	stopOnce sync.Once
 	wg       sync.WaitGroup // hand-over goroutines
 }
 
 func newFastServer(b *Balancer, name string, lim Limits, ln *net.TCPListener) *fastServer {
-	return &fastServer{b: b, name: name, lim: lim, ln: ln, handoff: newChanListener(ln.Addr()), stopped: make(chan struct{})}
+	return &fastServer{b: b, name: name, lim: lim, ln: ln, handoff: newChanListener(ln.Addr()), stopped: make(chan struct{}), ready: make(chan struct{})}
 }
 
 // serve starts the loops, each accepting on its own descriptor of the
@@ -97,6 +98,7 @@ func (s *fastServer) serve() error {
 		go l.run()
 	}
 	s.accepts = true
+	close(s.ready)
 	s.mu.Unlock()
 	<-s.stopped
 	return nil

@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"net"
+	"net/http"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -84,13 +85,22 @@ type tlsListener struct {
 	ctx     context.Context
 	cancel  context.CancelFunc
 	wg      sync.WaitGroup
-	errMu   sync.Mutex
-	err     error // accept error that ended the loop
-	once    sync.Once
+	// hs counts handshakes running, for drain; draining is set by drain
+	// so that the accept loop's end does not cancel them.
+	hs          sync.WaitGroup
+	handshaking atomic.Int64
+	draining    atomic.Bool
+	acceptDone  chan struct{} // closed when acceptLoop returned
+	// fresh is the server's (listener.fresh): a connection is in it from
+	// before it is handed to Accept, so drain's wait cannot miss it.
+	fresh *freshConns
+	errMu sync.Mutex
+	err   error // accept error that ended the loop
+	once  sync.Once
 }
 
-func newTLSListener(inner net.Listener, cfg *tls.Config, handshakeTimeout time.Duration, maxHead int) *tlsListener {
-	l := &tlsListener{inner: inner, timeout: handshakeTimeout, maxHead: maxHead, conns: make(chan net.Conn)}
+func newTLSListener(inner net.Listener, cfg *tls.Config, handshakeTimeout time.Duration, maxHead int, fresh *freshConns) *tlsListener {
+	l := &tlsListener{inner: inner, timeout: handshakeTimeout, maxHead: maxHead, conns: make(chan net.Conn), acceptDone: make(chan struct{}), fresh: fresh}
 	l.cfg.Store(cfg)
 	l.ctx, l.cancel = context.WithCancel(context.Background())
 	l.wg.Add(1)
@@ -100,12 +110,18 @@ func newTLSListener(inner net.Listener, cfg *tls.Config, handshakeTimeout time.D
 
 func (l *tlsListener) acceptLoop() {
 	defer l.wg.Done()
+	defer close(l.acceptDone)
 	for {
 		c, err := l.inner.Accept()
 		if err != nil {
 			var ne net.Error
 			if errors.As(err, &ne) && ne.Timeout() {
 				continue
+			}
+			if l.draining.Load() {
+				// drain closed the socket: handshakes go on; Close ends
+				// the listener.
+				return
 			}
 			l.errMu.Lock()
 			l.err = err
@@ -114,12 +130,16 @@ func (l *tlsListener) acceptLoop() {
 			return
 		}
 		l.wg.Add(1)
+		l.hs.Add(1)
+		l.handshaking.Add(1)
 		go l.handshake(c)
 	}
 }
 
 func (l *tlsListener) handshake(raw net.Conn) {
 	defer l.wg.Done()
+	defer l.hs.Done()
+	defer l.handshaking.Add(-1)
 	tc := tls.Server(raw, l.cfg.Load())
 	ctx, cancel := context.WithTimeout(l.ctx, l.timeout)
 	err := tc.HandshakeContext(ctx)
@@ -132,9 +152,11 @@ func (l *tlsListener) handshake(raw net.Conn) {
 	if tc.ConnectionState().NegotiatedProtocol != "h2" {
 		c = newGuardConn(tc, l.maxHead)
 	}
+	l.fresh.track(c, http.StateNew)
 	select {
 	case l.conns <- c:
 	case <-l.ctx.Done():
+		l.fresh.track(c, http.StateClosed)
 		tc.Close()
 	}
 }
@@ -153,6 +175,27 @@ func (l *tlsListener) Accept() (net.Conn, error) {
 	}
 }
 
+// drain stops accepting and waits, until ctx ends, for the handshakes
+// running to end: those that succeed are still handed to Accept (the
+// server serves them before its own shutdown), so a connection accepted
+// just before a shutdown or a listener handoff gets its answer.
+func (l *tlsListener) drain(ctx context.Context) {
+	l.draining.Store(true)
+	l.inner.Close()
+	<-l.acceptDone // no handshake starts after this
+	done := make(chan struct{})
+	go func() {
+		l.hs.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		l.cancel() // ends the handshakes; hs.Wait returns
+		<-done
+	}
+}
+
 // Close stops accepting, closes connections still in their handshake and
 // waits for the listener's goroutines.
 func (l *tlsListener) Close() error {
@@ -166,3 +209,57 @@ func (l *tlsListener) Close() error {
 }
 
 func (l *tlsListener) Addr() net.Addr { return l.inner.Addr() }
+
+// freshConns tracks the connections of an http.Server (its ConnState
+// hook) on which no request was read yet. net/http's Shutdown closes
+// such a connection if it stays silent 5 s, and drops, unanswered, a
+// request it reads once the shutdown began; a connection accepted just
+// before a shutdown or a listener handoff would lose its first request,
+// which a client does not retry on a new connection. wait lets them send
+// it first. HTTP/2 connections (a *tls.Conn: HTTP/1.1 ones come wrapped
+// in the guard) are not tracked: HTTP/2's GOAWAY covers them.
+type freshConns struct {
+	mu    sync.Mutex
+	conns map[net.Conn]time.Time // when it became new
+}
+
+func newFreshConns() *freshConns { return &freshConns{conns: map[net.Conn]time.Time{}} }
+
+func (f *freshConns) track(c net.Conn, st http.ConnState) {
+	if _, h2 := c.(*tls.Conn); h2 {
+		return
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if st == http.StateNew {
+		f.conns[c] = time.Now()
+	} else {
+		delete(f.conns, c)
+	}
+}
+
+// wait returns once no connection is fresh but those older than max (the
+// header timeout: net/http closes them by then), or when ctx ends.
+func (f *freshConns) wait(ctx context.Context, max time.Duration) {
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		f.mu.Lock()
+		waiting := false
+		for _, since := range f.conns {
+			if time.Since(since) < max {
+				waiting = true
+				break
+			}
+		}
+		f.mu.Unlock()
+		if !waiting {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+	}
+}

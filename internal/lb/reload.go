@@ -67,9 +67,9 @@ func (b *Balancer) Reload(cfg Config) error {
 			kept = append(kept, &nl)
 			continue
 		}
-		nl := &listener{cfg: lc, tlsCfg: tc, certs: cw, srv: b.newServer(lc, tc, cfg.Limits)}
+		nl := b.newListener(lc, tc, cw, cfg.Limits)
 		if b.listening {
-			if err := b.bind(nl, cfg.Limits); err != nil {
+			if err := b.bind(nl, cfg.Limits, nil); err != nil {
 				errs = append(errs, err)
 				continue
 			}
@@ -140,13 +140,13 @@ func (b *Balancer) closeListenerLocked(l *listener) {
 		}
 		return
 	}
-	timeout := b.cfg.Limits.ShutdownTimeout
+	timeout, hdrTimeout := b.cfg.Limits.ShutdownTimeout, b.cfg.Limits.HeaderTimeout
 	b.bg.Add(1)
 	go func() {
 		defer b.bg.Done()
 		ctx, cancel := context.WithTimeout(context.Background(), timeout)
 		defer cancel()
-		l.shutdown(ctx)
+		l.shutdown(ctx, hdrTimeout)
 		l.close()
 		<-l.served
 	}()
