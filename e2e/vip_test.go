@@ -446,9 +446,14 @@ func other(n string) string {
 func (v *vipLab) killKeepalived(n *vipNode) {
 	v.t.Helper()
 	dir := filepath.Join(n.dir, ".shoal", "keepalived")
-	for _, f := range []string{"keepalived.pid", "vrrp.pid"} {
-		if err := syscall.Kill(pidIn(v.t, filepath.Join(dir, f)), syscall.SIGKILL); err != nil {
-			v.t.Fatalf("kill keepalived (%s) on %s: %v", f, n.host, err)
+	// Both stopped before either dies: the VRRP child gets SIGTERM when
+	// its parent dies (keepalived sets it up so) and would remove the
+	// address in its shutdown; a stopped process only dies of the SIGKILL.
+	for _, sig := range []syscall.Signal{syscall.SIGSTOP, syscall.SIGKILL} {
+		for _, f := range []string{"vrrp.pid", "keepalived.pid"} {
+			if err := syscall.Kill(pidIn(v.t, filepath.Join(dir, f)), sig); err != nil {
+				v.t.Fatalf("signal %v to keepalived (%s) on %s: %v", sig, f, n.host, err)
+			}
 		}
 	}
 }
