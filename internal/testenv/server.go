@@ -13,7 +13,7 @@ import (
 // ServerReady matches the line `shoal server` prints once it serves; the
 // submatches are the admin API's URL, the fleet port's URL, the
 // balancer's URL and the fleet CA's pin.
-var ServerReady = regexp.MustCompile(`shoal server ready: admin (\S+) fleet (\S+) balancer (http://\S+) ca-pin (\S+)`)
+var ServerReady = regexp.MustCompile(`shoal server ready: admin (\S+) fleet (\S+) balancer (http://\S+) ca-pin (sha256:[0-9a-f]{64})`)
 
 // Server is a `shoal server` started by StartServer: the process and what
 // its ready line and data directory said. The fields are read-only.
