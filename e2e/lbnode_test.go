@@ -37,7 +37,7 @@ balancer: {listen: "127.0.0.1:0", drain_timeout: 2s}
 	}
 	ctx := testenv.Context(t, 4*time.Minute)
 	srv := testenv.Start(t, bin, "server", "-c", cfg)
-	m, err := srv.WaitForLine(ctx, serverReadyRe)
+	m, err := srv.WaitForLine(ctx, testenv.ServerReady)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -16,8 +16,6 @@ import (
 	"github.com/shoal-dev/shoal/internal/testenv"
 )
 
-var serverReadyRe = regexp.MustCompile(`shoal server ready: admin (\S+) fleet (\S+) balancer (\S+) ca-pin (sha256:[0-9a-f]{64})`)
-
 // TestServerWithTwoAgents runs the real binary as a fleet on loopback:
 // `shoal server`, two `shoal agent` processes joined with tokens from
 // `shoal join-token`, then `shoal deploy` from an app folder with
@@ -40,7 +38,7 @@ balancer: {listen: "127.0.0.1:0", drain_timeout: 2s}
 	}
 	ctx := testenv.Context(t, 4*time.Minute)
 	srv := testenv.Start(t, bin, "server", "-c", cfg)
-	m, err := srv.WaitForLine(ctx, serverReadyRe)
+	m, err := srv.WaitForLine(ctx, testenv.ServerReady)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -53,6 +53,7 @@ func main() {
 	n := flag.Int("n", 10, "host losses")
 	deploys := flag.Int("deploys", 5, "deploys")
 	workers := flag.Int("c", 4, "GET loops of the load")
+	serverLog := flag.String("server-log", "", "write the server's output to this `file` at the end")
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
@@ -60,7 +61,7 @@ func main() {
 		fmt.Fprintln(os.Stderr, "fleet: the lab needs root (network and mount namespaces)")
 		os.Exit(2)
 	}
-	if err := run(ctx, *shoal, *app, *n, *deploys, *workers); err != nil {
+	if err := run(ctx, *shoal, *app, *n, *deploys, *workers, *serverLog); err != nil {
 		fmt.Fprintln(os.Stderr, "fleet:", err)
 		os.Exit(1)
 	}
@@ -77,7 +78,7 @@ type bench struct {
 	app    string
 }
 
-func run(ctx context.Context, bin, src string, losses, deploys, workers int) (err error) {
+func run(ctx context.Context, bin, src string, losses, deploys, workers int, serverLog string) (err error) {
 	lab, err := testenv.OpenLab(ctx, "h1", "h2", "h3")
 	if err != nil {
 		return err
@@ -96,7 +97,12 @@ func run(ctx context.Context, bin, src string, losses, deploys, workers int) (er
 	if b.server, err = testenv.StartServer(ctx, cmd, filepath.Join(b.srvDir, "data")); err != nil {
 		return err
 	}
-	defer b.server.Close()
+	defer func() {
+		b.server.Close()
+		if serverLog != "" {
+			err = errors.Join(err, os.WriteFile(serverLog, []byte(b.server.Output()), 0o644))
+		}
+	}()
 
 	for _, h := range []string{"h1", "h2", "h3"} {
 		p, dir, err := b.startAgent(ctx, h)
@@ -164,6 +170,9 @@ func run(ctx context.Context, bin, src string, losses, deploys, workers int) (er
 	ld.stop()
 	fmt.Printf("deploys: %d (an env change: all 6 instances replaced on 3 hosts), %d GETs by %d loops, %d failed, slowest %v\n",
 		deploys, ld.tally.OK()+ld.tally.Failed(), workers, ld.tally.Failed(), ld.slowest().Round(time.Millisecond))
+	for _, f := range ld.tally.Failures() {
+		fmt.Printf("    failed: %s\n", f)
+	}
 	row("deploy wall time", took)
 
 	// Host losses under load.
@@ -222,8 +231,12 @@ func run(ctx context.Context, bin, src string, losses, deploys, workers int) (er
 			return fmt.Errorf("round %d, restore of %s: %w", r+1, victim, err)
 		}
 		healed = append(healed, time.Since(restored))
-		fmt.Printf("  round %d: cut %s: out %v, 6 serving elsewhere %v, %d of %d GETs failed\n", r+1, victim,
-			out[r].Round(time.Millisecond), back[r].Round(time.Millisecond), ld.tally.Failed(), ld.tally.OK()+ld.tally.Failed())
+		fmt.Printf("  round %d: cut %s: out %v, 6 serving elsewhere %v, %d of %d GETs failed, slowest %v\n", r+1, victim,
+			out[r].Round(time.Millisecond), back[r].Round(time.Millisecond), ld.tally.Failed(), ld.tally.OK()+ld.tally.Failed(),
+			ld.slowest().Round(time.Millisecond))
+		for _, f := range ld.tally.Failures() {
+			fmt.Printf("    failed: %s (cut at %s)\n", f, cut.Format("15:04:05.000"))
+		}
 	}
 	fmt.Printf("host losses: %d, %d GETs by %d loops, %d failed, slowest %v\n", losses, total, workers, failed, slowest.Round(time.Millisecond))
 	row("cut -> its instances out of service", out)

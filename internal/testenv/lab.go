@@ -41,7 +41,7 @@ var labHostName = regexp.MustCompile(`^[a-z0-9]([a-z0-9.-]{0,61}[a-z0-9])?$`)
 //   - the lab: a network and mount namespace of its own (`unshare --net
 //     --mount`), held by one process (the holder), with lo up and a
 //     bridge lab0 at LabIP/24. Processes started "in the lab" (host "")
-//     run here: a fleet's server, its CLI, a load generator's target.
+//     run here: a fleet's server and its CLI.
 //   - one network namespace per host, made with `ip netns add` inside the
 //     lab's mount namespace (so its name lives in the lab's private /run
 //     and cannot collide with another test's), joined to the bridge by a
@@ -65,7 +65,8 @@ var labHostName = regexp.MustCompile(`^[a-z0-9]([a-z0-9.-]{0,61}[a-z0-9])?$`)
 // lab's namespaces, including those that left their process group (an
 // agent's instance shims), then the holder, and reports a process that
 // outlives it. The holder also ends when the test process dies (its stdin
-// is a pipe the test holds), so a killed test does not leave a lab behind.
+// is a pipe the test holds), so a test killed before its cleanups leaves
+// no holder behind; processes it started in the lab are then not swept.
 type Lab struct {
 	holder *Process
 	stdin  *os.File // the write end of the holder's stdin; closing it ends the holder

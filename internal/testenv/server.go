@@ -13,7 +13,7 @@ import (
 // ServerReady matches the line `shoal server` prints once it serves; the
 // submatches are the admin API's URL, the fleet port's URL, the
 // balancer's URL and the fleet CA's pin.
-var ServerReady = regexp.MustCompile(`shoal server ready: admin (\S+) fleet (\S+) balancer (http://\S+) ca-pin (\S+)`)
+var ServerReady = regexp.MustCompile(`shoal server ready: admin (\S+) fleet (\S+) balancer (http://\S+) ca-pin (sha256:[0-9a-f]{64})`)
 
 // Server is a `shoal server` started by StartServer: the process and what
 // its ready line and data directory said. The fields are read-only.
@@ -53,7 +53,10 @@ func StartServer(ctx context.Context, cmd *exec.Cmd, dataDir string) (*Server, e
 // LabServerConfig is a server.yaml for a server in a lab's own namespace,
 // with its data in "data" next to the file: the admin API on
 // 127.0.0.1:7440 (loopback: plain HTTP), the fleet port on LabIP:7443
-// and the balancer on LabIP:80 (any port is free in a lab).
+// and the balancer on LabIP:80 (any port is free in a lab). The
+// balancer's drain_timeout, which caps every app's, is 40s, so an app's
+// own (the fleet test's 35s, longer than the balancer's try timeout) is
+// the one that applies.
 func LabServerConfig() string {
 	return fmt.Sprintf(`data_dir: data
 admin:
@@ -63,7 +66,7 @@ fleet:
   url: https://%[1]s:7443
 balancer:
   listen: %[1]s:80
-  drain_timeout: 2s
+  drain_timeout: 40s
 `, LabIP)
 }
 

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"os"
 	"slices"
+	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -48,11 +49,18 @@ func (t Table) Row(name string, ds []time.Duration) {
 }
 
 // Tally counts the requests a load generator sent: those answered 200 and
-// those that failed (an error or another status). It is safe for
-// concurrent use; the zero value is ready.
+// those that failed (an error or another status), and keeps what the
+// first failures were. It is safe for concurrent use; the zero value is
+// ready.
 type Tally struct {
 	ok, failed atomic.Int64
+
+	mu    sync.Mutex
+	first []string // the first maxFailures failures, with their time
 }
+
+// maxFailures is how many failures a Tally describes.
+const maxFailures = 10
 
 // Send sends req with hc, reads and closes the body, and counts the
 // outcome, unless req's context has ended by then (a request cut short
@@ -66,16 +74,33 @@ func (t *Tally) Send(hc *http.Client, req *http.Request) {
 		return
 	}
 	if err != nil {
-		t.failed.Add(1)
+		t.fail(err.Error())
 		return
 	}
 	io.Copy(io.Discard, resp.Body)
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		t.failed.Add(1)
+		t.fail(resp.Status)
 		return
 	}
 	t.ok.Add(1)
+}
+
+func (t *Tally) fail(what string) {
+	t.failed.Add(1)
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if len(t.first) < maxFailures {
+		t.first = append(t.first, time.Now().Format("15:04:05.000")+" "+what)
+	}
+}
+
+// Failures describes the first failures (at most 10), each with the time
+// it was counted: the error, or the status of the answer.
+func (t *Tally) Failures() []string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return slices.Clone(t.first)
 }
 
 // OK returns the number of requests answered 200.
