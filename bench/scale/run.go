@@ -29,6 +29,9 @@ type options struct {
 	keep       bool
 	cpuProfile string
 	memProfile string
+	upProfile  string // CPU profile of the bring-up
+	mutexProf  string
+	blockProf  string
 }
 
 func parseFlags(args []string) (options, error) {
@@ -48,6 +51,9 @@ func parseFlags(args []string) (options, error) {
 	fs.BoolVar(&o.keep, "keep", false, "keep the working folder")
 	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write the server side's CPU profile of the steady state to `file`")
 	fs.StringVar(&o.memProfile, "memprofile", "", "write the server side's heap profile at steady state to `file`")
+	fs.StringVar(&o.upProfile, "upcpuprofile", "", "write the server side's CPU profile of the bring-up to `file`")
+	fs.StringVar(&o.mutexProf, "mutexprofile", "", "write the server side's mutex contention profile (bring-up and steady state) to `file`")
+	fs.StringVar(&o.blockProf, "blockprofile", "", "write the server side's blocking profile (bring-up and steady state; waits over 1 ms) to `file`")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
@@ -215,6 +221,15 @@ func run(ctx context.Context, o options) (err error) {
 	}
 	fmt.Printf("hosts: %d certificates issued, agents started, hello'd and listed in %s\n", sc.Hosts, round(time.Since(t)))
 
+	if o.mutexProf != "" {
+		goruntime.SetMutexProfileFraction(10)
+		defer writeProfile(o.mutexProf, "mutex")
+	}
+	if o.blockProf != "" {
+		goruntime.SetBlockProfileRate(int(time.Millisecond))
+		defer writeProfile(o.blockProf, "block")
+	}
+	stopUp := startCPUProfile(o.upProfile)
 	before := s.sample(procs)
 	t = time.Now()
 	if err := s.startApps(); err != nil {
@@ -228,6 +243,7 @@ func run(ctx context.Context, o options) (err error) {
 	}
 	up := time.Since(t)
 	afterUp := s.sample(procs)
+	stopUp()
 	lo, hi := s.spread()
 	fmt.Printf("bring-up: %d instances placed, started and in service in %s (%.0f/s); %d to %d instances per host\n",
 		sc.Apps*sc.PerApp, round(up), float64(sc.Apps*sc.PerApp)/up.Seconds(), lo, hi)
@@ -235,16 +251,7 @@ func run(ctx context.Context, o options) (err error) {
 
 	// Steady state: nothing changes; the server side heartbeats, follows
 	// exits, probes every instance and reconciles.
-	if o.cpuProfile != "" {
-		f, err := os.Create(o.cpuProfile)
-		if err != nil {
-			return err
-		}
-		defer f.Close()
-		if err := pprof.StartCPUProfile(f); err != nil {
-			return err
-		}
-	}
+	stopSteady := startCPUProfile(o.cpuProfile)
 	start := s.sample(procs)
 	select {
 	case <-time.After(o.steady):
@@ -252,9 +259,7 @@ func run(ctx context.Context, o options) (err error) {
 		return ctx.Err()
 	}
 	end := s.sample(procs)
-	if o.cpuProfile != "" {
-		pprof.StopCPUProfile()
-	}
+	stopSteady()
 	rss, hwm := statusKB(0, "VmRSS"), statusKB(0, "VmHWM")
 	h := heapNow()
 	if o.memProfile != "" {
@@ -296,6 +301,38 @@ func run(ctx context.Context, o options) (err error) {
 		lost, len(ids), round(detect), round(time.Since(t)))
 	fmt.Printf("load average at the end: %s\n", loadavg())
 	return nil
+}
+
+// startCPUProfile starts a CPU profile into path ("": none) and returns
+// what stops it; a profile that cannot be started is reported and skipped.
+func startCPUProfile(path string) (stop func()) {
+	if path == "" {
+		return func() {}
+	}
+	f, err := os.Create(path)
+	if err == nil {
+		err = pprof.StartCPUProfile(f)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "scale: cpu profile:", err)
+		return func() {}
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		f.Close()
+	}
+}
+
+// writeProfile writes the named runtime profile to path.
+func writeProfile(path, name string) {
+	f, err := os.Create(path)
+	if err == nil {
+		err = pprof.Lookup(name).WriteTo(f, 0)
+		f.Close()
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "scale:", name, "profile:", err)
+	}
 }
 
 // report prints the server side's CPU and the reconcile passes between a
