@@ -40,7 +40,7 @@ const (
 // (it guards nothing else); mu guards the queue and is never held during
 // I/O.
 type eventLog struct {
-	write func([]api.Event) error // stores events, in order
+	write func([]api.Event) error // stores events, in order: all of them, or none and an error
 	log   *slog.Logger
 	now   func() time.Time
 
@@ -194,15 +194,24 @@ func (l *eventLog) flushLocked() error {
 	return err
 }
 
-// writePrefix stores batch one event at a time, stopping at the first
-// failure, and returns how many were stored.
+// maxEventWrite bounds the events stored in one write (one transaction):
+// a bring-up queues thousands at once, and one write of each cost a sync
+// of the disk per event.
+const maxEventWrite = 512
+
+// writePrefix stores batch in order, up to maxEventWrite events per write
+// (write stores all of its events or none), stopping at the first failure,
+// and returns how many were stored.
 func (l *eventLog) writePrefix(batch []api.Event) (int, error) {
-	for i, e := range batch {
-		if err := l.write([]api.Event{e}); err != nil {
-			return i, err
+	n := 0
+	for n < len(batch) {
+		end := min(n+maxEventWrite, len(batch))
+		if err := l.write(batch[n:end]); err != nil {
+			return n, err
 		}
+		n = end
 	}
-	return len(batch), nil
+	return n, nil
 }
 
 // drop counts n events dropped, oldest first; the first drop is logged
