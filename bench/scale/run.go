@@ -15,6 +15,7 @@ import (
 	goruntime "runtime"
 	"runtime/pprof"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/shoal-dev/shoal/internal/api"
@@ -230,12 +231,16 @@ func run(ctx context.Context, o options) (err error) {
 		defer writeProfile(o.blockProf, "block")
 	}
 	stopUp := startCPUProfile(o.upProfile)
+	defer stopUp()
 	before := s.sample(procs)
 	t = time.Now()
 	if err := s.startApps(); err != nil {
 		return err
 	}
-	if err := s.waitAppsReady(wait); err != nil {
+	progress := s.progress(10 * time.Second)
+	err = s.waitAppsReady(wait)
+	progress()
+	if err != nil {
 		return err
 	}
 	if err := poll(wait, 50*time.Millisecond, func() error { return s.serving(nil) }); err != nil {
@@ -248,10 +253,12 @@ func run(ctx context.Context, o options) (err error) {
 	fmt.Printf("bring-up: %d instances placed, started and in service in %s (%.0f/s); %d to %d instances per host\n",
 		sc.Apps*sc.PerApp, round(up), float64(sc.Apps*sc.PerApp)/up.Seconds(), lo, hi)
 	report("bring-up", before, afterUp)
+	s.reportEvents("bring-up", before, afterUp)
 
 	// Steady state: nothing changes; the server side heartbeats, follows
 	// exits, probes every instance and reconciles.
 	stopSteady := startCPUProfile(o.cpuProfile)
+	defer stopSteady()
 	start := s.sample(procs)
 	select {
 	case <-time.After(o.steady):
@@ -271,6 +278,7 @@ func run(ctx context.Context, o options) (err error) {
 		f.Close()
 	}
 	report("steady", start, end)
+	s.reportEvents("steady", start, end)
 	var agentRSS int64
 	for _, a := range procs {
 		agentRSS += statusKB(a.cmd.Process.Pid, "VmRSS")
@@ -317,9 +325,12 @@ func startCPUProfile(path string) (stop func()) {
 		fmt.Fprintln(os.Stderr, "scale: cpu profile:", err)
 		return func() {}
 	}
+	var once sync.Once
 	return func() {
-		pprof.StopCPUProfile()
-		f.Close()
+		once.Do(func() {
+			pprof.StopCPUProfile()
+			f.Close()
+		})
 	}
 }
 
@@ -343,6 +354,32 @@ func report(what string, a, b sample) {
 	fmt.Printf("%s (%s): server side CPU %.2f s/s, agents' processes %.2f s/s; reconcile passes %d (%.1f/s), mean %s, p50 %s, p99 %s\n",
 		what, round(b.at.Sub(a.at)), (b.cpu-a.cpu).Seconds()/wall, (b.agentCPU-a.agentCPU).Seconds()/wall,
 		p.count, float64(p.count)/wall, dur(p.mean()), dur(p.quantile(0.5)), dur(p.quantile(0.99)))
+}
+
+// reportEvents prints how many events the apps stored between a and b,
+// and how many of them were instances found unhealthy or lost (the
+// churn that makes the reconcile passes of a steady state).
+func (s *serverSide) reportEvents(what string, a, b sample) {
+	evs, err := s.store.Events("", a.events, 0)
+	if err != nil {
+		fmt.Printf("%s: events: %v\n", what, err)
+		return
+	}
+	n, unhealthy, failed := 0, 0, 0
+	for _, e := range evs {
+		if e.Seq > b.events {
+			break
+		}
+		n++
+		switch e.State {
+		case api.Unhealthy.String():
+			unhealthy++
+		case api.Failed.String():
+			failed++
+		}
+	}
+	fmt.Printf("%s: %d events stored; of the %d the store keeps, %d instances turned unhealthy, %d failed\n",
+		what, b.events-a.events, n, unhealthy, failed)
 }
 
 func dur(d time.Duration) string {
