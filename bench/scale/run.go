@@ -33,6 +33,7 @@ type options struct {
 	upProfile  string // CPU profile of the bring-up
 	mutexProf  string
 	blockProf  string
+	agentsProf string // prefix of the agents' processes' CPU profiles
 }
 
 func parseFlags(args []string) (options, error) {
@@ -52,6 +53,7 @@ func parseFlags(args []string) (options, error) {
 	fs.BoolVar(&o.keep, "keep", false, "keep the working folder")
 	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write the server side's CPU profile of the steady state to `file`")
 	fs.StringVar(&o.memProfile, "memprofile", "", "write the server side's heap profile at steady state to `file`")
+	fs.StringVar(&o.agentsProf, "agentsprofile", "", "write each agents' process's CPU profile (whole run) to `prefix`.N")
 	fs.StringVar(&o.upProfile, "upcpuprofile", "", "write the server side's CPU profile of the bring-up to `file`")
 	fs.StringVar(&o.mutexProf, "mutexprofile", "", "write the server side's mutex contention profile (bring-up and steady state) to `file`")
 	fs.StringVar(&o.blockProf, "blockprofile", "", "write the server side's blocking profile (bring-up and steady state; waits over 1 ms) to `file`")
@@ -193,6 +195,9 @@ func run(ctx context.Context, o options) (err error) {
 	}
 	for i := range min(o.procs, len(specs)) {
 		m := manifest{Server: s.url, CPU: sc.HostCPU, Memory: sc.HostMemory}
+		if o.agentsProf != "" {
+			m.CPUProfile = fmt.Sprintf("%s.%d", o.agentsProf, i)
+		}
 		for j := i; j < len(specs); j += o.procs {
 			m.Hosts = append(m.Hosts, specs[j])
 		}
