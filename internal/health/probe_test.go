@@ -3,6 +3,7 @@ package health
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -10,6 +11,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -204,5 +206,23 @@ func BenchmarkProbe(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// TestProbeClosesWithReset: after the response is read, the probe's
+// connection is closed with a reset, so that no TIME_WAIT is left on the
+// prober's side.
+func TestProbeClosesWithReset(t *testing.T) {
+	after := make(chan error, 1)
+	rt := newRawTarget(t, func(req *http.Request, w io.Writer) {
+		answerOK(req, w)
+		_, err := w.(net.Conn).Read(make([]byte, 1)) // until the prober closes
+		after <- err
+	})
+	if ok, why := NewProber(Spec{Timeout: time.Second}, nil).Probe(context.Background(), rt.addr()); !ok {
+		t.Fatal(why)
+	}
+	if err := <-after; !errors.Is(err, syscall.ECONNRESET) {
+		t.Fatalf("the target read %v after its response, want a reset", err)
 	}
 }
