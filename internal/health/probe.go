@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/url"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -27,7 +28,51 @@ type Prober struct {
 	spec   Spec
 	client *http.Client // nil: exchange, over a connection of its own
 	dialer *net.Dialer
+	slots  *slots // bounds the exchanges in flight; nil with a client
 }
+
+// MaxProbesInFlight bounds the default probes of one process in flight at
+// once, over every Prober: a probe beyond it waits for a slot before its
+// timeout starts. A server probing 10,000 instances otherwise had up to
+// 10,000 probe goroutines runnable at once on 2 cores; each waited a
+// second or more for the CPU after its answer arrived, so checks timed out
+// on healthy targets, and the fleet's heartbeats, waiting in the same
+// queue, declared hosts lost. The timeout is meant to measure the target,
+// not the checker's queue. With 512 in flight a probe that answers within
+// a millisecond leaves room for hundreds of thousands of checks a second;
+// only 512 targets that all hang at once would delay the others, by at
+// most their timeout.
+const MaxProbesInFlight = 512
+
+// slots is a counting semaphore of probes in flight.
+type slots struct {
+	ch      chan struct{}
+	waiting atomic.Int32 // probes waiting for a slot (tests)
+}
+
+func newSlots(n int) *slots { return &slots{ch: make(chan struct{}, n)} }
+
+// processSlots are the slots of the default probes of this process.
+var processSlots = newSlots(MaxProbesInFlight)
+
+// acquire waits for a slot until ctx ends.
+func (s *slots) acquire(ctx context.Context) error {
+	select {
+	case s.ch <- struct{}{}:
+		return nil
+	default:
+	}
+	s.waiting.Add(1)
+	defer s.waiting.Add(-1)
+	select {
+	case s.ch <- struct{}{}:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (s *slots) release() { <-s.ch }
 
 // NewProber returns a Prober for spec (defaults applied). A nil client
 // means the default: every probe opens a new TCP connection, as a real
@@ -39,12 +84,22 @@ type Prober struct {
 // server probing 10,000 instances opens 5,000 connections a second).
 func NewProber(spec Spec, client *http.Client) *Prober {
 	spec = spec.WithDefaults()
-	return &Prober{spec: spec, client: client, dialer: &net.Dialer{Timeout: spec.Timeout, KeepAlive: -1}}
+	p := &Prober{spec: spec, client: client, dialer: &net.Dialer{Timeout: spec.Timeout, KeepAlive: -1}}
+	if client == nil {
+		p.slots = processSlots
+	}
+	return p
 }
 
 // Probe sends one check to addr (host:port) and returns whether it passed
 // and why ("status 200", "timeout after 1s", "connection refused" ...).
 func (p *Prober) Probe(ctx context.Context, addr string) (bool, string) {
+	if p.slots != nil {
+		if err := p.slots.acquire(ctx); err != nil {
+			return false, err.Error() // the caller gave up: no verdict
+		}
+		defer p.slots.release()
+	}
 	ctx, cancel := context.WithTimeout(ctx, p.spec.Timeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+p.spec.Path, nil)

@@ -14,6 +14,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/shoal-dev/shoal/internal/testenv"
 )
 
 // rawTarget is a TCP listener that answers each connection with answer,
@@ -224,5 +226,57 @@ func TestProbeClosesWithReset(t *testing.T) {
 	}
 	if err := <-after; !errors.Is(err, syscall.ECONNRESET) {
 		t.Fatalf("the target read %v after its response, want a reset", err)
+	}
+}
+
+// TestProbeWaitsForASlotOutsideItsTimeout: a probe beyond the slots in
+// flight waits for one (or for its caller to give up, without touching
+// the target), and its timeout starts only once it has a slot.
+func TestProbeWaitsForASlotOutsideItsTimeout(t *testing.T) {
+	rt := newRawTarget(t, answerOK)
+	p := NewProber(Spec{Timeout: 20 * time.Millisecond}, nil)
+	p.slots = newSlots(1)
+	p.slots.ch <- struct{}{} // the only slot is taken
+
+	ctx, cancel := context.WithCancel(context.Background())
+	gave := make(chan string, 1)
+	go func() {
+		_, why := p.Probe(ctx, rt.addr())
+		gave <- why
+	}()
+	testenv.Eventually(t, wait, func() error {
+		if n := p.slots.waiting.Load(); n != 1 {
+			return fmt.Errorf("%d probes waiting for a slot", n)
+		}
+		return nil
+	})
+	cancel()
+	if why := <-gave; why != "context canceled" {
+		t.Fatalf("a probe given up while waiting: %q", why)
+	}
+
+	type result struct {
+		ok  bool
+		why string
+	}
+	done := make(chan result, 1)
+	began := time.Now()
+	go func() {
+		ok, why := p.Probe(context.Background(), rt.addr())
+		done <- result{ok, why}
+	}()
+	// Hold the slot for several of the probe's timeouts.
+	testenv.Eventually(t, wait, func() error {
+		if p.slots.waiting.Load() != 1 || time.Since(began) < 5*p.spec.Timeout {
+			return errors.New("waiting")
+		}
+		return nil
+	})
+	if _, conns := rt.seen(); conns != 0 {
+		t.Fatalf("the target saw %d connections from probes waiting for a slot", conns)
+	}
+	p.slots.release()
+	if r := <-done; !r.ok || r.why != "status 200" {
+		t.Fatalf("after waiting longer than its timeout for a slot: %v, %q", r.ok, r.why)
 	}
 }
