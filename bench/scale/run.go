@@ -308,6 +308,7 @@ func run(ctx context.Context, o options) (err error) {
 
 	// A host lost at that scale.
 	lost, ids := s.busiestHost()
+	beforeLost := s.sample(procs)
 	t = time.Now()
 	if _, err := fmt.Fprintf(owner[lost].stdin, "lose %s\n", lost); err != nil {
 		return err
@@ -324,6 +325,7 @@ func run(ctx context.Context, o options) (err error) {
 	}
 	fmt.Printf("host lost: %s with %d instances; declared unreachable after %s; all replaced and in service elsewhere after %s\n",
 		lost, len(ids), round(detect), round(time.Since(t)))
+	report("host lost", beforeLost, s.sample(procs))
 	fmt.Printf("load average at the end: %s\n", loadavg())
 	return nil
 }
