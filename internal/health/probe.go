@@ -84,7 +84,7 @@ func (s *slots) release() { <-s.ch }
 // server probing 10,000 instances opens 5,000 connections a second).
 func NewProber(spec Spec, client *http.Client) *Prober {
 	spec = spec.WithDefaults()
-	p := &Prober{spec: spec, client: client, dialer: &net.Dialer{Timeout: spec.Timeout, KeepAlive: -1}}
+	p := &Prober{spec: spec, client: client, dialer: &net.Dialer{Timeout: spec.Timeout, KeepAlive: -1, Control: zeroLinger}}
 	if client == nil {
 		p.slots = processSlots
 	}
@@ -135,6 +135,24 @@ func (p *Prober) do(req *http.Request) (int, error) {
 	return resp.StatusCode, nil
 }
 
+// zeroLinger sets SO_LINGER to 0 on a check's socket before it connects:
+// closed, it sends a reset, as HAProxy closes its checks. A close with a
+// FIN leaves the prober's end in TIME_WAIT for a minute, holding an
+// ephemeral port; at thousands of checks a second those fill the port
+// range, and every connect then searches it (a 1,000-host fleet kept
+// 127,000 and spent a quarter of its CPU in connect). The response has
+// been read when a check closes, so the target loses nothing it sent. It
+// is set before the connect, not after the dial returns, so that it also
+// holds for a dial given up after the kernel connected (a timeout under
+// load), which net closes at once.
+func zeroLinger(_, _ string, c syscall.RawConn) error {
+	var serr error
+	err := c.Control(func(fd uintptr) {
+		serr = syscall.SetsockoptLinger(int(fd), syscall.SOL_SOCKET, syscall.SO_LINGER, &syscall.Linger{Onoff: 1, Linger: 0})
+	})
+	return errors.Join(err, serr)
+}
+
 // Bounds of a response read by exchange: its headers (as the default
 // client's MaxResponseHeaderBytes) and the informational (1xx) responses
 // skipped before the final one.
@@ -160,15 +178,6 @@ func (p *Prober) exchange(ctx context.Context, req *http.Request) (int, error) {
 	conn, err := p.dialer.DialContext(ctx, "tcp", req.URL.Host)
 	if err != nil {
 		return 0, err
-	}
-	// Closed with a reset, as HAProxy closes its checks: a close with a
-	// FIN leaves the prober's end in TIME_WAIT for a minute, holding an
-	// ephemeral port; at thousands of checks a second those fill the
-	// port range, and every connect then searches it (a 1,000-host fleet
-	// kept 127,000 and spent a quarter of its CPU in connect). The
-	// response has been read by then, so the target loses nothing.
-	if tc, ok := conn.(*net.TCPConn); ok {
-		tc.SetLinger(0)
 	}
 	defer conn.Close()
 	if dl, ok := ctx.Deadline(); ok {
