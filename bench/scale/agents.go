@@ -38,6 +38,9 @@ type manifest struct {
 	CPU    float64    `json:"cpu"`
 	Memory int64      `json:"memory"`
 	Hosts  []hostSpec `json:"hosts"`
+	// CPUProfile, when set, is where the agents' process writes its CPU
+	// profile, from start to end.
+	CPUProfile string `json:"cpu_profile,omitempty"`
 }
 
 // simHost is a real agent (agent.Agent, over mutual TLS with its node

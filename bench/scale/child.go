@@ -22,6 +22,8 @@ func runAgents(path string) error {
 	if err := json.Unmarshal(b, &m); err != nil {
 		return fmt.Errorf("%s: %w", path, err)
 	}
+	stopProfile := startCPUProfile(m.CPUProfile)
+	defer stopProfile()
 	hosts, err := startHosts(context.Background(), &m, 32)
 	if err != nil {
 		return err

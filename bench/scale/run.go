@@ -15,6 +15,7 @@ import (
 	goruntime "runtime"
 	"runtime/pprof"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/shoal-dev/shoal/internal/api"
@@ -29,6 +30,10 @@ type options struct {
 	keep       bool
 	cpuProfile string
 	memProfile string
+	upProfile  string // CPU profile of the bring-up
+	mutexProf  string
+	blockProf  string
+	agentsProf string // prefix of the agents' processes' CPU profiles
 }
 
 func parseFlags(args []string) (options, error) {
@@ -48,6 +53,10 @@ func parseFlags(args []string) (options, error) {
 	fs.BoolVar(&o.keep, "keep", false, "keep the working folder")
 	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write the server side's CPU profile of the steady state to `file`")
 	fs.StringVar(&o.memProfile, "memprofile", "", "write the server side's heap profile at steady state to `file`")
+	fs.StringVar(&o.agentsProf, "agentsprofile", "", "write each agents' process's CPU profile (whole run) to `prefix`.N")
+	fs.StringVar(&o.upProfile, "upcpuprofile", "", "write the server side's CPU profile of the bring-up to `file`")
+	fs.StringVar(&o.mutexProf, "mutexprofile", "", "write the server side's mutex contention profile (bring-up and steady state) to `file`")
+	fs.StringVar(&o.blockProf, "blockprofile", "", "write the server side's blocking profile (bring-up and steady state; waits over 1 ms) to `file`")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
@@ -186,6 +195,9 @@ func run(ctx context.Context, o options) (err error) {
 	}
 	for i := range min(o.procs, len(specs)) {
 		m := manifest{Server: s.url, CPU: sc.HostCPU, Memory: sc.HostMemory}
+		if o.agentsProf != "" {
+			m.CPUProfile = fmt.Sprintf("%s.%d", o.agentsProf, i)
+		}
 		for j := i; j < len(specs); j += o.procs {
 			m.Hosts = append(m.Hosts, specs[j])
 		}
@@ -203,7 +215,7 @@ func run(ctx context.Context, o options) (err error) {
 			owner[hs.Name] = a
 		}
 	}
-	wait, cancel := context.WithTimeout(ctx, 5*time.Minute)
+	wait, cancel := context.WithTimeout(ctx, 10*time.Minute) // hosts and bring-up
 	defer cancel()
 	for _, a := range procs {
 		if _, err := a.expect(wait, "agents ready"); err != nil {
@@ -215,12 +227,25 @@ func run(ctx context.Context, o options) (err error) {
 	}
 	fmt.Printf("hosts: %d certificates issued, agents started, hello'd and listed in %s\n", sc.Hosts, round(time.Since(t)))
 
+	if o.mutexProf != "" {
+		goruntime.SetMutexProfileFraction(10)
+		defer writeProfile(o.mutexProf, "mutex")
+	}
+	if o.blockProf != "" {
+		goruntime.SetBlockProfileRate(int(time.Millisecond))
+		defer writeProfile(o.blockProf, "block")
+	}
+	stopUp := startCPUProfile(o.upProfile)
+	defer stopUp()
 	before := s.sample(procs)
 	t = time.Now()
 	if err := s.startApps(); err != nil {
 		return err
 	}
-	if err := s.waitAppsReady(wait); err != nil {
+	progress := s.progress(10 * time.Second)
+	err = s.waitAppsReady(wait)
+	progress()
+	if err != nil {
 		return err
 	}
 	if err := poll(wait, 50*time.Millisecond, func() error { return s.serving(nil) }); err != nil {
@@ -228,23 +253,17 @@ func run(ctx context.Context, o options) (err error) {
 	}
 	up := time.Since(t)
 	afterUp := s.sample(procs)
+	stopUp()
 	lo, hi := s.spread()
 	fmt.Printf("bring-up: %d instances placed, started and in service in %s (%.0f/s); %d to %d instances per host\n",
 		sc.Apps*sc.PerApp, round(up), float64(sc.Apps*sc.PerApp)/up.Seconds(), lo, hi)
 	report("bring-up", before, afterUp)
+	s.reportEvents("bring-up", before, afterUp)
 
 	// Steady state: nothing changes; the server side heartbeats, follows
 	// exits, probes every instance and reconciles.
-	if o.cpuProfile != "" {
-		f, err := os.Create(o.cpuProfile)
-		if err != nil {
-			return err
-		}
-		defer f.Close()
-		if err := pprof.StartCPUProfile(f); err != nil {
-			return err
-		}
-	}
+	stopSteady := startCPUProfile(o.cpuProfile)
+	defer stopSteady()
 	start := s.sample(procs)
 	select {
 	case <-time.After(o.steady):
@@ -252,9 +271,7 @@ func run(ctx context.Context, o options) (err error) {
 		return ctx.Err()
 	}
 	end := s.sample(procs)
-	if o.cpuProfile != "" {
-		pprof.StopCPUProfile()
-	}
+	stopSteady()
 	rss, hwm := statusKB(0, "VmRSS"), statusKB(0, "VmHWM")
 	h := heapNow()
 	if o.memProfile != "" {
@@ -266,18 +283,32 @@ func run(ctx context.Context, o options) (err error) {
 		f.Close()
 	}
 	report("steady", start, end)
+	s.reportEvents("steady", start, end)
 	var agentRSS int64
 	for _, a := range procs {
 		agentRSS += statusKB(a.cmd.Process.Pid, "VmRSS")
 	}
 	fmt.Printf("server side memory: heap in use %s (after GC), Go sys %s, RSS %s (peak %s), %d goroutines; agents' processes' RSS %s\n",
 		mib(int64(h.inuse)), mib(int64(h.sys)), mib(rss), mib(hwm), goruntime.NumGoroutine(), mib(agentRSS))
+	// Every instance must still serve; one that does not (a check that
+	// timed out three times in a row) is reported, and given a minute to
+	// be replaced or to pass again.
 	if err := s.serving(nil); err != nil {
-		return fmt.Errorf("after steady state: %w", err)
+		t := time.Now()
+		fmt.Printf("after the steady state: %v (%s); waiting for it to serve again\n", err, s.inService())
+		again, cancel := context.WithTimeout(ctx, time.Minute)
+		defer cancel()
+		if err := poll(again, 50*time.Millisecond, func() error { return s.serving(nil) }); err != nil {
+			return fmt.Errorf("after steady state: %w", err)
+		}
+		fmt.Printf("every instance in service again after %s\n", round(time.Since(t)))
 	}
+	wait, cancelLost := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancelLost()
 
 	// A host lost at that scale.
 	lost, ids := s.busiestHost()
+	beforeLost := s.sample(procs)
 	t = time.Now()
 	if _, err := fmt.Fprintf(owner[lost].stdin, "lose %s\n", lost); err != nil {
 		return err
@@ -294,8 +325,44 @@ func run(ctx context.Context, o options) (err error) {
 	}
 	fmt.Printf("host lost: %s with %d instances; declared unreachable after %s; all replaced and in service elsewhere after %s\n",
 		lost, len(ids), round(detect), round(time.Since(t)))
+	report("host lost", beforeLost, s.sample(procs))
 	fmt.Printf("load average at the end: %s\n", loadavg())
 	return nil
+}
+
+// startCPUProfile starts a CPU profile into path ("": none) and returns
+// what stops it; a profile that cannot be started is reported and skipped.
+func startCPUProfile(path string) (stop func()) {
+	if path == "" {
+		return func() {}
+	}
+	f, err := os.Create(path)
+	if err == nil {
+		err = pprof.StartCPUProfile(f)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "scale: cpu profile:", err)
+		return func() {}
+	}
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			pprof.StopCPUProfile()
+			f.Close()
+		})
+	}
+}
+
+// writeProfile writes the named runtime profile to path.
+func writeProfile(path, name string) {
+	f, err := os.Create(path)
+	if err == nil {
+		err = pprof.Lookup(name).WriteTo(f, 0)
+		f.Close()
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "scale:", name, "profile:", err)
+	}
 }
 
 // report prints the server side's CPU and the reconcile passes between a
@@ -306,6 +373,35 @@ func report(what string, a, b sample) {
 	fmt.Printf("%s (%s): server side CPU %.2f s/s, agents' processes %.2f s/s; reconcile passes %d (%.1f/s), mean %s, p50 %s, p99 %s\n",
 		what, round(b.at.Sub(a.at)), (b.cpu-a.cpu).Seconds()/wall, (b.agentCPU-a.agentCPU).Seconds()/wall,
 		p.count, float64(p.count)/wall, dur(p.mean()), dur(p.quantile(0.5)), dur(p.quantile(0.99)))
+}
+
+// reportEvents prints how many events the apps stored between a and b,
+// and how many of them were instances found unhealthy or lost (the
+// churn that makes the reconcile passes of a steady state).
+func (s *serverSide) reportEvents(what string, a, b sample) {
+	evs, err := s.store.Events("", a.events, 0)
+	if err != nil {
+		fmt.Printf("%s: events: %v\n", what, err)
+		return
+	}
+	n, unhealthy, failed := 0, 0, 0
+	for _, e := range evs {
+		if e.Seq > b.events {
+			break
+		}
+		n++
+		if e.Type != "state" {
+			continue
+		}
+		switch e.State {
+		case api.Unhealthy.String():
+			unhealthy++
+		case api.Failed.String():
+			failed++
+		}
+	}
+	fmt.Printf("%s: %d events stored; of the %d the store keeps, %d instances turned unhealthy, %d failed\n",
+		what, b.events-a.events, n, unhealthy, failed)
 }
 
 func dur(d time.Duration) string {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/shoal-dev/shoal/internal/api"
@@ -43,6 +44,40 @@ func (s *serverSide) waitAppsReady(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// progress prints, every period until the returned func is called, the
+// apps' instances by state and the hosts by state, with the load average.
+func (s *serverSide) progress(period time.Duration) (stop func()) {
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		start := time.Now()
+		t := time.NewTicker(period)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+			}
+			states := map[string]int{}
+			for _, a := range s.appList() {
+				for _, in := range a.ctl.Status().Instances {
+					states[in.State.String()]++
+				}
+			}
+			hosts := map[string]int{}
+			for _, h := range s.fleet.Status() {
+				hosts[string(h.State)]++
+			}
+			fmt.Printf("  %4.0fs: instances %v; hosts %v; load %s\n", time.Since(start).Seconds(), states, hosts, loadavg())
+		}
+	})
+	return func() {
+		close(done)
+		wg.Wait()
+	}
 }
 
 // inService sums the instances in service over the apps, for errors.

@@ -39,6 +39,13 @@ type Client struct {
 	HTTP *http.Client
 }
 
+// maxIdlePerAgent is how many idle connections to one agent are kept for
+// the next calls. net/http keeps 2: a server starting ten instances on a
+// host at once (a bring-up, a lost host's replacements) then closed eight
+// of the connections it had just opened, each a mutual-TLS handshake on
+// both sides, and opened them again for the next calls.
+const maxIdlePerAgent = 16
+
 // New returns a client of the agent at baseURL ("https://10.0.0.5:7443")
 // that connects with tlsConfig (its certificate and the CA that signed the
 // agent's). tlsConfig is used as given; nil means Go's defaults, which offer
@@ -54,6 +61,7 @@ func New(baseURL string, tlsConfig *tls.Config) *Client {
 		TLSClientConfig:     tlsConfig,
 		TLSHandshakeTimeout: 10 * time.Second,
 		IdleConnTimeout:     30 * time.Second,
+		MaxIdleConnsPerHost: maxIdlePerAgent,
 	}
 	return &Client{base: base, addr: addr, HTTP: &http.Client{Transport: tr}}
 }

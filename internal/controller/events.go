@@ -50,7 +50,7 @@ const (
 // (it guards nothing else); mu guards the queue and is never held during
 // I/O.
 type eventLog struct {
-	write func([]api.Event) error // stores events, in order
+	write func([]api.Event) error // stores events, in order: all of them, or none and an error
 	log   *slog.Logger
 	now   func() time.Time
 
@@ -312,23 +312,39 @@ func (l *eventLog) flushLocked() error {
 	return err
 }
 
-// writePrefix stores batch one entry at a time, stopping at the first
-// failure, and returns how many entries, and of them events, were stored.
+// maxEventWrite bounds the events stored in one write (one transaction):
+// a bring-up queues thousands at once, and one write of each cost a sync
+// of the disk per event.
+const maxEventWrite = 512
+
+// writePrefix stores batch in order, stopping at the first failure: each
+// run of consecutive events in writes of up to maxEventWrite (a write
+// stores all of its events or none), each state write on its own. It
+// returns how many entries, and of them events, were stored.
 func (l *eventLog) writePrefix(batch []entry) (n, events int, err error) {
-	for i, e := range batch {
-		if e.set != nil {
-			err = e.set.do()
-		} else {
-			err = l.write([]api.Event{e.ev})
+	for n < len(batch) {
+		if s := batch[n].set; s != nil {
+			if err := s.do(); err != nil {
+				return n, events, err
+			}
+			n++
+			continue
 		}
-		if err != nil {
-			return i, events, err
+		end := n
+		for end < len(batch) && batch[end].set == nil && end-n < maxEventWrite {
+			end++
 		}
-		if e.set == nil {
-			events++
+		evs := make([]api.Event, 0, end-n)
+		for _, e := range batch[n:end] {
+			evs = append(evs, e.ev)
 		}
+		if err := l.write(evs); err != nil {
+			return n, events, err
+		}
+		events += end - n
+		n = end
 	}
-	return len(batch), events, nil
+	return n, events, nil
 }
 
 // drop counts n events dropped, oldest first; the first drop is logged

@@ -2,7 +2,6 @@ package controller
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"slices"
@@ -349,13 +348,9 @@ func (c *Controller) Events(after uint64, limit int) ([]api.Event, error) {
 // unsubscribes. Use it with Events to follow the log.
 func (c *Controller) SubscribeEvents() (<-chan struct{}, func()) { return c.events.subscribe() }
 
-// storeEvents writes a batch to the store, in order.
+// storeEvents writes a batch to the store, in order, in one transaction:
+// all of it or, with an error, none.
 func (c *Controller) storeEvents(evs []api.Event) error {
-	var errs []error
-	for _, e := range evs {
-		if _, err := c.o.Store.AppendEvent(c.cfg.Name, e); err != nil {
-			errs = append(errs, err)
-		}
-	}
-	return errors.Join(errs...)
+	_, err := c.o.Store.AppendEvents(c.cfg.Name, evs)
+	return err
 }

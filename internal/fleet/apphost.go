@@ -86,7 +86,7 @@ func (a *appHost) Start(ctx context.Context, spec controller.LaunchSpec) (contro
 	tried := map[string]string{}
 	for {
 		f.mu.Lock()
-		name, err := placement.Choose(f.placementHostsLocked(tried), f.placedLocked(),
+		name, err := placement.Choose(f.placementHostsLocked(tried), nil,
 			placement.Request{Group: a.v.app, CPU: spec.CPU, Memory: spec.Memory})
 		if err != nil {
 			f.mu.Unlock()
@@ -102,7 +102,7 @@ func (a *appHost) Start(ctx context.Context, spec controller.LaunchSpec) (contro
 			return controller.Running{}, fmt.Errorf("start %s: already placed on host %s", spec.ID, name)
 		}
 		p := &placed{app: a.v.app, release: spec.Release, gen: h.rec.Generation, cpu: spec.CPU, mem: spec.Memory, starting: true}
-		h.instances[spec.ID] = p
+		f.placeLocked(h, spec.ID, p)
 		c, genCtx, term := h.client, h.genCtx, f.term()
 		f.mu.Unlock()
 
@@ -114,14 +114,14 @@ func (a *appHost) Start(ctx context.Context, spec controller.LaunchSpec) (contro
 		if err == nil && ours {
 			p.starting, p.addr, p.seen = false, info.Addr, h.listSeq
 			if p.ended {
-				delete(h.instances, spec.ID)
+				f.unplaceLocked(h, spec.ID)
 			}
 			zone := h.rec.Zone
 			f.mu.Unlock()
 			return controller.Running{Addr: info.Addr, PID: info.PID, Started: info.Started, Host: name, Zone: zone}, nil
 		}
 		if ours {
-			delete(h.instances, spec.ID)
+			f.unplaceLocked(h, spec.ID)
 		}
 		var se *agentclient.StatusError
 		answered := err != nil && errors.As(err, &se)
@@ -187,12 +187,11 @@ func wireSpec(spec controller.LaunchSpec, gen uint64) api.LaunchSpec {
 
 // findLocked returns the host an instance is placed on.
 func (f *Fleet) findLocked(id string) (*host, *placed) {
-	for _, h := range f.hosts {
-		if p := h.instances[id]; p != nil {
-			return h, p
-		}
+	h := f.where[id]
+	if h == nil {
+		return nil, nil
 	}
-	return nil, nil
+	return h, h.instances[id]
 }
 
 // Stop implements controller.Host: the instance's agent stops it. An

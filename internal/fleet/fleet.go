@@ -166,6 +166,10 @@ type Fleet struct {
 
 	mu    sync.Mutex
 	hosts map[string]*host
+	// where indexes the instances placed on the hosts by id (see
+	// placeLocked), so that Stop, Logs and Stats find one without
+	// looking at every host.
+	where map[string]*host
 	views map[string]*view
 	ended endedRing
 	// changed is closed and replaced at every change of a host's state
@@ -198,7 +202,7 @@ func New(opts Options) (*Fleet, error) {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	f := &Fleet{o: opts, log: opts.Logger, term: opts.Term, hosts: map[string]*host{}, views: map[string]*view{},
+	f := &Fleet{o: opts, log: opts.Logger, term: opts.Term, hosts: map[string]*host{}, where: map[string]*host{}, views: map[string]*view{},
 		changed: make(chan struct{})}
 	if f.log == nil {
 		f.log = slog.New(slog.DiscardHandler)

@@ -12,6 +12,7 @@ import (
 	"github.com/shoal-dev/shoal/internal/agentclient"
 	"github.com/shoal-dev/shoal/internal/api"
 	"github.com/shoal-dev/shoal/internal/controller"
+	"github.com/shoal-dev/shoal/internal/placement"
 )
 
 // reach is what the heartbeat knows of a host.
@@ -38,8 +39,12 @@ type host struct {
 	beatErr         string
 	lostReason      string
 	// instances are placed on the host: starting, running, or ended on
-	// it but not yet reported (none of those).
+	// it but not yet reported (none of those). Only placeLocked,
+	// unplaceLocked and endLocked change it, which keep used and the
+	// fleet's index (Fleet.where) with it.
 	instances map[string]*placed
+	// used sums the instances not ended, for placement and status.
+	used placement.Usage
 	// stale are instances reported ended (or whose start went unanswered)
 	// that may still run there: id -> app. They are stopped when seen.
 	stale map[string]string
@@ -71,9 +76,58 @@ type placed struct {
 
 func (f *Fleet) newHost(rec api.Host) *host {
 	h := &host{rec: rec, client: f.clientFor(rec), instances: map[string]*placed{}, stale: map[string]string{},
-		wake: make(chan struct{}, 1)}
+		used: placement.Usage{Groups: map[string]int{}}, wake: make(chan struct{}, 1)}
 	h.genCtx, h.genCancel = context.WithCancel(context.Background())
 	return h
+}
+
+// placeLocked records p as placed on h under id.
+func (f *Fleet) placeLocked(h *host, id string, p *placed) {
+	f.unplaceLocked(h, id)
+	h.instances[id] = p
+	f.where[id] = h
+	if !p.ended {
+		h.count(p, 1)
+	}
+}
+
+// unplaceLocked forgets the instance id placed on h, if any.
+func (f *Fleet) unplaceLocked(h *host, id string) {
+	p := h.instances[id]
+	if p == nil {
+		return
+	}
+	delete(h.instances, id)
+	if f.where[id] == h {
+		delete(f.where, id)
+	}
+	if !p.ended {
+		h.count(p, -1)
+	}
+}
+
+// endLocked marks p, placed on h, ended: it no longer counts.
+func (f *Fleet) endLocked(h *host, p *placed) {
+	if !p.ended {
+		p.ended = true
+		h.count(p, -1)
+	}
+}
+
+// count adds (d = 1) or removes (d = -1) p to h's sums.
+func (h *host) count(p *placed, d int) {
+	u := &h.used
+	u.Instances += d
+	if n := u.Groups[p.app] + d; n > 0 {
+		u.Groups[p.app] = n
+	} else {
+		delete(u.Groups, p.app)
+	}
+	u.CPU += float64(d) * p.cpu
+	u.Memory += int64(d) * p.mem
+	if u.Instances == 0 {
+		u.CPU, u.Memory = 0, 0 // no rounding left over
+	}
 }
 
 // startHostLocked starts h's heartbeat and follower, if Run runs.
@@ -188,7 +242,7 @@ func (f *Fleet) loseLocked(h *host, d time.Duration) (api.Host, []pendingExit) {
 	var out []pendingExit
 	for id, p := range h.instances {
 		h.stale[id] = p.app
-		delete(h.instances, id)
+		f.unplaceLocked(h, id)
 		if p.starting || p.ended {
 			continue // its start call fails, or its end was reported
 		}
@@ -282,8 +336,8 @@ func (f *Fleet) sweep(ctx context.Context, h *host, c *agentclient.Client, list 
 			continue
 		}
 		if h.instances[in.ID] == nil {
-			h.instances[in.ID] = &placed{app: in.App, release: in.Release, gen: g, addr: in.Addr, seen: seq,
-				cpu: labelFloat(in.Labels, LabelCPU), mem: int64(labelUint(in.Labels, LabelMemory))}
+			f.placeLocked(h, in.ID, &placed{app: in.App, release: in.Release, gen: g, addr: in.Addr, seen: seq,
+				cpu: labelFloat(in.Labels, LabelCPU), mem: int64(labelUint(in.Labels, LabelMemory))})
 		}
 	}
 	var gone []pendingExit
@@ -292,7 +346,7 @@ func (f *Fleet) sweep(ctx context.Context, h *host, c *agentclient.Client, list 
 		if p.starting || p.seen >= seq || listed[id] {
 			continue
 		}
-		delete(h.instances, id)
+		f.unplaceLocked(h, id)
 		if !p.ended {
 			gone = append(gone, pendingExit{v: f.views[p.app], e: controller.Exit{ID: id, Code: -1, At: now,
 				Reason: fmt.Sprintf("no longer runs on host %s (its end was not reported)", h.rec.Name)}})
@@ -362,9 +416,9 @@ func (f *Fleet) exited(h *host, exits []api.InstanceExit) {
 			continue
 		}
 		if p.starting {
-			p.ended = true // Start forgets it when its call returns
+			f.endLocked(h, p) // Start forgets it when its call returns
 		} else {
-			delete(h.instances, x.ID)
+			f.unplaceLocked(h, x.ID)
 		}
 		f.ended.add(x.ID, h.rec.Name, x.LogTail)
 		out = append(out, pendingExit{v: f.views[p.app], e: controller.Exit{ID: x.ID, Code: x.Code, Signal: x.Signal,

@@ -159,6 +159,9 @@ func (s *server) run(t *testing.T, f *fleet.Fleet) (stop func()) {
 			if err := <-done; err != nil {
 				t.Errorf("fleet run: %v", err)
 			}
+			if err := fleet.CheckSums(f); err != nil {
+				t.Errorf("at the end of the fleet's run: %v", err)
+			}
 		})
 	}
 	t.Cleanup(stop)
@@ -395,6 +398,11 @@ func waitState(t *testing.T, f *fleet.Fleet, st api.HostState, names ...string) 
 		}
 		return nil
 	})
+	// What Status and placement read of each host's instances agrees
+	// with the instances.
+	if err := fleet.CheckSums(f); err != nil {
+		t.Error(err)
+	}
 }
 
 // nextExit waits for the next exit on ch.

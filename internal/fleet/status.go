@@ -18,7 +18,7 @@ import (
 func (f *Fleet) placementHostsLocked(tried map[string]string) []placement.Host {
 	out := make([]placement.Host, 0, len(f.hosts))
 	for name, h := range f.hosts {
-		ph := placement.Host{Name: name, Zone: h.rec.Zone, CPU: h.rec.CPU, Memory: h.rec.MemoryBytes}
+		ph := placement.Host{Name: name, Zone: h.rec.Zone, CPU: h.rec.CPU, Memory: h.rec.MemoryBytes, Used: h.used}
 		st, reason := f.stateLocked(h)
 		switch {
 		case tried[name] != "":
@@ -34,19 +34,6 @@ func (f *Fleet) placementHostsLocked(tried map[string]string) []placement.Host {
 	return out
 }
 
-// placedLocked is every instance placed on a host, of every app.
-func (f *Fleet) placedLocked() []placement.Instance {
-	var out []placement.Instance
-	for name, h := range f.hosts {
-		for _, p := range h.instances {
-			if !p.ended {
-				out = append(out, placement.Instance{Group: p.app, Host: name, CPU: p.cpu, Memory: p.mem})
-			}
-		}
-	}
-	return out
-}
-
 // Status describes every host, sorted by name, for `shoal hosts`.
 func (f *Fleet) Status() []api.HostStatus {
 	f.mu.Lock()
@@ -56,15 +43,8 @@ func (f *Fleet) Status() []api.HostStatus {
 		st, reason := f.stateLocked(h)
 		s := api.HostStatus{Name: name, URL: h.rec.URL, Zone: h.rec.Zone, State: st, Reason: reason,
 			CPU: h.rec.CPU, MemoryBytes: h.rec.MemoryBytes, LastHeartbeat: h.lastBeat,
-			Epoch: h.rec.Epoch, Generation: h.rec.Generation, Version: h.rec.Version}
-		for _, p := range h.instances {
-			if p.ended {
-				continue
-			}
-			s.Instances++
-			s.UsedCPU += p.cpu
-			s.UsedMemoryBytes += p.mem
-		}
+			Epoch: h.rec.Epoch, Generation: h.rec.Generation, Version: h.rec.Version,
+			Instances: h.used.Instances, UsedCPU: h.used.CPU, UsedMemoryBytes: h.used.Memory}
 		out = append(out, s)
 	}
 	slices.SortFunc(out, func(a, b api.HostStatus) int { return strings.Compare(a.Name, b.Name) })
@@ -248,7 +228,7 @@ func (f *Fleet) Adopt(ctx context.Context, app string) ([]AdoptedInstance, error
 			if p == nil {
 				p = &placed{app: in.App, release: in.Release, gen: g, addr: in.Addr, seen: t.h.listSeq,
 					cpu: labelFloat(in.Labels, LabelCPU), mem: int64(labelUint(in.Labels, LabelMemory))}
-				t.h.instances[in.ID] = p
+				f.placeLocked(t.h, in.ID, p)
 			}
 			if p.starting || p.ended {
 				continue

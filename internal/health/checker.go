@@ -87,9 +87,9 @@ func WithLogger(l *slog.Logger) Option {
 	}
 }
 
-// WithClient replaces the probe HTTP client. The default client has
-// keep-alives off (every probe opens a new connection, as a real client
-// would), ignores proxy environment variables and follows no redirects.
+// WithClient replaces the probe HTTP client. Without it every probe
+// opens a new connection, as a real client would (see NewProber), ignores
+// proxy environment variables and follows no redirects.
 func WithClient(hc *http.Client) Option {
 	return func(c *Checker) {
 		if hc != nil {
@@ -161,9 +161,6 @@ func New(spec Spec, report func(Result), opts ...Option) *Checker {
 	}
 	for _, o := range opts {
 		o(c)
-	}
-	if c.client == nil {
-		c.client = newClient(c.spec.Timeout)
 	}
 	c.prober = NewProber(c.spec, c.client)
 	return c
@@ -262,7 +259,9 @@ func (c *Checker) Run(ctx context.Context) error {
 	c.ctx = nil // Add no longer starts loops
 	c.mu.Unlock()
 	c.wg.Wait()
-	c.client.CloseIdleConnections()
+	if c.client != nil {
+		c.client.CloseIdleConnections()
+	}
 	return nil
 }
 

@@ -162,6 +162,24 @@ func FuzzChoose(f *testing.F) {
 			}
 		}
 		got, err := Choose(hosts, placed, req)
+		// The same instances given as each host's sums choose the same.
+		summed := make([]Host, len(hosts))
+		for i, h := range hosts {
+			h.Used.Groups = map[string]int{}
+			for _, in := range placed {
+				if in.Host == h.Name {
+					h.Used.Instances++
+					h.Used.Groups[in.Group]++
+					h.Used.CPU += in.CPU
+					h.Used.Memory += in.Memory
+				}
+			}
+			summed[i] = h
+		}
+		if got2, err2 := Choose(summed, nil, req); got2 != got || (err == nil) != (err2 == nil) ||
+			(err != nil && err.Error() != err2.Error()) {
+			t.Fatalf("with Host.Used: %q, %v; with the instances: %q, %v", got2, err2, got, err)
+		}
 		anyRoom := false
 		for _, h := range hosts {
 			anyRoom = anyRoom || room(h)
@@ -206,5 +224,27 @@ func TestFewestInstancesBreakTies(t *testing.T) {
 	}
 	if count["a"] != 2 || count["b"] != 2 || count["c"] != 2 {
 		t.Fatalf("six instances of three groups landed %v; want 2 on each host", count)
+	}
+}
+
+// TestUsedAddsToPlaced: a host's Used sums and the instances passed to
+// Choose both count, for the spread and for the capacity left.
+func TestUsedAddsToPlaced(t *testing.T) {
+	hosts := []Host{
+		{Name: "a1", Zone: "a", CPU: 2, Used: Usage{Instances: 3, Groups: map[string]int{"web": 2, "api": 1}, CPU: 1.5}},
+		{Name: "b1", Zone: "b", CPU: 2},
+	}
+	placed := []Instance{{Group: "web", Host: "b1", CPU: 0.5}, {Group: "web", Host: "b1", CPU: 0.5}}
+	// Zone a has 2 of web (Used), zone b 2 (placed): a tie; a1 has 0.5
+	// CPU free, b1 1 CPU.
+	if h, err := Choose(hosts, placed, Request{Group: "web", CPU: 0.75}); err != nil || h != "b1" {
+		t.Fatalf("Choose = %q, %v; want b1 (a1 has 0.5 CPU free)", h, err)
+	}
+	if h, err := Choose(hosts, nil, Request{Group: "web"}); err != nil || h != "b1" {
+		t.Fatalf("Choose = %q, %v; want b1 (zone b runs no web)", h, err)
+	}
+	_, err := Choose(hosts, append(placed, Instance{Group: "api", Host: "b1", CPU: 1}), Request{Group: "api", CPU: 1})
+	if err == nil || !strings.Contains(err.Error(), "a1: 0.5 CPU free") || !strings.Contains(err.Error(), "b1: 0 CPU free") {
+		t.Fatalf("err = %v; want both hosts full", err)
 	}
 }

@@ -3,6 +3,7 @@ package pool
 import (
 	"errors"
 	"math"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -298,5 +299,28 @@ func TestParseNames(t *testing.T) {
 	}
 	if err := (Options{Sticky: Sticky{Cookie: "s", Secret: []byte("short")}}).Validate(); err == nil {
 		t.Fatal("short secret validated")
+	}
+}
+
+// TestScheduleOfEqualWeights: targets of one weight (whatever it is) are
+// scheduled in order, as the smooth round robin's full cycle does.
+func TestScheduleOfEqualWeights(t *testing.T) {
+	for n := 1; n <= 64; n++ {
+		for _, units := range []int64{1, 100, unitsPerWeight} {
+			c := make([]entry, n)
+			w := make([]int64, n)
+			for i := range c {
+				c[i] = entry{units: units}
+				w[i] = 1
+			}
+			got, want := schedule(c), smooth(w, int64(n))
+			if !slices.Equal(got, want) {
+				t.Fatalf("%d targets of %d units: schedule %v, the full cycle %v", n, units, got, want)
+			}
+		}
+	}
+	// Unequal weights still take the full cycle: 2:1 is a, b, a.
+	if got := schedule([]entry{{units: 2}, {units: 1}}); !slices.Equal(got, []int32{0, 1, 0}) {
+		t.Fatalf("schedule of 2:1 = %v", got)
 	}
 }

@@ -122,7 +122,24 @@ func schedule(c []entry) []int32 {
 		}
 		sum = scaled
 	}
-	cur := make([]int64, n)
+	if sum == int64(n) {
+		// Every weight is 1 (the common case: no weights, no slow start):
+		// the cycle below would visit the targets in order, at a cost of
+		// n*n, paid at each change of the pool (a group of 500 coming into
+		// service rebuilt it 500 times).
+		out := make([]int32, n)
+		for i := range out {
+			out[i] = int32(i)
+		}
+		return out
+	}
+	return smooth(w, sum)
+}
+
+// smooth runs one cycle of the smooth weighted round robin over the
+// weights w, whose sum is sum: O(sum * len(w)).
+func smooth(w []int64, sum int64) []int32 {
+	cur := make([]int64, len(w))
 	out := make([]int32, 0, sum)
 	for range sum {
 		best := 0

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"sync"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -25,16 +26,55 @@ const backupSuffix = ".bak"
 func BackupPath(path string) string { return path + backupSuffix }
 
 // autoBackup refreshes the automatic backup after a committed change of
-// desired state (releases, the group, env overrides). Events, rollout
-// snapshots and generated keys do not trigger it (a new key is in the next
-// backup): they change often, or, for keys, are fetched at every start. The store has already committed the
-// change, so a failed backup does not undo it; the failure is logged as an
-// error (an operator must act: the disk is likely full) and the previous
-// backup stays as it was.
+// desired state (releases, the group, env overrides, host records).
+// Events, rollout snapshots and generated keys do not trigger it (a new
+// key is in the next backup): they change often, or, for keys, are fetched
+// at every start. The store has already committed the change, so a failed
+// backup does not undo it; the failure is logged as an error (an operator
+// must act: the disk is likely full) and the previous backup stays as it
+// was.
+//
+// It returns once a backup that began after it was called has ended, so
+// the change is in the file. Concurrent calls share such a backup: each
+// copies the whole store, and a thousand hosts saying hello, or declared
+// lost, at once would otherwise write a thousand copies one after another.
 func (s *Store) autoBackup() {
-	if err := s.WriteBackup(s.backupPath); err != nil {
-		s.log.Error("automatic store backup failed; the previous backup is kept", "file", s.backupPath, "error", err)
+	a := &s.auto
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.done == nil {
+		a.done = sync.NewCond(&a.mu)
 	}
+	want := a.started + 1 // the first backup to begin after this call
+	a.waiting++
+	defer func() { a.waiting-- }()
+	for a.finished < want {
+		if a.running {
+			a.done.Wait()
+			continue
+		}
+		a.running = true
+		a.started++
+		n := a.started
+		a.mu.Unlock()
+		err := s.WriteBackup(s.backupPath)
+		a.mu.Lock()
+		if err != nil {
+			s.log.Error("automatic store backup failed; the previous backup is kept", "file", s.backupPath, "error", err)
+		}
+		a.running, a.finished = false, n
+		a.done.Broadcast()
+	}
+}
+
+// autoBackups numbers the automatic backups: started have begun, the
+// first finished have ended; at most one runs.
+type autoBackups struct {
+	mu                sync.Mutex
+	done              *sync.Cond // broadcast when a backup ends
+	started, finished uint64
+	running           bool
+	waiting           int // calls of autoBackup not yet returned (for tests)
 }
 
 // WriteBackup writes a consistent copy of the store (one read transaction)

@@ -2,6 +2,7 @@ package store
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -9,6 +10,7 @@ import (
 	"time"
 
 	"github.com/shoal-dev/shoal/internal/api"
+	"github.com/shoal-dev/shoal/internal/testenv"
 )
 
 // TestAutoBackupAndRestore: every change of desired state leaves a
@@ -158,5 +160,64 @@ func TestRestoreIntoNewDataDir(t *testing.T) {
 	}
 	if _, err := Verify(aside); err != nil {
 		t.Errorf("the replaced store kept aside: %v", err)
+	}
+}
+
+// TestConcurrentChangesShareABackup: changes committed while a backup
+// runs wait for one backup that begins after it, together, instead of one
+// full copy of the store each; and each returns with its change in the
+// file.
+func TestConcurrentChangesShareABackup(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "shoal.db")
+	s := open(t, path, Options{})
+	if err := s.PutGroup(api.Group{App: "web", Min: 0, Max: 9, Desired: 1}); err != nil {
+		t.Fatal(err)
+	}
+	autoState := func() (started, finished uint64, running bool, waiting int) {
+		s.auto.mu.Lock()
+		defer s.auto.mu.Unlock()
+		return s.auto.started, s.auto.finished, s.auto.running, s.auto.waiting
+	}
+	first, _, _, _ := autoState()
+	eventually := func(what string, cond func() bool) {
+		t.Helper()
+		testenv.Eventually(t, 10*time.Second, func() error {
+			if !cond() {
+				st, fin, run, w := autoState()
+				return fmt.Errorf("%s: started %d, finished %d, running %v, waiting %d", what, st, fin, run, w)
+			}
+			return nil
+		})
+	}
+
+	s.backupMu.Lock() // holds the next backup in WriteBackup
+	errs := make(chan error, 11)
+	go func() {
+		_, err := s.PutRelease(api.Release{App: "web", Digest: "sha256:first"})
+		errs <- err
+	}()
+	eventually("a backup runs", func() bool { st, _, run, _ := autoState(); return run && st == first+1 })
+	for range 10 {
+		go func() {
+			_, err := s.PutRelease(api.Release{App: "web", Digest: "sha256:x"})
+			errs <- err
+		}()
+	}
+	eventually("11 changes wait for a backup", func() bool { _, _, _, w := autoState(); return w == 11 })
+	s.backupMu.Unlock()
+	for range 11 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if st, fin, run, w := autoState(); st != first+2 || fin != st || run || w != 0 {
+		t.Fatalf("after 11 changes: %d backups started, %d finished, running %v, %d waiting; want 2 more, all done", st-first, fin-first, run, w)
+	}
+	sum, err := Verify(BackupPath(path))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sum.Releases != 11 {
+		t.Fatalf("the backup holds %d releases, want the 11 made", sum.Releases)
 	}
 }

@@ -85,10 +85,18 @@ func (db *boltDB) View(fn func(*bolt.Tx) error) error {
 	return db.guard(func() error { return db.DB.View(fn) })
 }
 
+// errUnchanged is returned by an Update's fn that found nothing to change:
+// the transaction is rolled back (no write, no sync), no backup is made,
+// and Update returns nil.
+var errUnchanged = errors.New("nothing to change")
+
 // Update runs fn in a read-write transaction (see bolt.DB.Update) and, once
-// it committed, refreshes the automatic backup.
+// it committed, refreshes the automatic backup. An fn that returns
+// errUnchanged commits nothing and makes no backup.
 func (db *boltDB) Update(fn func(*bolt.Tx) error) error {
-	if err := db.updateNoBackup(fn); err != nil {
+	if err := db.updateNoBackup(fn); errors.Is(err, errUnchanged) {
+		return nil
+	} else if err != nil {
 		return err
 	}
 	if db.onCommit != nil {

@@ -15,25 +15,47 @@ import (
 // Events beyond Options.MaxEvents are deleted, oldest first, in the same
 // transaction. Events must not hold secret values.
 func (s *Store) AppendEvent(app string, e api.Event) (api.Event, error) {
-	if e.Type == "" {
-		return api.Event{}, fmt.Errorf("append event: %w: empty kind", ErrInvalid)
+	out, err := s.AppendEvents(app, []api.Event{e})
+	if err != nil {
+		return api.Event{}, err
 	}
-	if e.Time.IsZero() {
-		e.Time = s.now()
+	return out[0], nil
+}
+
+// AppendEvents stores evs as events of app, in order, in one transaction
+// (one write to the disk, however many): either every one is stored, with
+// consecutive sequence numbers, or none is and the error says why. Each is
+// stored as AppendEvent stores one; the stored events are returned.
+func (s *Store) AppendEvents(app string, evs []api.Event) ([]api.Event, error) {
+	out := make([]api.Event, len(evs))
+	for i, e := range evs {
+		if e.Type == "" {
+			return nil, fmt.Errorf("append event: %w: empty kind (event %d of %d)", ErrInvalid, i+1, len(evs))
+		}
+		if e.Time.IsZero() {
+			e.Time = s.now()
+		}
+		out[i] = e
+	}
+	if len(out) == 0 {
+		return out, nil
 	}
 	err := s.db.updateNoBackup(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketEvents)
-		seq, err := b.NextSequence()
-		if err != nil {
-			return err
-		}
-		e.Seq = seq
-		v, err := encodeEvent(app, e)
-		if err != nil {
-			return err
-		}
-		if err := b.Put(itob(seq), v); err != nil {
-			return err
+		var seq uint64
+		for i := range out {
+			var err error
+			if seq, err = b.NextSequence(); err != nil {
+				return err
+			}
+			out[i].Seq = seq
+			v, err := encodeEvent(app, out[i])
+			if err != nil {
+				return err
+			}
+			if err := b.Put(itob(seq), v); err != nil {
+				return err
+			}
 		}
 		// Sequence numbers are contiguous and only the oldest are ever
 		// deleted, so everything at or below seq-MaxEvents goes.
@@ -55,9 +77,9 @@ func (s *Store) AppendEvent(app string, e api.Event) (api.Event, error) {
 		return nil
 	})
 	if err != nil {
-		return api.Event{}, fmt.Errorf("append event: %w", err)
+		return nil, fmt.Errorf("append event: %w", err)
 	}
-	return e, nil
+	return out, nil
 }
 
 // Events returns up to limit events of app with Seq > afterSeq, oldest

@@ -1,6 +1,7 @@
 package store
 
 import (
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -150,5 +151,49 @@ func TestReleaseKeepsCPUAndMemory(t *testing.T) {
 	}
 	if r.CPU != 0.25 || r.Memory != 256<<20 {
 		t.Errorf("reopened v1: cpu %v, memory %d; want 0.25 and %d", r.CPU, r.Memory, 256<<20)
+	}
+}
+
+// TestMarkServedAgainWritesNothing: once a release is marked served,
+// marking it again (every instance of it does, as it comes into service)
+// neither changes the record nor rewrites the automatic backup, which
+// copies the whole store.
+func TestMarkServedAgainWritesNothing(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "shoal.db")
+	s := open(t, path, Options{})
+	if _, err := s.PutRelease(api.Release{App: "web", Digest: "sha256:x"}); err != nil {
+		t.Fatal(err)
+	}
+	bak := BackupPath(path)
+	if err := os.Remove(bak); err != nil {
+		t.Fatalf("no backup after PutRelease: %v", err)
+	}
+	first := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	if err := s.MarkServed("web", 1, first); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(bak); err != nil {
+		t.Fatalf("the first MarkServed left no backup: %v", err)
+	}
+	if err := os.Remove(bak); err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		if err := s.MarkServed("web", 1, first.Add(time.Hour)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := os.Stat(bak); !os.IsNotExist(err) {
+		t.Errorf("MarkServed of a served release wrote a backup (stat: %v)", err)
+	}
+	if r, _ := s.GetRelease("web", 1); !r.Served.Equal(first) {
+		t.Errorf("served %v, want the first time %v", r.Served, first)
+	}
+	// A change of desired state still backs up.
+	if err := s.PutGroup(api.Group{App: "web", Min: 1, Max: 3, Desired: 2}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(bak); err != nil {
+		t.Errorf("PutGroup after it left no backup: %v", err)
 	}
 }

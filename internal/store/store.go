@@ -113,6 +113,7 @@ type Store struct {
 	pidFile    string
 
 	backupMu sync.Mutex // serialises writes of the automatic backup
+	auto     autoBackups
 }
 
 // Open opens the store file at path, creating it (and its directory, mode

@@ -324,6 +324,53 @@ func TestEventsTrimAndPage(t *testing.T) {
 	}
 }
 
+// TestAppendEventsIsOneWrite: a batch is stored in order with consecutive
+// numbers, trimmed to MaxEvents like single events; a batch with an
+// invalid event stores none of it.
+func TestAppendEventsIsOneWrite(t *testing.T) {
+	s := open(t, filepath.Join(t.TempDir(), "shoal.db"), Options{MaxEvents: 6})
+	if _, err := s.AppendEvent("web", api.Event{Type: "k", Reason: "0"}); err != nil {
+		t.Fatal(err)
+	}
+	var batch []api.Event
+	for i := 1; i <= 7; i++ {
+		batch = append(batch, api.Event{Type: "k", Reason: strconv.Itoa(i)})
+	}
+	out, err := s.AppendEvents("api", batch)
+	if err != nil || len(out) != 7 {
+		t.Fatalf("AppendEvents = %d events, %v", len(out), err)
+	}
+	for i, e := range out {
+		if e.Seq != uint64(i+2) || e.Reason != strconv.Itoa(i+1) || e.Time.IsZero() {
+			t.Fatalf("stored event %d: %+v", i, e)
+		}
+	}
+	all, err := s.Events("", 0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, e := range all {
+		got = append(got, fmt.Sprintf("%d:%s", e.Seq, e.Reason))
+	}
+	if want := "[3:2 4:3 5:4 6:5 7:6 8:7]"; fmt.Sprint(got) != want {
+		t.Fatalf("kept %v, want %s", got, want)
+	}
+	if ofAPI, _ := s.Events("api", 0, 0); len(ofAPI) != 6 {
+		t.Fatalf("%d events of api, want 6", len(ofAPI))
+	}
+	bad := []api.Event{{Type: "k", Reason: "kept?"}, {Reason: "no kind"}}
+	if _, err := s.AppendEvents("web", bad); !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "event 2 of 2") {
+		t.Fatalf("a batch with an event without kind: %v", err)
+	}
+	if last, _ := s.LastEventSeq(); last != 8 {
+		t.Fatalf("after a refused batch LastEventSeq = %d, want 8 (nothing of it stored)", last)
+	}
+	if out, err := s.AppendEvents("web", nil); err != nil || len(out) != 0 {
+		t.Fatalf("an empty batch: %v, %v", out, err)
+	}
+}
+
 func TestConcurrentAppendEvent(t *testing.T) {
 	s := open(t, filepath.Join(t.TempDir(), "shoal.db"), Options{})
 	const writers, each = 8, 25
