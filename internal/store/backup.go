@@ -272,6 +272,12 @@ func Restore(path, from string, now time.Time) (aside string, err error) {
 		// process that opens the store in between makes lockFile fail.
 		_, verr := Verify(path)
 		if errors.Is(verr, ErrInUse) {
+			// lockFile's refusal names the holder and says what to do.
+			unlock, err := lockFile(path)
+			if err != nil {
+				return "", fmt.Errorf("restore: %w", err)
+			}
+			unlock() // the holder ended meanwhile: the caller may try again
 			return "", fmt.Errorf("restore: %w", verr)
 		}
 		if verr == nil {
