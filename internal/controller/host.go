@@ -66,6 +66,11 @@ type LaunchSpec struct {
 	// left. Zero declares nothing; a LocalHost ignores both.
 	CPU    float64
 	Memory int64
+	// Runtime is the release's runtime: "docker" runs the artifact as a
+	// container image (a DockerHost), anything else as a process. Port is
+	// the port inside the container (0: the published port's number).
+	Runtime string
+	Port    int
 }
 
 // Running describes a started instance.
