@@ -40,6 +40,14 @@ func (c *Controller) exited(ctx context.Context, e Exit) {
 	// instance, not the end of its process: there are no logs to read.
 	crashed := in.state != api.Draining && !e.Stopped && e.Reason == ""
 	env := c.env
+	if crashed && in.inPool {
+		// Out of the pool before the logs are read: a docker host reads
+		// them from its engine, which takes milliseconds under load, and
+		// every request sent to the dead target meanwhile costs a retry
+		// (see below for why it is a removal, not a drain).
+		in.inPool = false
+		c.o.Pool.Remove(in.addr)
+	}
 	c.mu.Unlock()
 	// A crash says why: the last lines of its output, read the way a
 	// failed deploy reads them, without the lock (the host reports an exit

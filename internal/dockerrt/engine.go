@@ -18,7 +18,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"net"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -72,8 +74,10 @@ type Spec struct {
 	Cmd []string
 	// Env is NAME=value; PORT is added.
 	Env []string
-	// ContainerPort is the port the app listens on inside the container;
-	// 0 means the same number as the published host port.
+	// ContainerPort is the port the app listens on inside the container,
+	// published on a free port of BindIP (the container on the engine's
+	// default bridge network). 0 runs the container on the host's network
+	// instead, where the app listens on the free port itself (PORT).
 	ContainerPort int
 	StopSignal    syscall.Signal
 	StopTimeout   time.Duration
@@ -121,11 +125,11 @@ type Engine struct {
 	exits chan Exit
 	wg    sync.WaitGroup // one waiter per running container
 
-	mu      sync.Mutex
-	byID    map[string]*ctr
-	exited  []*ctr // exited instances kept for their logs, oldest first
-	closed  bool
-	closeCh chan struct{}
+	mu     sync.Mutex
+	byID   map[string]*ctr
+	exited []*ctr       // exited instances kept for their logs, oldest first
+	ports  map[int]bool // host ports of containers not yet exited
+	closed bool
 }
 
 type ctr struct {
@@ -135,8 +139,12 @@ type ctr struct {
 	// noStart marks a container whose start failed: it never ran, so its
 	// end is no Exit.
 	noStart bool
-	done    chan struct{} // closed when the container has exited
-	exit    Exit
+	port    int // the host port, handed out until the container exits
+	// watch hands the waiter the process watch (watchProcess) once the
+	// container runs; nil when it cannot be watched.
+	watch chan (<-chan earlyExit)
+	done  chan struct{} // closed when the container has exited
+	exit  Exit
 }
 
 // Connect returns a client of the engine named by the environment
@@ -170,7 +178,7 @@ func New(ctx context.Context, cli *client.Client, opts Options) (*Engine, error)
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
 	e := &Engine{cli: cli, scope: opts.Scope, bindIP: opts.BindIP, log: opts.Logger,
-		exits: make(chan Exit, 64), byID: map[string]*ctr{}, closeCh: make(chan struct{})}
+		exits: make(chan Exit, 64), byID: map[string]*ctr{}, ports: map[int]bool{}}
 	if err := e.removeScope(ctx); err != nil {
 		return nil, err
 	}
@@ -215,20 +223,24 @@ func (e *Engine) Start(ctx context.Context, spec Spec) (Info, error) {
 		return Info{}, fmt.Errorf("start %s: instance exists", spec.ID)
 	}
 	e.mu.Unlock()
-	hostPort, err := freePort(e.bindIP)
+	hostPort, err := e.pickPort()
 	if err != nil {
-		return Info{}, fmt.Errorf("start %s: free port: %w", spec.ID, err)
+		return Info{}, fmt.Errorf("start %s: %w", spec.ID, err)
 	}
+	keepPort := false
+	defer func() {
+		if !keepPort {
+			e.releasePort(hostPort)
+		}
+	}()
 	cport := spec.ContainerPort
 	if cport == 0 {
 		cport = hostPort
 	}
-	port := nat.Port(strconv.Itoa(cport) + "/tcp")
 	stopSecs := int(spec.StopTimeout.Round(time.Second) / time.Second)
 	cfg := &container.Config{
-		Image:        spec.Image,
-		Env:          append(append([]string(nil), spec.Env...), "PORT="+strconv.Itoa(cport)),
-		ExposedPorts: nat.PortSet{port: {}},
+		Image: spec.Image,
+		Env:   append(append([]string(nil), spec.Env...), "PORT="+strconv.Itoa(cport)),
 		Labels: map[string]string{LabelScope: e.scope, LabelApp: spec.App,
 			LabelRelease: strconv.Itoa(spec.Release), LabelInstance: spec.ID},
 		StopSignal:  signalName(spec.StopSignal),
@@ -238,18 +250,30 @@ func (e *Engine) Start(ctx context.Context, spec Spec) (Info, error) {
 		cfg.Cmd = spec.Cmd
 	}
 	hc := &container.HostConfig{
-		PortBindings:  nat.PortMap{port: {{HostIP: e.bindIP, HostPort: strconv.Itoa(hostPort)}}},
 		RestartPolicy: container.RestartPolicy{Name: container.RestartPolicyDisabled},
 		Resources: container.Resources{
 			Memory:   spec.Memory,
 			NanoCPUs: int64(spec.CPU * 1e9),
 		},
 	}
+	if spec.ContainerPort == 0 {
+		// The host's network: the app binds the free port itself, as a
+		// process would, and a container that dies refuses connections at
+		// once (the balancer then retries another instance). A published
+		// port goes through the engine's proxy, which keeps accepting
+		// connections for a moment after the container is gone and closes
+		// them unanswered (502s under load), and copies every byte once more.
+		hc.NetworkMode = "host"
+	} else {
+		port := nat.Port(strconv.Itoa(cport) + "/tcp")
+		cfg.ExposedPorts = nat.PortSet{port: {}}
+		hc.PortBindings = nat.PortMap{port: {{HostIP: e.bindIP, HostPort: strconv.Itoa(hostPort)}}}
+	}
 	created, err := e.cli.ContainerCreate(ctx, cfg, hc, nil, nil, "")
 	if err != nil {
 		return Info{}, fmt.Errorf("start %s: create container: %w", spec.ID, err)
 	}
-	c := &ctr{id: spec.ID, cid: created.ID, spec: spec, done: make(chan struct{})}
+	c := &ctr{id: spec.ID, cid: created.ID, spec: spec, port: hostPort, done: make(chan struct{}), watch: make(chan (<-chan earlyExit), 1)}
 	// Wait before starting, so that an exit right after the start is seen.
 	wctx, wcancel := context.WithCancel(context.Background())
 	waitC, errC := e.cli.ContainerWait(wctx, created.ID, container.WaitConditionNextExit)
@@ -274,6 +298,7 @@ func (e *Engine) Start(ctx context.Context, spec Spec) (Info, error) {
 	e.byID[spec.ID] = c
 	e.wg.Add(1)
 	e.mu.Unlock()
+	keepPort = true // the waiter releases it
 	go e.wait(c, waitC, errC, wcancel)
 	if err := e.cli.ContainerStart(ctx, created.ID, container.StartOptions{}); err != nil {
 		// The waiter sees no exit of a container that never started:
@@ -291,6 +316,7 @@ func (e *Engine) Start(ctx context.Context, spec Spec) (Info, error) {
 	info := Info{ID: spec.ID, Container: created.ID, Addr: net.JoinHostPort(e.bindIP, strconv.Itoa(hostPort)), StartedAt: time.Now()}
 	if in, err := e.cli.ContainerInspect(ctx, created.ID); err == nil && in.State != nil {
 		info.PID = in.State.Pid
+		c.watch <- watchProcess(in.State.Pid, created.ID, wctx.Done())
 		if t, err := time.Parse(time.RFC3339Nano, in.State.StartedAt); err == nil {
 			info.StartedAt = t
 		}
@@ -304,19 +330,41 @@ func (e *Engine) wait(c *ctr, waitC <-chan container.WaitResponse, errC <-chan e
 	defer e.wg.Done()
 	defer cancel()
 	ex := Exit{ID: c.id, Code: -1}
-	var startFailed bool
-	select {
-	case r := <-waitC:
-		ex.Code = int(r.StatusCode)
-	case err := <-errC:
-		// The container was removed (or the engine went away) before it
-		// exited: it does not run any more, or runs out of reach.
-		startFailed = true
-		e.log.Warn("container wait ended", "instance", c.id, "container", short(c.cid), "error", err)
+	var startFailed, early bool
+	var watch <-chan earlyExit
+	watchSet := c.watch
+wait:
+	for {
+		select {
+		case r := <-waitC:
+			ex.Code = int(r.StatusCode)
+		case err := <-errC:
+			// The container was removed (or the engine went away) before it
+			// exited: it does not run any more, or runs out of reach.
+			startFailed = true
+			e.log.Warn("container wait ended", "instance", c.id, "container", short(c.cid), "error", err)
+		case watch = <-watchSet:
+			watchSet = nil
+			continue
+		case ee, ok := <-watch:
+			if !ok {
+				watch = nil
+				continue
+			}
+			early = true
+			ex.Code = ee.code
+			if ee.signal != 0 {
+				ex.Code = 128 + int(ee.signal)
+			}
+		}
+		break wait
 	}
 	ex.At = time.Now()
 	ictx, icancel := context.WithTimeout(context.Background(), 10*time.Second)
-	if in, err := e.cli.ContainerInspect(ictx, c.cid); err == nil && in.State != nil {
+	if early {
+		// Seen before the engine: its state still says running, and the
+		// OOM flag is not known yet.
+	} else if in, err := e.cli.ContainerInspect(ictx, c.cid); err == nil && in.State != nil {
 		ex.OOM = in.State.OOMKilled
 		if t, err := time.Parse(time.RFC3339Nano, in.State.FinishedAt); err == nil && t.Year() > 1 {
 			ex.At = t
@@ -328,6 +376,7 @@ func (e *Engine) wait(c *ctr, waitC <-chan container.WaitResponse, errC <-chan e
 		ex.Code = -1
 	}
 	e.mu.Lock()
+	delete(e.ports, c.port)
 	ex.Stopped = c.stopping
 	startFailed = startFailed || c.noStart
 	c.exit = ex
@@ -480,16 +529,56 @@ func (e *Engine) Close(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
-// freePort asks the kernel for a free TCP port on ip. It is released
-// before the engine binds it; a start that then fails to publish it fails
-// and is retried by the caller.
-func freePort(ip string) (int, error) {
-	ln, err := net.Listen("tcp", net.JoinHostPort(ip, "0"))
-	if err != nil {
-		return 0, err
+// pickPort returns a free TCP port for an instance, not among those the
+// Engine handed out to containers still running. It is taken below the
+// kernel's ephemeral range (net.ipv4.ip_local_port_range), which outgoing
+// connections draw from: a container binds its port seconds after it is
+// chosen (the engine creates and starts it meanwhile), and a port of that
+// range is often taken by then by some connection of a busy host. A port is
+// free when a listener on all addresses (what the app or the engine's proxy
+// binds) can be opened; it is released before the container binds it.
+func (e *Engine) pickPort() (int, error) {
+	lo, hi := portWindow()
+	n := hi - lo + 1
+	start := rand.IntN(n)
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for i := range min(n, 2000) {
+		port := lo + (start+i)%n
+		if e.ports[port] {
+			continue
+		}
+		ln, err := net.Listen("tcp", ":"+strconv.Itoa(port))
+		if err != nil {
+			continue
+		}
+		ln.Close()
+		e.ports[port] = true
+		return port, nil
 	}
-	port := ln.Addr().(*net.TCPAddr).Port
-	return port, ln.Close()
+	return 0, fmt.Errorf("no free port in %d-%d", lo, hi)
+}
+
+// portWindow is the range pickPort draws from: the 16384 ports below the
+// ephemeral range's start (10000-32767 with Linux's default 32768-60999),
+// never below 10000.
+func portWindow() (lo, hi int) {
+	first := 32768
+	if b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
+		if f := strings.Fields(string(b)); len(f) == 2 {
+			if v, err := strconv.Atoi(f[0]); err == nil && v > 11000 {
+				first = v
+			}
+		}
+	}
+	return max(10000, first-16384), first - 1
+}
+
+// releasePort forgets a port handed out by pickPort.
+func (e *Engine) releasePort(port int) {
+	e.mu.Lock()
+	delete(e.ports, port)
+	e.mu.Unlock()
 }
 
 var signalNames = map[syscall.Signal]string{
