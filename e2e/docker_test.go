@@ -335,4 +335,6 @@ func imageListOptions(app string) image.ListOptions {
 	return image.ListOptions{Filters: filters.NewArgs(filters.Arg("label", dockerrt.LabelApp+"="+app))}
 }
 
-func imageRemoveOptions() image.RemoveOptions { return image.RemoveOptions{Force: true, PruneChildren: true} }
+func imageRemoveOptions() image.RemoveOptions {
+	return image.RemoveOptions{Force: true, PruneChildren: true}
+}
