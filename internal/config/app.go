@@ -189,7 +189,8 @@ type AppRun struct {
 	// CPU (cores, such as 0.5) and Memory (bytes: "256MiB", "1GiB") are
 	// what one instance declares it needs. A fleet (`shoal server`) places
 	// an instance only on a host whose capacity left fits both; `shoal
-	// up`'s one machine ignores them. Zero (the default) declares nothing.
+	// up`'s one machine ignores them, except with runtime: docker, where
+	// they are the container's limits. Zero (the default) declares nothing.
 	// A change of either is a change of the run configuration: a
 	// config-only release.
 	CPU    float64 `yaml:"cpu"`

@@ -50,7 +50,7 @@ func NewDockerHost(eng *dockerrt.Engine, artifacts *release.Store, process *Loca
 	go func() {
 		defer wg.Done()
 		for e := range eng.Exits() {
-			h.exits <- Exit{ID: e.ID, Code: e.Code, Signal: e.Signal, Stopped: e.Stopped, At: e.At, Reason: oomReason(e)}
+			h.exits <- Exit{ID: e.ID, Code: e.Code, Signal: e.Signal, Stopped: e.Stopped, At: e.At}
 		}
 	}()
 	go func() {
@@ -65,13 +65,6 @@ func NewDockerHost(eng *dockerrt.Engine, artifacts *release.Store, process *Loca
 		close(h.done)
 	}()
 	return h
-}
-
-func oomReason(e dockerrt.Exit) string {
-	if e.OOM {
-		return "killed by the kernel: over its memory limit (run.memory)"
-	}
-	return ""
 }
 
 // Done is closed once both runtimes are closed and every exit forwarded.
