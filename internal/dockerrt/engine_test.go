@@ -396,7 +396,7 @@ func TestSaveImageIDAndLoad(t *testing.T) {
 	if err != nil || got != id {
 		t.Fatalf("ImageID = %q, %v; want %q", got, err, id)
 	}
-	if _, err := cli.ImageRemove(ctx, id, image.RemoveOptions{Force: true}); err != nil {
+	if _, err := cli.ImageRemove(ctx, id, image.RemoveOptions{Force: true, PruneChildren: true}); err != nil {
 		t.Fatal(err)
 	}
 	e, err := New(ctx, connect(t), Options{Scope: "load-" + t.Name()})
