@@ -67,6 +67,10 @@ func NewDockerHost(eng *dockerrt.Engine, artifacts *release.Store, process *Loca
 	return h
 }
 
+// Ended implements Ender: the instances whose container process was seen
+// to end before the engine reported it.
+func (h *DockerHost) Ended() <-chan string { return h.eng.Ended() }
+
 // Done is closed once both runtimes are closed and every exit forwarded.
 func (h *DockerHost) Done() <-chan struct{} { return h.done }
 

@@ -123,6 +123,7 @@ type Engine struct {
 	log    *slog.Logger
 
 	exits chan Exit
+	ended chan string
 	wg    sync.WaitGroup // one waiter per running container
 
 	mu     sync.Mutex
@@ -178,7 +179,7 @@ func New(ctx context.Context, cli *client.Client, opts Options) (*Engine, error)
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
 	e := &Engine{cli: cli, scope: opts.Scope, bindIP: opts.BindIP, log: opts.Logger,
-		exits: make(chan Exit, 64), byID: map[string]*ctr{}, ports: map[int]bool{}}
+		exits: make(chan Exit, 64), ended: make(chan string, 64), byID: map[string]*ctr{}, ports: map[int]bool{}}
 	if err := e.removeScope(ctx); err != nil {
 		return nil, err
 	}
@@ -209,6 +210,14 @@ func (e *Engine) Client() *client.Client { return e.cli }
 // Exits delivers one Exit per container that ends. It is closed by Close
 // once every waiter has ended.
 func (e *Engine) Exits() <-chan Exit { return e.exits }
+
+// Ended delivers the ID of an instance whose process was seen to end
+// (through a pidfd, when the engine runs in this PID namespace) before its
+// Exit, which the engine may report only a few hundred milliseconds later,
+// after it has torn the container down. It is a hint for a balancer (stop
+// sending it requests now); an ID is dropped when nobody reads; the Exit
+// always follows. Never closed.
+func (e *Engine) Ended() <-chan string { return e.ended }
 
 // Start creates and starts the container of spec and returns once it runs.
 // On error nothing is left behind.
@@ -316,7 +325,12 @@ func (e *Engine) Start(ctx context.Context, spec Spec) (Info, error) {
 	info := Info{ID: spec.ID, Container: created.ID, Addr: net.JoinHostPort(e.bindIP, strconv.Itoa(hostPort)), StartedAt: time.Now()}
 	if in, err := e.cli.ContainerInspect(ctx, created.ID); err == nil && in.State != nil {
 		info.PID = in.State.Pid
-		c.watch <- watchProcess(in.State.Pid, created.ID, wctx.Done())
+		c.watch <- watchProcess(in.State.Pid, created.ID, wctx.Done(), func() {
+			select {
+			case e.ended <- spec.ID:
+			default: // Ended is a hint; the Exit that follows is the record
+			}
+		})
 		if t, err := time.Parse(time.RFC3339Nano, in.State.StartedAt); err == nil {
 			info.StartedAt = t
 		}

@@ -30,8 +30,9 @@ type earlyExit struct {
 // that container's (its cgroup names the container ID) and returns a
 // channel that delivers its exit status once, if the zombie could be read,
 // and is closed when the watch ends. It returns nil when the process
-// cannot be watched (another PID namespace, already gone).
-func watchProcess(pid int, cid string, stop <-chan struct{}) <-chan earlyExit {
+// cannot be watched (another PID namespace, already gone). onEnd is called
+// once the process has ended, whether its status could be read or not.
+func watchProcess(pid int, cid string, stop <-chan struct{}, onEnd func()) <-chan earlyExit {
 	if pid <= 0 {
 		return nil
 	}
@@ -68,7 +69,9 @@ func watchProcess(pid int, cid string, stop <-chan struct{}) <-chan earlyExit {
 				break
 			}
 		}
-		if ws, ok := zombieStatus(pid); ok {
+		ws, ok := zombieStatus(pid)
+		onEnd()
+		if ok {
 			e := earlyExit{code: ws.ExitStatus()}
 			if ws.Signaled() {
 				e.code, e.signal = -1, ws.Signal()
