@@ -280,7 +280,8 @@ func TestDockerUpDeployRollbackAndKill(t *testing.T) {
 
 // TestDockerUpSIGKILLThenStart: a SIGKILL of shoal up leaves its
 // containers running (nothing could stop them); the next start removes
-// them before it starts its own. The app ignores SIGTERM, so the final
+// them before it starts its own. Their logs come from the engine with the
+// secrets redacted. The app ignores SIGTERM, so the final
 // stop kills each container after run.stop_timeout.
 func TestDockerUpSIGKILLThenStart(t *testing.T) {
 	cli := dockerEngine(t)
@@ -292,7 +293,13 @@ func TestDockerUpSIGKILLThenStart(t *testing.T) {
 		run := doc["run"].(map[string]any)
 		run["env"].(map[string]any)["IGNORE_TERM"] = "1"
 		run["stop_timeout"] = "2s"
+		run["secrets_file"] = "secrets.env"
 	})
+	// A secret whose value the app prints: shoal logs, read from the
+	// engine, must show it redacted.
+	if err := os.WriteFile(filepath.Join(dir, "secrets.env"), []byte("SHOUT=listening on\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	up := startUp(t, bin, dir)
 	waitStatus(t, up.client, "1 in service", inService(1))
 	before := running(scopeContainers(t, cli, dir))
@@ -317,6 +324,10 @@ func TestDockerUpSIGKILLThenStart(t *testing.T) {
 	}
 	if rs := running(all); len(rs) != 1 {
 		t.Fatalf("%d running containers after the restart, want 1", len(rs))
+	}
+	code, out := runShoal(t, bin, dir, "logs")
+	if code != 0 || strings.Contains(out, "listening on") || !strings.Contains(out, "dockerapp v1 [redacted]") {
+		t.Errorf("shoal logs: exit %d, want the secret redacted\n%s", code, out)
 	}
 	start := time.Now()
 	stopUp(t, up2)
