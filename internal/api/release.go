@@ -77,6 +77,11 @@ type Release struct {
 	// each instance declares it needs; zero declares nothing.
 	CPU    float64
 	Memory int64
+	// Runtime is app.runtime ("process" or "docker"; "" in a release made
+	// before it existed, a process), and Port run.port, the port inside
+	// the container of a docker release.
+	Runtime string
+	Port    int
 	// ConfigFingerprint digests Command, CPU, Memory and Env
 	// (config.App.Fingerprint).
 	ConfigFingerprint string

@@ -94,11 +94,14 @@ func onlyOurs(imports []string) []string {
 // is a leaf. internal/atomicfile and internal/api (the one vocabulary of domain and
 // wire types), themselves leaves, may be imported by anyone.
 var allowed = map[string][]string{
-	"internal/api":        {},
-	"internal/pool":       {},
-	"internal/health":     {},
-	"internal/runtime":    {},
-	"internal/release":    {},
+	"internal/api":     {},
+	"internal/pool":    {},
+	"internal/health":  {},
+	"internal/runtime": {},
+	"internal/release": {},
+	// Containers and images of a Docker engine (runtime: docker), through the
+	// Engine API's client only: no Shoal package below it.
+	"internal/dockerrt":   {},
 	"internal/store":      {},
 	"internal/autoscale":  {},
 	"internal/rollout":    {},
@@ -136,11 +139,15 @@ var allowed = map[string][]string{
 	"internal/dashboard":       {"internal/timeseries"},
 	// config builds the configs of the parts, and the build spec of an app
 	// (release.BuildSpec) that `shoal up` and `shoal deploy` share.
+	// dockerrt: a runtime: docker app's build spec builds its image through the
+	// engine (release.BuildSpec.Image).
 	"internal/config": {"internal/lb", "internal/pool", "internal/health",
-		"internal/autoscale", "internal/rollout", "internal/release"},
+		"internal/autoscale", "internal/rollout", "internal/release", "internal/dockerrt"},
 	"internal/controller": {"internal/config", "internal/release", "internal/runtime",
 		"internal/store", "internal/reconcile", "internal/autoscale", "internal/rollout",
-		"internal/hooks", "internal/pool", "internal/health"},
+		"internal/hooks", "internal/pool", "internal/health",
+		// DockerHost: instances of docker releases as containers.
+		"internal/dockerrt"},
 	// release (a leaf): the artifact routes' interface names release.Artifact.
 	"internal/adminapi": {"internal/lb", "internal/controller", "internal/pool",
 		"internal/store", "internal/rollout", "internal/buildinfo", "internal/release"},
@@ -163,7 +170,9 @@ var allowed = map[string][]string{
 		"internal/fleet",
 		// `shoal lb` following a server: each app's health check, sent to
 		// the balancer nodes and run by them (lbconfig.go).
-		"internal/health"},
+		"internal/health",
+		// `shoal up` of a runtime: docker app connects to the engine.
+		"internal/dockerrt"},
 }
 
 // importers bounds who may import a package outside tests: the daemons are composed in

@@ -23,6 +23,12 @@ type App struct {
 	// releases and the instances. Required.
 	Name string `yaml:"app"`
 
+	// Runtime is how instances run: RuntimeProcess (default), a process
+	// per instance in the unpacked artifact, or RuntimeDocker, a container
+	// per instance of an image built from the app's Dockerfile (the
+	// artifact is the saved image; see AppBuild.Dockerfile).
+	Runtime string `yaml:"runtime"`
+
 	// Build says how to turn the app folder into what instances run.
 	// Absent means the folder is shipped as it is.
 	Build *AppBuild `yaml:"build"`
@@ -73,6 +79,15 @@ type App struct {
 	fromHostAt []Pos    // position of each run.env_from_host entry
 }
 
+// Runtimes of app.runtime.
+const (
+	RuntimeProcess = "process"
+	RuntimeDocker  = "docker"
+)
+
+// Docker reports whether the app runs as containers (runtime: docker).
+func (a *App) Docker() bool { return a.Runtime == RuntimeDocker }
+
 // AppBuild says how an app is built. Building happens once per source
 // change, on the machine that runs shoal, never on each instance.
 type AppBuild struct {
@@ -96,6 +111,20 @@ type AppBuild struct {
 	// run.secrets_file and balancer.sticky.secret_file are always excluded.
 	Exclude []string `yaml:"exclude"`
 
+	// Dockerfile is the Dockerfile that builds the image (runtime:
+	// docker), relative to the app folder and inside Output, which is the
+	// build context (as Kamal's builder.dockerfile and builder.context);
+	// default "Dockerfile" in Output. Only with runtime: docker.
+	Dockerfile string `yaml:"dockerfile"`
+
+	// Target is the stage of a multi-stage Dockerfile to build (docker
+	// build --target); default the last one. Only with runtime: docker.
+	Target string `yaml:"target"`
+
+	// Args are the image's build arguments (docker build --build-arg,
+	// Kamal's builder.args), literal values. Only with runtime: docker.
+	Args map[string]string `yaml:"args"`
+
 	// MaxUnpackedSize bounds the total size of the files of one release
 	// once unpacked, checked when it is built and when it is unpacked (an
 	// artifact of a few MB can hold GBs of zeros); 0 means 4GiB.
@@ -110,8 +139,16 @@ type AppBuild struct {
 type AppRun struct {
 	// Command starts one instance. It runs through /bin/sh -c in the
 	// unpacked release directory (the build output). The app must listen
-	// on the port in $PORT, which Shoal chooses per instance. Required.
+	// on the port in $PORT, which Shoal chooses per instance. Required,
+	// except with runtime: docker, where it is optional and replaces the
+	// image's CMD, split into words at blanks (no shell, no quoting).
 	Command string `yaml:"command"`
+
+	// Port is the port the app listens on inside its container (runtime:
+	// docker; Kamal's proxy.app_port), published on a port Shoal chooses
+	// per instance; PORT is set to it. Default 0: the container listens on
+	// the published port's number, read from $PORT as with processes.
+	Port int `yaml:"port"`
 
 	// Env are variables with literal values. PORT, ROOT_URL and names
 	// starting with SHOAL_ are reserved; use root_url and settings instead.
@@ -152,7 +189,8 @@ type AppRun struct {
 	// CPU (cores, such as 0.5) and Memory (bytes: "256MiB", "1GiB") are
 	// what one instance declares it needs. A fleet (`shoal server`) places
 	// an instance only on a host whose capacity left fits both; `shoal
-	// up`'s one machine ignores them. Zero (the default) declares nothing.
+	// up`'s one machine ignores them, except with runtime: docker, where
+	// they are the container's limits. Zero (the default) declares nothing.
 	// A change of either is a change of the run configuration: a
 	// config-only release.
 	CPU    float64 `yaml:"cpu"`

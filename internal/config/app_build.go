@@ -1,6 +1,8 @@
 package config
 
 import (
+	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -8,6 +10,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/shoal-dev/shoal/internal/dockerrt"
 	"github.com/shoal-dev/shoal/internal/release"
 )
 
@@ -34,6 +37,21 @@ func (a *App) BuildSpec(log io.Writer) (release.BuildSpec, error) {
 			spec.Env = append(spec.Env, k+"="+v)
 		}
 		sort.Strings(spec.Env)
+	}
+	if a.Docker() {
+		df, err := filepath.Rel(a.OutputDir(), a.Build.Dockerfile)
+		if err != nil {
+			return release.BuildSpec{}, fmt.Errorf("build.dockerfile: %w", err)
+		}
+		opts := dockerrt.BuildOptions{App: a.Name, Dockerfile: filepath.ToSlash(df), Target: a.Build.Target, Args: a.Build.Args}
+		key, err := json.Marshal(opts)
+		if err != nil {
+			return release.BuildSpec{}, fmt.Errorf("build: %w", err)
+		}
+		spec.ImageKey = string(key)
+		spec.Image = func(ctx context.Context, buildContext io.Reader, log io.Writer) (io.ReadCloser, error) {
+			return dockerrt.BuildImage(ctx, buildContext, opts, log)
+		}
 	}
 	return spec, nil
 }

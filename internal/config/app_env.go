@@ -172,6 +172,12 @@ func (a *App) Fingerprint(env Env) string {
 		field("run.memory")
 		field(strconv.FormatInt(int64(a.Run.Memory), 10))
 	}
+	if a.Docker() {
+		field("runtime")
+		field(a.Runtime)
+		field("run.port")
+		field(strconv.Itoa(a.Run.Port))
+	}
 	sorted := slices.Clone(env)
 	sort.Slice(sorted, func(i, j int) bool { return sorted[i].Name < sorted[j].Name })
 	for _, v := range sorted {

@@ -229,7 +229,7 @@ func TestParseReportsEveryProblem(t *testing.T) {
 			`shoal.yaml:1:6: app: invalid app name "Web_App" (1-63 lowercase letters, digits and dashes, not starting or ending with a dash)`,
 			`shoal.yaml:4:17: run.stop_timeout: a duration needs a unit, such as 500ms, 5s or 2m`,
 			`shoal.yaml:5:16: keep_releases: expected a whole number, got "many"`,
-			`shoal.yaml:6:1: extra: unknown key "extra" (known keys: app, build, run, health, group, balancer, admin, data_dir, keep_releases, deploy, autoscale)`,
+			`shoal.yaml:6:1: extra: unknown key "extra" (known keys: app, runtime, build, run, health, group, balancer, admin, data_dir, keep_releases, deploy, autoscale)`,
 		}},
 		{"group bounds", "app: w\nrun: {command: x}\ngroup:\n  min: 3\n  max: 2\n  max_replacing: 0\n", nil, []string{
 			"shoal.yaml:4:8: group.min: group.min (3) is larger than group.max (2)",

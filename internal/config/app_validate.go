@@ -33,8 +33,15 @@ func (a *App) applyDefaults(d *document) {
 			apply()
 		}
 	}
+	set("runtime", func() { a.Runtime = RuntimeProcess })
+	if a.Runtime == RuntimeDocker && a.Build == nil {
+		a.Build = &AppBuild{}
+	}
 	if a.Build != nil {
 		set("build.output", func() { a.Build.Output = "." })
+		if a.Runtime == RuntimeDocker {
+			set("build.dockerfile", func() { a.Build.Dockerfile = filepath.Join(a.Build.Output, "Dockerfile") })
+		}
 	}
 	set("run.stop_signal", func() { a.Run.StopSignal = "SIGTERM" })
 	set("run.stop_timeout", func() { a.Run.StopTimeout = Duration(10 * time.Second) })
@@ -105,6 +112,7 @@ func (a *App) validate(d *document) Problems {
 	c.check(a.Name == "", "app", "the app name is required (lowercase letters, digits and dashes)")
 	c.check(a.Name != "" && !appNameRe.MatchString(a.Name), "app",
 		"invalid app name %q (1-63 lowercase letters, digits and dashes, not starting or ending with a dash)", a.Name)
+	c.check(a.Runtime != RuntimeProcess && a.Runtime != RuntimeDocker, "runtime", "unknown runtime %q (use %q or %q)", a.Runtime, RuntimeProcess, RuntimeDocker)
 	c.build()
 	c.run()
 	c.health()
@@ -122,6 +130,9 @@ func (a *App) resolvePaths() {
 	a.DataDir = a.path(a.DataDir)
 	if a.Build != nil {
 		a.Build.Output = a.path(a.Build.Output)
+		if a.Build.Dockerfile != "" {
+			a.Build.Dockerfile = a.path(a.Build.Dockerfile)
+		}
 	}
 	a.Run.SecretsFile = a.path(a.Run.SecretsFile)
 	a.Run.Settings = a.path(a.Run.Settings)
@@ -151,12 +162,35 @@ func (c *appChecker) build() {
 	for i, p := range b.Exclude {
 		c.check(strings.TrimSpace(p) == "", fmt.Sprintf("build.exclude[%d]", i), "must not be empty")
 	}
+	c.dockerBuild(b)
 	c.check(b.MaxUnpackedFiles < 0, "build.max_unpacked_files", "must not be negative (0 means 1048576), got %d", b.MaxUnpackedFiles)
+}
+
+// dockerBuild checks the image settings of build: only with runtime:
+// docker, and the Dockerfile inside the build context (the output folder).
+func (c *appChecker) dockerBuild(b *AppBuild) {
+	if !c.a.Docker() {
+		for _, k := range []string{"build.dockerfile", "build.target", "build.args"} {
+			c.check(c.d.has(k), k, "only with runtime: docker (runtime is %q)", c.a.Runtime)
+		}
+		return
+	}
+	c.check(strings.TrimSpace(b.Dockerfile) == "", "build.dockerfile", "must not be empty (default \"Dockerfile\" in build.output)")
+	if b.Dockerfile != "" && b.Output != "" {
+		rel, err := filepath.Rel(c.a.path(b.Output), c.a.path(b.Dockerfile))
+		c.check(err != nil || rel == ".." || strings.HasPrefix(rel, ".."+string(filepath.Separator)), "build.dockerfile",
+			"%s is outside the build context %s (build.output): the engine sees only that folder", b.Dockerfile, b.Output)
+	}
+	for _, k := range appSortedKeys(b.Args) {
+		c.check(strings.TrimSpace(k) == "" || strings.ContainsAny(k, "= \t\n"), "build.args."+k, "invalid build argument name %q", k)
+	}
 }
 
 func (c *appChecker) run() {
 	r := &c.a.Run
-	c.check(strings.TrimSpace(r.Command) == "", "run.command", "the command that starts one instance is required (it must listen on $PORT)")
+	c.check(!c.a.Docker() && strings.TrimSpace(r.Command) == "", "run.command", "the command that starts one instance is required (it must listen on $PORT)")
+	c.check(!c.a.Docker() && c.d.has("run.port"), "run.port", "only with runtime: docker (a process listens on $PORT)")
+	c.check(r.Port < 0 || r.Port > 65535, "run.port", "must be a TCP port (1-65535), got %d", r.Port)
 	names := map[string]string{} // variable -> where it is set
 	for _, k := range appSortedKeys(r.Env) {
 		p := "run.env." + k

@@ -234,7 +234,7 @@ func (c *Controller) Deploy(ctx context.Context, req DeployRequest) (int, error)
 		return 0, fmt.Errorf("make release: the outcome of earlier changes cannot be stored yet: %w", err)
 	}
 	rel, err := c.o.Store.PutRelease(api.Release{App: app, Digest: digest, Command: cfg.Run.Command,
-		CPU: cfg.Run.CPU, Memory: int64(cfg.Run.Memory),
+		CPU: cfg.Run.CPU, Memory: int64(cfg.Run.Memory), Runtime: cfg.Runtime, Port: cfg.Run.Port,
 		Env: storeEnv(env), ConfigFingerprint: fp, Change: change,
 		Config: cfg.Text(), ConfigFile: cfg.File, DeployedEnv: storeEnv(sent)})
 	if err != nil {

@@ -79,6 +79,18 @@ func (c *Controller) declaredLocked(v int) (float64, int64) {
 	return r.CPU, r.Memory
 }
 
+// runtimeLocked returns the runtime and container port of release v, from
+// the same release as runConfigLocked.
+func (c *Controller) runtimeLocked(v int) (string, int) {
+	r := c.current
+	if d := c.dep.active; d != nil {
+		if dr, ok := d.rels[v]; ok {
+			r = dr
+		}
+	}
+	return r.Runtime, r.Port
+}
+
 // stepRollout steps the active rollout, if any, in place of the
 // reconciler, and carries out its launches and drains. ok is false when
 // no rollout is active.

@@ -16,10 +16,16 @@ import (
 // waiting for a health check or a tick.
 func (c *Controller) watchExits(ctx context.Context) {
 	exits := c.o.Host.Exits()
+	var ended <-chan string
+	if en, ok := c.o.Host.(Ender); ok {
+		ended = en.Ended()
+	}
 	for {
 		select {
 		case <-ctx.Done():
 			return
+		case id := <-ended:
+			c.ended(id)
 		case e, ok := <-exits:
 			if !ok {
 				return
@@ -27,6 +33,20 @@ func (c *Controller) watchExits(ctx context.Context) {
 			c.exited(ctx, e)
 		}
 	}
+}
+
+// ended takes an instance a host reports ended (Ender) out of the pool
+// before its Exit arrives; one being drained is left to its drain.
+func (c *Controller) ended(id string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	in := c.instances[id]
+	if in == nil || in.exit != nil || !in.inPool || in.state == api.Draining {
+		return
+	}
+	in.inPool = false
+	c.o.Pool.Remove(in.addr)
+	c.log.Info("instance ended, out of the pool until its exit is reported", "instance", id)
 }
 
 func (c *Controller) exited(ctx context.Context, e Exit) {
@@ -40,6 +60,14 @@ func (c *Controller) exited(ctx context.Context, e Exit) {
 	// instance, not the end of its process: there are no logs to read.
 	crashed := in.state != api.Draining && !e.Stopped && e.Reason == ""
 	env := c.env
+	if crashed && in.inPool {
+		// Out of the pool before the logs are read: a docker host reads
+		// them from its engine, which takes milliseconds under load, and
+		// every request sent to the dead target meanwhile costs a retry
+		// (see below for why it is a removal, not a drain).
+		in.inPool = false
+		c.o.Pool.Remove(in.addr)
+	}
 	c.mu.Unlock()
 	// A crash says why: the last lines of its output, read the way a
 	// failed deploy reads them, without the lock (the host reports an exit

@@ -38,6 +38,17 @@ type Host interface {
 	Stats(id string) (Stats, error)
 }
 
+// Ender is implemented by a Host that can tell that an instance's process
+// ended before it can report the Exit: a docker host sees the process end
+// at once but learns its exit status from the engine a few hundred
+// milliseconds later. The controller takes such an instance out of the
+// balancer's pool as soon as it is named (every request sent to a dead
+// target costs a retry, and a balancer's retry budget runs dry in that
+// time under load); its Exit follows as usual.
+type Ender interface {
+	Ended() <-chan string
+}
+
 // ErrNoCapacity is wrapped by a Host's Start error when no host can take
 // the instance now (none ready, or its declared CPU or memory fits none):
 // the condition passes when hosts join, come back or free capacity.
@@ -66,6 +77,11 @@ type LaunchSpec struct {
 	// left. Zero declares nothing; a LocalHost ignores both.
 	CPU    float64
 	Memory int64
+	// Runtime is the release's runtime: "docker" runs the artifact as a
+	// container image (a DockerHost), anything else as a process. Port is
+	// the port inside the container (0: the published port's number).
+	Runtime string
+	Port    int
 }
 
 // Running describes a started instance.

@@ -52,6 +52,9 @@ func (h *LocalHost) Name() string { return "local" }
 // Start implements Host: it unpacks the artifact once per digest, then
 // starts the process in that tree.
 func (h *LocalHost) Start(ctx context.Context, spec LaunchSpec) (Running, error) {
+	if spec.Runtime == "docker" {
+		return Running{}, fmt.Errorf("start %s: release v%d runs on docker (runtime: docker) and this host runs processes only: restart shoal up so that it connects to the docker engine", spec.ID, spec.Release)
+	}
 	if !release.ValidDigest(spec.Digest) {
 		return Running{}, fmt.Errorf("start %s: invalid digest %q", spec.ID, spec.Digest)
 	}

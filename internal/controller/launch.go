@@ -30,6 +30,7 @@ func (c *Controller) launch(ctx context.Context, in *instance) {
 	ictx := in.ctx
 	command, environ := c.runConfigLocked(in.release)
 	cpu, memory := c.declaredLocked(in.release)
+	rt, port := c.runtimeLocked(in.release)
 	spec := LaunchSpec{
 		ID:          in.id,
 		App:         c.cfg.Name,
@@ -42,6 +43,8 @@ func (c *Controller) launch(ctx context.Context, in *instance) {
 		StopTimeout: c.cfg.Run.StopTimeout.D(),
 		CPU:         cpu,
 		Memory:      memory,
+		Runtime:     rt,
+		Port:        port,
 	}
 	c.mu.Unlock()
 

@@ -102,7 +102,7 @@ func (c *Controller) firstRelease(ctx context.Context) (api.Release, error) {
 	}
 	c.log.Info("artifact ready", "digest", art.Digest, "built", built)
 	rel, err := c.o.Store.PutRelease(api.Release{App: cfg.Name, Digest: art.Digest, Command: cfg.Run.Command,
-		CPU: cfg.Run.CPU, Memory: int64(cfg.Run.Memory),
+		CPU: cfg.Run.CPU, Memory: int64(cfg.Run.Memory), Runtime: cfg.Runtime, Port: cfg.Run.Port,
 		Env: storeEnv(env), ConfigFingerprint: cfg.Fingerprint(env), Change: api.ChangeInitial,
 		Config: cfg.Text(), ConfigFile: cfg.File, DeployedEnv: storeEnv(deployed)})
 	if err != nil {

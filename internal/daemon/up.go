@@ -21,6 +21,7 @@ import (
 	"github.com/shoal-dev/shoal/internal/config"
 	"github.com/shoal-dev/shoal/internal/controller"
 	"github.com/shoal-dev/shoal/internal/dashboard"
+	"github.com/shoal-dev/shoal/internal/dockerrt"
 	"github.com/shoal-dev/shoal/internal/lb"
 	"github.com/shoal-dev/shoal/internal/pool"
 	"github.com/shoal-dev/shoal/internal/release"
@@ -74,6 +75,7 @@ type Up struct {
 
 	st      *store.Store
 	rt      *runtime.Local
+	eng     *dockerrt.Engine // runtime: docker only
 	bal     *lb.Balancer
 	ctl     *controller.Controller
 	uiSrc   *uisource.Source
@@ -166,6 +168,11 @@ func (u *Up) openState(ctx context.Context) (token string, arts *release.Store, 
 	if err := u.rt.CleanLeftovers(ctx); err != nil {
 		return "", nil, fmt.Errorf("clean leftovers of an earlier run: %w", err)
 	}
+	if u.cfg.Docker() {
+		if err := u.openEngine(ctx); err != nil {
+			return "", nil, err
+		}
+	}
 	token, err = adminapi.LoadOrCreateToken(filepath.Join(data, adminapi.TokenFile))
 	if err != nil {
 		return "", nil, err
@@ -211,7 +218,10 @@ func (u *Up) buildBalancer(obs lb.RequestObserver) error {
 // dashboard at /ui/.
 func (u *Up) buildController(arts *release.Store, p *pool.Pool, token string, m *dashboardMetrics) error {
 	cfg, data := u.cfg, u.cfg.DataDir
-	host := controller.NewLocalHost(u.rt, arts, filepath.Join(data, "releases"))
+	var host controller.Host = controller.NewLocalHost(u.rt, arts, filepath.Join(data, "releases"))
+	if u.eng != nil {
+		host = controller.NewDockerHost(u.eng, arts, host.(*controller.LocalHost))
+	}
 	ctl, err := controller.New(controller.Options{
 		Config: cfg, Store: u.st, Artifacts: arts, Pool: p, Logger: u.log,
 		BuildLog: u.opts.Console, Console: u.opts.Console,
@@ -355,6 +365,32 @@ func (u *Up) Close() {
 		u.bal.Run(ctx)
 	}
 	u.release(context.Background())
+}
+
+// openEngine connects to the Docker engine of an app with runtime:
+// docker (DOCKER_HOST, else /var/run/docker.sock) and removes the
+// containers an earlier run of this data directory left (one killed
+// before it could stop them). Its containers are stopped and removed when
+// Up is released.
+func (u *Up) openEngine(ctx context.Context) error {
+	cli, err := dockerrt.Connect(ctx, 10*time.Second)
+	if err != nil {
+		return fmt.Errorf("runtime: docker: %w", err)
+	}
+	eng, err := dockerrt.New(ctx, cli, dockerrt.Options{Scope: u.cfg.DataDir, Logger: u.log.With("part", "docker")})
+	if err != nil {
+		cli.Close()
+		return fmt.Errorf("runtime: docker: %w", err)
+	}
+	u.eng = eng
+	u.onRelease(func(ctx context.Context) {
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), u.cfg.Run.StopTimeout.D()+30*time.Second)
+		defer cancel()
+		if err := eng.Close(cctx); err != nil {
+			u.log.Warn("docker engine close", "error", err)
+		}
+	})
+	return nil
 }
 
 func (u *Up) onRelease(f func(ctx context.Context)) { u.undo = append(u.undo, f) }

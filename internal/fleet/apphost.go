@@ -82,6 +82,9 @@ func (e *NoCapacityError) Unwrap() []error { return []error{controller.ErrNoCapa
 // *NoCapacityError. An answer of the agent's refusing the start is
 // returned as it is.
 func (a *appHost) Start(ctx context.Context, spec controller.LaunchSpec) (controller.Running, error) {
+	if spec.Runtime == "docker" {
+		return controller.Running{}, fmt.Errorf("start %s: release v%d runs on docker (runtime: docker), which the fleet's agents do not run yet: use shoal up for it", spec.ID, spec.Release)
+	}
 	f := a.f
 	tried := map[string]string{}
 	for {

@@ -34,6 +34,13 @@ type BuildSpec struct {
 	// to Dir or absolute inside it: Shoal's data directory when it lies in the app folder,
 	// for example. ".git" is always excluded; node_modules is not.
 	Exclude []string
+	// Image, when set, makes the artifact a container image: after Command, the Output
+	// folder (less Exclude) is its build context, and the saved image Image returns is
+	// stored as the artifact (PutTar) instead of the folder.
+	Image ImageFunc
+	// ImageKey says what else the image depends on (Dockerfile path, target, build
+	// arguments); it is part of the build key, so a change of it rebuilds.
+	ImageKey string
 }
 
 func (b BuildSpec) outputDir() string {
@@ -85,6 +92,9 @@ func (s *Store) Build(ctx context.Context, spec BuildSpec) (Artifact, error) {
 	out := spec.outputDir()
 	if fi, err := os.Stat(out); err != nil || !fi.IsDir() {
 		return Artifact{}, fmt.Errorf("build: output %q is not a directory after the build", spec.Output)
+	}
+	if spec.Image != nil {
+		return s.buildImage(ctx, spec, out)
 	}
 	return s.pack(ctx, out, spec.absExclude())
 }
@@ -195,7 +205,11 @@ func (s *Store) buildKey(ctx context.Context, spec BuildSpec) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	b, err := json.Marshal([]any{src, spec.Command, filepath.Clean(spec.Output), spec.Env})
+	key := []any{src, spec.Command, filepath.Clean(spec.Output), spec.Env}
+	if spec.Image != nil {
+		key = append(key, "image", spec.ImageKey)
+	}
+	b, err := json.Marshal(key)
 	if err != nil {
 		return "", err
 	}

@@ -162,3 +162,29 @@ func (r *redactWriter) covered() []span {
 	}
 	return merged
 }
+
+// Redactor replaces the values given to NewRedactor in the output it
+// passes on, as instance logs are scrubbed: for output that does not go
+// through an instance log, such as a container's logs read from its engine.
+// Close writes what is held at the end. It is not safe for concurrent use.
+type Redactor struct{ r *redactWriter }
+
+// NewRedactor returns a Redactor writing to w; with no value long enough
+// to be scrubbed it passes the output on as it is.
+func NewRedactor(w io.Writer, values []string) io.WriteCloser {
+	r := newRedactWriter(w, values)
+	if r == nil {
+		return nopCloser{w}
+	}
+	return &Redactor{r}
+}
+
+// Write implements io.Writer.
+func (r *Redactor) Write(p []byte) (int, error) { return r.r.Write(p) }
+
+// Close writes what is held, redacted.
+func (r *Redactor) Close() error { return r.r.Flush() }
+
+type nopCloser struct{ io.Writer }
+
+func (nopCloser) Close() error { return nil }

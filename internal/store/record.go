@@ -42,8 +42,12 @@ type releaseRecord struct {
 	ConfigFingerprint string      `json:"config_fingerprint,omitempty"`
 	// CPU and Memory are absent in records written before they existed
 	// (and when nothing is declared).
-	CPU       float64   `json:"cpu,omitempty"`
-	Memory    int64     `json:"memory,omitempty"`
+	CPU    float64 `json:"cpu,omitempty"`
+	Memory int64   `json:"memory,omitempty"`
+	// Runtime and Port are absent for a process release (and in records
+	// written before they existed).
+	Runtime   string    `json:"runtime,omitempty"`
+	Port      int       `json:"port,omitempty"`
 	CreatedAt time.Time `json:"created_at"`
 	Status    string    `json:"status"`
 	Change    string    `json:"change,omitempty"`
@@ -116,7 +120,7 @@ func decodeRelease(b []byte) (api.Release, error) {
 	}
 	rel := api.Release{
 		Version: r.Version, App: r.App, Digest: r.Digest, SourceDigest: r.SourceDigest,
-		Command: r.Command, CPU: r.CPU, Memory: r.Memory, ConfigFingerprint: r.ConfigFingerprint, CreatedAt: r.CreatedAt,
+		Command: r.Command, CPU: r.CPU, Memory: r.Memory, Runtime: r.Runtime, Port: r.Port, ConfigFingerprint: r.ConfigFingerprint, CreatedAt: r.CreatedAt,
 		Status: api.ReleaseStatus(r.Status), Change: r.Change, Note: r.Note, Served: r.ServedAt,
 		Config: r.Config, ConfigFile: r.ConfigFile,
 	}
@@ -131,6 +135,7 @@ func decodeRelease(b []byte) (api.Release, error) {
 
 func encodeRelease(rel api.Release) ([]byte, error) {
 	r := releaseRecord{
+		Runtime: releaseRuntime(rel.Runtime), Port: rel.Port,
 		Version: rel.Version, App: rel.App, Digest: rel.Digest, SourceDigest: rel.SourceDigest,
 		Command: rel.Command, CPU: rel.CPU, Memory: rel.Memory, ConfigFingerprint: rel.ConfigFingerprint, CreatedAt: rel.CreatedAt,
 		Status: string(rel.Status), Change: rel.Change, Note: rel.Note, ServedAt: rel.Served,
@@ -184,4 +189,13 @@ func encodeEvent(app string, e api.Event) ([]byte, error) {
 		}
 	}
 	return json.Marshal(r)
+}
+
+// releaseRuntime is what a release record keeps of its runtime: nothing
+// for a process (the default, as in records made before runtimes).
+func releaseRuntime(rt string) string {
+	if rt == "process" {
+		return ""
+	}
+	return rt
 }

@@ -1,0 +1,3 @@
+module example.com/dockerapp
+
+go 1.26
