@@ -25,30 +25,12 @@ var lbHTTPRe = regexp.MustCompile(`msg=listening listener=http addr=(\S+)`)
 func TestLBNodeFollowsServer(t *testing.T) {
 	bin := testenv.BuildShoal(t)
 	app := exampleApp(t, "goapp", 1, 2)
-	dir := t.TempDir()
-	cfg := filepath.Join(dir, "server.yaml")
-	yaml := `data_dir: data
-admin: {listen: "127.0.0.1:0"}
-fleet: {listen: "127.0.0.1:0", heartbeat: 200ms, lost_after: 3s}
-balancer: {listen: "127.0.0.1:0", drain_timeout: 2s}
-`
-	if err := os.WriteFile(cfg, []byte(yaml), 0o600); err != nil {
-		t.Fatal(err)
-	}
 	ctx := testenv.Context(t, 4*time.Minute)
-	srv := testenv.Start(t, bin, "server", "-c", cfg)
-	m, err := srv.WaitForLine(ctx, testenv.ServerReady)
-	if err != nil {
-		t.Fatal(err)
-	}
-	adminURL, fleetURL := m[1], m[2]
-	tok, err := os.ReadFile(filepath.Join(dir, "data", "admin.token"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	env := append(os.Environ(), "SHOAL_ADMIN_URL="+adminURL, "SHOAL_TOKEN="+strings.TrimSpace(string(tok)))
+	srv := startLoopbackServer(t, ctx, bin)
+	adminURL, fleetURL := srv.AdminURL, srv.FleetURL
+	env := append(os.Environ(), "SHOAL_ADMIN_URL="+adminURL, "SHOAL_TOKEN="+srv.Token)
 	joinToken := func(role string) string {
-		code, out := runShoalEnv(t, bin, dir, env, "join-token", "--ttl", "10m", "--role", role)
+		code, out := runShoalEnv(t, bin, t.TempDir(), env, "join-token", "--ttl", "10m", "--role", role)
 		if code != 0 || !strings.HasPrefix(out, "shoal-join-v1.") {
 			t.Fatalf("shoal join-token --role %s: exit %d\n%s", role, code, out)
 		}

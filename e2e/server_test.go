@@ -1,11 +1,13 @@
 package e2e
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -26,28 +28,11 @@ import (
 func TestServerWithTwoAgents(t *testing.T) {
 	bin := testenv.BuildShoal(t)
 	app := exampleApp(t, "goapp", 2, 2)
-	dir := t.TempDir()
-	cfg := filepath.Join(dir, "server.yaml")
-	yaml := `data_dir: data
-admin: {listen: "127.0.0.1:0"}
-fleet: {listen: "127.0.0.1:0", heartbeat: 200ms, lost_after: 3s}
-balancer: {listen: "127.0.0.1:0", drain_timeout: 2s}
-`
-	if err := os.WriteFile(cfg, []byte(yaml), 0o600); err != nil {
-		t.Fatal(err)
-	}
 	ctx := testenv.Context(t, 4*time.Minute)
-	srv := testenv.Start(t, bin, "server", "-c", cfg)
-	m, err := srv.WaitForLine(ctx, testenv.ServerReady)
-	if err != nil {
-		t.Fatal(err)
-	}
-	adminURL, fleetURL, lbURL := m[1], m[2], m[3]
-	tok, err := os.ReadFile(filepath.Join(dir, "data", "admin.token"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	env := append(os.Environ(), "SHOAL_ADMIN_URL="+adminURL, "SHOAL_TOKEN="+strings.TrimSpace(string(tok)))
+	srv := startLoopbackServer(t, ctx, bin)
+	adminURL, fleetURL, lbURL := srv.AdminURL, srv.FleetURL, srv.LBURL
+	dir := t.TempDir() // a folder other than the app's, for the client verbs
+	env := append(os.Environ(), "SHOAL_ADMIN_URL="+adminURL, "SHOAL_TOKEN="+srv.Token)
 
 	var agents []*agentHost
 	for _, name := range []string{"host-a", "host-b"} {
@@ -93,7 +78,7 @@ balancer: {listen: "127.0.0.1:0", drain_timeout: 2s}
 	}
 	// The dashboard of the server: goapp's page, its instances on the
 	// agents, the hosts card.
-	ui := loginDashboard(t, adminURL, strings.TrimSpace(string(tok)))
+	ui := loginDashboard(t, adminURL, srv.Token)
 	resp, err := ui.Get(adminURL + "/ui/?app=goapp")
 	if err != nil {
 		t.Fatal(err)
@@ -124,6 +109,36 @@ balancer: {listen: "127.0.0.1:0", drain_timeout: 2s}
 			t.Errorf("instance pid %d ended with the server", pid)
 		}
 	}
+}
+
+// startLoopbackServer starts `shoal server` with every listener on
+// 127.0.0.1:0 (its admin API plain HTTP), a 200 ms heartbeat, hosts lost
+// after 3 s and a 2 s drain, its data in a temporary folder, and waits
+// until it is ready. It is closed when the test ends; its output is
+// logged when the test failed.
+func startLoopbackServer(t *testing.T, ctx context.Context, bin string) *testenv.Server {
+	t.Helper()
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "server.yaml")
+	yaml := `data_dir: data
+admin: {listen: "127.0.0.1:0"}
+fleet: {listen: "127.0.0.1:0", heartbeat: 200ms, lost_after: 3s}
+balancer: {listen: "127.0.0.1:0", drain_timeout: 2s}
+`
+	if err := os.WriteFile(cfg, []byte(yaml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	srv, err := testenv.StartServer(ctx, exec.Command(bin, "server", "-c", cfg), filepath.Join(dir, "data"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		srv.Close()
+		if t.Failed() {
+			t.Logf("output of shoal server:\n%s", srv.Output())
+		}
+	})
+	return srv
 }
 
 // newServerAgent writes agent.yaml (an ephemeral port of 127.0.0.1, the
