@@ -78,6 +78,24 @@ func LoadAgent(path string) (*AgentFile, error) {
 	return ParseAgent(path, data)
 }
 
+// fileResolver returns file's absolute path (file itself when it has
+// none) and a function that makes a path relative to file's folder
+// absolute (an empty or absolute path is returned as it is): the rule of
+// agent.yaml and server.yaml for the paths they name.
+func fileResolver(file string) (abs string, resolve func(string) string) {
+	abs, err := filepath.Abs(file)
+	if err != nil {
+		abs = file
+	}
+	dir := filepath.Dir(abs)
+	return abs, func(p string) string {
+		if p == "" || filepath.IsAbs(p) {
+			return p
+		}
+		return filepath.Join(dir, p)
+	}
+}
+
 // ParseAgent validates data as the agent.yaml named file (used in messages
 // and as the base for relative paths). See LoadAgent.
 func ParseAgent(file string, data []byte) (*AgentFile, error) {
@@ -86,18 +104,8 @@ func ParseAgent(file string, data []byte) (*AgentFile, error) {
 	if len(d.probs) > 0 {
 		return nil, d.sorted()
 	}
-	abs, err := filepath.Abs(file)
-	if err != nil {
-		abs = file
-	}
-	a.File = abs
-	dir := filepath.Dir(abs)
-	resolve := func(p string) string {
-		if p == "" || filepath.IsAbs(p) {
-			return p
-		}
-		return filepath.Join(dir, p)
-	}
+	var resolve func(string) string
+	a.File, resolve = fileResolver(file)
 
 	u, err := url.Parse(a.Server)
 	switch {

@@ -6,7 +6,6 @@ import (
 	"net/netip"
 	"net/url"
 	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -129,18 +128,8 @@ func ParseServer(file string, data []byte) (*ServerFile, error) {
 	if len(d.probs) > 0 {
 		return nil, d.sorted()
 	}
-	abs, err := filepath.Abs(file)
-	if err != nil {
-		abs = file
-	}
-	s.File = abs
-	dir := filepath.Dir(abs)
-	resolve := func(p string) string {
-		if p == "" || filepath.IsAbs(p) {
-			return p
-		}
-		return filepath.Join(dir, p)
-	}
+	var resolve func(string) string
+	s.File, resolve = fileResolver(file)
 	set := func(path string, apply func()) {
 		if !d.has(path) {
 			apply()
