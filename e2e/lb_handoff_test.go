@@ -2,17 +2,11 @@ package e2e
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
-	"math/big"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -255,12 +249,7 @@ func TestLBHandoffUnderLoad(t *testing.T) {
 	if code, _, err := httpGet(ctx, p1.admin+"/v1/lb/status"); err != nil || code != http.StatusUnauthorized {
 		t.Fatalf("admin API through the new process: %d %v", code, err)
 	}
-	if err := p2.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
-	if code, err := p2.Wait(ctx); err != nil || code != 0 {
-		t.Fatalf("new process exit: %d %v", code, err)
-	}
+	stopClean(t, ctx, p2, "new process")
 }
 
 // TestLBHandoffFailuresKeepOldServing: under load, a new process with an
@@ -336,23 +325,12 @@ func TestLBHandoffFailuresKeepOldServing(t *testing.T) {
 	}
 
 	// The handoff socket still works: a valid takeover succeeds.
-	p2 := testenv.Start(t, p1.bin, "lb", "-c", p1.cfg)
-	if _, err := p2.WaitForLine(ctx, regexp.MustCompile(`msg="took over"`)); err != nil {
-		t.Fatal(err)
-	}
-	if code, err := p1.Wait(ctx); err != nil || code != 0 {
-		t.Fatalf("old process exit: %d %v", code, err)
-	}
+	p2 := takeOver(t, ctx, p1)
 	if err := load.waitFor(ctx, 200); err != nil {
 		t.Fatal(err)
 	}
 	load.finish(t)
-	if err := p2.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
-	if code, err := p2.Wait(ctx); err != nil || code != 0 {
-		t.Fatalf("new process exit: %d %v", code, err)
-	}
+	stopClean(t, ctx, p2, "new process")
 }
 
 // takeOfferAndDie reads the old process's offer on the handoff socket,
@@ -525,7 +503,9 @@ func TestLBHandoffUnderLoadTLS(t *testing.T) {
 	ctx := testenv.Context(t, 2*time.Minute)
 	dir := t.TempDir()
 	be := wsBackend(t, "a")
-	certFile, keyFile, roots := writeTestCert(t, dir, "lb.test")
+	certFile, keyFile, leaf := testenv.WriteSelfSigned(t, dir, "lb.test")
+	roots := x509.NewCertPool()
+	roots.AddCert(leaf)
 	src := strings.Replace(handoffConfig(dir, serverAddr(be), ""), "    listen: 127.0.0.1:0\n",
 		fmt.Sprintf("    listen: 127.0.0.1:0\n    tls:\n      - cert: %s\n        key: %s\n", certFile, keyFile), 1)
 	p1 := startLB(t, ctx, dir, src)
@@ -542,64 +522,35 @@ func TestLBHandoffUnderLoadTLS(t *testing.T) {
 	if err := load.waitFor(ctx, 300); err != nil {
 		t.Fatal(err)
 	}
-	p2 := testenv.Start(t, p1.bin, "lb", "-c", p1.cfg)
-	if _, err := p2.WaitForLine(ctx, regexp.MustCompile(`msg="took over"`)); err != nil {
-		t.Fatal(err)
-	}
-	if code, err := p1.Wait(ctx); err != nil || code != 0 {
-		t.Fatalf("old process exit: %d %v", code, err)
-	}
+	p2 := takeOver(t, ctx, p1)
 	if err := load.waitFor(ctx, 300); err != nil {
 		t.Fatal(err)
 	}
 	load.finish(t)
-	if err := p2.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
-	if code, err := p2.Wait(ctx); err != nil || code != 0 {
-		t.Fatalf("new process exit: %d %v", code, err)
-	}
+	stopClean(t, ctx, p2, "new process")
 }
 
-// writeTestCert writes a self-signed certificate for name and its key
-// in dir; it returns their paths and a pool that trusts it.
-func writeTestCert(t *testing.T, dir, name string) (string, string, *x509.CertPool) {
+// takeOver starts a second shoal lb on old's lb.yaml, waits until it has
+// taken over and until old has exited 0, and returns it.
+func takeOver(t *testing.T, ctx context.Context, old *lbProc) *testenv.Process {
 	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
+	p := testenv.Start(t, old.bin, "lb", "-c", old.cfg)
+	if _, err := p.WaitForLine(ctx, regexp.MustCompile(`msg="took over"`)); err != nil {
 		t.Fatal(err)
 	}
-	tmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(1),
-		Subject:               pkix.Name{CommonName: name},
-		DNSNames:              []string{name},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(time.Hour),
-		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
-		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		BasicConstraintsValid: true,
-		IsCA:                  true,
+	if code, err := old.Wait(ctx); err != nil || code != 0 {
+		t.Fatalf("old process exit: %d %v", code, err)
 	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
+	return p
+}
+
+// stopClean sends p SIGTERM and requires exit status 0.
+func stopClean(t *testing.T, ctx context.Context, p *testenv.Process, what string) {
+	t.Helper()
+	if err := p.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
+	if code, err := p.Wait(ctx); err != nil || code != 0 {
+		t.Fatalf("%s exit: %d %v", what, code, err)
 	}
-	kb, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cf, kf := filepath.Join(dir, name+".crt"), filepath.Join(dir, name+".key")
-	if err := os.WriteFile(cf, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(kf, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kb}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	roots := x509.NewCertPool()
-	roots.AddCert(cert)
-	return cf, kf, roots
 }
