@@ -22,9 +22,13 @@ import (
 // shoal.yaml that the loader accepts.
 func newInitCmd(env *Env) *cobra.Command {
 	cmd := &cobra.Command{
-		Use:   "init [--force] [dir]",
+		Use:   "init [--force] [--docker] [dir]",
 		Short: "write a commented starter shoal.yaml for the app in this folder",
-		Long:  "Write a commented starter shoal.yaml for the app in dir (default: this folder).",
+		Long: `Write a commented starter shoal.yaml for the app in dir (default: this folder).
+
+For a Meteor app (.meteor/release), the build is meteor build --directory and the
+run is node main.js; with --docker, the app runs as containers of an image of the
+bundle instead, from a Dockerfile.shoal written beside shoal.yaml.`,
 		Args: func(_ *cobra.Command, args []string) error {
 			if len(args) > 1 {
 				return usagef("init takes one folder, got %q", args)
@@ -32,18 +36,19 @@ func newInitCmd(env *Env) *cobra.Command {
 			return nil
 		},
 	}
-	force := cmd.Flags().Bool("force", false, "overwrite an existing shoal.yaml")
+	force := cmd.Flags().Bool("force", false, "overwrite an existing shoal.yaml (and Dockerfile.shoal)")
+	docker := cmd.Flags().Bool("docker", false, "Meteor apps: run as containers (runtime: docker) of an image built from a generated Dockerfile.shoal")
 	cmd.RunE = func(_ *cobra.Command, args []string) error {
 		dir := "."
 		if len(args) == 1 {
 			dir = args[0]
 		}
-		return runInit(env, dir, *force)
+		return runInit(env, dir, *force, *docker)
 	}
 	return cmd
 }
 
-func runInit(env *Env, dir string, force bool) error {
+func runInit(env *Env, dir string, force, docker bool) error {
 	abs, err := filepath.Abs(dir)
 	if err != nil {
 		return fmt.Errorf("init: %w", err)
@@ -51,25 +56,28 @@ func runInit(env *Env, dir string, force bool) error {
 	if fi, err := os.Stat(abs); err != nil || !fi.IsDir() {
 		return usagef("%s is not a folder", dir)
 	}
-	g := guessApp(abs)
-	text := g.render()
-	path := filepath.Join(abs, config.AppFileName)
-	// The file must load; a failure here is a bug in the guesser, and
-	// writing a file that shoal up then rejects would only move the error.
-	if _, err := config.Parse(path, []byte(text), abs); err != nil {
-		return fmt.Errorf("init: the generated configuration does not load (please report this): %w", err)
+	g := guessApp(abs, docker)
+	if docker && g.runtime != config.RuntimeDocker {
+		return usagef("init --docker writes a Dockerfile for Meteor apps only; %s: %s (write a Dockerfile and set runtime: docker, see docs/configuration.md)", dir, g.why)
 	}
-	if err := writeNew(path, []byte(text), force); err != nil {
+	if err := g.write(abs, force); err != nil {
 		return err
 	}
 	fmt.Fprintf(env.Stdout, "wrote %s\n", filepath.Join(dir, config.AppFileName))
+	for _, f := range g.files {
+		fmt.Fprintf(env.Stdout, "wrote %s\n", filepath.Join(dir, f.name))
+	}
 	fmt.Fprintf(env.Stdout, "  app:   %s (%s)\n", g.name, g.why)
 	if g.build != "" {
 		fmt.Fprintf(env.Stdout, "  build: %s\n  output: %s\n", g.build, g.output)
 	} else {
 		fmt.Fprintf(env.Stdout, "  build: none, the folder is shipped as it is\n")
 	}
-	fmt.Fprintf(env.Stdout, "  run:   %s\n", g.run)
+	if g.run != "" {
+		fmt.Fprintf(env.Stdout, "  run:   %s\n", g.run)
+	} else {
+		fmt.Fprintf(env.Stdout, "  run:   the image's CMD (runtime: docker)\n")
+	}
 	if g.settings != "" {
 		fmt.Fprintf(env.Stdout, "  settings: %s (passed as METEOR_SETTINGS)\n", g.settings)
 	}
@@ -80,28 +88,84 @@ func runInit(env *Env, dir string, force bool) error {
 	return nil
 }
 
-// writeNew writes path, refusing to replace an existing file unless force.
-func writeNew(path string, data []byte, force bool) error {
+// genFile is a file that init or import writes beside shoal.yaml.
+type genFile struct {
+	name string // relative to the app folder
+	text string
+	mode os.FileMode
+}
+
+// write checks that the rendered shoal.yaml of g loads with its files in
+// place, then writes g.files and shoal.yaml into dir (absolute), refusing
+// to replace any existing one unless force. Nothing is written when one
+// of them exists or the configuration does not load.
+func (g *guess) write(dir string, force bool) error {
+	text := g.render()
+	path := filepath.Join(dir, config.AppFileName)
 	if !force {
-		f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+		for _, p := range append([]string{config.AppFileName}, g.fileNames()...) {
+			if exists(filepath.Join(dir, p)) {
+				return usagef("%s already exists (use -force to overwrite it)", filepath.Join(dir, p))
+			}
+		}
+	}
+	// The file must load; a failure here is a bug in the guesser, and
+	// writing a file that shoal up then rejects would only move the error.
+	// It is checked against the files it names, so they are written first
+	// and removed again when it does not load.
+	var written []string
+	for _, f := range g.files {
+		p := filepath.Join(dir, f.name)
+		if err := writeNew(p, []byte(f.text), force, f.mode); err != nil {
+			removeAll(written)
+			return err
+		}
+		written = append(written, p)
+	}
+	if _, err := config.Parse(path, []byte(text), dir); err != nil {
+		removeAll(written)
+		return fmt.Errorf("the generated configuration does not load (please report this): %w", err)
+	}
+	return writeNew(path, []byte(text), force, 0o644)
+}
+
+func (g *guess) fileNames() []string {
+	var out []string
+	for _, f := range g.files {
+		out = append(out, f.name)
+	}
+	return out
+}
+
+func removeAll(paths []string) {
+	for _, p := range paths {
+		os.Remove(p)
+	}
+}
+
+// writeNew writes path with mode, refusing to replace an existing file
+// unless force. A replaced file gets mode too.
+func writeNew(path string, data []byte, force bool, mode os.FileMode) error {
+	if !force {
+		f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, mode)
 		if errors.Is(err, fs.ErrExist) {
 			return usagef("%s already exists (use -force to overwrite it)", path)
 		}
 		if err != nil {
-			return fmt.Errorf("init: %w", err)
+			return err
 		}
 		if _, err := f.Write(data); err != nil {
 			f.Close()
 			os.Remove(path)
-			return fmt.Errorf("init: %w", err)
+			return err
 		}
 		if err := f.Close(); err != nil {
-			return fmt.Errorf("init: %w", err)
+			return err
 		}
 		return nil
 	}
-	if err := atomicfile.Write(path, data, 0o644); err != nil {
-		return fmt.Errorf("init: %w", err)
+	if err := atomicfile.Write(path, data, mode); err != nil {
+		return err
 	}
 	return nil
 }
@@ -122,6 +186,22 @@ type guess struct {
 	literal   map[string]string
 	sockjs    bool
 	graceNote string
+
+	// Set by the Meteor guess and by `shoal import mup` (import_mup*.go).
+	runtime    string            // config.RuntimeDocker, or "" for processes
+	dockerfile string            // build.dockerfile (runtime docker)
+	port       int               // run.port (runtime docker), 0 for unset
+	cpu        float64           // run.cpu, 0 for unset
+	memory     string            // run.memory, "" for unset
+	rootURL    string            // run.root_url, "" to leave it commented
+	envNotes   map[string]string // comments after literal env entries
+	grace      string            // health.grace, "" for the default guess
+	hosts      []string          // balancer.hosts
+	sticky     bool              // balancer.sticky.cookie as well as SockJS
+	exclude    []string          // build.exclude
+	header     []string          // comment lines after the first lines
+	tail       []string          // comment lines at the end (fleet hosts)
+	files      []genFile         // written beside shoal.yaml
 }
 
 var appNameInvalid = regexp.MustCompile(`[^a-z0-9-]+`)
@@ -144,15 +224,16 @@ func exists(p string) bool {
 	return err == nil
 }
 
-// guessApp inspects dir (absolute).
-func guessApp(dir string) guess {
-	g := guess{name: appNameFor(dir), literal: map[string]string{}}
+// guessApp inspects dir (absolute); docker asks for runtime: docker
+// where init can write the Dockerfile (Meteor apps).
+func guessApp(dir string, docker bool) guess {
+	g := guess{name: appNameFor(dir), literal: map[string]string{}, envNotes: map[string]string{}}
 	if exists(filepath.Join(dir, "secrets.env")) {
 		g.secrets = "secrets.env"
 	}
 	switch {
 	case exists(filepath.Join(dir, ".meteor", "release")):
-		g.meteor(dir)
+		g.meteor(dir, docker)
 	case exists(filepath.Join(dir, "package.json")):
 		g.node(dir)
 	case exists(filepath.Join(dir, "go.mod")):
@@ -167,25 +248,6 @@ func guessApp(dir string) guess {
 		g.checkRunFiles(dir)
 	}
 	return g
-}
-
-func (g *guess) meteor(dir string) {
-	g.kind, g.why = "meteor", "found .meteor/release: a Meteor app"
-	const out = ".meteor/local/shoal-build"
-	// meteor build writes a Node bundle; its server dependencies are
-	// installed once here, at build time, not on each instance.
-	g.build = "rm -rf " + out + " && meteor npm install && meteor build " + out +
-		" --directory --server-only && cd " + out + "/bundle/programs/server && meteor npm install --omit=dev"
-	g.output = out + "/bundle"
-	g.run = "node main.js"
-	g.notes = []string{"Runs the Meteor bundle with a node that matches your Meteor release (see: meteor node --version)."}
-	g.hostEnv = []string{"MONGO_URL"}
-	g.literal["NODE_ENV"] = "production"
-	g.sockjs = true
-	g.graceNote = "Meteor servers can take tens of seconds to boot"
-	if exists(filepath.Join(dir, "settings.json")) {
-		g.settings = "settings.json"
-	}
 }
 
 func (g *guess) node(dir string) {

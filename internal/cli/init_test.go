@@ -5,6 +5,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"sort"
 	"strings"
 	"testing"
 
@@ -52,7 +53,7 @@ func TestInitGuessesAndLoads(t *testing.T) {
 			files: map[string]string{".meteor/release": "METEOR@3.0.4\n", "package.json": `{"scripts":{"start":"meteor run"}}`,
 				"settings.json": `{"public":{}}`},
 			wantBuild:  "rm -rf .meteor/local/shoal-build && meteor npm install && meteor build .meteor/local/shoal-build --directory --server-only && cd .meteor/local/shoal-build/bundle/programs/server && meteor npm install --omit=dev",
-			wantOutput: ".meteor/local/shoal-build/bundle", wantRun: "node main.js", wantEnv: []string{"NODE_ENV=production"},
+			wantOutput: ".meteor/local/shoal-build/bundle", wantRun: "node main.js", wantEnv: []string{"HTTP_FORWARDED_COUNT=1", "NODE_ENV=production"},
 			check: func(t *testing.T, a *config.App) {
 				if a.Name != "my-meteor-app" || a.Run.EnvFromHost[0] != "MONGO_URL" || a.Settings() != `{"public":{}}` ||
 					a.Balancer.Sticky == nil || a.Balancer.Sticky.SockJSPrefixes[0] != "/sockjs" || a.Health.Grace.D().Seconds() != 120 {
@@ -130,6 +131,7 @@ func TestInitGuessesAndLoads(t *testing.T) {
 			for k, v := range a.Run.Env {
 				env = append(env, k+"="+v)
 			}
+			sort.Strings(env)
 			if strings.Join(env, ",") != strings.Join(tt.wantEnv, ",") {
 				t.Errorf("env = %v, want %v", env, tt.wantEnv)
 			}
