@@ -109,6 +109,7 @@ func newRoot(env *Env) *cobra.Command {
 		newHostsCmd(env),
 		newAppsCmd(env),
 		newInitCmd(env),
+		newImportCmd(env),
 		newStatusCmd(env),
 		newScaleCmd(env),
 		newAutoscaleCmd(env),

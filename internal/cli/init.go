@@ -199,6 +199,7 @@ type guess struct {
 	hosts      []string          // balancer.hosts
 	sticky     bool              // balancer.sticky.cookie as well as SockJS
 	exclude    []string          // build.exclude
+	author     string            // what wrote the file; default "shoal init"
 	header     []string          // comment lines after the first lines
 	tail       []string          // comment lines at the end (fleet hosts)
 	files      []genFile         // written beside shoal.yaml

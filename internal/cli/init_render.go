@@ -12,9 +12,13 @@ import (
 func (g *guess) render() string {
 	var b strings.Builder
 	line := func(format string, a ...any) { fmt.Fprintf(&b, format+"\n", a...) }
-	line("# shoal.yaml for %s, written by \"shoal init\" (%s).", g.name, g.why)
+	author := g.author
+	if author == "" {
+		author = "shoal init"
+	}
+	line("# shoal.yaml for %s, written by \"%s\" (%s).", g.name, author, g.why)
 	line("# Every key is described in docs/configuration.md. Lines marked \"guess\" are")
-	line("# what init inferred from the folder: check them before \"shoal up\".")
+	line("# what %s inferred: check them before \"shoal up\".", author)
 	for _, h := range g.header {
 		line("# %s", h)
 	}

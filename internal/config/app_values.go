@@ -136,6 +136,10 @@ var (
 	}
 )
 
+// EnvNameProblem explains why name cannot be a variable of run.env or of
+// the secrets file (not a valid name, or reserved by Shoal), or returns "".
+func EnvNameProblem(name string) string { return envNameProblem(name) }
+
 // envNameProblem explains why name cannot be set by the user, or returns "".
 func envNameProblem(name string) string {
 	if !appEnvNameRe.MatchString(name) {
