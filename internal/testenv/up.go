@@ -34,8 +34,16 @@ type Up struct {
 // process: end it with Stop or Close (a test's helper registers Close as
 // a cleanup).
 func StartUp(ctx context.Context, bin, dir string) (*Up, error) {
+	return StartUpEnv(ctx, bin, dir, nil)
+}
+
+// StartUpEnv is StartUp with the environment env (NAME=value strings, as
+// exec.Cmd.Env; nil for the caller's), for a test that puts a stand-in
+// command on the PATH or sets what run.env_from_host copies.
+func StartUpEnv(ctx context.Context, bin, dir string, env []string) (*Up, error) {
 	cmd := exec.Command(bin, "up")
 	cmd.Dir = dir
+	cmd.Env = env
 	p, err := StartProcess(cmd)
 	if err != nil {
 		return nil, fmt.Errorf("shoal up: %w", err)

@@ -1,0 +1,2 @@
+// The client of the fixture app.
+console.log('shop client');

@@ -1,0 +1,1 @@
+// Replaced by the app's client/main.js at build time.
