@@ -174,7 +174,7 @@ func (im *mupImport) translate(cfg map[string]any, dropped []mupDropped) (*mupRe
 		case k == "HTTP_FORWARDED_COUNT":
 			g.literal[k] = v
 			g.envNotes[k] = "from mup.js. The number of " + meteorForwardedNote
-			rep.mapTo(path, "run.env.%s, kept: with mup's proxy it counted nginx, which Shoal's balancer replaces", k)
+			rep.mapTo(path, "run.env.%s, kept (with mup's proxy it counted nginx, whose place the balancer takes); above 1 it is right only for proxies the balancer trusts (lb.yaml's trusted_proxies), else set it to 1", k)
 		case k == "METEOR_SETTINGS":
 			rep.skip(path, "settings come from the settings file (run.settings), which becomes METEOR_SETTINGS; the value is not copied")
 		case config.EnvNameProblem(k) != "":

@@ -119,7 +119,7 @@ func meteorDockerfile(image, why string, instructions []string) string {
 }
 
 // meteorForwardedNote explains run.env.HTTP_FORWARDED_COUNT.
-const meteorForwardedNote = "proxies in front of the app: Shoal's balancer, which appends the client's address to X-Forwarded-For; Meteor's clientAddress is taken that many entries from the end. Add one per proxy in front of the balancer (a CDN, a cloud load balancer)"
+const meteorForwardedNote = "proxies in front of the app: Shoal's balancer, which replaces the X-Forwarded-For of a client it does not trust with the client's address; Meteor's clientAddress is taken that many entries from the end. Raise it only for proxies in front of the balancer that it trusts (lb.yaml's trusted_proxies), whose entries it keeps"
 
 // meteor fills g for a Meteor app folder (.meteor/release): a build of
 // `meteor build --directory` and a run of the bundle with `node main.js`,
