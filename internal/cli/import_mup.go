@@ -106,7 +106,7 @@ func (im *mupImport) run(ctx context.Context, env *Env) error {
 	if ctx == nil {
 		ctx = context.Background()
 	}
-	cfg, dropped, err := evalMupJS(ctx, im.node, im.config)
+	cfg, dropped, err := evalMupJS(ctx, im.node, im.config, mupEvalTimeout)
 	if err != nil {
 		return err
 	}
@@ -120,15 +120,9 @@ func (im *mupImport) run(ctx context.Context, env *Env) error {
 	if err := g.write(res.appDir, im.force); err != nil {
 		return err
 	}
-	rel := func(name string) string {
-		if r, err := filepath.Rel(".", filepath.Join(res.appDir, name)); err == nil && !filepath.IsAbs(name) {
-			return r
-		}
-		return filepath.Join(res.appDir, name)
-	}
-	fmt.Fprintf(env.Stdout, "wrote %s\n", rel(config.AppFileName))
+	fmt.Fprintf(env.Stdout, "wrote %s\n", filepath.Join(res.appDir, config.AppFileName))
 	for _, f := range g.files {
-		fmt.Fprintf(env.Stdout, "wrote %s\n", rel(f.name))
+		fmt.Fprintf(env.Stdout, "wrote %s\n", filepath.Join(res.appDir, f.name))
 	}
 	fmt.Fprint(env.Stdout, report)
 	return nil

@@ -97,7 +97,7 @@ type mupDropped struct {
 }
 
 // evalMupJS evaluates the mup.js at path (absolute) with node, in a child
-// process bounded by mupEvalTimeout, and returns the exported object and
+// process bounded by timeout (mupEvalTimeout for the command), and returns the exported object and
 // the values left out of it. The child has the caller's environment (a
 // mup.js often reads process.env) and its folder as working directory;
 // its network modules throw, and where node has the permission model
@@ -105,8 +105,8 @@ type mupDropped struct {
 // processes or load addons. An error of the file (it throws, exports no
 // object, runs too long) is a *UsageError that names the file and quotes
 // what node printed.
-func evalMupJS(ctx context.Context, node, path string) (map[string]any, []mupDropped, error) {
-	ctx, cancel := context.WithTimeout(ctx, mupEvalTimeout)
+func evalMupJS(ctx context.Context, node, path string, timeout time.Duration) (map[string]any, []mupDropped, error) {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	args := []string{"--no-warnings"}
 	if flag := nodePermissionFlag(ctx, node); flag != "" {
@@ -123,7 +123,7 @@ func evalMupJS(ctx context.Context, node, path string) (map[string]any, []mupDro
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	err := cmd.Run()
 	if ctx.Err() != nil {
-		return nil, nil, usagef("%s: node did not finish evaluating it within %s (does it wait for something?)", path, mupEvalTimeout)
+		return nil, nil, usagef("%s: node did not finish evaluating it within %s (does it wait for something?)", path, timeout)
 	}
 	if stdout.over {
 		return nil, nil, usagef("%s: node printed more than %d bytes evaluating it", path, mupEvalMaxOutput)

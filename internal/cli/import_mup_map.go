@@ -165,6 +165,9 @@ func (im *mupImport) translate(cfg map[string]any, dropped []mupDropped) (*mupRe
 		}
 		switch {
 		case k == "ROOT_URL":
+			if u, err := url.Parse(v); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+				return nil, im.errorf(path, "%q is not an http:// or https:// URL", v)
+			}
 			g.rootURL = v
 			rep.mapTo(path, "run.root_url (Shoal sets ROOT_URL from it)")
 		case k == "PORT":

@@ -1,12 +1,15 @@
 package cli
 
 import (
+	"context"
+	"encoding/json"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/shoal-dev/shoal/internal/config"
 )
@@ -310,6 +313,8 @@ func TestImportMupErrors(t *testing.T) {
 		{name: "unknown server", js: `module.exports = {servers: {}, app: {name: 'x', path: '..', servers: {one: {}}}}`, want: []string{"mup.js: app.servers.one: names no server"}},
 		{name: "no host", js: `module.exports = {servers: {one: {username: 'root'}}, app: {name: 'x', path: '..', servers: {one: {}}}}`, want: []string{"mup.js: servers.one.host: missing"}},
 		{name: "bad wait", js: `module.exports = {app: {name: 'x', path: '..', deployCheckWaitTime: 'soon'}}`, want: []string{"app.deployCheckWaitTime: soon is not a whole number"}},
+		{name: "bad root url", js: `module.exports = {app: {name: 'x', path: '..', env: {ROOT_URL: 'shop.example.com'}}}`, want: []string{"mup.js: app.env.ROOT_URL: \"shop.example.com\" is not an http"}},
+		{name: "bad domain", js: `module.exports = {app: {name: 'x', path: '..'}, proxy: {domains: 'a..b'}}`, want: []string{"made by shoal import mup does not load", "balancer.hosts"}},
 		{name: "node type", js: `module.exports = {app: {name: 'x', path: '..', type: 'node'}}`, want: []string{"app.type: \"node\""}},
 	}
 	for _, tt := range tests {
@@ -447,5 +452,51 @@ func TestMupLooksSecret(t *testing.T) {
 		if got := mupLooksSecret(c.name, c.value); got != c.want {
 			t.Errorf("%s=%s: %v, want %v", c.name, c.value, got, c.want)
 		}
+	}
+}
+
+func TestEvalMupJSBounded(t *testing.T) {
+	node, err := exec.LookPath("node")
+	if err != nil {
+		t.Skip("node not installed")
+	}
+	dir := initFolder(t, "m", map[string]string{
+		"loop.js":  "for (;;) {}\n",
+		"timer.js": "setInterval(() => {}, 1000); module.exports = {app: {name: 'x'}};\n",
+		"write.js": "require('fs').writeFileSync(__dirname + '/written', 'x'); module.exports = {};\n",
+		"spawn.js": "require('child_process').execSync('true'); module.exports = {};\n",
+		"json.js":  "module.exports = {n: 1.5, s: 'x', d: new Date(0), r: /x/, nested: {u: undefined}};\n",
+	})
+	start := time.Now()
+	_, _, err = evalMupJS(context.Background(), node, filepath.Join(dir, "loop.js"), time.Second)
+	if err == nil || !strings.Contains(err.Error(), "loop.js: node did not finish evaluating it within 1s") {
+		t.Errorf("endless loop: %v", err)
+	}
+	if d := time.Since(start); d > 10*time.Second {
+		t.Errorf("the endless loop was stopped after %v", d)
+	}
+	// A timer left running does not keep node from answering.
+	cfg, _, err := evalMupJS(context.Background(), node, filepath.Join(dir, "timer.js"), 10*time.Second)
+	if err != nil || cfg["app"] == nil {
+		t.Errorf("timer: %v %v", cfg, err)
+	}
+	cfg, dropped, err := evalMupJS(context.Background(), node, filepath.Join(dir, "json.js"), 10*time.Second)
+	if err != nil || cfg["s"] != "x" || cfg["d"] != "1970-01-01T00:00:00.000Z" || cfg["n"] != json.Number("1.5") {
+		t.Errorf("json: %v %v", cfg, err)
+	}
+	if len(dropped) != 2 || dropped[0] != (mupDropped{Path: "r", Kind: "a regular expression"}) || dropped[1] != (mupDropped{Path: "nested.u", Kind: "undefined"}) {
+		t.Errorf("dropped %+v", dropped)
+	}
+	if nodePermissionFlag(context.Background(), node) == "" {
+		t.Log("node has no permission model: writes and processes are not refused")
+		return
+	}
+	for _, f := range []string{"write.js", "spawn.js"} {
+		if _, _, err := evalMupJS(context.Background(), node, filepath.Join(dir, f), 10*time.Second); err == nil {
+			t.Errorf("%s was allowed", f)
+		}
+	}
+	if exists(filepath.Join(dir, "written")) {
+		t.Error("mup.js wrote a file")
 	}
 }

@@ -124,6 +124,11 @@ func (g *guess) write(dir string, force bool) error {
 	}
 	if _, err := config.Parse(path, []byte(text), dir); err != nil {
 		removeAll(written)
+		if g.author != "" {
+			// Values come from another tool's file: the problem is most
+			// likely one of them, which the error names by its key.
+			return usagef("the shoal.yaml made by %s does not load, so nothing was written (a value it copied that Shoal refuses; if not, please report this):\n%w", g.author, err)
+		}
 		return fmt.Errorf("the generated configuration does not load (please report this): %w", err)
 	}
 	return writeNew(path, []byte(text), force, 0o644)
