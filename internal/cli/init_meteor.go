@@ -131,7 +131,7 @@ func (g *guess) meteor(dir string, docker bool) {
 	g.hostEnv = []string{"MONGO_URL"}
 	g.literal["NODE_ENV"] = "production"
 	g.literal["HTTP_FORWARDED_COUNT"] = "1"
-	g.envNotes["HTTP_FORWARDED_COUNT"] = meteorForwardedNote
+	g.envNotes["HTTP_FORWARDED_COUNT"] = "the number of " + meteorForwardedNote
 	g.sockjs = true
 	g.graceNote = "Meteor servers can take tens of seconds to boot"
 	if docker {
