@@ -10,8 +10,6 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -47,63 +45,14 @@ func withAutoscale(t *testing.T, dir string, section map[string]any) {
 	}
 }
 
-// pacedLoad sends GETs to url at about rps requests per second, spread
-// over workers, until stop is closed or max requests have been sent,
-// counting answers other than 200.
-type pacedLoad struct {
-	ok, failed atomic.Int64
-	lastErr    atomic.Value
-	done       chan struct{}
-}
-
-func startPacedLoad(url string, rps, max int, stop <-chan struct{}) *pacedLoad {
-	l := &pacedLoad{done: make(chan struct{})}
-	hc := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{Proxy: nil, MaxIdleConnsPerHost: 32}}
-	tokens := make(chan struct{})
-	var wg sync.WaitGroup
-	wg.Go(func() { // pacer: one token per request, at the rate
-		defer close(tokens)
-		tick := time.NewTicker(time.Second / time.Duration(rps))
-		defer tick.Stop()
-		for range max {
-			select {
-			case <-stop:
-				return
-			case <-tick.C:
-			}
-			select {
-			case <-stop:
-				return
-			case tokens <- struct{}{}:
-			}
-		}
-	})
-	for range 16 {
-		wg.Go(func() {
-			for range tokens {
-				resp, err := hc.Get(url)
-				if err != nil {
-					l.failed.Add(1)
-					l.lastErr.Store(err.Error())
-					continue
-				}
-				io.Copy(io.Discard, resp.Body)
-				resp.Body.Close()
-				if resp.StatusCode != http.StatusOK {
-					l.failed.Add(1)
-					l.lastErr.Store(resp.Status)
-					continue
-				}
-				l.ok.Add(1)
-			}
-		})
+// pacedLoad is about rps GETs per second, from 16 clients, for at most d.
+func pacedLoad(rps int, d time.Duration) testenv.LoadOptions {
+	const workers = 16
+	return testenv.LoadOptions{
+		Workers: workers,
+		Every:   time.Duration(workers) * time.Second / time.Duration(rps),
+		Max:     int(d.Seconds()) * rps / workers,
 	}
-	go func() {
-		wg.Wait()
-		hc.CloseIdleConnections()
-		close(l.done)
-	}()
-	return l
 }
 
 func waitAutoscale(t *testing.T, c *client.Client, what string, max time.Duration, fn func(client.Autoscale, client.Status) error) {
@@ -148,16 +97,8 @@ func TestAutoscaleStepLoad(t *testing.T) {
 	waitStatus(t, c, "1 in service", inService(1))
 
 	// A step of 50 requests per second: 3 instances at about 17 each.
-	stop := make(chan struct{})
-	stopped := false
-	stopLoad := func() {
-		if !stopped {
-			stopped = true
-			close(stop)
-		}
-	}
-	defer stopLoad()
-	load := startPacedLoad(up.lbURL+"/", 50, 50*120, stop)
+	load := testenv.StartLoad(testenv.Context(t, 5*time.Minute), up.lbURL+"/", pacedLoad(50, 120*time.Second))
+	defer load.Stop()
 	stepAt := time.Now()
 
 	waitAutoscale(t, c, "desired to rise", 30*time.Second, func(a client.Autoscale, st client.Status) error {
@@ -198,8 +139,7 @@ func TestAutoscaleStepLoad(t *testing.T) {
 	}
 
 	// Load stops: back to min after the stabilization window.
-	stopLoad()
-	<-load.done
+	load.Stop()
 	stopAt := time.Now()
 	waitAutoscale(t, c, "scale-in to 1", 60*time.Second, func(a client.Autoscale, st client.Status) error {
 		if st.Desired != 1 || st.InService != 1 || len(st.Instances) != 1 {
@@ -212,10 +152,8 @@ func TestAutoscaleStepLoad(t *testing.T) {
 	}
 	t.Logf("back to 1 instance %s after the load stopped", time.Since(stopAt).Round(time.Millisecond))
 
-	if n := load.failed.Load(); n != 0 {
-		t.Errorf("%d of %d requests failed over the cycle; last: %v", n, n+load.ok.Load(), load.lastErr.Load())
-	}
-	if load.ok.Load() == 0 {
+	load.Check(t, "over the cycle")
+	if load.OK() == 0 {
 		t.Error("no request succeeded")
 	}
 

@@ -4,13 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -98,67 +95,17 @@ func removeAppImages(t *testing.T, cli *dockerclient.Client, app string) {
 	})
 }
 
-// dockerLoad GETs / through the balancer from two clients until ctx ends (at
-// most 100000 requests each) and counts what fails.
-type dockerLoad struct {
-	ok, failed atomic.Int64
-	firstFail  atomic.Int64 // unix nanoseconds
-	lastFail   atomic.Int64
-	lastErr    atomic.Value
-	bodies     sync.Map // body -> true
-	wg         sync.WaitGroup
-}
-
-func startDockerLoad(ctx context.Context, base string) *dockerLoad {
-	l := &dockerLoad{}
-	hc := &http.Client{Timeout: 15 * time.Second, Transport: &http.Transport{Proxy: nil}}
-	for range 2 {
-		l.wg.Go(func() {
-			for i := 0; i < 100000 && ctx.Err() == nil; i++ {
-				resp, err := hc.Get(base + "/")
-				if err != nil {
-					if ctx.Err() == nil {
-						l.failed.Add(1)
-						l.lastErr.Store(err.Error())
-					}
-					continue
-				}
-				b, _ := io.ReadAll(resp.Body)
-				resp.Body.Close()
-				if resp.StatusCode != http.StatusOK {
-					l.failed.Add(1)
-					l.firstFail.CompareAndSwap(0, time.Now().UnixNano())
-					l.lastFail.Store(time.Now().UnixNano())
-					l.lastErr.Store(resp.Status + ": " + strings.TrimSpace(string(b)))
-					continue
-				}
-				l.ok.Add(1)
-				l.bodies.Store(strings.Fields(string(b))[1], true) // the version
-			}
-		})
+// versionOf checks a GET of the docker example: 200, and its body names
+// the version that answered ("dockerapp v1 ..."), the label.
+func versionOf(resp *http.Response, body []byte) (string, error) {
+	if resp.StatusCode != http.StatusOK {
+		return "", fmt.Errorf("%s: %s", resp.Status, strings.TrimSpace(string(body)))
 	}
-	return l
-}
-
-func (l *dockerLoad) requireFlowing(t *testing.T, what string) {
-	t.Helper()
-	n := l.ok.Load()
-	if err := testenv.WaitFor(testenv.Context(t, 30*time.Second), func() error {
-		if l.ok.Load() < n+50 {
-			return fmt.Errorf("load not flowing: %d GETs", l.ok.Load())
-		}
-		return nil
-	}); err != nil {
-		t.Fatalf("%s: %v", what, err)
+	f := strings.Fields(string(body))
+	if len(f) < 2 {
+		return "", fmt.Errorf("answer %q names no version", body)
 	}
-}
-
-func (l *dockerLoad) requireNoFailure(t *testing.T, what string) {
-	t.Helper()
-	if n := l.failed.Load(); n > 0 {
-		t.Fatalf("%s: %d failed GETs from %s to %s (last: %v)", what, n,
-			time.Unix(0, l.firstFail.Load()).Format(time.StampMilli), time.Unix(0, l.lastFail.Load()).Format(time.StampMilli), l.lastErr.Load())
-	}
+	return f[1], nil
 }
 
 func setVersion(t *testing.T, dir, v string) {
@@ -199,10 +146,9 @@ func TestDockerUpDeployRollbackAndKill(t *testing.T) {
 		}
 	}
 
-	ctx, cancel := context.WithCancel(context.Background())
-	l := startDockerLoad(ctx, up.lbURL)
-	t.Cleanup(func() { cancel(); l.wg.Wait() })
-	l.requireFlowing(t, "v1")
+	l := testenv.StartLoad(testenv.Context(t, 10*time.Minute), up.lbURL+"/", testenv.LoadOptions{Workers: 2, Check: versionOf})
+	t.Cleanup(func() { l.Stop() })
+	l.RequireFlowing(t, "v1", 50, 30*time.Second)
 
 	// A container killed under load: replaced, and no GET fails.
 	victim := first[0]
@@ -222,8 +168,8 @@ func TestDockerUpDeployRollbackAndKill(t *testing.T) {
 		return nil
 	})
 	waitStatus(t, up.client, "2 in service after the kill", inService(2))
-	l.requireFlowing(t, "after the kill")
-	l.requireNoFailure(t, "kill of a container")
+	l.RequireFlowing(t, "after the kill", 50, 30*time.Second)
+	l.RequireNoFailure(t, "kill of a container")
 
 	// v2: a new image, under load.
 	setVersion(t, dir, "v2")
@@ -235,15 +181,13 @@ func TestDockerUpDeployRollbackAndKill(t *testing.T) {
 	if st.Release != 2 {
 		t.Fatalf("release %d, want 2", st.Release)
 	}
-	l.requireFlowing(t, "v2")
-	if _, ok := l.bodies.Load("v2"); !ok {
-		testenv.Eventually(t, 10*time.Second, func() error {
-			if _, ok := l.bodies.Load("v2"); !ok {
-				return errors.New("no GET answered by v2")
-			}
-			return nil
-		})
-	}
+	l.RequireFlowing(t, "v2", 50, 30*time.Second)
+	testenv.Eventually(t, 10*time.Second, func() error {
+		if l.Labels()["v2"] == 0 {
+			return errors.New("no GET answered by v2")
+		}
+		return nil
+	})
 	for _, c := range running(scopeContainers(t, cli, dir)) {
 		if c.Labels[dockerrt.LabelRelease] != "2" {
 			t.Errorf("container %s of release %s runs after the deploy of v2", c.ID[:12], c.Labels[dockerrt.LabelRelease])
@@ -256,22 +200,21 @@ func TestDockerUpDeployRollbackAndKill(t *testing.T) {
 		t.Fatalf("shoal rollback v1: exit %d\n%s", code, out)
 	}
 	waitStatus(t, up.client, "v1 serving", inService(2))
-	l.bodies.Delete("v1")
+	v1s := l.Labels()["v1"]
 	testenv.Eventually(t, 10*time.Second, func() error {
-		if _, ok := l.bodies.Load("v1"); !ok {
+		if l.Labels()["v1"] == v1s {
 			return errors.New("no GET answered by v1 after the rollback")
 		}
 		return nil
 	})
-	l.requireNoFailure(t, "deploy and rollback")
+	l.RequireNoFailure(t, "deploy and rollback")
 
 	// Logs come from the engine.
 	code, out = runShoal(t, bin, dir, "logs")
 	if code != 0 || !strings.Contains(out, "dockerapp v1 listening") {
 		t.Errorf("shoal logs: exit %d\n%s", code, out)
 	}
-	cancel()
-	l.wg.Wait()
+	l.Stop()
 	stopUp(t, up)
 	if left := scopeContainers(t, cli, dir); len(left) != 0 {
 		t.Errorf("%d containers left after SIGTERM of shoal up", len(left))

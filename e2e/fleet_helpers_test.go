@@ -8,7 +8,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"os"
@@ -16,8 +15,6 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -322,108 +319,14 @@ func goApp(t *testing.T, desired int) string {
 	return dir
 }
 
-// labLoad is constant GET load on a URL from inside a lab: workers
-// loops, each one request at a time, until stop, which lets the requests
-// in flight finish and counts them (the context only bounds the whole).
-// Each request may take up to 45 seconds: longer than the balancer's
-// try timeout (30s) and its retry on another instance, so a request
-// that the balancer saves counts as saved, however slow.
-type labLoad struct {
-	quit chan struct{}
-	wg   sync.WaitGroup
-	tr   *http.Transport
-
-	ok, failed atomic.Int64
-	mu         sync.Mutex
-	failures   []string // the first 10
-	slowest    time.Duration
-}
-
-func startLabLoad(ctx context.Context, l *testenv.Lab, url string, workers int) *labLoad {
-	ld := &labLoad{quit: make(chan struct{}), tr: l.Transport("")}
-	client := &http.Client{Transport: ld.tr, Timeout: 45 * time.Second}
-	for range workers {
-		ld.wg.Add(1)
-		go func() {
-			defer ld.wg.Done()
-			for ctx.Err() == nil {
-				select {
-				case <-ld.quit:
-					return
-				default:
-				}
-				ld.one(ctx, client, url)
-			}
-		}()
-	}
-	return ld
-}
-
-func (ld *labLoad) one(ctx context.Context, client *http.Client, url string) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-	if err != nil {
-		ld.fail(err.Error())
-		return
-	}
-	start := time.Now()
-	resp, err := client.Do(req)
-	if ctx.Err() != nil {
-		return // the test's deadline cut it short; the test fails on that deadline
-	}
-	if err != nil {
-		ld.fail(err.Error())
-		return
-	}
-	_, err = io.Copy(io.Discard, resp.Body)
-	resp.Body.Close()
-	took := time.Since(start)
-	if err != nil || resp.StatusCode != http.StatusOK {
-		ld.fail(fmt.Sprintf("status %d, body: %v", resp.StatusCode, err))
-		return
-	}
-	ld.ok.Add(1)
-	ld.mu.Lock()
-	ld.slowest = max(ld.slowest, took)
-	ld.mu.Unlock()
-}
-
-func (ld *labLoad) fail(msg string) {
-	ld.failed.Add(1)
-	ld.mu.Lock()
-	if len(ld.failures) < 10 {
-		ld.failures = append(ld.failures, time.Now().Format("15:04:05.000")+" "+msg)
-	}
-	ld.mu.Unlock()
-}
-
-// waitOK waits until n more requests succeeded.
-func (ld *labLoad) waitOK(t *testing.T, n int64, within time.Duration) {
-	t.Helper()
-	from := ld.ok.Load()
-	testenv.Eventually(t, within, func() error {
-		if got := ld.ok.Load() - from; got < n {
-			return fmt.Errorf("%d of %d requests answered (%d failed)", got, n, ld.failed.Load())
-		}
-		return nil
+// labLoad is constant GET load on a URL through the lab's bridge from
+// workers clients. Each request may take up to 45 seconds: longer than
+// the balancer's try timeout (30s) and its retry on another instance, so
+// a request that the balancer saves counts as saved, however slow.
+func labLoad(ctx context.Context, l *testenv.Lab, url string, workers int) *testenv.Load {
+	tr := l.Transport("")
+	return testenv.StartLoad(ctx, url, testenv.LoadOptions{
+		Workers: workers,
+		Client:  func(int) *http.Client { return &http.Client{Transport: tr, Timeout: 45 * time.Second} },
 	})
-}
-
-// stop ends the load: no new request, and those in flight finish (each
-// within its 45 s) and are counted.
-func (ld *labLoad) stop() {
-	close(ld.quit)
-	ld.wg.Wait()
-	ld.tr.CloseIdleConnections()
-}
-
-// check fails t if a request failed; call after stop.
-func (ld *labLoad) check(t *testing.T, phase string) {
-	t.Helper()
-	ld.mu.Lock()
-	defer ld.mu.Unlock()
-	t.Logf("%s: %d requests answered, %d failed, slowest %v", phase, ld.ok.Load(), ld.failed.Load(), ld.slowest)
-	if ld.failed.Load() > 0 {
-		t.Errorf("%s: %d of %d requests failed; the first: %s", phase, ld.failed.Load(),
-			ld.failed.Load()+ld.ok.Load(), strings.Join(ld.failures, "; "))
-	}
 }

@@ -86,10 +86,10 @@ func TestFleet(t *testing.T) {
 
 	// 2. Cut h1 under load: nothing fails, capacity comes back elsewhere.
 	ctx := testenv.Context(t, 5*time.Minute)
-	load := startLabLoad(ctx, f.lab, f.server.LBURL+"/", 4)
-	load.waitOK(t, 200, 30*time.Second)
+	load := labLoad(ctx, f.lab, f.server.LBURL+"/", 4)
+	load.RequireFlowing(t, "load", 200, 30*time.Second)
 	if err := f.lab.Cut(ctx, "h1"); err != nil {
-		load.stop()
+		load.Stop()
 		t.Fatal(err)
 	}
 	cut := time.Now()
@@ -101,9 +101,9 @@ func TestFleet(t *testing.T) {
 	t.Logf("6 in service on h2 and h3 %v after the cut", time.Since(cut).Round(time.Millisecond))
 	// GETs that were in flight to h1 wait for the balancer's try timeout
 	// (30s) and a retry: the loops may all be held that long.
-	load.waitOK(t, 200, time.Minute)
-	load.stop()
-	load.check(t, "cut of h1")
+	load.RequireFlowing(t, "load", 200, time.Minute)
+	load.Stop()
+	load.Check(t, "cut of h1")
 	hosts, err := f.hosts()
 	if err != nil {
 		t.Fatal(err)
@@ -185,8 +185,8 @@ func TestFleet(t *testing.T) {
 	}
 
 	// 5. kill -9 h2's agent under load and start it again: same pids.
-	load = startLabLoad(ctx, f.lab, f.server.LBURL+"/", 4)
-	load.waitOK(t, 200, 30*time.Second)
+	load = labLoad(ctx, f.lab, f.server.LBURL+"/", 4)
+	load.RequireFlowing(t, "load", 200, 30*time.Second)
 	a2 := f.agents["h2"]
 	if err := a2.p.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
@@ -215,9 +215,9 @@ func TestFleet(t *testing.T) {
 		}
 		return nil
 	})
-	load.waitOK(t, 200, 30*time.Second)
-	load.stop()
-	load.check(t, "restart of h2's agent")
+	load.RequireFlowing(t, "load", 200, 30*time.Second)
+	load.Stop()
+	load.Check(t, "restart of h2's agent")
 	for _, in := range afterCut {
 		if !alive(in.PID) {
 			t.Fatalf("instance %+v ended across h2's agent restart", in)

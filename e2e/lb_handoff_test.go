@@ -6,7 +6,6 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -16,8 +15,6 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -59,96 +56,20 @@ func wsBackend(t *testing.T, name string) *httptest.Server {
 	return s
 }
 
-// getLoad sends GETs to url from several clients, half over keep-alive
-// connections and half on a new connection each, until stop; it counts
-// answers and failures (any error or status other than 200).
-type getLoad struct {
-	ok, failed atomic.Int64
-	mu         sync.Mutex
-	errs       []string
-	wg         sync.WaitGroup
-	stop       chan struct{}
-	start      time.Time
-}
-
-func startGetLoad(ctx context.Context, url string) *getLoad {
-	return startGetLoadTLS(ctx, url, nil)
-}
-
-// startGetLoadTLS is startGetLoad over TLS with tc (nil: plain HTTP);
-// the third client speaks HTTP/2.
-func startGetLoadTLS(ctx context.Context, url string, tc *tls.Config) *getLoad {
-	l := &getLoad{stop: make(chan struct{}), start: time.Now()}
-	for i := range 4 {
-		tr := &http.Transport{DisableKeepAlives: i%2 == 1, MaxIdleConnsPerHost: 4, ForceAttemptHTTP2: tc != nil && i == 2}
-		if tc != nil {
-			tr.TLSClientConfig = tc.Clone() // the transport sets its NextProtos
-		}
-		c := &http.Client{Transport: tr, Timeout: 10 * time.Second}
-		l.wg.Go(func() {
-			defer tr.CloseIdleConnections()
-			for n := 0; n < 1_000_000; n++ {
-				select {
-				case <-l.stop:
-					return
-				case <-ctx.Done():
-					return
-				default:
-				}
-				code, err := getOnce(ctx, c, url)
-				if err == nil && code == http.StatusOK {
-					l.ok.Add(1)
-					continue
-				}
-				if ctx.Err() != nil {
-					return
-				}
-				l.failed.Add(1)
-				l.mu.Lock()
-				if len(l.errs) < 10 {
-					l.errs = append(l.errs, fmt.Sprintf("at %s: status %d, error %v", time.Now().Format("15:04:05.000"), code, err))
-				}
-				l.mu.Unlock()
+// handoffLoad sends GETs to url from four clients, two over keep-alive
+// connections and two on a new connection each, until it is stopped;
+// over TLS with tc (nil: plain HTTP) the third speaks HTTP/2.
+func handoffLoad(ctx context.Context, url string, tc *tls.Config) *testenv.Load {
+	return testenv.StartLoad(ctx, url, testenv.LoadOptions{
+		Workers: 4,
+		Client: func(i int) *http.Client {
+			tr := &http.Transport{DisableKeepAlives: i%2 == 1, MaxIdleConnsPerHost: 4, ForceAttemptHTTP2: tc != nil && i == 2}
+			if tc != nil {
+				tr.TLSClientConfig = tc.Clone() // the transport sets its NextProtos
 			}
-		})
-	}
-	return l
-}
-
-func getOnce(ctx context.Context, c *http.Client, url string) (int, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-	if err != nil {
-		return 0, err
-	}
-	resp, err := c.Do(req)
-	if err != nil {
-		return 0, err
-	}
-	defer resp.Body.Close()
-	_, err = io.Copy(io.Discard, resp.Body)
-	return resp.StatusCode, err
-}
-
-// waitFor waits until at least n more requests were answered.
-func (l *getLoad) waitFor(ctx context.Context, n int64) error {
-	want := l.ok.Load() + n
-	return testenv.WaitFor(ctx, func() error {
-		if got := l.ok.Load(); got < want {
-			return fmt.Errorf("%d of %d answers", got, want)
-		}
-		return nil
+			return &http.Client{Transport: tr, Timeout: 10 * time.Second}
+		},
 	})
-}
-
-// finish stops the load and fails t on any failed request.
-func (l *getLoad) finish(t *testing.T) {
-	t.Helper()
-	close(l.stop)
-	l.wg.Wait()
-	t.Logf("load: %d answered, %d failed", l.ok.Load(), l.failed.Load())
-	if f := l.failed.Load(); f != 0 {
-		t.Fatalf("%d requests failed: %v", f, l.errs)
-	}
 }
 
 // handoffConfig is lbConfig with a short drain and the backend's
@@ -188,16 +109,9 @@ func TestLBHandoffUnderLoad(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	load := startGetLoad(ctx, p1.web+"/")
-	defer func() {
-		select {
-		case <-load.stop:
-		default:
-			close(load.stop)
-			load.wg.Wait()
-		}
-	}()
-	if err := load.waitFor(ctx, 300); err != nil {
+	load := handoffLoad(ctx, p1.web+"/", nil)
+	defer load.Stop()
+	if err := load.WaitOK(ctx, 300); err != nil {
 		t.Fatal(err)
 	}
 
@@ -237,10 +151,11 @@ func TestLBHandoffUnderLoad(t *testing.T) {
 	}
 
 	// The new process serves alone, with the old one gone.
-	if err := load.waitFor(ctx, 300); err != nil {
+	if err := load.WaitOK(ctx, 300); err != nil {
 		t.Fatal(err)
 	}
-	load.finish(t)
+	load.Stop()
+	load.Check(t, "load")
 	ws2, _, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(p1.web, "http")+"/ws", nil)
 	if err != nil {
 		t.Fatalf("WebSocket through the new process: %v", err)
@@ -261,16 +176,9 @@ func TestLBHandoffFailuresKeepOldServing(t *testing.T) {
 	dir := t.TempDir()
 	be := wsBackend(t, "a")
 	p1 := startLB(t, ctx, dir, handoffConfig(dir, serverAddr(be), ""))
-	load := startGetLoad(ctx, p1.web+"/")
-	defer func() {
-		select {
-		case <-load.stop:
-		default:
-			close(load.stop)
-			load.wg.Wait()
-		}
-	}()
-	if err := load.waitFor(ctx, 200); err != nil {
+	load := handoffLoad(ctx, p1.web+"/", nil)
+	defer load.Stop()
+	if err := load.WaitOK(ctx, 200); err != nil {
 		t.Fatal(err)
 	}
 
@@ -304,7 +212,7 @@ func TestLBHandoffFailuresKeepOldServing(t *testing.T) {
 	if _, _, err := p1.WaitForLineFrom(ctx, mark, regexp.MustCompile(`msg="handoff abandoned by the new process; serving on"`)); err != nil {
 		t.Fatal(err)
 	}
-	if err := load.waitFor(ctx, 200); err != nil {
+	if err := load.WaitOK(ctx, 200); err != nil {
 		t.Fatal(err)
 	}
 
@@ -317,7 +225,7 @@ func TestLBHandoffFailuresKeepOldServing(t *testing.T) {
 	if _, _, err := p1.WaitForLineFrom(ctx, mark, regexp.MustCompile(`msg="handoff abandoned by the new process; serving on"`)); err != nil {
 		t.Fatal(err)
 	}
-	if err := load.waitFor(ctx, 200); err != nil {
+	if err := load.WaitOK(ctx, 200); err != nil {
 		t.Fatal(err)
 	}
 	if p1.Exited() {
@@ -326,10 +234,11 @@ func TestLBHandoffFailuresKeepOldServing(t *testing.T) {
 
 	// The handoff socket still works: a valid takeover succeeds.
 	p2 := takeOver(t, ctx, p1)
-	if err := load.waitFor(ctx, 200); err != nil {
+	if err := load.WaitOK(ctx, 200); err != nil {
 		t.Fatal(err)
 	}
-	load.finish(t)
+	load.Stop()
+	load.Check(t, "load")
 	stopClean(t, ctx, p2, "new process")
 }
 
@@ -412,16 +321,9 @@ func TestLBUpgradeOnSIGUSR2(t *testing.T) {
 		t.Fatalf("first notification %q, want READY=1", got)
 	}
 
-	load := startGetLoad(ctx, web+"/")
-	defer func() {
-		select {
-		case <-load.stop:
-		default:
-			close(load.stop)
-			load.wg.Wait()
-		}
-	}()
-	if err := load.waitFor(ctx, 300); err != nil {
+	load := handoffLoad(ctx, web+"/", nil)
+	defer load.Stop()
+	if err := load.WaitOK(ctx, 300); err != nil {
 		t.Fatal(err)
 	}
 	if err := p1.Signal(syscall.SIGUSR2); err != nil {
@@ -449,10 +351,11 @@ func TestLBUpgradeOnSIGUSR2(t *testing.T) {
 	if code := p1.Cmd.ProcessState.ExitCode(); code != 0 {
 		t.Fatalf("old process exit: %d", code)
 	}
-	if err := load.waitFor(ctx, 300); err != nil {
+	if err := load.WaitOK(ctx, 300); err != nil {
 		t.Fatal(err)
 	}
-	load.finish(t)
+	load.Stop()
+	load.Check(t, "load")
 
 	mark := p1.Mark()
 	if err := syscall.Kill(newPID, syscall.SIGTERM); err != nil {
@@ -510,23 +413,17 @@ func TestLBHandoffUnderLoadTLS(t *testing.T) {
 		fmt.Sprintf("    listen: 127.0.0.1:0\n    tls:\n      - cert: %s\n        key: %s\n", certFile, keyFile), 1)
 	p1 := startLB(t, ctx, dir, src)
 	url := strings.Replace(p1.web, "http://", "https://", 1) + "/"
-	load := startGetLoadTLS(ctx, url, &tls.Config{RootCAs: roots, ServerName: "lb.test"})
-	defer func() {
-		select {
-		case <-load.stop:
-		default:
-			close(load.stop)
-			load.wg.Wait()
-		}
-	}()
-	if err := load.waitFor(ctx, 300); err != nil {
+	load := handoffLoad(ctx, url, &tls.Config{RootCAs: roots, ServerName: "lb.test"})
+	defer load.Stop()
+	if err := load.WaitOK(ctx, 300); err != nil {
 		t.Fatal(err)
 	}
 	p2 := takeOver(t, ctx, p1)
-	if err := load.waitFor(ctx, 300); err != nil {
+	if err := load.WaitOK(ctx, 300); err != nil {
 		t.Fatal(err)
 	}
-	load.finish(t)
+	load.Stop()
+	load.Check(t, "load")
 	stopClean(t, ctx, p2, "new process")
 }
 

@@ -104,15 +104,8 @@ func TestAutoscaleIgnoresLongPolls(t *testing.T) {
 	}
 	token := strings.TrimSpace(string(tok))
 
-	stop := make(chan struct{})
-	defer func() {
-		select {
-		case <-stop:
-		default:
-			close(stop)
-		}
-	}()
-	load := startPacedLoad(up.lbURL+"/", 5, 5*60, stop)
+	load := testenv.StartLoad(testenv.Context(t, 5*time.Minute), up.lbURL+"/", pacedLoad(5, 60*time.Second))
+	defer load.Stop()
 
 	ctx := testenv.Context(t, 90*time.Second)
 	const perKind, holdMs = 3, 12000
@@ -172,8 +165,7 @@ func TestAutoscaleIgnoresLongPolls(t *testing.T) {
 			maxHeld = max(maxHeld, int(v))
 		}
 	}
-	close(stop)
-	<-load.done
+	load.Stop()
 	if maxDesired != 1 || change != nil {
 		t.Errorf("desired rose to %d while long-polling clients were connected; want it to stay 1 (change: %+v)", maxDesired, change)
 	}
@@ -186,8 +178,6 @@ func TestAutoscaleIgnoresLongPolls(t *testing.T) {
 	if maxHeld < 1 {
 		t.Errorf("no open held stream was counted while %d clients long-polled", 2*perKind)
 	}
-	if n := load.failed.Load(); n != 0 {
-		t.Errorf("%d page requests failed; last: %v", n, load.lastErr.Load())
-	}
+	load.Check(t, "page requests")
 	t.Logf("max desired %d, max open held streams %d, last p95 %.4fs", maxDesired, maxHeld, lastValue)
 }

@@ -5,15 +5,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -21,52 +18,6 @@ import (
 	"github.com/shoal-dev/shoal/internal/client"
 	"github.com/shoal-dev/shoal/internal/testenv"
 )
-
-// load sends GETs to url from a few goroutines until stop is closed (and
-// at most max requests each), counting answers other than 200.
-type load struct {
-	ok, failed atomic.Int64
-	lastErr    atomic.Value
-	done       chan struct{}
-}
-
-const loadWorkers = 4
-
-func startLoad(url string, stop <-chan struct{}, max int) *load {
-	l := &load{done: make(chan struct{})}
-	hc := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{Proxy: nil}}
-	var wg sync.WaitGroup
-	for range loadWorkers {
-		wg.Go(func() {
-			for range max {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				resp, err := hc.Get(url)
-				if err != nil {
-					l.failed.Add(1)
-					l.lastErr.Store(err.Error())
-					continue
-				}
-				io.Copy(io.Discard, resp.Body)
-				resp.Body.Close()
-				if resp.StatusCode != http.StatusOK {
-					l.failed.Add(1)
-					l.lastErr.Store(resp.Status)
-					continue
-				}
-				l.ok.Add(1)
-			}
-		})
-	}
-	go func() {
-		wg.Wait()
-		close(l.done)
-	}()
-	return l
-}
 
 func waitStatus(t *testing.T, c *client.Client, what string, fn func(client.Status) error) client.Status {
 	t.Helper()
@@ -140,15 +91,13 @@ func TestUpSelfHealing(t *testing.T) {
 	st := waitStatus(t, up.client, "2 in service", inService(2))
 
 	// kill -9 under steady load: no failed GET, and a replacement.
-	stop := make(chan struct{})
-	l := startLoad(up.lbURL+"/", stop, 50000)
-	stopLoad := sync.OnceFunc(func() { close(stop) })
-	t.Cleanup(func() { stopLoad(); <-l.done })
+	l := testenv.StartLoad(testenv.Context(t, 5*time.Minute), up.lbURL+"/", testenv.LoadOptions{Max: 50000})
+	t.Cleanup(func() { l.Stop() })
 	// Each wait below gets its own deadline, so a slow machine does not
 	// make a later step inherit an earlier step's spent budget.
 	step := func() context.Context { return testenv.Context(t, 45*time.Second) }
 	if err := testenv.WaitFor(step(), func() error {
-		if l.ok.Load() < 50 {
+		if l.OK() < 50 {
 			return errors.New("load not flowing yet")
 		}
 		return nil
@@ -160,21 +109,11 @@ func TestUpSelfHealing(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitStatus(t, up.client, "replacement after kill -9", without(victim.ID, 2))
-	before := l.ok.Load()
-	if err := testenv.WaitFor(step(), func() error {
-		if l.ok.Load() < before+100 {
-			return errors.New("waiting for load after the replacement")
-		}
-		return nil
-	}); err != nil {
-		t.Error(err)
+	if err := l.WaitOK(step(), 100); err != nil {
+		t.Errorf("after the replacement: %v", err)
 	}
-	stopLoad()
-	<-l.done
-	if n := l.failed.Load(); n != 0 {
-		t.Errorf("%d of %d GETs failed during kill -9 (last: %v)", n, n+l.ok.Load(), l.lastErr.Load())
-	}
-	t.Logf("kill -9 under load: %d GETs, %d failed", l.ok.Load()+l.failed.Load(), l.failed.Load())
+	l.Stop()
+	l.Check(t, "kill -9 under load")
 
 	// An instance that turns unhealthy is replaced, then stopped.
 	st = waitStatus(t, up.client, "2 in service", inService(2))

@@ -3,7 +3,6 @@ package e2e
 import (
 	"context"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"os"
@@ -204,89 +203,52 @@ func (v *vipLab) watchHolders(ctx context.Context) func() []holderSample {
 	}
 }
 
-// vipResult is one request of the load: when it started, which node
-// served it ("" for a failure).
-type vipResult struct {
-	at   time.Time
-	node string
-	err  error
-}
-
 // load sends requests to the floating address from the client host, a
 // new connection each (so every request finds the address anew), from
 // 4 workers each starting one every 20ms, each bounded by 1s, until ctx
-// ends; stop returns every result.
-func (v *vipLab) load(ctx context.Context) (stop func() []vipResult) {
+// ends; stop returns every result, labelled with the node that served it.
+func (v *vipLab) load(ctx context.Context) (stop func() []testenv.LoadResult) {
 	tr := v.lab.Transport("client")
 	tr.DisableKeepAlives = true
 	c := &http.Client{Transport: tr, Timeout: time.Second}
 	byIP := map[string]string{v.lab.Host("lb1").IP: "lb1", v.lab.Host("lb2").IP: "lb2"}
-	var (
-		mu  sync.Mutex
-		out []vipResult
-		wg  sync.WaitGroup
-	)
-	for range 4 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			t := time.NewTicker(20 * time.Millisecond)
-			defer t.Stop()
-			for ctx.Err() == nil {
-				r := vipResult{at: time.Now()}
-				resp, err := c.Get("http://" + vipAddr + ":" + vipPort + "/")
-				if err == nil {
-					b, rerr := io.ReadAll(resp.Body)
-					resp.Body.Close()
-					switch {
-					case rerr != nil:
-						err = rerr
-					case resp.StatusCode != 200:
-						err = fmt.Errorf("status %d", resp.StatusCode)
-					case byIP[strings.TrimSpace(string(b))] == "":
-						err = fmt.Errorf("answer %q from no node", b)
-					default:
-						r.node = byIP[strings.TrimSpace(string(b))]
-					}
-				}
-				r.err = err
-				mu.Lock()
-				out = append(out, r)
-				mu.Unlock()
-				select {
-				case <-ctx.Done():
-				case <-t.C:
-				}
+	l := testenv.StartLoad(ctx, "http://"+vipAddr+":"+vipPort+"/", testenv.LoadOptions{
+		Workers: 4,
+		Every:   20 * time.Millisecond,
+		Client:  func(int) *http.Client { return c },
+		Keep:    true,
+		Check: func(resp *http.Response, b []byte) (string, error) {
+			switch node := byIP[strings.TrimSpace(string(b))]; {
+			case resp.StatusCode != 200:
+				return "", fmt.Errorf("status %d", resp.StatusCode)
+			case node == "":
+				return "", fmt.Errorf("answer %q from no node", b)
+			default:
+				return node, nil
 			}
-		}()
-	}
-	return func() []vipResult {
-		wg.Wait()
-		tr.CloseIdleConnections()
-		mu.Lock()
-		defer mu.Unlock()
-		return out
-	}
+		},
+	})
+	return l.Stop
 }
 
 // failover summarises the load after a failure at t0 of node from: the
 // time from t0 to the first request (started after t0) the other node
 // served, and the requests started after t0 that failed.
-func failover(results []vipResult, t0 time.Time, from string) (took time.Duration, failed, total int, firstErr error) {
+func failover(results []testenv.LoadResult, t0 time.Time, from string) (took time.Duration, failed, total int, firstErr error) {
 	took = -1
 	for _, r := range results {
-		if r.at.Before(t0) {
+		if r.At.Before(t0) {
 			continue
 		}
 		total++
-		if r.err != nil {
+		if r.Err != nil {
 			failed++
 			if firstErr == nil {
-				firstErr = r.err
+				firstErr = r.Err
 			}
 		}
-		if r.node != "" && r.node != from && took < 0 {
-			took = r.at.Sub(t0)
+		if r.Label != "" && r.Label != from && took < 0 {
+			took = r.At.Sub(t0)
 		}
 	}
 	return took, failed, total, firstErr
@@ -365,8 +327,8 @@ func TestVIPFailover(t *testing.T) {
 		// Failures only in the failover window: none once the other node
 		// served (plus the 1 s bound of a request started before).
 		for _, r := range results {
-			if r.err != nil && r.at.After(t0.Add(took+time.Second)) && took >= 0 {
-				t.Errorf("%s: a request started %v after the failure failed, after the failover (%v): %v", name, r.at.Sub(t0), took, r.err)
+			if r.Err != nil && r.At.After(t0.Add(took+time.Second)) && took >= 0 {
+				t.Errorf("%s: a request started %v after the failure failed, after the failover (%v): %v", name, r.At.Sub(t0), took, r.Err)
 				break
 			}
 		}
