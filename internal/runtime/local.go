@@ -403,13 +403,15 @@ func (l *Local) close(ctx context.Context) error {
 }
 
 // Stats sums CPU time and resident memory over the live processes of the instance's
-// process group, read from /proc.
+// process group, read from /proc. It walks the instance's process tree from its leader
+// (instanceMembers), so its cost grows with the instance's processes, not the host's; a
+// process of the group whose parent exited (reparented away) is not counted.
 func (l *Local) Stats(id string) (Stats, error) {
 	inst := l.get(id)
 	if inst == nil {
 		return Stats{}, fmt.Errorf("stats %s: %w", id, ErrNotFound)
 	}
-	members, err := groupMembers(inst.info.PGID)
+	members, err := instanceMembers(inst.info.PID, inst.info.PGID)
 	if err != nil {
 		return Stats{}, fmt.Errorf("stats %s: %w", id, err)
 	}

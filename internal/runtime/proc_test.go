@@ -1,0 +1,98 @@
+package runtime
+
+import (
+	"fmt"
+	"os/exec"
+	"slices"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/shoal-dev/shoal/internal/testenv"
+)
+
+// startTree starts, in a process group of its own, a shell whose tree holds a child, a
+// grandchild (through a subshell) and a child that leaves for a session of its own, and
+// waits until all are running. It returns the shell's pid (the group's id).
+func startTree(t testing.TB) int {
+	t.Helper()
+	cmd := exec.Command("sh", "-c", `sleep 1000 & (sleep 1000 & wait) & setsid sleep 1000 & wait`)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	pid := cmd.Process.Pid
+	t.Cleanup(func() {
+		syscall.Kill(-pid, syscall.SIGKILL)
+		cmd.Wait()
+	})
+	// sh, sleep, the subshell and its sleep are in the group; setsid's sleep is not.
+	testenv.Eventually(t, 10*time.Second, func() error {
+		m, err := groupMembers(pid)
+		if err != nil {
+			return err
+		}
+		if len(m) != 4 {
+			return fmt.Errorf("%d processes in the group, want 4", len(m))
+		}
+		return nil
+	})
+	return pid
+}
+
+func pids(m []procStat) []int {
+	var out []int
+	for _, p := range m {
+		out = append(out, p.PID)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// TestTreeMembersMatchesGroupScan: walking the tree finds exactly the processes the
+// host scan finds in the group (not the one that left it, nor anything else).
+func TestTreeMembersMatchesGroupScan(t *testing.T) {
+	pid := startTree(t)
+	want, err := groupMembers(pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := treeMembers(pid, pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(pids(got), pids(want)) {
+		t.Fatalf("tree walk found %v, the group scan %v", pids(got), pids(want))
+	}
+	if got, err := instanceMembers(pid, pid); err != nil || len(got) != 4 {
+		t.Fatalf("instanceMembers = %v, %v; want the 4 members", pids(got), err)
+	}
+	// A leader that has exited leaves nothing to walk from: no error, no members.
+	if got, err := treeMembers(1<<22+1, 1<<22+1); err != nil || len(got) != 0 {
+		t.Fatalf("treeMembers of a pid that does not exist = %v, %v", got, err)
+	}
+	// The wrong group: the leader is not a member, nothing is found.
+	if got, err := treeMembers(pid, pid+1<<22); err != nil || len(got) != 0 {
+		t.Fatalf("treeMembers with a foreign pgid = %v, %v", pids(got), err)
+	}
+}
+
+// BenchmarkStatsMembers compares the host scan with the tree walk for a 4-process
+// group; the scan's cost grows with every process on the host.
+func BenchmarkStatsMembers(b *testing.B) {
+	pid := startTree(b)
+	b.Run("group_scan", func(b *testing.B) {
+		for b.Loop() {
+			if _, err := groupMembers(pid); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("tree_walk", func(b *testing.B) {
+		for b.Loop() {
+			if _, err := treeMembers(pid, pid); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
