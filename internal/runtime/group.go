@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"sync"
 	"syscall"
 	"time"
@@ -112,22 +113,38 @@ func (g *group) copyOutput() {
 	}
 }
 
+// awaitExit returns once the child pid has exited, without reaping it. It waits on a
+// pidfd through Go's poller, so no thread is held while an instance runs (one blocked
+// waitid per instance held one thread each); where the kernel has no pidfd_open
+// (before Linux 5.3) it blocks in waitid(WNOWAIT) instead.
+func awaitExit(pid int) error {
+	// The child is not reaped until the caller's cmd.Wait: its pid cannot be reused, so
+	// the pidfd is this child's.
+	if fd, err := unix.PidfdOpen(pid, unix.PIDFD_NONBLOCK); err == nil {
+		w := &pidWatch{f: os.NewFile(uintptr(fd), "pidfd "+strconv.Itoa(pid))}
+		defer w.close()
+		if err := w.wait(); err == nil {
+			return nil
+		}
+	}
+	var info unix.Siginfo
+	for {
+		err := unix.Waitid(unix.P_PID, pid, &info, unix.WEXITED|unix.WNOWAIT, nil)
+		if !errors.Is(err, syscall.EINTR) {
+			return err
+		}
+	}
+}
+
 // wait observes the group's end and returns its Exit (without Labels and LogTail). It
-// waits for the direct child to exit without reaping it (WNOWAIT), so the pgid cannot be
+// waits for the direct child to exit without reaping it (awaitExit), so the pgid cannot be
 // reused while the group is signalled; lets the rest of the group finish if a stop is in
 // progress (until it escalates); SIGKILLs whatever is left of the group; reaps; drains
 // the output; closes the log; removes tmp/ and stamps the folder with the end time.
 func (g *group) wait() Exit {
 	defer close(g.ended)
 	pid := g.pid
-	var info unix.Siginfo
-	var werr error
-	for {
-		werr = unix.Waitid(unix.P_PID, pid, &info, unix.WEXITED|unix.WNOWAIT, nil)
-		if !errors.Is(werr, syscall.EINTR) {
-			break
-		}
-	}
+	werr := awaitExit(pid)
 	g.mu.Lock()
 	stopping := g.stopping
 	g.mu.Unlock()

@@ -1,9 +1,13 @@
 package runtime
 
 import (
+	"context"
 	"fmt"
+	"os"
 	"os/exec"
 	"slices"
+	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -95,4 +99,49 @@ func BenchmarkStatsMembers(b *testing.B) {
 			}
 		}
 	})
+}
+
+func threadCount(t *testing.T) int {
+	t.Helper()
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for line := range strings.Lines(string(b)) {
+		if v, ok := strings.CutPrefix(line, "Threads:"); ok {
+			n, err := strconv.Atoi(strings.TrimSpace(v))
+			if err != nil {
+				t.Fatal(err)
+			}
+			return n
+		}
+	}
+	t.Fatal("no Threads line in /proc/self/status")
+	return 0
+}
+
+// TestRunningInstancesHoldNoThread: waiting for an instance's end holds no OS thread
+// (a blocked waitid per instance did), and the end is still seen and reported.
+func TestRunningInstancesHoldNoThread(t *testing.T) {
+	const n = 30
+	l := newLocal(t, Options{})
+	dir := t.TempDir()
+	before := threadCount(t)
+	var infos []Info
+	for i := range n {
+		info, err := l.Start(context.Background(), Spec{ID: fmt.Sprintf("s-%d", i), Dir: dir, Command: "sleep 1000"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		infos = append(infos, info)
+	}
+	if grew := threadCount(t) - before; grew >= n/2 {
+		t.Fatalf("%d instances running added %d threads", n, grew)
+	}
+	if err := syscall.Kill(infos[3].PID, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	if x := nextExit(t, l); x.ID != "s-3" || x.Signal != "SIGKILL" || x.Stopped {
+		t.Fatalf("exit = %+v, want s-3 killed by SIGKILL", x)
+	}
 }
