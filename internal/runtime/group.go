@@ -35,6 +35,9 @@ type group struct {
 	copyDone chan struct{} // closed when all output is in the log
 	ended    chan struct{} // closed when wait has returned
 	killed   chan struct{} // closed when a stop escalates to SIGKILL
+	// cgroup is the instance's cgroup directory ("" without one; set before wait
+	// starts): at the end, what left the group is killed through it.
+	cgroup string
 
 	mu         sync.Mutex
 	stopping   bool
@@ -45,10 +48,11 @@ type group struct {
 
 // startGroup opens the instance's log, forks `sh -c` for spec.Command with env in its own
 // process group, with Pdeathsig=SIGKILL (fork must run on the thread that lives as long
-// as the forking process needs the child: see spawner), and returns the group. The
+// as the forking process needs the child: see spawner), into the cgroup open as cgroup
+// unless it is nil, and returns the group. The
 // caller then starts copyOutput and wait.
 func startGroup(ctx context.Context, fork func(context.Context, *exec.Cmd) error, spec Spec,
-	env []string, workDir string, logMax int64, logFiles int, logger *slog.Logger) (*group, error) {
+	env []string, workDir string, logMax int64, logFiles int, logger *slog.Logger, cgroup *os.File) (*group, error) {
 	lf, err := openLog(instanceLogPath(workDir), logMax, logFiles)
 	if err != nil {
 		return nil, err
@@ -69,6 +73,11 @@ func startGroup(ctx context.Context, fork func(context.Context, *exec.Cmd) error
 			Setpgid:   true,
 			Pdeathsig: syscall.SIGKILL,
 		},
+	}
+	if cgroup != nil {
+		// Born in the cgroup (clone3 CLONE_INTO_CGROUP): no moment outside it.
+		cmd.SysProcAttr.UseCgroupFD = true
+		cmd.SysProcAttr.CgroupFD = int(cgroup.Fd())
 	}
 	err = fork(ctx, cmd)
 	pw.Close()
@@ -167,6 +176,10 @@ func (g *group) wait() Exit {
 	err := g.cmd.Wait()
 	if werr == nil {
 		werr = err
+	}
+	if g.cgroup != "" {
+		// Processes that left the group (and may hold the output pipe) end too.
+		killCgroup(g.cgroup)
 	}
 	g.out.SetReadDeadline(time.Now().Add(drainTimeout))
 	<-g.copyDone

@@ -145,3 +145,103 @@ func TestRunningInstancesHoldNoThread(t *testing.T) {
 		t.Fatalf("exit = %+v, want s-3 killed by SIGKILL", x)
 	}
 }
+
+// TestCgroupPerInstance: where the host lets this process make cgroups, an instance
+// runs in one of its own; Stats counts the process that left its group, and the end
+// takes that process and the cgroup with it.
+func TestCgroupPerInstance(t *testing.T) {
+	l := newLocal(t, Options{})
+	if l.cg == nil {
+		t.Skip("this host does not let the test make cgroup v2 directories (no cgroup2 mount, or no permission)")
+	}
+	info, err := l.Start(context.Background(), Spec{ID: "cg", Dir: t.TempDir(),
+		Command: `setsid sleep 1000 & exec sleep 1000`})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cg := l.get("cg").cgroup
+	if cg == "" || !strings.HasPrefix(cg, l.cg.dir+"/") {
+		t.Fatalf("instance cgroup %q, want one under %s", cg, l.cg.dir)
+	}
+	var escaped int
+	testenv.Eventually(t, 10*time.Second, func() error {
+		members, err := cgroupMembers(cg)
+		if err != nil {
+			return err
+		}
+		if len(members) != 2 {
+			return fmt.Errorf("%d processes in the cgroup, want 2", len(members))
+		}
+		for _, m := range members {
+			if m.PGRP != info.PGID {
+				escaped = m.PID
+				return nil
+			}
+		}
+		return fmt.Errorf("no member outside the group %d yet: %+v", info.PGID, members)
+	})
+	if st, err := l.Stats("cg"); err != nil || st.Processes != 2 {
+		t.Fatalf("Stats = %+v, %v; want 2 processes (one outside the group)", st, err)
+	}
+	if err := l.Stop(context.Background(), "cg"); err != nil {
+		t.Fatal(err)
+	}
+	if x := nextExit(t, l); x.ID != "cg" || !x.Stopped {
+		t.Fatalf("exit = %+v", x)
+	}
+	if _, err := os.Stat(cg); !os.IsNotExist(err) {
+		t.Fatalf("cgroup %s still there after the exit: %v", cg, err)
+	}
+	testenv.Eventually(t, 10*time.Second, func() error {
+		if st, err := readStat(escaped); err == nil && st.alive() {
+			return fmt.Errorf("process %d that left the group still runs", escaped)
+		}
+		return nil
+	})
+}
+
+// TestCleanLeftoversRemovesCgroups: a cgroup a crashed run left, with a process still in
+// it, is emptied and removed; the cgroup of a running instance is not touched.
+func TestCleanLeftoversRemovesCgroups(t *testing.T) {
+	l := newLocal(t, Options{})
+	if l.cg == nil {
+		t.Skip("this host does not let the test make cgroup v2 directories (no cgroup2 mount, or no permission)")
+	}
+	if _, err := l.Start(context.Background(), Spec{ID: "live", Dir: t.TempDir(), Command: "sleep 1000"}); err != nil {
+		t.Fatal(err)
+	}
+	left, f, err := l.cg.create("old")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command("sleep", "1000")
+	cmd.SysProcAttr = &syscall.SysProcAttr{UseCgroupFD: true, CgroupFD: int(f.Fd())}
+	err = cmd.Start()
+	f.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	waited := make(chan error, 1)
+	go func() { waited <- cmd.Wait() }()
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		<-waited
+	})
+	if err := l.CleanLeftovers(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-waited:
+		waited <- nil // for the cleanup
+	case <-time.After(10 * time.Second):
+		t.Fatal("the leftover cgroup's process still runs")
+	}
+	if _, err := os.Stat(left); !os.IsNotExist(err) {
+		t.Fatalf("leftover cgroup %s still there: %v", left, err)
+	}
+	if cg := l.get("live").cgroup; cg == "" {
+		t.Fatal("running instance has no cgroup")
+	} else if _, err := os.Stat(cg); err != nil {
+		t.Fatalf("running instance's cgroup: %v", err)
+	}
+}
