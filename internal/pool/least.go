@@ -1,6 +1,9 @@
 package pool
 
-import "sync"
+import (
+	"sync"
+	"sync/atomic"
+)
 
 // leastIndex keeps a LeastRequests pool's candidates in a binary min-heap
 // ordered by load (in-flight requests per unit of effective weight), so a
@@ -20,6 +23,10 @@ type leastIndex struct {
 	mu   sync.Mutex
 	heap []*Target
 	seq  uint64
+	// size is len(heap), stored by reset before it reads any in-flight count:
+	// with one candidate or none there is no order to keep, so update skips
+	// the lock (reset keys every target afresh when the heap grows).
+	size atomic.Int32
 }
 
 // loadShift scales a load to an integer key: key = in<<loadShift / units.
@@ -56,6 +63,7 @@ func (x *leastIndex) reset(cands []entry) {
 	for _, t := range x.heap {
 		t.lpos = -1
 	}
+	x.size.Store(int32(len(cands)))
 	x.heap = x.heap[:0]
 	for i := range cands {
 		t := cands[i].t
@@ -73,6 +81,9 @@ func (x *leastIndex) reset(cands []entry) {
 
 // update re-keys t after its in-flight count changed.
 func (x *leastIndex) update(t *Target) {
+	if x.size.Load() <= 1 {
+		return
+	}
 	x.mu.Lock()
 	if t.lpos >= 0 {
 		if k := loadKey(t.inflight.Load(), t.lunits); k != t.lkey {
