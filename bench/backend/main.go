@@ -2,7 +2,8 @@
 // answers every HTTP request with a fixed body of about 100 bytes and
 // echoes WebSocket messages on /ws; /compress/ serves compressible
 // bodies of realistic ratios for bench/compress.sh (assets.go). It prints "listening addr=HOST:PORT"
-// once bound, so scripts can use port 0.
+// once bound, so scripts can use port 0; with -listeners N it listens on N
+// ports of the address and prints one such line for each.
 package main
 
 import (
@@ -25,6 +26,7 @@ import (
 func main() {
 	addr := flag.String("addr", "127.0.0.1:0", "listen address")
 	name := flag.String("name", "backend", "name put in each response, to see which backend answered")
+	listeners := flag.Int("listeners", 1, "number of ports to listen on (each with -addr's host; use port 0 for more than one)")
 	flag.Parse()
 
 	// About 100 bytes in all, like a small JSON API answer.
@@ -38,11 +40,18 @@ func main() {
 	mux.HandleFunc("/ws", echo)
 	serveAssets(mux)
 
-	ln, err := net.Listen("tcp", *addr)
-	if err != nil {
-		log.Fatalf("listen: %v", err)
+	if *listeners < 1 {
+		log.Fatalf("-listeners %d: want at least 1", *listeners)
 	}
-	fmt.Printf("listening addr=%s\n", ln.Addr())
+	lns := make([]net.Listener, *listeners)
+	for i := range lns {
+		ln, err := net.Listen("tcp", *addr)
+		if err != nil {
+			log.Fatalf("listen %d of %d on %s: %v", i+1, *listeners, *addr, err)
+		}
+		lns[i] = ln
+		fmt.Printf("listening addr=%s\n", ln.Addr())
+	}
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -52,8 +61,14 @@ func main() {
 		defer cancel()
 		srv.Shutdown(sctx)
 	}()
-	if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-		log.Fatalf("serve: %v", err)
+	errc := make(chan error, len(lns))
+	for _, ln := range lns {
+		go func() { errc <- srv.Serve(ln) }()
+	}
+	for range lns {
+		if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Fatalf("serve: %v", err)
+		}
 	}
 }
 

@@ -30,6 +30,9 @@ type Balancer struct {
 	alog    atomic.Pointer[accessLog]
 	obs     atomic.Pointer[observerBox]
 	changes changes
+	// tickets seals the session tickets of every TLS listener, across
+	// reloads: a client resumes on any listener and event loop.
+	tickets *ticketKeys
 
 	// handlers counts proxy handlers running, for Run's final wait.
 	handlers sync.WaitGroup
@@ -90,6 +93,7 @@ func New(cfg Config) (*Balancer, error) {
 		log:       log,
 		ids:       newIDGen(),
 		tunnels:   newTunnelSet(),
+		tickets:   newTicketKeys(nil),
 		pools:     map[string]*poolEntry{},
 		listeners: map[string]*listener{},
 		serveErr:  make(chan error, 1),
@@ -129,7 +133,9 @@ func (b *Balancer) listenerTLS(l Listener) (*tls.Config, *certWatcher, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	return w.tlsConfig(), w, nil
+	tc := w.tlsConfig()
+	b.tickets.install(tc)
+	return tc, w, nil
 }
 
 // newServer builds the http.Server of a listener; tc is kept only to

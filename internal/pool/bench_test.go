@@ -75,8 +75,10 @@ func BenchmarkPickParallel(b *testing.B) {
 	}
 }
 
+// BenchmarkPickLarge is one pick, Begin and End at 1 to 1,000 targets: the
+// cost of each algorithm as the pool grows.
 func BenchmarkPickLarge(b *testing.B) {
-	for _, n := range []int{100} {
+	for _, n := range []int{1, 10, 100, 1000} {
 		for _, algo := range []Algorithm{RoundRobin, LeastRequests, P2C} {
 			b.Run(fmt.Sprintf("%s/%d", algo, n), func(b *testing.B) {
 				p := benchPool(b, Options{Algorithm: algo}, n)

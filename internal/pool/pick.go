@@ -201,6 +201,11 @@ func (p *Pool) pickAlgo(s *snapshot, tried []*Target, avail int) *Target {
 	}
 	switch p.algo {
 	case LeastRequests:
+		if t := p.least.pick(tried); t != nil {
+			return t
+		}
+		// The heap already holds a newer snapshot's candidates, all
+		// tried: pick from the snapshot this Pick loaded.
 		return p.pickLeast(c, tried)
 	case P2C:
 		return p.pickP2C(c, tried, avail)
@@ -222,9 +227,10 @@ func (p *Pool) pickRR(s *snapshot, tried []*Target) *Target {
 	return nil // unreachable: see the doc comment
 }
 
-// pickLeast returns the untried candidate with the fewest in-flight
+// pickLeast returns the untried candidate in c with the fewest in-flight
 // requests per unit of effective weight, breaking ties uniformly at random
-// (reservoir sampling, so no allocation).
+// (reservoir sampling, so no allocation). It scans c: the pool's leastIndex
+// is the fast way, this is the fallback for a pick that raced a rebuild.
 func (p *Pool) pickLeast(c []entry, tried []*Target) *Target {
 	var best *Target
 	var bestIn, bestU int64
@@ -279,6 +285,12 @@ func (p *Pool) pickP2C(c []entry, tried []*Target, avail int) *Target {
 // nthUntried returns the index in c of the n-th (from 0) candidate that is
 // neither tried nor at index skip.
 func (p *Pool) nthUntried(c []entry, tried []*Target, n, skip int) int {
+	if len(tried) == 0 {
+		if skip >= 0 && n >= skip {
+			n++
+		}
+		return n
+	}
 	for i := range c {
 		if i == skip || contains(tried, c[i].t) {
 			continue

@@ -66,7 +66,7 @@ func TestLeastRequestsWeighted(t *testing.T) {
 	}
 }
 
-func TestLeastRequestsTiesRandom(t *testing.T) {
+func TestLeastRequestsTiesSpread(t *testing.T) {
 	p, _ := newTestPool(t, Options{Algorithm: LeastRequests}, "a", "b", "c")
 	got := counts(t, p, 3000)
 	for _, a := range []string{"a", "b", "c"} {

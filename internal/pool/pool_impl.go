@@ -39,7 +39,9 @@ type Pool struct {
 	anyPick bool // cookie or sockjs configured: Pick looks at the request
 
 	snap atomic.Pointer[snapshot]
-	rr   atomic.Uint64 // round-robin position, shared across snapshots
+	// least orders the candidates by load; non-nil for LeastRequests only.
+	least *leastIndex
+	rr    atomic.Uint64 // round-robin position, shared across snapshots
 
 	mu      sync.Mutex
 	targets []*Target // in Add order; guarded by mu
@@ -108,6 +110,9 @@ func New(o Options) *Pool {
 	}
 	if p.algo > P2C {
 		p.algo = RoundRobin
+	}
+	if p.algo == LeastRequests {
+		p.least = &leastIndex{}
 	}
 	if p.drainTO <= 0 {
 		p.drainTO = defaultDrainTimeout

@@ -84,6 +84,9 @@ func (p *Pool) rebuildLocked(now time.Time) {
 	if p.algo == RoundRobin {
 		s.sched = schedule(s.cands)
 	}
+	if p.least != nil {
+		p.least.reset(s.cands)
+	}
 	if old := p.snap.Load(); old != nil && old.failOpen != s.failOpen {
 		if s.failOpen {
 			p.logLocked(slog.LevelWarn, "pool failing open: no healthy target, using all", "targets", len(s.cands))

@@ -41,6 +41,14 @@ type Target struct {
 	reason       string
 	since        time.Time
 	rampStart    time.Time // slow start began; zero once ramped
+
+	// Guarded by p.least.mu (LeastRequests pools only): the target's place
+	// in the load heap (-1 when not a candidate), effective weight units,
+	// load key and tie-break sequence.
+	lpos   int32
+	lunits int64
+	lkey   uint64
+	lseq   uint64
 }
 
 // drainState is a target's drain in progress, guarded by p.mu.
@@ -52,7 +60,7 @@ type drainState struct {
 }
 
 func newTarget(p *Pool, addr string, weight int) *Target {
-	t := &Target{p: p, addr: addr, weight: weight}
+	t := &Target{p: p, addr: addr, weight: weight, lpos: -1}
 	t.life.Store(newTargetLife())
 	h := fnv.New64a()
 	h.Write([]byte(addr))
@@ -96,6 +104,9 @@ func (t *Target) InFlight() int64 { return t.inflight.Load() }
 func (t *Target) Begin() {
 	t.inflight.Add(1)
 	t.requests.Add(1)
+	if x := t.p.least; x != nil {
+		x.update(t)
+	}
 }
 
 // ewmaAlpha is the weight of a new TTFB sample in tenths (0.3).
@@ -108,6 +119,9 @@ const ewmaAlpha = 3
 // takes the pool lock only for those two rare events.
 func (t *Target) End(o Outcome) {
 	n := t.inflight.Add(-1)
+	if x := t.p.least; x != nil {
+		x.update(t)
+	}
 	if !o.ConnErr && o.TTFB > 0 {
 		for {
 			old := t.ewma.Load()

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"sync"
 	"syscall"
 	"time"
@@ -34,6 +35,9 @@ type group struct {
 	copyDone chan struct{} // closed when all output is in the log
 	ended    chan struct{} // closed when wait has returned
 	killed   chan struct{} // closed when a stop escalates to SIGKILL
+	// cgroup is the instance's cgroup directory ("" without one; set before wait
+	// starts): at the end, what left the group is killed through it.
+	cgroup string
 
 	mu         sync.Mutex
 	stopping   bool
@@ -44,10 +48,11 @@ type group struct {
 
 // startGroup opens the instance's log, forks `sh -c` for spec.Command with env in its own
 // process group, with Pdeathsig=SIGKILL (fork must run on the thread that lives as long
-// as the forking process needs the child: see spawner), and returns the group. The
+// as the forking process needs the child: see spawner), into the cgroup open as cgroup
+// unless it is nil, and returns the group. The
 // caller then starts copyOutput and wait.
 func startGroup(ctx context.Context, fork func(context.Context, *exec.Cmd) error, spec Spec,
-	env []string, workDir string, logMax int64, logFiles int, logger *slog.Logger) (*group, error) {
+	env []string, workDir string, logMax int64, logFiles int, logger *slog.Logger, cgroup *os.File) (*group, error) {
 	lf, err := openLog(instanceLogPath(workDir), logMax, logFiles)
 	if err != nil {
 		return nil, err
@@ -68,6 +73,11 @@ func startGroup(ctx context.Context, fork func(context.Context, *exec.Cmd) error
 			Setpgid:   true,
 			Pdeathsig: syscall.SIGKILL,
 		},
+	}
+	if cgroup != nil {
+		// Born in the cgroup (clone3 CLONE_INTO_CGROUP): no moment outside it.
+		cmd.SysProcAttr.UseCgroupFD = true
+		cmd.SysProcAttr.CgroupFD = int(cgroup.Fd())
 	}
 	err = fork(ctx, cmd)
 	pw.Close()
@@ -112,22 +122,38 @@ func (g *group) copyOutput() {
 	}
 }
 
+// awaitExit returns once the child pid has exited, without reaping it. It waits on a
+// pidfd through Go's poller, so no thread is held while an instance runs (one blocked
+// waitid per instance held one thread each); where the kernel has no pidfd_open
+// (before Linux 5.3) it blocks in waitid(WNOWAIT) instead.
+func awaitExit(pid int) error {
+	// The child is not reaped until the caller's cmd.Wait: its pid cannot be reused, so
+	// the pidfd is this child's.
+	if fd, err := unix.PidfdOpen(pid, unix.PIDFD_NONBLOCK); err == nil {
+		w := &pidWatch{f: os.NewFile(uintptr(fd), "pidfd "+strconv.Itoa(pid))}
+		defer w.close()
+		if err := w.wait(); err == nil {
+			return nil
+		}
+	}
+	var info unix.Siginfo
+	for {
+		err := unix.Waitid(unix.P_PID, pid, &info, unix.WEXITED|unix.WNOWAIT, nil)
+		if !errors.Is(err, syscall.EINTR) {
+			return err
+		}
+	}
+}
+
 // wait observes the group's end and returns its Exit (without Labels and LogTail). It
-// waits for the direct child to exit without reaping it (WNOWAIT), so the pgid cannot be
+// waits for the direct child to exit without reaping it (awaitExit), so the pgid cannot be
 // reused while the group is signalled; lets the rest of the group finish if a stop is in
 // progress (until it escalates); SIGKILLs whatever is left of the group; reaps; drains
 // the output; closes the log; removes tmp/ and stamps the folder with the end time.
 func (g *group) wait() Exit {
 	defer close(g.ended)
 	pid := g.pid
-	var info unix.Siginfo
-	var werr error
-	for {
-		werr = unix.Waitid(unix.P_PID, pid, &info, unix.WEXITED|unix.WNOWAIT, nil)
-		if !errors.Is(werr, syscall.EINTR) {
-			break
-		}
-	}
+	werr := awaitExit(pid)
 	g.mu.Lock()
 	stopping := g.stopping
 	g.mu.Unlock()
@@ -150,6 +176,10 @@ func (g *group) wait() Exit {
 	err := g.cmd.Wait()
 	if werr == nil {
 		werr = err
+	}
+	if g.cgroup != "" {
+		// Processes that left the group (and may hold the output pipe) end too.
+		killCgroup(g.cgroup)
 	}
 	g.out.SetReadDeadline(time.Now().Add(drainTimeout))
 	<-g.copyDone

@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -50,6 +51,10 @@ type Local struct {
 	keep     int // see Options.KeepStopped
 	detached bool
 	closing  chan struct{} // closed when Close begins
+	// cg makes a cgroup per instance (default mode, where the host allows it); nil
+	// otherwise. cgOff is set when a fork into a cgroup failed: none is tried again.
+	cg    *cgroups
+	cgOff atomic.Bool
 
 	pruneMu sync.Mutex // one pruning of instances/ at a time (prune.go)
 
@@ -71,10 +76,11 @@ type Local struct {
 // instance is one running instance: a process group of this process (default mode) or
 // one watched through its shim (detached mode).
 type instance struct {
-	info Info
-	g    *group        // default mode
-	shim *shimHandle   // detached mode
-	done chan struct{} // closed after the Exit is queued
+	info   Info
+	cgroup string        // the instance's cgroup directory; "" when it has none
+	g      *group        // default mode
+	shim   *shimHandle   // detached mode
+	done   chan struct{} // closed after the Exit is queued
 }
 
 // NewLocal prepares the data directory and starts the runtime's goroutines. It does not
@@ -118,6 +124,9 @@ func NewLocal(opts Options) (*Local, error) {
 		if err := os.MkdirAll(d, 0o700); err != nil {
 			return nil, fmt.Errorf("new runtime: %w", err)
 		}
+	}
+	if !l.detached {
+		l.cg = openCgroups(dir)
 	}
 	go l.spawner()
 	go l.exits.run()
@@ -236,9 +245,30 @@ func (l *Local) start(ctx context.Context, spec Spec) (*instance, error) {
 	if err != nil {
 		return nil, fmt.Errorf("pick port: %w", err)
 	}
-	g, err := startGroup(ctx, l.fork, spec, instanceEnv(spec, port, work), work, l.logMax, l.logFiles, l.log)
-	if err != nil {
-		return nil, err
+	env := instanceEnv(spec, port, work)
+	var cgPath string
+	var g *group
+	if l.cg != nil && !l.cgOff.Load() {
+		path, f, cerr := l.cg.create(spec.ID)
+		if cerr == nil {
+			g, err = startGroup(ctx, l.fork, spec, env, work, l.logMax, l.logFiles, l.log, f)
+			f.Close()
+			if err == nil {
+				cgPath, g.cgroup = path, path
+			} else {
+				os.Remove(path)
+				if ctx.Err() == nil && l.cgOff.CompareAndSwap(false, true) {
+					l.log.Warn("starting instances without a cgroup each: the fork into one failed", "instance", spec.ID, "error", err)
+				}
+			}
+		} else if l.cgOff.CompareAndSwap(false, true) {
+			l.log.Warn("starting instances without a cgroup each", "instance", spec.ID, "error", cerr)
+		}
+	}
+	if g == nil {
+		if g, err = startGroup(ctx, l.fork, spec, env, work, l.logMax, l.logFiles, l.log, nil); err != nil {
+			return nil, err
+		}
 	}
 	pid := g.pid
 	st, err := readStat(pid) // a zombie is still readable: the child is not reaped yet
@@ -248,9 +278,13 @@ func (l *Local) start(ctx context.Context, spec Spec) (*instance, error) {
 	if err != nil {
 		g.abort()
 		os.Remove(l.pidPath(spec.ID))
+		if cgPath != "" {
+			removeCgroup(cgPath, 5*time.Second)
+		}
 		return nil, fmt.Errorf("record pid: %w", err)
 	}
 	inst := &instance{
+		cgroup: cgPath,
 		info: Info{
 			ID: spec.ID, PID: pid, PGID: pid, Port: port,
 			Addr: "127.0.0.1:" + strconv.Itoa(port), Dir: spec.Dir, WorkDir: work,
@@ -267,6 +301,12 @@ func (l *Local) start(ctx context.Context, spec Spec) (*instance, error) {
 func (l *Local) wait(inst *instance) {
 	defer l.procs.Done()
 	x := inst.g.wait()
+	if inst.cgroup != "" {
+		// The group is gone; whatever left it goes with the cgroup.
+		if err := removeCgroup(inst.cgroup, 5*time.Second); err != nil {
+			l.log.Warn("remove instance cgroup", "instance", inst.info.ID, "error", err)
+		}
+	}
 	if err := os.Remove(l.pidPath(inst.info.ID)); err != nil && !errors.Is(err, os.ErrNotExist) {
 		l.log.Warn("remove pid record", "instance", inst.info.ID, "error", err)
 	}
@@ -396,6 +436,9 @@ func (l *Local) close(ctx context.Context) error {
 	l.procs.Wait()
 	close(l.spawn)
 	<-l.spawnerDone
+	if l.cg != nil {
+		os.Remove(l.cg.dir) // empty once every instance has ended
+	}
 	if n := l.exits.finish(ctx); n > 0 {
 		l.log.Warn("exits not received before close", "dropped", n)
 	}
@@ -403,13 +446,23 @@ func (l *Local) close(ctx context.Context) error {
 }
 
 // Stats sums CPU time and resident memory over the live processes of the instance's
-// process group, read from /proc.
+// process group, read from /proc, at a cost that grows with the instance's processes,
+// not the host's: with a cgroup per instance, over the processes in its cgroup (those
+// that left the group included); without, by walking the instance's process tree from
+// its leader (instanceMembers), where a process of the group whose parent exited
+// (reparented away) is not counted.
 func (l *Local) Stats(id string) (Stats, error) {
 	inst := l.get(id)
 	if inst == nil {
 		return Stats{}, fmt.Errorf("stats %s: %w", id, ErrNotFound)
 	}
-	members, err := groupMembers(inst.info.PGID)
+	var members []procStat
+	var err error
+	if inst.cgroup != "" {
+		members, err = cgroupMembers(inst.cgroup)
+	} else {
+		members, err = instanceMembers(inst.info.PID, inst.info.PGID)
+	}
 	if err != nil {
 		return Stats{}, fmt.Errorf("stats %s: %w", id, err)
 	}

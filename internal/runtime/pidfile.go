@@ -130,6 +130,19 @@ func (l *Local) CleanLeftovers(ctx context.Context) error {
 			errs = append(errs, err)
 		}
 	}
+	if l.cg != nil {
+		keep := map[string]bool{}
+		l.mu.Lock()
+		for _, inst := range l.insts {
+			if inst != nil && inst.cgroup != "" {
+				keep[inst.cgroup] = true
+			}
+		}
+		l.mu.Unlock()
+		if err := l.cg.removeLeftovers(keep); err != nil {
+			errs = append(errs, err)
+		}
+	}
 	l.pruneStopped()
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("clean leftovers: %w", err)

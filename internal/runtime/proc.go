@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"strconv"
 	"strings"
@@ -113,6 +114,102 @@ func groupMembers(pgid int) ([]procStat, error) {
 		}
 	}
 	return out, nil
+}
+
+// errNoChildrenFile means the kernel has no /proc/<pid>/task/<tid>/children
+// (CONFIG_PROC_CHILDREN): a process tree cannot be walked.
+var errNoChildrenFile = errors.New("no /proc/<pid>/task/<tid>/children on this kernel")
+
+// treeMembers returns the live processes of group pgid found by walking the process
+// tree down from root through /proc/<pid>/task/<tid>/children: one stat read per
+// process of the group and one children read per thread of each, whatever else runs on
+// the host. Processes of other groups are neither returned nor walked into. A process of
+// the group whose parent exited has been reparented out of the tree and is not found
+// (groupMembers, which scans the host, finds it). It returns errNoChildrenFile when the
+// kernel cannot list children, and no error when root has exited.
+func treeMembers(root, pgid int) ([]procStat, error) {
+	var out []procStat
+	seen := map[int]bool{}
+	stack := []int{root}
+	var buf []byte
+	for len(stack) > 0 {
+		pid := stack[len(stack)-1]
+		stack = stack[:len(stack)-1]
+		if seen[pid] {
+			continue
+		}
+		seen[pid] = true
+		st, err := readStat(pid)
+		if err != nil || st.PGRP != pgid || !st.alive() {
+			continue // exited meanwhile, or not of the group
+		}
+		out = append(out, st)
+		dir := "/proc/" + strconv.Itoa(pid) + "/task/"
+		tids, err := readDirNames(dir)
+		if err != nil {
+			continue // exited meanwhile
+		}
+		for _, tid := range tids {
+			buf, err = readFileInto(dir+tid+"/children", buf[:0])
+			if err != nil {
+				if errors.Is(err, os.ErrNotExist) && pid == root && tid == strconv.Itoa(pid) {
+					if _, serr := os.Stat(dir + tid); serr == nil {
+						return nil, errNoChildrenFile
+					}
+				}
+				continue // the thread ended meanwhile
+			}
+			for _, f := range bytes.Fields(buf) {
+				if c, err := strconv.Atoi(string(f)); err == nil && c > 0 {
+					stack = append(stack, c)
+				}
+			}
+		}
+	}
+	return out, nil
+}
+
+// instanceMembers returns the live processes of an instance whose leader is pid and
+// whose process group is pgid: by walking its process tree where the kernel can list
+// children, else by scanning the host.
+func instanceMembers(pid, pgid int) ([]procStat, error) {
+	m, err := treeMembers(pid, pgid)
+	if errors.Is(err, errNoChildrenFile) {
+		return groupMembers(pgid)
+	}
+	return m, err
+}
+
+func readDirNames(dir string) ([]string, error) {
+	d, err := os.Open(dir)
+	if err != nil {
+		return nil, err
+	}
+	defer d.Close()
+	return d.Readdirnames(-1)
+}
+
+// readFileInto appends the contents of a /proc file (whose size stat does not know) to
+// buf.
+func readFileInto(path string, buf []byte) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return buf, err
+	}
+	defer f.Close()
+	for {
+		if len(buf) == cap(buf) {
+			buf = append(buf, 0)[:len(buf)]
+		}
+		n, err := f.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		if err == io.EOF {
+			return buf, nil
+		}
+		if err != nil {
+			return buf, err
+		}
+	}
 }
 
 // groupAlive reports whether any live process is in group pgid.

@@ -10,8 +10,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/shoal-dev/shoal/internal/testenv"
 	"golang.org/x/sys/unix"
+
+	"github.com/shoal-dev/shoal/internal/testenv"
 )
 
 // redactAll feeds the writes to a fresh redactWriter and returns what it wrote.

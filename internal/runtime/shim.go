@@ -18,8 +18,9 @@ import (
 	"sync"
 	"time"
 
-	"github.com/shoal-dev/shoal/internal/atomicfile"
 	"golang.org/x/sys/unix"
+
+	"github.com/shoal-dev/shoal/internal/atomicfile"
 )
 
 // The shim of detached mode. A detached Local starts, for each instance, this executable
@@ -140,7 +141,7 @@ func startShim(cfg shimConfig, logger *slog.Logger) (*shim, error) {
 		return nil, fmt.Errorf("listen on control socket: %w", err)
 	}
 	fork := func(_ context.Context, cmd *exec.Cmd) error { return cmd.Start() }
-	g, err := startGroup(context.Background(), fork, cfg.Spec, cfg.Env, cfg.WorkDir, cfg.LogMax, cfg.LogFiles, logger)
+	g, err := startGroup(context.Background(), fork, cfg.Spec, cfg.Env, cfg.WorkDir, cfg.LogMax, cfg.LogFiles, logger, nil)
 	if err != nil {
 		ln.Close()
 		return nil, err
