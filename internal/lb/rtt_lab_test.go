@@ -71,11 +71,13 @@ func testClientRTTSlowLink(t *testing.T, noFast bool) {
 		}
 	})
 
-	// Slow the far host's way out: 1 Mbit/s with a queue of about 60 ms,
-	// kept full by datagrams sent at 1.6 times the rate (to the
-	// lab's discard port; nobody listens, the lab answers with ICMP).
+	// Slow the far host's way out: 1 Mbit/s with a queue of about 150 ms,
+	// kept full by datagrams sent at 1.3 times the rate (to the lab's
+	// discard port; nobody listens, the lab answers with ICMP). The
+	// sender catches up after a pause of its goroutine (a loaded
+	// machine), so the queue does not drain between ticks.
 	if out, err := lab.CommandContext(ctx, "far", "tc", "qdisc", "add", "dev", "eth0", "root", "tbf",
-		"rate", "1mbit", "burst", "4kb", "latency", "60ms").CombinedOutput(); err != nil {
+		"rate", "1mbit", "burst", "4kb", "latency", "150ms").CombinedOutput(); err != nil {
 		t.Fatalf("tc: %v: %s", err, out)
 	}
 	flood, err := lab.Dialer("far")(ctx, "udp", testenv.LabIP+":9")
@@ -88,14 +90,18 @@ func testClientRTTSlowLink(t *testing.T, noFast bool) {
 	go func() {
 		defer wg.Done()
 		defer flood.Close()
-		tick := time.NewTicker(5 * time.Millisecond) // 1000 bytes each: 1.6 Mbit/s
+		const perSecond = 1.3 * 1e6 / 8 / 1000 // 1000-byte datagrams at 1.3 Mbit/s
+		tick := time.NewTicker(5 * time.Millisecond)
 		defer tick.Stop()
 		pkt := make([]byte, 1000)
+		t0, sent := time.Now(), 0
 		for {
 			select {
 			case <-floodCtx.Done():
 				return
 			case <-tick.C:
+			}
+			for due := int(time.Since(t0).Seconds() * perSecond); sent < due; sent++ {
 				flood.Write(pkt) // ICMP refusals and full queues answer with errors: ignored
 			}
 		}
