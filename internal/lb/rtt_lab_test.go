@@ -17,8 +17,8 @@ import (
 
 // TestClientRTTSlowLink: two clients in network namespaces of a lab, one
 // on a plain link and one whose link to the balancer is slowed (a tbf
-// qdisc kept full by a stream of datagrams, so that every packet it sends
-// waits in the queue, as over a long distance). The round-trip time the
+// qdisc kept full by a bulk upload, so that every packet it sends waits
+// in the queue, as over a long distance). The round-trip time the
 // balancer records for the slow client's requests follows the delay that
 // client's own TCP handshakes measure, the near client's stays far below
 // it, and Status's per-listener figures tell them apart. Run on both
@@ -72,46 +72,50 @@ func testClientRTTSlowLink(t *testing.T, noFast bool) {
 	})
 
 	// Slow the far host's way out: 1 Mbit/s with a queue of about 150 ms,
-	// kept full by datagrams sent at 1.3 times the rate (to the lab's
-	// discard port; nobody listens, the lab answers with ICMP). The
-	// sender catches up after a pause of its goroutine (a loaded
-	// machine), so the queue does not drain between ticks.
+	// kept full by a bulk upload from the far host to a sink in the lab.
+	// TCP's own congestion control keeps the queue full (a standing
+	// queue, as in a bufferbloated home link), from the kernel's send
+	// buffer: a pause of the test's goroutines does not drain it.
 	if out, err := lab.CommandContext(ctx, "far", "tc", "qdisc", "add", "dev", "eth0", "root", "tbf",
 		"rate", "1mbit", "burst", "4kb", "latency", "150ms").CombinedOutput(); err != nil {
 		t.Fatalf("tc: %v: %s", err, out)
 	}
-	flood, err := lab.Dialer("far")(ctx, "udp", testenv.LabIP+":9")
+	sinkLn, err := lab.Listen("", testenv.LabIP+":0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	floodCtx, stopFlood := context.WithCancel(ctx)
+	up, err := lab.Dialer("far")(ctx, "tcp", sinkLn.Addr().String())
+	if err != nil {
+		sinkLn.Close()
+		t.Fatal(err)
+	}
+	down, err := sinkLn.Accept()
+	sinkLn.Close()
+	if err != nil {
+		up.Close()
+		t.Fatal(err)
+	}
 	var wg sync.WaitGroup
-	wg.Add(1)
+	wg.Add(2)
 	go func() {
 		defer wg.Done()
-		defer flood.Close()
-		const perSecond = 1.3 * 1e6 / 8 / 1000 // 1000-byte datagrams at 1.3 Mbit/s
-		tick := time.NewTicker(5 * time.Millisecond)
-		defer tick.Stop()
-		pkt := make([]byte, 1000)
-		t0, sent := time.Now(), 0
+		io.Copy(io.Discard, down) // until the upload is closed
+	}()
+	go func() {
+		defer wg.Done()
+		chunk := make([]byte, 64<<10)
 		for {
-			select {
-			case <-floodCtx.Done():
-				return
-			case <-tick.C:
-			}
-			for due := int(time.Since(t0).Seconds() * perSecond); sent < due; sent++ {
-				flood.Write(pkt) // ICMP refusals and full queues answer with errors: ignored
+			if _, err := up.Write(chunk); err != nil {
+				return // closed by the cleanup
 			}
 		}
 	}()
-	t.Cleanup(func() { stopFlood(); wg.Wait() })
+	t.Cleanup(func() { up.Close(); down.Close(); wg.Wait() })
 
 	// The delay each client's own handshakes measure (a SYN waits in the
-	// same queue): the median of several, leaving out those whose SYN a
-	// datagram pushed out of the full queue (its retry waits a second;
-	// the kernel leaves retried segments out of its estimate too).
+	// same queue): the median of several, leaving out those whose SYN
+	// found the queue full (its retry waits a second; the kernel leaves
+	// retried segments out of its estimate too).
 	median := func(ds []time.Duration) time.Duration {
 		ds = slices.Clone(ds)
 		slices.Sort(ds)
