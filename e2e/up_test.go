@@ -140,6 +140,12 @@ func TestUpSelfHealing(t *testing.T) {
 	if code != 0 || !strings.Contains(out, "in_service") || !strings.Contains(out, "3/3 in service") {
 		t.Errorf("shoal status: %d\n%s", code, out)
 	}
+	// The load went through the balancer: the app's time beside the
+	// client round trip, per route and listener (issue 17).
+	if !strings.Contains(out, "RTT p50") || !regexp.MustCompile(`(?m)^\s+route \S+\s+\d+\s+[0-9.]+ ms\s+[0-9.]+ ms\s+[0-9.]+ ms\s+[0-9.]+ ms$`).MatchString(out) ||
+		!regexp.MustCompile(`(?m)^\s+listener \S+\s+\d+`).MatchString(out) {
+		t.Errorf("shoal status lacks the route's and the listener's timing:\n%s", out)
+	}
 	code, out = runShoal(t, bin, dir, "events", "-n", "200")
 	for _, want := range []string{"process killed by SIGKILL", "health checks in a row", "desired 2 -> 3"} {
 		if code != 0 || !strings.Contains(out, want) {
@@ -161,6 +167,9 @@ func TestUpSelfHealing(t *testing.T) {
 	var ciStatus client.Status
 	if out, err := ci.Output(); err != nil || json.Unmarshal(out, &ciStatus) != nil || ciStatus.InService != 3 {
 		t.Errorf("SHOAL_ADMIN_URL=... shoal status -o json: %v, %+v\n%s", err, ciStatus, out)
+	}
+	if len(ciStatus.Timing) == 0 || ciStatus.Timing[0].Kind != "route" || ciStatus.Timing[0].RTTSamples == 0 || ciStatus.Timing[0].RTTP50MS <= 0 {
+		t.Errorf("shoal status -o json: timing %+v", ciStatus.Timing)
 	}
 	if code, out := runShoal(t, bin, dir, "logs", st.Instances[0].ID); code != 0 {
 		t.Errorf("shoal logs: %d\n%s", code, out)

@@ -89,7 +89,9 @@ type controllerOptions struct {
 }
 
 // WithBalancer makes GET /v1/status (and the answer of POST /v1/scale)
-// carry "maintenance": whether b answers every request with 503.
+// carry "maintenance", whether b answers every request with 503, and
+// "timing", the app's time and the network's of the group's requests at
+// b (groupTiming).
 func WithBalancer(b *lb.Balancer) ControllerOption {
 	return func(o *controllerOptions) { o.balancer = b }
 }
@@ -108,7 +110,9 @@ func WithHosts(hosts func() []api.HostStatus) ControllerOption {
 func (o controllerOptions) status(c *controller.Controller) api.Status {
 	st := c.Status()
 	if o.balancer != nil {
-		st.Maintenance = o.balancer.Status().Maintenance
+		bs := o.balancer.Status()
+		st.Maintenance = bs.Maintenance
+		st.Timing = groupTiming(bs, st.App)
 	}
 	if o.hosts != nil {
 		st.Hosts = o.hosts()
@@ -236,4 +240,35 @@ func (f *flushWriter) Write(p []byte) (int, error) {
 		err = f.rc.Flush()
 	}
 	return n, err
+}
+
+// groupTiming picks from bs the timing of the routes to the pool named
+// app (the group's pool, in shoal up and shoal server alike) and of the
+// listeners that carry any of them, routes first, each in bs's order;
+// those without a request yet are left out.
+func groupTiming(bs api.LBStatus, app string) []api.TimingStatus {
+	var out []api.TimingStatus
+	mine := map[string]bool{}
+	for _, r := range bs.Routes {
+		if r.Pool != app {
+			continue
+		}
+		mine[r.Name] = true
+		if r.Timing != nil {
+			out = append(out, api.TimingStatus{Kind: "route", Name: r.Name, RequestTiming: *r.Timing})
+		}
+	}
+	if len(mine) == 0 {
+		return out
+	}
+	for _, l := range bs.Listeners {
+		carries := len(l.Routes) == 0 // a listener without a list carries every route
+		for _, n := range l.Routes {
+			carries = carries || mine[n]
+		}
+		if carries && l.Timing != nil {
+			out = append(out, api.TimingStatus{Kind: "listener", Name: l.Name, RequestTiming: *l.Timing})
+		}
+	}
+	return out
 }

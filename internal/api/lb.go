@@ -23,6 +23,9 @@ type ListenerStatus struct {
 	Addr   string   `json:"addr"`
 	TLS    bool     `json:"tls"`
 	Routes []string `json:"routes,omitempty"`
+	// Timing is where the time of the listener's requests went since the
+	// balancer started; nil before its first request.
+	Timing *RequestTiming `json:"timing,omitempty"`
 }
 
 // RouteStatus is one route of the balancer.
@@ -31,6 +34,29 @@ type RouteStatus struct {
 	Host       string `json:"host,omitempty"`
 	PathPrefix string `json:"path_prefix"`
 	Pool       string `json:"pool"`
+	// Timing is where the time of the route's requests went since the
+	// balancer started; nil before its first request.
+	Timing *RequestTiming `json:"timing,omitempty"`
+}
+
+// RequestTiming splits the time of a route's or a listener's requests,
+// since the balancer started, into the app's and the network's share:
+// percentiles (from fixed buckets, interpolated) of the app's time (the
+// target's time to first byte, of requests that reached a target and
+// were neither held open nor a WebSocket) and of the client connection's
+// round-trip time (the kernel's smoothed estimate, TCP_INFO, when each
+// request ended).
+type RequestTiming struct {
+	// Requests counts every request and WebSocket recorded.
+	Requests int64 `json:"requests"`
+	// AppSamples counts the requests in the app's percentiles.
+	AppSamples int64   `json:"app_samples"`
+	AppP50MS   float64 `json:"app_p50_ms"`
+	AppP95MS   float64 `json:"app_p95_ms"`
+	// RTTSamples counts the requests whose round-trip time was known.
+	RTTSamples int64   `json:"rtt_samples"`
+	RTTP50MS   float64 `json:"rtt_p50_ms"`
+	RTTP95MS   float64 `json:"rtt_p95_ms"`
 }
 
 // PoolStatus is one pool of targets, with the active health view.

@@ -8,7 +8,8 @@ import (
 // Status is a point-in-time view of one group and its instances: the answer
 // of GET /v1/status and POST /v1/scale. The controller fills every field but
 // Maintenance, which the admin API adds from the balancer in front of the
-// group, and Hosts, which it adds from the fleet.
+// group, Timing, which it adds from the same balancer, and Hosts, which
+// it adds from the fleet.
 type Status struct {
 	App     string `json:"app"`
 	Host    string `json:"host"`
@@ -38,6 +39,20 @@ type Status struct {
 	// Hosts are the fleet's hosts, sorted by name, when the admin API
 	// serves a fleet (adminapi.WithHosts); nil for shoal up.
 	Hosts []HostStatus `json:"hosts,omitempty"`
+	// Timing is where the time of the group's requests went since the
+	// balancer started, the app's beside the network's: the routes to the
+	// group's pool, then the listeners that carry them (a listener's
+	// figures include every route it carries). Nil without a balancer or
+	// before the first request.
+	Timing []TimingStatus `json:"timing,omitempty"`
+}
+
+// TimingStatus is the timing of one route or listener in Status.
+type TimingStatus struct {
+	// Kind is "route" or "listener".
+	Kind string `json:"kind"`
+	Name string `json:"name"`
+	RequestTiming
 }
 
 // InstanceStatus is one instance in Status.

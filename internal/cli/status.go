@@ -238,6 +238,10 @@ func printStatus(w io.Writer, st client.Status, now time.Time) {
 		}
 	}
 	printInstances(w, st.Instances)
+	if len(st.Timing) > 0 {
+		fmt.Fprintln(w)
+		printTiming(w, st.Timing)
+	}
 	if st.Hosts != nil {
 		fmt.Fprintln(w)
 		printHosts(w, st.Hosts, now)

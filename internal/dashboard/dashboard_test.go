@@ -310,7 +310,7 @@ func TestPagesRender(t *testing.T) {
 		"/ui/timeline":         {"<select", `value="deploy"`},
 		"/ui/releases":         {"v3", `data-rollback="2"`, "running v3"},
 		"/ui/instances/web-3":  {"Instance web-3", `data-log-src="/ui/instances/web-3/logs?lines=200"`, "/ui/chart/cpu.svg?instance=web-3"},
-		"/ui/slow":             {"Latency by route", "Slowest recent requests"},
+		"/ui/slow":             {"Latency by route", "Slowest recent requests", "Client round trip <b>", "network (round trip + transfer)"},
 		"/ui/slow?window=1h":   {`<option value="1h" selected>`},
 		"/ui/timeline?kind=xx": {"No events match."},
 	}

@@ -15,7 +15,11 @@ import (
 //	{"time":"2026-01-02T15:04:05.000Z","request_id":"...","client":"10.0.0.1",
 //	 "method":"GET","host":"app.example.com","path":"/x","route":"web",
 //	 "pool":"web","target":"127.0.0.1:3000","status":200,"bytes_out":120,
-//	 "duration_ms":1.52,"upstream_ms":1.1,"retries":0,"error":"..."}
+//	 "duration_ms":1.52,"upstream_ms":1.1,"retries":0,"rtt_ms":0.21,"error":"..."}
+//
+// rtt_ms is the client connection's round-trip time (the kernel's
+// smoothed estimate, TCP_INFO) when the request ended; absent when it is
+// not known.
 //
 // Each line is built in a pooled buffer and written with one Write call
 // under a mutex (unbuffered, like nginx's default access_log), so lines
@@ -71,6 +75,10 @@ func (l *accessLog) write(ex *exchange, d time.Duration) {
 	b = strconv.AppendFloat(b, float64(ex.ttfb.Microseconds())/1000, 'f', 3, 64)
 	b = append(b, `,"retries":`...)
 	b = strconv.AppendInt(b, int64(ex.retries), 10)
+	if ex.rtt.Smoothed > 0 {
+		b = append(b, `,"rtt_ms":`...)
+		b = strconv.AppendFloat(b, float64(ex.rtt.Smoothed.Microseconds())/1000, 'f', 3, 64)
+	}
 	if ex.websocket {
 		b = append(b, `,"websocket":true`...)
 	}
@@ -123,6 +131,7 @@ func (b *Balancer) finish(ex *exchange, r *http.Request) {
 		return
 	}
 	ex.method, ex.host, ex.path, ex.remote = r.Method, r.Host, r.URL.Path, r.RemoteAddr
+	ex.rtt = connOf(r.Context()).readRTT()
 	b.record(ex)
 }
 
@@ -154,7 +163,7 @@ func observe(o RequestObserver, ex *exchange, end time.Time) {
 	*rec = RequestRecord{
 		Start: ex.start, RequestID: ex.id, Method: ex.method, Host: ex.host, Path: ex.path,
 		Target: ex.target, Status: ex.status, BytesOut: ex.bytesOut, Retries: ex.retries,
-		Total: end.Sub(ex.start), Held: ex.held,
+		Total: end.Sub(ex.start), Held: ex.held, RTT: ex.rtt.Smoothed, RTTMin: ex.rtt.Min,
 	}
 	if ex.route != nil {
 		rec.Route, rec.Pool = ex.route.name, ex.route.m.pool

@@ -144,7 +144,7 @@ func (b *Balancer) listenerTLS(l Listener) (*tls.Config, *certWatcher, error) {
 func (b *Balancer) newListener(l Listener, tc *tls.Config, cw *certWatcher, lim Limits) *listener {
 	fresh := newFreshConns()
 	srv := &http.Server{
-		Handler:           &frontHandler{b: b, name: l.Name, tls: tc != nil},
+		Handler:           &frontHandler{b: b, name: l.Name, tls: tc != nil, lm: b.metrics.forListener(l.Name)},
 		ReadHeaderTimeout: lim.HeaderTimeout,
 		IdleTimeout:       lim.ClientIdle,
 		MaxHeaderBytes:    serverMaxHeaderBytes(lim.MaxHeaderBytes),

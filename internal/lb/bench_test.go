@@ -57,3 +57,13 @@ func benchGets(b *testing.B, url string) {
 		}
 	})
 }
+
+// BenchmarkProxyNetHTTP is BenchmarkProxy through the net/http path (the
+// fast path off), as TLS and HTTP/2 clients are served.
+func BenchmarkProxyNetHTTP(b *testing.B) {
+	be := newBackend(b, benchHandler)
+	cfg := baseConfig(be.addr)
+	cfg.Limits.DisableFastPath = true
+	lb := start(b, cfg)
+	benchGets(b, lb.url+"/bench")
+}

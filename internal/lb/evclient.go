@@ -271,7 +271,7 @@ func (c *evClient) dispatch(tbl *table) {
 	c.l.s.requests.Add(1)
 	c.state, c.dl = csBusy, 0
 	ex := &c.ex
-	*ex = exchange{start: time.Now(), listener: c.l.s.name, route: rt, closeAfter: h.Close, websocket: h.Upgrade}
+	*ex = exchange{start: time.Now(), listener: c.l.s.name, lm: c.l.s.lm, route: rt, closeAfter: h.Close, websocket: h.Upgrade}
 	info := b.wantsInfo()
 	if h.NRequestID == 1 && validRequestID(bstr(head, h.RequestID)) {
 		ex.id = string(head[h.RequestID.Start:h.RequestID.End])
@@ -661,6 +661,7 @@ func (c *evClient) flush() {
 // next request on the connection.
 func (c *evClient) complete() {
 	ex := &c.ex
+	c.readRTT()
 	c.l.s.b.record(ex)
 	c.r += c.h.Size + int(c.h.ContentLength)
 	c.state, c.respDone, c.started, c.served = csIdle, false, false, true
@@ -706,6 +707,7 @@ func (c *evClient) abort(err error) {
 		if !c.started {
 			ex.status = statusClientGone
 		}
+		c.readRTT()
 		c.l.s.b.record(ex)
 	}
 	c.close()

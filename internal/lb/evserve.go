@@ -28,6 +28,7 @@ import (
 type fastServer struct {
 	b       *Balancer
 	name    string
+	lm      *listenerMetrics
 	lim     Limits
 	ln      *net.TCPListener
 	handoff *chanListener
@@ -50,7 +51,7 @@ type fastServer struct {
 }
 
 func newFastServer(b *Balancer, name string, lim Limits, ln *net.TCPListener) *fastServer {
-	return &fastServer{b: b, name: name, lim: lim, ln: ln, handoff: newChanListener(ln.Addr()), stopped: make(chan struct{}), ready: make(chan struct{})}
+	return &fastServer{b: b, name: name, lm: b.metrics.forListener(name), lim: lim, ln: ln, handoff: newChanListener(ln.Addr()), stopped: make(chan struct{}), ready: make(chan struct{})}
 }
 
 // serve starts the loops, each accepting on its own descriptor of the

@@ -251,6 +251,7 @@ func (t *evTunnel) close() {
 	t.target.End(pool.Outcome{Status: c.status, TTFB: c.ex.ttfb})
 	t.pe.m.ws.Dec()
 	c.l.s.b.tunnels.remove(t)
+	c.readRTT()
 	c.l.s.b.record(&c.ex)
 	c.l.putSmall(t.toClient.pend)
 	c.l.putSmall(t.toTarget.pend)

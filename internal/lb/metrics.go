@@ -32,10 +32,16 @@ type metrics struct {
 	ws       *prometheus.GaugeVec
 	held     *prometheus.GaugeVec
 	heldDur  *prometheus.HistogramVec
+	// rtt and listenerRTT: the client connection's round-trip time
+	// (rtt.go), by route and by listener.
+	rtt         *prometheus.HistogramVec
+	listenerRTT *prometheus.HistogramVec
 
 	mu     sync.Mutex
 	routes map[[2]string]*routeMetrics // by (route, pool)
 	hists  map[string]*latencyHist     // by pool, kept across reloads
+	// listeners by name, kept across reloads (rtt.go).
+	listeners map[string]*listenerMetrics
 
 	ejections ejectionTally
 }
@@ -45,6 +51,8 @@ type routeMetrics struct {
 	route, pool string
 	dur         prometheus.Observer
 	heldDur     prometheus.Observer
+	rtt         prometheus.Observer
+	t           timing // for Status (rtt.go)
 	m           *metrics
 	// byCode holds the request counter of each status code (index: the
 	// code, 0 when none was sent), created on first use.
@@ -70,7 +78,7 @@ var latencyBuckets = [...]float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5
 var heldBuckets = [...]float64{.1, 1, 5, 10, 25, 30, 60, 120, 300, 600, 1800, 3600}
 
 func newMetrics(b *Balancer) *metrics {
-	m := &metrics{b: b, reg: prometheus.NewRegistry(), routes: map[[2]string]*routeMetrics{}, hists: map[string]*latencyHist{}}
+	m := &metrics{b: b, reg: prometheus.NewRegistry(), routes: map[[2]string]*routeMetrics{}, hists: map[string]*latencyHist{}, listeners: map[string]*listenerMetrics{}}
 	m.requests = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "shoal_lb_requests_total",
 		Help: "Requests answered, by route, pool and status code (\"none\" when no status was sent).",
@@ -102,7 +110,17 @@ func newMetrics(b *Balancer) *metrics {
 		Help:    "Duration of held-open exchanges (long polls, streams, server-sent events), from headers read to the last byte; they are not in shoal_lb_request_duration_seconds.",
 		Buckets: heldBuckets[:],
 	}, []string{"route"})
-	m.reg.MustRegister(m.requests, m.duration, m.ttfb, m.retries, m.ws, m.held, m.heldDur, poolCollector{b})
+	m.rtt = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "shoal_lb_client_rtt_seconds",
+		Help:    "Round-trip time of the client's TCP connection (the kernel's smoothed estimate, TCP_INFO) when each request ended, by route: the network's share beside the app's time in shoal_lb_upstream_ttfb_seconds.",
+		Buckets: rttBuckets[:],
+	}, []string{"route"})
+	m.listenerRTT = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "shoal_lb_listener_client_rtt_seconds",
+		Help:    "Round-trip time of the client's TCP connection (the kernel's smoothed estimate, TCP_INFO) when each request ended, by listener.",
+		Buckets: rttBuckets[:],
+	}, []string{"listener"})
+	m.reg.MustRegister(m.requests, m.duration, m.ttfb, m.retries, m.ws, m.held, m.heldDur, m.rtt, m.listenerRTT, poolCollector{b})
 	return m
 }
 
@@ -147,7 +165,7 @@ func (m *metrics) forRoute(route, pool string) *routeMetrics {
 	k := [2]string{route, pool}
 	rm := m.routes[k]
 	if rm == nil {
-		rm = &routeMetrics{route: route, pool: pool, m: m, dur: m.duration.WithLabelValues(route), heldDur: m.heldDur.WithLabelValues(route)}
+		rm = &routeMetrics{route: route, pool: pool, m: m, dur: m.duration.WithLabelValues(route), heldDur: m.heldDur.WithLabelValues(route), rtt: m.rtt.WithLabelValues(route)}
 		m.routes[k] = rm
 	}
 	return rm
@@ -183,6 +201,7 @@ func (m *metrics) observe(ex *exchange, d time.Duration) {
 		rm = ex.route.m
 	}
 	rm.counter(ex.status).Inc()
+	m.observeRTT(rm, ex)
 	if ex.held {
 		ex.heldPool.held.Dec()
 		ex.heldPool.lat.held.Add(-1)

@@ -48,6 +48,13 @@ type RequestRecord struct {
 	// Total is then how long it stayed open, not a latency, and it is left
 	// out of LatencyHistogram. WebSocket tunnels are not marked Held.
 	Held bool
+	// RTT is the client connection's round-trip time when the request
+	// ended (the kernel's smoothed estimate, TCP_INFO), and RTTMin the
+	// lowest sample the kernel kept: the network's share, which the
+	// balancer's own phases do not see (the request's way in happens
+	// before Start, the answer's way out after Total). Zero when not
+	// known.
+	RTT, RTTMin time.Duration
 }
 
 // observerBox lets a nil interface be stored atomically.

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptrace"
 	"net/netip"
@@ -15,6 +14,7 @@ import (
 	"time"
 
 	"github.com/shoal-dev/shoal/internal/h1"
+	"github.com/shoal-dev/shoal/internal/netpoll"
 	"github.com/shoal-dev/shoal/internal/pool"
 )
 
@@ -23,15 +23,11 @@ type frontHandler struct {
 	b    *Balancer
 	name string // listener name: selects the router
 	tls  bool
+	lm   *listenerMetrics
 }
 
+// connKey is the context key of a request's *connInfo (withConn, rtt.go).
 type connKey struct{}
-
-// withConn is http.Server.ConnContext: it makes the accepted connection
-// (a *guardConn for HTTP/1) reachable from the request.
-func withConn(ctx context.Context, c net.Conn) context.Context {
-	return context.WithValue(ctx, connKey{}, c)
-}
 
 // exchange is the state of one client request, for the proxy, the access
 // log and metrics.
@@ -63,6 +59,10 @@ type exchange struct {
 	// Request facts for the access log and the observer, filled by
 	// finish (net/http path) or, when wantsInfo, by the fast path.
 	method, host, path, remote string
+	// lm is the listener's series; rtt the client connection's
+	// round-trip time when the exchange ended (rtt.go), zero if unknown.
+	lm  *listenerMetrics
+	rtt netpoll.RTT
 }
 
 var bufPool = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
@@ -71,11 +71,11 @@ func (h *frontHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	b := h.b
 	b.handlers.Add(1)
 	defer b.handlers.Done()
-	ex := &exchange{start: time.Now(), listener: h.name}
+	ex := &exchange{start: time.Now(), listener: h.name, lm: h.lm}
 	defer b.finish(ex, r)
 
 	headTooLarge := false
-	if g, ok := r.Context().Value(connKey{}).(*guardConn); ok {
+	if g, ok := connOf(r.Context()).guarded(); ok {
 		g.served++
 		if n := g.tainted.Load(); n != 0 && g.served >= n {
 			// Content-Length and Transfer-Encoding together: the body was

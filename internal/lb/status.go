@@ -36,7 +36,7 @@ func (b *Balancer) Status() Status {
 		if l := b.listeners[lc.Name]; l != nil && l.raw != nil {
 			addr = l.raw.Addr().String()
 		}
-		ls = append(ls, ListenerStatus{Name: lc.Name, Addr: addr, TLS: len(lc.TLS) > 0, Routes: lc.Routes})
+		ls = append(ls, ListenerStatus{Name: lc.Name, Addr: addr, TLS: len(lc.TLS) > 0, Routes: lc.Routes, Timing: b.metrics.listenerTiming(lc.Name)})
 	}
 	type pe struct {
 		name string
@@ -56,7 +56,7 @@ func (b *Balancer) Status() Status {
 
 	st := Status{Listeners: ls, Maintenance: b.maint.Load() != nil, WebSockets: b.tunnels.count()}
 	for _, r := range cfg.Routes {
-		st.Routes = append(st.Routes, RouteStatus{Name: r.Name, Host: r.Host, PathPrefix: r.PathPrefix, Pool: r.Pool})
+		st.Routes = append(st.Routes, RouteStatus{Name: r.Name, Host: r.Host, PathPrefix: r.PathPrefix, Pool: r.Pool, Timing: b.metrics.routeTiming(r.Name, r.Pool)})
 	}
 	sort.Slice(pes, func(i, j int) bool { return pes[i].name < pes[j].name })
 	for _, e := range pes {

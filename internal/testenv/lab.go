@@ -310,20 +310,48 @@ func (l *Lab) Transport(host string) *http.Transport {
 }
 
 // dialIn dials on an OS thread moved into the namespace ns: the socket
-// belongs to the namespace it was made in, wherever it is used later. The
-// thread then returns to the test's namespace; if it cannot, it stays
-// locked and Go ends it with its goroutine.
+// belongs to the namespace it was made in, wherever it is used later.
 func (l *Lab) dialIn(ctx context.Context, ns *os.File, network, addr string) (net.Conn, error) {
+	return inNamespace(l, ns, func() (net.Conn, error) {
+		var d net.Dialer
+		return d.DialContext(ctx, network, addr)
+	})
+}
+
+// Listen opens a TCP listening socket on host ("" for the lab itself) at
+// addr (such as LabIP+":0"), for a server that the test runs in its own
+// process but that must be reached from the lab's hosts: the socket
+// belongs to the namespace it was made in, so it accepts there while
+// the test's goroutines serve it. The caller closes it.
+func (l *Lab) Listen(host, addr string) (*net.TCPListener, error) {
+	ns := l.netns
+	if host != "" {
+		ns = l.Host(host).netns
+	}
+	return inNamespace(l, ns, func() (*net.TCPListener, error) {
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			return nil, err
+		}
+		return ln.(*net.TCPListener), nil
+	})
+}
+
+// inNamespace runs f on an OS thread moved into the namespace ns, for
+// the sockets it makes. The thread then returns to the test's namespace;
+// if it cannot, it stays locked and Go ends it with its goroutine.
+func inNamespace[T any](l *Lab, ns *os.File, f func() (T, error)) (T, error) {
 	type result struct {
-		conn net.Conn
-		err  error
+		v   T
+		err error
 	}
 	done := make(chan result, 1)
-	// The handles stay open until the dial has returned (Close waits).
+	// The handles stay open until f has returned (Close waits).
 	l.mu.RLock()
 	defer l.mu.RUnlock()
 	if l.closed {
-		return nil, errors.New("lab: closed")
+		var zero T
+		return zero, errors.New("lab: closed")
 	}
 	go func() {
 		runtime.LockOSThread()
@@ -331,15 +359,14 @@ func (l *Lab) dialIn(ctx context.Context, ns *os.File, network, addr string) (ne
 			done <- result{err: fmt.Errorf("enter the lab's network namespace: %w", err)}
 			return // locked: the thread is ended
 		}
-		var d net.Dialer
-		c, err := d.DialContext(ctx, network, addr)
+		v, err := f()
 		if unix.Setns(int(l.root.Fd()), unix.CLONE_NEWNET) == nil {
 			runtime.UnlockOSThread()
 		}
-		done <- result{c, err}
+		done <- result{v, err}
 	}()
 	r := <-done
-	return r.conn, r.err
+	return r.v, r.err
 }
 
 // Cut takes host's link to the bridge down (its bridge side), as a pulled

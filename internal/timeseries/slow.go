@@ -29,6 +29,11 @@ type SlowRequest struct {
 	TTFB time.Duration `json:"ttfb"`
 	// Transfer is the copy of the response body to the client.
 	Transfer time.Duration `json:"transfer"`
+	// RTT is the client connection's round-trip time when the request
+	// ended (TCP_INFO); 0 when not known. The client waited about
+	// Total+RTT: the request's way in and the answer's way out are
+	// outside Total.
+	RTT time.Duration `json:"rtt,omitempty"`
 }
 
 // SlowOptions configures a Slow keeper. The zero value is usable.

@@ -60,7 +60,7 @@ func (o *Observer) observe(r *lb.RequestRecord) {
 	o.Slow.Offer(timeseries.SlowRequest{
 		Time: r.Start, RequestID: r.RequestID, Method: r.Method, Host: r.Host, Path: r.Path,
 		Route: route, Group: r.Pool, Target: r.Target, Status: r.Status,
-		Total: r.Total, Queue: r.Queue, TTFB: r.TTFB, Transfer: r.Transfer,
+		Total: r.Total, Queue: r.Queue, TTFB: r.TTFB, Transfer: r.Transfer, RTT: r.RTT,
 	})
 }
 

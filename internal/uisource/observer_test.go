@@ -64,7 +64,7 @@ func TestObserverRecordsAndKeepsTheSlowest(t *testing.T) {
 	for i := range 10 {
 		r := &lb.RequestRecord{Start: start.Add(time.Duration(i) * time.Second), RequestID: "r" + string(rune('0'+i)), Method: "GET",
 			Host: "example.test", Path: "/api/items/" + string(rune('0'+i)), Pool: "web", Target: "127.0.0.1:1",
-			Status: 200, Queue: time.Millisecond, TTFB: time.Duration(i+1) * 100 * time.Millisecond, Transfer: 5 * time.Millisecond}
+			Status: 200, Queue: time.Millisecond, TTFB: time.Duration(i+1) * 100 * time.Millisecond, Transfer: 5 * time.Millisecond, RTT: 40 * time.Millisecond}
 		if i == 9 {
 			r.Status = 502
 		}
@@ -91,7 +91,7 @@ func TestObserverRecordsAndKeepsTheSlowest(t *testing.T) {
 	}
 	s := top[0]
 	if s.RequestID != "r9" || s.Path != "/api/items/9" || s.Route != "/api/" || s.Group != "web" || s.Status != 502 ||
-		s.TTFB != time.Second || s.Queue != time.Millisecond || s.Transfer != 5*time.Millisecond || !s.Time.Equal(start.Add(9*time.Second)) {
+		s.TTFB != time.Second || s.Queue != time.Millisecond || s.Transfer != 5*time.Millisecond || s.RTT != 40*time.Millisecond || !s.Time.Equal(start.Add(9*time.Second)) {
 		t.Errorf("slowest = %+v", s)
 	}
 }

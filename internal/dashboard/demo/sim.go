@@ -230,6 +230,10 @@ func (s *Source) request(app string, in *inst, at time.Time, slowness float64) t
 	ttfb := time.Duration(float64(rt.median) * math.Exp(s.rng.NormFloat64()*0.45) * slowness)
 	queue := time.Duration(150+s.rng.IntN(900)) * time.Microsecond
 	transfer := time.Duration(50+s.rng.IntN(400)) * time.Microsecond
+	// The client's round trip: 8 to 188 ms, from the request's time so
+	// that the random sequence (and every other simulated figure) stays
+	// as it was.
+	rtt := time.Duration(8+at.Nanosecond()%181) * time.Millisecond
 	switch p := s.rng.Float64(); {
 	case rt.name == "GET /reports" && p < 0.01:
 		// The page from the story: the target takes seconds to answer.
@@ -237,6 +241,7 @@ func (s *Source) request(app string, in *inst, at time.Time, slowness float64) t
 	case rt.name == "GET /static/app.js" && p < 0.01:
 		// A 4 MB bundle to a slow phone.
 		transfer = time.Duration(2500+s.rng.IntN(3000)) * time.Millisecond
+		rtt = 350 * time.Millisecond
 	case p < 0.0003:
 		// Every target busy: waiting at the balancer.
 		queue = time.Duration(1500+s.rng.IntN(2500)) * time.Millisecond
@@ -251,7 +256,7 @@ func (s *Source) request(app string, in *inst, at time.Time, slowness float64) t
 	return timeseries.SlowRequest{
 		Time: at, RequestID: fmt.Sprintf("%016x", s.rng.Uint64()), Method: rt.method, Host: app + ".example.com",
 		Path: path, Route: rt.name, Group: app, Target: in.Addr, Status: status,
-		Total: queue + ttfb + transfer, Queue: queue, TTFB: ttfb, Transfer: transfer,
+		Total: queue + ttfb + transfer, Queue: queue, TTFB: ttfb, Transfer: transfer, RTT: rtt,
 	}
 }
 
