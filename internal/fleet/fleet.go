@@ -174,6 +174,8 @@ type Fleet struct {
 	ended endedRing
 	// unplaced are the starts refused for lack of capacity (unplaced.go).
 	unplaced map[string]Unplaced
+	// readyAt is when a host last became ready (synced).
+	readyAt time.Time
 	// changed is closed and replaced at every change of a host's state
 	// (Settle waits on it).
 	changed chan struct{}

@@ -396,6 +396,7 @@ func (f *Fleet) sweep(ctx context.Context, h *host, c *agentclient.Client, list 
 		return ctx.Err()
 	}
 	h.synced = true
+	f.readyAt = f.o.Now() // unplaced.go
 	back := h.wasLost
 	h.wasLost = false
 	if h.rec.Draining {

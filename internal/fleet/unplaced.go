@@ -27,10 +27,16 @@ type Unplaced struct {
 	Memory int64
 	// At is the latest refusal.
 	At time.Time
+	// Current: refused after the latest host became ready, so no host
+	// ready now can take it. A refusal from before waits for its
+	// controller's next try (which backs off up to 5 s) and may fit a
+	// host that has joined since.
+	Current bool
 }
 
 // Unplaced returns the instances refused for lack of capacity within
-// UnplacedTTL and not placed since, sorted by instance id. An instance
+// UnplacedTTL and not placed since, sorted by instance id, each marked
+// Current when no host has become ready since its refusal. An instance
 // leaves the list when a host is chosen for it, or when its controller
 // stops asking.
 func (f *Fleet) Unplaced() []Unplaced {
@@ -43,6 +49,7 @@ func (f *Fleet) Unplaced() []Unplaced {
 			delete(f.unplaced, id)
 			continue
 		}
+		u.Current = !u.At.Before(f.readyAt)
 		out = append(out, u)
 	}
 	slices.SortFunc(out, func(a, b Unplaced) int { return strings.Compare(a.Instance, b.Instance) })

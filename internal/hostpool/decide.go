@@ -47,6 +47,10 @@ type Demand struct {
 	App    string
 	CPU    float64
 	Memory int64
+	// Retry: refused before a host became ready, and not tried since; it
+	// may fit that host, so it adds no host, but it holds off scaling in
+	// (fleet.Unplaced's Current, negated).
+	Retry bool
 }
 
 // Input is what one pass decides from. Decide reads it only.
@@ -93,12 +97,13 @@ type Doomed struct {
 //  1. a machine that has not joined within JoinDeadline of its creation,
 //     or whose host has been unreachable for JoinDeadline, is destroyed
 //     (and so no longer counts);
-//  2. the pending instances are packed, first fit by decreasing size,
+//  2. the pending instances (but those to be retried on a host that has
+//     become ready since their refusal) are packed, first fit by decreasing size,
 //     onto hosts of the capacity the pool's joined hosts have (one host
 //     when none has joined or none declares a capacity); the machines
 //     still booting (made, not yet ready) count as hosts on the way; what
 //     is missing is created, never beyond Max, and at least up to Min;
-//  3. only when nothing waits and nothing is created: a ready host empty
+//  3. only when nothing waits (retries included) and nothing is created: a ready host empty
 //     for EmptyAfter is drained (the newest first), and a draining host
 //     with no instance is destroyed, never below Min.
 //
@@ -135,10 +140,16 @@ func Decide(in Input) Decision {
 		}
 	}
 	need := 0
-	if len(in.Pending) > 0 {
-		need = hostsFor(in.Pending, capCPU, capMem)
+	var current []Demand
+	for _, p := range in.Pending {
+		if !p.Retry {
+			current = append(current, p)
+		}
+	}
+	if len(current) > 0 {
+		need = hostsFor(current, capCPU, capMem)
 		why = append(why, fmt.Sprintf("%d instances wait for capacity (%s), %s per host; %d hosts booting",
-			len(in.Pending), sumDemand(in.Pending), capacityWords(capCPU, capMem), booting))
+			len(current), sumDemand(current), capacityWords(capCPU, capMem), booting))
 	}
 	add := max(need-booting, 0)
 	if count+add < lim.Min {

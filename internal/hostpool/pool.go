@@ -244,7 +244,7 @@ func (p *Pool) observe(machines []Machine) Input {
 		}
 	}
 	for _, u := range p.o.Fleet.Unplaced() {
-		in.Pending = append(in.Pending, Demand{App: u.App, CPU: u.CPU, Memory: u.Memory})
+		in.Pending = append(in.Pending, Demand{App: u.App, CPU: u.CPU, Memory: u.Memory, Retry: !u.Current})
 	}
 	in.NextSeq = next
 	return in

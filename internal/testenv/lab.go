@@ -309,37 +309,60 @@ func (l *Lab) Transport(host string) *http.Transport {
 	}
 }
 
-// dialIn dials on an OS thread moved into the namespace ns: the socket
+// dialIn dials on an OS thread moved into the namespace ns (inNS).
+func (l *Lab) dialIn(ctx context.Context, ns *os.File, network, addr string) (net.Conn, error) {
+	var c net.Conn
+	err := l.inNS(ns, func() error {
+		var d net.Dialer
+		var err error
+		c, err = d.DialContext(ctx, network, addr)
+		return err
+	})
+	return c, err
+}
+
+// Listen returns a listener made in host's network namespace ("" for the
+// lab itself): a test's server (such as a fake cloud API) that the lab's
+// processes reach at an address of the lab. The caller closes it.
+func (l *Lab) Listen(host, network, addr string) (net.Listener, error) {
+	ns := l.netns
+	if host != "" {
+		ns = l.Host(host).netns
+	}
+	var ln net.Listener
+	err := l.inNS(ns, func() error {
+		var err error
+		ln, err = net.Listen(network, addr)
+		return err
+	})
+	return ln, err
+}
+
+// inNS runs fn on an OS thread moved into the namespace ns: a socket
 // belongs to the namespace it was made in, wherever it is used later. The
 // thread then returns to the test's namespace; if it cannot, it stays
 // locked and Go ends it with its goroutine.
-func (l *Lab) dialIn(ctx context.Context, ns *os.File, network, addr string) (net.Conn, error) {
-	type result struct {
-		conn net.Conn
-		err  error
-	}
-	done := make(chan result, 1)
-	// The handles stay open until the dial has returned (Close waits).
+func (l *Lab) inNS(ns *os.File, fn func() error) error {
+	done := make(chan error, 1)
+	// The handles stay open until fn has returned (Close waits).
 	l.mu.RLock()
 	defer l.mu.RUnlock()
 	if l.closed {
-		return nil, errors.New("lab: closed")
+		return errors.New("lab: closed")
 	}
 	go func() {
 		runtime.LockOSThread()
 		if err := unix.Setns(int(ns.Fd()), unix.CLONE_NEWNET); err != nil {
-			done <- result{err: fmt.Errorf("enter the lab's network namespace: %w", err)}
+			done <- fmt.Errorf("enter the lab's network namespace: %w", err)
 			return // locked: the thread is ended
 		}
-		var d net.Dialer
-		c, err := d.DialContext(ctx, network, addr)
+		err := fn()
 		if unix.Setns(int(l.root.Fd()), unix.CLONE_NEWNET) == nil {
 			runtime.UnlockOSThread()
 		}
-		done <- result{c, err}
+		done <- err
 	}()
-	r := <-done
-	return r.conn, r.err
+	return <-done
 }
 
 // Cut takes host's link to the bridge down (its bridge side), as a pulled
