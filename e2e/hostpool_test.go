@@ -38,15 +38,16 @@ const doCreateDelay = 2 * time.Second
 // from the script; see dotest.AgentFiles), with the droplet size's
 // capacity (1 CPU, 512 MiB) as the agent's.
 type droplets struct {
-	t    *testing.T
-	bin  string
-	lab  *testenv.Lab
-	mu   sync.Mutex
-	free []string                 // lab hosts not yet used
-	proc map[int]*testenv.Process // by droplet id
-	at   map[string]time.Time     // boot time by droplet name
-	slot map[string]string        // lab host by droplet name
+	t     *testing.T
+	bin   string
+	lab   *testenv.Lab
+	mu    sync.Mutex
+	free  []string                 // lab hosts not yet used
+	proc  map[int]*testenv.Process // by droplet id
+	at    map[string]time.Time     // boot time by droplet name
+	slot  map[string]string        // lab host by droplet name
 	errs  []error
+	dud   string   // a droplet whose agent never starts
 	ended []string // the output of the destroyed droplets' agents
 }
 
@@ -56,6 +57,9 @@ func (d *droplets) boot(_ context.Context, dr godo.Droplet, userData string) (st
 	fail := func(err error) (string, error) {
 		d.errs = append(d.errs, fmt.Errorf("boot %s: %w", dr.Name, err))
 		return "", err
+	}
+	if d.dud != "" && dr.Name == d.dud {
+		return "", errors.New("this droplet never boots") // its agent never joins
 	}
 	if len(d.free) == 0 {
 		return fail(errors.New("no lab host left"))
@@ -133,7 +137,9 @@ func (d *droplets) close() {
 // DigitalOcean API whose droplets boot as lab hosts running the agent
 // their user-data starts; examples/goapp declares 0.25 CPU per instance.
 //
-//  1. The pool makes its one host (min_hosts); 2 instances are deployed.
+//  1. The pool makes its one host (min_hosts), web-1, which never boots:
+//     after join_deadline it is destroyed and web-2 replaces it; 2
+//     instances are deployed.
 //  2. Load step: scale to 6. Four instances fit the first host; the others
 //     wait for capacity, the pool adds a host, and all 6 serve.
 //  3. The load goes away: scale to 1. A host is left empty, drained and
@@ -149,7 +155,7 @@ func (d *droplets) close() {
 func TestHostPool(t *testing.T) {
 	slots := []string{"d1", "d2", "d3", "d4", "d5"}
 	f := &fleetLab{t: t, bin: testenv.BuildShoal(t), lab: testenv.NewLab(t, slots...), serverDir: t.TempDir(), agents: map[string]*labAgent{}}
-	ds := &droplets{t: t, bin: f.bin, lab: f.lab, free: slots, proc: map[int]*testenv.Process{}, at: map[string]time.Time{}, slot: map[string]string{}}
+	ds := &droplets{t: t, bin: f.bin, lab: f.lab, free: slots, dud: "web-1", proc: map[int]*testenv.Process{}, at: map[string]time.Time{}, slot: map[string]string{}}
 	fake := dotest.New(dotest.Options{Token: doSecret, CreateDelay: doCreateDelay, Boot: ds.boot, Destroyed: ds.destroyed})
 	ln, err := f.lab.Listen("", "tcp", testenv.LabIP+":0")
 	if err != nil {
@@ -211,7 +217,8 @@ func TestHostPool(t *testing.T) {
 	}
 
 	// 1. min_hosts: one host; deploy 2 instances on it.
-	testenv.Eventually(t, time.Minute, func() error { return ready("web-1") })
+	testenv.Eventually(t, time.Minute, func() error { return ready("web-2") })
+	wantEvent(t, f, "destroy web-1 did not join within 15s")
 	app := goApp(t, 2)
 	yml := filepath.Join(app, "shoal.yaml")
 	b, err := os.ReadFile(yml)
@@ -237,23 +244,23 @@ func TestHostPool(t *testing.T) {
 		return err
 	})
 	took := time.Since(step)
-	if err := ready("web-1", "web-2"); err != nil {
+	if err := ready("web-2", "web-3"); err != nil {
 		t.Fatal(err)
 	}
 	onNew := 0
 	for _, p := range six {
 		ds.mu.Lock()
-		slot := ds.slot["web-2"]
+		slot := ds.slot["web-3"]
 		ds.mu.Unlock()
 		if p.Host == slot {
 			onNew++
 		}
 	}
 	if onNew == 0 {
-		t.Errorf("no instance on the new host web-2: %+v", six)
+		t.Errorf("no instance on the new host web-3: %+v", six)
 	}
 	t.Logf("load step: scale 2 -> 6 with 4 instances per host; new host joined and 6 serving in %s (fake creation delay %s)", took.Round(10*time.Millisecond), doCreateDelay)
-	wantEvent(t, f, "pool web: add 1 hosts (web-2 in sfo3)", "instances wait for capacity")
+	wantEvent(t, f, "pool web: add 1 hosts (web-3 in ", "instances wait for capacity")
 
 	// 3. The load goes away: one host is drained, destroyed and forgotten.
 	if code, out, errOut := f.shoal(app, "scale", "1"); code != 0 {
@@ -275,6 +282,7 @@ func TestHostPool(t *testing.T) {
 	wantEvent(t, f, "empty for", "empty_after 3s")
 	wantEvent(t, f, "drained and empty")
 	left := fake.Droplets()[0].Name
+	gone := map[string]string{"web-2": "web-3", "web-3": "web-2"}[left]
 
 	// 4. Scale out again; kill the server once the droplet is made.
 	creates := fake.Stats().Creates
@@ -303,8 +311,8 @@ func TestHostPool(t *testing.T) {
 	for _, d := range fake.Droplets() {
 		names = append(names, d.Name)
 	}
-	if len(names) != 2 || !slices.Contains(names, left) || slices.Contains(names, "web-2") {
-		t.Errorf("droplets %v: want %s and a new name (never web-2's again)", names, left)
+	if len(names) != 2 || !slices.Contains(names, left) || slices.Contains(names, gone) || slices.Contains(names, "web-1") {
+		t.Errorf("droplets %v: want %s and a new name (never %s's or web-1's again)", names, left, gone)
 	}
 
 	// 5. Rate limits and failures are retried and shown.

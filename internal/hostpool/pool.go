@@ -155,13 +155,18 @@ func (p *Pool) Pass(ctx context.Context) error {
 	}
 	p.event(d.Reason, slog.LevelInfo)
 	for _, x := range d.Destroy {
+		// Out of the fleet first: a host that still has an instance is
+		// kept (and tried again next pass). Once removed, its certificate
+		// opens nothing, so if the destroy fails the machine is an
+		// unjoined one, destroyed after JoinDeadline.
+		if err := p.o.Fleet.Remove(x.Name); err != nil && !errors.Is(err, fleet.ErrUnknownHost) {
+			p.event(fmt.Sprintf("pool %s: %s kept: %v", p.o.Name, x.Name, err), slog.LevelWarn)
+			continue
+		}
 		if err := p.o.Provider.Destroy(ctx, x.ID); err != nil {
 			return err
 		}
 		p.event(fmt.Sprintf("pool %s: destroyed %s (droplet %s): %s", p.o.Name, x.Name, x.ID, x.Reason), slog.LevelInfo)
-		if err := p.o.Fleet.Remove(x.Name); err != nil && !errors.Is(err, fleet.ErrUnknownHost) {
-			p.event(fmt.Sprintf("pool %s: destroyed %s but could not remove it from the fleet: %v", p.o.Name, x.Name, err), slog.LevelWarn)
-		}
 		delete(p.emptySince, x.Name)
 		delete(p.lostSince, x.Name)
 	}
