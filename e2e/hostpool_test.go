@@ -141,7 +141,8 @@ func (d *droplets) close() {
 //     after join_deadline it is destroyed and web-2 replaces it; 2
 //     instances are deployed.
 //  2. Load step: scale to 6. Four instances fit the first host; the others
-//     wait for capacity, the pool adds a host, and all 6 serve.
+//     wait for capacity, the pool adds a host (in the other region), and
+//     all 6 serve; `shoal hosts` shows each host's region, grouped.
 //  3. The load goes away: scale to 1. A host is left empty, drained and
 //     destroyed after empty_after; the fleet forgets it.
 //  4. Scale to 6 again and kill the server (SIGKILL) as soon as the new
@@ -246,6 +247,18 @@ func TestHostPool(t *testing.T) {
 	took := time.Since(step)
 	if err := ready("web-2", "web-3"); err != nil {
 		t.Fatal(err)
+	}
+	// Each host carries its droplet's region; `shoal hosts` groups by it.
+	hosts, err := f.hosts()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if hosts["web-2"].Region != "nyc1" || hosts["web-3"].Region != "sfo3" {
+		t.Errorf("regions: web-2 %q, web-3 %q; want nyc1 and sfo3", hosts["web-2"].Region, hosts["web-3"].Region)
+	}
+	if code, out, errOut := f.shoal("", "hosts"); code != 0 || !strings.HasPrefix(out, "REGION  HOST") ||
+		strings.Index(out, "nyc1    web-2") > strings.Index(out, "sfo3    web-3") {
+		t.Errorf("shoal hosts: exit %d\n%s%s", code, out, errOut)
 	}
 	onNew := 0
 	for _, p := range six {

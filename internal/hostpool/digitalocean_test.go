@@ -185,7 +185,7 @@ func TestLoadToken(t *testing.T) {
 
 func TestUserData(t *testing.T) {
 	tok := "shoal-join-v1.aaaaaaaaaaaaaaaa.bbbb.cccc"
-	ud, err := hostpool.UserData(hostpool.UserDataSpec{Server: "https://10.0.0.1:7443", Token: tok, Name: "web-3", Zone: "nyc1"})
+	ud, err := hostpool.UserData(hostpool.UserDataSpec{Server: "https://10.0.0.1:7443", Token: tok, Name: "web-3", Region: "nyc1"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -204,7 +204,7 @@ func TestUserData(t *testing.T) {
 	if err != nil {
 		t.Fatalf("agent.yaml of the user-data: %v\n%s", err, cfg)
 	}
-	if a.Name != "web-3" || a.Zone != "nyc1" || a.Advertise != "10.0.0.9" || a.Server != "https://10.0.0.1:7443" || a.JoinTokenFile != "/etc/shoal/join-token" {
+	if a.Name != "web-3" || a.Region != "nyc1" || a.Zone != "" || a.Advertise != "10.0.0.9" || a.Server != "https://10.0.0.1:7443" || a.JoinTokenFile != "/etc/shoal/join-token" {
 		t.Errorf("agent.yaml %+v", a)
 	}
 	if _, err := hostpool.UserData(hostpool.UserDataSpec{Server: "https://10.0.0.1:7443", Token: tok, Name: "Bad Name"}); err == nil {

@@ -193,7 +193,7 @@ func (p *Pool) create(ctx context.Context, c NewMachine) error {
 	if err != nil {
 		return fmt.Errorf("join token for %s: %w", c.Name, err)
 	}
-	ud, err := UserData(UserDataSpec{Server: p.o.ServerURL, Token: tok, Name: c.Name, Zone: c.Region})
+	ud, err := UserData(UserDataSpec{Server: p.o.ServerURL, Token: tok, Name: c.Name, Region: c.Region})
 	if err != nil {
 		return err
 	}

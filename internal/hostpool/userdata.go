@@ -35,8 +35,8 @@ type UserDataSpec struct {
 	Server string
 	// Token is the one-time join token (secret).
 	Token string
-	// Name is the host's name (MachineName), Zone its zone label.
-	Name, Zone string
+	// Name is the host's name (MachineName); Region and Zone its labels.
+	Name, Region, Zone string
 }
 
 // UserData is the cloud-init user-data of a new machine: a shell script
@@ -47,7 +47,7 @@ type UserDataSpec struct {
 // setup.BinaryPath (a snapshot of a host made with `shoal setup`, the
 // AMI's role). The script holds the token: never log it.
 func UserData(s UserDataSpec) (string, error) {
-	a := config.AgentFile{Server: s.Server, JoinTokenFile: setup.TokenPath, Name: s.Name, Zone: s.Zone,
+	a := config.AgentFile{Server: s.Server, JoinTokenFile: setup.TokenPath, Name: s.Name, Region: s.Region, Zone: s.Zone,
 		Listen: config.DefaultAgentListen, Advertise: advertiseStandIn, DataDir: config.DefaultAgentDataDir}
 	body, err := yaml.Marshal(a)
 	if err != nil {
