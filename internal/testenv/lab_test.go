@@ -185,6 +185,28 @@ func TestLab(t *testing.T) {
 		}
 	}
 
+	// A listener of the test's own made in the lab (Listen): processes
+	// on the hosts reach it at a lab address.
+	ln, err := l.Listen("", "tcp", LabIP+":0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	served := make(chan struct{})
+	go func() {
+		defer close(served)
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		fmt.Fprintln(c, "hello from the test")
+		c.Close()
+	}()
+	if code, out := dialFrom(t, l, "h2", ln.Addr().String(), 5*time.Second); code != 0 || !strings.Contains(out, "got hello from the test") {
+		t.Fatalf("a process on h2 to the test's listener in the lab: exit %d: %s", code, out)
+	}
+	<-served
+
 	ctx := Context(t, 30*time.Second)
 	if err := l.Cut(ctx, "h1"); err != nil {
 		t.Fatal(err)
