@@ -242,8 +242,12 @@ func TestLab(t *testing.T) {
 	if err := l.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if !p1.Exited() {
-		t.Fatal("the process on h1 outlived the lab")
+	// Killed by the sweep (a zombie is in no namespace); reaped by its
+	// Process's own goroutine, which may run a moment after Close returns.
+	wctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if _, err := p1.Wait(wctx); err != nil {
+		t.Fatalf("the process on h1 outlived the lab: %v", err)
 	}
 	if alive(held) {
 		t.Fatalf("pid %d, out of its process group, outlived the lab", held)
