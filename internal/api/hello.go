@@ -9,9 +9,12 @@ type AgentHello struct {
 	// URL is the agent's API, https://advertise-ip:port, which the server
 	// calls with its own certificate.
 	URL string `json:"url"`
-	// Zone is the host's zone label ("" for none); placement spreads a
-	// group over zones first.
+	// Zone is the host's zone label ("" for none), within its Region;
+	// placement spreads a group over regions, then zones.
 	Zone string `json:"zone,omitempty"`
+	// Region is the host's region label ("" for none); placement spreads
+	// a group over regions, then over the zones of each.
+	Region string `json:"region,omitempty"`
 	// CPU (cores) and MemoryBytes are what the server may place on the
 	// host: agent.yaml's cpu and memory, or the machine's when unset.
 	CPU         float64 `json:"cpu"`

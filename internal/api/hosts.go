@@ -36,6 +36,8 @@ type Host struct {
 	// URL is the agent's API (https://advertise-ip:port).
 	URL  string
 	Zone string
+	// Region is the host's region label; its zones are within it.
+	Region string
 	// CPU (cores) and MemoryBytes are what the server may place on the
 	// host; zero is unbounded.
 	CPU         float64
@@ -57,10 +59,12 @@ type Host struct {
 
 // HostStatus is one host of the fleet as `shoal hosts` shows it.
 type HostStatus struct {
-	Name  string    `json:"name"`
-	URL   string    `json:"url"`
-	Zone  string    `json:"zone,omitempty"`
-	State HostState `json:"state"`
+	Name string `json:"name"`
+	URL  string `json:"url"`
+	Zone string `json:"zone,omitempty"`
+	// Region is the host's region label ("" for none).
+	Region string    `json:"region,omitempty"`
+	State  HostState `json:"state"`
 	// Reason says why a host is not ready ("no heartbeat for 5s").
 	Reason string `json:"reason,omitempty"`
 	// CPU and MemoryBytes are the host's capacity (zero: unbounded);

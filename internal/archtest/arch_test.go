@@ -159,6 +159,11 @@ var allowed = map[string][]string{
 	// agents through their client, placement for the choice, pki for the
 	// guard and the agents' identities.
 	"internal/fleet": {"internal/controller", "internal/agentclient", "internal/placement", "internal/pki"},
+	// Elastic hosts (issue 17): the fleet's registry to grow and shrink, the
+	// agent's config schema and setup's installed layout for the user-data.
+	"internal/hostpool": {"internal/fleet", "internal/config", "internal/setup"},
+	// Test support: a fake DigitalOcean API (godo's types), no Shoal part.
+	"internal/hostpool/dotest": {"internal/hostpool"},
 	"internal/daemon": {"internal/config", "internal/controller", "internal/adminapi",
 		"internal/uisource", "internal/dashboard", "internal/lb", "internal/pool",
 		"internal/release", "internal/runtime", "internal/store", "internal/timeseries",
@@ -172,7 +177,9 @@ var allowed = map[string][]string{
 		// the balancer nodes and run by them (lbconfig.go).
 		"internal/health",
 		// `shoal up` of a runtime: docker app connects to the engine.
-		"internal/dockerrt"},
+		"internal/dockerrt",
+		// `shoal server`'s host_pools: elastic hosts.
+		"internal/hostpool"},
 }
 
 // importers bounds who may import a package outside tests: the daemons are composed in
@@ -187,7 +194,11 @@ var importers = map[string][]string{
 	// simulated agents in process to measure them at 1,000 hosts.
 	"internal/controller": {"internal/daemon", "internal/adminapi", "internal/uisource", "internal/fleet", "bench/scale"},
 	// The server is composed in package daemon, like the other processes.
-	"internal/fleet": {"internal/daemon", "bench/scale"},
+	"internal/fleet": {"internal/daemon", "internal/hostpool", "bench/scale"},
+	// Elastic hosts are composed into `shoal server` (daemon).
+	"internal/hostpool": {"internal/daemon", "internal/hostpool/dotest"},
+	// Only tests use the fake DigitalOcean API.
+	"internal/hostpool/dotest": {},
 	// `shoal agent` is composed in package daemon, like the other processes.
 	"internal/agent": {"internal/daemon", "internal/agent/agenttest", "bench/scale"},
 	// Only tests use the agent's test support.
@@ -199,7 +210,7 @@ var importers = map[string][]string{
 	"internal/archtest": {},
 	// The OS plumbing of the fast path serves the balancer's event loops only.
 	"internal/netpoll": {"internal/lb"},
-	"internal/setup":   {"internal/cli"},
+	"internal/setup":   {"internal/cli", "internal/hostpool"},
 }
 
 // cliNever lists the parts of the daemons that the CLI must not import: it parses,

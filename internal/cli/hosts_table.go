@@ -1,23 +1,44 @@
 package cli
 
 import (
+	"cmp"
 	"fmt"
 	"io"
+	"slices"
 	"strconv"
+	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/shoal-dev/shoal/internal/api"
 )
 
-// printHosts writes the fleet's hosts as a table: name, zone, state (with
-// the reason when not ready), CPU and memory used of capacity, instances,
-// and the age of the last heartbeat at now. `shoal status` prints it when
-// the status carries hosts.
+// printHosts writes the fleet's hosts as a table grouped by region (the
+// regions by name, hosts without one last; by name within each): region
+// (when any host has one), name, zone, state (with the reason when not ready), CPU and memory used
+// of capacity, instances, and the age of the last heartbeat at now.
+// `shoal status` prints it when the status carries hosts.
 func printHosts(w io.Writer, hosts []api.HostStatus, now time.Time) {
+	hosts = slices.Clone(hosts)
+	slices.SortStableFunc(hosts, func(a, b api.HostStatus) int {
+		if (a.Region == "") != (b.Region == "") {
+			if a.Region == "" {
+				return 1
+			}
+			return -1
+		}
+		return cmp.Or(strings.Compare(a.Region, b.Region), strings.Compare(a.Name, b.Name))
+	})
+	regions := slices.ContainsFunc(hosts, func(h api.HostStatus) bool { return h.Region != "" })
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	if regions {
+		fmt.Fprint(tw, "REGION\t")
+	}
 	fmt.Fprintln(tw, "HOST\tZONE\tSTATE\tCPU\tMEMORY\tINSTANCES\tHEARTBEAT")
 	for _, h := range hosts {
+		if regions {
+			fmt.Fprintf(tw, "%s\t", orDash(h.Region))
+		}
 		state := string(h.State)
 		if h.Reason != "" {
 			state += " (" + h.Reason + ")"

@@ -47,6 +47,7 @@ agent.yaml is rewritten from the flags on every run: give the same flags each ti
 	tokenFile := f.String("token-file", "", "`file` holding the join token, instead of --token")
 	name := f.String("name", "", "the host's `name` in the fleet (default: its host name, lowercased)")
 	zone := f.String("zone", "", "the host's `zone`; the server spreads instances over zones")
+	region := f.String("region", "", "the host's `region`; the server spreads instances over regions, then their zones")
 	listen := f.String("listen", "", "`address` of the agent's API (default "+config.DefaultAgentListen+")")
 	dataDir := f.String("data-dir", "", "the agent's data `dir` (default "+config.DefaultAgentDataDir+")")
 	cpu := f.Float64("cpu", 0, "`cores` the server may place on the host (default: all it has)")
@@ -71,7 +72,7 @@ agent.yaml is rewritten from the flags on every run: give the same flags each ti
 			return usagef("setup needs %s (see shoal setup --help)", strings.Join(missing, " and "))
 		}
 		o := setup.Options{
-			Agent: config.AgentFile{Server: *server, Advertise: *advertise, Name: *name, Zone: *zone,
+			Agent: config.AgentFile{Server: *server, Advertise: *advertise, Name: *name, Zone: *zone, Region: *region,
 				Listen: *listen, DataDir: *dataDir, CPU: *cpu},
 			Token:      *token,
 			KeyFile:    *key,

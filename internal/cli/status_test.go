@@ -58,6 +58,22 @@ func TestPrintStatusHostsAndInstanceHosts(t *testing.T) {
 			"h1    a     ready                              0.5/4  256MiB/8GiB  1          2s ago",
 			"h2    -     unreachable (no heartbeat for 5s)  0/-    1.5GiB/-     0          never",
 		}},
+		{"hosts grouped by region", fleet, []api.HostStatus{
+			{Name: "b1", Region: "sfo3", State: api.HostReady, Instances: 1},
+			{Name: "a2", Region: "nyc1", Zone: "b", State: api.HostReady},
+			{Name: "z1", State: api.HostReady},
+			{Name: "a1", Region: "nyc1", Zone: "a", State: api.HostReady},
+		}, []string{
+			"INSTANCE   RELEASE  STATE       HEALTH   ADDRESS        HOST    UPTIME  REQ/S  REASON",
+			"web-v1-a1  v1       in_service  ok       10.0.0.2:4000  h1 (a)  2m0s    0.0",
+			"web-v1-b2  v1       pending     unknown  -              -       -       0.0    no capacity",
+			"",
+			"REGION  HOST  ZONE  STATE  CPU  MEMORY  INSTANCES  HEARTBEAT",
+			"nyc1    a1    a     ready  0/-  0B/-    0          never",
+			"nyc1    a2    b     ready  0/-  0B/-    0          never",
+			"sfo3    b1    -     ready  0/-  0B/-    1          never",
+			"-       z1    -     ready  0/-  0B/-    0          never",
+		}},
 		{"hosts, none yet", local, []api.HostStatus{}, []string{
 			"INSTANCE   RELEASE  STATE       HEALTH  ADDRESS         UPTIME  REQ/S  REASON",
 			"web-v1-a1  v1       in_service  ok      127.0.0.1:4000  -       0.0",

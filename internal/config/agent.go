@@ -33,8 +33,12 @@ type AgentFile struct {
 	// lowercased.
 	Name string `yaml:"name"`
 	// Zone is the host's zone label; the server spreads each group's
-	// instances over zones first. Default: "" (one zone).
+	// instances over the zones of each region. Default: "" (one zone).
 	Zone string `yaml:"zone"`
+	// Region is the host's region label, such as nyc1; the server spreads
+	// each group over regions, then over the zones of each. Default: ""
+	// (one region).
+	Region string `yaml:"region"`
 	// Listen is where the agent serves its API to the server, over mutual
 	// TLS. Default: ":7441".
 	Listen string `yaml:"listen"`
@@ -131,6 +135,9 @@ func ParseAgent(file string, data []byte) (*AgentFile, error) {
 	}
 	if a.Zone != "" && !ValidNodeName(a.Zone) {
 		d.errorf("zone", "%q is not a valid zone: lowercase letters, digits, '.' and '-', up to 63", a.Zone)
+	}
+	if a.Region != "" && !ValidNodeName(a.Region) {
+		d.errorf("region", "%q is not a valid region: lowercase letters, digits, '.' and '-', up to 63", a.Region)
 	}
 
 	if a.Listen == "" {

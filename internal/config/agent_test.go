@@ -14,6 +14,7 @@ func TestParseAgent(t *testing.T) {
 join_token_file: join-token
 name: app-1
 zone: z1
+region: nyc1
 advertise: 10.0.0.2
 memory: 2GiB
 cpu: 1.5
@@ -22,7 +23,7 @@ cpu: 1.5
 		t.Fatal(err)
 	}
 	want := AgentFile{Server: "https://10.0.0.1:7440", JoinTokenFile: filepath.Join(dir, "join-token"), Name: "app-1",
-		Zone: "z1", Listen: DefaultAgentListen, Advertise: "10.0.0.2", DataDir: DefaultAgentDataDir,
+		Zone: "z1", Region: "nyc1", Listen: DefaultAgentListen, Advertise: "10.0.0.2", DataDir: DefaultAgentDataDir,
 		CPU: 1.5, Memory: 2 << 30, File: file}
 	if *a != want {
 		t.Fatalf("ParseAgent =\n%+v\nwant\n%+v", *a, want)
@@ -65,6 +66,7 @@ zone: "Z 1"
 listen: nope
 advertise: 0.0.0.0
 cpu: -1
+region: NYC 1
 `))
 	for _, want := range []string{
 		"agent.yaml:1:9: server: must be an https URL",
@@ -73,6 +75,7 @@ cpu: -1
 		"agent.yaml:4:9: listen: must be host:port",
 		"agent.yaml:5:12: advertise: must be an address others can reach",
 		"agent.yaml:6:6: cpu: must not be negative",
+		"agent.yaml:7:9: region: \"NYC 1\" is not a valid region",
 	} {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("error lacks %q:\n%v", want, err)

@@ -30,6 +30,9 @@ type ServerFile struct {
 	Fleet ServerFleet `yaml:"fleet"`
 	// Balancer is the one plain HTTP listener in front of every app.
 	Balancer ServerBalancer `yaml:"balancer"`
+	// HostPools are elastic hosts made through a cloud API (issue 17);
+	// none by default.
+	HostPools []HostPool `yaml:"host_pools"`
 
 	// File is the absolute path the file was loaded from.
 	File string `yaml:"-"`
@@ -184,6 +187,7 @@ func ParseServer(file string, data []byte) (*ServerFile, error) {
 		}
 		s.Balancer.Sticky.secret = key
 	}
+	checkHostPools(d, &s, resolve)
 	if len(d.probs) > 0 {
 		return nil, d.sorted()
 	}

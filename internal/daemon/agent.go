@@ -202,6 +202,7 @@ func (d *Agent) hello(ctx context.Context) {
 	h := api.AgentHello{
 		URL:     "https://" + net.JoinHostPort(d.cfg.Advertise, port),
 		Zone:    d.cfg.Zone,
+		Region:  d.cfg.Region,
 		CPU:     d.cfg.CPU,
 		Epoch:   d.api.Epoch(),
 		Version: buildinfo.Read().Version,

@@ -25,6 +25,7 @@ import (
 	"github.com/shoal-dev/shoal/internal/controller"
 	"github.com/shoal-dev/shoal/internal/dashboard"
 	"github.com/shoal-dev/shoal/internal/fleet"
+	"github.com/shoal-dev/shoal/internal/hostpool"
 	"github.com/shoal-dev/shoal/internal/lb"
 	"github.com/shoal-dev/shoal/internal/pki"
 	"github.com/shoal-dev/shoal/internal/release"
@@ -75,10 +76,13 @@ type Server struct {
 	cfg  *config.ServerFile
 	log  *slog.Logger
 
-	st      *store.Store
-	ca      *pki.CA
-	pki     *pki.Server
-	fleet   *fleet.Fleet
+	st    *store.Store
+	ca    *pki.CA
+	pki   *pki.Server
+	nodes *storedNodes
+	fleet *fleet.Fleet
+	// pools are the elastic hosts of host_pools (server_hostpools.go).
+	pools   []*hostpool.Pool
 	arts    *release.Store
 	uploads *controller.Uploads
 	// fleetEvents stores the fleet's events from a goroutine of Run, so
@@ -136,6 +140,9 @@ func OpenServer(ctx context.Context, opts ServerOptions) (_ *Server, err error) 
 		return nil, err
 	}
 	if err := s.openFleet(); err != nil {
+		return nil, err
+	}
+	if err := s.openHostPools(); err != nil { // server_hostpools.go
 		return nil, err
 	}
 	s.dash = newDashboardMetrics()
@@ -208,6 +215,7 @@ func (s *Server) openFleet() error {
 	if err != nil {
 		return err
 	}
+	s.nodes = nodes
 	s.pki, err = pki.NewServer(pki.ServerConfig{CA: s.ca, Tokens: s.st.Tokens(),
 		Nodes: nodes, Logger: s.log.With("part", "pki")})
 	if err != nil {
@@ -386,6 +394,9 @@ func (s *Server) Run(ctx context.Context) error {
 	})
 	serveUntilDone(partsCtx, &g, s.admin, s.adminLn, "admin api", 2*time.Second)
 	serveUntilDone(partsCtx, &g, s.fleetSrv, tls.NewListener(s.fleetLn, s.fleetSrv.TLSConfig), "fleet listener", 2*time.Second)
+	for _, p := range s.pools {
+		g.Go(func() error { return p.Run(appsCtx) })
+	}
 	n := s.startApps(appsCtx) // apps.go
 	g.Go(func() error {
 		<-appsCtx.Done()
@@ -481,6 +492,21 @@ func (n *storedNodes) State(name string) pki.NodeState {
 		}
 	}
 	return pki.NodeUnknown
+}
+
+// names returns every name the allow-list holds: admitted or removed in
+// this run, joined with a stored token, or of a stored host.
+func (n *storedNodes) names() []string {
+	out := n.mem.Names()
+	for name := range n.joined {
+		out = append(out, name)
+	}
+	if hosts, err := n.hosts.List(); err == nil {
+		for _, h := range hosts {
+			out = append(out, h.Name)
+		}
+	}
+	return out
 }
 
 // Admit implements pki.Nodes.

@@ -118,6 +118,27 @@ func TestHostsCard(t *testing.T) {
 		t.Errorf("fleet fragment %v: %.400s", err, frag.HTML)
 	}
 
+	// Hosts with regions are grouped under a row per region, regions by
+	// name, hosts without one last.
+	regions := *fleet
+	regions.Hosts = []dashboard.Host{{Name: "a1", Region: "sfo3", State: "ready"}, {Name: "b1", Region: "nyc1", State: "ready"},
+		{Name: "c1", State: "ready"}, {Name: "d1", Region: "nyc1", State: "ready"}}
+	src.set(&regions)
+	_, body = e.get(c, "/ui/")
+	order := []string{`data-region="nyc1"`, `data-host="b1"`, `data-host="d1"`, `data-region="sfo3"`, `data-host="a1"`, `data-region=""`, `data-host="c1"`}
+	last := -1
+	for _, w := range order {
+		i := strings.Index(body, w)
+		if i <= last {
+			t.Errorf("hosts card: %q missing or out of order (want %v)", w, order)
+			break
+		}
+		last = i
+	}
+	if !strings.Contains(body, `Region nyc1 <small>2 hosts</small>`) {
+		t.Error("no row for region nyc1 with its count")
+	}
+
 	// No fleet: no card.
 	src.set(nil)
 	if _, body := e.get(c, "/ui/"); strings.Contains(body, "hosts-title") {

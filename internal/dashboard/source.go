@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"io"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/shoal-dev/shoal/internal/timeseries"
@@ -137,7 +139,9 @@ type Fleet struct {
 // Host is one host of a fleet.
 type Host struct {
 	Name string `json:"name"`
-	Zone string `json:"zone,omitempty"`
+	// Region and Zone are the host's labels ("" for none).
+	Region string `json:"region,omitempty"`
+	Zone   string `json:"zone,omitempty"`
 	// State is "joining", "ready", "draining" or "unreachable" (the
 	// names of api.HostState), and Reason why when it is not ready.
 	State  string `json:"state"`
@@ -213,4 +217,39 @@ type InstanceDetail struct {
 	Instance
 	App    string  `json:"app"`
 	Events []Event `json:"events"`
+}
+
+// RegionHosts are the hosts of one region, for the hosts card.
+type RegionHosts struct {
+	// Region is the label ("" for hosts without one).
+	Region string
+	Hosts  []Host
+}
+
+// Regions groups f's hosts by region, the regions sorted by name (hosts
+// without a region last) and each region's hosts in f's order.
+func (f Fleet) Regions() []RegionHosts {
+	var out []RegionHosts
+	at := map[string]int{}
+	for _, h := range f.Hosts {
+		i, ok := at[h.Region]
+		if !ok {
+			i = len(out)
+			at[h.Region] = i
+			out = append(out, RegionHosts{Region: h.Region})
+		}
+		out[i].Hosts = append(out[i].Hosts, h)
+	}
+	slices.SortStableFunc(out, func(a, b RegionHosts) int {
+		switch {
+		case a.Region == b.Region:
+			return 0
+		case a.Region == "":
+			return 1
+		case b.Region == "":
+			return -1
+		}
+		return strings.Compare(a.Region, b.Region)
+	})
+	return out
 }

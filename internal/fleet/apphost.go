@@ -95,11 +95,13 @@ func (a *appHost) Start(ctx context.Context, spec controller.LaunchSpec) (contro
 			f.mu.Unlock()
 			var nc *placement.NoCapacityError
 			if errors.As(err, &nc) {
+				f.unplaced[spec.ID] = Unplaced{App: a.v.app, Instance: spec.ID, CPU: spec.CPU, Memory: spec.Memory, At: f.o.Now()}
 				return controller.Running{}, &NoCapacityError{Err: nc}
 			}
 			return controller.Running{}, fmt.Errorf("place %s: %w", spec.ID, err)
 		}
 		h := f.hosts[name]
+		delete(f.unplaced, spec.ID)
 		if h.instances[spec.ID] != nil {
 			f.mu.Unlock()
 			return controller.Running{}, fmt.Errorf("start %s: already placed on host %s", spec.ID, name)

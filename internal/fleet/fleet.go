@@ -172,6 +172,10 @@ type Fleet struct {
 	where map[string]*host
 	views map[string]*view
 	ended endedRing
+	// unplaced are the starts refused for lack of capacity (unplaced.go).
+	unplaced map[string]Unplaced
+	// readyAt is when a host last became ready (synced).
+	readyAt time.Time
 	// changed is closed and replaced at every change of a host's state
 	// (Settle waits on it).
 	changed chan struct{}
@@ -202,7 +206,7 @@ func New(opts Options) (*Fleet, error) {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	f := &Fleet{o: opts, log: opts.Logger, term: opts.Term, hosts: map[string]*host{}, where: map[string]*host{}, views: map[string]*view{},
+	f := &Fleet{o: opts, log: opts.Logger, term: opts.Term, hosts: map[string]*host{}, where: map[string]*host{}, views: map[string]*view{}, unplaced: map[string]Unplaced{},
 		changed: make(chan struct{})}
 	if f.log == nil {
 		f.log = slog.New(slog.DiscardHandler)
@@ -277,7 +281,12 @@ func (f *Fleet) goLocked(fn func(ctx context.Context)) {
 	if f.runCtx == nil {
 		return
 	}
-	ctx := f.runCtx
+	f.goCtxLocked(f.runCtx, fn)
+}
+
+// goCtxLocked runs fn(ctx) in a goroutine owned by Run; ctx must end when
+// Run's does.
+func (f *Fleet) goCtxLocked(ctx context.Context, fn func(ctx context.Context)) {
 	f.wg.Add(1)
 	go func() {
 		defer f.wg.Done()
@@ -307,8 +316,11 @@ func (f *Fleet) persist(h *host) error {
 	f.storeMu.Lock()
 	defer f.storeMu.Unlock()
 	f.mu.Lock()
-	rec := h.rec
+	rec, removed := h.rec, h.removed
 	f.mu.Unlock()
+	if removed {
+		return nil
+	}
 	if err := f.o.Store.Put(rec); err != nil {
 		return fmt.Errorf("store host %s: %w", rec.Name, err)
 	}

@@ -161,8 +161,8 @@ func TestHelloDrainAndNoCapacity(t *testing.T) {
 		t.Fatalf("hello without a certificate: %d %s", status, body)
 	}
 	// A bad body names every problem; the record is unchanged.
-	status400, body := post(t, h1.client, s.url+"/v1/hello", api.AgentHello{URL: "http://127.0.0.1", CPU: -1, Epoch: ""})
-	if status400 != http.StatusBadRequest || !strings.Contains(body, "hello from h1") ||
+	status400, body := post(t, h1.client, s.url+"/v1/hello", api.AgentHello{URL: "http://127.0.0.1", CPU: -1, Epoch: "", Region: "a b"})
+	if status400 != http.StatusBadRequest || !strings.Contains(body, "hello from h1") || !strings.Contains(body, `region \"a b\"`) ||
 		!strings.Contains(body, "want https://host:port") || !strings.Contains(body, "cpu -1") || !strings.Contains(body, "epoch") {
 		t.Fatalf("bad hello: %d %s", status400, body)
 	}

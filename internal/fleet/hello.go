@@ -66,8 +66,8 @@ func (f *Fleet) hello(w http.ResponseWriter, r *http.Request) {
 	}
 	prev = h.rec
 	// Generation and drain are the server's: kept.
-	h.rec.URL, h.rec.Zone, h.rec.CPU, h.rec.MemoryBytes, h.rec.Epoch, h.rec.Version, h.rec.LastHello =
-		hi.URL, hi.Zone, hi.CPU, hi.MemoryBytes, hi.Epoch, hi.Version, now
+	h.rec.URL, h.rec.Zone, h.rec.Region, h.rec.CPU, h.rec.MemoryBytes, h.rec.Epoch, h.rec.Version, h.rec.LastHello =
+		hi.URL, hi.Zone, hi.Region, hi.CPU, hi.MemoryBytes, hi.Epoch, hi.Version, now
 	rec := h.rec
 	if rec.URL != prev.URL {
 		h.client.HTTP.CloseIdleConnections()
@@ -84,9 +84,9 @@ func (f *Fleet) hello(w http.ResponseWriter, r *http.Request) {
 	}
 	switch {
 	case prev.URL == "":
-		f.event(api.Event{Reason: fmt.Sprintf("host %s joined at %s (zone %q, %s)", id.Name, rec.URL, rec.Zone, capacity(rec))}, slog.LevelInfo)
+		f.event(api.Event{Reason: fmt.Sprintf("host %s joined at %s (%s, %s)", id.Name, rec.URL, where(rec), capacity(rec))}, slog.LevelInfo)
 	case prev.Epoch != rec.Epoch || prev.URL != rec.URL:
-		f.event(api.Event{Reason: fmt.Sprintf("host %s said hello again: agent restarted at %s (zone %q, %s)", id.Name, rec.URL, rec.Zone, capacity(rec))}, slog.LevelInfo)
+		f.event(api.Event{Reason: fmt.Sprintf("host %s said hello again: agent restarted at %s (%s, %s)", id.Name, rec.URL, where(rec), capacity(rec))}, slog.LevelInfo)
 	}
 	w.WriteHeader(http.StatusNoContent)
 }
@@ -101,8 +101,10 @@ func checkHello(hi api.AgentHello) error {
 	case u.Scheme != "https" || u.Hostname() == "" || u.Port() == "" || u.User != nil || (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "":
 		probs = append(probs, fmt.Errorf("url %q: want https://host:port", hi.URL))
 	}
-	if len(hi.Zone) > 63 || strings.IndexFunc(hi.Zone, func(r rune) bool { return !unicode.IsPrint(r) || unicode.IsSpace(r) }) >= 0 {
-		probs = append(probs, fmt.Errorf("zone %q: want at most 63 printable characters without spaces", hi.Zone))
+	for _, l := range []struct{ key, v string }{{"zone", hi.Zone}, {"region", hi.Region}} {
+		if len(l.v) > 63 || strings.IndexFunc(l.v, func(r rune) bool { return !unicode.IsPrint(r) || unicode.IsSpace(r) }) >= 0 {
+			probs = append(probs, fmt.Errorf("%s %q: want at most 63 printable characters without spaces", l.key, l.v))
+		}
 	}
 	if hi.CPU < 0 || math.IsNaN(hi.CPU) || math.IsInf(hi.CPU, 0) {
 		probs = append(probs, fmt.Errorf("cpu %v: want a count of cores, 0 or more", hi.CPU))
@@ -117,6 +119,14 @@ func checkHello(hi api.AgentHello) error {
 		probs = append(probs, fmt.Errorf("version: %d characters, want at most 128", len(hi.Version)))
 	}
 	return errors.Join(probs...)
+}
+
+// where reads like `zone "a"` or `region "nyc1", zone "a"`.
+func where(h api.Host) string {
+	if h.Region == "" {
+		return fmt.Sprintf("zone %q", h.Zone)
+	}
+	return fmt.Sprintf("region %q, zone %q", h.Region, h.Zone)
 }
 
 // capacity reads like "2 CPU, 4096 MiB" or "capacity unbounded".

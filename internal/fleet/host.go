@@ -59,6 +59,11 @@ type host struct {
 	genCtx       context.Context
 	genCancel    context.CancelFunc
 	followCancel context.CancelFunc
+	// stopRun ends the host's heartbeat and follower (Remove); nil until
+	// they start.
+	stopRun context.CancelFunc
+	// removed: forgotten by Remove; its record is never stored again.
+	removed bool
 }
 
 // placed is one instance on a host.
@@ -132,8 +137,13 @@ func (h *host) count(p *placed, d int) {
 
 // startHostLocked starts h's heartbeat and follower, if Run runs.
 func (f *Fleet) startHostLocked(h *host) {
-	f.goLocked(func(ctx context.Context) { f.heartbeat(ctx, h) })
-	f.goLocked(func(ctx context.Context) { f.follow(ctx, h) })
+	if f.runCtx == nil {
+		return
+	}
+	hctx, cancel := context.WithCancel(f.runCtx)
+	h.stopRun = cancel
+	f.goCtxLocked(hctx, func(ctx context.Context) { f.heartbeat(ctx, h) })
+	f.goCtxLocked(hctx, func(ctx context.Context) { f.follow(ctx, h) })
 }
 
 // notifyLocked wakes whoever waits for a change of state (Settle).
@@ -386,6 +396,7 @@ func (f *Fleet) sweep(ctx context.Context, h *host, c *agentclient.Client, list 
 		return ctx.Err()
 	}
 	h.synced = true
+	f.readyAt = f.o.Now() // unplaced.go
 	back := h.wasLost
 	h.wasLost = false
 	if h.rec.Draining {

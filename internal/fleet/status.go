@@ -18,7 +18,7 @@ import (
 func (f *Fleet) placementHostsLocked(tried map[string]string) []placement.Host {
 	out := make([]placement.Host, 0, len(f.hosts))
 	for name, h := range f.hosts {
-		ph := placement.Host{Name: name, Zone: h.rec.Zone, CPU: h.rec.CPU, Memory: h.rec.MemoryBytes, Used: h.used}
+		ph := placement.Host{Name: name, Region: h.rec.Region, Zone: h.rec.Zone, CPU: h.rec.CPU, Memory: h.rec.MemoryBytes, Used: h.used}
 		st, reason := f.stateLocked(h)
 		switch {
 		case tried[name] != "":
@@ -41,7 +41,7 @@ func (f *Fleet) Status() []api.HostStatus {
 	out := make([]api.HostStatus, 0, len(f.hosts))
 	for name, h := range f.hosts {
 		st, reason := f.stateLocked(h)
-		s := api.HostStatus{Name: name, URL: h.rec.URL, Zone: h.rec.Zone, State: st, Reason: reason,
+		s := api.HostStatus{Name: name, URL: h.rec.URL, Zone: h.rec.Zone, Region: h.rec.Region, State: st, Reason: reason,
 			CPU: h.rec.CPU, MemoryBytes: h.rec.MemoryBytes, LastHeartbeat: h.lastBeat,
 			Epoch: h.rec.Epoch, Generation: h.rec.Generation, Version: h.rec.Version,
 			Instances: h.used.Instances, UsedCPU: h.used.CPU, UsedMemoryBytes: h.used.Memory}

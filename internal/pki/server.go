@@ -402,3 +402,14 @@ func writeError(w http.ResponseWriter, status int, msg string) {
 	w.WriteHeader(status)
 	_ = json.NewEncoder(w).Encode(api.ErrorBody{Error: msg})
 }
+
+// Names returns the names of every node recorded, active or removed.
+func (m *MemNodes) Names() []string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := make([]string, 0, len(m.nodes))
+	for n := range m.nodes {
+		out = append(out, n)
+	}
+	return out
+}

@@ -8,8 +8,10 @@
 // The rule, in order (the first difference decides):
 //  1. only hosts that are ready (joined, reachable, not draining) and where
 //     the request fits the capacity left;
-//  2. the zone with the fewest instances of the group (counting every zone
-//     that has a ready host, so an empty zone is filled first);
+//  2. the region with the fewest instances of the group, then, within it,
+//     the zone with the fewest (counting every region and zone that has a
+//     ready host, so an empty one is filled first; a zone is named within
+//     its region: zone "a" of two regions is two zones);
 //  3. within it, the host with the fewest instances of the group;
 //  4. then the host with the most free memory, then the most free CPU;
 //  5. then the host with the fewest instances of every group, so that
@@ -33,8 +35,10 @@ import (
 // Host is what placement needs to know of one host.
 type Host struct {
 	Name string
-	// Zone is the host's zone label; hosts without one share the zone "".
-	Zone string
+	// Region is the host's region label, Zone its zone label within the
+	// region; hosts without one share the region (or zone) "".
+	Region string
+	Zone   string
 	// CPU is the host's capacity in cores, Memory in bytes. Zero means
 	// unknown and unbounded: any request fits.
 	CPU    float64
@@ -143,11 +147,14 @@ func Choose(hosts []Host, placed []Instance, req Request) (string, error) {
 		}
 	}
 
-	// Instances of the group per zone, over the zones with a ready host.
-	zoneCount := map[string]int{}
+	// Instances of the group per region and per zone, over the regions
+	// and zones with a ready host.
+	zoneCount := map[zoneKey]int{}
+	regionCount := map[string]int{}
 	for i, h := range hosts {
 		if h.Unready == "" {
-			zoneCount[h.Zone] += used[i].ofReq
+			zoneCount[zoneKey{h.Region, h.Zone}] += used[i].ofReq
+			regionCount[h.Region] += used[i].ofReq
 		}
 	}
 
@@ -173,7 +180,7 @@ func Choose(hosts []Host, placed []Instance, req Request) (string, error) {
 		if h.Memory == 0 {
 			freeMem = 0
 		}
-		if best == nil || better(h, best, zoneCount, [2]int{u.ofReq, u.all}, [2]int{bestUse.ofReq, bestUse.all},
+		if best == nil || better(h, best, regionCount, zoneCount, [2]int{u.ofReq, u.all}, [2]int{bestUse.ofReq, bestUse.all},
 			[2]float64{freeMem, freeCPU}, bestFree) {
 			best, bestUse, bestFree = h, u, [2]float64{freeMem, freeCPU}
 		}
@@ -183,6 +190,9 @@ func Choose(hosts []Host, placed []Instance, req Request) (string, error) {
 	}
 	return best.Name, nil
 }
+
+// zoneKey names a zone within its region.
+type zoneKey struct{ region, zone string }
 
 // fits says why req does not fit on h with the capacity left, or "".
 func fits(h *Host, freeCPU float64, freeMem int64, req Request) string {
@@ -199,8 +209,11 @@ func fits(h *Host, freeCPU float64, freeMem int64, req Request) string {
 // better reports whether host a is a better choice than host b by the
 // package's rule (steps 2 to 6); na and nb are their instances of the
 // group and of every group, fa and fb their free memory and CPU.
-func better(a, b *Host, zoneCount map[string]int, na, nb [2]int, fa, fb [2]float64) bool {
-	if c := cmp.Compare(zoneCount[a.Zone], zoneCount[b.Zone]); c != 0 {
+func better(a, b *Host, regionCount map[string]int, zoneCount map[zoneKey]int, na, nb [2]int, fa, fb [2]float64) bool {
+	if c := cmp.Compare(regionCount[a.Region], regionCount[b.Region]); c != 0 {
+		return c < 0
+	}
+	if c := cmp.Compare(zoneCount[zoneKey{a.Region, a.Zone}], zoneCount[zoneKey{b.Region, b.Zone}]); c != 0 {
 		return c < 0
 	}
 	if c := cmp.Compare(na[0], nb[0]); c != 0 {

@@ -35,6 +35,18 @@ func TestSpreadOverZonesThenHosts(t *testing.T) {
 	}
 }
 
+func TestSpreadOverRegionsThenTheirZones(t *testing.T) {
+	// Region nyc1 has zones a (two hosts) and b, region sfo3 one zone a
+	// of one host: eight instances go 4 to each region, sfo3's all on s1,
+	// nyc1's 2 per zone; zone "a" of nyc1 is not zone "a" of sfo3.
+	hosts := []Host{{Name: "n1", Region: "nyc1", Zone: "a"}, {Name: "n2", Region: "nyc1", Zone: "a"},
+		{Name: "n3", Region: "nyc1", Zone: "b"}, {Name: "s1", Region: "sfo3", Zone: "a"}}
+	count, _ := place(t, hosts, nil, Request{Group: "web"}, 8)
+	if count["s1"] != 4 || count["n3"] != 2 || count["n1"] != 1 || count["n2"] != 1 {
+		t.Fatalf("spread = %v; want s1 4, n3 2, n1 and n2 1 each", count)
+	}
+}
+
 func TestOtherGroupsDoNotSkewTheSpread(t *testing.T) {
 	hosts := []Host{{Name: "a1", Zone: "a"}, {Name: "b1", Zone: "b"}}
 	placed := []Instance{{Group: "worker", Host: "a1"}, {Group: "worker", Host: "a1"}}

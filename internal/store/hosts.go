@@ -26,6 +26,7 @@ type hostRecord struct {
 	Version     int       `json:"version"`
 	URL         string    `json:"url"`
 	Zone        string    `json:"zone,omitempty"`
+	Region      string    `json:"region,omitempty"`
 	CPU         float64   `json:"cpu,omitempty"`
 	MemoryBytes int64     `json:"memory_bytes,omitempty"`
 	Epoch       string    `json:"epoch,omitempty"`
@@ -37,7 +38,7 @@ type hostRecord struct {
 }
 
 func hostToRecord(h api.Host) hostRecord {
-	return hostRecord{Version: hostRecordVersion, URL: h.URL, Zone: h.Zone, CPU: h.CPU, MemoryBytes: h.MemoryBytes,
+	return hostRecord{Version: hostRecordVersion, URL: h.URL, Zone: h.Zone, Region: h.Region, CPU: h.CPU, MemoryBytes: h.MemoryBytes,
 		Epoch: h.Epoch, AgentBuild: h.Version, Generation: h.Generation, Draining: h.Draining,
 		Joined: h.Joined.UTC(), LastHello: h.LastHello.UTC()}
 }
@@ -53,7 +54,7 @@ func decodeHost(name, raw []byte) (api.Host, error) {
 	if err := checkHost(string(name), r.CPU, r.MemoryBytes); err != nil {
 		return api.Host{}, fmt.Errorf("%w: host record: %w", errCorrupt, err)
 	}
-	return api.Host{Name: string(name), URL: r.URL, Zone: r.Zone, CPU: r.CPU, MemoryBytes: r.MemoryBytes,
+	return api.Host{Name: string(name), URL: r.URL, Zone: r.Zone, Region: r.Region, CPU: r.CPU, MemoryBytes: r.MemoryBytes,
 		Epoch: r.Epoch, Version: r.AgentBuild, Generation: r.Generation, Draining: r.Draining,
 		Joined: r.Joined, LastHello: r.LastHello}, nil
 }

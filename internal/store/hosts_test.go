@@ -21,7 +21,7 @@ func TestHostsRoundTripAcrossReopen(t *testing.T) {
 	}
 	joined := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
 	want := []api.Host{
-		{Name: "a1", URL: "https://10.0.0.1:7443", Zone: "a", CPU: 1.5, MemoryBytes: 1 << 30, Epoch: "e1",
+		{Name: "a1", URL: "https://10.0.0.1:7443", Zone: "a", Region: "nyc1", CPU: 1.5, MemoryBytes: 1 << 30, Epoch: "e1",
 			Version: "v0.3.0", Generation: 4, Draining: true, Joined: joined, LastHello: joined.Add(time.Hour)},
 		{Name: "b1", URL: "https://10.0.0.2:7443", Joined: joined},
 	}

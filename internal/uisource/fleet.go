@@ -22,7 +22,7 @@ func (s *Source) Fleet(ctx context.Context) (*dashboard.Fleet, error) {
 	hosts := s.o.Hosts()
 	f := &dashboard.Fleet{Hosts: make([]dashboard.Host, 0, len(hosts)), Events: []dashboard.Event{}}
 	for _, h := range hosts {
-		f.Hosts = append(f.Hosts, dashboard.Host{Name: h.Name, Zone: h.Zone, State: string(h.State), Reason: h.Reason,
+		f.Hosts = append(f.Hosts, dashboard.Host{Name: h.Name, Region: h.Region, Zone: h.Zone, State: string(h.State), Reason: h.Reason,
 			CPU: h.CPU, UsedCPU: h.UsedCPU, Memory: h.MemoryBytes, UsedMemory: h.UsedMemoryBytes,
 			Instances: h.Instances, LastHeartbeat: h.LastHeartbeat})
 	}
