@@ -118,9 +118,9 @@ var allowed = map[string][]string{
 	"internal/placement": {},
 	"internal/pki":       {},
 	// ACME certificates for shoal server (x/crypto/acme): a leaf.
-	"internal/acme":    {},
-	"internal/testenv": {},
-	"internal/archtest":  {},
+	"internal/acme":     {},
+	"internal/testenv":  {},
+	"internal/archtest": {},
 	// Installs the agent over SSH; agent.yaml's schema is config's.
 	"internal/setup": {"internal/config"},
 	// The client speaks the wire format with the types of internal/api (a leaf): it

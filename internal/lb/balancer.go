@@ -29,10 +29,10 @@ type Balancer struct {
 	// managed and challenges are set by an ACME client (acme.go).
 	managed    atomic.Pointer[managedSet]
 	challenges atomic.Pointer[map[string]string]
-	tbl     atomic.Pointer[table]
-	alog    atomic.Pointer[accessLog]
-	obs     atomic.Pointer[observerBox]
-	changes changes
+	tbl        atomic.Pointer[table]
+	alog       atomic.Pointer[accessLog]
+	obs        atomic.Pointer[observerBox]
+	changes    changes
 
 	// handlers counts proxy handlers running, for Run's final wait.
 	handlers sync.WaitGroup

@@ -28,7 +28,7 @@ type certWatcher struct {
 	// for an SNI name; it holds nil when the listener is not Managed. A
 	// reload may turn it on or off (replace).
 	managed atomic.Pointer[managedLookup]
-	cur      atomic.Pointer[[]*tls.Certificate] // served, in config order
+	cur     atomic.Pointer[[]*tls.Certificate] // served, in config order
 
 	mu    sync.Mutex // guards pairs and gen; never held during I/O
 	pairs []certPair
@@ -131,7 +131,9 @@ func (w *certWatcher) replace(next *certWatcher) {
 }
 
 // managedLookup wraps Balancer.managedFor for an atomic pointer.
-type managedLookup struct{ get func(name string) *tls.Certificate }
+type managedLookup struct {
+	get func(name string) *tls.Certificate
+}
 
 // check reads every pair's files and swaps in those that changed and
 // load; a change that does not load is logged once and ignored until the

@@ -90,7 +90,9 @@ func StartPebble(t testing.TB, httpPort int) *Pebble {
 }
 
 // Root returns the PEM of pebble's current root (a new one each run).
-func (p *Pebble) Root(ctx context.Context) ([]byte, error) { return p.get(ctx, p.Management+"/roots/0") }
+func (p *Pebble) Root(ctx context.Context) ([]byte, error) {
+	return p.get(ctx, p.Management+"/roots/0")
+}
 
 // Intermediate returns the PEM of pebble's current intermediate.
 func (p *Pebble) Intermediate(ctx context.Context) ([]byte, error) {
