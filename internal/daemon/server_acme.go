@@ -8,6 +8,7 @@ import (
 	"sync"
 
 	"github.com/shoal-dev/shoal/internal/acme"
+	"github.com/shoal-dev/shoal/internal/api"
 	"github.com/shoal-dev/shoal/internal/lb"
 )
 
@@ -37,6 +38,19 @@ func (s *Server) openACME() error {
 	if a == nil {
 		return nil
 	}
+	// The balancer nodes that joined before this run are awaited by the
+	// first challenges until they call again (lbStream.expect).
+	toks, err := s.st.Tokens().List()
+	if err != nil {
+		return err
+	}
+	var lbNodes []string
+	for _, t := range toks {
+		if t.Used && t.Role == api.RoleLB && t.UsedBy != "" {
+			lbNodes = append(lbNodes, t.UsedBy)
+		}
+	}
+	s.lbs.expect(lbNodes)
 	pub := &challengePublisher{bal: s.bal, lbs: s.lbs, log: s.log.With("part", "acme")}
 	var setErr error
 	m, err := acme.Open(acme.Config{

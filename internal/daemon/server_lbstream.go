@@ -158,6 +158,20 @@ func (s *lbStream) mark(node, epoch string, after uint64) {
 	s.acked = make(chan struct{})
 }
 
+// expect counts the named nodes as following from now, at version 0,
+// until they call or lbNodeGone passes: the balancer nodes that joined
+// before this run reconnect within their backoff (5 s), and a challenge
+// published meanwhile must wait for them (delivered).
+func (s *lbStream) expect(names []string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, n := range names {
+		if _, ok := s.nodes[n]; !ok {
+			s.nodes[n] = nodeMark{at: time.Now()}
+		}
+	}
+}
+
 // delivered waits until every node that followed within lbNodeGone has
 // applied version v (asked for the changes after it), or ctx ends: then
 // the error names the nodes behind.
