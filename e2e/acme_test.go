@@ -54,7 +54,7 @@ fleet: {listen: "127.0.0.1:%d"}
 	env := append(os.Environ(), "SHOAL_ADMIN_URL="+srv.AdminURL, "SHOAL_TOKEN="+srv.Token)
 	type node struct {
 		name, cfg, https string
-		p            *testenv.Process
+		p                *testenv.Process
 	}
 	nodes := []*node{{name: "lb-1"}, {name: "lb-2"}}
 	start := func(n *node) {
