@@ -6,7 +6,9 @@ import (
 	"crypto/x509"
 	"encoding/pem"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -18,6 +20,8 @@ import (
 	"testing"
 	"time"
 
+	"go.yaml.in/yaml/v3"
+
 	"github.com/shoal-dev/shoal/internal/testenv"
 )
 
@@ -28,12 +32,13 @@ var lbHTTPSRe = regexp.MustCompile(`msg=listening listener=https addr=(\S+)`)
 const acmeHost = "app.shoal.test"
 
 // TestACMECertificateSharedByNodes runs the real binary with Debian's
-// pebble as the ACME CA: `shoal server` with balancer.acme is the one
-// ACME client; two balancer nodes follow it. pebble validates HTTP-01 on
-// the port of node 2 only, so the certificate is issued only if the node
-// that did not ask answers the server's challenge. The certificate,
-// chained to pebble's root through its intermediate, is then served by
-// both nodes and by the server's own TLS listener; a node restarted while
+// pebble as the ACME CA: `shoal server` with balancer.acme (no hosts
+// listed: the deployed app's balancer.hosts) is the one ACME client; two
+// balancer nodes follow it. pebble validates HTTP-01 on the port of node
+// 2 only, so the certificate is issued only if the node that did not ask
+// answers the server's challenge. The certificate, chained to pebble's
+// root through its intermediate, is then served by both nodes and by the
+// server's own TLS listener, in front of the app; a node restarted while
 // the server is down serves it again from its saved configuration.
 func TestACMECertificateSharedByNodes(t *testing.T) {
 	bin := testenv.BuildShoal(t)
@@ -52,6 +57,29 @@ fleet: {listen: "127.0.0.1:%d"}
 	writeFile(t, cfg, base+"balancer: {listen: \"127.0.0.1:0\"}\n")
 	srv := startServerAt(t, ctx, bin, cfg, dir)
 	env := append(os.Environ(), "SHOAL_ADMIN_URL="+srv.AdminURL, "SHOAL_TOKEN="+srv.Token)
+	code, out := runShoalEnv(t, bin, t.TempDir(), env, "join-token", "--ttl", "10m", "--role", "agent")
+	if code != 0 {
+		t.Fatalf("shoal join-token: exit %d\n%s", code, out)
+	}
+	newServerAgent(t, srv.FleetURL, "host-a", strings.TrimSpace(out)).start(t, bin)
+	app := exampleApp(t, "goapp", 1, 2)
+	shoalYAML := filepath.Join(app, "shoal.yaml")
+	b, err := os.ReadFile(shoalYAML)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc map[string]any
+	if err := yaml.Unmarshal(b, &doc); err != nil {
+		t.Fatal(err)
+	}
+	doc["balancer"].(map[string]any)["hosts"] = []string{acmeHost}
+	if b, err = yaml.Marshal(doc); err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, shoalYAML, string(b))
+	if code, out := runShoalEnv(t, bin, app, env, "deploy"); code != 0 || !strings.Contains(out, "deploy: v1 serves") {
+		t.Fatalf("shoal deploy: exit %d\n%s", code, out)
+	}
 	type node struct {
 		name, cfg, https string
 		p                *testenv.Process
@@ -104,8 +132,7 @@ server: {url: %q, join_token_file: token, name: %s, data_dir: data}
     directory: %s
     ca_root: %s
     email: ops@shoal.test
-    hosts: [%s]
-`, peb.Directory, peb.CAFile, acmeHost))
+`, peb.Directory, peb.CAFile))
 	began := time.Now()
 	srv = startServerAt(t, ctx, bin, cfg, dir)
 	if srv.TLSURL == "" {
@@ -127,16 +154,33 @@ server: {url: %q, join_token_file: token, name: %s, data_dir: data}
 	inter := mustParsePEM(t, interPEM)
 	// served checks the certificate addr presents for acmeHost: issued by
 	// pebble's intermediate, verified up to its root.
+	// served checks the certificate addr presents for acmeHost: issued by
+	// pebble's intermediate, verified up to its root; and that the app
+	// answers through it.
 	served := func(addr string) error {
-		d := &net.Dialer{Timeout: 5 * time.Second}
-		conn, err := tls.DialWithDialer(d, "tcp", addr, &tls.Config{ServerName: acmeHost, RootCAs: roots})
+		var chain []*x509.Certificate
+		tr := &http.Transport{TLSClientConfig: &tls.Config{ServerName: acmeHost, RootCAs: roots,
+			VerifyConnection: func(cs tls.ConnectionState) error {
+				chain = cs.VerifiedChains[0]
+				return nil
+			}}}
+		defer tr.CloseIdleConnections()
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, "https://"+addr+"/", nil)
 		if err != nil {
 			return err
 		}
-		defer conn.Close()
-		chain := conn.ConnectionState().VerifiedChains[0]
+		req.Host = acmeHost
+		resp, err := (&http.Client{Transport: tr, Timeout: 5 * time.Second}).Do(req)
+		if err != nil {
+			return err
+		}
+		page, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
 		if len(chain) != 3 || !chain[1].Equal(inter) || !slices.Contains(chain[0].DNSNames, acmeHost) {
 			return fmt.Errorf("chain %v, want leaf for %s, pebble's intermediate, root", subjects(chain), acmeHost)
+		}
+		if resp.StatusCode != http.StatusOK || !strings.Contains(string(page), "goapp") {
+			return fmt.Errorf("https://%s/ (Host %s): %d %q", addr, acmeHost, resp.StatusCode, page)
 		}
 		return nil
 	}

@@ -38,6 +38,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -84,7 +85,8 @@ type Config struct {
 	// Roots verifies the directory's TLS certificate; nil: the system's
 	// roots. A private CA or a test server (pebble) sets its own.
 	Roots *x509.CertPool
-	// Hosts are the DNS names to obtain certificates for, one each.
+	// Hosts are the DNS names to obtain certificates for, one each, at
+	// first; SetHosts changes them. May be empty.
 	Hosts []string
 	// Dir is where account keys and certificates are kept (created 0700);
 	// each directory's files go to a subdirectory named after its host.
@@ -112,8 +114,11 @@ type Manager struct {
 	log    *slog.Logger
 	client *xacme.Client
 
+	kick chan struct{} // SetHosts wakes Run
+
 	mu     sync.Mutex
-	certs  map[string]*Cert
+	hosts  []string
+	certs  map[string]*Cert // of hosts
 	tokens map[string]string
 }
 
@@ -123,9 +128,6 @@ type Manager struct {
 func Open(cfg Config) (*Manager, error) {
 	if cfg.Directory == "" {
 		cfg.Directory = LetsEncrypt
-	}
-	if len(cfg.Hosts) == 0 {
-		return nil, errors.New("acme: no hosts")
 	}
 	if cfg.Publish == nil {
 		return nil, errors.New("acme: no Publish")
@@ -151,7 +153,8 @@ func Open(cfg Config) (*Manager, error) {
 	if err != nil {
 		return nil, err
 	}
-	m := &Manager{cfg: cfg, dir: dir, log: log, certs: map[string]*Cert{}}
+	m := &Manager{cfg: cfg, dir: dir, log: log, certs: map[string]*Cert{}, kick: make(chan struct{}, 1),
+		hosts: slices.Clone(cfg.Hosts)}
 	for _, h := range cfg.Hosts {
 		c, err := loadCert(dir, h)
 		if err != nil {
@@ -176,12 +179,70 @@ func (m *Manager) Certificates() []Cert {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	var out []Cert
-	for _, h := range m.cfg.Hosts {
+	for _, h := range m.hosts {
 		if c := m.certs[h]; c != nil {
 			out = append(out, *c)
 		}
 	}
 	return out
+}
+
+// SetHosts replaces the host names (the routes' names, when the server
+// takes them from there). A new host's certificate is loaded from disk
+// (or obtained by Run, which it wakes); a removed host's is no longer
+// served but stays on disk. A damaged file of a new host is logged at
+// Error and that host left out (never overwritten) until the file is
+// moved away and the hosts change again or the server restarts.
+func (m *Manager) SetHosts(hosts []string) {
+	hosts = slices.Clone(hosts)
+	slices.Sort(hosts)
+	hosts = slices.Compact(hosts)
+	m.mu.Lock()
+	if slices.Equal(hosts, m.hosts) {
+		m.mu.Unlock()
+		return
+	}
+	var added []string
+	for _, h := range hosts {
+		if !slices.Contains(m.hosts, h) {
+			added = append(added, h)
+		}
+	}
+	m.mu.Unlock()
+	loaded := map[string]*Cert{}
+	keep := hosts[:0:0]
+	for _, h := range hosts {
+		if !slices.Contains(added, h) {
+			keep = append(keep, h)
+			continue
+		}
+		c, err := loadCert(m.dir, h)
+		if err != nil {
+			m.log.Error("certificate file refused: not served, not renewed", "host", h, "error", err)
+			continue
+		}
+		keep = append(keep, h)
+		if c != nil {
+			loaded[h] = c
+		}
+	}
+	m.mu.Lock()
+	m.hosts = keep
+	for h := range m.certs {
+		if !slices.Contains(keep, h) {
+			delete(m.certs, h)
+		}
+	}
+	maps.Copy(m.certs, loaded)
+	m.mu.Unlock()
+	m.log.Info("acme hosts", "hosts", strings.Join(keep, ","))
+	if m.cfg.OnCertificates != nil {
+		m.cfg.OnCertificates(m.Certificates())
+	}
+	select {
+	case m.kick <- struct{}{}:
+	default:
+	}
 }
 
 // Run obtains and renews until ctx ends. Failures are logged and retried
@@ -195,7 +256,10 @@ func (m *Manager) Run(ctx context.Context) error {
 	for {
 		now := time.Now()
 		wake := now.Add(24 * time.Hour)
-		for _, h := range m.cfg.Hosts {
+		m.mu.Lock()
+		hosts := slices.Clone(m.hosts)
+		m.mu.Unlock()
+		for _, h := range hosts {
 			if ctx.Err() != nil {
 				return nil
 			}
@@ -230,7 +294,9 @@ func (m *Manager) Run(ctx context.Context) error {
 			delete(retry, h)
 			delete(next, h)
 			m.mu.Lock()
-			wake = earliest(wake, m.certs[h].RenewAt())
+			if c := m.certs[h]; c != nil {
+				wake = earliest(wake, c.RenewAt())
+			}
 			m.mu.Unlock()
 		}
 		t := time.NewTimer(max(time.Until(wake), time.Second))
@@ -238,6 +304,8 @@ func (m *Manager) Run(ctx context.Context) error {
 		case <-ctx.Done():
 			t.Stop()
 			return nil
+		case <-m.kick:
+			t.Stop()
 		case <-t.C:
 		}
 	}
@@ -267,7 +335,9 @@ func (m *Manager) obtainOne(ctx context.Context, host string, registered *bool) 
 		return err
 	}
 	m.mu.Lock()
-	m.certs[host] = c
+	if slices.Contains(m.hosts, host) { // not removed meanwhile
+		m.certs[host] = c
+	}
 	m.mu.Unlock()
 	m.log.Info("certificate obtained", "host", host, "not_after", c.NotAfter, "renew_at", c.RenewAt(),
 		"took", time.Since(start).Round(time.Millisecond).String())
@@ -387,5 +457,9 @@ func (m *Manager) setToken(ctx context.Context, token, ka string) {
 	}
 }
 
-// Hosts returns the configured host names.
-func (m *Manager) Hosts() []string { return slices.Clone(m.cfg.Hosts) }
+// Hosts returns the host names.
+func (m *Manager) Hosts() []string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return slices.Clone(m.hosts)
+}

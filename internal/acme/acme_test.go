@@ -121,6 +121,22 @@ func TestStorageRefusesDamage(t *testing.T) {
 	if len(got) != 1 || got[0].Names[0] != "a.test" || len(m.Certificates()) != 1 {
 		t.Fatalf("a sound certificate was not loaded: %v", got)
 	}
+	// A host added later whose file is damaged is left out, its file
+	// kept as it was.
+	bad := filepath.Join(sub(good), "b.test.pem")
+	if err := os.WriteFile(bad, []byte("junk"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	m.SetHosts([]string{"b.test", "a.test", "c.test"})
+	if h := m.Hosts(); strings.Join(h, ",") != "a.test,c.test" {
+		t.Fatalf("hosts %v, want a.test,c.test (b.test's file is damaged)", h)
+	}
+	if b, _ := os.ReadFile(bad); string(b) != "junk" {
+		t.Fatal("the damaged file was changed")
+	}
+	if len(got) != 1 || len(m.Certificates()) != 1 {
+		t.Fatalf("certificates after SetHosts: %d", len(got))
+	}
 }
 
 func selfSigned(t *testing.T, name string) (certPEM, keyPEM []byte) {
@@ -159,7 +175,7 @@ func TestObtainFromPebble(t *testing.T) {
 	peb := testenv.StartPebble(t, ln.Addr().(*net.TCPAddr).Port)
 
 	dir := t.TempDir()
-	got := make(chan []Cert, 4)
+	got := make(chan []Cert, 16)
 	cfg := Config{Directory: peb.Directory, Email: "ops@shoal.test", Roots: peb.Roots, Hosts: []string{"a.shoal.test"}, Dir: dir,
 		Publish: func(_ context.Context, set map[string]string) error {
 			mu.Lock()
@@ -186,6 +202,22 @@ func TestObtainFromPebble(t *testing.T) {
 		t.Fatal("no certificate from pebble within 60 s")
 	}
 	t.Logf("certificate from pebble in %s", time.Since(start).Round(time.Millisecond))
+
+	// A host added while Run runs is obtained; a host removed is no
+	// longer served.
+	m.SetHosts([]string{"b.shoal.test", "a.shoal.test"})
+	for more := true; more; {
+		select {
+		case cs2 := <-got:
+			more = len(cs2) != 2
+		case <-time.After(60 * time.Second):
+			t.Fatal("no certificate for the added host within 60 s")
+		}
+	}
+	m.SetHosts([]string{"b.shoal.test"})
+	if c := m.Certificates(); len(c) != 1 || c[0].Names[0] != "b.shoal.test" {
+		t.Fatalf("after removing a.shoal.test: %d certificates", len(c))
+	}
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatalf("Run: %v", err)

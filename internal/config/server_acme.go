@@ -28,13 +28,19 @@ type ServerACME struct {
 	// Default: the system's roots.
 	CARoot string `yaml:"ca_root"`
 	// Hosts are the DNS names to obtain certificates for, one certificate
-	// each. Required, at least one; exact names (HTTP-01 cannot validate a
-	// wildcard). Each must resolve to the balancers (or their floating
-	// address) on port 80.
+	// each: exact names (HTTP-01 cannot validate a wildcard), each
+	// resolving to the balancers (or their floating address) on port 80.
+	// Default (none listed): the exact host names of the apps' routes
+	// (shoal.yaml's balancer.hosts), followed as apps are deployed;
+	// wildcards and names of one label there are left out.
 	Hosts []string `yaml:"hosts"`
 
 	roots *x509.CertPool // from CARoot; nil: the system's
 }
+
+// FromRoutes reports whether the host names are the routes' (hosts not
+// listed).
+func (a *ServerACME) FromRoutes() bool { return len(a.Hosts) == 0 }
 
 // Roots returns the pool read from ca_root, or nil for the system's roots.
 func (a *ServerACME) Roots() *x509.CertPool { return a.roots }
@@ -74,15 +80,12 @@ func checkACME(s *ServerFile, d *document, resolve func(string) string) {
 			}
 		}
 	}
-	if len(a.Hosts) == 0 {
-		d.errorf("balancer.acme.hosts", "at least one host name is required")
-	}
 	seen := map[string]bool{}
 	for i, h := range a.Hosts {
 		path := fmt.Sprintf("balancer.acme.hosts[%d]", i)
 		h = strings.ToLower(strings.TrimSuffix(h, "."))
 		a.Hosts[i] = h
-		if err := checkACMEHost(h); err != nil {
+		if err := CheckACMEHost(h); err != nil {
 			d.errorf(path, "%v", err)
 			continue
 		}
@@ -98,9 +101,10 @@ func checkACME(s *ServerFile, d *document, resolve func(string) string) {
 	}
 }
 
-// checkACMEHost checks a name a certificate can be obtained for through
-// HTTP-01: a DNS name of two labels or more, no wildcard, no IP address.
-func checkACMEHost(h string) error {
+// CheckACMEHost checks a name a certificate can be obtained for through
+// HTTP-01: a lower-case DNS name of two labels or more, no wildcard, no
+// IP address.
+func CheckACMEHost(h string) error {
 	if strings.HasPrefix(h, "*.") {
 		return fmt.Errorf("%q is a wildcard: HTTP-01 validates exact names only; list each name", h)
 	}

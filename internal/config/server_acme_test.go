@@ -39,11 +39,17 @@ balancer:
 	if s, err := ParseServer(path, []byte("fleet: {listen: \"127.0.0.1:0\"}\n")); err != nil || s.Balancer.ACME != nil {
 		t.Fatalf("no acme: %v %+v", err, s)
 	}
+	if s, err := ParseServer(path, []byte("fleet: {listen: \"127.0.0.1:0\"}\nbalancer: {acme: {}}\n")); err != nil || !s.Balancer.ACME.FromRoutes() ||
+		s.Balancer.ACME.Directory != DefaultACMEDirectory {
+		t.Fatalf("acme without hosts: %v %+v", err, s)
+	}
+	if a.FromRoutes() {
+		t.Error("listed hosts: FromRoutes")
+	}
 	for _, c := range []struct{ text, want string }{
 		{"balancer: {tls_listen: ':443'}\n", "server.yaml:2:24: balancer.tls_listen: needs balancer.acme"},
 		{"balancer: {tls_listen: 'x', acme: {hosts: [a.example.com]}}\n", "balancer.tls_listen: invalid address"},
 		{"balancer: {tls_listen: ':80', acme: {hosts: [a.example.com]}}\n", "balancer.tls_listen: balancer.listen listens on :80 already"},
-		{"balancer: {acme: {}}\n", "balancer.acme.hosts: at least one host name is required"},
 		{"balancer: {acme: {hosts: ['*.example.com']}}\n", "balancer.acme.hosts[0]: \"*.example.com\" is a wildcard"},
 		{"balancer: {acme: {hosts: [10.0.0.1]}}\n", "is an IP address"},
 		{"balancer: {acme: {hosts: [localhost]}}\n", "not a fully qualified DNS name"},

@@ -345,3 +345,13 @@ func TestLBStreamDelivered(t *testing.T) {
 		t.Fatalf("nodes gone for %s still awaited: %v", lbNodeGone, err)
 	}
 }
+
+// TestRouteHosts: the ACME hosts taken from the routes are their exact,
+// fully qualified names, once each.
+func TestRouteHosts(t *testing.T) {
+	got := routeHosts([]lb.Route{{Host: "Web.Example.com"}, {Host: ""}, {Host: "*.example.com"}, {Host: "localhost"},
+		{Host: "api.example.com"}, {Host: "web.example.com"}, {Host: "10.0.0.1"}})
+	if strings.Join(got, ",") != "api.example.com,web.example.com" {
+		t.Fatalf("routeHosts = %v", got)
+	}
+}

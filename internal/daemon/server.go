@@ -390,6 +390,12 @@ func (s *Server) Run(ctx context.Context) error {
 	g.Go(func() error { return s.lbs.run(partsCtx) })
 	if s.acme != nil {
 		g.Go(func() error { return s.acme.Run(partsCtx) })
+		if s.cfg.Balancer.ACME.FromRoutes() {
+			g.Go(func() error {
+				s.followRouteHosts(partsCtx) // server_acme.go
+				return nil
+			})
+		}
 	}
 	g.Go(func() error {
 		err := s.bal.Run(partsCtx)

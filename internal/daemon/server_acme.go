@@ -5,10 +5,13 @@ import (
 	"fmt"
 	"log/slog"
 	"path/filepath"
+	"slices"
+	"strings"
 	"sync"
 
 	"github.com/shoal-dev/shoal/internal/acme"
 	"github.com/shoal-dev/shoal/internal/api"
+	"github.com/shoal-dev/shoal/internal/config"
 	"github.com/shoal-dev/shoal/internal/lb"
 )
 
@@ -108,4 +111,35 @@ func (p *challengePublisher) publish(ctx context.Context, tokens map[string]stri
 		return nil
 	}
 	return p.lbs.delivered(ctx, v)
+}
+
+// followRouteHosts keeps the ACME hosts at the routes' host names
+// (balancer.acme without hosts) until ctx ends: each change of the
+// balancer is a chance that an app's balancer.hosts changed.
+func (s *Server) followRouteHosts(ctx context.Context) {
+	for {
+		ch := s.bal.Changed()
+		s.acme.SetHosts(routeHosts(s.bal.Config().Routes))
+		select {
+		case <-ctx.Done():
+			return
+		case <-ch:
+		}
+	}
+}
+
+// routeHosts is the exact host names of routes that a certificate can be
+// obtained for, lower-cased, sorted, once each: no catch-all, no
+// wildcard, no name of one label (config.CheckACMEHost).
+func routeHosts(routes []lb.Route) []string {
+	var out []string
+	for _, r := range routes {
+		h := strings.ToLower(r.Host)
+		if h == "" || config.CheckACMEHost(h) != nil || slices.Contains(out, h) {
+			continue
+		}
+		out = append(out, h)
+	}
+	slices.Sort(out)
+	return out
 }
