@@ -13,6 +13,30 @@ type LBConfig struct {
 	Routes []LBRoute `json:"routes"`
 	// Pools are sorted by name.
 	Pools []LBPool `json:"pools"`
+	// Certificates are the server's certificates from ACME (server.yaml
+	// balancer.acme), one per host name in the order of its hosts, which
+	// every node serves on its listeners marked acme. They hold private
+	// keys: the node keeps them in a 0600 file. Nil: none.
+	Certificates []LBCertificate `json:"certificates,omitempty"`
+	// Challenges are the HTTP-01 challenges the server's ACME client has
+	// pending, sorted by token: every node answers them, so the CA may
+	// validate through any node. Nil: none.
+	Challenges []LBChallenge `json:"challenges,omitempty"`
+}
+
+// LBCertificate is a certificate chain (leaf first) and its private key,
+// in PEM, for the DNS names it was issued for.
+type LBCertificate struct {
+	Names   []string `json:"names"`
+	CertPEM string   `json:"cert_pem"`
+	KeyPEM  string   `json:"key_pem"`
+}
+
+// LBChallenge is a pending HTTP-01 challenge (RFC 8555 8.3): GET
+// /.well-known/acme-challenge/{Token} is answered with KeyAuth.
+type LBChallenge struct {
+	Token   string `json:"token"`
+	KeyAuth string `json:"key_auth"`
 }
 
 // LBRoute sends the requests whose host and path match to a pool (as
@@ -112,6 +136,8 @@ const (
 	LBPoolRemoved   LBChangeKind = "pool_removed"   // PoolName is gone, with its targets
 	LBTargetSet     LBChangeKind = "target"         // Target of PoolName is new or changed
 	LBTargetRemoved LBChangeKind = "target_removed" // Target.Addr of PoolName is gone
+	LBCertsSet      LBChangeKind = "certificates"   // Certificates is the new set
+	LBChallengesSet LBChangeKind = "challenges"     // Challenges is the new set
 )
 
 // LBChange is one numbered change of the configuration.
@@ -122,6 +148,10 @@ type LBChange struct {
 	Pool     *LBPool      `json:"pool,omitempty"`
 	PoolName string       `json:"pool_name,omitempty"`
 	Target   *LBTarget    `json:"target,omitempty"`
+	// Certificates and Challenges are whole sets (kinds certificates,
+	// challenges); empty means none.
+	Certificates []LBCertificate `json:"certificates,omitempty"`
+	Challenges   []LBChallenge   `json:"challenges,omitempty"`
 }
 
 // LBConfigPage answers GET /v1/lb/config?epoch=E&after=V on the server's

@@ -117,8 +117,10 @@ var allowed = map[string][]string{
 	// Where a fleet's next instance runs: pure, imported by the coming scheduler.
 	"internal/placement": {},
 	"internal/pki":       {},
-	"internal/testenv":   {},
-	"internal/archtest":  {},
+	// ACME certificates for shoal server (x/crypto/acme): a leaf.
+	"internal/acme":     {},
+	"internal/testenv":  {},
+	"internal/archtest": {},
 	// Installs the agent over SSH; agent.yaml's schema is config's.
 	"internal/setup": {"internal/config"},
 	// The client speaks the wire format with the types of internal/api (a leaf): it
@@ -179,7 +181,9 @@ var allowed = map[string][]string{
 		// `shoal up` of a runtime: docker app connects to the engine.
 		"internal/dockerrt",
 		// `shoal server`'s host_pools: elastic hosts.
-		"internal/hostpool"},
+		"internal/hostpool",
+		// `shoal server`'s certificates from ACME, shared by every node.
+		"internal/acme"},
 }
 
 // importers bounds who may import a package outside tests: the daemons are composed in
@@ -211,6 +215,8 @@ var importers = map[string][]string{
 	// The OS plumbing of the fast path serves the balancer's event loops only.
 	"internal/netpoll": {"internal/lb"},
 	"internal/setup":   {"internal/cli", "internal/hostpool"},
+	// The ACME client runs in shoal server only.
+	"internal/acme": {"internal/daemon"},
 }
 
 // cliNever lists the parts of the daemons that the CLI must not import: it parses,

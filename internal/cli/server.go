@@ -73,5 +73,9 @@ func runServer(ctx context.Context, env *Env, args []string) error {
 // printServerReady prints the one line that says where a started server
 // serves, with the CA pin that clients of an https admin API check.
 func printServerReady(w io.Writer, r daemon.ServerReady) {
-	fmt.Fprintf(w, "shoal server ready: admin %s fleet %s balancer %s ca-pin %s\n", r.AdminURL, r.FleetURL, r.BalancerURL, r.CAPin)
+	fmt.Fprintf(w, "shoal server ready: admin %s fleet %s balancer %s ca-pin %s", r.AdminURL, r.FleetURL, r.BalancerURL, r.CAPin)
+	if r.BalancerTLSURL != "" {
+		fmt.Fprintf(w, " tls %s", r.BalancerTLSURL)
+	}
+	fmt.Fprintln(w)
 }

@@ -208,6 +208,13 @@ type listenerDoc struct {
 	// the one matching the client's SNI name is used. HTTP/2 is offered on
 	// TLS listeners.
 	TLS []certDoc `yaml:"tls"`
+	// ACME makes the listener serve TLS with the certificates the
+	// followed server obtains from an ACME CA (server.yaml's
+	// balancer.acme), chosen by the client's SNI name and replaced at each
+	// renewal without a reload; tls pairs, if any, serve the other names.
+	// Only for a node that follows a server (server section). Default
+	// false.
+	ACME bool `yaml:"acme"`
 	// Routes restricts the listener to these route names; default all.
 	Routes []string `yaml:"routes"`
 }

@@ -158,7 +158,10 @@ func (v *lbValidator) build(doc *lbDoc) *LBFile {
 		path := fmt.Sprintf("listeners[%d]", i)
 		v.name(path+".name", l.Name, "listener", listeners)
 		v.hostPort(path+".listen", l.Addr, true)
-		ln := lb.Listener{Name: l.Name, Addr: l.Addr, Routes: l.Routes}
+		ln := lb.Listener{Name: l.Name, Addr: l.Addr, Routes: l.Routes, Managed: l.ACME}
+		if l.ACME && !follows {
+			d.errorf(path+".acme", "needs a server section: the certificates come from the followed shoal server's balancer.acme (a standalone shoal lb has no ACME client)")
+		}
 		for j, c := range l.TLS {
 			cp := fmt.Sprintf("%s.tls[%d]", path, j)
 			if c.Cert == "" {

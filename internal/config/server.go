@@ -79,6 +79,13 @@ type ServerBalancer struct {
 	DrainTimeout Duration `yaml:"drain_timeout"`
 	// Sticky configures the sticky cookies' key.
 	Sticky ServerSticky `yaml:"sticky"`
+	// TLSListen is a TLS listener for every app's routes, serving the
+	// certificates of ACME (HTTP/2 offered). Optional; needs acme.
+	TLSListen string `yaml:"tls_listen"`
+	// ACME obtains and renews certificates for the apps' host names; the
+	// balancer nodes that follow this server serve them too (on their
+	// listeners with acme: true). Optional.
+	ACME *ServerACME `yaml:"acme"`
 }
 
 // ServerSticky is where the key of the apps' sticky cookies comes from.
@@ -153,7 +160,11 @@ func ParseServer(file string, data []byte) (*ServerFile, error) {
 	listens := map[string]string{}
 	for _, l := range []struct{ path, addr string }{
 		{"admin.listen", s.Admin.Listen}, {"fleet.listen", s.Fleet.Listen}, {"balancer.listen", s.Balancer.Listen},
+		{"balancer.tls_listen", s.Balancer.TLSListen},
 	} {
+		if l.addr == "" && l.path == "balancer.tls_listen" {
+			continue
+		}
 		if err := checkListen(l.addr); err != nil {
 			d.errorf(l.path, "%v", err)
 			continue
@@ -188,6 +199,7 @@ func ParseServer(file string, data []byte) (*ServerFile, error) {
 		s.Balancer.Sticky.secret = key
 	}
 	checkHostPools(d, &s, resolve)
+	checkACME(&s, d, resolve)
 	if len(d.probs) > 0 {
 		return nil, d.sorted()
 	}

@@ -118,6 +118,11 @@ func OpenLB(opts LBOptions) (_ *LB, err error) {
 		if err == nil {
 			d.b, err = lb.New(full)
 		}
+		if err == nil {
+			// The last certificates obtained by the server, served while
+			// it cannot be reached (challenges are not: they are done).
+			err = d.b.SetCertificates(managedCertsOf(d.follow.cfg.Certificates))
+		}
 		if err != nil {
 			return nil, &DamagedStateError{Path: d.follow.state, Err: err}
 		}

@@ -145,6 +145,12 @@ func diffLBConfig(from, to api.LBConfig) []api.LBChange {
 	if !reflect.DeepEqual(from.Routes, to.Routes) {
 		out = append(out, api.LBChange{Kind: api.LBRoutesSet, Routes: slices.Clone(to.Routes)})
 	}
+	if !reflect.DeepEqual(from.Challenges, to.Challenges) {
+		out = append(out, api.LBChange{Kind: api.LBChallengesSet, Challenges: slices.Clone(to.Challenges)})
+	}
+	if !reflect.DeepEqual(from.Certificates, to.Certificates) {
+		out = append(out, api.LBChange{Kind: api.LBCertsSet, Certificates: slices.Clone(to.Certificates)})
+	}
 	var removed []api.LBChange
 	for _, p := range to.Pools {
 		had := map[string]api.LBTarget{}
@@ -224,8 +230,58 @@ func applyLBChange(c *api.LBConfig, ch api.LBChange) error {
 		}
 		c.Pools = slices.Clone(c.Pools)
 		c.Pools[i].Targets = ts
+	case api.LBCertsSet:
+		c.Certificates = nilIfEmpty(slices.Clone(ch.Certificates))
+	case api.LBChallengesSet:
+		c.Challenges = nilIfEmpty(slices.Clone(ch.Challenges))
 	default:
 		return fmt.Errorf("change %d: unknown kind %q (a server newer than this node?)", ch.Version, ch.Kind)
 	}
 	return nil
+}
+
+func nilIfEmpty[T any](s []T) []T {
+	if len(s) == 0 {
+		return nil
+	}
+	return s
+}
+
+// lbCertsOf is the balancer's managed certificates on the wire; nil for
+// none.
+func lbCertsOf(certs []lb.ManagedCert) []api.LBCertificate {
+	var out []api.LBCertificate
+	for _, c := range certs {
+		out = append(out, api.LBCertificate{Names: slices.Clone(c.Names), CertPEM: string(c.CertPEM), KeyPEM: string(c.KeyPEM)})
+	}
+	return out
+}
+
+// managedCertsOf is the inverse of lbCertsOf.
+func managedCertsOf(certs []api.LBCertificate) []lb.ManagedCert {
+	var out []lb.ManagedCert
+	for _, c := range certs {
+		out = append(out, lb.ManagedCert{Names: slices.Clone(c.Names), CertPEM: []byte(c.CertPEM), KeyPEM: []byte(c.KeyPEM)})
+	}
+	return out
+}
+
+// lbChallengesOf is a token set on the wire, sorted by token; nil for
+// none.
+func lbChallengesOf(tokens map[string]string) []api.LBChallenge {
+	var out []api.LBChallenge
+	for t, ka := range tokens {
+		out = append(out, api.LBChallenge{Token: t, KeyAuth: ka})
+	}
+	slices.SortFunc(out, func(a, b api.LBChallenge) int { return strings.Compare(a.Token, b.Token) })
+	return out
+}
+
+// challengesOf is the inverse of lbChallengesOf.
+func challengesOf(cs []api.LBChallenge) map[string]string {
+	out := map[string]string{}
+	for _, c := range cs {
+		out[c.Token] = c.KeyAuth
+	}
+	return out
 }

@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"context"
 	"errors"
 	"log/slog"
 	"os"
@@ -8,6 +9,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/shoal-dev/shoal/internal/api"
 	"github.com/shoal-dev/shoal/internal/health"
@@ -33,16 +35,21 @@ func lbConfigs() []api.LBConfig {
 	}
 	web2 := web
 	web2.SlowStartMS = 5000
+	cert1 := []api.LBCertificate{{Names: []string{"web.test"}, CertPEM: "chain 1", KeyPEM: "key 1"}}
+	cert2 := []api.LBCertificate{{Names: []string{"web.test"}, CertPEM: "chain 2", KeyPEM: "key 2"},
+		{Names: []string{"api.test"}, CertPEM: "chain 3", KeyPEM: "key 3"}}
 	return []api.LBConfig{
 		normalLBConfig(api.LBConfig{}),
 		{Routes: []api.LBRoute{route("web", "web.test", "web")}, Pools: []api.LBPool{with(web)}},
 		{Routes: []api.LBRoute{route("web", "web.test", "web")}, Pools: []api.LBPool{with(web, tgt("10.0.0.1:1", api.LBInService, false))}},
 		{Routes: []api.LBRoute{route("api", "", "api"), route("web", "web.test", "web")},
 			Pools: []api.LBPool{with(apiPool, tgt("10.0.0.3:1", api.LBInService, true)),
-				with(web, tgt("10.0.0.1:1", api.LBInService, true), tgt("10.0.0.2:1", api.LBInService, false))}},
+				with(web, tgt("10.0.0.1:1", api.LBInService, true), tgt("10.0.0.2:1", api.LBInService, false))},
+			Certificates: cert1, Challenges: []api.LBChallenge{{Token: "a", KeyAuth: "a.x"}, {Token: "b", KeyAuth: "b.x"}}},
 		{Routes: []api.LBRoute{route("api", "", "api"), route("web", "web.test", "web")},
 			Pools: []api.LBPool{with(apiPool, tgt("10.0.0.3:1", api.LBInService, true)),
-				with(web2, tgt("10.0.0.1:1", api.LBDraining, true), tgt("10.0.0.2:1", api.LBInService, true))}},
+				with(web2, tgt("10.0.0.1:1", api.LBDraining, true), tgt("10.0.0.2:1", api.LBInService, true))},
+			Certificates: cert2},
 		{Routes: []api.LBRoute{route("web", "web.test", "web")}, Pools: []api.LBPool{with(web2, tgt("10.0.0.2:1", api.LBInService, true))}},
 		normalLBConfig(api.LBConfig{}),
 	}
@@ -123,6 +130,10 @@ func TestLBConfigRoundTrip(t *testing.T) {
 			pc, _ := lbPoolConfigOf(api.LBPool{Name: name, Algorithm: "round_robin", Health: checks[name]})
 			return pc.Health
 		})
+		// The certificates and challenges go through the balancer's own
+		// types (lbStream.derive sets them).
+		got.Certificates = lbCertsOf(managedCertsOf(c.Certificates))
+		got.Challenges = lbChallengesOf(challengesOf(c.Challenges))
 		// Draining targets keep the server's verdict only as healthy.
 		want := c
 		for pi := range want.Pools {
@@ -284,4 +295,63 @@ func FuzzLBState(f *testing.F) {
 			t.Fatalf("saved %+v, loaded %+v, %v", cfg, again, err)
 		}
 	})
+}
+
+// TestLBStreamDelivered: a version is delivered once every node that
+// followed recently has asked for the changes after it; a node of another
+// epoch counts as behind; the wait ends with ctx, naming the nodes behind.
+func TestLBStreamDelivered(t *testing.T) {
+	s := &lbStream{epoch: "e1", wake: make(chan struct{}), done: make(chan struct{}), log: slog.New(slog.DiscardHandler),
+		cur: lbConfigs()[0], nodes: map[string]nodeMark{}, acked: make(chan struct{})}
+	ctx := context.Background()
+	if err := s.delivered(ctx, 5); err != nil {
+		t.Fatalf("no node follows: %v", err)
+	}
+	s.mark("lb-1", "e1", 4)
+	s.mark("lb-2", "e0", 9)
+	done := make(chan error, 1)
+	go func() { done <- s.delivered(ctx, 5) }()
+	select {
+	case err := <-done:
+		t.Fatalf("delivered before the nodes asked: %v", err)
+	default:
+	}
+	s.mark("lb-1", "e1", 5)
+	select {
+	case err := <-done:
+		t.Fatalf("delivered while lb-2 follows another epoch: %v", err)
+	default:
+	}
+	s.mark("lb-2", "e1", 6)
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("not delivered after both nodes asked")
+	}
+	s.mark("lb-2", "e1", 6)
+	cctx, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
+	defer cancel()
+	if err := s.delivered(cctx, 7); err == nil || !strings.Contains(err.Error(), "lb-1, lb-2") {
+		t.Fatalf("delivered(7) = %v, want an error naming lb-1, lb-2", err)
+	}
+	s.mu.Lock()
+	s.nodes["lb-1"] = nodeMark{after: 1, at: time.Now().Add(-lbNodeGone)}
+	s.nodes["lb-2"] = nodeMark{after: 1, at: time.Now().Add(-lbNodeGone)}
+	s.mu.Unlock()
+	if err := s.delivered(ctx, 7); err != nil {
+		t.Fatalf("nodes gone for %s still awaited: %v", lbNodeGone, err)
+	}
+}
+
+// TestRouteHosts: the ACME hosts taken from the routes are their exact,
+// fully qualified names, once each.
+func TestRouteHosts(t *testing.T) {
+	got := routeHosts([]lb.Route{{Host: "Web.Example.com"}, {Host: ""}, {Host: "*.example.com"}, {Host: "localhost"},
+		{Host: "api.example.com"}, {Host: "web.example.com"}, {Host: "10.0.0.1"}})
+	if strings.Join(got, ",") != "api.example.com,web.example.com" {
+		t.Fatalf("routeHosts = %v", got)
+	}
 }

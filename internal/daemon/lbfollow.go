@@ -285,12 +285,22 @@ func (f *lbFollower) applyPage(p api.LBConfigPage) error {
 	return nil
 }
 
-// applyLocked makes the balancer serve next: routes and pool settings
+// applyLocked makes the balancer serve next: the certificates and
+// challenges swap in whole (lb.Balancer.SetCertificates, SetChallenges);
+// routes and pool settings
 // swap in one Reload when they changed (pools whose settings stay keep
 // their targets and connections), then each pool's targets follow with
 // pool operations, new ones added before gone ones are removed.
 func (f *lbFollower) applyLocked(next api.LBConfig) error {
 	prev := f.cfg
+	if !reflect.DeepEqual(prev.Certificates, next.Certificates) {
+		// First: a set that does not load refuses the page before
+		// anything of it is applied (the balancer keeps serving the last
+		// good set; the next call asks for a snapshot).
+		if err := f.b.SetCertificates(managedCertsOf(next.Certificates)); err != nil {
+			return fmt.Errorf("apply the server's certificates: %w", err)
+		}
+	}
 	if structuralChange(prev, next) {
 		f.cfg = next
 		cfg, err := f.withConfig(f.b.Config(), f.b)
@@ -301,6 +311,9 @@ func (f *lbFollower) applyLocked(next api.LBConfig) error {
 			f.cfg = prev
 			return fmt.Errorf("apply the server's configuration: %w", err)
 		}
+	}
+	if !reflect.DeepEqual(prev.Challenges, next.Challenges) {
+		f.b.SetChallenges(challengesOf(next.Challenges))
 	}
 	f.cfg = next
 	f.syncTargetsLocked(prev)

@@ -117,6 +117,8 @@ func normalLBConfig(c api.LBConfig) api.LBConfig {
 	if c.Pools == nil {
 		c.Pools = []api.LBPool{}
 	}
+	c.Certificates = nilIfEmpty(c.Certificates)
+	c.Challenges = nilIfEmpty(c.Challenges)
 	for i := range c.Pools {
 		if c.Pools[i].Targets == nil {
 			c.Pools[i].Targets = []api.LBTarget{}

@@ -18,6 +18,7 @@ import (
 	"github.com/shoal-dev/shoal/internal/agent/agenttest"
 	"github.com/shoal-dev/shoal/internal/api"
 	"github.com/shoal-dev/shoal/internal/config"
+	"github.com/shoal-dev/shoal/internal/lb"
 	"github.com/shoal-dev/shoal/internal/pki"
 	"github.com/shoal-dev/shoal/internal/testenv"
 )
@@ -405,5 +406,83 @@ func TestLBNodeRefused(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusUnauthorized {
 		t.Fatalf("no client certificate: %d, want 401", resp.StatusCode)
+	}
+}
+
+// TestLBNodeCertificatesAndChallenges: the certificates and challenges set
+// on the server's balancer reach a node, which serves and answers them; a
+// set that does not load is refused by the node, whose last good set
+// keeps serving; a node restarted while the server is down serves the
+// saved certificates.
+func TestLBNodeCertificatesAndChallenges(t *testing.T) {
+	dir, nodeDir := t.TempDir(), t.TempDir()
+	ts := startServer(t, serverConfig(t, dir, "127.0.0.1:0"))
+	writeToken(t, ts, nodeDir, api.RoleLB)
+	node := startNode(t, nodeDir, ts.ready.FleetURL, "lb-1")
+	pair := func(name string) lb.ManagedCert {
+		cf, kf, _ := testenv.WriteSelfSigned(t, t.TempDir(), name)
+		c, _ := os.ReadFile(cf)
+		k, _ := os.ReadFile(kf)
+		return lb.ManagedCert{Names: []string{name}, CertPEM: c, KeyPEM: k}
+	}
+	good := pair("a.test")
+	if err := ts.s.bal.SetCertificates([]lb.ManagedCert{good}); err != nil {
+		t.Fatal(err)
+	}
+	ts.s.bal.SetChallenges(map[string]string{"tok": "tok.key"})
+	testenv.Eventually(t, 10*time.Second, func() error {
+		if c := node.d.b.Certificates(); len(c) != 1 || string(c[0].CertPEM) != string(good.CertPEM) {
+			return fmt.Errorf("node's certificates: %d", len(c))
+		}
+		resp, err := http.Get("http://" + node.addr() + "/.well-known/acme-challenge/tok")
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode != 200 || string(body) != "tok.key" {
+			return fmt.Errorf("challenge through the node: %d %q", resp.StatusCode, body)
+		}
+		return nil
+	})
+	// A certificate whose key is another's: the node refuses the page and
+	// keeps serving the last good set. (lb refuses it on the server's
+	// balancer too, so it is put straight into the stream.)
+	bad := pair("b.test")
+	bad.KeyPEM = good.KeyPEM
+	ts.s.lbs.syncMu.Lock()
+	cfg := ts.s.lbs.derive()
+	cfg.Certificates = lbCertsOf([]lb.ManagedCert{good, bad})
+	badAt := time.Now()
+	ts.s.lbs.update(cfg)
+	ts.s.lbs.syncMu.Unlock()
+	// A node that refused a page asks for a snapshot (no epoch: after 0).
+	testenv.Eventually(t, 10*time.Second, func() error {
+		ts.s.lbs.mu.Lock()
+		m := ts.s.lbs.nodes["lb-1"]
+		ts.s.lbs.mu.Unlock()
+		if m.at.Before(badAt) || m.after != 0 {
+			return fmt.Errorf("the node's last call: after %d at %v; want a snapshot asked after the bad set", m.after, m.at)
+		}
+		return nil
+	})
+	if c := node.d.b.Certificates(); len(c) != 1 || string(c[0].CertPEM) != string(good.CertPEM) {
+		t.Fatalf("after a bad set, the node serves %d certificates, want the last good one", len(c))
+	}
+	ts.s.lbs.syncMu.Lock()
+	ts.s.lbs.update(ts.s.lbs.derive())
+	ts.s.lbs.syncMu.Unlock()
+	ts.s.bal.SetChallenges(nil)
+	testenv.Eventually(t, 10*time.Second, func() error {
+		if len(node.d.b.Challenges()) != 0 {
+			return errors.New("the challenge is still pending on the node")
+		}
+		return nil
+	})
+	ts.stop()
+	node.stop()
+	node = startNode(t, nodeDir, ts.ready.FleetURL, "lb-1")
+	if c := node.d.b.Certificates(); len(c) != 1 || string(c[0].CertPEM) != string(good.CertPEM) {
+		t.Fatalf("restarted with the server down, the node serves %d certificates", len(c))
 	}
 }

@@ -18,6 +18,7 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
+	"github.com/shoal-dev/shoal/internal/acme"
 	"github.com/shoal-dev/shoal/internal/adminapi"
 	"github.com/shoal-dev/shoal/internal/api"
 	"github.com/shoal-dev/shoal/internal/atomicfile"
@@ -55,8 +56,10 @@ type ServerReady struct {
 	AdminURL    string // http://host:port on loopback, else https://
 	FleetURL    string // https://host:port agents join and talk to
 	BalancerURL string // http://host:port of the balancer
-	CAPin       string // the fleet CA's pin (pki.CA.Pin), for --ca-pin and join tokens
-	Apps        int    // apps reopened from the store
+	// BalancerTLSURL is https://host:port of balancer.tls_listen; "" without one.
+	BalancerTLSURL string
+	CAPin          string // the fleet CA's pin (pki.CA.Pin), for --ca-pin and join tokens
+	Apps           int    // apps reopened from the store
 }
 
 // Server is a running `shoal server`: the store, the fleet CA and its
@@ -89,7 +92,8 @@ type Server struct {
 	// that fleet.Options.OnEvent returns at once.
 	fleetEvents *controller.EventWriter
 	bal         *lb.Balancer
-	lbs         *lbStream // the configuration balancer nodes follow (server_lbstream.go)
+	lbs         *lbStream     // the configuration balancer nodes follow (server_lbstream.go)
+	acme        *acme.Manager // nil without balancer.acme (server_acme.go)
 	token       string
 	fleetURL    string
 
@@ -146,8 +150,12 @@ func OpenServer(ctx context.Context, opts ServerOptions) (_ *Server, err error) 
 		return nil, err
 	}
 	s.dash = newDashboardMetrics()
+	listeners := []lb.Listener{{Name: ServerListener, Addr: s.cfg.Balancer.Listen}}
+	if s.cfg.Balancer.TLSListen != "" {
+		listeners = append(listeners, lb.Listener{Name: ServerTLSListener, Addr: s.cfg.Balancer.TLSListen, Managed: true})
+	}
 	bal, err := lb.New(lb.Config{
-		Listeners: []lb.Listener{{Name: ServerListener, Addr: s.cfg.Balancer.Listen}},
+		Listeners: listeners,
 		Logger:    s.log.With("part", "lb"),
 		Observer:  s.dash.observer(),
 	})
@@ -156,6 +164,9 @@ func OpenServer(ctx context.Context, opts ServerOptions) (_ *Server, err error) 
 	}
 	s.bal = bal
 	s.lbs = newLBStream(bal, (&lbChecks{s: s}).check, s.log.With("part", "lbstream"))
+	if err := s.openACME(); err != nil { // server_acme.go
+		return nil, err
+	}
 	if err := s.openUI(); err != nil { // server_ui.go
 		return nil, err
 	}
@@ -385,6 +396,15 @@ func (s *Server) Run(ctx context.Context) error {
 		return s.fleet.Run(partsCtx)
 	})
 	g.Go(func() error { return s.lbs.run(partsCtx) })
+	if s.acme != nil {
+		g.Go(func() error { return s.acme.Run(partsCtx) })
+		if s.cfg.Balancer.ACME.FromRoutes() {
+			g.Go(func() error {
+				s.followRouteHosts(partsCtx) // server_acme.go
+				return nil
+			})
+		}
+	}
 	g.Go(func() error {
 		err := s.bal.Run(partsCtx)
 		if err != nil {
@@ -405,8 +425,12 @@ func (s *Server) Run(ctx context.Context) error {
 		return nil
 	})
 	if s.opts.OnReady != nil {
-		s.opts.OnReady(ServerReady{AdminURL: s.AdminURL(), FleetURL: s.fleetURL,
-			BalancerURL: "http://" + s.Addr().String(), CAPin: s.ca.Pin(), Apps: n})
+		r := ServerReady{AdminURL: s.AdminURL(), FleetURL: s.fleetURL,
+			BalancerURL: "http://" + s.Addr().String(), CAPin: s.ca.Pin(), Apps: n}
+		if a := s.bal.Addr(ServerTLSListener); a != nil {
+			r.BalancerTLSURL = "https://" + a.String()
+		}
+		s.opts.OnReady(r)
 	}
 	err := g.Wait()
 	if errors.Is(err, http.ErrServerClosed) {

@@ -8,7 +8,9 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -59,13 +61,33 @@ type lbStream struct {
 	log   *slog.Logger
 	epoch string
 
+	// syncMu makes each derive-and-update one step, so that sync from
+	// another goroutine (publishing a challenge) never records an older
+	// reading after a newer one.
+	syncMu sync.Mutex
+
 	mu      sync.Mutex
 	cur     api.LBConfig
 	version uint64
 	kept    []api.LBChange // the last changes, oldest first, at most lbStreamKeep
 	wake    chan struct{}  // closed and replaced at each new version
 	done    chan struct{}  // closed when run ends: waiting calls answer
+	// nodes is where each node (by its certificate's name) stands: the
+	// version of this epoch it asked the changes after, which it has
+	// applied. acked is closed and replaced when one moves.
+	nodes map[string]nodeMark
+	acked chan struct{}
 }
+
+// nodeMark is a node's last call.
+type nodeMark struct {
+	after uint64
+	at    time.Time
+}
+
+// lbNodeGone is how long after its last call a node no longer counts as
+// following (a waiting call is renewed every lbPollWait at the latest).
+const lbNodeGone = lbPollWait + 15*time.Second
 
 // newLBStream returns the stream of bal's configuration, with check
 // giving each pool's active health check for the nodes.
@@ -73,20 +95,23 @@ func newLBStream(bal *lb.Balancer, check func(pool string) *health.Spec, log *sl
 	var b [8]byte
 	rand.Read(b[:])
 	s := &lbStream{bal: bal, check: check, log: log, epoch: hex.EncodeToString(b[:]),
-		wake: make(chan struct{}), done: make(chan struct{})}
+		wake: make(chan struct{}), done: make(chan struct{}), nodes: map[string]nodeMark{}, acked: make(chan struct{})}
 	s.cur = s.derive()
 	return s
 }
 
 // derive reads the balancer's configuration now.
 func (s *lbStream) derive() api.LBConfig {
-	return lbConfigOf(s.bal.Config(), func(name string) []pool.TargetStatus {
+	c := lbConfigOf(s.bal.Config(), func(name string) []pool.TargetStatus {
 		p, ok := s.bal.Pool(name)
 		if !ok {
 			return nil
 		}
 		return p.Status().Targets
 	}, s.check)
+	c.Certificates = lbCertsOf(s.bal.Certificates())
+	c.Challenges = lbChallengesOf(s.bal.Challenges())
+	return c
 }
 
 // run follows the balancer's changes until ctx ends; then every waiting
@@ -99,12 +124,77 @@ func (s *lbStream) run(ctx context.Context) error {
 		// Ask for the next notification before reading, so that a change
 		// made while reading wakes the next round.
 		ch := s.bal.Changed()
-		s.update(s.derive())
+		s.sync()
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-ch:
 		case <-tick.C:
+		}
+	}
+}
+
+// sync derives the configuration now, records its changes and returns
+// the version that holds them.
+func (s *lbStream) sync() uint64 {
+	s.syncMu.Lock()
+	defer s.syncMu.Unlock()
+	s.update(s.derive())
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.version
+}
+
+// mark records that node asked for the changes after version after of
+// epoch: it has applied everything up to it.
+func (s *lbStream) mark(node, epoch string, after uint64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if epoch != s.epoch {
+		after = 0
+	}
+	s.nodes[node] = nodeMark{after: after, at: time.Now()}
+	close(s.acked)
+	s.acked = make(chan struct{})
+}
+
+// expect counts the named nodes as following from now, at version 0,
+// until they call or lbNodeGone passes: the balancer nodes that joined
+// before this run reconnect within their backoff (5 s), and a challenge
+// published meanwhile must wait for them (delivered).
+func (s *lbStream) expect(names []string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, n := range names {
+		if _, ok := s.nodes[n]; !ok {
+			s.nodes[n] = nodeMark{at: time.Now()}
+		}
+	}
+}
+
+// delivered waits until every node that followed within lbNodeGone has
+// applied version v (asked for the changes after it), or ctx ends: then
+// the error names the nodes behind.
+func (s *lbStream) delivered(ctx context.Context, v uint64) error {
+	for {
+		s.mu.Lock()
+		var behind []string
+		for name, m := range s.nodes {
+			if m.after < v && time.Since(m.at) < lbNodeGone {
+				behind = append(behind, name)
+			}
+		}
+		wait := s.acked
+		s.mu.Unlock()
+		if len(behind) == 0 {
+			return nil
+		}
+		select {
+		case <-wait:
+		case <-ctx.Done():
+			slices.Sort(behind)
+			return fmt.Errorf("balancer nodes %s have not applied version %d: %w", strings.Join(behind, ", "), v, context.Cause(ctx))
+		case <-time.After(time.Second): // a node that stopped calling ages out
 		}
 	}
 }
@@ -168,6 +258,9 @@ func (s *lbStream) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		after = n
 	}
 	epoch := q.Get("epoch")
+	if r.TLS != nil && len(r.TLS.PeerCertificates) > 0 {
+		s.mark(r.TLS.PeerCertificates[0].Subject.CommonName, epoch, after)
+	}
 	p, wait, ok := s.page(epoch, after)
 	if !ok {
 		t := time.NewTimer(lbPollWait)

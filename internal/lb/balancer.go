@@ -26,10 +26,13 @@ type Balancer struct {
 	metrics *metrics
 	tunnels *tunnelSet
 	maint   atomic.Pointer[Maintenance]
-	tbl     atomic.Pointer[table]
-	alog    atomic.Pointer[accessLog]
-	obs     atomic.Pointer[observerBox]
-	changes changes
+	// managed and challenges are set by an ACME client (acme.go).
+	managed    atomic.Pointer[managedSet]
+	challenges atomic.Pointer[map[string]string]
+	tbl        atomic.Pointer[table]
+	alog       atomic.Pointer[accessLog]
+	obs        atomic.Pointer[observerBox]
+	changes    changes
 	// tickets seals the session tickets of every TLS listener, across
 	// reloads: a client resumes on any listener and event loop.
 	tickets *ticketKeys
@@ -126,10 +129,14 @@ func New(cfg Config) (*Balancer, error) {
 // listenerTLS loads the certificates of a TLS listener and returns its
 // TLS config, which serves them through the watcher; nils for plain HTTP.
 func (b *Balancer) listenerTLS(l Listener) (*tls.Config, *certWatcher, error) {
-	if len(l.TLS) == 0 {
+	if len(l.TLS) == 0 && !l.Managed {
 		return nil, nil, nil
 	}
-	w, err := newCertWatcher(l.Name, l.TLS, b.log)
+	var managed func(string) *tls.Certificate
+	if l.Managed {
+		managed = b.managedFor
+	}
+	w, err := newCertWatcher(l.Name, l.TLS, managed, b.log)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -24,7 +24,11 @@ const certPollInterval = time.Second
 type certWatcher struct {
 	listener string
 	log      *slog.Logger
-	cur      atomic.Pointer[[]*tls.Certificate] // served, in config order
+	// managed looks up a certificate set by Balancer.SetCertificates
+	// for an SNI name; it holds nil when the listener is not Managed. A
+	// reload may turn it on or off (replace).
+	managed atomic.Pointer[managedLookup]
+	cur     atomic.Pointer[[]*tls.Certificate] // served, in config order
 
 	mu    sync.Mutex // guards pairs and gen; never held during I/O
 	pairs []certPair
@@ -41,8 +45,12 @@ type certPair struct {
 }
 
 // newCertWatcher loads every pair of certs; any failure is an error.
-func newCertWatcher(listener string, certs []Certificate, log *slog.Logger) (*certWatcher, error) {
+// managed is Balancer.managedFor for a Managed listener, else nil.
+func newCertWatcher(listener string, certs []Certificate, managed func(string) *tls.Certificate, log *slog.Logger) (*certWatcher, error) {
 	w := &certWatcher{listener: listener, log: log}
+	if managed != nil {
+		w.managed.Store(&managedLookup{managed})
+	}
 	for _, c := range certs {
 		cp, kp, err := readPair(c)
 		if err != nil {
@@ -90,7 +98,15 @@ func (w *certWatcher) tlsConfig() *tls.Config {
 }
 
 func (w *certWatcher) get(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
+	if m := w.managed.Load(); m != nil {
+		if c := m.get(hello.ServerName); c != nil {
+			return c, nil
+		}
+	}
 	set := *w.cur.Load()
+	if len(set) == 0 {
+		return nil, fmt.Errorf("listener %s: no certificate for %q", w.listener, hello.ServerName)
+	}
 	if len(set) > 1 {
 		for _, c := range set {
 			if hello.SupportsCertificate(c) == nil {
@@ -111,6 +127,12 @@ func (w *certWatcher) replace(next *certWatcher) {
 	w.pairs = pairs
 	w.gen++
 	w.publishLocked()
+	w.managed.Store(next.managed.Load())
+}
+
+// managedLookup wraps Balancer.managedFor for an atomic pointer.
+type managedLookup struct {
+	get func(name string) *tls.Certificate
 }
 
 // check reads every pair's files and swaps in those that changed and

@@ -51,7 +51,7 @@ func TestCertWatcherKeepsOldUntilNewPairLoads(t *testing.T) {
 	newCert, _ := os.ReadFile(c2.CertFile)
 	newKey, _ := os.ReadFile(c2.KeyFile)
 	var logs certLogSink
-	w, err := newCertWatcher("web", []Certificate{c1}, slog.New(slog.NewTextHandler(&logs, nil)))
+	w, err := newCertWatcher("web", []Certificate{c1}, nil, slog.New(slog.NewTextHandler(&logs, nil)))
 	if err != nil {
 		t.Fatal(err)
 	}

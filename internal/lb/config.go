@@ -55,6 +55,12 @@ type Listener struct {
 	// TLS certificates; empty means plain HTTP. With several, the one
 	// matching the SNI name is chosen; HTTP/2 is offered through ALPN.
 	TLS []Certificate
+	// Managed makes the listener serve TLS with the certificates set by
+	// SetCertificates (obtained through ACME), chosen by the client's SNI
+	// name; TLS's files, if any, serve the names none of them has. A
+	// Managed listener without files refuses a handshake for a name it
+	// has no certificate for.
+	Managed bool
 	// Routes restricts this listener to the named routes; empty means all.
 	Routes []string
 }

@@ -242,7 +242,8 @@ func (c *evClient) eligible(tbl *table, n int) bool {
 	lim := tbl.limits
 	if n > lim.MaxHeaderBytes || int(h.Target.End-h.Target.Start) > lim.MaxURIBytes ||
 		int(h.Target.End)+len(" HTTP/1.1") > lim.MaxRequestLine ||
-		lim.MaxBodyBytes > 0 && h.ContentLength > lim.MaxBodyBytes || b.maint.Load() != nil || trusted(tbl.trusted, c.client) {
+		lim.MaxBodyBytes > 0 && h.ContentLength > lim.MaxBodyBytes || b.maint.Load() != nil || trusted(tbl.trusted, c.client) ||
+		b.mayBeChallenge(bstr(c.buf[c.r:], h.Path)) {
 		return false
 	}
 	return h.NRequestID <= 1

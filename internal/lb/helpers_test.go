@@ -78,7 +78,7 @@ func start(t testing.TB, cfg Config) *running {
 		if onNetHTTP && l.fast != nil {
 			t.Fatalf("listener %s: fast path on under %s", lc.Name, t.Name())
 		}
-		if !onNetHTTP && !cfg.Limits.DisableFastPath && len(lc.TLS) == 0 && l.fast == nil {
+		if !onNetHTTP && !cfg.Limits.DisableFastPath && len(lc.TLS) == 0 && !lc.Managed && l.fast == nil {
 			t.Fatalf("listener %s: plain listener without the fast path", lc.Name)
 		}
 	}

@@ -129,6 +129,23 @@ func (h *frontHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		b.fail(w, ex, errMethod)
 		return
 	}
+	if ka, ok := b.challengeAnswer(r.Method, r.URL.Path); ok {
+		// HTTP-01 (RFC 8555 8.3): before maintenance and routing, so a
+		// certificate is obtained or renewed whatever the routes say.
+		ex.status = http.StatusOK
+		if ex.closeAfter {
+			wh["Connection"] = []string{"close"}
+		}
+		wh["Content-Type"] = []string{"text/plain"}
+		wh["Cache-Control"] = []string{"no-store"}
+		wh["Content-Length"] = []string{strconv.Itoa(len(ka))}
+		w.WriteHeader(ex.status)
+		if r.Method != http.MethodHead {
+			n, _ := io.WriteString(w, ka)
+			ex.bytesOut = int64(n)
+		}
+		return
+	}
 	if m := b.maint.Load(); m != nil {
 		ex.status = http.StatusServiceUnavailable
 		if ex.closeAfter {

@@ -36,7 +36,7 @@ func (b *Balancer) Status() Status {
 		if l := b.listeners[lc.Name]; l != nil && l.raw != nil {
 			addr = l.raw.Addr().String()
 		}
-		ls = append(ls, ListenerStatus{Name: lc.Name, Addr: addr, TLS: len(lc.TLS) > 0, Routes: lc.Routes, Timing: b.metrics.listenerTiming(lc.Name)})
+		ls = append(ls, ListenerStatus{Name: lc.Name, Addr: addr, TLS: len(lc.TLS) > 0 || lc.Managed, Routes: lc.Routes, Timing: b.metrics.listenerTiming(lc.Name)})
 	}
 	type pe struct {
 		name string

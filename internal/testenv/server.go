@@ -12,8 +12,9 @@ import (
 
 // ServerReady matches the line `shoal server` prints once it serves; the
 // submatches are the admin API's URL, the fleet port's URL, the
-// balancer's URL and the fleet CA's pin.
-var ServerReady = regexp.MustCompile(`shoal server ready: admin (\S+) fleet (\S+) balancer (http://\S+) ca-pin (sha256:[0-9a-f]{64})`)
+// balancer's URL, the fleet CA's pin and the TLS balancer's URL (empty
+// without balancer.tls_listen).
+var ServerReady = regexp.MustCompile(`shoal server ready: admin (\S+) fleet (\S+) balancer (http://\S+) ca-pin (sha256:[0-9a-f]{64})(?: tls (https://\S+))?`)
 
 // Server is a `shoal server` started by StartServer: the process and what
 // its ready line and data directory said. The fields are read-only.
@@ -22,6 +23,7 @@ type Server struct {
 	AdminURL string
 	FleetURL string
 	LBURL    string // the shared balancer, such as http://10.77.0.1:80
+	TLSURL   string // its balancer.tls_listen, such as https://127.0.0.1:8443; "" without one
 	CAPin    string
 	Token    string // the admin token, from <data_dir>/admin.token
 }
@@ -46,7 +48,7 @@ func StartServer(ctx context.Context, cmd *exec.Cmd, dataDir string) (*Server, e
 		p.Close()
 		return nil, fmt.Errorf("shoal server: admin token: %w", err)
 	}
-	return &Server{Process: p, AdminURL: m[1], FleetURL: m[2], LBURL: m[3], CAPin: m[4],
+	return &Server{Process: p, AdminURL: m[1], FleetURL: m[2], LBURL: m[3], CAPin: m[4], TLSURL: m[5],
 		Token: strings.TrimSpace(string(tok))}, nil
 }
 
