@@ -119,8 +119,8 @@ func (cc *cacheControl) seconds(arg string, prev int64) int64 {
 // cacheFacts are what cacheFor reads of one exchange, from a parsed head
 // (fast path) or from net/http's types.
 type cacheFacts struct {
-	get   bool // a GET (only a GET's answer is stored; a HEAD is served from one)
-	auth  bool // the request carried Authorization
+	get    bool // a GET (only a GET's answer is stored; a HEAD is served from one)
+	auth   bool // the request carried Authorization
 	ranged bool // the request asked for a Range, or the answer has Content-Range
 	status int
 	cc     cacheControl
@@ -494,7 +494,7 @@ type cacheRequest struct {
 	// ifNoneMatch and ifModifiedSince are the conditional fields' values
 	// ("" absent); several If-None-Match fields are joined with ", ".
 	ifNoneMatch, ifModifiedSince string
-	accept                      Encoding
+	accept                       Encoding
 }
 
 // usesCache reports whether a request is looked up at all: a GET or HEAD
