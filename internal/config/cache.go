@@ -4,10 +4,10 @@ import "github.com/shoal-dev/shoal/internal/lb"
 
 // Cache is the balancer's asset cache, written the same way in lb.yaml
 // (routes[].cache) and shoal.yaml (balancer.cache), decoded and checked
-// by this one type. Absent, a route caches what its targets mark shared
-// and long-lived (lb.Cache's defaults).
+// by this one type. Absent, the route caches nothing; enabled: true keeps
+// what its targets mark shared and long-lived (see lb.Cache).
 type Cache struct {
-	// Enabled turns the cache on or off; default true.
+	// Enabled turns the cache on; default false.
 	Enabled *bool `yaml:"enabled"`
 	// MaxSize bounds the bytes the route's cache holds; default 64MiB.
 	MaxSize Size `yaml:"max_size"`
@@ -37,5 +37,5 @@ func (c *Cache) LB() lb.Cache {
 	if c == nil {
 		return lb.Cache{}
 	}
-	return lb.Cache{Off: c.Enabled != nil && !*c.Enabled, MaxBytes: int64(c.MaxSize), MaxEntryBytes: int64(c.MaxEntrySize)}
+	return lb.Cache{On: c.Enabled != nil && *c.Enabled, MaxBytes: int64(c.MaxSize), MaxEntryBytes: int64(c.MaxEntrySize)}
 }

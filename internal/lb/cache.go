@@ -21,11 +21,15 @@ import (
 // cachedHead. The net/http path's side is in proxy.go's writeResponse and
 // cachehttp.go, the fast path's in evcache.go.
 
-// Cache is a route's asset cache setting. The zero value caches, up to
-// DefaultCacheMaxBytes in all and DefaultCacheMaxEntryBytes per answer.
+// Cache is a route's asset cache setting. The zero value caches nothing:
+// like nginx's proxy_cache the cache is asked for, since while one
+// request fetches a key the others for it wait (a long poll or a slow
+// page requested twice at once by the same URL would wait for the first
+// answer's head).
 type Cache struct {
-	// Off turns the cache off for the route.
-	Off bool
+	// On turns the cache on for the route, up to DefaultCacheMaxBytes in
+	// all and DefaultCacheMaxEntryBytes per answer unless set below.
+	On bool
 	// MaxBytes bounds the bytes the route's cache holds: bodies (each
 	// encoding kept counts) and stored fields. Zero means
 	// DefaultCacheMaxBytes.
@@ -285,7 +289,7 @@ type assetCache struct {
 
 // newAssetCache returns the route's cache, nil when c is off.
 func newAssetCache(c Cache) *assetCache {
-	if c.Off {
+	if !c.On {
 		return nil
 	}
 	ac := &assetCache{maxBytes: c.MaxBytes, maxEntry: c.MaxEntryBytes,

@@ -19,6 +19,13 @@ import (
 
 const immutable = "public, max-age=31536000, immutable"
 
+// cachingConfig is baseConfig with the route's cache on.
+func cachingConfig(targets ...string) Config {
+	c := baseConfig(targets...)
+	c.Routes[0].Cache.On = true
+	return c
+}
+
 // cacheReq sends one request (method, extra header lines) and returns
 // the answer and its body.
 func cacheReq(t *testing.T, addr, method, fields string) (*http.Response, []byte) {
@@ -80,7 +87,7 @@ func TestCacheRulesOnBothPaths(t *testing.T) {
 		{name: "If-Modified-Since 304", header: map[string]string{"Cache-Control": immutable, "Last-Modified": "Tue, 01 Dec 2026 10:00:00 GMT"}, second: "If-Modified-Since: Tue, 01 Dec 2026 10:00:00 GMT\r\n", fetches: 1, want2: 304, status2: "HIT"},
 		{name: "gzip form made from the entry", header: map[string]string{"Cache-Control": immutable, "ETag": `"v1"`}, second: "Accept-Encoding: gzip\r\n", fetches: 1, want2: 200, status2: "HIT", encoding: "gzip"},
 		{name: "br form", header: map[string]string{"Cache-Control": immutable}, first: "Accept-Encoding: br\r\n", second: "Accept-Encoding: br\r\n", fetches: 1, want2: 200, status2: "HIT", encoding: "br"},
-		{name: "route off", header: map[string]string{"Cache-Control": immutable}, route: Cache{Off: true}, fetches: 2, want2: 200, status2: ""},
+		{name: "route off", header: map[string]string{"Cache-Control": immutable}, route: Cache{}, fetches: 2, want2: 200, status2: ""},
 		{name: "over max entry", header: map[string]string{"Cache-Control": immutable}, route: Cache{MaxEntryBytes: 1 << 10}, fetches: 2, want2: 200, status2: "MISS"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -121,12 +128,15 @@ func TestCacheRulesOnBothPaths(t *testing.T) {
 				})
 				c := baseConfig(be.addr)
 				c.Routes[0].Cache = tc.route
+				if tc.name != "route off" {
+					c.Routes[0].Cache.On = true
+				}
 				lb := start(t, cfg(c))
 				r1, b1 := cacheReq(t, lb.addr, "GET", tc.first)
 				if r1.StatusCode != status {
 					t.Fatalf("first status %d, want %d", r1.StatusCode, status)
 				}
-				if got := r1.Header.Get("X-Cache-Status"); tc.route.Off && got != "" || !tc.route.Off && tc.first == "" && got != "MISS" {
+				if got := r1.Header.Get("X-Cache-Status"); !c.Routes[0].Cache.On && got != "" || c.Routes[0].Cache.On && tc.first == "" && got != "MISS" {
 					t.Errorf("first X-Cache-Status %q", got)
 				}
 				if r1.Header.Get("Content-Encoding") == "" && !bytes.Equal(b1, body) {
@@ -233,7 +243,7 @@ func TestCacheNewReleaseInvalidates(t *testing.T) {
 	onBothPaths(t, func(t *testing.T, path servingPath, cfg func(Config) Config) {
 		body := textBody(8<<10, 3)
 		be, counts := immutableBackend(t, body, nil)
-		lb := start(t, cfg(baseConfig(be.addr)))
+		lb := start(t, cfg(cachingConfig(be.addr)))
 		cl := client(t)
 		for i, want := range []string{"MISS", "HIT"} {
 			if resp, _ := get(t, cl, lb.url+"/a.js"); resp.Header.Get("X-Cache-Status") != want {
@@ -252,7 +262,7 @@ func TestCacheNewReleaseInvalidates(t *testing.T) {
 			t.Errorf("%d fetches, want 2", n)
 		}
 		// A new configuration starts with empty caches.
-		if err := lb.Reload(cfg(baseConfig(be.addr))); err != nil {
+		if err := lb.Reload(cfg(cachingConfig(be.addr))); err != nil {
 			t.Fatal(err)
 		}
 		if resp, _ := get(t, cl, lb.url+"/a.js"); resp.Header.Get("X-Cache-Status") != "MISS" {
@@ -268,7 +278,7 @@ func TestCacheByteBound(t *testing.T) {
 		body := textBody(10<<10, 4)
 		be, counts := immutableBackend(t, body, nil)
 		c := baseConfig(be.addr)
-		c.Routes[0].Cache = Cache{MaxBytes: 25 << 10} // two entries fit, not three
+		c.Routes[0].Cache = Cache{On: true, MaxBytes: 25 << 10} // two entries fit, not three
 		lb := start(t, cfg(c))
 		cl := client(t)
 		for _, p := range []string{"/1.js", "/2.js", "/1.js", "/3.js", "/1.js", "/3.js", "/2.js"} {
@@ -296,7 +306,7 @@ func TestCacheStampede(t *testing.T) {
 		body := textBody(64<<10, 5)
 		hold := make(chan struct{})
 		be, counts := immutableBackend(t, body, hold)
-		lb := start(t, cfg(baseConfig(be.addr)))
+		lb := start(t, cfg(cachingConfig(be.addr)))
 		ac := lb.tbl.Load().routers["web"].any[0].cache
 		cl := client(t)
 		const n = 16
@@ -348,7 +358,7 @@ func TestCacheExpires(t *testing.T) {
 			w.Header().Set("Content-Type", "application/javascript")
 			io.WriteString(w, "x")
 		})
-		lb := start(t, cfg(baseConfig(be.addr)))
+		lb := start(t, cfg(cachingConfig(be.addr)))
 		cl := client(t)
 		get(t, cl, lb.url+"/e.js")
 		resp, _ := get(t, cl, lb.url+"/e.js")

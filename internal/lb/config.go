@@ -88,8 +88,8 @@ type Route struct {
 	// Compression is how the route compresses answers; the zero value
 	// compresses text types for clients that accept it (see Compression).
 	Compression Compression
-	// Cache is the route's asset cache; the zero value keeps answers the
-	// target marks shared and long-lived (see Cache and cacheFor).
+	// Cache is the route's asset cache of answers the target marks
+	// shared and long-lived (see Cache and cacheFor); off by default.
 	Cache Cache
 }
 
