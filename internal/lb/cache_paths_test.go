@@ -374,3 +374,23 @@ func TestCacheExpires(t *testing.T) {
 		}
 	})
 }
+
+// TestCacheMetrics: /metrics counts hits and misses per route, and the
+// body bytes before compression and as sent.
+func TestCacheMetrics(t *testing.T) {
+	onBothPaths(t, func(t *testing.T, path servingPath, cfg func(Config) Config) {
+		body := textBody(32<<10, 6)
+		be, _ := immutableBackend(t, body, nil)
+		lb := start(t, cfg(cachingConfig(be.addr)))
+		cacheReq(t, lb.addr, "GET", "")
+		_, gz := cacheReq(t, lb.addr, "GET", "Accept-Encoding: gzip\r\n")
+		for name, want := range map[string]string{
+			`shoal_lb_cache_lookups_total{result="hit",route="all"}`:  "1",
+			`shoal_lb_cache_lookups_total{result="miss",route="all"}`: "1",
+			`shoal_lb_body_bytes_total{route="all",stage="body"}`:     strconv.Itoa(2 * len(body)),
+			`shoal_lb_body_bytes_total{route="all",stage="sent"}`:     strconv.Itoa(len(body) + len(gz)),
+		} {
+			waitFor(t, 5*time.Second, name, func() bool { return metricValue(t, lb.Balancer, name) == want })
+		}
+	})
+}

@@ -32,6 +32,7 @@ type metrics struct {
 	ws       *prometheus.GaugeVec
 	held     *prometheus.GaugeVec
 	heldDur  *prometheus.HistogramVec
+	cache    *cacheMetrics // cachemetrics.go
 
 	mu     sync.Mutex
 	routes map[[2]string]*routeMetrics // by (route, pool)
@@ -46,6 +47,7 @@ type routeMetrics struct {
 	dur         prometheus.Observer
 	heldDur     prometheus.Observer
 	m           *metrics
+	cache       *routeCacheSeries
 	// byCode holds the request counter of each status code (index: the
 	// code, 0 when none was sent), created on first use.
 	byCode [600]atomic.Pointer[codeCounter]
@@ -103,6 +105,7 @@ func newMetrics(b *Balancer) *metrics {
 		Buckets: heldBuckets[:],
 	}, []string{"route"})
 	m.reg.MustRegister(m.requests, m.duration, m.ttfb, m.retries, m.ws, m.held, m.heldDur, poolCollector{b})
+	m.cache = newCacheMetrics(m.reg)
 	return m
 }
 
@@ -147,7 +150,8 @@ func (m *metrics) forRoute(route, pool string) *routeMetrics {
 	k := [2]string{route, pool}
 	rm := m.routes[k]
 	if rm == nil {
-		rm = &routeMetrics{route: route, pool: pool, m: m, dur: m.duration.WithLabelValues(route), heldDur: m.heldDur.WithLabelValues(route)}
+		rm = &routeMetrics{route: route, pool: pool, m: m, dur: m.duration.WithLabelValues(route), heldDur: m.heldDur.WithLabelValues(route),
+			cache: m.cache.forRoute(route)}
 		m.routes[k] = rm
 	}
 	return rm
@@ -183,6 +187,7 @@ func (m *metrics) observe(ex *exchange, d time.Duration) {
 		rm = ex.route.m
 	}
 	rm.counter(ex.status).Inc()
+	rm.cache.observe(ex)
 	if ex.held {
 		ex.heldPool.held.Dec()
 		ex.heldPool.lat.held.Add(-1)
