@@ -297,7 +297,7 @@ type AppBalancer struct {
 	// Cache keeps answers the app marks shared and long-lived
 	// (Cache-Control: public, max-age=31536000, immutable) at the
 	// balancer and serves them without reaching an instance, until the
-	// next release is activated. Off unless enabled: true; the same keys as
+	// next release is activated. On unless enabled: false; the same keys as
 	// routes[].cache in lb.yaml.
 	Cache *Cache `yaml:"cache"`
 

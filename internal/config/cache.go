@@ -4,10 +4,11 @@ import "github.com/shoal-dev/shoal/internal/lb"
 
 // Cache is the balancer's asset cache, written the same way in lb.yaml
 // (routes[].cache) and shoal.yaml (balancer.cache), decoded and checked
-// by this one type. Absent, the route caches nothing; enabled: true keeps
-// what its targets mark shared and long-lived (see lb.Cache).
+// by this one type. Absent or enabled: true, the route keeps what its
+// targets mark shared and long-lived (see lb.Cache); enabled: false turns
+// it off.
 type Cache struct {
-	// Enabled turns the cache on; default false.
+	// Enabled turns the cache off when false; default true.
 	Enabled *bool `yaml:"enabled"`
 	// MaxSize bounds the bytes the route's cache holds; default 64MiB.
 	MaxSize Size `yaml:"max_size"`
@@ -37,5 +38,5 @@ func (c *Cache) LB() lb.Cache {
 	if c == nil {
 		return lb.Cache{}
 	}
-	return lb.Cache{On: c.Enabled != nil && *c.Enabled, MaxBytes: int64(c.MaxSize), MaxEntryBytes: int64(c.MaxEntrySize)}
+	return lb.Cache{Off: c.Enabled != nil && !*c.Enabled, MaxBytes: int64(c.MaxSize), MaxEntryBytes: int64(c.MaxEntrySize)}
 }

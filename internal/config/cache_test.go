@@ -12,7 +12,7 @@ import (
 // balancer's defaults; bad values are refused with file:line:col.
 func TestCacheOptions(t *testing.T) {
 	const keys = "{enabled: true, max_size: 32MiB, max_entry_size: 4MiB}"
-	want := lb.Cache{On: true, MaxBytes: 32 << 20, MaxEntryBytes: 4 << 20}
+	want := lb.Cache{MaxBytes: 32 << 20, MaxEntryBytes: 4 << 20}
 	a, err := Parse("shoal.yaml", []byte("app: w\nrun: {command: x}\nbalancer:\n  cache: "+keys+"\n"), t.TempDir())
 	if err != nil {
 		t.Fatal(err)
@@ -24,7 +24,7 @@ func TestCacheOptions(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := a.BalancerConfig(nil, nil).Routes[0].Cache; got != (lb.Cache{}) {
+	if got := a.BalancerConfig(nil, nil).Routes[0].Cache; got != (lb.Cache{Off: true}) {
 		t.Errorf("shoal.yaml off: %+v", got)
 	}
 

@@ -21,15 +21,17 @@ import (
 // cachedHead. The net/http path's side is in proxy.go's writeResponse and
 // cachehttp.go, the fast path's in evcache.go.
 
-// Cache is a route's asset cache setting. The zero value caches nothing:
-// like nginx's proxy_cache the cache is asked for, since while one
-// request fetches a key the others for it wait (a long poll or a slow
-// page requested twice at once by the same URL would wait for the first
-// answer's head).
+// Cache is a route's asset cache setting. The zero value is on: only
+// answers marked immutable or fresh for CacheMinFresh are stored, and a
+// request waits for another's fetch of the same key only when the key's
+// answer was stored before (a "seen cacheable" key: its entry expired,
+// was evicted or belongs to an older release), so concurrent requests
+// for a dynamic page, a long poll or anything never stored go to the
+// target at once, as without a cache.
 type Cache struct {
-	// On turns the cache on for the route, up to DefaultCacheMaxBytes in
-	// all and DefaultCacheMaxEntryBytes per answer unless set below.
-	On bool
+	// Off turns the route's cache off: nothing is looked up or stored
+	// and answers carry no X-Cache-Status.
+	Off bool
 	// MaxBytes bounds the bytes the route's cache holds: bodies (each
 	// encoding kept counts) and stored fields. Zero means
 	// DefaultCacheMaxBytes.
@@ -55,6 +57,10 @@ const (
 	// carry: HIT (served from the cache) or MISS (looked up, not found:
 	// the target answered). nginx users know it as $upstream_cache_status.
 	cacheStatusField = "X-Cache-Status"
+	// cacheMaxSeen bounds the keys a cache remembers as seen cacheable
+	// (the only ones whose fetch others wait for); when full the set is
+	// emptied and filled again by the answers stored from then on.
+	cacheMaxSeen = 1 << 14
 )
 
 // checkCache reports what is wrong with c, one error per problem.
@@ -261,10 +267,17 @@ type cacheEntry struct {
 
 // cacheFill is one fetch of a key in progress: the other requests for the
 // key wait for it (nginx's proxy_cache_lock), then look again.
+//
+// A fetch of a key not seen cacheable is shared (registered in
+// assetCache.fills) with no one: it stores the answer if cacheFor allows
+// but no request waits for it.
 type cacheFill struct {
-	key     string
-	gen     uint64
-	ended   bool
+	key   string
+	gen   uint64
+	ended bool
+	// refused is set when cacheFor refused the answer: the key is no
+	// longer seen cacheable.
+	refused bool
 	waiters []func()
 }
 
@@ -281,7 +294,10 @@ type assetCache struct {
 	mu      sync.Mutex
 	entries map[string]*cacheEntry
 	fills   map[string]*cacheFill
-	lru     list.List // front: most recently used
+	// seen holds the keys whose answer was stored (at most
+	// cacheMaxSeen): only their fetches are waited for.
+	seen  map[string]struct{}
+	lru   list.List // front: most recently used
 	bytes   int64
 
 	hits, misses, stored, evicted atomic.Int64
@@ -289,11 +305,11 @@ type assetCache struct {
 
 // newAssetCache returns the route's cache, nil when c is off.
 func newAssetCache(c Cache) *assetCache {
-	if !c.On {
+	if c.Off {
 		return nil
 	}
 	ac := &assetCache{maxBytes: c.MaxBytes, maxEntry: c.MaxEntryBytes,
-		entries: map[string]*cacheEntry{}, fills: map[string]*cacheFill{}}
+		entries: map[string]*cacheEntry{}, fills: map[string]*cacheFill{}, seen: map[string]struct{}{}}
 	if ac.maxBytes == 0 {
 		ac.maxBytes = DefaultCacheMaxBytes
 	}
@@ -312,12 +328,14 @@ func (ac *assetCache) Stats() CacheStats {
 }
 
 // lookup finds key under the pool's release generation gen at now. It
-// returns the entry on a hit. On a miss it returns the fetch in progress
-// for key: lead is true when the caller is to make it (and must end it
-// with endFill), false when another request makes it (the caller may
-// wait on it). With mayWait false (a request that waited once already)
-// it returns no fill rather than one to wait on. key may view a buffer:
-// it is copied when kept.
+// returns the entry on a hit. On a miss it returns a fetch of key: lead
+// is true when the caller is to make it (and must end it with endFill),
+// false when another request makes it (the caller may wait on it). Only
+// a key seen cacheable gets a fetch that others wait on; for any other
+// key each request leads a fetch of its own, so nothing is held. With
+// mayWait false (a request that waited once already) it returns no fill
+// rather than one to wait on. key may view a buffer: it is copied when
+// kept.
 //
 // A request with Authorization (auth) is served only an entry stored as
 // public; a private one makes it pass the cache (no entry, no fill).
@@ -344,8 +362,18 @@ func (ac *assetCache) lookup(key string, gen uint64, now time.Time, mayWait, aut
 		return nil, f, false
 	}
 	f := &cacheFill{key: strings.Clone(key), gen: gen}
-	ac.fills[key] = f
+	if _, ok := ac.seen[key]; ok {
+		ac.fills[f.key] = f
+	}
 	return nil, f, true
+}
+
+// seenCacheable reports whether key is remembered as seen cacheable.
+func (ac *assetCache) seenCacheable(key string) bool {
+	ac.mu.Lock()
+	defer ac.mu.Unlock()
+	_, ok := ac.seen[key]
+	return ok
 }
 
 // wait calls fn once f has ended (at once, on the caller's goroutine,
@@ -363,8 +391,9 @@ func (ac *assetCache) wait(f *cacheFill, fn func()) {
 }
 
 // endFill ends the fetch f: e (nil when the answer was not stored) is
-// stored when its generation is still the pool's (cur), and the waiting
-// requests are told.
+// stored when its generation is still the pool's (cur), its key is
+// remembered as seen cacheable (forgotten when f.refused), and the
+// waiting requests are told.
 func (ac *assetCache) endFill(f *cacheFill, e *cacheEntry, cur uint64) {
 	ac.mu.Lock()
 	if f.ended {
@@ -374,6 +403,17 @@ func (ac *assetCache) endFill(f *cacheFill, e *cacheEntry, cur uint64) {
 	f.ended = true
 	if ac.fills[f.key] == f {
 		delete(ac.fills, f.key)
+	}
+	if f.refused {
+		delete(ac.seen, f.key)
+	}
+	if e != nil {
+		if _, ok := ac.seen[e.key]; !ok {
+			if len(ac.seen) >= cacheMaxSeen {
+				clear(ac.seen)
+			}
+			ac.seen[e.key] = struct{}{}
+		}
 	}
 	if e != nil && e.gen == cur {
 		if old := ac.entries[e.key]; old != nil {

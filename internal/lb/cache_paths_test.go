@@ -19,10 +19,12 @@ import (
 
 const immutable = "public, max-age=31536000, immutable"
 
-// cachingConfig is baseConfig with the route's cache on.
+// cachingConfig is baseConfig, whose route caches by default.
 func cachingConfig(targets ...string) Config {
 	c := baseConfig(targets...)
-	c.Routes[0].Cache.On = true
+	if c.Routes[0].Cache.Off {
+		panic("baseConfig's route does not cache")
+	}
 	return c
 }
 
@@ -87,7 +89,7 @@ func TestCacheRulesOnBothPaths(t *testing.T) {
 		{name: "If-Modified-Since 304", header: map[string]string{"Cache-Control": immutable, "Last-Modified": "Tue, 01 Dec 2026 10:00:00 GMT"}, second: "If-Modified-Since: Tue, 01 Dec 2026 10:00:00 GMT\r\n", fetches: 1, want2: 304, status2: "HIT"},
 		{name: "gzip form made from the entry", header: map[string]string{"Cache-Control": immutable, "ETag": `"v1"`}, second: "Accept-Encoding: gzip\r\n", fetches: 1, want2: 200, status2: "HIT", encoding: "gzip"},
 		{name: "br form", header: map[string]string{"Cache-Control": immutable}, first: "Accept-Encoding: br\r\n", second: "Accept-Encoding: br\r\n", fetches: 1, want2: 200, status2: "HIT", encoding: "br"},
-		{name: "route off", header: map[string]string{"Cache-Control": immutable}, route: Cache{}, fetches: 2, want2: 200, status2: ""},
+		{name: "route off", header: map[string]string{"Cache-Control": immutable}, route: Cache{Off: true}, fetches: 2, want2: 200, status2: ""},
 		{name: "over max entry", header: map[string]string{"Cache-Control": immutable}, route: Cache{MaxEntryBytes: 1 << 10}, fetches: 2, want2: 200, status2: "MISS"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -128,15 +130,12 @@ func TestCacheRulesOnBothPaths(t *testing.T) {
 				})
 				c := baseConfig(be.addr)
 				c.Routes[0].Cache = tc.route
-				if tc.name != "route off" {
-					c.Routes[0].Cache.On = true
-				}
 				lb := start(t, cfg(c))
 				r1, b1 := cacheReq(t, lb.addr, "GET", tc.first)
 				if r1.StatusCode != status {
 					t.Fatalf("first status %d, want %d", r1.StatusCode, status)
 				}
-				if got := r1.Header.Get("X-Cache-Status"); !c.Routes[0].Cache.On && got != "" || c.Routes[0].Cache.On && tc.first == "" && got != "MISS" {
+				if got := r1.Header.Get("X-Cache-Status"); c.Routes[0].Cache.Off && got != "" || !c.Routes[0].Cache.Off && tc.first == "" && got != "MISS" {
 					t.Errorf("first X-Cache-Status %q", got)
 				}
 				if r1.Header.Get("Content-Encoding") == "" && !bytes.Equal(b1, body) {
@@ -278,7 +277,7 @@ func TestCacheByteBound(t *testing.T) {
 		body := textBody(10<<10, 4)
 		be, counts := immutableBackend(t, body, nil)
 		c := baseConfig(be.addr)
-		c.Routes[0].Cache = Cache{On: true, MaxBytes: 25 << 10} // two entries fit, not three
+		c.Routes[0].Cache = Cache{MaxBytes: 25 << 10} // two entries fit, not three
 		lb := start(t, cfg(c))
 		cl := client(t)
 		for _, p := range []string{"/1.js", "/2.js", "/1.js", "/3.js", "/1.js", "/3.js", "/2.js"} {
@@ -299,8 +298,9 @@ func TestCacheByteBound(t *testing.T) {
 	})
 }
 
-// TestCacheStampede: many requests for a key not cached yet reach the
-// target once; the others wait for that fetch and are served from it.
+// TestCacheStampede: many requests for a key seen cacheable but not
+// cached now (its entry belongs to the release before) reach the target
+// once; the others wait for that fetch and are served from it.
 func TestCacheStampede(t *testing.T) {
 	onBothPaths(t, func(t *testing.T, path servingPath, cfg func(Config) Config) {
 		body := textBody(64<<10, 5)
@@ -309,6 +309,28 @@ func TestCacheStampede(t *testing.T) {
 		lb := start(t, cfg(cachingConfig(be.addr)))
 		ac := lb.tbl.Load().routers["web"].any[0].cache
 		cl := client(t)
+		// The first answer is stored: the key is seen cacheable.
+		primed := make(chan string, 1)
+		go func() {
+			resp, err := cl.Get(lb.url + "/bundle.js")
+			if err != nil {
+				primed <- err.Error()
+				return
+			}
+			got, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			primed <- fmt.Sprintf("%d bytes", len(got))
+		}()
+		hold <- struct{}{}
+		if got := <-primed; got != fmt.Sprintf("%d bytes", len(body)) {
+			t.Fatalf("first request: %s", got)
+		}
+		if !ac.seenCacheable(string(appendCacheKey(nil, lb.addr, "/bundle.js"))) {
+			t.Fatalf("the stored key is not seen cacheable")
+		}
+		p, _ := lb.Pool("app")
+		p.NewRelease()
+		before := ac.Stats()
 		const n = 16
 		var wg sync.WaitGroup
 		errs := make(chan string, n)
@@ -330,18 +352,102 @@ func TestCacheStampede(t *testing.T) {
 		}
 		// Every request looked the key up (one leads, the others wait)
 		// before the target answers.
-		waitFor(t, 10*time.Second, "all requests waiting", func() bool { return ac.Stats().Misses == n })
+		waitFor(t, 10*time.Second, "all requests waiting", func() bool { return ac.Stats().Misses-before.Misses == n })
 		close(hold)
 		wg.Wait()
 		close(errs)
 		for e := range errs {
 			t.Error(e)
 		}
-		if c := fetchCount(counts, "/bundle.js"); c != 1 {
-			t.Errorf("the target was asked %d times, want 1", c)
+		if c := fetchCount(counts, "/bundle.js"); c != 2 {
+			t.Errorf("the target was asked %d times, want 2 (once per release)", c)
 		}
-		if st := ac.Stats(); st.Stored != 1 || st.Hits != n-1 {
-			t.Errorf("stats %+v, want 1 stored and %d hits", st, n-1)
+		if st := ac.Stats(); st.Stored-before.Stored != 1 || st.Hits-before.Hits != n-1 {
+			t.Errorf("stats %+v (before %+v), want 1 more stored and %d more hits", st, before, n-1)
+		}
+	})
+}
+
+// TestCacheNeverHoldsUncacheable: concurrent identical requests for a URL
+// never seen cacheable (a dynamic page, a long poll) all reach the target
+// at once: none waits for another's answer. The target answers only when
+// all n are in, so a request held by the cache would make this time out.
+// Then, after an answer the rule refuses, a key seen cacheable before is
+// forgotten and not held either.
+func TestCacheNeverHoldsUncacheable(t *testing.T) {
+	onBothPaths(t, func(t *testing.T, path servingPath, cfg func(Config) Config) {
+		const n = 8
+		var arrived atomic.Int64
+		all := make(chan struct{})
+		var cacheable atomic.Bool
+		be := newBackend(t, func(w http.ResponseWriter, r *http.Request) {
+			if cacheable.Load() {
+				w.Header().Set("Cache-Control", immutable)
+			} else {
+				w.Header().Set("Cache-Control", "no-store")
+			}
+			if r.URL.Query().Get("wait") != "" {
+				if arrived.Add(1) == n {
+					close(all)
+				}
+				select {
+				case <-all:
+				case <-r.Context().Done():
+					return
+				}
+			}
+			w.Header().Set("Content-Type", "text/html")
+			io.WriteString(w, "page")
+		})
+		lb := start(t, cfg(cachingConfig(be.addr)))
+		ac := lb.tbl.Load().routers["web"].any[0].cache
+		cl := client(t)
+		burst := func(url string) {
+			t.Helper()
+			var wg sync.WaitGroup
+			errs := make(chan string, n)
+			for range n {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					resp, err := cl.Get(url)
+					if err != nil {
+						errs <- err.Error()
+						return
+					}
+					defer resp.Body.Close()
+					if got, _ := io.ReadAll(resp.Body); string(got) != "page" || resp.Header.Get("X-Cache-Status") != "MISS" {
+						errs <- fmt.Sprintf("%q, X-Cache-Status %q", got, resp.Header.Get("X-Cache-Status"))
+					}
+				}()
+			}
+			wg.Wait()
+			close(errs)
+			for e := range errs {
+				t.Error(e)
+			}
+		}
+		burst(lb.url + "/live?wait=1")
+		if arrived.Load() != n {
+			t.Fatalf("%d requests reached the target, want %d", arrived.Load(), n)
+		}
+		// A key once stored, then answered no-store: forgotten.
+		cacheable.Store(true)
+		get(t, cl, lb.url+"/live?wait=")
+		if !ac.seenCacheable(string(appendCacheKey(nil, lb.addr, "/live?wait="))) {
+			t.Fatalf("a stored key is not seen cacheable")
+		}
+		p, _ := lb.Pool("app")
+		p.NewRelease()
+		cacheable.Store(false)
+		if resp, _ := get(t, cl, lb.url+"/live?wait="); resp.Header.Get("X-Cache-Status") != "MISS" {
+			t.Fatalf("after NewRelease: X-Cache-Status %q, want MISS", resp.Header.Get("X-Cache-Status"))
+		}
+		if ac.seenCacheable(string(appendCacheKey(nil, lb.addr, "/live?wait="))) {
+			t.Errorf("a key answered no-store is still seen cacheable")
+		}
+		if st := ac.Stats(); st.Stored != 1 || st.Entries != 0 {
+			t.Errorf("stats %+v, want 1 stored, none kept", st)
 		}
 	})
 }

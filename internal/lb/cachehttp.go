@@ -95,6 +95,7 @@ func cacheCapture(r *http.Request, ex *exchange, resp *http.Response) *cacheEntr
 	}
 	fresh, ok := cacheFor(&f, ex.fillAC.maxEntry)
 	if !ok {
+		ex.fill.refused = true
 		ex.endFill(nil)
 		return nil
 	}

@@ -89,7 +89,7 @@ type Route struct {
 	// compresses text types for clients that accept it (see Compression).
 	Compression Compression
 	// Cache is the route's asset cache of answers the target marks
-	// shared and long-lived (see Cache and cacheFor); off by default.
+	// shared and long-lived (see Cache and cacheFor); on by default.
 	Cache Cache
 }
 

@@ -145,6 +145,7 @@ func (c *evClient) cacheHead(p []byte, rh *h1.Response, o []byte) []byte {
 	}
 	fresh, ok := cacheFor(&f, ex.fillAC.maxEntry)
 	if !ok {
+		ex.fill.refused = true
 		ex.endFill(nil)
 		return o
 	}
