@@ -298,7 +298,7 @@ type assetCache struct {
 	// cacheMaxSeen): only their fetches are waited for.
 	seen  map[string]struct{}
 	lru   list.List // front: most recently used
-	bytes   int64
+	bytes int64
 
 	hits, misses, stored, evicted atomic.Int64
 }
