@@ -500,3 +500,35 @@ func TestCacheMetrics(t *testing.T) {
 		}
 	})
 }
+
+// TestCacheRequestRecord: the observer's record says what the cache did
+// (stored, hit, miss) and the body before compression and as sent, for
+// the dashboard's page-load report.
+func TestCacheRequestRecord(t *testing.T) {
+	onBothPaths(t, func(t *testing.T, path servingPath, cfg func(Config) Config) {
+		body := textBody(32<<10, 7)
+		be, _ := immutableBackend(t, body, nil)
+		obs := &recObserver{}
+		c := cachingConfig(be.addr)
+		c.Observer = obs
+		lb := start(t, cfg(c))
+		cacheReq(t, lb.addr, "GET", "")
+		_, gz := cacheReq(t, lb.addr, "GET", "Accept-Encoding: gzip\r\n")
+		raw(t, lb.addr, "POST /app.3f2a.js HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+		waitFor(t, 5*time.Second, "three records", func() bool { return len(obs.all()) == 3 })
+		recs := obs.all()
+		want := []struct {
+			cache      string
+			body, sent int64
+		}{
+			{"stored", int64(len(body)), int64(len(body))},
+			{"hit", int64(len(body)), int64(len(gz))},
+			{"", int64(len(body)), int64(len(body))},
+		}
+		for i, w := range want {
+			if r := recs[i]; r.Cache != w.cache || r.BodyBytes != w.body || r.BytesOut != w.sent {
+				t.Errorf("record %d: cache %q body %d sent %d, want %q %d %d", i, r.Cache, r.BodyBytes, r.BytesOut, w.cache, w.body, w.sent)
+			}
+		}
+	})
+}

@@ -42,7 +42,7 @@ func (s *routeCacheSeries) observe(ex *exchange) {
 	switch ex.cached {
 	case cacheHit:
 		s.hit.Inc()
-	case cacheMiss:
+	case cacheMiss, cacheStored:
 		s.miss.Inc()
 	}
 	if ex.bodyIn > 0 {

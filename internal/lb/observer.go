@@ -48,6 +48,15 @@ type RequestRecord struct {
 	// Total is then how long it stayed open, not a latency, and it is left
 	// out of LatencyHistogram. WebSocket tunnels are not marked Held.
 	Held bool
+
+	// The asset cache's and compression's part (the page-load report):
+	// Cache is "hit" (served from the route's cache), "miss" (looked up,
+	// sent to a target), "stored" (a miss whose answer was stored), or ""
+	// (not looked up). BodyBytes is the answer's body before compression
+	// (as the target sent it, or the cached identity body); BytesOut is
+	// what was sent.
+	Cache     string
+	BodyBytes int64
 }
 
 // observerBox lets a nil interface be stored atomically.

@@ -78,12 +78,19 @@ const (
 	cacheNone = iota // not looked up
 	cacheMiss
 	cacheHit
+	cacheStored // a miss whose answer the cache stored
 )
+
+// cacheResults are RequestRecord.Cache's values, by exchange.cached.
+var cacheResults = [...]string{cacheNone: "", cacheMiss: "miss", cacheHit: "hit", cacheStored: "stored"}
 
 // endFill ends the exchange's fetch for the cache, if it makes one,
 // storing e (nil: nothing stored) and releasing the requests that wait.
 func (ex *exchange) endFill(e *cacheEntry) {
 	if ex.fill != nil {
+		if e != nil {
+			ex.cached = cacheStored
+		}
 		ex.fillAC.endFill(ex.fill, e, ex.route.pool.p.ReleaseGeneration())
 		ex.fill, ex.fillAC = nil, nil
 	}
