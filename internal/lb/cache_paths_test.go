@@ -5,11 +5,13 @@ import (
 	"bytes"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -529,6 +531,45 @@ func TestCacheRequestRecord(t *testing.T) {
 			if r := recs[i]; r.Cache != w.cache || r.BodyBytes != w.body || r.BytesOut != w.sent {
 				t.Errorf("record %d: cache %q body %d sent %d, want %q %d %d", i, r.Cache, r.BodyBytes, r.BytesOut, w.cache, w.body, w.sent)
 			}
+		}
+	})
+}
+
+// TestCacheHitToSlowReader: a hit larger than the socket buffers, to a
+// client with a small receive buffer, is written in full: the fast path
+// goes on with the entry's body when the client can take more.
+func TestCacheHitToSlowReader(t *testing.T) {
+	onBothPaths(t, func(t *testing.T, path servingPath, cfg func(Config) Config) {
+		body := textBody(12<<20, 8)
+		be, counts := immutableBackend(t, body, nil)
+		c := cachingConfig(be.addr)
+		c.Routes[0].Cache = Cache{MaxBytes: 32 << 20, MaxEntryBytes: 16 << 20}
+		lb := start(t, cfg(c))
+		for i, want := range []string{"MISS", "HIT"} {
+			d := net.Dialer{Control: func(_, _ string, rc syscall.RawConn) error {
+				var serr error
+				rc.Control(func(fd uintptr) { serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096) })
+				return serr
+			}}
+			conn, err := d.Dial("tcp", lb.addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			conn.SetDeadline(time.Now().Add(20 * time.Second))
+			io.WriteString(conn, "GET /big.js HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+			resp, err := http.ReadResponse(bufio.NewReaderSize(conn, 4096), nil)
+			if err != nil {
+				conn.Close()
+				t.Fatalf("request %d: %v", i, err)
+			}
+			got, err := io.ReadAll(resp.Body)
+			conn.Close()
+			if err != nil || !bytes.Equal(got, body) || resp.Header.Get("X-Cache-Status") != want {
+				t.Fatalf("request %d: %d of %d bytes (%v), X-Cache-Status %q, want %s", i, len(got), len(body), err, resp.Header.Get("X-Cache-Status"), want)
+			}
+		}
+		if n := fetchCount(counts, "/big.js"); n != 1 {
+			t.Errorf("%d fetches, want 1", n)
 		}
 	})
 }

@@ -142,7 +142,7 @@ func (c *evClient) event(ev netpoll.Events) {
 		c.tun.clientEvent(ev)
 		return
 	}
-	if ev&netpoll.Out != 0 && c.wo < len(c.wb) {
+	if ev&netpoll.Out != 0 && (c.wo < len(c.wb) || len(c.tail) > 0) {
 		c.flush()
 	}
 	if c.state != csDone && ev&(netpoll.In|netpoll.Hup|netpoll.Err) != 0 {
