@@ -35,6 +35,52 @@ if (process.env.METEOR_SETTINGS) {
 }
 const publicSettings = (settings && typeof settings.public === 'object' && settings.public) || {};
 
+// The client bundle, as Meteor serves it in production: one JavaScript file
+// under a content-hashed URL (/<sha1>.js), cacheable forever by browsers and
+// shared caches. Its content is made here, deterministically, BUNDLE_KB
+// kilobytes (default 2048) of modules of ordinary-looking code; running it
+// sets window.__bundle to the module count and the sum its modules compute.
+const bundleKB = Math.max(1, Number(process.env.BUNDLE_KB) || 2048);
+function makeBundle(kb) {
+  const parts = ['(function () {\n"use strict";\nvar modules = [];\n'];
+  let size = parts[0].length;
+  let i = 0;
+  // A fixed pseudo-random sequence (xorshift32): minified identifiers and
+  // data, so that the bundle compresses more like a real one than repeated
+  // text would.
+  let seed = 42;
+  const rnd = (n) => {
+    seed ^= seed << 13;
+    seed ^= seed >>> 17;
+    seed ^= seed << 5;
+    return (seed >>> 0) % n;
+  };
+  const chars = 'abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ_$0123456789';
+  const ident = (len) => {
+    let out = chars[rnd(54)];
+    for (let j = 1; j < len; j++) out += chars[rnd(64)];
+    return out;
+  };
+  while (size < kb * 1024 - 200) {
+    const m = `modules.push(function module${i}(exports) {\n` +
+      `  var name = "component-${i % 97}-${(i * 7919) % 10007}", ${ident(2)}${i} = "${ident(24)}", ${ident(3)} = [${rnd(100000)}, ${rnd(100000)}, "${ident(12)}"];\n` +
+      `  var limit = ${(i * 31) % 1000};\n` +
+      `  function render(props) { return { tag: "div", key: name, children: [props.title || "", limit] }; }\n` +
+      `  exports.value = ${i % 251} + limit % 7;\n` +
+      `  exports.render = render;\n` +
+      `});\n`;
+    parts.push(m);
+    size += m.length;
+    i++;
+  }
+  parts.push('var sum = 0;\nfor (var k = 0; k < modules.length; k++) { var e = {}; modules[k](e); sum += e.value; }\n' +
+    'window.__bundle = { modules: modules.length, sum: sum };\n})();\n');
+  return Buffer.from(parts.join(''));
+}
+const bundle = makeBundle(bundleKB);
+const bundleHash = crypto.createHash('sha1').update(bundle).digest('hex');
+const bundlePath = `/${bundleHash}.js`;
+
 let unhealthy = false;
 let stopping = false;
 
@@ -119,6 +165,7 @@ function page() {
 <p>ROOT_URL: <code>${escapeHTML(rootURL)}</code></p>
 <h2>Public settings</h2>
 <pre id="settings">${escapeHTML(JSON.stringify(publicSettings, null, 2))}</pre>
+<script src="${bundlePath}?meteor_js_resource=true"></script>
 </body></html>
 `;
 }
@@ -127,6 +174,16 @@ const server = http.createServer((req, res) => {
   const url = new URL(req.url, 'http://localhost');
   const p = url.pathname;
   if (p === '/' && req.method === 'GET') return send(res, 200, 'text/html; charset=utf-8', page());
+  if (p === bundlePath && (req.method === 'GET' || req.method === 'HEAD')) {
+    res.writeHead(200, {
+      'content-type': 'application/javascript; charset=utf-8',
+      'content-length': bundle.length,
+      'cache-control': 'public, max-age=31536000, immutable',
+      etag: `"${bundleHash}"`,
+      'x-instance': instance,
+    });
+    return res.end(req.method === 'HEAD' ? undefined : bundle);
+  }
   if (p === '/healthz') {
     const bad = unhealthy || stopping || fs.existsSync(path.join(stateDir, 'unhealthy'));
     return bad ? send(res, 500, 'text/plain', 'unhealthy\n') : send(res, 200, 'text/plain', 'ok');

@@ -294,6 +294,13 @@ type AppBalancer struct {
 	// in lb.yaml.
 	Compression *Compression `yaml:"compression"`
 
+	// Cache keeps answers the app marks shared and long-lived
+	// (Cache-Control: public, max-age=31536000, immutable) at the
+	// balancer and serves them without reaching an instance, until the
+	// next release is activated. On unless enabled: false; the same keys as
+	// routes[].cache in lb.yaml.
+	Cache *Cache `yaml:"cache"`
+
 	// Hosts are the host names whose requests `shoal server`'s balancer
 	// sends to this app: exact names ("web.example.com") or wildcards of
 	// one or more labels ("*.web.example.com"), matched without case and

@@ -35,7 +35,7 @@ func (b AppBalancer) NeedsStickyKey() bool { return b.Sticky != nil && b.Sticky.
 func (a *App) BalancerConfig(stickyKey []byte, log *slog.Logger) lb.Config {
 	return lb.Config{
 		Listeners: []lb.Listener{{Name: UpListener, Addr: a.Balancer.Listen}},
-		Routes:    []lb.Route{{Name: a.Name, PathPrefix: "/", Pool: a.Name, LongLivedPaths: a.Balancer.LongLivedPaths, Compression: a.Balancer.Compression.LB()}},
+		Routes:    []lb.Route{{Name: a.Name, PathPrefix: "/", Pool: a.Name, LongLivedPaths: a.Balancer.LongLivedPaths, Compression: a.Balancer.Compression.LB(), Cache: a.Balancer.Cache.LB()}},
 		Pools:     []lb.PoolConfig{a.PoolConfig(stickyKey)},
 		Logger:    log,
 	}
@@ -73,12 +73,12 @@ func (a *App) Routes() []lb.Route {
 		path = "/"
 	}
 	if len(b.Hosts) == 0 {
-		return []lb.Route{{Name: a.Name, PathPrefix: path, Pool: a.Name, LongLivedPaths: b.LongLivedPaths, Compression: b.Compression.LB()}}
+		return []lb.Route{{Name: a.Name, PathPrefix: path, Pool: a.Name, LongLivedPaths: b.LongLivedPaths, Compression: b.Compression.LB(), Cache: b.Cache.LB()}}
 	}
 	out := make([]lb.Route, 0, len(b.Hosts))
 	for _, h := range b.Hosts {
 		h = strings.ToLower(h)
-		out = append(out, lb.Route{Name: a.Name + " " + h, Host: h, PathPrefix: path, Pool: a.Name, LongLivedPaths: b.LongLivedPaths, Compression: b.Compression.LB()})
+		out = append(out, lb.Route{Name: a.Name + " " + h, Host: h, PathPrefix: path, Pool: a.Name, LongLivedPaths: b.LongLivedPaths, Compression: b.Compression.LB(), Cache: b.Cache.LB()})
 	}
 	return out
 }

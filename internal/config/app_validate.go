@@ -345,6 +345,7 @@ func (c *appChecker) balancer() {
 		c.check(!strings.HasPrefix(p, "/"), fmt.Sprintf("balancer.long_lived_paths[%d]", i), "must start with /, got %q", p)
 	}
 	b.Compression.check("balancer.compression", c.d.errorf)
+	b.Cache.check("balancer.cache", c.d.errorf)
 	seen := map[string]int{}
 	for i, h := range b.Hosts {
 		path := fmt.Sprintf("balancer.hosts[%d]", i)

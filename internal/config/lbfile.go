@@ -255,6 +255,9 @@ type routeDoc struct {
 	// compressed for clients that accept it. Written as balancer.compression
 	// in shoal.yaml (see Compression).
 	Compression *Compression `yaml:"compression"`
+	// Cache is the route's asset cache; absent, on.
+	// Written as balancer.cache in shoal.yaml (see Cache).
+	Cache *Cache `yaml:"cache"`
 }
 
 type poolDoc struct {

@@ -146,8 +146,9 @@ func (v *lbValidator) build(doc *lbDoc) *LBFile {
 			}
 		}
 		r.Compression.check(path+".compression", d.errorf)
+		r.Cache.check(path+".cache", d.errorf)
 		cfg.Routes = append(cfg.Routes, lb.Route{Name: r.Name, Host: strings.ToLower(r.Host), PathPrefix: prefix, Pool: r.Pool,
-			LongLived: r.LongLived, LongLivedPaths: append([]string(nil), r.LongLivedPaths...), Compression: r.Compression.LB()})
+			LongLived: r.LongLived, LongLivedPaths: append([]string(nil), r.LongLivedPaths...), Compression: r.Compression.LB(), Cache: r.Cache.LB()})
 	}
 
 	if len(doc.Listeners) == 0 {

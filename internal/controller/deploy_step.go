@@ -235,6 +235,10 @@ func (c *Controller) finishRollout(d *activeDeploy, phase rollout.Phase) {
 	}
 	c.dep.active = nil
 	d.final = final
+	// The balancer's asset cache holds answers of the old release (or,
+	// after a rollout that went back, of the new one's instances while
+	// they served): from here the pool serves one release again.
+	c.o.Pool.NewRelease()
 	c.events.add(api.Event{Type: "deploy", Release: to.Version, Reason: c.env.Redact(fmt.Sprintf("rollout v%d -> v%d ended %s after %s: %s",
 		from.Version, to.Version, phase, final.Elapsed.Round(time.Millisecond), final.Reason))})
 	c.mu.Unlock()

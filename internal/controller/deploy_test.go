@@ -150,3 +150,34 @@ func countBuilds(t *testing.T, c *Controller) int {
 	}
 	return n
 }
+
+// TestRolloutEndNewRelease: the end of every rollout, done or rolled
+// back, moves the pool's release generation on (pool.NewRelease), so the
+// balancer's asset cache drops what the targets answered before; nothing
+// else in a deploy moves it.
+func TestRolloutEndNewRelease(t *testing.T) {
+	dir := t.TempDir()
+	cfg := writeApp(t, dir, "serve", 1, 2)
+	h := start(t, dir, cfg)
+	h.waitFor("v1 serving", onRelease(1, 1))
+	ctx := testenv.Context(t, 60*time.Second)
+	gen := h.pool.ReleaseGeneration()
+
+	os.WriteFile(filepath.Join(dir, "index.txt"), []byte("artifact v2\n"), 0o644)
+	if v, err := h.deploy(ctx, DeployRequest{}); err != nil || v != 2 {
+		t.Fatalf("deploy v2: %d, %v", v, err)
+	}
+	waitEvents(t, h.c, "v1 -> v2 ended done")
+	if got := h.pool.ReleaseGeneration(); got != gen+1 {
+		t.Errorf("after the rollout to v2: generation %d, want %d", got, gen+1)
+	}
+
+	setMode(t, dir, "serve", "crash", "")
+	if _, err := h.deploy(ctx, DeployRequest{}); err == nil {
+		t.Fatal("deploy of a crashing v3 succeeded")
+	}
+	waitEvents(t, h.c, "v2 -> v3 ended rolled_back")
+	if got := h.pool.ReleaseGeneration(); got != gen+2 {
+		t.Errorf("after the rolled back v3: generation %d, want %d", got, gen+2)
+	}
+}

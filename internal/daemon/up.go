@@ -233,7 +233,7 @@ func (u *Up) buildController(arts *release.Store, p *pool.Pool, token string, m 
 	}
 	u.ctl = ctl
 	u.uiSrc, err = uisource.New(uisource.Options{Controller: ctl, Host: host, Pool: p, Store: u.st,
-		Series: m.series, Slow: m.slow, Held: m.held, HeldOpen: func() int { return u.bal.HeldOpen(cfg.Name) },
+		Series: m.series, Slow: m.slow, Held: m.held, PageLoad: m.pageLoad, HeldOpen: func() int { return u.bal.HeldOpen(cfg.Name) },
 		Logger: u.log.With("part", "dashboard")})
 	if err != nil {
 		return err
@@ -408,6 +408,7 @@ func (u *Up) release(ctx context.Context) {
 type dashboardMetrics struct {
 	series, held *timeseries.Store
 	slow         *timeseries.Slow
+	pageLoad     *timeseries.PageLoad
 }
 
 func newDashboardMetrics() *dashboardMetrics {
@@ -415,9 +416,11 @@ func newDashboardMetrics() *dashboardMetrics {
 		series: timeseries.NewStore(timeseries.Options{}),
 		slow:   timeseries.NewSlow(timeseries.SlowOptions{}),
 		held:   timeseries.NewStore(timeseries.Options{MaxRoutes: 1}),
+		// The page-load report counts from the process's start.
+		pageLoad: timeseries.NewPageLoad(time.Now()),
 	}
 }
 
 func (m *dashboardMetrics) observer() *uisource.Observer {
-	return &uisource.Observer{Series: m.series, Slow: m.slow, Held: m.held}
+	return &uisource.Observer{Series: m.series, Slow: m.slow, Held: m.held, PageLoad: m.pageLoad}
 }

@@ -291,6 +291,40 @@ type slowView struct {
 	Windows  []string
 	Routes   []timeseries.Summary
 	Requests []slowRow
+	// PageLoad is the page-load report; nil when the source keeps none.
+	PageLoad *pageLoadView
+}
+
+// pageLoadView is the page-load report section of the slow-requests
+// page (pageload.html).
+type pageLoadView struct {
+	Since time.Time
+	Rows  []pageLoadRow
+}
+
+// pageLoadRow is one route of the report, with the figures the template
+// shows as they are formatted.
+type pageLoadRow struct {
+	timeseries.PageLoadRoute
+	Lookups    int64
+	Throughput int64 // bytes per second, 0 when not measured
+}
+
+// pageLoadData is the source's page-load report, nil without one.
+func (h *Handler) pageLoadData() *pageLoadView {
+	ps, ok := h.opts.Source.(PageLoadSource)
+	if !ok {
+		return nil
+	}
+	pl := ps.PageLoad()
+	if pl == nil {
+		return nil
+	}
+	v := &pageLoadView{Since: pl.Since()}
+	for _, r := range pl.Report() {
+		v.Rows = append(v.Rows, pageLoadRow{PageLoadRoute: r, Lookups: r.Hits + r.Misses, Throughput: int64(r.Throughput)})
+	}
+	return v
 }
 
 // slowRow is a slow request with its bar segments, in percent of the
@@ -313,7 +347,7 @@ func (h *Handler) slowData(window string) slowView {
 	}
 	d, _ := time.ParseDuration(window)
 	now := h.opts.Now()
-	v := slowView{Window: window, Windows: slowWindows}
+	v := slowView{Window: window, Windows: slowWindows, PageLoad: h.pageLoadData()}
 	if store := h.opts.Source.Series(); store != nil {
 		for _, k := range store.Keys() {
 			if k.Route == "" {

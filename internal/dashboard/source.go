@@ -56,6 +56,14 @@ type Source interface {
 	Fleet(ctx context.Context) (*Fleet, error)
 }
 
+// PageLoadSource is a Source that also keeps the page-load report (what
+// the balancer's asset cache and compression did per route, and the time
+// they saved), shown on the slow-requests page. A Source without it, or
+// whose PageLoad is nil, shows no report.
+type PageLoadSource interface {
+	PageLoad() *timeseries.PageLoad
+}
+
 // Errors a Source wraps so the dashboard can answer with the right status.
 var (
 	ErrNotFound = errors.New("not found")

@@ -163,7 +163,7 @@ func observe(o RequestObserver, ex *exchange, end time.Time) {
 	*rec = RequestRecord{
 		Start: ex.start, RequestID: ex.id, Method: ex.method, Host: ex.host, Path: ex.path,
 		Target: ex.target, Status: ex.status, BytesOut: ex.bytesOut, Retries: ex.retries,
-		Total: end.Sub(ex.start), Held: ex.held, RTT: ex.rtt.Smoothed, RTTMin: ex.rtt.Min,
+		Total: end.Sub(ex.start), Held: ex.held, RTT: ex.rtt.Smoothed, RTTMin: ex.rtt.Min, Cache: cacheResults[ex.cached], BodyBytes: ex.bodyIn,
 	}
 	if ex.route != nil {
 		rec.Route, rec.Pool = ex.route.name, ex.route.m.pool

@@ -171,6 +171,9 @@ func (b *Balancer) buildTable(cfg Config, budget *retryBudget) *table {
 		budget.set(cfg.RetryBudget, cfg.MinRetries)
 	}
 	t := &table{routers: map[string]*router{}, limits: cfg.Limits, trusted: cfg.TrustedProxies, budget: budget}
+	// Every table starts with empty asset caches: a new configuration
+	// (a shoal lb node's, from its file or its server) invalidates them.
+	caches := map[string]*assetCache{}
 	for _, l := range cfg.Listeners {
 		routes := cfg.Routes
 		if len(l.Routes) > 0 {
@@ -185,7 +188,7 @@ func (b *Balancer) buildTable(cfg Config, budget *retryBudget) *table {
 				}
 			}
 		}
-		t.routers[l.Name] = newRouter(routes, b.pools, b.metrics)
+		t.routers[l.Name] = newRouter(routes, b.pools, b.metrics, caches)
 	}
 	return t
 }

@@ -94,6 +94,9 @@ type Route struct {
 	// Compression is how the route compresses answers; the zero value
 	// compresses text types for clients that accept it (see Compression).
 	Compression Compression
+	// Cache is the route's asset cache of answers the target marks
+	// shared and long-lived (see Cache and cacheFor); on by default.
+	Cache Cache
 }
 
 // PoolConfig is one pool of targets and its policies.

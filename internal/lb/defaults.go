@@ -160,6 +160,9 @@ func validate(c Config) error {
 		for _, err := range checkCompression(r.Compression) {
 			bad("%s.compression.%v", p, err)
 		}
+		for _, err := range checkCache(r.Cache) {
+			bad("%s.cache.%v", p, err)
+		}
 		k := key{strings.ToLower(r.Host), r.PathPrefix}
 		if other, ok := seen[k]; ok {
 			bad("%s: same host and path prefix as route %q", p, other)

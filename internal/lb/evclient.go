@@ -101,6 +101,16 @@ type evClient struct {
 	zs     appendSink
 	dc     h1.Dechunker
 	skip   fieldSet
+
+	// The asset cache (evcache.go): ckey is the request's key (a
+	// scratch reused per request), waiting/waitTok a wait for another
+	// request's fetch, capture the entry this one fills, tail a hit's
+	// body, written after wb.
+	ckey    []byte
+	waiting bool
+	waitTok uint32
+	capture *cacheEntry
+	tail    []byte
 }
 
 // adoptClient registers an accepted connection with l.
@@ -132,7 +142,7 @@ func (c *evClient) event(ev netpoll.Events) {
 		c.tun.clientEvent(ev)
 		return
 	}
-	if ev&netpoll.Out != 0 && c.wo < len(c.wb) {
+	if ev&netpoll.Out != 0 && (c.wo < len(c.wb) || len(c.tail) > 0) {
 		c.flush()
 	}
 	if c.state != csDone && ev&(netpoll.In|netpoll.Hup|netpoll.Err) != 0 {
@@ -301,11 +311,22 @@ func (c *evClient) dispatch(tbl *table) {
 	if !h.Upgrade && heldOpen(rt, bstr(head, h.Method), bstr(head, h.Path), bstr(head, h.Query()), "") {
 		ex.hold()
 	}
-	c.writeOutHead(ex)
+	if rt.cache != nil && !ex.held && !h.Upgrade && c.cacheLookup(true) {
+		return
+	}
+	c.forward()
+}
+
+// forward sends the routed request to a target: its head and body for
+// the target in c.out, then the first attempt.
+func (c *evClient) forward() {
+	head := c.buf[c.r:]
+	h := &c.h
+	c.writeOutHead(&c.ex)
 	if h.ContentLength > 0 {
 		c.out = append(c.out, head[h.Size:h.Size+int(h.ContentLength)]...)
 	}
-	tbl.budget.deposit()
+	c.tbl.budget.deposit()
 	c.attempt()
 }
 
@@ -448,6 +469,7 @@ func (c *evClient) fail(err error) {
 	a := answerFor(err, ex.closeAfter)
 	ex.status, ex.closeAfter = a.status, a.close
 	c.dropEncoder()
+	c.endCache()
 	o := c.wb[:0]
 	o = append(o, "HTTP/1.1 "...)
 	o = strconv.AppendInt(o, int64(a.status), 10)
@@ -480,6 +502,7 @@ func (c *evClient) respHead(p []byte, rh *h1.Response) {
 	c.skip.clear()
 	enc, vary, etag := c.compressHead(p, rh, &c.skip)
 	o := c.headStart(p, rh, &c.skip)
+	o = c.cacheHead(p, rh, o)
 	c.mode = rmClose
 	switch {
 	case c.isHead || rh.Status == 204 || rh.Status == 304 || rh.Status < 200:
@@ -576,6 +599,8 @@ func (c *evClient) relay(avail []byte, paused bool) (bool, error) {
 			c.reuse = false
 		}
 		done = c.remain == 0
+		c.ex.bodyIn += n
+		c.captureBody(body, done)
 	case rmChunked:
 		k, err := c.ins.Feed(avail)
 		switch {
@@ -627,10 +652,18 @@ func (c *evClient) endClosedBody() {
 // target's reads pause until it can; when everything is written and the
 // answer is complete, the exchange ends.
 func (c *evClient) flush() {
-	for c.wo < len(c.wb) {
-		n, err := netpoll.Write(c.fd, c.wb[c.wo:])
+	for c.wo < len(c.wb) || len(c.tail) > 0 {
+		p := c.tail
+		if c.wo < len(c.wb) {
+			p = c.wb[c.wo:]
+		}
+		n, err := netpoll.Write(c.fd, p)
 		if n > 0 {
-			c.wo += n
+			if c.wo < len(c.wb) {
+				c.wo += n
+			} else {
+				c.tail = c.tail[n:]
+			}
 			c.wrote = true
 			continue
 		}
@@ -667,6 +700,7 @@ func (c *evClient) complete() {
 	c.r += c.h.Size + int(c.h.ContentLength)
 	c.state, c.respDone, c.started, c.served = csIdle, false, false, true
 	c.dropEncoder()
+	c.endCache()
 	c.l.putSmall(c.out)
 	c.l.putSmall(c.wb)
 	c.out, c.wb = nil, nil
@@ -724,6 +758,12 @@ func (c *evClient) expire(now time.Duration) {
 	if c.dl == 0 || now < c.dl {
 		return
 	}
+	if c.state == csBusy && c.waiting {
+		// Another request's fetch of the key took too long: go to the
+		// target without it.
+		c.cacheWaitEnd()
+		return
+	}
 	if c.state == csBusy {
 		c.abort(errClientWrite)
 		return
@@ -775,6 +815,7 @@ func (c *evClient) handoff() {
 // freeBufs gives the connection's buffers back to the loop.
 func (c *evClient) freeBufs() {
 	c.dropEncoder()
+	c.endCache()
 	c.l.putBuf(c.buf)
 	c.l.putSmall(c.out)
 	c.l.putSmall(c.wb)

@@ -36,6 +36,7 @@ type metrics struct {
 	// (rtt.go), by route and by listener.
 	rtt         *prometheus.HistogramVec
 	listenerRTT *prometheus.HistogramVec
+	cache       *cacheMetrics // cachemetrics.go
 
 	mu     sync.Mutex
 	routes map[[2]string]*routeMetrics // by (route, pool)
@@ -54,6 +55,7 @@ type routeMetrics struct {
 	rtt         prometheus.Observer
 	t           timing // for Status (rtt.go)
 	m           *metrics
+	cache       *routeCacheSeries
 	// byCode holds the request counter of each status code (index: the
 	// code, 0 when none was sent), created on first use.
 	byCode [600]atomic.Pointer[codeCounter]
@@ -121,6 +123,7 @@ func newMetrics(b *Balancer) *metrics {
 		Buckets: rttBuckets[:],
 	}, []string{"listener"})
 	m.reg.MustRegister(m.requests, m.duration, m.ttfb, m.retries, m.ws, m.held, m.heldDur, m.rtt, m.listenerRTT, poolCollector{b})
+	m.cache = newCacheMetrics(m.reg)
 	return m
 }
 
@@ -165,7 +168,8 @@ func (m *metrics) forRoute(route, pool string) *routeMetrics {
 	k := [2]string{route, pool}
 	rm := m.routes[k]
 	if rm == nil {
-		rm = &routeMetrics{route: route, pool: pool, m: m, dur: m.duration.WithLabelValues(route), heldDur: m.heldDur.WithLabelValues(route), rtt: m.rtt.WithLabelValues(route)}
+		rm = &routeMetrics{route: route, pool: pool, m: m, dur: m.duration.WithLabelValues(route), heldDur: m.heldDur.WithLabelValues(route), rtt: m.rtt.WithLabelValues(route),
+			cache: m.cache.forRoute(route)}
 		m.routes[k] = rm
 	}
 	return rm
@@ -202,6 +206,7 @@ func (m *metrics) observe(ex *exchange, d time.Duration) {
 	}
 	rm.counter(ex.status).Inc()
 	m.observeRTT(rm, ex)
+	rm.cache.observe(ex)
 	if ex.held {
 		ex.heldPool.held.Dec()
 		ex.heldPool.lat.held.Add(-1)

@@ -55,6 +55,15 @@ type RequestRecord struct {
 	// before Start, the answer's way out after Total). Zero when not
 	// known.
 	RTT, RTTMin time.Duration
+
+	// The asset cache's and compression's part (the page-load report):
+	// Cache is "hit" (served from the route's cache), "miss" (looked up,
+	// sent to a target), "stored" (a miss whose answer was stored), or ""
+	// (not looked up). BodyBytes is the answer's body before compression
+	// (as the target sent it, or the cached identity body); BytesOut is
+	// what was sent.
+	Cache     string
+	BodyBytes int64
 }
 
 // observerBox lets a nil interface be stored atomically.

@@ -63,6 +63,37 @@ type exchange struct {
 	// round-trip time when the exchange ended (rtt.go), zero if unknown.
 	lm  *listenerMetrics
 	rtt netpoll.RTT
+	// The asset cache's part (cache.go): cached is cacheHit or cacheMiss
+	// once looked up; fill is the fetch of the key this exchange makes
+	// (fillAC its cache), ended by endFill on every way out; bodyIn
+	// counts the answer's body bytes before compression.
+	cached uint8
+	fill   *cacheFill
+	fillAC *assetCache
+	bodyIn int64
+}
+
+// The values of exchange.cached.
+const (
+	cacheNone = iota // not looked up
+	cacheMiss
+	cacheHit
+	cacheStored // a miss whose answer the cache stored
+)
+
+// cacheResults are RequestRecord.Cache's values, by exchange.cached.
+var cacheResults = [...]string{cacheNone: "", cacheMiss: "miss", cacheHit: "hit", cacheStored: "stored"}
+
+// endFill ends the exchange's fetch for the cache, if it makes one,
+// storing e (nil: nothing stored) and releasing the requests that wait.
+func (ex *exchange) endFill(e *cacheEntry) {
+	if ex.fill != nil {
+		if e != nil {
+			ex.cached = cacheStored
+		}
+		ex.fillAC.endFill(ex.fill, e, ex.route.pool.p.ReleaseGeneration())
+		ex.fill, ex.fillAC = nil, nil
+	}
 }
 
 var bufPool = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
@@ -288,6 +319,10 @@ func (b *Balancer) proxy(w http.ResponseWriter, r *http.Request, ex *exchange, t
 	if heldOpen(ex.route, r.Method, r.URL.Path, r.URL.RawQuery, "") {
 		ex.hold()
 	}
+	defer ex.endFill(nil)
+	if b.serveFromCache(w, r, ex) {
+		return
+	}
 	hasBody := r.ContentLength != 0 && r.Body != nil && r.Body != http.NoBody
 	var body *trackBody
 	if hasBody {
@@ -460,6 +495,10 @@ func (b *Balancer) writeResponse(w http.ResponseWriter, r *http.Request, ex *exc
 	// The answer filter: the one place where the net/http path changes
 	// an answer's head and body (compression; compress.go).
 	enc := b.compressHeader(r, ex, resp, wh)
+	capture := cacheCapture(r, ex, resp)
+	if ex.cached == cacheMiss {
+		wh[cacheStatusField] = []string{"MISS"}
+	}
 	if len(resp.Trailer) > 0 {
 		keys := make([]string, 0, len(resp.Trailer))
 		for k := range resp.Trailer {
@@ -495,6 +534,10 @@ func (b *Balancer) writeResponse(w http.ResponseWriter, r *http.Request, ex *exc
 	for {
 		n, rerr := resp.Body.Read(buf)
 		if n > 0 {
+			ex.bodyIn += int64(n)
+			if capture != nil {
+				capture.body[EncIdentity] = append(capture.body[EncIdentity], buf[:n]...)
+			}
 			m, werr := out.Write(buf[:n])
 			if z == nil {
 				ex.bytesOut += int64(m)
@@ -517,6 +560,9 @@ func (b *Balancer) writeResponse(w http.ResponseWriter, r *http.Request, ex *exc
 			}
 		}
 		if rerr == io.EOF {
+			if capture != nil && int64(len(capture.body[EncIdentity])) == resp.ContentLength {
+				ex.endFill(capture)
+			}
 			break
 		}
 		if rerr != nil {

@@ -16,6 +16,8 @@ type route struct {
 	longPaths []string
 	// compress is the route's compression rule (compress.go); never nil.
 	compress *compressRule
+	// cache is the route's asset cache (cache.go); nil when off.
+	cache *assetCache
 }
 
 // hostRoutes are the routes of one host pattern, longest prefix first.
@@ -53,12 +55,24 @@ type router struct {
 }
 
 // newRouter compiles routes; pools resolves pool names (validated before).
-func newRouter(routes []Route, pools map[string]*poolEntry, m *metrics) *router {
+//
+// caches holds the routes' asset caches by route name, shared by the
+// routers of one table (a route under two listeners has one cache); a
+// route not in it gets a new one, added to it. Nil: each route its own.
+func newRouter(routes []Route, pools map[string]*poolEntry, m *metrics, caches map[string]*assetCache) *router {
 	rt := &router{exact: map[string]hostRoutes{}, wild: map[string]hostRoutes{}}
 	for _, r := range routes {
 		cr := &route{name: r.Name, prefix: r.PathPrefix, pool: pools[r.Pool],
 			longLived: r.LongLived, longPaths: append([]string(nil), r.LongLivedPaths...),
 			compress: newCompressRule(r.Compression)}
+		if ac, ok := caches[r.Name]; ok {
+			cr.cache = ac
+		} else {
+			cr.cache = newAssetCache(r.Cache)
+			if caches != nil {
+				caches[r.Name] = cr.cache
+			}
+		}
 		if m != nil {
 			cr.m = m.forRoute(r.Name, r.Pool)
 		}

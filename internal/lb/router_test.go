@@ -25,7 +25,7 @@ func testRouter() *router {
 		{Name: "any", Host: "", PathPrefix: "/"},
 		{Name: "only-admin", Host: "admin.test", PathPrefix: "/admin"},
 	}
-	return newRouter(routes, nil, nil)
+	return newRouter(routes, nil, nil, nil)
 }
 
 func TestRouterMatch(t *testing.T) {
@@ -60,7 +60,7 @@ func TestRouterMatch(t *testing.T) {
 			t.Errorf("match(%q, %q) = %s, want %s", tc.host, tc.path, got, tc.want)
 		}
 	}
-	empty := newRouter([]Route{{Name: "a", Host: "a.test", PathPrefix: "/"}}, nil, nil)
+	empty := newRouter([]Route{{Name: "a", Host: "a.test", PathPrefix: "/"}}, nil, nil, nil)
 	if r := empty.match("b.test", "/"); r != nil {
 		t.Errorf("unexpected match %s", r.name)
 	}

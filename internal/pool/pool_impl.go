@@ -31,6 +31,9 @@ type Pool struct {
 	rand     func(int) int
 	log      *slog.Logger
 	onChange func()
+	// release counts the releases the pool's targets served, for caches
+	// in front of it (see NewRelease).
+	release atomic.Uint64
 
 	cookie  string // empty: no cookie stickiness
 	ttl     time.Duration

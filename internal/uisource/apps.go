@@ -23,6 +23,9 @@ type AppsOptions struct {
 	// app's Source must be made with the same two. Required.
 	Series *timeseries.Store
 	Slow   *timeseries.Slow
+	// PageLoad is the Observer's page-load report of every app;
+	// optional.
+	PageLoad *timeseries.PageLoad
 	// Hosts and HostEvents feed the hosts card as Options.Hosts and
 	// Options.HostEvents do; both optional.
 	Hosts      func() []api.HostStatus
@@ -194,3 +197,7 @@ func (a *Apps) Slow() []timeseries.SlowRequest { return a.o.Slow.Top(a.o.Now(), 
 // Fleet implements dashboard.Source: the hosts card of AppsOptions.Hosts
 // and HostEvents, shown with or without apps.
 func (a *Apps) Fleet(ctx context.Context) (*dashboard.Fleet, error) { return a.fleet.Fleet(ctx) }
+
+// PageLoad implements dashboard.PageLoadSource: the page-load report of
+// every app (nil when AppsOptions had none).
+func (a *Apps) PageLoad() *timeseries.PageLoad { return a.o.PageLoad }

@@ -34,6 +34,10 @@ type Observer struct {
 	// Held receives the held-open exchanges per group (Key{Group: pool}),
 	// with how long each stayed open. Nil drops them.
 	Held *timeseries.Store
+	// PageLoad receives every request's cache result and body bytes
+	// before and after compression, for the page-load report. Nil drops
+	// them.
+	PageLoad *timeseries.PageLoad
 }
 
 var _ lb.RequestObserver = (*Observer)(nil)
@@ -56,6 +60,9 @@ func (o *Observer) observe(r *lb.RequestRecord) {
 		return
 	}
 	route := routeOf(r.Path)
+	if o.PageLoad != nil {
+		o.PageLoad.Record(pageLoadSample(r, route))
+	}
 	o.Series.Record(r.Start.Add(r.Total), r.Pool, route, r.Status, r.Total)
 	o.Slow.Offer(timeseries.SlowRequest{
 		Time: r.Start, RequestID: r.RequestID, Method: r.Method, Host: r.Host, Path: r.Path,
@@ -85,4 +92,16 @@ func routeOf(path string) string {
 		return "/" // "/" or an empty first segment ("//x")
 	}
 	return path[:end]
+}
+
+// pageLoadSample is what the page-load report reads of r: the target's
+// time (time to first byte and transfer) and the client's (for a hit,
+// which reached no target, the whole exchange).
+func pageLoadSample(r *lb.RequestRecord, route string) timeseries.PageLoadSample {
+	s := timeseries.PageLoadSample{Group: r.Pool, Route: route, Cache: r.Cache,
+		BodyBytes: r.BodyBytes, SentBytes: r.BytesOut, TargetTime: r.TTFB + r.Transfer, ClientTime: r.Transfer}
+	if r.Cache == "hit" {
+		s.TargetTime, s.ClientTime = 0, r.Total
+	}
+	return s
 }

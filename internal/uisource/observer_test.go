@@ -280,3 +280,30 @@ func TestObserverKeepsHeldApart(t *testing.T) {
 		t.Errorf("slowest requests = %+v, want only /page", top)
 	}
 }
+
+// TestObserverPageLoad: the Observer hands the page-load report each
+// request's cache result and bytes, by group and route; a hit's time is
+// the client's, not a target's; held-open exchanges stay out.
+func TestObserverPageLoad(t *testing.T) {
+	pl := timeseries.NewPageLoad(time.Now())
+	o := &Observer{Series: timeseries.NewStore(timeseries.Options{}), Slow: timeseries.NewSlow(timeseries.SlowOptions{}), PageLoad: pl}
+	start := time.Now()
+	o.ObserveRequest(&lb.RequestRecord{Start: start, Pool: "web", Path: "/app.js", Status: 200, Cache: "stored",
+		BodyBytes: 100 << 10, BytesOut: 100 << 10, TTFB: 30 * time.Millisecond, Transfer: 70 * time.Millisecond, Total: 110 * time.Millisecond})
+	o.ObserveRequest(&lb.RequestRecord{Start: start, Pool: "web", Path: "/app.js", Status: 200, Cache: "hit",
+		BodyBytes: 100 << 10, BytesOut: 25 << 10, Total: 5 * time.Millisecond})
+	o.ObserveRequest(&lb.RequestRecord{Start: start, Pool: "web", Path: "/live", Status: 200, Cache: "miss", Held: true, Total: time.Minute})
+	rows := pl.Report()
+	if len(rows) != 1 {
+		t.Fatalf("rows %+v, want one", rows)
+	}
+	r := rows[0]
+	if r.Key != (timeseries.Key{Group: "web", Route: "/app.js"}) || r.Hits != 1 || r.Misses != 1 ||
+		r.BodyBytes != 200<<10 || r.SentBytes != 125<<10 || r.TargetMedian != 100*time.Millisecond {
+		t.Errorf("row %+v", r)
+	}
+	// Only the stored answer was large enough to time: 100 KiB in 70 ms.
+	if want := float64(100<<10) / 0.07; r.Throughput < want*0.999 || r.Throughput > want*1.001 {
+		t.Errorf("throughput %v, want %v", r.Throughput, want)
+	}
+}

@@ -54,6 +54,9 @@ type Options struct {
 	// without them the overview shows no held streams.
 	Held     *timeseries.Store
 	HeldOpen func() int
+	// PageLoad is the Observer's page-load report, shown on the
+	// slow-requests page; optional.
+	PageLoad *timeseries.PageLoad
 	// Hosts returns the fleet's hosts, sorted by name (`shoal server`:
 	// fleet.Status), and HostEvents at most limit host events with Seq >
 	// after, oldest first, the newest of them when more match (as
@@ -264,3 +267,7 @@ func (s *Source) held(app string) *dashboard.HeldStreams {
 	}
 	return h
 }
+
+// PageLoad implements dashboard.PageLoadSource: the page-load report
+// (nil when Options had none).
+func (s *Source) PageLoad() *timeseries.PageLoad { return s.o.PageLoad }
