@@ -159,6 +159,9 @@ var allowed = map[string][]string{
 	// agents through their client, placement for the choice, pki for the
 	// guard and the agents' identities.
 	"internal/fleet": {"internal/controller", "internal/agentclient", "internal/placement", "internal/pki"},
+	// The store replicated over Raft (issue 14): commands are the store's,
+	// the transport's peers are checked by the fleet CA's role (pki).
+	"internal/cluster": {"internal/store", "internal/pki"},
 	"internal/daemon": {"internal/config", "internal/controller", "internal/adminapi",
 		"internal/uisource", "internal/dashboard", "internal/lb", "internal/pool",
 		"internal/release", "internal/runtime", "internal/store", "internal/timeseries",
@@ -199,6 +202,9 @@ var importers = map[string][]string{
 	"internal/archtest": {},
 	// The OS plumbing of the fast path serves the balancer's event loops only.
 	"internal/netpoll": {"internal/lb"},
+	// A replica is composed into `shoal server` by package daemon (not yet
+	// wired; issue 14's next step).
+	"internal/cluster": {"internal/daemon"},
 	"internal/setup":   {"internal/cli"},
 }
 
