@@ -55,3 +55,19 @@ func (s *Store) putKey(name string, key []byte) ([]byte, error) {
 	}
 	return out, nil
 }
+
+// HasKey returns the key stored under name, if any, without creating one
+// (a replicated store's writer draws a new key on the leader: PutKey).
+func (s *Store) HasKey(name string) ([]byte, bool, error) {
+	var out []byte
+	err := s.db.View(func(tx *bolt.Tx) error {
+		if v := tx.Bucket(bucketKeys).Get([]byte(name)); v != nil {
+			out = append([]byte(nil), v...)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, false, fmt.Errorf("key %s: %w", name, err)
+	}
+	return out, out != nil, nil
+}
