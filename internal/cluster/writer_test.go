@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/shoal-dev/shoal/internal/api"
+	"github.com/shoal-dev/shoal/internal/fleet"
 	"github.com/shoal-dev/shoal/internal/store"
 	"github.com/shoal-dev/shoal/internal/testenv"
 )
@@ -107,4 +108,82 @@ func TestWriterAgreesWithStore(t *testing.T) {
 			t.Fatalf("write through follower %s: %v, want NotLeaderError", m.id, err)
 		}
 	}
+}
+
+// The fleet's registry takes a replicated server's host records.
+var _ fleet.HostStore = Hosts{}
+
+var errUsed = errors.New("token used")
+
+// TestHostsAndTokens: the fleet's host records and join tokens through a
+// replicated server, and a token taken by concurrent joins once.
+func TestHostsAndTokens(t *testing.T) {
+	l := newLab(t, nil)
+	l.three()
+	lead := l.member(func(*member) error { return nil })
+	w := Writer{Node: lead.n}
+	t0 := time.Now().UTC()
+	if err := w.Hosts().Put(api.Host{Name: "h1", URL: "https://10.0.0.1:7000", Joined: t0}); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Hosts().Put(api.Host{Name: "h2", URL: "https://10.0.0.2:7000", Joined: t0}); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Hosts().Delete("h2"); err != nil {
+		t.Fatal(err)
+	}
+	tok := api.JoinToken{ID: "t1", SecretHash: bytes.Repeat([]byte{1}, 32), Role: api.RoleAgent, Created: t0, Expires: t0.Add(time.Hour)}
+	if err := w.Tokens().Put(tok); err != nil {
+		t.Fatal(err)
+	}
+	const joins = 6
+	type outcome struct {
+		found bool
+		err   error
+	}
+	out := make(chan outcome, joins)
+	for i := range joins {
+		go func() {
+			found, err := w.Tokens().Take("t1", fmt.Sprintf("host%d", i), func(t api.JoinToken) error {
+				if t.Used {
+					return errUsed
+				}
+				return nil
+			})
+			out <- outcome{found, err}
+		}()
+	}
+	won := 0
+	for range joins {
+		o := <-out
+		switch {
+		case o.err == nil && o.found:
+			won++
+		case errors.Is(o.err, errUsed) && o.found:
+		default:
+			t.Errorf("take: found %v, err %v", o.found, o.err)
+		}
+	}
+	if won != 1 {
+		t.Fatalf("%d joins took the token, want 1", won)
+	}
+	if found, err := w.Tokens().Take("nope", "h", func(api.JoinToken) error { return nil }); found || err != nil {
+		t.Fatalf("unknown token: %v %v", found, err)
+	}
+	testenv.Eventually(t, 10*time.Second, func() error {
+		for _, m := range l.running() {
+			hosts, err := m.st.Hosts().List()
+			if err != nil {
+				return err
+			}
+			toks, err := m.st.Tokens().List()
+			if err != nil {
+				return err
+			}
+			if len(hosts) != 1 || hosts[0].Name != "h1" || len(toks) != 1 || !toks[0].Used {
+				return fmt.Errorf("%s: hosts %+v, tokens %+v", m.id, hosts, toks)
+			}
+		}
+		return nil
+	})
 }
