@@ -38,10 +38,13 @@ func (h *hclogger) Log(level hclog.Level, msg string, args ...any) {
 	if !h.l.Enabled(context.Background(), lv) {
 		return
 	}
+	// A new slice: h.args is shared by every copy of this logger.
+	all := make([]any, 0, len(h.args)+len(args)+2)
 	if h.name != "" {
-		args = append([]any{"component", h.name}, args...)
+		all = append(all, "component", h.name)
 	}
-	h.l.Log(context.Background(), lv, msg, append(h.args, args...)...)
+	all = append(append(all, h.args...), args...)
+	h.l.Log(context.Background(), lv, msg, all...)
 }
 
 func (h *hclogger) Trace(msg string, args ...any) { h.Log(hclog.Trace, msg, args...) }
