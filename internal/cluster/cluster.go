@@ -481,3 +481,34 @@ func ctxTimeout(ctx context.Context) time.Duration {
 	}
 	return 0
 }
+
+// Status is one node's view of itself, for `shoal servers` (each server
+// reports its own; step 3 of issue 14 gathers them).
+type Status struct {
+	ID string
+	// Role is raft's state of this node: Leader, Follower, Candidate or
+	// Shutdown.
+	Role string
+	// Term is raft's current term on this node.
+	Term uint64
+	// Leader is the leader's ID as this node knows it ("" during an
+	// election).
+	Leader string
+	// LastContact is when this follower last heard from the leader (zero
+	// on the leader).
+	LastContact time.Time
+	// AppliedIndex and CommitIndex: how far this replica applied the log,
+	// and the last entry it knows committed.
+	AppliedIndex, CommitIndex uint64
+}
+
+// Status returns this node's view of itself.
+func (n *Node) Status() Status {
+	leader, _ := n.Leader()
+	st := Status{ID: n.cfg.ID, Role: n.raft.State().String(), Term: n.raft.CurrentTerm(), Leader: leader,
+		AppliedIndex: n.raft.AppliedIndex(), CommitIndex: n.raft.CommitIndex()}
+	if n.raft.State() != raft.Leader {
+		st.LastContact = n.raft.LastContact()
+	}
+	return st
+}

@@ -354,6 +354,17 @@ func TestReplicatedWrites(t *testing.T) {
 			t.Fatalf("UpdateGroup on follower %s: %v", m.id, err)
 		}
 	}
+	for _, m := range l.running() {
+		st := m.n.Status()
+		wantRole := "Follower"
+		if m == lead {
+			wantRole = "Leader"
+		}
+		if st.ID != m.id || st.Role != wantRole || st.Leader != lead.id || st.Term == 0 || st.AppliedIndex == 0 ||
+			(m != lead && st.LastContact.IsZero()) || (m == lead && !st.LastContact.IsZero()) {
+			t.Fatalf("status of %s: %+v (leader %s)", m.id, st, lead.id)
+		}
+	}
 	servers, err := lead.n.Servers(t.Context())
 	if err != nil {
 		t.Fatal(err)
