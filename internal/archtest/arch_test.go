@@ -166,6 +166,9 @@ var allowed = map[string][]string{
 	"internal/hostpool": {"internal/fleet", "internal/config", "internal/setup"},
 	// Test support: a fake DigitalOcean API (godo's types), no Shoal part.
 	"internal/hostpool/dotest": {"internal/hostpool"},
+	// The store replicated over Raft (issue 14): commands are the store's,
+	// the transport's peers are checked by the fleet CA's role (pki).
+	"internal/cluster": {"internal/store", "internal/pki"},
 	"internal/daemon": {"internal/config", "internal/controller", "internal/adminapi",
 		"internal/uisource", "internal/dashboard", "internal/lb", "internal/pool",
 		"internal/release", "internal/runtime", "internal/store", "internal/timeseries",
@@ -217,6 +220,9 @@ var importers = map[string][]string{
 	"internal/setup":   {"internal/cli", "internal/hostpool"},
 	// The ACME client runs in shoal server only.
 	"internal/acme": {"internal/daemon"},
+	// A replica is composed into `shoal server` by package daemon (not yet
+	// wired; issue 14's next step).
+	"internal/cluster": {"internal/daemon"},
 }
 
 // cliNever lists the parts of the daemons that the CLI must not import: it parses,

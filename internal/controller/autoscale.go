@@ -235,7 +235,7 @@ func (c *Controller) runSchedules(last, now time.Time) {
 // that ev comes before the launches and drains it causes. It returns
 // errDesiredMoved when the count changed meanwhile.
 func (c *Controller) setDesired(_ context.Context, from, n int, edit func(*api.Group), ev api.Event) error {
-	g, err := c.o.Store.UpdateGroup(c.cfg.Name, func(g *api.Group) error {
+	g, err := c.o.Writer.UpdateGroup(c.cfg.Name, func(g *api.Group) error {
 		if g.Desired != from {
 			return errDesiredMoved
 		}
@@ -270,7 +270,7 @@ func (c *Controller) PauseAutoscale(paused bool) error {
 	if s == nil {
 		return ErrAutoscaleDisabled
 	}
-	g, err := c.o.Store.UpdateGroup(c.cfg.Name, func(g *api.Group) error {
+	g, err := c.o.Writer.UpdateGroup(c.cfg.Name, func(g *api.Group) error {
 		g.AutoscalePaused = paused
 		return nil
 	})

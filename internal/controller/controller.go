@@ -54,6 +54,11 @@ type Options struct {
 	// Store holds desired state, releases and events. Required. The
 	// controller never closes it.
 	Store *store.Store
+	// Writer receives the controller's writes to the desired state; nil
+	// writes Store at once (shoal up, a single server). A replicated
+	// server gives its cluster's writer (issue 14), and Store is then its
+	// replica, read after each write returned.
+	Writer store.Writer
 	// Artifacts builds and stores artifacts. Required.
 	Artifacts *release.Store
 	// Host runs the instances. Required.
@@ -165,6 +170,9 @@ func New(o Options) (*Controller, error) {
 		return nil, errors.New("controller: Host is required")
 	case o.Pool == nil:
 		return nil, errors.New("controller: Pool is required")
+	}
+	if o.Writer == nil {
+		o.Writer = o.Store
 	}
 	c := &Controller{
 		o:         o,
@@ -465,7 +473,7 @@ func (c *Controller) Scale(ctx context.Context, n int) error {
 		Reason: fmt.Sprintf("desired %d -> %d (shoal scale)", old, n)}); err != nil {
 		return fmt.Errorf("scale: nothing changed: %w", err)
 	}
-	if err := c.o.Store.PutGroup(g); err != nil {
+	if err := c.o.Writer.PutGroup(g); err != nil {
 		c.events.add(api.Event{Type: "scale", Release: rel, Reason: fmt.Sprintf("scale to %d failed: %v", n, err)})
 		return fmt.Errorf("scale: %w", err)
 	}

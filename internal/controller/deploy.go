@@ -233,7 +233,7 @@ func (c *Controller) Deploy(ctx context.Context, req DeployRequest) (int, error)
 	if err := c.events.sync(); err != nil {
 		return 0, fmt.Errorf("make release: the outcome of earlier changes cannot be stored yet: %w", err)
 	}
-	rel, err := c.o.Store.PutRelease(api.Release{App: app, Digest: digest, Command: cfg.Run.Command,
+	rel, err := c.o.Writer.PutRelease(api.Release{App: app, Digest: digest, Command: cfg.Run.Command,
 		CPU: cfg.Run.CPU, Memory: int64(cfg.Run.Memory), Runtime: cfg.Runtime, Port: cfg.Run.Port,
 		Env: storeEnv(env), ConfigFingerprint: fp, Change: change,
 		Config: cfg.Text(), ConfigFile: cfg.File, DeployedEnv: storeEnv(sent)})
@@ -255,7 +255,7 @@ func (c *Controller) Deploy(ctx context.Context, req DeployRequest) (int, error)
 	if err != nil {
 		// It never rolls out: failed, not left pending for the next start.
 		if ferr := c.events.apply(fmt.Sprintf("release v%d failed", rel.Version), func() error {
-			return c.o.Store.SetReleaseStatus(app, rel.Version, api.ReleaseFailed)
+			return c.o.Writer.SetReleaseStatus(app, rel.Version, api.ReleaseFailed)
 		}); ferr != nil {
 			c.log.Error("mark release failed", "release", rel.Version, "error", ferr)
 		}
@@ -278,7 +278,7 @@ func (c *Controller) Deploy(ctx context.Context, req DeployRequest) (int, error)
 // group.max) as the group's, for the rollout of an app's first release.
 func (c *Controller) setFirstDesired(cfg *config.App) error {
 	n := min(max(cfg.Group.Desired, cfg.Group.Min), cfg.Group.Max)
-	g, err := c.o.Store.UpdateGroup(c.cfg.Name, func(g *api.Group) error {
+	g, err := c.o.Writer.UpdateGroup(c.cfg.Name, func(g *api.Group) error {
 		g.Min, g.Max, g.Desired = cfg.Group.Min, cfg.Group.Max, n
 		return nil
 	})

@@ -75,7 +75,7 @@ func (c *Controller) SetEnv(ctx context.Context, set []api.EnvVar, unset []strin
 		c.events.add(api.Event{Type: "env", Reason: "env overrides not changed: " + err.Error()})
 		return 0, fmt.Errorf("nothing changed: %w", err)
 	}
-	if _, err := c.o.Store.UpdateEnvOverrides(c.cfg.Name, set, unset); err != nil {
+	if _, err := c.o.Writer.UpdateEnvOverrides(c.cfg.Name, set, unset); err != nil {
 		c.events.add(api.Event{Type: "env", Reason: "env overrides not changed: " + err.Error()})
 		return 0, fmt.Errorf("nothing changed: %w", err)
 	}
@@ -117,7 +117,7 @@ func (c *Controller) undoEnvOverrides(prev, set []api.EnvVar, unset []string) er
 			drop = append(drop, n)
 		}
 	}
-	if _, err := c.o.Store.UpdateEnvOverrides(c.cfg.Name, reset, drop); err != nil {
+	if _, err := c.o.Writer.UpdateEnvOverrides(c.cfg.Name, reset, drop); err != nil {
 		return fmt.Errorf("undo the overrides: %w", err)
 	}
 	c.events.add(api.Event{Type: "env", Reason: "env overrides changed back: their release does not run"})

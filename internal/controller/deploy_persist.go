@@ -63,7 +63,7 @@ func (c *Controller) saveRollout(d *activeDeploy, s rollout.Snapshot) error {
 	if bytes.Equal(b, d.saved) {
 		return nil
 	}
-	err = c.o.Store.PutRollout(store.Rollout{App: c.cfg.Name, Holder: d.holder, By: d.by,
+	err = c.o.Writer.PutRollout(store.Rollout{App: c.cfg.Name, Holder: d.holder, By: d.by,
 		From: s.Spec.From, To: s.Spec.To, Started: d.started, State: b})
 	if err != nil {
 		return err
@@ -109,7 +109,7 @@ func (c *Controller) dropRollout(rec store.Rollout, why error) {
 		reason = fmt.Sprintf("dropped the deploy of v%d interrupted by a restart: %v", rec.To, why)
 		if r, err := c.o.Store.GetRelease(app, rec.To); err == nil && r.Status == api.ReleasePending {
 			if err := c.events.apply(fmt.Sprintf("release v%d failed", rec.To), func() error {
-				return c.o.Store.SetReleaseStatus(app, rec.To, api.ReleaseFailed)
+				return c.o.Writer.SetReleaseStatus(app, rec.To, api.ReleaseFailed)
 			}); err != nil {
 				c.log.Error("mark dropped release failed", "release", rec.To, "error", err)
 			}
@@ -117,7 +117,7 @@ func (c *Controller) dropRollout(rec store.Rollout, why error) {
 	}
 	c.events.add(api.Event{Type: "deploy", Release: rec.To, Reason: reason})
 	c.log.Warn("stored rollout dropped", "release", rec.To, "error", why)
-	if err := c.o.Store.DeleteRollout(app); err != nil {
+	if err := c.o.Writer.DeleteRollout(app); err != nil {
 		c.log.Error("delete stored rollout", "error", err)
 	}
 }
@@ -164,7 +164,7 @@ func (c *Controller) resumeRollout(rec store.Rollout) error {
 	group.Min, group.Max = c.cfg.Group.Min, c.cfg.Group.Max
 	group.Desired = min(max(group.Desired, group.Min), group.Max)
 	group.Release = from.Version
-	if err := c.o.Store.PutGroup(group); err != nil {
+	if err := c.o.Writer.PutGroup(group); err != nil {
 		c.dep.lock.Release(app, rec.Holder)
 		return err
 	}

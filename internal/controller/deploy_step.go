@@ -211,7 +211,7 @@ func (c *Controller) finishRollout(d *activeDeploy, phase rollout.Phase) {
 		if to.Version < from.Version {
 			prev = api.ReleaseRolledBack // shoal rollback
 		}
-		outcome = func() error { return c.o.Store.Activate(app, to.Version, prev) }
+		outcome = func() error { return c.o.Writer.Activate(app, to.Version, prev) }
 	}
 	if err := c.events.apply(fmt.Sprintf("the outcome of the rollout to v%d (%s)", to.Version, phase), outcome); err != nil {
 		c.log.Error("record rollout outcome", "release", to.Version, "error", err)
@@ -254,7 +254,7 @@ func (c *Controller) deleteRollout(holder string) error {
 	if err != nil || !found || rec.Holder != holder {
 		return err
 	}
-	return c.o.Store.DeleteRollout(c.cfg.Name)
+	return c.o.Writer.DeleteRollout(c.cfg.Name)
 }
 
 // recordTurnedBack records the status of release v after a rollout to it
@@ -270,9 +270,9 @@ func (c *Controller) recordTurnedBack(v int) error {
 	}
 	switch {
 	case !r.HasServed():
-		return c.o.Store.SetReleaseStatus(c.cfg.Name, v, api.ReleaseFailed)
+		return c.o.Writer.SetReleaseStatus(c.cfg.Name, v, api.ReleaseFailed)
 	case r.Status == api.ReleasePending:
-		return c.o.Store.SetReleaseStatus(c.cfg.Name, v, api.ReleaseRolledBack)
+		return c.o.Writer.SetReleaseStatus(c.cfg.Name, v, api.ReleaseRolledBack)
 	}
 	return nil
 }

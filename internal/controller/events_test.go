@@ -26,7 +26,7 @@ func TestEventLogBoundsAndCountsWhatItCannotStore(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := &Controller{cfg: &config.App{Name: "web"}, o: Options{Store: st}}
+	c := &Controller{cfg: &config.App{Name: "web"}, o: Options{Store: st, Writer: st}}
 	st.Close()
 	l := newEventLog(c.storeEvents, slog.New(slog.DiscardHandler), time.Now)
 	for i := range maxPendingEvents + 5 {

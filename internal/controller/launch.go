@@ -188,7 +188,7 @@ func (c *Controller) markServed(v int) {
 	// Through the event log (events.go: apply): the outcome of a rollout
 	// reads it, and is stored after it.
 	if err := c.events.apply(fmt.Sprintf("release v%d served", v), func() error {
-		err := c.o.Store.MarkServed(c.cfg.Name, v, now)
+		err := c.o.Writer.MarkServed(c.cfg.Name, v, now)
 		if errors.Is(err, store.ErrNotFound) {
 			return nil // pruned
 		}
@@ -234,7 +234,7 @@ func (c *Controller) cannotStart(in *instance, err error) {
 		return
 	}
 	if err := c.events.apply(fmt.Sprintf("release v%d failed", v), func() error {
-		return c.o.Store.SetReleaseStatus(c.cfg.Name, v, api.ReleaseFailed)
+		return c.o.Writer.SetReleaseStatus(c.cfg.Name, v, api.ReleaseFailed)
 	}); err != nil {
 		c.log.Error("mark release failed", "release", v, "error", err)
 	}

@@ -59,11 +59,11 @@ func (c *Controller) prepare(ctx context.Context) error {
 	}
 	group = api.Group{App: app, Release: group.Release, Min: minimum, Max: cfg.Group.Max, Desired: desired,
 		AutoscalePaused: group.AutoscalePaused}
-	if err := c.o.Store.PutGroup(group); err != nil {
+	if err := c.o.Writer.PutGroup(group); err != nil {
 		return fmt.Errorf("store group: %w", err)
 	}
 	if group.Release != cur.Version && cur.Version != 0 {
-		if err := c.o.Store.Activate(app, cur.Version, api.ReleaseSuperseded); err != nil {
+		if err := c.o.Writer.Activate(app, cur.Version, api.ReleaseSuperseded); err != nil {
 			return err
 		}
 		group.Release = cur.Version
@@ -101,7 +101,7 @@ func (c *Controller) firstRelease(ctx context.Context) (api.Release, error) {
 		return api.Release{}, err
 	}
 	c.log.Info("artifact ready", "digest", art.Digest, "built", built)
-	rel, err := c.o.Store.PutRelease(api.Release{App: cfg.Name, Digest: art.Digest, Command: cfg.Run.Command,
+	rel, err := c.o.Writer.PutRelease(api.Release{App: cfg.Name, Digest: art.Digest, Command: cfg.Run.Command,
 		CPU: cfg.Run.CPU, Memory: int64(cfg.Run.Memory), Runtime: cfg.Runtime, Port: cfg.Run.Port,
 		Env: storeEnv(env), ConfigFingerprint: cfg.Fingerprint(env), Change: api.ChangeInitial,
 		Config: cfg.Text(), ConfigFile: cfg.File, DeployedEnv: storeEnv(deployed)})
@@ -248,7 +248,7 @@ func (c *Controller) abandonPending(keep int) {
 			continue
 		}
 		if err := c.events.apply(fmt.Sprintf("release v%d failed", r.Version), func() error {
-			return c.o.Store.SetReleaseStatus(c.cfg.Name, r.Version, api.ReleaseFailed)
+			return c.o.Writer.SetReleaseStatus(c.cfg.Name, r.Version, api.ReleaseFailed)
 		}); err != nil {
 			c.log.Error("mark abandoned release failed", "release", r.Version, "error", err)
 		}
@@ -259,7 +259,7 @@ func (c *Controller) abandonPending(keep int) {
 
 // prune keeps the last keep_releases releases and their artifacts.
 func (c *Controller) prune(app string) {
-	dropped, err := c.o.Store.PruneReleases(app, max(c.cfg.KeepReleases, 1))
+	dropped, err := c.o.Writer.PruneReleases(app, max(c.cfg.KeepReleases, 1))
 	if err != nil {
 		c.log.Warn("prune releases", "error", err)
 		return
@@ -351,6 +351,6 @@ func (c *Controller) SubscribeEvents() (<-chan struct{}, func()) { return c.even
 // storeEvents writes a batch to the store, in order, in one transaction:
 // all of it or, with an error, none.
 func (c *Controller) storeEvents(evs []api.Event) error {
-	_, err := c.o.Store.AppendEvents(c.cfg.Name, evs)
+	_, err := c.o.Writer.AppendEvents(c.cfg.Name, evs)
 	return err
 }

@@ -79,7 +79,11 @@ type Server struct {
 	cfg  *config.ServerFile
 	log  *slog.Logger
 
-	st    *store.Store
+	st *store.Store
+	// w takes the server's writes of desired state: st itself (this
+	// server alone); a replicated server's will be its cluster's writer
+	// (issue 14).
+	w     store.Writer
 	ca    *pki.CA
 	pki   *pki.Server
 	nodes *storedNodes
@@ -199,6 +203,7 @@ func (s *Server) openState() error {
 		return err
 	}
 	s.onRelease(func(context.Context) { s.st.Close() })
+	s.w = s.st
 	if s.ca, err = pki.LoadOrCreateCA(filepath.Join(data, "ca")); err != nil {
 		return fmt.Errorf("fleet CA: %w", err)
 	}
@@ -209,7 +214,7 @@ func (s *Server) openState() error {
 		return err
 	}
 	s.fleetEvents = controller.NewEventWriter(func(ev api.Event) error {
-		_, err := s.st.AppendEvent(api.FleetEventsApp, ev)
+		_, err := s.w.AppendEvent(api.FleetEventsApp, ev)
 		return err
 	}, s.log.With("part", "fleet"))
 	s.uploads = controller.NewUploads(s.arts, nil, func(ev api.Event) {

@@ -122,7 +122,7 @@ func (s *Server) openAppLocked(cfg *config.App) (*serverApp, error) {
 	p, _ := s.bal.Pool(name)
 	host := s.fleet.Host(name)
 	ctl, err := controller.New(controller.Options{
-		Config: cfg, Store: s.st, Artifacts: s.arts, Uploads: s.uploads,
+		Config: cfg, Store: s.st, Writer: s.w, Artifacts: s.arts, Uploads: s.uploads,
 		KeepArtifacts: func() []string { return s.keptArtifacts(name) },
 		Host:          host, Pool: p, Logger: s.log,
 		// Static stability: stopping the server leaves every instance
@@ -168,7 +168,7 @@ func (s *Server) poolConfig(cfg *config.App) (lb.PoolConfig, error) {
 	if cfg.Balancer.NeedsStickyKey() {
 		if key = s.cfg.Balancer.Sticky.Secret(); key == nil {
 			var err error
-			if key, err = s.st.Key(config.StickyKeyName(cfg.Name), 32); err != nil {
+			if key, err = s.w.Key(config.StickyKeyName(cfg.Name), 32); err != nil {
 				return lb.PoolConfig{}, err
 			}
 		}
@@ -328,7 +328,7 @@ func (s *Server) poolSettingsChanged(a *serverApp) {
 	reason := fmt.Sprintf("v%d changes balancer %s; the running pool keeps its settings until shoal server restarts, which applies them",
 		rel.Version, strings.Join(changed, ", "))
 	s.log.Warn("balancer settings apply at the next restart", "app", a.name, "release", rel.Version, "changed", strings.Join(changed, ","))
-	if _, err := s.st.AppendEvent(a.name, api.Event{Type: "balancer", Release: rel.Version, Reason: reason}); err != nil {
+	if _, err := s.w.AppendEvent(a.name, api.Event{Type: "balancer", Release: rel.Version, Reason: reason}); err != nil {
 		s.log.Warn("store event", "app", a.name, "error", err)
 	}
 }

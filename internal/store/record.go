@@ -118,6 +118,12 @@ func decodeRelease(b []byte) (api.Release, error) {
 	if r.CPU < 0 || r.Memory < 0 {
 		return api.Release{}, fmt.Errorf("decode release: %w: negative cpu (%v) or memory (%d)", errCorrupt, r.CPU, r.Memory)
 	}
+	return r.release(), nil
+}
+
+// release is the in-memory form of r, unchecked (decodeRelease checks a
+// stored record; a command's new release has no version yet).
+func (r releaseRecord) release() api.Release {
 	rel := api.Release{
 		Version: r.Version, App: r.App, Digest: r.Digest, SourceDigest: r.SourceDigest,
 		Command: r.Command, CPU: r.CPU, Memory: r.Memory, Runtime: r.Runtime, Port: r.Port, ConfigFingerprint: r.ConfigFingerprint, CreatedAt: r.CreatedAt,
@@ -130,10 +136,12 @@ func decodeRelease(b []byte) (api.Release, error) {
 	for _, e := range r.DeployedEnv {
 		rel.DeployedEnv = append(rel.DeployedEnv, api.EnvVar(e))
 	}
-	return rel, nil
+	return rel
 }
 
-func encodeRelease(rel api.Release) ([]byte, error) {
+func encodeRelease(rel api.Release) ([]byte, error) { return json.Marshal(releaseToRecord(rel)) }
+
+func releaseToRecord(rel api.Release) releaseRecord {
 	r := releaseRecord{
 		Runtime: releaseRuntime(rel.Runtime), Port: rel.Port,
 		Version: rel.Version, App: rel.App, Digest: rel.Digest, SourceDigest: rel.SourceDigest,
@@ -147,7 +155,7 @@ func encodeRelease(rel api.Release) ([]byte, error) {
 	for _, e := range rel.DeployedEnv {
 		r.DeployedEnv = append(r.DeployedEnv, envRecord(e))
 	}
-	return json.Marshal(r)
+	return r
 }
 
 // redactJSONError keeps the kind of a JSON error but not the text it may
@@ -173,12 +181,19 @@ func decodeEvent(b []byte) (string, api.Event, error) {
 	if r.Seq == 0 || r.Kind == "" {
 		return "", api.Event{}, fmt.Errorf("decode event: %w: inconsistent record (seq %d, kind %q)", errCorrupt, r.Seq, r.Kind)
 	}
-	return r.App, api.Event{Seq: r.Seq, Time: r.Time, Type: r.Kind, Instance: r.Instance, Release: r.Release,
-		From: r.Fields["from"], State: r.Fields["state"], Addr: r.Fields["addr"], Reason: r.Reason}, nil
+	return r.App, r.event(), nil
+}
+
+// event is the in-memory form of r, unchecked.
+func (r eventRecord) event() api.Event {
+	return api.Event{Seq: r.Seq, Time: r.Time, Type: r.Kind, Instance: r.Instance, Release: r.Release,
+		From: r.Fields["from"], State: r.Fields["state"], Addr: r.Fields["addr"], Reason: r.Reason}
 }
 
 // encodeEvent encodes e, an event of app, as decodeEvent reads it.
-func encodeEvent(app string, e api.Event) ([]byte, error) {
+func encodeEvent(app string, e api.Event) ([]byte, error) { return json.Marshal(eventToRecord(app, e)) }
+
+func eventToRecord(app string, e api.Event) eventRecord {
 	r := eventRecord{Seq: e.Seq, Time: e.Time, App: app, Instance: e.Instance, Release: e.Release, Kind: e.Type, Reason: e.Reason}
 	for k, v := range map[string]string{"from": e.From, "state": e.State, "addr": e.Addr} {
 		if v != "" {
@@ -188,7 +203,7 @@ func encodeEvent(app string, e api.Event) ([]byte, error) {
 			r.Fields[k] = v
 		}
 	}
-	return json.Marshal(r)
+	return r
 }
 
 // releaseRuntime is what a release record keeps of its runtime: nothing

@@ -40,6 +40,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -114,6 +115,11 @@ type Store struct {
 
 	backupMu sync.Mutex // serialises writes of the automatic backup
 	auto     autoBackups
+
+	// applyMu serialises Apply; applyAt, while one runs, is the clock
+	// (the command's time).
+	applyMu sync.Mutex
+	applyAt atomic.Pointer[time.Time]
 }
 
 // Open opens the store file at path, creating it (and its directory, mode
@@ -288,7 +294,12 @@ func (s *Store) Close() error {
 	return nil
 }
 
-func (s *Store) now() time.Time { return s.opts.Now().UTC() }
+func (s *Store) now() time.Time {
+	if at := s.applyAt.Load(); at != nil {
+		return *at
+	}
+	return s.opts.Now().UTC()
+}
 
 func checkApp(app string) error {
 	if app == "" {
