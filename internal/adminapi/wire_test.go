@@ -341,7 +341,8 @@ func TestWireRequestsUnchanged(t *testing.T) {
 	check(t, "requests.txt", bytes.TrimSuffix(got.Bytes(), []byte("\n")), nil)
 }
 
-// check compares got with testdata/wire/file.
+// check compares got with testdata/wire/file (SHOAL_UPDATE_WIRE=1
+// rewrites the file instead, for a change of the wire to review in git).
 func check(t *testing.T, file string, got []byte, err error) {
 	t.Helper()
 	if err != nil {
@@ -352,6 +353,12 @@ func check(t *testing.T, file string, got []byte, err error) {
 		t.Fatal(err)
 	}
 	if got = append(got, '\n'); !bytes.Equal(got, want) {
+		if os.Getenv("SHOAL_UPDATE_WIRE") == "1" { // a reviewed change of the wire: rewrite the file
+			if err := os.WriteFile(filepath.Join("testdata", "wire", file), got, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			return
+		}
 		t.Errorf("the answer encodes differently from testdata/wire/%s:\n%s", file, got)
 	}
 }
