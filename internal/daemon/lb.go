@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/signal"
 	"reflect"
+	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -270,6 +271,7 @@ func (d *LB) Run(ctx context.Context) error {
 	defer signal.Stop(d.hup)
 	defer signal.Stop(d.usr2)
 	ctx, d.cancel = context.WithCancel(ctx)
+	debug.FreeOSMemory()
 	defer d.cancel()
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error {
@@ -287,6 +289,18 @@ func (d *LB) Run(ctx context.Context) error {
 	})
 	g.Go(func() error {
 		d.ready(gctx)
+		return nil
+	})
+	g.Go(func() error {
+		// Loading lb.yaml is the largest allocation a balancer makes (about
+		// 2 KB of garbage per route); once it serves, give that back to the
+		// system at once instead of over the scavenger's minutes (issue 15:
+		// memory per host route).
+		select {
+		case <-d.b.Serving():
+			debug.FreeOSMemory()
+		case <-gctx.Done():
+		}
 		return nil
 	})
 	g.Go(func() error {

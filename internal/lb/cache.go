@@ -308,8 +308,9 @@ func newAssetCache(c Cache) *assetCache {
 	if c.Off {
 		return nil
 	}
-	ac := &assetCache{maxBytes: c.MaxBytes, maxEntry: c.MaxEntryBytes,
-		entries: map[string]*cacheEntry{}, fills: map[string]*cacheFill{}, seen: map[string]struct{}{}}
+	// The maps are made at the first store (endFill): a route that never
+	// stores costs its bounds alone (issue 15: memory per route).
+	ac := &assetCache{maxBytes: c.MaxBytes, maxEntry: c.MaxEntryBytes}
 	if ac.maxBytes == 0 {
 		ac.maxBytes = DefaultCacheMaxBytes
 	}
@@ -408,6 +409,10 @@ func (ac *assetCache) endFill(f *cacheFill, e *cacheEntry, cur uint64) {
 		delete(ac.seen, f.key)
 	}
 	if e != nil {
+		if ac.seen == nil {
+			// fills is written only for keys in seen, entries only below.
+			ac.entries, ac.fills, ac.seen = map[string]*cacheEntry{}, map[string]*cacheFill{}, map[string]struct{}{}
+		}
 		if _, ok := ac.seen[e.key]; !ok {
 			if len(ac.seen) >= cacheMaxSeen {
 				clear(ac.seen)

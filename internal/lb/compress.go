@@ -98,6 +98,32 @@ type compressRule struct {
 	level   int
 }
 
+// compressRules builds the rules of a table's routes, one rule shared by
+// every route whose Compression lists no types of its own and has equal
+// other fields (nearly all of them): a rule is immutable once built, and
+// 10,000 host routes need not hold 10,000 copies of the default type list
+// (issue 15: memory per route).
+type compressRules map[compressRuleKey]*compressRule
+
+type compressRuleKey struct {
+	off     bool
+	minSize int64
+	level   int
+}
+
+func (rs compressRules) rule(c Compression) *compressRule {
+	if c.Types != nil {
+		return newCompressRule(c)
+	}
+	k := compressRuleKey{c.Off, c.MinSize, c.Level}
+	r := rs[k]
+	if r == nil {
+		r = newCompressRule(c)
+		rs[k] = r
+	}
+	return r
+}
+
 func newCompressRule(c Compression) *compressRule {
 	r := &compressRule{off: c.Off, minSize: c.MinSize, level: c.Level}
 	if r.minSize == 0 {

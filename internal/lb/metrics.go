@@ -47,22 +47,67 @@ type metrics struct {
 	ejections ejectionTally
 }
 
-// routeMetrics caches the series of one route.
+// routeMetrics caches the series of one route. Its series are made at
+// the route's first finished request, not with the route: a balancer
+// with 10,000 host routes of which a few serve at a time pays for the
+// few (issue 15: memory per route), and a route that never served has no
+// series on /metrics, as a status code that was never sent has none.
 type routeMetrics struct {
 	route, pool string
-	dur         prometheus.Observer
-	heldDur     prometheus.Observer
-	rtt         prometheus.Observer
-	t           timing // for Status (rtt.go)
 	m           *metrics
-	cache       *routeCacheSeries
-	// byCode holds the request counter of each status code (index: the
-	// code, 0 when none was sent), created on first use.
-	byCode [600]atomic.Pointer[codeCounter]
+	s           atomic.Pointer[routeSeries]
 }
 
-// codeCounter boxes a counter for an atomic.Pointer.
-type codeCounter struct{ c prometheus.Counter }
+// histBox boxes a histogram for an atomic.Pointer.
+type histBox struct{ o prometheus.Observer }
+
+// held returns the route's held-duration histogram, made on first use.
+func (rm *routeMetrics) held(rs *routeSeries) prometheus.Observer {
+	if h := rs.heldDur.Load(); h != nil {
+		return h.o
+	}
+	rs.heldDur.CompareAndSwap(nil, &histBox{rm.m.heldDur.WithLabelValues(rm.route)})
+	return rs.heldDur.Load().o
+}
+
+// routeSeries are the series of a route that has served.
+type routeSeries struct {
+	dur prometheus.Observer
+	// heldDur is made at the route's first held-open request: most
+	// routes never hold one.
+	heldDur atomic.Pointer[histBox]
+	rtt     prometheus.Observer
+	t       timing // for Status (rtt.go)
+	cache   *routeCacheSeries
+	// codes holds the request counter of each status code the route has
+	// answered (code 0: none was sent), created on first use. A route
+	// answers a handful of codes, so a short list scanned in order costs
+	// less than an array indexed by every possible code (4.8 KB a route).
+	codes   atomic.Pointer[[]codeCounter]
+	codesMu sync.Mutex // serialises additions to codes
+}
+
+// series returns the route's series, made on the first call. Two first
+// calls at once may both build one; one wins and the other is dropped
+// (WithLabelValues returned the same children to both).
+func (rm *routeMetrics) series() *routeSeries {
+	if s := rm.s.Load(); s != nil {
+		return s
+	}
+	m := rm.m
+	s := &routeSeries{dur: m.duration.WithLabelValues(rm.route),
+		rtt: m.rtt.WithLabelValues(rm.route), cache: m.cache.forRoute(rm.route)}
+	if !rm.s.CompareAndSwap(nil, s) {
+		s = rm.s.Load()
+	}
+	return s
+}
+
+// codeCounter is a status code's request counter.
+type codeCounter struct {
+	code int
+	c    prometheus.Counter
+}
 
 // poolMetrics caches the series of one pool.
 type poolMetrics struct {
@@ -168,8 +213,7 @@ func (m *metrics) forRoute(route, pool string) *routeMetrics {
 	k := [2]string{route, pool}
 	rm := m.routes[k]
 	if rm == nil {
-		rm = &routeMetrics{route: route, pool: pool, m: m, dur: m.duration.WithLabelValues(route), heldDur: m.heldDur.WithLabelValues(route), rtt: m.rtt.WithLabelValues(route),
-			cache: m.cache.forRoute(route)}
+		rm = &routeMetrics{route: route, pool: pool, m: m}
 		m.routes[k] = rm
 	}
 	return rm
@@ -179,21 +223,42 @@ func (m *metrics) forRoute(route, pool string) *routeMetrics {
 // Two first uses at once get the same series (WithLabelValues returns the
 // existing child).
 func (rm *routeMetrics) counter(status int) prometheus.Counter {
-	if status < 100 || status >= len(rm.byCode) {
+	rs := rm.series()
+	if status < 100 || status >= 600 {
 		status = 0
 	}
-	if cc := rm.byCode[status].Load(); cc != nil {
-		return cc.c
+	if c := rs.findCode(status); c != nil {
+		return c
+	}
+	rs.codesMu.Lock()
+	defer rs.codesMu.Unlock()
+	if c := rs.findCode(status); c != nil {
+		return c
 	}
 	code := "none"
 	if status != 0 {
 		code = strconv.Itoa(status)
 	}
-	cc := &codeCounter{rm.m.requests.WithLabelValues(rm.route, rm.pool, code)}
-	if !rm.byCode[status].CompareAndSwap(nil, cc) {
-		cc = rm.byCode[status].Load()
+	c := rm.m.requests.WithLabelValues(rm.route, rm.pool, code)
+	var next []codeCounter
+	if cur := rs.codes.Load(); cur != nil {
+		next = append(next, *cur...)
 	}
-	return cc.c
+	next = append(next, codeCounter{status, c})
+	rs.codes.Store(&next)
+	return c
+}
+
+// findCode returns the counter of status, nil when it has none yet.
+func (rs *routeSeries) findCode(status int) prometheus.Counter {
+	if cur := rs.codes.Load(); cur != nil {
+		for _, cc := range *cur {
+			if cc.code == status {
+				return cc.c
+			}
+		}
+	}
+	return nil
 }
 
 // observe records a finished exchange. A held-open one leaves the open
@@ -204,16 +269,17 @@ func (m *metrics) observe(ex *exchange, d time.Duration) {
 	if ex.route != nil {
 		rm = ex.route.m
 	}
+	rs := rm.series()
 	rm.counter(ex.status).Inc()
-	m.observeRTT(rm, ex)
-	rm.cache.observe(ex)
+	m.observeRTT(rs, ex)
+	rs.cache.observe(ex)
 	if ex.held {
 		ex.heldPool.held.Dec()
 		ex.heldPool.lat.held.Add(-1)
-		rm.heldDur.Observe(d.Seconds())
+		rm.held(rs).Observe(d.Seconds())
 		return
 	}
-	rm.dur.Observe(d.Seconds())
+	rs.dur.Observe(d.Seconds())
 	if ex.route != nil && !ex.websocket {
 		ex.route.pool.m.lat.observe(d)
 	}

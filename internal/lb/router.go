@@ -61,10 +61,11 @@ type router struct {
 // route not in it gets a new one, added to it. Nil: each route its own.
 func newRouter(routes []Route, pools map[string]*poolEntry, m *metrics, caches map[string]*assetCache) *router {
 	rt := &router{exact: map[string]hostRoutes{}, wild: map[string]hostRoutes{}}
+	rules := compressRules{}
 	for _, r := range routes {
 		cr := &route{name: r.Name, prefix: r.PathPrefix, pool: pools[r.Pool],
 			longLived: r.LongLived, longPaths: append([]string(nil), r.LongLivedPaths...),
-			compress: newCompressRule(r.Compression)}
+			compress: rules.rule(r.Compression)}
 		if ac, ok := caches[r.Name]; ok {
 			cr.cache = ac
 		} else {

@@ -155,7 +155,7 @@ func (m *metrics) forListener(name string) *listenerMetrics {
 
 // observeRTT records ex's round-trip time and timing for its route and
 // listener.
-func (m *metrics) observeRTT(rm *routeMetrics, ex *exchange) {
+func (m *metrics) observeRTT(rm *routeSeries, ex *exchange) {
 	if s := ex.rtt.Smoothed; s > 0 {
 		rm.rtt.Observe(s.Seconds())
 		if ex.lm != nil {
@@ -177,7 +177,11 @@ func (m *metrics) routeTiming(route, pool string) *api.RequestTiming {
 	if rm == nil {
 		return nil
 	}
-	return rm.t.report()
+	rs := rm.s.Load()
+	if rs == nil {
+		return nil
+	}
+	return rs.t.report()
 }
 
 func (m *metrics) listenerTiming(name string) *api.RequestTiming {
