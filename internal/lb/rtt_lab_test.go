@@ -9,8 +9,11 @@ import (
 	"os/exec"
 	"slices"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/shoal-dev/shoal/internal/testenv"
 )
@@ -94,6 +97,22 @@ func testClientRTTSlowLink(t *testing.T, noFast bool) {
 	if err != nil {
 		up.Close()
 		t.Fatal(err)
+	}
+	// Send and receive buffers of 4 MiB, 32 s of the link: TCP sizes its
+	// own from the small window of a slow link (a second or two of data),
+	// which a loaded machine that does not run the writer, or the sink's
+	// reader, for that long drains, and the queue with it (seen at a load
+	// average of 30). The FORCE options pass the system's wmem_max and
+	// rmem_max (the test runs as root: it makes a lab).
+	for _, b := range []struct {
+		c   net.Conn
+		opt int
+	}{{up, unix.SO_SNDBUFFORCE}, {down, unix.SO_RCVBUFFORCE}} {
+		if err := forceBuffer(b.c, b.opt, 4<<20); err != nil {
+			up.Close()
+			down.Close()
+			t.Fatal(err)
+		}
 	}
 	var wg sync.WaitGroup
 	wg.Add(2)
@@ -217,4 +236,24 @@ func testClientRTTSlowLink(t *testing.T, noFast bool) {
 	if farL < 10*nearL || farL < exact/2.5 || farL > exact*2.5 {
 		t.Errorf("status p50 RTT: near %v ms, far %v ms (records' median %v, far handshake %v)", nearL, farL, farRTT, farHS)
 	}
+}
+
+// forceBuffer sets c's buffer opt (SO_SNDBUFFORCE, SO_RCVBUFFORCE) to n
+// bytes.
+func forceBuffer(c net.Conn, opt, n int) error {
+	sc, ok := c.(syscall.Conn)
+	if !ok {
+		return fmt.Errorf("%T has no socket", c)
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var serr error
+	if err := rc.Control(func(fd uintptr) {
+		serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, opt, n)
+	}); err != nil {
+		return err
+	}
+	return serr
 }

@@ -72,6 +72,7 @@ type Lab struct {
 	stdin  *os.File // the write end of the holder's stdin; closing it ends the holder
 	pid    int      // the holder's pid
 	netns  *os.File // the lab's network namespace
+	mnt    *os.File // the lab's mount namespace, held until Close's sweep ends
 	root   *os.File // the test's own network namespace, to return to after a dial
 	hosts  []*LabHost
 	byName map[string]*LabHost
@@ -201,13 +202,17 @@ func (l *Lab) open() error {
 	if err := l.record(l.netns, "the lab's network namespace"); err != nil {
 		return err
 	}
-	mnt, err := os.Open(fmt.Sprintf("/proc/%d/ns/mnt", l.pid))
-	if err != nil {
+	// The handle is kept until Close's sweep is over: a namespace's
+	// identity (its inode) is free for another namespace once nothing
+	// holds it, and the holder is one of the first processes the sweep
+	// kills. Without the handle, a lab that another test process makes
+	// meanwhile can get the number, and the sweep, still going, kills its
+	// processes as this lab's (seen as "lab: setup: process exited (exit
+	// status 137)" in one package while another package's lab closed).
+	if l.mnt, err = os.Open(fmt.Sprintf("/proc/%d/ns/mnt", l.pid)); err != nil {
 		return err
 	}
-	err = l.record(mnt, "the lab's mount namespace")
-	mnt.Close()
-	if err != nil {
+	if err := l.record(l.mnt, "the lab's mount namespace"); err != nil {
 		return err
 	}
 	for _, h := range l.hosts {
@@ -443,7 +448,7 @@ func (l *Lab) Close() error {
 	if l.holder != nil {
 		l.holder.Close()
 	}
-	for _, f := range []*os.File{l.netns, l.root} {
+	for _, f := range []*os.File{l.netns, l.mnt, l.root} {
 		if f != nil {
 			f.Close()
 		}
