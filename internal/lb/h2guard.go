@@ -36,16 +36,16 @@ import (
 // gives the server the TLS state (ConnectionState) and everything else.
 type h2Guard struct {
 	*tls.Conn
-	pass  int    // bytes to pass on before the next frame header (the preface first)
-	in    []byte // the frame being collected: header, then payload when looked at
+	pass int    // bytes to pass on before the next frame header (the preface first)
+	in   []byte // the frame being collected: header, then payload when looked at
 	// collecting: in holds the start of a frame; else its bytes may still
 	// be in out, and the next frame starts in from empty.
 	collecting bool
-	out   []byte // bytes ready for the server
-	off   bool   // stopped looking
-	dec   *hpack.Decoder
-	bad   bool   // the header block being decoded is malformed
-	block uint32 // stream of the header block under way; 0 when none
+	out        []byte // bytes ready for the server
+	off        bool   // stopped looking
+	dec        *hpack.Decoder
+	bad        bool   // the header block being decoded is malformed
+	block      uint32 // stream of the header block under way; 0 when none
 }
 
 // HTTP/2 frame types and flags the guard reads (RFC 9113 6).

@@ -136,6 +136,11 @@ func (h *frontHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	tbl := b.tbl.Load()
 	lim := tbl.limits
 	_, hasUpgrade := r.Header["Upgrade"]
+	xconnect := isWebSocketConnect(r)
+	if xconnect {
+		// Forwarded as an HTTP/1.1 Upgrade (h2ws.go).
+		delete(r.Header, ":protocol")
+	}
 	if hasUpgrade {
 		// The guard stopped inspecting this connection at the Upgrade
 		// header; unless it becomes a tunnel it must not be reused.
@@ -158,7 +163,7 @@ func (h *frontHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case len(r.RequestURI) > lim.MaxURIBytes:
 		b.fail(w, ex, errURITooLong)
 		return
-	case r.Method == http.MethodConnect:
+	case r.Method == http.MethodConnect && !xconnect:
 		ex.closeAfter = true
 		b.fail(w, ex, errMethod)
 		return
@@ -199,7 +204,7 @@ func (h *frontHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ex.route = rt
-	if lim.MaxBodyBytes > 0 {
+	if lim.MaxBodyBytes > 0 && !xconnect { // a WebSocket's stream is no body
 		if r.ContentLength > lim.MaxBodyBytes {
 			ex.closeAfter = true
 			b.fail(w, ex, &http.MaxBytesError{Limit: lim.MaxBodyBytes})
@@ -210,7 +215,7 @@ func (h *frontHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 
-	upgrade := hasUpgrade && r.ProtoMajor == 1 && upgradeRequested(r.Header)
+	upgrade := hasUpgrade && r.ProtoMajor == 1 && upgradeRequested(r.Header) || xconnect
 	// Build the outgoing header in place: the request is ours.
 	hdr := r.Header
 	var upg []string
@@ -235,6 +240,9 @@ func (h *frontHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if upgrade {
 		hdr["Connection"] = []string{"Upgrade"}
 		hdr["Upgrade"] = upg
+		if xconnect {
+			webSocketUpgradeHeader(hdr)
+		}
 		b.serveUpgrade(w, r, ex, tbl)
 		return
 	}
