@@ -3,6 +3,9 @@ package lb
 import (
 	"crypto/tls"
 	"encoding/binary"
+	"errors"
+	"io"
+	"net"
 	"slices"
 
 	"golang.org/x/net/http2/hpack"
@@ -36,8 +39,9 @@ import (
 // gives the server the TLS state (ConnectionState) and everything else.
 type h2Guard struct {
 	*tls.Conn
-	pass int    // bytes to pass on before the next frame header (the preface first)
-	in   []byte // the frame being collected: header, then payload when looked at
+	src  io.Reader // the client's bytes: the *tls.Conn
+	pass int       // bytes to pass on before the next frame header (the preface first)
+	in   []byte    // the frame being collected: header, then payload when looked at
 	// collecting: in holds the start of a frame; else its bytes may still
 	// be in out, and the next frame starts in from empty.
 	collecting bool
@@ -68,7 +72,7 @@ const (
 const h2DecoderTableSize = 4096
 
 func newH2Guard(c *tls.Conn) *h2Guard {
-	g := &h2Guard{Conn: c, pass: h2PrefaceLen, in: make([]byte, 0, 512)}
+	g := &h2Guard{Conn: c, src: c, pass: h2PrefaceLen, in: make([]byte, 0, 512)}
 	g.dec = hpack.NewDecoder(h2DecoderTableSize, g.field)
 	return g
 }
@@ -82,13 +86,13 @@ func (g *h2Guard) Read(p []byte) (int, error) {
 			return n, nil
 		}
 		if g.off {
-			return g.Conn.Read(p)
+			return g.src.Read(p)
 		}
 		if g.pass > 0 {
 			if len(p) > g.pass {
 				p = p[:g.pass]
 			}
-			n, err := g.Conn.Read(p)
+			n, err := g.src.Read(p)
 			g.pass -= n
 			return n, err
 		}
@@ -96,7 +100,10 @@ func (g *h2Guard) Read(p []byte) (int, error) {
 			g.in, g.collecting = g.in[:0], true
 		}
 		if err := g.fill(h2FrameHeaderLen); err != nil {
-			return 0, err
+			if g.keep(err) {
+				return 0, err
+			}
+			continue
 		}
 		length := int(g.in[0])<<16 | int(g.in[1])<<8 | int(g.in[2])
 		typ, flags := g.in[3], g.in[4]
@@ -111,7 +118,10 @@ func (g *h2Guard) Read(p []byte) (int, error) {
 			continue
 		}
 		if err := g.fill(h2FrameHeaderLen + length); err != nil {
-			return 0, err
+			if g.keep(err) {
+				return 0, err
+			}
+			continue
 		}
 		g.collecting = false
 		if typ == h2FrameSettings {
@@ -122,6 +132,19 @@ func (g *h2Guard) Read(p []byte) (int, error) {
 	}
 }
 
+// keep handles a read error in the middle of a frame: a timeout keeps
+// the bytes for the next Read (true); any other error ends the
+// connection, so the bytes read are handed on as they are and the error
+// comes with the next read of the source (false).
+func (g *h2Guard) keep(err error) bool {
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		return true
+	}
+	g.off, g.out, g.collecting = true, g.in, false
+	return false
+}
+
 // fill reads until the frame being collected holds n bytes. A read error
 // keeps what was read for the next call.
 func (g *h2Guard) fill(n int) error {
@@ -129,7 +152,7 @@ func (g *h2Guard) fill(n int) error {
 	// HEADERS: hundreds of bytes), not to h2MaxFrameSize up front.
 	g.in = slices.Grow(g.in, n-len(g.in))
 	for len(g.in) < n {
-		k, err := g.Conn.Read(g.in[len(g.in):n])
+		k, err := g.src.Read(g.in[len(g.in):n])
 		g.in = g.in[:len(g.in)+k]
 		if err != nil && len(g.in) < n {
 			return err

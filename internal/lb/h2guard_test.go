@@ -183,3 +183,92 @@ func TestDedupeSettings(t *testing.T) {
 		}
 	}
 }
+
+// FuzzH2Guard feeds a client's byte stream through the guard: it never
+// panics, it hands on every byte of a stream without SETTINGS or header
+// blocks unchanged and in order, whatever the read sizes, and it ends
+// with the input.
+func FuzzH2Guard(f *testing.F) {
+	frames := func(write func(fr *http2.Framer)) []byte {
+		var b bytes.Buffer
+		b.WriteString(http2.ClientPreface)
+		write(http2.NewFramer(&b, nil))
+		return b.Bytes()
+	}
+	var hb bytes.Buffer
+	enc := hpack.NewEncoder(&hb)
+	for _, kv := range [][2]string{{":method", "GET"}, {":path", "/"}, {"connection", "close"}, {"te", "trailers"}} {
+		enc.WriteField(hpack.HeaderField{Name: kv[0], Value: kv[1]})
+	}
+	block := hb.Bytes()
+	f.Add(frames(func(fr *http2.Framer) {
+		fr.WriteSettings(http2.Setting{ID: http2.SettingInitialWindowSize, Val: 100}, http2.Setting{ID: http2.SettingInitialWindowSize, Val: 1})
+		fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: block[:3], EndStream: true})
+		fr.WriteContinuation(1, true, block[3:])
+		fr.WriteData(1, true, []byte("body"))
+	}), uint8(7))
+	f.Add(frames(func(fr *http2.Framer) {
+		fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 3, BlockFragment: block, EndHeaders: true, PadLength: 4, Priority: http2.PriorityParam{Weight: 9}})
+		fr.WritePing(false, [8]byte{1})
+		fr.WriteSettingsAck()
+	}), uint8(1))
+	f.Add(frames(func(fr *http2.Framer) {
+		fr.WriteData(1, false, bytes.Repeat([]byte("d"), 20000))
+		fr.WriteWindowUpdate(0, 100)
+		fr.WriteRSTStream(1, http2.ErrCodeCancel)
+	}), uint8(200))
+	f.Add([]byte(http2.ClientPreface+"\x00\x00\x01\x09\x04\x00\x00\x00\x01x"), uint8(3))
+	f.Fuzz(func(t *testing.T, in []byte, step uint8) {
+		g := &h2Guard{src: &chunkReader{b: in, n: int(step%64) + 1}, pass: h2PrefaceLen}
+		g.dec = hpack.NewDecoder(h2DecoderTableSize, g.field)
+		var out []byte
+		buf := make([]byte, int(step)+1)
+		for range 4*len(in) + 16 {
+			n, err := g.Read(buf)
+			out = append(out, buf[:n]...)
+			if err != nil {
+				break
+			}
+		}
+		if !hasLookedFrames(in) && !bytes.Equal(out, in) {
+			t.Fatalf("stream without SETTINGS or headers changed:\n in % x\nout % x", in, out)
+		}
+	})
+}
+
+// chunkReader reads b n bytes at a time, then io.EOF.
+type chunkReader struct {
+	b []byte
+	n int
+}
+
+func (r *chunkReader) Read(p []byte) (int, error) {
+	if len(r.b) == 0 {
+		return 0, io.EOF
+	}
+	k := min(len(p), r.n, len(r.b))
+	copy(p, r.b[:k])
+	r.b = r.b[k:]
+	return k, nil
+}
+
+// hasLookedFrames reports whether the frames after the preface in b
+// include one the guard may change (SETTINGS, HEADERS, CONTINUATION).
+func hasLookedFrames(b []byte) bool {
+	if len(b) < h2PrefaceLen {
+		return false
+	}
+	b = b[h2PrefaceLen:]
+	for len(b) >= h2FrameHeaderLen {
+		switch b[3] {
+		case h2FrameHeaders, h2FrameSettings, h2FrameContinuation:
+			return true
+		}
+		n := h2FrameHeaderLen + (int(b[0])<<16 | int(b[1])<<8 | int(b[2]))
+		if n > len(b) {
+			return false
+		}
+		b = b[n:]
+	}
+	return false
+}
