@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/coder/websocket"
 	"golang.org/x/net/http2"
 
 	"github.com/shoal-dev/shoal/internal/pool"
@@ -128,6 +129,88 @@ func TestWebSocketOverHTTP2(t *testing.T) {
 		t.Fatal("target socket not closed")
 	}
 	waitFor(t, 10*time.Second, "no open WebSocket", func() bool { return lb.Status().WebSockets == 0 })
+}
+
+// openWSOverH2 opens a WebSocket through lb's TLS listener with an
+// extended CONNECT and returns the client's write side and the response.
+func openWSOverH2(t *testing.T, addr string, cert *x509.Certificate, path string) (*io.PipeWriter, *http.Response) {
+	t.Helper()
+	pr, pw := io.Pipe()
+	t.Cleanup(func() { pw.Close() })
+	req, _ := http.NewRequest(http.MethodConnect, "https://"+addr+path, pr)
+	req.Host = "a.test"
+	req.Header.Set(":protocol", "websocket")
+	roots := x509.NewCertPool()
+	roots.AddCert(cert)
+	tr := &http2.Transport{TLSClientConfig: &tls.Config{RootCAs: roots, ServerName: "a.test"}}
+	t.Cleanup(tr.CloseIdleConnections)
+	resp, err := tr.RoundTrip(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { resp.Body.Close() })
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("extended CONNECT: %d", resp.StatusCode)
+	}
+	return pw, resp
+}
+
+// TestWebSocketOverHTTP2Idle: limits.websocket_idle ends a WebSocket
+// over HTTP/2 that carries nothing either way, as over HTTP/1.1, but not
+// one whose target keeps talking while the client stays silent.
+func TestWebSocketOverHTTP2Idle(t *testing.T) {
+	talk := make(chan struct{})
+	be := newBackend(t, func(w http.ResponseWriter, r *http.Request) {
+		c, err := websocket.Accept(w, r, nil)
+		if err != nil {
+			return
+		}
+		defer c.CloseNow()
+		if r.URL.Query().Get("talk") == "" {
+			c.Read(r.Context()) // silent until the end
+			return
+		}
+		tick := time.NewTicker(20 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-talk:
+				return
+			case <-tick.C:
+			}
+			if c.Write(r.Context(), websocket.MessageText, []byte("tick")) != nil {
+				return
+			}
+		}
+	})
+	ca, cert := writeCert(t, t.TempDir(), "a.test")
+	cfg := baseConfig(be.addr)
+	cfg.Listeners[0].TLS = []Certificate{ca}
+	cfg.Limits.WebSocketIdle = 300 * time.Millisecond
+	lb := start(t, cfg)
+
+	_, resp := openWSOverH2(t, lb.addr, cert, "/ws")
+	timer := time.AfterFunc(10*time.Second, func() { resp.Body.Close() })
+	defer timer.Stop()
+	start := time.Now()
+	if rest, _ := io.ReadAll(resp.Body); len(rest) != 0 {
+		t.Errorf("silent tunnel sent %q", rest)
+	}
+	if d := time.Since(start); d > 8*time.Second {
+		t.Fatalf("idle tunnel ended after %v, not by websocket_idle", d)
+	}
+
+	// A target that talks keeps the tunnel open past the idle limit.
+	_, talking := openWSOverH2(t, lb.addr, cert, "/ws?talk=1")
+	timer2 := time.AfterFunc(10*time.Second, func() { talking.Body.Close() })
+	defer timer2.Stop()
+	deadline := time.Now().Add(3 * cfg.Limits.WebSocketIdle)
+	for time.Now().Before(deadline) {
+		if op, p, err := readWSFrame(talking.Body); err != nil || op != 0x1 || string(p) != "tick" {
+			t.Fatalf("talking tunnel: opcode %d %q %v", op, p, err)
+		}
+	}
+	close(talk)
 }
 
 // TestExtendedConnectOnlyOnBalancer: extended CONNECT is on in the
