@@ -136,8 +136,8 @@ func (h *frontHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	tbl := b.tbl.Load()
 	lim := tbl.limits
 	_, hasUpgrade := r.Header["Upgrade"]
-	xconnect := isWebSocketConnect(r)
-	if xconnect {
+	wsConnect := isWebSocketConnect(r)
+	if wsConnect {
 		// Forwarded as an HTTP/1.1 Upgrade (h2ws.go).
 		delete(r.Header, ":protocol")
 	}
@@ -163,7 +163,7 @@ func (h *frontHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case len(r.RequestURI) > lim.MaxURIBytes:
 		b.fail(w, ex, errURITooLong)
 		return
-	case r.Method == http.MethodConnect && !xconnect:
+	case r.Method == http.MethodConnect && !wsConnect:
 		ex.closeAfter = true
 		b.fail(w, ex, errMethod)
 		return
@@ -204,7 +204,7 @@ func (h *frontHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ex.route = rt
-	if lim.MaxBodyBytes > 0 && !xconnect { // a WebSocket's stream is no body
+	if lim.MaxBodyBytes > 0 && !wsConnect { // a WebSocket's stream is no body
 		if r.ContentLength > lim.MaxBodyBytes {
 			ex.closeAfter = true
 			b.fail(w, ex, &http.MaxBytesError{Limit: lim.MaxBodyBytes})
@@ -215,7 +215,7 @@ func (h *frontHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 
-	upgrade := hasUpgrade && r.ProtoMajor == 1 && upgradeRequested(r.Header) || xconnect
+	upgrade := hasUpgrade && r.ProtoMajor == 1 && upgradeRequested(r.Header) || wsConnect
 	// Build the outgoing header in place: the request is ours.
 	hdr := r.Header
 	var upg []string
@@ -240,7 +240,7 @@ func (h *frontHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if upgrade {
 		hdr["Connection"] = []string{"Upgrade"}
 		hdr["Upgrade"] = upg
-		if xconnect {
+		if wsConnect {
 			webSocketUpgradeHeader(hdr)
 		}
 		b.serveUpgrade(w, r, ex, tbl)
