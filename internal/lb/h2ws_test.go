@@ -186,7 +186,9 @@ func TestWebSocketOverHTTP2Idle(t *testing.T) {
 	ca, cert := writeCert(t, t.TempDir(), "a.test")
 	cfg := baseConfig(be.addr)
 	cfg.Listeners[0].TLS = []Certificate{ca}
-	cfg.Limits.WebSocketIdle = 300 * time.Millisecond
+	// Long enough that a loaded machine does not stall the target's ticks
+	// past it (the ticks come every 20 ms).
+	cfg.Limits.WebSocketIdle = time.Second
 	lb := start(t, cfg)
 
 	_, resp := openWSOverH2(t, lb.addr, cert, "/ws")
@@ -204,7 +206,7 @@ func TestWebSocketOverHTTP2Idle(t *testing.T) {
 	_, talking := openWSOverH2(t, lb.addr, cert, "/ws?talk=1")
 	timer2 := time.AfterFunc(10*time.Second, func() { talking.Body.Close() })
 	defer timer2.Stop()
-	deadline := time.Now().Add(3 * cfg.Limits.WebSocketIdle)
+	deadline := time.Now().Add(5 * cfg.Limits.WebSocketIdle / 2)
 	for time.Now().Before(deadline) {
 		if op, p, err := readWSFrame(talking.Body); err != nil || op != 0x1 || string(p) != "tick" {
 			t.Fatalf("talking tunnel: opcode %d %q %v", op, p, err)
