@@ -66,6 +66,8 @@ type LBPool struct {
 	Retries          int        `json:"retries,omitempty"`
 	TryTimeoutMS     int64      `json:"try_timeout_ms,omitempty"` // negative: off
 	ConnectTimeoutMS int64      `json:"connect_timeout_ms,omitempty"`
+	// Protocol is lb.Protocol's name; empty: http1.
+	Protocol string `json:"protocol,omitempty"`
 	// Health is the check each node runs against the targets; nil: none
 	// (the node then trusts the server's verdict, Healthy).
 	Health *LBHealth `json:"health,omitempty"`

@@ -112,7 +112,9 @@ var allowed = map[string][]string{
 	"internal/h1": {},
 	// The event loops' system calls (epoll, eventfd, non-blocking sockets):
 	// the balancer's alone, below it.
-	"internal/netpoll":   {},
+	"internal/netpoll": {},
+	// Extended CONNECT on in x/net/http2's server before it initializes.
+	"internal/xconnect":  {},
 	"internal/buildinfo": {},
 	// Where a fleet's next instance runs: pure, imported by the coming scheduler.
 	"internal/placement": {},
@@ -137,7 +139,7 @@ var allowed = map[string][]string{
 	// Test support of the agent and its client (a real agent over HTTPS).
 	"internal/agent/agenttest": {"internal/agent", "internal/agentclient", "internal/runtime", "internal/release"},
 	"internal/reconcile":       {"internal/autoscale"},
-	"internal/lb":              {"internal/pool", "internal/health", "internal/h1", "internal/netpoll"},
+	"internal/lb":              {"internal/pool", "internal/health", "internal/h1", "internal/netpoll", "internal/xconnect"},
 	"internal/dashboard":       {"internal/timeseries"},
 	// config builds the configs of the parts, and the build spec of an app
 	// (release.BuildSpec) that `shoal up` and `shoal deploy` share.
@@ -217,7 +219,9 @@ var importers = map[string][]string{
 	"internal/archtest": {},
 	// The OS plumbing of the fast path serves the balancer's event loops only.
 	"internal/netpoll": {"internal/lb"},
-	"internal/setup":   {"internal/cli", "internal/hostpool"},
+	// Its init must run in the balancer's process before x/net/http2's.
+	"internal/xconnect": {"internal/lb"},
+	"internal/setup":    {"internal/cli", "internal/hostpool"},
 	// The ACME client runs in shoal server only.
 	"internal/acme": {"internal/daemon"},
 	// A replica is composed into `shoal server` by package daemon (not yet

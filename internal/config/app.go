@@ -268,6 +268,12 @@ type AppBalancer struct {
 	// Sticky pins a client to one instance. Absent means no stickiness.
 	Sticky *AppSticky `yaml:"sticky"`
 
+	// Protocol is how the balancer speaks to the instances: http1
+	// (default, HTTP/1.1) or h2c (HTTP/2 without TLS, for gRPC servers and
+	// apps that serve HTTP/2 only; trailers pass through, health checks
+	// use it too).
+	Protocol string `yaml:"protocol"`
+
 	// DrainTimeout is how long a removed instance keeps serving its
 	// requests and WebSockets in flight before they are closed; default 30s.
 	DrainTimeout Duration `yaml:"drain_timeout"`

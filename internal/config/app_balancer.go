@@ -54,6 +54,8 @@ func (a *App) PoolConfig(stickyKey []byte) lb.PoolConfig {
 		SlowStart:    b.SlowStart.D(),
 		DrainTimeout: b.DrainTimeout.D(),
 	}
+	// Validated by Load: an unknown name never reaches here.
+	pc.Protocol, _ = lb.ParseProtocol(b.Protocol)
 	if !b.NeedsStickyKey() {
 		stickyKey = nil
 	}

@@ -324,6 +324,9 @@ func (c *appChecker) balancer() {
 		c.check(true, "balancer.algorithm", "unknown algorithm %q (use %s, %s or %s)",
 			b.Algorithm, AlgorithmRoundRobin, AlgorithmLeastRequests, AlgorithmP2C)
 	}
+	if _, err := lb.ParseProtocol(b.Protocol); err != nil {
+		c.check(true, "balancer.protocol", "%v", err)
+	}
 	if s := b.Sticky; s != nil {
 		c.check(s.Cookie != "" && !appCookieRe.MatchString(s.Cookie), "balancer.sticky.cookie",
 			"invalid cookie name %q (letters, digits and !#$%%&'*+-.^_`|~)", s.Cookie)

@@ -292,6 +292,10 @@ type poolDoc struct {
 	TryTimeout TimeoutOrOff `yaml:"try_timeout"`
 	// ConnectTimeout bounds dialing a target; default 2s.
 	ConnectTimeout Duration `yaml:"connect_timeout"`
+	// Protocol is how the balancer speaks to the targets: http1 (default,
+	// HTTP/1.1) or h2c (HTTP/2 without TLS, with prior knowledge: for gRPC
+	// services; trailers pass through; health checks use it too).
+	Protocol string `yaml:"protocol"`
 }
 
 type targetDoc struct {

@@ -26,6 +26,11 @@ func (v *lbValidator) pool(path string, p poolDoc) lb.PoolConfig {
 		TryTimeout:     v.timeoutOrOff(path+".try_timeout", p.TryTimeout),
 		ConnectTimeout: v.duration(path+".connect_timeout", p.ConnectTimeout),
 	}
+	if proto, err := lb.ParseProtocol(p.Protocol); err != nil {
+		d.errorf(path+".protocol", "%v", err)
+	} else {
+		pc.Protocol = proto
+	}
 	if r := p.Retries; r != nil {
 		// In the file 0 means "no retries"; in lb.Config 0 means the
 		// default and -1 means none.

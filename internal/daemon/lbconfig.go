@@ -60,6 +60,9 @@ func lbPoolOf(pc lb.PoolConfig, h *health.Spec) api.LBPool {
 	p := api.LBPool{Name: pc.Name, Algorithm: pc.Algorithm.String(), SlowStartMS: ms(pc.SlowStart),
 		DrainTimeoutMS: ms(pc.DrainTimeout), Retries: pc.Retries, TryTimeoutMS: ms(pc.TryTimeout),
 		ConnectTimeoutMS: ms(pc.ConnectTimeout)}
+	if pc.Protocol != lb.ProtocolHTTP1 {
+		p.Protocol = pc.Protocol.String()
+	}
 	if s := pc.Sticky; s.Cookie != "" || len(s.SockJSPrefixes) > 0 {
 		p.Sticky = &api.LBSticky{Cookie: s.Cookie, TTLMS: ms(s.TTL), Secret: slices.Clone(s.Secret),
 			SockJSPrefixes: slices.Clone(s.SockJSPrefixes)}
@@ -97,8 +100,12 @@ func lbPoolConfigOf(p api.LBPool) (lb.PoolConfig, error) {
 	if err != nil {
 		return lb.PoolConfig{}, fmt.Errorf("pool %s: %w", p.Name, err)
 	}
+	proto, err := lb.ParseProtocol(p.Protocol)
+	if err != nil {
+		return lb.PoolConfig{}, fmt.Errorf("pool %s: %w", p.Name, err)
+	}
 	pc := lb.PoolConfig{Name: p.Name, Algorithm: algo, SlowStart: dur(p.SlowStartMS), DrainTimeout: dur(p.DrainTimeoutMS),
-		Retries: p.Retries, TryTimeout: dur(p.TryTimeoutMS), ConnectTimeout: dur(p.ConnectTimeoutMS)}
+		Retries: p.Retries, TryTimeout: dur(p.TryTimeoutMS), ConnectTimeout: dur(p.ConnectTimeoutMS), Protocol: proto}
 	if s := p.Sticky; s != nil {
 		pc.Sticky = pool.Sticky{Cookie: s.Cookie, TTL: dur(s.TTLMS), Secret: slices.Clone(s.Secret),
 			SockJSPrefixes: slices.Clone(s.SockJSPrefixes)}

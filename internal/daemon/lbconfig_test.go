@@ -22,7 +22,7 @@ func lbConfigs() []api.LBConfig {
 	web := api.LBPool{Name: "web", Algorithm: "round_robin", DrainTimeoutMS: 1000, Retries: 2,
 		Sticky: &api.LBSticky{Cookie: "pin", Secret: []byte("0123456789abcdef0123")},
 		Health: &api.LBHealth{Path: "/up", IntervalMS: 200, TimeoutMS: 100, HealthyThreshold: 1, UnhealthyThreshold: 3, Statuses: [][2]int{{200, 399}}}}
-	apiPool := api.LBPool{Name: "api", Algorithm: "p2c"}
+	apiPool := api.LBPool{Name: "api", Algorithm: "p2c", Protocol: "h2c"}
 	route := func(name, host, pool string) api.LBRoute {
 		return api.LBRoute{Name: name, Host: host, PathPrefix: "/", Pool: pool}
 	}

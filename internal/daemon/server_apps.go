@@ -290,7 +290,7 @@ func (s *Server) watchRelease(ctx context.Context, a *serverApp) {
 
 // poolSettingsChanged records, as an event of the app and a warning, that
 // the release a serves has balancer settings (algorithm, stickiness, slow
-// start, drain timeout) other than those its pool was built with. They
+// start, drain timeout, protocol) other than those its pool was built with. They
 // apply at the next start of the server, which builds the pool from the
 // active release. The running pool is not rebuilt: the controller holds
 // it and its targets' health and drain states, and a rebuilt pool starts
@@ -321,6 +321,9 @@ func (s *Server) poolSettingsChanged(a *serverApp) {
 	}
 	if pc.DrainTimeout != a.pool.DrainTimeout {
 		changed = append(changed, "drain_timeout")
+	}
+	if pc.Protocol != a.pool.Protocol {
+		changed = append(changed, "protocol")
 	}
 	if len(changed) == 0 {
 		return

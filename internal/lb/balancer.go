@@ -159,6 +159,13 @@ func (b *Balancer) newListener(l Listener, tc *tls.Config, cw *certWatcher, lim 
 		ConnState:         fresh.track,
 		ErrorLog:          slog.NewLogLogger(b.log.Handler(), slog.LevelDebug),
 	}
+	if tc != nil {
+		// srv has no TLSConfig of its own (the tlsListener terminates
+		// TLS), the one thing ConfigureServer could refuse.
+		if err := serveHTTP2(srv); err != nil {
+			b.log.Error("http/2 server", "listener", l.Name, "error", err)
+		}
+	}
 	return &listener{cfg: l, tlsCfg: tc, certs: cw, srv: srv, fresh: fresh}
 }
 

@@ -121,6 +121,10 @@ type PoolConfig struct {
 	TryTimeout time.Duration
 	// ConnectTimeout bounds dialing a target; default 2s.
 	ConnectTimeout time.Duration
+	// Protocol is how the balancer speaks to the targets: HTTP/1.1 (zero)
+	// or h2c (HTTP/2 with prior knowledge, for gRPC; see ProtocolH2C).
+	// Health checks of the pool use it too.
+	Protocol Protocol
 }
 
 // Limits protect the balancer and the targets. Zero values take defaults.

@@ -70,6 +70,12 @@ func (b *Balancer) fail(w http.ResponseWriter, ex *exchange, err error) {
 	ex.err = err
 	a := answerFor(err, ex.closeAfter)
 	ex.status = a.status
+	if ex.grpc {
+		// The access log and metrics keep the HTTP status; the client
+		// reads it as grpc-status.
+		failGRPC(w, a.status, a.msg)
+		return
+	}
 	h := w.Header()
 	if a.close {
 		h["Connection"] = []string{"close"}

@@ -2,6 +2,7 @@ package lb
 
 import (
 	"context"
+	"net/http"
 	"time"
 
 	"github.com/shoal-dev/shoal/internal/health"
@@ -31,7 +32,7 @@ func (b *Balancer) startHealthLocked(pe *poolEntry) {
 		// A target that passes its check again is back from a passive
 		// ejection (the ejection ends; HAProxy's checks do the same).
 		p.ProbePassed(addr, started)
-	}))
+	}), health.WithClient(probeClient(pe)))
 	syncHealth(c, p)
 	ctx, cancel := context.WithCancel(b.bgCtx)
 	pe.health = &healthRun{c: c, cancel: cancel}
@@ -54,6 +55,20 @@ func (b *Balancer) startHealthLocked(pe *poolEntry) {
 			}
 		}
 	}()
+}
+
+// probeClient is the health probes' client of a pool whose targets
+// speak HTTP/2 only (h2c): a GET over the pool's own transport, no
+// redirects followed, like the default probe. Nil for HTTP/1.1 pools,
+// whose probes open a connection each (health.NewProber).
+func probeClient(pe *poolEntry) *http.Client {
+	if pe.cfg.Protocol != ProtocolH2C {
+		return nil
+	}
+	return &http.Client{
+		Transport:     pe.tr,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
 }
 
 // stopHealthLocked stops a pool's checker; its goroutines end soon after

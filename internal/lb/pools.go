@@ -74,15 +74,11 @@ func (e *dialError) Unwrap() error { return e.err }
 // compression (bodies pass through untouched), the pool's connect timeout,
 // and its try timeout until response headers.
 func newTransport(pc PoolConfig, lim Limits) *http.Transport {
-	d := &net.Dialer{Timeout: pc.ConnectTimeout, KeepAlive: 30 * time.Second}
+	if pc.Protocol == ProtocolH2C {
+		return newH2CTransport(pc, lim)
+	}
 	return &http.Transport{
-		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
-			c, err := d.DialContext(ctx, network, addr)
-			if err != nil {
-				return nil, &dialError{err}
-			}
-			return c, nil
-		},
+		DialContext:            dialTarget(pc),
 		MaxIdleConns:           0,
 		MaxIdleConnsPerHost:    lim.MaxIdlePerHost,
 		IdleConnTimeout:        lim.UpstreamIdle,
@@ -93,6 +89,19 @@ func newTransport(pc PoolConfig, lim Limits) *http.Transport {
 		MaxResponseHeaderBytes: 1 << 20,
 		WriteBufferSize:        32 << 10,
 		ReadBufferSize:         32 << 10,
+	}
+}
+
+// dialTarget is the transports' dial: the pool's connect timeout, TCP
+// keep-alive, and failures marked as dialError.
+func dialTarget(pc PoolConfig) func(ctx context.Context, network, addr string) (net.Conn, error) {
+	d := &net.Dialer{Timeout: pc.ConnectTimeout, KeepAlive: 30 * time.Second}
+	return func(ctx context.Context, network, addr string) (net.Conn, error) {
+		c, err := d.DialContext(ctx, network, addr)
+		if err != nil {
+			return nil, &dialError{err}
+		}
+		return c, nil
 	}
 }
 

@@ -45,6 +45,9 @@ type exchange struct {
 	err        error
 	closeAfter bool
 	websocket  bool
+	// grpc: the request is a gRPC call (isGRPC); the balancer's own
+	// answers go to it as grpc-status.
+	grpc bool
 	// held: the server holds the exchange open on purpose (heldOpen);
 	// heldPool is the pool whose open-held gauge counts it.
 	held     bool
@@ -102,7 +105,7 @@ func (h *frontHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	b := h.b
 	b.handlers.Add(1)
 	defer b.handlers.Done()
-	ex := &exchange{start: time.Now(), listener: h.name, lm: h.lm}
+	ex := &exchange{start: time.Now(), listener: h.name, lm: h.lm, grpc: isGRPC(r)}
 	defer b.finish(ex, r)
 
 	headTooLarge := false
@@ -133,6 +136,11 @@ func (h *frontHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	tbl := b.tbl.Load()
 	lim := tbl.limits
 	_, hasUpgrade := r.Header["Upgrade"]
+	wsConnect := isWebSocketConnect(r)
+	if wsConnect {
+		// Forwarded as an HTTP/1.1 Upgrade (h2ws.go).
+		delete(r.Header, ":protocol")
+	}
 	if hasUpgrade {
 		// The guard stopped inspecting this connection at the Upgrade
 		// header; unless it becomes a tunnel it must not be reused.
@@ -155,7 +163,7 @@ func (h *frontHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case len(r.RequestURI) > lim.MaxURIBytes:
 		b.fail(w, ex, errURITooLong)
 		return
-	case r.Method == http.MethodConnect:
+	case r.Method == http.MethodConnect && !wsConnect:
 		ex.closeAfter = true
 		b.fail(w, ex, errMethod)
 		return
@@ -196,7 +204,7 @@ func (h *frontHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ex.route = rt
-	if lim.MaxBodyBytes > 0 {
+	if lim.MaxBodyBytes > 0 && !wsConnect { // a WebSocket's stream is no body
 		if r.ContentLength > lim.MaxBodyBytes {
 			ex.closeAfter = true
 			b.fail(w, ex, &http.MaxBytesError{Limit: lim.MaxBodyBytes})
@@ -207,14 +215,18 @@ func (h *frontHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 
-	upgrade := hasUpgrade && r.ProtoMajor == 1 && upgradeRequested(r.Header)
+	upgrade := hasUpgrade && r.ProtoMajor == 1 && upgradeRequested(r.Header) || wsConnect
 	// Build the outgoing header in place: the request is ours.
 	hdr := r.Header
 	var upg []string
 	if upgrade {
 		upg = hdr["Upgrade"]
 	}
+	te := hdr["Te"]
 	removeHopHeaders(hdr)
+	if rt.pool.cfg.Protocol == ProtocolH2C {
+		keepTE(te, hdr)
+	}
 	client := remoteAddr(r.RemoteAddr)
 	proto := "http"
 	if h.tls {
@@ -228,6 +240,9 @@ func (h *frontHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if upgrade {
 		hdr["Connection"] = []string{"Upgrade"}
 		hdr["Upgrade"] = upg
+		if wsConnect {
+			webSocketUpgradeHeader(hdr)
+		}
 		b.serveUpgrade(w, r, ex, tbl)
 		return
 	}
@@ -499,10 +514,16 @@ func (b *Balancer) writeResponse(w http.ResponseWriter, r *http.Request, ex *exc
 	if ex.cached == cacheMiss {
 		wh[cacheStatusField] = []string{"MISS"}
 	}
+	// Trailers the target announced are announced to the client; others
+	// (an HTTP/2 target need not announce them: gRPC's grpc-status) are
+	// sent with http.TrailerPrefix once the body ended.
+	var announced map[string]bool
 	if len(resp.Trailer) > 0 {
+		announced = make(map[string]bool, len(resp.Trailer))
 		keys := make([]string, 0, len(resp.Trailer))
 		for k := range resp.Trailer {
 			keys = append(keys, k)
+			announced[k] = true
 		}
 		wh["Trailer"] = []string{strings.Join(keys, ", ")}
 	}
@@ -514,11 +535,16 @@ func (b *Balancer) writeResponse(w http.ResponseWriter, r *http.Request, ex *exc
 		ex.hold()
 	}
 	w.WriteHeader(resp.StatusCode)
+	rc := http.NewResponseController(w)
+	if ex.route.pool.cfg.Protocol == ProtocolH2C {
+		// A gRPC server may send its head long before the first message
+		// (or a client may wait for it before sending): relay it now.
+		rc.Flush()
+	}
 
 	bp := bufPool.Get().(*[]byte)
 	defer bufPool.Put(bp)
 	buf := *bp
-	rc := http.NewResponseController(w)
 	var out io.Writer = w
 	var z encoder
 	if enc != EncIdentity {
@@ -578,7 +604,11 @@ func (b *Balancer) writeResponse(w http.ResponseWriter, r *http.Request, ex *exc
 		return
 	}
 	for k, v := range resp.Trailer {
-		wh[k] = v
+		if announced[k] {
+			wh[k] = v
+		} else {
+			wh[http.TrailerPrefix+k] = v
+		}
 	}
 }
 

@@ -174,7 +174,7 @@ func (b *Balancer) reconcilePoolsLocked(cfg Config) []*poolEntry {
 			continue
 		}
 		ne := &poolEntry{cfg: pc, p: old.p, tr: old.tr, m: old.m, health: old.health, up: old.up, stickyPick: old.stickyPick}
-		if pc.ConnectTimeout != old.cfg.ConnectTimeout || pc.TryTimeout != old.cfg.TryTimeout ||
+		if pc.ConnectTimeout != old.cfg.ConnectTimeout || pc.TryTimeout != old.cfg.TryTimeout || pc.Protocol != old.cfg.Protocol ||
 			cfg.Limits.MaxIdlePerHost != b.cfg.Limits.MaxIdlePerHost || cfg.Limits.UpstreamIdle != b.cfg.Limits.UpstreamIdle {
 			ne.tr = newTransport(pc, cfg.Limits)
 			old.tr.CloseIdleConnections()
@@ -182,7 +182,7 @@ func (b *Balancer) reconcilePoolsLocked(cfg Config) []*poolEntry {
 			old.up.closeIdle(true)
 		}
 		b.diffTargets(old.p, pc.Targets)
-		if !reflect.DeepEqual(old.cfg.Health, pc.Health) {
+		if !reflect.DeepEqual(old.cfg.Health, pc.Health) || pc.Protocol != old.cfg.Protocol {
 			b.stopHealthLocked(ne)
 			b.startHealthLocked(ne)
 		} else if ne.health != nil {

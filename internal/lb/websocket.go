@@ -23,16 +23,13 @@ const closeGoingAway = 1001
 // sends the request, and on 101 hijacks the client connection and copies
 // both ways until either side closes, the target's drain deadline passes,
 // or the balancer shuts down. Other answers are relayed as responses.
-// Upgrades over HTTP/2 (RFC 8441 extended CONNECT) are not supported.
+// A WebSocket over an HTTP/2 stream (RFC 8441 extended CONNECT; h2ws.go)
+// goes the same way, its stream taking the place of the hijacked
+// connection.
 func (b *Balancer) serveUpgrade(w http.ResponseWriter, r *http.Request, ex *exchange, tbl *table) {
 	pe := ex.route.pool
 	ex.websocket = true
-	if r.ProtoMajor != 1 {
-		// Only an HTTP/1 connection can be taken over (ServeHTTP sends
-		// no other here).
-		b.fail(w, ex, errMethod)
-		return
-	}
+	h2 := r.ProtoMajor == 2 // ServeHTTP sends only an extended CONNECT on HTTP/2
 	rc := http.NewResponseController(w)
 	tbl.budget.deposit()
 	var (
@@ -83,6 +80,10 @@ func (b *Balancer) serveUpgrade(w http.ResponseWriter, r *http.Request, ex *exch
 	out.RequestURI = ""
 	out.Proto, out.ProtoMajor, out.ProtoMinor = "HTTP/1.1", 1, 1
 	out.Close = false
+	if h2 {
+		// The stream's DATA is the tunnel, not a body.
+		out.Method, out.Body, out.ContentLength = http.MethodGet, nil, 0
+	}
 	start := time.Now()
 	if pe.cfg.TryTimeout > 0 {
 		conn.SetDeadline(start.Add(pe.cfg.TryTimeout))
@@ -105,10 +106,20 @@ func (b *Balancer) serveUpgrade(w http.ResponseWriter, r *http.Request, ex *exch
 	conn.SetDeadline(time.Time{})
 	ex.headers = time.Now()
 	pe.m.ttfb.Observe(ttfb.Seconds())
+	if h2 && resp.StatusCode == http.StatusSwitchingProtocols && !webSocketAccepted(out.Header, resp.Header) {
+		conn.Close()
+		t.End(pool.Outcome{Status: http.StatusBadGateway, TTFB: ttfb})
+		b.fail(w, ex, errWebSocketAccept)
+		return
+	}
 	if resp.StatusCode != http.StatusSwitchingProtocols {
 		b.writeResponse(w, r, ex, resp, cookie)
 		conn.Close()
 		t.End(pool.Outcome{Status: resp.StatusCode, TTFB: ttfb})
+		return
+	}
+	if h2 {
+		b.tunnel(webSocketStream(w, r, ex, resp, cookie), nil, conn, tunnelReader(tbr, conn), true, tbl, pe, t, pool.Outcome{Status: resp.StatusCode, TTFB: ttfb})
 		return
 	}
 
@@ -140,7 +151,19 @@ func (b *Balancer) serveUpgrade(w http.ResponseWriter, r *http.Request, ex *exch
 		return
 	}
 	ws := headerHasToken(upgrade, "websocket")
-	tun := newTunnel(cconn, tunnelReader(cbrw.Reader, cconn), conn, tunnelReader(tbr, conn), ws, tbl.limits.WebSocketIdle)
+	b.tunnel(cconn, tunnelReader(cbrw.Reader, cconn), conn, tunnelReader(tbr, conn), ws, tbl, pe, t, pool.Outcome{Status: resp.StatusCode, TTFB: ttfb})
+}
+
+// tunnel copies between the client (read from clientR; nil: client
+// itself) and the target connection until the tunnel ends, counted in
+// the pool's WebSockets and the balancer's open tunnels (which shutdown
+// closes), and closed at the target's drain deadline; then it ends the
+// target's request with o.
+func (b *Balancer) tunnel(client net.Conn, clientR io.Reader, target net.Conn, targetR io.Reader, ws bool, tbl *table, pe *poolEntry, t *pool.Target, o pool.Outcome) {
+	if clientR == nil {
+		clientR = client
+	}
+	tun := newTunnel(client, clientR, target, targetR, ws, tbl.limits.WebSocketIdle)
 	if !b.tunnels.add(tun) {
 		tun.goAway() // the balancer is past its shutdown deadline
 	}
@@ -150,7 +173,7 @@ func (b *Balancer) serveUpgrade(w http.ResponseWriter, r *http.Request, ex *exch
 	stop()
 	pe.m.ws.Dec()
 	b.tunnels.remove(tun)
-	t.End(pool.Outcome{Status: resp.StatusCode, TTFB: ttfb})
+	t.End(o)
 }
 
 // tunnelReader returns the reader a tunnel copies from: the bytes br
