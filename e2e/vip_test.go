@@ -208,6 +208,11 @@ func (v *vipLab) watchHolders(ctx context.Context) func() []holderSample {
 // 4 workers each starting one every 20ms, each bounded by 1s, until ctx
 // ends; stop returns every result, labelled with the node that served it.
 func (v *vipLab) load(ctx context.Context) (stop func() []testenv.LoadResult) {
+	return v.startLoad(ctx).Stop
+}
+
+// startLoad is load's Load, for a test that waits on its progress.
+func (v *vipLab) startLoad(ctx context.Context) *testenv.Load {
 	tr := v.lab.Transport("client")
 	tr.DisableKeepAlives = true
 	c := &http.Client{Transport: tr, Timeout: time.Second}
@@ -228,7 +233,7 @@ func (v *vipLab) load(ctx context.Context) (stop func() []testenv.LoadResult) {
 			}
 		},
 	})
-	return l.Stop
+	return l
 }
 
 // failover summarises the load after a failure at t0 of node from: the
