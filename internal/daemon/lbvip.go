@@ -127,9 +127,10 @@ func openVIP(cfg config.LBVIP, lbPath string, log *slog.Logger) (*vipKeeper, err
 			return nil, fmt.Errorf("vip: make the notify FIFO: %w", err)
 		}
 	}
-	if c, err := net.DialUnix("unixpacket", nil, &net.UnixAddr{Name: k.paths.sock, Net: "unixpacket"}); err == nil {
+	if c := k.join(); c != nil {
 		k.adopted = c
-		k.log.Info("vip: adopting the running keepalived from the shoal lb this one takes over from", "address", cfg.Address.String(), "guard", k.paths.sock)
+		state, _ := k.stateNow()
+		k.log.Info("vip: adopted the running keepalived from the shoal lb this one takes over from", "address", cfg.Address.String(), "state", state, "guard", k.paths.sock)
 		if !bytes.Equal(old, conf) {
 			if err := writeMsg(c, "reload"); err != nil {
 				c.Close()
@@ -243,6 +244,35 @@ func (k *vipKeeper) stateNow() (string, uint64) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	return k.state, k.gen
+}
+
+// join connects to a running guard and waits for its greeting (started,
+// state), which it sends once it counts this process as an owner: from
+// then on the guard keeps keepalived running even when the other owner
+// leaves at once. It returns nil when no guard runs, or the guard is
+// stopping (it closes new connections then).
+func (k *vipKeeper) join() *net.UnixConn {
+	c, err := net.DialUnix("unixpacket", nil, &net.UnixAddr{Name: k.paths.sock, Net: "unixpacket"})
+	if err != nil {
+		return nil
+	}
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	buf := make([]byte, vipMsgMax)
+	for range 100 {
+		kind, arg, err := readMsg(c, buf)
+		if err != nil || kind == "exit" {
+			break
+		}
+		if kind == "state" {
+			if arg != "" {
+				k.setState(arg)
+			}
+			c.SetReadDeadline(time.Time{})
+			return c
+		}
+	}
+	c.Close()
+	return nil
 }
 
 // close lets go of an adopted guard when the balancer never runs: the
