@@ -66,6 +66,14 @@ type vipNode struct {
 
 func newVIPLab(t *testing.T) *vipLab {
 	t.Helper()
+	v := newVIPHosts(t)
+	v.startNodes(nil)
+	return v
+}
+
+// newVIPHosts is newVIPLab's lab and backend, with no balancer node yet.
+func newVIPHosts(t *testing.T) *vipLab {
+	t.Helper()
 	if _, err := os.Stat("/usr/sbin/keepalived"); err != nil && os.Getenv("CI") == "" {
 		t.Skip("the floating address test needs keepalived (apt-get install keepalived)")
 	}
@@ -78,6 +86,15 @@ func newVIPLab(t *testing.T) *vipLab {
 	if _, err := echo.WaitForLine(testenv.Context(t, 10*time.Second), regexp.MustCompile(`^echo listening`)); err != nil {
 		t.Fatalf("echo backend: %v\n%s", err, echo.Output())
 	}
+	return v
+}
+
+// startNodes writes each node's lb.yaml, its vip section ended with
+// vipExtra(node) when vipExtra is set, and starts the nodes.
+func (v *vipLab) startNodes(vipExtra func(node string) string) {
+	t := v.t
+	t.Helper()
+	be := v.lab.Host("backend")
 	for _, h := range []string{"lb1", "lb2"} {
 		peer := "lb2"
 		if h == "lb2" {
@@ -103,6 +120,9 @@ vip:
 		if a := os.Getenv("VIP_ADVERT_INTERVAL"); a != "" {
 			cfg += "  advert_interval: " + a + "\n"
 		}
+		if vipExtra != nil {
+			cfg += vipExtra(h)
+		}
 		if err := os.WriteFile(filepath.Join(n.dir, "lb.yaml"), []byte(cfg), 0o600); err != nil {
 			t.Fatal(err)
 		}
@@ -116,7 +136,6 @@ vip:
 			}
 		}
 	})
-	return v
 }
 
 // start (re)starts node n's shoal lb and waits until keepalived runs.

@@ -74,6 +74,9 @@ type vipKeeper struct {
 	// adopted is the connection to a guard that already ran at open
 	// (another shoal lb's, which this one takes over from); nil if none.
 	adopted *net.UnixConn
+	// reserved points a provider's reserved IP at this node while it is
+	// MASTER (lbvip_reserved.go); nil without vip.reserved_ip.
+	reserved *reservedIP
 
 	mu    sync.Mutex
 	state string // keepalived's last reported state: MASTER, BACKUP, FAULT, STOP; "" before any
@@ -115,6 +118,11 @@ func openVIP(cfg config.LBVIP, lbPath string, log *slog.Logger) (*vipKeeper, err
 		return nil, fmt.Errorf("vip: %w", err)
 	}
 	k := &vipKeeper{cfg: cfg, keepalived: bin, self: self, log: log, paths: vipPathsIn(cfg.Dir)}
+	if cfg.ReservedIP != nil {
+		if k.reserved, err = openReservedIP(context.Background(), *cfg.ReservedIP, log); err != nil {
+			return nil, err
+		}
+	}
 	conf := []byte(keepalivedConf(cfg, k.paths.fifo, self, lbPath))
 	old, _ := os.ReadFile(k.paths.conf)
 	if err := atomicfile.Write(k.paths.conf, conf, 0o600); err != nil {
@@ -236,8 +244,11 @@ func (k *vipKeeper) clear(why string) error {
 // setState records a state keepalived reported.
 func (k *vipKeeper) setState(s string) {
 	k.mu.Lock()
-	defer k.mu.Unlock()
 	k.state, k.gen = s, k.gen+1
+	k.mu.Unlock()
+	if k.reserved != nil {
+		k.reserved.changed()
+	}
 }
 
 func (k *vipKeeper) stateNow() (string, uint64) {
@@ -302,6 +313,13 @@ func (k *vipKeeper) run(ctx context.Context) error {
 		defer wg.Done()
 		k.fence(fenceCtx)
 	}()
+	if k.reserved != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			k.reserved.run(fenceCtx, k.stateNow)
+		}()
+	}
 
 	wait := vipRestartMin
 	for {
