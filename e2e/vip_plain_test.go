@@ -33,21 +33,9 @@ func TestVIPPlainKeepalived(t *testing.T) {
 		t.Skip("a benchmark's peer: set SHOAL_VIP_PLAIN=1 (bench/vipfailover.sh)")
 	}
 	v := newVIPHosts(t)
-	be := v.lab.Host("backend")
 	for _, h := range []string{"lb1", "lb2"} {
 		n := &vipNode{host: h, dir: t.TempDir()}
-		cfg := fmt.Sprintf(`listeners:
-  - name: web
-    listen: 0.0.0.0:%s
-routes:
-  - name: all
-    pool: app
-pools:
-  - name: app
-    retries: 0
-    targets:
-      - addr: %s:8000
-`, vipPort, be.IP)
+		cfg := v.balancerYAML()
 		if err := os.WriteFile(filepath.Join(n.dir, "lb.yaml"), []byte(cfg), 0o600); err != nil {
 			t.Fatal(err)
 		}

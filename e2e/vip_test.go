@@ -89,19 +89,10 @@ func newVIPHosts(t *testing.T) *vipLab {
 	return v
 }
 
-// startNodes writes each node's lb.yaml, its vip section ended with
-// vipExtra(node) when vipExtra is set, and starts the nodes.
-func (v *vipLab) startNodes(vipExtra func(node string) string) {
-	t := v.t
-	t.Helper()
-	be := v.lab.Host("backend")
-	for _, h := range []string{"lb1", "lb2"} {
-		peer := "lb2"
-		if h == "lb2" {
-			peer = "lb1"
-		}
-		n := &vipNode{host: h, dir: t.TempDir()}
-		cfg := fmt.Sprintf(`listeners:
+// balancerYAML is every node's lb.yaml without its vip section: a
+// listener on vipPort, every request to the backend, no retry.
+func (v *vipLab) balancerYAML() string {
+	return fmt.Sprintf(`listeners:
   - name: web
     listen: 0.0.0.0:%s
 routes:
@@ -112,11 +103,25 @@ pools:
     retries: 0
     targets:
       - addr: %s:8000
-vip:
+`, vipPort, v.lab.Host("backend").IP)
+}
+
+// startNodes writes each node's lb.yaml, its vip section ended with
+// vipExtra(node) when vipExtra is set, and starts the nodes.
+func (v *vipLab) startNodes(vipExtra func(node string) string) {
+	t := v.t
+	t.Helper()
+	for _, h := range []string{"lb1", "lb2"} {
+		peer := "lb2"
+		if h == "lb2" {
+			peer = "lb1"
+		}
+		n := &vipNode{host: h, dir: t.TempDir()}
+		cfg := v.balancerYAML() + fmt.Sprintf(`vip:
   address: %s/24
   interface: eth0
   peers: [%s]
-`, vipPort, be.IP, vipAddr, v.lab.Host(peer).IP)
+`, vipAddr, v.lab.Host(peer).IP)
 		if a := os.Getenv("VIP_ADVERT_INTERVAL"); a != "" {
 			cfg += "  advert_interval: " + a + "\n"
 		}
