@@ -140,6 +140,15 @@ func runVIPGuard(paths vipPaths, keepalived string) int {
 	if err := g.lock(); err != nil {
 		return fail(err)
 	}
+	select {
+	case <-g.lastGone: // the owner left while this guard waited for the lock
+		g.mu.Lock()
+		writeMsg(g.leaving, "stopped")
+		g.mu.Unlock()
+		g.closeOwners()
+		return 0
+	default:
+	}
 	// Only the lock's holder listens: a socket file left here is stale.
 	os.Remove(paths.sock)
 	old := syscall.Umask(0o177)
