@@ -206,10 +206,14 @@ func (v *vipLab) watchHolders(ctx context.Context) func() []holderSample {
 		t := time.NewTicker(50 * time.Millisecond)
 		defer t.Stop()
 		for {
+			// A sample reads the nodes one after the other: it is dated
+			// when it starts, so that one begun before a move is never
+			// taken for a state after it.
+			at := time.Now()
 			hs, err := v.holders(ctx)
 			if err == nil {
 				mu.Lock()
-				samples = append(samples, holderSample{time.Now(), hs})
+				samples = append(samples, holderSample{at, hs})
 				mu.Unlock()
 			}
 			select {
