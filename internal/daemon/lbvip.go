@@ -369,7 +369,11 @@ func (k *vipKeeper) runOnce(ctx context.Context) (kept bool, err error) {
 			// The guard serves the new shoal lb; this process is leaving.
 			child.Process.Release()
 		} else {
-			child.Wait() // it exits once keepalived is gone
+			// It exits once keepalived is gone; one that hangs is killed
+			// (keepalived, its child, then gets SIGTERM: Pdeathsig).
+			t := time.AfterFunc(vipStopGrace, func() { child.Process.Kill() })
+			child.Wait()
+			t.Stop()
 		}
 	}
 	return kept, err
