@@ -66,6 +66,14 @@ type vipNode struct {
 
 func newVIPLab(t *testing.T) *vipLab {
 	t.Helper()
+	v := newVIPHosts(t)
+	v.startNodes(nil)
+	return v
+}
+
+// newVIPHosts is newVIPLab's lab and backend, with no balancer node yet.
+func newVIPHosts(t *testing.T) *vipLab {
+	t.Helper()
 	if _, err := os.Stat("/usr/sbin/keepalived"); err != nil && os.Getenv("CI") == "" {
 		t.Skip("the floating address test needs keepalived (apt-get install keepalived)")
 	}
@@ -78,13 +86,13 @@ func newVIPLab(t *testing.T) *vipLab {
 	if _, err := echo.WaitForLine(testenv.Context(t, 10*time.Second), regexp.MustCompile(`^echo listening`)); err != nil {
 		t.Fatalf("echo backend: %v\n%s", err, echo.Output())
 	}
-	for _, h := range []string{"lb1", "lb2"} {
-		peer := "lb2"
-		if h == "lb2" {
-			peer = "lb1"
-		}
-		n := &vipNode{host: h, dir: t.TempDir()}
-		cfg := fmt.Sprintf(`listeners:
+	return v
+}
+
+// balancerYAML is every node's lb.yaml without its vip section: a
+// listener on vipPort, every request to the backend, no retry.
+func (v *vipLab) balancerYAML() string {
+	return fmt.Sprintf(`listeners:
   - name: web
     listen: 0.0.0.0:%s
 routes:
@@ -95,13 +103,30 @@ pools:
     retries: 0
     targets:
       - addr: %s:8000
-vip:
+`, vipPort, v.lab.Host("backend").IP)
+}
+
+// startNodes writes each node's lb.yaml, its vip section ended with
+// vipExtra(node) when vipExtra is set, and starts the nodes.
+func (v *vipLab) startNodes(vipExtra func(node string) string) {
+	t := v.t
+	t.Helper()
+	for _, h := range []string{"lb1", "lb2"} {
+		peer := "lb2"
+		if h == "lb2" {
+			peer = "lb1"
+		}
+		n := &vipNode{host: h, dir: t.TempDir()}
+		cfg := v.balancerYAML() + fmt.Sprintf(`vip:
   address: %s/24
   interface: eth0
   peers: [%s]
-`, vipPort, be.IP, vipAddr, v.lab.Host(peer).IP)
+`, vipAddr, v.lab.Host(peer).IP)
 		if a := os.Getenv("VIP_ADVERT_INTERVAL"); a != "" {
 			cfg += "  advert_interval: " + a + "\n"
+		}
+		if vipExtra != nil {
+			cfg += vipExtra(h)
 		}
 		if err := os.WriteFile(filepath.Join(n.dir, "lb.yaml"), []byte(cfg), 0o600); err != nil {
 			t.Fatal(err)
@@ -116,7 +141,6 @@ vip:
 			}
 		}
 	})
-	return v
 }
 
 // start (re)starts node n's shoal lb and waits until keepalived runs.
@@ -182,10 +206,14 @@ func (v *vipLab) watchHolders(ctx context.Context) func() []holderSample {
 		t := time.NewTicker(50 * time.Millisecond)
 		defer t.Stop()
 		for {
+			// A sample reads the nodes one after the other: it is dated
+			// when it starts, so that one begun before a move is never
+			// taken for a state after it.
+			at := time.Now()
 			hs, err := v.holders(ctx)
 			if err == nil {
 				mu.Lock()
-				samples = append(samples, holderSample{time.Now(), hs})
+				samples = append(samples, holderSample{at, hs})
 				mu.Unlock()
 			}
 			select {
@@ -208,6 +236,11 @@ func (v *vipLab) watchHolders(ctx context.Context) func() []holderSample {
 // 4 workers each starting one every 20ms, each bounded by 1s, until ctx
 // ends; stop returns every result, labelled with the node that served it.
 func (v *vipLab) load(ctx context.Context) (stop func() []testenv.LoadResult) {
+	return v.startLoad(ctx).Stop
+}
+
+// startLoad is load's Load, for a test that waits on its progress.
+func (v *vipLab) startLoad(ctx context.Context) *testenv.Load {
 	tr := v.lab.Transport("client")
 	tr.DisableKeepAlives = true
 	c := &http.Client{Transport: tr, Timeout: time.Second}
@@ -228,7 +261,7 @@ func (v *vipLab) load(ctx context.Context) (stop func() []testenv.LoadResult) {
 			}
 		},
 	})
-	return l.Stop
+	return l
 }
 
 // failover summarises the load after a failure at t0 of node from: the

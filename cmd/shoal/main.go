@@ -18,6 +18,10 @@ func main() {
 	if code, ok := shoalruntime.ShimMain(); ok {
 		os.Exit(code)
 	}
+	// `shoal lb` with a floating address re-executes it as keepalived's guard.
+	if code, ok := cli.VIPGuardMain(); ok {
+		os.Exit(code)
+	}
 	// One scheduler slot (P) more than Go's default, unless the user set
 	// GOMAXPROCS: the balancer's event loops (one per CPU) spend their
 	// idle moments blocked in epoll_wait, and with no idle P Go's sysmon

@@ -87,6 +87,29 @@ type LBVIP struct {
 	// configuration, pid files and notify FIFO (keepalived/ in the data
 	// directory: server.data_dir, or .shoal next to lb.yaml).
 	Dir string
+	// ReservedIP, when set, is a cloud provider's reserved IP that the
+	// node keepalived makes MASTER points at its own machine; nil for
+	// none.
+	ReservedIP *LBReservedIP
+}
+
+// LBReservedIP is lb.yaml's vip.reserved_ip: the cloud's alternative to
+// an address on the interface (issue 17). keepalived still elects the
+// active node; the node that becomes MASTER asks the provider's API to
+// point the reserved IP at its own machine (daemon/lbvip_reserved.go).
+type LBReservedIP struct {
+	// Provider is the cloud API: "digitalocean".
+	Provider string
+	// Address is the reserved IP.
+	Address netip.Addr
+	// TokenFile is an absolute path, or "" for the environment
+	// (DIGITALOCEAN_TOKEN). The token is never logged.
+	TokenFile string
+	// APIURL is the provider's API address; "" for the provider's own.
+	APIURL string
+	// MachineID is this node's machine (a droplet id); "" means asked
+	// of the provider's metadata service at start.
+	MachineID string
 }
 
 // AdminConfig is the admin API listener of a balancer: a TCP address
@@ -177,6 +200,25 @@ type vipDoc struct {
 	// Keepalived is the keepalived executable; default "keepalived" in
 	// PATH (Debian: apt-get install keepalived).
 	Keepalived string `yaml:"keepalived"`
+	// ReservedIP makes the node that keepalived elects point a cloud
+	// provider's reserved IP at its own machine.
+	ReservedIP *reservedIPDoc `yaml:"reserved_ip"`
+}
+
+type reservedIPDoc struct {
+	// Provider is the cloud API: digitalocean. Required.
+	Provider string `yaml:"provider"`
+	// Address is the reserved IP, such as 203.0.113.7. Required.
+	Address string `yaml:"address"`
+	// TokenFile holds the API token (mode 0600); default the
+	// environment variable DIGITALOCEAN_TOKEN. Never logged.
+	TokenFile string `yaml:"token_file"`
+	// APIURL is the provider's API address; default its own
+	// (https://api.digitalocean.com/).
+	APIURL string `yaml:"api_url"`
+	// DropletID is this node's droplet; default asked of the metadata
+	// service (http://169.254.169.254/metadata/v1/id) at start.
+	DropletID string `yaml:"droplet_id"`
 }
 
 type serverDoc struct {

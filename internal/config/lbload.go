@@ -383,6 +383,37 @@ func (v *lbValidator) vip(vd *vipDoc, dir string) *LBVIP {
 		}
 		out.AdvertInterval = a
 	}
+	if vd.ReservedIP != nil {
+		out.ReservedIP = v.reservedIP(vd.ReservedIP)
+	}
+	return out
+}
+
+// reservedIP checks vip.reserved_ip.
+func (v *lbValidator) reservedIP(rd *reservedIPDoc) *LBReservedIP {
+	d := v.d
+	out := &LBReservedIP{Provider: rd.Provider, TokenFile: v.abs(rd.TokenFile), APIURL: rd.APIURL, MachineID: rd.DropletID}
+	if rd.Provider != "digitalocean" {
+		d.errorf("vip.reserved_ip.provider", "%q: want digitalocean", rd.Provider)
+	}
+	switch a, err := netip.ParseAddr(rd.Address); {
+	case rd.Address == "":
+		d.errorf("vip.reserved_ip.address", "is required: the provider's reserved IP, such as 203.0.113.7")
+	case err != nil || !a.Is4():
+		d.errorf("vip.reserved_ip.address", "%q is not an IPv4 address", rd.Address)
+	default:
+		out.Address = a
+	}
+	if rd.APIURL != "" {
+		if u, err := url.Parse(rd.APIURL); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+			d.errorf("vip.reserved_ip.api_url", "%q: want an http or https URL", rd.APIURL)
+		}
+	}
+	if id := rd.DropletID; id != "" {
+		if n, err := strconv.Atoi(id); err != nil || n <= 0 {
+			d.errorf("vip.reserved_ip.droplet_id", "%q is not a droplet id (a positive number)", id)
+		}
+	}
 	return out
 }
 

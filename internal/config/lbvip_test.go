@@ -57,3 +57,38 @@ func TestLBVIPSection(t *testing.T) {
 		}
 	}
 }
+
+// TestLBVIPReservedIP checks vip.reserved_ip: its values (the token file
+// resolved against lb.yaml's directory) and each problem with its path.
+func TestLBVIPReservedIP(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "lb.yaml")
+	base := "listeners: [{name: http, listen: ':80'}]\nroutes: [{name: r, pool: p}]\npools: [{name: p}]\n" +
+		"vip:\n  address: 10.0.0.100/24\n  interface: eth0\n  peers: [10.0.0.12]\n"
+	f, err := ParseLB(path, []byte(base+"  reserved_ip: {provider: digitalocean, address: 203.0.113.7, token_file: do.token, api_url: 'http://127.0.0.1:9/', droplet_id: '42'}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := LBReservedIP{Provider: "digitalocean", Address: netip.MustParseAddr("203.0.113.7"), TokenFile: filepath.Join(dir, "do.token"),
+		APIURL: "http://127.0.0.1:9/", MachineID: "42"}
+	if r := f.VIP.ReservedIP; r == nil || *r != want {
+		t.Fatalf("reserved_ip: %+v, want %+v", r, want)
+	}
+	if f, err := ParseLB(path, []byte(base)); err != nil || f.VIP.ReservedIP != nil {
+		t.Fatalf("no reserved_ip: %+v, %v", f.VIP.ReservedIP, err)
+	}
+	for _, c := range []struct{ text, want string }{
+		{"  reserved_ip: {address: 203.0.113.7}\n", "vip.reserved_ip.provider: \"\": want digitalocean"},
+		{"  reserved_ip: {provider: aws, address: 203.0.113.7}\n", "vip.reserved_ip.provider: \"aws\": want digitalocean"},
+		{"  reserved_ip: {provider: digitalocean}\n", "vip.reserved_ip.address: is required"},
+		{"  reserved_ip: {provider: digitalocean, address: 'fd00::7'}\n", "vip.reserved_ip.address: \"fd00::7\" is not an IPv4 address"},
+		{"  reserved_ip: {provider: digitalocean, address: 203.0.113.7, api_url: 'ftp://x'}\n", "vip.reserved_ip.api_url: \"ftp://x\": want an http or https URL"},
+		{"  reserved_ip: {provider: digitalocean, address: 203.0.113.7, droplet_id: web-1}\n", "vip.reserved_ip.droplet_id: \"web-1\" is not a droplet id"},
+		{"  reserved_ip: {provider: digitalocean, address: 203.0.113.7, token: x}\n", "token"},
+	} {
+		_, err := ParseLB(path, []byte(base+c.text))
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%q: %v; want %q", c.text, err, c.want)
+		}
+	}
+}

@@ -105,21 +105,6 @@ type inherited struct {
 // takeover asks the process serving on the handoff socket path for its
 // sockets. It returns nil, nil when no process serves there (no socket,
 // or a stale one).
-// refuseTakeoverWithVIP returns an error when a balancer answers on the
-// handoff socket at path: a `shoal lb` with a vip section does not take
-// over from a running one (see OpenLB). Nothing answering is no error.
-func refuseTakeoverWithVIP(path string) error {
-	if _, err := os.Lstat(path); errors.Is(err, os.ErrNotExist) {
-		return nil
-	}
-	c, err := net.DialTimeout("unixpacket", path, 5*time.Second)
-	if err != nil {
-		return nil // stale socket: its process is gone
-	}
-	c.Close()
-	return fmt.Errorf("a shoal lb already runs from this lb.yaml (handoff socket %s): with a vip section a takeover is not supported yet; stop it first (keepalived on the peer takes the address meanwhile)", path)
-}
-
 func takeover(path string) (*inherited, error) {
 	if _, err := os.Lstat(path); errors.Is(err, os.ErrNotExist) {
 		return nil, nil

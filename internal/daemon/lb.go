@@ -130,16 +130,18 @@ func OpenLB(opts LBOptions) (_ *LB, err error) {
 		d.follow.b = d.b
 	}
 	if file.VIP != nil {
-		// A takeover would leave two keepalived supervisors for one
-		// address (the old process restarts its own): refused until the
-		// handoff carries the floating address too.
-		if err := refuseTakeoverWithVIP(HandoffSocketPath(d.path)); err != nil {
-			return nil, err
-		}
-		// Before keepalived can run: a stale address is cleared here.
+		// Before the takeover (bindAll): the running keepalived's guard
+		// is joined while the old process still holds it, so keepalived
+		// and the address stay through the handoff. Without one, a stale
+		// address is cleared here, before keepalived can run.
 		if d.vip, err = openVIP(*file.VIP, d.path, d.log); err != nil {
 			return nil, err
 		}
+		defer func() {
+			if err != nil {
+				d.vip.close()
+			}
+		}()
 	}
 	if err := d.bindAll(cfg, file.Admin); err != nil {
 		return nil, err
@@ -342,6 +344,9 @@ func (d *LB) Close() {
 	d.adminLn.Close()
 	d.handoffLn.Close()
 	d.inh.close()
+	if d.vip != nil {
+		d.vip.close()
+	}
 	// lb.Balancer has no Close: a Run with an ended context starts and at
 	// once stops it, closing its sockets.
 	ctx, cancel := context.WithCancel(context.Background())

@@ -1,7 +1,7 @@
 package daemon
 
 import (
-	"bufio"
+	"bytes"
 	"cmp"
 	"context"
 	"errors"
@@ -12,41 +12,46 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/shoal-dev/shoal/internal/atomicfile"
 	"github.com/shoal-dev/shoal/internal/config"
 )
 
 // The floating address (lb.yaml's vip section). `shoal lb` runs keepalived
-// as its own child and keeps the address honest around it:
+// through a guard process (lbvip_guard.go) and keeps the address honest
+// around it:
 //
 //   - keepalived.conf is written into the vip's directory at every start:
 //     one VRRP instance (version 3, unicast to the peers, nopreempt) whose
 //     track_script runs `shoal lb check` on this balancer's admin API, so
 //     a balancer that stops answering puts the node in FAULT and the
 //     address moves although the host is fine.
-//   - keepalived runs with -n (in the foreground), its pid files in the
-//     directory, and Pdeathsig SIGTERM: when shoal lb dies, even by
-//     SIGKILL, the kernel sends keepalived SIGTERM, which releases the
-//     address and sends a priority-0 advert, so a peer takes over at once.
+//   - keepalived's parent is the guard, which keeps it running while a
+//     shoal lb is connected and stops it (SIGTERM: the address is released
+//     with a priority-0 advert, so a peer takes over at once) when the
+//     last one is gone, even by SIGKILL. A shoal lb that takes over from a
+//     running one (handoff.go) connects to the running guard first, so
+//     keepalived and the address stay where they are through an upgrade.
 //   - before keepalived starts (and after it exits), the address is
 //     removed from the interface if present: a keepalived killed with
 //     SIGKILL (with shoal lb, or alone) leaves it configured, and two nodes
 //     would answer for it. A keepalived still running from the pid file of
-//     an earlier run is killed first.
-//   - fencing while keepalived runs: keepalived reports its state changes
-//     on a FIFO (vrrp_notify_fifo); whenever the state is not MASTER and
-//     the address is on the interface at two checks in a row with no
-//     state change between them, the address is removed.
+//     an earlier run is killed first (by the guard).
+//   - fencing while keepalived runs: the guard reports keepalived's state
+//     changes (its vrrp_notify_fifo); whenever the state is not MASTER and
+//     the address is on the interface at two checks in a row with no state
+//     change between them, the address is removed.
 //
-// The vipKeeper is that supervisor: openVIP prepares it (the stale
-// address cleared), run supervises keepalived until its context ends.
+// The vipKeeper is the shoal lb's side: openVIP prepares it (adopting a
+// running guard, or clearing a stale address), run supervises the guard
+// until its context ends.
 
 // vipFenceEvery is how often the address is checked against keepalived's
 // state, and vipRestartMin/Max bound the wait before keepalived is started
@@ -59,15 +64,19 @@ const (
 	vipInstance   = "shoal"
 )
 
-// vipKeeper runs keepalived for one floating address; see above.
+// vipKeeper supervises keepalived for one floating address; see above.
 type vipKeeper struct {
 	cfg        config.LBVIP
 	keepalived string // resolved executable
-	conf       string
-	fifo       string
-	pidFile    string
-	vrrpPid    string
+	self       string // this executable, started again as the guard
+	paths      vipPaths
 	log        *slog.Logger
+	// adopted is the connection to a guard that already ran at open
+	// (another shoal lb's, which this one takes over from); nil if none.
+	adopted *net.UnixConn
+	// reserved points a provider's reserved IP at this node while it is
+	// MASTER (lbvip_reserved.go); nil without vip.reserved_ip.
+	reserved *reservedIP
 
 	mu    sync.Mutex
 	state string // keepalived's last reported state: MASTER, BACKUP, FAULT, STOP; "" before any
@@ -76,9 +85,11 @@ type vipKeeper struct {
 
 // openVIP prepares the floating address of cfg for the balancer whose
 // lb.yaml is lbPath: it finds keepalived, writes keepalived.conf (with a
-// check that runs this executable's `lb check -c lbPath`), makes the
-// notify FIFO, ends a keepalived left running by an earlier run and
-// removes the address from the interface if it is there.
+// check that runs this executable's `lb check -c lbPath`) and makes the
+// notify FIFO. When a guard runs (the shoal lb this one takes over from)
+// it connects to it, and the running keepalived reloads a changed
+// keepalived.conf; otherwise it removes the address from the interface if
+// it is there.
 func openVIP(cfg config.LBVIP, lbPath string, log *slog.Logger) (*vipKeeper, error) {
 	bin, err := exec.LookPath(cfg.Keepalived)
 	if err != nil {
@@ -106,23 +117,36 @@ func openVIP(cfg config.LBVIP, lbPath string, log *slog.Logger) (*vipKeeper, err
 	if err := os.MkdirAll(cfg.Dir, 0o700); err != nil {
 		return nil, fmt.Errorf("vip: %w", err)
 	}
-	k := &vipKeeper{cfg: cfg, keepalived: bin, log: log,
-		conf:    filepath.Join(cfg.Dir, "keepalived.conf"),
-		fifo:    filepath.Join(cfg.Dir, "notify.fifo"),
-		pidFile: filepath.Join(cfg.Dir, "keepalived.pid"),
-		vrrpPid: filepath.Join(cfg.Dir, "vrrp.pid"),
+	k := &vipKeeper{cfg: cfg, keepalived: bin, self: self, log: log, paths: vipPathsIn(cfg.Dir)}
+	if cfg.ReservedIP != nil {
+		if k.reserved, err = openReservedIP(context.Background(), *cfg.ReservedIP, log); err != nil {
+			return nil, err
+		}
 	}
-	if err := atomicfile.Write(k.conf, []byte(keepalivedConf(cfg, k.fifo, self, lbPath)), 0o600); err != nil {
+	conf := []byte(keepalivedConf(cfg, k.paths.fifo, self, lbPath))
+	old, _ := os.ReadFile(k.paths.conf)
+	if err := atomicfile.Write(k.paths.conf, conf, 0o600); err != nil {
 		return nil, fmt.Errorf("vip: %w", err)
 	}
-	if fi, err := os.Lstat(k.fifo); err == nil && fi.Mode()&os.ModeNamedPipe == 0 {
-		return nil, fmt.Errorf("vip: %s exists and is not a FIFO", k.fifo)
+	if fi, err := os.Lstat(k.paths.fifo); err == nil && fi.Mode()&os.ModeNamedPipe == 0 {
+		return nil, fmt.Errorf("vip: %s exists and is not a FIFO", k.paths.fifo)
 	} else if errors.Is(err, os.ErrNotExist) {
-		if err := syscall.Mkfifo(k.fifo, 0o600); err != nil {
+		if err := syscall.Mkfifo(k.paths.fifo, 0o600); err != nil {
 			return nil, fmt.Errorf("vip: make the notify FIFO: %w", err)
 		}
 	}
-	k.endLeftover()
+	if c := k.join(); c != nil {
+		k.adopted = c
+		state, _ := k.stateNow()
+		k.log.Info("vip: adopted the running keepalived from the shoal lb this one takes over from", "address", cfg.Address.String(), "state", state, "guard", k.paths.sock)
+		if !bytes.Equal(old, conf) {
+			if err := writeMsg(c, "reload"); err != nil {
+				c.Close()
+				return nil, fmt.Errorf("vip: ask the running keepalived to reload keepalived.conf: %w", err)
+			}
+		}
+		return k, nil
+	}
 	if err := k.clear("at start, before keepalived runs"); err != nil {
 		return nil, err
 	}
@@ -177,35 +201,6 @@ vrrp_instance %s {
 	return b.String()
 }
 
-// endLeftover kills a keepalived still running from an earlier run of
-// this balancer (its pid files), which would otherwise hold or take the
-// address beside the one run starts, and removes the pid files: a pid
-// file naming a process that is gone but not yet reaped (a zombie, which
-// still counts as alive) makes keepalived refuse to start ("daemon is
-// already running").
-func (k *vipKeeper) endLeftover() {
-	defer func() {
-		os.Remove(k.pidFile)
-		os.Remove(k.vrrpPid)
-	}()
-	for _, f := range []string{k.pidFile, k.vrrpPid} {
-		b, err := os.ReadFile(f)
-		if err != nil {
-			continue
-		}
-		pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
-		if err != nil || pid <= 1 {
-			continue
-		}
-		comm, err := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid))
-		if err != nil || strings.TrimSpace(string(comm)) != "keepalived" {
-			continue
-		}
-		k.log.Warn("vip: ending a keepalived left from an earlier run", "pid", pid, "pid_file", f)
-		syscall.Kill(pid, syscall.SIGKILL)
-	}
-}
-
 // holds reports whether the address is on the interface.
 func (k *vipKeeper) holds() (bool, error) {
 	ifc, err := net.InterfaceByName(k.cfg.Interface)
@@ -249,8 +244,11 @@ func (k *vipKeeper) clear(why string) error {
 // setState records a state keepalived reported.
 func (k *vipKeeper) setState(s string) {
 	k.mu.Lock()
-	defer k.mu.Unlock()
 	k.state, k.gen = s, k.gen+1
+	k.mu.Unlock()
+	if k.reserved != nil {
+		k.reserved.changed()
+	}
 }
 
 func (k *vipKeeper) stateNow() (string, uint64) {
@@ -259,28 +257,55 @@ func (k *vipKeeper) stateNow() (string, uint64) {
 	return k.state, k.gen
 }
 
-// run supervises keepalived until ctx ends: it starts it, restarts it
-// (after clearing the address) when it exits, fences the address while
-// keepalived is not MASTER, and at the end stops keepalived (SIGTERM,
-// which releases the address) and clears the address. It returns nil
-// after a stop through ctx; an error only when the address cannot be
+// join connects to a running guard and waits for its greeting (started,
+// state), which it sends once it counts this process as an owner: from
+// then on the guard keeps keepalived running even when the other owner
+// leaves at once. It returns nil when no guard runs, or the guard is
+// stopping (it closes new connections then).
+func (k *vipKeeper) join() *net.UnixConn {
+	c, err := net.DialUnix("unixpacket", nil, &net.UnixAddr{Name: k.paths.sock, Net: "unixpacket"})
+	if err != nil {
+		return nil
+	}
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	buf := make([]byte, vipMsgMax)
+	for range 100 {
+		kind, arg, err := readMsg(c, buf)
+		if err != nil || kind == "exit" {
+			break
+		}
+		if kind == "state" {
+			if arg != "" {
+				k.setState(arg)
+			}
+			c.SetReadDeadline(time.Time{})
+			return c
+		}
+	}
+	c.Close()
+	return nil
+}
+
+// close lets go of an adopted guard when the balancer never runs: the
+// shoal lb that owns it keeps it.
+func (k *vipKeeper) close() {
+	if k.adopted != nil {
+		k.adopted.Close()
+		k.adopted = nil
+	}
+}
+
+// run supervises keepalived until ctx ends: it starts a guard (or
+// follows the adopted one), starts it again (after clearing the address)
+// when keepalived exits, fences the address while keepalived is not
+// MASTER, and at the end leaves the guard: the last shoal lb to leave has
+// keepalived stopped (the address released) and clears whatever is left;
+// one that handed over leaves keepalived to the new process. It returns
+// nil after a stop through ctx; an error only when the address cannot be
 // cleared, which leaves the node unsafe to keep running.
 func (k *vipKeeper) run(ctx context.Context) error {
-	// O_RDWR: the open does not wait for a writer, and the reader never
-	// sees EOF when keepalived restarts.
-	fifo, err := os.OpenFile(k.fifo, os.O_RDWR, 0)
-	if err != nil {
-		return fmt.Errorf("vip: open the notify FIFO: %w", err)
-	}
 	var wg sync.WaitGroup
 	defer wg.Wait()
-	defer fifo.Close()
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		k.readStates(fifo)
-	}()
-
 	fenceCtx, stopFence := context.WithCancel(ctx)
 	defer stopFence()
 	wg.Add(1)
@@ -288,11 +313,22 @@ func (k *vipKeeper) run(ctx context.Context) error {
 		defer wg.Done()
 		k.fence(fenceCtx)
 	}()
+	if k.reserved != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			k.reserved.run(fenceCtx, k.stateNow)
+		}()
+	}
 
 	wait := vipRestartMin
 	for {
 		started := time.Now()
-		err := k.runOnce(ctx)
+		kept, err := k.runOnce(ctx)
+		if kept {
+			k.log.Info("vip: keepalived left running for the shoal lb that took over", "address", k.cfg.Address.String())
+			return nil
+		}
 		k.setState("STOP")
 		if cerr := k.clear("keepalived exited"); cerr != nil {
 			return cerr
@@ -316,65 +352,95 @@ func (k *vipKeeper) run(ctx context.Context) error {
 	}
 }
 
-// runOnce runs keepalived until it exits or ctx ends (then SIGTERM, and
-// SIGKILL after vipStopGrace). The goroutine that starts it keeps its OS
-// thread until keepalived has exited: Pdeathsig is tied to the thread
-// that forked the child, and a thread Go retired would kill it.
-func (k *vipKeeper) runOnce(ctx context.Context) error {
-	k.endLeftover()
-	type result struct{ err error }
-	done := make(chan result, 1)
-	started := make(chan *os.Process, 1)
-	go func() {
-		runtime.LockOSThread()
-		defer runtime.UnlockOSThread()
-		cmd := exec.Command(k.keepalived, "-n", "-l", "-G", "-P", "-f", k.conf, "-p", k.pidFile, "-r", k.vrrpPid)
-		cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM, Setpgid: true}
-		cmd.Stdout = logWriter{k.log, "keepalived"}
-		cmd.Stderr = cmd.Stdout
-		if err := cmd.Start(); err != nil {
-			started <- nil
-			done <- result{fmt.Errorf("start keepalived: %w", err)}
-			return
+// runOnce follows one guard (the adopted one, or one it starts) until
+// keepalived exits or ctx ends; then it leaves the guard and reports
+// whether keepalived was kept for another shoal lb.
+func (k *vipKeeper) runOnce(ctx context.Context) (kept bool, err error) {
+	c, child := k.adopted, (*exec.Cmd)(nil)
+	k.adopted = nil
+	if c == nil {
+		if c, child, err = k.startGuard(); err != nil {
+			return false, err
 		}
-		started <- cmd.Process
-		err := cmd.Wait()
-		done <- result{err}
-	}()
-	p := <-started
-	if p == nil {
-		return (<-done).err
 	}
-	k.log.Info("vip: keepalived started", "pid", p.Pid, "address", k.cfg.Address.String(), "interface", k.cfg.Interface, "conf", k.conf)
-	select {
-	case r := <-done:
-		return r.err
-	case <-ctx.Done():
+	kept, err = k.follow(ctx, c)
+	if child != nil {
+		if kept {
+			// The guard serves the new shoal lb; this process is leaving.
+			child.Process.Release()
+		} else {
+			// It exits once keepalived is gone; one that hangs is killed
+			// (keepalived, its child, then gets SIGTERM: Pdeathsig).
+			t := time.AfterFunc(vipStopGrace, func() { child.Process.Kill() })
+			child.Wait()
+			t.Stop()
+		}
 	}
-	p.Signal(syscall.SIGTERM)
-	t := time.NewTimer(vipStopGrace)
-	defer t.Stop()
-	select {
-	case r := <-done:
-		return r.err
-	case <-t.C:
-		k.log.Warn("vip: keepalived did not stop in time; killing it", "pid", p.Pid)
-		syscall.Kill(-p.Pid, syscall.SIGKILL)
-		return (<-done).err
-	}
+	return kept, err
 }
 
-// readStates reads keepalived's notify FIFO until it is closed: lines
-// such as `INSTANCE "shoal" MASTER 100`.
-func (k *vipKeeper) readStates(f *os.File) {
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		fields := strings.Fields(sc.Text())
-		if len(fields) < 3 || fields[0] != "INSTANCE" || strings.Trim(fields[1], `"`) != vipInstance {
-			continue
+// startGuard starts a guard (this executable with SHOAL_VIP_GUARD) in a
+// session of its own, so that it outlives this process when another
+// takes over, and returns the connection to it.
+func (k *vipKeeper) startGuard() (*net.UnixConn, *exec.Cmd, error) {
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return nil, nil, fmt.Errorf("start the keepalived guard: %w", err)
+	}
+	theirs := os.NewFile(uintptr(fds[1]), "guard")
+	defer theirs.Close()
+	c, err := fileConn(fds[0])
+	if err != nil {
+		return nil, nil, fmt.Errorf("start the keepalived guard: %w", err)
+	}
+	cmd := exec.Command(k.self, k.keepalived)
+	cmd.Env = append(os.Environ(), vipGuardEnv+"="+k.cfg.Dir)
+	cmd.ExtraFiles = []*os.File{theirs}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := cmd.Start(); err != nil {
+		c.Close()
+		return nil, nil, fmt.Errorf("start the keepalived guard: %w", err)
+	}
+	return c, cmd, nil
+}
+
+// follow reads the guard's messages on c until the guard ends or, once
+// ctx ended and this process left (shutdown of its side), answers kept or
+// stopped.
+func (k *vipKeeper) follow(ctx context.Context, c *net.UnixConn) (kept bool, err error) {
+	defer c.Close()
+	leave := context.AfterFunc(ctx, func() {
+		c.CloseWrite()
+		c.SetReadDeadline(time.Now().Add(vipStopGrace + 5*time.Second))
+	})
+	defer leave()
+	buf := make([]byte, vipMsgMax)
+	exit := errors.New("the keepalived guard ended")
+	for {
+		kind, arg, err := readMsg(c, buf)
+		if err != nil {
+			if ctx.Err() != nil && errors.Is(err, os.ErrDeadlineExceeded) {
+				k.log.Error("vip: the keepalived guard did not answer the stop in time", "guard", k.paths.sock)
+			}
+			return false, exit
 		}
-		k.setState(fields[2])
-		k.log.Info("vip: state", "state", fields[2], "address", k.cfg.Address.String())
+		switch kind {
+		case "started":
+			k.log.Info("vip: keepalived started", "pid", arg, "address", k.cfg.Address.String(), "interface", k.cfg.Interface, "conf", k.paths.conf)
+		case "state":
+			if arg != "" {
+				k.setState(arg)
+				k.log.Info("vip: state", "state", arg, "address", k.cfg.Address.String())
+			}
+		case "log":
+			k.log.Info(arg, "from", "keepalived")
+		case "exit":
+			exit = errors.New(arg)
+		case "kept":
+			return true, nil
+		case "stopped":
+			return false, nil
+		}
 	}
 }
 
@@ -413,19 +479,4 @@ func (k *vipKeeper) fence(ctx context.Context) {
 			seen, seenGen = true, gen
 		}
 	}
-}
-
-// logWriter turns the lines a child writes into log records.
-type logWriter struct {
-	log  *slog.Logger
-	from string
-}
-
-func (w logWriter) Write(p []byte) (int, error) {
-	for _, line := range strings.Split(strings.TrimRight(string(p), "\n"), "\n") {
-		if line = strings.TrimSpace(line); line != "" {
-			w.log.Info(line, "from", w.from)
-		}
-	}
-	return len(p), nil
 }

@@ -30,6 +30,10 @@ func TestMain(m *testing.M) {
 	if code, ok := runtime.ShimMain(); ok {
 		os.Exit(code)
 	}
+	// A vip's keepalived guard (lbvip_guard_test.go) is this binary too.
+	if code, ok := VIPGuardMain(); ok {
+		os.Exit(code)
+	}
 	// The fleet's instances (server_test.go): an HTTP server on
 	// $HOST:$PORT answering with the artifact's version.txt.
 	agenttest.MaybeServe()

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"slices"
 	"strconv"
@@ -182,4 +183,40 @@ func apiError(op string, resp *godo.Response, err error) error {
 		}
 	}
 	return e
+}
+
+// DigitalOceanMetadataURL is the droplet metadata service's address, as
+// seen from inside a droplet.
+const DigitalOceanMetadataURL = "http://169.254.169.254/metadata/v1/"
+
+// DropletID returns the id of the droplet this runs on, from the metadata
+// service at base ("" means DigitalOceanMetadataURL): GET base + "id".
+func DropletID(ctx context.Context, base string) (string, error) {
+	if base == "" {
+		base = DigitalOceanMetadataURL
+	}
+	if !strings.HasSuffix(base, "/") {
+		base += "/"
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"id", nil)
+	if err != nil {
+		return "", fmt.Errorf("droplet metadata: %w", err)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return "", fmt.Errorf("droplet metadata (is this a droplet?): %w", err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 64))
+	if err != nil {
+		return "", fmt.Errorf("droplet metadata: %w", err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		return "", fmt.Errorf("droplet metadata %sid: %s", base, resp.Status)
+	}
+	id := strings.TrimSpace(string(b))
+	if n, err := strconv.Atoi(id); err != nil || n <= 0 {
+		return "", fmt.Errorf("droplet metadata %sid: %q is not a droplet id", base, id)
+	}
+	return id, nil
 }

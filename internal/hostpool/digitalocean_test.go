@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -212,5 +213,32 @@ func TestUserData(t *testing.T) {
 	}
 	if _, err := hostpool.UserData(hostpool.UserDataSpec{Server: "https://10.0.0.1:7443", Token: "a\nb", Name: "web-1"}); err == nil {
 		t.Error("a token of two lines was accepted")
+	}
+}
+
+// TestDropletID reads the droplet's id from a metadata service, and
+// refuses an answer that is not an id.
+func TestDropletID(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/droplet/metadata/v1/id":
+			w.Write([]byte("4242\n"))
+		case "/portal/metadata/v1/id":
+			w.Write([]byte("<html>captive portal</html>"))
+		default:
+			http.NotFound(w, r)
+		}
+	}))
+	t.Cleanup(srv.Close)
+	ctx := context.Background()
+	id, err := hostpool.DropletID(ctx, srv.URL+"/droplet/metadata/v1")
+	if err != nil || id != "4242" {
+		t.Fatalf("DropletID = %q, %v; want 4242", id, err)
+	}
+	if id, err := hostpool.DropletID(ctx, srv.URL+"/portal/metadata/v1/"); err == nil || !strings.Contains(err.Error(), "is not a droplet id") {
+		t.Fatalf("DropletID of a page = %q, %v; want an error naming it", id, err)
+	}
+	if _, err := hostpool.DropletID(ctx, srv.URL+"/nothing/"); err == nil || !strings.Contains(err.Error(), "404") {
+		t.Fatalf("DropletID of a 404: %v; want an error with the status", err)
 	}
 }
