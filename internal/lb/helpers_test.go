@@ -66,6 +66,10 @@ func start(t testing.TB, cfg Config) *running {
 	if onNetHTTP {
 		cfg.Limits.DisableFastPath = true
 	}
+	onTLSLoops := strings.HasPrefix(t.Name(), tlsLoopsTest+"/")
+	if onTLSLoops {
+		cfg.Limits.TLSFastPath = true
+	}
 	b, err := New(cfg)
 	if err != nil {
 		t.Fatalf("New: %v", err)
@@ -80,6 +84,9 @@ func start(t testing.TB, cfg Config) *running {
 		}
 		if !onNetHTTP && !cfg.Limits.DisableFastPath && len(lc.TLS) == 0 && !lc.Managed && l.fast == nil {
 			t.Fatalf("listener %s: plain listener without the fast path", lc.Name)
+		}
+		if onTLSLoops && (len(lc.TLS) > 0 || lc.Managed) && l.fast == nil {
+			t.Fatalf("listener %s: TLS listener without loops under %s", lc.Name, t.Name())
 		}
 	}
 	ctx, cancel := context.WithCancel(context.Background())

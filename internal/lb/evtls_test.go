@@ -1,0 +1,249 @@
+package lb
+
+import (
+	"bufio"
+	"bytes"
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// tlsLoopsTest is the name of the test that re-runs the TLS listeners'
+// tests with Limits.TLSFastPath set (start reads it from the test's name).
+const tlsLoopsTest = "TestTLSLoops"
+
+// TestTLSLoops runs the tests of what TLS listeners do (SNI, ALPN and
+// HTTP/2, the smuggling guard, WebSockets, certificate rotation, the
+// drain of fresh connections, limits on HTTP/2, client RTT in the access
+// log and observer) a second time with their HTTP/1.1 connections on the
+// event loops.
+func TestTLSLoops(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		test func(*testing.T)
+	}{
+		{"HTTP2AndSNI", TestHTTP2AndSNI},
+		{"TLSSmuggling", TestTLSSmuggling},
+		{"WebSocketOverTLS", TestWebSocketOverTLS},
+		{"CertificateReplacedOnDisk", TestCertificateReplacedOnDisk},
+		{"DrainFinishesTLSHandshake", TestDrainFinishesTLSHandshake},
+		{"HTTP2MalformedMethod", TestHTTP2MalformedMethod},
+		{"HeaderLimitExactHTTP2", TestHeaderLimitExactHTTP2},
+		{"ClientRTTRecorded", TestClientRTTRecorded},
+		{"ManagedCertificates", TestManagedCertificates},
+	} {
+		t.Run(tc.name, tc.test)
+	}
+}
+
+// tlsFastLB runs a balancer whose one TLS listener (for a.test) has the
+// TLS fast path on, and returns it with a client configuration that
+// trusts it and offers http/1.1 only.
+func tlsFastLB(t *testing.T, cfg Config) (*running, *tls.Config) {
+	t.Helper()
+	crt, cert := writeCert(t, t.TempDir(), "a.test")
+	cfg.Listeners[0].TLS = []Certificate{crt}
+	cfg.Limits.TLSFastPath = true
+	lb := start(t, cfg)
+	if lb.listeners["web"].fast == nil {
+		t.Fatal("TLS listener without the fast path")
+	}
+	roots := x509.NewCertPool()
+	roots.AddCert(cert)
+	return lb, &tls.Config{RootCAs: roots, ServerName: "a.test", NextProtos: []string{"http/1.1"}}
+}
+
+// h1Client is an HTTP/1.1-only client over TLS (no HTTP/2).
+func h1Client(t *testing.T, tc *tls.Config) *http.Client {
+	tr := &http.Transport{TLSClientConfig: tc, TLSNextProto: map[string]func(string, *tls.Conn) http.RoundTripper{}}
+	t.Cleanup(tr.CloseIdleConnections)
+	return &http.Client{Transport: tr, Timeout: 10 * time.Second}
+}
+
+// TestTLSFastPathServes: HTTP/1.1 over TLS is served on the loops, on
+// kept-alive connections, with the client's scheme passed on as https;
+// bodies larger than a TLS record go both ways, and HTTP/2 stays on
+// net/http.
+func TestTLSFastPathServes(t *testing.T) {
+	big := bytes.Repeat([]byte("0123456789abcdef"), 64<<10) // 1 MiB
+	be := newBackend(t, func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/big" {
+			w.Write(big)
+			return
+		}
+		body, _ := io.ReadAll(r.Body)
+		fmt.Fprintf(w, "%s %s %s %d %s", r.Proto, r.Header.Get("X-Forwarded-Proto"), r.Header.Get("Forwarded"), len(body), r.URL.Path)
+	})
+	lb, tc := tlsFastLB(t, baseConfig(be.addr))
+	c := h1Client(t, tc)
+	fast := lb.listeners["web"].fast
+	for i := range 20 {
+		body := strings.Repeat("x", i*500)
+		resp, err := c.Post("https://"+lb.addr+"/p"+strconv.Itoa(i), "text/plain", strings.NewReader(body))
+		if err != nil {
+			t.Fatalf("request %d: %v", i, err)
+		}
+		got, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err != nil {
+			t.Fatalf("request %d: body: %v", i, err)
+		}
+		want := fmt.Sprintf("HTTP/1.1 https for=127.0.0.1;host=%q;proto=https %d /p%d", lb.addr, len(body), i)
+		if string(got) != want {
+			t.Fatalf("request %d: target saw %q, want %q", i, got, want)
+		}
+		if resp.TLS == nil || resp.ProtoMajor != 1 {
+			t.Fatalf("request %d: %s, TLS %v", i, resp.Proto, resp.TLS != nil)
+		}
+	}
+	if n := fast.requests.Load(); n != 20 {
+		t.Errorf("fast path served %d requests, want 20", n)
+	}
+	for range 3 {
+		resp, err := c.Get("https://" + lb.addr + "/big")
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err != nil || !bytes.Equal(got, big) {
+			t.Fatalf("big answer: %d bytes (want %d), %v", len(got), len(big), err)
+		}
+	}
+	if n := fast.requests.Load(); n != 23 {
+		t.Errorf("fast path served %d requests, want 23", n)
+	}
+
+	h2 := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: tc.RootCAs, ServerName: "a.test"}, ForceAttemptHTTP2: true}
+	t.Cleanup(h2.CloseIdleConnections)
+	resp, err := (&http.Client{Transport: h2, Timeout: 10 * time.Second}).Get("https://" + lb.addr + "/h2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.ProtoMajor != 2 || !strings.HasPrefix(string(got), "HTTP/1.1 https") {
+		t.Errorf("HTTP/2: %s, target saw %q", resp.Proto, got)
+	}
+	if n := fast.requests.Load(); n != 23 {
+		t.Errorf("HTTP/2 request counted on the fast path: %d", n)
+	}
+}
+
+// TestTLSFastPathPipelined: many requests written at once, more than the
+// connection's buffer holds, are all answered in order: what TLS decrypted
+// beyond the buffer is read once there is room, with no readiness report
+// from the socket.
+func TestTLSFastPathPipelined(t *testing.T) {
+	be := newBackend(t, func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, r.URL.Path) })
+	lb, tc := tlsFastLB(t, baseConfig(be.addr))
+	conn, err := tls.Dial("tcp", lb.addr, tc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(10 * time.Second))
+	const n = 400
+	pad := strings.Repeat("p", 100)
+	var reqs bytes.Buffer
+	for i := range n {
+		fmt.Fprintf(&reqs, "GET /%d HTTP/1.1\r\nHost: a.test\r\nX-Pad: %s\r\n\r\n", i, pad)
+	}
+	go conn.Write(reqs.Bytes()) // the answers flow back meanwhile
+	br := bufio.NewReader(conn)
+	for i := range n {
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatalf("answer %d: %v", i, err)
+		}
+		body, err := io.ReadAll(resp.Body)
+		if err != nil || string(body) != "/"+strconv.Itoa(i) {
+			t.Fatalf("answer %d: %q %v", i, body, err)
+		}
+	}
+	if got := lb.listeners["web"].fast.requests.Load(); got != n {
+		t.Errorf("fast path served %d, want %d", got, n)
+	}
+}
+
+// TestTLSFastPathHandsOver: a request outside the subset (a chunked
+// upload) moves the connection to net/http, which goes on serving it over
+// the same TLS session, scheme and client certificate state included.
+func TestTLSFastPathHandsOver(t *testing.T) {
+	be := newBackend(t, func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		fmt.Fprintf(w, "%s %s %s", r.URL.Path, r.Header.Get("X-Forwarded-Proto"), body)
+	})
+	lb, tc := tlsFastLB(t, baseConfig(be.addr))
+	conn, err := tls.Dial("tcp", lb.addr, tc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(10 * time.Second))
+	br := bufio.NewReader(conn)
+	ask := func(req, want string) {
+		t.Helper()
+		if _, err := io.WriteString(conn, req); err != nil {
+			t.Fatal(err)
+		}
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		if string(body) != want {
+			t.Fatalf("answer %q, want %q", body, want)
+		}
+	}
+	ask("GET /a HTTP/1.1\r\nHost: a.test\r\n\r\n", "/a https ")
+	ask("POST /b HTTP/1.1\r\nHost: a.test\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n", "/b https abc")
+	ask("GET /c HTTP/1.1\r\nHost: a.test\r\n\r\n", "/c https ")
+	if got := lb.listeners["web"].fast.requests.Load(); got != 1 {
+		t.Errorf("fast path served %d, want 1 (then the hand-over)", got)
+	}
+}
+
+// TestTLSFastPathClientCloses: a client that closes (with or without
+// close_notify) frees its connection on the loop.
+func TestTLSFastPathClientCloses(t *testing.T) {
+	be := newBackend(t, func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") })
+	lb, tc := tlsFastLB(t, baseConfig(be.addr))
+	fast := lb.listeners["web"].fast
+	for i := range 10 {
+		conn, err := tls.Dial("tcp", lb.addr, tc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		conn.SetDeadline(time.Now().Add(10 * time.Second))
+		io.WriteString(conn, "GET / HTTP/1.1\r\nHost: a.test\r\n\r\n")
+		if _, err := http.ReadResponse(bufio.NewReader(conn), nil); err != nil {
+			t.Fatal(err)
+		}
+		if i%2 == 0 {
+			conn.Close() // close_notify, then FIN
+		} else {
+			conn.NetConn().Close()
+		}
+	}
+	waitFor(t, 5*time.Second, "connections closed on the loops", func() bool { return fast.conns.Load() == 0 })
+	// A half-written record, then the close.
+	raw, err := net.Dial("tcp", lb.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn := tls.Client(raw, tc)
+	if err := conn.Handshake(); err != nil {
+		t.Fatal(err)
+	}
+	raw.Write([]byte{23, 3, 3, 0, 100, 1, 2, 3})
+	raw.Close()
+	waitFor(t, 5*time.Second, "connection closed on the loop", func() bool { return fast.conns.Load() == 0 })
+}
