@@ -6,6 +6,7 @@
 #   KINDS=ws ROUNDS=1 DURATION=5s bench/lb.sh   # WebSocket part only
 #   SHOAL_BASE=/tmp/shoal-old bench/lb.sh       # also an older shoal binary (A/B)
 #   SHOAL_BASE=$PWD/bin/shoal BASE_YAML='limits: {loops: 1}' bench/lb.sh  # A/B a setting
+#   SHOAL_YAML='limits: {tls_fast_path: true}' bench/lb.sh   # extra lb.yaml lines for shoal
 #   KINDS='h2tls h1tls tlsclose' bench/lb.sh    # the TLS part only
 #
 # Two backends (bench/backend: ~100-byte answers, WebSocket echo on /ws)
@@ -44,6 +45,7 @@ PIN=${PIN:-$([ "$(nproc)" -ge 2 ] && echo 1 || echo 0)}
 IDLE_CONNS=${IDLE_CONNS:-3000}
 SHOAL_BASE=${SHOAL_BASE:-} # an older shoal binary to interleave as "base"
 BASE_YAML=${BASE_YAML:-}   # extra lb.yaml lines for "base", e.g. 'limits: {loops: 1}'
+SHOAL_YAML=${SHOAL_YAML:-} # extra lb.yaml lines for shoal
 BASE_PORT=${BASE_PORT:-18080}
 cd "$(dirname "$0")/.."
 
@@ -101,7 +103,7 @@ B1=${BACKENDS[0]} B2=${BACKENDS[1]}
 echo "backends: $B1 $B2" >&2
 
 # --- shoal ---
-cat >"$TMP/lb.yaml" <<EOF
+cat >"$TMP/lb-core.yaml" <<EOF
 listeners:
   - name: web
     listen: 127.0.0.1:$SHOAL_PORT
@@ -121,6 +123,8 @@ pools:
 admin:
   listen: 127.0.0.1:$ADMIN_PORT
 EOF
+cp "$TMP/lb-core.yaml" "$TMP/lb.yaml"
+[ -n "$SHOAL_YAML" ] && printf '%s\n' "$SHOAL_YAML" >>"$TMP/lb.yaml"
 "${PROXY_CPU[@]}" "$TMP/shoal" lb -c "$TMP/lb.yaml" -log-level warn >"$TMP/shoal.log" 2>&1 &
 PIDS+=($!)
 SHOAL_PID=$!
@@ -128,7 +132,7 @@ if [ -n "$SHOAL_BASE" ]; then
 	# The base binary may predate the "listen" key (it read "addr", which
 	# newer binaries still accept, with a warning): write the old name.
 	sed -e "s/:$SHOAL_PORT\$/:$BASE_SHOAL_PORT/" -e "s/:$SHOAL_TLS_PORT\$/:$BASE_TLS_PORT/" -e "s/:$ADMIN_PORT\$/:$BASE_ADMIN_PORT/" \
-		-e 's/^\( *\)listen: /\1addr: /' "$TMP/lb.yaml" >"$TMP/lb-base.yaml"
+		-e 's/^\( *\)listen: /\1addr: /' "$TMP/lb-core.yaml" >"$TMP/lb-base.yaml"
 	[ -n "$BASE_YAML" ] && printf '%s\n' "$BASE_YAML" >>"$TMP/lb-base.yaml"
 	"${PROXY_CPU[@]}" "$SHOAL_BASE" lb -c "$TMP/lb-base.yaml" -log-level warn >"$TMP/shoal-base.log" 2>&1 &
 	PIDS+=($!)

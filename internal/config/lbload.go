@@ -488,6 +488,7 @@ func (v *lbValidator) limits(l limitsDoc) lb.Limits {
 		WebSocketIdle:   v.duration("limits.websocket_idle", l.WebSocketIdle),
 		ShutdownTimeout: v.duration("limits.shutdown_timeout", l.ShutdownTimeout),
 		DisableFastPath: l.FastPath != nil && !*l.FastPath,
+		TLSFastPath:     l.TLSFastPath,
 		Loops:           v.nonNegative("limits.loops", l.Loops),
 	}
 }
