@@ -5,6 +5,10 @@
 //	go run ./bench/lbprof -addr 127.0.0.1:18090 -targets 127.0.0.1:3001,127.0.0.1:3002 -cpuprofile cpu.out -d 15s
 //
 // Drive it with wrk while it runs; it stops after -d or on SIGINT.
+// -cert and -key make the listener TLS (drive it with h2load), and
+// -tls-loops serves its HTTP/1.1 connections on the event loops:
+//
+//	go run ./bench/lbprof -cert c.pem -key k.pem -tls-loops -targets ... -cpuprofile cpu.out
 // -memprofile writes the allocation profile when it stops.
 package main
 
@@ -29,13 +33,20 @@ func main() {
 	cpu := flag.String("cpuprofile", "", "write a CPU profile here")
 	mem := flag.String("memprofile", "", "write an allocation profile here at the end")
 	dur := flag.Duration("d", 15*time.Second, "how long to serve")
+	cert := flag.String("cert", "", "PEM certificate: serve TLS (with -key)")
+	key := flag.String("key", "", "PEM key of -cert")
+	tlsLoops := flag.Bool("tls-loops", false, "serve HTTP/1.1 over TLS on the event loops (limits.tls_fast_path)")
 	flag.Parse()
-	if err := run(*addr, *targets, *cpu, *mem, *dur); err != nil {
+	ln := lb.Listener{Name: "web", Addr: *addr}
+	if *cert != "" {
+		ln.TLS = []lb.Certificate{{CertFile: *cert, KeyFile: *key}}
+	}
+	if err := run(ln, lb.Limits{TLSFastPath: *tlsLoops}, *targets, *cpu, *mem, *dur); err != nil {
 		log.Fatal(err)
 	}
 }
 
-func run(addr, targets, cpu, mem string, dur time.Duration) error {
+func run(ln lb.Listener, lim lb.Limits, targets, cpu, mem string, dur time.Duration) error {
 	pc := lb.PoolConfig{Name: "be", Algorithm: pool.RoundRobin}
 	for _, t := range strings.Split(targets, ",") {
 		if t != "" {
@@ -43,7 +54,8 @@ func run(addr, targets, cpu, mem string, dur time.Duration) error {
 		}
 	}
 	b, err := lb.New(lb.Config{
-		Listeners: []lb.Listener{{Name: "web", Addr: addr}},
+		Listeners: []lb.Listener{ln},
+		Limits:    lim,
 		Routes:    []lb.Route{{Name: "all", Pool: "be"}},
 		Pools:     []lb.PoolConfig{pc},
 	})

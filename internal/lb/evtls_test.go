@@ -5,14 +5,18 @@ import (
 	"bytes"
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/shoal-dev/shoal/internal/pool"
 )
 
 // tlsLoopsTest is the name of the test that re-runs the TLS listeners'
@@ -246,4 +250,192 @@ func TestTLSFastPathClientCloses(t *testing.T) {
 	raw.Write([]byte{23, 3, 3, 0, 100, 1, 2, 3})
 	raw.Close()
 	waitFor(t, 5*time.Second, "connection closed on the loop", func() bool { return fast.conns.Load() == 0 })
+}
+
+// TestTLSFastPathSticky: the pin cookie a sticky pool sets on the loops
+// over TLS is Secure, and pins the client.
+func TestTLSFastPathSticky(t *testing.T) {
+	mk := func(name string) *backend {
+		return newBackend(t, func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, name) })
+	}
+	a, b := mk("a"), mk("b")
+	cfg := baseConfig(a.addr, b.addr)
+	cfg.Pools[0].Sticky = pool.Sticky{Cookie: "shoal_pin", Secret: []byte("0123456789abcdef0123")}
+	lb, tc := tlsFastLB(t, cfg)
+	c := h1Client(t, tc)
+	url := "https://" + lb.addr + "/"
+	resp, first := get(t, c, url)
+	var pin *http.Cookie
+	for _, ck := range resp.Cookies() {
+		if ck.Name == "shoal_pin" {
+			pin = ck
+		}
+	}
+	if pin == nil || !pin.Secure {
+		t.Fatalf("pin cookie %v, want a Secure one (header %v)", pin, resp.Header)
+	}
+	for range 10 {
+		if _, body := get(t, c, url, "Cookie", "shoal_pin="+pin.Value); body != first {
+			t.Fatalf("pinned client moved from %s to %s", first, body)
+		}
+	}
+	if n := lb.listeners["web"].fast.requests.Load(); n != 11 {
+		t.Errorf("fast path served %d of 11", n)
+	}
+}
+
+// TestTLSFastPathTimeouts: on the loops, a TLS client that stops in the
+// middle of a head is closed after the header timeout, and an idle one
+// after the idle timeout.
+func TestTLSFastPathTimeouts(t *testing.T) {
+	be := newBackend(t, func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") })
+	cfg := baseConfig(be.addr)
+	cfg.Limits.HeaderTimeout = 100 * time.Millisecond
+	cfg.Limits.ClientIdle = 300 * time.Millisecond
+	lb, tc := tlsFastLB(t, cfg)
+	closed := func(conn *tls.Conn) {
+		t.Helper()
+		conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+		_, err := io.ReadAll(conn)
+		var ne net.Error
+		if errors.As(err, &ne) && ne.Timeout() {
+			t.Fatal("connection still open after its timeout")
+		}
+	}
+	slow, err := tls.Dial("tcp", lb.addr, tc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer slow.Close()
+	io.WriteString(slow, "GET / HTTP/1.1\r\nHost: a.test\r\nX-Slow: ")
+	closed(slow)
+
+	idle, err := tls.Dial("tcp", lb.addr, tc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer idle.Close()
+	io.WriteString(idle, "GET / HTTP/1.1\r\nHost: a.test\r\n\r\n")
+	idle.SetReadDeadline(time.Now().Add(10 * time.Second))
+	br := bufio.NewReader(idle)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	if _, err := br.ReadByte(); err == nil || errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("idle connection: %v, want it closed", err)
+	}
+	if n := lb.listeners["web"].fast.requests.Load(); n != 1 {
+		t.Errorf("fast path served %d, want 1", n)
+	}
+}
+
+// TestTLSFastPathConnectionLimit: a connection on the loops keeps its
+// MaxConns slot until it closes there.
+func TestTLSFastPathConnectionLimit(t *testing.T) {
+	be := newBackend(t, func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") })
+	cfg := baseConfig(be.addr)
+	cfg.Limits.MaxConns = 1
+	lb, tc := tlsFastLB(t, cfg)
+	first, err := tls.Dial("tcp", lb.addr, tc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	first.SetDeadline(time.Now().Add(10 * time.Second))
+	io.WriteString(first, "GET / HTTP/1.1\r\nHost: a.test\r\n\r\n")
+	if _, err := http.ReadResponse(bufio.NewReader(first), nil); err != nil {
+		t.Fatal(err)
+	}
+	raw, err := net.Dial("tcp", lb.addr) // waits in the backlog
+	if err != nil {
+		t.Fatal(err)
+	}
+	second := tls.Client(raw, tc)
+	second.SetDeadline(time.Now().Add(200 * time.Millisecond))
+	err = second.Handshake()
+	raw.Close() // spoiled by the deadline; its handshake fails at once when accepted
+	if err == nil {
+		t.Fatal("second connection's handshake done over the limit")
+	}
+	// A new connection gets in once the first is gone.
+	first.Close()
+	waitFor(t, 5*time.Second, "the slot freed", func() bool { return lb.listeners["web"].fast.conns.Load() == 0 })
+	third, err := tls.Dial("tcp", lb.addr, tc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer third.Close()
+	third.SetDeadline(time.Now().Add(10 * time.Second))
+	io.WriteString(third, "GET / HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n")
+	if out, _ := io.ReadAll(third); !strings.HasPrefix(string(out), "HTTP/1.1 200") {
+		t.Fatalf("connection after the first closed: %q", out)
+	}
+}
+
+// TestTLSFastPathShutdown: a request in flight on the loops over TLS is
+// answered during a graceful shutdown.
+func TestTLSFastPathShutdown(t *testing.T) {
+	started := make(chan struct{})
+	release := make(chan struct{})
+	be := newBackend(t, func(w http.ResponseWriter, r *http.Request) {
+		close(started)
+		<-release
+		io.WriteString(w, "done")
+	})
+	lb, tc := tlsFastLB(t, baseConfig(be.addr))
+	conn, err := tls.Dial("tcp", lb.addr, tc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(10 * time.Second))
+	io.WriteString(conn, "GET /slow HTTP/1.1\r\nHost: a.test\r\n\r\n")
+	<-started
+	lb.cancel()
+	waitFor(t, 5*time.Second, "listener closed", func() bool {
+		c, err := net.Dial("tcp", lb.addr)
+		if err == nil {
+			c.Close()
+		}
+		return err != nil
+	})
+	close(release)
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		t.Fatalf("in-flight request: %v", err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	if string(body) != "done" {
+		t.Fatalf("in-flight request: %q", body)
+	}
+	lb.stop(t)
+}
+
+// TestTLSFastPathReload: a reload that moves the route to another pool
+// applies to the next request of a kept-alive TLS connection on a loop.
+func TestTLSFastPathReload(t *testing.T) {
+	mk := func(name string) *backend {
+		return newBackend(t, func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, name) })
+	}
+	a, b := mk("a"), mk("b")
+	cfg := baseConfig(a.addr)
+	lb, tc := tlsFastLB(t, cfg)
+	c := h1Client(t, tc)
+	url := "https://" + lb.addr + "/"
+	if _, body := get(t, c, url); body != "a" {
+		t.Fatalf("before the reload: %q", body)
+	}
+	next := baseConfig(b.addr)
+	next.Listeners = lb.cfg.Listeners
+	next.Limits.TLSFastPath = true
+	if err := lb.Reload(next); err != nil {
+		t.Fatal(err)
+	}
+	if _, body := get(t, c, url); body != "b" {
+		t.Fatalf("after the reload: %q", body)
+	}
+	if n := lb.listeners["web"].fast.requests.Load(); n != 2 {
+		t.Errorf("fast path served %d, want 2", n)
+	}
 }
