@@ -5,11 +5,11 @@
 //	go run ./bench/lbprof -addr 127.0.0.1:18090 -targets 127.0.0.1:3001,127.0.0.1:3002 -cpuprofile cpu.out -d 15s
 //
 // Drive it with wrk while it runs; it stops after -d or on SIGINT.
-// -cert and -key make the listener TLS (drive it with h2load), and
-// -tls-loops serves its HTTP/1.1 connections on the event loops:
+// -memprofile writes the allocation profile when it stops. -cert and -key
+// make the listener TLS (drive it with h2load), and -tls-loops serves its
+// HTTP/1.1 connections on the event loops:
 //
 //	go run ./bench/lbprof -cert c.pem -key k.pem -tls-loops -targets ... -cpuprofile cpu.out
-// -memprofile writes the allocation profile when it stops.
 package main
 
 import (

@@ -64,6 +64,42 @@ func tlsFastLB(t *testing.T, cfg Config) (*running, *tls.Config) {
 	return lb, &tls.Config{RootCAs: roots, ServerName: "a.test", NextProtos: []string{"http/1.1"}}
 }
 
+// tlsConn is a client connection to a TLS listener, with a 10 s deadline.
+type tlsConn struct {
+	*tls.Conn
+	br *bufio.Reader
+}
+
+func dialTLS(t *testing.T, addr string, tc *tls.Config) *tlsConn {
+	t.Helper()
+	conn, err := tls.Dial("tcp", addr, tc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	conn.SetDeadline(time.Now().Add(10 * time.Second))
+	return &tlsConn{Conn: conn, br: bufio.NewReader(conn)}
+}
+
+// ask writes req (nothing when empty) and reads one answer's body.
+func (c *tlsConn) ask(t *testing.T, req string) string {
+	t.Helper()
+	if req != "" {
+		if _, err := io.WriteString(c, req); err != nil {
+			t.Fatal(err)
+		}
+	}
+	resp, err := http.ReadResponse(c.br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(body)
+}
+
 // h1Client is an HTTP/1.1-only client over TLS (no HTTP/2).
 func h1Client(t *testing.T, tc *tls.Config) *http.Client {
 	tr := &http.Transport{TLSClientConfig: tc, TLSNextProto: map[string]func(string, *tls.Conn) http.RoundTripper{}}
@@ -148,12 +184,7 @@ func TestTLSFastPathServes(t *testing.T) {
 func TestTLSFastPathPipelined(t *testing.T) {
 	be := newBackend(t, func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, r.URL.Path) })
 	lb, tc := tlsFastLB(t, baseConfig(be.addr))
-	conn, err := tls.Dial("tcp", lb.addr, tc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	conn.SetDeadline(time.Now().Add(10 * time.Second))
+	conn := dialTLS(t, lb.addr, tc)
 	const n = 400
 	pad := strings.Repeat("p", 100)
 	var reqs bytes.Buffer
@@ -161,15 +192,9 @@ func TestTLSFastPathPipelined(t *testing.T) {
 		fmt.Fprintf(&reqs, "GET /%d HTTP/1.1\r\nHost: a.test\r\nX-Pad: %s\r\n\r\n", i, pad)
 	}
 	go conn.Write(reqs.Bytes()) // the answers flow back meanwhile
-	br := bufio.NewReader(conn)
 	for i := range n {
-		resp, err := http.ReadResponse(br, nil)
-		if err != nil {
-			t.Fatalf("answer %d: %v", i, err)
-		}
-		body, err := io.ReadAll(resp.Body)
-		if err != nil || string(body) != "/"+strconv.Itoa(i) {
-			t.Fatalf("answer %d: %q %v", i, body, err)
+		if got := conn.ask(t, ""); got != "/"+strconv.Itoa(i) {
+			t.Fatalf("answer %d: %q", i, got)
 		}
 	}
 	if got := lb.listeners["web"].fast.requests.Load(); got != n {
@@ -186,30 +211,16 @@ func TestTLSFastPathHandsOver(t *testing.T) {
 		fmt.Fprintf(w, "%s %s %s", r.URL.Path, r.Header.Get("X-Forwarded-Proto"), body)
 	})
 	lb, tc := tlsFastLB(t, baseConfig(be.addr))
-	conn, err := tls.Dial("tcp", lb.addr, tc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	conn.SetDeadline(time.Now().Add(10 * time.Second))
-	br := bufio.NewReader(conn)
-	ask := func(req, want string) {
-		t.Helper()
-		if _, err := io.WriteString(conn, req); err != nil {
-			t.Fatal(err)
-		}
-		resp, err := http.ReadResponse(br, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		body, _ := io.ReadAll(resp.Body)
-		if string(body) != want {
-			t.Fatalf("answer %q, want %q", body, want)
+	conn := dialTLS(t, lb.addr, tc)
+	for _, c := range []struct{ req, want string }{
+		{"GET /a HTTP/1.1\r\nHost: a.test\r\n\r\n", "/a https "},
+		{"POST /b HTTP/1.1\r\nHost: a.test\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n", "/b https abc"},
+		{"GET /c HTTP/1.1\r\nHost: a.test\r\n\r\n", "/c https "},
+	} {
+		if got := conn.ask(t, c.req); got != c.want {
+			t.Fatalf("answer %q, want %q", got, c.want)
 		}
 	}
-	ask("GET /a HTTP/1.1\r\nHost: a.test\r\n\r\n", "/a https ")
-	ask("POST /b HTTP/1.1\r\nHost: a.test\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n", "/b https abc")
-	ask("GET /c HTTP/1.1\r\nHost: a.test\r\n\r\n", "/c https ")
 	if got := lb.listeners["web"].fast.requests.Load(); got != 1 {
 		t.Errorf("fast path served %d, want 1 (then the hand-over)", got)
 	}
@@ -222,15 +233,8 @@ func TestTLSFastPathClientCloses(t *testing.T) {
 	lb, tc := tlsFastLB(t, baseConfig(be.addr))
 	fast := lb.listeners["web"].fast
 	for i := range 10 {
-		conn, err := tls.Dial("tcp", lb.addr, tc)
-		if err != nil {
-			t.Fatal(err)
-		}
-		conn.SetDeadline(time.Now().Add(10 * time.Second))
-		io.WriteString(conn, "GET / HTTP/1.1\r\nHost: a.test\r\n\r\n")
-		if _, err := http.ReadResponse(bufio.NewReader(conn), nil); err != nil {
-			t.Fatal(err)
-		}
+		conn := dialTLS(t, lb.addr, tc)
+		conn.ask(t, "GET / HTTP/1.1\r\nHost: a.test\r\n\r\n")
 		if i%2 == 0 {
 			conn.Close() // close_notify, then FIN
 		} else {
@@ -302,28 +306,13 @@ func TestTLSFastPathTimeouts(t *testing.T) {
 			t.Fatal("connection still open after its timeout")
 		}
 	}
-	slow, err := tls.Dial("tcp", lb.addr, tc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer slow.Close()
+	slow := dialTLS(t, lb.addr, tc)
 	io.WriteString(slow, "GET / HTTP/1.1\r\nHost: a.test\r\nX-Slow: ")
-	closed(slow)
+	closed(slow.Conn)
 
-	idle, err := tls.Dial("tcp", lb.addr, tc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer idle.Close()
-	io.WriteString(idle, "GET / HTTP/1.1\r\nHost: a.test\r\n\r\n")
-	idle.SetReadDeadline(time.Now().Add(10 * time.Second))
-	br := bufio.NewReader(idle)
-	resp, err := http.ReadResponse(br, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	io.Copy(io.Discard, resp.Body)
-	if _, err := br.ReadByte(); err == nil || errors.Is(err, os.ErrDeadlineExceeded) {
+	idle := dialTLS(t, lb.addr, tc)
+	idle.ask(t, "GET / HTTP/1.1\r\nHost: a.test\r\n\r\n")
+	if _, err := idle.br.ReadByte(); err == nil || errors.Is(err, os.ErrDeadlineExceeded) {
 		t.Fatalf("idle connection: %v, want it closed", err)
 	}
 	if n := lb.listeners["web"].fast.requests.Load(); n != 1 {
@@ -338,15 +327,8 @@ func TestTLSFastPathConnectionLimit(t *testing.T) {
 	cfg := baseConfig(be.addr)
 	cfg.Limits.MaxConns = 1
 	lb, tc := tlsFastLB(t, cfg)
-	first, err := tls.Dial("tcp", lb.addr, tc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	first.SetDeadline(time.Now().Add(10 * time.Second))
-	io.WriteString(first, "GET / HTTP/1.1\r\nHost: a.test\r\n\r\n")
-	if _, err := http.ReadResponse(bufio.NewReader(first), nil); err != nil {
-		t.Fatal(err)
-	}
+	first := dialTLS(t, lb.addr, tc)
+	first.ask(t, "GET / HTTP/1.1\r\nHost: a.test\r\n\r\n")
 	raw, err := net.Dial("tcp", lb.addr) // waits in the backlog
 	if err != nil {
 		t.Fatal(err)
@@ -361,15 +343,9 @@ func TestTLSFastPathConnectionLimit(t *testing.T) {
 	// A new connection gets in once the first is gone.
 	first.Close()
 	waitFor(t, 5*time.Second, "the slot freed", func() bool { return lb.listeners["web"].fast.conns.Load() == 0 })
-	third, err := tls.Dial("tcp", lb.addr, tc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer third.Close()
-	third.SetDeadline(time.Now().Add(10 * time.Second))
-	io.WriteString(third, "GET / HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n")
-	if out, _ := io.ReadAll(third); !strings.HasPrefix(string(out), "HTTP/1.1 200") {
-		t.Fatalf("connection after the first closed: %q", out)
+	third := dialTLS(t, lb.addr, tc)
+	if got := third.ask(t, "GET / HTTP/1.1\r\nHost: a.test\r\n\r\n"); got != "ok" {
+		t.Fatalf("connection after the first closed: %q", got)
 	}
 }
 
@@ -384,12 +360,7 @@ func TestTLSFastPathShutdown(t *testing.T) {
 		io.WriteString(w, "done")
 	})
 	lb, tc := tlsFastLB(t, baseConfig(be.addr))
-	conn, err := tls.Dial("tcp", lb.addr, tc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	conn.SetDeadline(time.Now().Add(10 * time.Second))
+	conn := dialTLS(t, lb.addr, tc)
 	io.WriteString(conn, "GET /slow HTTP/1.1\r\nHost: a.test\r\n\r\n")
 	<-started
 	lb.cancel()
@@ -401,13 +372,8 @@ func TestTLSFastPathShutdown(t *testing.T) {
 		return err != nil
 	})
 	close(release)
-	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
-	if err != nil {
-		t.Fatalf("in-flight request: %v", err)
-	}
-	body, _ := io.ReadAll(resp.Body)
-	if string(body) != "done" {
-		t.Fatalf("in-flight request: %q", body)
+	if got := conn.ask(t, ""); got != "done" {
+		t.Fatalf("in-flight request: %q", got)
 	}
 	lb.stop(t)
 }
