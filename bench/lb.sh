@@ -6,7 +6,7 @@
 #   KINDS=ws ROUNDS=1 DURATION=5s bench/lb.sh   # WebSocket part only
 #   SHOAL_BASE=/tmp/shoal-old bench/lb.sh       # also an older shoal binary (A/B)
 #   SHOAL_BASE=$PWD/bin/shoal BASE_YAML='limits: {loops: 1}' bench/lb.sh  # A/B a setting
-#   SHOAL_YAML='limits: {tls_fast_path: true}' bench/lb.sh   # extra lb.yaml lines for shoal
+#   SHOAL_YAML='limits: {tls_fast_path: false}' bench/lb.sh  # extra lb.yaml lines for shoal
 #   KINDS='h2tls h1tls tlsclose' bench/lb.sh    # the TLS part only
 #
 # Two backends (bench/backend: ~100-byte answers, WebSocket echo on /ws)

@@ -6,10 +6,10 @@
 //
 // Drive it with wrk while it runs; it stops after -d or on SIGINT.
 // -memprofile writes the allocation profile when it stops. -cert and -key
-// make the listener TLS (drive it with h2load), and -tls-loops serves its
-// HTTP/1.1 connections on the event loops:
+// make the listener TLS (drive it with h2load); -tls-nethttp serves its
+// HTTP/1.1 connections through net/http instead of the event loops:
 //
-//	go run ./bench/lbprof -cert c.pem -key k.pem -tls-loops -targets ... -cpuprofile cpu.out
+//	go run ./bench/lbprof -cert c.pem -key k.pem -targets ... -cpuprofile cpu.out
 package main
 
 import (
@@ -35,13 +35,13 @@ func main() {
 	dur := flag.Duration("d", 15*time.Second, "how long to serve")
 	cert := flag.String("cert", "", "PEM certificate: serve TLS (with -key)")
 	key := flag.String("key", "", "PEM key of -cert")
-	tlsLoops := flag.Bool("tls-loops", false, "serve HTTP/1.1 over TLS on the event loops (limits.tls_fast_path)")
+	tlsNetHTTP := flag.Bool("tls-nethttp", false, "serve HTTP/1.1 over TLS through net/http (limits.tls_fast_path: false)")
 	flag.Parse()
 	ln := lb.Listener{Name: "web", Addr: *addr}
 	if *cert != "" {
 		ln.TLS = []lb.Certificate{{CertFile: *cert, KeyFile: *key}}
 	}
-	if err := run(ln, lb.Limits{TLSFastPath: *tlsLoops}, *targets, *cpu, *mem, *dur); err != nil {
+	if err := run(ln, lb.Limits{DisableTLSFastPath: *tlsNetHTTP}, *targets, *cpu, *mem, *dur); err != nil {
 		log.Fatal(err)
 	}
 }

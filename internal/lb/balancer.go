@@ -73,7 +73,7 @@ type listener struct {
 	ln     net.Listener // what the server accepts from
 	tlsL   *tlsListener
 	srv    *http.Server
-	fast   *fastServer   // the fast path (plain listeners; TLS ones with Limits.TLSFastPath); nil otherwise
+	fast   *fastServer   // the fast path (plain listeners, and TLS ones' HTTP/1.1); nil when off
 	served chan struct{} // closed when Serve returned; nil before serving
 	// fresh holds srv's connections with no request read yet, which
 	// shutdown lets send it (see freshConns).
@@ -263,7 +263,7 @@ func (b *Balancer) bind(l *listener, lim Limits, sock net.Listener) error {
 		ln = newLimitListener(ln, lim.MaxConns)
 	}
 	if l.tlsCfg != nil {
-		if lim.TLSFastPath && !lim.DisableFastPath {
+		if !lim.DisableTLSFastPath && !lim.DisableFastPath {
 			l.fast = newTLSFastServer(b, l.cfg.Name, lim)
 		}
 		l.tlsL = newTLSListener(ln, l.tlsCfg, lim.HeaderTimeout, lim.MaxHeaderBytes, l.fresh, l.fast)

@@ -18,9 +18,9 @@ import (
 // and serve requests in the fast subset (see internal/h1, ParseRequest)
 // on event loops (evloop.go), writing to and reading from pooled target
 // connections directly, without net/http's per-request goroutines,
-// channels and header maps; with Limits.TLSFastPath, TLS listeners do
-// the same with their HTTP/1.1 connections after the handshake
-// (evtls.go). The first request outside the subset (Upgrade over TLS,
+// channels and header maps; TLS listeners do the same with their
+// HTTP/1.1 connections after the handshake (evtls.go; off with
+// Limits.DisableTLSFastPath). The first request outside the subset (Upgrade over TLS,
 // Expect, Transfer-Encoding, odd framing, bodies larger than a buffer,
 // trusted proxies, maintenance, no route ...) hands the connection, with
 // the bytes read so far, to the listener's http.Server behind the

@@ -9,7 +9,8 @@ import (
 	"github.com/shoal-dev/shoal/internal/netpoll"
 )
 
-// HTTP/1.1 over TLS on the event loops (Limits.TLSFastPath). The
+// HTTP/1.1 over TLS on the event loops (on unless
+// Limits.DisableTLSFastPath or DisableFastPath is set). The
 // handshake runs as on the general path, in the tlsListener's goroutine
 // with crypto/tls (SNI, ALPN, session tickets, certificate rotation).
 // A connection whose ALPN is http/1.1 or none then moves to a loop,

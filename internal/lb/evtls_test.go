@@ -19,16 +19,17 @@ import (
 	"github.com/shoal-dev/shoal/internal/pool"
 )
 
-// tlsLoopsTest is the name of the test that re-runs the TLS listeners'
-// tests with Limits.TLSFastPath set (start reads it from the test's name).
-const tlsLoopsTest = "TestTLSLoops"
+// tlsNetHTTPTest is the name of the test that re-runs the TLS listeners'
+// tests with Limits.DisableTLSFastPath set (start reads it from the
+// test's name).
+const tlsNetHTTPTest = "TestTLSNetHTTP"
 
-// TestTLSLoops runs the tests of what TLS listeners do (SNI, ALPN and
+// TestTLSNetHTTP runs the tests of what TLS listeners do (SNI, ALPN and
 // HTTP/2, the smuggling guard, WebSockets, certificate rotation, the
 // drain of fresh connections, limits on HTTP/2, client RTT in the access
-// log and observer) a second time with their HTTP/1.1 connections on the
-// event loops.
-func TestTLSLoops(t *testing.T) {
+// log and observer) a second time with their HTTP/1.1 connections served
+// by net/http, as with tls_fast_path: false.
+func TestTLSNetHTTP(t *testing.T) {
 	for _, tc := range []struct {
 		name string
 		test func(*testing.T)
@@ -48,13 +49,12 @@ func TestTLSLoops(t *testing.T) {
 }
 
 // tlsFastLB runs a balancer whose one TLS listener (for a.test) has the
-// TLS fast path on, and returns it with a client configuration that
+// TLS fast path on (the default), and returns it with a client configuration that
 // trusts it and offers http/1.1 only.
 func tlsFastLB(t *testing.T, cfg Config) (*running, *tls.Config) {
 	t.Helper()
 	crt, cert := writeCert(t, t.TempDir(), "a.test")
 	cfg.Listeners[0].TLS = []Certificate{crt}
-	cfg.Limits.TLSFastPath = true
 	lb := start(t, cfg)
 	if lb.listeners["web"].fast == nil {
 		t.Fatal("TLS listener without the fast path")
@@ -394,7 +394,6 @@ func TestTLSFastPathReload(t *testing.T) {
 	}
 	next := baseConfig(b.addr)
 	next.Listeners = lb.cfg.Listeners
-	next.Limits.TLSFastPath = true
 	if err := lb.Reload(next); err != nil {
 		t.Fatal(err)
 	}
