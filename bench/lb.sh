@@ -74,7 +74,8 @@ cleanup() {
 	for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
 	rm -rf "$TMP"
 }
-trap cleanup EXIT INT TERM
+trap cleanup EXIT
+trap "exit 143" INT TERM # then EXIT cleans up
 
 port_free() { ! ss -ltnH "sport = :$1" | grep -q .; }
 SHOAL_PORT=$BASE_PORT HAPROXY_PORT=$((BASE_PORT + 1)) NGINX_PORT=$((BASE_PORT + 2)) ADMIN_PORT=$((BASE_PORT + 9))
@@ -86,7 +87,7 @@ for p in $SHOAL_PORT $HAPROXY_PORT $NGINX_PORT $ADMIN_PORT $BASE_SHOAL_PORT $BAS
 done
 
 echo "building shoal, backend, wsload ..." >&2
-go build -o "$TMP/shoal" ./cmd/shoal
+go build -o "$TMP/shoal-lb-bench" ./cmd/shoal # a name of its own: nothing that stops "shoal" processes stops it
 go build -o "$TMP/backend" ./bench/backend
 go build -o "$TMP/wsload" ./bench/wsload
 go build -o "$TMP/idleconns" ./bench/idleconns
@@ -125,7 +126,7 @@ admin:
 EOF
 cp "$TMP/lb-core.yaml" "$TMP/lb.yaml"
 [ -n "$SHOAL_YAML" ] && printf '%s\n' "$SHOAL_YAML" >>"$TMP/lb.yaml"
-"${PROXY_CPU[@]}" "$TMP/shoal" lb -c "$TMP/lb.yaml" -log-level warn >"$TMP/shoal.log" 2>&1 &
+"${PROXY_CPU[@]}" "$TMP/shoal-lb-bench" lb -c "$TMP/lb.yaml" -log-level warn >"$TMP/shoal.log" 2>&1 &
 PIDS+=($!)
 SHOAL_PID=$!
 if [ -n "$SHOAL_BASE" ]; then
@@ -207,7 +208,7 @@ NGINX_PID=$!
 for url in http://127.0.0.1:{$SHOAL_PORT,$HAPROXY_PORT,$NGINX_PORT}/ https://127.0.0.1:{$SHOAL_TLS_PORT,$HAPROXY_TLS_PORT,$NGINX_TLS_PORT}/ \
 	${SHOAL_BASE:+http://127.0.0.1:$BASE_SHOAL_PORT/ https://127.0.0.1:$BASE_TLS_PORT/}; do
 	ok=
-	for _ in $(seq 200); do
+	for _ in $(seq 600); do # 30s: a loaded machine starts a proxy slowly
 		if curl -fsk -o /dev/null "$url"; then ok=1; break; fi
 		sleep 0.05
 	done
