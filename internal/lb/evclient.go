@@ -118,7 +118,7 @@ type evClient struct {
 // layer, nil for a plain connection.
 func (l *evLoop) adoptClient(fd int, client netip.Addr, remote string, release func(), t *evTLS) {
 	c := &evClient{l: l, fd: fd, release: release, client: client, ip: client.String(), remote: remote, events: netpoll.In, tls: t}
-	if l.draining || l.quit {
+	if l.quit || l.draining && t == nil {
 		c.finalClose()
 		return
 	}
@@ -130,6 +130,12 @@ func (l *evLoop) adoptClient(fd int, client netip.Addr, remote string, release f
 	c.gen = gen
 	l.clients[c] = struct{}{}
 	c.dl = l.now + l.s.lim.ClientIdle
+	if l.draining {
+		// A TLS handshake that ended as a shutdown began: its first
+		// request gets the header timeout, then the connection closes
+		// after the answer (as evLoop.stopping treats fresh ones).
+		c.dl = l.now + l.s.lim.HeaderTimeout
+	}
 	if t != nil {
 		// The handshake may have read the first request's records along
 		// with its last message: no readiness report announces them.

@@ -404,3 +404,30 @@ func TestTLSFastPathReload(t *testing.T) {
 		t.Errorf("fast path served %d, want 2", n)
 	}
 }
+
+// TestTLSFastPathAdoptedWhileDraining: a connection whose handshake ends
+// on a loop that is already draining still gets its first request
+// answered, then is closed.
+func TestTLSFastPathAdoptedWhileDraining(t *testing.T) {
+	be := newBackend(t, func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") })
+	lb, tc := tlsFastLB(t, baseConfig(be.addr))
+	fast := lb.listeners["web"].fast
+	<-lb.Serving()
+	fast.mu.Lock()
+	loops := fast.loops
+	fast.mu.Unlock()
+	for _, l := range loops {
+		done := make(chan struct{})
+		if !l.post(func() { l.stopping(); close(done) }) {
+			t.Fatal("loop ended")
+		}
+		<-done
+	}
+	conn := dialTLS(t, lb.addr, tc)
+	if got := conn.ask(t, "GET / HTTP/1.1\r\nHost: a.test\r\n\r\n"); got != "ok" {
+		t.Fatalf("answer %q", got)
+	}
+	if _, err := conn.br.ReadByte(); err == nil || errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("after the answer: %v, want the connection closed", err)
+	}
+}
