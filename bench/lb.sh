@@ -87,7 +87,7 @@ for p in $SHOAL_PORT $HAPROXY_PORT $NGINX_PORT $ADMIN_PORT $BASE_SHOAL_PORT $BAS
 done
 
 echo "building shoal, backend, wsload ..." >&2
-go build -o "$TMP/shoal-lb-bench" ./cmd/shoal # a name of its own: nothing that stops "shoal" processes stops it
+go build -o "$TMP/shoal" ./cmd/shoal
 go build -o "$TMP/backend" ./bench/backend
 go build -o "$TMP/wsload" ./bench/wsload
 go build -o "$TMP/idleconns" ./bench/idleconns
@@ -126,16 +126,19 @@ admin:
 EOF
 cp "$TMP/lb-core.yaml" "$TMP/lb.yaml"
 [ -n "$SHOAL_YAML" ] && printf '%s\n' "$SHOAL_YAML" >>"$TMP/lb.yaml"
-"${PROXY_CPU[@]}" "$TMP/shoal-lb-bench" lb -c "$TMP/lb.yaml" -log-level warn >"$TMP/shoal.log" 2>&1 &
+"${PROXY_CPU[@]}" "$TMP/shoal" lb -c "$TMP/lb.yaml" -log-level warn >"$TMP/shoal.log" 2>&1 &
 PIDS+=($!)
 SHOAL_PID=$!
 if [ -n "$SHOAL_BASE" ]; then
 	# The base binary may predate the "listen" key (it read "addr", which
 	# newer binaries still accept, with a warning): write the old name.
+	# Its own directory: a shoal lb started next to another's lb.yaml takes
+	# over that one's sockets (.shoal/handoff.sock).
+	mkdir "$TMP/base"
 	sed -e "s/:$SHOAL_PORT\$/:$BASE_SHOAL_PORT/" -e "s/:$SHOAL_TLS_PORT\$/:$BASE_TLS_PORT/" -e "s/:$ADMIN_PORT\$/:$BASE_ADMIN_PORT/" \
-		-e 's/^\( *\)listen: /\1addr: /' "$TMP/lb-core.yaml" >"$TMP/lb-base.yaml"
-	[ -n "$BASE_YAML" ] && printf '%s\n' "$BASE_YAML" >>"$TMP/lb-base.yaml"
-	"${PROXY_CPU[@]}" "$SHOAL_BASE" lb -c "$TMP/lb-base.yaml" -log-level warn >"$TMP/shoal-base.log" 2>&1 &
+		-e 's/^\( *\)listen: /\1addr: /' "$TMP/lb-core.yaml" >"$TMP/base/lb.yaml"
+	[ -n "$BASE_YAML" ] && printf '%s\n' "$BASE_YAML" >>"$TMP/base/lb.yaml"
+	"${PROXY_CPU[@]}" "$SHOAL_BASE" lb -c "$TMP/base/lb.yaml" -log-level warn >"$TMP/shoal-base.log" 2>&1 &
 	PIDS+=($!)
 	BASE_PID=$!
 fi
