@@ -6,6 +6,8 @@
 #   KINDS=ws ROUNDS=1 DURATION=5s bench/lb.sh   # WebSocket part only
 #   SHOAL_BASE=/tmp/shoal-old bench/lb.sh       # also an older shoal binary (A/B)
 #   SHOAL_BASE=$PWD/bin/shoal BASE_YAML='limits: {loops: 1}' bench/lb.sh  # A/B a setting
+#   SHOAL_YAML='limits: {tls_fast_path: false}' bench/lb.sh  # extra lb.yaml lines for shoal
+#   KINDS='h2tls h1tls tlsclose' bench/lb.sh    # the TLS part only
 #
 # Two backends (bench/backend: ~100-byte answers, WebSocket echo on /ws)
 # run behind each proxy, all on 127.0.0.1. Each proxy gets comparable
@@ -14,6 +16,19 @@
 # echo) drive them in interleaved rounds (shoal, haproxy, nginx, shoal, ...)
 # so that drift in the machine's load hits every proxy alike. The table
 # shows the median of the rounds and the ratio to HAProxy.
+#
+# TLS: each proxy also has a TLS listener with the same ECDSA P-256
+# certificate (made by the script with openssl) offering h2 and http/1.1
+# through ALPN. h2load drives HTTP/2 (h2load -c CONNS -m STREAMS) and
+# HTTP/1.1 keep-alive (h2load --h1 -c CONNS); wrk drives a new TLS
+# connection per request (a full handshake each: wrk does not resume
+# sessions). h2load warms up 1s (the handshakes) before it measures.
+# Latency percentiles of the h2load modes come from its
+# per-request log.
+#
+# With PIN=1 (the default on 2 or more cores) the proxies run on CPU 0 and
+# the backends and load generators on CPU 1 (taskset), so that the load
+# generator's work does not count against the proxy it drives.
 #
 # Everything shares the machine's cores: load generator, proxies and
 # backends. Numbers compare proxies on one box; they are not capacity.
@@ -24,10 +39,13 @@ DURATION=${DURATION:-10s}
 CONNS=${CONNS:-64}
 THREADS=${THREADS:-2}
 WS_CONNS=${WS_CONNS:-64}
-KINDS=${KINDS:-idle http close ws} # parts: idle (memory of idle connections), http (keep-alive), close (a new connection per request), ws
+STREAMS=${STREAMS:-10} # concurrent HTTP/2 streams per connection (h2tls)
+KINDS=${KINDS:-idle http close ws h2tls h1tls tlsclose} # parts: idle (memory of idle connections), http (keep-alive), close (a new connection per request), ws, h2tls (HTTP/2 over TLS), h1tls (HTTP/1.1 over TLS, keep-alive), tlsclose (a new TLS connection per request)
+PIN=${PIN:-$([ "$(nproc)" -ge 2 ] && echo 1 || echo 0)}
 IDLE_CONNS=${IDLE_CONNS:-3000}
 SHOAL_BASE=${SHOAL_BASE:-} # an older shoal binary to interleave as "base"
 BASE_YAML=${BASE_YAML:-}   # extra lb.yaml lines for "base", e.g. 'limits: {loops: 1}'
+SHOAL_YAML=${SHOAL_YAML:-} # extra lb.yaml lines for shoal
 BASE_PORT=${BASE_PORT:-18080}
 cd "$(dirname "$0")/.."
 
@@ -38,6 +56,16 @@ need() {
 	fi
 }
 for t in go haproxy nginx wrk; do need "$t"; done
+if [[ " $KINDS " == *tls* ]]; then
+	need openssl
+	command -v h2load >/dev/null 2>&1 || { echo "bench/lb.sh: h2load not found. On Debian/Ubuntu: sudo apt-get install -y nghttp2-client" >&2; exit 2; }
+fi
+# Pinning: proxies on CPU 0, backends and load generators on CPU 1.
+PROXY_CPU=() LOAD_CPU=()
+if [ "$PIN" = 1 ]; then
+	need taskset
+	PROXY_CPU=(taskset -c 0) LOAD_CPU=(taskset -c 1)
+fi
 
 TMP=$(mktemp -d -t shoal-bench-XXXXXX)
 PIDS=()
@@ -46,12 +74,15 @@ cleanup() {
 	for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
 	rm -rf "$TMP"
 }
-trap cleanup EXIT INT TERM
+trap cleanup EXIT
+trap "exit 143" INT TERM # then EXIT cleans up
 
 port_free() { ! ss -ltnH "sport = :$1" | grep -q .; }
 SHOAL_PORT=$BASE_PORT HAPROXY_PORT=$((BASE_PORT + 1)) NGINX_PORT=$((BASE_PORT + 2)) ADMIN_PORT=$((BASE_PORT + 9))
 BASE_SHOAL_PORT=$((BASE_PORT + 3)) BASE_ADMIN_PORT=$((BASE_PORT + 8))
-for p in $SHOAL_PORT $HAPROXY_PORT $NGINX_PORT $ADMIN_PORT $BASE_SHOAL_PORT $BASE_ADMIN_PORT; do
+SHOAL_TLS_PORT=$((BASE_PORT + 4)) HAPROXY_TLS_PORT=$((BASE_PORT + 5)) NGINX_TLS_PORT=$((BASE_PORT + 6)) BASE_TLS_PORT=$((BASE_PORT + 7))
+for p in $SHOAL_PORT $HAPROXY_PORT $NGINX_PORT $ADMIN_PORT $BASE_SHOAL_PORT $BASE_ADMIN_PORT \
+	$SHOAL_TLS_PORT $HAPROXY_TLS_PORT $NGINX_TLS_PORT $BASE_TLS_PORT; do
 	port_free "$p" || { echo "bench/lb.sh: port $p is in use (set BASE_PORT)" >&2; exit 2; }
 done
 
@@ -61,16 +92,26 @@ go build -o "$TMP/backend" ./bench/backend
 go build -o "$TMP/wsload" ./bench/wsload
 go build -o "$TMP/idleconns" ./bench/idleconns
 
+# One ECDSA P-256 certificate for every proxy's TLS listener.
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
+	-subj /CN=localhost -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" \
+	-keyout "$TMP/key.pem" -out "$TMP/cert.pem" 2>/dev/null
+cat "$TMP/cert.pem" "$TMP/key.pem" >"$TMP/haproxy.pem"
+
 . bench/lib.sh # from the repository root (the cd above)
 start_backends
 B1=${BACKENDS[0]} B2=${BACKENDS[1]}
 echo "backends: $B1 $B2" >&2
 
 # --- shoal ---
-cat >"$TMP/lb.yaml" <<EOF
+cat >"$TMP/lb-core.yaml" <<EOF
 listeners:
   - name: web
     listen: 127.0.0.1:$SHOAL_PORT
+  - name: webtls
+    listen: 127.0.0.1:$SHOAL_TLS_PORT
+    tls:
+      - {cert: $TMP/cert.pem, key: $TMP/key.pem}
 routes:
   - name: all
     pool: be
@@ -83,16 +124,21 @@ pools:
 admin:
   listen: 127.0.0.1:$ADMIN_PORT
 EOF
-"$TMP/shoal" lb -c "$TMP/lb.yaml" -log-level warn >"$TMP/shoal.log" 2>&1 &
+cp "$TMP/lb-core.yaml" "$TMP/lb.yaml"
+[ -n "$SHOAL_YAML" ] && printf '%s\n' "$SHOAL_YAML" >>"$TMP/lb.yaml"
+"${PROXY_CPU[@]}" "$TMP/shoal" lb -c "$TMP/lb.yaml" -log-level warn >"$TMP/shoal.log" 2>&1 &
 PIDS+=($!)
 SHOAL_PID=$!
 if [ -n "$SHOAL_BASE" ]; then
 	# The base binary may predate the "listen" key (it read "addr", which
 	# newer binaries still accept, with a warning): write the old name.
-	sed -e "s/:$SHOAL_PORT\$/:$BASE_SHOAL_PORT/" -e "s/:$ADMIN_PORT\$/:$BASE_ADMIN_PORT/" \
-		-e 's/^\( *\)listen: /\1addr: /' "$TMP/lb.yaml" >"$TMP/lb-base.yaml"
-	[ -n "$BASE_YAML" ] && printf '%s\n' "$BASE_YAML" >>"$TMP/lb-base.yaml"
-	"$SHOAL_BASE" lb -c "$TMP/lb-base.yaml" -log-level warn >"$TMP/shoal-base.log" 2>&1 &
+	# Its own directory: a shoal lb started next to another's lb.yaml takes
+	# over that one's sockets (.shoal/handoff.sock).
+	mkdir "$TMP/base"
+	sed -e "s/:$SHOAL_PORT\$/:$BASE_SHOAL_PORT/" -e "s/:$SHOAL_TLS_PORT\$/:$BASE_TLS_PORT/" -e "s/:$ADMIN_PORT\$/:$BASE_ADMIN_PORT/" \
+		-e 's/^\( *\)listen: /\1addr: /' "$TMP/lb-core.yaml" >"$TMP/base/lb.yaml"
+	[ -n "$BASE_YAML" ] && printf '%s\n' "$BASE_YAML" >>"$TMP/base/lb.yaml"
+	"${PROXY_CPU[@]}" "$SHOAL_BASE" lb -c "$TMP/base/lb.yaml" -log-level warn >"$TMP/shoal-base.log" 2>&1 &
 	PIDS+=($!)
 	BASE_PID=$!
 fi
@@ -112,13 +158,14 @@ defaults
     timeout tunnel 1h
 frontend fe
     bind 127.0.0.1:$HAPROXY_PORT
+    bind 127.0.0.1:$HAPROXY_TLS_PORT ssl crt $TMP/haproxy.pem alpn h2,http/1.1
     default_backend be
 backend be
     balance roundrobin
     server b1 $B1
     server b2 $B2
 EOF
-haproxy -f "$TMP/haproxy.cfg" -db >"$TMP/haproxy.log" 2>&1 &
+"${PROXY_CPU[@]}" haproxy -f "$TMP/haproxy.cfg" -db >"$TMP/haproxy.log" 2>&1 &
 PIDS+=($!)
 HAPROXY_PID=$!
 
@@ -142,6 +189,9 @@ http {
     map \$http_upgrade \$connection_upgrade { default upgrade; '' ''; }
     server {
         listen 127.0.0.1:$NGINX_PORT;
+        listen 127.0.0.1:$NGINX_TLS_PORT ssl http2;
+        ssl_certificate $TMP/cert.pem;
+        ssl_certificate_key $TMP/key.pem;
         location / {
             proxy_pass http://be;
             proxy_http_version 1.1;
@@ -153,19 +203,20 @@ http {
     }
 }
 EOF
-nginx -p "$TMP/nginx" -c "$TMP/nginx/nginx.conf" >"$TMP/nginx.log" 2>&1 &
+"${PROXY_CPU[@]}" nginx -p "$TMP/nginx" -c "$TMP/nginx/nginx.conf" >"$TMP/nginx.log" 2>&1 &
 PIDS+=($!)
 NGINX_PID=$!
 
 # Wait until every proxy answers.
-for port in $SHOAL_PORT $HAPROXY_PORT $NGINX_PORT ${SHOAL_BASE:+$BASE_SHOAL_PORT}; do
+for url in http://127.0.0.1:{$SHOAL_PORT,$HAPROXY_PORT,$NGINX_PORT}/ https://127.0.0.1:{$SHOAL_TLS_PORT,$HAPROXY_TLS_PORT,$NGINX_TLS_PORT}/ \
+	${SHOAL_BASE:+http://127.0.0.1:$BASE_SHOAL_PORT/ https://127.0.0.1:$BASE_TLS_PORT/}; do
 	ok=
-	for _ in $(seq 200); do
-		if curl -fs -o /dev/null "http://127.0.0.1:$port/"; then ok=1; break; fi
+	for _ in $(seq 600); do # 30s: a loaded machine starts a proxy slowly
+		if curl -fsk -o /dev/null "$url"; then ok=1; break; fi
 		sleep 0.05
 	done
 	if [ -z "$ok" ]; then
-		echo "bench/lb.sh: proxy on port $port does not answer" >&2
+		echo "bench/lb.sh: proxy at $url does not answer" >&2
 		cat "$TMP"/*.log "$TMP/nginx/logs/error.log" >&2 || true
 		exit 1
 	fi
@@ -173,6 +224,7 @@ done
 
 NAMES=(shoal haproxy nginx)
 declare -A PORT=([shoal]=$SHOAL_PORT [haproxy]=$HAPROXY_PORT [nginx]=$NGINX_PORT [base]=$BASE_SHOAL_PORT)
+declare -A TLS_PORT=([shoal]=$SHOAL_TLS_PORT [haproxy]=$HAPROXY_TLS_PORT [nginx]=$NGINX_TLS_PORT [base]=$BASE_TLS_PORT)
 declare -A PID=([shoal]=$SHOAL_PID [haproxy]=$HAPROXY_PID [nginx]=$NGINX_PID [base]=${BASE_PID:-})
 
 # cpu_ticks NAME: CPU time (user + system, in clock ticks) used so far by
@@ -205,30 +257,63 @@ IDLE_OUT="$TMP/idle"
 if [[ " $KINDS " == *" idle "* ]]; then
 	for n in "${NAMES[@]}"; do
 		p=${PID[$n]}
-		out=$("$TMP/idleconns" -addr "127.0.0.1:${PORT[$n]}" -n "$IDLE_CONNS" -pids "$(echo $p $(pgrep -P "$p" || true) | tr ' ' ',')")
+		out=$(${LOAD_CPU[@]+"${LOAD_CPU[@]}"} "$TMP/idleconns" -addr "127.0.0.1:${PORT[$n]}" -n "$IDLE_CONNS" -pids "$(echo $p $(pgrep -P "$p" || true) | tr ' ' ',')")
 		echo "idle $n: $out" >&2
 		echo "$n $(echo "$out" | sed -E 's/.*per_conn_bytes=([0-9-]+).*/\1/')" >>"$IDLE_OUT"
 	done
 fi
+# percentiles FILE: p50 and p99 in ms of h2load's per-request log (its
+# third column is the request's time in microseconds).
+percentiles() {
+	awk '{print $3}' "$1" | sort -n | awk '{a[NR] = $1} END {
+		if (NR == 0) { print "0 0"; exit }
+		i50 = int(NR * 0.50); if (i50 < 1) i50 = 1
+		i99 = int(NR * 0.99); if (i99 < 1) i99 = 1
+		printf "%.3f %.3f\n", a[i50] / 1000, a[i99] / 1000 }'
+}
+
+# load KIND NAME: drive one proxy for DURATION; prints
+# "rate p50_ms p99_ms requests errors".
+load() {
+	local kind=$1 n=$2 out hdr=() url="https://127.0.0.1:${TLS_PORT[$2]}/"
+	case $kind in
+	http | close | tlsclose)
+		[ "$kind" = http ] || hdr=(-H "Connection: close")
+		[ "$kind" = tlsclose ] || url="http://127.0.0.1:${PORT[$n]}/"
+		out=$(${LOAD_CPU[@]+"${LOAD_CPU[@]}"} wrk -t"$THREADS" -c"$CONNS" -d"$DURATION" --latency "${hdr[@]}" "$url")
+		echo "$(echo "$out" | awk '/^Requests\/sec:/ {print $2}')" \
+			"$(to_ms "$(echo "$out" | awk '$1 == "50%" {print $2}')")" \
+			"$(to_ms "$(echo "$out" | awk '$1 == "99%" {print $2}')")" \
+			"$(echo "$out" | awk '/requests in/ {print $1}')" \
+			"$(echo "$out" | awk '/Non-2xx|Socket errors/ {print}' | tr -d ' ,:' | tr '\n' ';')"
+		;;
+	h2tls | h1tls)
+		local proto=(-m "$STREAMS")
+		[ "$kind" = h1tls ] && proto=(--h1)
+		out=$(${LOAD_CPU[@]+"${LOAD_CPU[@]}"} h2load "${proto[@]}" -c "$CONNS" -t "$THREADS" -D "${DURATION%s}" --warm-up-time 1 \
+			--log-file "$TMP/h2load.log" "$url")
+		# "finished in 10.00s, 12345.60 req/s, 1.23MB/s" and
+		# "requests: N total, N started, N done, N succeeded, N failed, N errored, N timeout"
+		echo "$(echo "$out" | awk '/^finished in/ {print $4}')" \
+			"$(percentiles "$TMP/h2load.log")" \
+			"$(echo "$out" | awk '/^requests:/ {print $8}')" \
+			"$(echo "$out" | awk '/^requests:/ && ($10 + $12 + $14) > 0 {print "failed=" $10 ";errored=" $12 ";timeout=" $14}')"
+		;;
+	esac
+}
+
 for r in $(seq "$ROUNDS"); do
-	for kind in http close; do
+	for kind in http close h2tls h1tls tlsclose; do
 	[[ " $KINDS " == *" $kind "* ]] || continue
-	hdr=()
-	[ "$kind" = close ] && hdr=(-H "Connection: close")
 	for n in "${NAMES[@]}"; do
 		c0=$(cpu_ticks "$n")
-		out=$(wrk -t"$THREADS" -c"$CONNS" -d"$DURATION" --latency "${hdr[@]}" "http://127.0.0.1:${PORT[$n]}/")
+		read -r rps p50 p99 reqs errs < <(load "$kind" "$n")
 		c1=$(cpu_ticks "$n")
-		rps=$(echo "$out" | awk '/^Requests\/sec:/ {print $2}')
-		reqs=$(echo "$out" | awk '/requests in/ {print $1}')
 		# Requests per second of the proxy's own CPU time: its efficiency,
 		# much steadier than the rate when other work shares the cores.
 		rpc=$(awk -v r="$reqs" -v t=$((c1 - c0)) -v hz="$HZ" 'BEGIN { if (t > 0) printf "%.0f", r / (t / hz); else print 0 }')
-		p50=$(to_ms "$(echo "$out" | awk '$1 == "50%" {print $2}')")
-		p99=$(to_ms "$(echo "$out" | awk '$1 == "99%" {print $2}')")
-		errs=$(echo "$out" | awk '/Non-2xx|Socket errors/ {print}' | tr '\n' ' ')
 		echo "$kind $n $rps $p50 $p99 $rpc" >>"$RESULTS"
-		echo "round $r $kind $n: $rps req/s p50 ${p50}ms p99 ${p99}ms, $rpc req per proxy CPU-second $errs" >&2
+		echo "round $r $kind $n: $rps req/s p50 ${p50}ms p99 ${p99}ms, $rpc req per proxy CPU-second ${errs:-}" >&2
 	done
 	done
 done
@@ -236,7 +321,7 @@ for r in $(seq "$ROUNDS"); do
 	[[ " $KINDS " == *" ws "* ]] || break
 	for n in "${NAMES[@]}"; do
 		c0=$(cpu_ticks "$n")
-		out=$("$TMP/wsload" -url "ws://127.0.0.1:${PORT[$n]}/ws" -c "$WS_CONNS" -d "$DURATION")
+		out=$(${LOAD_CPU[@]+"${LOAD_CPU[@]}"} "$TMP/wsload" -url "ws://127.0.0.1:${PORT[$n]}/ws" -c "$WS_CONNS" -d "$DURATION")
 		c1=$(cpu_ticks "$n")
 		mps=$(echo "$out" | sed -E 's/.*msgs_per_sec=([0-9.]+).*/\1/')
 		p50=$(echo "$out" | sed -E 's/.*p50_ms=([0-9.]+).*/\1/')
@@ -257,7 +342,7 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else
 
 echo
 echo "shoal lb vs HAProxy $(haproxy -v | awk 'NR==1 {print $3}') vs nginx $(nginx -v 2>&1 | sed 's/.*nginx\///')," \
-	"median of $ROUNDS rounds of $DURATION; $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | sed 's/.*: //')"
+	"median of $ROUNDS rounds of $DURATION; PIN=$PIN; $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | sed 's/.*: //')"
 echo
 echo "| test | proxy | rate/s | p50 ms | p99 ms | per proxy CPU-s | rate vs HAProxy | p99 vs HAProxy | per CPU-s vs HAProxy |"
 echo "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
@@ -269,6 +354,9 @@ for kind in $KINDS; do
 		label="HTTP wrk -t$THREADS -c$CONNS"
 		[ "$kind" = close ] && label="HTTP, new connection per request"
 		[ "$kind" = ws ] && label="WebSocket echo, $WS_CONNS conns"
+		[ "$kind" = h2tls ] && label="HTTP/2 over TLS, h2load -c$CONNS -m$STREAMS"
+		[ "$kind" = h1tls ] && label="HTTP/1.1 over TLS, h2load --h1 -c$CONNS"
+		[ "$kind" = tlsclose ] && label="HTTPS, new TLS connection per request (wrk)"
 		printf "| %s | %s | %.0f | %.3f | %.3f | %.0f | %s | %s | %s |\n" "$label" "$n" "$rate" "$p50" "$p99" "$cpu" "$(ratio "$rate" "$hr")" "$(ratio "$p99" "$h99")" "$(ratio "$cpu" "$hc")"
 	done
 done

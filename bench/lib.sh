@@ -17,10 +17,11 @@ wait_line() {
 
 # start_backends: two bench/backend processes (built as $TMP/backend), their
 # host:port in BACKENDS, their pids appended to PIDS for the caller's cleanup.
+# With LOAD_CPU set (a command prefix, e.g. (taskset -c 1)) they run under it.
 start_backends() {
 	BACKENDS=()
 	for i in 1 2; do
-		"$TMP/backend" -name "b$i" >"$TMP/backend$i.log" 2>&1 &
+		${LOAD_CPU[@]+"${LOAD_CPU[@]}"} "$TMP/backend" -name "b$i" >"$TMP/backend$i.log" 2>&1 &
 		PIDS+=($!)
 		BACKENDS+=("$(wait_line "$TMP/backend$i.log" 'listening addr=([0-9.:]+)')")
 	done

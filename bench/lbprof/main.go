@@ -5,7 +5,11 @@
 //	go run ./bench/lbprof -addr 127.0.0.1:18090 -targets 127.0.0.1:3001,127.0.0.1:3002 -cpuprofile cpu.out -d 15s
 //
 // Drive it with wrk while it runs; it stops after -d or on SIGINT.
-// -memprofile writes the allocation profile when it stops.
+// -memprofile writes the allocation profile when it stops. -cert and -key
+// make the listener TLS (drive it with h2load); -tls-nethttp serves its
+// HTTP/1.1 connections through net/http instead of the event loops:
+//
+//	go run ./bench/lbprof -cert c.pem -key k.pem -targets ... -cpuprofile cpu.out
 package main
 
 import (
@@ -29,13 +33,20 @@ func main() {
 	cpu := flag.String("cpuprofile", "", "write a CPU profile here")
 	mem := flag.String("memprofile", "", "write an allocation profile here at the end")
 	dur := flag.Duration("d", 15*time.Second, "how long to serve")
+	cert := flag.String("cert", "", "PEM certificate: serve TLS (with -key)")
+	key := flag.String("key", "", "PEM key of -cert")
+	tlsNetHTTP := flag.Bool("tls-nethttp", false, "serve HTTP/1.1 over TLS through net/http (limits.tls_fast_path: false)")
 	flag.Parse()
-	if err := run(*addr, *targets, *cpu, *mem, *dur); err != nil {
+	ln := lb.Listener{Name: "web", Addr: *addr}
+	if *cert != "" {
+		ln.TLS = []lb.Certificate{{CertFile: *cert, KeyFile: *key}}
+	}
+	if err := run(ln, lb.Limits{DisableTLSFastPath: *tlsNetHTTP}, *targets, *cpu, *mem, *dur); err != nil {
 		log.Fatal(err)
 	}
 }
 
-func run(addr, targets, cpu, mem string, dur time.Duration) error {
+func run(ln lb.Listener, lim lb.Limits, targets, cpu, mem string, dur time.Duration) error {
 	pc := lb.PoolConfig{Name: "be", Algorithm: pool.RoundRobin}
 	for _, t := range strings.Split(targets, ",") {
 		if t != "" {
@@ -43,7 +54,8 @@ func run(addr, targets, cpu, mem string, dur time.Duration) error {
 		}
 	}
 	b, err := lb.New(lb.Config{
-		Listeners: []lb.Listener{{Name: "web", Addr: addr}},
+		Listeners: []lb.Listener{ln},
+		Limits:    lim,
 		Routes:    []lb.Route{{Name: "all", Pool: "be"}},
 		Pools:     []lb.PoolConfig{pc},
 	})

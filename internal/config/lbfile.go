@@ -437,6 +437,10 @@ type limitsDoc struct {
 	// rest to net/http behind the smuggling guard; default true. Set false
 	// to serve everything through net/http.
 	FastPath *bool `yaml:"fast_path"`
+	// TLSFastPath serves TLS listeners' HTTP/1.1 connections on the same
+	// event loops after the handshake; default true. Set false to serve
+	// them through net/http (fast_path: false turns it off too).
+	TLSFastPath *bool `yaml:"tls_fast_path"`
 	// Loops is the number of event loops (threads) serving each plain
 	// listener's fast path; default 0: one per CPU the process may use.
 	Loops int `yaml:"loops"`

@@ -507,19 +507,20 @@ func (v *lbValidator) nonNegative(path string, n int) int {
 
 func (v *lbValidator) limits(l limitsDoc) lb.Limits {
 	return lb.Limits{
-		HeaderTimeout:   v.duration("limits.header_timeout", l.HeaderTimeout),
-		ClientIdle:      v.duration("limits.client_idle", l.ClientIdle),
-		UpstreamIdle:    v.duration("limits.upstream_idle", l.UpstreamIdle),
-		MaxHeaderBytes:  v.sizeInt("limits.max_header_bytes", l.MaxHeaderBytes),
-		MaxURIBytes:     v.sizeInt("limits.max_uri_bytes", l.MaxURIBytes),
-		MaxRequestLine:  v.sizeInt("limits.max_request_line", l.MaxRequestLine),
-		MaxBodyBytes:    int64(l.MaxBodyBytes),
-		MaxConns:        v.nonNegative("limits.max_conns", l.MaxConns),
-		MaxIdlePerHost:  v.nonNegative("limits.max_idle_per_host", l.MaxIdlePerHost),
-		WebSocketIdle:   v.duration("limits.websocket_idle", l.WebSocketIdle),
-		ShutdownTimeout: v.duration("limits.shutdown_timeout", l.ShutdownTimeout),
-		DisableFastPath: l.FastPath != nil && !*l.FastPath,
-		Loops:           v.nonNegative("limits.loops", l.Loops),
+		HeaderTimeout:      v.duration("limits.header_timeout", l.HeaderTimeout),
+		ClientIdle:         v.duration("limits.client_idle", l.ClientIdle),
+		UpstreamIdle:       v.duration("limits.upstream_idle", l.UpstreamIdle),
+		MaxHeaderBytes:     v.sizeInt("limits.max_header_bytes", l.MaxHeaderBytes),
+		MaxURIBytes:        v.sizeInt("limits.max_uri_bytes", l.MaxURIBytes),
+		MaxRequestLine:     v.sizeInt("limits.max_request_line", l.MaxRequestLine),
+		MaxBodyBytes:       int64(l.MaxBodyBytes),
+		MaxConns:           v.nonNegative("limits.max_conns", l.MaxConns),
+		MaxIdlePerHost:     v.nonNegative("limits.max_idle_per_host", l.MaxIdlePerHost),
+		WebSocketIdle:      v.duration("limits.websocket_idle", l.WebSocketIdle),
+		ShutdownTimeout:    v.duration("limits.shutdown_timeout", l.ShutdownTimeout),
+		DisableFastPath:    l.FastPath != nil && !*l.FastPath,
+		DisableTLSFastPath: l.TLSFastPath != nil && !*l.TLSFastPath,
+		Loops:              v.nonNegative("limits.loops", l.Loops),
 	}
 }
 

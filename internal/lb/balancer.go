@@ -73,7 +73,7 @@ type listener struct {
 	ln     net.Listener // what the server accepts from
 	tlsL   *tlsListener
 	srv    *http.Server
-	fast   *fastServer   // plain listeners on the fast path; nil otherwise
+	fast   *fastServer   // the fast path (plain listeners, and TLS ones' HTTP/1.1); nil when off
 	served chan struct{} // closed when Serve returned; nil before serving
 	// fresh holds srv's connections with no request read yet, which
 	// shutdown lets send it (see freshConns).
@@ -270,7 +270,13 @@ func (b *Balancer) bind(l *listener, lim Limits, sock net.Listener) error {
 		ln = newLimitListener(ln, lim.MaxConns)
 	}
 	if l.tlsCfg != nil {
-		l.tlsL = newTLSListener(ln, l.tlsCfg, lim.HeaderTimeout, lim.MaxHeaderBytes, l.fresh)
+		if !lim.DisableTLSFastPath && !lim.DisableFastPath {
+			l.fast = newTLSFastServer(b, l.cfg.Name, lim)
+		}
+		l.tlsL = newTLSListener(ln, l.tlsCfg, lim.HeaderTimeout, lim.MaxHeaderBytes, l.fresh, l.fast)
+		if l.fast != nil {
+			l.fast.giveTo = l.tlsL.give
+		}
 		l.ln = l.tlsL
 	} else {
 		l.ln = plainListener{Listener: ln, maxHead: lim.MaxHeaderBytes}

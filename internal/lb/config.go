@@ -154,6 +154,12 @@ type Limits struct {
 	// only. By default they use the fast path (see evserve.go), which
 	// hands any request outside its strict subset to net/http anyway.
 	DisableFastPath bool
+	// DisableTLSFastPath serves the HTTP/1.1 connections of TLS listeners
+	// through net/http only. By default those whose ALPN is http/1.1 or
+	// none move to the fast path's event loops after the handshake, with
+	// the same subset and hand-over (see evtls.go). DisableFastPath turns
+	// it off too.
+	DisableTLSFastPath bool
 	// Loops is the number of event loops serving each plain listener's
 	// fast path; 0 means one per CPU (runtime.NumCPU, at most GOMAXPROCS;
 	// at most 64).

@@ -91,12 +91,12 @@ func (l *evLoop) accept() {
 	// most once, here, before it has sent anything we read).
 	to := l.lightest()
 	to.nClients.Add(1)
-	if to == l || !to.post(func() { to.adoptClient(fd, client, remote, s.releaseSlot) }) {
+	if to == l || !to.post(func() { to.adoptClient(fd, client, remote, s.releaseSlot, nil) }) {
 		if to != l {
 			to.nClients.Add(-1)
 			l.nClients.Add(1)
 		}
-		l.adoptClient(fd, client, remote, s.releaseSlot)
+		l.adoptClient(fd, client, remote, s.releaseSlot, nil)
 	}
 }
 

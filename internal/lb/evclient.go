@@ -49,6 +49,7 @@ type evClient struct {
 	client  netip.Addr
 	ip      string
 	remote  string
+	tls     *evTLS // TLS connections' layer (evtls.go); nil on plain ones
 
 	// Per-connection caches, so a request allocates nothing: the
 	// Forwarded element for the last Host seen and the generated id.
@@ -113,10 +114,11 @@ type evClient struct {
 	tail    []byte
 }
 
-// adoptClient registers an accepted connection with l.
-func (l *evLoop) adoptClient(fd int, client netip.Addr, remote string, release func()) {
-	c := &evClient{l: l, fd: fd, release: release, client: client, ip: client.String(), remote: remote, events: netpoll.In}
-	if l.draining || l.quit {
+// adoptClient registers an accepted connection with l; t is its TLS
+// layer, nil for a plain connection.
+func (l *evLoop) adoptClient(fd int, client netip.Addr, remote string, release func(), t *evTLS) {
+	c := &evClient{l: l, fd: fd, release: release, client: client, ip: client.String(), remote: remote, events: netpoll.In, tls: t}
+	if l.quit || l.draining && t == nil {
 		c.finalClose()
 		return
 	}
@@ -128,6 +130,17 @@ func (l *evLoop) adoptClient(fd int, client netip.Addr, remote string, release f
 	c.gen = gen
 	l.clients[c] = struct{}{}
 	c.dl = l.now + l.s.lim.ClientIdle
+	if l.draining {
+		// A TLS handshake that ended as a shutdown began: its first
+		// request gets the header timeout, then the connection closes
+		// after the answer (as evLoop.stopping treats fresh ones).
+		c.dl = l.now + l.s.lim.HeaderTimeout
+	}
+	if t != nil {
+		// The handshake may have read the first request's records along
+		// with its last message: no readiness report announces them.
+		c.readable()
+	}
 }
 
 func (c *evClient) setEvents(ev netpoll.Events) {
@@ -142,7 +155,7 @@ func (c *evClient) event(ev netpoll.Events) {
 		c.tun.clientEvent(ev)
 		return
 	}
-	if ev&netpoll.Out != 0 && (c.wo < len(c.wb) || len(c.tail) > 0) {
+	if ev&netpoll.Out != 0 && (c.wo < len(c.wb) || len(c.tail) > 0 || c.tls != nil && c.tls.unsent()) {
 		c.flush()
 	}
 	if c.state != csDone && ev&(netpoll.In|netpoll.Hup|netpoll.Err) != 0 {
@@ -165,7 +178,7 @@ func (c *evClient) readable() {
 		}
 		return
 	}
-	n, err := netpoll.Read(c.fd, c.buf[c.w:])
+	n, err := c.readConn(c.buf[c.w:])
 	if n > 0 {
 		c.w += n
 		if c.state == csIdle {
@@ -174,6 +187,10 @@ func (c *evClient) readable() {
 		return
 	}
 	if err == netpoll.ErrAgain {
+		if c.state == csIdle && c.w == 0 {
+			c.l.putBuf(c.buf) // an idle connection keeps no buffer
+			c.buf = nil
+		}
 		return
 	}
 	if c.state == csBusy {
@@ -253,7 +270,7 @@ func (c *evClient) eligible(tbl *table, n int) bool {
 	if n > lim.MaxHeaderBytes || int(h.Target.End-h.Target.Start) > lim.MaxURIBytes ||
 		int(h.Target.End)+len(" HTTP/1.1") > lim.MaxRequestLine ||
 		lim.MaxBodyBytes > 0 && h.ContentLength > lim.MaxBodyBytes || b.maint.Load() != nil || trusted(tbl.trusted, c.client) ||
-		b.mayBeChallenge(bstr(c.buf[c.r:], h.Path)) {
+		b.mayBeChallenge(bstr(c.buf[c.r:], h.Path)) || h.Upgrade && c.tls != nil {
 		return false
 	}
 	return h.NRequestID <= 1
@@ -332,14 +349,14 @@ func (c *evClient) forward() {
 }
 
 // stickyKey returns the key a sticky pool picks by: the request's path
-// (SockJS sessions), the value of the pool's cookie (the pin), and no TLS
-// (the fast path serves plain listeners only). Its strings view the
+// (SockJS sessions), the value of the pool's cookie (the pin), and
+// whether the client speaks TLS (a new pin is Secure). Its strings view the
 // connection's buffer, which stays put while the request is in flight;
 // nothing is allocated.
 func (c *evClient) stickyKey(pe *poolEntry) *pool.Key {
 	head := c.buf[c.r:]
 	h := &c.h
-	c.key = pool.Key{Path: bstr(head, h.Path)}
+	c.key = pool.Key{Path: bstr(head, h.Path), TLS: c.tls != nil}
 	if name := pe.p.CookieName(); name != "" {
 		for _, sp := range h.Cookies[:h.NCookies] {
 			if v, ok := pool.CookieValue(bstr(head, sp), name); ok {
@@ -365,13 +382,17 @@ func (c *evClient) writeOutHead(ex *exchange) {
 		o = append(o, head[f.Start:f.End]...)
 	}
 	host := head[h.Host.Start:h.Host.End]
+	proto := "http"
+	if c.tls != nil {
+		proto = "https"
+	}
 	if c.fwd == "" || string(host) != string(c.fwdHost) {
 		c.fwdHost = append(c.fwdHost[:0], host...)
-		c.fwd = forwardedElement(c.client, string(host), "http")
+		c.fwd = forwardedElement(c.client, string(host), proto)
 	}
-	// The fast path serves untrusted clients on plain listeners only
-	// (eligible), so this is setForwarded's untrusted case.
-	fv := untrustedForwarded(c.ip, "http", bstr(head, h.Host), c.fwd)
+	// The fast path serves untrusted clients only (eligible), so this is
+	// setForwarded's untrusted case.
+	fv := untrustedForwarded(c.ip, proto, bstr(head, h.Host), c.fwd)
 	for i, k := range clientHeaders {
 		o = append(o, k...)
 		o = append(o, ": "...)
@@ -653,12 +674,12 @@ func (c *evClient) endClosedBody() {
 // target's reads pause until it can; when everything is written and the
 // answer is complete, the exchange ends.
 func (c *evClient) flush() {
-	for c.wo < len(c.wb) || len(c.tail) > 0 {
+	for c.wo < len(c.wb) || len(c.tail) > 0 || c.tls != nil && c.tls.unsent() {
 		p := c.tail
 		if c.wo < len(c.wb) {
 			p = c.wb[c.wo:]
 		}
-		n, err := netpoll.Write(c.fd, p)
+		n, err := c.writeConn(p)
 		if n > 0 {
 			if c.wo < len(c.wb) {
 				c.wo += n
@@ -667,6 +688,9 @@ func (c *evClient) flush() {
 			}
 			c.wrote = true
 			continue
+		}
+		if err == nil {
+			continue // p was empty: the waiting TLS records went out
 		}
 		if err == netpoll.ErrAgain {
 			c.setEvents(c.events | netpoll.Out)
@@ -713,6 +737,11 @@ func (c *evClient) complete() {
 		c.setEvents(c.events | netpoll.In)
 	}
 	c.serveNext()
+	if c.state == csIdle && c.tls != nil && c.tls.full {
+		// Reading stopped on a full buffer: what TLS still holds is
+		// announced by no readiness report.
+		c.readable()
+	}
 }
 
 // abort ends the connection with a request in flight: its try (if any)
@@ -787,6 +816,7 @@ func (c *evClient) finalClose() {
 	c.state = csDone
 	c.l.nClients.Add(-1)
 	c.freeBufs()
+	c.tls = nil
 	netpoll.Close(c.fd)
 	c.l.s.conns.Add(-1)
 	if c.release != nil {
@@ -810,7 +840,30 @@ func (c *evClient) handoff() {
 		c.l.logger().Warn("fast path hand-over failed", "error", err)
 		return
 	}
+	if c.tls != nil {
+		c.l.s.give(c.tls.handBack(nc, pre, c.l.s.lim.MaxHeaderBytes))
+		return
+	}
 	c.l.s.give(newGuardConn(&prefixConn{Conn: nc, pre: pre}, c.l.s.lim.MaxHeaderBytes))
+}
+
+// readConn reads what the client sent: the socket's bytes, or on TLS the
+// plaintext of its records (the same results: n > 0, or ErrAgain, or the
+// end of the connection).
+func (c *evClient) readConn(p []byte) (int, error) {
+	if c.tls != nil {
+		return c.tls.read(p)
+	}
+	return netpoll.Read(c.fd, p)
+}
+
+// writeConn writes to the client: on TLS, encrypted (an empty p sends
+// the records still waiting).
+func (c *evClient) writeConn(p []byte) (int, error) {
+	if c.tls != nil {
+		return c.tls.write(p)
+	}
+	return netpoll.Write(c.fd, p)
 }
 
 // freeBufs gives the connection's buffers back to the loop.

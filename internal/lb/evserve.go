@@ -8,30 +8,37 @@ import (
 	"runtime"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/shoal-dev/shoal/internal/netpoll"
 )
 
 // The fast path: plain HTTP/1.1 listeners accept connections themselves
-// and serve requests in the fast subset (see internal/h1, ParseRequest) on event loops
-// (evloop.go), writing to and reading from pooled target connections
-// directly, without net/http's per-request goroutines, channels and
-// header maps. The first request outside the subset (TLS is never on
-// this path; Upgrade, Expect, Transfer-Encoding, odd framing, bodies
-// larger than a buffer, trusted proxies, maintenance, no
-// route ...) hands the connection, with the bytes read so far, to the
-// listener's http.Server behind the smuggling guard, which serves it from
-// then on.
+// and serve requests in the fast subset (see internal/h1, ParseRequest)
+// on event loops (evloop.go), writing to and reading from pooled target
+// connections directly, without net/http's per-request goroutines,
+// channels and header maps; TLS listeners do the same with their
+// HTTP/1.1 connections after the handshake (evtls.go; off with
+// Limits.DisableTLSFastPath). The first request outside the subset (Upgrade over TLS,
+// Expect, Transfer-Encoding, odd framing, bodies larger than a buffer,
+// trusted proxies, maintenance, no route ...) hands the connection, with
+// the bytes read so far, to the listener's http.Server behind the
+// smuggling guard, which serves it from then on.
 
-// fastServer serves one plain listener.
+// fastServer serves one plain listener, or the HTTP/1.1 connections of
+// a TLS listener (evtls.go).
 type fastServer struct {
-	b       *Balancer
-	name    string
-	lm      *listenerMetrics
-	lim     Limits
-	ln      *net.TCPListener
+	b    *Balancer
+	name string
+	lm   *listenerMetrics
+	lim  Limits
+	ln   *net.TCPListener // nil for TLS: the loops do not accept
+	// handoff is the plain listener's http.Server's listener; giveTo
+	// hands a connection to the listener's http.Server (to handoff, or to
+	// the TLS listener).
 	handoff *chanListener
+	giveTo  func(net.Conn)
 
 	// requests counts requests served on the fast path (for tests).
 	requests atomic.Int64
@@ -51,7 +58,9 @@ type fastServer struct {
 }
 
 func newFastServer(b *Balancer, name string, lim Limits, ln *net.TCPListener) *fastServer {
-	return &fastServer{b: b, name: name, lm: b.metrics.forListener(name), lim: lim, ln: ln, handoff: newChanListener(ln.Addr()), stopped: make(chan struct{}), ready: make(chan struct{})}
+	s := &fastServer{b: b, name: name, lm: b.metrics.forListener(name), lim: lim, ln: ln, handoff: newChanListener(ln.Addr()), stopped: make(chan struct{}), ready: make(chan struct{})}
+	s.giveTo = s.handoff.give
+	return s
 }
 
 // serve starts the loops, each accepting on its own descriptor of the
@@ -68,14 +77,17 @@ func (s *fastServer) serve() error {
 		n = min(runtime.NumCPU(), runtime.GOMAXPROCS(0))
 	}
 	n = min(n, 64)
-	rc, err := s.ln.SyscallConn()
-	if err != nil {
-		s.mu.Unlock()
-		return fmt.Errorf("listener %s: %w", s.name, err)
+	var rc syscall.RawConn
+	if s.ln != nil {
+		var err error
+		if rc, err = s.ln.SyscallConn(); err != nil {
+			s.mu.Unlock()
+			return fmt.Errorf("listener %s: %w", s.name, err)
+		}
 	}
 	for range n {
 		l, err := newEvLoop(s)
-		if err == nil {
+		if err == nil && rc != nil {
 			cerr := rc.Control(func(fd uintptr) { l.lnfd, err = netpoll.Dup(int(fd)) })
 			if err == nil {
 				err = cerr
@@ -128,7 +140,9 @@ func (s *fastServer) stopAccepting() {
 		}
 		wg.Wait()
 	}
-	s.ln.Close()
+	if s.ln != nil {
+		s.ln.Close()
+	}
 	s.stopOnce.Do(func() { close(s.stopped) })
 }
 
@@ -177,7 +191,7 @@ func (s *fastServer) give(c net.Conn) {
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
-		s.handoff.give(c)
+		s.giveTo(c)
 	}()
 }
 

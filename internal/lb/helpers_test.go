@@ -66,6 +66,10 @@ func start(t testing.TB, cfg Config) *running {
 	if onNetHTTP {
 		cfg.Limits.DisableFastPath = true
 	}
+	onTLSNetHTTP := strings.HasPrefix(t.Name(), tlsNetHTTPTest+"/")
+	if onTLSNetHTTP {
+		cfg.Limits.DisableTLSFastPath = true
+	}
 	b, err := New(cfg)
 	if err != nil {
 		t.Fatalf("New: %v", err)
@@ -80,6 +84,10 @@ func start(t testing.TB, cfg Config) *running {
 		}
 		if !onNetHTTP && !cfg.Limits.DisableFastPath && len(lc.TLS) == 0 && !lc.Managed && l.fast == nil {
 			t.Fatalf("listener %s: plain listener without the fast path", lc.Name)
+		}
+		tlsOn := len(lc.TLS) > 0 || lc.Managed
+		if tlsOn && (l.fast != nil) != (!onNetHTTP && !onTLSNetHTTP && !cfg.Limits.DisableFastPath && !cfg.Limits.DisableTLSFastPath) {
+			t.Fatalf("listener %s: TLS listener's loops: %v under %s", lc.Name, l.fast != nil, t.Name())
 		}
 	}
 	ctx, cancel := context.WithCancel(context.Background())

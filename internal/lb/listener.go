@@ -75,12 +75,15 @@ func (l plainListener) Accept() (net.Conn, error) {
 // through the smuggling guard: it accepts raw connections, runs each
 // handshake in its own goroutine (bounded by the header timeout), and
 // hands net/http either the *tls.Conn (ALPN "h2": net/http serves HTTP/2
-// on it) or a guardConn around it (HTTP/1.1).
+// on it) or a guardConn around it (HTTP/1.1). With loops (the TLS fast
+// path, evtls.go), HTTP/1.1 connections go to the event loops instead,
+// which hand back (give) those they do not serve.
 type tlsListener struct {
 	inner   net.Listener
 	cfg     atomic.Pointer[tls.Config]
 	timeout time.Duration
-	maxHead int // Limits.MaxHeaderBytes, for the guard
+	maxHead int         // Limits.MaxHeaderBytes, for the guard
+	loops   *fastServer // nil: every connection goes to net/http
 	conns   chan net.Conn
 	ctx     context.Context
 	cancel  context.CancelFunc
@@ -99,8 +102,8 @@ type tlsListener struct {
 	once  sync.Once
 }
 
-func newTLSListener(inner net.Listener, cfg *tls.Config, handshakeTimeout time.Duration, maxHead int, fresh *freshConns) *tlsListener {
-	l := &tlsListener{inner: inner, timeout: handshakeTimeout, maxHead: maxHead, conns: make(chan net.Conn), acceptDone: make(chan struct{}), fresh: fresh}
+func newTLSListener(inner net.Listener, cfg *tls.Config, handshakeTimeout time.Duration, maxHead int, fresh *freshConns, loops *fastServer) *tlsListener {
+	l := &tlsListener{inner: inner, timeout: handshakeTimeout, maxHead: maxHead, loops: loops, conns: make(chan net.Conn), acceptDone: make(chan struct{}), fresh: fresh}
 	l.cfg.Store(cfg)
 	l.ctx, l.cancel = context.WithCancel(context.Background())
 	l.wg.Add(1)
@@ -140,7 +143,13 @@ func (l *tlsListener) handshake(raw net.Conn) {
 	defer l.wg.Done()
 	defer l.hs.Done()
 	defer l.handshaking.Add(-1)
-	tc := tls.Server(raw, l.cfg.Load())
+	under, pipe := raw, (*tlsPipe)(nil)
+	if l.loops != nil {
+		// The connection may move to a loop after the handshake.
+		pipe = newTLSPipe(raw)
+		under = pipe
+	}
+	tc := tls.Server(under, l.cfg.Load())
 	ctx, cancel := context.WithTimeout(l.ctx, l.timeout)
 	err := tc.HandshakeContext(ctx)
 	cancel()
@@ -148,8 +157,12 @@ func (l *tlsListener) handshake(raw net.Conn) {
 		tc.Close()
 		return
 	}
+	h2 := tc.ConnectionState().NegotiatedProtocol == "h2"
+	if pipe != nil && !h2 && l.loops.adoptTLS(tc, pipe, raw) {
+		return
+	}
 	var c net.Conn = tc
-	if tc.ConnectionState().NegotiatedProtocol != "h2" {
+	if !h2 {
 		c = newGuardConn(tc, l.maxHead)
 	}
 	l.fresh.track(c, http.StateNew)
@@ -158,6 +171,16 @@ func (l *tlsListener) handshake(raw net.Conn) {
 	case <-l.ctx.Done():
 		l.fresh.track(c, http.StateClosed)
 		tc.Close()
+	}
+}
+
+// give hands a connection from the loops to the listener's http.Server,
+// or closes it when the listener is closed.
+func (l *tlsListener) give(c net.Conn) {
+	select {
+	case l.conns <- c:
+	case <-l.ctx.Done():
+		c.Close()
 	}
 }
 

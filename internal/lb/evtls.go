@@ -1,0 +1,224 @@
+package lb
+
+import (
+	"crypto/tls"
+	"io"
+	"net"
+	"time"
+
+	"github.com/shoal-dev/shoal/internal/netpoll"
+)
+
+// HTTP/1.1 over TLS on the event loops (on unless
+// Limits.DisableTLSFastPath or DisableFastPath is set). The
+// handshake runs as on the general path, in the tlsListener's goroutine
+// with crypto/tls (SNI, ALPN, session tickets, certificate rotation).
+// A connection whose ALPN is http/1.1 or none then moves to a loop,
+// which drives the same *tls.Conn without blocking: the tls.Conn sits on
+// a tlsPipe, which on a loop reads the socket with a non-blocking read
+// and answers "not yet" with a temporary net.Error. crypto/tls keeps a
+// record it read in part and returns such an error to its caller without
+// remembering it (crypto/tls/conn.go, readRecordOrCCS), so tls.Conn.Read
+// decrypts what arrived and is called again at the next readiness
+// report. tls.Conn.Write encrypts into the pipe's buffer, which the loop
+// sends as the socket takes it. Everything else is the plain fast path:
+// the same subset, and the same hand-over of anything outside it, here to
+// the TLS listener's http.Server with the same tls.Conn, its pipe back on
+// a blocking descriptor. WebSocket upgrades over TLS are handed over too.
+
+// tlsWait is what a tlsPipe on a loop returns when the socket has nothing
+// more for now: a net.Error that is Temporary, which crypto/tls passes
+// up without making it the connection's error.
+type tlsWait struct{}
+
+func (tlsWait) Error() string   { return "tls: no more input yet" }
+func (tlsWait) Timeout() bool   { return false }
+func (tlsWait) Temporary() bool { return true }
+
+var errTLSWait net.Error = tlsWait{}
+
+// tlsPipe is the transport under a *tls.Conn that can move between a
+// goroutine and a loop. While conn is set (the handshake, the general
+// path) it is conn; on a loop (fd >= 0) it reads the descriptor without
+// blocking and buffers what tls writes in out. Only one goroutine uses
+// it at a time: the handshake's, then the loop's, then net/http's; each
+// move is a hand-over through the loop's task queue or a channel.
+type tlsPipe struct {
+	conn         net.Conn
+	fd           int
+	out          []byte // ciphertext not sent yet (on a loop)
+	laddr, raddr net.Addr
+}
+
+func newTLSPipe(c net.Conn) *tlsPipe {
+	return &tlsPipe{conn: c, fd: -1, laddr: c.LocalAddr(), raddr: c.RemoteAddr()}
+}
+
+func (p *tlsPipe) Read(b []byte) (int, error) {
+	if p.conn != nil {
+		return p.conn.Read(b)
+	}
+	n, err := netpoll.Read(p.fd, b)
+	switch {
+	case n > 0:
+		return n, nil
+	case err == netpoll.ErrAgain:
+		return 0, errTLSWait
+	case err == nil:
+		return 0, io.EOF
+	default:
+		return 0, err
+	}
+}
+
+func (p *tlsPipe) Write(b []byte) (int, error) {
+	if p.conn != nil {
+		if len(p.out) > 0 {
+			// Records a loop queued before the connection moved.
+			if _, err := p.conn.Write(p.out); err != nil {
+				return 0, err
+			}
+			p.out = nil
+		}
+		return p.conn.Write(b)
+	}
+	p.out = append(p.out, b...)
+	return len(b), nil
+}
+
+// Close closes the connection off a loop (a loop closes its descriptor
+// itself).
+func (p *tlsPipe) Close() error {
+	if p.conn != nil {
+		return p.conn.Close()
+	}
+	return nil
+}
+
+func (p *tlsPipe) LocalAddr() net.Addr  { return p.laddr }
+func (p *tlsPipe) RemoteAddr() net.Addr { return p.raddr }
+
+func (p *tlsPipe) SetDeadline(t time.Time) error {
+	if p.conn != nil {
+		return p.conn.SetDeadline(t)
+	}
+	return nil
+}
+
+func (p *tlsPipe) SetReadDeadline(t time.Time) error {
+	if p.conn != nil {
+		return p.conn.SetReadDeadline(t)
+	}
+	return nil
+}
+
+func (p *tlsPipe) SetWriteDeadline(t time.Time) error {
+	if p.conn != nil {
+		return p.conn.SetWriteDeadline(t)
+	}
+	return nil
+}
+
+// evTLS is the TLS layer of a client connection on a loop.
+type evTLS struct {
+	tc   *tls.Conn
+	pipe *tlsPipe
+	// full: the last read filled the caller's buffer, so tls may hold
+	// decrypted or whole records that no readiness report will announce.
+	full bool
+	err  error // a read error that came after data, for the next read
+}
+
+// maxTLSWrite bounds the plaintext encrypted at once, and so the pipe's
+// buffer, when the socket takes less.
+const maxTLSWrite = 64 << 10
+
+// read decrypts into p what the socket brought, as much as p holds. It
+// returns netpoll.ErrAgain when no whole record is there yet, and 0 and
+// the error when the connection ended (io.EOF: a close_notify or the
+// peer closing between records).
+func (t *evTLS) read(p []byte) (int, error) {
+	t.full = false
+	if t.err != nil {
+		return 0, t.err
+	}
+	total := 0
+	for total < len(p) {
+		n, err := t.tc.Read(p[total:])
+		total += n
+		if err == nil {
+			continue
+		}
+		if err != errTLSWait {
+			if total > 0 {
+				t.err = err
+				return total, nil
+			}
+			return 0, err
+		}
+		if total == 0 {
+			return 0, netpoll.ErrAgain
+		}
+		return total, nil
+	}
+	t.full = true
+	return total, nil
+}
+
+// write encrypts a prefix of p and sends what the socket takes. It
+// returns the plaintext bytes taken, or netpoll.ErrAgain when earlier
+// records are still waiting for room (nothing of p is taken then). An
+// empty p only sends what waits.
+func (t *evTLS) write(p []byte) (int, error) {
+	if err := t.send(); err != nil {
+		return -1, err
+	}
+	if len(p) == 0 {
+		return 0, nil
+	}
+	if len(p) > maxTLSWrite {
+		p = p[:maxTLSWrite]
+	}
+	n, err := t.tc.Write(p)
+	if err != nil {
+		return -1, err
+	}
+	if err := t.send(); err != nil && err != netpoll.ErrAgain {
+		return -1, err
+	}
+	return n, nil
+}
+
+// unsent reports records waiting for room in the socket.
+func (t *evTLS) unsent() bool { return len(t.pipe.out) > 0 }
+
+// send writes the waiting records; netpoll.ErrAgain when some remain.
+func (t *evTLS) send() error {
+	out := t.pipe.out
+	for len(out) > 0 {
+		n, err := netpoll.Write(t.pipe.fd, out)
+		if n > 0 {
+			out = out[n:]
+			continue
+		}
+		// Keep the rest at the start of the buffer.
+		t.pipe.out = t.pipe.out[:copy(t.pipe.out, out)]
+		return err
+	}
+	if cap(t.pipe.out) > maxSmallCap {
+		t.pipe.out = nil // a burst's buffer goes; the usual one stays
+	} else {
+		t.pipe.out = t.pipe.out[:0]
+	}
+	return nil
+}
+
+// handBack gives the connection to the general path: its pipe goes back
+// to a blocking connection, nc (the same socket), and the plaintext
+// already read, pre, is read again first.
+func (t *evTLS) handBack(nc net.Conn, pre []byte, maxHead int) net.Conn {
+	t.pipe.fd, t.pipe.conn = -1, nc
+	g := newGuardConn(&prefixConn{Conn: t.tc, pre: pre}, maxHead)
+	g.tlsConn = t.tc // Request.TLS, through the prefix
+	return g
+}
