@@ -44,9 +44,11 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"github.com/shoal-dev/shoal/internal/api"
+	"github.com/shoal-dev/shoal/internal/dockerrt"
 	"github.com/shoal-dev/shoal/internal/release"
 	"github.com/shoal-dev/shoal/internal/runtime"
 )
@@ -85,6 +87,13 @@ type Config struct {
 	// FetchTimeout bounds the fetch of one artifact; zero means
 	// DefaultFetchTimeout.
 	FetchTimeout time.Duration
+	// Docker runs the container instances (api.LaunchSpec.Runtime
+	// "docker"): a Detached engine whose scope is DataDir in `shoal
+	// agent`. The Agent reads its Exits in Run: nothing else may. Nil
+	// means this host has no engine: a container instance is refused
+	// (ErrNoEngine) with NoDocker as the reason.
+	Docker   *dockerrt.Engine
+	NoDocker string
 }
 
 // Runtime is what the agent needs of the runtime that runs its instances:
@@ -140,6 +149,12 @@ type Agent struct {
 	fetches flight // by digest
 	starts  flight // by instance id
 	mux     *http.ServeMux
+
+	docker   *dockerrt.Engine // nil: no engine (noDocker says why)
+	noDocker string
+	loads    flight // image loads, by digest
+	imagesMu sync.Mutex
+	images   map[string]string // artifact digest -> image ID, once known
 }
 
 // New checks cfg, reads the term file (a damaged one is an error: the fence
@@ -162,6 +177,10 @@ func New(cfg Config) (*Agent, error) {
 		rt: cfg.Runtime, artifacts: cfg.Artifacts, source: cfg.Source, dataDir: cfg.DataDir,
 		name: cfg.Name, advertise: cfg.Advertise, log: cfg.Logger,
 		pollWait: cfg.PollWait, fetchTimeout: cfg.FetchTimeout,
+		docker: cfg.Docker, noDocker: cfg.NoDocker, images: map[string]string{},
+	}
+	if a.noDocker == "" {
+		a.noDocker = "the agent was started without one"
 	}
 	if a.log == nil {
 		a.log = slog.New(slog.DiscardHandler)
@@ -212,22 +231,35 @@ func (a *Agent) Epoch() string { return a.exits.epoch }
 // Term returns the highest leader term recorded.
 func (a *Agent) Term() uint64 { return a.fence.current() }
 
-// Run records the runtime's exits until ctx ends or the runtime is closed
-// (its Exits channel closed), and returns nil. Exits that end while Run is
-// not running stay queued in the runtime until the next Run.
+// Run records the runtime's exits (and the Docker engine's) until ctx ends
+// or the runtime is closed (its Exits channel closed), and returns nil.
+// Exits that end while Run is not running stay queued in the runtime until
+// the next Run.
 func (a *Agent) Run(ctx context.Context) error {
 	exits := a.rt.Exits()
+	var containerExits <-chan dockerrt.Exit
+	if a.docker != nil {
+		containerExits = a.docker.Exits()
+	}
 	for {
+		var x api.InstanceExit
 		select {
 		case <-ctx.Done():
 			return nil
-		case x, ok := <-exits:
+		case rx, ok := <-exits:
 			if !ok {
 				return nil
 			}
-			a.exits.push(api.InstanceExit{ID: x.ID, Code: x.Code, Signal: x.Signal, Stopped: x.Stopped, At: x.At, LogTail: x.LogTail})
-			a.log.Info("exit recorded", "instance", x.ID, "code", x.Code, "signal", x.Signal, "stopped", x.Stopped)
+			x = api.InstanceExit{ID: rx.ID, Code: rx.Code, Signal: rx.Signal, Stopped: rx.Stopped, At: rx.At, LogTail: rx.LogTail}
+		case dx, ok := <-containerExits:
+			if !ok {
+				containerExits = nil
+				continue
+			}
+			x = a.containerExit(dx)
 		}
+		a.exits.push(x)
+		a.log.Info("exit recorded", "instance", x.ID, "code", x.Code, "signal", x.Signal, "stopped", x.Stopped)
 	}
 }
 

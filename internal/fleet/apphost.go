@@ -77,14 +77,12 @@ func (e *NoCapacityError) Unwrap() []error { return []error{controller.ErrNoCapa
 // Start implements controller.Host: it chooses a host with placement.Choose
 // among the ready ones, counting every app's instances and their declared
 // CPU and memory, and asks its agent to run the instance under the current
-// term. A host that does not answer, or is declared lost during the call,
-// is left out and another chosen; when none is left the error is a
-// *NoCapacityError. An answer of the agent's refusing the start is
-// returned as it is.
+// term. A host that does not answer, is declared lost during the call, or
+// cannot run the instance (a container instance on a host with no Docker
+// engine: agentclient.ErrUnsupported) is left out and another chosen; when
+// none is left the error is a *NoCapacityError naming each host's reason.
+// Any other answer of the agent's refusing the start is returned as it is.
 func (a *appHost) Start(ctx context.Context, spec controller.LaunchSpec) (controller.Running, error) {
-	if spec.Runtime == "docker" {
-		return controller.Running{}, fmt.Errorf("start %s: release v%d runs on docker (runtime: docker), which the fleet's agents do not run yet: use shoal up for it", spec.ID, spec.Release)
-	}
 	f := a.f
 	tried := map[string]string{}
 	for {
@@ -141,6 +139,8 @@ func (a *appHost) Start(ctx context.Context, spec controller.LaunchSpec) (contro
 			return controller.Running{}, fmt.Errorf("start %s on host %s: %w", spec.ID, name, ctx.Err())
 		case !ours || genCtx.Err() != nil:
 			tried[name] = "lost while starting " + spec.ID
+		case answered && errors.Is(err, agentclient.ErrUnsupported):
+			tried[name] = se.Message
 		case answered:
 			return controller.Running{}, fmt.Errorf("start %s on host %s: %w", spec.ID, name, err)
 		default:
@@ -184,6 +184,9 @@ func wireSpec(spec controller.LaunchSpec, gen uint64) api.LaunchSpec {
 	}
 	w := api.LaunchSpec{ID: spec.ID, App: spec.App, Release: spec.Release, Digest: spec.Digest, Command: spec.Command,
 		Env: spec.Env, Secrets: spec.Secrets, StopTimeoutMS: spec.StopTimeout.Milliseconds(), Labels: labels}
+	if spec.Runtime == "docker" { // any other runs a process, the agent's default
+		w.Runtime, w.Port = spec.Runtime, spec.Port
+	}
 	if spec.StopSignal != 0 {
 		w.StopSignal = unix.SignalName(spec.StopSignal)
 	}
