@@ -141,7 +141,7 @@ type Stats struct {
 // Engine runs containers of one scope on a Docker engine. It is safe for
 // concurrent use.
 type Engine struct {
-	cli    *client.Client
+	cli      *client.Client
 	scope    string
 	bindIP   string
 	log      *slog.Logger

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"strconv"
 	"strings"
 	"sync"
@@ -85,8 +86,12 @@ func (e *NoCapacityError) Unwrap() []error { return []error{controller.ErrNoCapa
 func (a *appHost) Start(ctx context.Context, spec controller.LaunchSpec) (controller.Running, error) {
 	f := a.f
 	tried := map[string]string{}
+	docker := spec.Runtime == "docker"
 	for {
 		f.mu.Lock()
+		if docker {
+			f.leaveOutNoContainersLocked(tried)
+		}
 		name, err := placement.Choose(f.placementHostsLocked(tried), nil,
 			placement.Request{Group: a.v.app, CPU: spec.CPU, Memory: spec.Memory})
 		if err != nil {
@@ -141,6 +146,7 @@ func (a *appHost) Start(ctx context.Context, spec controller.LaunchSpec) (contro
 			tried[name] = "lost while starting " + spec.ID
 		case answered && errors.Is(err, agentclient.ErrUnsupported):
 			tried[name] = se.Message
+			f.noContainers(h, se.Message)
 		case answered:
 			return controller.Running{}, fmt.Errorf("start %s on host %s: %w", spec.ID, name, err)
 		default:
@@ -148,6 +154,29 @@ func (a *appHost) Start(ctx context.Context, spec controller.LaunchSpec) (contro
 			tried[name] = "did not answer: " + err.Error()
 		}
 		f.log.Warn("start failed; placing again", "instance", spec.ID, "host", name, "reason", tried[name])
+	}
+}
+
+// leaveOutNoContainersLocked marks in tried the hosts whose agent, in its
+// current run, refused a container instance.
+func (f *Fleet) leaveOutNoContainersLocked(tried map[string]string) {
+	for name, h := range f.hosts {
+		if h.noContainers != "" && h.noContainersEpoch == h.rec.Epoch && tried[name] == "" {
+			tried[name] = h.noContainers
+		}
+	}
+}
+
+// noContainers records that h's agent refused a container instance for
+// reason, with an event the first time in the agent's run.
+func (f *Fleet) noContainers(h *host, reason string) {
+	f.mu.Lock()
+	fresh := h.noContainers == "" || h.noContainersEpoch != h.rec.Epoch
+	h.noContainers, h.noContainersEpoch = reason, h.rec.Epoch
+	name := h.rec.Name
+	f.mu.Unlock()
+	if fresh {
+		f.event(api.Event{Reason: fmt.Sprintf("host %s runs no containers (%s): container instances go to other hosts until its agent restarts", name, reason)}, slog.LevelWarn)
 	}
 }
 

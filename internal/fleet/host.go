@@ -64,6 +64,10 @@ type host struct {
 	stopRun context.CancelFunc
 	// removed: forgotten by Remove; its record is never stored again.
 	removed bool
+	// noContainers is why the agent refused a container instance (it has
+	// no Docker engine), as it said during its run noContainersEpoch:
+	// container instances are not placed there until it runs anew.
+	noContainers, noContainersEpoch string
 }
 
 // placed is one instance on a host.
