@@ -238,8 +238,9 @@ func (a *Agent) Term() uint64 { return a.fence.current() }
 func (a *Agent) Run(ctx context.Context) error {
 	exits := a.rt.Exits()
 	var containerExits <-chan dockerrt.Exit
+	var containerEnded <-chan string
 	if a.docker != nil {
-		containerExits = a.docker.Exits()
+		containerExits, containerEnded = a.docker.Exits(), a.docker.Ended()
 	}
 	for {
 		var x api.InstanceExit
@@ -257,6 +258,10 @@ func (a *Agent) Run(ctx context.Context) error {
 				continue
 			}
 			x = a.containerExit(dx)
+		case id := <-containerEnded:
+			// A hint for the server, before the engine's exit (api.InstanceExit.Ended).
+			a.exits.push(api.InstanceExit{ID: id, Ended: true, At: time.Now()})
+			continue
 		}
 		a.exits.push(x)
 		a.log.Info("exit recorded", "instance", x.ID, "code", x.Code, "signal", x.Signal, "stopped", x.Stopped)

@@ -111,6 +111,13 @@ type InstanceExit struct {
 	At      time.Time `json:"at"`
 	// LogTail holds the last lines of the instance's output.
 	LogTail string `json:"log_tail,omitempty"`
+	// Ended marks a hint, not an exit: the instance's process was seen to
+	// end (a container's, through a pidfd, before its engine reports it a
+	// few hundred milliseconds later); the exit with its status follows
+	// in a later record of the same ID. A reader takes the instance out of
+	// service at once (every request sent to it meanwhile fails) and ends
+	// it only at that later record. Code and the other fields are unset.
+	Ended bool `json:"ended,omitempty"`
 }
 
 // ExitsPage is the answer of GET /v1/exits: the exits of Epoch with a

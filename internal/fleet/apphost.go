@@ -30,7 +30,8 @@ func (f *Fleet) Host(app string) controller.Host {
 	defer f.mu.Unlock()
 	v := f.views[app]
 	if v == nil {
-		v = &view{app: app, exits: newOutbox[controller.Exit](64), evacuations: newOutbox[controller.Evacuation](8)}
+		v = &view{app: app, exits: newOutbox[controller.Exit](64), evacuations: newOutbox[controller.Evacuation](8),
+			ended: make(chan string, 64)}
 		f.views[app] = v
 		f.goLocked(v.forward)
 		f.appEvacuationsLocked(v) // drain.go
@@ -54,6 +55,11 @@ func (a *appHost) Name() string { return "fleet" }
 // Exits implements controller.Host: the ends of the app's instances, each
 // once, in the order the fleet learnt them. The channel is never closed.
 func (a *appHost) Exits() <-chan controller.Exit { return a.v.exits.ch }
+
+// Ended implements controller.Ender: the app's instances whose agents saw
+// their process end (a container's, before its engine reported the exit),
+// each followed by its exit on Exits. The channel is never closed.
+func (a *appHost) Ended() <-chan string { return a.v.ended }
 
 // Evacuations implements controller.Evacuator: for each draining host, the
 // app's instances there, when it starts draining and whenever the fleet
@@ -325,11 +331,13 @@ func (a *appHost) Stats(id string) (controller.Stats, error) {
 }
 
 // view holds what the fleet tells one app's controller: its exits and its
-// evacuations, each through an outbox.
+// evacuations, each through an outbox, and the hints of instances seen to
+// end before their exits (dropped when the controller does not keep up).
 type view struct {
 	app         string
 	exits       *outbox[controller.Exit]
 	evacuations *outbox[controller.Evacuation]
+	ended       chan string
 }
 
 func (v *view) push(e controller.Exit) { v.exits.push(e) }
@@ -398,3 +406,5 @@ func (o *outbox[T]) forward(ctx context.Context) {
 		}
 	}
 }
+
+var _ controller.Ender = (*appHost)(nil)

@@ -420,9 +420,16 @@ func (f *Fleet) sweep(ctx context.Context, h *host, c *agentclient.Client, list 
 // placed there to their apps.
 func (f *Fleet) exited(h *host, exits []api.InstanceExit) {
 	var out []pendingExit
+	var hints []pendingEnd
 	f.mu.Lock()
 	for _, x := range exits {
 		p := h.instances[x.ID]
+		if x.Ended { // a hint; its exit follows
+			if p != nil && !p.ended && f.views[p.app] != nil {
+				hints = append(hints, pendingEnd{v: f.views[p.app], id: x.ID})
+			}
+			continue
+		}
 		if p == nil {
 			delete(h.stale, x.ID) // reported ended already, or never ours
 			continue
@@ -440,7 +447,20 @@ func (f *Fleet) exited(h *host, exits []api.InstanceExit) {
 			Stopped: x.Stopped, At: x.At}})
 	}
 	f.mu.Unlock()
+	for _, h := range hints {
+		select {
+		case h.v.ended <- h.id:
+		default: // a hint: the exit that follows is the record
+		}
+	}
 	f.deliver(out)
+}
+
+// pendingEnd is an instance seen to end before its exit, for its app's
+// view (controller.Ender).
+type pendingEnd struct {
+	v  *view
+	id string
 }
 
 // pendingExit is an exit to deliver to an app's view (nil: no controller
