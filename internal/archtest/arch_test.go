@@ -131,9 +131,9 @@ var allowed = map[string][]string{
 	// The agent's client, like the admin API's: the wire types of internal/api
 	// only, so the server that drives agents links no agent.
 	"internal/agentclient": {},
-	// The host agent's API: instances through the runtime, artifacts through
-	// the release store.
-	"internal/agent": {"internal/runtime", "internal/release"},
+	// The host agent's API: instances through the runtime (containers through
+	// dockerrt), artifacts through the release store.
+	"internal/agent": {"internal/runtime", "internal/release", "internal/dockerrt"},
 	// Test support of the agent and its client (a real agent over HTTPS).
 	"internal/agent/agenttest": {"internal/agent", "internal/agentclient", "internal/runtime", "internal/release"},
 	"internal/reconcile":       {"internal/autoscale"},
