@@ -275,7 +275,9 @@ func (e *Engine) Start(ctx context.Context, spec Spec) (Info, error) {
 		e.mu.Unlock()
 		return Info{}, errors.New("start: engine closed")
 	}
-	if _, ok := e.byID[spec.ID]; ok {
+	// An exited instance of the same ID (kept for its logs) may be started
+	// again: a retried start of one that died meanwhile.
+	if c, ok := e.byID[spec.ID]; ok && !isDone(c) {
 		e.mu.Unlock()
 		return Info{}, fmt.Errorf("start %s: instance exists", spec.ID)
 	}
@@ -348,7 +350,7 @@ func (e *Engine) Start(ctx context.Context, spec Spec) (Info, error) {
 		e.mu.Unlock()
 		return fail(fmt.Errorf("start %s: engine closed", spec.ID))
 	}
-	if _, ok := e.byID[spec.ID]; ok {
+	if old, ok := e.byID[spec.ID]; ok && !isDone(old) {
 		e.mu.Unlock()
 		return fail(fmt.Errorf("start %s: instance exists", spec.ID))
 	}
