@@ -5,7 +5,10 @@
 // that did not present a verified one. The endpoints and bodies are those of
 // package api (api/agent.go); package agentclient is their client.
 //
-// Instances run through a runtime.Local, as under `shoal up`. Their artifacts
+// Instances run through a runtime.Local, as under `shoal up`; those of a
+// `runtime: docker` release (LaunchSpec.Runtime) as containers of a detached
+// dockerrt.Engine whose scope is DataDir (containers.go), from the image
+// their artifact (a saved image) holds, loaded once per digest. Their artifacts
 // come from an ArtifactSource (the server) by digest, are verified before
 // anything of them is kept, stored in a release.Store and unpacked once per
 // digest under <DataDir>/releases/. An instance is told to bind the agent's

@@ -69,8 +69,11 @@ type Agent struct {
 // in cfg.JoinTokenFile when no certificate is there (a refused join is a
 // *pki.RefusedError and writes no certificate). It then starts the
 // detached runtime and adopts the instances a previous run left, with one
-// log line per adopted instance. ctx bounds the join and the adoption
-// only. On error everything opened so far is released.
+// log line per adopted instance, and connects to agent.yaml's docker_host,
+// adopting the containers the previous run left running (openEngine; no
+// engine is a warning, not an error: container instances are refused).
+// ctx bounds the join and the adoptions only. On error everything opened
+// so far is released.
 func OpenAgent(ctx context.Context, cfg *config.AgentFile, logger *slog.Logger) (_ *Agent, err error) {
 	if cfg == nil {
 		return nil, errors.New("daemon: OpenAgent needs the agent.yaml")
