@@ -212,8 +212,10 @@ var importers = map[string][]string{
 	"internal/agent/agenttest": {},
 	// Test-only helpers never reach the binary; the whole-system benchmarks start
 	// `shoal up` with the same helper as the end-to-end tests, and the fleet
-	// benchmark runs its fleet in the same lab (testenv.Lab) as the fleet test.
-	"internal/testenv":  {"bench/internal/benchkit", "bench/fleet"},
+	// benchmark runs its fleet in the same lab (testenv.Lab) as the fleet test;
+	// the docker fleet benchmark starts `shoal server` and agents with its
+	// process helpers, as the docker fleet test does.
+	"internal/testenv":  {"bench/internal/benchkit", "bench/fleet", "bench/dockerfleet"},
 	"internal/archtest": {},
 	// The OS plumbing of the fast path serves the balancer's event loops only.
 	"internal/netpoll": {"internal/lb"},
