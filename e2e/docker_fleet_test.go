@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -15,38 +14,10 @@ import (
 	"time"
 
 	"github.com/docker/docker/api/types/container"
-	"github.com/docker/docker/api/types/filters"
-	dockerclient "github.com/docker/docker/client"
 
 	"github.com/shoal-dev/shoal/internal/dockerrt"
 	"github.com/shoal-dev/shoal/internal/testenv"
 )
-
-// agentContainers lists the containers of the agent whose data directory
-// is data (its engine scope).
-func agentContainers(t *testing.T, cli *dockerclient.Client, data string) []container.Summary {
-	t.Helper()
-	list, err := cli.ContainerList(testenv.Context(t, 30*time.Second), container.ListOptions{All: true,
-		Filters: filters.NewArgs(filters.Arg("label", dockerrt.LabelScope+"="+data))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return list
-}
-
-// removeAgentContainers removes, at the end of t, the containers of the
-// agent of data: they outlive agents by design.
-func removeAgentContainers(t *testing.T, cli *dockerclient.Client, data string) {
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-		defer cancel()
-		list, _ := cli.ContainerList(ctx, container.ListOptions{All: true,
-			Filters: filters.NewArgs(filters.Arg("label", dockerrt.LabelScope+"="+data))})
-		for _, c := range list {
-			cli.ContainerRemove(ctx, c.ID, container.RemoveOptions{Force: true})
-		}
-	})
-}
 
 // TestDockerFleetDeployRollbackKillAndAdopt runs examples/docker on a
 // fleet on loopback: `shoal server`, two agents on one shared Docker engine
@@ -95,7 +66,7 @@ func TestDockerFleetDeployRollbackKillAndAdopt(t *testing.T) {
 			fmt.Fprintf(f, "docker_host: none\nmemory: 512GiB\n")
 			f.Close()
 		}
-		removeAgentContainers(t, cli, h.data)
+		removeScopeContainers(t, cli, h.data) // they outlive agents by design
 		agents[name] = h
 		procs[name] = h.start(t, bin)
 	}
@@ -128,7 +99,7 @@ func TestDockerFleetDeployRollbackKillAndAdopt(t *testing.T) {
 	perHost := func() map[string][]container.Summary {
 		m := map[string][]container.Summary{}
 		for name, h := range agents {
-			m[name] = running(agentContainers(t, cli, h.data))
+			m[name] = running(containersOf(t, cli, h.data))
 		}
 		return m
 	}
@@ -251,7 +222,7 @@ func TestDockerFleetDeployRollbackKillAndAdopt(t *testing.T) {
 	}
 	// Exited containers an agent kept for their logs are its own: none is
 	// another scope's, and nothing is left on host-c.
-	if cs := agentContainers(t, cli, agents["host-c"].data); len(cs) != 0 {
+	if cs := containersOf(t, cli, agents["host-c"].data); len(cs) != 0 {
 		t.Errorf("%d containers of host-c, which has no engine", len(cs))
 	}
 }

@@ -106,7 +106,9 @@ func run(ctx context.Context, bin, src string, baseMiB int) (err error) {
 			removeScope(cli, b.data[h])
 		}
 	}()
-	if err := poll(ctx, 2*time.Minute, func() error {
+	wctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	if err := testenv.WaitFor(wctx, func() error {
 		out, err := b.shoal(ctx, b.srvDir, "hosts")
 		if n := strings.Count(string(out), "ready"); err != nil || n != len(hosts) {
 			return fmt.Errorf("%d hosts ready: %v %s", n, err, out)
@@ -365,24 +367,6 @@ func setVersion(dir, from, to string) error {
 }
 
 func mib(n int64) string { return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20)) }
-
-func poll(ctx context.Context, d time.Duration, fn func() error) error {
-	ctx, cancel := context.WithTimeout(ctx, d)
-	defer cancel()
-	t := time.NewTicker(100 * time.Millisecond)
-	defer t.Stop()
-	for {
-		err := fn()
-		if err == nil {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("%w: %v", ctx.Err(), err)
-		case <-t.C:
-		}
-	}
-}
 
 // removeScope removes the containers an agent of data dir leaves running
 // (they outlive agents by design).

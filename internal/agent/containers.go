@@ -6,8 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"maps"
-	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -43,14 +41,7 @@ func (a *Agent) startContainer(ctx context.Context, spec api.LaunchSpec, sig sys
 	if err != nil {
 		return api.InstanceInfo{}, err
 	}
-	labels := maps.Clone(spec.Labels)
-	if labels == nil {
-		labels = map[string]string{}
-	}
-	labels[labelApp] = spec.App
-	labels[labelRelease] = strconv.Itoa(spec.Release)
-	labels[labelDigest] = spec.Digest
-	env := append(spec.Env[:len(spec.Env):len(spec.Env)], "HOST="+a.advertise, "BIND_IP="+a.advertise)
+	labels, env := a.labelsAndEnv(spec)
 	di, err := a.docker.Start(ctx, dockerrt.Spec{
 		ID: spec.ID, App: spec.App, Release: spec.Release, Image: image,
 		Cmd: strings.Fields(spec.Command), Env: env, ContainerPort: spec.Port,

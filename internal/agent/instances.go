@@ -129,14 +129,7 @@ func (a *Agent) start(ctx context.Context, spec api.LaunchSpec, sig syscall.Sign
 	if err != nil {
 		return api.InstanceInfo{}, err
 	}
-	labels := maps.Clone(spec.Labels)
-	if labels == nil {
-		labels = map[string]string{}
-	}
-	labels[labelApp] = spec.App
-	labels[labelRelease] = strconv.Itoa(spec.Release)
-	labels[labelDigest] = spec.Digest
-	env := append(spec.Env[:len(spec.Env):len(spec.Env)], "HOST="+a.advertise, "BIND_IP="+a.advertise)
+	labels, env := a.labelsAndEnv(spec)
 	ri, err := a.rt.Start(ctx, runtime.Spec{
 		ID: spec.ID, Dir: dir, Command: spec.Command, Env: env, Secrets: spec.Secrets,
 		StopSignal: sig, StopTimeout: spec.StopTimeout(), Labels: labels,
@@ -147,6 +140,20 @@ func (a *Agent) start(ctx context.Context, spec api.LaunchSpec, sig syscall.Sign
 	a.log.Info("instance started", "instance", spec.ID, "app", spec.App, "release", spec.Release,
 		"digest", spec.Digest, "target", a.addr(ri.Port))
 	return a.info(ri), nil
+}
+
+// labelsAndEnv are an instance's labels (spec's, with app, release and
+// digest) and environment (spec's, with the address to bind).
+func (a *Agent) labelsAndEnv(spec api.LaunchSpec) (map[string]string, []string) {
+	labels := maps.Clone(spec.Labels)
+	if labels == nil {
+		labels = map[string]string{}
+	}
+	labels[labelApp] = spec.App
+	labels[labelRelease] = strconv.Itoa(spec.Release)
+	labels[labelDigest] = spec.Digest
+	env := append(spec.Env[:len(spec.Env):len(spec.Env)], "HOST="+a.advertise, "BIND_IP="+a.advertise)
+	return labels, env
 }
 
 // running answers the instance spec.ID when it runs the same artifact and

@@ -44,14 +44,31 @@ func containerLabels(scope string, spec Spec) map[string]string {
 // secretEnvNames returns the names of the entries of env whose value is
 // one of secrets.
 func secretEnvNames(env, secrets []string) []string {
-	var names []string
+	names, _ := envWhere(env, func(_, v string) bool { return slices.Contains(secrets, v) })
+	return names
+}
+
+// secretValues returns the values of the entries of env named in names
+// (LabelSecretEnv's comma-separated list).
+func secretValues(env []string, names string) []string {
+	if names == "" {
+		return nil
+	}
+	want := strings.Split(names, ",")
+	_, values := envWhere(env, func(k, _ string) bool { return slices.Contains(want, k) })
+	return values
+}
+
+// envWhere returns the names and values of the NAME=value entries of env
+// with a value that keep accepts.
+func envWhere(env []string, keep func(name, value string) bool) (names, values []string) {
 	for _, kv := range env {
 		k, v, ok := strings.Cut(kv, "=")
-		if ok && v != "" && slices.Contains(secrets, v) {
-			names = append(names, k)
+		if ok && v != "" && keep(k, v) {
+			names, values = append(names, k), append(values, v)
 		}
 	}
-	return names
+	return names, values
 }
 
 // adoptScope takes over the running containers of the scope (a Detached
@@ -168,23 +185,6 @@ func hostPort(in container.InspectResponse) (int, error) {
 		}
 	}
 	return 0, errors.New("neither a published port nor a PORT in its env")
-}
-
-// secretValues returns the values of the entries of env named in names
-// (LabelSecretEnv's comma-separated list).
-func secretValues(env []string, names string) []string {
-	if names == "" {
-		return nil
-	}
-	want := strings.Split(names, ",")
-	var out []string
-	for _, kv := range env {
-		k, v, ok := strings.Cut(kv, "=")
-		if ok && v != "" && slices.Contains(want, k) {
-			out = append(out, v)
-		}
-	}
-	return out
 }
 
 // Get returns the running (or adopted and running) instance id, or an
