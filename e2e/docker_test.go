@@ -44,7 +44,12 @@ func dockerEngine(t *testing.T) *dockerclient.Client {
 // scopeContainers lists the containers of the shoal up of app folder dir.
 func scopeContainers(t *testing.T, cli *dockerclient.Client, dir string) []container.Summary {
 	t.Helper()
-	scope := filepath.Join(dir, ".shoal")
+	return containersOf(t, cli, filepath.Join(dir, ".shoal"))
+}
+
+// containersOf lists the containers of an engine scope (a data directory).
+func containersOf(t *testing.T, cli *dockerclient.Client, scope string) []container.Summary {
+	t.Helper()
 	list, err := cli.ContainerList(testenv.Context(t, 30*time.Second), container.ListOptions{All: true,
 		Filters: filters.NewArgs(filters.Arg("label", dockerrt.LabelScope+"="+scope))})
 	if err != nil {
@@ -66,11 +71,17 @@ func running(list []container.Summary) []container.Summary {
 // removeLeftContainers removes, at the end of t, the containers of the
 // shoal up of dir that a failed test (which kills shoal up) leaves.
 func removeLeftContainers(t *testing.T, cli *dockerclient.Client, dir string) {
+	removeScopeContainers(t, cli, filepath.Join(dir, ".shoal"))
+}
+
+// removeScopeContainers removes, at the end of t, the containers of an
+// engine scope (a data directory).
+func removeScopeContainers(t *testing.T, cli *dockerclient.Client, scope string) {
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		defer cancel()
 		list, err := cli.ContainerList(ctx, container.ListOptions{All: true,
-			Filters: filters.NewArgs(filters.Arg("label", dockerrt.LabelScope+"="+filepath.Join(dir, ".shoal")))})
+			Filters: filters.NewArgs(filters.Arg("label", dockerrt.LabelScope+"="+scope))})
 		if err != nil {
 			return
 		}

@@ -8,6 +8,13 @@
 //	go build -o /tmp/shoal ./cmd/shoal
 //	go run ./bench/replace -shoal /tmp/shoal -app examples/meteor-like -n 20
 //
+// With -runtimes process,docker and -app examples/docker (issue 16) it
+// measures the same app binary twice in one run: as a process (runtime:
+// process, run.command ./dockerapp), then as a container of the example's
+// FROM scratch image (runtime: docker; a Docker engine must answer at
+// DOCKER_HOST), the app's own boot measured as a process next to each
+// kill of both, so that the difference is the container runtime's.
+//
 // The example folder is copied to a temp dir; its shoal.yaml is rewritten
 // for ephemeral ports and two instances, with BOOT_DELAY_MS=0 in run.env
 // (meteor-like reads it). Each kill waits until the oldest instance has
@@ -37,10 +44,17 @@ func main() {
 	app := flag.String("app", "examples/meteor-like", "example app `folder`")
 	n := flag.Int("n", 20, "number of kills")
 	loadFor := flag.Duration("load", 10*time.Second, "wrk load duration for the CPU/RSS sample (0 skips)")
+	runtimes := flag.String("runtimes", "", "`process,docker`: with -app examples/docker, measure the app as a process, then as a container")
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
-	if err := run(ctx, *shoal, *app, *n, *loadFor); err != nil {
+	var err error
+	if *runtimes != "" {
+		err = runRuntimes(ctx, *shoal, *app, *runtimes, *n)
+	} else {
+		err = run(ctx, *shoal, *app, *n, *loadFor)
+	}
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "replace:", err)
 		os.Exit(1)
 	}
@@ -62,64 +76,12 @@ func run(ctx context.Context, bin, src string, kills int, loadFor time.Duration)
 	}
 	defer u.Stop()
 	c := u.Client
-
-	var total, detect, launch, boot, boots []time.Duration
-	for range kills {
-		// The app's own boot, measured next to each kill so that both see
-		// the same machine load.
-		b, err := benchkit.AppBoot(ctx, dir, 1)
-		if err != nil {
-			return err
-		}
-		boots = append(boots, b[0])
-		st, err := waitInService(ctx, c, 2)
-		if err != nil {
-			return err
-		}
-		seq, err := benchkit.LastSeq(ctx, c)
-		if err != nil {
-			return err
-		}
-		// Kill the oldest instance once it has served for longer than the
-		// crash-loop window (10s), so each kill is a first failure that is
-		// replaced at once rather than a crash loop that backs off.
-		victim := st.Instances[0]
-		for _, in := range st.Instances {
-			if in.UptimeSeconds > victim.UptimeSeconds {
-				victim = in
-			}
-		}
-		if wait := time.Duration((11 - victim.UptimeSeconds) * float64(time.Second)); wait > 0 {
-			select {
-			case <-ctx.Done():
-				return ctx.Err()
-			case <-time.After(wait):
-			}
-		}
-		killed := time.Now()
-		if err := syscall.Kill(victim.PID, syscall.SIGKILL); err != nil {
-			return err
-		}
-		ph, err := phases(ctx, c, seq, victim.ID)
-		if err != nil {
-			return err
-		}
-		total = append(total, ph.inService.Sub(killed))
-		detect = append(detect, ph.failed.Sub(killed))
-		launch = append(launch, ph.starting.Sub(ph.failed))
-		boot = append(boot, ph.inService.Sub(ph.starting))
+	r, err := killLoop(ctx, c, dir, kills)
+	if err != nil {
+		return err
 	}
 	fmt.Printf("kills: %d (2 instances, BOOT_DELAY_MS=0)\n", kills)
-	report("kill -> replacement in service", total)
-	over := make([]time.Duration, len(total))
-	for i, d := range total {
-		over[i] = d - boots[i]
-	}
-	report("app boot alone (no shoal, 1ms polling)", boots)
-	report("kill -> in service, minus that boot", over)
-	report("  kill -> exit recorded", detect)
-	report("  exit -> replacement process running", launch)
-	report("  process running -> healthy, in pool", boot)
+	r.report("")
 
 	pid := u.Cmd.Process.Pid
 	idle, err := sample(ctx, pid, 10*time.Second)
@@ -147,6 +109,113 @@ func run(ctx context.Context, bin, src string, kills int, loadFor time.Duration)
 		fmt.Printf("shoal under wrk -t2 -c32 (%s req/s through the balancer): cpu %.1f%% of one core, rss %.1f MiB\n", r, under.cpu, under.rssMiB)
 	}
 	return nil
+}
+
+// runRuntimes measures the docker example as a process, then as a
+// container, in one run (see the command's doc).
+func runRuntimes(ctx context.Context, bin, src, list string, kills int) error {
+	if list != "process,docker" {
+		return fmt.Errorf("-runtimes %q: only process,docker is measured (the process run builds the binary whose boot both use)", list)
+	}
+	var bootDir string
+	for _, rt := range []string{"process", "docker"} {
+		dir, err := benchkit.PrepareApp(src, "shoal-bench-"+rt+"-", func(c benchkit.AppConfig) {
+			g := c.Section("group")
+			g["min"], g["desired"], g["max"] = 1, 2, 4
+			c["runtime"] = rt
+			if rt == "process" {
+				c.Section("run")["command"] = "./dockerapp"
+				delete(c.Section("build"), "dockerfile")
+			}
+		})
+		if err != nil {
+			return err
+		}
+		defer os.RemoveAll(dir)
+		u, err := benchkit.StartUp(ctx, bin, dir)
+		if err != nil {
+			return err
+		}
+		if bootDir == "" {
+			bootDir = dir
+		}
+		r, err := killLoop(ctx, u.Client, bootDir, kills)
+		u.Stop()
+		if err != nil {
+			return fmt.Errorf("runtime %s: %w", rt, err)
+		}
+		fmt.Printf("runtime %s: kills: %d (2 instances)\n", rt, kills)
+		r.report(rt + ": ")
+	}
+	return nil
+}
+
+// killResult holds one kill loop's phases, one entry per kill.
+type killResult struct {
+	total, over, detect, launch, boot, boots []time.Duration
+}
+
+func (r killResult) report(prefix string) {
+	report(prefix+"kill -> replacement in service", r.total)
+	report(prefix+"app boot alone (no shoal, 1ms polling)", r.boots)
+	report(prefix+"kill -> in service, minus that boot", r.over)
+	report(prefix+"  kill -> exit recorded", r.detect)
+	report(prefix+"  exit -> replacement process running", r.launch)
+	report(prefix+"  process running -> healthy, in pool", r.boot)
+}
+
+// killLoop kills the oldest of 2 instances kills times, each time once the
+// other is in service, and returns the phases of each replacement, with
+// the app's own boot (bootDir's run.command) measured next to each kill.
+func killLoop(ctx context.Context, c *client.Client, bootDir string, kills int) (killResult, error) {
+	var r killResult
+	for range kills {
+		// The app's own boot, measured next to each kill so that both see
+		// the same machine load.
+		b, err := benchkit.AppBoot(ctx, bootDir, 1)
+		if err != nil {
+			return r, err
+		}
+		r.boots = append(r.boots, b[0])
+		st, err := waitInService(ctx, c, 2)
+		if err != nil {
+			return r, err
+		}
+		seq, err := benchkit.LastSeq(ctx, c)
+		if err != nil {
+			return r, err
+		}
+		// Kill the oldest instance once it has served for longer than the
+		// crash-loop window (10s), so each kill is a first failure that is
+		// replaced at once rather than a crash loop that backs off.
+		victim := st.Instances[0]
+		for _, in := range st.Instances {
+			if in.UptimeSeconds > victim.UptimeSeconds {
+				victim = in
+			}
+		}
+		if wait := time.Duration((11 - victim.UptimeSeconds) * float64(time.Second)); wait > 0 {
+			select {
+			case <-ctx.Done():
+				return r, ctx.Err()
+			case <-time.After(wait):
+			}
+		}
+		killed := time.Now()
+		if err := syscall.Kill(victim.PID, syscall.SIGKILL); err != nil {
+			return r, err
+		}
+		ph, err := phases(ctx, c, seq, victim.ID)
+		if err != nil {
+			return r, err
+		}
+		r.total = append(r.total, ph.inService.Sub(killed))
+		r.over = append(r.over, ph.inService.Sub(killed)-b[0])
+		r.detect = append(r.detect, ph.failed.Sub(killed))
+		r.launch = append(r.launch, ph.starting.Sub(ph.failed))
+		r.boot = append(r.boot, ph.inService.Sub(ph.starting))
+	}
+	return r, nil
 }
 
 type phaseTimes struct{ failed, starting, inService time.Time }

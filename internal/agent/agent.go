@@ -5,7 +5,10 @@
 // that did not present a verified one. The endpoints and bodies are those of
 // package api (api/agent.go); package agentclient is their client.
 //
-// Instances run through a runtime.Local, as under `shoal up`. Their artifacts
+// Instances run through a runtime.Local, as under `shoal up`; those of a
+// `runtime: docker` release (LaunchSpec.Runtime) as containers of a detached
+// dockerrt.Engine whose scope is DataDir (containers.go), from the image
+// their artifact (a saved image) holds, loaded once per digest. Their artifacts
 // come from an ArtifactSource (the server) by digest, are verified before
 // anything of them is kept, stored in a release.Store and unpacked once per
 // digest under <DataDir>/releases/. An instance is told to bind the agent's
@@ -44,9 +47,11 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"github.com/shoal-dev/shoal/internal/api"
+	"github.com/shoal-dev/shoal/internal/dockerrt"
 	"github.com/shoal-dev/shoal/internal/release"
 	"github.com/shoal-dev/shoal/internal/runtime"
 )
@@ -85,6 +90,13 @@ type Config struct {
 	// FetchTimeout bounds the fetch of one artifact; zero means
 	// DefaultFetchTimeout.
 	FetchTimeout time.Duration
+	// Docker runs the container instances (api.LaunchSpec.Runtime
+	// "docker"): a Detached engine whose scope is DataDir in `shoal
+	// agent`. The Agent reads its Exits in Run: nothing else may. Nil
+	// means this host has no engine: a container instance is refused
+	// (ErrNoEngine) with NoDocker as the reason.
+	Docker   *dockerrt.Engine
+	NoDocker string
 }
 
 // Runtime is what the agent needs of the runtime that runs its instances:
@@ -140,6 +152,12 @@ type Agent struct {
 	fetches flight // by digest
 	starts  flight // by instance id
 	mux     *http.ServeMux
+
+	docker   *dockerrt.Engine // nil: no engine (noDocker says why)
+	noDocker string
+	loads    flight // image loads, by digest
+	imagesMu sync.Mutex
+	images   map[string]string // artifact digest -> image ID, once known
 }
 
 // New checks cfg, reads the term file (a damaged one is an error: the fence
@@ -162,6 +180,10 @@ func New(cfg Config) (*Agent, error) {
 		rt: cfg.Runtime, artifacts: cfg.Artifacts, source: cfg.Source, dataDir: cfg.DataDir,
 		name: cfg.Name, advertise: cfg.Advertise, log: cfg.Logger,
 		pollWait: cfg.PollWait, fetchTimeout: cfg.FetchTimeout,
+		docker: cfg.Docker, noDocker: cfg.NoDocker, images: map[string]string{},
+	}
+	if a.noDocker == "" {
+		a.noDocker = "the agent was started without one"
 	}
 	if a.log == nil {
 		a.log = slog.New(slog.DiscardHandler)
@@ -212,22 +234,40 @@ func (a *Agent) Epoch() string { return a.exits.epoch }
 // Term returns the highest leader term recorded.
 func (a *Agent) Term() uint64 { return a.fence.current() }
 
-// Run records the runtime's exits until ctx ends or the runtime is closed
-// (its Exits channel closed), and returns nil. Exits that end while Run is
-// not running stay queued in the runtime until the next Run.
+// Run records the runtime's exits (and the Docker engine's) until ctx ends
+// or the runtime is closed (its Exits channel closed), and returns nil.
+// Exits that end while Run is not running stay queued in the runtime until
+// the next Run.
 func (a *Agent) Run(ctx context.Context) error {
 	exits := a.rt.Exits()
+	var containerExits <-chan dockerrt.Exit
+	var containerEnded <-chan string
+	if a.docker != nil {
+		containerExits, containerEnded = a.docker.Exits(), a.docker.Ended()
+	}
 	for {
+		var x api.InstanceExit
 		select {
 		case <-ctx.Done():
 			return nil
-		case x, ok := <-exits:
+		case rx, ok := <-exits:
 			if !ok {
 				return nil
 			}
-			a.exits.push(api.InstanceExit{ID: x.ID, Code: x.Code, Signal: x.Signal, Stopped: x.Stopped, At: x.At, LogTail: x.LogTail})
-			a.log.Info("exit recorded", "instance", x.ID, "code", x.Code, "signal", x.Signal, "stopped", x.Stopped)
+			x = api.InstanceExit{ID: rx.ID, Code: rx.Code, Signal: rx.Signal, Stopped: rx.Stopped, At: rx.At, LogTail: rx.LogTail}
+		case dx, ok := <-containerExits:
+			if !ok {
+				containerExits = nil
+				continue
+			}
+			x = a.containerExit(dx)
+		case id := <-containerEnded:
+			// A hint for the server, before the engine's exit (api.InstanceExit.Ended).
+			a.exits.push(api.InstanceExit{ID: id, Ended: true, At: time.Now()})
+			continue
 		}
+		a.exits.push(x)
+		a.log.Info("exit recorded", "instance", x.ID, "code", x.Code, "signal", x.Signal, "stopped", x.Stopped)
 	}
 }
 

@@ -122,10 +122,23 @@ func (f *flight) wait(ctx context.Context, key string) error {
 }
 
 // ensureArtifact makes the artifact digest available unpacked and returns its
-// directory: fetched (once, whatever the number of concurrent starts) when
-// the store does not hold it, verified, stored, and unpacked once per digest
-// under <DataDir>/releases/<hex>.
+// directory: fetched (haveArtifact) when the store does not hold it, and
+// unpacked once per digest under <DataDir>/releases/<hex>.
 func (a *Agent) ensureArtifact(ctx context.Context, digest string) (string, error) {
+	if err := a.haveArtifact(ctx, digest); err != nil {
+		return "", err
+	}
+	dir := filepath.Join(a.dataDir, "releases", strings.TrimPrefix(digest, release.DigestPrefix))
+	if err := a.artifacts.Unpack(ctx, digest, dir); err != nil {
+		return "", fmt.Errorf("unpack: %w", err)
+	}
+	return dir, nil
+}
+
+// haveArtifact makes the store hold the artifact digest: fetched (once,
+// whatever the number of concurrent starts) when it does not, verified and
+// stored.
+func (a *Agent) haveArtifact(ctx context.Context, digest string) error {
 	// The fetch runs in the ctx of the start that began it; a start that
 	// waited for it and is still wanted when that one gave up fetches anew.
 	for attempt := 0; !a.artifacts.Has(digest); attempt++ {
@@ -141,14 +154,10 @@ func (a *Agent) ensureArtifact(ctx context.Context, digest string) (string, erro
 			break
 		}
 		if ctx.Err() != nil || attempt == 2 || !errors.Is(err, context.Canceled) {
-			return "", err
+			return err
 		}
 	}
-	dir := filepath.Join(a.dataDir, "releases", strings.TrimPrefix(digest, release.DigestPrefix))
-	if err := a.artifacts.Unpack(ctx, digest, dir); err != nil {
-		return "", fmt.Errorf("unpack: %w", err)
-	}
-	return dir, nil
+	return nil
 }
 
 // fetch reads the artifact from the source into a temp file while hashing

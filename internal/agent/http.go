@@ -9,6 +9,7 @@ import (
 	"strconv"
 
 	"github.com/shoal-dev/shoal/internal/api"
+	"github.com/shoal-dev/shoal/internal/dockerrt"
 	"github.com/shoal-dev/shoal/internal/release"
 	"github.com/shoal-dev/shoal/internal/runtime"
 )
@@ -69,8 +70,10 @@ func statusOf(err error) int {
 	switch {
 	case errors.Is(err, ErrBadRequest):
 		return http.StatusBadRequest
-	case errors.Is(err, runtime.ErrNotFound):
+	case errors.Is(err, runtime.ErrNotFound), errors.Is(err, dockerrt.ErrNotFound):
 		return http.StatusNotFound
+	case errors.Is(err, ErrNoEngine):
+		return http.StatusNotImplemented
 	case errors.Is(err, ErrStaleTerm), errors.Is(err, ErrConflict), errors.Is(err, runtime.ErrExists):
 		return http.StatusConflict
 	case errors.Is(err, ErrExitsGone):

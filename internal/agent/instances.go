@@ -9,13 +9,16 @@ import (
 	"net"
 	"net/http"
 	"regexp"
+	"slices"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/shoal-dev/shoal/internal/api"
+	"github.com/shoal-dev/shoal/internal/dockerrt"
 	"github.com/shoal-dev/shoal/internal/release"
 	"github.com/shoal-dev/shoal/internal/runtime"
 )
@@ -43,8 +46,20 @@ func checkSpec(spec api.LaunchSpec) (syscall.Signal, error) {
 	if !release.ValidDigest(spec.Digest) {
 		probs = append(probs, fmt.Errorf("digest %q: want sha256:<64 lowercase hex digits>", spec.Digest))
 	}
-	if spec.Command == "" {
-		probs = append(probs, errors.New("command is empty"))
+	switch spec.Runtime {
+	case "":
+		if spec.Command == "" {
+			probs = append(probs, errors.New("command is empty"))
+		}
+		if spec.Port != 0 {
+			probs = append(probs, fmt.Errorf("port %d: only with runtime %q", spec.Port, RuntimeDocker))
+		}
+	case RuntimeDocker:
+		if spec.Port < 0 || spec.Port > 65535 {
+			probs = append(probs, fmt.Errorf("port %d: want 0 to 65535", spec.Port))
+		}
+	default:
+		probs = append(probs, fmt.Errorf("runtime %q: want %q or empty (a process)", spec.Runtime, RuntimeDocker))
 	}
 	if spec.Release < 0 {
 		probs = append(probs, fmt.Errorf("release %d is negative", spec.Release))
@@ -107,18 +122,14 @@ func (a *Agent) start(ctx context.Context, spec api.LaunchSpec, sig syscall.Sign
 	if info, err := a.running(spec); !errors.Is(err, runtime.ErrNotFound) {
 		return info, err
 	}
+	if spec.Runtime == RuntimeDocker {
+		return a.startContainer(ctx, spec, sig)
+	}
 	dir, err := a.ensureArtifact(ctx, spec.Digest)
 	if err != nil {
 		return api.InstanceInfo{}, err
 	}
-	labels := maps.Clone(spec.Labels)
-	if labels == nil {
-		labels = map[string]string{}
-	}
-	labels[labelApp] = spec.App
-	labels[labelRelease] = strconv.Itoa(spec.Release)
-	labels[labelDigest] = spec.Digest
-	env := append(spec.Env[:len(spec.Env):len(spec.Env)], "HOST="+a.advertise, "BIND_IP="+a.advertise)
+	labels, env := a.labelsAndEnv(spec)
 	ri, err := a.rt.Start(ctx, runtime.Spec{
 		ID: spec.ID, Dir: dir, Command: spec.Command, Env: env, Secrets: spec.Secrets,
 		StopSignal: sig, StopTimeout: spec.StopTimeout(), Labels: labels,
@@ -131,10 +142,28 @@ func (a *Agent) start(ctx context.Context, spec api.LaunchSpec, sig syscall.Sign
 	return a.info(ri), nil
 }
 
+// labelsAndEnv are an instance's labels (spec's, with app, release and
+// digest) and environment (spec's, with the address to bind).
+func (a *Agent) labelsAndEnv(spec api.LaunchSpec) (map[string]string, []string) {
+	labels := maps.Clone(spec.Labels)
+	if labels == nil {
+		labels = map[string]string{}
+	}
+	labels[labelApp] = spec.App
+	labels[labelRelease] = strconv.Itoa(spec.Release)
+	labels[labelDigest] = spec.Digest
+	env := append(spec.Env[:len(spec.Env):len(spec.Env)], "HOST="+a.advertise, "BIND_IP="+a.advertise)
+	return labels, env
+}
+
 // running answers the instance spec.ID when it runs the same artifact and
-// command, an error wrapping ErrConflict when it runs others, and one
-// wrapping runtime.ErrNotFound when it does not run.
+// command (a container: the same artifact), an error wrapping ErrConflict
+// when it runs others, and one wrapping runtime.ErrNotFound when it does
+// not run.
 func (a *Agent) running(spec api.LaunchSpec) (api.InstanceInfo, error) {
+	if info, err := a.runningContainer(spec); !errors.Is(err, runtime.ErrNotFound) {
+		return info, err
+	}
 	ri, err := a.rt.Get(spec.ID)
 	if err != nil {
 		return api.InstanceInfo{}, err
@@ -166,7 +195,11 @@ func (a *Agent) handleStop(w http.ResponseWriter, r *http.Request) error {
 	}
 	// Not the request's ctx: a caller that goes away must not turn the
 	// grace period into an immediate SIGKILL.
-	if err := a.rt.Stop(context.WithoutCancel(r.Context()), id); err != nil && !errors.Is(err, runtime.ErrNotFound) {
+	if _, ok := a.container(id); ok {
+		if err := a.docker.Stop(context.WithoutCancel(r.Context()), id); err != nil && !errors.Is(err, dockerrt.ErrNotFound) {
+			return err
+		}
+	} else if err := a.rt.Stop(context.WithoutCancel(r.Context()), id); err != nil && !errors.Is(err, runtime.ErrNotFound) {
 		return err
 	}
 	w.WriteHeader(http.StatusNoContent)
@@ -181,6 +214,12 @@ func (a *Agent) handleList(w http.ResponseWriter, r *http.Request) error {
 	list := api.InstanceList{Epoch: a.exits.epoch, ExitSeq: a.exits.lastSeq(), Instances: []api.InstanceInfo{}}
 	for _, ri := range a.rt.List() {
 		list.Instances = append(list.Instances, a.info(ri))
+	}
+	if a.docker != nil {
+		for _, di := range a.docker.List() {
+			list.Instances = append(list.Instances, a.containerInfo(di))
+		}
+		slices.SortFunc(list.Instances, func(x, y api.InstanceInfo) int { return strings.Compare(x.ID, y.ID) })
 	}
 	writeJSON(w, http.StatusOK, list)
 	return nil
@@ -224,7 +263,12 @@ func (a *Agent) handleLogs(w http.ResponseWriter, r *http.Request) error {
 	fw := &flushWriter{w: w, rc: http.NewResponseController(w)}
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	w.Header().Set("X-Content-Type-Options", "nosniff")
-	err := a.rt.Tail(r.Context(), id, n, follow, fw)
+	var err error
+	if di, ok := a.container(id); ok {
+		err = a.containerLogs(r.Context(), di, n, follow, fw)
+	} else {
+		err = a.rt.Tail(r.Context(), id, n, follow, fw)
+	}
 	switch {
 	case err == nil:
 		fw.start() // an empty log still answers 200
@@ -265,7 +309,16 @@ func (f *flushWriter) Write(p []byte) (int, error) {
 }
 
 func (a *Agent) handleStats(w http.ResponseWriter, r *http.Request) error {
-	s, err := a.rt.Stats(r.PathValue("id"))
+	id := r.PathValue("id")
+	if _, ok := a.container(id); ok {
+		s, err := a.docker.Stats(r.Context(), id)
+		if err != nil {
+			return err
+		}
+		writeJSON(w, http.StatusOK, api.InstanceStats{CPUSeconds: s.CPUSeconds, RSSBytes: s.RSSBytes, Processes: 1})
+		return nil
+	}
+	s, err := a.rt.Stats(id)
 	if err != nil {
 		return err
 	}

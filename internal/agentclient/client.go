@@ -7,7 +7,7 @@
 // it.
 //
 // Every error names the agent's address. An answer with an error status is a
-// *StatusError, which wraps ErrNotFound, ErrStaleTerm, ErrConflict or
+// *StatusError, which wraps ErrNotFound, ErrStaleTerm, ErrConflict, ErrUnsupported or
 // ErrExitsGone where the status means one of them.
 package agentclient
 
@@ -82,6 +82,10 @@ var (
 	// an earlier run of the agent (410). List the instances and follow
 	// from the list's cursor.
 	ErrExitsGone = errors.New("exits no longer held")
+	// ErrUnsupported: the agent cannot run this kind of instance (501): a
+	// container instance on a host with no Docker engine. Another host
+	// may.
+	ErrUnsupported = errors.New("not supported by this host")
 )
 
 // StatusError is an answer of the agent with a non-2xx status.
@@ -110,6 +114,8 @@ func (e *StatusError) Unwrap() error {
 		return ErrConflict
 	case e.Status == http.StatusGone:
 		return ErrExitsGone
+	case e.Status == http.StatusNotImplemented:
+		return ErrUnsupported
 	}
 	return nil
 }

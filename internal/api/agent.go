@@ -16,8 +16,9 @@ import "time"
 //
 // Errors are ErrorBody with a status: 400 bad input, 404 unknown instance,
 // 409 a stale term (or an id running another artifact), 410 exits no longer
-// held (list instead), 502 an artifact that could not be fetched or did not
-// match its digest.
+// held (list instead), 501 a container instance on an agent with no Docker
+// engine, 502 an artifact that could not be fetched or did not match its
+// digest.
 
 // TermHeader carries the leader's term, a positive decimal integer, on every
 // mutating request to an agent (issue 14: agents refuse actions from an older
@@ -36,8 +37,19 @@ type LaunchSpec struct {
 	// Digest is the artifact the instance runs from ("sha256:<hex>"); the
 	// agent fetches it from the server when it does not hold it.
 	Digest string `json:"digest"`
-	// Command is run by /bin/sh -c in the unpacked artifact.
+	// Command is run by /bin/sh -c in the unpacked artifact. With Runtime
+	// "docker" it replaces the image's CMD (split on spaces) when not
+	// empty.
 	Command string `json:"command"`
+	// Runtime is "docker" for an instance run as a container of the image
+	// the artifact holds (a saved image), loaded into the agent's engine
+	// when it lacks it; empty runs a process. An agent with no engine
+	// answers 501.
+	Runtime string `json:"runtime,omitempty"`
+	// Port is the port the app listens on inside the container (Runtime
+	// "docker"), published on a port the agent chooses; 0 runs the
+	// container on the host's network, where the app listens on PORT.
+	Port int `json:"port,omitempty"`
 	// Env is NAME=value, secrets included. The agent adds PORT and the
 	// address to bind (HOST, BIND_IP), which Env cannot override.
 	Env []string `json:"env,omitempty"`
@@ -99,6 +111,13 @@ type InstanceExit struct {
 	At      time.Time `json:"at"`
 	// LogTail holds the last lines of the instance's output.
 	LogTail string `json:"log_tail,omitempty"`
+	// Ended marks a hint, not an exit: the instance's process was seen to
+	// end (a container's, through a pidfd, before its engine reports it a
+	// few hundred milliseconds later); the exit with its status follows
+	// in a later record of the same ID. A reader takes the instance out of
+	// service at once (every request sent to it meanwhile fails) and ends
+	// it only at that later record. Code and the other fields are unset.
+	Ended bool `json:"ended,omitempty"`
 }
 
 // ExitsPage is the answer of GET /v1/exits: the exits of Epoch with a

@@ -133,9 +133,9 @@ var allowed = map[string][]string{
 	// The agent's client, like the admin API's: the wire types of internal/api
 	// only, so the server that drives agents links no agent.
 	"internal/agentclient": {},
-	// The host agent's API: instances through the runtime, artifacts through
-	// the release store.
-	"internal/agent": {"internal/runtime", "internal/release"},
+	// The host agent's API: instances through the runtime (containers through
+	// dockerrt), artifacts through the release store.
+	"internal/agent": {"internal/runtime", "internal/release", "internal/dockerrt"},
 	// Test support of the agent and its client (a real agent over HTTPS).
 	"internal/agent/agenttest": {"internal/agent", "internal/agentclient", "internal/runtime", "internal/release"},
 	"internal/reconcile":       {"internal/autoscale"},
@@ -214,8 +214,10 @@ var importers = map[string][]string{
 	"internal/agent/agenttest": {},
 	// Test-only helpers never reach the binary; the whole-system benchmarks start
 	// `shoal up` with the same helper as the end-to-end tests, and the fleet
-	// benchmark runs its fleet in the same lab (testenv.Lab) as the fleet test.
-	"internal/testenv":  {"bench/internal/benchkit", "bench/fleet"},
+	// benchmark runs its fleet in the same lab (testenv.Lab) as the fleet test;
+	// the docker fleet benchmark starts `shoal server` and agents with its
+	// process helpers, as the docker fleet test does.
+	"internal/testenv":  {"bench/internal/benchkit", "bench/fleet", "bench/dockerfleet"},
 	"internal/archtest": {},
 	// The OS plumbing of the fast path serves the balancer's event loops only.
 	"internal/netpoll": {"internal/lb"},

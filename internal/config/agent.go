@@ -54,10 +54,22 @@ type AgentFile struct {
 	// measured at start.
 	CPU    float64 `yaml:"cpu"`
 	Memory Size    `yaml:"memory"`
+	// DockerHost is the Docker engine that runs the host's container
+	// instances (apps with runtime: docker): "unix:///path/docker.sock"
+	// or "tcp://host:port". Default: DOCKER_HOST, else
+	// unix:///var/run/docker.sock. "none" runs no containers. An engine
+	// that does not answer when the agent starts is logged, and the
+	// agent refuses container instances, naming it (the server places
+	// them on other hosts).
+	DockerHost string `yaml:"docker_host"`
 
 	// File is the absolute path the file was loaded from.
 	File string `yaml:"-"`
 }
+
+// DockerHostNone is agent.yaml's docker_host for a host that runs no
+// containers.
+const DockerHostNone = "none"
 
 // DefaultAgentListen is the agent API's default address.
 const DefaultAgentListen = ":7441"
@@ -159,6 +171,9 @@ func ParseAgent(file string, data []byte) (*AgentFile, error) {
 	a.DataDir = resolve(a.DataDir)
 	if a.CPU < 0 {
 		d.errorf("cpu", "must not be negative, got %v", a.CPU)
+	}
+	if h := a.DockerHost; h != "" && h != DockerHostNone && !strings.HasPrefix(h, "unix:///") && !strings.HasPrefix(h, "tcp://") {
+		d.errorf("docker_host", "must be unix:///path/to/docker.sock, tcp://host:port or %q, got %q", DockerHostNone, h)
 	}
 	if a.Memory < 0 {
 		d.errorf("memory", "must not be negative")

@@ -18,13 +18,14 @@ region: nyc1
 advertise: 10.0.0.2
 memory: 2GiB
 cpu: 1.5
+docker_host: unix:///run/docker.sock
 `))
 	if err != nil {
 		t.Fatal(err)
 	}
 	want := AgentFile{Server: "https://10.0.0.1:7440", JoinTokenFile: filepath.Join(dir, "join-token"), Name: "app-1",
 		Zone: "z1", Region: "nyc1", Listen: DefaultAgentListen, Advertise: "10.0.0.2", DataDir: DefaultAgentDataDir,
-		CPU: 1.5, Memory: 2 << 30, File: file}
+		CPU: 1.5, Memory: 2 << 30, DockerHost: "unix:///run/docker.sock", File: file}
 	if *a != want {
 		t.Fatalf("ParseAgent =\n%+v\nwant\n%+v", *a, want)
 	}
@@ -67,6 +68,7 @@ listen: nope
 advertise: 0.0.0.0
 cpu: -1
 region: NYC 1
+docker_host: /var/run/docker.sock
 `))
 	for _, want := range []string{
 		"agent.yaml:1:9: server: must be an https URL",
@@ -76,6 +78,7 @@ region: NYC 1
 		"agent.yaml:5:12: advertise: must be an address others can reach",
 		"agent.yaml:6:6: cpu: must not be negative",
 		"agent.yaml:7:9: region: \"NYC 1\" is not a valid region",
+		"agent.yaml:8:14: docker_host: must be unix:///path/to/docker.sock, tcp://host:port or \"none\", got \"/var/run/docker.sock\"",
 	} {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("error lacks %q:\n%v", want, err)

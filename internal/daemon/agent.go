@@ -26,6 +26,7 @@ import (
 	"github.com/shoal-dev/shoal/internal/api"
 	"github.com/shoal-dev/shoal/internal/buildinfo"
 	"github.com/shoal-dev/shoal/internal/config"
+	"github.com/shoal-dev/shoal/internal/dockerrt"
 	"github.com/shoal-dev/shoal/internal/pki"
 	"github.com/shoal-dev/shoal/internal/release"
 	"github.com/shoal-dev/shoal/internal/runtime"
@@ -54,6 +55,7 @@ type Agent struct {
 	log     *slog.Logger
 	node    *pki.Node
 	rt      *runtime.Local
+	docker  *dockerrt.Engine // nil: no engine (agent.yaml's docker_host)
 	api     *agent.Agent
 	ln      net.Listener
 	srv     *http.Server
@@ -67,8 +69,11 @@ type Agent struct {
 // in cfg.JoinTokenFile when no certificate is there (a refused join is a
 // *pki.RefusedError and writes no certificate). It then starts the
 // detached runtime and adopts the instances a previous run left, with one
-// log line per adopted instance. ctx bounds the join and the adoption
-// only. On error everything opened so far is released.
+// log line per adopted instance, and connects to agent.yaml's docker_host,
+// adopting the containers the previous run left running (openEngine; no
+// engine is a warning, not an error: container instances are refused).
+// ctx bounds the join and the adoptions only. On error everything opened
+// so far is released.
 func OpenAgent(ctx context.Context, cfg *config.AgentFile, logger *slog.Logger) (_ *Agent, err error) {
 	if cfg == nil {
 		return nil, errors.New("daemon: OpenAgent needs the agent.yaml")
@@ -88,6 +93,9 @@ func OpenAgent(ctx context.Context, cfg *config.AgentFile, logger *slog.Logger) 
 			d.ln.Close()
 			if d.rt != nil {
 				d.rt.Close(context.WithoutCancel(ctx))
+			}
+			if d.docker != nil {
+				d.docker.Close(context.WithoutCancel(ctx))
 			}
 		}
 	}()
@@ -112,7 +120,10 @@ func OpenAgent(ctx context.Context, cfg *config.AgentFile, logger *slog.Logger) 
 		// What could not be adopted was cleaned and named; the rest runs.
 		d.log.Warn("some instances of the previous run could not be adopted", "error", err)
 	}
+	noDocker := d.openEngine(ctx)
 	d.api, err = agent.New(agent.Config{
+		Docker:    d.docker,
+		NoDocker:  noDocker,
 		Runtime:   d.rt,
 		Artifacts: store,
 		Source:    &agent.HTTPSource{Base: cfg.Server, Client: d.client},
@@ -180,6 +191,12 @@ func (d *Agent) Run(ctx context.Context) error {
 	if cerr := d.rt.Close(context.WithoutCancel(ctx)); cerr != nil {
 		err = errors.Join(err, fmt.Errorf("close runtime: %w", cerr))
 	}
+	if d.docker != nil {
+		n += len(d.docker.List())
+		if cerr := d.docker.Close(context.WithoutCancel(ctx)); cerr != nil {
+			err = errors.Join(err, fmt.Errorf("close docker engine: %w", cerr))
+		}
+	}
 	d.log.Info("stopped; instances keep running under their shims for the next start to adopt", "instances", n)
 	return err
 }
@@ -193,6 +210,38 @@ func (d *Agent) Close() {
 	d.ln.Close()
 	d.client.CloseIdleConnections()
 	d.rt.Close(context.Background())
+	if d.docker != nil {
+		d.docker.Close(context.Background())
+	}
+}
+
+// engineTimeout bounds the agent's first ping of its Docker engine.
+const engineTimeout = 10 * time.Second
+
+// openEngine connects to the Docker engine of agent.yaml's docker_host and
+// adopts the containers a previous run left running (removing the other
+// containers of its scope, the data directory). With none ("none", or no
+// answer) it returns why: the agent refuses container instances with that
+// reason; processes run as ever.
+func (d *Agent) openEngine(ctx context.Context) string {
+	if d.cfg.DockerHost == config.DockerHostNone {
+		return "agent.yaml's docker_host is none"
+	}
+	cli, err := dockerrt.ConnectTo(ctx, d.cfg.DockerHost, engineTimeout)
+	if err != nil {
+		d.log.Warn("no docker engine: container instances will be refused", "error", err)
+		return err.Error()
+	}
+	eng, err := dockerrt.New(ctx, cli, dockerrt.Options{Scope: d.cfg.DataDir, BindIP: d.cfg.Advertise,
+		Logger: d.log.With("part", "docker"), Detached: true})
+	if err != nil {
+		cli.Close()
+		d.log.Warn("docker engine unusable: container instances will be refused", "error", err)
+		return "docker engine: " + err.Error()
+	}
+	d.docker = eng
+	d.log.Info("docker engine connected", "docker_host", cli.DaemonHost(), "api_version", cli.ClientVersion(), "containers", len(eng.List()))
+	return ""
 }
 
 // hello announces the agent to the server (POST /v1/hello) until the

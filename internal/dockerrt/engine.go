@@ -7,10 +7,13 @@
 //
 // Every container it creates carries the labels LabelScope (the Engine's
 // scope: which Shoal process owns it), LabelApp, LabelRelease and
-// LabelInstance. New removes the containers of its scope left over by an
-// earlier run (one that was killed before it could stop them). No restart
-// policy is set: Shoal supervises the instances and replaces those that
-// end.
+// LabelInstance, and the caller's own labels (Spec.Labels). New removes the
+// containers of its scope left over by an earlier run (one that was killed
+// before it could stop them); a Detached Engine (`shoal agent`) adopts the
+// running ones instead, removes the others, and leaves its containers
+// running when it is closed, for the next run to adopt (adopt.go). No
+// restart policy is set: Shoal supervises the instances and replaces those
+// that end.
 package dockerrt
 
 import (
@@ -61,6 +64,12 @@ type Options struct {
 	BindIP string
 	// Logger receives the Engine's log lines; nil discards them.
 	Logger *slog.Logger
+	// Detached makes the containers outlive the Engine, as `shoal agent`'s
+	// instances outlive the agent: New adopts the running containers of
+	// the scope (and removes the scope's other ones: exited, or created by
+	// a run killed before it could start them), and Close leaves the
+	// running ones running.
+	Detached bool
 }
 
 // Spec says what to run for one instance.
@@ -85,15 +94,30 @@ type Spec struct {
 	// sets none.
 	CPU    float64
 	Memory int64
+	// Labels are the caller's own, kept on the container (LabelPrefix +
+	// key) and reported back in Info, also by an Engine that adopts it.
+	Labels map[string]string
+	// Secrets are the values the caller redacts from the instance's
+	// output. The names of the Env entries holding one are kept on the
+	// container (LabelSecretEnv, names only), so that an Engine that adopts
+	// it reports them again in Info.Secrets.
+	Secrets []string
 }
 
-// Info describes a started container.
+// Info describes a started (or adopted) container.
 type Info struct {
 	ID        string
 	Container string // the engine's container ID
 	Addr      string // BindIP:host port
+	Port      int    // the host port of Addr
 	PID       int    // the container's main process, as the host sees it
 	StartedAt time.Time
+	App       string
+	Release   int
+	Labels    map[string]string // Spec.Labels
+	// Secrets are Spec.Secrets, or, for an adopted container, the values
+	// of its env entries that held a secret when it was started.
+	Secrets []string
 }
 
 // Exit reports the end of a container.
@@ -117,10 +141,11 @@ type Stats struct {
 // Engine runs containers of one scope on a Docker engine. It is safe for
 // concurrent use.
 type Engine struct {
-	cli    *client.Client
-	scope  string
-	bindIP string
-	log    *slog.Logger
+	cli      *client.Client
+	scope    string
+	bindIP   string
+	log      *slog.Logger
+	detached bool
 
 	exits chan Exit
 	ended chan string
@@ -131,6 +156,9 @@ type Engine struct {
 	exited []*ctr       // exited instances kept for their logs, oldest first
 	ports  map[int]bool // host ports of containers not yet exited
 	closed bool
+	// detaching is set by the Close of a Detached Engine: the waiters it
+	// cancels report no exit (the containers run on).
+	detaching bool
 }
 
 type ctr struct {
@@ -146,13 +174,27 @@ type ctr struct {
 	watch chan (<-chan earlyExit)
 	done  chan struct{} // closed when the container has exited
 	exit  Exit
+	info  Info
+	// cancel ends the waiter's wait on the engine (Close of a Detached
+	// Engine).
+	cancel context.CancelFunc
 }
 
 // Connect returns a client of the engine named by the environment
 // (DOCKER_HOST, default unix:///var/run/docker.sock) with the API version
 // negotiated, after a ping; ErrNoEngine when none answers within timeout.
 func Connect(ctx context.Context, timeout time.Duration) (*client.Client, error) {
-	cli, err := client.NewClientWithOpts(client.FromEnv, client.WithAPIVersionNegotiation())
+	return ConnectTo(ctx, "", timeout)
+}
+
+// ConnectTo is Connect to the engine at host ("unix:///path/docker.sock",
+// "tcp://10.0.0.5:2375"); "" is Connect's engine.
+func ConnectTo(ctx context.Context, host string, timeout time.Duration) (*client.Client, error) {
+	opts := []client.Opt{client.FromEnv, client.WithAPIVersionNegotiation()}
+	if host != "" {
+		opts = append(opts, client.WithHost(host))
+	}
+	cli, err := client.NewClientWithOpts(opts...)
 	if err != nil {
 		return nil, fmt.Errorf("docker client: %w", err)
 	}
@@ -178,8 +220,14 @@ func New(ctx context.Context, cli *client.Client, opts Options) (*Engine, error)
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	e := &Engine{cli: cli, scope: opts.Scope, bindIP: opts.BindIP, log: opts.Logger,
+	e := &Engine{cli: cli, scope: opts.Scope, bindIP: opts.BindIP, log: opts.Logger, detached: opts.Detached,
 		exits: make(chan Exit, 64), ended: make(chan string, 64), byID: map[string]*ctr{}, ports: map[int]bool{}}
+	if opts.Detached {
+		if err := e.adoptScope(ctx); err != nil {
+			return nil, err
+		}
+		return e, nil
+	}
 	if err := e.removeScope(ctx); err != nil {
 		return nil, err
 	}
@@ -227,7 +275,9 @@ func (e *Engine) Start(ctx context.Context, spec Spec) (Info, error) {
 		e.mu.Unlock()
 		return Info{}, errors.New("start: engine closed")
 	}
-	if _, ok := e.byID[spec.ID]; ok {
+	// An exited instance of the same ID (kept for its logs) may be started
+	// again: a retried start of one that died meanwhile.
+	if c, ok := e.byID[spec.ID]; ok && !isDone(c) {
 		e.mu.Unlock()
 		return Info{}, fmt.Errorf("start %s: instance exists", spec.ID)
 	}
@@ -248,10 +298,9 @@ func (e *Engine) Start(ctx context.Context, spec Spec) (Info, error) {
 	}
 	stopSecs := int(spec.StopTimeout.Round(time.Second) / time.Second)
 	cfg := &container.Config{
-		Image: spec.Image,
-		Env:   append(append([]string(nil), spec.Env...), "PORT="+strconv.Itoa(cport)),
-		Labels: map[string]string{LabelScope: e.scope, LabelApp: spec.App,
-			LabelRelease: strconv.Itoa(spec.Release), LabelInstance: spec.ID},
+		Image:       spec.Image,
+		Env:         append(append([]string(nil), spec.Env...), "PORT="+strconv.Itoa(cport)),
+		Labels:      containerLabels(e.scope, spec),
 		StopSignal:  signalName(spec.StopSignal),
 		StopTimeout: &stopSecs,
 	}
@@ -285,6 +334,7 @@ func (e *Engine) Start(ctx context.Context, spec Spec) (Info, error) {
 	c := &ctr{id: spec.ID, cid: created.ID, spec: spec, port: hostPort, done: make(chan struct{}), watch: make(chan (<-chan earlyExit), 1)}
 	// Wait before starting, so that an exit right after the start is seen.
 	wctx, wcancel := context.WithCancel(context.Background())
+	c.cancel = wcancel
 	waitC, errC := e.cli.ContainerWait(wctx, created.ID, container.WaitConditionNextExit)
 	fail := func(err error) (Info, error) {
 		wcancel()
@@ -300,7 +350,7 @@ func (e *Engine) Start(ctx context.Context, spec Spec) (Info, error) {
 		e.mu.Unlock()
 		return fail(fmt.Errorf("start %s: engine closed", spec.ID))
 	}
-	if _, ok := e.byID[spec.ID]; ok {
+	if old, ok := e.byID[spec.ID]; ok && !isDone(old) {
 		e.mu.Unlock()
 		return fail(fmt.Errorf("start %s: instance exists", spec.ID))
 	}
@@ -322,7 +372,8 @@ func (e *Engine) Start(ctx context.Context, spec Spec) (Info, error) {
 		e.mu.Unlock()
 		return Info{}, ferr
 	}
-	info := Info{ID: spec.ID, Container: created.ID, Addr: net.JoinHostPort(e.bindIP, strconv.Itoa(hostPort)), StartedAt: time.Now()}
+	info := Info{ID: spec.ID, Container: created.ID, Addr: net.JoinHostPort(e.bindIP, strconv.Itoa(hostPort)), Port: hostPort,
+		StartedAt: time.Now(), App: spec.App, Release: spec.Release, Labels: spec.Labels, Secrets: spec.Secrets}
 	if in, err := e.cli.ContainerInspect(ctx, created.ID); err == nil && in.State != nil {
 		info.PID = in.State.Pid
 		c.watch <- watchProcess(in.State.Pid, created.ID, wctx.Done(), func() {
@@ -335,6 +386,9 @@ func (e *Engine) Start(ctx context.Context, spec Spec) (Info, error) {
 			info.StartedAt = t
 		}
 	}
+	e.mu.Lock()
+	c.info = info
+	e.mu.Unlock()
 	e.log.Info("container started", "instance", spec.ID, "container", short(created.ID), "addr", info.Addr, "image", short(spec.Image))
 	return info, nil
 }
@@ -354,9 +408,15 @@ wait:
 			ex.Code = int(r.StatusCode)
 		case err := <-errC:
 			// The container was removed (or the engine went away) before it
-			// exited: it does not run any more, or runs out of reach.
+			// exited: it does not run any more, or runs out of reach. Or a
+			// Detached Engine is closing: it runs on, for the next run.
 			startFailed = true
-			e.log.Warn("container wait ended", "instance", c.id, "container", short(c.cid), "error", err)
+			e.mu.Lock()
+			detaching := e.detaching
+			e.mu.Unlock()
+			if !detaching {
+				e.log.Warn("container wait ended", "instance", c.id, "container", short(c.cid), "error", err)
+			}
 		case watch = <-watchSet:
 			watchSet = nil
 			continue
@@ -499,7 +559,10 @@ func (e *Engine) Container(id string) (string, error) {
 
 // Close stops every running container (stop signal, then SIGKILL after
 // its stop timeout), removes the containers of the scope, waits for the
-// waiters and closes Exits and the client.
+// waiters and closes Exits and the client. A Detached Engine instead
+// leaves its running containers running (their exits are no longer
+// watched: the next run adopts them) and removes only the exited ones it
+// kept for their logs.
 func (e *Engine) Close(ctx context.Context) error {
 	e.mu.Lock()
 	if e.closed {
@@ -507,22 +570,39 @@ func (e *Engine) Close(ctx context.Context) error {
 		return nil
 	}
 	e.closed = true
+	e.detaching = e.detached
 	var ids []string
-	for id := range e.byID {
+	var cancels []context.CancelFunc
+	var exited []string
+	for id, c := range e.byID {
 		ids = append(ids, id)
+		if c.cancel != nil {
+			cancels = append(cancels, c.cancel)
+		}
+	}
+	for _, c := range e.exited {
+		exited = append(exited, c.cid)
 	}
 	e.mu.Unlock()
-	var wg sync.WaitGroup
-	errs := make([]error, len(ids))
-	for i, id := range ids {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			errs[i] = e.Stop(ctx, id)
-		}()
+	var errs []error
+	if e.detached {
+		for _, cancel := range cancels {
+			cancel()
+		}
+		e.removeContainers(exited)
+	} else {
+		var wg sync.WaitGroup
+		errs = make([]error, len(ids))
+		for i, id := range ids {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				errs[i] = e.Stop(ctx, id)
+			}()
+		}
+		wg.Wait()
+		errs = append(errs, e.removeScope(ctx))
 	}
-	wg.Wait()
-	errs = append(errs, e.removeScope(ctx))
 	done := make(chan struct{})
 	go func() {
 		e.wg.Wait()

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"strconv"
 	"strings"
 	"sync"
@@ -29,7 +30,8 @@ func (f *Fleet) Host(app string) controller.Host {
 	defer f.mu.Unlock()
 	v := f.views[app]
 	if v == nil {
-		v = &view{app: app, exits: newOutbox[controller.Exit](64), evacuations: newOutbox[controller.Evacuation](8)}
+		v = &view{app: app, exits: newOutbox[controller.Exit](64), evacuations: newOutbox[controller.Evacuation](8),
+			ended: make(chan string, 64)}
 		f.views[app] = v
 		f.goLocked(v.forward)
 		f.appEvacuationsLocked(v) // drain.go
@@ -54,6 +56,11 @@ func (a *appHost) Name() string { return "fleet" }
 // once, in the order the fleet learnt them. The channel is never closed.
 func (a *appHost) Exits() <-chan controller.Exit { return a.v.exits.ch }
 
+// Ended implements controller.Ender: the app's instances whose agents saw
+// their process end (a container's, before its engine reported the exit),
+// each followed by its exit on Exits. The channel is never closed.
+func (a *appHost) Ended() <-chan string { return a.v.ended }
+
 // Evacuations implements controller.Evacuator: for each draining host, the
 // app's instances there, when it starts draining and whenever the fleet
 // learns them anew (a restart of the server); an empty one when the host
@@ -77,18 +84,20 @@ func (e *NoCapacityError) Unwrap() []error { return []error{controller.ErrNoCapa
 // Start implements controller.Host: it chooses a host with placement.Choose
 // among the ready ones, counting every app's instances and their declared
 // CPU and memory, and asks its agent to run the instance under the current
-// term. A host that does not answer, or is declared lost during the call,
-// is left out and another chosen; when none is left the error is a
-// *NoCapacityError. An answer of the agent's refusing the start is
-// returned as it is.
+// term. A host that does not answer, is declared lost during the call, or
+// cannot run the instance (a container instance on a host with no Docker
+// engine: agentclient.ErrUnsupported) is left out and another chosen; when
+// none is left the error is a *NoCapacityError naming each host's reason.
+// Any other answer of the agent's refusing the start is returned as it is.
 func (a *appHost) Start(ctx context.Context, spec controller.LaunchSpec) (controller.Running, error) {
-	if spec.Runtime == "docker" {
-		return controller.Running{}, fmt.Errorf("start %s: release v%d runs on docker (runtime: docker), which the fleet's agents do not run yet: use shoal up for it", spec.ID, spec.Release)
-	}
 	f := a.f
 	tried := map[string]string{}
+	docker := spec.Runtime == "docker"
 	for {
 		f.mu.Lock()
+		if docker {
+			f.leaveOutNoContainersLocked(tried)
+		}
 		name, err := placement.Choose(f.placementHostsLocked(tried), nil,
 			placement.Request{Group: a.v.app, CPU: spec.CPU, Memory: spec.Memory})
 		if err != nil {
@@ -141,6 +150,9 @@ func (a *appHost) Start(ctx context.Context, spec controller.LaunchSpec) (contro
 			return controller.Running{}, fmt.Errorf("start %s on host %s: %w", spec.ID, name, ctx.Err())
 		case !ours || genCtx.Err() != nil:
 			tried[name] = "lost while starting " + spec.ID
+		case answered && errors.Is(err, agentclient.ErrUnsupported):
+			tried[name] = se.Message
+			f.noContainers(h, se.Message)
 		case answered:
 			return controller.Running{}, fmt.Errorf("start %s on host %s: %w", spec.ID, name, err)
 		default:
@@ -148,6 +160,29 @@ func (a *appHost) Start(ctx context.Context, spec controller.LaunchSpec) (contro
 			tried[name] = "did not answer: " + err.Error()
 		}
 		f.log.Warn("start failed; placing again", "instance", spec.ID, "host", name, "reason", tried[name])
+	}
+}
+
+// leaveOutNoContainersLocked marks in tried the hosts whose agent, in its
+// current run, refused a container instance.
+func (f *Fleet) leaveOutNoContainersLocked(tried map[string]string) {
+	for name, h := range f.hosts {
+		if h.noContainers != "" && h.noContainersEpoch == h.rec.Epoch && tried[name] == "" {
+			tried[name] = h.noContainers
+		}
+	}
+}
+
+// noContainers records that h's agent refused a container instance for
+// reason, with an event the first time in the agent's run.
+func (f *Fleet) noContainers(h *host, reason string) {
+	f.mu.Lock()
+	fresh := h.noContainers == "" || h.noContainersEpoch != h.rec.Epoch
+	h.noContainers, h.noContainersEpoch = reason, h.rec.Epoch
+	name := h.rec.Name
+	f.mu.Unlock()
+	if fresh {
+		f.event(api.Event{Reason: fmt.Sprintf("host %s runs no containers (%s): container instances go to other hosts until its agent restarts", name, reason)}, slog.LevelWarn)
 	}
 }
 
@@ -184,6 +219,9 @@ func wireSpec(spec controller.LaunchSpec, gen uint64) api.LaunchSpec {
 	}
 	w := api.LaunchSpec{ID: spec.ID, App: spec.App, Release: spec.Release, Digest: spec.Digest, Command: spec.Command,
 		Env: spec.Env, Secrets: spec.Secrets, StopTimeoutMS: spec.StopTimeout.Milliseconds(), Labels: labels}
+	if spec.Runtime == "docker" { // any other runs a process, the agent's default
+		w.Runtime, w.Port = spec.Runtime, spec.Port
+	}
 	if spec.StopSignal != 0 {
 		w.StopSignal = unix.SignalName(spec.StopSignal)
 	}
@@ -293,11 +331,13 @@ func (a *appHost) Stats(id string) (controller.Stats, error) {
 }
 
 // view holds what the fleet tells one app's controller: its exits and its
-// evacuations, each through an outbox.
+// evacuations, each through an outbox, and the hints of instances seen to
+// end before their exits (dropped when the controller does not keep up).
 type view struct {
 	app         string
 	exits       *outbox[controller.Exit]
 	evacuations *outbox[controller.Evacuation]
+	ended       chan string
 }
 
 func (v *view) push(e controller.Exit) { v.exits.push(e) }
@@ -366,3 +406,5 @@ func (o *outbox[T]) forward(ctx context.Context) {
 		}
 	}
 }
+
+var _ controller.Ender = (*appHost)(nil)

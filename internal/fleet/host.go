@@ -64,6 +64,10 @@ type host struct {
 	stopRun context.CancelFunc
 	// removed: forgotten by Remove; its record is never stored again.
 	removed bool
+	// noContainers is why the agent refused a container instance (it has
+	// no Docker engine), as it said during its run noContainersEpoch:
+	// container instances are not placed there until it runs anew.
+	noContainers, noContainersEpoch string
 }
 
 // placed is one instance on a host.
@@ -416,9 +420,16 @@ func (f *Fleet) sweep(ctx context.Context, h *host, c *agentclient.Client, list 
 // placed there to their apps.
 func (f *Fleet) exited(h *host, exits []api.InstanceExit) {
 	var out []pendingExit
+	var hints []pendingEnd
 	f.mu.Lock()
 	for _, x := range exits {
 		p := h.instances[x.ID]
+		if x.Ended { // a hint; its exit follows
+			if p != nil && !p.ended && f.views[p.app] != nil {
+				hints = append(hints, pendingEnd{v: f.views[p.app], id: x.ID})
+			}
+			continue
+		}
 		if p == nil {
 			delete(h.stale, x.ID) // reported ended already, or never ours
 			continue
@@ -436,7 +447,20 @@ func (f *Fleet) exited(h *host, exits []api.InstanceExit) {
 			Stopped: x.Stopped, At: x.At}})
 	}
 	f.mu.Unlock()
+	for _, h := range hints {
+		select {
+		case h.v.ended <- h.id:
+		default: // a hint: the exit that follows is the record
+		}
+	}
 	f.deliver(out)
+}
+
+// pendingEnd is an instance seen to end before its exit, for its app's
+// view (controller.Ender).
+type pendingEnd struct {
+	v  *view
+	id string
 }
 
 // pendingExit is an exit to deliver to an app's view (nil: no controller
