@@ -245,7 +245,6 @@ func (s *Server) openFleet() error {
 	}
 	var tokens pki.TokenStore = s.st.Tokens()
 	if s.cl != nil {
-		nodes.live = s.st.Tokens() // the replica fills after open
 		tokens = s.cl.w.Tokens()
 	}
 	s.nodes = nodes
@@ -499,6 +498,10 @@ func (s *Server) Run(ctx context.Context) error {
 			s.register(appsCtx) // server_cluster_admin.go
 			return nil
 		})
+		g.Go(func() error {
+			s.syncArtifacts(appsCtx) // server_cluster_artifacts.go
+			return nil
+		})
 	}
 	if s.opts.OnReady != nil {
 		r := ServerReady{AdminURL: s.AdminURL(), FleetURL: s.fleetURL,
@@ -554,11 +557,11 @@ func (s *Server) fleetEvent(ev api.Event) { s.fleetEvents.Add(ev) }
 // token store's write transaction (pki.TokenStore.Take's check), where it
 // must not read them.
 type storedNodes struct {
-	// live, when set, is read at every State (a cluster's replica, whose
-	// tokens arrive after open; its Take checks outside a transaction).
-	live   *store.Tokens
-	hosts  fleet.HostStore
-	joined map[string]bool // names of the joins of tokens stored at open
+	hosts fleet.HostStore
+	// joined holds the names of the joins of the tokens stored at open,
+	// or at the start of this server's term as a cluster's leader
+	// (reload).
+	joined atomic.Pointer[map[string]bool]
 	mem    pki.MemNodes
 }
 
@@ -568,13 +571,30 @@ func newStoredNodes(hosts fleet.HostStore, tokens *store.Tokens) (*storedNodes, 
 	if err != nil {
 		return nil, err
 	}
-	n := &storedNodes{hosts: hosts, joined: map[string]bool{}}
+	n := &storedNodes{hosts: hosts}
+	n.setJoined(toks)
+	return n, nil
+}
+
+// reload reads the used tokens again (a cluster's replica when this
+// server starts leading).
+func (n *storedNodes) reload(tokens *store.Tokens) error {
+	toks, err := tokens.List()
+	if err != nil {
+		return err
+	}
+	n.setJoined(toks)
+	return nil
+}
+
+func (n *storedNodes) setJoined(toks []api.JoinToken) {
+	joined := map[string]bool{}
 	for _, t := range toks {
 		if t.Used && t.UsedBy != "" {
-			n.joined[t.UsedBy] = true
+			joined[t.UsedBy] = true
 		}
 	}
-	return n, nil
+	n.joined.Store(&joined)
 }
 
 // State implements pki.Nodes.
@@ -582,17 +602,8 @@ func (n *storedNodes) State(name string) pki.NodeState {
 	if st := n.mem.State(name); st != pki.NodeUnknown {
 		return st
 	}
-	if n.joined[name] {
+	if (*n.joined.Load())[name] {
 		return pki.NodeActive
-	}
-	if n.live != nil {
-		if toks, err := n.live.List(); err == nil {
-			for _, t := range toks {
-				if t.Used && t.UsedBy == name {
-					return pki.NodeActive
-				}
-			}
-		}
 	}
 	hosts, err := n.hosts.List()
 	if err != nil {
@@ -610,7 +621,7 @@ func (n *storedNodes) State(name string) pki.NodeState {
 // this run, joined with a stored token, or of a stored host.
 func (n *storedNodes) names() []string {
 	out := n.mem.Names()
-	for name := range n.joined {
+	for name := range *n.joined.Load() {
 		out = append(out, name)
 	}
 	if hosts, err := n.hosts.List(); err == nil {

@@ -136,6 +136,9 @@ func (s *Server) lead(ctx context.Context, term uint64) {
 		case <-time.After(time.Second):
 		}
 	}
+	if err := s.nodes.reload(s.st.Tokens()); err != nil {
+		log.Warn("the join server's allow-list keeps the tokens read before", "error", err)
+	}
 	f, err := s.newFleet(func() uint64 { return term })
 	if err != nil {
 		log.Error("leading without a fleet: its registry cannot be made", "error", err)
