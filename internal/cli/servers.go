@@ -64,7 +64,7 @@ func printServers(w io.Writer, servers []client.ServerStatus, now time.Time) {
 	for _, s := range servers {
 		role, contact := s.Role, "-"
 		if role == "" {
-			role = "? (" + s.Error + ")"
+			role = "unreachable" // why: s.Error, in -o json
 		}
 		if !s.LastContact.IsZero() {
 			contact = now.Sub(s.LastContact).Round(time.Millisecond).String() + " ago"
