@@ -131,7 +131,7 @@ func (s *clusterServer) self(ctx context.Context) (api.ServerStatus, error) {
 func TestClusterLeaderKilledUnderLoad(t *testing.T) {
 	bin := testenv.BuildShoal(t)
 	app := exampleApp(t, "goapp", 2, 4)
-	ctx := testenv.Context(t, 5*time.Minute)
+	ctx := testenv.Context(t, 8*time.Minute)
 
 	seed := t.TempDir()
 	if _, err := pki.LoadOrCreateCA(filepath.Join(seed, "ca")); err != nil {
@@ -169,7 +169,7 @@ func TestClusterLeaderKilledUnderLoad(t *testing.T) {
 		return strings.TrimSpace(out)
 	}
 	newServerAgent(t, s1.FleetURL, "host-a", joinToken("agent")).start(t, bin)
-	if code, out := runShoalEnv(t, bin, app, envOf(s1), "deploy"); code != 0 || !strings.Contains(out, "deploy: v1 serves") {
+	if code, out := runShoalFor(t, 4*time.Minute, bin, app, envOf(s1), "deploy"); code != 0 || !strings.Contains(out, "deploy: v1 serves") {
 		t.Fatalf("shoal deploy: exit %d\n%s", code, out)
 	}
 
@@ -296,6 +296,21 @@ func TestClusterLeaderKilledUnderLoad(t *testing.T) {
 	load.Stop()
 	load.RequireNoFailure(t, "through the balancer node while the leader was killed")
 	t.Logf("GETs through the node: %d ok, %d failed", load.OK(), load.Failed())
+}
+
+// runShoalFor is runShoalEnv with a bound of d (a deploy builds, uploads
+// and starts instances: more than a minute on a loaded machine).
+func runShoalFor(t *testing.T, d time.Duration, bin, dir string, env []string, args ...string) (int, string) {
+	t.Helper()
+	cmd := exec.CommandContext(testenv.Context(t, d), bin, args...)
+	cmd.Dir, cmd.Env = dir, env
+	out, err := cmd.CombinedOutput()
+	if ee, ok := err.(*exec.ExitError); ok {
+		return ee.ExitCode(), string(out)
+	} else if err != nil {
+		t.Fatalf("shoal %v: %v", args, err)
+	}
+	return 0, string(out)
 }
 
 // scaleTo sets the app's desired count through c, retrying while the
