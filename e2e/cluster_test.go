@@ -298,8 +298,10 @@ func TestClusterLeaderKilledUnderLoad(t *testing.T) {
 	t.Logf("GETs through the node: %d ok, %d failed", load.OK(), load.Failed())
 }
 
-// runShoalFor is runShoalEnv with a bound of d (a deploy builds, uploads
-// and starts instances: more than a minute on a loaded machine).
+// runShoalFor runs the shoal binary with args in dir with env, bounded by
+// d, and returns its exit code and combined output (a cluster deploy builds,
+// uploads and starts instances: more than runShoalEnv's minute on a loaded
+// machine).
 func runShoalFor(t *testing.T, d time.Duration, bin, dir string, env []string, args ...string) (int, string) {
 	t.Helper()
 	cmd := exec.CommandContext(testenv.Context(t, d), bin, args...)
