@@ -165,6 +165,7 @@ func (s *Server) lead(ctx context.Context, term uint64) {
 		log.Error("apps not opened", "error", err)
 	}
 	n := s.startApps(ctx)
+	defer s.closeApps()
 	defer s.stopApps() // apps.go: leaves their instances running
 	if !s.appsStarted(ctx) {
 		return
@@ -175,6 +176,28 @@ func (s *Server) lead(ctx context.Context, term uint64) {
 	log.Info("leading the cluster: apps started", "server", me.ID, "apps", n)
 	<-ctx.Done()
 	log.Info("no longer leading: stopping the apps, leaving their instances running", "server", me.ID)
+}
+
+// closeApps forgets the apps of a term that ended (their controllers
+// stopped): their pools and routes leave the server's own balancer, and
+// the next term opens them again from the replica. Balancer nodes are not
+// told: the stream's gate refuses them before the apps stop.
+func (s *Server) closeApps() {
+	s.appsMu.Lock()
+	defer s.appsMu.Unlock()
+	names := make([]string, 0, len(s.apps))
+	for name := range s.apps {
+		names = append(names, name)
+		delete(s.apps, name)
+	}
+	if err := s.setRoutesLocked(); err != nil {
+		s.log.Warn("routes of the apps of the ended term not removed", "error", err)
+	}
+	for _, name := range names {
+		if err := s.bal.RemovePool(name); err != nil {
+			s.log.Warn("pool of an app of the ended term not removed", "app", name, "error", err)
+		}
+	}
 }
 
 // appsStarted waits until every app's controller is ready (it adopted what
