@@ -53,7 +53,7 @@ func startClusterServer(t *testing.T, ctx context.Context, bin, id string, boots
 admin: {listen: "127.0.0.1:0"}
 fleet: {listen: "127.0.0.1:0", heartbeat: 200ms, lost_after: 3s}
 balancer: {listen: "127.0.0.1:0", drain_timeout: 2s}
-cluster: {id: %s, listen: "127.0.0.1:0", bootstrap: %t}
+cluster: {id: %s, listen: "127.0.0.1:0", bootstrap: %t, election_timeout: 3s}
 `, id, bootstrap)
 	cfg := filepath.Join(dir, "server.yaml")
 	if err := os.WriteFile(cfg, []byte(yaml), 0o600); err != nil {

@@ -3,6 +3,7 @@ package config
 import (
 	"net"
 	"regexp"
+	"time"
 )
 
 // ServerCluster makes `shoal server` one of a cluster of three or five
@@ -27,7 +28,18 @@ type ServerCluster struct {
 	// added by `shoal servers add ID ADDRESS` on any server. It is ignored
 	// once the server has Raft state, so it may stay set.
 	Bootstrap bool `yaml:"bootstrap"`
+	// ElectionTimeout is how long a follower waits without hearing from
+	// the leader before it starts an election (raft's heartbeat and
+	// election timeouts; the leader's lease is half of it), so about how
+	// long a dead leader goes unnoticed. Default 1s; raise it on servers
+	// whose scheduling stalls (a busy or throttled machine), where a
+	// leader that misses its heartbeats is deposed needlessly.
+	ElectionTimeout Duration `yaml:"election_timeout"`
 }
+
+// DefaultClusterElectionTimeout is cluster.election_timeout's default
+// (hashicorp/raft's).
+const DefaultClusterElectionTimeout = time.Second
 
 var clusterIDRe = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,38}[a-z0-9])?$`)
 
@@ -36,6 +48,11 @@ func checkCluster(d *document, s *ServerFile) {
 	c := s.Cluster
 	if c == nil {
 		return
+	}
+	if !d.has("cluster.election_timeout") {
+		c.ElectionTimeout = Duration(DefaultClusterElectionTimeout)
+	} else if c.ElectionTimeout < Duration(100*time.Millisecond) {
+		d.errorf("cluster.election_timeout", "must be at least 100ms, got %s", c.ElectionTimeout.D())
 	}
 	if !clusterIDRe.MatchString(c.ID) {
 		d.errorf("cluster.id", "must be 1 to 40 lowercase letters, digits or '-' (not first or last), such as s1; got %q", c.ID)

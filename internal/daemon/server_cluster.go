@@ -86,6 +86,7 @@ func (s *Server) openCluster() error {
 	}
 	node, err := cluster.Open(cluster.Config{ID: c.ID, Advertise: adv, Listener: ln, DataDir: s.cfg.DataDir,
 		Store: s.st, ServerTLS: srvTLS, ClientTLS: cliTLS, Bootstrap: c.Bootstrap,
+		HeartbeatTimeout: c.ElectionTimeout.D(), ElectionTimeout: c.ElectionTimeout.D(), LeaderLeaseTimeout: c.ElectionTimeout.D() / 2,
 		Logger: s.log.With("part", "cluster")})
 	if err != nil {
 		return err
