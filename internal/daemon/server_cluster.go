@@ -236,6 +236,23 @@ func (c *clusterState) leaderMember() (api.ClusterMember, error) {
 	return m, nil
 }
 
+// leaderElse503 returns where the leader serves, for a call this server
+// does not serve itself; or it answers 503 (false): when this server leads
+// but has not started its apps, when the call was forwarded here already
+// (forwarded: no loops), or when no leader is known.
+func (c *clusterState) leaderElse503(w http.ResponseWriter, forwarded bool) (api.ClusterMember, bool) {
+	if c.node.IsLeader() || forwarded {
+		adminapi.WriteError(w, fmt.Errorf("%w: %w", adminapi.ErrUnavailable, c.gate()))
+		return api.ClusterMember{}, false
+	}
+	m, err := c.leaderMember()
+	if err != nil {
+		adminapi.WriteError(w, err)
+		return api.ClusterMember{}, false
+	}
+	return m, true
+}
+
 // adminToLeader serves next on the leader once its apps started; a
 // follower forwards the call to the leader's admin API (the same token
 // works there: the cluster shares it), and answers 503 when no leader is
@@ -252,13 +269,8 @@ func (s *Server) adminToLeader(next http.Handler) http.Handler {
 			next.ServeHTTP(w, r)
 			return
 		}
-		if s.cl.node.IsLeader() || r.Header.Get(forwardedHeader) != "" {
-			adminapi.WriteError(w, fmt.Errorf("%w: %w", adminapi.ErrUnavailable, s.cl.gate()))
-			return
-		}
-		m, err := s.cl.leaderMember()
-		if err != nil {
-			adminapi.WriteError(w, err)
+		m, ok := s.cl.leaderElse503(w, r.Header.Get(forwardedHeader) != "")
+		if !ok {
 			return
 		}
 		target, err := url.Parse(m.AdminURL)
@@ -292,13 +304,8 @@ func (s *Server) fleetToLeader(next http.Handler) http.Handler {
 			next.ServeHTTP(w, r)
 			return
 		}
-		if s.cl.node.IsLeader() {
-			adminapi.WriteError(w, fmt.Errorf("%w: %w", adminapi.ErrUnavailable, s.cl.gate()))
-			return
-		}
-		m, err := s.cl.leaderMember()
-		if err != nil {
-			adminapi.WriteError(w, err)
+		m, ok := s.cl.leaderElse503(w, false)
+		if !ok {
 			return
 		}
 		u := m.FleetURL + r.URL.Path
