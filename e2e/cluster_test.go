@@ -127,7 +127,9 @@ func (s *clusterServer) self(ctx context.Context) (api.ServerStatus, error) {
 // through the node while the leader is killed with SIGKILL; a new leader
 // is elected within seconds, no GET fails, the scale acknowledged
 // (through a follower, which forwarded it) before the kill is still the
-// desired count after, and `shoal servers` lists the three.
+// desired count after, the node follows the new leader, scale writes
+// through the surviving follower are acknowledged (their latency is
+// logged), and `shoal servers` lists the three.
 func TestClusterLeaderKilledUnderLoad(t *testing.T) {
 	bin := testenv.BuildShoal(t)
 	app := exampleApp(t, "goapp", 2, 4)
@@ -230,6 +232,7 @@ func TestClusterLeaderKilledUnderLoad(t *testing.T) {
 	t.Logf("scale 3 through a follower acknowledged in %s", time.Since(start))
 
 	// Kill the leader.
+	nodeMark := lbp.Mark()
 	killed := time.Now()
 	if err := s1.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
@@ -270,14 +273,21 @@ func TestClusterLeaderKilledUnderLoad(t *testing.T) {
 		return nil
 	})
 	t.Logf("leader killed -> the new leader serves its apps after %s", time.Since(killed))
-	// The surviving follower forwards to the new leader.
+	// The node follows the new leader (its first answer once the apps
+	// started); then the surviving follower forwards scale-ups to it. Up
+	// only: a stop right after a failover can beat the node to the drain
+	// (the server drains against its own pool, which the node's traffic
+	// does not pass; see the report of issue 14 step 3).
+	if _, _, err := lbp.WaitForLineFrom(ctx, nodeMark, regexp.MustCompile(`following the server again`)); err != nil {
+		t.Fatalf("the balancer node does not follow the new leader: %v", err)
+	}
 	follower := s2
 	if leader == s2 {
 		follower = s3
 	}
 	cf := client.New(follower.AdminURL, follower.Token)
 	var took []time.Duration
-	for i, n := range []int{2, 3, 2, 3, 2} {
+	for i, n := range []int{4, 5, 6, 7, 8} {
 		start := time.Now()
 		if err := scaleTo(ctx, cf, n); err != nil {
 			t.Fatalf("scale %d through the follower %s after the failover: %v", i, follower.id, err)
