@@ -242,15 +242,25 @@ func (c *clusterState) leaderMember() (api.ClusterMember, error) {
 // (forwarded: no loops), or when no leader is known.
 func (c *clusterState) leaderElse503(w http.ResponseWriter, forwarded bool) (api.ClusterMember, bool) {
 	if c.node.IsLeader() || forwarded {
-		adminapi.WriteError(w, fmt.Errorf("%w: %w", adminapi.ErrUnavailable, c.gate()))
+		writeClusterError(w, fmt.Errorf("%w: %w", adminapi.ErrUnavailable, c.gate()))
 		return api.ClusterMember{}, false
 	}
 	m, err := c.leaderMember()
 	if err != nil {
-		adminapi.WriteError(w, err)
+		writeClusterError(w, err)
 		return api.ClusterMember{}, false
 	}
 	return m, true
+}
+
+// writeClusterError answers err; a 503 (adminapi.ErrUnavailable: no
+// leader yet, or one starting) carries Retry-After: 1, which tells the
+// client (package client) that nothing was done and it may ask again.
+func writeClusterError(w http.ResponseWriter, err error) {
+	if errors.Is(err, adminapi.ErrUnavailable) {
+		w.Header().Set("Retry-After", "1")
+	}
+	adminapi.WriteError(w, err)
 }
 
 // adminToLeader serves next on the leader once its apps started; a
@@ -287,7 +297,7 @@ func (s *Server) adminToLeader(next http.Handler) http.Handler {
 			Transport:     s.cl.proxy,
 			FlushInterval: -1, // deploy progress streams line by line
 			ErrorHandler: func(w http.ResponseWriter, _ *http.Request, err error) {
-				adminapi.WriteError(w, fmt.Errorf("%w: forward to the leader %s at %s: %v", adminapi.ErrUnavailable, m.ID, m.AdminURL, err))
+				writeClusterError(w, fmt.Errorf("%w: forward to the leader %s at %s: %v", adminapi.ErrUnavailable, m.ID, m.AdminURL, err))
 			},
 		}
 		p.ServeHTTP(w, r)
