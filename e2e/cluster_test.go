@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -132,7 +133,7 @@ func (s *clusterServer) self(ctx context.Context) (api.ServerStatus, error) {
 // logged), and `shoal servers` lists the three.
 func TestClusterLeaderKilledUnderLoad(t *testing.T) {
 	bin := testenv.BuildShoal(t)
-	app := exampleApp(t, "goapp", 2, 4)
+	app := exampleApp(t, "goapp", 2, 8)
 	ctx := testenv.Context(t, 8*time.Minute)
 
 	seed := t.TempDir()
@@ -326,10 +327,22 @@ func runShoalFor(t *testing.T, d time.Duration, bin, dir string, env []string, a
 }
 
 // scaleTo sets the app's desired count through c, retrying while the
-// cluster answers 503 (no leader yet): a 503 means nothing was written.
+// cluster cannot answer (a 503 beyond the client's own retries, or the
+// leader gone mid-call: a scale is idempotent); a refusal (4xx) is
+// returned at once.
 func scaleTo(ctx context.Context, c *client.Client, n int) error {
-	return testenv.WaitFor(ctx, func() error {
+	var refused error
+	err := testenv.WaitFor(ctx, func() error {
 		_, err := c.Scale(ctx, n)
+		var ae *client.APIError
+		if errors.As(err, &ae) && ae.Status < 500 {
+			refused = err
+			return nil
+		}
 		return err
 	})
+	if refused != nil {
+		return refused
+	}
+	return err
 }
