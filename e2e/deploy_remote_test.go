@@ -5,7 +5,6 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -108,15 +107,7 @@ func copyApp(t *testing.T, src, dst string) {
 // runShoalEnv runs a client verb in dir with environment env.
 func runShoalEnv(t *testing.T, bin, dir string, env []string, args ...string) (int, string) {
 	t.Helper()
-	cmd := exec.CommandContext(testenv.Context(t, 60*time.Second), bin, args...)
-	cmd.Dir, cmd.Env = dir, env
-	out, err := cmd.CombinedOutput()
-	if ee, ok := err.(*exec.ExitError); ok {
-		return ee.ExitCode(), string(out)
-	} else if err != nil {
-		t.Fatalf("shoal %v: %v", args, err)
-	}
-	return 0, string(out)
+	return runShoalFor(t, 60*time.Second, bin, dir, env, args...)
 }
 
 // get returns the body of a GET of url.

@@ -17,6 +17,8 @@ var (
 	ErrBadRequest   = errors.New("bad request")
 	ErrConflict     = errors.New("conflict")
 	ErrTooLarge     = errors.New("request body too large")
+	// ErrUnavailable: not now, try again (a cluster with no leader yet).
+	ErrUnavailable = errors.New("unavailable")
 )
 
 // ErrorBody is the JSON body of every error response (package api's).
@@ -35,6 +37,8 @@ func statusOf(err error) int {
 		return http.StatusConflict
 	case errors.Is(err, ErrTooLarge):
 		return http.StatusRequestEntityTooLarge
+	case errors.Is(err, ErrUnavailable):
+		return http.StatusServiceUnavailable
 	default:
 		return http.StatusInternalServerError
 	}

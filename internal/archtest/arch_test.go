@@ -188,7 +188,9 @@ var allowed = map[string][]string{
 		// `shoal server`'s host_pools: elastic hosts.
 		"internal/hostpool",
 		// `shoal server`'s certificates from ACME, shared by every node.
-		"internal/acme"},
+		"internal/acme",
+		// `shoal server` as one server of a Raft cluster.
+		"internal/cluster"},
 }
 
 // importers bounds who may import a package outside tests: the daemons are composed in
@@ -226,8 +228,8 @@ var importers = map[string][]string{
 	"internal/setup":    {"internal/cli", "internal/hostpool"},
 	// The ACME client runs in shoal server only.
 	"internal/acme": {"internal/daemon"},
-	// A replica is composed into `shoal server` by package daemon (not yet
-	// wired; issue 14's next step).
+	// A replica is composed into `shoal server` by package daemon
+	// (server_cluster.go).
 	"internal/cluster": {"internal/daemon"},
 }
 

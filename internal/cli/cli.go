@@ -107,6 +107,7 @@ func newRoot(env *Env) *cobra.Command {
 		newServerCmd(env),
 		newJoinTokenCmd(env),
 		newHostsCmd(env),
+		newServersCmd(env),
 		newAppsCmd(env),
 		newInitCmd(env),
 		newImportCmd(env),

@@ -214,7 +214,7 @@ func (c *Client) send(req *http.Request) (*http.Response, error) {
 	if c.App != "" {
 		req.Header.Set(AppHeader, c.App)
 	}
-	resp, err := c.HTTP.Do(req)
+	resp, err := c.doRetrying(req)
 	if err != nil {
 		var op *net.OpError
 		if errors.As(err, &op) && op.Op == "dial" {
@@ -227,6 +227,41 @@ func (c *Client) send(req *http.Request) (*http.Response, error) {
 		return nil, &WrongAppError{Addr: req.URL.Host, Got: got, Want: c.App}
 	}
 	return resp, nil
+}
+
+// retryUnavailableFor bounds how long a call answered 503 with
+// Retry-After is sent again: a cluster of servers electing a leader
+// (issue 14) says so, having done nothing.
+const retryUnavailableFor = 30 * time.Second
+
+// doRetrying sends req, and again while the answer is 503 with a
+// Retry-After (waiting 1 s each time, at most retryUnavailableFor in
+// all) when its body can be sent again.
+func (c *Client) doRetrying(req *http.Request) (*http.Response, error) {
+	deadline := time.Now().Add(retryUnavailableFor)
+	for {
+		resp, err := c.HTTP.Do(req)
+		if err != nil || resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" ||
+			(req.Body != nil && req.GetBody == nil) || time.Now().After(deadline) {
+			return resp, err
+		}
+		io.Copy(io.Discard, io.LimitReader(resp.Body, 4096))
+		resp.Body.Close()
+		t := time.NewTimer(time.Second)
+		select {
+		case <-req.Context().Done():
+			t.Stop()
+			return nil, req.Context().Err()
+		case <-t.C:
+		}
+		if req.GetBody != nil {
+			body, err := req.GetBody()
+			if err != nil {
+				return nil, err
+			}
+			req.Body = body
+		}
+	}
 }
 
 func apiError(status int, data []byte) *APIError {

@@ -160,3 +160,9 @@ func (w Writer) Key(name string, size int) ([]byte, error) {
 	}
 	return res.([]byte), nil
 }
+
+// PutMember records where server m serves (store.PutMember).
+func (w Writer) PutMember(m api.ClusterMember) error {
+	_, err := w.apply(store.PutMember{Member: m})
+	return err
+}

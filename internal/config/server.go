@@ -33,6 +33,9 @@ type ServerFile struct {
 	// HostPools are elastic hosts made through a cloud API (issue 17);
 	// none by default.
 	HostPools []HostPool `yaml:"host_pools"`
+	// Cluster makes this server one of a Raft cluster (issue 14); nil:
+	// the server stands alone.
+	Cluster *ServerCluster `yaml:"cluster"`
 
 	// File is the absolute path the file was loaded from.
 	File string `yaml:"-"`
@@ -200,6 +203,7 @@ func ParseServer(file string, data []byte) (*ServerFile, error) {
 	}
 	checkHostPools(d, &s, resolve)
 	checkACME(&s, d, resolve)
+	checkCluster(d, &s)
 	if len(d.probs) > 0 {
 		return nil, d.sorted()
 	}

@@ -38,12 +38,19 @@ import (
 //	                                                 | server unreachable or refusing
 //	                                                 v
 //	                        keep serving the last configuration; retry after 250 ms, doubling to 5 s
+//	                        (a 503, the server asking to be called again: 250 ms each time)
 
 // Follow backoff while the server cannot be reached or refuses.
 const (
 	followMinBackoff = 250 * time.Millisecond
 	followMaxBackoff = 5 * time.Second
 )
+
+// errFollowSoon is a 503 of the server: it is up and asks to be called
+// again (a cluster electing a leader, or a new leader starting its apps,
+// which will drain instances within its drain timeout), so the node
+// retries after followMinBackoff without backing off further.
+var errFollowSoon = errors.New("the server asks to call again soon")
 
 // lbFollower is the following side of a balancer node.
 type lbFollower struct {
@@ -177,6 +184,9 @@ func (f *lbFollower) run(ctx context.Context) error {
 			case <-t.C:
 			}
 			wait = min(2*wait, followMaxBackoff)
+			if errors.Is(err, errFollowSoon) {
+				wait = followMinBackoff
+			}
 			continue
 		}
 		if failing {
@@ -218,6 +228,9 @@ func (f *lbFollower) poll(ctx context.Context, epoch string, after uint64) (api.
 		var eb api.ErrorBody
 		if json.Unmarshal(b, &eb) == nil && eb.Error != "" {
 			msg = eb.Error
+		}
+		if resp.StatusCode == http.StatusServiceUnavailable {
+			return api.LBConfigPage{}, fmt.Errorf("GET %s/v1/lb/config: %s: %s: %w", f.srv.URL, resp.Status, msg, errFollowSoon)
 		}
 		return api.LBConfigPage{}, fmt.Errorf("GET %s/v1/lb/config: %s: %s", f.srv.URL, resp.Status, msg)
 	}

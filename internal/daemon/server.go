@@ -81,13 +81,17 @@ type Server struct {
 
 	st *store.Store
 	// w takes the server's writes of desired state: st itself (this
-	// server alone); a replicated server's will be its cluster's writer
-	// (issue 14).
+	// server alone), or the cluster's writer (server_cluster.go).
 	w     store.Writer
 	ca    *pki.CA
 	pki   *pki.Server
 	nodes *storedNodes
-	fleet *fleet.Fleet
+	// fleetp is the fleet's registry (fleet()): made at open for a
+	// server alone; in a cluster, made anew each time this server leads
+	// and nil while it follows (server_cluster.go).
+	fleetp atomic.Pointer[fleet.Fleet]
+	// cl is the Raft cluster this server is one of; nil alone.
+	cl *clusterState
 	// pools are the elastic hosts of host_pools (server_hostpools.go).
 	pools   []*hostpool.Pool
 	arts    *release.Store
@@ -147,6 +151,9 @@ func OpenServer(ctx context.Context, opts ServerOptions) (_ *Server, err error) 
 	if err := s.openState(); err != nil {
 		return nil, err
 	}
+	if err := s.openCluster(); err != nil { // server_cluster.go
+		return nil, err
+	}
 	if err := s.openFleet(); err != nil {
 		return nil, err
 	}
@@ -168,6 +175,9 @@ func OpenServer(ctx context.Context, opts ServerOptions) (_ *Server, err error) 
 	}
 	s.bal = bal
 	s.lbs = newLBStream(bal, (&lbChecks{s: s}).check, s.log.With("part", "lbstream"))
+	if s.cl != nil {
+		s.lbs.gate = s.cl.gate
+	}
 	if err := s.openACME(); err != nil { // server_acme.go
 		return nil, err
 	}
@@ -177,8 +187,10 @@ func OpenServer(ctx context.Context, opts ServerOptions) (_ *Server, err error) 
 	if err := s.openAdmin(); err != nil {
 		return nil, err
 	}
-	if err := s.openStoredApps(); err != nil { // apps.go
-		return nil, err
+	if s.cl == nil { // a cluster's leader opens them (server_cluster.go)
+		if err := s.openStoredApps(); err != nil { // apps.go
+			return nil, err
+		}
 	}
 	if err := s.writeAdminURL(); err != nil {
 		return nil, err
@@ -231,23 +243,22 @@ func (s *Server) openFleet() error {
 	if err != nil {
 		return err
 	}
+	var tokens pki.TokenStore = s.st.Tokens()
+	if s.cl != nil {
+		tokens = s.cl.w.Tokens()
+	}
 	s.nodes = nodes
-	s.pki, err = pki.NewServer(pki.ServerConfig{CA: s.ca, Tokens: s.st.Tokens(),
+	s.pki, err = pki.NewServer(pki.ServerConfig{CA: s.ca, Tokens: tokens,
 		Nodes: nodes, Logger: s.log.With("part", "pki")})
 	if err != nil {
 		return err
 	}
-	clientTLS, err := pki.ServerClientTLSConfig(s.ca)
-	if err != nil {
-		return fmt.Errorf("fleet client certificate: %w", err)
-	}
-	s.fleet, err = fleet.New(fleet.Options{
-		Store: s.st.Hosts(), PKI: s.pki, TLS: clientTLS,
-		HeartbeatEvery: s.cfg.Fleet.Heartbeat.D(), LostAfter: s.cfg.Fleet.LostAfter.D(),
-		Logger: s.log.With("part", "fleet"), OnEvent: s.fleetEvent,
-	})
-	if err != nil {
-		return &ConfigError{Err: err}
+	if s.cl == nil {
+		f, err := s.newFleet(nil)
+		if err != nil {
+			return err
+		}
+		s.fleetp.Store(f)
 	}
 	if s.fleetLn, err = net.Listen("tcp", s.cfg.Fleet.Listen); err != nil {
 		return fmt.Errorf("fleet listener (fleet.listen %s): %w", s.cfg.Fleet.Listen, err)
@@ -269,7 +280,13 @@ func (s *Server) openFleet() error {
 	mux := http.NewServeMux()
 	mux.Handle("POST /v1/join", s.pki)
 	mux.Handle("POST /v1/renew", s.pki)
-	mux.Handle("POST /v1/hello", s.fleet.Handler())
+	mux.Handle("POST /v1/hello", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if f := s.fleet(); f != nil {
+			f.Handler().ServeHTTP(w, r)
+			return
+		}
+		adminapi.WriteError(w, fmt.Errorf("%w: this server does not lead the cluster yet", adminapi.ErrUnavailable))
+	}))
 	// Balancer nodes follow the balancer's configuration (server_lbstream.go).
 	mux.Handle("GET /v1/lb/config", s.pki.RequireNode(api.RoleLB)(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		s.lbs.serveHTTP(w, r)
@@ -277,8 +294,41 @@ func (s *Server) openFleet() error {
 	mux.Handle("GET /v1/artifacts/{digest}", agentOnly(adminapi.Handle(func(w http.ResponseWriter, r *http.Request) error {
 		return adminapi.ServeArtifact(w, r, s.uploads)
 	})))
-	s.fleetSrv = &http.Server{Handler: mux, TLSConfig: tlsCfg, ReadHeaderTimeout: 10 * time.Second,
+	s.fleetSrv = &http.Server{Handler: s.fleetToLeader(mux), TLSConfig: tlsCfg, ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelDebug)}
+	return nil
+}
+
+// newFleet makes the fleet's registry from the stored hosts, its actions
+// carrying term (nil: a server alone, term 1).
+func (s *Server) newFleet(term func() uint64) (*fleet.Fleet, error) {
+	clientTLS, err := pki.ServerClientTLSConfig(s.ca)
+	if err != nil {
+		return nil, fmt.Errorf("fleet client certificate: %w", err)
+	}
+	var hosts fleet.HostStore = s.st.Hosts()
+	if s.cl != nil {
+		hosts = s.cl.w.Hosts()
+	}
+	f, err := fleet.New(fleet.Options{
+		Store: hosts, PKI: s.pki, TLS: clientTLS, Term: term,
+		HeartbeatEvery: s.cfg.Fleet.Heartbeat.D(), LostAfter: s.cfg.Fleet.LostAfter.D(),
+		Logger: s.log.With("part", "fleet"), OnEvent: s.fleetEvent,
+	})
+	if err != nil {
+		return nil, &ConfigError{Err: err}
+	}
+	return f, nil
+}
+
+// fleet is the fleet's registry; nil while a cluster's server follows.
+func (s *Server) fleet() *fleet.Fleet { return s.fleetp.Load() }
+
+// hostStatus is the fleet's hosts; none while a cluster's server follows.
+func (s *Server) hostStatus() []api.HostStatus {
+	if f := s.fleet(); f != nil {
+		return f.Status()
+	}
 	return nil
 }
 
@@ -291,7 +341,7 @@ func (s *Server) openAdmin() error {
 		return fmt.Errorf("admin api (admin.listen %s): %w", addr, err)
 	}
 	s.onRelease(func(context.Context) { s.adminLn.Close() })
-	s.admin = &http.Server{Handler: s.adminHandler(), ReadHeaderTimeout: 10 * time.Second,
+	s.admin = &http.Server{Handler: s.adminToLeader(s.adminHandler()), ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelDebug)}
 	// Shutdown does not end the dashboard's live streams: Close does.
 	s.admin.RegisterOnShutdown(func() { s.ui.Close() })
@@ -396,12 +446,20 @@ func (s *Server) Run(ctx context.Context) error {
 		s.fleetEvents.Run()
 		return nil
 	})
-	g.Go(func() error {
-		defer s.fleetEvents.Close() // after the fleet's last event
-		return s.fleet.Run(partsCtx)
-	})
+	if s.cl == nil {
+		g.Go(func() error {
+			defer s.fleetEvents.Close() // after the fleet's last event
+			return s.fleet().Run(partsCtx)
+		})
+	} else {
+		g.Go(func() error {
+			<-partsCtx.Done() // after the last leadership's fleet ended
+			s.fleetEvents.Close()
+			return nil
+		})
+	}
 	g.Go(func() error { return s.lbs.run(partsCtx) })
-	if s.acme != nil {
+	if s.acme != nil && s.cl == nil { // a cluster's leader runs it (server_cluster.go)
 		g.Go(func() error { return s.acme.Run(partsCtx) })
 		if s.cfg.Balancer.ACME.FromRoutes() {
 			g.Go(func() error {
@@ -419,16 +477,32 @@ func (s *Server) Run(ctx context.Context) error {
 	})
 	serveUntilDone(partsCtx, &g, s.admin, s.adminLn, "admin api", 2*time.Second)
 	serveUntilDone(partsCtx, &g, s.fleetSrv, tls.NewListener(s.fleetLn, s.fleetSrv.TLSConfig), "fleet listener", 2*time.Second)
-	for _, p := range s.pools {
-		g.Go(func() error { return p.Run(appsCtx) })
+	n := 0
+	if s.cl == nil {
+		for _, p := range s.pools {
+			g.Go(func() error { return p.Run(appsCtx) })
+		}
+		n = s.startApps(appsCtx) // apps.go
+		g.Go(func() error {
+			<-appsCtx.Done()
+			s.stopApps() // apps.go: waits for every controller
+			stopParts()
+			return nil
+		})
+	} else {
+		g.Go(func() error {
+			defer stopParts()
+			return s.cl.run(appsCtx, s.lead) // server_cluster.go: the apps run while this server leads
+		})
+		g.Go(func() error {
+			s.register(appsCtx) // server_cluster_admin.go
+			return nil
+		})
+		g.Go(func() error {
+			s.syncArtifacts(appsCtx) // server_cluster_artifacts.go
+			return nil
+		})
 	}
-	n := s.startApps(appsCtx) // apps.go
-	g.Go(func() error {
-		<-appsCtx.Done()
-		s.stopApps() // apps.go: waits for every controller
-		stopParts()
-		return nil
-	})
 	if s.opts.OnReady != nil {
 		r := ServerReady{AdminURL: s.AdminURL(), FleetURL: s.fleetURL,
 			BalancerURL: "http://" + s.Addr().String(), CAPin: s.ca.Pin(), Apps: n}
@@ -483,8 +557,11 @@ func (s *Server) fleetEvent(ev api.Event) { s.fleetEvents.Add(ev) }
 // token store's write transaction (pki.TokenStore.Take's check), where it
 // must not read them.
 type storedNodes struct {
-	hosts  fleet.HostStore
-	joined map[string]bool // names of the joins of tokens stored at open
+	hosts fleet.HostStore
+	// joined holds the names of the joins of the tokens stored at open,
+	// or at the start of this server's term as a cluster's leader
+	// (reload).
+	joined atomic.Pointer[map[string]bool]
 	mem    pki.MemNodes
 }
 
@@ -494,13 +571,30 @@ func newStoredNodes(hosts fleet.HostStore, tokens *store.Tokens) (*storedNodes, 
 	if err != nil {
 		return nil, err
 	}
-	n := &storedNodes{hosts: hosts, joined: map[string]bool{}}
+	n := &storedNodes{hosts: hosts}
+	n.setJoined(toks)
+	return n, nil
+}
+
+// reload reads the used tokens again (a cluster's replica when this
+// server starts leading).
+func (n *storedNodes) reload(tokens *store.Tokens) error {
+	toks, err := tokens.List()
+	if err != nil {
+		return err
+	}
+	n.setJoined(toks)
+	return nil
+}
+
+func (n *storedNodes) setJoined(toks []api.JoinToken) {
+	joined := map[string]bool{}
 	for _, t := range toks {
 		if t.Used && t.UsedBy != "" {
-			n.joined[t.UsedBy] = true
+			joined[t.UsedBy] = true
 		}
 	}
-	return n, nil
+	n.joined.Store(&joined)
 }
 
 // State implements pki.Nodes.
@@ -508,7 +602,7 @@ func (n *storedNodes) State(name string) pki.NodeState {
 	if st := n.mem.State(name); st != pki.NodeUnknown {
 		return st
 	}
-	if n.joined[name] {
+	if (*n.joined.Load())[name] {
 		return pki.NodeActive
 	}
 	hosts, err := n.hosts.List()
@@ -527,7 +621,7 @@ func (n *storedNodes) State(name string) pki.NodeState {
 // this run, joined with a stored token, or of a stored host.
 func (n *storedNodes) names() []string {
 	out := n.mem.Names()
-	for name := range n.joined {
+	for name := range *n.joined.Load() {
 		out = append(out, name)
 	}
 	if hosts, err := n.hosts.List(); err == nil {

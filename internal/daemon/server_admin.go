@@ -44,7 +44,7 @@ func (s *Server) adminHandler() http.Handler {
 	adminapi.ArtifactRoutes(mux, s.uploads)
 	mux.Handle("GET /v1/apps", adminapi.Handle(s.listApps))
 	mux.Handle("GET /v1/hosts", adminapi.Handle(func(w http.ResponseWriter, r *http.Request) error {
-		hosts := s.fleet.Status()
+		hosts := s.hostStatus()
 		if hosts == nil {
 			hosts = []api.HostStatus{}
 		}
@@ -56,10 +56,13 @@ func (s *Server) adminHandler() http.Handler {
 		return s.answerHost(w, r.PathValue("name"), s.drainHost(r.Context(), r.PathValue("name")))
 	}))
 	mux.Handle("POST /v1/hosts/{name}/undrain", adminapi.Handle(func(w http.ResponseWriter, r *http.Request) error {
-		return s.answerHost(w, r.PathValue("name"), s.fleet.Undrain(r.PathValue("name")))
+		return s.answerHost(w, r.PathValue("name"), s.fleet().Undrain(r.PathValue("name")))
 	}))
 	mux.Handle("POST /v1/join-tokens", adminapi.Handle(s.joinToken))
 	mux.Handle("POST /v1/deploy", adminapi.Handle(s.deploy))
+	if s.cl != nil {
+		s.clusterRoutes(mux) // server_cluster_admin.go
+	}
 	mux.Handle("/v1/", adminapi.Handle(func(w http.ResponseWriter, r *http.Request) error {
 		a, err := s.appFor(r.Header.Get(adminapi.AppHeader))
 		if err != nil {
@@ -186,7 +189,7 @@ func (s *Server) listApps(w http.ResponseWriter, r *http.Request) error {
 // Moving its instances away is the replacement of each app's controller
 // (launch first), asked for through the fleet's Host.
 func (s *Server) drainHost(_ context.Context, name string) error {
-	return s.fleet.Drain(name)
+	return s.fleet().Drain(name)
 }
 
 // answerHost answers a drain or undrain with the host's status, or its
@@ -198,7 +201,7 @@ func (s *Server) answerHost(w http.ResponseWriter, name string, err error) error
 	if err != nil {
 		return err
 	}
-	for _, h := range s.fleet.Status() {
+	for _, h := range s.hostStatus() {
 		if h.Name == name {
 			adminapi.WriteJSON(w, h)
 			return nil

@@ -120,7 +120,7 @@ func (s *Server) openAppLocked(cfg *config.App) (*serverApp, error) {
 		return nil, fmt.Errorf("app %s: %w", name, err)
 	}
 	p, _ := s.bal.Pool(name)
-	host := s.fleet.Host(name)
+	host := s.fleet().Host(name)
 	ctl, err := controller.New(controller.Options{
 		Config: cfg, Store: s.st, Writer: s.w, Artifacts: s.arts, Uploads: s.uploads,
 		KeepArtifacts: func() []string { return s.keptArtifacts(name) },
@@ -140,7 +140,7 @@ func (s *Server) openAppLocked(cfg *config.App) (*serverApp, error) {
 		return nil, err
 	}
 	mux := http.NewServeMux()
-	adminapi.ControllerRoutes(mux, ctl, adminapi.WithBalancer(s.bal), adminapi.WithHosts(s.fleet.Status))
+	adminapi.ControllerRoutes(mux, ctl, adminapi.WithBalancer(s.bal), adminapi.WithHosts(s.hostStatus))
 	adminapi.DeployRoutes(mux, ctl)
 	adminapi.AutoscaleRoutes(mux, ctl)
 	a := &serverApp{name: name, ctl: ctl, ui: src, pool: pc, handler: adminapi.WithApp(name, mux), done: make(chan struct{})}

@@ -53,14 +53,14 @@ func (s *Server) openHostPools() error {
 // machine's identity opens nothing.
 type poolFleet struct{ s *Server }
 
-func (f poolFleet) Status() []api.HostStatus { return f.s.fleet.Status() }
+func (f poolFleet) Status() []api.HostStatus { return f.s.hostStatus() }
 
-func (f poolFleet) Unplaced() []fleet.Unplaced { return f.s.fleet.Unplaced() }
+func (f poolFleet) Unplaced() []fleet.Unplaced { return f.s.fleet().Unplaced() }
 
-func (f poolFleet) Drain(name string) error { return f.s.fleet.Drain(name) }
+func (f poolFleet) Drain(name string) error { return f.s.fleet().Drain(name) }
 
 func (f poolFleet) Remove(name string) error {
-	err := f.s.fleet.Remove(name)
+	err := f.s.fleet().Remove(name)
 	f.s.nodes.mem.Remove(name)
 	return err
 }

@@ -59,6 +59,11 @@ type lbStream struct {
 	bal   *lb.Balancer
 	check func(pool string) *health.Spec
 	log   *slog.Logger
+	// gate, when set, refuses the calls it returns an error for (a
+	// cluster's server that does not lead, or whose apps have not started
+	// yet: server_cluster.go); a waiting call checks it again before it
+	// answers.
+	gate  func() error
 	epoch string
 
 	// syncMu makes each derive-and-update one step, so that sync from
@@ -98,6 +103,16 @@ func newLBStream(bal *lb.Balancer, check func(pool string) *health.Spec, log *sl
 		wake: make(chan struct{}), done: make(chan struct{}), nodes: map[string]nodeMark{}, acked: make(chan struct{})}
 	s.cur = s.derive()
 	return s
+}
+
+// newEpoch starts a new run of the stream: every node gets a snapshot at
+// its next call (a cluster's new leader, whose pools are its own).
+func (s *lbStream) newEpoch() {
+	var b [8]byte
+	rand.Read(b[:])
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.epoch = hex.EncodeToString(b[:])
 }
 
 // derive reads the balancer's configuration now.
@@ -261,6 +276,19 @@ func (s *lbStream) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.TLS != nil && len(r.TLS.PeerCertificates) > 0 {
 		s.mark(r.TLS.PeerCertificates[0].Subject.CommonName, epoch, after)
 	}
+	closed := func() bool {
+		if s.gate == nil {
+			return false
+		}
+		if err := s.gate(); err != nil {
+			writeErrorBody(w, http.StatusServiceUnavailable, err.Error())
+			return true
+		}
+		return false
+	}
+	if closed() {
+		return
+	}
 	p, wait, ok := s.page(epoch, after)
 	if !ok {
 		t := time.NewTimer(lbPollWait)
@@ -271,6 +299,9 @@ func (s *lbStream) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		case <-t.C:
 		case <-s.done:
 		case <-r.Context().Done():
+			return
+		}
+		if closed() {
 			return
 		}
 	}

@@ -86,7 +86,7 @@ func (c fleetCollector) Describe(ch chan<- *prometheus.Desc) {
 func (c fleetCollector) Collect(ch chan<- prometheus.Metric) {
 	byState := map[api.HostState]int{api.HostJoining: 0, api.HostReady: 0, api.HostDraining: 0, api.HostUnreachable: 0}
 	instances := 0
-	for _, h := range c.s.fleet.Status() {
+	for _, h := range c.s.hostStatus() {
 		byState[h.State]++
 		instances += h.Instances
 	}

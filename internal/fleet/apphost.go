@@ -101,12 +101,13 @@ func (a *appHost) Start(ctx context.Context, spec controller.LaunchSpec) (contro
 		name, err := placement.Choose(f.placementHostsLocked(tried), nil,
 			placement.Request{Group: a.v.app, CPU: spec.CPU, Memory: spec.Memory})
 		if err != nil {
-			f.mu.Unlock()
 			var nc *placement.NoCapacityError
 			if errors.As(err, &nc) {
 				f.unplaced[spec.ID] = Unplaced{App: a.v.app, Instance: spec.ID, CPU: spec.CPU, Memory: spec.Memory, At: f.o.Now()}
+				f.mu.Unlock()
 				return controller.Running{}, &NoCapacityError{Err: nc}
 			}
+			f.mu.Unlock()
 			return controller.Running{}, fmt.Errorf("place %s: %w", spec.ID, err)
 		}
 		h := f.hosts[name]

@@ -134,6 +134,9 @@ type TakeToken struct{ ID, By string }
 // DeleteToken is Tokens.Delete. Apply returns nil.
 type DeleteToken struct{ ID string }
 
+// PutMember is Store.PutMember. Apply returns nil.
+type PutMember struct{ Member api.ClusterMember }
+
 // PutKey stores Key under Name unless a key of that name exists. Apply
 // returns the stored key ([]byte): the existing one, or Key.
 type PutKey struct {
@@ -159,6 +162,7 @@ func (PutToken) Op() string           { return "put_token" }
 func (TakeToken) Op() string          { return "take_token" }
 func (DeleteToken) Op() string        { return "delete_token" }
 func (PutKey) Op() string             { return "put_key" }
+func (PutMember) Op() string          { return "put_member" }
 
 // commandRecord is the persisted form of every command: the fields an
 // operation does not use are absent.
@@ -185,6 +189,7 @@ type commandRecord struct {
 	Token    *tokenRecord   `json:"token,omitempty"`
 	Bytes    []byte         `json:"bytes,omitempty"`
 	Previous string         `json:"previous,omitempty"`
+	Member   *memberRecord  `json:"member,omitempty"`
 }
 
 // EncodeCommand encodes c, proposed at at, as its record.
@@ -241,6 +246,8 @@ func EncodeCommand(c Command, at time.Time) ([]byte, error) {
 		r.Name = c.ID
 	case PutKey:
 		r.Name, r.Bytes = c.Name, c.Key
+	case PutMember:
+		r.Name, r.Member = c.Member.ID, &memberRecord{Version: memberRecordVersion, AdminURL: c.Member.AdminURL, FleetURL: c.Member.FleetURL}
 	default:
 		return nil, fmt.Errorf("encode command: %w: unknown command %T", ErrInvalid, c)
 	}
@@ -343,6 +350,11 @@ func DecodeCommand(b []byte) (Command, time.Time, error) {
 		c = DeleteToken{ID: r.Name}
 	case "put_key":
 		c = PutKey{Name: r.Name, Key: r.Bytes}
+	case "put_member":
+		if r.Member == nil {
+			return missing("member")
+		}
+		c = PutMember{Member: api.ClusterMember{ID: r.Name, AdminURL: r.Member.AdminURL, FleetURL: r.Member.FleetURL}}
 	default:
 		return nil, time.Time{}, fmt.Errorf("decode command: %w: unknown operation %q", ErrSchema, r.Op)
 	}
@@ -408,6 +420,8 @@ func (s *Store) Apply(c Command, at time.Time) (any, error) {
 		return nil, s.Tokens().Delete(c.ID)
 	case PutKey:
 		return s.putKey(c.Name, c.Key)
+	case PutMember:
+		return nil, s.PutMember(c.Member)
 	}
 	return nil, fmt.Errorf("apply: %w: unknown command %T", ErrInvalid, c)
 }

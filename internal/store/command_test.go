@@ -41,6 +41,7 @@ func everyCommand(t0 time.Time) []Command {
 		TakeToken{ID: "t1", By: "h1"},
 		DeleteToken{ID: "t2"},
 		PutKey{Name: "sticky", Key: bytes.Repeat([]byte{9}, 32)},
+		PutMember{Member: api.ClusterMember{ID: "s1", AdminURL: "http://127.0.0.1:7440", FleetURL: "https://127.0.0.1:7443"}},
 		PruneReleases{App: "web", Keep: 1, Protect: []int{3}},
 	}
 }

@@ -276,6 +276,9 @@ func walkRecords(tx *bolt.Tx) error {
 	if err := check(bucketHosts, func(k, v []byte) error { _, err := decodeHost(k, v); return err }); err != nil {
 		return err
 	}
+	if err := check(bucketMembers, func(k, v []byte) error { _, err := decodeMember(k, v); return err }); err != nil {
+		return err
+	}
 	if err := check(bucketKeys, func(_, _ []byte) error { return nil }); err != nil {
 		return err
 	}

@@ -1,0 +1,46 @@
+package api
+
+import "time"
+
+// ClusterMember is the stored record of where one server of a Raft
+// cluster serves (issue 14): each server writes its own when it becomes
+// the leader, so that the others forward admin calls to its AdminURL and
+// send agents and balancer nodes to its FleetURL. No JSON tags: the
+// store's record is its own (store/members.go).
+type ClusterMember struct {
+	// ID is the server's cluster.id (raft's server ID).
+	ID string
+	// AdminURL is its admin API (http:// on loopback, else https://).
+	AdminURL string
+	// FleetURL is its fleet listener, where agents and balancer nodes
+	// connect.
+	FleetURL string
+}
+
+// ServerStatus is one server of the cluster as `shoal servers` lists it
+// (GET /v1/servers). Address and Voter come from raft's configuration;
+// the rest is the server's own view of itself, asked of its admin API
+// (Error says why it could not be asked).
+type ServerStatus struct {
+	ID      string `json:"id"`
+	Address string `json:"address"`
+	Voter   bool   `json:"voter"`
+	// Role is raft's state: Leader, Follower, Candidate, Shutdown; empty
+	// when the server could not be asked.
+	Role string `json:"role,omitempty"`
+	Term uint64 `json:"term,omitempty"`
+	// LastContact is when a follower last heard from the leader (absent
+	// on the leader).
+	LastContact  time.Time `json:"last_contact,omitzero"`
+	AppliedIndex uint64    `json:"applied_index,omitempty"`
+	AdminURL     string    `json:"admin_url,omitempty"`
+	Error        string    `json:"error,omitempty"`
+}
+
+// ServerAddRequest is the body of POST /v1/servers (`shoal servers add
+// ID ADDRESS`): a server to add as a voter, by its cluster.id and the
+// address of its raft listener (cluster.advertise).
+type ServerAddRequest struct {
+	ID      string `json:"id"`
+	Address string `json:"address"`
+}

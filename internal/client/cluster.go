@@ -1,0 +1,33 @@
+package client
+
+import (
+	"context"
+	"net/http"
+	"net/url"
+
+	"github.com/shoal-dev/shoal/internal/api"
+)
+
+// ServerStatus is one server of a Raft cluster (Servers).
+type ServerStatus = api.ServerStatus
+
+// Servers lists the servers of the cluster the server belongs to, each
+// with its own view of itself (role, term, last contact, applied index).
+func (c *Client) Servers(ctx context.Context) ([]ServerStatus, error) {
+	var out []ServerStatus
+	err := c.do(ctx, http.MethodGet, "/v1/servers", nil, &out)
+	return out, err
+}
+
+// AddServer adds server id, whose raft listener is at addr, as a voter
+// (through the leader), and returns the servers then.
+func (c *Client) AddServer(ctx context.Context, id, addr string) ([]ServerStatus, error) {
+	var out []ServerStatus
+	err := c.do(ctx, http.MethodPost, "/v1/servers", api.ServerAddRequest{ID: id, Address: addr}, &out)
+	return out, err
+}
+
+// RemoveServer removes server id from the cluster (through the leader).
+func (c *Client) RemoveServer(ctx context.Context, id string) error {
+	return c.do(ctx, http.MethodDelete, "/v1/servers/"+url.PathEscape(id), nil, nil)
+}
