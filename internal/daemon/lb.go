@@ -60,7 +60,7 @@ type LB struct {
 	adminAddr string // the admin API's configured address, "unix:" + path for a socket
 	handoff   handoffServer
 	inh       *inherited // what was taken over from an old process; nil if none
-	cancel      context.CancelFunc
+	cancel    context.CancelFunc
 
 	// mu serialises reloads (SIGHUP and the admin API) and guards the
 	// access log writers.

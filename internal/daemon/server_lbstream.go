@@ -72,6 +72,13 @@ type lbStream struct {
 	kept    []api.LBChange // the last changes, oldest first, at most lbStreamKeep
 	wake    chan struct{}  // closed and replaced at each new version
 	done    chan struct{}  // closed when run ends: waiting calls answer
+	// opened is closed by open, once the apps opened at the server's
+	// start serve: before that the pools lack the instances the
+	// controllers are adopting, and a node given them would drop its
+	// targets. Calls wait for it (the nodes serve their last
+	// configuration meanwhile).
+	opened   chan struct{}
+	openOnce sync.Once
 	// nodes is where each node (by its certificate's name) stands: the
 	// version of this epoch it asked the changes after, which it has
 	// applied. acked is closed and replaced when one moves.
@@ -95,7 +102,8 @@ func newLBStream(bal *lb.Balancer, check func(pool string) *health.Spec, log *sl
 	var b [8]byte
 	rand.Read(b[:])
 	s := &lbStream{bal: bal, check: check, log: log, epoch: hex.EncodeToString(b[:]),
-		wake: make(chan struct{}), done: make(chan struct{}), nodes: map[string]nodeMark{}, acked: make(chan struct{})}
+		wake: make(chan struct{}), done: make(chan struct{}), opened: make(chan struct{}),
+		nodes: map[string]nodeMark{}, acked: make(chan struct{})}
 	s.cur = s.derive()
 	return s
 }
@@ -144,6 +152,9 @@ func (s *lbStream) sync() uint64 {
 	defer s.mu.Unlock()
 	return s.version
 }
+
+// open lets the calls be answered (see opened); idempotent.
+func (s *lbStream) open() { s.openOnce.Do(func() { close(s.opened) }) }
 
 // mark records that node asked for the changes after version after of
 // epoch: it has applied everything up to it.
@@ -256,6 +267,14 @@ func (s *lbStream) serveHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		after = n
+	}
+	select {
+	case <-s.opened:
+	case <-s.done:
+		writeErrorBody(w, http.StatusServiceUnavailable, "the server is stopping")
+		return
+	case <-r.Context().Done():
+		return
 	}
 	epoch := q.Get("epoch")
 	if r.TLS != nil && len(r.TLS.PeerCertificates) > 0 {
