@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"net/http"
@@ -42,25 +43,8 @@ func TestLBNodeFollowsServer(t *testing.T) {
 		t.Fatalf("shoal deploy to the server: exit %d\n%s", code, out)
 	}
 
-	node := t.TempDir()
-	lbCfg := filepath.Join(node, "lb.yaml")
-	lbYAML := fmt.Sprintf(`listeners: [{name: http, listen: "127.0.0.1:0"}]
-server: {url: %q, join_token_file: token, name: lb-1, data_dir: data}
-`, fleetURL)
-	if err := os.WriteFile(lbCfg, []byte(lbYAML), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(node, "token"), []byte(joinToken("lb")+"\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	startNode := func() (*testenv.Process, string) {
-		p := testenv.Start(t, bin, "lb", "-c", lbCfg)
-		m, err := p.WaitForLine(ctx, lbHTTPRe)
-		if err != nil {
-			t.Fatalf("shoal lb: %v\n%s", err, p.Output())
-		}
-		return p, "http://" + m[1] + "/"
-	}
+	lbCfg := writeLBNode(t, fleetURL, "lb-1", joinToken("lb"))
+	startNode := func() (*testenv.Process, string) { return startLBNode(t, ctx, bin, lbCfg) }
 	lb, lbURL := startNode()
 	testenv.Eventually(t, 30*time.Second, func() error {
 		resp, err := http.Get(lbURL)
@@ -102,4 +86,35 @@ server: {url: %q, join_token_file: token, name: lb-1, data_dir: data}
 	if code, err := lb.Wait(ctx); err != nil || code != 0 {
 		t.Fatalf("shoal lb after SIGTERM: exit %d, %v\n%s", code, err, lb.Output())
 	}
+}
+
+// writeLBNode writes the lb.yaml of a balancer node called name (one
+// listener "http" on an ephemeral port of 127.0.0.1, following the server
+// at fleetURL) and its join token file, and returns the lb.yaml's path.
+func writeLBNode(t *testing.T, fleetURL, name, token string) string {
+	t.Helper()
+	node := t.TempDir()
+	cfg := filepath.Join(node, "lb.yaml")
+	yaml := fmt.Sprintf(`listeners: [{name: http, listen: "127.0.0.1:0"}]
+server: {url: %q, join_token_file: token, name: %s, data_dir: data}
+`, fleetURL, name)
+	if err := os.WriteFile(cfg, []byte(yaml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(node, "token"), []byte(token+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return cfg
+}
+
+// startLBNode starts `shoal lb -c cfg` and returns it with the URL of its
+// listener "http".
+func startLBNode(t *testing.T, ctx context.Context, bin, cfg string) (*testenv.Process, string) {
+	t.Helper()
+	p := testenv.Start(t, bin, "lb", "-c", cfg)
+	m, err := p.WaitForLine(ctx, lbHTTPRe)
+	if err != nil {
+		t.Fatalf("shoal lb: %v\n%s", err, p.Output())
+	}
+	return p, "http://" + m[1] + "/"
 }
