@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"slices"
 	"strconv"
@@ -88,8 +89,10 @@ type lbStream struct {
 
 // nodeMark is a node's last call.
 type nodeMark struct {
-	after uint64
-	at    time.Time
+	after  uint64
+	at     time.Time
+	addr   string // the call's remote address (its host part)
+	called bool   // false for a node expected (expect) that has not called
 }
 
 // lbNodeGone is how long after its last call a node no longer counts as
@@ -158,13 +161,13 @@ func (s *lbStream) open() { s.openOnce.Do(func() { close(s.opened) }) }
 
 // mark records that node asked for the changes after version after of
 // epoch: it has applied everything up to it.
-func (s *lbStream) mark(node, epoch string, after uint64) {
+func (s *lbStream) mark(node, epoch, addr string, after uint64) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if epoch != s.epoch {
 		after = 0
 	}
-	s.nodes[node] = nodeMark{after: after, at: time.Now()}
+	s.nodes[node] = nodeMark{after: after, at: time.Now(), addr: addr, called: true}
 	close(s.acked)
 	s.acked = make(chan struct{})
 }
@@ -181,6 +184,31 @@ func (s *lbStream) expect(names []string) {
 			s.nodes[n] = nodeMark{at: time.Now()}
 		}
 	}
+}
+
+// hosts returns the balancer nodes that called in this run of the
+// server or are expected (expect), sorted by name, as `shoal hosts` shows
+// them (api.BalancerNodeStatus says what their states mean).
+func (s *lbStream) hosts() []api.HostStatus {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]api.HostStatus, 0, len(s.nodes))
+	for name, m := range s.nodes {
+		h := api.HostStatus{Name: name, Role: api.RoleLB, State: api.HostReady,
+			Balancer: &api.BalancerNodeStatus{Addr: m.addr, Applied: m.after, ServerVersion: s.version}}
+		switch since := time.Since(m.at); {
+		case !m.called:
+			h.State, h.Reason = api.HostJoining, "joined before this run of the server; no call yet"
+		case since >= lbNodeGone:
+			h.LastHeartbeat = m.at
+			h.State, h.Reason = api.HostUnreachable, fmt.Sprintf("no call for %s", since.Round(time.Second))
+		default:
+			h.LastHeartbeat = m.at
+		}
+		out = append(out, h)
+	}
+	slices.SortFunc(out, func(a, b api.HostStatus) int { return strings.Compare(a.Name, b.Name) })
+	return out
 }
 
 // delivered waits until every node that followed within lbNodeGone has
@@ -278,7 +306,11 @@ func (s *lbStream) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	epoch := q.Get("epoch")
 	if r.TLS != nil && len(r.TLS.PeerCertificates) > 0 {
-		s.mark(r.TLS.PeerCertificates[0].Subject.CommonName, epoch, after)
+		addr := r.RemoteAddr
+		if host, _, err := net.SplitHostPort(addr); err == nil {
+			addr = host
+		}
+		s.mark(r.TLS.PeerCertificates[0].Subject.CommonName, epoch, addr, after)
 	}
 	p, wait, ok := s.page(epoch, after)
 	if !ok {
