@@ -21,7 +21,7 @@ var lbHTTPRe = regexp.MustCompile(`msg=listening listener=http addr=(\S+)`)
 // TestLBNodeFollowsServer runs the real binary: `shoal server`, one
 // agent, `shoal deploy`, then `shoal lb` with a server section and a
 // token from `shoal join-token --role lb`: the app serves through the
-// node; with the server stopped (SIGTERM) the node keeps serving, and a
+// node, and `shoal hosts` lists the node, up to date; with the server stopped (SIGTERM) the node keeps serving, and a
 // node restarted then serves its saved configuration at once.
 func TestLBNodeFollowsServer(t *testing.T) {
 	bin := testenv.BuildShoal(t)
@@ -58,6 +58,13 @@ func TestLBNodeFollowsServer(t *testing.T) {
 		}
 		return nil
 	})
+
+	// shoal hosts lists the node after the agent, in a second table.
+	testenv.Eventually(t, 30*time.Second, func() error { return nodeFollowing(shoalHosts(t, bin, env)) })
+	code, out = runShoalEnv(t, bin, t.TempDir(), env, "hosts")
+	if code != 0 || !regexp.MustCompile(`(?m)^BALANCER\s+ADDRESS\s+STATE\s+CONFIG\s+LAST CALL\nlb-1\s+127\.0\.0\.1\s+ready\s+(\d+)/(\d+)\s+\d+s ago$`).MatchString(out) {
+		t.Fatalf("shoal hosts: exit %d\n%s", code, out)
+	}
 
 	// The server stops: the node keeps serving.
 	if err := srv.Signal(syscall.SIGTERM); err != nil {

@@ -64,20 +64,46 @@ func startHandoffFleet(t *testing.T, ctx context.Context, bin, serverBin string)
 	return f
 }
 
-// hosts returns `shoal hosts -o json` from the server that serves now.
-func (f *handoffFleet) hosts(t *testing.T) []struct{ Name, State string } {
+// fleetHost is one entry of `shoal hosts -o json`.
+type fleetHost struct {
+	Name, Role, State string
+	Balancer          *struct {
+		Addr          string
+		Applied       uint64
+		ServerVersion uint64 `json:"server_version"`
+	}
+}
+
+// shoalHosts returns `shoal hosts -o json` from the admin API of env.
+func shoalHosts(t *testing.T, bin string, env []string) []fleetHost {
 	t.Helper()
-	code, out := runShoalEnv(t, f.bin, t.TempDir(), f.env, "hosts", "-o", "json")
-	var hosts []struct{ Name, State string }
+	code, out := runShoalEnv(t, bin, t.TempDir(), env, "hosts", "-o", "json")
+	var hosts []fleetHost
 	if code != 0 || json.Unmarshal([]byte(out), &hosts) != nil {
 		t.Fatalf("shoal hosts: exit %d: %s", code, out)
 	}
 	return hosts
 }
 
+// nodeFollowing returns an error unless hosts are the agent's host-a,
+// ready, and the balancer node lb-1, ready, calling from 127.0.0.1 and
+// up to date with the server's configuration.
+func nodeFollowing(hosts []fleetHost) error {
+	if len(hosts) != 2 || hosts[0].Name != "host-a" || hosts[0].Role != "agent" || hosts[0].State != "ready" {
+		return fmt.Errorf("hosts: %+v", hosts)
+	}
+	n := hosts[1]
+	if n.Name != "lb-1" || n.Role != "lb" || n.State != "ready" || n.Balancer == nil ||
+		n.Balancer.Addr != "127.0.0.1" || n.Balancer.Applied == 0 || n.Balancer.Applied != n.Balancer.ServerVersion {
+		return fmt.Errorf("balancer node: %+v %+v", n, n.Balancer)
+	}
+	return nil
+}
+
 // checkAfterHandoff requires that the instances the agent ran before
-// (pids) still run, that the server serving now lists host-a ready, and
-// that the node applied a snapshot of a new epoch after nodeMark.
+// (pids) still run, that the node applied a snapshot of a new epoch after
+// nodeMark, and that the server serving now lists host-a ready and the
+// node following it, up to date.
 func (f *handoffFleet) checkAfterHandoff(t *testing.T, ctx context.Context, pids []int, nodeMark int) {
 	t.Helper()
 	for _, pid := range pids {
@@ -88,16 +114,10 @@ func (f *handoffFleet) checkAfterHandoff(t *testing.T, ctx context.Context, pids
 	if now := recordedPIDs(t, filepath.Join(f.agent.data, "runtime", "pids")); len(now) != len(pids) {
 		t.Errorf("the agent records %d instances after the handoff, %d before", len(now), len(pids))
 	}
-	testenv.Eventually(t, 30*time.Second, func() error {
-		hosts := f.hosts(t)
-		if len(hosts) != 1 || hosts[0].Name != "host-a" || hosts[0].State != "ready" {
-			return fmt.Errorf("hosts after the handoff: %+v", hosts)
-		}
-		return nil
-	})
 	if _, _, err := f.node.WaitForLineFrom(ctx, nodeMark, regexp.MustCompile(`msg="balancer configuration applied".* snapshot=true routes=1 pools=1`)); err != nil {
 		t.Fatalf("the node did not follow the new server: %v", err)
 	}
+	testenv.Eventually(t, 30*time.Second, func() error { return nodeFollowing(shoalHosts(t, f.bin, f.env)) })
 }
 
 // TestServerHandoffUnderLoad: a second `shoal server -c server.yaml`
