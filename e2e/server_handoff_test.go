@@ -262,4 +262,3 @@ func TestServerUpgradeOnSIGUSR2(t *testing.T) {
 		t.Fatal(err)
 	}
 }
-

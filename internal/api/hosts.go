@@ -67,7 +67,7 @@ type HostStatus struct {
 	// instances) or RoleLB (a balancer node).
 	Role NodeRole `json:"role"`
 	URL  string   `json:"url"`
-	Zone string `json:"zone,omitempty"`
+	Zone string   `json:"zone,omitempty"`
 	// Region is the host's region label ("" for none).
 	Region string    `json:"region,omitempty"`
 	State  HostState `json:"state"`

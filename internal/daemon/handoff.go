@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/shoal-dev/shoal/internal/lb"
 )
 
 // Listener handoff, shared by `shoal lb` and `shoal server`: a starting
@@ -249,6 +251,22 @@ func (h *handoffServer) offer() (handoffOffer, []*os.File, error) {
 		return offer, nil, fmt.Errorf("%d sockets to hand over; at most %d", len(files), handoffMaxSockets)
 	}
 	return offer, files, nil
+}
+
+// balancerSockets returns b's listening sockets (kind listener), each
+// with a new descriptor that the caller closes.
+func balancerSockets(b *lb.Balancer) ([]handoffSocket, []*os.File, error) {
+	socks, err := b.Sockets()
+	if err != nil {
+		return nil, nil, err
+	}
+	out := make([]handoffSocket, 0, len(socks))
+	files := make([]*os.File, 0, len(socks))
+	for _, s := range socks {
+		out = append(out, handoffSocket{Kind: handoffListener, Name: s.Name, Addr: s.Addr})
+		files = append(files, s.File)
+	}
+	return out, files, nil
 }
 
 // listenerFile is a listener whose descriptor can be duplicated.

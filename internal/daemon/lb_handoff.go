@@ -42,15 +42,9 @@ func refuseTakeoverWithVIP(path string) error {
 // handoffSockets implements handoffOwner: the balancer's listeners and
 // the admin API's socket.
 func (d *LB) handoffSockets() ([]handoffSocket, []*os.File, error) {
-	socks, err := d.b.Sockets()
+	out, files, err := balancerSockets(d.b)
 	if err != nil {
 		return nil, nil, err
-	}
-	var out []handoffSocket
-	var files []*os.File
-	for _, s := range socks {
-		out = append(out, handoffSocket{Kind: handoffListener, Name: s.Name, Addr: s.Addr})
-		files = append(files, s.File)
 	}
 	admin := []handoffSocket{{Kind: handoffAdmin, Addr: d.adminAddr}}
 	af, err := socketFiles(admin, []net.Listener{d.adminLn})

@@ -230,15 +230,9 @@ func (s *Server) afterParts(ctx, balCtx context.Context) {
 // until a release the admin and fleet sockets (closed by the release's
 // stop of their servers).
 func (s *Server) handoffSockets() ([]handoffSocket, []*os.File, error) {
-	socks, err := s.bal.Sockets()
+	out, files, err := balancerSockets(s.bal)
 	if err != nil {
 		return nil, nil, err
-	}
-	var out []handoffSocket
-	var files []*os.File
-	for _, sk := range socks {
-		out = append(out, handoffSocket{Kind: handoffListener, Name: sk.Name, Addr: sk.Addr})
-		files = append(files, sk.File)
 	}
 	if s.ho.releasing.Load() {
 		return out, files, nil

@@ -156,8 +156,15 @@ func (s *lbStream) sync() uint64 {
 	return s.version
 }
 
-// open lets the calls be answered (see opened); idempotent.
-func (s *lbStream) open() { s.openOnce.Do(func() { close(s.opened) }) }
+// open lets the calls be answered (see opened), with the configuration
+// derived now: run's last reading may predate the targets the controllers
+// added just before (their notification not yet read). Idempotent.
+func (s *lbStream) open() {
+	s.openOnce.Do(func() {
+		s.sync()
+		close(s.opened)
+	})
+}
 
 // mark records that node asked for the changes after version after of
 // epoch: it has applied everything up to it.
