@@ -50,8 +50,12 @@ func startHandoffFleet(t *testing.T, ctx context.Context, bin, serverBin string)
 	}
 	f.agent = newServerAgent(t, srv.FleetURL, "host-a", joinToken("agent"))
 	f.agent.start(t, bin)
-	if code, out := runShoalEnv(t, bin, app, f.env, "deploy"); code != 0 || !strings.Contains(out, "deploy: v1 serves") {
-		t.Fatalf("shoal deploy to the server: exit %d\n%s", code, out)
+	// Bounded by ctx, not runShoalEnv's minute: the build of goapp on a
+	// loaded machine can take most of one.
+	deploy := exec.CommandContext(ctx, bin, "deploy")
+	deploy.Dir, deploy.Env = app, f.env
+	if out, err := deploy.CombinedOutput(); err != nil || !strings.Contains(string(out), "deploy: v1 serves") {
+		t.Fatalf("shoal deploy to the server: %v\n%s", err, out)
 	}
 	f.node, f.nodeURL = startLBNode(t, ctx, bin, writeLBNode(t, srv.FleetURL, "lb-1", joinToken("lb")))
 	testenv.Eventually(t, 30*time.Second, func() error {
@@ -128,7 +132,7 @@ func (f *handoffFleet) checkAfterHandoff(t *testing.T, ctx context.Context, pids
 // server.
 func TestServerHandoffUnderLoad(t *testing.T) {
 	bin := testenv.BuildShoal(t)
-	ctx := testenv.Context(t, 4*time.Minute)
+	ctx := testenv.Context(t, 6*time.Minute)
 	f := startHandoffFleet(t, ctx, bin, bin)
 	pids := recordedPIDs(t, filepath.Join(f.agent.data, "runtime", "pids"))
 	if len(pids) != 2 {
@@ -187,7 +191,7 @@ func TestServerHandoffUnderLoad(t *testing.T) {
 // request; the old process exits 0.
 func TestServerUpgradeOnSIGUSR2(t *testing.T) {
 	bin := testenv.BuildShoal(t)
-	ctx := testenv.Context(t, 4*time.Minute)
+	ctx := testenv.Context(t, 6*time.Minute)
 	exe := filepath.Join(t.TempDir(), "shoal")
 	copyExe := func(dst, trailer string) {
 		b, err := os.ReadFile(bin)
