@@ -182,6 +182,9 @@ func (h *handoffServer) handOver(ctx context.Context, c *net.UnixConn) bool {
 	defer stopWatch()
 	released := false
 	for {
+		// Each step of the new process gets handoffWait: a server's
+		// start after the release (store, apps, adoption) is one.
+		c.SetDeadline(time.Now().Add(handoffWait))
 		req, err := readRequest(c)
 		if err != nil {
 			switch {

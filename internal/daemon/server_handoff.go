@@ -172,6 +172,10 @@ func (s *Server) runHandoff(ctx, appsCtx context.Context, g *errgroup.Group, app
 		select {
 		case <-s.bal.Serving():
 		case <-ctx.Done():
+		}
+		if appsCtx.Err() != nil {
+			// Stopping before the takeover ended: the old process
+			// serves on (with its balancer only, once it released).
 			s.ho.inh.close()
 			return nil
 		}
