@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -38,10 +39,7 @@ func TestLBNodeFollowsServer(t *testing.T) {
 		return strings.TrimSpace(out)
 	}
 	newServerAgent(t, fleetURL, "host-a", joinToken("agent")).start(t, bin)
-	code, out := runShoalEnv(t, bin, app, env, "deploy")
-	if code != 0 || !strings.Contains(out, "deploy: v1 serves") {
-		t.Fatalf("shoal deploy to the server: exit %d\n%s", code, out)
-	}
+	deployFirst(t, ctx, bin, app, env)
 
 	lbCfg := writeLBNode(t, fleetURL, "lb-1", joinToken("lb"))
 	startNode := func() (*testenv.Process, string) { return startLBNode(t, ctx, bin, lbCfg) }
@@ -61,7 +59,7 @@ func TestLBNodeFollowsServer(t *testing.T) {
 
 	// shoal hosts lists the node after the agent, in a second table.
 	testenv.Eventually(t, 30*time.Second, func() error { return nodeFollowing(shoalHosts(t, bin, env)) })
-	code, out = runShoalEnv(t, bin, t.TempDir(), env, "hosts")
+	code, out := runShoalEnv(t, bin, t.TempDir(), env, "hosts")
 	if code != 0 || !regexp.MustCompile(`(?m)^BALANCER\s+ADDRESS\s+STATE\s+CONFIG\s+LAST CALL\nlb-1\s+127\.0\.0\.1\s+ready\s+(\d+)/(\d+)\s+\d+s ago$`).MatchString(out) {
 		t.Fatalf("shoal hosts: exit %d\n%s", code, out)
 	}
@@ -92,6 +90,18 @@ func TestLBNodeFollowsServer(t *testing.T) {
 	}
 	if code, err := lb.Wait(ctx); err != nil || code != 0 {
 		t.Fatalf("shoal lb after SIGTERM: exit %d, %v\n%s", code, err, lb.Output())
+	}
+}
+
+// deployFirst runs `shoal deploy` in the folder app with env and requires
+// v1 to serve. Bounded by ctx, not runShoalEnv's minute: the build of the
+// app on a loaded machine can take most of one.
+func deployFirst(t *testing.T, ctx context.Context, bin, app string, env []string) {
+	t.Helper()
+	deploy := exec.CommandContext(ctx, bin, "deploy")
+	deploy.Dir, deploy.Env = app, env
+	if out, err := deploy.CombinedOutput(); err != nil || !strings.Contains(string(out), "deploy: v1 serves") {
+		t.Fatalf("shoal deploy to the server: %v\n%s", err, out)
 	}
 }
 

@@ -50,13 +50,7 @@ func startHandoffFleet(t *testing.T, ctx context.Context, bin, serverBin string)
 	}
 	f.agent = newServerAgent(t, srv.FleetURL, "host-a", joinToken("agent"))
 	f.agent.start(t, bin)
-	// Bounded by ctx, not runShoalEnv's minute: the build of goapp on a
-	// loaded machine can take most of one.
-	deploy := exec.CommandContext(ctx, bin, "deploy")
-	deploy.Dir, deploy.Env = app, f.env
-	if out, err := deploy.CombinedOutput(); err != nil || !strings.Contains(string(out), "deploy: v1 serves") {
-		t.Fatalf("shoal deploy to the server: %v\n%s", err, out)
-	}
+	deployFirst(t, ctx, bin, app, f.env)
 	f.node, f.nodeURL = startLBNode(t, ctx, bin, writeLBNode(t, srv.FleetURL, "lb-1", joinToken("lb")))
 	testenv.Eventually(t, 30*time.Second, func() error {
 		code, page, err := httpGet(ctx, f.nodeURL)
