@@ -1,10 +1,12 @@
 package e2e
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -20,7 +22,7 @@ var lbHTTPRe = regexp.MustCompile(`msg=listening listener=http addr=(\S+)`)
 // TestLBNodeFollowsServer runs the real binary: `shoal server`, one
 // agent, `shoal deploy`, then `shoal lb` with a server section and a
 // token from `shoal join-token --role lb`: the app serves through the
-// node; with the server stopped (SIGTERM) the node keeps serving, and a
+// node, and `shoal hosts` lists the node, up to date; with the server stopped (SIGTERM) the node keeps serving, and a
 // node restarted then serves its saved configuration at once.
 func TestLBNodeFollowsServer(t *testing.T) {
 	bin := testenv.BuildShoal(t)
@@ -37,30 +39,10 @@ func TestLBNodeFollowsServer(t *testing.T) {
 		return strings.TrimSpace(out)
 	}
 	newServerAgent(t, fleetURL, "host-a", joinToken("agent")).start(t, bin)
-	code, out := runShoalEnv(t, bin, app, env, "deploy")
-	if code != 0 || !strings.Contains(out, "deploy: v1 serves") {
-		t.Fatalf("shoal deploy to the server: exit %d\n%s", code, out)
-	}
+	deployFirst(t, ctx, bin, app, env)
 
-	node := t.TempDir()
-	lbCfg := filepath.Join(node, "lb.yaml")
-	lbYAML := fmt.Sprintf(`listeners: [{name: http, listen: "127.0.0.1:0"}]
-server: {url: %q, join_token_file: token, name: lb-1, data_dir: data}
-`, fleetURL)
-	if err := os.WriteFile(lbCfg, []byte(lbYAML), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(node, "token"), []byte(joinToken("lb")+"\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	startNode := func() (*testenv.Process, string) {
-		p := testenv.Start(t, bin, "lb", "-c", lbCfg)
-		m, err := p.WaitForLine(ctx, lbHTTPRe)
-		if err != nil {
-			t.Fatalf("shoal lb: %v\n%s", err, p.Output())
-		}
-		return p, "http://" + m[1] + "/"
-	}
+	lbCfg := writeLBNode(t, fleetURL, "lb-1", joinToken("lb"))
+	startNode := func() (*testenv.Process, string) { return startLBNode(t, ctx, bin, lbCfg) }
 	lb, lbURL := startNode()
 	testenv.Eventually(t, 30*time.Second, func() error {
 		resp, err := http.Get(lbURL)
@@ -74,6 +56,13 @@ server: {url: %q, join_token_file: token, name: lb-1, data_dir: data}
 		}
 		return nil
 	})
+
+	// shoal hosts lists the node after the agent, in a second table.
+	testenv.Eventually(t, 30*time.Second, func() error { return nodeFollowing(shoalHosts(t, bin, env)) })
+	code, out := runShoalEnv(t, bin, t.TempDir(), env, "hosts")
+	if code != 0 || !regexp.MustCompile(`(?m)^BALANCER\s+ADDRESS\s+STATE\s+CONFIG\s+LAST CALL\nlb-1\s+127\.0\.0\.1\s+ready\s+(\d+)/(\d+)\s+\d+s ago$`).MatchString(out) {
+		t.Fatalf("shoal hosts: exit %d\n%s", code, out)
+	}
 
 	// The server stops: the node keeps serving.
 	if err := srv.Signal(syscall.SIGTERM); err != nil {
@@ -102,4 +91,47 @@ server: {url: %q, join_token_file: token, name: lb-1, data_dir: data}
 	if code, err := lb.Wait(ctx); err != nil || code != 0 {
 		t.Fatalf("shoal lb after SIGTERM: exit %d, %v\n%s", code, err, lb.Output())
 	}
+}
+
+// deployFirst runs `shoal deploy` in the folder app with env and requires
+// v1 to serve. Bounded by ctx, not runShoalEnv's minute: the build of the
+// app on a loaded machine can take most of one.
+func deployFirst(t *testing.T, ctx context.Context, bin, app string, env []string) {
+	t.Helper()
+	deploy := exec.CommandContext(ctx, bin, "deploy")
+	deploy.Dir, deploy.Env = app, env
+	if out, err := deploy.CombinedOutput(); err != nil || !strings.Contains(string(out), "deploy: v1 serves") {
+		t.Fatalf("shoal deploy to the server: %v\n%s", err, out)
+	}
+}
+
+// writeLBNode writes the lb.yaml of a balancer node called name (one
+// listener "http" on an ephemeral port of 127.0.0.1, following the server
+// at fleetURL) and its join token file, and returns the lb.yaml's path.
+func writeLBNode(t *testing.T, fleetURL, name, token string) string {
+	t.Helper()
+	node := t.TempDir()
+	cfg := filepath.Join(node, "lb.yaml")
+	yaml := fmt.Sprintf(`listeners: [{name: http, listen: "127.0.0.1:0"}]
+server: {url: %q, join_token_file: token, name: %s, data_dir: data}
+`, fleetURL, name)
+	if err := os.WriteFile(cfg, []byte(yaml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(node, "token"), []byte(token+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return cfg
+}
+
+// startLBNode starts `shoal lb -c cfg` and returns it with the URL of its
+// listener "http".
+func startLBNode(t *testing.T, ctx context.Context, bin, cfg string) (*testenv.Process, string) {
+	t.Helper()
+	p := testenv.Start(t, bin, "lb", "-c", cfg)
+	m, err := p.WaitForLine(ctx, lbHTTPRe)
+	if err != nil {
+		t.Fatalf("shoal lb: %v\n%s", err, p.Output())
+	}
+	return p, "http://" + m[1] + "/"
 }

@@ -245,6 +245,7 @@ func TestWireJSONUnchanged(t *testing.T) {
 		{"lb_status.json", api.LBStatus{}},
 		{"drain.json", api.DrainResult{}},
 		{"error.json", ErrorBody{}},
+		{"hosts.json", api.HostStatus{}},
 	} {
 		v := fill(t, reflect.TypeOf(c.value))
 		// A rollout's spec is sent as its wire form, which

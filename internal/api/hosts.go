@@ -57,11 +57,17 @@ type Host struct {
 	LastHello time.Time
 }
 
-// HostStatus is one host of the fleet as `shoal hosts` shows it.
+// HostStatus is one host of the fleet as `shoal hosts` shows it: an
+// agent's host, or a balancer node that follows the server (Role RoleLB,
+// with Balancer set; of the other fields it has Name, State, Reason and
+// LastHeartbeat, the time of its last call).
 type HostStatus struct {
 	Name string `json:"name"`
-	URL  string `json:"url"`
-	Zone string `json:"zone,omitempty"`
+	// Role is what the host is to the fleet: RoleAgent (it runs
+	// instances) or RoleLB (a balancer node).
+	Role NodeRole `json:"role"`
+	URL  string   `json:"url"`
+	Zone string   `json:"zone,omitempty"`
 	// Region is the host's region label ("" for none).
 	Region string    `json:"region,omitempty"`
 	State  HostState `json:"state"`
@@ -82,4 +88,22 @@ type HostStatus struct {
 	Epoch         string    `json:"epoch"`
 	Generation    uint64    `json:"generation"`
 	Version       string    `json:"version,omitempty"`
+	// Balancer is a balancer node's standing; nil for an agent.
+	Balancer *BalancerNodeStatus `json:"balancer,omitempty"`
+}
+
+// BalancerNodeStatus is where a balancer node stands in following the
+// server's balancer configuration. The node is ready while it calls (a
+// call is renewed every 25 s at the latest), joining when it joined before
+// this run of the server and has not called yet, and unreachable when its
+// calls stopped for 40 s.
+type BalancerNodeStatus struct {
+	// Addr is the address the node's last call came from.
+	Addr string `json:"addr"`
+	// Applied is the version of this server run's configuration that the
+	// node has applied (the version it last asked the changes after; 0
+	// before its first answer from this run), ServerVersion the server's
+	// latest: equal when the node is up to date.
+	Applied       uint64 `json:"applied"`
+	ServerVersion uint64 `json:"server_version"`
 }

@@ -17,9 +17,24 @@ import (
 // regions by name, hosts without one last; by name within each): region
 // (when any host has one), name, zone, state (with the reason when not ready), CPU and memory used
 // of capacity, instances, and the age of the last heartbeat at now.
-// `shoal status` prints it when the status carries hosts.
+// The balancer nodes among them (role lb) follow in a second table
+// (printBalancerNodes). `shoal status` prints it when the status carries
+// hosts.
 func printHosts(w io.Writer, hosts []api.HostStatus, now time.Time) {
-	hosts = slices.Clone(hosts)
+	var nodes []api.HostStatus
+	hosts = slices.DeleteFunc(slices.Clone(hosts), func(h api.HostStatus) bool {
+		if h.Role == api.RoleLB {
+			nodes = append(nodes, h)
+			return true
+		}
+		return false
+	})
+	defer func() {
+		if len(nodes) > 0 {
+			fmt.Fprintln(w)
+			printBalancerNodes(w, nodes, now)
+		}
+	}()
 	slices.SortStableFunc(hosts, func(a, b api.HostStatus) int {
 		if (a.Region == "") != (b.Region == "") {
 			if a.Region == "" {
@@ -47,6 +62,29 @@ func printHosts(w io.Writer, hosts []api.HostStatus, now time.Time) {
 			usedOf(cores(h.UsedCPU), h.CPU == 0, cores(h.CPU)),
 			usedOf(memSize(h.UsedMemoryBytes), h.MemoryBytes == 0, memSize(h.MemoryBytes)),
 			h.Instances, heartbeatAge(h.LastHeartbeat, now))
+	}
+	tw.Flush()
+}
+
+// printBalancerNodes writes the balancer nodes that follow the server,
+// by name: the address of their last call, state (with the reason when not
+// ready), the configuration version applied of the server's ("7/8" is one
+// change behind) and the age of the last call at now.
+func printBalancerNodes(w io.Writer, nodes []api.HostStatus, now time.Time) {
+	nodes = slices.Clone(nodes)
+	slices.SortFunc(nodes, func(a, b api.HostStatus) int { return strings.Compare(a.Name, b.Name) })
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "BALANCER\tADDRESS\tSTATE\tCONFIG\tLAST CALL")
+	for _, h := range nodes {
+		state := string(h.State)
+		if h.Reason != "" {
+			state += " (" + h.Reason + ")"
+		}
+		addr, cfg := "-", "-"
+		if b := h.Balancer; b != nil {
+			addr, cfg = orDash(b.Addr), fmt.Sprintf("%d/%d", b.Applied, b.ServerVersion)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", h.Name, addr, state, cfg, heartbeatAge(h.LastHeartbeat, now))
 	}
 	tw.Flush()
 }

@@ -54,15 +54,14 @@ type LB struct {
 	adminLn net.Listener
 	admin   *http.Server
 	hup     chan os.Signal
-	usr2    chan os.Signal // upgrade: start the binary again (handoff.go)
+	usr2    chan os.Signal // upgrade: start the binary again (watchUpgrade)
 	started atomic.Bool    // set by the first of Run and Close
 
-	// Listener handoff (handoff.go).
-	adminAddr   string // the admin API's configured address, "unix:" + path for a socket
-	handoffPath string
-	handoffLn   *net.UnixListener
-	inh         *inherited // what was taken over from an old process; nil if none
-	cancel      context.CancelFunc
+	// Listener handoff (handoff.go, lb_handoff.go).
+	adminAddr string // the admin API's configured address, "unix:" + path for a socket
+	handoff   handoffServer
+	inh       *inherited // what was taken over from an old process; nil if none
+	cancel    context.CancelFunc
 
 	// mu serialises reloads (SIGHUP and the admin API) and guards the
 	// access log writers.
@@ -168,8 +167,8 @@ func OpenLB(opts LBOptions) (_ *LB, err error) {
 // handoff socket hands over when one runs (handoff.go), the others bound
 // anew. On error nothing stays open and the old process serves on.
 func (d *LB) bindAll(cfg lb.Config, a config.AdminConfig) (err error) {
-	d.handoffPath = HandoffSocketPath(d.path)
-	if d.inh, err = takeover(d.handoffPath); err != nil {
+	path := HandoffSocketPath(d.path)
+	if d.inh, err = takeover(path); err != nil {
 		return fmt.Errorf("take over from the running balancer: %w", err)
 	}
 	var closers []func() error
@@ -194,32 +193,24 @@ func (d *LB) bindAll(cfg lb.Config, a config.AdminConfig) (err error) {
 		}
 	}
 	closers = append(closers, d.adminLn.Close)
-	if ln := d.inh.claim(handoffSelf, "", d.handoffPath); ln != nil {
-		ul, ok := ln.(*net.UnixListener)
-		if !ok {
-			ln.Close()
-			return fmt.Errorf("handoff socket %s handed over is not a Unix socket", d.handoffPath)
-		}
-		d.handoffLn = ul
-	} else if d.handoffLn, err = listenHandoff(d.handoffPath); err != nil {
+	ln, err := d.inh.listenSelf(path)
+	if err != nil {
 		return err
 	}
-	closers = append(closers, d.handoffLn.Close)
+	d.handoff = handoffServer{ln: ln, path: path, log: d.log, owner: d}
+	closers = append(closers, ln.Close)
 	socks := map[string]*net.TCPListener{}
 	for _, l := range cfg.Listeners {
-		ln := d.inh.claim(handoffListener, l.Name, l.Addr)
-		if ln == nil {
-			continue
-		}
-		tl, ok := ln.(*net.TCPListener)
-		if !ok {
-			ln.Close()
+		tl, err := d.inh.claimTCP(handoffListener, l.Name, l.Addr)
+		if err != nil {
 			for _, s := range socks {
 				s.Close()
 			}
-			return fmt.Errorf("listener %s: the socket handed over is not a TCP socket", l.Name)
+			return fmt.Errorf("listener %s: %w", l.Name, err)
 		}
-		socks[l.Name] = tl
+		if tl != nil {
+			socks[l.Name] = tl
+		}
 	}
 	// Sockets of listeners removed or moved stay the old process's.
 	d.inh.closeUnclaimed()
@@ -227,13 +218,6 @@ func (d *LB) bindAll(cfg lb.Config, a config.AdminConfig) (err error) {
 		return fmt.Errorf("listen: %w", err)
 	}
 	return nil
-}
-
-// stop ends Run as a handed-over process: no more takeovers here, then
-// the balancer's drain.
-func (d *LB) stop() {
-	d.handoffLn.Close()
-	d.cancel()
 }
 
 // logListening logs the address of every listener; tests and scripts read
@@ -277,16 +261,16 @@ func (d *LB) Run(ctx context.Context) error {
 	defer d.cancel()
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error {
-		d.serveHandoff(gctx)
+		d.handoff.serve(gctx)
 		return nil
 	})
 	g.Go(func() error {
 		<-gctx.Done()
-		d.handoffLn.Close()
+		d.handoff.ln.Close()
 		return nil
 	})
 	g.Go(func() error {
-		d.watchUpgrade(gctx)
+		watchUpgrade(gctx, d.usr2, d.log)
 		return nil
 	})
 	g.Go(func() error {
@@ -342,7 +326,7 @@ func (d *LB) Close() {
 	signal.Stop(d.hup)
 	signal.Stop(d.usr2)
 	d.adminLn.Close()
-	d.handoffLn.Close()
+	d.handoff.ln.Close()
 	d.inh.close()
 	if d.vip != nil {
 		d.vip.close()

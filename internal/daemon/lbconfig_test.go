@@ -307,8 +307,8 @@ func TestLBStreamDelivered(t *testing.T) {
 	if err := s.delivered(ctx, 5); err != nil {
 		t.Fatalf("no node follows: %v", err)
 	}
-	s.mark("lb-1", "e1", 4)
-	s.mark("lb-2", "e0", 9)
+	s.mark("lb-1", "e1", "", 4)
+	s.mark("lb-2", "e0", "", 9)
 	done := make(chan error, 1)
 	go func() { done <- s.delivered(ctx, 5) }()
 	select {
@@ -316,13 +316,13 @@ func TestLBStreamDelivered(t *testing.T) {
 		t.Fatalf("delivered before the nodes asked: %v", err)
 	default:
 	}
-	s.mark("lb-1", "e1", 5)
+	s.mark("lb-1", "e1", "", 5)
 	select {
 	case err := <-done:
 		t.Fatalf("delivered while lb-2 follows another epoch: %v", err)
 	default:
 	}
-	s.mark("lb-2", "e1", 6)
+	s.mark("lb-2", "e1", "", 6)
 	select {
 	case err := <-done:
 		if err != nil {
@@ -331,7 +331,7 @@ func TestLBStreamDelivered(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("not delivered after both nodes asked")
 	}
-	s.mark("lb-2", "e1", 6)
+	s.mark("lb-2", "e1", "", 6)
 	cctx, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
 	defer cancel()
 	if err := s.delivered(cctx, 7); err == nil || !strings.Contains(err.Error(), "lb-1, lb-2") {

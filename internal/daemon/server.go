@@ -107,6 +107,7 @@ type Server struct {
 
 	adminLn, fleetLn net.Listener
 	adminTLS         bool
+	ho               serverHandoff // the listener handoff (server_handoff.go)
 	admin, fleetSrv  *http.Server
 
 	// The dashboard (server_ui.go): every app's Source in uiApps, the
@@ -161,14 +162,13 @@ func OpenServer(ctx context.Context, opts ServerOptions) (_ *Server, err error) 
 		return nil, err
 	}
 	s.dash = newDashboardMetrics()
-	listeners := []lb.Listener{{Name: ServerListener, Addr: s.cfg.Balancer.Listen}}
-	if s.cfg.Balancer.TLSListen != "" {
-		listeners = append(listeners, lb.Listener{Name: ServerTLSListener, Addr: s.cfg.Balancer.TLSListen, Managed: true})
-	}
 	bal, err := lb.New(lb.Config{
-		Listeners: listeners,
-		Logger:    s.log.With("part", "lb"),
-		Observer:  s.dash.observer(),
+		Listeners: s.balancerListeners(),
+		// A stop (and a handoff's) drains for as long as a removed
+		// instance would.
+		Limits:   lb.Limits{ShutdownTimeout: s.cfg.Balancer.DrainTimeout.D()},
+		Logger:   s.log.With("part", "lb"),
+		Observer: s.dash.observer(),
 	})
 	if err != nil {
 		return nil, &ConfigError{Err: fmt.Errorf("balancer: %w", err)}
@@ -197,9 +197,11 @@ func OpenServer(ctx context.Context, opts ServerOptions) (_ *Server, err error) 
 	}
 	// Last: lb.Balancer releases bound sockets only by running (see
 	// Close), so nothing may fail after this.
-	if err := s.bal.Listen(); err != nil {
+	// (ListenOn owns the sockets taken over from here on.)
+	if err := s.bal.ListenOn(s.ho.socks); err != nil {
 		return nil, fmt.Errorf("balancer (balancer.listen %s): %w", s.cfg.Balancer.Listen, err)
 	}
+	s.ho.inh.closeUnclaimed()
 	return s, nil
 }
 
@@ -208,6 +210,9 @@ func OpenServer(ctx context.Context, opts ServerOptions) (_ *Server, err error) 
 func (s *Server) openState() error {
 	data := s.cfg.DataDir
 	if err := prepareDataDir(data, s.log); err != nil {
+		return err
+	}
+	if err := s.openSockets(); err != nil { // server_handoff.go: before the store's lock
 		return err
 	}
 	var err error
@@ -260,10 +265,7 @@ func (s *Server) openFleet() error {
 		}
 		s.fleetp.Store(f)
 	}
-	if s.fleetLn, err = net.Listen("tcp", s.cfg.Fleet.Listen); err != nil {
-		return fmt.Errorf("fleet listener (fleet.listen %s): %w", s.cfg.Fleet.Listen, err)
-	}
-	s.onRelease(func(context.Context) { s.fleetLn.Close() })
+	s.fleetLn = s.ho.fleetLn // bound or taken over by openSockets
 	s.fleetURL = s.cfg.Fleet.URL
 	if s.fleetURL == "" { // a loopback listener: its real address
 		s.fleetURL = "https://" + s.fleetLn.Addr().String()
@@ -336,11 +338,7 @@ func (s *Server) hostStatus() []api.HostStatus {
 // the fleet CA unless it listens on loopback only.
 func (s *Server) openAdmin() error {
 	addr := s.cfg.Admin.Listen
-	var err error
-	if s.adminLn, err = net.Listen("tcp", addr); err != nil {
-		return fmt.Errorf("admin api (admin.listen %s): %w", addr, err)
-	}
-	s.onRelease(func(context.Context) { s.adminLn.Close() })
+	s.adminLn = s.ho.adminLn // bound or taken over by openSockets
 	s.admin = &http.Server{Handler: s.adminToLeader(s.adminHandler()), ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelDebug)}
 	// Shutdown does not end the dashboard's live streams: Close does.
@@ -420,16 +418,23 @@ func (s *Server) writeAdminURL() error {
 	if err := atomicfile.Write(urlFile, []byte(s.AdminURL()+"\n"), 0o600); err != nil {
 		return fmt.Errorf("write admin url: %w", err)
 	}
-	s.onRelease(func(context.Context) { os.Remove(urlFile) })
+	s.onRelease(func(context.Context) {
+		if !s.ho.releasing.Load() { // else the new process's
+			os.Remove(urlFile)
+		}
+	})
 	return nil
 }
 
 // Run serves until ctx ends or a listener fails, then stops in order: the
 // apps' controllers first (while the fleet still delivers their
 // instances' exits and the balancer still serves), then the fleet, the
-// balancer, the admin API and the fleet listener. It returns after every
-// goroutine has ended and every part OpenServer acquired is released; nil
-// after a stop through ctx.
+// admin API and the fleet listener, then the balancer, which drains for
+// balancer.drain_timeout. A new process's takeover (server_handoff.go)
+// stops the same parts and closes the store while the balancer serves
+// on, until the new process serves. It returns after every goroutine has
+// ended and every part OpenServer acquired is released; nil after a stop
+// through ctx or a handoff.
 func (s *Server) Run(ctx context.Context) error {
 	if !s.started.CompareAndSwap(false, true) {
 		return errors.New("shoal server already ran or was closed")
@@ -437,80 +442,107 @@ func (s *Server) Run(ctx context.Context) error {
 	defer s.release(ctx)
 	appsCtx, stopApps := context.WithCancel(ctx)
 	defer stopApps()
-	// The parts the controllers stop through outlive them.
+	// The parts the controllers stop through outlive them, and the
+	// balancer outlives the parts.
 	partsCtx, stopParts := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopParts()
+	balCtx, stopBal := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopBal()
+	s.ho.stopApps, s.ho.stopBal = stopApps, stopBal
 
-	var g errgroup.Group
-	g.Go(func() error {
+	var parts errgroup.Group
+	parts.Go(func() error {
 		s.fleetEvents.Run()
 		return nil
 	})
 	if s.cl == nil {
-		g.Go(func() error {
+		parts.Go(func() error {
 			defer s.fleetEvents.Close() // after the fleet's last event
 			return s.fleet().Run(partsCtx)
 		})
 	} else {
-		g.Go(func() error {
+		parts.Go(func() error {
 			<-partsCtx.Done() // after the last leadership's fleet ended
 			s.fleetEvents.Close()
 			return nil
 		})
 	}
-	g.Go(func() error { return s.lbs.run(partsCtx) })
+	parts.Go(func() error { return s.lbs.run(partsCtx) })
 	if s.acme != nil && s.cl == nil { // a cluster's leader runs it (server_cluster.go)
-		g.Go(func() error { return s.acme.Run(partsCtx) })
+		parts.Go(func() error { return s.acme.Run(partsCtx) })
 		if s.cfg.Balancer.ACME.FromRoutes() {
-			g.Go(func() error {
+			parts.Go(func() error {
 				s.followRouteHosts(partsCtx) // server_acme.go
 				return nil
 			})
 		}
 	}
+	serveUntilDone(partsCtx, &parts, s.admin, s.adminLn, "admin api", 2*time.Second)
+	serveUntilDone(partsCtx, &parts, s.fleetSrv, tls.NewListener(s.fleetLn, s.fleetSrv.TLSConfig), "fleet listener", 2*time.Second)
+	n := 0
+	if s.cl == nil {
+		for _, p := range s.pools {
+			parts.Go(func() error { return p.Run(appsCtx) })
+		}
+		n = s.startApps(appsCtx) // apps.go
+	} else {
+		parts.Go(func() error {
+			// The apps run while this server leads; an error of the
+			// node stops the server.
+			err := s.cl.run(appsCtx, s.lead) // server_cluster.go
+			stopApps()
+			return err
+		})
+		parts.Go(func() error {
+			s.register(appsCtx) // server_cluster_admin.go
+			return nil
+		})
+		parts.Go(func() error {
+			s.syncArtifacts(appsCtx) // server_cluster_artifacts.go
+			return nil
+		})
+	}
+
+	var g errgroup.Group
 	g.Go(func() error {
-		err := s.bal.Run(partsCtx)
+		<-appsCtx.Done()
+		if s.cl == nil {
+			s.stopApps() // apps.go: waits for every controller
+		}
+		stopParts()
+		err := parts.Wait()
+		s.afterParts(ctx, balCtx) // server_handoff.go
+		stopBal()
+		return err
+	})
+	appsReady := make(chan struct{})
+	g.Go(func() error {
+		// After a takeover the old process serves until the apps here
+		// serve: this balancer accepts from then on.
+		if s.ho.inh != nil {
+			select {
+			case <-appsReady:
+			case <-appsCtx.Done():
+			}
+		}
+		err := s.bal.Run(balCtx)
 		if err != nil {
 			stopApps()
 		}
 		return err
 	})
-	serveUntilDone(partsCtx, &g, s.admin, s.adminLn, "admin api", 2*time.Second)
-	serveUntilDone(partsCtx, &g, s.fleetSrv, tls.NewListener(s.fleetLn, s.fleetSrv.TLSConfig), "fleet listener", 2*time.Second)
-	n := 0
-	if s.cl == nil {
-		for _, p := range s.pools {
-			g.Go(func() error { return p.Run(appsCtx) })
+	stopHandoff := s.runHandoff(balCtx, appsCtx, &g, appsReady, func() {
+		if s.opts.OnReady == nil {
+			return
 		}
-		n = s.startApps(appsCtx) // apps.go
-		g.Go(func() error {
-			<-appsCtx.Done()
-			s.stopApps() // apps.go: waits for every controller
-			stopParts()
-			return nil
-		})
-	} else {
-		g.Go(func() error {
-			defer stopParts()
-			return s.cl.run(appsCtx, s.lead) // server_cluster.go: the apps run while this server leads
-		})
-		g.Go(func() error {
-			s.register(appsCtx) // server_cluster_admin.go
-			return nil
-		})
-		g.Go(func() error {
-			s.syncArtifacts(appsCtx) // server_cluster_artifacts.go
-			return nil
-		})
-	}
-	if s.opts.OnReady != nil {
 		r := ServerReady{AdminURL: s.AdminURL(), FleetURL: s.fleetURL,
 			BalancerURL: "http://" + s.Addr().String(), CAPin: s.ca.Pin(), Apps: n}
 		if a := s.bal.Addr(ServerTLSListener); a != nil {
 			r.BalancerTLSURL = "https://" + a.String()
 		}
 		s.opts.OnReady(r)
-	}
+	})
+	defer stopHandoff()
 	err := g.Wait()
 	if errors.Is(err, http.ErrServerClosed) {
 		err = nil

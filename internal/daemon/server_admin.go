@@ -22,7 +22,7 @@ import (
 // dashboard's behind the bearer token. Server-wide routes:
 //
 //	GET  /v1/apps                      []api.AppSummary
-//	GET  /v1/hosts                     []api.HostStatus (fleet.Status)
+//	GET  /v1/hosts                     []api.HostStatus: the agents (fleet.Status), then the balancer nodes
 //	GET  /v1/hosts/events?after=N&limit=M   the fleet's events, oldest first
 //	POST /v1/hosts/{name}/drain        place nothing more on the host; its api.HostStatus
 //	POST /v1/hosts/{name}/undrain      place instances on it again
@@ -44,11 +44,7 @@ func (s *Server) adminHandler() http.Handler {
 	adminapi.ArtifactRoutes(mux, s.uploads)
 	mux.Handle("GET /v1/apps", adminapi.Handle(s.listApps))
 	mux.Handle("GET /v1/hosts", adminapi.Handle(func(w http.ResponseWriter, r *http.Request) error {
-		hosts := s.hostStatus()
-		if hosts == nil {
-			hosts = []api.HostStatus{}
-		}
-		adminapi.WriteJSON(w, hosts)
+		adminapi.WriteJSON(w, s.hostsAndNodes())
 		return nil
 	}))
 	mux.Handle("GET /v1/hosts/events", adminapi.Handle(s.hostEvents))
@@ -270,4 +266,12 @@ func (s *Server) joinToken(w http.ResponseWriter, r *http.Request) error {
 	s.log.Info("join token made", "token_id", rec.ID, "role", string(rec.Role), "expires", rec.Expires)
 	adminapi.WriteJSON(w, api.JoinTokenAnswer{Token: tok, ID: rec.ID, Expires: rec.Expires})
 	return nil
+}
+
+// hostsAndNodes is the fleet as `shoal hosts` and the dashboard's hosts
+// card show it: the agents' hosts (fleet.Status), then the balancer nodes
+// that follow this server (lbStream.hosts), each sorted by name; never
+// nil.
+func (s *Server) hostsAndNodes() []api.HostStatus {
+	return append(append([]api.HostStatus{}, s.hostStatus()...), s.lbs.hosts()...)
 }

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"slices"
 	"strconv"
@@ -77,6 +78,13 @@ type lbStream struct {
 	kept    []api.LBChange // the last changes, oldest first, at most lbStreamKeep
 	wake    chan struct{}  // closed and replaced at each new version
 	done    chan struct{}  // closed when run ends: waiting calls answer
+	// opened is closed by open, once the apps opened at the server's
+	// start serve: before that the pools lack the instances the
+	// controllers are adopting, and a node given them would drop its
+	// targets. Calls wait for it (the nodes serve their last
+	// configuration meanwhile).
+	opened   chan struct{}
+	openOnce sync.Once
 	// nodes is where each node (by its certificate's name) stands: the
 	// version of this epoch it asked the changes after, which it has
 	// applied. acked is closed and replaced when one moves.
@@ -86,8 +94,10 @@ type lbStream struct {
 
 // nodeMark is a node's last call.
 type nodeMark struct {
-	after uint64
-	at    time.Time
+	after  uint64
+	at     time.Time
+	addr   string // the call's remote address (its host part)
+	called bool   // false for a node expected (expect) that has not called
 }
 
 // lbNodeGone is how long after its last call a node no longer counts as
@@ -100,7 +110,8 @@ func newLBStream(bal *lb.Balancer, check func(pool string) *health.Spec, log *sl
 	var b [8]byte
 	rand.Read(b[:])
 	s := &lbStream{bal: bal, check: check, log: log, epoch: hex.EncodeToString(b[:]),
-		wake: make(chan struct{}), done: make(chan struct{}), nodes: map[string]nodeMark{}, acked: make(chan struct{})}
+		wake: make(chan struct{}), done: make(chan struct{}), opened: make(chan struct{}),
+		nodes: map[string]nodeMark{}, acked: make(chan struct{})}
 	s.cur = s.derive()
 	return s
 }
@@ -160,15 +171,25 @@ func (s *lbStream) sync() uint64 {
 	return s.version
 }
 
+// open lets the calls be answered (see opened), with the configuration
+// derived now: run's last reading may predate the targets the controllers
+// added just before (their notification not yet read). Idempotent.
+func (s *lbStream) open() {
+	s.openOnce.Do(func() {
+		s.sync()
+		close(s.opened)
+	})
+}
+
 // mark records that node asked for the changes after version after of
 // epoch: it has applied everything up to it.
-func (s *lbStream) mark(node, epoch string, after uint64) {
+func (s *lbStream) mark(node, epoch, addr string, after uint64) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if epoch != s.epoch {
 		after = 0
 	}
-	s.nodes[node] = nodeMark{after: after, at: time.Now()}
+	s.nodes[node] = nodeMark{after: after, at: time.Now(), addr: addr, called: true}
 	close(s.acked)
 	s.acked = make(chan struct{})
 }
@@ -185,6 +206,31 @@ func (s *lbStream) expect(names []string) {
 			s.nodes[n] = nodeMark{at: time.Now()}
 		}
 	}
+}
+
+// hosts returns the balancer nodes that called in this run of the
+// server or are expected (expect), sorted by name, as `shoal hosts` shows
+// them (api.BalancerNodeStatus says what their states mean).
+func (s *lbStream) hosts() []api.HostStatus {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]api.HostStatus, 0, len(s.nodes))
+	for name, m := range s.nodes {
+		h := api.HostStatus{Name: name, Role: api.RoleLB, State: api.HostReady,
+			Balancer: &api.BalancerNodeStatus{Addr: m.addr, Applied: m.after, ServerVersion: s.version}}
+		switch since := time.Since(m.at); {
+		case !m.called:
+			h.State, h.Reason = api.HostJoining, "joined before this run of the server; no call yet"
+		case since >= lbNodeGone:
+			h.LastHeartbeat = m.at
+			h.State, h.Reason = api.HostUnreachable, fmt.Sprintf("no call for %s", since.Round(time.Second))
+		default:
+			h.LastHeartbeat = m.at
+		}
+		out = append(out, h)
+	}
+	slices.SortFunc(out, func(a, b api.HostStatus) int { return strings.Compare(a.Name, b.Name) })
+	return out
 }
 
 // delivered waits until every node that followed within lbNodeGone has
@@ -272,9 +318,21 @@ func (s *lbStream) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		after = n
 	}
+	select {
+	case <-s.opened:
+	case <-s.done:
+		writeErrorBody(w, http.StatusServiceUnavailable, "the server is stopping")
+		return
+	case <-r.Context().Done():
+		return
+	}
 	epoch := q.Get("epoch")
 	if r.TLS != nil && len(r.TLS.PeerCertificates) > 0 {
-		s.mark(r.TLS.PeerCertificates[0].Subject.CommonName, epoch, after)
+		addr := r.RemoteAddr
+		if host, _, err := net.SplitHostPort(addr); err == nil {
+			addr = host
+		}
+		s.mark(r.TLS.PeerCertificates[0].Subject.CommonName, epoch, addr, after)
 	}
 	closed := func() bool {
 		if s.gate == nil {

@@ -33,7 +33,7 @@ const hostCardScan = 2000
 // openUI builds the dashboard with no app yet; openAppLocked adds each.
 func (s *Server) openUI() error {
 	apps, err := uisource.NewApps(uisource.AppsOptions{Series: s.dash.series, Slow: s.dash.slow, PageLoad: s.dash.pageLoad,
-		Hosts: s.hostStatus, HostEvents: s.latestHostEvents})
+		Hosts: s.hostsAndNodes, HostEvents: s.latestHostEvents})
 	if err != nil {
 		return err
 	}

@@ -139,6 +139,9 @@ type Instance struct {
 type Fleet struct {
 	// Hosts are sorted by name.
 	Hosts []Host `json:"hosts"`
+	// Balancers are the balancer nodes that follow the server, sorted by
+	// name; none on one machine.
+	Balancers []BalancerNode `json:"balancers"`
 	// Events are the latest host events (joined, lost, back, draining),
 	// newest first, at most ten, each of KindHost.
 	Events []Event `json:"events"`
@@ -163,6 +166,23 @@ type Host struct {
 	Instances  int     `json:"instances"`
 	// LastHeartbeat is when the host last answered; zero if never.
 	LastHeartbeat time.Time `json:"last_heartbeat"`
+}
+
+// BalancerNode is one balancer node of a fleet (api.BalancerNodeStatus).
+type BalancerNode struct {
+	Name string `json:"name"`
+	// Addr is the address its last call to the server came from.
+	Addr string `json:"addr"`
+	// State is "ready" (following), "joining" (no call yet in this run
+	// of the server) or "unreachable", and Reason why when not ready.
+	State  string `json:"state"`
+	Reason string `json:"reason,omitempty"`
+	// Applied is the configuration version the node applied, Version the
+	// server's latest.
+	Applied uint64 `json:"applied"`
+	Version uint64 `json:"version"`
+	// LastSeen is its last call; zero if none in this run of the server.
+	LastSeen time.Time `json:"last_seen"`
 }
 
 // Target is one balancer target with its state ("healthy", "unhealthy",

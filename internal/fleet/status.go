@@ -41,7 +41,7 @@ func (f *Fleet) Status() []api.HostStatus {
 	out := make([]api.HostStatus, 0, len(f.hosts))
 	for name, h := range f.hosts {
 		st, reason := f.stateLocked(h)
-		s := api.HostStatus{Name: name, URL: h.rec.URL, Zone: h.rec.Zone, Region: h.rec.Region, State: st, Reason: reason,
+		s := api.HostStatus{Name: name, Role: api.RoleAgent, URL: h.rec.URL, Zone: h.rec.Zone, Region: h.rec.Region, State: st, Reason: reason,
 			CPU: h.rec.CPU, MemoryBytes: h.rec.MemoryBytes, LastHeartbeat: h.lastBeat,
 			Epoch: h.rec.Epoch, Generation: h.rec.Generation, Version: h.rec.Version,
 			Instances: h.used.Instances, UsedCPU: h.used.CPU, UsedMemoryBytes: h.used.Memory}

@@ -20,8 +20,13 @@ func (s *Source) Fleet(ctx context.Context) (*dashboard.Fleet, error) {
 		return nil, nil
 	}
 	hosts := s.o.Hosts()
-	f := &dashboard.Fleet{Hosts: make([]dashboard.Host, 0, len(hosts)), Events: []dashboard.Event{}}
+	f := &dashboard.Fleet{Hosts: make([]dashboard.Host, 0, len(hosts)), Balancers: []dashboard.BalancerNode{}, Events: []dashboard.Event{}}
 	for _, h := range hosts {
+		if b := h.Balancer; h.Role == api.RoleLB && b != nil {
+			f.Balancers = append(f.Balancers, dashboard.BalancerNode{Name: h.Name, Addr: b.Addr, State: string(h.State), Reason: h.Reason,
+				Applied: b.Applied, Version: b.ServerVersion, LastSeen: h.LastHeartbeat})
+			continue
+		}
 		f.Hosts = append(f.Hosts, dashboard.Host{Name: h.Name, Region: h.Region, Zone: h.Zone, State: string(h.State), Reason: h.Reason,
 			CPU: h.CPU, UsedCPU: h.UsedCPU, Memory: h.MemoryBytes, UsedMemory: h.UsedMemoryBytes,
 			Instances: h.Instances, LastHeartbeat: h.LastHeartbeat})

@@ -1,0 +1,56 @@
+package daemon
+
+import (
+	"log/slog"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/shoal-dev/shoal/internal/api"
+)
+
+// TestLBStreamHosts: the balancer nodes as `shoal hosts` lists them: a
+// node expected from before this run is joining until it calls; a node
+// that calls is ready with its address and the version it applied of the
+// server's (0 for a call of another epoch); after lbNodeGone without a
+// call it is unreachable, saying for how long.
+func TestLBStreamHosts(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		s := &lbStream{epoch: "e1", version: 9, wake: make(chan struct{}), done: make(chan struct{}), log: slog.New(slog.DiscardHandler),
+			cur: lbConfigs()[0], nodes: map[string]nodeMark{}, acked: make(chan struct{})}
+		s.expect([]string{"lb-3"})
+		s.mark("lb-2", "e0", "10.0.0.8", 4)
+		s.mark("lb-1", "e1", "10.0.0.7", 9)
+		start := time.Now()
+		want := []api.HostStatus{
+			{Name: "lb-1", Role: api.RoleLB, State: api.HostReady, LastHeartbeat: start,
+				Balancer: &api.BalancerNodeStatus{Addr: "10.0.0.7", Applied: 9, ServerVersion: 9}},
+			{Name: "lb-2", Role: api.RoleLB, State: api.HostReady, LastHeartbeat: start,
+				Balancer: &api.BalancerNodeStatus{Addr: "10.0.0.8", Applied: 0, ServerVersion: 9}},
+			{Name: "lb-3", Role: api.RoleLB, State: api.HostJoining, Reason: "joined before this run of the server; no call yet",
+				Balancer: &api.BalancerNodeStatus{ServerVersion: 9}},
+		}
+		checkHosts(t, s.hosts(), want)
+
+		time.Sleep(lbNodeGone - time.Second) // the fake clock of the bubble
+		s.mark("lb-1", "e1", "10.0.0.7", 9)
+		time.Sleep(time.Second)
+		want[0].LastHeartbeat = start.Add(lbNodeGone - time.Second)
+		want[1].State, want[1].Reason = api.HostUnreachable, "no call for 40s"
+		checkHosts(t, s.hosts(), want)
+	})
+}
+
+func checkHosts(t *testing.T, got, want []api.HostStatus) {
+	t.Helper()
+	if len(got) != len(want) {
+		t.Fatalf("%d nodes, want %d: %+v", len(got), len(want), got)
+	}
+	for i := range want {
+		g, w := got[i], want[i]
+		if g.Name != w.Name || g.Role != w.Role || g.State != w.State || g.Reason != w.Reason ||
+			!g.LastHeartbeat.Equal(w.LastHeartbeat) || g.Balancer == nil || *g.Balancer != *w.Balancer {
+			t.Errorf("node %d = %+v %+v, want %+v %+v", i, g, g.Balancer, w, w.Balancer)
+		}
+	}
+}
