@@ -57,7 +57,8 @@ import (
 // ErrNotLeader is wrapped by *NotLeaderError.
 var ErrNotLeader = errors.New("not the cluster's leader")
 
-// ErrClosed is returned by WhileLeader when the node is closed.
+// ErrClosed is returned by WhileLeader when the node is closed, and by
+// the node's other calls made once Close has begun (nothing was proposed).
 var ErrClosed = errors.New("cluster node closed")
 
 // ErrUnknownOutcome means the caller stopped waiting (its context ended)
@@ -124,6 +125,11 @@ type Config struct {
 	Now func() time.Time
 	// Logger receives the node's and raft's logs; nil discards.
 	Logger *slog.Logger
+
+	// wrapStream, when set (by this package's tests only), wraps the
+	// transport's stream layer: the partition tests cut a node's
+	// connections with it (partition_test.go).
+	wrapStream func(raft.StreamLayer) raft.StreamLayer
 }
 
 // Node is one server of the cluster; see the package documentation. Its
@@ -139,7 +145,9 @@ type Node struct {
 	groupMu sync.Mutex
 	groups  map[string]*sync.Mutex // UpdateGroup's per-app locks
 
-	wg        sync.WaitGroup // Apply's waiters
+	waitMu    sync.Mutex     // orders wg.Add before Close's wg.Wait
+	closing   bool           // under waitMu: Close has begun
+	wg        sync.WaitGroup // the waiters of raft's futures
 	closed    chan struct{}  // closed when Close begins
 	closeOnce sync.Once
 	closeErr  error
@@ -238,8 +246,12 @@ func Open(cfg Config) (n *Node, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("open cluster node: %w", err)
 	}
+	var layer raft.StreamLayer = stream
+	if cfg.wrapStream != nil {
+		layer = cfg.wrapStream(stream)
+	}
 	transport := raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
-		Stream: stream, MaxPool: 3, Timeout: 10 * time.Second, Logger: rc.Logger,
+		Stream: layer, MaxPool: 3, Timeout: 10 * time.Second, Logger: rc.Logger,
 	})
 	f := &fsm{st: cfg.Store, log: log}
 	if !existing && cfg.Bootstrap {
@@ -264,6 +276,9 @@ func Open(cfg Config) (n *Node, err error) {
 // (its owner closes it). Safe to call twice.
 func (n *Node) Close() error {
 	n.closeOnce.Do(func() {
+		n.waitMu.Lock()
+		n.closing = true
+		n.waitMu.Unlock()
 		close(n.closed)
 		err := n.raft.Shutdown().Error()
 		err = errors.Join(err, n.transport.Close())
@@ -330,9 +345,11 @@ func (n *Node) Apply(ctx context.Context, c store.Command) (any, error) {
 			return nil, fmt.Errorf("apply %s: %w: %w", c.Op(), ErrUnknownOutcome, ctx.Err())
 		}
 	}
+	if err := n.hold(); err != nil {
+		return nil, fmt.Errorf("apply %s: %w", c.Op(), err) // not proposed
+	}
 	f := n.raft.Apply(data, timeout)
 	done := make(chan error, 1)
-	n.wg.Add(1)
 	go func() {
 		defer n.wg.Done()
 		done <- f.Error()
@@ -458,8 +475,10 @@ func (n *Node) LastContact() time.Time { return n.raft.LastContact() }
 // wait waits for f or ctx; raft's errors for a non-leader become a
 // *NotLeaderError.
 func (n *Node) wait(ctx context.Context, f raft.Future) error {
+	if err := n.hold(); err != nil {
+		return err
+	}
 	done := make(chan error, 1)
-	n.wg.Add(1)
 	go func() {
 		defer n.wg.Done()
 		done <- f.Error()
@@ -473,6 +492,19 @@ func (n *Node) wait(ctx context.Context, f raft.Future) error {
 	case <-ctx.Done():
 		return context.Cause(ctx)
 	}
+}
+
+// hold counts one more waiter of a raft future in n.wg, or returns
+// ErrClosed once Close has begun: a call that races with Close must not
+// add to the WaitGroup that Close is waiting on.
+func (n *Node) hold() error {
+	n.waitMu.Lock()
+	defer n.waitMu.Unlock()
+	if n.closing {
+		return ErrClosed
+	}
+	n.wg.Add(1)
+	return nil
 }
 
 func ctxTimeout(ctx context.Context) time.Duration {

@@ -18,6 +18,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -45,10 +46,16 @@ type lab struct {
 	unknown  int // writes retried after an unknown outcome
 }
 
+// member is one server of a lab. The lab's helpers read n and st
+// without a lock from the test's goroutine; code that uses members from
+// other goroutines while they are stopped and started (lin_test.go) reads
+// them, and uses st, under mu (stop takes it to close the store).
 type member struct {
 	id, dir, addr string
-	st            *store.Store
-	n             *Node // nil while stopped
+
+	mu sync.RWMutex
+	st *store.Store
+	n  *Node // nil while stopped
 }
 
 func newLab(t *testing.T, tune func(*Config)) *lab {
@@ -83,18 +90,27 @@ func (l *lab) start(id string, bootstrap bool) *member {
 		m = &member{id: id, dir: filepath.Join(l.t.TempDir(), id), addr: "127.0.0.1:0"}
 		l.nodes[id] = m
 	}
-	ln, err := net.Listen("tcp", m.addr)
-	if err != nil {
+	if err := l.open(m, bootstrap); err != nil {
 		l.t.Fatal(err)
 	}
-	m.addr = ln.Addr().String()
+	return m
+}
+
+// open starts the stopped member m; safe from any goroutine once m
+// exists.
+func (l *lab) open(m *member, bootstrap bool) error {
+	ln, err := net.Listen("tcp", m.addr)
+	if err != nil {
+		return err
+	}
 	st, err := store.Open(filepath.Join(m.dir, "shoal.db"), store.Options{})
 	if err != nil {
 		ln.Close()
-		l.t.Fatal(err)
+		return err
 	}
+	id := m.id
 	cfg := Config{
-		ID: id, Advertise: m.addr, Listener: ln, DataDir: m.dir, Store: st,
+		ID: id, Advertise: ln.Addr().String(), Listener: ln, DataDir: m.dir, Store: st,
 		ServerTLS: l.srv, ClientTLS: l.cli, Bootstrap: bootstrap,
 		// raft's default timeouts (1 s): what a server runs with, and
 		// steady on a loaded machine under -race.
@@ -106,25 +122,44 @@ func (l *lab) start(id string, bootstrap bool) *member {
 	n, err := Open(cfg)
 	if err != nil {
 		st.Close()
-		l.t.Fatal(err)
+		return err
 	}
-	m.st, m.n = st, n
-	return m
+	m.mu.Lock()
+	m.addr, m.st, m.n = ln.Addr().String(), st, n
+	m.mu.Unlock()
+	return nil
 }
 
 // stop stops m as a crash would leave its files (Close releases what the
 // process held; nothing is flushed that a commit had not).
 func (l *lab) stop(m *member) {
-	if m.n == nil {
-		return
+	if err := l.halt(m); err != nil {
+		l.t.Error(err)
 	}
-	if err := m.n.Close(); err != nil {
-		l.t.Errorf("close %s: %v", m.id, err)
+}
+
+// halt stops m; safe from any goroutine, while others use m under m.mu:
+// the node is closed first, so that their calls on it end, then the
+// store, once they released m.mu.
+func (l *lab) halt(m *member) error {
+	m.mu.RLock()
+	n := m.n
+	m.mu.RUnlock()
+	if n == nil {
+		return nil
 	}
-	if err := m.st.Close(); err != nil {
-		l.t.Errorf("close store of %s: %v", m.id, err)
+	err := n.Close()
+	if err != nil {
+		err = fmt.Errorf("close %s: %w", m.id, err)
 	}
+	m.mu.Lock()
+	st := m.st
 	m.n, m.st = nil, nil
+	m.mu.Unlock()
+	if cerr := st.Close(); cerr != nil {
+		err = errors.Join(err, fmt.Errorf("close store of %s: %w", m.id, cerr))
+	}
+	return err
 }
 
 // three starts a cluster of a, b and c, with a bootstrapping and adding
