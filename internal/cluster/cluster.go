@@ -57,13 +57,15 @@ import (
 // ErrNotLeader is wrapped by *NotLeaderError.
 var ErrNotLeader = errors.New("not the cluster's leader")
 
-// ErrClosed is returned by WhileLeader when the node is closed, and by
-// the node's other calls made once Close has begun (nothing was proposed).
+// ErrClosed is returned by WhileLeader when the node is closed, and by a
+// call that was waiting for raft when Close began (wrapped with
+// ErrUnknownOutcome for a write).
 var ErrClosed = errors.New("cluster node closed")
 
-// ErrUnknownOutcome means the caller stopped waiting (its context ended)
-// or leadership was lost before the command's outcome was known: it may
-// or may not be applied. Read the state again before retrying.
+// ErrUnknownOutcome means the caller stopped waiting (its context ended,
+// or the node was closed) or leadership was lost before the command's
+// outcome was known: it may or may not be applied. Read the state again
+// before retrying.
 var ErrUnknownOutcome = errors.New("outcome unknown")
 
 // NotLeaderError is a write refused by a node that does not lead. Leader
@@ -145,10 +147,7 @@ type Node struct {
 	groupMu sync.Mutex
 	groups  map[string]*sync.Mutex // UpdateGroup's per-app locks
 
-	waitMu    sync.Mutex     // orders wg.Add before Close's wg.Wait
-	closing   bool           // under waitMu: Close has begun
-	wg        sync.WaitGroup // the waiters of raft's futures
-	closed    chan struct{}  // closed when Close begins
+	closed    chan struct{} // closed when Close begins
 	closeOnce sync.Once
 	closeErr  error
 }
@@ -272,17 +271,14 @@ func Open(cfg Config) (n *Node, err error) {
 
 // Close leaves raft running nowhere: it shuts raft down (a leader stops
 // leading; the others elect a new one), closes the transport and raft's
-// files, and waits for every goroutine of the node. The store stays open
-// (its owner closes it). Safe to call twice.
+// files, and waits for raft's goroutines. A call waiting for raft returns
+// at once (ErrClosed; for a write, with ErrUnknownOutcome). The store
+// stays open (its owner closes it). Safe to call twice.
 func (n *Node) Close() error {
 	n.closeOnce.Do(func() {
-		n.waitMu.Lock()
-		n.closing = true
-		n.waitMu.Unlock()
 		close(n.closed)
 		err := n.raft.Shutdown().Error()
 		err = errors.Join(err, n.transport.Close())
-		n.wg.Wait()
 		err = errors.Join(err, n.logs.Close())
 		if err != nil {
 			n.closeErr = fmt.Errorf("close cluster node: %w", err)
@@ -345,19 +341,13 @@ func (n *Node) Apply(ctx context.Context, c store.Command) (any, error) {
 			return nil, fmt.Errorf("apply %s: %w: %w", c.Op(), ErrUnknownOutcome, ctx.Err())
 		}
 	}
-	if err := n.hold(); err != nil {
-		return nil, fmt.Errorf("apply %s: %w", c.Op(), err) // not proposed
-	}
 	f := n.raft.Apply(data, timeout)
-	done := make(chan error, 1)
-	go func() {
-		defer n.wg.Done()
-		done <- f.Error()
-	}()
 	select {
-	case err = <-done:
+	case err = <-answer(f):
 	case <-ctx.Done():
 		return nil, fmt.Errorf("apply %s: %w: %w", c.Op(), ErrUnknownOutcome, context.Cause(ctx))
+	case <-n.closed:
+		return nil, fmt.Errorf("apply %s: %w: %w", c.Op(), ErrUnknownOutcome, ErrClosed)
 	}
 	switch {
 	case errors.Is(err, raft.ErrNotLeader):
@@ -475,36 +465,28 @@ func (n *Node) LastContact() time.Time { return n.raft.LastContact() }
 // wait waits for f or ctx; raft's errors for a non-leader become a
 // *NotLeaderError.
 func (n *Node) wait(ctx context.Context, f raft.Future) error {
-	if err := n.hold(); err != nil {
-		return err
-	}
-	done := make(chan error, 1)
-	go func() {
-		defer n.wg.Done()
-		done <- f.Error()
-	}()
 	select {
-	case err := <-done:
+	case err := <-answer(f):
 		if errors.Is(err, raft.ErrNotLeader) {
 			return n.notLeader()
 		}
 		return err
 	case <-ctx.Done():
 		return context.Cause(ctx)
+	case <-n.closed:
+		return ErrClosed
 	}
 }
 
-// hold counts one more waiter of a raft future in n.wg, or returns
-// ErrClosed once Close has begun: a call that races with Close must not
-// add to the WaitGroup that Close is waiting on.
-func (n *Node) hold() error {
-	n.waitMu.Lock()
-	defer n.waitMu.Unlock()
-	if n.closing {
-		return ErrClosed
-	}
-	n.wg.Add(1)
-	return nil
+// answer delivers f's error. Its goroutine is not waited for by Close:
+// raft may never answer a future that is in flight when it shuts down (a
+// committed entry queued for the state machine; hashicorp/raft#498), and
+// then the goroutine stays blocked; otherwise it ends when raft answers,
+// which it does at shutdown for everything else.
+func answer(f raft.Future) <-chan error {
+	done := make(chan error, 1)
+	go func() { done <- f.Error() }()
+	return done
 }
 
 func ctxTimeout(ctx context.Context) time.Duration {

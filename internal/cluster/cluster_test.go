@@ -32,7 +32,10 @@ import (
 )
 
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m)
+	// A goroutine of Node.answer stays blocked on a future that raft
+	// never answers when it shuts down with the future's entry queued for
+	// the state machine (hashicorp/raft#498); Close does not wait for it.
+	goleak.VerifyTestMain(m, goleak.IgnoreTopFunction("github.com/hashicorp/raft.(*deferError).Error"))
 }
 
 // lab is an in-process cluster: every node a real raft over TLS on
