@@ -212,7 +212,7 @@ type linClient struct {
 }
 
 func (c *linClient) run(ctx context.Context) {
-	for i := 0; i < 2000 && ctx.Err() == nil; i++ {
+	for i := 0; i < 10000 && ctx.Err() == nil; i++ {
 		c.do(ctx, c.next())
 	}
 }
@@ -249,7 +249,8 @@ func (c *linClient) do(ctx context.Context, in linInput) {
 		m.mu.RLock()
 		if m.n == nil {
 			m.mu.RUnlock()
-			return // stopped
+			c.awaitLeader(ctx) // stopped
+			return
 		}
 		out, err := c.exec(ctx, m.n, m.st, in)
 		m.mu.RUnlock()
@@ -260,7 +261,7 @@ func (c *linClient) do(ctx context.Context, in linInput) {
 			return
 		case errors.As(err, &nl):
 			if nl.Leader == "" || nl.Leader == id {
-				c.awaitLeader(ctx, m)
+				c.awaitLeader(ctx)
 				return
 			}
 			id = nl.Leader
@@ -278,21 +279,21 @@ func (c *linClient) do(ctx context.Context, in linInput) {
 	}
 }
 
-// awaitLeader waits (at most an op's timeout) until m knows a leader, so
-// that a client does not spin during an election.
-func (c *linClient) awaitLeader(ctx context.Context, m *member) {
+// awaitLeader waits (at most an op's timeout) until a running node
+// leads, so that a client does not spin while the cluster has no leader.
+func (c *linClient) awaitLeader(ctx context.Context) {
 	ctx, cancel := context.WithTimeout(ctx, linOpTimeout)
 	defer cancel()
 	testenv.WaitFor(ctx, func() error {
-		m.mu.RLock()
-		defer m.mu.RUnlock()
-		if m.n == nil {
-			return nil
+		for _, m := range c.l.nodes {
+			m.mu.RLock()
+			leads := m.n != nil && m.n.IsLeader()
+			m.mu.RUnlock()
+			if leads {
+				return nil
+			}
 		}
-		if id, _ := m.n.Leader(); id == "" {
-			return errors.New("no leader")
-		}
-		return nil
+		return errors.New("no leader")
 	})
 }
 
@@ -437,6 +438,7 @@ func TestLinearizable(t *testing.T) {
 	h.waitWrites(20, linStepWait) // and after the last step
 	stop()
 	wg.Wait()
+	t.Logf("chaos over at %s", time.Since(h.start).Round(time.Millisecond))
 
 	// Every replica converges; the final state, read through the leader,
 	// closes the history.
@@ -489,7 +491,9 @@ func TestLinearizable(t *testing.T) {
 	if h.writes.Load() < 50 {
 		t.Fatalf("only %d writes acknowledged: the history checks too little", h.writes.Load())
 	}
+	checked := time.Now()
 	res, info := porcupine.CheckOperationsVerbose(linModel, h.ops, time.Minute)
+	t.Logf("porcupine: %s in %s", res, time.Since(checked).Round(time.Millisecond))
 	if res != porcupine.Ok {
 		path := filepath.Join(os.TempDir(), fmt.Sprintf("shoal-lin-%d.html", seed))
 		if err := porcupine.VisualizePath(linModel, info, path); err != nil {
