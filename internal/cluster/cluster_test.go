@@ -41,7 +41,7 @@ func TestMain(m *testing.M) {
 // lab is an in-process cluster: every node a real raft over TLS on
 // 127.0.0.1, with its own data dir and store.
 type lab struct {
-	t        *testing.T
+	t        testing.TB
 	ca       *pki.CA
 	srv, cli *tls.Config
 	nodes    map[string]*member
@@ -61,7 +61,7 @@ type member struct {
 	n  *Node // nil while stopped
 }
 
-func newLab(t *testing.T, tune func(*Config)) *lab {
+func newLab(t testing.TB, tune func(*Config)) *lab {
 	t.Helper()
 	ca, err := pki.LoadOrCreateCA(filepath.Join(t.TempDir(), "ca"))
 	if err != nil {
@@ -343,7 +343,7 @@ func (l *lab) leaderNow() *member {
 	return nil
 }
 
-type testWriter struct{ t *testing.T }
+type testWriter struct{ t testing.TB }
 
 func (w testWriter) Write(p []byte) (int, error) {
 	w.t.Logf("%s", p)
