@@ -45,6 +45,7 @@ type lab struct {
 	ca       *pki.CA
 	srv, cli *tls.Config
 	nodes    map[string]*member
+	log      *testWriter
 	tune     func(*Config)
 	unknown  int // writes retried after an unknown outcome
 }
@@ -75,11 +76,12 @@ func newLab(t testing.TB, tune func(*Config)) *lab {
 	if err != nil {
 		t.Fatal(err)
 	}
-	l := &lab{t: t, ca: ca, srv: srv, cli: cli, nodes: map[string]*member{}, tune: tune}
+	l := &lab{t: t, ca: ca, srv: srv, cli: cli, nodes: map[string]*member{}, log: &testWriter{t: t}, tune: tune}
 	t.Cleanup(func() {
 		for _, m := range l.nodes {
 			l.stop(m)
 		}
+		l.log.close()
 	})
 	return l
 }
@@ -117,7 +119,7 @@ func (l *lab) open(m *member, bootstrap bool) error {
 		ServerTLS: l.srv, ClientTLS: l.cli, Bootstrap: bootstrap,
 		// raft's default timeouts (1 s): what a server runs with, and
 		// steady on a loaded machine under -race.
-		Logger: slog.New(slog.NewTextHandler(testWriter{l.t}, &slog.HandlerOptions{Level: slog.LevelWarn})),
+		Logger: slog.New(slog.NewTextHandler(l.log, &slog.HandlerOptions{Level: slog.LevelWarn})),
 	}
 	if l.tune != nil {
 		l.tune(&cfg)
@@ -343,11 +345,28 @@ func (l *lab) leaderNow() *member {
 	return nil
 }
 
-type testWriter struct{ t testing.TB }
+// testWriter sends the nodes' logs to the test's log until the lab's
+// cleanup closes it. Raft's connection goroutines are not waited for by
+// Close and may log as they end; a t.Log after the test completed panics.
+type testWriter struct {
+	t      testing.TB
+	mu     sync.Mutex
+	closed bool
+}
 
-func (w testWriter) Write(p []byte) (int, error) {
-	w.t.Logf("%s", p)
+func (w *testWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if !w.closed {
+		w.t.Logf("%s", p)
+	}
 	return len(p), nil
+}
+
+func (w *testWriter) close() {
+	w.mu.Lock()
+	w.closed = true
+	w.mu.Unlock()
 }
 
 func setup(l *lab) {
