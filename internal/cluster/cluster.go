@@ -32,6 +32,10 @@
 // Leadership: WhileLeader runs a function while this node leads, from a
 // Barrier (every earlier entry applied) until leadership is lost, with
 // raft's term: the term agents fence on.
+//
+// Backup and restore (backup.go): Node.Backup copies the whole state
+// through the leader in the store's file format; Restore makes a data dir
+// from which Open starts a new cluster holding such a copy.
 package cluster
 
 import (
