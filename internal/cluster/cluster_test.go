@@ -184,6 +184,22 @@ func (l *lab) three() {
 		l.member(func(lead *member) error { return lead.n.AddVoter(l.t.Context(), id, l.nodes[id].addr) })
 	}
 	l.eventuallyEqual()
+	// AddVoter returns once a majority has the new configuration; a
+	// member that lacks it would refuse the votes of the one added (not
+	// in its configuration), and with the leader then stopped no leader
+	// could be elected.
+	testenv.Eventually(l.t, 20*time.Second, func() error {
+		for _, m := range l.running() {
+			servers, err := m.n.Servers(l.t.Context())
+			if err != nil {
+				return err
+			}
+			if len(servers) != 3 {
+				return fmt.Errorf("%s knows %d servers, want 3", m.id, len(servers))
+			}
+		}
+		return nil
+	})
 }
 
 func (l *lab) running() []*member {
