@@ -4,6 +4,7 @@ go 1.26.8
 
 require (
 	github.com/andybalholm/brotli v1.3.0
+	github.com/anishathalye/porcupine v1.3.1
 	github.com/coder/websocket v1.8.14
 	github.com/digitalocean/godo v1.243.0
 	github.com/docker/docker v28.5.2+incompatible

@@ -32,6 +32,10 @@
 // Leadership: WhileLeader runs a function while this node leads, from a
 // Barrier (every earlier entry applied) until leadership is lost, with
 // raft's term: the term agents fence on.
+//
+// Backup and restore (backup.go): Node.Backup copies the whole state
+// through the leader in the store's file format; Restore makes a data dir
+// from which Open starts a new cluster holding such a copy.
 package cluster
 
 import (
@@ -57,12 +61,15 @@ import (
 // ErrNotLeader is wrapped by *NotLeaderError.
 var ErrNotLeader = errors.New("not the cluster's leader")
 
-// ErrClosed is returned by WhileLeader when the node is closed.
+// ErrClosed is returned by WhileLeader when the node is closed, and by a
+// call that was waiting for raft when Close began (wrapped with
+// ErrUnknownOutcome for a write).
 var ErrClosed = errors.New("cluster node closed")
 
-// ErrUnknownOutcome means the caller stopped waiting (its context ended)
-// or leadership was lost before the command's outcome was known: it may
-// or may not be applied. Read the state again before retrying.
+// ErrUnknownOutcome means the caller stopped waiting (its context ended,
+// or the node was closed) or leadership was lost before the command's
+// outcome was known: it may or may not be applied. Read the state again
+// before retrying.
 var ErrUnknownOutcome = errors.New("outcome unknown")
 
 // NotLeaderError is a write refused by a node that does not lead. Leader
@@ -124,6 +131,11 @@ type Config struct {
 	Now func() time.Time
 	// Logger receives the node's and raft's logs; nil discards.
 	Logger *slog.Logger
+
+	// wrapStream, when set (by this package's tests only), wraps the
+	// transport's stream layer: the partition tests cut a node's
+	// connections with it (partition_test.go).
+	wrapStream func(raft.StreamLayer) raft.StreamLayer
 }
 
 // Node is one server of the cluster; see the package documentation. Its
@@ -139,8 +151,7 @@ type Node struct {
 	groupMu sync.Mutex
 	groups  map[string]*sync.Mutex // UpdateGroup's per-app locks
 
-	wg        sync.WaitGroup // Apply's waiters
-	closed    chan struct{}  // closed when Close begins
+	closed    chan struct{} // closed when Close begins
 	closeOnce sync.Once
 	closeErr  error
 }
@@ -238,8 +249,12 @@ func Open(cfg Config) (n *Node, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("open cluster node: %w", err)
 	}
+	var layer raft.StreamLayer = stream
+	if cfg.wrapStream != nil {
+		layer = cfg.wrapStream(stream)
+	}
 	transport := raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
-		Stream: stream, MaxPool: 3, Timeout: 10 * time.Second, Logger: rc.Logger,
+		Stream: layer, MaxPool: 3, Timeout: 10 * time.Second, Logger: rc.Logger,
 	})
 	f := &fsm{st: cfg.Store, log: log}
 	if !existing && cfg.Bootstrap {
@@ -260,14 +275,14 @@ func Open(cfg Config) (n *Node, err error) {
 
 // Close leaves raft running nowhere: it shuts raft down (a leader stops
 // leading; the others elect a new one), closes the transport and raft's
-// files, and waits for every goroutine of the node. The store stays open
-// (its owner closes it). Safe to call twice.
+// files, and waits for raft's goroutines. A call waiting for raft returns
+// at once (ErrClosed; for a write, with ErrUnknownOutcome). The store
+// stays open (its owner closes it). Safe to call twice.
 func (n *Node) Close() error {
 	n.closeOnce.Do(func() {
 		close(n.closed)
 		err := n.raft.Shutdown().Error()
 		err = errors.Join(err, n.transport.Close())
-		n.wg.Wait()
 		err = errors.Join(err, n.logs.Close())
 		if err != nil {
 			n.closeErr = fmt.Errorf("close cluster node: %w", err)
@@ -331,16 +346,12 @@ func (n *Node) Apply(ctx context.Context, c store.Command) (any, error) {
 		}
 	}
 	f := n.raft.Apply(data, timeout)
-	done := make(chan error, 1)
-	n.wg.Add(1)
-	go func() {
-		defer n.wg.Done()
-		done <- f.Error()
-	}()
 	select {
-	case err = <-done:
+	case err = <-answer(f):
 	case <-ctx.Done():
 		return nil, fmt.Errorf("apply %s: %w: %w", c.Op(), ErrUnknownOutcome, context.Cause(ctx))
+	case <-n.closed:
+		return nil, fmt.Errorf("apply %s: %w: %w", c.Op(), ErrUnknownOutcome, ErrClosed)
 	}
 	switch {
 	case errors.Is(err, raft.ErrNotLeader):
@@ -458,21 +469,28 @@ func (n *Node) LastContact() time.Time { return n.raft.LastContact() }
 // wait waits for f or ctx; raft's errors for a non-leader become a
 // *NotLeaderError.
 func (n *Node) wait(ctx context.Context, f raft.Future) error {
-	done := make(chan error, 1)
-	n.wg.Add(1)
-	go func() {
-		defer n.wg.Done()
-		done <- f.Error()
-	}()
 	select {
-	case err := <-done:
+	case err := <-answer(f):
 		if errors.Is(err, raft.ErrNotLeader) {
 			return n.notLeader()
 		}
 		return err
 	case <-ctx.Done():
 		return context.Cause(ctx)
+	case <-n.closed:
+		return ErrClosed
 	}
+}
+
+// answer delivers f's error. Its goroutine is not waited for by Close:
+// raft may never answer a future that is in flight when it shuts down (a
+// committed entry queued for the state machine; hashicorp/raft#498), and
+// then the goroutine stays blocked; otherwise it ends when raft answers,
+// which it does at shutdown for everything else.
+func answer(f raft.Future) <-chan error {
+	done := make(chan error, 1)
+	go func() { done <- f.Error() }()
+	return done
 }
 
 func ctxTimeout(ctx context.Context) time.Duration {
