@@ -1,0 +1,198 @@
+package setup
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/shoal-dev/shoal/internal/config"
+	"github.com/shoal-dev/shoal/internal/testenv"
+)
+
+func lbNode(dataDir string) *LBNode {
+	return &LBNode{Server: "https://10.0.0.1:7443", DataDir: dataDir, Listeners: []LBListener{
+		{Name: "http", Listen: ":80"}, {Name: "https", Listen: ":443", ACME: true}}}
+}
+
+// TestSetupLBNode installs a balancer node on a fresh host (every file,
+// lb.yaml as shoal lb loads it, the unit checked by systemd-analyze
+// verify), runs again and changes nothing, then takes a new binary and a
+// new lb.yaml with systemctl reload (the listener handoff) and a changed
+// unit with a restart.
+func TestSetupLBNode(t *testing.T) {
+	l := newLab(t, true)
+	ctx := testenv.Context(t, 2*time.Minute)
+	bins := t.TempDir()
+	v1, v2 := filepath.Join(bins, "shoal-v1"), filepath.Join(bins, "shoal-v2")
+	// Two small Linux executables of this machine stand for two builds.
+	copyFile(t, "/bin/true", v1)
+	copyFile(t, "/bin/false", v2)
+	data := t.TempDir() // the node's data dir: the lab sees the test's /tmp
+
+	o := l.options()
+	o.LB = lbNode(data)
+	o.Token = labToken
+	o.Binary = v1
+	var out bytes.Buffer
+	rep, err := Run(ctx, l.target("root"), o, &out)
+	if err != nil {
+		t.Fatalf("setup: %v\n%s", err, out.String())
+	}
+	s1, s2 := fileSum(t, v1), fileSum(t, v2)
+	checkFile(t, l.path(BinaryPath), 0o755, readFile(t, v1))
+	checkFile(t, l.path(LBTokenPath), 0o600, labToken)
+	checkFile(t, l.path(LBUnitPath), 0o644, LBUnit)
+	checkFile(t, l.path(LBConfigPath), 0o644, "")
+	for _, p := range []string{ConfigPath, TokenPath, UnitPath} {
+		if _, err := os.Lstat(l.path(p)); err == nil {
+			t.Errorf("%s was written for a balancer node", p)
+		}
+	}
+	f, err := config.ParseLB(LBConfigPath, []byte(readFile(t, l.path(LBConfigPath))))
+	if err != nil {
+		t.Fatalf("written lb.yaml does not load: %v", err)
+	}
+	want := config.LBServer{URL: "https://10.0.0.1:7443", JoinTokenFile: LBTokenPath, Name: strings.ToLower(labHostname), DataDir: data}
+	if f.Server == nil || *f.Server != want {
+		t.Errorf("lb.yaml's server = %+v, want %+v", f.Server, want)
+	}
+	var listeners []string
+	for _, ln := range f.Balancer.Listeners {
+		listeners = append(listeners, ln.Name+"="+ln.Addr)
+	}
+	if !slices.Equal(listeners, []string{"http=:80", "https=:443"}) {
+		t.Errorf("lb.yaml's listeners = %q", listeners)
+	}
+	stdout, stderr, err := l.inLab(t, "systemd-analyze", "verify", LBUnitPath)
+	if err != nil || stderr != "" {
+		t.Errorf("systemd-analyze verify %s: %v\nstdout: %s\nstderr: %s", LBUnitPath, err, stdout, stderr)
+	}
+	if got, want := l.calls(t), []string{"daemon-reload", "enable --now shoal-lb"}; !slices.Equal(got, want) {
+		t.Errorf("systemctl calls = %q, want %q", got, want)
+	}
+	wantLines := []string{
+		"binary: installed " + s1[:12] + " (new)",
+		"config: written " + LBConfigPath,
+		"join token: written " + LBTokenPath,
+		"unit: written " + LBUnitPath + ", systemd reloaded",
+		"service: enabled and started",
+	}
+	if got := lines(out.String()); !slices.Equal(got, wantLines) {
+		t.Errorf("output:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(wantLines, "\n"))
+	}
+	if !rep.Changed() {
+		t.Error("report says nothing changed")
+	}
+
+	// Again: nothing to do.
+	out.Reset()
+	if rep, err = Run(ctx, l.target("root"), o, &out); err != nil || rep.Changed() {
+		t.Fatalf("second setup: %+v, %v; want nothing changed\n%s", rep, err, out.String())
+	}
+	if got := l.calls(t); len(got) != 2 {
+		t.Errorf("systemctl calls after the second run = %q; want no new ones", got)
+	}
+
+	// The node joins, and v2 comes: replaced, then reloaded.
+	if err := os.Mkdir(filepath.Join(data, "pki"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	write(t, filepath.Join(data, "pki", "node.crt"), 0o644, "certificate")
+	o.Binary, o.Token = v2, ""
+	out.Reset()
+	if _, err := Run(ctx, l.target("root"), o, &out); err != nil {
+		t.Fatalf("setup v2: %v\n%s", err, out.String())
+	}
+	checkFile(t, l.path(BinaryPath), 0o755, readFile(t, v2))
+	wantLines = []string{
+		"binary: installed " + s2[:12] + " (was " + s1[:12] + ")",
+		"config: unchanged",
+		"join token: not needed (the balancer node has joined: " + filepath.Join(data, "pki", "node.crt") + ")",
+		"unit: unchanged",
+		"service: reloaded (binary changed; the new process took over the listeners)",
+	}
+	if got := lines(out.String()); !slices.Equal(got, wantLines) {
+		t.Errorf("v2 output:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(wantLines, "\n"))
+	}
+	if got, want := l.calls(t), []string{"daemon-reload", "enable --now shoal-lb", "reload shoal-lb"}; !slices.Equal(got, want) {
+		t.Errorf("systemctl calls = %q, want %q", got, want)
+	}
+	leftovers, err := filepath.Glob(l.path("/usr/local/bin/.shoal.*"))
+	if err != nil || len(leftovers) > 0 {
+		t.Errorf("temporary files left in /usr/local/bin: %v %v", leftovers, err)
+	}
+
+	// Another listener: lb.yaml rewritten, reloaded.
+	o.LB.Listeners = append(o.LB.Listeners, LBListener{Name: "alt", Listen: ":8080"})
+	out.Reset()
+	if _, err := Run(ctx, l.target("root"), o, &out); err != nil {
+		t.Fatalf("setup with a listener more: %v\n%s", err, out.String())
+	}
+	if got := lines(out.String()); len(got) != 5 || got[1] != "config: written "+LBConfigPath ||
+		got[4] != "service: reloaded (config changed; the new process took over the listeners)" {
+		t.Errorf("output with a listener more:\n%s", out.String())
+	}
+
+	// A unit edited by hand is written again, and the service restarted:
+	// a reload would keep the old unit's settings.
+	write(t, l.path(LBUnitPath), 0o644, "[Service]\nExecStart=/bin/true\n")
+	out.Reset()
+	if _, err := Run(ctx, l.target("root"), o, &out); err != nil {
+		t.Fatalf("setup with an edited unit: %v\n%s", err, out.String())
+	}
+	checkFile(t, l.path(LBUnitPath), 0o644, LBUnit)
+	if got := lines(out.String()); len(got) != 5 || got[4] != "service: restarted (unit changed)" {
+		t.Errorf("output with an edited unit:\n%s", out.String())
+	}
+	if got := l.calls(t); !slices.Equal(got[len(got)-3:], []string{"reload shoal-lb", "daemon-reload", "restart shoal-lb"}) {
+		t.Errorf("systemctl calls = %q; want a reload for the config, then daemon-reload and restart for the unit", got)
+	}
+}
+
+// TestSetupLBNodeNeedsToken refuses a node that has not joined and has no
+// token, with nothing changed.
+func TestSetupLBNodeNeedsToken(t *testing.T) {
+	l := newLab(t, true)
+	ctx := testenv.Context(t, 2*time.Minute)
+	o := l.options()
+	o.LB = lbNode(t.TempDir())
+	_, err := Run(ctx, l.target("root"), o, nil)
+	if err == nil || !strings.Contains(err.Error(), "the balancer node on "+l.addr()+" has not joined") || !strings.Contains(err.Error(), "nothing was changed") {
+		t.Fatalf("err = %v; want a missing join token", err)
+	}
+	checkNothingWritten(t, l)
+}
+
+// TestLBUnitIsTheExample keeps examples/lb/shoal-lb.service the unit setup
+// writes, and docs/lb-configuration.md pointing at it.
+func TestLBUnitIsTheExample(t *testing.T) {
+	example := readFile(t, filepath.Join("..", "..", "examples", "lb", "shoal-lb.service"))
+	if body, ok := strings.CutPrefix(LBUnit, "# Written by shoal setup; rerunning shoal setup rewrites it.\n"); !ok || body != example {
+		t.Errorf("examples/lb/shoal-lb.service:\n%s\nwant the unit setup writes, without its header:\n%s", example, LBUnit)
+	}
+}
+
+func TestValidateLB(t *testing.T) {
+	if err := ValidateLB(*lbNode("")); err != nil {
+		t.Errorf("a good node without a name: %v", err)
+	}
+	for _, tc := range []struct {
+		n    LBNode
+		want []string
+	}{
+		{LBNode{Server: "http://10.0.0.1:7443", Listeners: []LBListener{{Name: "http", Listen: ":80"}}}, []string{LBConfigPath, "server.url"}},
+		{LBNode{Server: "https://10.0.0.1:7443"}, []string{LBConfigPath, "listeners"}},
+		{LBNode{Server: "https://10.0.0.1:7443", Name: "Bad_Name", Listeners: []LBListener{{Name: "http", Listen: ":80"}}}, []string{"server.name"}},
+	} {
+		err := ValidateLB(tc.n)
+		for _, w := range tc.want {
+			if err == nil || !strings.Contains(err.Error(), w) {
+				t.Errorf("ValidateLB(%+v) = %v; want an error naming %s", tc.n, err, w)
+			}
+		}
+	}
+}
