@@ -1,10 +1,7 @@
 package setup
 
 import (
-	"fmt"
 	"path/filepath"
-
-	"go.yaml.in/yaml/v3"
 
 	"github.com/shoal-dev/shoal/internal/config"
 )
@@ -72,15 +69,10 @@ func lbYAML(n LBNode) ([]byte, error) {
 	for _, l := range n.Listeners {
 		doc.Listeners = append(doc.Listeners, lbListenerDoc(l))
 	}
-	body, err := yaml.Marshal(doc)
-	if err != nil {
-		return nil, fmt.Errorf("balancer config: %w", err)
-	}
-	data := append([]byte("# Written by shoal setup; rerunning shoal setup rewrites it.\n"), body...)
-	if _, err := config.ParseLB(LBConfigPath, data); err != nil {
-		return nil, err
-	}
-	return data, nil
+	return configText("balancer config", doc, func(data []byte) error {
+		_, err := config.ParseLB(LBConfigPath, data)
+		return err
+	})
 }
 
 // lbDataDir is n's data directory as the node will resolve it:

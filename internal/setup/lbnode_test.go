@@ -26,11 +26,7 @@ func lbNode(dataDir string) *LBNode {
 func TestSetupLBNode(t *testing.T) {
 	l := newLab(t, true)
 	ctx := testenv.Context(t, 2*time.Minute)
-	bins := t.TempDir()
-	v1, v2 := filepath.Join(bins, "shoal-v1"), filepath.Join(bins, "shoal-v2")
-	// Two small Linux executables of this machine stand for two builds.
-	copyFile(t, "/bin/true", v1)
-	copyFile(t, "/bin/false", v2)
+	v1, v2 := twoBuilds(t)
 	data := t.TempDir() // the node's data dir: the lab sees the test's /tmp
 
 	o := l.options()
@@ -67,23 +63,15 @@ func TestSetupLBNode(t *testing.T) {
 	if !slices.Equal(listeners, []string{"http=:80", "https=:443"}) {
 		t.Errorf("lb.yaml's listeners = %q", listeners)
 	}
-	stdout, stderr, err := l.inLab(t, "systemd-analyze", "verify", LBUnitPath)
-	if err != nil || stderr != "" {
-		t.Errorf("systemd-analyze verify %s: %v\nstdout: %s\nstderr: %s", LBUnitPath, err, stdout, stderr)
-	}
-	if got, want := l.calls(t), []string{"daemon-reload", "enable --now shoal-lb"}; !slices.Equal(got, want) {
-		t.Errorf("systemctl calls = %q, want %q", got, want)
-	}
-	wantLines := []string{
-		"binary: installed " + s1[:12] + " (new)",
-		"config: written " + LBConfigPath,
-		"join token: written " + LBTokenPath,
-		"unit: written " + LBUnitPath + ", systemd reloaded",
+	verifyUnit(t, l, LBUnitPath)
+	checkCalls(t, l, "daemon-reload", "enable --now shoal-lb")
+	checkOutput(t, "first", &out,
+		"binary: installed "+s1[:12]+" (new)",
+		"config: written "+LBConfigPath,
+		"join token: written "+LBTokenPath,
+		"unit: written "+LBUnitPath+", systemd reloaded",
 		"service: enabled and started",
-	}
-	if got := lines(out.String()); !slices.Equal(got, wantLines) {
-		t.Errorf("output:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(wantLines, "\n"))
-	}
+	)
 	if !rep.Changed() {
 		t.Error("report says nothing changed")
 	}
@@ -98,33 +86,22 @@ func TestSetupLBNode(t *testing.T) {
 	}
 
 	// The node joins, and v2 comes: replaced, then reloaded.
-	if err := os.Mkdir(filepath.Join(data, "pki"), 0o700); err != nil {
-		t.Fatal(err)
-	}
-	write(t, filepath.Join(data, "pki", "node.crt"), 0o644, "certificate")
+	join(t, data)
 	o.Binary, o.Token = v2, ""
 	out.Reset()
 	if _, err := Run(ctx, l.target("root"), o, &out); err != nil {
 		t.Fatalf("setup v2: %v\n%s", err, out.String())
 	}
 	checkFile(t, l.path(BinaryPath), 0o755, readFile(t, v2))
-	wantLines = []string{
-		"binary: installed " + s2[:12] + " (was " + s1[:12] + ")",
+	checkOutput(t, "v2", &out,
+		"binary: installed "+s2[:12]+" (was "+s1[:12]+")",
 		"config: unchanged",
-		"join token: not needed (the balancer node has joined: " + filepath.Join(data, "pki", "node.crt") + ")",
+		"join token: not needed (the balancer node has joined: "+filepath.Join(data, "pki", "node.crt")+")",
 		"unit: unchanged",
 		"service: reloaded (binary changed; the new process took over the listeners)",
-	}
-	if got := lines(out.String()); !slices.Equal(got, wantLines) {
-		t.Errorf("v2 output:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(wantLines, "\n"))
-	}
-	if got, want := l.calls(t), []string{"daemon-reload", "enable --now shoal-lb", "reload shoal-lb"}; !slices.Equal(got, want) {
-		t.Errorf("systemctl calls = %q, want %q", got, want)
-	}
-	leftovers, err := filepath.Glob(l.path("/usr/local/bin/.shoal.*"))
-	if err != nil || len(leftovers) > 0 {
-		t.Errorf("temporary files left in /usr/local/bin: %v %v", leftovers, err)
-	}
+	)
+	checkCalls(t, l, "daemon-reload", "enable --now shoal-lb", "reload shoal-lb")
+	checkNoLeftovers(t, l)
 
 	// Another listener: lb.yaml rewritten, reloaded.
 	o.LB.Listeners = append(o.LB.Listeners, LBListener{Name: "alt", Listen: ":8080"})

@@ -95,12 +95,21 @@ func ValidateAgent(a config.AgentFile) error {
 func agentYAML(a config.AgentFile) ([]byte, error) {
 	a.JoinTokenFile = TokenPath
 	a.File = ""
-	body, err := yaml.Marshal(a)
+	return configText("agent config", a, func(data []byte) error {
+		_, err := config.ParseAgent(ConfigPath, data)
+		return err
+	})
+}
+
+// configText is doc in YAML under setup's header, checked by check (the
+// schema owner's parser, so that the daemon will load what is written).
+func configText(what string, doc any, check func(data []byte) error) ([]byte, error) {
+	body, err := yaml.Marshal(doc)
 	if err != nil {
-		return nil, fmt.Errorf("agent config: %w", err)
+		return nil, fmt.Errorf("%s: %w", what, err)
 	}
 	data := append([]byte("# Written by shoal setup; rerunning shoal setup rewrites it.\n"), body...)
-	if _, err := config.ParseAgent(ConfigPath, data); err != nil {
+	if err := check(data); err != nil {
 		return nil, err
 	}
 	return data, nil
