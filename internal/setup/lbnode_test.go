@@ -173,3 +173,65 @@ func TestValidateLB(t *testing.T) {
 		}
 	}
 }
+
+// TestSetupSharedBinary: a host that runs the agent and a balancer node
+// runs one binary; a new one installed for either is taken by both (the
+// other restarted or reloaded), so that neither keeps running the old
+// build after its own setup finds the binary up to date.
+func TestSetupSharedBinary(t *testing.T) {
+	l := newLab(t, true)
+	ctx := testenv.Context(t, 2*time.Minute)
+	v1, v2 := twoBuilds(t)
+	agent := l.options()
+	agent.Agent = agentConfig()
+	agent.Agent.Name = "web-1"
+	agent.Token = labToken
+	agent.Binary = v1
+	if _, err := Run(ctx, l.target("root"), agent, nil); err != nil {
+		t.Fatalf("setup the agent: %v", err)
+	}
+
+	node := l.options()
+	node.LB = lbNode(t.TempDir())
+	node.LB.Name = "lb-1"
+	node.Token = labToken
+	node.Binary = v2
+	var out bytes.Buffer
+	if _, err := Run(ctx, l.target("root"), node, &out); err != nil {
+		t.Fatalf("setup the node with v2: %v\n%s", err, out.String())
+	}
+	s1, s2 := fileSum(t, v1), fileSum(t, v2)
+	checkOutput(t, "node", &out,
+		"binary: installed "+s2[:12]+" (was "+s1[:12]+")",
+		"config: written "+LBConfigPath,
+		"join token: written "+LBTokenPath,
+		"unit: written "+LBUnitPath+", systemd reloaded",
+		"service: enabled and started",
+		"other service: restarted shoal-agent (binary changed; it runs the same file; instances keep running)",
+	)
+	checkCalls(t, l, "daemon-reload", "enable --now shoal-agent", "daemon-reload", "enable --now shoal-lb", "restart shoal-agent")
+
+	// The agent's setup with v1 again: the agent restarts, the node reloads.
+	out.Reset()
+	if _, err := Run(ctx, l.target("root"), agent, &out); err != nil {
+		t.Fatalf("setup the agent with v1: %v\n%s", err, out.String())
+	}
+	checkFile(t, l.path(BinaryPath), 0o755, readFile(t, v1))
+	if got := lines(out.String()); len(got) != 6 ||
+		got[4] != "service: restarted (binary changed; instances keep running)" ||
+		got[5] != "other service: reloaded shoal-lb (binary changed; it runs the same file; the new process took over the listeners)" {
+		t.Errorf("agent output:\n%s", out.String())
+	}
+	if got := l.calls(t); !slices.Equal(got[len(got)-2:], []string{"restart shoal-agent", "reload shoal-lb"}) {
+		t.Errorf("systemctl calls = %q; want the agent restarted, then the node reloaded", got)
+	}
+
+	// Nothing new (both given v1): neither is touched.
+	node.Binary = v1
+	n := len(l.calls(t))
+	for _, o := range []Options{agent, node} {
+		if rep, err := Run(ctx, l.target("root"), o, nil); err != nil || !slices.Equal(l.calls(t)[n:], nil) {
+			t.Errorf("setup with nothing new: %+v, %v; calls %q", rep, err, l.calls(t)[n:])
+		}
+	}
+}

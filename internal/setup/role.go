@@ -13,6 +13,7 @@ type role struct {
 	command                 string // what the unit runs, as a person would type it
 	configPath, tokenPath   string
 	unitPath, unit, service string
+	other                   string // the other role's service, which runs the same binary
 	dataDir                 string // where node.crt is found once joined
 	name                    string // the configured name; "" for the host's
 	render                  func(name string) ([]byte, error)
@@ -28,7 +29,7 @@ func roleOf(o Options) (role, error) {
 		n := *o.LB
 		return role{
 			what: "the balancer node", command: "shoal lb -c " + LBConfigPath, configPath: LBConfigPath, tokenPath: LBTokenPath,
-			unitPath: LBUnitPath, unit: LBUnit, service: LBService, dataDir: lbDataDir(n), name: n.Name,
+			unitPath: LBUnitPath, unit: LBUnit, service: LBService, other: Service, dataDir: lbDataDir(n), name: n.Name,
 			render: func(name string) ([]byte, error) { n.Name = name; return lbYAML(n) },
 			reload: true,
 		}, ValidateLB(n)
@@ -36,7 +37,7 @@ func roleOf(o Options) (role, error) {
 	a := o.Agent
 	return role{
 		what: "the agent", command: "shoal agent -c " + ConfigPath, configPath: ConfigPath, tokenPath: TokenPath,
-		unitPath: UnitPath, unit: Unit, service: Service, dataDir: dataDir(a), name: a.Name,
+		unitPath: UnitPath, unit: Unit, service: Service, other: LBService, dataDir: dataDir(a), name: a.Name,
 		render: func(name string) ([]byte, error) { a.Name = name; return agentYAML(a) },
 	}, ValidateAgent(a)
 }

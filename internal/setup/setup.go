@@ -122,6 +122,7 @@ type facts struct {
 	unit                  file
 	joined                string // the node certificate found, "" when none
 	enabled, active       bool
+	otherActive           bool // the other role's service runs (it shares the binary)
 	hostname, machine     string
 	missingTools          []string
 }
@@ -288,14 +289,37 @@ func Run(ctx context.Context, t Target, o Options, out io.Writer) (Report, error
 		report(Item{Name: "service", Did: "unchanged (running)"})
 		return rep, nil
 	}
-	for _, verb := range verbs {
-		cmd := "systemctl " + verb + " " + ro.service
-		if _, err := r.run(ctx, cmd, cmd, nil); err != nil {
-			return rep, fmt.Errorf("%w (see journalctl -u %s on the host)", err, ro.service)
-		}
+	if err := systemctl(ctx, r, ro.service, verbs...); err != nil {
+		return rep, err
 	}
 	report(Item{Name: "service", Changed: true, Did: did})
+
+	// The other role's service on this host runs the same file: a new
+	// binary there too, or a later setup of it would find the binary
+	// up to date and leave the old build running.
+	if slices.Contains(restartFor, "binary") && f.otherActive {
+		verb, did := "restart", "restarted "+ro.other+" (binary changed; it runs the same file; instances keep running)"
+		if ro.other == LBService {
+			verb, did = "reload", "reloaded "+ro.other+" (binary changed; it runs the same file; the new process took over the listeners)"
+		}
+		if err := systemctl(ctx, r, ro.other, verb); err != nil {
+			return rep, err
+		}
+		report(Item{Name: "other service", Changed: true, Did: did})
+	}
 	return rep, nil
+}
+
+// systemctl runs `systemctl verb service` on the host for each verb, in
+// order.
+func systemctl(ctx context.Context, r *remote, service string, verbs ...string) error {
+	for _, verb := range verbs {
+		cmd := "systemctl " + verb + " " + service
+		if _, err := r.run(ctx, cmd, cmd, nil); err != nil {
+			return fmt.Errorf("%w (see journalctl -u %s on the host)", err, service)
+		}
+	}
+	return nil
 }
 
 // put writes data to path unless the host's copy, was, holds it already
@@ -373,6 +397,7 @@ echo machine=$(uname -m)
 if [ -d /run/systemd/system ] && command -v systemctl >/dev/null 2>&1; then
 	systemctl is-enabled --quiet ` + ro.service + ` 2>/dev/null && echo enabled=yes
 	systemctl is-active --quiet ` + ro.service + ` 2>/dev/null && echo active=yes
+	systemctl is-active --quiet ` + ro.other + ` 2>/dev/null && echo other=yes
 fi
 exit 0
 `
@@ -409,6 +434,8 @@ exit 0
 			f.enabled = true
 		case "active":
 			f.active = true
+		case "other":
+			f.otherActive = true
 		}
 	}
 	return f, nil
