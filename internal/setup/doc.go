@@ -24,9 +24,11 @@
 // The service restarts only when something it runs on changed; a
 // balancer node's takes a new binary or lb.yaml with `systemctl reload`
 // instead (SIGUSR2: the new process takes over the listening sockets and
-// the old one drains), and restarts only for a changed unit. The unit
-// uses KillMode=process: the agent's instances run under per-instance shims
+// the old one drains), and restarts only for a changed unit. The agent's
+// unit uses KillMode=process: its instances run under per-instance shims
 // in the agent's cgroup, and a restart must stop the agent alone, not them.
+// The agent and a balancer node on one host run the same binary: a new one
+// installed for either is taken by the other too, when it runs.
 //
 // The host's key is checked against a known_hosts file before anything is
 // sent; an unknown or changed key is refused (KeyError). Commands run as
