@@ -33,7 +33,8 @@ and -i. A user other than root needs sudo without a password.
 With --lb, install a balancer node instead: shoal lb following the server (its routes,
 pools, targets and certificates come from it). Setup writes /etc/shoal/lb.yaml (the
 --lb-listen listeners, a server section with --server, the node's name and data dir),
-the join token /etc/shoal/lb-join-token (until the node has joined) and the unit
+the join token /etc/shoal/lb-join-token (from shoal join-token --role lb; only until
+the node has joined) and the unit
 /etc/systemd/system/shoal-lb.service. A new binary or lb.yaml is taken with
 systemctl reload shoal-lb: the new process takes over the listening sockets from the old
 one, which drains, so no request fails. A changed unit restarts it.
