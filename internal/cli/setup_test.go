@@ -17,6 +17,7 @@ import (
 // with exit 2, before connecting anywhere.
 func TestSetupUsageErrorsExit2(t *testing.T) {
 	ok := []string{"--server", "https://10.0.0.1:7440", "--advertise", "10.0.0.7"}
+	lbOK := []string{"setup", "ssh://root@10.0.0.7", "--lb", "--server", "https://10.0.0.1:7443", "--lb-listen", "http=:80"}
 	for _, tt := range []struct {
 		args []string
 		want string
@@ -30,6 +31,13 @@ func TestSetupUsageErrorsExit2(t *testing.T) {
 		{append([]string{"setup", "ssh://root@10.0.0.7", "--name", "Web_1"}, ok...), `--name: "Web_1" is not a valid name`},
 		{append([]string{"setup", "ssh://root@10.0.0.7", "--memory", "lots"}, ok...), `--memory: invalid size "lots"`},
 		{[]string{"setup", "ssh://root@10.0.0.7", "--server", "http://10.0.0.1", "--advertise", "0.0.0.0"}, "--server: must be an https URL"},
+		{[]string{"setup", "ssh://root@10.0.0.7", "--lb", "--server", "https://10.0.0.1:7443"}, "setup needs --lb-listen"},
+		{append([]string{"setup", "ssh://root@10.0.0.7", "--lb-listen", "http=:80"}, ok...), "--lb-listen needs --lb"},
+		{append(lbOK, "--advertise", "10.0.0.7"), "--advertise is the agent's"},
+		{[]string{"setup", "ssh://root@10.0.0.7", "--lb", "--server", "https://10.0.0.1:7443", "--lb-listen", "http"}, "want name=host:port[,acme]"},
+		{[]string{"setup", "ssh://root@10.0.0.7", "--lb", "--server", "https://10.0.0.1:7443", "--lb-listen", "https=:443,tls"}, `unknown option "tls"`},
+		{append(lbOK, "--lb-listen", "http=:81"), `--lb-listen #2 (name): duplicate listener name "http"`},
+		{[]string{"setup", "ssh://root@10.0.0.7", "--lb", "--server", "http://10.0.0.1", "--lb-listen", "http=:80"}, "--server: must be an https URL"},
 	} {
 		code, out, errs := runCLI(t, tt.args...)
 		if code != ExitUsage || !strings.Contains(errs, tt.want) {

@@ -112,8 +112,8 @@ func newLab(t *testing.T, systemd bool) *lab {
 log=`+l.systemctl+`
 echo "$*" >> "$log"
 case "$1" in
-is-enabled) grep -qx "enable --now shoal-agent" "$log" ;;
-is-active) grep -qxE "(enable --now|start|restart) shoal-agent" "$log" ;;
+is-enabled) grep -qxE "enable( --now)? $3" "$log" ;;
+is-active) grep -qxE "(enable --now|start|restart) $3" "$log" ;;
 esac
 `)
 	write(t, filepath.Join(l.dir, "sshd_config"), 0o644, fmt.Sprintf(`ListenAddress 127.0.0.1:%d

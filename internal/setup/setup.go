@@ -26,9 +26,15 @@ type Options struct {
 	// TokenPath; an empty Name becomes the host's own name (uname -n,
 	// lowercased).
 	Agent config.AgentFile
+	// LB, when set, makes Run install a balancer node that follows a
+	// server instead of the agent (Agent is then unused): the binary,
+	// LBConfigPath, the join token at LBTokenPath until the node has
+	// joined, and LBUnit. The service takes a new binary or lb.yaml with
+	// `systemctl reload shoal-lb` (the listener handoff), not a restart.
+	LB *LBNode
 	// Token is the one-time join token. It is written only while the
-	// agent has not joined (its data directory holds no node.crt), and
-	// required then.
+	// agent (or node) has not joined (its data directory holds no
+	// node.crt), and required then.
 	Token string
 	// KeyFile is a private key to log in with (ssh -i). Encrypted keys are
 	// refused: load them into the SSH agent instead.
@@ -89,12 +95,21 @@ func ValidateAgent(a config.AgentFile) error {
 func agentYAML(a config.AgentFile) ([]byte, error) {
 	a.JoinTokenFile = TokenPath
 	a.File = ""
-	body, err := yaml.Marshal(a)
+	return configText("agent config", a, func(data []byte) error {
+		_, err := config.ParseAgent(ConfigPath, data)
+		return err
+	})
+}
+
+// configText is doc in YAML under setup's header, checked by check (the
+// schema owner's parser, so that the daemon will load what is written).
+func configText(what string, doc any, check func(data []byte) error) ([]byte, error) {
+	body, err := yaml.Marshal(doc)
 	if err != nil {
-		return nil, fmt.Errorf("agent config: %w", err)
+		return nil, fmt.Errorf("%s: %w", what, err)
 	}
 	data := append([]byte("# Written by shoal setup; rerunning shoal setup rewrites it.\n"), body...)
-	if _, err := config.ParseAgent(ConfigPath, data); err != nil {
+	if err := check(data); err != nil {
 		return nil, err
 	}
 	return data, nil
@@ -107,11 +122,13 @@ type facts struct {
 	unit                  file
 	joined                string // the node certificate found, "" when none
 	enabled, active       bool
+	otherActive           bool // the other role's service runs (it shares the binary)
 	hostname, machine     string
 	missingTools          []string
 }
 
-// Run installs or upgrades the agent on t (see the package doc), printing
+// Run installs or upgrades the agent, or the balancer node of o.LB, on t
+// (see the package doc), printing
 // one line per item to out as it goes (out may be nil), and returns the
 // report, partial on error. It changes nothing before it has learned what
 // the host holds and checked that it can do all of it: a host without
@@ -122,7 +139,8 @@ func Run(ctx context.Context, t Target, o Options, out io.Writer) (Report, error
 	if out == nil {
 		out = io.Discard
 	}
-	if err := ValidateAgent(o.Agent); err != nil {
+	ro, err := roleOf(o)
+	if err != nil {
 		return rep, err
 	}
 	token := strings.TrimSpace(o.Token)
@@ -174,14 +192,14 @@ func Run(ctx context.Context, t Target, o Options, out io.Writer) (Report, error
 	if err := becomeRoot(ctx, r, t.User); err != nil {
 		return rep, err
 	}
-	f, err := probe(ctx, r, dataDir(o.Agent))
+	f, err := probe(ctx, r, ro)
 	if err != nil {
 		return rep, err
 	}
 	switch {
 	case !f.systemd:
-		return rep, fmt.Errorf("%s has no systemd (/run/systemd/system is missing): shoal setup installs the agent as a systemd service; nothing was changed. "+
-			"Without systemd, install the binary and run `shoal agent -c agent.yaml` under the host's own supervisor", r.addr)
+		return rep, fmt.Errorf("%s has no systemd (/run/systemd/system is missing): shoal setup installs %s as a systemd service; nothing was changed. "+
+			"Without systemd, install the binary and run `%s` under the host's own supervisor", r.addr, ro.what, ro.command)
 	case !f.systemctl:
 		return rep, fmt.Errorf("%s runs systemd but has no systemctl on root's PATH; nothing was changed", r.addr)
 	case len(f.missingTools) > 0:
@@ -190,17 +208,17 @@ func Run(ctx context.Context, t Target, o Options, out io.Writer) (Report, error
 		return rep, fmt.Errorf("%s runs on %s (uname -m), but %s is built for %s; give a shoal built for the host (--binary); nothing was changed",
 			r.addr, f.machine, o.Binary, cpus[0])
 	case f.joined == "" && token == "":
-		return rep, fmt.Errorf("the agent on %s has not joined (no node certificate in %s): give a join token (--token or --token-file; shoal join-token prints one); nothing was changed", r.addr, dataDir(o.Agent))
+		return rep, fmt.Errorf("%s on %s has not joined (no node certificate in %s): give a join token (--token or --token-file; shoal join-token prints one); nothing was changed", ro.what, r.addr, ro.dataDir)
 	}
 
-	a := o.Agent
-	if a.Name == "" {
-		a.Name = strings.ToLower(f.hostname)
-		if !config.ValidNodeName(a.Name) {
+	name := ro.name
+	if name == "" {
+		name = strings.ToLower(f.hostname)
+		if !config.ValidNodeName(name) {
 			return rep, fmt.Errorf("%s is named %q, which is not a valid name in a fleet (lowercase letters, digits, '.' and '-'; up to 63): give one with --name; nothing was changed", r.addr, f.hostname)
 		}
 	}
-	cfg, err := agentYAML(a)
+	cfg, err := ro.render(name)
 	if err != nil {
 		return rep, err
 	}
@@ -230,10 +248,10 @@ func Run(ctx context.Context, t Target, o Options, out io.Writer) (Report, error
 	}
 
 	// The configuration.
-	if changed, err := r.put(ctx, ConfigPath, "0644", cfg, f.config); err != nil {
+	if changed, err := r.put(ctx, ro.configPath, "0644", cfg, f.config); err != nil {
 		return rep, err
 	} else if changed {
-		report(Item{Name: "config", Changed: true, Did: "written " + ConfigPath})
+		report(Item{Name: "config", Changed: true, Did: "written " + ro.configPath})
 		restartFor = append(restartFor, "config")
 	} else {
 		report(Item{Name: "config", Did: "unchanged"})
@@ -241,24 +259,24 @@ func Run(ctx context.Context, t Target, o Options, out io.Writer) (Report, error
 
 	// The join token, while the agent has not joined.
 	if f.joined != "" {
-		report(Item{Name: "join token", Did: "not needed (the agent has joined: " + f.joined + ")"})
-	} else if changed, err := r.put(ctx, TokenPath, "0600", []byte(token), f.token); err != nil {
+		report(Item{Name: "join token", Did: "not needed (" + ro.what + " has joined: " + f.joined + ")"})
+	} else if changed, err := r.put(ctx, ro.tokenPath, "0600", []byte(token), f.token); err != nil {
 		return rep, err
 	} else if changed {
-		report(Item{Name: "join token", Changed: true, Did: "written " + TokenPath})
+		report(Item{Name: "join token", Changed: true, Did: "written " + ro.tokenPath})
 		restartFor = append(restartFor, "join token")
 	} else {
 		report(Item{Name: "join token", Did: "unchanged"})
 	}
 
 	// The unit.
-	if changed, err := r.put(ctx, UnitPath, "0644", []byte(Unit), f.unit); err != nil {
+	if changed, err := r.put(ctx, ro.unitPath, "0644", []byte(ro.unit), f.unit); err != nil {
 		return rep, err
 	} else if changed {
 		if _, err := r.run(ctx, "systemctl daemon-reload", "systemctl daemon-reload", nil); err != nil {
 			return rep, err
 		}
-		report(Item{Name: "unit", Changed: true, Did: "written " + UnitPath + ", systemd reloaded"})
+		report(Item{Name: "unit", Changed: true, Did: "written " + ro.unitPath + ", systemd reloaded"})
 		restartFor = append(restartFor, "unit")
 	} else {
 		report(Item{Name: "unit", Did: "unchanged"})
@@ -266,31 +284,42 @@ func Run(ctx context.Context, t Target, o Options, out io.Writer) (Report, error
 
 	// The service. A service enabled and started by hand is left as it
 	// is, unless what it runs changed.
-	var verbs []string
-	var did string
-	switch {
-	case !f.enabled && !f.active:
-		verbs, did = []string{"enable --now"}, "enabled and started"
-	case !f.enabled && len(restartFor) > 0:
-		verbs, did = []string{"enable", "restart"}, "enabled and restarted ("+strings.Join(restartFor, ", ")+" changed; instances keep running)"
-	case !f.enabled:
-		verbs, did = []string{"enable"}, "enabled (was running)"
-	case len(restartFor) > 0:
-		verbs, did = []string{"restart"}, "restarted ("+strings.Join(restartFor, ", ")+" changed; instances keep running)"
-	case !f.active:
-		verbs, did = []string{"start"}, "started (was not running)"
-	default:
+	verbs, did := ro.serviceStep(f.enabled, f.active, restartFor)
+	if len(verbs) == 0 {
 		report(Item{Name: "service", Did: "unchanged (running)"})
 		return rep, nil
 	}
-	for _, verb := range verbs {
-		cmd := "systemctl " + verb + " " + Service
-		if _, err := r.run(ctx, cmd, cmd, nil); err != nil {
-			return rep, fmt.Errorf("%w (see journalctl -u %s on the host)", err, Service)
-		}
+	if err := systemctl(ctx, r, ro.service, verbs...); err != nil {
+		return rep, err
 	}
 	report(Item{Name: "service", Changed: true, Did: did})
+
+	// The other role's service on this host runs the same file: a new
+	// binary there too, or a later setup of it would find the binary
+	// up to date and leave the old build running.
+	if slices.Contains(restartFor, "binary") && f.otherActive {
+		verb, did := "restart", "restarted "+ro.other+" (binary changed; it runs the same file; instances keep running)"
+		if ro.other == LBService {
+			verb, did = "reload", "reloaded "+ro.other+" (binary changed; it runs the same file; the new process took over the listeners)"
+		}
+		if err := systemctl(ctx, r, ro.other, verb); err != nil {
+			return rep, err
+		}
+		report(Item{Name: "other service", Changed: true, Did: did})
+	}
 	return rep, nil
+}
+
+// systemctl runs `systemctl verb service` on the host for each verb, in
+// order.
+func systemctl(ctx context.Context, r *remote, service string, verbs ...string) error {
+	for _, verb := range verbs {
+		cmd := "systemctl " + verb + " " + service
+		if _, err := r.run(ctx, cmd, cmd, nil); err != nil {
+			return fmt.Errorf("%w (see journalctl -u %s on the host)", err, service)
+		}
+	}
+	return nil
 }
 
 // put writes data to path unless the host's copy, was, holds it already
@@ -353,21 +382,22 @@ func becomeRoot(ctx context.Context, r *remote, user string) error {
 
 // probe asks the host, as root, for everything Run decides on. It changes
 // nothing.
-func probe(ctx context.Context, r *remote, data string) (facts, error) {
+func probe(ctx context.Context, r *remote, ro role) (facts, error) {
 	script := `sum() { if [ -f "$1" ]; then echo $(sha256sum < "$1" | cut -d' ' -f1) $(stat -c '%a %u %g' "$1"); fi; }
 [ -d /run/systemd/system ] && echo systemd=yes
 command -v systemctl >/dev/null 2>&1 && echo systemctl=yes
 for t in sha256sum mktemp sync stat; do command -v $t >/dev/null 2>&1 || echo missing=$t; done
 echo binary=$(sum ` + quote(BinaryPath) + `)
-echo config=$(sum ` + quote(ConfigPath) + `)
-echo token=$(sum ` + quote(TokenPath) + `)
-echo unit=$(sum ` + quote(UnitPath) + `)
-echo joined=$(find ` + quote(data) + ` -maxdepth 2 -name node.crt -type f 2>/dev/null | head -n 1)
+echo config=$(sum ` + quote(ro.configPath) + `)
+echo token=$(sum ` + quote(ro.tokenPath) + `)
+echo unit=$(sum ` + quote(ro.unitPath) + `)
+echo joined=$(find ` + quote(ro.dataDir) + ` -maxdepth 2 -name node.crt -type f 2>/dev/null | head -n 1)
 echo hostname=$(uname -n)
 echo machine=$(uname -m)
 if [ -d /run/systemd/system ] && command -v systemctl >/dev/null 2>&1; then
-	systemctl is-enabled --quiet ` + Service + ` 2>/dev/null && echo enabled=yes
-	systemctl is-active --quiet ` + Service + ` 2>/dev/null && echo active=yes
+	systemctl is-enabled --quiet ` + ro.service + ` 2>/dev/null && echo enabled=yes
+	systemctl is-active --quiet ` + ro.service + ` 2>/dev/null && echo active=yes
+	systemctl is-active --quiet ` + ro.other + ` 2>/dev/null && echo other=yes
 fi
 exit 0
 `
@@ -404,6 +434,8 @@ exit 0
 			f.enabled = true
 		case "active":
 			f.active = true
+		case "other":
+			f.otherActive = true
 		}
 	}
 	return f, nil

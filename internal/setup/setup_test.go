@@ -66,23 +66,15 @@ func TestSetupInstallsThenChangesNothing(t *testing.T) {
 	if fi, err := os.Stat(l.path("/etc/shoal")); err != nil || fi.Mode().Perm() != 0o755 {
 		t.Errorf("/etc/shoal: %v, %v; want a 0755 directory", fi.Mode(), err)
 	}
-	stdout, stderr, err := l.inLab(t, "systemd-analyze", "verify", UnitPath)
-	if err != nil || stderr != "" {
-		t.Errorf("systemd-analyze verify %s: %v\nstdout: %s\nstderr: %s", UnitPath, err, stdout, stderr)
-	}
-	if got, want := l.calls(t), []string{"daemon-reload", "enable --now shoal-agent"}; !slices.Equal(got, want) {
-		t.Errorf("systemctl calls = %q, want %q", got, want)
-	}
-	wantLines := []string{
-		"binary: installed " + want[:12] + " (new)",
-		"config: written " + ConfigPath,
-		"join token: written " + TokenPath,
-		"unit: written " + UnitPath + ", systemd reloaded",
+	verifyUnit(t, l, UnitPath)
+	checkCalls(t, l, "daemon-reload", "enable --now shoal-agent")
+	checkOutput(t, "first", &out,
+		"binary: installed "+want[:12]+" (new)",
+		"config: written "+ConfigPath,
+		"join token: written "+TokenPath,
+		"unit: written "+UnitPath+", systemd reloaded",
 		"service: enabled and started",
-	}
-	if got := lines(out.String()); !slices.Equal(got, wantLines) {
-		t.Errorf("output:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(wantLines, "\n"))
-	}
+	)
 	if !rep.Changed() || len(rep.Items) != 5 {
 		t.Errorf("report = %+v; want 5 items, changed", rep)
 	}
@@ -93,16 +85,13 @@ func TestSetupInstallsThenChangesNothing(t *testing.T) {
 	if err != nil {
 		t.Fatalf("second setup: %v\n%s", err, out.String())
 	}
-	wantLines = []string{
-		"binary: unchanged (" + want[:12] + ")",
+	checkOutput(t, "second", &out,
+		"binary: unchanged ("+want[:12]+")",
 		"config: unchanged",
 		"join token: unchanged",
 		"unit: unchanged",
 		"service: unchanged (running)",
-	}
-	if got := lines(out.String()); !slices.Equal(got, wantLines) {
-		t.Errorf("second output:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(wantLines, "\n"))
-	}
+	)
 	if rep.Changed() {
 		t.Errorf("second report = %+v; want nothing changed", rep)
 	}
@@ -130,11 +119,7 @@ func TestSetupInstallsThenChangesNothing(t *testing.T) {
 func TestSetupUpgradesBinary(t *testing.T) {
 	l := newLab(t, true)
 	ctx := testenv.Context(t, 2*time.Minute)
-	bins := t.TempDir()
-	v1, v2 := filepath.Join(bins, "shoal-v1"), filepath.Join(bins, "shoal-v2")
-	// Two small Linux executables of this machine stand for two builds.
-	copyFile(t, "/bin/true", v1)
-	copyFile(t, "/bin/false", v2)
+	v1, v2 := twoBuilds(t)
 	data := t.TempDir() // the agent's data dir: the lab sees the test's /tmp
 
 	o := l.options()
@@ -149,10 +134,7 @@ func TestSetupUpgradesBinary(t *testing.T) {
 	checkFile(t, l.path(BinaryPath), 0o755, readFile(t, v1))
 
 	// The agent joins (pki keeps node.crt in its data dir), and v2 comes.
-	if err := os.Mkdir(filepath.Join(data, "pki"), 0o700); err != nil {
-		t.Fatal(err)
-	}
-	write(t, filepath.Join(data, "pki", "node.crt"), 0o644, "certificate")
+	join(t, data)
 	o.Binary, o.Token = v2, ""
 	var out bytes.Buffer
 	rep, err := Run(ctx, l.target("root"), o, &out)
@@ -162,26 +144,18 @@ func TestSetupUpgradesBinary(t *testing.T) {
 	checkFile(t, l.path(BinaryPath), 0o755, readFile(t, v2))
 	checkFile(t, l.path(TokenPath), 0o600, labToken) // left as it was
 	s1, s2 := fileSum(t, v1), fileSum(t, v2)
-	wantLines := []string{
-		"binary: installed " + s2[:12] + " (was " + s1[:12] + ")",
+	checkOutput(t, "v2", &out,
+		"binary: installed "+s2[:12]+" (was "+s1[:12]+")",
 		"config: unchanged",
-		"join token: not needed (the agent has joined: " + filepath.Join(data, "pki", "node.crt") + ")",
+		"join token: not needed (the agent has joined: "+filepath.Join(data, "pki", "node.crt")+")",
 		"unit: unchanged",
 		"service: restarted (binary changed; instances keep running)",
-	}
-	if got := lines(out.String()); !slices.Equal(got, wantLines) {
-		t.Errorf("output:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(wantLines, "\n"))
-	}
+	)
 	if !rep.Changed() {
 		t.Error("report says nothing changed")
 	}
-	if got, want := l.calls(t), []string{"daemon-reload", "enable --now shoal-agent", "restart shoal-agent"}; !slices.Equal(got, want) {
-		t.Errorf("systemctl calls = %q, want %q", got, want)
-	}
-	leftovers, err := filepath.Glob(l.path("/usr/local/bin/.shoal.*"))
-	if err != nil || len(leftovers) > 0 {
-		t.Errorf("temporary files left in /usr/local/bin: %v %v", leftovers, err)
-	}
+	checkCalls(t, l, "daemon-reload", "enable --now shoal-agent", "restart shoal-agent")
+	checkNoLeftovers(t, l)
 }
 
 // TestSetupThroughSudo installs as a user who is not root, through sudo:
@@ -205,9 +179,7 @@ func TestSetupThroughSudo(t *testing.T) {
 			t.Errorf("%s: owner %d:%d (%v), want root", file, st.Uid, st.Gid, err)
 		}
 	}
-	if got, want := l.calls(t), []string{"daemon-reload", "enable --now shoal-agent"}; !slices.Equal(got, want) {
-		t.Errorf("systemctl calls = %q, want %q", got, want)
-	}
+	checkCalls(t, l, "daemon-reload", "enable --now shoal-agent")
 	rep, err := Run(ctx, l.target("deployer"), o, nil)
 	if err != nil || rep.Changed() {
 		t.Errorf("second setup as deployer: %+v, %v; want nothing changed", rep, err)
@@ -375,6 +347,64 @@ func fileSum(t *testing.T, file string) string {
 }
 
 func lines(s string) []string { return strings.Split(strings.TrimRight(s, "\n"), "\n") }
+
+// twoBuilds are two small Linux executables of this machine, standing for
+// two builds of shoal.
+func twoBuilds(t *testing.T) (v1, v2 string) {
+	t.Helper()
+	bins := t.TempDir()
+	v1, v2 = filepath.Join(bins, "shoal-v1"), filepath.Join(bins, "shoal-v2")
+	copyFile(t, "/bin/true", v1)
+	copyFile(t, "/bin/false", v2)
+	return v1, v2
+}
+
+// join makes data the data directory of a node that has joined: pki
+// keeps node.crt there.
+func join(t *testing.T, data string) {
+	t.Helper()
+	if err := os.Mkdir(filepath.Join(data, "pki"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	write(t, filepath.Join(data, "pki", "node.crt"), 0o644, "certificate")
+}
+
+// checkNoLeftovers fails when a temporary file of setup's is left next
+// to the binary.
+func checkNoLeftovers(t *testing.T, l *lab) {
+	t.Helper()
+	leftovers, err := filepath.Glob(l.path("/usr/local/bin/.shoal.*"))
+	if err != nil || len(leftovers) > 0 {
+		t.Errorf("temporary files left in /usr/local/bin: %v %v", leftovers, err)
+	}
+}
+
+// checkOutput fails unless Run printed want, line by line.
+func checkOutput(t *testing.T, run string, out *bytes.Buffer, want ...string) {
+	t.Helper()
+	if got := lines(out.String()); !slices.Equal(got, want) {
+		t.Errorf("%s output:\n%s\nwant:\n%s", run, strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}
+
+// checkCalls fails unless the lab's systemctl was asked to change want,
+// in order.
+func checkCalls(t *testing.T, l *lab, want ...string) {
+	t.Helper()
+	if got := l.calls(t); !slices.Equal(got, want) {
+		t.Errorf("systemctl calls = %q, want %q", got, want)
+	}
+}
+
+// verifyUnit runs systemd-analyze verify on the lab's unit file, which
+// must pass with nothing on stderr.
+func verifyUnit(t *testing.T, l *lab, unit string) {
+	t.Helper()
+	stdout, stderr, err := l.inLab(t, "systemd-analyze", "verify", unit)
+	if err != nil || stderr != "" {
+		t.Errorf("systemd-analyze verify %s: %v\nstdout: %s\nstderr: %s", unit, err, stdout, stderr)
+	}
+}
 
 func readFile(t *testing.T, file string) string {
 	t.Helper()
