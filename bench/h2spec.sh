@@ -25,27 +25,15 @@ for t in go haproxy h2load openssl "$H2SPEC"; do
 	fi
 done
 
-TMP=$(mktemp -d -t shoal-h2spec-XXXXXX)
-PIDS=()
-cleanup() {
-	for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-	for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
-	rm -rf "$TMP"
-}
-trap cleanup EXIT INT TERM
+. bench/lib.sh # from the repository root (the cd above)
+bench_start h2spec
 
 SHOAL_PORT=$BASE_PORT HAPROXY_PORT=$((BASE_PORT + 1)) ADMIN_PORT=$((BASE_PORT + 9))
-for p in $SHOAL_PORT $HAPROXY_PORT $ADMIN_PORT; do
-	if ss -ltnH "sport = :$p" | grep -q .; then
-		echo "bench/h2spec.sh: port $p is in use (set BASE_PORT)" >&2
-		exit 2
-	fi
-done
+ports_free bench/h2spec.sh $SHOAL_PORT $HAPROXY_PORT $ADMIN_PORT
 
 echo "building shoal and backend ..." >&2
 go build -o "$TMP/shoal" ./cmd/shoal
 go build -o "$TMP/backend" ./bench/backend
-. bench/lib.sh
 "$TMP/backend" -name b1 >"$TMP/backend.log" 2>&1 &
 PIDS+=($!)
 B1=$(wait_line "$TMP/backend.log" 'listening addr=([0-9.:]+)')

@@ -67,24 +67,14 @@ if [ "$PIN" = 1 ]; then
 	PROXY_CPU=(taskset -c 0) LOAD_CPU=(taskset -c 1)
 fi
 
-TMP=$(mktemp -d -t shoal-bench-XXXXXX)
-PIDS=()
-cleanup() {
-	for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-	for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
-	rm -rf "$TMP"
-}
-trap cleanup EXIT
-trap "exit 143" INT TERM # then EXIT cleans up
+. bench/lib.sh # from the repository root (the cd above)
+bench_start bench
 
-port_free() { ! ss -ltnH "sport = :$1" | grep -q .; }
 SHOAL_PORT=$BASE_PORT HAPROXY_PORT=$((BASE_PORT + 1)) NGINX_PORT=$((BASE_PORT + 2)) ADMIN_PORT=$((BASE_PORT + 9))
 BASE_SHOAL_PORT=$((BASE_PORT + 3)) BASE_ADMIN_PORT=$((BASE_PORT + 8))
 SHOAL_TLS_PORT=$((BASE_PORT + 4)) HAPROXY_TLS_PORT=$((BASE_PORT + 5)) NGINX_TLS_PORT=$((BASE_PORT + 6)) BASE_TLS_PORT=$((BASE_PORT + 7))
-for p in $SHOAL_PORT $HAPROXY_PORT $NGINX_PORT $ADMIN_PORT $BASE_SHOAL_PORT $BASE_ADMIN_PORT \
-	$SHOAL_TLS_PORT $HAPROXY_TLS_PORT $NGINX_TLS_PORT $BASE_TLS_PORT; do
-	port_free "$p" || { echo "bench/lb.sh: port $p is in use (set BASE_PORT)" >&2; exit 2; }
-done
+ports_free bench/lb.sh $SHOAL_PORT $HAPROXY_PORT $NGINX_PORT $ADMIN_PORT $BASE_SHOAL_PORT $BASE_ADMIN_PORT \
+	$SHOAL_TLS_PORT $HAPROXY_TLS_PORT $NGINX_TLS_PORT $BASE_TLS_PORT
 
 echo "building shoal, backend, wsload ..." >&2
 go build -o "$TMP/shoal" ./cmd/shoal
@@ -98,7 +88,6 @@ openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 
 	-keyout "$TMP/key.pem" -out "$TMP/cert.pem" 2>/dev/null
 cat "$TMP/cert.pem" "$TMP/key.pem" >"$TMP/haproxy.pem"
 
-. bench/lib.sh # from the repository root (the cd above)
 start_backends
 B1=${BACKENDS[0]} B2=${BACKENDS[1]}
 echo "backends: $B1 $B2" >&2

@@ -31,14 +31,8 @@ for t in go haproxy wrk curl; do
 	}
 done
 
-TMP=$(mktemp -d -t shoal-lbalgo-XXXXXX)
-PIDS=()
-cleanup() {
-	for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-	for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
-	rm -rf "$TMP"
-}
-trap cleanup EXIT INT TERM
+. bench/lib.sh # from the repository root (the cd above)
+bench_start lbalgo
 
 echo "building shoal, backend ..." >&2
 if [ -n "${SHOAL_BIN:-}" ]; then
@@ -47,7 +41,6 @@ else
 	go build -o "$TMP/shoal" ./cmd/shoal
 fi
 go build -o "$TMP/backend" ./bench/backend
-. bench/lib.sh
 
 maxn=0
 for n in $SERVERS; do [ "$n" -gt "$maxn" ] && maxn=$n; done

@@ -38,14 +38,8 @@ if [ "$(id -u)" != 0 ]; then
 fi
 [ -d e2e/browser/node_modules/playwright-core ] || (cd e2e/browser && npm ci --no-audit --no-fund --loglevel=error)
 
-TMP=$(mktemp -d -t shoal-pageload-XXXXXX)
-PIDS=()
-cleanup() {
-	for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-	for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
-	rm -rf "$TMP"
-}
-trap cleanup EXIT INT TERM
+. bench/lib.sh # from the repository root (the cd above)
+bench_start pageload
 
 echo "commit $(git rev-parse --short HEAD), $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores"
 
@@ -71,12 +65,7 @@ EOJ
 
 # 2. req/s of the cached bundle.
 APP_PORT=$BASE_PORT SHOAL_PORT=$((BASE_PORT + 1)) NGINX_PORT=$((BASE_PORT + 2)) ADMIN_PORT=$((BASE_PORT + 9))
-for p in $APP_PORT $SHOAL_PORT $NGINX_PORT $ADMIN_PORT; do
-	if ss -ltnH "sport = :$p" | grep -q .; then
-		echo "bench/pageload.sh: port $p is in use (set BASE_PORT)" >&2
-		exit 2
-	fi
-done
+ports_free bench/pageload.sh $APP_PORT $SHOAL_PORT $NGINX_PORT $ADMIN_PORT
 go build -o "$TMP/shoal" ./cmd/shoal
 (cd examples/meteor-like && PORT=$APP_PORT HOST=127.0.0.1 BOOT_DELAY_MS=0 exec node main.js) >"$TMP/app.log" 2>&1 &
 PIDS+=($!)

@@ -25,14 +25,8 @@ for t in go haproxy curl; do
 	command -v "$t" >/dev/null 2>&1 || { echo "bench/routemem.sh: $t not found (Debian: apt-get install haproxy curl)" >&2; exit 2; }
 done
 
-TMP=$(mktemp -d -t shoal-routemem-XXXXXX)
-PIDS=()
-cleanup() {
-	for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-	for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
-	rm -rf "$TMP"
-}
-trap cleanup EXIT INT TERM
+. bench/lib.sh # from the repository root (the cd above)
+bench_start routemem
 
 if [ -n "${SHOAL_BIN:-}" ]; then
 	cp "$SHOAL_BIN" "$TMP/shoal" # a shoal built elsewhere, e.g. an older commit
@@ -40,7 +34,6 @@ else
 	go build -o "$TMP/shoal" ./cmd/shoal
 fi
 go build -o "$TMP/backend" ./bench/backend
-. bench/lib.sh
 "$TMP/backend" -name b1 >"$TMP/backend.log" 2>&1 &
 PIDS+=($!)
 BE=$(wait_line "$TMP/backend.log" 'listening addr=([0-9.:]+)')

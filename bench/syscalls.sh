@@ -40,14 +40,8 @@ for t in go wrk strace curl; do
 	command -v "$t" >/dev/null 2>&1 || { echo "bench/syscalls.sh: $t not found" >&2; exit 2; }
 done
 
-TMP=$(mktemp -d -t shoal-syscalls-XXXXXX)
-PIDS=()
-cleanup() {
-	for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-	for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
-	rm -rf "$TMP"
-}
-trap cleanup EXIT INT TERM
+. bench/lib.sh # from the repository root (the cd above)
+bench_start syscalls
 
 BINS=("$@")
 if [ ${#BINS[@]} -eq 0 ]; then
@@ -57,10 +51,7 @@ if [ ${#BINS[@]} -eq 0 ]; then
 fi
 go build -o "$TMP/backend" ./bench/backend
 
-. bench/lib.sh # from the repository root (the cd above)
 start_backends
-
-port_free() { ! ss -ltnH "sport = :$1" | grep -q .; }
 
 # One shoal lb per binary, each on its own pair of ports. The listener and
 # admin addresses are written under "addr", the name every shoal so far
@@ -68,9 +59,7 @@ port_free() { ! ss -ltnH "sport = :$1" | grep -q .; }
 LB_PID=() WEB_PORT=() ADMIN_PORT=()
 for i in "${!BINS[@]}"; do
 	web=$((BASE_PORT + 2 * i)) admin=$((BASE_PORT + 2 * i + 1))
-	for p in $web $admin; do
-		port_free "$p" || { echo "bench/syscalls.sh: port $p is in use (set BASE_PORT)" >&2; exit 2; }
-	done
+	ports_free bench/syscalls.sh $web $admin
 	cat >"$TMP/lb$i.yaml" <<EOF
 listeners:
   - name: web
