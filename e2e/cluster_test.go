@@ -50,14 +50,8 @@ func startClusterServer(t *testing.T, ctx context.Context, bin, id string, boots
 	if err := os.WriteFile(filepath.Join(data, adminapi.TokenFile), tok, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	yaml := fmt.Sprintf(`data_dir: data
-admin: {listen: "127.0.0.1:0"}
-fleet: {listen: "127.0.0.1:0", heartbeat: 200ms, lost_after: 3s}
-balancer: {listen: "127.0.0.1:0", drain_timeout: 2s}
-cluster: {id: %s, listen: "127.0.0.1:0", bootstrap: %t, election_timeout: 3s}
-`, id, bootstrap)
 	cfg := filepath.Join(dir, "server.yaml")
-	if err := os.WriteFile(cfg, []byte(yaml), 0o600); err != nil {
+	if err := os.WriteFile(cfg, []byte(clusterServerYAML(id, bootstrap, "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0")), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	srv, err := testenv.StartServer(ctx, exec.Command(bin, "server", "-c", cfg), data)
@@ -75,6 +69,18 @@ cluster: {id: %s, listen: "127.0.0.1:0", bootstrap: %t, election_timeout: 3s}
 		t.Fatal(err)
 	}
 	return &clusterServer{id: id, dir: dir, raft: m[2], Server: srv}
+}
+
+// clusterServerYAML is the server.yaml of server id of a test's cluster,
+// its data in "data" beside it, with its admin, fleet and raft listeners
+// at those addresses.
+func clusterServerYAML(id string, bootstrap bool, admin, fleet, raft string) string {
+	return fmt.Sprintf(`data_dir: data
+admin: {listen: %q}
+fleet: {listen: %q, heartbeat: 200ms, lost_after: 3s}
+balancer: {listen: "127.0.0.1:0", drain_timeout: 2s}
+cluster: {id: %s, listen: %q, bootstrap: %t, election_timeout: 3s}
+`, admin, fleet, id, raft, bootstrap)
 }
 
 // copyPrivateDir copies the files of src into a new directory dst of mode
