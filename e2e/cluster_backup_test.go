@@ -10,9 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/shoal-dev/shoal/internal/adminapi"
 	"github.com/shoal-dev/shoal/internal/client"
-	"github.com/shoal-dev/shoal/internal/pki"
 	"github.com/shoal-dev/shoal/internal/testenv"
 )
 
@@ -28,33 +26,8 @@ func TestClusterBackupRestore(t *testing.T) {
 	app := exampleApp(t, "goapp", 2, 8)
 	ctx := testenv.Context(t, 8*time.Minute)
 
-	seed := t.TempDir()
-	if _, err := pki.LoadOrCreateCA(filepath.Join(seed, "ca")); err != nil {
-		t.Fatal(err)
-	}
-	tokenFile := filepath.Join(seed, adminapi.TokenFile)
-	if _, err := adminapi.LoadOrCreateToken(tokenFile); err != nil {
-		t.Fatal(err)
-	}
-	caDir := filepath.Join(seed, "ca")
-	s1 := startClusterServer(t, ctx, bin, "s1", true, caDir, tokenFile)
-	testenv.Eventually(t, 30*time.Second, func() error {
-		st, err := s1.self(ctx)
-		if err == nil && st.Role != "Leader" {
-			err = fmt.Errorf("s1 is %s", st.Role)
-		}
-		return err
-	})
-	s2 := startClusterServer(t, ctx, bin, "s2", false, caDir, tokenFile)
-	s3 := startClusterServer(t, ctx, bin, "s3", false, caDir, tokenFile)
-	envOf := func(s *clusterServer) []string {
-		return append(os.Environ(), "SHOAL_ADMIN_URL="+s.AdminURL, "SHOAL_TOKEN="+s.Token)
-	}
-	for _, s := range []*clusterServer{s2, s3} {
-		if code, out := runShoalEnv(t, bin, t.TempDir(), envOf(s1), "servers", "add", s.id, s.raft); code != 0 {
-			t.Fatalf("shoal servers add %s %s: exit %d\n%s", s.id, s.raft, code, out)
-		}
-	}
+	s1, s2, s3 := startCluster(t, ctx, bin)
+	envOf := clusterEnv
 	code, out := runShoalEnv(t, bin, t.TempDir(), envOf(s1), "join-token", "--ttl", "10m", "--role", "agent")
 	if code != 0 || !strings.HasPrefix(out, "shoal-join-v1.") {
 		t.Fatalf("shoal join-token: exit %d\n%s", code, out)
