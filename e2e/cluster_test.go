@@ -50,14 +50,8 @@ func startClusterServer(t *testing.T, ctx context.Context, bin, id string, boots
 	if err := os.WriteFile(filepath.Join(data, adminapi.TokenFile), tok, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	yaml := fmt.Sprintf(`data_dir: data
-admin: {listen: "127.0.0.1:0"}
-fleet: {listen: "127.0.0.1:0", heartbeat: 200ms, lost_after: 3s}
-balancer: {listen: "127.0.0.1:0", drain_timeout: 2s}
-cluster: {id: %s, listen: "127.0.0.1:0", bootstrap: %t, election_timeout: 3s}
-`, id, bootstrap)
 	cfg := filepath.Join(dir, "server.yaml")
-	if err := os.WriteFile(cfg, []byte(yaml), 0o600); err != nil {
+	if err := os.WriteFile(cfg, []byte(clusterServerYAML(id, bootstrap, "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0")), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	srv, err := testenv.StartServer(ctx, exec.Command(bin, "server", "-c", cfg), data)
@@ -75,6 +69,55 @@ cluster: {id: %s, listen: "127.0.0.1:0", bootstrap: %t, election_timeout: 3s}
 		t.Fatal(err)
 	}
 	return &clusterServer{id: id, dir: dir, raft: m[2], Server: srv}
+}
+
+// clusterServerYAML is the server.yaml of server id of a test's cluster,
+// its data in "data" beside it, with its admin, fleet and raft listeners
+// at those addresses.
+func clusterServerYAML(id string, bootstrap bool, admin, fleet, raft string) string {
+	return fmt.Sprintf(`data_dir: data
+admin: {listen: %q}
+fleet: {listen: %q, heartbeat: 200ms, lost_after: 3s}
+balancer: {listen: "127.0.0.1:0", drain_timeout: 2s}
+cluster: {id: %s, listen: %q, bootstrap: %t, election_timeout: 3s}
+`, admin, fleet, id, raft, bootstrap)
+}
+
+// startCluster starts a cluster of three servers on 127.0.0.1 sharing
+// one fleet CA and admin token: s1 formed it (bootstrap) and leads, s2
+// and s3 were added with `shoal servers add`.
+func startCluster(t *testing.T, ctx context.Context, bin string) (s1, s2, s3 *clusterServer) {
+	t.Helper()
+	seed := t.TempDir()
+	if _, err := pki.LoadOrCreateCA(filepath.Join(seed, "ca")); err != nil {
+		t.Fatal(err)
+	}
+	tokenFile := filepath.Join(seed, adminapi.TokenFile)
+	if _, err := adminapi.LoadOrCreateToken(tokenFile); err != nil {
+		t.Fatal(err)
+	}
+	caDir := filepath.Join(seed, "ca")
+	s1 = startClusterServer(t, ctx, bin, "s1", true, caDir, tokenFile)
+	testenv.Eventually(t, 30*time.Second, func() error {
+		st, err := s1.self(ctx)
+		if err == nil && st.Role != "Leader" {
+			err = fmt.Errorf("s1 is %s", st.Role)
+		}
+		return err
+	})
+	s2 = startClusterServer(t, ctx, bin, "s2", false, caDir, tokenFile)
+	s3 = startClusterServer(t, ctx, bin, "s3", false, caDir, tokenFile)
+	for _, s := range []*clusterServer{s2, s3} {
+		if code, out := runShoalEnv(t, bin, t.TempDir(), clusterEnv(s1), "servers", "add", s.id, s.raft); code != 0 {
+			t.Fatalf("shoal servers add %s %s: exit %d\n%s", s.id, s.raft, code, out)
+		}
+	}
+	return s1, s2, s3
+}
+
+// clusterEnv is the environment of a shoal command sent to s's admin API.
+func clusterEnv(s *clusterServer) []string {
+	return append(os.Environ(), "SHOAL_ADMIN_URL="+s.AdminURL, "SHOAL_TOKEN="+s.Token)
 }
 
 // copyPrivateDir copies the files of src into a new directory dst of mode
@@ -136,34 +179,8 @@ func TestClusterLeaderKilledUnderLoad(t *testing.T) {
 	app := exampleApp(t, "goapp", 2, 8)
 	ctx := testenv.Context(t, 8*time.Minute)
 
-	seed := t.TempDir()
-	if _, err := pki.LoadOrCreateCA(filepath.Join(seed, "ca")); err != nil {
-		t.Fatal(err)
-	}
-	tokenFile := filepath.Join(seed, adminapi.TokenFile)
-	if _, err := adminapi.LoadOrCreateToken(tokenFile); err != nil {
-		t.Fatal(err)
-	}
-	caDir := filepath.Join(seed, "ca")
-	s1 := startClusterServer(t, ctx, bin, "s1", true, caDir, tokenFile)
-	testenv.Eventually(t, 30*time.Second, func() error {
-		st, err := s1.self(ctx)
-		if err == nil && st.Role != "Leader" {
-			err = fmt.Errorf("s1 is %s", st.Role)
-		}
-		return err
-	})
-	s2 := startClusterServer(t, ctx, bin, "s2", false, caDir, tokenFile)
-	s3 := startClusterServer(t, ctx, bin, "s3", false, caDir, tokenFile)
-	envOf := func(s *clusterServer) []string {
-		return append(os.Environ(), "SHOAL_ADMIN_URL="+s.AdminURL, "SHOAL_TOKEN="+s.Token)
-	}
-	for _, s := range []*clusterServer{s2, s3} {
-		code, out := runShoalEnv(t, bin, t.TempDir(), envOf(s1), "servers", "add", s.id, s.raft)
-		if code != 0 {
-			t.Fatalf("shoal servers add %s %s: exit %d\n%s", s.id, s.raft, code, out)
-		}
-	}
+	s1, s2, s3 := startCluster(t, ctx, bin)
+	envOf := clusterEnv
 	joinToken := func(role string) string {
 		code, out := runShoalEnv(t, bin, t.TempDir(), envOf(s1), "join-token", "--ttl", "10m", "--role", role)
 		if code != 0 || !strings.HasPrefix(out, "shoal-join-v1.") {

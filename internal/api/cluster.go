@@ -44,3 +44,8 @@ type ServerAddRequest struct {
 	ID      string `json:"id"`
 	Address string `json:"address"`
 }
+
+// BackupContentType is the media type of GET /v1/backup's answer: the
+// whole desired state as one store file (bbolt), what store.Verify checks
+// and `shoal restore` reads.
+const BackupContentType = "application/vnd.shoal.store"

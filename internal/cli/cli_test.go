@@ -122,6 +122,8 @@ func TestUsageErrorsExit2(t *testing.T) {
 		{[]string{"events", "-n", "0"}, "-n 0: want 1 or more"},
 		{[]string{"autoscale", "sideways"}, `unexpected "sideways"`},
 		{[]string{"restore"}, "restore needs one backup file"},
+		{[]string{"restore", "--id", "s1", "b.db"}, "--id and --advertise are for shoal restore --cluster"},
+		{[]string{"restore", "--cluster", "-c", "missing-server.yaml", "b.db"}, "missing-server.yaml"},
 		{[]string{"init", "a", "b"}, "init takes one folder"},
 		{[]string{"version", "x"}, `unexpected argument "x"`},
 		{[]string{"help", "bogus"}, `unknown help topic "bogus"`},

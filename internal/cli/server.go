@@ -33,12 +33,15 @@ func newServerCmd(env *Env) *cobra.Command {
 	return c
 }
 
+// serverConfigFile is where `shoal server` reads server.yaml by default.
+const serverConfigFile = "/etc/shoal/server.yaml"
+
 // runServer is "shoal server": it runs daemon.Server from server.yaml until
 // SIGTERM or SIGINT and prints one ready line.
 func runServer(ctx context.Context, env *Env, args []string) error {
 	fs := flag.NewFlagSet("server", flag.ContinueOnError)
 	fs.SetOutput(env.Stderr)
-	cfgPath := fs.String("c", "/etc/shoal/server.yaml", "server configuration `file`")
+	cfgPath := fs.String("c", serverConfigFile, "server configuration `file`")
 	logs := logFlags(fs)
 	fs.Usage = func() {
 		fmt.Fprintln(env.Stderr, "usage: shoal server [-c /etc/shoal/server.yaml] [-log-format text|json] [-log-level info]")

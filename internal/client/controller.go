@@ -122,6 +122,16 @@ func (c *Client) Logs(ctx context.Context, id string, tail int, follow bool, w i
 // openStream sends a GET whose answer is read as it arrives; the caller
 // closes the body. A non-2xx answer is an *APIError.
 func (c *Client) openStream(ctx context.Context, path string) (io.ReadCloser, error) {
+	resp, err := c.get(ctx, path)
+	if err != nil {
+		return nil, err
+	}
+	return resp.Body, nil
+}
+
+// get sends a GET and returns its answer, whose body the caller reads and
+// closes. A non-2xx answer is an *APIError.
+func (c *Client) get(ctx context.Context, path string) (*http.Response, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.base+path, nil)
 	if err != nil {
 		return nil, fmt.Errorf("admin api: %w", err)
@@ -135,5 +145,5 @@ func (c *Client) openStream(ctx context.Context, path string) (io.ReadCloser, er
 		data, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
 		return nil, apiError(resp.StatusCode, data)
 	}
-	return resp.Body, nil
+	return resp, nil
 }

@@ -28,6 +28,7 @@ import (
 //	POST /v1/hosts/{name}/undrain      place instances on it again
 //	POST /v1/join-tokens               api.JoinTokenRequest -> api.JoinTokenAnswer
 //	HEAD|PUT|GET /v1/artifacts/{digest}  one artifact store for every app
+//	GET  /v1/backup                    the whole desired state as a store file (server_backup.go; a cluster's leader's)
 //	/v1/lb/...                         the balancer's (adminapi.LBRoutes)
 //	GET  /metrics                      the balancer's, every app's (label app) and the fleet's (server_metrics.go)
 //	/ui/                               the dashboard of every app (server_ui.go), its own login
@@ -56,6 +57,7 @@ func (s *Server) adminHandler() http.Handler {
 	}))
 	mux.Handle("POST /v1/join-tokens", adminapi.Handle(s.joinToken))
 	mux.Handle("POST /v1/deploy", adminapi.Handle(s.deploy))
+	mux.Handle("GET /v1/backup", adminapi.Handle(s.backup))
 	if s.cl != nil {
 		s.clusterRoutes(mux) // server_cluster_admin.go
 	}
