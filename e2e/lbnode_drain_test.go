@@ -2,10 +2,8 @@ package e2e
 
 import (
 	"fmt"
-	"net/http"
 	"os"
 	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 
@@ -19,10 +17,10 @@ import (
 // (testdata/abruptapp) ends at SIGTERM at once and answers GET / in two
 // parts 100 ms apart, so a GET that a node still has in flight to an
 // instance the server stops fails (a balancer cannot retry a response
-// it has begun). The
-// server stops an instance only once the node has applied a configuration
-// in which it drains and has finished its requests to it ("drain before
-// stop" through balancer nodes; docs/ARCHITECTURE.md "Balancer nodes").
+// it has begun). The server stops an instance only once the node has
+// applied a configuration in which it drains and has finished its
+// requests to it ("drain before stop" through balancer nodes;
+// docs/ARCHITECTURE.md "Balancer nodes").
 func TestLBNodeDrainsBeforeStop(t *testing.T) {
 	bin := testenv.BuildShoal(t)
 	app := exampleApp(t, "goapp", 3, 4)
@@ -36,33 +34,16 @@ func TestLBNodeDrainsBeforeStop(t *testing.T) {
 	ctx := testenv.Context(t, 6*time.Minute)
 	srv := startLoopbackServer(t, ctx, bin)
 	env := append(os.Environ(), "SHOAL_ADMIN_URL="+srv.AdminURL, "SHOAL_TOKEN="+srv.Token)
-	joinToken := func(role string) string {
-		code, out := runShoalEnv(t, bin, t.TempDir(), env, "join-token", "--ttl", "10m", "--role", role)
-		if code != 0 || !strings.HasPrefix(out, "shoal-join-v1.") {
-			t.Fatalf("shoal join-token --role %s: exit %d\n%s", role, code, out)
-		}
-		return strings.TrimSpace(out)
-	}
-	newServerAgent(t, srv.FleetURL, "host-a", joinToken("agent")).start(t, bin)
+	newServerAgent(t, srv.FleetURL, "host-a", joinTokenOf(t, bin, env, "agent")).start(t, bin)
 	deployFirst(t, ctx, bin, app, env)
 
-	node, lbURL := startLBNode(t, ctx, bin, writeLBNode(t, srv.FleetURL, "lb-1", joinToken("lb")))
+	node, lbURL := startLBNode(t, ctx, bin, writeLBNode(t, srv.FleetURL, "lb-1", joinTokenOf(t, bin, env, "lb")))
 	t.Cleanup(func() {
 		if t.Failed() {
 			t.Logf("output of shoal lb:\n%s", node.Output())
 		}
 	})
-	testenv.Eventually(t, 30*time.Second, func() error {
-		resp, err := http.Get(lbURL)
-		if err != nil {
-			return err
-		}
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			return fmt.Errorf("the node's answer: %s", resp.Status)
-		}
-		return nil
-	})
+	waitServes(t, lbURL)
 
 	c := client.New(srv.AdminURL, srv.Token)
 	waitInService := func(n int) {
