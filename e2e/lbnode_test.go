@@ -31,13 +31,7 @@ func TestLBNodeFollowsServer(t *testing.T) {
 	srv := startLoopbackServer(t, ctx, bin)
 	adminURL, fleetURL := srv.AdminURL, srv.FleetURL
 	env := append(os.Environ(), "SHOAL_ADMIN_URL="+adminURL, "SHOAL_TOKEN="+srv.Token)
-	joinToken := func(role string) string {
-		code, out := runShoalEnv(t, bin, t.TempDir(), env, "join-token", "--ttl", "10m", "--role", role)
-		if code != 0 || !strings.HasPrefix(out, "shoal-join-v1.") {
-			t.Fatalf("shoal join-token --role %s: exit %d\n%s", role, code, out)
-		}
-		return strings.TrimSpace(out)
-	}
+	joinToken := func(role string) string { return joinTokenOf(t, bin, env, role) }
 	newServerAgent(t, fleetURL, "host-a", joinToken("agent")).start(t, bin)
 	deployFirst(t, ctx, bin, app, env)
 
@@ -91,6 +85,33 @@ func TestLBNodeFollowsServer(t *testing.T) {
 	if code, err := lb.Wait(ctx); err != nil || code != 0 {
 		t.Fatalf("shoal lb after SIGTERM: exit %d, %v\n%s", code, err, lb.Output())
 	}
+}
+
+// joinTokenOf makes a join token of role with `shoal join-token` against
+// the server that env names (SHOAL_ADMIN_URL, SHOAL_TOKEN).
+func joinTokenOf(t *testing.T, bin string, env []string, role string) string {
+	t.Helper()
+	code, out := runShoalEnv(t, bin, t.TempDir(), env, "join-token", "--ttl", "10m", "--role", role)
+	if code != 0 || !strings.HasPrefix(out, "shoal-join-v1.") {
+		t.Fatalf("shoal join-token --role %s: exit %d\n%s", role, code, out)
+	}
+	return strings.TrimSpace(out)
+}
+
+// waitServes waits up to 30 s until a GET of url answers 200.
+func waitServes(t *testing.T, url string) {
+	t.Helper()
+	testenv.Eventually(t, 30*time.Second, func() error {
+		resp, err := http.Get(url)
+		if err != nil {
+			return err
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return fmt.Errorf("the answer of %s: %s", url, resp.Status)
+		}
+		return nil
+	})
 }
 
 // deployFirst runs `shoal deploy` in the folder app with env and requires

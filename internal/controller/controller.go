@@ -67,6 +67,14 @@ type Options struct {
 	// controller adds instances in service and drains and removes the
 	// others; it is the only writer of the pool's membership.
 	Pool *pool.Pool
+	// AwaitDrain, when set, is called after the pool has drained an
+	// instance's address and before the instance is stopped, with a
+	// context that ends at the drain timeout: it returns once the other
+	// balancers that send to the app's instances (`shoal server`'s
+	// balancer nodes) no longer send new requests to addr and have
+	// finished those they had, or with an error when ctx ends first (the
+	// stop goes ahead). Nil: the pool is the only balancer.
+	AwaitDrain func(ctx context.Context, addr string) error
 	// BuildLog receives the build command's output; nil discards it.
 	BuildLog io.Writer
 	// Console receives, for people, a short report of a crash whose

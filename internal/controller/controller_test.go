@@ -136,6 +136,13 @@ func startWithPool(t *testing.T, dir string, cfg *config.App, popts pool.Options
 // (nil: the LocalHost itself), for a test that watches the calls.
 func startOn(t *testing.T, dir string, cfg *config.App, popts pool.Options, wrap func(*LocalHost) Host) *harness {
 	t.Helper()
+	return startEdited(t, dir, cfg, popts, wrap, nil)
+}
+
+// startEdited is startOn with the controller's Options changed by edit
+// (nil: none) before New.
+func startEdited(t *testing.T, dir string, cfg *config.App, popts pool.Options, wrap func(*LocalHost) Host, edit func(*Options)) *harness {
+	t.Helper()
 	h := &harness{t: t, dir: dir, cfg: cfg, done: make(chan error, 1)}
 	var err error
 	h.st, err = store.Open(filepath.Join(cfg.DataDir, "shoal.db"), store.Options{})
@@ -158,7 +165,11 @@ func startOn(t *testing.T, dir string, cfg *config.App, popts pool.Options, wrap
 	if wrap != nil {
 		onHost = wrap(host)
 	}
-	h.c, err = New(Options{Config: cfg, Store: h.st, Artifacts: arts, Host: onHost, Pool: h.pool})
+	o := Options{Config: cfg, Store: h.st, Artifacts: arts, Host: onHost, Pool: h.pool}
+	if edit != nil {
+		edit(&o)
+	}
+	h.c, err = New(o)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -375,21 +375,28 @@ func (c *Controller) retire(in *instance, reason string) {
 	c.stopThenEnd(in, api.Stopped, reason)
 }
 
-// drain takes addr out of rotation, waits until it is idle or the drain
-// timeout has passed (plus a second for streams to end), and removes it.
+// drain takes addr out of rotation, waits until it is idle in the pool
+// and, through Options.AwaitDrain, in the other balancers, or until the
+// drain timeout has passed (plus a second for streams to end), and
+// removes it.
 func (c *Controller) drain(addr string) {
 	to := c.cfg.Balancer.DrainTimeout.D()
 	idle, err := c.o.Pool.Drain(addr, to)
 	if err != nil {
 		return // not in the pool
 	}
-	wait := time.NewTimer(to + time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), to+time.Second)
+	defer cancel()
 	select {
 	case <-idle:
-	case <-wait.C:
+	case <-ctx.Done():
 		c.log.Warn("drain did not finish", "target", addr)
 	}
-	wait.Stop()
+	if c.o.AwaitDrain != nil {
+		if err := c.o.AwaitDrain(ctx, addr); err != nil {
+			c.log.Warn("drain did not finish on every balancer", "target", addr, "error", err)
+		}
+	}
 	if done, err := c.o.Pool.Remove(addr); err == nil {
 		select {
 		case <-done:

@@ -197,14 +197,24 @@ func (f *lbFollower) run(ctx context.Context) error {
 	return nil
 }
 
-// follow asks the server once and applies its answer.
+// follow asks the server once and applies its answer. Before the next
+// call, which tells the server the answer is applied, it waits until the
+// targets the answer drained or removed are idle here (see idle): the
+// server stops an instance only after every node has applied its drain
+// (lbStream.awaitDrain), so a request this node has in flight to it
+// finishes first.
 func (f *lbFollower) follow(ctx context.Context) error {
 	epoch, after := f.Following()
 	page, err := f.poll(ctx, epoch, after)
 	if err != nil {
 		return err
 	}
-	return f.applyPage(page)
+	drains, err := f.applyPage(page)
+	if err != nil {
+		return err
+	}
+	drains.wait(ctx, f.log)
+	return nil
 }
 
 // poll is one GET /v1/lb/config.
@@ -245,7 +255,7 @@ func (f *lbFollower) poll(ctx context.Context, epoch string, after uint64) (api.
 // first, from the snapshot or from the current one and every change; a
 // page that cannot be applied changes nothing, and the next call asks for
 // a snapshot.
-func (f *lbFollower) applyPage(p api.LBConfigPage) error {
+func (f *lbFollower) applyPage(p api.LBConfigPage) (nodeDrains, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	var next api.LBConfig
@@ -255,39 +265,40 @@ func (f *lbFollower) applyPage(p api.LBConfigPage) error {
 		if p.Epoch != f.epoch {
 			was := f.epoch
 			f.epoch = ""
-			return fmt.Errorf("changes of server run %s while following run %s: asking for a snapshot", p.Epoch, was)
+			return nil, fmt.Errorf("changes of server run %s while following run %s: asking for a snapshot", p.Epoch, was)
 		}
 		if len(p.Changes) == 0 && p.Version == f.version {
-			return nil // no change: the wait ended
+			return nil, nil // no change: the wait ended
 		}
 		next = f.cfg
 		v := f.version
 		for _, ch := range p.Changes {
 			if ch.Version != v+1 {
 				f.epoch = ""
-				return fmt.Errorf("change %d after version %d: asking for a snapshot", ch.Version, v)
+				return nil, fmt.Errorf("change %d after version %d: asking for a snapshot", ch.Version, v)
 			}
 			if err := applyLBChange(&next, ch); err != nil {
 				f.epoch = ""
-				return fmt.Errorf("%w: asking for a snapshot", err)
+				return nil, fmt.Errorf("%w: asking for a snapshot", err)
 			}
 			v = ch.Version
 		}
 		if v != p.Version {
 			f.epoch = ""
-			return fmt.Errorf("changes end at %d, the page says %d: asking for a snapshot", v, p.Version)
+			return nil, fmt.Errorf("changes end at %d, the page says %d: asking for a snapshot", v, p.Version)
 		}
 		next = normalLBConfig(next)
 	}
-	if err := f.applyLocked(next); err != nil {
+	drains, err := f.applyLocked(next)
+	if err != nil {
 		f.epoch = ""
-		return err
+		return nil, err
 	}
 	f.epoch, f.version = p.Epoch, p.Version
 	if err := saveLBState(f.state, f.srv.URL, f.epoch, f.version, f.cfg); err != nil {
 		// The balancer serves it; the next start would serve an older one.
 		f.log.Error("balancer configuration applied but not saved", "file", f.state, "version", f.version, "error", err)
-		return err
+		return drains, err
 	}
 	level := slog.LevelDebug
 	if p.Snapshot != nil {
@@ -295,7 +306,7 @@ func (f *lbFollower) applyPage(p api.LBConfigPage) error {
 	}
 	f.log.Log(context.Background(), level, "balancer configuration applied", "server", f.srv.URL, "epoch", f.epoch,
 		"version", f.version, "changes", len(p.Changes), "snapshot", p.Snapshot != nil, "routes", len(next.Routes), "pools", len(next.Pools))
-	return nil
+	return drains, nil
 }
 
 // applyLocked makes the balancer serve next: the certificates and
@@ -303,15 +314,16 @@ func (f *lbFollower) applyPage(p api.LBConfigPage) error {
 // routes and pool settings
 // swap in one Reload when they changed (pools whose settings stay keep
 // their targets and connections), then each pool's targets follow with
-// pool operations, new ones added before gone ones are removed.
-func (f *lbFollower) applyLocked(next api.LBConfig) error {
+// pool operations, new ones added before gone ones are removed. It
+// returns the drains it started (syncTargetsLocked).
+func (f *lbFollower) applyLocked(next api.LBConfig) (nodeDrains, error) {
 	prev := f.cfg
 	if !reflect.DeepEqual(prev.Certificates, next.Certificates) {
 		// First: a set that does not load refuses the page before
 		// anything of it is applied (the balancer keeps serving the last
 		// good set; the next call asks for a snapshot).
 		if err := f.b.SetCertificates(managedCertsOf(next.Certificates)); err != nil {
-			return fmt.Errorf("apply the server's certificates: %w", err)
+			return nil, fmt.Errorf("apply the server's certificates: %w", err)
 		}
 	}
 	if structuralChange(prev, next) {
@@ -322,15 +334,14 @@ func (f *lbFollower) applyLocked(next api.LBConfig) error {
 		}
 		if err != nil {
 			f.cfg = prev
-			return fmt.Errorf("apply the server's configuration: %w", err)
+			return nil, fmt.Errorf("apply the server's configuration: %w", err)
 		}
 	}
 	if !reflect.DeepEqual(prev.Challenges, next.Challenges) {
 		f.b.SetChallenges(challengesOf(next.Challenges))
 	}
 	f.cfg = next
-	f.syncTargetsLocked(prev)
-	return nil
+	return f.syncTargetsLocked(prev), nil
 }
 
 // reload swaps in base (lb.yaml as reloaded: listeners, limits, access
@@ -368,8 +379,10 @@ func structuralChange(a, b api.LBConfig) bool {
 // this node's check; a pool without a check follows the server's
 // verdicts) and reweighed, server-drained ones drained, a target the
 // server undrained (draining in prev) undrained, and the targets the
-// server no longer has removed (drained, then deleted), in that order.
-func (f *lbFollower) syncTargetsLocked(prev api.LBConfig) {
+// server no longer has removed (drained, then deleted), in that order. It
+// returns the drains and removals it started.
+func (f *lbFollower) syncTargetsLocked(prev api.LBConfig) nodeDrains {
+	var drains nodeDrains
 	was := map[string]api.LBTargetState{}
 	for _, p := range prev.Pools {
 		for _, t := range p.Targets {
@@ -395,8 +408,9 @@ func (f *lbFollower) syncTargetsLocked(prev api.LBConfig) {
 			switch {
 			case t.State == api.LBDraining:
 				if ok && cur.State != pool.StateDraining.String() {
-					_, err := f.b.DrainTarget(p.Name, t.Addr, 0)
+					idle, err := f.b.DrainTarget(p.Name, t.Addr, 0)
 					warn("drain target", t.Addr, err)
+					drains.add(p, t.Addr, idle)
 				}
 				continue
 			case !ok:
@@ -418,9 +432,11 @@ func (f *lbFollower) syncTargetsLocked(prev api.LBConfig) {
 		}
 		for addr := range have {
 			if !want[addr] {
-				_, err := f.b.RemoveTarget(p.Name, addr)
+				done, err := f.b.RemoveTarget(p.Name, addr)
 				warn("remove target", addr, err)
+				drains.add(p, addr, done)
 			}
 		}
 	}
+	return drains
 }

@@ -128,7 +128,9 @@ func (s *Server) openAppLocked(cfg *config.App) (*serverApp, error) {
 		// Static stability: stopping the server leaves every instance
 		// running on its agent; the next start adopts them.
 		LeaveRunning: true,
-		Latency:      func() ([]float64, []uint64) { return s.bal.LatencyHistogram(name) },
+		// Drain before stop through the balancer nodes too.
+		AwaitDrain: s.lbs.awaitDrain,
+		Latency:    func() ([]float64, []uint64) { return s.bal.LatencyHistogram(name) },
 	})
 	if err != nil {
 		s.bal.RemovePool(name)

@@ -260,6 +260,22 @@ func (s *lbStream) delivered(ctx context.Context, v uint64) error {
 	}
 }
 
+// awaitDrain is each controller's Options.AwaitDrain (drain before stop
+// through the balancer nodes): called once the app's pool drains addr, it
+// reads the configuration now, in which addr drains or is gone, and waits
+// until every following node has applied it (delivered). A node asks
+// again only once the targets an answer drained are idle on it
+// (nodeDrains), so then no node sends addr a request any more, nor has
+// one in flight to it. A node with no call for lbNodeGone holds nothing;
+// ctx (the drain timeout) bounds the rest.
+func (s *lbStream) awaitDrain(ctx context.Context, addr string) error {
+	v := s.sync()
+	if err := s.delivered(ctx, v); err != nil {
+		return fmt.Errorf("drain of %s: %w", addr, err)
+	}
+	return nil
+}
+
 // update records the changes from the current configuration to next.
 func (s *lbStream) update(next api.LBConfig) {
 	s.mu.Lock()
