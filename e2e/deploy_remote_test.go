@@ -104,10 +104,15 @@ func copyApp(t *testing.T, src, dst string) {
 	}
 }
 
-// runShoalEnv runs a client verb in dir with environment env.
+// runShoalEnv runs a client verb in dir with environment env, for at most
+// 4 minutes: a `shoal deploy` builds the app where it runs, and on a loaded
+// 2-core machine (load average 30-47 while several test binaries ran) that
+// build alone passed the 60 s this bound used to be, failing tests before
+// they reached what they test (seen in TestServerWithTwoAgents and
+// TestLBNodeFollowsServer). A verb that hangs still ends the test.
 func runShoalEnv(t *testing.T, bin, dir string, env []string, args ...string) (int, string) {
 	t.Helper()
-	return runShoalFor(t, 60*time.Second, bin, dir, env, args...)
+	return runShoalFor(t, 4*time.Minute, bin, dir, env, args...)
 }
 
 // get returns the body of a GET of url.
