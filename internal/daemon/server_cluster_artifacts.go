@@ -220,7 +220,7 @@ func (s *Server) syncArtifacts(ctx context.Context) {
 	for {
 		for _, d := range s.missingArtifacts() {
 			if err := s.fetchArtifact(ctx, d); err != nil {
-				s.log.Warn("artifact not fetched from a peer; trying again", "digest", d, "error", err)
+				s.log.Warn("artifact not copied from a peer; trying again", "digest", d, "error", err)
 				break
 			}
 		}
@@ -330,21 +330,30 @@ func (s *Server) fetchArtifact(ctx context.Context, d string) error {
 			s.log.Info("artifact fetched from a peer", "digest", d, "server", m.ID)
 			return nil
 		}
-		errs = append(errs, fmt.Sprintf("from %s: %v", m.ID, err))
+		if !errors.Is(err, errNotHeld) {
+			errs = append(errs, fmt.Sprintf("copy from %s: %v", m.ID, err))
+		}
 	}
 	if len(errs) == 0 {
-		return fmt.Errorf("artifact %s: no other server's address is known", d)
+		return fmt.Errorf("no other server holds it (asked: %d)", len(members))
 	}
-	return fmt.Errorf("artifact %s not copied: %s", d, strings.Join(errs, "; "))
+	return errors.New(strings.Join(errs, "; "))
 }
 
-// fetchFrom copies artifact d from member m's own store.
+// errNotHeld: the peer asked does not hold the artifact.
+var errNotHeld = errors.New("not held there")
+
+// fetchFrom copies artifact d from member m's own store; errNotHeld
+// when m does not hold it.
 func (s *Server) fetchFrom(ctx context.Context, m api.ClusterMember, d string) error {
 	resp, err := s.peerCall(ctx, http.MethodGet, m, d)
 	if err != nil {
 		return err
 	}
 	defer resp.Body.Close()
+	if resp.StatusCode == http.StatusNotFound {
+		return errNotHeld
+	}
 	if resp.StatusCode != http.StatusOK {
 		return peerError(resp)
 	}
