@@ -148,17 +148,22 @@ func (s *Server) holdOnMajority(ctx context.Context, d string) error {
 		return nil
 	}
 	ctx, cancel := context.WithTimeout(ctx, artifactFetchTimeout)
-	defer cancel()
 	type answer struct {
 		id  string
 		err error
 	}
+	// Every asking goroutine sends once into the buffer, so none blocks
+	// when this returns early: then cancel ends their calls, and they
+	// are waited for.
 	answers := make(chan answer, len(others))
+	var wg sync.WaitGroup
+	defer func() {
+		cancel()
+		wg.Wait()
+	}()
 	for _, id := range others {
-		go func() { answers <- answer{id, s.askToHold(ctx, id, d)} }()
+		wg.Go(func() { answers <- answer{id, s.askToHold(ctx, id, d)} })
 	}
-	// Every asking goroutine sends once into the buffer, so none is left
-	// blocked when this returns early; cancel ends their calls.
 	var refused []string
 	waiting := slices.Clone(others)
 	for len(waiting) > 0 && held < need {
