@@ -110,7 +110,9 @@ func (s *Server) appFor(name string) (*serverApp, error) {
 // the header's when no configuration is sent (the app's answer says
 // what is missing). An unknown app is created, unless its routes would
 // take another app's (409 naming it); a known app's new routes are
-// checked the same way before its deploy runs, and set once it has.
+// checked the same way before its deploy runs, and set once it has. In a
+// cluster the deploy first waits until its artifact is held by a majority
+// of the servers (holdOnMajority), bounded by the request's context.
 func (s *Server) deploy(w http.ResponseWriter, r *http.Request) error {
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, adminapi.MaxDeployBody))
 	if err != nil {
@@ -122,7 +124,15 @@ func (s *Server) deploy(w http.ResponseWriter, r *http.Request) error {
 	}
 	name := r.Header.Get(adminapi.AppHeader)
 	var req api.DeployRequest
-	if json.Unmarshal(body, &req) == nil && req.Config != "" {
+	decoded := json.Unmarshal(body, &req) == nil
+	if decoded && !req.ConfigOnly {
+		// In a cluster, no release is committed before its artifact is
+		// on a majority of the servers (server_cluster_artifacts.go).
+		if err := s.holdOnMajority(r.Context(), req.Digest); err != nil {
+			return err
+		}
+	}
+	if decoded && req.Config != "" {
 		cfg, err := controller.ParseConfig(req.ConfigFile, []byte(req.Config))
 		if err != nil {
 			return fmt.Errorf("%w: %w", adminapi.ErrBadRequest, err)

@@ -54,6 +54,9 @@ type clusterState struct {
 	// proxy forwards admin calls to the leader's admin URL (TLS with the
 	// fleet CA as root).
 	proxy *http.Transport
+	// arts is the copying of artifacts between the servers
+	// (server_cluster_artifacts.go).
+	arts peerArtifacts
 }
 
 // openCluster opens the cluster node of server.yaml's cluster section,

@@ -23,7 +23,9 @@ import (
 //	DELETE /v1/servers/{id}   remove a server (on the leader)
 //	POST   /v1/members        a server's URLs (register), on the leader
 //	GET    /v1/cluster/self   api.ServerStatus of this server alone
+//	/v1/cluster/artifacts/    this server's artifacts (server_cluster_artifacts.go)
 func (s *Server) clusterRoutes(mux *http.ServeMux) {
+	s.artifactRoutes(mux)
 	mux.Handle("GET /v1/servers", adminapi.Handle(s.listServers))
 	mux.Handle("GET /v1/cluster/self", adminapi.Handle(func(w http.ResponseWriter, r *http.Request) error {
 		adminapi.WriteJSON(w, s.selfStatus())
