@@ -50,11 +50,20 @@ func startClusterServer(t *testing.T, ctx context.Context, bin, id string, boots
 	if err := os.WriteFile(filepath.Join(data, adminapi.TokenFile), tok, 0o600); err != nil {
 		t.Fatal(err)
 	}
+	return launchClusterServer(t, ctx, bin, id, dir, bootstrap)
+}
+
+// launchClusterServer starts server id of a cluster on 127.0.0.1 from
+// dir (server.yaml written there, its data in dir/data) with args after
+// its -c, and returns it once it serves.
+func launchClusterServer(t *testing.T, ctx context.Context, bin, id, dir string, bootstrap bool, args ...string) *clusterServer {
+	t.Helper()
+	data := filepath.Join(dir, "data")
 	cfg := filepath.Join(dir, "server.yaml")
 	if err := os.WriteFile(cfg, []byte(clusterServerYAML(id, bootstrap, "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0")), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	srv, err := testenv.StartServer(ctx, exec.Command(bin, "server", "-c", cfg), data)
+	srv, err := testenv.StartServer(ctx, exec.Command(bin, append([]string{"server", "-c", cfg}, args...)...), data)
 	if err != nil {
 		t.Fatal(err)
 	}

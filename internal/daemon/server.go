@@ -504,6 +504,10 @@ func (s *Server) Run(ctx context.Context) error {
 			return nil
 		})
 		parts.Go(func() error {
+			s.keepAddress(appsCtx) // server_cluster_join.go
+			return nil
+		})
+		parts.Go(func() error {
 			s.syncArtifacts(appsCtx) // server_cluster_artifacts.go
 			return nil
 		})

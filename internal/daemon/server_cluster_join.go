@@ -8,12 +8,14 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
 	"github.com/shoal-dev/shoal/internal/adminapi"
 	"github.com/shoal-dev/shoal/internal/atomicfile"
 	"github.com/shoal-dev/shoal/internal/client"
+	"github.com/shoal-dev/shoal/internal/cluster"
 	"github.com/shoal-dev/shoal/internal/pki"
 )
 
@@ -98,7 +100,7 @@ func (s *Server) fetchClusterCA(ctx context.Context) error {
 		if err := atomicfile.Write(tokenPath, []byte(tok+"\n"), 0o600); err != nil {
 			return fmt.Errorf("join the cluster: admin token: %w", err)
 		}
-		s.log.Info("fleet CA and admin token of the cluster installed", "join", u, "ca_pin", pin, "dir", data)
+		s.log.Info("fleet CA and admin token of the cluster in place", "join", u, "ca_pin", pin, "dir", data)
 		return nil
 	}
 	if member {
@@ -111,27 +113,73 @@ func (s *Server) fetchClusterCA(ctx context.Context) error {
 // addToCluster asks the cluster of cluster.join to add this server as a
 // voter (POST /v1/servers on the first join URL that takes it; a follower
 // forwards it to the leader), unless the node had raft state already: a
-// server added before is a member, and a rerun of --join does nothing
-// more. The leader then sends the log; this server catches up.
+// server added before is a member, and a rerun of --join only checks its
+// raft address later (keepAddress). The leader then sends the log; this
+// server catches up.
 func (s *Server) addToCluster(ctx context.Context) error {
 	c := s.cfg.Cluster
 	if c == nil || len(c.Join) == 0 || s.cl.node.HadState() {
 		return nil
 	}
+	if err := s.postAdd(ctx); err != nil {
+		return fmt.Errorf("join the cluster: %w", err)
+	}
+	s.log.Info("added to the cluster", "server", s.cl.node.ID(), "raft", s.cl.node.Advertise())
+	return nil
+}
+
+// keepAddress runs on a member started with cluster.join (a rerun of
+// --join): once this replica's configuration lists this server, it is
+// done when the raft address there is this start's; a server whose raft
+// address changed (a new port or IP) asks the cluster to update it (an
+// add of the same id), since the others can no longer reach it. It tries
+// every 2 s until ctx ends.
+func (s *Server) keepAddress(ctx context.Context) {
+	c := s.cfg.Cluster
+	if c == nil || len(c.Join) == 0 || !s.cl.node.HadState() {
+		return
+	}
+	id, addr := s.cl.node.ID(), s.cl.node.Advertise()
+	for {
+		servers, err := s.cl.node.Servers(ctx)
+		if err == nil {
+			i := slices.IndexFunc(servers, func(srv cluster.Server) bool { return srv.ID == id })
+			if i >= 0 && servers[i].Addr == addr {
+				return
+			}
+			if err := s.postAdd(ctx); err == nil {
+				s.log.Info("raft address updated in the cluster", "server", id, "raft", addr)
+				return
+			} else if ctx.Err() == nil {
+				s.log.Warn("raft address not updated in the cluster yet; trying again", "server", id, "raft", addr, "error", err)
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(2 * time.Second):
+		}
+	}
+}
+
+// postAdd is POST /v1/servers {this server's id and raft address} on the
+// first join URL that takes it.
+func (s *Server) postAdd(ctx context.Context) error {
 	id, addr := s.cl.node.ID(), s.cl.node.Advertise()
 	var errs []error
-	for _, u := range c.Join {
+	for _, u := range s.cfg.Cluster.Join {
 		cctx, cancel := context.WithTimeout(ctx, joinAddTimeout)
 		_, err := s.joinClient(u, s.token).AddServer(cctx, id, addr)
 		cancel()
-		if err != nil {
-			errs = append(errs, fmt.Errorf("%s: %w", u, err))
-			continue
+		if err == nil {
+			return nil
 		}
-		s.log.Info("added to the cluster", "join", u, "server", id, "raft", addr)
-		return nil
+		errs = append(errs, fmt.Errorf("%s: %w", u, err))
+		if ctx.Err() != nil {
+			break
+		}
 	}
-	return fmt.Errorf("join the cluster: server %s at %s not added: %w", id, addr, errors.Join(errs...))
+	return fmt.Errorf("server %s at %s not added: %w", id, addr, errors.Join(errs...))
 }
 
 // joinClient is an admin client of the server at u that checks an https
