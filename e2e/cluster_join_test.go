@@ -117,7 +117,7 @@ func TestClusterJoin(t *testing.T) {
 	bin := testenv.BuildShoal(t)
 	ctx := testenv.Context(t, 6*time.Minute)
 	s1, s2, s3, tokenFile := startJoinedCluster(t, ctx, bin)
-	if !strings.Contains(s3.Output(), "added to the cluster") || !strings.Contains(s3.Output(), "fleet CA and admin token of the cluster in place") {
+	if !strings.Contains(s3.Output(), `msg="added to the cluster"`) || !strings.Contains(s3.Output(), "fleet CA and admin token of the cluster in place") {
 		t.Fatalf("s3 does not say it joined:\n%s", s3.Output())
 	}
 
@@ -187,7 +187,7 @@ func TestClusterJoin(t *testing.T) {
 	s3 = launchClusterServer(t, ctx, bin, "s3", s3.dir, false, "--join", s2.AdminURL, "--join-token-file", tokenFile)
 	waitVoters(t, ctx, s1, "s1", "s2", "s3")
 	waitRole(t, ctx, s3, "Follower")
-	if !strings.Contains(s3.Output(), "raft address updated") || strings.Contains(s3.Output(), "added to the cluster") {
+	if !strings.Contains(s3.Output(), "raft address updated") || strings.Contains(s3.Output(), `msg="added to the cluster"`) {
 		t.Fatalf("the rerun of s3:\n%s", s3.Output())
 	}
 }
