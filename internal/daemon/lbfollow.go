@@ -57,10 +57,10 @@ type lbFollower struct {
 	srv     *config.LBServer
 	servers *serverList // srv.URLs: the one followed now, and the others
 	log     *slog.Logger
-	node   *pki.Node
-	client *http.Client
-	state  string // LBStateFile's path
-	b      *lb.Balancer
+	node    *pki.Node
+	client  *http.Client
+	state   string // LBStateFile's path
+	b       *lb.Balancer
 
 	// mu serialises applying a page and reloading lb.yaml; it guards
 	// the fields below.

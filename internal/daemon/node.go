@@ -20,10 +20,10 @@ const joinTimeout = time.Minute
 // following a server) finds its identity: kept under Dir, or got by a
 // join with the token in TokenFile.
 type nodeJoin struct {
-	Dir       string // the node's pki directory
+	Dir       string   // the node's pki directory
 	Servers   []string // the fleet URLs of the server or of every server of a cluster
-	Name      string // the name to join as
-	TokenFile string // "" when the file sets none
+	Name      string   // the name to join as
+	TokenFile string   // "" when the file sets none
 	// TokenKey names the token file's key and file in messages
 	// ("join_token_file of /etc/shoal/agent.yaml"); How says where a
 	// token comes from.
