@@ -301,10 +301,10 @@ func TestClusterLeaderKilledUnderLoad(t *testing.T) {
 	})
 	t.Logf("leader killed -> the new leader serves its apps after %s", time.Since(killed))
 	// The node follows the new leader (its first answer once the apps
-	// started); then the surviving follower forwards scale-ups to it. Up
-	// only: a stop right after a failover can beat the node to the drain
-	// (the server drains against its own pool, which the node's traffic
-	// does not pass; see the report of issue 14 step 3).
+	// started); then the surviving follower forwards scale-ups to it. (A
+	// stop right after a failover waits for the node too: the new leader
+	// expects the stored balancer nodes from its term's start; the
+	// scale down in e2e/cluster_follow_test.go covers that.)
 	if _, _, err := lbp.WaitForLineFrom(ctx, nodeMark, regexp.MustCompile(`following the server again`)); err != nil {
 		t.Fatalf("the balancer node does not follow the new leader: %v", err)
 	}
