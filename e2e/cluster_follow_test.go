@@ -57,48 +57,10 @@ func TestClusterFollowAnyServer(t *testing.T) {
 	if code, out := runShoalFor(t, 4*time.Minute, bin, app, clusterEnv(s1), "deploy"); code != 0 || !strings.Contains(out, "deploy: v1 serves") {
 		t.Fatalf("shoal deploy: exit %d\n%s", code, out)
 	}
-	testenv.Eventually(t, 60*time.Second, func() error {
-		for _, s := range []*clusterServer{s2, s3} {
-			ents, err := os.ReadDir(filepath.Join(s.dir, "data", "artifacts", "artifacts"))
-			if err != nil || len(ents) == 0 {
-				return fmt.Errorf("%s holds no artifact yet (%v)", s.id, err)
-			}
-		}
-		return nil
-	})
+	waitArtifacts(t, s2, s3)
 
-	node := t.TempDir()
-	lbCfg := filepath.Join(node, "lb.yaml")
-	lbYAML := fmt.Sprintf("listeners: [{name: http, listen: \"127.0.0.1:0\"}]\nserver: {url: %s, join_token_file: token, name: lb-1, data_dir: data}\n", list)
-	if err := os.WriteFile(lbCfg, []byte(lbYAML), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(node, "token"), []byte(joinToken("lb")+"\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	lbp := testenv.Start(t, bin, "lb", "-c", lbCfg)
-	m, err := lbp.WaitForLine(ctx, lbHTTPRe)
-	if err != nil {
-		t.Fatalf("shoal lb: %v\n%s", err, lbp.Output())
-	}
-	lbURL := "http://" + m[1] + "/"
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("output of shoal lb:\n%s", lbp.Output())
-		}
-	})
+	node, lbp, lbURL := startClusterNode(t, ctx, bin, list, joinToken("lb"))
 	waitNodeTargets(t, filepath.Join(node, "data"), 3)
-	testenv.Eventually(t, 30*time.Second, func() error {
-		resp, err := http.Get(lbURL)
-		if err != nil {
-			return err
-		}
-		defer resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			return fmt.Errorf("the node's answer: %s", resp.Status)
-		}
-		return nil
-	})
 	load := testenv.StartLoad(ctx, lbURL, testenv.LoadOptions{Workers: 4, Every: 5 * time.Millisecond})
 	defer load.Stop()
 	load.RequireFlowing(t, "through the balancer node", 50, 20*time.Second)
@@ -109,16 +71,7 @@ func TestClusterFollowAnyServer(t *testing.T) {
 	if err := s1.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
-	var leader *clusterServer
-	testenv.Eventually(t, 30*time.Second, func() error {
-		for _, s := range []*clusterServer{s2, s3} {
-			if st, err := s.self(ctx); err == nil && st.Role == "Leader" {
-				leader = s
-				return nil
-			}
-		}
-		return fmt.Errorf("no leader among s2, s3")
-	})
+	leader := waitLeader(t, ctx, s2, s3)
 	t.Logf("leader killed -> %s leads after %s", leader.id, time.Since(killed))
 	follower := s2
 	if leader == s2 {
@@ -205,4 +158,75 @@ func waitNodeTargets(t *testing.T, data string, n int) {
 		}
 		return nil
 	})
+}
+
+// waitArtifacts waits until every server of servers holds an artifact
+// (followers fetch each release's from the leader).
+func waitArtifacts(t *testing.T, servers ...*clusterServer) {
+	t.Helper()
+	testenv.Eventually(t, 60*time.Second, func() error {
+		for _, s := range servers {
+			ents, err := os.ReadDir(filepath.Join(s.dir, "data", "artifacts", "artifacts"))
+			if err != nil || len(ents) == 0 {
+				return fmt.Errorf("%s holds no artifact yet (%v)", s.id, err)
+			}
+		}
+		return nil
+	})
+}
+
+// startClusterNode starts a balancer node lb-1 on 127.0.0.1 following
+// url (lb.yaml's server.url as written: one URL or a YAML list), joining
+// with token, and returns its directory (its data in dir/data), its
+// process and its URL once the app answers 200 through it.
+func startClusterNode(t *testing.T, ctx context.Context, bin, url, token string) (dir string, lbp *testenv.Process, lbURL string) {
+	t.Helper()
+	dir = t.TempDir()
+	lbCfg := filepath.Join(dir, "lb.yaml")
+	lbYAML := fmt.Sprintf("listeners: [{name: http, listen: \"127.0.0.1:0\"}]\nserver: {url: %s, join_token_file: token, name: lb-1, data_dir: data}\n", url)
+	if err := os.WriteFile(lbCfg, []byte(lbYAML), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "token"), []byte(token+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	lbp = testenv.Start(t, bin, "lb", "-c", lbCfg)
+	m, err := lbp.WaitForLine(ctx, lbHTTPRe)
+	if err != nil {
+		t.Fatalf("shoal lb: %v\n%s", err, lbp.Output())
+	}
+	lbURL = "http://" + m[1] + "/"
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("output of shoal lb:\n%s", lbp.Output())
+		}
+	})
+	testenv.Eventually(t, 30*time.Second, func() error {
+		resp, err := http.Get(lbURL)
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return fmt.Errorf("the node's answer: %s", resp.Status)
+		}
+		return nil
+	})
+	return dir, lbp, lbURL
+}
+
+// waitLeader waits (30 s) until one of servers leads, and returns it.
+func waitLeader(t *testing.T, ctx context.Context, servers ...*clusterServer) *clusterServer {
+	t.Helper()
+	var leader *clusterServer
+	testenv.Eventually(t, 30*time.Second, func() error {
+		for _, s := range servers {
+			if st, err := s.self(ctx); err == nil && st.Role == "Leader" {
+				leader = s
+				return nil
+			}
+		}
+		return fmt.Errorf("no leader among %d servers", len(servers))
+	})
+	return leader
 }
