@@ -49,3 +49,13 @@ type ServerAddRequest struct {
 // whole desired state as one store file (bbolt), what store.Verify checks
 // and `shoal restore` reads.
 const BackupContentType = "application/vnd.shoal.store"
+
+// ClusterCA is the answer of GET /v1/cluster/ca: the fleet CA every
+// server of a cluster shares, certificate and private key in PEM, which
+// a server joining the cluster (`shoal server --join`) installs in its
+// data_dir before its first start. Only the admin token's holder gets it
+// (that holder can already run any code on every host by deploying).
+type ClusterCA struct {
+	CertPEM string `json:"cert_pem"`
+	KeyPEM  string `json:"key_pem"`
+}

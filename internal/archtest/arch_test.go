@@ -189,8 +189,9 @@ var allowed = map[string][]string{
 		"internal/hostpool",
 		// `shoal server`'s certificates from ACME, shared by every node.
 		"internal/acme",
-		// `shoal server` as one server of a Raft cluster.
-		"internal/cluster"},
+		// `shoal server` as one server of a Raft cluster; --join calls the
+		// cluster's admin API with its client.
+		"internal/cluster", "internal/client"},
 }
 
 // importers bounds who may import a package outside tests: the daemons are composed in

@@ -2,9 +2,12 @@ package cli
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"path/filepath"
+	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -43,8 +46,15 @@ func runServer(ctx context.Context, env *Env, args []string) error {
 	fs.SetOutput(env.Stderr)
 	cfgPath := fs.String("c", serverConfigFile, "server configuration `file`")
 	logs := logFlags(fs)
+	var join []string
+	fs.Func("join", "join the cluster whose server has this admin `URL` at the first start (repeat for several; server.yaml's cluster.join)", func(u string) error {
+		join = append(join, strings.TrimSuffix(u, "/"))
+		return nil
+	})
+	joinToken := fs.String("join-token-file", "", "`file` holding the cluster's admin token, for --join (cluster.join_token_file)")
+	caPin := fs.String("ca-pin", "", "the cluster's CA `pin` (sha256:...), for an https --join URL (cluster.join_ca_pin)")
 	fs.Usage = func() {
-		fmt.Fprintln(env.Stderr, "usage: shoal server [-c /etc/shoal/server.yaml] [-log-format text|json] [-log-level info]")
+		fmt.Fprintln(env.Stderr, "usage: shoal server [-c /etc/shoal/server.yaml] [--join URL --join-token-file FILE [--ca-pin sha256:...]] [-log-format text|json] [-log-level info]")
 		fs.PrintDefaults()
 	}
 	if help, err := parseFlags(fs, args); help || err != nil {
@@ -59,6 +69,9 @@ func runServer(ctx context.Context, env *Env, args []string) error {
 	}
 	file, err := config.LoadServer(*cfgPath)
 	if err != nil {
+		return &UsageError{Err: err}
+	}
+	if err := setJoin(file, join, *joinToken, *caPin); err != nil {
 		return &UsageError{Err: err}
 	}
 	s, err := daemon.OpenServer(ctx, daemon.ServerOptions{Config: file, Logger: log,
@@ -81,4 +94,37 @@ func printServerReady(w io.Writer, r daemon.ServerReady) {
 		fmt.Fprintf(w, " tls %s", r.BalancerTLSURL)
 	}
 	fmt.Fprintln(w)
+}
+
+// setJoin applies --join, --join-token-file and --ca-pin over server.yaml's
+// cluster section (a flag given replaces its key) and checks the result.
+func setJoin(file *config.ServerFile, join []string, tokenFile, pin string) error {
+	if len(join) == 0 && tokenFile == "" && pin == "" {
+		return nil
+	}
+	c := file.Cluster
+	if c == nil {
+		return fmt.Errorf("--join: %s has no cluster section: set cluster.id and cluster.listen for this server", file.File)
+	}
+	if len(join) > 0 {
+		c.Join = join
+	}
+	if tokenFile != "" {
+		abs, err := filepath.Abs(tokenFile)
+		if err != nil {
+			return fmt.Errorf("--join-token-file: %w", err)
+		}
+		c.JoinTokenFile = abs
+	}
+	if pin != "" {
+		c.JoinCAPin = pin
+	}
+	var msgs []string
+	for _, p := range c.CheckJoin() {
+		msgs = append(msgs, p.String())
+	}
+	if len(msgs) > 0 {
+		return errors.New(strings.Join(msgs, "\n"))
+	}
+	return nil
 }

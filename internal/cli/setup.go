@@ -98,7 +98,7 @@ time.`,
 			return usagef("--lb-listen needs --lb")
 		}
 		o := setup.Options{
-			Agent: config.AgentFile{Server: *server, Advertise: *advertise, Name: *name, Zone: *zone, Region: *region,
+			Agent: config.AgentFile{Server: config.URLList{*server}, Advertise: *advertise, Name: *name, Zone: *zone, Region: *region,
 				Listen: *listen, DataDir: *dataDir, CPU: *cpu},
 			Token:      *token,
 			KeyFile:    *key,

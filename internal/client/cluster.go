@@ -31,3 +31,13 @@ func (c *Client) AddServer(ctx context.Context, id, addr string) ([]ServerStatus
 func (c *Client) RemoveServer(ctx context.Context, id string) error {
 	return c.do(ctx, http.MethodDelete, "/v1/servers/"+url.PathEscape(id), nil, nil)
 }
+
+// ClusterCA fetches the fleet CA of the cluster (certificate and key),
+// which a server joining it installs (`shoal server --join`); any server
+// answers. Send it only over a verified connection (Options.CAPin for
+// an https URL): the answer holds the CA's private key.
+func (c *Client) ClusterCA(ctx context.Context) (api.ClusterCA, error) {
+	var out api.ClusterCA
+	err := c.do(ctx, http.MethodGet, "/v1/cluster/ca", nil, &out)
+	return out, err
+}

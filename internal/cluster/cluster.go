@@ -151,6 +151,8 @@ type Node struct {
 	groupMu sync.Mutex
 	groups  map[string]*sync.Mutex // UpdateGroup's per-app locks
 
+	hadState bool // raft state existed at Open
+
 	closed    chan struct{} // closed when Close begins
 	closeOnce sync.Once
 	closeErr  error
@@ -270,7 +272,8 @@ func Open(cfg Config) (n *Node, err error) {
 		transport.Close()
 		return nil, fmt.Errorf("open cluster node: %w", err)
 	}
-	return &Node{cfg: cfg, log: log, raft: r, fsm: f, logs: logs, transport: transport, groups: map[string]*sync.Mutex{}, closed: make(chan struct{})}, nil
+	return &Node{cfg: cfg, log: log, raft: r, fsm: f, logs: logs, transport: transport, groups: map[string]*sync.Mutex{},
+		hadState: existing, closed: make(chan struct{})}, nil
 }
 
 // Close leaves raft running nowhere: it shuts raft down (a leader stops
@@ -293,6 +296,15 @@ func (n *Node) Close() error {
 
 // ID is this server's name in the cluster.
 func (n *Node) ID() string { return n.cfg.ID }
+
+// Advertise is the address the other servers dial to reach this node's
+// raft listener (Config.Advertise).
+func (n *Node) Advertise() string { return n.cfg.Advertise }
+
+// HadState reports whether DataDir held raft state when the node opened:
+// false for a server that has not been added to (or formed) a cluster
+// yet, true once it has been.
+func (n *Node) HadState() bool { return n.hadState }
 
 // Store is this replica's store, to read.
 func (n *Node) Store() *store.Store { return n.cfg.Store }

@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"net/url"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -19,9 +18,13 @@ import (
 // AgentFile is a loaded, validated agent.yaml.
 type AgentFile struct {
 	// Server is the URL of the server's agent-facing listener
-	// (https://host:port), which the agent joins and later renews its
-	// certificate with.
-	Server string `yaml:"server"`
+	// (https://host:port, its fleet.url), which the agent joins, says
+	// hello to, fetches artifacts from and renews its certificate with;
+	// or a list of the fleet URLs of every server of a cluster. With a
+	// list the agent uses one at a time and moves to the next when one
+	// cannot be reached (any server leads it to the leader), so it keeps
+	// working while a server is down. Required.
+	Server URLList `yaml:"server"`
 	// JoinTokenFile holds the one-time join token (`shoal join-token`
 	// prints one). It is read only while the agent has no certificate;
 	// after joining, the agent never reads it again and the token is used
@@ -123,14 +126,7 @@ func ParseAgent(file string, data []byte) (*AgentFile, error) {
 	var resolve func(string) string
 	a.File, resolve = fileResolver(file)
 
-	u, err := url.Parse(a.Server)
-	switch {
-	case a.Server == "":
-		d.errorf("server", "is required: the URL of the server's agent listener, such as https://10.0.0.1:7440")
-	case err != nil || u.Scheme != "https" || u.Host == "" || (u.Path != "" && u.Path != "/"):
-		d.errorf("server", "must be an https URL with a host and no path, such as https://10.0.0.1:7440; got %q", a.Server)
-	}
-	a.Server = strings.TrimSuffix(a.Server, "/")
+	a.Server = checkServerURLs(d, "server", a.Server, "https://10.0.0.1:7440", "the server's agent listener (fleet.url)")
 	a.JoinTokenFile = resolve(a.JoinTokenFile)
 
 	if a.Name == "" {

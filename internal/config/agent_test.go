@@ -3,6 +3,7 @@ package config
 import (
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 )
@@ -23,10 +24,10 @@ docker_host: unix:///run/docker.sock
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := AgentFile{Server: "https://10.0.0.1:7440", JoinTokenFile: filepath.Join(dir, "join-token"), Name: "app-1",
+	want := AgentFile{Server: URLList{"https://10.0.0.1:7440"}, JoinTokenFile: filepath.Join(dir, "join-token"), Name: "app-1",
 		Zone: "z1", Region: "nyc1", Listen: DefaultAgentListen, Advertise: "10.0.0.2", DataDir: DefaultAgentDataDir,
 		CPU: 1.5, Memory: 2 << 30, DockerHost: "unix:///run/docker.sock", File: file}
-	if *a != want {
+	if !reflect.DeepEqual(*a, want) {
 		t.Fatalf("ParseAgent =\n%+v\nwant\n%+v", *a, want)
 	}
 }

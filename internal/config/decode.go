@@ -147,6 +147,10 @@ func pathJoin(parent, key string) string {
 
 var textUnmarshaler = reflect.TypeFor[encoding.TextUnmarshaler]()
 
+// oneOrManyType is implemented by the slice types whose key also takes a
+// single value (URLList).
+var oneOrManyType = reflect.TypeFor[interface{ oneOrMany() }]()
+
 // value decodes node into v, recording problems under path.
 func (d *document) value(n *yaml.Node, v reflect.Value, path string) {
 	for n.Kind == yaml.AliasNode {
@@ -179,6 +183,13 @@ func (d *document) value(n *yaml.Node, v reflect.Value, path string) {
 	case reflect.Map:
 		d.mapping(n, v, path)
 	case reflect.Slice:
+		if n.Kind == yaml.ScalarNode && v.Type().Implements(oneOrManyType) {
+			// A key that takes one value or a list (URLList): a list of one.
+			s := reflect.MakeSlice(v.Type(), 1, 1)
+			d.value(n, s.Index(0), path)
+			v.Set(s)
+			return
+		}
 		if n.Kind != yaml.SequenceNode {
 			d.errorf(path, "expected a list, got %s", kindName(n))
 			return

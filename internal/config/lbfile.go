@@ -44,8 +44,10 @@ type LBFile struct {
 // LBServer is lb.yaml's server section: the `shoal server` a balancer
 // node follows, and the node's identity in the fleet.
 type LBServer struct {
-	// URL is the server's fleet URL (https://host:port, its fleet.url).
-	URL string
+	// URLs are the fleet URLs (https://host:port, fleet.url) of the
+	// server, or of every server of a cluster, in the file's order; at
+	// least one.
+	URLs []string
 	// JoinTokenFile is an absolute path, or "" once the node has joined.
 	JoinTokenFile string
 	// Name is the node's name in the fleet.
@@ -223,8 +225,11 @@ type reservedIPDoc struct {
 
 type serverDoc struct {
 	// URL is the server's fleet URL, its server.yaml fleet.url, such as
-	// https://10.0.0.1:7443. Required.
-	URL string `yaml:"url"`
+	// https://10.0.0.1:7443; or a list of the fleet URLs of every server
+	// of a cluster: the node follows through one at a time and moves to
+	// the next when one cannot be reached (any server leads it to the
+	// leader), so it keeps following while a server is down. Required.
+	URL URLList `yaml:"url"`
 	// JoinTokenFile holds a one-time join token of role lb (`shoal
 	// join-token --role lb` on the server). Read only while the node has
 	// no certificate; required until then.

@@ -268,14 +268,8 @@ func (v *lbValidator) server(doc *lbDoc) *LBServer {
 	if len(doc.Pools) > 0 {
 		d.errorf("pools", "must not be set with server: a node that follows a server gets its pools and targets from it")
 	}
-	out := &LBServer{URL: strings.TrimSuffix(sd.URL, "/"), JoinTokenFile: v.abs(sd.JoinTokenFile), Name: sd.Name, DataDir: v.abs(sd.DataDir)}
-	u, err := url.Parse(sd.URL)
-	switch {
-	case sd.URL == "":
-		d.errorf("server.url", "is required: the server's fleet URL (its fleet.url), such as https://10.0.0.1:7443")
-	case err != nil || u.Scheme != "https" || u.Host == "" || (u.Path != "" && u.Path != "/"):
-		d.errorf("server.url", "must be an https URL with a host and no path, such as https://10.0.0.1:7443; got %q", sd.URL)
-	}
+	out := &LBServer{JoinTokenFile: v.abs(sd.JoinTokenFile), Name: sd.Name, DataDir: v.abs(sd.DataDir)}
+	out.URLs = checkServerURLs(d, "server.url", sd.URL, "https://10.0.0.1:7443", "the server's fleet listener (its fleet.url)")
 	if out.Name == "" {
 		h, err := os.Hostname()
 		if err != nil {

@@ -2,6 +2,7 @@ package config
 
 import (
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -17,7 +18,7 @@ func TestLBServerSection(t *testing.T) {
 		t.Fatal(err)
 	}
 	s := f.Server
-	if s == nil || s.URL != "https://10.0.0.1:7443" || s.JoinTokenFile != filepath.Join(dir, "token") || s.Name != "lb-1" ||
+	if s == nil || !slices.Equal(s.URLs, []string{"https://10.0.0.1:7443"}) || s.JoinTokenFile != filepath.Join(dir, "token") || s.Name != "lb-1" ||
 		s.DataDir != filepath.Join(dir, ".shoal") || len(f.Balancer.Routes) != 0 || len(f.Balancer.Pools) != 0 {
 		t.Fatalf("server section: %+v, balancer %+v", s, f.Balancer)
 	}

@@ -203,7 +203,7 @@ func ParseServer(file string, data []byte) (*ServerFile, error) {
 	}
 	checkHostPools(d, &s, resolve)
 	checkACME(&s, d, resolve)
-	checkCluster(d, &s)
+	checkCluster(d, &s, resolve)
 	if len(d.probs) > 0 {
 		return nil, d.sorted()
 	}

@@ -1,8 +1,11 @@
 package config
 
 import (
+	"fmt"
 	"net"
+	"net/url"
 	"regexp"
+	"strings"
 	"time"
 )
 
@@ -10,8 +13,10 @@ import (
 // servers that hold one desired state, replicated with Raft (issue 14;
 // docs/ARCHITECTURE.md "Controllers with Raft"). Without it the server
 // stands alone. Every server of a cluster needs the same fleet CA and
-// admin token: copy the first server's data_dir/ca/ and
-// data_dir/admin.token to the others before their first start.
+// admin token: a server started with Join fetches them from the cluster
+// (or copy the first server's data_dir/ca/ and data_dir/admin.token to
+// the others before their first start, and add them with `shoal servers
+// add`).
 type ServerCluster struct {
 	// ID names this server in the cluster and stays the same across its
 	// restarts: lowercase letters, digits and '-', 1 to 40. Required.
@@ -28,6 +33,27 @@ type ServerCluster struct {
 	// added by `shoal servers add ID ADDRESS` on any server. It is ignored
 	// once the server has Raft state, so it may stay set.
 	Bootstrap bool `yaml:"bootstrap"`
+	// Join makes this server join an existing cluster at its first
+	// start (an empty data_dir): the admin URL of any of its servers, or
+	// a list of several (tried in order). The server fetches the
+	// cluster's fleet CA there (GET /v1/cluster/ca), with the admin
+	// token of JoinTokenFile, installs it and the token in its data_dir,
+	// then asks the leader to add it as a voter (POST /v1/servers) and
+	// catches up. Once this server has Raft state (it was added) a start
+	// only checks the CA against the cluster's when a join URL answers,
+	// so the key may stay set. Not with Bootstrap. `shoal server --join`
+	// sets it.
+	Join URLList `yaml:"join"`
+	// JoinTokenFile holds the cluster's admin token (the first server's
+	// data_dir/admin.token): required with Join. A file, not a flag's
+	// value, so that the token stays out of the process list.
+	JoinTokenFile string `yaml:"join_token_file"`
+	// JoinCAPin is the cluster's fleet CA pin (sha256:..., as `shoal
+	// server` prints it in its ready line): required when a Join URL is
+	// https, whose certificate must then come from that CA, so that
+	// neither the token nor the CA's key is given to anyone else. An
+	// http Join URL (an admin API on loopback) must be a loopback one.
+	JoinCAPin string `yaml:"join_ca_pin"`
 	// ElectionTimeout is how long a follower waits without hearing from
 	// the leader before it starts an election (raft's heartbeat and
 	// election timeouts; the leader's lease is half of it), so about how
@@ -44,10 +70,22 @@ const DefaultClusterElectionTimeout = time.Second
 var clusterIDRe = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,38}[a-z0-9])?$`)
 
 // checkCluster reports the problems of s.Cluster, if set.
-func checkCluster(d *document, s *ServerFile) {
+func checkCluster(d *document, s *ServerFile, resolve func(string) string) {
 	c := s.Cluster
 	if c == nil {
 		return
+	}
+	if len(c.Join) > 0 {
+		for i, raw := range c.Join {
+			if u, err := url.Parse(raw); err != nil || u.Host == "" || (u.Path != "" && u.Path != "/") || u.RawQuery != "" {
+				d.errorf(fmt.Sprintf("cluster.join[%d]", i), "must be a server's admin URL with a host and no path, such as https://10.0.0.1:7444; got %q", raw)
+			}
+			c.Join[i] = strings.TrimSuffix(raw, "/")
+		}
+		c.JoinTokenFile = resolve(c.JoinTokenFile)
+	}
+	for _, p := range c.CheckJoin() {
+		d.errorf(p.Path, "%s", p.Msg)
 	}
 	if !d.has("cluster.election_timeout") {
 		c.ElectionTimeout = Duration(DefaultClusterElectionTimeout)
@@ -85,3 +123,48 @@ func isPortZero(addr string) bool {
 	_, port, err := net.SplitHostPort(addr)
 	return err == nil && port == "0"
 }
+
+// CheckJoin reports the problems of the join settings (Join,
+// JoinTokenFile, JoinCAPin, with Bootstrap), each with its key; the CLI
+// checks them again after its flags (--join, --join-token-file,
+// --ca-pin) set them. The URLs' form is checked by the file's loader.
+func (c *ServerCluster) CheckJoin() []Problem {
+	var out []Problem
+	bad := func(path, format string, a ...any) {
+		out = append(out, Problem{Path: path, Msg: fmt.Sprintf(format, a...)})
+	}
+	if len(c.Join) == 0 {
+		if c.JoinTokenFile != "" || c.JoinCAPin != "" {
+			bad("cluster.join", "is required with cluster.join_token_file and cluster.join_ca_pin: the admin URL of a server of the cluster to join")
+		}
+		return out
+	}
+	if c.Bootstrap {
+		bad("cluster.bootstrap", "must not be set with cluster.join: a server either forms a new cluster or joins one")
+	}
+	if c.JoinTokenFile == "" {
+		bad("cluster.join_token_file", "is required with cluster.join: a file holding the cluster's admin token (the first server's data_dir/admin.token)")
+	}
+	for i, raw := range c.Join {
+		u, err := url.Parse(raw)
+		if err != nil || u.Host == "" {
+			continue // reported by the loader
+		}
+		switch {
+		case u.Scheme == "https" && c.JoinCAPin == "":
+			bad("cluster.join_ca_pin", "is required to join over https (%s): the cluster's CA pin, sha256:... as `shoal server` prints it", raw)
+		case u.Scheme == "http":
+			if ip := net.ParseIP(u.Hostname()); u.Hostname() != "localhost" && (ip == nil || !ip.IsLoopback()) {
+				bad(fmt.Sprintf("cluster.join[%d]", i), "%s is plain http on a network address: join over the server's https admin URL with cluster.join_ca_pin (the CA's key must not cross a network in clear)", raw)
+			}
+		case u.Scheme != "https":
+			bad(fmt.Sprintf("cluster.join[%d]", i), "must be an https admin URL (or http on loopback), such as https://10.0.0.1:7444; got %q", raw)
+		}
+	}
+	if c.JoinCAPin != "" && !pinRe.MatchString(c.JoinCAPin) {
+		bad("cluster.join_ca_pin", "want sha256: and 64 lower-case hex characters (shoal server prints it); got %q", c.JoinCAPin)
+	}
+	return out
+}
+
+var pinRe = regexp.MustCompile(`^sha256:[0-9a-f]{64}$`)

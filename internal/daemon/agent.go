@@ -60,6 +60,7 @@ type Agent struct {
 	ln      net.Listener
 	srv     *http.Server
 	client  *http.Client // to the server: hello and artifacts
+	servers *serverList  // agent.yaml's server URLs
 	started atomic.Bool  // set by the first of Run and Close
 }
 
@@ -78,7 +79,7 @@ func OpenAgent(ctx context.Context, cfg *config.AgentFile, logger *slog.Logger) 
 	if cfg == nil {
 		return nil, errors.New("daemon: OpenAgent needs the agent.yaml")
 	}
-	d := &Agent{cfg: cfg, log: logger}
+	d := &Agent{cfg: cfg, log: logger, servers: newServerList(cfg.Server)}
 	if d.log == nil {
 		d.log = slog.New(slog.DiscardHandler)
 	}
@@ -126,7 +127,7 @@ func OpenAgent(ctx context.Context, cfg *config.AgentFile, logger *slog.Logger) 
 		NoDocker:  noDocker,
 		Runtime:   d.rt,
 		Artifacts: store,
-		Source:    &agent.HTTPSource{Base: cfg.Server, Client: d.client},
+		Source:    &artifactSource{servers: d.servers, src: agent.HTTPSource{Client: d.client}},
 		DataDir:   cfg.DataDir,
 		Name:      cfg.Name,
 		Advertise: cfg.Advertise,
@@ -142,7 +143,7 @@ func OpenAgent(ctx context.Context, cfg *config.AgentFile, logger *slog.Logger) 
 		ErrorLog:          slog.NewLogLogger(d.log.Handler(), slog.LevelDebug),
 	}
 	d.log.Info("listening", "listener", "agent", "addr", d.ln.Addr().String(), "node", d.node.Identity().Name,
-		"server", cfg.Server, "instances", len(adopted))
+		"server", d.servers.current(), "servers", len(cfg.Server), "instances", len(adopted))
 	return d, nil
 }
 
@@ -150,7 +151,7 @@ func OpenAgent(ctx context.Context, cfg *config.AgentFile, logger *slog.Logger) 
 // that directory holds no certificate yet.
 func (d *Agent) identity(ctx context.Context) (*pki.Node, error) {
 	return nodeIdentity(ctx, nodeJoin{
-		Dir: filepath.Join(d.cfg.DataDir, "pki"), Server: d.cfg.Server, Name: d.cfg.Name,
+		Dir: filepath.Join(d.cfg.DataDir, "pki"), Servers: d.cfg.Server, Name: d.cfg.Name,
 		TokenFile: d.cfg.JoinTokenFile, TokenKey: "join_token_file of " + d.cfg.File,
 		How: "run `shoal setup`, or write a token from `shoal join-token` on the server into it",
 	}, d.log)
@@ -177,7 +178,7 @@ func (d *Agent) Run(ctx context.Context) error {
 	g, gctx := errgroup.WithContext(ctx)
 	serveUntilDone(gctx, g, d.srv, tls.NewListener(d.ln, d.srv.TLSConfig), "agent server", 5*time.Second)
 	g.Go(func() error {
-		r := &pki.Renewer{Node: d.node, ServerURL: d.cfg.Server, Logger: d.log}
+		r := &pki.Renewer{Node: d.node, ServerURLs: d.servers.all(), Logger: d.log}
 		return r.Run(gctx)
 	})
 	g.Go(func() error { return d.api.Run(gctx) })
@@ -269,15 +270,19 @@ func (d *Agent) hello(ctx context.Context) {
 	}
 	wait := helloMinBackoff
 	for attempt := 1; ; attempt++ {
-		err := d.postHello(ctx, h)
+		var took string
+		err := d.servers.try(ctx, func(u string) error {
+			took = u
+			return d.postHello(ctx, u, h)
+		})
 		if err == nil {
-			d.log.Info("hello accepted", "server", d.cfg.Server, "url", h.URL, "epoch", h.Epoch)
+			d.log.Info("hello accepted", "server", took, "url", h.URL, "epoch", h.Epoch)
 			return
 		}
 		if ctx.Err() != nil {
 			return
 		}
-		d.log.Warn("hello failed; the agent serves meanwhile and tries again", "server", d.cfg.Server,
+		d.log.Warn("hello failed at every server; the agent serves meanwhile and tries again", "servers", len(d.cfg.Server),
 			"attempt", attempt, "retry_in", wait.String(), "error", err)
 		t := time.NewTimer(wait)
 		select {
@@ -290,14 +295,14 @@ func (d *Agent) hello(ctx context.Context) {
 	}
 }
 
-func (d *Agent) postHello(ctx context.Context, h api.AgentHello) error {
+func (d *Agent) postHello(ctx context.Context, server string, h api.AgentHello) error {
 	body, err := json.Marshal(h)
 	if err != nil {
 		return err
 	}
 	rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	u := d.cfg.Server + "/v1/hello"
+	u := server + "/v1/hello"
 	req, err := http.NewRequestWithContext(rctx, http.MethodPost, u, bytes.NewReader(body))
 	if err != nil {
 		return err

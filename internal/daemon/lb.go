@@ -227,7 +227,7 @@ func (d *LB) logListening(cfg lb.Config, a config.AdminConfig) {
 		d.log.Info("listening", "listener", l.Name, "addr", d.b.Addr(l.Name).String(), "tls", len(l.TLS) > 0)
 	}
 	if d.follow != nil {
-		d.log.Info("following", "server", d.follow.srv.URL, "node", d.follow.node.Identity().Name, "dir", d.follow.srv.DataDir)
+		d.log.Info("following", "server", d.follow.servers.current(), "servers", len(d.follow.srv.URLs), "node", d.follow.node.Identity().Name, "dir", d.follow.srv.DataDir)
 	}
 	if a.Addr != "" {
 		d.log.Info("listening", "listener", "admin", "addr", d.adminLn.Addr().String(), "token_file", a.TokenFile)
@@ -362,7 +362,7 @@ func (d *LB) Reload(ctx context.Context) error {
 		return err
 	}
 	d.warn(file)
-	if (file.Server == nil) != (d.follow == nil) || (file.Server != nil && *file.Server != *d.follow.srv) {
+	if (file.Server == nil) != (d.follow == nil) || (file.Server != nil && !reflect.DeepEqual(*file.Server, *d.follow.srv)) {
 		return fmt.Errorf("reload rejected: %s: a change of the server section (following a server or not, its url, name or data dir) needs a restart", d.path)
 	}
 	if !reflect.DeepEqual(file.VIP, d.vipConfig()) {

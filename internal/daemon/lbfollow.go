@@ -54,12 +54,13 @@ var errFollowSoon = errors.New("the server asks to call again soon")
 
 // lbFollower is the following side of a balancer node.
 type lbFollower struct {
-	srv    *config.LBServer
-	log    *slog.Logger
-	node   *pki.Node
-	client *http.Client
-	state  string // LBStateFile's path
-	b      *lb.Balancer
+	srv     *config.LBServer
+	servers *serverList // srv.URLs: the one followed now, and the others
+	log     *slog.Logger
+	node    *pki.Node
+	client  *http.Client
+	state   string // LBStateFile's path
+	b       *lb.Balancer
 
 	// mu serialises applying a page and reloading lb.yaml; it guards
 	// the fields below.
@@ -76,7 +77,7 @@ func openFollower(ctx context.Context, srv *config.LBServer, file string, log *s
 	if err := prepareDataDir(srv.DataDir, log); err != nil {
 		return nil, err
 	}
-	f := &lbFollower{srv: srv, log: log, state: filepath.Join(srv.DataDir, LBStateFile), cfg: normalLBConfig(api.LBConfig{})}
+	f := &lbFollower{srv: srv, servers: newServerList(srv.URLs), log: log, state: filepath.Join(srv.DataDir, LBStateFile), cfg: normalLBConfig(api.LBConfig{})}
 	st, cfg, found, err := loadLBState(f.state)
 	if err != nil {
 		return nil, err
@@ -87,7 +88,7 @@ func openFollower(ctx context.Context, srv *config.LBServer, file string, log *s
 			"version", st.Version, "saved", st.Saved, "routes", len(cfg.Routes), "pools", len(cfg.Pools))
 	}
 	f.node, err = nodeIdentity(ctx, nodeJoin{
-		Dir: filepath.Join(srv.DataDir, "pki"), Server: srv.URL, Name: srv.Name, TokenFile: srv.JoinTokenFile,
+		Dir: filepath.Join(srv.DataDir, "pki"), Servers: srv.URLs, Name: srv.Name, TokenFile: srv.JoinTokenFile,
 		TokenKey: "server.join_token_file of " + file,
 		How:      "write a token from `shoal join-token --role lb` on the server into it",
 	}, log)
@@ -153,7 +154,7 @@ func (f *lbFollower) run(ctx context.Context) error {
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		r := &pki.Renewer{Node: f.node, ServerURL: f.srv.URL, Logger: f.log}
+		r := &pki.Renewer{Node: f.node, ServerURLs: f.srv.URLs, Logger: f.log}
 		if err := r.Run(ctx); err != nil {
 			// Static stability: an expired certificate stops the
 			// following, not the serving.
@@ -165,17 +166,27 @@ func (f *lbFollower) run(ctx context.Context) error {
 	defer f.client.CloseIdleConnections()
 	wait, failing := followMinBackoff, false
 	for ctx.Err() == nil {
-		err := f.follow(ctx)
+		u := f.servers.current()
+		err := f.follow(ctx, u)
 		if ctx.Err() != nil {
 			return nil
 		}
 		if err != nil {
+			// The next server, if any, at once: a server that is down or
+			// cut off must not stop the following while another can lead
+			// the node to the leader (503s included: a server that knows
+			// no leader may be the one cut off). The backoff grows only
+			// once every server failed in a row.
+			round := f.servers.failed(u)
 			if !failing {
-				f.log.Warn("cannot follow the server: serving the last configuration, trying again", "server", f.srv.URL, "error", err)
+				f.log.Warn("cannot follow the server: serving the last configuration, trying again", "server", u, "next", f.servers.current(), "error", err)
 			} else {
-				f.log.Debug("cannot follow the server", "server", f.srv.URL, "retry_in", wait.String(), "error", err)
+				f.log.Debug("cannot follow the server", "server", u, "next", f.servers.current(), "retry_in", wait.String(), "error", err)
 			}
 			failing = true
+			if !round {
+				continue
+			}
 			t := time.NewTimer(wait)
 			select {
 			case <-ctx.Done():
@@ -190,7 +201,7 @@ func (f *lbFollower) run(ctx context.Context) error {
 			continue
 		}
 		if failing {
-			f.log.Info("following the server again", "server", f.srv.URL)
+			f.log.Info("following the server again", "server", u)
 		}
 		wait, failing = followMinBackoff, false
 	}
@@ -203,13 +214,13 @@ func (f *lbFollower) run(ctx context.Context) error {
 // server stops an instance only after every node has applied its drain
 // (lbStream.awaitDrain), so a request this node has in flight to it
 // finishes first.
-func (f *lbFollower) follow(ctx context.Context) error {
+func (f *lbFollower) follow(ctx context.Context, server string) error {
 	epoch, after := f.Following()
-	page, err := f.poll(ctx, epoch, after)
+	page, err := f.poll(ctx, server, epoch, after)
 	if err != nil {
 		return err
 	}
-	drains, err := f.applyPage(page)
+	drains, err := f.applyPage(server, page)
 	if err != nil {
 		return err
 	}
@@ -217,12 +228,12 @@ func (f *lbFollower) follow(ctx context.Context) error {
 	return nil
 }
 
-// poll is one GET /v1/lb/config.
-func (f *lbFollower) poll(ctx context.Context, epoch string, after uint64) (api.LBConfigPage, error) {
+// poll is one GET /v1/lb/config of server.
+func (f *lbFollower) poll(ctx context.Context, server, epoch string, after uint64) (api.LBConfigPage, error) {
 	rctx, cancel := context.WithTimeout(ctx, lbPollWait+15*time.Second)
 	defer cancel()
 	q := url.Values{"epoch": {epoch}, "after": {strconv.FormatUint(after, 10)}}
-	u := f.srv.URL + "/v1/lb/config?" + q.Encode()
+	u := server + "/v1/lb/config?" + q.Encode()
 	req, err := http.NewRequestWithContext(rctx, http.MethodGet, u, nil)
 	if err != nil {
 		return api.LBConfigPage{}, err
@@ -240,13 +251,13 @@ func (f *lbFollower) poll(ctx context.Context, epoch string, after uint64) (api.
 			msg = eb.Error
 		}
 		if resp.StatusCode == http.StatusServiceUnavailable {
-			return api.LBConfigPage{}, fmt.Errorf("GET %s/v1/lb/config: %s: %s: %w", f.srv.URL, resp.Status, msg, errFollowSoon)
+			return api.LBConfigPage{}, fmt.Errorf("GET %s/v1/lb/config: %s: %s: %w", server, resp.Status, msg, errFollowSoon)
 		}
-		return api.LBConfigPage{}, fmt.Errorf("GET %s/v1/lb/config: %s: %s", f.srv.URL, resp.Status, msg)
+		return api.LBConfigPage{}, fmt.Errorf("GET %s/v1/lb/config: %s: %s", server, resp.Status, msg)
 	}
 	var p api.LBConfigPage
 	if err := json.NewDecoder(io.LimitReader(resp.Body, 64<<20)).Decode(&p); err != nil {
-		return api.LBConfigPage{}, fmt.Errorf("GET %s/v1/lb/config: %w", f.srv.URL, err)
+		return api.LBConfigPage{}, fmt.Errorf("GET %s/v1/lb/config: %w", server, err)
 	}
 	return p, nil
 }
@@ -255,7 +266,7 @@ func (f *lbFollower) poll(ctx context.Context, epoch string, after uint64) (api.
 // first, from the snapshot or from the current one and every change; a
 // page that cannot be applied changes nothing, and the next call asks for
 // a snapshot.
-func (f *lbFollower) applyPage(p api.LBConfigPage) (nodeDrains, error) {
+func (f *lbFollower) applyPage(server string, p api.LBConfigPage) (nodeDrains, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	var next api.LBConfig
@@ -295,7 +306,7 @@ func (f *lbFollower) applyPage(p api.LBConfigPage) (nodeDrains, error) {
 		return nil, err
 	}
 	f.epoch, f.version = p.Epoch, p.Version
-	if err := saveLBState(f.state, f.srv.URL, f.epoch, f.version, f.cfg); err != nil {
+	if err := saveLBState(f.state, server, f.epoch, f.version, f.cfg); err != nil {
 		// The balancer serves it; the next start would serve an older one.
 		f.log.Error("balancer configuration applied but not saved", "file", f.state, "version", f.version, "error", err)
 		return drains, err
@@ -304,7 +315,7 @@ func (f *lbFollower) applyPage(p api.LBConfigPage) (nodeDrains, error) {
 	if p.Snapshot != nil {
 		level = slog.LevelInfo
 	}
-	f.log.Log(context.Background(), level, "balancer configuration applied", "server", f.srv.URL, "epoch", f.epoch,
+	f.log.Log(context.Background(), level, "balancer configuration applied", "server", server, "epoch", f.epoch,
 		"version", f.version, "changes", len(p.Changes), "snapshot", p.Snapshot != nil, "routes", len(next.Routes), "pools", len(next.Pools))
 	return drains, nil
 }

@@ -366,7 +366,7 @@ func TestLBNodeRefused(t *testing.T) {
 	agentDir := t.TempDir()
 	writeToken(t, ts, agentDir, api.RoleAgent)
 	n := startNode(t, agentDir, ts.ready.FleetURL, "wrong-role")
-	_, err := n.d.follow.poll(ctx, "", 0)
+	_, err := n.d.follow.poll(ctx, n.d.follow.servers.current(), "", 0)
 	if err == nil || !strings.Contains(err.Error(), "403") || !strings.Contains(err.Error(), "role agent may not call /v1/lb/config") {
 		t.Fatalf("configuration for a node of role agent: %v; want 403 naming the role", err)
 	}

@@ -20,10 +20,10 @@ const joinTimeout = time.Minute
 // following a server) finds its identity: kept under Dir, or got by a
 // join with the token in TokenFile.
 type nodeJoin struct {
-	Dir       string // the node's pki directory
-	Server    string // the server's fleet URL
-	Name      string // the name to join as
-	TokenFile string // "" when the file sets none
+	Dir       string   // the node's pki directory
+	Servers   []string // the fleet URLs of the server or of every server of a cluster
+	Name      string   // the name to join as
+	TokenFile string   // "" when the file sets none
 	// TokenKey names the token file's key and file in messages
 	// ("join_token_file of /etc/shoal/agent.yaml"); How says where a
 	// token comes from.
@@ -49,12 +49,22 @@ func nodeIdentity(ctx context.Context, j nodeJoin, log *slog.Logger) (*pki.Node,
 	}
 	jctx, cancel := context.WithTimeout(ctx, joinTimeout)
 	defer cancel()
-	n, err := pki.Join(jctx, j.Server, token, j.Name, j.Dir)
-	if err != nil {
-		return nil, err
+	// Any server of a cluster takes the join (a follower redirects it to
+	// the leader): try the next one only when one cannot be reached, not
+	// when the join was refused (the token is the same everywhere).
+	var errs []error
+	for _, u := range j.Servers {
+		n, err := pki.Join(jctx, u, token, j.Name, j.Dir)
+		if err == nil {
+			log.Info("joined the fleet", "node", j.Name, "server", u, "dir", j.Dir)
+			return n, nil
+		}
+		if _, refused := errors.AsType[*pki.RefusedError](err); refused || jctx.Err() != nil {
+			return nil, err
+		}
+		errs = append(errs, err)
 	}
-	log.Info("joined the fleet", "node", j.Name, "server", j.Server, "dir", j.Dir)
-	return n, nil
+	return nil, errors.Join(errs...)
 }
 
 // readToken reads the join token from j.TokenFile.

@@ -149,10 +149,16 @@ func OpenServer(ctx context.Context, opts ServerOptions) (_ *Server, err error) 
 			s.release(ctx)
 		}
 	}()
+	if err := s.fetchClusterCA(ctx); err != nil { // server_cluster_join.go
+		return nil, err
+	}
 	if err := s.openState(); err != nil {
 		return nil, err
 	}
 	if err := s.openCluster(); err != nil { // server_cluster.go
+		return nil, err
+	}
+	if err := s.addToCluster(ctx); err != nil { // server_cluster_join.go
 		return nil, err
 	}
 	if err := s.openFleet(); err != nil {
@@ -495,6 +501,10 @@ func (s *Server) Run(ctx context.Context) error {
 		})
 		parts.Go(func() error {
 			s.register(appsCtx) // server_cluster_admin.go
+			return nil
+		})
+		parts.Go(func() error {
+			s.keepAddress(appsCtx) // server_cluster_join.go
 			return nil
 		})
 		parts.Go(func() error {

@@ -43,15 +43,9 @@ func (s *Server) openACME() error {
 	}
 	// The balancer nodes that joined before this run are awaited by the
 	// first challenges until they call again (lbStream.expect).
-	toks, err := s.st.Tokens().List()
+	lbNodes, err := s.storedLBNodes()
 	if err != nil {
 		return err
-	}
-	var lbNodes []string
-	for _, t := range toks {
-		if t.Used && t.Role == api.RoleLB && t.UsedBy != "" {
-			lbNodes = append(lbNodes, t.UsedBy)
-		}
 	}
 	s.lbs.expect(lbNodes)
 	pub := &challengePublisher{bal: s.bal, lbs: s.lbs, log: s.log.With("part", "acme")}
@@ -142,4 +136,20 @@ func routeHosts(routes []lb.Route) []string {
 	}
 	slices.Sort(out)
 	return out
+}
+
+// storedLBNodes names the balancer nodes that joined the fleet: the
+// nodes of the used join tokens of role lb in the store.
+func (s *Server) storedLBNodes() ([]string, error) {
+	toks, err := s.st.Tokens().List()
+	if err != nil {
+		return nil, err
+	}
+	var names []string
+	for _, t := range toks {
+		if t.Used && t.Role == api.RoleLB && t.UsedBy != "" {
+			names = append(names, t.UsedBy)
+		}
+	}
+	return names, nil
 }

@@ -143,6 +143,14 @@ func (s *Server) lead(ctx context.Context, term uint64) {
 	if err := s.nodes.reload(s.st.Tokens()); err != nil {
 		log.Warn("the join server's allow-list keeps the tokens read before", "error", err)
 	}
+	// From the term's start, a drain waits for the balancer nodes that
+	// joined the fleet, not only for those that called this leader: a
+	// node still reconnecting after a failover is one of them.
+	if names, err := s.storedLBNodes(); err != nil {
+		log.Warn("balancer nodes not expected: a drain waits only for those that call", "error", err)
+	} else {
+		s.lbs.expectAfresh(names)
+	}
 	f, err := s.newFleet(func() uint64 { return term })
 	if err != nil {
 		log.Error("leading without a fleet: its registry cannot be made", "error", err)

@@ -24,11 +24,21 @@ import (
 //	POST   /v1/members        a server's URLs (register), on the leader
 //	GET    /v1/cluster/self   api.ServerStatus of this server alone
 //	/v1/cluster/artifacts/    this server's artifacts (server_cluster_artifacts.go)
+//	GET    /v1/cluster/ca     api.ClusterCA: the fleet CA, for a server joining (server_cluster_join.go)
 func (s *Server) clusterRoutes(mux *http.ServeMux) {
 	s.artifactRoutes(mux)
 	mux.Handle("GET /v1/servers", adminapi.Handle(s.listServers))
 	mux.Handle("GET /v1/cluster/self", adminapi.Handle(func(w http.ResponseWriter, r *http.Request) error {
 		adminapi.WriteJSON(w, s.selfStatus())
+		return nil
+	}))
+	mux.Handle("GET /v1/cluster/ca", adminapi.Handle(func(w http.ResponseWriter, r *http.Request) error {
+		key, err := s.ca.KeyPEM()
+		if err != nil {
+			return err
+		}
+		s.log.Info("fleet CA sent to a server joining the cluster", "remote", r.RemoteAddr)
+		adminapi.WriteJSON(w, api.ClusterCA{CertPEM: string(s.ca.CertificatePEM()), KeyPEM: string(key)})
 		return nil
 	}))
 	mux.Handle("POST /v1/servers", adminapi.Handle(func(w http.ResponseWriter, r *http.Request) error {

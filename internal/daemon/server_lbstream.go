@@ -208,6 +208,25 @@ func (s *lbStream) expect(names []string) {
 	}
 }
 
+// expectAfresh starts a term of a cluster's leader (server_cluster.go):
+// from now, every node this stream knew and the named ones count as
+// expected, at version 0, until they call (in the epoch newEpoch starts
+// next) or lbNodeGone passes. A mark of an earlier term of this server
+// says nothing of what a node applied since, and a node still
+// reconnecting after a failover must be waited for by a drain
+// (delivered, bounded by the drain timeout) as much as one that called.
+func (s *lbStream) expectAfresh(names []string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now := time.Now()
+	for n := range s.nodes {
+		s.nodes[n] = nodeMark{at: now}
+	}
+	for _, n := range names {
+		s.nodes[n] = nodeMark{at: now}
+	}
+}
+
 // hosts returns the balancer nodes that called in this run of the
 // server or are expected (expect), sorted by name, as `shoal hosts` shows
 // them (api.BalancerNodeStatus says what their states mean).

@@ -54,3 +54,44 @@ func checkHosts(t *testing.T, got, want []api.HostStatus) {
 		}
 	}
 }
+
+// TestLBStreamExpectAfresh: at a cluster leader's term start every node
+// known and every stored one counts as expected: a drain waits for a node
+// that called in an earlier term (its version was of another epoch) and
+// for one that has not called yet, until each calls at the version or,
+// for one that never calls, until lbNodeGone (the drain timeout bounds a
+// real drain before that).
+func TestLBStreamExpectAfresh(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		s := &lbStream{epoch: "e1", version: 9, wake: make(chan struct{}), done: make(chan struct{}), log: slog.New(slog.DiscardHandler),
+			cur: lbConfigs()[0], nodes: map[string]nodeMark{}, acked: make(chan struct{})}
+		s.mark("lb-1", "e1", "10.0.0.7", 9) // applied version 9 of an earlier term
+		s.expectAfresh([]string{"lb-2", "lb-3"})
+		s.newEpoch()
+		s.version = 3
+
+		done := make(chan error, 1)
+		go func() { done <- s.delivered(t.Context(), 3) }()
+		synctest.Wait()
+		select {
+		case err := <-done:
+			t.Fatalf("delivered before any node called in the new term: %v", err)
+		default:
+		}
+		s.mu.Lock()
+		epoch := s.epoch
+		s.mu.Unlock()
+		s.mark("lb-1", epoch, "10.0.0.7", 3)
+		s.mark("lb-2", epoch, "10.0.0.8", 3)
+		synctest.Wait()
+		select {
+		case err := <-done:
+			t.Fatalf("delivered while lb-3 (stored, not called) is expected: %v", err)
+		default:
+		}
+		time.Sleep(lbNodeGone) // lb-3 never calls: it ages out
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+	})
+}

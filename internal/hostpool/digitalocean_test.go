@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -205,7 +206,7 @@ func TestUserData(t *testing.T) {
 	if err != nil {
 		t.Fatalf("agent.yaml of the user-data: %v\n%s", err, cfg)
 	}
-	if a.Name != "web-3" || a.Region != "nyc1" || a.Zone != "" || a.Advertise != "10.0.0.9" || a.Server != "https://10.0.0.1:7443" || a.JoinTokenFile != "/etc/shoal/join-token" {
+	if a.Name != "web-3" || a.Region != "nyc1" || a.Zone != "" || a.Advertise != "10.0.0.9" || !slices.Equal(a.Server, []string{"https://10.0.0.1:7443"}) || a.JoinTokenFile != "/etc/shoal/join-token" {
 		t.Errorf("agent.yaml %+v", a)
 	}
 	if _, err := hostpool.UserData(hostpool.UserDataSpec{Server: "https://10.0.0.1:7443", Token: tok, Name: "Bad Name"}); err == nil {

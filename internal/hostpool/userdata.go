@@ -47,7 +47,7 @@ type UserDataSpec struct {
 // setup.BinaryPath (a snapshot of a host made with `shoal setup`, the
 // AMI's role). The script holds the token: never log it.
 func UserData(s UserDataSpec) (string, error) {
-	a := config.AgentFile{Server: s.Server, JoinTokenFile: setup.TokenPath, Name: s.Name, Region: s.Region, Zone: s.Zone,
+	a := config.AgentFile{Server: config.URLList{s.Server}, JoinTokenFile: setup.TokenPath, Name: s.Name, Region: s.Region, Zone: s.Zone,
 		Listen: config.DefaultAgentListen, Advertise: advertiseStandIn, DataDir: config.DefaultAgentDataDir}
 	body, err := yaml.Marshal(a)
 	if err != nil {

@@ -143,13 +143,23 @@ func readKeyFile(path string) (*ecdsa.PrivateKey, error) {
 	if err != nil {
 		return nil, &FileError{Path: path, Err: err}
 	}
+	key, err := parseECKey(der)
+	if err != nil {
+		return nil, &FileError{Path: path, Err: err}
+	}
+	return key, nil
+}
+
+// parseECKey parses a PKCS#8 ECDSA P-256 private key, the only kind the
+// fleet's keys are.
+func parseECKey(der []byte) (*ecdsa.PrivateKey, error) {
 	k, err := x509.ParsePKCS8PrivateKey(der)
 	if err != nil {
-		return nil, fileErr(path, "not a PKCS#8 private key (damaged): %v", err)
+		return nil, fmt.Errorf("not a PKCS#8 private key (damaged): %v", err)
 	}
 	key, ok := k.(*ecdsa.PrivateKey)
 	if !ok || key.Curve != elliptic.P256() {
-		return nil, fileErr(path, "a %T key, want ECDSA P-256", k)
+		return nil, fmt.Errorf("a %T key, want ECDSA P-256", k)
 	}
 	return key, nil
 }

@@ -36,8 +36,11 @@ func renewAt(c *x509.Certificate) time.Time {
 //	retry after MinBackoff, 2x, ... MaxBackoff --expired--> Run returns ErrCertificateExpired
 type Renewer struct {
 	Node *Node
-	// ServerURL is the fleet server's https URL.
-	ServerURL string
+	// ServerURLs are the fleet URLs of the server, or of every server of
+	// a cluster (any of them renews: a follower redirects to the
+	// leader); an attempt tries each in order until one renews. At least
+	// one.
+	ServerURLs []string
 	// MinBackoff and MaxBackoff bound the wait between failed attempts;
 	// zero means DefaultMinBackoff and DefaultMaxBackoff.
 	MinBackoff, MaxBackoff time.Duration
@@ -89,7 +92,7 @@ func (r *Renewer) Run(ctx context.Context) error {
 		if !r.Node.now().Before(leaf.NotAfter) {
 			continue // reported at the top
 		}
-		err := r.Node.Renew(ctx, r.ServerURL)
+		err := r.renew(ctx)
 		if ctx.Err() != nil {
 			return nil
 		}
@@ -102,4 +105,21 @@ func (r *Renewer) Run(ctx context.Context) error {
 		retry = 0
 		log.Info("node certificate renewed", "node", name, "expires", r.Node.Certificate().NotAfter.UTC().Format(time.RFC3339))
 	}
+}
+
+// renew renews through the first of ServerURLs that answers; the errors
+// of all when none did.
+func (r *Renewer) renew(ctx context.Context) error {
+	var errs []error
+	for _, u := range r.ServerURLs {
+		err := r.Node.Renew(ctx, u)
+		if err == nil || ctx.Err() != nil {
+			return err
+		}
+		errs = append(errs, err)
+	}
+	if len(errs) == 0 {
+		return errors.New("renew: no server URL")
+	}
+	return errors.Join(errs...)
 }

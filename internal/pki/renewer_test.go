@@ -19,7 +19,7 @@ import (
 func TestRenewerRenewsAtTwoThirdsAndBacksOff(t *testing.T) {
 	f := newFleet(t)
 	n, _ := f.join(t, "web-1", api.RoleAgent)
-	r := &Renewer{Node: n, ServerURL: f.url, MinBackoff: time.Second, MaxBackoff: 4 * time.Second, after: f.clock.After}
+	r := &Renewer{Node: n, ServerURLs: []string{f.url}, MinBackoff: time.Second, MaxBackoff: 4 * time.Second, after: f.clock.After}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	done := make(chan error, 1)
@@ -79,7 +79,7 @@ func TestRenewerStopsWithItsContext(t *testing.T) {
 	n, _ := f.join(t, "web-1", api.RoleAgent)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- (&Renewer{Node: n, ServerURL: f.url, after: f.clock.After}).Run(ctx) }()
+	go func() { done <- (&Renewer{Node: n, ServerURLs: []string{f.url}, after: f.clock.After}).Run(ctx) }()
 	testenv.Eventually(t, 30*time.Second, func() error {
 		if len(f.clock.waiting()) != 1 {
 			return errors.New("the renewer is not waiting yet")
@@ -92,7 +92,7 @@ func TestRenewerStopsWithItsContext(t *testing.T) {
 	}
 	// Already expired: Run says so at once.
 	f.clock.Set(n.Certificate().NotAfter)
-	if err := (&Renewer{Node: n, ServerURL: f.url, after: f.clock.After}).Run(context.Background()); !errors.Is(err, ErrCertificateExpired) {
+	if err := (&Renewer{Node: n, ServerURLs: []string{f.url}, after: f.clock.After}).Run(context.Background()); !errors.Is(err, ErrCertificateExpired) {
 		t.Fatalf("Run with an expired certificate = %v", err)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -52,8 +53,8 @@ func TestSetupLBNode(t *testing.T) {
 	if err != nil {
 		t.Fatalf("written lb.yaml does not load: %v", err)
 	}
-	want := config.LBServer{URL: "https://10.0.0.1:7443", JoinTokenFile: LBTokenPath, Name: strings.ToLower(labHostname), DataDir: data}
-	if f.Server == nil || *f.Server != want {
+	want := config.LBServer{URLs: []string{"https://10.0.0.1:7443"}, JoinTokenFile: LBTokenPath, Name: strings.ToLower(labHostname), DataDir: data}
+	if f.Server == nil || !reflect.DeepEqual(*f.Server, want) {
 		t.Errorf("lb.yaml's server = %+v, want %+v", f.Server, want)
 	}
 	var listeners []string

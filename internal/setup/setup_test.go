@@ -20,7 +20,7 @@ import (
 const labToken = "shoal-join-v1.c2VjcmV0.pin"
 
 func agentConfig() config.AgentFile {
-	return config.AgentFile{Server: "https://10.0.0.1:7440", Zone: "eu-1", Advertise: "10.0.0.7"}
+	return config.AgentFile{Server: config.URLList{"https://10.0.0.1:7440"}, Zone: "eu-1", Advertise: "10.0.0.7"}
 }
 
 // TestSetupInstallsThenChangesNothing installs the running binary on a
@@ -59,7 +59,7 @@ func TestSetupInstallsThenChangesNothing(t *testing.T) {
 	if err != nil {
 		t.Fatalf("written agent.yaml does not load: %v\n%s", err, data)
 	}
-	if cfg.Server != "https://10.0.0.1:7440" || cfg.Name != strings.ToLower(labHostname) || cfg.Zone != "eu-1" ||
+	if !slices.Equal(cfg.Server, []string{"https://10.0.0.1:7440"}) || cfg.Name != strings.ToLower(labHostname) || cfg.Zone != "eu-1" ||
 		cfg.Advertise != "10.0.0.7" || cfg.JoinTokenFile != TokenPath || cfg.DataDir != config.DefaultAgentDataDir {
 		t.Errorf("written agent.yaml = %+v\n%s", cfg, data)
 	}

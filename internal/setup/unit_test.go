@@ -127,7 +127,7 @@ func TestHostKeysAsksForTheKnownAlgorithm(t *testing.T) {
 }
 
 func TestAgentYAMLIsTheAgentsSchema(t *testing.T) {
-	a := config.AgentFile{Server: "https://10.0.0.1:7440", Name: "web-1", Advertise: "10.0.0.7", CPU: 2, Memory: 4 << 30, DataDir: "/srv/shoal"}
+	a := config.AgentFile{Server: config.URLList{"https://10.0.0.1:7440"}, Name: "web-1", Advertise: "10.0.0.7", CPU: 2, Memory: 4 << 30, DataDir: "/srv/shoal"}
 	data, err := agentYAML(a)
 	if err != nil {
 		t.Fatal(err)
@@ -136,15 +136,15 @@ func TestAgentYAMLIsTheAgentsSchema(t *testing.T) {
 	if err != nil {
 		t.Fatalf("%v\n%s", err, data)
 	}
-	if got.Server != a.Server || got.Name != "web-1" || got.Advertise != a.Advertise || got.CPU != 2 ||
+	if !slices.Equal(got.Server, a.Server) || got.Name != "web-1" || got.Advertise != a.Advertise || got.CPU != 2 ||
 		got.Memory != 4<<30 || got.DataDir != "/srv/shoal" || got.JoinTokenFile != TokenPath || got.Listen != config.DefaultAgentListen {
 		t.Errorf("round trip: %+v\n%s", got, data)
 	}
-	if err := ValidateAgent(config.AgentFile{Server: "http://x", Advertise: "0.0.0.0"}); err == nil ||
+	if err := ValidateAgent(config.AgentFile{Server: config.URLList{"http://x"}, Advertise: "0.0.0.0"}); err == nil ||
 		!strings.Contains(err.Error(), ConfigPath) || !strings.Contains(err.Error(), "server") || !strings.Contains(err.Error(), "advertise") {
 		t.Errorf("ValidateAgent of a bad config: %v", err)
 	}
-	if err := ValidateAgent(config.AgentFile{Server: "https://10.0.0.1:7440", Advertise: "10.0.0.7"}); err != nil {
+	if err := ValidateAgent(config.AgentFile{Server: config.URLList{"https://10.0.0.1:7440"}, Advertise: "10.0.0.7"}); err != nil {
 		t.Errorf("ValidateAgent without a name: %v", err)
 	}
 }
@@ -166,7 +166,7 @@ func TestUnitIsDocumented(t *testing.T) {
 func TestBinaryMustBeALinuxExecutable(t *testing.T) {
 	script := filepath.Join(t.TempDir(), "shoal")
 	write(t, script, 0o755, "#!/bin/sh\n")
-	o := Options{Binary: script, KnownHosts: "/nonexistent", Agent: config.AgentFile{Server: "https://10.0.0.1:7440", Advertise: "10.0.0.7"}}
+	o := Options{Binary: script, KnownHosts: "/nonexistent", Agent: config.AgentFile{Server: config.URLList{"https://10.0.0.1:7440"}, Advertise: "10.0.0.7"}}
 	_, err := Run(t.Context(), Target{User: "root", Host: "127.0.0.1", Port: 1}, o, nil)
 	if err == nil || !strings.Contains(err.Error(), script+" is not a Linux executable (ELF)") {
 		t.Errorf("a script as the binary: %v", err)
