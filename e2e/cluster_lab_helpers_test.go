@@ -320,8 +320,8 @@ func (s *labServer) self(ctx context.Context) (api.ServerStatus, error) {
 	return st, json.Unmarshal(body, &st)
 }
 
-// joinToken makes a join token of role through s1... or whichever server
-// answers (a follower forwards it).
+// joinToken makes a join token of role through the first server that
+// answers (a follower forwards the call to the leader).
 func (c *clusterLab) joinToken(role api.NodeRole) string {
 	c.t.Helper()
 	var tok string
