@@ -16,8 +16,6 @@ import (
 	"testing"
 	"time"
 
-	"go.yaml.in/yaml/v3"
-
 	"github.com/shoal-dev/shoal/internal/adminapi"
 	"github.com/shoal-dev/shoal/internal/api"
 	"github.com/shoal-dev/shoal/internal/client"
@@ -197,30 +195,11 @@ cluster: {id: %[4]s, listen: "%[1]s:%[5]s", bootstrap: %[6]t, election_timeout: 
 func clusterLabApp(t *testing.T) string {
 	t.Helper()
 	dir := goApp(t, 3)
-	editAppYAML(t, dir, func(doc map[string]any) {
+	editConfig(t, dir, func(doc map[string]any) {
 		doc["group"].(map[string]any)["max"] = 8
 		doc["deploy"] = map[string]any{"max_surge": "1"}
 	})
 	return dir
-}
-
-// editAppYAML rewrites the shoal.yaml in dir through edit.
-func editAppYAML(t *testing.T, dir string, edit func(doc map[string]any)) {
-	t.Helper()
-	path := filepath.Join(dir, "shoal.yaml")
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var doc map[string]any
-	if err := yaml.Unmarshal(b, &doc); err != nil {
-		t.Fatal(err)
-	}
-	edit(doc)
-	if b, err = yaml.Marshal(doc); err != nil {
-		t.Fatal(err)
-	}
-	writeFile(t, path, string(b))
 }
 
 // start (re)starts s on its host and waits for its ready line.

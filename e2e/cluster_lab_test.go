@@ -46,7 +46,7 @@ func TestClusterLabLeaderKilledDuringDeploy(t *testing.T) {
 	// v2 differs in its environment only (the artifact every server
 	// holds): each instance boots for 3 s before it listens, so the
 	// rollout takes a few seconds per instance.
-	editAppYAML(t, c.app, func(doc map[string]any) {
+	editConfig(t, c.app, func(doc map[string]any) {
 		doc["run"].(map[string]any)["env"] = map[string]any{"GOMAXPROCS": "1", "BOOT_DELAY_MS": "3000"}
 	})
 	marks := c.agentMarks()
