@@ -99,10 +99,21 @@ func TestClusterLabLeaderKilledDuringDeploy(t *testing.T) {
 	if at.Phase == api.PhaseRollingBack {
 		want = at.Spec.From
 	}
-	if err := c.serving(c.ctx, leader, want, desired); err != nil {
+	// (bounded: a rollout that stalls fails here, not at the test's end)
+	ended, cancel := context.WithTimeout(c.ctx, 3*time.Minute)
+	err = c.serving(ended, leader, want, desired)
+	cancel()
+	if err != nil {
 		t.Fatalf("after the failover (the rollout was %s at the kill): %v", at.Phase, err)
 	}
 	t.Logf("cluster lab: the rollout, %s at the kill, ended on v%d after %s", at.Phase, want, time.Since(killed).Round(time.Millisecond))
+	if evs, err := leader.c.Events(c.ctx, 0, 1000); err == nil {
+		for _, e := range evs {
+			if strings.Contains(e.Reason, "again") {
+				t.Logf("event: %s", e.Reason)
+			}
+		}
+	}
 	rels, err := leader.c.Releases(c.ctx)
 	if err != nil {
 		t.Fatal(err)
