@@ -60,6 +60,9 @@ func (a *Agent) mutating(h handler) http.Handler {
 			}
 			return err
 		}
+		// One line per admitted action with the term it carried: the
+		// host's own record of which leader drove it.
+		a.log.Info("leader action admitted", "method", r.Method, "path", r.URL.Path, "term", term)
 		return h(w, r)
 	})
 }

@@ -315,13 +315,19 @@ func (s *Server) adminToLeader(next http.Handler) http.Handler {
 	})
 }
 
-// fleetToLeader serves next on the leader once its apps started; a
+// fleetToLeader serves next on the leader, also while its apps start; a
 // follower answers agents and balancer nodes with a 307 to the same path
 // at the leader's fleet URL (their clients follow it with their own
-// certificates), or 503 with no leader known.
+// certificates), or 503 with no leader known. The leader's own handlers
+// refuse what needs the term's apps or fleet: a balancer node's
+// configuration (lbStream.gate) and an agent's hello before the fleet
+// exists. The rest must be served while the apps start: a controller that
+// adopts fewer instances than desired launches before it is ready, and
+// an agent without the release's artifact fetches it here (a 503 then
+// held the launch, and so the apps' start, forever).
 func (s *Server) fleetToLeader(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if s.cl == nil || s.cl.ready.Load() {
+		if s.cl == nil || s.cl.ready.Load() || s.cl.node.IsLeader() {
 			next.ServeHTTP(w, r)
 			return
 		}

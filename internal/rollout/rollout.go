@@ -79,6 +79,9 @@ type Rollout struct {
 	// are no longer observed. An instance in it counts as draining even
 	// when an observation still shows it in service.
 	drains map[string]time.Time
+	// redrain holds the drains restored from a snapshot whose carrying
+	// out no observation has shown yet (see undrained).
+	redrain map[string]bool
 
 	// resumed is set by Restore: instances that vanished while the
 	// controller was down are not counted as crashes.
@@ -123,6 +126,9 @@ func (r *Rollout) init() {
 	}
 	if r.drains == nil {
 		r.drains = map[string]time.Time{}
+	}
+	if r.redrain == nil {
+		r.redrain = map[string]bool{}
 	}
 }
 

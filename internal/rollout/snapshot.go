@@ -146,6 +146,7 @@ func Restore(s Snapshot) (*Rollout, error) {
 			continue
 		}
 		r.drains[d.ID] = d.At
+		r.redrain[d.ID] = true
 	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, fmt.Errorf("restore rollout: %w", err)

@@ -19,7 +19,10 @@ type Step struct {
 	Release int
 	// Drain lists the instances to take out of the balancer's pool, drain
 	// (up to the policy's DrainTimeout) and then stop. Each was observed
-	// live; none is listed twice over the rollout's life.
+	// live. None is listed twice over the rollout's life, but for a drain
+	// restored from a snapshot whose instance the first observation shows
+	// live and not draining: it was never carried out (the controller that
+	// decided it stopped first), so it is listed once more.
 	Drain []string
 	// Phase is the rollout's phase after this step.
 	Phase Phase
@@ -95,8 +98,38 @@ func (r *Rollout) Step(now time.Time, obs []Instance) Step {
 			delete(r.drains, id)
 		}
 	}
+	again := r.undrained(obs)
 	launch, drain := r.plan(now, r.classify(obs))
-	return r.result(launch, drain)
+	return r.result(launch, append(again, drain...))
+}
+
+// undrained returns the drains restored from a snapshot (Restore) that
+// the first observation of each shows live and not draining: decided and
+// stored, but never carried out, because the controller that decided
+// them stopped first (a crash, or a leader of the cluster killed or
+// deposed between storing the step and acting on it). The controller that
+// resumed the rollout adopted those instances as they run; listing them
+// again makes it drain them, once. Restored drains not observed live are
+// forgotten with the rest (Step).
+func (r *Rollout) undrained(obs []Instance) []string {
+	var ids []string
+	for _, in := range obs {
+		if !r.redrain[in.ID] {
+			continue
+		}
+		delete(r.redrain, in.ID)
+		if in.State.Live() && in.State != api.Draining {
+			ids = append(ids, in.ID)
+			r.event("rollout %s: drain instance %s (v%d, %s) again: its drain was decided before a restart or a change of leader and not carried out",
+				r.name(), in.ID, in.Release, in.State)
+		}
+	}
+	for id := range r.redrain {
+		if _, ok := r.drains[id]; !ok {
+			delete(r.redrain, id)
+		}
+	}
+	return ids
 }
 
 // observe updates the crash accounting of the target release and returns
