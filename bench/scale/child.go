@@ -11,8 +11,9 @@ import (
 
 // runAgents is the agents' process: it starts every host of the manifest
 // at path, prints "agents ready N", then obeys its stdin line by line
-// ("lose NAME": take that host off the network, answered "lost NAME")
-// until it ends, and closes every host.
+// ("lose NAME": take that host off the network, answered "lost NAME";
+// "count": answered "count STARTS RUNNING", the instances its hosts ever
+// started and those running now) until it ends, and closes every host.
 func runAgents(path string) error {
 	b, err := os.ReadFile(path)
 	if err != nil {
@@ -32,6 +33,11 @@ func runAgents(path string) error {
 	fmt.Printf("agents ready %d\n", len(hosts))
 	in := bufio.NewScanner(os.Stdin)
 	for in.Scan() {
+		if in.Text() == "count" {
+			starts, running := countInstances(hosts)
+			fmt.Printf("count %d %d\n", starts, running)
+			continue
+		}
 		name, ok := strings.CutPrefix(in.Text(), "lose ")
 		h := hosts[name]
 		if !ok || h == nil {
@@ -42,4 +48,14 @@ func runAgents(path string) error {
 		fmt.Printf("lost %s\n", name)
 	}
 	return in.Err()
+}
+
+// countInstances sums the instances hosts ever started and those they
+// run now.
+func countInstances(hosts map[string]*simHost) (starts, running int64) {
+	for _, h := range hosts {
+		starts += h.rt.starts.Load()
+		running += int64(len(h.rt.List()))
+	}
+	return starts, running
 }

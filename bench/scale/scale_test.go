@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"log/slog"
+	"os"
 	"path/filepath"
 	"testing"
 	"time"
@@ -24,7 +26,7 @@ func TestSmallFleet(t *testing.T) {
 	dir := t.TempDir()
 	sc := scenario{Hosts: 50, Zones: 5, Apps: 5, PerApp: 100, MaxReplacing: 25,
 		HealthInterval: time.Second, HeartbeatEvery: time.Second, LostAfter: 5 * time.Second,
-		HostCPU: 8, HostMemory: 16 << 30}
+		HostCPU: 8, HostMemory: 16 << 30, Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))}
 	s, err := newServerSide(dir, sc)
 	if err != nil {
 		t.Fatal(err)
@@ -79,7 +81,7 @@ func TestSmallFleet(t *testing.T) {
 	if err := poll(ctx, 50*time.Millisecond, func() error { return s.serving(ids) }); err != nil {
 		t.Fatal(err)
 	}
-	if on := s.fleet.InstancesOn(lost); len(on) != 0 {
+	if on := s.fleet().InstancesOn(lost); len(on) != 0 {
 		t.Fatalf("the lost host %s still has instances placed: %v", lost, on)
 	}
 
