@@ -121,8 +121,8 @@ func (s *serverSide) reportRaft(what string, a, b sample) {
 		return
 	}
 	mins := b.at.Sub(a.at).Minutes()
-	fmt.Printf("%s: raft log +%d entries (%.0f/min); of them host record writes %d, events stored %d (in batches); %d heartbeats a second go to the agents, not to the log\n",
-		what, b.index-a.index, float64(b.index-a.index)/mins, b.hostPuts-a.hostPuts, b.events-a.events, s.sc.Hosts/int(max(s.sc.HeartbeatEvery.Seconds(), 1)))
+	fmt.Printf("%s: raft log +%d entries (%.0f/min); of them host record writes %d, events stored %d (in batches); %d heartbeats a second go to the agents, not to the log; %d new term(s)\n",
+		what, b.index-a.index, float64(b.index-a.index)/mins, b.hostPuts-a.hostPuts, b.events-a.events, s.sc.Hosts/int(max(s.sc.HeartbeatEvery.Seconds(), 1)), b.terms-a.terms)
 	var parts []string
 	for _, r := range s.replicas {
 		parts = append(parts, fmt.Sprintf("%s raft.db %s, shoal.db %s", r.id, mib(fileSize(filepath.Join(r.dir, "raft", "raft.db"))), mib(fileSize(filepath.Join(r.dir, "shoal.db")))))

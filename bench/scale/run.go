@@ -143,6 +143,7 @@ type sample struct {
 	events   uint64 // the store's last event number: state changes and other events
 	index    uint64 // the leader's last applied raft log entry (cluster)
 	hostPuts int64  // the fleet's host record writes, every replica
+	terms    int64  // terms begun (a change of leader begins one)
 }
 
 func (s *serverSide) sample(procs []*agents) sample {
@@ -158,6 +159,7 @@ func (s *serverSide) sample(procs []*agents) sample {
 	for _, r := range s.replicas {
 		sm.hostPuts += r.hosts.puts.Load()
 	}
+	sm.terms = s.terms.Load()
 	for _, a := range s.appList() {
 		mfs, err := a.ctl.Metrics().Gather()
 		if err == nil {
@@ -237,7 +239,7 @@ func run(ctx context.Context, o options) (err error) {
 	if err := s.waitHostsReady(wait); err != nil {
 		return err
 	}
-	fmt.Printf("hosts: %d certificates issued, agents started, hello'd and listed in %s\n", sc.Hosts, round(time.Since(t)))
+	fmt.Printf("hosts: %d certificates issued, agents started, hello'd and listed in %s; %d term(s) begun\n", sc.Hosts, round(time.Since(t)), s.terms.Load())
 	peer, err := s.latencyPeer()
 	if err != nil {
 		return err
@@ -280,6 +282,7 @@ func run(ctx context.Context, o options) (err error) {
 	fmt.Printf("bring-up: %d instances placed, started and in service in %s (%.0f/s); %d to %d instances per host\n",
 		sc.Apps*sc.PerApp, round(up), float64(sc.Apps*sc.PerApp)/up.Seconds(), lo, hi)
 	report("bring-up", before, afterUp)
+	s.reportRaft("bring-up", before, afterUp)
 	s.reportEvents("bring-up", before, afterUp)
 
 	// Steady state: nothing changes; the server side heartbeats, follows

@@ -2,8 +2,7 @@ package main
 
 import (
 	"context"
-	"log/slog"
-	"os"
+	"fmt"
 	"path/filepath"
 	"testing"
 	"time"
@@ -26,7 +25,7 @@ func TestSmallFleet(t *testing.T) {
 	dir := t.TempDir()
 	sc := scenario{Hosts: 50, Zones: 5, Apps: 5, PerApp: 100, MaxReplacing: 25,
 		HealthInterval: time.Second, HeartbeatEvery: time.Second, LostAfter: 5 * time.Second,
-		HostCPU: 8, HostMemory: 16 << 30, Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))}
+		HostCPU: 8, HostMemory: 16 << 30}
 	s, err := newServerSide(dir, sc)
 	if err != nil {
 		t.Fatal(err)
@@ -94,5 +93,126 @@ func TestSmallFleet(t *testing.T) {
 		if n := len(h.rt.List()); n != 0 && name != lost {
 			t.Errorf("host %s still runs %d instances after the server's shutdown", name, n)
 		}
+	}
+}
+
+// TestSmallCluster runs the scenario with the state held by a Raft
+// cluster of three servers (cluster.go) at a size the suite can afford
+// (12 hosts, 2 apps of 24 instances) and checks that it is correct, never
+// how fast: every instance comes into service through the leader's fleet
+// and controllers, whose writes reach every replica's store; a round of
+// heartbeats writes no host record (nothing goes through the log); the
+// leader's raft killed, another server is elected, adopts every instance
+// without launching one, and serves them all; everything shuts down
+// without a leaked goroutine (TestMain).
+func TestSmallCluster(t *testing.T) {
+	dir := t.TempDir()
+	sc := scenario{Servers: 3, Hosts: 12, Zones: 3, Apps: 2, PerApp: 24, MaxReplacing: 8,
+		HealthInterval: time.Second, HeartbeatEvery: time.Second, LostAfter: 5 * time.Second,
+		HostCPU: 8, HostMemory: 16 << 30}
+	s, err := newServerSide(dir, sc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed := false
+	t.Cleanup(func() {
+		if !closed {
+			s.close()
+		}
+	})
+	specs, err := s.prepareHosts(filepath.Join(dir, "hosts"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	hosts, err := startHosts(ctx, &manifest{Server: s.url, CPU: sc.HostCPU, Memory: sc.HostMemory, Hosts: specs}, 4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { closeHosts(hosts) })
+	if err := s.waitHostsReady(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.startApps(); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.waitAppsReady(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := poll(ctx, 50*time.Millisecond, func() error { return s.serving(nil) }); err != nil {
+		t.Fatal(err)
+	}
+	total := sc.Apps * sc.PerApp
+	starts, running := countInstances(hosts)
+	if running != int64(total) {
+		t.Fatalf("the agents run %d instances, want %d", running, total)
+	}
+	// Every replica holds the apps' groups: the controllers' writes went
+	// through the log.
+	for _, r := range s.replicas {
+		if err := poll(ctx, 20*time.Millisecond, func() error {
+			groups, err := r.store.Groups()
+			if err != nil {
+				return err
+			}
+			n := 0
+			for _, g := range groups {
+				if g.Desired == sc.PerApp && g.Release > 0 {
+					n++
+				}
+			}
+			if n != sc.Apps {
+				return fmt.Errorf("replica %s holds %d of %d apps with a release and desired %d", r.id, n, sc.Apps, sc.PerApp)
+			}
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	// A whole round of heartbeats, every host answering, writes no host
+	// record.
+	puts, since := s.leader().hosts.puts.Load(), time.Now()
+	if err := poll(ctx, 50*time.Millisecond, func() error {
+		for _, h := range s.hostStatus() {
+			if !h.LastHeartbeat.After(since) {
+				return fmt.Errorf("host %s last answered a heartbeat at %s", h.Name, h.LastHeartbeat)
+			}
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if n := s.leader().hosts.puts.Load() - puts; n != 0 {
+		t.Fatalf("a round of heartbeats wrote %d host records through the log, want none", n)
+	}
+
+	killed, err := s.killLeader()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := poll(ctx, 20*time.Millisecond, func() error {
+		if r := s.leader(); r == nil || r == killed {
+			return fmt.Errorf("no term of a new leader since %s was killed", killed.id)
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.waitAppsReady(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := poll(ctx, 50*time.Millisecond, func() error { return s.serving(nil) }); err != nil {
+		t.Fatal(err)
+	}
+	after, running := countInstances(hosts)
+	if after != starts || running != int64(total) {
+		t.Fatalf("after the failover the agents started %d instances more and run %d, want 0 more and %d", after-starts, running, total)
+	}
+
+	closed = true
+	if err := s.close(); err != nil {
+		t.Fatal(err)
 	}
 }

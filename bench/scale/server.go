@@ -19,6 +19,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/shoal-dev/shoal/internal/api"
@@ -70,7 +71,8 @@ type serverSide struct {
 	// created is set by startApps: every term from then on runs the apps.
 	mu      sync.Mutex
 	created bool
-	cur     *term // the leading replica's; nil between terms
+	cur     *term        // the leading replica's; nil between terms
+	terms   atomic.Int64 // terms begun, every replica
 }
 
 // appRun is one app's controller, running.
@@ -86,6 +88,9 @@ type appRun struct {
 // the fleet's port on 127.0.0.1; the replica that leads starts its term
 // (the fleet) at once.
 func newServerSide(dir string, sc scenario) (_ *serverSide, err error) {
+	if sc.Logger == nil {
+		sc.Logger = slog.New(slog.DiscardHandler)
+	}
 	s := &serverSide{sc: sc, dir: dir, nodes: &pki.MemNodes{}}
 	if s.ca, err = pki.LoadOrCreateCA(filepath.Join(dir, "ca")); err != nil {
 		return nil, err

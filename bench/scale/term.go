@@ -54,6 +54,7 @@ func (s *serverSide) lead(ctx context.Context, r *replica, n uint64) error {
 	fleetDone := make(chan error, 1)
 	go func() { fleetDone <- f.Run(fleetCtx) }()
 	t := &term{r: r, n: n, ctx: ctx, fleet: f, log: s.sc.Logger}
+	s.terms.Add(1)
 	s.mu.Lock()
 	s.cur = t
 	if s.created {
