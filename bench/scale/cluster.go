@@ -145,7 +145,8 @@ func (s *serverSide) openNode(r *replica, bootstrap bool) error {
 	r.addr = ln.Addr().String()
 	label(r.id, func() {
 		r.node, err = cluster.Open(cluster.Config{ID: r.id, Advertise: r.addr, Listener: ln, DataDir: r.dir,
-			Store: r.store, ServerTLS: srvTLS, ClientTLS: cliTLS, Bootstrap: bootstrap})
+			Store: r.store, ServerTLS: srvTLS, ClientTLS: cliTLS, Bootstrap: bootstrap,
+			HeartbeatTimeout: s.sc.ElectionTimeout, ElectionTimeout: s.sc.ElectionTimeout, LeaderLeaseTimeout: s.sc.ElectionTimeout / 2})
 	})
 	if err != nil {
 		return err

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/shoal-dev/shoal/internal/api"
+	"github.com/shoal-dev/shoal/internal/cluster"
 	"github.com/shoal-dev/shoal/internal/store"
 )
 
@@ -48,26 +49,40 @@ func (s *serverSide) latencyPeer() (*store.Store, error) {
 
 // writeLatency makes n scale writes (SetDesired, alternately 2 and 1)
 // through the leader's writer, each followed by the same write on peer,
-// and returns both sets of latencies.
-func (s *serverSide) writeLatency(peer *store.Store, n int) (through, alone latencies, err error) {
-	r := s.leader()
-	if r == nil {
-		return nil, nil, errors.New("write latency: no leader")
-	}
+// and returns both sets of latencies. A write cut by a change of leader
+// is made again on the new leader, within the same measured time (as a
+// client asks again); retries counts them.
+func (s *serverSide) writeLatency(ctx context.Context, peer *store.Store, n int) (through, alone latencies, retries int, err error) {
 	for i := range n {
 		want := 2 - i%2
 		t := time.Now()
-		if err := r.w.SetDesired(latencyApp, want); err != nil {
-			return nil, nil, fmt.Errorf("write latency through %s: %w", r.id, err)
+		for try := 0; ; try++ {
+			var r *replica
+			if err := poll(ctx, 5*time.Millisecond, func() error {
+				if r = s.leader(); r == nil {
+					return errors.New("no leader")
+				}
+				return nil
+			}); err != nil {
+				return nil, nil, retries, fmt.Errorf("write latency: %w", err)
+			}
+			err := r.w.SetDesired(latencyApp, want)
+			if err == nil {
+				break
+			}
+			if try == 10 || !errors.Is(err, cluster.ErrNotLeader) && !errors.Is(err, cluster.ErrUnknownOutcome) {
+				return nil, nil, retries, fmt.Errorf("write latency through %s: %w", r.id, err)
+			}
+			retries++
 		}
 		through = append(through, time.Since(t))
 		t = time.Now()
 		if err := peer.SetDesired(latencyApp, want); err != nil {
-			return nil, nil, fmt.Errorf("write latency on the peer: %w", err)
+			return nil, nil, retries, fmt.Errorf("write latency on the peer: %w", err)
 		}
 		alone = append(alone, time.Since(t))
 	}
-	return through, alone, nil
+	return through, alone, retries, nil
 }
 
 // latencies are write latencies.
@@ -84,9 +99,9 @@ func (l latencies) String() string {
 
 // reportLatency prints one measurement of the write latency and its
 // ratio to the peer's.
-func reportLatency(what string, through, alone latencies, servers int) {
-	fmt.Printf("write latency %s (%d scale writes, %d server(s)): %s; peer (a store alone, same run): %s; ratio at p50 %.1fx, p99 %.1fx\n",
-		what, len(through), servers, through, alone,
+func reportLatency(what string, through, alone latencies, retries, servers int) {
+	fmt.Printf("write latency %s (%d scale writes, %d server(s), %d made again after a change of leader): %s; peer (a store alone, same run): %s; ratio at p50 %.1fx, p99 %.1fx\n",
+		what, len(through), servers, retries, through, alone,
 		float64(through.quantile(0.5))/float64(alone.quantile(0.5)), float64(through.quantile(0.99))/float64(alone.quantile(0.99)))
 }
 

@@ -41,6 +41,7 @@ func parseFlags(args []string) (options, error) {
 	var o options
 	fs := flag.NewFlagSet("scale", flag.ContinueOnError)
 	fs.IntVar(&o.sc.Servers, "servers", 1, "`servers` holding the state: 1 is one shoal server, more a Raft cluster in this process (cluster.go)")
+	fs.DurationVar(&o.sc.ElectionTimeout, "election-timeout", time.Second, "the cluster's election_timeout (shoal server's default)")
 	fs.IntVar(&o.writes, "writes", 200, "scale `writes` of each write latency measurement")
 	fs.IntVar(&o.sc.Hosts, "hosts", 1000, "simulated `hosts`")
 	fs.IntVar(&o.sc.Zones, "zones", 4, "`zones` the hosts are spread over")
@@ -245,11 +246,13 @@ func run(ctx context.Context, o options) (err error) {
 		return err
 	}
 	defer peer.Close()
-	through, alone, err := s.writeLatency(peer, o.writes)
+	latCtx, cancelLat := context.WithTimeout(ctx, 10*time.Minute) // both write latency measurements
+	defer cancelLat()
+	through, alone, retries, err := s.writeLatency(latCtx, peer, o.writes)
 	if err != nil {
 		return err
 	}
-	reportLatency("at idle (hosts only)", through, alone, sc.Servers)
+	reportLatency("at idle (hosts only)", through, alone, retries, sc.Servers)
 
 	if o.mutexProf != "" {
 		goruntime.SetMutexProfileFraction(10)
@@ -337,11 +340,11 @@ func run(ctx context.Context, o options) (err error) {
 		}
 		fmt.Printf("every instance in service again after %s\n", round(time.Since(t)))
 	}
-	through, alone, err = s.writeLatency(peer, o.writes)
+	through, alone, retries, err = s.writeLatency(latCtx, peer, o.writes)
 	if err != nil {
 		return err
 	}
-	reportLatency("at steady state", through, alone, sc.Servers)
+	reportLatency("at steady state", through, alone, retries, sc.Servers)
 	snapCtx, cancelSnap := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancelSnap()
 	s.snapshot(snapCtx)

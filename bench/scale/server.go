@@ -40,6 +40,9 @@ type scenario struct {
 	// Servers is how many servers hold the state: 1 is one `shoal
 	// server`, more a Raft cluster of that many (cluster.go).
 	Servers int
+	// ElectionTimeout is the cluster's cluster.election_timeout (zero:
+	// its default), composed into raft's timeouts as shoal server does.
+	ElectionTimeout time.Duration
 	// HostCPU and HostMemory are each host's capacity as its hello
 	// declares it (shown in its status; the apps declare no run.cpu or
 	// run.memory, which this shoal.yaml does not have yet).
