@@ -26,30 +26,46 @@ func (s *serverSide) waitHostsReady(ctx context.Context) error {
 	})
 }
 
-// waitAppsReady waits until every app's controller has had its desired
-// count in service (Controller.Ready).
+// waitAppsReady waits until every app's controller of the leader's term
+// has had its desired count in service (Controller.Ready). A controller
+// that ends because its term ended (a change of leader) is not an error:
+// the wait begins again with the next term's.
 func (s *serverSide) waitAppsReady(ctx context.Context) error {
-	var apps []*appRun
-	if err := poll(ctx, 20*time.Millisecond, func() error {
-		apps = s.appList()
-		if len(apps) != s.sc.Apps {
-			return fmt.Errorf("the leader runs %d of %d apps", len(apps), s.sc.Apps)
+	for {
+		var apps []*appRun
+		if err := poll(ctx, 20*time.Millisecond, func() error {
+			apps = s.appList()
+			if len(apps) != s.sc.Apps {
+				return fmt.Errorf("the leader runs %d of %d apps", len(apps), s.sc.Apps)
+			}
+			return nil
+		}); err != nil {
+			return err
 		}
-		return nil
-	}); err != nil {
-		return err
+		again, err := s.waitReady(ctx, apps)
+		if !again {
+			return err
+		}
 	}
+}
+
+// waitReady waits until every one of apps is ready; again when one
+// ended because its term did.
+func (s *serverSide) waitReady(ctx context.Context, apps []*appRun) (again bool, err error) {
 	for _, a := range apps {
 		select {
 		case <-a.ctl.Ready():
 		case err := <-a.done:
 			a.done <- err
-			return fmt.Errorf("%s ended before its instances served: %v", a.name, err)
+			if cur := s.appList(); len(cur) == 0 || cur[0] != apps[0] {
+				return true, nil
+			}
+			return false, fmt.Errorf("%s ended before its instances served: %v", a.name, err)
 		case <-ctx.Done():
-			return fmt.Errorf("%s: %w (%s)", a.name, ctx.Err(), s.inService())
+			return false, fmt.Errorf("%s: %w (%s)", a.name, ctx.Err(), s.inService())
 		}
 	}
-	return nil
+	return false, nil
 }
 
 // progress prints, every period until the returned func is called, the
