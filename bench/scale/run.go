@@ -161,11 +161,11 @@ func (s *serverSide) sample(procs []*agents) sample {
 		sm.hostPuts += r.hosts.puts.Load()
 	}
 	sm.terms = s.terms.Load()
+	s.mu.Lock()
+	sm.passes = s.pastPasses.clone()
+	s.mu.Unlock()
 	for _, a := range s.appList() {
-		mfs, err := a.ctl.Metrics().Gather()
-		if err == nil {
-			sm.passes.addFamily(mfs, "shoal_reconcile_pass_seconds")
-		}
+		sm.passes.addPasses(a)
 	}
 	return sm
 }

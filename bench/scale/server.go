@@ -76,6 +76,8 @@ type serverSide struct {
 	created bool
 	cur     *term        // the leading replica's; nil between terms
 	terms   atomic.Int64 // terms begun, every replica
+	// pastPasses is the reconcile passes of the terms that ended.
+	pastPasses hist
 }
 
 // appRun is one app's controller, running.

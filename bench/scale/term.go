@@ -84,6 +84,11 @@ func (s *serverSide) lead(ctx context.Context, r *replica, n uint64) error {
 			errs = append(errs, fmt.Errorf("%s: %w", a.name, err))
 		}
 	}
+	s.mu.Lock()
+	for _, a := range apps {
+		s.pastPasses.addPasses(a)
+	}
+	s.mu.Unlock()
 	stopFleet()
 	if err := <-fleetDone; err != nil {
 		errs = append(errs, err)
