@@ -235,3 +235,12 @@ func (s *serverSide) closeReplicas() error {
 	}
 	return errors.Join(errs...)
 }
+
+// hostPuts is the fleet's host record writes so far, every replica's.
+func (s *serverSide) hostPuts() int64 {
+	var n int64
+	for _, r := range s.replicas {
+		n += r.hosts.puts.Load()
+	}
+	return n
+}

@@ -157,9 +157,7 @@ func (s *serverSide) sample(procs []*agents) sample {
 	if r := s.leader(); r != nil && r.node != nil {
 		sm.index = r.node.AppliedIndex()
 	}
-	for _, r := range s.replicas {
-		sm.hostPuts += r.hosts.puts.Load()
-	}
+	sm.hostPuts = s.hostPuts()
 	sm.terms = s.terms.Load()
 	s.mu.Lock()
 	sm.passes = s.pastPasses.clone()
