@@ -70,10 +70,19 @@ func (s *serverSide) writeLatency(ctx context.Context, peer *store.Store, n int)
 			if err == nil {
 				break
 			}
-			if try == 10 || !errors.Is(err, cluster.ErrNotLeader) && !errors.Is(err, cluster.ErrUnknownOutcome) {
+			if try == 20 || !errors.Is(err, cluster.ErrNotLeader) && !errors.Is(err, cluster.ErrUnknownOutcome) {
 				return nil, nil, retries, fmt.Errorf("write latency through %s: %w", r.id, err)
 			}
 			retries++
+			// Until r leads again or another replica's term begins.
+			if err := poll(ctx, 5*time.Millisecond, func() error {
+				if l := s.leader(); l != nil && (l != r || l.node.IsLeader()) {
+					return nil
+				}
+				return errors.New("no leader")
+			}); err != nil {
+				return nil, nil, retries, fmt.Errorf("write latency: %w", err)
+			}
 		}
 		through = append(through, time.Since(t))
 		t = time.Now()
