@@ -7,7 +7,6 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
@@ -115,25 +114,23 @@ func reportLatency(what string, through, alone latencies, retries, servers int) 
 }
 
 // counts asks every agents' process how many instances its hosts ever
-// started and run now.
-func counts(ctx context.Context, procs []*agents) (starts, running int64, err error) {
+// started, run now, and started under an id started before.
+func counts(ctx context.Context, procs []*agents) (starts, running, again int64, err error) {
 	for _, a := range procs {
 		if _, err := fmt.Fprintln(a.stdin, "count"); err != nil {
-			return 0, 0, err
+			return 0, 0, 0, err
 		}
 		l, err := a.expect(ctx, "count ")
 		if err != nil {
-			return 0, 0, err
+			return 0, 0, 0, err
 		}
-		f := strings.Fields(l)
-		st, err1 := strconv.ParseInt(f[1], 10, 64)
-		rn, err2 := strconv.ParseInt(f[2], 10, 64)
-		if err := errors.Join(err1, err2); err != nil {
-			return 0, 0, fmt.Errorf("agents said %q: %w", l, err)
+		var st, rn, ag int64
+		if _, err := fmt.Sscanf(l, "count %d %d %d", &st, &rn, &ag); err != nil {
+			return 0, 0, 0, fmt.Errorf("agents said %q: %w", l, err)
 		}
-		starts, running = starts+st, running+rn
+		starts, running, again = starts+st, running+rn, again+ag
 	}
-	return starts, running, nil
+	return starts, running, again, nil
 }
 
 // reportRaft prints the raft log's growth between a and b on the leader
@@ -187,7 +184,7 @@ func (s *serverSide) snapshot(ctx context.Context) {
 // whose controllers adopted every instance and serve them all, and the
 // instances launched meanwhile (none should be: every one is adopted).
 func (s *serverSide) failover(ctx context.Context, procs []*agents) error {
-	starts0, running0, err := counts(ctx, procs)
+	starts0, running0, again0, err := counts(ctx, procs)
 	if err != nil {
 		return err
 	}
@@ -224,11 +221,11 @@ func (s *serverSide) failover(ctx context.Context, procs []*agents) error {
 		return err
 	}
 	ready := time.Since(t)
-	starts1, running1, err := counts(ctx, procs)
+	starts1, running1, again1, err := counts(ctx, procs)
 	if err != nil {
 		return err
 	}
-	fmt.Printf("failover: leader %s's raft killed; %s elected after %s; its term began after %s; all %d instances adopted and in service after %s; instances launched meanwhile %d; running %d before, %d after\n",
-		killed.id, s.leader().id, round(elected), round(began), s.sc.Apps*s.sc.PerApp, round(ready), starts1-starts0, running0, running1)
+	fmt.Printf("failover: leader %s's raft killed; %s elected after %s; its term began after %s; all %d instances adopted and in service after %s; instances launched meanwhile %d (replacements of instances found unhealthy or failed included), of them under an id started before %d; running %d before, %d after\n",
+		killed.id, s.leader().id, round(elected), round(began), s.sc.Apps*s.sc.PerApp, round(ready), starts1-starts0, again1-again0, running0, running1)
 	return nil
 }

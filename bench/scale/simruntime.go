@@ -29,8 +29,10 @@ type simRuntime struct {
 	done chan struct{} // closed by Close
 
 	// starts counts the instances started (a launch; an adoption starts
-	// nothing).
-	starts atomic.Int64
+	// nothing); again those whose id was started before (an instance
+	// launched twice).
+	starts, again atomic.Int64
+	ever          sync.Map // ids ever started
 
 	mu     sync.Mutex
 	insts  map[string]*simInstance
@@ -86,6 +88,9 @@ func (s *simRuntime) Start(ctx context.Context, spec runtime.Spec) (runtime.Info
 	}
 	s.insts[spec.ID] = in
 	s.starts.Add(1)
+	if _, seen := s.ever.LoadOrStore(spec.ID, true); seen {
+		s.again.Add(1)
+	}
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
