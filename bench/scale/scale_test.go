@@ -23,43 +23,10 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 // apps return to their desired count; everything shuts down without a
 // leaked goroutine (TestMain).
 func TestSmallFleet(t *testing.T) {
-	dir := t.TempDir()
 	sc := scenario{Hosts: 50, Zones: 5, Apps: 5, PerApp: 100, MaxReplacing: 25,
 		HealthInterval: time.Second, HeartbeatEvery: time.Second, LostAfter: 5 * time.Second,
 		HostCPU: 8, HostMemory: 16 << 30}
-	s, err := newServerSide(dir, sc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	closed := false
-	t.Cleanup(func() {
-		if !closed {
-			s.close()
-		}
-	})
-	specs, err := s.prepareHosts(filepath.Join(dir, "hosts"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	hosts, err := startHosts(ctx, &manifest{Server: s.url, CPU: sc.HostCPU, Memory: sc.HostMemory, Hosts: specs}, 8)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { closeHosts(hosts) })
-	if err := s.waitHostsReady(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if err := s.startApps(); err != nil {
-		t.Fatal(err)
-	}
-	if err := s.waitAppsReady(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if err := poll(ctx, 50*time.Millisecond, func() error { return s.serving(nil) }); err != nil {
-		t.Fatal(err)
-	}
+	s, hosts, ctx, closeServer := bringUp(t, sc, 2*time.Minute, 8)
 	// 500 instances over 50 hosts: placement spreads each app, so every
 	// host runs 10 (each app's 100 over 50 hosts is 2 per host).
 	if lo, hi := s.spread(); lo != 10 || hi != 10 {
@@ -85,8 +52,7 @@ func TestSmallFleet(t *testing.T) {
 		t.Fatalf("the lost host %s still has instances placed: %v", lost, on)
 	}
 
-	closed = true
-	if err := s.close(); err != nil {
+	if err := closeServer(); err != nil {
 		t.Fatal(err)
 	}
 	// The controllers stopped every instance on the hosts left.
@@ -104,46 +70,13 @@ func TestSmallFleet(t *testing.T) {
 // and controllers, whose writes reach every replica's store; a round of
 // heartbeats writes no host record (nothing goes through the log); the
 // leader's raft killed, another server is elected, adopts every instance
-// without launching one, and serves them all; everything shuts down
+// and serves them all, none launched twice and none extra; everything shuts down
 // without a leaked goroutine (TestMain).
 func TestSmallCluster(t *testing.T) {
-	dir := t.TempDir()
 	sc := scenario{Servers: 3, ElectionTimeout: 3 * time.Second, Hosts: 12, Zones: 3, Apps: 2, PerApp: 24, MaxReplacing: 8,
 		HealthInterval: time.Second, HeartbeatEvery: time.Second, LostAfter: 5 * time.Second,
 		HostCPU: 8, HostMemory: 16 << 30}
-	s, err := newServerSide(dir, sc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	closed := false
-	t.Cleanup(func() {
-		if !closed {
-			s.close()
-		}
-	})
-	specs, err := s.prepareHosts(filepath.Join(dir, "hosts"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
-	hosts, err := startHosts(ctx, &manifest{Server: s.url, CPU: sc.HostCPU, Memory: sc.HostMemory, Hosts: specs}, 4)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { closeHosts(hosts) })
-	if err := s.waitHostsReady(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if err := s.startApps(); err != nil {
-		t.Fatal(err)
-	}
-	if err := s.waitAppsReady(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if err := poll(ctx, 50*time.Millisecond, func() error { return s.serving(nil) }); err != nil {
-		t.Fatal(err)
-	}
+	s, hosts, ctx, closeServer := bringUp(t, sc, 3*time.Minute, 4)
 	total := sc.Apps * sc.PerApp
 	starts, running, _ := countInstances(hosts)
 	if running != int64(total) {
@@ -236,8 +169,53 @@ func TestSmallCluster(t *testing.T) {
 	}
 	t.Logf("instances launched during the failover: %d", after-starts)
 
-	closed = true
-	if err := s.close(); err != nil {
+	if err := closeServer(); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// bringUp starts sc's server side and hosts (parallel at a time) and
+// waits until every instance serves, within the returned context's time;
+// cleanup closes the hosts, and the server side unless closeServer did.
+func bringUp(t *testing.T, sc scenario, within time.Duration, parallel int) (*serverSide, map[string]*simHost, context.Context, func() error) {
+	t.Helper()
+	dir := t.TempDir()
+	s, err := newServerSide(dir, sc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed := false
+	closeServer := func() error {
+		closed = true
+		return s.close()
+	}
+	t.Cleanup(func() {
+		if !closed {
+			s.close()
+		}
+	})
+	specs, err := s.prepareHosts(filepath.Join(dir, "hosts"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), within)
+	t.Cleanup(cancel)
+	hosts, err := startHosts(ctx, &manifest{Server: s.url, CPU: sc.HostCPU, Memory: sc.HostMemory, Hosts: specs}, parallel)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { closeHosts(hosts) })
+	if err := s.waitHostsReady(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.startApps(); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.waitAppsReady(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := poll(ctx, 50*time.Millisecond, func() error { return s.serving(nil) }); err != nil {
+		t.Fatal(err)
+	}
+	return s, hosts, ctx, closeServer
 }
