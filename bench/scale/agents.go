@@ -98,7 +98,10 @@ func startHost(ctx context.Context, m *manifest, hs hostSpec) (*simHost, error) 
 	return h, nil
 }
 
-// hello posts hi to the server; anything but 204 is an error.
+// hello posts hi to the server until it answers 204, for up to a
+// minute: a 503 (no leader now, an election) or a 500 (the leader could
+// not record the host: it lost its leadership meanwhile) is asked again
+// a second later, as an agent does; anything else is an error.
 func hello(ctx context.Context, c *http.Client, server string, hi api.AgentHello) error {
 	b, err := json.Marshal(hi)
 	if err != nil {
@@ -106,20 +109,30 @@ func hello(ctx context.Context, c *http.Client, server string, hi api.AgentHello
 	}
 	ctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, server+"/v1/hello", bytes.NewReader(b))
-	if err != nil {
-		return err
+	for {
+		req, err := http.NewRequestWithContext(ctx, http.MethodPost, server+"/v1/hello", bytes.NewReader(b))
+		if err != nil {
+			return err
+		}
+		resp, err := c.Do(req)
+		if err != nil {
+			return fmt.Errorf("hello: %w", err)
+		}
+		body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+		resp.Body.Close()
+		switch resp.StatusCode {
+		case http.StatusNoContent:
+			return nil
+		case http.StatusServiceUnavailable, http.StatusInternalServerError:
+		default:
+			return fmt.Errorf("hello: %s: %s", resp.Status, bytes.TrimSpace(body))
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("hello: %w (last answer %s: %s)", ctx.Err(), resp.Status, bytes.TrimSpace(body))
+		case <-time.After(time.Second):
+		}
 	}
-	resp, err := c.Do(req)
-	if err != nil {
-		return fmt.Errorf("hello: %w", err)
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
-	if resp.StatusCode != http.StatusNoContent {
-		return fmt.Errorf("hello: %s: %s", resp.Status, bytes.TrimSpace(body))
-	}
-	return nil
 }
 
 // close takes the host off the network as a machine that went away: its

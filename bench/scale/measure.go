@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	goruntime "runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -109,6 +110,19 @@ func (h *hist) addFamily(mfs []*dto.MetricFamily, name string) {
 			h.sum += ph.GetSampleSum()
 		}
 	}
+}
+
+// addPasses adds app a's reconcile pass histogram to h.
+func (h *hist) addPasses(a *appRun) {
+	if mfs, err := a.ctl.Metrics().Gather(); err == nil {
+		h.addFamily(mfs, "shoal_reconcile_pass_seconds")
+	}
+}
+
+// clone returns a copy of h that shares nothing with it.
+func (h hist) clone() hist {
+	h.cum = slices.Clone(h.cum)
+	return h
 }
 
 // minus returns h - o (o an earlier snapshot of the same series).

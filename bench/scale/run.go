@@ -25,6 +25,7 @@ import (
 type options struct {
 	sc         scenario
 	procs      int // agents' processes
+	writes     int // of each write latency measurement
 	steady     time.Duration
 	dir        string
 	keep       bool
@@ -39,6 +40,9 @@ type options struct {
 func parseFlags(args []string) (options, error) {
 	var o options
 	fs := flag.NewFlagSet("scale", flag.ContinueOnError)
+	fs.IntVar(&o.sc.Servers, "servers", 1, "`servers` holding the state: 1 is one shoal server, more a Raft cluster in this process (cluster.go)")
+	fs.DurationVar(&o.sc.ElectionTimeout, "election-timeout", time.Second, "the cluster's election_timeout (shoal server's default)")
+	fs.IntVar(&o.writes, "writes", 200, "scale `writes` of each write latency measurement")
 	fs.IntVar(&o.sc.Hosts, "hosts", 1000, "simulated `hosts`")
 	fs.IntVar(&o.sc.Zones, "zones", 4, "`zones` the hosts are spread over")
 	fs.IntVar(&o.sc.Apps, "apps", 20, "`apps`, one controller each")
@@ -60,8 +64,9 @@ func parseFlags(args []string) (options, error) {
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
-	if o.sc.Hosts < 1 || o.sc.Hosts > 40000 || o.sc.Zones < 1 || o.sc.Apps < 1 || o.sc.PerApp < 1 || o.sc.MaxReplacing < 1 || o.procs < 1 {
-		return o, errors.New("-hosts (1-40000), -zones, -apps, -per, -max-replacing and -agent-procs must be positive")
+	if o.sc.Hosts < 1 || o.sc.Hosts > 40000 || o.sc.Zones < 1 || o.sc.Apps < 1 || o.sc.PerApp < 1 || o.sc.MaxReplacing < 1 || o.procs < 1 ||
+		o.sc.Servers < 1 || o.sc.Servers > 7 || o.writes < 1 {
+		return o, errors.New("-hosts (1-40000), -servers (1-7), -zones, -apps, -per, -max-replacing, -agent-procs and -writes must be positive")
 	}
 	o.sc.HostCPU, o.sc.HostMemory = 8, 16<<30
 	o.sc.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
@@ -137,6 +142,9 @@ type sample struct {
 	agentCPU time.Duration // the agents' process
 	passes   hist
 	events   uint64 // the store's last event number: state changes and other events
+	index    uint64 // the leader's last applied raft log entry (cluster)
+	hostPuts int64  // the fleet's host record writes, every replica
+	terms    int64  // terms begun (a change of leader begins one)
 }
 
 func (s *serverSide) sample(procs []*agents) sample {
@@ -145,12 +153,17 @@ func (s *serverSide) sample(procs []*agents) sample {
 		c, _ := cpuOf(a.cmd.Process.Pid)
 		sm.agentCPU += c
 	}
-	sm.events, _ = s.store.LastEventSeq()
+	sm.events, _ = s.leaderStore().LastEventSeq()
+	if r := s.leader(); r != nil && r.node != nil {
+		sm.index = r.node.AppliedIndex()
+	}
+	sm.hostPuts = s.hostPuts()
+	sm.terms = s.terms.Load()
+	s.mu.Lock()
+	sm.passes = s.pastPasses.clone()
+	s.mu.Unlock()
 	for _, a := range s.appList() {
-		mfs, err := a.ctl.Metrics().Gather()
-		if err == nil {
-			sm.passes.addFamily(mfs, "shoal_reconcile_pass_seconds")
-		}
+		sm.passes.addPasses(a)
 	}
 	return sm
 }
@@ -166,8 +179,8 @@ func run(ctx context.Context, o options) (err error) {
 	if !o.keep {
 		defer os.RemoveAll(dir)
 	}
-	fmt.Printf("scale: %d hosts in %d zones, %d apps x %d instances = %d; health every %s, heartbeat %s, lost after %s; %d CPUs, load %s\n",
-		sc.Hosts, sc.Zones, sc.Apps, sc.PerApp, sc.Apps*sc.PerApp, sc.HealthInterval, sc.HeartbeatEvery, sc.LostAfter,
+	fmt.Printf("scale: %d server(s), %d hosts in %d zones, %d apps x %d instances = %d; health every %s, heartbeat %s, lost after %s; %d CPUs, load %s\n",
+		sc.Servers, sc.Hosts, sc.Zones, sc.Apps, sc.PerApp, sc.Apps*sc.PerApp, sc.HealthInterval, sc.HeartbeatEvery, sc.LostAfter,
 		goruntime.NumCPU(), loadavg())
 	s, err := newServerSide(dir, sc)
 	if err != nil {
@@ -225,7 +238,19 @@ func run(ctx context.Context, o options) (err error) {
 	if err := s.waitHostsReady(wait); err != nil {
 		return err
 	}
-	fmt.Printf("hosts: %d certificates issued, agents started, hello'd and listed in %s\n", sc.Hosts, round(time.Since(t)))
+	fmt.Printf("hosts: %d certificates issued, agents started, hello'd and listed in %s; %d term(s) begun\n", sc.Hosts, round(time.Since(t)), s.terms.Load())
+	peer, err := s.latencyPeer()
+	if err != nil {
+		return err
+	}
+	defer peer.Close()
+	latCtx, cancelLat := context.WithTimeout(ctx, 10*time.Minute) // both write latency measurements
+	defer cancelLat()
+	through, alone, retries, err := s.writeLatency(latCtx, peer, o.writes)
+	if err != nil {
+		return err
+	}
+	reportLatency("at idle (hosts only)", through, alone, retries, sc.Servers)
 
 	if o.mutexProf != "" {
 		goruntime.SetMutexProfileFraction(10)
@@ -258,12 +283,12 @@ func run(ctx context.Context, o options) (err error) {
 	fmt.Printf("bring-up: %d instances placed, started and in service in %s (%.0f/s); %d to %d instances per host\n",
 		sc.Apps*sc.PerApp, round(up), float64(sc.Apps*sc.PerApp)/up.Seconds(), lo, hi)
 	report("bring-up", before, afterUp)
+	s.reportRaft("bring-up", before, afterUp)
 	s.reportEvents("bring-up", before, afterUp)
 
 	// Steady state: nothing changes; the server side heartbeats, follows
 	// exits, probes every instance and reconciles.
-	stopSteady := startCPUProfile(o.cpuProfile)
-	defer stopSteady()
+	split := startCPUSplit()
 	start := s.sample(procs)
 	select {
 	case <-time.After(o.steady):
@@ -271,7 +296,7 @@ func run(ctx context.Context, o options) (err error) {
 		return ctx.Err()
 	}
 	end := s.sample(procs)
-	stopSteady()
+	cpus, serr := split.stop(o.cpuProfile)
 	rss, hwm := statusKB(0, "VmRSS"), statusKB(0, "VmHWM")
 	h := heapNow()
 	if o.memProfile != "" {
@@ -283,7 +308,17 @@ func run(ctx context.Context, o options) (err error) {
 		f.Close()
 	}
 	report("steady", start, end)
+	if serr != nil {
+		fmt.Printf("steady: CPU by server: %v\n", serr)
+	} else {
+		lead := "none"
+		if r := s.leader(); r != nil {
+			lead = r.id
+		}
+		fmt.Printf("steady: CPU by server (pprof labels): %s\n", formatSplit(cpus, lead))
+	}
 	s.reportEvents("steady", start, end)
+	s.reportRaft("steady", start, end)
 	var agentRSS int64
 	for _, a := range procs {
 		agentRSS += statusKB(a.cmd.Process.Pid, "VmRSS")
@@ -302,6 +337,21 @@ func run(ctx context.Context, o options) (err error) {
 			return fmt.Errorf("after steady state: %w", err)
 		}
 		fmt.Printf("every instance in service again after %s\n", round(time.Since(t)))
+	}
+	through, alone, retries, err = s.writeLatency(latCtx, peer, o.writes)
+	if err != nil {
+		return err
+	}
+	reportLatency("at steady state", through, alone, retries, sc.Servers)
+	snapCtx, cancelSnap := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancelSnap()
+	s.snapshot(snapCtx)
+	if sc.Servers > 1 {
+		fail, cancelFail := context.WithTimeout(ctx, 5*time.Minute)
+		defer cancelFail()
+		if err := s.failover(fail, procs); err != nil {
+			return fmt.Errorf("failover: %w", err)
+		}
 	}
 	wait, cancelLost := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancelLost()
@@ -379,7 +429,7 @@ func report(what string, a, b sample) {
 // and how many of them were instances found unhealthy or lost (the
 // churn that makes the reconcile passes of a steady state).
 func (s *serverSide) reportEvents(what string, a, b sample) {
-	evs, err := s.store.Events("", a.events, 0)
+	evs, err := s.leaderStore().Events("", a.events, 0)
 	if err != nil {
 		fmt.Printf("%s: events: %v\n", what, err)
 		return

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"slices"
 	"sync"
 	"time"
 
@@ -13,7 +12,7 @@ import (
 // waitHostsReady waits until every host of the fleet is ready.
 func (s *serverSide) waitHostsReady(ctx context.Context) error {
 	return poll(ctx, 100*time.Millisecond, func() error {
-		st := s.fleet.Status()
+		st := s.hostStatus()
 		ready := 0
 		for _, h := range st {
 			if h.State == api.HostReady {
@@ -27,23 +26,46 @@ func (s *serverSide) waitHostsReady(ctx context.Context) error {
 	})
 }
 
-// waitAppsReady waits until every app's controller has had its desired
-// count in service (Controller.Ready).
+// waitAppsReady waits until every app's controller of the leader's term
+// has had its desired count in service (Controller.Ready). A controller
+// that ends because its term ended (a change of leader) is not an error:
+// the wait begins again with the next term's.
 func (s *serverSide) waitAppsReady(ctx context.Context) error {
-	s.mu.Lock()
-	apps := s.apps
-	s.mu.Unlock()
+	for {
+		var apps []*appRun
+		if err := poll(ctx, 20*time.Millisecond, func() error {
+			apps = s.appList()
+			if len(apps) != s.sc.Apps {
+				return fmt.Errorf("the leader runs %d of %d apps", len(apps), s.sc.Apps)
+			}
+			return nil
+		}); err != nil {
+			return err
+		}
+		again, err := s.waitReady(ctx, apps)
+		if !again {
+			return err
+		}
+	}
+}
+
+// waitReady waits until every one of apps is ready; again when one
+// ended because its term did.
+func (s *serverSide) waitReady(ctx context.Context, apps []*appRun) (again bool, err error) {
 	for _, a := range apps {
 		select {
 		case <-a.ctl.Ready():
 		case err := <-a.done:
 			a.done <- err
-			return fmt.Errorf("%s ended before its instances served: %v", a.name, err)
+			if cur := s.appList(); len(cur) == 0 || cur[0] != apps[0] {
+				return true, nil
+			}
+			return false, fmt.Errorf("%s ended before its instances served: %v", a.name, err)
 		case <-ctx.Done():
-			return fmt.Errorf("%s: %w (%s)", a.name, ctx.Err(), s.inService())
+			return false, fmt.Errorf("%s: %w (%s)", a.name, ctx.Err(), s.inService())
 		}
 	}
-	return nil
+	return false, nil
 }
 
 // progress prints, every period until the returned func is called, the
@@ -68,7 +90,7 @@ func (s *serverSide) progress(period time.Duration) (stop func()) {
 				}
 			}
 			hosts := map[string]int{}
-			for _, h := range s.fleet.Status() {
+			for _, h := range s.hostStatus() {
 				hosts[string(h.State)]++
 			}
 			fmt.Printf("  %4.0fs: instances %v; hosts %v; load %s\n", time.Since(start).Seconds(), states, hosts, loadavg())
@@ -91,16 +113,14 @@ func (s *serverSide) inService() string {
 	return fmt.Sprintf("%d of %d instances in service", n, all)
 }
 
-func (s *serverSide) appList() []*appRun {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return slices.Clone(s.apps)
-}
-
 // serving checks that every app has exactly its desired count of
 // instances, all in service, and that none of them is in gone.
 func (s *serverSide) serving(gone map[string]bool) error {
-	for _, a := range s.appList() {
+	apps := s.appList()
+	if len(apps) != s.sc.Apps {
+		return fmt.Errorf("the leader runs %d of %d apps", len(apps), s.sc.Apps)
+	}
+	for _, a := range apps {
 		st := a.ctl.Status()
 		if st.InService != s.sc.PerApp || len(st.Instances) != s.sc.PerApp {
 			return fmt.Errorf("%s: %d in service of %d instances, want %d", a.name, st.InService, len(st.Instances), s.sc.PerApp)
@@ -117,7 +137,7 @@ func (s *serverSide) serving(gone map[string]bool) error {
 // spread returns the fewest and the most instances on one host.
 func (s *serverSide) spread() (lo, hi int) {
 	lo = -1
-	for _, h := range s.fleet.Status() {
+	for _, h := range s.hostStatus() {
 		if lo < 0 || h.Instances < lo {
 			lo = h.Instances
 		}
@@ -130,13 +150,17 @@ func (s *serverSide) spread() (lo, hi int) {
 func (s *serverSide) busiestHost() (string, map[string]bool) {
 	var name string
 	most := -1
-	for _, h := range s.fleet.Status() {
+	for _, h := range s.hostStatus() {
 		if h.Instances > most {
 			name, most = h.Name, h.Instances
 		}
 	}
 	ids := map[string]bool{}
-	for _, list := range s.fleet.InstancesOn(name) {
+	f := s.fleet()
+	if f == nil {
+		return name, ids
+	}
+	for _, list := range f.InstancesOn(name) {
 		for _, id := range list {
 			ids[id] = true
 		}
@@ -147,7 +171,7 @@ func (s *serverSide) busiestHost() (string, map[string]bool) {
 // waitHostState waits until host name is in state st.
 func (s *serverSide) waitHostState(ctx context.Context, name string, st api.HostState) error {
 	return poll(ctx, 20*time.Millisecond, func() error {
-		for _, h := range s.fleet.Status() {
+		for _, h := range s.hostStatus() {
 			if h.Name == name {
 				if h.State != st {
 					return fmt.Errorf("host %s is %s, want %s", name, h.State, st)

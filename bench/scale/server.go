@@ -19,16 +19,14 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/shoal-dev/shoal/internal/api"
 	"github.com/shoal-dev/shoal/internal/config"
 	"github.com/shoal-dev/shoal/internal/controller"
-	"github.com/shoal-dev/shoal/internal/fleet"
 	"github.com/shoal-dev/shoal/internal/pki"
-	"github.com/shoal-dev/shoal/internal/pool"
 	"github.com/shoal-dev/shoal/internal/release"
-	"github.com/shoal-dev/shoal/internal/store"
 )
 
 // scenario is the fleet and the apps to run on it.
@@ -39,6 +37,12 @@ type scenario struct {
 	HealthInterval time.Duration
 	HeartbeatEvery time.Duration
 	LostAfter      time.Duration
+	// Servers is how many servers hold the state: 1 is one `shoal
+	// server`, more a Raft cluster of that many (cluster.go).
+	Servers int
+	// ElectionTimeout is the cluster's cluster.election_timeout (zero:
+	// its default), composed into raft's timeouts as shoal server does.
+	ElectionTimeout time.Duration
 	// HostCPU and HostMemory are each host's capacity as its hello
 	// declares it (shown in its status; the apps declare no run.cpu or
 	// run.memory, which this shoal.yaml does not have yet).
@@ -49,27 +53,31 @@ type scenario struct {
 
 // serverSide is what `shoal server` runs for a fleet, composed here in
 // process from the real parts: the fleet CA and its join server's node
-// list, the store, fleet.Fleet on a mutual-TLS listener (hello and
-// artifacts), and one controller.Controller per app whose Host is the
-// fleet's.
+// list, one listener for the fleet's port (hello and artifacts), and one
+// replica per server (cluster.go): with -servers 1 a store alone, as one
+// `shoal server`; with more, a Raft cluster (cluster.Node over mutual TLS
+// on 127.0.0.1, each with its own store and data dir). Whichever replica
+// leads runs a term (term.go): fleet.Fleet and one controller.Controller
+// per app whose Host is the fleet's, writing through its replica's writer.
 type serverSide struct {
 	sc    scenario
 	dir   string
 	ca    *pki.CA
 	nodes *pki.MemNodes
 	pki   *pki.Server
-	store *store.Store
-	fleet *fleet.Fleet
 	url   string
 
 	hs     *http.Server
 	served chan struct{}
 
-	stopFleet context.CancelFunc
-	fleetDone chan error
-
-	mu   sync.Mutex
-	apps []*appRun
+	replicas []*replica
+	// created is set by startApps: every term from then on runs the apps.
+	mu      sync.Mutex
+	created bool
+	cur     *term        // the leading replica's; nil between terms
+	terms   atomic.Int64 // terms begun, every replica
+	// pastPasses is the reconcile passes of the terms that ended.
+	pastPasses hist
 }
 
 // appRun is one app's controller, running.
@@ -81,38 +89,30 @@ type appRun struct {
 	done chan error
 }
 
-// newServerSide opens the CA, the store and the fleet under dir and
-// serves the fleet's port on 127.0.0.1; Run is started at once.
+// newServerSide opens the CA and sc.Servers replicas under dir and serves
+// the fleet's port on 127.0.0.1; the replica that leads starts its term
+// (the fleet) at once.
 func newServerSide(dir string, sc scenario) (_ *serverSide, err error) {
+	if sc.Logger == nil {
+		sc.Logger = slog.New(slog.DiscardHandler)
+	}
 	s := &serverSide{sc: sc, dir: dir, nodes: &pki.MemNodes{}}
 	if s.ca, err = pki.LoadOrCreateCA(filepath.Join(dir, "ca")); err != nil {
 		return nil, err
 	}
-	if s.store, err = store.Open(filepath.Join(dir, "shoal.db"), store.Options{}); err != nil {
-		return nil, err
-	}
 	defer func() {
 		if err != nil {
-			s.store.Close()
+			s.closeReplicas()
 		}
 	}()
-	if s.pki, err = pki.NewServer(pki.ServerConfig{CA: s.ca, Tokens: s.store.Tokens(), Nodes: s.nodes}); err != nil {
+	if err := s.openReplicas(); err != nil {
 		return nil, err
 	}
-	cert, err := s.ca.IssueServer([]string{"shoal-server"}, 0)
-	if err != nil {
-		return nil, err
-	}
-	roots := x509.NewCertPool()
-	roots.AddCert(s.ca.Certificate())
-	s.fleet, err = fleet.New(fleet.Options{Store: s.store.Hosts(), PKI: s.pki,
-		TLS:            &tls.Config{Certificates: []tls.Certificate{cert}, RootCAs: roots, MinVersion: tls.VersionTLS13},
-		HeartbeatEvery: sc.HeartbeatEvery, LostAfter: sc.LostAfter, Logger: sc.Logger})
-	if err != nil {
+	if s.pki, err = pki.NewServer(pki.ServerConfig{CA: s.ca, Tokens: s.replicas[0].store.Tokens(), Nodes: s.nodes}); err != nil {
 		return nil, err
 	}
 	mux := http.NewServeMux()
-	mux.Handle("POST /v1/hello", s.fleet.Handler())
+	mux.Handle("POST /v1/hello", http.HandlerFunc(s.hello))
 	mux.Handle("GET /v1/artifacts/{digest}", s.pki.RequireNode(api.RoleAgent)(http.HandlerFunc(s.artifact)))
 	tlsCfg, err := pki.ServerTLSConfig(s.ca, []string{"127.0.0.1"})
 	if err != nil {
@@ -129,20 +129,27 @@ func newServerSide(dir string, sc scenario) (_ *serverSide, err error) {
 		defer close(s.served)
 		s.hs.Serve(ln)
 	}()
-	ctx, cancel := context.WithCancel(context.Background())
-	s.stopFleet, s.fleetDone = cancel, make(chan error, 1)
-	go func() { s.fleetDone <- s.fleet.Run(ctx) }()
+	s.runReplicas()
 	return s, nil
+}
+
+// hello hands an agent's hello to the leader's fleet; 503 between terms.
+// One listener stands for every server's fleet port: a follower's answer
+// would be a redirect to the leader's (daemon.fleetToLeader).
+func (s *serverSide) hello(w http.ResponseWriter, r *http.Request) {
+	if f := s.fleet(); f != nil {
+		f.Handler().ServeHTTP(w, r)
+		return
+	}
+	w.Header().Set("Retry-After", "1")
+	http.Error(w, "no leader now", http.StatusServiceUnavailable)
 }
 
 // artifact serves GET /v1/artifacts/{digest} from the apps' artifact
 // stores.
 func (s *serverSide) artifact(w http.ResponseWriter, r *http.Request) {
 	d := r.PathValue("digest")
-	s.mu.Lock()
-	apps := s.apps
-	s.mu.Unlock()
-	for _, a := range apps {
+	for _, a := range s.appList() {
 		if !a.arts.Has(d) {
 			continue
 		}
@@ -246,68 +253,58 @@ admin:
   listen: 127.0.0.1:0
 `
 
-// startApps creates and runs every app's controller.
-func (s *serverSide) startApps() error {
+// appConfigs writes and loads every app's shoal.yaml (the same for
+// every term: the apps' folders and data dirs are shared by the
+// replicas, see cluster.go).
+func (s *serverSide) appConfigs() ([]*config.App, error) {
+	var cfgs []*config.App
 	for i := range s.sc.Apps {
 		name := fmt.Sprintf("app%03d", i)
 		dir := filepath.Join(s.dir, "apps", name)
 		if err := os.MkdirAll(dir, 0o755); err != nil {
-			return err
+			return nil, err
 		}
 		if err := os.WriteFile(filepath.Join(dir, "version.txt"), []byte("v1\n"), 0o644); err != nil {
-			return err
+			return nil, err
 		}
 		yml := fmt.Sprintf(appYAML, name, filepath.Join(s.dir, "data", name), s.sc.HealthInterval,
 			s.sc.PerApp, s.sc.PerApp, s.sc.MaxReplacing)
 		if err := os.WriteFile(filepath.Join(dir, "shoal.yaml"), []byte(yml), 0o644); err != nil {
-			return err
+			return nil, err
 		}
 		cfg, err := config.Load(filepath.Join(dir, "shoal.yaml"))
 		if err != nil {
-			return err
+			return nil, err
 		}
-		arts, err := release.Open(filepath.Join(cfg.DataDir, "artifacts"), nil)
-		if err != nil {
-			return err
-		}
-		ctl, err := controller.New(controller.Options{Config: cfg, Store: s.store, Artifacts: arts,
-			Host: s.fleet.Host(name), Pool: pool.New(pool.Options{Name: name, DrainTimeout: time.Second}), Logger: s.sc.Logger})
-		if err != nil {
-			return err
-		}
-		ctx, cancel := context.WithCancel(context.Background())
-		a := &appRun{name: name, ctl: ctl, arts: arts, stop: cancel, done: make(chan error, 1)}
-		s.mu.Lock()
-		s.apps = append(s.apps, a)
-		s.mu.Unlock()
-		go func() { a.done <- ctl.Run(ctx) }()
+		cfgs = append(cfgs, cfg)
 	}
-	return nil
+	return cfgs, nil
 }
 
-// close ends the controllers (they drain and stop their instances), then
-// the fleet, the listener and the store.
-func (s *serverSide) close() error {
-	var errs []error
+// startApps creates every app: the current term runs their controllers,
+// and every later term too.
+func (s *serverSide) startApps() error {
+	cfgs, err := s.appConfigs()
+	if err != nil {
+		return err
+	}
 	s.mu.Lock()
-	apps := s.apps
-	s.mu.Unlock()
-	for _, a := range apps {
-		a.stop()
+	defer s.mu.Unlock()
+	s.created = true
+	if s.cur == nil {
+		return errors.New("start apps: no replica leads")
 	}
-	for _, a := range apps {
-		if err := <-a.done; err != nil {
-			errs = append(errs, fmt.Errorf("%s: %w", a.name, err))
-		}
+	return s.cur.startAppsLocked(cfgs)
+}
+
+// close ends every replica (the leader's term first: its controllers
+// drain and stop their instances with -servers 1, leave them running
+// with a cluster, as `shoal server` does), then the listener.
+func (s *serverSide) close() error {
+	err := s.closeReplicas()
+	if s.hs != nil {
+		s.hs.Close()
+		<-s.served
 	}
-	s.stopFleet()
-	if err := <-s.fleetDone; err != nil {
-		errs = append(errs, err)
-	}
-	s.hs.Close()
-	<-s.served
-	if err := s.store.Close(); err != nil {
-		errs = append(errs, err)
-	}
-	return errors.Join(errs...)
+	return err
 }

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/shoal-dev/shoal/internal/runtime"
@@ -26,6 +27,12 @@ type simRuntime struct {
 	exits chan runtime.Exit
 
 	done chan struct{} // closed by Close
+
+	// starts counts the instances started (a launch; an adoption starts
+	// nothing); again those whose id was started before (an instance
+	// launched twice).
+	starts, again atomic.Int64
+	ever          sync.Map // ids ever started
 
 	mu     sync.Mutex
 	insts  map[string]*simInstance
@@ -80,6 +87,10 @@ func (s *simRuntime) Start(ctx context.Context, spec runtime.Spec) (runtime.Info
 		served: make(chan struct{}),
 	}
 	s.insts[spec.ID] = in
+	s.starts.Add(1)
+	if _, seen := s.ever.LoadOrStore(spec.ID, true); seen {
+		s.again.Add(1)
+	}
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()

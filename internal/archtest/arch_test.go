@@ -230,8 +230,9 @@ var importers = map[string][]string{
 	// The ACME client runs in shoal server only.
 	"internal/acme": {"internal/daemon"},
 	// A replica is composed into `shoal server` by package daemon
-	// (server_cluster.go).
-	"internal/cluster": {"internal/daemon"},
+	// (server_cluster.go); bench/scale composes three in process to
+	// measure the controllers at scale through the cluster.
+	"internal/cluster": {"internal/daemon", "bench/scale"},
 }
 
 // cliNever lists the parts of the daemons that the CLI must not import: it parses,
