@@ -12,6 +12,7 @@ import (
 
 	"github.com/shoal-dev/shoal/internal/api"
 	"github.com/shoal-dev/shoal/internal/dockerrt"
+	"github.com/shoal-dev/shoal/internal/release"
 	"github.com/shoal-dev/shoal/internal/runtime"
 )
 
@@ -57,7 +58,9 @@ func (a *Agent) startContainer(ctx context.Context, spec api.LaunchSpec, sig sys
 
 // image returns the ID of the image artifact digest holds, loading it
 // into the engine when the engine lacks it: once per digest, whatever the
-// number of concurrent starts.
+// number of concurrent starts. Of an image stored by layers, only the
+// layers the engine lacks are fetched (each once, verified, kept in the
+// store like any artifact).
 func (a *Agent) image(ctx context.Context, digest string) (string, error) {
 	err := a.loads.do(ctx, digest, func() error {
 		a.imagesMu.Lock()
@@ -74,21 +77,26 @@ func (a *Agent) image(ctx context.Context, digest string) (string, error) {
 				return fmt.Errorf("%w: artifact %s is not a saved image: %w", ErrBadRequest, digest, err)
 			}
 		}
-		has, err := a.docker.HasImage(ctx, known)
+		layers, err := a.artifacts.Layers(digest)
+		if err != nil {
+			return fmt.Errorf("open artifact %s: %w", digest, err)
+		}
+		err = a.docker.Ensure(ctx, dockerrt.SavedImage{
+			ID: known, DiffIDs: release.DiffIDs(layers),
+			Fetch: func(ctx context.Context, held int) error {
+				for _, l := range layers[held:] {
+					if err := a.haveArtifact(ctx, l.Artifact); err != nil {
+						return fmt.Errorf("layer %s of %s: %w", l.DiffID, digest, err)
+					}
+				}
+				return nil
+			},
+			Open: func(ctx context.Context, held int) (io.ReadCloser, error) {
+				return a.artifacts.OpenImage(ctx, digest, held)
+			},
+		})
 		if err != nil {
 			return err
-		}
-		if !has {
-			rc, err := a.artifacts.OpenTar(ctx, digest)
-			if err != nil {
-				return fmt.Errorf("open artifact %s: %w", digest, err)
-			}
-			err = a.docker.Load(ctx, rc, known)
-			rc.Close()
-			if err != nil {
-				return err
-			}
-			a.log.Info("image loaded", "digest", digest, "image", known)
 		}
 		a.imagesMu.Lock()
 		a.images[digest] = known

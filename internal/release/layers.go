@@ -50,6 +50,15 @@ type Layer struct {
 	Size int64 `json:"size"`
 }
 
+// DiffIDs returns the diff IDs of layers, in order.
+func DiffIDs(layers []Layer) []string {
+	out := make([]string, len(layers))
+	for i, l := range layers {
+		out[i] = l.DiffID
+	}
+	return out
+}
+
 // imageIndex is the first entry of an image artifact.
 type imageIndex struct {
 	Version int     `json:"version"`
