@@ -94,9 +94,13 @@ func (s *Store) PutImage(ctx context.Context, r io.Reader) (Artifact, error) {
 	if err != nil {
 		return Artifact{}, fmt.Errorf("put image: %w", err)
 	}
-	paths, err := savedLayers(tr)
+	order, err := savedLayers(tr)
 	if err != nil {
 		return Artifact{}, fmt.Errorf("put image: %w", err)
+	}
+	paths := map[string]bool{}
+	for _, p := range order {
+		paths[p] = true
 	}
 	if tr, err = rewind(); err != nil {
 		return Artifact{}, fmt.Errorf("put image: %w", err)
@@ -106,8 +110,7 @@ func (s *Store) PutImage(ctx context.Context, r io.Reader) (Artifact, error) {
 	}
 	var rest bytes.Buffer
 	tw := tar.NewWriter(&rest)
-	var idx imageIndex
-	idx.Version = 1
+	stored := map[string]Layer{}
 	for {
 		h, err := tr.Next()
 		if errors.Is(err, io.EOF) {
@@ -123,7 +126,7 @@ func (s *Store) PutImage(ctx context.Context, r io.Reader) (Artifact, error) {
 				return Artifact{}, fmt.Errorf("put image: layer %s: %w", name, err)
 			}
 			l.Path = name
-			idx.Layers = append(idx.Layers, l)
+			stored[name] = l
 			h.Size = 0
 			if err := tw.WriteHeader(h); err != nil {
 				return Artifact{}, fmt.Errorf("put image: %w", err)
@@ -142,6 +145,14 @@ func (s *Store) PutImage(ctx context.Context, r io.Reader) (Artifact, error) {
 	}
 	if err := tw.Close(); err != nil {
 		return Artifact{}, fmt.Errorf("put image: %w", err)
+	}
+	idx := imageIndex{Version: 1}
+	for _, p := range order {
+		l, ok := stored[p]
+		if !ok {
+			return Artifact{}, fmt.Errorf("put image: manifest.json names layer %s, which the tar lacks", p)
+		}
+		idx.Layers = append(idx.Layers, l)
 	}
 	ij, err := json.Marshal(idx)
 	if err != nil {
@@ -163,9 +174,10 @@ func (s *Store) PutImage(ctx context.Context, r io.Reader) (Artifact, error) {
 	return a, nil
 }
 
-// savedLayers reads a saved tar's manifest.json and returns the set of its
-// layers' entry names; none when the tar has no manifest.json.
-func savedLayers(tr *tar.Reader) (map[string]bool, error) {
+// savedLayers reads a saved tar's manifest.json and returns its layers'
+// entry names in the order of the images' rootfs (the images' lists one
+// after the other); none when the tar has no manifest.json.
+func savedLayers(tr *tar.Reader) ([]string, error) {
 	for {
 		h, err := tr.Next()
 		if errors.Is(err, io.EOF) {
@@ -183,10 +195,10 @@ func savedLayers(tr *tar.Reader) (map[string]bool, error) {
 		if err := json.NewDecoder(io.LimitReader(tr, 1<<20)).Decode(&m); err != nil {
 			return nil, fmt.Errorf("saved tar: manifest.json: %w", err)
 		}
-		out := map[string]bool{}
+		var out []string
 		for _, img := range m {
 			for _, l := range img.Layers {
-				out[path.Clean(l)] = true
+				out = append(out, path.Clean(l))
 			}
 		}
 		return out, nil
