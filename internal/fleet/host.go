@@ -217,7 +217,16 @@ func (f *Fleet) beat(ctx context.Context, h *host) {
 		if h.synced && info.Epoch != h.followEpoch && h.followCancel != nil {
 			h.followCancel() // the agent restarted: list again
 		}
+		// An agent whose Docker engine answered late runs containers now.
+		engineUp := info.Containers && h.noContainers != ""
+		if engineUp {
+			h.noContainers, h.noContainersEpoch = "", ""
+		}
+		name := h.rec.Name
 		f.mu.Unlock()
+		if engineUp {
+			f.event(api.Event{Reason: fmt.Sprintf("host %s runs containers again: its agent reached its docker engine", name)}, slog.LevelInfo)
+		}
 		return
 	}
 	h.beatErr = err.Error()
