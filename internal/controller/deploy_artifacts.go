@@ -73,6 +73,17 @@ func (u *Uploads) HasArtifact(d string) (bool, error) {
 	return u.arts.Has(d), nil
 }
 
+// MissingArtifacts returns the artifacts of release digest d that are not
+// held: d itself, or, when d is an image kept by layer, its layers'
+// artifacts (release.Store.Missing). A store that mirrors another (a
+// cluster's follower) fetches these. ErrInvalidDigest for a malformed d.
+func (u *Uploads) MissingArtifacts(d string) ([]string, error) {
+	if _, err := u.HasArtifact(d); err != nil {
+		return nil, err
+	}
+	return u.arts.Missing(d)
+}
+
 // PutArtifact stores the artifact read from r, a .tar.gz as
 // release.Store keeps it, which must be the artifact with digest want:
 // the digest is computed from the bytes while they are written, and
