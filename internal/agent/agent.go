@@ -235,8 +235,8 @@ func New(cfg Config) (*Agent, error) {
 // not answer yet) the engine e: from then on it runs container instances,
 // reports their exits (while Run runs) and says so in GET /v1/host
 // (api.HostInfo.Containers), which is how the server learns to place
-// containers here again. The Agent owns e afterwards as it owns
-// Config.Docker. An Agent that has an engine refuses another.
+// containers here again. The caller keeps e and closes it after Run, as
+// with Config.Docker. An Agent that has an engine refuses another.
 func (a *Agent) SetDocker(e *dockerrt.Engine) error {
 	if e == nil {
 		return errors.New("set docker engine: nil")
