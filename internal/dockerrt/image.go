@@ -247,6 +247,9 @@ type SavedImage struct {
 	// DiffIDs are the layers the artifact stores apart, in order; none for
 	// an artifact that is a whole saved tar.
 	DiffIDs []string
+	// Pull, when set, is a registry reference by digest (Push): the image
+	// is pulled from there, and Fetch and Open are not called.
+	Pull string
 	// Fetch, when not nil, makes the parts of layers held.. available
 	// (an agent fetches them from the server).
 	Fetch func(ctx context.Context, held int) error
@@ -255,13 +258,21 @@ type SavedImage struct {
 	Open func(ctx context.Context, held int) (io.ReadCloser, error)
 }
 
-// Ensure makes the engine hold image img: nothing when it does; else the
-// layers it holds already are counted (HeldLayers), the others fetched
-// (img.Fetch) and the image loaded from img.Open.
+// Ensure makes the engine hold image img: nothing when it does; else it
+// pulls img.Pull when set, or counts the layers it holds already
+// (HeldLayers), fetches the others (img.Fetch) and loads the image from
+// img.Open.
 func (e *Engine) Ensure(ctx context.Context, img SavedImage) error {
 	has, err := e.HasImage(ctx, img.ID)
 	if err != nil || has {
 		return err
+	}
+	if img.Pull != "" {
+		if err := e.Pull(ctx, img.Pull, img.ID); err != nil {
+			return err
+		}
+		e.log.Info("image pulled", "image", short(img.ID), "ref", img.Pull)
+		return nil
 	}
 	held := 0
 	if len(img.DiffIDs) > 0 {
