@@ -61,7 +61,8 @@ func (a *Agent) startContainer(ctx context.Context, spec api.LaunchSpec, sig sys
 // into the engine when the engine lacks it: once per digest, whatever the
 // number of concurrent starts. Of an image stored by layers, only the
 // layers the engine lacks are fetched (each once, verified, kept in the
-// store like any artifact).
+// store like any artifact); an image named by a registry reference is
+// pulled from the registry.
 func (a *Agent) image(ctx context.Context, docker *dockerrt.Engine, digest string) (string, error) {
 	err := a.loads.do(ctx, digest, func() error {
 		a.imagesMu.Lock()
@@ -82,8 +83,12 @@ func (a *Agent) image(ctx context.Context, docker *dockerrt.Engine, digest strin
 		if err != nil {
 			return fmt.Errorf("open artifact %s: %w", digest, err)
 		}
+		pull, err := a.artifacts.PullRef(digest)
+		if err != nil {
+			return fmt.Errorf("open artifact %s: %w", digest, err)
+		}
 		err = docker.Ensure(ctx, dockerrt.SavedImage{
-			ID: known, DiffIDs: release.DiffIDs(layers),
+			ID: known, DiffIDs: release.DiffIDs(layers), Pull: pull,
 			Fetch: func(ctx context.Context, held int) error {
 				for _, l := range layers[held:] {
 					if err := a.haveArtifact(ctx, l.Artifact); err != nil {

@@ -74,6 +74,9 @@ func prepareDeploy(ctx context.Context, c *client.Client, file string, configOnl
 	if err != nil {
 		return client.DeployOptions{}, err
 	}
+	if digest, err = pushToRegistry(ctx, cfg, digest, w); err != nil {
+		return client.DeployOptions{}, err
+	}
 	if err := uploadIfMissing(ctx, c, cfg, digest, w); err != nil {
 		return client.DeployOptions{}, err
 	}

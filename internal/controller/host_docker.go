@@ -134,8 +134,12 @@ func (h *DockerHost) image(ctx context.Context, d string) (string, error) {
 	if err != nil {
 		return "", err
 	}
+	pull, err := h.artifacts.PullRef(d)
+	if err != nil {
+		return "", err
+	}
 	err = h.eng.Ensure(ctx, dockerrt.SavedImage{
-		ID: id, DiffIDs: release.DiffIDs(layers),
+		ID: id, DiffIDs: release.DiffIDs(layers), Pull: pull,
 		Fetch: func(context.Context, int) error {
 			m, err := h.artifacts.Missing(d)
 			if err == nil && len(m) > 0 {

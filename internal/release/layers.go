@@ -12,6 +12,7 @@ import (
 	"io"
 	"os"
 	"path"
+	"strings"
 	"time"
 )
 
@@ -62,7 +63,10 @@ func DiffIDs(layers []Layer) []string {
 // imageIndex is the first entry of an image artifact.
 type imageIndex struct {
 	Version int     `json:"version"`
-	Layers  []Layer `json:"layers"`
+	Layers  []Layer `json:"layers,omitempty"`
+	// Pull is the registry reference the image is pulled by, for an
+	// image that travels through a registry (PutPulled); it has no Layers.
+	Pull string `json:"pull,omitempty"`
 }
 
 // PutImage stores a saved image's tar stream (`docker save`) as an image
@@ -264,35 +268,106 @@ func (s *Store) Layers(d string) ([]Layer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("layers of %s: %w", d, err)
 	}
-	return readIndex(tar.NewReader(gz), d)
+	idx, err := readIndex(tar.NewReader(gz), d)
+	return idx.Layers, err
+}
+
+// PullRef returns the registry reference image artifact d is pulled by
+// (PutPulled), or "" for an image that travels through Shoal.
+func (s *Store) PullRef(d string) (string, error) {
+	rc, err := s.Reader(d)
+	if err != nil {
+		return "", err
+	}
+	defer rc.Close()
+	gz, err := gzip.NewReader(rc)
+	if err != nil {
+		return "", fmt.Errorf("image %s: %w", d, err)
+	}
+	idx, err := readIndex(tar.NewReader(gz), d)
+	return idx.Pull, err
+}
+
+// PutPulled stores the image artifact of image d (stored by PutImage) as
+// it is when the image travels through a registry: its manifests and
+// config, and ref to pull it by (dockerrt.Push) instead of its layers.
+// Its digest differs from d's; hosts given it pull ref.
+func (s *Store) PutPulled(ctx context.Context, d, ref string) (Artifact, error) {
+	if ref == "" || strings.ContainsAny(ref, " \t\n") {
+		return Artifact{}, fmt.Errorf("put pulled image %s: bad reference %q", d, ref)
+	}
+	rc, err := s.OpenTar(ctx, d)
+	if err != nil {
+		return Artifact{}, err
+	}
+	defer rc.Close()
+	tr := tar.NewReader(rc)
+	idx, err := readIndex(tr, d)
+	if err != nil {
+		return Artifact{}, err
+	}
+	if idx.Layers == nil {
+		return Artifact{}, fmt.Errorf("put pulled image %s: not an image stored by layer", d)
+	}
+	ij, err := json.Marshal(imageIndex{Version: 1, Pull: ref})
+	if err != nil {
+		return Artifact{}, err
+	}
+	var out bytes.Buffer
+	tw := tar.NewWriter(&out)
+	if err := writeFile(tw, imageIndexName, ij); err != nil {
+		return Artifact{}, err
+	}
+	for {
+		h, err := tr.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return Artifact{}, fmt.Errorf("put pulled image %s: %w", d, err)
+		}
+		if err := tw.WriteHeader(h); err != nil {
+			return Artifact{}, err
+		}
+		if _, err := io.Copy(tw, tr); err != nil {
+			return Artifact{}, err
+		}
+	}
+	if err := tw.Close(); err != nil {
+		return Artifact{}, err
+	}
+	return s.PutTar(ctx, &out)
 }
 
 // readIndex reads the first entry of tr: the index of an image artifact,
-// or something else (nil, nil).
-func readIndex(tr *tar.Reader, d string) ([]Layer, error) {
+// or something else (a zero index).
+func readIndex(tr *tar.Reader, d string) (imageIndex, error) {
 	h, err := tr.Next()
 	if errors.Is(err, io.EOF) {
-		return nil, nil
+		return imageIndex{}, nil
 	}
 	if err != nil {
-		return nil, fmt.Errorf("layers of %s: %w", d, err)
+		return imageIndex{}, fmt.Errorf("image %s: %w", d, err)
 	}
 	if h.Name != imageIndexName {
-		return nil, nil
+		return imageIndex{}, nil
 	}
 	var idx imageIndex
 	if err := json.NewDecoder(io.LimitReader(tr, 1<<20)).Decode(&idx); err != nil {
-		return nil, fmt.Errorf("layers of %s: %s: %w", d, imageIndexName, err)
+		return imageIndex{}, fmt.Errorf("image %s: %s: %w", d, imageIndexName, err)
 	}
 	if idx.Version != 1 {
-		return nil, fmt.Errorf("layers of %s: %s version %d, want 1", d, imageIndexName, idx.Version)
+		return imageIndex{}, fmt.Errorf("image %s: %s version %d, want 1", d, imageIndexName, idx.Version)
 	}
 	for _, l := range idx.Layers {
 		if !ValidDigest(l.Artifact) || !ValidDigest(l.DiffID) || l.Size < 0 || l.Path == "" {
-			return nil, fmt.Errorf("layers of %s: %s: bad layer %+v", d, imageIndexName, l)
+			return imageIndex{}, fmt.Errorf("image %s: %s: bad layer %+v", d, imageIndexName, l)
 		}
 	}
-	return idx.Layers, nil
+	if idx.Layers == nil && idx.Pull == "" {
+		idx.Layers = []Layer{} // an image of no layer is still one stored by layer
+	}
+	return idx, nil
 }
 
 // Missing returns the digests among d and, for an image artifact, its
@@ -336,11 +411,16 @@ func (s *Store) OpenImage(ctx context.Context, d string, held int) (io.ReadClose
 		return nil, err
 	}
 	tr := tar.NewReader(rc)
-	layers, err := readIndex(tr, d)
+	idx, err := readIndex(tr, d)
 	if err != nil {
 		rc.Close()
 		return nil, err
 	}
+	if idx.Pull != "" {
+		rc.Close()
+		return nil, fmt.Errorf("image %s is pulled from %s, not loaded", d, idx.Pull)
+	}
+	layers := idx.Layers
 	if layers == nil {
 		rc.Close()
 		return s.OpenTar(ctx, d)
