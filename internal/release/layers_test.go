@@ -224,3 +224,55 @@ func keys(m map[string][]byte) []string {
 	}
 	return out
 }
+
+// An image that travels through a registry keeps its manifests and the
+// reference to pull, and no layer.
+func TestPutPulled(t *testing.T) {
+	s := openStore(t)
+	ctx := context.Background()
+	raw, _ := savedImage(t, "one", "two")
+	a, err := s.PutImage(ctx, bytes.NewReader(raw))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ref := "127.0.0.1:5000/app@sha256:" + strings.Repeat("a", 64)
+	p, err := s.PutPulled(ctx, a.Digest, ref)
+	if err != nil || p.Digest == a.Digest {
+		t.Fatalf("PutPulled = %+v, %v", p, err)
+	}
+	if got, err := s.PullRef(p.Digest); err != nil || got != ref {
+		t.Errorf("PullRef = %q, %v; want %q", got, err, ref)
+	}
+	if got, err := s.PullRef(a.Digest); err != nil || got != "" {
+		t.Errorf("PullRef of a layered image = %q, %v", got, err)
+	}
+	if l, err := s.Layers(p.Digest); err != nil || len(l) != 0 {
+		t.Errorf("Layers of a pulled image = %v, %v", l, err)
+	}
+	if m, err := s.Missing(p.Digest); err != nil || len(m) != 0 {
+		t.Errorf("Missing of a pulled image = %v, %v", m, err)
+	}
+	rc, err := s.OpenTar(ctx, p.Digest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	files := map[string]bool{}
+	tr := tar.NewReader(rc)
+	for {
+		h, err := tr.Next()
+		if err != nil {
+			break
+		}
+		files[h.Name] = true
+	}
+	rc.Close()
+	if !files["manifest.json"] || !files[imageIndexName] {
+		t.Errorf("pulled image artifact entries: %v", files)
+	}
+	if _, err := s.OpenImage(ctx, p.Digest, 0); err == nil || !strings.Contains(err.Error(), "pulled from") {
+		t.Errorf("OpenImage of a pulled image: %v", err)
+	}
+	if _, err := s.PutPulled(ctx, a.Digest, "bad ref"); err == nil {
+		t.Error("a reference with a space was taken")
+	}
+}
