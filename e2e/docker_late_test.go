@@ -30,7 +30,11 @@ func fleetCLI(t *testing.T, bin string, srv *testenv.Server) func(dir string, ar
 		t.Helper()
 		cmd := exec.CommandContext(testenv.Context(t, 4*time.Minute), bin, args...)
 		cmd.Dir, cmd.Env = dir, env
+		start := time.Now()
 		out, err := cmd.CombinedOutput()
+		if d := time.Since(start); d > 2*time.Second {
+			t.Logf("shoal %s: %.1fs", strings.Join(args, " "), d.Seconds()) // where a test's time goes
+		}
 		if err != nil {
 			t.Fatalf("shoal %s: %v\n%s", strings.Join(args, " "), err, out)
 		}
