@@ -157,7 +157,7 @@ type Agent struct {
 	docker   *dockerrt.Engine // nil: no engine (noDocker says why); set once, by New or SetDocker
 	noDocker string
 	dockerUp chan struct{} // closed when docker is set
-	loads    flight // image loads, by digest
+	loads    flight        // image loads, by digest
 	imagesMu sync.Mutex
 	images   map[string]string // artifact digest -> image ID, once known
 }

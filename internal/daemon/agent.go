@@ -51,19 +51,19 @@ const (
 //	release/                fetched artifacts (package release)
 //	term, releases/, tmp/   the agent API's own (package agent)
 type Agent struct {
-	cfg     *config.AgentFile
-	log     *slog.Logger
-	node    *pki.Node
-	rt      *runtime.Local
-	docker  *dockerrt.Engine // nil: no engine (agent.yaml's docker_host)
-	api     *agent.Agent
-	ln      net.Listener
-	srv     *http.Server
-	client  *http.Client // to the server: hello and artifacts
+	cfg    *config.AgentFile
+	log    *slog.Logger
+	node   *pki.Node
+	rt     *runtime.Local
+	docker *dockerrt.Engine // nil: no engine (agent.yaml's docker_host)
+	api    *agent.Agent
+	ln     net.Listener
+	srv    *http.Server
+	client *http.Client // to the server: hello and artifacts
 	// noDocker is why the agent had no engine at open ("" when it had
 	// one); Run keeps trying it unless docker_host is none.
 	noDocker string
-	started atomic.Bool  // set by the first of Run and Close
+	started  atomic.Bool // set by the first of Run and Close
 }
 
 // OpenAgent prepares the data directory, binds the agent's listener (a port

@@ -92,7 +92,9 @@ func TestEnsureLoadsOnlyTheLayersNotHeld(t *testing.T) {
 		err := e.Ensure(ctx, SavedImage{
 			ID: b.id, DiffIDs: release.DiffIDs(layers),
 			Fetch: func(_ context.Context, held int) error { got = held; return nil },
-			Open:  func(ctx context.Context, held int) (io.ReadCloser, error) { return store.OpenImage(ctx, b.digest, held) },
+			Open: func(ctx context.Context, held int) (io.ReadCloser, error) {
+				return store.OpenImage(ctx, b.digest, held)
+			},
 		})
 		return got, err
 	}
