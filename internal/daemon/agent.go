@@ -169,7 +169,8 @@ func (d *Agent) Node() *pki.Node { return d.node }
 // mutual TLS, the certificate Renewer (an expired certificate ends Run
 // with an error wrapping pki.ErrCertificateExpired), the exit recorder,
 // and the hello to the server, retried with backoff until the server
-// takes it (the API serves meanwhile). Then it stops serving (5 s of grace
+// takes it (the API serves meanwhile), and, when the Docker engine did
+// not answer at open, its retries (awaitEngine). Then it stops serving (5 s of grace
 // for calls in flight) and closes the runtime, which leaves every instance
 // running under its shim for the next run to adopt. It returns after every
 // goroutine has ended; nil after a stop through ctx.

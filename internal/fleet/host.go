@@ -66,7 +66,8 @@ type host struct {
 	removed bool
 	// noContainers is why the agent refused a container instance (it has
 	// no Docker engine), as it said during its run noContainersEpoch:
-	// container instances are not placed there until it runs anew.
+	// container instances are not placed there until it runs anew or its
+	// host info says it runs containers (its engine answered late).
 	noContainers, noContainersEpoch string
 }
 
