@@ -6,10 +6,8 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"regexp"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -43,50 +41,15 @@ func fleetCLI(t *testing.T, bin string, srv *testenv.Server) func(dir string, ar
 }
 
 // startDockerd starts a Docker engine of the test's own, its state in dir
-// (a short path: the engine's sockets live under it), on no bridge so that
-// it does not meet the engine of DOCKER_HOST, and returns a client of it.
-// At the end of the test its containers are removed and it is stopped.
+// (testenv.StartDockerd), and returns a client of it. At the end of the
+// test its containers are removed and it is stopped.
 func startDockerd(t *testing.T, ctx context.Context, dir string) *dockerclient.Client {
 	t.Helper()
 	if _, err := exec.LookPath("dockerd"); err != nil {
 		t.Skip("no dockerd")
 	}
-	logf, err := os.Create(filepath.Join(dir, "dockerd.log"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	host := "unix://" + filepath.Join(dir, "docker.sock")
-	cmd := exec.Command("dockerd", "--data-root", filepath.Join(dir, "root"), "--exec-root", filepath.Join(dir, "exec"),
-		"--pidfile", filepath.Join(dir, "dockerd.pid"), "-H", host, "--iptables=false", "--bridge=none")
-	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan struct{})
-	go func() { cmd.Wait(); close(exited) }()
 	var cli *dockerclient.Client
-	t.Cleanup(func() {
-		if cli != nil {
-			cctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-			list, _ := cli.ContainerList(cctx, container.ListOptions{All: true})
-			for _, c := range list {
-				cli.ContainerRemove(cctx, c.ID, container.RemoveOptions{Force: true})
-			}
-			cancel()
-			cli.Close()
-		}
-		cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-exited:
-		case <-time.After(time.Minute):
-			syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-			<-exited
-		}
-		logf.Close()
-		os.RemoveAll(dir)
-	})
-	err = testenv.WaitFor(ctx, func() error {
+	host, stop, err := testenv.StartDockerd(ctx, dir, func(ctx context.Context, host string) error {
 		c, err := dockerrt.ConnectTo(ctx, host, 5*time.Second)
 		if err == nil {
 			cli = c
@@ -94,9 +57,19 @@ func startDockerd(t *testing.T, ctx context.Context, dir string) *dockerclient.C
 		return err
 	})
 	if err != nil {
-		b, _ := os.ReadFile(filepath.Join(dir, "dockerd.log"))
-		t.Fatalf("dockerd in %s: %v\n%s", dir, err, b)
+		t.Fatal(err)
 	}
+	t.Cleanup(func() {
+		cctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		list, _ := cli.ContainerList(cctx, container.ListOptions{All: true})
+		for _, c := range list {
+			cli.ContainerRemove(cctx, c.ID, container.RemoveOptions{Force: true})
+		}
+		cancel()
+		cli.Close()
+		stop()
+	})
+	t.Logf("own engine at %s", host)
 	return cli
 }
 

@@ -36,7 +36,6 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/docker/docker/api/types/container"
@@ -427,56 +426,29 @@ func removeImages(cli *client.Client) {
 	}
 }
 
-// startEngine starts a dockerd with its state under dir and returns its
-// DOCKER_HOST and a function that removes its containers, stops it and
-// removes dir.
+// startEngine starts a dockerd with its state under dir
+// (testenv.StartDockerd) and returns its DOCKER_HOST and a function that
+// removes its containers, stops it and removes dir.
 func startEngine(ctx context.Context, dir string) (string, func(), error) {
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return "", nil, err
-	}
-	logf, err := os.Create(filepath.Join(dir, "dockerd.log"))
-	if err != nil {
-		return "", nil, err
-	}
-	host := "unix://" + filepath.Join(dir, "docker.sock")
-	cmd := exec.Command("dockerd", "--data-root", filepath.Join(dir, "root"), "--exec-root", filepath.Join(dir, "exec"),
-		"--pidfile", filepath.Join(dir, "dockerd.pid"), "-H", host, "--iptables=false", "--bridge=none")
-	cmd.Stdout, cmd.Stderr = logf, logf
-	if err := cmd.Start(); err != nil {
-		logf.Close()
-		return "", nil, fmt.Errorf("start dockerd: %w", err)
-	}
-	exited := make(chan struct{})
-	go func() { cmd.Wait(); close(exited) }()
-	stop := func() {
-		if cli, err := dockerrt.ConnectTo(context.Background(), host, 10*time.Second); err == nil {
-			removeAll(cli)
-			cli.Close()
-		}
-		cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-exited:
-		case <-time.After(time.Minute):
-			cmd.Process.Kill()
-			<-exited
-		}
-		logf.Close()
-		os.RemoveAll(dir)
-	}
 	wctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
-	err = testenv.WaitFor(wctx, func() error {
-		cli, err := dockerrt.ConnectTo(wctx, host, 5*time.Second)
+	host, stop, err := testenv.StartDockerd(wctx, dir, func(ctx context.Context, host string) error {
+		cli, err := dockerrt.ConnectTo(ctx, host, 5*time.Second)
 		if err == nil {
 			cli.Close()
 		}
 		return err
 	})
 	if err != nil {
-		stop()
-		return "", nil, fmt.Errorf("dockerd in %s: %w", dir, err)
+		return "", nil, err
 	}
-	return host, stop, nil
+	return host, func() {
+		if cli, err := dockerrt.ConnectTo(context.Background(), host, 10*time.Second); err == nil {
+			removeAll(cli)
+			cli.Close()
+		}
+		stop()
+	}, nil
 }
 
 // removeAll removes every container of an engine the bench started.
