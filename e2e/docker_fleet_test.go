@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -38,19 +37,7 @@ func TestDockerFleetDeployRollbackKillAndAdopt(t *testing.T) {
 	ctx := testenv.Context(t, 8*time.Minute)
 	srv := startLoopbackServer(t, ctx, bin)
 	dir := t.TempDir()
-	env := append(os.Environ(), "SHOAL_ADMIN_URL="+srv.AdminURL, "SHOAL_TOKEN="+srv.Token)
-	// Not runShoalEnv's minute: a deploy builds the app and its image, which
-	// takes longer than that on a loaded 2-core machine.
-	shoal := func(in string, args ...string) string {
-		t.Helper()
-		cmd := exec.CommandContext(testenv.Context(t, 4*time.Minute), bin, args...)
-		cmd.Dir, cmd.Env = in, env
-		out, err := cmd.CombinedOutput()
-		if err != nil {
-			t.Fatalf("shoal %s: %v\n%s", strings.Join(args, " "), err, out)
-		}
-		return string(out)
-	}
+	shoal := fleetCLI(t, bin, srv)
 	token := func() string { return strings.TrimSpace(shoal(dir, "join-token", "--ttl", "10m")) }
 
 	agents := map[string]*agentHost{}

@@ -1,22 +1,19 @@
 // Command dockerfleet measures the deploy of a `runtime: docker` app to a
-// fleet of 3 hosts: `shoal server` and 3 `shoal agent`s on 127.0.0.1,
-// sharing one Docker engine (each agent its own scope), and
-// examples/docker with a second, larger layer under the app's binary (a
-// stand-in for a base image: incompressible bytes, -base MiB). It runs
-// `shoal deploy` (v1), then a deploy that changes only the app's binary
-// (v2), and reports for each the CLI's wall time (image build included)
-// and the bytes moved: the upload to the server and the artifact fetched
-// by each agent. It then reads both saved images' layers and reports what
-// a per-layer transfer (ship only the layers whose digest the hosts lack)
-// would have moved for v2, which Shoal does not do yet.
+// fleet of 3 hosts: `shoal server` and 3 `shoal agent`s on 127.0.0.1, each
+// agent with a Docker engine of its own (-engines own: a dockerd per host,
+// started here; -engines shared: the one of DOCKER_HOST, each agent its
+// own scope), and examples/docker with a second, larger layer under the
+// app's binary (a stand-in for a base image: incompressible bytes, -base
+// MiB). It runs `shoal deploy` (v1), then a deploy that changes only the
+// app's binary (v2), and reports for each the CLI's wall time (image build
+// and rollout included) and the bytes moved: what the CLI uploaded to the
+// server and the artifacts the agents fetched (image artifact and layers).
 //
 //	go build -o /tmp/shoal ./cmd/shoal
 //	DOCKER_HOST=unix:///tmp/shoal-dev-docker/docker.sock go run ./bench/dockerfleet -shoal /tmp/shoal
 //
-// All hosts share one engine here, which holds the image already (the
-// CLI built it there), so no agent loads it: an image load on a host of
-// its own adds `docker load` of the artifact, timed separately (the load
-// row: the v2 image removed, then loaded from its artifact).
+// The CLI builds on DOCKER_HOST's engine. With -engines shared every
+// agent's engine holds the image the CLI built, so none loads it.
 package main
 
 import (
@@ -27,6 +24,7 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -55,10 +53,15 @@ func main() {
 	shoal := flag.String("shoal", "shoal", "the shoal `binary`")
 	app := flag.String("app", "examples/docker", "the docker example's `folder`")
 	base := flag.Int("base", 32, "size of the base layer in `MiB`")
+	engines := flag.String("engines", "own", "`own` (a dockerd per host) or shared (DOCKER_HOST's)")
 	flag.Parse()
+	if *engines != "own" && *engines != "shared" {
+		fmt.Fprintln(os.Stderr, "dockerfleet: -engines must be own or shared")
+		os.Exit(2)
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
-	if err := run(ctx, *shoal, *app, *base); err != nil {
+	if err := run(ctx, *shoal, *app, *base, *engines == "own"); err != nil {
 		fmt.Fprintln(os.Stderr, "dockerfleet:", err)
 		os.Exit(1)
 	}
@@ -72,10 +75,11 @@ type bench struct {
 	server *testenv.Server
 	agents map[string]*testenv.Process
 	data   map[string]string // host -> agent data dir
+	engine map[string]string // host -> its engine's DOCKER_HOST ("" for the shared one)
 }
 
-func run(ctx context.Context, bin, src string, baseMiB int) (err error) {
-	b := &bench{bin: bin, agents: map[string]*testenv.Process{}, data: map[string]string{}}
+func run(ctx context.Context, bin, src string, baseMiB int, own bool) (err error) {
+	b := &bench{bin: bin, agents: map[string]*testenv.Process{}, data: map[string]string{}, engine: map[string]string{}}
 	if b.srvDir, err = os.MkdirTemp("", "shoal-bench-dockerfleet-"); err != nil {
 		return err
 	}
@@ -95,6 +99,16 @@ func run(ctx context.Context, bin, src string, baseMiB int) (err error) {
 		return err
 	}
 	defer cli.Close()
+	if own {
+		for _, h := range hosts {
+			host, stop, err := startEngine(ctx, filepath.Join(b.srvDir, h+"-engine"))
+			if err != nil {
+				return err
+			}
+			defer stop()
+			b.engine[h] = host
+		}
+	}
 	for _, h := range hosts {
 		if err := b.startAgent(ctx, h); err != nil {
 			return err
@@ -139,7 +153,11 @@ func run(ctx context.Context, bin, src string, baseMiB int) (err error) {
 		return err
 	}
 
-	fmt.Printf("deploy of a runtime: docker app to %d hosts (one shared engine; base layer %d MiB)\n", len(hosts), baseMiB)
+	engines := "each host its own engine"
+	if !own {
+		engines = "one shared engine"
+	}
+	fmt.Printf("deploy of a runtime: docker app to %d hosts (%s; base layer %d MiB)\n", len(hosts), engines, baseMiB)
 	fmt.Printf("%-34s %9s %14s %22s\n", "deploy", "wall", "upload bytes", "fetched by agents")
 	var digests []string
 	for i, v := range []string{"v1", "v2"} {
@@ -155,17 +173,21 @@ func run(ctx context.Context, bin, src string, baseMiB int) (err error) {
 		if err != nil || !strings.Contains(string(out), "deploy: "+v+" serves") {
 			return fmt.Errorf("shoal deploy %s: %v\n%s", v, err, out)
 		}
-		up := regexp.MustCompile(`uploading artifact \S+ \(([^)]+)\)`).FindStringSubmatch(string(out))
-		if up == nil {
-			return fmt.Errorf("shoal deploy %s: no upload line:\n%s", v, out)
+		up, err := uploaded(string(out))
+		if err != nil {
+			return fmt.Errorf("shoal deploy %s: %w\n%s", v, err, out)
 		}
-		fetched, digest, agents := b.fetched(marks)
-		if digest == "" {
+		fetched, agents := b.fetched(marks)
+		if agents == 0 {
 			return fmt.Errorf("deploy %s: no agent fetched an artifact", v)
 		}
-		digests = append(digests, digest)
+		d, err := b.releaseDigest(ctx, app, v)
+		if err != nil {
+			return err
+		}
+		digests = append(digests, d)
 		what := map[string]string{"v1": "v1 (first: whole image)", "v2": "v2 (only the app layer changed)"}[v]
-		fmt.Printf("%-34s %8.1fs %14s %14s (%d hosts)\n", what, wall.Seconds(), up[1], mib(fetched), agents)
+		fmt.Printf("%-34s %8.1fs %11.1f MB %14s (%d hosts)\n", what, wall.Seconds(), float64(up)/1e6, mib(fetched), agents)
 	}
 
 	// The layers of both saved images, from a host's artifact store.
@@ -193,34 +215,43 @@ func run(ctx context.Context, bin, src string, baseMiB int) (err error) {
 	if err != nil {
 		return err
 	}
-	fmt.Printf("v2's image: %d layers, %s uncompressed; artifact (gzip) %s\n", len(l2), mib(all), mib(art2.Size))
-	fmt.Printf("v2's layers the hosts lacked: %s uncompressed, %s gzipped: per-layer shipping would move %s per host instead of %s\n",
-		mib(changed), mib(changedGz), mib(changedGz), mib(art2.Size))
-
-	// What a host with its own engine adds: docker load of the artifact.
-	eng, err := dockerrt.New(ctx, cli, dockerrt.Options{Scope: filepath.Join(b.srvDir, "load-scope")})
-	if err != nil {
-		return err
-	}
-	id, err := imageID(ctx, store, digests[0])
-	if err != nil {
-		return err
-	}
-	if _, err := cli.ImageRemove(ctx, id, image.RemoveOptions{Force: true}); err != nil {
-		return fmt.Errorf("remove the v1 image (no longer running): %w", err)
-	}
-	rc, err := store.OpenTar(ctx, digests[0])
-	if err != nil {
-		return err
-	}
-	start := time.Now()
-	err = eng.Load(ctx, rc, id)
-	rc.Close()
-	if err != nil {
-		return err
-	}
-	fmt.Printf("docker load of v1's artifact (from the store, digest verified) on an engine without it: %.2fs\n", time.Since(start).Seconds())
+	fmt.Printf("v2's image: %d layers, %s uncompressed; image artifact (gzip) %s\n", len(l2), mib(all), mib(art2.Size))
+	fmt.Printf("v2's layers v1 lacked: %s uncompressed, %s gzipped\n", mib(changed), mib(changedGz))
 	return nil
+}
+
+// uploaded sums the sizes of the CLI's "uploading ... (N MB)" lines.
+func uploaded(out string) (int64, error) {
+	var n int64
+	for _, m := range regexp.MustCompile(`uploading (?:artifact|layer) \S+ \(([0-9.]+) (B|kB|MB|GB)\)`).FindAllStringSubmatch(out, -1) {
+		v, err := strconv.ParseFloat(m[1], 64)
+		if err != nil {
+			return 0, err
+		}
+		n += int64(v * map[string]float64{"B": 1, "kB": 1e3, "MB": 1e6, "GB": 1e9}[m[2]])
+	}
+	return n, nil
+}
+
+// releaseDigest returns the artifact digest of release v ("v2") of the app.
+func (b *bench) releaseDigest(ctx context.Context, app, v string) (string, error) {
+	out, err := b.shoal(ctx, app, "releases", "-o", "json")
+	if err != nil {
+		return "", fmt.Errorf("shoal releases: %w\n%s", err, out)
+	}
+	var rels []struct {
+		Version int    `json:"version"`
+		Digest  string `json:"digest"`
+	}
+	if err := json.Unmarshal(out, &rels); err != nil {
+		return "", fmt.Errorf("shoal releases -o json: %w\n%s", err, out)
+	}
+	for _, r := range rels {
+		if "v"+strconv.Itoa(r.Version) == v {
+			return r.Digest, nil
+		}
+	}
+	return "", fmt.Errorf("shoal releases: no %s:\n%s", v, out)
 }
 
 func (b *bench) startAgent(ctx context.Context, host string) error {
@@ -233,6 +264,9 @@ func (b *bench) startAgent(ctx context.Context, host string) error {
 		return err
 	}
 	cfg := fmt.Sprintf("server: %s\njoin_token_file: token\nname: %s\nlisten: 127.0.0.1:0\nadvertise: 127.0.0.1\ndata_dir: data\n", b.server.FleetURL, host)
+	if e := b.engine[host]; e != "" {
+		cfg += "docker_host: " + e + "\n"
+	}
 	if err := os.WriteFile(filepath.Join(dir, "agent.yaml"), []byte(cfg), 0o600); err != nil {
 		return err
 	}
@@ -260,22 +294,24 @@ func (b *bench) marks() map[string]int {
 
 var fetchedRe = regexp.MustCompile(`"artifact fetched" digest=(sha256:[0-9a-f]{64}) bytes=(\d+)`)
 
-// fetched sums the artifact bytes the agents fetched since marks, and
-// returns the digest fetched and how many agents fetched it (a rollout
+// fetched sums the artifact bytes (image artifacts and layers) the agents
+// fetched since marks, and returns how many agents fetched any (a rollout
 // with surge may place two instances on one host).
-func (b *bench) fetched(marks map[string]int) (n int64, digest string, agents int) {
+func (b *bench) fetched(marks map[string]int) (n int64, agents int) {
 	for h, p := range b.agents {
-		lines := p.Lines()
-		for _, l := range lines[marks[h]:] {
+		any := false
+		for _, l := range p.Lines()[marks[h]:] {
 			if m := fetchedRe.FindStringSubmatch(l.Text); m != nil {
 				v, _ := strconv.ParseInt(m[2], 10, 64)
 				n += v
-				digest = m[1]
-				agents++
+				any = true
 			}
 		}
+		if any {
+			agents++
+		}
 	}
-	return n, digest, agents
+	return n, agents
 }
 
 func (b *bench) shoal(ctx context.Context, dir string, args ...string) ([]byte, error) {
@@ -307,7 +343,7 @@ func (s layerSet) has(id string) bool {
 // layer.tar, or blob of the OCI layout, that is a tar): digest, size, and
 // its gzipped size.
 func layers(ctx context.Context, store *release.Store, digest string) (layerSet, error) {
-	rc, err := store.OpenTar(ctx, digest)
+	rc, err := store.OpenImage(ctx, digest, 0)
 	if err != nil {
 		return nil, err
 	}
@@ -387,5 +423,40 @@ func removeImages(cli *client.Client) {
 	imgs, _ := cli.ImageList(ctx, image.ListOptions{Filters: filters.NewArgs(filters.Arg("label", dockerrt.LabelApp+"=dockerapp"))})
 	for _, im := range imgs {
 		cli.ImageRemove(ctx, im.ID, image.RemoveOptions{Force: true, PruneChildren: true})
+	}
+}
+
+// startEngine starts a dockerd with its state under dir
+// (testenv.StartDockerd) and returns its DOCKER_HOST and a function that
+// removes its containers, stops it and removes dir.
+func startEngine(ctx context.Context, dir string) (string, func(), error) {
+	wctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	host, stop, err := testenv.StartDockerd(wctx, dir, func(ctx context.Context, host string) error {
+		cli, err := dockerrt.ConnectTo(ctx, host, 5*time.Second)
+		if err == nil {
+			cli.Close()
+		}
+		return err
+	})
+	if err != nil {
+		return "", nil, err
+	}
+	return host, func() {
+		if cli, err := dockerrt.ConnectTo(context.Background(), host, 10*time.Second); err == nil {
+			removeAll(cli)
+			cli.Close()
+		}
+		stop()
+	}, nil
+}
+
+// removeAll removes every container of an engine the bench started.
+func removeAll(cli *client.Client) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	list, _ := cli.ContainerList(ctx, container.ListOptions{All: true})
+	for _, c := range list {
+		cli.ContainerRemove(ctx, c.ID, container.RemoveOptions{Force: true})
 	}
 }

@@ -153,9 +153,11 @@ type Agent struct {
 	starts  flight // by instance id
 	mux     *http.ServeMux
 
-	docker   *dockerrt.Engine // nil: no engine (noDocker says why)
+	dockerMu sync.Mutex
+	docker   *dockerrt.Engine // nil: no engine (noDocker says why); set once, by New or SetDocker
 	noDocker string
-	loads    flight // image loads, by digest
+	dockerUp chan struct{} // closed when docker is set
+	loads    flight        // image loads, by digest
 	imagesMu sync.Mutex
 	images   map[string]string // artifact digest -> image ID, once known
 }
@@ -180,10 +182,13 @@ func New(cfg Config) (*Agent, error) {
 		rt: cfg.Runtime, artifacts: cfg.Artifacts, source: cfg.Source, dataDir: cfg.DataDir,
 		name: cfg.Name, advertise: cfg.Advertise, log: cfg.Logger,
 		pollWait: cfg.PollWait, fetchTimeout: cfg.FetchTimeout,
-		docker: cfg.Docker, noDocker: cfg.NoDocker, images: map[string]string{},
+		docker: cfg.Docker, noDocker: cfg.NoDocker, dockerUp: make(chan struct{}), images: map[string]string{},
 	}
 	if a.noDocker == "" {
 		a.noDocker = "the agent was started without one"
+	}
+	if a.docker != nil {
+		close(a.dockerUp)
 	}
 	if a.log == nil {
 		a.log = slog.New(slog.DiscardHandler)
@@ -226,6 +231,34 @@ func New(cfg Config) (*Agent, error) {
 	return a, nil
 }
 
+// SetDocker gives an Agent made without a Docker engine (its engine did
+// not answer yet) the engine e: from then on it runs container instances,
+// reports their exits (while Run runs) and says so in GET /v1/host
+// (api.HostInfo.Containers), which is how the server learns to place
+// containers here again. The caller keeps e and closes it after Run, as
+// with Config.Docker. An Agent that has an engine refuses another.
+func (a *Agent) SetDocker(e *dockerrt.Engine) error {
+	if e == nil {
+		return errors.New("set docker engine: nil")
+	}
+	a.dockerMu.Lock()
+	defer a.dockerMu.Unlock()
+	if a.docker != nil {
+		return errors.New("set docker engine: the agent has one")
+	}
+	a.docker = e
+	close(a.dockerUp)
+	a.log.Info("docker engine ready: container instances accepted", "containers", len(e.List()))
+	return nil
+}
+
+// engine returns the Docker engine, or nil and why there is none.
+func (a *Agent) engine() (*dockerrt.Engine, string) {
+	a.dockerMu.Lock()
+	defer a.dockerMu.Unlock()
+	return a.docker, a.noDocker
+}
+
 func (a *Agent) tmpDir() string { return filepath.Join(a.dataDir, "tmp") }
 
 // Epoch names this Agent's sequence of exits.
@@ -242,14 +275,17 @@ func (a *Agent) Run(ctx context.Context) error {
 	exits := a.rt.Exits()
 	var containerExits <-chan dockerrt.Exit
 	var containerEnded <-chan string
-	if a.docker != nil {
-		containerExits, containerEnded = a.docker.Exits(), a.docker.Ended()
-	}
+	dockerUp := a.dockerUp
 	for {
 		var x api.InstanceExit
 		select {
 		case <-ctx.Done():
 			return nil
+		case <-dockerUp: // at once, or when SetDocker gives an engine
+			dockerUp = nil
+			e, _ := a.engine()
+			containerExits, containerEnded = e.Exits(), e.Ended()
+			continue
 		case rx, ok := <-exits:
 			if !ok {
 				return nil

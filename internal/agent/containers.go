@@ -12,6 +12,7 @@ import (
 
 	"github.com/shoal-dev/shoal/internal/api"
 	"github.com/shoal-dev/shoal/internal/dockerrt"
+	"github.com/shoal-dev/shoal/internal/release"
 	"github.com/shoal-dev/shoal/internal/runtime"
 )
 
@@ -31,18 +32,19 @@ const exitLogTail = 20
 // holds: the artifact is fetched (verified) when the store lacks it, its
 // image loaded into the engine once when the engine lacks it.
 func (a *Agent) startContainer(ctx context.Context, spec api.LaunchSpec, sig syscall.Signal) (api.InstanceInfo, error) {
-	if a.docker == nil {
-		return api.InstanceInfo{}, fmt.Errorf("%w on host %s: %s", ErrNoEngine, a.name, a.noDocker)
+	docker, why := a.engine()
+	if docker == nil {
+		return api.InstanceInfo{}, fmt.Errorf("%w on host %s: %s", ErrNoEngine, a.name, why)
 	}
 	if err := a.haveArtifact(ctx, spec.Digest); err != nil {
 		return api.InstanceInfo{}, err
 	}
-	image, err := a.image(ctx, spec.Digest)
+	image, err := a.image(ctx, docker, spec.Digest)
 	if err != nil {
 		return api.InstanceInfo{}, err
 	}
 	labels, env := a.labelsAndEnv(spec)
-	di, err := a.docker.Start(ctx, dockerrt.Spec{
+	di, err := docker.Start(ctx, dockerrt.Spec{
 		ID: spec.ID, App: spec.App, Release: spec.Release, Image: image,
 		Cmd: strings.Fields(spec.Command), Env: env, ContainerPort: spec.Port,
 		StopSignal: sig, StopTimeout: spec.StopTimeout(), Labels: labels, Secrets: spec.Secrets,
@@ -57,8 +59,11 @@ func (a *Agent) startContainer(ctx context.Context, spec api.LaunchSpec, sig sys
 
 // image returns the ID of the image artifact digest holds, loading it
 // into the engine when the engine lacks it: once per digest, whatever the
-// number of concurrent starts.
-func (a *Agent) image(ctx context.Context, digest string) (string, error) {
+// number of concurrent starts. Of an image stored by layers, only the
+// layers the engine lacks are fetched (each once, verified, kept in the
+// store like any artifact); an image named by a registry reference is
+// pulled from the registry.
+func (a *Agent) image(ctx context.Context, docker *dockerrt.Engine, digest string) (string, error) {
 	err := a.loads.do(ctx, digest, func() error {
 		a.imagesMu.Lock()
 		known, ok := a.images[digest]
@@ -74,21 +79,30 @@ func (a *Agent) image(ctx context.Context, digest string) (string, error) {
 				return fmt.Errorf("%w: artifact %s is not a saved image: %w", ErrBadRequest, digest, err)
 			}
 		}
-		has, err := a.docker.HasImage(ctx, known)
+		layers, err := a.artifacts.Layers(digest)
+		if err != nil {
+			return fmt.Errorf("open artifact %s: %w", digest, err)
+		}
+		pull, err := a.artifacts.PullRef(digest)
+		if err != nil {
+			return fmt.Errorf("open artifact %s: %w", digest, err)
+		}
+		err = docker.Ensure(ctx, dockerrt.SavedImage{
+			ID: known, DiffIDs: release.DiffIDs(layers), Pull: pull,
+			Fetch: func(ctx context.Context, held int) error {
+				for _, l := range layers[held:] {
+					if err := a.haveArtifact(ctx, l.Artifact); err != nil {
+						return fmt.Errorf("layer %s of %s: %w", l.DiffID, digest, err)
+					}
+				}
+				return nil
+			},
+			Open: func(ctx context.Context, held int) (io.ReadCloser, error) {
+				return a.artifacts.OpenImage(ctx, digest, held)
+			},
+		})
 		if err != nil {
 			return err
-		}
-		if !has {
-			rc, err := a.artifacts.OpenTar(ctx, digest)
-			if err != nil {
-				return fmt.Errorf("open artifact %s: %w", digest, err)
-			}
-			err = a.docker.Load(ctx, rc, known)
-			rc.Close()
-			if err != nil {
-				return err
-			}
-			a.log.Info("image loaded", "digest", digest, "image", known)
 		}
 		a.imagesMu.Lock()
 		a.images[digest] = known
@@ -113,10 +127,11 @@ func (a *Agent) containerInfo(di dockerrt.Info) api.InstanceInfo {
 // container reports whether id is (or was, while its container is kept)
 // a container instance, and its Info.
 func (a *Agent) container(id string) (dockerrt.Info, bool) {
-	if a.docker == nil {
+	docker, _ := a.engine()
+	if docker == nil {
 		return dockerrt.Info{}, false
 	}
-	di, err := a.docker.Known(id)
+	di, err := docker.Known(id)
 	return di, err == nil
 }
 
@@ -124,10 +139,11 @@ func (a *Agent) container(id string) (dockerrt.Info, bool) {
 // same artifact, an error wrapping ErrConflict when it runs another, and
 // one wrapping runtime.ErrNotFound when no container runs it.
 func (a *Agent) runningContainer(spec api.LaunchSpec) (api.InstanceInfo, error) {
-	if a.docker == nil {
+	docker, _ := a.engine()
+	if docker == nil {
 		return api.InstanceInfo{}, fmt.Errorf("%s: %w", spec.ID, runtime.ErrNotFound)
 	}
-	di, err := a.docker.Get(spec.ID)
+	di, err := docker.Get(spec.ID)
 	if err != nil {
 		return api.InstanceInfo{}, fmt.Errorf("%s: %w", spec.ID, runtime.ErrNotFound)
 	}
@@ -140,7 +156,8 @@ func (a *Agent) runningContainer(spec api.LaunchSpec) (api.InstanceInfo, error) 
 // containerLogs writes a container's output, its secrets redacted.
 func (a *Agent) containerLogs(ctx context.Context, di dockerrt.Info, n int, follow bool, w io.Writer) error {
 	rw := runtime.NewRedactor(w, di.Secrets)
-	err := a.docker.Logs(ctx, di.ID, n, follow, rw)
+	docker, _ := a.engine()
+	err := docker.Logs(ctx, di.ID, n, follow, rw)
 	if cerr := rw.Close(); err == nil {
 		err = cerr
 	}

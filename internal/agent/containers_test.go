@@ -1,14 +1,17 @@
 package agent_test
 
 import (
+	"context"
 	"errors"
 	"net/http"
+	"os"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/shoal-dev/shoal/internal/agent/agenttest"
 	"github.com/shoal-dev/shoal/internal/agentclient"
+	"github.com/shoal-dev/shoal/internal/dockerrt"
 	"github.com/shoal-dev/shoal/internal/testenv"
 )
 
@@ -53,5 +56,39 @@ func TestContainerWithoutEngineRefused(t *testing.T) {
 		if !errors.As(err, &se) || se.Status != http.StatusBadRequest || !strings.Contains(se.Message, c.want) {
 			t.Errorf("runtime %q port %d: %v; want 400 with %q", c.runtime, c.port, err, c.want)
 		}
+	}
+}
+
+// TestSetDockerLate: an agent started without an engine says so in its
+// host info; given one later (its engine answered late) it says it runs
+// containers, and refuses a second engine.
+func TestSetDockerLate(t *testing.T) {
+	f := agenttest.NewFixture(t, agenttest.Options{})
+	ctx := testenv.Context(t, time.Minute)
+	if h, err := f.Client.Host(ctx); err != nil || h.Containers {
+		t.Fatalf("host info before an engine: %+v, %v; want containers false", h, err)
+	}
+	cli, err := dockerrt.Connect(ctx, 5*time.Second)
+	if errors.Is(err, dockerrt.ErrNoEngine) && os.Getenv("SHOAL_REQUIRE_DOCKER") != "1" {
+		t.Skipf("skipped: %v", err)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	eng, err := dockerrt.New(ctx, cli, dockerrt.Options{Scope: t.TempDir(), Detached: true})
+	if err != nil {
+		cli.Close()
+		t.Fatal(err)
+	}
+	if err := f.Agent.SetDocker(eng); err != nil {
+		eng.Close(ctx)
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { eng.Close(context.Background()) })
+	if h, err := f.Client.Host(ctx); err != nil || !h.Containers {
+		t.Fatalf("host info after SetDocker: %+v, %v; want containers true", h, err)
+	}
+	if err := f.Agent.SetDocker(eng); err == nil {
+		t.Error("a second engine was taken")
 	}
 }

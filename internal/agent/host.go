@@ -18,8 +18,9 @@ func (a *Agent) handleHost(w http.ResponseWriter, r *http.Request) error {
 		Name: a.name, Addr: a.advertise, CPUs: goruntime.NumCPU(),
 		Term: a.fence.current(), Epoch: a.exits.epoch, Instances: len(a.rt.List()),
 	}
-	if a.docker != nil {
-		h.Instances += len(a.docker.List())
+	if docker, _ := a.engine(); docker != nil {
+		h.Instances += len(docker.List())
+		h.Containers = true
 	}
 	var err error
 	if h.MemoryBytes, err = memTotal("/proc/meminfo"); err != nil {

@@ -196,7 +196,8 @@ func (a *Agent) handleStop(w http.ResponseWriter, r *http.Request) error {
 	// Not the request's ctx: a caller that goes away must not turn the
 	// grace period into an immediate SIGKILL.
 	if _, ok := a.container(id); ok {
-		if err := a.docker.Stop(context.WithoutCancel(r.Context()), id); err != nil && !errors.Is(err, dockerrt.ErrNotFound) {
+		docker, _ := a.engine()
+		if err := docker.Stop(context.WithoutCancel(r.Context()), id); err != nil && !errors.Is(err, dockerrt.ErrNotFound) {
 			return err
 		}
 	} else if err := a.rt.Stop(context.WithoutCancel(r.Context()), id); err != nil && !errors.Is(err, runtime.ErrNotFound) {
@@ -215,8 +216,8 @@ func (a *Agent) handleList(w http.ResponseWriter, r *http.Request) error {
 	for _, ri := range a.rt.List() {
 		list.Instances = append(list.Instances, a.info(ri))
 	}
-	if a.docker != nil {
-		for _, di := range a.docker.List() {
+	if docker, _ := a.engine(); docker != nil {
+		for _, di := range docker.List() {
 			list.Instances = append(list.Instances, a.containerInfo(di))
 		}
 		slices.SortFunc(list.Instances, func(x, y api.InstanceInfo) int { return strings.Compare(x.ID, y.ID) })
@@ -311,7 +312,8 @@ func (f *flushWriter) Write(p []byte) (int, error) {
 func (a *Agent) handleStats(w http.ResponseWriter, r *http.Request) error {
 	id := r.PathValue("id")
 	if _, ok := a.container(id); ok {
-		s, err := a.docker.Stats(r.Context(), id)
+		docker, _ := a.engine()
+		s, err := docker.Stats(r.Context(), id)
 		if err != nil {
 			return err
 		}

@@ -156,4 +156,8 @@ type HostInfo struct {
 	// Epoch names this run of the agent (its exits' sequence).
 	Epoch     string `json:"epoch"`
 	Instances int    `json:"instances"`
+	// Containers says the agent has a Docker engine and runs container
+	// instances: the server places containers on a host that refused one
+	// (no engine then) again once its agent says so (issue 16).
+	Containers bool `json:"containers,omitempty"`
 }

@@ -74,6 +74,9 @@ func prepareDeploy(ctx context.Context, c *client.Client, file string, configOnl
 	if err != nil {
 		return client.DeployOptions{}, err
 	}
+	if digest, err = pushToRegistry(ctx, cfg, digest, w); err != nil {
+		return client.DeployOptions{}, err
+	}
 	if err := uploadIfMissing(ctx, c, cfg, digest, w); err != nil {
 		return client.DeployOptions{}, err
 	}
@@ -118,7 +121,10 @@ type buildFailed struct{ reason string }
 func (e *buildFailed) Error() string { return e.reason }
 
 // uploadIfMissing uploads artifact d from cfg's store unless the daemon
-// holds it (on the daemon's machine it shares the store, so it does).
+// holds it (on the daemon's machine it shares the store, so it does). Of
+// an image stored by layers, the layers' artifacts the daemon lacks go
+// first, each asked for by digest, so a deploy that changed one layer
+// uploads that layer and the small image artifact only.
 func uploadIfMissing(ctx context.Context, c *client.Client, cfg *config.App, d string, w io.Writer) error {
 	held, err := c.HasArtifact(ctx, d)
 	if err != nil {
@@ -131,6 +137,34 @@ func uploadIfMissing(ctx context.Context, c *client.Client, cfg *config.App, d s
 	if err != nil {
 		return err
 	}
+	layers, err := arts.Layers(d)
+	if err != nil {
+		return err
+	}
+	sent := map[string]bool{}
+	for _, l := range layers {
+		if sent[l.Artifact] {
+			continue
+		}
+		sent[l.Artifact] = true
+		held, err := c.HasArtifact(ctx, l.Artifact)
+		if err != nil {
+			return apiErr(err)
+		}
+		if held {
+			fmt.Fprintf(w, "  layer %s held by the server\n", short(l.DiffID))
+			continue
+		}
+		if err := upload(ctx, c, arts, l.Artifact, "layer "+short(l.DiffID), w); err != nil {
+			return err
+		}
+	}
+	return upload(ctx, c, arts, d, "artifact "+short(d), w)
+}
+
+// upload sends artifact d of arts to the daemon; what names it in the
+// output.
+func upload(ctx context.Context, c *client.Client, arts *release.Store, d, what string, w io.Writer) error {
 	a, err := arts.Stat(d)
 	if err != nil {
 		return err
@@ -140,9 +174,9 @@ func uploadIfMissing(ctx context.Context, c *client.Client, cfg *config.App, d s
 		return err
 	}
 	defer rc.Close()
-	fmt.Fprintf(w, "  uploading artifact %s (%s)\n", short(d), byteSize(a.Size))
+	fmt.Fprintf(w, "  uploading %s (%s)\n", what, byteSize(a.Size))
 	if err := c.UploadArtifact(ctx, d, rc, a.Size); err != nil {
-		return fmt.Errorf("upload artifact %s: %w", short(d), apiErr(err))
+		return fmt.Errorf("upload %s: %w", what, apiErr(err))
 	}
 	return nil
 }

@@ -125,6 +125,17 @@ type AppBuild struct {
 	// Kamal's builder.args), literal values. Only with runtime: docker.
 	Args map[string]string `yaml:"args"`
 
+	// Registry is a Docker registry ("host:port", or "host:port/path")
+	// that `shoal deploy` pushes the image to (as <registry>/<app>); the
+	// release then names the image by its registry digest and hosts pull
+	// it from there instead of fetching its layers from the server. The
+	// engine where the CLI runs and every host's engine must reach it
+	// without credentials (a registry on 127.0.0.1 is plain HTTP to
+	// Docker; any other must serve HTTPS or be listed in the engines'
+	// insecure-registries). Empty (the default): the image travels
+	// through the server, by layer. Only with runtime: docker.
+	Registry string `yaml:"registry"`
+
 	// MaxUnpackedSize bounds the total size of the files of one release
 	// once unpacked, checked when it is built and when it is unpacked (an
 	// artifact of a few MB can hold GBs of zeros); 0 means 4GiB.

@@ -69,6 +69,10 @@ func TestRuntimeDockerProblems(t *testing.T) {
 		{"dockerfile outside the context", "app: web\nruntime: docker\nbuild:\n  output: sub\n  command: mkdir -p sub\n  dockerfile: Dockerfile\n",
 			`build.dockerfile: Dockerfile is outside the build context sub (build.output)`},
 		{"bad port", "app: web\nruntime: docker\nrun: {port: 70000}\n", `run.port: must be a TCP port (1-65535), got 70000`},
+		{"registry with a scheme", "app: web\nruntime: docker\nbuild: {registry: \"http://127.0.0.1:5000\"}\n",
+			`build.registry: want host:port or host:port/path of a Docker registry (no scheme, lowercase path), got "http://127.0.0.1:5000"`},
+		{"registry without a host", "app: web\nruntime: docker\nbuild: {registry: \"shoal/Apps\"}\n", `build.registry: want host:port`},
+		{"registry without docker", "app: web\nbuild: {registry: \"127.0.0.1:5000\"}\nrun: {command: x}\n", `build.registry: only with runtime: docker`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := Parse("shoal.yaml", []byte(tc.yaml), dir)

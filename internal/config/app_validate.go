@@ -170,7 +170,7 @@ func (c *appChecker) build() {
 // docker, and the Dockerfile inside the build context (the output folder).
 func (c *appChecker) dockerBuild(b *AppBuild) {
 	if !c.a.Docker() {
-		for _, k := range []string{"build.dockerfile", "build.target", "build.args"} {
+		for _, k := range []string{"build.dockerfile", "build.target", "build.args", "build.registry"} {
 			c.check(c.d.has(k), k, "only with runtime: docker (runtime is %q)", c.a.Runtime)
 		}
 		return
@@ -184,6 +184,27 @@ func (c *appChecker) dockerBuild(b *AppBuild) {
 	for _, k := range appSortedKeys(b.Args) {
 		c.check(strings.TrimSpace(k) == "" || strings.ContainsAny(k, "= \t\n"), "build.args."+k, "invalid build argument name %q", k)
 	}
+	c.check(c.d.has("build.registry") && !validRegistry(b.Registry), "build.registry",
+		"want host:port or host:port/path of a Docker registry (no scheme, lowercase path), got %q", b.Registry)
+}
+
+// validRegistry reports whether r names a registry as Docker's image
+// references do: a host (with a dot or a port, or localhost) and an
+// optional lowercase path.
+func validRegistry(r string) bool {
+	host, path, _ := strings.Cut(r, "/")
+	if host == "" || strings.ContainsAny(r, " \t\n@") || strings.Contains(r, "://") || strings.HasSuffix(r, "/") {
+		return false
+	}
+	if !strings.ContainsAny(host, ".:") && host != "localhost" {
+		return false
+	}
+	for _, c := range path {
+		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || strings.ContainsRune("._-/", c)) {
+			return false
+		}
+	}
+	return true
 }
 
 func (c *appChecker) run() {

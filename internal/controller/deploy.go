@@ -208,15 +208,15 @@ func (c *Controller) Deploy(ctx context.Context, req DeployRequest) (int, error)
 	switch {
 	case cur.Version == 0 && digest == "":
 		return 0, fmt.Errorf("%w: the app has no release yet; its first deploy needs an artifact (not --config-only)", ErrUnknownArtifact)
-	case cur.Version == 0 && !c.o.Artifacts.Has(digest):
-		return 0, fmt.Errorf("%w: %s is not held by this shoal; upload it first (PUT /v1/artifacts/%s)", ErrUnknownArtifact, digest, digest)
+	case cur.Version == 0 && c.unheld(digest) != nil:
+		return 0, c.unheld(digest)
 	case cur.Version == 0:
 		change = api.ChangeInitial
 	case digest == "":
 		digest = cur.Digest
 		fmt.Fprintf(log, "config-only: reusing artifact %s of v%d, no build\n", short(cur.Digest), cur.Version)
-	case !c.o.Artifacts.Has(digest):
-		return 0, fmt.Errorf("%w: %s is not held by this shoal; upload it first (PUT /v1/artifacts/%s)", ErrUnknownArtifact, digest, digest)
+	case c.unheld(digest) != nil:
+		return 0, c.unheld(digest)
 	case digest != cur.Digest:
 		change = api.ChangeCode
 	}

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 	"sync"
 	"time"
 
@@ -70,6 +71,17 @@ func (u *Uploads) HasArtifact(d string) (bool, error) {
 		return false, fmt.Errorf("%w %q: want sha256:<64 lowercase hex digits>", ErrInvalidDigest, d)
 	}
 	return u.arts.Has(d), nil
+}
+
+// MissingArtifacts returns the artifacts of release digest d that are not
+// held: d itself, or, when d is an image kept by layer, its layers'
+// artifacts (release.Store.Missing). A store that mirrors another (a
+// cluster's follower) fetches these. ErrInvalidDigest for a malformed d.
+func (u *Uploads) MissingArtifacts(d string) ([]string, error) {
+	if _, err := u.HasArtifact(d); err != nil {
+		return nil, err
+	}
+	return u.arts.Missing(d)
 }
 
 // PutArtifact stores the artifact read from r, a .tar.gz as
@@ -181,4 +193,21 @@ func badArtifact(err error) bool {
 	return errors.Is(err, release.ErrUnsafeEntry) || errors.Is(err, release.ErrTooLarge) ||
 		errors.Is(err, gzip.ErrHeader) || errors.Is(err, gzip.ErrChecksum) || errors.Is(err, io.ErrUnexpectedEOF) ||
 		errors.Is(err, tar.ErrHeader) || errors.As(err, new(flate.CorruptInputError))
+}
+
+// unheld returns an error wrapping ErrUnknownArtifact when artifact d, or
+// a layer of the image it is, is not held: a deploy must not name an image
+// its hosts could not load.
+func (c *Controller) unheld(d string) error {
+	m, err := c.o.Artifacts.Missing(d)
+	switch {
+	case err != nil:
+		return fmt.Errorf("%w: %s: %w", ErrUnknownArtifact, d, err)
+	case len(m) == 0:
+		return nil
+	case m[0] == d:
+		return fmt.Errorf("%w: %s is not held by this shoal; upload it first (PUT /v1/artifacts/%s)", ErrUnknownArtifact, d, d)
+	}
+	return fmt.Errorf("%w: the layers %s of image %s are not held by this shoal; upload them first (PUT /v1/artifacts/{digest})",
+		ErrUnknownArtifact, strings.Join(m, ", "), d)
 }

@@ -1,6 +1,8 @@
 package controller
 
 import (
+	"archive/tar"
+	"bytes"
 	"errors"
 	"os"
 	"path/filepath"
@@ -54,6 +56,22 @@ func TestHooksRunInTheUnpackedRelease(t *testing.T) {
 		!strings.Contains(err.Error(), "upload it first") {
 		t.Fatalf("deploy of an artifact not held: %v, want ErrUnknownArtifact", err)
 	}
+	// An image whose layer is not held is refused as well.
+	img, err := h.c.o.Artifacts.PutImage(ctx, bytes.NewReader(savedImageTar(t)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	layers, err := h.c.o.Artifacts.Layers(img.Digest)
+	if err != nil || len(layers) != 1 {
+		t.Fatalf("layers %v, %v", layers, err)
+	}
+	if err := h.c.o.Artifacts.Delete(layers[0].Artifact); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.c.Deploy(ctx, DeployRequest{Config: next, Env: storeEnv(env), Digest: img.Digest}); !errors.Is(err, ErrUnknownArtifact) ||
+		!strings.Contains(err.Error(), "the layers "+layers[0].Artifact) {
+		t.Fatalf("deploy of an image without its layer: %v, want ErrUnknownArtifact naming the layer", err)
+	}
 
 	var log strings.Builder
 	v, err := h.c.Deploy(ctx, DeployRequest{Config: next, Env: storeEnv(env), Digest: art.Digest, Log: &log})
@@ -82,4 +100,31 @@ func TestHooksRunInTheUnpackedRelease(t *testing.T) {
 			t.Errorf("the hooks' folder %s is left in the data directory", e.Name())
 		}
 	}
+}
+
+// savedImageTar is a saved image (`docker save`'s legacy layout) of one
+// layer.
+func savedImageTar(t *testing.T) []byte {
+	t.Helper()
+	var layer bytes.Buffer
+	lw := tar.NewWriter(&layer)
+	lw.WriteHeader(&tar.Header{Name: "f", Typeflag: tar.TypeReg, Mode: 0o644, Size: 1})
+	lw.Write([]byte("x"))
+	lw.Close()
+	var out bytes.Buffer
+	tw := tar.NewWriter(&out)
+	for _, f := range []struct{ name, body string }{
+		{"l/layer.tar", layer.String()},
+		{"c.json", `{"rootfs":{"type":"layers"}}`},
+		{"manifest.json", `[{"Config":"c.json","Layers":["l/layer.tar"]}]`},
+	} {
+		if err := tw.WriteHeader(&tar.Header{Name: f.name, Typeflag: tar.TypeReg, Mode: 0o644, Size: int64(len(f.body))}); err != nil {
+			t.Fatal(err)
+		}
+		tw.Write([]byte(f.body))
+	}
+	if err := tw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return out.Bytes()
 }

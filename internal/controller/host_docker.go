@@ -130,20 +130,32 @@ func (h *DockerHost) image(ctx context.Context, d string) (string, error) {
 			return "", fmt.Errorf("artifact %s is not a saved image: %w", d, err)
 		}
 	}
-	has, err := h.eng.HasImage(ctx, id)
+	layers, err := h.artifacts.Layers(d)
 	if err != nil {
 		return "", err
 	}
-	if !has {
-		rc, err := h.artifacts.OpenTar(ctx, d)
-		if err != nil {
-			return "", err
-		}
-		err = h.eng.Load(ctx, rc, id)
-		rc.Close()
-		if err != nil {
-			return "", err
-		}
+	pull, err := h.artifacts.PullRef(d)
+	if err != nil {
+		return "", err
+	}
+	err = h.eng.Ensure(ctx, dockerrt.SavedImage{
+		ID: id, DiffIDs: release.DiffIDs(layers), Pull: pull,
+		Fetch: func(context.Context, int) error {
+			m, err := h.artifacts.Missing(d)
+			if err == nil && len(m) > 0 {
+				err = fmt.Errorf("%w: %s", release.ErrNotFound, strings.Join(m, ", "))
+			}
+			if err != nil {
+				return fmt.Errorf("layers of image %s: %w", d, err)
+			}
+			return nil
+		},
+		Open: func(ctx context.Context, held int) (io.ReadCloser, error) {
+			return h.artifacts.OpenImage(ctx, d, held)
+		},
+	})
+	if err != nil {
+		return "", err
 	}
 	h.mu.Lock()
 	h.images[d] = id

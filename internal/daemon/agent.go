@@ -61,7 +61,10 @@ type Agent struct {
 	srv     *http.Server
 	client  *http.Client // to the server: hello and artifacts
 	servers *serverList  // agent.yaml's server URLs
-	started atomic.Bool  // set by the first of Run and Close
+	// noDocker is why the agent had no engine at open ("" when it had
+	// one); Run keeps trying it unless docker_host is none.
+	noDocker string
+	started  atomic.Bool // set by the first of Run and Close
 }
 
 // OpenAgent prepares the data directory, binds the agent's listener (a port
@@ -121,10 +124,10 @@ func OpenAgent(ctx context.Context, cfg *config.AgentFile, logger *slog.Logger) 
 		// What could not be adopted was cleaned and named; the rest runs.
 		d.log.Warn("some instances of the previous run could not be adopted", "error", err)
 	}
-	noDocker := d.openEngine(ctx)
+	d.noDocker = d.openEngine(ctx)
 	d.api, err = agent.New(agent.Config{
 		Docker:    d.docker,
-		NoDocker:  noDocker,
+		NoDocker:  d.noDocker,
 		Runtime:   d.rt,
 		Artifacts: store,
 		Source:    &artifactSource{servers: d.servers, src: agent.HTTPSource{Client: d.client}},
@@ -167,7 +170,8 @@ func (d *Agent) Node() *pki.Node { return d.node }
 // mutual TLS, the certificate Renewer (an expired certificate ends Run
 // with an error wrapping pki.ErrCertificateExpired), the exit recorder,
 // and the hello to the server, retried with backoff until the server
-// takes it (the API serves meanwhile). Then it stops serving (5 s of grace
+// takes it (the API serves meanwhile), and, when the Docker engine did
+// not answer at open, its retries (awaitEngine). Then it stops serving (5 s of grace
 // for calls in flight) and closes the runtime, which leaves every instance
 // running under its shim for the next run to adopt. It returns after every
 // goroutine has ended; nil after a stop through ctx.
@@ -182,6 +186,12 @@ func (d *Agent) Run(ctx context.Context) error {
 		return r.Run(gctx)
 	})
 	g.Go(func() error { return d.api.Run(gctx) })
+	if d.docker == nil && d.noDocker != noEngineConfigured {
+		g.Go(func() error {
+			d.awaitEngine(gctx, d.noDocker)
+			return nil
+		})
+	}
 	g.Go(func() error {
 		d.hello(gctx)
 		return nil
@@ -220,29 +230,84 @@ func (d *Agent) Close() {
 const engineTimeout = 10 * time.Second
 
 // openEngine connects to the Docker engine of agent.yaml's docker_host and
-// adopts the containers a previous run left running (removing the other
-// containers of its scope, the data directory). With none ("none", or no
-// answer) it returns why: the agent refuses container instances with that
-// reason; processes run as ever.
+// keeps it in d.docker, or returns why there is none (a warning: the
+// agent runs processes, and Run tries the engine again: awaitEngine).
 func (d *Agent) openEngine(ctx context.Context) string {
 	if d.cfg.DockerHost == config.DockerHostNone {
-		return "agent.yaml's docker_host is none"
+		return noEngineConfigured
 	}
+	eng, why := d.connectEngine(ctx)
+	if eng == nil {
+		d.log.Warn("no docker engine: container instances refused until it answers", "error", why)
+		return why
+	}
+	d.docker = eng
+	return ""
+}
+
+// noEngineConfigured is why an agent whose docker_host is none runs no
+// containers.
+const noEngineConfigured = "agent.yaml's docker_host is none"
+
+// connectEngine connects to docker_host's engine as a detached Engine of
+// the agent's scope (adopting its containers), or returns why it cannot.
+func (d *Agent) connectEngine(ctx context.Context) (*dockerrt.Engine, string) {
 	cli, err := dockerrt.ConnectTo(ctx, d.cfg.DockerHost, engineTimeout)
 	if err != nil {
-		d.log.Warn("no docker engine: container instances will be refused", "error", err)
-		return err.Error()
+		return nil, err.Error()
 	}
 	eng, err := dockerrt.New(ctx, cli, dockerrt.Options{Scope: d.cfg.DataDir, BindIP: d.cfg.Advertise,
 		Logger: d.log.With("part", "docker"), Detached: true})
 	if err != nil {
 		cli.Close()
-		d.log.Warn("docker engine unusable: container instances will be refused", "error", err)
-		return "docker engine: " + err.Error()
+		return nil, "docker engine: " + err.Error()
 	}
-	d.docker = eng
 	d.log.Info("docker engine connected", "docker_host", cli.DaemonHost(), "api_version", cli.ClientVersion(), "containers", len(eng.List()))
-	return ""
+	return eng, ""
+}
+
+// engineRetryMin and engineRetryMax bound the wait between two tries of
+// an engine that did not answer (it doubles from one to the other).
+const (
+	engineRetryMin = time.Second
+	engineRetryMax = 30 * time.Second
+)
+
+// awaitEngine tries docker_host's engine again, with a doubling backoff,
+// until it answers or ctx ends; then the agent runs containers
+// (agent.SetDocker) and says so to the server in its host info. A failure
+// is logged only when its reason differs from the last one logged, so an
+// engine that never comes costs a line, not one per try. why is the
+// reason of the first try, logged already.
+func (d *Agent) awaitEngine(ctx context.Context, why string) {
+	wait := engineRetryMin
+	for {
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		}
+		eng, now := d.connectEngine(ctx)
+		if eng != nil {
+			if err := d.api.SetDocker(eng); err != nil {
+				eng.Close(context.WithoutCancel(ctx))
+				d.log.Error("docker engine answered but the agent cannot use it", "error", err)
+				return
+			}
+			d.docker = eng
+			return
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		if now != why {
+			d.log.Warn("docker engine still unusable; trying again with backoff", "error", now, "max_wait", engineRetryMax)
+			why = now
+		}
+		wait = min(2*wait, engineRetryMax)
+	}
 }
 
 // hello announces the agent to the server (POST /v1/hello) until the

@@ -268,7 +268,18 @@ func (s *Server) missingArtifacts() []string {
 		s.log.Warn("list releases for their artifacts", "error", err)
 		return nil
 	}
-	return slices.DeleteFunc(all, s.arts.Has)
+	// An image kept by layer is several artifacts: Missing names the
+	// release's digest while it is missing, then the layers it lacks.
+	var missing []string
+	for _, d := range all {
+		m, err := s.arts.Missing(d)
+		if err != nil {
+			s.log.Warn("artifacts of a release", "digest", d, "error", err)
+			continue
+		}
+		missing = append(missing, m...)
+	}
+	return missing
 }
 
 // pruneArtifacts removes, on a follower whose replica has applied every

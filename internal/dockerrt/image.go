@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/docker/docker/api/types/build"
+	"github.com/docker/docker/api/types/filters"
+	"github.com/docker/docker/api/types/image"
 	"github.com/docker/docker/client"
 )
 
@@ -154,6 +156,37 @@ func (e *Engine) HasImage(ctx context.Context, id string) (bool, error) {
 	return true, nil
 }
 
+// HeldLayers returns how many leading layers of diffIDs (an image's
+// rootfs.diff_ids, in order) the engine holds already: the longest run the
+// image shares with an image of Shoal's (labelled dev.shoal.app) the
+// engine has. A `docker load` finds those by their chain and does not read
+// their files, so a host need not fetch them.
+func (e *Engine) HeldLayers(ctx context.Context, diffIDs []string) (int, error) {
+	list, err := e.cli.ImageList(ctx, image.ListOptions{Filters: filters.NewArgs(filters.Arg("label", LabelApp))})
+	if err != nil {
+		return 0, fmt.Errorf("list images: %w", err)
+	}
+	best := 0
+	for _, im := range list {
+		ins, err := e.cli.ImageInspect(ctx, im.ID)
+		if client.IsErrNotFound(err) {
+			continue // removed meanwhile
+		}
+		if err != nil {
+			return 0, fmt.Errorf("inspect image %s: %w", short(im.ID), err)
+		}
+		if ins.RootFS.Type != "layers" {
+			continue
+		}
+		n := 0
+		for n < len(diffIDs) && n < len(ins.RootFS.Layers) && ins.RootFS.Layers[n] == diffIDs[n] {
+			n++
+		}
+		best = max(best, n)
+	}
+	return best, nil
+}
+
 // Load loads a saved image tar into the engine (`docker load`) and
 // checks that image id is then there.
 func (e *Engine) Load(ctx context.Context, r io.Reader, id string) error {
@@ -173,7 +206,6 @@ func (e *Engine) Load(ctx context.Context, r io.Reader, id string) error {
 	if !ok {
 		return fmt.Errorf("load image %s: the engine does not hold it after the load", short(id))
 	}
-	e.log.Info("image loaded", "image", short(id))
 	return nil
 }
 
@@ -205,3 +237,62 @@ type clientStream struct {
 }
 
 func (s *clientStream) Close() error { return errors.Join(s.ReadCloser.Close(), s.cli.Close()) }
+
+// SavedImage is an image artifact as Ensure needs it: its ID, its layers,
+// and how to get its parts. Both the agent and `shoal up` fill it from
+// their release store, so an image reaches an engine one way.
+type SavedImage struct {
+	// ID is the image's ID ("sha256:<hex>", ImageID of the saved tar).
+	ID string
+	// DiffIDs are the layers the artifact stores apart, in order; none for
+	// an artifact that is a whole saved tar.
+	DiffIDs []string
+	// Pull, when set, is a registry reference by digest (Push): the image
+	// is pulled from there, and Fetch and Open are not called.
+	Pull string
+	// Fetch, when not nil, makes the parts of layers held.. available
+	// (an agent fetches them from the server).
+	Fetch func(ctx context.Context, held int) error
+	// Open returns the tar `docker load` reads, the first held layers left
+	// empty (release.Store.OpenImage).
+	Open func(ctx context.Context, held int) (io.ReadCloser, error)
+}
+
+// Ensure makes the engine hold image img: nothing when it does; else it
+// pulls img.Pull when set, or counts the layers it holds already
+// (HeldLayers), fetches the others (img.Fetch) and loads the image from
+// img.Open.
+func (e *Engine) Ensure(ctx context.Context, img SavedImage) error {
+	has, err := e.HasImage(ctx, img.ID)
+	if err != nil || has {
+		return err
+	}
+	if img.Pull != "" {
+		if err := e.Pull(ctx, img.Pull, img.ID); err != nil {
+			return err
+		}
+		e.log.Info("image pulled", "image", short(img.ID), "ref", img.Pull)
+		return nil
+	}
+	held := 0
+	if len(img.DiffIDs) > 0 {
+		if held, err = e.HeldLayers(ctx, img.DiffIDs); err != nil {
+			return err
+		}
+	}
+	if img.Fetch != nil {
+		if err := img.Fetch(ctx, held); err != nil {
+			return err
+		}
+	}
+	rc, err := img.Open(ctx, held)
+	if err != nil {
+		return err
+	}
+	defer rc.Close()
+	if err := e.Load(ctx, rc, img.ID); err != nil {
+		return err
+	}
+	e.log.Info("image loaded", "image", short(img.ID), "layers", len(img.DiffIDs), "layers_held", held)
+	return nil
+}

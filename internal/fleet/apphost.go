@@ -183,7 +183,7 @@ func (f *Fleet) noContainers(h *host, reason string) {
 	name := h.rec.Name
 	f.mu.Unlock()
 	if fresh {
-		f.event(api.Event{Reason: fmt.Sprintf("host %s runs no containers (%s): container instances go to other hosts until its agent restarts", name, reason)}, slog.LevelWarn)
+		f.event(api.Event{Reason: fmt.Sprintf("host %s runs no containers (%s): container instances go to other hosts until its agent reaches an engine", name, reason)}, slog.LevelWarn)
 	}
 }
 

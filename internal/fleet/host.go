@@ -66,7 +66,8 @@ type host struct {
 	removed bool
 	// noContainers is why the agent refused a container instance (it has
 	// no Docker engine), as it said during its run noContainersEpoch:
-	// container instances are not placed there until it runs anew.
+	// container instances are not placed there until it runs anew or its
+	// host info says it runs containers (its engine answered late).
 	noContainers, noContainersEpoch string
 }
 
@@ -217,7 +218,16 @@ func (f *Fleet) beat(ctx context.Context, h *host) {
 		if h.synced && info.Epoch != h.followEpoch && h.followCancel != nil {
 			h.followCancel() // the agent restarted: list again
 		}
+		// An agent whose Docker engine answered late runs containers now.
+		engineUp := info.Containers && h.noContainers != ""
+		if engineUp {
+			h.noContainers, h.noContainersEpoch = "", ""
+		}
+		name := h.rec.Name
 		f.mu.Unlock()
+		if engineUp {
+			f.event(api.Event{Reason: fmt.Sprintf("host %s runs containers again: its agent reached its docker engine", name)}, slog.LevelInfo)
+		}
 		return
 	}
 	h.beatErr = err.Error()

@@ -17,7 +17,7 @@ import (
 type ImageFunc func(ctx context.Context, buildContext io.Reader, log io.Writer) (io.ReadCloser, error)
 
 // buildImage sends the output folder to spec.Image as a build context and
-// stores the tar it returns as the artifact.
+// stores the tar it returns as an image artifact and its layers (PutImage).
 func (s *Store) buildImage(ctx context.Context, spec BuildSpec, out string) (Artifact, error) {
 	pr, pw := io.Pipe()
 	done := make(chan error, 1)
@@ -42,7 +42,7 @@ func (s *Store) buildImage(ctx context.Context, spec BuildSpec, out string) (Art
 		return Artifact{}, fmt.Errorf("build image: %w", err)
 	}
 	defer rc.Close()
-	a, err := s.PutTar(ctx, rc)
+	a, err := s.PutImage(ctx, rc)
 	if err != nil {
 		return Artifact{}, fmt.Errorf("build image: %w", err)
 	}

@@ -343,12 +343,24 @@ func (s *Store) List() ([]Artifact, error) {
 	return out, nil
 }
 
-// Prune deletes every stored artifact whose digest is not in keep and returns the digests
-// it deleted, sorted.
+// Prune deletes every stored artifact whose digest is not in keep, nor a layer of a kept
+// image artifact (PutImage), and returns the digests it deleted, sorted.
 func (s *Store) Prune(keep []string) ([]string, error) {
 	kept := map[string]bool{}
 	for _, d := range keep {
 		kept[d] = true
+		if !s.Has(d) {
+			continue
+		}
+		layers, err := s.Layers(d)
+		if err != nil {
+			// Keep what cannot be read rather than guess; OpenImage reports it.
+			s.logger.Warn("prune: cannot read the layers of an image; pruning nothing this time", "digest", d, "error", err)
+			return nil, nil
+		}
+		for _, l := range layers {
+			kept[l.Artifact] = true
+		}
 	}
 	all, err := s.List()
 	if err != nil {
