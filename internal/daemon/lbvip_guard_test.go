@@ -79,11 +79,14 @@ func TestVIPGuardOwners(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	b := k.join()
+	b, checks := k.join()
 	if b == nil {
 		t.Fatal("join: no guard answered on guard.sock")
 	}
 	defer b.Close()
+	if !checks {
+		t.Error("join: the guard's greeting did not say it runs the balancer check (health)")
+	}
 	if s, _ := k.stateNow(); s != "MASTER" {
 		t.Errorf("state after join = %q, want MASTER (the guard's greeting)", s)
 	}
