@@ -86,6 +86,9 @@ type vipKeeper struct {
 	// checkMsg tells a guard this balancer's admin API, which its health
 	// check asks ("check URL TOKEN"; setCheck); "" until OpenLB bound it.
 	checkMsg string
+	// silence is how long a running guard may send nothing before it is
+	// taken for hung; 0 means vipGuardSilence.
+	silence time.Duration
 
 	mu    sync.Mutex
 	state string // keepalived's last reported state: MASTER, BACKUP, FAULT, STOP; "" before any
@@ -443,7 +446,7 @@ func (k *vipKeeper) follow(ctx context.Context, c *net.UnixConn, child *exec.Cmd
 	exit := errors.New("the keepalived guard ended")
 	for {
 		if watch && ctx.Err() == nil {
-			c.SetReadDeadline(time.Now().Add(vipGuardSilence))
+			c.SetReadDeadline(time.Now().Add(cmp.Or(k.silence, vipGuardSilence)))
 		}
 		kind, arg, err := readMsg(c, buf)
 		if err != nil {
@@ -453,7 +456,7 @@ func (k *vipKeeper) follow(ctx context.Context, c *net.UnixConn, child *exec.Cmd
 					return false, exit
 				}
 				k.killGuard(c, child)
-				return false, fmt.Errorf("the keepalived guard sent nothing for %v (hung); killed it", vipGuardSilence)
+				return false, fmt.Errorf("the keepalived guard sent nothing for %v (hung); killed it", cmp.Or(k.silence, vipGuardSilence))
 			}
 			return false, exit
 		}
@@ -494,7 +497,7 @@ func (k *vipKeeper) killGuard(c *net.UnixConn, child *exec.Cmd) {
 			}
 		})
 	}
-	k.log.Error("vip: the keepalived guard is hung (nothing heard from it); killing it: keepalived stops with it and a peer takes the address", "guard", k.paths.sock, "pid", pid, "silence", vipGuardSilence.String())
+	k.log.Error("vip: the keepalived guard is hung (nothing heard from it); killing it: keepalived stops with it and a peer takes the address", "guard", k.paths.sock, "pid", pid, "silence", cmp.Or(k.silence, vipGuardSilence).String())
 	if pid > 1 && pid != os.Getpid() {
 		syscall.Kill(pid, syscall.SIGKILL)
 	}

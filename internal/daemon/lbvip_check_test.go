@@ -271,3 +271,82 @@ func TestCheckURL(t *testing.T) {
 		}
 	}
 }
+
+// TestVIPGuardHungIsKilled stops a running guard (SIGSTOP: it can say
+// nothing, as a hung one) and checks that its owner, hearing nothing for
+// the silence allowed, kills it, and that keepalived (here a fake) dies
+// with it (Pdeathsig), which is what releases the address to a peer.
+func TestVIPGuardHungIsKilled(t *testing.T) {
+	dir := t.TempDir()
+	script := filepath.Join(dir, "keepalived")
+	if err := os.WriteFile(script, []byte(fakeKeepalived), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Mkfifo(filepath.Join(dir, "notify.fifo"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	k := &vipKeeper{cfg: config.LBVIP{Dir: dir}, keepalived: script, self: os.Args[0], paths: vipPathsIn(dir),
+		log: slog.New(slog.DiscardHandler), silence: 2 * time.Second}
+	a, guard, err := k.startGuard()
+	if err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- guard.Wait() }()
+	defer func() {
+		guard.Process.Signal(syscall.SIGCONT)
+		guard.Process.Kill()
+		<-exited
+	}()
+	ctx := testenv.Context(t, 2*time.Minute)
+	followed := make(chan error, 1)
+	go func() {
+		_, err := k.follow(ctx, a, guard, false)
+		followed <- err
+	}()
+	var pid int
+	testenv.Eventually(t, time.Minute, func() error {
+		b, err := os.ReadFile(k.paths.pidFile)
+		if err != nil {
+			return err
+		}
+		_, err = fmt.Sscan(string(b), &pid)
+		return err
+	})
+	// The guard counts as running once it announced keepalived: wait for
+	// its state (the fake reports MASTER) before stopping it.
+	testenv.Eventually(t, time.Minute, func() error {
+		if s, _ := k.stateNow(); s != "MASTER" {
+			return fmt.Errorf("state %q", s)
+		}
+		return nil
+	})
+	if err := guard.Process.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-followed:
+		if err == nil || !strings.Contains(err.Error(), "hung") {
+			t.Fatalf("follow of a stopped guard: %v, want it taken for hung", err)
+		}
+	case <-ctx.Done():
+		t.Fatal("the owner did not give up on a stopped guard")
+	}
+	select {
+	case <-exited:
+		exited <- nil
+	case <-ctx.Done():
+		t.Fatal("the hung guard was not killed")
+	}
+	testenv.Eventually(t, time.Minute, func() error {
+		// Gone, or dead and not yet reaped by its new parent.
+		stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		if errors.Is(err, os.ErrNotExist) {
+			return nil
+		}
+		if _, after, ok := strings.Cut(string(stat), ") "); ok && strings.HasPrefix(after, "Z") {
+			return nil
+		}
+		return fmt.Errorf("keepalived (pid %d) after its guard was killed: %q, want it gone", pid, stat)
+	})
+}
