@@ -190,7 +190,10 @@ var allowed = map[string][]string{
 		// `shoal server`'s certificates from ACME, shared by every node.
 		"internal/acme",
 		// `shoal server` as one server of a Raft cluster.
-		"internal/cluster"},
+		"internal/cluster",
+		// The keepalived guard of `shoal lb`'s vip runs the balancer check
+		// of `shoal lb check` (client.CheckBalancer) in its own process.
+		"internal/client"},
 }
 
 // importers bounds who may import a package outside tests: the daemons are composed in
