@@ -123,7 +123,6 @@ func VIPGuardMain() (code int, isGuard bool) {
 // vipCheckTarget is an owner's admin API, checked by the guard.
 type vipCheckTarget struct {
 	seq uint64
-	url string
 	c   *client.Client
 }
 
@@ -396,7 +395,7 @@ func (g *vipGuard) readOwner(c *net.UnixConn) {
 			url, token, _ := strings.Cut(arg, " ")
 			g.mu.Lock()
 			g.seq++
-			g.targets[c] = vipCheckTarget{seq: g.seq, url: url, c: checkClient(url, token)}
+			g.targets[c] = vipCheckTarget{seq: g.seq, c: checkClient(url, token)}
 			g.mu.Unlock()
 			g.broadcast("log keepalived guard: the balancer check asks " + url)
 		}
