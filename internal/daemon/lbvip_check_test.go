@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -18,7 +17,6 @@ import (
 	"time"
 
 	"github.com/shoal-dev/shoal/internal/adminapi"
-	"github.com/shoal-dev/shoal/internal/config"
 	"github.com/shoal-dev/shoal/internal/testenv"
 )
 
@@ -159,16 +157,9 @@ func TestVIPHealthFallRise(t *testing.T) {
 // once it answers again; the guard says "alive" after its checks, and the
 // greeting of an owner joining on guard.sock names the track file.
 func TestVIPGuardChecksBalancer(t *testing.T) {
-	dir := t.TempDir()
-	script := filepath.Join(dir, "keepalived")
-	if err := os.WriteFile(script, []byte(fakeKeepalived), 0o700); err != nil {
-		t.Fatal(err)
-	}
-	if err := syscall.Mkfifo(filepath.Join(dir, "notify.fifo"), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	k := fakeGuardKeeper(t)
 	// A 1 left by an earlier run: the guard starts keepalived healthy.
-	if err := os.WriteFile(filepath.Join(dir, "health.track"), []byte("1\n"), 0o600); err != nil {
+	if err := os.WriteFile(k.paths.track, []byte("1\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 
@@ -185,8 +176,6 @@ func TestVIPGuardChecksBalancer(t *testing.T) {
 	srv := httptest.NewServer(adminapi.RequireToken("tok", mux))
 	defer srv.Close()
 
-	k := &vipKeeper{cfg: config.LBVIP{Dir: dir}, keepalived: script, self: os.Args[0], paths: vipPathsIn(dir),
-		log: slog.New(slog.DiscardHandler)}
 	k.setCheck(srv.Listener.Addr(), "tok")
 	if !strings.HasPrefix(k.checkMsg, "check http://127.0.0.1:") {
 		t.Fatalf("check message %q", k.checkMsg)
@@ -277,16 +266,8 @@ func TestCheckURL(t *testing.T) {
 // the silence allowed, kills it, and that keepalived (here a fake) dies
 // with it (Pdeathsig), which is what releases the address to a peer.
 func TestVIPGuardHungIsKilled(t *testing.T) {
-	dir := t.TempDir()
-	script := filepath.Join(dir, "keepalived")
-	if err := os.WriteFile(script, []byte(fakeKeepalived), 0o700); err != nil {
-		t.Fatal(err)
-	}
-	if err := syscall.Mkfifo(filepath.Join(dir, "notify.fifo"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	k := &vipKeeper{cfg: config.LBVIP{Dir: dir}, keepalived: script, self: os.Args[0], paths: vipPathsIn(dir),
-		log: slog.New(slog.DiscardHandler), silence: 2 * time.Second}
+	k := fakeGuardKeeper(t)
+	k.silence = 2 * time.Second
 	a, guard, err := k.startGuard()
 	if err != nil {
 		t.Fatal(err)
