@@ -4,10 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync/atomic"
@@ -17,6 +20,7 @@ import (
 	"time"
 
 	"github.com/shoal-dev/shoal/internal/adminapi"
+	"github.com/shoal-dev/shoal/internal/config"
 	"github.com/shoal-dev/shoal/internal/testenv"
 )
 
@@ -330,4 +334,61 @@ func TestVIPGuardHungIsKilled(t *testing.T) {
 		}
 		return fmt.Errorf("keepalived (pid %d) after its guard was killed: %q, want it gone", pid, stat)
 	})
+}
+
+// TestVIPJoinEarlierGuard has openVIP join a guard of an earlier shoal
+// (here a stand-in: its greeting names no track file): the new process
+// adopts it, and leaves its keepalived's running configuration (a
+// vrrp_script of `shoal lb check`, which still works) instead of having
+// it reload a keepalived.conf whose track file that guard never writes.
+func TestVIPJoinEarlierGuard(t *testing.T) {
+	if _, err := exec.LookPath("keepalived"); err != nil {
+		t.Skipf("openVIP needs keepalived: %v", err)
+	}
+	dir := t.TempDir()
+	paths := vipPathsIn(dir)
+	ln, err := net.ListenUnix("unixpacket", &net.UnixAddr{Name: paths.sock, Net: "unixpacket"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	served := make(chan []string, 1)
+	go func() {
+		c, err := ln.AcceptUnix()
+		if err != nil {
+			served <- []string{err.Error()}
+			return
+		}
+		defer c.Close()
+		writeMsg(c, "started 42")
+		writeMsg(c, "state MASTER")
+		// What the owner sends until it leaves.
+		var got []string
+		buf := make([]byte, vipMsgMax)
+		for {
+			n, err := c.Read(buf)
+			if err != nil || n == 0 {
+				break
+			}
+			got = append(got, string(buf[:n]))
+		}
+		served <- got
+	}()
+	var logs strings.Builder
+	cfg := config.LBVIP{Address: netip.MustParsePrefix("10.0.0.100/24"), Interface: "lo", Peers: []netip.Addr{netip.MustParseAddr("10.0.0.12")},
+		Priority: 100, RouterID: 51, AdvertInterval: 250 * time.Millisecond, Keepalived: "keepalived", Dir: dir}
+	k, err := openVIP(cfg, slog.New(slog.NewTextHandler(&logs, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if k.adopted == nil || k.adoptedChecks {
+		t.Fatalf("adopted %v, checks %v: want the earlier guard adopted, without the check", k.adopted, k.adoptedChecks)
+	}
+	if !strings.Contains(logs.String(), "is of an earlier shoal") {
+		t.Errorf("no warning about the earlier guard:\n%s", logs.String())
+	}
+	k.close()
+	if got := <-served; len(got) != 0 {
+		t.Errorf("the earlier guard was sent %q; want nothing (no reload)", got)
+	}
 }
