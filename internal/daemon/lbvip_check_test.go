@@ -233,8 +233,11 @@ func TestVIPGuardChecksBalancer(t *testing.T) {
 	until("1\n")
 	wedged.Store(false)
 	until("0\n")
-	if alive < 4 {
-		t.Errorf("%d alive messages over at least four checks", alive)
+	// Four checks at least made the file 1 then 0 (the first 0 is the
+	// guard's write at start); each says alive after its write, so the
+	// last one's may not have been read yet.
+	if alive < 3 {
+		t.Errorf("%d alive messages read over at least four checks, want 3 or more", alive)
 	}
 
 	b, checks := k.join()
