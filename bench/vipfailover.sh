@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Floating address failover: Shoal's vip (keepalived supervised by shoal lb:
-# VRRP v3, 250 ms adverts, `shoal lb check` as track_script, the guard)
+# VRRP v3, 250 ms adverts, the guard's in-process balancer check as track_file)
 # against keepalived with plain settings (VRRP v2, advert_int 1, no
 # track_script) on the same lab hosts, in front of the same balancers, with
 # the same load (4 clients x 50 requests/s to the floating address, a new

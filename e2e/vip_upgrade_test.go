@@ -49,7 +49,9 @@ func TestVIPUpgrade(t *testing.T) {
 		if err != nil || code != 0 {
 			t.Fatalf("upgrade %d: the old shoal lb exited %d, %v; want 0\n%s", round, code, err, old.Output())
 		}
-		for _, want := range []string{"adopted the running keepalived", "took over"} {
+		// "the balancer check asks": the guard now checks this process's
+		// admin API (it says so to every owner once told).
+		for _, want := range []string{"adopted the running keepalived", "took over", "the balancer check asks unix:" + filepath.Join(n.dir, ".shoal", "admin.sock")} {
 			if !strings.Contains(p.Output(), want) {
 				t.Errorf("upgrade %d: the new shoal lb did not log %q:\n%s", round, want, p.Output())
 			}

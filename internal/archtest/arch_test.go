@@ -189,9 +189,12 @@ var allowed = map[string][]string{
 		"internal/hostpool",
 		// `shoal server`'s certificates from ACME, shared by every node.
 		"internal/acme",
-		// `shoal server` as one server of a Raft cluster; --join calls the
-		// cluster's admin API with its client.
-		"internal/cluster", "internal/client"},
+		// `shoal server` as one server of a Raft cluster.
+		"internal/cluster",
+		// --join calls the cluster's admin API with its client; the
+		// keepalived guard of `shoal lb`'s vip runs the balancer check of
+		// `shoal lb check` (client.CheckBalancer) in its own process.
+		"internal/client"},
 }
 
 // importers bounds who may import a package outside tests: the daemons are composed in

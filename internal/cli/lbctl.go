@@ -213,24 +213,15 @@ func ago(now, t time.Time) string {
 	return now.Sub(t).Round(time.Second).String() + " ago"
 }
 
-// lbCheckTimeout bounds `shoal lb check`, below the 2 s keepalived
-// allows its check script (lb.yaml's vip section).
-const lbCheckTimeout = 1500 * time.Millisecond
-
-// newLBCheckCmd is `shoal lb check`: keepalived's health check of the
-// local balancer (lb.yaml's vip section). It exits 0 when the balancer
-// answers its admin API's status within lbCheckTimeout, non-zero
-// otherwise. The admin API is served by the balancer's own process, so
-// a dead, stopped or wedged balancer fails the check.
+// newLBCheckCmd is `shoal lb check`: the floating address's health check
+// of the local balancer (client.CheckBalancer, which the keepalived guard
+// of lb.yaml's vip section runs every second), for operators and scripts.
+// It exits 0 when the balancer answers its admin API's status within
+// client.BalancerCheckTimeout, non-zero otherwise.
 func newLBCheckCmd(env *Env) *cobra.Command {
 	return lbVerb("check", "exit 0 when the balancer answers on its admin API (the floating address's health check)", 0, nil,
 		func(ctx context.Context, c *client.Client, _ []string) error {
-			ctx, cancel := context.WithTimeout(ctx, lbCheckTimeout)
-			defer cancel()
-			if _, err := c.LBStatus(ctx); err != nil {
-				return fmt.Errorf("balancer check: %w", err)
-			}
-			return nil
+			return c.CheckBalancer(ctx)
 		})
 }
 

@@ -2,6 +2,7 @@ package client
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"net/url"
 	"time"
@@ -41,6 +42,25 @@ func (c *Client) LBStatus(ctx context.Context) (*LBStatus, error) {
 		return nil, err
 	}
 	return &st, nil
+}
+
+// BalancerCheckTimeout bounds one CheckBalancer: below the interval at
+// which the floating address's check runs (a second), plus half of one.
+const BalancerCheckTimeout = 1500 * time.Millisecond
+
+// CheckBalancer is the floating address's health check of a balancer
+// (lb.yaml's vip section): nil when the balancer answers GET
+// /v1/lb/status on its admin API within BalancerCheckTimeout, else the
+// reason. The admin API is served by the balancer's own process, so a
+// dead, stopped or wedged balancer fails it. `shoal lb check` runs it
+// once; the keepalived guard of `shoal lb` runs it every second.
+func (c *Client) CheckBalancer(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, BalancerCheckTimeout)
+	defer cancel()
+	if _, err := c.LBStatus(ctx); err != nil {
+		return fmt.Errorf("balancer check: %w", err)
+	}
+	return nil
 }
 
 // Pools returns the pools and their targets.

@@ -133,7 +133,7 @@ func OpenLB(opts LBOptions) (_ *LB, err error) {
 		// is joined while the old process still holds it, so keepalived
 		// and the address stay through the handoff. Without one, a stale
 		// address is cleared here, before keepalived can run.
-		if d.vip, err = openVIP(*file.VIP, d.path, d.log); err != nil {
+		if d.vip, err = openVIP(*file.VIP, d.log); err != nil {
 			return nil, err
 		}
 		defer func() {
@@ -144,6 +144,9 @@ func OpenLB(opts LBOptions) (_ *LB, err error) {
 	}
 	if err := d.bindAll(cfg, file.Admin); err != nil {
 		return nil, err
+	}
+	if d.vip != nil {
+		d.vip.setCheck(d.adminLn.Addr(), token)
 	}
 	// Catch SIGHUP before announcing the listeners: whoever reads those
 	// lines may send one at once, and its default action is to exit.

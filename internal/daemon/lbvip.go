@@ -11,7 +11,6 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -29,10 +28,11 @@ import (
 // around it:
 //
 //   - keepalived.conf is written into the vip's directory at every start:
-//     one VRRP instance (version 3, unicast to the peers, nopreempt) whose
-//     track_script runs `shoal lb check` on this balancer's admin API, so
-//     a balancer that stops answering puts the node in FAULT and the
-//     address moves although the host is fine.
+//     one VRRP instance (version 3, unicast to the peers, nopreempt) that
+//     tracks health.track (track_file, weight 0), which the guard keeps
+//     with the result of its check of this balancer's admin API
+//     (lbvip_check.go), so a balancer that stops answering puts the node
+//     in FAULT and the address moves although the host is fine.
 //   - keepalived's parent is the guard, which keeps it running while a
 //     shoal lb is connected and stops it (SIGTERM: the address is released
 //     with a priority-0 advert, so a peer takes over at once) when the
@@ -55,13 +55,17 @@ import (
 
 // vipFenceEvery is how often the address is checked against keepalived's
 // state, and vipRestartMin/Max bound the wait before keepalived is started
-// again after it died.
+// again after it died. vipGuardSilence is how long a running guard may
+// send nothing (it sends "alive" after every check) before its owner
+// takes it for hung and kills it: generous, since killing it moves the
+// address, and a loaded machine can starve a process for seconds.
 const (
-	vipFenceEvery = time.Second
-	vipRestartMin = time.Second
-	vipRestartMax = 30 * time.Second
-	vipStopGrace  = 5 * time.Second
-	vipInstance   = "shoal"
+	vipFenceEvery   = time.Second
+	vipRestartMin   = time.Second
+	vipRestartMax   = 30 * time.Second
+	vipStopGrace    = 5 * time.Second
+	vipGuardSilence = 15 * time.Second
+	vipInstance     = "shoal"
 )
 
 // vipKeeper supervises keepalived for one floating address; see above.
@@ -73,24 +77,31 @@ type vipKeeper struct {
 	log        *slog.Logger
 	// adopted is the connection to a guard that already ran at open
 	// (another shoal lb's, which this one takes over from); nil if none.
-	adopted *net.UnixConn
+	// adoptedChecks says it runs the balancer check (and says "alive").
+	adopted       *net.UnixConn
+	adoptedChecks bool
 	// reserved points a provider's reserved IP at this node while it is
 	// MASTER (lbvip_reserved.go); nil without vip.reserved_ip.
 	reserved *reservedIP
+	// checkMsg tells a guard this balancer's admin API, which its health
+	// check asks ("check URL TOKEN"; setCheck); "" until OpenLB bound it.
+	checkMsg string
+	// silence is how long a running guard may send nothing before it is
+	// taken for hung; 0 means vipGuardSilence.
+	silence time.Duration
 
 	mu    sync.Mutex
 	state string // keepalived's last reported state: MASTER, BACKUP, FAULT, STOP; "" before any
 	gen   uint64 // counts state reports
 }
 
-// openVIP prepares the floating address of cfg for the balancer whose
-// lb.yaml is lbPath: it finds keepalived, writes keepalived.conf (with a
-// check that runs this executable's `lb check -c lbPath`) and makes the
+// openVIP prepares the floating address of cfg: it finds keepalived,
+// writes keepalived.conf (tracking the guard's health.track) and makes the
 // notify FIFO. When a guard runs (the shoal lb this one takes over from)
 // it connects to it, and the running keepalived reloads a changed
 // keepalived.conf; otherwise it removes the address from the interface if
 // it is there.
-func openVIP(cfg config.LBVIP, lbPath string, log *slog.Logger) (*vipKeeper, error) {
+func openVIP(cfg config.LBVIP, log *slog.Logger) (*vipKeeper, error) {
 	bin, err := exec.LookPath(cfg.Keepalived)
 	if err != nil {
 		return nil, fmt.Errorf("vip: keepalived (%s) not found: %w (Debian: apt-get install keepalived; or set vip.keepalived)", cfg.Keepalived, err)
@@ -103,16 +114,10 @@ func openVIP(cfg config.LBVIP, lbPath string, log *slog.Logger) (*vipKeeper, err
 	}
 	self, err := os.Executable()
 	if err != nil {
-		return nil, fmt.Errorf("vip: this program's path, for keepalived's check: %w", err)
+		return nil, fmt.Errorf("vip: this program's path, for the keepalived guard: %w", err)
 	}
-	lbPath, err = filepath.Abs(lbPath)
-	if err != nil {
-		return nil, fmt.Errorf("vip: %w", err)
-	}
-	for _, p := range []string{self, lbPath} {
-		if strings.ContainsAny(p, " \t\n\"'{}#\\") {
-			return nil, fmt.Errorf("vip: %q: keepalived's check cannot run a path with spaces, quotes, braces or '#'", p)
-		}
+	if strings.ContainsAny(cfg.Dir, " \t\n\"'{}#\\") {
+		return nil, fmt.Errorf("vip: %q: keepalived.conf cannot name files in a directory whose path has spaces, quotes, braces or '#'", cfg.Dir)
 	}
 	if err := os.MkdirAll(cfg.Dir, 0o700); err != nil {
 		return nil, fmt.Errorf("vip: %w", err)
@@ -123,7 +128,7 @@ func openVIP(cfg config.LBVIP, lbPath string, log *slog.Logger) (*vipKeeper, err
 			return nil, err
 		}
 	}
-	conf := []byte(keepalivedConf(cfg, k.paths.fifo, self, lbPath))
+	conf := []byte(keepalivedConf(cfg, k.paths))
 	old, _ := os.ReadFile(k.paths.conf)
 	if err := atomicfile.Write(k.paths.conf, conf, 0o600); err != nil {
 		return nil, fmt.Errorf("vip: %w", err)
@@ -135,10 +140,17 @@ func openVIP(cfg config.LBVIP, lbPath string, log *slog.Logger) (*vipKeeper, err
 			return nil, fmt.Errorf("vip: make the notify FIFO: %w", err)
 		}
 	}
-	if c := k.join(); c != nil {
-		k.adopted = c
+	if c, checks := k.join(); c != nil {
+		k.adopted, k.adoptedChecks = c, checks
 		state, _ := k.stateNow()
 		k.log.Info("vip: adopted the running keepalived from the shoal lb this one takes over from", "address", cfg.Address.String(), "state", state, "guard", k.paths.sock)
+		if !checks {
+			// A guard of an earlier shoal runs keepalived with a
+			// vrrp_script of `shoal lb check`, which still works: reloading
+			// keepalived.conf would make it track a file nobody writes.
+			k.log.Warn("vip: the running keepalived guard is of an earlier shoal and does not run the balancer check; keepalived keeps its running configuration (a vrrp_script of `shoal lb check`) until the address is started again", "guard", k.paths.sock)
+			return k, nil
+		}
 		if !bytes.Equal(old, conf) {
 			if err := writeMsg(c, "reload"); err != nil {
 				c.Close()
@@ -153,31 +165,25 @@ func openVIP(cfg config.LBVIP, lbPath string, log *slog.Logger) (*vipKeeper, err
 	return k, nil
 }
 
-// keepalivedConf is the keepalived.conf of cfg: the notify FIFO, and a
-// check that runs `self lb check -c lbPath` every second (two failures
-// put the node in FAULT, two passes take it out), as root: keepalived's
-// enable_script_security is off, since it refuses a program under any
-// directory a non-root user may write (such as /tmp, where tests build
-// shoal); install shoal where only root writes.
-func keepalivedConf(cfg config.LBVIP, fifo, self, lbPath string) string {
+// keepalivedConf is the keepalived.conf of cfg with the files of p: the
+// notify FIFO, and the track file of the guard's balancer check (weight
+// 0: a non-zero number in it puts the instance in FAULT). keepalived runs
+// no script: the guard checks in its own process (lbvip_check.go).
+func keepalivedConf(cfg config.LBVIP, p vipPaths) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, `# Written by shoal lb at every start; edits are lost. See lb.yaml's vip section.
 global_defs {
 	vrrp_version 3
 	vrrp_notify_fifo %s
-	script_user root
 	vrrp_garp_master_delay 1
 	vrrp_garp_master_repeat 3
 	vrrp_garp_master_refresh 10
 	vrrp_higher_prio_send_advert true
 }
 
-vrrp_script shoal_lb_check {
-	script "%s lb check -c %s"
-	interval 1
-	timeout 2
-	fall 2
-	rise 2
+track_file shoal_lb_health {
+	file "%s"
+	weight 0
 }
 
 vrrp_instance %s {
@@ -187,7 +193,7 @@ vrrp_instance %s {
 	virtual_router_id %d
 	priority %d
 	advert_int %s
-`, fifo, self, lbPath, vipInstance, cfg.Interface, cfg.RouterID, cfg.Priority,
+`, p.fifo, p.track, vipInstance, cfg.Interface, cfg.RouterID, cfg.Priority,
 		strconv.FormatFloat(cfg.AdvertInterval.Seconds(), 'f', -1, 64))
 	if cfg.Source.IsValid() {
 		fmt.Fprintf(&b, "\tunicast_src_ip %s\n", cfg.Source)
@@ -196,7 +202,7 @@ vrrp_instance %s {
 	for _, p := range cfg.Peers {
 		fmt.Fprintf(&b, "\t\t%s\n", p)
 	}
-	fmt.Fprintf(&b, "\t}\n\tvirtual_ipaddress {\n\t\t%s dev %s\n\t}\n\ttrack_script {\n\t\tshoal_lb_check\n\t}\n}\n",
+	fmt.Fprintf(&b, "\t}\n\tvirtual_ipaddress {\n\t\t%s dev %s\n\t}\n\ttrack_file {\n\t\tshoal_lb_health\n\t}\n}\n",
 		cfg.Address, cfg.Interface)
 	return b.String()
 }
@@ -258,14 +264,16 @@ func (k *vipKeeper) stateNow() (string, uint64) {
 }
 
 // join connects to a running guard and waits for its greeting (started,
-// state), which it sends once it counts this process as an owner: from
-// then on the guard keeps keepalived running even when the other owner
-// leaves at once. It returns nil when no guard runs, or the guard is
-// stopping (it closes new connections then).
-func (k *vipKeeper) join() *net.UnixConn {
+// health, state), which it sends once it counts this process as an
+// owner: from then on the guard keeps keepalived running even when the
+// other owner leaves at once. checks reports whether the guard runs the
+// balancer check (a guard of an earlier shoal does not). It returns nil
+// when no guard runs, or the guard is stopping (it closes new
+// connections then).
+func (k *vipKeeper) join() (_ *net.UnixConn, checks bool) {
 	c, err := net.DialUnix("unixpacket", nil, &net.UnixAddr{Name: k.paths.sock, Net: "unixpacket"})
 	if err != nil {
-		return nil
+		return nil, false
 	}
 	c.SetReadDeadline(time.Now().Add(5 * time.Second))
 	buf := make([]byte, vipMsgMax)
@@ -274,16 +282,26 @@ func (k *vipKeeper) join() *net.UnixConn {
 		if err != nil || kind == "exit" {
 			break
 		}
+		if kind == "health" {
+			checks = true
+		}
 		if kind == "state" {
 			if arg != "" {
 				k.setState(arg)
 			}
 			c.SetReadDeadline(time.Time{})
-			return c
+			return c, checks
 		}
 	}
 	c.Close()
-	return nil
+	return nil, false
+}
+
+// setCheck gives the guard's balancer check this balancer's admin API:
+// its listener's address and the token it requires. OpenLB calls it once
+// the admin API is bound, before Run.
+func (k *vipKeeper) setCheck(admin net.Addr, token string) {
+	k.checkMsg = "check " + checkURL(admin) + " " + token
 }
 
 // close lets go of an adopted guard when the balancer never runs: the
@@ -356,14 +374,18 @@ func (k *vipKeeper) run(ctx context.Context) error {
 // keepalived exits or ctx ends; then it leaves the guard and reports
 // whether keepalived was kept for another shoal lb.
 func (k *vipKeeper) runOnce(ctx context.Context) (kept bool, err error) {
-	c, child := k.adopted, (*exec.Cmd)(nil)
-	k.adopted = nil
+	c, child, watch := k.adopted, (*exec.Cmd)(nil), k.adoptedChecks
+	k.adopted, k.adoptedChecks = nil, false
 	if c == nil {
 		if c, child, err = k.startGuard(); err != nil {
 			return false, err
 		}
 	}
-	kept, err = k.follow(ctx, c)
+	if k.checkMsg != "" {
+		// A failed write is a guard gone: follow reads its end.
+		writeMsg(c, k.checkMsg)
+	}
+	kept, err = k.follow(ctx, c, child, watch)
 	if child != nil {
 		if kept {
 			// The guard serves the new shoal lb; this process is leaving.
@@ -406,8 +428,14 @@ func (k *vipKeeper) startGuard() (*net.UnixConn, *exec.Cmd, error) {
 
 // follow reads the guard's messages on c until the guard ends or, once
 // ctx ended and this process left (shutdown of its side), answers kept or
-// stopped.
-func (k *vipKeeper) follow(ctx context.Context, c *net.UnixConn) (kept bool, err error) {
+// stopped. A guard that runs keepalived (from its "started", or at once
+// when watch is set: an adopted guard of this version) and then says
+// nothing for vipGuardSilence is hung: it is killed (child, the guard
+// this process started, or the peer of c), so that keepalived, tied to
+// it by Pdeathsig, stops and the address moves to a peer; run starts a
+// guard again. A guard of an earlier shoal says no "alive" and is not
+// watched.
+func (k *vipKeeper) follow(ctx context.Context, c *net.UnixConn, child *exec.Cmd, watch bool) (kept bool, err error) {
 	defer c.Close()
 	leave := context.AfterFunc(ctx, func() {
 		c.CloseWrite()
@@ -417,15 +445,26 @@ func (k *vipKeeper) follow(ctx context.Context, c *net.UnixConn) (kept bool, err
 	buf := make([]byte, vipMsgMax)
 	exit := errors.New("the keepalived guard ended")
 	for {
+		if watch && ctx.Err() == nil {
+			c.SetReadDeadline(time.Now().Add(cmp.Or(k.silence, vipGuardSilence)))
+		}
 		kind, arg, err := readMsg(c, buf)
 		if err != nil {
-			if ctx.Err() != nil && errors.Is(err, os.ErrDeadlineExceeded) {
-				k.log.Error("vip: the keepalived guard did not answer the stop in time", "guard", k.paths.sock)
+			if errors.Is(err, os.ErrDeadlineExceeded) {
+				if ctx.Err() != nil {
+					k.log.Error("vip: the keepalived guard did not answer the stop in time", "guard", k.paths.sock)
+					return false, exit
+				}
+				k.killGuard(c, child)
+				return false, fmt.Errorf("the keepalived guard sent nothing for %v (hung); killed it", cmp.Or(k.silence, vipGuardSilence))
 			}
 			return false, exit
 		}
 		switch kind {
 		case "started":
+			if child != nil {
+				watch = true
+			}
 			k.log.Info("vip: keepalived started", "pid", arg, "address", k.cfg.Address.String(), "interface", k.cfg.Interface, "conf", k.paths.conf)
 		case "state":
 			if arg != "" {
@@ -441,6 +480,26 @@ func (k *vipKeeper) follow(ctx context.Context, c *net.UnixConn) (kept bool, err
 		case "stopped":
 			return false, nil
 		}
+	}
+}
+
+// killGuard kills a hung guard with SIGKILL: child when this process
+// started it, else the process at the other end of c (SO_PEERCRED of the
+// guard's listening socket).
+func (k *vipKeeper) killGuard(c *net.UnixConn, child *exec.Cmd) {
+	pid := 0
+	if child != nil {
+		pid = child.Process.Pid
+	} else if raw, err := c.SyscallConn(); err == nil {
+		raw.Control(func(fd uintptr) {
+			if cred, err := unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED); err == nil {
+				pid = int(cred.Pid)
+			}
+		})
+	}
+	k.log.Error("vip: the keepalived guard is hung (nothing heard from it); killing it: keepalived stops with it and a peer takes the address", "guard", k.paths.sock, "pid", pid, "silence", cmp.Or(k.silence, vipGuardSilence).String())
+	if pid > 1 && pid != os.Getpid() {
+		syscall.Kill(pid, syscall.SIGKILL)
 	}
 }
 

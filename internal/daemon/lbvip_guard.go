@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"bufio"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -18,6 +19,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/shoal-dev/shoal/internal/client"
 )
 
 // The keepalived guard: keepalived's parent, a small process of its own
@@ -40,9 +43,22 @@ import (
 // guard's life) keeps a second guard from running keepalived beside the
 // first: a new guard waits until the old one's keepalived is gone.
 //
+// The guard also runs the balancer's health check (lbvip_check.go) and
+// writes its result into health.track, which keepalived tracks: each
+// owner tells it the admin API to check, and the newest owner's is
+// checked. A guard that dies takes keepalived down with it (Pdeathsig,
+// above): the address is released and a peer takes it at once. A guard
+// that hangs (stopped, or starved of CPU for seconds) writes nothing, so
+// keepalived keeps the last result; its owner notices the silence (no
+// "alive" message for vipGuardSilence) and kills it, which again stops
+// keepalived and releases the address.
+//
 // Messages (SOCK_SEQPACKET, one per packet), guard to owner:
 //
 //	started PID   keepalived runs (at connect too)
+//	health FILE   this guard checks the balancer into FILE (at connect,
+//	              before state; a guard of an earlier version sends none)
+//	alive         every vipCheckEvery, from the guard's check loop
 //	state STATE   keepalived's state, MASTER, BACKUP, FAULT (at connect too, "" before any)
 //	log LINE      keepalived's output and the guard's own notes
 //	exit REASON   keepalived ended; the guard exits
@@ -50,7 +66,8 @@ import (
 //	stopped       answer to the last owner: keepalived is gone
 //
 // owner to guard: "reload" (keepalived.conf was rewritten: SIGHUP to
-// keepalived), and shutdown(SHUT_WR) to leave.
+// keepalived), "check URL TOKEN" (the owner's admin API, which the health
+// check asks with TOKEN), and shutdown(SHUT_WR) to leave.
 
 // vipGuardEnv names the vip directory of a guard process; see VIPGuardMain.
 const vipGuardEnv = "SHOAL_VIP_GUARD"
@@ -63,7 +80,7 @@ const vipMsgMax = 16 << 10
 
 // vipPaths are the files of one floating address, in its directory.
 type vipPaths struct {
-	dir, conf, fifo, pidFile, vrrpPid, sock, lock string
+	dir, conf, fifo, pidFile, vrrpPid, sock, lock, track string
 }
 
 func vipPathsIn(dir string) vipPaths {
@@ -74,6 +91,7 @@ func vipPathsIn(dir string) vipPaths {
 		vrrpPid: filepath.Join(dir, "vrrp.pid"),
 		sock:    filepath.Join(dir, "guard.sock"),
 		lock:    filepath.Join(dir, "guard.lock"),
+		track:   filepath.Join(dir, "health.track"),
 	}
 }
 
@@ -102,13 +120,21 @@ func VIPGuardMain() (code int, isGuard bool) {
 	return runVIPGuard(vipPathsIn(dir), os.Args[1]), true
 }
 
+// vipCheckTarget is an owner's admin API, checked by the guard.
+type vipCheckTarget struct {
+	seq uint64
+	c   *client.Client
+}
+
 // vipGuard is the guard's state; see above.
 type vipGuard struct {
 	paths vipPaths
 
 	mu       sync.Mutex
 	owners   map[*net.UnixConn]bool
-	leaving  *net.UnixConn // the last owner, waiting for "stopped"
+	targets  map[*net.UnixConn]vipCheckTarget // the admin API each owner told
+	seq      uint64                           // orders targets, newest last
+	leaving  *net.UnixConn                    // the last owner, waiting for "stopped"
 	state    string
 	pid      int
 	stopping bool
@@ -124,7 +150,8 @@ func runVIPGuard(paths vipPaths, keepalived string) int {
 		fmt.Fprintln(os.Stderr, "keepalived guard: fd 3 is not the owner's socket; only shoal lb starts guards:", err)
 		return 2
 	}
-	g := &vipGuard{paths: paths, owners: map[*net.UnixConn]bool{first: true}, lastGone: make(chan struct{})}
+	g := &vipGuard{paths: paths, owners: map[*net.UnixConn]bool{first: true},
+		targets: map[*net.UnixConn]vipCheckTarget{}, lastGone: make(chan struct{})}
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	wg.Add(1)
@@ -169,6 +196,14 @@ func runVIPGuard(paths vipPaths, keepalived string) int {
 		defer wg.Done()
 		g.readStates(fifo)
 	}()
+	// The track file says healthy before keepalived reads it (a 1 left by
+	// an earlier run must not fault the new keepalived).
+	health := newVIPHealth(paths.track, g.checkBalancer, func(msg string) {
+		g.broadcast("log keepalived guard: " + msg)
+	})
+	if err := health.sync(); err != nil {
+		return fail(err)
+	}
 
 	outR, outW, err := os.Pipe()
 	if err != nil {
@@ -198,6 +233,13 @@ func runVIPGuard(paths vipPaths, keepalived string) int {
 	g.pid = cmd.Process.Pid
 	g.mu.Unlock()
 	g.broadcast("started " + strconv.Itoa(cmd.Process.Pid))
+	checkCtx, stopCheck := context.WithCancel(context.Background())
+	defer stopCheck()
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		health.run(checkCtx, func() { g.broadcast("alive") })
+	}()
 
 	wg.Add(1)
 	go func() {
@@ -219,6 +261,7 @@ func runVIPGuard(paths vipPaths, keepalived string) int {
 		g.broadcast("log keepalived guard: " + s.String() + "; stopping keepalived")
 	}
 	ln.Close() // no new owners from here on
+	stopCheck()
 	g.mu.Lock()
 	g.stopping = true
 	g.mu.Unlock()
@@ -318,6 +361,7 @@ func (g *vipGuard) accept(ln *net.UnixListener, wg *sync.WaitGroup) {
 		pid, state := g.pid, g.state
 		g.mu.Unlock()
 		writeMsg(c, "started "+strconv.Itoa(pid))
+		writeMsg(c, "health "+g.paths.track)
 		writeMsg(c, "state "+state)
 		wg.Add(1)
 		go func() {
@@ -337,7 +381,9 @@ func (g *vipGuard) readOwner(c *net.UnixConn) {
 		if err != nil {
 			break
 		}
-		if string(buf[:n]) == "reload" {
+		kind, arg, _ := strings.Cut(string(buf[:n]), " ")
+		switch kind {
+		case "reload":
 			g.mu.Lock()
 			pid := g.pid
 			g.mu.Unlock()
@@ -345,10 +391,18 @@ func (g *vipGuard) readOwner(c *net.UnixConn) {
 				syscall.Kill(pid, syscall.SIGHUP)
 				g.broadcast("log keepalived guard: keepalived.conf rewritten; keepalived reloads it")
 			}
+		case "check":
+			url, token, _ := strings.Cut(arg, " ")
+			g.mu.Lock()
+			g.seq++
+			g.targets[c] = vipCheckTarget{seq: g.seq, c: checkClient(url, token)}
+			g.mu.Unlock()
+			g.broadcast("log keepalived guard: the balancer check asks " + url)
 		}
 	}
 	g.mu.Lock()
 	defer g.mu.Unlock()
+	delete(g.targets, c)
 	if !g.owners[c] {
 		return // closed by closeOwners
 	}
@@ -360,6 +414,23 @@ func (g *vipGuard) readOwner(c *net.UnixConn) {
 	}
 	g.leaving = c
 	close(g.lastGone)
+}
+
+// checkBalancer is one health check of the admin API the newest owner
+// told (errNoCheckTarget before any did).
+func (g *vipGuard) checkBalancer(ctx context.Context) error {
+	g.mu.Lock()
+	var newest vipCheckTarget
+	for _, t := range g.targets {
+		if t.seq > newest.seq {
+			newest = t
+		}
+	}
+	g.mu.Unlock()
+	if newest.c == nil {
+		return errNoCheckTarget
+	}
+	return newest.c.CheckBalancer(ctx)
 }
 
 // readStates reads keepalived's notify FIFO until it is closed (lines
@@ -397,6 +468,7 @@ func (g *vipGuard) closeOwners() {
 		c.Close()
 	}
 	clear(g.owners)
+	clear(g.targets)
 	if g.leaving != nil {
 		g.leaving.Close()
 	}

@@ -25,12 +25,11 @@ echo fake keepalived running
 exec sleep 300
 `
 
-// TestVIPGuardOwners runs a guard (this test binary, see TestMain) over a
-// fake keepalived and checks its ownership rules: an owner that joins on
-// guard.sock hears the state; the first owner leaving while it stays hears
-// "kept" and keepalived runs on; the last owner's socket closed without a
-// word (as a killed process's is) stops keepalived and the guard.
-func TestVIPGuardOwners(t *testing.T) {
+// fakeGuardKeeper is a vipKeeper over a new directory with the notify
+// FIFO made, whose keepalived is fakeKeepalived and whose guard is this
+// test binary (see TestMain).
+func fakeGuardKeeper(t *testing.T) *vipKeeper {
+	t.Helper()
 	dir := t.TempDir()
 	script := filepath.Join(dir, "keepalived")
 	if err := os.WriteFile(script, []byte(fakeKeepalived), 0o700); err != nil {
@@ -39,8 +38,17 @@ func TestVIPGuardOwners(t *testing.T) {
 	if err := syscall.Mkfifo(filepath.Join(dir, "notify.fifo"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	k := &vipKeeper{cfg: config.LBVIP{Dir: dir}, keepalived: script, self: os.Args[0], paths: vipPathsIn(dir),
+	return &vipKeeper{cfg: config.LBVIP{Dir: dir}, keepalived: script, self: os.Args[0], paths: vipPathsIn(dir),
 		log: slog.New(slog.DiscardHandler)}
+}
+
+// TestVIPGuardOwners runs a guard (this test binary, see TestMain) over a
+// fake keepalived and checks its ownership rules: an owner that joins on
+// guard.sock hears the state; the first owner leaving while it stays hears
+// "kept" and keepalived runs on; the last owner's socket closed without a
+// word (as a killed process's is) stops keepalived and the guard.
+func TestVIPGuardOwners(t *testing.T) {
+	k := fakeGuardKeeper(t)
 	a, guard, err := k.startGuard()
 	if err != nil {
 		t.Fatal(err)
@@ -79,11 +87,14 @@ func TestVIPGuardOwners(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	b := k.join()
+	b, checks := k.join()
 	if b == nil {
 		t.Fatal("join: no guard answered on guard.sock")
 	}
 	defer b.Close()
+	if !checks {
+		t.Error("join: the guard's greeting did not say it runs the balancer check (health)")
+	}
 	if s, _ := k.stateNow(); s != "MASTER" {
 		t.Errorf("state after join = %q, want MASTER (the guard's greeting)", s)
 	}
