@@ -816,7 +816,10 @@ func (c *evClient) finalClose() {
 	c.state = csDone
 	c.l.nClients.Add(-1)
 	c.freeBufs()
-	c.tls = nil
+	if c.tls != nil {
+		c.tls.closeNotify()
+		c.tls = nil
+	}
 	netpoll.Close(c.fd)
 	c.l.s.conns.Add(-1)
 	if c.release != nil {

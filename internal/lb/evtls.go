@@ -25,6 +25,9 @@ import (
 // the same subset, and the same hand-over of anything outside it, here to
 // the TLS listener's http.Server with the same tls.Conn, its pipe back on
 // a blocking descriptor. WebSocket upgrades over TLS are handed over too.
+// A connection the loop closes (Connection: close, idle or header
+// timeout, drain, the client's own close_notify, which tls.Conn.Read
+// reports as io.EOF) ends with a close_notify alert before the FIN.
 
 // tlsWait is what a tlsPipe on a loop returns when the socket has nothing
 // more for now: a net.Error that is Temporary, which crypto/tls passes
@@ -211,6 +214,17 @@ func (t *evTLS) send() error {
 		t.pipe.out = t.pipe.out[:0]
 	}
 	return nil
+}
+
+// closeNotify queues a close_notify alert behind the records still
+// waiting and sends what the socket takes now, as crypto/tls's Close
+// does before the FIN, so a client can tell the end of the connection
+// from a cut. A loop never waits to close: when the socket has no room
+// left (a client that stopped reading), the alert goes unsent.
+func (t *evTLS) closeNotify() {
+	if t.tc.CloseWrite() == nil {
+		t.send()
+	}
 }
 
 // handBack gives the connection to the general path: its pipe goes back
