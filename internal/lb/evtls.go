@@ -126,6 +126,7 @@ func (p *tlsPipe) SetWriteDeadline(t time.Time) error {
 type evTLS struct {
 	tc   *tls.Conn
 	pipe *tlsPipe
+	l    *evLoop // whose free list lends the pipe's out buffer
 	// full: the last read filled the caller's buffer, so tls may hold
 	// decrypted or whole records that no readiness report will announce.
 	full bool
@@ -182,6 +183,9 @@ func (t *evTLS) write(p []byte) (int, error) {
 	if len(p) > maxTLSWrite {
 		p = p[:maxTLSWrite]
 	}
+	if t.pipe.out == nil {
+		t.pipe.out = t.l.getSmall()
+	}
 	n, err := t.tc.Write(p)
 	if err != nil {
 		return -1, err
@@ -208,11 +212,12 @@ func (t *evTLS) send() error {
 		t.pipe.out = t.pipe.out[:copy(t.pipe.out, out)]
 		return err
 	}
-	if cap(t.pipe.out) > maxSmallCap {
-		t.pipe.out = nil // a burst's buffer goes; the usual one stays
-	} else {
-		t.pipe.out = t.pipe.out[:0]
+	// Everything went: the buffer goes back to the loop, so an idle
+	// connection holds none (a burst's grown one goes to the collector).
+	if cap(t.pipe.out) >= smallCap {
+		t.l.putSmall(t.pipe.out)
 	}
+	t.pipe.out = nil
 	return nil
 }
 
