@@ -246,12 +246,13 @@ IDLE_OUT="$TMP/idle"
 # Memory of idle keep-alive connections, first, while every proxy is fresh:
 # resident memory, and for shoal its Go heap in use (from its /metrics).
 declare -A METRICS=([shoal]=http://127.0.0.1:$ADMIN_PORT/metrics [base]=http://127.0.0.1:$BASE_ADMIN_PORT/metrics)
+declare -A TOKEN=([shoal]=$TMP/.shoal/admin.token [base]=$TMP/base/.shoal/admin.token)
 for kind in idle idletls; do
 	[[ " $KINDS " == *" $kind "* ]] || continue
 	for n in "${NAMES[@]}"; do
 		p=${PID[$n]} addr=127.0.0.1:${PORT[$n]} flags=()
 		[ "$kind" = idletls ] && addr=127.0.0.1:${TLS_PORT[$n]} flags+=(-tls)
-		[ -n "${METRICS[$n]:-}" ] && flags+=(-metrics "${METRICS[$n]}")
+		[ -n "${METRICS[$n]:-}" ] && flags+=(-metrics "${METRICS[$n]}" -token-file "${TOKEN[$n]}")
 		[ "$IDLE_AFTER" != 0 ] && flags+=(-after-close "$IDLE_AFTER")
 		out=$(${LOAD_CPU[@]+"${LOAD_CPU[@]}"} "$TMP/idleconns" -addr "$addr" -n "$IDLE_CONNS" "${flags[@]}" -pids "$(echo $p $(pgrep -P "$p" || true) | tr ' ' ',')")
 		echo "$kind $n: $out" >&2

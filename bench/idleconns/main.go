@@ -13,7 +13,8 @@
 // -tls makes every connection a TLS one (HTTP/1.1 through ALPN; the
 // proxy's certificate is not checked). -metrics names a Prometheus
 // /metrics URL of a Go process (shoal's admin API): its Go heap in use
-// (go_memstats_heap_inuse_bytes) is read along with the resident memory.
+// (go_memstats_heap_inuse_bytes) is read along with the resident memory,
+// with the bearer token in -token-file (shoal's .shoal/admin.token).
 // -after-close waits that long once the connections are closed and reads
 // both again, to show what the proxy gave back.
 package main
@@ -38,9 +39,18 @@ func main() {
 	pids := flag.String("pids", "", "comma-separated process ids whose memory is measured")
 	useTLS := flag.Bool("tls", false, "connect with TLS (HTTP/1.1 through ALPN; the certificate is not checked)")
 	metrics := flag.String("metrics", "", "Prometheus /metrics URL of the proxy, for its Go heap in use")
+	tokenFile := flag.String("token-file", "", "file holding the bearer token for -metrics")
 	afterClose := flag.Duration("after-close", 0, "measure again this long after closing the connections (0: do not)")
 	flag.Parse()
 	o := opts{addr: *addr, n: *n, tls: *useTLS, metrics: *metrics, afterClose: *afterClose}
+	if *tokenFile != "" {
+		b, err := os.ReadFile(*tokenFile)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "idleconns:", err)
+			os.Exit(1)
+		}
+		o.token = strings.TrimSpace(string(b))
+	}
 	if err := run(o, *pids); err != nil {
 		fmt.Fprintln(os.Stderr, "idleconns:", err)
 		os.Exit(1)
@@ -52,6 +62,7 @@ type opts struct {
 	n          int
 	tls        bool
 	metrics    string
+	token      string // bearer token for metrics
 	afterClose time.Duration
 }
 
@@ -71,7 +82,7 @@ func run(o opts, pidList string) error {
 		return fmt.Errorf("no -pids given")
 	}
 	n := o.n
-	before, err := measure(pids, o.metrics)
+	before, err := measure(pids, o)
 	if err != nil {
 		return err
 	}
@@ -105,7 +116,7 @@ func run(o opts, pidList string) error {
 			return fmt.Errorf("connection %d: status %d, close %v", i, resp.StatusCode, resp.Close)
 		}
 	}
-	after, err := measure(pids, o.metrics)
+	after, err := measure(pids, o)
 	if err != nil {
 		return err
 	}
@@ -118,7 +129,7 @@ func run(o opts, pidList string) error {
 	if o.afterClose > 0 {
 		closeAll()
 		time.Sleep(o.afterClose)
-		closed, err := measure(pids, o.metrics)
+		closed, err := measure(pids, o)
 		if err != nil {
 			return err
 		}
@@ -152,14 +163,14 @@ type sample struct {
 	heap   int64 // bytes of Go heap in use; 0 without -metrics
 }
 
-func measure(pids []int, metrics string) (sample, error) {
+func measure(pids []int, o opts) (sample, error) {
 	var s sample
 	var err error
 	if s.rssKiB, err = rss(pids); err != nil {
 		return s, err
 	}
-	if metrics != "" {
-		if s.heap, err = heapInUse(metrics); err != nil {
+	if o.metrics != "" {
+		if s.heap, err = heapInUse(o.metrics, o.token); err != nil {
 			return s, err
 		}
 	}
@@ -167,12 +178,22 @@ func measure(pids []int, metrics string) (sample, error) {
 }
 
 // heapInUse reads go_memstats_heap_inuse_bytes from a /metrics URL.
-func heapInUse(url string) (int64, error) {
-	resp, err := http.Get(url)
+func heapInUse(url, token string) (int64, error) {
+	req, err := http.NewRequest(http.MethodGet, url, nil)
+	if err != nil {
+		return 0, fmt.Errorf("metrics: %w", err)
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		return 0, fmt.Errorf("metrics: %w", err)
 	}
 	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return 0, fmt.Errorf("metrics: %s: %s", url, resp.Status)
+	}
 	sc := bufio.NewScanner(resp.Body)
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
 	for sc.Scan() {

@@ -74,9 +74,7 @@ type evClient struct {
 	// The request in flight.
 	tbl      *table
 	pe       *poolEntry
-	pick     *pool.Key    // what a sticky pool picks by (&key); nil for others
-	key      pool.Key     // views buf; valid while the request is in flight
-	cookie   *http.Cookie // Set-Cookie of the last pick, if any
+	pick     *pool.Key // what a sticky pool picks by (&key); nil for others
 	up       *evUp
 	tun      *evTunnel
 	target   *pool.Target
@@ -122,6 +120,8 @@ type evReq struct {
 	h        h1.Request
 	ex       exchange
 	ins      h1.Inspector
+	key      pool.Key     // views buf; valid while the request is in flight
+	cookie   *http.Cookie // Set-Cookie of the last pick, if any
 	triedArr [4]*pool.Target
 	tried    []*pool.Target
 }
@@ -145,7 +145,7 @@ func (l *evLoop) putReq(r *evReq) {
 	if r == nil {
 		return
 	}
-	r.ex, r.triedArr, r.tried = exchange{}, [4]*pool.Target{}, nil
+	r.ex, r.key, r.cookie, r.triedArr, r.tried = exchange{}, pool.Key{}, nil, [4]*pool.Target{}, nil
 	if len(l.reqs) < maxFreeReqs {
 		l.reqs = append(l.reqs, r)
 	}
