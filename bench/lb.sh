@@ -21,8 +21,10 @@
 # certificate (made by the script with openssl) offering h2 and http/1.1
 # through ALPN. h2load drives HTTP/2 (h2load -c CONNS -m STREAMS) and
 # HTTP/1.1 keep-alive (h2load --h1 -c CONNS); wrk drives a new TLS
-# connection per request (a full handshake each: wrk does not resume
-# sessions). h2load warms up 1s (the handshakes) before it measures.
+# connection per request (TLS 1.3; wrk keeps its session across its
+# reconnections, so after the first these resume with a session ticket and
+# a fresh X25519 exchange: no certificate signature, as a returning
+# browser's). h2load warms up 1s (the handshakes) before it measures.
 # Latency percentiles of the h2load modes come from its
 # per-request log.
 #
@@ -40,9 +42,10 @@ CONNS=${CONNS:-64}
 THREADS=${THREADS:-2}
 WS_CONNS=${WS_CONNS:-64}
 STREAMS=${STREAMS:-10} # concurrent HTTP/2 streams per connection (h2tls)
-KINDS=${KINDS:-idle http close ws h2tls h1tls tlsclose} # parts: idle (memory of idle connections), http (keep-alive), close (a new connection per request), ws, h2tls (HTTP/2 over TLS), h1tls (HTTP/1.1 over TLS, keep-alive), tlsclose (a new TLS connection per request)
+KINDS=${KINDS:-idle idletls http close ws h2tls h1tls tlsclose} # parts: idle and idletls (memory of idle plain and TLS connections), http (keep-alive), close (a new connection per request), ws, h2tls (HTTP/2 over TLS), h1tls (HTTP/1.1 over TLS, keep-alive), tlsclose (a new TLS connection per request)
 PIN=${PIN:-$([ "$(nproc)" -ge 2 ] && echo 1 || echo 0)}
 IDLE_CONNS=${IDLE_CONNS:-3000}
+IDLE_AFTER=${IDLE_AFTER:-0} # e.g. 30s: measure memory again this long after the idle connections close
 SHOAL_BASE=${SHOAL_BASE:-} # an older shoal binary to interleave as "base"
 BASE_YAML=${BASE_YAML:-}   # extra lb.yaml lines for "base", e.g. 'limits: {loops: 1}'
 SHOAL_YAML=${SHOAL_YAML:-} # extra lb.yaml lines for shoal
@@ -132,11 +135,14 @@ if [ -n "$SHOAL_BASE" ]; then
 	BASE_PID=$!
 fi
 
+# Room for the idle connections' test and the load, in HAProxy and in
+# each nginx worker.
+MAXCONN=$((IDLE_CONNS + 512 > 8192 ? IDLE_CONNS + 512 : 8192))
 # --- haproxy ---
 cat >"$TMP/haproxy.cfg" <<EOF
 global
     nbthread 2
-    maxconn 4096
+    maxconn $MAXCONN
 defaults
     mode http
     option http-keep-alive
@@ -165,7 +171,7 @@ worker_processes 2;
 daemon off;
 pid $TMP/nginx/nginx.pid;
 error_log $TMP/nginx/logs/error.log warn;
-events { worker_connections 8192; }
+events { worker_connections $MAXCONN; }
 http {
     access_log off;
     client_body_temp_path $TMP/nginx/body;
@@ -242,15 +248,23 @@ RESULTS="$TMP/results"
 : >"$RESULTS"
 IDLE_OUT="$TMP/idle"
 : >"$IDLE_OUT"
-# Memory of idle keep-alive connections, first, while every proxy is fresh.
-if [[ " $KINDS " == *" idle "* ]]; then
+# Memory of idle keep-alive connections, first, while every proxy is fresh:
+# resident memory, and for shoal its Go heap in use (from its /metrics).
+declare -A METRICS=([shoal]=http://127.0.0.1:$ADMIN_PORT/metrics [base]=http://127.0.0.1:$BASE_ADMIN_PORT/metrics)
+declare -A TOKEN=([shoal]=$TMP/.shoal/admin.token [base]=$TMP/base/.shoal/admin.token)
+for kind in idle idletls; do
+	[[ " $KINDS " == *" $kind "* ]] || continue
 	for n in "${NAMES[@]}"; do
-		p=${PID[$n]}
-		out=$(${LOAD_CPU[@]+"${LOAD_CPU[@]}"} "$TMP/idleconns" -addr "127.0.0.1:${PORT[$n]}" -n "$IDLE_CONNS" -pids "$(echo $p $(pgrep -P "$p" || true) | tr ' ' ',')")
-		echo "idle $n: $out" >&2
-		echo "$n $(echo "$out" | sed -E 's/.*per_conn_bytes=([0-9-]+).*/\1/')" >>"$IDLE_OUT"
+		p=${PID[$n]} addr=127.0.0.1:${PORT[$n]} flags=()
+		[ "$kind" = idletls ] && addr=127.0.0.1:${TLS_PORT[$n]} flags+=(-tls)
+		[ -n "${METRICS[$n]:-}" ] && flags+=(-metrics "${METRICS[$n]}" -token-file "${TOKEN[$n]}")
+		[ "$IDLE_AFTER" != 0 ] && flags+=(-after-close "$IDLE_AFTER")
+		out=$(${LOAD_CPU[@]+"${LOAD_CPU[@]}"} "$TMP/idleconns" -addr "$addr" -n "$IDLE_CONNS" "${flags[@]}" -pids "$(echo $p $(pgrep -P "$p" || true) | tr ' ' ',')")
+		echo "$kind $n: $out" >&2
+		field() { echo "$out" | sed -nE "s/.* $1=([0-9-]+).*/\1/p" | grep . || echo -; }
+		echo "$kind $n $(field per_conn_bytes) $(field heap_per_conn_bytes) $(field rss_after_kib) $(field rss_closed_kib)" >>"$IDLE_OUT"
 	done
-fi
+done
 # percentiles FILE: p50 and p99 in ms of h2load's per-request log (its
 # third column is the request's time in microseconds).
 percentiles() {
@@ -336,7 +350,7 @@ echo
 echo "| test | proxy | rate/s | p50 ms | p99 ms | per proxy CPU-s | rate vs HAProxy | p99 vs HAProxy | per CPU-s vs HAProxy |"
 echo "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
 for kind in $KINDS; do
-	[ "$kind" = idle ] && continue
+	[[ "$kind" == idle* ]] && continue
 	hr=$(median "$kind" haproxy 3) h99=$(median "$kind" haproxy 5) hc=$(median "$kind" haproxy 6)
 	for n in "${NAMES[@]}"; do
 		rate=$(median "$kind" "$n" 3) p50=$(median "$kind" "$n" 4) p99=$(median "$kind" "$n" 5) cpu=$(median "$kind" "$n" 6)
@@ -351,9 +365,12 @@ for kind in $KINDS; do
 done
 if [ -s "$IDLE_OUT" ]; then
 	echo
-	echo "Memory per idle keep-alive client connection ($IDLE_CONNS connections, one request each, resident memory before and after):"
+	echo "Memory per idle keep-alive client connection ($IDLE_CONNS connections, one request each, resident memory before and after; Go heap in use for shoal; resident memory with the connections open and $IDLE_AFTER after they closed):"
 	echo
-	echo "| proxy | bytes per connection |"
-	echo "| --- | ---: |"
-	while read -r n b; do printf "| %s | %s |\n" "$n" "$b"; done <"$IDLE_OUT"
+	echo "| connections | proxy | RSS bytes per connection | Go heap bytes per connection | RSS open KiB | RSS closed KiB |"
+	echo "| --- | --- | ---: | ---: | ---: | ---: |"
+	while read -r k n b h o c; do
+		[ "$k" = idle ] && k=plain || k=TLS
+		printf "| %s | %s | %s | %s | %s | %s |\n" "$k" "$n" "$b" "$h" "$o" "$c"
+	done <"$IDLE_OUT"
 fi

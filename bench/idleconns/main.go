@@ -9,10 +9,19 @@
 // -pids takes several process ids (nginx's workers) and sums them. The
 // process needs a file-descriptor limit above -n (Go raises its own soft
 // limit to the hard one).
+//
+// -tls makes every connection a TLS one (HTTP/1.1 through ALPN; the
+// proxy's certificate is not checked). -metrics names a Prometheus
+// /metrics URL of a Go process (shoal's admin API): its Go heap in use
+// (go_memstats_heap_inuse_bytes) is read along with the resident memory,
+// with the bearer token in -token-file (shoal's .shoal/admin.token).
+// -after-close waits that long once the connections are closed and reads
+// both again, to show what the proxy gave back.
 package main
 
 import (
 	"bufio"
+	"crypto/tls"
 	"flag"
 	"fmt"
 	"io"
@@ -28,14 +37,36 @@ func main() {
 	addr := flag.String("addr", "127.0.0.1:18080", "proxy address")
 	n := flag.Int("n", 3000, "connections to open")
 	pids := flag.String("pids", "", "comma-separated process ids whose memory is measured")
+	useTLS := flag.Bool("tls", false, "connect with TLS (HTTP/1.1 through ALPN; the certificate is not checked)")
+	metrics := flag.String("metrics", "", "Prometheus /metrics URL of the proxy, for its Go heap in use")
+	tokenFile := flag.String("token-file", "", "file holding the bearer token for -metrics")
+	afterClose := flag.Duration("after-close", 0, "measure again this long after closing the connections (0: do not)")
 	flag.Parse()
-	if err := run(*addr, *n, *pids); err != nil {
+	o := opts{addr: *addr, n: *n, tls: *useTLS, metrics: *metrics, afterClose: *afterClose}
+	if *tokenFile != "" {
+		b, err := os.ReadFile(*tokenFile)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "idleconns:", err)
+			os.Exit(1)
+		}
+		o.token = strings.TrimSpace(string(b))
+	}
+	if err := run(o, *pids); err != nil {
 		fmt.Fprintln(os.Stderr, "idleconns:", err)
 		os.Exit(1)
 	}
 }
 
-func run(addr string, n int, pidList string) error {
+type opts struct {
+	addr       string
+	n          int
+	tls        bool
+	metrics    string
+	token      string // bearer token for metrics
+	afterClose time.Duration
+}
+
+func run(o opts, pidList string) error {
 	var pids []int
 	for _, f := range strings.Split(pidList, ",") {
 		if f = strings.TrimSpace(f); f == "" {
@@ -50,19 +81,23 @@ func run(addr string, n int, pidList string) error {
 	if len(pids) == 0 {
 		return fmt.Errorf("no -pids given")
 	}
-	before, err := rss(pids)
+	n := o.n
+	before, err := measure(pids, o)
 	if err != nil {
 		return err
 	}
 	conns := make([]net.Conn, 0, n)
-	defer func() {
+	closeAll := func() {
 		for _, c := range conns {
 			c.Close()
 		}
-	}()
+		conns = conns[:0]
+	}
+	defer closeAll()
 	req := "GET / HTTP/1.1\r\nHost: bench\r\n\r\n"
+	tc := &tls.Config{InsecureSkipVerify: true, NextProtos: []string{"http/1.1"}}
 	for i := range n {
-		c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+		c, err := dial(o.addr, o.tls, tc)
 		if err != nil {
 			return fmt.Errorf("connection %d: %w", i, err)
 		}
@@ -81,13 +116,99 @@ func run(addr string, n int, pidList string) error {
 			return fmt.Errorf("connection %d: status %d, close %v", i, resp.StatusCode, resp.Close)
 		}
 	}
-	after, err := rss(pids)
+	after, err := measure(pids, o)
 	if err != nil {
 		return err
 	}
-	fmt.Printf("conns=%d rss_before_kib=%d rss_after_kib=%d per_conn_bytes=%d\n",
-		n, before, after, (after-before)*1024/int64(n))
+	fmt.Printf("conns=%d rss_before_kib=%d rss_after_kib=%d per_conn_bytes=%d",
+		n, before.rssKiB, after.rssKiB, (after.rssKiB-before.rssKiB)*1024/int64(n))
+	if o.metrics != "" {
+		fmt.Printf(" heap_before_kib=%d heap_after_kib=%d heap_per_conn_bytes=%d",
+			before.heap>>10, after.heap>>10, (after.heap-before.heap)/int64(n))
+	}
+	if o.afterClose > 0 {
+		closeAll()
+		time.Sleep(o.afterClose)
+		closed, err := measure(pids, o)
+		if err != nil {
+			return err
+		}
+		fmt.Printf(" rss_closed_kib=%d", closed.rssKiB)
+		if o.metrics != "" {
+			fmt.Printf(" heap_closed_kib=%d", closed.heap>>10)
+		}
+	}
+	fmt.Println()
 	return nil
+}
+
+// dial opens one connection, with TLS when useTLS.
+func dial(addr string, useTLS bool, tc *tls.Config) (net.Conn, error) {
+	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil || !useTLS {
+		return c, err
+	}
+	t := tls.Client(c, tc)
+	t.SetDeadline(time.Now().Add(10 * time.Second))
+	if err := t.Handshake(); err != nil {
+		c.Close()
+		return nil, err
+	}
+	return t, nil
+}
+
+// sample is the memory of the measured processes at one moment.
+type sample struct {
+	rssKiB int64
+	heap   int64 // bytes of Go heap in use; 0 without -metrics
+}
+
+func measure(pids []int, o opts) (sample, error) {
+	var s sample
+	var err error
+	if s.rssKiB, err = rss(pids); err != nil {
+		return s, err
+	}
+	if o.metrics != "" {
+		if s.heap, err = heapInUse(o.metrics, o.token); err != nil {
+			return s, err
+		}
+	}
+	return s, nil
+}
+
+// heapInUse reads go_memstats_heap_inuse_bytes from a /metrics URL.
+func heapInUse(url, token string) (int64, error) {
+	req, err := http.NewRequest(http.MethodGet, url, nil)
+	if err != nil {
+		return 0, fmt.Errorf("metrics: %w", err)
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, fmt.Errorf("metrics: %w", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return 0, fmt.Errorf("metrics: %s: %s", url, resp.Status)
+	}
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		if f := strings.Fields(sc.Text()); len(f) == 2 && f[0] == "go_memstats_heap_inuse_bytes" {
+			v, err := strconv.ParseFloat(f[1], 64)
+			if err != nil {
+				return 0, fmt.Errorf("metrics: %s: %w", sc.Text(), err)
+			}
+			return int64(v), nil
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return 0, fmt.Errorf("metrics: %w", err)
+	}
+	return 0, fmt.Errorf("metrics: %s has no go_memstats_heap_inuse_bytes", url)
 }
 
 // rss sums VmRSS (KiB) of pids.

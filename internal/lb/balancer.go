@@ -253,8 +253,17 @@ func (b *Balancer) ListenOn(socks map[string]*net.TCPListener) error {
 func (b *Balancer) bind(l *listener, lim Limits, sock net.Listener) error {
 	raw := sock
 	if raw == nil {
+		// A TLS listener turns TCP keep-alive on only for the connections
+		// net/http serves (tlsListener.handshake): on the loops, as on
+		// their plain accepts (and nginx's and HAProxy's defaults), the
+		// idle timeouts end dead clients, and a new connection is spared
+		// four setsockopt calls.
+		var lc net.ListenConfig
+		if l.tlsCfg != nil {
+			lc.KeepAlive = -1
+		}
 		var err error
-		if raw, err = net.Listen("tcp", l.cfg.Addr); err != nil {
+		if raw, err = lc.Listen(context.Background(), "tcp", l.cfg.Addr); err != nil {
 			return fmt.Errorf("listener %s: %w", l.cfg.Name, err)
 		}
 	}

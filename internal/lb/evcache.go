@@ -180,6 +180,8 @@ func (c *evClient) captureBody(body []byte, done bool) {
 // endCache ends what the exchange holds of the cache: a fetch not ended
 // (nothing stored), a wait, the hit's body.
 func (c *evClient) endCache() {
-	c.ex.endFill(nil)
+	if c.evReq != nil {
+		c.ex.endFill(nil)
+	}
 	c.capture, c.waiting, c.tail = nil, false, nil
 }

@@ -62,8 +62,9 @@ type evClient struct {
 	out  []byte // the request for the target: head, then body
 	wb   []byte // bytes for the client; wb[wo:] are not written yet
 	wo   int
-	h    h1.Request
-	ex   exchange
+	// The request in flight: nil while the connection is idle with
+	// nothing buffered (then it holds no buffer either).
+	*evReq
 
 	state   uint8
 	served  bool          // a request was answered on the connection
@@ -73,14 +74,10 @@ type evClient struct {
 	// The request in flight.
 	tbl      *table
 	pe       *poolEntry
-	pick     *pool.Key    // what a sticky pool picks by (&key); nil for others
-	key      pool.Key     // views buf; valid while the request is in flight
-	cookie   *http.Cookie // Set-Cookie of the last pick, if any
+	pick     *pool.Key // what a sticky pool picks by (&key); nil for others
 	up       *evUp
 	tun      *evTunnel
 	target   *pool.Target
-	triedArr [4]*pool.Target
-	tried    []*pool.Target
 	maxTries int
 	try      int
 	isHead   bool
@@ -91,7 +88,6 @@ type evClient struct {
 	mode     uint8
 	remain   int64
 	reuse    bool
-	ins      h1.Inspector
 
 	// Compression of the answer in flight (evcompress.go): z is its
 	// encoder, nil when the body passes as the target sent it; zs is
@@ -112,6 +108,64 @@ type evClient struct {
 	waitTok uint32
 	capture *cacheEntry
 	tail    []byte
+}
+
+// evReq is the part of a client connection that only a request in
+// flight needs: the parsed head, the exchange recorded for it, the
+// inspection of its body and the targets tried. A connection takes one
+// from its loop's free list with its read buffer and gives it back with
+// the buffer once it is idle, so an idle keep-alive connection holds its
+// evClient alone.
+type evReq struct {
+	h        h1.Request
+	ex       exchange
+	ins      h1.Inspector
+	key      pool.Key     // views buf; valid while the request is in flight
+	cookie   *http.Cookie // Set-Cookie of the last pick, if any
+	triedArr [4]*pool.Target
+	tried    []*pool.Target
+}
+
+// maxFreeReqs bounds a loop's free evReqs, as maxFreeBufs its buffers.
+const maxFreeReqs = 256
+
+func (l *evLoop) getReq() *evReq {
+	if n := len(l.reqs); n > 0 {
+		r := l.reqs[n-1]
+		l.reqs[n-1] = nil
+		l.reqs = l.reqs[:n-1]
+		return r
+	}
+	return new(evReq)
+}
+
+// putReq takes r back, dropping what it points to (the route, the
+// targets, the exchange's strings) so that a free one keeps nothing alive.
+func (l *evLoop) putReq(r *evReq) {
+	if r == nil {
+		return
+	}
+	r.ex, r.key, r.cookie, r.triedArr, r.tried = exchange{}, pool.Key{}, nil, [4]*pool.Target{}, nil
+	if len(l.reqs) < maxFreeReqs {
+		l.reqs = append(l.reqs, r)
+	}
+}
+
+// takeBufs gives an idle connection its read buffer and request state.
+func (c *evClient) takeBufs() {
+	c.buf = c.l.getBuf()
+	if c.evReq == nil {
+		c.evReq = c.l.getReq()
+	}
+}
+
+// idleBufs gives back what an idle connection with nothing buffered no
+// longer needs: its read buffer and request state.
+func (c *evClient) idleBufs() {
+	c.l.putBuf(c.buf)
+	c.buf = nil
+	c.l.putReq(c.evReq)
+	c.evReq = nil
 }
 
 // adoptClient registers an accepted connection with l; t is its TLS
@@ -168,7 +222,7 @@ func (c *evClient) event(ev netpoll.Events) {
 // pipelined request) while there is room, and notices a hang-up.
 func (c *evClient) readable() {
 	if c.buf == nil {
-		c.buf = c.l.getBuf()
+		c.takeBufs()
 	}
 	if c.w == len(c.buf) {
 		if c.state == csIdle {
@@ -188,8 +242,7 @@ func (c *evClient) readable() {
 	}
 	if err == netpoll.ErrAgain {
 		if c.state == csIdle && c.w == 0 {
-			c.l.putBuf(c.buf) // an idle connection keeps no buffer
-			c.buf = nil
+			c.idleBufs() // an idle connection keeps no buffer
 		}
 		return
 	}
@@ -208,8 +261,7 @@ func (c *evClient) serveNext() {
 		// Nothing buffered: an idle connection keeps no buffer.
 		c.r, c.w, c.partial = 0, 0, false
 		c.dl = c.l.now + lim.ClientIdle
-		c.l.putBuf(c.buf)
-		c.buf = nil
+		c.idleBufs()
 		return
 	}
 	p := c.buf[c.r:c.w]
@@ -816,7 +868,10 @@ func (c *evClient) finalClose() {
 	c.state = csDone
 	c.l.nClients.Add(-1)
 	c.freeBufs()
-	c.tls = nil
+	if c.tls != nil {
+		c.tls.closeNotify()
+		c.tls = nil
+	}
 	netpoll.Close(c.fd)
 	c.l.s.conns.Add(-1)
 	if c.release != nil {
@@ -873,5 +928,6 @@ func (c *evClient) freeBufs() {
 	c.l.putBuf(c.buf)
 	c.l.putSmall(c.out)
 	c.l.putSmall(c.wb)
-	c.buf, c.out, c.wb = nil, nil, nil
+	c.l.putReq(c.evReq)
+	c.buf, c.out, c.wb, c.evReq = nil, nil, nil, nil
 }

@@ -65,6 +65,7 @@ type evLoop struct {
 	scratch []byte        // tunnels read into it and write on at once
 	bufs    [][]byte      // free read buffers (bufSize)
 	smalls  [][]byte      // free write buffers
+	reqs    []*evReq      // free request states (evclient.go)
 	now     time.Duration // loop time of the current iteration
 	quit    bool          // close: end once every connection is gone
 	// draining: connections close after their current response.
@@ -302,8 +303,11 @@ func (l *evLoop) getSmall() []byte {
 		l.smalls = l.smalls[:n-1]
 		return b
 	}
-	return make([]byte, 0, 4<<10)
+	return make([]byte, 0, smallCap)
 }
+
+// smallCap is the capacity of a new write buffer.
+const smallCap = 4 << 10
 
 func (l *evLoop) putSmall(b []byte) {
 	if b != nil && cap(b) <= maxSmallCap && len(l.smalls) < maxFreeSmalls {

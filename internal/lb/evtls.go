@@ -25,6 +25,9 @@ import (
 // the same subset, and the same hand-over of anything outside it, here to
 // the TLS listener's http.Server with the same tls.Conn, its pipe back on
 // a blocking descriptor. WebSocket upgrades over TLS are handed over too.
+// A connection the loop closes (Connection: close, idle or header
+// timeout, drain, the client's own close_notify, which tls.Conn.Read
+// reports as io.EOF) ends with a close_notify alert before the FIN.
 
 // tlsWait is what a tlsPipe on a loop returns when the socket has nothing
 // more for now: a net.Error that is Temporary, which crypto/tls passes
@@ -123,6 +126,7 @@ func (p *tlsPipe) SetWriteDeadline(t time.Time) error {
 type evTLS struct {
 	tc   *tls.Conn
 	pipe *tlsPipe
+	l    *evLoop // whose free list lends the pipe's out buffer
 	// full: the last read filled the caller's buffer, so tls may hold
 	// decrypted or whole records that no readiness report will announce.
 	full bool
@@ -179,6 +183,9 @@ func (t *evTLS) write(p []byte) (int, error) {
 	if len(p) > maxTLSWrite {
 		p = p[:maxTLSWrite]
 	}
+	if t.pipe.out == nil {
+		t.pipe.out = t.l.getSmall()
+	}
 	n, err := t.tc.Write(p)
 	if err != nil {
 		return -1, err
@@ -205,12 +212,24 @@ func (t *evTLS) send() error {
 		t.pipe.out = t.pipe.out[:copy(t.pipe.out, out)]
 		return err
 	}
-	if cap(t.pipe.out) > maxSmallCap {
-		t.pipe.out = nil // a burst's buffer goes; the usual one stays
-	} else {
-		t.pipe.out = t.pipe.out[:0]
+	// Everything went: the buffer goes back to the loop, so an idle
+	// connection holds none (a burst's grown one goes to the collector).
+	if cap(t.pipe.out) >= smallCap {
+		t.l.putSmall(t.pipe.out)
 	}
+	t.pipe.out = nil
 	return nil
+}
+
+// closeNotify queues a close_notify alert behind the records still
+// waiting and sends what the socket takes now, as crypto/tls's Close
+// does before the FIN, so a client can tell the end of the connection
+// from a cut. A loop never waits to close: when the socket has no room
+// left (a client that stopped reading), the alert goes unsent.
+func (t *evTLS) closeNotify() {
+	if t.tc.CloseWrite() == nil {
+		t.send()
+	}
 }
 
 // handBack gives the connection to the general path: its pipe goes back

@@ -294,8 +294,10 @@ func TestTLSFastPathSticky(t *testing.T) {
 func TestTLSFastPathTimeouts(t *testing.T) {
 	be := newBackend(t, func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") })
 	cfg := baseConfig(be.addr)
-	cfg.Limits.HeaderTimeout = 100 * time.Millisecond
-	cfg.Limits.ClientIdle = 300 * time.Millisecond
+	// Long enough for a handshake, and for the request after it, on a
+	// loaded machine (both run under these bounds too).
+	cfg.Limits.HeaderTimeout = 500 * time.Millisecond
+	cfg.Limits.ClientIdle = time.Second
 	lb, tc := tlsFastLB(t, cfg)
 	closed := func(conn *tls.Conn) {
 		t.Helper()

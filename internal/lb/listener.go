@@ -73,11 +73,15 @@ func (l plainListener) Accept() (net.Conn, error) {
 
 // tlsListener terminates TLS itself so that HTTP/1.1 over TLS also runs
 // through the smuggling guard: it accepts raw connections, runs each
-// handshake in its own goroutine (bounded by the header timeout), and
+// handshake in a goroutine of its own (bounded by the header timeout), and
 // hands net/http either the *tls.Conn (ALPN "h2": net/http serves HTTP/2
 // on it) or a guardConn around it (HTTP/1.1). With loops (the TLS fast
 // path, evtls.go), HTTP/1.1 connections go to the event loops instead,
 // which hand back (give) those they do not serve.
+//
+// The handshake goroutines are kept for the next connection (up to
+// maxIdleHandshakers waiting), so that a new connection does not pay for
+// a new goroutine and the growth of its stack through crypto/tls.
 type tlsListener struct {
 	inner   net.Listener
 	cfg     atomic.Pointer[tls.Config]
@@ -94,6 +98,10 @@ type tlsListener struct {
 	handshaking atomic.Int64
 	draining    atomic.Bool
 	acceptDone  chan struct{} // closed when acceptLoop returned
+	// work hands an accepted connection to a handshaker waiting for one;
+	// idle counts those waiting.
+	work chan net.Conn
+	idle atomic.Int64
 	// fresh is the server's (listener.fresh): a connection is in it from
 	// before it is handed to Accept, so drain's wait cannot miss it.
 	fresh *freshConns
@@ -102,8 +110,12 @@ type tlsListener struct {
 	once  sync.Once
 }
 
+// maxIdleHandshakers bounds the handshake goroutines kept waiting for a
+// connection: a burst's extra ones end (each holds a grown stack).
+const maxIdleHandshakers = 16
+
 func newTLSListener(inner net.Listener, cfg *tls.Config, handshakeTimeout time.Duration, maxHead int, fresh *freshConns, loops *fastServer) *tlsListener {
-	l := &tlsListener{inner: inner, timeout: handshakeTimeout, maxHead: maxHead, loops: loops, conns: make(chan net.Conn), acceptDone: make(chan struct{}), fresh: fresh}
+	l := &tlsListener{inner: inner, timeout: handshakeTimeout, maxHead: maxHead, loops: loops, conns: make(chan net.Conn), acceptDone: make(chan struct{}), work: make(chan net.Conn), fresh: fresh}
 	l.cfg.Store(cfg)
 	l.ctx, l.cancel = context.WithCancel(context.Background())
 	l.wg.Add(1)
@@ -132,15 +144,40 @@ func (l *tlsListener) acceptLoop() {
 			l.cancel()
 			return
 		}
-		l.wg.Add(1)
 		l.hs.Add(1)
 		l.handshaking.Add(1)
-		go l.handshake(c)
+		select {
+		case l.work <- c:
+		default:
+			l.wg.Add(1)
+			go l.handshaker(c)
+		}
 	}
 }
 
-func (l *tlsListener) handshake(raw net.Conn) {
+// handshaker runs the handshake of c, then of the connections handed to
+// it while it waits, until the listener closes or enough others wait.
+func (l *tlsListener) handshaker(c net.Conn) {
 	defer l.wg.Done()
+	for {
+		l.handshake(c)
+		if l.idle.Add(1) > maxIdleHandshakers {
+			l.idle.Add(-1)
+			return
+		}
+		select {
+		case c = <-l.work:
+			l.idle.Add(-1)
+		case <-l.ctx.Done():
+			l.idle.Add(-1)
+			return
+		}
+	}
+}
+
+// handshake runs the TLS handshake of raw and hands the connection on:
+// to a loop, or to the listener's http.Server.
+func (l *tlsListener) handshake(raw net.Conn) {
 	defer l.hs.Done()
 	defer l.handshaking.Add(-1)
 	under, pipe := raw, (*tlsPipe)(nil)
@@ -150,10 +187,10 @@ func (l *tlsListener) handshake(raw net.Conn) {
 		under = pipe
 	}
 	tc := tls.Server(under, l.cfg.Load())
-	ctx, cancel := context.WithTimeout(l.ctx, l.timeout)
-	err := tc.HandshakeContext(ctx)
-	cancel()
-	if err != nil {
+	// The deadline bounds the handshake; l.ctx ends it early (Close, or a
+	// drain out of time).
+	raw.SetDeadline(time.Now().Add(l.timeout))
+	if err := tc.HandshakeContext(l.ctx); err != nil {
 		tc.Close()
 		return
 	}
@@ -161,6 +198,8 @@ func (l *tlsListener) handshake(raw net.Conn) {
 	if pipe != nil && !h2 && l.loops.adoptTLS(tc, pipe, raw) {
 		return
 	}
+	raw.SetDeadline(time.Time{})
+	keepAlive(raw)
 	var c net.Conn = tc
 	if !h2 {
 		c = newGuardConn(tc, l.maxHead)
@@ -171,6 +210,19 @@ func (l *tlsListener) handshake(raw net.Conn) {
 	case <-l.ctx.Done():
 		l.fresh.track(c, http.StateClosed)
 		tc.Close()
+	}
+}
+
+// keepAlive turns TCP keep-alive on for a connection net/http serves, as
+// net.Listen's accepts do (the TLS listener's socket leaves it off for
+// the loops): a long-lived HTTP/2 connection or tunnel notices a client
+// that vanished.
+func keepAlive(c net.Conn) {
+	if lc, ok := c.(*limitConn); ok {
+		c = lc.Conn
+	}
+	if tcp, ok := c.(*net.TCPConn); ok {
+		tcp.SetKeepAliveConfig(net.KeepAliveConfig{Enable: true}) // Go's defaults: 15 s idle, 15 s apart, 9 probes
 	}
 }
 

@@ -19,7 +19,7 @@ func TestFastStickyPickAllocatesNothing(t *testing.T) {
 		}
 	}
 	pe := &poolEntry{p: p, stickyPick: true}
-	c := &evClient{buf: []byte("POST /sockjs/1/sess/xhr_streaming HTTP/1.1\r\nHost: a\r\nCookie: x=1; y=2\r\n\r\n")}
+	c := &evClient{evReq: new(evReq), buf: []byte("POST /sockjs/1/sess/xhr_streaming HTTP/1.1\r\nHost: a\r\nCookie: x=1; y=2\r\n\r\n")}
 	if !h1.ParseRequest(c.buf, &c.h, fieldKinds) {
 		t.Fatal("request outside the fast subset")
 	}
