@@ -160,6 +160,12 @@ type Limits struct {
 	// the same subset and hand-over (see evtls.go). DisableFastPath turns
 	// it off too.
 	DisableTLSFastPath bool
+	// H2FastPath serves the HTTP/2 connections of TLS listeners (ALPN h2)
+	// on the same event loops, with the balancer's own HTTP/2 server
+	// (evh2.go), when the TLS fast path is on; off, they go to
+	// golang.org/x/net/http2's server. Streams outside the fast subset
+	// are served by the net/http path's handler either way.
+	H2FastPath bool
 	// Loops is the number of event loops serving each plain listener's
 	// fast path; 0 means one per CPU (runtime.NumCPU, at most GOMAXPROCS;
 	// at most 64).
