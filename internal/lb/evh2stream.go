@@ -55,6 +55,10 @@ func (c *evH2Conn) onHeaders(f *http2.MetaHeadersFrame) {
 		return
 	}
 	c.maxID = id
+	if f.HasPriority() && f.Priority.StreamDep == id {
+		c.fr.WriteRSTStream(id, http2.ErrCodeProtocol) // depends on itself (RFC 9113 5.3.1)
+		return
+	}
 	if c.goAway || c.peerGone {
 		return // not processed, as GOAWAY told (RFC 9113 6.8)
 	}
