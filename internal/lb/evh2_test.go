@@ -138,3 +138,36 @@ func crc(b []byte) uint32 {
 }
 
 var _ = tls.VersionTLS13
+
+// h2LoopsTest is the name of the test that re-runs the HTTP/2-over-TLS
+// tests with Limits.H2FastPath set (start reads it from the test's name).
+const h2LoopsTest = "TestH2FastPathSuite"
+
+// TestH2FastPathSuite runs the tests of what TLS listeners do over
+// HTTP/2 (SNI and ALPN, the smuggling rules and h2spec's strict cases,
+// WebSockets over HTTP/2, gRPC through h2c pools with trailers, limits,
+// client RTT, certificate rotation, drain) a second time with HTTP/2
+// served on the loops.
+func TestH2FastPathSuite(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		test func(*testing.T)
+	}{
+		{"HTTP2AndSNI", TestHTTP2AndSNI},
+		{"TLSSmuggling", TestTLSSmuggling},
+		{"H2GuardStrict", TestH2GuardStrict},
+		{"DedupeSettings", TestDedupeSettings},
+		{"WebSocketOverHTTP2", TestWebSocketOverHTTP2},
+		{"WebSocketOverHTTP2Idle", TestWebSocketOverHTTP2Idle},
+		{"GRPCThroughH2CPool", TestGRPCThroughH2CPool},
+		{"GRPCErrorsAsStatus", TestGRPCErrorsAsStatus},
+		{"H2CPoolHealthAndPlainClients", TestH2CPoolHealthAndPlainClients},
+		{"HTTP2MalformedMethod", TestHTTP2MalformedMethod},
+		{"HeaderLimitExactHTTP2", TestHeaderLimitExactHTTP2},
+		{"ClientRTTRecorded", TestClientRTTRecorded},
+		{"CertificateReplacedOnDisk", TestCertificateReplacedOnDisk},
+		{"DrainFinishesTLSHandshake", TestDrainFinishesTLSHandshake},
+	} {
+		t.Run(tc.name, tc.test)
+	}
+}

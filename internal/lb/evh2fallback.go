@@ -47,6 +47,7 @@ type h2Fallback struct {
 	trail   http.Header // the answer's trailers, with fin
 	dead    error       // the stream ended: reads and writes fail
 	posted  bool        // a pump is queued on the loop
+	closed  bool        // the handler closed the request body
 	ended   bool        // the loop ended the stream's side
 }
 
@@ -299,8 +300,12 @@ type h2Body struct{ fb *h2Fallback }
 func (b h2Body) Read(p []byte) (int, error) {
 	fb := b.fb
 	fb.mu.Lock()
-	for len(fb.in) == 0 && !fb.inEnd && fb.dead == nil {
+	for len(fb.in) == 0 && !fb.inEnd && fb.dead == nil && !fb.closed {
 		fb.cond.Wait()
+	}
+	if fb.closed {
+		fb.mu.Unlock()
+		return 0, errBodyClosed
 	}
 	if len(fb.in) > 0 {
 		n := copy(p, fb.in)
@@ -321,7 +326,18 @@ func (b h2Body) Read(p []byte) (int, error) {
 	return 0, io.EOF
 }
 
-func (b h2Body) Close() error { return nil }
+// errBodyClosed is a read of a request body after its Close.
+var errBodyClosed = errors.New("http2: request body closed by the handler")
+
+// Close ends the body's reads, a read waiting included.
+func (b h2Body) Close() error {
+	fb := b.fb
+	fb.mu.Lock()
+	fb.closed = true
+	fb.cond.Broadcast()
+	fb.mu.Unlock()
+	return nil
+}
 
 // h2Writer is a handler's http.ResponseWriter over its stream.
 type h2Writer struct {
