@@ -8,10 +8,11 @@
 // -memprofile writes the allocation profile when it stops. -cert and -key
 // make the listener TLS (drive it with h2load); -tls-nethttp serves its
 // HTTP/1.1 connections through net/http instead of the event loops;
-// -h2-fast-path serves HTTP/2 on the loops (drive it with h2load -c 64 -m 10):
+// -h2-nethttp serves HTTP/2 with x/net's server instead of the loops (drive
+// HTTP/2 with h2load -c 64 -m 10):
 //
 //	go run ./bench/lbprof -cert c.pem -key k.pem -targets ... -cpuprofile cpu.out
-//	go run ./bench/lbprof -cert c.pem -key k.pem -h2-fast-path -targets ... -cpuprofile cpu.out
+//	go run ./bench/lbprof -cert c.pem -key k.pem -h2-nethttp -targets ... -cpuprofile cpu.out
 package main
 
 import (
@@ -38,13 +39,13 @@ func main() {
 	cert := flag.String("cert", "", "PEM certificate: serve TLS (with -key)")
 	key := flag.String("key", "", "PEM key of -cert")
 	tlsNetHTTP := flag.Bool("tls-nethttp", false, "serve HTTP/1.1 over TLS through net/http (limits.tls_fast_path: false)")
-	h2Loops := flag.Bool("h2-fast-path", false, "serve HTTP/2 over TLS on the event loops (limits.h2_fast_path: true)")
+	h2NetHTTP := flag.Bool("h2-nethttp", false, "serve HTTP/2 over TLS with x/net's server (limits.h2_fast_path: false)")
 	flag.Parse()
 	ln := lb.Listener{Name: "web", Addr: *addr}
 	if *cert != "" {
 		ln.TLS = []lb.Certificate{{CertFile: *cert, KeyFile: *key}}
 	}
-	if err := run(ln, lb.Limits{DisableTLSFastPath: *tlsNetHTTP, H2FastPath: *h2Loops}, *targets, *cpu, *mem, *dur); err != nil {
+	if err := run(ln, lb.Limits{DisableTLSFastPath: *tlsNetHTTP, DisableH2FastPath: *h2NetHTTP}, *targets, *cpu, *mem, *dur); err != nil {
 		log.Fatal(err)
 	}
 }

@@ -14,7 +14,7 @@ import (
 	"github.com/shoal-dev/shoal/internal/netpoll"
 )
 
-// HTTP/2 over TLS on the event loops (Limits.H2FastPath). A TLS
+// HTTP/2 over TLS on the event loops (on unless Limits.DisableH2FastPath). A TLS
 // connection whose ALPN is h2 moves to a loop after the handshake, as an
 // HTTP/1.1 one does (evtls.go), and is served there by evH2Conn: an
 // HTTP/2 server of the balancer's own, which reads and writes frames

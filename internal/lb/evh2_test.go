@@ -16,10 +16,9 @@ import (
 )
 
 // h2FastLB runs a balancer whose TLS listener serves HTTP/2 on the
-// loops (Limits.H2FastPath), and returns it with an HTTP/2 client.
+// loops (the default), and returns it with an HTTP/2 client.
 func h2FastLB(t *testing.T, cfg Config) (*running, *http.Client) {
 	t.Helper()
-	cfg.Limits.H2FastPath = true
 	lb, tc := tlsFastLB(t, cfg)
 	tc = tc.Clone()
 	tc.NextProtos = []string{"h2"}
@@ -139,16 +138,17 @@ func crc(b []byte) uint32 {
 
 var _ = tls.VersionTLS13
 
-// h2LoopsTest is the name of the test that re-runs the HTTP/2-over-TLS
-// tests with Limits.H2FastPath set (start reads it from the test's name).
-const h2LoopsTest = "TestH2FastPathSuite"
+// h2NetHTTPTest is the name of the test that re-runs the HTTP/2-over-TLS
+// tests with Limits.DisableH2FastPath set (start reads it from the
+// test's name).
+const h2NetHTTPTest = "TestH2NetHTTP"
 
-// TestH2FastPathSuite runs the tests of what TLS listeners do over
-// HTTP/2 (SNI and ALPN, the smuggling rules and h2spec's strict cases,
-// WebSockets over HTTP/2, gRPC through h2c pools with trailers, limits,
-// client RTT, certificate rotation, drain) a second time with HTTP/2
-// served on the loops.
-func TestH2FastPathSuite(t *testing.T) {
+// TestH2NetHTTP runs the tests of what TLS listeners do over HTTP/2 (SNI
+// and ALPN, the smuggling rules and h2spec's strict cases, WebSockets
+// over HTTP/2, gRPC through h2c pools with trailers, limits, client RTT,
+// certificate rotation, drain) a second time with HTTP/2 served by
+// x/net's server, as with h2_fast_path: false.
+func TestH2NetHTTP(t *testing.T) {
 	for _, tc := range []struct {
 		name string
 		test func(*testing.T)

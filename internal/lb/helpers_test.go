@@ -70,8 +70,8 @@ func start(t testing.TB, cfg Config) *running {
 	if onTLSNetHTTP {
 		cfg.Limits.DisableTLSFastPath = true
 	}
-	if strings.HasPrefix(t.Name(), h2LoopsTest+"/") {
-		cfg.Limits.H2FastPath = true
+	if strings.HasPrefix(t.Name(), h2NetHTTPTest+"/") {
+		cfg.Limits.DisableH2FastPath = true
 	}
 	b, err := New(cfg)
 	if err != nil {

@@ -158,7 +158,7 @@ func (l *tlsListener) handshake(raw net.Conn) {
 		return
 	}
 	h2 := tc.ConnectionState().NegotiatedProtocol == "h2"
-	if pipe != nil && (!h2 || l.loops.lim.H2FastPath) && l.loops.adoptTLS(tc, pipe, raw) {
+	if pipe != nil && (!h2 || !l.loops.lim.DisableH2FastPath) && l.loops.adoptTLS(tc, pipe, raw) {
 		return
 	}
 	var c net.Conn = tc
