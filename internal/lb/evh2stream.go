@@ -204,19 +204,51 @@ func (st *evH2Stream) grant(n int64) {
 func (st *evH2Stream) start() {
 	conn := st.conn
 	l := conn.l
-	c := &evClient{l: l, fd: -1, client: conn.client, ip: conn.ip, remote: conn.remote, h2: st}
+	var c *evClient
+	if n := len(l.h2spare); n > 0 {
+		c = l.h2spare[n-1]
+		l.h2spare[n-1] = nil
+		l.h2spare = l.h2spare[:n-1]
+		*c = evClient{}
+	} else {
+		c = new(evClient)
+	}
+	c.l, c.fd, c.client, c.ip, c.remote, c.h2 = l, -1, conn.client, conn.ip, conn.remote, st
 	st.c = c
-	b := l.getBuf()
+	// Most requests fit a small buffer; the head's spans index it until
+	// the answer is complete.
+	b := l.getSmall()
+	b = b[:cap(b)]
 	head := st.appendHead(b[:0])
 	if len(head)+len(st.body) > len(b) {
-		l.putBuf(b)
-		st.c = nil
-		st.fallback()
-		return
+		l.putSmall(b)
+		b = l.getBuf()
+		head = st.appendHead(b[:0])
+		if len(head)+len(st.body) > len(b) {
+			l.putBuf(b)
+			st.c = nil
+			st.fallback()
+			return
+		}
 	}
 	n := len(head) + copy(b[len(head):], st.body)
 	c.buf, c.r, c.w = b, 0, n
 	c.serveNext()
+}
+
+// maxH2Spare bounds the evClients a loop keeps for its streams.
+const maxH2Spare = 256
+
+// freeClient gives the buffers of the stream's evClient back; a small
+// request buffer goes to the small ones.
+func (st *evH2Stream) freeClient() {
+	c := st.c
+	c.state = csDone
+	if cap(c.buf) != bufSize {
+		c.l.putSmall(c.buf)
+		c.buf = nil
+	}
+	c.freeBufs()
 }
 
 // appendHead appends the request's HTTP/1.1 head to o.
@@ -474,21 +506,24 @@ func (st *evH2Stream) complete() {
 	ex := &c.ex
 	ex.rtt, _ = netpoll.TCPRTT(st.conn.fd)
 	c.l.s.b.record(ex)
-	c.state = csDone
-	c.freeBufs()
+	st.freeClient()
 	if !st.localDone {
 		st.data(nil, true)
 	}
 	st.finish()
+	// Done cleanly, as an HTTP/1.1 connection's evClient between two
+	// requests: nothing refers to it any more.
+	st.c = nil
+	if l := c.l; len(l.h2spare) < maxH2Spare {
+		l.h2spare = append(l.h2spare, c)
+	}
 }
 
 // clientClosed ends the stream whose evClient closed before its answer
 // was complete (a target that broke mid-answer, a client that stopped
 // reading): RST_STREAM, and the connection goes on.
 func (st *evH2Stream) clientClosed() {
-	c := st.c
-	c.state = csDone
-	c.freeBufs()
+	st.freeClient()
 	if !st.localDone && !st.conn.done {
 		st.conn.fr.WriteRSTStream(st.id, http2.ErrCodeInternal)
 		st.localDone = true
@@ -542,9 +577,7 @@ func (st *evH2Stream) expire(now time.Duration) {
 // handoff serves the stream through the handler: its request is outside
 // the fast subset (the evClient's handoff).
 func (st *evH2Stream) handoff() {
-	c := st.c
-	c.state = csDone
-	c.freeBufs()
+	st.freeClient()
 	st.c = nil
 	st.fallback()
 }

@@ -62,6 +62,7 @@ type evLoop struct {
 	ups     map[*evUp]struct{}
 	h2s     map[*evH2Conn]struct{} // HTTP/2 connections (evh2.go)
 	h2dirty []*evH2Conn            // those with frames to send this round
+	h2spare []*evClient            // evClients of finished streams, for reuse
 	idle    map[upKey][]*evUp
 	rh      h1.Response   // the response head being parsed (one at a time)
 	scratch []byte        // tunnels read into it and write on at once
