@@ -223,6 +223,7 @@ func (c *evH2Conn) frames() {
 		}
 		c.r += n
 		c.preface = true
+		c.dl = c.l.now + c.l.s.lim.ClientIdle // until its first stream
 	}
 	for !c.done && !c.closing {
 		end := c.frameEnd(c.in[c.r:c.w])
@@ -504,7 +505,11 @@ func (c *evH2Conn) streamEnded(st *evH2Stream) {
 
 // closeWhenSent closes the connection once its queued frames are out.
 func (c *evH2Conn) closeWhenSent() {
-	c.closing = true
+	if !c.closing {
+		c.closing = true
+		// A client that reads nothing more is closed anyway.
+		c.dl = c.l.now + c.l.s.lim.HeaderTimeout
+	}
 	c.markDirty()
 }
 
