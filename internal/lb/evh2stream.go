@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"strconv"
 	"time"
+	"unsafe"
 
 	"golang.org/x/net/http2"
 	"golang.org/x/net/http2/hpack"
@@ -434,8 +435,17 @@ func (st *evH2Stream) writeHead(p []byte, end bool) {
 			}
 			continue
 		}
-		if string(ln) == "content-length" {
+		switch string(ln) {
+		case "content-length":
 			hasLen = true
+		case "x-request-id":
+			// Unique to each answer: never indexed (it would only push
+			// useful entries out of the client's table), so the encoder
+			// keeps nothing and the value needs no copy.
+			if len(val) > 0 {
+				enc.WriteField(hpack.HeaderField{Name: "x-request-id", Value: unsafe.String(&val[0], len(val)), Sensitive: true})
+				continue
+			}
 		}
 		name, ok := h2Names[string(ln)]
 		if !ok {
@@ -473,6 +483,15 @@ func h2Status(s []byte) string {
 	return string(s)
 }
 
+// readRTT returns the connection's round-trip time (rtt.go).
+func (c *evH2Conn) readRTT() netpoll.RTT {
+	if c.rttAt != c.l.now || c.rttAt == 0 {
+		c.rtt, _ = netpoll.TCPRTT(c.fd)
+		c.rttAt = c.l.now
+	}
+	return c.rtt
+}
+
 // answerStatus answers the stream with status alone and ends it.
 func (st *evH2Stream) answerStatus(status int) {
 	st.conn.enc.WriteField(hpack.HeaderField{Name: ":status", Value: strconv.Itoa(status)})
@@ -504,7 +523,7 @@ func (st *evH2Stream) resume() {
 func (st *evH2Stream) complete() {
 	c := st.c
 	ex := &c.ex
-	ex.rtt, _ = netpoll.TCPRTT(st.conn.fd)
+	ex.rtt = st.conn.readRTT()
 	c.l.s.b.record(ex)
 	st.freeClient()
 	if !st.localDone {
