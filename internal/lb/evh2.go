@@ -96,8 +96,8 @@ type evH2Conn struct {
 	// many of its streams end in it.
 	rtt   netpoll.RTT
 	rttAt time.Duration
-	dirty       bool          // in the loop's list to flush
-	dl          time.Duration
+	dirty bool // in the loop's list to flush
+	dl    time.Duration
 }
 
 // h2Out is the framer's writer: frames go to the connection's queue.
