@@ -6,6 +6,7 @@
 #
 #   bench/h2spec.sh                 # 3 interleaved h2load rounds of 40000 requests
 #   ROUNDS=5 REQUESTS=100000 bench/h2spec.sh
+#   BASE_YAML='limits: {h2_fast_path: true}' bench/h2spec.sh  # the loops' HTTP/2 server
 #
 # Both proxies terminate TLS with the same self-signed P-256 certificate
 # and forward to one bench/backend (100-byte answers). h2spec is installed
@@ -58,6 +59,7 @@ pools:
       - addr: $B1
 admin:
   listen: 127.0.0.1:$ADMIN_PORT
+${BASE_YAML:-}
 EOC
 "$TMP/shoal" lb -c "$TMP/lb.yaml" -log-level warn >"$TMP/shoal.log" 2>&1 &
 PIDS+=($!)

@@ -7,9 +7,12 @@
 // Drive it with wrk while it runs; it stops after -d or on SIGINT.
 // -memprofile writes the allocation profile when it stops. -cert and -key
 // make the listener TLS (drive it with h2load); -tls-nethttp serves its
-// HTTP/1.1 connections through net/http instead of the event loops:
+// HTTP/1.1 connections through net/http instead of the event loops;
+// -h2-nethttp serves HTTP/2 with x/net's server instead of the loops (drive
+// HTTP/2 with h2load -c 64 -m 10):
 //
 //	go run ./bench/lbprof -cert c.pem -key k.pem -targets ... -cpuprofile cpu.out
+//	go run ./bench/lbprof -cert c.pem -key k.pem -h2-nethttp -targets ... -cpuprofile cpu.out
 package main
 
 import (
@@ -36,12 +39,13 @@ func main() {
 	cert := flag.String("cert", "", "PEM certificate: serve TLS (with -key)")
 	key := flag.String("key", "", "PEM key of -cert")
 	tlsNetHTTP := flag.Bool("tls-nethttp", false, "serve HTTP/1.1 over TLS through net/http (limits.tls_fast_path: false)")
+	h2NetHTTP := flag.Bool("h2-nethttp", false, "serve HTTP/2 over TLS with x/net's server (limits.h2_fast_path: false)")
 	flag.Parse()
 	ln := lb.Listener{Name: "web", Addr: *addr}
 	if *cert != "" {
 		ln.TLS = []lb.Certificate{{CertFile: *cert, KeyFile: *key}}
 	}
-	if err := run(ln, lb.Limits{DisableTLSFastPath: *tlsNetHTTP}, *targets, *cpu, *mem, *dur); err != nil {
+	if err := run(ln, lb.Limits{DisableTLSFastPath: *tlsNetHTTP, DisableH2FastPath: *h2NetHTTP}, *targets, *cpu, *mem, *dur); err != nil {
 		log.Fatal(err)
 	}
 }

@@ -446,6 +446,11 @@ type limitsDoc struct {
 	// event loops after the handshake; default true. Set false to serve
 	// them through net/http (fast_path: false turns it off too).
 	TLSFastPath *bool `yaml:"tls_fast_path"`
+	// H2FastPath serves TLS listeners' HTTP/2 connections (ALPN h2) on
+	// the same event loops, with the balancer's own HTTP/2 server;
+	// default true. Set false to serve them with Go's HTTP/2 server
+	// (tls_fast_path: false turns it off too).
+	H2FastPath *bool `yaml:"h2_fast_path"`
 	// Loops is the number of event loops (threads) serving each plain
 	// listener's fast path; default 0: one per CPU the process may use.
 	Loops int `yaml:"loops"`

@@ -514,6 +514,7 @@ func (v *lbValidator) limits(l limitsDoc) lb.Limits {
 		ShutdownTimeout:    v.duration("limits.shutdown_timeout", l.ShutdownTimeout),
 		DisableFastPath:    l.FastPath != nil && !*l.FastPath,
 		DisableTLSFastPath: l.TLSFastPath != nil && !*l.TLSFastPath,
+		DisableH2FastPath:  l.H2FastPath != nil && !*l.H2FastPath,
 		Loops:              v.nonNegative("limits.loops", l.Loops),
 	}
 }

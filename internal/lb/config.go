@@ -160,6 +160,13 @@ type Limits struct {
 	// the same subset and hand-over (see evtls.go). DisableFastPath turns
 	// it off too.
 	DisableTLSFastPath bool
+	// DisableH2FastPath serves the HTTP/2 connections of TLS listeners
+	// (ALPN h2) with golang.org/x/net/http2's server. By default, when
+	// the TLS fast path is on, they move to the same event loops and are
+	// served by the balancer's own HTTP/2 server (evh2.go); streams
+	// outside the fast subset go to the net/http path's handler either
+	// way.
+	DisableH2FastPath bool
 	// Loops is the number of event loops serving each plain listener's
 	// fast path; 0 means one per CPU (runtime.NumCPU, at most GOMAXPROCS;
 	// at most 64).

@@ -50,6 +50,9 @@ type evClient struct {
 	ip      string
 	remote  string
 	tls     *evTLS // TLS connections' layer (evtls.go); nil on plain ones
+	// h2 is the HTTP/2 stream this evClient serves (evh2stream.go): it
+	// has no socket of its own, and its answer is framed on the stream.
+	h2 *evH2Stream
 
 	// Per-connection caches, so a request allocates nothing: the
 	// Forwarded element for the last Host seen and the generated id.
@@ -171,6 +174,10 @@ func (c *evClient) idleBufs() {
 // adoptClient registers an accepted connection with l; t is its TLS
 // layer, nil for a plain connection.
 func (l *evLoop) adoptClient(fd int, client netip.Addr, remote string, release func(), t *evTLS) {
+	if t != nil && t.h2 {
+		l.adoptH2(fd, client, remote, release, t)
+		return
+	}
 	c := &evClient{l: l, fd: fd, release: release, client: client, ip: client.String(), remote: remote, events: netpoll.In, tls: t}
 	if l.quit || l.draining && t == nil {
 		c.finalClose()
@@ -198,7 +205,7 @@ func (l *evLoop) adoptClient(fd int, client netip.Addr, remote string, release f
 }
 
 func (c *evClient) setEvents(ev netpoll.Events) {
-	if ev != c.events {
+	if ev != c.events && c.h2 == nil {
 		c.events = ev
 		c.l.mod(c.fd, c.gen, ev)
 	}
@@ -408,7 +415,7 @@ func (c *evClient) forward() {
 func (c *evClient) stickyKey(pe *poolEntry) *pool.Key {
 	head := c.buf[c.r:]
 	h := &c.h
-	c.key = pool.Key{Path: bstr(head, h.Path), TLS: c.tls != nil}
+	c.key = pool.Key{Path: bstr(head, h.Path), TLS: c.secure()}
 	if name := pe.p.CookieName(); name != "" {
 		for _, sp := range h.Cookies[:h.NCookies] {
 			if v, ok := pool.CookieValue(bstr(head, sp), name); ok {
@@ -435,7 +442,7 @@ func (c *evClient) writeOutHead(ex *exchange) {
 	}
 	host := head[h.Host.Start:h.Host.End]
 	proto := "http"
-	if c.tls != nil {
+	if c.secure() {
 		proto = "https"
 	}
 	if c.fwd == "" || string(host) != string(c.fwdHost) {
@@ -771,6 +778,10 @@ func (c *evClient) flush() {
 // complete ends the exchange whose answer was written, and serves the
 // next request on the connection.
 func (c *evClient) complete() {
+	if c.h2 != nil {
+		c.h2.complete()
+		return
+	}
 	ex := &c.ex
 	c.readRTT()
 	c.l.s.b.record(ex)
@@ -858,6 +869,10 @@ func (c *evClient) close() {
 	if c.state == csDone {
 		return
 	}
+	if c.h2 != nil {
+		c.h2.clientClosed()
+		return
+	}
 	c.state = csDone
 	c.l.forget(c.fd)
 	delete(c.l.clients, c)
@@ -883,6 +898,10 @@ func (c *evClient) finalClose() {
 // handoff gives the connection, from the request at buf[r:] on, to the
 // listener's http.Server behind the smuggling guard.
 func (c *evClient) handoff() {
+	if c.h2 != nil {
+		c.h2.handoff()
+		return
+	}
 	pre := append([]byte(nil), c.buf[c.r:c.w]...)
 	c.freeBufs()
 	c.state = csDone
@@ -915,11 +934,17 @@ func (c *evClient) readConn(p []byte) (int, error) {
 // writeConn writes to the client: on TLS, encrypted (an empty p sends
 // the records still waiting).
 func (c *evClient) writeConn(p []byte) (int, error) {
+	if c.h2 != nil {
+		return c.h2.write(p, c.respDone && (c.wo >= len(c.wb) || len(c.tail) == 0))
+	}
 	if c.tls != nil {
 		return c.tls.write(p)
 	}
 	return netpoll.Write(c.fd, p)
 }
+
+// secure reports whether the client speaks TLS.
+func (c *evClient) secure() bool { return c.tls != nil || c.h2 != nil }
 
 // freeBufs gives the connection's buffers back to the loop.
 func (c *evClient) freeBufs() {

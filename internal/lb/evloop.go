@@ -60,6 +60,9 @@ type evLoop struct {
 	gen     uint32
 	clients map[*evClient]struct{}
 	ups     map[*evUp]struct{}
+	h2s     map[*evH2Conn]struct{} // HTTP/2 connections (evh2.go)
+	h2dirty []*evH2Conn            // those with frames to send this round
+	h2spare []*evClient            // evClients of finished streams, for reuse
 	idle    map[upKey][]*evUp
 	rh      h1.Response   // the response head being parsed (one at a time)
 	scratch []byte        // tunnels read into it and write on at once
@@ -170,7 +173,7 @@ func (l *evLoop) run() {
 	var nextSweep time.Duration
 	for {
 		timeout := time.Duration(-1)
-		if len(l.clients) > 0 || len(l.ups) > 0 || l.acceptPaused {
+		if len(l.clients) > 0 || len(l.ups) > 0 || len(l.h2s) > 0 || l.acceptPaused {
 			timeout = sweepEvery
 		}
 		n, err := l.poll.Wait(events, timeout)
@@ -193,7 +196,8 @@ func (l *evLoop) run() {
 			nextSweep = l.now + sweepEvery
 			l.sweep()
 		}
-		if l.quit && len(l.clients) == 0 && len(l.ups) == 0 {
+		l.flushH2()
+		if l.quit && len(l.clients) == 0 && len(l.ups) == 0 && len(l.h2s) == 0 {
 			return
 		}
 	}
@@ -221,6 +225,9 @@ func (l *evLoop) sweep() {
 	for u := range l.ups {
 		l.expire(u.fd, u)
 	}
+	for c := range l.h2s {
+		l.expire(c.fd, c)
+	}
 }
 
 func (l *evLoop) logger() *slog.Logger { return l.s.b.log }
@@ -240,6 +247,9 @@ func (l *evLoop) closeAll() {
 			u.close()
 		}
 	}
+	for c := range l.h2s {
+		c.shut()
+	}
 }
 
 // stopping begins a graceful shutdown: keep-alive clients waiting for
@@ -247,6 +257,9 @@ func (l *evLoop) closeAll() {
 // (a new connection after its first).
 func (l *evLoop) stopping() {
 	l.draining = true
+	for c := range l.h2s {
+		c.drain() // GOAWAY: the streams begun finish
+	}
 	for c := range l.clients {
 		if c.state != csIdle || c.r != c.w {
 			continue

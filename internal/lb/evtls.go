@@ -131,6 +131,8 @@ type evTLS struct {
 	// decrypted or whole records that no readiness report will announce.
 	full bool
 	err  error // a read error that came after data, for the next read
+	// h2: the ALPN is h2; the loop serves it with evH2Conn (evh2.go).
+	h2 bool
 }
 
 // maxTLSWrite bounds the plaintext encrypted at once, and so the pipe's

@@ -46,7 +46,7 @@ func (s *fastServer) adoptTLS(tc *tls.Conn, pipe *tlsPipe, raw net.Conn) bool {
 		return false
 	}
 	pipe.conn, pipe.fd = nil, fd
-	t := &evTLS{tc: tc, pipe: pipe, l: to}
+	t := &evTLS{tc: tc, pipe: pipe, l: to, h2: tc.ConnectionState().NegotiatedProtocol == "h2"}
 	s.conns.Add(1)
 	to.nClients.Add(1)
 	if !to.post(func() { to.adoptClient(fd, client, remote, release, t) }) {

@@ -70,6 +70,9 @@ func start(t testing.TB, cfg Config) *running {
 	if onTLSNetHTTP {
 		cfg.Limits.DisableTLSFastPath = true
 	}
+	if strings.HasPrefix(t.Name(), h2NetHTTPTest+"/") {
+		cfg.Limits.DisableH2FastPath = true
+	}
 	b, err := New(cfg)
 	if err != nil {
 		t.Fatalf("New: %v", err)

@@ -195,7 +195,7 @@ func (l *tlsListener) handshake(raw net.Conn) {
 		return
 	}
 	h2 := tc.ConnectionState().NegotiatedProtocol == "h2"
-	if pipe != nil && !h2 && l.loops.adoptTLS(tc, pipe, raw) {
+	if pipe != nil && (!h2 || !l.loops.lim.DisableH2FastPath) && l.loops.adoptTLS(tc, pipe, raw) {
 		return
 	}
 	raw.SetDeadline(time.Time{})
