@@ -71,7 +71,7 @@ func TestClusterFollowAnyServer(t *testing.T) {
 	if err := s1.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
-	leader := waitLeader(t, ctx, s2, s3)
+	leader := waitLeader(ctx, t, s2, s3)
 	t.Logf("leader killed -> %s leads after %s", leader.id, time.Since(killed))
 	follower := s2
 	if leader == s2 {
@@ -213,20 +213,4 @@ func startClusterNode(t *testing.T, ctx context.Context, bin, url, token string)
 		return nil
 	})
 	return dir, lbp, lbURL
-}
-
-// waitLeader waits (30 s) until one of servers leads, and returns it.
-func waitLeader(t *testing.T, ctx context.Context, servers ...*clusterServer) *clusterServer {
-	t.Helper()
-	var leader *clusterServer
-	testenv.Eventually(t, 30*time.Second, func() error {
-		for _, s := range servers {
-			if st, err := s.self(ctx); err == nil && st.Role == "Leader" {
-				leader = s
-				return nil
-			}
-		}
-		return fmt.Errorf("no leader among %d servers", len(servers))
-	})
-	return leader
 }

@@ -226,7 +226,7 @@ func TestClusterLeaderKilledUnderLoad(t *testing.T) {
 	if err := s1.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
-	leader := waitLeader(t, ctx, s2, s3)
+	leader := waitLeader(ctx, t, s2, s3)
 	elected := time.Since(killed)
 	t.Logf("leader killed -> %s leads after %s", leader.id, elected)
 	if elected > 15*time.Second {

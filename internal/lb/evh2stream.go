@@ -215,6 +215,8 @@ func (st *evH2Stream) start() {
 		c = new(evClient)
 	}
 	c.l, c.fd, c.client, c.ip, c.remote, c.h2 = l, -1, conn.client, conn.ip, conn.remote, st
+	// The request's state, which freeBufs (freeClient) gives back.
+	c.evReq = l.getReq()
 	st.c = c
 	// Most requests fit a small buffer; the head's spans index it until
 	// the answer is complete.
