@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -88,7 +87,7 @@ balancer: {listen: "127.0.0.1:0", drain_timeout: 2s}
 
 	// 3. The cluster section (same admin and fleet addresses), 4. the
 	// restore into the server's own data_dir, 5. the start.
-	raftAddr := freeAddr(t)
+	raftAddr := testenv.FreeAddr(t)
 	clustered := clusterServerYAML("s1", true, hostPort(t, srv.AdminURL), hostPort(t, srv.FleetURL), raftAddr)
 	if err := os.WriteFile(cfg, []byte(clustered), 0o600); err != nil {
 		t.Fatal(err)
@@ -181,17 +180,4 @@ func instanceIDs(st client.Status) []string {
 	}
 	slices.Sort(ids)
 	return ids
-}
-
-// freeAddr is a 127.0.0.1 address with a port free now, for a listener
-// whose address must be known before it starts (a raft address that a
-// restore records).
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
 }

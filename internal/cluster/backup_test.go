@@ -10,6 +10,7 @@ import (
 
 	"github.com/shoal-dev/shoal/internal/api"
 	"github.com/shoal-dev/shoal/internal/store"
+	"github.com/shoal-dev/shoal/internal/testenv"
 )
 
 // TestBackupRestore backs up a cluster's state through its leader,
@@ -54,7 +55,7 @@ func TestBackupRestore(t *testing.T) {
 	// A new cluster from the file: the first server's data dir is
 	// prepared by Restore, the others join empty.
 	l2 := newLab(t, nil)
-	addr := freeAddr(t)
+	addr := testenv.FreeAddr(t)
 	a := &member{id: "a", dir: filepath.Join(t.TempDir(), "a"), addr: addr}
 	l2.nodes["a"] = a
 	if err := Restore(a.dir, "a", addr, file); err != nil {
@@ -128,12 +129,4 @@ func TestRestoreRefuses(t *testing.T) {
 	if again, _ := os.ReadDir(filepath.Join(target, "raft", "snapshots")); len(again) != 1 || again[0].Name() != before[0].Name() {
 		t.Fatalf("the refused restore changed the snapshots: %v", again)
 	}
-}
-
-// freeAddr returns a 127.0.0.1 address with a port free a moment ago,
-// for a server whose address must be known before it starts.
-func freeAddr(t *testing.T) string {
-	ln := mustListen(t)
-	defer ln.Close()
-	return ln.Addr().String()
 }

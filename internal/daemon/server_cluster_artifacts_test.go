@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -51,7 +50,7 @@ func startClusterServers(t *testing.T, ctx context.Context) []*testServer {
 		}); err != nil {
 			t.Fatal(err)
 		}
-		addr := freeRaftAddr(t)
+		addr := testenv.FreeAddr(t)
 		text := fmt.Sprintf(`data_dir: data
 admin: {listen: "127.0.0.1:0"}
 fleet: {listen: "127.0.0.1:0", heartbeat: 100ms, lost_after: 1500ms}
@@ -102,18 +101,6 @@ cluster: {id: %s, listen: %q, bootstrap: %t, election_timeout: 3s}
 		t.Fatal(err)
 	}
 	return servers
-}
-
-// freeRaftAddr is a 127.0.0.1 address whose port was free a moment ago:
-// raft's address must be known to add the server.
-func freeRaftAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
 }
 
 // breakArtifacts makes ts's artifact store refuse every artifact (its

@@ -118,6 +118,14 @@ func (p *Pebble) get(ctx context.Context, url string) ([]byte, error) {
 	return b, err
 }
 
+// FreeAddr is a 127.0.0.1 address whose port was free a moment ago, for a
+// listener whose address must be known before it starts (a raft address
+// that a restore or an added server records).
+func FreeAddr(t testing.TB) string {
+	t.Helper()
+	return net.JoinHostPort("127.0.0.1", strconv.Itoa(freePorts(t, 1)[0]))
+}
+
 // freePorts returns n TCP ports of 127.0.0.1 free a moment ago.
 func freePorts(t testing.TB, n int) []int {
 	t.Helper()
