@@ -345,8 +345,10 @@ func (c *appChecker) balancer() {
 		c.check(true, "balancer.algorithm", "unknown algorithm %q (use %s, %s or %s)",
 			b.Algorithm, AlgorithmRoundRobin, AlgorithmLeastRequests, AlgorithmP2C)
 	}
-	if _, err := lb.ParseProtocol(b.Protocol); err != nil {
+	if p, err := lb.ParseProtocol(b.Protocol); err != nil {
 		c.check(true, "balancer.protocol", "%v", err)
+	} else {
+		c.check(p == lb.ProtocolH2, "balancer.protocol", "h2 is HTTP/2 over TLS, which an app's instances are not reached with; use h2c (HTTP/2 without TLS)")
 	}
 	if s := b.Sticky; s != nil {
 		c.check(s.Cookie != "" && !appCookieRe.MatchString(s.Cookie), "balancer.sticky.cookie",

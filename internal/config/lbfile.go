@@ -340,9 +340,33 @@ type poolDoc struct {
 	// ConnectTimeout bounds dialing a target; default 2s.
 	ConnectTimeout Duration `yaml:"connect_timeout"`
 	// Protocol is how the balancer speaks to the targets: http1 (default,
-	// HTTP/1.1) or h2c (HTTP/2 without TLS, with prior knowledge: for gRPC
-	// services; trailers pass through; health checks use it too).
+	// HTTP/1.1), h2c (HTTP/2 without TLS, with prior knowledge: for gRPC
+	// services; trailers pass through; health checks use it too), or,
+	// with tls, h2 (HTTP/2 over TLS: only h2 is offered in ALPN, and a
+	// target that does not agree is refused).
 	Protocol string `yaml:"protocol"`
+	// TLS, when present, makes the connections to the targets TLS (HTTPS
+	// targets), health checks and WebSocket tunnels included.
+	TLS *poolTLSDoc `yaml:"tls"`
+}
+
+// poolTLSDoc is how a pool's targets are reached over TLS. The target's
+// certificate is verified by default.
+type poolTLSDoc struct {
+	// CAFile is a PEM file of the CAs that verify the targets'
+	// certificates (they alone); default the system roots. Relative to
+	// the file's directory; reread at every reload.
+	CAFile string `yaml:"ca_file"`
+	// ServerName is sent as SNI and must be in the targets' certificates;
+	// default each target's host (a name or IP address).
+	ServerName string `yaml:"server_name"`
+	// CertFile and KeyFile are a client certificate and key (PEM), for
+	// targets that require mutual TLS. Both or neither.
+	CertFile string `yaml:"cert_file"`
+	KeyFile  string `yaml:"key_file"`
+	// InsecureSkipVerify accepts any target certificate: encrypted but
+	// not authenticated. For tests only; not with ca_file.
+	InsecureSkipVerify bool `yaml:"insecure_skip_verify"`
 }
 
 type targetDoc struct {

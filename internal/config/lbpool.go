@@ -2,6 +2,7 @@ package config
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"math"
 	"os"
@@ -30,6 +31,15 @@ func (v *lbValidator) pool(path string, p poolDoc) lb.PoolConfig {
 		d.errorf(path+".protocol", "%v", err)
 	} else {
 		pc.Protocol = proto
+	}
+	if t := p.TLS; t != nil {
+		pc.TLS = v.poolTLS(path+".tls", t)
+	}
+	switch {
+	case pc.TLS == nil && pc.Protocol == lb.ProtocolH2:
+		d.errorf(path+".protocol", "h2 is HTTP/2 over TLS and needs a tls section (h2c is HTTP/2 without TLS)")
+	case pc.TLS != nil && pc.Protocol == lb.ProtocolH2C:
+		d.errorf(path+".protocol", "h2c is HTTP/2 without TLS; with tls use h2")
 	}
 	if r := p.Retries; r != nil {
 		// In the file 0 means "no retries"; in lb.Config 0 means the
@@ -67,6 +77,30 @@ func (v *lbValidator) pool(path string, p poolDoc) lb.PoolConfig {
 	}
 	pc.Outlier = v.outlier(path+".outlier", p.Outlier)
 	return pc
+}
+
+// poolTLS reads a pool's tls section; its files are loaded now, so that
+// an unreadable or damaged one is reported at its key.
+func (v *lbValidator) poolTLS(path string, t *poolTLSDoc) *lb.TargetTLS {
+	tt := &lb.TargetTLS{
+		CAFile:             v.abs(t.CAFile),
+		ServerName:         t.ServerName,
+		CertFile:           v.abs(t.CertFile),
+		KeyFile:            v.abs(t.KeyFile),
+		InsecureSkipVerify: t.InsecureSkipVerify,
+	}
+	if strings.ContainsAny(t.ServerName, " /\r\n\t") {
+		v.d.errorf(path+".server_name", "invalid server name %q", t.ServerName)
+	}
+	if err := tt.Check(); err != nil {
+		var fe *lb.TLSFileError
+		if errors.As(err, &fe) {
+			v.d.errorf(path+"."+fe.Field, "%v", err)
+		} else {
+			v.d.errorf(path, "%v", err)
+		}
+	}
+	return tt
 }
 
 func (v *lbValidator) sticky(path string, s *stickyDoc) pool.Sticky {

@@ -121,10 +121,16 @@ type PoolConfig struct {
 	TryTimeout time.Duration
 	// ConnectTimeout bounds dialing a target; default 2s.
 	ConnectTimeout time.Duration
-	// Protocol is how the balancer speaks to the targets: HTTP/1.1 (zero)
-	// or h2c (HTTP/2 with prior knowledge, for gRPC; see ProtocolH2C).
-	// Health checks of the pool use it too.
+	// Protocol is how the balancer speaks to the targets: HTTP/1.1 (zero),
+	// h2c (HTTP/2 with prior knowledge, for gRPC; see ProtocolH2C), or,
+	// with TLS, h2 (HTTP/2 over TLS, see ProtocolH2). Health checks of the
+	// pool use it too.
 	Protocol Protocol
+	// TLS, when set, makes every connection to the targets TLS, verified
+	// as TargetTLS says; Protocol is then http1 or h2. Requests for the
+	// pool are served by the net/http path (the fast path hands them
+	// over), and health checks go through the same TLS settings.
+	TLS *TargetTLS
 }
 
 // Limits protect the balancer and the targets. Zero values take defaults.

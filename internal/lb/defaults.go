@@ -233,7 +233,28 @@ func validatePool(pc PoolConfig) []error {
 			errs = append(errs, fmt.Errorf(".health: %v", err))
 		}
 	}
-	return errs
+	return append(errs, validatePoolTLS(pc)...)
+}
+
+// validatePoolTLS returns the problems of a pool's protocol and TLS
+// settings, its files' included.
+func validatePoolTLS(pc PoolConfig) []error {
+	switch {
+	case pc.TLS == nil && pc.Protocol == ProtocolH2:
+		return []error{errors.New(".protocol: h2 is HTTP/2 over TLS and needs tls settings (h2c is HTTP/2 without TLS)")}
+	case pc.TLS == nil:
+		return nil
+	case pc.Protocol == ProtocolH2C:
+		return []error{errors.New(".protocol: h2c is HTTP/2 without TLS; with tls use h2")}
+	}
+	if err := pc.TLS.Check(); err != nil {
+		var fe *TLSFileError
+		if errors.As(err, &fe) {
+			return []error{fmt.Errorf(".tls.%s: %w", fe.Field, err)}
+		}
+		return []error{fmt.Errorf(".tls: %w", err)}
+	}
+	return nil
 }
 
 // CheckHostPattern accepts what Route.Host takes: "", an exact host name

@@ -351,8 +351,8 @@ func (c *evClient) dispatch(tbl *table) {
 	h := &c.h
 	b := c.l.s.b
 	rt := tbl.routers[c.l.s.name].match(bstr(head, h.Host), bstr(head, h.Path))
-	if rt == nil || rt.pool.cfg.Protocol != ProtocolHTTP1 {
-		// An HTTP/2 pool's targets are reached through net/http.
+	if rt == nil || !rt.pool.fast() {
+		// An HTTP/2 or TLS pool's targets are reached through net/http.
 		c.handoff()
 		return
 	}

@@ -19,9 +19,18 @@ const (
 	// through, and requests for the pool are served by the net/http path
 	// (the fast path speaks HTTP/1.1 to its targets and hands them over).
 	ProtocolH2C
+	// ProtocolH2 is HTTP/2 over TLS ("h2"), for a pool with TLS settings
+	// (PoolConfig.TLS): the balancer offers only "h2" in ALPN and refuses
+	// a target that does not agree (the connection fails, is logged and
+	// counted in shoal_lb_target_tls_failures_total{reason="alpn"}).
+	// Otherwise as ProtocolH2C.
+	ProtocolH2
 )
 
-var protocolNames = [...]string{ProtocolHTTP1: "http1", ProtocolH2C: "h2c"}
+var protocolNames = [...]string{ProtocolHTTP1: "http1", ProtocolH2C: "h2c", ProtocolH2: "h2"}
+
+// http2 reports whether p speaks HTTP/2 to the targets (h2c or h2).
+func (p Protocol) http2() bool { return p == ProtocolH2C || p == ProtocolH2 }
 
 func (p Protocol) String() string {
 	if int(p) < len(protocolNames) {
@@ -37,8 +46,10 @@ func ParseProtocol(s string) (Protocol, error) {
 		return ProtocolHTTP1, nil
 	case "h2c":
 		return ProtocolH2C, nil
+	case "h2":
+		return ProtocolH2, nil
 	}
-	return 0, fmt.Errorf("unknown protocol %q (want http1 or h2c)", s)
+	return 0, fmt.Errorf("unknown protocol %q (want http1, h2c, or h2 with tls)", s)
 }
 
 // newH2CTransport is newTransport's counterpart for ProtocolH2C: HTTP/2

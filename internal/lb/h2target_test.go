@@ -22,36 +22,7 @@ import (
 // did not announce, plus the request trailer it received.
 func grpcEcho(t *testing.T) *backend {
 	t.Helper()
-	s := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path == "/healthz" {
-			io.WriteString(w, "ok "+r.Proto)
-			return
-		}
-		if r.ProtoMajor != 2 || r.Header.Get("Te") != "trailers" {
-			http.Error(w, "want HTTP/2 with TE: trailers, got "+r.Proto+" "+r.Header.Get("Te"), http.StatusBadRequest)
-			return
-		}
-		w.Header().Set("Content-Type", "application/grpc")
-		w.WriteHeader(http.StatusOK)
-		rc := http.NewResponseController(w)
-		rc.Flush()
-		for {
-			var hdr [5]byte
-			if _, err := io.ReadFull(r.Body, hdr[:]); err != nil {
-				break
-			}
-			msg := make([]byte, binary.BigEndian.Uint32(hdr[1:]))
-			if _, err := io.ReadFull(r.Body, msg); err != nil {
-				break
-			}
-			w.Write(hdr[:])
-			w.Write(bytes.ToUpper(msg))
-			rc.Flush()
-		}
-		w.Header().Set(http.TrailerPrefix+"Grpc-Status", "0")
-		w.Header().Set(http.TrailerPrefix+"Grpc-Message", "done")
-		w.Header().Set(http.TrailerPrefix+"X-Got-Trailer", r.Trailer.Get("X-Req-Trailer"))
-	}))
+	s := httptest.NewUnstartedServer(grpcEchoHandler)
 	var protos http.Protocols
 	protos.SetUnencryptedHTTP2(true)
 	s.Config.Protocols = &protos
@@ -59,6 +30,39 @@ func grpcEcho(t *testing.T) *backend {
 	t.Cleanup(s.Close)
 	return &backend{Server: s, addr: strings.TrimPrefix(s.URL, "http://")}
 }
+
+// grpcEchoHandler is grpcEcho's handler; /healthz answers "ok" and the
+// protocol.
+var grpcEchoHandler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	if r.URL.Path == "/healthz" {
+		io.WriteString(w, "ok "+r.Proto)
+		return
+	}
+	if r.ProtoMajor != 2 || r.Header.Get("Te") != "trailers" {
+		http.Error(w, "want HTTP/2 with TE: trailers, got "+r.Proto+" "+r.Header.Get("Te"), http.StatusBadRequest)
+		return
+	}
+	w.Header().Set("Content-Type", "application/grpc")
+	w.WriteHeader(http.StatusOK)
+	rc := http.NewResponseController(w)
+	rc.Flush()
+	for {
+		var hdr [5]byte
+		if _, err := io.ReadFull(r.Body, hdr[:]); err != nil {
+			break
+		}
+		msg := make([]byte, binary.BigEndian.Uint32(hdr[1:]))
+		if _, err := io.ReadFull(r.Body, msg); err != nil {
+			break
+		}
+		w.Write(hdr[:])
+		w.Write(bytes.ToUpper(msg))
+		rc.Flush()
+	}
+	w.Header().Set(http.TrailerPrefix+"Grpc-Status", "0")
+	w.Header().Set(http.TrailerPrefix+"Grpc-Message", "done")
+	w.Header().Set(http.TrailerPrefix+"X-Got-Trailer", r.Trailer.Get("X-Req-Trailer"))
+})
 
 // grpcMsg is one length-prefixed gRPC message.
 func grpcMsg(s string) []byte {
@@ -89,14 +93,22 @@ func TestGRPCThroughH2CPool(t *testing.T) {
 	cfg.Listeners[0].TLS = []Certificate{ca}
 	cfg.Pools[0].Protocol = ProtocolH2C
 	lb := start(t, cfg)
+	grpcChat(t, h2Client(t, cert), "https://"+lb.addr)
+}
 
+// grpcChat makes grpcEcho's streaming call with c at base (host a.test)
+// and checks both ways: each echo is read before the next message is
+// sent, the target's unannounced trailers reach the client, the
+// client's request trailer the target.
+func grpcChat(t *testing.T, c *http.Client, base string) {
+	t.Helper()
 	pr, pw := io.Pipe()
-	req, _ := http.NewRequest("POST", "https://"+lb.addr+"/echo.Echo/Chat", pr)
+	req, _ := http.NewRequest("POST", base+"/echo.Echo/Chat", pr)
 	req.Host = "a.test"
 	req.Header.Set("Content-Type", "application/grpc")
 	req.Header.Set("Te", "trailers")
 	req.Trailer = http.Header{"X-Req-Trailer": nil}
-	resp, err := h2Client(t, cert).Do(req)
+	resp, err := c.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -58,15 +58,20 @@ func (b *Balancer) startHealthLocked(pe *poolEntry) {
 }
 
 // probeClient is the health probes' client of a pool whose targets
-// speak HTTP/2 only (h2c): a GET over the pool's own transport, no
-// redirects followed, like the default probe. Nil for HTTP/1.1 pools,
-// whose probes open a connection each (health.NewProber).
+// speak HTTP/2 only (h2c, h2) or TLS: a GET over the pool's own
+// transport (its TLS settings, verification and sessions included), no
+// redirects followed, like the default probe. Nil for plain HTTP/1.1
+// pools, whose probes open a connection each (health.NewProber).
 func probeClient(pe *poolEntry) *http.Client {
-	if pe.cfg.Protocol != ProtocolH2C {
+	if pe.fast() {
 		return nil
 	}
+	var rt http.RoundTripper = pe.tr
+	if pe.tls != nil {
+		rt = schemeTransport{pe.tr}
+	}
 	return &http.Client{
-		Transport:     pe.tr,
+		Transport:     rt,
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 	}
 }

@@ -36,7 +36,8 @@ type metrics struct {
 	// (rtt.go), by route and by listener.
 	rtt         *prometheus.HistogramVec
 	listenerRTT *prometheus.HistogramVec
-	cache       *cacheMetrics // cachemetrics.go
+	tlsFail     *prometheus.CounterVec // by pool and reason (targettls.go)
+	cache       *cacheMetrics          // cachemetrics.go
 
 	mu     sync.Mutex
 	routes map[[2]string]*routeMetrics // by (route, pool)
@@ -167,9 +168,21 @@ func newMetrics(b *Balancer) *metrics {
 		Help:    "Round-trip time of the client's TCP connection (the kernel's smoothed estimate, TCP_INFO) when each request ended, by listener.",
 		Buckets: rttBuckets[:],
 	}, []string{"listener"})
-	m.reg.MustRegister(m.requests, m.duration, m.ttfb, m.retries, m.ws, m.held, m.heldDur, m.rtt, m.listenerRTT, poolCollector{b})
+	m.tlsFail = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "shoal_lb_target_tls_failures_total",
+		Help: "Failed TLS connections to the targets of TLS pools, by reason: handshake (refused, unverified, timed out) or alpn (an h2 pool's target did not agree to HTTP/2).",
+	}, []string{"pool", "reason"})
+	m.reg.MustRegister(m.requests, m.duration, m.ttfb, m.retries, m.ws, m.held, m.heldDur, m.rtt, m.listenerRTT, m.tlsFail, poolCollector{b})
 	m.cache = newCacheMetrics(m.reg)
 	return m
+}
+
+// tlsFailure returns the counter of a pool's failed TLS connections to
+// its targets by reason: "handshake" (no TLS session: refused,
+// unverified certificate, timeout) or "alpn" (an h2 pool's target did
+// not agree to HTTP/2).
+func (m *metrics) tlsFailure(pool string) func(reason string) {
+	return func(reason string) { m.tlsFail.WithLabelValues(pool, reason).Inc() }
 }
 
 func (m *metrics) forPool(name string) *poolMetrics {
@@ -203,6 +216,7 @@ func (m *metrics) dropPool(pe *poolEntry) {
 	m.retries.DeleteLabelValues(n)
 	m.ws.DeleteLabelValues(n)
 	m.held.DeleteLabelValues(n)
+	m.tlsFail.DeletePartialMatch(prometheus.Labels{"pool": n})
 }
 
 // forRoute returns the cached series of a route (created on first use,

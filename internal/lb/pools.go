@@ -18,6 +18,8 @@ type poolEntry struct {
 	cfg PoolConfig
 	p   *pool.Pool
 	tr  *http.Transport
+	// tls is the loaded cfg.TLS; nil for a plain pool.
+	tls *targetTLS
 	// health is the running checker; nil without a Health spec or before
 	// Run. Guarded by Balancer.mu.
 	health *healthRun
@@ -52,14 +54,43 @@ func sameOptions(a, b PoolConfig) bool {
 }
 
 func (b *Balancer) newPoolEntry(pc PoolConfig, lim Limits) (*poolEntry, error) {
+	tt, err := pc.loadTLS()
+	if err != nil {
+		return nil, fmt.Errorf("pool %s: %w", pc.Name, err)
+	}
 	p := pool.New(poolOptions(pc, b))
 	for _, t := range pc.Targets {
 		if err := p.Add(t); err != nil {
 			return nil, fmt.Errorf("pool %s: %w", pc.Name, err)
 		}
 	}
-	return &poolEntry{cfg: pc, p: p, tr: newTransport(pc, lim), m: b.metrics.forPool(pc.Name),
-		up: newUpstreams(pc, lim), stickyPick: pc.Sticky.Cookie != "" || len(pc.Sticky.SockJSPrefixes) > 0}, nil
+	pe := &poolEntry{cfg: pc, p: p, tls: tt, m: b.metrics.forPool(pc.Name),
+		up: newUpstreams(pc, lim), stickyPick: pc.Sticky.Cookie != "" || len(pc.Sticky.SockJSPrefixes) > 0}
+	pe.tr = b.newTransport(pc, lim, tt)
+	return pe, nil
+}
+
+// loadTLS loads pc.TLS; nil for a plain pool.
+func (pc PoolConfig) loadTLS() (*targetTLS, error) {
+	if pc.TLS == nil {
+		return nil, nil
+	}
+	return loadTargetTLS(pc.TLS, pc.Protocol)
+}
+
+// fast reports whether the fast path's own target connections serve the
+// pool: plain HTTP/1.1 only. Requests for HTTP/2 and TLS pools are
+// handed to the net/http path.
+func (pe *poolEntry) fast() bool {
+	return pe.cfg.Protocol == ProtocolHTTP1 && pe.tls == nil
+}
+
+// scheme is the scheme of the requests the pool's transport sends.
+func (pe *poolEntry) scheme() string {
+	if pe.tls != nil {
+		return "https"
+	}
+	return "http"
 }
 
 // dialError marks an error from connecting to a target: the request never
@@ -72,8 +103,13 @@ func (e *dialError) Unwrap() error { return e.err }
 // newTransport builds the upstream transport of a pool: HTTP/1.1 only,
 // keep-alive with MaxIdlePerHost idle connections per target, no
 // compression (bodies pass through untouched), the pool's connect timeout,
-// and its try timeout until response headers.
-func newTransport(pc PoolConfig, lim Limits) *http.Transport {
+// and its try timeout until response headers. A pool with TLS (tt) gets
+// newTLSTransport's, an h2c pool newH2CTransport's.
+func (b *Balancer) newTransport(pc PoolConfig, lim Limits, tt *targetTLS) *http.Transport {
+	if tt != nil {
+		fails := &tlsFailures{log: b.log.With("pool", pc.Name), count: b.metrics.tlsFailure(pc.Name)}
+		return newTLSTransport(pc, lim, tt, fails)
+	}
 	if pc.Protocol == ProtocolH2C {
 		return newH2CTransport(pc, lim)
 	}

@@ -224,7 +224,7 @@ func (h *frontHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	te := hdr["Te"]
 	removeHopHeaders(hdr)
-	if rt.pool.cfg.Protocol == ProtocolH2C {
+	if rt.pool.cfg.Protocol.http2() {
 		keepTE(te, hdr)
 	}
 	client := remoteAddr(r.RemoteAddr)
@@ -449,7 +449,7 @@ func (b *Balancer) roundTrip(r *http.Request, ex *exchange, pe *poolEntry, t *po
 	stop := context.AfterFunc(t.Context(), func() { cancel(pool.ErrDrainDeadline) })
 	out := r.WithContext(ctx)
 	u := *r.URL
-	u.Scheme = "http"
+	u.Scheme = pe.scheme()
 	u.Host = t.Addr()
 	out.URL = &u
 	out.RequestURI = ""
@@ -536,7 +536,7 @@ func (b *Balancer) writeResponse(w http.ResponseWriter, r *http.Request, ex *exc
 	}
 	w.WriteHeader(resp.StatusCode)
 	rc := http.NewResponseController(w)
-	if ex.route.pool.cfg.Protocol == ProtocolH2C {
+	if ex.route.pool.cfg.Protocol.http2() {
 		// A gRPC server may send its head long before the first message
 		// (or a client may wait for it before sending): relay it now.
 		rc.Flush()

@@ -173,16 +173,25 @@ func (b *Balancer) reconcilePoolsLocked(cfg Config) []*poolEntry {
 			b.startHealthLocked(pe)
 			continue
 		}
-		ne := &poolEntry{cfg: pc, p: old.p, tr: old.tr, m: old.m, health: old.health, up: old.up, stickyPick: old.stickyPick}
-		if pc.ConnectTimeout != old.cfg.ConnectTimeout || pc.TryTimeout != old.cfg.TryTimeout || pc.Protocol != old.cfg.Protocol ||
+		tt, err := pc.loadTLS()
+		if err != nil {
+			// Checked by validate moments ago: the file changed since.
+			b.log.Error("reload pool TLS files; the pool keeps its old TLS settings", "pool", pc.Name, "error", err)
+			tt, pc.TLS, pc.Protocol = old.tls, old.cfg.TLS, old.cfg.Protocol
+		}
+		ne := &poolEntry{cfg: pc, p: old.p, tr: old.tr, tls: old.tls, m: old.m, health: old.health, up: old.up, stickyPick: old.stickyPick}
+		tlsChanged := (tt == nil) != (old.tls == nil) || tt != nil && tt.sum != old.tls.sum
+		if pc.ConnectTimeout != old.cfg.ConnectTimeout || pc.TryTimeout != old.cfg.TryTimeout || pc.Protocol != old.cfg.Protocol || tlsChanged ||
 			cfg.Limits.MaxIdlePerHost != b.cfg.Limits.MaxIdlePerHost || cfg.Limits.UpstreamIdle != b.cfg.Limits.UpstreamIdle {
-			ne.tr = newTransport(pc, cfg.Limits)
+			ne.tls = tt
+			ne.tr = b.newTransport(pc, cfg.Limits, tt)
 			old.tr.CloseIdleConnections()
 			ne.up = newUpstreams(pc, cfg.Limits)
 			old.up.closeIdle(true)
 		}
 		b.diffTargets(old.p, pc.Targets)
-		if !reflect.DeepEqual(old.cfg.Health, pc.Health) || pc.Protocol != old.cfg.Protocol {
+		if !reflect.DeepEqual(old.cfg.Health, pc.Health) || pc.Protocol != old.cfg.Protocol || ne.tr != old.tr && !ne.fast() {
+			// Probes of HTTP/2 and TLS pools go over the pool's transport.
 			b.stopHealthLocked(ne)
 			b.startHealthLocked(ne)
 		} else if ne.health != nil {

@@ -58,7 +58,7 @@ func (b *Balancer) serveUpgrade(w http.ResponseWriter, r *http.Request, ex *exch
 		t, cookie = choice.Target, choice.Cookie
 		ex.target = t.Addr()
 		t.Begin()
-		conn, err = d.DialContext(r.Context(), "tcp", t.Addr())
+		conn, err = pe.dialTunnel(r.Context(), &d, t.Addr())
 		if err == nil {
 			break
 		}
