@@ -13,6 +13,8 @@ import (
 
 	"golang.org/x/net/http/httpguts"
 	"golang.org/x/net/http2/hpack"
+
+	"github.com/shoal-dev/shoal/internal/netpoll"
 )
 
 // A stream outside the fast subset is served by the listener's handler
@@ -41,6 +43,7 @@ type h2Fallback struct {
 	in      []byte      // request body not read yet
 	inEnd   bool        // the body ended (io.EOF after in)
 	trailer http.Header // the request's declared trailers, filled before inEnd
+	infos   []h2Head    // informational (1xx) heads to frame before head
 	head    *h2Head     // an answer head to frame
 	out     []byte      // answer body to frame
 	fin     bool        // the handler returned: out is all
@@ -49,6 +52,13 @@ type h2Fallback struct {
 	posted  bool        // a pump is queued on the loop
 	closed  bool        // the handler closed the request body
 	ended   bool        // the loop ended the stream's side
+	// expect: the client sent "Expect: 100-continue" and waits for a 100
+	// (or the answer) before its body; the first read sends the 100.
+	expect bool
+	// rtt is the client connection's round-trip time, read on the loop
+	// when the stream was handed over and at every pump since; the
+	// request's connInfo reports it (rtt.go).
+	rtt netpoll.RTT
 }
 
 type h2Head struct {
@@ -70,6 +80,7 @@ func (st *evH2Stream) fallback() {
 	}
 	st.fb = fb
 	fb.in, fb.inEnd = st.body, st.remoteDone
+	fb.rtt = conn.readRTT()
 	st.body = nil
 	h := l.s.handler()
 	l.s.wg.Add(1)
@@ -135,9 +146,22 @@ func (st *evH2Stream) request(fb *h2Fallback) (*http.Request, error) {
 	}
 	delete(h, "Trailer")
 	fb.trailer = r.Trailer
+	if ex := h["Expect"]; len(ex) == 1 && strings.EqualFold(ex[0], "100-continue") && !st.remoteDone {
+		fb.expect = true
+	}
 	ctx, cancel := context.WithCancelCause(context.Background())
 	fb.stop = cancel
+	ctx = context.WithValue(ctx, connKey{}, &connInfo{stream: fb.readRTT})
 	return r.WithContext(ctx), nil
+}
+
+// readRTT is the client connection's round-trip time the loop read last
+// (the handler's goroutine cannot read the loop's descriptor: it may be
+// closed and reused by then).
+func (fb *h2Fallback) readRTT() netpoll.RTT {
+	fb.mu.Lock()
+	defer fb.mu.Unlock()
+	return fb.rtt
 }
 
 // serve runs the handler; its answer ends the stream.
@@ -225,6 +249,11 @@ func (fb *h2Fallback) pump() {
 	if fb.ended || c.done {
 		return
 	}
+	fb.rtt = c.readRTT()
+	for i := range fb.infos {
+		fb.writeHead(&fb.infos[i], false)
+	}
+	fb.infos = nil
 	if hd := fb.head; hd != nil {
 		fb.head = nil
 		st.headSent = true
@@ -300,6 +329,13 @@ type h2Body struct{ fb *h2Fallback }
 func (b h2Body) Read(p []byte) (int, error) {
 	fb := b.fb
 	fb.mu.Lock()
+	if fb.expect {
+		// The handler wants the body: ask for it (RFC 9110 10.1.1), as
+		// net/http's servers do at the first read.
+		fb.expect = false
+		fb.infos = append(fb.infos, h2Head{status: http.StatusContinue, header: http.Header{}})
+		fb.postLocked()
+	}
 	for len(fb.in) == 0 && !fb.inEnd && fb.dead == nil && !fb.closed {
 		fb.cond.Wait()
 	}
@@ -348,16 +384,27 @@ type h2Writer struct {
 
 func (w *h2Writer) Header() http.Header { return w.h }
 
+// WriteHeader queues the answer's head, or before it an informational
+// one (1xx with the header as it is now, as net/http's servers send it;
+// 101 has no place in HTTP/2 and is dropped).
 func (w *h2Writer) WriteHeader(code int) {
-	if w.status != 0 || code < 200 {
-		return // informational answers are not passed on
+	if w.status != 0 || code < 100 || code == http.StatusSwitchingProtocols {
+		return
 	}
-	w.status = code
 	fb := w.fb
 	fb.mu.Lock()
-	fb.head = &h2Head{status: code, header: w.h.Clone()}
+	defer fb.mu.Unlock()
+	if code < 200 {
+		if code == http.StatusContinue {
+			fb.expect = false // sent now: not again at the first read
+		}
+		fb.infos = append(fb.infos, h2Head{status: code, header: w.h.Clone()})
+	} else {
+		w.status = code
+		fb.expect = false // answered without the body
+		fb.head = &h2Head{status: code, header: w.h.Clone()}
+	}
 	fb.postLocked()
-	fb.mu.Unlock()
 }
 
 func (w *h2Writer) Write(p []byte) (int, error) {

@@ -363,7 +363,7 @@ func (b *Balancer) proxy(w http.ResponseWriter, r *http.Request, ex *exchange, t
 		}
 		t := choice.Target
 		ex.target = t.Addr()
-		resp, ttfb, cancel, err := b.roundTrip(r, ex, pe, t, body)
+		resp, ttfb, cancel, err := b.roundTrip(w, r, ex, pe, t, body)
 		if err != nil {
 			cancel()
 			if cerr := body.clientErr(); cerr != nil {
@@ -433,18 +433,19 @@ func (b *Balancer) reroute(ex *exchange, host, path string, tbl *table) *table {
 
 // roundTrip makes one attempt on t. The returned cancel must be called
 // once the response body is done (or on error).
-func (b *Balancer) roundTrip(r *http.Request, ex *exchange, pe *poolEntry, t *pool.Target, body *trackBody) (*http.Response, time.Duration, func(), error) {
+func (b *Balancer) roundTrip(w http.ResponseWriter, r *http.Request, ex *exchange, pe *poolEntry, t *pool.Target, body *trackBody) (*http.Response, time.Duration, func(), error) {
 	ctx, cancel := context.WithCancelCause(r.Context())
 	ex.wrote, ex.headers = time.Time{}, time.Time{}
+	inform := newInformRelay(w, r)
+	trace := &httptrace.ClientTrace{Got1xxResponse: inform.got}
 	var wrote *atomic.Int64 // unix nanos; set by the transport's writer goroutine
 	if b.obs.Load() != nil {
-		// Only an observer pays for the trace that splits queueing and
+		// Only an observer pays for the hook that splits queueing and
 		// connecting from waiting on the target.
 		wrote = new(atomic.Int64)
-		ctx = httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{
-			WroteRequest: func(httptrace.WroteRequestInfo) { wrote.CompareAndSwap(0, time.Now().UnixNano()) },
-		})
+		trace.WroteRequest = func(httptrace.WroteRequestInfo) { wrote.CompareAndSwap(0, time.Now().UnixNano()) }
 	}
+	ctx = httptrace.WithClientTrace(ctx, trace)
 	// A drain deadline on the target ends this request.
 	stop := context.AfterFunc(t.Context(), func() { cancel(pool.ErrDrainDeadline) })
 	out := r.WithContext(ctx)
@@ -465,6 +466,7 @@ func (b *Balancer) roundTrip(r *http.Request, ex *exchange, pe *poolEntry, t *po
 	t.Begin()
 	start := time.Now()
 	resp, err := pe.tr.RoundTrip(out)
+	inform.stop()
 	now := time.Now()
 	ttfb := now.Sub(start)
 	done := func() { stop(); cancel(nil) }

@@ -208,6 +208,10 @@ type connInfo struct {
 	conn net.Conn
 	raw  syscall.RawConn // of the TCP socket under conn; nil if there is none
 	read func(fd uintptr)
+	// stream, for an HTTP/2 stream the loops hand to the handler
+	// (h2Fallback), returns the round-trip time the loop read last; conn
+	// and raw are nil then.
+	stream func() netpoll.RTT
 
 	mu  sync.Mutex
 	rtt netpoll.RTT
@@ -263,6 +267,9 @@ func tcpConnOf(c net.Conn) net.Conn {
 // readRTT returns the connection's round-trip time now; the zero RTT when
 // it is not known (no TCP socket under the connection, or it is closed).
 func (ci *connInfo) readRTT() netpoll.RTT {
+	if ci != nil && ci.stream != nil {
+		return ci.stream()
+	}
 	if ci == nil || ci.raw == nil {
 		return netpoll.RTT{}
 	}
