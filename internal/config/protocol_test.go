@@ -35,11 +35,11 @@ func TestPoolProtocol(t *testing.T) {
 		}
 	}
 	_, err := ParseLB("lb.yaml", []byte(fmt.Sprintf(lbSrc, ", protocol: h3")))
-	if want := `lb.yaml:3:29: pools[0].protocol: unknown protocol "h3" (want http1 or h2c)`; err == nil || !strings.Contains(err.Error(), want) {
+	if want := `lb.yaml:3:29: pools[0].protocol: unknown protocol "h3" (want http1, h2c, or h2 with tls)`; err == nil || !strings.Contains(err.Error(), want) {
 		t.Errorf("lb.yaml protocol h3: %v, want %q", err, want)
 	}
 	_, err = Parse("shoal.yaml", []byte(fmt.Sprintf(appSrc, "balancer: {protocol: grpc}\n")), t.TempDir())
-	if want := `shoal.yaml:3:22: balancer.protocol: unknown protocol "grpc" (want http1 or h2c)`; err == nil || !strings.Contains(err.Error(), want) {
+	if want := `shoal.yaml:3:22: balancer.protocol: unknown protocol "grpc" (want http1, h2c, or h2 with tls)`; err == nil || !strings.Contains(err.Error(), want) {
 		t.Errorf("shoal.yaml protocol grpc: %v, want %q", err, want)
 	}
 }
