@@ -268,3 +268,31 @@ func copyFile(t *testing.T, from, to string) {
 		t.Fatal(err)
 	}
 }
+
+// TestTLSPoolRetriesPastUnverifiedTarget: a target whose certificate
+// does not verify fails like a refused connection: every request is
+// retried on the verified target and succeeds, and the passive check
+// ejects the failing one.
+func TestTLSPoolRetriesPastUnverifiedTarget(t *testing.T) {
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "good") })
+	good := newTLSTarget(t, h, []string{"http/1.1"}, false)
+	bad := newTLSTarget(t, h, []string{"http/1.1"}, false) // its own CA, not good's
+	cfg := baseConfig(good.addr, bad.addr)
+	cfg.Pools[0].Outlier = pool.Outlier{ConsecutiveFailures: 2}
+	tlsPool(&cfg, good.caFile, ProtocolHTTP1)
+	lb := start(t, cfg)
+	c := client(t)
+	for i := range 10 {
+		if resp, body := get(t, c, lb.url+"/"); resp.StatusCode != 200 || body != "good" {
+			t.Fatalf("request %d: %d %q", i, resp.StatusCode, body)
+		}
+	}
+	waitFor(t, 20*time.Second, "the unverified target ejected", func() bool {
+		for _, ts := range lb.Status().Pools[0].Targets {
+			if ts.Addr == bad.addr {
+				return ts.State == pool.StateEjected.String()
+			}
+		}
+		return false
+	})
+}
