@@ -59,8 +59,15 @@ func tlsPool(cfg *Config, caFile string, proto Protocol) {
 // only (Go's HTTP/2 server, ALPN h2), streams both ways and keeps its
 // trailers both ways; the pool's health checks speak HTTP/2 over TLS
 // (the target starts unhealthy), and an HTTP/1.1 client of a plain
-// listener (the fast path hands the request over) gets there too.
+// listener (the fast path hands the request over) gets there too. Both
+// HTTP/2 servers of TLS listeners are checked: the loops' (whose
+// fallback serves the stream) and x/net's.
 func TestGRPCThroughH2TLSPool(t *testing.T) {
+	t.Run("loops", func(t *testing.T) { grpcThroughH2TLSPool(t, false) })
+	t.Run("x/net", func(t *testing.T) { grpcThroughH2TLSPool(t, true) })
+}
+
+func grpcThroughH2TLSPool(t *testing.T, xnet bool) {
 	tg := newTLSTarget(t, grpcEchoHandler, []string{"h2"}, false)
 	ca, cert := writeCert(t, t.TempDir(), "a.test")
 	cfg := baseConfig()
@@ -68,6 +75,7 @@ func TestGRPCThroughH2TLSPool(t *testing.T) {
 	cfg.Pools[0].Targets = []pool.TargetSpec{{Addr: tg.addr, Unhealthy: true}}
 	cfg.Pools[0].Health = &health.Spec{Path: "/healthz", Interval: 20 * time.Millisecond, Timeout: 5 * time.Second, HealthyThreshold: 1, UnhealthyThreshold: 1}
 	tlsPool(&cfg, tg.caFile, ProtocolH2)
+	cfg.Limits.DisableH2FastPath = xnet
 	lb := start(t, cfg)
 	waitFor(t, 20*time.Second, "h2 TLS target healthy", func() bool {
 		return lb.Status().Pools[0].Targets[0].State == "healthy"
