@@ -8,6 +8,15 @@
 #   SHOAL_BASE=$PWD/bin/shoal BASE_YAML='limits: {loops: 1}' bench/lb.sh  # A/B a setting
 #   SHOAL_YAML='limits: {tls_fast_path: false}' bench/lb.sh  # extra lb.yaml lines for shoal
 #   KINDS='h2tls h1tls tlsclose' bench/lb.sh    # the TLS part only
+#   BACKEND_TLS=h2 KINDS='h2tls h1tls' bench/lb.sh  # HTTPS backends, HTTP/2 to them
+#
+# BACKEND_TLS=h2 or http1: the backends serve HTTPS (the proxies' own
+# certificate) and every proxy reaches them over TLS, verified against
+# it, with HTTP/2 (h2) or HTTP/1.1: shoal with the pool's tls section and
+# protocol, HAProxy with "server ... ssl verify required ca-file ...
+# alpn h2" (http1: no alpn), nginx with proxy_pass https and
+# proxy_ssl_verify (HTTP/1.1 whatever the mode: nginx has no HTTP/2 to
+# upstreams).
 #
 # Two backends (bench/backend: ~100-byte answers, WebSocket echo on /ws)
 # run behind each proxy, all on 127.0.0.1. Each proxy gets comparable
@@ -50,6 +59,8 @@ SHOAL_BASE=${SHOAL_BASE:-} # an older shoal binary to interleave as "base"
 BASE_YAML=${BASE_YAML:-}   # extra lb.yaml lines for "base", e.g. 'limits: {loops: 1}'
 SHOAL_YAML=${SHOAL_YAML:-} # extra lb.yaml lines for shoal
 BASE_PORT=${BASE_PORT:-18080}
+BACKEND_TLS=${BACKEND_TLS:-} # h2 or http1: HTTPS backends (see above)
+case $BACKEND_TLS in '' | h2 | http1) ;; *) echo "bench/lb.sh: BACKEND_TLS=$BACKEND_TLS: want h2 or http1" >&2; exit 2 ;; esac
 cd "$(dirname "$0")/.."
 
 need() {
@@ -59,7 +70,7 @@ need() {
 	fi
 }
 for t in go haproxy nginx wrk; do need "$t"; done
-if [[ " $KINDS " == *tls* ]]; then
+if [[ " $KINDS " == *tls* || -n $BACKEND_TLS ]]; then
 	need openssl
 	command -v h2load >/dev/null 2>&1 || { echo "bench/lb.sh: h2load not found. On Debian/Ubuntu: sudo apt-get install -y nghttp2-client" >&2; exit 2; }
 fi
@@ -91,9 +102,19 @@ openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 
 	-keyout "$TMP/key.pem" -out "$TMP/cert.pem" 2>/dev/null
 cat "$TMP/cert.pem" "$TMP/key.pem" >"$TMP/haproxy.pem"
 
+BACKEND_ARGS=() SHOAL_POOL_TLS='' HAPROXY_SERVER='' NGINX_UPSTREAM=http NGINX_SSL=''
+if [ -n "$BACKEND_TLS" ]; then
+	BACKEND_ARGS=(-tls-cert "$TMP/cert.pem" -tls-key "$TMP/key.pem")
+	SHOAL_POOL_TLS="    protocol: $BACKEND_TLS
+    tls: {ca_file: $TMP/cert.pem}"
+	HAPROXY_SERVER="ssl verify required ca-file $TMP/cert.pem"
+	[ "$BACKEND_TLS" = h2 ] && HAPROXY_SERVER+=" alpn h2"
+	NGINX_UPSTREAM=https
+	NGINX_SSL="proxy_ssl_verify on; proxy_ssl_trusted_certificate $TMP/cert.pem; proxy_ssl_name localhost; proxy_ssl_session_reuse on;"
+fi
 start_backends
 B1=${BACKENDS[0]} B2=${BACKENDS[1]}
-echo "backends: $B1 $B2" >&2
+echo "backends: $B1 $B2${BACKEND_TLS:+ (HTTPS, $BACKEND_TLS)}" >&2
 
 # --- shoal ---
 cat >"$TMP/lb-core.yaml" <<EOF
@@ -113,6 +134,7 @@ pools:
     targets:
       - addr: $B1
       - addr: $B2
+$SHOAL_POOL_TLS
 admin:
   listen: 127.0.0.1:$ADMIN_PORT
 EOF
@@ -157,8 +179,8 @@ frontend fe
     default_backend be
 backend be
     balance roundrobin
-    server b1 $B1
-    server b2 $B2
+    server b1 $B1 $HAPROXY_SERVER
+    server b2 $B2 $HAPROXY_SERVER
 EOF
 "${PROXY_CPU[@]}" haproxy -f "$TMP/haproxy.cfg" -db >"$TMP/haproxy.log" 2>&1 &
 PIDS+=($!)
@@ -188,7 +210,8 @@ http {
         ssl_certificate $TMP/cert.pem;
         ssl_certificate_key $TMP/key.pem;
         location / {
-            proxy_pass http://be;
+            proxy_pass $NGINX_UPSTREAM://be;
+            $NGINX_SSL
             proxy_http_version 1.1;
             proxy_set_header Host \$host;
             proxy_set_header Upgrade \$http_upgrade;
@@ -345,7 +368,7 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else
 
 echo
 echo "shoal lb vs HAProxy $(haproxy -v | awk 'NR==1 {print $3}') vs nginx $(nginx -v 2>&1 | sed 's/.*nginx\///')," \
-	"median of $ROUNDS rounds of $DURATION; PIN=$PIN; $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | sed 's/.*: //')"
+	"median of $ROUNDS rounds of $DURATION; PIN=$PIN; $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | sed 's/.*: //')${BACKEND_TLS:+; HTTPS backends, $BACKEND_TLS to them (nginx: HTTP/1.1)}"
 echo
 echo "| test | proxy | rate/s | p50 ms | p99 ms | per proxy CPU-s | rate vs HAProxy | p99 vs HAProxy | per CPU-s vs HAProxy |"
 echo "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"

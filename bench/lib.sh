@@ -47,11 +47,12 @@ wait_line() {
 
 # start_backends: two bench/backend processes (built as $TMP/backend), their
 # host:port in BACKENDS, their pids appended to PIDS for the caller's cleanup.
-# With LOAD_CPU set (a command prefix, e.g. (taskset -c 1)) they run under it.
+# With LOAD_CPU set (a command prefix, e.g. (taskset -c 1)) they run under it;
+# BACKEND_ARGS (an array) are added to their arguments.
 start_backends() {
 	BACKENDS=()
 	for i in 1 2; do
-		${LOAD_CPU[@]+"${LOAD_CPU[@]}"} "$TMP/backend" -name "b$i" >"$TMP/backend$i.log" 2>&1 &
+		${LOAD_CPU[@]+"${LOAD_CPU[@]}"} "$TMP/backend" -name "b$i" ${BACKEND_ARGS[@]+"${BACKEND_ARGS[@]}"} >"$TMP/backend$i.log" 2>&1 &
 		PIDS+=($!)
 		BACKENDS+=("$(wait_line "$TMP/backend$i.log" 'listening addr=([0-9.:]+)')")
 	done

@@ -3,7 +3,8 @@
 // echoes WebSocket messages on /ws; /compress/ serves compressible
 // bodies of realistic ratios for bench/compress.sh (assets.go). It prints "listening addr=HOST:PORT"
 // once bound, so scripts can use port 0; with -listeners N it listens on N
-// ports of the address and prints one such line for each.
+// ports of the address and prints one such line for each. With -tls-cert
+// and -tls-key it serves HTTPS, HTTP/2 and HTTP/1.1 through ALPN.
 package main
 
 import (
@@ -27,7 +28,12 @@ func main() {
 	addr := flag.String("addr", "127.0.0.1:0", "listen address")
 	name := flag.String("name", "backend", "name put in each response, to see which backend answered")
 	listeners := flag.Int("listeners", 1, "number of ports to listen on (each with -addr's host; use port 0 for more than one)")
+	certFile := flag.String("tls-cert", "", "serve TLS (ALPN h2 and http/1.1) with this PEM certificate; needs -tls-key")
+	keyFile := flag.String("tls-key", "", "the PEM key of -tls-cert")
 	flag.Parse()
+	if (*certFile == "") != (*keyFile == "") {
+		log.Fatal("-tls-cert and -tls-key go together")
+	}
 
 	// About 100 bytes in all, like a small JSON API answer.
 	body := fmt.Appendf(nil, `{"ok":true,"backend":%q,"pad":"%s"}`+"\n", *name, "0123456789012345678901234567890123456789012345678901234567")
@@ -63,7 +69,13 @@ func main() {
 	}()
 	errc := make(chan error, len(lns))
 	for _, ln := range lns {
-		go func() { errc <- srv.Serve(ln) }()
+		go func() {
+			if *certFile != "" {
+				errc <- srv.ServeTLS(ln, *certFile, *keyFile)
+				return
+			}
+			errc <- srv.Serve(ln)
+		}()
 	}
 	for range lns {
 		if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
