@@ -190,7 +190,7 @@ func (b *Balancer) reconcilePoolsLocked(cfg Config) []*poolEntry {
 			old.up.closeIdle(true)
 		}
 		b.diffTargets(old.p, pc.Targets)
-		if !reflect.DeepEqual(old.cfg.Health, pc.Health) || pc.Protocol != old.cfg.Protocol || ne.tr != old.tr && !ne.fast() {
+		if !reflect.DeepEqual(old.cfg.Health, pc.Health) || pc.Protocol != old.cfg.Protocol || ne.tr != old.tr && !(ne.fast() && old.fast()) {
 			// Probes of HTTP/2 and TLS pools go over the pool's transport.
 			b.stopHealthLocked(ne)
 			b.startHealthLocked(ne)

@@ -3,6 +3,7 @@ package lb
 import (
 	"bytes"
 	"crypto/tls"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -303,4 +304,42 @@ func TestTLSPoolRetriesPastUnverifiedTarget(t *testing.T) {
 		}
 		return false
 	})
+}
+
+// TestTLSPoolReloadSwitchesProbes: a reload that turns a pool's TLS on,
+// then off again (with targets to match), moves its health checks along:
+// each time the new target is found healthy, over TLS then without.
+func TestTLSPoolReloadSwitchesProbes(t *testing.T) {
+	h := func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") }
+	plain := newBackend(t, h)
+	secure := newTLSTarget(t, http.HandlerFunc(h), []string{"http/1.1"}, false)
+	spec := &health.Spec{Path: "/", Interval: 20 * time.Millisecond, Timeout: 5 * time.Second, HealthyThreshold: 1, UnhealthyThreshold: 1}
+	cfg := baseConfig()
+	cfg.Pools[0].Health = spec
+	cfg.Pools[0].Targets = []pool.TargetSpec{{Addr: plain.addr, Unhealthy: true}}
+	lb := start(t, cfg)
+	healthy := func(addr string) bool {
+		for _, ts := range lb.Status().Pools[0].Targets {
+			if ts.Addr == addr {
+				return ts.State == "healthy"
+			}
+		}
+		return false
+	}
+	waitFor(t, 20*time.Second, "the plain target healthy", func() bool { return healthy(plain.addr) })
+	for i, step := range []struct {
+		addr string
+		tls  bool
+	}{{secure.addr, true}, {plain.addr, false}} {
+		next := baseConfig()
+		next.Pools[0].Health = spec
+		next.Pools[0].Targets = []pool.TargetSpec{{Addr: step.addr, Unhealthy: true}}
+		if step.tls {
+			tlsPool(&next, secure.caFile, ProtocolHTTP1)
+		}
+		if err := lb.Reload(next); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, 20*time.Second, fmt.Sprintf("step %d: %s healthy (tls %v)", i, step.addr, step.tls), func() bool { return healthy(step.addr) })
+	}
 }
