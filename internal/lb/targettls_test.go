@@ -12,6 +12,7 @@ import (
 	"os"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -341,5 +342,39 @@ func TestTLSPoolReloadSwitchesProbes(t *testing.T) {
 			t.Fatal(err)
 		}
 		waitFor(t, 20*time.Second, fmt.Sprintf("step %d: %s healthy (tls %v)", i, step.addr, step.tls), func() bool { return healthy(step.addr) })
+	}
+}
+
+// TestTLSPoolReusesConnections: sequential requests to a TLS pool, over
+// HTTP/1.1 and over HTTP/2, share one connection to the target.
+func TestTLSPoolReusesConnections(t *testing.T) {
+	for _, tc := range []struct {
+		proto Protocol
+		alpn  string
+	}{{ProtocolHTTP1, "http/1.1"}, {ProtocolH2, "h2"}} {
+		t.Run(tc.proto.String(), func(t *testing.T) {
+			var mu sync.Mutex
+			conns := map[string]bool{}
+			tg := newTLSTarget(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				mu.Lock()
+				conns[r.RemoteAddr] = true
+				mu.Unlock()
+				io.WriteString(w, r.Proto)
+			}), []string{tc.alpn}, false)
+			cfg := baseConfig(tg.addr)
+			tlsPool(&cfg, tg.caFile, tc.proto)
+			lb := start(t, cfg)
+			c := client(t)
+			for i := range 5 {
+				if resp, body := get(t, c, lb.url+"/"); resp.StatusCode != 200 || !strings.HasPrefix(body, "HTTP/") {
+					t.Fatalf("request %d: %d %q", i, resp.StatusCode, body)
+				}
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if len(conns) != 1 {
+				t.Errorf("5 sequential requests used %d connections to the target, want 1", len(conns))
+			}
+		})
 	}
 }
