@@ -106,7 +106,7 @@ func OpenAgent(ctx context.Context, cfg *config.AgentFile, logger *slog.Logger) 
 	if d.node, err = d.identity(ctx); err != nil {
 		return nil, err
 	}
-	d.client = &http.Client{Transport: &http.Transport{TLSClientConfig: d.node.ClientTLSConfig()}}
+	d.client = &http.Client{Transport: fleetTransport(d.node.ClientTLSConfig(), nil)}
 
 	store, err := release.Open(filepath.Join(cfg.DataDir, "release"), d.log)
 	if err != nil {

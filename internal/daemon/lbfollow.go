@@ -101,7 +101,7 @@ func openFollower(ctx context.Context, srv *config.LBServer, file string, log *s
 	if err != nil {
 		return nil, err
 	}
-	f.client = &http.Client{Transport: &http.Transport{TLSClientConfig: f.node.ClientTLSConfig()}}
+	f.client = &http.Client{Transport: fleetTransport(f.node.ClientTLSConfig(), nil)}
 	return f, nil
 }
 
@@ -176,13 +176,21 @@ func (f *lbFollower) run(ctx context.Context) error {
 		}
 	}()
 	defer wg.Wait()
+	f.followServers(ctx)
+	return nil
+}
+
+// followServers follows the current server, moving to the next one when
+// it fails (fleetconn.go bounds how long a silent one holds a call),
+// until ctx ends.
+func (f *lbFollower) followServers(ctx context.Context) {
 	defer f.client.CloseIdleConnections()
 	wait, failing := followMinBackoff, false
 	for ctx.Err() == nil {
 		u := f.servers.current()
 		err := f.follow(ctx, u)
 		if ctx.Err() != nil {
-			return nil
+			return
 		}
 		if err != nil {
 			// The next server, if any, at once: a server that is down or
@@ -204,7 +212,7 @@ func (f *lbFollower) run(ctx context.Context) error {
 			select {
 			case <-ctx.Done():
 				t.Stop()
-				return nil
+				return
 			case <-t.C:
 			}
 			wait = min(2*wait, followMaxBackoff)
@@ -218,7 +226,6 @@ func (f *lbFollower) run(ctx context.Context) error {
 		}
 		wait, failing = followMinBackoff, false
 	}
-	return nil
 }
 
 // follow asks the server once and applies its answer. Before the next
