@@ -83,7 +83,11 @@ func openFollower(ctx context.Context, srv *config.LBServer, file string, log *s
 	if err := prepareDataDir(srv.DataDir, log); err != nil {
 		return nil, err
 	}
-	f := &lbFollower{srv: srv, servers: newServerList(srv.URLs), log: log, state: filepath.Join(srv.DataDir, LBStateFile), cfg: normalLBConfig(api.LBConfig{})}
+	servers, err := openServerList(srv.URLs, filepath.Join(srv.DataDir, ServersFile))
+	if err != nil {
+		return nil, err
+	}
+	f := &lbFollower{srv: srv, servers: servers, log: log, state: filepath.Join(srv.DataDir, LBStateFile), cfg: normalLBConfig(api.LBConfig{})}
 	st, cfg, found, err := loadLBState(f.state)
 	if err != nil {
 		return nil, err
@@ -101,7 +105,7 @@ func openFollower(ctx context.Context, srv *config.LBServer, file string, log *s
 	if err != nil {
 		return nil, err
 	}
-	f.client = &http.Client{Transport: fleetTransport(f.node.ClientTLSConfig(), nil)}
+	f.client = fleetClient(f.node.ClientTLSConfig(), nil, f.servers, f.log)
 	return f, nil
 }
 
