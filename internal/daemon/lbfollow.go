@@ -419,9 +419,10 @@ func structuralChange(a, b api.LBConfig) bool {
 // targets added (healthy when the server's verdict was, else awaiting
 // this node's check; a pool without a check follows the server's
 // verdicts, except a target held by keepVerdicts) and reweighed,
-// server-drained ones drained, a target the server undrained (draining in prev) undrained, and the targets the
-// server no longer has removed (drained, then deleted), in that order. It
-// returns the drains and removals it started.
+// server-drained ones drained, a target the server undrained (draining
+// in prev) undrained, and the targets the server no longer has removed
+// (drained, then deleted), in that order. It returns the drains and
+// removals it started.
 func (f *lbFollower) syncTargetsLocked(prev api.LBConfig) nodeDrains {
 	var drains nodeDrains
 	was := map[string]api.LBTargetState{}
