@@ -26,6 +26,12 @@ import "time"
 // holds.
 const TermHeader = "Shoal-Term"
 
+// ServersHeader is set by a server on every answer of its fleet listener:
+// the fleet URLs of the cluster's servers that it knows (its own and
+// those the cluster recorded), comma-separated. Agents and balancer nodes
+// keep them and try them after the servers of their file (issue 14).
+const ServersHeader = "Shoal-Servers"
+
 // LaunchSpec asks an agent to run one instance: the body of POST /v1/instances.
 // Starting is idempotent by ID: a retried start of an instance that runs
 // answers its InstanceInfo and starts nothing.

@@ -270,7 +270,7 @@ func (c *Controller) Deploy(ctx context.Context, req DeployRequest) (int, error)
 		c.events.add(api.Event{Type: "deploy", Release: rel.Version, Reason: env.Redact("post-deploy hook failed: " + err.Error())})
 		return rel.Version, fmt.Errorf("v%d serves, but a post-deploy hook failed: %w", rel.Version, err)
 	}
-	c.prune(app)
+	c.prune(app, cfg.KeepReleases) // the deploy's: it may have changed keep_releases
 	return rel.Version, nil
 }
 
@@ -390,7 +390,7 @@ func (c *Controller) rollbackTarget(cur api.Release, version int) (api.Release, 
 	if version >= next {
 		return api.Release{}, fmt.Errorf("%w v%d: it does not exist (the newest release is v%d); %s", ErrUnknownRelease, version, next-1, c.rollbackChoices(rels, cur))
 	}
-	return api.Release{}, fmt.Errorf("%w v%d: it was pruned (keep_releases %d); %s", ErrUnknownRelease, version, c.cfg.KeepReleases, c.rollbackChoices(rels, cur))
+	return api.Release{}, fmt.Errorf("%w v%d: it was pruned (keep_releases %d); %s", ErrUnknownRelease, version, c.keepReleases(cur), c.rollbackChoices(rels, cur))
 }
 
 // previousRelease returns the release of rels (newest first) that a

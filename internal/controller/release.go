@@ -73,7 +73,7 @@ func (c *Controller) prepare(ctx context.Context) error {
 	c.group, c.current = group, cur
 	c.mu.Unlock()
 
-	c.prune(app)
+	c.prune(app, c.keepReleases(cur))
 	return nil
 }
 
@@ -257,9 +257,22 @@ func (c *Controller) abandonPending(keep int) {
 	}
 }
 
-// prune keeps the last keep_releases releases and their artifacts.
-func (c *Controller) prune(app string) {
-	dropped, err := c.o.Writer.PruneReleases(app, max(c.cfg.KeepReleases, 1))
+// keepReleases is the keep_releases of the configuration release r was
+// made from (the deploy that made it: a deploy may change it), or of the
+// configuration the controller started with for a release that kept none
+// or whose configuration cannot be read back.
+func (c *Controller) keepReleases(r api.Release) int {
+	cfg, _, err := c.releaseSource(r)
+	if err != nil {
+		return c.cfg.KeepReleases
+	}
+	return cfg.KeepReleases
+}
+
+// prune keeps the last keep releases (keep_releases of the configuration
+// now serving, see keepReleases) and their artifacts.
+func (c *Controller) prune(app string, keep int) {
+	dropped, err := c.o.Writer.PruneReleases(app, max(keep, 1))
 	if err != nil {
 		c.log.Warn("prune releases", "error", err)
 		return
@@ -272,19 +285,19 @@ func (c *Controller) prune(app string) {
 		c.log.Warn("prune releases", "error", err)
 		return
 	}
-	keep := c.up.Recent() // deploy_artifacts.go: their deploys may follow
+	digests := c.up.Recent() // deploy_artifacts.go: their deploys may follow
 	if c.o.KeepArtifacts != nil {
-		keep = append(keep, c.o.KeepArtifacts()...) // other apps' (shoal server)
+		digests = append(digests, c.o.KeepArtifacts()...) // other apps' (shoal server)
 	}
 	for _, r := range kept {
-		keep = append(keep, r.Digest)
+		digests = append(digests, r.Digest)
 	}
-	gone, err := c.o.Artifacts.Prune(keep)
+	gone, err := c.o.Artifacts.Prune(digests)
 	if err != nil {
 		c.log.Warn("prune artifacts", "error", err)
 	}
 	c.events.add(api.Event{Type: "release", Reason: fmt.Sprintf("pruned %d old releases and %d artifacts (keep_releases %d)",
-		len(dropped), len(gone), c.cfg.KeepReleases)})
+		len(dropped), len(gone), keep)})
 }
 
 func storeEnv(env config.Env) []api.EnvVar {

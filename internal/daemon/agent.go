@@ -82,11 +82,14 @@ func OpenAgent(ctx context.Context, cfg *config.AgentFile, logger *slog.Logger) 
 	if cfg == nil {
 		return nil, errors.New("daemon: OpenAgent needs the agent.yaml")
 	}
-	d := &Agent{cfg: cfg, log: logger, servers: newServerList(cfg.Server)}
+	d := &Agent{cfg: cfg, log: logger}
 	if d.log == nil {
 		d.log = slog.New(slog.DiscardHandler)
 	}
 	if err := prepareDataDir(cfg.DataDir, d.log); err != nil {
+		return nil, err
+	}
+	if d.servers, err = openServerList(cfg.Server, filepath.Join(cfg.DataDir, ServersFile)); err != nil {
 		return nil, err
 	}
 	if d.ln, err = net.Listen("tcp", cfg.Listen); err != nil {
@@ -106,7 +109,7 @@ func OpenAgent(ctx context.Context, cfg *config.AgentFile, logger *slog.Logger) 
 	if d.node, err = d.identity(ctx); err != nil {
 		return nil, err
 	}
-	d.client = &http.Client{Transport: &http.Transport{TLSClientConfig: d.node.ClientTLSConfig()}}
+	d.client = fleetClient(d.node.ClientTLSConfig(), nil, d.servers, d.log)
 
 	store, err := release.Open(filepath.Join(cfg.DataDir, "release"), d.log)
 	if err != nil {

@@ -68,6 +68,12 @@ type lbFollower struct {
 	epoch   string
 	version uint64
 	cfg     api.LBConfig // applied to b
+	// served is the epoch of the configuration b serves (epoch is reset
+	// to ask for a snapshot; served is not), and held the targets
+	// ("pool addr") this node keeps healthy against the verdicts of a
+	// new epoch's snapshot (see keepVerdicts).
+	served string
+	held   map[string]bool
 }
 
 // openFollower loads (or joins for) the node's identity and reads the
@@ -77,13 +83,17 @@ func openFollower(ctx context.Context, srv *config.LBServer, file string, log *s
 	if err := prepareDataDir(srv.DataDir, log); err != nil {
 		return nil, err
 	}
-	f := &lbFollower{srv: srv, servers: newServerList(srv.URLs), log: log, state: filepath.Join(srv.DataDir, LBStateFile), cfg: normalLBConfig(api.LBConfig{})}
+	servers, err := openServerList(srv.URLs, filepath.Join(srv.DataDir, ServersFile))
+	if err != nil {
+		return nil, err
+	}
+	f := &lbFollower{srv: srv, servers: servers, log: log, state: filepath.Join(srv.DataDir, LBStateFile), cfg: normalLBConfig(api.LBConfig{})}
 	st, cfg, found, err := loadLBState(f.state)
 	if err != nil {
 		return nil, err
 	}
 	if found {
-		f.epoch, f.version, f.cfg = st.Epoch, st.Version, cfg
+		f.epoch, f.served, f.version, f.cfg = st.Epoch, st.Epoch, st.Version, cfg
 		log.Info("serving the last configuration applied until the server answers", "file", f.state,
 			"version", st.Version, "saved", st.Saved, "routes", len(cfg.Routes), "pools", len(cfg.Pools))
 	}
@@ -95,7 +105,7 @@ func openFollower(ctx context.Context, srv *config.LBServer, file string, log *s
 	if err != nil {
 		return nil, err
 	}
-	f.client = &http.Client{Transport: &http.Transport{TLSClientConfig: f.node.ClientTLSConfig()}}
+	f.client = fleetClient(f.node.ClientTLSConfig(), nil, f.servers, f.log)
 	return f, nil
 }
 
@@ -119,19 +129,26 @@ func (f *lbFollower) withConfig(base lb.Config, b *lb.Balancer) (lb.Config, erro
 		if err != nil {
 			return lb.Config{}, err
 		}
-		var have map[string]bool
+		var have map[string]string // address -> state on b
 		if b != nil {
-			have = map[string]bool{}
+			have = map[string]string{}
 			if bp, ok := b.Pool(p.Name); ok {
-				for _, t := range bp.Targets() {
-					have[t.Addr()] = true
+				for _, ts := range bp.Status().Targets {
+					have[ts.Addr] = ts.State
 				}
 			}
 		}
 		for _, t := range p.Targets {
-			if t.State == api.LBInService || have[t.Addr] {
-				pc.Targets = append(pc.Targets, pool.TargetSpec{Addr: t.Addr, Weight: t.Weight, Unhealthy: !t.Healthy})
+			state, ok := have[t.Addr]
+			if t.State != api.LBInService && !ok {
+				continue
 			}
+			// A pool that the Reload rebuilds (its settings changed)
+			// starts from these specs: a target b serves healthy stays
+			// healthy whatever the server's verdict, so that a rebuild
+			// never leaves the pool without the targets it served.
+			healthy := t.Healthy || state == pool.StateHealthy.String()
+			pc.Targets = append(pc.Targets, pool.TargetSpec{Addr: t.Addr, Weight: t.Weight, Unhealthy: !healthy})
 		}
 		base.Pools = append(base.Pools, pc)
 	}
@@ -163,13 +180,21 @@ func (f *lbFollower) run(ctx context.Context) error {
 		}
 	}()
 	defer wg.Wait()
+	f.followServers(ctx)
+	return nil
+}
+
+// followServers follows the current server, moving to the next one when
+// it fails (fleetconn.go bounds how long a silent one holds a call),
+// until ctx ends.
+func (f *lbFollower) followServers(ctx context.Context) {
 	defer f.client.CloseIdleConnections()
 	wait, failing := followMinBackoff, false
 	for ctx.Err() == nil {
 		u := f.servers.current()
 		err := f.follow(ctx, u)
 		if ctx.Err() != nil {
-			return nil
+			return
 		}
 		if err != nil {
 			// The next server, if any, at once: a server that is down or
@@ -191,7 +216,7 @@ func (f *lbFollower) run(ctx context.Context) error {
 			select {
 			case <-ctx.Done():
 				t.Stop()
-				return nil
+				return
 			case <-t.C:
 			}
 			wait = min(2*wait, followMaxBackoff)
@@ -205,7 +230,6 @@ func (f *lbFollower) run(ctx context.Context) error {
 		}
 		wait, failing = followMinBackoff, false
 	}
-	return nil
 }
 
 // follow asks the server once and applies its answer. Before the next
@@ -300,12 +324,18 @@ func (f *lbFollower) applyPage(server string, p api.LBConfigPage) (nodeDrains, e
 		}
 		next = normalLBConfig(next)
 	}
+	if p.Snapshot != nil && p.Epoch != f.served {
+		f.keepVerdicts(next)
+	}
+	for _, ch := range p.Changes {
+		f.releaseVerdict(ch)
+	}
 	drains, err := f.applyLocked(next)
 	if err != nil {
 		f.epoch = ""
 		return nil, err
 	}
-	f.epoch, f.version = p.Epoch, p.Version
+	f.epoch, f.served, f.version = p.Epoch, p.Epoch, p.Version
 	if err := saveLBState(f.state, server, f.epoch, f.version, f.cfg); err != nil {
 		// The balancer serves it; the next start would serve an older one.
 		f.log.Error("balancer configuration applied but not saved", "file", f.state, "version", f.version, "error", err)
@@ -388,10 +418,11 @@ func structuralChange(a, b api.LBConfig) bool {
 // syncTargetsLocked brings each pool's members to f.cfg: in-service
 // targets added (healthy when the server's verdict was, else awaiting
 // this node's check; a pool without a check follows the server's
-// verdicts) and reweighed, server-drained ones drained, a target the
-// server undrained (draining in prev) undrained, and the targets the
-// server no longer has removed (drained, then deleted), in that order. It
-// returns the drains and removals it started.
+// verdicts, except a target held by keepVerdicts) and reweighed,
+// server-drained ones drained, a target the server undrained (draining
+// in prev) undrained, and the targets the server no longer has removed
+// (drained, then deleted), in that order. It returns the drains and
+// removals it started.
 func (f *lbFollower) syncTargetsLocked(prev api.LBConfig) nodeDrains {
 	var drains nodeDrains
 	was := map[string]api.LBTargetState{}
@@ -433,7 +464,7 @@ func (f *lbFollower) syncTargetsLocked(prev api.LBConfig) nodeDrains {
 			if cur.Weight != max(t.Weight, 1) {
 				warn("set weight", t.Addr, bp.SetWeight(t.Addr, t.Weight))
 			}
-			if p.Health == nil {
+			if p.Health == nil && (t.Healthy || !f.held[p.Name+" "+t.Addr]) {
 				warn("set health", t.Addr, bp.SetHealth(t.Addr, t.Healthy, "the server's verdict"))
 			}
 		}

@@ -302,7 +302,7 @@ func (s *Server) openFleet() error {
 	mux.Handle("GET /v1/artifacts/{digest}", agentOnly(adminapi.Handle(func(w http.ResponseWriter, r *http.Request) error {
 		return adminapi.ServeArtifact(w, r, s.uploads)
 	})))
-	s.fleetSrv = &http.Server{Handler: s.fleetToLeader(mux), TLSConfig: tlsCfg, ReadHeaderTimeout: 10 * time.Second,
+	s.fleetSrv = &http.Server{Handler: s.advertiseServers(s.fleetToLeader(mux)), TLSConfig: tlsCfg, ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelDebug)}
 	return nil
 }

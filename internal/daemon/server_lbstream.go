@@ -53,6 +53,9 @@ const (
 	// an app's health check comes from the release it serves, which
 	// changes without one (a deploy that changes only the check).
 	lbStreamResync = 2 * time.Second
+	// lbGateEvery is how often a waiting call checks that the server
+	// may still answer (gate).
+	lbGateEvery = time.Second
 )
 
 // lbStream is the server's side of the followed configuration.
@@ -386,13 +389,29 @@ func (s *lbStream) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		t := time.NewTimer(lbPollWait)
 		defer t.Stop()
-		select {
-		case <-wait:
-			p, _, _ = s.page(epoch, after)
-		case <-t.C:
-		case <-s.done:
-		case <-r.Context().Done():
-			return
+		// A server that stops leading while a node waits (cut off from
+		// its peers, issue 14) answers 503 within lbGateEvery, and the
+		// node moves to the next server, rather than holding it for the
+		// rest of lbPollWait.
+		gate := time.NewTicker(lbGateEvery)
+		defer gate.Stop()
+	waiting:
+		for {
+			select {
+			case <-wait:
+				p, _, _ = s.page(epoch, after)
+				break waiting
+			case <-t.C:
+				break waiting
+			case <-s.done:
+				break waiting
+			case <-gate.C:
+				if closed() {
+					return
+				}
+			case <-r.Context().Done():
+				return
+			}
 		}
 		if closed() {
 			return

@@ -1,7 +1,11 @@
 package daemon
 
 import (
+	"errors"
 	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"sync/atomic"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -92,6 +96,49 @@ func TestLBStreamExpectAfresh(t *testing.T) {
 		time.Sleep(lbNodeGone) // lb-3 never calls: it ages out
 		if err := <-done; err != nil {
 			t.Fatal(err)
+		}
+	})
+}
+
+// TestLBStreamWaitEndsWhenGateCloses: a node waiting in the long poll of
+// a server that stops leading meanwhile (its gate closes: cut off from
+// its peers, issue 14) gets a 503 within lbGateEvery, not at the end of
+// lbPollWait, and moves to the next server; while the gate stays open
+// the call waits.
+func TestLBStreamWaitEndsWhenGateCloses(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var deposed atomic.Bool
+		opened := make(chan struct{})
+		close(opened)
+		s := &lbStream{epoch: "e1", version: 9, wake: make(chan struct{}), done: make(chan struct{}), opened: opened,
+			log: slog.New(slog.DiscardHandler), cur: lbConfigs()[0], nodes: map[string]nodeMark{}, acked: make(chan struct{}),
+			gate: func() error {
+				if deposed.Load() {
+					return errors.New("this server does not lead the cluster")
+				}
+				return nil
+			}}
+		rec := httptest.NewRecorder()
+		answered := make(chan time.Time, 1)
+		start := time.Now()
+		go func() {
+			s.serveHTTP(rec, httptest.NewRequest(http.MethodGet, "/v1/lb/config?epoch=e1&after=9", nil))
+			answered <- time.Now()
+		}()
+		time.Sleep(5 * time.Second)
+		synctest.Wait()
+		select {
+		case <-answered:
+			t.Fatal("the call answered while the server leads and nothing changed")
+		default:
+		}
+		deposed.Store(true)
+		at := <-answered
+		if rec.Code != http.StatusServiceUnavailable {
+			t.Errorf("answer %d, want 503", rec.Code)
+		}
+		if took := at.Sub(start); took > 5*time.Second+lbGateEvery {
+			t.Errorf("answered %s after the call, want within %s of the gate closing at 5s", took, lbGateEvery)
 		}
 	})
 }

@@ -18,14 +18,16 @@ import (
 // in the file's order when it cannot be reached. Safe for concurrent use.
 type serverList struct {
 	mu   sync.Mutex
-	urls []string
+	file []string // the configuration's
+	urls []string // file, then those learned (serverlist_learn.go)
 	cur  int
+	path string // ServersFile; "": learned ones are not kept
 }
 
 // newServerList returns a list of urls (at least one) starting at the
 // first.
 func newServerList(urls []string) *serverList {
-	return &serverList{urls: append([]string(nil), urls...)}
+	return &serverList{file: append([]string(nil), urls...), urls: append([]string(nil), urls...)}
 }
 
 // current is the URL in use.
