@@ -81,10 +81,15 @@ func label(id string, fn func()) {
 }
 
 // openReplicas opens sc.Servers replicas and, with a cluster, waits
-// until s0 leads a cluster of all of them.
-func (s *serverSide) openReplicas() error {
+// until s0 leads a cluster of all of them. With only >= 0 it opens that
+// replica alone (a server's process, server.go): s0 bootstraps and waits
+// until it leads its cluster of one, and its parent adds the others.
+func (s *serverSide) openReplicas(only int) error {
 	n := max(s.sc.Servers, 1)
 	for i := range n {
+		if only >= 0 && i != only {
+			continue
+		}
 		r := &replica{id: fmt.Sprintf("s%d", i), dir: filepath.Join(s.dir, "servers", fmt.Sprintf("s%d", i))}
 		if err := os.MkdirAll(r.dir, 0o700); err != nil {
 			return err
@@ -103,7 +108,7 @@ func (s *serverSide) openReplicas() error {
 			return fmt.Errorf("server %s: %w", r.id, err)
 		}
 	}
-	if n == 1 {
+	if n == 1 || only > 0 {
 		return nil
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)

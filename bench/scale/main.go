@@ -28,6 +28,13 @@ import (
 const agentsEnv = "SCALE_AGENTS"
 
 func main() {
+	if path := os.Getenv(serverEnv); path != "" {
+		if err := runServer(path); err != nil {
+			fmt.Fprintln(os.Stderr, "scale server:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if path := os.Getenv(agentsEnv); path != "" {
 		if err := runAgents(path); err != nil {
 			fmt.Fprintln(os.Stderr, "scale agents:", err)

@@ -180,7 +180,7 @@ func TestSmallCluster(t *testing.T) {
 func bringUp(t *testing.T, sc scenario, within time.Duration, parallel int) (*serverSide, map[string]*simHost, context.Context, func() error) {
 	t.Helper()
 	dir := t.TempDir()
-	s, err := newServerSide(dir, sc)
+	s, err := newServerSide(dir, sc, -1)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -194,8 +194,15 @@ func bringUp(t *testing.T, sc scenario, within time.Duration, parallel int) (*se
 			s.close()
 		}
 	})
-	specs, err := s.prepareHosts(filepath.Join(dir, "hosts"))
+	specs, err := prepareHosts(s.ca, sc, filepath.Join(dir, "hosts"))
 	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, hs := range specs {
+		names = append(names, hs.Name)
+	}
+	if err := s.admit(names); err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), within)
