@@ -63,12 +63,16 @@ type servers struct {
 	terms int64       // terms begun, every server
 	conns map[net.Conn]bool
 	wg    sync.WaitGroup
+	// closing ends the relay's waits for a leader.
+	closing context.Context
+	stop    context.CancelFunc
 }
 
 // startServers starts sc.Servers server processes for the hosts named
 // and waits until s0 leads all of them, then serves the relay.
 func startServers(ctx context.Context, dir string, sc scenario, ca *pki.CA, hosts []string) (_ *servers, err error) {
 	ss := &servers{sc: sc, dir: dir, ca: ca, conns: map[net.Conn]bool{}}
+	ss.closing, ss.stop = context.WithCancel(context.Background())
 	defer func() {
 		if err != nil {
 			ss.close()
@@ -254,7 +258,7 @@ func (ss *servers) relay() {
 // join copies between c and the leader's fleet port (waiting up to a
 // minute for a leader) until either side ends.
 func (ss *servers) join(c net.Conn) {
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	ctx, cancel := context.WithTimeout(ss.closing, time.Minute)
 	defer cancel()
 	var p *serverProc
 	if poll(ctx, 20*time.Millisecond, func() error {
@@ -315,6 +319,7 @@ func (ss *servers) close() error {
 			errs = append(errs, fmt.Errorf("server %s: %w", p.id, err))
 		}
 	}
+	ss.stop()
 	if ss.ln != nil {
 		ss.ln.Close()
 		ss.mu.Lock()
