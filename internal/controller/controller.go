@@ -157,8 +157,8 @@ type Controller struct {
 
 	up *Uploads // the artifacts' upload side (deploy_artifacts.go)
 
-	notes   []string     // how the app folder differs from the resumed release (release.go)
-	served  map[int]bool // releases recorded as served by this run (launch.go)
+	notes  []string     // how the app folder differs from the resumed release (release.go)
+	served map[int]bool // releases recorded as served by this run (launch.go)
 	// marking holds, per release, the end of its served record being
 	// written (launch.go: markServed).
 	marking map[int]chan struct{}
