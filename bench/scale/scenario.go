@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"sync"
 	"time"
 
 	"github.com/shoal-dev/shoal/internal/api"
@@ -85,30 +84,6 @@ func (s *serverSide) waitReady(ctx context.Context, apps []*appRun) (again bool,
 		}
 	}
 	return false, nil
-}
-
-// progress prints, every period until the returned func is called, the
-// apps' instances by state and the hosts by state, with the load average.
-func (s *serverSide) progress(period time.Duration) (stop func()) {
-	done := make(chan struct{})
-	var wg sync.WaitGroup
-	wg.Go(func() {
-		start := time.Now()
-		t := time.NewTicker(period)
-		defer t.Stop()
-		for {
-			select {
-			case <-done:
-				return
-			case <-t.C:
-			}
-			fmt.Printf("  %4.0fs: %s; load %s\n", time.Since(start).Seconds(), s.states(), loadavg())
-		}
-	})
-	return func() {
-		close(done)
-		wg.Wait()
-	}
 }
 
 // states counts the leader's instances by state and its hosts by state.
