@@ -41,15 +41,22 @@ func TestSmallFleet(t *testing.T) {
 		HostCPU: 8, HostMemory: 16 << 30}
 	s, hosts, ctx, closeServer := bringUp(t, sc, 2*time.Minute, 8)
 	// 500 instances over 50 hosts: placement spreads each app, so every
-	// host runs 10 (each app's 100 over 50 hosts is 2 per host).
-	if lo, hi := s.spread(); lo != 10 || hi != 10 {
-		t.Fatalf("instances per host range from %d to %d, want 10 on each", lo, hi)
+	// host runs 10 (each app's 100 over 50 hosts is 2 per host), unless
+	// the load made churn: a host declared lost (its generation moved on:
+	// nothing was placed on it meanwhile) or an instance replaced (a
+	// health check that timed out three times), placed where there was
+	// room then. The spread is checked when there was none.
+	starts, running, _ := countInstances(hosts)
+	churn := starts != int64(sc.Apps*sc.PerApp)
+	for _, h := range s.hostStatus() {
+		churn = churn || h.Generation != 0
 	}
-	running := 0
-	for _, h := range hosts {
-		running += len(h.rt.List())
+	if lo, hi := s.spread(); (lo != 10 || hi != 10) && !churn {
+		t.Fatalf("instances per host range from %d to %d with no host lost and no instance replaced, want 10 on each", lo, hi)
+	} else if churn {
+		t.Logf("spread not checked: %d starts for %d instances, or a host was lost, under load (instances per host %d to %d)", starts, sc.Apps*sc.PerApp, lo, hi)
 	}
-	if running != sc.Apps*sc.PerApp {
+	if running != int64(sc.Apps*sc.PerApp) {
 		t.Fatalf("the agents run %d instances, want %d", running, sc.Apps*sc.PerApp)
 	}
 
