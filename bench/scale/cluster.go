@@ -7,7 +7,6 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"runtime/pprof"
 	"sync/atomic"
 	"time"
 
@@ -29,16 +28,15 @@ import (
 // daemon.Server.lead does: the fleet carrying raft's term, the
 // controllers with LeaveRunning.
 //
-// All replicas run in this process, so that the bench sees each one's
-// state directly; each one's goroutines carry the pprof label
-// server=sN (inherited by every goroutine raft, the transport, the
-// fleet and the controllers start), which splits the process's CPU
-// profile by server (cpusplit.go). Killing the leader closes its node
-// (raft shut down, its listener closed): its term ends as a deposed
-// leader's does, leaving every instance running, and another replica is
-// elected and adopts them. The apps' folders and artifact stores are
-// shared by the replicas (a real cluster fetches artifacts from a peer
-// by digest; the agents here hold the only artifact from the bring-up).
+// The bench runs each replica in its own process (servers.go,
+// serverchild.go: a serverSide that opens its replica alone). The tests
+// run them all in one process as well, so that they see each one's state
+// directly; there, killing the leader closes its node (raft shut down,
+// its listener closed): its term ends as a deposed leader's does,
+// leaving every instance running, and another replica is elected and
+// adopts them. The apps' folders and artifact stores are shared by the
+// replicas (a real cluster fetches artifacts from a peer by digest; the
+// agents here hold the only artifact from the bring-up).
 
 // replica is one server: its store, and its node with a cluster.
 type replica struct {
@@ -74,17 +72,16 @@ func (h *countedHosts) Delete(name string) error {
 	return h.HostStore.Delete(name)
 }
 
-// label runs fn with the pprof label server=id: goroutines it starts
-// inherit it.
-func label(id string, fn func()) {
-	pprof.Do(context.Background(), pprof.Labels("server", id), func(context.Context) { fn() })
-}
-
 // openReplicas opens sc.Servers replicas and, with a cluster, waits
-// until s0 leads a cluster of all of them.
-func (s *serverSide) openReplicas() error {
+// until s0 leads a cluster of all of them. With only >= 0 it opens that
+// replica alone (a server's process, server.go): s0 bootstraps and waits
+// until it leads its cluster of one, and its parent adds the others.
+func (s *serverSide) openReplicas(only int) error {
 	n := max(s.sc.Servers, 1)
 	for i := range n {
+		if only >= 0 && i != only {
+			continue
+		}
 		r := &replica{id: fmt.Sprintf("s%d", i), dir: filepath.Join(s.dir, "servers", fmt.Sprintf("s%d", i))}
 		if err := os.MkdirAll(r.dir, 0o700); err != nil {
 			return err
@@ -103,7 +100,7 @@ func (s *serverSide) openReplicas() error {
 			return fmt.Errorf("server %s: %w", r.id, err)
 		}
 	}
-	if n == 1 {
+	if n == 1 || only > 0 {
 		return nil
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
@@ -143,11 +140,9 @@ func (s *serverSide) openNode(r *replica, bootstrap bool) error {
 		return err
 	}
 	r.addr = ln.Addr().String()
-	label(r.id, func() {
-		r.node, err = cluster.Open(cluster.Config{ID: r.id, Advertise: r.addr, Listener: ln, DataDir: r.dir,
-			Store: r.store, ServerTLS: srvTLS, ClientTLS: cliTLS, Bootstrap: bootstrap,
-			HeartbeatTimeout: s.sc.ElectionTimeout, ElectionTimeout: s.sc.ElectionTimeout, LeaderLeaseTimeout: s.sc.ElectionTimeout / 2})
-	})
+	r.node, err = cluster.Open(cluster.Config{ID: r.id, Advertise: r.addr, Listener: ln, DataDir: r.dir,
+		Store: r.store, ServerTLS: srvTLS, ClientTLS: cliTLS, Bootstrap: bootstrap,
+		HeartbeatTimeout: s.sc.ElectionTimeout, ElectionTimeout: s.sc.ElectionTimeout, LeaderLeaseTimeout: s.sc.ElectionTimeout / 2})
 	if err != nil {
 		return err
 	}
@@ -162,19 +157,17 @@ func (s *serverSide) runReplicas() {
 	for _, r := range s.replicas {
 		ctx, cancel := context.WithCancel(context.Background())
 		r.stop, r.done = cancel, make(chan error, 1)
-		label(r.id, func() {
-			go func() {
-				if r.node == nil {
-					r.done <- s.lead(ctx, r, 1)
-					return
+		go func() {
+			if r.node == nil {
+				r.done <- s.lead(ctx, r, 1)
+				return
+			}
+			r.done <- r.node.WhileLeader(ctx, func(ctx context.Context, term uint64) {
+				if err := s.lead(ctx, r, term); err != nil {
+					s.sc.Logger.Error("term ended", "server", r.id, "term", term, "error", err)
 				}
-				r.done <- r.node.WhileLeader(ctx, func(ctx context.Context, term uint64) {
-					if err := s.lead(ctx, r, term); err != nil {
-						s.sc.Logger.Error("term ended", "server", r.id, "term", term, "error", err)
-					}
-				})
-			}()
-		})
+			})
+		}()
 	}
 }
 

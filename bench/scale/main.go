@@ -5,16 +5,17 @@
 // every heartbeat, exits long poll, start, stop and health check is a real
 // request over a real socket. See run.go for what is measured.
 //
-//	go build -o /tmp/scale ./bench/scale && /tmp/scale -hosts 1000 -apps 20 -per 500 -steady 60s
+//	go build -o /tmp/scale ./bench/scale && /tmp/scale -servers 3,1 -hosts 1000 -apps 20 -per 500 -steady 60s
 //
-// The agents run in child processes (this program again, with
+// Each server runs in its own process (this program again, with
+// SCALE_SERVER set to its manifest; servers.go), as do the agents (with
 // SCALE_AGENTS set to each one's manifest; -agent-procs of them, since a
 // listener per instance needs more descriptors than one process may open
-// here), so that the server side's CPU time (getrusage of this process)
-// and memory are its own. Certificates: the server side's CA signs each
-// host's key directly (pki.CA.SignCSR, files written as pki.Join leaves
-// them, loaded by pki.LoadNode), instead of 1,000 joins with one-time
-// tokens; everything after that is the real mutual TLS.
+// here), so that each server's CPU time and memory are its own (/proc)
+// and the kernel shares the CPU between them. Certificates: the fleet
+// CA signs each host's key directly (pki.CA.SignCSR, files written as
+// pki.Join leaves them, loaded by pki.LoadNode), instead of 1,000 joins
+// with one-time tokens; everything after that is the real mutual TLS.
 package main
 
 import (
@@ -28,6 +29,13 @@ import (
 const agentsEnv = "SCALE_AGENTS"
 
 func main() {
+	if path := os.Getenv(serverEnv); path != "" {
+		if err := runServer(path); err != nil {
+			fmt.Fprintln(os.Stderr, "scale server:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if path := os.Getenv(agentsEnv); path != "" {
 		if err := runAgents(path); err != nil {
 			fmt.Fprintln(os.Stderr, "scale agents:", err)

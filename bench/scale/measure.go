@@ -119,6 +119,35 @@ func (h *hist) addPasses(a *appRun) {
 	}
 }
 
+// histWire is a hist as a server's process reports it.
+type histWire struct {
+	Bounds []float64 `json:"bounds"`
+	Cum    []uint64  `json:"cum"`
+	Count  uint64    `json:"count"`
+	Sum    float64   `json:"sum"`
+}
+
+func (h hist) wire() histWire {
+	return histWire{Bounds: h.bounds, Cum: h.cum, Count: h.count, Sum: h.sum}
+}
+
+// plus returns h + o (the same buckets, or either empty).
+func (h hist) plus(o histWire) hist {
+	if h.bounds == nil {
+		h.bounds = o.Bounds
+	}
+	d := hist{bounds: h.bounds, cum: make([]uint64, len(h.bounds)), count: h.count + o.Count, sum: h.sum + o.Sum}
+	for i := range d.cum {
+		if i < len(h.cum) {
+			d.cum[i] += h.cum[i]
+		}
+		if i < len(o.Cum) {
+			d.cum[i] += o.Cum[i]
+		}
+	}
+	return d
+}
+
 // clone returns a copy of h that shares nothing with it.
 func (h hist) clone() hist {
 	h.cum = slices.Clone(h.cum)

@@ -14,33 +14,35 @@ import (
 	"path/filepath"
 	goruntime "runtime"
 	"runtime/pprof"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/shoal-dev/shoal/internal/api"
+	"github.com/shoal-dev/shoal/internal/pki"
+	"github.com/shoal-dev/shoal/internal/store"
 )
 
 // options are the command line's.
 type options struct {
 	sc         scenario
-	procs      int // agents' processes
-	writes     int // of each write latency measurement
+	servers    []int // the counts of servers measured, one after the other
+	procs      int   // agents' processes
+	writes     int   // of each write latency measurement
 	steady     time.Duration
 	dir        string
 	keep       bool
 	cpuProfile string
 	memProfile string
 	upProfile  string // CPU profile of the bring-up
-	mutexProf  string
-	blockProf  string
 	agentsProf string // prefix of the agents' processes' CPU profiles
 }
 
 func parseFlags(args []string) (options, error) {
 	var o options
 	fs := flag.NewFlagSet("scale", flag.ContinueOnError)
-	fs.IntVar(&o.sc.Servers, "servers", 1, "`servers` holding the state: 1 is one shoal server, more a Raft cluster in this process (cluster.go)")
+	servers := fs.String("servers", "1", "`counts` of servers holding the state, comma-separated, measured one after the other in this run: 1 is one shoal server, more a Raft cluster; each server is a process (servers.go)")
 	fs.DurationVar(&o.sc.ElectionTimeout, "election-timeout", time.Second, "the cluster's election_timeout (shoal server's default)")
 	fs.IntVar(&o.writes, "writes", 200, "scale `writes` of each write latency measurement")
 	fs.IntVar(&o.sc.Hosts, "hosts", 1000, "simulated `hosts`")
@@ -55,18 +57,23 @@ func parseFlags(args []string) (options, error) {
 	fs.DurationVar(&o.steady, "steady", 60*time.Second, "how long steady state is measured")
 	fs.StringVar(&o.dir, "dir", "", "working `folder` (default: a new temp folder, removed at the end)")
 	fs.BoolVar(&o.keep, "keep", false, "keep the working folder")
-	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write the server side's CPU profile of the steady state to `file`")
-	fs.StringVar(&o.memProfile, "memprofile", "", "write the server side's heap profile at steady state to `file`")
+	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write the leader's process's CPU profile of the steady state to `file` (.N for N servers)")
+	fs.StringVar(&o.memProfile, "memprofile", "", "write the leader's process's heap profile at steady state to `file` (.N for N servers)")
 	fs.StringVar(&o.agentsProf, "agentsprofile", "", "write each agents' process's CPU profile (whole run) to `prefix`.N")
-	fs.StringVar(&o.upProfile, "upcpuprofile", "", "write the server side's CPU profile of the bring-up to `file`")
-	fs.StringVar(&o.mutexProf, "mutexprofile", "", "write the server side's mutex contention profile (bring-up and steady state) to `file`")
-	fs.StringVar(&o.blockProf, "blockprofile", "", "write the server side's blocking profile (bring-up and steady state; waits over 1 ms) to `file`")
+	fs.StringVar(&o.upProfile, "upcpuprofile", "", "write the leader's process's CPU profile of the bring-up to `file` (.N for N servers)")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
+	for _, f := range strings.Split(*servers, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n < 1 || n > 7 {
+			return o, fmt.Errorf("-servers %q: each count must be 1 to 7", *servers)
+		}
+		o.servers = append(o.servers, n)
+	}
 	if o.sc.Hosts < 1 || o.sc.Hosts > 40000 || o.sc.Zones < 1 || o.sc.Apps < 1 || o.sc.PerApp < 1 || o.sc.MaxReplacing < 1 || o.procs < 1 ||
-		o.sc.Servers < 1 || o.sc.Servers > 7 || o.writes < 1 {
-		return o, errors.New("-hosts (1-40000), -servers (1-7), -zones, -apps, -per, -max-replacing, -agent-procs and -writes must be positive")
+		o.writes < 1 {
+		return o, errors.New("-hosts (1-40000), -zones, -apps, -per, -max-replacing, -agent-procs and -writes must be positive")
 	}
 	o.sc.HostCPU, o.sc.HostMemory = 8, 16<<30
 	o.sc.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
@@ -135,54 +142,70 @@ func (a *agents) stop() error {
 	return a.cmd.Wait()
 }
 
-// sample is the server side's counters at one moment.
+// sample is the counters of a run at one moment.
 type sample struct {
-	at       time.Time
-	cpu      time.Duration // this process
-	agentCPU time.Duration // the agents' process
-	passes   hist
-	events   uint64 // the store's last event number: state changes and other events
-	index    uint64 // the leader's last applied raft log entry (cluster)
-	hostPuts int64  // the fleet's host record writes, every replica
-	terms    int64  // terms begun (a change of leader begins one)
+	at        time.Time
+	cpu       time.Duration            // this process (the relay)
+	serverCPU map[string]time.Duration // each live server's process
+	agentCPU  time.Duration            // the agents' processes
+	passes    hist
+	events    uint64 // the leader's store's last event number: state changes and other events
+	index     uint64 // the leader's last applied raft log entry (cluster)
+	hostPuts  int64  // the fleet's host record writes, every server
+	terms     int64  // terms begun (a change of leader begins one)
 }
 
-func (s *serverSide) sample(procs []*agents) sample {
-	sm := sample{at: time.Now(), cpu: cpuSelf()}
-	for _, a := range procs {
-		c, _ := cpuOf(a.cmd.Process.Pid)
-		sm.agentCPU += c
+// run measures the scenario once for each count of servers in
+// o.servers, one after the other: the first is compared with the others
+// in the same run.
+func run(ctx context.Context, o options) error {
+	for _, n := range o.servers {
+		o.sc.Servers = n
+		run := o
+		for _, p := range []*string{&run.cpuProfile, &run.memProfile, &run.upProfile} {
+			if *p != "" {
+				*p = fmt.Sprintf("%s.%d", *p, n)
+			}
+		}
+		if err := runOne(ctx, run); err != nil {
+			return fmt.Errorf("%d server(s): %w", n, err)
+		}
 	}
-	sm.events, _ = s.leaderStore().LastEventSeq()
-	if r := s.leader(); r != nil && r.node != nil {
-		sm.index = r.node.AppliedIndex()
-	}
-	sm.hostPuts = s.hostPuts()
-	sm.terms = s.terms.Load()
-	s.mu.Lock()
-	sm.passes = s.pastPasses.clone()
-	s.mu.Unlock()
-	for _, a := range s.appList() {
-		sm.passes.addPasses(a)
-	}
-	return sm
+	return nil
 }
 
-func run(ctx context.Context, o options) (err error) {
+func runOne(ctx context.Context, o options) (err error) {
 	sc := o.sc
 	dir := o.dir
 	if dir == "" {
 		if dir, err = os.MkdirTemp("", "shoal-scale-"); err != nil {
 			return err
 		}
+	} else {
+		dir = filepath.Join(dir, fmt.Sprintf("servers-%d", sc.Servers))
 	}
 	if !o.keep {
 		defer os.RemoveAll(dir)
 	}
-	fmt.Printf("scale: %d server(s), %d hosts in %d zones, %d apps x %d instances = %d; health every %s, heartbeat %s, lost after %s; %d CPUs, load %s\n",
+	fmt.Printf("scale: %d server(s) (a process each), %d hosts in %d zones, %d apps x %d instances = %d; health every %s, heartbeat %s, lost after %s, election timeout %s; %d CPUs, load %s\n",
 		sc.Servers, sc.Hosts, sc.Zones, sc.Apps, sc.PerApp, sc.Apps*sc.PerApp, sc.HealthInterval, sc.HeartbeatEvery, sc.LostAfter,
-		goruntime.NumCPU(), loadavg())
-	s, err := newServerSide(dir, sc)
+		sc.ElectionTimeout, goruntime.NumCPU(), loadavg())
+	ca, err := pki.LoadOrCreateCA(filepath.Join(dir, "ca"))
+	if err != nil {
+		return err
+	}
+	t := time.Now()
+	specs, err := prepareHosts(ca, sc, filepath.Join(dir, "hosts"))
+	if err != nil {
+		return err
+	}
+	var names []string
+	for _, hs := range specs {
+		names = append(names, hs.Name)
+	}
+	wait, cancel := context.WithTimeout(ctx, 10*time.Minute) // servers, hosts and bring-up
+	defer cancel()
+	ss, err := startServers(wait, dir, sc, ca, names)
 	if err != nil {
 		return err
 	}
@@ -190,24 +213,18 @@ func run(ctx context.Context, o options) (err error) {
 	owner := map[string]*agents{} // host name -> its process
 	defer func() {
 		t := time.Now()
-		if cerr := s.close(); cerr != nil {
-			err = errors.Join(err, fmt.Errorf("server side: %w", cerr))
+		if cerr := ss.close(); cerr != nil {
+			err = errors.Join(err, fmt.Errorf("servers: %w", cerr))
 		}
 		for _, a := range procs {
 			if werr := a.stop(); werr != nil {
 				err = errors.Join(err, fmt.Errorf("agents: %w", werr))
 			}
 		}
-		fmt.Printf("shutdown (every instance stopped, then the agents): %s\n", round(time.Since(t)))
+		fmt.Printf("shutdown (every server, then the agents): %s\n", round(time.Since(t)))
 	}()
-
-	t := time.Now()
-	specs, err := s.prepareHosts(filepath.Join(dir, "hosts"))
-	if err != nil {
-		return err
-	}
 	for i := range min(o.procs, len(specs)) {
-		m := manifest{Server: s.url, CPU: sc.HostCPU, Memory: sc.HostMemory}
+		m := manifest{Server: ss.url, CPU: sc.HostCPU, Memory: sc.HostMemory}
 		if o.agentsProf != "" {
 			m.CPUProfile = fmt.Sprintf("%s.%d", o.agentsProf, i)
 		}
@@ -228,154 +245,143 @@ func run(ctx context.Context, o options) (err error) {
 			owner[hs.Name] = a
 		}
 	}
-	wait, cancel := context.WithTimeout(ctx, 10*time.Minute) // hosts and bring-up
-	defer cancel()
 	for _, a := range procs {
 		if _, err := a.expect(wait, "agents ready"); err != nil {
 			return err
 		}
 	}
-	if err := s.waitHostsReady(wait); err != nil {
+	if err := ss.check(wait, 100*time.Millisecond, "hosts"); err != nil {
 		return err
 	}
-	fmt.Printf("hosts: %d certificates issued, agents started, hello'd and listed in %s; %d term(s) begun\n", sc.Hosts, round(time.Since(t)), s.terms.Load())
-	peer, err := s.latencyPeer()
-	if err != nil {
-		return err
-	}
-	defer peer.Close()
+	fmt.Printf("hosts: %d certificates issued, %d server(s) started, agents started, hello'd and listed in %s; %d term(s) begun\n",
+		sc.Hosts, sc.Servers, round(time.Since(t)), ss.termsBegun())
 	latCtx, cancelLat := context.WithTimeout(ctx, 10*time.Minute) // both write latency measurements
 	defer cancelLat()
-	through, alone, retries, err := s.writeLatency(latCtx, peer, o.writes)
+	through, alone, retries, err := ss.writeLatency(latCtx, o.writes)
 	if err != nil {
 		return err
 	}
 	reportLatency("at idle (hosts only)", through, alone, retries, sc.Servers)
 
-	if o.mutexProf != "" {
-		goruntime.SetMutexProfileFraction(10)
-		defer writeProfile(o.mutexProf, "mutex")
-	}
-	if o.blockProf != "" {
-		goruntime.SetBlockProfileRate(int(time.Millisecond))
-		defer writeProfile(o.blockProf, "block")
-	}
-	stopUp := startCPUProfile(o.upProfile)
-	defer stopUp()
-	before := s.sample(procs)
+	stopUp := ss.leaderProfile(wait, o.upProfile)
+	before := ss.sample(wait, procs)
 	t = time.Now()
-	if err := s.startApps(); err != nil {
+	if err := ss.startApps(wait); err != nil {
 		return err
 	}
-	progress := s.progress(10 * time.Second)
-	err = s.waitAppsReady(wait)
+	progress := ss.progress(10 * time.Second)
+	err = ss.check(wait, 50*time.Millisecond, "apps")
 	progress()
 	if err != nil {
 		return err
 	}
-	if err := poll(wait, 50*time.Millisecond, func() error { return s.serving(nil) }); err != nil {
+	if err := ss.check(wait, 50*time.Millisecond, "serving"); err != nil {
 		return err
 	}
 	up := time.Since(t)
-	afterUp := s.sample(procs)
+	afterUp := ss.sample(wait, procs)
 	stopUp()
-	lo, hi := s.spread()
-	fmt.Printf("bring-up: %d instances placed, started and in service in %s (%.0f/s); %d to %d instances per host\n",
-		sc.Apps*sc.PerApp, round(up), float64(sc.Apps*sc.PerApp)/up.Seconds(), lo, hi)
+	spread, _ := ss.askLeader(wait, "spread")
+	fmt.Printf("bring-up: %d instances placed, started and in service in %s (%.0f/s); instances per host, fewest and most: %s\n",
+		sc.Apps*sc.PerApp, round(up), float64(sc.Apps*sc.PerApp)/up.Seconds(), strings.TrimPrefix(spread, "spread "))
 	report("bring-up", before, afterUp)
-	s.reportRaft("bring-up", before, afterUp)
-	s.reportEvents("bring-up", before, afterUp)
+	ss.reportCPU("bring-up", before, afterUp)
+	ss.reportRaft("bring-up", before, afterUp)
+	ss.reportEvents(wait, "bring-up", before, afterUp)
 
-	// Steady state: nothing changes; the server side heartbeats, follows
+	// Steady state: nothing changes; the leader heartbeats, follows
 	// exits, probes every instance and reconciles.
-	split := startCPUSplit()
-	start := s.sample(procs)
+	stopSteady := ss.leaderProfile(wait, o.cpuProfile)
+	start := ss.sample(wait, procs)
 	select {
 	case <-time.After(o.steady):
 	case <-ctx.Done():
 		return ctx.Err()
 	}
-	end := s.sample(procs)
-	cpus, serr := split.stop(o.cpuProfile)
-	rss, hwm := statusKB(0, "VmRSS"), statusKB(0, "VmHWM")
-	h := heapNow()
+	end := ss.sample(wait, procs)
+	stopSteady()
 	if o.memProfile != "" {
-		f, err := os.Create(o.memProfile)
-		if err != nil {
-			return err
-		}
-		pprof.WriteHeapProfile(f)
-		f.Close()
+		ss.askLeader(wait, "heapprofile", o.memProfile)
 	}
 	report("steady", start, end)
-	if serr != nil {
-		fmt.Printf("steady: CPU by server: %v\n", serr)
-	} else {
-		lead := "none"
-		if r := s.leader(); r != nil {
-			lead = r.id
-		}
-		fmt.Printf("steady: CPU by server (pprof labels): %s\n", formatSplit(cpus, lead))
-	}
-	s.reportEvents("steady", start, end)
-	s.reportRaft("steady", start, end)
+	ss.reportCPU("steady", start, end)
+	ss.reportEvents(wait, "steady", start, end)
+	ss.reportRaft("steady", start, end)
 	var agentRSS int64
 	for _, a := range procs {
 		agentRSS += statusKB(a.cmd.Process.Pid, "VmRSS")
 	}
-	fmt.Printf("server side memory: heap in use %s (after GC), Go sys %s, RSS %s (peak %s), %d goroutines; agents' processes' RSS %s\n",
-		mib(int64(h.inuse)), mib(int64(h.sys)), mib(rss), mib(hwm), goruntime.NumGoroutine(), mib(agentRSS))
+	fmt.Printf("servers' memory: %s; agents' processes' RSS %s\n", ss.reportMemory(wait), mib(agentRSS))
 	// Every instance must still serve; one that does not (a check that
 	// timed out three times in a row) is reported, and given a minute to
 	// be replaced or to pass again.
-	if err := s.serving(nil); err != nil {
+	if a, err := ss.askLeader(wait, "serving"); err != nil || a != "ok" {
 		t := time.Now()
-		fmt.Printf("after the steady state: %v (%s); waiting for it to serve again\n", err, s.inService())
+		st, _ := ss.askLeader(wait, "states")
+		fmt.Printf("after the steady state: %s%v (%s); waiting for it to serve again\n", a, err, st)
 		again, cancel := context.WithTimeout(ctx, time.Minute)
 		defer cancel()
-		if err := poll(again, 50*time.Millisecond, func() error { return s.serving(nil) }); err != nil {
+		if err := ss.check(again, 50*time.Millisecond, "serving"); err != nil {
 			return fmt.Errorf("after steady state: %w", err)
 		}
 		fmt.Printf("every instance in service again after %s\n", round(time.Since(t)))
 	}
-	through, alone, retries, err = s.writeLatency(latCtx, peer, o.writes)
+	through, alone, retries, err = ss.writeLatency(latCtx, o.writes)
 	if err != nil {
 		return err
 	}
 	reportLatency("at steady state", through, alone, retries, sc.Servers)
-	snapCtx, cancelSnap := context.WithTimeout(ctx, 2*time.Minute)
-	defer cancelSnap()
-	s.snapshot(snapCtx)
 	if sc.Servers > 1 {
+		snapCtx, cancelSnap := context.WithTimeout(ctx, 2*time.Minute)
+		defer cancelSnap()
+		var took time.Duration
+		var size int64
+		a, err := ss.askLeader(snapCtx, "snapshot")
+		if err == nil {
+			_, err = fmt.Sscanf(a, "snapshot %d %d", &took, &size)
+		}
+		if err != nil {
+			fmt.Printf("snapshot on the leader: %s %v\n", a, err)
+		} else {
+			fmt.Printf("snapshot on the leader %s: %s, %s (the store's file)\n", ss.leader().id, round(took), mib(size))
+		}
 		fail, cancelFail := context.WithTimeout(ctx, 5*time.Minute)
 		defer cancelFail()
-		if err := s.failover(fail, procs); err != nil {
+		if err := ss.failover(fail, procs); err != nil {
 			return fmt.Errorf("failover: %w", err)
 		}
 	}
-	wait, cancelLost := context.WithTimeout(ctx, 2*time.Minute)
+	lostCtx, cancelLost := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancelLost()
 
 	// A host lost at that scale.
-	lost, ids := s.busiestHost()
-	beforeLost := s.sample(procs)
+	b, err := ss.askLeader(lostCtx, "busiest")
+	if err != nil {
+		return err
+	}
+	f := strings.Fields(b)
+	if len(f) < 2 || f[0] != "busiest" {
+		return fmt.Errorf("busiest host: %q", b)
+	}
+	lost, ids := f[1], f[2:]
+	beforeLost := ss.sample(lostCtx, procs)
 	t = time.Now()
 	if _, err := fmt.Fprintf(owner[lost].stdin, "lose %s\n", lost); err != nil {
 		return err
 	}
-	if _, err := owner[lost].expect(wait, "lost "+lost); err != nil {
+	if _, err := owner[lost].expect(lostCtx, "lost "+lost); err != nil {
 		return err
 	}
-	if err := s.waitHostState(wait, lost, api.HostUnreachable); err != nil {
+	if err := ss.check(lostCtx, 20*time.Millisecond, "hoststate", lost, string(api.HostUnreachable)); err != nil {
 		return err
 	}
 	detect := time.Since(t)
-	if err := poll(wait, 20*time.Millisecond, func() error { return s.serving(ids) }); err != nil {
+	if err := ss.check(lostCtx, 20*time.Millisecond, append([]string{"serving"}, ids...)...); err != nil {
 		return err
 	}
 	fmt.Printf("host lost: %s with %d instances; declared unreachable after %s; all replaced and in service elsewhere after %s\n",
 		lost, len(ids), round(detect), round(time.Since(t)))
-	report("host lost", beforeLost, s.sample(procs))
+	report("host lost", beforeLost, ss.sample(lostCtx, procs))
 	fmt.Printf("load average at the end: %s\n", loadavg())
 	return nil
 }
@@ -415,28 +421,33 @@ func writeProfile(path, name string) {
 	}
 }
 
-// report prints the server side's CPU and the reconcile passes between a
-// and b.
+// report prints the servers' CPU (every server's process alive at both
+// a and b) and the reconcile passes between a and b.
 func report(what string, a, b sample) {
 	wall := b.at.Sub(a.at).Seconds()
 	p := b.passes.minus(a.passes)
-	fmt.Printf("%s (%s): server side CPU %.2f s/s, agents' processes %.2f s/s; reconcile passes %d (%.1f/s), mean %s, p50 %s, p99 %s\n",
-		what, round(b.at.Sub(a.at)), (b.cpu-a.cpu).Seconds()/wall, (b.agentCPU-a.agentCPU).Seconds()/wall,
+	var cpu time.Duration
+	for id, c := range b.serverCPU {
+		if c0, ok := a.serverCPU[id]; ok {
+			cpu += c - c0
+		}
+	}
+	fmt.Printf("%s (%s): servers' CPU %.2f s/s, agents' processes %.2f s/s; reconcile passes %d (%.1f/s), mean %s, p50 %s, p99 %s\n",
+		what, round(b.at.Sub(a.at)), cpu.Seconds()/wall, (b.agentCPU-a.agentCPU).Seconds()/wall,
 		p.count, float64(p.count)/wall, dur(p.mean()), dur(p.quantile(0.5)), dur(p.quantile(0.99)))
 }
 
-// reportEvents prints how many events the apps stored between a and b,
-// and how many of them were instances found unhealthy or lost (the
-// churn that makes the reconcile passes of a steady state).
-func (s *serverSide) reportEvents(what string, a, b sample) {
-	evs, err := s.leaderStore().Events("", a.events, 0)
+// eventCounts counts the events st stored after seq a up to seq b, and
+// how many of them were instances found unhealthy or failed (the churn
+// that makes the reconcile passes of a steady state); n counts only
+// those the store still keeps.
+func eventCounts(st *store.Store, a, b uint64) (n, unhealthy, failed int, err error) {
+	evs, err := st.Events("", a, 0)
 	if err != nil {
-		fmt.Printf("%s: events: %v\n", what, err)
-		return
+		return 0, 0, 0, err
 	}
-	n, unhealthy, failed := 0, 0, 0
 	for _, e := range evs {
-		if e.Seq > b.events {
+		if e.Seq > b {
 			break
 		}
 		n++
@@ -450,8 +461,7 @@ func (s *serverSide) reportEvents(what string, a, b sample) {
 			failed++
 		}
 	}
-	fmt.Printf("%s: %d events stored; of the %d the store keeps, %d instances turned unhealthy, %d failed\n",
-		what, b.events-a.events, n, unhealthy, failed)
+	return n, unhealthy, failed, nil
 }
 
 func dur(d time.Duration) string {

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"sync"
 	"time"
 
 	"github.com/shoal-dev/shoal/internal/api"
@@ -11,19 +10,38 @@ import (
 
 // waitHostsReady waits until every host of the fleet is ready.
 func (s *serverSide) waitHostsReady(ctx context.Context) error {
-	return poll(ctx, 100*time.Millisecond, func() error {
-		st := s.hostStatus()
-		ready := 0
-		for _, h := range st {
-			if h.State == api.HostReady {
-				ready++
-			}
+	return poll(ctx, 100*time.Millisecond, s.hostsReady)
+}
+
+// hostsReady says whether every host of the leader's fleet is ready.
+func (s *serverSide) hostsReady() error {
+	ready := 0
+	for _, h := range s.hostStatus() {
+		if h.State == api.HostReady {
+			ready++
 		}
-		if ready != s.sc.Hosts {
-			return fmt.Errorf("%d of %d hosts ready", ready, s.sc.Hosts)
+	}
+	if ready != s.sc.Hosts {
+		return fmt.Errorf("%d of %d hosts ready", ready, s.sc.Hosts)
+	}
+	return nil
+}
+
+// appsReady says whether the leader runs every app and each one's
+// controller has had its desired count in service (Controller.Ready).
+func (s *serverSide) appsReady() error {
+	apps := s.appList()
+	if len(apps) != s.sc.Apps {
+		return fmt.Errorf("the leader runs %d of %d apps", len(apps), s.sc.Apps)
+	}
+	for _, a := range apps {
+		select {
+		case <-a.ctl.Ready():
+		default:
+			return fmt.Errorf("%s is not ready (%s)", a.name, s.inService())
 		}
-		return nil
-	})
+	}
+	return nil
 }
 
 // waitAppsReady waits until every app's controller of the leader's term
@@ -68,38 +86,19 @@ func (s *serverSide) waitReady(ctx context.Context, apps []*appRun) (again bool,
 	return false, nil
 }
 
-// progress prints, every period until the returned func is called, the
-// apps' instances by state and the hosts by state, with the load average.
-func (s *serverSide) progress(period time.Duration) (stop func()) {
-	done := make(chan struct{})
-	var wg sync.WaitGroup
-	wg.Go(func() {
-		start := time.Now()
-		t := time.NewTicker(period)
-		defer t.Stop()
-		for {
-			select {
-			case <-done:
-				return
-			case <-t.C:
-			}
-			states := map[string]int{}
-			for _, a := range s.appList() {
-				for _, in := range a.ctl.Status().Instances {
-					states[in.State.String()]++
-				}
-			}
-			hosts := map[string]int{}
-			for _, h := range s.hostStatus() {
-				hosts[string(h.State)]++
-			}
-			fmt.Printf("  %4.0fs: instances %v; hosts %v; load %s\n", time.Since(start).Seconds(), states, hosts, loadavg())
+// states counts the leader's instances by state and its hosts by state.
+func (s *serverSide) states() string {
+	states := map[string]int{}
+	for _, a := range s.appList() {
+		for _, in := range a.ctl.Status().Instances {
+			states[in.State.String()]++
 		}
-	})
-	return func() {
-		close(done)
-		wg.Wait()
 	}
+	hosts := map[string]int{}
+	for _, h := range s.hostStatus() {
+		hosts[string(h.State)]++
+	}
+	return fmt.Sprintf("instances %v; hosts %v", states, hosts)
 }
 
 // inService sums the instances in service over the apps, for errors.
@@ -170,17 +169,20 @@ func (s *serverSide) busiestHost() (string, map[string]bool) {
 
 // waitHostState waits until host name is in state st.
 func (s *serverSide) waitHostState(ctx context.Context, name string, st api.HostState) error {
-	return poll(ctx, 20*time.Millisecond, func() error {
-		for _, h := range s.hostStatus() {
-			if h.Name == name {
-				if h.State != st {
-					return fmt.Errorf("host %s is %s, want %s", name, h.State, st)
-				}
-				return nil
+	return poll(ctx, 20*time.Millisecond, func() error { return s.hostIn(name, st) })
+}
+
+// hostIn says whether host name is in state st.
+func (s *serverSide) hostIn(name string, st api.HostState) error {
+	for _, h := range s.hostStatus() {
+		if h.Name == name {
+			if h.State != st {
+				return fmt.Errorf("host %s is %s, want %s", name, h.State, st)
 			}
+			return nil
 		}
-		return fmt.Errorf("no host %s", name)
-	})
+	}
+	return fmt.Errorf("no host %s", name)
 }
 
 // poll calls fn every period until it returns nil, and returns its last

@@ -48,7 +48,9 @@ type scenario struct {
 	// run.memory, which this shoal.yaml does not have yet).
 	HostCPU    float64
 	HostMemory int64
-	Logger     *slog.Logger
+	Logger     *slog.Logger `json:"-"`
+	// OnTerm, when set, is told when a replica's term begins and ends.
+	OnTerm func(id string, n uint64, begun bool) `json:"-"`
 }
 
 // serverSide is what `shoal server` runs for a fleet, composed here in
@@ -89,10 +91,11 @@ type appRun struct {
 	done chan error
 }
 
-// newServerSide opens the CA and sc.Servers replicas under dir and serves
+// newServerSide opens the CA and sc.Servers replicas under dir (with only
+// >= 0, replica only alone: a server's process, servers.go) and serves
 // the fleet's port on 127.0.0.1; the replica that leads starts its term
 // (the fleet) at once.
-func newServerSide(dir string, sc scenario) (_ *serverSide, err error) {
+func newServerSide(dir string, sc scenario, only int) (_ *serverSide, err error) {
 	if sc.Logger == nil {
 		sc.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -105,7 +108,7 @@ func newServerSide(dir string, sc scenario) (_ *serverSide, err error) {
 			s.closeReplicas()
 		}
 	}()
-	if err := s.openReplicas(); err != nil {
+	if err := s.openReplicas(only); err != nil {
 		return nil, err
 	}
 	if s.pki, err = pki.NewServer(pki.ServerConfig{CA: s.ca, Tokens: s.replicas[0].store.Tokens(), Nodes: s.nodes}); err != nil {
@@ -165,21 +168,22 @@ func (s *serverSide) artifact(w http.ResponseWriter, r *http.Request) {
 	http.Error(w, "no such artifact", http.StatusNotFound)
 }
 
-// prepareHosts issues a node certificate for each simulated host (the
-// server's CA signs a key made here, as a join would, and the files are
-// written as pki.Join leaves them), admits the node, and returns the
-// hosts' specs. Host i listens on its own loopback address 127.10.x.y.
-func (s *serverSide) prepareHosts(root string) ([]hostSpec, error) {
-	specs := make([]hostSpec, s.sc.Hosts)
+// prepareHosts issues a node certificate from ca for each simulated host
+// (a key made here that ca signs, as a join would, the files written as
+// pki.Join leaves them), and returns the hosts' specs. Host i listens on
+// its own loopback address 127.10.x.y. The servers admit the hosts
+// (serverSide.admit).
+func prepareHosts(ca *pki.CA, sc scenario, root string) ([]hostSpec, error) {
+	specs := make([]hostSpec, sc.Hosts)
 	for i := range specs {
 		hs := hostSpec{
 			Name:      fmt.Sprintf("h%04d", i),
-			Zone:      fmt.Sprintf("zone-%c", 'a'+i%s.sc.Zones),
+			Zone:      fmt.Sprintf("zone-%c", 'a'+i%sc.Zones),
 			Advertise: net.IPv4(127, 10, byte(i/200), byte(i%200+1)).String(),
 			NodeDir:   filepath.Join(root, fmt.Sprintf("h%04d", i), "node"),
 			DataDir:   filepath.Join(root, fmt.Sprintf("h%04d", i), "data"),
 		}
-		if err := s.issueNode(hs.Name, hs.NodeDir); err != nil {
+		if err := issueNode(ca, hs.Name, hs.NodeDir); err != nil {
 			return nil, err
 		}
 		specs[i] = hs
@@ -187,7 +191,17 @@ func (s *serverSide) prepareHosts(root string) ([]hostSpec, error) {
 	return specs, nil
 }
 
-func (s *serverSide) issueNode(name, dir string) error {
+// admit admits the named hosts as agents to the fleet's port.
+func (s *serverSide) admit(names []string) error {
+	for _, n := range names {
+		if err := s.nodes.Admit(pki.Identity{Name: n, Role: api.RoleAgent}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func issueNode(ca *pki.CA, name, dir string) error {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return err
@@ -197,11 +211,8 @@ func (s *serverSide) issueNode(name, dir string) error {
 		return err
 	}
 	id := pki.Identity{Name: name, Role: api.RoleAgent}
-	crt, err := s.ca.SignCSR(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: csr}), id, 0)
+	crt, err := ca.SignCSR(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: csr}), id, 0)
 	if err != nil {
-		return err
-	}
-	if err := s.nodes.Admit(id); err != nil {
 		return err
 	}
 	der, err := x509.MarshalPKCS8PrivateKey(key)
@@ -217,7 +228,7 @@ func (s *serverSide) issueNode(name, dir string) error {
 		mode os.FileMode
 	}{
 		{"node.key", pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600},
-		{"ca.crt", s.ca.CertificatePEM(), 0o644},
+		{"ca.crt", ca.CertificatePEM(), 0o644},
 		{"node.crt", crt, 0o644},
 	}
 	for _, f := range files {
@@ -253,26 +264,33 @@ admin:
   listen: 127.0.0.1:0
 `
 
-// appConfigs writes and loads every app's shoal.yaml (the same for
-// every term: the apps' folders and data dirs are shared by the
-// replicas, see cluster.go).
+// writeAppConfigs writes every app's folder and shoal.yaml under dir
+// (the same for every term and every server: the apps' folders and data
+// dirs are shared by the replicas, see cluster.go).
+func writeAppConfigs(dir string, sc scenario) error {
+	for i := range sc.Apps {
+		name := fmt.Sprintf("app%03d", i)
+		app := filepath.Join(dir, "apps", name)
+		if err := os.MkdirAll(app, 0o755); err != nil {
+			return err
+		}
+		if err := os.WriteFile(filepath.Join(app, "version.txt"), []byte("v1\n"), 0o644); err != nil {
+			return err
+		}
+		yml := fmt.Sprintf(appYAML, name, filepath.Join(dir, "data", name), sc.HealthInterval,
+			sc.PerApp, sc.PerApp, sc.MaxReplacing)
+		if err := os.WriteFile(filepath.Join(app, "shoal.yaml"), []byte(yml), 0o644); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// appConfigs loads every app's shoal.yaml, as writeAppConfigs wrote it.
 func (s *serverSide) appConfigs() ([]*config.App, error) {
 	var cfgs []*config.App
 	for i := range s.sc.Apps {
-		name := fmt.Sprintf("app%03d", i)
-		dir := filepath.Join(s.dir, "apps", name)
-		if err := os.MkdirAll(dir, 0o755); err != nil {
-			return nil, err
-		}
-		if err := os.WriteFile(filepath.Join(dir, "version.txt"), []byte("v1\n"), 0o644); err != nil {
-			return nil, err
-		}
-		yml := fmt.Sprintf(appYAML, name, filepath.Join(s.dir, "data", name), s.sc.HealthInterval,
-			s.sc.PerApp, s.sc.PerApp, s.sc.MaxReplacing)
-		if err := os.WriteFile(filepath.Join(dir, "shoal.yaml"), []byte(yml), 0o644); err != nil {
-			return nil, err
-		}
-		cfg, err := config.Load(filepath.Join(dir, "shoal.yaml"))
+		cfg, err := config.Load(filepath.Join(s.dir, "apps", fmt.Sprintf("app%03d", i), "shoal.yaml"))
 		if err != nil {
 			return nil, err
 		}
@@ -281,9 +299,25 @@ func (s *serverSide) appConfigs() ([]*config.App, error) {
 	return cfgs, nil
 }
 
-// startApps creates every app: the current term runs their controllers,
-// and every later term too.
+// startApps writes the apps' configurations and creates every app: the
+// current term runs their controllers, and every later term too.
 func (s *serverSide) startApps() error {
+	if err := writeAppConfigs(s.dir, s.sc); err != nil {
+		return err
+	}
+	if err := s.createApps(); err != nil {
+		return err
+	}
+	if s.leader() == nil {
+		return errors.New("start apps: no replica leads")
+	}
+	return nil
+}
+
+// createApps creates every app from its written configuration: the
+// current term, if this side runs one, runs their controllers, and every
+// later term too.
+func (s *serverSide) createApps() error {
 	cfgs, err := s.appConfigs()
 	if err != nil {
 		return err
@@ -292,7 +326,7 @@ func (s *serverSide) startApps() error {
 	defer s.mu.Unlock()
 	s.created = true
 	if s.cur == nil {
-		return errors.New("start apps: no replica leads")
+		return nil
 	}
 	return s.cur.startAppsLocked(cfgs)
 }

@@ -67,7 +67,13 @@ func (s *serverSide) lead(ctx context.Context, r *replica, n uint64) error {
 	if err != nil {
 		s.sc.Logger.Error("term's apps not started", "server", r.id, "term", n, "error", err)
 	}
+	if s.sc.OnTerm != nil {
+		s.sc.OnTerm(r.id, n, true)
+	}
 	<-ctx.Done()
+	if s.sc.OnTerm != nil {
+		s.sc.OnTerm(r.id, n, false)
+	}
 
 	s.mu.Lock()
 	if s.cur == t {

@@ -157,8 +157,11 @@ type Controller struct {
 
 	up *Uploads // the artifacts' upload side (deploy_artifacts.go)
 
-	notes   []string     // how the app folder differs from the resumed release (release.go)
-	served  map[int]bool // releases recorded as served by this run (launch.go)
+	notes  []string     // how the app folder differs from the resumed release (release.go)
+	served map[int]bool // releases recorded as served by this run (launch.go)
+	// marking holds, per release, the end of its served record being
+	// written (launch.go: markServed).
+	marking map[int]chan struct{}
 	noStart map[int]bool // releases that could not start in this run (launch.go)
 
 	moves map[string]*move // instances to move off their machine, by id (evacuate.go)
@@ -194,6 +197,7 @@ func New(o Options) (*Controller, error) {
 		backoff:   map[int]reconcile.Backoff{},
 		rates:     map[string]rate{},
 		served:    map[int]bool{},
+		marking:   map[int]chan struct{}{},
 		noStart:   map[int]bool{},
 		prober:    health.NewProber(o.Config.Health.Spec(), nil),
 		passes:    newPassMetrics(),

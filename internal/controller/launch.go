@@ -176,14 +176,27 @@ func (c *Controller) startPlaced(ctx context.Context, in *instance, spec LaunchS
 }
 
 // markServed records, once per release and run, that an instance of
-// release v is healthy and joins the pool (api.Release.Served).
+// release v is healthy and joins the pool (api.Release.Served). A caller
+// that comes while the record is being written waits for that write
+// instead of making its own: a release's instances turn healthy together,
+// and one write each, serialised (through the Raft log, tens of
+// milliseconds each), held each of them out of service behind the
+// others' (10,000 instances: a bring-up of minutes, bench/scale).
 func (c *Controller) markServed(v int) {
 	c.mu.Lock()
-	done := c.served[v]
-	c.mu.Unlock()
-	if done {
+	if c.served[v] {
+		c.mu.Unlock()
 		return
 	}
+	if wait, ok := c.marking[v]; ok {
+		c.mu.Unlock()
+		<-wait
+		return
+	}
+	written := make(chan struct{})
+	c.marking[v] = written
+	c.mu.Unlock()
+	defer close(written)
 	now := c.now()
 	// Through the event log (events.go: apply): the outcome of a rollout
 	// reads it, and is stored after it.
@@ -198,6 +211,7 @@ func (c *Controller) markServed(v int) {
 	}
 	c.mu.Lock()
 	c.served[v] = true
+	delete(c.marking, v)
 	if c.current.Version == v && c.current.Served.IsZero() {
 		c.current.Served = now
 	}
