@@ -70,6 +70,9 @@ func start(t testing.TB, cfg Config) *running {
 	if onTLSNetHTTP {
 		cfg.Limits.DisableTLSFastPath = true
 	}
+	if strings.HasPrefix(t.Name(), tlsRecordsTest+"/") {
+		cfg.Limits.TLSRecords = true
+	}
 	if strings.HasPrefix(t.Name(), h2NetHTTPTest+"/") {
 		cfg.Limits.DisableH2FastPath = true
 	}
@@ -92,6 +95,23 @@ func start(t testing.TB, cfg Config) *running {
 		if tlsOn && (l.fast != nil) != (!onNetHTTP && !onTLSNetHTTP && !cfg.Limits.DisableFastPath && !cfg.Limits.DisableTLSFastPath) {
 			t.Fatalf("listener %s: TLS listener's loops: %v under %s", lc.Name, l.fast != nil, t.Name())
 		}
+	}
+	if cfg.Limits.TLSRecords {
+		// The tests re-run under TestTLSRecords must reach our record
+		// layer, not only crypto/tls's.
+		t.Cleanup(func() {
+			var served int64
+			watched := false
+			for _, l := range b.listeners {
+				if l.tlsL != nil && l.tlsL.secrets != nil {
+					watched = true
+					served += l.tlsL.secrets.served.Load()
+				}
+			}
+			if watched && served == 0 {
+				t.Errorf("no connection reached the TLS record layer")
+			}
+		})
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	r := &running{Balancer: b, cancel: cancel, done: make(chan error, 1)}
