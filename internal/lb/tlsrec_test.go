@@ -1,6 +1,17 @@
 package lb
 
-import "testing"
+import (
+	"bytes"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/hex"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+)
 
 // tlsRecordsTest is the name of the test that re-runs the TLS listeners'
 // tests with Limits.TLSRecords set (start reads it from the test's name):
@@ -60,4 +71,236 @@ func recServed(t *testing.T, lb *running) int64 {
 		t.Fatal("TLS listener without our record layer")
 	}
 	return s.served.Load()
+}
+
+// recLB runs a balancer with one TLS listener for a.test whose records
+// our layer serves; it returns it, the certificate's file and a client
+// configuration that trusts it and offers http/1.1.
+func recLB(t *testing.T, h http.HandlerFunc) (*running, string, *tls.Config) {
+	t.Helper()
+	be := newBackend(t, h)
+	cfg := baseConfig(be.addr)
+	cfg.Limits.TLSRecords = true
+	crt, cert := writeCert(t, t.TempDir(), "a.test")
+	cfg.Listeners[0].TLS = []Certificate{crt}
+	lb := start(t, cfg)
+	roots := x509.NewCertPool()
+	roots.AddCert(cert)
+	return lb, crt.CertFile, &tls.Config{RootCAs: roots, ServerName: "a.test", NextProtos: []string{"http/1.1"}}
+}
+
+// recClient is a client whose records after a crypto/tls handshake the
+// test writes and reads itself, with the keys crypto/tls logged: the
+// tests can send what no TLS library would.
+type recClient struct {
+	raw     net.Conn
+	in, out recDir
+	buf     []byte
+}
+
+func dialRec(t *testing.T, addr string, cfg *tls.Config) *recClient {
+	t.Helper()
+	var kl bytes.Buffer
+	cfg = cfg.Clone()
+	cfg.KeyLogWriter = &kl
+	cfg.MinVersion = tls.VersionTLS13 // no session cache: no tickets
+	raw, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { raw.Close() })
+	raw.SetDeadline(time.Now().Add(20 * time.Second))
+	tc := tls.Client(raw, cfg)
+	if err := tc.Handshake(); err != nil {
+		t.Fatal(err)
+	}
+	c := &recClient{raw: raw}
+	suite := tc.ConnectionState().CipherSuite
+	for _, line := range strings.Split(kl.String(), "\n") {
+		f := strings.Fields(line)
+		if len(f) != 3 {
+			continue
+		}
+		secret, _ := hex.DecodeString(f[2])
+		switch f[0] {
+		case "CLIENT_TRAFFIC_SECRET_0":
+			err = c.out.setSecret(suite, secret)
+		case "SERVER_TRAFFIC_SECRET_0":
+			err = c.in.setSecret(suite, secret)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	return c
+}
+
+// send seals p as one record of type typ, passes it through edit and
+// writes it.
+func (c *recClient) send(t *testing.T, typ byte, p []byte, edit func([]byte)) {
+	t.Helper()
+	rec, err := c.out.seal(nil, typ, p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if edit != nil {
+		edit(rec)
+	}
+	if _, err := c.raw.Write(rec); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// next reads and opens the server's next record; io.EOF when the
+// connection ended.
+func (c *recClient) next(t *testing.T) (byte, []byte, error) {
+	t.Helper()
+	for {
+		if n, err := recordLen(c.buf); err != nil {
+			t.Fatal(err)
+		} else if n > 0 && n <= len(c.buf) {
+			rec := c.buf[:n]
+			c.buf = c.buf[n:]
+			typ, data, err := c.in.open(rec)
+			if err != nil {
+				t.Fatalf("server record: %v", err)
+			}
+			return typ, data, nil
+		}
+		b := make([]byte, 32<<10)
+		k, err := c.raw.Read(b)
+		c.buf = append(c.buf, b[:k]...)
+		if k == 0 && err != nil {
+			return 0, nil, err
+		}
+	}
+}
+
+// answer reads application data up to a whole answer with body want.
+func (c *recClient) answer(t *testing.T, want string) {
+	t.Helper()
+	var got []byte
+	for !bytes.Contains(got, []byte(want)) {
+		typ, data, err := c.next(t)
+		if err != nil {
+			t.Fatalf("reading the answer: %v after %q", err, got)
+		}
+		if typ != recTypeData {
+			t.Fatalf("record of type %d (%x) before the answer", typ, data)
+		}
+		got = append(got, data...)
+	}
+}
+
+// wantAlert reads until the end of the connection, which must come
+// after the fatal alert code.
+func (c *recClient) wantAlert(t *testing.T, code uint8) {
+	t.Helper()
+	var last []byte
+	for {
+		typ, data, err := c.next(t)
+		if err != nil {
+			if !bytes.Equal(last, []byte{2, code}) {
+				t.Fatalf("connection ended (%v) after %x, want alert %d", err, last, code)
+			}
+			return
+		}
+		if typ == recTypeAlert {
+			last = data
+		}
+	}
+}
+
+const recReq = "GET /x HTTP/1.1\r\nHost: a.test\r\n\r\n"
+
+// TestTLSRecordsRefuse: whatever breaks RFC 8446's record rules ends the
+// connection with the alert the RFC names (a tampered record or one out
+// of sequence: bad_record_mac; too long: record_overflow; a
+// change_cipher_spec, a NewSessionTicket from a client, a record with no
+// content type: unexpected_message), and a KeyUpdate asked of us is
+// answered before our next data, under the old key, then we use the new
+// one.
+func TestTLSRecordsRefuse(t *testing.T) {
+	lb, _, cc := recLB(t, func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "hello-rec") })
+	req := []byte(recReq)
+	t.Run("valid", func(t *testing.T) {
+		c := dialRec(t, lb.addr, cc)
+		c.send(t, recTypeData, req, nil)
+		c.answer(t, "hello-rec")
+		c.send(t, recTypeData, req, nil)
+		c.answer(t, "hello-rec")
+	})
+	t.Run("keyupdate", func(t *testing.T) {
+		c := dialRec(t, lb.addr, cc)
+		c.send(t, recTypeData, req, nil)
+		c.answer(t, "hello-rec")
+		c.send(t, recTypeHS, []byte{hsTypeKeyUpd, 0, 0, 1, 1}, nil)
+		if err := c.out.update(); err != nil {
+			t.Fatal(err)
+		}
+		c.send(t, recTypeData, req, nil)
+		typ, data, err := c.next(t)
+		if err != nil || typ != recTypeHS || !bytes.Equal(data, []byte{hsTypeKeyUpd, 0, 0, 1, 0}) {
+			t.Fatalf("after our KeyUpdate: type %d %x %v, want the server's KeyUpdate", typ, data, err)
+		}
+		if err := c.in.update(); err != nil {
+			t.Fatal(err)
+		}
+		c.answer(t, "hello-rec")
+		// update_not_requested: no answer, the next data under our new key.
+		c.send(t, recTypeHS, []byte{hsTypeKeyUpd, 0, 0, 1, 0}, nil)
+		c.out.update()
+		c.send(t, recTypeData, req, nil)
+		c.answer(t, "hello-rec")
+	})
+	for _, tc := range []struct {
+		name  string
+		alert uint8
+		send  func(t *testing.T, c *recClient)
+	}{
+		{"tampered", alertBadRecordMAC, func(t *testing.T, c *recClient) {
+			c.send(t, recTypeData, req, func(r []byte) { r[len(r)-1] ^= 1 })
+		}},
+		{"header-tampered", alertBadRecordMAC, func(t *testing.T, c *recClient) {
+			c.send(t, recTypeData, req, func(r []byte) { r[2] = 1 })
+		}},
+		{"sequence-skipped", alertBadRecordMAC, func(t *testing.T, c *recClient) {
+			c.out.seq++
+			c.send(t, recTypeData, req, nil)
+		}},
+		{"sequence-replayed", alertBadRecordMAC, func(t *testing.T, c *recClient) {
+			c.send(t, recTypeData, req, nil)
+			c.answer(t, "hello-rec")
+			c.out.seq--
+			c.send(t, recTypeData, req, nil)
+		}},
+		{"oversize-record", alertOverflow, func(t *testing.T, c *recClient) {
+			n := recMaxCipher + 1
+			c.raw.Write([]byte{recTypeData, 3, 3, byte(n >> 8), byte(n)})
+		}},
+		{"oversize-plaintext", alertOverflow, func(t *testing.T, c *recClient) {
+			c.send(t, recTypeData, make([]byte, recMaxPlain+1), nil)
+		}},
+		{"change-cipher-spec", alertUnexpected, func(t *testing.T, c *recClient) {
+			c.raw.Write([]byte{recTypeCCS, 3, 3, 0, 1, 1})
+		}},
+		{"session-ticket-from-client", alertUnexpected, func(t *testing.T, c *recClient) {
+			c.send(t, recTypeHS, []byte{4, 0, 0, 1, 0}, nil)
+		}},
+		{"no-content-type", alertUnexpected, func(t *testing.T, c *recClient) {
+			c.send(t, 0, []byte{0, 0, 0}, nil)
+		}},
+		{"bad-keyupdate", alertIllegalParam, func(t *testing.T, c *recClient) {
+			c.send(t, recTypeHS, []byte{hsTypeKeyUpd, 0, 0, 1, 2}, nil)
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := dialRec(t, lb.addr, cc)
+			tc.send(t, c)
+			c.wantAlert(t, tc.alert)
+		})
+	}
+	if recServed(t, lb) == 0 {
+		t.Fatal("no connection on the record layer")
+	}
 }
