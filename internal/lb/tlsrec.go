@@ -26,14 +26,14 @@ import (
 // Record sizes (RFC 8446 5.1, 5.2).
 const (
 	recHeaderLen  = 5
-	recMaxPlain   = 1 << 14       // TLSInnerPlaintext content
-	recMaxCipher  = 1<<14 + 256   // TLSCiphertext.length
+	recMaxPlain   = 1 << 14     // TLSInnerPlaintext content
+	recMaxCipher  = 1<<14 + 256 // TLSCiphertext.length
 	recMaxRecord  = recHeaderLen + recMaxCipher
 	recTypeCCS    = 20
 	recTypeAlert  = 21
 	recTypeHS     = 22
 	recTypeData   = 23
-	hsTypeKeyUpd  = 24 // KeyUpdate (4.6.3)
+	hsTypeKeyUpd  = 24      // KeyUpdate (4.6.3)
 	recRekeyAfter = 1 << 24 // records sent under one key before we rekey (5.5: AES-GCM's 2^24.5)
 )
 

@@ -1,13 +1,17 @@
 package lb
 
 import (
+	"bufio"
 	"bytes"
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/hex"
 	"io"
 	"net"
 	"net/http"
+	"os"
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -302,5 +306,119 @@ func TestTLSRecordsRefuse(t *testing.T) {
 	}
 	if recServed(t, lb) == 0 {
 		t.Fatal("no connection on the record layer")
+	}
+}
+
+// TestTLSRecordsFallback: TLS 1.2 stays on crypto/tls; TLS 1.3 with
+// session tickets (sent under the application key before our layer takes
+// over, so its first sequence number is theirs) and resumption goes to
+// our layer.
+func TestTLSRecordsFallback(t *testing.T) {
+	lb, _, cc := recLB(t, func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, "hello-rec "+r.Header.Get("X-Forwarded-Proto"))
+	})
+	get := func(cfg *tls.Config) {
+		t.Helper()
+		for range 3 {
+			c := dialTLS(t, lb.addr, cfg)
+			if got := c.ask(t, recReq); got != "hello-rec https" {
+				t.Fatalf("got %q", got)
+			}
+			if got := c.ask(t, recReq); got != "hello-rec https" {
+				t.Fatalf("got %q", got)
+			}
+			c.Close()
+		}
+	}
+	old := cc.Clone()
+	old.MaxVersion = tls.VersionTLS12
+	get(old)
+	if n := recServed(t, lb); n != 0 {
+		t.Fatalf("%d TLS 1.2 connections on our record layer", n)
+	}
+	resumed := cc.Clone()
+	resumed.ClientSessionCache = tls.NewLRUClientSessionCache(4)
+	get(resumed)
+	if n := recServed(t, lb); n != 3 {
+		t.Fatalf("%d TLS 1.3 connections of 3 on our record layer", n)
+	}
+	c := dialTLS(t, lb.addr, resumed)
+	if !c.ConnectionState().DidResume {
+		t.Fatal("no resumption")
+	}
+}
+
+// TestTLSRecordsOpenSSL: OpenSSL's client, with each TLS 1.3 cipher suite,
+// keeps talking across KeyUpdates it sends (k: update_not_requested; K:
+// update_requested, which we answer), and curl over HTTP/1.1 and HTTP/2.
+func TestTLSRecordsOpenSSL(t *testing.T) {
+	for _, bin := range []string{"openssl", "curl"} {
+		if _, err := exec.LookPath(bin); err != nil {
+			t.Skipf("%s not installed", bin)
+		}
+	}
+	lb, caFile, _ := recLB(t, func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, "hello-rec "+r.Proto+"\n")
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	for _, suite := range []string{"TLS_AES_128_GCM_SHA256", "TLS_AES_256_GCM_SHA384", "TLS_CHACHA20_POLY1305_SHA256"} {
+		t.Run(suite, func(t *testing.T) {
+			cmd := exec.CommandContext(ctx, "openssl", "s_client", "-connect", lb.addr, "-servername", "a.test",
+				"-CAfile", caFile, "-verify_return_error", "-tls1_3", "-ciphersuites", suite, "-alpn", "http/1.1", "-crlf")
+			in, err := cmd.StdinPipe()
+			if err != nil {
+				t.Fatal(err)
+			}
+			// s_client reports KEYUPDATE on stderr, answers on stdout.
+			out, w, err := os.Pipe()
+			if err != nil {
+				t.Fatal(err)
+			}
+			cmd.Stdout, cmd.Stderr = w, w
+			err = cmd.Start()
+			w.Close()
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer out.Close()
+			defer func() {
+				in.Close()
+				cmd.Process.Kill()
+				cmd.Wait()
+			}()
+			lines := bufio.NewScanner(out)
+			wait := func(what string) {
+				t.Helper()
+				for lines.Scan() {
+					if strings.Contains(lines.Text(), what) {
+						return
+					}
+				}
+				t.Fatalf("openssl s_client: no %q in its output (%v)", what, lines.Err())
+			}
+			wait("Cipher is " + suite)
+			for _, cmdLine := range []string{"", "k\n", "K\n", "K\n", "k\n"} {
+				if cmdLine != "" {
+					// One read of s_client's takes a command line alone.
+					io.WriteString(in, cmdLine)
+					wait("KEYUPDATE")
+				}
+				io.WriteString(in, "GET / HTTP/1.1\nHost: a.test\n\n")
+				wait("hello-rec HTTP/1.1")
+			}
+		})
+	}
+	port := lb.addr[strings.LastIndex(lb.addr, ":")+1:]
+	for _, proto := range []string{"1.1", "2"} {
+		out, err := exec.CommandContext(ctx, "curl", "-sS", "--http"+proto, "--cacert", caFile, "-w", "%{http_version}\n",
+			"--resolve", "a.test:"+port+":127.0.0.1", "https://a.test:"+port+"/", "https://a.test:"+port+"/again").CombinedOutput()
+		want := "hello-rec HTTP/1.1\n" + proto + "\nhello-rec HTTP/1.1\n" + proto + "\n"
+		if err != nil || string(out) != want {
+			t.Fatalf("curl --http%s: %q %v, want %q", proto, out, err, want)
+		}
+	}
+	if n := recServed(t, lb); n < 5 {
+		t.Fatalf("%d connections of 5 on our record layer", n)
 	}
 }
