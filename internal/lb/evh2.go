@@ -592,6 +592,7 @@ func (c *evH2Conn) expire(now time.Duration) {
 	if c.done {
 		return
 	}
+	c.tls.sweep()
 	for _, st := range c.streams {
 		st.expire(now)
 	}

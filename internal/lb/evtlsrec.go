@@ -40,13 +40,15 @@ func (t *evTLS) readRec(p []byte) (int, error) {
 			if n > 0 && n <= t.iw-t.ir {
 				typ, data, err := t.rec.in.open(t.in[t.ir : t.ir+n])
 				t.ir += n
+				answer := false
 				if err == nil {
-					data, err = t.rec.handle(typ, data)
+					data, answer, err = t.rec.handle(typ, data)
 				}
 				if err != nil {
 					return t.readFail(total, err)
 				}
-				if t.rec.answerUpdate {
+				if answer {
+					t.rec.answerUpdate = true
 					if err := t.sendUpdate(); err != nil {
 						return t.readFail(total, err)
 					}
@@ -72,12 +74,7 @@ func (t *evTLS) readRec(p []byte) (int, error) {
 		}
 		if err == netpoll.ErrAgain {
 			if t.ir == t.iw {
-				// Idle: the buffer and, with nothing to send, the AEAD
-				// states go back.
-				t.releaseIn()
-				if !t.unsent() {
-					t.rec.idle()
-				}
+				t.releaseIn() // idle: the buffer goes back
 			}
 			if total == 0 {
 				return 0, netpoll.ErrAgain
@@ -94,13 +91,31 @@ func (t *evTLS) readRec(p []byte) (int, error) {
 	}
 }
 
+// sweep, at each of the loop's sweeps (every 20 ms), drops the AEAD
+// states of a connection that used none since the last one and holds no
+// record read in part nor one to send: an idle connection keeps its keys
+// alone, a busy one does not build its states for each record.
+func (t *evTLS) sweep() {
+	r := t.rec
+	if r == nil {
+		return
+	}
+	if !r.used && t.in == nil && !t.unsent() {
+		r.idle()
+	}
+	r.used = false
+}
+
 // readFail ends reading with err after the total bytes already read; a
 // fault in the client's records is answered with its alert (RFC 8446
 // 6.2).
 func (t *evTLS) readFail(total int, err error) (int, error) {
 	var a recAlert
+	var pa peerAlert
 	if errors.As(err, &a) {
 		t.alert(uint8(a))
+	} else if errors.As(err, &pa) {
+		t.rec.ended = true // no alert answers a fatal one (RFC 8446 6.2)
 	}
 	if total > 0 {
 		t.err = err
@@ -161,6 +176,8 @@ func (t *evTLS) recConn(nc net.Conn) *recConn {
 		t.pipe.out = nil
 	}
 	t.rec = nil
+	// Each direction has its own goroutine now: no sweep, no shared flag.
+	c.rec.in.used, c.rec.out.used = nil, nil
 	return c
 }
 
@@ -207,11 +224,15 @@ func (c *recConn) Read(p []byte) (int, error) {
 			var data []byte
 			typ, data, err = c.rec.in.open(c.in[c.ir : c.ir+n])
 			c.ir += n
+			answer := false
 			if err == nil {
-				data, err = c.rec.handle(typ, data)
+				data, answer, err = c.rec.handle(typ, data)
 			}
-			if err == nil && c.rec.answerUpdate {
-				err = c.writeRecords(func(b []byte) ([]byte, error) { return c.rec.sealUpdate(b) })
+			if err == nil && answer {
+				err = c.writeRecords(func(b []byte) ([]byte, error) {
+					c.rec.answerUpdate = true
+					return c.rec.sealUpdate(b)
+				})
 			}
 			if err == nil {
 				c.plain = data
@@ -221,8 +242,13 @@ func (c *recConn) Read(p []byte) (int, error) {
 		if err != nil {
 			c.rerr = err
 			var a recAlert
+			var pa peerAlert
 			if errors.As(err, &a) {
 				c.writeRecords(func(b []byte) ([]byte, error) { return c.rec.sealAlert(b, uint8(a)), nil })
+			} else if errors.As(err, &pa) {
+				c.wmu.Lock()
+				c.rec.ended = true // no alert answers a fatal one (RFC 8446 6.2)
+				c.wmu.Unlock()
 			}
 			continue
 		}

@@ -80,6 +80,7 @@ type recDir struct {
 	iv     [12]byte
 	seq    uint64
 	aead   cipher.AEAD // nil while idle
+	used   *bool       // set at each use of aead (tlsRec.used)
 }
 
 func (d *recDir) hash() func() hash.Hash {
@@ -143,6 +144,9 @@ func (d *recDir) update() error {
 
 // cipher returns the AEAD, building it after an idle spell.
 func (d *recDir) cipher() (cipher.AEAD, error) {
+	if d.used != nil {
+		*d.used = true
+	}
 	if d.aead != nil {
 		return d.aead, nil
 	}
@@ -258,36 +262,42 @@ type tlsRec struct {
 	in, out recDir
 	cs      *tls.ConnectionState // for the handler's requests
 	// answerUpdate: the client asked for a KeyUpdate of ours, due before
-	// our next application data (4.6.3).
+	// our next application data (4.6.3); the sending side's.
 	answerUpdate bool
 	// ended: an alert went either way or a close_notify was sent; no
 	// record follows.
 	ended bool
+	// used: a record was opened or sealed since the loop's last sweep
+	// (evTLS.sweep).
+	used bool
 }
 
 // handle acts on a record opened in the in direction: application data
-// is returned; alerts and KeyUpdate are taken care of. io.EOF is the
-// client's close_notify (6.1).
-func (r *tlsRec) handle(typ byte, data []byte) ([]byte, error) {
+// is returned; alerts and KeyUpdate are taken care of, and answer tells
+// that the client asked for our KeyUpdate, due before our next
+// application data (4.6.3; the caller sets answerUpdate on the sending
+// side). io.EOF is the client's close_notify (6.1); a peerAlert is
+// answered with no alert (6.2).
+func (r *tlsRec) handle(typ byte, data []byte) (out []byte, answer bool, err error) {
 	switch typ {
 	case recTypeData:
-		return data, nil // zero-length is allowed (5.1)
+		return data, false, nil // zero-length is allowed (5.1)
 	case recTypeAlert:
 		if len(data) != 2 {
-			return nil, recAlert(alertDecodeError)
+			return nil, false, recAlert(alertDecodeError)
 		}
 		switch data[1] {
 		case alertCloseNotify:
-			return nil, io.EOF
+			return nil, false, io.EOF
 		case alertUserCanceled:
-			return nil, nil // a close_notify should follow (6.1)
+			return nil, false, nil // a close_notify should follow (6.1)
 		}
-		r.ended = true // no alert answers a fatal one (6.2)
-		return nil, peerAlert(data[1])
+		return nil, false, peerAlert(data[1])
 	case recTypeHS:
-		return nil, r.postHandshake(data)
+		answer, err := r.postHandshake(data)
+		return nil, answer, err
 	}
-	return nil, recAlert(alertUnexpected) // 5: unknown content type
+	return nil, false, recAlert(alertUnexpected) // 5: unknown content type
 }
 
 // postHandshake handles the handshake messages of a record after the
@@ -295,39 +305,39 @@ func (r *tlsRec) handle(typ byte, data []byte) ([]byte, error) {
 // NewSessionTicket or anything else is unexpected_message). A message
 // split across records is refused as unexpected_message too: KeyUpdate
 // is 5 bytes and clients send it whole.
-func (r *tlsRec) postHandshake(data []byte) error {
+func (r *tlsRec) postHandshake(data []byte) (answer bool, err error) {
 	if len(data) == 0 {
-		return recAlert(alertUnexpected) // no zero-length handshake fragments (5.1)
+		return false, recAlert(alertUnexpected) // no zero-length handshake fragments (5.1)
 	}
 	for len(data) > 0 {
 		if len(data) < 4 {
-			return recAlert(alertUnexpected)
+			return false, recAlert(alertUnexpected)
 		}
 		n := int(data[1])<<16 | int(data[2])<<8 | int(data[3])
 		if data[0] != hsTypeKeyUpd {
-			return recAlert(alertUnexpected)
+			return false, recAlert(alertUnexpected)
 		}
 		if n != 1 || len(data) < 5 {
-			return recAlert(alertDecodeError)
+			return false, recAlert(alertDecodeError)
 		}
 		// A KeyUpdate ends its record: messages must not span a key
 		// change (5.1).
 		if len(data) != 5 {
-			return recAlert(alertUnexpected)
+			return false, recAlert(alertUnexpected)
 		}
 		switch data[4] {
 		case 0: // update_not_requested
 		case 1: // update_requested: ours before our next data (4.6.3)
-			r.answerUpdate = true
+			answer = true
 		default:
-			return recAlert(alertIllegalParam) // 4.6.3
+			return false, recAlert(alertIllegalParam) // 4.6.3
 		}
 		if err := r.in.update(); err != nil {
-			return err
+			return false, err
 		}
 		data = data[5:]
 	}
-	return nil
+	return answer, nil
 }
 
 // sealData appends to dst the records carrying p, each at most

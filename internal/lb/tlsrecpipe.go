@@ -186,6 +186,7 @@ func (p *tlsPipe) takeRecords(tc *tls.Conn, ok bool) *tlsRec {
 		return nil
 	}
 	r := &tlsRec{cs: &cs}
+	r.in.used, r.out.used = &r.used, &r.used
 	if r.in.setSecret(cs.CipherSuite, e.client) != nil || r.out.setSecret(cs.CipherSuite, e.serv) != nil {
 		return nil
 	}
