@@ -7,6 +7,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/hex"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -15,6 +16,10 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"golang.org/x/net/http2"
+
+	"github.com/shoal-dev/shoal/internal/testenv"
 )
 
 // tlsRecordsTest is the name of the test that re-runs the TLS listeners'
@@ -437,4 +442,78 @@ func BenchmarkTLSRecordRebuild(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// TestTLSRecordsIdleHoldsKeys: an idle connection on our record layer,
+// HTTP/1.1 or HTTP/2, holds its keys and no AEAD state nor buffer once
+// the loop's sweep saw it idle; it goes on serving after.
+func TestTLSRecordsIdleHoldsKeys(t *testing.T) {
+	lb, _, cc := recLB(t, func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "hello-rec") })
+	c1 := dialTLS(t, lb.addr, cc)
+	if got := c1.ask(t, recReq); got != "hello-rec" {
+		t.Fatalf("got %q", got)
+	}
+	h2 := cc.Clone()
+	h2.NextProtos = []string{"h2"}
+	tr := &http2.Transport{TLSClientConfig: h2}
+	defer tr.CloseIdleConnections()
+	hc := &http.Client{Transport: tr, Timeout: 10 * time.Second}
+	get := func() {
+		t.Helper()
+		resp, err := hc.Get("https://" + lb.addr + "/h2")
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.ProtoMajor != 2 || string(b) != "hello-rec" {
+			t.Fatalf("HTTP/2 answer %s %q", resp.Proto, b)
+		}
+	}
+	get()
+	// idle reports, from the loops, how many record-layer connections
+	// they hold and how many of them still hold AEAD states or buffers.
+	idle := func() (conns, busy int) {
+		for _, l := range lb.listeners["web"].fast.loops {
+			done := make(chan struct{})
+			if !l.post(func() {
+				defer close(done)
+				var ts []*evTLS
+				for c := range l.clients {
+					ts = append(ts, c.tls)
+				}
+				for c := range l.h2s {
+					ts = append(ts, c.tls)
+				}
+				for _, x := range ts {
+					if x == nil || x.rec == nil {
+						continue
+					}
+					conns++
+					if x.rec.in.aead != nil || x.rec.out.aead != nil || x.in != nil || x.pipe.out != nil {
+						busy++
+					}
+				}
+			}) {
+				t.Fatal("loop stopped")
+			}
+			<-done
+		}
+		return conns, busy
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	err := testenv.WaitFor(ctx, func() error {
+		if conns, busy := idle(); conns != 2 || busy != 0 {
+			return fmt.Errorf("%d connections on the record layer, %d still holding AEAD states or buffers", conns, busy)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := c1.ask(t, recReq); got != "hello-rec" {
+		t.Fatalf("after idle: got %q", got)
+	}
+	get()
 }
