@@ -33,18 +33,10 @@ const tlsRecordsTest = "TestTLSRecords"
 // timeouts, drain, reload, certificate rotation, session tickets) again with
 // our record layer serving the records.
 func TestTLSRecords(t *testing.T) {
-	for _, tc := range []struct {
+	tests := append(tlsListenerTests, []struct {
 		name string
 		test func(*testing.T)
 	}{
-		{"HTTP2AndSNI", TestHTTP2AndSNI},
-		{"TLSSmuggling", TestTLSSmuggling},
-		{"WebSocketOverTLS", TestWebSocketOverTLS},
-		{"CertificateReplacedOnDisk", TestCertificateReplacedOnDisk},
-		{"DrainFinishesTLSHandshake", TestDrainFinishesTLSHandshake},
-		{"HTTP2MalformedMethod", TestHTTP2MalformedMethod},
-		{"HeaderLimitExactHTTP2", TestHeaderLimitExactHTTP2},
-		{"ClientRTTRecorded", TestClientRTTRecorded},
 		{"TLSFastPathServes", TestTLSFastPathServes},
 		{"TLSFastPathPipelined", TestTLSFastPathPipelined},
 		{"TLSFastPathHandsOver", TestTLSFastPathHandsOver},
@@ -66,7 +58,8 @@ func TestTLSRecords(t *testing.T) {
 		{"WebSocketOverHTTP2Idle", TestWebSocketOverHTTP2Idle},
 		{"SessionTicketsRotateAndExpire", TestSessionTicketsRotateAndExpire},
 		{"SessionTicketsSharedByListeners", TestSessionTicketsSharedByListeners},
-	} {
+	}...)
+	for _, tc := range tests {
 		t.Run(tc.name, tc.test)
 	}
 }
