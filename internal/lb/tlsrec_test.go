@@ -510,3 +510,63 @@ func TestTLSRecordsIdleHoldsKeys(t *testing.T) {
 	}
 	get()
 }
+
+// TestTLSRecordsSecretsBounded: the key log keeps nothing once the
+// handshakes ended, failed ones included, takes no line for a random no
+// handshake registered, and serves neither of two handshakes with the
+// same client random.
+func TestTLSRecordsSecretsBounded(t *testing.T) {
+	lb, _, cc := recLB(t, func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "hello-rec") })
+	bad := cc.Clone()
+	bad.ServerName = "b.test" // the client refuses the certificate after the server's Finished
+	for range 5 {
+		if c, err := tls.Dial("tcp", lb.addr, bad); err == nil {
+			c.Close()
+			t.Fatal("handshake with the wrong name succeeded")
+		}
+		c := dialTLS(t, lb.addr, cc)
+		if got := c.ask(t, recReq); got != "hello-rec" {
+			t.Fatalf("got %q", got)
+		}
+		c.Close()
+	}
+	s := lb.listeners["web"].tlsL.secrets
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := testenv.WaitFor(ctx, func() error {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		if n := len(s.m); n != 0 {
+			return fmt.Errorf("%d key log entries after the handshakes", n)
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if n := s.served.Load(); n != 5 {
+		t.Fatalf("%d connections of 5 on the record layer", n)
+	}
+
+	log := newSecretLog()
+	var r [32]byte
+	r[0] = 7
+	line := []byte("CLIENT_TRAFFIC_SECRET_0 " + hex.EncodeToString(r[:]) + " " + strings.Repeat("ab", 32) + "\n")
+	log.Write(line)
+	if len(log.m) != 0 {
+		t.Fatal("a line for an unregistered random was kept")
+	}
+	log.begin(r)
+	log.Write(line)
+	if e := log.take(r); e == nil || len(e.client) != 32 || len(log.m) != 0 {
+		t.Fatalf("take: %+v, %d left", e, len(log.m))
+	}
+	log.begin(r)
+	log.begin(r) // the same ClientHello twice
+	log.Write(line)
+	if e := log.take(r); e != nil {
+		t.Fatal("a duplicated random was served")
+	}
+	if e := log.take(r); e != nil || len(log.m) != 0 {
+		t.Fatalf("second duplicate: %+v, %d left", e, len(log.m))
+	}
+}
