@@ -270,7 +270,13 @@ type tlsRec struct {
 	// used: a record was opened or sealed since the loop's last sweep
 	// (evTLS.sweep).
 	used bool
+	// useless counts the client's records in a row that brought no data.
+	useless int
 }
+
+// maxUselessRecords is crypto/tls's bound on records in a row that bring
+// no data.
+const maxUselessRecords = 16
 
 // handle acts on a record opened in the in direction: application data
 // is returned; alerts and KeyUpdate are taken care of, and answer tells
@@ -279,6 +285,14 @@ type tlsRec struct {
 // side). io.EOF is the client's close_notify (6.1); a peerAlert is
 // answered with no alert (6.2).
 func (r *tlsRec) handle(typ byte, data []byte) (out []byte, answer bool, err error) {
+	// Records that bring no data (empty ones, KeyUpdates, user_canceled)
+	// are bounded as crypto/tls bounds them: a client cannot keep a loop
+	// busy with them.
+	if typ == recTypeData && len(data) > 0 {
+		r.useless = 0
+	} else if r.useless++; r.useless > maxUselessRecords {
+		return nil, false, recAlert(alertUnexpected)
+	}
 	switch typ {
 	case recTypeData:
 		return data, false, nil // zero-length is allowed (5.1)

@@ -292,6 +292,11 @@ func TestTLSRecordsRefuse(t *testing.T) {
 		{"no-content-type", alertUnexpected, func(t *testing.T, c *recClient) {
 			c.send(t, 0, []byte{0, 0, 0}, nil)
 		}},
+		{"empty-records", alertUnexpected, func(t *testing.T, c *recClient) {
+			for range maxUselessRecords + 1 {
+				c.send(t, recTypeData, nil, nil)
+			}
+		}},
 		{"bad-keyupdate", alertIllegalParam, func(t *testing.T, c *recClient) {
 			c.send(t, recTypeHS, []byte{hsTypeKeyUpd, 0, 0, 1, 2}, nil)
 		}},
