@@ -575,3 +575,45 @@ func TestTLSRecordsSecretsBounded(t *testing.T) {
 		t.Fatalf("second duplicate: %+v, %d left", e, len(log.m))
 	}
 }
+
+// FuzzTLSRecordOpen: whatever bytes come as records, opening and handling
+// them does not panic, and what opens has a content type a client may
+// send.
+func FuzzTLSRecordOpen(f *testing.F) {
+	secret := bytes.Repeat([]byte{1}, 32)
+	var out recDir
+	if err := out.setSecret(tls.TLS_AES_128_GCM_SHA256, secret); err != nil {
+		f.Fatal(err)
+	}
+	var seeds []byte
+	for _, p := range []string{"GET / HTTP/1.1\r\n\r\n", "", "x"} {
+		seeds, _ = out.seal(seeds, recTypeData, []byte(p))
+	}
+	seeds, _ = out.seal(seeds, recTypeHS, []byte{hsTypeKeyUpd, 0, 0, 1, 1})
+	seeds, _ = out.seal(seeds, recTypeAlert, []byte{1, 0})
+	f.Add(seeds)
+	f.Add([]byte{recTypeData, 3, 3, 0x41, 0x01})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		var r tlsRec
+		if err := r.in.setSecret(tls.TLS_AES_128_GCM_SHA256, secret); err != nil {
+			t.Fatal(err)
+		}
+		for len(b) > 0 {
+			n, err := recordLen(b)
+			if err != nil || n == 0 || n > len(b) {
+				return
+			}
+			typ, data, err := r.in.open(b[:n])
+			if err != nil {
+				return
+			}
+			if typ != recTypeData && typ != recTypeHS && typ != recTypeAlert {
+				t.Fatalf("opened a record of type %d", typ)
+			}
+			if _, _, err := r.handle(typ, data); err != nil {
+				return
+			}
+			b = b[n:]
+		}
+	})
+}
