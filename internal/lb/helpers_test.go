@@ -70,9 +70,6 @@ func start(t testing.TB, cfg Config) *running {
 	if onTLSNetHTTP {
 		cfg.Limits.DisableTLSFastPath = true
 	}
-	if strings.HasPrefix(t.Name(), tlsRecordsTest+"/") {
-		cfg.Limits.TLSRecords = true
-	}
 	if strings.HasPrefix(t.Name(), h2NetHTTPTest+"/") {
 		cfg.Limits.DisableH2FastPath = true
 	}
@@ -96,7 +93,7 @@ func start(t testing.TB, cfg Config) *running {
 			t.Fatalf("listener %s: TLS listener's loops: %v under %s", lc.Name, l.fast != nil, t.Name())
 		}
 	}
-	if cfg.Limits.TLSRecords {
+	if strings.HasPrefix(t.Name(), tlsRecordsTest+"/") {
 		// The tests re-run under TestTLSRecords must reach our record
 		// layer, not only crypto/tls's.
 		t.Cleanup(func() {

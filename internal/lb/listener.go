@@ -89,7 +89,7 @@ type tlsListener struct {
 	maxHead int         // Limits.MaxHeaderBytes, for the guard
 	loops   *fastServer // nil: every connection goes to net/http
 	// secrets: the KeyLogWriter of cfg when the loops serve TLS 1.3
-	// records themselves (Limits.TLSRecords, tlsrecpipe.go); nil
+	// records themselves (unless Limits.DisableTLSRecords, tlsrecpipe.go); nil
 	// otherwise.
 	secrets *secretLog
 	conns   chan net.Conn
@@ -120,7 +120,7 @@ const maxIdleHandshakers = 16
 
 func newTLSListener(inner net.Listener, cfg *tls.Config, handshakeTimeout time.Duration, maxHead int, fresh *freshConns, loops *fastServer) *tlsListener {
 	l := &tlsListener{inner: inner, timeout: handshakeTimeout, maxHead: maxHead, loops: loops, conns: make(chan net.Conn), acceptDone: make(chan struct{}), work: make(chan net.Conn), fresh: fresh}
-	if loops != nil && loops.lim.TLSRecords {
+	if loops != nil && !loops.lim.DisableTLSRecords {
 		l.secrets = newSecretLog()
 		cfg = cfg.Clone()
 		cfg.KeyLogWriter = l.secrets

@@ -23,15 +23,15 @@ import (
 )
 
 // tlsRecordsTest is the name of the test that re-runs the TLS listeners'
-// tests with Limits.TLSRecords set (start reads it from the test's name):
-// TLS 1.3 connections then run on our record layer (tlsrec.go).
+// tests checking that their TLS 1.3 connections reached our record layer
+// (tlsrec.go; start reads it from the test's name).
 const tlsRecordsTest = "TestTLSRecords"
 
 // TestTLSRecords runs the tests of what TLS listeners do on the loops
 // (HTTP/1.1 and HTTP/2, hand-over to net/http with Request.TLS, WebSockets
 // over TLS and over HTTP/2, HTTP/2 fallback streams, close_notify, limits,
-// timeouts, drain, reload, certificate rotation, session tickets) again with
-// our record layer serving the records.
+// timeouts, drain, reload, certificate rotation, session tickets) again,
+// checking that our record layer served their records.
 func TestTLSRecords(t *testing.T) {
 	tests := append(tlsListenerTests, []struct {
 		name string
@@ -82,7 +82,6 @@ func recLB(t *testing.T, h http.HandlerFunc) (*running, string, *tls.Config) {
 	t.Helper()
 	be := newBackend(t, h)
 	cfg := baseConfig(be.addr)
-	cfg.Limits.TLSRecords = true
 	crt, cert := writeCert(t, t.TempDir(), "a.test")
 	cfg.Listeners[0].TLS = []Certificate{crt}
 	lb := start(t, cfg)
@@ -616,4 +615,20 @@ func FuzzTLSRecordOpen(f *testing.F) {
 			b = b[n:]
 		}
 	})
+}
+
+// TestTLSRecordsOff: limits.tls_records: false keeps TLS 1.3 connections on
+// crypto/tls (no key log at all), serving as before.
+func TestTLSRecordsOff(t *testing.T) {
+	be := newBackend(t, func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "hello-rec") })
+	cfg := baseConfig(be.addr)
+	cfg.Limits.DisableTLSRecords = true
+	lb, cc := tlsFastLB(t, cfg)
+	if s := lb.listeners["web"].tlsL.secrets; s != nil {
+		t.Fatal("key log set with the record layer off")
+	}
+	c := dialTLS(t, lb.addr, cc)
+	if got := c.ask(t, recReq); got != "hello-rec" {
+		t.Fatalf("got %q", got)
+	}
 }
