@@ -155,7 +155,7 @@ func (t *evTLS) alert(a uint8) {
 
 // releaseIn gives the read buffer back.
 func (t *evTLS) releaseIn() {
-	if t.in != nil {
+	if t != nil && t.in != nil {
 		b := t.in[:cap(t.in)]
 		recBufs.Put(&b)
 		t.in, t.ir, t.iw, t.plain = nil, 0, 0, nil
