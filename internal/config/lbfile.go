@@ -475,6 +475,11 @@ type limitsDoc struct {
 	// default true. Set false to serve them with Go's HTTP/2 server
 	// (tls_fast_path: false turns it off too).
 	H2FastPath *bool `yaml:"h2_fast_path"`
+	// TLSRecords lets the event loops protect the records of TLS 1.3
+	// connections themselves after crypto/tls's handshake (less memory
+	// per idle connection); default true. Set false to keep them on
+	// crypto/tls. TLS 1.2 stays on crypto/tls.
+	TLSRecords *bool `yaml:"tls_records"`
 	// Loops is the number of event loops (threads) serving each plain
 	// listener's fast path; default 0: one per CPU the process may use.
 	Loops int `yaml:"loops"`

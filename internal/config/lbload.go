@@ -515,6 +515,7 @@ func (v *lbValidator) limits(l limitsDoc) lb.Limits {
 		DisableFastPath:    l.FastPath != nil && !*l.FastPath,
 		DisableTLSFastPath: l.TLSFastPath != nil && !*l.TLSFastPath,
 		DisableH2FastPath:  l.H2FastPath != nil && !*l.H2FastPath,
+		DisableTLSRecords:  l.TLSRecords != nil && !*l.TLSRecords,
 		Loops:              v.nonNegative("limits.loops", l.Loops),
 	}
 }

@@ -173,6 +173,13 @@ type Limits struct {
 	// outside the fast subset go to the net/http path's handler either
 	// way.
 	DisableH2FastPath bool
+	// DisableTLSRecords keeps every TLS connection of the TLS fast path
+	// on crypto/tls. By default the loops protect TLS 1.3 records
+	// themselves once crypto/tls did the handshake (tlsrec.go): an idle
+	// connection then keeps its keys alone, not crypto/tls's buffers and
+	// cipher states. TLS 1.2 and anything the handshake's check does not
+	// prove stay on crypto/tls either way.
+	DisableTLSRecords bool
 	// Loops is the number of event loops serving each plain listener's
 	// fast path; 0 means one per CPU (runtime.NumCPU, at most GOMAXPROCS;
 	// at most 64).

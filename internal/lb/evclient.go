@@ -844,6 +844,9 @@ func (c *evClient) abort(err error) {
 // expire acts on a passed deadline: an idle or slow client is closed, one
 // that stopped reading its answer is cut.
 func (c *evClient) expire(now time.Duration) {
+	if c.tls != nil {
+		c.tls.sweep()
+	}
 	if c.state == csTunnel {
 		c.tun.expire(now)
 		return

@@ -111,9 +111,8 @@ func (o h2Out) Write(p []byte) (int, error) {
 
 // adoptH2 serves the connection t, whose ALPN is h2, on l.
 func (l *evLoop) adoptH2(fd int, client netip.Addr, remote string, release func(), t *evTLS) {
-	cs := t.tc.ConnectionState()
 	c := &evH2Conn{
-		l: l, fd: fd, release: release, client: client, ip: client.String(), remote: remote, tls: t, cs: &cs,
+		l: l, fd: fd, release: release, client: client, ip: client.String(), remote: remote, tls: t, cs: t.cs,
 		events: netpoll.In, streams: map[uint32]*evH2Stream{},
 		sendWin: h2DefaultWin, recvWin: h2DefaultWin, peerInitWin: h2DefaultWin, peerMaxFrm: 16 << 10,
 	}
@@ -593,6 +592,7 @@ func (c *evH2Conn) expire(now time.Duration) {
 	if c.done {
 		return
 	}
+	c.tls.sweep()
 	for _, st := range c.streams {
 		st.expire(now)
 	}
@@ -636,6 +636,7 @@ func (c *evH2Conn) finalClose() {
 	c.l.nClients.Add(-1)
 	c.l.putBuf(c.in)
 	c.in, c.out = nil, nil
+	c.tls.releaseIn()
 	c.tls = nil
 	netpoll.Close(c.fd)
 	c.l.s.conns.Add(-1)

@@ -51,6 +51,9 @@ type tlsPipe struct {
 	fd           int
 	out          []byte // ciphertext not sent yet (on a loop)
 	laddr, raddr net.Addr
+	// watch: the handshake may hand its records to a tlsRec
+	// (tlsrecpipe.go); nil otherwise and once it ended.
+	watch *recWatch
 }
 
 func newTLSPipe(c net.Conn) *tlsPipe {
@@ -59,6 +62,11 @@ func newTLSPipe(c net.Conn) *tlsPipe {
 
 func (p *tlsPipe) Read(b []byte) (int, error) {
 	if p.conn != nil {
+		if w := p.watch; w != nil && len(b) > 0 {
+			n, err := p.conn.Read(b[:w.readLimit(len(b))])
+			w.saw(b[:n])
+			return n, err
+		}
 		return p.conn.Read(b)
 	}
 	n, err := netpoll.Read(p.fd, b)
@@ -82,6 +90,9 @@ func (p *tlsPipe) Write(b []byte) (int, error) {
 				return 0, err
 			}
 			p.out = nil
+		}
+		if p.watch != nil {
+			p.watch.written = append(p.watch.written, b...)
 		}
 		return p.conn.Write(b)
 	}
@@ -122,9 +133,13 @@ func (p *tlsPipe) SetWriteDeadline(t time.Time) error {
 	return nil
 }
 
-// evTLS is the TLS layer of a client connection on a loop.
+// evTLS is the TLS layer of a client connection on a loop: crypto/tls's
+// tls.Conn, or when the handshake handed its records over, our own record
+// layer (rec, tlsrec.go; evtlsrec.go).
 type evTLS struct {
-	tc   *tls.Conn
+	tc   *tls.Conn // nil when rec serves the connection
+	rec  *tlsRec
+	cs   *tls.ConnectionState // for the handler's requests
 	pipe *tlsPipe
 	l    *evLoop // whose free list lends the pipe's out buffer
 	// full: the last read filled the caller's buffer, so tls may hold
@@ -133,6 +148,11 @@ type evTLS struct {
 	err  error // a read error that came after data, for the next read
 	// h2: the ALPN is h2; the loop serves it with evH2Conn (evh2.go).
 	h2 bool
+	// in: the records read and not opened yet (in[ir:iw]), and plain,
+	// opened application data not read yet (rec only).
+	in     []byte
+	ir, iw int
+	plain  []byte
 }
 
 // maxTLSWrite bounds the plaintext encrypted at once, and so the pipe's
@@ -147,6 +167,9 @@ func (t *evTLS) read(p []byte) (int, error) {
 	t.full = false
 	if t.err != nil {
 		return 0, t.err
+	}
+	if t.rec != nil {
+		return t.readRec(p)
 	}
 	total := 0
 	for total < len(p) {
@@ -188,9 +211,18 @@ func (t *evTLS) write(p []byte) (int, error) {
 	if t.pipe.out == nil {
 		t.pipe.out = t.l.getSmall()
 	}
-	n, err := t.tc.Write(p)
-	if err != nil {
-		return -1, err
+	n := len(p)
+	if t.rec != nil {
+		out, err := t.rec.sealData(t.pipe.out, p)
+		t.pipe.out = out
+		if err != nil {
+			return -1, err
+		}
+	} else {
+		var err error
+		if n, err = t.tc.Write(p); err != nil {
+			return -1, err
+		}
 	}
 	if err := t.send(); err != nil && err != netpoll.ErrAgain {
 		return -1, err
@@ -229,6 +261,11 @@ func (t *evTLS) send() error {
 // from a cut. A loop never waits to close: when the socket has no room
 // left (a client that stopped reading), the alert goes unsent.
 func (t *evTLS) closeNotify() {
+	if t.rec != nil {
+		t.alert(alertCloseNotify)
+		t.releaseIn()
+		return
+	}
 	if t.tc.CloseWrite() == nil {
 		t.send()
 	}
@@ -238,6 +275,12 @@ func (t *evTLS) closeNotify() {
 // to a blocking connection, nc (the same socket), and the plaintext
 // already read, pre, is read again first.
 func (t *evTLS) handBack(nc net.Conn, pre []byte, maxHead int) net.Conn {
+	if t.rec != nil {
+		rc := t.recConn(nc)
+		g := newGuardConn(&prefixConn{Conn: rc, pre: pre}, maxHead)
+		g.tlsConn = rc // Request.TLS, through the prefix
+		return g
+	}
 	t.pipe.fd, t.pipe.conn = -1, nc
 	g := newGuardConn(&prefixConn{Conn: t.tc, pre: pre}, maxHead)
 	g.tlsConn = t.tc // Request.TLS, through the prefix

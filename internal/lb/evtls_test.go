@@ -30,22 +30,26 @@ const tlsNetHTTPTest = "TestTLSNetHTTP"
 // log and observer) a second time with their HTTP/1.1 connections served
 // by net/http, as with tls_fast_path: false.
 func TestTLSNetHTTP(t *testing.T) {
-	for _, tc := range []struct {
-		name string
-		test func(*testing.T)
-	}{
-		{"HTTP2AndSNI", TestHTTP2AndSNI},
-		{"TLSSmuggling", TestTLSSmuggling},
-		{"WebSocketOverTLS", TestWebSocketOverTLS},
-		{"CertificateReplacedOnDisk", TestCertificateReplacedOnDisk},
-		{"DrainFinishesTLSHandshake", TestDrainFinishesTLSHandshake},
-		{"HTTP2MalformedMethod", TestHTTP2MalformedMethod},
-		{"HeaderLimitExactHTTP2", TestHeaderLimitExactHTTP2},
-		{"ClientRTTRecorded", TestClientRTTRecorded},
-		{"ManagedCertificates", TestManagedCertificates},
-	} {
+	for _, tc := range tlsListenerTests {
 		t.Run(tc.name, tc.test)
 	}
+}
+
+// tlsListenerTests are the tests of what TLS listeners do, re-run with
+// other settings (TestTLSNetHTTP, TestTLSRecords).
+var tlsListenerTests = []struct {
+	name string
+	test func(*testing.T)
+}{
+	{"HTTP2AndSNI", TestHTTP2AndSNI},
+	{"TLSSmuggling", TestTLSSmuggling},
+	{"WebSocketOverTLS", TestWebSocketOverTLS},
+	{"CertificateReplacedOnDisk", TestCertificateReplacedOnDisk},
+	{"DrainFinishesTLSHandshake", TestDrainFinishesTLSHandshake},
+	{"HTTP2MalformedMethod", TestHTTP2MalformedMethod},
+	{"HeaderLimitExactHTTP2", TestHeaderLimitExactHTTP2},
+	{"ClientRTTRecorded", TestClientRTTRecorded},
+	{"ManagedCertificates", TestManagedCertificates},
 }
 
 // tlsFastLB runs a balancer whose one TLS listener (for a.test) has the

@@ -17,11 +17,12 @@ func newTLSFastServer(b *Balancer, name string, lim Limits) *fastServer {
 }
 
 // adoptTLS moves a connection whose handshake tc finished (on pipe, over
-// raw) to the lightest loop. It reports false, leaving the connection as
+// raw) to the lightest loop; rec, when not nil, is its record layer,
+// which then serves it instead of tc. It reports false, leaving the connection as
 // it was, when the loops are not serving (not started yet, or stopping)
 // or the socket cannot be taken: the caller then serves it on the
 // general path.
-func (s *fastServer) adoptTLS(tc *tls.Conn, pipe *tlsPipe, raw net.Conn) bool {
+func (s *fastServer) adoptTLS(tc *tls.Conn, pipe *tlsPipe, raw net.Conn, rec *tlsRec) bool {
 	s.mu.Lock()
 	var to *evLoop
 	if s.accepts {
@@ -46,7 +47,17 @@ func (s *fastServer) adoptTLS(tc *tls.Conn, pipe *tlsPipe, raw net.Conn) bool {
 		return false
 	}
 	pipe.conn, pipe.fd = nil, fd
-	t := &evTLS{tc: tc, pipe: pipe, l: to, h2: tc.ConnectionState().NegotiatedProtocol == "h2"}
+	t := &evTLS{tc: tc, pipe: pipe, l: to}
+	if rec != nil {
+		t.tc, t.rec, t.cs = nil, rec, rec.cs
+	} else {
+		cs := tc.ConnectionState()
+		t.cs = &cs
+	}
+	t.h2 = t.cs.NegotiatedProtocol == "h2"
+	if !t.h2 && rec == nil {
+		t.cs = nil // the general path asks tc
+	}
 	s.conns.Add(1)
 	to.nClients.Add(1)
 	if !to.post(func() { to.adoptClient(fd, client, remote, release, t) }) {

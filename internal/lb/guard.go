@@ -46,10 +46,14 @@ type guardConn struct {
 	// served counts requests handed to the handler; only the connection's
 	// serving goroutine touches it.
 	served int64
-	// tlsState is set when Conn is a *tls.Conn (HTTP/1.1 over TLS), so
-	// that net/http fills Request.TLS through ConnectionState.
-	tlsConn *tls.Conn
+	// tlsConn is set when Conn is a *tls.Conn or our record layer's
+	// recConn (HTTP/1.1 over TLS), so that net/http fills Request.TLS
+	// through ConnectionState.
+	tlsConn tlsStater
 }
+
+// tlsStater is a TLS connection's state for Request.TLS.
+type tlsStater interface{ ConnectionState() tls.ConnectionState }
 
 // newGuardConn guards c; maxHead is Limits.MaxHeaderBytes (heads larger
 // than it are marked in oversize for the handler to answer 431).

@@ -93,6 +93,23 @@ func start(t testing.TB, cfg Config) *running {
 			t.Fatalf("listener %s: TLS listener's loops: %v under %s", lc.Name, l.fast != nil, t.Name())
 		}
 	}
+	if strings.HasPrefix(t.Name(), tlsRecordsTest+"/") {
+		// The tests re-run under TestTLSRecords must reach our record
+		// layer, not only crypto/tls's.
+		t.Cleanup(func() {
+			var served int64
+			watched := false
+			for _, l := range b.listeners {
+				if l.tlsL != nil && l.tlsL.secrets != nil {
+					watched = true
+					served += l.tlsL.secrets.served.Load()
+				}
+			}
+			if watched && served == 0 {
+				t.Errorf("no connection reached the TLS record layer")
+			}
+		})
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	r := &running{Balancer: b, cancel: cancel, done: make(chan error, 1)}
 	r.addr = b.Addr(cfg.Listeners[0].Name).String()

@@ -88,6 +88,10 @@ type tlsListener struct {
 	timeout time.Duration
 	maxHead int         // Limits.MaxHeaderBytes, for the guard
 	loops   *fastServer // nil: every connection goes to net/http
+	// secrets: the KeyLogWriter of cfg when the loops serve TLS 1.3
+	// records themselves (unless Limits.DisableTLSRecords, tlsrecpipe.go); nil
+	// otherwise.
+	secrets *secretLog
 	conns   chan net.Conn
 	ctx     context.Context
 	cancel  context.CancelFunc
@@ -116,6 +120,11 @@ const maxIdleHandshakers = 16
 
 func newTLSListener(inner net.Listener, cfg *tls.Config, handshakeTimeout time.Duration, maxHead int, fresh *freshConns, loops *fastServer) *tlsListener {
 	l := &tlsListener{inner: inner, timeout: handshakeTimeout, maxHead: maxHead, loops: loops, conns: make(chan net.Conn), acceptDone: make(chan struct{}), work: make(chan net.Conn), fresh: fresh}
+	if loops != nil && !loops.lim.DisableTLSRecords {
+		l.secrets = newSecretLog()
+		cfg = cfg.Clone()
+		cfg.KeyLogWriter = l.secrets
+	}
 	l.cfg.Store(cfg)
 	l.ctx, l.cancel = context.WithCancel(context.Background())
 	l.wg.Add(1)
@@ -185,17 +194,25 @@ func (l *tlsListener) handshake(raw net.Conn) {
 		// The connection may move to a loop after the handshake.
 		pipe = newTLSPipe(raw)
 		under = pipe
+		if l.secrets != nil {
+			pipe.watch = &recWatch{log: l.secrets}
+		}
 	}
 	tc := tls.Server(under, l.cfg.Load())
 	// The deadline bounds the handshake; l.ctx ends it early (Close, or a
 	// drain out of time).
 	raw.SetDeadline(time.Now().Add(l.timeout))
-	if err := tc.HandshakeContext(l.ctx); err != nil {
+	err := tc.HandshakeContext(l.ctx)
+	var rec *tlsRec
+	if pipe != nil {
+		rec = pipe.takeRecords(tc, err == nil)
+	}
+	if err != nil {
 		tc.Close()
 		return
 	}
 	h2 := tc.ConnectionState().NegotiatedProtocol == "h2"
-	if pipe != nil && (!h2 || !l.loops.lim.DisableH2FastPath) && l.loops.adoptTLS(tc, pipe, raw) {
+	if pipe != nil && (!h2 || !l.loops.lim.DisableH2FastPath) && l.loops.adoptTLS(tc, pipe, raw, rec) {
 		return
 	}
 	raw.SetDeadline(time.Time{})

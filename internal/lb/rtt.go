@@ -250,6 +250,8 @@ func tcpConnOf(c net.Conn) net.Conn {
 			c = w.NetConn()
 		case *prefixConn:
 			c = w.Conn
+		case *recConn:
+			c = w.Conn
 		case *tlsPipe:
 			if w.conn == nil {
 				return c // on a loop: no net.Conn
