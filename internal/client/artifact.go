@@ -36,13 +36,29 @@ func (c *Client) HasArtifact(ctx context.Context, d string) (bool, error) {
 // size is r's length, sent as Content-Length (-1: unknown, sent chunked).
 // The server computes the digest itself and refuses bytes that are
 // another artifact (400, naming both digests) or a body over its limit
-// (413), as an *APIError.
+// (413), as an *APIError. When r is an io.ReadSeeker (a file), a 503
+// with Retry-After (a cluster between leaders) sends it again from where
+// it began.
 func (c *Client) UploadArtifact(ctx context.Context, d string, r io.Reader, size int64) error {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPut, c.base+"/v1/artifacts/"+url.PathEscape(d), io.NopCloser(r))
 	if err != nil {
 		return fmt.Errorf("admin api: %w", err)
 	}
 	req.ContentLength = size
+	if rs, ok := r.(io.ReadSeeker); ok {
+		// A file can be sent again: a cluster electing a leader
+		// answers 503 with Retry-After (doRetrying), and an upload by
+		// digest may be repeated.
+		start, err := rs.Seek(0, io.SeekCurrent)
+		if err == nil {
+			req.GetBody = func() (io.ReadCloser, error) {
+				if _, err := rs.Seek(start, io.SeekStart); err != nil {
+					return nil, fmt.Errorf("rewind the artifact %s to send it again: %w", d, err)
+				}
+				return io.NopCloser(rs), nil
+			}
+		}
+	}
 	req.Header.Set("Content-Type", "application/gzip")
 	resp, err := c.send(req)
 	if err != nil {
