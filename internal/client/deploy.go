@@ -58,19 +58,19 @@ type EnvVar = api.EnvVar
 // outcome, or an error saying that the outcome is unknown and how to see
 // it.
 func (c *Client) Deploy(ctx context.Context, opts DeployOptions, fn func(DeployLine)) (*DeployResult, error) {
-	return c.deployStream(ctx, "/v1/deploy", opts, opts.Digest, fn)
+	return c.deployStream(ctx, "/v1/deploy", opts, deployWatch{digest: opts.Digest}, fn)
 }
 
 // Rollback rolls back to version (0: the previous release), streaming
 // like Deploy.
 func (c *Client) Rollback(ctx context.Context, version int, fn func(DeployLine)) (*DeployResult, error) {
-	return c.deployStream(ctx, "/v1/rollback", api.RollbackRequest{Version: version}, "", fn)
+	return c.deployStream(ctx, "/v1/rollback", api.RollbackRequest{Version: version}, deployWatch{target: version, rollback: true}, fn)
 }
 
 // SetEnv sets and unsets env overrides and deploys a config-only release,
 // streaming like Deploy.
 func (c *Client) SetEnv(ctx context.Context, set []EnvVar, unset []string, fn func(DeployLine)) (*DeployResult, error) {
-	return c.deployStream(ctx, "/v1/env", api.EnvRequest{Set: set, Unset: unset}, "", fn)
+	return c.deployStream(ctx, "/v1/env", api.EnvRequest{Set: set, Unset: unset}, deployWatch{}, fn)
 }
 
 // Env lists the env overrides, secrets redacted.
@@ -100,7 +100,9 @@ func (c *Client) Rollout(ctx context.Context) (*RolloutProgress, error) {
 	return p, err
 }
 
-func (c *Client) deployStream(ctx context.Context, path string, in any, digest string, fn func(DeployLine)) (*DeployResult, error) {
+// deployStream sends a deploy's request and reads its stream; w says
+// what identifies the deploy's release, should the stream break.
+func (c *Client) deployStream(ctx context.Context, path string, in any, w deployWatch, fn func(DeployLine)) (*DeployResult, error) {
 	b, err := json.Marshal(in)
 	if err != nil {
 		return nil, fmt.Errorf("encode request: %w", err)
@@ -108,7 +110,7 @@ func (c *Client) deployStream(ctx context.Context, path string, in any, digest s
 	if fn == nil {
 		fn = func(DeployLine) {}
 	}
-	w := deployWatch{before: c.newestRelease(ctx), digest: digest}
+	w.before = c.newestRelease(ctx)
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.base+path, bytes.NewReader(b))
 	if err != nil {
 		return nil, fmt.Errorf("admin api: %w", err)

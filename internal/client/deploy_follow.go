@@ -23,7 +23,7 @@ import (
 //	                 GET /v1/releases: our release (the rollout's target seen in the stream, else
 //	                 the newest above the one before the deploy, of the deploy's artifact)
 //	                   active/superseded: it serves (ok)     failed/rolled_back: it failed
-//	                   pending: the new leader resumes it, poll again
+//	                   pending (or, for a rollback, superseded): the new leader resumes it, poll again
 //	                   none, for followNoRelease: nothing was deployed (the leader died before
 //	                   committing it)
 //
@@ -54,6 +54,9 @@ type deployWatch struct {
 	// digest is the deployed artifact's; empty for a rollback, an env
 	// change or a config-only deploy.
 	digest string
+	// rollback: the deploy makes no release, it goes back to target
+	// (0 until known: "the previous release").
+	rollback bool
 }
 
 // newestRelease returns the newest release's version (0: none, or no
@@ -83,7 +86,10 @@ func (c *Client) followDeploy(ctx context.Context, w deployWatch, broke error, f
 	if ctx.Err() != nil {
 		return nil, fmt.Errorf("admin api: %w", broke)
 	}
-	if w.target == 0 && w.before < 0 {
+	switch {
+	case w.target == 0 && w.rollback:
+		return nil, unknown(errors.New("the release it goes back to is not known yet"))
+	case w.target == 0 && w.before < 0:
 		return nil, unknown(errors.New("the releases before it could not be read, so its release is not known"))
 	}
 	fn(DeployLine{Log: fmt.Sprintf("lost the deploy's stream (%v): following the deploy on the cluster's leader", broke)})
@@ -146,7 +152,7 @@ func (c *Client) deployState(ctx context.Context, w *deployWatch, fn func(Deploy
 	if err != nil {
 		return st, err
 	}
-	if p != nil && w.target == 0 && w.before >= 0 && p.Spec.To > w.before {
+	if p != nil && w.target == 0 && !w.rollback && w.before >= 0 && p.Spec.To > w.before {
 		w.target = p.Spec.To
 	}
 	if p != nil && p.Spec.To == w.target {
@@ -163,10 +169,11 @@ func (c *Client) deployState(ctx context.Context, w *deployWatch, fn func(Deploy
 	}
 	r := st.release
 	w.target = r.Version
-	switch r.Status {
-	case api.ReleaseActive, api.ReleaseSuperseded:
+	switch {
+	case r.Status == api.ReleaseActive, r.Status == api.ReleaseSuperseded && !w.rollback && !r.Served.IsZero():
+		// Superseded: it served, and a later deploy replaced it.
 		st.result = &DeployResult{OK: true, Version: r.Version}
-	case api.ReleaseFailed, api.ReleaseRolledBack:
+	case r.Status == api.ReleaseFailed, r.Status == api.ReleaseRolledBack, r.Status == api.ReleaseSuperseded && !w.rollback:
 		st.result = &DeployResult{Version: r.Version, Final: st.final,
 			Error: fmt.Sprintf("v%d %s after the leader changed: see shoal events for why", r.Version, r.Status)}
 	}
