@@ -48,7 +48,7 @@ func (f *followServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		f.mu.Unlock()
 		json.NewEncoder(w).Encode(p)
-	case "POST /v1/deploy":
+	case "POST /v1/deploy", "POST /v1/rollback":
 		if f.unknown {
 			w.Header().Set(api.OutcomeHeader, api.OutcomeUnknown)
 			w.WriteHeader(http.StatusServiceUnavailable)
@@ -56,7 +56,11 @@ func (f *followServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		w.WriteHeader(http.StatusOK)
-		json.NewEncoder(w).Encode(api.DeployLine{Progress: rolloutTo(3, api.PhaseSurging)})
+		line := rolloutTo(3, api.PhaseSurging)
+		if r.URL.Path == "/v1/rollback" {
+			line = rolloutTo(1, api.PhaseSurging)
+		}
+		json.NewEncoder(w).Encode(api.DeployLine{Progress: line})
 		w.(http.Flusher).Flush()
 		// The leader dies: the stream breaks with no result.
 		conn, _, err := http.NewResponseController(w).Hijack()
@@ -87,51 +91,73 @@ func releases(statuses ...api.ReleaseStatus) []api.ReleaseInfo {
 // made after the one before the deploy is followed.
 func TestDeployFollowsABrokenStream(t *testing.T) {
 	d := "sha256:" + strings.Repeat("ab", 32)
-	cases := []struct {
-		name    string
-		srv     *followServer
-		ok      bool
-		version int
-		errHas  string
-	}{
-		{"resumed and served", &followServer{
+	cases := []followCase{
+		{name: "resumed and served", srv: &followServer{
 			before:   releases(api.ReleaseActive, api.ReleaseSuperseded),
 			after:    releases(api.ReleaseSuperseded, api.ReleaseSuperseded, api.ReleaseActive),
 			rollouts: []*api.RolloutProgress{rolloutTo(3, api.PhaseSurging), rolloutTo(3, api.PhaseDraining)},
-		}, true, 3, ""},
-		{"resumed and rolled back", &followServer{
+		}, ok: true, version: 3},
+		{name: "resumed and rolled back", srv: &followServer{
 			before:   releases(api.ReleaseActive, api.ReleaseSuperseded),
 			after:    releases(api.ReleaseSuperseded, api.ReleaseActive, api.ReleaseRolledBack),
 			rollouts: []*api.RolloutProgress{rolloutTo(3, api.PhaseRollingBack)},
-		}, false, 3, "v3 rolled_back after the leader changed"},
-		{"outcome unknown, then served", &followServer{
+		}, version: 3, errHas: "v3 rolled_back after the leader changed"},
+		{name: "outcome unknown, then served", srv: &followServer{
 			unknown: true,
 			before:  releases(api.ReleaseActive, api.ReleaseActive),
 			after:   releases(api.ReleaseSuperseded, api.ReleaseSuperseded, api.ReleaseActive),
-		}, true, 3, ""},
+		}, ok: true, version: 3},
 	}
 	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			srv := httptest.NewServer(tc.srv)
-			defer srv.Close()
-			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-			defer cancel()
-			var lines []DeployLine
-			res, err := New(srv.URL, "tok").Deploy(ctx, DeployOptions{Config: "app: web", Digest: d}, func(l DeployLine) { lines = append(lines, l) })
-			if err != nil {
-				t.Fatalf("Deploy: %v", err)
-			}
-			if res.OK != tc.ok || res.Version != tc.version || !strings.Contains(res.Error, tc.errHas) {
-				t.Fatalf("result %+v, want ok %t, v%d, error with %q", res, tc.ok, tc.version, tc.errHas)
-			}
-			var followed, progress bool
-			for _, l := range lines {
-				followed = followed || strings.Contains(l.Log, "following the deploy")
-				progress = progress || l.Progress != nil && l.Progress.Spec.To == 3
-			}
-			if !followed || !tc.srv.unknown && !progress {
-				t.Fatalf("lines %+v: want the follow announced and v3's progress", lines)
-			}
-		})
+		tc.call = func(c *Client, ctx context.Context, fn func(DeployLine)) (*DeployResult, error) {
+			return c.Deploy(ctx, DeployOptions{Config: "app: web", Digest: d}, fn)
+		}
+		tc.target = 3
+		runFollowCase(t, tc)
 	}
+	// A rollback makes no release: it is followed by its target, v1.
+	runFollowCase(t, followCase{name: "rollback resumed and served", srv: &followServer{
+		before:   releases(api.ReleaseSuperseded, api.ReleaseActive),
+		after:    releases(api.ReleaseActive, api.ReleaseRolledBack),
+		rollouts: []*api.RolloutProgress{rolloutTo(1, api.PhaseDraining)},
+	}, ok: true, version: 1, target: 1, call: func(c *Client, ctx context.Context, fn func(DeployLine)) (*DeployResult, error) {
+		return c.Rollback(ctx, 0, fn)
+	}})
+}
+
+// followCase is one deploy of TestDeployFollowsABrokenStream.
+type followCase struct {
+	name    string
+	srv     *followServer
+	ok      bool
+	version int
+	errHas  string
+	target  int // the release whose progress must be passed on
+	call    func(*Client, context.Context, func(DeployLine)) (*DeployResult, error)
+}
+
+func runFollowCase(t *testing.T, tc followCase) {
+	t.Helper()
+	t.Run(tc.name, func(t *testing.T) {
+		srv := httptest.NewServer(tc.srv)
+		defer srv.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		var lines []DeployLine
+		res, err := tc.call(New(srv.URL, "tok"), ctx, func(l DeployLine) { lines = append(lines, l) })
+		if err != nil {
+			t.Fatalf("Deploy: %v", err)
+		}
+		if res.OK != tc.ok || res.Version != tc.version || !strings.Contains(res.Error, tc.errHas) {
+			t.Fatalf("result %+v, want ok %t, v%d, error with %q", res, tc.ok, tc.version, tc.errHas)
+		}
+		var followed, progress bool
+		for _, l := range lines {
+			followed = followed || strings.Contains(l.Log, "following the deploy")
+			progress = progress || l.Progress != nil && l.Progress.Spec.To == tc.target
+		}
+		if !followed || !tc.srv.unknown && !progress {
+			t.Fatalf("lines %+v: want the follow announced and v%d's progress", lines, tc.target)
+		}
+	})
 }
