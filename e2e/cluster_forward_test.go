@@ -73,9 +73,11 @@ func TestClusterForwardsWhileTheLeaderMoves(t *testing.T) {
 	}
 
 	// A deploy through a follower, the leader killed during its rollout.
-	// Each v2 instance boots for 3 s: the rollout lasts several seconds.
+	// Each v2 instance boots for 5 s, and the leader dies before the
+	// first is in service: 10 s of rollout are left at least, so the
+	// stream cannot end before the kill.
 	editConfig(t, app, func(doc map[string]any) {
-		doc["run"].(map[string]any)["env"] = map[string]any{"BOOT_DELAY_MS": "3000"}
+		doc["run"].(map[string]any)["env"] = map[string]any{"BOOT_DELAY_MS": "5000"}
 	})
 	leader := waitLeader(ctx, t, all...)
 	via = otherThan(all, leader)[0]
@@ -89,6 +91,7 @@ func TestClusterForwardsWhileTheLeaderMoves(t *testing.T) {
 	deployed := make(chan error, 1)
 	go func() { deployed <- deploy.Wait() }()
 	cv := client.New(via.AdminURL, via.Token)
+	var tooFar error
 	err = testenv.WaitFor(ctx, func() error {
 		p, err := cv.Rollout(ctx)
 		switch {
@@ -96,11 +99,14 @@ func TestClusterForwardsWhileTheLeaderMoves(t *testing.T) {
 			return err
 		case p == nil || p.Spec.To != 2:
 			return errors.New("no rollout to v2 yet")
-		case p.Phase.Terminal():
-			return fmt.Errorf("the rollout to v2 ended (%s) before the kill", p.Phase)
+		case p.Phase.Terminal() || p.Done > 0:
+			tooFar = fmt.Errorf("the rollout to v2 went too far (%s, %d of %d) before the kill", p.Phase, p.Done, p.Total)
 		}
 		return nil
 	})
+	if err == nil {
+		err = tooFar
+	}
 	if err != nil {
 		deploy.Cancel()
 		<-deployed
