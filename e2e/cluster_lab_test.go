@@ -145,12 +145,24 @@ func TestClusterLabLeaderKilledDuringDeploy(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	// shoal deploy lost the leader's stream and follows the deploy to
+	// the end the rollout reached.
+	var derr error
 	select {
-	case err := <-deployed:
-		deployed <- err
-		t.Logf("shoal deploy through s2 ended (%v):\n%s", err, out.String())
+	case derr = <-deployed:
+		deployed <- derr
+	case <-c.ctx.Done():
+		t.Fatalf("shoal deploy through s2 did not end:\n%s", out.String())
+	}
+	switch {
+	case !strings.Contains(out.String(), "following the deploy"):
+		t.Errorf("shoal deploy through s2 (%v) did not follow the deploy after the leader's death:\n%s", derr, out.String())
+	case want == 2 && (derr != nil || !strings.Contains(out.String(), "deploy: v2 serves")):
+		t.Errorf("shoal deploy through s2: %v, want \"deploy: v2 serves\" and exit 0:\n%s", derr, out.String())
+	case want != 2 && derr == nil:
+		t.Errorf("shoal deploy through s2 exited 0, but the rollout went back to v%d:\n%s", want, out.String())
 	default:
-		t.Logf("shoal deploy through s2 still waits")
+		t.Logf("shoal deploy through s2 ended (%v):\n%s", derr, out.String())
 	}
 	load.RequireFlowing(t, "GETs through the node after the failover", 50, time.Minute)
 	load.Stop()

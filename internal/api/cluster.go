@@ -17,6 +17,16 @@ type ClusterMember struct {
 	FleetURL string
 }
 
+// OutcomeHeader, set to OutcomeUnknown on an error answer, says that
+// the call may have been carried out all the same: a follower forwarded
+// it to a leader that stopped answering after it received the call. A
+// deploy's client then follows the deploy (client.Deploy) instead of
+// reporting a failure.
+const (
+	OutcomeHeader  = "Shoal-Outcome"
+	OutcomeUnknown = "unknown"
+)
+
 // ServerStatus is one server of the cluster as `shoal servers` lists it
 // (GET /v1/servers). Address and Voter come from raft's configuration;
 // the rest is the server's own view of itself, asked of its admin API

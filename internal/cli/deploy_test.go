@@ -47,10 +47,13 @@ func TestDeploySendsWhatTheReleaseIsMadeFrom(t *testing.T) {
 
 	t.Setenv("DEPLOYER_KEY", "from-the-cli")
 	runCLI(t, "deploy", "--config-only") // the fake has no deploy route
+	// Before the deploy, the newest release is read: a deploy whose
+	// stream breaks is followed from the release after it.
 	got := f.requests()
-	if len(got) != 1 || !strings.HasPrefix(got[0], "POST /v1/deploy ") {
-		t.Fatalf("deploy --config-only sent %q, want one POST /v1/deploy", got)
+	if len(got) != 2 || got[0] != "GET /v1/releases" || !strings.HasPrefix(got[1], "POST /v1/deploy ") {
+		t.Fatalf("deploy --config-only sent %q, want GET /v1/releases then one POST /v1/deploy", got)
 	}
+	got = got[1:]
 	var req api.DeployRequest
 	if err := json.Unmarshal([]byte(strings.TrimPrefix(got[0], "POST /v1/deploy ")), &req); err != nil {
 		t.Fatal(err)

@@ -36,13 +36,23 @@ func (c *Client) HasArtifact(ctx context.Context, d string) (bool, error) {
 // size is r's length, sent as Content-Length (-1: unknown, sent chunked).
 // The server computes the digest itself and refuses bytes that are
 // another artifact (400, naming both digests) or a body over its limit
-// (413), as an *APIError.
+// (413), as an *APIError. When r is a file (an io.ReaderAt and
+// io.Seeker) and size is known, a 503 with Retry-After (a cluster between
+// leaders) sends it again from where it began; r's offset is not moved.
 func (c *Client) UploadArtifact(ctx context.Context, d string, r io.Reader, size int64) error {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPut, c.base+"/v1/artifacts/"+url.PathEscape(d), io.NopCloser(r))
 	if err != nil {
 		return fmt.Errorf("admin api: %w", err)
 	}
 	req.ContentLength = size
+	if body := resendable(r, size); body != nil {
+		// A file can be sent again: a cluster electing a leader
+		// answers 503 with Retry-After (doRetrying), and an upload by
+		// digest may be repeated. Each sending reads its own section
+		// of the file: the transport may still be reading the last
+		// one's when the answer came early.
+		req.Body, req.GetBody = body(), func() (io.ReadCloser, error) { return body(), nil }
+	}
 	req.Header.Set("Content-Type", "application/gzip")
 	resp, err := c.send(req)
 	if err != nil {
@@ -57,6 +67,24 @@ func (c *Client) UploadArtifact(ctx context.Context, d string, r io.Reader, size
 		return apiError(resp.StatusCode, data)
 	}
 	return nil
+}
+
+// resendable returns a function that opens r afresh from its current
+// offset for size bytes, when r can be read at an offset (a file, a
+// bytes.Reader) and size is known; else nil.
+func resendable(r io.Reader, size int64) func() io.ReadCloser {
+	ra, ok := r.(interface {
+		io.ReaderAt
+		io.Seeker
+	})
+	if !ok || size < 0 {
+		return nil
+	}
+	start, err := ra.Seek(0, io.SeekCurrent)
+	if err != nil {
+		return nil
+	}
+	return func() io.ReadCloser { return io.NopCloser(io.NewSectionReader(ra, start, size)) }
 }
 
 // FetchArtifact copies the artifact with digest d (GET

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -49,20 +50,27 @@ type EnvVar = api.EnvVar
 // a 409 (another deploy runs) or 400 (bad shoal.yaml or env, artifact not
 // held) is an *APIError before any line. A result with OK false is
 // returned with a nil error: the caller decides the exit status.
+//
+// A stream that breaks before its result (the cluster's leader died, and
+// the follower that forwarded the deploy lost its answer) does not end
+// the deploy, which a new leader resumes: Deploy follows it from the
+// server's stored state to its end (followDeploy), and returns its
+// outcome, or an error saying that the outcome is unknown and how to see
+// it.
 func (c *Client) Deploy(ctx context.Context, opts DeployOptions, fn func(DeployLine)) (*DeployResult, error) {
-	return c.deployStream(ctx, "/v1/deploy", opts, fn)
+	return c.deployStream(ctx, "/v1/deploy", opts, deployWatch{digest: opts.Digest}, fn)
 }
 
 // Rollback rolls back to version (0: the previous release), streaming
 // like Deploy.
 func (c *Client) Rollback(ctx context.Context, version int, fn func(DeployLine)) (*DeployResult, error) {
-	return c.deployStream(ctx, "/v1/rollback", api.RollbackRequest{Version: version}, fn)
+	return c.deployStream(ctx, "/v1/rollback", api.RollbackRequest{Version: version}, deployWatch{target: version, rollback: true}, fn)
 }
 
 // SetEnv sets and unsets env overrides and deploys a config-only release,
 // streaming like Deploy.
 func (c *Client) SetEnv(ctx context.Context, set []EnvVar, unset []string, fn func(DeployLine)) (*DeployResult, error) {
-	return c.deployStream(ctx, "/v1/env", api.EnvRequest{Set: set, Unset: unset}, fn)
+	return c.deployStream(ctx, "/v1/env", api.EnvRequest{Set: set, Unset: unset}, deployWatch{}, fn)
 }
 
 // Env lists the env overrides, secrets redacted.
@@ -92,11 +100,17 @@ func (c *Client) Rollout(ctx context.Context) (*RolloutProgress, error) {
 	return p, err
 }
 
-func (c *Client) deployStream(ctx context.Context, path string, in any, fn func(DeployLine)) (*DeployResult, error) {
+// deployStream sends a deploy's request and reads its stream; w says
+// what identifies the deploy's release, should the stream break.
+func (c *Client) deployStream(ctx context.Context, path string, in any, w deployWatch, fn func(DeployLine)) (*DeployResult, error) {
 	b, err := json.Marshal(in)
 	if err != nil {
 		return nil, fmt.Errorf("encode request: %w", err)
 	}
+	if fn == nil {
+		fn = func(DeployLine) {}
+	}
+	w.before = c.newestRelease(ctx)
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.base+path, bytes.NewReader(b))
 	if err != nil {
 		return nil, fmt.Errorf("admin api: %w", err)
@@ -109,7 +123,11 @@ func (c *Client) deployStream(ctx context.Context, path string, in any, fn func(
 	defer resp.Body.Close()
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
 		data, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
-		return nil, apiError(resp.StatusCode, data)
+		aerr := apiError(resp.StatusCode, data)
+		if resp.Header.Get(api.OutcomeHeader) == api.OutcomeUnknown {
+			return c.followDeploy(ctx, w, aerr, fn)
+		}
+		return nil, aerr
 	}
 	sc := bufio.NewScanner(resp.Body)
 	sc.Buffer(make([]byte, 0, 64<<10), 4<<20)
@@ -122,15 +140,17 @@ func (c *Client) deployStream(ctx context.Context, path string, in any, fn func(
 		if err := json.Unmarshal(line, &l); err != nil {
 			return nil, fmt.Errorf("admin api: decode deploy line: %w", err)
 		}
-		if fn != nil {
-			fn(l)
+		if l.Progress != nil && l.Progress.Spec.To > 0 {
+			w.target = l.Progress.Spec.To
 		}
+		fn(l)
 		if l.Result != nil {
 			return l.Result, nil
 		}
 	}
-	if err := sc.Err(); err != nil {
-		return nil, fmt.Errorf("admin api: deploy stream: %w", err)
+	broke := sc.Err()
+	if broke == nil {
+		broke = errors.New("the stream ended without a result")
 	}
-	return nil, fmt.Errorf("admin api: deploy stream ended without a result (did shoal stop?)")
+	return c.followDeploy(ctx, w, fmt.Errorf("deploy stream: %w", broke), fn)
 }

@@ -6,9 +6,6 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"net/http/httputil"
-	"net/url"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -51,8 +48,8 @@ type clusterState struct {
 	w    cluster.Writer
 	// ready is set while this server leads and its apps have started.
 	ready atomic.Bool
-	// proxy forwards admin calls to the leader's admin URL (TLS with the
-	// fleet CA as root).
+	// proxy forwards admin calls to the leader's admin URL and carries
+	// the calls between peers (newForwardTransport).
 	proxy *http.Transport
 	// arts is the copying of artifacts between the servers
 	// (server_cluster_artifacts.go).
@@ -96,7 +93,7 @@ func (s *Server) openCluster() error {
 	}
 	s.onRelease(func(context.Context) { node.Close() })
 	s.cl = &clusterState{node: node, w: cluster.Writer{Node: node},
-		proxy: &http.Transport{TLSClientConfig: cliTLS, MaxIdleConnsPerHost: 8, IdleConnTimeout: 30 * time.Second}}
+		proxy: newForwardTransport(cliTLS)}
 	s.onRelease(func(context.Context) { s.cl.proxy.CloseIdleConnections() })
 	s.w = s.cl.w
 	s.log.Info("cluster node open", "server", c.ID, "raft", adv, "bootstrap", c.Bootstrap)
@@ -272,47 +269,6 @@ func writeClusterError(w http.ResponseWriter, err error) {
 		w.Header().Set("Retry-After", "1")
 	}
 	adminapi.WriteError(w, err)
-}
-
-// adminToLeader serves next on the leader once its apps started; a
-// follower forwards the call to the leader's admin API (the same token
-// works there: the cluster shares it), and answers 503 when no leader is
-// known, when the leader is still starting its apps, or for a call that
-// was forwarded to it already. The cluster's own reads (GET /v1/servers,
-// /v1/cluster/) are always served here.
-func (s *Server) adminToLeader(next http.Handler) http.Handler {
-	if s.cl == nil {
-		return next
-	}
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		local := r.Method == http.MethodGet && r.URL.Path == "/v1/servers" || strings.HasPrefix(r.URL.Path, "/v1/cluster/")
-		if s.cl.ready.Load() || local {
-			next.ServeHTTP(w, r)
-			return
-		}
-		m, ok := s.cl.leaderElse503(w, r.Header.Get(forwardedHeader) != "")
-		if !ok {
-			return
-		}
-		target, err := url.Parse(m.AdminURL)
-		if err != nil {
-			adminapi.WriteError(w, fmt.Errorf("leader %s's admin url %q: %w", m.ID, m.AdminURL, err))
-			return
-		}
-		p := &httputil.ReverseProxy{
-			Rewrite: func(pr *httputil.ProxyRequest) {
-				pr.SetURL(target)
-				pr.Out.Host = target.Host
-				pr.Out.Header.Set(forwardedHeader, s.cl.node.ID())
-			},
-			Transport:     s.cl.proxy,
-			FlushInterval: -1, // deploy progress streams line by line
-			ErrorHandler: func(w http.ResponseWriter, _ *http.Request, err error) {
-				writeClusterError(w, fmt.Errorf("%w: forward to the leader %s at %s: %v", adminapi.ErrUnavailable, m.ID, m.AdminURL, err))
-			},
-		}
-		p.ServeHTTP(w, r)
-	})
 }
 
 // fleetToLeader serves next on the leader, also while its apps start; a

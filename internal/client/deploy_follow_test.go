@@ -1,0 +1,163 @@
+package client
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/shoal-dev/shoal/internal/api"
+)
+
+// followServer is an admin API whose deploy stream breaks after one
+// progress line (or that answers the deploy with an unknown outcome),
+// and whose stored state then moves on, scripted: each GET /v1/deploy
+// takes the next rollout of rollouts (nil once they are used up), and
+// GET /v1/releases answers before until the first GET /v1/deploy, then
+// after.
+type followServer struct {
+	unknown bool // answer POST /v1/deploy 503 with api.OutcomeHeader
+	before  []api.ReleaseInfo
+	after   []api.ReleaseInfo
+
+	mu       sync.Mutex
+	rollouts []*api.RolloutProgress
+	polled   bool
+}
+
+func (f *followServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	switch r.Method + " " + r.URL.Path {
+	case "GET /v1/releases":
+		f.mu.Lock()
+		rels := f.before
+		if f.polled {
+			rels = f.after
+		}
+		f.mu.Unlock()
+		json.NewEncoder(w).Encode(rels)
+	case "GET /v1/deploy":
+		f.mu.Lock()
+		f.polled = true
+		var p *api.RolloutProgress
+		if len(f.rollouts) > 0 {
+			p, f.rollouts = f.rollouts[0], f.rollouts[1:]
+		}
+		f.mu.Unlock()
+		json.NewEncoder(w).Encode(p)
+	case "POST /v1/deploy", "POST /v1/rollback":
+		if f.unknown {
+			w.Header().Set(api.OutcomeHeader, api.OutcomeUnknown)
+			w.WriteHeader(http.StatusServiceUnavailable)
+			json.NewEncoder(w).Encode(api.ErrorBody{Error: "unavailable: forward POST /v1/deploy to the leader s1: the leader s1 stopped leading"})
+			return
+		}
+		w.WriteHeader(http.StatusOK)
+		line := rolloutTo(3, api.PhaseSurging)
+		if r.URL.Path == "/v1/rollback" {
+			line = rolloutTo(1, api.PhaseSurging)
+		}
+		json.NewEncoder(w).Encode(api.DeployLine{Progress: line})
+		w.(http.Flusher).Flush()
+		// The leader dies: the stream breaks with no result.
+		conn, _, err := http.NewResponseController(w).Hijack()
+		if err == nil {
+			conn.Close()
+		}
+	default:
+		http.NotFound(w, r)
+	}
+}
+
+func rolloutTo(v int, phase api.RolloutPhase) *api.RolloutProgress {
+	return &api.RolloutProgress{Spec: api.RolloutSpec{From: v - 1, To: v, Desired: 2}, Target: v, Phase: phase, Total: 2}
+}
+
+func releases(statuses ...api.ReleaseStatus) []api.ReleaseInfo {
+	var rels []api.ReleaseInfo
+	for i, s := range statuses {
+		rels = append(rels, api.ReleaseInfo{Version: i + 1, Digest: "sha256:" + strings.Repeat("ab", 32), Status: s, Current: s == api.ReleaseActive})
+	}
+	return rels
+}
+
+// TestDeployFollowsABrokenStream: a deploy whose stream breaks (the
+// cluster's leader died) is followed on the stored state to its outcome:
+// the resumed rollout's progress is passed on, and the result is the
+// release's end; with the outcome unknown before any line, the release
+// made after the one before the deploy is followed.
+func TestDeployFollowsABrokenStream(t *testing.T) {
+	d := "sha256:" + strings.Repeat("ab", 32)
+	cases := []followCase{
+		{name: "resumed and served", srv: &followServer{
+			before:   releases(api.ReleaseActive, api.ReleaseSuperseded),
+			after:    releases(api.ReleaseSuperseded, api.ReleaseSuperseded, api.ReleaseActive),
+			rollouts: []*api.RolloutProgress{rolloutTo(3, api.PhaseSurging), rolloutTo(3, api.PhaseDraining)},
+		}, ok: true, version: 3},
+		{name: "resumed and rolled back", srv: &followServer{
+			before:   releases(api.ReleaseActive, api.ReleaseSuperseded),
+			after:    releases(api.ReleaseSuperseded, api.ReleaseActive, api.ReleaseRolledBack),
+			rollouts: []*api.RolloutProgress{rolloutTo(3, api.PhaseRollingBack)},
+		}, version: 3, errHas: "v3 rolled_back after the leader changed"},
+		{name: "outcome unknown, then served", srv: &followServer{
+			unknown: true,
+			before:  releases(api.ReleaseActive, api.ReleaseActive),
+			after:   releases(api.ReleaseSuperseded, api.ReleaseSuperseded, api.ReleaseActive),
+		}, ok: true, version: 3},
+	}
+	for _, tc := range cases {
+		tc.call = func(c *Client, ctx context.Context, fn func(DeployLine)) (*DeployResult, error) {
+			return c.Deploy(ctx, DeployOptions{Config: "app: web", Digest: d}, fn)
+		}
+		tc.target = 3
+		runFollowCase(t, tc)
+	}
+	// A rollback makes no release: it is followed by its target, v1.
+	runFollowCase(t, followCase{name: "rollback resumed and served", srv: &followServer{
+		before:   releases(api.ReleaseSuperseded, api.ReleaseActive),
+		after:    releases(api.ReleaseActive, api.ReleaseRolledBack),
+		rollouts: []*api.RolloutProgress{rolloutTo(1, api.PhaseDraining)},
+	}, ok: true, version: 1, target: 1, call: func(c *Client, ctx context.Context, fn func(DeployLine)) (*DeployResult, error) {
+		return c.Rollback(ctx, 0, fn)
+	}})
+}
+
+// followCase is one deploy of TestDeployFollowsABrokenStream.
+type followCase struct {
+	name    string
+	srv     *followServer
+	ok      bool
+	version int
+	errHas  string
+	target  int // the release whose progress must be passed on
+	call    func(*Client, context.Context, func(DeployLine)) (*DeployResult, error)
+}
+
+func runFollowCase(t *testing.T, tc followCase) {
+	t.Helper()
+	t.Run(tc.name, func(t *testing.T) {
+		srv := httptest.NewServer(tc.srv)
+		defer srv.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		var lines []DeployLine
+		res, err := tc.call(New(srv.URL, "tok"), ctx, func(l DeployLine) { lines = append(lines, l) })
+		if err != nil {
+			t.Fatalf("Deploy: %v", err)
+		}
+		if res.OK != tc.ok || res.Version != tc.version || !strings.Contains(res.Error, tc.errHas) {
+			t.Fatalf("result %+v, want ok %t, v%d, error with %q", res, tc.ok, tc.version, tc.errHas)
+		}
+		var followed, progress bool
+		for _, l := range lines {
+			followed = followed || strings.Contains(l.Log, "following the deploy")
+			progress = progress || l.Progress != nil && l.Progress.Spec.To == tc.target
+		}
+		if !followed || !tc.srv.unknown && !progress {
+			t.Fatalf("lines %+v: want the follow announced and v%d's progress", lines, tc.target)
+		}
+	})
+}
