@@ -38,7 +38,8 @@ import (
 //	                                                 | server unreachable or refusing
 //	                                                 v
 //	                        keep serving the last configuration; retry after 250 ms, doubling to 5 s
-//	                        (a 503, the server asking to be called again: 250 ms each time)
+//	                        (a 503, the server asking to be called again, or a failed redirect to
+//	                        the leader a follower named: 250 ms each time)
 
 // Follow backoff while the server cannot be reached or refuses.
 const (
@@ -51,6 +52,20 @@ const (
 // which will drain instances within its drain timeout), so the node
 // retries after followMinBackoff without backing off further.
 var errFollowSoon = errors.New("the server asks to call again soon")
+
+// redirectFailed marks err as errFollowSoon when it is a failure of the
+// leader a follower redirected to, not of server itself: server answered
+// (a 307 to the leader it knew), and while a cluster elects a leader a
+// follower still names the dead one for up to its heartbeat timeout. Such
+// a failure says the election is under way, so the node asks again soon
+// instead of backing off as from a server that is down.
+func redirectFailed(server string, err error) error {
+	var ue *url.Error
+	if errors.As(err, &ue) && !strings.HasPrefix(ue.URL, server+"/") {
+		return fmt.Errorf("%w (redirected by %s): %w", err, server, errFollowSoon)
+	}
+	return err
+}
 
 // lbFollower is the following side of a balancer node.
 type lbFollower struct {
@@ -264,7 +279,7 @@ func (f *lbFollower) poll(ctx context.Context, server, epoch string, after uint6
 	}
 	resp, err := f.client.Do(req)
 	if err != nil {
-		return api.LBConfigPage{}, err
+		return api.LBConfigPage{}, redirectFailed(server, err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
