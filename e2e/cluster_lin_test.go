@@ -79,19 +79,12 @@ func (o oneAttempt) RoundTrip(r *http.Request) (*http.Response, error) {
 	return resp, err
 }
 
-// adminClient is a client of s's admin API from the lab's client host,
-// making one attempt per call. Its URL, token and CA pin stay the same
-// across s's restarts.
-func (l *linLab) adminClient(s *labServer) *client.Client {
-	l.t.Helper()
-	cl, err := client.NewWithOptions(s.AdminURL, s.Token, client.Options{CAPin: s.CAPin})
-	if err != nil {
-		l.t.Fatal(err)
-	}
-	tr := cl.HTTP.Transport.(*http.Transport)
-	tr.DialContext = l.lab.Dialer("cli")
-	l.t.Cleanup(tr.CloseIdleConnections)
-	cl.HTTP.Transport = oneAttempt{tr}
+// oneAttemptClient is a client of s's admin API from the lab's client
+// host, making one attempt per call. Its URL, token and CA pin stay the
+// same across s's restarts.
+func (l *linLab) oneAttemptClient(s *labServer) *client.Client {
+	cl := l.adminClient(s.Server)
+	cl.HTTP.Transport = oneAttempt{cl.HTTP.Transport}
 	return cl
 }
 
@@ -212,7 +205,7 @@ func (l *linLab) noteErr(op, outcome string, err error) {
 }
 
 // awaitLeader waits, at most a call's bound, until a server says it
-// leads, so that a client does not spin on failures while the cluster
+// leads and serves its apps, so that a client does not spin on failures while the cluster
 // elects one.
 func (l *linLab) awaitLeader(ctx context.Context) {
 	ctx, cancel := context.WithTimeout(ctx, linLabOpTimeout)
@@ -220,7 +213,8 @@ func (l *linLab) awaitLeader(ctx context.Context) {
 	testenv.WaitFor(ctx, func() error {
 		for _, s := range l.servers {
 			if st, err := l.clients[s.id].Self(ctx); err == nil && st.Role == "Leader" {
-				return nil
+				_, err := l.clients[s.id].Apps(ctx)
+				return err
 			}
 		}
 		return errors.New("no leader")
@@ -265,7 +259,7 @@ func TestClusterLabLinearizable(t *testing.T) {
 	rng := rand.New(rand.NewPCG(seed, 1))
 	l := &linLab{clusterLab: newClusterLab(t, "s2"), clients: map[string]*client.Client{}, errs: map[string]int{}, h: lincheck.NewHistory()}
 	for _, s := range l.servers {
-		l.clients[s.id] = l.adminClient(s)
+		l.clients[s.id] = l.oneAttemptClient(s)
 	}
 	st, err := l.servers[1].c.Status(l.ctx)
 	if err != nil {
@@ -347,9 +341,12 @@ func TestClusterLabLinearizable(t *testing.T) {
 	l.errMu.Unlock()
 
 	// Writes cut by the end of the test may still be under way on the
-	// leader (an env write's rollout, then maybe its undo): once no
-	// rollout runs, the final state, read through the leader, closes the
-	// history, and every server catches up with it.
+	// leader (an env write's rollout, then maybe its undo; a scale's
+	// commit): once no rollout runs and every server caught up, the
+	// state read through the leader is recorded, every server catches up
+	// with it, and each stops. Then each server's own store is read: the
+	// three must agree, their state closes the history (no write can
+	// come after it), and it must hold every acknowledged env write.
 	lead, err := l.leader(l.ctx, l.servers...)
 	if err != nil {
 		t.Fatal(err)
@@ -366,8 +363,8 @@ func TestClusterLabLinearizable(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	var final [2]lincheck.Output
-	for i, kind := range []string{lincheck.Desired, lincheck.Env} {
+	l.allCaughtUp()
+	for _, kind := range []string{lincheck.Desired, lincheck.Env} {
 		in := lincheck.Input{App: l.app, Kind: kind, Op: lincheck.Read}
 		call := l.h.Now()
 		out, err := linLabRead(l.ctx, l.clients[lead.id], kind)
@@ -375,13 +372,32 @@ func TestClusterLabLinearizable(t *testing.T) {
 			t.Fatalf("the final read of %s through the leader %s: %v", kind, lead.id, err)
 		}
 		l.h.Record(linLabClients, in, call, out)
-		final[i] = out
 	}
-	want := fmt.Sprintf("desired %d, env [%s]", final[0].N, final[1].Names)
+	l.allCaughtUp()
+	stored := map[string]bool{}
+	var final [2]lincheck.Output
 	for _, s := range l.servers {
-		if err := l.caughtUp(l.ctx, s); err != nil {
+		if err := s.Signal(syscall.SIGTERM); err != nil {
 			t.Fatal(err)
 		}
+		if code, err := s.Wait(l.ctx); err != nil || code != 0 {
+			t.Fatalf("%s after SIGTERM: exit %d, %v", s.id, code, err)
+		}
+	}
+	for _, s := range l.servers {
+		got, err := linLabStored(filepath.Join(s.dir, "data", "shoal.db"), l.app)
+		if err != nil {
+			t.Fatalf("%s's store: %v", s.id, err)
+		}
+		t.Logf("%s's store: desired %d, env [%s]", s.id, got[0].N, got[1].Names)
+		stored[fmt.Sprint(got)] = true
+		final = got
+	}
+	if len(stored) != 1 {
+		t.Errorf("the servers' stores disagree: %v", stored)
+	}
+	for i, kind := range []string{lincheck.Desired, lincheck.Env} {
+		l.h.Record(linLabClients+1, lincheck.Input{App: l.app, Kind: kind, Op: lincheck.Read}, l.h.Now(), final[i])
 	}
 	present := map[string]bool{}
 	for name := range strings.SplitSeq(final[1].Names, ",") {
@@ -389,30 +405,11 @@ func TestClusterLabLinearizable(t *testing.T) {
 	}
 	for _, in := range l.h.AckedAdds() {
 		if !present[in.Name] {
-			t.Errorf("the acknowledged env write %s is lost; the final state: %s", in.Name, want)
+			t.Errorf("the acknowledged env write %s is lost; the final state: env [%s]", in.Name, final[1].Names)
 		}
 	}
-	t.Logf("%d operations: %d acknowledged writes, %d of unknown outcome, %d reads, %d kills, %d partitions; final state: %s",
-		l.h.Len(), l.h.Writes(), l.h.Unknown(), l.h.Reads(), kills.Load(), cuts.Load(), want)
-
-	// Each server's own replica, read from its store once it stopped.
-	for _, s := range l.servers {
-		st, err := l.clients[s.id].Self(l.ctx)
-		t.Logf("%s before its stop: %+v (%v)", s.id, st, err)
-		if err := s.Signal(syscall.SIGTERM); err != nil {
-			t.Fatal(err)
-		}
-		if code, err := s.Wait(l.ctx); err != nil || code != 0 {
-			t.Fatalf("%s after SIGTERM: exit %d, %v", s.id, code, err)
-		}
-		got, err := linLabStored(filepath.Join(s.dir, "data", "shoal.db"), l.app)
-		if err != nil {
-			t.Fatalf("%s's store: %v", s.id, err)
-		}
-		if got != want {
-			t.Errorf("%s's store holds %s; the leader answered %s", s.id, got, want)
-		}
-	}
+	t.Logf("%d operations: %d acknowledged writes, %d of unknown outcome, %d reads, %d kills, %d partitions; final state: desired %d, env [%s]",
+		l.h.Len(), l.h.Writes(), l.h.Unknown(), l.h.Reads(), kills.Load(), cuts.Load(), final[0].N, final[1].Names)
 
 	if l.h.Writes() < 20 {
 		t.Fatalf("only %d writes acknowledged: the history checks too little", l.h.Writes())
@@ -435,28 +432,40 @@ func (l *linLab) kill(s *labServer) {
 	}
 }
 
-// linLabStored is what the store file at path holds of app, in the words
-// of the final state's line.
-func linLabStored(path, app string) (string, error) {
+// linLabStored reads the registers of app from the store file at path:
+// its desired count, and its env override names.
+func linLabStored(path, app string) ([2]lincheck.Output, error) {
+	var out [2]lincheck.Output
 	st, err := store.Open(path, store.Options{})
 	if err != nil {
-		return "", err
+		return out, err
 	}
 	defer st.Close()
 	g, ok, err := st.GetGroup(app)
 	if err != nil {
-		return "", err
+		return out, err
 	}
 	if !ok {
-		return "", fmt.Errorf("no group of %s: %w", app, store.ErrNotFound)
+		return out, fmt.Errorf("no group of %s: %w", app, store.ErrNotFound)
 	}
 	vs, err := st.EnvOverrides(app)
 	if err != nil {
-		return "", err
+		return out, err
 	}
 	names := make([]string, 0, len(vs))
 	for _, v := range vs {
 		names = append(names, v.Name)
 	}
-	return fmt.Sprintf("desired %d, env [%s]", g.Desired, lincheck.JoinNames(names)), nil
+	out[0].N, out[1].Names = g.Desired, lincheck.JoinNames(names)
+	return out, nil
+}
+
+// allCaughtUp waits until every server caught up with the leader.
+func (l *linLab) allCaughtUp() {
+	l.t.Helper()
+	for _, s := range l.servers {
+		if err := l.caughtUp(l.ctx, s); err != nil {
+			l.t.Fatal(err)
+		}
+	}
 }
