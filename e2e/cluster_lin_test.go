@@ -185,6 +185,14 @@ func (c *linLabClient) do(ctx context.Context, in lincheck.Input) {
 		outcome = "refused"
 	default:
 		c.l.h.Record(c.id, in, call, lincheck.Output{Unknown: true})
+		if in.Op == lincheck.Add {
+			// A failed `shoal env` puts the overrides back
+			// (controller.SetEnv), also when its caller went away:
+			// reads may have seen the name meanwhile.
+			w := in
+			w.Op = lincheck.Withdraw
+			c.l.h.Record(c.id, w, call, lincheck.Output{Unknown: true})
+		}
 	}
 	c.l.noteErr(in.Op, outcome, err)
 	c.l.awaitLeader(ctx)

@@ -34,14 +34,19 @@ const (
 	Set  = "set"  // Desired: the count becomes N
 	Incr = "incr" // Desired: the count grows by one, Output.N the new count
 	Add  = "add"  // Env: Name is added to the set
-	Read = "read" // either: Output.N or Output.Names is what was read
+	// Withdraw (Env) takes Name out of the set again: the undo of an
+	// addition that failed after it was stored (a `shoal env` whose
+	// deploy failed puts the overrides back), recorded with that
+	// addition, of unknown outcome as it is.
+	Withdraw = "withdraw"
+	Read     = "read" // either: Output.N or Output.Names is what was read
 )
 
 // Input is one operation a client asked for.
 type Input struct {
 	App  string
 	Kind string // Desired or Env
-	Op   string // Set, Incr, Read for Desired; Add, Read for Env
+	Op   string // Set, Incr, Read for Desired; Add, Withdraw, Read for Env
 	N    int    // Set: the count
 	Name string // Add: the variable
 }
@@ -79,13 +84,24 @@ func AddName(names, name string) string {
 	return JoinNames(set)
 }
 
+// removeName returns the comma-joined sorted set names without name.
+func removeName(names, name string) string {
+	var kept []string
+	for n := range strings.SplitSeq(names, ",") {
+		if n != "" && n != name {
+			kept = append(kept, n)
+		}
+	}
+	return JoinNames(kept)
+}
+
 // Model is the sequential specification: a register per app and kind,
 // each checked alone (porcupine's partitions). A write of unknown
 // outcome may have happened or not: its return is the end of the
 // history, so porcupine may place it anywhere after its call, or after
-// every read, and its step accepts any output. It cannot be seen and
-// later unseen: a write that the system applies and then takes back is
-// not in this model.
+// every read, and its step accepts any output. A write that may be seen
+// and later unseen (applied, then taken back) is recorded with its
+// Withdraw, of unknown outcome too.
 var Model = porcupine.Model{
 	Partition: func(h []porcupine.Operation) [][]porcupine.Operation {
 		byKey := map[string][]porcupine.Operation{}
@@ -117,6 +133,8 @@ var Model = porcupine.Model{
 			s.n++
 		case Add:
 			s.names = AddName(s.names, in.Name)
+		case Withdraw:
+			s.names = removeName(s.names, in.Name)
 		case Read:
 			if in.Kind == Desired {
 				return out.N == s.n, s
@@ -131,7 +149,7 @@ var Model = porcupine.Model{
 		switch in.Op {
 		case Set:
 			arg = strconv.Itoa(in.N)
-		case Add:
+		case Add, Withdraw:
 			arg = in.Name
 		}
 		res := "ok"
@@ -188,7 +206,7 @@ func (h *History) Record(client int, in Input, call int64, out Output) {
 		h.acked = append(h.acked, in)
 	}
 	h.mu.Unlock()
-	if in.Op == Read {
+	if in.Op == Read || in.Op == Withdraw {
 		return
 	}
 	if out.Unknown {
@@ -272,8 +290,8 @@ func (h *History) Check(seed uint64, timeout time.Duration) (porcupine.CheckResu
 	return res, took, fmt.Errorf("history is %s (not shown linearizable); porcupine's visualization: %s", res, path)
 }
 
-// pruneUnseen returns ops without the env additions of unknown outcome
-// whose name no read returned. The model may place such a write after
+// pruneUnseen returns ops without the env additions (and withdrawals)
+// of unknown outcome whose name no read returned. The model may place such a write after
 // every other operation, where it changes no answer: leaving it out
 // checks the same, and spares porcupine a choice per write (whether it
 // happened before each read), which grows as two to the number of them.
@@ -290,7 +308,7 @@ func pruneUnseen(ops []porcupine.Operation) []porcupine.Operation {
 	kept := make([]porcupine.Operation, 0, len(ops))
 	for _, op := range ops {
 		in, out := op.Input.(Input), op.Output.(Output)
-		if in.Op == Add && out.Unknown && !seen[in.App+"/"+in.Name] {
+		if (in.Op == Add || in.Op == Withdraw) && out.Unknown && !seen[in.App+"/"+in.Name] {
 			continue
 		}
 		kept = append(kept, op)
