@@ -10,7 +10,6 @@ import (
 	"regexp"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -53,22 +52,22 @@ type linLab struct {
 	app     string
 	clients map[string]*client.Client // by server id
 	h       *lincheck.History
-	// errs counts the failed calls by their error, cut to its first
-	// words, for the log.
+	// errs counts the failed calls by operation, outcome and error (its
+	// numbers left out), for the log.
 	errMu sync.Mutex
 	errs  map[string]int
 	// envMu lets one env write run at a time: each deploys a release,
 	// and the test's own writes would otherwise refuse each other (a
 	// deploy in progress) after the overrides were stored and before
-	// they were put back (controller.SetEnv), which a read may see: a
-	// write that is seen and then unseen, which the model has not.
+	// they were put back (controller.SetEnv), which a read may see,
+	// while the refusal says that nothing changed.
 	envMu sync.Mutex
 }
 
 // oneAttempt makes the client's calls single attempts: a 503 loses its
 // Retry-After, so package client does not send the call again and the
 // test sees the 503 (a forward that broke after the leader got the call
-// answers 503 too: its outcome is unknown, see classify).
+// answers 503 too: its outcome is unknown, see refused).
 type oneAttempt struct{ http.RoundTripper }
 
 func (o oneAttempt) RoundTrip(r *http.Request) (*http.Response, error) {
@@ -213,8 +212,8 @@ func (l *linLab) noteErr(op, outcome string, err error) {
 }
 
 // awaitLeader waits, at most a call's bound, until a server says it
-// leads and serves its apps, so that a client does not spin on failures while the cluster
-// elects one.
+// leads and serves its apps, so that a client does not spin on failures
+// while the cluster elects a leader.
 func (l *linLab) awaitLeader(ctx context.Context) {
 	ctx, cancel := context.WithTimeout(ctx, linLabOpTimeout)
 	defer cancel()
@@ -290,7 +289,7 @@ func TestClusterLabLinearizable(t *testing.T) {
 	}
 	defer func() { stop(); wg.Wait() }()
 
-	var kills, cuts atomic.Int64
+	var kills, cuts int
 	chaosEnd := time.Now().Add(linLabChaos)
 	for step := 0; step < linLabSteps && time.Now().Before(chaosEnd); step++ {
 		if !l.h.WaitWrites(5, linLabStepWait) {
@@ -312,7 +311,7 @@ func TestClusterLabLinearizable(t *testing.T) {
 		if rng.IntN(2) == 0 {
 			t.Logf("step %d: SIGKILL %s (%s)", step, s.id, role)
 			l.kill(s)
-			kills.Add(1)
+			kills++
 			l.h.WaitWrites(3, linLabStepWait)
 			l.start(s)
 		} else {
@@ -324,7 +323,7 @@ func TestClusterLabLinearizable(t *testing.T) {
 			if err := l.lab.Partition(l.ctx, s.host.Name, ips...); err != nil {
 				t.Fatal(err)
 			}
-			cuts.Add(1)
+			cuts++
 			l.h.WaitWrites(3, linLabStepWait)
 			if err := l.lab.Heal(l.ctx, s.host.Name); err != nil {
 				t.Fatal(err)
@@ -341,7 +340,7 @@ func TestClusterLabLinearizable(t *testing.T) {
 	l.h.WaitWrites(5, linLabStepWait) // and after the last step
 	stop()
 	wg.Wait()
-	t.Logf("chaos over at %s: %d kills, %d partitions", l.h.Since().Round(time.Millisecond), kills.Load(), cuts.Load())
+	t.Logf("chaos over at %s: %d kills, %d partitions", l.h.Since().Round(time.Millisecond), kills, cuts)
 	l.errMu.Lock()
 	for e, n := range l.errs {
 		t.Logf("failed calls: %d x %s", n, e)
@@ -417,7 +416,7 @@ func TestClusterLabLinearizable(t *testing.T) {
 		}
 	}
 	t.Logf("%d operations: %d acknowledged writes, %d of unknown outcome, %d reads, %d kills, %d partitions; final state: desired %d, env [%s]",
-		l.h.Len(), l.h.Writes(), l.h.Unknown(), l.h.Reads(), kills.Load(), cuts.Load(), final[0].N, final[1].Names)
+		l.h.Len(), l.h.Writes(), l.h.Unknown(), l.h.Reads(), kills, cuts, final[0].N, final[1].Names)
 
 	if l.h.Writes() < 20 {
 		t.Fatalf("only %d writes acknowledged: the history checks too little", l.h.Writes())
