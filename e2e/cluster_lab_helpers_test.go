@@ -217,6 +217,13 @@ func (c *clusterLab) start(s *labServer) {
 			c.t.Logf("output of shoal server %s (pid %d):\n%s", s.id, srv.Cmd.Process.Pid, srv.Output())
 		}
 	})
+	s.Server, s.c = srv, c.adminClient(srv)
+}
+
+// adminClient is a client of srv's admin API dialed from cli, checking
+// the CA pin.
+func (c *clusterLab) adminClient(srv *testenv.Server) *client.Client {
+	c.t.Helper()
 	cl, err := client.NewWithOptions(srv.AdminURL, srv.Token, client.Options{CAPin: srv.CAPin})
 	if err != nil {
 		c.t.Fatal(err)
@@ -224,7 +231,7 @@ func (c *clusterLab) start(s *labServer) {
 	tr := cl.HTTP.Transport.(*http.Transport)
 	tr.DialContext = c.lab.Dialer("cli")
 	c.t.Cleanup(tr.CloseIdleConnections)
-	s.Server, s.c = srv, cl
+	return cl
 }
 
 // server returns the server named id.

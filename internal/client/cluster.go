@@ -41,3 +41,12 @@ func (c *Client) ClusterCA(ctx context.Context) (api.ClusterCA, error) {
 	err := c.do(ctx, http.MethodGet, "/v1/cluster/ca", nil, &out)
 	return out, err
 }
+
+// Self returns the server's own view of itself in its cluster (GET
+// /v1/cluster/self: role, term, leader, last contact, applied index),
+// always answered by that server, never forwarded to the leader.
+func (c *Client) Self(ctx context.Context) (ServerStatus, error) {
+	var out ServerStatus
+	err := c.do(ctx, http.MethodGet, "/v1/cluster/self", nil, &out)
+	return out, err
+}

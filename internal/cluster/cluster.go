@@ -258,7 +258,7 @@ func Open(cfg Config) (n *Node, err error) {
 	transport := raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
 		Stream: layer, MaxPool: 3, Timeout: 10 * time.Second, Logger: rc.Logger,
 	})
-	f := &fsm{st: cfg.Store, log: log}
+	f := &fsm{st: cfg.Store, log: log, snaps: snaps}
 	if !existing && cfg.Bootstrap {
 		boot := raft.Configuration{Servers: []raft.Server{{ID: rc.LocalID, Address: transport.LocalAddr()}}}
 		if err := raft.BootstrapCluster(rc, cache, logs, snaps, transport, boot); err != nil {
@@ -326,8 +326,10 @@ func (n *Node) IsLeader() bool { return n.raft.State() == raft.Leader }
 // Term is raft's current term on this node.
 func (n *Node) Term() uint64 { return n.raft.CurrentTerm() }
 
-// AppliedIndex is the index of the last log entry this replica applied.
-func (n *Node) AppliedIndex() uint64 { return n.raft.AppliedIndex() }
+// AppliedIndex is the index of the last command (or snapshot) this
+// replica's store applied: not raft's applied index, which counts
+// entries queued for the store and may run ahead of it.
+func (n *Node) AppliedIndex() uint64 { return n.fsm.index.Load() }
 
 func (n *Node) notLeader() error {
 	id, addr := n.Leader()
@@ -527,8 +529,10 @@ type Status struct {
 	// LastContact is when this follower last heard from the leader (zero
 	// on the leader).
 	LastContact time.Time
-	// AppliedIndex and CommitIndex: how far this replica applied the log,
-	// and the last entry it knows committed.
+	// AppliedIndex and CommitIndex: how far this replica's store applied
+	// the log (Node.AppliedIndex: its last command; entries without a
+	// command, such as a new leader's no-op, do not move it), and the
+	// last entry it knows committed.
 	AppliedIndex, CommitIndex uint64
 }
 
@@ -536,7 +540,7 @@ type Status struct {
 func (n *Node) Status() Status {
 	leader, _ := n.Leader()
 	st := Status{ID: n.cfg.ID, Role: n.raft.State().String(), Term: n.raft.CurrentTerm(), Leader: leader,
-		AppliedIndex: n.raft.AppliedIndex(), CommitIndex: n.raft.CommitIndex()}
+		AppliedIndex: n.AppliedIndex(), CommitIndex: n.raft.CommitIndex()}
 	if n.raft.State() != raft.Leader {
 		st.LastContact = n.raft.LastContact()
 	}

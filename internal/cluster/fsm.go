@@ -5,6 +5,7 @@ import (
 	"io"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 
 	"github.com/hashicorp/raft"
 
@@ -17,6 +18,15 @@ import (
 type fsm struct {
 	st  *store.Store
 	log *slog.Logger
+	// snaps is raft's snapshot store, where Restore finds the index of
+	// the snapshot it restores (raft restores the newest).
+	snaps raft.SnapshotStore
+
+	// index is the last log entry the store holds: raft's own applied
+	// index counts an entry once it is queued for Apply, and drops the
+	// queue at shutdown, so it may run ahead of the store (after a
+	// start, the store is rebuilt from the log).
+	index atomic.Uint64
 
 	mu     sync.Mutex
 	broken error // the first command this replica could not read
@@ -56,6 +66,7 @@ func (f *fsm) Apply(l *raft.Log) any {
 		return applied{err: err}
 	}
 	res, err := f.st.Apply(c, at)
+	f.index.Store(l.Index)
 	return applied{result: res, err: err}
 }
 
@@ -77,7 +88,17 @@ func (f *fsm) Snapshot() (raft.FSMSnapshot, error) {
 // Restore replaces the store's content with a snapshot's.
 func (f *fsm) Restore(rc io.ReadCloser) error {
 	defer rc.Close()
-	return f.st.ReplaceFrom(rc)
+	if err := f.st.ReplaceFrom(rc); err != nil {
+		return err
+	}
+	metas, err := f.snaps.List()
+	if err != nil {
+		return fmt.Errorf("restore: list snapshots: %w", err)
+	}
+	if len(metas) > 0 {
+		f.index.Store(metas[0].Index)
+	}
+	return nil
 }
 
 type fsmSnapshot struct{ sn *store.Snapshot }

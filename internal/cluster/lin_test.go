@@ -4,21 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math"
 	"math/rand/v2"
-	"os"
-	"path/filepath"
-	"slices"
-	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/anishathalye/porcupine"
-
 	"github.com/shoal-dev/shoal/internal/api"
+	"github.com/shoal-dev/shoal/internal/cluster/lincheck"
 	"github.com/shoal-dev/shoal/internal/store"
 	"github.com/shoal-dev/shoal/internal/testenv"
 )
@@ -40,173 +33,16 @@ const (
 	linOpTimeout = time.Second
 )
 
-// linApps each hold two registers of the model: the group's desired
-// count, and the set of env override names.
+// linApps each hold two registers of the model (lincheck): the group's
+// desired count, and the set of env override names.
 var linApps = []string{"web", "api"}
-
-type linInput struct {
-	app  string
-	kind string // "desired" or "env"
-	op   string // desired: "set", "incr", "read"; env: "add", "read"
-	n    int    // set: the count
-	name string // add: the variable
-}
-
-type linOutput struct {
-	unknown bool   // a write whose outcome is unknown: maybe applied
-	n       int    // incr: the new count; read of desired: the count
-	names   string // read of env: the names, sorted, comma-joined
-}
-
-// linState is one register's state (a partition's): a count or a set of
-// names.
-type linState struct {
-	n     int
-	names string
-}
-
-func addName(names, name string) string {
-	set := strings.Split(names, ",")
-	if names == "" {
-		set = nil
-	}
-	if !slices.Contains(set, name) {
-		set = append(set, name)
-		slices.Sort(set)
-	}
-	return strings.Join(set, ",")
-}
-
-// linModel is the sequential specification: a register per app and kind.
-// A write of unknown outcome may have happened or not: porcupine keeps it
-// pending to the end of the history, and its step accepts any output.
-var linModel = porcupine.Model{
-	Partition: func(h []porcupine.Operation) [][]porcupine.Operation {
-		byKey := map[string][]porcupine.Operation{}
-		var keys []string
-		for _, op := range h {
-			in := op.Input.(linInput)
-			k := in.app + "/" + in.kind
-			if _, ok := byKey[k]; !ok {
-				keys = append(keys, k)
-			}
-			byKey[k] = append(byKey[k], op)
-		}
-		var out [][]porcupine.Operation
-		for _, k := range keys {
-			out = append(out, byKey[k])
-		}
-		return out
-	},
-	Init: func() any { return linState{} },
-	Step: func(state, input, output any) (bool, any) {
-		s, in, out := state.(linState), input.(linInput), output.(linOutput)
-		switch in.op {
-		case "set":
-			s.n = in.n
-		case "incr":
-			if !out.unknown && out.n != s.n+1 {
-				return false, s
-			}
-			s.n++
-		case "add":
-			s.names = addName(s.names, in.name)
-		case "read":
-			if in.kind == "desired" {
-				return out.n == s.n, s
-			}
-			return out.names == s.names, s
-		}
-		return true, s
-	},
-	DescribeOperation: func(input, output any) string {
-		in, out := input.(linInput), output.(linOutput)
-		arg := ""
-		switch in.op {
-		case "set":
-			arg = strconv.Itoa(in.n)
-		case "add":
-			arg = in.name
-		}
-		res := "ok"
-		switch {
-		case out.unknown:
-			res = "unknown"
-		case in.op == "incr" || (in.op == "read" && in.kind == "desired"):
-			res = strconv.Itoa(out.n)
-		case in.op == "read":
-			res = "[" + out.names + "]"
-		}
-		return fmt.Sprintf("%s %s.%s(%s) -> %s", in.app, in.kind, in.op, arg, res)
-	},
-	DescribeState: func(state any) string {
-		s := state.(linState)
-		return fmt.Sprintf("n=%d names=[%s]", s.n, s.names)
-	},
-}
-
-// linHistory records the clients' operations with their call and return
-// times (nanoseconds since start; a write of unknown outcome returns at
-// the end of time).
-type linHistory struct {
-	start    time.Time
-	mu       sync.Mutex
-	ops      []porcupine.Operation
-	acked    []linInput // acknowledged env additions
-	writes   atomic.Int64
-	unknown  atomic.Int64
-	progress chan struct{} // signalled after each acknowledged write
-}
-
-func (h *linHistory) now() int64 { return time.Since(h.start).Nanoseconds() }
-
-func (h *linHistory) record(client int, in linInput, call int64, out linOutput) {
-	ret := h.now()
-	if out.unknown {
-		ret = math.MaxInt64
-	}
-	h.mu.Lock()
-	h.ops = append(h.ops, porcupine.Operation{ClientId: client, Input: in, Call: call, Output: out, Return: ret})
-	if in.op == "add" && !out.unknown {
-		h.acked = append(h.acked, in)
-	}
-	h.mu.Unlock()
-	if in.op == "read" {
-		return
-	}
-	if out.unknown {
-		h.unknown.Add(1)
-		return
-	}
-	h.writes.Add(1)
-	select {
-	case h.progress <- struct{}{}:
-	default:
-	}
-}
-
-// waitWrites waits until n more writes are acknowledged, for at most d;
-// it reports whether they were.
-func (h *linHistory) waitWrites(n int64, d time.Duration) bool {
-	target := h.writes.Load() + n
-	timer := time.NewTimer(d)
-	defer timer.Stop()
-	for h.writes.Load() < target {
-		select {
-		case <-h.progress:
-		case <-timer.C:
-			return false
-		}
-	}
-	return true
-}
 
 // linClient issues random operations against random nodes until ctx
 // ends, following a *NotLeaderError to the node it names.
 type linClient struct {
 	id  int
 	l   *lab
-	h   *linHistory
+	h   *lincheck.History
 	rng *rand.Rand
 	seq int
 }
@@ -217,20 +53,20 @@ func (c *linClient) run(ctx context.Context) {
 	}
 }
 
-func (c *linClient) next() linInput {
-	in := linInput{app: linApps[c.rng.IntN(len(linApps))], kind: "desired"}
+func (c *linClient) next() lincheck.Input {
+	in := lincheck.Input{App: linApps[c.rng.IntN(len(linApps))], Kind: lincheck.Desired}
 	switch r := c.rng.IntN(10); {
 	case r < 2:
-		in.op, in.n = "set", c.rng.IntN(1000)
+		in.Op, in.N = lincheck.Set, c.rng.IntN(1000)
 	case r < 4:
-		in.op = "incr"
+		in.Op = lincheck.Incr
 	case r < 6:
-		in.op = "read"
+		in.Op = lincheck.Read
 	case r < 8:
 		c.seq++
-		in.kind, in.op, in.name = "env", "add", fmt.Sprintf("V%d_%d", c.id, c.seq)
+		in.Kind, in.Op, in.Name = lincheck.Env, lincheck.Add, fmt.Sprintf("V%d_%d", c.id, c.seq)
 	default:
-		in.kind, in.op = "env", "read"
+		in.Kind, in.Op = lincheck.Env, lincheck.Read
 	}
 	return in
 }
@@ -240,8 +76,8 @@ func (c *linClient) next() linInput {
 // of unknown outcome. A write refused for certain (not the leader, the
 // node closed, the store's refusal) changed nothing and a read without an
 // answer observed nothing: neither is recorded.
-func (c *linClient) do(ctx context.Context, in linInput) {
-	call := c.h.now()
+func (c *linClient) do(ctx context.Context, in lincheck.Input) {
+	call := c.h.Now()
 	ids := []string{"a", "b", "c"}
 	id := ids[c.rng.IntN(len(ids))]
 	for range 3 {
@@ -257,7 +93,7 @@ func (c *linClient) do(ctx context.Context, in linInput) {
 		var nl *NotLeaderError
 		switch {
 		case err == nil:
-			c.h.record(c.id, in, call, out)
+			c.h.Record(c.id, in, call, out)
 			return
 		case errors.As(err, &nl):
 			if nl.Leader == "" || nl.Leader == id {
@@ -265,7 +101,7 @@ func (c *linClient) do(ctx context.Context, in linInput) {
 				return
 			}
 			id = nl.Leader
-		case in.op == "read":
+		case in.Op == lincheck.Read:
 			return
 		case !errors.Is(err, ErrUnknownOutcome) && (errors.Is(err, store.ErrConflict) ||
 			errors.Is(err, store.ErrInvalid) || errors.Is(err, store.ErrNotFound)):
@@ -273,7 +109,7 @@ func (c *linClient) do(ctx context.Context, in linInput) {
 		default:
 			// ErrUnknownOutcome, or any error this test does not know
 			// to be a refusal: maybe applied.
-			c.h.record(c.id, in, call, linOutput{unknown: true})
+			c.h.Record(c.id, in, call, lincheck.Output{Unknown: true})
 			return
 		}
 	}
@@ -300,20 +136,20 @@ func (c *linClient) awaitLeader(ctx context.Context) {
 // exec runs in on node n (its store st). A read first passes a Barrier on
 // the leader: every write acknowledged before the read began is applied
 // there, so the local read that follows is linearizable.
-func (c *linClient) exec(ctx context.Context, n *Node, st *store.Store, in linInput) (linOutput, error) {
+func (c *linClient) exec(ctx context.Context, n *Node, st *store.Store, in lincheck.Input) (lincheck.Output, error) {
 	ctx, cancel := context.WithTimeout(ctx, linOpTimeout)
 	defer cancel()
-	var out linOutput
-	switch in.op {
-	case "set":
-		_, err := n.Apply(ctx, store.SetDesired{App: in.app, Desired: in.n})
+	var out lincheck.Output
+	switch in.Op {
+	case lincheck.Set:
+		_, err := n.Apply(ctx, store.SetDesired{App: in.App, Desired: in.N})
 		return out, err
-	case "incr":
-		g, err := n.UpdateGroup(ctx, in.app, func(g *api.Group) error { g.Desired++; return nil })
-		out.n = g.Desired
+	case lincheck.Incr:
+		g, err := n.UpdateGroup(ctx, in.App, func(g *api.Group) error { g.Desired++; return nil })
+		out.N = g.Desired
 		return out, err
-	case "add":
-		_, err := n.Apply(ctx, store.UpdateEnvOverrides{App: in.app, Set: []api.EnvVar{{Name: in.name, Value: "1"}}})
+	case lincheck.Add:
+		_, err := n.Apply(ctx, store.UpdateEnvOverrides{App: in.App, Set: []api.EnvVar{{Name: in.Name, Value: "1"}}})
 		return out, err
 	}
 	if err := n.Barrier(ctx); err != nil {
@@ -322,23 +158,22 @@ func (c *linClient) exec(ctx context.Context, n *Node, st *store.Store, in linIn
 	return linRead(st, in)
 }
 
-func linRead(st *store.Store, in linInput) (linOutput, error) {
-	var out linOutput
-	if in.kind == "desired" {
-		g, ok, err := st.GetGroup(in.app)
+func linRead(st *store.Store, in lincheck.Input) (lincheck.Output, error) {
+	var out lincheck.Output
+	if in.Kind == lincheck.Desired {
+		g, ok, err := st.GetGroup(in.App)
 		if err == nil && !ok {
-			err = fmt.Errorf("group %s: %w", in.app, store.ErrNotFound)
+			err = fmt.Errorf("group %s: %w", in.App, store.ErrNotFound)
 		}
-		out.n = g.Desired
+		out.N = g.Desired
 		return out, err
 	}
-	env, err := st.EnvOverrides(in.app)
+	env, err := st.EnvOverrides(in.App)
 	var names []string
 	for _, e := range env {
 		names = append(names, e.Name)
 	}
-	slices.Sort(names)
-	out.names = strings.Join(names, ",")
+	out.Names = lincheck.JoinNames(names)
 	return out, err
 }
 
@@ -346,28 +181,17 @@ func linRead(st *store.Store, in linInput) (linOutput, error) {
 func linView(st *store.Store) (string, error) {
 	var b strings.Builder
 	for _, app := range linApps {
-		desired, err := linRead(st, linInput{app: app, kind: "desired"})
+		desired, err := linRead(st, lincheck.Input{App: app, Kind: lincheck.Desired})
 		if err != nil {
 			return "", err
 		}
-		env, err := linRead(st, linInput{app: app, kind: "env"})
+		env, err := linRead(st, lincheck.Input{App: app, Kind: lincheck.Env})
 		if err != nil {
 			return "", err
 		}
-		fmt.Fprintf(&b, "%s: desired %d, env [%s]\n", app, desired.n, env.names)
+		fmt.Fprintf(&b, "%s: desired %d, env [%s]\n", app, desired.N, env.Names)
 	}
 	return b.String(), nil
-}
-
-func linSeed(t *testing.T) uint64 {
-	if s := os.Getenv("SHOAL_LIN_SEED"); s != "" {
-		seed, err := strconv.ParseUint(s, 10, 64)
-		if err != nil {
-			t.Fatalf("SHOAL_LIN_SEED=%q: %v", s, err)
-		}
-		return seed
-	}
-	return uint64(time.Now().UnixNano())
 }
 
 // TestLinearizable is issue 14's randomized test: scale and env writes
@@ -378,7 +202,10 @@ func linSeed(t *testing.T) uint64 {
 // every replica. SHOAL_LIN_SEED=n replays a run's choices (the timing
 // differs).
 func TestLinearizable(t *testing.T) {
-	seed := linSeed(t)
+	seed, err := lincheck.Seed()
+	if err != nil {
+		t.Fatal(err)
+	}
 	t.Logf("seed %d (SHOAL_LIN_SEED=%d replays its choices)", seed, seed)
 	rng := rand.New(rand.NewPCG(seed, 1))
 	fab := newFabric()
@@ -392,7 +219,7 @@ func TestLinearizable(t *testing.T) {
 		l.apply(store.PutGroup{Group: api.Group{App: app, Max: 1 << 20}})
 	}
 
-	h := &linHistory{start: time.Now(), progress: make(chan struct{}, 1)}
+	h := lincheck.NewHistory()
 	ctx, stop := context.WithCancel(t.Context())
 	var wg sync.WaitGroup
 	for i := range linClients {
@@ -403,10 +230,10 @@ func TestLinearizable(t *testing.T) {
 
 	chaosEnd := time.Now().Add(linChaos)
 	for step := 0; step < linSteps && time.Now().Before(chaosEnd); step++ {
-		if !h.waitWrites(20, linStepWait) {
+		if !h.WaitWrites(20, linStepWait) {
 			t.Logf("step %d: the clients made no progress in %s", step, linStepWait)
 		}
-		t.Logf("step %d at %s: %d writes acknowledged, %d unknown", step, time.Since(h.start).Round(time.Millisecond), h.writes.Load(), h.unknown.Load())
+		t.Logf("step %d at %s: %d writes acknowledged, %d unknown", step, h.Since().Round(time.Millisecond), h.Writes(), h.Unknown())
 		lead := l.leaderNow()
 		action := rng.IntN(3)
 		if step == 0 {
@@ -419,12 +246,12 @@ func TestLinearizable(t *testing.T) {
 		case 0:
 			t.Logf("step %d: cut the leader %s off", step, lead.id)
 			fab.isolate(lead.id)
-			h.waitWrites(10, linStepWait)
+			h.WaitWrites(10, linStepWait)
 			fab.heal()
 		case 1:
 			t.Logf("step %d: crash the leader %s", step, lead.id)
 			l.stop(lead)
-			h.waitWrites(10, linStepWait)
+			h.WaitWrites(10, linStepWait)
 			if err := l.open(lead, false); err != nil {
 				t.Fatalf("start %s again: %v", lead.id, err)
 			}
@@ -437,10 +264,10 @@ func TestLinearizable(t *testing.T) {
 			}
 		}
 	}
-	h.waitWrites(20, linStepWait) // and after the last step
+	h.WaitWrites(20, linStepWait) // and after the last step
 	stop()
 	wg.Wait()
-	t.Logf("chaos over at %s", time.Since(h.start).Round(time.Millisecond))
+	t.Logf("chaos over at %s", h.Since().Round(time.Millisecond))
 
 	// Every replica converges; the final state, read through the leader,
 	// closes the history.
@@ -463,44 +290,33 @@ func TestLinearizable(t *testing.T) {
 	})
 	present := map[string]bool{} // app/name of every env override at the end
 	for _, app := range linApps {
-		for _, kind := range []string{"desired", "env"} {
-			in := linInput{app: app, kind: kind, op: "read"}
-			call := h.now()
+		for _, kind := range []string{lincheck.Desired, lincheck.Env} {
+			in := lincheck.Input{App: app, Kind: kind, Op: lincheck.Read}
+			call := h.Now()
 			out, err := linRead(lead.st, in)
 			if err != nil {
 				t.Fatal(err)
 			}
-			h.record(linClients, in, call, out)
-			for name := range strings.SplitSeq(out.names, ",") {
+			h.Record(linClients, in, call, out)
+			for name := range strings.SplitSeq(out.Names, ",") {
 				present[app+"/"+name] = true
 			}
 		}
 	}
-	for _, in := range h.acked {
-		if !present[in.app+"/"+in.name] {
-			t.Errorf("the acknowledged env write %s of %s is lost; final state:\n%s", in.name, in.app, final)
+	for _, in := range h.AckedAdds() {
+		if !present[in.App+"/"+in.Name] {
+			t.Errorf("the acknowledged env write %s of %s is lost; final state:\n%s", in.Name, in.App, final)
 		}
 	}
 
-	reads := 0
-	for _, op := range h.ops {
-		if op.Input.(linInput).op == "read" {
-			reads++
-		}
-	}
 	t.Logf("%d operations: %d acknowledged writes, %d of unknown outcome, %d reads; final state:\n%s",
-		len(h.ops), h.writes.Load(), h.unknown.Load(), reads, final)
-	if h.writes.Load() < 20 {
-		t.Fatalf("only %d writes acknowledged: the history checks too little", h.writes.Load())
+		h.Len(), h.Writes(), h.Unknown(), h.Reads(), final)
+	if h.Writes() < 20 {
+		t.Fatalf("only %d writes acknowledged: the history checks too little", h.Writes())
 	}
-	checked := time.Now()
-	res, info := porcupine.CheckOperationsVerbose(linModel, h.ops, time.Minute)
-	t.Logf("porcupine: %s in %s", res, time.Since(checked).Round(time.Millisecond))
-	if res != porcupine.Ok {
-		path := filepath.Join(os.TempDir(), fmt.Sprintf("shoal-lin-%d.html", seed))
-		if err := porcupine.VisualizePath(linModel, info, path); err != nil {
-			t.Logf("visualize: %v", err)
-		}
-		t.Fatalf("history is %s (not shown linearizable); porcupine's visualization: %s", res, path)
+	res, took, err := h.Check(seed, time.Minute)
+	t.Logf("porcupine: %s in %s", res, took.Round(time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
 	}
 }
