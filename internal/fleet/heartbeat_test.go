@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -114,5 +115,34 @@ func TestBusyHostNotLost(t *testing.T) {
 	}
 	if n := s.countEvents("unreachable"); n > 0 {
 		t.Errorf("%d events of h1 unreachable", n)
+	}
+}
+
+// TestSilentHostLost: a host whose agent takes the heartbeats but never
+// answers them (hung, its connection kept) is still declared lost, and not
+// before LostAfter without an answer, though each heartbeat now waits up to
+// LostAfter since the last answer.
+func TestSilentHostLost(t *testing.T) {
+	ctx := testenv.Context(t, 2*time.Minute)
+	s := newServer(t)
+	h := s.join(t, "h1", "a", 4, 256*mib)
+	waitState(t, s.fleet, api.HostReady, "h1")
+	silent := make(chan struct{})
+	t.Cleanup(func() { close(silent) })
+	h.silent.Store(&silent)
+	if err := testenv.WaitFor(ctx, func() error { return s.eventWith("host h1 unreachable for") }); err != nil {
+		t.Fatal(err)
+	}
+	st := status(s.fleet, "h1")
+	if st.State != api.HostUnreachable {
+		t.Fatalf("host h1 is %s (%s), want unreachable", st.State, st.Reason)
+	}
+	d, err := time.ParseDuration(strings.TrimPrefix(st.Reason, "host h1 unreachable for "))
+	if err != nil {
+		t.Fatalf("reason %q: %v", st.Reason, err)
+	}
+	// The reason's duration is rounded to 100 ms.
+	if d < lostAfter-50*time.Millisecond {
+		t.Errorf("host h1 declared lost after %s without an answer, before LostAfter %s", d, lostAfter)
 	}
 }

@@ -249,9 +249,12 @@ type host struct {
 	// connection to the agent until it is closed: a host too loaded to
 	// finish one in time.
 	handshakes atomic.Pointer[chan struct{}]
-	cancel     context.CancelFunc
-	runDone    chan struct{}
-	closeRun   sync.Once
+	// silent, when set, holds every heartbeat's answer until it is
+	// closed (or the heartbeat gives up): an agent that hangs.
+	silent   atomic.Pointer[chan struct{}]
+	cancel   context.CancelFunc
+	runDone  chan struct{}
+	closeRun sync.Once
 }
 
 // join joins a host called name to s's fleet, serves its agent and says
@@ -346,6 +349,13 @@ func (h *host) listen(addr string) {
 		}
 		if r.Method == http.MethodGet && r.URL.Path == "/v1/host" {
 			h.beats.Add(1)
+			if hold := h.silent.Load(); hold != nil {
+				select {
+				case <-*hold:
+				case <-r.Context().Done():
+					return
+				}
+			}
 		}
 		h.ag.ServeHTTP(w, r)
 	})
