@@ -35,7 +35,9 @@ type Client struct {
 	addr string
 	// HTTP sends the requests. New sets one without an overall timeout:
 	// calls are bounded by their ctx (a stop waits for the instance's stop
-	// timeout, an exits poll for the agent's poll wait).
+	// timeout, an exits poll for the agent's poll wait). Its transport
+	// keeps the heartbeat's connection apart from the other calls' (see
+	// Host); its CloseIdleConnections closes both.
 	HTTP *http.Client
 }
 
@@ -56,14 +58,51 @@ func New(baseURL string, tlsConfig *tls.Config) *Client {
 	if u, err := url.Parse(base); err == nil && u.Host != "" {
 		addr = u.Host
 	}
-	tr := &http.Transport{
+	calls := &http.Transport{
 		Proxy:               nil,
 		TLSClientConfig:     tlsConfig,
 		TLSHandshakeTimeout: 10 * time.Second,
 		IdleConnTimeout:     30 * time.Second,
 		MaxIdleConnsPerHost: maxIdlePerAgent,
 	}
-	return &Client{base: base, addr: addr, HTTP: &http.Client{Transport: tr}}
+	// The heartbeats are sent one at a time: one kept connection serves
+	// them all, however long the server waits between two. No cap on
+	// connections, so a heartbeat never queues for one.
+	beats := &http.Transport{
+		Proxy:               nil,
+		TLSClientConfig:     tlsConfig,
+		TLSHandshakeTimeout: 10 * time.Second,
+		MaxIdleConnsPerHost: 1,
+	}
+	return &Client{base: base, addr: addr, HTTP: &http.Client{Transport: &transport{calls: calls, beats: beats}}}
+}
+
+// transport sends a Client's requests: a heartbeat (a request whose
+// context carries beatKey) over the heartbeat's own connections, every
+// other call over the pool of the calls. A start that waits on an
+// artifact fetch holds its connection for as long; when every kept
+// connection was busy so, the heartbeat took a new one, a mutual-TLS
+// handshake on a loaded host, raced for by the next starts (issue 14).
+type transport struct {
+	calls, beats *http.Transport
+}
+
+// beatKey marks a heartbeat's request context.
+type beatKey struct{}
+
+// RoundTrip sends r over the heartbeat's or the calls' connections.
+func (t *transport) RoundTrip(r *http.Request) (*http.Response, error) {
+	if r.Context().Value(beatKey{}) != nil {
+		return t.beats.RoundTrip(r)
+	}
+	return t.calls.RoundTrip(r)
+}
+
+// CloseIdleConnections closes the idle connections of both pools
+// (http.Client.CloseIdleConnections calls it).
+func (t *transport) CloseIdleConnections() {
+	t.calls.CloseIdleConnections()
+	t.beats.CloseIdleConnections()
 }
 
 // Addr returns the agent's host:port, as errors name it.
@@ -170,9 +209,14 @@ func (c *Client) Stats(ctx context.Context, id string) (api.InstanceStats, error
 	return s, err
 }
 
-// Host describes the agent's host.
+// Host describes the agent's host. It is the server's heartbeat: it goes
+// over a connection of its own, kept between calls, that no other call
+// takes, so a host busy with long calls (starts waiting on an artifact
+// fetch, stops waiting on a grace period, log follows) answers it without
+// a new handshake.
 func (c *Client) Host(ctx context.Context) (api.HostInfo, error) {
 	var h api.HostInfo
+	ctx = context.WithValue(ctx, beatKey{}, true)
 	err := c.do(ctx, "host", http.MethodGet, "/v1/host", 0, nil, &h)
 	return h, err
 }

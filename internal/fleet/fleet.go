@@ -16,7 +16,7 @@
 //	  ready (or draining) <--its stale instances stopped-- answers again
 //
 // Lost hosts and the generation fence. A host whose heartbeats fail for
-// Options.LostAfter is declared lost: its generation is bumped (and
+// Options.LostAfter (two in a row at least) is declared lost: its generation is bumped (and
 // stored), and every instance placed on it is reported ended to its app,
 // once, with a controller.Exit whose Reason says so, so that the app's
 // controller launches replacements on other hosts. Each instance carries
@@ -140,8 +140,8 @@ type Options struct {
 	// DefaultHeartbeatEvery.
 	HeartbeatEvery time.Duration
 	// LostAfter is how long a host's heartbeats may fail before it is
-	// declared unreachable; zero means DefaultLostAfter. It must be more
-	// than HeartbeatEvery.
+	// declared unreachable (and two in a row must have: see heartbeat);
+	// zero means DefaultLostAfter. It must be more than HeartbeatEvery.
 	LostAfter time.Duration
 	// Logger receives state changes; nil discards.
 	Logger *slog.Logger

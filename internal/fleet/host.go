@@ -36,8 +36,10 @@ type host struct {
 	wasLost bool // lost since it was last synced: "back" once synced
 	// since is when the heartbeat began, lastBeat its last answer.
 	since, lastBeat time.Time
-	beatErr         string
-	lostReason      string
+	// misses counts the heartbeats without an answer since the last.
+	misses     int
+	beatErr    string
+	lostReason string
 	// instances are placed on the host: starting, running, or ended on
 	// it but not yet reported (none of those). Only placeLocked,
 	// unplaceLocked and endLocked change it, which keep used and the
@@ -175,8 +177,22 @@ func (f *Fleet) stateLocked(h *host) (api.HostState, string) {
 	return api.HostJoining, "joining: its instances not listed yet"
 }
 
+// missesToLose is how many consecutive heartbeats must go unanswered
+// (refused, failed, or timed out) before a host is declared lost, on top
+// of LostAfter without an answer: as ELB's unhealthy threshold counts
+// failed checks, each given its whole timeout, one heartbeat that started
+// late (the server's own goroutines starved on a loaded machine) and met
+// the end of LostAfter soon after does not lose a host that answers.
+const missesToLose = 2
+
 // heartbeat asks the host how it is every HeartbeatEvery until ctx ends,
-// and declares it lost after LostAfter without an answer.
+// and declares it lost once it has not answered for LostAfter and its last
+// missesToLose heartbeats went unanswered. Each heartbeat waits for its
+// answer until LostAfter since the last answer, at least HeartbeatEvery:
+// a host answering slowly, but within LostAfter, is not lost; a host that
+// refuses is lost at the first failed heartbeat after LostAfter, one that
+// hangs about HeartbeatEvery after it. Heartbeats take a connection of
+// their own (agentclient.Client.Host), never one a long call holds.
 func (f *Fleet) heartbeat(ctx context.Context, h *host) {
 	f.mu.Lock()
 	h.since = f.o.Now()
@@ -196,8 +212,13 @@ func (f *Fleet) heartbeat(ctx context.Context, h *host) {
 func (f *Fleet) beat(ctx context.Context, h *host) {
 	f.mu.Lock()
 	c := h.client
+	last := h.lastBeat
+	if last.IsZero() {
+		last = h.since
+	}
 	f.mu.Unlock()
-	rctx, cancel := context.WithTimeout(ctx, f.o.LostAfter/2)
+	wait := max(f.o.LostAfter-f.o.Now().Sub(last), f.o.HeartbeatEvery)
+	rctx, cancel := context.WithTimeout(ctx, wait)
 	info, err := c.Host(rctx)
 	cancel()
 	if ctx.Err() != nil {
@@ -206,7 +227,7 @@ func (f *Fleet) beat(ctx context.Context, h *host) {
 	now := f.o.Now()
 	f.mu.Lock()
 	if err == nil {
-		h.lastBeat, h.beatErr = now, ""
+		h.lastBeat, h.beatErr, h.misses = now, "", 0
 		if h.reach != reachUp {
 			h.reach = reachUp
 			select {
@@ -231,11 +252,11 @@ func (f *Fleet) beat(ctx context.Context, h *host) {
 		return
 	}
 	h.beatErr = err.Error()
-	last := h.lastBeat
-	if last.IsZero() {
-		last = h.since
+	h.misses++
+	if !h.lastBeat.IsZero() {
+		last = h.lastBeat
 	}
-	if h.reach == reachLost || now.Sub(last) < f.o.LostAfter {
+	if h.reach == reachLost || now.Sub(last) < f.o.LostAfter || h.misses < missesToLose {
 		f.mu.Unlock()
 		return
 	}

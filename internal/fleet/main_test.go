@@ -69,6 +69,9 @@ type server struct {
 	events []api.Event
 	// artifacts, when set, serves the artifacts a controller built.
 	artifacts *release.Store
+	// fetches, when set, holds every artifact fetch until it is closed
+	// (or the fetch's request ends).
+	fetches chan struct{}
 }
 
 func newServer(t *testing.T) *server {
@@ -93,6 +96,16 @@ func newServer(t *testing.T) *server {
 	mux.Handle("POST /v1/renew", s.pki)
 	mux.Handle("POST /v1/hello", s.fleet.Handler())
 	mux.Handle("GET /v1/artifacts/{digest}", s.pki.RequireNode(api.RoleAgent)(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s.mu.Lock()
+		hold := s.fetches
+		s.mu.Unlock()
+		if hold != nil {
+			select {
+			case <-hold:
+			case <-r.Context().Done():
+				return
+			}
+		}
 		d := r.PathValue("digest")
 		if d == s.digest {
 			w.Write(s.tgz)
@@ -230,8 +243,15 @@ type host struct {
 	srv    *http.Server
 	served chan struct{}
 	// starts counts the start calls (POST /v1/instances) that reached
-	// the agent.
-	starts   atomic.Int64
+	// the agent, beats its heartbeats (GET /v1/host).
+	starts, beats atomic.Int64
+	// handshakes, when set, holds the TLS handshake of every new
+	// connection to the agent until it is closed: a host too loaded to
+	// finish one in time.
+	handshakes atomic.Pointer[chan struct{}]
+	// silent, when set, holds every heartbeat's answer until it is
+	// closed (or the heartbeat gives up): an agent that hangs.
+	silent   atomic.Pointer[chan struct{}]
 	cancel   context.CancelFunc
 	runDone  chan struct{}
 	closeRun sync.Once
@@ -311,7 +331,14 @@ func post(t *testing.T, c *http.Client, url string, v any) (int, string) {
 
 func (h *host) listen(addr string) {
 	h.t.Helper()
-	ln, err := tls.Listen("tcp", addr, h.node.ServerTLSConfig())
+	cfg := h.node.ServerTLSConfig()
+	cfg.GetConfigForClient = func(*tls.ClientHelloInfo) (*tls.Config, error) {
+		if hold := h.handshakes.Load(); hold != nil {
+			<-*hold
+		}
+		return nil, nil
+	}
+	ln, err := tls.Listen("tcp", addr, cfg)
 	if err != nil {
 		h.t.Fatalf("listen %s: %v", addr, err)
 	}
@@ -319,6 +346,16 @@ func (h *host) listen(addr string) {
 	handler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method == http.MethodPost && r.URL.Path == "/v1/instances" {
 			h.starts.Add(1)
+		}
+		if r.Method == http.MethodGet && r.URL.Path == "/v1/host" {
+			h.beats.Add(1)
+			if hold := h.silent.Load(); hold != nil {
+				select {
+				case <-*hold:
+				case <-r.Context().Done():
+					return
+				}
+			}
 		}
 		h.ag.ServeHTTP(w, r)
 	})

@@ -1,0 +1,148 @@
+package fleet_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/shoal-dev/shoal/internal/api"
+	"github.com/shoal-dev/shoal/internal/testenv"
+)
+
+// TestBusyHostNotLost (issue 14): a real agent over mutual TLS starts eight
+// instances whose artifact fetch the server holds, so each start call
+// holds its connection; then the agent finishes no new handshake (held, as
+// on a host too loaded to finish one in time) and one more start comes,
+// which takes the first connection to come free. The fleet's heartbeats
+// are still answered, for more than LostAfter, the host is never declared
+// lost, and once the fetch and the handshakes are let go every start
+// succeeds on it. (When the heartbeat shared the starts' connections, the
+// last start took the heartbeat's, the next heartbeat needed a handshake,
+// and the host was declared lost while starting.)
+func TestBusyHostNotLost(t *testing.T) {
+	const starts, late = 12, 4
+	ctx := testenv.Context(t, 2*time.Minute)
+	s := newServer(t)
+	h := s.join(t, "h1", "a", 8, 1024*mib)
+	waitState(t, s.fleet, api.HostReady, "h1")
+
+	fetches := make(chan struct{})
+	handshakes := make(chan struct{})
+	var once sync.Once
+	release := func() {
+		once.Do(func() {
+			close(handshakes)
+			close(fetches)
+		})
+	}
+	t.Cleanup(release)
+	s.mu.Lock()
+	s.fetches = fetches
+	s.mu.Unlock()
+
+	web := s.fleet.Host("web")
+	errs := make(chan error, starts)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	start := func(i int) {
+		wg.Go(func() {
+			id := fmt.Sprintf("web-%d", i)
+			if _, err := web.Start(ctx, s.spec(t, "web", id, 0.5, 64*mib)); err != nil {
+				errs <- fmt.Errorf("start %s: %w", id, err)
+			}
+		})
+	}
+	for i := range starts - late {
+		start(i)
+	}
+	if err := testenv.WaitFor(ctx, func() error {
+		if n := h.starts.Load(); n < starts-late {
+			return fmt.Errorf("%d of %d starts reached the agent", n, starts-late)
+		}
+		return nil
+	}); err != nil {
+		release()
+		t.Fatal(err)
+	}
+	h.handshakes.Store(&handshakes)
+	for i := starts - late; i < starts; i++ {
+		start(i)
+	}
+
+	// Heartbeats come at most every heartbeatEvery: lostAfter's worth of
+	// them and two more span more than lostAfter. (Not more: the last
+	// start waits for a handshake, which gives up after 10 s.)
+	want := h.beats.Load() + int64(lostAfter/heartbeatEvery) + 2
+	lost := errors.New("lost")
+	wctx, stop := context.WithCancelCause(ctx)
+	defer stop(nil)
+	err := testenv.WaitFor(wctx, func() error {
+		if s.countEvents("unreachable") > 0 {
+			stop(lost) // no use waiting on
+			return lost
+		}
+		if n := h.beats.Load(); n < want {
+			return fmt.Errorf("%d heartbeats answered, want %d", n, want)
+		}
+		return nil
+	})
+	if errors.Is(context.Cause(wctx), lost) || s.countEvents("unreachable") > 0 {
+		release()
+		t.Fatalf("host h1 declared lost while it answered, busy starting: %s", status(s.fleet, "h1").Reason)
+	}
+	if err != nil {
+		release()
+		t.Fatal(err)
+	}
+	if st := status(s.fleet, "h1"); st.State != api.HostReady {
+		release()
+		t.Fatalf("host h1 is %s (%s) while busy starting, want ready", st.State, st.Reason)
+	}
+
+	release()
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	if got := h.running(); len(got) != starts || !slices.Contains(got, "web-0") {
+		t.Errorf("h1 runs %v, want %d instances of web", got, starts)
+	}
+	if n := s.countEvents("unreachable"); n > 0 {
+		t.Errorf("%d events of h1 unreachable", n)
+	}
+}
+
+// TestSilentHostLost: a host whose agent takes the heartbeats but never
+// answers them (hung, its connection kept) is still declared lost, and not
+// before LostAfter without an answer, though each heartbeat now waits up to
+// LostAfter since the last answer.
+func TestSilentHostLost(t *testing.T) {
+	ctx := testenv.Context(t, 2*time.Minute)
+	s := newServer(t)
+	h := s.join(t, "h1", "a", 4, 256*mib)
+	waitState(t, s.fleet, api.HostReady, "h1")
+	silent := make(chan struct{})
+	t.Cleanup(func() { close(silent) })
+	h.silent.Store(&silent)
+	if err := testenv.WaitFor(ctx, func() error { return s.eventWith("host h1 unreachable for") }); err != nil {
+		t.Fatal(err)
+	}
+	st := status(s.fleet, "h1")
+	if st.State != api.HostUnreachable {
+		t.Fatalf("host h1 is %s (%s), want unreachable", st.State, st.Reason)
+	}
+	d, err := time.ParseDuration(strings.TrimPrefix(st.Reason, "host h1 unreachable for "))
+	if err != nil {
+		t.Fatalf("reason %q: %v", st.Reason, err)
+	}
+	// The reason's duration is rounded to 100 ms.
+	if d < lostAfter-50*time.Millisecond {
+		t.Errorf("host h1 declared lost after %s without an answer, before LostAfter %s", d, lostAfter)
+	}
+}
