@@ -12,6 +12,7 @@ import (
 	"github.com/shoal-dev/shoal/internal/api"
 	"github.com/shoal-dev/shoal/internal/config"
 	"github.com/shoal-dev/shoal/internal/release"
+	"github.com/shoal-dev/shoal/internal/rollout"
 )
 
 // ErrInvalidEnv means an env override has a bad or reserved name.
@@ -56,8 +57,10 @@ func (c *Controller) SetEnv(ctx context.Context, set []api.EnvVar, unset []strin
 	if err := errors.Join(errs...); err != nil {
 		return 0, err
 	}
-	if h, _, held := c.dep.lock.Holder(c.cfg.Name); held && !req.Wait {
-		return 0, fmt.Errorf("a deploy of v%d is in progress; nothing changed: wait for it or run shoal deploy --abort", h.Release)
+	if h, since, held := c.dep.lock.Holder(c.cfg.Name); held && !req.Wait {
+		// A *rollout.LockedError, as a second deploy's: the API answers
+		// 409 Conflict (the caller may wait and try again), not 500.
+		return 0, fmt.Errorf("nothing changed: %w", &rollout.LockedError{Group: c.cfg.Name, Holder: h, Since: since, Age: c.now().Sub(since)})
 	}
 	var names []string
 	for _, v := range set {

@@ -129,6 +129,18 @@ func TestDeployRollbackEnv(t *testing.T) {
 	if _, err := h.c.SetEnv(ctx, []api.EnvVar{{Name: "PORT", Value: "1"}}, nil, DeployRequest{}); !errors.Is(err, ErrInvalidEnv) {
 		t.Errorf("env set PORT: %v, want ErrInvalidEnv", err)
 	}
+	// While a deploy holds the lock, an env change is refused as a
+	// second deploy is: a *rollout.LockedError (409 in the API).
+	if err := h.c.dep.lock.TryAcquire("web", rollout.Holder{ID: "other", Release: 9}); err != nil {
+		t.Fatal(err)
+	}
+	var locked *rollout.LockedError
+	if _, err := h.c.SetEnv(ctx, []api.EnvVar{{Name: "FEATURE", Value: "off"}}, nil, DeployRequest{}); !errors.As(err, &locked) || locked.Holder.Release != 9 {
+		t.Errorf("env set while v9 deploys: %v, want a *rollout.LockedError naming v9", err)
+	}
+	if err := h.c.dep.lock.Release("web", "other"); err != nil {
+		t.Fatal(err)
+	}
 	if err := h.c.AbortDeploy(context.Background()); !errors.Is(err, ErrNoRollout) {
 		t.Errorf("abort without rollout: %v", err)
 	}
