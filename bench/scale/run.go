@@ -53,6 +53,7 @@ func parseFlags(args []string) (options, error) {
 	fs.DurationVar(&o.sc.HealthInterval, "health", 2*time.Second, "health.interval of each app (the default)")
 	fs.DurationVar(&o.sc.HeartbeatEvery, "heartbeat", time.Second, "the fleet's heartbeat period (the default)")
 	fs.DurationVar(&o.sc.LostAfter, "lost-after", 5*time.Second, "the fleet's lost_after (the default)")
+	fs.DurationVar(&o.sc.StartGrace, "start-grace", 5*time.Second, "the fleet's start_grace (the default)")
 	fs.IntVar(&o.procs, "agent-procs", 4, "`processes` the simulated hosts are spread over (each holds a listener per instance: 10,000 need more descriptors than one process may open here)")
 	fs.DurationVar(&o.steady, "steady", 60*time.Second, "how long steady state is measured")
 	fs.StringVar(&o.dir, "dir", "", "working `folder` (default: a new temp folder, removed at the end)")

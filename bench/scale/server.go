@@ -37,6 +37,7 @@ type scenario struct {
 	HealthInterval time.Duration
 	HeartbeatEvery time.Duration
 	LostAfter      time.Duration
+	StartGrace     time.Duration // fleet.start_grace
 	// Servers is how many servers hold the state: 1 is one `shoal
 	// server`, more a Raft cluster of that many (cluster.go).
 	Servers int

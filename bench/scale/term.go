@@ -46,7 +46,7 @@ func (s *serverSide) lead(ctx context.Context, r *replica, n uint64) error {
 		return fmt.Errorf("term %d of %s: %w", n, r.id, err)
 	}
 	f, err := fleet.New(fleet.Options{Store: r.hosts, PKI: s.pki, TLS: cliTLS, Term: fence,
-		HeartbeatEvery: s.sc.HeartbeatEvery, LostAfter: s.sc.LostAfter, Logger: s.sc.Logger})
+		HeartbeatEvery: s.sc.HeartbeatEvery, LostAfter: s.sc.LostAfter, StartGrace: s.sc.StartGrace, Logger: s.sc.Logger})
 	if err != nil {
 		return fmt.Errorf("term %d of %s: %w", n, r.id, err)
 	}

@@ -67,6 +67,11 @@ type ServerFleet struct {
 	// declared unreachable and its instances are replaced elsewhere.
 	// Default 5s; more than Heartbeat.
 	LostAfter Duration `yaml:"lost_after"`
+	// StartGrace is how much longer than LostAfter a host may go without
+	// an answer when the server has not heard from it since it started
+	// (or since its term as the cluster's leader began). Default 5s; 0 or
+	// more.
+	StartGrace Duration `yaml:"start_grace"`
 	// Heartbeat is how often the server checks each host. Default 1s.
 	Heartbeat Duration `yaml:"heartbeat"`
 }
@@ -117,6 +122,7 @@ const (
 	DefaultServerFleetListen   = ":7443"
 	DefaultServerBalancer      = ":80"
 	DefaultServerLostAfter     = 5 * time.Second
+	DefaultServerStartGrace    = 5 * time.Second
 	DefaultServerHeartbeat     = time.Second
 	DefaultServerDrainTimeout  = 10 * time.Second
 	defaultServerFleetURLNotes = "such as https://10.0.0.1:7443"
@@ -153,6 +159,7 @@ func ParseServer(file string, data []byte) (*ServerFile, error) {
 	set("fleet.listen", func() { s.Fleet.Listen = DefaultServerFleetListen })
 	set("fleet.lost_after", func() { s.Fleet.LostAfter = Duration(DefaultServerLostAfter) })
 	set("fleet.heartbeat", func() { s.Fleet.Heartbeat = Duration(DefaultServerHeartbeat) })
+	set("fleet.start_grace", func() { s.Fleet.StartGrace = Duration(DefaultServerStartGrace) })
 	set("balancer.listen", func() { s.Balancer.Listen = DefaultServerBalancer })
 	set("balancer.drain_timeout", func() { s.Balancer.DrainTimeout = Duration(DefaultServerDrainTimeout) })
 
@@ -189,6 +196,9 @@ func ParseServer(file string, data []byte) (*ServerFile, error) {
 		d.errorf("fleet.heartbeat", "must be more than 0, got %s", s.Fleet.Heartbeat.D())
 	} else if s.Fleet.LostAfter <= s.Fleet.Heartbeat {
 		d.errorf("fleet.lost_after", "must be more than fleet.heartbeat (%s), got %s", s.Fleet.Heartbeat.D(), s.Fleet.LostAfter.D())
+	}
+	if s.Fleet.StartGrace < 0 {
+		d.errorf("fleet.start_grace", "must be 0 or more, got %s", s.Fleet.StartGrace.D())
 	}
 	if s.Balancer.DrainTimeout <= 0 {
 		d.errorf("balancer.drain_timeout", "must be more than 0, got %s", s.Balancer.DrainTimeout.D())

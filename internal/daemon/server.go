@@ -321,7 +321,8 @@ func (s *Server) newFleet(term func() uint64) (*fleet.Fleet, error) {
 	f, err := fleet.New(fleet.Options{
 		Store: hosts, PKI: s.pki, TLS: clientTLS, Term: term,
 		HeartbeatEvery: s.cfg.Fleet.Heartbeat.D(), LostAfter: s.cfg.Fleet.LostAfter.D(),
-		Logger: s.log.With("part", "fleet"), OnEvent: s.fleetEvent,
+		StartGrace: s.cfg.Fleet.StartGrace.D(),
+		Logger:     s.log.With("part", "fleet"), OnEvent: s.fleetEvent,
 	})
 	if err != nil {
 		return nil, &ConfigError{Err: err}

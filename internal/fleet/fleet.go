@@ -143,6 +143,15 @@ type Options struct {
 	// declared unreachable (and two in a row must have: see heartbeat);
 	// zero means DefaultLostAfter. It must be more than HeartbeatEvery.
 	LostAfter time.Duration
+	// StartGrace is how much longer than LostAfter a host that has not
+	// answered since this Fleet began heartbeating it may go before it is
+	// lost (zero: none). A Fleet that starts (a server's start, a new
+	// leader's term) has no record of when each host last answered, and
+	// at a large fleet's failover its first heartbeats (a new mutual-TLS
+	// connection to every host at once) may take longer than LostAfter:
+	// Nomad's failover_heartbeat_ttl answers the same problem. A host that
+	// has answered once in this run is held to LostAfter alone.
+	StartGrace time.Duration
 	// Logger receives state changes; nil discards.
 	Logger *slog.Logger
 	// OnEvent, when set, receives every event of the fleet (Type "host":

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/shoal-dev/shoal/internal/api"
+	"github.com/shoal-dev/shoal/internal/fleet"
 	"github.com/shoal-dev/shoal/internal/testenv"
 )
 
@@ -144,5 +145,36 @@ func TestSilentHostLost(t *testing.T) {
 	// The reason's duration is rounded to 100 ms.
 	if d < lostAfter-50*time.Millisecond {
 		t.Errorf("host h1 declared lost after %s without an answer, before LostAfter %s", d, lostAfter)
+	}
+}
+
+// TestStartGraceBeforeFirstAnswer: a fleet that starts (a restart, a new
+// leader's term) gives a host it has not heard from yet StartGrace more
+// than LostAfter; the host, silent from the fleet's start, is declared
+// lost no sooner.
+func TestStartGraceBeforeFirstAnswer(t *testing.T) {
+	const grace = 2 * lostAfter
+	ctx := testenv.Context(t, 2*time.Minute)
+	s := newServer(t)
+	h := s.join(t, "h1", "a", 4, 256*mib)
+	waitState(t, s.fleet, api.HostReady, "h1")
+	s.stop()
+
+	silent := make(chan struct{})
+	t.Cleanup(func() { close(silent) })
+	h.silent.Store(&silent)
+	second := s.newFleet(t, func(o *fleet.Options) { o.StartGrace = grace })
+	s.run(t, second)
+	if err := testenv.WaitFor(ctx, func() error { return s.eventWith("host h1 unreachable for") }); err != nil {
+		t.Fatal(err)
+	}
+	st := status(second, "h1")
+	d, err := time.ParseDuration(strings.TrimPrefix(st.Reason, "host h1 unreachable for "))
+	if err != nil {
+		t.Fatalf("reason %q: %v", st.Reason, err)
+	}
+	// The reason's duration is rounded to 100 ms.
+	if d < lostAfter+grace-50*time.Millisecond {
+		t.Errorf("host h1, silent since the fleet started, declared lost after %s, before LostAfter+StartGrace %s", d, lostAfter+grace)
 	}
 }

@@ -185,8 +185,18 @@ func (f *Fleet) stateLocked(h *host) (api.HostState, string) {
 // the end of LostAfter soon after does not lose a host that answers.
 const missesToLose = 2
 
+// lostLimitLocked is how long h may go without an answer: LostAfter, and
+// StartGrace more while it has not answered in this run.
+func (f *Fleet) lostLimitLocked(h *host) time.Duration {
+	if h.lastBeat.IsZero() {
+		return f.o.LostAfter + f.o.StartGrace
+	}
+	return f.o.LostAfter
+}
+
 // heartbeat asks the host how it is every HeartbeatEvery until ctx ends,
-// and declares it lost once it has not answered for LostAfter and its last
+// and declares it lost once it has not answered for LostAfter (StartGrace
+// more before its first answer in this run: lostLimitLocked) and its last
 // missesToLose heartbeats went unanswered. Each heartbeat waits for its
 // answer until LostAfter since the last answer, at least HeartbeatEvery:
 // a host answering slowly, but within LostAfter, is not lost; a host that
@@ -216,8 +226,9 @@ func (f *Fleet) beat(ctx context.Context, h *host) {
 	if last.IsZero() {
 		last = h.since
 	}
+	limit := f.lostLimitLocked(h)
 	f.mu.Unlock()
-	wait := max(f.o.LostAfter-f.o.Now().Sub(last), f.o.HeartbeatEvery)
+	wait := max(limit-f.o.Now().Sub(last), f.o.HeartbeatEvery)
 	rctx, cancel := context.WithTimeout(ctx, wait)
 	info, err := c.Host(rctx)
 	cancel()
@@ -256,7 +267,7 @@ func (f *Fleet) beat(ctx context.Context, h *host) {
 	if !h.lastBeat.IsZero() {
 		last = h.lastBeat
 	}
-	if h.reach == reachLost || now.Sub(last) < f.o.LostAfter || h.misses < missesToLose {
+	if h.reach == reachLost || now.Sub(last) < f.lostLimitLocked(h) || h.misses < missesToLose {
 		f.mu.Unlock()
 		return
 	}

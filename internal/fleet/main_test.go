@@ -135,8 +135,9 @@ func newServer(t *testing.T) *server {
 	return s
 }
 
-// newFleet makes a Fleet over the server's store, CA and join server.
-func (s *server) newFleet(t *testing.T) *fleet.Fleet {
+// newFleet makes a Fleet over the server's store, CA and join server;
+// each of with may change its options.
+func (s *server) newFleet(t *testing.T, with ...func(*fleet.Options)) *fleet.Fleet {
 	t.Helper()
 	cert, err := s.ca.IssueServer([]string{"shoal-server"}, 0)
 	if err != nil {
@@ -144,7 +145,7 @@ func (s *server) newFleet(t *testing.T) *fleet.Fleet {
 	}
 	roots := x509.NewCertPool()
 	roots.AddCert(s.ca.Certificate())
-	f, err := fleet.New(fleet.Options{
+	o := fleet.Options{
 		Store: s.store.Hosts(), PKI: s.pki,
 		TLS:            &tls.Config{Certificates: []tls.Certificate{cert}, RootCAs: roots, MinVersion: tls.VersionTLS13},
 		HeartbeatEvery: heartbeatEvery, LostAfter: lostAfter,
@@ -153,7 +154,11 @@ func (s *server) newFleet(t *testing.T) *fleet.Fleet {
 			defer s.mu.Unlock()
 			s.events = append(s.events, ev)
 		},
-	})
+	}
+	for _, w := range with {
+		w(&o)
+	}
+	f, err := fleet.New(o)
 	if err != nil {
 		t.Fatal(err)
 	}
