@@ -1,0 +1,160 @@
+package daemon
+
+import (
+	"archive/tar"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/shoal-dev/shoal/internal/adminapi"
+	"github.com/shoal-dev/shoal/internal/release"
+	"github.com/shoal-dev/shoal/internal/testenv"
+)
+
+// uploadImage stores a saved image (`docker save`'s legacy layout) of
+// one layer per body in ts's own store, as an upload of an image does,
+// and returns the image artifact's digest and its layers.
+func uploadImage(t *testing.T, ctx context.Context, ts *testServer, bodies ...string) (string, []release.Layer) {
+	t.Helper()
+	var out bytes.Buffer
+	tw := tar.NewWriter(&out)
+	put := func(name string, b []byte) {
+		if err := tw.WriteHeader(&tar.Header{Name: name, Typeflag: tar.TypeReg, Mode: 0o644, Size: int64(len(b))}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := tw.Write(b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var paths []string
+	for i, body := range bodies {
+		var layer bytes.Buffer
+		lw := tar.NewWriter(&layer)
+		if err := lw.WriteHeader(&tar.Header{Name: "f", Typeflag: tar.TypeReg, Mode: 0o644, Size: int64(len(body))}); err != nil {
+			t.Fatal(err)
+		}
+		io.WriteString(lw, body)
+		if err := lw.Close(); err != nil {
+			t.Fatal(err)
+		}
+		p := fmt.Sprintf("l%d/layer.tar", i)
+		paths = append(paths, `"`+p+`"`)
+		put(p, layer.Bytes())
+	}
+	put("c.json", []byte(`{"rootfs":{"type":"layers"}}`))
+	put("manifest.json", []byte(`[{"Config":"c.json","Layers":[`+strings.Join(paths, ",")+`]}]`))
+	if err := tw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	a, err := ts.s.arts.PutImage(ctx, &out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	layers, err := ts.s.arts.Layers(a.Digest)
+	if err != nil || len(layers) != len(bodies) {
+		t.Fatalf("layers of the image: %v, %v; want %d", layers, err, len(bodies))
+	}
+	return a.Digest, layers
+}
+
+// copyArtifact puts artifact d of from's store into to's, as it is (no
+// layer with it).
+func copyArtifact(t *testing.T, ctx context.Context, from, to *testServer, d string) {
+	t.Helper()
+	rc, err := from.s.arts.Reader(d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	if _, err := to.s.uploads.PutArtifact(ctx, d, rc); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// lacks is what ts's store lacks of image d (release.Store.Missing).
+func lacks(t *testing.T, ts *testServer, d string) []string {
+	t.Helper()
+	m, err := ts.s.arts.Missing(d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+// TestHoldOnMajorityCoversLayers checks, with three real servers of one
+// cluster, that the majority a release waits for holds the image
+// artifact and every layer it names, not the index alone: a follower
+// confirms once it holds them all (the image is in no release yet, so
+// no sync round would copy its layers later); a layer that no majority
+// can hold is a 503 naming each server and the layer it lacks, even
+// when the followers already hold the index; and a follower copies a
+// layer from whichever peer holds it.
+func TestHoldOnMajorityCoversLayers(t *testing.T) {
+	ctx := testenv.Context(t, 2*time.Minute)
+	servers := startClusterServers(t, ctx)
+	s1, s2, s3 := servers[0], servers[1], servers[2]
+
+	// s3 refusing every artifact: the majority is s1 and s2, so s2
+	// must hold the image with its layers once the wait returns.
+	repair3 := breakArtifacts(t, s3)
+	d, _ := uploadImage(t, ctx, s1, "base layer v1\n", "app layer v1\n")
+	if err := s1.s.holdOnMajority(ctx, d); err != nil {
+		t.Fatalf("s2 taking the image, s3 refusing: %v", err)
+	}
+	if m := lacks(t, s2, d); len(m) != 0 {
+		t.Fatalf("s2 confirmed image %s but lacks %v", d, m)
+	}
+	repair3()
+
+	// The followers hold the index of a second image but no server
+	// other than s1 holds its second layer, which s1 loses: no majority
+	// can hold the release, and the error says who lacks what.
+	d, layers := uploadImage(t, ctx, s1, "base layer v2\n", "app layer v2\n")
+	lost := layers[1].Artifact
+	var lostBytes bytes.Buffer
+	rc, err := s1.s.arts.Reader(lost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.Copy(&lostBytes, rc); err != nil {
+		t.Fatal(err)
+	}
+	rc.Close()
+	copyArtifact(t, ctx, s1, s2, d)
+	copyArtifact(t, ctx, s1, s3, d)
+	if err := s1.s.arts.Delete(lost); err != nil {
+		t.Fatal(err)
+	}
+	err = s1.s.holdOnMajority(ctx, d)
+	if err == nil || !errors.Is(err, adminapi.ErrUnavailable) ||
+		!strings.Contains(err.Error(), "held by 0 of the cluster's 3 servers") ||
+		!strings.Contains(err.Error(), "s1 (lacks "+lost+")") ||
+		!strings.Contains(err.Error(), "s2 (") || !strings.Contains(err.Error(), "s3 (") ||
+		strings.Count(err.Error(), "layer "+lost) != 2 {
+		t.Fatalf("a layer held nowhere: %v; want a 503 naming s1, s2 and s3 and layer %s", err, lost)
+	}
+	for _, ts := range []*testServer{s2, s3} {
+		if m := lacks(t, ts, d); len(m) != 1 || m[0] != lost {
+			t.Fatalf("%s lacks %v, want only the lost layer %s", ts.s.cl.node.ID(), m, lost)
+		}
+	}
+
+	// s3 gets the layer back (an upload to it): s2 copies it from s3,
+	// since the leader does not hold it, and the majority is s2 and s3.
+	if _, err := s3.s.uploads.PutArtifact(ctx, lost, &lostBytes); err != nil {
+		t.Fatal(err)
+	}
+	if err := s1.s.holdOnMajority(ctx, d); err != nil {
+		t.Fatalf("the lost layer on s3: %v", err)
+	}
+	for _, ts := range []*testServer{s2, s3} {
+		if m := lacks(t, ts, d); len(m) != 0 {
+			t.Fatalf("%s confirmed image %s but lacks %v", ts.s.cl.node.ID(), d, m)
+		}
+	}
+}
