@@ -63,9 +63,11 @@ func uploadImage(t *testing.T, ctx context.Context, ts *testServer, bodies ...st
 }
 
 // copyArtifact puts artifact d of from's store into to's, as it is (no
-// layer with it).
+// layer with it), asked for as a deploy asks (so a follower does not
+// prune it: no release names it).
 func copyArtifact(t *testing.T, ctx context.Context, from, to *testServer, d string) {
 	t.Helper()
+	to.s.cl.arts.ask(d)
 	rc, err := from.s.arts.Reader(d)
 	if err != nil {
 		t.Fatal(err)
