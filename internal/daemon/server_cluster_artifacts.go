@@ -113,8 +113,8 @@ func (s *Server) artifactRoutes(mux *http.ServeMux) {
 
 // holdOnMajority returns once artifact d and, for an image stored by
 // layer, every layer artifact it names (release.Store.Missing) are held
-// by a majority of the cluster's voters, this server (the leader) counted
-// when it holds them all: every other voter is asked to fetch them now
+// by a majority of the cluster's voters, this server (the leader, which
+// holds them) counted: every other voter is asked to fetch them now
 // (POST /v1/cluster/artifacts/{d}) and answers once it holds them all,
 // each verified by digest as an upload is. So a release is committed
 // only when everything it needs survives the loss of a minority of
@@ -123,21 +123,15 @@ func (s *Server) artifactRoutes(mux *http.ServeMux) {
 // otherwise, once every voter answered or ctx ended, an error wrapping
 // adminapi.ErrUnavailable (503, not retried by the client: the deploy did
 // nothing) that names each server that did not confirm and what it lacks.
-// Outside a cluster, in a cluster of one, and for a digest this server
-// does not hold (the deploy reports that itself), it returns nil at once.
+// Outside a cluster, in a cluster of one, and for an artifact this server
+// does not hold with all its layers (the deploy reports that itself), it
+// returns nil at once.
 func (s *Server) holdOnMajority(ctx context.Context, d string) error {
-	if s.cl == nil || !release.ValidDigest(d) || !s.arts.Has(d) {
+	if s.cl == nil || !release.ValidDigest(d) {
 		return nil
 	}
-	var refused []string
-	held := 1
-	switch lacks, err := s.arts.Missing(d); {
-	case err != nil:
-		held = 0
-		refused = append(refused, fmt.Sprintf("%s (%v)", s.cl.node.ID(), err))
-	case len(lacks) > 0:
-		held = 0
-		refused = append(refused, fmt.Sprintf("%s (lacks %s)", s.cl.node.ID(), strings.Join(lacks, ", ")))
+	if lacks, err := s.arts.Missing(d); err != nil || len(lacks) > 0 {
+		return nil
 	}
 	servers, err := s.cl.node.Servers(ctx)
 	if err != nil {
@@ -155,7 +149,7 @@ func (s *Server) holdOnMajority(ctx context.Context, d string) error {
 			others = append(others, srv.ID)
 		}
 	}
-	need := voters/2 + 1
+	need, held := voters/2+1, 1
 	if held >= need {
 		return nil
 	}
@@ -176,6 +170,7 @@ func (s *Server) holdOnMajority(ctx context.Context, d string) error {
 	for _, id := range others {
 		wg.Go(func() { answers <- answer{id, s.askToHold(ctx, id, d)} })
 	}
+	var refused []string
 	waiting := slices.Clone(others)
 	for len(waiting) > 0 && held < need {
 		select {

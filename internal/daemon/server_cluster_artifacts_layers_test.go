@@ -94,8 +94,8 @@ func lacks(t *testing.T, ts *testServer, d string) []string {
 // confirms once it holds them all (the image is in no release yet, so
 // no sync round would copy its layers later); a layer that no majority
 // can hold is a 503 naming each server and the layer it lacks, even
-// when the followers already hold the index; and a follower copies a
-// layer from whichever peer holds it.
+// when the followers already hold the index; and an image whose layer
+// the leader lacks is left to the deploy to refuse.
 func TestHoldOnMajorityCoversLayers(t *testing.T) {
 	ctx := testenv.Context(t, 2*time.Minute)
 	servers := startClusterServers(t, ctx)
@@ -113,50 +113,46 @@ func TestHoldOnMajorityCoversLayers(t *testing.T) {
 	}
 	repair3()
 
-	// The followers hold the index of a second image but no server
-	// other than s1 holds its second layer, which s1 loses: no majority
-	// can hold the release, and the error says who lacks what.
+	// The followers hold the index of a second image but cannot store
+	// its layers: the index alone is no majority, and the error says
+	// who lacks which layer.
 	d, layers := uploadImage(t, ctx, s1, "base layer v2\n", "app layer v2\n")
-	lost := layers[1].Artifact
-	var lostBytes bytes.Buffer
-	rc, err := s1.s.arts.Reader(lost)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := io.Copy(&lostBytes, rc); err != nil {
-		t.Fatal(err)
-	}
-	rc.Close()
 	copyArtifact(t, ctx, s1, s2, d)
 	copyArtifact(t, ctx, s1, s3, d)
-	if err := s1.s.arts.Delete(lost); err != nil {
-		t.Fatal(err)
-	}
-	err = s1.s.holdOnMajority(ctx, d)
+	repair2 := breakArtifacts(t, s2)
+	breakArtifacts(t, s3) // left broken to the end
+	err := s1.s.holdOnMajority(ctx, d)
+	first := "layer " + layers[0].Artifact + " of image " + d
 	if err == nil || !errors.Is(err, adminapi.ErrUnavailable) ||
-		!strings.Contains(err.Error(), "held by 0 of the cluster's 3 servers") ||
-		!strings.Contains(err.Error(), "s1 (lacks "+lost+")") ||
+		!strings.Contains(err.Error(), "held by 1 of the cluster's 3 servers") ||
 		!strings.Contains(err.Error(), "s2 (") || !strings.Contains(err.Error(), "s3 (") ||
-		strings.Count(err.Error(), "layer "+lost) != 2 {
-		t.Fatalf("a layer held nowhere: %v; want a 503 naming s1, s2 and s3 and layer %s", err, lost)
+		strings.Count(err.Error(), first) != 2 || !strings.Contains(err.Error(), "not a directory") {
+		t.Fatalf("the followers holding the index alone: %v; want a 503 naming s2 and s3 and %s", err, first)
 	}
 	for _, ts := range []*testServer{s2, s3} {
-		if m := lacks(t, ts, d); len(m) != 1 || m[0] != lost {
-			t.Fatalf("%s lacks %v, want only the lost layer %s", ts.s.cl.node.ID(), m, lost)
+		if m := lacks(t, ts, d); len(m) != 2 {
+			t.Fatalf("%s lacks %v, want both layers", ts.s.cl.node.ID(), m)
 		}
 	}
 
-	// s3 gets the layer back (an upload to it): s2 copies it from s3,
-	// since the leader does not hold it, and the majority is s2 and s3.
-	if _, err := s3.s.uploads.PutArtifact(ctx, lost, &lostBytes); err != nil {
+	// s2 repaired: it copies the layers it lacks, and is the majority.
+	repair2()
+	if err := s1.s.holdOnMajority(ctx, d); err != nil {
+		t.Fatalf("s2 repaired, s3 refusing: %v", err)
+	}
+	if m := lacks(t, s2, d); len(m) != 0 {
+		t.Fatalf("s2 confirmed image %s but lacks %v", d, m)
+	}
+	if m := lacks(t, s3, d); len(m) != 2 {
+		t.Fatalf("s3, still refusing, lacks %v; want both layers", m)
+	}
+
+	// The leader lacking a layer waits for no one: the deploy refuses
+	// the image itself (the controller checks its layers).
+	if err := s1.s.arts.Delete(layers[1].Artifact); err != nil {
 		t.Fatal(err)
 	}
 	if err := s1.s.holdOnMajority(ctx, d); err != nil {
-		t.Fatalf("the lost layer on s3: %v", err)
-	}
-	for _, ts := range []*testServer{s2, s3} {
-		if m := lacks(t, ts, d); len(m) != 0 {
-			t.Fatalf("%s confirmed image %s but lacks %v", ts.s.cl.node.ID(), d, m)
-		}
+		t.Fatalf("a layer the leader lacks (the deploy reports it): %v", err)
 	}
 }
