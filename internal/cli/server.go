@@ -121,6 +121,7 @@ func setJoin(file *config.ServerFile, join []string, tokenFile, pin string) erro
 	}
 	var msgs []string
 	for _, p := range c.CheckJoin() {
+		p.File = file.File + " with the command line's --join flags"
 		msgs = append(msgs, p.String())
 	}
 	if len(msgs) > 0 {

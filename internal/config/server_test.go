@@ -15,7 +15,7 @@ func TestParseServerDefaults(t *testing.T) {
 	}
 	want := ServerFile{DataDir: DefaultServerDataDir, Admin: ServerAdmin{Listen: DefaultServerAdminListen},
 		Fleet: ServerFleet{Listen: DefaultServerFleetListen, URL: "https://10.0.0.1:7443",
-			LostAfter: Duration(5 * time.Second), Heartbeat: Duration(time.Second)},
+			LostAfter: Duration(5 * time.Second), StartGrace: Duration(5 * time.Second), Heartbeat: Duration(time.Second)},
 		Balancer: ServerBalancer{Listen: ":80", DrainTimeout: Duration(10 * time.Second)},
 		File:     "/etc/shoal/server.yaml"}
 	if s.DataDir != want.DataDir || s.Admin != want.Admin || s.Fleet != want.Fleet || s.Balancer.Listen != want.Balancer.Listen ||

@@ -89,7 +89,8 @@ func (p *peerArtifacts) stillAsked(released []string) []string {
 // server that receives them (under /v1/cluster/, never forwarded):
 //
 //	GET  /v1/cluster/artifacts/{digest}  this server's copy (404 when it holds none)
-//	POST /v1/cluster/artifacts/{digest}  hold it: fetched from a peer now if missing; 200 once held
+//	POST /v1/cluster/artifacts/{digest}  hold it and, for an image, its layers: fetched from a peer now
+//	                                     if missing; 200 once all are held
 func (s *Server) artifactRoutes(mux *http.ServeMux) {
 	mux.Handle("GET /v1/cluster/artifacts/{digest}", adminapi.Handle(func(w http.ResponseWriter, r *http.Request) error {
 		return adminapi.ServeArtifact(w, r, s.uploads)
@@ -102,7 +103,7 @@ func (s *Server) artifactRoutes(mux *http.ServeMux) {
 		// A copy begun goes on when the leader stops waiting (it has
 		// its majority): the next release needs it here anyway.
 		s.cl.arts.ask(d) // before the copy lands, so pruning keeps it
-		if err := s.fetchArtifact(context.WithoutCancel(r.Context()), d); err != nil {
+		if err := s.fetchRelease(context.WithoutCancel(r.Context()), d); err != nil {
 			return err
 		}
 		adminapi.WriteJSON(w, map[string]string{"server": s.cl.node.ID(), "digest": d})
@@ -110,21 +111,26 @@ func (s *Server) artifactRoutes(mux *http.ServeMux) {
 	}))
 }
 
-// holdOnMajority returns once artifact d is held by a majority of the
-// cluster's voters, this server (the leader, which holds it) counted:
-// every other voter is asked to fetch it now (POST
-// /v1/cluster/artifacts/{d}) and answers once it holds it, verified by
-// digest as an upload is. So a release is committed only when its
-// artifact survives the loss of a minority of servers. It returns as
-// soon as the majority confirmed (the others go on copying, or take it
-// at their next syncArtifacts round); otherwise, once every voter
-// answered or ctx ended, an error wrapping adminapi.ErrUnavailable (503,
-// not retried by the client: the deploy did nothing) that names each
-// server that did not confirm and why. Outside a cluster, in a cluster
-// of one, and for a digest this server does not hold (the deploy
-// reports that itself), it returns nil at once.
+// holdOnMajority returns once artifact d and, for an image stored by
+// layer, every layer artifact it names (release.Store.Missing) are held
+// by a majority of the cluster's voters, this server (the leader, which
+// holds them) counted: every other voter is asked to fetch them now
+// (POST /v1/cluster/artifacts/{d}) and answers once it holds them all,
+// each verified by digest as an upload is. So a release is committed
+// only when everything it needs survives the loss of a minority of
+// servers. It returns as soon as the majority confirmed (the others go on
+// copying, or take what they lack at their next syncArtifacts round);
+// otherwise, once every voter answered or ctx ended, an error wrapping
+// adminapi.ErrUnavailable (503, not retried by the client: the deploy did
+// nothing) that names each server that did not confirm and what it lacks.
+// Outside a cluster, in a cluster of one, and for an artifact this server
+// does not hold with all its layers (the deploy reports that itself), it
+// returns nil at once.
 func (s *Server) holdOnMajority(ctx context.Context, d string) error {
-	if s.cl == nil || !release.ValidDigest(d) || !s.arts.Has(d) {
+	if s.cl == nil || !release.ValidDigest(d) {
+		return nil
+	}
+	if lacks, err := s.arts.Missing(d); err != nil || len(lacks) > 0 {
 		return nil
 	}
 	servers, err := s.cl.node.Servers(ctx)
@@ -187,7 +193,7 @@ func (s *Server) holdOnMajority(ctx context.Context, d string) error {
 		return nil
 	}
 	slices.Sort(refused)
-	return fmt.Errorf("%w: artifact %s is held by %d of the cluster's %d servers and a release needs it on a majority (%d) before it is committed; not confirmed by %s; nothing was deployed",
+	return fmt.Errorf("%w: artifact %s (with its layers) is held by %d of the cluster's %d servers and a release needs it on a majority (%d) before it is committed; not confirmed by %s; nothing was deployed",
 		adminapi.ErrUnavailable, d, held, voters, need, strings.Join(refused, ", "))
 }
 
@@ -354,6 +360,27 @@ func (s *Server) fetchArtifact(ctx context.Context, d string) error {
 		return fmt.Errorf("no other server holds it (asked: %d)", len(members))
 	}
 	return errors.New(strings.Join(errs, "; "))
+}
+
+// fetchRelease makes this server hold artifact d and, for an image
+// stored by layer, every layer artifact its index names (fetchArtifact
+// each, the index first: its layers are known once it is held). The
+// error names the artifact that could not be copied and what is still
+// lacking.
+func (s *Server) fetchRelease(ctx context.Context, d string) error {
+	if err := s.fetchArtifact(ctx, d); err != nil {
+		return fmt.Errorf("artifact %s: %w", d, err)
+	}
+	lacks, err := s.arts.Missing(d)
+	if err != nil {
+		return err
+	}
+	for i, l := range lacks {
+		if err := s.fetchArtifact(ctx, l); err != nil {
+			return fmt.Errorf("layer %s of image %s (lacking %d of its layers): %w", l, d, len(lacks)-i, err)
+		}
+	}
+	return nil
 }
 
 // errNotHeld: the peer asked does not hold the artifact.

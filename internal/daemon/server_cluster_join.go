@@ -49,8 +49,10 @@ const (
 
 // fetchClusterCA installs the fleet CA and the admin token of the cluster
 // of cluster.join in the data_dir, before openState loads them: from the
-// first join URL that answers. It refuses, writing nothing, a wrong token
-// and a data_dir of another cluster (another CA, or another admin token).
+// first join URL that answers. It refuses, writing nothing, a wrong token,
+// an https server whose certificate is not from the pinned CA (it is
+// sent no token), and a data_dir of another cluster (another CA, or
+// another admin token).
 // A data_dir that was a member already (raft state) starts even when no
 // join URL answers: the cluster's servers may be restarting together.
 func (s *Server) fetchClusterCA(ctx context.Context) error {
@@ -85,6 +87,10 @@ func (s *Server) fetchClusterCA(ctx context.Context) error {
 		}
 		if client.IsStatus(err, http.StatusNotFound) {
 			return fmt.Errorf("join the cluster at %s: that server is not one of a cluster (no /v1/cluster/ca): start it with a cluster section", u)
+		}
+		if errors.Is(err, pki.ErrWrongCA) {
+			return fmt.Errorf("join the cluster at %s: the server's certificate is not from the CA of cluster.join_ca_pin (--ca-pin) %s, so it was not sent the admin token: check the pin `shoal server` printed there, and the URL: %w",
+				u, c.JoinCAPin, err)
 		}
 		if err != nil {
 			errs = append(errs, fmt.Errorf("%s: %w", u, err))
