@@ -40,12 +40,13 @@ func main() {
 	key := flag.String("key", "", "PEM key of -cert")
 	tlsNetHTTP := flag.Bool("tls-nethttp", false, "serve HTTP/1.1 over TLS through net/http (limits.tls_fast_path: false)")
 	h2NetHTTP := flag.Bool("h2-nethttp", false, "serve HTTP/2 over TLS with x/net's server (limits.h2_fast_path: false)")
+	noRecords := flag.Bool("no-tls-records", false, "keep TLS connections on crypto/tls after the handshake (limits.tls_records: false)")
 	flag.Parse()
 	ln := lb.Listener{Name: "web", Addr: *addr}
 	if *cert != "" {
 		ln.TLS = []lb.Certificate{{CertFile: *cert, KeyFile: *key}}
 	}
-	if err := run(ln, lb.Limits{DisableTLSFastPath: *tlsNetHTTP, DisableH2FastPath: *h2NetHTTP}, *targets, *cpu, *mem, *dur); err != nil {
+	if err := run(ln, lb.Limits{DisableTLSFastPath: *tlsNetHTTP, DisableH2FastPath: *h2NetHTTP, DisableTLSRecords: *noRecords}, *targets, *cpu, *mem, *dur); err != nil {
 		log.Fatal(err)
 	}
 }
