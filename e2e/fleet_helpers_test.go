@@ -259,9 +259,8 @@ func (f *fleetLab) agentClient(host string) *agentclient.Client {
 	pool.AddCert(ca.Certificate())
 	c := agentclient.New("https://"+net.JoinHostPort(f.lab.Host(host).IP, "7441"),
 		&tls.Config{RootCAs: pool, ServerName: host, Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS13})
-	tr := c.HTTP.Transport.(*http.Transport)
-	tr.DialContext = f.lab.Dialer("")
-	f.t.Cleanup(tr.CloseIdleConnections)
+	c.SetDialContext(f.lab.Dialer(""))
+	f.t.Cleanup(c.HTTP.CloseIdleConnections)
 	return c
 }
 

@@ -19,6 +19,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -103,6 +104,15 @@ func (t *transport) RoundTrip(r *http.Request) (*http.Response, error) {
 func (t *transport) CloseIdleConnections() {
 	t.calls.CloseIdleConnections()
 	t.beats.CloseIdleConnections()
+}
+
+// SetDialContext makes c open its connections (the heartbeat's and the
+// calls') with dial, such as a dialer inside a test's network namespace.
+// Call it before the first request.
+func (c *Client) SetDialContext(dial func(ctx context.Context, network, addr string) (net.Conn, error)) {
+	t := c.HTTP.Transport.(*transport)
+	t.calls.DialContext = dial
+	t.beats.DialContext = dial
 }
 
 // Addr returns the agent's host:port, as errors name it.
