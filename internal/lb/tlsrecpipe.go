@@ -206,8 +206,9 @@ func (p *tlsPipe) takeRecords(tc *tls.Conn, ok bool) *tlsRec {
 // records count from 0). out holds the server application secret; hs is
 // the server handshake secret. Walking the record headers, it looks for
 // the first protected record that opens under out at sequence number 0
-// (those under hs before it do not: a failed open costs the tag's check
-// alone, no key derived and no AEAD state built), and every record after
+// (those under hs before it do not: a failed open costs one AES-GCM or
+// ChaCha20-Poly1305 pass over the record, with no key derived and no
+// AEAD state built for hs), and every record after
 // it must open in turn at 1, 2...; the next sequence number is how many
 // did. Each must carry handshake messages (NewSessionTicket), and their
 // opening shows the secret is this connection's. When none opens (no tickets were
