@@ -207,15 +207,15 @@ func (p *tlsPipe) takeRecords(tc *tls.Conn, ok bool) *tlsRec {
 // the server handshake secret. Walking the record headers, it looks for
 // the first protected record that opens under out at sequence number 0
 // (those under hs before it do not: a failed open costs one AES-GCM or
-// ChaCha20-Poly1305 pass over the record, with no key derived and no
-// AEAD state built for hs), and every record after
-// it must open in turn at 1, 2...; the next sequence number is how many
-// did. Each must carry handshake messages (NewSessionTicket), and their
-// opening shows the secret is this connection's. When none opens (no tickets were
-// sent), every protected record must open under hs instead, and the
-// sequence number is 0. false: the records are not as they must be.
-// written is left as it was; out keeps its AEAD state for the first
-// record it protects.
+// ChaCha20-Poly1305 pass over the record, with no key derived and no AEAD
+// state built for hs), and every record after it must open in turn at 1,
+// 2...; the next sequence number is how many did. Each must carry
+// handshake messages (NewSessionTicket), and their opening shows the
+// secret is this connection's. When none opens (no tickets were sent),
+// every protected record must open under hs instead, and the sequence
+// number is 0. false: the records are not as they must be. written is
+// left as it was; out keeps its AEAD state for the first record it
+// protects.
 func appSeq(written []byte, out *recDir, hs []byte) (uint64, bool) {
 	var spans [12][2]int // the protected records (start, end) in written
 	prot := spans[:0]
