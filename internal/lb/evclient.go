@@ -941,7 +941,10 @@ func (c *evClient) writeConn(p []byte) (int, error) {
 		return c.h2.write(p, c.respDone && (c.wo >= len(c.wb) || len(c.tail) == 0))
 	}
 	if c.tls != nil {
-		return c.tls.write(p)
+		// The end of an answer after which the connection closes
+		// (complete's test) takes the close_notify along.
+		last := c.respDone && (c.ex.closeAfter || c.l.draining) && (c.wo >= len(c.wb) || len(c.tail) == 0)
+		return c.tls.write(p, last)
 	}
 	return netpoll.Write(c.fd, p)
 }

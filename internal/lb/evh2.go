@@ -542,7 +542,7 @@ func (l *evLoop) flushH2() {
 func (c *evH2Conn) sendOut() {
 	o := c.out
 	for {
-		n, err := c.tls.write(o)
+		n, err := c.tls.write(o, false)
 		if err == netpoll.ErrAgain {
 			break
 		}

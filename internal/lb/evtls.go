@@ -197,8 +197,11 @@ func (t *evTLS) read(p []byte) (int, error) {
 // write encrypts a prefix of p and sends what the socket takes. It
 // returns the plaintext bytes taken, or netpoll.ErrAgain when earlier
 // records are still waiting for room (nothing of p is taken then). An
-// empty p only sends what waits.
-func (t *evTLS) write(p []byte) (int, error) {
+// empty p only sends what waits. last tells that p is the end of what
+// the connection sends before it closes: on our record layer the
+// close_notify (closeNotify's) then goes in the same write when all of p
+// is taken.
+func (t *evTLS) write(p []byte, last bool) (int, error) {
 	if err := t.send(); err != nil {
 		return -1, err
 	}
@@ -206,7 +209,7 @@ func (t *evTLS) write(p []byte) (int, error) {
 		return 0, nil
 	}
 	if len(p) > maxTLSWrite {
-		p = p[:maxTLSWrite]
+		p, last = p[:maxTLSWrite], false
 	}
 	if t.pipe.out == nil {
 		t.pipe.out = t.l.getSmall()
@@ -214,10 +217,14 @@ func (t *evTLS) write(p []byte) (int, error) {
 	n := len(p)
 	if t.rec != nil {
 		out, err := t.rec.sealData(t.pipe.out, p)
-		t.pipe.out = out
 		if err != nil {
+			t.pipe.out = out
 			return -1, err
 		}
+		if last {
+			out = t.rec.sealAlert(out, alertCloseNotify)
+		}
+		t.pipe.out = out
 	} else {
 		var err error
 		if n, err = t.tc.Write(p); err != nil {

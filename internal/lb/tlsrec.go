@@ -357,8 +357,11 @@ func (r *tlsRec) postHandshake(data []byte) (answer bool, err error) {
 // sealData appends to dst the records carrying p, each at most
 // recMaxPlain bytes (5.1), after a KeyUpdate of ours when one is due
 // (the client asked, 4.6.3, or the key protected recRekeyAfter records,
-// 5.5).
+// 5.5); errRecEnded after an alert or close_notify (6).
 func (r *tlsRec) sealData(dst, p []byte) ([]byte, error) {
+	if r.ended {
+		return dst, errRecEnded // nothing follows an alert (6)
+	}
 	var err error
 	if dst, err = r.sealUpdate(dst); err != nil {
 		return dst, err
@@ -374,9 +377,9 @@ func (r *tlsRec) sealData(dst, p []byte) ([]byte, error) {
 }
 
 // sealUpdate appends our KeyUpdate when one is due, and moves to the next
-// key (4.6.3).
+// key (4.6.3); none after an alert (6).
 func (r *tlsRec) sealUpdate(dst []byte) ([]byte, error) {
-	if !r.answerUpdate && r.out.seq < recRekeyAfter {
+	if r.ended || !r.answerUpdate && r.out.seq < recRekeyAfter {
 		return dst, nil
 	}
 	dst, err := r.out.seal(dst, recTypeHS, []byte{hsTypeKeyUpd, 0, 0, 1, 0})

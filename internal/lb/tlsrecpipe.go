@@ -25,12 +25,13 @@ import (
 //     registered; the entry goes when the pipe takes it, after the
 //     handshake, whether it succeeded or not;
 //   - the pipe keeps a copy of what crypto/tls wrote, and after the
-//     handshake opens each protected record of it: first under the
-//     server handshake key, then under the server application key
-//     (the NewSessionTicket messages). Every record must open, in
-//     order, with consecutive sequence numbers: that proves the
-//     secrets are this connection's and gives our first sequence
-//     number.
+//     handshake walks its record headers and opens the records under
+//     the server application key (the NewSessionTicket messages): the
+//     first of them must open at sequence number 0 and the rest in
+//     turn, which proves the secret is this connection's and gives our
+//     first sequence number (appSeq). With no ticket sent, every
+//     protected record must open under the server handshake key
+//     instead, and the number is 0.
 //
 // Anything else (TLS 1.2, another suite, a ClientHello split before its
 // random, two handshakes with the same client random, a record that does
@@ -190,56 +191,97 @@ func (p *tlsPipe) takeRecords(tc *tls.Conn, ok bool) *tlsRec {
 	if r.in.setSecret(cs.CipherSuite, e.client) != nil || r.out.setSecret(cs.CipherSuite, e.serv) != nil {
 		return nil
 	}
-	seq, ok := writtenUnder(w.written, cs.CipherSuite, e.serverHS, e.serv)
-	if !ok {
+	// The out AEAD state appSeq built protects the first answer; the
+	// loop's sweep drops it if the connection stays idle.
+	if _, ok := appSeq(w.written, &r.out, e.serverHS); !ok {
 		return nil
 	}
-	r.out.seq = seq
-	r.idle()
 	w.log.served.Add(1)
 	return r
 }
 
-// writtenUnder opens every protected record of what the server wrote in
-// its handshake: those under the handshake secret hs first, then those
-// under the application secret app. It returns how many app protected
-// (the next sequence number under app), and false when any record did
-// not open so (RFC 8446 5.2: every record after the ServerHello is
-// protected, the keys change only forward, and sequence numbers count
-// each key's records from 0, 5.3).
-func writtenUnder(written []byte, suite uint16, hs, app []byte) (uint64, bool) {
-	var hd, ad recDir
-	if hd.setSecret(suite, hs) != nil || ad.setSecret(suite, app) != nil {
-		return 0, false
-	}
-	b := append([]byte(nil), written...) // opened in place
-	onApp := false
-	for len(b) > 0 {
-		n, err := recordLen(b)
-		if err != nil || n == 0 || n > len(b) {
+// appSeq establishes out's first sequence number from what the server
+// wrote in its handshake (RFC 8446 5.2, 5.3: every record after the
+// ServerHello is protected, the keys change only forward, and each key's
+// records count from 0). out holds the server application secret; hs is
+// the server handshake secret. Walking the record headers, it looks for
+// the first protected record that opens under out at sequence number 0
+// (those under hs before it do not: a failed open costs one AES-GCM or
+// ChaCha20-Poly1305 pass over the record, with no key derived and no AEAD
+// state built for hs), and every record after it must open in turn at 1,
+// 2...; the next sequence number is how many did. Each must carry
+// handshake messages (NewSessionTicket), and their opening shows the
+// secret is this connection's. When none opens (no tickets were sent),
+// every protected record must open under hs instead, and the sequence
+// number is 0. false: the records are not as they must be. written is
+// left as it was; out keeps its AEAD state for the first record it
+// protects.
+func appSeq(written []byte, out *recDir, hs []byte) (uint64, bool) {
+	var spans [12][2]int // the protected records (start, end) in written
+	prot := spans[:0]
+	biggest := 0
+	for i := 0; i < len(written); {
+		n, err := recordLen(written[i:])
+		if err != nil || n == 0 || i+n > len(written) {
 			return 0, false
 		}
-		rec := b[:n]
-		b = b[n:]
-		if rec[0] != recTypeData {
-			// ServerHello, HelloRetryRequest, change_cipher_spec: in the
-			// clear, before any protected record (5, D.4).
-			if hd.seq > 0 || onApp {
-				return 0, false
-			}
+		if written[i] == recTypeData {
+			prot = append(prot, [2]int{i, i + n})
+			biggest = max(biggest, n)
+		} else if len(prot) > 0 {
+			// ServerHello, HelloRetryRequest, change_cipher_spec: in
+			// the clear, before any protected record (5, D.4).
+			return 0, false
+		}
+		i += n
+	}
+	if len(prot) == 0 {
+		return 0, false // EncryptedExtensions at least is protected (4.3.1)
+	}
+	scratch := make([]byte, 0, biggest)
+	for first := range prot {
+		out.seq = 0
+		if !out.openHandshake(written[prot[first][0]:prot[first][1]], scratch) {
 			continue
 		}
-		if !onApp {
-			save := append([]byte(nil), rec...)
-			if _, _, err := hd.open(rec); err == nil {
-				continue
+		for _, sp := range prot[first+1:] {
+			if !out.openHandshake(written[sp[0]:sp[1]], scratch) {
+				return 0, false
 			}
-			copy(rec, save)
-			onApp = true
 		}
-		if _, _, err := ad.open(rec); err != nil {
+		return out.seq, true
+	}
+	var hd recDir
+	if hd.setSecret(out.suite, hs) != nil {
+		return 0, false
+	}
+	for _, sp := range prot {
+		if !hd.openHandshake(written[sp[0]:sp[1]], scratch) {
 			return 0, false
 		}
 	}
-	return ad.seq, true
+	out.seq = 0
+	return 0, true
+}
+
+// openHandshake opens the protected record rec into scratch (rec stays
+// as it was) and tells whether it opened at the direction's sequence
+// number and carries handshake messages; the sequence number moves on
+// when it did.
+func (d *recDir) openHandshake(rec, scratch []byte) bool {
+	a, err := d.cipher()
+	if err != nil {
+		return false
+	}
+	nonce := d.nonce()
+	pt, err := a.Open(scratch[:0], nonce[:], rec[recHeaderLen:], rec[:recHeaderLen])
+	if err != nil {
+		return false
+	}
+	d.seq++
+	i := len(pt) - 1
+	for i >= 0 && pt[i] == 0 {
+		i-- // padding (5.4)
+	}
+	return i >= 0 && pt[i] == recTypeHS
 }
