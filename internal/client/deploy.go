@@ -70,7 +70,11 @@ func (c *Client) Rollback(ctx context.Context, version int, fn func(DeployLine))
 // SetEnv sets and unsets env overrides and deploys a config-only release,
 // streaming like Deploy.
 func (c *Client) SetEnv(ctx context.Context, set []EnvVar, unset []string, fn func(DeployLine)) (*DeployResult, error) {
-	return c.deployStream(ctx, "/v1/env", api.EnvRequest{Set: set, Unset: unset}, deployWatch{}, fn)
+	ch := &envChange{unset: unset}
+	for _, v := range set {
+		ch.set = append(ch.set, v.Name)
+	}
+	return c.deployStream(ctx, "/v1/env", api.EnvRequest{Set: set, Unset: unset}, deployWatch{env: ch}, fn)
 }
 
 // Env lists the env overrides, secrets redacted.

@@ -57,6 +57,16 @@ type deployWatch struct {
 	// rollback: the deploy makes no release, it goes back to target
 	// (0 until known: "the previous release").
 	rollback bool
+	// env, for an env change: the names it sets and unsets. Its release
+	// serving does not prove the change stayed stored: the leader that
+	// lost the caller puts the overrides back when the deploy's call ends
+	// before its release serves, while the rollout may go on.
+	env *envChange
+}
+
+// envChange is what an env change sets and unsets, by name.
+type envChange struct {
+	set, unset []string
 }
 
 // newestRelease returns the newest release's version (0: none, or no
@@ -108,6 +118,11 @@ func (c *Client) followDeploy(ctx context.Context, w deployWatch, broke error, f
 				return nil, unknown(err)
 			}
 		case st.result != nil:
+			if st.result.Error == "" && w.env != nil {
+				if err := c.envStored(ctx, w.env); err != nil {
+					return &DeployResult{Version: st.result.Version, Error: fmt.Sprintf("%v; v%d serves, but %v: run the env change again", broke, st.result.Version, err)}, nil
+				}
+			}
 			return st.result, nil
 		case st.release == nil:
 			failing = time.Time{}
@@ -199,4 +214,28 @@ func (w *deployWatch) release(rels []Release) *Release {
 		}
 	}
 	return found
+}
+
+// envStored checks that the stored overrides hold ch: every name it sets
+// is there, none it unsets is.
+func (c *Client) envStored(ctx context.Context, ch *envChange) error {
+	vs, err := c.Env(ctx)
+	if err != nil {
+		return fmt.Errorf("the env overrides could not be read back (%w)", err)
+	}
+	have := map[string]bool{}
+	for _, v := range vs {
+		have[v.Name] = true
+	}
+	for _, n := range ch.set {
+		if !have[n] {
+			return fmt.Errorf("the change is not stored (%s is not set: the leader put the overrides back)", n)
+		}
+	}
+	for _, n := range ch.unset {
+		if have[n] {
+			return fmt.Errorf("the change is not stored (%s is still set: the leader put the overrides back)", n)
+		}
+	}
+	return nil
 }

@@ -23,6 +23,7 @@ type followServer struct {
 	unknown bool // answer POST /v1/deploy 503 with api.OutcomeHeader
 	before  []api.ReleaseInfo
 	after   []api.ReleaseInfo
+	env     []api.EnvVar // GET /v1/env
 
 	mu       sync.Mutex
 	rollouts []*api.RolloutProgress
@@ -48,7 +49,9 @@ func (f *followServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		f.mu.Unlock()
 		json.NewEncoder(w).Encode(p)
-	case "POST /v1/deploy", "POST /v1/rollback":
+	case "GET /v1/env":
+		json.NewEncoder(w).Encode(f.env)
+	case "POST /v1/deploy", "POST /v1/rollback", "POST /v1/env":
 		if f.unknown {
 			w.Header().Set(api.OutcomeHeader, api.OutcomeUnknown)
 			w.WriteHeader(http.StatusServiceUnavailable)
@@ -115,6 +118,25 @@ func TestDeployFollowsABrokenStream(t *testing.T) {
 		tc.target = 3
 		runFollowCase(t, tc)
 	}
+	// An env change whose release serves succeeds only if the overrides
+	// are still stored: the leader that lost the call may have put them
+	// back while the rollout went on.
+	env := func(stored []api.EnvVar) *followServer {
+		return &followServer{
+			before:   releases(api.ReleaseActive, api.ReleaseSuperseded),
+			after:    releases(api.ReleaseSuperseded, api.ReleaseSuperseded, api.ReleaseActive),
+			rollouts: []*api.RolloutProgress{rolloutTo(3, api.PhaseDraining)},
+			env:      stored,
+		}
+	}
+	setFeature := func(c *Client, ctx context.Context, fn func(DeployLine)) (*DeployResult, error) {
+		return c.SetEnv(ctx, []EnvVar{{Name: "FEATURE", Value: "on"}}, []string{"OLD"}, fn)
+	}
+	runFollowCase(t, followCase{name: "env change stored", srv: env([]api.EnvVar{{Name: "FEATURE", Value: "on"}}),
+		ok: true, version: 3, target: 3, call: setFeature})
+	runFollowCase(t, followCase{name: "env change put back", srv: env([]api.EnvVar{{Name: "OLD", Value: "1"}}),
+		version: 3, target: 3, errHas: "FEATURE is not set: the leader put the overrides back", call: setFeature})
+
 	// A rollback makes no release: it is followed by its target, v1.
 	runFollowCase(t, followCase{name: "rollback resumed and served", srv: &followServer{
 		before:   releases(api.ReleaseSuperseded, api.ReleaseActive),

@@ -84,6 +84,13 @@ func (c *Controller) SetEnv(ctx context.Context, set []api.EnvVar, unset []strin
 	}
 	req.fromCurrent = true
 	v, err := c.Deploy(ctx, req)
+	if h, _, held := c.dep.lock.Holder(c.cfg.Name); err != nil && v != 0 && held && h.Release == v {
+		// The call ended (its caller gone, as when a follower's forward
+		// breaks) while the release's rollout goes on: the overrides stay,
+		// since the release may yet serve them, and a client that follows
+		// the deploy to its end must find them stored.
+		return v, fmt.Errorf("%w; the rollout to v%d goes on, with the overrides stored", err, v)
+	}
 	if err != nil && (v == 0 || c.Release().Version != v) {
 		// No release was made (a full disk, a bad stored config, a refused
 		// pre-deploy hook), or its rollout went back: put the overrides

@@ -1,6 +1,7 @@
 package controller
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -125,4 +126,41 @@ func TestSetEnvReadsNoFile(t *testing.T) {
 		t.Fatalf("env set with a broken shoal.yaml on disk: v%d, %v", v, err)
 	}
 	h.waitFor("v3 serving", onRelease(3, 1))
+}
+
+// TestSetEnvKeptWhenItsCallerLeaves: an env change whose call ends while
+// its release's rollout goes on (a follower's forward broke) keeps the
+// stored overrides: the release serves them, and a client that follows
+// the deploy to its end finds them stored. (They were put back, and an
+// acknowledged env write was lost: the e2e linearizability test.)
+func TestSetEnvKeptWhenItsCallerLeaves(t *testing.T) {
+	dir := t.TempDir()
+	cfg := writeApp(t, dir, "serve", 1, 2)
+	h := start(t, dir, cfg)
+	h.waitFor("v1 serving", onRelease(1, 1))
+	ctx := testenv.Context(t, 90*time.Second)
+
+	call, leave := context.WithCancel(ctx)
+	defer leave()
+	go func() {
+		defer leave()
+		testenv.WaitFor(ctx, func() error {
+			if hd, _, held := h.c.dep.lock.Holder("web"); !held || hd.Release != 2 {
+				return errors.New("no rollout to v2 yet")
+			}
+			return nil
+		})
+	}()
+	v, err := h.c.SetEnv(call, []api.EnvVar{{Name: "FEATURE", Value: "on"}}, nil, DeployRequest{})
+	if err == nil || v != 2 || !strings.Contains(err.Error(), "goes on") {
+		t.Fatalf("env set whose caller left mid-rollout: v%d, %v; want v2 and an error saying the rollout goes on", v, err)
+	}
+	h.waitFor("v2 serving", onRelease(2, 1))
+	vs, err := h.st.EnvOverrides("web")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(vs) != 1 || vs[0].Name != "FEATURE" || vs[0].Value != "on" {
+		t.Fatalf("overrides after the rollout the caller left: %v, want FEATURE=on", vs)
+	}
 }
