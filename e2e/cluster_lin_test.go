@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/shoal-dev/shoal/internal/api"
 	"github.com/shoal-dev/shoal/internal/client"
 	"github.com/shoal-dev/shoal/internal/cluster/lincheck"
 	"github.com/shoal-dev/shoal/internal/store"
@@ -66,14 +67,19 @@ type linLab struct {
 
 // oneAttempt makes the client's calls single attempts: a 503 loses its
 // Retry-After, so package client does not send the call again and the
-// test sees the 503 (a forward that broke after the leader got the call
-// answers 503 too: its outcome is unknown, see refused).
+// test sees the 503. A 503 of a follower whose forward broke after the
+// leader may have got the call says so (api.OutcomeHeader): it becomes a
+// 502 here, whose outcome refused calls unknown.
 type oneAttempt struct{ http.RoundTripper }
 
 func (o oneAttempt) RoundTrip(r *http.Request) (*http.Response, error) {
 	resp, err := o.RoundTripper.RoundTrip(r)
 	if resp != nil && resp.StatusCode == http.StatusServiceUnavailable {
 		resp.Header.Del("Retry-After")
+		if resp.Header.Get(api.OutcomeHeader) == api.OutcomeUnknown {
+			resp.Header.Del(api.OutcomeHeader)
+			resp.StatusCode, resp.Status = http.StatusBadGateway, "502 Bad Gateway (the forward's outcome is unknown)"
+		}
 	}
 	return resp, err
 }
@@ -89,10 +95,11 @@ func (l *linLab) oneAttemptClient(s *labServer) *client.Client {
 
 // refused reports whether a failed write certainly changed nothing:
 // nothing answered at the address, the server refused it (400, 409), or
-// it answered 503 itself, before doing anything (no leader known, the
-// leader still starting). A 503 of a follower whose forward to the
-// leader broke, a 5xx, a cut connection or the call's own deadline may
-// come after the leader applied the write: its outcome is unknown.
+// it answered 503 (no leader known, the leader still starting, a forward
+// that reached no leader). A forward that broke after the leader may
+// have got the call (502 here, see oneAttempt), another 5xx, a cut
+// connection or the call's own deadline may come after the leader
+// applied the write: its outcome is unknown.
 func refused(err error) bool {
 	var ue *client.UnreachableError
 	var ae *client.APIError
