@@ -27,9 +27,11 @@ import (
 //	                   none, for followNoRelease: nothing was deployed (the leader died before
 //	                   committing it)
 //
-// Errors reading that state (no leader yet, the server asked is down)
-// are retried for followErrorsFor; after that the outcome is unknown,
-// and the error says so and how to follow the deploy.
+// Errors reading that state (no leader yet) are retried for
+// followErrorsFor; after that the outcome is unknown, and the error says
+// so and how to follow the deploy. When nothing answers at the server's
+// address at all (the server itself died, as a killed `shoal up`), the
+// outcome is unknown at once.
 
 // followEvery is how often a broken deploy's state is read.
 const followEvery = time.Second
@@ -109,7 +111,13 @@ func (c *Client) followDeploy(ctx context.Context, w deployWatch, broke error, f
 	for {
 		st, err := c.deployState(ctx, &w, fn)
 		now := time.Now()
+		var gone *UnreachableError
 		switch {
+		case errors.As(err, &gone):
+			// Nothing answers at the server's address: the server itself
+			// is down (a single server, or the one this client talks to),
+			// not a leader behind a follower that still answers.
+			return nil, unknown(err)
 		case err != nil:
 			if failing.IsZero() {
 				failing = now
