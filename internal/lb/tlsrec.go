@@ -272,6 +272,10 @@ type tlsRec struct {
 	used bool
 	// useless counts the client's records in a row that brought no data.
 	useless int
+	// hs holds the first hsN bytes of a KeyUpdate whose rest is in the
+	// client's next records (postHandshake).
+	hs  [5]byte
+	hsN uint8
 }
 
 // maxUselessRecords is crypto/tls's bound on records in a row that bring
@@ -291,6 +295,11 @@ func (r *tlsRec) handle(typ byte, data []byte) (out []byte, answer bool, err err
 	if typ == recTypeData && len(data) > 0 {
 		r.useless = 0
 	} else if r.useless++; r.useless > maxUselessRecords {
+		return nil, false, recAlert(alertUnexpected)
+	}
+	// A handshake message split across records has nothing between its
+	// parts (5.1).
+	if r.hsN > 0 && typ != recTypeHS {
 		return nil, false, recAlert(alertUnexpected)
 	}
 	switch typ {
@@ -317,29 +326,36 @@ func (r *tlsRec) handle(typ byte, data []byte) (out []byte, answer bool, err err
 // postHandshake handles the handshake messages of a record after the
 // handshake: only KeyUpdate may come from a client (4.6; a
 // NewSessionTicket or anything else is unexpected_message). A message
-// split across records is refused as unexpected_message too: KeyUpdate
-// is 5 bytes and clients send it whole.
+// may span records (5.1): the part of a KeyUpdate that came so far waits
+// in r.hs, at most 4 bytes, and is checked as each byte comes, so a
+// message that cannot be a KeyUpdate is refused at its first byte that
+// shows it. A KeyUpdate must end its record: messages do not span a key
+// change (5.1).
 func (r *tlsRec) postHandshake(data []byte) (answer bool, err error) {
 	if len(data) == 0 {
 		return false, recAlert(alertUnexpected) // no zero-length handshake fragments (5.1)
 	}
 	for len(data) > 0 {
-		if len(data) < 4 {
+		k := copy(r.hs[r.hsN:], data)
+		r.hsN += uint8(k)
+		data = data[k:]
+		if r.hs[0] != hsTypeKeyUpd {
 			return false, recAlert(alertUnexpected)
 		}
-		n := int(data[1])<<16 | int(data[2])<<8 | int(data[3])
-		if data[0] != hsTypeKeyUpd {
+		// The length, 1 (4.6.3), as far as it came.
+		for i := 1; i < int(min(r.hsN, 4)); i++ {
+			if r.hs[i] != keyUpdateHeader[i] {
+				return false, recAlert(alertDecodeError)
+			}
+		}
+		if int(r.hsN) < len(r.hs) {
+			return false, nil // the rest comes in the next records
+		}
+		r.hsN = 0
+		if len(data) != 0 {
 			return false, recAlert(alertUnexpected)
 		}
-		if n != 1 || len(data) < 5 {
-			return false, recAlert(alertDecodeError)
-		}
-		// A KeyUpdate ends its record: messages must not span a key
-		// change (5.1).
-		if len(data) != 5 {
-			return false, recAlert(alertUnexpected)
-		}
-		switch data[4] {
+		switch r.hs[4] {
 		case 0: // update_not_requested
 		case 1: // update_requested: ours before our next data (4.6.3)
 			answer = true
@@ -349,10 +365,13 @@ func (r *tlsRec) postHandshake(data []byte) (answer bool, err error) {
 		if err := r.in.update(); err != nil {
 			return false, err
 		}
-		data = data[5:]
 	}
 	return answer, nil
 }
+
+// keyUpdateHeader is the handshake header of a KeyUpdate: its type and
+// its length, 1 (RFC 8446 4, 4.6.3).
+var keyUpdateHeader = [4]byte{hsTypeKeyUpd, 0, 0, 1}
 
 // sealData appends to dst the records carrying p, each at most
 // recMaxPlain bytes (5.1), after a KeyUpdate of ours when one is due

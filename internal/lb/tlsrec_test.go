@@ -220,7 +220,9 @@ const recReq = "GET /x HTTP/1.1\r\nHost: a.test\r\n\r\n"
 // change_cipher_spec, a NewSessionTicket from a client, a record with no
 // content type: unexpected_message), and a KeyUpdate asked of us is
 // answered before our next data, under the old key, then we use the new
-// one.
+// one. A KeyUpdate split across records is taken; one with another
+// record between its parts, or not ending its record, is
+// unexpected_message.
 func TestTLSRecordsRefuse(t *testing.T) {
 	lb, _, cc := recLB(t, func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "hello-rec") })
 	req := []byte(recReq)
@@ -253,6 +255,31 @@ func TestTLSRecordsRefuse(t *testing.T) {
 		c.out.update()
 		c.send(t, recTypeData, req, nil)
 		c.answer(t, "hello-rec")
+	})
+	// A KeyUpdate may span records (RFC 8446 5.1): in two, then one byte
+	// a record.
+	t.Run("keyupdate-split", func(t *testing.T) {
+		c := dialRec(t, lb.addr, cc)
+		for _, parts := range [][][]byte{
+			{{hsTypeKeyUpd, 0}, {0, 1, 1}},
+			{{hsTypeKeyUpd}, {0}, {0}, {1}, {1}},
+		} {
+			for _, p := range parts {
+				c.send(t, recTypeHS, p, nil)
+			}
+			if err := c.out.update(); err != nil {
+				t.Fatal(err)
+			}
+			c.send(t, recTypeData, req, nil)
+			typ, data, err := c.next(t)
+			if err != nil || typ != recTypeHS || !bytes.Equal(data, []byte{hsTypeKeyUpd, 0, 0, 1, 0}) {
+				t.Fatalf("after our split KeyUpdate %x: type %d %x %v, want the server's KeyUpdate", parts, typ, data, err)
+			}
+			if err := c.in.update(); err != nil {
+				t.Fatal(err)
+			}
+			c.answer(t, "hello-rec")
+		}
 	})
 	for _, tc := range []struct {
 		name  string
@@ -298,6 +325,33 @@ func TestTLSRecordsRefuse(t *testing.T) {
 		}},
 		{"bad-keyupdate", alertIllegalParam, func(t *testing.T, c *recClient) {
 			c.send(t, recTypeHS, []byte{hsTypeKeyUpd, 0, 0, 1, 2}, nil)
+		}},
+		{"bad-keyupdate-split", alertIllegalParam, func(t *testing.T, c *recClient) {
+			c.send(t, recTypeHS, []byte{hsTypeKeyUpd, 0, 0}, nil)
+			c.send(t, recTypeHS, []byte{1, 2}, nil)
+		}},
+		{"keyupdate-length-split", alertDecodeError, func(t *testing.T, c *recClient) {
+			c.send(t, recTypeHS, []byte{hsTypeKeyUpd, 0}, nil)
+			c.send(t, recTypeHS, []byte{0, 2, 0, 0}, nil)
+		}},
+		{"keyupdate-split-data-between", alertUnexpected, func(t *testing.T, c *recClient) {
+			c.send(t, recTypeHS, []byte{hsTypeKeyUpd, 0, 0}, nil)
+			c.send(t, recTypeData, req, nil)
+		}},
+		{"keyupdate-split-alert-between", alertUnexpected, func(t *testing.T, c *recClient) {
+			c.send(t, recTypeHS, []byte{hsTypeKeyUpd, 0, 0, 1}, nil)
+			c.send(t, recTypeAlert, []byte{1, alertUserCanceled}, nil)
+		}},
+		{"keyupdate-split-not-ending-record", alertUnexpected, func(t *testing.T, c *recClient) {
+			c.send(t, recTypeHS, []byte{hsTypeKeyUpd, 0}, nil)
+			c.send(t, recTypeHS, []byte{0, 1, 0, hsTypeKeyUpd}, nil)
+		}},
+		{"ticket-split", alertUnexpected, func(t *testing.T, c *recClient) {
+			c.send(t, recTypeHS, []byte{4}, nil)
+		}},
+		{"keyupdate-split-empty-fragment", alertUnexpected, func(t *testing.T, c *recClient) {
+			c.send(t, recTypeHS, []byte{hsTypeKeyUpd}, nil)
+			c.send(t, recTypeHS, nil, nil)
 		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -590,6 +644,11 @@ func FuzzTLSRecordOpen(f *testing.F) {
 	}
 	seeds, _ = out.seal(seeds, recTypeHS, []byte{hsTypeKeyUpd, 0, 0, 1, 1})
 	seeds, _ = out.seal(seeds, recTypeAlert, []byte{1, 0})
+	f.Add(seeds)
+	var split recDir // a KeyUpdate in two records (RFC 8446 5.1)
+	split.setSecret(tls.TLS_AES_128_GCM_SHA256, secret)
+	seeds, _ = split.seal(nil, recTypeHS, []byte{hsTypeKeyUpd, 0})
+	seeds, _ = split.seal(seeds, recTypeHS, []byte{0, 1, 0})
 	f.Add(seeds)
 	f.Add([]byte{recTypeData, 3, 3, 0x41, 0x01})
 	f.Fuzz(func(t *testing.T, b []byte) {
