@@ -36,6 +36,14 @@
 # browser's). h2load warms up 1s (the handshakes) before it measures.
 # Latency percentiles of the h2load modes come from its
 # per-request log.
+# nginx is told to speak TLS 1.2 and 1.3 (NGINX_PROTOCOLS; the default of
+# nginx 1.23.4 and later): Debian's nginx 1.22 alone speaks up to TLS
+# 1.2, whose resumption (an abbreviated handshake) makes no key exchange
+# at all, so tlsclose would compare TLS 1.2 resumption with everyone
+# else's TLS 1.3 one. NGINX_PROTOCOLS='TLSv1 TLSv1.1 TLSv1.2' measures
+# nginx 1.22's default. Before the rounds, the script prints each TLS
+# proxy's protocol, cipher, key exchange group and whether a second
+# connection resumed (openssl s_client).
 #
 # With PIN=1 (the default on 2 or more cores) the proxies run on CPU 0 and
 # the backends and load generators on CPU 1 (taskset), so that the load
@@ -60,6 +68,7 @@ BASE_YAML=${BASE_YAML:-}   # extra lb.yaml lines for "base", e.g. 'limits: {loop
 SHOAL_YAML=${SHOAL_YAML:-} # extra lb.yaml lines for shoal
 BASE_PORT=${BASE_PORT:-18080}
 BACKEND_TLS=${BACKEND_TLS:-} # h2 or http1: HTTPS backends (see above)
+NGINX_PROTOCOLS=${NGINX_PROTOCOLS:-TLSv1.2 TLSv1.3} # nginx's ssl_protocols (see above)
 case $BACKEND_TLS in '' | h2 | http1) ;; *) echo "bench/lb.sh: BACKEND_TLS=$BACKEND_TLS: want h2 or http1" >&2; exit 2 ;; esac
 cd "$(dirname "$0")/.."
 
@@ -207,6 +216,7 @@ http {
     server {
         listen 127.0.0.1:$NGINX_PORT;
         listen 127.0.0.1:$NGINX_TLS_PORT ssl http2;
+        ssl_protocols $NGINX_PROTOCOLS;
         ssl_certificate $TMP/cert.pem;
         ssl_certificate_key $TMP/key.pem;
         location / {
@@ -239,6 +249,16 @@ for url in http://127.0.0.1:{$SHOAL_PORT,$HAPROXY_PORT,$NGINX_PORT}/ https://127
 		exit 1
 	fi
 done
+
+# What each TLS listener negotiates with an OpenSSL client (wrk's and
+# h2load's library): a new session, then one resumed from its ticket.
+if [[ " $KINDS " == *tls* ]]; then
+	for port in $SHOAL_TLS_PORT $HAPROXY_TLS_PORT $NGINX_TLS_PORT ${SHOAL_BASE:+$BASE_TLS_PORT}; do
+		first=$(openssl s_client -connect 127.0.0.1:$port -sess_out "$TMP/sess-$port" </dev/null 2>&1 | grep -E '^New,|Temp Key' | paste -sd' ' || true)
+		again=$(openssl s_client -connect 127.0.0.1:$port -sess_in "$TMP/sess-$port" </dev/null 2>&1 | grep -E '^(New|Reused),' | cut -d, -f1 || true)
+		echo "tls on $port (shoal $SHOAL_TLS_PORT, haproxy $HAPROXY_TLS_PORT, nginx $NGINX_TLS_PORT, base $BASE_TLS_PORT): $first; then: $again" >&2
+	done
+fi
 
 NAMES=(shoal haproxy nginx)
 declare -A PORT=([shoal]=$SHOAL_PORT [haproxy]=$HAPROXY_PORT [nginx]=$NGINX_PORT [base]=$BASE_SHOAL_PORT)
