@@ -54,6 +54,10 @@ type tlsPipe struct {
 	// watch: the handshake may hand its records to a tlsRec
 	// (tlsrecpipe.go); nil otherwise and once it ended.
 	watch *recWatch
+	// ahead: bytes read from the socket while the handshake was watched
+	// and not handed to crypto/tls yet (readAhead), in aheadBuf.
+	ahead    []byte
+	aheadBuf *[]byte
 }
 
 func newTLSPipe(c net.Conn) *tlsPipe {
@@ -61,12 +65,10 @@ func newTLSPipe(c net.Conn) *tlsPipe {
 }
 
 func (p *tlsPipe) Read(b []byte) (int, error) {
+	if len(p.ahead) > 0 || p.watch != nil && p.conn != nil {
+		return p.readAhead(b)
+	}
 	if p.conn != nil {
-		if w := p.watch; w != nil && len(b) > 0 {
-			n, err := p.conn.Read(b[:w.readLimit(len(b))])
-			w.saw(b[:n])
-			return n, err
-		}
 		return p.conn.Read(b)
 	}
 	n, err := netpoll.Read(p.fd, b)

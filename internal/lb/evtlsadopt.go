@@ -50,6 +50,11 @@ func (s *fastServer) adoptTLS(tc *tls.Conn, pipe *tlsPipe, raw net.Conn, rec *tl
 	t := &evTLS{tc: tc, pipe: pipe, l: to}
 	if rec != nil {
 		t.tc, t.rec, t.cs = nil, rec, rec.cs
+		if len(pipe.ahead) > 0 {
+			// The client's first records, read with its Finished.
+			t.in = *recBufs.Get().(*[]byte)
+			t.iw = pipe.takeAhead(t.in)
+		}
 	} else {
 		cs := tc.ConnectionState()
 		t.cs = &cs

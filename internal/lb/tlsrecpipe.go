@@ -12,11 +12,15 @@ import (
 // does the handshake as before, over a tlsPipe that watches it
 // (recWatch):
 //
-//   - the pipe hands crypto/tls one record per Read (the header, then the
-//     body), so when the handshake returns, the tls.Conn holds no byte
-//     past the client's Finished: the client's first record under its
-//     application key is still in the socket, and its sequence number
-//     is 0 (RFC 8446 5.3);
+//   - the pipe reads the socket ahead, as much as it holds (one read
+//     takes a client's whole flight: change_cipher_spec, Finished and
+//     often its first request), but hands crypto/tls one record per Read
+//     (the header, then the body), so when the handshake returns, the
+//     tls.Conn holds no byte past the client's Finished: the client's
+//     first record under its application key is in the pipe's read-ahead
+//     or still in the socket, and its sequence number is 0 (RFC 8446
+//     5.3); what was read ahead is read first, by our layer or by the
+//     tls.Conn;
 //   - the pipe reads the client random from the ClientHello it carries
 //     and registers it with the listener's secretLog, the tls.Config's
 //     KeyLogWriter, which keeps the lines crypto/tls writes for it
@@ -133,6 +137,65 @@ type recWatch struct {
 	written []byte // what crypto/tls wrote
 }
 
+// aheadSize is the size of a pipe's read-ahead buffer: a client's
+// first flight (a ClientHello with a post-quantum key share is about
+// 1.5 KB), or its second and its first request, in one read.
+const aheadSize = 4 << 10
+
+// aheadBufs lends the pipes' read-ahead buffers.
+var aheadBufs = sync.Pool{New: func() any { b := make([]byte, aheadSize); return &b }}
+
+// readAhead is the pipe's Read while its handshake is watched, and after
+// it while bytes read ahead remain. While watched, it reads the socket
+// (conn) only when nothing read ahead remains, and hands crypto/tls at
+// most the rest of the current record header or body (readLimit).
+func (p *tlsPipe) readAhead(b []byte) (int, error) {
+	if len(b) == 0 {
+		return 0, nil
+	}
+	w := p.watch
+	if len(p.ahead) == 0 {
+		if p.aheadBuf == nil {
+			p.aheadBuf = aheadBufs.Get().(*[]byte)
+		}
+		// A socket error with data comes again at the next read.
+		n, err := p.conn.Read(*p.aheadBuf)
+		if n == 0 {
+			return 0, err
+		}
+		p.ahead = (*p.aheadBuf)[:n]
+	}
+	k := len(b)
+	if w != nil {
+		k = w.readLimit(k)
+	}
+	n := copy(b[:k], p.ahead)
+	p.ahead = p.ahead[n:]
+	if w != nil {
+		w.saw(b[:n])
+	} else if len(p.ahead) == 0 {
+		p.releaseAhead()
+	}
+	return n, nil
+}
+
+// takeAhead moves what was read ahead and not handed out to dst (the
+// record layer's input buffer) and returns how much; dst must hold
+// aheadSize bytes.
+func (p *tlsPipe) takeAhead(dst []byte) int {
+	n := copy(dst, p.ahead)
+	p.releaseAhead()
+	return n
+}
+
+// releaseAhead gives the read-ahead buffer back; what it held is dropped.
+func (p *tlsPipe) releaseAhead() {
+	if p.aheadBuf != nil {
+		aheadBufs.Put(p.aheadBuf)
+	}
+	p.ahead, p.aheadBuf = nil, nil
+}
+
 // readLimit returns how much of the next Read may go to crypto/tls: the
 // rest of the current header or body.
 func (w *recWatch) readLimit(n int) int {
@@ -175,6 +238,9 @@ func (p *tlsPipe) takeRecords(tc *tls.Conn, ok bool) *tlsRec {
 		return nil
 	}
 	p.watch = nil
+	if len(p.ahead) == 0 {
+		p.releaseAhead()
+	}
 	if !w.random {
 		return nil
 	}

@@ -1,9 +1,14 @@
 package lb
 
 import (
+	"bufio"
 	"bytes"
 	"crypto/tls"
+	"io"
+	"net"
+	"net/http"
 	"testing"
+	"time"
 )
 
 // TestTLSRecordsAppSeq checks how the server's handshake records give the
@@ -95,5 +100,77 @@ func TestTLSRecordsAppSeq(t *testing.T) {
 		if _, ok := seq(w); ok {
 			t.Errorf("damaged byte at %d of %d accepted", d.at, len(w))
 		}
+	}
+}
+
+// flightConn is a client's socket that sends what it is given only when
+// its client reads: everything the client writes between two reads goes
+// out in one write, as a client does that sends its Finished and first
+// requests in one flight.
+type flightConn struct {
+	net.Conn
+	pend []byte
+}
+
+func (c *flightConn) Write(p []byte) (int, error) {
+	c.pend = append(c.pend, p...)
+	return len(p), nil
+}
+
+func (c *flightConn) Read(p []byte) (int, error) {
+	if len(c.pend) > 0 {
+		if _, err := c.Conn.Write(c.pend); err != nil {
+			return 0, err
+		}
+		c.pend = nil
+	}
+	return c.Conn.Read(p)
+}
+
+// TestTLSRecordsFlightWithRequests: the requests that come in the same
+// segment as the client's Finished, which the pipe reads ahead of
+// crypto/tls, are answered: by our record layer (TLS 1.3), and by
+// crypto/tls when it keeps the connection (a resumed TLS 1.2 session,
+// whose client sends its Finished last).
+func TestTLSRecordsFlightWithRequests(t *testing.T) {
+	lb, _, cc := recLB(t, func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "hello-"+r.URL.Path) })
+	ask := func(cfg *tls.Config) {
+		t.Helper()
+		raw, err := net.Dial("tcp", lb.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer raw.Close()
+		raw.SetDeadline(time.Now().Add(20 * time.Second))
+		tc := tls.Client(&flightConn{Conn: raw}, cfg)
+		if err := tc.Handshake(); err != nil {
+			t.Fatal(err)
+		}
+		io.WriteString(tc, "GET /1 HTTP/1.1\r\nHost: a.test\r\n\r\nGET /2 HTTP/1.1\r\nHost: a.test\r\n\r\n")
+		br := bufio.NewReader(tc)
+		for _, want := range []string{"hello-/1", "hello-/2"} {
+			resp, err := http.ReadResponse(br, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, err := io.ReadAll(resp.Body)
+			if err != nil || string(body) != want {
+				t.Fatalf("got %q, %v; want %q", body, err, want)
+			}
+		}
+	}
+	v13 := cc.Clone()
+	v13.MinVersion = tls.VersionTLS13
+	ask(v13)
+	if n := recServed(t, lb); n != 1 {
+		t.Fatalf("%d connections on our record layer, want 1", n)
+	}
+	v12 := cc.Clone()
+	v12.MaxVersion = tls.VersionTLS12
+	v12.ClientSessionCache = tls.NewLRUClientSessionCache(1)
+	ask(v12) // a full handshake: the client reads the server's Finished last
+	ask(v12) // resumed: the client's Finished comes last, with the requests
+	if n := recServed(t, lb); n != 1 {
+		t.Fatalf("%d connections on our record layer, want 1", n)
 	}
 }
