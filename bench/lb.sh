@@ -250,16 +250,6 @@ for url in http://127.0.0.1:{$SHOAL_PORT,$HAPROXY_PORT,$NGINX_PORT}/ https://127
 	fi
 done
 
-# What each TLS listener negotiates with an OpenSSL client (wrk's and
-# h2load's library): a new session, then one resumed from its ticket.
-if [[ " $KINDS " == *tls* ]]; then
-	for port in $SHOAL_TLS_PORT $HAPROXY_TLS_PORT $NGINX_TLS_PORT ${SHOAL_BASE:+$BASE_TLS_PORT}; do
-		first=$(openssl s_client -connect 127.0.0.1:$port -sess_out "$TMP/sess-$port" </dev/null 2>&1 | grep -E '^New,|Temp Key' | paste -sd' ' || true)
-		again=$(openssl s_client -connect 127.0.0.1:$port -sess_in "$TMP/sess-$port" </dev/null 2>&1 | grep -E '^(New|Reused),' | cut -d, -f1 || true)
-		echo "tls on $port (shoal $SHOAL_TLS_PORT, haproxy $HAPROXY_TLS_PORT, nginx $NGINX_TLS_PORT, base $BASE_TLS_PORT): $first; then: $again" >&2
-	done
-fi
-
 NAMES=(shoal haproxy nginx)
 declare -A PORT=([shoal]=$SHOAL_PORT [haproxy]=$HAPROXY_PORT [nginx]=$NGINX_PORT [base]=$BASE_SHOAL_PORT)
 declare -A TLS_PORT=([shoal]=$SHOAL_TLS_PORT [haproxy]=$HAPROXY_TLS_PORT [nginx]=$NGINX_TLS_PORT [base]=$BASE_TLS_PORT)
@@ -277,6 +267,16 @@ cpu_ticks() {
 }
 HZ=$(getconf CLK_TCK)
 [ -n "$SHOAL_BASE" ] && NAMES+=(base)
+# What each TLS listener negotiates with an OpenSSL client (wrk's and
+# h2load's library): a new session, then one resumed from its ticket.
+if [[ " $KINDS " == *tls* ]]; then
+	for n in "${NAMES[@]}"; do
+		port=${TLS_PORT[$n]}
+		first=$(openssl s_client -connect 127.0.0.1:$port -sess_out "$TMP/sess-$n" </dev/null 2>&1 | grep -E '^New,|Temp Key' | sort | paste -sd' ' || true)
+		again=$(openssl s_client -connect 127.0.0.1:$port -sess_in "$TMP/sess-$n" </dev/null 2>&1 | grep -E '^(New|Reused),' | cut -d, -f1 || true)
+		echo "tls $n: $first; next connection: $again" >&2
+	done
+fi
 
 # to_ms VALUE: wrk prints 812.00us, 1.23ms or 1.02s.
 to_ms() {
