@@ -174,3 +174,37 @@ func TestTLSRecordsFlightWithRequests(t *testing.T) {
 		t.Fatalf("%d connections on our record layer, want 1", n)
 	}
 }
+
+// TestTLSKeyShareGroups: the listener takes the group of a key share the
+// client sent, with no HelloRetryRequest: X25519 for a client that
+// sends that share alone (OpenSSL 3.0's ClientHello, wrk's and h2load's),
+// the post-quantum hybrid for one that sends it (Go's default), P-256
+// for one that supports only it; and each is served by our record layer.
+// (crypto/tls's client orders the groups itself and sends the first
+// one's share, and X25519's with a hybrid.)
+func TestTLSKeyShareGroups(t *testing.T) {
+	lb, _, cc := recLB(t, func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "hello-rec") })
+	for i, tc := range []struct {
+		prefs []tls.CurveID // the client's groups
+		want  tls.CurveID
+	}{
+		{[]tls.CurveID{tls.X25519, tls.CurveP256, tls.CurveP384}, tls.X25519},
+		{nil, tls.X25519MLKEM768},
+		{[]tls.CurveID{tls.CurveP256}, tls.CurveP256},
+	} {
+		cfg := cc.Clone()
+		cfg.CurvePreferences = tc.prefs
+		c := dialTLS(t, lb.addr, cfg)
+		cs := c.ConnectionState()
+		if cs.CurveID != tc.want || cs.HelloRetryRequest {
+			t.Errorf("client preferring %v: group %v, HelloRetryRequest %v; want %v and none", tc.prefs, cs.CurveID, cs.HelloRetryRequest, tc.want)
+		}
+		if got := c.ask(t, recReq); got != "hello-rec" {
+			t.Fatalf("got %q", got)
+		}
+		c.Close()
+		if n := recServed(t, lb); n != int64(i+1) {
+			t.Fatalf("%d connections on our record layer, want %d", n, i+1)
+		}
+	}
+}
