@@ -538,11 +538,12 @@ func (l *evLoop) flushH2() {
 }
 
 // sendOut encrypts and writes the queued frames as far as the socket
-// takes them.
+// takes them. On a closing connection the last of them (its GOAWAY)
+// takes the close_notify along in the same write.
 func (c *evH2Conn) sendOut() {
 	o := c.out
 	for {
-		n, err := c.tls.write(o, false)
+		n, err := c.tls.write(o, c.closing)
 		if err == netpoll.ErrAgain {
 			break
 		}
@@ -631,11 +632,15 @@ func (c *evH2Conn) close() {
 	c.finalClose()
 }
 
+// finalClose ends the connection with a close_notify alert before the
+// FIN, as an HTTP/1.1 one (evClient's finalClose), so that a client can
+// tell the end from a cut.
 func (c *evH2Conn) finalClose() {
 	c.done = true
 	c.l.nClients.Add(-1)
 	c.l.putBuf(c.in)
 	c.in, c.out = nil, nil
+	c.tls.closeNotify()
 	c.tls.releaseIn()
 	c.tls = nil
 	netpoll.Close(c.fd)
