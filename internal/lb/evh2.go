@@ -73,6 +73,8 @@ type evH2Conn struct {
 	r, w int
 	src  bytes.Reader // the frames the framer reads
 	fr   *http2.Framer
+	dec  *hpack.Decoder // request header blocks (evh2hdec.go)
+	blk  h2Block
 	out  []byte // frames not yet encrypted
 	hbuf bytes.Buffer
 	enc  *hpack.Encoder
@@ -132,8 +134,8 @@ func (l *evLoop) adoptH2(fd int, client netip.Addr, remote string, release func(
 	l.h2s[c] = struct{}{}
 	c.fr = http2.NewFramer(h2Out{c}, &c.src)
 	c.fr.SetMaxReadFrameSize(h2MaxFrameSize)
-	c.fr.ReadMetaHeaders = hpack.NewDecoder(h2DecoderTableSize, nil)
 	c.fr.MaxHeaderListSize = uint32(l.s.lim.MaxHeaderBytes)
+	c.newDecoder()
 	c.enc = hpack.NewEncoder(&c.hbuf)
 	c.fr.WriteSettings(
 		http2.Setting{ID: http2.SettingMaxConcurrentStreams, Val: h2MaxStreams},
@@ -313,8 +315,10 @@ func (c *evH2Conn) handle(f http2.Frame) {
 	switch f := f.(type) {
 	case *http2.SettingsFrame:
 		c.onSettings(f)
-	case *http2.MetaHeadersFrame:
-		c.onHeaders(f)
+	case *http2.HeadersFrame:
+		c.onHeadersFrame(f)
+	case *http2.ContinuationFrame:
+		c.blockFragment(f.HeaderBlockFragment(), f.HeadersEnded())
 	case *http2.DataFrame:
 		c.onData(f)
 	case *http2.WindowUpdateFrame:
