@@ -94,8 +94,8 @@ type evH2Conn struct {
 	peerInitWin int64
 	peerMaxFrm  uint32
 	blocked     []*evH2Stream // streams waiting for window or room
-	// The client's round-trip time, read once per loop round however
-	// many of its streams end in it.
+	// The client's round-trip time, read at most every h2RTTAge however
+	// many of its streams end meanwhile (readRTT).
 	rtt   netpoll.RTT
 	rttAt time.Duration
 	dirty bool // in the loop's list to flush

@@ -69,7 +69,8 @@ func (c *evH2Conn) onHeaders(f *http2.MetaHeadersFrame) {
 	// hdrs views the connection's field list (evh2hdec.go): start and
 	// fallback below read it at once; a stream that waits for its body
 	// keeps a copy.
-	st := &evH2Stream{conn: c, id: id, sendWin: c.peerInitWin, recvWin: h2StreamWin, cl: -1, hdrs: f.Fields}
+	st := c.l.newStream()
+	*st = evH2Stream{conn: c, id: id, sendWin: c.peerInitWin, recvWin: h2StreamWin, cl: -1, hdrs: f.Fields, body: st.body[:0]}
 	if !st.parse(f) {
 		c.fr.WriteRSTStream(id, http2.ErrCodeProtocol)
 		return
@@ -397,9 +398,16 @@ func (st *evH2Stream) data(b []byte, end bool) {
 	}
 }
 
-// readRTT returns the connection's round-trip time (rtt.go).
+// h2RTTAge is how long a connection's round-trip time read from the
+// kernel serves its streams before it is read again: the kernel's own
+// estimate is smoothed over many round trips, and a busy connection ends
+// streams in nearly every loop round.
+const h2RTTAge = 50 * time.Millisecond
+
+// readRTT returns the connection's round-trip time (rtt.go), read at
+// most every h2RTTAge.
 func (c *evH2Conn) readRTT() netpoll.RTT {
-	if c.rttAt != c.l.now || c.rttAt == 0 {
+	if c.rttAt == 0 || c.l.now-c.rttAt >= h2RTTAge {
 		c.rtt, _ = netpoll.TCPRTT(c.fd)
 		c.rttAt = c.l.now
 	}
@@ -447,9 +455,30 @@ func (st *evH2Stream) complete() {
 	// Done cleanly, as an HTTP/1.1 connection's evClient between two
 	// requests: nothing refers to it any more.
 	st.c = nil
-	if l := c.l; len(l.h2spare) < maxH2Spare {
+	l := c.l
+	if len(l.h2spare) < maxH2Spare {
 		l.h2spare = append(l.h2spare, c)
 	}
+	// The stream too, unless it is still in its connection's list of
+	// waiting ones.
+	if !st.blocked && len(l.h2free) < maxH2Spare {
+		st.conn, st.hdrs = nil, nil
+		if cap(st.body) > smallCap {
+			st.body = nil
+		}
+		l.h2free = append(l.h2free, st)
+	}
+}
+
+// newStream returns a stream state to fill: one that ended, or a new one.
+func (l *evLoop) newStream() *evH2Stream {
+	if n := len(l.h2free); n > 0 {
+		st := l.h2free[n-1]
+		l.h2free[n-1] = nil
+		l.h2free = l.h2free[:n-1]
+		return st
+	}
+	return new(evH2Stream)
 }
 
 // clientClosed ends the stream whose evClient closed before its answer
