@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"golang.org/x/net/http2"
-	"golang.org/x/net/http2/hpack"
 )
 
 // dialNotifyH2 opens an HTTP/2 connection whose TCP reads are watched
@@ -34,20 +33,7 @@ func dialNotifyH2(t *testing.T, addr string, tc *tls.Config) (*h2Raw, *finConn) 
 	if p := conn.ConnectionState().NegotiatedProtocol; p != "h2" {
 		t.Fatalf("ALPN %q", p)
 	}
-	c := &h2Raw{t: t, conn: conn, next: 1}
-	c.enc = hpack.NewEncoder(&c.hbuf)
-	c.fr = http2.NewFramer(conn, conn)
-	c.fr.ReadMetaHeaders = hpack.NewDecoder(4096, nil)
-	if _, err := io.WriteString(conn, http2.ClientPreface); err != nil {
-		t.Fatal(err)
-	}
-	c.fr.WriteSettings()
-	for {
-		if sf, ok := c.read().(*http2.SettingsFrame); ok && !sf.IsAck() {
-			c.fr.WriteSettingsAck()
-			return c, raw
-		}
-	}
+	return startRawH2(t, conn), raw
 }
 
 // wantGoAwayNotify reads frames until the connection ends, and fails

@@ -213,11 +213,8 @@ func (st *evH2Stream) grant(n int64) {
 func (st *evH2Stream) start() {
 	conn := st.conn
 	l := conn.l
-	var c *evClient
-	if n := len(l.h2spare); n > 0 {
-		c = l.h2spare[n-1]
-		l.h2spare[n-1] = nil
-		l.h2spare = l.h2spare[:n-1]
+	c, ok := popFree(&l.h2spare)
+	if ok {
 		// The per-connection scratch stays warm: the cache key's buffer,
 		// and the Forwarded element when it was made for the same client.
 		ckey, fwdHost, fwd, client := c.ckey[:0], c.fwdHost, c.fwd, c.client
@@ -472,13 +469,23 @@ func (st *evH2Stream) complete() {
 
 // newStream returns a stream state to fill: one that ended, or a new one.
 func (l *evLoop) newStream() *evH2Stream {
-	if n := len(l.h2free); n > 0 {
-		st := l.h2free[n-1]
-		l.h2free[n-1] = nil
-		l.h2free = l.h2free[:n-1]
+	if st, ok := popFree(&l.h2free); ok {
 		return st
 	}
 	return new(evH2Stream)
+}
+
+// popFree takes the last element off a loop's free list, if any.
+func popFree[T any](list *[]T) (T, bool) {
+	var zero T
+	n := len(*list)
+	if n == 0 {
+		return zero, false
+	}
+	v := (*list)[n-1]
+	(*list)[n-1] = zero
+	*list = (*list)[:n-1]
+	return v, true
 }
 
 // clientClosed ends the stream whose evClient closed before its answer
