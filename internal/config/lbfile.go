@@ -454,7 +454,7 @@ type limitsDoc struct {
 	// MaxConns caps open client connections per listener; default 0
 	// (unlimited).
 	MaxConns int `yaml:"max_conns"`
-	// MaxIdlePerHost caps pooled idle connections per target; default 256.
+	// MaxIdlePerHost caps pooled idle connections per target; default 1024.
 	MaxIdlePerHost int `yaml:"max_idle_per_host"`
 	// WebSocketIdle closes WebSocket tunnels idle this long; default 0
 	// (never).

@@ -153,7 +153,7 @@ type Limits struct {
 	MaxURIBytes     int
 	MaxBodyBytes    int64         // 0 = unlimited; larger gets 413
 	MaxConns        int           // per listener; 0 = unlimited
-	MaxIdlePerHost  int           // pooled upstream connections per target; default 256
+	MaxIdlePerHost  int           // pooled upstream connections per target (per loop on the loops); default 1024
 	WebSocketIdle   time.Duration // 0 = no idle limit on tunnels
 	ShutdownTimeout time.Duration // graceful stop bound for Run; default 30s
 	// DisableFastPath serves plain HTTP/1.1 listeners through net/http

@@ -19,11 +19,15 @@ const (
 	// DefaultUpstreamIdle is below Node.js's 5s keep-alive timeout (Meteor
 	// runs on Node): a pooled connection the target may already have closed
 	// would turn a non-idempotent request into a 502.
-	DefaultUpstreamIdle    = 4 * time.Second
-	DefaultMaxHeaderBytes  = 64 << 10
-	DefaultMaxRequestLine  = 16 << 10
-	DefaultMaxURIBytes     = 16 << 10
-	DefaultMaxIdlePerHost  = 256
+	DefaultUpstreamIdle   = 4 * time.Second
+	DefaultMaxHeaderBytes = 64 << 10
+	DefaultMaxRequestLine = 16 << 10
+	DefaultMaxURIBytes    = 16 << 10
+	// DefaultMaxIdlePerHost is above the requests in flight of a busy
+	// HTTP/2 front (64 connections of 10 streams): below them a loop's
+	// pool closes connections as the load dips and dials them again as
+	// it rises. Idle ones close after UpstreamIdle anyway.
+	DefaultMaxIdlePerHost  = 1024
 	DefaultShutdownTimeout = 30 * time.Second
 	DefaultRetries         = 2
 	DefaultTryTimeout      = 30 * time.Second

@@ -73,6 +73,8 @@ type evH2Conn struct {
 	r, w int
 	src  bytes.Reader // the frames the framer reads
 	fr   *http2.Framer
+	dec  *hpack.Decoder // request header blocks (evh2hdec.go)
+	blk  h2Block
 	out  []byte // frames not yet encrypted
 	hbuf bytes.Buffer
 	enc  *hpack.Encoder
@@ -92,8 +94,8 @@ type evH2Conn struct {
 	peerInitWin int64
 	peerMaxFrm  uint32
 	blocked     []*evH2Stream // streams waiting for window or room
-	// The client's round-trip time, read once per loop round however
-	// many of its streams end in it.
+	// The client's round-trip time, read at most every h2RTTAge however
+	// many of its streams end meanwhile (readRTT).
 	rtt   netpoll.RTT
 	rttAt time.Duration
 	dirty bool // in the loop's list to flush
@@ -132,8 +134,8 @@ func (l *evLoop) adoptH2(fd int, client netip.Addr, remote string, release func(
 	l.h2s[c] = struct{}{}
 	c.fr = http2.NewFramer(h2Out{c}, &c.src)
 	c.fr.SetMaxReadFrameSize(h2MaxFrameSize)
-	c.fr.ReadMetaHeaders = hpack.NewDecoder(h2DecoderTableSize, nil)
 	c.fr.MaxHeaderListSize = uint32(l.s.lim.MaxHeaderBytes)
+	c.newDecoder()
 	c.enc = hpack.NewEncoder(&c.hbuf)
 	c.fr.WriteSettings(
 		http2.Setting{ID: http2.SettingMaxConcurrentStreams, Val: h2MaxStreams},
@@ -313,8 +315,10 @@ func (c *evH2Conn) handle(f http2.Frame) {
 	switch f := f.(type) {
 	case *http2.SettingsFrame:
 		c.onSettings(f)
-	case *http2.MetaHeadersFrame:
-		c.onHeaders(f)
+	case *http2.HeadersFrame:
+		c.onHeadersFrame(f)
+	case *http2.ContinuationFrame:
+		c.blockFragment(f.HeaderBlockFragment(), f.HeadersEnded())
 	case *http2.DataFrame:
 		c.onData(f)
 	case *http2.WindowUpdateFrame:
@@ -538,11 +542,12 @@ func (l *evLoop) flushH2() {
 }
 
 // sendOut encrypts and writes the queued frames as far as the socket
-// takes them.
+// takes them. On a closing connection the last of them (its GOAWAY)
+// takes the close_notify along in the same write.
 func (c *evH2Conn) sendOut() {
 	o := c.out
 	for {
-		n, err := c.tls.write(o, false)
+		n, err := c.tls.write(o, c.closing)
 		if err == netpoll.ErrAgain {
 			break
 		}
@@ -631,11 +636,15 @@ func (c *evH2Conn) close() {
 	c.finalClose()
 }
 
+// finalClose ends the connection with a close_notify alert before the
+// FIN, as an HTTP/1.1 one (evClient's finalClose), so that a client can
+// tell the end from a cut.
 func (c *evH2Conn) finalClose() {
 	c.done = true
 	c.l.nClients.Add(-1)
 	c.l.putBuf(c.in)
 	c.in, c.out = nil, nil
+	c.tls.closeNotify()
 	c.tls.releaseIn()
 	c.tls = nil
 	netpoll.Close(c.fd)

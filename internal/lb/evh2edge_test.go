@@ -37,6 +37,13 @@ func dialRawH2(t *testing.T, lb *running, settings ...http2.Setting) *h2Raw {
 	if p := conn.ConnectionState().NegotiatedProtocol; p != "h2" {
 		t.Fatalf("ALPN %q", p)
 	}
+	return startRawH2(t, conn, settings...)
+}
+
+// startRawH2 sends the preface and settings on conn, whose handshake
+// chose h2, and waits for the server's SETTINGS.
+func startRawH2(t *testing.T, conn *tls.Conn, settings ...http2.Setting) *h2Raw {
+	t.Helper()
 	conn.SetDeadline(time.Now().Add(30 * time.Second))
 	c := &h2Raw{t: t, conn: conn, next: 1}
 	c.enc = hpack.NewEncoder(&c.hbuf)

@@ -1,10 +1,9 @@
 package lb
 
 import (
-	"bytes"
+	"slices"
 	"strconv"
 	"time"
-	"unsafe"
 
 	"golang.org/x/net/http2"
 	"golang.org/x/net/http2/hpack"
@@ -67,7 +66,11 @@ func (c *evH2Conn) onHeaders(f *http2.MetaHeadersFrame) {
 		c.fr.WriteRSTStream(id, http2.ErrCodeRefusedStream)
 		return
 	}
-	st := &evH2Stream{conn: c, id: id, sendWin: c.peerInitWin, recvWin: h2StreamWin, cl: -1, hdrs: f.Fields}
+	// hdrs views the connection's field list (evh2hdec.go): start and
+	// fallback below read it at once; a stream that waits for its body
+	// keeps a copy.
+	st := c.l.newStream()
+	*st = evH2Stream{conn: c, id: id, sendWin: c.peerInitWin, recvWin: h2StreamWin, cl: -1, hdrs: f.Fields, body: st.body[:0]}
 	if !st.parse(f) {
 		c.fr.WriteRSTStream(id, http2.ErrCodeProtocol)
 		return
@@ -75,19 +78,24 @@ func (c *evH2Conn) onHeaders(f *http2.MetaHeadersFrame) {
 	c.streams[id] = st
 	c.dl = 0
 	if f.Truncated {
+		st.hdrs = nil
 		st.answerStatus(431) // as net/http: Request Header Fields Too Large
 		return
 	}
 	if f.StreamEnded() {
 		st.remoteDone = true
 		st.start()
+		st.hdrs = nil
 		return
 	}
 	if st.method == "CONNECT" || st.cl < 0 || st.cl > bufSize/2 {
 		// A tunnel, or a body of unknown or large size: streamed.
 		st.fallback()
+		st.hdrs = nil
 		return
 	}
+	// The body comes later: the fields outlive the block's reused list.
+	st.hdrs = slices.Clone(st.hdrs)
 	st.dl = c.l.now + c.l.s.lim.HeaderTimeout
 }
 
@@ -205,12 +213,15 @@ func (st *evH2Stream) grant(n int64) {
 func (st *evH2Stream) start() {
 	conn := st.conn
 	l := conn.l
-	var c *evClient
-	if n := len(l.h2spare); n > 0 {
-		c = l.h2spare[n-1]
-		l.h2spare[n-1] = nil
-		l.h2spare = l.h2spare[:n-1]
-		*c = evClient{}
+	c, ok := popFree(&l.h2spare)
+	if ok {
+		// The per-connection scratch stays warm: the cache key's buffer,
+		// and the Forwarded element when it was made for the same client.
+		ckey, fwdHost, fwd, client := c.ckey[:0], c.fwdHost, c.fwd, c.client
+		*c = evClient{ckey: ckey, fwdHost: fwdHost}
+		if client == conn.client {
+			c.fwd = fwd
+		}
 	} else {
 		c = new(evClient)
 	}
@@ -384,110 +395,16 @@ func (st *evH2Stream) data(b []byte, end bool) {
 	}
 }
 
-// h2HopFields are the fields of an HTTP/1.1 answer that HTTP/2 does not
-// carry (RFC 9113 8.2.2).
-var h2HopFields = map[string]bool{"connection": true, "keep-alive": true, "proxy-connection": true, "transfer-encoding": true, "upgrade": true}
+// h2RTTAge is how long a connection's round-trip time read from the
+// kernel serves its streams before it is read again: the kernel's own
+// estimate is smoothed over many round trips, and a busy connection ends
+// streams in nearly every loop round.
+const h2RTTAge = 50 * time.Millisecond
 
-// h2Names interns the lower-case names of common answer fields, so that
-// framing them allocates no name.
-var h2Names = func() map[string]string {
-	m := map[string]string{}
-	for _, n := range []string{"content-type", "content-length", "date", "server", "x-request-id", "cache-control", "etag", "last-modified", "vary", "content-encoding", "set-cookie", "location", "expires", "accept-ranges", "age", "x-content-type-options", "retry-after", "strict-transport-security"} {
-		m[n] = n
-	}
-	return m
-}()
-
-// writeHead queues the answer's head p (HTTP/1.1, as the evClient wrote
-// it) as a HEADERS block; end ends the stream (no body follows).
-func (st *evH2Stream) writeHead(p []byte, end bool) {
-	c := st.conn
-	st.headSent = true
-	status := p[9:12]
-	enc := c.enc
-	enc.WriteField(hpack.HeaderField{Name: ":status", Value: h2Status(status)})
-	st.mode = rmNone
-	hasLen := false
-	i := bytes.IndexByte(p, '\n') + 1
-	var lower [64]byte
-	for i < len(p)-2 {
-		j := bytes.IndexByte(p[i:], '\n')
-		line := p[i : i+j]
-		i += j + 1
-		line = bytes.TrimSuffix(line, []byte{'\r'})
-		k := bytes.IndexByte(line, ':')
-		if k <= 0 {
-			continue
-		}
-		rawName, val := line[:k], bytes.TrimSpace(line[k+1:])
-		ln := lower[:0]
-		if len(rawName) <= len(lower) {
-			for _, b := range rawName {
-				if 'A' <= b && b <= 'Z' {
-					b += 'a' - 'A'
-				}
-				ln = append(ln, b)
-			}
-		} else {
-			ln = bytes.ToLower(rawName)
-		}
-		if h2HopFields[string(ln)] {
-			if string(ln) == "transfer-encoding" && bytes.Contains(val, []byte("chunked")) {
-				st.mode = rmChunked
-			}
-			continue
-		}
-		switch string(ln) {
-		case "content-length":
-			hasLen = true
-		case "x-request-id":
-			// Unique to each answer: never indexed (it would only push
-			// useful entries out of the client's table), so the encoder
-			// keeps nothing and the value needs no copy.
-			if len(val) > 0 {
-				enc.WriteField(hpack.HeaderField{Name: "x-request-id", Value: unsafe.String(&val[0], len(val)), Sensitive: true})
-				continue
-			}
-		}
-		name, ok := h2Names[string(ln)]
-		if !ok {
-			name = string(ln)
-		}
-		enc.WriteField(hpack.HeaderField{Name: name, Value: string(val)})
-	}
-	code := string(status)
-	if st.mode == rmNone && hasLen {
-		st.mode = rmFixed
-	}
-	if st.c != nil && st.c.isHead || code == "204" || code == "304" {
-		st.mode = rmNone
-	}
-	end = end || st.mode == rmNone
-	c.writeHeaders(st.id, end)
-	if end {
-		st.localDone = true
-	}
-}
-
-// h2Status returns the :status value for the three digits s, without
-// allocating for the common ones.
-func h2Status(s []byte) string {
-	switch string(s) {
-	case "200":
-		return "200"
-	case "304":
-		return "304"
-	case "404":
-		return "404"
-	case "502":
-		return "502"
-	}
-	return string(s)
-}
-
-// readRTT returns the connection's round-trip time (rtt.go).
+// readRTT returns the connection's round-trip time (rtt.go), read at
+// most every h2RTTAge.
 func (c *evH2Conn) readRTT() netpoll.RTT {
-	if c.rttAt != c.l.now || c.rttAt == 0 {
+	if c.rttAt == 0 || c.l.now-c.rttAt >= h2RTTAge {
 		c.rtt, _ = netpoll.TCPRTT(c.fd)
 		c.rttAt = c.l.now
 	}
@@ -535,9 +452,40 @@ func (st *evH2Stream) complete() {
 	// Done cleanly, as an HTTP/1.1 connection's evClient between two
 	// requests: nothing refers to it any more.
 	st.c = nil
-	if l := c.l; len(l.h2spare) < maxH2Spare {
+	l := c.l
+	if len(l.h2spare) < maxH2Spare {
 		l.h2spare = append(l.h2spare, c)
 	}
+	// The stream too, unless it is still in its connection's list of
+	// waiting ones.
+	if !st.blocked && len(l.h2free) < maxH2Spare {
+		st.conn, st.hdrs = nil, nil
+		if cap(st.body) > smallCap {
+			st.body = nil
+		}
+		l.h2free = append(l.h2free, st)
+	}
+}
+
+// newStream returns a stream state to fill: one that ended, or a new one.
+func (l *evLoop) newStream() *evH2Stream {
+	if st, ok := popFree(&l.h2free); ok {
+		return st
+	}
+	return new(evH2Stream)
+}
+
+// popFree takes the last element off a loop's free list, if any.
+func popFree[T any](list *[]T) (T, bool) {
+	var zero T
+	n := len(*list)
+	if n == 0 {
+		return zero, false
+	}
+	v := (*list)[n-1]
+	(*list)[n-1] = zero
+	*list = (*list)[:n-1]
+	return v, true
 }
 
 // clientClosed ends the stream whose evClient closed before its answer

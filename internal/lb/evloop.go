@@ -63,6 +63,8 @@ type evLoop struct {
 	h2s     map[*evH2Conn]struct{} // HTTP/2 connections (evh2.go)
 	h2dirty []*evH2Conn            // those with frames to send this round
 	h2spare []*evClient            // evClients of finished streams, for reuse
+	h2free  []*evH2Stream          // streams that ended on the fast path, for reuse
+	h2vals  h2Interned             // answer field values framed (evh2head.go)
 	idle    map[upKey][]*evUp
 	rh      h1.Response   // the response head being parsed (one at a time)
 	scratch []byte        // tunnels read into it and write on at once

@@ -60,8 +60,16 @@ func tlsFastLB(t *testing.T, cfg Config) (*running, *tls.Config) {
 	crt, cert := writeCert(t, t.TempDir(), "a.test")
 	cfg.Listeners[0].TLS = []Certificate{crt}
 	lb := start(t, cfg)
-	if lb.listeners["web"].fast == nil {
+	fast := lb.listeners["web"].fast
+	if fast == nil {
 		t.Fatal("TLS listener without the fast path")
+	}
+	// Run starts the loops beside the TLS listener's accepts: a handshake
+	// that ends before they do is served on the general path.
+	select {
+	case <-fast.ready:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the TLS listener's loops did not start")
 	}
 	roots := x509.NewCertPool()
 	roots.AddCert(cert)
