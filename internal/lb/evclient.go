@@ -363,8 +363,10 @@ func (c *evClient) dispatch(tbl *table) {
 	h := &c.h
 	b := c.l.s.b
 	rt := tbl.routers[c.l.s.name].match(bstr(head, h.Host), bstr(head, h.Path))
-	if rt == nil || !rt.pool.fast() {
-		// An HTTP/2 or TLS pool's targets are reached through net/http.
+	if rt == nil || !rt.pool.loops() || h.Upgrade && rt.pool.tls != nil {
+		// An HTTP/2 pool's targets, a TLS pool's that still speak TLS
+		// 1.2 and WebSocket tunnels to TLS targets are reached through
+		// net/http.
 		c.handoff()
 		return
 	}

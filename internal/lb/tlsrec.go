@@ -272,6 +272,12 @@ type tlsRec struct {
 	used bool
 	// useless counts the client's records in a row that brought no data.
 	useless int
+	// fromServer: in carries a server's records (we are the client, a
+	// target connection; evtargettls.go), which may bring
+	// NewSessionTicket; ticket, when set, is given each such message
+	// (header included), or else it is dropped.
+	fromServer bool
+	ticket     func(msg []byte)
 }
 
 // maxUselessRecords is crypto/tls's bound on records in a row that bring
@@ -316,7 +322,8 @@ func (r *tlsRec) handle(typ byte, data []byte) (out []byte, answer bool, err err
 
 // postHandshake handles the handshake messages of a record after the
 // handshake: only KeyUpdate may come from a client (4.6; a
-// NewSessionTicket or anything else is unexpected_message). A message
+// NewSessionTicket or anything else is unexpected_message), KeyUpdate
+// and NewSessionTicket from a server (fromServer). A message
 // split across records is refused as unexpected_message too: KeyUpdate
 // is 5 bytes and clients send it whole.
 func (r *tlsRec) postHandshake(data []byte) (answer bool, err error) {
@@ -328,6 +335,17 @@ func (r *tlsRec) postHandshake(data []byte) (answer bool, err error) {
 			return false, recAlert(alertUnexpected)
 		}
 		n := int(data[1])<<16 | int(data[2])<<8 | int(data[3])
+		if data[0] == hsTypeTicket && r.fromServer {
+			// A server's NewSessionTicket (4.6.1), whole in its record.
+			if len(data) < 4+n {
+				return false, recAlert(alertUnexpected)
+			}
+			if r.ticket != nil {
+				r.ticket(data[:4+n])
+			}
+			data = data[4+n:]
+			continue
+		}
 		if data[0] != hsTypeKeyUpd {
 			return false, recAlert(alertUnexpected)
 		}
