@@ -226,7 +226,9 @@ func (u *evUp) tlsReady(pe *poolEntry, tcn *targetConn, err error) {
 	}
 	tcn.t.l = u.l
 	u.tls, u.fd = tcn.t, tcn.fd
-	if tcn.t.rec == nil && !pe.up.tlsLegacy.Swap(true) {
+	if tcn.t.rec != nil {
+		u.key.u.tlsServed.Add(1)
+	} else if !u.key.u.tlsLegacy.Swap(true) {
 		u.l.logger().Warn("a target of the pool does not speak TLS 1.3: the pool's requests go through net/http",
 			"pool", pe.cfg.Name, "target", u.key.addr, "tls_version", tls.VersionName(tcn.t.tc.ConnectionState().Version))
 	}
@@ -283,9 +285,17 @@ func (u *evUp) writeConn(p []byte) (int, error) {
 func (u *evUp) unsent() bool { return u.tls != nil && u.tls.unsent() }
 
 // more reports that TLS holds what the last read left, which no readiness
-// report announces.
+// report announces: data, or the end that came after it.
 func (u *evUp) more() bool {
-	return u.tls != nil && (u.tls.full || len(u.tls.plain) > 0)
+	return u.tls != nil && (u.tls.full || len(u.tls.plain) > 0 || u.tls.err != nil)
+}
+
+// tlsEnded reports that the target's records ended (a close_notify or
+// alert read after the answer, or one sent) or brought more than the
+// answer: the connection is not reused.
+func (u *evUp) tlsEnded() bool {
+	t := u.tls
+	return t != nil && (t.err != nil || len(t.plain) > 0 || t.rec != nil && t.rec.ended)
 }
 
 // closeTLS ends the TLS layer before the socket closes: a close_notify

@@ -31,7 +31,9 @@ type upstreams struct {
 	generation atomic.Uint64 // bumped by closeIdle: older idle connections close
 	// tlsLegacy: a target of the TLS pool did not speak TLS 1.3; its
 	// requests go through net/http (evtargettls.go).
-	tlsLegacy   atomic.Bool
+	tlsLegacy atomic.Bool
+	// tlsServed counts the target connections our record layer served.
+	tlsServed   atomic.Int64
 	resolveHost func(ctx context.Context, host string) ([]netip.Addr, error)
 }
 
@@ -455,7 +457,7 @@ func (u *evUp) finish(reuse bool) {
 	c.respDone = true
 	u.c = nil
 	u.t.End(pool.Outcome{Status: c.status, TTFB: c.ex.ttfb})
-	if !reuse || u.noReuse || u.detached || u.key.u.closed.Load() || len(u.l.idle[u.key]) >= u.key.u.maxIdle {
+	if !reuse || u.noReuse || u.detached || u.tlsEnded() || u.key.u.closed.Load() || len(u.l.idle[u.key]) >= u.key.u.maxIdle {
 		u.close()
 		return
 	}
