@@ -159,7 +159,7 @@ func dialTargetTLS(ctx context.Context, addr string, conf *tls.Config) (*targetC
 // and returns that temporary error, which it does not keep (crypto/tls
 // conn.go, readRecordOrCCS). tc never sees the real records, so a
 // KeyUpdate does not concern it. The feed ends when a message cannot be
-// fed, and with the connection.
+// fed, and after the connection's first answer (evUp.endTicketFeed).
 type ticketFeed struct {
 	tc  *tls.Conn // nil once the feed ended
 	hs  *hsConn
@@ -255,6 +255,16 @@ func (u *evUp) idleRead() {
 		return
 	}
 	u.close()
+}
+
+// endTicketFeed ends the feed of tickets to crypto/tls after the first
+// answer: servers send theirs right after the handshake, and the
+// handshake's tls.Conn (with its buffers) is not kept for the life of
+// the connection. Later tickets are dropped.
+func (u *evUp) endTicketFeed() {
+	if u.tls != nil && u.tls.rec != nil {
+		u.tls.rec.ticket = nil
+	}
 }
 
 // readConn reads the target's bytes: the socket's, or on TLS the

@@ -264,3 +264,87 @@ func TestLoopTLS12Target(t *testing.T) {
 		t.Errorf("versions seen %v, want 3 requests over TLS 1.2", versions)
 	}
 }
+
+// TestTargetRecordsFromServer: our record layer in the client's direction
+// reads a server's records: NewSessionTicket messages (two in one record)
+// go to the feed whole, a KeyUpdate that asks for ours is followed and
+// reported, and data after it opens under the next key; a ticket split
+// across records, and a ticket to a server (fromServer unset), end the
+// connection with unexpected_message.
+func TestTargetRecordsFromServer(t *testing.T) {
+	const suite = tls.TLS_AES_128_GCM_SHA256
+	secret := bytes.Repeat([]byte{7}, 32)
+	ticket := []byte{hsTypeTicket, 0, 0, 3, 'a', 'b', 'c'}
+	serverRecords := func(msgs ...[]byte) []byte {
+		var d recDir
+		if err := d.setSecret(suite, secret); err != nil {
+			t.Fatal(err)
+		}
+		var out []byte
+		for _, m := range msgs {
+			typ := byte(recTypeHS)
+			if m[0] == 'd' {
+				typ = recTypeData
+			}
+			var err error
+			if out, err = d.seal(out, typ, m); err != nil {
+				t.Fatal(err)
+			}
+			if m[0] == hsTypeKeyUpd {
+				if err := d.update(); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		return out
+	}
+	// read opens and handles every record of recs; it returns the data,
+	// whether ours was asked for, and the first error.
+	read := func(r *tlsRec, recs []byte) (string, bool, error) {
+		data, asked := "", false
+		for len(recs) > 0 {
+			n, err := recordLen(recs)
+			if err != nil || n == 0 || n > len(recs) {
+				t.Fatalf("records cut: %d of %d, %v", n, len(recs), err)
+			}
+			typ, p, err := r.in.open(recs[:n])
+			if err != nil {
+				return data, asked, err
+			}
+			p, answer, err := r.handle(typ, p)
+			if err != nil {
+				return data, asked, err
+			}
+			data += string(p)
+			asked = asked || answer
+			recs = recs[n:]
+		}
+		return data, asked, nil
+	}
+	newRec := func(fromServer bool, fed *[][]byte) *tlsRec {
+		r := &tlsRec{fromServer: fromServer}
+		if err := r.in.setSecret(suite, secret); err != nil {
+			t.Fatal(err)
+		}
+		if fed != nil {
+			r.ticket = func(m []byte) { *fed = append(*fed, append([]byte(nil), m...)) }
+		}
+		return r
+	}
+
+	var fed [][]byte
+	two := append(append([]byte(nil), ticket...), ticket...)
+	data, asked, err := read(newRec(true, &fed), serverRecords(two, []byte{hsTypeKeyUpd, 0, 0, 1, 1}, []byte("data after the update")))
+	if err != nil || data != "data after the update" || !asked {
+		t.Fatalf("server's records: %q, ours asked %v, %v", data, asked, err)
+	}
+	if len(fed) != 2 || !bytes.Equal(fed[0], ticket) || !bytes.Equal(fed[1], ticket) {
+		t.Fatalf("tickets fed %q, want two %q", fed, ticket)
+	}
+	if _, _, err := read(newRec(true, nil), serverRecords(ticket[:5], []byte("dx"))); err != recAlert(alertUnexpected) {
+		t.Errorf("ticket split across records: %v, want unexpected_message", err)
+	}
+	if _, _, err := read(newRec(false, nil), serverRecords(ticket)); err != recAlert(alertUnexpected) {
+		t.Errorf("ticket to a server: %v, want unexpected_message", err)
+	}
+}

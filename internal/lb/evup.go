@@ -457,6 +457,7 @@ func (u *evUp) finish(reuse bool) {
 	c.respDone = true
 	u.c = nil
 	u.t.End(pool.Outcome{Status: c.status, TTFB: c.ex.ttfb})
+	u.endTicketFeed()
 	if !reuse || u.noReuse || u.detached || u.tlsEnded() || u.key.u.closed.Load() || len(u.l.idle[u.key]) >= u.key.u.maxIdle {
 		u.close()
 		return
