@@ -3,9 +3,11 @@ package lb
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"io"
 	"net"
+	"sync/atomic"
 
 	"github.com/shoal-dev/shoal/internal/netpoll"
 )
@@ -188,11 +190,17 @@ func (u *evUp) handshakeTLS(pe *poolEntry, addr string) {
 	ctx, cancel := context.WithTimeout(context.Background(), u.key.u.connectFor)
 	u.stopHS = cancel
 	tt, l := pe.tls, u.l
+	if l.dialing == nil {
+		l.dialing = map[upKey][]*evUp{}
+	}
+	l.dialing[u.key] = append(l.dialing[u.key], u)
 	conf := tt.forTarget(addr)
 	go func() {
 		defer cancel()
 		tcn, err := dialTargetTLS(ctx, addr, conf)
-		if err != nil {
+		if err != nil && !errors.Is(ctx.Err(), context.Canceled) {
+			// (A handshake canceled because its connection closed is
+			// no failure of the target's.)
 			if _, ok := err.(*dialError); !ok {
 				reason := "handshake"
 				if noALPN(err) {
@@ -204,8 +212,29 @@ func (u *evUp) handshakeTLS(pe *poolEntry, addr string) {
 				err = &dialError{err}
 			}
 		}
-		if !l.post(func() { u.tlsReady(pe, tcn, err) }) && tcn != nil {
-			netpoll.Close(tcn.fd) // the loop ended: so does the connection
+		if err != nil {
+			if _, ok := err.(*dialError); !ok {
+				err = &dialError{err}
+			}
+		}
+		// The loop takes the descriptor in tlsReady; when the loop ends
+		// first (the balancer is closing), a task posted in its last
+		// moments does not run and the descriptor is closed here.
+		var taken atomic.Bool
+		ran := make(chan struct{})
+		if l.post(func() {
+			if taken.CompareAndSwap(false, true) {
+				u.tlsReady(pe, tcn, err)
+			}
+			close(ran)
+		}) {
+			select {
+			case <-ran:
+			case <-l.done:
+			}
+		}
+		if taken.CompareAndSwap(false, true) && tcn != nil {
+			netpoll.Close(tcn.fd)
 		}
 	}()
 }
@@ -219,6 +248,7 @@ func (u *evUp) tlsReady(pe *poolEntry, tcn *targetConn, err error) {
 		}
 		return
 	}
+	u.undial()
 	u.stopHS = nil
 	if err != nil {
 		u.fail(err)
@@ -239,11 +269,56 @@ func (u *evUp) tlsReady(pe *poolEntry, tcn *targetConn, err error) {
 	}
 	u.gen, u.events = gen, netpoll.In
 	u.state = usFree
-	if u.c != nil {
-		u.state = usSending
-		u.dl = u.tryDeadline()
-		u.send()
+	if u.c == nil {
+		u.pool() // its request went on another connection
+		return
 	}
+	u.state = usSending
+	u.dl = u.tryDeadline()
+	u.send()
+}
+
+// undial takes u, whose handshake ended, off the loop's dialing list.
+func (u *evUp) undial() {
+	list := u.l.dialing[u.key]
+	for i, o := range list {
+		if o == u {
+			list = append(list[:i], list[i+1:]...)
+			break
+		}
+	}
+	if len(list) == 0 {
+		delete(u.l.dialing, u.key)
+	} else {
+		u.l.dialing[u.key] = list
+	}
+}
+
+// takeWaiting gives u, a connection to a TLS target that just became
+// free, to the oldest request waiting for a handshake to the same target
+// (as net/http's Transport hands a freed connection to a waiting
+// request): under a burst, requests wait for the first connection free
+// instead of each for its own handshake. The handshake goes on without
+// its request and its connection is pooled. It reports whether u took
+// one.
+func (u *evUp) takeWaiting() bool {
+	if u.tls == nil {
+		return false
+	}
+	for _, w := range u.l.dialing[u.key] {
+		if w.c == nil {
+			continue
+		}
+		c := w.c
+		w.c = nil
+		u.state, u.dl, u.paused = usFree, 0, false
+		u.l.putBuf(u.buf)
+		u.buf = nil
+		c.up = u
+		u.start(c, c.target, c.pe.cfg)
+		return true
+	}
+	return false
 }
 
 // idleRead reads what an idle TLS connection's target sent: records that
@@ -312,6 +387,7 @@ func (u *evUp) tlsEnded() bool {
 // when the socket takes it, and the buffers go back.
 func (u *evUp) closeTLS() {
 	if u.stopHS != nil {
+		u.undial()
 		u.stopHS()
 		u.stopHS = nil
 	}

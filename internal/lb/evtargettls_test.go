@@ -5,7 +5,9 @@ import (
 	"bytes"
 	"crypto/tls"
 	"errors"
+	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"strings"
 	"sync"
@@ -346,5 +348,97 @@ func TestTargetRecordsFromServer(t *testing.T) {
 	}
 	if _, _, err := read(newRec(false, nil), serverRecords(ticket)); err != recAlert(alertUnexpected) {
 		t.Errorf("ticket to a server: %v, want unexpected_message", err)
+	}
+}
+
+// TestLoopTLSTargetWaitersTakeFreedConnection: a request that waits for a
+// new connection's handshake takes the first connection that frees up
+// instead (as net/http's Transport does): the target's second handshake
+// is held, the first connection's answer ends, and the waiting request
+// is answered over the first connection; the held handshake, released,
+// ends in the pool.
+func TestLoopTLSTargetWaitersTakeFreedConnection(t *testing.T) {
+	cf, kf, _ := testenv.WriteSelfSigned(t, t.TempDir(), "target.test")
+	pair, err := tls.LoadX509KeyPair(cf, kf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	inA, answerA := make(chan struct{}), make(chan struct{})
+	accepted2, release2 := make(chan struct{}), make(chan struct{})
+	var wg sync.WaitGroup
+	t.Cleanup(func() { ln.Close(); wg.Wait() })
+	defer close(release2) // before the cleanup waits for the connections
+	wg.Go(func() {
+		for n := 1; ; n++ {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			wg.Go(func() {
+				defer c.Close()
+				c.SetDeadline(time.Now().Add(60 * time.Second))
+				if n == 2 {
+					close(accepted2)
+					<-release2
+				}
+				tc := tls.Server(c, &tls.Config{Certificates: []tls.Certificate{pair}})
+				br := bufio.NewReader(tc)
+				for {
+					r, err := http.ReadRequest(br)
+					if err != nil {
+						return
+					}
+					if r.URL.Path == "/a" {
+						close(inA)
+						<-answerA
+					}
+					fmt.Fprintf(tc, "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nconn%d", n)
+				}
+			})
+		}
+	})
+	cfg := baseConfig(ln.Addr().String())
+	tlsPool(&cfg, cf, ProtocolHTTP1)
+	cfg.Limits.Loops = 1 // each loop has its own connections
+	cfg.Pools[0].ConnectTimeout = 30 * time.Second
+	lb := start(t, cfg)
+	c := client(t)
+	bodyA, bodyB := make(chan string, 1), make(chan string, 1)
+	go func() {
+		_, body := get(t, c, lb.url+"/a")
+		bodyA <- body
+	}()
+	ctx := testenv.Context(t, 60*time.Second)
+	select {
+	case <-inA:
+	case <-ctx.Done():
+		t.Fatal("request A did not reach the target")
+	}
+	go func() {
+		_, body := get(t, c, lb.url+"/b")
+		bodyB <- body
+	}()
+	select {
+	case <-accepted2:
+	case <-ctx.Done():
+		t.Fatal("request B started no second connection")
+	}
+	close(answerA)
+	for _, want := range []struct {
+		ch   chan string
+		name string
+	}{{bodyA, "A"}, {bodyB, "B"}} {
+		select {
+		case body := <-want.ch:
+			if body != "conn1" {
+				t.Errorf("request %s answered %q, want conn1", want.name, body)
+			}
+		case <-ctx.Done():
+			t.Fatalf("request %s not answered", want.name)
+		}
 	}
 }

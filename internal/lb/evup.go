@@ -458,8 +458,22 @@ func (u *evUp) finish(reuse bool) {
 	u.c = nil
 	u.t.End(pool.Outcome{Status: c.status, TTFB: c.ex.ttfb})
 	u.endTicketFeed()
-	if !reuse || u.noReuse || u.detached || u.tlsEnded() || u.key.u.closed.Load() || len(u.l.idle[u.key]) >= u.key.u.maxIdle {
+	if !reuse {
 		u.close()
+		return
+	}
+	u.pool()
+}
+
+// pool puts the connection, free now, in the loop's idle pool, or gives
+// it to a request waiting for a handshake to the same target, or closes
+// it when it cannot be reused or the pool is full.
+func (u *evUp) pool() {
+	if u.noReuse || u.detached || u.tlsEnded() || u.key.u.closed.Load() || len(u.l.idle[u.key]) >= u.key.u.maxIdle {
+		u.close()
+		return
+	}
+	if u.takeWaiting() {
 		return
 	}
 	u.state, u.idleAt, u.dl, u.paused = usIdle, u.l.now, 0, false
