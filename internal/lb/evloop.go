@@ -64,10 +64,9 @@ type evLoop struct {
 	h2dirty []*evH2Conn            // those with frames to send this round
 	h2spare []*evClient            // evClients of finished streams, for reuse
 	idle    map[upKey][]*evUp
-	// dialing: target connections whose TLS handshake is in flight for
-	// a waiting request, which a connection that frees up first takes
+	// dialing: per target, the requests waiting for a TLS handshake
 	// (evtargettls.go); made on first use.
-	dialing map[upKey][]*evUp
+	dialing map[upKey]*dialQueue
 	rh      h1.Response   // the response head being parsed (one at a time)
 	scratch []byte        // tunnels read into it and write on at once
 	bufs    [][]byte      // free read buffers (bufSize)

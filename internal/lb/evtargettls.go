@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"slices"
 	"sync/atomic"
 
 	"github.com/shoal-dev/shoal/internal/netpoll"
@@ -183,17 +184,51 @@ func (f *ticketFeed) give(msg []byte) {
 	}
 }
 
-// handshakeTLS makes u's connection to addr, a target of pe, in a
-// goroutine; the loop takes it in tlsReady.
-func (u *evUp) handshakeTLS(pe *poolEntry, addr string) {
+// maxHandshakes bounds the handshakes in flight from one loop to one
+// target: more requests wait in the dialQueue for a connection that a
+// handshake makes or an answer frees, within the connect timeout, so a
+// burst does not start thousands of handshakes that starve each other
+// past that timeout.
+const maxHandshakes = 16
+
+// dialQueue is a loop's requests waiting for a connection to one TLS
+// target, oldest first: each on an evUp in usHandshake, with its
+// handshake in flight (stopHS set; inFlight of them) or queued.
+type dialQueue struct {
+	ups      []*evUp
+	inFlight int
+}
+
+// dialTLS makes u, new and carrying a request of pe, wait for a
+// connection to its TLS target: its own handshake, started now while
+// fewer than maxHandshakes are in flight, or another's connection
+// (takeWaiting); one that waited a connect timeout for none starts its
+// own (queueExpired).
+func (u *evUp) dialTLS(pe *poolEntry) {
 	u.state = usHandshake
+	l := u.l
+	if l.dialing == nil {
+		l.dialing = map[upKey]*dialQueue{}
+	}
+	q := l.dialing[u.key]
+	if q == nil {
+		q = &dialQueue{}
+		l.dialing[u.key] = q
+	}
+	q.ups = append(q.ups, u)
+	u.queued = true
+	if q.inFlight < maxHandshakes {
+		u.handshakeTLS(pe, q)
+	}
+}
+
+// handshakeTLS makes u's connection to its target, of pe, in a
+// goroutine; the loop takes it in tlsReady.
+func (u *evUp) handshakeTLS(pe *poolEntry, q *dialQueue) {
+	q.inFlight++
 	ctx, cancel := context.WithTimeout(context.Background(), u.key.u.connectFor)
 	u.stopHS = cancel
-	tt, l := pe.tls, u.l
-	if l.dialing == nil {
-		l.dialing = map[upKey][]*evUp{}
-	}
-	l.dialing[u.key] = append(l.dialing[u.key], u)
+	tt, l, addr := pe.tls, u.l, u.key.addr
 	conf := tt.forTarget(addr)
 	go func() {
 		defer cancel()
@@ -278,20 +313,46 @@ func (u *evUp) tlsReady(pe *poolEntry, tcn *targetConn, err error) {
 	u.send()
 }
 
-// undial takes u, whose handshake ended, off the loop's dialing list.
+// undial takes u off its dialQueue (its handshake ended or was
+// canceled, or it closed while queued); when that ends a handshake in
+// flight, the oldest queued request gets one.
 func (u *evUp) undial() {
-	list := u.l.dialing[u.key]
-	for i, o := range list {
-		if o == u {
-			list = append(list[:i], list[i+1:]...)
-			break
+	if !u.queued {
+		return
+	}
+	u.queued = false
+	q := u.l.dialing[u.key]
+	if i := slices.Index(q.ups, u); i >= 0 {
+		q.ups = slices.Delete(q.ups, i, i+1)
+	}
+	if u.stopHS != nil {
+		q.inFlight--
+	}
+	if len(q.ups) == 0 {
+		delete(u.l.dialing, u.key)
+		return
+	}
+	for _, w := range q.ups {
+		if q.inFlight >= maxHandshakes {
+			return
+		}
+		if w.stopHS == nil && w.c != nil {
+			w.handshakeTLS(w.c.pe, q)
 		}
 	}
-	if len(list) == 0 {
-		delete(u.l.dialing, u.key)
-	} else {
-		u.l.dialing[u.key] = list
+}
+
+// queueExpired acts on the connect deadline of a request that waited in
+// its dialQueue without a handshake of its own: it starts one now, with
+// a connect deadline of its own, past maxHandshakes. It reports whether
+// it did (the request goes on waiting).
+func (u *evUp) queueExpired() bool {
+	if !u.queued || u.stopHS != nil || u.c == nil {
+		return false
 	}
+	u.dl = u.l.now + u.key.u.connectFor
+	u.handshakeTLS(u.c.pe, u.l.dialing[u.key])
+	return true
 }
 
 // takeWaiting gives u, a connection to a TLS target that just became
@@ -302,15 +363,19 @@ func (u *evUp) undial() {
 // its request and its connection is pooled. It reports whether u took
 // one.
 func (u *evUp) takeWaiting() bool {
-	if u.tls == nil {
+	q := u.l.dialing[u.key]
+	if u.tls == nil || q == nil {
 		return false
 	}
-	for _, w := range u.l.dialing[u.key] {
+	for _, w := range q.ups {
 		if w.c == nil {
 			continue
 		}
 		c := w.c
 		w.c = nil
+		if w.stopHS == nil {
+			w.close() // queued: nothing more to wait for
+		}
 		u.state, u.dl, u.paused = usFree, 0, false
 		u.l.putBuf(u.buf)
 		u.buf = nil
@@ -386,8 +451,8 @@ func (u *evUp) tlsEnded() bool {
 // closeTLS ends the TLS layer before the socket closes: a close_notify
 // when the socket takes it, and the buffers go back.
 func (u *evUp) closeTLS() {
+	u.undial()
 	if u.stopHS != nil {
-		u.undial()
 		u.stopHS()
 		u.stopHS = nil
 	}

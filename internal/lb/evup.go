@@ -101,9 +101,11 @@ type evUp struct {
 	detached bool
 	noReuse  bool
 	// tls is the layer of a connection to an HTTPS target
-	// (evtargettls.go); nil on plain ones. stopHS cancels its handshake.
+	// (evtargettls.go); nil on plain ones. stopHS cancels its handshake
+	// in flight; queued: u is in its loop's dialQueue.
 	tls    *evTLS
 	stopHS context.CancelFunc
+	queued bool
 
 	drainCtx  context.Context
 	stopDrain func() bool
@@ -131,7 +133,7 @@ func (l *evLoop) upstream(pe *poolEntry, addr string) (*evUp, error) {
 	l.ups[u] = struct{}{}
 	u.dl = l.now + key.u.connectFor
 	if pe.tls != nil {
-		u.handshakeTLS(pe, addr)
+		u.dialTLS(pe)
 		return u, nil
 	}
 	if ap, err := netip.ParseAddrPort(addr); err == nil {
@@ -537,7 +539,7 @@ func (u *evUp) expire(now time.Duration) {
 			u.close()
 		}
 	case usResolving, usDialing, usHandshake:
-		if u.dl != 0 && now >= u.dl {
+		if u.dl != 0 && now >= u.dl && !u.queueExpired() {
 			u.fail(&dialError{&net.OpError{Op: "dial", Net: "tcp", Err: os.ErrDeadlineExceeded}})
 		}
 	case usSending, usWaiting:
