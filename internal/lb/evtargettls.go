@@ -49,6 +49,29 @@ import (
 // hsTypeTicket is NewSessionTicket's handshake type (RFC 8446 4.6.1).
 const hsTypeTicket = 4
 
+// serverTickets takes the NewSessionTicket messages (RFC 8446 4.6.1) at
+// the start of a server's handshake record, each whole in it (a ticket
+// split across records is unexpected_message), gives them to r.ticket
+// and returns the rest, for postHandshake. (The rest of a KeyUpdate split
+// across records never starts with a ticket's type: its bytes after the
+// type are 0, 0, 1 and 0 or 1.)
+func (r *tlsRec) serverTickets(data []byte) ([]byte, error) {
+	for len(data) > 0 && data[0] == hsTypeTicket {
+		if len(data) < 4 {
+			return nil, recAlert(alertUnexpected)
+		}
+		n := 4 + (int(data[1])<<16 | int(data[2])<<8 | int(data[3]))
+		if len(data) < n {
+			return nil, recAlert(alertUnexpected)
+		}
+		if r.ticket != nil {
+			r.ticket(data[:n])
+		}
+		data = data[n:]
+	}
+	return data, nil
+}
+
 // loops reports whether the loops' own target connections serve the
 // pool: a plain HTTP/1.1 pool, or an HTTP/1.1 pool over TLS whose
 // targets so far all spoke TLS 1.3.

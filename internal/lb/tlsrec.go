@@ -261,6 +261,11 @@ func (d *recDir) open(rec []byte) (byte, []byte, error) {
 type tlsRec struct {
 	in, out recDir
 	cs      *tls.ConnectionState // for the handler's requests
+	// fromServer: in carries a server's records (we are the client of a
+	// target; evtargettls.go): NewSessionTicket may come, each whole
+	// message given to ticket when set (serverTickets).
+	fromServer bool
+	ticket     func(msg []byte)
 	// answerUpdate: the client asked for a KeyUpdate of ours, due before
 	// our next application data (4.6.3); the sending side's.
 	answerUpdate bool
@@ -272,12 +277,6 @@ type tlsRec struct {
 	used bool
 	// useless counts the client's records in a row that brought no data.
 	useless int
-	// fromServer: in carries a server's records (we are the client, a
-	// target connection; evtargettls.go), which may bring
-	// NewSessionTicket; ticket, when set, is given each such message
-	// (header included), or else it is dropped.
-	fromServer bool
-	ticket     func(msg []byte)
 }
 
 // maxUselessRecords is crypto/tls's bound on records in a row that bring
@@ -314,6 +313,12 @@ func (r *tlsRec) handle(typ byte, data []byte) (out []byte, answer bool, err err
 		}
 		return nil, false, peerAlert(data[1])
 	case recTypeHS:
+		if r.fromServer {
+			var err error
+			if data, err = r.serverTickets(data); err != nil || len(data) == 0 {
+				return nil, false, err
+			}
+		}
 		answer, err := r.postHandshake(data)
 		return nil, answer, err
 	}
@@ -322,8 +327,7 @@ func (r *tlsRec) handle(typ byte, data []byte) (out []byte, answer bool, err err
 
 // postHandshake handles the handshake messages of a record after the
 // handshake: only KeyUpdate may come from a client (4.6; a
-// NewSessionTicket or anything else is unexpected_message), KeyUpdate
-// and NewSessionTicket from a server (fromServer). A message
+// NewSessionTicket or anything else is unexpected_message). A message
 // split across records is refused as unexpected_message too: KeyUpdate
 // is 5 bytes and clients send it whole.
 func (r *tlsRec) postHandshake(data []byte) (answer bool, err error) {
@@ -335,17 +339,6 @@ func (r *tlsRec) postHandshake(data []byte) (answer bool, err error) {
 			return false, recAlert(alertUnexpected)
 		}
 		n := int(data[1])<<16 | int(data[2])<<8 | int(data[3])
-		if data[0] == hsTypeTicket && r.fromServer {
-			// A server's NewSessionTicket (4.6.1), whole in its record.
-			if len(data) < 4+n {
-				return false, recAlert(alertUnexpected)
-			}
-			if r.ticket != nil {
-				r.ticket(data[:4+n])
-			}
-			data = data[4+n:]
-			continue
-		}
 		if data[0] != hsTypeKeyUpd {
 			return false, recAlert(alertUnexpected)
 		}
