@@ -21,7 +21,9 @@ import (
 // connections stored is resumed), bounded by the pool's connect timeout.
 // Failures are counted and logged as on the net/http path
 // (shoal_lb_target_tls_failures_total) and are dial errors: the request
-// never reached the target and may go to another.
+// never reached the target and may go to another. Requests wait for a
+// connection in the loop's dialQueue (at most maxHandshakes in flight
+// per target; a connection freed goes to the oldest waiting request).
 //
 // The handshake runs over a hsConn, which hands crypto/tls one record per
 // Read (recWatch's limit), so nothing past the server's Finished is read
@@ -33,9 +35,10 @@ import (
 // under the server's, both from sequence number 0 (RFC 8446 5.3: the
 // client sent nothing and crypto/tls read nothing under them). The loop
 // then drives the connection as an evTLS on our record layer, like a
-// listener's: the server's NewSessionTicket messages are read and dropped
-// (tlsRec.fromServer; the session cache gets no ticket from these
-// connections), KeyUpdate is followed and answered, the server's
+// listener's: the server's NewSessionTicket messages go to crypto/tls,
+// which stores their sessions in the pool's cache (tlsRec.fromServer,
+// serverTickets, ticketFeed; until the connection's first answer, later
+// ones are dropped), KeyUpdate is followed and answered, the server's
 // close_notify or a FIN between records ends the connection as io.EOF
 // (crypto/tls accepts the FIN too), and the loop's close sends our
 // close_notify. An idle pooled connection stays pooled across records
