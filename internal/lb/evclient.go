@@ -171,6 +171,23 @@ func (c *evClient) idleBufs() {
 	c.evReq = nil
 }
 
+// register adds fd, the socket of a connection that just came to l, for
+// h with events, and returns its generation. When the loop is quitting,
+// or refuse (the caller's own reason) is set, or the poller will not take
+// fd, the connection ends with closeFn (which closes fd) and ok is false.
+func (l *evLoop) register(fd int, events netpoll.Events, h evHandler, refuse bool, closeFn func()) (gen uint32, ok bool) {
+	if l.quit || refuse {
+		closeFn()
+		return 0, false
+	}
+	gen, err := l.add(fd, events, h)
+	if err != nil {
+		closeFn()
+		return 0, false
+	}
+	return gen, true
+}
+
 // adoptClient registers an accepted connection with l; t is its TLS
 // layer, nil for a plain connection.
 func (l *evLoop) adoptClient(fd int, client netip.Addr, remote string, release func(), t *evTLS) {
@@ -179,13 +196,8 @@ func (l *evLoop) adoptClient(fd int, client netip.Addr, remote string, release f
 		return
 	}
 	c := &evClient{l: l, fd: fd, release: release, client: client, ip: client.String(), remote: remote, events: netpoll.In, tls: t}
-	if l.quit || l.draining && t == nil {
-		c.finalClose()
-		return
-	}
-	gen, err := l.add(fd, c.events, c)
-	if err != nil {
-		c.finalClose()
+	gen, ok := l.register(fd, c.events, c, l.draining && t == nil, c.finalClose)
+	if !ok {
 		return
 	}
 	c.gen = gen
@@ -351,8 +363,10 @@ func (c *evClient) dispatch(tbl *table) {
 	h := &c.h
 	b := c.l.s.b
 	rt := tbl.routers[c.l.s.name].match(bstr(head, h.Host), bstr(head, h.Path))
-	if rt == nil || !rt.pool.fast() {
-		// An HTTP/2 or TLS pool's targets are reached through net/http.
+	if rt == nil || !rt.pool.loops() || h.Upgrade && rt.pool.tls != nil {
+		// An HTTP/2 pool's targets, a TLS pool's that still speak TLS
+		// 1.2 and WebSocket tunnels to TLS targets are reached through
+		// net/http.
 		c.handoff()
 		return
 	}

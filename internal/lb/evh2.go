@@ -118,13 +118,8 @@ func (l *evLoop) adoptH2(fd int, client netip.Addr, remote string, release func(
 		events: netpoll.In, streams: map[uint32]*evH2Stream{},
 		sendWin: h2DefaultWin, recvWin: h2DefaultWin, peerInitWin: h2DefaultWin, peerMaxFrm: 16 << 10,
 	}
-	if l.quit {
-		c.finalClose()
-		return
-	}
-	gen, err := l.add(fd, c.events, c)
-	if err != nil {
-		c.finalClose()
+	gen, ok := l.register(fd, c.events, c, false, c.finalClose)
+	if !ok {
 		return
 	}
 	c.gen = gen

@@ -66,6 +66,9 @@ type evLoop struct {
 	h2free  []*evH2Stream          // streams that ended on the fast path, for reuse
 	h2vals  h2Interned             // answer field values framed (evh2head.go)
 	idle    map[upKey][]*evUp
+	// dialing: per target, the requests waiting for a TLS handshake
+	// (evtargettls.go); made on first use.
+	dialing map[upKey]*dialQueue
 	rh      h1.Response   // the response head being parsed (one at a time)
 	scratch []byte        // tunnels read into it and write on at once
 	bufs    [][]byte      // free read buffers (bufSize)

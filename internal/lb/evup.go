@@ -24,11 +24,16 @@ const maxResponseHead = 1 << 20
 // one pool; the connections themselves belong to the loops, each of which
 // keeps its own idle ones per (upstreams, address).
 type upstreams struct {
-	maxIdle     int
-	idleFor     time.Duration
-	connectFor  time.Duration
-	closed      atomic.Bool
-	generation  atomic.Uint64 // bumped by closeIdle: older idle connections close
+	maxIdle    int
+	idleFor    time.Duration
+	connectFor time.Duration
+	closed     atomic.Bool
+	generation atomic.Uint64 // bumped by closeIdle: older idle connections close
+	// tlsLegacy: a target of the TLS pool did not speak TLS 1.3; its
+	// requests go through net/http (evtargettls.go).
+	tlsLegacy atomic.Bool
+	// tlsServed counts the target connections our record layer served.
+	tlsServed   atomic.Int64
 	resolveHost func(ctx context.Context, host string) ([]netip.Addr, error)
 }
 
@@ -60,6 +65,7 @@ const (
 	usFree      = iota // connected, not in use and not pooled (just taken)
 	usResolving        // waiting for a host name's address
 	usDialing          // connect in progress
+	usHandshake        // TCP and TLS handshake in a goroutine (evtargettls.go)
 	usSending          // writing the request
 	usWaiting          // reading the response head
 	usBody             // relaying the response body
@@ -94,6 +100,12 @@ type evUp struct {
 	// reads what is left directly.
 	detached bool
 	noReuse  bool
+	// tls is the layer of a connection to an HTTPS target
+	// (evtargettls.go); nil on plain ones. stopHS cancels its handshake
+	// in flight; queued: u is in its loop's dialQueue.
+	tls    *evTLS
+	stopHS context.CancelFunc
+	queued bool
 
 	drainCtx  context.Context
 	stopDrain func() bool
@@ -120,6 +132,10 @@ func (l *evLoop) upstream(pe *poolEntry, addr string) (*evUp, error) {
 	u := &evUp{l: l, fd: -1, key: key}
 	l.ups[u] = struct{}{}
 	u.dl = l.now + key.u.connectFor
+	if pe.tls != nil {
+		u.dialTLS(pe)
+		return u, nil
+	}
 	if ap, err := netip.ParseAddrPort(addr); err == nil {
 		if err := u.connect(ap); err != nil {
 			u.close()
@@ -287,6 +303,10 @@ func (u *evUp) event(ev netpoll.Events) {
 	case usTunnel:
 		u.tun.targetEvent(ev)
 	case usIdle, usFree:
+		if u.tls != nil && ev&(netpoll.Err|netpoll.Hup) == 0 {
+			u.idleRead()
+			return
+		}
 		u.close() // the target closed it, or sent bytes nobody asked for
 	}
 }
@@ -298,11 +318,14 @@ func (u *evUp) send() {
 	if c.ex.wrote.IsZero() || u.wo == 0 {
 		c.ex.wrote = time.Now()
 	}
-	for u.wo < len(out) {
-		n, err := netpoll.Write(u.fd, out[u.wo:])
+	for u.wo < len(out) || u.unsent() {
+		n, err := u.writeConn(out[u.wo:])
 		if n > 0 {
 			u.wo += n
 			continue
+		}
+		if err == nil {
+			continue // the waiting TLS records went
 		}
 		if err == netpoll.ErrAgain {
 			u.setEvents(netpoll.In | netpoll.Out)
@@ -315,8 +338,19 @@ func (u *evUp) send() {
 	u.setEvents(netpoll.In)
 }
 
-// readable reads response bytes and moves them on to the client.
+// readable reads response bytes and moves them on to the client, and
+// goes on while TLS holds more that no readiness report will announce.
 func (u *evUp) readable() {
+	for {
+		u.readOnce()
+		if !u.more() || u.c == nil || u.paused || u.state != usWaiting && u.state != usBody {
+			return
+		}
+	}
+}
+
+// readOnce reads once what the target sent and moves it on.
+func (u *evUp) readOnce() {
 	if u.buf == nil {
 		// Taken only when bytes arrive: a request waiting for its answer
 		// (a long poll) holds no read buffer.
@@ -330,7 +364,7 @@ func (u *evUp) readable() {
 		}
 		u.buf = append(u.buf, make([]byte, len(u.buf))...)[:2*len(u.buf)]
 	}
-	n, err := netpoll.Read(u.fd, u.buf[u.w:])
+	n, err := u.readConn(u.buf[u.w:])
 	if n > 0 {
 		u.w += n
 		u.short = u.w < len(u.buf)
@@ -425,8 +459,23 @@ func (u *evUp) finish(reuse bool) {
 	c.respDone = true
 	u.c = nil
 	u.t.End(pool.Outcome{Status: c.status, TTFB: c.ex.ttfb})
-	if !reuse || u.noReuse || u.detached || u.key.u.closed.Load() || len(u.l.idle[u.key]) >= u.key.u.maxIdle {
+	u.endTicketFeed()
+	if !reuse {
 		u.close()
+		return
+	}
+	u.pool()
+}
+
+// pool puts the connection, free now, in the loop's idle pool, or gives
+// it to a request waiting for a handshake to the same target, or closes
+// it when it cannot be reused or the pool is full.
+func (u *evUp) pool() {
+	if u.noReuse || u.detached || u.tlsEnded() || u.key.u.closed.Load() || len(u.l.idle[u.key]) >= u.key.u.maxIdle {
+		u.close()
+		return
+	}
+	if u.takeWaiting() {
 		return
 	}
 	u.state, u.idleAt, u.dl, u.paused = usIdle, u.l.now, 0, false
@@ -453,6 +502,9 @@ func (u *evUp) resume() {
 	u.paused = false
 	if !u.detached {
 		u.setEvents(netpoll.In)
+		if u.more() {
+			u.readable()
+		}
 		return
 	}
 	// Bounded: each read either moves bytes on, pauses again or ends.
@@ -478,13 +530,16 @@ func (u *evUp) fail(err error) {
 // expire acts on a passed connect or try deadline, and closes idle
 // connections past their time or retired.
 func (u *evUp) expire(now time.Duration) {
+	if u.tls != nil {
+		u.tls.sweep()
+	}
 	switch u.state {
 	case usIdle:
 		if now-u.idleAt > u.key.u.idleFor || u.pgen != u.key.u.generation.Load() {
 			u.close()
 		}
-	case usResolving, usDialing:
-		if u.dl != 0 && now >= u.dl {
+	case usResolving, usDialing, usHandshake:
+		if u.dl != 0 && now >= u.dl && !u.queueExpired() {
 			u.fail(&dialError{&net.OpError{Op: "dial", Net: "tcp", Err: os.ErrDeadlineExceeded}})
 		}
 	case usSending, usWaiting:
@@ -518,6 +573,7 @@ func (u *evUp) close() {
 		u.stopDrain()
 		u.stopDrain = nil
 	}
+	u.closeTLS()
 	if u.fd >= 0 {
 		u.l.forget(u.fd)
 		netpoll.Close(u.fd)

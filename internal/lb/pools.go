@@ -108,6 +108,7 @@ func (e *dialError) Unwrap() error { return e.err }
 func (b *Balancer) newTransport(pc PoolConfig, lim Limits, tt *targetTLS) *http.Transport {
 	if tt != nil {
 		fails := &tlsFailures{log: b.log.With("pool", pc.Name), count: b.metrics.tlsFailure(pc.Name)}
+		tt.fails.Store(fails)
 		return newTLSTransport(pc, lim, tt, fails)
 	}
 	if pc.Protocol == ProtocolH2C {

@@ -68,6 +68,10 @@ type targetTLS struct {
 	conf     *tls.Config
 	sum      [sha256.Size]byte
 	sessions tls.ClientSessionCache
+	// fails counts the failures of the pool's connections, the loops'
+	// (evtargettls.go) as its transport's; set with the transport (a
+	// reload may set it again while loops read it).
+	fails atomic.Pointer[tlsFailures]
 }
 
 // targetSessions is the number of TLS sessions a pool keeps (one per

@@ -121,7 +121,8 @@ func TestTLSPoolHTTP1(t *testing.T) {
 // TestTLSPoolVerifiesAndReloadsCA: a target whose certificate the pool's
 // ca_file does not sign is refused (502, counted as a handshake
 // failure, logged); the same ca_file path rewritten with the right CA
-// applies on Reload.
+// applies on Reload, a server_name the certificate does not list is
+// refused too, and with the right one the loops serve the target.
 func TestTLSPoolVerifiesAndReloadsCA(t *testing.T) {
 	tg := newTLSTarget(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		io.WriteString(w, "secure")
@@ -146,11 +147,25 @@ func TestTLSPoolVerifiesAndReloadsCA(t *testing.T) {
 		t.Errorf("log does not name the failure:\n%s", l)
 	}
 	copyFile(t, tg.caFile, caFile)
+	cfg.Pools[0].TLS = &TargetTLS{CAFile: caFile, ServerName: "other.test"} // the running config keeps the old one
+	if err := lb.Reload(cfg); err != nil {
+		t.Fatal(err)
+	}
+	if resp, body := get(t, c, lb.url+"/"); resp.StatusCode != http.StatusBadGateway {
+		t.Fatalf("target without the server name: %d %q, want 502", resp.StatusCode, body)
+	}
+	if v := metricValue(t, lb.Balancer, `shoal_lb_target_tls_failures_total{pool="app",reason="handshake"}`); v != "2" {
+		t.Errorf("handshake failures %q, want 2", v)
+	}
+	cfg.Pools[0].TLS = &TargetTLS{CAFile: caFile, ServerName: "target.test"}
 	if err := lb.Reload(cfg); err != nil {
 		t.Fatal(err)
 	}
 	if resp, body := get(t, c, lb.url+"/"); resp.StatusCode != 200 || body != "secure" {
 		t.Fatalf("after reload with the right CA: %d %q", resp.StatusCode, body)
+	}
+	if n := appUpstreams(lb.Balancer).tlsServed.Load(); n != 1 {
+		t.Errorf("our record layer served %d target connections, want 1", n)
 	}
 }
 

@@ -261,6 +261,11 @@ func (d *recDir) open(rec []byte) (byte, []byte, error) {
 type tlsRec struct {
 	in, out recDir
 	cs      *tls.ConnectionState // for the handler's requests
+	// fromServer: in carries a server's records (we are the client of a
+	// target; evtargettls.go): NewSessionTicket may come, each whole
+	// message given to ticket when set (serverTickets).
+	fromServer bool
+	ticket     func(msg []byte)
 	// answerUpdate: the client asked for a KeyUpdate of ours, due before
 	// our next application data (4.6.3); the sending side's.
 	answerUpdate bool
@@ -317,6 +322,12 @@ func (r *tlsRec) handle(typ byte, data []byte) (out []byte, answer bool, err err
 		}
 		return nil, false, peerAlert(data[1])
 	case recTypeHS:
+		if r.fromServer {
+			var err error
+			if data, err = r.serverTickets(data); err != nil || len(data) == 0 {
+				return nil, false, err
+			}
+		}
 		answer, err := r.postHandshake(data)
 		return nil, answer, err
 	}
