@@ -493,3 +493,32 @@ func TestNodeServesOverMutualTLS(t *testing.T) {
 		t.Fatalf("after renewal the node presents %s (%v), want %s", serial, err, n.Certificate().SerialNumber)
 	}
 }
+
+// A join to an IP address checks it against the server certificate's IP
+// addresses (Go's check is skipped for an address, which is sent with no
+// server name): a certificate from the pinned CA for other addresses is
+// refused, naming the address dialled and the certificate's names.
+func TestJoinByAddressChecksTheIPSANs(t *testing.T) {
+	f := newFleet(t)
+	ctx := testenv.Context(t, time.Minute)
+	cfg, err := ServerTLSConfig(f.ca, []string{"fleet.test", "10.9.8.7"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	elsewhere := serve(t, f.srv, cfg) // https://127.0.0.1:port, not in the certificate
+	dir := filepath.Join(t.TempDir(), "n")
+	tok := f.token(t, api.RoleAgent)
+	_, err = Join(ctx, elsewhere, tok, "web-1", dir, WithClock(f.clock.Now))
+	if !errors.Is(err, ErrWrongCA) || !strings.Contains(err.Error(), "127.0.0.1") ||
+		!strings.Contains(err.Error(), "10.9.8.7") || !strings.Contains(err.Error(), "fleet.test") {
+		t.Fatalf("join to an address the certificate does not hold: %v, want ErrWrongCA naming 127.0.0.1 and the certificate's 10.9.8.7, fleet.test", err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "node.key")); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("a refused join left node.key: %v", err)
+	}
+	// The token was not sent: it joins at the fleet's own address, whose
+	// certificate holds 127.0.0.1.
+	if _, err := Join(ctx, f.url, tok, "web-1", dir, WithClock(f.clock.Now)); err != nil {
+		t.Fatalf("join at an address the certificate holds: %v", err)
+	}
+}
