@@ -2,14 +2,17 @@ package pki
 
 import (
 	"bytes"
+	"context"
 	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"io/fs"
+	"net"
 	"net/http"
 	"net/http/httptrace"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -520,5 +523,46 @@ func TestJoinByAddressChecksTheIPSANs(t *testing.T) {
 	// certificate holds 127.0.0.1.
 	if _, err := Join(ctx, f.url, tok, "web-1", dir, WithClock(f.clock.Now)); err != nil {
 		t.Fatalf("join at an address the certificate holds: %v", err)
+	}
+}
+
+// A pinned transport dials with the transport's own DialContext (a lab
+// namespace's, a Unix socket's) and checks the name asked for, not the
+// address reached.
+func TestPinTransportUsesItsDialer(t *testing.T) {
+	f := newFleet(t)
+	ctx := testenv.Context(t, time.Minute)
+	u, err := url.Parse(f.url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var dialled []string
+	tr := &http.Transport{DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+		dialled = append(dialled, addr)
+		var d net.Dialer
+		return d.DialContext(ctx, network, u.Host) // fleet.test resolves nowhere
+	}}
+	pinTransport(tr, f.ca.Pin(), f.clock.Now)
+	defer tr.CloseIdleConnections()
+	get := func(host string) error {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, "https://"+net.JoinHostPort(host, u.Port())+"/v1/whoami", nil)
+		if err != nil {
+			return err
+		}
+		resp, err := (&http.Client{Transport: tr}).Do(req)
+		if err != nil {
+			return err
+		}
+		resp.Body.Close()
+		return nil
+	}
+	if err := get("fleet.test"); err != nil {
+		t.Fatalf("GET by the certificate's name through the transport's dialer: %v", err)
+	}
+	if len(dialled) != 1 || dialled[0] != net.JoinHostPort("fleet.test", u.Port()) {
+		t.Fatalf("the transport's dialer was asked for %v", dialled)
+	}
+	if err := get("other.test"); !errors.Is(err, ErrWrongCA) || !strings.Contains(err.Error(), "other.test") {
+		t.Fatalf("GET by a name the certificate does not hold: %v, want ErrWrongCA naming it", err)
 	}
 }

@@ -304,7 +304,8 @@ func (n *Node) checkIssued(certPEMData []byte, want Identity) (*tls.Certificate,
 // only a fleet server's certificate from the CA whose pin is pin
 // ("sha256:<64 lower-case hex>", as CA.Pin prints it and join tokens carry
 // it), valid for the host dialled: a name among the certificate's DNS
-// names, an IP address among its IP addresses. It is what a join checks,
+// names, an IP address among its IP addresses; connections are made with
+// tr.DialContext when set. It is what a join checks,
 // and what the admin client checks of an https admin API (--ca-pin). A
 // malformed pin is an error, and tr is left as it was.
 func PinTransport(tr *http.Transport, pin string) error {
@@ -322,7 +323,15 @@ func pinTransport(tr *http.Transport, pin string, now func() time.Time) {
 		if err != nil {
 			return nil, err
 		}
-		d := &tls.Dialer{Config: &tls.Config{
+		dial := tr.DialContext // the caller's, as it is at the dial
+		if dial == nil {
+			dial = (&net.Dialer{}).DialContext
+		}
+		raw, err := dial(ctx, network, addr)
+		if err != nil {
+			return nil, err
+		}
+		c := tls.Client(raw, &tls.Config{
 			MinVersion: tls.VersionTLS13,
 			ServerName: host, // sent as SNI only when it is a name
 			// The chain is checked against the pinned CA in
@@ -330,8 +339,12 @@ func pinTransport(tr *http.Transport, pin string, now func() time.Time) {
 			// RootCAs, only its pin.
 			InsecureSkipVerify: true,
 			VerifyConnection:   func(cs tls.ConnectionState) error { return verifyPinned(cs, pin, host, now()) },
-		}}
-		return d.DialContext(ctx, network, addr)
+		})
+		if err := c.HandshakeContext(ctx); err != nil {
+			raw.Close()
+			return nil, err
+		}
+		return c, nil
 	}
 }
 
