@@ -13,17 +13,43 @@ import (
 	"github.com/shoal-dev/shoal/internal/testenv"
 )
 
+// deadLeaderFollower is a follower that still names a dead leader: it
+// answers every call with a 307 to the same path at dead, where nothing
+// listens.
+func deadLeaderFollower(t *testing.T) (follower, dead string) {
+	dead = "http://" + testenv.FreeAddr(t)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, dead+r.URL.RequestURI(), http.StatusTemporaryRedirect)
+	}))
+	t.Cleanup(srv.Close)
+	return srv.URL, dead
+}
+
+// A follower that still names a dead leader answers a node's poll with a
+// 307 to it; the failed redirect is the election under way (call again
+// soon), while a server that does not answer at all is backed off from.
+func TestLBPollRedirectToDeadLeader(t *testing.T) {
+	follower, dead := deadLeaderFollower(t)
+	f := &lbFollower{client: &http.Client{Timeout: time.Minute}}
+	ctx := testenv.Context(t, time.Minute)
+
+	_, err := f.poll(ctx, follower, "", 0)
+	if !errors.Is(err, errFollowSoon) {
+		t.Fatalf("poll redirected to a dead leader: %v, want errFollowSoon", err)
+	}
+	_, err = f.poll(ctx, dead, "", 0)
+	if err == nil || errors.Is(err, errFollowSoon) {
+		t.Fatalf("poll of a dead server: %v, want an error that is not errFollowSoon", err)
+	}
+}
+
 // An agent's hello sent to a follower that still names a dead leader is
 // answered with a 307 to it, and one sent to a server that knows no
 // leader with a 503: both say the servers are electing (call again soon),
 // while a server that does not answer at all, or refuses, is backed off
 // from.
 func TestHelloRedirectToDeadLeader(t *testing.T) {
-	dead := "http://" + testenv.FreeAddr(t)
-	follower := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		http.Redirect(w, r, dead+r.URL.RequestURI(), http.StatusTemporaryRedirect)
-	}))
-	t.Cleanup(follower.Close)
+	follower, dead := deadLeaderFollower(t)
 	electing := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		writeErrorBody(w, http.StatusServiceUnavailable, "no leader known")
 	}))
@@ -36,7 +62,7 @@ func TestHelloRedirectToDeadLeader(t *testing.T) {
 	ctx := testenv.Context(t, time.Minute)
 	h := api.AgentHello{URL: "https://127.0.0.1:1"}
 
-	for _, u := range []string{follower.URL, electing.URL} {
+	for _, u := range []string{follower, electing.URL} {
 		if err := d.postHello(ctx, u, h); !errors.Is(err, errFollowSoon) {
 			t.Errorf("hello to %s: %v, want errFollowSoon", u, err)
 		}
