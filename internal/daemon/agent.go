@@ -341,6 +341,7 @@ func (d *Agent) hello(ctx context.Context) {
 		h.MemoryBytes = m
 	}
 	var wait time.Duration
+	var warned time.Time
 	for attempt := 1; ; attempt++ {
 		var took string
 		err := d.servers.try(ctx, func(u string) error {
@@ -355,7 +356,13 @@ func (d *Agent) hello(ctx context.Context) {
 			return
 		}
 		wait = retryWait(wait, helloMinBackoff, helloMaxBackoff, err)
-		d.log.Warn("hello failed at every server; the agent serves meanwhile and tries again", "servers", len(d.cfg.Server),
+		// Once a minute at most: while the servers elect, the agent
+		// tries every 250 ms.
+		level := slog.LevelDebug
+		if time.Since(warned) >= time.Minute {
+			level, warned = slog.LevelWarn, time.Now()
+		}
+		d.log.Log(ctx, level, "hello failed at every server; the agent serves meanwhile and tries again", "servers", len(d.cfg.Server),
 			"attempt", attempt, "retry_in", wait.String(), "error", err)
 		t := time.NewTimer(wait)
 		select {
