@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -27,7 +28,8 @@ import (
 // (the node may still be reconnecting: the new leader expects it) and a
 // scale up after it reach the node and the agent (its new instances'
 // artifacts come from the surviving servers); no GET through the node
-// fails.
+// fails. `shoal events -f` through s2 and through s3, forwarded to s1
+// until it dies, goes on past the failover: every event once, in order.
 func TestClusterFollowAnyServer(t *testing.T) {
 	bin := testenv.BuildShoal(t)
 	app := exampleApp(t, "goapp", 3, 8)
@@ -65,6 +67,8 @@ func TestClusterFollowAnyServer(t *testing.T) {
 	defer load.Stop()
 	load.RequireFlowing(t, "through the balancer node", 50, 20*time.Second)
 
+	follows := followEvents(t, ctx, s2, s3)
+
 	// Kill s1, the leader and the first URL of the agent and the node.
 	nodeMark := lbp.Mark()
 	killed := time.Now()
@@ -98,11 +102,99 @@ func TestClusterFollowAnyServer(t *testing.T) {
 	waitInService(t, ctx, cf, 4)
 	waitNodeTargets(t, filepath.Join(node, "data"), 4)
 	t.Logf("leader killed -> scaled down and up through the node after %s", time.Since(killed))
+	follows.caughtUp(t, ctx, cf)
 
 	load.RequireFlowing(t, "through the balancer node after the failover", 50, 20*time.Second)
 	load.Stop()
 	load.RequireNoFailure(t, "through the balancer node while the leader was killed and the app scaled")
 	t.Logf("GETs through the node: %d ok, %d failed", load.OK(), load.Failed())
+}
+
+// eventFollows are event follows (client.FollowEvents, what `shoal
+// events -f` runs) through servers, from the first event.
+type eventFollows struct {
+	mu   sync.Mutex
+	seqs map[string][]uint64 // server id -> the events' numbers, as received
+	errs map[string]error    // server id -> what its follow returned
+}
+
+// followEvents starts a follow through each of servers, stopped and
+// waited for when the test ends, and waits until each has received an
+// event.
+func followEvents(t *testing.T, ctx context.Context, servers ...*clusterServer) *eventFollows {
+	t.Helper()
+	f := &eventFollows{seqs: map[string][]uint64{}, errs: map[string]error{}}
+	fctx, stop := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	t.Cleanup(func() {
+		stop()
+		wg.Wait()
+	})
+	for _, s := range servers {
+		c := client.New(s.AdminURL, s.Token)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			err := c.FollowEvents(fctx, 0, func(e client.Event) error {
+				f.mu.Lock()
+				defer f.mu.Unlock()
+				f.seqs[s.id] = append(f.seqs[s.id], e.Seq)
+				return nil
+			})
+			f.mu.Lock()
+			defer f.mu.Unlock()
+			f.errs[s.id] = fmt.Errorf("the follow through %s ended: %v", s.id, err)
+		}()
+	}
+	testenv.Eventually(t, time.Minute, func() error {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		for _, s := range servers {
+			if len(f.seqs[s.id]) == 0 {
+				return fmt.Errorf("no event through %s yet", s.id)
+			}
+		}
+		return nil
+	})
+	return f
+}
+
+// caughtUp waits until every follow has received the last event c
+// lists, each once and in order, none of them having ended.
+func (f *eventFollows) caughtUp(t *testing.T, ctx context.Context, c *client.Client) {
+	t.Helper()
+	var last uint64
+	for range 1000 {
+		evs, err := c.Events(ctx, last, 500)
+		if err != nil {
+			t.Fatalf("events: %v", err)
+		}
+		if len(evs) == 0 {
+			break
+		}
+		last = evs[len(evs)-1].Seq
+	}
+	testenv.Eventually(t, time.Minute, func() error {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		for id, seqs := range f.seqs {
+			if err := f.errs[id]; err != nil {
+				t.Fatal(err)
+			}
+			for i := 1; i < len(seqs); i++ {
+				if seqs[i] <= seqs[i-1] {
+					t.Fatalf("the follow through %s received event %d after %d", id, seqs[i], seqs[i-1])
+				}
+			}
+			if n := len(seqs); seqs[n-1] < last {
+				return fmt.Errorf("the follow through %s is at event %d, the cluster at %d", id, seqs[n-1], last)
+			}
+		}
+		return nil
+	})
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	t.Logf("event follows through %d servers went on past the failover, to event %d", len(f.seqs), last)
 }
 
 // waitInService waits until the app of c's cluster has n instances in

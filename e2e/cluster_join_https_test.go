@@ -33,7 +33,7 @@ cluster: {id: %[4]s, listen: "%[1]s:%[5]s", bootstrap: %[6]t, election_timeout: 
 
 // TestClusterJoinHTTPS joins a second `shoal server` to a cluster whose
 // admin API is on a network address, so over https with the fleet CA's
-// certificate, checked against --ca-pin (pki.PinnedTLSConfig), each
+// certificate, checked against --ca-pin (pki.PinTransport), each
 // server in a namespace of its own. Refused first, exiting non-zero with
 // the reason and nothing written in the joiner's data_dir: a wrong pin
 // (a server posing as the cluster gets no token), a pin missing for an

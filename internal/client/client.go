@@ -123,7 +123,7 @@ type Options struct {
 	// CAPin is the pin of the fleet CA of `shoal server` ("sha256:<64
 	// hex>", which it prints when it starts and join tokens carry): an
 	// https admin URL must then present a server certificate from that CA
-	// (the check a joining agent makes, pki.PinnedTLSConfig). Empty: an
+	// (the check a joining agent makes, pki.PinTransport). Empty: an
 	// https URL is checked against the system's roots. It does not apply
 	// to http and unix: URLs.
 	CAPin string
@@ -133,11 +133,9 @@ type Options struct {
 func NewWithOptions(baseURL, token string, o Options) (*Client, error) {
 	c := New(baseURL, token)
 	if o.CAPin != "" {
-		cfg, err := pki.PinnedTLSConfig(o.CAPin)
-		if err != nil {
+		if err := pki.PinTransport(c.HTTP.Transport.(*http.Transport), o.CAPin); err != nil {
 			return nil, err
 		}
-		c.HTTP.Transport.(*http.Transport).TLSClientConfig = cfg
 	}
 	return c, nil
 }

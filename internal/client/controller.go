@@ -1,10 +1,7 @@
 package client
 
 import (
-	"bufio"
-	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -56,67 +53,11 @@ func (c *Client) Events(ctx context.Context, after uint64, limit int) ([]Event, 
 	return evs, err
 }
 
-// FollowEvents calls fn for every event after after, oldest first, as
-// they happen, until ctx ends (returning nil), the server ends the stream,
-// or fn returns an error (returned).
-func (c *Client) FollowEvents(ctx context.Context, after uint64, fn func(Event) error) error {
-	q := url.Values{"after": {strconv.FormatUint(after, 10)}, "follow": {"true"}}
-	body, err := c.openStream(ctx, "/v1/events?"+q.Encode())
-	if err != nil {
-		return err
-	}
-	defer body.Close()
-	sc := bufio.NewScanner(body)
-	sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
-	for sc.Scan() {
-		line := bytes.TrimSpace(sc.Bytes())
-		if len(line) == 0 {
-			continue // keepalive
-		}
-		var e Event
-		if err := json.Unmarshal(line, &e); err != nil {
-			return fmt.Errorf("admin api: decode event: %w", err)
-		}
-		if err := fn(e); err != nil {
-			return err
-		}
-	}
-	if ctx.Err() != nil {
-		return nil
-	}
-	if err := sc.Err(); err != nil {
-		return fmt.Errorf("admin api: events stream: %w", err)
-	}
-	return nil
-}
-
 // Releases returns the stored releases, newest first.
 func (c *Client) Releases(ctx context.Context) ([]Release, error) {
 	var rels []Release
 	err := c.do(ctx, http.MethodGet, "/v1/releases", nil, &rels)
 	return rels, err
-}
-
-// Logs copies the last tail lines of an instance's output to w and, with
-// follow, new lines as they come until ctx ends (then it returns nil).
-func (c *Client) Logs(ctx context.Context, id string, tail int, follow bool, w io.Writer) error {
-	q := url.Values{"tail": {strconv.Itoa(tail)}}
-	if follow {
-		q.Set("follow", "true")
-	}
-	body, err := c.openStream(ctx, "/v1/instances/"+url.PathEscape(id)+"/logs?"+q.Encode())
-	if err != nil {
-		return err
-	}
-	defer body.Close()
-	_, err = io.Copy(w, body)
-	if ctx.Err() != nil {
-		return nil
-	}
-	if err != nil {
-		return fmt.Errorf("admin api: logs: %w", err)
-	}
-	return nil
 }
 
 // openStream sends a GET whose answer is read as it arrives; the caller

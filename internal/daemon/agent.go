@@ -33,7 +33,8 @@ import (
 )
 
 // Hello backoff: the first retry after helloMinBackoff, doubling to
-// helloMaxBackoff while the server cannot be reached or refuses.
+// helloMaxBackoff while the servers cannot be reached or refuse;
+// electionRetry while they elect a leader (retryWait).
 const (
 	helloMinBackoff = time.Second
 	helloMaxBackoff = time.Minute
@@ -314,7 +315,10 @@ func (d *Agent) awaitEngine(ctx context.Context, why string) {
 }
 
 // hello announces the agent to the server (POST /v1/hello) until the
-// server takes it or ctx ends, retrying with a doubling backoff.
+// server takes it or ctx ends, trying each server in turn, then again
+// after retryWait: a doubling backoff while every server is down or
+// refuses, short steps while they elect a leader (a 503, or a follower's
+// 307 to a leader that is gone).
 func (d *Agent) hello(ctx context.Context) {
 	_, port, _ := net.SplitHostPort(d.ln.Addr().String())
 	h := api.AgentHello{
@@ -336,7 +340,8 @@ func (d *Agent) hello(ctx context.Context) {
 		}
 		h.MemoryBytes = m
 	}
-	wait := helloMinBackoff
+	var wait time.Duration
+	var warned time.Time
 	for attempt := 1; ; attempt++ {
 		var took string
 		err := d.servers.try(ctx, func(u string) error {
@@ -350,7 +355,14 @@ func (d *Agent) hello(ctx context.Context) {
 		if ctx.Err() != nil {
 			return
 		}
-		d.log.Warn("hello failed at every server; the agent serves meanwhile and tries again", "servers", len(d.cfg.Server),
+		wait = retryWait(wait, helloMinBackoff, helloMaxBackoff, err)
+		// Once a minute at most: while the servers elect, the agent
+		// tries every 250 ms.
+		level := slog.LevelDebug
+		if time.Since(warned) >= time.Minute {
+			level, warned = slog.LevelWarn, time.Now()
+		}
+		d.log.Log(ctx, level, "hello failed at every server; the agent serves meanwhile and tries again", "servers", len(d.cfg.Server),
 			"attempt", attempt, "retry_in", wait.String(), "error", err)
 		t := time.NewTimer(wait)
 		select {
@@ -359,7 +371,6 @@ func (d *Agent) hello(ctx context.Context) {
 			return
 		case <-t.C:
 		}
-		wait = min(2*wait, helloMaxBackoff)
 	}
 }
 
@@ -378,20 +389,14 @@ func (d *Agent) postHello(ctx context.Context, server string, h api.AgentHello) 
 	req.Header.Set("Content-Type", "application/json")
 	resp, err := d.client.Do(req)
 	if err != nil {
-		return err
+		return redirectFailed(server, err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode/100 == 2 {
 		io.Copy(io.Discard, io.LimitReader(resp.Body, 4096))
 		return nil
 	}
-	b, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
-	var eb api.ErrorBody
-	msg := strings.TrimSpace(string(b))
-	if json.Unmarshal(b, &eb) == nil && eb.Error != "" {
-		msg = eb.Error
-	}
-	return fmt.Errorf("POST %s: %s: %s", u, resp.Status, msg)
+	return answerError(resp)
 }
 
 // requireServer lets a request through to next only when its verified

@@ -12,7 +12,6 @@ import (
 	"path/filepath"
 	"reflect"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -46,26 +45,6 @@ const (
 	followMinBackoff = 250 * time.Millisecond
 	followMaxBackoff = 5 * time.Second
 )
-
-// errFollowSoon is a 503 of the server: it is up and asks to be called
-// again (a cluster electing a leader, or a new leader starting its apps,
-// which will drain instances within its drain timeout), so the node
-// retries after followMinBackoff without backing off further.
-var errFollowSoon = errors.New("the server asks to call again soon")
-
-// redirectFailed marks err as errFollowSoon when it is a failure of the
-// leader a follower redirected to, not of server itself: server answered
-// (a 307 to the leader it knew), and while a cluster elects a leader a
-// follower still names the dead one for up to its heartbeat timeout. Such
-// a failure says the election is under way, so the node asks again soon
-// instead of backing off as from a server that is down.
-func redirectFailed(server string, err error) error {
-	var ue *url.Error
-	if errors.As(err, &ue) && !strings.HasPrefix(ue.URL, server+"/") {
-		return fmt.Errorf("%w (redirected by %s): %w", err, server, errFollowSoon)
-	}
-	return err
-}
 
 // lbFollower is the following side of a balancer node.
 type lbFollower struct {
@@ -204,7 +183,8 @@ func (f *lbFollower) run(ctx context.Context) error {
 // until ctx ends.
 func (f *lbFollower) followServers(ctx context.Context) {
 	defer f.client.CloseIdleConnections()
-	wait, failing := followMinBackoff, false
+	var wait time.Duration // 0: nothing failed since the last success
+	failing := false
 	for ctx.Err() == nil {
 		u := f.servers.current()
 		err := f.follow(ctx, u)
@@ -218,6 +198,9 @@ func (f *lbFollower) followServers(ctx context.Context) {
 			// no leader may be the one cut off). The backoff grows only
 			// once every server failed in a row.
 			round := f.servers.failed(u)
+			if round {
+				wait = retryWait(wait, followMinBackoff, followMaxBackoff, err)
+			}
 			if !failing {
 				f.log.Warn("cannot follow the server: serving the last configuration, trying again", "server", u, "next", f.servers.current(), "error", err)
 			} else {
@@ -234,16 +217,12 @@ func (f *lbFollower) followServers(ctx context.Context) {
 				return
 			case <-t.C:
 			}
-			wait = min(2*wait, followMaxBackoff)
-			if errors.Is(err, errFollowSoon) {
-				wait = followMinBackoff
-			}
 			continue
 		}
 		if failing {
 			f.log.Info("following the server again", "server", u)
 		}
-		wait, failing = followMinBackoff, false
+		wait, failing = 0, false
 	}
 }
 
@@ -283,16 +262,7 @@ func (f *lbFollower) poll(ctx context.Context, server, epoch string, after uint6
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		b, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
-		msg := strings.TrimSpace(string(b))
-		var eb api.ErrorBody
-		if json.Unmarshal(b, &eb) == nil && eb.Error != "" {
-			msg = eb.Error
-		}
-		if resp.StatusCode == http.StatusServiceUnavailable {
-			return api.LBConfigPage{}, fmt.Errorf("GET %s/v1/lb/config: %s: %s: %w", server, resp.Status, msg, errFollowSoon)
-		}
-		return api.LBConfigPage{}, fmt.Errorf("GET %s/v1/lb/config: %s: %s", server, resp.Status, msg)
+		return api.LBConfigPage{}, answerError(resp)
 	}
 	var p api.LBConfigPage
 	if err := json.NewDecoder(io.LimitReader(resp.Body, 64<<20)).Decode(&p); err != nil {

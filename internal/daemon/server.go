@@ -280,7 +280,14 @@ func (s *Server) openFleet() error {
 	if err != nil {
 		return &ConfigError{Err: fmt.Errorf("fleet.url %q: %w", s.fleetURL, err)}
 	}
-	tlsCfg, err := pki.ServerTLSConfig(s.ca, []string{u.Hostname()})
+	// The URL's host, and the address listened on when it is one: a node
+	// that joins by address checks it against the certificate's IP
+	// addresses (pki.PinTransport).
+	names := []string{u.Hostname()}
+	if host, _, err := net.SplitHostPort(s.fleetLn.Addr().String()); err == nil && host != u.Hostname() && !net.ParseIP(host).IsUnspecified() {
+		names = append(names, host)
+	}
+	tlsCfg, err := pki.ServerTLSConfig(s.ca, names)
 	if err != nil {
 		return fmt.Errorf("fleet listener certificate: %w", err)
 	}

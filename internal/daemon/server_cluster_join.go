@@ -33,7 +33,7 @@ import (
 // Safe because the CA's key crosses the network only to the holder of the
 // admin token (who can already run any code on every host by deploying),
 // and only over TLS whose server certificate chains to the pinned CA
-// (pki.PinnedTLSConfig), or over loopback (config refuses plain http
+// (pki.PinTransport), or over loopback (config refuses plain http
 // elsewhere): the token is never sent before the server proved it holds a
 // certificate of the cluster's CA, so a server posing as the cluster gets
 // neither the token nor a joiner.

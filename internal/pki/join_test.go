@@ -2,14 +2,17 @@ package pki
 
 import (
 	"bytes"
+	"context"
 	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"io/fs"
+	"net"
 	"net/http"
 	"net/http/httptrace"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -491,5 +494,75 @@ func TestNodeServesOverMutualTLS(t *testing.T) {
 	}
 	if _, serial, err := call(asServer()); err != nil || serial != n.Certificate().SerialNumber.String() {
 		t.Fatalf("after renewal the node presents %s (%v), want %s", serial, err, n.Certificate().SerialNumber)
+	}
+}
+
+// A join to an IP address checks it against the server certificate's IP
+// addresses (Go's check is skipped for an address, which is sent with no
+// server name): a certificate from the pinned CA for other addresses is
+// refused, naming the address dialled and the certificate's names.
+func TestJoinByAddressChecksTheIPSANs(t *testing.T) {
+	f := newFleet(t)
+	ctx := testenv.Context(t, time.Minute)
+	cfg, err := ServerTLSConfig(f.ca, []string{"fleet.test", "10.9.8.7"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	elsewhere := serve(t, f.srv, cfg) // https://127.0.0.1:port, not in the certificate
+	dir := filepath.Join(t.TempDir(), "n")
+	tok := f.token(t, api.RoleAgent)
+	_, err = Join(ctx, elsewhere, tok, "web-1", dir, WithClock(f.clock.Now))
+	if !errors.Is(err, ErrWrongCA) || !strings.Contains(err.Error(), "127.0.0.1") ||
+		!strings.Contains(err.Error(), "10.9.8.7") || !strings.Contains(err.Error(), "fleet.test") {
+		t.Fatalf("join to an address the certificate does not hold: %v, want ErrWrongCA naming 127.0.0.1 and the certificate's 10.9.8.7, fleet.test", err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "node.key")); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("a refused join left node.key: %v", err)
+	}
+	// The token was not sent: it joins at the fleet's own address, whose
+	// certificate holds 127.0.0.1.
+	if _, err := Join(ctx, f.url, tok, "web-1", dir, WithClock(f.clock.Now)); err != nil {
+		t.Fatalf("join at an address the certificate holds: %v", err)
+	}
+}
+
+// A pinned transport dials with the transport's own DialContext (a lab
+// namespace's, a Unix socket's) and checks the name asked for, not the
+// address reached.
+func TestPinTransportUsesItsDialer(t *testing.T) {
+	f := newFleet(t)
+	ctx := testenv.Context(t, time.Minute)
+	u, err := url.Parse(f.url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var dialled []string
+	tr := &http.Transport{DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+		dialled = append(dialled, addr)
+		var d net.Dialer
+		return d.DialContext(ctx, network, u.Host) // fleet.test resolves nowhere
+	}}
+	pinTransport(tr, f.ca.Pin(), f.clock.Now)
+	defer tr.CloseIdleConnections()
+	get := func(host string) error {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, "https://"+net.JoinHostPort(host, u.Port())+"/v1/whoami", nil)
+		if err != nil {
+			return err
+		}
+		resp, err := (&http.Client{Transport: tr}).Do(req)
+		if err != nil {
+			return err
+		}
+		resp.Body.Close()
+		return nil
+	}
+	if err := get("fleet.test"); err != nil {
+		t.Fatalf("GET by the certificate's name through the transport's dialer: %v", err)
+	}
+	if len(dialled) != 1 || dialled[0] != net.JoinHostPort("fleet.test", u.Port()) {
+		t.Fatalf("the transport's dialer was asked for %v", dialled)
+	}
+	if err := get("other.test"); !errors.Is(err, ErrWrongCA) || !strings.Contains(err.Error(), "other.test") {
+		t.Fatalf("GET by a name the certificate does not hold: %v, want ErrWrongCA naming it", err)
 	}
 }

@@ -16,6 +16,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"path/filepath"
@@ -91,7 +92,9 @@ func Join(ctx context.Context, serverURL, token, name, dir string, opts ...Optio
 	if err != nil {
 		return nil, fmt.Errorf("join: %w", err)
 	}
-	client := &http.Client{Transport: &http.Transport{TLSClientConfig: pinnedTLS(tok.Pin, o.now)}}
+	tr := &http.Transport{}
+	pinTransport(tr, tok.Pin, o.now)
+	client := &http.Client{Transport: tr}
 	defer client.CloseIdleConnections()
 	var nc api.NodeCertificate
 	if err := post(ctx, client, serverURL, "/v1/join", api.JoinRequest{Token: token, Name: name, CSR: string(csr)}, &nc); err != nil {
@@ -297,33 +300,58 @@ func (n *Node) checkIssued(certPEMData []byte, want Identity) (*tls.Certificate,
 	return &tls.Certificate{Certificate: [][]byte{leaf.Raw}, PrivateKey: n.key, Leaf: leaf}, nil
 }
 
-// PinnedTLSConfig returns a client TLS configuration that accepts only a
-// fleet server's certificate from the CA whose pin is pin ("sha256:<64
-// lower-case hex>", as CA.Pin prints it and join tokens carry it), for the
-// host dialled: what a join checks, and what the admin client checks of
-// an https admin API (--ca-pin). A malformed pin is an error.
-func PinnedTLSConfig(pin string) (*tls.Config, error) {
+// PinTransport makes tr's https connections (tr.DialTLSContext) accept
+// only a fleet server's certificate from the CA whose pin is pin
+// ("sha256:<64 lower-case hex>", as CA.Pin prints it and join tokens carry
+// it), valid for the host dialled: a name among the certificate's DNS
+// names, an IP address among its IP addresses; connections are made with
+// tr.DialContext when set. It is what a join checks,
+// and what the admin client checks of an https admin API (--ca-pin). A
+// malformed pin is an error, and tr is left as it was.
+func PinTransport(tr *http.Transport, pin string) error {
 	hexPin, ok := strings.CutPrefix(pin, "sha256:")
 	if raw, err := hex.DecodeString(hexPin); !ok || err != nil || len(raw) != sha256.Size || strings.ToLower(hexPin) != hexPin {
-		return nil, fmt.Errorf("CA pin %q: want sha256: and 64 lower-case hex characters (shoal server prints it)", pin)
+		return fmt.Errorf("CA pin %q: want sha256: and 64 lower-case hex characters (shoal server prints it)", pin)
 	}
-	return pinnedTLS(pin, time.Now), nil
+	pinTransport(tr, pin, time.Now)
+	return nil
 }
 
-func pinnedTLS(pin string, now func() time.Time) *tls.Config {
-	return &tls.Config{
-		MinVersion: tls.VersionTLS13,
-		// The chain is checked against the pinned CA in VerifyConnection:
-		// the client has no CA to hand to RootCAs, only its pin.
-		InsecureSkipVerify: true,
-		VerifyConnection:   func(cs tls.ConnectionState) error { return verifyPinned(cs, pin, now()) },
+func pinTransport(tr *http.Transport, pin string, now func() time.Time) {
+	tr.DialTLSContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
+		host, _, err := net.SplitHostPort(addr)
+		if err != nil {
+			return nil, err
+		}
+		dial := tr.DialContext // the caller's, as it is at the dial
+		if dial == nil {
+			dial = (&net.Dialer{}).DialContext
+		}
+		raw, err := dial(ctx, network, addr)
+		if err != nil {
+			return nil, err
+		}
+		c := tls.Client(raw, &tls.Config{
+			MinVersion: tls.VersionTLS13,
+			ServerName: host, // sent as SNI only when it is a name
+			// The chain is checked against the pinned CA in
+			// VerifyConnection: the client has no CA to hand to
+			// RootCAs, only its pin.
+			InsecureSkipVerify: true,
+			VerifyConnection:   func(cs tls.ConnectionState) error { return verifyPinned(cs, pin, host, now()) },
+		})
+		if err := c.HandshakeContext(ctx); err != nil {
+			raw.Close()
+			return nil, err
+		}
+		return c, nil
 	}
 }
 
 // verifyPinned checks, for a join, that the server's chain holds a CA
-// certificate whose pin is pin and that the server's certificate is a
-// fleet server's from that CA, for the host dialled, valid at now.
-func verifyPinned(cs tls.ConnectionState, pin string, now time.Time) error {
+// with the pinned key and that the leaf is a current fleet server
+// certificate from it for host, the name or IP address dialled.
+func verifyPinned(cs tls.ConnectionState, pin, host string, now time.Time) error {
 	if len(cs.PeerCertificates) == 0 {
 		return fmt.Errorf("%w: the server sent no certificate", ErrWrongCA)
 	}
@@ -337,16 +365,34 @@ func verifyPinned(cs tls.ConnectionState, pin string, now time.Time) error {
 	leaf := cs.PeerCertificates[0]
 	if ca == nil {
 		return fmt.Errorf("%w: %s presented %q issued by %q, and no CA with pin %s", ErrWrongCA,
-			cs.ServerName, leaf.Subject.CommonName, leaf.Issuer.CommonName, pin)
+			host, leaf.Subject.CommonName, leaf.Issuer.CommonName, pin)
 	}
-	if _, err := leaf.Verify(x509.VerifyOptions{Roots: poolOf(ca), DNSName: cs.ServerName, CurrentTime: now,
+	if _, err := leaf.Verify(x509.VerifyOptions{Roots: poolOf(ca), CurrentTime: now,
 		KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}); err != nil {
 		return fmt.Errorf("%w: %w", ErrWrongCA, err)
+	}
+	// Checked apart from the chain: Verify skips it for an empty name.
+	if err := leaf.VerifyHostname(host); err != nil {
+		return fmt.Errorf("%w: the server certificate %q is for %s, not %s, the address dialled (%w)",
+			ErrWrongCA, leaf.Subject.CommonName, sansOf(leaf), host, err)
 	}
 	if id, err := IdentityOf(leaf); err != nil || id.Role != api.RoleServer {
 		return fmt.Errorf("%w: %q is not the fleet server's certificate", ErrWrongCA, leaf.Subject.CommonName)
 	}
 	return nil
+}
+
+// sansOf lists c's subject alternative names, IP addresses and DNS names.
+func sansOf(c *x509.Certificate) string {
+	var sans []string
+	for _, ip := range c.IPAddresses {
+		sans = append(sans, ip.String())
+	}
+	sans = append(sans, c.DNSNames...)
+	if len(sans) == 0 {
+		return "no name or IP address"
+	}
+	return strings.Join(sans, ", ")
 }
 
 // parseCAAnswer parses the CA certificate a join answer holds and checks
