@@ -6,13 +6,16 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"testing"
 	"time"
 
 	"go.uber.org/goleak"
 
 	"github.com/shoal-dev/shoal/internal/api"
+	"github.com/shoal-dev/shoal/internal/fleet"
 	"github.com/shoal-dev/shoal/internal/pki"
+	"github.com/shoal-dev/shoal/internal/store"
 )
 
 // TestMain runs a server's process of TestClusterProcesses (this test
@@ -75,11 +78,49 @@ func TestSmallFleet(t *testing.T) {
 	if err := closeServer(); err != nil {
 		t.Fatal(err)
 	}
-	// The controllers stopped every instance on the hosts left.
+	checkStoppedOrFenced(t, s, hosts, lost)
+}
+
+// checkStoppedOrFenced checks what a server alone left on the hosts that
+// answer (all but lost) after its shutdown: its controllers stopped every
+// instance they had; an instance still running must be one the fleet
+// took from them because its host was declared lost (under load, a host
+// whose heartbeats went unanswered), which the fleet stops when the host
+// answers again, or, if the server ended first, hands over: the host's
+// stored generation is above the instance's, so the next server's fleet
+// stops it before it takes the host (fleet's generation fence).
+func checkStoppedOrFenced(t *testing.T, s *serverSide, hosts map[string]*simHost, lost string) {
+	t.Helper()
+	st, err := store.Open(filepath.Join(s.replicas[0].dir, "shoal.db"), store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	recs, err := st.Hosts().List()
+	if err != nil {
+		t.Fatal(err)
+	}
+	gens := map[string]uint64{}
+	for _, r := range recs {
+		gens[r.Name] = r.Generation
+	}
+	fenced := 0
 	for name, h := range hosts {
-		if n := len(h.rt.List()); n != 0 && name != lost {
-			t.Errorf("host %s still runs %d instances after the server's shutdown", name, n)
+		if name == lost {
+			continue
 		}
+		for _, in := range h.rt.List() {
+			g, err := strconv.ParseUint(in.Labels[fleet.LabelGeneration], 10, 64)
+			if err != nil || g >= gens[name] {
+				t.Errorf("host %s (stored generation %d) still runs %s of generation %q after the server's shutdown: neither stopped nor fenced",
+					name, gens[name], in.ID, in.Labels[fleet.LabelGeneration])
+				continue
+			}
+			fenced++
+		}
+	}
+	if fenced > 0 {
+		t.Logf("%d instances left on hosts declared lost under load, fenced by their stored generation", fenced)
 	}
 }
 

@@ -144,8 +144,12 @@ func (t *term) startAppsLocked(cfgs []*config.App) error {
 	return nil
 }
 
-// hostEvent keeps one of the fleet's events (fleet.Options.OnEvent).
+// hostEvent keeps one of the fleet's events about a host
+// (fleet.Options.OnEvent).
 func (t *term) hostEvent(ev api.Event) {
+	if !strings.HasPrefix(ev.Reason, "host ") {
+		return // an instance's ("stale instance ... stopped")
+	}
 	t.evMu.Lock()
 	defer t.evMu.Unlock()
 	if len(t.hostEvents) < maxHostEvents {

@@ -188,8 +188,13 @@ type Fleet struct {
 	// changed is closed and replaced at every change of a host's state
 	// (Settle waits on it).
 	changed chan struct{}
-	runCtx  context.Context // nil unless Run runs
-	wg      sync.WaitGroup
+	// paused is how long the fleet's goroutines were paused while Run
+	// ran, as of watchedAt (pause.go); zero watchedAt: not measured yet
+	// in this run.
+	paused    time.Duration
+	watchedAt time.Time
+	runCtx    context.Context // nil unless Run runs
+	wg        sync.WaitGroup
 }
 
 // New checks opts and loads the stored hosts, which start as joining. It
@@ -265,6 +270,9 @@ func (f *Fleet) Run(ctx context.Context) error {
 		return errors.New("fleet: Run is running already")
 	}
 	f.runCtx = ctx
+	f.watchedAt = time.Time{}
+	f.pausedLocked()
+	f.goLocked(f.watchPauses) // pause.go
 	for _, h := range f.hosts {
 		f.startHostLocked(h)
 	}
