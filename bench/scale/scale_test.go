@@ -1,12 +1,15 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strconv"
+	"sync"
 	"testing"
 	"time"
 
@@ -39,9 +42,11 @@ func TestMain(m *testing.M) {
 // apps return to their desired count; everything shuts down without a
 // leaked goroutine (TestMain).
 func TestSmallFleet(t *testing.T) {
+	var logs logBuffer
 	sc := scenario{Hosts: 50, Zones: 5, Apps: 5, PerApp: 100, MaxReplacing: 25,
 		HealthInterval: time.Second, HeartbeatEvery: time.Second, LostAfter: 5 * time.Second,
-		HostCPU: 8, HostMemory: 16 << 30}
+		HostCPU: 8, HostMemory: 16 << 30,
+		Logger: slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelWarn}))}
 	s, hosts, ctx, closeServer := bringUp(t, sc, 2*time.Minute, 8)
 	// 500 instances over 50 hosts: placement spreads each app, so every
 	// host runs 10 (each app's 100 over 50 hosts is 2 per host), unless
@@ -78,7 +83,27 @@ func TestSmallFleet(t *testing.T) {
 	if err := closeServer(); err != nil {
 		t.Fatal(err)
 	}
-	checkStoppedOrFenced(t, s, hosts, lost)
+	if !checkStoppedOrFenced(t, s, hosts, lost) {
+		t.Logf("the server's warnings:\n%s", logs.String())
+	}
+}
+
+// logBuffer keeps a server's log lines for a failing test to show.
+type logBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *logBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *logBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }
 
 // checkStoppedOrFenced checks what a server alone left on the hosts that
@@ -89,7 +114,7 @@ func TestSmallFleet(t *testing.T) {
 // answers again, or, if the server ended first, hands over: the host's
 // stored generation is above the instance's, so the next server's fleet
 // stops it before it takes the host (fleet's generation fence).
-func checkStoppedOrFenced(t *testing.T, s *serverSide, hosts map[string]*simHost, lost string) {
+func checkStoppedOrFenced(t *testing.T, s *serverSide, hosts map[string]*simHost, lost string) (ok bool) {
 	t.Helper()
 	st, err := store.Open(filepath.Join(s.replicas[0].dir, "shoal.db"), store.Options{})
 	if err != nil {
@@ -105,6 +130,7 @@ func checkStoppedOrFenced(t *testing.T, s *serverSide, hosts map[string]*simHost
 		gens[r.Name] = r.Generation
 	}
 	fenced := 0
+	ok = true
 	for name, h := range hosts {
 		if name == lost {
 			continue
@@ -114,6 +140,7 @@ func checkStoppedOrFenced(t *testing.T, s *serverSide, hosts map[string]*simHost
 			if err != nil || g >= gens[name] {
 				t.Errorf("host %s (stored generation %d) still runs %s of generation %q after the server's shutdown: neither stopped nor fenced",
 					name, gens[name], in.ID, in.Labels[fleet.LabelGeneration])
+				ok = false
 				continue
 			}
 			fenced++
@@ -122,6 +149,7 @@ func checkStoppedOrFenced(t *testing.T, s *serverSide, hosts map[string]*simHost
 	if fenced > 0 {
 		t.Logf("%d instances left on hosts declared lost under load, fenced by their stored generation", fenced)
 	}
+	return ok
 }
 
 // TestSmallCluster runs the scenario with the state held by a Raft
