@@ -147,7 +147,7 @@ func (a *appHost) Start(ctx context.Context, spec controller.LaunchSpec) (contro
 		f.mu.Unlock()
 		switch {
 		case ctx.Err() != nil:
-			f.stopQuietly(c, term, spec.ID)
+			f.stopQuietly(h, c, term, spec.ID)
 			return controller.Running{}, fmt.Errorf("start %s on host %s: %w", spec.ID, name, ctx.Err())
 		case !ours || genCtx.Err() != nil:
 			tried[name] = "lost while starting " + spec.ID
@@ -157,7 +157,7 @@ func (a *appHost) Start(ctx context.Context, spec controller.LaunchSpec) (contro
 		case answered:
 			return controller.Running{}, fmt.Errorf("start %s on host %s: %w", spec.ID, name, err)
 		default:
-			f.stopQuietly(c, term, spec.ID)
+			f.stopQuietly(h, c, term, spec.ID)
 			tried[name] = "did not answer: " + err.Error()
 		}
 		f.log.Warn("start failed; placing again", "instance", spec.ID, "host", name, "reason", tried[name])
@@ -187,15 +187,26 @@ func (f *Fleet) noContainers(h *host, reason string) {
 	}
 }
 
-// stopQuietly stops an instance whose start went unanswered, in case it
-// runs; failing that, it stays stale and is stopped when the host is next
-// listed.
-func (f *Fleet) stopQuietly(c *agentclient.Client, term uint64, id string) {
+// stopQuietly stops an instance on h whose start went unanswered, in case
+// it runs; failing that, it stays stale and h is listed again at once: the
+// sweep stops it, and tries again until it can (follow). Before, it was
+// stopped only at h's next list, which a host that stays up never has: the
+// instance ran on, unknown to its app, and a server alone left it running
+// at its shutdown (TestSmallFleet under load; TestUnansweredStartStopped).
+func (f *Fleet) stopQuietly(h *host, c *agentclient.Client, term uint64, id string) {
 	ctx, cancel := context.WithTimeout(context.Background(), f.o.LostAfter)
 	defer cancel()
-	if err := c.Stop(ctx, term, id); err != nil && !errors.Is(err, agentclient.ErrNotFound) {
-		f.log.Warn("stop an instance whose start failed", "instance", id, "error", err)
+	err := c.Stop(ctx, term, id)
+	if err == nil || errors.Is(err, agentclient.ErrNotFound) {
+		return
 	}
+	f.mu.Lock()
+	name := h.rec.Name
+	if h.followCancel != nil {
+		h.followCancel()
+	}
+	f.mu.Unlock()
+	f.log.Warn("stop an instance whose start failed; listing its host again", "instance", id, "host", name, "error", err)
 }
 
 // callCtx is ctx, also cancelled when genCtx (the host's generation) ends.
