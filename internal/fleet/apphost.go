@@ -202,11 +202,19 @@ func (f *Fleet) stopQuietly(h *host, c *agentclient.Client, term uint64, id stri
 	}
 	f.mu.Lock()
 	name := h.rec.Name
+	f.relistLocked(h)
+	f.mu.Unlock()
+	f.log.Warn("stop an instance whose start failed; listing its host again", "instance", id, "host", name, "error", err)
+}
+
+// relistLocked has h's follower list h again at once (if it follows h
+// now): its sweep stops the instances marked stale there, and, when a
+// stop fails, the follower lists and sweeps again every HeartbeatEvery
+// until it can.
+func (f *Fleet) relistLocked(h *host) {
 	if h.followCancel != nil {
 		h.followCancel()
 	}
-	f.mu.Unlock()
-	f.log.Warn("stop an instance whose start failed; listing its host again", "instance", id, "host", name, "error", err)
 }
 
 // callCtx is ctx, also cancelled when genCtx (the host's generation) ends.
@@ -252,7 +260,10 @@ func (f *Fleet) findLocked(id string) (*host, *placed) {
 // Stop implements controller.Host: the instance's agent stops it. An
 // instance the fleet does not know, or whose host was declared lost (it
 // was reported ended; the host stops it when it answers again), needs
-// nothing.
+// nothing. When the stop fails otherwise (no answer in time: a loaded
+// host), the error is returned and the instance is marked stale and its
+// host listed again, so that the fleet stops it even though its app, told
+// it failed, has forgotten it (controller.stopThenEnd).
 func (a *appHost) Stop(ctx context.Context, id string) error {
 	f := a.f
 	f.mu.Lock()
@@ -271,7 +282,15 @@ func (a *appHost) Stop(ctx context.Context, id string) error {
 		return nil
 	case genCtx.Err() != nil && ctx.Err() == nil:
 		return nil
+	case errors.Is(err, agentclient.ErrStaleTerm):
+		return err // a newer leader's: not this server's to stop
 	}
+	f.mu.Lock()
+	if h.instances[id] == p {
+		h.stale[id] = p.app
+		f.relistLocked(h)
+	}
+	f.mu.Unlock()
 	return err
 }
 

@@ -52,3 +52,35 @@ func TestUnansweredStartStopped(t *testing.T) {
 	}
 	waitState(t, s.fleet, api.HostReady, "h1")
 }
+
+// TestFailedStopStopped (issue 14): a stop the agent fails (a loaded host
+// that does not answer in time, at a server's shutdown: TestSmallFleet)
+// is an error to the app, which forgets the instance; the fleet marks it
+// stale and lists its host again, and its sweep stops it.
+func TestFailedStopStopped(t *testing.T) {
+	ctx := testenv.Context(t, 2*time.Minute)
+	s := newServer(t)
+	h := s.join(t, "h1", "a", 4, 256*mib)
+	waitState(t, s.fleet, api.HostReady, "h1")
+	web := s.fleet.Host("web")
+	if _, err := web.Start(ctx, s.spec(t, "web", "web-0", 0.5, 64*mib)); err != nil {
+		t.Fatal(err)
+	}
+	h.failStop.Store(true)
+	if err := web.Stop(ctx, "web-0"); err == nil {
+		t.Fatal("a stop the agent failed returned nil")
+	}
+	wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if err := testenv.WaitFor(wctx, func() error {
+		if got := h.running(); len(got) != 0 {
+			return fmt.Errorf("h1 runs %v, whose stop failed", got)
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if n := s.countEvents("unreachable"); n > 0 {
+		t.Fatalf("%d events of h1 unreachable", n)
+	}
+}
