@@ -46,7 +46,10 @@ func TestSmallFleet(t *testing.T) {
 		// The server's warnings, shown with the test's output when it
 		// fails (or with -v).
 		Logger: slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))}
-	s, hosts, ctx, closeServer := bringUp(t, sc, 2*time.Minute, 8)
+	// Five minutes: under -race on a loaded machine (load 30 on two
+	// cores) health checks time out and instances are replaced during the
+	// bring-up, which then took more than two.
+	s, hosts, ctx, closeServer := bringUp(t, sc, 5*time.Minute, 8)
 	// 500 instances over 50 hosts: placement spreads each app, so every
 	// host runs 10 (each app's 100 over 50 hosts is 2 per host), unless
 	// the load made churn: a host declared lost (its generation moved on:
