@@ -4,15 +4,19 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
+	"strconv"
 	"testing"
 	"time"
 
 	"go.uber.org/goleak"
 
 	"github.com/shoal-dev/shoal/internal/api"
+	"github.com/shoal-dev/shoal/internal/fleet"
 	"github.com/shoal-dev/shoal/internal/pki"
+	"github.com/shoal-dev/shoal/internal/store"
 )
 
 // TestMain runs a server's process of TestClusterProcesses (this test
@@ -38,8 +42,14 @@ func TestMain(m *testing.M) {
 func TestSmallFleet(t *testing.T) {
 	sc := scenario{Hosts: 50, Zones: 5, Apps: 5, PerApp: 100, MaxReplacing: 25,
 		HealthInterval: time.Second, HeartbeatEvery: time.Second, LostAfter: 5 * time.Second,
-		HostCPU: 8, HostMemory: 16 << 30}
-	s, hosts, ctx, closeServer := bringUp(t, sc, 2*time.Minute, 8)
+		HostCPU: 8, HostMemory: 16 << 30,
+		// The server's warnings, shown with the test's output when it
+		// fails (or with -v).
+		Logger: slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))}
+	// Five minutes: under -race on a loaded machine (load 30 on two
+	// cores) health checks time out and instances are replaced during the
+	// bring-up, which then took more than two.
+	s, hosts, ctx, closeServer := bringUp(t, sc, 5*time.Minute, 8)
 	// 500 instances over 50 hosts: placement spreads each app, so every
 	// host runs 10 (each app's 100 over 50 hosts is 2 per host), unless
 	// the load made churn: a host declared lost (its generation moved on:
@@ -56,8 +66,20 @@ func TestSmallFleet(t *testing.T) {
 	} else if churn {
 		t.Logf("spread not checked: %d starts for %d instances, or a host was lost, under load (instances per host %d to %d)", starts, sc.Apps*sc.PerApp, lo, hi)
 	}
+	// With churn, the instances replaced may still be retiring (a
+	// replacement is launched first), and a host declared lost runs its
+	// stale ones until it answers again and they are stopped: wait for
+	// them, within the test's time.
+	if err := poll(ctx, 50*time.Millisecond, func() error {
+		if _, running, _ = countInstances(hosts); running != int64(sc.Apps*sc.PerApp) && churn {
+			return fmt.Errorf("the agents run %d instances, want %d", running, sc.Apps*sc.PerApp)
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
 	if running != int64(sc.Apps*sc.PerApp) {
-		t.Fatalf("the agents run %d instances, want %d", running, sc.Apps*sc.PerApp)
+		t.Fatalf("the agents run %d instances with no host lost and no instance replaced, want %d", running, sc.Apps*sc.PerApp)
 	}
 
 	lost, ids := s.busiestHost()
@@ -75,11 +97,49 @@ func TestSmallFleet(t *testing.T) {
 	if err := closeServer(); err != nil {
 		t.Fatal(err)
 	}
-	// The controllers stopped every instance on the hosts left.
+	checkStoppedOrFenced(t, s, hosts, lost)
+}
+
+// checkStoppedOrFenced checks what a server alone left on the hosts that
+// answer (all but lost) after its shutdown: its controllers stopped every
+// instance they had; an instance still running must be one the fleet
+// took from them because its host was declared lost (under load, a host
+// whose heartbeats went unanswered), which the fleet stops when the host
+// answers again, or, if the server ended first, hands over: the host's
+// stored generation is above the instance's, so the next server's fleet
+// stops it before it takes the host (fleet's generation fence).
+func checkStoppedOrFenced(t *testing.T, s *serverSide, hosts map[string]*simHost, lost string) {
+	t.Helper()
+	st, err := store.Open(filepath.Join(s.replicas[0].dir, "shoal.db"), store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	recs, err := st.Hosts().List()
+	if err != nil {
+		t.Fatal(err)
+	}
+	gens := map[string]uint64{}
+	for _, r := range recs {
+		gens[r.Name] = r.Generation
+	}
+	fenced := 0
 	for name, h := range hosts {
-		if n := len(h.rt.List()); n != 0 && name != lost {
-			t.Errorf("host %s still runs %d instances after the server's shutdown", name, n)
+		if name == lost {
+			continue
 		}
+		for _, in := range h.rt.List() {
+			g, err := strconv.ParseUint(in.Labels[fleet.LabelGeneration], 10, 64)
+			if err != nil || g >= gens[name] {
+				t.Errorf("host %s (stored generation %d) still runs %s of generation %q after the server's shutdown: neither stopped nor fenced",
+					name, gens[name], in.ID, in.Labels[fleet.LabelGeneration])
+				continue
+			}
+			fenced++
+		}
+	}
+	if fenced > 0 {
+		t.Logf("%d instances left on hosts declared lost under load, fenced by their stored generation", fenced)
 	}
 }
 

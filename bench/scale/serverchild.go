@@ -170,6 +170,8 @@ func (c *serverChild) command(f []string) string {
 		return strings.Join(list, " ")
 	case f[0] == "states":
 		return "states " + s.states() + "; " + s.inService()
+	case f[0] == "lost":
+		return "lost " + s.lostHosts()
 	case f[0] == "sample":
 		b, _ := json.Marshal(c.sample())
 		return "sample " + string(b)

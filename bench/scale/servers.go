@@ -496,6 +496,7 @@ func (ss *servers) failover(ctx context.Context, procs []*agents) error {
 	if killed == nil {
 		return errors.New("kill the leader: no server's term runs")
 	}
+	before := ss.sample(ctx, procs)
 	begun := ss.termsBegun()
 	t := time.Now()
 	if err := ss.kill(killed); err != nil {
@@ -538,6 +539,15 @@ func (ss *servers) failover(ctx context.Context, procs []*agents) error {
 	}
 	fmt.Printf("failover: leader %s's process killed (SIGKILL); %s elected after %s; its term began after %s; all %d instances adopted and in service after %s; instances launched meanwhile %d (replacements of instances found unhealthy or failed included), of them under an id started before %d; running %d before, %d after\n",
 		killed.id, ss.leader().id, round(elected), round(began), ss.sc.Apps*ss.sc.PerApp, round(ready), starts1-starts0, again1-again0, running0, running1)
+	// Why any instance was launched: hosts the new term declared lost (a
+	// replacement for each of their instances), or instances found
+	// unhealthy or failed.
+	lost, err := ss.askLeader(ctx, "lost")
+	if err != nil {
+		return err
+	}
+	fmt.Printf("failover: hosts the new leader declared lost: %s\n", strings.TrimPrefix(lost, "lost "))
+	ss.reportEvents(ctx, "failover", before, ss.sample(ctx, procs))
 	return nil
 }
 

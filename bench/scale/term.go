@@ -7,6 +7,8 @@ import (
 	"log/slog"
 	"path/filepath"
 	"slices"
+	"strings"
+	"sync"
 	"time"
 
 	"github.com/shoal-dev/shoal/internal/api"
@@ -30,7 +32,19 @@ type term struct {
 	fleet *fleet.Fleet
 	log   *slog.Logger
 	apps  []*appRun
+	// began is when the term began; gens each host's generation then
+	// (a host whose generation rose since was declared lost in this term).
+	began time.Time
+	gens  map[string]uint64
+	// hostEvents are the fleet's events of this term (the first
+	// maxHostEvents), for the report of the hosts it declared lost.
+	evMu       sync.Mutex
+	hostEvents []api.Event
 }
+
+// maxHostEvents bounds the fleet events a term keeps: a ready and a few
+// more per host.
+const maxHostEvents = 8192
 
 // lead runs r's term n until ctx ends (leadership lost, or the bench
 // ends), then stops its controllers (with a cluster they leave their
@@ -45,15 +59,20 @@ func (s *serverSide) lead(ctx context.Context, r *replica, n uint64) error {
 	if err != nil {
 		return fmt.Errorf("term %d of %s: %w", n, r.id, err)
 	}
+	t := &term{r: r, n: n, ctx: ctx, log: s.sc.Logger, began: time.Now(), gens: map[string]uint64{}}
 	f, err := fleet.New(fleet.Options{Store: r.hosts, PKI: s.pki, TLS: cliTLS, Term: fence,
-		HeartbeatEvery: s.sc.HeartbeatEvery, LostAfter: s.sc.LostAfter, StartGrace: s.sc.StartGrace, Logger: s.sc.Logger})
+		HeartbeatEvery: s.sc.HeartbeatEvery, LostAfter: s.sc.LostAfter, StartGrace: s.sc.StartGrace, Logger: s.sc.Logger,
+		OnEvent: t.hostEvent})
 	if err != nil {
 		return fmt.Errorf("term %d of %s: %w", n, r.id, err)
+	}
+	t.fleet = f
+	for _, h := range f.Status() {
+		t.gens[h.Name] = h.Generation
 	}
 	fleetCtx, stopFleet := context.WithCancel(context.WithoutCancel(ctx))
 	fleetDone := make(chan error, 1)
 	go func() { fleetDone <- f.Run(fleetCtx) }()
-	t := &term{r: r, n: n, ctx: ctx, fleet: f, log: s.sc.Logger}
 	s.terms.Add(1)
 	s.mu.Lock()
 	s.cur = t
@@ -123,6 +142,54 @@ func (t *term) startAppsLocked(cfgs []*config.App) error {
 		go func() { a.done <- ctl.Run(ctx) }()
 	}
 	return nil
+}
+
+// hostEvent keeps one of the fleet's events about a host
+// (fleet.Options.OnEvent).
+func (t *term) hostEvent(ev api.Event) {
+	if !strings.HasPrefix(ev.Reason, "host ") {
+		return // an instance's ("stale instance ... stopped")
+	}
+	t.evMu.Lock()
+	defer t.evMu.Unlock()
+	if len(t.hostEvents) < maxHostEvents {
+		t.hostEvents = append(t.hostEvents, ev)
+	}
+}
+
+// lostHosts describes the hosts the current term declared lost (their
+// generation rose since it began), each with the fleet's events about it
+// and when they came, counted from the term's start: "none" if there is
+// none, "no term" between terms.
+func (s *serverSide) lostHosts() string {
+	s.mu.Lock()
+	t := s.cur
+	s.mu.Unlock()
+	if t == nil {
+		return "no term"
+	}
+	var lost []string
+	for _, h := range t.fleet.Status() {
+		if h.Generation > t.gens[h.Name] {
+			lost = append(lost, h.Name)
+		}
+	}
+	if len(lost) == 0 {
+		return "none"
+	}
+	t.evMu.Lock()
+	defer t.evMu.Unlock()
+	var parts []string
+	for _, name := range lost {
+		desc := name + ":"
+		for _, ev := range t.hostEvents {
+			if strings.HasPrefix(ev.Reason, "host "+name+" ") {
+				desc += fmt.Sprintf(" [+%s %s]", ev.Time.Sub(t.began).Round(time.Millisecond), ev.Reason)
+			}
+		}
+		parts = append(parts, desc)
+	}
+	return fmt.Sprintf("%d: %s", len(lost), strings.Join(parts, "; "))
 }
 
 // fleet is the leading replica's fleet; nil between terms.

@@ -147,7 +147,7 @@ func (a *appHost) Start(ctx context.Context, spec controller.LaunchSpec) (contro
 		f.mu.Unlock()
 		switch {
 		case ctx.Err() != nil:
-			f.stopQuietly(c, term, spec.ID)
+			f.stopQuietly(h, c, term, spec.ID)
 			return controller.Running{}, fmt.Errorf("start %s on host %s: %w", spec.ID, name, ctx.Err())
 		case !ours || genCtx.Err() != nil:
 			tried[name] = "lost while starting " + spec.ID
@@ -157,7 +157,7 @@ func (a *appHost) Start(ctx context.Context, spec controller.LaunchSpec) (contro
 		case answered:
 			return controller.Running{}, fmt.Errorf("start %s on host %s: %w", spec.ID, name, err)
 		default:
-			f.stopQuietly(c, term, spec.ID)
+			f.stopQuietly(h, c, term, spec.ID)
 			tried[name] = "did not answer: " + err.Error()
 		}
 		f.log.Warn("start failed; placing again", "instance", spec.ID, "host", name, "reason", tried[name])
@@ -187,14 +187,33 @@ func (f *Fleet) noContainers(h *host, reason string) {
 	}
 }
 
-// stopQuietly stops an instance whose start went unanswered, in case it
-// runs; failing that, it stays stale and is stopped when the host is next
-// listed.
-func (f *Fleet) stopQuietly(c *agentclient.Client, term uint64, id string) {
+// stopQuietly stops an instance on h whose start went unanswered, in case
+// it runs; failing that, it stays stale and h is listed again at once: the
+// sweep stops it, and tries again until it can (follow). Before, it was
+// stopped only at h's next list, which a host that stays up never has: the
+// instance ran on, unknown to its app, and a server alone left it running
+// at its shutdown (TestSmallFleet under load; TestUnansweredStartStopped).
+func (f *Fleet) stopQuietly(h *host, c *agentclient.Client, term uint64, id string) {
 	ctx, cancel := context.WithTimeout(context.Background(), f.o.LostAfter)
 	defer cancel()
-	if err := c.Stop(ctx, term, id); err != nil && !errors.Is(err, agentclient.ErrNotFound) {
-		f.log.Warn("stop an instance whose start failed", "instance", id, "error", err)
+	err := c.Stop(ctx, term, id)
+	if err == nil || errors.Is(err, agentclient.ErrNotFound) {
+		return
+	}
+	f.mu.Lock()
+	name := h.rec.Name
+	f.relistLocked(h)
+	f.mu.Unlock()
+	f.log.Warn("stop an instance whose start failed; listing its host again", "instance", id, "host", name, "error", err)
+}
+
+// relistLocked has h's follower list h again at once (if it follows h
+// now): its sweep stops the instances marked stale there, and, when a
+// stop fails, the follower lists and sweeps again every HeartbeatEvery
+// until it can.
+func (f *Fleet) relistLocked(h *host) {
+	if h.followCancel != nil {
+		h.followCancel()
 	}
 }
 
@@ -241,7 +260,10 @@ func (f *Fleet) findLocked(id string) (*host, *placed) {
 // Stop implements controller.Host: the instance's agent stops it. An
 // instance the fleet does not know, or whose host was declared lost (it
 // was reported ended; the host stops it when it answers again), needs
-// nothing.
+// nothing. When the stop fails otherwise (no answer in time: a loaded
+// host), the error is returned and the instance is marked stale and its
+// host listed again, so that the fleet stops it even though its app, told
+// it failed, has forgotten it (controller.stopThenEnd).
 func (a *appHost) Stop(ctx context.Context, id string) error {
 	f := a.f
 	f.mu.Lock()
@@ -260,7 +282,15 @@ func (a *appHost) Stop(ctx context.Context, id string) error {
 		return nil
 	case genCtx.Err() != nil && ctx.Err() == nil:
 		return nil
+	case errors.Is(err, agentclient.ErrStaleTerm):
+		return err // a newer leader's: not this server's to stop
 	}
+	f.mu.Lock()
+	if h.instances[id] == p {
+		h.stale[id] = p.app
+		f.relistLocked(h)
+	}
+	f.mu.Unlock()
 	return err
 }
 

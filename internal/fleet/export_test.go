@@ -39,3 +39,13 @@ func CheckSums(f *Fleet) error {
 }
 
 func diff(a, b float64) float64 { return max(a-b, b-a) }
+
+// Misses returns how many heartbeats in a row host name has not answered.
+func Misses(f *Fleet, name string) int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if h := f.hosts[name]; h != nil {
+		return h.misses
+	}
+	return 0
+}

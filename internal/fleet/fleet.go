@@ -16,7 +16,8 @@
 //	  ready (or draining) <--its stale instances stopped-- answers again
 //
 // Lost hosts and the generation fence. A host whose heartbeats fail for
-// Options.LostAfter (two in a row at least) is declared lost: its generation is bumped (and
+// Options.LostAfter (two in a row at least; time the fleet's own
+// goroutines were paused does not count, pause.go) is declared lost: its generation is bumped (and
 // stored), and every instance placed on it is reported ended to its app,
 // once, with a controller.Exit whose Reason says so, so that the app's
 // controller launches replacements on other hosts. Each instance carries
@@ -140,8 +141,10 @@ type Options struct {
 	// DefaultHeartbeatEvery.
 	HeartbeatEvery time.Duration
 	// LostAfter is how long a host's heartbeats may fail before it is
-	// declared unreachable (and two in a row must have: see heartbeat);
-	// zero means DefaultLostAfter. It must be more than HeartbeatEvery.
+	// declared unreachable (and two in a row must have: see heartbeat),
+	// not counting the time the fleet's own goroutines were paused (a
+	// starved server: pause.go); zero means DefaultLostAfter. It must be
+	// more than HeartbeatEvery.
 	LostAfter time.Duration
 	// StartGrace is how much longer than LostAfter a host that has not
 	// answered since this Fleet began heartbeating it may go before it is
@@ -188,8 +191,13 @@ type Fleet struct {
 	// changed is closed and replaced at every change of a host's state
 	// (Settle waits on it).
 	changed chan struct{}
-	runCtx  context.Context // nil unless Run runs
-	wg      sync.WaitGroup
+	// paused is how long the fleet's goroutines were paused while Run
+	// ran, as of watchedAt (pause.go); zero watchedAt: not measured yet
+	// in this run.
+	paused    time.Duration
+	watchedAt time.Time
+	runCtx    context.Context // nil unless Run runs
+	wg        sync.WaitGroup
 }
 
 // New checks opts and loads the stored hosts, which start as joining. It
@@ -265,6 +273,9 @@ func (f *Fleet) Run(ctx context.Context) error {
 		return errors.New("fleet: Run is running already")
 	}
 	f.runCtx = ctx
+	f.watchedAt = time.Time{}
+	f.pausedLocked()
+	f.goLocked(f.watchPauses) // pause.go
 	for _, h := range f.hosts {
 		f.startHostLocked(h)
 	}

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -176,5 +177,58 @@ func TestStartGraceBeforeFirstAnswer(t *testing.T) {
 	// The reason's duration is rounded to 100 ms.
 	if d < lostAfter+grace-50*time.Millisecond {
 		t.Errorf("host h1, silent since the fleet started, declared lost after %s, before LostAfter+StartGrace %s", d, lostAfter+grace)
+	}
+}
+
+// TestServerPauseNotCountedAgainstHost (issue 14): the server's own
+// goroutines pause (its clock moves on by three times LostAfter at once,
+// as for a process that did not run meanwhile: a starved server at a
+// large fleet's failover) while a host refuses its heartbeats, three in a
+// row: the host is not declared lost, since it was silent for less than
+// LostAfter of the time the server could hear it, and it is ready once it
+// answers again. (Before, the server counted its own pause against the
+// host and declared it lost at the second refused heartbeat.) A host
+// silent as long while the server runs is lost: TestSilentHostLost.
+func TestServerPauseNotCountedAgainstHost(t *testing.T) {
+	ctx := testenv.Context(t, 2*time.Minute)
+	s := newServer(t)
+	h := s.join(t, "h1", "a", 4, 256*mib)
+	waitState(t, s.fleet, api.HostReady, "h1")
+	s.stop()
+
+	var offset atomic.Int64
+	paused := s.newFleet(t, func(o *fleet.Options) {
+		o.Now = func() time.Time { return time.Now().Add(time.Duration(offset.Load())) }
+	})
+	s.run(t, paused)
+	waitState(t, paused, api.HostReady, "h1")
+
+	h.unplug()
+	offset.Add(int64(3 * lostAfter))
+	if err := testenv.WaitFor(ctx, func() error {
+		if n := fleet.Misses(paused, "h1"); n < 3 && s.countEvents("host h1 unreachable") == 0 {
+			return fmt.Errorf("%d heartbeats refused since the pause, want 3", n)
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if n := s.countEvents("host h1 unreachable"); n > 0 {
+		t.Fatalf("host h1 declared lost for the server's own pause: %s", status(paused, "h1").Reason)
+	}
+	h.plug()
+	if err := testenv.WaitFor(ctx, func() error {
+		if n := fleet.Misses(paused, "h1"); n > 0 {
+			return fmt.Errorf("%d heartbeats unanswered", n)
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if n := s.countEvents("host h1 unreachable"); n > 0 {
+		t.Fatalf("host h1 declared lost for the server's own pause: %s", status(paused, "h1").Reason)
+	}
+	if st := status(paused, "h1"); st.State != api.HostReady {
+		t.Fatalf("host h1 is %s (%s), want ready", st.State, st.Reason)
 	}
 }

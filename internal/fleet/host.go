@@ -34,8 +34,10 @@ type host struct {
 	// synced host takes instances.
 	synced  bool
 	wasLost bool // lost since it was last synced: "back" once synced
-	// since is when the heartbeat began, lastBeat its last answer.
+	// since is when the heartbeat began, lastBeat its last answer;
+	// pausedAt the fleet's pauses then (pause.go).
 	since, lastBeat time.Time
+	pausedAt        time.Duration
 	// misses counts the heartbeats without an answer since the last.
 	misses     int
 	beatErr    string
@@ -194,11 +196,20 @@ func (f *Fleet) lostLimitLocked(h *host) time.Duration {
 	return f.o.LostAfter
 }
 
+// silentLocked is how long h has not answered, last its last answer (or
+// the heartbeat's start), not counting the time the fleet itself was
+// paused since (pause.go): a server starved of CPU does not blame its
+// hosts for its own silence.
+func (f *Fleet) silentLocked(h *host, last, now time.Time) time.Duration {
+	return now.Sub(last) - (f.pausedLocked() - h.pausedAt)
+}
+
 // heartbeat asks the host how it is every HeartbeatEvery until ctx ends,
 // and declares it lost once it has not answered for LostAfter (StartGrace
-// more before its first answer in this run: lostLimitLocked) and its last
-// missesToLose heartbeats went unanswered. Each heartbeat waits for its
-// answer until LostAfter since the last answer, at least HeartbeatEvery:
+// more before its first answer in this run: lostLimitLocked), not counting
+// the time the fleet's own goroutines were paused (silentLocked), and its
+// last missesToLose heartbeats went unanswered. Each heartbeat waits for
+// its answer until LostAfter since the last answer, at least HeartbeatEvery:
 // a host answering slowly, but within LostAfter, is not lost; a host that
 // refuses is lost at the first failed heartbeat after LostAfter, one that
 // hangs about HeartbeatEvery after it. Heartbeats take a connection of
@@ -206,6 +217,7 @@ func (f *Fleet) lostLimitLocked(h *host) time.Duration {
 func (f *Fleet) heartbeat(ctx context.Context, h *host) {
 	f.mu.Lock()
 	h.since = f.o.Now()
+	h.pausedAt = f.pausedLocked()
 	f.mu.Unlock()
 	t := time.NewTicker(f.o.HeartbeatEvery)
 	defer t.Stop()
@@ -227,8 +239,9 @@ func (f *Fleet) beat(ctx context.Context, h *host) {
 		last = h.since
 	}
 	limit := f.lostLimitLocked(h)
+	silent := f.silentLocked(h, last, f.o.Now())
 	f.mu.Unlock()
-	wait := max(limit-f.o.Now().Sub(last), f.o.HeartbeatEvery)
+	wait := max(limit-silent, f.o.HeartbeatEvery)
 	rctx, cancel := context.WithTimeout(ctx, wait)
 	info, err := c.Host(rctx)
 	cancel()
@@ -239,6 +252,7 @@ func (f *Fleet) beat(ctx context.Context, h *host) {
 	f.mu.Lock()
 	if err == nil {
 		h.lastBeat, h.beatErr, h.misses = now, "", 0
+		h.pausedAt = f.pausedLocked()
 		if h.reach != reachUp {
 			h.reach = reachUp
 			select {
@@ -267,7 +281,7 @@ func (f *Fleet) beat(ctx context.Context, h *host) {
 	if !h.lastBeat.IsZero() {
 		last = h.lastBeat
 	}
-	if h.reach == reachLost || now.Sub(last) < f.lostLimitLocked(h) || h.misses < missesToLose {
+	if h.reach == reachLost || f.silentLocked(h, last, now) < f.lostLimitLocked(h) || h.misses < missesToLose {
 		f.mu.Unlock()
 		return
 	}

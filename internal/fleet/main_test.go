@@ -11,6 +11,7 @@ import (
 	"io"
 	"log"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"slices"
@@ -256,10 +257,14 @@ type host struct {
 	handshakes atomic.Pointer[chan struct{}]
 	// silent, when set, holds every heartbeat's answer until it is
 	// closed (or the heartbeat gives up): an agent that hangs.
-	silent   atomic.Pointer[chan struct{}]
-	cancel   context.CancelFunc
-	runDone  chan struct{}
-	closeRun sync.Once
+	silent atomic.Pointer[chan struct{}]
+	// dropStart, when set, drops the answer of the next start the agent
+	// runs (the caller sees its connection closed); failStop answers the
+	// next stop 500 without passing it to the agent.
+	dropStart, failStop atomic.Bool
+	cancel              context.CancelFunc
+	runDone             chan struct{}
+	closeRun            sync.Once
 }
 
 // join joins a host called name to s's fleet, serves its agent and says
@@ -351,6 +356,14 @@ func (h *host) listen(addr string) {
 	handler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method == http.MethodPost && r.URL.Path == "/v1/instances" {
 			h.starts.Add(1)
+			if h.dropStart.CompareAndSwap(true, false) {
+				h.ag.ServeHTTP(httptest.NewRecorder(), r)
+				panic(http.ErrAbortHandler)
+			}
+		}
+		if r.Method == http.MethodDelete && strings.HasPrefix(r.URL.Path, "/v1/instances/") && h.failStop.CompareAndSwap(true, false) {
+			http.Error(w, "stop failed (the test's)", http.StatusInternalServerError)
+			return
 		}
 		if r.Method == http.MethodGet && r.URL.Path == "/v1/host" {
 			h.beats.Add(1)
