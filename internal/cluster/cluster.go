@@ -153,6 +153,9 @@ type Node struct {
 
 	hadState bool // raft state existed at Open
 
+	verify verifier       // VerifyLeader's rounds (verify.go)
+	rounds sync.WaitGroup // their goroutines
+
 	closed    chan struct{} // closed when Close begins
 	closeOnce sync.Once
 	closeErr  error
@@ -290,6 +293,7 @@ func (n *Node) Close() error {
 		if err != nil {
 			n.closeErr = fmt.Errorf("close cluster node: %w", err)
 		}
+		n.rounds.Wait()
 	})
 	return n.closeErr
 }

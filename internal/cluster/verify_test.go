@@ -1,0 +1,65 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/shoal-dev/shoal/internal/testenv"
+)
+
+// TestVerifyLeader: the leader confirms its lead in its term, for many
+// concurrent reads at once; a follower, or the leader asked about
+// another term, does not; and a leader cut off from the others never
+// confirms, though it still believes it leads until its lease runs out
+// (it would serve stale reads: the others elect a leader and take
+// writes meanwhile).
+func TestVerifyLeader(t *testing.T) {
+	fab := newFabric()
+	l := newLab(t, fab.tune)
+	l.three()
+	setup(l)
+	lead := l.leader(10 * time.Second)
+	// An election may come on a loaded machine: each check is repeated
+	// on whoever leads then.
+	testenv.Eventually(t, 20*time.Second, func() error {
+		lead = l.leader(10 * time.Second)
+		term := lead.n.Term()
+		ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+		defer cancel()
+		errs := make([]error, 16)
+		var wg sync.WaitGroup
+		for i := range errs {
+			wg.Go(func() { errs[i] = lead.n.VerifyLeader(ctx, term) })
+		}
+		wg.Wait()
+		if err := errors.Join(errs...); err != nil {
+			return fmt.Errorf("the leader %s in term %d: %w", lead.id, term, err)
+		}
+		if err := lead.n.VerifyLeader(ctx, term+1); !errors.Is(err, ErrNotLeader) {
+			return fmt.Errorf("the leader %s asked about term %d: %v, want not the leader", lead.id, term+1, err)
+		}
+		for _, m := range l.running() {
+			if m == lead {
+				continue
+			}
+			if err := m.n.VerifyLeader(ctx, m.n.Term()); !errors.Is(err, ErrNotLeader) {
+				t.Fatalf("the follower %s: %v, want not the leader", m.id, err)
+			}
+		}
+		return nil
+	})
+
+	term := lead.n.Term()
+	fab.isolate(lead.id)
+	leading := lead.n.IsLeader()
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	if err := lead.n.VerifyLeader(ctx, term); !errors.Is(err, ErrNotLeader) {
+		t.Fatalf("the cut-off leader %s (leading when cut: %t): %v, want not the leader", lead.id, leading, err)
+	}
+	t.Logf("the cut-off leader %s refused (leading when cut: %t)", lead.id, leading)
+}
