@@ -70,13 +70,13 @@ func (f *followServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		json.NewEncoder(w).Encode(api.DeployLine{Progress: line})
 		w.(http.Flusher).Flush()
+		if f.vanish != nil {
+			f.vanish.Close() // before the stream breaks: no later dial gets through
+		}
 		// The leader dies: the stream breaks with no result.
 		conn, _, err := http.NewResponseController(w).Hijack()
 		if err == nil {
 			conn.Close()
-		}
-		if f.vanish != nil {
-			f.vanish.Close()
 		}
 	default:
 		http.NotFound(w, r)
@@ -205,7 +205,11 @@ func TestDeployUnknownWhenNothingAnswers(t *testing.T) {
 	f.vanish = srv.Listener
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	res, err := New(srv.URL, "tok").SetEnv(ctx, []EnvVar{{Name: "FEATURE", Value: "on"}}, nil, nil)
+	c := New(srv.URL, "tok")
+	// No connection kept open to be used again: every call after the
+	// break dials, and finds nothing answering.
+	c.HTTP.Transport = &http.Transport{DisableKeepAlives: true}
+	res, err := c.SetEnv(ctx, []EnvVar{{Name: "FEATURE", Value: "on"}}, nil, nil)
 	var unknown *OutcomeUnknownError
 	if !errors.As(err, &unknown) {
 		t.Fatalf("SetEnv: %+v, %v (%T): want an *OutcomeUnknownError", res, err, err)
