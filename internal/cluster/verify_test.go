@@ -63,3 +63,30 @@ func TestVerifyLeader(t *testing.T) {
 	}
 	t.Logf("the cut-off leader %s refused (leading when cut: %t)", lead.id, leading)
 }
+
+// TestVerifierRounds: a read that arrives while a round runs waits for
+// the next round, never the running one (which may have been answered
+// before the read began); reads that arrive together share it; and
+// once no read waits, the next read starts a round of its own.
+func TestVerifierRounds(t *testing.T) {
+	var v verifier
+	first, start := v.join()
+	if !start {
+		t.Fatal("the first read did not start a round")
+	}
+	a, startA := v.join()
+	b, startB := v.join()
+	if startA || startB || a == first || a != b {
+		t.Fatalf("reads during a round: start %t %t, same as the running round %t, shared %t; want the next round, shared, not started by them",
+			startA, startB, a == first, a == b)
+	}
+	if next := v.finish(); next != a {
+		t.Fatal("the round that ended did not hand over to the next one")
+	}
+	if next := v.finish(); next != nil {
+		t.Fatal("a round was left to run with no read waiting")
+	}
+	if _, start := v.join(); !start {
+		t.Fatal("a read after the rounds ended did not start a round")
+	}
+}
