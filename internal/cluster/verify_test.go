@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hashicorp/raft"
+
 	"github.com/shoal-dev/shoal/internal/testenv"
 )
 
@@ -88,5 +90,17 @@ func TestVerifierRounds(t *testing.T) {
 	}
 	if _, start := v.join(); !start {
 		t.Fatal("a read after the rounds ended did not start a round")
+	}
+}
+
+// TestNoPipelinedReplication: a node's transport refuses pipelined
+// appends, so raft replicates with one request at a time: its pipeline
+// deadlocks after a follower refuses an append (hashicorp/raft#612), and
+// then a SIGTERMed server never exits (see Open).
+func TestNoPipelinedReplication(t *testing.T) {
+	l := newLab(t, nil)
+	m := l.start("a", true)
+	if _, err := m.n.transport.AppendEntriesPipeline("b", "127.0.0.1:1"); !errors.Is(err, raft.ErrPipelineReplicationNotSupported) {
+		t.Fatalf("AppendEntriesPipeline: %v, want %v", err, raft.ErrPipelineReplicationNotSupported)
 	}
 }
