@@ -33,6 +33,24 @@ import (
 // address at all (the server itself died, as a killed `shoal up`), the
 // outcome is unknown at once.
 
+// OutcomeUnknownError is a deploy (or env change, or rollback) whose
+// stream broke and whose outcome could not be learnt after: it may have
+// been applied, may still be, or may not. Why may be any error, an
+// *UnreachableError or an *APIError among them: it says why following
+// the deploy failed, not that the deploy was refused, so a caller that
+// sorts failures by cause checks for this type first.
+type OutcomeUnknownError struct {
+	Broke error // how the deploy's answer was lost
+	Why   error // why its outcome could not be learnt after
+}
+
+// Error says that the outcome is unknown, why, and how to follow it.
+func (e *OutcomeUnknownError) Error() string {
+	return fmt.Sprintf("admin api: %v; the deploy's outcome is unknown (%v): it may go on; follow it with shoal status and shoal events", e.Broke, e.Why)
+}
+
+func (e *OutcomeUnknownError) Unwrap() []error { return []error{e.Broke, e.Why} }
+
 // followEvery is how often a broken deploy's state is read.
 const followEvery = time.Second
 
@@ -92,9 +110,7 @@ func (c *Client) newestRelease(ctx context.Context) int {
 // (broke says how), to its outcome; see the top of this file. Lines it
 // has to tell go to fn, as the stream's did.
 func (c *Client) followDeploy(ctx context.Context, w deployWatch, broke error, fn func(DeployLine)) (*DeployResult, error) {
-	unknown := func(why error) error {
-		return fmt.Errorf("admin api: %w; the deploy's outcome is unknown (%w): it may go on; follow it with shoal status and shoal events", broke, why)
-	}
+	unknown := func(why error) error { return &OutcomeUnknownError{Broke: broke, Why: why} }
 	if ctx.Err() != nil {
 		return nil, fmt.Errorf("admin api: %w", broke)
 	}

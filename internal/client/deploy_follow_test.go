@@ -3,6 +3,8 @@ package client
 import (
 	"context"
 	"encoding/json"
+	"errors"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -24,6 +26,9 @@ type followServer struct {
 	before  []api.ReleaseInfo
 	after   []api.ReleaseInfo
 	env     []api.EnvVar // GET /v1/env
+	// vanish, when set, is closed once the stream broke: nothing answers
+	// at the server's address any more (the server died with its leader).
+	vanish net.Listener
 
 	mu       sync.Mutex
 	rollouts []*api.RolloutProgress
@@ -65,6 +70,9 @@ func (f *followServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		json.NewEncoder(w).Encode(api.DeployLine{Progress: line})
 		w.(http.Flusher).Flush()
+		if f.vanish != nil {
+			f.vanish.Close() // before the stream breaks: no later dial gets through
+		}
 		// The leader dies: the stream breaks with no result.
 		conn, _, err := http.NewResponseController(w).Hijack()
 		if err == nil {
@@ -182,4 +190,32 @@ func runFollowCase(t *testing.T, tc followCase) {
 			t.Fatalf("lines %+v: want the follow announced and v%d's progress", lines, tc.target)
 		}
 	})
+}
+
+// TestDeployUnknownWhenNothingAnswers: an env change whose stream broke
+// and whose server then answers no more has an unknown outcome (the
+// overrides may be stored, the rollout may go on elsewhere): its error
+// is an *OutcomeUnknownError, which a caller must tell apart from the
+// *UnreachableError it wraps (a call that reached nothing). A test that
+// took it for a refusal called a linearizable history illegal.
+func TestDeployUnknownWhenNothingAnswers(t *testing.T) {
+	f := &followServer{before: releases(api.ReleaseActive)}
+	srv := httptest.NewServer(f)
+	defer srv.Close()
+	f.vanish = srv.Listener
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	c := New(srv.URL, "tok")
+	// No connection kept open to be used again: every call after the
+	// break dials, and finds nothing answering.
+	c.HTTP.Transport = &http.Transport{DisableKeepAlives: true}
+	res, err := c.SetEnv(ctx, []EnvVar{{Name: "FEATURE", Value: "on"}}, nil, nil)
+	var unknown *OutcomeUnknownError
+	if !errors.As(err, &unknown) {
+		t.Fatalf("SetEnv: %+v, %v (%T): want an *OutcomeUnknownError", res, err, err)
+	}
+	var gone *UnreachableError
+	if !errors.As(unknown.Why, &gone) || !strings.Contains(err.Error(), "outcome is unknown") {
+		t.Fatalf("SetEnv: %v: want the outcome unknown because nothing answers", err)
+	}
 }

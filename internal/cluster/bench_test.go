@@ -5,6 +5,7 @@ import (
 	"errors"
 	"path/filepath"
 	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -78,4 +79,65 @@ func reportLatency(b *testing.B, lat []time.Duration) {
 	}
 	b.ReportMetric(at(0.50), "p50-ms")
 	b.ReportMetric(at(0.99), "p99-ms")
+}
+
+// BenchmarkLeaderRead measures what a linearizable read of the leader's
+// state costs (GET /v1/status, /v1/env on a cluster's leader): the
+// leader's confirmation (VerifyLeader, a heartbeat round over the TLS
+// transport on 127.0.0.1) and then the read of its store, against the
+// read alone (the peer: ?stale, or any read before the confirmation
+// existed). "parallel" runs 16 readers at once per GOMAXPROCS, which share
+// rounds. Each reports p50-ms and p99-ms.
+func BenchmarkLeaderRead(b *testing.B) {
+	l := newLab(b, nil)
+	l.three()
+	l.apply(store.PutGroup{Group: api.Group{App: "web", Max: 8, Desired: 3}})
+	lead := l.leader(10 * time.Second)
+	read := func(verify bool) (time.Duration, error) {
+		start := time.Now()
+		if verify {
+			if err := lead.n.VerifyLeader(b.Context(), lead.n.Term()); err != nil {
+				return 0, err
+			}
+		}
+		_, _, err := lead.st.GetGroup("web")
+		return time.Since(start), err
+	}
+	for _, tc := range []struct {
+		name     string
+		verify   bool
+		parallel bool
+	}{{"stale", false, false}, {"verified", true, false}, {"verified-parallel", true, true}} {
+		b.Run(tc.name, func(b *testing.B) {
+			var mu sync.Mutex
+			lat := make([]time.Duration, 0, b.N)
+			b.ReportAllocs()
+			b.ResetTimer()
+			if !tc.parallel {
+				for range b.N {
+					d, err := read(tc.verify)
+					if err != nil {
+						b.Fatal(err)
+					}
+					lat = append(lat, d)
+				}
+			} else {
+				b.SetParallelism(16)
+				b.RunParallel(func(pb *testing.PB) {
+					for pb.Next() {
+						d, err := read(tc.verify)
+						if err != nil {
+							b.Error(err)
+							return
+						}
+						mu.Lock()
+						lat = append(lat, d)
+						mu.Unlock()
+					}
+				})
+			}
+			b.StopTimer()
+			reportLatency(b, lat)
+		})
+	}
 }

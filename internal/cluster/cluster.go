@@ -153,6 +153,9 @@ type Node struct {
 
 	hadState bool // raft state existed at Open
 
+	verify verifier       // VerifyLeader's rounds (verify.go)
+	rounds sync.WaitGroup // their goroutines
+
 	closed    chan struct{} // closed when Close begins
 	closeOnce sync.Once
 	closeErr  error
@@ -255,8 +258,17 @@ func Open(cfg Config) (n *Node, err error) {
 	if cfg.wrapStream != nil {
 		layer = cfg.wrapStream(stream)
 	}
+	// MaxRPCsInFlight 1: no pipelined replication. Its pipeline can
+	// deadlock once a follower answers an append with Success=false (a
+	// leader deposed by a newer term, a follower clearing its log
+	// suffix): the replication goroutine parks for good on the
+	// pipeline's channel, never replicates to that follower again, and
+	// raft's Shutdown waits for it forever (a SIGTERMed `shoal server`
+	// that never exited, in e2e TestClusterLabLinearizable;
+	// hashicorp/raft#612). Raft's own docs find the pipelining of little
+	// benefit beside its batching (hashicorp/raft#541).
 	transport := raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
-		Stream: layer, MaxPool: 3, Timeout: 10 * time.Second, Logger: rc.Logger,
+		Stream: layer, MaxPool: 3, MaxRPCsInFlight: 1, Timeout: 10 * time.Second, Logger: rc.Logger,
 	})
 	f := &fsm{st: cfg.Store, log: log, snaps: snaps}
 	if !existing && cfg.Bootstrap {
@@ -290,6 +302,7 @@ func (n *Node) Close() error {
 		if err != nil {
 			n.closeErr = fmt.Errorf("close cluster node: %w", err)
 		}
+		n.rounds.Wait()
 	})
 	return n.closeErr
 }

@@ -234,7 +234,11 @@ func (c *Controller) runSchedules(last, now time.Time) {
 // desired count is still from, then records ev and applies the change, so
 // that ev comes before the launches and drains it causes. It returns
 // errDesiredMoved when the count changed meanwhile.
-func (c *Controller) setDesired(_ context.Context, from, n int, edit func(*api.Group), ev api.Event) error {
+func (c *Controller) setDesired(ctx context.Context, from, n int, edit func(*api.Group), ev api.Event) error {
+	if err := c.takeGroupWrite(ctx); err != nil {
+		return err
+	}
+	defer c.giveGroupWrite()
 	g, err := c.o.Writer.UpdateGroup(c.cfg.Name, func(g *api.Group) error {
 		if g.Desired != from {
 			return errDesiredMoved

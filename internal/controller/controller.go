@@ -135,6 +135,15 @@ type Controller struct {
 	running   atomic.Bool
 	stopRun   context.CancelCauseFunc // ends Run's loop with a *fatalError (fatal.go)
 
+	// groupWrite is held (a semaphore: send to take, receive to give
+	// back) by each write of the group's desired count, from its store
+	// write to c.group's update: two writes that raced would otherwise
+	// reach the store, in a cluster the Raft log, in one order and
+	// c.group, which the reconciler and GET /v1/status read, in the other
+	// (a `shoal scale 5` and a `shoal scale 2` both acknowledged, the log
+	// ending at 2, the controller running 5).
+	groupWrite chan struct{}
+
 	mu        sync.Mutex
 	group     api.Group
 	current   api.Release
@@ -186,21 +195,22 @@ func New(o Options) (*Controller, error) {
 		o.Writer = o.Store
 	}
 	c := &Controller{
-		o:         o,
-		cfg:       o.Config,
-		log:       o.Logger,
-		now:       o.Now,
-		kick:      make(chan struct{}, 1),
-		ready:     make(chan struct{}),
-		started:   make(chan struct{}),
-		instances: map[string]*instance{},
-		backoff:   map[int]reconcile.Backoff{},
-		rates:     map[string]rate{},
-		served:    map[int]bool{},
-		marking:   map[int]chan struct{}{},
-		noStart:   map[int]bool{},
-		prober:    health.NewProber(o.Config.Health.Spec(), nil),
-		passes:    newPassMetrics(),
+		o:          o,
+		cfg:        o.Config,
+		log:        o.Logger,
+		now:        o.Now,
+		kick:       make(chan struct{}, 1),
+		groupWrite: make(chan struct{}, 1),
+		ready:      make(chan struct{}),
+		started:    make(chan struct{}),
+		instances:  map[string]*instance{},
+		backoff:    map[int]reconcile.Backoff{},
+		rates:      map[string]rate{},
+		served:     map[int]bool{},
+		marking:    map[int]chan struct{}{},
+		noStart:    map[int]bool{},
+		prober:     health.NewProber(o.Config.Health.Spec(), nil),
+		passes:     newPassMetrics(),
 	}
 	if c.log == nil {
 		c.log = slog.New(slog.DiscardHandler)
@@ -466,31 +476,39 @@ func (c *Controller) desiredLocked() int {
 
 // Scale sets the desired instance count, which must lie within the
 // group's [min, max]. The change is stored before it takes effect, so it
-// survives a restart.
+// survives a restart; concurrent scales (and the autoscaler's changes)
+// take effect in the order they were stored.
 func (c *Controller) Scale(ctx context.Context, n int) error {
+	if err := c.takeGroupWrite(ctx); err != nil {
+		return fmt.Errorf("scale: nothing changed: %w", err)
+	}
+	defer c.giveGroupWrite()
 	c.mu.Lock()
-	g := c.group
+	g, rel := c.group, c.current.Version
 	c.mu.Unlock()
 	if n < g.Min || n > g.Max {
 		return fmt.Errorf("scale to %d: must be between %d and %d: %w", n, g.Min, g.Max, ErrOutOfRange)
 	}
 	old := g.Desired
-	g.Desired = n
 	// An operator's action is recorded before it is made, and refused when
 	// its record cannot be written (events.go).
-	c.mu.Lock()
-	rel := c.current.Version
-	c.mu.Unlock()
 	if err := c.events.record(api.Event{Type: "scale", Release: rel,
 		Reason: fmt.Sprintf("desired %d -> %d (shoal scale)", old, n)}); err != nil {
 		return fmt.Errorf("scale: nothing changed: %w", err)
 	}
-	if err := c.o.Writer.PutGroup(g); err != nil {
+	stored, err := c.o.Writer.UpdateGroup(c.cfg.Name, func(g *api.Group) error {
+		if n < g.Min || n > g.Max {
+			return fmt.Errorf("scale to %d: must be between %d and %d: %w", n, g.Min, g.Max, ErrOutOfRange)
+		}
+		g.Desired = n
+		return nil
+	})
+	if err != nil {
 		c.events.add(api.Event{Type: "scale", Release: rel, Reason: fmt.Sprintf("scale to %d failed: %v", n, err)})
 		return fmt.Errorf("scale: %w", err)
 	}
 	c.mu.Lock()
-	c.group.Desired = n
+	c.group.Desired = stored.Desired
 	c.noteDesiredLocked(old, n) // autoscale.go
 	c.noteManualLocked(n)
 	c.mu.Unlock()
@@ -498,6 +516,18 @@ func (c *Controller) Scale(ctx context.Context, n int) error {
 	c.poke()
 	return nil
 }
+
+// takeGroupWrite takes groupWrite, waiting at most until ctx ends.
+func (c *Controller) takeGroupWrite(ctx context.Context) error {
+	select {
+	case c.groupWrite <- struct{}{}:
+		return nil
+	case <-ctx.Done():
+		return context.Cause(ctx)
+	}
+}
+
+func (c *Controller) giveGroupWrite() { <-c.groupWrite }
 
 // Logs writes the output of instance id through its host (see Host.Logs).
 func (c *Controller) Logs(ctx context.Context, id string, tail int, follow bool, w io.Writer) error {

@@ -278,6 +278,10 @@ func (c *Controller) Deploy(ctx context.Context, req DeployRequest) (int, error)
 // group.max) as the group's, for the rollout of an app's first release.
 func (c *Controller) setFirstDesired(cfg *config.App) error {
 	n := min(max(cfg.Group.Desired, cfg.Group.Min), cfg.Group.Max)
+	if err := c.takeGroupWrite(context.Background()); err != nil {
+		return err
+	}
+	defer c.giveGroupWrite()
 	g, err := c.o.Writer.UpdateGroup(c.cfg.Name, func(g *api.Group) error {
 		g.Min, g.Max, g.Desired = cfg.Group.Min, cfg.Group.Max, n
 		return nil

@@ -46,8 +46,9 @@ const forwardedHeader = "Shoal-Forwarded-By"
 type clusterState struct {
 	node *cluster.Node
 	w    cluster.Writer
-	// ready is set while this server leads and its apps have started.
-	ready atomic.Bool
+	// readyTerm is the term this server leads in while its apps have
+	// started that term; 0 otherwise (raft's terms begin at 1).
+	readyTerm atomic.Uint64
 	// proxy forwards admin calls to the leader's admin URL and carries
 	// the calls between peers (newForwardTransport).
 	proxy *http.Transport
@@ -111,7 +112,7 @@ func (c *clusterState) run(ctx context.Context, lead func(ctx context.Context, t
 // gate is nil while this server leads with its apps started; else why
 // the fleet listener's calls go elsewhere.
 func (c *clusterState) gate() error {
-	if c.ready.Load() {
+	if c.ready() {
 		return nil
 	}
 	if c.node.IsLeader() {
@@ -119,6 +120,9 @@ func (c *clusterState) gate() error {
 	}
 	return errors.New("this server does not lead the cluster")
 }
+
+// ready reports whether this server leads with its apps started.
+func (c *clusterState) ready() bool { return c.readyTerm.Load() != 0 }
 
 // lead is what the leader runs for one term, until ctx ends (leadership
 // lost, or the server stops): see the comment at the top of this file.
@@ -180,8 +184,8 @@ func (s *Server) lead(ctx context.Context, term uint64) {
 		return
 	}
 	s.lbs.newEpoch() // balancer nodes take this leader's whole configuration
-	s.cl.ready.Store(true)
-	defer s.cl.ready.Store(false)
+	s.cl.readyTerm.Store(term)
+	defer s.cl.readyTerm.Store(0)
 	log.Info("leading the cluster: apps started", "server", me.ID, "apps", n)
 	<-ctx.Done()
 	log.Info("no longer leading: stopping the apps, leaving their instances running", "server", me.ID)
@@ -283,7 +287,7 @@ func writeClusterError(w http.ResponseWriter, err error) {
 // held the launch, and so the apps' start, forever).
 func (s *Server) fleetToLeader(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if s.cl == nil || s.cl.ready.Load() || s.cl.node.IsLeader() {
+		if s.cl == nil || s.cl.ready() || s.cl.node.IsLeader() {
 			next.ServeHTTP(w, r)
 			return
 		}

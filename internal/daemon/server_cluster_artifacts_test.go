@@ -66,7 +66,7 @@ cluster: {id: %s, listen: %q, bootstrap: %t, election_timeout: 3s}
 		addrs = append(addrs, addr)
 		if i == 0 {
 			if err := testenv.WaitFor(ctx, func() error {
-				if !ts.s.cl.ready.Load() {
+				if !ts.s.cl.ready() {
 					return errors.New("s1 does not lead with its apps started yet")
 				}
 				return nil
@@ -216,7 +216,7 @@ cluster: {id: s1, listen: "127.0.0.1:0", bootstrap: true, election_timeout: 1s}
 	}
 	one := startServer(t, cfg)
 	if err := testenv.WaitFor(ctx, func() error {
-		if !one.s.cl.ready.Load() {
+		if !one.s.cl.ready() {
 			return errors.New("not leading yet")
 		}
 		return nil

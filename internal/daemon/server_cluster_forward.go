@@ -84,7 +84,8 @@ func (e *LeaderChangedError) Error() string {
 	return fmt.Sprintf("the lead moved from %s to %s", e.From, e.To)
 }
 
-// adminToLeader serves next on the leader once its apps started; a
+// adminToLeader serves next on the leader once its apps started (a read
+// once the leader confirmed its lead: confirmRead); a
 // follower forwards the call to the leader's admin API (the same token
 // works there: the cluster shares it; see the top of this file), and
 // answers 503 when no leader is known, when the leader is still starting
@@ -97,8 +98,14 @@ func (s *Server) adminToLeader(next http.Handler) http.Handler {
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		local := r.Method == http.MethodGet && r.URL.Path == "/v1/servers" || strings.HasPrefix(r.URL.Path, "/v1/cluster/")
-		if s.cl.ready.Load() || local {
+		if local {
 			next.ServeHTTP(w, r)
+			return
+		}
+		if term := s.cl.readyTerm.Load(); term != 0 {
+			if s.cl.confirmRead(w, r, term) {
+				next.ServeHTTP(w, r)
+			}
 			return
 		}
 		m, ok := s.cl.leaderElse503(w, r.Header.Get(forwardedHeader) != "")
