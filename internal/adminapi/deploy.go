@@ -187,16 +187,6 @@ func deployStatus(err error) error {
 	return err
 }
 
-// statusError gives err the status of one of this package's sentinels
-// (statusOf) without adding the sentinel's text to err's message.
-type statusError struct {
-	status error // ErrConflict, ErrBadRequest, ErrNotFound
-	err    error
-}
-
-func (e *statusError) Error() string   { return e.err.Error() }
-func (e *statusError) Unwrap() []error { return []error{e.status, e.err} }
-
 // streamDeploy runs fn and streams its log lines and the rollout's
 // progress as NDJSON. Errors that occur before the first line is written
 // (lock, bad config) are returned as a plain error status instead.

@@ -96,7 +96,7 @@ func (s *Server) openCluster() error {
 	s.cl = &clusterState{node: node, w: cluster.Writer{Node: node},
 		proxy: newForwardTransport(cliTLS)}
 	s.onRelease(func(context.Context) { s.cl.proxy.CloseIdleConnections() })
-	s.w = s.cl.w
+	s.w = clusterWriter{s.cl.w}
 	s.log.Info("cluster node open", "server", c.ID, "raft", adv, "bootstrap", c.Bootstrap)
 	return nil
 }

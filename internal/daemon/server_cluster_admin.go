@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -12,7 +11,6 @@ import (
 
 	"github.com/shoal-dev/shoal/internal/adminapi"
 	"github.com/shoal-dev/shoal/internal/api"
-	"github.com/shoal-dev/shoal/internal/cluster"
 )
 
 // clusterRoutes are the admin API of a cluster's membership (`shoal
@@ -77,15 +75,6 @@ func (s *Server) clusterRoutes(mux *http.ServeMux) {
 		adminapi.WriteJSON(w, map[string]string{"removed": id})
 		return nil
 	}))
-}
-
-// clusterError gives a cluster's refusal its status: 503 for a write on
-// a server that does not lead (no leader to forward to).
-func clusterError(err error) error {
-	if errors.Is(err, cluster.ErrNotLeader) {
-		return fmt.Errorf("%w: %w", adminapi.ErrUnavailable, err)
-	}
-	return err
 }
 
 // selfStatus is this server's own view of itself.

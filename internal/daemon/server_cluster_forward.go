@@ -146,8 +146,8 @@ func (s *Server) forward(w http.ResponseWriter, r *http.Request, m api.ClusterMe
 			writeClusterError(w, err)
 			return
 		}
-		w.Header().Set(api.OutcomeHeader, api.OutcomeUnknown)
-		adminapi.WriteError(w, fmt.Errorf("%w; the leader may have received the call before it stopped answering, so its outcome is unknown: see shoal status and shoal events", err))
+		adminapi.WriteError(w, adminapi.WithStatus(adminapi.ErrOutcomeUnknown,
+			fmt.Errorf("%w; the leader may have received the call before it stopped answering, so its outcome is unknown: see shoal status and shoal events", err)))
 		return
 	}
 }
