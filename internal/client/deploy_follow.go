@@ -30,8 +30,9 @@ import (
 // Errors reading that state (no leader yet) are retried for
 // followErrorsFor; after that the outcome is unknown, and the error says
 // so and how to follow the deploy. When nothing answers at the server's
-// address at all (the server itself died, as a killed `shoal up`), the
-// outcome is unknown at once.
+// address at all (the server itself died, as a killed `shoal up`), or
+// the caller's context ends (before or while following), the outcome is
+// unknown at once.
 
 // OutcomeUnknownError is a deploy (or env change, or rollback) whose
 // stream broke and whose outcome could not be learnt after: it may have
@@ -112,7 +113,8 @@ func (c *Client) newestRelease(ctx context.Context) int {
 func (c *Client) followDeploy(ctx context.Context, w deployWatch, broke error, fn func(DeployLine)) (*DeployResult, error) {
 	unknown := func(why error) error { return &OutcomeUnknownError{Broke: broke, Why: why} }
 	if ctx.Err() != nil {
-		return nil, fmt.Errorf("admin api: %w", broke)
+		// The caller stopped waiting: the deploy may go on all the same.
+		return nil, unknown(fmt.Errorf("the call ended before the deploy could be followed: %w", context.Cause(ctx)))
 	}
 	switch {
 	case w.target == 0 && w.rollback:
@@ -169,7 +171,7 @@ func (c *Client) followDeploy(ctx context.Context, w deployWatch, broke error, f
 		}
 		select {
 		case <-ctx.Done():
-			return nil, unknown(ctx.Err())
+			return nil, unknown(fmt.Errorf("the call ended while the deploy was followed: %w", context.Cause(ctx)))
 		case <-t.C:
 		}
 	}

@@ -219,3 +219,26 @@ func TestDeployUnknownWhenNothingAnswers(t *testing.T) {
 		t.Fatalf("SetEnv: %v: want the outcome unknown because nothing answers", err)
 	}
 }
+
+// TestDeployUnknownWhenTheCallerStops: a deploy whose caller's context
+// ends after its stream began (here at its first progress line; the
+// stream then breaks) has an unknown outcome, not a plain error: the
+// rollout may go on on the leader.
+func TestDeployUnknownWhenTheCallerStops(t *testing.T) {
+	f := &followServer{before: releases(api.ReleaseActive, api.ReleaseSuperseded)}
+	srv := httptest.NewServer(f)
+	defer srv.Close()
+	ctx, cancel := context.WithCancelCause(context.Background())
+	defer cancel(nil)
+	stopped := errors.New("the caller stopped waiting")
+	d := "sha256:" + strings.Repeat("ab", 32)
+	res, err := New(srv.URL, "tok").Deploy(ctx, DeployOptions{Config: "app: web", Digest: d}, func(l DeployLine) {
+		if l.Progress != nil {
+			cancel(stopped)
+		}
+	})
+	var unknown *OutcomeUnknownError
+	if !errors.As(err, &unknown) || !errors.Is(err, stopped) || !strings.Contains(err.Error(), "outcome is unknown") {
+		t.Fatalf("Deploy: %+v, %v (%T): want an *OutcomeUnknownError saying the caller stopped", res, err, err)
+	}
+}
