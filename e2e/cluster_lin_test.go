@@ -67,9 +67,10 @@ type linLab struct {
 
 // oneAttempt makes the client's calls single attempts: a 503 loses its
 // Retry-After, so package client does not send the call again and the
-// test sees the 503. A 503 of a follower whose forward broke after the
-// leader may have got the call says so (api.OutcomeHeader): it becomes a
-// 502 here, whose outcome refused calls unknown.
+// test sees the 503. A 503 whose call may have been carried out says so
+// (api.OutcomeHeader: a follower's forward that broke after the leader
+// may have got the call, or a write the leader proposed before it lost
+// the lead): it becomes a 502 here, whose outcome refused calls unknown.
 type oneAttempt struct{ http.RoundTripper }
 
 func (o oneAttempt) RoundTrip(r *http.Request) (*http.Response, error) {
@@ -96,7 +97,8 @@ func (l *linLab) oneAttemptClient(s *labServer) *client.Client {
 // refused reports whether a failed write certainly changed nothing:
 // nothing answered at the address, the server refused it (400, 409), or
 // it answered 503 (no leader known, the leader still starting, a forward
-// that reached no leader). A forward that broke after the leader may
+// that reached no leader, a write that reached a server no longer
+// leading before it was proposed). A forward that broke after the leader may
 // have got the call (502 here, see oneAttempt), another 5xx, a cut
 // connection or the call's own deadline may come after the leader
 // applied the write: its outcome is unknown. So is a deploy whose stream
