@@ -151,6 +151,7 @@ type Agent struct {
 	exits   *exitRing
 	fetches flight // by digest
 	starts  flight // by instance id
+	stopped stoppedIDs // a start of one is refused (stopped.go)
 	mux     *http.ServeMux
 
 	dockerMu sync.Mutex

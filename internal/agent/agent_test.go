@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -385,5 +386,62 @@ func TestClientCertificateRequired(t *testing.T) {
 	f.Agent.ServeHTTP(rec, httptest.NewRequestWithContext(ctx, http.MethodGet, "/v1/host", nil))
 	if rec.Code != http.StatusUnauthorized {
 		t.Errorf("plain request answered %d; want 401", rec.Code)
+	}
+}
+
+// TestStopBeforeItsStartArrives: a stop that reaches the agent before the
+// start of the same instance (the start's body still on its way, as a
+// start whose answer the fleet gave up on under load) leaves no instance
+// running: the late start is refused with 409 and the agent runs nothing.
+func TestStopBeforeItsStartArrives(t *testing.T) {
+	f := agenttest.NewFixture(t, agenttest.Options{})
+	ctx := testenv.Context(t, time.Minute)
+	body, err := json.Marshal(launch(t, "web-late", f.Digest))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pr, pw := io.Pipe()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, f.Agent.URL+"/v1/instances", pr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set(api.TermHeader, "1")
+	tr := &http.Transport{TLSClientConfig: f.CA.ClientTLS(t)}
+	defer tr.CloseIdleConnections()
+	type answer struct {
+		status int
+		body   string
+		err    error
+	}
+	answered := make(chan answer, 1)
+	go func() {
+		resp, err := (&http.Client{Transport: tr}).Do(req)
+		if err != nil {
+			answered <- answer{err: err}
+			return
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		answered <- answer{status: resp.StatusCode, body: string(b)}
+	}()
+	half := len(body) / 2
+	if _, err := pw.Write(body[:half]); err != nil {
+		t.Fatal(err)
+	}
+	// The start cannot be decoded, so not begun, until the rest is sent.
+	if err := f.Client.Stop(ctx, 1, "web-late"); err != nil {
+		t.Fatalf("stop of an instance not started yet: %v", err)
+	}
+	if _, err := pw.Write(body[half:]); err != nil {
+		t.Fatal(err)
+	}
+	pw.Close()
+	a := <-answered
+	if a.err != nil || a.status != http.StatusConflict || !strings.Contains(a.body, "stopped before this start arrived") {
+		t.Fatalf("the late start: %d %q, %v; want 409 saying it was stopped before", a.status, a.body, a.err)
+	}
+	if list, err := f.Client.List(ctx); err != nil || len(list.Instances) != 0 {
+		t.Fatalf("list = %+v, %v; want no instance running", list, err)
 	}
 }

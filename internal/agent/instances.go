@@ -95,6 +95,11 @@ func (a *Agent) handleStart(w http.ResponseWriter, r *http.Request) error {
 	// its own caller went away, tries again itself (at most twice).
 	for attempt := 0; ; attempt++ {
 		err = a.starts.do(r.Context(), spec.ID, func() error {
+			// Checked once this start is in flight: a stop recorded
+			// its id before it waited for the starts in flight.
+			if a.stopped.has(spec.ID) {
+				return fmt.Errorf("%w: instance %s was stopped before this start arrived", ErrConflict, spec.ID)
+			}
 			var err error
 			info, err = a.start(r.Context(), spec, sig)
 			started = err == nil
@@ -187,9 +192,10 @@ func (a *Agent) info(ri runtime.Info) api.InstanceInfo {
 // handleStop stops the instance (its stop signal, then SIGKILL after its
 // stop timeout) and answers 204 once it has exited; an unknown id is 204 at
 // once. A start of the id in progress is waited for first, so that the stop
-// cannot pass it.
+// cannot pass it; one that arrives later is refused (stoppedIDs).
 func (a *Agent) handleStop(w http.ResponseWriter, r *http.Request) error {
 	id := r.PathValue("id")
+	a.stopped.add(id)
 	if err := a.starts.wait(r.Context(), id); err != nil {
 		return err
 	}
