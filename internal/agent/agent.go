@@ -149,8 +149,8 @@ type Agent struct {
 
 	fence   *fence
 	exits   *exitRing
-	fetches flight // by digest
-	starts  flight // by instance id
+	fetches flight     // by digest
+	starts  flight     // by instance id
 	stopped stoppedIDs // a start of one is refused (stopped.go)
 	mux     *http.ServeMux
 

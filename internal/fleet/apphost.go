@@ -193,6 +193,8 @@ func (f *Fleet) noContainers(h *host, reason string) {
 // stopped only at h's next list, which a host that stays up never has: the
 // instance ran on, unknown to its app, and a server alone left it running
 // at its shutdown (TestSmallFleet under load; TestUnansweredStartStopped).
+// A stop that overtakes its start at the agent is answered as done, and
+// the agent then refuses the start (agent: stoppedIDs).
 func (f *Fleet) stopQuietly(h *host, c *agentclient.Client, term uint64, id string) {
 	ctx, cancel := context.WithTimeout(context.Background(), f.o.LostAfter)
 	defer cancel()
