@@ -15,7 +15,8 @@ import (
 )
 
 // ErrConflict is returned (wrapped) for a start of an instance id that runs
-// another artifact or command.
+// another artifact or command, or that this agent was asked to stop
+// (stoppedIDs).
 var ErrConflict = errors.New("conflict")
 
 // maxBody bounds a request body (a launch spec with its environment).
