@@ -539,8 +539,8 @@ func (u *evUp) expire(now time.Duration) {
 			u.close()
 		}
 	case usResolving, usDialing, usHandshake:
-		if u.dl != 0 && now >= u.dl && !u.queueExpired() {
-			u.fail(&dialError{&net.OpError{Op: "dial", Net: "tcp", Err: os.ErrDeadlineExceeded}})
+		if u.dl != 0 && now >= u.dl {
+			u.fail(u.dialExpired())
 		}
 	case usSending, usWaiting:
 		if u.dl != 0 && now >= u.dl {
