@@ -237,3 +237,79 @@ func TestLoopTLSTargetQueueTimeout(t *testing.T) {
 		}
 	}
 }
+
+// TestLoopTLSTargetQueuePastConnectTimeout: requests that wait in the
+// dialQueue longer than the connect timeout (handshakes released one at
+// a time, each well within the timeout, while 80 requests wait for
+// connections of their own: the answers are held) never start
+// handshakes beyond maxHandshakes: at most that many are held at the
+// target at once, and every request is answered once all connected.
+func TestLoopTLSTargetQueuePastConnectTimeout(t *testing.T) {
+	const n = 80
+	const connect = 4 * time.Second
+	gates := make([]chan struct{}, n+1)
+	for i := range gates {
+		gates[i] = make(chan struct{})
+	}
+	never := make(chan struct{})
+	ht := newHeldTLSTarget(t, func(k int64) <-chan struct{} {
+		if k > n {
+			return never // a connection beyond one per request
+		}
+		return gates[k]
+	})
+	cfg := baseConfig(ht.addr)
+	tlsPool(&cfg, ht.caFile, ProtocolHTTP1)
+	cfg.Limits.Loops = 1
+	cfg.Pools[0].ConnectTimeout = connect
+	cfg.Pools[0].TryTimeout = 90 * time.Second
+	lb := start(t, cfg)
+	c := longClient(t)
+	errs := make(chan error, n)
+	for i := range n {
+		go func() {
+			st, body, err := getStatus(c, fmt.Sprintf("%s/r%d", lb.url, i))
+			if err == nil && (st != 200 || body != "ok") {
+				err = fmt.Errorf("request %d: %d %q", i, st, body)
+			}
+			errs <- err
+		}()
+	}
+	waitFor(t, 60*time.Second, "all requests queued", func() bool {
+		w, _ := dialQueued(t, lb)
+		return w == n
+	})
+	// The pace of the releases, not a synchronisation: one handshake
+	// every connect/40, so that each is held about 16 of those (well
+	// within the connect timeout) and the last requests wait 64 of them,
+	// past it.
+	tick := time.NewTicker(connect / 40)
+	defer tick.Stop()
+	ctx := testenv.Context(t, 90*time.Second)
+	for k := 1; k <= n; k++ {
+		select {
+		case <-tick.C:
+		case <-ctx.Done():
+			t.Fatal("releases not done")
+		}
+		close(gates[k])
+	}
+	waitFor(t, 60*time.Second, "every request connected", func() bool { return ht.accepted.Load() >= n })
+	close(ht.answer)
+	for range n {
+		select {
+		case err := <-errs:
+			if err != nil {
+				t.Error(err)
+			}
+		case <-ctx.Done():
+			t.Fatal("requests not answered")
+		}
+	}
+	if m := ht.maxHeld.Load(); m > maxHandshakes {
+		t.Errorf("%d handshakes held at the target at once, over %d", m, maxHandshakes)
+	}
+	if a := ht.accepted.Load(); a != n {
+		t.Errorf("the target accepted %d connections for %d requests", a, n)
+	}
+}
