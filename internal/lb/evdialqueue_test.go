@@ -127,12 +127,51 @@ func getStatus(c *http.Client, url string) (int, string, error) {
 	return resp.StatusCode, string(b), err
 }
 
-// longClient is an HTTP client for requests that wait for a test's
-// release.
-func longClient(t *testing.T) *http.Client {
+// startHeld starts a balancer with one loop in front of ht, with the
+// pool's connect and try timeouts.
+func startHeld(t *testing.T, ht *heldTLSTarget, connect, try time.Duration) *running {
+	cfg := baseConfig(ht.addr)
+	tlsPool(&cfg, ht.caFile, ProtocolHTTP1)
+	cfg.Limits.Loops = 1
+	cfg.Pools[0].ConnectTimeout = connect
+	cfg.Pools[0].TryTimeout = try
+	return start(t, cfg)
+}
+
+// getMany sends n GETs through lb at once, each on its own connection
+// (the answers wait for the test), and returns their outcomes: nil for
+// a 200 "ok".
+func getMany(t *testing.T, lb *running, n int) <-chan error {
 	tr := &http.Transport{MaxIdleConnsPerHost: 128}
 	t.Cleanup(tr.CloseIdleConnections)
-	return &http.Client{Transport: tr, Timeout: 120 * time.Second}
+	c := &http.Client{Transport: tr, Timeout: 120 * time.Second}
+	errs := make(chan error, n)
+	for i := range n {
+		go func() {
+			st, body, err := getStatus(c, fmt.Sprintf("%s/r%d", lb.url, i))
+			if err == nil && (st != 200 || body != "ok") {
+				err = fmt.Errorf("request %d: %d %q", i, st, body)
+			}
+			errs <- err
+		}()
+	}
+	return errs
+}
+
+// answered waits for n outcomes of getMany and reports the failures.
+func answered(t *testing.T, errs <-chan error, n int) {
+	t.Helper()
+	ctx := testenv.Context(t, 90*time.Second)
+	for range n {
+		select {
+		case err := <-errs:
+			if err != nil {
+				t.Error(err)
+			}
+		case <-ctx.Done():
+			t.Fatal("requests not answered")
+		}
+	}
 }
 
 // TestLoopTLSTargetHandshakeCap: 48 requests at once to a TLS target
@@ -144,23 +183,8 @@ func TestLoopTLSTargetHandshakeCap(t *testing.T) {
 	released := make(chan struct{})
 	ht := newHeldTLSTarget(t, func(int64) <-chan struct{} { return released })
 	close(ht.answer)
-	cfg := baseConfig(ht.addr)
-	tlsPool(&cfg, ht.caFile, ProtocolHTTP1)
-	cfg.Limits.Loops = 1
-	cfg.Pools[0].ConnectTimeout = 60 * time.Second
-	cfg.Pools[0].TryTimeout = 60 * time.Second
-	lb := start(t, cfg)
-	c := longClient(t)
-	errs := make(chan error, n)
-	for i := range n {
-		go func() {
-			st, body, err := getStatus(c, fmt.Sprintf("%s/r%d", lb.url, i))
-			if err == nil && (st != 200 || body != "ok") {
-				err = fmt.Errorf("request %d: %d %q", i, st, body)
-			}
-			errs <- err
-		}()
-	}
+	lb := startHeld(t, ht, 60*time.Second, 60*time.Second)
+	errs := getMany(t, lb, n)
 	waitFor(t, 60*time.Second, "all requests queued", func() bool {
 		w, _ := dialQueued(t, lb)
 		return w == n
@@ -175,17 +199,7 @@ func TestLoopTLSTargetHandshakeCap(t *testing.T) {
 		t.Errorf("the target accepted %d connections with %d requests waiting, want %d", a, n, maxHandshakes)
 	}
 	close(released)
-	ctx := testenv.Context(t, 90*time.Second)
-	for range n {
-		select {
-		case err := <-errs:
-			if err != nil {
-				t.Error(err)
-			}
-		case <-ctx.Done():
-			t.Fatal("requests not answered")
-		}
-	}
+	answered(t, errs, n)
 	if m := ht.maxHeld.Load(); m > maxHandshakes {
 		t.Errorf("%d handshakes held at once, over %d", m, maxHandshakes)
 	}
@@ -199,25 +213,10 @@ func TestLoopTLSTargetQueueTimeout(t *testing.T) {
 	released := make(chan struct{})
 	ht := newHeldTLSTarget(t, func(int64) <-chan struct{} { return released })
 	close(ht.answer)
-	cfg := baseConfig(ht.addr)
-	tlsPool(&cfg, ht.caFile, ProtocolHTTP1)
-	cfg.Limits.Loops = 1
-	cfg.Pools[0].ConnectTimeout = 60 * time.Second
-	cfg.Pools[0].TryTimeout = 3 * time.Second
-	lb := start(t, cfg)
-	c := longClient(t)
-	errs := make(chan error, maxHandshakes)
-	for i := range maxHandshakes {
-		go func() {
-			st, body, err := getStatus(c, fmt.Sprintf("%s/r%d", lb.url, i))
-			if err == nil && (st != 200 || body != "ok") {
-				err = fmt.Errorf("held request %d: %d %q", i, st, body)
-			}
-			errs <- err
-		}()
-	}
+	lb := startHeld(t, ht, 60*time.Second, 3*time.Second)
+	errs := getMany(t, lb, maxHandshakes)
 	waitFor(t, 60*time.Second, "held handshakes accepted", func() bool { return ht.accepted.Load() == maxHandshakes })
-	st, body, err := getStatus(c, lb.url+"/late")
+	st, body, err := getStatus(&http.Client{Timeout: 60 * time.Second}, lb.url+"/late")
 	if err != nil || st != http.StatusServiceUnavailable {
 		t.Errorf("queued request: %d %q %v, want 503", st, body, err)
 	}
@@ -225,17 +224,7 @@ func TestLoopTLSTargetQueueTimeout(t *testing.T) {
 		t.Errorf("the target accepted %d connections, want %d", a, maxHandshakes)
 	}
 	close(released)
-	ctx := testenv.Context(t, 90*time.Second)
-	for range maxHandshakes {
-		select {
-		case err := <-errs:
-			if err != nil {
-				t.Error(err)
-			}
-		case <-ctx.Done():
-			t.Fatal("held requests not answered")
-		}
-	}
+	answered(t, errs, maxHandshakes)
 }
 
 // TestLoopTLSTargetQueuePastConnectTimeout: requests that wait in the
@@ -258,23 +247,8 @@ func TestLoopTLSTargetQueuePastConnectTimeout(t *testing.T) {
 		}
 		return gates[k]
 	})
-	cfg := baseConfig(ht.addr)
-	tlsPool(&cfg, ht.caFile, ProtocolHTTP1)
-	cfg.Limits.Loops = 1
-	cfg.Pools[0].ConnectTimeout = connect
-	cfg.Pools[0].TryTimeout = 90 * time.Second
-	lb := start(t, cfg)
-	c := longClient(t)
-	errs := make(chan error, n)
-	for i := range n {
-		go func() {
-			st, body, err := getStatus(c, fmt.Sprintf("%s/r%d", lb.url, i))
-			if err == nil && (st != 200 || body != "ok") {
-				err = fmt.Errorf("request %d: %d %q", i, st, body)
-			}
-			errs <- err
-		}()
-	}
+	lb := startHeld(t, ht, connect, 90*time.Second)
+	errs := getMany(t, lb, n)
 	waitFor(t, 60*time.Second, "all requests queued", func() bool {
 		w, _ := dialQueued(t, lb)
 		return w == n
@@ -296,16 +270,7 @@ func TestLoopTLSTargetQueuePastConnectTimeout(t *testing.T) {
 	}
 	waitFor(t, 60*time.Second, "every request connected", func() bool { return ht.accepted.Load() >= n })
 	close(ht.answer)
-	for range n {
-		select {
-		case err := <-errs:
-			if err != nil {
-				t.Error(err)
-			}
-		case <-ctx.Done():
-			t.Fatal("requests not answered")
-		}
-	}
+	answered(t, errs, n)
 	if m := ht.maxHeld.Load(); m > maxHandshakes {
 		t.Errorf("%d handshakes held at the target at once, over %d", m, maxHandshakes)
 	}

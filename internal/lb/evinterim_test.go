@@ -12,14 +12,11 @@ import (
 	"time"
 )
 
-// newRawTarget is a plain HTTP/1.1 target written by hand: serve answers
-// each request on the connection.
-func newRawTarget(t *testing.T, serve func(w io.Writer, r *http.Request)) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
+// serveRequests accepts connections on ln until the test ends; on each
+// it reads requests (their bodies drained) and lets serve answer them.
+// A connection's end as the target saw it (its read after the last
+// answer) goes to ended when there is room (nil: nowhere).
+func serveRequests(t *testing.T, ln net.Listener, ended chan<- error, serve func(c net.Conn, r *http.Request)) {
 	var wg sync.WaitGroup
 	t.Cleanup(func() { ln.Close(); wg.Wait() })
 	wg.Go(func() {
@@ -30,11 +27,15 @@ func newRawTarget(t *testing.T, serve func(w io.Writer, r *http.Request)) string
 			}
 			wg.Go(func() {
 				defer c.Close()
-				c.SetDeadline(time.Now().Add(60 * time.Second))
+				c.SetDeadline(time.Now().Add(30 * time.Second))
 				br := bufio.NewReader(c)
 				for {
 					r, err := http.ReadRequest(br)
 					if err != nil {
+						select {
+						case ended <- err:
+						default:
+						}
 						return
 					}
 					io.Copy(io.Discard, r.Body)
@@ -43,6 +44,17 @@ func newRawTarget(t *testing.T, serve func(w io.Writer, r *http.Request)) string
 			})
 		}
 	})
+}
+
+// newRawTarget is a plain HTTP/1.1 target written by hand: serve answers
+// each request on the connection.
+func newRawTarget(t *testing.T, serve func(w io.Writer, r *http.Request)) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	serveRequests(t, ln, nil, func(c net.Conn, r *http.Request) { serve(c, r) })
 	return ln.Addr().String()
 }
 
@@ -82,12 +94,7 @@ func TestLoopInterimAnswers(t *testing.T) {
 				cfg = baseConfig(newRawTarget(t, serve))
 			}
 			lb := start(t, cfg)
-			conn, err := net.Dial("tcp", lb.addr)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer conn.Close()
-			conn.SetDeadline(time.Now().Add(60 * time.Second))
+			conn := dialLoop(t, lb.addr, 60*time.Second)
 			br := bufio.NewReader(conn)
 			read := func(want int, body string) *http.Response {
 				t.Helper()
@@ -135,12 +142,7 @@ func TestExpectContinueTLSTarget(t *testing.T) {
 	cfg := baseConfig(tg.addr)
 	tlsPool(&cfg, tg.caFile, ProtocolHTTP1)
 	lb := start(t, cfg)
-	conn, err := net.Dial("tcp", lb.addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	conn.SetDeadline(time.Now().Add(60 * time.Second))
+	conn := dialLoop(t, lb.addr, 60*time.Second)
 	br := bufio.NewReader(conn)
 	io.WriteString(conn, "POST /e HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n")
 	resp, err := http.ReadResponse(br, nil)
