@@ -48,7 +48,7 @@ func statusOf(err error) int {
 		return http.StatusRequestHeaderFieldsTooLarge
 	case errors.Is(err, errMethod):
 		return http.StatusMethodNotAllowed
-	case errors.Is(err, pool.ErrNoTarget):
+	case errors.Is(err, pool.ErrNoTarget), errors.Is(err, errQueueTimeout):
 		return http.StatusServiceUnavailable
 	case errors.As(err, &mbe):
 		return http.StatusRequestEntityTooLarge

@@ -636,6 +636,25 @@ func (c *evClient) respHead(p []byte, rh *h1.Response) {
 	c.wb, c.wo = o, 0
 }
 
+// interim sends the client the 1xx head p (parsed in rh; not 101) of
+// the target's answer before its final head, as HAProxy does (RFC 9110
+// 15.2: a proxy forwards 1xx answers to HTTP/1.1 clients, and the fast
+// path serves only those): the status line and the fields ParseResponse
+// kept. The answer is not started, but bytes reached the client: a try
+// that fails after it ends the connection (tryFailed) instead of
+// answering 502.
+func (c *evClient) interim(p []byte, rh *h1.Response) {
+	o := c.wb
+	o = append(o, "HTTP/1.1 "...)
+	o = append(o, p[9:bytes.IndexByte(p, '\n')+1]...)
+	for _, f := range rh.Fields[:rh.NFields] {
+		o = append(o, p[f.Start:f.End]...)
+	}
+	o = append(o, "\r\n"...)
+	c.wb = o
+	c.flush()
+}
+
 // headStart begins the client's copy of the target's head p (parsed in
 // rh) in c.wb: status line, kept fields, X-Request-Id and the sticky
 // pin's Set-Cookie; the caller adds its framing fields and the final

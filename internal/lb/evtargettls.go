@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"slices"
 	"sync/atomic"
 
@@ -23,7 +24,9 @@ import (
 // (shoal_lb_target_tls_failures_total) and are dial errors: the request
 // never reached the target and may go to another. Requests wait for a
 // connection in the loop's dialQueue (at most maxHandshakes in flight
-// per target; a connection freed goes to the oldest waiting request).
+// per target, however long requests wait; the next slot and a connection
+// freed go to the oldest waiting request; a request that gets no slot
+// within its try timeout is answered 503, as HAProxy's `timeout queue`).
 //
 // The handshake runs over a hsConn, which hands crypto/tls one record per
 // Read (recWatch's limit), so nothing past the server's Finished is read
@@ -212,10 +215,16 @@ func (f *ticketFeed) give(msg []byte) {
 
 // maxHandshakes bounds the handshakes in flight from one loop to one
 // target: more requests wait in the dialQueue for a connection that a
-// handshake makes or an answer frees, within the connect timeout, so a
-// burst does not start thousands of handshakes that starve each other
-// past that timeout.
+// handshake makes or an answer frees, so a burst does not start thousands
+// of handshakes that starve each other past the connect timeout. The
+// bound holds under any load: a request that waited long gets the next
+// slot (the queue is oldest first), never one beyond the bound.
 const maxHandshakes = 16
+
+// errQueueTimeout fails a request that waited its try timeout in a
+// dialQueue without a handshake of its own or a connection another's
+// freed: the balancer's own overload, answered 503 and not retried.
+var errQueueTimeout = errors.New("no connection to the target within the try timeout: too many requests wait for one")
 
 // dialQueue is a loop's requests waiting for a connection to one TLS
 // target, oldest first: each on an evUp in usHandshake, with its
@@ -227,9 +236,11 @@ type dialQueue struct {
 
 // dialTLS makes u, new and carrying a request of pe, wait for a
 // connection to its TLS target: its own handshake, started now while
-// fewer than maxHandshakes are in flight, or another's connection
-// (takeWaiting); one that waited a connect timeout for none starts its
-// own (queueExpired).
+// fewer than maxHandshakes are in flight or later when its turn comes
+// (undial), or another's connection (takeWaiting). Queued, it waits
+// until its try deadline (none when the pool's try timeout is off:
+// handshakes in flight end within the connect timeout, so the queue
+// moves); its handshake, once started, has the connect timeout.
 func (u *evUp) dialTLS(pe *poolEntry) {
 	u.state = usHandshake
 	l := u.l
@@ -245,7 +256,22 @@ func (u *evUp) dialTLS(pe *poolEntry) {
 	u.queued = true
 	if q.inFlight < maxHandshakes {
 		u.handshakeTLS(pe, q)
+		return
 	}
+	u.dl = 0
+	if pe.cfg.TryTimeout > 0 {
+		u.dl = l.now + pe.cfg.TryTimeout
+	}
+}
+
+// dialExpired is the error of u, dialling, whose deadline passed:
+// errQueueTimeout while it waited in its dialQueue without a handshake,
+// else the connect timeout's.
+func (u *evUp) dialExpired() error {
+	if u.queued && u.stopHS == nil {
+		return errQueueTimeout
+	}
+	return &dialError{&net.OpError{Op: "dial", Net: "tcp", Err: os.ErrDeadlineExceeded}}
 }
 
 // handshakeTLS makes u's connection to its target, of pe, in a
@@ -254,6 +280,7 @@ func (u *evUp) handshakeTLS(pe *poolEntry, q *dialQueue) {
 	q.inFlight++
 	ctx, cancel := context.WithTimeout(context.Background(), u.key.u.connectFor)
 	u.stopHS = cancel
+	u.dl = u.l.now + u.key.u.connectFor
 	tt, l, addr := pe.tls, u.l, u.key.addr
 	conf := tt.forTarget(addr)
 	go func() {
@@ -366,19 +393,6 @@ func (u *evUp) undial() {
 			w.handshakeTLS(w.c.pe, q)
 		}
 	}
-}
-
-// queueExpired acts on the connect deadline of a request that waited in
-// its dialQueue without a handshake of its own: it starts one now, with
-// a connect deadline of its own, past maxHandshakes. It reports whether
-// it did (the request goes on waiting).
-func (u *evUp) queueExpired() bool {
-	if !u.queued || u.stopHS != nil || u.c == nil {
-		return false
-	}
-	u.dl = u.l.now + u.key.u.connectFor
-	u.handshakeTLS(u.c.pe, u.l.dialing[u.key])
-	return true
 }
 
 // takeWaiting gives u, a connection to a TLS target that just became

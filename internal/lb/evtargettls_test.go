@@ -143,34 +143,7 @@ func newRawTLSTarget(t *testing.T, maxVersion uint16, serve func(tc *tls.Conn, r
 		t.Fatal(err)
 	}
 	rt := &rawTLSTarget{addr: ln.Addr().String(), caFile: cf, ended: make(chan error, 16)}
-	var wg sync.WaitGroup
-	t.Cleanup(func() { ln.Close(); wg.Wait() })
-	wg.Go(func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			wg.Go(func() {
-				defer c.Close()
-				c.SetDeadline(time.Now().Add(30 * time.Second))
-				tc := c.(*tls.Conn)
-				br := bufio.NewReader(tc)
-				for {
-					r, err := http.ReadRequest(br)
-					if err != nil {
-						select {
-						case rt.ended <- err:
-						default:
-						}
-						return
-					}
-					io.Copy(io.Discard, r.Body)
-					serve(tc, r)
-				}
-			})
-		}
-	})
+	serveRequests(t, ln, rt.ended, func(c net.Conn, r *http.Request) { serve(c.(*tls.Conn), r) })
 	return rt
 }
 

@@ -394,7 +394,10 @@ func (u *evUp) readOnce() {
 	u.fail(err)
 }
 
-// head parses the response head once whole, skipping 1xx heads.
+// head parses the response head once whole. A 1xx head (100 Continue,
+// 103 Early Hints) goes to the client before the final one (interim);
+// a 101 starts a WebSocket tunnel. Relaying a 1xx the client does not
+// take at once pauses the connection; resume parses what follows it.
 func (u *evUp) head() {
 	c := u.c
 	for {
@@ -424,7 +427,15 @@ func (u *evUp) head() {
 			c.startTunnel(u, u.buf[u.r:u.r+hn], rh)
 			return
 		}
-		u.r += hn // 1xx: skipped, like the net/http path
+		p := u.buf[u.r : u.r+hn]
+		u.r += hn
+		if c.h2 != nil {
+			continue // HTTP/2 streams write one head: the 1xx is dropped
+		}
+		c.interim(p, rh)
+		if u.c == nil || u.paused {
+			return
+		}
 	}
 	u.state = usBody
 	u.dl = 0 // the body streams on past the try timeout
@@ -502,7 +513,12 @@ func (u *evUp) resume() {
 	u.paused = false
 	if !u.detached {
 		u.setEvents(netpoll.In)
-		if u.more() {
+	}
+	if u.state == usWaiting && u.w > u.r {
+		u.head() // what came after a 1xx the client took late
+	}
+	if !u.detached {
+		if u.c != nil && !u.paused && u.more() {
 			u.readable()
 		}
 		return
@@ -539,8 +555,8 @@ func (u *evUp) expire(now time.Duration) {
 			u.close()
 		}
 	case usResolving, usDialing, usHandshake:
-		if u.dl != 0 && now >= u.dl && !u.queueExpired() {
-			u.fail(&dialError{&net.OpError{Op: "dial", Net: "tcp", Err: os.ErrDeadlineExceeded}})
+		if u.dl != 0 && now >= u.dl {
+			u.fail(u.dialExpired())
 		}
 	case usSending, usWaiting:
 		if u.dl != 0 && now >= u.dl {

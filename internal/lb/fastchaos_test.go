@@ -35,7 +35,7 @@ const (
 	bSlow       = "slow"       // answer after a short hold, maybe the head first
 	bDrop       = "drop"       // the first arrival of the id: close without answering
 	bMalformed  = "malformed"  // an invalid response head, then close
-	bInterim    = "interim"    // 1xx heads before the answer
+	bInterim    = "interim"    // 103 heads before the answer (relayed to the client)
 	bCut        = "cut"        // the head and part of the body, then close
 	bReset      = "reset"      // answer with Connection: close, then a reset
 )
@@ -448,12 +448,30 @@ func connGone(err error) bool {
 	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || isReset(err)
 }
 
+// readAnswer reads r's answer head from br after the 103 heads of an
+// interim target (one or two), which the balancer relays as HAProxy
+// does: each must carry the target's Link field.
+func (r chaosReq) readAnswer(br *bufio.Reader) (*http.Response, error) {
+	for k := 0; ; k++ {
+		resp, err := http.ReadResponse(br, &http.Request{Method: r.method})
+		if err != nil || resp.StatusCode != http.StatusEarlyHints {
+			return resp, err
+		}
+		if r.b != bInterim || k == 2 {
+			return nil, fmt.Errorf("103 number %d for a %s answer", k+1, r.b)
+		}
+		if l := resp.Header.Get("Link"); l != "</s.css>; rel=preload" {
+			return nil, fmt.Errorf("103 relayed with Link %q", l)
+		}
+	}
+}
+
 // read reads r's answer from br and checks it. An answer the target cut
 // (only when r.mayCut) is a 502 when nothing of it had reached the client
 // yet, or ends the connection, before the answer began or after its head
 // and part of its body, and nothing follows: read then reports cut.
 func (r chaosReq) read(br *bufio.Reader) (rid string, cut bool, err error) {
-	resp, err := http.ReadResponse(br, &http.Request{Method: r.method})
+	resp, err := r.readAnswer(br)
 	if err != nil {
 		if r.mayCut() && connGone(err) {
 			return "", true, nil
@@ -643,7 +661,7 @@ func (cc *chaosClient) session(max int) error {
 			if cc.rng.IntN(3) == 0 {
 				return nil // before any answer
 			}
-			resp, err := http.ReadResponse(br, &http.Request{Method: r.method})
+			resp, err := r.readAnswer(br)
 			if err != nil && r.mayCut() && connGone(err) {
 				return nil // closed before the answer began
 			}

@@ -38,7 +38,7 @@ func idempotent(method string) bool {
 //     9.2.2; a request body is the application's input and is not
 //     resent after it may have been read).
 func retryable(err error, method string, hasBody, replayable bool) bool {
-	if errors.Is(err, pool.ErrDrainDeadline) {
+	if errors.Is(err, pool.ErrDrainDeadline) || errors.Is(err, errQueueTimeout) {
 		return false
 	}
 	var de *dialError
