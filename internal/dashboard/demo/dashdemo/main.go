@@ -22,9 +22,10 @@ import (
 	"syscall"
 	"time"
 
+	"golang.org/x/sync/errgroup"
+
 	"github.com/shoal-dev/shoal/internal/dashboard"
 	"github.com/shoal-dev/shoal/internal/dashboard/demo"
-	"golang.org/x/sync/errgroup"
 )
 
 func main() {
