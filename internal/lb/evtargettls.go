@@ -403,8 +403,11 @@ func (u *evUp) undial() {
 // its request and its connection is pooled. It reports whether u took
 // one.
 func (u *evUp) takeWaiting() bool {
+	if u.tls == nil {
+		return false // plain targets have no dial queue: no map lookup per reuse
+	}
 	q := u.l.dialing[u.key]
-	if u.tls == nil || q == nil {
+	if q == nil {
 		return false
 	}
 	for _, w := range q.ups {
